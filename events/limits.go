@@ -1,0 +1,132 @@
+package events
+
+import (
+	"crypto/rand"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+)
+
+const (
+	// DefaultMaxPayloadBytes is the default limit on one event's encoded
+	// payload plus metadata.
+	DefaultMaxPayloadBytes = 1 << 20
+	// DefaultMaxEventsPerAppend is the default limit on events in one append.
+	DefaultMaxEventsPerAppend = 1000
+	// MaxStreamIDLength is the longest stream id, in bytes.
+	MaxStreamIDLength = 200
+	// DefaultReadLimit is how many events ReadAll returns when limit <= 0.
+	DefaultReadLimit = 500
+)
+
+// Limits bounds what one append may contain. Both stores take it in their
+// config.
+type Limits struct {
+	// MaxPayloadBytes caps one event's payload. Defaults to
+	// DefaultMaxPayloadBytes (1 MiB).
+	MaxPayloadBytes int
+	// MaxEventsPerAppend caps the events in one append. Defaults to
+	// DefaultMaxEventsPerAppend.
+	MaxEventsPerAppend int
+}
+
+// WithDefaults fills unset fields.
+func (l Limits) WithDefaults() Limits {
+	if l.MaxPayloadBytes <= 0 {
+		l.MaxPayloadBytes = DefaultMaxPayloadBytes
+	}
+	if l.MaxEventsPerAppend <= 0 {
+		l.MaxEventsPerAppend = DefaultMaxEventsPerAppend
+	}
+	return l
+}
+
+// Record is an event validated and encoded for storage. Stores build them
+// with Prepare; applications do not need them.
+type Record struct {
+	ID       string
+	Raw      Raw
+	Metadata Metadata
+}
+
+// ValidateStreamID checks a stream id: 1 to MaxStreamIDLength bytes of valid
+// UTF-8 without control characters. Any other character, quotes and
+// semicolons included, is allowed: stores pass ids as parameters.
+func ValidateStreamID(id string) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("%w: empty stream id", ErrInvalidEvent)
+	case len(id) > MaxStreamIDLength:
+		return fmt.Errorf("%w: stream id is %d bytes, the limit is %d", ErrInvalidEvent, len(id), MaxStreamIDLength)
+	case !utf8.ValidString(id):
+		return fmt.Errorf("%w: stream id is not valid UTF-8", ErrInvalidEvent)
+	}
+	for _, r := range id {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("%w: stream id contains control character %U", ErrInvalidEvent, r)
+		}
+	}
+	return nil
+}
+
+// Prepare validates an append and encodes its events. Nothing is written
+// unless it succeeds, so a bad event fails the whole append.
+func Prepare(reg *Registry, lim Limits, streamID string, expected ExpectedVersion, evs []Event) ([]Record, error) {
+	lim = lim.WithDefaults()
+	if err := ValidateStreamID(streamID); err != nil {
+		return nil, err
+	}
+	if err := expected.validate(); err != nil {
+		return nil, err
+	}
+	if len(evs) == 0 {
+		return nil, fmt.Errorf("%w: append to %q with no events", ErrInvalidEvent, streamID)
+	}
+	if len(evs) > lim.MaxEventsPerAppend {
+		return nil, fmt.Errorf("%w: %d events in one append, the limit is %d (split the append or raise Limits.MaxEventsPerAppend)",
+			ErrInvalidEvent, len(evs), lim.MaxEventsPerAppend)
+	}
+	recs := make([]Record, len(evs))
+	seen := make(map[string]bool, len(evs))
+	for i, ev := range evs {
+		raw, err := reg.Encode(ev.Data)
+		if err != nil {
+			return nil, fmt.Errorf("event %d of %d: %w", i+1, len(evs), err)
+		}
+		if n := len(raw.Payload); n > lim.MaxPayloadBytes {
+			return nil, fmt.Errorf("%w: event %d (%q) payload is %d bytes, the limit is %d", ErrInvalidEvent, i+1, raw.Type, n, lim.MaxPayloadBytes)
+		}
+		id := ev.ID
+		if id == "" {
+			id = newUUID()
+		} else if _, err := uuid.Parse(id); err != nil {
+			return nil, fmt.Errorf("%w: event %d id %q is not a UUID", ErrInvalidEvent, i+1, id)
+		}
+		if seen[id] {
+			return nil, fmt.Errorf("%w: event id %s appears twice in one append", ErrDuplicateEvent, id)
+		}
+		seen[id] = true
+		recs[i] = Record{ID: id, Raw: raw, Metadata: ev.Metadata}
+	}
+	return recs, nil
+}
+
+// newUUID returns a version 7 UUID: time-ordered, so index inserts stay local.
+func newUUID() string {
+	u, err := uuid.NewV7()
+	if err != nil {
+		return uuid.Must(uuid.NewRandomFromReader(rand.Reader)).String()
+	}
+	return u.String()
+}
+
+// Clock is the time source of stores and services; tests replace it.
+type Clock interface{ Now() time.Time }
+
+// SystemClock is the wall clock.
+type SystemClock struct{}
+
+// Now returns time.Now().
+func (SystemClock) Now() time.Time { return time.Now() }

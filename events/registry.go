@@ -1,0 +1,197 @@
+package events
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"sync"
+)
+
+// Upcaster turns a stored payload of schema version From into version From+1.
+// Upcasters run on raw JSON so an old Go type need not be kept around.
+type Upcaster struct {
+	From int
+	Func func(payload json.RawMessage) (json.RawMessage, error)
+}
+
+// Registry maps stable type names to Go types. The name, not the Go type, is
+// what is stored, so renaming a Go type is safe as long as it stays registered
+// under the same name. To rename a *stored name*, register the new name and
+// keep reading the old one (register the same Go type under both), or migrate
+// the rows: never just change the string.
+//
+// A Registry is safe for concurrent use.
+type Registry struct {
+	mu     sync.RWMutex
+	byName map[string]*typeEntry
+	byType map[reflect.Type]*typeEntry
+}
+
+type typeEntry struct {
+	name    string
+	version int
+	goType  reflect.Type
+	ups     map[int]Upcaster
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{byName: map[string]*typeEntry{}, byType: map[reflect.Type]*typeEntry{}}
+}
+
+// Register registers T under name at schema version 1. It panics on
+// programmer error (empty or reused name, T already registered); use
+// RegisterSafely to get the error instead.
+func Register[T any](r *Registry, name string) {
+	if err := RegisterSafely[T](r, name, 1); err != nil {
+		panic(err)
+	}
+}
+
+// RegisterVersioned registers T under name at the given schema version, with
+// upcasters that bring every older stored version up to it. It panics on
+// programmer error.
+func RegisterVersioned[T any](r *Registry, name string, version int, ups ...Upcaster) {
+	if err := RegisterSafely[T](r, name, version, ups...); err != nil {
+		panic(err)
+	}
+}
+
+// RegisterSafely is Register/RegisterVersioned returning the error.
+func RegisterSafely[T any](r *Registry, name string, version int, ups ...Upcaster) error {
+	goType := reflect.TypeFor[T]()
+	if name == "" {
+		return fmt.Errorf("events: register %s: empty type name", goType)
+	}
+	if version < 1 {
+		return fmt.Errorf("events: register %q: schema version %d, want >= 1", name, version)
+	}
+	e := &typeEntry{name: name, version: version, goType: goType, ups: map[int]Upcaster{}}
+	for _, u := range ups {
+		if u.Func == nil || u.From < 1 || u.From >= version {
+			return fmt.Errorf("events: register %q: upcaster from v%d must have a Func and 1 <= From < %d", name, u.From, version)
+		}
+		if _, dup := e.ups[u.From]; dup {
+			return fmt.Errorf("events: register %q: two upcasters from v%d", name, u.From)
+		}
+		e.ups[u.From] = u
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.byName[name]; dup {
+		return fmt.Errorf("events: type name %q registered twice", name)
+	}
+	if prev, dup := r.byType[goType]; dup {
+		return fmt.Errorf("events: Go type %s already registered as %q", goType, prev.name)
+	}
+	r.byName[name] = e
+	r.byType[goType] = e
+	return nil
+}
+
+// Alias makes name decode into the Go type already registered as target,
+// so an event type can be renamed without orphaning stored events: register
+// the new name, alias the old one to it.
+func (r *Registry) Alias(name, target string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.byName[target]
+	if !ok {
+		return &UnknownTypeError{Name: target}
+	}
+	if _, dup := r.byName[name]; dup {
+		return fmt.Errorf("events: type name %q registered twice", name)
+	}
+	r.byName[name] = t
+	return nil
+}
+
+// NameOf returns the stored name and current schema version of v's type.
+func (r *Registry) NameOf(v any) (string, int, error) {
+	t := reflect.TypeOf(v)
+	r.mu.RLock()
+	e, ok := r.byType[t]
+	if !ok && t != nil && t.Kind() == reflect.Pointer {
+		e, ok = r.byType[t.Elem()]
+	}
+	r.mu.RUnlock()
+	if !ok {
+		return "", 0, &UnknownTypeError{GoType: fmt.Sprint(t)}
+	}
+	return e.name, e.version, nil
+}
+
+// Encode turns an event's Data into a Raw. A Raw passes through after its
+// payload is checked to be JSON; a nil registry accepts only Raw.
+func (r *Registry) Encode(data any) (Raw, error) {
+	if raw, ok := data.(Raw); ok {
+		if raw.Type == "" {
+			return Raw{}, fmt.Errorf("%w: raw event has an empty type name", ErrInvalidEvent)
+		}
+		if !json.Valid(raw.Payload) {
+			return Raw{}, fmt.Errorf("%w: payload of %q is not valid JSON", ErrInvalidEvent, raw.Type)
+		}
+		if raw.SchemaVersion == 0 {
+			raw.SchemaVersion = 1
+		}
+		return raw, nil
+	}
+	if r == nil {
+		return Raw{}, &UnknownTypeError{GoType: fmt.Sprintf("%T", data)}
+	}
+	name, version, err := r.NameOf(data)
+	if err != nil {
+		return Raw{}, err
+	}
+	b, err := json.Marshal(data)
+	if err != nil {
+		return Raw{}, fmt.Errorf("%w: encode %q: %v", ErrInvalidEvent, name, err)
+	}
+	return Raw{Type: name, SchemaVersion: version, Payload: b}, nil
+}
+
+// Decode returns the envelope's payload as a value of its registered Go type
+// (not a pointer), running upcasters for older schema versions.
+func (r *Registry) Decode(env Envelope) (any, error) {
+	r.mu.RLock()
+	e, ok := r.byName[env.Type]
+	r.mu.RUnlock()
+	if !ok {
+		return nil, &UnknownTypeError{Name: env.Type}
+	}
+	payload := env.Payload
+	v := max(env.SchemaVersion, 1)
+	if v > e.version {
+		return nil, &DecodeError{Type: env.Type, SchemaVersion: v,
+			Err: fmt.Errorf("stored schema is newer than this build's v%d (deploy the newer code first)", e.version)}
+	}
+	for ; v < e.version; v++ {
+		u, ok := e.ups[v]
+		if !ok {
+			return nil, &DecodeError{Type: env.Type, SchemaVersion: v, Err: fmt.Errorf("no upcaster from v%d", v)}
+		}
+		var err error
+		if payload, err = u.Func(payload); err != nil {
+			return nil, &DecodeError{Type: env.Type, SchemaVersion: v, Err: err}
+		}
+	}
+	ptr := reflect.New(e.goType)
+	if err := json.Unmarshal(payload, ptr.Interface()); err != nil {
+		return nil, &DecodeError{Type: env.Type, SchemaVersion: env.SchemaVersion, Err: err}
+	}
+	return ptr.Elem().Interface(), nil
+}
+
+// DecodeAs decodes env and asserts its type is T.
+func DecodeAs[T any](r *Registry, env Envelope) (T, error) {
+	var zero T
+	v, err := r.Decode(env)
+	if err != nil {
+		return zero, err
+	}
+	t, ok := v.(T)
+	if !ok {
+		return zero, &DecodeError{Type: env.Type, SchemaVersion: env.SchemaVersion, Err: fmt.Errorf("registered as %T, not %T", v, zero)}
+	}
+	return t, nil
+}

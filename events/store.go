@@ -1,0 +1,41 @@
+package events
+
+import "context"
+
+// Store is an append-only event store with optimistic concurrency and a
+// gap-free global order. pgstore.Store and memstore.Store implement it and
+// pass the same behavioural suite (eventstoretest).
+type Store interface {
+	// Append appends events atomically to one stream if the stream meets
+	// expected, and returns where they landed. Either every event is stored
+	// or none is.
+	Append(ctx context.Context, streamID string, expected ExpectedVersion, evs ...Event) (AppendResult, error)
+	// ReadStream returns up to limit events of one stream with version >=
+	// fromVersion, oldest first. limit <= 0 means no limit.
+	ReadStream(ctx context.Context, streamID string, fromVersion int64, limit int) ([]Envelope, error)
+	// StreamVersion returns the stream's version: 0 when it has no events.
+	StreamVersion(ctx context.Context, streamID string) (int64, error)
+	// ReadAll returns up to limit events strictly after the token, in global
+	// order. It never skips an event that commits later: events appear only
+	// once every event before them is visible. limit <= 0 means a default.
+	ReadAll(ctx context.Context, after Token, limit int) ([]Envelope, error)
+	// Head returns the token of the newest committed event (the zero token
+	// for an empty store).
+	Head(ctx context.Context) (Token, error)
+	// Registry returns the type registry the store encodes with.
+	Registry() *Registry
+}
+
+// AppendResult says where an append landed.
+type AppendResult struct {
+	StreamID string
+	// FirstVersion and LastVersion are the stream versions of the first and
+	// last appended event. Append again with Exactly(LastVersion).
+	FirstVersion int64
+	LastVersion  int64
+	// Token is the global position of the last appended event: hand it to
+	// readers so they wait for read models that reflect this write.
+	Token Token
+	// EventIDs are the ids of the appended events, in order.
+	EventIDs []string
+}

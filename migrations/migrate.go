@@ -1,0 +1,126 @@
+package migrations
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"regexp"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/tern/v2/migrate"
+)
+
+//go:embed *.sql
+var files embed.FS
+
+// DefaultSchema is the schema converge's tables live in by default.
+const DefaultSchema = "converge"
+
+// schemaLockKey serialises CREATE SCHEMA between concurrent migrators;
+// tern's own lock only covers the migrations that follow.
+const schemaLockKey = int64(0x636f6e7665726765) // "converge"
+
+var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// Config says where to migrate.
+type Config struct {
+	// Schema is the PostgreSQL schema to create the tables in. Lower-case
+	// letters, digits and underscores. Defaults to DefaultSchema.
+	Schema string
+}
+
+func (c *Config) withDefaults() Config {
+	out := Config{}
+	if c != nil {
+		out = *c
+	}
+	if out.Schema == "" {
+		out.Schema = DefaultSchema
+	}
+	return out
+}
+
+// ValidateSchema checks that a schema name is one converge accepts.
+func ValidateSchema(s string) error {
+	if !schemaName.MatchString(s) {
+		return fmt.Errorf("schema %q: use 1 to 63 lower-case letters, digits and underscores, not starting with a digit", s)
+	}
+	return nil
+}
+
+// Migrate brings the schema up to the newest version. It returns the version
+// reached.
+func Migrate(ctx context.Context, pool *pgxpool.Pool, cfg *Config) (int32, error) {
+	c := cfg.withDefaults()
+	if err := ValidateSchema(c.Schema); err != nil {
+		return 0, err
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("migrate: connect: %w", err)
+	}
+	defer conn.Release()
+	return migrateConn(ctx, conn.Conn(), c.Schema)
+}
+
+func migrateConn(ctx context.Context, conn *pgx.Conn, schema string) (int32, error) {
+	if err := createSchema(ctx, conn, schema); err != nil {
+		return 0, err
+	}
+	m, err := migrate.NewMigrator(ctx, conn, schema+".schema_version")
+	if err != nil {
+		return 0, fmt.Errorf("migrate: prepare version table: %w", err)
+	}
+	m.Data["schema"] = pgx.Identifier{schema}.Sanitize()
+	if err := m.LoadMigrations(files); err != nil {
+		return 0, fmt.Errorf("migrate: load embedded migrations: %w", err)
+	}
+	if err := m.Migrate(ctx); err != nil {
+		return 0, fmt.Errorf("migrate schema %q: %w", schema, err)
+	}
+	return m.GetCurrentVersion(ctx)
+}
+
+func createSchema(ctx context.Context, conn *pgx.Conn, schema string) error {
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", schemaLockKey); err != nil {
+			return fmt.Errorf("migrate: lock: %w", err)
+		}
+		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{schema}.Sanitize()); err != nil {
+			return fmt.Errorf("migrate: create schema %q (does the user have CREATE on the database?): %w", schema, err)
+		}
+		return nil
+	})
+}
+
+// Latest returns the newest migration version this build carries.
+func Latest() (int32, error) {
+	names, err := migrate.FindMigrations(files)
+	if err != nil {
+		return 0, err
+	}
+	if len(names) == 0 {
+		return 0, errors.New("migrate: no embedded migrations")
+	}
+	return int32(len(names)), nil
+}
+
+// Current returns the schema's applied version, 0 when it was never migrated.
+func Current(ctx context.Context, pool *pgxpool.Pool, cfg *Config) (int32, error) {
+	c := cfg.withDefaults()
+	if err := ValidateSchema(c.Schema); err != nil {
+		return 0, err
+	}
+	var v int32
+	err := pool.QueryRow(ctx, "SELECT version FROM "+pgx.Identifier{c.Schema, "schema_version"}.Sanitize()).Scan(&v)
+	if err != nil {
+		var exists bool
+		if qerr := pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", c.Schema+".schema_version").Scan(&exists); qerr == nil && !exists {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("read schema version of %q: %w", c.Schema, err)
+	}
+	return v, nil
+}

@@ -1,0 +1,90 @@
+package pgstore
+
+import (
+	"context"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgxlisten"
+
+	"github.com/converge-es/converge/events"
+)
+
+// Notification payloads: "e:<schema>" when events were appended,
+// "c:<schema>:<major>:<minor>:<name>" when a checkpoint moved. The schema
+// comes first so stores of other schemas ignore what is not theirs; the
+// name comes last because it may contain colons.
+
+func (s *Store) eventsPayload() string { return "e:" + s.cfg.Schema }
+
+func (s *Store) checkpointPayload(name string, pos events.Token) string {
+	return "c:" + s.cfg.Schema + ":" + strconv.FormatUint(pos.Major(), 10) + ":" + strconv.FormatUint(pos.Minor(), 10) + ":" + name
+}
+
+// listenAppName marks the listener's connection in pg_stat_activity, so an
+// operator (or a test) can find it.
+func listenAppName(schema string) string { return "converge-listen-" + schema }
+
+// listen runs the LISTEN loop until ctx ends. pgxlisten reconnects after
+// failures; while the connection is down PushHealthy is false and feed
+// subscribers fall back to polling.
+func (s *Store) listen(ctx context.Context) {
+	l := &pgxlisten.Listener{
+		Connect: func(ctx context.Context) (*pgx.Conn, error) {
+			cc := s.pool.Config().ConnConfig.Copy()
+			cc.RuntimeParams["application_name"] = listenAppName(s.cfg.Schema)
+			return pgx.ConnectConfig(ctx, cc)
+		},
+		LogError: func(ctx context.Context, err error) {
+			s.healthy.set(false)
+			if ctx.Err() == nil {
+				s.cfg.Logger.Warn("converge: listen connection lost; feed subscribers poll until it is back", "err", err)
+			}
+		},
+		ReconnectDelay: s.cfg.ListenReconnectDelay,
+	}
+	l.Handle(NotifyChannel, listenHandler{s})
+	_ = l.Listen(ctx) // returns only when ctx ends
+	s.healthy.set(false)
+}
+
+type listenHandler struct{ s *Store }
+
+// HandleBacklog runs once the connection listens again: anything appended
+// while it was down is picked up by waking every reader.
+func (h listenHandler) HandleBacklog(context.Context, string, *pgx.Conn) error {
+	h.s.healthy.set(true)
+	h.s.wake.Notify()
+	return nil
+}
+
+func (h listenHandler) HandleNotification(_ context.Context, n *pgconn.Notification, _ *pgx.Conn) error {
+	h.s.handlePayload(n.Payload)
+	return nil
+}
+
+func (s *Store) handlePayload(p string) {
+	kind, rest, ok := strings.Cut(p, ":")
+	if !ok {
+		return
+	}
+	switch kind {
+	case "e":
+		if rest == s.cfg.Schema {
+			s.wake.Notify()
+		}
+	case "c":
+		parts := strings.SplitN(rest, ":", 4)
+		if len(parts) != 4 || parts[0] != s.cfg.Schema {
+			return
+		}
+		major, err1 := strconv.ParseUint(parts[1], 10, 64)
+		minor, err2 := strconv.ParseUint(parts[2], 10, 64)
+		if err1 != nil || err2 != nil {
+			return
+		}
+		s.fireCheckpoint(parts[3], events.MakeToken(major, minor))
+	}
+}

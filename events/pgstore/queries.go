@@ -1,0 +1,101 @@
+package pgstore
+
+import "fmt"
+
+// queries holds the store's SQL with the schema baked in, built once.
+type queries struct {
+	upsertAppend string // AnyVersion, NoStream
+	updateAppend string // Exactly(n > 0), StreamExists
+	notify       string
+	readStream   string
+	streamVer    string
+	readFeed     string
+	readFeedCat  string
+	pending      string
+	pendingCat   string
+	head         string
+	countBetween string
+	horizonAge   string
+	acquire      string
+	renew        string
+	release      string
+	position     string
+	commit       string
+}
+
+// The ordering key. pg_current_xact_id() gives this transaction an id if it
+// has none; the xid8 is cast through text because pgx has no xid8 codec and
+// real ids stay far below 2^63.
+const xactID = `pg_current_xact_id()::text::bigint`
+
+// horizon is the read horizon: every transaction with an id below it has
+// ended, so no row with a smaller sort_key can still appear.
+const horizon = `pg_snapshot_xmin(pg_current_snapshot())::text::bigint`
+
+const eventColumns = `seq, sort_key, event_id::text, stream_id, version, type, schema_version, payload, metadata, recorded_at`
+
+func newQueries(schema string) queries {
+	events := table(schema, "events")
+	streams := table(schema, "streams")
+	cps := table(schema, "checkpoints")
+
+	// insertEvents inserts the call's events after the stream head row moved.
+	// The head row's lock serialises appenders of one stream, so version n+1
+	// is inserted (and gets its seq) only after version n committed.
+	insertEvents := fmt.Sprintf(`
+INSERT INTO %[1]s (sort_key, event_id, stream_id, version, type, schema_version, payload, metadata, category)
+SELECT head.sort_key, e.id, $1, head.version - $2 + e.ord, e.type, e.sv, e.payload, e.meta, $8
+FROM head, unnest($3::uuid[], $4::text[], $5::int[], $6::jsonb[], $7::jsonb[]) WITH ORDINALITY AS e(id, type, sv, payload, meta, ord)
+ORDER BY e.ord
+RETURNING seq, sort_key, version`, events)
+
+	return queries{
+		// A new stream starts at $2 events. An existing one moves on only
+		// when the condition holds; the sort_key never decreases along a
+		// stream, which keeps per-stream order in the global feed.
+		upsertAppend: fmt.Sprintf(`
+WITH head AS (
+	INSERT INTO %[1]s AS st (stream_id, version, sort_key) VALUES ($1, $2, %[2]s)
+	ON CONFLICT (stream_id) DO UPDATE
+	SET version = st.version + EXCLUDED.version,
+	    sort_key = greatest(st.sort_key, EXCLUDED.sort_key),
+	    updated_at = now()
+	WHERE $9::bigint < 0 OR st.version = $9::bigint
+	RETURNING st.version, st.sort_key
+)`, streams, xactID) + insertEvents,
+		updateAppend: fmt.Sprintf(`
+WITH head AS (
+	UPDATE %[1]s AS st
+	SET version = st.version + $2, sort_key = greatest(st.sort_key, %[2]s), updated_at = now()
+	WHERE st.stream_id = $1 AND ($9::bigint < 0 OR st.version = $9::bigint)
+	RETURNING st.version, st.sort_key
+)`, streams, xactID) + insertEvents,
+		notify:     `SELECT pg_notify($1, $2)`,
+		readStream: fmt.Sprintf(`SELECT %s FROM %s WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`, eventColumns, events),
+		streamVer:  fmt.Sprintf(`SELECT coalesce((SELECT version FROM %s WHERE stream_id = $1), 0)`, streams),
+		readFeed: fmt.Sprintf(`SELECT %s FROM %s WHERE (sort_key, seq) > ($1, $2) AND sort_key < %s ORDER BY sort_key, seq LIMIT $3`,
+			eventColumns, events, horizon),
+		readFeedCat: fmt.Sprintf(`SELECT %s FROM %s WHERE category = $4 AND (sort_key, seq) > ($1, $2) AND sort_key < %s ORDER BY sort_key, seq LIMIT $3`,
+			eventColumns, events, horizon),
+		pending:      fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE (sort_key, seq) > ($1, $2) AND sort_key >= %s)`, events, horizon),
+		pendingCat:   fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE category = $3 AND (sort_key, seq) > ($1, $2) AND sort_key >= %s)`, events, horizon),
+		head:         fmt.Sprintf(`SELECT sort_key, seq FROM %s ORDER BY sort_key DESC, seq DESC LIMIT 1`, events),
+		countBetween: fmt.Sprintf(`SELECT count(*) FROM (SELECT 1 FROM %s WHERE (sort_key, seq) > ($1, $2) AND (sort_key, seq) <= ($3, $4) LIMIT $5) c`, events),
+		// The oldest transaction that holds the horizon back, anywhere in the
+		// cluster: its age is how long delivery has been held up.
+		horizonAge: `SELECT coalesce((SELECT extract(epoch FROM now() - xact_start) FROM pg_stat_activity
+WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() ORDER BY age(backend_xid) DESC LIMIT 1), 0)::float8`,
+		acquire: fmt.Sprintf(`
+INSERT INTO %[1]s AS c (name, owner, generation, lease_until, heartbeat_at) VALUES ($1, $2, 1, now() + $3::interval, now())
+ON CONFLICT (name) DO UPDATE
+SET generation = CASE WHEN c.owner IS NOT DISTINCT FROM EXCLUDED.owner THEN c.generation ELSE c.generation + 1 END,
+    owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until, heartbeat_at = now()
+WHERE c.owner IS NULL OR c.owner = EXCLUDED.owner OR c.lease_until < now()
+RETURNING generation, major, minor`, cps),
+		renew:    fmt.Sprintf(`UPDATE %s SET lease_until = now() + $4::interval, heartbeat_at = now() WHERE name = $1 AND owner = $2 AND generation = $3`, cps),
+		release:  fmt.Sprintf(`UPDATE %s SET owner = NULL, lease_until = NULL WHERE name = $1 AND owner = $2 AND generation = $3`, cps),
+		position: fmt.Sprintf(`SELECT major, minor FROM %s WHERE name = $1`, cps),
+		commit: fmt.Sprintf(`UPDATE %s SET major = $4, minor = $5, updated_at = now(), heartbeat_at = now()
+WHERE name = $1 AND owner = $2 AND generation = $3`, cps),
+	}
+}

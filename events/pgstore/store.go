@@ -1,0 +1,225 @@
+package pgstore
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/internal/signal"
+	"github.com/converge-es/converge/migrations"
+)
+
+const (
+	// DefaultListenReconnectDelay is how long the listener waits before
+	// reconnecting after its connection drops.
+	DefaultListenReconnectDelay = 500 * time.Millisecond
+	// DefaultNotifyLinger is the default Config.NotifyLinger.
+	DefaultNotifyLinger = time.Millisecond
+	// NotifyChannel is the PostgreSQL channel every converge store notifies
+	// on; payloads name the schema, so stores of different schemas share it.
+	NotifyChannel = "converge"
+)
+
+// Config configures a Store.
+type Config struct {
+	// Schema is the PostgreSQL schema holding converge's tables. Defaults to
+	// migrations.DefaultSchema ("converge").
+	Schema string
+	// Registry encodes and decodes event types. Defaults to an empty
+	// registry, which accepts only events.Raw.
+	Registry *events.Registry
+	// Limits bounds appends. Defaults to events.Limits defaults (1 MiB
+	// payloads, 1000 events per append).
+	Limits events.Limits
+	// Logger receives background errors (lost listen connection, failed
+	// notifications). Defaults to slog.Default().
+	Logger *slog.Logger
+	// ListenReconnectDelay is the pause before the listener reconnects.
+	// Defaults to DefaultListenReconnectDelay.
+	ListenReconnectDelay time.Duration
+	// NotifyLinger is how long the notifier gathers commits before it
+	// sends one NOTIFY for all of them; it adds at most this much to
+	// cross-process wake-up latency. Defaults to DefaultNotifyLinger; a
+	// negative value sends at once.
+	NotifyLinger time.Duration
+	// DisableListen turns push wake-ups off: feed subscribers then poll.
+	// Defaults to false.
+	DisableListen bool
+	// SkipSchemaCheck skips New's check that the schema is migrated.
+	// Defaults to false.
+	SkipSchemaCheck bool
+}
+
+func (c *Config) withDefaults() Config {
+	out := Config{}
+	if c != nil {
+		out = *c
+	}
+	out.Schema = cmp.Or(out.Schema, migrations.DefaultSchema)
+	if out.Registry == nil {
+		out.Registry = events.NewRegistry()
+	}
+	out.Limits = out.Limits.WithDefaults()
+	if out.Logger == nil {
+		out.Logger = slog.Default()
+	}
+	out.ListenReconnectDelay = cmp.Or(out.ListenReconnectDelay, DefaultListenReconnectDelay)
+	out.NotifyLinger = cmp.Or(out.NotifyLinger, DefaultNotifyLinger)
+	return out
+}
+
+func (c Config) validate() error {
+	if err := migrations.ValidateSchema(c.Schema); err != nil {
+		return fmt.Errorf("pgstore: Config.Schema: %w", err)
+	}
+	if c.ListenReconnectDelay < 0 {
+		return errors.New("pgstore: Config.ListenReconnectDelay must not be negative")
+	}
+	return nil
+}
+
+// Store is the PostgreSQL event store. It is safe for concurrent use.
+type Store struct {
+	pool *pgxpool.Pool
+	cfg  Config
+	q    queries
+
+	wake    signal.Broadcast // new events may be readable
+	healthy chanFlag         // listen connection is up
+
+	notifier *notifier
+	watchMu  sync.Mutex
+	watchers map[int]func(name string, pos events.Token)
+	watchID  int
+
+	cancel context.CancelFunc
+	done   sync.WaitGroup
+	closed chan struct{}
+	once   sync.Once
+}
+
+// New returns a store over pool. Unless Config.DisableListen is set it
+// starts a listener on one dedicated connection, so feed subscribers and
+// checkpoint watchers in this process are woken by push. Call Close to stop
+// it.
+func New(ctx context.Context, pool *pgxpool.Pool, cfg *Config) (*Store, error) {
+	c := cfg.withDefaults()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	if pool == nil {
+		return nil, errors.New("pgstore: New needs a *pgxpool.Pool")
+	}
+	if !c.SkipSchemaCheck {
+		if err := checkSchema(ctx, pool, c.Schema); err != nil {
+			return nil, err
+		}
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	s := &Store{
+		pool:     pool,
+		cfg:      c,
+		q:        newQueries(c.Schema),
+		watchers: map[int]func(string, events.Token){},
+		cancel:   cancel,
+		closed:   make(chan struct{}),
+	}
+	s.notifier = newNotifier(pool, c.Logger, c.NotifyLinger)
+	s.done.Add(1)
+	go func() { defer s.done.Done(); s.notifier.run(bg) }()
+	if !c.DisableListen {
+		s.done.Add(1)
+		go func() { defer s.done.Done(); s.listen(bg) }()
+	}
+	return s, nil
+}
+
+func checkSchema(ctx context.Context, pool *pgxpool.Pool, schema string) error {
+	have, err := migrations.Current(ctx, pool, &migrations.Config{Schema: schema})
+	if err != nil {
+		return fmt.Errorf("pgstore: %w (is PostgreSQL reachable?)", err)
+	}
+	want, err := migrations.Latest()
+	if err != nil {
+		return err
+	}
+	if have < want {
+		return fmt.Errorf("pgstore: schema %q is at version %d, this build needs %d (run `converge migrate --schema %s`)", schema, have, want, schema)
+	}
+	return nil
+}
+
+// Close stops the listener and the notifier. It does not close the pool.
+func (s *Store) Close() error {
+	s.once.Do(func() {
+		close(s.closed)
+		s.cancel()
+		s.done.Wait()
+		s.wake.Notify()
+	})
+	return nil
+}
+
+func (s *Store) isClosed() bool {
+	select {
+	case <-s.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// Pool returns the pool the store writes through.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Schema returns the schema the store's tables live in.
+func (s *Store) Schema() string { return s.cfg.Schema }
+
+// Registry returns the store's type registry.
+func (s *Store) Registry() *events.Registry { return s.cfg.Registry }
+
+// Wake returns a channel closed when new events may be readable.
+func (s *Store) Wake() <-chan struct{} { return s.wake.C() }
+
+// PushHealthy reports whether the listen connection is up.
+func (s *Store) PushHealthy() bool { return s.healthy.get() }
+
+// PushHealthyChanged returns a channel closed the next time push health
+// changes (tests await reconnects with it).
+func (s *Store) PushHealthyChanged() <-chan struct{} { return s.healthy.changed() }
+
+// table returns the schema-qualified, quoted name of a converge table.
+func table(schema, name string) string { return pgx.Identifier{schema, name}.Sanitize() }
+
+// chanFlag is a boolean whose changes can be awaited.
+type chanFlag struct {
+	mu sync.Mutex
+	v  bool
+	b  signal.Broadcast
+}
+
+func (f *chanFlag) set(v bool) {
+	f.mu.Lock()
+	changed := f.v != v
+	f.v = v
+	f.mu.Unlock()
+	if changed {
+		f.b.Notify()
+	}
+}
+
+func (f *chanFlag) get() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.v
+}
+
+func (f *chanFlag) changed() <-chan struct{} { return f.b.C() }

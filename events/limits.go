@@ -101,8 +101,10 @@ func Prepare(reg *Registry, lim Limits, streamID string, expected ExpectedVersio
 		id := ev.ID
 		if id == "" {
 			id = newUUID()
-		} else if _, err := uuid.Parse(id); err != nil {
+		} else if u, err := uuid.Parse(id); err != nil {
 			return nil, fmt.Errorf("%w: event %d id %q is not a UUID", ErrInvalidEvent, i+1, id)
+		} else {
+			id = u.String() // one spelling per id, so duplicates are caught
 		}
 		if seen[id] {
 			return nil, fmt.Errorf("%w: event id %s appears twice in one append", ErrDuplicateEvent, id)

@@ -38,4 +38,7 @@ type AppendResult struct {
 	Token Token
 	// EventIDs are the ids of the appended events, in order.
 	EventIDs []string
+	// Tokens are the global positions of the appended events, in order;
+	// the last one equals Token.
+	Tokens []Token
 }

@@ -91,3 +91,34 @@ type CheckpointWatcher interface {
 	// the returned cancel func is called. fn must not block.
 	WatchCheckpoints(fn func(name string, pos events.Token)) (cancel func())
 }
+
+// ConsumerInfo is what a store knows of one consumer name.
+type ConsumerInfo struct {
+	Name     string
+	Position events.Token
+	// Owner is empty when no consumer holds the name.
+	Owner      string
+	Generation int64
+	LeaseUntil time.Time
+	// HeartbeatAt is the holder's last renewal or commit: a stuck runner
+	// shows as a growing heartbeat age.
+	HeartbeatAt time.Time
+	// UpdatedAt is when the position last moved.
+	UpdatedAt time.Time
+}
+
+// Inspector answers the questions lag monitoring asks of a store.
+type Inspector interface {
+	// Head returns the token of the newest committed event.
+	Head(ctx context.Context) (events.Token, error)
+	// CountBetween counts events after `after` up to and including upTo.
+	CountBetween(ctx context.Context, after, upTo events.Token) (int64, error)
+	// OldestAfter returns when the first event after `after` in global
+	// order was recorded; false when there is none.
+	OldestAfter(ctx context.Context, after events.Token) (time.Time, bool, error)
+	// Consumers lists every consumer name with its position and lease.
+	Consumers(ctx context.Context) ([]ConsumerInfo, error)
+	// HorizonAge is how long the oldest open transaction has been holding
+	// delivery back (always 0 in memory).
+	HorizonAge(ctx context.Context) (time.Duration, error)
+}

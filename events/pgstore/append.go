@@ -1,10 +1,12 @@
 package pgstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -94,25 +96,23 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 	if err != nil {
 		return events.AppendResult{}, s.appendError(streamID, err)
 	}
-	res := events.AppendResult{StreamID: streamID, EventIDs: ids}
-	count := 0
+	type landed struct {
+		version int64
+		tok     events.Token
+	}
+	var got []landed
 	for rows.Next() {
 		var seq, sortKey, version int64
 		if err := rows.Scan(&seq, &sortKey, &version); err != nil {
 			rows.Close()
 			return events.AppendResult{}, fmt.Errorf("pgstore: append: %w", err)
 		}
-		tok := events.MakeToken(uint64(sortKey), uint64(seq))
-		res.Token = res.Token.Max(tok)
-		if count == 0 || version < res.FirstVersion {
-			res.FirstVersion = version
-		}
-		res.LastVersion = max(res.LastVersion, version)
-		count++
+		got = append(got, landed{version, events.MakeToken(uint64(sortKey), uint64(seq))})
 	}
 	if err := rows.Err(); err != nil {
 		return events.AppendResult{}, s.appendError(streamID, err)
 	}
+	count := len(got)
 	if count == 0 {
 		// The head row did not match the expectation: nothing was written.
 		actual, verr := s.streamVersion(ctx, db, streamID)
@@ -123,6 +123,19 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 	}
 	if count != n {
 		return events.AppendResult{}, fmt.Errorf("pgstore: append to %q stored %d of %d events (this is a bug)", streamID, count, n)
+	}
+	// RETURNING order is not promised; versions say where each event went.
+	slices.SortFunc(got, func(a, b landed) int { return cmp.Compare(a.version, b.version) })
+	res := events.AppendResult{
+		StreamID:     streamID,
+		FirstVersion: got[0].version,
+		LastVersion:  got[n-1].version,
+		Token:        got[n-1].tok,
+		EventIDs:     ids,
+		Tokens:       make([]events.Token, n),
+	}
+	for i, l := range got {
+		res.Tokens[i] = l.tok
 	}
 	return res, nil
 }

@@ -24,8 +24,8 @@ func raw(i int) events.Event {
 // feedChecker follows the global feed and fails on a skip, a duplicate, a
 // stream out of version order or a token that does not increase.
 type feedChecker struct {
-	t        *testing.T
-	store    interface {
+	t     *testing.T
+	store interface {
 		ReadAll(context.Context, events.Token, int) ([]events.Envelope, error)
 		Wake() <-chan struct{}
 	}

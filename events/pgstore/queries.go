@@ -16,6 +16,8 @@ type queries struct {
 	head         string
 	countBetween string
 	horizonAge   string
+	oldestAfter  string
+	consumers    string
 	acquire      string
 	renew        string
 	release      string
@@ -75,16 +77,19 @@ WITH head AS (
 		streamVer:  fmt.Sprintf(`SELECT coalesce((SELECT version FROM %s WHERE stream_id = $1), 0)`, streams),
 		readFeed: fmt.Sprintf(`SELECT %s FROM %s WHERE (sort_key, seq) > ($1, $2) AND sort_key < %s ORDER BY sort_key, seq LIMIT $3`,
 			eventColumns, events, horizon),
-		readFeedCat: fmt.Sprintf(`SELECT %s FROM %s WHERE category = $4 AND (sort_key, seq) > ($1, $2) AND sort_key < %s ORDER BY sort_key, seq LIMIT $3`,
-			eventColumns, events, horizon),
+		readFeedCat: fmt.Sprintf(`SELECT %s FROM %s WHERE %s AND (sort_key, seq) > ($1, $2) AND sort_key < %s ORDER BY sort_key, seq LIMIT $3`,
+			eventColumns, events, categoryMatch("$4"), horizon),
 		pending:      fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE (sort_key, seq) > ($1, $2) AND sort_key >= %s)`, events, horizon),
-		pendingCat:   fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE category = $3 AND (sort_key, seq) > ($1, $2) AND sort_key >= %s)`, events, horizon),
+		pendingCat:   fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE %s AND (sort_key, seq) > ($1, $2) AND sort_key >= %s)`, events, categoryMatch("$3"), horizon),
 		head:         fmt.Sprintf(`SELECT sort_key, seq FROM %s ORDER BY sort_key DESC, seq DESC LIMIT 1`, events),
 		countBetween: fmt.Sprintf(`SELECT count(*) FROM (SELECT 1 FROM %s WHERE (sort_key, seq) > ($1, $2) AND (sort_key, seq) <= ($3, $4) LIMIT $5) c`, events),
 		// The oldest transaction that holds the horizon back, anywhere in the
 		// cluster: its age is how long delivery has been held up.
 		horizonAge: `SELECT coalesce((SELECT extract(epoch FROM now() - xact_start) FROM pg_stat_activity
 WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() ORDER BY age(backend_xid) DESC LIMIT 1), 0)::float8`,
+		oldestAfter: fmt.Sprintf(`SELECT recorded_at FROM %s WHERE (sort_key, seq) > ($1, $2) ORDER BY sort_key, seq LIMIT 1`, events),
+		consumers: fmt.Sprintf(`SELECT name, major, minor, coalesce(owner, ''), generation, coalesce(lease_until, 'epoch'), coalesce(heartbeat_at, 'epoch'), updated_at
+FROM %s ORDER BY name`, cps),
 		acquire: fmt.Sprintf(`
 INSERT INTO %[1]s AS c (name, owner, generation, lease_until, heartbeat_at) VALUES ($1, $2, 1, now() + $3::interval, now())
 ON CONFLICT (name) DO UPDATE
@@ -98,4 +103,12 @@ RETURNING generation, major, minor`, cps),
 		commit: fmt.Sprintf(`UPDATE %s SET major = $4, minor = $5, updated_at = now(), heartbeat_at = now()
 WHERE name = $1 AND owner = $2 AND generation = $3`, cps),
 	}
+}
+
+// categoryMatch matches a stream id equal to the category or starting with
+// category + "-". The indexed category column answers when the category has
+// no "-" of its own (the common case); starts_with needs no LIKE escaping.
+func categoryMatch(param string) string {
+	return fmt.Sprintf(`(CASE WHEN strpos(%[1]s, '-') = 0 THEN category = %[1]s
+ELSE (stream_id = %[1]s OR starts_with(stream_id, %[1]s || '-')) END)`, param)
 }

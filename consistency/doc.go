@@ -1,0 +1,68 @@
+// Package consistency lets reads say how fresh they are, and wait, within a
+// deadline, until they are fresh enough.
+//
+// # Tokens
+//
+// Every append returns an events.Token: a position in the global order of
+// events. Read models are built by projections that follow that order and
+// record how far they got (their checkpoint). A read model whose checkpoint
+// is at or past a token reflects every event up to it. So a client that
+// sends back the token of its own write can be answered from a read model
+// that has caught up with it: read-your-own-writes, without coupling the
+// read side to the write side.
+//
+// Over HTTP, write handlers return the token in X-Consistency-Position
+// (SetPosition) and clients send it back on reads, in the same header or
+// the consistency_position query parameter. Middleware does the rest.
+// Browsers on another origin see these headers only when the CORS
+// response lists them in Access-Control-Expose-Headers (and the preflight
+// allows X-Consistency-Position in Access-Control-Allow-Headers).
+//
+// # Waits
+//
+// A Tracker holds the in-process view of every projection's checkpoint.
+// Checkpoint moves reach it by push: a feed.CheckpointWatcher (PostgreSQL
+// LISTEN, or the in-memory store) calls Advance, and Advance wakes exactly
+// the waiters of that name. Nobody polls per request. While push is down
+// (TrackerConfig.PushHealthy reports false), or when there is no Watcher,
+// one shared loop re-reads the positions of names somebody waits on, once
+// per FallbackInterval.
+//
+// Every wait has a deadline: the caller's context deadline, DefaultTimeout
+// (2s) when it has none, and never more than MaxTimeout (10s). A flood of
+// waits cannot exhaust the process: past MaxWaiters, waits do not block.
+//
+// # Staleness
+//
+// A wait that runs out of time is not an error. It returns a Status with
+// Stale set, the checkpoint the read models did reach, and how many events
+// they are behind when a Counter is configured; the read goes ahead and
+// the answer is flagged stale (X-Consistency-Stale: true), so the UI can
+// show "pending" rather than hide the delay. Wait fails only when called
+// with no names or when the caller cancels its context.
+//
+// Which read models are strongly and which eventually consistent is
+// declared in a Catalog, which serves the list as JSON and renders the
+// table the docs show.
+//
+// # Example
+//
+//	tr, err := consistency.NewTracker(&consistency.TrackerConfig{
+//		Positions:   store.Checkpoints(), // seeds and fallback
+//		Watcher:     store,               // push: checkpoint moves
+//		PushHealthy: store.PushHealthy,
+//	})
+//	if err != nil { ... }
+//	if err := tr.Start(ctx); err != nil { ... }
+//	defer tr.Stop(context.Background())
+//
+//	// In code:
+//	res, err := consistency.Read(ctx, tr, tok, []string{"order_summary"},
+//		func(ctx context.Context) (Order, error) { return orders.Get(ctx, id) })
+//	if res.Stale { ... say "being confirmed" ... }
+//
+//	// Over HTTP:
+//	mux.Handle("GET /orders/{id}", consistency.Middleware(tr, &consistency.HTTPConfig{
+//		Names: []string{"order_summary"},
+//	})(getOrder))
+package consistency

@@ -1,0 +1,51 @@
+package consistency
+
+import (
+	"context"
+	"time"
+)
+
+// fallbackLoop is the tracker's one background goroutine. While push is not
+// trusted it re-reads, every FallbackInterval, the positions of the names
+// somebody is waiting on; Advance then wakes those waiters exactly as a push
+// would. Polling here, once per name per tick, rather than in each waiter
+// keeps the database load independent of how many requests wait.
+func (t *Tracker) fallbackLoop(ctx context.Context) {
+	defer close(t.loopDone)
+	ticker := time.NewTicker(t.cfg.FallbackInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		if t.pushTrusted() {
+			continue
+		}
+		t.pollWaited(ctx)
+	}
+}
+
+// pollWaited reads every name with an active wait, within one interval.
+func (t *Tracker) pollWaited(ctx context.Context) {
+	t.mu.Lock()
+	var names []string
+	for name, cp := range t.names {
+		if cp.active > 0 {
+			names = append(names, name)
+		}
+	}
+	t.mu.Unlock()
+	if len(names) == 0 {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, t.cfg.FallbackInterval)
+	defer cancel()
+	for _, name := range names {
+		if pctx.Err() != nil {
+			return
+		}
+		t.read(pctx, name)
+	}
+}

@@ -1,0 +1,239 @@
+package consistency
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/internal/signal"
+)
+
+// Tracker is the in-process view of every projection's checkpoint. Waiters
+// block on a per-name broadcast that Advance closes, so a checkpoint move
+// wakes exactly the waiters of that name and nobody polls per request. See
+// the package doc for the whole picture.
+type Tracker struct {
+	cfg    TrackerConfig
+	logger *slog.Logger
+
+	mu        sync.Mutex
+	names     map[string]*checkpoint
+	started   bool
+	watching  bool // Watcher subscribed and not cancelled
+	stopWatch func()
+	stopLoop  context.CancelFunc
+
+	waiters  atomic.Int64 // active blocking waits, bounded by MaxWaiters
+	rejected atomic.Uint64
+	changed  signal.Broadcast // notified whenever a waiter parks or leaves
+
+	stopping chan struct{} // closed by Stop: releases every waiter
+	loopDone chan struct{} // closed when the fallback loop has returned
+	stopped  chan struct{} // closed when Stop is complete
+	stopOnce sync.Once
+	doneOnce sync.Once
+}
+
+// checkpoint is the tracker's knowledge of one name. Fields are guarded by
+// Tracker.mu.
+type checkpoint struct {
+	pos   events.Token
+	known bool // pos came from Advance, Reset or Positions, not the zero default
+	// active counts waits that include this name: the fallback loop polls
+	// only names with active waits.
+	active int
+	// parked counts waits blocked on moved right now (Waiting).
+	parked int
+	moved  signal.Broadcast
+	// reading is non-nil while a Positions read of this name is in flight,
+	// so concurrent first waits share one read instead of stampeding the
+	// database.
+	reading chan struct{}
+}
+
+// NewTracker builds a Tracker. Call Start to subscribe to the Watcher and
+// run the fallback loop; waits work before Start, but only Advance and
+// first reads move checkpoints then.
+func NewTracker(cfg *TrackerConfig) (*Tracker, error) {
+	var c TrackerConfig
+	if cfg != nil {
+		c = *cfg
+	}
+	c = c.withDefaults()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return &Tracker{
+		cfg:      c,
+		logger:   c.Logger.With("component", "consistency.Tracker"),
+		names:    make(map[string]*checkpoint),
+		stopping: make(chan struct{}),
+		loopDone: make(chan struct{}),
+		stopped:  make(chan struct{}),
+	}, nil
+}
+
+// Start subscribes to the Watcher and starts the fallback loop. It does not
+// block. ctx supplies values only: the tracker runs until Stop, so that a
+// request-scoped context cannot end it by accident.
+func (t *Tracker) Start(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	// Checked under the lock Stop closes stopping with, so a Start racing a
+	// Stop cannot leave a loop running.
+	if t.isStopping() {
+		return ErrStopped
+	}
+	if t.started {
+		return ErrAlreadyStarted
+	}
+	t.started = true
+	if t.cfg.Watcher != nil {
+		t.stopWatch = t.cfg.Watcher.WatchCheckpoints(t.Advance)
+		t.watching = true
+	}
+	if t.cfg.Positions == nil {
+		// Nothing to poll: no goroutine at all.
+		close(t.loopDone)
+		return nil
+	}
+	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	t.stopLoop = cancel
+	go t.fallbackLoop(loopCtx)
+	return nil
+}
+
+// Stop unsubscribes from the Watcher, ends the fallback loop and releases
+// every blocked waiter with a stale Status (ReasonStopped), so a shutting
+// down server answers its last reads at once instead of after their
+// deadlines. It returns when the loop has ended or ctx is done. Stop may be
+// called more than once, and without Start.
+func (t *Tracker) Stop(ctx context.Context) error {
+	t.stopOnce.Do(func() {
+		t.mu.Lock()
+		close(t.stopping)
+		if t.stopWatch != nil {
+			t.stopWatch()
+		}
+		t.watching = false
+		switch {
+		case t.stopLoop != nil:
+			t.stopLoop()
+		case !t.started:
+			close(t.loopDone)
+		}
+		t.mu.Unlock()
+	})
+	select {
+	case <-t.loopDone:
+		t.doneOnce.Do(func() { close(t.stopped) })
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Stopped returns a channel closed once Stop has completed.
+func (t *Tracker) Stopped() <-chan struct{} { return t.stopped }
+
+// Advance moves the checkpoint of name forward to pos and wakes its
+// waiters. A pos at or before the known checkpoint is ignored: moves arrive
+// from several sources (the Watcher, the fallback loop, first reads) in no
+// particular order, and a late report must not make a read model look
+// older than it is. Use Reset when a projection really rewinds.
+//
+// Advance does not block, so it is safe as a feed.CheckpointWatcher
+// callback.
+func (t *Tracker) Advance(name string, pos events.Token) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.advanceLocked(t.checkpointLocked(name), pos)
+}
+
+// Reset sets the checkpoint of name to pos even when that moves it back,
+// as when a projection is rebuilt from scratch. Without it the tracker would
+// keep reporting the old position and label reads of the rebuilding read
+// model fresh.
+func (t *Tracker) Reset(name string, pos events.Token) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cp := t.checkpointLocked(name)
+	cp.pos = pos
+	cp.known = true
+	cp.moved.Notify()
+}
+
+// Position returns the checkpoint the tracker knows for name, and false
+// when it has learned none yet (it was never advanced nor waited on).
+func (t *Tracker) Position(name string) (events.Token, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cp, ok := t.names[name]
+	if !ok || !cp.known {
+		return events.Token{}, false
+	}
+	return cp.pos, true
+}
+
+// Waiting returns how many waits are blocked on name right now. A wait on
+// several names blocks on one lagging name at a time. With WaitersChanged
+// it lets tests know waiters are parked without sleeping.
+func (t *Tracker) Waiting(name string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if cp, ok := t.names[name]; ok {
+		return cp.parked
+	}
+	return 0
+}
+
+// WaitersChanged returns a channel closed the next time a wait starts
+// blocking, parks on a name, or leaves. Take it before reading Waiting or
+// Stats, then wait on it, so a change in between is not missed.
+func (t *Tracker) WaitersChanged() <-chan struct{} { return t.changed.C() }
+
+// Stats returns the tracker's counters.
+func (t *Tracker) Stats() TrackerStats {
+	return TrackerStats{
+		Waiters:  int(t.waiters.Load()),
+		Rejected: t.rejected.Load(),
+	}
+}
+
+func (t *Tracker) checkpointLocked(name string) *checkpoint {
+	cp, ok := t.names[name]
+	if !ok {
+		cp = &checkpoint{}
+		t.names[name] = cp
+	}
+	return cp
+}
+
+func (t *Tracker) advanceLocked(cp *checkpoint, pos events.Token) {
+	if cp.known && !pos.After(cp.pos) {
+		return
+	}
+	cp.pos = pos.Max(cp.pos)
+	cp.known = true
+	cp.moved.Notify()
+}
+
+// pushTrusted reports whether checkpoint moves reach the tracker by push,
+// so a known position can be believed without reading it again.
+func (t *Tracker) pushTrusted() bool {
+	t.mu.Lock()
+	watching := t.watching
+	t.mu.Unlock()
+	return watching && (t.cfg.PushHealthy == nil || t.cfg.PushHealthy())
+}
+
+func (t *Tracker) isStopping() bool {
+	select {
+	case <-t.stopping:
+		return true
+	default:
+		return false
+	}
+}

@@ -1,0 +1,268 @@
+package consistency
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/converge-es/converge/events"
+)
+
+// Wait returns as soon as every named checkpoint is at or after target, or
+// at the deadline with a stale Status. Staleness is not an error: the caller
+// still answers, and flags the answer stale.
+//
+// The deadline is the earliest of ctx's deadline, DefaultTimeout when ctx
+// has none, and MaxTimeout, which caps every wait. A zero target returns at
+// once, fresh: there is nothing to wait for. When MaxWaiters waits are
+// already blocking, Wait returns at once, stale, with ReasonRejected.
+//
+// Wait returns an error only for misuse (no names: ErrNoNames) or when the
+// caller cancels ctx, and then it returns ctx.Err() at once. A ctx that
+// reaches its deadline is not a cancellation: it ends the wait with a stale
+// Status.
+//
+// Names must come from the program, never from request input: the tracker
+// keeps an entry for every name it is asked about.
+func (t *Tracker) Wait(ctx context.Context, target events.Token, names ...string) (Status, error) {
+	start := t.cfg.Clock.Now()
+	if len(names) == 0 {
+		return Status{Target: target, Behind: -1}, ErrNoNames
+	}
+	for i, n := range names {
+		if n == "" {
+			return Status{Target: target, Behind: -1}, fmt.Errorf("%w: name %d of %d is empty", ErrNoNames, i+1, len(names))
+		}
+	}
+	if cancelled(ctx) {
+		return t.status(ctx, target, names, start, ""), ctx.Err()
+	}
+
+	// Fast path: nothing to wait for, or already there. It takes no waiter
+	// slot, so a flood of reads that are already fresh is never rejected.
+	if st, fresh := t.check(target, names); fresh {
+		st.Waited = t.cfg.Clock.Now().Sub(start)
+		return st, nil
+	}
+	if t.isStopping() {
+		return t.status(ctx, target, names, start, ReasonStopped), nil
+	}
+	if t.waiters.Add(1) > int64(t.cfg.MaxWaiters) {
+		t.waiters.Add(-1)
+		t.rejected.Add(1)
+		t.logger.DebugContext(ctx, "wait rejected: too many waiters (raise TrackerConfig.MaxWaiters or look for a stuck projection)",
+			"max_waiters", t.cfg.MaxWaiters, "names", names)
+		st := t.snapshot(target, names)
+		if st.Stale { // an Advance may have landed since the fast path
+			st.Reason = ReasonRejected
+		}
+		st.Waited = t.cfg.Clock.Now().Sub(start)
+		return st, nil
+	}
+	t.changed.Notify()
+	defer func() {
+		t.waiters.Add(-1)
+		t.changed.Notify()
+	}()
+
+	// The deadline: ctx's own when it has one (WithTimeout keeps the
+	// earlier), DefaultTimeout otherwise, never more than MaxTimeout.
+	timeout := t.cfg.DefaultTimeout
+	if _, ok := ctx.Deadline(); ok {
+		timeout = t.cfg.MaxTimeout
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	t.setActive(names, 1)
+	defer t.setActive(names, -1)
+	t.readIfNeeded(waitCtx, target, names)
+
+	var reason Reason
+	for {
+		name, moved := t.firstLagging(target, names)
+		if name == "" {
+			break
+		}
+		t.park(name, 1)
+		select {
+		case <-moved:
+		case <-waitCtx.Done():
+			reason = ReasonDeadline
+		case <-t.stopping:
+			reason = ReasonStopped
+		}
+		t.park(name, -1)
+		if reason != "" {
+			break
+		}
+	}
+	if cancelled(ctx) {
+		return t.status(ctx, target, names, start, ""), ctx.Err()
+	}
+	return t.status(ctx, target, names, start, reason), nil
+}
+
+// cancelled reports whether the caller cancelled ctx, as opposed to ctx
+// reaching its deadline, which only makes the answer stale.
+func cancelled(ctx context.Context) bool {
+	return errors.Is(ctx.Err(), context.Canceled)
+}
+
+// check reports whether target is zero or every name is known to be at or
+// after it, and the Status to return if so.
+func (t *Tracker) check(target events.Token, names []string) (Status, bool) {
+	st := t.snapshot(target, names)
+	return st, !st.Stale
+}
+
+// snapshot describes names against target as the tracker knows them now,
+// without waiting or reading.
+func (t *Tracker) snapshot(target events.Token, names []string) Status {
+	st := Status{Target: target}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i, name := range names {
+		var pos events.Token
+		if cp, ok := t.names[name]; ok && cp.known {
+			pos = cp.pos
+		}
+		if i == 0 || pos.Before(st.Checkpoint) {
+			st.Checkpoint = pos
+		}
+		if pos.Before(target) {
+			st.Lagging = append(st.Lagging, name)
+		}
+	}
+	if len(st.Lagging) > 0 {
+		st.Stale = true
+		st.Behind = -1
+	}
+	return st
+}
+
+// status builds the final Status of a wait, counting the events a stale one
+// is behind when a Counter is configured.
+func (t *Tracker) status(ctx context.Context, target events.Token, names []string, start time.Time, reason Reason) Status {
+	st := t.snapshot(target, names)
+	if st.Stale {
+		st.Reason = reason
+		if st.Reason == "" {
+			st.Reason = ReasonDeadline
+		}
+		st.Behind = t.countBehind(ctx, st, names)
+	}
+	st.Waited = t.cfg.Clock.Now().Sub(start)
+	return st
+}
+
+// countBehind returns how many events lie between a stale Status's
+// checkpoint and its target, or -1.
+func (t *Tracker) countBehind(ctx context.Context, st Status, names []string) int64 {
+	if t.cfg.Counter == nil || cancelled(ctx) {
+		return -1
+	}
+	for _, name := range names {
+		if _, known := t.Position(name); !known {
+			// Counting from zero would count the whole store to report a
+			// number that means nothing.
+			return -1
+		}
+	}
+	// The wait's deadline has passed, so the count gets its own short one.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.cfg.CountTimeout)
+	defer cancel()
+	n, err := t.cfg.Counter.CountBetween(cctx, st.Checkpoint, st.Target)
+	if err != nil {
+		t.logger.DebugContext(ctx, "cannot count events behind a stale read", "error", err)
+		return -1
+	}
+	return n
+}
+
+// firstLagging returns the first name before target and the channel its
+// next move closes, or "" when none lags. The channel is taken under the
+// same lock as the position is read, so a move in between is not missed.
+// Waiting on one lagging name at a time is enough: the wait cannot end
+// before that name catches up, and then the loop looks again.
+func (t *Tracker) firstLagging(target events.Token, names []string) (string, <-chan struct{}) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, name := range names {
+		cp := t.checkpointLocked(name)
+		if cp.pos.Before(target) {
+			return name, cp.moved.C()
+		}
+	}
+	return "", nil
+}
+
+func (t *Tracker) park(name string, delta int) {
+	t.mu.Lock()
+	t.checkpointLocked(name).parked += delta
+	t.mu.Unlock()
+	t.changed.Notify()
+}
+
+func (t *Tracker) setActive(names []string, delta int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, name := range names {
+		t.checkpointLocked(name).active += delta
+	}
+}
+
+// readIfNeeded reads the durable positions a wait cannot trust: names never
+// learned, and lagging names while push is not trusted (the in-memory view
+// may simply be old, and reading once now beats waiting a fallback tick).
+func (t *Tracker) readIfNeeded(ctx context.Context, target events.Token, names []string) {
+	if t.cfg.Positions == nil {
+		return
+	}
+	trusted := t.pushTrusted()
+	for _, name := range names {
+		t.mu.Lock()
+		cp := t.checkpointLocked(name)
+		need := !cp.known || (!trusted && cp.pos.Before(target))
+		t.mu.Unlock()
+		if need {
+			t.read(ctx, name)
+		}
+	}
+}
+
+// read reads the durable position of name into the tracker. Concurrent
+// reads of one name share the one in flight.
+func (t *Tracker) read(ctx context.Context, name string) {
+	if ctx.Err() != nil {
+		return
+	}
+	t.mu.Lock()
+	cp := t.checkpointLocked(name)
+	if inflight := cp.reading; inflight != nil {
+		t.mu.Unlock()
+		select {
+		case <-inflight:
+		case <-ctx.Done():
+		}
+		return
+	}
+	done := make(chan struct{})
+	cp.reading = done
+	t.mu.Unlock()
+
+	pos, err := t.cfg.Positions.Position(ctx, name)
+
+	t.mu.Lock()
+	cp.reading = nil
+	close(done)
+	if err == nil {
+		t.advanceLocked(cp, pos)
+	}
+	t.mu.Unlock()
+	if err != nil && ctx.Err() == nil {
+		t.logger.WarnContext(ctx, "cannot read checkpoint; waits on it rely on push until it moves",
+			"name", name, "error", err)
+	}
+}

@@ -1,0 +1,403 @@
+package consistency_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/consistency"
+	"github.com/converge-es/converge/events"
+)
+
+func TestWait_Misuse(t *testing.T) {
+	t.Parallel()
+	tr := setup(t, nil)
+
+	_, err := tr.Wait(context.Background(), tok(1))
+	require.ErrorIs(t, err, consistency.ErrNoNames)
+
+	_, err = tr.Wait(context.Background(), tok(1), "orders", "")
+	require.ErrorIs(t, err, consistency.ErrNoNames)
+	require.ErrorContains(t, err, "name 2 of 2")
+}
+
+func TestWait_ZeroTarget(t *testing.T) {
+	t.Parallel()
+	pr := newFakePositions()
+	tr := setup(t, &consistency.TrackerConfig{Positions: pr})
+	tr.Advance("orders", tok(7))
+
+	st, err := tr.Wait(context.Background(), events.Token{}, "orders", "never-seen")
+	require.NoError(t, err)
+	require.False(t, st.Stale, "a zero target has nothing to wait for")
+	require.Empty(t, st.Reason)
+	require.Zero(t, st.Behind)
+	require.True(t, st.Checkpoint.IsZero(), "an unknown name counts as zero: Checkpoint is a lower bound")
+	require.Zero(t, pr.readsOf("never-seen"), "a zero target reads nothing")
+}
+
+func TestWait_CaughtUp(t *testing.T) {
+	t.Parallel()
+
+	t.Run("AlreadyThere", func(t *testing.T) {
+		t.Parallel()
+		tr := setup(t, nil)
+		tr.Advance("orders", tok(9))
+		tr.Advance("customers", tok(6))
+
+		st, err := tr.Wait(context.Background(), tok(5), "orders", "customers")
+		require.NoError(t, err)
+		require.False(t, st.Stale)
+		require.Equal(t, tok(6), st.Checkpoint, "Checkpoint is the lowest of the names")
+		require.Equal(t, tok(5), st.Target)
+		require.Zero(t, st.Behind)
+		require.Nil(t, st.Lagging)
+	})
+
+	t.Run("ByAdvance", func(t *testing.T) {
+		t.Parallel()
+		tr := setup(t, &consistency.TrackerConfig{MaxTimeout: time.Minute})
+		tr.Advance("orders", tok(1))
+		res := goWait(context.Background(), tr, tok(5), "orders", "customers")
+		awaitParked(t, tr, func() bool { return tr.Stats().Waiters == 1 && tr.Waiting("orders")+tr.Waiting("customers") == 1 })
+
+		tr.Advance("customers", tok(5))
+		tr.Advance("orders", tok(4))
+		tr.Advance("orders", tok(8))
+		r := receive(t, res)
+		require.NoError(t, r.err)
+		require.False(t, r.st.Stale)
+		require.Equal(t, tok(5), r.st.Checkpoint)
+		require.Equal(t, 0, tr.Stats().Waiters)
+	})
+
+	t.Run("BySeedRead", func(t *testing.T) {
+		t.Parallel()
+		pr := newFakePositions()
+		pr.set("orders", tok(12))
+		tr := setup(t, &consistency.TrackerConfig{Positions: pr, Watcher: &fakeWatcher{}, MaxTimeout: time.Minute})
+
+		st, err := tr.Wait(context.Background(), tok(10), "orders")
+		require.NoError(t, err)
+		require.False(t, st.Stale)
+		require.Equal(t, tok(12), st.Checkpoint)
+		require.Equal(t, 1, pr.readsOf("orders"))
+
+		// Seeded, and push is trusted: the next wait believes the tracker.
+		_, err = tr.Wait(context.Background(), tok(11), "orders")
+		require.NoError(t, err)
+		require.Equal(t, 1, pr.readsOf("orders"))
+	})
+
+	t.Run("ReReadWhenBehindWithoutPush", func(t *testing.T) {
+		t.Parallel()
+		pr := newFakePositions()
+		tr := setup(t, &consistency.TrackerConfig{Positions: pr, FallbackInterval: time.Hour, MaxTimeout: time.Minute})
+		tr.Advance("orders", tok(2))
+		pr.set("orders", tok(12))
+
+		// No watcher: the tracker's 2 may just be old, so the wait reads
+		// once at once instead of waiting an hour for the fallback tick.
+		st, err := tr.Wait(context.Background(), tok(10), "orders")
+		require.NoError(t, err)
+		require.False(t, st.Stale)
+		require.Equal(t, 1, pr.readsOf("orders"))
+	})
+}
+
+func TestWait_Stale(t *testing.T) {
+	t.Parallel()
+
+	t.Run("DefaultTimeout", func(t *testing.T) {
+		t.Parallel()
+		tr := setup(t, &consistency.TrackerConfig{DefaultTimeout: 20 * time.Millisecond})
+		tr.Advance("orders", tok(3))
+		tr.Advance("customers", tok(9))
+
+		st, err := tr.Wait(context.Background(), tok(5), "customers", "orders")
+		require.NoError(t, err, "staleness is not an error")
+		require.True(t, st.Stale)
+		require.Equal(t, consistency.ReasonDeadline, st.Reason)
+		require.Equal(t, tok(3), st.Checkpoint)
+		require.Equal(t, tok(5), st.Target)
+		require.Equal(t, []string{"orders"}, st.Lagging)
+		require.Equal(t, int64(-1), st.Behind, "no Counter: Behind is unknown")
+		require.GreaterOrEqual(t, st.Waited, 20*time.Millisecond)
+		require.Equal(t, 0, tr.Stats().Waiters)
+	})
+
+	t.Run("ContextDeadline", func(t *testing.T) {
+		t.Parallel()
+		tr := setup(t, nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		defer cancel()
+
+		st, err := tr.Wait(ctx, tok(5), "orders")
+		require.NoError(t, err, "a deadline is not a cancellation")
+		require.True(t, st.Stale)
+		require.Equal(t, consistency.ReasonDeadline, st.Reason)
+		require.Less(t, st.Waited, time.Second, "the context's deadline beats DefaultTimeout")
+	})
+
+	t.Run("ClampedToMaxTimeout", func(t *testing.T) {
+		t.Parallel()
+		tr := setup(t, &consistency.TrackerConfig{MaxTimeout: 50 * time.Millisecond})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+		defer cancel()
+
+		start := time.Now()
+		st, err := tr.Wait(ctx, tok(5), "orders")
+		require.NoError(t, err)
+		require.True(t, st.Stale)
+		require.GreaterOrEqual(t, st.Waited, 50*time.Millisecond)
+		require.Less(t, time.Since(start), time.Second, "an hour's deadline is clamped to MaxTimeout")
+	})
+
+	t.Run("TokenAheadOfHead", func(t *testing.T) {
+		t.Parallel()
+		pr := newFakePositions()
+		pr.set("orders", tok(3))
+		tr := setup(t, &consistency.TrackerConfig{Positions: pr, MaxTimeout: 30 * time.Millisecond})
+
+		st, err := tr.Wait(context.Background(), events.MakeToken(1<<60, 0), "orders")
+		require.NoError(t, err)
+		require.True(t, st.Stale)
+		require.Equal(t, tok(3), st.Checkpoint)
+	})
+
+	t.Run("Behind", func(t *testing.T) {
+		t.Parallel()
+		tr := setup(t, &consistency.TrackerConfig{Counter: fakeCounter{}, MaxTimeout: 20 * time.Millisecond})
+		tr.Advance("orders", tok(3))
+
+		st, err := tr.Wait(context.Background(), tok(10), "orders")
+		require.NoError(t, err)
+		require.True(t, st.Stale)
+		require.Equal(t, int64(7), st.Behind)
+
+		st, err = tr.Wait(context.Background(), tok(2), "orders")
+		require.NoError(t, err)
+		require.False(t, st.Stale)
+		require.Zero(t, st.Behind, "fresh is zero behind, without counting")
+	})
+
+	t.Run("BehindUnknown", func(t *testing.T) {
+		t.Parallel()
+		failing := setup(t, &consistency.TrackerConfig{Counter: fakeCounter{err: errBoom}, MaxTimeout: 20 * time.Millisecond})
+		failing.Advance("orders", tok(3))
+		st, err := failing.Wait(context.Background(), tok(10), "orders")
+		require.NoError(t, err)
+		require.Equal(t, int64(-1), st.Behind, "a failed count is unknown")
+
+		counting := setup(t, &consistency.TrackerConfig{Counter: fakeCounter{}, MaxTimeout: 20 * time.Millisecond})
+		st, err = counting.Wait(context.Background(), tok(10), "never-seen")
+		require.NoError(t, err)
+		require.Equal(t, int64(-1), st.Behind, "a name never learned is not counted from zero")
+	})
+
+	t.Run("PositionsFail", func(t *testing.T) {
+		t.Parallel()
+		pr := newFakePositions()
+		pr.err = errBoom
+		tr := setup(t, &consistency.TrackerConfig{Positions: pr, MaxTimeout: 30 * time.Millisecond})
+
+		st, err := tr.Wait(context.Background(), tok(5), "orders")
+		require.NoError(t, err, "a failing read degrades to stale, never to an error")
+		require.True(t, st.Stale)
+	})
+}
+
+func TestWait_Cancel(t *testing.T) {
+	t.Parallel()
+
+	t.Run("ReleasesWaiter", func(t *testing.T) {
+		t.Parallel()
+		tr := setup(t, &consistency.TrackerConfig{MaxTimeout: time.Minute, DefaultTimeout: time.Minute})
+		ctx, cancel := context.WithCancel(context.Background())
+		res := goWait(ctx, tr, tok(5), "orders")
+		awaitParked(t, tr, func() bool { return tr.Waiting("orders") == 1 })
+		require.Equal(t, 1, tr.Stats().Waiters)
+
+		cancel()
+		start := time.Now()
+		r := receive(t, res)
+		require.ErrorIs(t, r.err, context.Canceled)
+		require.Less(t, time.Since(start), time.Second)
+		awaitParked(t, tr, func() bool { return tr.Stats().Waiters == 0 })
+		require.Equal(t, 0, tr.Waiting("orders"))
+	})
+
+	t.Run("AlreadyCancelled", func(t *testing.T) {
+		t.Parallel()
+		tr := setup(t, nil)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, err := tr.Wait(ctx, tok(5), "orders")
+		require.ErrorIs(t, err, context.Canceled)
+		require.Equal(t, 0, tr.Stats().Waiters)
+	})
+}
+
+func TestWait_MaxWaiters(t *testing.T) {
+	t.Parallel()
+	tr := setup(t, &consistency.TrackerConfig{MaxWaiters: 2, MaxTimeout: time.Minute, DefaultTimeout: time.Minute})
+	tr.Advance("orders", tok(1))
+	ctx, cancel := context.WithCancel(context.Background())
+	first := goWait(ctx, tr, tok(5), "orders")
+	second := goWait(ctx, tr, tok(5), "orders")
+	awaitParked(t, tr, func() bool { return tr.Waiting("orders") == 2 })
+
+	st, err := tr.Wait(context.Background(), tok(5), "orders")
+	require.NoError(t, err, "a rejection is a stale answer, not an error")
+	require.True(t, st.Stale)
+	require.Equal(t, consistency.ReasonRejected, st.Reason)
+	require.Equal(t, tok(1), st.Checkpoint)
+	require.Equal(t, uint64(1), tr.Stats().Rejected)
+
+	st, err = tr.Wait(context.Background(), tok(1), "orders")
+	require.NoError(t, err)
+	require.False(t, st.Stale, "a wait that need not block is never rejected")
+
+	cancel()
+	require.ErrorIs(t, receive(t, first).err, context.Canceled)
+	require.ErrorIs(t, receive(t, second).err, context.Canceled)
+	require.Equal(t, 0, tr.Stats().Waiters, "cancelled waiters give their slots back")
+
+	res := goWait(context.Background(), tr, tok(5), "orders")
+	awaitParked(t, tr, func() bool { return tr.Waiting("orders") == 1 })
+	tr.Advance("orders", tok(5))
+	r := receive(t, res)
+	require.NoError(t, r.err)
+	require.False(t, r.st.Stale)
+}
+
+func TestWait_ManyWaitersOneAdvance(t *testing.T) {
+	t.Parallel()
+	tr := setup(t, &consistency.TrackerConfig{MaxTimeout: time.Minute, DefaultTimeout: time.Minute})
+	const names, perName = 20, 25
+	for i := range names {
+		tr.Advance(fmt.Sprintf("model-%d", i), tok(10))
+	}
+
+	// Every waiter reads the hub and one other model; only the hub lags, so
+	// all of them park on it and one Advance must wake them all.
+	var results []<-chan waitResult
+	for i := range names * perName {
+		results = append(results, goWait(context.Background(), tr, tok(10), fmt.Sprintf("model-%d", i%names), "hub"))
+	}
+	awaitParked(t, tr, func() bool { return tr.Waiting("hub") == names*perName })
+
+	tr.Advance("hub", tok(10))
+	for _, res := range results {
+		r := receive(t, res)
+		require.NoError(t, r.err)
+		require.False(t, r.st.Stale)
+	}
+	require.Equal(t, 0, tr.Stats().Waiters)
+	require.Equal(t, 0, tr.Waiting("hub"))
+}
+
+func TestWait_ManyWaitersManyNames(t *testing.T) {
+	t.Parallel()
+	tr := setup(t, &consistency.TrackerConfig{MaxTimeout: time.Minute, DefaultTimeout: time.Minute})
+	const names, perName = 20, 25
+	results := make(map[string][]<-chan waitResult)
+	for i := range names * perName {
+		name := fmt.Sprintf("model-%d", i%names)
+		results[name] = append(results[name], goWait(context.Background(), tr, tok(uint64(1+i%3)), name))
+	}
+	awaitParked(t, tr, func() bool {
+		for i := range names {
+			if tr.Waiting(fmt.Sprintf("model-%d", i)) != perName {
+				return false
+			}
+		}
+		return true
+	})
+
+	for name, rs := range results {
+		tr.Advance(name, tok(3))
+		for _, res := range rs {
+			r := receive(t, res)
+			require.NoError(t, r.err)
+			require.False(t, r.st.Stale, name)
+		}
+	}
+	require.Equal(t, 0, tr.Stats().Waiters)
+}
+
+func TestWait_Fallback(t *testing.T) {
+	t.Parallel()
+
+	t.Run("PushUnhealthy", func(t *testing.T) {
+		t.Parallel()
+		pr := newFakePositions()
+		pr.set("orders", tok(1))
+		tr := setup(t, &consistency.TrackerConfig{
+			Positions:        pr,
+			Watcher:          &fakeWatcher{},
+			PushHealthy:      func() bool { return false },
+			FallbackInterval: 5 * time.Millisecond,
+			MaxTimeout:       time.Minute,
+			DefaultTimeout:   time.Minute,
+		})
+		res := goWait(context.Background(), tr, tok(5), "orders")
+		awaitParked(t, tr, func() bool { return tr.Waiting("orders") == 1 })
+
+		pr.set("orders", tok(5))
+		r := receive(t, res)
+		require.NoError(t, r.err)
+		require.False(t, r.st.Stale, "the fallback loop read the new position")
+		require.Equal(t, tok(5), r.st.Checkpoint)
+	})
+
+	t.Run("NoWatcher", func(t *testing.T) {
+		t.Parallel()
+		pr := newFakePositions()
+		tr := setup(t, &consistency.TrackerConfig{
+			Positions:        pr,
+			FallbackInterval: 5 * time.Millisecond,
+			MaxTimeout:       time.Minute,
+			DefaultTimeout:   time.Minute,
+		})
+		res := goWait(context.Background(), tr, tok(5), "orders")
+		awaitParked(t, tr, func() bool { return tr.Waiting("orders") == 1 })
+
+		pr.set("orders", tok(6))
+		r := receive(t, res)
+		require.NoError(t, r.err)
+		require.False(t, r.st.Stale)
+	})
+
+	t.Run("QuietWhilePushHealthy", func(t *testing.T) {
+		t.Parallel()
+		pr := newFakePositions()
+		tr := setup(t, &consistency.TrackerConfig{
+			Positions:        pr,
+			Watcher:          &fakeWatcher{},
+			PushHealthy:      func() bool { return true },
+			FallbackInterval: time.Millisecond,
+			MaxTimeout:       30 * time.Millisecond,
+		})
+		st, err := tr.Wait(context.Background(), tok(5), "orders")
+		require.NoError(t, err)
+		require.True(t, st.Stale)
+		require.Equal(t, 1, pr.readsOf("orders"), "only the first wait's seed read: push is trusted")
+	})
+
+	t.Run("QuietWithoutWaiters", func(t *testing.T) {
+		t.Parallel()
+		pr := newFakePositions()
+		pr.read = make(chan string, 1)
+		tr := setup(t, &consistency.TrackerConfig{Positions: pr, FallbackInterval: time.Millisecond})
+		tr.Advance("orders", tok(1))
+		select {
+		case name := <-pr.read:
+			t.Fatalf("fallback read %q with nobody waiting", name)
+		case <-time.After(30 * time.Millisecond):
+		}
+	})
+}

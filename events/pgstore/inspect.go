@@ -1,0 +1,56 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+)
+
+// OldestAfter returns when the first event after `after` was recorded. It
+// looks past the read horizon on purpose: an event held back by an open
+// transaction is unprocessed too, and its wait counts as lag.
+func (s *Store) OldestAfter(ctx context.Context, after events.Token) (time.Time, bool, error) {
+	major, minor, err := tokenArgs(after)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	var at time.Time
+	err = s.pool.QueryRow(ctx, s.q.oldestAfter, major, minor).Scan(&at)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("pgstore: oldest unprocessed event: %w", err)
+	}
+	return at, true, nil
+}
+
+// Consumers lists every consumer name with its position and lease.
+func (s *Store) Consumers(ctx context.Context) ([]feed.ConsumerInfo, error) {
+	rows, err := s.pool.Query(ctx, s.q.consumers)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: list consumers: %w", err)
+	}
+	defer rows.Close()
+	var out []feed.ConsumerInfo
+	for rows.Next() {
+		var (
+			c            feed.ConsumerInfo
+			major, minor int64
+		)
+		if err := rows.Scan(&c.Name, &major, &minor, &c.Owner, &c.Generation, &c.LeaseUntil, &c.HeartbeatAt, &c.UpdatedAt); err != nil {
+			return nil, fmt.Errorf("pgstore: list consumers: %w", err)
+		}
+		c.Position = events.MakeToken(uint64(major), uint64(minor))
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+var _ feed.Inspector = (*Store)(nil)

@@ -18,8 +18,19 @@ const (
 	StreamExists ExpectedVersion = -2
 )
 
+// invalidVersion is what Exactly returns for a negative n, so the mistake is
+// refused by the append instead of turning into AnyVersion or StreamExists.
+const invalidVersion ExpectedVersion = -1 << 62
+
 // Exactly requires the stream to be at version n. Exactly(0) is NoStream.
-func Exactly(n int64) ExpectedVersion { return ExpectedVersion(n) }
+// A negative n (say, Exactly(v-1) with v == 0) makes the append fail with
+// ErrInvalidEvent rather than silently dropping the concurrency check.
+func Exactly(n int64) ExpectedVersion {
+	if n < 0 {
+		return invalidVersion
+	}
+	return ExpectedVersion(n)
+}
 
 // String describes the expectation for error messages.
 func (e ExpectedVersion) String() string {

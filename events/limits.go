@@ -11,7 +11,7 @@ import (
 
 const (
 	// DefaultMaxPayloadBytes is the default limit on one event's encoded
-	// payload plus metadata.
+	// payload, and separately on its metadata.
 	DefaultMaxPayloadBytes = 1 << 20
 	// DefaultMaxEventsPerAppend is the default limit on events in one append.
 	DefaultMaxEventsPerAppend = 1000
@@ -24,8 +24,8 @@ const (
 // Limits bounds what one append may contain. Both stores take it in their
 // config.
 type Limits struct {
-	// MaxPayloadBytes caps one event's payload. Defaults to
-	// DefaultMaxPayloadBytes (1 MiB).
+	// MaxPayloadBytes caps one event's payload, and its metadata's encoded
+	// size. Defaults to DefaultMaxPayloadBytes (1 MiB).
 	MaxPayloadBytes int
 	// MaxEventsPerAppend caps the events in one append. Defaults to
 	// DefaultMaxEventsPerAppend.
@@ -98,6 +98,9 @@ func Prepare(reg *Registry, lim Limits, streamID string, expected ExpectedVersio
 		if n := len(raw.Payload); n > lim.MaxPayloadBytes {
 			return nil, fmt.Errorf("%w: event %d (%q) payload is %d bytes, the limit is %d", ErrInvalidEvent, i+1, raw.Type, n, lim.MaxPayloadBytes)
 		}
+		if n := metadataSize(ev.Metadata); n > lim.MaxPayloadBytes {
+			return nil, fmt.Errorf("%w: event %d (%q) metadata is %d bytes, the limit is %d", ErrInvalidEvent, i+1, raw.Type, n, lim.MaxPayloadBytes)
+		}
 		id := ev.ID
 		if id == "" {
 			id = newUUID()
@@ -132,3 +135,12 @@ type SystemClock struct{}
 
 // Now returns time.Now().
 func (SystemClock) Now() time.Time { return time.Now() }
+
+// metadataSize approximates the encoded size of m without encoding it.
+func metadataSize(m Metadata) int {
+	n := len(m.CorrelationID) + len(m.CausationID)
+	for k, v := range m.Extra {
+		n += len(k) + len(v) + 6
+	}
+	return n
+}

@@ -143,6 +143,9 @@ func (r *Registry) Encode(data any) (Raw, error) {
 	if err != nil {
 		return Raw{}, err
 	}
+	if rv := reflect.ValueOf(data); rv.Kind() == reflect.Pointer && rv.IsNil() {
+		return Raw{}, fmt.Errorf("%w: nil %T for %q (append a value)", ErrInvalidEvent, data, name)
+	}
 	b, err := json.Marshal(data)
 	if err != nil {
 		return Raw{}, fmt.Errorf("%w: encode %q: %v", ErrInvalidEvent, name, err)

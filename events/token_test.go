@@ -85,3 +85,13 @@ func FuzzParseToken(f *testing.F) {
 		require.Equal(t, s, tok.String())
 	})
 }
+
+func TestExactlyRefusesNegative(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, events.NoStream, events.Exactly(0))
+	require.NotEqual(t, events.AnyVersion, events.Exactly(-1))
+	require.NotEqual(t, events.StreamExists, events.Exactly(-2))
+	_, err := events.Prepare(nil, events.Limits{}, "s-1", events.Exactly(-1),
+		[]events.Event{{Data: events.Raw{Type: "t", Payload: []byte(`{}`)}}})
+	require.ErrorIs(t, err, events.ErrInvalidEvent)
+}

@@ -20,7 +20,8 @@ import (
 // benchScenarios are the scenarios `converge bench` knows, each a function
 // that runs it against a freshly migrated throw-away schema.
 var benchScenarios = map[string]func(ctx context.Context, o *benchOptions, env *benchEnv) error{
-	"append": runAppendBench,
+	"append":      runAppendBench,
+	"propagation": runPropagationBench,
 }
 
 type benchOptions struct {
@@ -28,6 +29,7 @@ type benchOptions struct {
 	Writers  []int
 	Batches  []int
 	Duration time.Duration
+	Rate     int
 	Keep     bool
 }
 
@@ -49,6 +51,9 @@ func (o *benchOptions) validate() error {
 		if b < 1 || b > 1000 {
 			return fmt.Errorf("--batches %d: use 1 to 1000", b)
 		}
+	}
+	if o.Rate < 1 || o.Rate > 20000 {
+		return fmt.Errorf("--rate %d: use 1 to 20000 events per second", o.Rate)
 	}
 	if o.Duration < 0 {
 		return fmt.Errorf("--duration must not be negative")
@@ -74,7 +79,12 @@ ratio: on a shared machine only the ratio is worth comparing.
 
 Scenarios:
   append   N concurrent writers appending 1- and 10-event batches, against
-           raw pgx INSERTs of the same rows at the same concurrency.`,
+           raw pgx INSERTs of the same rows at the same concurrency.
+  propagation
+           appends at a steady --rate and measures, per event, commit to
+           waiter woken for a projection in another process (push: LISTEN/
+           NOTIFY and consistency.Tracker), against per-request polling of
+           the checkpoint every 1s and every 50ms. The push line is last.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.validate(); err != nil {
@@ -91,6 +101,7 @@ Scenarios:
 	f.StringVar(&o.Scenario, "scenario", "append", "scenario to run")
 	f.IntSliceVar(&o.Writers, "writers", []int{1, 8}, "concurrent writers (append)")
 	f.IntSliceVar(&o.Batches, "batches", []int{1, 10}, "events per append (append)")
+	f.IntVar(&o.Rate, "rate", 500, "steady append rate in events per second (propagation)")
 	f.DurationVar(&o.Duration, "duration", 0, "measuring time per pair and side (default: the scenario's, sized to finish within 30s)")
 	f.BoolVar(&o.Keep, "keep", false, "keep the bench schema instead of dropping it")
 	return cmd
@@ -138,6 +149,13 @@ func runBench(cmd *cobra.Command, o *benchOptions, db *dbOptions) error {
 func runAppendBench(ctx context.Context, o *benchOptions, env *benchEnv) error {
 	_, err := bench.Append(ctx, env.store.Pool(), env.store, &bench.AppendConfig{
 		Writers: o.Writers, Batches: o.Batches, Duration: o.Duration,
+	}, env.cmd.OutOrStdout())
+	return err
+}
+
+func runPropagationBench(ctx context.Context, o *benchOptions, env *benchEnv) error {
+	_, err := bench.Propagation(ctx, env.store.Pool(), env.store.Schema(), &bench.PropagationConfig{
+		Rate: o.Rate, Duration: o.Duration,
 	}, env.cmd.OutOrStdout())
 	return err
 }

@@ -41,11 +41,20 @@ func (s *Store) Consumers(ctx context.Context) ([]feed.ConsumerInfo, error) {
 	var out []feed.ConsumerInfo
 	for rows.Next() {
 		var (
-			c            feed.ConsumerInfo
-			major, minor int64
+			c                     feed.ConsumerInfo
+			major, minor          int64
+			leaseUntil, heartbeat *time.Time
 		)
-		if err := rows.Scan(&c.Name, &major, &minor, &c.Owner, &c.Generation, &c.LeaseUntil, &c.HeartbeatAt, &c.UpdatedAt); err != nil {
+		if err := rows.Scan(&c.Name, &major, &minor, &c.Owner, &c.Generation, &leaseUntil, &heartbeat, &c.UpdatedAt); err != nil {
 			return nil, fmt.Errorf("pgstore: list consumers: %w", err)
+		}
+		// NULL (nobody holds the name, never renewed) is Go's zero time, as
+		// in memory.
+		if leaseUntil != nil {
+			c.LeaseUntil = *leaseUntil
+		}
+		if heartbeat != nil {
+			c.HeartbeatAt = *heartbeat
 		}
 		c.Position = events.MakeToken(uint64(major), uint64(minor))
 		out = append(out, c)

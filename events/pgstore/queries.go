@@ -88,7 +88,7 @@ WITH head AS (
 		horizonAge: `SELECT coalesce((SELECT extract(epoch FROM now() - xact_start) FROM pg_stat_activity
 WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() ORDER BY age(backend_xid) DESC LIMIT 1), 0)::float8`,
 		oldestAfter: fmt.Sprintf(`SELECT recorded_at FROM %s WHERE (sort_key, seq) > ($1, $2) ORDER BY sort_key, seq LIMIT 1`, events),
-		consumers: fmt.Sprintf(`SELECT name, major, minor, coalesce(owner, ''), generation, coalesce(lease_until, 'epoch'), coalesce(heartbeat_at, 'epoch'), updated_at
+		consumers: fmt.Sprintf(`SELECT name, major, minor, coalesce(owner, ''), generation, lease_until, heartbeat_at, updated_at
 FROM %s ORDER BY name`, cps),
 		acquire: fmt.Sprintf(`
 INSERT INTO %[1]s AS c (name, owner, generation, lease_until, heartbeat_at) VALUES ($1, $2, 1, now() + $3::interval, now())

@@ -1,0 +1,21 @@
+// Command converge operates a converge installation: it migrates the
+// PostgreSQL schema and runs converge's tools.
+//
+//	converge migrate --database-url postgres://postgres@127.0.0.1:5432/app
+//	converge migrate --status --schema orders
+//
+// Every command that uses PostgreSQL connects with --database-url, else the
+// DATABASE_URL environment variable, else the standard libpq environment
+// variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, ...), and works
+// on the tables in --schema ("converge" by default).
+//
+// # Adding a command
+//
+// Each command lives in its own file as a struct holding its options, with
+// a validate method and a run method, built by a newXCmd constructor
+// (see migrate.go). Register the constructor by appending it to
+// subcommands in root.go; that is the only place commands are added.
+// A command that needs the database calls dbOptionsFrom(cmd) and then
+// openPool, which fails with a message naming the fix when PostgreSQL
+// cannot be reached.
+package main

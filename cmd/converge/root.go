@@ -1,0 +1,56 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/converge-es/converge/migrations"
+)
+
+// Names of the persistent flags every command inherits. Read them with
+// dbOptionsFrom rather than by name.
+const (
+	flagDatabaseURL = "database-url"
+	flagSchema      = "schema"
+)
+
+// subcommands is the one place where converge's commands are registered.
+// To add a command, write newXCmd in its own file (x.go) and append it
+// here; keep the list sorted by command name.
+//
+// A constructor returns a fresh *cobra.Command each call (tests build many
+// roots) and keeps its options in a struct with a validate method, as
+// migrate.go does. Commands that talk to PostgreSQL get the shared
+// --database-url and --schema settings from dbOptionsFrom(cmd) and open
+// their pool with dbOptions.openPool.
+var subcommands = []func() *cobra.Command{
+	newBenchCmd,
+	newMigrateCmd,
+}
+
+// newRootCmd builds the converge command tree.
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "converge",
+		Short: "Consistency-aware saga and process-manager engine for event-sourced systems",
+		Long: `converge runs sagas and projections over an event store in PostgreSQL.
+Every write returns a consistency token, no read or saga decision acts on a
+read model that has not caught up with it, every wait has a deadline, and
+staleness is visible.
+
+Commands that use PostgreSQL connect with --database-url, else the
+DATABASE_URL environment variable, else the standard libpq PG* variables
+(PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, ...).`,
+		// A failing command prints its error once, without the usage text
+		// (which would hide the error); main prints it.
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().String(flagDatabaseURL, "",
+		"PostgreSQL URL, e.g. postgres://user@127.0.0.1:5432/db (default $DATABASE_URL, else the PG* variables)")
+	root.PersistentFlags().String(flagSchema, migrations.DefaultSchema,
+		"PostgreSQL schema holding converge's tables")
+	for _, newCmd := range subcommands {
+		root.AddCommand(newCmd())
+	}
+	return root
+}

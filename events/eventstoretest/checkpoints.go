@@ -1,0 +1,235 @@
+package eventstoretest
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+)
+
+const (
+	// longTTL outlives any test: a lease held with it never expires by
+	// itself.
+	longTTL = time.Hour
+	// shortTTL expires quickly, for takeover tests.
+	shortTTL = 50 * time.Millisecond
+)
+
+// commit stores pos for l through a unit of work.
+func commit(t *testing.T, cps feed.CheckpointStore, l feed.Lease, pos events.Token) error {
+	t.Helper()
+	u, err := cps.Begin(t.Context())
+	require.NoError(t, err)
+	err = u.Commit(u.Context(t.Context()), l, pos)
+	require.NoError(t, u.Rollback(t.Context()), "Rollback after Commit is a no-op")
+	return err
+}
+
+// requirePosition checks name's stored position.
+func requirePosition(t *testing.T, cps feed.CheckpointStore, name string, want events.Token) {
+	t.Helper()
+	got, err := cps.Position(t.Context(), name)
+	require.NoError(t, err)
+	require.Equal(t, want, got, "position of %q", name)
+}
+
+func testAcquireAndPosition(t *testing.T, src feed.Source, _ events.Store) {
+	ctx := t.Context()
+	cps := src.Checkpoints()
+	requirePosition(t, cps, "projection", events.Token{})
+
+	l, err := cps.Acquire(ctx, "projection", "owner-a", longTTL)
+	require.NoError(t, err)
+	require.Equal(t, "projection", l.Name)
+	require.Equal(t, "owner-a", l.Owner)
+	require.True(t, l.Position.IsZero(), "a new consumer starts at the beginning")
+
+	again, err := cps.Acquire(ctx, "projection", "owner-a", longTTL)
+	require.NoError(t, err, "the holder may acquire again")
+	require.Equal(t, l, again, "acquiring again keeps the generation")
+
+	pos := events.MakeToken(3, 9)
+	require.NoError(t, commit(t, cps, l, pos))
+	requirePosition(t, cps, "projection", pos)
+	later := events.MakeToken(4, 11)
+	require.NoError(t, commit(t, cps, l, later))
+	requirePosition(t, cps, "projection", later)
+
+	require.NoError(t, cps.Renew(ctx, l, longTTL))
+	again, err = cps.Acquire(ctx, "projection", "owner-a", longTTL)
+	require.NoError(t, err)
+	require.Equal(t, later, again.Position, "Acquire returns the stored position")
+	require.Equal(t, l.Generation, again.Generation)
+
+	requirePosition(t, cps, "another-projection", events.Token{})
+}
+
+func testLeaseHeldByOther(t *testing.T, src feed.Source, _ events.Store) {
+	ctx := t.Context()
+	cps := src.Checkpoints()
+	_, err := cps.Acquire(ctx, "projection", "owner-a", longTTL)
+	require.NoError(t, err)
+	_, err = cps.Acquire(ctx, "projection", "owner-b", longTTL)
+	require.ErrorIs(t, err, feed.ErrLeaseHeld)
+
+	_, err = cps.Acquire(ctx, "other-projection", "owner-b", longTTL)
+	require.NoError(t, err, "leases are per name")
+}
+
+// acquireEventually acquires name for owner once the current lease
+// expires. Every error but ErrLeaseHeld fails the test.
+func acquireEventually(t *testing.T, cps feed.CheckpointStore, name, owner string, ttl time.Duration) feed.Lease {
+	t.Helper()
+	var (
+		l   feed.Lease
+		err error
+	)
+	require.Eventually(t, func() bool {
+		l, err = cps.Acquire(t.Context(), name, owner, ttl)
+		return !errors.Is(err, feed.ErrLeaseHeld)
+	}, waitFor, pollEvery, "the lease on %q never expired", name)
+	require.NoError(t, err)
+	return l
+}
+
+func testLeaseTakeoverAfterExpiry(t *testing.T, src feed.Source, _ events.Store) {
+	ctx := t.Context()
+	cps := src.Checkpoints()
+	a, err := cps.Acquire(ctx, "projection", "owner-a", shortTTL)
+	require.NoError(t, err)
+	first := events.MakeToken(1, 1)
+	require.NoError(t, commit(t, cps, a, first))
+
+	b := acquireEventually(t, cps, "projection", "owner-b", longTTL)
+	require.Greater(t, b.Generation, a.Generation, "a takeover starts a new generation")
+	require.Equal(t, first, b.Position, "the new owner resumes from the stored position")
+
+	// The old owner is fenced off.
+	require.ErrorIs(t, cps.Renew(ctx, a, longTTL), feed.ErrLeaseLost)
+	require.ErrorIs(t, commit(t, cps, a, events.MakeToken(9, 9)), feed.ErrLeaseLost)
+	requirePosition(t, cps, "projection", first)
+	_, err = cps.Acquire(ctx, "projection", "owner-a", longTTL)
+	require.ErrorIs(t, err, feed.ErrLeaseHeld, "the new owner's lease is live")
+
+	second := events.MakeToken(2, 2)
+	require.NoError(t, commit(t, cps, b, second))
+	requirePosition(t, cps, "projection", second)
+
+	// Taking it back is another takeover, with yet another generation.
+	b2, err := cps.Acquire(ctx, "projection", "owner-b", shortTTL)
+	require.NoError(t, err)
+	require.Equal(t, b.Generation, b2.Generation, "renewing by Acquire keeps the generation")
+	a2 := acquireEventually(t, cps, "projection", "owner-a", longTTL)
+	require.Greater(t, a2.Generation, b.Generation)
+	require.ErrorIs(t, commit(t, cps, b, events.MakeToken(3, 3)), feed.ErrLeaseLost)
+	require.ErrorIs(t, commit(t, cps, a, events.MakeToken(3, 3)), feed.ErrLeaseLost, "an old generation of the same owner is stale too")
+	requirePosition(t, cps, "projection", second)
+}
+
+func testReleaseLetsOthersIn(t *testing.T, src feed.Source, _ events.Store) {
+	ctx := t.Context()
+	cps := src.Checkpoints()
+	a, err := cps.Acquire(ctx, "projection", "owner-a", longTTL)
+	require.NoError(t, err)
+	pos := events.MakeToken(5, 6)
+	require.NoError(t, commit(t, cps, a, pos))
+	require.NoError(t, cps.Release(ctx, a))
+
+	b, err := cps.Acquire(ctx, "projection", "owner-b", longTTL)
+	require.NoError(t, err, "a released lease can be taken at once")
+	require.Greater(t, b.Generation, a.Generation)
+	require.Equal(t, pos, b.Position)
+	require.ErrorIs(t, commit(t, cps, a, events.MakeToken(7, 7)), feed.ErrLeaseLost)
+	requirePosition(t, cps, "projection", pos)
+}
+
+func testRollbackDiscards(t *testing.T, src feed.Source, _ events.Store) {
+	ctx := t.Context()
+	cps := src.Checkpoints()
+	l, err := cps.Acquire(ctx, "projection", "owner-a", longTTL)
+	require.NoError(t, err)
+	require.NoError(t, commit(t, cps, l, events.MakeToken(1, 2)))
+
+	u, err := cps.Begin(ctx)
+	require.NoError(t, err)
+	require.NoError(t, u.Rollback(ctx))
+	require.NoError(t, u.Rollback(ctx), "Rollback twice is harmless")
+	requirePosition(t, cps, "projection", events.MakeToken(1, 2))
+}
+
+func testConcurrentAcquire(t *testing.T, src feed.Source, _ events.Store) {
+	cps := src.Checkpoints()
+	const owners = 8
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		winners  []feed.Lease
+		failures []error
+	)
+	for i := range owners {
+		wg.Go(func() {
+			l, err := cps.Acquire(t.Context(), "projection", "owner-"+string(rune('a'+i)), longTTL)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				winners = append(winners, l)
+			case !errors.Is(err, feed.ErrLeaseHeld):
+				failures = append(failures, err)
+			}
+		})
+	}
+	wg.Wait()
+	require.NoError(t, errors.Join(failures...))
+	require.Len(t, winners, 1, "exactly one consumer gets the lease")
+}
+
+func testCheckpointNames(t *testing.T, src feed.Source, _ events.Store) {
+	cps := src.Checkpoints()
+	for i, name := range metacharacterIDs {
+		l, err := cps.Acquire(t.Context(), name, name, longTTL)
+		require.NoError(t, err, "name %q", name)
+		require.Equal(t, name, l.Name)
+		pos := events.MakeToken(uint64(i+1), uint64(i+1))
+		require.NoError(t, commit(t, cps, l, pos))
+	}
+	for i, name := range metacharacterIDs {
+		requirePosition(t, cps, name, events.MakeToken(uint64(i+1), uint64(i+1)))
+	}
+}
+
+func testWatchCheckpoints(t *testing.T, src feed.Source, _ events.Store) {
+	w, ok := src.(feed.CheckpointWatcher)
+	if !ok {
+		t.Skipf("%T does not implement feed.CheckpointWatcher", src)
+	}
+	type move struct {
+		name string
+		pos  events.Token
+	}
+	moves := make(chan move, 16)
+	cancel := w.WatchCheckpoints(func(name string, pos events.Token) {
+		select {
+		case moves <- move{name, pos}:
+		default: // fn must not block; the test only needs the first moves
+		}
+	})
+	defer cancel()
+
+	cps := src.Checkpoints()
+	l, err := cps.Acquire(t.Context(), "projection", "owner-a", longTTL)
+	require.NoError(t, err)
+	pos := events.MakeToken(4, 2)
+	require.NoError(t, commit(t, cps, l, pos))
+	select {
+	case m := <-moves:
+		require.Equal(t, move{"projection", pos}, m)
+	case <-time.After(waitFor):
+		t.Fatal("WatchCheckpoints did not report the commit")
+	}
+}

@@ -1,0 +1,328 @@
+package feed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/converge-es/converge/events"
+)
+
+// consumer is one Subscribe call: it acquires the lease of its name, reads
+// the feed from the lease's position and delivers events one at a time,
+// until its context ends or the Source is closed.
+type consumer struct {
+	src      Source
+	cps      CheckpointStore
+	cfg      *SubscriberConfig
+	name     string
+	owner    string
+	category string
+	out      chan *message.Message
+	log      *slog.Logger
+}
+
+// errRedeliver makes deliver try the same event again after a backoff.
+var errRedeliver = errors.New("feed: redeliver")
+
+// run alternates between acquiring the lease and delivering under it. A
+// consumer that lost its lease stands by again.
+func (c *consumer) run(ctx context.Context) {
+	defer close(c.out)
+	for {
+		lease, err := c.acquire(ctx)
+		if err != nil {
+			return
+		}
+		if !c.hold(ctx, lease) {
+			return
+		}
+	}
+}
+
+// acquire takes the lease, standing by while another consumer holds it. It
+// fails only when ctx is done or the Source is closed.
+func (c *consumer) acquire(ctx context.Context) (Lease, error) {
+	standby := false
+	for {
+		actx, cancel := context.WithTimeout(ctx, c.cfg.LeaseTTL)
+		lease, err := c.cps.Acquire(actx, c.name, c.owner, c.cfg.LeaseTTL)
+		cancel()
+		switch {
+		case err == nil:
+			c.log.Info("feed: lease acquired, delivering", "generation", lease.Generation, "position", lease.Position.String())
+			return lease, nil
+		case ctx.Err() != nil:
+			return Lease{}, ctx.Err()
+		case errors.Is(err, events.ErrClosed):
+			c.log.Info("feed: source closed, ending subscription", "error", err)
+			return Lease{}, err
+		case errors.Is(err, ErrLeaseHeld):
+			if !standby {
+				c.log.Info("feed: another consumer holds the lease, standing by", "retry_every", c.cfg.RenewInterval)
+				standby = true
+			}
+		default:
+			c.log.Warn("feed: acquire lease failed, retrying", "error", err, "retry_in", c.cfg.RenewInterval)
+		}
+		if !sleep(ctx, c.cfg.RenewInterval) {
+			return Lease{}, ctx.Err()
+		}
+	}
+}
+
+// hold delivers under lease until ctx ends, the lease is lost or the Source
+// is closed, then releases the lease unless it was lost. It reports whether
+// the consumer should try to acquire again.
+func (c *consumer) hold(ctx context.Context, lease Lease) (again bool) {
+	lctx, stop := context.WithCancelCause(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.renew(lctx, stop, lease)
+	}()
+	err := c.deliverFrom(lctx, lease)
+	stop(err)
+	wg.Wait()
+
+	cause := context.Cause(lctx)
+	closed := errors.Is(err, events.ErrClosed) || errors.Is(cause, events.ErrClosed)
+	if errors.Is(cause, ErrLeaseLost) {
+		c.log.Warn("feed: lease lost, standing by", "generation", lease.Generation, "error", cause)
+		return ctx.Err() == nil
+	}
+	if !closed {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.LeaseTTL)
+		if err := c.cps.Release(rctx, lease); err != nil {
+			c.log.Warn("feed: release lease failed (a standby takes over when it expires)", "error", err, "lease_ttl", c.cfg.LeaseTTL)
+		}
+		cancel()
+	}
+	return ctx.Err() == nil && !closed
+}
+
+// renew extends the lease every RenewInterval until ctx ends. When the lease
+// is lost, or renewals have failed for a whole LeaseTTL (another consumer may
+// hold it by now), it cancels ctx with a cause wrapping ErrLeaseLost.
+func (c *consumer) renew(ctx context.Context, stop context.CancelCauseFunc, lease Lease) {
+	t := time.NewTicker(c.cfg.RenewInterval)
+	defer t.Stop()
+	lastOK := c.cfg.Clock.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, c.cfg.RenewInterval)
+		err := c.cps.Renew(rctx, lease, c.cfg.LeaseTTL)
+		cancel()
+		switch {
+		case err == nil:
+			lastOK = c.cfg.Clock.Now()
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, ErrLeaseLost), errors.Is(err, events.ErrClosed):
+			stop(err)
+			return
+		default:
+			failing := c.cfg.Clock.Now().Sub(lastOK)
+			if failing >= c.cfg.LeaseTTL {
+				stop(fmt.Errorf("%w: renewals have failed for %s, longer than LeaseTTL: %w", ErrLeaseLost, failing, err))
+				return
+			}
+			c.log.Warn("feed: renew lease failed, retrying", "error", err, "failing_for", failing)
+		}
+	}
+}
+
+// deliverFrom reads the feed after the lease's position and delivers each
+// event, waiting for new ones in between. It returns why it stopped.
+func (c *consumer) deliverFrom(ctx context.Context, lease Lease) error {
+	pos := lease.Position
+	pending := backoff{min: c.cfg.PendingBackoffMin, max: c.cfg.PendingBackoffMax}
+	retry := backoff{min: c.cfg.PendingBackoffMin, max: c.cfg.FallbackPollInterval}
+	for {
+		// Take the wake channel before reading, so an append between the
+		// read and the wait is not missed.
+		wake := c.src.Wake()
+		rctx, cancel := context.WithTimeout(ctx, c.cfg.LeaseTTL)
+		batch, err := c.src.ReadFeed(rctx, pos, c.category, c.cfg.BatchSize)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return context.Cause(ctx)
+		case errors.Is(err, events.ErrClosed):
+			c.log.Info("feed: source closed, ending subscription", "error", err)
+			return err
+		case err != nil:
+			d := retry.next()
+			c.log.Warn("feed: read failed, retrying", "error", err, "retry_in", d)
+			if !sleep(ctx, d) {
+				return context.Cause(ctx)
+			}
+			continue
+		}
+		retry.reset()
+
+		for _, env := range batch.Events {
+			if !env.Token.After(pos) {
+				// A Source bug; committing it would move the checkpoint back.
+				c.log.Error("feed: source returned an event at or before the position read from; skipping it",
+					"event_id", env.ID, "token", env.Token.String(), "position", pos.String())
+				continue
+			}
+			if err := c.deliver(ctx, lease, env); err != nil {
+				return err
+			}
+			pos = env.Token
+		}
+		switch {
+		case len(batch.Events) > 0:
+			pending.reset()
+		case batch.Pending:
+			if !sleep(ctx, pending.next()) {
+				return context.Cause(ctx)
+			}
+		default:
+			pending.reset()
+			if err := c.wait(ctx, wake); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// wait blocks until wake fires, push turns unhealthy (then it polls every
+// FallbackPollInterval), SafetyPollInterval passes, or ctx ends.
+func (c *consumer) wait(ctx context.Context, wake <-chan struct{}) error {
+	safety := time.NewTimer(c.cfg.SafetyPollInterval)
+	defer safety.Stop()
+	poll := time.NewTicker(c.cfg.FallbackPollInterval)
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-wake:
+			return nil
+		case <-safety.C:
+			return nil
+		case <-poll.C:
+			if !c.src.PushHealthy() {
+				return nil
+			}
+		}
+	}
+}
+
+// deliver hands env to the handler until it is Acked and committed. It
+// returns an error only when delivery must stop: ctx ended, the lease was
+// lost, or the Source was closed.
+func (c *consumer) deliver(ctx context.Context, lease Lease, env events.Envelope) error {
+	nack := backoff{min: c.cfg.NackBackoffMin, max: c.cfg.NackBackoffMax}
+	for attempt := 1; ; attempt++ {
+		err := c.deliverOnce(ctx, lease, env)
+		if !errors.Is(err, errRedeliver) {
+			return err
+		}
+		d := nack.next()
+		c.log.Debug("feed: redelivering event", "event_id", env.ID, "attempt", attempt, "retry_in", d)
+		if !sleep(ctx, d) {
+			return context.Cause(ctx)
+		}
+	}
+}
+
+// deliverOnce begins a unit, sends one message for env and settles the unit
+// by the handler's answer.
+func (c *consumer) deliverOnce(ctx context.Context, lease Lease, env events.Envelope) error {
+	bctx, cancel := context.WithTimeout(ctx, c.cfg.LeaseTTL)
+	unit, err := c.cps.Begin(bctx)
+	cancel()
+	switch {
+	case ctx.Err() != nil:
+		if err == nil {
+			c.rollback(ctx, unit)
+		}
+		return context.Cause(ctx)
+	case errors.Is(err, events.ErrClosed):
+		return err
+	case err != nil:
+		c.log.Warn("feed: begin unit failed", "event_id", env.ID, "error", err)
+		return errRedeliver
+	}
+
+	msg, decodeErr := newMessage(env)
+	if decodeErr != nil {
+		c.log.Error("feed: delivering undecodable payload as stored", "error", decodeErr)
+	}
+	msgCtx, cancelMsg := context.WithCancel(ctx)
+	defer cancelMsg()
+	msg.SetContext(unit.Context(msgCtx))
+
+	select {
+	case c.out <- msg:
+	case <-ctx.Done():
+		c.rollback(ctx, unit)
+		return context.Cause(ctx)
+	}
+	select {
+	case <-msg.Acked():
+		return c.commit(ctx, unit, lease, env)
+	case <-msg.Nacked():
+		c.rollback(ctx, unit)
+		return errRedeliver
+	case <-ctx.Done():
+		// An Ack that raced the end of the context still commits: the
+		// handler finished, and its work should not be redone needlessly.
+		select {
+		case <-msg.Acked():
+			if err := c.commit(ctx, unit, lease, env); err != nil && !errors.Is(err, errRedeliver) {
+				return err
+			}
+		default:
+			c.rollback(ctx, unit)
+		}
+		return context.Cause(ctx)
+	}
+}
+
+// commit stores env's token as the checkpoint together with the handler's
+// writes. It runs even when ctx has just ended (Close racing an Ack).
+func (c *consumer) commit(ctx context.Context, unit Unit, lease Lease, env events.Envelope) error {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.LeaseTTL)
+	defer cancel()
+	err := unit.Commit(cctx, lease, env.Token)
+	if err == nil {
+		if c.cfg.OnCommitted != nil {
+			c.cfg.OnCommitted(c.name, env.Token)
+		}
+		return nil
+	}
+	c.rollback(ctx, unit)
+	switch {
+	case errors.Is(err, ErrLeaseLost):
+		return err
+	case errors.Is(err, events.ErrClosed):
+		return err
+	}
+	c.log.Error("feed: commit failed, redelivering the event", "event_id", env.ID, "error", err)
+	return errRedeliver
+}
+
+// rollback discards the handler's writes; a failure is only logged, since
+// an uncommitted unit commits nothing anyway.
+func (c *consumer) rollback(ctx context.Context, unit Unit) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.LeaseTTL)
+	defer cancel()
+	if err := unit.Rollback(rctx); err != nil {
+		c.log.Warn("feed: roll back unit failed", "error", err)
+	}
+}

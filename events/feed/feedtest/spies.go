@@ -1,0 +1,105 @@
+package feedtest
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+)
+
+// pendingSource reports Batch.Pending, with no events, for its first
+// `pending` reads, as PostgreSQL does while an older transaction holds
+// committed events back.
+type pendingSource struct {
+	feed.Source
+	pending atomic.Int64
+	reads   atomic.Int64
+}
+
+func (s *pendingSource) ReadFeed(ctx context.Context, after events.Token, category string, limit int) (feed.Batch, error) {
+	s.reads.Add(1)
+	if s.pending.Add(-1) >= 0 {
+		return feed.Batch{Pending: true}, nil
+	}
+	return s.Source.ReadFeed(ctx, after, category, limit)
+}
+
+// silentSource never wakes its readers, like a source whose notifications
+// are lost; healthy is what PushHealthy reports.
+type silentSource struct {
+	feed.Source
+	healthy bool
+}
+
+// Wake returns a nil channel, which never fires.
+func (s silentSource) Wake() <-chan struct{} { return nil }
+
+func (s silentSource) PushHealthy() bool { return s.healthy }
+
+// spySource wraps a source's checkpoint store in a spyCheckpoints.
+type spySource struct {
+	feed.Source
+	cps *spyCheckpoints
+}
+
+func newSpySource(src feed.Source) *spySource {
+	return &spySource{Source: src, cps: &spyCheckpoints{CheckpointStore: src.Checkpoints()}}
+}
+
+func (s *spySource) Checkpoints() feed.CheckpointStore { return s.cps }
+
+// spyCheckpoints counts open units and refused acquisitions, and can stop
+// renewing leases while pretending to renew them (a paused process).
+type spyCheckpoints struct {
+	feed.CheckpointStore
+	open        atomic.Int64
+	held        atomic.Int64
+	pauseRenews atomic.Bool
+}
+
+func (c *spyCheckpoints) Acquire(ctx context.Context, name, owner string, ttl time.Duration) (feed.Lease, error) {
+	l, err := c.CheckpointStore.Acquire(ctx, name, owner, ttl)
+	if errors.Is(err, feed.ErrLeaseHeld) {
+		c.held.Add(1)
+	}
+	return l, err
+}
+
+func (c *spyCheckpoints) Renew(ctx context.Context, l feed.Lease, ttl time.Duration) error {
+	if c.pauseRenews.Load() {
+		return nil
+	}
+	return c.CheckpointStore.Renew(ctx, l, ttl)
+}
+
+func (c *spyCheckpoints) Begin(ctx context.Context) (feed.Unit, error) {
+	u, err := c.CheckpointStore.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.open.Add(1)
+	return &spyUnit{Unit: u, open: &c.open}, nil
+}
+
+// spyUnit counts itself closed at its first Commit or Rollback.
+type spyUnit struct {
+	feed.Unit
+	open *atomic.Int64
+	once sync.Once
+}
+
+func (u *spyUnit) done() { u.once.Do(func() { u.open.Add(-1) }) }
+
+func (u *spyUnit) Commit(ctx context.Context, l feed.Lease, pos events.Token) error {
+	defer u.done()
+	return u.Unit.Commit(ctx, l, pos)
+}
+
+func (u *spyUnit) Rollback(ctx context.Context) error {
+	defer u.done()
+	return u.Unit.Rollback(ctx)
+}

@@ -1,0 +1,135 @@
+package feed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/converge-es/converge/events"
+)
+
+// TopicAll is the topic of the whole global feed; the empty topic means the
+// same. Any other topic is a category (see Source.ReadFeed).
+const TopicAll = "$all"
+
+// Subscriber is a Watermill message.Subscriber over a Source: it delivers
+// stored events as messages, one at a time in global order, and moves a
+// durable checkpoint as they are Acked.
+//
+// Each Subscribe call runs one consumer under CheckpointName(ConsumerName,
+// topic). Processes running the same consumer elect one deliverer through a
+// lease; the others stand by and take over when it closes or stops renewing.
+// For every event the consumer begins a Unit and delivers a message whose
+// context carries it, then waits: an Ack commits the handler's writes and the
+// new checkpoint together, a Nack rolls the writes back and delivers the same
+// event again after a backoff, as a new message with the same UUID. Delivery
+// is at least once: an event is delivered again after a crash between the
+// handler's Ack and the commit, or when the lease was lost meanwhile (then
+// the commit fails and nothing the handler wrote through the unit survives).
+//
+// No unit (on PostgreSQL, no transaction) is open while the consumer waits
+// for events: only while a message is in a handler's hands.
+type Subscriber struct {
+	src Source
+	cfg SubscriberConfig
+
+	ctx    context.Context // canceled by Close
+	cancel context.CancelFunc
+
+	mu     sync.Mutex
+	closed bool
+	seq    int
+	wg     sync.WaitGroup
+}
+
+var _ message.Subscriber = (*Subscriber)(nil)
+
+// NewSubscriber returns a Subscriber reading src. cfg.ConsumerName is
+// required.
+func NewSubscriber(src Source, cfg *SubscriberConfig) (*Subscriber, error) {
+	if src == nil {
+		return nil, errors.New("feed: NewSubscriber needs a Source (a memstore.Store or a pgstore.Store)")
+	}
+	c := cfg.withDefaults()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Subscriber{src: src, cfg: c, ctx: ctx, cancel: cancel}, nil
+}
+
+// CheckpointName is the name under which a consumer's checkpoint and lease
+// are stored for a topic: consumerName itself for the whole feed (TopicAll
+// or ""), and consumerName + "/" + topic for a category. One Subscriber can
+// so follow several categories, each with its own position. Wait on this
+// name in the consistency layer.
+func CheckpointName(consumerName, topic string) string {
+	if topic == "" || topic == TopicAll {
+		return consumerName
+	}
+	return consumerName + "/" + topic
+}
+
+// Subscribe starts a consumer of topic and returns its messages: the whole
+// global feed for TopicAll or "", else the events of the category named by
+// topic (streams named topic or starting with topic + "-"). The channel is
+// closed when ctx is done, when the Subscriber is closed, or when the Source
+// is closed. Messages carry ctx's values.
+//
+// Subscribing twice to one topic runs two consumers under one name: one
+// delivers, the other stands by.
+func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	category := topic
+	if topic == TopicAll {
+		category = ""
+	}
+	if strings.ContainsFunc(category, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return nil, fmt.Errorf("feed: subscribe to topic %q: it contains a control character (topics are stream categories)", topic)
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, fmt.Errorf("feed: subscribe to %q: %w: the Subscriber was closed (create a new one)", topic, events.ErrClosed)
+	}
+	s.seq++
+	c := &consumer{
+		src:      s.src,
+		cps:      s.src.Checkpoints(),
+		cfg:      &s.cfg,
+		name:     CheckpointName(s.cfg.ConsumerName, topic),
+		owner:    s.cfg.Owner + "/" + strconv.Itoa(s.seq),
+		category: category,
+		out:      make(chan *message.Message),
+	}
+	c.log = s.cfg.Logger.With("consumer", c.name, "owner", c.owner)
+
+	cctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.ctx, cancel)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer cancel()
+		defer stop()
+		c.run(cctx)
+	}()
+	return c.out, nil
+}
+
+// Close stops every consumer, rolls back the units of unacknowledged
+// messages (an Ack that raced Close still commits), releases the leases so
+// standbys take over at once, closes the output channels and waits for all
+// of it. Closing again waits the same way and returns nil.
+func (s *Subscriber) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}

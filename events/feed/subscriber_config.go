@@ -1,0 +1,180 @@
+package feed
+
+import (
+	"cmp"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/converge-es/converge/events"
+)
+
+// Defaults of SubscriberConfig.
+const (
+	// DefaultLeaseTTL is how long a consumer's lease lasts without renewal.
+	DefaultLeaseTTL = 10 * time.Second
+	// DefaultBatchSize is how many events one read of the feed returns.
+	DefaultBatchSize = 100
+	// DefaultFallbackPollInterval is how often the feed is polled while
+	// push wake-ups are unhealthy.
+	DefaultFallbackPollInterval = time.Second
+	// DefaultSafetyPollInterval is how often the feed is re-read while push
+	// is healthy but nothing woke the consumer.
+	DefaultSafetyPollInterval = 30 * time.Second
+	// DefaultPendingBackoffMin and DefaultPendingBackoffMax bound the
+	// retries while committed events are not readable yet.
+	DefaultPendingBackoffMin = 2 * time.Millisecond
+	DefaultPendingBackoffMax = 100 * time.Millisecond
+	// DefaultNackBackoffMin and DefaultNackBackoffMax bound the delay before
+	// a Nacked event is delivered again.
+	DefaultNackBackoffMin = 100 * time.Millisecond
+	DefaultNackBackoffMax = 5 * time.Second
+)
+
+// SubscriberConfig configures a Subscriber. Only ConsumerName is required.
+type SubscriberConfig struct {
+	// ConsumerName is the durable name of the consumer: its checkpoint and
+	// its lease are stored under it (see CheckpointName for category
+	// topics). Every process running the same consumer uses the same name;
+	// one of them delivers, the others stand by. Renaming a consumer starts
+	// it again from the beginning of the feed. Required.
+	ConsumerName string
+	// Owner identifies this process in leases; each Subscribe call appends
+	// "/<n>" to it, so two subscriptions never share a lease. Defaults to
+	// "<hostname>-<pid>-<random>".
+	Owner string
+	// LeaseTTL is how long the lease lasts without renewal: a standby takes
+	// over at most this long after the holder dies. Every call to the
+	// Source also times out after it. Defaults to DefaultLeaseTTL (10s).
+	LeaseTTL time.Duration
+	// RenewInterval is how often the holder renews its lease, and how often
+	// a standby tries to take it. It must be shorter than LeaseTTL.
+	// Defaults to LeaseTTL / 3.
+	RenewInterval time.Duration
+	// BatchSize is how many events one read of the feed returns. Events are
+	// still delivered one at a time. Defaults to DefaultBatchSize (100).
+	BatchSize int
+	// FallbackPollInterval is how often the feed is read while
+	// Source.PushHealthy reports false (PostgreSQL's LISTEN connection is
+	// down, say). While push is healthy the consumer waits on Source.Wake
+	// instead. Defaults to DefaultFallbackPollInterval (1s).
+	FallbackPollInterval time.Duration
+	// SafetyPollInterval is how often the feed is re-read even while push
+	// is healthy and nothing woke the consumer. Push is not a guarantee: on
+	// PostgreSQL the wake-up is sent just after the commit, so a writer that
+	// dies between its commit and its NOTIFY leaves a committed event that
+	// nobody announces. This poll bounds how long such an event waits.
+	// Defaults to DefaultSafetyPollInterval (30s).
+	SafetyPollInterval time.Duration
+	// PendingBackoffMin and PendingBackoffMax bound the exponential backoff
+	// of re-reads while Batch.Pending reports events that are committed but
+	// not readable yet, because an older transaction is still open.
+	// Defaults to DefaultPendingBackoffMin (2ms) and DefaultPendingBackoffMax
+	// (100ms), or PendingBackoffMin when that is larger.
+	PendingBackoffMin time.Duration
+	PendingBackoffMax time.Duration
+	// NackBackoffMin and NackBackoffMax bound the exponential backoff before
+	// a Nacked event is delivered again. The same event is redelivered until
+	// it is Acked: nothing behind it is delivered meanwhile. Defaults to
+	// DefaultNackBackoffMin (100ms) and DefaultNackBackoffMax (5s), or
+	// NackBackoffMin when that is larger.
+	NackBackoffMin time.Duration
+	NackBackoffMax time.Duration
+	// Logger receives lease changes and errors. Defaults to slog.Default().
+	Logger *slog.Logger
+	// Clock judges how long renewals have been failing. Defaults to
+	// events.SystemClock.
+	Clock events.Clock
+	// OnCommitted, when set, is called after every successful checkpoint
+	// commit with the checkpoint name and the committed position. Tests and
+	// the consistency layer use it to await progress instead of sleeping.
+	// It runs on the delivering goroutine: it must not block. Defaults to
+	// nil.
+	OnCommitted func(name string, tok events.Token)
+}
+
+func (c *SubscriberConfig) withDefaults() SubscriberConfig {
+	out := SubscriberConfig{}
+	if c != nil {
+		out = *c
+	}
+	out.Owner = cmp.Or(out.Owner, defaultOwner())
+	out.LeaseTTL = cmp.Or(out.LeaseTTL, DefaultLeaseTTL)
+	out.RenewInterval = cmp.Or(out.RenewInterval, out.LeaseTTL/3)
+	out.BatchSize = cmp.Or(out.BatchSize, DefaultBatchSize)
+	out.FallbackPollInterval = cmp.Or(out.FallbackPollInterval, DefaultFallbackPollInterval)
+	out.SafetyPollInterval = cmp.Or(out.SafetyPollInterval, DefaultSafetyPollInterval)
+	out.PendingBackoffMin = cmp.Or(out.PendingBackoffMin, DefaultPendingBackoffMin)
+	out.PendingBackoffMax = cmp.Or(out.PendingBackoffMax, max(DefaultPendingBackoffMax, out.PendingBackoffMin))
+	out.NackBackoffMin = cmp.Or(out.NackBackoffMin, DefaultNackBackoffMin)
+	out.NackBackoffMax = cmp.Or(out.NackBackoffMax, max(DefaultNackBackoffMax, out.NackBackoffMin))
+	if out.Logger == nil {
+		out.Logger = slog.Default()
+	}
+	if out.Clock == nil {
+		out.Clock = events.SystemClock{}
+	}
+	return out
+}
+
+func (c *SubscriberConfig) validate() error {
+	positive := func(field string, d time.Duration) error {
+		if d <= 0 {
+			return fmt.Errorf("feed: SubscriberConfig.%s is %s: use 0 for the default or a positive duration", field, d)
+		}
+		return nil
+	}
+	ordered := func(minField string, lo time.Duration, maxField string, hi time.Duration) error {
+		if hi < lo {
+			return fmt.Errorf("feed: SubscriberConfig.%s (%s) is below %s (%s): the backoff cannot shrink", maxField, hi, minField, lo)
+		}
+		return nil
+	}
+	if c.ConsumerName == "" {
+		return errors.New("feed: SubscriberConfig.ConsumerName is empty: name the consumer after what it does (e.g. \"orders-projection\"); its checkpoint is stored under that name")
+	}
+	if c.BatchSize < 0 {
+		return fmt.Errorf("feed: SubscriberConfig.BatchSize is %d: use 0 for the default or a positive count", c.BatchSize)
+	}
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"LeaseTTL", c.LeaseTTL},
+		{"RenewInterval", c.RenewInterval},
+		{"FallbackPollInterval", c.FallbackPollInterval},
+		{"SafetyPollInterval", c.SafetyPollInterval},
+		{"PendingBackoffMin", c.PendingBackoffMin},
+		{"PendingBackoffMax", c.PendingBackoffMax},
+		{"NackBackoffMin", c.NackBackoffMin},
+		{"NackBackoffMax", c.NackBackoffMax},
+	} {
+		if err := positive(f.name, f.d); err != nil {
+			return err
+		}
+	}
+	if c.RenewInterval >= c.LeaseTTL {
+		return fmt.Errorf("feed: SubscriberConfig.RenewInterval (%s) must be shorter than LeaseTTL (%s), or the lease expires between renewals (LeaseTTL / 3 is a good choice)",
+			c.RenewInterval, c.LeaseTTL)
+	}
+	if err := ordered("PendingBackoffMin", c.PendingBackoffMin, "PendingBackoffMax", c.PendingBackoffMax); err != nil {
+		return err
+	}
+	return ordered("NackBackoffMin", c.NackBackoffMin, "NackBackoffMax", c.NackBackoffMax)
+}
+
+// defaultOwner is "<hostname>-<pid>-<random>": unique per Subscriber, and
+// readable enough to find the process that holds a lease.
+func defaultOwner() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "unknown-host"
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}

@@ -1,0 +1,251 @@
+package memstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+)
+
+// checkpointStore is the in-memory feed.CheckpointStore: one position per
+// consumer name, guarded by a lease with a fencing generation.
+type checkpointStore struct {
+	clock  events.Clock
+	closed *atomic.Bool
+
+	mu    sync.Mutex
+	names map[string]*checkpoint
+
+	watchMu  sync.Mutex
+	watchers map[uint64]func(string, events.Token)
+	nextID   uint64
+}
+
+// checkpoint is one consumer name's row.
+type checkpoint struct {
+	pos events.Token
+	// owner is empty when nobody holds the lease (never taken, or released).
+	owner string
+	// generation grows every time the lease changes hands, so a consumer
+	// that lost its lease cannot commit over its successor.
+	generation int64
+	leaseUntil time.Time
+	// heartbeatAt is the holder's last acquire, renewal or commit.
+	heartbeatAt time.Time
+	// updatedAt is when pos last moved (or the row was created).
+	updatedAt time.Time
+}
+
+func newCheckpointStore(clock events.Clock, closed *atomic.Bool) *checkpointStore {
+	return &checkpointStore{
+		clock:    clock,
+		closed:   closed,
+		names:    map[string]*checkpoint{},
+		watchers: map[uint64]func(string, events.Token){},
+	}
+}
+
+func (c *checkpointStore) check(ctx context.Context) error {
+	if c.closed.Load() {
+		return errClosed
+	}
+	return ctx.Err()
+}
+
+func validateLeaseArgs(name, owner string, ttl time.Duration) error {
+	switch {
+	case name == "":
+		return errors.New("memstore: empty consumer name (name each consumer after what it does, e.g. \"orders-projection\")")
+	case owner == "":
+		return fmt.Errorf("memstore: consumer %q: empty owner (use a per-process id, e.g. hostname and pid)", name)
+	case ttl <= 0:
+		return fmt.Errorf("memstore: consumer %q: lease ttl is %s, it must be positive", name, ttl)
+	}
+	return nil
+}
+
+// Acquire takes or renews the lease on name for owner.
+func (c *checkpointStore) Acquire(ctx context.Context, name, owner string, ttl time.Duration) (feed.Lease, error) {
+	if err := c.check(ctx); err != nil {
+		return feed.Lease{}, err
+	}
+	if err := validateLeaseArgs(name, owner, ttl); err != nil {
+		return feed.Lease{}, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.clock.Now()
+	cp := c.names[name]
+	if cp == nil {
+		cp = &checkpoint{updatedAt: now}
+		c.names[name] = cp
+	}
+	if cp.owner != owner {
+		// A lease is live up to and including leaseUntil, as on PostgreSQL
+		// (lease_until < now() means expired).
+		if cp.owner != "" && !now.After(cp.leaseUntil) {
+			return feed.Lease{}, fmt.Errorf("%w: %q is held by %q for another %s (stop the other consumer, or wait for its lease to expire)",
+				feed.ErrLeaseHeld, name, cp.owner, cp.leaseUntil.Sub(now).Round(time.Millisecond))
+		}
+		cp.owner = owner
+		cp.generation++
+	}
+	cp.leaseUntil = now.Add(ttl)
+	cp.heartbeatAt = now
+	return feed.Lease{Name: name, Owner: owner, Generation: cp.generation, Position: cp.pos}, nil
+}
+
+// current returns l.Name's checkpoint if l is still its lease, or an error
+// wrapping feed.ErrLeaseLost. Expiry alone does not end a lease: only a
+// takeover or a Release does. The caller holds c.mu.
+func (c *checkpointStore) current(l feed.Lease) (*checkpoint, error) {
+	cp := c.names[l.Name]
+	if !holds(cp, l) {
+		return nil, fmt.Errorf("%w: %q generation %d of owner %q is no longer current (stop delivering; Acquire again to resume)",
+			feed.ErrLeaseLost, l.Name, l.Generation, l.Owner)
+	}
+	return cp, nil
+}
+
+// holds reports whether l is cp's current lease.
+func holds(cp *checkpoint, l feed.Lease) bool {
+	return cp != nil && cp.owner == l.Owner && cp.generation == l.Generation
+}
+
+// Renew extends l. An expired lease that nobody took over renews fine.
+func (c *checkpointStore) Renew(ctx context.Context, l feed.Lease, ttl time.Duration) error {
+	if err := c.check(ctx); err != nil {
+		return err
+	}
+	if err := validateLeaseArgs(l.Name, l.Owner, ttl); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cp, err := c.current(l)
+	if err != nil {
+		return err
+	}
+	now := c.clock.Now()
+	cp.leaseUntil = now.Add(ttl)
+	cp.heartbeatAt = now
+	return nil
+}
+
+// Release gives l up. Releasing a lease that was already lost is a no-op.
+func (c *checkpointStore) Release(ctx context.Context, l feed.Lease) error {
+	if err := c.check(ctx); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cp := c.names[l.Name]
+	if !holds(cp, l) {
+		return nil // someone else holds it now: nothing left to give up
+	}
+	// Clearing the owner makes the next Acquire, by anyone, a takeover with
+	// a new generation, so l can no longer commit.
+	cp.owner = ""
+	cp.leaseUntil = time.Time{}
+	return nil
+}
+
+// Position returns name's stored position, or the zero token.
+func (c *checkpointStore) Position(ctx context.Context, name string) (events.Token, error) {
+	if err := c.check(ctx); err != nil {
+		return events.Token{}, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cp := c.names[name]; cp != nil {
+		return cp.pos, nil
+	}
+	return events.Token{}, nil
+}
+
+// Begin starts a unit of work whose Commit stores a position.
+func (c *checkpointStore) Begin(ctx context.Context) (feed.Unit, error) {
+	if err := c.check(ctx); err != nil {
+		return nil, err
+	}
+	return &unit{store: c}, nil
+}
+
+// commit stores pos for l if l is current, then tells the watchers.
+func (c *checkpointStore) commit(ctx context.Context, l feed.Lease, pos events.Token) error {
+	if err := c.check(ctx); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	cp, err := c.current(l)
+	if err == nil {
+		now := c.clock.Now()
+		cp.pos = pos
+		cp.heartbeatAt = now
+		cp.updatedAt = now
+	}
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	c.notify(l.Name, pos)
+	return nil
+}
+
+// watch registers fn until the returned func is called.
+func (c *checkpointStore) watch(fn func(string, events.Token)) (cancel func()) {
+	c.watchMu.Lock()
+	defer c.watchMu.Unlock()
+	id := c.nextID
+	c.nextID++
+	c.watchers[id] = fn
+	return func() {
+		c.watchMu.Lock()
+		defer c.watchMu.Unlock()
+		delete(c.watchers, id)
+	}
+}
+
+// notify calls the watchers outside any lock, so a watcher may call back
+// into the store.
+func (c *checkpointStore) notify(name string, pos events.Token) {
+	c.watchMu.Lock()
+	fns := make([]func(string, events.Token), 0, len(c.watchers))
+	for _, fn := range c.watchers {
+		fns = append(fns, fn)
+	}
+	c.watchMu.Unlock()
+	for _, fn := range fns {
+		fn(name, pos)
+	}
+}
+
+// consumers lists every name with its position and lease, sorted by name.
+func (c *checkpointStore) consumers(ctx context.Context) ([]feed.ConsumerInfo, error) {
+	if err := c.check(ctx); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]feed.ConsumerInfo, 0, len(c.names))
+	for name, cp := range c.names {
+		out = append(out, feed.ConsumerInfo{
+			Name:        name,
+			Position:    cp.pos,
+			Owner:       cp.owner,
+			Generation:  cp.generation,
+			LeaseUntil:  cp.leaseUntil,
+			HeartbeatAt: cp.heartbeatAt,
+			UpdatedAt:   cp.updatedAt,
+		})
+	}
+	slices.SortFunc(out, func(a, b feed.ConsumerInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}

@@ -1,0 +1,66 @@
+package memstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/memstore"
+)
+
+type OrderPlaced struct {
+	OrderID string `json:"order_id"`
+	Total   int    `json:"total"`
+}
+
+type OrderShipped struct {
+	OrderID string `json:"order_id"`
+}
+
+func Example() {
+	ctx := context.Background()
+	reg := events.NewRegistry()
+	// The names, not the Go types, are stored: keep them stable.
+	events.Register[OrderPlaced](reg, "order_placed")
+	events.Register[OrderShipped](reg, "order_shipped")
+
+	store, err := memstore.New(&memstore.Config{Registry: reg})
+	if err != nil {
+		panic(err)
+	}
+	defer store.Close()
+
+	res, err := store.Append(ctx, "order-42", events.NoStream,
+		events.Event{Data: OrderPlaced{OrderID: "42", Total: 1999}},
+		events.Event{Data: OrderShipped{OrderID: "42"}},
+	)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("appended versions", res.FirstVersion, "to", res.LastVersion)
+
+	// A writer that read the stream before the append now conflicts.
+	_, err = store.Append(ctx, "order-42", events.NoStream, events.Event{Data: OrderShipped{OrderID: "42"}})
+	var conflict *events.WrongExpectedVersionError
+	if errors.As(err, &conflict) {
+		fmt.Println("conflict: the stream is at version", conflict.Actual)
+	}
+
+	envs, err := store.ReadStream(ctx, "order-42", 1, 0)
+	if err != nil {
+		panic(err)
+	}
+	for _, env := range envs {
+		v, err := reg.Decode(env)
+		if err != nil {
+			panic(err)
+		}
+		fmt.Printf("v%d %s %+v\n", env.Version, env.Type, v)
+	}
+	// Output:
+	// appended versions 1 to 2
+	// conflict: the stream is at version 2
+	// v1 order_placed {OrderID:42 Total:1999}
+	// v2 order_shipped {OrderID:42}
+}

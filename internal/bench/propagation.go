@@ -1,0 +1,309 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/converge-es/converge/consistency"
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+	"github.com/converge-es/converge/events/pgstore"
+)
+
+// PropagationConfig configures the propagation scenario.
+type PropagationConfig struct {
+	// Rate is the steady append rate in events per second. Defaults to 500.
+	Rate int
+	// Duration is how long each method appends. Defaults to 7s, so the
+	// three methods finish within 30s.
+	Duration time.Duration
+	// Methods lists the methods to run, in order. Defaults to poll_1s,
+	// poll_50ms, push (push last).
+	Methods []string
+}
+
+// PropagationResult is one JSON line of the propagation scenario.
+type PropagationResult struct {
+	Scenario string  `json:"scenario"`
+	Method   string  `json:"method"`
+	Rate     int     `json:"rate"`
+	Events   int     `json:"events"`
+	P50Ms    float64 `json:"p50_ms"`
+	P95Ms    float64 `json:"p95_ms"`
+	P99Ms    float64 `json:"p99_ms"`
+	// Stale counts waits that hit their deadline (push only).
+	Stale int `json:"stale,omitempty"`
+}
+
+// The methods of the propagation scenario.
+const (
+	MethodPush     = "push"
+	MethodPoll1s   = "poll_1s"
+	MethodPoll50ms = "poll_50ms"
+)
+
+const benchProjection = "bench_projection"
+
+// Propagation measures, per event, the time from its append's commit to a
+// waiter learning that a projection has processed it, in the shape of a real
+// deployment: one store stands for the web process (it appends and waits)
+// and another for the projection process (its own listen connection and a
+// Watermill router whose handler upserts a read-model row in the
+// checkpoint's transaction). The push method waits with consistency.Tracker,
+// woken by NOTIFY; the baselines poll the checkpoint every second
+// (watermill-sql's default poll interval) and every 50 ms (the seed's loop).
+func Propagation(ctx context.Context, pool *pgxpool.Pool, schema string, cfg *PropagationConfig, out io.Writer) ([]PropagationResult, error) {
+	c := PropagationConfig{}
+	if cfg != nil {
+		c = *cfg
+	}
+	if c.Rate <= 0 {
+		c.Rate = 500
+	}
+	if c.Duration <= 0 {
+		c.Duration = 7 * time.Second
+	}
+	if len(c.Methods) == 0 {
+		c.Methods = []string{MethodPoll1s, MethodPoll50ms, MethodPush}
+	}
+	quiet := slog.New(slog.DiscardHandler)
+
+	web, err := pgstore.New(ctx, pool, &pgstore.Config{Schema: schema, Logger: quiet})
+	if err != nil {
+		return nil, err
+	}
+	defer web.Close()
+	proj, err := pgstore.New(ctx, pool, &pgstore.Config{Schema: schema, Logger: quiet})
+	if err != nil {
+		return nil, err
+	}
+	defer proj.Close()
+
+	rm := pgx.Identifier{schema, "bench_read_model"}.Sanitize()
+	if _, err := pool.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+rm+" (stream_id text PRIMARY KEY, n bigint NOT NULL)"); err != nil {
+		return nil, fmt.Errorf("bench: create read model: %w", err)
+	}
+	stopProjection, err := runBenchProjection(ctx, proj, rm)
+	if err != nil {
+		return nil, err
+	}
+	defer stopProjection()
+
+	tracker, err := consistency.NewTracker(&consistency.TrackerConfig{
+		Positions:   web.Checkpoints(),
+		Watcher:     web,
+		PushHealthy: web.PushHealthy,
+		Logger:      quiet,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := tracker.Start(ctx); err != nil {
+		return nil, err
+	}
+	defer tracker.Stop(context.WithoutCancel(ctx))
+
+	var results []PropagationResult
+	for _, m := range c.Methods {
+		var wait func(ctx context.Context, tok events.Token) (bool, error)
+		switch m {
+		case MethodPush:
+			wait = func(ctx context.Context, tok events.Token) (bool, error) {
+				st, err := tracker.Wait(ctx, tok, benchProjection)
+				return st.Stale, err
+			}
+		case MethodPoll1s:
+			wait = pollWaiter(web, time.Second)
+		case MethodPoll50ms:
+			wait = pollWaiter(web, 50*time.Millisecond)
+		default:
+			return results, fmt.Errorf("bench: unknown propagation method %q", m)
+		}
+		r, err := measurePropagation(ctx, web, c.Rate, c.Duration, wait)
+		if err != nil {
+			return results, fmt.Errorf("bench: %s: %w", m, err)
+		}
+		r.Method = m
+		results = append(results, r)
+		if err := json.NewEncoder(out).Encode(r); err != nil {
+			return results, err
+		}
+	}
+	return results, nil
+}
+
+// pollWaiter is the seed's consistency loop: read the checkpoint, sleep,
+// repeat, one loop per waiting request.
+func pollWaiter(st *pgstore.Store, every time.Duration) func(context.Context, events.Token) (bool, error) {
+	return func(ctx context.Context, tok events.Token) (bool, error) {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			pos, err := st.Position(ctx, benchProjection)
+			if err != nil {
+				return false, err
+			}
+			if !pos.Before(tok) {
+				return false, nil
+			}
+			if time.Now().After(deadline) {
+				return true, nil
+			}
+			select {
+			case <-ctx.Done():
+				return false, ctx.Err()
+			case <-time.After(every):
+			}
+		}
+	}
+}
+
+// runBenchProjection starts the projection process's router: a handler that
+// upserts one row per event through the checkpoint's transaction.
+func runBenchProjection(ctx context.Context, st *pgstore.Store, table string) (stop func(), err error) {
+	sub, err := feed.NewSubscriber(st, &feed.SubscriberConfig{ConsumerName: benchProjection, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil, err
+	}
+	router, err := message.NewRouter(message.RouterConfig{}, watermill.NopLogger{})
+	if err != nil {
+		return nil, err
+	}
+	router.AddMiddleware(middleware.Recoverer)
+	upsert := "INSERT INTO " + table + " (stream_id, n) VALUES ($1, 1) ON CONFLICT (stream_id) DO UPDATE SET n = " + table + ".n + 1"
+	router.AddConsumerHandler(benchProjection, feed.TopicAll, sub, func(msg *message.Message) error {
+		tx, err := pgstore.TxFromContext(msg.Context())
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(msg.Context(), upsert, msg.Metadata.Get(feed.MetaStreamID))
+		return err
+	})
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = router.Run(rctx)
+	}()
+	select {
+	case <-router.Running():
+	case <-ctx.Done():
+		cancel()
+		<-done
+		return nil, ctx.Err()
+	}
+	return func() {
+		_ = router.Close()
+		cancel()
+		<-done
+		_ = sub.Close()
+	}, nil
+}
+
+// measurePropagation appends at a steady rate and, for every event, waits
+// with wait from the moment its append returned (it has committed).
+func measurePropagation(ctx context.Context, st *pgstore.Store, rate int, d time.Duration, wait func(context.Context, events.Token) (bool, error)) (PropagationResult, error) {
+	interval := time.Second / time.Duration(rate)
+	total := int(d / interval)
+	slots := make(chan int)
+	var (
+		mu        sync.Mutex
+		latencies []time.Duration
+		stale     int
+		firstErr  error
+		wg        sync.WaitGroup
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+	}
+	// A few appenders take scheduled slots, so one slow append does not
+	// push the whole schedule back.
+	var appenders sync.WaitGroup
+	for w := range 4 {
+		appenders.Add(1)
+		go func() {
+			defer appenders.Done()
+			for i := range slots {
+				res, err := st.Append(ctx, fmt.Sprintf("prop-%d-%d", w, i%50), events.AnyVersion,
+					events.Event{Data: events.Raw{Type: "bench.event", Payload: payload(int64(i))}})
+				if err != nil {
+					fail(err)
+					continue
+				}
+				committed := time.Now()
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					isStale, err := wait(ctx, res.Token)
+					lat := time.Since(committed)
+					mu.Lock()
+					defer mu.Unlock()
+					if err != nil {
+						if firstErr == nil {
+							firstErr = err
+						}
+						return
+					}
+					if isStale {
+						stale++
+					}
+					latencies = append(latencies, lat)
+				}()
+			}
+		}()
+	}
+	start := time.Now()
+	for i := range total {
+		if dl := start.Add(time.Duration(i) * interval); time.Until(dl) > 0 {
+			time.Sleep(time.Until(dl))
+		}
+		select {
+		case slots <- i:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(slots)
+	appenders.Wait()
+	wg.Wait()
+	if firstErr != nil {
+		return PropagationResult{}, firstErr
+	}
+	slices.Sort(latencies)
+	return PropagationResult{
+		Scenario: "propagation",
+		Rate:     rate,
+		Events:   len(latencies),
+		P50Ms:    ms(percentile(latencies, 0.50)),
+		P95Ms:    ms(percentile(latencies, 0.95)),
+		P99Ms:    ms(percentile(latencies, 0.99)),
+		Stale:    stale,
+	}, nil
+}
+
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted)-1) * p)
+	return sorted[i]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()/10) / 100 }

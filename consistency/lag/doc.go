@@ -1,0 +1,88 @@
+// Package lag watches how far projections (feed consumers) are behind the
+// event store and says when one breaks its SLA.
+//
+// A Monitor reads a feed.Inspector (*pgstore.Store or *memstore.Store) and,
+// per projection, reports four numbers that answer different questions:
+//
+//   - Position lag: how many events lie between the projection's checkpoint
+//     and the head of the feed. It says how much work is queued, not how
+//     stale readers are: 10,000 events a busy projection clears in 200ms
+//     matter less than one event stuck for a minute.
+//   - Time lag: how long the oldest unprocessed event (the first one after
+//     the checkpoint) has been waiting, or 0 when the projection is caught
+//     up. This is the staleness a reader of the read model can observe,
+//     and what the SLA is measured against.
+//   - Heartbeat age: how long ago the projection's lease holder last
+//     renewed its lease or committed. A live runner renews every third of
+//     its lease TTL, so a growing heartbeat age means a stalled or dead
+//     runner even while the time lag is still small.
+//   - Horizon age: how long the oldest open transaction in the database has
+//     been running. On PostgreSQL an event committed after such a
+//     transaction began is not deliverable until it ends (see the pgstore
+//     package doc), so a long transaction delays every projection at once.
+//     It is the same for all projections and always 0 in memory.
+//
+// # Why time lag starts at the oldest unprocessed event
+//
+// The obvious measure, "now minus the time of the last processed event",
+// is wrong both ways. A projection that is caught up on a quiet feed would
+// show an ever-growing lag although nothing is waiting; and a projection
+// that processed an event written a second ago but has a backlog behind it
+// would look fresh. What a reader experiences is how long the events the
+// read model does not yet reflect have existed, and the first of them has
+// existed longest: now - RecordedAt(first event after the checkpoint). It is
+// 0 exactly when nothing is waiting. On PostgreSQL this includes events
+// held back by the read horizon: they are committed, unprocessed and
+// invisible to readers of the model, so their wait is lag too.
+//
+// # The breach rule
+//
+// A projection breaches its SLA when its time lag exceeds the SLA, or when
+// it has unprocessed events and its heartbeat is older than
+// Config.StaleHeartbeat (10s, the feed's lease TTL, by default): nobody is
+// working the backlog off, so the SLA will go next. The Report's Reason
+// says which rule fired. A caught-up projection never breaches, however old
+// its heartbeat: an idle projection with no runner harms nobody.
+//
+// A breach fires Config.OnBreach once, logs a Warn line, sets
+// converge_projection_sla_breached to 1 and counts one in
+// converge_projection_sla_breaches_total; further passes while it lasts
+// fire nothing. When the rule stops holding, Config.OnRecover fires once
+// with the ended Breach, an Info line is logged and the gauge returns to 0.
+//
+// SLAs come from Config.Projections (UserFacingSLA, 2s, and AnalyticsSLA,
+// 30s, are the usual two), else Config.DefaultSLA.
+//
+// # Metrics
+//
+// When Config.Registerer is set the Monitor registers, each labelled by
+// projection:
+//
+//	converge_projection_position_lag_events     gauge
+//	converge_projection_time_lag_seconds        gauge
+//	converge_projection_heartbeat_age_seconds   gauge (0 when never seen)
+//	converge_projection_sla_seconds             gauge
+//	converge_projection_sla_breached            gauge, 0 or 1
+//	converge_projection_sla_breaches_total      counter
+//
+// and converge_read_horizon_age_seconds (no label). Handler serves a
+// registry over HTTP.
+//
+// # Usage
+//
+//	mon, err := lag.NewMonitor(store, &lag.Config{
+//		Projections: []lag.Target{
+//			{Name: "order_summary", SLA: lag.UserFacingSLA},
+//			{Name: "sales_report", SLA: lag.AnalyticsSLA, Class: "analytics"},
+//		},
+//		Registerer: prometheus.DefaultRegisterer,
+//		OnBreach:   func(b lag.Breach) { pager.Page(b.Report.Name) },
+//	})
+//	if err != nil { ... }
+//	if err := mon.Start(ctx); err != nil { ... }
+//	defer mon.Stop(context.Background())
+//	http.Handle("/metrics", lag.Handler(prometheus.DefaultGatherer))
+//
+// From a shell, `converge lag` prints the same reports once (or with
+// --watch, repeatedly) as a table or as JSON lines.
+package lag

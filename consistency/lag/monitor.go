@@ -1,0 +1,335 @@
+package lag
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/converge-es/converge/events/feed"
+	"github.com/converge-es/converge/internal/signal"
+)
+
+// Monitor samples how far projections are behind the event store, judges
+// each against its SLA, and publishes the result as reports, hooks, log
+// lines and Prometheus metrics. See the package doc for what it measures.
+//
+// Run passes yourself with Check, or every Config.Interval with Start. A
+// Monitor is safe for concurrent use; passes never overlap.
+type Monitor struct {
+	src     feed.Inspector
+	cfg     Config
+	metrics *metrics
+
+	// pass serialises passes, so breach transitions are seen once.
+	pass sync.Mutex
+	// breaches holds the open breach of each projection. Guarded by pass.
+	breaches map[string]*Breach
+	// seen is the projections the last pass reported. Guarded by pass.
+	seen map[string]bool
+
+	mu   sync.Mutex
+	last []Report
+
+	passed signal.Broadcast
+
+	life    sync.Mutex
+	state   int // stateIdle, stateRunning or stateStopped
+	cancel  context.CancelFunc
+	stopped chan struct{}
+}
+
+const (
+	stateIdle = iota
+	stateRunning
+	stateStopped
+)
+
+// epoch is the heartbeat a store reports for a name that never had one
+// (pgstore says 'epoch' for NULL); such heartbeats are unknown, not old.
+var epoch = time.Unix(0, 0)
+
+// NewMonitor returns a Monitor over src (a *pgstore.Store or a
+// *memstore.Store). When cfg.Registerer is set the metrics are registered
+// there at once.
+func NewMonitor(src feed.Inspector, cfg *Config) (*Monitor, error) {
+	if src == nil {
+		return nil, errors.New("lag: NewMonitor needs a feed.Inspector (a *pgstore.Store or *memstore.Store)")
+	}
+	c := cfg.withDefaults()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	m := &Monitor{
+		src:      src,
+		cfg:      c,
+		metrics:  newMetrics(),
+		breaches: map[string]*Breach{},
+		seen:     map[string]bool{},
+		stopped:  make(chan struct{}),
+	}
+	if c.Registerer != nil {
+		if err := m.metrics.register(c.Registerer); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// Check runs one pass now and returns its reports, in Config.Projections
+// order (or by name when watching every consumer). Breach hooks, logs and
+// metrics fire as they would from the loop. The pass is bounded by
+// Config.PassTimeout. On error nothing changes: Reports still returns the
+// previous pass.
+func (m *Monitor) Check(ctx context.Context) ([]Report, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.PassTimeout)
+	defer cancel()
+	m.pass.Lock()
+	defer m.pass.Unlock()
+	defer m.passed.Notify()
+
+	reports, err := m.sample(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var fire []func()
+	for i := range reports {
+		fire = append(fire, m.judge(&reports[i])...)
+	}
+	m.forgetGone(reports)
+
+	m.mu.Lock()
+	m.last = reports
+	m.mu.Unlock()
+	// Hooks run last, when Reports already answers with this pass.
+	for _, f := range fire {
+		f()
+	}
+	return cloneReports(reports), nil
+}
+
+// Reports returns the reports of the last successful pass; nil before the
+// first.
+func (m *Monitor) Reports() []Report {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return cloneReports(m.last)
+}
+
+// Passed returns a channel closed when the next pass ends, successful or
+// not. Take it before the event you wait for (tests use it to await the
+// loop instead of sleeping).
+func (m *Monitor) Passed() <-chan struct{} { return m.passed.C() }
+
+// sample queries the store and computes every report, judging nothing.
+func (m *Monitor) sample(ctx context.Context) ([]Report, error) {
+	head, err := m.src.Head(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("lag: head of the feed: %w", err)
+	}
+	consumers, err := m.src.Consumers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("lag: list consumers: %w", err)
+	}
+	horizon, err := m.src.HorizonAge(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("lag: read horizon age: %w", err)
+	}
+	byName := make(map[string]feed.ConsumerInfo, len(consumers))
+	for _, c := range consumers {
+		byName[c.Name] = c
+	}
+	targets := m.cfg.Projections
+	if len(targets) == 0 {
+		targets = make([]Target, 0, len(consumers))
+		for _, c := range consumers {
+			targets = append(targets, Target{Name: c.Name, SLA: m.cfg.DefaultSLA})
+		}
+		sortTargets(targets)
+	}
+
+	type oldest struct {
+		at time.Time
+		ok bool
+	}
+	reports := make([]Report, len(targets))
+	olds := make([]oldest, len(targets))
+	for i, t := range targets {
+		c := byName[t.Name] // zero when unknown: at the start of the feed
+		n, err := m.src.CountBetween(ctx, c.Position, head)
+		if err != nil {
+			return nil, fmt.Errorf("lag: events behind %q: %w", t.Name, err)
+		}
+		at, ok, err := m.src.OldestAfter(ctx, c.Position)
+		if err != nil {
+			return nil, fmt.Errorf("lag: oldest event unprocessed by %q: %w", t.Name, err)
+		}
+		olds[i] = oldest{at, ok}
+		reports[i] = Report{
+			Name:        t.Name,
+			Class:       t.Class,
+			Owner:       c.Owner,
+			Checkpoint:  c.Position,
+			Head:        head,
+			PositionLag: n,
+			HorizonAge:  horizon,
+			SLA:         t.SLA,
+		}
+	}
+
+	// One "now" for the whole pass, taken after the queries so no event
+	// they saw lies in its future.
+	now := m.cfg.Clock.Now()
+	for i := range reports {
+		r := &reports[i]
+		r.At = now
+		if olds[i].ok {
+			r.TimeLag = max(0, now.Sub(olds[i].at))
+		}
+		if hb := byName[r.Name].HeartbeatAt; hb.After(epoch) {
+			r.HeartbeatAge = max(0, now.Sub(hb))
+		}
+		r.Reason = m.rule(r)
+		r.Breached = r.Reason != ""
+	}
+	m.metrics.horizonAge.Set(horizon.Seconds())
+	return reports, nil
+}
+
+// rule is the breach rule: a projection breaches when its oldest
+// unprocessed event has waited longer than its SLA, or when it has
+// unprocessed events and its heartbeat is older than Config.StaleHeartbeat
+// (nobody is working them off, so the SLA is about to go too).
+func (m *Monitor) rule(r *Report) Reason {
+	switch {
+	case r.TimeLag > r.SLA:
+		return ReasonTimeLag
+	case m.cfg.StaleHeartbeat >= 0 && r.PositionLag > 0 && r.HeartbeatAge > m.cfg.StaleHeartbeat:
+		return ReasonStalled
+	}
+	return ""
+}
+
+// judge updates the metrics and the breach state of one report and returns
+// the hooks and log lines its transition calls for. Caller holds m.pass.
+func (m *Monitor) judge(r *Report) []func() {
+	m.metrics.observe(*r)
+	open := m.breaches[r.Name]
+	switch {
+	case r.Breached && open == nil:
+		b := &Breach{Report: *r, Reason: r.Reason, Since: r.At, At: r.At}
+		m.breaches[r.Name] = b
+		m.metrics.breached.WithLabelValues(r.Name).Set(1)
+		m.metrics.breaches.WithLabelValues(r.Name).Inc()
+		ev := *b
+		return []func(){func() {
+			m.cfg.Logger.Warn("lag: projection breaches its SLA",
+				"projection", r.Name, "reason", string(ev.Reason), "time_lag", r.TimeLag,
+				"behind_events", r.PositionLag, "heartbeat_age", r.HeartbeatAge, "sla", r.SLA, "owner", r.Owner)
+			if m.cfg.OnBreach != nil {
+				m.cfg.OnBreach(ev)
+			}
+		}}
+	case !r.Breached && open != nil:
+		delete(m.breaches, r.Name)
+		ev := Breach{Report: *r, Reason: open.Reason, Since: open.Since, At: r.At}
+		return []func(){func() {
+			m.cfg.Logger.Info("lag: projection is back within its SLA",
+				"projection", r.Name, "reason", string(ev.Reason), "breached_for", ev.At.Sub(ev.Since),
+				"time_lag", r.TimeLag, "sla", r.SLA)
+			if m.cfg.OnRecover != nil {
+				m.cfg.OnRecover(ev)
+			}
+		}}
+	}
+	return nil
+}
+
+// forgetGone drops the breach state and the metrics of projections the
+// last pass reported and this one does not (a consumer deleted from the
+// store while watching every consumer). Caller holds m.pass.
+func (m *Monitor) forgetGone(reports []Report) {
+	now := make(map[string]bool, len(reports))
+	for _, r := range reports {
+		now[r.Name] = true
+	}
+	for name := range m.seen {
+		if !now[name] {
+			delete(m.breaches, name)
+			m.metrics.forget(name)
+		}
+	}
+	m.seen = now
+}
+
+// Start runs a pass at once and then every Config.Interval until ctx is
+// cancelled or Stop is called. It does not block. A failed pass is logged
+// and the next one runs on schedule. A Monitor starts once: a second Start
+// returns ErrAlreadyStarted.
+func (m *Monitor) Start(ctx context.Context) error {
+	m.life.Lock()
+	defer m.life.Unlock()
+	if m.state != stateIdle {
+		return ErrAlreadyStarted
+	}
+	m.state = stateRunning
+	ctx, m.cancel = context.WithCancel(ctx)
+	go m.run(ctx)
+	return nil
+}
+
+func (m *Monitor) run(ctx context.Context) {
+	defer close(m.stopped)
+	ticker := time.NewTicker(m.cfg.Interval)
+	defer ticker.Stop()
+	for {
+		if _, err := m.Check(ctx); err != nil && ctx.Err() == nil {
+			m.cfg.Logger.Warn("lag: pass failed; trying again at the next interval", "error", err, "interval", m.cfg.Interval)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// Stop ends the loop and waits for the pass in flight (bounded by
+// Config.PassTimeout) or for ctx. Stopping a Monitor that never started, or
+// stopping twice, is harmless.
+func (m *Monitor) Stop(ctx context.Context) error {
+	m.life.Lock()
+	switch m.state {
+	case stateIdle:
+		m.state = stateStopped
+		close(m.stopped)
+	case stateRunning:
+		m.state = stateStopped
+		m.cancel()
+	}
+	m.life.Unlock()
+	select {
+	case <-m.stopped:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("lag: stop Monitor: %w", ctx.Err())
+	}
+}
+
+// Stopped returns a channel closed once the Monitor has stopped: after
+// Stop, or after the context given to Start ends.
+func (m *Monitor) Stopped() <-chan struct{} { return m.stopped }
+
+func cloneReports(rs []Report) []Report {
+	if rs == nil {
+		return nil
+	}
+	return append([]Report(nil), rs...)
+}
+
+func sortTargets(ts []Target) {
+	slices.SortFunc(ts, func(a, b Target) int { return strings.Compare(a.Name, b.Name) })
+}

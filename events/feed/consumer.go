@@ -27,7 +27,8 @@ type consumer struct {
 	log      *slog.Logger
 }
 
-// errRedeliver makes deliver try the same event again after a backoff.
+// errRedeliver makes the consumer read again from its last checkpoint
+// after a backoff.
 var errRedeliver = errors.New("feed: redeliver")
 
 // run alternates between acquiring the lease and delivering under it. A
@@ -148,6 +149,7 @@ func (c *consumer) deliverFrom(ctx context.Context, lease Lease) error {
 	pos := lease.Position
 	pending := backoff{min: c.cfg.PendingBackoffMin, max: c.cfg.PendingBackoffMax}
 	retry := backoff{min: c.cfg.PendingBackoffMin, max: c.cfg.FallbackPollInterval}
+	nack := nackStreak{b: backoff{min: c.cfg.NackBackoffMin, max: c.cfg.NackBackoffMax}}
 	for {
 		// Take the wake channel before reading, so an append between the
 		// read and the wait is not missed.
@@ -171,17 +173,36 @@ func (c *consumer) deliverFrom(ctx context.Context, lease Lease) error {
 		}
 		retry.reset()
 
-		for _, env := range batch.Events {
-			if !env.Token.After(pos) {
+		evs := batch.Events
+		for len(evs) > 0 {
+			if !evs[0].Token.After(pos) {
 				// A Source bug; committing it would move the checkpoint back.
 				c.log.Error("feed: source returned an event at or before the position read from; skipping it",
-					"event_id", env.ID, "token", env.Token.String(), "position", pos.String())
+					"event_id", evs[0].ID, "token", evs[0].Token.String(), "position", pos.String())
+				evs = evs[1:]
 				continue
 			}
-			if err := c.deliver(ctx, lease, env); err != nil {
+			group := evs[:min(len(evs), c.cfg.CommitBatch)]
+			n, err := c.deliverGroup(ctx, lease, group)
+			if n > 0 {
+				pos = group[n-1].Token
+			}
+			if errors.Is(err, errRedeliver) {
+				// Everything after pos is read again, so the events of the
+				// rolled-back unit come back in order.
+				nack.failed(group[n].ID)
+				d := nack.next()
+				c.log.Debug("feed: redelivering from the last checkpoint", "event_id", group[n].ID, "retry_in", d)
+				if !sleep(ctx, d) {
+					return context.Cause(ctx)
+				}
+				break
+			}
+			if err != nil {
 				return err
 			}
-			pos = env.Token
+			nack.succeeded()
+			evs = evs[n:]
 		}
 		switch {
 		case len(batch.Events) > 0:
@@ -222,27 +243,13 @@ func (c *consumer) wait(ctx context.Context, wake <-chan struct{}) error {
 	}
 }
 
-// deliver hands env to the handler until it is Acked and committed. It
-// returns an error only when delivery must stop: ctx ended, the lease was
-// lost, or the Source was closed.
-func (c *consumer) deliver(ctx context.Context, lease Lease, env events.Envelope) error {
-	nack := backoff{min: c.cfg.NackBackoffMin, max: c.cfg.NackBackoffMax}
-	for attempt := 1; ; attempt++ {
-		err := c.deliverOnce(ctx, lease, env)
-		if !errors.Is(err, errRedeliver) {
-			return err
-		}
-		d := nack.next()
-		c.log.Debug("feed: redelivering event", "event_id", env.ID, "attempt", attempt, "retry_in", d)
-		if !sleep(ctx, d) {
-			return context.Cause(ctx)
-		}
-	}
-}
-
-// deliverOnce begins a unit, sends one message for env and settles the unit
-// by the handler's answer.
-func (c *consumer) deliverOnce(ctx context.Context, lease Lease, env events.Envelope) error {
+// deliverGroup delivers events in one unit, one message at a time, and
+// commits the unit after the last Ack. It returns how many events it
+// committed: all of them, or none with errRedeliver (a Nack, or a failed
+// begin or commit: redeliver from the first) or with an error that stops
+// delivery (ctx ended, lease lost, Source closed). When Close races an Ack,
+// the events Acked so far still commit and their count is returned.
+func (c *consumer) deliverGroup(ctx context.Context, lease Lease, group []events.Envelope) (int, error) {
 	bctx, cancel := context.WithTimeout(ctx, c.cfg.LeaseTTL)
 	unit, err := c.cps.Begin(bctx)
 	cancel()
@@ -251,47 +258,63 @@ func (c *consumer) deliverOnce(ctx context.Context, lease Lease, env events.Enve
 		if err == nil {
 			c.rollback(ctx, unit)
 		}
-		return context.Cause(ctx)
+		return 0, context.Cause(ctx)
 	case errors.Is(err, events.ErrClosed):
-		return err
+		return 0, err
 	case err != nil:
-		c.log.Warn("feed: begin unit failed", "event_id", env.ID, "error", err)
-		return errRedeliver
+		c.log.Warn("feed: begin unit failed", "event_id", group[0].ID, "error", err)
+		return 0, errRedeliver
 	}
+	msgCtx, cancelMsgs := context.WithCancel(ctx)
+	defer cancelMsgs()
+	uctx := unit.Context(msgCtx)
 
-	msg, decodeErr := newMessage(env)
-	if decodeErr != nil {
-		c.log.Error("feed: delivering undecodable payload as stored", "error", decodeErr)
-	}
-	msgCtx, cancelMsg := context.WithCancel(ctx)
-	defer cancelMsg()
-	msg.SetContext(unit.Context(msgCtx))
-
-	select {
-	case c.out <- msg:
-	case <-ctx.Done():
-		c.rollback(ctx, unit)
-		return context.Cause(ctx)
-	}
-	select {
-	case <-msg.Acked():
-		return c.commit(ctx, unit, lease, env)
-	case <-msg.Nacked():
-		c.rollback(ctx, unit)
-		return errRedeliver
-	case <-ctx.Done():
-		// An Ack that raced the end of the context still commits: the
-		// handler finished, and its work should not be redone needlessly.
+	for i, env := range group {
+		msg, decodeErr := newMessage(env)
+		if decodeErr != nil {
+			c.log.Error("feed: delivering undecodable payload as stored", "error", decodeErr)
+		}
+		msg.SetContext(uctx)
+		select {
+		case c.out <- msg:
+		case <-ctx.Done():
+			return c.settleAtClose(ctx, unit, lease, group[:i])
+		}
 		select {
 		case <-msg.Acked():
-			if err := c.commit(ctx, unit, lease, env); err != nil && !errors.Is(err, errRedeliver) {
-				return err
-			}
-		default:
+		case <-msg.Nacked():
 			c.rollback(ctx, unit)
+			return 0, errRedeliver
+		case <-ctx.Done():
+			// An Ack that raced the end of the context still counts: the
+			// handler finished, and its work should not be redone needlessly.
+			select {
+			case <-msg.Acked():
+				return c.settleAtClose(ctx, unit, lease, group[:i+1])
+			default:
+				return c.settleAtClose(ctx, unit, lease, group[:i])
+			}
 		}
-		return context.Cause(ctx)
 	}
+	if err := c.commit(ctx, unit, lease, group[len(group)-1]); err != nil {
+		return 0, err
+	}
+	return len(group), nil
+}
+
+// settleAtClose commits the events acked before ctx ended, or rolls back
+// when there are none, and reports why delivery stops.
+func (c *consumer) settleAtClose(ctx context.Context, unit Unit, lease Lease, acked []events.Envelope) (int, error) {
+	if len(acked) == 0 {
+		c.rollback(ctx, unit)
+		return 0, context.Cause(ctx)
+	}
+	if err := c.commit(ctx, unit, lease, acked[len(acked)-1]); err != nil && !errors.Is(err, errRedeliver) {
+		return 0, err
+	} else if err != nil {
+		return 0, context.Cause(ctx)
+	}
+	return len(acked), context.Cause(ctx)
 }
 
 // commit stores env's token as the checkpoint together with the handler's
@@ -325,4 +348,25 @@ func (c *consumer) rollback(ctx context.Context, unit Unit) {
 	if err := unit.Rollback(rctx); err != nil {
 		c.log.Warn("feed: roll back unit failed", "error", err)
 	}
+}
+
+// nackStreak grows the redelivery backoff while the same event keeps
+// failing, and starts over once it (or another) commits.
+type nackStreak struct {
+	b    backoff
+	last string
+}
+
+func (n *nackStreak) failed(eventID string) {
+	if eventID != n.last {
+		n.b.reset()
+		n.last = eventID
+	}
+}
+
+func (n *nackStreak) next() time.Duration { return n.b.next() }
+
+func (n *nackStreak) succeeded() {
+	n.b.reset()
+	n.last = ""
 }

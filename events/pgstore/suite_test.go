@@ -6,6 +6,7 @@ import (
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/eventstoretest"
 	"github.com/converge-es/converge/events/feed"
+	"github.com/converge-es/converge/events/feed/feedtest"
 )
 
 // The same behavioural suites the in-memory store passes.
@@ -22,4 +23,25 @@ func TestFeedSourceSuite(t *testing.T) {
 	eventstoretest.RunFeed(t, func(t *testing.T) feed.Source {
 		return setup(t, eventstoretest.Registry(), 6).store
 	})
+}
+
+func newFeedSource(t *testing.T) (events.Store, feed.Source) {
+	t.Helper()
+	st := setup(t, eventstoretest.Registry(), 6).store
+	return st, st
+}
+
+// The Subscriber and Publisher behaviour suite, as run against memstore.
+func TestFeedSuite(t *testing.T) {
+	t.Parallel()
+	feedtest.Run(t, newFeedSource)
+}
+
+// Watermill's universal Pub/Sub suite. ForceShort keeps it to about ten
+// seconds under -race on two cores (the long form takes over two minutes).
+func TestWatermillUniversal(t *testing.T) {
+	t.Parallel()
+	features := feedtest.UniversalFeatures
+	features.ForceShort = true
+	feedtest.RunUniversal(t, newFeedSource, features)
 }

@@ -20,6 +20,7 @@ func newPublisher(t *testing.T, s events.Store, cfg *feed.PublisherConfig) *feed
 }
 
 func testPublishJSON(t *testing.T, s events.Store, src feed.Source) {
+	t.Helper()
 	pub := newPublisher(t, s, nil)
 	msg := message.NewMessage(uuid.NewString(), []byte(`{"order_id": "42", "amount": 7}`))
 	msg.Metadata.Set(feed.MetaType, "order.placed")
@@ -36,8 +37,11 @@ func testPublishJSON(t *testing.T, s events.Store, src feed.Source) {
 	require.Equal(t, "order.placed", stored.Type)
 	require.Equal(t, 1, stored.SchemaVersion)
 	require.JSONEq(t, string(msg.Payload), string(stored.Payload))
-	require.Equal(t, events.Metadata{CorrelationID: "corr-1", CausationID: "cause-1",
-		Extra: map[string]string{"tenant": "acme", feed.MetaWatermillUUID: msg.UUID}}, stored.Metadata)
+	require.Equal(t, events.Metadata{
+		CorrelationID: "corr-1",
+		CausationID:   "cause-1",
+		Extra:         map[string]string{"tenant": "acme", feed.MetaWatermillUUID: msg.UUID},
+	}, stored.Metadata)
 	require.Equal(t, feed.DefaultPublishType, all[1].Type)
 
 	cm := newCommits()
@@ -58,6 +62,7 @@ func testPublishJSON(t *testing.T, s events.Store, src feed.Source) {
 }
 
 func testPublishIdempotent(t *testing.T, s events.Store, _ feed.Source) {
+	t.Helper()
 	pub := newPublisher(t, s, nil)
 	msg := message.NewMessage(uuid.NewString(), []byte(`{}`))
 	require.NoError(t, pub.Publish("order-1", msg))
@@ -80,6 +85,7 @@ func testPublishIdempotent(t *testing.T, s events.Store, _ feed.Source) {
 }
 
 func testPublishRejectsNonJSON(t *testing.T, s events.Store, _ feed.Source) {
+	t.Helper()
 	pub := newPublisher(t, s, nil)
 	err := pub.Publish("order-1", message.NewMessage(uuid.NewString(), []byte("x")))
 	require.ErrorIs(t, err, events.ErrInvalidEvent)
@@ -98,6 +104,7 @@ func testPublishRejectsNonJSON(t *testing.T, s events.Store, _ feed.Source) {
 }
 
 func testPublishBase64(t *testing.T, s events.Store, src feed.Source) {
+	t.Helper()
 	pub := newPublisher(t, s, &feed.PublisherConfig{Encoding: feed.EncodingBase64})
 	payloads := [][]byte{[]byte("x"), {0, 0xff, '"', '\\', 0x7f}, {}, []byte(`{"a":   1}`)}
 	for _, p := range payloads {
@@ -121,6 +128,7 @@ func testPublishBase64(t *testing.T, s events.Store, src feed.Source) {
 }
 
 func testPublishStreamFromMetadata(t *testing.T, s events.Store, _ feed.Source) {
+	t.Helper()
 	pub := newPublisher(t, s, nil)
 	msg := message.NewMessage(uuid.NewString(), []byte(`{}`))
 	msg.Metadata.Set(feed.MetaStreamID, "order-7")

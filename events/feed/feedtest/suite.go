@@ -25,6 +25,7 @@ type suiteTest struct {
 var suiteTests = []suiteTest{
 	{"DeliversInGlobalOrderWithMetadata", testDeliversInGlobalOrder},
 	{"NackRedeliversSameEvent", testNackRedelivers},
+	{"CommitBatchSharesOneUnit", testCommitBatch},
 	{"ResumesFromCheckpoint", testResumesFromCheckpoint},
 	{"OneActiveConsumerPerName", testOneActiveConsumerPerName},
 	{"StandbyTakesOverExpiredLease", testTakeoverAfterExpiry},
@@ -60,6 +61,7 @@ func Run(t *testing.T, newSource NewSourceFunc) {
 type ctxKey struct{}
 
 func testDeliversInGlobalOrder(t *testing.T, s events.Store, src feed.Source) {
+	t.Helper()
 	meta := events.Metadata{CorrelationID: "corr-1", CausationID: "cause-1", Extra: map[string]string{"tenant": "acme", "note": "ünïcödé"}}
 	first := thing(1)
 	first.Metadata = meta
@@ -118,6 +120,7 @@ func testDeliversInGlobalOrder(t *testing.T, s events.Store, src feed.Source) {
 }
 
 func testNackRedelivers(t *testing.T, s events.Store, src feed.Source) {
+	t.Helper()
 	appendTo(t, s, "order-1", 1, 2)
 	all := awaitAll(t, s, 2)
 	cm := newCommits()
@@ -151,6 +154,7 @@ func testNackRedelivers(t *testing.T, s events.Store, src feed.Source) {
 }
 
 func testResumesFromCheckpoint(t *testing.T, s events.Store, src feed.Source) {
+	t.Helper()
 	for i := range 10 {
 		appendTo(t, s, "order-1", i)
 	}
@@ -192,6 +196,7 @@ func testResumesFromCheckpoint(t *testing.T, s events.Store, src feed.Source) {
 }
 
 func testOneActiveConsumerPerName(t *testing.T, s events.Store, src feed.Source) {
+	t.Helper()
 	spy := newSpySource(src)
 	name := uniqueName("single")
 	cmA, cmB := newCommits(), newCommits()
@@ -232,6 +237,7 @@ func testOneActiveConsumerPerName(t *testing.T, s events.Store, src feed.Source)
 }
 
 func testTakeoverAfterExpiry(t *testing.T, s events.Store, src feed.Source) {
+	t.Helper()
 	const ttl = 200 * time.Millisecond
 	name := uniqueName("expiry")
 	cps := src.Checkpoints()
@@ -262,6 +268,7 @@ func testTakeoverAfterExpiry(t *testing.T, s events.Store, src feed.Source) {
 }
 
 func testLeaseLostWhileHandling(t *testing.T, s events.Store, src feed.Source) {
+	t.Helper()
 	const ttl = 300 * time.Millisecond
 	name := uniqueName("lost")
 	spy := newSpySource(src)
@@ -303,6 +310,7 @@ func testLeaseLostWhileHandling(t *testing.T, s events.Store, src feed.Source) {
 }
 
 func testCategoryTopics(t *testing.T, s events.Store, src feed.Source) {
+	t.Helper()
 	streams := []string{"order-1", "orders-1", "order", "customer-1", "order-eu-7", "order-1"}
 	for i, stream := range streams {
 		appendTo(t, s, stream, i)
@@ -349,6 +357,7 @@ func testCategoryTopics(t *testing.T, s events.Store, src feed.Source) {
 }
 
 func testPendingBackoff(t *testing.T, s events.Store, src feed.Source) {
+	t.Helper()
 	appendTo(t, s, "order-1", 1)
 	all := awaitAll(t, s, 1)
 	pend := &pendingSource{Source: src}
@@ -370,6 +379,7 @@ func testPendingBackoff(t *testing.T, s events.Store, src feed.Source) {
 }
 
 func testFallbackPoll(t *testing.T, s events.Store, src feed.Source) {
+	t.Helper()
 	cm := newCommits()
 	name := uniqueName("fallback")
 	cfg := config(name, cm)
@@ -385,6 +395,7 @@ func testFallbackPoll(t *testing.T, s events.Store, src feed.Source) {
 }
 
 func testSafetyPoll(t *testing.T, s events.Store, src feed.Source) {
+	t.Helper()
 	cm := newCommits()
 	name := uniqueName("safety")
 	cfg := config(name, cm)
@@ -400,6 +411,7 @@ func testSafetyPoll(t *testing.T, s events.Store, src feed.Source) {
 }
 
 func testNoUnitOpenWhileIdle(t *testing.T, s events.Store, src feed.Source) {
+	t.Helper()
 	spy := newSpySource(src)
 	cm := newCommits()
 	name := uniqueName("idle")
@@ -421,6 +433,7 @@ func testNoUnitOpenWhileIdle(t *testing.T, s events.Store, src feed.Source) {
 }
 
 func testContextEndClosesSubscription(t *testing.T, s events.Store, src feed.Source) {
+	t.Helper()
 	appendTo(t, s, "order-1", 1)
 	all := awaitAll(t, s, 1)
 	name := uniqueName("ctx")
@@ -449,6 +462,7 @@ func testContextEndClosesSubscription(t *testing.T, s events.Store, src feed.Sou
 }
 
 func testClose(t *testing.T, s events.Store, src feed.Source) {
+	t.Helper()
 	name := uniqueName("close")
 	sub, err := feed.NewSubscriber(src, config(name, newCommits()))
 	require.NoError(t, err)
@@ -480,6 +494,7 @@ func testClose(t *testing.T, s events.Store, src feed.Source) {
 }
 
 func testRouter(t *testing.T, s events.Store, src feed.Source) {
+	t.Helper()
 	appendTo(t, s, "order-1", 1, 2, 3)
 	all := awaitAll(t, s, 3)
 	cm := newCommits()
@@ -515,4 +530,45 @@ func testRouter(t *testing.T, s events.Store, src feed.Source) {
 	defer mu.Unlock()
 	require.True(t, failed)
 	require.Equal(t, ids(all), handled, "a failed event is retried before anything behind it")
+}
+
+// testCommitBatch: with CommitBatch > 1, events already read share a unit;
+// a Nack in the middle rolls the unit back and redelivers from its first
+// event, and the checkpoint only ever lands on a unit's last event.
+func testCommitBatch(t *testing.T, s events.Store, src feed.Source) {
+	t.Helper()
+	for i := range 7 {
+		appendTo(t, s, "order-1", i)
+	}
+	all := awaitAll(t, s, 7)
+	cm := newCommits()
+	name := uniqueName("batch")
+	cfg := config(name, cm)
+	cfg.CommitBatch = 4
+	ch := subscribe(t, newSubscriber(t, src, cfg), feed.TopicAll)
+
+	// First unit: events 0..3. Ack 0 and 1, Nack 2.
+	for i := range 2 {
+		msg := receive(t, ch)
+		require.Equal(t, all[i].ID, msg.UUID)
+		require.True(t, msg.Ack())
+	}
+	msg := receive(t, ch)
+	require.Equal(t, all[2].ID, msg.UUID)
+	require.True(t, msg.Nack())
+	require.Zero(t, cm.count(), "acked events of a unit are not committed before the unit ends")
+
+	// Redelivered from the unit's first event; everything acked now.
+	var got []string
+	for len(got) < len(all) {
+		msg := receive(t, ch)
+		got = append(got, msg.UUID)
+		require.True(t, msg.Ack())
+	}
+	require.Equal(t, ids(all), got, "after the rollback the unit is delivered again from its start, in order")
+	cm.await(t, name, all[6].Token)
+	pos, err := src.Checkpoints().Position(t.Context(), name)
+	require.NoError(t, err)
+	require.Equal(t, all[6].Token, pos)
+	require.Equal(t, 2, cm.count(), "7 events in units of 4 commit twice")
 }

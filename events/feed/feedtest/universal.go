@@ -53,7 +53,7 @@ var UniversalFeatures = tests.Features{
 // the suite's later Subscribers would stand by rather than read.
 func RunUniversal(t *testing.T, newStore NewSourceFunc, features tests.Features) {
 	t.Helper()
-	u := &universal{newStore: newStore, stores: map[*testing.T]storeAndSource{}}
+	u := &universal{newStore: newStore, stores: map[*testing.T]*storeAndSource{}}
 	main := features
 	main.NewSubscriberReceivesOldMessages = false
 	tests.TestPubSub(t, main, u.pubSub(func() string { return "universal" }), u.consumerGroupPubSub)
@@ -68,39 +68,45 @@ func RunUniversal(t *testing.T, newStore NewSourceFunc, features tests.Features)
 }
 
 type storeAndSource struct {
+	once  sync.Once
 	store events.Store
 	src   feed.Source
 }
 
 // universal hands out one store per test of the suite: the suite calls its
-// constructors many times per test, with the test's *testing.T, and expects
-// them all to see the same messages.
+// constructors many times per test (some from several goroutines), with the
+// test's *testing.T, and expects them all to see the same messages.
 type universal struct {
 	newStore NewSourceFunc
 	mu       sync.Mutex
-	stores   map[*testing.T]storeAndSource
+	stores   map[*testing.T]*storeAndSource
 }
 
-func (u *universal) storeFor(t *testing.T) storeAndSource {
+func (u *universal) storeFor(t *testing.T) *storeAndSource {
+	t.Helper()
 	u.mu.Lock()
-	defer u.mu.Unlock()
-	if s, ok := u.stores[t]; ok {
-		return s
+	s, ok := u.stores[t]
+	if !ok {
+		s = &storeAndSource{}
+		u.stores[t] = s
+		t.Cleanup(func() {
+			u.mu.Lock()
+			delete(u.stores, t)
+			u.mu.Unlock()
+		})
 	}
-	store, src := u.newStore(t)
-	s := storeAndSource{store: store, src: src}
-	u.stores[t] = s
-	t.Cleanup(func() {
-		u.mu.Lock()
-		delete(u.stores, t)
-		u.mu.Unlock()
-	})
+	u.mu.Unlock()
+	// Built outside the map's lock: on PostgreSQL this creates a schema,
+	// and the suite's tests run in parallel.
+	s.once.Do(func() { s.store, s.src = u.newStore(t) })
+	require.NotNil(t, s.src, "the store constructor failed in another goroutine of this test")
 	return s
 }
 
 // newPubSub builds a Publisher and a Subscriber named name over t's store;
 // the Subscriber is closed when the test ends even if the suite does not.
 func (u *universal) newPubSub(t *testing.T, name string) (message.Publisher, message.Subscriber) {
+	t.Helper()
 	s := u.storeFor(t)
 	pub, err := feed.NewPublisher(s.store, &feed.PublisherConfig{Encoding: feed.EncodingBase64})
 	require.NoError(t, err)
@@ -118,9 +124,13 @@ func (u *universal) newPubSub(t *testing.T, name string) (message.Publisher, mes
 }
 
 func (u *universal) pubSub(name func() string) tests.PubSubConstructor {
-	return func(t *testing.T) (message.Publisher, message.Subscriber) { return u.newPubSub(t, name()) }
+	return func(t *testing.T) (message.Publisher, message.Subscriber) {
+		t.Helper()
+		return u.newPubSub(t, name())
+	}
 }
 
 func (u *universal) consumerGroupPubSub(t *testing.T, group string) (message.Publisher, message.Subscriber) {
+	t.Helper()
 	return u.newPubSub(t, group)
 }

@@ -1,0 +1,227 @@
+package live
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/converge-es/converge/events"
+)
+
+// client is one WebSocket connection. Its handler goroutine writes; a
+// reader goroutine handles requests; a pinger goroutine notices dead peers.
+type client struct {
+	hub    *Hub
+	remote string
+	conn   *websocket.Conn // set once, after the upgrade
+
+	// send is the bounded queue the writer drains. The Hub never blocks on
+	// it: a full queue drops the client.
+	send chan []byte
+
+	// subs and gone are guarded by hub.mu. gone is set when the client is
+	// removed from the Hub, after which nothing is queued for it.
+	subs map[string]*subscription
+	gone bool
+
+	// ctx is cancelled when the connection is done with; cancelling it
+	// aborts a pending read or write, which closes the connection.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// done is closed by stop, once, with the close status to send.
+	stopOnce    sync.Once
+	done        chan struct{}
+	closeCode   websocket.StatusCode // 0: close without a handshake
+	closeReason string
+}
+
+// subscription is one client's interest in one entity. It is pending while
+// its snapshot is being read; updates published meanwhile are buffered.
+type subscription struct {
+	pending  bool
+	buffered []pendingUpdate
+}
+
+type pendingUpdate struct {
+	msg []byte
+	pos events.Token
+}
+
+func newClient(h *Hub, remote string, queueLen int) *client {
+	ctx, cancel := context.WithCancel(h.baseCtx)
+	return &client{
+		hub:    h,
+		remote: remote,
+		send:   make(chan []byte, queueLen),
+		subs:   make(map[string]*subscription),
+		ctx:    ctx,
+		cancel: cancel,
+		done:   make(chan struct{}),
+	}
+}
+
+// stop asks the writer to close the connection with code and reason (code
+// 0: at once, without a close handshake, for a peer that is gone). The
+// first call wins.
+func (c *client) stop(code websocket.StatusCode, reason string) {
+	c.stopOnce.Do(func() {
+		c.closeCode, c.closeReason = code, reason
+		close(c.done)
+	})
+}
+
+// run serves the connection until it ends, then removes the client from
+// the Hub and waits for the client's goroutines.
+func (c *client) run(snapshots []string) {
+	var wg sync.WaitGroup
+	wg.Go(func() { c.readLoop(snapshots) })
+	wg.Go(c.pingLoop)
+	c.writeLoop()
+
+	c.hub.remove(c)
+	c.close()
+	c.cancel()
+	wg.Wait()
+}
+
+// writeLoop sends queued messages until stop is called.
+func (c *client) writeLoop() {
+	for {
+		// A stopped client gets nothing more, even with messages queued.
+		select {
+		case <-c.done:
+			return
+		default:
+		}
+		select {
+		case <-c.done:
+			return
+		case msg := <-c.send:
+			ctx, cancel := context.WithTimeout(c.ctx, c.hub.cfg.WriteTimeout)
+			err := c.conn.Write(ctx, websocket.MessageText, msg)
+			cancel()
+			if err != nil {
+				c.hub.cfg.Logger.Debug("live: write failed; disconnecting", "remote", c.remote, "error", err)
+				c.stop(0, "")
+				return
+			}
+		}
+	}
+}
+
+// close ends the connection as stop asked.
+func (c *client) close() {
+	if c.closeCode == 0 {
+		_ = c.conn.CloseNow()
+		return
+	}
+	// The handshake waits for the peer's answer. Cancelling ctx aborts the
+	// reader's pending Read, which closes the connection, so a peer that
+	// does not answer holds us for WriteTimeout at most.
+	t := time.AfterFunc(c.hub.cfg.WriteTimeout, c.cancel)
+	defer t.Stop()
+	_ = c.conn.Close(c.closeCode, c.closeReason)
+}
+
+// readLoop reads the snapshots of the URL's subscriptions, then handles
+// requests until the connection fails or closes.
+func (c *client) readLoop(snapshots []string) {
+	defer c.stop(0, "")
+	if c.hub.cfg.Snapshot != nil {
+		for _, e := range snapshots {
+			c.hub.mu.Lock()
+			s := c.subs[e]
+			c.hub.mu.Unlock()
+			if s != nil && s.pending {
+				c.hub.loadSnapshot(c, e, s)
+			}
+		}
+	}
+	for {
+		typ, b, err := c.conn.Read(c.ctx)
+		if err != nil {
+			c.logReadError(err)
+			return
+		}
+		if typ != websocket.MessageText {
+			c.replyError("", `binary messages are not supported: send JSON text like {"action":"subscribe","entity":"order-1"}`)
+			continue
+		}
+		c.handle(b)
+	}
+}
+
+func (c *client) logReadError(err error) {
+	switch {
+	case c.ctx.Err() != nil:
+	case errors.Is(err, websocket.ErrMessageTooBig):
+		c.hub.cfg.Logger.Info("live: client sent an oversized message; closed", "remote", c.remote, "limit", MaxClientMessageSize)
+	case websocket.CloseStatus(err) != -1:
+	default:
+		c.hub.cfg.Logger.Debug("live: read failed; disconnecting", "remote", c.remote, "error", err)
+	}
+}
+
+// handle answers one request. Bad requests get an error message; the
+// connection stays open.
+func (c *client) handle(b []byte) {
+	var req Request
+	if err := json.Unmarshal(b, &req); err != nil {
+		c.replyError("", fmt.Sprintf(`malformed request (%v): send a JSON object like {"action":"subscribe","entity":"order-1"}`, err))
+		return
+	}
+	switch req.Action {
+	case ActionSubscribe, ActionUnsubscribe:
+	case "":
+		c.replyError("", `missing action: send {"action":"subscribe","entity":"order-1"} or "unsubscribe"`)
+		return
+	default:
+		c.replyError("", fmt.Sprintf(`unknown action %.32q: use "subscribe" or "unsubscribe"`, req.Action))
+		return
+	}
+	if err := validateEntityID(req.Entity); err != nil {
+		c.replyError("", err.Error())
+		return
+	}
+	if req.Action == ActionSubscribe {
+		c.hub.subscribe(c, req.Entity)
+	} else {
+		c.hub.unsubscribe(c, req.Entity)
+	}
+}
+
+func (c *client) replyError(entity, text string) {
+	c.hub.mu.Lock()
+	defer c.hub.mu.Unlock()
+	c.hub.enqueueLocked(c, errorMessage(entity, text))
+}
+
+// pingLoop pings the peer every PingInterval and stops the client when a
+// pong does not come back within WriteTimeout.
+func (c *client) pingLoop() {
+	t := time.NewTicker(c.hub.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(c.ctx, c.hub.cfg.WriteTimeout)
+			err := c.conn.Ping(ctx)
+			cancel()
+			if err != nil {
+				if c.ctx.Err() == nil {
+					c.hub.cfg.Logger.Debug("live: ping failed; disconnecting", "remote", c.remote, "error", err)
+				}
+				c.stop(0, "")
+				return
+			}
+		}
+	}
+}

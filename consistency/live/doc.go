@@ -1,0 +1,74 @@
+// Package live pushes read-model updates to browsers over WebSocket, so a
+// page learns that a projection has caught up instead of polling for it.
+//
+// A client subscribes to entity ids (the keys of read-model rows). Whenever
+// a projection commits a row for a subscribed entity, the projection runner
+// calls Hub.Publish and the client receives the row and its position, the
+// events.Token of the event that produced it. A client that holds the token
+// of its own write knows the write is visible once a pushed position is at
+// or past it. Until then it should say so ("pending…"): the consistency
+// window is made visible, not hidden. PageHandler serves a tiny demo page
+// that does exactly that.
+//
+// # Protocol
+//
+// Connect to Hub.Handler, subscribing in the URL (?entity=order-1&entity=
+// order-2; these are in place before the upgrade response) or with JSON
+// text messages:
+//
+//	→ {"action":"subscribe","entity":"order-1"}
+//	← {"type":"subscribed","entity":"order-1"}
+//	← {"type":"updated","entity":"order-1","data":{…row…},"position":"v1.AAAAAAAAAAEAAAAAAAAAAw"}
+//	→ {"action":"unsubscribe","entity":"order-1"}
+//	← {"type":"unsubscribed","entity":"order-1"}
+//
+// Updates of one entity arrive in the order they were published; nothing
+// for an entity arrives before its "subscribed" or after its
+// "unsubscribed". A bad request (malformed JSON, an unknown action, an
+// empty entity id or one over MaxEntityIDLen bytes, too many subscriptions)
+// is answered with {"type":"error","error":"…"} and the connection stays
+// open; a message over MaxClientMessageSize closes the connection with
+// websocket.StatusMessageTooBig.
+//
+// # Slow clients
+//
+// Publish never waits for a client. Each client has a queue of
+// Config.SendBuffer messages; a client whose queue is full is dropped,
+// closed with websocket.StatusPolicyViolation and the reason "too slow:
+// send queue full", and counted in Stats.Dropped. It can reconnect and
+// resubscribe; with a Snapshot configured it then gets the current state
+// again, so dropping loses no state, only intermediate updates. Clients
+// that vanish without closing are found by pings (Config.PingInterval) or
+// by the next failed write, and removed.
+//
+// # Snapshots
+//
+// With Config.Snapshot set, each subscription starts with the entity's
+// current row, sent as an "updated" message with "snapshot": true, so a
+// client does not miss state committed before it subscribed. The ordering
+// with concurrent Publish calls is handled like this: the subscription is
+// registered first, in a pending state in which Publish buffers its updates
+// for it (up to SendBuffer); then Snapshot reads the row and its position;
+// then, atomically with respect to Publish, the snapshot is queued, followed
+// by the buffered updates whose positions are after the snapshot's, and the
+// subscription becomes live. Because Publish is called after a row commits,
+// an update published before the subscription was registered is in the
+// snapshot; one published after is buffered and sent unless the snapshot
+// already contains it. So the client sees the current state, then every
+// later update, in order, with no gap and no step back.
+//
+// # Example
+//
+//	hub, err := live.NewHub(&live.Config{
+//		Snapshot: func(ctx context.Context, id string) (json.RawMessage, events.Token, bool, error) {
+//			return orderSummaries.RowJSON(ctx, id) // row and its position, one transaction
+//		},
+//	})
+//	if err != nil { ... }
+//	defer hub.Close()
+//	mux.Handle("/live", hub.Handler())
+//	mux.Handle("/live/page", live.PageHandler("/live")) // open /live/page?entity=order-1
+//
+//	// In the projection runner, after the read-model transaction commits:
+//	hub.Publish(key, rowJSON, tok)
+package live

@@ -1,0 +1,409 @@
+package live
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/converge-es/converge/events"
+)
+
+// reasonTooSlow is the close reason of a client whose queue overflowed.
+const reasonTooSlow = "too slow: send queue full"
+
+// reasonShutdown is the close reason Close sends.
+const reasonShutdown = "server shutting down"
+
+var (
+	errHubClosed      = errors.New("live: hub is closed")
+	errTooManyClients = errors.New("live: too many clients")
+)
+
+// Hub pushes read-model updates to WebSocket clients subscribed to the
+// updated entity. Create it with NewHub, mount Handler, call Publish from
+// projection runners, and Close it on shutdown. All methods are safe for
+// concurrent use.
+type Hub struct {
+	cfg        Config
+	acceptOpts *websocket.AcceptOptions
+
+	// baseCtx parents every connection's context; force cancels it, which
+	// aborts every read and write and so closes every connection at once.
+	baseCtx context.Context
+	force   context.CancelFunc
+
+	mu      sync.Mutex
+	closed  bool
+	clients map[*client]struct{}
+	subs    map[string]map[*client]*subscription
+
+	wg       sync.WaitGroup // one per connection being served
+	dropped  atomic.Int64
+	rejected atomic.Int64
+}
+
+// NewHub returns a Hub configured by cfg (nil means all defaults).
+func NewHub(cfg *Config) (*Hub, error) {
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	c := cfg.withDefaults()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Hub{
+		cfg:        c,
+		acceptOpts: &websocket.AcceptOptions{OriginPatterns: c.AllowedOrigins},
+		baseCtx:    ctx,
+		force:      cancel,
+		clients:    make(map[*client]struct{}),
+		subs:       make(map[string]map[*client]*subscription),
+	}, nil
+}
+
+// Publish sends data, the read-model row of entityID as of position pos, to
+// every client subscribed to entityID. Call it after the transaction that
+// wrote the row has committed, never before: a client must not see a row a
+// rollback then takes back.
+//
+// Publish never blocks on clients: it only appends to each subscriber's
+// bounded queue, and drops any subscriber whose queue is full. Clients get
+// the updates of one entity in the order Publish was called for it
+// (concurrent calls are serialized, and every client sees them in the same
+// order). data must be valid JSON; nil is sent as null. Publish does not
+// keep data after it returns. Invalid data is logged and not sent. Publish
+// after Close does nothing.
+func (h *Hub) Publish(entityID string, data json.RawMessage, pos events.Token) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	subs := h.subs[entityID]
+	if h.closed || len(subs) == 0 {
+		return
+	}
+	if data == nil {
+		data = json.RawMessage("null")
+	}
+	msg, err := (&Message{Type: TypeUpdated, Entity: entityID, Data: data, Position: pos.String()}).encode()
+	if err != nil {
+		h.cfg.Logger.Error("live: not publishing an update whose data is not valid JSON (pass the row as the projection stored it)",
+			"entity", entityID, "position", pos.String(), "error", err)
+		return
+	}
+	for c, s := range subs {
+		if s.pending {
+			// The subscription waits for its snapshot; loadSnapshot sends
+			// what the snapshot does not already contain.
+			if len(s.buffered) >= h.cfg.SendBuffer {
+				h.dropLocked(c)
+				continue
+			}
+			s.buffered = append(s.buffered, pendingUpdate{msg: msg, pos: pos})
+			continue
+		}
+		h.enqueueLocked(c, msg)
+	}
+}
+
+// Handler returns the WebSocket endpoint. Clients subscribe with the query
+// (?entity=order-1&entity=order-2; these subscriptions are in place before
+// the upgrade response is sent) or by sending Request messages. See the
+// package doc for the protocol.
+func (h *Hub) Handler() http.Handler { return http.HandlerFunc(h.serveHTTP) }
+
+// Stats reports the Hub's current load.
+func (h *Hub) Stats() Stats {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st := Stats{
+		Clients:  len(h.clients),
+		Entities: len(h.subs),
+		Dropped:  h.dropped.Load(),
+		Rejected: h.rejected.Load(),
+	}
+	for c := range h.clients {
+		st.Subscriptions += len(c.subs)
+	}
+	return st
+}
+
+// Close disconnects every client with websocket.StatusGoingAway and waits
+// until every connection's goroutines have returned. Clients that do not
+// acknowledge the close within WriteTimeout are cut off. New connections
+// are refused with 503 from then on. Close may be called more than once.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	if !h.closed {
+		h.closed = true
+		for c := range h.clients {
+			c.stop(websocket.StatusGoingAway, reasonShutdown)
+		}
+	}
+	h.mu.Unlock()
+
+	t := time.AfterFunc(h.cfg.WriteTimeout, h.force)
+	h.wg.Wait()
+	t.Stop()
+	h.force()
+}
+
+func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	entities, err := h.queryEntities(r.URL.Query()["entity"])
+	if err != nil {
+		http.Error(w, "live: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	c, err := h.register(r.RemoteAddr, entities)
+	switch {
+	case errors.Is(err, errTooManyClients):
+		h.rejected.Add(1)
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, fmt.Sprintf("live: too many clients (MaxClients is %d); retry later", h.cfg.MaxClients), http.StatusServiceUnavailable)
+		return
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	defer h.wg.Done()
+
+	conn, err := websocket.Accept(w, r, h.acceptOpts)
+	if err != nil {
+		// Accept has answered the request (403 for a foreign origin, 426
+		// for a plain HTTP request).
+		h.remove(c)
+		c.stop(0, "")
+		c.cancel()
+		h.cfg.Logger.Debug("live: refused connection", "remote", r.RemoteAddr, "error", err)
+		return
+	}
+	conn.SetReadLimit(MaxClientMessageSize)
+	c.conn = conn
+	c.run(entities)
+}
+
+// queryEntities validates the entity ids of a URL and drops duplicates.
+func (h *Hub) queryEntities(ids []string) ([]string, error) {
+	seen := make(map[string]bool, len(ids))
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if err := validateEntityID(id); err != nil {
+			return nil, fmt.Errorf("query parameter entity: %w", err)
+		}
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	if len(out) > h.cfg.MaxSubscriptionsPerClient {
+		return nil, fmt.Errorf("%d entities in the query, the limit is %d (MaxSubscriptionsPerClient)", len(out), h.cfg.MaxSubscriptionsPerClient)
+	}
+	return out, nil
+}
+
+// register adds a client subscribed to entities, with their
+// acknowledgements queued, and counts it in wg.
+func (h *Hub) register(remote string, entities []string) (*client, error) {
+	c := newClient(h, remote, h.cfg.SendBuffer+len(entities))
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, errHubClosed
+	}
+	if len(h.clients) >= h.cfg.MaxClients {
+		return nil, errTooManyClients
+	}
+	h.clients[c] = struct{}{}
+	for _, e := range entities {
+		h.addSubLocked(c, e)
+		h.enqueueLocked(c, (&Message{Type: TypeSubscribed, Entity: e}).mustEncode())
+	}
+	h.wg.Add(1)
+	return c, nil
+}
+
+// subscribe handles a subscribe request of c, which is validated.
+func (h *Hub) subscribe(c *client, entity string) {
+	ack := (&Message{Type: TypeSubscribed, Entity: entity}).mustEncode()
+	h.mu.Lock()
+	if c.gone {
+		h.mu.Unlock()
+		return
+	}
+	if _, ok := c.subs[entity]; ok {
+		h.enqueueLocked(c, ack)
+		h.mu.Unlock()
+		return
+	}
+	if len(c.subs) >= h.cfg.MaxSubscriptionsPerClient {
+		h.enqueueLocked(c, errorMessage(entity, fmt.Sprintf(
+			"too many subscriptions: the limit is %d; unsubscribe from another entity first", h.cfg.MaxSubscriptionsPerClient)))
+		h.mu.Unlock()
+		return
+	}
+	s := h.addSubLocked(c, entity)
+	h.enqueueLocked(c, ack)
+	h.mu.Unlock()
+	if s.pending {
+		h.loadSnapshot(c, entity, s)
+	}
+}
+
+// unsubscribe handles an unsubscribe request of c. Nothing for entity is
+// queued after the acknowledgement.
+func (h *Hub) unsubscribe(c *client, entity string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if c.gone {
+		return
+	}
+	if _, ok := c.subs[entity]; ok {
+		delete(c.subs, entity)
+		h.deleteSubLocked(c, entity)
+	}
+	h.enqueueLocked(c, (&Message{Type: TypeUnsubscribed, Entity: entity}).mustEncode())
+}
+
+// loadSnapshot reads the current state of entity for a pending
+// subscription s of c, sends it, then sends the updates published
+// meanwhile that the snapshot does not contain, and makes s live.
+//
+// Ordering: s was registered (pending) before Snapshot is called, so every
+// Publish for entity from then on is buffered in s. Publish is called after
+// its row commits, so an update published before s was registered is
+// already in the snapshot. An update buffered in s is in the snapshot too
+// exactly when its position is at or before the snapshot's, so only later
+// ones are sent. The hand-over happens under h.mu, which Publish also
+// holds, so no update falls between.
+func (h *Hub) loadSnapshot(c *client, entity string, s *subscription) {
+	ctx, cancel := context.WithTimeout(c.ctx, h.cfg.SnapshotTimeout)
+	data, pos, found, err := h.callSnapshot(ctx, entity)
+	cancel()
+	var snap []byte
+	if err == nil && found {
+		if data == nil {
+			data = json.RawMessage("null")
+		}
+		snap, err = (&Message{Type: TypeUpdated, Entity: entity, Data: data, Position: pos.String(), Snapshot: true}).encode()
+	}
+	if err != nil {
+		found = false
+		if c.ctx.Err() == nil {
+			h.cfg.Logger.Error("live: snapshot failed; the client gets only later updates", "entity", entity, "error", err)
+		}
+	}
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if c.gone || c.subs[entity] != s {
+		return
+	}
+	buffered := s.buffered
+	s.pending, s.buffered = false, nil
+	switch {
+	case err != nil:
+		if !h.enqueueLocked(c, errorMessage(entity, "could not read the current state; later updates will follow")) {
+			return
+		}
+	case snap != nil:
+		if !h.enqueueLocked(c, snap) {
+			return
+		}
+	}
+	for _, u := range buffered {
+		if found && !u.pos.After(pos) {
+			continue // already in the snapshot
+		}
+		if !h.enqueueLocked(c, u.msg) {
+			return
+		}
+	}
+}
+
+// callSnapshot calls Config.Snapshot, turning a panic into an error so that
+// one bad read cannot take the process down.
+func (h *Hub) callSnapshot(ctx context.Context, entity string) (data json.RawMessage, pos events.Token, found bool, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("live: Config.Snapshot panicked: %v", p)
+		}
+	}()
+	return h.cfg.Snapshot(ctx, entity)
+}
+
+func (h *Hub) addSubLocked(c *client, entity string) *subscription {
+	s := &subscription{pending: h.cfg.Snapshot != nil}
+	c.subs[entity] = s
+	m := h.subs[entity]
+	if m == nil {
+		m = make(map[*client]*subscription)
+		h.subs[entity] = m
+	}
+	m[c] = s
+	return s
+}
+
+func (h *Hub) deleteSubLocked(c *client, entity string) {
+	m := h.subs[entity]
+	delete(m, c)
+	if len(m) == 0 {
+		delete(h.subs, entity)
+	}
+}
+
+// enqueueLocked queues msg for c without waiting. When c's queue is full, c
+// is dropped and enqueueLocked reports false.
+func (h *Hub) enqueueLocked(c *client, msg []byte) bool {
+	if c.gone {
+		return false
+	}
+	select {
+	case c.send <- msg:
+		return true
+	default:
+		h.dropLocked(c)
+		return false
+	}
+}
+
+// dropLocked removes a client that cannot keep up and has it closed with
+// StatusPolicyViolation.
+func (h *Hub) dropLocked(c *client) {
+	if c.gone {
+		return
+	}
+	h.removeLocked(c)
+	h.dropped.Add(1)
+	h.cfg.Logger.Warn("live: dropped a client that does not keep up with updates",
+		"remote", c.remote, "send_buffer", cap(c.send))
+	c.stop(websocket.StatusPolicyViolation, reasonTooSlow)
+}
+
+func (h *Hub) remove(c *client) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.removeLocked(c)
+}
+
+func (h *Hub) removeLocked(c *client) {
+	if c.gone {
+		return
+	}
+	c.gone = true
+	delete(h.clients, c)
+	for e := range c.subs {
+		h.deleteSubLocked(c, e)
+	}
+	c.subs = nil
+}
+
+// errorMessage encodes an error message about entity ("" for none).
+func errorMessage(entity, text string) []byte {
+	return (&Message{Type: TypeError, Entity: entity, Error: text}).mustEncode()
+}

@@ -208,9 +208,18 @@ func (c *consumer) deliverFrom(ctx context.Context, lease Lease) error {
 		case len(batch.Events) > 0:
 			pending.reset()
 		case batch.Pending:
-			if !sleep(ctx, pending.next()) {
+			// Committed events wait behind an older open transaction. It is
+			// usually another append or a consumer's unit, whose commit wakes
+			// us; the backoff covers transactions that announce nothing.
+			t := time.NewTimer(pending.next())
+			select {
+			case <-ctx.Done():
+				t.Stop()
 				return context.Cause(ctx)
+			case <-wake:
+			case <-t.C:
 			}
+			t.Stop()
 		default:
 			pending.reset()
 			if err := c.wait(ctx, wake); err != nil {

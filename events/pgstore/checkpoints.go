@@ -177,6 +177,8 @@ func TxFromContext(ctx context.Context) (pgx.Tx, error) {
 // checkpointMoved tells watchers in this process now and other processes
 // right after.
 func (s *Store) checkpointMoved(name string, pos events.Token) {
+	// The unit that just ended may have held the read horizon back.
+	s.wake.Notify()
 	s.fireCheckpoint(name, pos)
 	s.notifier.kick("c:"+name, s.checkpointPayload(name, pos))
 }

@@ -85,6 +85,8 @@ func (s *Store) handlePayload(p string) {
 		if err1 != nil || err2 != nil {
 			return
 		}
+		// The other process's unit may have held the read horizon back.
+		s.wake.Notify()
 		s.fireCheckpoint(parts[3], events.MakeToken(major, minor))
 	}
 }

@@ -172,7 +172,7 @@ func pollWaiter(st *pgstore.Store, every time.Duration) func(context.Context, ev
 // runBenchProjection starts the projection process's router: a handler that
 // upserts one row per event through the checkpoint's transaction.
 func runBenchProjection(ctx context.Context, st *pgstore.Store, table string) (stop func(), err error) {
-	sub, err := feed.NewSubscriber(st, &feed.SubscriberConfig{ConsumerName: benchProjection, Logger: slog.New(slog.DiscardHandler)})
+	sub, err := feed.NewSubscriber(st, &feed.SubscriberConfig{ConsumerName: benchProjection, CommitBatch: 100, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return nil, err
 	}

@@ -18,8 +18,7 @@ import (
 
 // exitBreached is the exit status `converge lag --fail-on-breach` asks for
 // when a projection breaches its SLA, so scripts can tell a breach (3) from
-// a failure to measure (1). main exits with it once it honours
-// breachError.ExitCode; until then every error exits 1.
+// a failure to measure (1); main exits with breachError.ExitCode.
 const exitBreached = 3
 
 // lagCmd is `converge lag`: it measures how far projections are behind the
@@ -34,8 +33,7 @@ type lagCmd struct {
 	// watch repeats the measurement at this interval until interrupted;
 	// 0 measures once.
 	watch time.Duration
-	// failOnBreach makes a breach an error (exit status 3 once main
-	// honours breachError.ExitCode; 1 until then).
+	// failOnBreach makes a breach an error (exit status 3).
 	failOnBreach bool
 	// args are the positional NAME or NAME=SLA arguments; targets is what
 	// validate makes of them.

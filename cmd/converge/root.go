@@ -26,6 +26,7 @@ var subcommands = []func() *cobra.Command{
 	newBenchCmd,
 	newLagCmd,
 	newMigrateCmd,
+	newServeCmd,
 }
 
 // newRootCmd builds the converge command tree.

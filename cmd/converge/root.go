@@ -24,6 +24,7 @@ const (
 // their pool with dbOptions.openPool.
 var subcommands = []func() *cobra.Command{
 	newBenchCmd,
+	newDemoCmd,
 	newLagCmd,
 	newMigrateCmd,
 	newServeCmd,

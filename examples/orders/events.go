@@ -23,7 +23,9 @@ type PaymentDeclined struct {
 
 // OrderPaid and OrderCancelled close an order.
 type (
-	OrderPaid      struct{ OrderID string `json:"order_id"` }
+	OrderPaid struct {
+		OrderID string `json:"order_id"`
+	}
 	OrderCancelled struct {
 		OrderID string `json:"order_id"`
 		Reason  string `json:"reason"`

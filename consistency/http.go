@@ -63,14 +63,20 @@ func TokenFromRequest(r *http.Request) (events.Token, bool, error) {
 	qv := r.URL.Query()[QueryParam]
 	switch {
 	case len(hv) > 1:
-		return events.Token{}, false, &ParameterError{Parameter: HeaderPosition, Value: hv[1],
-			Err: fmt.Errorf("%w: header sent %d times, send it once", events.ErrInvalidToken, len(hv))}
+		return events.Token{}, false, &ParameterError{
+			Parameter: HeaderPosition, Value: hv[1],
+			Err: fmt.Errorf("%w: header sent %d times, send it once", events.ErrInvalidToken, len(hv)),
+		}
 	case len(qv) > 1:
-		return events.Token{}, false, &ParameterError{Parameter: QueryParam, Value: qv[1],
-			Err: fmt.Errorf("%w: query parameter sent %d times, send it once", events.ErrInvalidToken, len(qv))}
+		return events.Token{}, false, &ParameterError{
+			Parameter: QueryParam, Value: qv[1],
+			Err: fmt.Errorf("%w: query parameter sent %d times, send it once", events.ErrInvalidToken, len(qv)),
+		}
 	case len(hv) == 1 && len(qv) == 1 && hv[0] != qv[0]:
-		return events.Token{}, false, &ParameterError{Parameter: QueryParam, Value: qv[0],
-			Err: fmt.Errorf("%w: the %s header and the %s query parameter differ, send one", events.ErrInvalidToken, HeaderPosition, QueryParam)}
+		return events.Token{}, false, &ParameterError{
+			Parameter: QueryParam, Value: qv[0],
+			Err: fmt.Errorf("%w: the %s header and the %s query parameter differ, send one", events.ErrInvalidToken, HeaderPosition, QueryParam),
+		}
 	}
 	param, raw := HeaderPosition, ""
 	switch {
@@ -97,8 +103,10 @@ func timeoutFromRequest(r *http.Request) (time.Duration, bool, error) {
 	}
 	ms, err := strconv.ParseInt(raw, 10, 64)
 	if err != nil || ms < 0 {
-		return 0, false, &ParameterError{Parameter: HeaderTimeout, Value: raw,
-			Err: errors.New("want a whole number of milliseconds >= 0, such as 500")}
+		return 0, false, &ParameterError{
+			Parameter: HeaderTimeout, Value: raw,
+			Err: errors.New("want a whole number of milliseconds >= 0, such as 500"),
+		}
 	}
 	// Anything past a day is clamped by MaxTimeout anyway; bounding it here
 	// keeps the multiplication from overflowing.

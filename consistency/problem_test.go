@@ -30,5 +30,7 @@ func TestWriteProblemDetails(t *testing.T) {
 	var p map[string]any
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &p))
 	require.Equal(t, "Bad Request", p["title"], "the title defaults to the status text")
-	require.Less(t, len(p["value"].(string)), 200, "the echoed value is truncated")
+	value, ok := p["value"].(string)
+	require.True(t, ok)
+	require.Less(t, len(value), 200, "the echoed value is truncated")
 }

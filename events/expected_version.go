@@ -49,10 +49,10 @@ func (e ExpectedVersion) String() string {
 
 // Satisfied reports whether a stream at version actual meets e.
 func (e ExpectedVersion) Satisfied(actual int64) bool {
-	switch {
-	case e == AnyVersion:
+	switch e {
+	case AnyVersion:
 		return true
-	case e == StreamExists:
+	case StreamExists:
 		return actual > 0
 	}
 	return int64(e) == actual

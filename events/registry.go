@@ -148,7 +148,7 @@ func (r *Registry) Encode(data any) (Raw, error) {
 	}
 	b, err := json.Marshal(data)
 	if err != nil {
-		return Raw{}, fmt.Errorf("%w: encode %q: %v", ErrInvalidEvent, name, err)
+		return Raw{}, fmt.Errorf("%w: encode %q: %w", ErrInvalidEvent, name, err)
 	}
 	return Raw{Type: name, SchemaVersion: version, Payload: b}, nil
 }
@@ -165,8 +165,10 @@ func (r *Registry) Decode(env Envelope) (any, error) {
 	payload := env.Payload
 	v := max(env.SchemaVersion, 1)
 	if v > e.version {
-		return nil, &DecodeError{Type: env.Type, SchemaVersion: v,
-			Err: fmt.Errorf("stored schema is newer than this build's v%d (deploy the newer code first)", e.version)}
+		return nil, &DecodeError{
+			Type: env.Type, SchemaVersion: v,
+			Err: fmt.Errorf("stored schema is newer than this build's v%d (deploy the newer code first)", e.version),
+		}
 	}
 	for ; v < e.version; v++ {
 		u, ok := e.ups[v]

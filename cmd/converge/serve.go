@@ -99,7 +99,7 @@ func (c *serveCmd) run(cmd *cobra.Command) error {
 	if err := mon.Start(ctx); err != nil {
 		return err
 	}
-	defer mon.Stop(context.WithoutCancel(ctx))
+	defer func() { _ = mon.Stop(context.WithoutCancel(ctx)) }()
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", lag.Handler(reg))
@@ -117,7 +117,7 @@ func (c *serveCmd) run(cmd *cobra.Command) error {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 
-	ln, err := net.Listen("tcp", c.listen)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", c.listen)
 	if err != nil {
 		return fmt.Errorf("--listen %s: %w", c.listen, err)
 	}

@@ -65,12 +65,12 @@ func newSuiteStore(t *testing.T) *memstore.Store {
 
 func TestStoreSuite(t *testing.T) {
 	t.Parallel()
-	eventstoretest.Run(t, func(t *testing.T) events.Store { return newSuiteStore(t) })
+	eventstoretest.Run(t, func(t *testing.T) events.Store { t.Helper(); return newSuiteStore(t) })
 }
 
 func TestFeedSuite(t *testing.T) {
 	t.Parallel()
-	eventstoretest.RunFeed(t, func(t *testing.T) feed.Source { return newSuiteStore(t) })
+	eventstoretest.RunFeed(t, func(t *testing.T) feed.Source { t.Helper(); return newSuiteStore(t) })
 }
 
 func TestNewDefaultsAndValidation(t *testing.T) {

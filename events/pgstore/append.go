@@ -78,16 +78,16 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 		ids[i], types[i], svs[i], payloads[i] = r.ID, r.Raw.Type, int32(r.Raw.SchemaVersion), string(r.Raw.Payload)
 		m, err := json.Marshal(r.Metadata)
 		if err != nil {
-			return events.AppendResult{}, fmt.Errorf("%w: metadata of event %d: %v", events.ErrInvalidEvent, i+1, err)
+			return events.AppendResult{}, fmt.Errorf("%w: metadata of event %d: %w", events.ErrInvalidEvent, i+1, err)
 		}
 		metas[i] = string(m)
 	}
 	sql, cond := s.q.upsertAppend, int64(-1)
-	switch {
-	case expected == events.AnyVersion:
-	case expected == events.NoStream:
+	switch expected {
+	case events.AnyVersion:
+	case events.NoStream:
 		cond = 0
-	case expected == events.StreamExists:
+	case events.StreamExists:
 		sql = s.q.updateAppend
 	default:
 		sql, cond = s.q.updateAppend, int64(expected)

@@ -3,6 +3,7 @@ package pgstore_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -37,7 +38,9 @@ type feedChecker struct {
 func newFeedChecker(t *testing.T, st interface {
 	ReadAll(context.Context, events.Token, int) ([]events.Envelope, error)
 	Wake() <-chan struct{}
-}) *feedChecker {
+},
+) *feedChecker {
+	t.Helper()
 	return &feedChecker{t: t, store: st, seen: map[string]bool{}, versions: map[string]int64{}}
 }
 
@@ -77,7 +80,8 @@ func (c *feedChecker) pass(ctx context.Context) (int, error) {
 // signal for "someone else's transaction ended", hence the poll.
 func readAtLeast(t *testing.T, st interface {
 	ReadAll(context.Context, events.Token, int) ([]events.Envelope, error)
-}, n int) []events.Envelope {
+}, n int,
+) []events.Envelope {
 	t.Helper()
 	var evs []events.Envelope
 	require.Eventually(t, func() bool {
@@ -101,7 +105,7 @@ func TestOrderingTrap(t *testing.T) {
 
 	early, err := b.db.Pool.Begin(ctx)
 	require.NoError(t, err)
-	defer early.Rollback(ctx)
+	defer func() { _ = early.Rollback(ctx) }()
 	_, err = early.Exec(ctx, "INSERT INTO side VALUES (1)") // takes the older transaction id
 	require.NoError(t, err)
 
@@ -128,7 +132,7 @@ func TestHorizonHoldsBackButNeverSkips(t *testing.T) {
 
 	long, err := b.db.Pool.Begin(ctx)
 	require.NoError(t, err)
-	defer long.Rollback(ctx)
+	defer func() { _ = long.Rollback(ctx) }()
 	mine, err := b.store.AppendTx(ctx, long, "long-1", events.NoStream, raw(1))
 	require.NoError(t, err)
 
@@ -192,7 +196,7 @@ func TestAdversarialOrdering(t *testing.T) {
 			if err == nil {
 				return nil
 			}
-			if _, ok := err.(*events.WrongExpectedVersionError); !ok {
+			if !errors.Is(err, events.ErrWrongExpectedVersion) {
 				return err
 			}
 		}

@@ -14,6 +14,7 @@ import (
 func TestStoreSuite(t *testing.T) {
 	t.Parallel()
 	eventstoretest.Run(t, func(t *testing.T) events.Store {
+		t.Helper()
 		return setup(t, eventstoretest.Registry(), 6).store
 	})
 }
@@ -21,6 +22,7 @@ func TestStoreSuite(t *testing.T) {
 func TestFeedSourceSuite(t *testing.T) {
 	t.Parallel()
 	eventstoretest.RunFeed(t, func(t *testing.T) feed.Source {
+		t.Helper()
 		return setup(t, eventstoretest.Registry(), 6).store
 	})
 }

@@ -37,7 +37,10 @@ func TestAppendScenarioPrintsJSON(t *testing.T) {
 		require.EqualValues(t, want.Batch, line["batch"])
 		require.Positive(t, line["events_per_sec"])
 		require.Positive(t, line["baseline_per_sec"])
-		require.InDelta(t, line["events_per_sec"].(float64)/line["baseline_per_sec"].(float64), line["ratio"], 0.01)
+		eps, ok1 := line["events_per_sec"].(float64)
+		base, ok2 := line["baseline_per_sec"].(float64)
+		require.True(t, ok1 && ok2)
+		require.InDelta(t, eps/base, line["ratio"], 0.01)
 	}
 	var stored int
 	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT count(*) FROM events").Scan(&stored))

@@ -113,7 +113,7 @@ func Propagation(ctx context.Context, pool *pgxpool.Pool, schema string, cfg *Pr
 	if err := tracker.Start(ctx); err != nil {
 		return nil, err
 	}
-	defer tracker.Stop(context.WithoutCancel(ctx))
+	defer func() { _ = tracker.Stop(context.WithoutCancel(ctx)) }()
 
 	var results []PropagationResult
 	for _, m := range c.Methods {

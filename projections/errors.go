@@ -1,0 +1,57 @@
+package projections
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrUnknownProjection is returned for a projection name the runner was
+	// not given.
+	ErrUnknownProjection = errors.New("projections: unknown projection (pass it in RunnerConfig.Projections)")
+	// ErrNotRegistered is returned when a projection has no row in the
+	// database yet: start a Runner with it once (Start registers it).
+	ErrNotRegistered = errors.New("projections: projection is not registered (start a Runner with it once; did you run `converge migrate`?)")
+	// ErrInvalidKey is wrapped by errors about table names, keys and list
+	// options.
+	ErrInvalidKey = errors.New("projections: invalid table name or key")
+	// ErrReadOnly is returned by writes through a reader's table.
+	ErrReadOnly = errors.New("projections: read-only table (write from a projection handler)")
+	// ErrAlreadyStarted is returned by a second Start.
+	ErrAlreadyStarted = errors.New("projections: runner already started")
+	// ErrStopped is returned by a Runner used after Stop.
+	ErrStopped = errors.New("projections: runner stopped (create a new one)")
+	// ErrNotRunning is returned by Rebuild before Start.
+	ErrNotRunning = errors.New("projections: runner not started (call Start first)")
+	// ErrRebuildInProgress is returned by Rebuild while a rebuild of the
+	// same projection is running.
+	ErrRebuildInProgress = errors.New("projections: a rebuild of this projection is already in progress (wait for it with Rebuild, or see Status)")
+	// ErrHalted is wrapped by errors about halted projections.
+	ErrHalted = errors.New("projections: projection halted")
+	// ErrNoTransactions is returned by AppendTx over the in-memory store,
+	// which has no transactions: use Append.
+	ErrNoTransactions = errors.New("projections: the in-memory store has no transactions (use Append)")
+	// ErrAppendedNotApplied is wrapped by the in-memory Appender's error
+	// when a strong projection's handler failed after the events were
+	// stored: memory cannot roll an append back. The events stay appended
+	// and the projection's feed consumer applies them, with its usual
+	// retries. On PostgreSQL a failing strong handler fails the whole append.
+	ErrAppendedNotApplied = errors.New("projections: events were appended but a strong projection did not apply them")
+)
+
+// HaltedError says why a projection (or its rebuild) stopped applying
+// events. It matches ErrHalted.
+type HaltedError struct {
+	Projection string
+	Generation int
+	EventID    string
+	Reason     string
+}
+
+func (e *HaltedError) Error() string {
+	return fmt.Sprintf("projections: %q (generation %d) is halted at event %s: %s (fix the cause, then call Resume)",
+		e.Projection, e.Generation, e.EventID, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrHalted) true.
+func (e *HaltedError) Is(target error) bool { return target == ErrHalted }

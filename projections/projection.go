@@ -1,0 +1,249 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/converge-es/converge/consistency"
+	"github.com/converge-es/converge/events"
+)
+
+// DefaultSLA is the propagation delay an Eventual projection is declared to
+// stay within when Config.SLA is zero: short enough for user-facing reads.
+const DefaultSLA = 2 * time.Second
+
+// MaxNameLength is the longest projection name, in bytes.
+const MaxNameLength = 100
+
+// projectionName keeps names safe to use as consumer and checkpoint names:
+// "@" and "/" are reserved for the rebuild consumer ("name@rebuild-2") and
+// feed category checkpoints.
+var projectionName = regexp.MustCompile(`^[a-z0-9][a-z0-9_.\-]*$`)
+
+// Config describes a projection. The zero value (or a nil *Config) is an
+// eventually consistent projection with the default SLA.
+type Config struct {
+	// Class says how the projection is fed. consistency.Eventual
+	// projections are fed by the global feed after the events commit;
+	// readers who need their own writes wait on a consistency token.
+	// consistency.Strong projections are also applied inside the append's
+	// own transaction when the events are appended through
+	// Runner.Appender, so a read right after the append sees them. Defaults
+	// to consistency.Eventual.
+	Class consistency.Class
+	// SLA is how long an Eventual projection may lag behind the feed, as
+	// declared in the consistency.Catalog. It must be zero for Strong
+	// projections. Defaults to DefaultSLA (2s) for Eventual projections.
+	SLA time.Duration
+	// Description says what the read model answers, for the catalog.
+	// Defaults to "".
+	Description string
+}
+
+func (c *Config) withDefaults() Config {
+	out := Config{}
+	if c != nil {
+		out = *c
+	}
+	if out.Class == "" {
+		out.Class = consistency.Eventual
+	}
+	if out.Class == consistency.Eventual && out.SLA == 0 {
+		out.SLA = DefaultSLA
+	}
+	return out
+}
+
+func (c *Config) validate(name string) error {
+	switch {
+	case c.Class != consistency.Eventual && c.Class != consistency.Strong:
+		return fmt.Errorf("projections: projection %q: Config.Class is %q, want consistency.Eventual or consistency.Strong", name, c.Class)
+	case c.SLA < 0:
+		return fmt.Errorf("projections: projection %q: Config.SLA is %s, want a positive duration (or 0 for the default)", name, c.SLA)
+	case c.Class == consistency.Strong && c.SLA != 0:
+		return fmt.Errorf("projections: projection %q is Strong but Config.SLA is %s (strong read models have no delay: drop the SLA or make it Eventual)", name, c.SLA)
+	}
+	return nil
+}
+
+// ValidateName checks a projection name: 1 to MaxNameLength bytes of
+// lower-case letters, digits, '_', '.' and '-', starting with a letter or
+// digit.
+func ValidateName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("projections: empty projection name (name it after the read model, e.g. \"order_summary\")")
+	case len(name) > MaxNameLength:
+		return fmt.Errorf("projections: projection name %q is %d bytes, the limit is %d", name, len(name), MaxNameLength)
+	case !projectionName.MatchString(name):
+		return fmt.Errorf("projections: projection name %q: use lower-case letters, digits, '_', '.' and '-', starting with a letter or digit", name)
+	}
+	return nil
+}
+
+// Projection is the definition of a read model: a stable name, typed
+// handlers for the event types it handles, and its consistency class.
+// Define it once, add handlers with On, then hand it to NewRunner; the same
+// definition runs on PostgreSQL and in memory.
+//
+// The name is stored: it names the read-model rows, the feed checkpoint and
+// the consistency.Tracker entry. Renaming a projection starts a new, empty
+// read model that replays the whole feed; to rename, add the new name,
+// let it catch up, then drop the old one.
+//
+// A Projection is safe for concurrent use, but add every handler before
+// passing it to NewRunner: a runner compiles the handlers it was given.
+type Projection struct {
+	name string
+	cfg  Config
+
+	mu       sync.Mutex
+	handlers []handlerDef
+}
+
+// handlerDef is one On call, waiting to be resolved against a registry.
+type handlerDef struct {
+	goType reflect.Type
+	// typeName resolves the stored type name of the handled Go type.
+	typeName func(reg *events.Registry) (string, error)
+	// bind returns the handler decoding with reg.
+	bind func(reg *events.Registry) handlerFunc
+}
+
+// handlerFunc is a handler bound to a registry: it decodes env and runs the
+// user's function.
+type handlerFunc func(ctx context.Context, tx *Tx, env events.Envelope) error
+
+// New defines a projection. It panics on an invalid name or Config, which is
+// a programmer error; use NewSafely to get the error instead.
+func New(name string, cfg *Config) *Projection {
+	p, err := NewSafely(name, cfg)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+// NewSafely is New returning the error.
+func NewSafely(name string, cfg *Config) (*Projection, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	c := cfg.withDefaults()
+	if err := c.validate(name); err != nil {
+		return nil, err
+	}
+	return &Projection{name: name, cfg: c}, nil
+}
+
+// Name returns the projection's stable name.
+func (p *Projection) Name() string { return p.name }
+
+// Class returns the projection's consistency class.
+func (p *Projection) Class() consistency.Class { return p.cfg.Class }
+
+// ReadModel returns the projection's declaration for a consistency.Catalog.
+func (p *Projection) ReadModel() consistency.ReadModel {
+	return consistency.ReadModel{Name: p.name, Class: p.cfg.Class, Description: p.cfg.Description, SLA: p.cfg.SLA}
+}
+
+// HandlerFunc handles one event of type T: it reads and writes the read
+// model through tx, and returns nil when the event is applied. An error (or
+// a panic) discards every write the call made and the event is retried; see
+// RunnerConfig.MaxAttempts and OnFailure.
+//
+// ev is env's payload decoded with the store's events.Registry (upcasters
+// included). Read the read model through tx only: in memory, a strong
+// projection applied by an Appender runs under the read models' lock, and
+// a View read from inside its handler would deadlock. A handler runs once per event and generation, in global order,
+// never concurrently with another handler of the same projection, except
+// for strong projections whose events are appended through an Appender:
+// those run inside each append's transaction, concurrently with other
+// appends.
+type HandlerFunc[T any] func(ctx context.Context, tx *Tx, env events.Envelope, ev T) error
+
+// On makes p handle events of Go type T, which must be registered in the
+// store's events.Registry: the stored type name comes from the registry, so
+// renaming the Go type is safe while its registered name stays. It panics
+// on programmer error (nil fn, T handled twice); use OnSafely to get the
+// error instead. An unregistered T is reported by NewRunner.
+func On[T any](p *Projection, fn HandlerFunc[T]) {
+	if err := OnSafely(p, fn); err != nil {
+		panic(err)
+	}
+}
+
+// OnSafely is On returning the error.
+func OnSafely[T any](p *Projection, fn HandlerFunc[T]) error {
+	goType := reflect.TypeFor[T]()
+	if p == nil {
+		return fmt.Errorf("projections: On[%s]: nil projection (define it with projections.New)", goType)
+	}
+	if fn == nil {
+		return fmt.Errorf("projections: projection %q: On[%s]: nil handler", p.name, goType)
+	}
+	if goType.Kind() == reflect.Interface {
+		return fmt.Errorf("projections: projection %q: On[%s]: T is an interface; handle each registered event type with its own On", p.name, goType)
+	}
+	def := handlerDef{
+		goType: goType,
+		typeName: func(reg *events.Registry) (string, error) {
+			var zero T
+			name, _, err := reg.NameOf(zero)
+			return name, err
+		},
+		bind: func(reg *events.Registry) handlerFunc {
+			return func(ctx context.Context, tx *Tx, env events.Envelope) error {
+				ev, err := events.DecodeAs[T](reg, env)
+				if err != nil {
+					return err
+				}
+				return fn(ctx, tx, env, ev)
+			}
+		},
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, h := range p.handlers {
+		if h.goType == goType {
+			return fmt.Errorf("projections: projection %q handles %s twice (one handler per event type)", p.name, goType)
+		}
+	}
+	p.handlers = append(p.handlers, def)
+	return nil
+}
+
+// compiled is a projection bound to one runner's registry.
+type compiled struct {
+	name     string
+	class    consistency.Class
+	handlers map[string]handlerFunc // by stored type name
+}
+
+func (p *Projection) compile(reg *events.Registry) (*compiled, error) {
+	p.mu.Lock()
+	defs := append([]handlerDef(nil), p.handlers...)
+	p.mu.Unlock()
+	if len(defs) == 0 {
+		return nil, fmt.Errorf("projections: projection %q has no handlers (add them with projections.On before NewRunner)", p.name)
+	}
+	c := &compiled{name: p.name, class: p.cfg.Class, handlers: make(map[string]handlerFunc, len(defs))}
+	for _, d := range defs {
+		name, err := d.typeName(reg)
+		if err != nil {
+			return nil, fmt.Errorf("projections: projection %q handles %s: %w", p.name, d.goType, err)
+		}
+		if _, dup := c.handlers[name]; dup {
+			return nil, fmt.Errorf("projections: projection %q has two handlers for stored type %q", p.name, name)
+		}
+		c.handlers[name] = d.bind(reg)
+	}
+	return c, nil
+}
+
+func (c *compiled) strong() bool { return c.class == consistency.Strong }

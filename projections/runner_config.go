@@ -1,0 +1,208 @@
+package projections
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/converge-es/converge/consistency"
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+)
+
+// Defaults of RunnerConfig.
+const (
+	// DefaultMaxAttempts is how many times an event is tried before the
+	// failure policy applies.
+	DefaultMaxAttempts = 5
+	// DefaultBackoffMin and DefaultBackoffMax bound the exponential backoff
+	// between attempts.
+	DefaultBackoffMin = 100 * time.Millisecond
+	DefaultBackoffMax = 5 * time.Second
+	// DefaultStatusPollInterval is how often a halted consumer, and a
+	// Rebuild waiting for its switch, re-read the projection's state to
+	// notice changes made by other processes.
+	DefaultStatusPollInterval = 2 * time.Second
+	// DefaultCloseTimeout is how long Stop waits for handlers in flight.
+	DefaultCloseTimeout = 30 * time.Second
+	// DefaultCommitBatch is how many events a live consumer commits in
+	// one unit: 1, so a halt stops exactly at the failing event.
+	DefaultCommitBatch = 1
+	// DefaultRebuildCommitBatch is how many events a rebuild consumer
+	// commits in one unit.
+	DefaultRebuildCommitBatch = 50
+)
+
+// FailurePolicy says what happens to an event whose handler failed
+// RunnerConfig.MaxAttempts times.
+type FailurePolicy string
+
+const (
+	// HaltOnFailure stops the projection at the failing event: its checkpoint stays
+	// before it, Status reports StateHalted with the reason, and nothing is
+	// attempted until Resume. Readers keep reading the last good state. The
+	// safe default: no event is ever skipped.
+	HaltOnFailure FailurePolicy = "halt"
+	// DeadLetterOnFailure stores the event in the dead letters (see
+	// Runner.DeadLetters) with the reason, in the same unit of work that
+	// moves the checkpoint past it, and carries on with the next event.
+	DeadLetterOnFailure FailurePolicy = "dead_letter"
+)
+
+// RunnerConfig configures a Runner. Source and Projections are required.
+type RunnerConfig struct {
+	// Source is the feed the projections consume and where their read
+	// models live: a *pgstore.Store (read models in PostgreSQL, in the
+	// store's schema) or a *memstore.Store (read models in memory, kept
+	// with the store). Required.
+	Source feed.Source
+	// Store appends for Appender and gives the events.Registry handlers
+	// decode with. Defaults to Source, which is an events.Store too.
+	Store events.Store
+	// Projections are the projections to run. Names must be unique.
+	// Required.
+	Projections []*Projection
+	// Tracker, when set, is advanced after every committed checkpoint and
+	// every inline append, under the projection's name (which is also the
+	// live consumer's checkpoint name, so a Tracker watching the store's
+	// checkpoints sees the same name). Defaults to nil.
+	Tracker *consistency.Tracker
+	// Catalog, when set, receives every projection's consistency.ReadModel
+	// in NewRunner. Defaults to nil.
+	Catalog *consistency.Catalog
+	// MaxAttempts is how many times an event is tried before OnFailure
+	// applies. Attempts are counted per event in this process. Defaults to
+	// DefaultMaxAttempts (5).
+	MaxAttempts int
+	// BackoffMin and BackoffMax bound the exponential backoff before an
+	// event is tried again (the feed subscriber's NackBackoffMin/Max).
+	// Defaults to DefaultBackoffMin (100ms) and DefaultBackoffMax (5s), or
+	// BackoffMin when that is larger.
+	BackoffMin time.Duration
+	BackoffMax time.Duration
+	// OnFailure is what happens after MaxAttempts failures. Defaults to
+	// HaltOnFailure.
+	OnFailure FailurePolicy
+	// OnUpdate, when set, is called after each committed read-model change
+	// of the active generation (a WebSocket hub for live views plugs in
+	// here). It runs on the consumer's goroutine, after the commit: it must
+	// not block. Defaults to nil.
+	OnUpdate func(Update)
+	// OnCommitted, when set, is called after each unit of work of a feed
+	// consumer commits, with the consumer name (the projection's name, or
+	// name + "@rebuild-<generation>" for a rebuild) and its new position.
+	// Tests and metrics await progress with it. It must not block.
+	// Defaults to nil.
+	OnCommitted func(consumer string, pos events.Token)
+	// OnHalt, when set, is called when a projection (or its rebuild)
+	// halts. It must not block. Defaults to nil.
+	OnHalt func(*HaltedError)
+	// OnDeadLetter, when set, is called after a dead letter is stored. It
+	// must not block. Defaults to nil.
+	OnDeadLetter func(DeadLetter)
+	// Middleware is added to the Watermill router after
+	// middleware.Recoverer, which is always there so a panic counts as a
+	// failed attempt. Defaults to none.
+	Middleware []message.HandlerMiddleware
+	// CommitBatch is how many consecutive events a live consumer applies
+	// in one unit of work (one transaction and one checkpoint write on
+	// PostgreSQL; see feed.SubscriberConfig.CommitBatch). Raising it buys
+	// throughput; the price is coarser failures: a failing event rolls back
+	// the events before it in its unit, which are applied again with it,
+	// and a halt leaves the checkpoint before the whole unit. Defaults to
+	// DefaultCommitBatch (1).
+	CommitBatch int
+	// RebuildCommitBatch is CommitBatch for rebuild consumers, which replay
+	// the whole feed. On PostgreSQL a unit's transaction holds the feed's
+	// read horizon back while it runs (see pgstore), so keep units short.
+	// Defaults to DefaultRebuildCommitBatch (50).
+	RebuildCommitBatch int
+	// Subscriber is a template for the feed subscribers of every consumer
+	// (lease TTL, batch size, poll intervals). ConsumerName, Logger, Clock,
+	// CommitBatch, NackBackoffMin/Max and OnCommitted are set by the runner. Defaults
+	// to the feed package defaults.
+	Subscriber *feed.SubscriberConfig
+	// StatusPollInterval is how often a halted consumer, and a Rebuild
+	// waiting for its switch, re-read the state in the store, to notice a
+	// Resume or a switch made by another process. Changes made by this
+	// runner are noticed at once. Defaults to DefaultStatusPollInterval
+	// (2s).
+	StatusPollInterval time.Duration
+	// CloseTimeout bounds how long Stop waits for handlers in flight.
+	// Defaults to DefaultCloseTimeout (30s).
+	CloseTimeout time.Duration
+	// Logger receives retries, halts, dead letters and switches. Defaults
+	// to slog.Default().
+	Logger *slog.Logger
+	// Clock stamps the RecordedAt of envelopes handed to strong handlers
+	// by Appender on PostgreSQL, and dead letters in memory. Defaults to
+	// events.SystemClock.
+	Clock events.Clock
+}
+
+func (c *RunnerConfig) withDefaults() RunnerConfig {
+	out := RunnerConfig{}
+	if c != nil {
+		out = *c
+	}
+	if out.Store == nil {
+		out.Store, _ = out.Source.(events.Store)
+	}
+	out.MaxAttempts = cmp.Or(out.MaxAttempts, DefaultMaxAttempts)
+	out.BackoffMin = cmp.Or(out.BackoffMin, DefaultBackoffMin)
+	out.BackoffMax = cmp.Or(out.BackoffMax, max(DefaultBackoffMax, out.BackoffMin))
+	out.OnFailure = cmp.Or(out.OnFailure, HaltOnFailure)
+	out.StatusPollInterval = cmp.Or(out.StatusPollInterval, DefaultStatusPollInterval)
+	out.CloseTimeout = cmp.Or(out.CloseTimeout, DefaultCloseTimeout)
+	out.CommitBatch = cmp.Or(out.CommitBatch, DefaultCommitBatch)
+	out.RebuildCommitBatch = cmp.Or(out.RebuildCommitBatch, DefaultRebuildCommitBatch)
+	if out.Logger == nil {
+		out.Logger = slog.Default()
+	}
+	if out.Clock == nil {
+		out.Clock = events.SystemClock{}
+	}
+	return out
+}
+
+func (c *RunnerConfig) validate() error {
+	switch {
+	case c.Source == nil:
+		return errors.New("projections: RunnerConfig.Source is nil (pass the *pgstore.Store or *memstore.Store the events are in)")
+	case c.Store == nil:
+		return errors.New("projections: RunnerConfig.Store is nil and Source is not an events.Store")
+	case len(c.Projections) == 0:
+		return errors.New("projections: RunnerConfig.Projections is empty (define them with projections.New and projections.On)")
+	case c.MaxAttempts < 1:
+		return fmt.Errorf("projections: RunnerConfig.MaxAttempts is %d: use 0 for the default or a positive count", c.MaxAttempts)
+	case c.BackoffMin < 0:
+		return fmt.Errorf("projections: RunnerConfig.BackoffMin is %s: use 0 for the default or a positive duration", c.BackoffMin)
+	case c.BackoffMax < c.BackoffMin:
+		return fmt.Errorf("projections: RunnerConfig.BackoffMax (%s) is below BackoffMin (%s)", c.BackoffMax, c.BackoffMin)
+	case c.OnFailure != HaltOnFailure && c.OnFailure != DeadLetterOnFailure:
+		return fmt.Errorf("projections: RunnerConfig.OnFailure is %q: use projections.HaltOnFailure or projections.DeadLetterOnFailure", c.OnFailure)
+	case c.StatusPollInterval < 0:
+		return fmt.Errorf("projections: RunnerConfig.StatusPollInterval is %s: use 0 for the default or a positive duration", c.StatusPollInterval)
+	case c.CommitBatch < 1:
+		return fmt.Errorf("projections: RunnerConfig.CommitBatch is %d: use 0 for the default or a positive count", c.CommitBatch)
+	case c.RebuildCommitBatch < 1:
+		return fmt.Errorf("projections: RunnerConfig.RebuildCommitBatch is %d: use 0 for the default or a positive count", c.RebuildCommitBatch)
+	case c.CloseTimeout < 0:
+		return fmt.Errorf("projections: RunnerConfig.CloseTimeout is %s: use 0 for the default or a positive duration", c.CloseTimeout)
+	}
+	seen := map[string]bool{}
+	for i, p := range c.Projections {
+		if p == nil {
+			return fmt.Errorf("projections: RunnerConfig.Projections[%d] is nil", i)
+		}
+		if seen[p.name] {
+			return fmt.Errorf("projections: projection %q is listed twice in RunnerConfig.Projections", p.name)
+		}
+		seen[p.name] = true
+	}
+	return nil
+}

@@ -1,0 +1,51 @@
+package projections
+
+import (
+	"github.com/converge-es/converge/consistency"
+	"github.com/converge-es/converge/events"
+)
+
+// State is whether a projection generation is applying events.
+type State string
+
+const (
+	// StateRunning: events are applied as they arrive.
+	StateRunning State = "running"
+	// StateHalted: an event failed RunnerConfig.MaxAttempts times under
+	// the Halt policy. Nothing is applied until Resume; the checkpoint
+	// stays before the failing event.
+	StateHalted State = "halted"
+)
+
+// Status is what Runner.Status reports about one projection.
+type Status struct {
+	Name  string
+	Class consistency.Class
+	// Generation is the generation readers read.
+	Generation int
+	// State is the live consumer's state.
+	State State
+	// HaltedReason and HaltedEventID say why and where it halted.
+	HaltedReason  string
+	HaltedEventID string
+	// Checkpoint is the live consumer's feed position: the read model
+	// reflects every event up to it.
+	Checkpoint events.Token
+	// Applied is the active generation's watermark: the last event the
+	// feed applied to it (unhandled events do not move it).
+	Applied events.Token
+	// Rebuild is set while a rebuild runs beside the live generation.
+	Rebuild *RebuildStatus
+}
+
+// RebuildStatus describes a rebuild in progress.
+type RebuildStatus struct {
+	Generation    int
+	State         State
+	HaltedReason  string
+	HaltedEventID string
+	// Checkpoint is the rebuild consumer's feed position.
+	Checkpoint events.Token
+	// Applied is the rebuilding generation's watermark.
+	Applied events.Token
+}

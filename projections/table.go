@@ -1,0 +1,280 @@
+package projections
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/converge-es/converge/events"
+)
+
+const (
+	// MaxKeyLength is the longest row key, in bytes.
+	MaxKeyLength = 1024
+	// MaxTableNameLength is the longest table name, in bytes.
+	MaxTableNameLength = 63
+	// DefaultListLimit is how many rows List returns when ListOptions.Limit
+	// is zero.
+	DefaultListLimit = 1000
+)
+
+// Reader reads one table of a read model.
+type Reader interface {
+	// Get decodes the row stored under key into dst (JSON) and reports
+	// whether there was one.
+	Get(ctx context.Context, key string, dst any) (bool, error)
+	// GetRow returns the row stored under key as stored: its JSON and the
+	// token of the event that last wrote it (what a live view's snapshot
+	// needs).
+	GetRow(ctx context.Context, key string) (Row, bool, error)
+	// List returns rows in byte-wise key order. A nil opts lists from the
+	// first key, DefaultListLimit rows at most.
+	List(ctx context.Context, opts *ListOptions) ([]Row, error)
+}
+
+// Table is one table of a read model as a handler sees it: a key-value
+// store of JSON values whose writes commit with the event's checkpoint.
+type Table interface {
+	Reader
+	// Put stores v (JSON-encoded) under key, replacing any previous value.
+	Put(ctx context.Context, key string, v any) error
+	// Delete removes the row under key; deleting a missing row is not an
+	// error.
+	Delete(ctx context.Context, key string) error
+}
+
+// Row is one stored row.
+type Row struct {
+	Key string
+	// Value is the row's JSON. On PostgreSQL it is jsonb, normalised:
+	// whitespace and key order may differ from what was put.
+	Value json.RawMessage
+	// Token is the position of the event that last wrote the row.
+	Token events.Token
+}
+
+// Decode unmarshals the row's value into dst.
+func (r Row) Decode(dst any) error {
+	if err := json.Unmarshal(r.Value, dst); err != nil {
+		return fmt.Errorf("projections: decode row %q: %w", r.Key, err)
+	}
+	return nil
+}
+
+// ListOptions pages through a table.
+type ListOptions struct {
+	// Prefix keeps only keys starting with it. Defaults to "" (every key).
+	Prefix string
+	// After starts the page after this key (the last key of the previous
+	// page). Defaults to "" (the first key).
+	After string
+	// Limit caps the rows returned. Defaults to DefaultListLimit.
+	Limit int
+}
+
+// Get reads the row under key as an R: the typed form of Reader.Get.
+func Get[R any](ctx context.Context, r Reader, key string) (R, bool, error) {
+	var v R
+	ok, err := r.Get(ctx, key, &v)
+	if err != nil || !ok {
+		var zero R
+		return zero, ok, err
+	}
+	return v, true, nil
+}
+
+// rowStore is what a Table reads and writes through: a backend's view of
+// one generation (or of the active generation, for readers).
+type rowStore interface {
+	get(ctx context.Context, table, key string) (json.RawMessage, events.Token, bool, error)
+	list(ctx context.Context, table string, o listQuery) ([]Row, error)
+	put(ctx context.Context, table, key string, value json.RawMessage) error
+	del(ctx context.Context, table, key string) error
+}
+
+// listQuery is ListOptions validated, with the prefix turned into a key
+// range.
+type listQuery struct {
+	after string
+	from  string // keys >= from
+	to    string // keys < to, when hasTo
+	hasTo bool
+	limit int
+}
+
+func (q listQuery) match(key string) bool {
+	return key > q.after && key >= q.from && (!q.hasTo || key < q.to)
+}
+
+func newListQuery(o *ListOptions) (listQuery, error) {
+	var opts ListOptions
+	if o != nil {
+		opts = *o
+	}
+	if opts.Limit < 0 {
+		return listQuery{}, fmt.Errorf("%w: ListOptions.Limit is %d (use 0 for the default)", ErrInvalidKey, opts.Limit)
+	}
+	if opts.Limit == 0 {
+		opts.Limit = DefaultListLimit
+	}
+	if !utf8.ValidString(opts.Prefix) || !utf8.ValidString(opts.After) {
+		return listQuery{}, fmt.Errorf("%w: ListOptions.Prefix and After must be valid UTF-8", ErrInvalidKey)
+	}
+	q := listQuery{after: opts.After, from: opts.Prefix, limit: opts.Limit}
+	q.to, q.hasTo = prefixEnd(opts.Prefix)
+	return q, nil
+}
+
+// prefixEnd returns the smallest string greater than every string starting
+// with prefix, in byte order: the prefix with its last rune incremented
+// (UTF-8 keeps code point order in byte order). ok is false when there is
+// none (empty prefix, or only maximal runes).
+func prefixEnd(prefix string) (string, bool) {
+	for prefix != "" {
+		r, size := utf8.DecodeLastRuneInString(prefix)
+		prefix = prefix[:len(prefix)-size]
+		next := r + 1
+		if next == 0xD800 { // skip the surrogate range, which UTF-8 cannot encode
+			next = 0xE000
+		}
+		if next <= utf8.MaxRune {
+			return prefix + string(next), true
+		}
+	}
+	return "", false
+}
+
+func validateTable(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("%w: empty table name", ErrInvalidKey)
+	case len(name) > MaxTableNameLength:
+		return fmt.Errorf("%w: table name %q is %d bytes, the limit is %d", ErrInvalidKey, name, len(name), MaxTableNameLength)
+	case !validText(name):
+		return fmt.Errorf("%w: table name %q must be valid UTF-8 without NUL", ErrInvalidKey, name)
+	}
+	return nil
+}
+
+func validateKey(key string) error {
+	switch {
+	case key == "":
+		return fmt.Errorf("%w: empty key", ErrInvalidKey)
+	case len(key) > MaxKeyLength:
+		return fmt.Errorf("%w: key is %d bytes, the limit is %d", ErrInvalidKey, len(key), MaxKeyLength)
+	case !validText(key):
+		return fmt.Errorf("%w: key %q must be valid UTF-8 without NUL", ErrInvalidKey, key)
+	}
+	return nil
+}
+
+// validText refuses what PostgreSQL text cannot hold, so both backends
+// accept the same keys.
+func validText(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// table implements Table over a rowStore. Writes are refused when
+// readOnly, and recorded for RunnerConfig.OnUpdate when rec is set.
+type table struct {
+	name     string
+	rows     rowStore
+	readOnly bool
+	rec      func(Update)
+	err      error // a bad table name, reported by every call
+}
+
+func (t *table) Get(ctx context.Context, key string, dst any) (bool, error) {
+	if t.err != nil {
+		return false, t.err
+	}
+	if err := validateKey(key); err != nil {
+		return false, err
+	}
+	raw, _, ok, err := t.rows.get(ctx, t.name, key)
+	if err != nil || !ok {
+		return false, err
+	}
+	if err := json.Unmarshal(raw, dst); err != nil {
+		return false, fmt.Errorf("projections: table %q: decode row %q: %w", t.name, key, err)
+	}
+	return true, nil
+}
+
+func (t *table) GetRow(ctx context.Context, key string) (Row, bool, error) {
+	if t.err != nil {
+		return Row{}, false, t.err
+	}
+	if err := validateKey(key); err != nil {
+		return Row{}, false, err
+	}
+	raw, tok, ok, err := t.rows.get(ctx, t.name, key)
+	if err != nil || !ok {
+		return Row{}, false, err
+	}
+	return Row{Key: key, Value: append(json.RawMessage(nil), raw...), Token: tok}, true, nil
+}
+
+func (t *table) List(ctx context.Context, opts *ListOptions) ([]Row, error) {
+	if t.err != nil {
+		return nil, t.err
+	}
+	q, err := newListQuery(opts)
+	if err != nil {
+		return nil, err
+	}
+	return t.rows.list(ctx, t.name, q)
+}
+
+func (t *table) Put(ctx context.Context, key string, v any) error {
+	if t.err != nil {
+		return t.err
+	}
+	if t.readOnly {
+		return ErrReadOnly
+	}
+	if err := validateKey(key); err != nil {
+		return err
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("projections: table %q: encode row %q: %w", t.name, key, err)
+	}
+	if err := t.rows.put(ctx, t.name, key, b); err != nil {
+		return err
+	}
+	if t.rec != nil {
+		t.rec(Update{Kind: UpdatePut, Table: t.name, Key: key, Value: b})
+	}
+	return nil
+}
+
+func (t *table) Delete(ctx context.Context, key string) error {
+	if t.err != nil {
+		return t.err
+	}
+	if t.readOnly {
+		return ErrReadOnly
+	}
+	if err := validateKey(key); err != nil {
+		return err
+	}
+	if err := t.rows.del(ctx, t.name, key); err != nil {
+		return err
+	}
+	if t.rec != nil {
+		t.rec(Update{Kind: UpdateDelete, Table: t.name, Key: key})
+	}
+	return nil
+}
+
+var _ Table = (*table)(nil)

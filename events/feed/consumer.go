@@ -295,14 +295,21 @@ func (c *consumer) deliverGroup(ctx context.Context, lease Lease, group []events
 			c.rollback(ctx, unit)
 			return 0, errRedeliver
 		case <-ctx.Done():
-			// An Ack that raced the end of the context still counts: the
-			// handler finished, and its work should not be redone needlessly.
+			// The message's context is cancelled with ctx, so a handler
+			// answers soon. Wait for it (bounded) before settling: rolling
+			// the unit back under a handler still using its transaction
+			// would race on the connection. An Ack that raced the end of
+			// the context still counts.
+			t := time.NewTimer(c.cfg.LeaseTTL)
+			defer t.Stop()
 			select {
 			case <-msg.Acked():
 				return c.settleAtClose(ctx, unit, lease, group[:i+1])
-			default:
-				return c.settleAtClose(ctx, unit, lease, group[:i])
+			case <-msg.Nacked():
+			case <-t.C:
+				c.log.Warn("feed: handler did not answer within LeaseTTL after its context ended; rolling back", "event_id", env.ID)
 			}
+			return c.settleAtClose(ctx, unit, lease, group[:i])
 		}
 	}
 	if err := c.commit(ctx, unit, lease, group[len(group)-1]); err != nil {

@@ -13,14 +13,16 @@ import (
 )
 
 // Notification payloads: "e:<schema>" when events were appended,
-// "c:<schema>:<major>:<minor>:<name>" when a checkpoint moved. The schema
+// "c:<schema>:<instance>:<major>:<minor>:<name>" when a checkpoint moved.
+// A store ignores its own checkpoint notifications: its watchers heard of
+// the move at commit, and a late echo could undo a Reset made since. The schema
 // comes first so stores of other schemas ignore what is not theirs; the
 // name comes last because it may contain colons.
 
 func (s *Store) eventsPayload() string { return "e:" + s.cfg.Schema }
 
 func (s *Store) checkpointPayload(name string, pos events.Token) string {
-	return "c:" + s.cfg.Schema + ":" + strconv.FormatUint(pos.Major(), 10) + ":" + strconv.FormatUint(pos.Minor(), 10) + ":" + name
+	return "c:" + s.cfg.Schema + ":" + s.instance + ":" + strconv.FormatUint(pos.Major(), 10) + ":" + strconv.FormatUint(pos.Minor(), 10) + ":" + name
 }
 
 // listenAppName marks the listener's connection in pg_stat_activity, so an
@@ -76,17 +78,20 @@ func (s *Store) handlePayload(p string) {
 			s.wake.Notify()
 		}
 	case "c":
-		parts := strings.SplitN(rest, ":", 4)
-		if len(parts) != 4 || parts[0] != s.cfg.Schema {
-			return
-		}
-		major, err1 := strconv.ParseUint(parts[1], 10, 64)
-		minor, err2 := strconv.ParseUint(parts[2], 10, 64)
-		if err1 != nil || err2 != nil {
+		parts := strings.SplitN(rest, ":", 5)
+		if len(parts) != 5 || parts[0] != s.cfg.Schema {
 			return
 		}
 		// The other process's unit may have held the read horizon back.
 		s.wake.Notify()
-		s.fireCheckpoint(parts[3], events.MakeToken(major, minor))
+		if parts[1] == s.instance {
+			return
+		}
+		major, err1 := strconv.ParseUint(parts[2], 10, 64)
+		minor, err2 := strconv.ParseUint(parts[3], 10, 64)
+		if err1 != nil || err2 != nil {
+			return
+		}
+		s.fireCheckpoint(parts[4], events.MakeToken(major, minor))
 	}
 }

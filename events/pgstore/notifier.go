@@ -68,7 +68,10 @@ func (n *notifier) run(ctx context.Context) {
 		n.pending = make(map[string]string, len(batch))
 		n.mu.Unlock()
 		for _, payload := range batch {
-			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			// Not cancelled by Close: cancelling a running query makes pgx
+			// open a connection to send a cancel request, which can stall
+			// shutdown for seconds; a NOTIFY takes a millisecond.
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			_, err := n.pool.Exec(sctx, `SELECT pg_notify($1, $2)`, NotifyChannel, payload)
 			cancel()
 			if err != nil && ctx.Err() == nil {

@@ -3,6 +3,8 @@ package pgstore
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -94,9 +96,10 @@ func (c Config) validate() error {
 
 // Store is the PostgreSQL event store. It is safe for concurrent use.
 type Store struct {
-	pool *pgxpool.Pool
-	cfg  Config
-	q    queries
+	pool     *pgxpool.Pool
+	cfg      Config
+	q        queries
+	instance string // tags this store's notifications
 
 	wake    signal.Broadcast // new events may be readable
 	healthy chanFlag         // listen connection is up
@@ -134,6 +137,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 		pool:     pool,
 		cfg:      c,
 		q:        newQueries(c.Schema),
+		instance: newInstanceID(),
 		watchers: map[int]func(string, events.Token){},
 		cancel:   cancel,
 		closed:   make(chan struct{}),
@@ -229,3 +233,9 @@ func (f *chanFlag) get() bool {
 }
 
 func (f *chanFlag) changed() <-chan struct{} { return f.b.C() }
+
+func newInstanceID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -11,7 +11,7 @@ CREATE TABLE {{.schema}}.streams (
     sort_key   bigint NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
-) WITH (fillfactor = 50); -- every append updates its stream's row: leave room for HOT updates
+);
 
 CREATE TABLE {{.schema}}.events (
     seq            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

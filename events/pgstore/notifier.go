@@ -18,17 +18,17 @@ import (
 // notification lost because the process died in between is covered by the
 // subscribers' safety poll.
 type notifier struct {
-	pool   *pgxpool.Pool
-	log    *slog.Logger
-	linger time.Duration
+	pool *pgxpool.Pool
+	log  *slog.Logger
+	gap  time.Duration
 
 	mu      sync.Mutex
 	pending map[string]string // key -> newest payload
 	kickCh  chan struct{}
 }
 
-func newNotifier(pool *pgxpool.Pool, log *slog.Logger, linger time.Duration) *notifier {
-	return &notifier{pool: pool, log: log, linger: linger, pending: map[string]string{}, kickCh: make(chan struct{}, 1)}
+func newNotifier(pool *pgxpool.Pool, log *slog.Logger, gap time.Duration) *notifier {
+	return &notifier{pool: pool, log: log, gap: gap, pending: map[string]string{}, kickCh: make(chan struct{}, 1)}
 }
 
 // kick queues payload under key; a newer payload for the same key replaces
@@ -50,19 +50,6 @@ func (n *notifier) run(ctx context.Context) {
 			return
 		case <-n.kickCh:
 		}
-		// Lingering lets a burst of commits share one notification: under
-		// load this bounds the NOTIFY rate at 1/linger instead of one
-		// statement per append, at the price of linger's extra latency for
-		// other processes (this one was woken directly).
-		if n.linger > 0 {
-			t := time.NewTimer(n.linger)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-		}
 		n.mu.Lock()
 		batch := n.pending
 		n.pending = make(map[string]string, len(batch))
@@ -76,6 +63,18 @@ func (n *notifier) run(ctx context.Context) {
 			cancel()
 			if err != nil && ctx.Err() == nil {
 				n.log.Warn("converge: notify failed; other processes will see the change at their next poll", "err", err)
+			}
+		}
+		// A gap after each send: a quiet store notifies at once, a busy
+		// one sends at most one NOTIFY per gap for everything committed
+		// meanwhile, instead of one statement per append.
+		if n.gap > 0 {
+			t := time.NewTimer(n.gap)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
 			}
 		}
 	}

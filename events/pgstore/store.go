@@ -23,11 +23,8 @@ const (
 	// DefaultListenReconnectDelay is how long the listener waits before
 	// reconnecting after its connection drops.
 	DefaultListenReconnectDelay = 500 * time.Millisecond
-	// DefaultNotifyLinger is the default Config.NotifyLinger: none. A
-	// NOTIFY goes out as soon as the previous one is done, which already
-	// coalesces bursts; measured with `converge bench --scenario
-	// propagation`, a 1ms linger doubled the median wake-up latency.
-	DefaultNotifyLinger = 0
+	// DefaultNotifyMinInterval is the default Config.NotifyMinInterval.
+	DefaultNotifyMinInterval = time.Millisecond
 	// NotifyChannel is the PostgreSQL channel every converge store notifies
 	// on; payloads name the schema, so stores of different schemas share it.
 	NotifyChannel = "converge"
@@ -50,12 +47,14 @@ type Config struct {
 	// ListenReconnectDelay is the pause before the listener reconnects.
 	// Defaults to DefaultListenReconnectDelay.
 	ListenReconnectDelay time.Duration
-	// NotifyLinger is how long the notifier gathers commits before it
-	// sends one NOTIFY for all of them; it adds this much to cross-process
-	// wake-up latency and bounds the NOTIFY rate by 1/NotifyLinger. Raise it
-	// when many writers append small events. Defaults to
-	// DefaultNotifyLinger (0: send at once).
-	NotifyLinger time.Duration
+	// NotifyMinInterval is the least time between two NOTIFYs this store
+	// sends after commits. The first change after a quiet spell is
+	// announced at once; changes committed within the interval share the
+	// next notification. It bounds the NOTIFY rate (each is a statement and
+	// a database-wide lock) under heavy appending, at the price of up to
+	// this much extra cross-process latency then. Defaults to
+	// DefaultNotifyMinInterval (1ms); negative means no minimum.
+	NotifyMinInterval time.Duration
 	// DisableListen turns push wake-ups off: feed subscribers then poll.
 	// Defaults to false.
 	DisableListen bool
@@ -78,15 +77,13 @@ func (c *Config) withDefaults() Config {
 		out.Logger = slog.Default()
 	}
 	out.ListenReconnectDelay = cmp.Or(out.ListenReconnectDelay, DefaultListenReconnectDelay)
+	out.NotifyMinInterval = cmp.Or(out.NotifyMinInterval, DefaultNotifyMinInterval)
 	return out
 }
 
 func (c Config) validate() error {
 	if err := migrations.ValidateSchema(c.Schema); err != nil {
 		return fmt.Errorf("pgstore: Config.Schema: %w", err)
-	}
-	if c.NotifyLinger < 0 {
-		return errors.New("pgstore: Config.NotifyLinger must not be negative")
 	}
 	if c.ListenReconnectDelay < 0 {
 		return errors.New("pgstore: Config.ListenReconnectDelay must not be negative")
@@ -142,7 +139,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 		cancel:   cancel,
 		closed:   make(chan struct{}),
 	}
-	s.notifier = newNotifier(pool, c.Logger, c.NotifyLinger)
+	s.notifier = newNotifier(pool, c.Logger, c.NotifyMinInterval)
 	s.done.Add(1)
 	go func() { defer s.done.Done(); s.notifier.run(bg) }()
 	if !c.DisableListen {

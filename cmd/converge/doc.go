@@ -1,8 +1,12 @@
 // Command converge operates a converge installation: it migrates the
-// PostgreSQL schema and runs converge's tools.
+// PostgreSQL schema, runs the demo, measures, and reports lag.
 //
+//	converge demo                                   # the order workflow, in memory
 //	converge migrate --database-url postgres://postgres@127.0.0.1:5432/app
 //	converge migrate --status --schema orders
+//	converge lag --sla 2s                           # projections against their SLAs
+//	converge serve --listen 127.0.0.1:9090          # /metrics, /lag, /healthz
+//	converge bench --scenario append|propagation    # ratios against a baseline
 //
 // Every command that uses PostgreSQL connects with --database-url, else the
 // DATABASE_URL environment variable, else the standard libpq environment

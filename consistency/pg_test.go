@@ -24,18 +24,9 @@ import (
 // awaitPush waits for a store's listener to reach the wanted state.
 func awaitPush(t *testing.T, st *pgstore.Store, want bool) {
 	t.Helper()
-	deadline := time.After(15 * time.Second)
-	for {
-		ch := st.PushHealthyChanged()
-		if st.PushHealthy() == want {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline:
-			t.Fatalf("listener never became healthy=%v", want)
-		}
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	require.NoError(t, st.WaitPushHealthy(ctx, want))
 }
 
 // TestWaitsSurviveListenConnectionLoss kills the web process's LISTEN

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/converge-es/converge/internal/clocktest"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
@@ -21,22 +23,7 @@ import (
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // fakeClock is a clock tests move by hand.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+type fakeClock = clocktest.Clock
 
 // fakeStore is a feed.Inspector over a log the test writes directly.
 type fakeStore struct {
@@ -195,7 +182,7 @@ type bundle struct {
 // setup fills in the collaborators.
 func setup(t *testing.T, cfg *lag.Config) bundle {
 	t.Helper()
-	clock := &fakeClock{now: t0}
+	clock := clocktest.New(t0)
 	b := bundle{
 		store: newFakeStore(clock),
 		clock: clock,

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/converge-es/converge/internal/clocktest"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
@@ -282,7 +284,7 @@ func TestFailedPassChangesNothing(t *testing.T) {
 
 func TestDefaults(t *testing.T) {
 	t.Parallel()
-	clock := &fakeClock{now: t0}
+	clock := clocktest.New(t0)
 	store := newFakeStore(clock)
 	store.commit("orders", store.append(1))
 	mon, err := lag.NewMonitor(store, nil)
@@ -297,7 +299,7 @@ func TestDefaults(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	t.Parallel()
-	store := newFakeStore(&fakeClock{now: t0})
+	store := newFakeStore(clocktest.New(t0))
 	for want, cfg := range map[string]*lag.Config{
 		"Config.DefaultSLA is -1s":                 {DefaultSLA: -time.Second},
 		"Config.Interval is -1s":                   {Interval: -time.Second},
@@ -315,7 +317,7 @@ func TestConfigErrors(t *testing.T) {
 
 func TestTwoMonitorsOnOneRegistry(t *testing.T) {
 	t.Parallel()
-	store := newFakeStore(&fakeClock{now: t0})
+	store := newFakeStore(clocktest.New(t0))
 	reg := prometheus.NewRegistry()
 	_, err := lag.NewMonitor(store, &lag.Config{Registerer: reg})
 	require.NoError(t, err)
@@ -373,7 +375,7 @@ func TestStopWithoutStart(t *testing.T) {
 
 func TestPassTimeout(t *testing.T) {
 	t.Parallel()
-	clock := &fakeClock{now: t0}
+	clock := clocktest.New(t0)
 	mon, err := lag.NewMonitor(blockingStore{newFakeStore(clock)}, &lag.Config{PassTimeout: time.Millisecond, Clock: clock})
 	require.NoError(t, err)
 	_, err = mon.Check(t.Context())

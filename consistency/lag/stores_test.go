@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/converge-es/converge/internal/clocktest"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
@@ -37,7 +39,7 @@ func commitAt(t *testing.T, cps feed.CheckpointStore, name string, pos events.To
 
 func TestMemstore(t *testing.T) {
 	t.Parallel()
-	clock := &fakeClock{now: t0}
+	clock := clocktest.New(t0)
 	store, err := memstore.New(&memstore.Config{Clock: clock})
 	require.NoError(t, err)
 	defer store.Close()

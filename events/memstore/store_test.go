@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/converge-es/converge/internal/clocktest"
+
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -21,22 +23,7 @@ func TestMain(m *testing.M) {
 }
 
 // fakeClock is a clock tests move by hand.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+type fakeClock = clocktest.Clock
 
 // testBundle holds a store's collaborators.
 type testBundle struct {
@@ -46,7 +33,7 @@ type testBundle struct {
 // setup returns a store on a fake clock, closed when the test ends.
 func setup(t *testing.T) (*memstore.Store, *testBundle) {
 	t.Helper()
-	clock := &fakeClock{now: time.Date(2025, 1, 2, 3, 4, 5, 6789, time.UTC)}
+	clock := clocktest.New(time.Date(2025, 1, 2, 3, 4, 5, 6789, time.UTC))
 	s, err := memstore.New(&memstore.Config{Registry: eventstoretest.Registry(), Clock: clock})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, s.Close()) })

@@ -11,21 +11,12 @@ import (
 	"github.com/converge-es/converge/events/pgstore"
 )
 
-// awaitHealthy waits for the listener's state to become want, by signal.
+// awaitHealthy waits for the listener's state to become want.
 func awaitHealthy(t *testing.T, st *pgstore.Store, want bool) {
 	t.Helper()
-	deadline := time.After(10 * time.Second)
-	for {
-		ch := st.PushHealthyChanged()
-		if st.PushHealthy() == want {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline:
-			t.Fatalf("listener never became healthy=%v", want)
-		}
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	require.NoError(t, st.WaitPushHealthy(ctx, want))
 }
 
 func TestNotifyWakesOtherProcesses(t *testing.T) {

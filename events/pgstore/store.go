@@ -200,8 +200,25 @@ func (s *Store) Wake() <-chan struct{} { return s.wake.C() }
 func (s *Store) PushHealthy() bool { return s.healthy.get() }
 
 // PushHealthyChanged returns a channel closed the next time push health
-// changes (tests await reconnects with it).
+// changes.
 func (s *Store) PushHealthyChanged() <-chan struct{} { return s.healthy.changed() }
+
+// WaitPushHealthy waits until PushHealthy reports want, or ctx ends: at
+// start-up, to know wake-ups flow before relying on them; in tests, to
+// await a lost or restored listen connection.
+func (s *Store) WaitPushHealthy(ctx context.Context, want bool) error {
+	for {
+		ch := s.healthy.changed()
+		if s.healthy.get() == want {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("pgstore: listen connection not healthy=%v: %w", want, ctx.Err())
+		}
+	}
+}
 
 // table returns the schema-qualified, quoted name of a converge table.
 func table(schema, name string) string { return pgx.Identifier{schema, name}.Sanitize() }

@@ -9,14 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/converge-es/converge/internal/clocktest"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/consistency/lag"
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
+	"github.com/converge-es/converge/internal/clocktest"
 )
 
 // t0 is when every fake test world begins.

@@ -7,14 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/converge-es/converge/internal/clocktest"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/consistency/lag"
 	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/internal/clocktest"
 )
 
 func TestCaughtUpProjectionDoesNotBreach(t *testing.T) {

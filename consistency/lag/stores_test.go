@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/converge-es/converge/internal/clocktest"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
@@ -17,6 +15,7 @@ import (
 	"github.com/converge-es/converge/events/feed"
 	"github.com/converge-es/converge/events/memstore"
 	"github.com/converge-es/converge/events/pgstore"
+	"github.com/converge-es/converge/internal/clocktest"
 	"github.com/converge-es/converge/internal/pgtest"
 )
 

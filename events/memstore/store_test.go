@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/converge-es/converge/internal/clocktest"
-
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -16,6 +14,7 @@ import (
 	"github.com/converge-es/converge/events/eventstoretest"
 	"github.com/converge-es/converge/events/feed"
 	"github.com/converge-es/converge/events/memstore"
+	"github.com/converge-es/converge/internal/clocktest"
 )
 
 func TestMain(m *testing.M) {

@@ -46,7 +46,10 @@
 // Store implements feed.Source. Reads are plain statements (no transaction
 // id). Appends wake subscribers in this process at once, and a coalesced
 // NOTIFY sent just after the commit wakes other processes (a NOTIFY inside
-// the append would take a database-wide lock at every commit). One listen
+// the append would take a database-wide lock at every commit). NOTIFYs are
+// sent only while another store listens on the schema: its listener says
+// hello when it connects, and stores count listeners once a second, so a
+// single-process deployment pays nothing for them. One listen
 // connection per Store receives them; while it is down PushHealthy reports
 // false and subscribers poll. AppendTx notifies inside the caller's
 // transaction, since only PostgreSQL knows when it commits.

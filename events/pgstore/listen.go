@@ -12,7 +12,8 @@ import (
 	"github.com/converge-es/converge/events"
 )
 
-// Notification payloads: "e:<schema>" when events were appended,
+// Notification payloads: "h:<schema>:<instance>" when a store starts
+// listening, "e:<schema>" when events were appended,
 // "c:<schema>:<instance>:<major>:<minor>:<name>" when a checkpoint moved.
 // A store ignores its own checkpoint notifications: its watchers heard of
 // the move at commit, and a late echo could undo a Reset made since. The schema
@@ -56,10 +57,15 @@ type listenHandler struct{ s *Store }
 
 // HandleBacklog runs once the connection listens again: anything appended
 // while it was down is picked up by waking every reader.
-func (h listenHandler) HandleBacklog(context.Context, string, *pgx.Conn) error {
+//
+// It also says hello, so stores that skip NOTIFYs while nobody else listens
+// (see notifier) start notifying this one at once.
+func (h listenHandler) HandleBacklog(ctx context.Context, _ string, conn *pgx.Conn) error {
+	h.s.notifier.ownListener.Store(conn.PgConn().PID())
 	h.s.healthy.set(true)
 	h.s.wake.Notify()
-	return nil
+	_, err := conn.Exec(ctx, `SELECT pg_notify($1, $2)`, NotifyChannel, "h:"+h.s.cfg.Schema+":"+h.s.instance)
+	return err
 }
 
 func (h listenHandler) HandleNotification(_ context.Context, n *pgconn.Notification, _ *pgx.Conn) error {
@@ -73,6 +79,10 @@ func (s *Store) handlePayload(p string) {
 		return
 	}
 	switch kind {
+	case "h":
+		if schema, instance, ok := strings.Cut(rest, ":"); ok && schema == s.cfg.Schema && instance != s.instance {
+			s.notifier.newcomer(s.eventsPayload())
+		}
 	case "e":
 		if rest == s.cfg.Schema {
 			s.wake.Notify()

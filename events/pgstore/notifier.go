@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -17,18 +18,39 @@ import (
 // burst of appends sends one notification per key, not one per append. A
 // notification lost because the process died in between is covered by the
 // subscribers' safety poll.
+//
+// Nobody to tell, nothing sent: this process's own readers are woken
+// in-process, so NOTIFYs only matter while another store listens on the
+// schema. The notifier counts the other listen connections once per
+// presenceInterval, and a store that starts listening says hello at once
+// (see listen.go), so a newcomer is not left waiting for the next count.
 type notifier struct {
-	pool *pgxpool.Pool
-	log  *slog.Logger
-	gap  time.Duration
+	pool   *pgxpool.Pool
+	log    *slog.Logger
+	gap    time.Duration
+	schema string
+
+	// others is whether another store's listen connection exists.
+	others atomic.Bool
+	// ownListener is the backend pid of this store's listen connection.
+	ownListener atomic.Uint32
 
 	mu      sync.Mutex
 	pending map[string]string // key -> newest payload
-	kickCh  chan struct{}
+	// held keeps what was not sent while nobody listened, newest per key:
+	// it goes out as soon as a listener appears, so one that arrives
+	// between two counts still hears of the latest changes.
+	held   map[string]string
+	kickCh chan struct{}
 }
 
-func newNotifier(pool *pgxpool.Pool, log *slog.Logger, gap time.Duration) *notifier {
-	return &notifier{pool: pool, log: log, gap: gap, pending: map[string]string{}, kickCh: make(chan struct{}, 1)}
+// presenceInterval is how often the notifier counts other listeners.
+const presenceInterval = time.Second
+
+func newNotifier(pool *pgxpool.Pool, log *slog.Logger, gap time.Duration, schema string) *notifier {
+	n := &notifier{pool: pool, log: log, gap: gap, schema: schema, pending: map[string]string{}, held: map[string]string{}, kickCh: make(chan struct{}, 1)}
+	n.others.Store(true) // until the first count says otherwise
+	return n
 }
 
 // kick queues payload under key; a newer payload for the same key replaces
@@ -43,16 +65,55 @@ func (n *notifier) kick(key, payload string) {
 	}
 }
 
+// newcomer records that another store started listening and re-announces
+// the newest changes, in case they committed after its catch-up read but
+// before this store knew it was there.
+func (n *notifier) newcomer(payload string) {
+	n.kick("e", payload)
+	n.setOthers(true)
+}
+
+// setOthers records whether anyone else listens; when someone appears, what
+// was held back is sent.
+func (n *notifier) setOthers(others bool) {
+	if n.others.Swap(others) || !others {
+		return
+	}
+	n.mu.Lock()
+	for k, p := range n.held {
+		n.pending[k] = p
+	}
+	clear(n.held)
+	n.mu.Unlock()
+	select {
+	case n.kickCh <- struct{}{}:
+	default:
+	}
+}
+
 func (n *notifier) run(ctx context.Context) {
+	count := time.NewTicker(presenceInterval)
+	defer count.Stop()
+	n.countListeners(ctx)
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-count.C:
+			n.countListeners(ctx)
+			continue
 		case <-n.kickCh:
 		}
 		n.mu.Lock()
 		batch := n.pending
 		n.pending = make(map[string]string, len(batch))
+		if !n.others.Load() {
+			for k, p := range batch {
+				n.held[k] = p
+			}
+			n.mu.Unlock()
+			continue
+		}
 		n.mu.Unlock()
 		for _, payload := range batch {
 			// Not cancelled by Close: cancelling a running query makes pgx
@@ -78,4 +139,19 @@ func (n *notifier) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// countListeners asks PostgreSQL whether any other store listens on this
+// schema. On error it assumes someone does: a wasted NOTIFY is cheap, a
+// missing one delays a reader.
+func (n *notifier) countListeners(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, presenceInterval)
+	defer cancel()
+	var others bool
+	err := n.pool.QueryRow(cctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND pid <> $2)`,
+		listenAppName(n.schema), int64(n.ownListener.Load())).Scan(&others)
+	if err != nil {
+		others = true
+	}
+	n.setOthers(others)
 }

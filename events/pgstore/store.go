@@ -139,7 +139,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 		cancel:   cancel,
 		closed:   make(chan struct{}),
 	}
-	s.notifier = newNotifier(pool, c.Logger, c.NotifyMinInterval)
+	s.notifier = newNotifier(pool, c.Logger, c.NotifyMinInterval, c.Schema)
 	s.done.Add(1)
 	go func() { defer s.done.Done(); s.notifier.run(bg) }()
 	if !c.DisableListen {

@@ -102,23 +102,16 @@ type placed struct {
 // has the order, labelled fresh.
 func TestHTTPReadYourWritesEndToEnd(t *testing.T) {
 	t.Parallel()
-	newStores := map[string]func(t *testing.T, reg *events.Registry) interface {
-		events.Store
-		projectionSource
-	}{
-		"memory": func(t *testing.T, reg *events.Registry) interface {
-			events.Store
-			projectionSource
-		} {
+	newStores := map[string]func(t *testing.T, reg *events.Registry) testStore{
+		"memory": func(t *testing.T, reg *events.Registry) testStore {
+			t.Helper()
 			st, err := memstore.New(&memstore.Config{Registry: reg})
 			require.NoError(t, err)
 			t.Cleanup(func() { _ = st.Close() })
 			return st
 		},
-		"postgres": func(t *testing.T, reg *events.Registry) interface {
-			events.Store
-			projectionSource
-		} {
+		"postgres": func(t *testing.T, reg *events.Registry) testStore {
+			t.Helper()
 			db := pgtest.New(t, nil)
 			st, err := pgstore.New(context.Background(), db.Pool, &pgstore.Config{Schema: db.Schema, Registry: reg})
 			require.NoError(t, err)
@@ -201,8 +194,9 @@ func TestHTTPReadYourWritesEndToEnd(t *testing.T) {
 	}
 }
 
-// projectionSource is what both stores offer the tracker and the runner.
-type projectionSource interface {
+// testStore is what both stores offer the tracker and the runner.
+type testStore interface {
+	events.Store
 	feed.Source
 	feed.CheckpointWatcher
 }

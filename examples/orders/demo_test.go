@@ -3,6 +3,8 @@ package orders_test
 import (
 	"bytes"
 	"context"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -48,6 +50,12 @@ func TestDemoInMemory(t *testing.T) {
 	out, err := orders.Run(context.Background(), &orders.Config{Store: st, Out: &buf})
 	require.NoError(t, err, buf.String())
 	checkOutcome(t, out, buf.String())
+
+	// The README's table of read models is the catalog's generated table.
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	table := buf.String()[strings.Index(buf.String(), "| Read model |"):]
+	require.Contains(t, string(readme), strings.TrimSpace(table), "regenerate the README's read-model table from `converge demo`")
 }
 
 func TestDemoOnPostgreSQL(t *testing.T) {

@@ -38,9 +38,11 @@ type Source interface {
 // Batch is one read of the feed.
 type Batch struct {
 	Events []events.Envelope
-	// Pending reports committed events after the read that are not readable
-	// yet because an older transaction is still open (see pgstore). The
-	// subscriber retries with a short backoff instead of waiting for a wake.
+	// Pending reports committed events after the cursor that the read did
+	// not return: held back because an older transaction is still open (see
+	// pgstore), or committed just after the read. The subscriber retries
+	// with a short backoff instead of waiting for a wake-up that may never
+	// come.
 	Pending bool
 }
 

@@ -79,8 +79,15 @@ WITH head AS (
 			eventColumns, events, horizon),
 		readFeedCat: fmt.Sprintf(`SELECT %s FROM %s WHERE %s AND (sort_key, seq) > ($1, $2) AND sort_key < %s ORDER BY sort_key, seq LIMIT $3`,
 			eventColumns, events, categoryMatch("$4"), horizon),
-		pending:      fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE (sort_key, seq) > ($1, $2) AND sort_key >= %s)`, events, horizon),
-		pendingCat:   fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE %s AND (sort_key, seq) > ($1, $2) AND sort_key >= %s)`, events, categoryMatch("$3"), horizon),
+		// pending counts the committed events after the cursor, up to one
+		// more than the read may return. It runs in a later snapshot than
+		// the read, so every row the read returned is counted: more rows
+		// than returned means committed events the read could not (yet)
+		// return. Testing "sort_key >= horizon" instead would race: the
+		// horizon can pass them between the two statements, and the
+		// reader would then wait for a wake-up that never comes.
+		pending:    fmt.Sprintf(`SELECT count(*) FROM (SELECT 1 FROM %s WHERE (sort_key, seq) > ($1, $2) LIMIT $3) c`, events),
+		pendingCat: fmt.Sprintf(`SELECT count(*) FROM (SELECT 1 FROM %s WHERE %s AND (sort_key, seq) > ($1, $2) LIMIT $3) c`, events, categoryMatch("$4")),
 		head:         fmt.Sprintf(`SELECT sort_key, seq FROM %s ORDER BY sort_key DESC, seq DESC LIMIT 1`, events),
 		countBetween: fmt.Sprintf(`SELECT count(*) FROM (SELECT 1 FROM %s WHERE (sort_key, seq) > ($1, $2) AND (sort_key, seq) <= ($3, $4) LIMIT $5) c`, events),
 		// The oldest transaction that holds the horizon back, anywhere in the

@@ -77,9 +77,9 @@ func (s *Store) read(ctx context.Context, after events.Token, category string, l
 	}
 	if withPending {
 		if category == "" {
-			batch.Queue(s.q.pending, major, minor)
+			batch.Queue(s.q.pending, major, minor, limit+1)
 		} else {
-			batch.Queue(s.q.pendingCat, major, minor, category)
+			batch.Queue(s.q.pendingCat, major, minor, limit+1, category)
 		}
 	}
 	br := s.pool.SendBatch(ctx, batch)
@@ -94,9 +94,11 @@ func (s *Store) read(ctx context.Context, after events.Token, category string, l
 	}
 	out := feed.Batch{Events: evs}
 	if withPending {
-		if err := br.QueryRow().Scan(&out.Pending); err != nil {
+		var committed int
+		if err := br.QueryRow().Scan(&committed); err != nil {
 			return feed.Batch{}, fmt.Errorf("pgstore: read feed: %w", err)
 		}
+		out.Pending = committed > len(evs)
 	}
 	return out, nil
 }

@@ -27,7 +27,8 @@ type AppendConfig struct {
 	// alternating rounds so drift on a noisy machine hits both sides.
 	// Defaults to 3s.
 	Duration time.Duration
-	// Rounds is how many alternating rounds each pair runs. Defaults to 2.
+	// Rounds is how many rounds each pair runs; the side that goes first
+	// alternates between rounds. Defaults to 4.
 	Rounds int
 }
 
@@ -46,7 +47,7 @@ func (c *AppendConfig) withDefaults() AppendConfig {
 		out.Duration = 3 * time.Second
 	}
 	if out.Rounds <= 0 {
-		out.Rounds = 2
+		out.Rounds = 4
 	}
 	return out
 }
@@ -86,34 +87,52 @@ FROM unnest($3::uuid[], $4::jsonb[]) WITH ORDINALITY AS e(id, payload, ord)`, ba
 			var convergeT, baseT time.Duration
 			for round := range c.Rounds {
 				d := c.Duration / time.Duration(c.Rounds)
-				n, el, err := drive(ctx, w, d, func(ctx context.Context, writer int, i int64) error {
-					evs := make([]events.Event, b)
-					for j := range evs {
-						evs[j] = events.Event{Data: events.Raw{Type: "bench.event", Payload: payload(i)}}
+				convergeSide := func() error {
+					n, el, err := drive(ctx, w, d, func(ctx context.Context, writer int, i int64) error {
+						evs := make([]events.Event, b)
+						for j := range evs {
+							evs[j] = events.Event{Data: events.Raw{Type: "bench.event", Payload: payload(i)}}
+						}
+						_, err := store.Append(ctx, fmt.Sprintf("bench-%d-%d-%d", run, round, writer), events.AnyVersion, evs...)
+						return err
+					})
+					if err != nil {
+						return fmt.Errorf("bench: converge append: %w", err)
 					}
-					_, err := store.Append(ctx, fmt.Sprintf("bench-%d-%d-%d", run, round, writer), events.AnyVersion, evs...)
-					return err
-				})
-				if err != nil {
-					return results, fmt.Errorf("bench: converge append: %w", err)
+					convergeN += n * int64(b)
+					convergeT += el
+					return nil
 				}
-				convergeN += n * int64(b)
-				convergeT += el
-				n, el, err = drive(ctx, w, d, func(ctx context.Context, writer int, i int64) error {
-					ids := make([]string, b)
-					payloads := make([]string, b)
-					for j := range ids {
-						ids[j] = uuid.Must(uuid.NewV7()).String()
-						payloads[j] = string(payload(i))
+				baselineSide := func() error {
+					n, el, err := drive(ctx, w, d, func(ctx context.Context, writer int, i int64) error {
+						ids := make([]string, b)
+						payloads := make([]string, b)
+						for j := range ids {
+							ids[j] = uuid.Must(uuid.NewV7()).String()
+							payloads[j] = string(payload(i))
+						}
+						_, err := pool.Exec(ctx, insert, fmt.Sprintf("base-%d-%d-%d", run, round, writer), i*int64(b), ids, payloads)
+						return err
+					})
+					if err != nil {
+						return fmt.Errorf("bench: baseline insert: %w", err)
 					}
-					_, err := pool.Exec(ctx, insert, fmt.Sprintf("base-%d-%d-%d", run, round, writer), i*int64(b), ids, payloads)
-					return err
-				})
-				if err != nil {
-					return results, fmt.Errorf("bench: baseline insert: %w", err)
+					baseN += n * int64(b)
+					baseT += el
+					return nil
 				}
-				baseN += n * int64(b)
-				baseT += el
+				// Alternate which side goes first, so whatever the first
+				// leaves behind (dirty pages, a checkpoint, autovacuum) does
+				// not always land on the same side.
+				sides := []func() error{convergeSide, baselineSide}
+				if round%2 == 1 {
+					sides[0], sides[1] = sides[1], sides[0]
+				}
+				for _, side := range sides {
+					if err := side(); err != nil {
+						return results, err
+					}
+				}
 			}
 			r := AppendResult{
 				Scenario:       "append",

@@ -86,8 +86,8 @@ WITH head AS (
 		// return. Testing "sort_key >= horizon" instead would race: the
 		// horizon can pass them between the two statements, and the
 		// reader would then wait for a wake-up that never comes.
-		pending:    fmt.Sprintf(`SELECT count(*) FROM (SELECT 1 FROM %s WHERE (sort_key, seq) > ($1, $2) LIMIT $3) c`, events),
-		pendingCat: fmt.Sprintf(`SELECT count(*) FROM (SELECT 1 FROM %s WHERE %s AND (sort_key, seq) > ($1, $2) LIMIT $3) c`, events, categoryMatch("$4")),
+		pending:      fmt.Sprintf(`SELECT count(*) FROM (SELECT 1 FROM %s WHERE (sort_key, seq) > ($1, $2) LIMIT $3) c`, events),
+		pendingCat:   fmt.Sprintf(`SELECT count(*) FROM (SELECT 1 FROM %s WHERE %s AND (sort_key, seq) > ($1, $2) LIMIT $3) c`, events, categoryMatch("$4")),
 		head:         fmt.Sprintf(`SELECT sort_key, seq FROM %s ORDER BY sort_key DESC, seq DESC LIMIT 1`, events),
 		countBetween: fmt.Sprintf(`SELECT count(*) FROM (SELECT 1 FROM %s WHERE (sort_key, seq) > ($1, $2) AND (sort_key, seq) <= ($3, $4) LIMIT $5) c`, events),
 		// The oldest transaction that holds the horizon back, anywhere in the

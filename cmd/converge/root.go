@@ -47,7 +47,10 @@ DATABASE_URL environment variable, else the standard libpq PG* variables
 		// (which would hide the error); main prints it.
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// --version prints "converge VERSION" and exits.
+		Version: version(),
 	}
+	root.SetVersionTemplate("converge {{.Version}}\n")
 	root.PersistentFlags().String(flagDatabaseURL, "",
 		"PostgreSQL URL, e.g. postgres://user@127.0.0.1:5432/db (default $DATABASE_URL, else the PG* variables)")
 	root.PersistentFlags().String(flagSchema, migrations.DefaultSchema,

@@ -5,9 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
@@ -19,13 +24,21 @@ import (
 const connectTimeout = 10 * time.Second
 
 // hintConnect goes into every connection error: it names the fix.
-const hintConnect = "is PostgreSQL running? set --database-url or DATABASE_URL"
+const hintConnect = "is PostgreSQL running? check --database-url or DATABASE_URL"
+
+// errNoDatabaseURL is the error of a command that needs PostgreSQL when
+// neither --database-url nor DATABASE_URL names a database. converge never
+// falls back to libpq's default database: migrating or benchmarking
+// whatever database PGDATABASE or the user name happens to select is a
+// surprise nobody wants.
+var errNoDatabaseURL = errors.New("no database given: pass --database-url postgres://USER@HOST:5432/DB or set DATABASE_URL")
 
 // dbOptions are the connection settings shared by every command that talks
 // to PostgreSQL: the root's persistent --database-url and --schema flags.
 type dbOptions struct {
-	// URL is --database-url, else $DATABASE_URL. Empty means pgx reads the
-	// libpq PG* environment variables and their defaults.
+	// URL is --database-url, else $DATABASE_URL; required. A URL or a
+	// key=value connection string; the libpq PG* environment variables
+	// (PGPASSWORD, PGSSLMODE, ...) fill in what it leaves out.
 	URL string
 	// Schema is --schema. Defaults to migrations.DefaultSchema.
 	Schema string
@@ -49,13 +62,16 @@ func dbOptionsFrom(cmd *cobra.Command) (*dbOptions, error) {
 	return o, nil
 }
 
-// databaseURL picks the flag's value, else $DATABASE_URL. It may return ""
-// on purpose: pgxpool.ParseConfig("") reads PGHOST, PGPORT and the rest.
+// databaseURL picks the flag's value, else $DATABASE_URL, else "" (which
+// validate rejects).
 func databaseURL(flag string, getenv func(string) string) string {
 	return cmp.Or(flag, getenv("DATABASE_URL"))
 }
 
 func (o *dbOptions) validate() error {
+	if o.URL == "" {
+		return errNoDatabaseURL
+	}
 	if o.Schema == "" {
 		o.Schema = migrations.DefaultSchema
 	}
@@ -77,8 +93,7 @@ func (o *dbOptions) openPool(ctx context.Context) (*pgxpool.Pool, error) {
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = connectTimeout
 	}
-	// Name the target without the password, which may be in the URL.
-	target := fmt.Sprintf("%s@%s:%d/%s", cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
+	target := describeTarget(cfg.ConnConfig)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to PostgreSQL at %s (%s): %w", target, hintConnect, err)
@@ -93,4 +108,31 @@ func (o *dbOptions) openPool(ctx context.Context) (*pgxpool.Pool, error) {
 		return nil, fmt.Errorf("connect to PostgreSQL at %s (%s): %w", target, hintConnect, err)
 	}
 	return pool, nil
+}
+
+// describeTarget names the database a connection config points at, as
+// user@host:port/db, without its password, for messages and logs.
+func describeTarget(cfg *pgx.ConnConfig) string {
+	return fmt.Sprintf("%s@%s/%s", cfg.User, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))), cfg.Database)
+}
+
+// maskedURL is the database a connection config points at as a URL with
+// the password, if any, replaced by "xxxxx" (as net/url's Redacted does):
+// what `converge migrate` prints so the operator sees which database it
+// changed.
+func maskedURL(cfg *pgx.ConnConfig) string {
+	u := url.URL{Scheme: "postgres", Path: "/" + cfg.Database}
+	switch {
+	case cfg.Password != "":
+		u.User = url.UserPassword(cfg.User, "xxxxx")
+	case cfg.User != "":
+		u.User = url.User(cfg.User)
+	}
+	if strings.HasPrefix(cfg.Host, "/") {
+		// A Unix socket directory goes in the query, as libpq expects.
+		u.RawQuery = url.Values{"host": {cfg.Host}}.Encode()
+	} else {
+		u.Host = net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
+	}
+	return u.String()
 }

@@ -40,9 +40,10 @@ Every write returns a consistency token, no read or saga decision acts on a
 read model that has not caught up with it, every wait has a deadline, and
 staleness is visible.
 
-Commands that use PostgreSQL connect with --database-url, else the
-DATABASE_URL environment variable, else the standard libpq PG* variables
-(PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, ...).`,
+Commands that use PostgreSQL connect to --database-url, else to the
+DATABASE_URL environment variable; one of them is required (converge never
+guesses a database). The standard libpq PG* variables (PGPASSWORD,
+PGSSLMODE, ...) fill in what the URL leaves out.`,
 		// A failing command prints its error once, without the usage text
 		// (which would hide the error); main prints it.
 		SilenceUsage:  true,
@@ -52,7 +53,7 @@ DATABASE_URL environment variable, else the standard libpq PG* variables
 	}
 	root.SetVersionTemplate("converge {{.Version}}\n")
 	root.PersistentFlags().String(flagDatabaseURL, "",
-		"PostgreSQL URL, e.g. postgres://user@127.0.0.1:5432/db (default $DATABASE_URL, else the PG* variables)")
+		"PostgreSQL URL, e.g. postgres://user@127.0.0.1:5432/db (default $DATABASE_URL)")
 	root.PersistentFlags().String(flagSchema, migrations.DefaultSchema,
 		"PostgreSQL schema holding converge's tables")
 	for _, newCmd := range subcommands {

@@ -85,11 +85,18 @@ func (o *dbOptions) validate() error {
 // command fails at once with a useful message instead of on first use.
 // The caller closes the pool.
 func (o *dbOptions) openPool(ctx context.Context) (*pgxpool.Pool, error) {
+	return o.openPoolWith(ctx, 0)
+}
+
+// openPoolWith is openPool with at least minConns connections allowed,
+// unless the URL's pool_max_conns says more.
+func (o *dbOptions) openPoolWith(ctx context.Context, minConns int32) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(o.URL)
 	if err != nil {
 		// pgx redacts any password in its parse errors.
 		return nil, fmt.Errorf("parse database URL: %w (set --%s or DATABASE_URL to a URL like postgres://user@host:5432/db)", err, flagDatabaseURL)
 	}
+	cfg.MaxConns = max(cfg.MaxConns, minConns)
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = connectTimeout
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
@@ -103,7 +104,7 @@ func (o *dbOptions) openPoolWith(ctx context.Context, minConns int32) (*pgxpool.
 	target := describeTarget(cfg.ConnConfig)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("connect to PostgreSQL at %s (%s): %w", target, hintConnect, err)
+		return nil, fmt.Errorf("connect to PostgreSQL at %s (%s): %w", target, connectHint(err, cfg.ConnConfig), err)
 	}
 	pctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
@@ -112,9 +113,32 @@ func (o *dbOptions) openPoolWith(ctx context.Context, minConns int32) (*pgxpool.
 		if errors.Is(ctx.Err(), context.Canceled) {
 			return nil, fmt.Errorf("connect to PostgreSQL at %s: %w", target, ctx.Err())
 		}
-		return nil, fmt.Errorf("connect to PostgreSQL at %s (%s): %w", target, hintConnect, err)
+		return nil, fmt.Errorf("connect to PostgreSQL at %s (%s): %w", target, connectHint(err, cfg.ConnConfig), err)
 	}
 	return pool, nil
+}
+
+// SQLSTATEs of refused connections that have a specific fix.
+const (
+	sqlstateInvalidCatalogName   = "3D000" // the database does not exist
+	sqlstateInvalidPassword      = "28P01"
+	sqlstateInvalidAuthorization = "28000" // e.g. no pg_hba.conf entry
+)
+
+// connectHint names the likely fix for a failed connection: the server
+// answered and refused, or nothing answered.
+func connectHint(err error, cfg *pgx.ConnConfig) string {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return hintConnect
+	}
+	switch pgErr.Code {
+	case sqlstateInvalidCatalogName:
+		return fmt.Sprintf("create the database with `createdb %s`, or fix its name in --database-url or DATABASE_URL", cfg.Database)
+	case sqlstateInvalidPassword, sqlstateInvalidAuthorization:
+		return "check the user and password in --database-url or DATABASE_URL, or set PGPASSWORD"
+	}
+	return "PostgreSQL refused the connection; check --database-url or DATABASE_URL"
 }
 
 // describeTarget names the database a connection config points at, as

@@ -23,7 +23,7 @@ func runCLI(t *testing.T, args ...string) (string, error) {
 	root.SetArgs(args)
 	root.SetOut(&out)
 	root.SetErr(&out)
-	err := root.ExecuteContext(context.Background())
+	err := execute(context.Background(), root)
 	return out.String(), err
 }
 
@@ -134,4 +134,33 @@ func TestDatabaseURLFallsBackToEnvironment(t *testing.T) {
 	require.Equal(t, "postgres://from-env/db", databaseURL("", getenv))
 	// Empty, which dbOptions.validate rejects.
 	require.Empty(t, databaseURL("", func(string) string { return "" }))
+}
+
+func TestConnectErrorsNameTheFix(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t, &pgtest.Config{SkipMigrate: true})
+	u, err := url.Parse(db.URL)
+	require.NoError(t, err)
+
+	missing := *u
+	missing.Path = "/converge_no_such_db"
+	_, err = runCLI(t, "migrate", "--database-url", missing.String())
+	require.ErrorContains(t, err, "create the database with `createdb converge_no_such_db`, or fix its name in --database-url or DATABASE_URL")
+
+	nobody := *u
+	nobody.User = url.User("converge_no_such_role")
+	_, err = runCLI(t, "migrate", "--database-url", nobody.String())
+	require.ErrorContains(t, err, "check the user and password in --database-url or DATABASE_URL, or set PGPASSWORD")
+}
+
+func TestUsageErrorsPointAtHelp(t *testing.T) {
+	t.Parallel()
+	for args, want := range map[string]string{
+		"nosuch":          "unknown command \"nosuch\" for \"converge\" (see `converge --help`)",
+		"migrate extra":   "unknown command \"extra\" for \"converge migrate\" (see `converge --help`)",
+		"migrate --bogus": "unknown flag: --bogus (see `converge migrate --help`)",
+	} {
+		_, err := runCLI(t, strings.Fields(args)...)
+		require.EqualError(t, err, want, args)
+	}
 }

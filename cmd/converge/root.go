@@ -1,6 +1,10 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"strings"
+
 	"github.com/spf13/cobra"
 
 	"github.com/converge-es/converge/migrations"
@@ -52,6 +56,10 @@ PGSSLMODE, ...) fill in what the URL leaves out.`,
 		Version: version(),
 	}
 	root.SetVersionTemplate("converge {{.Version}}\n")
+	// A mistyped flag says where the right ones are listed.
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return fmt.Errorf("%w (see `%s --help`)", err, cmd.CommandPath())
+	})
 	root.PersistentFlags().String(flagDatabaseURL, "",
 		"PostgreSQL URL, e.g. postgres://user@127.0.0.1:5432/db (default $DATABASE_URL)")
 	root.PersistentFlags().String(flagSchema, migrations.DefaultSchema,
@@ -60,4 +68,15 @@ PGSSLMODE, ...) fill in what the URL leaves out.`,
 		root.AddCommand(newCmd())
 	}
 	return root
+}
+
+// execute runs root and adds to cobra's "unknown command" errors (a
+// mistyped command, or arguments to a command that takes none) where the
+// commands are listed; cobra gives them no type to match, only this prefix.
+func execute(ctx context.Context, root *cobra.Command) error {
+	err := root.ExecuteContext(ctx)
+	if err != nil && strings.HasPrefix(err.Error(), "unknown command ") {
+		return fmt.Errorf("%w (see `converge --help`)", err)
+	}
+	return err
 }

@@ -56,6 +56,9 @@ type benchCmd struct {
 	// dropTimeout bounds the final DROP SCHEMA. Defaults to
 	// benchDropTimeout; tests shorten it.
 	dropTimeout time.Duration
+	// suffix makes the random part of the schema name. Defaults to
+	// randomSuffix; tests fix it.
+	suffix func() string
 }
 
 func (c *benchCmd) validate() error {
@@ -98,7 +101,7 @@ func (c *benchCmd) benchSchema(suffix string) string {
 }
 
 func newBenchCmd() *cobra.Command {
-	c := &benchCmd{dropTimeout: benchDropTimeout}
+	c := &benchCmd{dropTimeout: benchDropTimeout, suffix: randomSuffix}
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure converge against a baseline in the same run",
@@ -162,7 +165,7 @@ func (c *benchCmd) run(ctx context.Context) (err error) {
 		return err
 	}
 	defer pool.Close()
-	schema := c.benchSchema(randomSuffix())
+	schema := c.benchSchema(c.suffix())
 	if c.keep {
 		fmt.Fprintf(c.errOut, "bench schema kept: %s\n", schema)
 	} else {

@@ -145,3 +145,47 @@ func TestBenchRejectsBadOptions(t *testing.T) {
 		require.ErrorContains(t, err, tc.want, tc.args)
 	}
 }
+
+// TestBenchFailsWhenItCannotDropItsSchema: a session holding a lock inside
+// the bench schema makes the final drop fail; the run reports it after its
+// results and fails, naming the schema to drop by hand.
+func TestBenchFailsWhenItCannotDropItsSchema(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t, &pgtest.Config{SkipMigrate: true})
+	ctx := t.Context()
+	var out strings.Builder
+	c := &benchCmd{
+		db:          &dbOptions{URL: db.URL, Schema: db.Schema},
+		scenario:    "append",
+		writers:     []int{1},
+		batches:     []int{1},
+		duration:    20 * time.Millisecond,
+		rate:        1,
+		out:         &out,
+		errOut:      &out,
+		dropTimeout: 300 * time.Millisecond,
+		suffix:      func() string { return "00000001" },
+	}
+	require.NoError(t, c.validate())
+	schema := c.benchSchema("00000001")
+	blocker := pgx.Identifier{schema, "blocker"}.Sanitize()
+	_, err := db.Pool.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()+"; CREATE TABLE "+blocker+" (id int)")
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, err := db.Pool.Exec(context.WithoutCancel(ctx), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+		require.NoError(t, err)
+	})
+	tx, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	_, err = tx.Exec(ctx, "LOCK TABLE "+blocker+" IN ACCESS SHARE MODE")
+	require.NoError(t, err)
+
+	err = c.run(ctx)
+	require.ErrorContains(t, err, "bench: drop schema "+schema+": ")
+	require.ErrorContains(t, err, "lock timeout")
+	require.ErrorContains(t, err, "drop it by hand")
+	lines, _ := splitBenchOutput(t, out.String())
+	require.Len(t, lines, 1, "the results came out before the failed drop")
+	require.Equal(t, []string{schema}, benchSchemas(t, db, db.Schema))
+}

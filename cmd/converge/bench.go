@@ -87,7 +87,7 @@ func (c *benchCmd) validate() error {
 		return fmt.Errorf("--duration %s: use a positive duration such as 3s, or leave it out for the scenario's default", c.duration)
 	}
 	if c.db != nil {
-		if err := migrations.ValidateSchema(c.benchSchema("0")); err != nil {
+		if err := migrations.ValidateSchema(c.benchSchema(strings.Repeat("0", benchSuffixLen))); err != nil {
 			return fmt.Errorf("--schema %q: bench appends %q and %d characters to it, which makes it too long; use at most %d characters",
 				c.db.Schema, benchSchemaInfix, benchSuffixLen, 63-len(benchSchemaInfix)-benchSuffixLen)
 		}
@@ -97,7 +97,7 @@ func (c *benchCmd) validate() error {
 
 // benchSchema is the name of the throw-away schema with the given suffix.
 func (c *benchCmd) benchSchema(suffix string) string {
-	return c.db.Schema + benchSchemaInfix + strings.Repeat("0", max(0, benchSuffixLen-len(suffix))) + suffix
+	return c.db.Schema + benchSchemaInfix + suffix
 }
 
 func newBenchCmd() *cobra.Command {

@@ -1,0 +1,158 @@
+package web_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/consistency"
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/memstore"
+	"github.com/converge-es/converge/examples/orders"
+	"github.com/converge-es/converge/examples/orders/web"
+)
+
+// appBundle is the order workflow of examples/orders served in memory.
+type appBundle struct {
+	*bundle
+	app     *web.App
+	changes chan web.OrderView
+}
+
+// setupApp runs the examples/orders workflow in memory behind a Server.
+func setupApp(t *testing.T) *appBundle {
+	t.Helper()
+	reg := events.NewRegistry()
+	orders.Register(reg)
+	store, err := memstore.New(&memstore.Config{Registry: reg})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = store.Close() })
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+
+	ab := &appBundle{changes: make(chan web.OrderView, 100)}
+	var srv *web.Server
+	ab.app, err = web.NewApp(&web.AppConfig{Store: store, Logger: logger, OnChange: func(v web.OrderView) {
+		srv.Publish(v)
+		select {
+		case ab.changes <- v:
+		default: // the test reads only what it needs
+		}
+	}})
+	require.NoError(t, err)
+	srv, err = web.New(&web.Config{
+		Orders: ab.app, Tracker: ab.app.Tracker(), ReadModels: ab.app.ReadModels(), Ops: ab.app.Ops(),
+		Catalog: ab.app.Catalog(), Logger: logger,
+	})
+	require.NoError(t, err)
+	require.NoError(t, ab.app.Start(context.Background()))
+	t.Cleanup(func() { require.NoError(t, ab.app.Stop(context.Background())) })
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	t.Cleanup(srv.Close)
+	ab.bundle = &bundle{url: hs.URL, client: hs.Client(), server: srv}
+	return ab
+}
+
+// await returns the first change of order id to a settled status.
+func (ab *appBundle) await(t *testing.T, id string) web.OrderView {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case v := <-ab.changes:
+			if v.OrderID == id && v.Status != web.StatusPending {
+				return v
+			}
+		case <-timeout:
+			t.Fatalf("order %s never settled", id)
+		}
+	}
+}
+
+func TestApp_OrdersSettleThroughThePaymentStep(t *testing.T) {
+	t.Parallel()
+	ab := setupApp(t)
+
+	small, tok := ab.place(t, "c-1", 4990)
+	r := ab.get(t, "/orders/"+small, withToken(tok))
+	require.Equal(t, http.StatusOK, r.status, "the order summary caught up with the write within the wait: %s", r.body)
+	require.Equal(t, "false", r.header.Get(consistency.HeaderStale))
+	require.Equal(t, "c-1", r.json(t)["customer_id"])
+	require.EqualValues(t, 4990, r.json(t)["amount_cents"])
+
+	v := ab.await(t, small)
+	require.Equal(t, web.StatusConfirmed, v.Status)
+	require.False(t, v.Position.Before(tok))
+
+	large, _ := ab.place(t, "c-1", orders.DeclineAboveCents+1)
+	v = ab.await(t, large)
+	require.Equal(t, web.StatusCancelled, v.Status)
+	require.Contains(t, v.Reason, "over the")
+
+	// The settled state, read back with the token of the change.
+	r = ab.get(t, "/orders/"+large, withToken(v.Position))
+	require.Equal(t, http.StatusOK, r.status)
+	require.Equal(t, web.StatusCancelled, r.json(t)["status"])
+	require.Equal(t, v.Reason, r.json(t)["reason"])
+
+	dls, err := ab.app.Ops().DeadLetters(context.Background())
+	require.NoError(t, err)
+	require.Empty(t, dls)
+	targets := ab.app.LagTargets(time.Minute)
+	require.Equal(t, orders.OrderSummary, targets[0].Name)
+	require.Equal(t, 2*time.Second, targets[0].SLA, "the read model's declared SLA")
+	require.Equal(t, orders.PaymentsConsumer, targets[len(targets)-1].Name)
+}
+
+func TestApp_ListsACustomersOrdersInPages(t *testing.T) {
+	t.Parallel()
+	ab := setupApp(t)
+	var want []string
+	var last events.Token
+	for i := range 5 {
+		id, _ := ab.place(t, "c-9", int64(100+i))
+		want = append(want, id)
+		_, last = ab.place(t, "c-8", 1)
+	}
+	var got []string
+	after := ""
+	for range 4 {
+		views, next, err := listWith(t, ab, last, after)
+		require.NoError(t, err)
+		for _, v := range views {
+			got = append(got, v.OrderID)
+		}
+		if next == "" {
+			break
+		}
+		after = next
+	}
+	require.Equal(t, want, got, "every order once, in placing order")
+
+	_, _, err := ab.app.List(context.Background(), "c-9", web.PageQuery{Limit: 2, After: "bad\x00cursor"})
+	require.ErrorIs(t, err, web.ErrInvalidCursor)
+}
+
+// listWith reads one page of c-9's orders over HTTP with token tok.
+func listWith(t *testing.T, ab *appBundle, tok events.Token, after string) ([]web.OrderView, string, error) {
+	t.Helper()
+	path := "/orders?customer=c-9&limit=2"
+	if after != "" {
+		path += "&after=" + after
+	}
+	r := ab.get(t, path, withToken(tok))
+	require.Equal(t, http.StatusOK, r.status, "body %s", r.body)
+	require.Equal(t, "false", r.header.Get(consistency.HeaderStale))
+	var page struct {
+		Orders []web.OrderView `json:"orders"`
+		Next   string          `json:"next"`
+	}
+	err := jsonUnmarshal(r.body, &page)
+	return page.Orders, page.Next, err
+}

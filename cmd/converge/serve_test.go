@@ -68,7 +68,8 @@ func lagReports(t *testing.T, base, name string) map[string]map[string]any {
 		var reports []map[string]any
 		require.NoError(t, json.Unmarshal([]byte(body), &reports))
 		for _, r := range reports {
-			byName[r["projection"].(string)] = r
+			name, _ := r["projection"].(string)
+			byName[name] = r
 		}
 		return byName[name] != nil
 	}, 10*time.Second, 20*time.Millisecond)

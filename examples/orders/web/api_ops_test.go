@@ -16,12 +16,20 @@ import (
 func someSagas() []web.SagaDetail {
 	at := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
 	return []web.SagaDetail{
-		{SagaSummary: web.SagaSummary{ID: "stuck-1", Type: "order_fulfilment", Status: "running", Step: "charge_payment", Stuck: true,
-			Error: "waiting for order_summary to reach v1.x", StartedAt: at, UpdatedAt: at.Add(time.Minute)},
-			Timeline: []web.TimelineEntry{{At: at, Kind: "event", Step: "reserve_stock", Detail: "OrderPlaced"}, {At: at.Add(time.Second), Kind: "command", Step: "charge_payment", Detail: "ChargePayment"}}},
-		{SagaSummary: web.SagaSummary{ID: "failed-1", Type: "order_fulfilment", Status: "failed", Step: "release_stock",
-			Error: "inventory service refused: 500", StartedAt: at, UpdatedAt: at.Add(2 * time.Minute)},
-			Timeline: []web.TimelineEntry{{At: at, Kind: "event", Detail: "OrderPlaced"}, {At: at.Add(time.Minute), Kind: "compensation", Step: "release_stock", Detail: "ReleaseStock failed"}}},
+		{
+			SagaSummary: web.SagaSummary{
+				ID: "stuck-1", Type: "order_fulfilment", Status: "running", Step: "charge_payment", Stuck: true,
+				Error: "waiting for order_summary to reach v1.x", StartedAt: at, UpdatedAt: at.Add(time.Minute),
+			},
+			Timeline: []web.TimelineEntry{{At: at, Kind: "event", Step: "reserve_stock", Detail: "OrderPlaced"}, {At: at.Add(time.Second), Kind: "command", Step: "charge_payment", Detail: "ChargePayment"}},
+		},
+		{
+			SagaSummary: web.SagaSummary{
+				ID: "failed-1", Type: "order_fulfilment", Status: "failed", Step: "release_stock",
+				Error: "inventory service refused: 500", StartedAt: at, UpdatedAt: at.Add(2 * time.Minute),
+			},
+			Timeline: []web.TimelineEntry{{At: at, Kind: "event", Detail: "OrderPlaced"}, {At: at.Add(time.Minute), Kind: "compensation", Step: "release_stock", Detail: "ReleaseStock failed"}},
+		},
 		{SagaSummary: web.SagaSummary{ID: "run-1", Type: "order_fulfilment", Status: "running", StartedAt: at, UpdatedAt: at}},
 		{SagaSummary: web.SagaSummary{ID: "done-1", Type: "order_fulfilment", Status: "completed", StartedAt: at, UpdatedAt: at}},
 	}
@@ -31,18 +39,20 @@ func TestOpsAPI(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
 	b.ops.sagas = someSagas()
-	b.ops.dls = []web.DeadLetter{{ID: "order_summary/1", Consumer: "order_summary", EventID: "e-1", EventType: "orders.order_placed",
-		StreamID: "order-1", Position: events.MakeToken(1, 7), Reason: "boom", Attempts: 5}}
+	b.ops.dls = []web.DeadLetter{{
+		ID: "order_summary/1", Consumer: "order_summary", EventID: "e-1", EventType: "orders.order_placed",
+		StreamID: "order-1", Position: events.MakeToken(1, 7), Reason: "boom", Attempts: 5,
+	}}
 
 	r := b.get(t, "/api/sagas?stuck=true", nil)
 	require.Equal(t, http.StatusOK, r.status)
 	require.JSONEq(t, `{"running":2,"failed":1,"completed":1}`, mustJSON(t, r.json(t)["counts"]))
-	sagas := r.json(t)["sagas"].([]any)
+	sagas := as[[]any](t, r.json(t)["sagas"])
 	require.Len(t, sagas, 1)
-	require.Equal(t, "stuck-1", sagas[0].(map[string]any)["id"])
+	require.Equal(t, "stuck-1", as[map[string]any](t, sagas[0])["id"])
 
 	r = b.get(t, "/api/sagas?status=failed", nil)
-	require.Equal(t, "failed-1", r.json(t)["sagas"].([]any)[0].(map[string]any)["id"])
+	require.Equal(t, "failed-1", as[map[string]any](t, as[[]any](t, r.json(t)["sagas"])[0])["id"])
 
 	r = b.get(t, "/api/sagas/failed-1", nil)
 	require.Equal(t, http.StatusOK, r.status)
@@ -66,7 +76,7 @@ func TestOpsAPI(t *testing.T) {
 
 	r = b.get(t, "/api/dead-letters", nil)
 	require.Equal(t, http.StatusOK, r.status)
-	dl := r.json(t)["dead_letters"].([]any)[0].(map[string]any)
+	dl := as[map[string]any](t, as[[]any](t, r.json(t)["dead_letters"])[0])
 	require.Equal(t, "boom", dl["reason"])
 	require.Equal(t, events.MakeToken(1, 7).String(), dl["position"])
 }

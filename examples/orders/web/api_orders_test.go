@@ -33,7 +33,7 @@ func TestPlaceOrder_RefusesBadRequestsWithProblems(t *testing.T) {
 	t.Parallel()
 	b := setup(t, func(c *web.Config) { c.MaxBodyBytes = 256 })
 	big := `{"customer_id":"c-1","amount_cents":1,"x":"` + strings.Repeat("a", 300) + `"}`
-	for _, tc := range []struct {
+	cases := []struct {
 		name        string
 		contentType string
 		body        io.Reader
@@ -54,24 +54,29 @@ func TestPlaceOrder_RefusesBadRequestsWithProblems(t *testing.T) {
 		{"missing fields", "application/json", strings.NewReader(`{}`), 422, web.ProblemValidation, []string{"customer_id", "amount_cents"}},
 		{"bad values", "application/json", strings.NewReader(`{"customer_id":"c 1/<x>","amount_cents":-5}`), 422, web.ProblemValidation, []string{"customer_id", "amount_cents"}},
 		{"amount too big", "application/json", strings.NewReader(`{"customer_id":"c-1","amount_cents":100000001}`), 422, web.ProblemValidation, []string{"amount_cents"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			h := http.Header{}
-			if tc.contentType != "" {
-				h.Set("Content-Type", tc.contentType)
-			}
-			p := b.do(t, http.MethodPost, "/orders", h, tc.body).problem(t, tc.status, tc.typ)
-			require.NotEmpty(t, p["detail"])
-			var got []string
-			if errs, ok := p["errors"].([]any); ok {
-				for _, e := range errs {
-					got = append(got, e.(map[string]any)["field"].(string))
-				}
-			}
-			require.Equal(t, tc.fields, got)
-		})
 	}
-	require.Empty(t, b.orders.log, "no refused request reached the domain")
+	t.Run("cases", func(t *testing.T) { // returns when every parallel case has
+		t.Parallel()
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				h := http.Header{}
+				if tc.contentType != "" {
+					h.Set("Content-Type", tc.contentType)
+				}
+				p := b.do(t, http.MethodPost, "/orders", h, tc.body).problem(t, tc.status, tc.typ)
+				require.NotEmpty(t, p["detail"])
+				var got []string
+				if errs, ok := p["errors"].([]any); ok {
+					for _, e := range errs {
+						got = append(got, as[string](t, as[map[string]any](t, e)["field"]))
+					}
+				}
+				require.Equal(t, tc.fields, got)
+			})
+		}
+	})
+	t.Cleanup(func() { require.Empty(t, b.orders.log, "no refused request reached the domain") })
 }
 
 func TestPlaceOrder_DomainErrors(t *testing.T) {
@@ -119,7 +124,7 @@ func TestGetOrder_WaitsForTheTokenAndNeverPassesStaleAsOK(t *testing.T) {
 	p = r.problem(t, http.StatusServiceUnavailable, web.ProblemStale)
 	require.Equal(t, "true", r.header.Get(consistency.HeaderStale))
 	require.Equal(t, tok.String(), r.header.Get(consistency.HeaderPosition), "the checkpoint the answer reflects")
-	require.Equal(t, web.StatusPending, p["order"].(map[string]any)["status"])
+	require.Equal(t, web.StatusPending, as[map[string]any](t, p["order"])["status"])
 
 	// Without a token the same read is an ordinary 200 of what there is.
 	r = b.get(t, "/orders/"+id, nil)

@@ -102,6 +102,7 @@ func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
 
 // orderExpr is a JavaScript expression for the page's row of order id.
 func orderExpr(t *testing.T, id string) string {
+	t.Helper()
 	return `document.getElementById(` + js(t, "order-"+id) + `)`
 }
 
@@ -227,8 +228,10 @@ func TestDashboard_ShowsSagasAndActsOnThem_InBrowser(t *testing.T) {
 	b := setup(t, nil)
 	b.ops.sagas = someSagas()
 	b.ops.acted = make(chan string, 1)
-	b.ops.dls = []web.DeadLetter{{ID: "order_summary/1", Consumer: "order_summary", EventID: "e-1", EventType: "orders.order_placed",
-		StreamID: "order-1", Reason: "<b>boom</b>", Attempts: 5, At: time.Now()}}
+	b.ops.dls = []web.DeadLetter{{
+		ID: "order_summary/1", Consumer: "order_summary", EventID: "e-1", EventType: "orders.order_placed",
+		StreamID: "order-1", Reason: "<b>boom</b>", Attempts: 5, At: time.Now(),
+	}}
 	tab := newBrowser(t)
 	require.NoError(t, chromedp.Do(tab, chromedp.Navigate(b.url+"/dashboard")))
 

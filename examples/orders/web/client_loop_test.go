@@ -66,7 +66,7 @@ func TestSeedClientLoop_EndsHoldingTheOrderAfterTheWrite(t *testing.T) {
 			require.Equal(t, http.StatusOK, last.status, "the loop gave up after %d reads", len(seen))
 			v := last.json(t)
 			require.Equal(t, id, v["order_id"])
-			pos, err := events.ParseToken(v["position"].(string))
+			pos, err := events.ParseToken(as[string](t, v["position"]))
 			require.NoError(t, err)
 			require.False(t, pos.Before(tok), "the order it holds is from before the write")
 			for _, r := range seen[:len(seen)-1] {

@@ -41,15 +41,9 @@
 // write. A list (GET /orders) is answered 200 either way, labelled by
 // X-Consistency-Stale and "stale".
 //
-// # Example
+// # Wiring
 //
-//	var srv *web.Server
-//	app, err := web.NewApp(&web.AppConfig{Store: store, OnChange: func(v web.OrderView) { srv.Publish(v) }})
-//	if err != nil { ... }
-//	srv, err = web.New(&web.Config{Orders: app, Tracker: app.Tracker(), ReadModels: app.ReadModels(), Ops: app.Ops()})
-//	if err != nil { ... }
-//	if err := app.Start(ctx); err != nil { ... }
-//	defer app.Stop(ctx)
-//	defer srv.Close()
-//	http.ListenAndServe("127.0.0.1:9090", srv.Handler())
+// Build the domain (NewApp for examples/orders), then the Server over it,
+// then start the domain: see the package example. Give the Server a
+// LagHistory that follows a lag.Monitor to fill the dashboard's chart.
 package web

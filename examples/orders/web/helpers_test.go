@@ -30,12 +30,12 @@ const readModel = "orders_view"
 type fakeOrders struct {
 	tr *consistency.Tracker
 
-	mu      sync.Mutex
-	seq     uint64
-	log     []write // every write, in order
-	applied int     // how many of log the read model reflects
-	views   map[string]web.OrderView
-	onGet   func() // called at the start of every Get, without mu
+	mu       sync.Mutex
+	seq      uint64
+	log      []write // every write, in order
+	applied  int     // how many of log the read model reflects
+	views    map[string]web.OrderView
+	onGet    func() // called at the start of every Get, without mu
 	placeErr error
 }
 
@@ -291,13 +291,12 @@ func (b *bundle) place(t *testing.T, customer string, cents int64) (string, even
 	require.Equal(t, http.StatusAccepted, r.status, "body %s", r.body)
 	tok, err := events.ParseToken(r.header.Get(consistency.HeaderPosition))
 	require.NoError(t, err)
-	return r.json(t)["order_id"].(string), tok
+	return as[string](t, r.json(t)["order_id"]), tok
 }
 
 func withToken(tok events.Token) http.Header {
 	return http.Header{consistency.HeaderPosition: {tok.String()}}
 }
-
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
@@ -309,3 +308,11 @@ func mustJSON(t *testing.T, v any) string {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// as asserts v's type, failing the test with what v is otherwise.
+func as[T any](t *testing.T, v any) T {
+	t.Helper()
+	x, ok := v.(T)
+	require.True(t, ok, "%v (%T) is not a %T", v, v, x)
+	return x
+}

@@ -19,8 +19,10 @@ func TestLagHistory_KeepsTheWindowInARing(t *testing.T) {
 	t0 := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
 	for i := range 6 {
 		h.Record([]lag.Report{
-			{Name: "b_view", SLA: 2 * time.Second, TimeLag: time.Duration(i) * time.Second, PositionLag: int64(i), At: t0.Add(time.Duration(i) * 20 * time.Second),
-				Breached: i >= 3, Reason: map[bool]lag.Reason{true: lag.ReasonTimeLag}[i >= 3]},
+			{
+				Name: "b_view", SLA: 2 * time.Second, TimeLag: time.Duration(i) * time.Second, PositionLag: int64(i), At: t0.Add(time.Duration(i) * 20 * time.Second),
+				Breached: i >= 3, Reason: map[bool]lag.Reason{true: lag.ReasonTimeLag}[i >= 3],
+			},
 			{Name: "a_view", SLA: time.Second, At: t0.Add(time.Duration(i) * 20 * time.Second)},
 		})
 	}

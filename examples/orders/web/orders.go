@@ -77,7 +77,8 @@ func validateID(id string) error {
 	case len(id) > MaxIDLen:
 		return fmt.Errorf("is %d bytes, the limit is %d", len(id), MaxIDLen)
 	case !utf8.ValidString(id) || strings.IndexFunc(id, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.'
+		return !ok
 	}) >= 0:
 		return errors.New("may hold only letters, digits, '-', '_' and '.'")
 	}

@@ -34,6 +34,11 @@ const ordersTable = "orders"
 // customer's orders: order_summary has no per-customer index.
 const listScanBatch = 500
 
+// listScanMax bounds the rows one List call reads. Past it, List returns
+// the orders it found (perhaps none) with a cursor to carry on from, so one
+// request never scans a large table whole.
+const listScanMax = 20 * listScanBatch
+
 // AppConfig configures an App.
 type AppConfig struct {
 	// Store holds the events, checkpoints and read models: a
@@ -56,6 +61,9 @@ type App struct {
 	tracker *consistency.Tracker
 	catalog *consistency.Catalog
 	runner  *projections.Runner
+	// scanBatch and scanMax are listScanBatch and listScanMax; tests
+	// shrink them.
+	scanBatch, scanMax int
 
 	router     *message.Router
 	sub        *feed.Subscriber
@@ -83,7 +91,7 @@ func NewApp(cfg *AppConfig) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{cfg: c, tracker: tr, catalog: &consistency.Catalog{}}
+	a := &App{cfg: c, tracker: tr, catalog: &consistency.Catalog{}, scanBatch: listScanBatch, scanMax: listScanMax}
 	a.runner, err = projections.NewRunner(&projections.RunnerConfig{
 		Source:      c.Store,
 		Projections: []*projections.Projection{orders.NewOrderSummary(), orders.NewCustomerOrders()},
@@ -205,7 +213,8 @@ func (a *App) Get(ctx context.Context, id string) (OrderView, bool, error) {
 }
 
 // List scans order_summary for the customer's orders, in id order (which
-// is placing order).
+// is placing order). A page may hold fewer than page.Limit orders and still
+// have a next cursor: the scan stops after listScanMax rows.
 func (a *App) List(ctx context.Context, customer string, page PageQuery) ([]OrderView, string, error) {
 	if page.After != "" && validateID(page.After) != nil {
 		return nil, "", ErrInvalidCursor
@@ -213,8 +222,8 @@ func (a *App) List(ctx context.Context, customer string, page PageQuery) ([]Orde
 	t := a.runner.View(orders.OrderSummary).Table(ordersTable)
 	var out []OrderView
 	after := page.After
-	for len(out) <= page.Limit {
-		rows, err := t.List(ctx, &projections.ListOptions{After: after, Limit: listScanBatch})
+	for scanned := 0; ; {
+		rows, err := t.List(ctx, &projections.ListOptions{After: after, Limit: a.scanBatch})
 		if err != nil {
 			return nil, "", err
 		}
@@ -223,20 +232,23 @@ func (a *App) List(ctx context.Context, customer string, page PageQuery) ([]Orde
 			if err != nil {
 				return nil, "", err
 			}
-			if v.CustomerID == customer {
-				out = append(out, v)
+			if v.CustomerID != customer {
+				continue
 			}
+			if len(out) == page.Limit {
+				// One more exists: this page ends at the last one taken.
+				return out, out[len(out)-1].OrderID, nil
+			}
+			out = append(out, v)
 		}
-		if len(rows) < listScanBatch {
-			break
+		if len(rows) < a.scanBatch {
+			return out, "", nil
 		}
 		after = rows[len(rows)-1].Key
+		if scanned += len(rows); scanned >= a.scanMax {
+			return out, after, nil
+		}
 	}
-	if len(out) > page.Limit {
-		out = out[:page.Limit]
-		return out, out[len(out)-1].OrderID, nil
-	}
-	return out, "", nil
 }
 
 // onUpdate turns committed order_summary rows into views for OnChange.

@@ -101,5 +101,8 @@ func TestPages_AreServedWithAStrictPolicy(t *testing.T) {
 	}
 	require.Contains(t, b.get(t, "/", nil).header.Get("Content-Type"), "text/html")
 	require.Equal(t, http.StatusNotFound, b.get(t, "/assets/", nil).status, "no directory listing")
-	require.Equal(t, http.StatusNotFound, b.get(t, "/nosuch", nil).status)
+	b.get(t, "/nosuch", nil).problem(t, http.StatusNotFound, web.ProblemNotFound)
+	r := b.do(t, http.MethodDelete, "/orders/o-1", nil, nil)
+	r.problem(t, http.StatusMethodNotAllowed, "about:blank")
+	require.Equal(t, "GET, HEAD", r.header.Get("Allow"))
 }

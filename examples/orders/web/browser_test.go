@@ -160,6 +160,20 @@ func TestPage_ShowsPendingThenConfirmedOrCancelled_InBrowser(t *testing.T) {
 	require.Equal(t, "true", eval[string](t, ctx, `document.getElementById("customer").getAttribute("aria-invalid")`))
 	require.Contains(t, eval[string](t, ctx, `document.getElementById("form-error").textContent`), "Invalid order")
 	require.Len(t, b.orders.log, 4, "two orders and their settlements; nothing for the refused one")
+
+	// 4. A reload keeps the tab's orders, and a pending one still settles.
+	third := placeInPage(t, ctx, "c-3", "10.00", 2)
+	awaitStatus(t, ctx, third, web.StatusPending)
+	require.NoError(t, chromedp.Do(ctx, chromedp.Reload()))
+	poll(t, ctx, `document.getElementById("live-status").textContent === "Live updates: connected"`, `document.getElementById("live-status").textContent`)
+	awaitStatus(t, ctx, first, web.StatusConfirmed)
+	awaitStatus(t, ctx, second, web.StatusCancelled)
+	awaitStatus(t, ctx, third, web.StatusPending)
+	b.orders.SetStatus(third, web.StatusConfirmed, "")
+	for _, v := range b.orders.Apply() {
+		b.server.Publish(v)
+	}
+	awaitStatus(t, ctx, third, web.StatusConfirmed)
 }
 
 func TestPage_EndToEndOnTheOrderWorkflow_InBrowser(t *testing.T) {

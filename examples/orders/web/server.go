@@ -47,11 +47,11 @@ func New(cfg *Config) (*Server, error) {
 		return nil, err
 	}
 	s.hub = hub
-	s.handler = s.cors(s.routes())
+	s.handler = s.cors(problemFallback(s.routes()))
 	return s, nil
 }
 
-func (s *Server) routes() http.Handler {
+func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	wait := consistency.Middleware(s.cfg.Tracker, &consistency.HTTPConfig{Names: s.cfg.ReadModels})
 
@@ -104,3 +104,36 @@ func (s *Server) snapshot(ctx context.Context, id string) (json.RawMessage, even
 	b, err := json.Marshal(v)
 	return b, v.Position, err == nil, err
 }
+
+// problemFallback answers requests no route takes (404, or 405 with Allow)
+// with problem details instead of the mux's plain text.
+func problemFallback(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		rec := &statusRecorder{header: http.Header{}, status: http.StatusOK}
+		mux.ServeHTTP(rec, r)
+		if rec.status != http.StatusMethodNotAllowed {
+			writeProblem(w, newProblem(http.StatusNotFound, ProblemNotFound, "No such resource",
+				"nothing is served at "+truncate(r.URL.Path)+" (the order API is under /orders, the pages at / and /dashboard)"))
+			return
+		}
+		allow := rec.header.Get("Allow")
+		w.Header().Set("Allow", allow)
+		writeProblem(w, newProblem(http.StatusMethodNotAllowed, "", "",
+			r.URL.Path+" does not take "+r.Method+"; it takes "+allow))
+	})
+}
+
+// statusRecorder keeps the status and headers the mux's own error answers
+// set, and drops their plain-text bodies.
+type statusRecorder struct {
+	header http.Header
+	status int
+}
+
+func (r *statusRecorder) Header() http.Header         { return r.header }
+func (r *statusRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (r *statusRecorder) WriteHeader(status int)      { r.status = status }

@@ -10,8 +10,30 @@
   // How long the server may wait for the read model on each read, ms.
   var readWait = 1000;
 
-  var orders = {};   // order id → {view, li}
+  var orders = {};   // order id → {view, li, token}
   var ws = null, wsAttempt = 0;
+  // The orders placed in this tab survive a reload: their ids and tokens
+  // are kept in sessionStorage, and the live snapshot brings them current.
+  var storageKey = "converge.orders", maxKept = 50;
+
+  function save() {
+    try {
+      var kept = Object.keys(orders).slice(-maxKept).map(function (id) {
+        return { id: id, token: orders[id].token, view: orders[id].view };
+      });
+      sessionStorage.setItem(storageKey, JSON.stringify(kept));
+    } catch (e) { /* storage full or disabled: reload forgets, nothing breaks */ }
+  }
+
+  function restore() {
+    var kept = [];
+    try { kept = JSON.parse(sessionStorage.getItem(storageKey) || "[]"); } catch (e) { kept = []; }
+    kept.forEach(function (k) {
+      if (!k || typeof k.id !== "string" || !k.view) { return; }
+      addOrder(k.id, k.view, k.token);
+      if (k.view.status === "pending") { readBack(k.id, k.token); }
+    });
+  }
 
   function render(id) {
     var o = orders[id], v = o.view, li = o.li;
@@ -33,9 +55,10 @@
     o.view = v;
     o.note = "";
     render(v.order_id);
+    save();
   }
 
-  function addOrder(id, view) {
+  function addOrder(id, view, token) {
     var li = c.el("li", { "class": "order", "id": "order-" + id });
     li.dataset.orderId = id;
     li.appendChild(c.el("span", { "class": "badge", "data-role": "status" }));
@@ -44,8 +67,9 @@
     li.appendChild(c.el("span", { "class": "reason", "data-role": "reason" }));
     li.appendChild(c.el("span", { "class": "muted", "data-role": "note" }));
     $("orders").prepend(li);
-    orders[id] = { view: view, li: li, note: "" };
+    orders[id] = { view: view, li: li, note: "", token: token };
     render(id);
+    save();
   }
 
   // readBack reads the order with the write's token until the read model
@@ -136,7 +160,7 @@
       var placed = await res.json();
       var token = res.headers.get("X-Consistency-Position") || placed.position;
       // Optimistic: shown at once as pending, with what was sent.
-      addOrder(placed.order_id, { order_id: placed.order_id, customer_id: cmd.customer_id, amount_cents: cmd.amount_cents, status: "pending", position: "" });
+      addOrder(placed.order_id, { order_id: placed.order_id, customer_id: cmd.customer_id, amount_cents: cmd.amount_cents, status: "pending", position: "" }, token);
       subscribe(placed.order_id);
       readBack(placed.order_id, token);
     } catch (e) {
@@ -146,5 +170,6 @@
     }
   });
 
+  restore();
   connect();
 })();

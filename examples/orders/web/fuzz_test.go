@@ -39,8 +39,8 @@ func FuzzPlaceOrder(f *testing.F) {
 		dec := json.NewDecoder(strings.NewReader(body))
 		dec.DisallowUnknownFields()
 		valid := len(body) <= 512 && dec.Decode(&cmd) == nil && !dec.More() && cmd.Validate() == nil
-		switch {
-		case rec.Code == http.StatusAccepted:
+		switch rec.Code {
+		case http.StatusAccepted:
 			require.True(t, valid, "placed from body %q, which is not a valid order", body)
 			require.Len(t, orders.log, 1)
 		default:

@@ -7,9 +7,11 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/consistency"
@@ -23,6 +25,16 @@ import (
 // exits cleanly.
 func startServe(t *testing.T, args ...string) string {
 	t.Helper()
+	addr, stop := startServeStoppable(t, args...)
+	t.Cleanup(func() { require.NoError(t, stop()) })
+	return addr
+}
+
+// startServeStoppable is startServe with the stop in the test's hands:
+// stop cancels the command's context, as SIGINT would, and returns what
+// the command returned. It may be called more than once.
+func startServeStoppable(t *testing.T, args ...string) (string, func() error) {
+	t.Helper()
 	pr, pw := io.Pipe()
 	root := newRootCmd()
 	root.SetArgs(args)
@@ -31,15 +43,54 @@ func startServe(t *testing.T, args ...string) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- root.ExecuteContext(ctx); _ = pw.Close() }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
+	var once sync.Once
+	var result error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			result = <-done
+		})
+		return result
+	}
 	line, err := bufio.NewReader(pr).ReadString('\n')
-	require.NoError(t, err, "serve did not say where it listens")
+	if err != nil {
+		_ = stop()
+		require.NoError(t, err, "serve did not say where it listens")
+	}
 	go func() { _, _ = io.Copy(io.Discard, pr) }()
 	require.True(t, strings.HasPrefix(line, "listening on 127.0.0.1:"), "line %q", line)
-	return strings.TrimSpace(strings.TrimPrefix(line, "listening on "))
+	return strings.TrimSpace(strings.TrimPrefix(line, "listening on ")), stop
+}
+
+func TestServe_StopsGracefullyWithLiveClients(t *testing.T) {
+	t.Parallel()
+	addr, stop := startServeStoppable(t, "serve", "--listen", "127.0.0.1:0")
+	t.Cleanup(func() { _ = stop() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, resp, err := websocket.Dial(ctx, "ws://"+addr+"/live/orders?entity=o-1", nil)
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close()
+	}
+	require.NoError(t, err)
+	defer func() { _ = conn.CloseNow() }()
+	_, msg, err := conn.Read(ctx)
+	require.NoError(t, err)
+	require.Contains(t, string(msg), `"subscribed"`)
+
+	// A live connection does not hold the shutdown up, and is told why it
+	// ends. The client keeps reading, as a browser does, so it answers the
+	// close handshake.
+	ended := make(chan error, 1)
+	go func() {
+		_, _, err := conn.Read(ctx)
+		ended <- err
+	}()
+	start := time.Now()
+	require.NoError(t, stop())
+	require.Less(t, time.Since(start), 4*time.Second, "the shutdown waited out the close handshake")
+	err = <-ended
+	require.Equal(t, websocket.StatusGoingAway, websocket.CloseStatus(err), "read ended with %v", err)
 }
 
 // fetch does one request and returns the status, headers and body.

@@ -14,8 +14,10 @@ import (
 	"github.com/converge-es/converge/consistency"
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/memstore"
+	"github.com/converge-es/converge/events/pgstore"
 	"github.com/converge-es/converge/examples/orders"
 	"github.com/converge-es/converge/examples/orders/web"
+	"github.com/converge-es/converge/internal/pgtest"
 )
 
 // appBundle is the order workflow of examples/orders served in memory.
@@ -29,11 +31,32 @@ type appBundle struct {
 // calling each of before on the App before starting it.
 func setupApp(t *testing.T, before ...func(*web.App)) *appBundle {
 	t.Helper()
-	reg := events.NewRegistry()
-	orders.Register(reg)
-	store, err := memstore.New(&memstore.Config{Registry: reg})
+	store, err := memstore.New(&memstore.Config{Registry: orderRegistry()})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = store.Close() })
+	return setupAppOn(t, store, before...)
+}
+
+// setupAppOnPostgres is setupApp on PostgreSQL, in a fresh schema.
+func setupAppOnPostgres(t *testing.T) *appBundle {
+	t.Helper()
+	db := pgtest.New(t, nil)
+	store, err := pgstore.New(context.Background(), db.Pool, &pgstore.Config{Schema: db.Schema, Registry: orderRegistry(), Logger: discardLogger()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = store.Close() })
+	return setupAppOn(t, store)
+}
+
+func orderRegistry() *events.Registry {
+	reg := events.NewRegistry()
+	orders.Register(reg)
+	return reg
+}
+
+// setupAppOn runs the workflow on store behind a Server.
+func setupAppOn(t *testing.T, store orders.Backend, before ...func(*web.App)) *appBundle {
+	t.Helper()
+	var err error
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	ab := &appBundle{changes: make(chan web.OrderView, 100)}
@@ -81,7 +104,19 @@ func (ab *appBundle) await(t *testing.T, id string) web.OrderView {
 
 func TestApp_OrdersSettleThroughThePaymentStep(t *testing.T) {
 	t.Parallel()
-	ab := setupApp(t)
+	for name, setup := range map[string]func(*testing.T) *appBundle{
+		"memory":     func(t *testing.T) *appBundle { t.Helper(); return setupApp(t) },
+		"postgresql": setupAppOnPostgres,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testOrdersSettle(t, setup(t))
+		})
+	}
+}
+
+func testOrdersSettle(t *testing.T, ab *appBundle) {
+	t.Helper()
 
 	small, tok := ab.place(t, "c-1", 4990)
 	r := ab.get(t, "/orders/"+small, withToken(tok))

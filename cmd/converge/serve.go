@@ -105,7 +105,7 @@ accepts connections, and stops gracefully on SIGINT or SIGTERM.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&c.listen, "listen", "127.0.0.1:9090", "address to serve on")
-	f.BoolVar(&c.postgres, "postgres", false, "run on PostgreSQL (--database-url, else DATABASE_URL or the PG* variables) instead of in memory")
+	f.BoolVar(&c.postgres, "postgres", false, "run on PostgreSQL (--database-url, else DATABASE_URL) instead of in memory")
 	f.DurationVar(&c.sla, "sla", lag.UserFacingSLA, "SLA of consumers that declare none (the payment step, other consumers in the schema)")
 	f.DurationVar(&c.interval, "interval", lag.DefaultInterval, "how often lag is sampled")
 	f.Float64Var(&c.demoLoad, "demo-load", 0, "place this many simulated orders a second (0: none)")

@@ -109,6 +109,12 @@ type SubscriberConfig struct {
 	// It runs on the delivering goroutine: it must not block. Defaults to
 	// nil.
 	OnCommitted func(name string, tok events.Token)
+	// OnLeaseChange, when set, is called when a consumer acquires, loses or
+	// releases its lease, so operators and tests observe failovers without
+	// parsing logs (Subscriber.Status has the current state and counts).
+	// It runs on the consumer's goroutines: it must not block. Defaults to
+	// nil.
+	OnLeaseChange func(LeaseEvent)
 }
 
 func (c *SubscriberConfig) withDefaults() SubscriberConfig {

@@ -28,6 +28,7 @@ var suiteTests = []suiteTest{
 	{"CommitBatchSharesOneUnit", testCommitBatch},
 	{"ResumesFromCheckpoint", testResumesFromCheckpoint},
 	{"OneActiveConsumerPerName", testOneActiveConsumerPerName},
+	{"LeaseStatusAndHook", testLeaseStatusAndHook},
 	{"StandbyTakesOverExpiredLease", testTakeoverAfterExpiry},
 	{"LeaseLostWhileHandling", testLeaseLostWhileHandling},
 	{"CategoryTopics", testCategoryTopics},

@@ -127,7 +127,7 @@ func AwaitCheckpoints(ctx context.Context, store events.Store, src feed.Source, 
 				case <-poll.C:
 					continue
 				case <-ctx.Done():
-					return head, fmt.Errorf("faulttest: checkpoint %q did not reach the head %s (at %s, last error %v): %w", name, head, pos, err, ctx.Err())
+					return head, fmt.Errorf("faulttest: checkpoint %q did not reach the head %s (it is at %s): %w", name, head, pos, errors.Join(ctx.Err(), err))
 				}
 			}
 			break

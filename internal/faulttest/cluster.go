@@ -72,9 +72,9 @@ type Cluster struct {
 
 // StartCluster creates, configures and starts a cluster, or fails the test
 // with what to install or set.
-func StartCluster(t testing.TB, cfg *ClusterConfig) *Cluster {
-	t.Helper()
-	c := &Cluster{t: t}
+func StartCluster(tb testing.TB, cfg *ClusterConfig) *Cluster {
+	tb.Helper()
+	c := &Cluster{t: tb}
 	if cfg != nil {
 		c.cfg = *cfg
 	}
@@ -83,33 +83,34 @@ func StartCluster(t testing.TB, cfg *ClusterConfig) *Cluster {
 	}
 	bin, err := findBinDir(c.cfg.BinDir)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	c.cfg.BinDir = bin
 
+	//nolint:usetesting // tb.TempDir's parents are private to root; the postgres user must reach this one.
 	dir, err := os.MkdirTemp("", "converge-faulttest-pg-")
 	if err != nil {
-		t.Fatalf("faulttest: temp dir: %v", err)
+		tb.Fatalf("faulttest: temp dir: %v", err)
 	}
 	c.dir, c.data = dir, filepath.Join(dir, "data")
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	tb.Cleanup(func() { _ = os.RemoveAll(dir) })
 	if os.Geteuid() == 0 {
 		cred, err := postgresUser()
 		if err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 		c.cred = cred
 		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
-			t.Fatalf("faulttest: chown %s to the postgres user: %v", dir, err)
+			tb.Fatalf("faulttest: chown %s to the postgres user: %v", dir, err)
 		}
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*c.cfg.StartTimeout)
 	defer cancel()
 	if out, err := c.run(ctx, "initdb", "-D", c.data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"); err != nil {
-		t.Fatalf("faulttest: initdb: %v\n%s", err, out)
+		tb.Fatalf("faulttest: initdb: %v\n%s", err, out)
 	}
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_ = c.Stop(sctx, ShutdownImmediate)
@@ -117,14 +118,14 @@ func StartCluster(t testing.TB, cfg *ClusterConfig) *Cluster {
 	// A free port can be taken between choosing and binding it; try again.
 	for attempt := 1; ; attempt++ {
 		if err := c.configure(); err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 		err := c.Start(ctx)
 		if err == nil {
 			return c
 		}
 		if attempt == 3 {
-			t.Fatalf("faulttest: start PostgreSQL: %v", err)
+			tb.Fatalf("faulttest: start PostgreSQL: %v", err)
 		}
 	}
 }
@@ -166,7 +167,7 @@ func cmpOr(a, b string) string {
 func postgresUser() (*syscall.Credential, error) {
 	u, err := user.Lookup("postgres")
 	if err != nil {
-		return nil, fmt.Errorf("faulttest: running as root, and initdb refuses root: need an operating-system user \"postgres\" to run PostgreSQL as (%v)", err)
+		return nil, fmt.Errorf("faulttest: running as root, and initdb refuses root: need an operating-system user \"postgres\" to run PostgreSQL as: %w", err)
 	}
 	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
 	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
@@ -178,12 +179,16 @@ func postgresUser() (*syscall.Credential, error) {
 
 // configure picks a free port and writes the harness's settings.
 func (c *Cluster) configure() error {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("faulttest: find a free port: %w", err)
 	}
-	c.port = l.Addr().(*net.TCPAddr).Port
+	addr, ok := l.Addr().(*net.TCPAddr)
 	_ = l.Close()
+	if !ok {
+		return fmt.Errorf("faulttest: find a free port: got address %v", l.Addr())
+	}
+	c.port = addr.Port
 	conf := []string{
 		"port = " + strconv.Itoa(c.port),
 		"listen_addresses = '127.0.0.1'",

@@ -119,23 +119,23 @@ type Process struct {
 }
 
 // StartProcess starts a worker process running cfg.Role.
-func StartProcess(t testing.TB, cfg *ProcessConfig) *Process {
-	t.Helper()
-	p := &Process{t: t, cfg: *cfg}
+func StartProcess(tb testing.TB, cfg *ProcessConfig) *Process {
+	tb.Helper()
+	p := &Process{t: tb, cfg: *cfg}
 	if p.cfg.Role == "" {
-		t.Fatal("faulttest: ProcessConfig.Role is empty: name a role passed to faulttest.Main")
+		tb.Fatal("faulttest: ProcessConfig.Role is empty: name a role passed to faulttest.Main")
 	}
 	p.cfg.Name = cmpOr(p.cfg.Name, p.cfg.Role)
-	p.cfg.LogDir = cmpOr(p.cfg.LogDir, t.TempDir())
+	p.cfg.LogDir = cmpOr(p.cfg.LogDir, tb.TempDir())
 	p.log = filepath.Join(p.cfg.LogDir, p.cfg.Name+".log")
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		_ = p.Kill()
-		if t.Failed() {
-			t.Logf("faulttest: last lines of %s's log:\n%s", p.cfg.Name, tail(p.log, 30))
+		if tb.Failed() {
+			tb.Logf("faulttest: last lines of %s's log:\n%s", p.cfg.Name, tail(p.log, 30))
 		}
 	})
 	if err := p.Start(); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	return p
 }
@@ -160,7 +160,9 @@ func (p *Process) Start() error {
 		_ = logf.Close()
 		return fmt.Errorf("faulttest: find the test binary: %w", err)
 	}
-	cmd := exec.Command(exe, "-test.run=^$")
+	// Not CommandContext: the process outlives any one caller's context;
+	// Kill and Stop end it.
+	cmd := exec.CommandContext(context.Background(), exe, "-test.run=^$")
 	cmd.Env = append(append(os.Environ(), RoleEnv+"="+p.cfg.Role), p.cfg.Env...)
 	cmd.Stderr = logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

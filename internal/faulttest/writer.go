@@ -85,13 +85,12 @@ type WriterResult struct {
 // refused as a duplicate, which proves an earlier attempt committed. A
 // writer that retried with fresh ids would double events.
 type Writer struct {
-	cfg    WriterConfig
-	stop   context.CancelFunc
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	next   int
-	res    WriterResult
-	result chan WriterResult
+	cfg  WriterConfig
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	next int
+	res  WriterResult
 }
 
 // StartWriter starts appending until Stop or ctx ends.

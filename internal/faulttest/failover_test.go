@@ -11,11 +11,15 @@ import (
 	"github.com/converge-es/converge/internal/faulttest"
 )
 
-var failoverRounds = flag.Int("faults.failover", 0, "measure failover this many times: kill -9 the lease holder, time until delivery resumes (with -faults.lease-ttl)")
+var (
+	failoverRounds = flag.Int("faults.failover", 0, "measure failover this many times: kill -9 the lease holder, time until delivery resumes (with -faults.lease-ttl)")
+	freeze         = flag.Duration("faults.freeze", 0, "with -faults.failover: freeze the holder (SIGSTOP) this long instead of killing it")
+)
 
 // TestFailoverTime measures what LeaseTTL buys: it kills the worker holding
 // the projection's lease and times how long until a worker delivers again,
-// -faults.failover times. It only runs when asked, e.g.
+// -faults.failover times (with -faults.freeze, it freezes the holder
+// instead). It only runs when asked, e.g.
 //
 //	go test ./internal/faulttest -run FailoverTime -faults.failover 8 -faults.lease-ttl 5s -v
 func TestFailoverTime(t *testing.T) {
@@ -58,9 +62,16 @@ func TestFailoverTime(t *testing.T) {
 			t.Fatalf("round %d: out of time", round)
 		}
 		k := faulttest.Kill{At: time.Now(), Process: victim.Name(), Pid: victim.Pid()}
-		require.NoError(t, victim.Kill())
-		f.meter.Killed(k)
-		require.NoError(t, victim.Start())
+		if *freeze > 0 {
+			require.NoError(t, victim.Freeze())
+			f.meter.Killed(k)
+			thaw := time.AfterFunc(*freeze, func() { _ = victim.Thaw() })
+			defer thaw.Stop()
+		} else {
+			require.NoError(t, victim.Kill())
+			f.meter.Killed(k)
+			require.NoError(t, victim.Start())
+		}
 		for f.meter.Measuring() {
 			changed := f.meter.Changed()
 			if !f.meter.Measuring() {
@@ -75,7 +86,11 @@ func TestFailoverTime(t *testing.T) {
 	}
 	fo := f.meter.Failovers()
 	require.Len(t, fo, *failoverRounds)
-	t.Logf("LeaseTTL %s: failover after kill -9 of the holder, %d rounds: min %s, median %s, max %s; all: %v",
-		f.ttl, len(fo), fo[0].Round(10*time.Millisecond), fo[len(fo)/2].Round(10*time.Millisecond), fo[len(fo)-1].Round(10*time.Millisecond), fo)
+	what := "kill -9 of the holder"
+	if *freeze > 0 {
+		what = "freezing the holder for " + freeze.String()
+	}
+	t.Logf("LeaseTTL %s: failover after %s, %d rounds: min %s, median %s, max %s; all: %v",
+		f.ttl, what, len(fo), fo[0].Round(10*time.Millisecond), fo[len(fo)/2].Round(10*time.Millisecond), fo[len(fo)-1].Round(10*time.Millisecond), fo)
 	f.stopWorkers(t)
 }

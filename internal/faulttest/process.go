@@ -250,6 +250,27 @@ func (p *Process) Kill() error {
 	return nil
 }
 
+// Freeze sends SIGSTOP: the process stops running but keeps its
+// connections, open transactions and leases, like a process stuck in a
+// long GC pause or a frozen VM. Thaw resumes it.
+func (p *Process) Freeze() error { return p.signal(syscall.SIGSTOP) }
+
+// Thaw sends SIGCONT to a frozen process.
+func (p *Process) Thaw() error { return p.signal(syscall.SIGCONT) }
+
+func (p *Process) signal(sig syscall.Signal) error {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil || isDone(done) {
+		return fmt.Errorf("faulttest: %s is not running", p.cfg.Name)
+	}
+	if err := cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("faulttest: signal %s: %w", p.cfg.Name, err)
+	}
+	return nil
+}
+
 // Stop sends SIGTERM and waits for the process to exit. It returns an
 // error when the process exited with a failure (a Role error, or 66 when
 // the race detector found a race) or did not exit before ctx ended (it is

@@ -27,6 +27,7 @@ type FailoverMeter struct {
 	holder  int // pid of the holding process, 0 when none is known
 	killed  *Kill
 	results []time.Duration
+	losses  int
 	changed signal.Broadcast
 }
 
@@ -39,6 +40,9 @@ func (m *FailoverMeter) Observe(r Report) {
 		m.holder = r.Pid
 	case r.Kind == ReportLease && m.holder == r.Pid:
 		m.holder = 0
+		if r.Value == "lost" {
+			m.losses++
+		}
 	case r.Kind == ReportDelivering && m.killed != nil && r.Pid != m.killed.Pid:
 		m.results = append(m.results, r.At.Sub(m.killed.At))
 		m.killed = nil
@@ -74,6 +78,14 @@ func (m *FailoverMeter) Measuring() bool {
 
 // Changed returns a channel closed at the next report.
 func (m *FailoverMeter) Changed() <-chan struct{} { return m.changed.C() }
+
+// Losses counts leases the holder lost while alive (taken over after its
+// renewals failed for a LeaseTTL, e.g. while the database was down).
+func (m *FailoverMeter) Losses() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.losses
+}
 
 // Failovers returns the measured failovers, shortest first.
 func (m *FailoverMeter) Failovers() []time.Duration {

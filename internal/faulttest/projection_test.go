@@ -30,6 +30,7 @@ var (
 	longRun  = flag.Bool("faults.long", false, "run the fault-injection test for 10 minutes instead of 20 seconds")
 	duration = flag.Duration("faults.duration", 0, "how long the fault-injection test injects faults (overrides -faults.long and $"+DurationEnv+")")
 	leaseTTL = flag.Duration("faults.lease-ttl", 0, "the workers' feed LeaseTTL (default: feed.DefaultLeaseTTL)")
+	idleTx   = flag.Duration("faults.idle-tx-timeout", 0, "the workers' idle_in_transaction_session_timeout (default: none)")
 )
 
 // faultDuration is how long this run injects faults: 20s by default, so
@@ -56,6 +57,7 @@ const (
 	// Environment of the worker processes.
 	envDatabaseURL = "FAULTTEST_DATABASE_URL"
 	envLeaseTTL    = "FAULTTEST_LEASE_TTL"
+	envIdleTx      = "FAULTTEST_IDLE_TX_TIMEOUT"
 )
 
 // Added is the workload's event: Seq numbers the writer's appends, so a
@@ -106,6 +108,9 @@ func projectionWorker(ctx context.Context, w *faulttest.Worker) error {
 		return err
 	}
 	pcfg.MaxConns = 6
+	if d, err := time.ParseDuration(w.Env(envIdleTx)); err == nil && d > 0 {
+		pcfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(d.Milliseconds(), 10)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return err
@@ -203,7 +208,7 @@ func setup(t *testing.T, workers int, ttl time.Duration) *fixture {
 		f.workers = append(f.workers, faulttest.StartProcess(t, &faulttest.ProcessConfig{
 			Role:     projectionWorkerRole,
 			Name:     "worker-" + strconv.Itoa(i),
-			Env:      []string{envDatabaseURL + "=" + url, envLeaseTTL + "=" + ttl.String()},
+			Env:      []string{envDatabaseURL + "=" + url, envLeaseTTL + "=" + ttl.String(), envIdleTx + "=" + idleTx.String()},
 			OnReport: f.meter.Observe,
 		}))
 	}
@@ -284,7 +289,8 @@ func TestProjectionsSurviveFaults(t *testing.T) {
 		_ = json.Unmarshal(e.Payload, &a)
 		return strconv.Itoa(a.Seq)
 	})
-	t.Logf("%d kills, seed %d; %s; failovers after killing the holder: %v", len(rep.Kills), rep.Seed, apps, f.meter.Failovers())
+	t.Logf("LeaseTTL %s, %d kills, seed %d; %s; failovers after killing the holder: %v; leases lost by a live holder: %d",
+		f.ttl, len(rep.Kills), rep.Seed, apps, f.meter.Failovers(), f.meter.Losses())
 	require.NoError(t, err)
 
 	// The read model equals the events folded again.

@@ -76,8 +76,10 @@ type SubscriberConfig struct {
 	// To bound this too, set PostgreSQL's idle_in_transaction_session_timeout
 	// to about LeaseTTL for the consumers' connections (a runtime parameter
 	// of their pool): the server then ends the frozen transaction. Measured
-	// with a 5s lease and a 5s timeout, 12s freezes stalled delivery
-	// 4.2-5.0s. Handlers must then not sit idle inside a unit that long.
+	// with a 5s lease, 12s freezes stalled delivery 4.0-4.8s in three of
+	// four rounds and the whole 12.0s in the fourth; with a 5s timeout
+	// added, 4.2-5.0s in all six. Handlers must then not sit idle inside a
+	// unit that long.
 	//
 	// The default, 5s, is a choice between two failures. A shorter lease
 	// replaces a dead process sooner, but a live holder whose renewals fail

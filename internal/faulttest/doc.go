@@ -53,11 +53,19 @@
 //
 // The projection workload runs for 20 seconds of faults (under a minute in
 // all) in every `go test ./...`. Longer runs: -faults.long (10 minutes),
-// -faults.duration 3m or CONVERGE_FAULTS_DURATION=3m. -faults.lease-ttl sets
-// the workers' feed LeaseTTL, and TestFailoverTime, which runs only with
-// -faults.failover N, measures failover after kill -9 of the lease holder:
+// -faults.duration 3m or CONVERGE_FAULTS_DURATION=3m; raise go test's
+// -timeout (10m by default) to match:
+//
+//	go test ./internal/faulttest -run SurviveFaults -faults.long -timeout 30m -v
+//
+// -faults.lease-ttl sets the workers' feed LeaseTTL and
+// -faults.idle-tx-timeout their idle_in_transaction_session_timeout.
+// TestFailoverTime, which runs only with -faults.failover N, measures how
+// long delivery stops after kill -9 of the lease holder, or, with
+// -faults.freeze, after freezing it (SIGSTOP) that long:
 //
 //	go test ./internal/faulttest -run FailoverTime -faults.failover 8 -faults.lease-ttl 5s -v
+//	go test ./internal/faulttest -run FailoverTime -faults.failover 4 -faults.freeze 8s -v
 //
 // The tests need the PostgreSQL server binaries (the postgresql package on
 // Debian; scripts/test installs it) and, under root, a user named postgres.

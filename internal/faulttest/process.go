@@ -92,7 +92,8 @@ type ProcessConfig struct {
 	Role string
 	// Name tells processes apart in reports and logs. Defaults to Role.
 	Name string
-	// Env is added to the process's environment ("KEY=value").
+	// Env is added to the process's environment ("KEY=value"). Defaults
+	// to none: the process inherits the test's environment.
 	Env []string
 	// OnReport, when set, receives every Report the process sends, on the
 	// goroutine reading its output: it must not block. Defaults to nil.

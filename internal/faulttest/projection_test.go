@@ -27,7 +27,7 @@ import (
 const DurationEnv = "CONVERGE_FAULTS_DURATION"
 
 var (
-	longRun  = flag.Bool("faults.long", false, "run the fault-injection test for 10 minutes instead of 20 seconds")
+	longRun  = flag.Bool("faults.long", false, "run the fault-injection test for 10 minutes instead of 20 seconds (raise -timeout)")
 	duration = flag.Duration("faults.duration", 0, "how long the fault-injection test injects faults (overrides -faults.long and $"+DurationEnv+")")
 	leaseTTL = flag.Duration("faults.lease-ttl", 0, "the workers' feed LeaseTTL (default: feed.DefaultLeaseTTL)")
 	idleTx   = flag.Duration("faults.idle-tx-timeout", 0, "the workers' idle_in_transaction_session_timeout (default: none)")

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"regexp"
 	"sync"
 	"time"
 
@@ -203,12 +204,18 @@ func (w *Writer) record(f func(*WriterResult)) {
 	f(&w.res)
 }
 
-// errorClass shortens an error's text for counting: driver errors carry
-// addresses and pids that differ every time.
+// errorClass shortens an error's text for counting: stream names, ports
+// and pids differ between attempts that failed for the same reason.
 func errorClass(err error) string {
-	s := err.Error()
+	s := quoted.ReplaceAllString(err.Error(), `"…"`)
+	s = port.ReplaceAllString(s, ":…")
 	if len(s) > 120 {
 		s = s[:120] + "…"
 	}
 	return s
 }
+
+var (
+	quoted = regexp.MustCompile(`"[^"]*"`)
+	port   = regexp.MustCompile(`:[0-9]{2,5}\b`)
+)

@@ -25,6 +25,7 @@ type consumer struct {
 	category string
 	out      chan *message.Message
 	log      *slog.Logger
+	st       *consumerState
 }
 
 // errRedeliver makes the consumer read again from its last checkpoint
@@ -35,6 +36,7 @@ var errRedeliver = errors.New("feed: redeliver")
 // consumer that lost its lease stands by again.
 func (c *consumer) run(ctx context.Context) {
 	defer close(c.out)
+	defer c.st.setLease(LeaseStopped)
 	for {
 		lease, err := c.acquire(ctx)
 		if err != nil {
@@ -56,7 +58,9 @@ func (c *consumer) acquire(ctx context.Context) (Lease, error) {
 		cancel()
 		switch {
 		case err == nil:
+			c.st.ok()
 			c.log.Info("feed: lease acquired, delivering", "generation", lease.Generation, "position", lease.Position.String())
+			c.st.leaseChanged(LeaseAcquired, lease, nil)
 			return lease, nil
 		case ctx.Err() != nil:
 			return Lease{}, ctx.Err()
@@ -64,11 +68,14 @@ func (c *consumer) acquire(ctx context.Context) (Lease, error) {
 			c.log.Info("feed: source closed, ending subscription", "error", err)
 			return Lease{}, err
 		case errors.Is(err, ErrLeaseHeld):
+			c.st.ok()
+			c.st.setLease(LeaseStandingBy)
 			if !standby {
 				c.log.Info("feed: another consumer holds the lease, standing by", "retry_every", c.cfg.RenewInterval)
 				standby = true
 			}
 		default:
+			c.st.failed(err)
 			c.log.Warn("feed: acquire lease failed, retrying", "error", err, "retry_in", c.cfg.RenewInterval)
 		}
 		if !sleep(ctx, c.cfg.RenewInterval) {
@@ -96,6 +103,7 @@ func (c *consumer) hold(ctx context.Context, lease Lease) (again bool) {
 	closed := errors.Is(err, events.ErrClosed) || errors.Is(cause, events.ErrClosed)
 	if errors.Is(cause, ErrLeaseLost) {
 		c.log.Warn("feed: lease lost, standing by", "generation", lease.Generation, "error", cause)
+		c.st.leaseChanged(LeaseLost, lease, cause)
 		return ctx.Err() == nil
 	}
 	if !closed {
@@ -104,6 +112,7 @@ func (c *consumer) hold(ctx context.Context, lease Lease) (again bool) {
 			c.log.Warn("feed: release lease failed (a standby takes over when it expires)", "error", err, "lease_ttl", c.cfg.LeaseTTL)
 		}
 		cancel()
+		c.st.leaseChanged(LeaseReleased, lease, nil)
 	}
 	return ctx.Err() == nil && !closed
 }
@@ -126,6 +135,7 @@ func (c *consumer) renew(ctx context.Context, stop context.CancelCauseFunc, leas
 		cancel()
 		switch {
 		case err == nil:
+			c.st.ok()
 			lastOK = c.cfg.Clock.Now()
 		case ctx.Err() != nil:
 			return
@@ -133,6 +143,7 @@ func (c *consumer) renew(ctx context.Context, stop context.CancelCauseFunc, leas
 			stop(err)
 			return
 		default:
+			c.st.failed(err)
 			failing := c.cfg.Clock.Now().Sub(lastOK)
 			if failing >= c.cfg.LeaseTTL {
 				stop(fmt.Errorf("%w: renewals have failed for %s, longer than LeaseTTL: %w", ErrLeaseLost, failing, err))
@@ -164,6 +175,7 @@ func (c *consumer) deliverFrom(ctx context.Context, lease Lease) error {
 			c.log.Info("feed: source closed, ending subscription", "error", err)
 			return err
 		case err != nil:
+			c.st.failed(err)
 			d := retry.next()
 			c.log.Warn("feed: read failed, retrying", "error", err, "retry_in", d)
 			if !sleep(ctx, d) {
@@ -172,6 +184,7 @@ func (c *consumer) deliverFrom(ctx context.Context, lease Lease) error {
 			continue
 		}
 		retry.reset()
+		c.st.ok()
 
 		evs := batch.Events
 		for len(evs) > 0 {
@@ -271,6 +284,7 @@ func (c *consumer) deliverGroup(ctx context.Context, lease Lease, group []events
 	case errors.Is(err, events.ErrClosed):
 		return 0, err
 	case err != nil:
+		c.st.failed(err)
 		c.log.Warn("feed: begin unit failed", "event_id", group[0].ID, "error", err)
 		return 0, errRedeliver
 	}
@@ -352,6 +366,7 @@ func (c *consumer) commit(ctx context.Context, unit Unit, lease Lease, env event
 	case errors.Is(err, events.ErrClosed):
 		return err
 	}
+	c.st.failed(err)
 	c.log.Error("feed: commit failed, redelivering the event", "event_id", env.ID, "error", err)
 	return errRedeliver
 }

@@ -101,10 +101,11 @@ type Store struct {
 	wake    signal.Broadcast // new events may be readable
 	healthy chanFlag         // listen connection is up
 
-	notifier *notifier
-	watchMu  sync.Mutex
-	watchers map[int]func(name string, pos events.Token)
-	watchID  int
+	notifier  *notifier
+	listenLog *outageLog
+	watchMu   sync.Mutex
+	watchers  map[int]func(name string, pos events.Token)
+	watchID   int
 
 	cancel context.CancelFunc
 	done   sync.WaitGroup
@@ -140,6 +141,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 		closed:   make(chan struct{}),
 	}
 	s.notifier = newNotifier(pool, c.Logger, c.NotifyMinInterval, c.Schema)
+	s.listenLog = newOutageLog(c.Logger, "listen connection", "feed subscribers poll until it is back")
 	s.done.Add(1)
 	go func() { defer s.done.Done(); s.notifier.run(bg) }()
 	if !c.DisableListen {

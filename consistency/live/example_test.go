@@ -46,5 +46,5 @@ func ExampleHub() {
 	}
 	// Output:
 	// {"type":"subscribed","entity":"order-1"}
-	// {"type":"updated","entity":"order-1","data":{"id":"order-1","status":"paid"},"position":"v1.AAAAAAAAAAEAAAAAAAAAAw"}
+	// {"type":"updated","entity":"order-1","data":{"id":"order-1","status":"paid"},"position":"v2.----------3----------k"}
 }

@@ -60,8 +60,8 @@ func RegisterVersioned[T any](r *Registry, name string, version int, ups ...Upca
 // RegisterSafely is Register/RegisterVersioned returning the error.
 func RegisterSafely[T any](r *Registry, name string, version int, ups ...Upcaster) error {
 	goType := reflect.TypeFor[T]()
-	if name == "" {
-		return fmt.Errorf("events: register %s: empty type name", goType)
+	if err := ValidateTypeName(name); err != nil {
+		return fmt.Errorf("events: register %s: %w", goType, err)
 	}
 	if version < 1 {
 		return fmt.Errorf("events: register %q: schema version %d, want >= 1", name, version)
@@ -93,6 +93,9 @@ func RegisterSafely[T any](r *Registry, name string, version int, ups ...Upcaste
 // so an event type can be renamed without orphaning stored events: register
 // the new name, alias the old one to it.
 func (r *Registry) Alias(name, target string) error {
+	if err := ValidateTypeName(name); err != nil {
+		return fmt.Errorf("events: alias %q: %w", target, err)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	t, ok := r.byName[target]

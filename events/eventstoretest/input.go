@@ -68,7 +68,7 @@ func testStreamIDLength(t *testing.T, s events.Store) {
 }
 
 func testStreamIDControlCharacters(t *testing.T, s events.Store) {
-	for _, id := range []string{"a\nb", "a\x00b", "tab\there", "cr\r", "del\x7f", "esc\x1b[31m", "a\xffb (invalid UTF-8)"} {
+	for _, id := range []string{"a\nb", "a\x00b", "tab\there", "cr\r", "del\x7f", "esc\x1b[31m", "a\xffb (invalid UTF-8)", "nel\u0085", "c1\u0080", "sep\u2028", "para\u2029"} {
 		requireInvalidStreamID(t, s, id)
 	}
 	requireStoreHolds(t, s, 0)

@@ -216,6 +216,9 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, fromVersion int
 	if err := events.ValidateStreamID(streamID); err != nil {
 		return nil, err
 	}
+	if err := events.ValidateFromVersion(fromVersion); err != nil {
+		return nil, err
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	idx := s.streams[streamID]

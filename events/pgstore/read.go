@@ -18,8 +18,8 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, fromVersion int
 	if err := events.ValidateStreamID(streamID); err != nil {
 		return nil, err
 	}
-	if fromVersion < 0 {
-		return nil, fmt.Errorf("%w: fromVersion %d is negative", events.ErrInvalidEvent, fromVersion)
+	if err := events.ValidateFromVersion(fromVersion); err != nil {
+		return nil, err
 	}
 	lim := int64(limit)
 	if limit <= 0 {

@@ -4,7 +4,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"time"
-	
+
 	"github.com/google/uuid"
 )
 

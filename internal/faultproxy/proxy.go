@@ -2,6 +2,7 @@ package faultproxy
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -53,7 +54,7 @@ type armed struct {
 // is closed when the test ends.
 func New(tb testing.TB, target string) *Proxy {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatalf("faultproxy: listen: %v", err)
 	}
@@ -67,11 +68,19 @@ func New(tb testing.TB, target string) *Proxy {
 // Addr returns the host:port clients connect to.
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
-// Host and Port split Addr, for client configs that take them apart.
-func (p *Proxy) Host() string { h, _, _ := net.SplitHostPort(p.Addr()); return h }
+// Host returns the proxy's host, for client configs that take Addr apart.
+func (p *Proxy) Host() string { return p.addr().IP.String() }
 
 // Port returns the proxy's port.
-func (p *Proxy) Port() uint16 { return uint16(p.ln.Addr().(*net.TCPAddr).Port) } //nolint:gosec // a TCP port fits
+func (p *Proxy) Port() uint16 { return uint16(p.addr().Port) } //nolint:gosec // a TCP port fits in 16 bits
+
+func (p *Proxy) addr() *net.TCPAddr {
+	a, ok := p.ln.Addr().(*net.TCPAddr)
+	if !ok {
+		p.tb.Fatalf("faultproxy: listening on %T, not TCP", p.ln.Addr())
+	}
+	return a
+}
 
 // Inject arms f and returns a channel closed when it fires: when the
 // request was dropped, or when the server's answer arrived and was
@@ -115,7 +124,7 @@ func (p *Proxy) accept() {
 		if err != nil {
 			return // closed
 		}
-		server, err := net.Dial("tcp", p.target)
+		server, err := (&net.Dialer{}).DialContext(context.Background(), "tcp", p.target)
 		if err != nil {
 			_ = client.Close()
 			continue

@@ -275,3 +275,31 @@ func requireFired(t *testing.T, fired <-chan struct{}) {
 		t.Fatal("the fault never fired: the statement did not go through the proxy")
 	}
 }
+
+// TestAppendRetriesRunOut loses the reply of the first attempt (which
+// commits) and the requests of every retry: Append must report the outcome
+// as unknown, not as the last attempt's plain unavailability, and a later
+// retry must find the committed events.
+func TestAppendRetriesRunOut(t *testing.T) {
+	t.Parallel()
+	b := setupFaults(t, pgstore.AppendRetry{MaxAttempts: 3, InitialBackoff: time.Millisecond})
+	stream := "order-" + uuid.NewString()
+	cut := b.proxy.Inject(faultproxy.Fault{Match: faultproxy.Contains(stream)})
+	var dropped []<-chan struct{}
+	for range 2 {
+		dropped = append(dropped, b.proxy.Inject(faultproxy.Fault{Match: faultproxy.Contains(stream), DropRequest: true}))
+	}
+	evs := events.AssignIDs([]events.Event{rawEvent(1), rawEvent(2)})
+	_, err := b.store.Append(t.Context(), stream, events.NoStream, evs...)
+	requireFired(t, cut)
+	for _, d := range dropped {
+		requireFired(t, d)
+	}
+	require.ErrorIs(t, err, events.ErrOutcomeUnknown)
+	require.ErrorContains(t, err, "after 3 attempts")
+
+	res, err := b.store.Append(t.Context(), stream, events.NoStream, evs...)
+	require.NoError(t, err)
+	require.Equal(t, evs[0].ID, res.EventIDs[0])
+	requireStream(t, b.direct, stream, 2, res)
+}

@@ -54,6 +54,7 @@ var storeTests = []storeTest{
 	{"ConcurrentRetries", testConcurrentRetries},
 	{"DecodeWithUpcaster", testDecodeWithUpcaster},
 	{"DecodeUnknownTypeName", testDecodeUnknownTypeName},
+	{"RenamedTypeWithAlias", testRenamedTypeWithAlias},
 	{"CanceledContext", testCanceledContext},
 	{"ConcurrentWriters", testConcurrentWriters},
 }

@@ -18,7 +18,7 @@ func testRenamedTypeWithAlias(t *testing.T, s events.Store) {
 	reg := s.Registry()
 	mustAppend(t, s, "counter-1", events.NoStream,
 		events.Event{Data: events.Raw{Type: counterIncrementedType, Payload: json.RawMessage(`{"writer":1,"n":1}`)}}, // before the rename
-		events.Event{Data: counterBumped{Writer: 1, N: 2}},                                                            // after it
+		events.Event{Data: counterBumped{Writer: 1, N: 2}},                                                           // after it
 	)
 	got, err := s.ReadStream(ctx, "counter-1", 1, 0)
 	require.NoError(t, err)

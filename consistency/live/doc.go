@@ -59,12 +59,16 @@
 //
 // # Example
 //
+//	orders := runner.View("order_summary").Table("orders") // a projections.Reader
 //	hub, err := live.NewHub(&live.Config{
 //		Snapshot: func(ctx context.Context, id string) (json.RawMessage, events.Token, bool, error) {
-//			return orderSummaries.RowJSON(ctx, id) // row and its position, one transaction
+//			row, ok, err := orders.GetRow(ctx, id) // the row and its position, read together
+//			return row.Value, row.Token, ok, err
 //		},
 //	})
-//	if err != nil { ... }
+//	if err != nil {
+//		return err
+//	}
 //	defer hub.Close()
 //	mux.Handle("/live", hub.Handler())
 //	mux.Handle("/live/page", live.PageHandler("/live")) // open /live/page?entity=order-1

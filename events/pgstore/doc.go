@@ -36,7 +36,7 @@
 // appear, and what a reader has passed never grows behind it. No gap
 // timeouts are needed and no committed event is ever skipped.
 //
-// The raise is what survives the ordering trap described in WATERMILL.md: a
+// The raise is what survives the trap of ordering by transaction id alone: a
 // transaction gets its id at its first write, so one that wrote saga state
 // early and appended later would otherwise sort before the event it follows
 // in its stream. Appends to one stream are serialised by the stream's head row

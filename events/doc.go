@@ -12,7 +12,7 @@
 //     callers that retry across calls).
 //   - Appending events that are already stored (the same ids, stream,
 //     positions and content) is idempotent: it returns the original
-//     AppendResult and writes nothing, whether the retry states AnyVersion
+//     AppendResult (with AlreadyStored set) and writes nothing, whether the retry states AnyVersion
 //     or the Exactly(n) of the first attempt. Reusing an id for anything
 //     else fails with ErrDuplicateEvent (see MatchStored for the rule).
 //   - Transient failures wrap ErrUnavailable; nothing was written. A failure

@@ -30,7 +30,8 @@ func AssignIDs(evs []Event) []Event {
 // with the same type, schema version, payload (by EqualJSON) and metadata,
 // and expected describes where they landed (AnyVersion always does;
 // Exactly(n) when the first is at n+1; NoStream when it is at 1;
-// StreamExists when it is past 1). Then res is the original AppendResult.
+// StreamExists when it is past 1). Then res is the original AppendResult,
+// with AlreadyStored set.
 // Anything else is an error wrapping ErrDuplicateEvent that says what
 // differs. Stores call it under the same snapshot or lock that found the
 // envelopes, so both stores judge retries alike.
@@ -47,7 +48,7 @@ func MatchStored(streamID string, expected ExpectedVersion, recs []Record, store
 			"(a retry must repeat the earlier append exactly; new events need new ids)", ErrDuplicateEvent, len(byID), len(recs), streamID)
 	}
 	first := byID[recs[0].ID].Version
-	res = AppendResult{StreamID: streamID, EventIDs: make([]string, len(recs)), Tokens: make([]Token, len(recs))}
+	res = AppendResult{StreamID: streamID, EventIDs: make([]string, len(recs)), Tokens: make([]Token, len(recs)), AlreadyStored: true}
 	for i, r := range recs {
 		env, ok := byID[r.ID]
 		switch {

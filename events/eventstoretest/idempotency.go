@@ -23,23 +23,24 @@ func testRetryIsIdempotent(t *testing.T, s events.Store) {
 
 	// The lost-reply retry, with the first attempt's expected version:
 	// not a conflict.
+	require.False(t, first.AlreadyStored)
 	again, err := s.Append(ctx, "order-1", events.Exactly(2), batch...)
 	require.NoError(t, err, "a retry with the first Exactly(n) is not a conflict")
-	require.Equal(t, first, again, "a retry returns the original result")
+	requireReplay(t, first, again)
 
 	// Others may append meanwhile; the retry still returns where it landed.
 	mustAppend(t, s, "order-1", events.AnyVersion, placed("o", 3))
 	for _, expected := range []events.ExpectedVersion{events.AnyVersion, events.Exactly(2), events.StreamExists} {
 		again, err = s.Append(ctx, "order-1", expected, batch...)
 		require.NoError(t, err, "retry with %s", expected)
-		require.Equal(t, first, again, "retry with %s", expected)
+		requireReplay(t, first, again)
 	}
 	// Ids in another spelling are the same ids.
 	upper := []events.Event{batch[0], batch[1]}
 	upper[0].ID = strings.ToUpper(upper[0].ID)
 	again, err = s.Append(ctx, "order-1", events.AnyVersion, upper...)
 	require.NoError(t, err)
-	require.Equal(t, first, again)
+	requireReplay(t, first, again)
 
 	requireNothingWritten(t, s, "order-1", 5, 5)
 }
@@ -55,7 +56,7 @@ func testRetryOfNewStream(t *testing.T, s events.Store) {
 	for _, expected := range []events.ExpectedVersion{events.NoStream, events.AnyVersion, events.Exactly(0)} {
 		again, err := s.Append(ctx, "order-1", expected, batch...)
 		require.NoError(t, err, "retry with %s", expected)
-		require.Equal(t, first, again, "retry with %s", expected)
+		requireReplay(t, first, again)
 	}
 	// The same payload spelled differently (PostgreSQL normalises it) is
 	// the same content.
@@ -63,7 +64,7 @@ func testRetryOfNewStream(t *testing.T, s events.Store) {
 	respelled[0].Data = events.Raw{Type: orderPlacedType, Payload: []byte(`{"amount":100,"order_id":"o-1"}`)}
 	again, err := s.Append(ctx, "order-1", events.AnyVersion, respelled...)
 	require.NoError(t, err)
-	require.Equal(t, first, again)
+	requireReplay(t, first, again)
 	requireNothingWritten(t, s, "order-1", 2, 2)
 }
 
@@ -128,13 +129,28 @@ func testConcurrentRetries(t *testing.T, s events.Store) {
 		}
 		close(start)
 		wg.Wait()
+		writers := 0
 		for i := range copies {
 			require.NoError(t, errs[i], "copy %d of round %d", i, round)
+			if !results[i].AlreadyStored {
+				writers++
+			}
+			results[i].AlreadyStored = false
 			require.Equal(t, results[0], results[i], "every copy reports the same result")
 		}
+		require.Equal(t, 1, writers, "exactly one copy stored the events")
 		got, err := s.ReadStream(t.Context(), stream, 1, 0)
 		require.NoError(t, err)
 		require.Len(t, got, 2, "the events are stored once")
 		require.Equal(t, results[0].EventIDs, ids(got))
 	}
+}
+
+// requireReplay checks that a retry returned the original result, marked
+// as a replay.
+func requireReplay(t *testing.T, first, again events.AppendResult) {
+	t.Helper()
+	require.True(t, again.AlreadyStored, "a retry says it wrote nothing")
+	first.AlreadyStored = true
+	require.Equal(t, first, again, "a retry returns the original result")
 }

@@ -97,6 +97,7 @@ func testAppendReadRoundTrip(t *testing.T, s events.Store) {
 
 	res := mustAppend(t, s, "order-1", events.NoStream, first, second)
 	require.Equal(t, "order-1", res.StreamID)
+	require.False(t, res.AlreadyStored, "a new append stores its events")
 	require.Equal(t, int64(1), res.FirstVersion)
 	require.Equal(t, int64(2), res.LastVersion)
 	require.Len(t, res.EventIDs, 2)

@@ -45,8 +45,8 @@ type execer interface {
 // positions and content, is idempotent whatever expected version the retry
 // states, as long as it describes where they landed (AnyVersion, or the
 // Exactly(n) of the first attempt): it returns the original AppendResult
-// and writes nothing. Reusing an id for anything else fails with
-// ErrDuplicateEvent.
+// (with AlreadyStored set) and writes nothing. Reusing an id for anything
+// else fails with ErrDuplicateEvent.
 func (s *Store) Append(ctx context.Context, streamID string, expected events.ExpectedVersion, evs ...events.Event) (events.AppendResult, error) {
 	if s.isClosed() {
 		return events.AppendResult{}, events.ErrClosed

@@ -73,6 +73,12 @@ func (s *Store) appendRetrying(ctx context.Context, streamID string, expected ev
 	for attempt := 1; ; attempt++ {
 		res, err := s.appendOnce(ctx, streamID, expected, recs)
 		if err == nil {
+			if unknown {
+				// Found stored after an attempt of this call went
+				// unanswered: as far as the caller can tell, this call
+				// stored them.
+				res.AlreadyStored = false
+			}
 			return res, nil
 		}
 		if errors.Is(err, events.ErrOutcomeUnknown) {

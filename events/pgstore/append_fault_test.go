@@ -305,3 +305,38 @@ func TestAppendRetriesRunOut(t *testing.T) {
 	require.Equal(t, evs[0].ID, res.EventIDs[0])
 	requireStream(t, b.direct, stream, 2, res)
 }
+
+// TestAppendTxRerun reruns a committed transaction whose commit the caller
+// could not confirm: its AppendTx finds the events, returns the original
+// result, and leaves the transaction usable, so the rerun commits its other
+// work without storing the events twice.
+func TestAppendTxRerun(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t, nil)
+	ctx := t.Context()
+	st, err := pgstore.New(ctx, db.Pool, &pgstore.Config{Schema: db.Schema, DisableListen: true})
+	require.NoError(t, err)
+	defer st.Close()
+	_, err = db.Pool.Exec(ctx, "CREATE TABLE outbox (n int)")
+	require.NoError(t, err)
+
+	evs := events.AssignIDs([]events.Event{rawEvent(1), rawEvent(2)})
+	run := func() events.AppendResult {
+		tx, err := db.Pool.Begin(ctx)
+		require.NoError(t, err)
+		defer func() { _ = tx.Rollback(context.Background()) }()
+		res, err := st.AppendTx(ctx, tx, "order-1", events.NoStream, evs...)
+		require.NoError(t, err)
+		_, err = tx.Exec(ctx, "INSERT INTO outbox VALUES (1)")
+		require.NoError(t, err, "the transaction is still usable")
+		require.NoError(t, tx.Commit(ctx))
+		return res
+	}
+	first := run()
+	require.False(t, first.AlreadyStored)
+	again := run()
+	require.True(t, again.AlreadyStored)
+	again.AlreadyStored = false
+	require.Equal(t, first, again)
+	requireStream(t, st, "order-1", 2, first)
+}

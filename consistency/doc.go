@@ -60,6 +60,8 @@
 //	res, err := consistency.Read(ctx, tr, tok, []string{"order_summary"},
 //		func(ctx context.Context) (Order, error) { return orders.Get(ctx, id) })
 //	if res.Stale { ... say "being confirmed" ... }
+//	// A stale wait still answers: the query gets its own budget
+//	// (TrackerConfig.QueryTimeout) once the wait's deadline is spent.
 //
 //	// Over HTTP:
 //	mux.Handle("GET /orders/{id}", consistency.Middleware(tr, &consistency.HTTPConfig{

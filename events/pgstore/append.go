@@ -79,7 +79,7 @@ func (s *Store) appendOnce(ctx context.Context, streamID string, expected events
 	if errors.Is(err, errStoredConcurrently) {
 		// The statement failed, so nothing of it was written; the ids
 		// are readable now.
-		return s.matchStored(ctx, conn, streamID, expected, recs, err, false)
+		return s.matchStored(ctx, conn, streamID, expected, recs, err)
 	}
 	return res, err
 }
@@ -158,7 +158,7 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 	}
 	rows, err := db.Query(ctx, sql, streamID, int64(n), ids, types, svs, payloads, metas, Category(streamID), cond)
 	if err != nil {
-		return events.AppendResult{}, s.appendError(ctx, streamID, ids, err, inTx)
+		return events.AppendResult{}, s.appendError(streamID, ids, err, inTx)
 	}
 	type landed struct {
 		version int64
@@ -174,14 +174,14 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 		got = append(got, landed{version, events.MakeToken(uint64(sortKey), uint64(seq))})
 	}
 	if err := rows.Err(); err != nil {
-		return events.AppendResult{}, s.appendError(ctx, streamID, ids, err, inTx)
+		return events.AppendResult{}, s.appendError(streamID, ids, err, inTx)
 	}
 	count := len(got)
 	if count == 0 {
 		// The head did not move (the expectation failed, or some ids are
 		// stored): nothing was written. The ids tell a retry from a
 		// conflict.
-		return s.matchStored(ctx, db, streamID, expected, recs, nil, inTx)
+		return s.matchStored(ctx, db, streamID, expected, recs, nil)
 	}
 	if count != n {
 		return events.AppendResult{}, fmt.Errorf("pgstore: append to %q stored %d of %d events (this is a bug)", streamID, count, n)
@@ -205,18 +205,18 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 // matchStored judges an append that wrote nothing: a retry of an append
 // whose events are stored (the original result), a reuse of stored ids
 // (ErrDuplicateEvent), or else a version conflict, or cause when given.
-func (s *Store) matchStored(ctx context.Context, db execer, streamID string, expected events.ExpectedVersion, recs []events.Record, cause error, inTx bool) (events.AppendResult, error) {
+func (s *Store) matchStored(ctx context.Context, db execer, streamID string, expected events.ExpectedVersion, recs []events.Record, cause error) (events.AppendResult, error) {
 	ids := make([]string, len(recs))
 	for i, r := range recs {
 		ids[i] = r.ID
 	}
 	rows, err := db.Query(ctx, s.q.eventsByID, ids)
 	if err != nil {
-		return events.AppendResult{}, s.lookupError(ctx, streamID, err, inTx)
+		return events.AppendResult{}, lookupError(streamID, err)
 	}
 	stored, err := scanEnvelopes(rows)
 	if err != nil {
-		return events.AppendResult{}, s.lookupError(ctx, streamID, err, inTx)
+		return events.AppendResult{}, lookupError(streamID, err)
 	}
 	if res, found, err := events.MatchStored(streamID, expected, recs, stored); found {
 		if err != nil {
@@ -236,13 +236,13 @@ func (s *Store) matchStored(ctx context.Context, db execer, streamID string, exp
 
 // lookupError reports a failed look-up after a statement that wrote
 // nothing: whatever broke, this attempt stored nothing.
-func (s *Store) lookupError(ctx context.Context, streamID string, err error, inTx bool) error {
+func lookupError(streamID string, err error) error {
 	return fmt.Errorf("pgstore: append to %q wrote nothing, and looking its event ids up failed: %w", streamID, classify(err))
 }
 
 // appendError explains a failed append statement. Outside a transaction, a
 // statement that was sent but not answered may have committed.
-func (s *Store) appendError(ctx context.Context, streamID string, ids []string, err error, inTx bool) error {
+func (s *Store) appendError(streamID string, ids []string, err error, inTx bool) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch {

@@ -19,9 +19,10 @@ var (
 	ErrDuplicateEvent = errors.New("event id already appended")
 	// ErrUnavailable is wrapped by errors caused by the database being
 	// unreachable, restarting or overloaded: connection refused or reset,
-	// an unexpected EOF, SQLSTATE classes 08 and 53, 57P01-57P03. Unless the
-	// error also matches ErrOutcomeUnknown, nothing was written and the
-	// call may be retried as it is.
+	// an unexpected EOF, SQLSTATE classes 08 and 53, 57P01-57P03. The
+	// PostgreSQL store wraps it in append and read errors. Unless the error
+	// also matches ErrOutcomeUnknown, nothing was written and the call may
+	// be retried as it is.
 	ErrUnavailable = errors.New("database unavailable")
 	// ErrOutcomeUnknown is matched by every *OutcomeUnknownError: the
 	// append was sent but its reply was lost, so it may have committed.

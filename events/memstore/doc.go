@@ -5,8 +5,8 @@
 //
 // Both stores pass the same behavioural suite (events/eventstoretest), so
 // code tested against memstore behaves the same on PostgreSQL: expected
-// versions, atomic appends, duplicate event ids, input limits, the global
-// order and checkpoint leases all agree.
+// versions, atomic appends, idempotent retries and duplicate event ids, the
+// bad-input contract, the global order and checkpoint leases all agree.
 //
 //	reg := events.NewRegistry()
 //	events.Register[OrderPlaced](reg, "order_placed")
@@ -21,7 +21,8 @@
 // Differences from PostgreSQL, all deliberate: there are no transactions to
 // compose writes with (no AppendTx, and feed.Unit covers only the
 // checkpoint), an append is readable the moment it returns (feed.Batch.Pending
-// is always false), and Wake is always fed by push.
+// is always false), Wake is always fed by push, and an append cannot fail
+// half-way, so it never reports events.ErrOutcomeUnknown.
 //
 // Global tokens are MakeToken(seq, seq) for a 1-based sequence. Like every
 // token they are opaque: compare them, never compute them.

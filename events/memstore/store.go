@@ -83,8 +83,9 @@ type Store struct {
 	log []events.Envelope
 	// streams maps a stream id to the indexes of its events in log.
 	streams map[string][]int
-	// ids holds every event id ever appended, for ErrDuplicateEvent.
-	ids map[string]struct{}
+	// ids maps every event id ever appended to its index in log, so a
+	// retried append is recognised.
+	ids map[string]int
 
 	wake        signal.Broadcast
 	checkpoints *checkpointStore
@@ -99,7 +100,7 @@ func New(cfg *Config) (*Store, error) {
 	s := &Store{
 		cfg:     c,
 		streams: map[string][]int{},
-		ids:     map[string]struct{}{},
+		ids:     map[string]int{},
 	}
 	s.checkpoints = newCheckpointStore(c.Clock, &s.closed)
 	return s, nil
@@ -162,18 +163,21 @@ func (s *Store) appendLocked(streamID string, expected events.ExpectedVersion, r
 	if s.closed.Load() {
 		return events.AppendResult{}, errClosed
 	}
+	// Ids first: an append of events already stored is judged as a retry
+	// (the original result, or ErrDuplicateEvent), never as a conflict.
+	var stored []events.Envelope
+	for _, r := range recs {
+		if i, dup := s.ids[r.ID]; dup {
+			stored = append(stored, s.log[i])
+		}
+	}
+	if res, found, err := events.MatchStored(streamID, expected, recs, stored); found {
+		return res, err
+	}
 	idx := s.streams[streamID]
 	actual := int64(len(idx))
-	// The version is checked before the ids, as on PostgreSQL, where the
-	// stream row is locked and checked before the events are inserted.
 	if !expected.Satisfied(actual) {
 		return events.AppendResult{}, &events.WrongExpectedVersionError{StreamID: streamID, Expected: expected, Actual: actual}
-	}
-	for _, r := range recs {
-		if _, dup := s.ids[r.ID]; dup {
-			return events.AppendResult{}, fmt.Errorf("%w: event id %s is already stored (a retried append that fails with this committed the first time)",
-				events.ErrDuplicateEvent, r.ID)
-		}
 	}
 	res := events.AppendResult{
 		StreamID:     streamID,
@@ -196,7 +200,7 @@ func (s *Store) appendLocked(streamID string, expected events.ExpectedVersion, r
 		}
 		s.log = append(s.log, env)
 		idx = append(idx, len(s.log)-1)
-		s.ids[r.ID] = struct{}{}
+		s.ids[r.ID] = len(s.log) - 1
 		res.LastVersion = env.Version
 		res.Token = env.Token
 		res.EventIDs = append(res.EventIDs, r.ID)
@@ -214,6 +218,9 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, fromVersion int
 		return nil, err
 	}
 	if err := events.ValidateStreamID(streamID); err != nil {
+		return nil, err
+	}
+	if err := events.ValidateFromVersion(fromVersion); err != nil {
 		return nil, err
 	}
 	s.mu.RLock()

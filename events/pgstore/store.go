@@ -41,6 +41,9 @@ type Config struct {
 	// Limits bounds appends. Defaults to events.Limits defaults (1 MiB
 	// payloads, 1000 events per append).
 	Limits events.Limits
+	// AppendRetry bounds Append's own retries of transient failures.
+	// Defaults to the AppendRetry defaults (up to 10 attempts within 10s).
+	AppendRetry AppendRetry
 	// Logger receives background errors (lost listen connection, failed
 	// notifications). Defaults to slog.Default().
 	Logger *slog.Logger
@@ -73,6 +76,7 @@ func (c *Config) withDefaults() Config {
 		out.Registry = events.NewRegistry()
 	}
 	out.Limits = out.Limits.WithDefaults()
+	out.AppendRetry = out.AppendRetry.withDefaults()
 	if out.Logger == nil {
 		out.Logger = slog.Default()
 	}
@@ -84,6 +88,9 @@ func (c *Config) withDefaults() Config {
 func (c Config) validate() error {
 	if err := migrations.ValidateSchema(c.Schema); err != nil {
 		return fmt.Errorf("pgstore: Config.Schema: %w", err)
+	}
+	if err := c.AppendRetry.validate(); err != nil {
+		return err
 	}
 	if c.ListenReconnectDelay < 0 {
 		return errors.New("pgstore: Config.ListenReconnectDelay must not be negative")

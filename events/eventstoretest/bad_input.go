@@ -2,6 +2,7 @@ package eventstoretest
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -149,6 +150,34 @@ func testGoodInputRoundTrip(t *testing.T, s events.Store) {
 		require.NoError(t, err, tc.name)
 		require.Len(t, got, 1, tc.name)
 		RequireStoredAsGiven(t, s.Registry(), tc.ev, got[0])
+	}
+}
+
+// testMixedDefaultsInOneAppend appends batches in which only some events
+// carry metadata or a schema version other than 1, in every position, so
+// a store that sends defaults in bulk (pgstore sends none when all are
+// defaults) must still store each event's own values.
+func testMixedDefaultsInOneAppend(t *testing.T, s events.Store) {
+	meta := events.Metadata{CorrelationID: "corr", CausationID: "cause", Extra: map[string]string{"k": "v"}}
+	v3 := func(payload string) events.Event {
+		return events.Event{Data: events.Raw{Type: orderPlacedType, SchemaVersion: 3, Payload: json.RawMessage(payload)}}
+	}
+	batches := [][]events.Event{
+		{raw(`{"n":1}`), withMeta(meta), v3(`{"n":3}`), raw(`{"n":4}`)},
+		{withMeta(events.Metadata{CausationID: "c"}), raw(`{"n":2}`)},
+		{v3(`{"n":1}`), raw(`{"n":2}`), withMeta(events.Metadata{Extra: map[string]string{"only": "extra"}})},
+		{raw(`{"n":1}`), raw(`{"n":2}`)},
+	}
+	for i, evs := range batches {
+		stream := fmt.Sprintf("mixed-%d", i)
+		res, err := s.Append(t.Context(), stream, events.AnyVersion, evs...)
+		require.NoError(t, err)
+		got, err := s.ReadStream(t.Context(), stream, res.FirstVersion, 0)
+		require.NoError(t, err)
+		require.Len(t, got, len(evs))
+		for j, ev := range evs {
+			RequireStoredAsGiven(t, s.Registry(), ev, got[j])
+		}
 	}
 }
 

@@ -40,6 +40,7 @@ var storeTests = []storeTest{
 	{"InvalidRawEvents", testInvalidRawEvents},
 	{"BadInput", testBadInput},
 	{"GoodInputRoundTrip", testGoodInputRoundTrip},
+	{"MixedDefaultsInOneAppend", testMixedDefaultsInOneAppend},
 	{"ReadStreamNegativeVersion", testReadStreamNegativeVersion},
 	{"UnknownGoType", testUnknownGoType},
 	{"EmptyAppend", testEmptyAppend},

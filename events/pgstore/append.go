@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -133,18 +134,42 @@ var errStoredConcurrently = errors.New("stored concurrently")
 func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expected events.ExpectedVersion, recs []events.Record, inTx bool) (events.AppendResult, error) {
 	n := len(recs)
 	ids := make([]string, n)
+	uuids := make([][16]byte, n)
 	types := make([]string, n)
-	svs := make([]int32, n)
 	payloads := make([]string, n)
-	metas := make([]string, n)
+	// Schema versions and metadata are sent only when some event has
+	// them: a NULL array stands for all defaults (see insertEvents).
+	var svs []int32
+	var metas []string
 	for i, r := range recs {
-		// Prepare bounds the schema version to int32.
-		ids[i], types[i], svs[i], payloads[i] = r.ID, r.Raw.Type, int32(r.Raw.SchemaVersion), string(r.Raw.Payload) //nolint:gosec // checked by Prepare
-		m, err := json.Marshal(r.Metadata)
+		ids[i], types[i], payloads[i] = r.ID, r.Raw.Type, string(r.Raw.Payload)
+		u, err := uuid.Parse(r.ID)
 		if err != nil {
-			return events.AppendResult{}, fmt.Errorf("%w: metadata of event %d: %w", events.ErrInvalidEvent, i+1, err)
+			return events.AppendResult{}, fmt.Errorf("%w: event %d id %q is not a UUID", events.ErrInvalidEvent, i+1, r.ID)
 		}
-		metas[i] = string(m)
+		uuids[i] = u
+		if r.Raw.SchemaVersion != 1 && svs == nil {
+			svs = make([]int32, n)
+			for j := range i {
+				svs[j] = 1
+			}
+		}
+		if svs != nil {
+			svs[i] = int32(r.Raw.SchemaVersion) //nolint:gosec // Prepare bounds it to int32
+		}
+		if !emptyMetadata(r.Metadata) && metas == nil {
+			metas = make([]string, n)
+			for j := range i {
+				metas[j] = "{}"
+			}
+		}
+		if metas != nil {
+			m, err := json.Marshal(r.Metadata)
+			if err != nil {
+				return events.AppendResult{}, fmt.Errorf("%w: metadata of event %d: %w", events.ErrInvalidEvent, i+1, err)
+			}
+			metas[i] = string(m)
+		}
 	}
 	sql, cond := s.q.upsertAppend, int64(-1)
 	switch expected {
@@ -156,7 +181,7 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 	default:
 		sql, cond = s.q.updateAppend, int64(expected)
 	}
-	rows, err := db.Query(ctx, sql, streamID, int64(n), ids, types, svs, payloads, metas, Category(streamID), cond)
+	rows, err := db.Query(ctx, sql, streamID, int64(n), uuids, types, svs, payloads, metas, Category(streamID), cond)
 	if err != nil {
 		return events.AppendResult{}, s.appendError(streamID, ids, err, inTx)
 	}
@@ -259,6 +284,11 @@ func (s *Store) appendError(streamID string, ids []string, err error, inTx bool)
 		return &events.OutcomeUnknownError{StreamID: streamID, EventIDs: ids, Err: fmt.Errorf("pgstore: %w", classify(err))}
 	}
 	return fmt.Errorf("pgstore: append to %q: %w", streamID, classify(err))
+}
+
+// emptyMetadata reports metadata that encodes as "{}", the column default.
+func emptyMetadata(m events.Metadata) bool {
+	return m.CorrelationID == "" && m.CausationID == "" && len(m.Extra) == 0
 }
 
 // Category is the part of a stream id before its first "-": "order-42" is

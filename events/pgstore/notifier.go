@@ -54,9 +54,18 @@ func newNotifier(pool *pgxpool.Pool, log *slog.Logger, gap time.Duration, schema
 }
 
 // kick queues payload under key; a newer payload for the same key replaces
-// an unsent one.
+// an unsent one. While nobody else listens it goes straight to held,
+// without waking the sending goroutine: an append then costs a map write,
+// not a goroutine switch. others is read under mu, and setOthers swaps it
+// before taking mu to move held to pending, so a payload is never left in
+// held after a listener appeared.
 func (n *notifier) kick(key, payload string) {
 	n.mu.Lock()
+	if !n.others.Load() {
+		n.held[key] = payload
+		n.mu.Unlock()
+		return
+	}
 	n.pending[key] = payload
 	n.mu.Unlock()
 	select {

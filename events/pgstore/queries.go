@@ -44,10 +44,13 @@ func newQueries(schema string) queries {
 
 	// insertEvents inserts the call's events after the stream head row moved.
 	// The head row's lock serialises appenders of one stream, so version n+1
-	// is inserted (and gets its seq) only after version n committed.
+	// is inserted (and gets its seq) only after version n committed. $5
+	// (schema versions) and $7 (metadata) are NULL when every event has the
+	// default: unnest pads a NULL array with NULLs, which coalesce turns
+	// into the defaults, so the common event sends and parses neither.
 	insertEvents := fmt.Sprintf(`
 INSERT INTO %[1]s (sort_key, event_id, stream_id, version, type, schema_version, payload, metadata, category)
-SELECT head.sort_key, e.id, $1, head.version - $2 + e.ord, e.type, e.sv, e.payload, e.meta, $8
+SELECT head.sort_key, e.id, $1, head.version - $2 + e.ord, e.type, coalesce(e.sv, 1), e.payload, coalesce(e.meta, '{}'), $8
 FROM head, unnest($3::uuid[], $4::text[], $5::int[], $6::jsonb[], $7::jsonb[]) WITH ORDINALITY AS e(id, type, sv, payload, meta, ord)
 ORDER BY e.ord
 RETURNING seq, sort_key, version`, events)

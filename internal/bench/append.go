@@ -113,10 +113,12 @@ FROM unnest($3::uuid[], $4::jsonb[]) WITH ORDINALITY AS e(id, payload, ord)`, ba
 				}
 				baselineSide := func() error {
 					n, el, err := drive(ctx, w, d, func(ctx context.Context, writer int, i int64) error {
-						ids := make([]string, b)
+						// [16]byte encodes in binary; strings would make pgx
+						// try binary, fail and fall back to text on each call.
+						ids := make([][16]byte, b)
 						payloads := make([]string, b)
 						for j := range ids {
-							ids[j] = uuid.Must(uuid.NewV7()).String()
+							ids[j] = uuid.Must(uuid.NewV7())
 							payloads[j] = string(payload(i))
 						}
 						_, err := pool.Exec(ctx, insert, fmt.Sprintf("base-%d-%d-%d", run, round, writer), i*int64(b), ids, payloads)

@@ -128,7 +128,9 @@ func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expect
 }
 
 // errStoredConcurrently marks a unique violation on event_id: some of the
-// ids were stored by a transaction this statement's snapshot did not see.
+// ids are stored, by a transaction this statement's snapshot did not see
+// or, since Append's statements do not check the ids first, by any earlier
+// one (a replay after a lost reply, or a reused id).
 var errStoredConcurrently = errors.New("stored concurrently")
 
 func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expected events.ExpectedVersion, recs []events.Record, inTx bool) (events.AppendResult, error) {
@@ -171,35 +173,33 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 			metas[i] = string(m)
 		}
 	}
-	sql, cond := s.q.upsertAppend, int64(-1)
+	// Inside a caller's transaction a unique violation would abort it, so
+	// the statement checks the ids first (see appendStatements).
+	check := noIDCheck
+	if inTx {
+		check = idCheck
+	}
+	sql, cond, mayCreate := s.q.moveAppend[check], int64(-1), false
 	switch expected {
 	case events.AnyVersion:
+		mayCreate = true
 	case events.NoStream:
-		cond = 0
+		sql, cond = s.q.createAppend[check], 0
 	case events.StreamExists:
-		sql = s.q.updateAppend
 	default:
-		sql, cond = s.q.updateAppend, int64(expected)
+		cond = int64(expected)
 	}
-	rows, err := db.Query(ctx, sql, streamID, int64(n), uuids, types, svs, payloads, metas, Category(streamID), cond)
+	args := []any{streamID, int64(n), uuids, types, svs, payloads, metas, Category(streamID), cond}
+	got, err := s.runAppend(ctx, db, streamID, ids, inTx, sql, args)
+	if err == nil && len(got) == 0 && mayCreate {
+		// Most appends go to a stream that exists, so AnyVersion tries
+		// the cheaper move first and creates the stream only when that
+		// moved nothing: the stream is new (or, with the id check, the
+		// ids are stored, which the create statement sees too).
+		got, err = s.runAppend(ctx, db, streamID, ids, inTx, s.q.createAppend[check], args)
+	}
 	if err != nil {
-		return events.AppendResult{}, s.appendError(streamID, ids, err, inTx)
-	}
-	type landed struct {
-		version int64
-		tok     events.Token
-	}
-	var got []landed
-	for rows.Next() {
-		var seq, sortKey, version int64
-		if err := rows.Scan(&seq, &sortKey, &version); err != nil {
-			rows.Close()
-			return events.AppendResult{}, fmt.Errorf("pgstore: append: %w", err)
-		}
-		got = append(got, landed{version, events.MakeToken(uint64(sortKey), uint64(seq))})
-	}
-	if err := rows.Err(); err != nil {
-		return events.AppendResult{}, s.appendError(streamID, ids, err, inTx)
+		return events.AppendResult{}, err
 	}
 	count := len(got)
 	if count == 0 {
@@ -225,6 +225,34 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 		res.Tokens[i] = l.tok
 	}
 	return res, nil
+}
+
+// landed is where one appended event went.
+type landed struct {
+	version int64
+	tok     events.Token
+}
+
+// runAppend runs one append statement and returns the events it stored,
+// none when the head did not move.
+func (s *Store) runAppend(ctx context.Context, db execer, streamID string, ids []string, inTx bool, sql string, args []any) ([]landed, error) {
+	rows, err := db.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, s.appendError(streamID, ids, err, inTx)
+	}
+	var got []landed
+	for rows.Next() {
+		var seq, sortKey, version int64
+		if err := rows.Scan(&seq, &sortKey, &version); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("pgstore: append: %w", err)
+		}
+		got = append(got, landed{version, events.MakeToken(uint64(sortKey), uint64(seq))})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.appendError(streamID, ids, err, inTx)
+	}
+	return got, nil
 }
 
 // matchStored judges an append that wrote nothing: a retry of an append

@@ -4,8 +4,10 @@ import "fmt"
 
 // queries holds the store's SQL with the schema baked in, built once.
 type queries struct {
-	upsertAppend string // AnyVersion, NoStream
-	updateAppend string // Exactly(n > 0), StreamExists
+	// Append statements, indexed by whether they check the event ids
+	// first (see appendStatements).
+	createAppend [2]string // NoStream, and AnyVersion when the stream is new
+	moveAppend   [2]string // AnyVersion, StreamExists, Exactly(n > 0)
 	eventsByID   string // a retried append's events
 	notify       string
 	readStream   string
@@ -55,35 +57,11 @@ FROM head, unnest($3::uuid[], $4::text[], $5::int[], $6::jsonb[], $7::jsonb[]) W
 ORDER BY e.ord
 RETURNING seq, sort_key, version`, events)
 
-	// fresh holds when none of the append's ids is stored yet. When one is,
-	// the head does not move and the statement returns no rows, like a
-	// version conflict, so a retried append inside a caller's transaction
-	// is recognised (by the ids) without aborting it. A concurrent append
-	// of the same ids that commits after this statement's snapshot still
-	// ends in the unique violation on event_id.
-	fresh := fmt.Sprintf(`NOT EXISTS (SELECT 1 FROM %s WHERE event_id = ANY($3::uuid[]))`, events)
+	create, move := appendStatements(streams, events, insertEvents)
 
 	return queries{
-		// A new stream starts at $2 events. An existing one moves on only
-		// when the condition holds; the sort_key never decreases along a
-		// stream, which keeps per-stream order in the global feed.
-		upsertAppend: fmt.Sprintf(`
-WITH head AS (
-	INSERT INTO %[1]s AS st (stream_id, version, sort_key) SELECT $1, $2, %[2]s WHERE %[3]s
-	ON CONFLICT (stream_id) DO UPDATE
-	SET version = st.version + EXCLUDED.version,
-	    sort_key = greatest(st.sort_key, EXCLUDED.sort_key),
-	    updated_at = now()
-	WHERE ($9::bigint < 0 OR st.version = $9::bigint) AND %[3]s
-	RETURNING st.version, st.sort_key
-)`, streams, xactID, fresh) + insertEvents,
-		updateAppend: fmt.Sprintf(`
-WITH head AS (
-	UPDATE %[1]s AS st
-	SET version = st.version + $2, sort_key = greatest(st.sort_key, %[2]s), updated_at = now()
-	WHERE st.stream_id = $1 AND ($9::bigint < 0 OR st.version = $9::bigint) AND %[3]s
-	RETURNING st.version, st.sort_key
-)`, streams, xactID, fresh) + insertEvents,
+		createAppend: create,
+		moveAppend:   move,
 		eventsByID: fmt.Sprintf(`SELECT %s FROM %s WHERE event_id = ANY($1::uuid[])`, eventColumns, events),
 		notify:     `SELECT pg_notify($1, $2)`,
 		readStream: fmt.Sprintf(`SELECT %s FROM %s WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`, eventColumns, events),
@@ -123,6 +101,57 @@ RETURNING generation, major, minor`, cps),
 		commit: fmt.Sprintf(`UPDATE %s SET major = $4, minor = $5, updated_at = now(), heartbeat_at = now()
 WHERE name = $1 AND owner = $2 AND generation = $3`, cps),
 	}
+}
+
+// Whether an append statement checks its event ids first.
+const (
+	noIDCheck = 0
+	idCheck   = 1
+)
+
+// appendStatements builds the append statements: create starts a stream (or
+// moves it on when it exists: a concurrent creator may have won), move moves
+// an existing stream on. A stream moves on only when the expected version
+// holds ($9 < 0 means any); the sort_key never decreases along a stream,
+// which keeps per-stream order in the global feed.
+//
+// The [idCheck] variants also require that none of the append's ids is
+// stored yet (the fresh condition). When one is, the head does not move and
+// the statement returns no rows, like a version conflict, so a rerun of an
+// append inside a caller's transaction is recognised (by the ids) without
+// aborting it. A concurrent append of the same ids that commits after this
+// statement's snapshot still ends in the unique violation on event_id.
+// Append runs the [noIDCheck] variants: its statement is its transaction,
+// so the unique violation aborts nothing of the caller's, and the look-up
+// that follows it tells a replay from a reused id just as well. The check
+// is an extra plan node and index scan in every append, a rerun is rare.
+//
+// move is a plain UPDATE, not an upsert: INSERT ... ON CONFLICT DO UPDATE
+// probes the primary key for the speculative insert, locks the row (its own
+// WAL record) and then updates it, which costs measurably more server time
+// per append than the UPDATE's lock-and-update (see the package doc).
+func appendStatements(streams, events, insertEvents string) (create, move [2]string) {
+	fresh := fmt.Sprintf(`NOT EXISTS (SELECT 1 FROM %s WHERE event_id = ANY($3::uuid[]))`, events)
+	for check, cond := range []string{"true", fresh} {
+		create[check] = fmt.Sprintf(`
+WITH head AS (
+	INSERT INTO %[1]s AS st (stream_id, version, sort_key) SELECT $1, $2, %[2]s WHERE %[3]s
+	ON CONFLICT (stream_id) DO UPDATE
+	SET version = st.version + EXCLUDED.version,
+	    sort_key = greatest(st.sort_key, EXCLUDED.sort_key),
+	    updated_at = now()
+	WHERE ($9::bigint < 0 OR st.version = $9::bigint) AND %[3]s
+	RETURNING st.version, st.sort_key
+)`, streams, xactID, cond) + insertEvents
+		move[check] = fmt.Sprintf(`
+WITH head AS (
+	UPDATE %[1]s AS st
+	SET version = st.version + $2, sort_key = greatest(st.sort_key, %[2]s), updated_at = now()
+	WHERE st.stream_id = $1 AND ($9::bigint < 0 OR st.version = $9::bigint) AND %[3]s
+	RETURNING st.version, st.sort_key
+)`, streams, xactID, cond) + insertEvents
+	}
+	return create, move
 }
 
 // categoryMatch matches a stream id equal to the category or starting with

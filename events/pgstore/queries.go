@@ -8,7 +8,7 @@ type queries struct {
 	// first (see appendStatements).
 	createAppend [2]string // NoStream, and AnyVersion when the stream is new
 	moveAppend   [2]string // AnyVersion, StreamExists, Exactly(n > 0)
-	eventsByID   string // a retried append's events
+	eventsByID   string    // a retried append's events
 	notify       string
 	readStream   string
 	streamVer    string
@@ -62,10 +62,10 @@ RETURNING seq, sort_key, version`, events)
 	return queries{
 		createAppend: create,
 		moveAppend:   move,
-		eventsByID: fmt.Sprintf(`SELECT %s FROM %s WHERE event_id = ANY($1::uuid[])`, eventColumns, events),
-		notify:     `SELECT pg_notify($1, $2)`,
-		readStream: fmt.Sprintf(`SELECT %s FROM %s WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`, eventColumns, events),
-		streamVer:  fmt.Sprintf(`SELECT coalesce((SELECT version FROM %s WHERE stream_id = $1), 0)`, streams),
+		eventsByID:   fmt.Sprintf(`SELECT %s FROM %s WHERE event_id = ANY($1::uuid[])`, eventColumns, events),
+		notify:       `SELECT pg_notify($1, $2)`,
+		readStream:   fmt.Sprintf(`SELECT %s FROM %s WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`, eventColumns, events),
+		streamVer:    fmt.Sprintf(`SELECT coalesce((SELECT version FROM %s WHERE stream_id = $1), 0)`, streams),
 		readFeed: fmt.Sprintf(`SELECT %s FROM %s WHERE (sort_key, seq) > ($1, $2) AND sort_key < %s ORDER BY sort_key, seq LIMIT $3`,
 			eventColumns, events, horizon),
 		readFeedCat: fmt.Sprintf(`SELECT %s FROM %s WHERE %s AND (sort_key, seq) > ($1, $2) AND sort_key < %s ORDER BY sort_key, seq LIMIT $3`,

@@ -11,10 +11,12 @@
 // Append fixes its events' ids, then retries transient failures
 // (events.ErrUnavailable: connection refused or lost, server restarting or
 // overloaded) within Config.AppendRetry. Appends are idempotent by event
-// id: the append statement checks for the ids first, so an attempt whose
-// predecessor committed before its reply was lost finds the events and
-// returns the original result, and PostgreSQL's unique index on event ids
-// stops a second copy even when the two race. So Append ends in one success
+// id: PostgreSQL's unique index on event ids stops a second copy, and the
+// look-up that follows the violation finds the stored events, so an
+// attempt whose predecessor committed before its reply was lost returns
+// the original result, even when the two race. AppendTx's statement checks
+// for the ids first instead, because a violation would abort the caller's
+// transaction. So Append ends in one success
 // or one error: nothing written (a conflict, bad input, ErrUnavailable), or
 // events.ErrOutcomeUnknown when the last attempt may have committed and the
 // bound ran out (append the same events again to learn which). AppendTx
@@ -40,7 +42,8 @@
 // transaction gets its id at its first write, so one that wrote saga state
 // early and appended later would otherwise sort before the event it follows
 // in its stream. Appends to one stream are serialised by the stream's head row
-// (an upsert that checks the expected version), so version n+1 is written
+// (an UPDATE, or an upsert for a new stream, that checks the expected
+// version and takes the row lock), so version n+1 is written
 // only after version n committed; the raise gives it a sort_key at least as
 // large, and its later seq breaks the tie. A transaction that could still
 // write a row with a given sort_key has an id below it and so holds the
@@ -54,6 +57,74 @@
 // transaction id, anywhere in the cluster, delays delivery (never order)
 // until it ends: keep transactions short, and watch HorizonAge, which the lag
 // monitor reports.
+//
+// # What an append costs
+//
+// An append is one statement (two for an AnyVersion append that creates its
+// stream): move the stream's head row, insert the events, return their
+// tokens. `converge bench --scenario append` compares it with raw INSERTs
+// of the same rows into a copy of the events table (LIKE events INCLUDING
+// ALL: the same five indexes, defaults and jsonb columns; ids sent as
+// binary UUIDs on both sides). The profile behind the current statement,
+// taken on a shared 2-core machine where every figure moved by ±30% between
+// runs (so read the differences, not the values): CPU per event of the
+// eight writers' backends (from /proc) and of the bench process, go pprof
+// of the bench, EXPLAIN (ANALYZE, BUFFERS, WAL) of each statement, and
+// variants of the statement run side by side. pg_stat_statements needs
+// shared_preload_libraries, which that server did not have.
+//
+//   - On that machine the bench is CPU-bound: throughput follows CPU per
+//     event, server and client together, not WAL flushes (group commit
+//     shares them at 8 writers).
+//   - The head row's update is the largest fixed cost: about 35-60 µs of
+//     server CPU per append against 40-70 µs for the whole baseline INSERT
+//     of one row. It was INSERT ... ON CONFLICT DO UPDATE for every
+//     AnyVersion append, which probes the primary key for the speculative
+//     insert, locks the row (a WAL record of its own) and then updates it.
+//     Existing streams now move with a plain UPDATE: one WAL record of 96
+//     bytes instead of two of 151. The updates are HOT (n_tup_hot_upd
+//     equalled n_tup_upd in the bench); a fillfactor of 10 on streams made
+//     no measurable difference, so there is no migration for it.
+//   - The id pre-check (NOT EXISTS over the event ids) cost about 40 µs of
+//     server CPU per append, a subplan and an index scan, evaluated twice
+//     by the upsert. Append no longer runs it: its statement is its own
+//     transaction, so the unique violation plus the look-up gives the same
+//     answer on the rare replay. AppendTx keeps it, since a violation would
+//     abort the caller's transaction.
+//   - Per-row metadata: a json.Marshal per event and a jsonb parse of "{}"
+//     on the server. Default metadata and schema versions are now sent as
+//     NULL arrays and filled in by coalesce.
+//   - Client: event ids went out as strings, for which pgx has no binary
+//     uuid[] plan: every call built an error (formatting the ids) and
+//     encoded again as text, about a fifth of pgx's encoding time. Both
+//     sides now send [16]byte. Each append also woke the notifier goroutine
+//     when no other process listened; it now only records the payload.
+//     What is left on the client is mostly validation in events.Prepare
+//     (json.Valid, UTF-8 and the content scan: about an eighth of an
+//     Append's CPU), which the bad-input contract needs, and the extra
+//     parameters and returned rows.
+//   - WAL per one-event append: 720 bytes in 8 records before, 665 in 7
+//     now; the baseline writes 573 in 6 (plus the commit record, the same
+//     on both sides).
+//   - Left as they are: jsonb (both sides parse it, and reads rely on
+//     PostgreSQL's normalisation, see events.ValidatePayload); prepared
+//     statements (pgx caches them per connection and PostgreSQL settles on
+//     a generic plan after five runs: 0.04 ms of planning instead of 0.34);
+//     RETURNING, which gives Append its tokens; the sort_key raise, which
+//     costs one greatest() and is what keeps per-stream order.
+//
+// The remaining gap is the head row itself, and it grows without bound
+// while any transaction in the database holds its snapshot: dead versions
+// of a head row cannot be pruned then, so every append to the stream walks
+// all versions written since. With one idle psql transaction open, server
+// CPU per one-event append rose from about 0.3 ms to 1 ms (the INSERT
+// baseline, which only inserts, did not move) and the bench ratio fell to
+// 0.27 at 8 x 1 and 0.12 at 8 x 10. This is what makes the bench swing on a
+// shared server, and why transactions should stay short (the feed's
+// horizon asks the same). A head that is locked (SELECT ... FOR UPDATE, no
+// new row version) with the version and sort_key read from the stream's
+// last event row would not grow, but it needs a second statement after the
+// lock to see a concurrent writer's commit, so it was not done here.
 //
 // # The feed
 //

@@ -121,16 +121,63 @@ func ValidatePayload(p []byte) error {
 }
 
 // payloadScanner walks a document json.Valid accepted, so it checks content
-// only, never syntax.
+// only, never syntax. It runs on every appended event, so it avoids
+// allocating for what typical payloads hold: small objects and integers.
 type payloadScanner struct {
 	p     []byte
 	i     int
-	stack []*objectFrame // nil entries are arrays
+	stack []frame
 }
 
-type objectFrame struct {
-	keys      map[string]struct{}
+// frame is one open array or object. An object's keys are kept as the bytes
+// between their quotes (decoded when they hold escapes), compared one by
+// one while there are few and in a map beyond smallObject.
+type frame struct {
+	object    bool
 	expectKey bool
+	keys      [][]byte
+	set       map[string]struct{}
+}
+
+// smallObject is how many keys an object holds before its duplicate check
+// switches from comparing each key to a map.
+const smallObject = 16
+
+// add records key and reports whether the object already had it.
+func (f *frame) add(key []byte) (dup bool) {
+	if f.set != nil {
+		if _, dup := f.set[string(key)]; dup {
+			return true
+		}
+		f.set[string(key)] = struct{}{}
+		return false
+	}
+	for _, k := range f.keys {
+		if bytes.Equal(k, key) {
+			return true
+		}
+	}
+	if len(f.keys) < smallObject {
+		f.keys = append(f.keys, key)
+		return false
+	}
+	f.set = make(map[string]struct{}, 2*smallObject)
+	for _, k := range f.keys {
+		f.set[string(k)] = struct{}{}
+	}
+	f.set[string(key)] = struct{}{}
+	return false
+}
+
+// push opens an array or object, reusing a closed frame's key slice.
+func (s *payloadScanner) push(object bool) {
+	if n := len(s.stack); n < cap(s.stack) {
+		s.stack = s.stack[:n+1]
+		f := &s.stack[n]
+		f.object, f.expectKey, f.keys, f.set = object, object, f.keys[:0], nil
+		return
+	}
+	s.stack = append(s.stack, frame{object: object, expectKey: object})
 }
 
 func (s *payloadScanner) scan() error {
@@ -138,16 +185,16 @@ func (s *payloadScanner) scan() error {
 		c := s.p[s.i]
 		switch {
 		case c == '{':
-			s.stack = append(s.stack, &objectFrame{expectKey: true})
+			s.push(true)
 			s.i++
 		case c == '[':
-			s.stack = append(s.stack, nil)
+			s.push(false)
 			s.i++
 		case c == '}' || c == ']':
 			s.stack = s.stack[:len(s.stack)-1]
 			s.i++
 		case c == ',':
-			if top := s.top(); top != nil {
+			if top := s.top(); top != nil && top.object {
 				top.expectKey = true
 			}
 			s.i++
@@ -166,11 +213,11 @@ func (s *payloadScanner) scan() error {
 	return nil
 }
 
-func (s *payloadScanner) top() *objectFrame {
+func (s *payloadScanner) top() *frame {
 	if len(s.stack) == 0 {
 		return nil
 	}
-	return s.stack[len(s.stack)-1]
+	return &s.stack[len(s.stack)-1]
 }
 
 // str checks the string starting at s.i and, when it is an object key,
@@ -214,19 +261,17 @@ func (s *payloadScanner) str() error {
 	}
 	top.expectKey = false
 	raw := s.p[start:s.i]
-	key := string(raw[1 : len(raw)-1])
+	key := raw[1 : len(raw)-1]
 	if escaped {
-		if err := json.Unmarshal(raw, &key); err != nil {
+		var decoded string
+		if err := json.Unmarshal(raw, &decoded); err != nil {
 			return fmt.Errorf("has an undecodable key: %w", err)
 		}
+		key = []byte(decoded)
 	}
-	if top.keys == nil {
-		top.keys = map[string]struct{}{}
-	}
-	if _, dup := top.keys[key]; dup {
+	if top.add(key) {
 		return fmt.Errorf("has key %q twice in one object (PostgreSQL keeps only the last: send it once)", key)
 	}
-	top.keys[key] = struct{}{}
 	return nil
 }
 
@@ -236,6 +281,9 @@ func (s *payloadScanner) number() error {
 		s.i++
 	}
 	lit := s.p[start:s.i]
+	if plainInteger(lit) {
+		return nil
+	}
 	f, err := strconv.ParseFloat(string(lit), 64)
 	if err != nil || math.IsInf(f, 0) {
 		return fmt.Errorf("has number %s, beyond float64's range (send large numbers as strings)", abbreviate(lit))
@@ -248,6 +296,24 @@ func (s *payloadScanner) number() error {
 			abbreviate(lit), MaxNumberExponent, MaxNumberScale)
 	}
 	return nil
+}
+
+// plainInteger reports a literal of at most 15 digits, with an optional
+// minus sign and nothing else: exact in a float64, with no fraction and no
+// exponent, so it passes every check number makes.
+func plainInteger(lit []byte) bool {
+	if len(lit) > 0 && lit[0] == '-' {
+		lit = lit[1:]
+	}
+	if len(lit) == 0 || len(lit) > 15 {
+		return false
+	}
+	for _, c := range lit {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // scaleWithin reports whether a number literal has an exponent within

@@ -72,7 +72,8 @@ const BaselineRawInsert = "raw_insert"
 
 // Append measures Store.Append against raw pgx INSERTs of the same rows into
 // a copy of the events table (same columns, indexes and defaults), at the
-// same concurrency, and writes one JSON line per (writers, batch) pair.
+// same concurrency, and writes one JSON line per (writers, batch) pair. Both
+// sides send event ids as binary UUIDs, as pgstore does.
 // store must be migrated and empty-schema'd for the run; pool needs at least
 // max(Writers)+2 connections.
 func Append(ctx context.Context, pool *pgxpool.Pool, store *pgstore.Store, cfg *AppendConfig, out io.Writer) ([]AppendResult, error) {

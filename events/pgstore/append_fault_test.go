@@ -340,3 +340,59 @@ func TestAppendTxRerun(t *testing.T) {
 	require.Equal(t, first, again)
 	requireStream(t, st, "order-1", 2, first)
 }
+
+// TestAppendTxRerunAnyVersion reruns transactions whose AppendTx states no
+// version, or only that the stream exists. Inside a transaction the append
+// checks the ids before moving the head: the first append creates the
+// stream (the move finds none), the second moves it on, and every rerun of
+// either finds its events, writes nothing and leaves the transaction
+// usable.
+func TestAppendTxRerunAnyVersion(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t, nil)
+	ctx := t.Context()
+	st, err := pgstore.New(ctx, db.Pool, &pgstore.Config{Schema: db.Schema, DisableListen: true})
+	require.NoError(t, err)
+	defer st.Close()
+	_, err = db.Pool.Exec(ctx, "CREATE TABLE outbox (n int)")
+	require.NoError(t, err)
+
+	run := func(expected events.ExpectedVersion, evs []events.Event) events.AppendResult {
+		tx, err := db.Pool.Begin(ctx)
+		require.NoError(t, err)
+		defer func() { _ = tx.Rollback(context.Background()) }()
+		res, err := st.AppendTx(ctx, tx, "order-1", expected, evs...)
+		require.NoError(t, err, "append with %s", expected)
+		_, err = tx.Exec(ctx, "INSERT INTO outbox VALUES (1)")
+		require.NoError(t, err, "the transaction is still usable")
+		require.NoError(t, tx.Commit(ctx))
+		return res
+	}
+	creating := events.AssignIDs([]events.Event{rawEvent(1), rawEvent(2)})
+	moving := events.AssignIDs([]events.Event{rawEvent(3)})
+	first := run(events.AnyVersion, creating)
+	require.Equal(t, int64(1), first.FirstVersion)
+	second := run(events.AnyVersion, moving)
+	require.Equal(t, int64(3), second.FirstVersion)
+	// StreamExists could not have created the stream, so only the second
+	// append is rerun with it.
+	for _, rerun := range []struct {
+		expected events.ExpectedVersion
+		evs      []events.Event
+		want     events.AppendResult
+	}{
+		{events.AnyVersion, creating, first},
+		{events.AnyVersion, moving, second},
+		{events.StreamExists, moving, second},
+	} {
+		again := run(rerun.expected, rerun.evs)
+		require.True(t, again.AlreadyStored)
+		again.AlreadyStored = false
+		require.Equal(t, rerun.want, again)
+	}
+	requireStream(t, st, "order-1", 3, first)
+	requireStream(t, st, "order-1", 3, second)
+	var outbox int
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT count(*) FROM outbox").Scan(&outbox))
+	require.Equal(t, 5, outbox, "every transaction committed")
+}

@@ -113,11 +113,11 @@
 //     RETURNING, which gives Append its tokens; the sort_key raise, which
 //     costs one greatest() and is what keeps per-stream order.
 //
-// Together, at 8 writers (`--writers 8 --duration 8s`, six runs each, old
-// and new builds taking turns, both against the binary-UUID baseline), the
-// ratio went from 0.47-0.64 (median 0.60) to 0.67-0.81 (median 0.69) at one
-// event per append, and from 0.47-0.72 (median 0.66) to 0.62-0.78 (median
-// 0.69) at ten: short of the 0.9 and 0.85 aimed at.
+// Together, at 8 writers (`--writers 8 --duration 8s`, old and new builds
+// taking turns, both against the binary-UUID baseline), the ratio went from
+// 0.47-0.70 (median 0.61, eight runs) to 0.63-0.81 (median 0.67, five runs)
+// at one event per append, and from 0.47-0.72 (median 0.69) to 0.66-0.89
+// (median 0.78) at ten: short of the 0.9 and 0.85 aimed at.
 //
 // The remaining gap is the head row itself, and it grows without bound
 // while any transaction in the database holds its snapshot: dead versions

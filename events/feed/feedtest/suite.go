@@ -49,7 +49,7 @@ var suiteTests = []suiteTest{
 // its feed.Source for every call. Subtests run in parallel.
 func Run(t *testing.T, newSource NewSourceFunc) {
 	t.Helper()
-	for _, tc := range suiteTests {
+	for _, tc := range append(suiteTests[:len(suiteTests):len(suiteTests)], processorTests...) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			s, src := newSource(t)

@@ -20,12 +20,12 @@ type Tracker struct {
 	cfg    TrackerConfig
 	logger *slog.Logger
 
-	mu        sync.Mutex
-	names     map[string]*checkpoint
+	mu    sync.Mutex
+	names map[string]*checkpoint
 	// groups maps a group name to its members, and memberOf a member to the
 	// groups it belongs to (see Group).
-	groups   map[string][]string
-	memberOf map[string][]string
+	groups    map[string][]string
+	memberOf  map[string][]string
 	started   bool
 	watching  bool // Watcher subscribed and not cancelled
 	stopWatch func()

@@ -351,9 +351,13 @@ func testCategoryTopics(t *testing.T, s events.Store, src feed.Source) {
 		requireNoMessage(t, ch, "topic "+tc.topic+" delivered an event outside its category")
 	}
 	require.Equal(t, name, feed.CheckpointName(name, feed.TopicAll))
+	// Past its last event, a category's checkpoint moves over the events of
+	// other categories by Advance, without delivering them.
+	last := all[len(all)-1].Token
+	cm.await(t, feed.CheckpointName(name, "customer"), last)
 	pos, err := src.Checkpoints().Position(t.Context(), feed.CheckpointName(name, "customer"))
 	require.NoError(t, err)
-	require.Equal(t, all[3].Token, pos)
+	require.Equal(t, last, pos)
 }
 
 func testPendingBackoff(t *testing.T, s events.Store, src feed.Source) {

@@ -17,13 +17,12 @@ import (
 // the feed from the lease's position and delivers events one at a time,
 // until its context ends or the Source is closed.
 type consumer struct {
-	src      Source
-	cps      CheckpointStore
-	cfg      *SubscriberConfig
-	name     string
-	owner    string
-	category string
-	// filter, when it has types or a partition, replaces category.
+	src   Source
+	cps   CheckpointStore
+	cfg   *SubscriberConfig
+	name  string
+	owner string
+	// filter is what the consumer reads: a category, types, a partition.
 	filter Filter
 	// assigned, when set, says whether this process should hold the lease
 	// now (a processor's partition owned by this member), and gives a
@@ -40,15 +39,6 @@ func (c *consumer) state(s PartitionState) {
 	if c.onState != nil {
 		c.onState(s)
 	}
-}
-
-// readFilter is what the consumer reads: its filter, or its category.
-func (c *consumer) readFilter() Filter {
-	f := c.filter
-	if c.category != "" {
-		f.Categories = append(f.Categories, c.category)
-	}
-	return f
 }
 
 // awaitAssignment blocks until this process should hold the lease. It
@@ -246,7 +236,7 @@ func (c *consumer) deliverFrom(ctx context.Context, lease Lease) error {
 		// read and the wait is not missed.
 		wake := c.src.Wake()
 		rctx, cancel := context.WithTimeout(ctx, c.cfg.LeaseTTL)
-		batch, err := c.src.ReadFeed(rctx, pos, c.readFilter(), c.cfg.BatchSize)
+		batch, err := c.src.ReadFeed(rctx, pos, c.filter, c.cfg.BatchSize)
 		cancel()
 		switch {
 		case ctx.Err() != nil:
@@ -305,6 +295,20 @@ func (c *consumer) deliverFrom(ctx context.Context, lease Lease) error {
 			nack.succeeded()
 			evs = evs[n:]
 		}
+		if len(batch.Events) == 0 && batch.ScannedTo.After(pos) {
+			// The read looked past events this consumer does not handle:
+			// move the checkpoint over them in one write instead of a unit
+			// per event, then read on from there.
+			moved, err := c.advance(ctx, lease, batch.ScannedTo)
+			if err != nil {
+				return err
+			}
+			if moved {
+				pos = batch.ScannedTo
+				pending.reset()
+				continue
+			}
+		}
 		switch {
 		case len(batch.Events) > 0:
 			pending.reset()
@@ -328,6 +332,28 @@ func (c *consumer) deliverFrom(ctx context.Context, lease Lease) error {
 			}
 		}
 	}
+}
+
+// advance moves the checkpoint to pos outside any unit. It reports whether
+// it did; a failure other than a lost lease or a closed Source is only
+// logged, since the events in between are simply read again.
+func (c *consumer) advance(ctx context.Context, lease Lease, pos events.Token) (bool, error) {
+	actx, cancel := context.WithTimeout(ctx, c.cfg.LeaseTTL)
+	defer cancel()
+	err := c.cps.Advance(actx, lease, pos)
+	switch {
+	case err == nil:
+		if c.cfg.OnCommitted != nil {
+			c.cfg.OnCommitted(c.name, pos)
+		}
+		return true, nil
+	case ctx.Err() != nil:
+		return false, context.Cause(ctx)
+	case errors.Is(err, ErrLeaseLost), errors.Is(err, events.ErrClosed):
+		return false, err
+	}
+	c.log.Warn("feed: advance past unmatched events failed", "error", err, "position", pos.String())
+	return false, nil
 }
 
 // wait blocks until wake fires, push turns unhealthy (then it polls every

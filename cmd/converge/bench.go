@@ -37,18 +37,21 @@ const benchDropTimeout = 30 * time.Second
 var benchScenarios = map[string]func(ctx context.Context, c *benchCmd, store *pgstore.Store) (summary func(io.Writer) error, err error){
 	"append":      runAppendBench,
 	"propagation": runPropagationBench,
+	"parallel":    runParallelBench,
 }
 
 // benchCmd is `converge bench`: one scenario against its baseline in a
 // throw-away schema.
 type benchCmd struct {
-	db       *dbOptions
-	scenario string
-	writers  []int
-	batches  []int
-	duration time.Duration
-	rate     int
-	keep     bool
+	db         *dbOptions
+	scenario   string
+	writers    []int
+	batches    []int
+	duration   time.Duration
+	rate       int
+	events     int
+	partitions []int
+	keep       bool
 	// json prints the JSON lines only, without the human summary.
 	json   bool
 	out    io.Writer
@@ -78,6 +81,14 @@ func (c *benchCmd) validate() error {
 	for _, b := range c.batches {
 		if b < 1 || b > 1000 {
 			return fmt.Errorf("--batches %d: use 1 to 1000", b)
+		}
+	}
+	if c.events < 1 || c.events > 1_000_000 {
+		return fmt.Errorf("--events %d: use 1 to 1000000", c.events)
+	}
+	for _, p := range c.partitions {
+		if p < 1 || p > 1024 {
+			return fmt.Errorf("--partitions %v: each count must be 1 to 1024", c.partitions)
 		}
 	}
 	if c.rate < 1 || c.rate > 20000 {
@@ -128,7 +139,12 @@ Scenarios:
            baseline, measured first), poll_1s (every second), push (LISTEN/
            NOTIFY and consistency.Tracker, last). ratio = poll_50ms p99 /
            the method's p99: above 1 means waiters learn sooner than with
-           50ms polling (the baseline's own line says 1).`,
+           50ms polling (the baseline's own line says 1).
+  parallel a consumer whose handler spends 2ms per event (standing in for
+           a call to another service) handles --events events with each
+           of --partitions partitions, shared by two processors in this
+           process (as two processes would share them). The baseline is
+           the first partition count; ratio = events/s / baseline's.`,
 		Example: `  converge bench --database-url postgres://postgres@127.0.0.1:5432/test
   converge bench --scenario propagation --rate 2000 --json`,
 		Args: cobra.NoArgs,
@@ -147,7 +163,9 @@ Scenarios:
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&c.scenario, "scenario", "append", "scenario to run: append or propagation")
+	f.StringVar(&c.scenario, "scenario", "append", "scenario to run: append, propagation or parallel")
+	f.IntVar(&c.events, "events", 2000, "events to handle per run (parallel)")
+	f.IntSliceVar(&c.partitions, "partitions", []int{1, 8}, "partition counts to run, the first is the baseline (parallel)")
 	f.IntSliceVar(&c.writers, "writers", []int{1, 8}, "concurrent writers (append)")
 	f.IntSliceVar(&c.batches, "batches", []int{1, 10}, "events per append (append)")
 	f.IntVar(&c.rate, "rate", 500, "steady append rate in events per second (propagation)")
@@ -234,6 +252,11 @@ func runPropagationBench(ctx context.Context, c *benchCmd, store *pgstore.Store)
 		Rate: c.rate, Duration: c.duration,
 	}, c.out)
 	return func(w io.Writer) error { return bench.WritePropagationSummary(w, res) }, err
+}
+
+func runParallelBench(ctx context.Context, c *benchCmd, store *pgstore.Store) (func(io.Writer) error, error) {
+	res, err := bench.Parallel(ctx, store, &bench.ParallelConfig{Events: c.events, Partitions: c.partitions}, c.out)
+	return func(w io.Writer) error { return bench.WriteParallelSummary(w, res) }, err
 }
 
 func randomSuffix() string {

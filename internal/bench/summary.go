@@ -33,3 +33,15 @@ func WritePropagationSummary(w io.Writer, rs []PropagationResult) error {
 	}
 	return tw.Flush()
 }
+
+// WriteParallelSummary writes a short table of parallel results for people:
+// throughput at each partition count against the first.
+func WriteParallelSummary(w io.Writer, rs []ParallelResult) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "parallel: a handler spending a fixed time per event, partitions shared by processes (ratio = events/s / the first line's)")
+	fmt.Fprintln(tw, "PARTITIONS\tPROCESSES\tEVENTS\tEVENTS/S\tRATIO")
+	for _, r := range rs {
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%.0f\t%.2f\n", r.Partitions, r.Processes, r.Events, r.EventsPerSec, r.Ratio)
+	}
+	return tw.Flush()
+}

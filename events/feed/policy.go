@@ -151,8 +151,10 @@ func (p *Processor) giveUp(ctx context.Context, ps *partitionState, env events.E
 		ps.succeeded(env.ID)
 		return nil
 	}
-	rec := HaltRecord{Checkpoint: ps.name, EventID: env.ID, Type: env.Type, StreamID: env.StreamID, Token: env.Token,
-		Reason: a.last, Attempts: a.failures, At: time.Now().UTC()}
+	rec := HaltRecord{
+		Checkpoint: ps.name, EventID: env.ID, Type: env.Type, StreamID: env.StreamID, Token: env.Token,
+		Reason: a.last, Attempts: a.failures, At: time.Now().UTC(),
+	}
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("feed: encode halt: %w", err)

@@ -252,3 +252,21 @@ func testMembership(t *testing.T, src feed.Source, _ events.Store) {
 	_, err = cps.Heartbeat(ctx, "g", "m", 0)
 	require.Error(t, err)
 }
+
+// A duplicate event id aborts a PostgreSQL transaction, so a unit whose
+// append failed with ErrDuplicateEvent can only roll back; memory behaves
+// the same, so code tested in memory handles it.
+func testDuplicateFailsTheUnit(t *testing.T, src feed.Source, s events.Store) {
+	ctx := t.Context()
+	ev := placed("1", 1)
+	mustAppend(t, s, "order-1", events.NoStream, ev)
+	u := begin(t, src)
+	_, err := u.Append(ctx, "order-2", events.NoStream, placed("2", 1))
+	require.NoError(t, err)
+	_, err = u.Append(ctx, "order-3", events.NoStream, ev)
+	require.ErrorIs(t, err, events.ErrDuplicateEvent)
+	require.Error(t, u.Commit(ctx), "the unit failed: its commit is refused")
+	v, err := s.StreamVersion(ctx, "order-2")
+	require.NoError(t, err)
+	require.Zero(t, v, "nothing of the failed unit is stored")
+}

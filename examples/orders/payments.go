@@ -96,7 +96,7 @@ func (p *Payments) Handle(msg *message.Message) error {
 // append appends through the handler's unit, so the events commit with the
 // consumer's checkpoint on either store, or not at all.
 func (p *Payments) append(ctx context.Context, stream string, ev events.Event) error {
-	var store events.Store = p.Store
+	store := p.Store
 	if u, ok := events.UnitFromContext(ctx); ok {
 		store = u
 	}

@@ -37,6 +37,7 @@ var feedTests = []feedTest{
 	{"UnitCommitMakesAppendsVisible", testUnitCommitMakesAppendsVisible},
 	{"UpdateJoinsTheUnit", testUpdateJoinsTheUnit},
 	{"AppenderWaitsForUnit", testAppenderWaitsForUnit},
+	{"DuplicateFailsTheUnit", testDuplicateFailsTheUnit},
 	{"CommitWithStaleLeaseWritesNothing", testCommitWithStaleLeaseWritesNothing},
 	{"CommitSeveralMoves", testCommitSeveralMoves},
 	{"AdvanceNeverMovesBack", testAdvanceNeverMovesBack},

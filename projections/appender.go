@@ -174,6 +174,11 @@ func (b *pgBackend) appendInlineIn(ctx context.Context, sp pgx.Tx, streamID stri
 	if err != nil {
 		return inlineResult{}, err
 	}
+	if res.AlreadyStored {
+		// A retry of an append that committed: its transaction applied
+		// the events (or the feed consumer does), not this one.
+		return inlineResult{res: res}, nil
+	}
 	now := clock.Now()
 	envs := make([]events.Envelope, len(evs))
 	for i, ev := range evs {
@@ -225,6 +230,9 @@ func (b *memBackend) appendInline(ctx context.Context, streamID string, expected
 		return inlineResult{}, err
 	}
 	out := inlineResult{res: res}
+	if res.AlreadyStored {
+		return out, nil // a retry: the first append applied them
+	}
 	envs, err := b.store.ReadStream(context.WithoutCancel(ctx), streamID, res.FirstVersion, len(evs))
 	if err != nil {
 		return out, fmt.Errorf("%w: read them back: %w", ErrAppendedNotApplied, err)

@@ -342,25 +342,48 @@ func (r *Runner) compiled(name string) (*compiled, error) {
 	return p, nil
 }
 
-// Status reports a projection's generation, state and checkpoints.
+// Status reports a projection's generation, state and checkpoints, and how
+// this runner's live consumer of it fares (Status.Consumer). When the store
+// cannot be read, Status returns the error together with a Status that
+// still has Name and Consumer, which need no database: a caller can report
+// "degraded since T: <error>" while the database is unreachable.
 func (r *Runner) Status(ctx context.Context, name string) (Status, error) {
 	if _, err := r.compiled(name); err != nil {
 		return Status{}, err
 	}
+	local := Status{Name: name, Consumer: r.consumerStatus(name)}
 	s, err := r.be.status(ctx, name)
 	if err != nil {
-		return Status{}, err
+		return local, err
 	}
+	s.Consumer = local.Consumer
 	cps := r.cfg.Source.Checkpoints()
 	if s.Checkpoint, err = cps.Position(ctx, name); err != nil {
-		return Status{}, fmt.Errorf("projections: status of %q: %w", name, err)
+		return local, fmt.Errorf("projections: status of %q: %w", name, err)
 	}
 	if s.Rebuild != nil {
 		if s.Rebuild.Checkpoint, err = cps.Position(ctx, rebuildConsumerName(name, s.Rebuild.Generation)); err != nil {
-			return Status{}, fmt.Errorf("projections: status of %q: %w", name, err)
+			return local, fmt.Errorf("projections: status of %q: %w", name, err)
 		}
 	}
 	return s, nil
+}
+
+// consumerStatus is what the live consumer of a projection reports about
+// its lease and its access to the store; LeaseStopped when this runner
+// does not run it.
+func (r *Runner) consumerStatus(name string) feed.ConsumerStatus {
+	r.mu.Lock()
+	c := r.consumers[name]
+	r.mu.Unlock()
+	if c == nil {
+		return feed.ConsumerStatus{Consumer: name, Lease: feed.LeaseStopped}
+	}
+	st := c.sub.Status()
+	if len(st) == 0 {
+		return feed.ConsumerStatus{Consumer: name, Lease: feed.LeaseAcquiring}
+	}
+	return st[len(st)-1]
 }
 
 // Resume lets a halted projection (and its halted rebuild) try the failing

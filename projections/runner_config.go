@@ -122,9 +122,14 @@ type RunnerConfig struct {
 	// Defaults to DefaultRebuildCommitBatch (50).
 	RebuildCommitBatch int
 	// Subscriber is a template for the feed subscribers of every consumer
-	// (lease TTL, batch size, poll intervals). ConsumerName, Logger, Clock,
-	// CommitBatch, NackBackoffMin/Max and OnCommitted are set by the runner. Defaults
-	// to the feed package defaults.
+	// (lease TTL, batch size, poll intervals, OnLeaseChange). ConsumerName,
+	// Logger, Clock, CommitBatch, NackBackoffMin/Max and OnCommitted are set
+	// by the runner. Its LeaseTTL (default feed.DefaultLeaseTTL, 5s) is how
+	// long a projection waits for another process to take over when the
+	// process delivering it dies: about 2/3 to 4/3 of it. It bounds
+	// failover only when that process died; one that is frozen mid-unit
+	// holds the feed until it wakes (feed.SubscriberConfig.LeaseTTL has the
+	// measurements and the remedy). Defaults to the feed package defaults.
 	Subscriber *feed.SubscriberConfig
 	// StatusPollInterval is how often a halted consumer, and a Rebuild
 	// waiting for its switch, re-read the state in the store, to notice a

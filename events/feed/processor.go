@@ -193,6 +193,7 @@ func (s *partitionSubscriber) Subscribe(ctx context.Context, _ string) (<-chan *
 		out: make(chan *message.Message),
 	}
 	c.log = p.cfg.Logger.With("consumer", c.name, "owner", c.owner)
+	c.st = newConsumerState(&p.subCfg, c.name, c.owner)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

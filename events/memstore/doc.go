@@ -5,8 +5,8 @@
 //
 // Both stores pass the same behavioural suite (events/eventstoretest), so
 // code tested against memstore behaves the same on PostgreSQL: expected
-// versions, atomic appends, duplicate event ids, input limits, the global
-// order and checkpoint leases all agree.
+// versions, atomic appends, idempotent retries and duplicate event ids, the
+// bad-input contract, the global order and checkpoint leases all agree.
 //
 //	reg := events.NewRegistry()
 //	events.Register[OrderPlaced](reg, "order_placed")
@@ -34,6 +34,8 @@
 // waiting, and a duplicate fails the unit, as it aborts a PostgreSQL
 // transaction. A deadlock between units (each waiting for a stream the
 // other holds) is not detected: it lasts until a context ends.
+// An append cannot fail half-way, so memory never reports
+// events.ErrOutcomeUnknown.
 //
 // Other differences: there is no AppendTx (there is no transaction to
 // pass), a plain append outside a unit is readable the moment it returns,

@@ -1,6 +1,7 @@
 package memstore
 
 import (
+	"errors"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -255,8 +256,8 @@ func (s *Store) appendLocked(u *unit, streamID string, expected events.ExpectedV
 	}
 	for _, r := range recs {
 		if _, held := s.reserved[r.ID]; held {
-			return events.AppendResult{}, fmt.Errorf("%w: event id %s is held by an open unit of work (append it again once that unit ends: a retry of the same events then returns their result)",
-				events.ErrDuplicateEvent, r.ID)
+			return events.AppendResult{}, fmt.Errorf("%w: %w: event id %s is held by an open unit of work (append it again once that unit ends: a retry of the same events then returns their result)",
+				events.ErrDuplicateEvent, errHeldByUnit, r.ID)
 		}
 	}
 	if !expected.Satisfied(actual) {
@@ -297,6 +298,13 @@ func (s *Store) appendLocked(u *unit, streamID string, expected events.ExpectedV
 	u.reserve(streamID, envs)
 	return res, nil
 }
+
+// errHeldByUnit marks a duplicate id that another open unit reserved: on
+// PostgreSQL the insert would then end in a unique violation that aborts
+// the transaction, so a unit that meets it fails the same way. A duplicate
+// of a committed event is found before anything is written, on both
+// stores, and leaves the unit usable.
+var errHeldByUnit = errors.New("held by an open unit")
 
 // eventRef says where a committed event is: its stream and its index in
 // the stream's slice (its version - 1).

@@ -1,10 +1,10 @@
 package memstore
 
 import (
-	"errors"
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"

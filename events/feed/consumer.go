@@ -17,14 +17,14 @@ import (
 // the feed from the lease's position and delivers events one at a time,
 // until its context ends or the Source is closed.
 type consumer struct {
-	src      Source
-	cps      CheckpointStore
-	cfg      *SubscriberConfig
-	name     string
-	owner    string
-	category string
-	out      chan *message.Message
-	log      *slog.Logger
+	src    Source
+	cps    CheckpointStore
+	cfg    *SubscriberConfig
+	name   string
+	owner  string
+	filter Filter
+	out    chan *message.Message
+	log    *slog.Logger
 }
 
 // errRedeliver makes the consumer read again from its last checkpoint
@@ -155,7 +155,7 @@ func (c *consumer) deliverFrom(ctx context.Context, lease Lease) error {
 		// read and the wait is not missed.
 		wake := c.src.Wake()
 		rctx, cancel := context.WithTimeout(ctx, c.cfg.LeaseTTL)
-		batch, err := c.src.ReadFeed(rctx, pos, c.category, c.cfg.BatchSize)
+		batch, err := c.src.ReadFeed(rctx, pos, c.filter, c.cfg.BatchSize)
 		cancel()
 		switch {
 		case ctx.Err() != nil:
@@ -204,6 +204,20 @@ func (c *consumer) deliverFrom(ctx context.Context, lease Lease) error {
 			nack.succeeded()
 			evs = evs[n:]
 		}
+		if len(batch.Events) == 0 && batch.ScannedTo.After(pos) {
+			// The read looked past events this consumer does not handle:
+			// move the checkpoint over them in one write instead of a unit
+			// per event, then read on from there.
+			moved, err := c.advance(ctx, lease, batch.ScannedTo)
+			if err != nil {
+				return err
+			}
+			if moved {
+				pos = batch.ScannedTo
+				pending.reset()
+				continue
+			}
+		}
 		switch {
 		case len(batch.Events) > 0:
 			pending.reset()
@@ -227,6 +241,28 @@ func (c *consumer) deliverFrom(ctx context.Context, lease Lease) error {
 			}
 		}
 	}
+}
+
+// advance moves the checkpoint to pos outside any unit. It reports whether
+// it did; a failure other than a lost lease or a closed Source is only
+// logged, since the events in between are simply read again.
+func (c *consumer) advance(ctx context.Context, lease Lease, pos events.Token) (bool, error) {
+	actx, cancel := context.WithTimeout(ctx, c.cfg.LeaseTTL)
+	defer cancel()
+	err := c.cps.Advance(actx, lease, pos)
+	switch {
+	case err == nil:
+		if c.cfg.OnCommitted != nil {
+			c.cfg.OnCommitted(c.name, pos)
+		}
+		return true, nil
+	case ctx.Err() != nil:
+		return false, context.Cause(ctx)
+	case errors.Is(err, ErrLeaseLost), errors.Is(err, events.ErrClosed):
+		return false, err
+	}
+	c.log.Warn("feed: advance past unmatched events failed", "error", err, "position", pos.String())
+	return false, nil
 }
 
 // wait blocks until wake fires, push turns unhealthy (then it polls every
@@ -338,7 +374,7 @@ func (c *consumer) settleAtClose(ctx context.Context, unit Unit, lease Lease, ac
 func (c *consumer) commit(ctx context.Context, unit Unit, lease Lease, env events.Envelope) error {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.LeaseTTL)
 	defer cancel()
-	err := unit.Commit(cctx, lease, env.Token)
+	err := unit.Commit(cctx, Move{Lease: lease, Position: env.Token})
 	if err == nil {
 		if c.cfg.OnCommitted != nil {
 			c.cfg.OnCommitted(c.name, env.Token)

@@ -69,7 +69,7 @@ func (e *Engine) Handle(ctx context.Context, env events.Envelope) error {
 	}
 	targets, v, err := e.route(env)
 	if err != nil {
-		e.metrics.badInput.WithLabelValues("decode").Inc()
+		e.metrics.BadInput.WithLabelValues("decode").Inc()
 		return err
 	}
 	if len(targets) == 0 {
@@ -92,7 +92,7 @@ func (e *Engine) deliver(ctx context.Context, u feed.Unit, t target, env events.
 	s := t.saga
 	id, err := t.key(v, env)
 	if err != nil {
-		e.metrics.badInput.WithLabelValues("correlation").Inc()
+		e.metrics.BadInput.WithLabelValues("correlation").Inc()
 		e.log.ErrorContext(ctx, "saga: cannot route event", "saga", s.name, "event_id", env.ID, "type", env.Type, "error", err)
 		return err
 	}
@@ -105,7 +105,7 @@ func (e *Engine) deliver(ctx context.Context, u feed.Unit, t target, env events.
 		done, err := e.handled(ctx, rows, s.name, id, env.ID)
 		if err != nil || done {
 			if done {
-				e.metrics.duplicates.WithLabelValues(s.name).Inc()
+				e.metrics.Duplicates.WithLabelValues(s.name).Inc()
 			}
 			return err
 		}

@@ -205,7 +205,7 @@ func (e *Engine) resumeOne(ctx context.Context, u feed.Unit, saga, id string) (b
 			return false, nil
 		}
 		if p.Stuck {
-			e.metrics.stuck.WithLabelValues(saga).Dec()
+			e.metrics.Stuck.WithLabelValues(saga).Dec()
 		}
 		in.Parked, in.Status = nil, p.Resume
 		if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindResumed, EventID: p.Env.ID, EventType: p.Env.Type,
@@ -272,6 +272,6 @@ func (e *Engine) markStuck(ctx context.Context, u feed.Unit, ix parkIndex) error
 	e.log.WarnContext(ctx, "saga: parked step is stuck (its read models are not catching up)", "saga", in.Saga, "id", in.ID,
 		"models", in.Parked.Models, "since", in.Parked.Since)
 	saga := in.Saga
-	u.AfterCommit(func() { e.metrics.stuck.WithLabelValues(saga).Inc() })
+	u.AfterCommit(func() { e.metrics.Stuck.WithLabelValues(saga).Inc() })
 	return e.save(ctx, rows, in)
 }

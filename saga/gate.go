@@ -92,10 +92,10 @@ func (e *Engine) observeWait(targets []target, g gateOutcome) {
 	if g.reached {
 		reached = "true"
 	}
-	e.metrics.waits.WithLabelValues(reached).Inc()
+	e.metrics.Waits.WithLabelValues(reached).Inc()
 	for _, t := range targets {
 		if len(t.h.reads) > 0 {
-			e.metrics.waitSeconds.WithLabelValues(t.saga.name).Observe(g.waited.Seconds())
+			e.metrics.WaitSeconds.WithLabelValues(t.saga.name).Observe(g.waited.Seconds())
 		}
 	}
 }

@@ -196,7 +196,7 @@ func (e *Engine) Retry(ctx context.Context, saga, id string) error {
 			}
 		case in.Parked != nil && in.Parked.Stuck:
 			in.Parked.Stuck, in.Parked.Since = false, now
-			u.AfterCommit(func() { e.metrics.stuck.WithLabelValues(saga).Dec() })
+			u.AfterCommit(func() { e.metrics.Stuck.WithLabelValues(saga).Dec() })
 		default:
 			return fmt.Errorf("%w: %s/%s is %s", ErrNotRetryable, saga, id, in.Status)
 		}
@@ -243,7 +243,7 @@ func (e *Engine) Cancel(ctx context.Context, saga, id, reason string) error {
 		if in.Parked != nil {
 			dropped++
 			if in.Parked.Stuck {
-				u.AfterCommit(func() { e.metrics.stuck.WithLabelValues(saga).Dec() })
+				u.AfterCommit(func() { e.metrics.Stuck.WithLabelValues(saga).Dec() })
 			}
 		}
 		in.MailboxHead, in.Parked, in.Failed = in.MailboxTail, nil, nil

@@ -66,7 +66,7 @@ func (e *Engine) park(ctx context.Context, rows feed.Rows, in *instance, env eve
 		name, models := in.Saga, len(r.models)
 		u.AfterCommit(func() {
 			if models > 0 {
-				e.metrics.parks.WithLabelValues(name).Inc()
+				e.metrics.Parks.WithLabelValues(name).Inc()
 			}
 			e.parkWake.Notify()
 		})
@@ -117,7 +117,7 @@ func (e *Engine) ignoreMissing(ctx context.Context, rows feed.Rows, saga, id str
 	}
 	e.log.InfoContext(ctx, "saga: message for no instance ignored", "saga", saga, "id", id, "event_id", env.ID, "type", env.Type)
 	if u, ok := events.UnitFromContext(ctx); ok {
-		u.AfterCommit(func() { e.metrics.ignored.WithLabelValues(saga, "no_instance").Inc() })
+		u.AfterCommit(func() { e.metrics.Ignored.WithLabelValues(saga, "no_instance").Inc() })
 	}
 	return nil
 }

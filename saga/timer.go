@@ -70,7 +70,7 @@ func (e *Engine) fireDue(ctx context.Context) (int, time.Time, error) {
 				continue
 			}
 			if at.After(now) {
-				e.metrics.timersDue.Set(float64(due))
+				e.metrics.TimersDue.Set(float64(due))
 				return fired, at, nil
 			}
 			due++
@@ -80,7 +80,7 @@ func (e *Engine) fireDue(ctx context.Context) (int, time.Time, error) {
 			fired++
 		}
 		if len(page) < 200 {
-			e.metrics.timersDue.Set(0)
+			e.metrics.TimersDue.Set(0)
 			return fired, time.Time{}, nil
 		}
 	}
@@ -101,7 +101,7 @@ func (e *Engine) fire(ctx context.Context, rows feed.Rows, row feed.Row) error {
 		return fmt.Errorf("saga: fire timer %q of %s/%s: %w", tf.Name, tf.Saga, tf.ID, err)
 	}
 	if err == nil {
-		e.metrics.timersFired.WithLabelValues(tf.Saga).Inc()
+		e.metrics.TimersFired.WithLabelValues(tf.Saga).Inc()
 	}
 	return rows.Delete(ctx, rowNamespace, tableTimers, row.Key)
 }

@@ -1,0 +1,108 @@
+// Package drive runs a handler over the feed for tests: each event in a
+// unit of its own, committed after the handler returns. It stands in for
+// feed.Processor where a test wants to step the feed by hand.
+package drive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+)
+
+// Handler is the handler shape feed.Processor calls.
+type Handler func(ctx context.Context, env events.Envelope) error
+
+// Driver reads the feed after its position and runs Handler on every event
+// that passes Filter. Not safe for concurrent use.
+type Driver struct {
+	Source  feed.Source
+	Filter  feed.Filter
+	Handler Handler
+	// Before, when set, runs before each event is handled.
+	Before func(ctx context.Context) error
+	// Conflicts bounds retries of a unit after feed.ErrConflict. Defaults
+	// to 20.
+	Conflicts int
+	pos       events.Token
+}
+
+// Position returns how far the driver got.
+func (d *Driver) Position() events.Token { return d.pos }
+
+// Drain handles every event readable now and returns how many it handled.
+// On a handler error it stops before the event (Skip moves past it).
+func (d *Driver) Drain(ctx context.Context) (int, error) {
+	n := 0
+	for {
+		b, err := d.Source.ReadFeed(ctx, d.pos, d.Filter, 100)
+		if err != nil {
+			return n, err
+		}
+		for _, env := range b.Events {
+			if d.Before != nil {
+				if err := d.Before(ctx); err != nil {
+					return n, err
+				}
+			}
+			if err := d.Run(ctx, env); err != nil {
+				return n, err
+			}
+			d.pos = env.Token
+			n++
+		}
+		if b.ScannedTo.After(d.pos) {
+			d.pos = b.ScannedTo
+		}
+		if len(b.Events) == 0 {
+			return n, nil
+		}
+	}
+}
+
+// Skip moves past the next event that passes the filter.
+func (d *Driver) Skip(ctx context.Context) error {
+	b, err := d.Source.ReadFeed(ctx, d.pos, d.Filter, 1)
+	if err != nil {
+		return err
+	}
+	if len(b.Events) == 0 {
+		return errors.New("drive: nothing to skip")
+	}
+	d.pos = b.Events[0].Token
+	return nil
+}
+
+// Run handles one event in a unit of its own and commits it, again after
+// feed.ErrConflict.
+func (d *Driver) Run(ctx context.Context, env events.Envelope) error {
+	return Unit(ctx, d.Source, d.Conflicts, func(ctx context.Context) error { return d.Handler(ctx, env) })
+}
+
+// Unit runs fn in a unit of its own (its context carries the unit) and
+// commits it, again after feed.ErrConflict, up to attempts times (20 when
+// 0).
+func Unit(ctx context.Context, src feed.Source, attempts int, fn func(ctx context.Context) error) error {
+	if attempts <= 0 {
+		attempts = 20
+	}
+	for i := 1; ; i++ {
+		u, err := src.Checkpoints().Begin(ctx)
+		if err != nil {
+			return err
+		}
+		err = fn(u.Context(events.ContextWithUnit(ctx, u)))
+		if err == nil {
+			err = u.Commit(ctx)
+		}
+		if err == nil {
+			return nil
+		}
+		_ = u.Rollback(context.WithoutCancel(ctx))
+		if !errors.Is(err, feed.ErrConflict) || i >= attempts {
+			return fmt.Errorf("drive: %w", err)
+		}
+	}
+}

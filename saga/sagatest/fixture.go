@@ -224,7 +224,7 @@ func (f *Fixture) applyModels() int {
 			continue
 		}
 		for {
-			b, err := f.store.ReadFeed(f.ctx, m.pos, feed.Filter{}, 100)
+			b, err := drive.Read(f.ctx, f.store, m.pos, feed.Filter{}, 100)
 			require.NoError(f.t, err)
 			for _, env := range b.Events {
 				if m.apply != nil {
@@ -295,8 +295,9 @@ type Command struct {
 func (f *Fixture) collect() {
 	f.t.Helper()
 	for {
-		envs, err := f.store.ReadAll(f.ctx, f.cmdPos, 500)
+		b, err := drive.Read(f.ctx, f.store, f.cmdPos, feed.Filter{}, 500)
 		require.NoError(f.t, err)
+		envs := b.Events
 		for _, env := range envs {
 			f.cmdPos = env.Token
 			if len(env.StreamID) < len(command.StreamPrefix) || env.StreamID[:len(command.StreamPrefix)] != command.StreamPrefix {
@@ -311,8 +312,8 @@ func (f *Fixture) collect() {
 			}
 			f.sent = append(f.sent, c)
 		}
-		if len(envs) < 500 {
-			return
+		if len(envs) == 0 {
+			return // drive.Read returns nothing only once nothing is pending
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
@@ -37,7 +38,7 @@ func (d *Driver) Position() events.Token { return d.pos }
 func (d *Driver) Drain(ctx context.Context) (int, error) {
 	n := 0
 	for {
-		b, err := d.Source.ReadFeed(ctx, d.pos, d.Filter, 100)
+		b, err := Read(ctx, d.Source, d.pos, d.Filter, 100)
 		if err != nil {
 			return n, err
 		}
@@ -62,9 +63,35 @@ func (d *Driver) Drain(ctx context.Context) (int, error) {
 	}
 }
 
+// Read reads the feed like Source.ReadFeed, but when the read returns
+// nothing while committed events are pending (held back behind an older
+// open transaction, on PostgreSQL), it waits for them, woken by the feed,
+// so a caller that sees an empty batch knows it has read everything
+// committed before the call.
+func Read(ctx context.Context, src feed.Source, after events.Token, f feed.Filter, limit int) (feed.Batch, error) {
+	backoff := time.Millisecond
+	for {
+		wake := src.Wake()
+		b, err := src.ReadFeed(ctx, after, f, limit)
+		if err != nil || len(b.Events) > 0 || !b.Pending {
+			return b, err
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return b, ctx.Err()
+		case <-wake:
+		case <-t.C:
+		}
+		t.Stop()
+		backoff = min(2*backoff, 50*time.Millisecond)
+	}
+}
+
 // Skip moves past the next event that passes the filter.
 func (d *Driver) Skip(ctx context.Context) error {
-	b, err := d.Source.ReadFeed(ctx, d.pos, d.Filter, 1)
+	b, err := Read(ctx, d.Source, d.pos, d.Filter, 1)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/converge-es/converge/command"
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
 	"github.com/converge-es/converge/saga"
@@ -63,6 +64,9 @@ func registry() *events.Registry {
 	events.Register[ShipOrder](reg, "order.ship")
 	events.Register[ReleaseStock](reg, "stock.release")
 	events.Register[NotifyCustomer](reg, "customer.notify")
+	if err := command.Register(reg); err != nil {
+		panic(err)
+	}
 	return reg
 }
 
@@ -152,6 +156,13 @@ func orderSaga(gated bool, rows func() feed.Rows) *saga.Saga[orderState] {
 		st.State().Pings = append(st.State().Pings, e.N)
 		return nil
 	})
+	saga.On(s, func(_ command.Rejected, env events.Envelope) string { return env.Metadata.CorrelationID },
+		func(st *saga.Step[orderState], e command.Rejected) error {
+			st.Cancel("payment")
+			st.RunCompensations()
+			st.Fail(e.Type + " rejected: " + e.Reason)
+			return nil
+		})
 	saga.OnTimeout(s, "payment", func(st *saga.Step[orderState], _ saga.Timeout) error {
 		st.RunCompensations()
 		st.Fail("payment timed out")

@@ -63,7 +63,9 @@ func (m Marshaler) Name(v any) string {
 }
 
 // NameFromMessage returns the stored type name of a delivered command.
-func (m Marshaler) NameFromMessage(msg *message.Message) string { return msg.Metadata.Get(feed.MetaType) }
+func (m Marshaler) NameFromMessage(msg *message.Message) string {
+	return msg.Metadata.Get(feed.MetaType)
+}
 
 func deref(v any) any {
 	rv := reflect.ValueOf(v)

@@ -38,7 +38,7 @@ func (e *Engine) apply(ctx context.Context, u feed.Unit, t target, in *instance,
 		}
 		return e.finish(ctx, rows, in, env.ID)
 	}
-	var arg any = v
+	arg := v
 	if tf, ok := v.(TimerFired); ok {
 		ts, ok := in.Timers[tf.Name]
 		if !ok || !ts.Active || ts.Gen != tf.Gen {

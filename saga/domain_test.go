@@ -132,7 +132,7 @@ func orderSaga(gated bool, rows func() feed.Rows) *saga.Saga[orderState] {
 				return err
 			}
 		}
-		if err := st.Compensate(ReleaseStock{OrderID: e.OrderID}); err != nil {
+		if err := st.Compensate(ReleaseStock(e)); err != nil {
 			return err
 		}
 		return st.Send(ChargePayment{OrderID: e.OrderID, Amount: amount})
@@ -140,7 +140,7 @@ func orderSaga(gated bool, rows func() feed.Rows) *saga.Saga[orderState] {
 	saga.On(s, byOrder[PaymentCharged], func(st *saga.Step[orderState], e PaymentCharged) error {
 		st.Cancel("payment")
 		st.Complete()
-		return st.Send(ShipOrder{OrderID: e.OrderID})
+		return st.Send(ShipOrder(e))
 	})
 	saga.On(s, byOrder[PaymentDeclined], func(st *saga.Step[orderState], e PaymentDeclined) error {
 		st.Cancel("payment")

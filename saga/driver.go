@@ -208,8 +208,10 @@ func (e *Engine) resumeOne(ctx context.Context, u feed.Unit, saga, id string) (b
 			e.metrics.Stuck.WithLabelValues(saga).Dec()
 		}
 		in.Parked, in.Status = nil, p.Resume
-		if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindResumed, EventID: p.Env.ID, EventType: p.Env.Type,
-			Waited: e.cfg.Clock.Now().Sub(p.Since).String()}); err != nil {
+		if err := e.record(ctx, rows, in, HistoryEntry{
+			Kind: KindResumed, EventID: p.Env.ID, EventType: p.Env.Type,
+			Waited: e.cfg.Clock.Now().Sub(p.Since).String(),
+		}); err != nil {
 			return false, err
 		}
 		return true, e.apply(ctx, u, t, in, p.Env, v, gateOutcome{}, p)
@@ -265,8 +267,10 @@ func (e *Engine) markStuck(ctx context.Context, u feed.Unit, ix parkIndex) error
 		return err
 	}
 	in.Parked.Stuck = true
-	if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindStuck, EventID: in.Parked.Env.ID, Models: in.Parked.Models, Token: in.Parked.Token,
-		Detail: fmt.Sprintf("parked since %s; read models still behind", in.Parked.Since.Format(time.RFC3339Nano))}); err != nil {
+	if err := e.record(ctx, rows, in, HistoryEntry{
+		Kind: KindStuck, EventID: in.Parked.Env.ID, Models: in.Parked.Models, Token: in.Parked.Token,
+		Detail: fmt.Sprintf("parked since %s; read models still behind", in.Parked.Since.Format(time.RFC3339Nano)),
+	}); err != nil {
 		return err
 	}
 	e.log.WarnContext(ctx, "saga: parked step is stuck (its read models are not catching up)", "saga", in.Saga, "id", in.ID,

@@ -27,7 +27,7 @@ func commandHandlers(store saga.Store) []cqrs.CommandHandler {
 	return []cqrs.CommandHandler{
 		command.Handle("reserve-stock", store, counter, func(c ReserveStock) string { return "stock-" + c.OrderID },
 			func(_ context.Context, _ int, c ReserveStock) ([]any, error) {
-				return []any{StockReserved{OrderID: c.OrderID}}, nil
+				return []any{StockReserved(c)}, nil
 			}),
 		command.Handle("charge-payment", store, counter, func(c ChargePayment) string { return "payment-" + c.OrderID },
 			func(_ context.Context, _ int, c ChargePayment) ([]any, error) {
@@ -50,7 +50,8 @@ func commandHandlers(store saga.Store) []cqrs.CommandHandler {
 // Watermill's Duplicator middleware: each command is sent once, handled
 // once, and a rejected charge comes back to the saga as command.Rejected.
 func TestEndToEndOverWatermill(t *testing.T) {
-	forEachStore(t, func(t *testing.T, mk storeMaker) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
 		b := newBare(t, mk)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()

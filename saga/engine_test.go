@@ -91,7 +91,8 @@ func (b bare) state(t *testing.T, id string) (saga.Info, orderState) {
 }
 
 func TestEveryDeliveryDuplicated(t *testing.T) {
-	forEachStore(t, func(t *testing.T, mk storeMaker) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
 		b := newBare(t, mk)
 		var envs []events.Envelope
 		for _, data := range []any{OrderPlaced{OrderID: "1", Total: 5}, Ping{OrderID: "1", N: 1}, StockReserved{OrderID: "1"}, PaymentCharged{OrderID: "1"}} {
@@ -116,7 +117,8 @@ func TestEveryDeliveryDuplicated(t *testing.T) {
 }
 
 func TestConcurrentEventsForOneInstanceAreSerialised(t *testing.T) {
-	forEachStore(t, func(t *testing.T, mk storeMaker) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
 		b := newBare(t, mk)
 		b.deliver(t, b.append(t, "order-1", OrderPlaced{OrderID: "1", Total: 5}))
 		const n = 16

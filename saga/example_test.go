@@ -31,7 +31,7 @@ func Example() {
 	_ = commands.AddHandlers(
 		command.Handle("reserve-stock", store, counter, func(c ReserveStock) string { return "stock-" + c.OrderID },
 			func(_ context.Context, _ int, c ReserveStock) ([]any, error) {
-				return []any{StockReserved{OrderID: c.OrderID}}, nil
+				return []any{StockReserved(c)}, nil
 			}),
 		command.Handle("charge-payment", store, counter, func(c ChargePayment) string { return "payment-" + c.OrderID },
 			func(_ context.Context, _ int, c ChargePayment) ([]any, error) {
@@ -61,7 +61,7 @@ func Example() {
 		return engine.Handle(msg.Context(), env)
 	})
 	_ = engine.Start(ctx)
-	defer engine.Stop(context.Background())
+	defer func() { _ = engine.Stop(context.Background()) }()
 	go func() { _ = router.Run(ctx) }()
 	defer router.Close()
 	<-router.Running()

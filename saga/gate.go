@@ -25,7 +25,10 @@ type gateOutcome struct {
 // they queue or are ignored.
 func (e *Engine) Gate(ctx context.Context, env events.Envelope) ([]string, events.Token, error) {
 	targets, v, err := e.route(env)
-	if err != nil || len(targets) == 0 {
+	if err != nil {
+		return nil, events.Token{}, nil //nolint:nilerr // nothing to wait for: Handle reports the undecodable event with its unit
+	}
+	if len(targets) == 0 {
 		return nil, events.Token{}, nil
 	}
 	return e.gateFor(ctx, env, targets, v)

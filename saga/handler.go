@@ -105,10 +105,13 @@ func addHandler[S, E any](s *Saga[S], start bool, correlate Correlate[E], h Hand
 		goType: goType,
 		start:  start,
 		correlate: func(v any, env events.Envelope) string {
-			return correlate(v.(E), env)
+			e, _ := v.(E) // route decoded v as E
+			return correlate(e, env)
 		},
 		run: func(c *stepCore, v any) error {
-			return h(&Step[S]{core: c, state: c.state.(*S)}, v.(E))
+			e, _ := v.(E)
+			st, _ := c.state.(*S) // newState and decodeState return *S
+			return h(&Step[S]{core: c, state: st}, e)
 		},
 	}
 	for _, o := range opts {
@@ -143,7 +146,9 @@ func OnTimeoutSafely[S any](s *Saga[S], name string, h Handler[S, Timeout], opts
 	def := &handlerDef{
 		timeout: name,
 		run: func(c *stepCore, v any) error {
-			return h(&Step[S]{core: c, state: c.state.(*S)}, v.(Timeout))
+			t, _ := v.(Timeout)
+			st, _ := c.state.(*S)
+			return h(&Step[S]{core: c, state: st}, t)
 		},
 	}
 	for _, o := range opts {

@@ -48,9 +48,11 @@ type Info struct {
 }
 
 func (in *instance) info() Info {
-	i := Info{Saga: in.Saga, ID: in.ID, Status: in.Status, Reason: in.Reason, Version: in.Version, Steps: in.Seq,
+	i := Info{
+		Saga: in.Saga, ID: in.ID, Status: in.Status, Reason: in.Reason, Version: in.Version, Steps: in.Seq,
 		Token: in.Token, State: in.State, StateVersion: in.StateVersion, Queued: in.MailboxTail - in.MailboxHead,
-		Created: in.Created, Updated: in.Updated}
+		Created: in.Created, Updated: in.Updated,
+	}
 	if p := in.Parked; p != nil {
 		i.ParkedSince, i.Waiting, i.RetryAt, i.Stuck = p.Since, p.Models, p.RetryAt, p.Stuck
 	}

@@ -42,11 +42,15 @@ func (e *Engine) park(ctx context.Context, rows feed.Rows, in *instance, env eve
 		p.Resume = StatusRunning
 	}
 	in.Parked, in.Status = p, StatusParked
-	entry := HistoryEntry{Kind: KindParked, EventID: env.ID, EventType: env.Type, Token: r.token, Models: r.models,
-		Detail: "read models behind the causal token: " + strings.Join(r.models, ", ")}
+	entry := HistoryEntry{
+		Kind: KindParked, EventID: env.ID, EventType: env.Type, Token: r.token, Models: r.models,
+		Detail: "read models behind the causal token: " + strings.Join(r.models, ", "),
+	}
 	if r.err != nil {
-		entry = HistoryEntry{Kind: KindRetryScheduled, EventID: env.ID, EventType: env.Type,
-			Detail: fmt.Sprintf("attempt %d failed: %v; next at %s", r.attempts, r.err, r.retryAt.Format(time.RFC3339Nano))}
+		entry = HistoryEntry{
+			Kind: KindRetryScheduled, EventID: env.ID, EventType: env.Type,
+			Detail: fmt.Sprintf("attempt %d failed: %v; next at %s", r.attempts, r.err, r.retryAt.Format(time.RFC3339Nano)),
+		}
 		e.log.WarnContext(ctx, "saga: step failed, retrying later", "saga", in.Saga, "id", in.ID, "event_id", env.ID,
 			"attempt", r.attempts, "retry_at", r.retryAt, "error", r.err)
 	}

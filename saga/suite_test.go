@@ -24,6 +24,7 @@ type storeMaker func(t *testing.T, reg *events.Registry) saga.Store
 var storeMakers = map[string]storeMaker{"memory": nil}
 
 func forEachStore(t *testing.T, fn func(t *testing.T, mk storeMaker)) {
+	t.Helper()
 	for name, mk := range storeMakers {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -68,7 +69,8 @@ func kinds(tl saga.Timeline) []string {
 }
 
 func TestHappyPath(t *testing.T) {
-	forEachStore(t, func(t *testing.T, mk storeMaker) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
 		fx := newFixture(t, mk, setup{})
 		res := fx.Append(placed("1", 30))
 		require.NoError(t, fx.Settle())
@@ -98,7 +100,8 @@ func TestHappyPath(t *testing.T) {
 }
 
 func TestDeclineCompensatesInReverseOrder(t *testing.T) {
-	forEachStore(t, func(t *testing.T, mk storeMaker) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
 		fx := newFixture(t, mk, setup{})
 		fx.Given(placed("1", 30), ev("1", StockReserved{OrderID: "1"}))
 		fx.When(ev("1", PaymentDeclined{OrderID: "1", Reason: "card expired"}))
@@ -110,7 +113,8 @@ func TestDeclineCompensatesInReverseOrder(t *testing.T) {
 }
 
 func TestPaymentTimeout(t *testing.T) {
-	forEachStore(t, func(t *testing.T, mk storeMaker) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
 		fx := newFixture(t, mk, setup{})
 		fx.Given(placed("1", 30), ev("1", StockReserved{OrderID: "1"}))
 		fx.Advance(29 * time.Minute).ExpectCommands()
@@ -125,7 +129,8 @@ func TestPaymentTimeout(t *testing.T) {
 }
 
 func TestLateEventAfterCompletionIsIgnoredVisibly(t *testing.T) {
-	forEachStore(t, func(t *testing.T, mk storeMaker) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
 		fx := newFixture(t, mk, setup{})
 		fx.Given(placed("1", 30), ev("1", StockReserved{OrderID: "1"}), ev("1", PaymentCharged{OrderID: "1"}))
 		fx.ExpectStatus(orders, "1", saga.StatusCompleted)
@@ -146,7 +151,8 @@ func TestLateEventAfterCompletionIsIgnoredVisibly(t *testing.T) {
 }
 
 func TestStateIsKeptAcrossSteps(t *testing.T) {
-	forEachStore(t, func(t *testing.T, mk storeMaker) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
 		fx := newFixture(t, mk, setup{})
 		fx.Given(placed("1", 30))
 		for i := range 5 {
@@ -157,7 +163,8 @@ func TestStateIsKeptAcrossSteps(t *testing.T) {
 }
 
 func TestGatedStepParksAndRunsOnCaughtUpData(t *testing.T) {
-	forEachStore(t, func(t *testing.T, mk storeMaker) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
 		fx := newFixture(t, mk, setup{gated: true})
 		fx.Given(placed("2", 20), ev("2", StockReserved{OrderID: "2"}))
 		fx.ExpectCommands()
@@ -197,7 +204,8 @@ func indexOf(ks []string, k string) int {
 }
 
 func TestStuckStepIsReportedNeverRunStale(t *testing.T) {
-	forEachStore(t, func(t *testing.T, mk storeMaker) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
 		fx := newFixture(t, mk, setup{gated: true})
 		fx.HoldModel(summaryModel)
 		fx.Given(placed("1", 30), ev("1", StockReserved{OrderID: "1"}))
@@ -215,7 +223,8 @@ func TestStuckStepIsReportedNeverRunStale(t *testing.T) {
 }
 
 func TestTimerRacingItsCancellationNeverActs(t *testing.T) {
-	forEachStore(t, func(t *testing.T, mk storeMaker) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
 		fx := newFixture(t, mk, setup{})
 		fx.Given(placed("1", 30), ev("1", StockReserved{OrderID: "1"}))
 		// The payment arrives first; the timer comes due and fires before the
@@ -235,7 +244,8 @@ func TestTimerRacingItsCancellationNeverActs(t *testing.T) {
 }
 
 func TestTimerFiredBeforeItsRescheduleIsStale(t *testing.T) {
-	forEachStore(t, func(t *testing.T, mk storeMaker) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
 		fx := newFixture(t, mk, setup{})
 		fx.Given(placed("1", 30), ev("1", StockReserved{OrderID: "1"}))
 		// A message that postpones the timer is in the feed when the old
@@ -256,7 +266,8 @@ func TestTimerFiredBeforeItsRescheduleIsStale(t *testing.T) {
 }
 
 func TestBadCorrelationIsAClearError(t *testing.T) {
-	forEachStore(t, func(t *testing.T, mk storeMaker) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
 		reg := registry()
 		s := saga.New[orderState]("bad", nil)
 		saga.StartOn(s, func(e OrderPlaced, _ events.Envelope) string {
@@ -283,7 +294,8 @@ func TestBadCorrelationIsAClearError(t *testing.T) {
 }
 
 func TestFailingHandlerBacksOffThenFails(t *testing.T) {
-	forEachStore(t, func(t *testing.T, mk storeMaker) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
 		reg := registry()
 		calls := 0
 		s := saga.New[orderState]("flaky", &saga.Config[orderState]{MaxAttempts: 3, RetryBackoff: time.Second})
@@ -327,7 +339,8 @@ func TestFailingHandlerBacksOffThenFails(t *testing.T) {
 }
 
 func TestCommandWithoutHandlerFailsVisibly(t *testing.T) {
-	forEachStore(t, func(t *testing.T, mk storeMaker) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
 		fx := newFixture(t, mk, setup{config: func(c *sagatest.Config) {
 			c.Commands = catalog{"stock.reserve": true}
 		}})
@@ -345,7 +358,8 @@ type catalog map[string]bool
 func (c catalog) Handles(t string) bool { return c[t] }
 
 func TestCancelEndsAnInstance(t *testing.T) {
-	forEachStore(t, func(t *testing.T, mk storeMaker) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
 		fx := newFixture(t, mk, setup{})
 		fx.Given(placed("1", 30))
 		ctx := context.Background()

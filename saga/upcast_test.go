@@ -22,7 +22,8 @@ type stateV2 struct {
 }
 
 func TestStateSchemaUpcast(t *testing.T) {
-	forEachStore(t, func(t *testing.T, mk storeMaker) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
 		v1 := saga.New[stateV1]("upcast", nil)
 		saga.StartOn(v1, byOrder[OrderPlaced], func(st *saga.Step[stateV1], e OrderPlaced) error {
 			st.State().Total = e.Total

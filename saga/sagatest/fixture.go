@@ -60,7 +60,6 @@ type Fixture struct {
 	engine  *saga.Engine
 	driver  *drive.Driver
 	models  map[string]*model
-	seen    events.Token // commands at or before it were sent before the last Given/When
 	cmdPos  events.Token
 	sent    []Command
 }
@@ -72,8 +71,9 @@ type model struct {
 }
 
 // New builds a fixture; it is torn down when the test ends.
-func New(t testing.TB, cfg *Config) *Fixture {
-	t.Helper()
+func New(tb testing.TB, cfg *Config) *Fixture {
+	tb.Helper()
+	t := tb
 	require.NotNil(t, cfg, "sagatest.New needs a Config with Registry and Sagas")
 	require.NotNil(t, cfg.Registry, "sagatest.Config.Registry is nil: register your events and commands in a registry and pass it")
 	start := cfg.Start
@@ -104,10 +104,12 @@ func New(t testing.TB, cfg *Config) *Fixture {
 	eng, err := saga.NewEngine(&ec)
 	require.NoError(t, err)
 	f.engine = eng
-	f.driver = &drive.Driver{Source: f.store, Filter: feed.Filter{Types: eng.Types()}, Handler: eng.Handle,
+	f.driver = &drive.Driver{
+		Source: f.store, Filter: feed.Filter{Types: eng.Types()}, Handler: eng.Handle,
 		// Read models that are not held keep up with every event, the
 		// sagas' commands included.
-		Before: func(context.Context) error { f.applyModels(); return nil }}
+		Before: func(context.Context) error { f.applyModels(); return nil },
+	}
 	return f
 }
 
@@ -229,8 +231,12 @@ func (f *Fixture) applyModels() int {
 			for _, env := range b.Events {
 				if m.apply != nil {
 					require.NoError(f.t, drive.Unit(f.ctx, f.store, 0, func(ctx context.Context) error {
-						u, _ := events.UnitFromContext(ctx)
-						return m.apply(ctx, u.(feed.Unit).Rows(), env)
+						eu, _ := events.UnitFromContext(ctx)
+						u, ok := eu.(feed.Unit)
+						if !ok {
+							return errors.New("sagatest: the store's unit is not a feed.Unit")
+						}
+						return m.apply(ctx, u.Rows(), env)
 					}), "model %s", name)
 				}
 				m.pos = env.Token
@@ -305,8 +311,10 @@ func (f *Fixture) collect() {
 			}
 			v, err := f.reg.Decode(env)
 			require.NoError(f.t, err)
-			c := Command{ID: env.ID, Type: env.Type, Stream: env.StreamID, Value: v,
-				Correlation: env.Metadata.CorrelationID, Causation: env.Metadata.CausationID, Token: env.Token}
+			c := Command{
+				ID: env.ID, Type: env.Type, Stream: env.StreamID, Value: v,
+				Correlation: env.Metadata.CorrelationID, Causation: env.Metadata.CausationID, Token: env.Token,
+			}
 			if s := env.Metadata.Extra[command.MetaCausalToken]; s != "" {
 				c.CausalToken, _ = events.ParseToken(s)
 			}

@@ -91,9 +91,9 @@ WITH head AS (
 	WHERE st.stream_id = $1 AND ($9::bigint < 0 OR st.version = $9::bigint)
 	RETURNING st.version, st.sort_key
 )`, streams, xactID) + insertEvents,
-		notify:     `SELECT pg_notify($1, $2)`,
-		readStream: fmt.Sprintf(`SELECT %s FROM %s WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`, eventColumns, events),
-		streamVer:  fmt.Sprintf(`SELECT coalesce((SELECT version FROM %s WHERE stream_id = $1), 0)`, streams),
+		notify:       `SELECT pg_notify($1, $2)`,
+		readStream:   fmt.Sprintf(`SELECT %s FROM %s WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`, eventColumns, events),
+		streamVer:    fmt.Sprintf(`SELECT coalesce((SELECT version FROM %s WHERE stream_id = $1), 0)`, streams),
 		head:         fmt.Sprintf(`SELECT sort_key, seq FROM %s ORDER BY sort_key DESC, seq DESC LIMIT 1`, events),
 		countBetween: fmt.Sprintf(`SELECT count(*) FROM (SELECT 1 FROM %s WHERE (sort_key, seq) > ($1, $2) AND (sort_key, seq) <= ($3, $4) LIMIT $5) c`, events),
 		// The oldest transaction that holds the horizon back, anywhere in the
@@ -129,9 +129,9 @@ RETURNING (major, minor) < ($4::bigint, $5::bigint)`, cps),
 FROM unnest($1::text[]) WITH ORDINALITY AS n(name, ord) LEFT JOIN %s c ON c.name = n.name ORDER BY n.ord`, cps),
 		heartbeat: fmt.Sprintf(`INSERT INTO %s (grp, member, expires_at) VALUES ($1, $2, now() + $3::interval)
 ON CONFLICT (grp, member) DO UPDATE SET expires_at = EXCLUDED.expires_at`, members),
-		dropExpired: fmt.Sprintf(`DELETE FROM %s WHERE grp = $1 AND expires_at < now()`, members),
-		members:     fmt.Sprintf(`SELECT member FROM %s WHERE grp = $1 AND expires_at >= now() ORDER BY member`, members),
-		leave:       fmt.Sprintf(`DELETE FROM %s WHERE grp = $1 AND member = $2`, members),
+		dropExpired:  fmt.Sprintf(`DELETE FROM %s WHERE grp = $1 AND expires_at < now()`, members),
+		members:      fmt.Sprintf(`SELECT member FROM %s WHERE grp = $1 AND expires_at >= now() ORDER BY member`, members),
+		leave:        fmt.Sprintf(`DELETE FROM %s WHERE grp = $1 AND member = $2`, members),
 		rowGet:       rowGet,
 		rowGetShare:  rowGet + " FOR SHARE",
 		rowGetUpdate: rowGet + " FOR UPDATE",

@@ -35,6 +35,27 @@
 //		return nil
 //	})
 //
+// # Running it
+//
+// An Engine runs definitions on a store. Its Handle is a feed.Processor
+// handler, partitioned by correlation so one instance's messages stay in
+// order in one process, and its Gate is the processor's gate:
+//
+//	engine, err := saga.NewEngine(&saga.EngineConfig{
+//		Store: store, Sagas: []saga.Definition{orders}, Tracker: tracker, Commands: commands,
+//	})
+//	sagas, err := feed.NewProcessor(store, &feed.ProcessorConfig{
+//		Name: "sagas", Types: engine.Types(), Partitions: 8, PartitionKey: engine.PartitionKey(),
+//		Gate: engine.Gate, Waiter: tracker,
+//	}, engine.Handle)
+//	err = sagas.AddHandlers(router) // the router's middleware applies
+//	err = engine.Start(ctx)         // the timer loop and the parked-step driver
+//	defer engine.Stop(ctx)
+//
+// Every process running the same definitions mounts the same processor:
+// its partitions are shared between the live processes, and a process
+// that stops hands its share to the others.
+//
 // The correlation function maps an event to an instance id. StartOn
 // starts an instance (or acts on the live one with that id); On acts only
 // on live instances. Dispatch is by the decoded Go type (events.Registry),

@@ -18,17 +18,19 @@
 //			}
 //			return s.Send(ReserveStock{OrderID: e.OrderID})
 //		})
-//	saga.On(orders, byOrder, func(s *saga.Step[Order], e StockReserved) error {
-//		if err := s.Compensate(ReleaseStock{OrderID: e.OrderID}); err != nil {
-//			return err
-//		}
-//		return s.Send(ChargePayment{OrderID: e.OrderID, Amount: s.State().Total})
-//	}, saga.Reads("order_summary"))
-//	saga.On(orders, byOrder, func(s *saga.Step[Order], e PaymentCharged) error {
-//		s.Cancel("payment")
-//		s.Complete()
-//		return s.Send(ShipOrder{OrderID: e.OrderID})
-//	})
+//	saga.On(orders, func(e StockReserved, _ events.Envelope) string { return e.OrderID },
+//		func(s *saga.Step[Order], e StockReserved) error {
+//			if err := s.Compensate(ReleaseStock{OrderID: e.OrderID}); err != nil {
+//				return err
+//			}
+//			return s.Send(ChargePayment{OrderID: e.OrderID, Amount: s.State().Total})
+//		}, saga.Reads("order_summary"))
+//	saga.On(orders, func(e PaymentCharged, _ events.Envelope) string { return e.OrderID },
+//		func(s *saga.Step[Order], e PaymentCharged) error {
+//			s.Cancel("payment")
+//			s.Complete()
+//			return s.Send(ShipOrder{OrderID: e.OrderID})
+//		})
 //	saga.OnTimeout(orders, "payment", func(s *saga.Step[Order], _ saga.Timeout) error {
 //		s.RunCompensations() // ReleaseStock, then NotifyCustomer
 //		s.Fail("payment timed out")

@@ -27,7 +27,7 @@ type process struct {
 	proc   *feed.Processor
 }
 
-func startProcess(t *testing.T, store saga.Store, name string, tracker *consistency.Tracker) *process {
+func startProcess(t *testing.T, store saga.Store, name string, tracker *consistency.Tracker, handlers bool) *process {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})
@@ -35,8 +35,12 @@ func startProcess(t *testing.T, store saga.Store, name string, tracker *consiste
 	sub := feed.SubscriberConfig{Owner: name, LeaseTTL: time.Second}
 	cp, err := command.NewProcessor(&command.ProcessorConfig{Store: store, Router: router, Subscriber: sub})
 	require.NoError(t, err)
-	require.NoError(t, cp.AddHandlers(commandHandlers(store)...))
-	eng, err := saga.NewEngine(&saga.EngineConfig{Store: store, Sagas: []saga.Definition{orderSaga(false, nil)}, Commands: cp, Tracker: tracker})
+	ec := saga.EngineConfig{Store: store, Sagas: []saga.Definition{orderSaga(false, nil)}, Tracker: tracker}
+	if handlers {
+		require.NoError(t, cp.AddHandlers(commandHandlers(store)...))
+		ec.Commands = cp
+	}
+	eng, err := saga.NewEngine(&ec)
 	require.NoError(t, err)
 	p, err := feed.NewProcessor(store, &feed.ProcessorConfig{
 		Name: "sagas", Types: eng.Types(), Partitions: 4, PartitionKey: eng.PartitionKey(),
@@ -69,8 +73,8 @@ func TestTwoProcessesOnTheRuntime(t *testing.T) {
 		store := newStore(t, mk)
 		tracker, err := consistency.NewTracker(nil)
 		require.NoError(t, err)
-		a := startProcess(t, store, "a", tracker)
-		b := startProcess(t, store, "b", tracker)
+		a := startProcess(t, store, "a", tracker, true)
+		b := startProcess(t, store, "b", tracker, true)
 		ctx := context.Background()
 		const n = 12
 		for i := range n {
@@ -91,5 +95,39 @@ func TestTwoProcessesOnTheRuntime(t *testing.T) {
 		for _, typ := range []string{"stock.reserve", "payment.charge", "order.ship"} {
 			require.Len(t, ids[typ], n, "%s once per order", typ)
 		}
+	})
+}
+
+// TestCommandsSurviveACrashAfterTheStep stops the process right after a
+// step committed, before any handler saw its command: the command is in
+// the feed with the step, so the next process delivers it, once.
+func TestCommandsSurviveACrashAfterTheStep(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
+		store := newStore(t, mk)
+		tracker, err := consistency.NewTracker(nil)
+		require.NoError(t, err)
+		a := startProcess(t, store, "a", tracker, false)
+		ctx := context.Background()
+		_, err = store.Append(ctx, "order-1", events.NoStream, events.Event{Data: OrderPlaced{OrderID: "1", Total: 10}})
+		require.NoError(t, err)
+		bb := bare{store: store, engine: a.eng}
+		require.Eventually(t, func() bool { return len(bb.commandIDs(t)["stock.reserve"]) == 1 }, 30*time.Second, 5*time.Millisecond)
+		a.stop(t)
+
+		b := startProcess(t, store, "b", tracker, true)
+		require.Eventually(t, func() bool {
+			tl, err := b.eng.Show(ctx, orders, "1")
+			require.NoError(t, err)
+			return tl.Info.Status == saga.StatusCompleted
+		}, 30*time.Second, 5*time.Millisecond)
+		b.stop(t)
+		ids := bb.commandIDs(t)
+		for _, typ := range []string{"stock.reserve", "payment.charge", "order.ship"} {
+			require.Len(t, ids[typ], 1, "%s once", typ)
+		}
+		v, err := store.StreamVersion(ctx, "stock-1")
+		require.NoError(t, err)
+		require.Equal(t, int64(1), v, "the stock was reserved once")
 	})
 }

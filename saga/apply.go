@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -152,6 +153,7 @@ func (e *Engine) commitStep(ctx context.Context, u feed.Unit, s *compiled, in *i
 		}
 	}
 	sends := c.commands
+	registered := append(slices.Clone(in.Compensations), c.compensations[:c.compensateUpTo]...)
 	in.Compensations = append(in.Compensations, c.compensations...)
 	for _, comp := range c.compensations {
 		if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindCompensation, Detail: comp.Type}); err != nil {
@@ -159,11 +161,11 @@ func (e *Engine) commitStep(ctx context.Context, u feed.Unit, s *compiled, in *i
 		}
 	}
 	if c.compensate && !in.Compensated {
-		for i := len(in.Compensations) - 1; i >= 0; i-- {
-			sends = append(sends, in.Compensations[i])
+		for i := len(registered) - 1; i >= 0; i-- {
+			sends = append(sends, registered[i])
 		}
 		in.Compensated = true
-		if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindCompensating, Detail: fmt.Sprintf("%d compensations, newest first", len(in.Compensations))}); err != nil {
+		if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindCompensating, Detail: fmt.Sprintf("%d compensations, newest first", len(registered))}); err != nil {
 			return err
 		}
 	}

@@ -2,6 +2,7 @@ package saga_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -373,5 +374,34 @@ func TestCancelEndsAnInstance(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, list, 1)
 		require.True(t, strings.HasPrefix(list[0].Reason, "customer called"))
+	})
+}
+
+func TestCompensationsRunOnceNewestFirst(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
+		s := saga.New[orderState]("comp", nil)
+		note := func(text string) NotifyCustomer { return NotifyCustomer{OrderID: "1", Text: text} }
+		saga.StartOn(s, byOrder[OrderPlaced], func(st *saga.Step[orderState], _ OrderPlaced) error {
+			return st.Compensate(note("first"))
+		})
+		saga.On(s, byOrder[Ping], func(st *saga.Step[orderState], e Ping) error {
+			if err := st.Compensate(note(fmt.Sprint("ping ", e.N))); err != nil {
+				return err
+			}
+			st.RunCompensations()
+			require.True(t, st.Compensating())
+			return st.Compensate(note("after")) // registered, not run
+		})
+		reg := registry()
+		cfg := &sagatest.Config{Registry: reg, Sagas: []saga.Definition{s}}
+		if mk != nil {
+			cfg.Store = mk(t, reg)
+		}
+		fx := sagatest.New(t, cfg)
+		fx.Given(placed("1", 1))
+		fx.When(ev("1", Ping{OrderID: "1", N: 1})).ExpectCommands(note("ping 1"), note("first"))
+		fx.ExpectStatus("comp", "1", saga.StatusCompensating)
+		fx.When(ev("1", Ping{OrderID: "1", N: 2})).ExpectCommands()
 	})
 }

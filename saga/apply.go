@@ -82,7 +82,7 @@ func (e *Engine) apply(ctx context.Context, u feed.Unit, t target, in *instance,
 	}
 	err = runHandler(t.h, core, arg)
 	if err == nil {
-		err = e.commitStep(ctx, u, s, in, core, env, need)
+		err = e.commitStep(ctx, u, s, in, core, env, waitEntry(t.h.reads, g, prev))
 		var perm *PermanentError
 		if errors.As(err, &perm) {
 			return e.failStep(ctx, rows, in, env, err)
@@ -109,6 +109,20 @@ func (e *Engine) apply(ctx context.Context, u feed.Unit, t target, in *instance,
 	return e.park(ctx, rows, in, env, parkReason{retryAt: core.now.Add(delay), err: err, attempts: attempts, token: need}, prev)
 }
 
+// waitEntry describes, for the step's history entry, what a gated step
+// waited for: the models, and how long the gate waited (a step that ran
+// after a park says so in its "resumed" entry instead).
+func waitEntry(models []string, g gateOutcome, prev *parked) HistoryEntry {
+	if len(models) == 0 {
+		return HistoryEntry{}
+	}
+	h := HistoryEntry{Models: models}
+	if g.gated && prev == nil {
+		h.Waited = g.waited.String()
+	}
+	return h
+}
+
 // runHandler runs the user's handler, turning a panic into an error.
 func runHandler(h *handlerDef, c *stepCore, v any) (err error) {
 	defer func() {
@@ -131,8 +145,9 @@ func (e *Engine) finish(ctx context.Context, rows feed.Rows, in *instance, event
 }
 
 // commitStep writes everything a successful step did.
-func (e *Engine) commitStep(ctx context.Context, u feed.Unit, s *compiled, in *instance, c *stepCore, env events.Envelope, need events.Token) error {
+func (e *Engine) commitStep(ctx context.Context, u feed.Unit, s *compiled, in *instance, c *stepCore, env events.Envelope, step HistoryEntry) error {
 	rows := u.Rows()
+	need := c.token
 	started := in.Seq == 0
 	in.Seq++
 	in.Token = in.Token.Max(need)
@@ -141,7 +156,8 @@ func (e *Engine) commitStep(ctx context.Context, u feed.Unit, s *compiled, in *i
 			return err
 		}
 	}
-	if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindStep, EventID: env.ID, EventType: env.Type, Token: need}); err != nil {
+	step.Kind, step.EventID, step.EventType, step.Token = KindStep, env.ID, env.Type, need
+	if err := e.record(ctx, rows, in, step); err != nil {
 		return err
 	}
 	if tf, ok := isTimerFired(env, c); ok {

@@ -179,6 +179,12 @@ func TestGatedStepParksAndRunsOnCaughtUpData(t *testing.T) {
 		require.Equal(t, int64(1), fx.Instance(orders, "1").Queued)
 		require.Empty(t, sagatest.State[orderState](fx, orders, "1").Pings)
 		// ...while other instances keep going.
+		for _, h := range fx.History(orders, "2").History {
+			if h.Kind == saga.KindStep && h.EventType == "stock.reserved" {
+				require.Equal(t, []string{summaryModel}, h.Models, "the step's history says what it waited for")
+				require.NotEmpty(t, h.Waited)
+			}
+		}
 		fx.When(ev("2", PaymentCharged{OrderID: "2"})).ExpectCommands(ShipOrder{OrderID: "2"})
 		fx.ExpectStatus(orders, "2", saga.StatusCompleted)
 

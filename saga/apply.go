@@ -19,9 +19,10 @@ import (
 // firings. Changing it would break the deduplication of retried steps.
 var commandNamespace = uuid.MustParse("0c4f1f5e-6a57-4d0b-9d0e-3b8e7a2f9c11")
 
-// commandID is the id of the index-th command of step seq of an instance.
-func commandID(saga, id string, seq int64, index int) string {
-	return uuid.NewSHA1(commandNamespace, fmt.Appendf(nil, "cmd\x00%s\x00%s\x00%d\x00%d", saga, id, seq, index)).String()
+// commandID is the id of the index-th command of step seq of an instance
+// started by the message origin.
+func commandID(saga, id, origin string, seq int64, index int) string {
+	return uuid.NewSHA1(commandNamespace, fmt.Appendf(nil, "cmd\x00%s\x00%s\x00%s\x00%d\x00%d", saga, id, origin, seq, index)).String()
 }
 
 // apply runs one message through an unblocked (or draining) instance: it
@@ -264,7 +265,7 @@ func isTimerFired(env events.Envelope, c *stepCore) (string, bool) {
 
 // send appends one command through the step's unit.
 func (e *Engine) send(ctx context.Context, u feed.Unit, s *compiled, in *instance, env events.Envelope, need events.Token, i int, cmd commandRecord) error {
-	id := commandID(s.name, in.ID, in.Seq, i)
+	id := commandID(s.name, in.ID, in.Origin, in.Seq, i)
 	ev := events.Event{
 		ID:   id,
 		Data: events.Raw{Type: cmd.Type, SchemaVersion: cmd.SchemaVersion, Payload: cmd.Payload},

@@ -34,8 +34,12 @@ const (
 
 // instance is the stored instance row.
 type instance struct {
-	Saga         string          `json:"saga"`
-	ID           string          `json:"id"`
+	Saga string `json:"saga"`
+	ID   string `json:"id"`
+	// Origin is the id of the message that started the instance: command
+	// ids derive from it, so two units racing to start one instance never
+	// send commands with the same ids.
+	Origin       string          `json:"origin"`
 	Status       Status          `json:"status"`
 	Reason       string          `json:"reason,omitempty"`
 	State        json.RawMessage `json:"state"`
@@ -126,6 +130,7 @@ const (
 	tableTimers   = "timers"
 	tableParked   = "parked"
 	tableIgnored  = "ignored"
+	tableClaims   = "claims"
 )
 
 func instanceKey(saga, id string) string { return saga + "/" + url.PathEscape(id) }

@@ -82,15 +82,17 @@
 // no migration beyond the rows table is needed. The instance row is read
 // with feed.LockUpdate: two steps of one instance never build on the same
 // version (PostgreSQL makes the second wait, memory makes it conflict and
-// run again). A duplicate delivery finds the handled record and does
-// nothing.
+// run again). Starting an instance first claims its id (a row written in
+// the unit), so two units racing to start one instance are serialised
+// too: the second finds the instance and acts on it. A duplicate delivery
+// finds the handled record and does nothing.
 //
 // Commands are appended as events of command streams (command.StreamFor)
 // through the step's unit: converge's feed is the outbox, so a command
 // leaves if and only if its step commits, and there is no dispatch to lose
 // between the commit and a broker. Their ids derive from the instance id,
-// the step's sequence number and their index, so a step that runs again
-// after a rollback sends the same ids. They carry the instance id as
+// the message that started it, the step's sequence number and their
+// index, so a step that runs again after a rollback sends the same ids. They carry the instance id as
 // correlation id, the triggering event's id as causation id and the causal
 // token (command.MetaCausalToken). The command package runs their handlers
 // on Watermill's cqrs command processor.

@@ -411,3 +411,33 @@ func TestCompensationsRunOnceNewestFirst(t *testing.T) {
 		fx.When(ev("1", Ping{OrderID: "1", N: 2})).ExpectCommands()
 	})
 }
+
+func TestAdvanceFiresTimersAtTheirDueTimes(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
+		s := saga.New[orderState]("clock", nil)
+		saga.StartOn(s, byOrder[OrderPlaced], func(st *saga.Step[orderState], _ OrderPlaced) error {
+			st.Schedule("b", 2*time.Minute)
+			st.Schedule("a", time.Minute)
+			return nil
+		})
+		tick := func(st *saga.Step[orderState], to saga.Timeout) error {
+			require.True(t, st.Now().Equal(to.Due), "the handler runs at the due time")
+			return st.Send(NotifyCustomer{OrderID: st.ID(), Text: to.Name + " at " + st.Now().Format("15:04")})
+		}
+		saga.OnTimeout(s, "a", tick)
+		saga.OnTimeout(s, "b", tick)
+		reg := registry()
+		cfg := &sagatest.Config{Registry: reg, Sagas: []saga.Definition{s}}
+		if mk != nil {
+			cfg.Store = mk(t, reg)
+		}
+		fx := sagatest.New(t, cfg)
+		fx.Given(placed("1", 1)).ExpectTimer("clock", "1", "a", time.Minute).ExpectTimer("clock", "1", "b", 2*time.Minute)
+		fx.Advance(time.Hour).ExpectCommands(
+			NotifyCustomer{OrderID: "1", Text: "a at 09:01"},
+			NotifyCustomer{OrderID: "1", Text: "b at 09:02"},
+		)
+		require.Equal(t, sagatest.DefaultStart.Add(time.Hour), fx.Clock().Now())
+	})
+}

@@ -56,6 +56,20 @@ func (e *Engine) FireDue(ctx context.Context) (int, error) {
 // so a look that finds none due reads little.
 const timerPage = 50
 
+// NextTimer returns when the earliest pending timer is due, and false when
+// none is pending.
+func (e *Engine) NextTimer(ctx context.Context) (time.Time, bool, error) {
+	page, err := e.cfg.Store.Rows().List(ctx, rowNamespace, tableTimers, feed.RowQuery{Limit: 1})
+	if err != nil || len(page) == 0 {
+		return time.Time{}, false, err
+	}
+	due, err := timerDue(page[0].Key)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("saga: timer row %q: %w", page[0].Key, err)
+	}
+	return due, true, nil
+}
+
 func (e *Engine) fireDue(ctx context.Context) (int, time.Time, error) {
 	rows := e.cfg.Store.Rows()
 	fired := 0

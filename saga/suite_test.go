@@ -441,3 +441,17 @@ func TestAdvanceFiresTimersAtTheirDueTimes(t *testing.T) {
 		require.Equal(t, sagatest.DefaultStart.Add(time.Hour), fx.Clock().Now())
 	})
 }
+
+func TestStoredAliasReachesTheHandler(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
+		var reg *events.Registry
+		fx := newFixture(t, mk, setup{config: func(c *sagatest.Config) {
+			reg = c.Registry
+			require.NoError(t, reg.Alias("order.created", "order.placed"))
+		}})
+		fx.When(sagatest.Event{Stream: "order-1", Data: events.Raw{Type: "order.created", Payload: []byte(`{"order_id":"1","total":3}`)}})
+		fx.ExpectCommands(ReserveStock{OrderID: "1"})
+		require.Equal(t, 3, sagatest.State[orderState](fx, orders, "1").Total)
+	})
+}

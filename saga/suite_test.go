@@ -2,6 +2,7 @@ package saga_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -453,5 +454,47 @@ func TestStoredAliasReachesTheHandler(t *testing.T) {
 		fx.When(sagatest.Event{Stream: "order-1", Data: events.Raw{Type: "order.created", Payload: []byte(`{"order_id":"1","total":3}`)}})
 		fx.ExpectCommands(ReserveStock{OrderID: "1"})
 		require.Equal(t, 3, sagatest.State[orderState](fx, orders, "1").Total)
+	})
+}
+
+func TestRetryAfterAndPermanent(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
+		attempts := 0
+		s := saga.New[orderState]("errs", nil)
+		saga.StartOn(s, byOrder[OrderPlaced], func(st *saga.Step[orderState], e OrderPlaced) error {
+			attempts++
+			if err := st.Send(ReserveStock{OrderID: e.OrderID}); err != nil {
+				return err
+			}
+			switch {
+			case e.Total == 1 && attempts == 1:
+				return saga.RetryAfter(10 * time.Second) // the command above is discarded
+			case e.Total == 2:
+				return saga.Permanent(errors.New("order total 2 is not allowed"))
+			}
+			return nil
+		})
+		reg := registry()
+		cfg := &sagatest.Config{Registry: reg, Sagas: []saga.Definition{s}}
+		if mk != nil {
+			cfg.Store = mk(t, reg)
+		}
+		fx := sagatest.New(t, cfg)
+		fx.When(placed("1", 1)).ExpectCommands()
+		in := fx.Instance("errs", "1")
+		require.Equal(t, saga.StatusParked, in.Status)
+		require.Equal(t, fx.Clock().Now().Add(10*time.Second), in.RetryAt)
+		fx.Advance(9 * time.Second).ExpectCommands()
+		fx.Advance(time.Second).ExpectCommands(ReserveStock{OrderID: "1"})
+		fx.ExpectStatus("errs", "1", saga.StatusRunning)
+		require.Equal(t, 2, attempts)
+
+		fx.When(placed("2", 2)).ExpectCommands()
+		in = fx.Instance("errs", "2")
+		require.Equal(t, saga.StatusFailed, in.Status)
+		require.Contains(t, in.Reason, "order total 2 is not allowed")
+		fx.Advance(time.Hour).ExpectCommands()
+		require.Equal(t, 3, attempts, "a permanent failure is not retried")
 	})
 }

@@ -70,6 +70,9 @@ type instance struct {
 	Failed  *events.Envelope `json:"failed,omitempty"`
 	Created time.Time        `json:"created"`
 	Updated time.Time        `json:"updated"`
+	// pending are history entries recorded but not yet written (save
+	// writes them).
+	pending []HistoryEntry
 }
 
 // parked is a step waiting for read models (Models at Token) or for its

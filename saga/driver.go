@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/converge-es/converge/consistency"
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
 )
@@ -121,7 +122,9 @@ func (e *Engine) watch(ctx context.Context, ix parkIndex) {
 				e.parkWake.Notify()
 				return
 			}
-			if st.Reason == "stopped" {
+			if st.Reason != consistency.ReasonDeadline {
+				// Stopped, or too many waiters: the sweep watches again
+				// later, so this never spins.
 				return
 			}
 		}

@@ -149,6 +149,29 @@ func (e *Engine) finish(ctx context.Context, rows feed.Rows, in *instance, event
 func (e *Engine) commitStep(ctx context.Context, u feed.Unit, s *compiled, in *instance, c *stepCore, env events.Envelope, step HistoryEntry) error {
 	rows := u.Rows()
 	need := c.token
+	// Everything that can refuse the step is checked before the instance
+	// changes, so a refused step leaves it as it was.
+	registered := append(slices.Clone(in.Compensations), c.compensations[:c.compensateUpTo]...)
+	sends := slices.Clone(c.commands)
+	runCompensations := c.compensate && !in.Compensated
+	if runCompensations {
+		for i := len(registered) - 1; i >= 0; i-- {
+			sends = append(sends, registered[i])
+		}
+	}
+	if e.cfg.Commands != nil {
+		for _, cmd := range sends {
+			if !e.cfg.Commands.Handles(cmd.Type) {
+				e.metrics.BadInput.WithLabelValues("no_command_handler").Inc()
+				return Permanent(fmt.Errorf("%w: the step sends %q, which no command handler handles (register one with command.Handle, or stop sending it)",
+					ErrNoCommandHandler, cmd.Type))
+			}
+		}
+	}
+	state, err := json.Marshal(c.state)
+	if err != nil {
+		return Permanent(fmt.Errorf("saga %q: state does not encode as JSON: %w", s.name, err))
+	}
 	started := in.Seq == 0
 	in.Seq++
 	in.Token = in.Token.Max(need)
@@ -169,30 +192,16 @@ func (e *Engine) commitStep(ctx context.Context, u feed.Unit, s *compiled, in *i
 			return err
 		}
 	}
-	sends := c.commands
-	registered := append(slices.Clone(in.Compensations), c.compensations[:c.compensateUpTo]...)
 	in.Compensations = append(in.Compensations, c.compensations...)
 	for _, comp := range c.compensations {
 		if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindCompensation, Detail: comp.Type}); err != nil {
 			return err
 		}
 	}
-	if c.compensate && !in.Compensated {
-		for i := len(registered) - 1; i >= 0; i-- {
-			sends = append(sends, registered[i])
-		}
+	if runCompensations {
 		in.Compensated = true
 		if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindCompensating, Detail: fmt.Sprintf("%d compensations, newest first", len(registered))}); err != nil {
 			return err
-		}
-	}
-	if e.cfg.Commands != nil {
-		for _, cmd := range sends {
-			if !e.cfg.Commands.Handles(cmd.Type) {
-				e.metrics.BadInput.WithLabelValues("no_command_handler").Inc()
-				return Permanent(fmt.Errorf("%w: the step sends %q, which no command handler handles (register one with command.Handle, or stop sending it)",
-					ErrNoCommandHandler, cmd.Type))
-			}
 		}
 	}
 	for i, cmd := range sends {
@@ -234,11 +243,7 @@ func (e *Engine) commitStep(ctx context.Context, u feed.Unit, s *compiled, in *i
 			return err
 		}
 	}
-	b, err := json.Marshal(c.state)
-	if err != nil {
-		return Permanent(fmt.Errorf("saga %q: state does not encode as JSON: %w", s.name, err))
-	}
-	in.State, in.StateVersion = b, s.cfg.stateVersion
+	in.State, in.StateVersion = state, s.cfg.stateVersion
 	if err := e.finish(ctx, rows, in, env.ID); err != nil {
 		return err
 	}

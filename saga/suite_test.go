@@ -349,8 +349,9 @@ func TestFailingHandlerBacksOffThenFails(t *testing.T) {
 func TestCommandWithoutHandlerFailsVisibly(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
+		handlers := catalog{"stock.reserve": true}
 		fx := newFixture(t, mk, setup{config: func(c *sagatest.Config) {
-			c.Commands = catalog{"stock.reserve": true}
+			c.Commands = handlers
 		}})
 		fx.Given(placed("1", 30))
 		fx.When(ev("1", StockReserved{OrderID: "1"})).ExpectCommands()
@@ -358,6 +359,15 @@ func TestCommandWithoutHandlerFailsVisibly(t *testing.T) {
 		require.Equal(t, saga.StatusFailed, in.Status)
 		require.Contains(t, in.Reason, `"payment.charge"`)
 		require.Contains(t, in.Reason, "no command handler")
+		require.Equal(t, int64(1), in.Steps, "the refused step left the instance as it was")
+		require.NotContains(t, kinds(fx.History(orders, "1"))[5:], saga.KindCompensation)
+
+		// Once a handler is deployed, an operator retries the step.
+		handlers["payment.charge"] = true
+		require.NoError(t, fx.Engine().Retry(context.Background(), orders, "1"))
+		require.NoError(t, fx.Settle())
+		fx.ExpectCommands(ChargePayment{OrderID: "1", Amount: 30})
+		fx.ExpectStatus(orders, "1", saga.StatusRunning)
 	})
 }
 

@@ -146,6 +146,9 @@ func (p *Processor) giveUp(ctx context.Context, ps *partitionState, env events.E
 		if err := fu.Rows().Put(ctx, RuntimeNamespace, DeadLettersTable, ps.name+"/"+env.ID, b, env.Token); err != nil {
 			return fmt.Errorf("feed: store dead letter of event %s: %w", env.ID, err)
 		}
+		if p.cfg.OnDeadLetter != nil {
+			fu.AfterCommit(func() { p.cfg.OnDeadLetter(rec) })
+		}
 		p.cfg.Logger.Error("feed: event dead-lettered after repeated failures; the partition moves on without it",
 			"processor", p.cfg.Name, "partition", ps.index, "event_id", env.ID, "type", env.Type, "attempts", a.failures, "reason", a.last)
 		ps.succeeded(env.ID)
@@ -166,6 +169,9 @@ func (p *Processor) giveUp(ctx context.Context, ps *partitionState, env events.E
 	ps.halt = &rec
 	ps.state, ps.since = PartitionHalted, time.Now()
 	ps.mu.Unlock()
+	if p.cfg.OnHalt != nil {
+		p.cfg.OnHalt(rec)
+	}
 	return p.waitHalted(ctx, ps)
 }
 

@@ -18,8 +18,8 @@ import (
 // once, fresh: there is nothing to wait for. When MaxWaiters waits are
 // already blocking, Wait returns at once, stale, with ReasonRejected.
 //
-// Wait returns an error only for misuse (no names: ErrNoNames) or when the
-// caller cancels ctx, and then it returns ctx.Err() at once. A ctx that
+// Wait returns an error only for misuse (no names: ErrNoNames; a ctx that
+// carries a unit of work: ErrWaitInUnit) or when the caller cancels ctx, and then it returns ctx.Err() at once. A ctx that
 // reaches its deadline is not a cancellation: it ends the wait with a stale
 // Status.
 //
@@ -27,6 +27,9 @@ import (
 // keeps an entry for every name it is asked about.
 func (t *Tracker) Wait(ctx context.Context, target events.Token, names ...string) (Status, error) {
 	start := t.cfg.Clock.Now()
+	if _, inUnit := events.UnitFromContext(ctx); inUnit {
+		return Status{Target: target, Behind: -1}, ErrWaitInUnit
+	}
 	if len(names) == 0 {
 		return Status{Target: target, Behind: -1}, ErrNoNames
 	}

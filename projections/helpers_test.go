@@ -349,7 +349,7 @@ func (f *fixture) moveCheckpoint(t *testing.T, name string, tok events.Token) {
 	require.NoError(t, err)
 	unit, err := cps.Begin(ctx)
 	require.NoError(t, err)
-	require.NoError(t, unit.Commit(ctx, lease, tok))
+	require.NoError(t, unit.Commit(ctx, feed.Move{Lease: lease, Position: tok}))
 	require.NoError(t, cps.Release(ctx, lease))
 }
 

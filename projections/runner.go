@@ -536,7 +536,7 @@ func (r *Runner) Reset(ctx context.Context, name string, tok events.Token) error
 		_ = unit.Rollback(ctx)
 		return err
 	}
-	if err := unit.Commit(ctx, lease, tok); err != nil {
+	if err := unit.Commit(ctx, feed.Move{Lease: lease, Position: tok}); err != nil {
 		return fmt.Errorf("projections: reset %q: %w", name, err)
 	}
 	if r.cfg.Tracker != nil {

@@ -305,6 +305,20 @@ func (c *consumer) deliverFrom(ctx context.Context, lease Lease) error {
 			nack.succeeded()
 			evs = evs[n:]
 		}
+		if len(batch.Events) == 0 && batch.ScannedTo.After(pos) {
+			// The read looked past events this consumer does not handle:
+			// move the checkpoint over them in one write instead of a unit
+			// per event, then read on from there.
+			moved, err := c.advance(ctx, lease, batch.ScannedTo)
+			if err != nil {
+				return err
+			}
+			if moved {
+				pos = batch.ScannedTo
+				pending.reset()
+				continue
+			}
+		}
 		switch {
 		case len(batch.Events) > 0:
 			pending.reset()
@@ -328,6 +342,31 @@ func (c *consumer) deliverFrom(ctx context.Context, lease Lease) error {
 			}
 		}
 	}
+}
+
+// advance moves the checkpoint to pos outside any unit. It reports whether
+// it did; a failure other than a lost lease or a closed Source is only
+// logged, since the events in between are simply read again.
+func (c *consumer) advance(ctx context.Context, lease Lease, pos events.Token) (bool, error) {
+	actx, cancel := context.WithTimeout(ctx, c.cfg.LeaseTTL)
+	defer cancel()
+	err := c.cps.Advance(actx, lease, pos)
+	switch {
+	case err == nil:
+		if c.cfg.OnCommitted != nil {
+			c.cfg.OnCommitted(c.name, pos)
+		}
+		if c.onCommitted != nil {
+			c.onCommitted(c.name, pos)
+		}
+		return true, nil
+	case ctx.Err() != nil:
+		return false, context.Cause(ctx)
+	case errors.Is(err, ErrLeaseLost), errors.Is(err, events.ErrClosed):
+		return false, err
+	}
+	c.log.Warn("feed: advance past unmatched events failed", "error", err, "position", pos.String())
+	return false, nil
 }
 
 // wait blocks until wake fires, push turns unhealthy (then it polls every

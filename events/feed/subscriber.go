@@ -99,13 +99,13 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	}
 	s.seq++
 	c := &consumer{
-		src:      s.src,
-		cps:      s.src.Checkpoints(),
-		cfg:      &s.cfg,
-		name:     CheckpointName(s.cfg.ConsumerName, topic),
-		owner:    s.cfg.Owner + "/" + strconv.Itoa(s.seq),
-		category: category,
-		out:      make(chan *message.Message),
+		src:    s.src,
+		cps:    s.src.Checkpoints(),
+		cfg:    &s.cfg,
+		name:   CheckpointName(s.cfg.ConsumerName, topic),
+		owner:  s.cfg.Owner + "/" + strconv.Itoa(s.seq),
+		filter: filterOf(category),
+		out:    make(chan *message.Message),
 	}
 	c.log = s.cfg.Logger.With("consumer", c.name, "owner", c.owner)
 
@@ -119,6 +119,14 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		c.run(cctx)
 	}()
 	return c.out, nil
+}
+
+// filterOf is the filter of a topic's category ("" for the whole feed).
+func filterOf(category string) Filter {
+	if category == "" {
+		return Filter{}
+	}
+	return Filter{Categories: []string{category}}
 }
 
 // Close stops every consumer, rolls back the units of unacknowledged

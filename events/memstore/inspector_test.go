@@ -60,7 +60,7 @@ func TestInspector(t *testing.T) {
 	b.clock.Advance(time.Second)
 	u, err := cps.Begin(ctx)
 	require.NoError(t, err)
-	require.NoError(t, u.Commit(ctx, l, first.Token))
+	require.NoError(t, u.Commit(ctx, feed.Move{Lease: l, Position: first.Token}))
 	committedAt := b.clock.Now()
 	l2, err := cps.Acquire(ctx, "a-consumer", "owner-2", time.Minute)
 	require.NoError(t, err)

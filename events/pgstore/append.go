@@ -29,6 +29,9 @@ func (s *Store) Append(ctx context.Context, streamID string, expected events.Exp
 	if s.isClosed() {
 		return events.AppendResult{}, events.ErrClosed
 	}
+	if s.hooks.Wanted(s.cfg.Registry, evs) {
+		return s.appendInOwnUnit(ctx, streamID, expected, evs)
+	}
 	res, err := s.appendOn(ctx, s.pool, streamID, expected, evs)
 	if err != nil {
 		return res, err

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
 )
 
 func raw(i int) events.Event {
@@ -138,7 +139,7 @@ func TestHorizonHoldsBackButNeverSkips(t *testing.T) {
 
 	later, err := b.store.Append(ctx, "other-1", events.NoStream, raw(2))
 	require.NoError(t, err)
-	batch, err := b.store.ReadFeed(ctx, events.Token{}, "", 10)
+	batch, err := b.store.ReadFeed(ctx, events.Token{}, feed.Filter{}, 10)
 	require.NoError(t, err)
 	require.Empty(t, batch.Events, "nothing may be read past an open older transaction")
 	require.True(t, batch.Pending, "the committed event is pending behind the horizon")

@@ -20,12 +20,12 @@ type pendingSource struct {
 	reads   atomic.Int64
 }
 
-func (s *pendingSource) ReadFeed(ctx context.Context, after events.Token, category string, limit int) (feed.Batch, error) {
+func (s *pendingSource) ReadFeed(ctx context.Context, after events.Token, f feed.Filter, limit int) (feed.Batch, error) {
 	s.reads.Add(1)
 	if s.pending.Add(-1) >= 0 {
 		return feed.Batch{Pending: true}, nil
 	}
-	return s.Source.ReadFeed(ctx, after, category, limit)
+	return s.Source.ReadFeed(ctx, after, f, limit)
 }
 
 // silentSource never wakes its readers, like a source whose notifications
@@ -94,9 +94,9 @@ type spyUnit struct {
 
 func (u *spyUnit) done() { u.once.Do(func() { u.open.Add(-1) }) }
 
-func (u *spyUnit) Commit(ctx context.Context, l feed.Lease, pos events.Token) error {
+func (u *spyUnit) Commit(ctx context.Context, moves ...feed.Move) error {
 	defer u.done()
-	return u.Unit.Commit(ctx, l, pos)
+	return u.Unit.Commit(ctx, moves...)
 }
 
 func (u *spyUnit) Rollback(ctx context.Context) error {

@@ -260,7 +260,7 @@ func testTakeoverAfterExpiry(t *testing.T, s events.Store, src feed.Source) {
 	// The dead holder is fenced off: its generation can no longer commit.
 	u, err := cps.Begin(t.Context())
 	require.NoError(t, err)
-	err = u.Commit(t.Context(), dead, events.MakeToken(1<<62, 1<<62))
+	err = u.Commit(t.Context(), feed.Move{Lease: dead, Position: events.MakeToken(1<<62, 1<<62)})
 	require.ErrorIs(t, err, feed.ErrLeaseLost)
 	pos, err := cps.Position(t.Context(), name)
 	require.NoError(t, err)

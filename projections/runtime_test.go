@@ -1,0 +1,183 @@
+package projections_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+	"github.com/converge-es/converge/projections"
+)
+
+// TestNackDiscardsHandlerAppends: a handler appends through its unit; a
+// failed attempt rolls those events back with its rows, on both stores, so
+// the event retried appends them once.
+func TestNackDiscardsHandlerAppends(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			f := b.setup(t)
+			ctx := context.Background()
+			var attempts atomic.Int32
+			p := projections.New("auditing", nil)
+			projections.On(p, func(ctx context.Context, tx *projections.Tx, _ events.Envelope, e Deposited) error {
+				u, ok := events.UnitFromContext(ctx)
+				if !ok {
+					return errors.New("no unit in the handler's context")
+				}
+				n := attempts.Add(1)
+				if _, err := u.Append(ctx, "audit-"+e.Account, events.AnyVersion, events.Event{Data: Noise{N: int(n)}}); err != nil {
+					return err
+				}
+				if n == 1 {
+					return errors.New("fails after appending")
+				}
+				return tx.Table("t").Put(ctx, e.Account, e.Amount)
+			})
+			f.start(t, projections.RunnerConfig{Projections: []*projections.Projection{p}})
+			res := f.append(t, "acct-1", Deposited{"a", 1})
+			f.waitFor(t, res.Token, "auditing")
+
+			require.EqualValues(t, 2, attempts.Load())
+			audit, err := f.store.ReadStream(ctx, "audit-a", 1, 10)
+			require.NoError(t, err)
+			require.Len(t, audit, 1, "the failed attempt's append was discarded")
+			n, err := events.DecodeAs[Noise](f.store.Registry(), audit[0])
+			require.NoError(t, err)
+			require.Equal(t, 2, n.N, "the event of the attempt that committed")
+		})
+	}
+}
+
+// TestTokenReachedOnlyWhenEverythingBeforeIsApplied: a strong projection
+// applies an append at once, but a token is reported reached only when
+// every event up to it is applied, including one appended before the
+// projection ran (so without its hook) that its processor has not applied
+// yet. The old Appender advanced the Tracker to its own append's token and
+// made a wait on the earlier event report fresh while the event was
+// missing.
+func TestTokenReachedOnlyWhenEverythingBeforeIsApplied(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			f := b.setup(t)
+			ctx := context.Background()
+			e1 := f.append(t, "acct-1", Deposited{"a", 1}) // before the runner: no hook
+			held, release := newOnce(), make(chan struct{})
+			hold := func(h message.HandlerFunc) message.HandlerFunc {
+				return func(msg *message.Message) ([]*message.Message, error) {
+					if env, _ := feed.EnvelopeFromMessage(msg); env.ID == e1.EventIDs[0] {
+						held.fire()
+						select {
+						case <-release:
+						case <-msg.Context().Done():
+							return nil, msg.Context().Err()
+						}
+					}
+					return h(msg)
+				}
+			}
+			var reject atomic.Bool
+			r := f.start(t, projections.RunnerConfig{
+				Projections: []*projections.Projection{strongBalances("strong_seq", &reject)},
+				Middleware:  []message.HandlerMiddleware{hold},
+			})
+			await(t, held.C(), "the processor to reach the first event")
+
+			e2, err := r.Appender().Append(ctx, "acct-2", events.AnyVersion, events.Event{Data: Deposited{"b", 2}})
+			require.NoError(t, err)
+			bAcct, ok := account(t, r, "strong_seq", "b")
+			require.True(t, ok, "the strong projection applied the append at once")
+			require.Equal(t, 2, bAcct.Balance)
+			_, ok = account(t, r, "strong_seq", "a")
+			require.False(t, ok, "the earlier event is not applied yet")
+
+			for _, tok := range []events.Token{e1.Token, e2.Token} {
+				wctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+				st, err := f.tracker.Wait(wctx, tok, "strong_seq")
+				cancel()
+				require.NoError(t, err)
+				require.True(t, st.Stale, "a token past an unapplied event is not reached: %+v", st)
+			}
+
+			close(release)
+			f.waitFor(t, e2.Token, "strong_seq")
+			a, ok := account(t, r, "strong_seq", "a")
+			require.True(t, ok)
+			require.Equal(t, Account{Balance: 1, Count: 1}, a)
+			bAcct, _ = account(t, r, "strong_seq", "b")
+			require.Equal(t, Account{Balance: 2, Count: 1}, bAcct, "the processor did not apply the hooked event again")
+		})
+	}
+}
+
+// TestAliasedTypeIsDispatched: events stored under an old name of a type
+// (kept as a Registry alias) are read by the store-side filter and reach
+// the type's handler.
+func TestAliasedTypeIsDispatched(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			f := b.setup(t)
+			r := f.start(t, projections.RunnerConfig{Projections: []*projections.Projection{balances("aliased", nil)}})
+			_, err := f.store.Append(context.Background(), "acct-old", events.AnyVersion, events.Event{
+				Data: events.Raw{Type: oldDepositedName, Payload: json.RawMessage(`{"account":"old","amount":4}`)},
+			})
+			require.NoError(t, err)
+			res := f.append(t, "acct-old", Deposited{"old", 1})
+			f.waitFor(t, res.Token, "aliased")
+			a, ok := account(t, r, "aliased", "old")
+			require.True(t, ok)
+			require.Equal(t, Account{Balance: 5, Count: 2}, a)
+		})
+	}
+}
+
+// TestDropInBatches: after a rebuild the old generation's rows are deleted
+// in batches of DropBatch rows, each a short transaction of its own.
+func TestDropInBatches(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			f := b.setup(t)
+			ctx := context.Background()
+			r := f.newRunner(t, projections.RunnerConfig{Projections: []*projections.Projection{balances("dropped", nil)}, DropBatch: 3})
+			var mu sync.Mutex
+			var batches []int
+			projections.SetDropHook(r, func(name string, gen, n int) {
+				mu.Lock()
+				defer mu.Unlock()
+				if name == "dropped" && gen == 1 {
+					batches = append(batches, n)
+				}
+			})
+			require.NoError(t, r.Start(ctx))
+			t.Cleanup(func() { stop(t, r) })
+			for i := range 10 {
+				f.append(t, "acct-"+accountName(i), Deposited{accountName(i), i})
+			}
+			f.waitHead(t, "dropped")
+			require.NoError(t, r.Rebuild(ctx, "dropped"))
+
+			mu.Lock()
+			require.Equal(t, []int{3, 3, 3, 1}, batches)
+			mu.Unlock()
+			old, err := f.source.Rows().List(ctx, "projection/dropped/1", "accounts", feed.RowQuery{})
+			require.NoError(t, err)
+			require.Empty(t, old, "the old generation is gone")
+			require.Len(t, snapshot(t, r, "dropped", "accounts"), 10)
+		})
+	}
+}

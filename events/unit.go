@@ -47,7 +47,9 @@ var ErrUnitEnded = errors.New("the unit of work has ended (use it only while the
 type unitKey struct{}
 
 // ContextWithUnit returns ctx carrying u. Stores and the runtime call it;
-// applications receive contexts that already carry their unit.
+// applications receive contexts that already carry their unit. A nil u
+// hides the unit ctx carries: for work that must not join it, such as a
+// wait before the unit's first use.
 func ContextWithUnit(ctx context.Context, u Unit) context.Context {
 	return context.WithValue(ctx, unitKey{}, u)
 }

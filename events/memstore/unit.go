@@ -2,9 +2,11 @@ package memstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
@@ -33,6 +35,12 @@ type unit struct {
 	// posReads holds the checkpoint positions read through Positions.
 	posReads map[string]events.Token
 	after    []func()
+	// failed is set by an append that fails with a duplicate event id:
+	// PostgreSQL aborts the transaction then, so the unit can only roll
+	// back, and memory does the same.
+	failed error
+	// reservedAt is when the unit reserved its first seq (HorizonAge).
+	reservedAt time.Time
 }
 
 type rowRead struct {
@@ -57,6 +65,7 @@ func (s *Store) newUnit() *unit {
 func (u *unit) reserve(streamID string, envs []events.Envelope) {
 	if u.firstSeq == 0 {
 		u.firstSeq = envs[0].Token.Major()
+		u.reservedAt = u.s.cfg.Clock.Now()
 		u.s.open[u] = struct{}{}
 	}
 	u.pending[streamID] = append(u.pending[streamID], envs...)
@@ -78,7 +87,11 @@ func (u *unit) Append(ctx context.Context, streamID string, expected events.Expe
 	}
 	hooks := u.s.hooks.Wanting(u.s.cfg.Registry, evs)
 	if len(hooks) == 0 {
-		return u.s.appendRecs(ctx, u, streamID, expected, evs)
+		res, err := u.s.appendRecs(ctx, u, streamID, expected, evs)
+		if errors.Is(err, events.ErrDuplicateEvent) {
+			u.fail(err)
+		}
+		return res, err
 	}
 	snap, err := u.snapshot()
 	if err != nil {
@@ -114,6 +127,15 @@ func (u *unit) appendHooked(ctx context.Context, hooks []feed.AppendHook, stream
 		}
 	}
 	return res, nil
+}
+
+// fail marks the unit as failed, unless it ended.
+func (u *unit) fail(err error) {
+	u.s.mu.Lock()
+	defer u.s.mu.Unlock()
+	if !u.done && u.failed == nil {
+		u.failed = fmt.Errorf("memstore: the unit failed earlier and can only roll back (as a PostgreSQL transaction aborts): %w", err)
+	}
 }
 
 // unitSnapshot is what a failed hooked append restores.
@@ -276,6 +298,12 @@ func (u *unit) Commit(ctx context.Context, moves ...feed.Move) error {
 		return events.ErrUnitEnded
 	}
 	if err := s.check(ctx); err != nil {
+		s.endLocked(u)
+		s.mu.Unlock()
+		s.wake.Notify()
+		return err
+	}
+	if err := u.failed; err != nil {
 		s.endLocked(u)
 		s.mu.Unlock()
 		s.wake.Notify()

@@ -91,9 +91,9 @@ WITH head AS (
 	WHERE st.stream_id = $1 AND ($9::bigint < 0 OR st.version = $9::bigint)
 	RETURNING st.version, st.sort_key
 )`, streams, xactID) + insertEvents,
-		notify:     `SELECT pg_notify($1, $2)`,
-		readStream: fmt.Sprintf(`SELECT %s FROM %s WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`, eventColumns, events),
-		streamVer:  fmt.Sprintf(`SELECT coalesce((SELECT version FROM %s WHERE stream_id = $1), 0)`, streams),
+		notify:       `SELECT pg_notify($1, $2)`,
+		readStream:   fmt.Sprintf(`SELECT %s FROM %s WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`, eventColumns, events),
+		streamVer:    fmt.Sprintf(`SELECT coalesce((SELECT version FROM %s WHERE stream_id = $1), 0)`, streams),
 		head:         fmt.Sprintf(`SELECT sort_key, seq FROM %s ORDER BY sort_key DESC, seq DESC LIMIT 1`, events),
 		countBetween: fmt.Sprintf(`SELECT count(*) FROM (SELECT 1 FROM %s WHERE (sort_key, seq) > ($1, $2) AND (sort_key, seq) <= ($3, $4) LIMIT $5) c`, events),
 		// The oldest transaction that holds the horizon back, anywhere in the
@@ -115,23 +115,26 @@ RETURNING generation, major, minor`, cps),
 		position: fmt.Sprintf(`SELECT major, minor FROM %s WHERE name = $1`, cps),
 		commit: fmt.Sprintf(`UPDATE %s SET major = $4, minor = $5, updated_at = now(), heartbeat_at = now()
 WHERE name = $1 AND owner = $2 AND generation = $3`, cps),
-		// Every SET expression sees the old row, so the position only ever
-		// moves forward; the row is matched (and the lease proven current)
-		// either way.
-		advance: fmt.Sprintf(`UPDATE %s SET
-	major = CASE WHEN (major, minor) < ($4::bigint, $5::bigint) THEN $4 ELSE major END,
-	minor = CASE WHEN (major, minor) < ($4::bigint, $5::bigint) THEN $5 ELSE minor END,
-	updated_at = CASE WHEN (major, minor) < ($4::bigint, $5::bigint) THEN now() ELSE updated_at END,
+		// The position only ever moves forward; the row is matched (and the
+		// lease proven current) either way. RETURNING sees the new row, so
+		// whether it moved is judged on the old one, read (and locked) first.
+		advance: fmt.Sprintf(`WITH old AS (
+	SELECT name, major, minor FROM %[1]s WHERE name = $1 AND owner = $2 AND generation = $3 FOR UPDATE
+)
+UPDATE %[1]s AS c SET
+	major = CASE WHEN (old.major, old.minor) < ($4::bigint, $5::bigint) THEN $4 ELSE old.major END,
+	minor = CASE WHEN (old.major, old.minor) < ($4::bigint, $5::bigint) THEN $5 ELSE old.minor END,
+	updated_at = CASE WHEN (old.major, old.minor) < ($4::bigint, $5::bigint) THEN now() ELSE c.updated_at END,
 	heartbeat_at = now()
-WHERE name = $1 AND owner = $2 AND generation = $3
-RETURNING (major, minor) < ($4::bigint, $5::bigint)`, cps),
+FROM old WHERE c.name = old.name
+RETURNING (old.major, old.minor) < ($4::bigint, $5::bigint)`, cps),
 		positions: fmt.Sprintf(`SELECT coalesce(c.major, 0), coalesce(c.minor, 0)
 FROM unnest($1::text[]) WITH ORDINALITY AS n(name, ord) LEFT JOIN %s c ON c.name = n.name ORDER BY n.ord`, cps),
 		heartbeat: fmt.Sprintf(`INSERT INTO %s (grp, member, expires_at) VALUES ($1, $2, now() + $3::interval)
 ON CONFLICT (grp, member) DO UPDATE SET expires_at = EXCLUDED.expires_at`, members),
-		dropExpired: fmt.Sprintf(`DELETE FROM %s WHERE grp = $1 AND expires_at < now()`, members),
-		members:     fmt.Sprintf(`SELECT member FROM %s WHERE grp = $1 AND expires_at >= now() ORDER BY member`, members),
-		leave:       fmt.Sprintf(`DELETE FROM %s WHERE grp = $1 AND member = $2`, members),
+		dropExpired:  fmt.Sprintf(`DELETE FROM %s WHERE grp = $1 AND expires_at < now()`, members),
+		members:      fmt.Sprintf(`SELECT member FROM %s WHERE grp = $1 AND expires_at >= now() ORDER BY member`, members),
+		leave:        fmt.Sprintf(`DELETE FROM %s WHERE grp = $1 AND member = $2`, members),
 		rowGet:       rowGet,
 		rowGetShare:  rowGet + " FOR SHARE",
 		rowGetUpdate: rowGet + " FOR UPDATE",

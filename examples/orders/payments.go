@@ -11,7 +11,6 @@ import (
 	"github.com/converge-es/converge/consistency"
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
-	"github.com/converge-es/converge/events/pgstore"
 	"github.com/converge-es/converge/projections"
 )
 
@@ -34,8 +33,8 @@ var eventIDs = uuid.MustParse("6f1d4c1e-8a53-4c0f-9a2a-6c1b8f3a2d10")
 // payment, and closes the order.
 //
 // Its events have ids derived from the order event's id, so handling an
-// order twice appends nothing twice. On PostgreSQL they are appended in the
-// consumer's own transaction, committing together with its checkpoint.
+// order twice appends nothing twice. They are appended through the
+// consumer's unit of work, committing together with its checkpoint.
 type Payments struct {
 	Store   events.Store
 	Tracker *consistency.Tracker
@@ -57,7 +56,13 @@ func (p *Payments) Handle(msg *message.Message) error {
 	if err != nil {
 		return err
 	}
-	st, err := p.Tracker.Wait(ctx, env.Token, OrderSummary)
+	// The feed hands the handler its unit of work in ctx, but nothing has
+	// used it yet: no transaction, no reserved token, so waiting now holds
+	// nothing back. The tracker refuses to wait with a unit in ctx
+	// (consistency.ErrWaitInUnit), because after the unit's first write a
+	// wait would stall the whole feed; this wait comes first, so it hides
+	// the unit.
+	st, err := p.Tracker.Wait(events.ContextWithUnit(ctx, nil), env.Token, OrderSummary)
 	if err != nil {
 		return err
 	}
@@ -88,19 +93,14 @@ func (p *Payments) Handle(msg *message.Message) error {
 	return p.append(ctx, OrderStream(placed.OrderID), outcome)
 }
 
+// append appends through the handler's unit, so the events commit with the
+// consumer's checkpoint on either store, or not at all.
 func (p *Payments) append(ctx context.Context, stream string, ev events.Event) error {
-	if pg, ok := p.Store.(*pgstore.Store); ok {
-		tx, err := pgstore.TxFromContext(ctx)
-		if err != nil {
-			return err
-		}
-		_, err = pg.AppendTx(ctx, tx, stream, events.AnyVersion, ev)
-		return err
+	store := p.Store
+	if u, ok := events.UnitFromContext(ctx); ok {
+		store = u
 	}
-	_, err := p.Store.Append(ctx, stream, events.AnyVersion, ev)
-	if errors.Is(err, events.ErrDuplicateEvent) {
-		return nil // handled before: the first attempt's event stands
-	}
+	_, err := store.Append(ctx, stream, events.AnyVersion, ev)
 	return err
 }
 

@@ -57,6 +57,8 @@ func (s *spySource) Checkpoints() feed.CheckpointStore { return s.cps }
 type spyCheckpoints struct {
 	feed.CheckpointStore
 	open        atomic.Int64
+	begun       atomic.Int64
+	advances    atomic.Int64
 	held        atomic.Int64
 	pauseRenews atomic.Bool
 }
@@ -82,7 +84,13 @@ func (c *spyCheckpoints) Begin(ctx context.Context) (feed.Unit, error) {
 		return nil, err
 	}
 	c.open.Add(1)
+	c.begun.Add(1)
 	return &spyUnit{Unit: u, open: &c.open}, nil
+}
+
+func (c *spyCheckpoints) Advance(ctx context.Context, l feed.Lease, pos events.Token) error {
+	c.advances.Add(1)
+	return c.CheckpointStore.Advance(ctx, l, pos)
 }
 
 // spyUnit counts itself closed at its first Commit or Rollback.

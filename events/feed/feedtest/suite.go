@@ -31,6 +31,7 @@ var suiteTests = []suiteTest{
 	{"StandbyTakesOverExpiredLease", testTakeoverAfterExpiry},
 	{"LeaseLostWhileHandling", testLeaseLostWhileHandling},
 	{"CategoryTopics", testCategoryTopics},
+	{"CategoryAdvancesPastOthers", testCategoryAdvancesPastOthers},
 	{"PendingBackoff", testPendingBackoff},
 	{"FallbackPollWhilePushUnhealthy", testFallbackPoll},
 	{"SafetyPollWhenWakeIsLost", testSafetyPoll},
@@ -351,9 +352,51 @@ func testCategoryTopics(t *testing.T, s events.Store, src feed.Source) {
 		requireNoMessage(t, ch, "topic "+tc.topic+" delivered an event outside its category")
 	}
 	require.Equal(t, name, feed.CheckpointName(name, feed.TopicAll))
+	// Past its last event, a category's checkpoint moves over the events of
+	// other categories by Advance, without delivering them.
+	last := all[len(all)-1].Token
+	cm.await(t, feed.CheckpointName(name, "customer"), last)
 	pos, err := src.Checkpoints().Position(t.Context(), feed.CheckpointName(name, "customer"))
 	require.NoError(t, err)
-	require.Equal(t, all[3].Token, pos)
+	require.Equal(t, last, pos)
+}
+
+// testCategoryAdvancesPastOthers checks that a category consumer moves
+// over the events of other categories with Advance, a write per read, not a
+// unit per event.
+func testCategoryAdvancesPastOthers(t *testing.T, s events.Store, src feed.Source) {
+	t.Helper()
+	const others = 40
+	appendTo(t, s, "order-1", 1)
+	for i := range others {
+		appendTo(t, s, "customer-1", i)
+	}
+	appendTo(t, s, "order-2", 2)
+	for i := range others {
+		appendTo(t, s, "customer-2", i)
+	}
+	all := awaitAll(t, s, 2*others+2)
+	spy := newSpySource(src)
+	cm := newCommits()
+	name := uniqueName("advance")
+	cfg := config(name, cm)
+	cfg.BatchSize = 10
+	ch := subscribe(t, newSubscriber(t, spy, cfg), "order")
+
+	for _, want := range []events.Envelope{all[0], all[others+1]} {
+		msg := receive(t, ch)
+		require.Equal(t, want.ID, msg.UUID)
+		require.True(t, msg.Ack())
+	}
+	last := all[len(all)-1].Token
+	cpName := feed.CheckpointName(name, "order")
+	cm.await(t, cpName, last)
+	pos, err := src.Checkpoints().Position(t.Context(), cpName)
+	require.NoError(t, err)
+	require.Equal(t, last, pos, "the checkpoint moved past the unmatched events at the end")
+	require.Equal(t, int64(2), spy.cps.begun.Load(), "one unit per delivered event, none for the others")
+	require.Positive(t, spy.cps.advances.Load())
+	requireNoMessage(t, ch, "only the category's events are delivered")
 }
 
 func testPendingBackoff(t *testing.T, s events.Store, src feed.Source) {

@@ -17,13 +17,12 @@ import (
 // the feed from the lease's position and delivers events one at a time,
 // until its context ends or the Source is closed.
 type consumer struct {
-	src      Source
-	cps      CheckpointStore
-	cfg      *SubscriberConfig
-	name     string
-	owner    string
-	category string
-	// filter, when it has types or a partition, replaces category.
+	src   Source
+	cps   CheckpointStore
+	cfg   *SubscriberConfig
+	name  string
+	owner string
+	// filter is what the consumer reads: a category, types, a partition.
 	filter Filter
 	// assigned, when set, says whether this process should hold the lease
 	// now (a processor's partition owned by this member), and gives a
@@ -40,15 +39,6 @@ func (c *consumer) state(s PartitionState) {
 	if c.onState != nil {
 		c.onState(s)
 	}
-}
-
-// readFilter is what the consumer reads: its filter, or its category.
-func (c *consumer) readFilter() Filter {
-	f := c.filter
-	if c.category != "" {
-		f.Categories = append(f.Categories, c.category)
-	}
-	return f
 }
 
 // awaitAssignment blocks until this process should hold the lease. It
@@ -246,7 +236,7 @@ func (c *consumer) deliverFrom(ctx context.Context, lease Lease) error {
 		// read and the wait is not missed.
 		wake := c.src.Wake()
 		rctx, cancel := context.WithTimeout(ctx, c.cfg.LeaseTTL)
-		batch, err := c.src.ReadFeed(rctx, pos, c.readFilter(), c.cfg.BatchSize)
+		batch, err := c.src.ReadFeed(rctx, pos, c.filter, c.cfg.BatchSize)
 		cancel()
 		switch {
 		case ctx.Err() != nil:

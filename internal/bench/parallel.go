@@ -56,11 +56,13 @@ func (c *ParallelConfig) withDefaults() ParallelConfig {
 
 // ParallelResult is one JSON line of the parallel scenario.
 type ParallelResult struct {
-	Scenario       string  `json:"scenario"`
-	Partitions     int     `json:"partitions"`
-	Processes      int     `json:"processes"`
-	Events         int     `json:"events"`
-	EventsPerSec   float64 `json:"events_per_sec"`
+	Scenario     string  `json:"scenario"`
+	Partitions   int     `json:"partitions"`
+	Processes    int     `json:"processes"`
+	Events       int     `json:"events"`
+	EventsPerSec float64 `json:"events_per_sec"`
+	// Baseline names the run compared with: the first partition count's.
+	Baseline       string  `json:"baseline"`
 	BaselinePerSec float64 `json:"baseline_per_sec"`
 	Ratio          float64 `json:"ratio"`
 }
@@ -88,15 +90,16 @@ func Parallel(ctx context.Context, src ParallelSource, cfg *ParallelConfig, out 
 		if err != nil {
 			return results, fmt.Errorf("bench: parallel with %d partitions: %w", p, err)
 		}
-		r := ParallelResult{Scenario: "parallel", Partitions: p, Processes: c.Processes, Events: c.Events, EventsPerSec: rate}
+		r := ParallelResult{
+			Scenario: "parallel", Partitions: p, Processes: c.Processes, Events: c.Events,
+			EventsPerSec: round1(rate), Baseline: fmt.Sprintf("partitions_%d", c.Partitions[0]),
+		}
 		if i == 0 {
-			r.BaselinePerSec = rate
+			r.BaselinePerSec = r.EventsPerSec
 		} else {
 			r.BaselinePerSec = results[0].EventsPerSec
 		}
-		if r.BaselinePerSec > 0 {
-			r.Ratio = r.EventsPerSec / r.BaselinePerSec
-		}
+		r.Ratio = ratio(r.EventsPerSec, r.BaselinePerSec)
 		results = append(results, r)
 		b, _ := json.Marshal(r)
 		if _, err := fmt.Fprintln(out, string(b)); err != nil {

@@ -41,7 +41,11 @@ func applyOnce(ctx context.Context, ns string, env events.Envelope) error {
 	if !ok {
 		return errors.New("no unit in the handler context")
 	}
-	rows := u.(feed.Unit).Rows()
+	fu, ok := u.(feed.Unit)
+	if !ok {
+		return fmt.Errorf("the handler's unit is a %T, not a feed.Unit", u)
+	}
+	rows := fu.Rows()
 	row, found, err := rows.Get(ctx, ns, appliedTable, env.ID, feed.LockUpdate)
 	if err != nil {
 		return err
@@ -341,7 +345,10 @@ func testProcessorHalt(t *testing.T, s events.Store, src feed.Source) {
 	st := p.p.Status().Partitions[0]
 	require.Equal(t, bad.ID, st.Halt.EventID)
 	require.Contains(t, st.Halt.Reason, "boom")
-	require.Equal(t, int64(3), calls.Load(), "a halted event must not be retried past MaxAttempts")
+	require.Equal(t, 3, st.Halt.Attempts)
+	// Three failures at the head of a unit, plus at most one behind the
+	// head of the first unit (not counted: the unit is cut before it).
+	require.LessOrEqual(t, calls.Load(), int64(4), "a halted event must not be retried past MaxAttempts")
 	pos, err := p.p.Position(t.Context())
 	require.NoError(t, err)
 	require.Equal(t, envs[0].Token, pos, "the checkpoint must stop before the failing event")

@@ -143,7 +143,9 @@ func TestRebuildBesideWithoutEmptyReads(t *testing.T) {
 			old, err := f.source.Rows().List(ctx, "projection/totals/1", "totals", feed.RowQuery{})
 			require.NoError(t, err)
 			require.Empty(t, old, "the old generation was dropped")
-			consumers, err := f.source.(feed.Inspector).Consumers(ctx)
+			inspector, ok := f.source.(feed.Inspector)
+			require.True(t, ok)
+			consumers, err := inspector.Consumers(ctx)
 			require.NoError(t, err)
 			for _, c := range consumers {
 				require.NotContains(t, c.Name, "@rebuild-", "the rebuild's checkpoint was deleted, so it cannot lag forever")

@@ -129,5 +129,8 @@ func (v *viewRows) list(ctx context.Context, table string, q feed.RowQuery) ([]f
 	return rows, err
 }
 
-func (v *viewRows) put(context.Context, string, string, json.RawMessage) error { return ErrReadOnly }
-func (v *viewRows) del(context.Context, string, string) error                  { return ErrReadOnly }
+func (v *viewRows) put(context.Context, string, string, json.RawMessage) error {
+	return ErrReadOnly
+}
+
+func (v *viewRows) del(context.Context, string, string) error { return ErrReadOnly }

@@ -42,6 +42,7 @@ type Runner struct {
 	projs  map[string]*compiled
 	list   []*compiled // by name
 	strong []*compiled // by name
+	hooked feed.HookedSource
 	log    *slog.Logger
 
 	changed signal.Broadcast // a generation, a halt or a rebuild moved
@@ -110,9 +111,11 @@ func NewRunner(cfg *RunnerConfig) (*Runner, error) {
 	slices.SortFunc(r.list, byName)
 	slices.SortFunc(r.strong, byName)
 	if len(r.strong) > 0 {
-		if _, ok := c.Source.(feed.HookedSource); !ok {
+		hs, ok := c.Source.(feed.HookedSource)
+		if !ok {
 			return nil, fmt.Errorf("projections: strong projections need a store that runs append hooks (feed.HookedSource); %T does not", c.Source)
 		}
+		r.hooked = hs
 	}
 	if c.Catalog != nil {
 		for _, p := range c.Projections {
@@ -164,7 +167,7 @@ func (r *Runner) Start(ctx context.Context) error {
 	}
 	r.runCtx, r.cancelRun = context.WithCancel(context.WithoutCancel(ctx))
 	if len(r.strong) > 0 {
-		r.removeHook = r.cfg.Source.(feed.HookedSource).AddAppendHook(&strongHook{r: r, projs: r.strong})
+		r.removeHook = r.hooked.AddAppendHook(&strongHook{r: r, projs: r.strong})
 	}
 	var states []state
 	for _, p := range r.list {

@@ -76,7 +76,7 @@ func (a *applier) handle(ctx context.Context, env events.Envelope) error {
 		if !env.Token.After(st.SkipTo) {
 			return nil // the rebuild that became this generation applied it
 		}
-		if appliedInline(env, a.proj.name, gen) {
+		if appliedInline(env, a.proj.name, gen) && env.Token.After(st.MarksUpTo) {
 			return nil // the append hook applied it to this generation
 		}
 	} else {

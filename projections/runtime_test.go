@@ -181,3 +181,72 @@ func TestDropInBatches(t *testing.T) {
 		})
 	}
 }
+
+// TestRunnerOnUserRouter mounts the projections on a router the
+// application runs, with its own middleware.
+func TestRunnerOnUserRouter(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			f := b.setup(t)
+			ctx := context.Background()
+			router, err := message.NewRouter(message.RouterConfig{}, nil)
+			require.NoError(t, err)
+			var seen atomic.Int32
+			router.AddMiddleware(func(h message.HandlerFunc) message.HandlerFunc {
+				return func(msg *message.Message) ([]*message.Message, error) {
+					seen.Add(1)
+					return h(msg)
+				}
+			})
+			r := f.newRunner(t, projections.RunnerConfig{Projections: []*projections.Projection{balances("mounted", nil)}})
+			require.NoError(t, r.AddHandlers(router))
+			require.NoError(t, r.Start(ctx))
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				_ = router.Run(ctx)
+			}()
+			<-router.Running()
+
+			res := f.append(t, "acct-1", Deposited{"a", 3}, Deposited{"a", 4})
+			f.waitFor(t, res.Token, "mounted")
+			a, ok := account(t, r, "mounted", "a")
+			require.True(t, ok)
+			require.Equal(t, 7, a.Balance)
+			require.EqualValues(t, 2, seen.Load(), "the router's middleware ran")
+			require.ErrorContains(t, r.AddHandlers(router), "before Start")
+
+			stop(t, r)
+			require.NoError(t, router.Close())
+			<-done
+		})
+	}
+}
+
+// TestPartitionedProjection splits a projection in partitions applied in
+// parallel; a wait on its name waits for the lowest partition.
+func TestPartitionedProjection(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			f := b.setup(t)
+			r := f.start(t, projections.RunnerConfig{Projections: []*projections.Projection{balances("split", &projections.Config{Partitions: 4})}})
+			var last events.AppendResult
+			for i := range 12 {
+				last = f.append(t, "acct-"+accountName(i), Deposited{accountName(i), i + 1}, Deposited{accountName(i), 1})
+			}
+			f.waitFor(t, last.Token, "split")
+			for i := range 12 {
+				a, ok := account(t, r, "split", accountName(i))
+				require.True(t, ok, "the wait on the name covers every partition")
+				require.Equal(t, Account{Balance: i + 2, Count: 2}, a)
+			}
+			st, err := r.Status(context.Background(), "split")
+			require.NoError(t, err)
+			require.False(t, st.Checkpoint.Before(last.Token))
+		})
+	}
+}

@@ -57,6 +57,10 @@ type state struct {
 	// whose checkpoint may be behind, moves past those without applying
 	// them again.
 	SkipTo events.Token `json:"skip_to"`
+	// MarksUpTo is where the last Reset found the feed: the append hook's
+	// marks on events up to it are ignored, since the Reset asked for those
+	// events to be applied again.
+	MarksUpTo events.Token `json:"marks_up_to"`
 	// Dropping lists old generations whose rows are being deleted, in
 	// short batches, off the delivery path.
 	Dropping []int `json:"dropping,omitempty"`

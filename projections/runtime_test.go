@@ -250,3 +250,47 @@ func TestPartitionedProjection(t *testing.T) {
 		})
 	}
 }
+
+// TestRebuildSwitchUnderConcurrentAppends rebuilds a strong and an
+// eventual projection while appends keep arriving: every event lands in
+// the read model exactly once, whichever generation it reached first.
+func TestRebuildSwitchUnderConcurrentAppends(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			f := b.setup(t)
+			ctx := context.Background()
+			var reject atomic.Bool
+			r := f.start(t, projections.RunnerConfig{Projections: []*projections.Projection{
+				strongBalances("race_strong", &reject), balances("race_eventual", nil),
+			}})
+			const before, during = 20, 40
+			for range before {
+				f.append(t, "acct-1", Deposited{"a", 1})
+			}
+			var wg sync.WaitGroup
+			appended := make(chan error, 1)
+			wg.Go(func() {
+				for range during {
+					if _, err := f.store.Append(ctx, "acct-1", events.AnyVersion, events.Event{Data: Deposited{"a", 1}}); err != nil {
+						appended <- err
+						return
+					}
+				}
+			})
+			require.NoError(t, r.Rebuild(ctx, "race_strong"))
+			require.NoError(t, r.Rebuild(ctx, "race_eventual"))
+			wg.Wait()
+			close(appended)
+			require.NoError(t, <-appended)
+			f.waitHead(t, "race_strong", "race_eventual")
+			for _, name := range []string{"race_strong", "race_eventual"} {
+				a, ok := account(t, r, name, "a")
+				require.True(t, ok, name)
+				require.Equal(t, before+during, a.Balance, name)
+				require.Equal(t, before+during, a.Count, "%s: every event applied once", name)
+			}
+		})
+	}
+}

@@ -32,11 +32,40 @@ type applier struct {
 	// redelivery in a new unit is a new attempt, whose earlier writes were
 	// rolled back.
 	last map[int]appliedMark
+	// states caches, per partition, the state row its current unit read.
+	states map[int]stateOf
 }
 
 type appliedMark struct {
 	unit feed.Unit
 	tok  events.Token
+}
+
+// stateOf is the state row as a unit read it: taken with LockShare once
+// per unit (the lock holds until the unit ends), not once per event.
+type stateOf struct {
+	unit feed.Unit
+	st   state
+}
+
+func (a *applier) state(ctx context.Context, slot int, u feed.Unit) (state, error) {
+	a.mu.Lock()
+	c, ok := a.states[slot]
+	a.mu.Unlock()
+	if ok && c.unit == u {
+		return c.st, nil
+	}
+	st, err := mustState(ctx, u.Rows(), a.proj.name, feed.LockShare)
+	if err != nil {
+		return state{}, err
+	}
+	a.mu.Lock()
+	if a.states == nil {
+		a.states = map[int]stateOf{}
+	}
+	a.states[slot] = stateOf{unit: u, st: st}
+	a.mu.Unlock()
+	return st, nil
 }
 
 // errNoUnit is returned when a handler context carries no feed.Unit: the
@@ -66,7 +95,8 @@ func (a *applier) handle(ctx context.Context, env events.Envelope) error {
 	if h == nil {
 		return nil // not ours (the store filters by type; aliases added later land here)
 	}
-	st, err := mustState(ctx, u.Rows(), a.proj.name, feed.LockShare)
+	slot := a.r.partitionOf(a.proj, env)
+	st, err := a.state(ctx, slot, u)
 	if err != nil {
 		return err
 	}
@@ -88,7 +118,6 @@ func (a *applier) handle(ctx context.Context, env events.Envelope) error {
 		}
 		gen = a.rebuild
 	}
-	slot := a.r.partitionOf(a.proj, env)
 	if a.seen(slot, u, env.Token) {
 		return nil
 	}

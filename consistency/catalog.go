@@ -100,7 +100,7 @@ type catalogJSON struct {
 //
 //	{"read_models": [{"name": "order_summary", "class": "eventual",
 //	  "description": "...", "sla": "2s", "sla_ms": 2000,
-//	  "checkpoint": "v1.AAAAAAAAAAEAAAAAAAAAKg"}]}
+//	  "checkpoint": "v2.----------3---------9V"}]}
 //
 // checkpoint is what tr knows of an eventual read model, and is absent when
 // tr is nil or has not learned it yet. The response is not cacheable:

@@ -69,6 +69,8 @@
 //	if res.Stale {
 //		log.Printf("order %s: shown as pending, its read model is behind", id)
 //	}
+//	// A stale wait still answers: the query gets its own budget
+//	// (TrackerConfig.QueryTimeout) once the wait's deadline is spent.
 //
 //	// Over HTTP (getOrder is your http.Handler):
 //	mux.Handle("GET /orders/{id}", consistency.Middleware(tr, &consistency.HTTPConfig{

@@ -111,7 +111,7 @@ func ExampleMiddleware() {
 	body, _ := io.ReadAll(read.Body)
 	fmt.Println(string(body), "| stale:", read.Header.Get(consistency.HeaderStale))
 
-	bad, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/orders?consistency_position=v2.AAAAAAAAAAAAAAAAAAAAAA", nil)
+	bad, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/orders?consistency_position=v3.AAAAAAAAAAAAAAAAAAAAAA", nil)
 	resp, err := srv.Client().Do(bad)
 	if err != nil {
 		panic(err)

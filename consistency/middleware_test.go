@@ -224,12 +224,12 @@ func TestMiddleware_BadToken(t *testing.T) {
 			wantType: consistency.ProblemInvalidToken, wantParam: consistency.HeaderPosition, wantValue: "garbage",
 		},
 		"Truncated": {
-			header:   http.Header{consistency.HeaderPosition: {"v1.AAAA"}},
-			wantType: consistency.ProblemInvalidToken, wantParam: consistency.HeaderPosition, wantValue: "v1.AAAA",
+			header:   http.Header{consistency.HeaderPosition: {"v2.AAAA"}},
+			wantType: consistency.ProblemInvalidToken, wantParam: consistency.HeaderPosition, wantValue: "v2.AAAA",
 		},
 		"OtherVersion": {
-			header:   http.Header{consistency.HeaderPosition: {"v2.AAAAAAAAAAAAAAAAAAAAAA"}},
-			wantType: consistency.ProblemTokenVersion, wantParam: consistency.HeaderPosition, wantValue: "v2.AAAAAAAAAAAAAAAAAAAAAA",
+			header:   http.Header{consistency.HeaderPosition: {"v3.AAAAAAAAAAAAAAAAAAAAAA"}},
+			wantType: consistency.ProblemTokenVersion, wantParam: consistency.HeaderPosition, wantValue: "v3.AAAAAAAAAAAAAAAAAAAAAA",
 		},
 		"MalformedQuery": {
 			query:    "?" + consistency.QueryParam + "=nope",

@@ -102,24 +102,7 @@ type placed struct {
 // has the order, labelled fresh.
 func TestHTTPReadYourWritesEndToEnd(t *testing.T) {
 	t.Parallel()
-	newStores := map[string]func(t *testing.T, reg *events.Registry) testStore{
-		"memory": func(t *testing.T, reg *events.Registry) testStore {
-			t.Helper()
-			st, err := memstore.New(&memstore.Config{Registry: reg})
-			require.NoError(t, err)
-			t.Cleanup(func() { _ = st.Close() })
-			return st
-		},
-		"postgres": func(t *testing.T, reg *events.Registry) testStore {
-			t.Helper()
-			db := pgtest.New(t, nil)
-			st, err := pgstore.New(context.Background(), db.Pool, &pgstore.Config{Schema: db.Schema, Registry: reg})
-			require.NoError(t, err)
-			t.Cleanup(func() { _ = st.Close() })
-			return st
-		},
-	}
-	for name, newStore := range newStores {
+	for name, newStore := range newTestStores {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			reg := events.NewRegistry()
@@ -190,6 +173,79 @@ func TestHTTPReadYourWritesEndToEnd(t *testing.T) {
 				require.False(t, got.Before(want), "the read reflects at least the write")
 				require.JSONEq(t, fmt.Sprintf(`{"order_id":%q}`, id), string(body))
 			}
+		})
+	}
+}
+
+// newTestStores builds each store the tests here run on.
+var newTestStores = map[string]func(t *testing.T, reg *events.Registry) testStore{
+	"memory": func(t *testing.T, reg *events.Registry) testStore {
+		t.Helper()
+		st, err := memstore.New(&memstore.Config{Registry: reg})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = st.Close() })
+		return st
+	},
+	"postgres": func(t *testing.T, reg *events.Registry) testStore {
+		t.Helper()
+		db := pgtest.New(t, nil)
+		st, err := pgstore.New(context.Background(), db.Pool, &pgstore.Config{Schema: db.Schema, Registry: reg})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = st.Close() })
+		return st
+	},
+}
+
+// TestReadStaleStillAnswers waits for a position the projection never
+// reaches, under a short deadline: the wait ends stale when the deadline
+// passes, and the query, a read-model read that honours its context, must
+// still answer, flagged stale.
+func TestReadStaleStillAnswers(t *testing.T) {
+	t.Parallel()
+	for name, newStore := range newTestStores {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			reg := events.NewRegistry()
+			events.Register[placed](reg, "test.order_placed")
+			st := newStore(t, reg)
+			tr, err := consistency.NewTracker(&consistency.TrackerConfig{Positions: st.Checkpoints(), Watcher: st, PushHealthy: st.PushHealthy})
+			require.NoError(t, err)
+			require.NoError(t, tr.Start(t.Context()))
+			defer func() { require.NoError(t, tr.Stop(context.Background())) }()
+
+			p := projections.New("orders", nil)
+			projections.On(p, func(ctx context.Context, tx *projections.Tx, _ events.Envelope, e placed) error {
+				return tx.Table("orders").Put(ctx, e.OrderID, e)
+			})
+			runner, err := projections.NewRunner(&projections.RunnerConfig{Source: st, Projections: []*projections.Projection{p}, Tracker: tr})
+			require.NoError(t, err)
+			require.NoError(t, runner.Start(t.Context()))
+			defer func() { require.NoError(t, runner.Stop(context.Background())) }()
+
+			res, err := st.Append(t.Context(), "order-1", events.NoStream, events.Event{Data: placed{OrderID: "o-1"}})
+			require.NoError(t, err)
+			query := func(ctx context.Context) (placed, error) {
+				if err := ctx.Err(); err != nil {
+					return placed{}, err // memory's read ignores ctx; PostgreSQL's does not
+				}
+				o, _, err := projections.Get[placed](ctx, runner.View("orders").Table("orders"), "o-1")
+				return o, err
+			}
+			fresh, err := consistency.Read(t.Context(), tr, res.Token, []string{"orders"}, query)
+			require.NoError(t, err)
+			require.False(t, fresh.Stale)
+			require.Equal(t, "o-1", fresh.Value.OrderID)
+
+			// A position past anything written: the wait can only end stale,
+			// at ctx's deadline.
+			ahead := events.MakeToken(res.Token.Major()+1<<20, 0)
+			ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+			defer cancel()
+			stale, err := consistency.Read(ctx, tr, ahead, []string{"orders"}, query)
+			require.NoError(t, err, "a stale wait must still answer")
+			require.True(t, stale.Stale)
+			require.Equal(t, "o-1", stale.Value.OrderID)
+			require.ErrorIs(t, ctx.Err(), context.DeadlineExceeded, "the wait's deadline had passed when the query ran")
 		})
 	}
 }

@@ -2,6 +2,8 @@ package consistency
 
 import (
 	"context"
+	"errors"
+	"time"
 
 	"github.com/converge-es/converge/events"
 )
@@ -19,6 +21,13 @@ type Result[T any] struct {
 // The query runs even when the wait ends stale: a stale answer flagged as
 // such beats no answer, and the caller decides how to show it.
 //
+// The query always gets at least TrackerConfig.QueryTimeout: when the wait
+// ended stale because ctx's deadline came (or would come within that
+// budget), the query runs under a context that keeps ctx's values and its
+// cancellation but not its deadline, bounded by QueryTimeout instead. So a
+// query that honours its context (a database read) still answers after a
+// stale wait, rather than failing with context.DeadlineExceeded.
+//
 // Read returns an error when Wait does (no names, ctx cancelled) without
 // running the query, and the query's own error unchanged.
 func Read[T any](ctx context.Context, tr *Tracker, target events.Token, names []string, query func(ctx context.Context) (T, error)) (Result[T], error) {
@@ -26,9 +35,29 @@ func Read[T any](ctx context.Context, tr *Tracker, target events.Token, names []
 	if err != nil {
 		return Result[T]{Status: st}, err
 	}
-	v, err := query(ctx)
+	qctx, cancel := queryContext(ctx, tr.cfg.QueryTimeout)
+	defer cancel()
+	v, err := query(qctx)
 	if err != nil {
 		return Result[T]{Status: st}, err
 	}
 	return Result[T]{Value: v, Status: st}, nil
+}
+
+// queryContext returns ctx when it leaves the query at least budget, and
+// otherwise a context with ctx's values that ends after budget or when ctx
+// is cancelled (not when its deadline passes: that deadline belonged to the
+// wait, which has ended).
+func queryContext(ctx context.Context, budget time.Duration) (context.Context, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok || time.Until(dl) >= budget {
+		return ctx, func() {}
+	}
+	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), budget)
+	stop := context.AfterFunc(ctx, func() {
+		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			cancel() // the caller gave up: so does the query
+		}
+	})
+	return qctx, func() { stop(); cancel() }
 }

@@ -40,6 +40,43 @@ func TestRead(t *testing.T) {
 		require.Equal(t, int64(2), res.Behind)
 	})
 
+	t.Run("StaleQueryGetsItsOwnBudget", func(t *testing.T) {
+		t.Parallel()
+		tr := setup(t, &consistency.TrackerConfig{QueryTimeout: time.Minute})
+		type key struct{}
+		ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), key{}, "v"), 20*time.Millisecond)
+		defer cancel()
+		res, err := consistency.Read(ctx, tr, tok(4), []string{"orders"},
+			func(qctx context.Context) (time.Duration, error) {
+				require.NoError(t, qctx.Err(), "the query must not start with an expired context")
+				require.Equal(t, "v", qctx.Value(key{}), "the query keeps the caller's values")
+				dl, ok := qctx.Deadline()
+				require.True(t, ok, "the query is bounded")
+				return time.Until(dl), nil
+			})
+		require.NoError(t, err)
+		require.True(t, res.Stale)
+		require.Greater(t, res.Value, 30*time.Second, "the query gets QueryTimeout, not the wait's leftover")
+		require.LessOrEqual(t, res.Value, time.Minute)
+	})
+
+	t.Run("CancelReachesQuery", func(t *testing.T) {
+		t.Parallel()
+		tr := setup(t, &consistency.TrackerConfig{QueryTimeout: time.Minute})
+		tr.Advance("orders", tok(4))
+		// The deadline leaves less than QueryTimeout, so the query runs
+		// under its own budget; cancelling still reaches it.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := consistency.Read(ctx, tr, tok(4), []string{"orders"},
+			func(qctx context.Context) (int, error) {
+				cancel() // the caller gives up while the query runs
+				<-qctx.Done()
+				return 0, qctx.Err()
+			})
+		require.ErrorIs(t, err, context.Canceled, "cancelling the caller's context cancels the query")
+	})
+
 	t.Run("QueryError", func(t *testing.T) {
 		t.Parallel()
 		tr := setup(t, nil)

@@ -25,6 +25,8 @@ const (
 	DefaultMaxWaiters = 10_000
 	// DefaultCountTimeout bounds the Counter call that fills Status.Behind.
 	DefaultCountTimeout = 100 * time.Millisecond
+	// DefaultQueryTimeout is the least time Read gives its query.
+	DefaultQueryTimeout = time.Second
 )
 
 // TrackerConfig configures a Tracker. The zero value is usable: a tracker
@@ -81,6 +83,12 @@ type TrackerConfig struct {
 	// deadline, so keep it short. Defaults to DefaultCountTimeout (100ms).
 	CountTimeout time.Duration
 
+	// QueryTimeout is the least time Read gives its query. A wait that ends
+	// stale has used up its context's deadline; the query then runs under
+	// this budget instead, so the stale answer Read promises still comes.
+	// Defaults to DefaultQueryTimeout (1s).
+	QueryTimeout time.Duration
+
 	// Logger receives read failures and rejections. Defaults to
 	// slog.Default().
 	Logger *slog.Logger
@@ -97,6 +105,7 @@ func (c TrackerConfig) withDefaults() TrackerConfig {
 	c.DefaultTimeout = cmp.Or(c.DefaultTimeout, min(DefaultTimeout, c.MaxTimeout))
 	c.MaxWaiters = cmp.Or(c.MaxWaiters, DefaultMaxWaiters)
 	c.CountTimeout = cmp.Or(c.CountTimeout, DefaultCountTimeout)
+	c.QueryTimeout = cmp.Or(c.QueryTimeout, DefaultQueryTimeout)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -121,6 +130,8 @@ func (c TrackerConfig) validate() error {
 		return fmt.Errorf("consistency: TrackerConfig.MaxWaiters is %d, want > 0 (leave it 0 for the default)", c.MaxWaiters)
 	case c.CountTimeout < 0:
 		return fmt.Errorf("consistency: TrackerConfig.CountTimeout is %s, want > 0 (leave it 0 for the default)", c.CountTimeout)
+	case c.QueryTimeout < 0:
+		return fmt.Errorf("consistency: TrackerConfig.QueryTimeout is %s, want > 0 (leave it 0 for the default)", c.QueryTimeout)
 	}
 	return nil
 }

@@ -45,9 +45,9 @@
 // its last event, and every read model records the token it has processed
 // up to: a read model at or past a write's token reflects that write. This
 // is converge's consistency token. It travels as an opaque string
-// (Token.String, "v1.…"; ParseToken reads it back) in HTTP headers and
-// JSON; compare tokens with Compare, Before and After, never by computing
-// with them.
+// (Token.String, "v2.…"; ParseToken reads it back) in HTTP headers and
+// JSON; compare tokens with Compare, Before and After, or compare their
+// strings, which sort in the same order; never compute with them.
 //
 // # The feed
 //
@@ -71,4 +71,50 @@
 //
 // The Example shows appends, a concurrency conflict, the global order, and
 // reading what came after a token.
+//
+// # The append outcome contract
+//
+// An append's outcome is never ambiguous to its caller:
+//
+//   - Event ids are fixed before the first attempt: the caller's, or ones
+//     the store generates once per call (AssignIDs fixes them up front for
+//     callers that retry across calls).
+//   - Appending events that are already stored (the same ids, stream,
+//     positions and content) is idempotent: it returns the original
+//     AppendResult (with AlreadyStored set) and writes nothing, whether the retry states AnyVersion
+//     or the Exactly(n) of the first attempt. Reusing an id for anything
+//     else fails with ErrDuplicateEvent (see MatchStored for the rule).
+//   - Transient failures wrap ErrUnavailable; nothing was written. A failure
+//     after which the append may have committed (the reply was lost, or the
+//     context ended mid-commit) is an *OutcomeUnknownError
+//     (ErrOutcomeUnknown): append the same events again to learn the outcome.
+//   - pgstore.Store.Append retries transient failures itself, within its
+//     configured bound, so its caller sees one success or one clear error;
+//     pgstore.Store.AppendTx leaves the retry to the caller, who owns the
+//     commit.
+//
+// # The bad-input contract
+//
+// Both stores call Prepare before anything else, so bad input is refused
+// with ErrInvalidEvent (or ErrUnknownType for an unregistered Go type)
+// before any SQL runs, identically in memory and on PostgreSQL; and what is
+// accepted is stored and read back as given (payloads equal by EqualJSON,
+// metadata exactly). Refused: stream ids and type names that are empty, too
+// long (MaxStreamIDLength, MaxTypeNameLength), not UTF-8, or hold control
+// characters (category Cc, C1 controls such as U+0085 included) or the
+// separators U+2028 and U+2029; schema versions outside 0 to
+// MaxSchemaVersion (0 means 1); payloads that are not one JSON document, or
+// hold NUL, lone surrogates, numbers outside float64's range or with more
+// than MaxNumberScale decimals, or repeated keys (see ValidatePayload);
+// metadata strings with NUL or invalid UTF-8; too many events or too large
+// payloads (Limits); negative expected versions, Exactly(n) with n < 0
+// included; and reads from a negative stream version.
+//
+// # Token strings
+//
+// A token's string form (format v2, prefix "v2.") is opaque, URL- and
+// header-safe, and sorts byte-wise in feed order: a.Before(b) exactly when
+// a.String() < b.String(), so clients may keep the greatest token string
+// they have seen without parsing it. Format v1 did not sort that way and is
+// refused with ErrTokenVersion.
 package events

@@ -8,8 +8,9 @@ import (
 // Envelope is a stored event as readers see it: where it sits in its stream
 // and in the global order, what type it is, and its payload as stored.
 type Envelope struct {
-	// ID is the event's unique id (a UUID). Appending an id twice fails with
-	// ErrDuplicateEvent, which makes retried appends safe.
+	// ID is the event's unique id (a UUID). Appending the same event again
+	// returns where it was stored; reusing its id for anything else fails
+	// with ErrDuplicateEvent. Together this makes retried appends safe.
 	ID string
 	// StreamID names the stream the event belongs to.
 	StreamID string
@@ -42,8 +43,10 @@ type Metadata struct {
 // Event is one event to append: a registered Go value (or a Raw event) plus
 // its metadata.
 type Event struct {
-	// ID is the event's unique id. Leave it empty to have a UUID generated;
-	// set it (deterministically) to make a retried append detectably the same.
+	// ID is the event's unique id. Leave it empty to have a UUID generated
+	// once per Append call (the store's own retries reuse it); set it, with
+	// AssignIDs or deterministically, to make an append you retry yourself
+	// recognisably the same.
 	ID string
 	// Data is a value of a type registered in the store's Registry, or a Raw.
 	Data any

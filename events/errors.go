@@ -11,9 +11,22 @@ var (
 	// ErrInvalidEvent is wrapped by every error about bad input to an append
 	// or a read: stream ids, versions, payloads, sizes. Nothing was written.
 	ErrInvalidEvent = errors.New("invalid event")
-	// ErrDuplicateEvent means an event id was appended before. When a retried
-	// append fails with it, the first attempt committed.
+	// ErrDuplicateEvent means an append reuses an event id stored before by
+	// a different append: in another stream, at another position, with
+	// other content, or alongside ids that are not stored. Appending the
+	// very same events again is not an error (see Store.Append), so this
+	// is a programming error: give each new event a new id.
 	ErrDuplicateEvent = errors.New("event id already appended")
+	// ErrUnavailable is wrapped by errors caused by the database being
+	// unreachable, restarting or overloaded: connection refused or reset,
+	// an unexpected EOF, SQLSTATE classes 08 and 53, 57P01-57P03. The
+	// PostgreSQL store wraps it in append and read errors. Unless the error
+	// also matches ErrOutcomeUnknown, nothing was written and the call may
+	// be retried as it is.
+	ErrUnavailable = errors.New("database unavailable")
+	// ErrOutcomeUnknown is matched by every *OutcomeUnknownError: the
+	// append was sent but its reply was lost, so it may have committed.
+	ErrOutcomeUnknown = errors.New("append outcome unknown")
 	// ErrUnknownType is matched by every *UnknownTypeError.
 	ErrUnknownType = errors.New("unknown event type")
 	// ErrDecode is matched by every *DecodeError.
@@ -38,6 +51,35 @@ func (e *WrongExpectedVersionError) Error() string {
 
 // Is makes errors.Is(err, ErrWrongExpectedVersion) true.
 func (e *WrongExpectedVersionError) Is(target error) bool { return target == ErrWrongExpectedVersion }
+
+// OutcomeUnknownError reports an append that reached the database but
+// whose commit was not confirmed: the connection failed, or the context
+// ended, after the statement was sent. The events may or may not be stored.
+//
+// Append the same events again (the same ids, stream and expected version;
+// EventIDs holds the ids the attempt used, including generated ones) to
+// learn which: an append of events that are already stored returns the
+// original AppendResult and writes nothing.
+type OutcomeUnknownError struct {
+	StreamID string
+	// EventIDs are the ids the append used, in order. Set them on the
+	// events before retrying, so the retry is recognised.
+	EventIDs []string
+	// Err is what ended the attempt (a connection error, which also
+	// matches ErrUnavailable, or the context's error).
+	Err error
+}
+
+func (e *OutcomeUnknownError) Error() string {
+	return fmt.Sprintf("append to %q: outcome unknown, the events may or may not be stored: %v (append the same events again, with the same ids, to learn which: appending them again is idempotent)",
+		e.StreamID, e.Err)
+}
+
+// Is makes errors.Is(err, ErrOutcomeUnknown) true.
+func (e *OutcomeUnknownError) Is(target error) bool { return target == ErrOutcomeUnknown }
+
+// Unwrap returns the error that ended the attempt.
+func (e *OutcomeUnknownError) Unwrap() error { return e.Err }
 
 // UnknownTypeError reports a type name (or Go type) the Registry does not know.
 type UnknownTypeError struct {

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"fmt"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -51,28 +50,15 @@ type Record struct {
 	Metadata Metadata
 }
 
-// ValidateStreamID checks a stream id: 1 to MaxStreamIDLength bytes of valid
-// UTF-8 without control characters. Any other character, quotes and
-// semicolons included, is allowed: stores pass ids as parameters.
-func ValidateStreamID(id string) error {
-	switch {
-	case id == "":
-		return fmt.Errorf("%w: empty stream id", ErrInvalidEvent)
-	case len(id) > MaxStreamIDLength:
-		return fmt.Errorf("%w: stream id is %d bytes, the limit is %d", ErrInvalidEvent, len(id), MaxStreamIDLength)
-	case !utf8.ValidString(id):
-		return fmt.Errorf("%w: stream id is not valid UTF-8", ErrInvalidEvent)
-	}
-	for _, r := range id {
-		if r < 0x20 || r == 0x7f {
-			return fmt.Errorf("%w: stream id contains control character %U", ErrInvalidEvent, r)
-		}
-	}
-	return nil
-}
-
-// Prepare validates an append and encodes its events. Nothing is written
-// unless it succeeds, so a bad event fails the whole append.
+// Prepare validates an append and encodes its events, assigning an id to
+// every event that has none. Nothing is written unless it succeeds, so a
+// bad event fails the whole append. Stores call it before anything else:
+// it is the bad-input contract (see ValidateStreamID, ValidateTypeName,
+// ValidatePayload and ValidateMetadata), and every error it returns wraps
+// ErrInvalidEvent, ErrUnknownType or ErrDuplicateEvent.
+//
+// The ids it assigns are fixed from then on: a store that retries the
+// append retries these records, never new ids.
 func Prepare(reg *Registry, lim Limits, streamID string, expected ExpectedVersion, evs []Event) ([]Record, error) {
 	lim = lim.WithDefaults()
 	if err := ValidateStreamID(streamID); err != nil {
@@ -95,11 +81,28 @@ func Prepare(reg *Registry, lim Limits, streamID string, expected ExpectedVersio
 		if err != nil {
 			return nil, fmt.Errorf("event %d of %d: %w", i+1, len(evs), err)
 		}
+		if err := ValidateTypeName(raw.Type); err != nil {
+			return nil, fmt.Errorf("event %d of %d: %w", i+1, len(evs), err)
+		}
+		if raw.SchemaVersion < 1 || raw.SchemaVersion > MaxSchemaVersion {
+			return nil, fmt.Errorf("%w: event %d (%q) has schema version %d, want 1 to %d (0 means 1)",
+				ErrInvalidEvent, i+1, raw.Type, raw.SchemaVersion, MaxSchemaVersion)
+		}
 		if n := len(raw.Payload); n > lim.MaxPayloadBytes {
 			return nil, fmt.Errorf("%w: event %d (%q) payload is %d bytes, the limit is %d", ErrInvalidEvent, i+1, raw.Type, n, lim.MaxPayloadBytes)
 		}
+		if err := ValidatePayload(raw.Payload); err != nil {
+			return nil, fmt.Errorf("%w: event %d (%q) payload %w", ErrInvalidEvent, i+1, raw.Type, err)
+		}
 		if n := metadataSize(ev.Metadata); n > lim.MaxPayloadBytes {
 			return nil, fmt.Errorf("%w: event %d (%q) metadata is %d bytes, the limit is %d", ErrInvalidEvent, i+1, raw.Type, n, lim.MaxPayloadBytes)
+		}
+		if err := ValidateMetadata(ev.Metadata); err != nil {
+			return nil, fmt.Errorf("%w: event %d (%q) metadata: %w", ErrInvalidEvent, i+1, raw.Type, err)
+		}
+		meta := ev.Metadata
+		if len(meta.Extra) == 0 {
+			meta.Extra = nil // an empty map reads back as none on either store
 		}
 		id := ev.ID
 		if id == "" {
@@ -113,7 +116,7 @@ func Prepare(reg *Registry, lim Limits, streamID string, expected ExpectedVersio
 			return nil, fmt.Errorf("%w: event id %s appears twice in one append", ErrDuplicateEvent, id)
 		}
 		seen[id] = true
-		recs[i] = Record{ID: id, Raw: raw, Metadata: ev.Metadata}
+		recs[i] = Record{ID: id, Raw: raw, Metadata: meta}
 	}
 	return recs, nil
 }

@@ -60,8 +60,8 @@ func RegisterVersioned[T any](r *Registry, name string, version int, ups ...Upca
 // RegisterSafely is Register/RegisterVersioned returning the error.
 func RegisterSafely[T any](r *Registry, name string, version int, ups ...Upcaster) error {
 	goType := reflect.TypeFor[T]()
-	if name == "" {
-		return fmt.Errorf("events: register %s: empty type name", goType)
+	if err := ValidateTypeName(name); err != nil {
+		return fmt.Errorf("events: register %s: %w", goType, err)
 	}
 	if version < 1 {
 		return fmt.Errorf("events: register %q: schema version %d, want >= 1", name, version)
@@ -91,8 +91,14 @@ func RegisterSafely[T any](r *Registry, name string, version int, ups ...Upcaste
 
 // Alias makes name decode into the Go type already registered as target,
 // so an event type can be renamed without orphaning stored events: register
-// the new name, alias the old one to it.
+// the new name, alias the old one to it. Events stored under the old name
+// then decode to the same Go type, through the same upcasters, and
+// CanonicalName maps the old name to the new; new events are stored under
+// the new name.
 func (r *Registry) Alias(name, target string) error {
+	if err := ValidateTypeName(name); err != nil {
+		return fmt.Errorf("events: alias %q: %w", target, err)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	t, ok := r.byName[target]
@@ -104,6 +110,21 @@ func (r *Registry) Alias(name, target string) error {
 	}
 	r.byName[name] = t
 	return nil
+}
+
+// CanonicalName returns the name the type stored as name is registered
+// under now: name itself, or the name an alias points to. ok is false for
+// a name the registry does not know. Code that dispatches stored events by
+// name must dispatch on it (or on the decoded Go type), or events stored
+// under an old name would match no handler.
+func (r *Registry) CanonicalName(name string) (canonical string, ok bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	e, ok := r.byName[name]
+	if !ok {
+		return "", false
+	}
+	return e.name, true
 }
 
 // NameOf returns the stored name and current schema version of v's type.

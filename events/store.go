@@ -41,4 +41,12 @@ type AppendResult struct {
 	// Tokens are the global positions of the appended events, in order;
 	// the last one equals Token.
 	Tokens []Token
+	// AlreadyStored is true when this append repeated one that had stored
+	// the same events (a retry): the other fields describe where they were
+	// stored, and this call wrote nothing. Code that acts once per stored
+	// event, in the transaction that stores it (applies it inline, say),
+	// skips such a result: the first append's transaction did it. It is
+	// false when a store's own retry finds the events its earlier attempt
+	// may have stored.
+	AlreadyStored bool
 }

@@ -11,10 +11,24 @@ import (
 // TokenPrefix starts every token this version of converge writes. A token
 // whose prefix differs was written by another format version and is refused
 // with ErrTokenVersion rather than being misread.
-const TokenPrefix = "v1."
+//
+// Format v2 (this one) encodes the 16 bytes of a token, big-endian, in a
+// base64 alphabet listed in ASCII order, so token strings sort like tokens.
+// Format v1 used base64url, whose alphabet is not in ASCII order, so its
+// strings did not sort in feed order; v1 was never released and is refused
+// with ErrTokenVersion (obtain a fresh token).
+const TokenPrefix = "v2."
 
-// tokenBodyLen is the length of the base64url body: 16 bytes, unpadded.
+// tokenBodyLen is the length of the body: 16 bytes, unpadded, 6 bits a
+// character.
 const tokenBodyLen = 22
+
+// tokenAlphabet is URL- and header-safe like base64url's, but in ASCII order
+// ('-' < '0'-'9' < 'A'-'Z' < '_' < 'a'-'z'), so that with a fixed width and
+// big-endian bytes, comparing strings compares tokens.
+const tokenAlphabet = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
+
+var tokenEncoding = base64.NewEncoding(tokenAlphabet).WithPadding(base64.NoPadding).Strict()
 
 // ErrInvalidToken is wrapped by every token parse error. Check it with
 // errors.Is to answer a client with 400 Bad Request.
@@ -29,8 +43,10 @@ var ErrTokenVersion = errors.New("consistency token from another format version"
 // reflects every event up to and including it.
 //
 // The zero Token is the position before the first event. Tokens compare in
-// feed order with Compare; their String forms also sort lexically in feed
-// order, because the body has a fixed width.
+// feed order with Compare. Their String forms sort the same way, byte by
+// byte (a.Before(b) == (a.String() < b.String())): the body has a fixed
+// width and an alphabet in ASCII order, so a client may keep the greatest
+// token string it has seen without parsing it.
 //
 // A Token has two parts so that the PostgreSQL store can order events by the
 // transaction horizon first and the insertion sequence second (see the
@@ -89,7 +105,7 @@ func (t Token) String() string {
 	var b [16]byte
 	binary.BigEndian.PutUint64(b[:8], t.major)
 	binary.BigEndian.PutUint64(b[8:], t.minor)
-	return TokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+	return TokenPrefix + tokenEncoding.EncodeToString(b[:])
 }
 
 // MarshalText implements encoding.TextMarshaler, so tokens travel in JSON as
@@ -113,6 +129,10 @@ func ParseToken(s string) (Token, error) {
 	if s == "" {
 		return Token{}, fmt.Errorf("%w: empty string (omit the token to read without waiting)", ErrInvalidToken)
 	}
+	if strings.HasPrefix(s, "v1.") {
+		return Token{}, fmt.Errorf("%w: %w: format v1 tokens are no longer read, because their strings did not sort in feed order (obtain a fresh token from a write or a read)",
+			ErrInvalidToken, ErrTokenVersion)
+	}
 	if !strings.HasPrefix(s, TokenPrefix) {
 		if i := strings.IndexByte(s, '.'); i > 0 && i <= 4 && s[0] == 'v' {
 			return Token{}, fmt.Errorf("%w: %w: got prefix %q, this build reads %q (upgrade converge or obtain a fresh token)",
@@ -126,9 +146,9 @@ func ParseToken(s string) (Token, error) {
 	}
 	// The decoder skips CR and LF, so a body of the right length can still
 	// decode short (found by FuzzParseToken): check the decoded length too.
-	raw, err := base64.RawURLEncoding.Strict().DecodeString(body)
+	raw, err := tokenEncoding.DecodeString(body)
 	if err != nil || len(raw) != 16 {
-		return Token{}, fmt.Errorf("%w: body is not 22 base64url characters", ErrInvalidToken)
+		return Token{}, fmt.Errorf("%w: body is not 22 characters of the token alphabet (pass the token exactly as a write returned it)", ErrInvalidToken)
 	}
 	return Token{major: binary.BigEndian.Uint64(raw[:8]), minor: binary.BigEndian.Uint64(raw[8:])}, nil
 }

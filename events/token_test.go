@@ -2,7 +2,9 @@ package events_test
 
 import (
 	"errors"
+	"math/rand/v2"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -44,17 +46,66 @@ func TestParseTokenErrors(t *testing.T) {
 		"no prefix":    "12345",
 		"truncated":    good[:len(good)-1],
 		"too long":     good + "A",
-		"bad alphabet": "v1." + "++++++++++++++++++++++",
-		"sql":          "v1.'; DROP TABLE events;--",
+		"bad alphabet": "v2." + "++++++++++++++++++++++",
+		"base64url":    "v2." + "AAAAAAAAAAEAAAAAAAAAAQ",
+		"sql":          "v2.'; DROP TABLE events;--",
+		"CR in body":   "v2.0000000\r00000\r00000000",
 	}
 	for name, in := range cases {
 		_, err := events.ParseToken(in)
 		require.ErrorIs(t, err, events.ErrInvalidToken, name)
 		require.False(t, errors.Is(err, events.ErrTokenVersion), name)
 	}
-	_, err := events.ParseToken("v2.AAAAAAAAAAAAAAAAAAAAAA")
+	_, err := events.ParseToken("v3.AAAAAAAAAAAAAAAAAAAAAA")
 	require.ErrorIs(t, err, events.ErrInvalidToken)
 	require.ErrorIs(t, err, events.ErrTokenVersion)
+
+	// Format v1 (base64url, whose strings did not sort in feed order) was
+	// never released: it is refused with a message saying what changed.
+	_, err = events.ParseToken("v1.AAAAAAAAAAEAAAAAAAAAAQ")
+	require.ErrorIs(t, err, events.ErrInvalidToken)
+	require.ErrorIs(t, err, events.ErrTokenVersion)
+	require.ErrorContains(t, err, "format v1")
+	require.ErrorContains(t, err, "fresh token")
+}
+
+// TestTokenStringsSortInFeedOrder checks the documented promise
+// a.Before(b) == (a.String() < b.String()) over random pairs, biased
+// towards byte boundaries and the neighbours that broke format v1.
+func TestTokenStringsSortInFeedOrder(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(1, 2))
+	part := func() uint64 {
+		switch rng.IntN(4) {
+		case 0: // a power of two, or one off it: every byte boundary
+			return (uint64(1) << rng.IntN(64)) + uint64(rng.IntN(3)) - 1
+		case 1:
+			return uint64(rng.IntN(300))
+		case 2:
+			return ^uint64(0) - uint64(rng.IntN(3))
+		}
+		return rng.Uint64()
+	}
+	check := func(a, b events.Token) {
+		t.Helper()
+		as, bs := a.String(), b.String()
+		require.Equal(t, a.Before(b), as < bs, "%v vs %v: %s vs %s", a, b, as, bs)
+		require.Equal(t, a.Compare(b), strings.Compare(as, bs), "%s vs %s", as, bs)
+	}
+	for range 20000 {
+		a := events.MakeToken(part(), part())
+		b := events.MakeToken(part(), part())
+		if rng.IntN(3) == 0 {
+			b = events.MakeToken(a.Major(), part()) // same major: minor decides
+		}
+		check(a, b)
+		check(b, a)
+	}
+	// Consecutive memory tokens, the case a client sees most (v1 failed
+	// between the 12th and 13th append).
+	for i := range uint64(5000) {
+		check(events.MakeToken(i, i), events.MakeToken(i+1, i+1))
+	}
 }
 
 func TestTokenJSON(t *testing.T) {
@@ -74,6 +125,8 @@ func FuzzParseToken(f *testing.F) {
 	f.Add("v2.AAAAAAAAAAAAAAAAAAAAAA")
 	f.Add("")
 	f.Add("v1.////")
+	f.Add("v2.0000000\r00000\r00000000")
+	f.Add(events.MakeToken(1<<8, 1<<56-1).String())
 	f.Fuzz(func(t *testing.T, s string) {
 		tok, err := events.ParseToken(s)
 		if err != nil {
@@ -94,4 +147,21 @@ func TestExactlyRefusesNegative(t *testing.T) {
 	_, err := events.Prepare(nil, events.Limits{}, "s-1", events.Exactly(-1),
 		[]events.Event{{Data: events.Raw{Type: "t", Payload: []byte(`{}`)}}})
 	require.ErrorIs(t, err, events.ErrInvalidEvent)
+}
+
+// FuzzTokenRoundTrip checks that every token prints to a string that parses
+// back to it and sorts like it against its neighbours.
+func FuzzTokenRoundTrip(f *testing.F) {
+	f.Add(uint64(0), uint64(0), uint64(1), uint64(0))
+	f.Add(uint64(12), uint64(12), uint64(13), uint64(13))
+	f.Add(uint64(255), uint64(1)<<63, uint64(256), uint64(0))
+	f.Fuzz(func(t *testing.T, aMajor, aMinor, bMajor, bMinor uint64) {
+		a, b := events.MakeToken(aMajor, aMinor), events.MakeToken(bMajor, bMinor)
+		for _, tok := range []events.Token{a, b} {
+			got, err := events.ParseToken(tok.String())
+			require.NoError(t, err)
+			require.Equal(t, tok, got)
+		}
+		require.Equal(t, a.Compare(b), strings.Compare(a.String(), b.String()))
+	})
 }

@@ -119,6 +119,13 @@
 // of them, and a Resume in one reaches the others within
 // StatusPollInterval.
 //
+// Status.Consumer says how this process's consumer of a projection fares:
+// "holding lease" (it delivers), "standing by" (another process does), or
+// "degraded since <time>: <error>" while the database is unreachable. It
+// needs no database, so Status returns it even when reading the stored
+// state fails. Lease changes are reported to the OnLeaseChange of
+// RunnerConfig.Subscriber as they happen.
+//
 // # Rebuild and reset
 //
 // Runner.Rebuild replays the whole feed into the next generation, beside

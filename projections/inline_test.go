@@ -95,6 +95,36 @@ func TestInlineProjectionVisibleRightAfterAppend(t *testing.T) {
 	}
 }
 
+// TestInlineAppendRetryAppliesOnce retries an Appender append with the
+// same events (as after a lost reply): the store returns the original
+// result, and the strong projection must not apply the events again.
+func TestInlineAppendRetryAppliesOnce(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			f := b.setup(t)
+			ctx := context.Background()
+			var reject atomic.Bool
+			r := f.start(t, projections.RunnerConfig{Projections: []*projections.Projection{strongBalances("strong_balances", &reject)}})
+			app := r.Appender()
+			evs := events.AssignIDs([]events.Event{{Data: Deposited{"a", 10}}, {Data: Deposited{"a", 5}}})
+			first, err := app.Append(ctx, "acct-1", events.NoStream, evs...)
+			require.NoError(t, err)
+			for range 2 {
+				again, err := app.Append(ctx, "acct-1", events.NoStream, evs...)
+				require.NoError(t, err, "a retry is not a conflict")
+				require.True(t, again.AlreadyStored)
+				require.Equal(t, first.Tokens, again.Tokens)
+			}
+			f.waitFor(t, first.Token, "strong_balances")
+			a, ok := account(t, r, "strong_balances", "a")
+			require.True(t, ok)
+			require.Equal(t, Account{Balance: 15, Count: 2}, a, "each event is applied once")
+		})
+	}
+}
+
 // TestInlineAppendInUnit appends in a unit of work: the strong rows
 // commit with the unit, a failing strong handler undoes its own append
 // only and leaves the unit usable. A transaction the caller owns cannot

@@ -11,25 +11,32 @@ import (
 	"github.com/converge-es/converge/events/feed"
 )
 
-// Status reports a projection's generation, state and position.
+// Status reports a projection's generation, state and position, and how
+// this runner's live processor of it fares (Status.Consumer). When the
+// store cannot be read, Status returns the error together with a Status
+// that still has Name, Class and Consumer, which need no database: a
+// caller can report "degraded since T: <error>" while the database is
+// unreachable.
 func (r *Runner) Status(ctx context.Context, name string) (Status, error) {
 	p, err := r.compiled(name)
 	if err != nil {
 		return Status{}, err
 	}
+	local := Status{Name: name, Class: p.class, Consumer: r.consumerStatus(name)}
 	st, err := mustState(ctx, r.cfg.Source.Rows(), name, feed.LockNone)
 	if err != nil {
-		return Status{}, err
+		return local, err
 	}
 	cps := r.cfg.Source.Checkpoints()
-	s := Status{Name: name, Class: p.class, Generation: st.Active, State: StateRunning}
+	s := local
+	s.Generation, s.State = st.Active, StateRunning
 	if s.Checkpoint, err = lowestPosition(ctx, cps, p.checkpoints(name)); err != nil {
-		return Status{}, err
+		return local, err
 	}
 	s.Applied = s.Checkpoint
 	h, err := r.haltOf(ctx, p.checkpoints(name))
 	if err != nil {
-		return Status{}, err
+		return local, err
 	}
 	if h != nil {
 		s.State, s.HaltedReason, s.HaltedEventID = StateHalted, h.Reason, h.EventID
@@ -38,17 +45,45 @@ func (r *Runner) Status(ctx context.Context, name string) (Status, error) {
 		b := &RebuildStatus{Generation: st.Building, State: StateRunning}
 		rb := p.checkpoints(rebuildName(name, st.Building))
 		if b.Checkpoint, err = lowestPosition(ctx, cps, rb); err != nil {
-			return Status{}, err
+			return local, err
 		}
 		b.Applied = b.Checkpoint
 		if h, err := r.haltOf(ctx, rb); err != nil {
-			return Status{}, err
+			return local, err
 		} else if h != nil {
 			b.State, b.HaltedReason, b.HaltedEventID = StateHalted, h.Reason, h.EventID
 		}
 		s.Rebuild = b
 	}
 	return s, nil
+}
+
+// consumerStatus is what this runner's live processor of name reports
+// about its lease and its access to the store, without asking the store:
+// a degraded partition first, else one holding its lease, else the first.
+// LeaseStopped when this runner does not run it.
+func (r *Runner) consumerStatus(name string) feed.ConsumerStatus {
+	r.mu.Lock()
+	pr := r.procs[name]
+	r.mu.Unlock()
+	if pr == nil {
+		return feed.ConsumerStatus{Consumer: name, Lease: feed.LeaseStopped}
+	}
+	parts := pr.proc.Status().Partitions
+	if len(parts) == 0 {
+		return feed.ConsumerStatus{Consumer: name, Lease: feed.LeaseStopped}
+	}
+	for _, ps := range parts {
+		if ps.Consumer.Degraded() {
+			return ps.Consumer
+		}
+	}
+	for _, ps := range parts {
+		if ps.Consumer.Lease == feed.LeaseHolding {
+			return ps.Consumer
+		}
+	}
+	return parts[0].Consumer
 }
 
 // Resume lets a halted projection (and its halted rebuild) try the failing

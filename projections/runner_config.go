@@ -137,8 +137,14 @@ type RunnerConfig struct {
 	// (owner, lease TTL, batch size, poll intervals). ConsumerName,
 	// CommitBatch and OnCommitted must be left empty (the processors set
 	// them); NackBackoffMin/Max must be left empty when BackoffMin/Max are
-	// set; an empty Logger or Clock is the Runner's. Defaults to the feed
-	// package defaults.
+	// set; an empty Logger or Clock is the Runner's. Its LeaseTTL (default
+	// feed.DefaultLeaseTTL) is how long a projection waits for another
+	// process to take over when the process delivering it dies: about 2/3
+	// to 4/3 of it. It bounds failover only when that process died; one
+	// that is frozen mid-unit holds the feed until it wakes
+	// (feed.SubscriberConfig.LeaseTTL has the measurements and the remedy).
+	// OnLeaseChange hears every partition's lease changes. Defaults to the
+	// feed package defaults.
 	Subscriber *feed.SubscriberConfig
 	// StatusPollInterval is how often a halted processor, and the Runner's
 	// monitor (rebuilds to start, switch or stop, generations to drop),

@@ -3,6 +3,7 @@ package projections
 import (
 	"github.com/converge-es/converge/consistency"
 	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
 )
 
 // State is whether a projection generation is applying events.
@@ -37,6 +38,13 @@ type Status struct {
 	Applied events.Token
 	// Rebuild is set while a rebuild runs beside the live generation.
 	Rebuild *RebuildStatus
+	// Consumer is how this runner's live consumer of the projection fares:
+	// holding the feed lease (delivering here), standing by (another
+	// process delivers), or degraded (the store unreachable since a time,
+	// with the last error); its String says so in one line. State above is
+	// the projection's state in the store, shared by every process, and
+	// does not change while the database is down; Consumer does.
+	Consumer feed.ConsumerStatus
 }
 
 // RebuildStatus describes a rebuild in progress.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/converge-es/converge/events"
@@ -13,10 +12,16 @@ import (
 
 // AppliedMetadataKey is the events.Metadata.Extra key under which the
 // append hook records which strong projections applied an event in the
-// append's own unit, as "name@generation" separated by spaces. The
-// projection's processor moves past such an event without applying it
-// again to that generation; any other generation (a rebuild) applies it
-// from the feed like every other event.
+// append's own unit, as their names separated by spaces. The projection's
+// processor moves past such an event without applying it again; a rebuild
+// applies it from the feed like every other event.
+//
+// The mark needs no generation: an event applied in its append reached the
+// generation active when it committed, and a switch to a newer generation
+// only happens once the rebuild reflects every handled event committed
+// before it (see Runner.Rebuild), which the live processor then moves past.
+// It is the same on every retry of the append, so a retried append is
+// recognised as the one stored (events.MatchStored compares metadata).
 const AppliedMetadataKey = "converge-applied"
 
 // strongHook applies the runner's strong projections inside every append
@@ -61,11 +66,10 @@ func (h *strongHook) Before(ctx context.Context, u feed.Unit, _ string, evs []ev
 		if !p.handles(types) {
 			continue
 		}
-		st, err := mustState(ctx, u.Rows(), p.name, feed.LockShare)
-		if err != nil {
+		// The lock orders this append with a switch of generations.
+		if _, err := mustState(ctx, u.Rows(), p.name, feed.LockShare); err != nil {
 			return nil, err
 		}
-		mark := p.name + "@" + strconv.Itoa(st.Active)
 		for i := range out {
 			if p.handler(types[i]) == nil {
 				continue
@@ -74,7 +78,7 @@ func (h *strongHook) Before(ctx context.Context, u feed.Unit, _ string, evs []ev
 			if extra == nil {
 				extra = map[string]string{}
 			}
-			extra[AppliedMetadataKey] = strings.TrimSpace(extra[AppliedMetadataKey] + " " + mark)
+			extra[AppliedMetadataKey] = strings.TrimSpace(extra[AppliedMetadataKey] + " " + p.name)
 			out[i].Metadata.Extra = extra
 		}
 	}
@@ -91,7 +95,7 @@ func (h *strongHook) After(ctx context.Context, u feed.Unit, envs []events.Envel
 		}
 		for _, env := range envs {
 			hf := p.handler(env.Type)
-			if hf == nil || !appliedInline(env, p.name, st.Active) {
+			if hf == nil || !appliedInline(env, p.name) {
 				continue
 			}
 			tx := &Tx{
@@ -114,16 +118,15 @@ func (h *strongHook) After(ctx context.Context, u feed.Unit, envs []events.Envel
 	return nil
 }
 
-// appliedInline reports whether the append hook applied env to generation
-// gen of projection name.
-func appliedInline(env events.Envelope, name string, gen int) bool {
+// appliedInline reports whether the append hook applied env to projection
+// name.
+func appliedInline(env events.Envelope, name string) bool {
 	marks := env.Metadata.Extra[AppliedMetadataKey]
 	if marks == "" {
 		return false
 	}
-	want := name + "@" + strconv.Itoa(gen)
 	for m := range strings.FieldsSeq(marks) {
-		if m == want {
+		if m == name {
 			return true
 		}
 	}

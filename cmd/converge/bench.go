@@ -84,12 +84,17 @@ func (c *benchCmd) validate() error {
 			return fmt.Errorf("--batches %d: use 1 to 1000", b)
 		}
 	}
-	if c.events < 1 || c.events > 1_000_000 {
-		return fmt.Errorf("--events %d: use 1 to 1000000", c.events)
-	}
-	for _, p := range c.partitions {
-		if p < 1 || p > 1024 {
-			return fmt.Errorf("--partitions %v: each count must be 1 to 1024", c.partitions)
+	if c.scenario == "parallel" {
+		if c.events < 1 || c.events > 1_000_000 {
+			return fmt.Errorf("--events %d: use 1 to 1000000", c.events)
+		}
+		if len(c.partitions) == 0 {
+			return errors.New("--partitions is empty: list the partition counts to run, the first being the baseline (e.g. 1,8)")
+		}
+		for _, p := range c.partitions {
+			if p < 1 || p > 1024 {
+				return fmt.Errorf("--partitions %v: each count must be 1 to 1024", c.partitions)
+			}
 		}
 	}
 	if c.rate < 1 || c.rate > 20000 {

@@ -1,12 +1,13 @@
 // Command converge operates a converge installation: it migrates the
-// PostgreSQL schema, runs the demo, measures, and reports lag.
+// PostgreSQL schema, runs the demo, serves the order workflow with its page
+// and dashboard, measures, and reports lag.
 //
 //	converge demo                                   # the order workflow, in memory
 //	converge migrate --database-url postgres://postgres@127.0.0.1:5432/app
 //	converge migrate --status --schema orders        # exit status 3: pending
 //	converge --version
 //	converge lag --sla 2s                           # projections against their SLAs
-//	converge serve --listen 127.0.0.1:9090          # /metrics, /lag, /healthz
+//	converge serve --demo-load 5                    # API, page, dashboard, /metrics, /lag, /healthz
 //	converge bench --scenario append|propagation    # ratios against a baseline
 //
 // Every command that uses PostgreSQL connects to --database-url, else to

@@ -57,7 +57,7 @@ events it is behind (BEHIND), how long its oldest unprocessed event has been
 waiting (TIME LAG), how long ago its runner was last heard of (HEARTBEAT),
 its SLA and whether it breaches it. A projection breaches when its time lag
 exceeds the SLA, or when it has unprocessed events and its heartbeat is older
-than the lease TTL (10s): no runner is working them off.
+than the lease TTL (5s): no runner is working them off.
 
 Without arguments every consumer in --schema is reported with --sla. Name
 projections to report only those, each with --sla or its own SLA (a name

@@ -87,7 +87,7 @@ func TestCommandsNeedADatabaseURL(t *testing.T) {
 		{"migrate"},
 		{"migrate", "--status"},
 		{"lag"},
-		{"serve"},
+		{"serve", "--postgres"},
 		{"bench", "--scenario", "append"},
 	} {
 		_, err := runCLI(t, args...)

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,28 +17,41 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/converge-es/converge/consistency/lag"
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/memstore"
 	"github.com/converge-es/converge/events/pgstore"
+	"github.com/converge-es/converge/examples/orders"
+	"github.com/converge-es/converge/examples/orders/web"
+	"github.com/converge-es/converge/migrations"
 )
 
-// serveCmd is `converge serve`: the operations endpoint of an installation.
-// It watches every consumer's lag against its SLA and serves /metrics for
-// Prometheus, /lag as JSON and /healthz.
+// shutdownTimeout bounds how long serve waits for requests in flight when
+// it is asked to stop.
+const shutdownTimeout = 10 * time.Second
+
+// serveCmd is `converge serve`: the order workflow behind its HTTP API,
+// page and dashboard, with the operations endpoints.
 type serveCmd struct {
 	db       *dbOptions
+	postgres bool
 	listen   string
 	sla      time.Duration
 	interval time.Duration
+	demoLoad float64
+	origins  []string
 }
 
 func (c *serveCmd) validate() error {
 	if _, _, err := net.SplitHostPort(c.listen); err != nil {
 		return fmt.Errorf("--listen %q: want host:port, e.g. 127.0.0.1:9090: %w", c.listen, err)
 	}
-	if c.sla <= 0 {
+	switch {
+	case c.sla <= 0:
 		return fmt.Errorf("--sla %s: use a positive duration such as 2s", c.sla)
-	}
-	if c.interval <= 0 {
+	case c.interval <= 0:
 		return fmt.Errorf("--interval %s: use a positive duration such as 1s", c.interval)
+	case c.demoLoad < 0 || c.demoLoad > 1000:
+		return fmt.Errorf("--demo-load %g: use orders per second from 0 (off) to 1000", c.demoLoad)
 	}
 	return nil
 }
@@ -45,54 +60,99 @@ func newServeCmd() *cobra.Command {
 	c := &serveCmd{}
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve lag metrics (/metrics), lag reports (/lag) and a health check (/healthz)",
-		Long: `serve samples every projection's lag once per --interval, fires SLA breach
-and recovery log lines, and serves:
+		Short: "Serve the order workflow: its API, web page and dashboard, with /metrics, /lag and /healthz",
+		Long: `serve runs the order workflow of examples/orders in process and serves:
 
-  /metrics   Prometheus metrics (converge_projection_* and the read horizon)
-  /lag       the last lag reports as a JSON array
-  /healthz   200 while the last pass succeeded and no projection breaches,
-             503 otherwise
+  /               the order page: place an order, watch it go from pending
+                  to confirmed or cancelled
+  /dashboard      sagas, stuck and failed instances, each projection's lag
+                  against its SLA over the last minutes, dead letters
+  /orders         the JSON API (POST /orders, GET /orders/{id} with the
+                  X-Consistency-Position token, GET /orders?customer=ID)
+  /live/orders    WebSocket of order updates
+  /read-models    the read models and their consistency
+  /metrics        Prometheus metrics (converge_projection_* and the read horizon)
+  /lag            the last lag reports as a JSON array
+  /healthz        200 while the last lag pass succeeded and no projection
+                  breaches its SLA, 503 otherwise
 
-It prints "listening on ADDR" once it accepts connections and stops
-gracefully on SIGINT or SIGTERM.`,
+It runs in memory unless --postgres or --database-url is given; then it runs
+on PostgreSQL in --schema, migrating it first. Each read model's SLA is the
+one its projection declares; --sla applies to consumers that declare none.
+
+It binds 127.0.0.1 unless told otherwise, prints "listening on ADDR" once it
+accepts connections, and stops gracefully on SIGINT or SIGTERM.`,
+		Example: `  converge serve                        # in memory; open http://127.0.0.1:9090/
+  converge serve --demo-load 5          # with 5 simulated orders a second
+  converge serve --database-url postgres://postgres@127.0.0.1:5432/app`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := c.validate(); err != nil {
 				return err
 			}
-			db, err := dbOptionsFrom(cmd)
-			if err != nil {
-				return err
+			if f := cmd.Flag(flagDatabaseURL); f != nil && f.Changed {
+				c.postgres = true
 			}
-			c.db = db
-			return c.run(cmd)
+			if c.postgres {
+				db, err := dbOptionsFrom(cmd)
+				if err != nil {
+					return err
+				}
+				c.db = db
+			}
+			return c.run(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&c.listen, "listen", "127.0.0.1:9090", "address to serve on")
-	f.DurationVar(&c.sla, "sla", lag.UserFacingSLA, "SLA of every projection")
+	f.BoolVar(&c.postgres, "postgres", false, "run on PostgreSQL (--database-url, else DATABASE_URL) instead of in memory")
+	f.DurationVar(&c.sla, "sla", lag.UserFacingSLA, "SLA of consumers that declare none (the payment step, other consumers in the schema)")
 	f.DurationVar(&c.interval, "interval", lag.DefaultInterval, "how often lag is sampled")
+	f.Float64Var(&c.demoLoad, "demo-load", 0, "place this many simulated orders a second (0: none)")
+	f.StringArrayVar(&c.origins, "allow-origin", nil, `origin allowed to call the API from another site, such as https://shop.example ("*" for any); repeatable`)
 	return cmd
 }
 
-func (c *serveCmd) run(cmd *cobra.Command) error {
-	ctx := cmd.Context()
-	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-	pool, err := c.db.openPool(ctx)
+func (c *serveCmd) run(ctx context.Context, out, errOut io.Writer) error {
+	log := slog.New(slog.NewTextHandler(errOut, nil))
+	store, closeStore, err := c.openStore(ctx, log)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	store, err := pgstore.New(ctx, pool, &pgstore.Config{Schema: c.db.Schema, DisableListen: true, Logger: log})
+	defer closeStore()
+
+	// The server publishes order changes, and the app produces them: the
+	// app is built first and reaches the server once it exists, before
+	// anything runs.
+	var srv *web.Server
+	app, err := web.NewApp(&web.AppConfig{Store: store, Logger: log, OnChange: func(v web.OrderView) { srv.Publish(v) }})
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	hist := web.NewLagHistory(nil)
+	srv, err = web.New(&web.Config{
+		Orders: app, Tracker: app.Tracker(), ReadModels: app.ReadModels(), Ops: app.Ops(),
+		Lag: hist, Catalog: app.Catalog(), AllowedOrigins: c.origins, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := app.Start(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		if err := app.Stop(context.WithoutCancel(ctx)); err != nil {
+			log.Warn("serve: stopping the workflow", "error", err)
+		}
+	}()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	mon, err := lag.NewMonitor(store, &lag.Config{DefaultSLA: c.sla, Interval: c.interval, Registerer: reg, Logger: log})
+	targets, err := c.lagTargets(ctx, app, store)
+	if err != nil {
+		return err
+	}
+	mon, err := lag.NewMonitor(store, &lag.Config{Projections: targets, DefaultSLA: c.sla, Interval: c.interval, Registerer: reg, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -101,6 +161,97 @@ func (c *serveCmd) run(cmd *cobra.Command) error {
 	}
 	defer func() { _ = mon.Stop(context.WithoutCancel(ctx)) }()
 
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{}, 2)
+	defer func() {
+		stopBG()
+		<-done
+		<-done
+	}()
+	go func() { defer func() { done <- struct{}{} }(); hist.Follow(bg, mon) }()
+	go func() {
+		defer func() { done <- struct{}{} }()
+		if c.demoLoad > 0 {
+			_ = web.RunLoad(bg, app, &web.LoadConfig{Rate: c.demoLoad, OnError: func(err error) {
+				log.Warn("serve: a simulated order failed", "error", err)
+			}})
+		}
+	}()
+
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", c.listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", c.listen, err)
+	}
+	hs := &http.Server{Handler: opsMux(reg, mon, srv.Handler()), ReadHeaderTimeout: 5 * time.Second}
+	fmt.Fprintf(out, "listening on %s\n", ln.Addr())
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		srv.Close()
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	err = hs.Shutdown(sctx)
+	// Shutdown does not wait for WebSocket connections: close them now.
+	srv.Close()
+	if err != nil {
+		return err
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// openStore opens the in-memory store, or the PostgreSQL one after
+// migrating its schema, with the order events registered.
+func (c *serveCmd) openStore(ctx context.Context, log *slog.Logger) (orders.Backend, func(), error) {
+	reg := events.NewRegistry()
+	orders.Register(reg)
+	if !c.postgres {
+		mem, err := memstore.New(&memstore.Config{Registry: reg})
+		if err != nil {
+			return nil, nil, err
+		}
+		return mem, func() { _ = mem.Close() }, nil
+	}
+	pool, err := c.db.openPool(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := migrations.Migrate(ctx, pool, &migrations.Config{Schema: c.db.Schema}); err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	pg, err := pgstore.New(ctx, pool, &pgstore.Config{Schema: c.db.Schema, Registry: reg, Logger: log})
+	if err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	return pg, func() { pg.Close(); pool.Close() }, nil
+}
+
+// lagTargets are the workflow's consumers with their declared SLAs, then
+// every other consumer the store knows at start-up with --sla.
+func (c *serveCmd) lagTargets(ctx context.Context, app *web.App, store orders.Backend) ([]lag.Target, error) {
+	targets := app.LagTargets(c.sla)
+	consumers, err := store.Consumers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list consumers: %w", err)
+	}
+	for _, ci := range consumers {
+		if !slices.ContainsFunc(targets, func(t lag.Target) bool { return t.Name == ci.Name }) {
+			targets = append(targets, lag.Target{Name: ci.Name, SLA: c.sla})
+		}
+	}
+	return targets, nil
+}
+
+// opsMux serves /metrics, /lag and /healthz beside app.
+func opsMux(reg *prometheus.Registry, mon *lag.Monitor, app http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", lag.Handler(reg))
 	mux.HandleFunc("GET /lag", func(w http.ResponseWriter, _ *http.Request) {
@@ -116,29 +267,8 @@ func (c *serveCmd) run(cmd *cobra.Command) error {
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
-
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", c.listen)
-	if err != nil {
-		return fmt.Errorf("--listen %s: %w", c.listen, err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	fmt.Fprintf(cmd.OutOrStdout(), "listening on %s\n", ln.Addr())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return err
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	mux.Handle("/", app)
+	return mux
 }
 
 func nonNil(rs []lag.Report) []lag.Report {

@@ -7,80 +7,221 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
 
+	"github.com/converge-es/converge/consistency"
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/pgstore"
 	"github.com/converge-es/converge/internal/pgtest"
 )
 
-func TestServeExposesLagAndMetrics(t *testing.T) {
+// startServe runs `converge args...` until the test ends and returns the
+// address it listens on. Cleanup stops it as SIGINT would and checks it
+// exits cleanly.
+func startServe(t *testing.T, args ...string) string {
+	t.Helper()
+	addr, stop := startServeStoppable(t, args...)
+	t.Cleanup(func() { require.NoError(t, stop()) })
+	return addr
+}
+
+// startServeStoppable is startServe with the stop in the test's hands:
+// stop cancels the command's context, as SIGINT would, and returns what
+// the command returned. It may be called more than once.
+func startServeStoppable(t *testing.T, args ...string) (string, func() error) {
+	t.Helper()
+	pr, pw := io.Pipe()
+	root := newRootCmd()
+	root.SetArgs(args)
+	root.SetOut(pw)
+	root.SetErr(io.Discard)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx); _ = pw.Close() }()
+	var once sync.Once
+	var result error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			result = <-done
+		})
+		return result
+	}
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		_ = stop()
+		require.NoError(t, err, "serve did not say where it listens")
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	require.True(t, strings.HasPrefix(line, "listening on 127.0.0.1:"), "line %q", line)
+	return strings.TrimSpace(strings.TrimPrefix(line, "listening on ")), stop
+}
+
+func TestServe_StopsGracefullyWithLiveClients(t *testing.T) {
+	t.Parallel()
+	addr, stop := startServeStoppable(t, "serve", "--listen", "127.0.0.1:0")
+	t.Cleanup(func() { _ = stop() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, resp, err := websocket.Dial(ctx, "ws://"+addr+"/live/orders?entity=o-1", nil)
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close()
+	}
+	require.NoError(t, err)
+	defer func() { _ = conn.CloseNow() }()
+	_, msg, err := conn.Read(ctx)
+	require.NoError(t, err)
+	require.Contains(t, string(msg), `"subscribed"`)
+
+	// A live connection does not hold the shutdown up, and is told why it
+	// ends. The client keeps reading, as a browser does, so it answers the
+	// close handshake.
+	ended := make(chan error, 1)
+	go func() {
+		_, _, err := conn.Read(ctx)
+		ended <- err
+	}()
+	start := time.Now()
+	require.NoError(t, stop())
+	require.Less(t, time.Since(start), 4*time.Second, "the shutdown waited out the close handshake")
+	err = <-ended
+	require.Equal(t, websocket.StatusGoingAway, websocket.CloseStatus(err), "read ended with %v", err)
+}
+
+// fetch does one request and returns the status, headers and body.
+func fetch(t *testing.T, method, url string, header http.Header, body string) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, url, strings.NewReader(body))
+	require.NoError(t, err)
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+// lagReports waits until /lag reports name and returns the reports.
+func lagReports(t *testing.T, base, name string) map[string]map[string]any {
+	t.Helper()
+	byName := map[string]map[string]any{}
+	require.Eventually(t, func() bool {
+		code, _, body := fetch(t, http.MethodGet, base+"/lag", nil, "")
+		require.Equal(t, http.StatusOK, code)
+		var reports []map[string]any
+		require.NoError(t, json.Unmarshal([]byte(body), &reports))
+		for _, r := range reports {
+			name, _ := r["projection"].(string)
+			byName[name] = r
+		}
+		return byName[name] != nil
+	}, 10*time.Second, 20*time.Millisecond)
+	return byName
+}
+
+func TestServe_InMemoryServesTheWorkflow(t *testing.T) {
+	t.Parallel()
+	base := "http://" + startServe(t, "serve", "--listen", "127.0.0.1:0", "--interval", "50ms")
+
+	code, h, body := fetch(t, http.MethodGet, base+"/", nil, "")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, h.Get("Content-Type"), "text/html")
+	require.Contains(t, body, `id="order-form"`)
+	code, _, body = fetch(t, http.MethodGet, base+"/dashboard", nil, "")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, `id="lag-charts"`)
+
+	code, h, body = fetch(t, http.MethodPost, base+"/orders", http.Header{"Content-Type": {"application/json"}}, `{"customer_id":"c-1","amount_cents":4990}`)
+	require.Equal(t, http.StatusAccepted, code, body)
+	var placed struct {
+		OrderID string `json:"order_id"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &placed))
+	code, _, body = fetch(t, http.MethodGet, base+"/orders/"+placed.OrderID,
+		http.Header{consistency.HeaderPosition: {h.Get(consistency.HeaderPosition)}}, "")
+	require.Equal(t, http.StatusOK, code, body)
+	require.Contains(t, body, `"customer_id":"c-1"`)
+
+	// SLAs are the declared ones: order_summary says 2s.
+	reports := lagReports(t, base, "order_summary")
+	require.EqualValues(t, 2, reports["order_summary"]["sla_seconds"], "report %v", reports["order_summary"])
+	require.Contains(t, reports, "payments")
+
+	code, _, body = fetch(t, http.MethodGet, base+"/metrics", nil, "")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, `converge_projection_position_lag_events{projection="order_summary"}`)
+	code, _, _ = fetch(t, http.MethodGet, base+"/healthz", nil, "")
+	require.Equal(t, http.StatusOK, code)
+	code, _, body = fetch(t, http.MethodGet, base+"/read-models", nil, "")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, `"order_summary"`)
+}
+
+func TestServe_DemoLoadPlacesOrders(t *testing.T) {
+	t.Parallel()
+	base := "http://" + startServe(t, "serve", "--listen", "127.0.0.1:0", "--demo-load", "200")
+	require.Eventually(t, func() bool {
+		for _, c := range []string{"c-1", "c-2", "c-3", "c-4", "c-5"} {
+			code, _, body := fetch(t, http.MethodGet, base+"/orders?customer="+c, nil, "")
+			require.Equal(t, http.StatusOK, code)
+			if strings.Contains(body, `"order_id"`) {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 20*time.Millisecond)
+}
+
+func TestServe_OnPostgreSQL(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t, nil)
 	ctx := context.Background()
 	store, err := pgstore.New(ctx, db.Pool, &pgstore.Config{Schema: db.Schema, DisableListen: true})
 	require.NoError(t, err)
 	defer store.Close()
-	// A consumer two events behind.
-	lease, err := store.Checkpoints().Acquire(ctx, "orders_view", "test", time.Minute)
+	// A consumer of another program, two events behind: serve watches it
+	// too, with --sla.
+	_, err = store.Checkpoints().Acquire(ctx, "orders_view", "test", time.Minute)
 	require.NoError(t, err)
-	_, err = store.Append(ctx, "order-1", events.NoStream,
+	_, err = store.Append(ctx, "other-1", events.NoStream,
 		events.Event{Data: events.Raw{Type: "t", Payload: []byte(`{}`)}},
 		events.Event{Data: events.Raw{Type: "t", Payload: []byte(`{}`)}})
 	require.NoError(t, err)
-	_ = lease
 
-	pr, pw := io.Pipe()
-	root := newRootCmd()
-	root.SetArgs([]string{"serve", "--database-url", db.URL, "--schema", db.Schema, "--listen", "127.0.0.1:0", "--interval", "50ms", "--sla", "1h"})
-	root.SetOut(pw)
-	root.SetErr(io.Discard)
-	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- root.ExecuteContext(sctx); _ = pw.Close() }()
-	defer func() {
-		cancel()
-		require.NoError(t, <-done)
-	}()
+	base := "http://" + startServe(t, "serve", "--database-url", db.URL, "--schema", db.Schema, "--listen", "127.0.0.1:0", "--interval", "50ms", "--sla", "1h")
+	reports := lagReports(t, base, "orders_view")
+	require.EqualValues(t, 2, reports["orders_view"]["behind_events"])
+	require.EqualValues(t, time.Hour.Seconds(), reports["orders_view"]["sla_seconds"])
 
-	line, err := bufio.NewReader(pr).ReadString('\n')
-	require.NoError(t, err)
-	addr := strings.TrimSpace(strings.TrimPrefix(line, "listening on "))
-	go func() { _, _ = io.Copy(io.Discard, pr) }()
-
-	get := func(path string) (int, string) {
-		resp, err := http.Get("http://" + addr + path)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		require.NoError(t, err)
-		return resp.StatusCode, string(b)
-	}
-	// The first pass may not have run yet: wait for a report to appear.
-	var reports []map[string]any
-	require.Eventually(t, func() bool {
-		code, body := get("/lag")
-		require.Equal(t, http.StatusOK, code)
-		require.NoError(t, json.Unmarshal([]byte(body), &reports))
-		return len(reports) == 1
-	}, 10*time.Second, 20*time.Millisecond)
-	require.Equal(t, "orders_view", reports[0]["projection"])
-	require.EqualValues(t, 2, reports[0]["behind_events"])
-
-	code, body := get("/metrics")
+	code, _, body := fetch(t, http.MethodGet, base+"/metrics", nil, "")
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, body, `converge_projection_position_lag_events{projection="orders_view"} 2`)
-	code, _ = get("/healthz")
+	code, _, _ = fetch(t, http.MethodGet, base+"/healthz", nil, "")
 	require.Equal(t, http.StatusOK, code, "behind, but within a one-hour SLA")
+
+	code, h, body := fetch(t, http.MethodPost, base+"/orders", http.Header{"Content-Type": {"application/json"}}, `{"customer_id":"c-1","amount_cents":4990}`)
+	require.Equal(t, http.StatusAccepted, code, body)
+	code, _, body = fetch(t, http.MethodGet, base+h.Get("Location"), nil, "")
+	require.Equal(t, http.StatusOK, code, body)
 }
 
 func TestServeRejectsBadFlags(t *testing.T) {
 	t.Parallel()
-	_, err := runCLI(t, "serve", "--listen", "nonsense")
-	require.ErrorContains(t, err, "--listen")
-	_, err = runCLI(t, "serve", "--sla", "0s")
-	require.ErrorContains(t, err, "--sla")
+	for _, tc := range [][]string{
+		{"--listen", "nonsense"},
+		{"--sla", "0s"},
+		{"--interval", "-1s"},
+		{"--demo-load", "-1"},
+	} {
+		_, err := runCLI(t, append([]string{"serve"}, tc...)...)
+		require.ErrorContains(t, err, tc[0])
+	}
 }

@@ -68,7 +68,7 @@ type Config struct {
 	// StaleHeartbeat is how old the heartbeat of a projection with
 	// unprocessed events may get before the projection counts as stalled
 	// and breached, even while its time lag is within the SLA. A negative
-	// value turns this rule off. Defaults to DefaultStaleHeartbeat (10s).
+	// value turns this rule off. Defaults to DefaultStaleHeartbeat (5s).
 	StaleHeartbeat time.Duration
 	// Interval is how often a started Monitor runs a pass. Defaults to
 	// DefaultInterval (1s).

@@ -39,7 +39,7 @@
 //
 // A projection breaches its SLA when its time lag exceeds the SLA, or when
 // it has unprocessed events and its heartbeat is older than
-// Config.StaleHeartbeat (10s, the feed's lease TTL, by default): nobody is
+// Config.StaleHeartbeat (5s, the feed's lease TTL, by default): nobody is
 // working the backlog off, so the SLA will go next. The Report's Reason
 // says which rule fired. A caught-up projection never breaches, however old
 // its heartbeat: an idle projection with no runner harms nobody.

@@ -72,6 +72,6 @@ func Example() {
 	// Output:
 	// breach: order_summary is 5s behind (SLA 2s)
 	// PROJECTION     CHECKPOINT                 BEHIND  TIME LAG  HEARTBEAT  SLA  STATUS
-	// order_summary  v1.AAAAAAAAAAEAAAAAAAAAAQ  1       5s        5s         2s   BREACH
-	// sales_report   v1.AAAAAAAAAAEAAAAAAAAAAQ  1       5s        5s         30s  ok
+	// order_summary  v2.----------3----------F  1       5s        5s         2s   BREACH
+	// sales_report   v2.----------3----------F  1       5s        5s         30s  ok
 }

@@ -89,7 +89,7 @@ type reportJSON struct {
 // MarshalJSON writes a report as one flat object with snake_case keys,
 // tokens as strings and durations in seconds:
 //
-//	{"projection":"orders","owner":"host-1/0","checkpoint":"v1.…","head":"v1.…",
+//	{"projection":"orders","owner":"host-1/0","checkpoint":"v2.…","head":"v2.…",
 //	 "behind_events":12,"time_lag_seconds":3.5,"heartbeat_age_seconds":0.8,
 //	 "horizon_age_seconds":0,"sla_seconds":2,"breached":true,"reason":"time_lag","at":"…"}
 func (r Report) MarshalJSON() ([]byte, error) {

@@ -10,8 +10,8 @@ import (
 // Table writes reports as an aligned text table, one projection a line:
 //
 //	PROJECTION  CHECKPOINT                 BEHIND  TIME LAG  HEARTBEAT  SLA  STATUS
-//	orders      v1.AAAAAAAAAAEAAAAAAAAAAQ  2       15s       1.2s       2s   BREACH
-//	reports     v1.AAAAAAAAAAMAAAAAAAAAAw  0       0s        800ms      30s  ok
+//	orders      v2.----------3----------F  2       15s       1.2s       2s   BREACH
+//	reports     v2.----------B----------k  0       0s        800ms      30s  ok
 //
 // BEHIND is the position lag in events, TIME LAG how long the oldest
 // unprocessed event has waited, HEARTBEAT how long ago the lease holder

@@ -26,9 +26,9 @@ func TestTable(t *testing.T) {
 	require.NoError(t, lag.Table(&out, reports))
 	require.Equal(t, ""+
 		"PROJECTION     CHECKPOINT                 BEHIND  TIME LAG  HEARTBEAT  SLA  STATUS\n"+
-		"order_summary  v1.AAAAAAAAAAEAAAAAAAAAAQ  12      3.5s      800ms      2s   BREACH\n"+
-		"sales_report   v1.AAAAAAAAAAMAAAAAAAAAAw  0       0s        1m30s      30s  ok\n"+
-		"search         v1.AAAAAAAAAAAAAAAAAAAAAA  1       250µs     -          30s  BREACH (stalled)\n",
+		"order_summary  v2.----------3----------F  12      3.5s      800ms      2s   BREACH\n"+
+		"sales_report   v2.----------B----------k  0       0s        1m30s      30s  ok\n"+
+		"search         v2.----------------------  1       250µs     -          30s  BREACH (stalled)\n",
 		out.String())
 
 	out.Reset()
@@ -58,7 +58,7 @@ func TestReportJSON(t *testing.T) {
 	require.NoError(t, err)
 	require.JSONEq(t, `{
 		"projection": "orders", "class": "user-facing", "owner": "host-1/0",
-		"checkpoint": "v1.AAAAAAAAAAEAAAAAAAAAAQ", "head": "v1.AAAAAAAAAAMAAAAAAAAAAw",
+		"checkpoint": "v2.----------3----------F", "head": "v2.----------B----------k",
 		"behind_events": 2, "time_lag_seconds": 2.5, "heartbeat_age_seconds": 1,
 		"horizon_age_seconds": 0, "sla_seconds": 2, "breached": true, "reason": "time_lag",
 		"at": "2026-03-01T12:00:00Z"

@@ -18,7 +18,7 @@
 //
 //	→ {"action":"subscribe","entity":"order-1"}
 //	← {"type":"subscribed","entity":"order-1"}
-//	← {"type":"updated","entity":"order-1","data":{…row…},"position":"v1.AAAAAAAAAAEAAAAAAAAAAw"}
+//	← {"type":"updated","entity":"order-1","data":{…row…},"position":"v2.----------3----------k"}
 //	→ {"action":"unsubscribe","entity":"order-1"}
 //	← {"type":"unsubscribed","entity":"order-1"}
 //

@@ -47,7 +47,7 @@ func ExampleHub() {
 	}
 	// Output:
 	// {"type":"subscribed","entity":"order-1"}
-	// {"type":"updated","entity":"order-1","data":{"id":"order-1","status":"paid"},"position":"v1.AAAAAAAAAAEAAAAAAAAAAw"}
+	// {"type":"updated","entity":"order-1","data":{"id":"order-1","status":"paid"},"position":"v2.----------3----------k"}
 }
 
 // ExampleConfig_snapshot serves a Hub beside its demo page, with a snapshot

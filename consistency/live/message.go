@@ -34,7 +34,7 @@ const (
 // Go clients can decode into it.
 //
 //	{"type":"subscribed","entity":"order-1"}
-//	{"type":"updated","entity":"order-1","data":{"status":"paid"},"position":"v1.AAAAAAAAAAEAAAAAAAAAAw"}
+//	{"type":"updated","entity":"order-1","data":{"status":"paid"},"position":"v2.----------3----------k"}
 //	{"type":"error","entity":"order-1","error":"…"}
 type Message struct {
 	Type   string `json:"type"`

@@ -22,6 +22,12 @@
 // Construct the store with default events.Limits: the suite checks the
 // documented defaults (1 MiB payloads, 1000 events per append).
 //
+// The suite pins down the contracts the events package documents: the
+// bad-input table (every case refused with events.ErrInvalidEvent before
+// anything is written, with an error that says what is wrong), idempotent
+// retries of appends, and that what is accepted reads back as given
+// (RequireStoredAsGiven).
+//
 // Subtests run in parallel and never sleep for a fixed time: they wait on
 // conditions, so the suite also passes against PostgreSQL, whose feed may
 // lag a moment behind an append while other transactions are open.

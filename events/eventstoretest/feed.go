@@ -37,7 +37,7 @@ var feedTests = []feedTest{
 	{"UnitCommitMakesAppendsVisible", testUnitCommitMakesAppendsVisible},
 	{"UpdateJoinsTheUnit", testUpdateJoinsTheUnit},
 	{"AppenderWaitsForUnit", testAppenderWaitsForUnit},
-	{"DuplicateFailsTheUnit", testDuplicateFailsTheUnit},
+	{"DuplicateOfCommittedEventLeavesUnitUsable", testDuplicateLeavesUnitUsable},
 	{"CommitWithStaleLeaseWritesNothing", testCommitWithStaleLeaseWritesNothing},
 	{"CommitSeveralMoves", testCommitSeveralMoves},
 	{"AdvanceNeverMovesBack", testAdvanceNeverMovesBack},

@@ -17,6 +17,9 @@ const (
 	// neverRegisteredType is stored through events.Raw and never registered,
 	// to check decode errors for unknown names.
 	neverRegisteredType = "eventstoretest.never_registered"
+	// counterIncrementedType is counterBumped's old name, kept as an alias
+	// after a rename.
+	counterIncrementedType = "eventstoretest.counter_incremented"
 )
 
 // orderPlaced is the suite's plain event type.
@@ -43,7 +46,8 @@ type addressChanged struct {
 type notRegistered struct{ X int }
 
 // Registry returns a fresh registry holding the suite's event types,
-// including one at schema version 2 with an upcaster from version 1. Stores
+// including one at schema version 2 with an upcaster from version 1 and one
+// renamed, its old name kept as an alias. Stores
 // under test must be constructed with it (a fresh one per store is fine):
 // Run appends and decodes these types and fails at once if the store's
 // registry does not know them.
@@ -51,6 +55,9 @@ func Registry() *events.Registry {
 	reg := events.NewRegistry()
 	events.Register[orderPlaced](reg, orderPlacedType)
 	events.Register[counterBumped](reg, counterBumpedType)
+	if err := reg.Alias(counterIncrementedType, counterBumpedType); err != nil {
+		panic(err)
+	}
 	events.RegisterVersioned[addressChanged](reg, addressChangedType, 2, events.Upcaster{From: 1, Func: addressV1toV2})
 	return reg
 }

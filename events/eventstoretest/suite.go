@@ -38,6 +38,9 @@ var storeTests = []storeTest{
 	{"StreamIDMetacharacters", testStreamIDMetacharacters},
 	{"PayloadLimit", testPayloadLimit},
 	{"InvalidRawEvents", testInvalidRawEvents},
+	{"BadInput", testBadInput},
+	{"GoodInputRoundTrip", testGoodInputRoundTrip},
+	{"ReadStreamNegativeVersion", testReadStreamNegativeVersion},
 	{"UnknownGoType", testUnknownGoType},
 	{"EmptyAppend", testEmptyAppend},
 	{"TooManyEvents", testTooManyEvents},
@@ -45,8 +48,13 @@ var storeTests = []storeTest{
 	{"EventIDCanonical", testEventIDCanonical},
 	{"DuplicateEventIDInOneAppend", testDuplicateEventIDInOneAppend},
 	{"DuplicateEventIDAcrossAppends", testDuplicateEventIDAcrossAppends},
+	{"RetryIsIdempotent", testRetryIsIdempotent},
+	{"RetryOfNewStream", testRetryOfNewStream},
+	{"RetryThatIsNotTheSameAppend", testRetryThatIsNotTheSameAppend},
+	{"ConcurrentRetries", testConcurrentRetries},
 	{"DecodeWithUpcaster", testDecodeWithUpcaster},
 	{"DecodeUnknownTypeName", testDecodeUnknownTypeName},
+	{"RenamedTypeWithAlias", testRenamedTypeWithAlias},
 	{"CanceledContext", testCanceledContext},
 	{"ConcurrentWriters", testConcurrentWriters},
 }
@@ -89,6 +97,7 @@ func testAppendReadRoundTrip(t *testing.T, s events.Store) {
 
 	res := mustAppend(t, s, "order-1", events.NoStream, first, second)
 	require.Equal(t, "order-1", res.StreamID)
+	require.False(t, res.AlreadyStored, "a new append stores its events")
 	require.Equal(t, int64(1), res.FirstVersion)
 	require.Equal(t, int64(2), res.LastVersion)
 	require.Len(t, res.EventIDs, 2)

@@ -32,6 +32,7 @@ type consumer struct {
 	onState     func(PartitionState)
 	onCommitted func(name string, tok events.Token)
 	out         chan *message.Message
+	st          *consumerState
 	log         *slog.Logger
 }
 
@@ -73,6 +74,7 @@ var errRedeliver = errors.New("feed: redeliver")
 // consumer that lost its lease stands by again.
 func (c *consumer) run(ctx context.Context) {
 	defer close(c.out)
+	defer c.st.setLease(LeaseStopped)
 	for {
 		if err := c.awaitAssignment(ctx); err != nil {
 			return
@@ -101,7 +103,9 @@ func (c *consumer) acquire(ctx context.Context) (Lease, error) {
 		switch {
 		case err == nil:
 			c.state(PartitionActive)
+			c.st.ok()
 			c.log.Info("feed: lease acquired, delivering", "generation", lease.Generation, "position", lease.Position.String())
+			c.st.leaseChanged(LeaseAcquired, lease, nil)
 			return lease, nil
 		case ctx.Err() != nil:
 			return Lease{}, ctx.Err()
@@ -110,12 +114,15 @@ func (c *consumer) acquire(ctx context.Context) (Lease, error) {
 			return Lease{}, err
 		case errors.Is(err, ErrLeaseHeld):
 			c.state(PartitionStandby)
+			c.st.ok()
+			c.st.setLease(LeaseStandingBy)
 			if !standby {
 				c.log.Info("feed: another consumer holds the lease, standing by", "retry_every", c.cfg.RenewInterval)
 				standby = true
 			}
 		default:
 			c.state(PartitionDegraded)
+			c.st.failed(err)
 			c.log.Warn("feed: acquire lease failed, retrying", "error", err, "retry_in", c.cfg.RenewInterval)
 		}
 		if c.assigned != nil {
@@ -155,6 +162,7 @@ func (c *consumer) hold(ctx context.Context, lease Lease) (again bool) {
 	closed := errors.Is(err, events.ErrClosed) || errors.Is(cause, events.ErrClosed)
 	if errors.Is(cause, ErrLeaseLost) {
 		c.log.Warn("feed: lease lost, standing by", "generation", lease.Generation, "error", cause)
+		c.st.leaseChanged(LeaseLost, lease, cause)
 		return ctx.Err() == nil
 	}
 	if !closed {
@@ -163,6 +171,7 @@ func (c *consumer) hold(ctx context.Context, lease Lease) (again bool) {
 			c.log.Warn("feed: release lease failed (a standby takes over when it expires)", "error", err, "lease_ttl", c.cfg.LeaseTTL)
 		}
 		cancel()
+		c.st.leaseChanged(LeaseReleased, lease, nil)
 	}
 	return ctx.Err() == nil && !closed
 }
@@ -203,6 +212,7 @@ func (c *consumer) renew(ctx context.Context, stop context.CancelCauseFunc, leas
 		cancel()
 		switch {
 		case err == nil:
+			c.st.ok()
 			lastOK = c.cfg.Clock.Now()
 		case ctx.Err() != nil:
 			return
@@ -210,6 +220,7 @@ func (c *consumer) renew(ctx context.Context, stop context.CancelCauseFunc, leas
 			stop(err)
 			return
 		default:
+			c.st.failed(err)
 			failing := c.cfg.Clock.Now().Sub(lastOK)
 			if failing >= c.cfg.LeaseTTL {
 				stop(fmt.Errorf("%w: renewals have failed for %s, longer than LeaseTTL: %w", ErrLeaseLost, failing, err))
@@ -245,6 +256,7 @@ func (c *consumer) deliverFrom(ctx context.Context, lease Lease) error {
 			c.log.Info("feed: source closed, ending subscription", "error", err)
 			return err
 		case err != nil:
+			c.st.failed(err)
 			d := retry.next()
 			c.log.Warn("feed: read failed, retrying", "error", err, "retry_in", d)
 			if !sleep(ctx, d) {
@@ -253,6 +265,7 @@ func (c *consumer) deliverFrom(ctx context.Context, lease Lease) error {
 			continue
 		}
 		retry.reset()
+		c.st.ok()
 
 		evs := batch.Events
 		for len(evs) > 0 {
@@ -401,6 +414,7 @@ func (c *consumer) deliverGroup(ctx context.Context, lease Lease, group []events
 	case errors.Is(err, events.ErrClosed):
 		return 0, 0, err
 	case err != nil:
+		c.st.failed(err)
 		c.log.Warn("feed: begin unit failed", "event_id", group[0].ID, "error", err)
 		return 0, 0, errRedeliver
 	}
@@ -488,6 +502,7 @@ func (c *consumer) commit(ctx context.Context, unit Unit, lease Lease, env event
 	case errors.Is(err, events.ErrClosed):
 		return err
 	}
+	c.st.failed(err)
 	c.log.Error("feed: commit failed, redelivering the event", "event_id", env.ID, "error", err)
 	return errRedeliver
 }

@@ -130,6 +130,21 @@
 // notification), and a short backoff while Batch.Pending says events are
 // committed but held back by an older open transaction.
 //
+// # Leases and failover
+//
+// Processes running the same consumer share one lease; the holder renews it
+// every RenewInterval, the others try to take it as often. When the holder
+// dies, a standby takes over once the lease expires: measured with kill -9,
+// between about 2/3 and 4/3 of LeaseTTL (see SubscriberConfig.LeaseTTL).
+// A holder that is frozen rather than dead (a stopped VM, a long pause)
+// keeps its open transaction, and with it the feed, until it wakes.
+//
+// Subscriber.Status says, without asking the Source, whether each consumer
+// holds its lease or stands by, and whether calls to the Source are
+// failing (degraded since when, with the last error), with counts of lease
+// events; SubscriberConfig.OnLeaseChange reports every acquisition, loss and
+// release as it happens.
+//
 // Checkpoint names: CheckpointName(ConsumerName, topic) is ConsumerName for
 // the whole feed and ConsumerName + "/" + topic for a category, so one
 // Subscriber may follow several topics, each with its own position. Renaming

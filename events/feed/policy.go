@@ -85,6 +85,8 @@ type partitionState struct {
 	halt      *HaltRecord
 	attempts  map[string]*attempt
 	resumed   chan struct{}
+	// consumer is the latest subscription's state (lease, degraded).
+	consumer *consumerState
 	// checked is set once the halt row was looked at under the current
 	// lease: a halt written by another process (which held the partition
 	// before) is found at the first delivery, without a read per event.

@@ -74,7 +74,10 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		}
 		_, err = p.store.Append(msg.Context(), stream, events.AnyVersion, ev)
 		if errors.Is(err, events.ErrDuplicateEvent) && ev.ID != "" {
-			// Published to this stream before: the earlier attempt committed.
+			// The same message republished is idempotent already; this is
+			// its UUID stored before in another form (other metadata, say).
+			// The first publication stands, as Watermill expects of a
+			// redelivered message.
 			continue
 		}
 		if err != nil {

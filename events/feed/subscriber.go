@@ -45,6 +45,7 @@ type Subscriber struct {
 	closed bool
 	seq    int
 	wg     sync.WaitGroup
+	states []*consumerState // one per Subscribe call, in call order
 }
 
 var _ message.Subscriber = (*Subscriber)(nil)
@@ -108,6 +109,8 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		out:    make(chan *message.Message),
 	}
 	c.log = s.cfg.Logger.With("consumer", c.name, "owner", c.owner)
+	c.st = newConsumerState(&s.cfg, c.name, c.owner)
+	s.states = append(s.states, c.st)
 
 	cctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(s.ctx, cancel)
@@ -127,6 +130,21 @@ func filterOf(category string) Filter {
 		return Filter{}
 	}
 	return Filter{Categories: []string{category}}
+}
+
+// Status reports every consumer started by Subscribe, in call order:
+// whether it holds its lease or stands by, whether the Source is failing
+// (degraded since when, with what error), and counts of lease events. It
+// asks nothing of the Source, so it answers while the database is down.
+// Consumers that ended stay listed as LeaseStopped.
+func (s *Subscriber) Status() []ConsumerStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]ConsumerStatus, len(s.states))
+	for i, st := range s.states {
+		out[i] = st.get()
+	}
+	return out
 }
 
 // Close stops every consumer, rolls back the units of unacknowledged

@@ -15,8 +15,9 @@ import (
 
 // Defaults of SubscriberConfig.
 const (
-	// DefaultLeaseTTL is how long a consumer's lease lasts without renewal.
-	DefaultLeaseTTL = 10 * time.Second
+	// DefaultLeaseTTL is how long a consumer's lease lasts without renewal
+	// (see SubscriberConfig.LeaseTTL for why 5s).
+	DefaultLeaseTTL = 5 * time.Second
 	// DefaultBatchSize is how many events one read of the feed returns.
 	DefaultBatchSize = 100
 	// DefaultCommitBatch is how many already-read events may share one unit
@@ -51,9 +52,46 @@ type SubscriberConfig struct {
 	// "/<n>" to it, so two subscriptions never share a lease. Defaults to
 	// "<hostname>-<pid>-<random>".
 	Owner string
-	// LeaseTTL is how long the lease lasts without renewal: a standby takes
-	// over at most this long after the holder dies. Every call to the
-	// Source also times out after it. Defaults to DefaultLeaseTTL (10s).
+	// LeaseTTL is how long the lease lasts without renewal. Every call to
+	// the Source also times out after it.
+	//
+	// It bounds failover only when the holder died (crashed, was killed,
+	// lost its network): a standby takes the lease once it expires, between
+	// about 2/3 and 4/3 of LeaseTTL after the death, because the holder
+	// renewed up to RenewInterval (LeaseTTL/3) before and the standby tries
+	// only that often. Measured on PostgreSQL (three processes, kill -9 of
+	// the holder until the first commit of the next one, 8 kills each, with
+	// internal/faulttest): 10s: 7.4-10.5s (median 9.1s); 5s: 3.6-5.1s
+	// (4.9s); 3s: 2.2-3.0s (2.9s); 2s: 0.9-2.1s (1.8s).
+	//
+	// It does not bound a holder that is frozen rather than dead (a
+	// stopped VM, a long swap or GC pause, SIGSTOP). A standby takes the
+	// lease as before, but on PostgreSQL a frozen holder caught inside a
+	// unit keeps its transaction open, and an open transaction holds back
+	// the feed of every consumer until it ends: the holder wakes, its commit
+	// fails (its lease is gone) and the standby carries on. Measured with a
+	// 5s lease: freezing the holder for 8s stalled delivery 3.5s in two of
+	// four rounds (the holder was between units) and the whole 8s in the
+	// other two; with a 3s lease and a 6s freeze, 2.1s twice and 6.0s twice.
+	// To bound this too, set PostgreSQL's idle_in_transaction_session_timeout
+	// to about LeaseTTL for the consumers' connections (a runtime parameter
+	// of their pool): the server then ends the frozen transaction. Measured
+	// with a 5s lease, 12s freezes stalled delivery 4.0-4.8s in three of
+	// four rounds and the whole 12.0s in the fourth; with a 5s timeout
+	// added, 4.2-5.0s in all six. Handlers must then not sit idle inside a
+	// unit that long.
+	//
+	// The default, 5s, is a choice between two failures. A shorter lease
+	// replaces a dead process sooner, but a live holder whose renewals fail
+	// for a whole LeaseTTL gives its lease up: with 2s, each of two
+	// PostgreSQL restarts (down 1s and 2s) cost the live holder its lease
+	// (a needless failover, and redelivery of its unit), while with 5s
+	// neither did. A longer lease rides out longer outages but leaves a
+	// dead process's events waiting: 10s meant up to 10.5s without
+	// delivery. 5s also leaves each call to the Source, which times out
+	// after LeaseTTL, room on a loaded server. Lower it (2-3s) when quick
+	// takeover matters more than riding out database restarts; raise it
+	// when restarts last longer. Defaults to DefaultLeaseTTL (5s).
 	LeaseTTL time.Duration
 	// RenewInterval is how often the holder renews its lease, and how often
 	// a standby tries to take it. It must be shorter than LeaseTTL.
@@ -114,6 +152,12 @@ type SubscriberConfig struct {
 	// It runs on the delivering goroutine: it must not block. Defaults to
 	// nil.
 	OnCommitted func(name string, tok events.Token)
+	// OnLeaseChange, when set, is called when a consumer acquires, loses or
+	// releases its lease, so operators and tests observe failovers without
+	// parsing logs (Subscriber.Status has the current state and counts).
+	// It runs on the consumer's goroutines: it must not block. Defaults to
+	// nil.
+	OnLeaseChange func(LeaseEvent)
 }
 
 func (c *SubscriberConfig) withDefaults() SubscriberConfig {

@@ -5,8 +5,8 @@
 //
 // Both stores pass the same behavioural suite (events/eventstoretest), so
 // code tested against memstore behaves the same on PostgreSQL: expected
-// versions, atomic appends, duplicate event ids, input limits, the global
-// order and checkpoint leases all agree.
+// versions, atomic appends, idempotent retries and duplicate event ids, the
+// bad-input contract, the global order and checkpoint leases all agree.
 //
 //	reg := events.NewRegistry()
 //	events.Register[OrderPlaced](reg, "order_placed")
@@ -30,10 +30,13 @@
 // written through the unit are seen by the unit and by nobody else until
 // the commit. Where PostgreSQL makes a second unit wait on a row lock,
 // memory lets it run and fails its commit with feed.ErrConflict; an event
-// id an open unit reserved counts as taken (ErrDuplicateEvent) rather than
-// waiting, and a duplicate fails the unit, as it aborts a PostgreSQL
-// transaction. A deadlock between units (each waiting for a stream the
-// other holds) is not detected: it lasts until a context ends.
+// id another open unit reserved counts as taken (ErrDuplicateEvent) rather
+// than waiting, and fails the unit, as the unique violation aborts a
+// PostgreSQL transaction; a duplicate of a committed event is refused
+// before anything is written and leaves the unit usable, on both stores. A
+// deadlock between units (each waiting for a stream the other holds) is
+// not detected: it lasts until a context ends. An append cannot fail
+// half-way, so memory never reports events.ErrOutcomeUnknown.
 //
 // Other differences: there is no AppendTx (there is no transaction to
 // pass), a plain append outside a unit is readable the moment it returns,

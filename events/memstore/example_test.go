@@ -64,3 +64,41 @@ func Example() {
 	// v1 order_placed {OrderID:42 Total:1999}
 	// v2 order_shipped {OrderID:42}
 }
+
+// A caller that retries an append itself (after events.ErrOutcomeUnknown,
+// or when a message is redelivered) fixes the event ids first: the retry
+// then returns the original result and stores nothing twice, even with the
+// Exactly(n) of the first attempt.
+func ExampleStore_Append_retry() {
+	ctx := context.Background()
+	reg := events.NewRegistry()
+	events.Register[OrderPlaced](reg, "order_placed")
+	store, err := memstore.New(&memstore.Config{Registry: reg})
+	if err != nil {
+		panic(err)
+	}
+	defer store.Close()
+
+	evs := events.AssignIDs([]events.Event{{Data: OrderPlaced{OrderID: "42", Total: 1999}}})
+	first, err := store.Append(ctx, "order-42", events.Exactly(0), evs...)
+	if err != nil {
+		panic(err)
+	}
+	// Say the reply was lost: append the same events again.
+	again, err := store.Append(ctx, "order-42", events.Exactly(0), evs...)
+	if err != nil {
+		panic(err)
+	}
+	version, _ := store.StreamVersion(ctx, "order-42")
+	fmt.Println("same result:", again.Token == first.Token && again.EventIDs[0] == first.EventIDs[0])
+	fmt.Println("stream version:", version)
+
+	// Reusing the id for another event is a mistake, and says so.
+	evs[0].Data = OrderPlaced{OrderID: "42", Total: 5}
+	_, err = store.Append(ctx, "order-42", events.AnyVersion, evs...)
+	fmt.Println(errors.Is(err, events.ErrDuplicateEvent))
+	// Output:
+	// same result: true
+	// stream version: 1
+	// true
+}

@@ -90,9 +90,9 @@ type Store struct {
 	log []events.Envelope
 	// streams holds each stream's committed events in version order.
 	streams map[string][]events.Envelope
-	// ids holds every committed event id, for ErrDuplicateEvent; reserved
-	// holds those of open units.
-	ids      map[string]struct{}
+	// ids maps every committed event id to where it is stored, so a
+	// retried append is recognised; reserved holds those of open units.
+	ids      map[string]eventRef
 	reserved map[string]struct{}
 	// nextSeq is the next seq an append reserves.
 	nextSeq uint64
@@ -119,7 +119,7 @@ func New(cfg *Config) (*Store, error) {
 		cfg:      c,
 		closedCh: make(chan struct{}),
 		streams:  map[string][]events.Envelope{},
-		ids:      map[string]struct{}{},
+		ids:      map[string]eventRef{},
 		reserved: map[string]struct{}{},
 		nextSeq:  1,
 		open:     map[*unit]struct{}{},
@@ -256,18 +256,25 @@ func (s *Store) appendLocked(u *unit, streamID string, expected events.ExpectedV
 	if u != nil {
 		actual += int64(len(u.pending[streamID]))
 	}
-	// The version is checked before the ids, as on PostgreSQL, where the
-	// stream row is locked and checked before the events are inserted.
-	if !expected.Satisfied(actual) {
-		return events.AppendResult{}, &events.WrongExpectedVersionError{StreamID: streamID, Expected: expected, Actual: actual}
+	// Ids first: an append of events already stored is judged as a retry
+	// (the original result, or ErrDuplicateEvent), never as a conflict.
+	var stored []events.Envelope
+	for _, r := range recs {
+		if ref, dup := s.ids[r.ID]; dup {
+			stored = append(stored, s.streams[ref.stream][ref.index])
+		}
+	}
+	if res, found, err := events.MatchStored(streamID, expected, recs, stored); found {
+		return res, err
 	}
 	for _, r := range recs {
-		_, dup := s.ids[r.ID]
-		_, res := s.reserved[r.ID]
-		if dup || res {
-			return events.AppendResult{}, fmt.Errorf("%w: event id %s is already stored (a retried append that fails with this committed the first time)",
-				events.ErrDuplicateEvent, r.ID)
+		if _, held := s.reserved[r.ID]; held {
+			return events.AppendResult{}, fmt.Errorf("%w: %w: event id %s is held by an open unit of work (append it again once that unit ends: a retry of the same events then returns their result)",
+				events.ErrDuplicateEvent, errHeldByUnit, r.ID)
 		}
+	}
+	if !expected.Satisfied(actual) {
+		return events.AppendResult{}, &events.WrongExpectedVersionError{StreamID: streamID, Expected: expected, Actual: actual}
 	}
 	res := events.AppendResult{
 		StreamID:     streamID,
@@ -305,6 +312,20 @@ func (s *Store) appendLocked(u *unit, streamID string, expected events.ExpectedV
 	return res, nil
 }
 
+// errHeldByUnit marks a duplicate id that another open unit reserved: on
+// PostgreSQL the insert would then end in a unique violation that aborts
+// the transaction, so a unit that meets it fails the same way. A duplicate
+// of a committed event is found before anything is written, on both
+// stores, and leaves the unit usable.
+var errHeldByUnit = errors.New("held by an open unit")
+
+// eventRef says where a committed event is: its stream and its index in
+// the stream's slice (its version - 1).
+type eventRef struct {
+	stream string
+	index  int
+}
+
 // commitEvents adds envs (one stream's, in version order) to the committed
 // log. The caller holds s.mu.
 func (s *Store) commitEvents(envs []events.Envelope) {
@@ -313,8 +334,8 @@ func (s *Store) commitEvents(envs []events.Envelope) {
 		// insert in token order.
 		i := sort.Search(len(s.log), func(i int) bool { return s.log[i].Token.After(env.Token) })
 		s.log = slices.Insert(s.log, i, env)
+		s.ids[env.ID] = eventRef{stream: env.StreamID, index: len(s.streams[env.StreamID])}
 		s.streams[env.StreamID] = append(s.streams[env.StreamID], env)
-		s.ids[env.ID] = struct{}{}
 	}
 }
 
@@ -326,6 +347,9 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, fromVersion int
 		return nil, err
 	}
 	if err := events.ValidateStreamID(streamID); err != nil {
+		return nil, err
+	}
+	if err := events.ValidateFromVersion(fromVersion); err != nil {
 		return nil, err
 	}
 	s.mu.RLock()

@@ -35,9 +35,9 @@ type unit struct {
 	// posReads holds the checkpoint positions read through Positions.
 	posReads map[string]events.Token
 	after    []func()
-	// failed is set by an append that fails with a duplicate event id:
-	// PostgreSQL aborts the transaction then, so the unit can only roll
-	// back, and memory does the same.
+	// failed is set by an append that fails on an event id another open
+	// unit holds: PostgreSQL aborts the transaction then (a unique
+	// violation), so the unit can only roll back, and memory does the same.
 	failed error
 	// reservedAt is when the unit reserved its first seq (HorizonAge).
 	reservedAt time.Time
@@ -88,7 +88,7 @@ func (u *unit) Append(ctx context.Context, streamID string, expected events.Expe
 	hooks := u.s.hooks.Wanting(u.s.cfg.Registry, evs)
 	if len(hooks) == 0 {
 		res, err := u.s.appendRecs(ctx, u, streamID, expected, evs)
-		if errors.Is(err, events.ErrDuplicateEvent) {
+		if errors.Is(err, errHeldByUnit) {
 			u.fail(err)
 		}
 		return res, err
@@ -116,6 +116,10 @@ func (u *unit) appendHooked(ctx context.Context, hooks []feed.AppendHook, stream
 	res, err := u.s.appendRecs(ctx, u, streamID, expected, evs)
 	if err != nil {
 		return events.AppendResult{}, err
+	}
+	if res.AlreadyStored {
+		// A retry of an append that committed: its hooks ran with it.
+		return res, nil
 	}
 	u.s.mu.RLock()
 	own := u.pending[streamID]

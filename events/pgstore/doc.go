@@ -6,6 +6,20 @@
 //	res, err := store.Append(ctx, "order-42", events.NoStream, events.Event{Data: OrderPlaced{...}})
 //	// res.Token is the consistency token of the write.
 //
+// # Append outcomes
+//
+// Append fixes its events' ids, then retries transient failures
+// (events.ErrUnavailable: connection refused or lost, server restarting or
+// overloaded) within Config.AppendRetry. Appends are idempotent by event
+// id: the append statement checks for the ids first, so an attempt whose
+// predecessor committed before its reply was lost finds the events and
+// returns the original result, and PostgreSQL's unique index on event ids
+// stops a second copy even when the two race. So Append ends in one success
+// or one error: nothing written (a conflict, bad input, ErrUnavailable), or
+// events.ErrOutcomeUnknown when the last attempt may have committed and the
+// bound ran out (append the same events again to learn which). AppendTx
+// does not retry: the caller owns the commit (see its doc).
+//
 // # How the global order is made gap-free
 //
 // A BIGSERIAL alone is not an order readers can follow: sequence values are
@@ -22,7 +36,7 @@
 // appear, and what a reader has passed never grows behind it. No gap
 // timeouts are needed and no committed event is ever skipped.
 //
-// The raise is what survives the ordering trap described in WATERMILL.md: a
+// The raise is what survives the trap of ordering by transaction id alone: a
 // transaction gets its id at its first write, so one that wrote saga state
 // early and appended later would otherwise sort before the event it follows
 // in its stream. Appends to one stream are serialised by the stream's head row

@@ -43,7 +43,7 @@ func (s *Store) listen(ctx context.Context) {
 		LogError: func(ctx context.Context, err error) {
 			s.healthy.set(false)
 			if ctx.Err() == nil {
-				s.cfg.Logger.Warn("converge: listen connection lost; feed subscribers poll until it is back", "err", err)
+				s.listenLog.failed(err)
 			}
 		},
 		ReconnectDelay: s.cfg.ListenReconnectDelay,
@@ -63,6 +63,7 @@ type listenHandler struct{ s *Store }
 func (h listenHandler) HandleBacklog(ctx context.Context, _ string, conn *pgx.Conn) error {
 	h.s.notifier.ownListener.Store(conn.PgConn().PID())
 	h.s.healthy.set(true)
+	h.s.listenLog.recovered()
 	h.s.wake.Notify()
 	_, err := conn.Exec(ctx, `SELECT pg_notify($1, $2)`, NotifyChannel, "h:"+h.s.cfg.Schema+":"+h.s.instance)
 	return err

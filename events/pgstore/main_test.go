@@ -17,6 +17,9 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m,
 		// pgxpool's background health check ends shortly after Close.
 		goleak.IgnoreTopFunction("github.com/jackc/pgx/v5/pgxpool.(*Pool).backgroundHealthCheck"),
+		// A connection dropped mid-query (a cancelled context, a cut by the
+		// fault proxy) is closed in the background, bounded by pgx.
+		goleak.IgnoreAnyFunction("github.com/jackc/pgx/v5/pgconn.(*PgConn).asyncClose.func1"),
 	)
 }
 

@@ -26,7 +26,7 @@ import (
 // (see listen.go), so a newcomer is not left waiting for the next count.
 type notifier struct {
 	pool   *pgxpool.Pool
-	log    *slog.Logger
+	log    *outageLog
 	gap    time.Duration
 	schema string
 
@@ -48,7 +48,7 @@ type notifier struct {
 const presenceInterval = time.Second
 
 func newNotifier(pool *pgxpool.Pool, log *slog.Logger, gap time.Duration, schema string) *notifier {
-	n := &notifier{pool: pool, log: log, gap: gap, schema: schema, pending: map[string]string{}, held: map[string]string{}, kickCh: make(chan struct{}, 1)}
+	n := &notifier{pool: pool, log: newOutageLog(log, "notify", "other processes see changes at their next poll"), gap: gap, schema: schema, pending: map[string]string{}, held: map[string]string{}, kickCh: make(chan struct{}, 1)}
 	n.others.Store(true) // until the first count says otherwise
 	return n
 }
@@ -122,8 +122,11 @@ func (n *notifier) run(ctx context.Context) {
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			_, err := n.pool.Exec(sctx, `SELECT pg_notify($1, $2)`, NotifyChannel, payload)
 			cancel()
-			if err != nil && ctx.Err() == nil {
-				n.log.Warn("converge: notify failed; other processes will see the change at their next poll", "err", err)
+			switch {
+			case err == nil:
+				n.log.recovered()
+			case ctx.Err() == nil:
+				n.log.failed(err)
 			}
 		}
 		// A gap after each send: a quiet store notifies at once, a busy

@@ -6,6 +6,7 @@ import "fmt"
 type queries struct {
 	upsertAppend string // AnyVersion, NoStream
 	updateAppend string // Exactly(n > 0), StreamExists
+	eventsByID   string // a retried append's events
 	notify       string
 	readStream   string
 	streamVer    string
@@ -69,6 +70,14 @@ FROM head, unnest($3::uuid[], $4::text[], $5::int[], $6::jsonb[], $7::jsonb[]) W
 ORDER BY e.ord
 RETURNING seq, sort_key, version`, events)
 
+	// fresh holds when none of the append's ids is stored yet. When one is,
+	// the head does not move and the statement returns no rows, like a
+	// version conflict, so a retried append inside a caller's transaction
+	// is recognised (by the ids) without aborting it. A concurrent append
+	// of the same ids that commits after this statement's snapshot still
+	// ends in the unique violation on event_id.
+	fresh := fmt.Sprintf(`NOT EXISTS (SELECT 1 FROM %s WHERE event_id = ANY($3::uuid[]))`, events)
+
 	return queries{
 		events: events,
 		// A new stream starts at $2 events. An existing one moves on only
@@ -76,21 +85,22 @@ RETURNING seq, sort_key, version`, events)
 		// stream, which keeps per-stream order in the global feed.
 		upsertAppend: fmt.Sprintf(`
 WITH head AS (
-	INSERT INTO %[1]s AS st (stream_id, version, sort_key) VALUES ($1, $2, %[2]s)
+	INSERT INTO %[1]s AS st (stream_id, version, sort_key) SELECT $1, $2, %[2]s WHERE %[3]s
 	ON CONFLICT (stream_id) DO UPDATE
 	SET version = st.version + EXCLUDED.version,
 	    sort_key = greatest(st.sort_key, EXCLUDED.sort_key),
 	    updated_at = now()
-	WHERE $9::bigint < 0 OR st.version = $9::bigint
+	WHERE ($9::bigint < 0 OR st.version = $9::bigint) AND %[3]s
 	RETURNING st.version, st.sort_key
-)`, streams, xactID) + insertEvents,
+)`, streams, xactID, fresh) + insertEvents,
 		updateAppend: fmt.Sprintf(`
 WITH head AS (
 	UPDATE %[1]s AS st
 	SET version = st.version + $2, sort_key = greatest(st.sort_key, %[2]s), updated_at = now()
-	WHERE st.stream_id = $1 AND ($9::bigint < 0 OR st.version = $9::bigint)
+	WHERE st.stream_id = $1 AND ($9::bigint < 0 OR st.version = $9::bigint) AND %[3]s
 	RETURNING st.version, st.sort_key
-)`, streams, xactID) + insertEvents,
+)`, streams, xactID, fresh) + insertEvents,
+		eventsByID:   fmt.Sprintf(`SELECT %s FROM %s WHERE event_id = ANY($1::uuid[])`, eventColumns, events),
 		notify:       `SELECT pg_notify($1, $2)`,
 		readStream:   fmt.Sprintf(`SELECT %s FROM %s WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`, eventColumns, events),
 		streamVer:    fmt.Sprintf(`SELECT coalesce((SELECT version FROM %s WHERE stream_id = $1), 0)`, streams),

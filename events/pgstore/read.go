@@ -22,8 +22,8 @@ func (s *Store) readStream(ctx context.Context, db execer, streamID string, from
 	if err := events.ValidateStreamID(streamID); err != nil {
 		return nil, err
 	}
-	if fromVersion < 0 {
-		return nil, fmt.Errorf("%w: fromVersion %d is negative", events.ErrInvalidEvent, fromVersion)
+	if err := events.ValidateFromVersion(fromVersion); err != nil {
+		return nil, err
 	}
 	lim := int64(limit)
 	if limit <= 0 {
@@ -31,7 +31,7 @@ func (s *Store) readStream(ctx context.Context, db execer, streamID string, from
 	}
 	rows, err := db.Query(ctx, s.q.readStream, streamID, fromVersion, lim)
 	if err != nil {
-		return nil, fmt.Errorf("pgstore: read stream %q: %w", streamID, err)
+		return nil, fmt.Errorf("pgstore: read stream %q: %w", streamID, classify(err))
 	}
 	return scanEnvelopes(rows)
 }
@@ -47,7 +47,7 @@ func (s *Store) StreamVersion(ctx context.Context, streamID string) (int64, erro
 func (s *Store) streamVersion(ctx context.Context, db execer, streamID string) (int64, error) {
 	var v int64
 	if err := db.QueryRow(ctx, s.q.streamVer, streamID).Scan(&v); err != nil {
-		return 0, fmt.Errorf("pgstore: version of %q: %w", streamID, err)
+		return 0, fmt.Errorf("pgstore: version of %q: %w", streamID, classify(err))
 	}
 	return v, nil
 }
@@ -88,7 +88,7 @@ func (s *Store) read(ctx context.Context, after events.Token, f feed.Filter, lim
 	defer br.Close()
 	rows, err := br.Query()
 	if err != nil {
-		return feed.Batch{}, fmt.Errorf("pgstore: read feed: %w", err)
+		return feed.Batch{}, fmt.Errorf("pgstore: read feed: %w", classify(err))
 	}
 	out, err := scanFeed(rows)
 	if err != nil {
@@ -102,7 +102,7 @@ func (s *Store) read(ctx context.Context, after events.Token, f feed.Filter, lim
 		var committed int
 		var topKey, topSeq *int64
 		if err := br.QueryRow().Scan(&committed, &topKey, &topSeq); err != nil {
-			return feed.Batch{}, fmt.Errorf("pgstore: read feed: %w", err)
+			return feed.Batch{}, fmt.Errorf("pgstore: read feed: %w", classify(err))
 		}
 		out.Pending = committed > len(out.Events)
 		if where != "" && topKey != nil && events.MakeToken(uint64(*topKey), uint64(*topSeq)).After(out.ScannedTo) {
@@ -160,7 +160,7 @@ func (s *Store) Head(ctx context.Context) (events.Token, error) {
 		return events.Token{}, nil
 	}
 	if err != nil {
-		return events.Token{}, fmt.Errorf("pgstore: head: %w", err)
+		return events.Token{}, fmt.Errorf("pgstore: head: %w", classify(err))
 	}
 	return events.MakeToken(uint64(sortKey), uint64(seq)), nil
 }
@@ -184,7 +184,7 @@ func (s *Store) CountBetween(ctx context.Context, after, upTo events.Token) (int
 	}
 	var n int64
 	if err := s.pool.QueryRow(ctx, s.q.countBetween, a1, a2, b1, b2, MaxCount).Scan(&n); err != nil {
-		return 0, fmt.Errorf("pgstore: count events: %w", err)
+		return 0, fmt.Errorf("pgstore: count events: %w", classify(err))
 	}
 	return n, nil
 }
@@ -195,7 +195,7 @@ func (s *Store) CountBetween(ctx context.Context, after, upTo events.Token) (int
 func (s *Store) HorizonAge(ctx context.Context) (time.Duration, error) {
 	var secs float64
 	if err := s.pool.QueryRow(ctx, s.q.horizonAge).Scan(&secs); err != nil {
-		return 0, fmt.Errorf("pgstore: horizon age: %w", err)
+		return 0, fmt.Errorf("pgstore: horizon age: %w", classify(err))
 	}
 	return time.Duration(secs * float64(time.Second)), nil
 }
@@ -231,7 +231,7 @@ func scanEnvelopes(rows pgx.Rows) ([]events.Envelope, error) {
 		out = append(out, e)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("pgstore: read events: %w", err)
+		return nil, fmt.Errorf("pgstore: read events: %w", classify(err))
 	}
 	return out, nil
 }

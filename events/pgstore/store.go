@@ -42,6 +42,9 @@ type Config struct {
 	// Limits bounds appends. Defaults to events.Limits defaults (1 MiB
 	// payloads, 1000 events per append).
 	Limits events.Limits
+	// AppendRetry bounds Append's own retries of transient failures.
+	// Defaults to the AppendRetry defaults (up to 10 attempts within 10s).
+	AppendRetry AppendRetry
 	// Logger receives background errors (lost listen connection, failed
 	// notifications). Defaults to slog.Default().
 	Logger *slog.Logger
@@ -74,6 +77,7 @@ func (c *Config) withDefaults() Config {
 		out.Registry = events.NewRegistry()
 	}
 	out.Limits = out.Limits.WithDefaults()
+	out.AppendRetry = out.AppendRetry.withDefaults()
 	if out.Logger == nil {
 		out.Logger = slog.Default()
 	}
@@ -85,6 +89,9 @@ func (c *Config) withDefaults() Config {
 func (c Config) validate() error {
 	if err := migrations.ValidateSchema(c.Schema); err != nil {
 		return fmt.Errorf("pgstore: Config.Schema: %w", err)
+	}
+	if err := c.AppendRetry.validate(); err != nil {
+		return err
 	}
 	if c.ListenReconnectDelay < 0 {
 		return errors.New("pgstore: Config.ListenReconnectDelay must not be negative")
@@ -102,11 +109,12 @@ type Store struct {
 	wake    signal.Broadcast // new events may be readable
 	healthy chanFlag         // listen connection is up
 
-	notifier *notifier
-	hooks    appendhook.Set
-	watchMu  sync.Mutex
-	watchers map[int]func(name string, pos events.Token)
-	watchID  int
+	notifier  *notifier
+	listenLog *outageLog
+	hooks     appendhook.Set
+	watchMu   sync.Mutex
+	watchers  map[int]func(name string, pos events.Token)
+	watchID   int
 
 	cancel context.CancelFunc
 	done   sync.WaitGroup
@@ -142,6 +150,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 		closed:   make(chan struct{}),
 	}
 	s.notifier = newNotifier(pool, c.Logger, c.NotifyMinInterval, c.Schema)
+	s.listenLog = newOutageLog(c.Logger, "listen connection", "feed subscribers poll until it is back")
 	s.done.Add(1)
 	go func() { defer s.done.Done(); s.notifier.run(bg) }()
 	if !c.DisableListen {

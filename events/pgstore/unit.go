@@ -74,6 +74,11 @@ func (u *unit) Append(ctx context.Context, streamID string, expected events.Expe
 	if u.s.isClosed() {
 		return events.AppendResult{}, events.ErrClosed
 	}
+	// Bad input is refused before the transaction begins.
+	recs, err := events.Prepare(u.s.cfg.Registry, u.s.cfg.Limits, streamID, expected, evs)
+	if err != nil {
+		return events.AppendResult{}, err
+	}
 	tx, err := u.txFor(ctx)
 	if err != nil {
 		return events.AppendResult{}, err
@@ -81,7 +86,7 @@ func (u *unit) Append(ctx context.Context, streamID string, expected events.Expe
 	hooks := u.s.hooks.Wanting(u.s.cfg.Registry, evs)
 	var res events.AppendResult
 	if len(hooks) == 0 {
-		res, err = u.s.appendOn(ctx, tx, streamID, expected, evs)
+		res, err = u.s.appendOn(ctx, tx, streamID, expected, recs, true)
 	} else {
 		res, err = u.appendHooked(ctx, tx, hooks, streamID, expected, evs)
 	}
@@ -120,9 +125,17 @@ func (u *unit) runHooks(ctx context.Context, tx pgx.Tx, hooks []feed.AppendHook,
 			return events.AppendResult{}, err
 		}
 	}
-	res, err := u.s.appendOn(ctx, tx, streamID, expected, evs)
+	recs, err := events.Prepare(u.s.cfg.Registry, u.s.cfg.Limits, streamID, expected, evs)
 	if err != nil {
 		return events.AppendResult{}, err
+	}
+	res, err := u.s.appendOn(ctx, tx, streamID, expected, recs, true)
+	if err != nil {
+		return events.AppendResult{}, err
+	}
+	if res.AlreadyStored {
+		// A retry of an append that committed: its hooks ran with it.
+		return res, nil
 	}
 	envs, err := u.s.readStream(ctx, tx, streamID, res.FirstVersion, len(res.Tokens))
 	if err != nil {

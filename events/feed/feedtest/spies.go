@@ -61,9 +61,18 @@ type spyCheckpoints struct {
 	advances    atomic.Int64
 	held        atomic.Int64
 	pauseRenews atomic.Bool
+	// unreachable makes Acquire and Renew fail as if the database were
+	// down.
+	unreachable atomic.Bool
 }
 
+// errUnreachable is what spyCheckpoints returns while unreachable.
+var errUnreachable = errors.New("feedtest: database unreachable (injected)")
+
 func (c *spyCheckpoints) Acquire(ctx context.Context, name, owner string, ttl time.Duration) (feed.Lease, error) {
+	if c.unreachable.Load() {
+		return feed.Lease{}, errUnreachable
+	}
 	l, err := c.CheckpointStore.Acquire(ctx, name, owner, ttl)
 	if errors.Is(err, feed.ErrLeaseHeld) {
 		c.held.Add(1)
@@ -74,6 +83,9 @@ func (c *spyCheckpoints) Acquire(ctx context.Context, name, owner string, ttl ti
 func (c *spyCheckpoints) Renew(ctx context.Context, l feed.Lease, ttl time.Duration) error {
 	if c.pauseRenews.Load() {
 		return nil
+	}
+	if c.unreachable.Load() {
+		return errUnreachable
 	}
 	return c.CheckpointStore.Renew(ctx, l, ttl)
 }

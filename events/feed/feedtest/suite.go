@@ -28,6 +28,7 @@ var suiteTests = []suiteTest{
 	{"CommitBatchSharesOneUnit", testCommitBatch},
 	{"ResumesFromCheckpoint", testResumesFromCheckpoint},
 	{"OneActiveConsumerPerName", testOneActiveConsumerPerName},
+	{"LeaseStatusAndHook", testLeaseStatusAndHook},
 	{"StandbyTakesOverExpiredLease", testTakeoverAfterExpiry},
 	{"LeaseLostWhileHandling", testLeaseLostWhileHandling},
 	{"CategoryTopics", testCategoryTopics},
@@ -276,12 +277,15 @@ func testLeaseLostWhileHandling(t *testing.T, s events.Store, src feed.Source) {
 	cmA, cmB := newCommits(), newCommits()
 	cfgA := config(name, cmA)
 	cfgA.LeaseTTL, cfgA.RenewInterval = ttl, ttl/4
+	evA := make(leaseEvents, 16)
+	cfgA.OnLeaseChange = evA.record
 	cfgB := config(name, cmB)
 	cfgB.LeaseTTL, cfgB.RenewInterval = ttl, ttl/4
 
 	appendTo(t, s, "order-1", 1, 2)
 	all := awaitAll(t, s, 2)
-	chA := subscribe(t, newSubscriber(t, spy, cfgA), feed.TopicAll)
+	subA := newSubscriber(t, spy, cfgA)
+	chA := subscribe(t, subA, feed.TopicAll)
 	slow := receive(t, chA)
 	require.Equal(t, all[0].ID, slow.UUID)
 
@@ -300,6 +304,13 @@ func testLeaseLostWhileHandling(t *testing.T, s events.Store, src feed.Source) {
 		t.Fatal("the stale message's context was not canceled")
 	}
 	require.Zero(t, cmA.count(), "a consumer that lost its lease must not commit")
+	require.Equal(t, feed.LeaseAcquired, evA.next(t).Kind)
+	lost := evA.next(t)
+	require.Equal(t, feed.LeaseLost, lost.Kind, "the hook must report the loss")
+	require.ErrorIs(t, lost.Err, feed.ErrLeaseLost)
+	stA := onlyStatus(t, subA)
+	require.Equal(t, uint64(1), stA.Lost)
+	require.Equal(t, feed.LeaseStandingBy, stA.Lease)
 
 	require.True(t, msg.Ack())
 	msg = receive(t, chB)

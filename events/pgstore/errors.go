@@ -1,0 +1,60 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/converge-es/converge/events"
+)
+
+// classify wraps err with events.ErrUnavailable when it says the database
+// is unreachable, restarting or overloaded, so callers can tell a fault that
+// passes from a mistake. Context errors are left as they are.
+func classify(err error) error {
+	if isUnavailable(err) {
+		return fmt.Errorf("%w: %w", events.ErrUnavailable, err)
+	}
+	return err
+}
+
+// isUnavailable reports the failures that go away by themselves.
+func isUnavailable(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case strings.HasPrefix(pgErr.Code, "08"): // connection exception
+			return true
+		case strings.HasPrefix(pgErr.Code, "53"): // insufficient resources: too many connections, out of memory, disk full
+			return true
+		case pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03": // admin or crash shutdown, cannot connect now
+			return true
+		}
+		return false
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connectErr) ||
+		errors.Is(err, pgconn.ErrConnClosed) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EPIPE) ||
+		errors.As(err, &netErr)
+}
+
+// sentUnanswered reports a statement that reached the connection but whose
+// reply did not come back: outside a transaction it may have committed. An
+// error from the server (a PgError) is an answer: the statement failed.
+func sentUnanswered(err error) bool {
+	var pgErr *pgconn.PgError
+	return !errors.As(err, &pgErr) && !pgconn.SafeToRetry(err)
+}

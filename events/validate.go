@@ -1,0 +1,341 @@
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// The bad-input contract. Both stores call Prepare before anything else, so
+// every rule here is enforced before any SQL runs, identically in memory and
+// on PostgreSQL, and whatever passes is stored and read back unchanged by
+// either store. Each rule exists because one of the two stores could not
+// keep the input as given.
+const (
+	// MaxTypeNameLength is the longest event type name, in bytes.
+	MaxTypeNameLength = 200
+	// MaxSchemaVersion is the highest schema version (PostgreSQL stores it
+	// as a 32-bit integer).
+	MaxSchemaVersion = math.MaxInt32
+	// MaxNumberScale is the most digits a payload number may have after the
+	// decimal point once its exponent is applied (0.5e-3 has 4). PostgreSQL
+	// stores numbers written out in full, so 1e-16000 would take 16 KB; 400
+	// digits hold every float64 that does not round to zero.
+	MaxNumberScale = 400
+	// MaxNumberExponent bounds the exponent a payload number is written
+	// with (PostgreSQL refuses some larger ones even on zero).
+	MaxNumberExponent = 9999
+)
+
+// ValidateStreamID checks a stream id: 1 to MaxStreamIDLength bytes of valid
+// UTF-8 without control characters. Control characters are Unicode's
+// category Cc (U+0000–U+001F, U+007F, and the C1 controls U+0080–U+009F,
+// U+0085 among them) plus the line and paragraph separators U+2028 and
+// U+2029: all of them break lines or terminals where ids are logged or
+// shown. Any other character, quotes and semicolons included, is allowed:
+// stores pass ids as parameters.
+func ValidateStreamID(id string) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("%w: empty stream id", ErrInvalidEvent)
+	case len(id) > MaxStreamIDLength:
+		return fmt.Errorf("%w: stream id is %d bytes, the limit is %d", ErrInvalidEvent, len(id), MaxStreamIDLength)
+	}
+	if err := checkText(id); err != nil {
+		return fmt.Errorf("%w: stream id %w", ErrInvalidEvent, err)
+	}
+	return nil
+}
+
+// ValidateTypeName checks an event type name by the rules of stream ids
+// (see ValidateStreamID), with MaxTypeNameLength as the limit.
+func ValidateTypeName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("%w: empty type name", ErrInvalidEvent)
+	case len(name) > MaxTypeNameLength:
+		return fmt.Errorf("%w: type name is %d bytes, the limit is %d (type names are stable identifiers, not data)",
+			ErrInvalidEvent, len(name), MaxTypeNameLength)
+	}
+	if err := checkText(name); err != nil {
+		return fmt.Errorf("%w: type name %w", ErrInvalidEvent, err)
+	}
+	return nil
+}
+
+// ValidateFromVersion checks the version a stream read starts at. Versions
+// start at 1; 0 also means from the start.
+func ValidateFromVersion(fromVersion int64) error {
+	if fromVersion < 0 {
+		return fmt.Errorf("%w: fromVersion %d is negative (stream versions start at 1: pass 1 to read from the start)", ErrInvalidEvent, fromVersion)
+	}
+	return nil
+}
+
+// checkText refuses invalid UTF-8 and control characters.
+func checkText(s string) error {
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("is not valid UTF-8")
+	}
+	for _, r := range s {
+		if isControl(r) {
+			return fmt.Errorf("contains control character %U", r)
+		}
+	}
+	return nil
+}
+
+// isControl reports the characters ids and type names may not hold.
+func isControl(r rune) bool {
+	return unicode.Is(unicode.Cc, r) || r == '\u2028' || r == '\u2029'
+}
+
+// ValidatePayload checks that a payload is one JSON document that both
+// stores keep as given:
+//   - valid JSON in valid UTF-8;
+//   - no NUL character, raw or escaped as \u0000 (PostgreSQL's jsonb cannot
+//     hold it);
+//   - no lone surrogate escape such as \ud800 (it encodes no character);
+//   - every number within float64's range, neither overflowing to infinity
+//     nor a non-zero that rounds to zero (such numbers decode nowhere the
+//     same), with at most MaxNumberScale digits after the decimal point once
+//     the exponent is applied (PostgreSQL writes numbers out in full), and
+//     an exponent within ±MaxNumberExponent;
+//   - no object with the same key twice (PostgreSQL keeps only the last).
+//
+// Whitespace, key order and the spelling of numbers and escapes are not
+// part of an event's content: PostgreSQL normalises them, memory keeps them.
+func ValidatePayload(p []byte) error {
+	if !json.Valid(p) {
+		return fmt.Errorf("is not valid JSON")
+	}
+	if !utf8.Valid(p) {
+		return fmt.Errorf("is not valid UTF-8")
+	}
+	return (&payloadScanner{p: p}).scan()
+}
+
+// payloadScanner walks a document json.Valid accepted, so it checks content
+// only, never syntax.
+type payloadScanner struct {
+	p     []byte
+	i     int
+	stack []*objectFrame // nil entries are arrays
+}
+
+type objectFrame struct {
+	keys      map[string]struct{}
+	expectKey bool
+}
+
+func (s *payloadScanner) scan() error {
+	for s.i < len(s.p) {
+		c := s.p[s.i]
+		switch {
+		case c == '{':
+			s.stack = append(s.stack, &objectFrame{expectKey: true})
+			s.i++
+		case c == '[':
+			s.stack = append(s.stack, nil)
+			s.i++
+		case c == '}' || c == ']':
+			s.stack = s.stack[:len(s.stack)-1]
+			s.i++
+		case c == ',':
+			if top := s.top(); top != nil {
+				top.expectKey = true
+			}
+			s.i++
+		case c == '"':
+			if err := s.str(); err != nil {
+				return err
+			}
+		case c == '-' || (c >= '0' && c <= '9'):
+			if err := s.number(); err != nil {
+				return err
+			}
+		default: // whitespace, ':', literals
+			s.i++
+		}
+	}
+	return nil
+}
+
+func (s *payloadScanner) top() *objectFrame {
+	if len(s.stack) == 0 {
+		return nil
+	}
+	return s.stack[len(s.stack)-1]
+}
+
+// str checks the string starting at s.i and, when it is an object key,
+// that the object has not had it before.
+func (s *payloadScanner) str() error {
+	start := s.i
+	s.i++
+	escaped := false
+	for {
+		c := s.p[s.i]
+		if c == '"' {
+			s.i++
+			break
+		}
+		if c != '\\' {
+			s.i++
+			continue
+		}
+		escaped = true
+		if s.p[s.i+1] != 'u' {
+			s.i += 2
+			continue
+		}
+		r := hex4(s.p[s.i+2 : s.i+6])
+		s.i += 6
+		switch {
+		case r == 0:
+			return fmt.Errorf("contains a NUL character (\\u0000), which PostgreSQL cannot store (remove it or encode the data, e.g. as base64)")
+		case utf16IsHigh(r):
+			if s.i+6 > len(s.p) || s.p[s.i] != '\\' || s.p[s.i+1] != 'u' || !utf16IsLow(hex4(s.p[s.i+2:s.i+6])) {
+				return fmt.Errorf("contains a lone surrogate escape \\u%04x (not a character: escape the pair, or the character itself)", r)
+			}
+			s.i += 6
+		case utf16IsLow(r):
+			return fmt.Errorf("contains a lone surrogate escape \\u%04x (not a character: escape the pair, or the character itself)", r)
+		}
+	}
+	top := s.top()
+	if top == nil || !top.expectKey {
+		return nil
+	}
+	top.expectKey = false
+	raw := s.p[start:s.i]
+	key := string(raw[1 : len(raw)-1])
+	if escaped {
+		if err := json.Unmarshal(raw, &key); err != nil {
+			return fmt.Errorf("has an undecodable key: %w", err)
+		}
+	}
+	if top.keys == nil {
+		top.keys = map[string]struct{}{}
+	}
+	if _, dup := top.keys[key]; dup {
+		return fmt.Errorf("has key %q twice in one object (PostgreSQL keeps only the last: send it once)", key)
+	}
+	top.keys[key] = struct{}{}
+	return nil
+}
+
+func (s *payloadScanner) number() error {
+	start := s.i
+	for s.i < len(s.p) && strings.IndexByte("0123456789+-.eE", s.p[s.i]) >= 0 {
+		s.i++
+	}
+	lit := s.p[start:s.i]
+	f, err := strconv.ParseFloat(string(lit), 64)
+	if err != nil || math.IsInf(f, 0) {
+		return fmt.Errorf("has number %s, beyond float64's range (send large numbers as strings)", abbreviate(lit))
+	}
+	if f == 0 && hasNonZeroDigit(lit) {
+		return fmt.Errorf("has number %s, too small for float64: it rounds to 0 (send it as a string, or as 0)", abbreviate(lit))
+	}
+	if !scaleWithin(lit) {
+		return fmt.Errorf("has number %s, with an exponent beyond ±%d or more than %d digits after the decimal point (round it, or send it as a string)",
+			abbreviate(lit), MaxNumberExponent, MaxNumberScale)
+	}
+	return nil
+}
+
+// scaleWithin reports whether a number literal has an exponent within
+// MaxNumberExponent and at most MaxNumberScale digits after the decimal
+// point once the exponent is applied.
+func scaleWithin(lit []byte) bool {
+	mant, exp := lit, 0
+	if i := bytes.IndexAny(lit, "eE"); i >= 0 {
+		mant = lit[:i]
+		e, err := strconv.Atoi(string(lit[i+1:]))
+		if err != nil || e > MaxNumberExponent || e < -MaxNumberExponent {
+			return false
+		}
+		exp = e
+	}
+	frac := 0
+	if i := bytes.IndexByte(mant, '.'); i >= 0 {
+		frac = len(mant) - i - 1
+	}
+	return frac-exp <= MaxNumberScale
+}
+
+// hasNonZeroDigit reports whether a number literal's mantissa has a digit
+// other than 0.
+func hasNonZeroDigit(lit []byte) bool {
+	for _, c := range lit {
+		if c == 'e' || c == 'E' {
+			return false
+		}
+		if c >= '1' && c <= '9' {
+			return true
+		}
+	}
+	return false
+}
+
+func abbreviate(lit []byte) string {
+	if len(lit) > 40 {
+		return string(lit[:20]) + "…" + string(lit[len(lit)-10:])
+	}
+	return string(lit)
+}
+
+func hex4(b []byte) rune {
+	var r rune
+	for _, c := range b {
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c - 'a' + 10)
+		case c >= 'A' && c <= 'F':
+			r |= rune(c - 'A' + 10)
+		}
+	}
+	return r
+}
+
+func utf16IsHigh(r rune) bool { return r >= 0xd800 && r < 0xdc00 }
+func utf16IsLow(r rune) bool  { return r >= 0xdc00 && r < 0xe000 }
+
+// ValidateMetadata checks that every metadata string is valid UTF-8 without
+// NUL: PostgreSQL's jsonb cannot hold NUL, and invalid UTF-8 would be stored
+// as U+FFFD there while memory kept the bytes.
+func ValidateMetadata(m Metadata) error {
+	check := func(what, s string) error {
+		if !utf8.ValidString(s) {
+			return fmt.Errorf("%s is not valid UTF-8", what)
+		}
+		if i := strings.IndexByte(s, 0); i >= 0 {
+			return fmt.Errorf("%s contains a NUL character at byte %d, which PostgreSQL cannot store", what, i)
+		}
+		return nil
+	}
+	if err := check("correlation id", m.CorrelationID); err != nil {
+		return err
+	}
+	if err := check("causation id", m.CausationID); err != nil {
+		return err
+	}
+	for k, v := range m.Extra {
+		if err := check("extra key", k); err != nil {
+			return err
+		}
+		if err := check(fmt.Sprintf("extra %q", k), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,273 @@
+package web_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/consistency/lag"
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+	"github.com/converge-es/converge/events/memstore"
+	"github.com/converge-es/converge/examples/orders/web"
+)
+
+// chromiumPath is where Debian's chromium package puts the browser.
+// ./scripts/test installs it when it is missing.
+const chromiumPath = "/usr/bin/chromium"
+
+// browserTimeout bounds a whole browser test, start-up included.
+const browserTimeout = 60 * time.Second
+
+// pollTimeout bounds each wait for the page to show something.
+const pollTimeout = 15 * time.Second
+
+// newBrowser starts a headless Chromium with a throw-away profile and
+// returns a tab context, stopped (and the browser waited for) at cleanup.
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatalf("the browser test needs Chromium at %s (%v): run ./scripts/test, which installs chromium and chromium-driver, "+
+			"or apt-get install chromium chromium-driver", chromiumPath, err)
+	}
+	profile := t.TempDir() // registered first, so removed after the browser exits
+	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(profile),
+	)
+	tabCtx, cancelTab := chromedp.NewContext(allocCtx, chromedp.WithLogf(t.Logf))
+	t.Cleanup(func() {
+		cancelTab()
+		cancelAlloc() // kills the browser and waits for it
+		cancel()
+	})
+	return tabCtx
+}
+
+// poll waits until the JavaScript expression is true, and fails with what
+// describe (another expression) says when it never is.
+func poll(t *testing.T, ctx context.Context, expr, describe string) {
+	t.Helper()
+	_, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(pollTimeout)))
+	if err != nil {
+		got, _ := chromedp.Run(ctx, chromedp.Evaluate[string](describe))
+		require.NoError(t, err, "waited for %s; the page shows: %s", expr, got)
+	}
+}
+
+// eval returns the value of a JavaScript expression.
+func eval[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	require.NoError(t, err, expr)
+	return v
+}
+
+func js(t *testing.T, s string) string {
+	t.Helper()
+	b, err := json.Marshal(s)
+	require.NoError(t, err)
+	return string(b)
+}
+
+// placeInPage fills the form and submits it, and returns the new order's
+// id once the page lists it.
+func placeInPage(t *testing.T, ctx context.Context, customer, amount string, before int) string {
+	t.Helper()
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.SetValue(chromedp.ID("customer"), customer),
+		chromedp.SetValue(chromedp.ID("amount"), amount),
+		chromedp.Click(chromedp.ID("place")),
+	))
+	poll(t, ctx, `document.querySelectorAll("#orders li").length > `+itoa(before),
+		`document.getElementById("form-error").textContent + " | " + document.getElementById("orders").textContent`)
+	return eval[string](t, ctx, `document.querySelector("#orders li").dataset.orderId`)
+}
+
+func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+// orderExpr is a JavaScript expression for the page's row of order id.
+func orderExpr(t *testing.T, id string) string {
+	t.Helper()
+	return `document.getElementById(` + js(t, "order-"+id) + `)`
+}
+
+// awaitStatus waits until the page shows order id with status.
+func awaitStatus(t *testing.T, ctx context.Context, id, status string) {
+	t.Helper()
+	li := orderExpr(t, id)
+	poll(t, ctx, `(function(){var li = `+li+`; return !!li && li.dataset.status === `+js(t, status)+
+		` && li.querySelector("[data-role=status]").textContent === `+js(t, status)+`})()`,
+		`document.getElementById("orders").innerText`)
+}
+
+func TestPage_ShowsPendingThenConfirmedOrCancelled_InBrowser(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := newBrowser(t)
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(b.url+"/")))
+	poll(t, ctx, `document.getElementById("live-status").textContent === "Live updates: connected"`, `document.getElementById("live-status").textContent`)
+
+	// 1. The read model lags: the page shows the order as pending at once,
+	// and keeps reading it back with the write's token.
+	first := placeInPage(t, ctx, "c-1", "49.90", 0)
+	awaitStatus(t, ctx, first, web.StatusPending)
+	require.Contains(t, eval[string](t, ctx, orderExpr(t, first)+`.innerText`), "c-1 · 49.90 EUR")
+	require.Len(t, b.orders.log, 1, "the page placed one order")
+	// The read model catches up with the order and its confirmation: the
+	// page's token-aware read (no push at all) shows it confirmed.
+	b.orders.SetStatus(first, web.StatusConfirmed, "")
+	b.orders.Apply()
+	awaitStatus(t, ctx, first, web.StatusConfirmed)
+
+	// 2. An order that the read model shows as pending (the read-back is
+	// done), then cancelled: only the live push can bring that news.
+	second := placeInPage(t, ctx, "c-2", "2000.00", 1)
+	awaitStatus(t, ctx, second, web.StatusPending)
+	for _, v := range b.orders.Apply() {
+		b.server.Publish(v)
+	}
+	poll(t, ctx, orderExpr(t, second)+`.querySelector("[data-role=note]").textContent === "processing…"`, orderExpr(t, second)+`.innerText`)
+	b.orders.SetStatus(second, web.StatusCancelled, "amount 200000 cents is over the 100000 limit")
+	for _, v := range b.orders.Apply() {
+		b.server.Publish(v)
+	}
+	awaitStatus(t, ctx, second, web.StatusCancelled)
+	require.Equal(t, "Reason: amount 200000 cents is over the 100000 limit",
+		eval[string](t, ctx, orderExpr(t, second)+`.querySelector("[data-role=reason]").textContent`))
+	awaitStatus(t, ctx, first, web.StatusConfirmed) // untouched
+
+	// 3. A refused order: the problem's field errors land by their inputs.
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("customer").value = ""`),
+		chromedp.Click(chromedp.ID("place")),
+	))
+	poll(t, ctx, `document.getElementById("customer-error").textContent !== ""`, `document.getElementById("form-error").textContent`)
+	require.Equal(t, "true", eval[string](t, ctx, `document.getElementById("customer").getAttribute("aria-invalid")`))
+	require.Contains(t, eval[string](t, ctx, `document.getElementById("form-error").textContent`), "Invalid order")
+	require.Len(t, b.orders.log, 4, "two orders and their settlements; nothing for the refused one")
+
+	// 4. A reload keeps the tab's orders, and a pending one still settles.
+	third := placeInPage(t, ctx, "c-3", "10.00", 2)
+	awaitStatus(t, ctx, third, web.StatusPending)
+	require.NoError(t, chromedp.Do(ctx, chromedp.Reload()))
+	poll(t, ctx, `document.getElementById("live-status").textContent === "Live updates: connected"`, `document.getElementById("live-status").textContent`)
+	awaitStatus(t, ctx, first, web.StatusConfirmed)
+	awaitStatus(t, ctx, second, web.StatusCancelled)
+	awaitStatus(t, ctx, third, web.StatusPending)
+	b.orders.SetStatus(third, web.StatusConfirmed, "")
+	for _, v := range b.orders.Apply() {
+		b.server.Publish(v)
+	}
+	awaitStatus(t, ctx, third, web.StatusConfirmed)
+}
+
+func TestPage_EndToEndOnTheOrderWorkflow_InBrowser(t *testing.T) {
+	t.Parallel()
+	ab := setupApp(t)
+	ctx := newBrowser(t)
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(ab.url+"/")))
+	poll(t, ctx, `document.getElementById("live-status").textContent === "Live updates: connected"`, `document.getElementById("live-status").textContent`)
+
+	ok := placeInPage(t, ctx, "c-1", "49.90", 0)
+	declined := placeInPage(t, ctx, "c-1", "1500.00", 1)
+	awaitStatus(t, ctx, ok, web.StatusConfirmed)
+	awaitStatus(t, ctx, declined, web.StatusCancelled)
+	require.Contains(t, eval[string](t, ctx, orderExpr(t, declined)+`.querySelector("[data-role=reason]").textContent`), "over the")
+}
+
+func TestDashboard_ShowsABreachedSLA_InBrowser(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store, err := memstore.New(nil)
+	require.NoError(t, err)
+	defer store.Close()
+	res, err := store.Append(ctx, "s-1", events.NoStream,
+		events.Event{Data: events.Raw{Type: "t", Payload: []byte(`{}`)}},
+		events.Event{Data: events.Raw{Type: "t", Payload: []byte(`{}`)}})
+	require.NoError(t, err)
+	// fast_view is caught up; slow_view never ran, so its lag grows past
+	// its short SLA.
+	cps := store.Checkpoints()
+	lease, err := cps.Acquire(ctx, "fast_view", "test", time.Hour)
+	require.NoError(t, err)
+	unit, err := cps.Begin(ctx)
+	require.NoError(t, err)
+	require.NoError(t, unit.Commit(ctx, feed.Move{Lease: lease, Position: res.Token}))
+
+	mon, err := lag.NewMonitor(store, &lag.Config{
+		Projections: []lag.Target{{Name: "fast_view", SLA: time.Hour}, {Name: "slow_view", SLA: 300 * time.Millisecond}},
+		Interval:    50 * time.Millisecond,
+		Logger:      discardLogger(),
+	})
+	require.NoError(t, err)
+	require.NoError(t, mon.Start(ctx))
+	defer func() { require.NoError(t, mon.Stop(ctx)) }()
+	hist := web.NewLagHistory(nil)
+	fctx, stopFollow := context.WithCancel(ctx)
+	followed := make(chan struct{})
+	go func() { defer close(followed); hist.Follow(fctx, mon) }()
+	defer func() { stopFollow(); <-followed }()
+
+	b := setup(t, func(c *web.Config) { c.Lag = hist })
+	tab := newBrowser(t)
+	require.NoError(t, chromedp.Do(tab, chromedp.Navigate(b.url+"/dashboard")))
+	slow := `document.querySelector('figure.lag[data-projection="slow_view"]')`
+	poll(t, tab, `!!`+slow+` && `+slow+`.dataset.breached === "true"`, `document.getElementById("lag-charts").innerText`)
+	require.Contains(t, eval[string](t, tab, slow+`.querySelector(".verdict").textContent`), "SLA breached")
+	require.Contains(t, eval[string](t, tab, slow+`.querySelector("svg").getAttribute("aria-label")`), "SLA breached")
+	require.NotEmpty(t, eval[string](t, tab, slow+`.querySelector("polyline[data-role=lag]").getAttribute("points")`), "the chart has a line")
+	require.Equal(t, 1, eval[int](t, tab, slow+`.querySelectorAll("line[data-role=sla]").length`), "the chart has the SLA line")
+	fast := `document.querySelector('figure.lag[data-projection="fast_view"]')`
+	require.Equal(t, "false", eval[string](t, tab, fast+`.dataset.breached`))
+	require.Contains(t, eval[string](t, tab, fast+`.querySelector(".verdict").textContent`), "within SLA")
+}
+
+func TestDashboard_ShowsSagasAndActsOnThem_InBrowser(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	b.ops.sagas = someSagas()
+	b.ops.acted = make(chan string, 1)
+	b.ops.dls = []web.DeadLetter{{
+		ID: "order_summary/1", Consumer: "order_summary", EventID: "e-1", EventType: "orders.order_placed",
+		StreamID: "order-1", Reason: "<b>boom</b>", Attempts: 5, At: time.Now(),
+	}}
+	tab := newBrowser(t)
+	require.NoError(t, chromedp.Do(tab, chromedp.Navigate(b.url+"/dashboard")))
+
+	poll(t, tab, `!!document.querySelector('#failed article[data-saga-id="failed-1"] details li')`, `document.body.innerText`)
+	require.Equal(t, "2", eval[string](t, tab, `document.querySelector('#saga-counts [data-status="running"] dd').textContent`))
+	require.Equal(t, "1", eval[string](t, tab, `document.querySelector('#saga-counts [data-status="failed"] dd').textContent`))
+	require.Equal(t, []string{"stuck-1"}, eval[[]string](t, tab, `Array.from(document.querySelectorAll("#stuck article"), a => a.dataset.sagaId)`))
+	timeline := eval[[]string](t, tab, `Array.from(document.querySelectorAll('#failed article[data-saga-id="failed-1"] details li'), li => li.textContent)`)
+	require.Len(t, timeline, 2)
+	require.Contains(t, timeline[1], "compensation · release_stock · ReleaseStock failed")
+	require.Contains(t, eval[string](t, tab, `document.querySelector('#failed article').innerText`), "inventory service refused: 500")
+
+	require.NoError(t, chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#failed article[data-saga-id="failed-1"] button[data-action="retry"]`))))
+	select {
+	case a := <-b.ops.acted:
+		require.Equal(t, "retry failed-1", a)
+	case <-time.After(pollTimeout):
+		t.Fatal("the retry button did not reach Ops.Retry")
+	}
+	poll(t, tab, `document.getElementById("action-status").textContent === "retry of failed-1 accepted"`, `document.getElementById("action-status").textContent`)
+
+	poll(t, tab, `!!document.querySelector('#dead-letters tr[data-id="order_summary/1"]')`, `document.getElementById("dead-letters").innerText`)
+	require.Equal(t, 0, eval[int](t, tab, `document.querySelectorAll("#dead-letters b").length`), "a reason is text, never markup")
+}

@@ -1,0 +1,49 @@
+// Package web serves the order workflow over HTTP: a JSON API in which
+// every write returns a consistency token and every read honours one, a
+// page that places orders and follows them from pending to confirmed or
+// cancelled, and an operator's dashboard. Pages and scripts are embedded:
+// nothing to build.
+//
+// The package talks to the domain through two small interfaces, Orders
+// (place, get, list) and Ops (sagas, retry, cancel, dead letters); app.go
+// implements them over examples/orders and is the only file that knows
+// that domain.
+//
+// # Routes
+//
+//	GET  /                       the order page
+//	GET  /dashboard              the operator's dashboard
+//	POST /orders                 202 {"order_id", "position", "href"}, X-Consistency-Position, Location
+//	GET  /orders/{id}            the order, waiting for the client's token first
+//	GET  /orders?customer=ID     a page of the customer's orders (limit, after; "next" and a Link header)
+//	GET  /live/orders            WebSocket of order updates (package consistency/live's protocol)
+//	GET  /api/sagas              {"counts", "sagas"}; ?status=, ?stuck=true, ?limit=
+//	GET  /api/sagas/{id}         one instance with its timeline
+//	POST /api/sagas/{id}/retry   202; also /cancel
+//	GET  /api/dead-letters       {"dead_letters"}
+//	GET  /api/lag                every projection's lag over the last minutes, with its SLA
+//	GET  /read-models            the read-model catalog, when Config.Catalog is set
+//
+// Errors are application/problem+json (RFC 9457), with "errors" listing
+// the invalid fields of a 422. Bodies are capped (413), must be
+// application/json (415) and may hold no unknown fields (400).
+//
+// # What a client checks
+//
+// Send the token of your write back in X-Consistency-Position (or
+// ?consistency_position=) and GET /orders/{id} answers 200 only with the
+// order as it is at or after that write. A read whose bounded wait ran out
+// is never a 2xx: 404 with type ProblemNotYetVisible while the order is not
+// in the read model yet, 503 with type ProblemStale (and the older state in
+// "order") while it is there but behind; both carry X-Consistency-Stale:
+// true and Retry-After. So the simplest client loop, POST and then GET with
+// the token until response.ok, ends holding the order as it is after the
+// write. A list (GET /orders) is answered 200 either way, labelled by
+// X-Consistency-Stale and "stale".
+//
+// # Wiring
+//
+// Build the domain (NewApp for examples/orders), then the Server over it,
+// then start the domain: see the package example. Give the Server a
+// LagHistory that follows a lag.Monitor to fill the dashboard's chart.
+package web

@@ -1,0 +1,158 @@
+package web
+
+import (
+	"cmp"
+	"context"
+	"sync"
+	"time"
+
+	"github.com/converge-es/converge/consistency/lag"
+)
+
+// Defaults of LagHistoryConfig.
+const (
+	// DefaultLagWindow is how far back the dashboard's lag chart reaches.
+	DefaultLagWindow = 5 * time.Minute
+	// DefaultLagPoints caps the samples kept per projection: one a second
+	// over DefaultLagWindow.
+	DefaultLagPoints = 300
+)
+
+// LagHistoryConfig configures a LagHistory.
+type LagHistoryConfig struct {
+	// Window is how old a sample may get before it is dropped. Defaults to
+	// DefaultLagWindow (5m).
+	Window time.Duration
+	// MaxPoints caps the samples kept per projection; the oldest go first.
+	// Defaults to DefaultLagPoints (300).
+	MaxPoints int
+}
+
+// LagHistory keeps the last minutes of lag reports per projection, in a
+// ring buffer each, for the dashboard's chart. Feed it with Follow (every
+// pass of a started lag.Monitor) or Record. It is safe for concurrent use.
+type LagHistory struct {
+	cfg LagHistoryConfig
+
+	mu    sync.Mutex
+	order []string // projections in first-seen order
+	byKey map[string]*lagSeries
+}
+
+type lagSeries struct {
+	last   lag.Report
+	points []LagPoint // ring buffer, cap MaxPoints
+	next   int        // where the next point goes once full
+}
+
+// LagPoint is one sample of a projection's lag.
+type LagPoint struct {
+	// At is the sample's time, in Unix milliseconds.
+	At int64 `json:"t"`
+	// TimeLagMillis is how long the oldest unprocessed event had waited.
+	TimeLagMillis int64 `json:"lag_ms"`
+	// Behind is how many events the projection had not processed.
+	Behind int64 `json:"behind"`
+	// Breached reports whether the sample breached the SLA.
+	Breached bool `json:"breached,omitempty"`
+}
+
+// LagSeries is one projection's recent lag, as GET /api/lag returns it.
+type LagSeries struct {
+	Name  string `json:"name"`
+	Class string `json:"class,omitempty"`
+	// SLAMillis is the projection's SLA.
+	SLAMillis int64 `json:"sla_ms"`
+	// Breached and Reason are the latest sample's verdict.
+	Breached bool   `json:"breached"`
+	Reason   string `json:"reason,omitempty"`
+	// Behind and TimeLagMillis are the latest sample's lag.
+	Behind        int64 `json:"behind"`
+	TimeLagMillis int64 `json:"lag_ms"`
+	// Points are the samples within the window, oldest first.
+	Points []LagPoint `json:"points"`
+}
+
+// LagSnapshot is the body of GET /api/lag.
+type LagSnapshot struct {
+	// WindowMillis is how far back Points reach at most.
+	WindowMillis int64 `json:"window_ms"`
+	// Now is when the snapshot was taken, in Unix milliseconds.
+	Now         int64       `json:"now"`
+	Projections []LagSeries `json:"projections"`
+}
+
+// NewLagHistory returns an empty LagHistory. A nil cfg means the defaults.
+func NewLagHistory(cfg *LagHistoryConfig) *LagHistory {
+	var c LagHistoryConfig
+	if cfg != nil {
+		c = *cfg
+	}
+	c.Window = cmp.Or(c.Window, DefaultLagWindow)
+	c.MaxPoints = cmp.Or(c.MaxPoints, DefaultLagPoints)
+	return &LagHistory{cfg: c, byKey: map[string]*lagSeries{}}
+}
+
+// Record adds one pass's reports.
+func (h *LagHistory) Record(reports []lag.Report) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range reports {
+		s, ok := h.byKey[r.Name]
+		if !ok {
+			s = &lagSeries{points: make([]LagPoint, 0, h.cfg.MaxPoints)}
+			h.byKey[r.Name] = s
+			h.order = append(h.order, r.Name)
+		}
+		s.last = r
+		p := LagPoint{At: r.At.UnixMilli(), TimeLagMillis: r.TimeLag.Milliseconds(), Behind: r.PositionLag, Breached: r.Breached}
+		if len(s.points) < h.cfg.MaxPoints {
+			s.points = append(s.points, p)
+			continue
+		}
+		s.points[s.next] = p
+		s.next = (s.next + 1) % h.cfg.MaxPoints
+	}
+}
+
+// Follow records the reports of every pass mon runs until ctx ends. Run it
+// in its own goroutine beside a started Monitor.
+func (h *LagHistory) Follow(ctx context.Context, mon *lag.Monitor) {
+	for {
+		// Taken before the pass it waits for, so no pass is missed between
+		// recording one and waiting for the next.
+		passed := mon.Passed()
+		select {
+		case <-ctx.Done():
+			return
+		case <-passed:
+			h.Record(mon.Reports())
+		}
+	}
+}
+
+// Snapshot returns every projection's samples within the window that ends
+// at now.
+func (h *LagHistory) Snapshot(now time.Time) LagSnapshot {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	from := now.Add(-h.cfg.Window).UnixMilli()
+	out := LagSnapshot{WindowMillis: h.cfg.Window.Milliseconds(), Now: now.UnixMilli(), Projections: make([]LagSeries, 0, len(h.order))}
+	for _, name := range h.order {
+		s := h.byKey[name]
+		ls := LagSeries{
+			Name: name, Class: s.last.Class, SLAMillis: s.last.SLA.Milliseconds(),
+			Breached: s.last.Breached, Reason: string(s.last.Reason),
+			Behind: s.last.PositionLag, TimeLagMillis: s.last.TimeLag.Milliseconds(),
+			Points: make([]LagPoint, 0, len(s.points)),
+		}
+		// Oldest first: from next to the end, then from the start.
+		for _, p := range append(s.points[s.next:len(s.points):len(s.points)], s.points[:s.next]...) {
+			if p.At >= from {
+				ls.Points = append(ls.Points, p)
+			}
+		}
+		out.Projections = append(out.Projections, ls)
+	}
+	return out
+}

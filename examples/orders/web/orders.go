@@ -1,0 +1,141 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/converge-es/converge/events"
+)
+
+// Orders is what the HTTP API needs from the order domain. The domain
+// behind it decides how orders are placed and which read model answers;
+// the API only adds HTTP, consistency waits and live updates.
+type Orders interface {
+	// Place places an order and returns its id and the token of the
+	// write, which the client sends back to read its own write.
+	Place(ctx context.Context, cmd PlaceOrder) (orderID string, tok events.Token, err error)
+	// Get reads one order from the read model, as it is now. found is
+	// false when the read model has no row for id.
+	Get(ctx context.Context, id string) (v OrderView, found bool, err error)
+	// List reads a customer's orders from the read model, a page at a
+	// time. next is the cursor of the following page, "" on the last one.
+	List(ctx context.Context, customer string, page PageQuery) (views []OrderView, next string, err error)
+}
+
+// Order statuses as the API and the page show them. A domain maps its own
+// states onto these three.
+const (
+	// StatusPending: placed, not decided yet.
+	StatusPending = "pending"
+	// StatusConfirmed: the order went through.
+	StatusConfirmed = "confirmed"
+	// StatusCancelled: the order was cancelled; OrderView.Reason says why.
+	StatusCancelled = "cancelled"
+)
+
+// PlaceOrder is the body of POST /orders.
+type PlaceOrder struct {
+	// CustomerID identifies who orders: 1 to MaxIDLen letters, digits,
+	// '-', '_' or '.'.
+	CustomerID string `json:"customer_id"`
+	// AmountCents is the order's amount in cents: 1 to MaxAmountCents.
+	AmountCents int64 `json:"amount_cents"`
+}
+
+// Limits of PlaceOrder and of ids in URLs.
+const (
+	// MaxIDLen is the longest customer or order id, in bytes.
+	MaxIDLen = 64
+	// MaxAmountCents is the largest amount an order may have.
+	MaxAmountCents = 100_000_000
+)
+
+// Validate returns a *ValidationError naming every field at fault, or nil.
+func (p PlaceOrder) Validate() error {
+	var errs []FieldError
+	if err := validateID(p.CustomerID); err != nil {
+		errs = append(errs, FieldError{Field: "customer_id", Message: err.Error()})
+	}
+	if p.AmountCents < 1 || p.AmountCents > MaxAmountCents {
+		errs = append(errs, FieldError{Field: "amount_cents", Message: fmt.Sprintf("must be a whole number of cents from 1 to %d, got %d", MaxAmountCents, p.AmountCents)})
+	}
+	if len(errs) > 0 {
+		return &ValidationError{Fields: errs}
+	}
+	return nil
+}
+
+// validateID accepts the ids this API hands out and takes: short, printable
+// and safe in a URL path without escaping.
+func validateID(id string) error {
+	switch {
+	case id == "":
+		return errors.New("is required")
+	case len(id) > MaxIDLen:
+		return fmt.Errorf("is %d bytes, the limit is %d", len(id), MaxIDLen)
+	case !utf8.ValidString(id) || strings.IndexFunc(id, func(r rune) bool {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.'
+		return !ok
+	}) >= 0:
+		return errors.New("may hold only letters, digits, '-', '_' and '.'")
+	}
+	return nil
+}
+
+// OrderView is an order as the read model has it.
+type OrderView struct {
+	OrderID     string `json:"order_id"`
+	CustomerID  string `json:"customer_id"`
+	AmountCents int64  `json:"amount_cents"`
+	// Status is StatusPending, StatusConfirmed or StatusCancelled.
+	Status string `json:"status"`
+	// Reason says why an order was cancelled.
+	Reason string `json:"reason,omitempty"`
+	// Position is the token of the event that last changed the row: the
+	// view reflects every event up to it. Clients order updates by it.
+	Position events.Token `json:"position"`
+}
+
+// PageQuery asks for one page of a list.
+type PageQuery struct {
+	// Limit is the most items to return, 1 to MaxPageLimit. Defaults to
+	// DefaultPageLimit.
+	Limit int
+	// After is the cursor a previous page returned as next; "" for the
+	// first page.
+	After string
+}
+
+// Page sizes of GET /orders.
+const (
+	DefaultPageLimit = 20
+	MaxPageLimit     = 100
+)
+
+// ErrInvalidCursor is returned by Orders.List for an After it did not
+// hand out; the API answers it with 400.
+var ErrInvalidCursor = errors.New("web: after is not a cursor this API returned (pass the \"next\" of the previous page as is)")
+
+// FieldError is one invalid field of a request body.
+type FieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// ValidationError is a request the domain refuses as invalid; the API
+// answers it with 422 and the fields at fault. Orders.Place may return one
+// for rules only the domain knows.
+type ValidationError struct {
+	Fields []FieldError
+}
+
+func (e *ValidationError) Error() string {
+	parts := make([]string, len(e.Fields))
+	for i, f := range e.Fields {
+		parts[i] = f.Field + " " + f.Message
+	}
+	return "invalid order: " + strings.Join(parts, "; ")
+}

@@ -161,7 +161,21 @@ func (r *Runner) trySwitch(ctx context.Context, p *compiled, gen int) (bool, err
 		// Appends in flight hold the state row with LockShare: they
 		// committed before this lock was granted (PostgreSQL), or their
 		// commit will conflict with the switch (memory).
-		if more, err := r.handledAfter(outer, p, b); err != nil || more {
+		//
+		// The read runs on another connection while this unit holds the
+		// lock that units of the live processor, of the rebuild and of
+		// strong appends wait for, each holding a connection: on a small
+		// pool the read could wait for a connection that only frees once
+		// the lock does. So it gets a short deadline, and a read that
+		// misses it only means "not now".
+		cctx, cancel := context.WithTimeout(outer, switchReadTimeout)
+		more, err := r.handledAfter(cctx, p, b)
+		cancel()
+		if err != nil && cctx.Err() != nil && outer.Err() == nil {
+			r.log.Debug("projections: switch check timed out; trying again later", "projection", p.name)
+			return nil
+		}
+		if err != nil || more {
 			return err
 		}
 		old, at = st.Active, b
@@ -440,3 +454,7 @@ func lowest(pos []events.Token) events.Token {
 
 // opTimeout bounds each pass of the runner's own bookkeeping.
 const opTimeout = 10 * time.Second
+
+// switchReadTimeout bounds the feed read a switch makes while it holds the
+// projection's state row.
+const switchReadTimeout = time.Second

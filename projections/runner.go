@@ -390,6 +390,7 @@ func (r *Runner) Stop(ctx context.Context) error {
 				wg.Go(func() { r.closeProc(pr) })
 			}
 			wg.Wait()
+			r.forgetFinishedRebuilds(procs)
 			if remove != nil {
 				remove()
 			}
@@ -404,6 +405,23 @@ func (r *Runner) Stop(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// forgetFinishedRebuilds deletes the checkpoints of stopped rebuild
+// processors whose rebuild is over (switched or abandoned): their leases
+// are free now, so nothing recreates them.
+func (r *Runner) forgetFinishedRebuilds(procs map[string]*procRun) {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	for _, pr := range procs {
+		if pr.rebuild == 0 {
+			continue
+		}
+		st, ok, err := readState(ctx, r.cfg.Source.Rows(), pr.proj.name, feed.LockNone)
+		if err == nil && ok && st.Building != pr.rebuild {
+			r.deleteCheckpoints(ctx, pr.proj.checkpoints(pr.name))
+		}
 	}
 }
 

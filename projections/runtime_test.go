@@ -294,3 +294,53 @@ func TestRebuildSwitchUnderConcurrentAppends(t *testing.T) {
 		})
 	}
 }
+
+// TestRebuildAcrossProcesses runs the same projection in two runners (two
+// processes sharing a store): a rebuild started in one runs wherever the
+// membership puts it, switches once, and leaves no rebuild checkpoint and
+// no double application behind, in either.
+func TestRebuildAcrossProcesses(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			f := b.setup(t)
+			ctx := context.Background()
+			r1 := f.start(t, projections.RunnerConfig{Projections: []*projections.Projection{balances("shared", nil)}})
+			r2 := f.start(t, projections.RunnerConfig{Projections: []*projections.Projection{balances("shared", nil)}})
+			for i := range 30 {
+				f.append(t, "acct-"+accountName(i%5), Deposited{accountName(i % 5), 1})
+			}
+			f.waitHead(t, "shared")
+			require.NoError(t, r1.Rebuild(ctx, "shared"))
+			late := f.append(t, "acct-late", Deposited{"late", 2})
+			f.waitFor(t, late.Token, "shared")
+
+			for _, r := range []*projections.Runner{r1, r2} {
+				st, err := r.Status(ctx, "shared")
+				require.NoError(t, err)
+				require.Equal(t, 2, st.Generation)
+				require.Nil(t, st.Rebuild)
+				for i := range 5 {
+					a, ok := account(t, r, "shared", accountName(i))
+					require.True(t, ok)
+					require.Equal(t, Account{Balance: 6, Count: 6}, a)
+				}
+				a, ok := account(t, r, "shared", "late")
+				require.True(t, ok)
+				require.Equal(t, Account{Balance: 2, Count: 1}, a)
+			}
+			// A runner that ran the rebuild's processor deletes its checkpoint
+			// once its lease is free: after the switch, or when it stops.
+			stop(t, r1)
+			stop(t, r2)
+			inspector, ok := f.source.(feed.Inspector)
+			require.True(t, ok)
+			consumers, err := inspector.Consumers(ctx)
+			require.NoError(t, err)
+			for _, c := range consumers {
+				require.NotContains(t, c.Name, "@rebuild-", "rebuild checkpoints left behind: %+v", consumers)
+			}
+		})
+	}
+}

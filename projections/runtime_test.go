@@ -344,3 +344,60 @@ func TestRebuildAcrossProcesses(t *testing.T) {
 		})
 	}
 }
+
+// TestRebuildRecoversHaltedProjection: a projection halted by a bug is
+// rebuilt with the fixed handler; the switch clears the halt and the live
+// processor moves past the events the rebuild applied, without applying
+// them twice.
+func TestRebuildRecoversHaltedProjection(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			f := b.setup(t)
+			ctx := context.Background()
+			var broken atomic.Bool
+			broken.Store(true)
+			p := projections.New("fixable", nil)
+			projections.On(p, func(ctx context.Context, tx *projections.Tx, _ events.Envelope, e Deposited) error {
+				if e.Account == "poison" && broken.Load() {
+					return errors.New("bug")
+				}
+				t := tx.Table("t")
+				n, _, err := projections.Get[int](ctx, t, e.Account)
+				if err != nil {
+					return err
+				}
+				return t.Put(ctx, e.Account, n+e.Amount)
+			})
+			halted := make(chan *projections.HaltedError, 1)
+			r := f.start(t, projections.RunnerConfig{
+				Projections: []*projections.Projection{p}, MaxAttempts: 2,
+				OnHalt: func(h *projections.HaltedError) { halted <- h },
+			})
+			f.append(t, "s-1", Deposited{"a", 1})
+			f.append(t, "s-1", Deposited{"poison", 2})
+			last := f.append(t, "s-2", Deposited{"a", 3})
+			await(t, chanOf(halted), "the halt")
+
+			broken.Store(false) // deploy the fix, then rebuild instead of resuming
+			require.NoError(t, r.Rebuild(ctx, "fixable"))
+			f.waitFor(t, last.Token, "fixable")
+			st, err := r.Status(ctx, "fixable")
+			require.NoError(t, err)
+			require.Equal(t, projections.StateRunning, st.State, "the switch cleared the old generation's halt")
+			require.Equal(t, 2, st.Generation)
+			for key, want := range map[string]int{"a": 4, "poison": 2} {
+				got, ok, err := projections.Get[int](ctx, r.View("fixable").Table("t"), key)
+				require.NoError(t, err)
+				require.True(t, ok, key)
+				require.Equal(t, want, got, "%s applied once", key)
+			}
+			after := f.append(t, "s-3", Deposited{"a", 10})
+			f.waitFor(t, after.Token, "fixable")
+			got, _, err := projections.Get[int](ctx, r.View("fixable").Table("t"), "a")
+			require.NoError(t, err)
+			require.Equal(t, 14, got, "the live processor carries on in the new generation")
+		})
+	}
+}

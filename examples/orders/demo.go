@@ -328,6 +328,14 @@ func (s *system) play(ctx context.Context) (*Outcome, error) {
 		}
 		out.Statuses[id] = sum.Status
 	}
+	// o-3 was placed while the runner was stopped, so no append hook
+	// applied it to the strong customer_orders: its processor does, after
+	// the restart. Wait for it like for any read model.
+	if st, err := s.tracker.Wait(ctx, after, CustomerOrders); err != nil {
+		return nil, err
+	} else if st.Stale {
+		return nil, fmt.Errorf("orders: %s did not catch up with %s", CustomerOrders, after)
+	}
 	count, _, err = projections.Get[CustomerCount](ctx, s.runner.Load().View(CustomerOrders).Table("customers"), s.customer)
 	if err != nil {
 		return nil, err

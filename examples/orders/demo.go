@@ -178,8 +178,8 @@ func (s *system) stop(ctx context.Context) {
 	_ = s.tracker.Stop(ctx)
 }
 
-// place appends an order through the runner's Appender, so the strong
-// customer_orders read model is updated in the same transaction.
+// place appends an order; while the runner runs, its append hook updates
+// the strong customer_orders read model in the same unit of work.
 func (s *system) place(ctx context.Context, orderID string, cents int64) (events.Token, error) {
 	res, err := s.runner.Load().Appender().Append(ctx, OrderStream(orderID), events.NoStream, events.Event{
 		Data:     OrderPlaced{OrderID: orderID, CustomerID: s.customer, AmountCents: cents},

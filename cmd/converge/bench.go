@@ -38,6 +38,7 @@ var benchScenarios = map[string]func(ctx context.Context, c *benchCmd, store *pg
 	"append":      runAppendBench,
 	"propagation": runPropagationBench,
 	"parallel":    runParallelBench,
+	"rebuild":     runRebuildBench,
 }
 
 // benchCmd is `converge bench`: one scenario against its baseline in a
@@ -149,7 +150,14 @@ Scenarios:
            a call to another service) handles --events events with each
            of --partitions partitions, shared by two processors in this
            process (as two processes would share them). The baseline is
-           the first partition count; ratio = events/s / baseline's.`,
+           the first partition count; ratio = events/s / baseline's.
+  rebuild  stores --events events (200,000 unless given) over 1,000
+           streams, lets a projection keeping a row per stream catch up,
+           then rebuilds it beside its live generation. The baseline is a
+           raw sequential pgx read of the same events in the same run
+           ("raw_read"); ratio = rebuild events/s / raw read events/s.
+           The line also gives the live catch-up rate and the process's
+           peak RSS.`,
 		Example: `  converge bench --database-url postgres://postgres@127.0.0.1:5432/test
   converge bench --scenario propagation --rate 2000 --json`,
 		Args: cobra.NoArgs,
@@ -159,6 +167,9 @@ Scenarios:
 				return err
 			}
 			c.db = db
+			if c.scenario == "rebuild" && !cmd.Flags().Changed("events") {
+				c.events = 200_000
+			}
 			c.out = cmd.OutOrStdout()
 			c.errOut = cmd.ErrOrStderr()
 			if err := c.validate(); err != nil {
@@ -168,8 +179,8 @@ Scenarios:
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&c.scenario, "scenario", "append", "scenario to run: append, propagation or parallel")
-	f.IntVar(&c.events, "events", 2000, "events to handle per run (parallel)")
+	f.StringVar(&c.scenario, "scenario", "append", "scenario to run: append, propagation, parallel or rebuild")
+	f.IntVar(&c.events, "events", 2000, "events to handle per run (parallel; rebuild defaults to 200000)")
 	f.IntSliceVar(&c.partitions, "partitions", []int{1, 8}, "partition counts to run, the first is the baseline (parallel)")
 	f.IntSliceVar(&c.writers, "writers", []int{1, 8}, "concurrent writers (append)")
 	f.IntSliceVar(&c.batches, "batches", []int{1, 10}, "events per append (append)")
@@ -262,6 +273,11 @@ func runPropagationBench(ctx context.Context, c *benchCmd, store *pgstore.Store)
 func runParallelBench(ctx context.Context, c *benchCmd, store *pgstore.Store) (func(io.Writer) error, error) {
 	res, err := bench.Parallel(ctx, store, &bench.ParallelConfig{Events: c.events, Partitions: c.partitions}, c.out)
 	return func(w io.Writer) error { return bench.WriteParallelSummary(w, res) }, err
+}
+
+func runRebuildBench(ctx context.Context, c *benchCmd, store *pgstore.Store) (func(io.Writer) error, error) {
+	res, err := bench.Rebuild(ctx, store.Pool(), store.Schema(), &bench.RebuildConfig{Events: c.events}, c.out)
+	return func(w io.Writer) error { return bench.WriteRebuildSummary(w, res) }, err
 }
 
 func randomSuffix() string {

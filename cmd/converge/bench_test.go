@@ -138,7 +138,7 @@ func TestBenchRejectsBadOptions(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--scenario", "nope"}, `--scenario "nope": unknown (choose one of append, parallel, propagation)`},
+		{[]string{"--scenario", "nope"}, `--scenario "nope": unknown (choose one of append, parallel, propagation, rebuild)`},
 		{[]string{"--writers", "0"}, "--writers 0: use 1 to 64"},
 		{[]string{"--rate", "0"}, "--rate 0: use 1 to 20000 events per second"},
 		{[]string{"--schema", strings.Repeat("s", 49)}, `bench appends "_bench_" and 8 characters to it, which makes it too long; use at most 48 characters`},
@@ -159,6 +159,7 @@ func TestBenchFailsWhenItCannotDropItsSchema(t *testing.T) {
 	c := &benchCmd{
 		db:          &dbOptions{URL: db.URL, Schema: db.Schema},
 		scenario:    "append",
+		events:      1,
 		writers:     []int{1},
 		batches:     []int{1},
 		duration:    20 * time.Millisecond,

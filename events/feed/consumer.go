@@ -359,6 +359,9 @@ func (c *consumer) advance(ctx context.Context, lease Lease, pos events.Token) (
 		if c.cfg.OnCommitted != nil {
 			c.cfg.OnCommitted(c.name, pos)
 		}
+		if c.onCommitted != nil {
+			c.onCommitted(c.name, pos)
+		}
 		return true, nil
 	case ctx.Err() != nil:
 		return false, context.Cause(ctx)

@@ -85,6 +85,8 @@ type partitionState struct {
 	halt      *HaltRecord
 	attempts  map[string]*attempt
 	resumed   chan struct{}
+	// consumer is the latest subscription's state (lease, degraded).
+	consumer *consumerState
 	// checked is set once the halt row was looked at under the current
 	// lease: a halt written by another process (which held the partition
 	// before) is found at the first delivery, without a read per event.
@@ -165,6 +167,9 @@ func (p *Processor) giveUp(ctx context.Context, ps *partitionState, env events.E
 		if err := fu.Rows().Put(ctx, RuntimeNamespace, DeadLettersTable, ps.name+"/"+env.ID, b, env.Token); err != nil {
 			return fmt.Errorf("feed: store dead letter of event %s: %w", env.ID, err)
 		}
+		if p.cfg.OnDeadLetter != nil {
+			fu.AfterCommit(func() { p.cfg.OnDeadLetter(rec) })
+		}
 		p.cfg.Logger.Error("feed: event dead-lettered after repeated failures; the partition moves on without it",
 			"processor", p.cfg.Name, "partition", ps.index, "event_id", env.ID, "type", env.Type, "attempts", a.failures, "reason", a.last)
 		ps.succeeded(env.ID)
@@ -187,6 +192,9 @@ func (p *Processor) giveUp(ctx context.Context, ps *partitionState, env events.E
 	ps.halt = &rec
 	ps.state, ps.since = PartitionHalted, time.Now()
 	ps.mu.Unlock()
+	if p.cfg.OnHalt != nil {
+		p.cfg.OnHalt(rec)
+	}
 	return p.waitHalted(ctx, ps)
 }
 

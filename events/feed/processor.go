@@ -194,6 +194,9 @@ func (s *partitionSubscriber) Subscribe(ctx context.Context, _ string) (<-chan *
 	}
 	c.log = p.cfg.Logger.With("consumer", c.name, "owner", c.owner)
 	c.st = newConsumerState(&p.subCfg, c.name, c.owner)
+	s.ps.mu.Lock()
+	s.ps.consumer = c.st
+	s.ps.mu.Unlock()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

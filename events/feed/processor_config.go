@@ -94,6 +94,13 @@ type ProcessorConfig struct {
 	// OnCommitted is called after every commit of a partition with its
 	// checkpoint name and position. It must not block.
 	OnCommitted func(checkpoint string, pos events.Token)
+	// OnHalt, when set, is called in the process where a partition halts,
+	// with the halt's record. It must not block. Defaults to nil.
+	OnHalt func(HaltRecord)
+	// OnDeadLetter, when set, is called once the unit that stored a dead
+	// letter has committed, with its record. It must not block. Defaults to
+	// nil.
+	OnDeadLetter func(DeadLetterRecord)
 	// Logger defaults to Subscriber.Logger, else slog.Default().
 	Logger *slog.Logger
 }

@@ -32,6 +32,10 @@ type PartitionStatus struct {
 	LastErrorAt time.Time
 	// Halt is set while the partition is halted.
 	Halt *HaltRecord
+	// Consumer is the partition's latest subscription as it reports
+	// itself (lease, degraded since, counts of lease events), without
+	// asking the Source. Its Lease is LeaseStopped before the first one.
+	Consumer ConsumerStatus
 }
 
 // Status reports the processor's partitions as this process sees them.
@@ -50,7 +54,13 @@ func (p *Processor) Status() ProcessorStatus {
 			h := *ps.halt
 			s.Halt = &h
 		}
+		cst := ps.consumer
 		ps.mu.Unlock()
+		if cst != nil {
+			s.Consumer = cst.get()
+		} else {
+			s.Consumer = ConsumerStatus{Consumer: ps.name, Lease: LeaseStopped}
+		}
 		st.Partitions = append(st.Partitions, s)
 	}
 	return st

@@ -105,7 +105,9 @@ type AppendHook interface {
 	// left alone).
 	Before(ctx context.Context, u Unit, streamID string, evs []events.Event) ([]events.Event, error)
 	// After runs in the unit once the events are stored, with their
-	// envelopes in order.
+	// envelopes in order. It is not called for a retry of an append that
+	// is already stored (AppendResult.AlreadyStored): the hooks ran in the
+	// unit that stored it.
 	After(ctx context.Context, u Unit, envs []events.Envelope) error
 }
 

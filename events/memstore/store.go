@@ -172,19 +172,32 @@ func (s *Store) Append(ctx context.Context, streamID string, expected events.Exp
 	return res, nil
 }
 
-// appendInOwnUnit runs a hooked append in a unit that commits at once.
+// appendInOwnUnit runs a hooked append in a unit that commits at once. A
+// commit that conflicts with a concurrent unit (a hook read a row with a
+// lock that changed meanwhile) wrote nothing, so the append runs again:
+// on PostgreSQL the same append would have waited for the other unit
+// instead, and the caller must not see a difference.
 func (s *Store) appendInOwnUnit(ctx context.Context, streamID string, expected events.ExpectedVersion, evs []events.Event) (events.AppendResult, error) {
-	u := s.newUnit()
-	res, err := u.Append(ctx, streamID, expected, evs...)
-	if err != nil {
-		_ = u.Rollback(ctx)
-		return events.AppendResult{}, err
+	for attempt := 1; ; attempt++ {
+		u := s.newUnit()
+		res, err := u.Append(ctx, streamID, expected, evs...)
+		if err != nil {
+			_ = u.Rollback(ctx)
+			return events.AppendResult{}, err
+		}
+		err = u.Commit(ctx)
+		if err == nil {
+			return res, nil
+		}
+		if !errors.Is(err, feed.ErrConflict) || attempt >= maxConflictAttempts || ctx.Err() != nil {
+			return events.AppendResult{}, err
+		}
 	}
-	if err := u.Commit(ctx); err != nil {
-		return events.AppendResult{}, err
-	}
-	return res, nil
 }
+
+// maxConflictAttempts bounds the runs of an append whose own unit keeps
+// conflicting.
+const maxConflictAttempts = 20
 
 // appendRecs validates and stores evs: committed at once when u is nil,
 // else reserved for u until it ends.

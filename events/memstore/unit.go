@@ -117,6 +117,10 @@ func (u *unit) appendHooked(ctx context.Context, hooks []feed.AppendHook, stream
 	if err != nil {
 		return events.AppendResult{}, err
 	}
+	if res.AlreadyStored {
+		// A retry of an append that committed: its hooks ran with it.
+		return res, nil
+	}
 	u.s.mu.RLock()
 	own := u.pending[streamID]
 	envs := sliceStream(nil, own[len(own)-len(res.Tokens):], 1, 0)

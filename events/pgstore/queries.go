@@ -180,6 +180,17 @@ FROM top LEFT JOIN m ON true ORDER BY m.sort_key, m.seq`, q.events, eventColumns
 // "sort_key >= horizon" instead would race: the horizon can pass them
 // between the two statements, and the reader would then wait for a wake-up
 // that never comes.
+//
+// It also returns the newest committed event after the cursor, matching or
+// not: a filtered reader moves its checkpoint past unmatched events
+// (Batch.ScannedTo), so unmatched events it could not read yet are pending
+// for it too. Without this a filtered reader whose read stopped at the
+// horizon saw nothing pending and slept until the next wake-up, which the
+// transaction holding the horizon (in another schema, say) never sends.
 func (q queries) pendingSQL(where string) string {
-	return fmt.Sprintf(`SELECT count(*) FROM (SELECT 1 FROM %s WHERE (sort_key, seq) > ($1, $2)%s LIMIT $3) c`, q.events, where)
+	return fmt.Sprintf(`SELECT (SELECT count(*) FROM (SELECT 1 FROM %[1]s WHERE (sort_key, seq) > ($1, $2)%[2]s LIMIT $3) c),
+	t.sort_key, t.seq
+FROM (SELECT 1) one LEFT JOIN LATERAL (
+	SELECT sort_key, seq FROM %[1]s WHERE (sort_key, seq) > ($1, $2) ORDER BY sort_key DESC, seq DESC LIMIT 1
+) t ON true`, q.events, where)
 }

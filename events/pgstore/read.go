@@ -100,10 +100,15 @@ func (s *Store) read(ctx context.Context, after events.Token, f feed.Filter, lim
 	}
 	if withPending {
 		var committed int
-		if err := br.QueryRow().Scan(&committed); err != nil {
+		var topKey, topSeq *int64
+		if err := br.QueryRow().Scan(&committed, &topKey, &topSeq); err != nil {
 			return feed.Batch{}, fmt.Errorf("pgstore: read feed: %w", classify(err))
 		}
 		out.Pending = committed > len(out.Events)
+		if where != "" && topKey != nil && events.MakeToken(uint64(*topKey), uint64(*topSeq)).After(out.ScannedTo) {
+			// Unmatched events the read could not look past yet.
+			out.Pending = true
+		}
 	}
 	return out, nil
 }

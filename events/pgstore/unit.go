@@ -133,6 +133,10 @@ func (u *unit) runHooks(ctx context.Context, tx pgx.Tx, hooks []feed.AppendHook,
 	if err != nil {
 		return events.AppendResult{}, err
 	}
+	if res.AlreadyStored {
+		// A retry of an append that committed: its hooks ran with it.
+		return res, nil
+	}
 	envs, err := u.s.readStream(ctx, tx, streamID, res.FirstVersion, len(res.Tokens))
 	if err != nil {
 		return events.AppendResult{}, err

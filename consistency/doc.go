@@ -52,16 +52,25 @@
 //		Watcher:     store,               // push: checkpoint moves
 //		PushHealthy: store.PushHealthy,
 //	})
-//	if err != nil { ... }
-//	if err := tr.Start(ctx); err != nil { ... }
-//	defer tr.Stop(context.Background())
+//	if err != nil {
+//		return err
+//	}
+//	if err := tr.Start(ctx); err != nil {
+//		return err
+//	}
+//	defer func() { _ = tr.Stop(context.Background()) }()
 //
-//	// In code:
+//	// In code (orders.Get is your read-model query):
 //	res, err := consistency.Read(ctx, tr, tok, []string{"order_summary"},
 //		func(ctx context.Context) (Order, error) { return orders.Get(ctx, id) })
-//	if res.Stale { ... say "being confirmed" ... }
+//	if err != nil {
+//		return err
+//	}
+//	if res.Stale {
+//		log.Printf("order %s: shown as pending, its read model is behind", id)
+//	}
 //
-//	// Over HTTP:
+//	// Over HTTP (getOrder is your http.Handler):
 //	mux.Handle("GET /orders/{id}", consistency.Middleware(tr, &consistency.HTTPConfig{
 //		Names: []string{"order_summary"},
 //	})(getOrder))

@@ -255,13 +255,32 @@ func (t *Tracker) read(ctx context.Context, name string) {
 	cp.reading = done
 	t.mu.Unlock()
 
-	pos, err := t.cfg.Positions.Position(ctx, name)
+	t.mu.Lock()
+	members, isGroup := t.groups[name]
+	t.mu.Unlock()
+	var (
+		pos events.Token
+		err error
+	)
+	if isGroup {
+		// A group is as far as its slowest member: read each.
+		for _, m := range members {
+			var mp events.Token
+			if mp, err = t.cfg.Positions.Position(ctx, m); err != nil {
+				break
+			}
+			t.Advance(m, mp)
+		}
+	} else {
+		pos, err = t.cfg.Positions.Position(ctx, name)
+	}
 
 	t.mu.Lock()
 	cp.reading = nil
 	close(done)
-	if err == nil {
+	if err == nil && !isGroup {
 		t.advanceLocked(cp, pos)
+		t.regroupLocked(name)
 	}
 	t.mu.Unlock()
 	if err != nil && ctx.Err() == nil {

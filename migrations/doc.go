@@ -5,9 +5,28 @@
 // otherwise, so several converge installations (or parallel tests) can share
 // a database. Migrate is idempotent and safe to run from several processes
 // at once: tern serialises runs with an advisory lock, and the schema is
-// created under a lock of our own first.
+// created under a lock of our own first. Each migration is applied in a
+// transaction of its own.
 //
-//	err := migrations.Migrate(ctx, pool, &migrations.Config{Schema: "orders"})
+// Migrate at start-up, before opening the stores (ExampleMigrate runs
+// this):
 //
-// The CLI equivalent is `converge migrate --schema orders`.
+//	version, err := migrations.Migrate(ctx, pool, &migrations.Config{
+//		Schema: "orders",
+//		OnApplied: func(m migrations.Migration) {
+//			log.Printf("applied migration %d (%s)", m.Version, m.Name)
+//		},
+//	})
+//	if err != nil {
+//		return err
+//	}
+//	log.Printf("schema orders at version %d", version)
+//
+// Current reports the version a schema is at without changing it, and List
+// and Latest what this build carries; a deployment can compare them to
+// refuse to start against a schema that is behind.
+//
+// The CLI equivalents are `converge migrate --schema orders` and
+// `converge migrate --status --schema orders`, which exits with status 3
+// when migrations are pending.
 package migrations

@@ -29,6 +29,20 @@ type Config struct {
 	// Schema is the PostgreSQL schema to create the tables in. Lower-case
 	// letters, digits and underscores. Defaults to DefaultSchema.
 	Schema string
+	// OnApplied, when set, is called by Migrate after each migration it
+	// applied has committed, in version order. A migration that another
+	// process applied concurrently is not reported. Defaults to nil: no
+	// calls.
+	OnApplied func(m Migration)
+}
+
+// Migration is one embedded migration.
+type Migration struct {
+	// Version is the schema version the migration brings the schema to,
+	// its file's number (1 for 0001_events.sql).
+	Version int32
+	// Name is its file's name, e.g. "0001_events.sql".
+	Name string
 }
 
 func (c *Config) withDefaults() Config {
@@ -62,10 +76,10 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, cfg *Config) (int32, error
 		return 0, fmt.Errorf("migrate: connect: %w", err)
 	}
 	defer conn.Release()
-	return migrateConn(ctx, conn.Conn(), c.Schema)
+	return migrateConn(ctx, conn.Conn(), c.Schema, c.OnApplied)
 }
 
-func migrateConn(ctx context.Context, conn *pgx.Conn, schema string) (int32, error) {
+func migrateConn(ctx context.Context, conn *pgx.Conn, schema string, onApplied func(Migration)) (int32, error) {
 	if err := createSchema(ctx, conn, schema); err != nil {
 		return 0, err
 	}
@@ -77,8 +91,21 @@ func migrateConn(ctx context.Context, conn *pgx.Conn, schema string) (int32, err
 	if err := m.LoadMigrations(files); err != nil {
 		return 0, fmt.Errorf("migrate: load embedded migrations: %w", err)
 	}
+	// tern applies each migration in a transaction of its own and only
+	// says when one starts: the previous one has committed by then, and
+	// the last one once Migrate returns without error.
+	var started *Migration
+	m.OnStart = func(version int32, name, _, _ string) {
+		if started != nil && onApplied != nil {
+			onApplied(*started)
+		}
+		started = &Migration{Version: version, Name: name}
+	}
 	if err := m.Migrate(ctx); err != nil {
 		return 0, fmt.Errorf("migrate schema %q: %w", schema, err)
+	}
+	if started != nil && onApplied != nil {
+		onApplied(*started)
 	}
 	return m.GetCurrentVersion(ctx)
 }
@@ -97,14 +124,28 @@ func createSchema(ctx context.Context, conn *pgx.Conn, schema string) error {
 
 // Latest returns the newest migration version this build carries.
 func Latest() (int32, error) {
-	names, err := migrate.FindMigrations(files)
+	all, err := List()
 	if err != nil {
 		return 0, err
 	}
-	if len(names) == 0 {
-		return 0, errors.New("migrate: no embedded migrations")
+	return all[len(all)-1].Version, nil
+}
+
+// List returns the migrations this build carries, oldest first.
+func List() ([]Migration, error) {
+	names, err := migrate.FindMigrations(files)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: list embedded migrations: %w", err)
 	}
-	return int32(len(names)), nil
+	if len(names) == 0 {
+		return nil, errors.New("migrate: no embedded migrations")
+	}
+	out := make([]Migration, len(names))
+	for i, n := range names {
+		// tern numbers migrations 1, 2, ... without gaps.
+		out[i] = Migration{Version: int32(i + 1), Name: n}
+	}
+	return out, nil
 }
 
 // Current returns the schema's applied version, 0 when it was never migrated.

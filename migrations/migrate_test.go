@@ -2,6 +2,7 @@ package migrations_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -15,7 +16,17 @@ func TestMigrateIsIdempotentAndConcurrent(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := pgtest.New(t, &pgtest.Config{SkipMigrate: true, MaxConns: 8})
-	cfg := &migrations.Config{Schema: db.Schema}
+	// Every migration is reported applied exactly once, by whichever
+	// migrator applied it, and in order.
+	var (
+		mu      sync.Mutex
+		applied []migrations.Migration
+	)
+	cfg := &migrations.Config{Schema: db.Schema, OnApplied: func(m migrations.Migration) {
+		mu.Lock()
+		defer mu.Unlock()
+		applied = append(applied, m)
+	}}
 
 	v, err := migrations.Current(ctx, db.Pool, cfg)
 	require.NoError(t, err)
@@ -23,6 +34,9 @@ func TestMigrateIsIdempotentAndConcurrent(t *testing.T) {
 
 	latest, err := migrations.Latest()
 	require.NoError(t, err)
+	all, err := migrations.List()
+	require.NoError(t, err)
+	require.Len(t, all, int(latest))
 
 	var g errgroup.Group
 	for range 4 {
@@ -35,10 +49,12 @@ func TestMigrateIsIdempotentAndConcurrent(t *testing.T) {
 		})
 	}
 	require.NoError(t, g.Wait())
+	require.Equal(t, all, applied)
 
 	v, err = migrations.Migrate(ctx, db.Pool, cfg)
 	require.NoError(t, err)
 	require.Equal(t, latest, v)
+	require.Equal(t, all, applied, "an up-to-date schema reports nothing applied")
 	var n int
 	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT count(*) FROM "+db.Schema+".events").Scan(&n))
 	require.Zero(t, n)
@@ -52,5 +68,15 @@ func TestMigrateRejectsBadSchema(t *testing.T) {
 		}
 		_, err := migrations.Migrate(context.Background(), nil, &migrations.Config{Schema: s})
 		require.ErrorContains(t, err, "lower-case letters", s)
+	}
+}
+
+func TestList(t *testing.T) {
+	t.Parallel()
+	all, err := migrations.List()
+	require.NoError(t, err)
+	require.Equal(t, migrations.Migration{Version: 1, Name: "0001_events.sql"}, all[0])
+	for i, m := range all {
+		require.Equal(t, int32(i+1), m.Version, m.Name)
 	}
 }

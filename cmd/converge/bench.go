@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -17,159 +20,247 @@ import (
 	"github.com/converge-es/converge/migrations"
 )
 
+// benchSchemaInfix joins --schema and a random suffix into the name of the
+// throw-away schema a bench run works in.
+const benchSchemaInfix = "_bench_"
+
+// benchSuffixLen is the length of the random hex suffix of a bench schema.
+const benchSuffixLen = 8
+
+// benchDropTimeout bounds the DROP SCHEMA at the end of a run, including
+// waiting for locks, so a run never hangs on its clean-up.
+const benchDropTimeout = 30 * time.Second
+
 // benchScenarios are the scenarios `converge bench` knows, each a function
-// that runs it against a freshly migrated throw-away schema.
-var benchScenarios = map[string]func(ctx context.Context, o *benchOptions, env *benchEnv) error{
+// that runs it against a freshly migrated throw-away schema and returns
+// the human summary's writer.
+var benchScenarios = map[string]func(ctx context.Context, c *benchCmd, store *pgstore.Store) (summary func(io.Writer) error, err error){
 	"append":      runAppendBench,
 	"propagation": runPropagationBench,
+	"parallel":    runParallelBench,
 }
 
-type benchOptions struct {
-	Scenario string
-	Writers  []int
-	Batches  []int
-	Duration time.Duration
-	Rate     int
-	Keep     bool
+// benchCmd is `converge bench`: one scenario against its baseline in a
+// throw-away schema.
+type benchCmd struct {
+	db         *dbOptions
+	scenario   string
+	writers    []int
+	batches    []int
+	duration   time.Duration
+	rate       int
+	events     int
+	partitions []int
+	keep       bool
+	// json prints the JSON lines only, without the human summary.
+	json   bool
+	out    io.Writer
+	errOut io.Writer
+	// dropTimeout bounds the final DROP SCHEMA. Defaults to
+	// benchDropTimeout; tests shorten it.
+	dropTimeout time.Duration
+	// suffix makes the random part of the schema name. Defaults to
+	// randomSuffix; tests fix it.
+	suffix func() string
 }
 
-func (o *benchOptions) validate() error {
-	if _, ok := benchScenarios[o.Scenario]; !ok {
+func (c *benchCmd) validate() error {
+	if _, ok := benchScenarios[c.scenario]; !ok {
 		names := make([]string, 0, len(benchScenarios))
 		for n := range benchScenarios {
 			names = append(names, n)
 		}
 		slices.Sort(names)
-		return fmt.Errorf("--scenario %q: unknown (choose one of %v)", o.Scenario, names)
+		return fmt.Errorf("--scenario %q: unknown (choose one of %s)", c.scenario, strings.Join(names, ", "))
 	}
-	for _, w := range o.Writers {
+	for _, w := range c.writers {
 		if w < 1 || w > 64 {
 			return fmt.Errorf("--writers %d: use 1 to 64", w)
 		}
 	}
-	for _, b := range o.Batches {
+	for _, b := range c.batches {
 		if b < 1 || b > 1000 {
 			return fmt.Errorf("--batches %d: use 1 to 1000", b)
 		}
 	}
-	if o.Rate < 1 || o.Rate > 20000 {
-		return fmt.Errorf("--rate %d: use 1 to 20000 events per second", o.Rate)
+	if c.events < 1 || c.events > 1_000_000 {
+		return fmt.Errorf("--events %d: use 1 to 1000000", c.events)
 	}
-	if o.Duration < 0 {
-		return fmt.Errorf("--duration must not be negative")
+	for _, p := range c.partitions {
+		if p < 1 || p > 1024 {
+			return fmt.Errorf("--partitions %v: each count must be 1 to 1024", c.partitions)
+		}
+	}
+	if c.rate < 1 || c.rate > 20000 {
+		return fmt.Errorf("--rate %d: use 1 to 20000 events per second", c.rate)
+	}
+	if c.duration < 0 {
+		return fmt.Errorf("--duration %s: use a positive duration such as 3s, or leave it out for the scenario's default", c.duration)
+	}
+	if c.db != nil {
+		if err := migrations.ValidateSchema(c.benchSchema(strings.Repeat("0", benchSuffixLen))); err != nil {
+			return fmt.Errorf("--schema %q: bench appends %q and %d characters to it, which makes it too long; use at most %d characters",
+				c.db.Schema, benchSchemaInfix, benchSuffixLen, 63-len(benchSchemaInfix)-benchSuffixLen)
+		}
 	}
 	return nil
 }
 
-type benchEnv struct {
-	cmd   *cobra.Command
-	db    *dbOptions
-	store *pgstore.Store
+// benchSchema is the name of the throw-away schema with the given suffix.
+func (c *benchCmd) benchSchema(suffix string) string {
+	return c.db.Schema + benchSchemaInfix + suffix
 }
 
 func newBenchCmd() *cobra.Command {
-	o := &benchOptions{}
+	c := &benchCmd{dropTimeout: benchDropTimeout, suffix: randomSuffix}
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Measure converge against a baseline in the same run; prints JSON lines",
-		Long: `bench runs a scenario against PostgreSQL in a throw-away schema (dropped
-afterwards unless --keep) and prints one JSON object per line. Every line
-carries converge's figure, a baseline measured in the same run and their
-ratio: on a shared machine only the ratio is worth comparing.
+		Short: "Measure converge against a baseline in the same run",
+		Long: `bench runs a scenario against PostgreSQL in a throw-away schema named
+<--schema>_bench_<random> (converge_bench_1a2b3c4d by default; --schema itself
+is never touched). The schema is dropped at the end unless --keep; if the
+drop fails, bench fails and names the schema to drop by hand.
+
+It prints one JSON object per measurement, then a short table for people;
+--json prints the JSON lines only. Every line carries converge's figure,
+the baseline it is compared with ("baseline"), the baseline's figure in
+the same run and their "ratio": on a shared machine only the ratio is worth
+comparing.
 
 Scenarios:
   append   N concurrent writers appending 1- and 10-event batches, against
-           raw pgx INSERTs of the same rows at the same concurrency.
+           raw pgx INSERTs of the same rows at the same concurrency
+           (baseline "raw_insert"). ratio = converge events/s / raw
+           events/s: 1 is parity, higher is better.
   propagation
            appends at a steady --rate and measures, per event, commit to
-           waiter woken for a projection in another process (push: LISTEN/
-           NOTIFY and consistency.Tracker), against per-request polling of
-           the checkpoint every 1s and every 50ms. The push line is last.`,
+           waiter woken for a projection in another process. Methods:
+           poll_50ms (per-request polling of the checkpoint every 50ms, the
+           baseline, measured first), poll_1s (every second), push (LISTEN/
+           NOTIFY and consistency.Tracker, last). ratio = poll_50ms p99 /
+           the method's p99: above 1 means waiters learn sooner than with
+           50ms polling (the baseline's own line says 1).
+  parallel a consumer whose handler spends 2ms per event (standing in for
+           a call to another service) handles --events events with each
+           of --partitions partitions, shared by two processors in this
+           process (as two processes would share them). The baseline is
+           the first partition count; ratio = events/s / baseline's.`,
+		Example: `  converge bench --database-url postgres://postgres@127.0.0.1:5432/test
+  converge bench --scenario propagation --rate 2000 --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.validate(); err != nil {
-				return err
-			}
 			db, err := dbOptionsFrom(cmd)
 			if err != nil {
 				return err
 			}
-			return runBench(cmd, o, db)
+			c.db = db
+			c.out = cmd.OutOrStdout()
+			c.errOut = cmd.ErrOrStderr()
+			if err := c.validate(); err != nil {
+				return err
+			}
+			return c.run(cmd.Context())
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.Scenario, "scenario", "append", "scenario to run")
-	f.IntSliceVar(&o.Writers, "writers", []int{1, 8}, "concurrent writers (append)")
-	f.IntSliceVar(&o.Batches, "batches", []int{1, 10}, "events per append (append)")
-	f.IntVar(&o.Rate, "rate", 500, "steady append rate in events per second (propagation)")
-	f.DurationVar(&o.Duration, "duration", 0, "measuring time per pair and side (default: the scenario's, sized to finish within 30s)")
-	f.BoolVar(&o.Keep, "keep", false, "keep the bench schema instead of dropping it")
+	f.StringVar(&c.scenario, "scenario", "append", "scenario to run: append, propagation or parallel")
+	f.IntVar(&c.events, "events", 2000, "events to handle per run (parallel)")
+	f.IntSliceVar(&c.partitions, "partitions", []int{1, 8}, "partition counts to run, the first is the baseline (parallel)")
+	f.IntSliceVar(&c.writers, "writers", []int{1, 8}, "concurrent writers (append)")
+	f.IntSliceVar(&c.batches, "batches", []int{1, 10}, "events per append (append)")
+	f.IntVar(&c.rate, "rate", 500, "steady append rate in events per second (propagation)")
+	f.DurationVar(&c.duration, "duration", 0, "measuring time per pair and side (default: the scenario's, sized to finish within 30s)")
+	f.BoolVar(&c.keep, "keep", false, "keep the bench schema instead of dropping it")
+	f.BoolVar(&c.json, "json", false, "print the JSON lines only, without the summary table")
 	return cmd
 }
 
-func runBench(cmd *cobra.Command, o *benchOptions, db *dbOptions) error {
-	ctx := cmd.Context()
-	pool, err := db.openPool(ctx)
+func (c *benchCmd) run(ctx context.Context) (err error) {
+	// The writers need their own connections; each store's listener takes
+	// one, and the propagation scenario runs two stores.
+	pool, err := c.db.openPoolWith(ctx, int32(slices.Max(append(slices.Clone(c.writers), 1))+6))
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	schema := "converge_bench_" + randomSuffix()
+	schema := c.benchSchema(c.suffix())
+	if c.keep {
+		fmt.Fprintf(c.errOut, "bench schema kept: %s\n", schema)
+	} else {
+		// Deferred so an interrupted or failed run cleans up too; the
+		// pool is closed after it (defers run last in, first out).
+		defer func() {
+			if derr := dropBenchSchema(context.WithoutCancel(ctx), pool, schema, c.dropTimeout); derr != nil {
+				err = errors.Join(err, derr)
+			}
+		}()
+	}
 	if _, err := migrations.Migrate(ctx, pool, &migrations.Config{Schema: schema}); err != nil {
 		return err
-	}
-	if !o.Keep {
-		defer func() {
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			defer cancel()
-			_, _ = pool.Exec(dctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
-		}()
-	} else {
-		fmt.Fprintf(cmd.ErrOrStderr(), "bench schema kept: %s\n", schema)
-	}
-	// The writers need their own connections; the store's listener takes one.
-	need := int32(slices.Max(append(o.Writers, 1)) + 4)
-	if pool.Config().MaxConns < need {
-		pool.Close()
-		cfg := pool.Config()
-		cfg.MaxConns = need
-		if pool, err = newPoolFromConfig(ctx, cfg); err != nil {
-			return err
-		}
-		defer pool.Close()
 	}
 	store, err := pgstore.New(ctx, pool, &pgstore.Config{Schema: schema})
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	return benchScenarios[o.Scenario](ctx, o, &benchEnv{cmd: cmd, db: db, store: store})
+	summary, err := benchScenarios[c.scenario](ctx, c, store)
+	// The store's listener holds a connection; close it before the drop.
+	if cerr := store.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return nil
+	}
+	// A blank line sets the table apart from the JSON lines.
+	if _, err := fmt.Fprintln(c.out); err != nil {
+		return err
+	}
+	return summary(c.out)
 }
 
-func runAppendBench(ctx context.Context, o *benchOptions, env *benchEnv) error {
-	_, err := bench.Append(ctx, env.store.Pool(), env.store, &bench.AppendConfig{
-		Writers: o.Writers, Batches: o.Batches, Duration: o.Duration,
-	}, env.cmd.OutOrStdout())
-	return err
+// dropBenchSchema drops a bench run's schema, or says how to do it by hand.
+func dropBenchSchema(ctx context.Context, pool *pgxpool.Pool, schema string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	drop := "DROP SCHEMA " + pgx.Identifier{schema}.Sanitize() + " CASCADE"
+	// lock_timeout makes a drop stuck behind another session's lock fail
+	// with PostgreSQL's message instead of a bare context deadline.
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", max(1, (timeout/2).Milliseconds()))); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, drop)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("bench: drop schema %s: %w (drop it by hand: psql -c '%s')", schema, err, drop)
+	}
+	return nil
 }
 
-func runPropagationBench(ctx context.Context, o *benchOptions, env *benchEnv) error {
-	_, err := bench.Propagation(ctx, env.store.Pool(), env.store.Schema(), &bench.PropagationConfig{
-		Rate: o.Rate, Duration: o.Duration,
-	}, env.cmd.OutOrStdout())
-	return err
+func runAppendBench(ctx context.Context, c *benchCmd, store *pgstore.Store) (func(io.Writer) error, error) {
+	res, err := bench.Append(ctx, store.Pool(), store, &bench.AppendConfig{
+		Writers: c.writers, Batches: c.batches, Duration: c.duration,
+	}, c.out)
+	return func(w io.Writer) error { return bench.WriteAppendSummary(w, res) }, err
+}
+
+func runPropagationBench(ctx context.Context, c *benchCmd, store *pgstore.Store) (func(io.Writer) error, error) {
+	res, err := bench.Propagation(ctx, store.Pool(), store.Schema(), &bench.PropagationConfig{
+		Rate: c.rate, Duration: c.duration,
+	}, c.out)
+	return func(w io.Writer) error { return bench.WritePropagationSummary(w, res) }, err
+}
+
+func runParallelBench(ctx context.Context, c *benchCmd, store *pgstore.Store) (func(io.Writer) error, error) {
+	res, err := bench.Parallel(ctx, store, &bench.ParallelConfig{Events: c.events, Partitions: c.partitions}, c.out)
+	return func(w io.Writer) error { return bench.WriteParallelSummary(w, res) }, err
 }
 
 func randomSuffix() string {
-	b := make([]byte, 4)
+	b := make([]byte, benchSuffixLen/2)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-func newPoolFromConfig(ctx context.Context, cfg *pgxpool.Config) (*pgxpool.Pool, error) {
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("connect to PostgreSQL: %w (%s)", err, hintConnect)
-	}
-	return pool, nil
 }

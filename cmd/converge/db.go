@@ -5,9 +5,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
@@ -19,13 +25,21 @@ import (
 const connectTimeout = 10 * time.Second
 
 // hintConnect goes into every connection error: it names the fix.
-const hintConnect = "is PostgreSQL running? set --database-url or DATABASE_URL"
+const hintConnect = "is PostgreSQL running? check --database-url or DATABASE_URL"
+
+// errNoDatabaseURL is the error of a command that needs PostgreSQL when
+// neither --database-url nor DATABASE_URL names a database. converge never
+// falls back to libpq's default database: migrating or benchmarking
+// whatever database PGDATABASE or the user name happens to select is a
+// surprise nobody wants.
+var errNoDatabaseURL = errors.New("no database given: pass --database-url postgres://USER@HOST:5432/DB or set DATABASE_URL")
 
 // dbOptions are the connection settings shared by every command that talks
 // to PostgreSQL: the root's persistent --database-url and --schema flags.
 type dbOptions struct {
-	// URL is --database-url, else $DATABASE_URL. Empty means pgx reads the
-	// libpq PG* environment variables and their defaults.
+	// URL is --database-url, else $DATABASE_URL; required. A URL or a
+	// key=value connection string; the libpq PG* environment variables
+	// (PGPASSWORD, PGSSLMODE, ...) fill in what it leaves out.
 	URL string
 	// Schema is --schema. Defaults to migrations.DefaultSchema.
 	Schema string
@@ -49,13 +63,16 @@ func dbOptionsFrom(cmd *cobra.Command) (*dbOptions, error) {
 	return o, nil
 }
 
-// databaseURL picks the flag's value, else $DATABASE_URL. It may return ""
-// on purpose: pgxpool.ParseConfig("") reads PGHOST, PGPORT and the rest.
+// databaseURL picks the flag's value, else $DATABASE_URL, else "" (which
+// validate rejects).
 func databaseURL(flag string, getenv func(string) string) string {
 	return cmp.Or(flag, getenv("DATABASE_URL"))
 }
 
 func (o *dbOptions) validate() error {
+	if o.URL == "" {
+		return errNoDatabaseURL
+	}
 	if o.Schema == "" {
 		o.Schema = migrations.DefaultSchema
 	}
@@ -69,19 +86,25 @@ func (o *dbOptions) validate() error {
 // command fails at once with a useful message instead of on first use.
 // The caller closes the pool.
 func (o *dbOptions) openPool(ctx context.Context) (*pgxpool.Pool, error) {
+	return o.openPoolWith(ctx, 0)
+}
+
+// openPoolWith is openPool with at least minConns connections allowed,
+// unless the URL's pool_max_conns says more.
+func (o *dbOptions) openPoolWith(ctx context.Context, minConns int32) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(o.URL)
 	if err != nil {
 		// pgx redacts any password in its parse errors.
 		return nil, fmt.Errorf("parse database URL: %w (set --%s or DATABASE_URL to a URL like postgres://user@host:5432/db)", err, flagDatabaseURL)
 	}
+	cfg.MaxConns = max(cfg.MaxConns, minConns)
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = connectTimeout
 	}
-	// Name the target without the password, which may be in the URL.
-	target := fmt.Sprintf("%s@%s:%d/%s", cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
+	target := describeTarget(cfg.ConnConfig)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("connect to PostgreSQL at %s (%s): %w", target, hintConnect, err)
+		return nil, fmt.Errorf("connect to PostgreSQL at %s (%s): %w", target, connectHint(err, cfg.ConnConfig), err)
 	}
 	pctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
@@ -90,7 +113,57 @@ func (o *dbOptions) openPool(ctx context.Context) (*pgxpool.Pool, error) {
 		if errors.Is(ctx.Err(), context.Canceled) {
 			return nil, fmt.Errorf("connect to PostgreSQL at %s: %w", target, ctx.Err())
 		}
-		return nil, fmt.Errorf("connect to PostgreSQL at %s (%s): %w", target, hintConnect, err)
+		return nil, fmt.Errorf("connect to PostgreSQL at %s (%s): %w", target, connectHint(err, cfg.ConnConfig), err)
 	}
 	return pool, nil
+}
+
+// SQLSTATEs of refused connections that have a specific fix.
+const (
+	sqlstateInvalidCatalogName   = "3D000" // the database does not exist
+	sqlstateInvalidPassword      = "28P01"
+	sqlstateInvalidAuthorization = "28000" // e.g. no pg_hba.conf entry
+)
+
+// connectHint names the likely fix for a failed connection: the server
+// answered and refused, or nothing answered.
+func connectHint(err error, cfg *pgx.ConnConfig) string {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return hintConnect
+	}
+	switch pgErr.Code {
+	case sqlstateInvalidCatalogName:
+		return fmt.Sprintf("create the database with `createdb %s`, or fix its name in --database-url or DATABASE_URL", cfg.Database)
+	case sqlstateInvalidPassword, sqlstateInvalidAuthorization:
+		return "check the user and password in --database-url or DATABASE_URL, or set PGPASSWORD"
+	}
+	return "PostgreSQL refused the connection; check --database-url or DATABASE_URL"
+}
+
+// describeTarget names the database a connection config points at, as
+// user@host:port/db, without its password, for messages and logs.
+func describeTarget(cfg *pgx.ConnConfig) string {
+	return fmt.Sprintf("%s@%s/%s", cfg.User, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))), cfg.Database)
+}
+
+// maskedURL is the database a connection config points at as a URL with
+// the password, if any, replaced by "xxxxx" (as net/url's Redacted does):
+// what `converge migrate` prints so the operator sees which database it
+// changed.
+func maskedURL(cfg *pgx.ConnConfig) string {
+	u := url.URL{Scheme: "postgres", Path: "/" + cfg.Database}
+	switch {
+	case cfg.Password != "":
+		u.User = url.UserPassword(cfg.User, "xxxxx")
+	case cfg.User != "":
+		u.User = url.User(cfg.User)
+	}
+	if strings.HasPrefix(cfg.Host, "/") {
+		// A Unix socket directory goes in the query, as libpq expects.
+		u.RawQuery = url.Values{"host": {cfg.Host}}.Encode()
+	} else {
+		u.Host = net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
+	}
+	return u.String()
 }

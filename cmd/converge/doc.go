@@ -3,15 +3,18 @@
 //
 //	converge demo                                   # the order workflow, in memory
 //	converge migrate --database-url postgres://postgres@127.0.0.1:5432/app
-//	converge migrate --status --schema orders
+//	converge migrate --status --schema orders        # exit status 3: pending
+//	converge --version
 //	converge lag --sla 2s                           # projections against their SLAs
 //	converge serve --listen 127.0.0.1:9090          # /metrics, /lag, /healthz
 //	converge bench --scenario append|propagation    # ratios against a baseline
 //
-// Every command that uses PostgreSQL connects with --database-url, else the
-// DATABASE_URL environment variable, else the standard libpq environment
-// variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, ...), and works
-// on the tables in --schema ("converge" by default).
+// Every command that uses PostgreSQL connects to --database-url, else to
+// the DATABASE_URL environment variable, and fails saying so when neither
+// is set: converge never falls back to libpq's default database. The libpq
+// environment variables (PGPASSWORD, PGSSLMODE, ...) fill in what the URL
+// leaves out. Commands work on the tables in --schema ("converge" by
+// default).
 //
 // # Adding a command
 //

@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/converge-es/converge/consistency/lag"
+	"github.com/converge-es/converge/events/feed"
 	"github.com/converge-es/converge/events/pgstore"
 )
 
@@ -57,7 +60,8 @@ exceeds the SLA, or when it has unprocessed events and its heartbeat is older
 than the lease TTL (10s): no runner is working them off.
 
 Without arguments every consumer in --schema is reported with --sla. Name
-projections to report only those, each with --sla or its own SLA:
+projections to report only those, each with --sla or its own SLA (a name
+without a checkpoint in --schema is an error that lists the known ones):
 
   converge lag order_summary sales_report=30s
 
@@ -140,6 +144,9 @@ func (c *lagCmd) run(ctx context.Context) error {
 		return err
 	}
 	defer store.Close()
+	if err := c.checkNames(ctx, store); err != nil {
+		return err
+	}
 	mon, err := lag.NewMonitor(store, &lag.Config{
 		Projections: c.targets,
 		DefaultSLA:  c.sla,
@@ -189,6 +196,39 @@ func (c *lagCmd) run(ctx context.Context) error {
 		case <-ticker.C:
 		}
 	}
+}
+
+// checkNames fails when a named projection has no checkpoint in the
+// schema: such a name is far more often a typo or the wrong --schema than
+// a projection that never ran, and reporting it as "behind by everything"
+// would page someone for a typo.
+func (c *lagCmd) checkNames(ctx context.Context, store feed.Inspector) error {
+	if len(c.targets) == 0 {
+		return nil
+	}
+	consumers, err := store.Consumers(ctx)
+	if err != nil {
+		return fmt.Errorf("lag: list projections: %w", err)
+	}
+	known := make([]string, 0, len(consumers))
+	for _, cons := range consumers {
+		known = append(known, cons.Name)
+	}
+	slices.Sort(known)
+	var unknown []string
+	for _, t := range c.targets {
+		if _, found := slices.BinarySearch(known, t.Name); !found {
+			unknown = append(unknown, strconv.Quote(t.Name))
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	what := "no projection named " + strings.Join(unknown, ", ")
+	if len(known) == 0 {
+		return fmt.Errorf("lag: %s: schema %q has no projections yet (wrong --schema, or has no projection runner started?)", what, c.db.Schema)
+	}
+	return fmt.Errorf("lag: %s in schema %q; known: %s", what, c.db.Schema, strings.Join(known, ", "))
 }
 
 // print writes one measurement: the table, or a JSON line per projection.

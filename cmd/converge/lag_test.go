@@ -136,9 +136,8 @@ func TestLagNamedProjectionsAndFailOnBreach(t *testing.T) {
 	t.Parallel()
 	b := setupLag(t)
 
-	// orders' SLA is 1ns, which it cannot meet; never_ran has no
-	// checkpoint, so it is behind by everything.
-	out, err := runCLI(t, append([]string{"lag", "orders=1ns", "never_ran", "--sla", "1h", "--fail-on-breach"}, b.conn...)...)
+	// orders' SLA is 1ns, which it cannot meet.
+	out, err := runCLI(t, append([]string{"lag", "orders=1ns", "search", "--sla", "1h", "--fail-on-breach"}, b.conn...)...)
 	require.ErrorContains(t, err, "lag: projection orders breaches its SLA")
 	var ec interface{ ExitCode() int }
 	require.True(t, errors.As(err, &ec))
@@ -148,9 +147,9 @@ func TestLagNamedProjectionsAndFailOnBreach(t *testing.T) {
 	require.Len(t, rows, 2, out)
 	require.Equal(t, "BREACH", rows["orders"][6])
 	require.Equal(t, "1ns", rows["orders"][5], out)
-	require.Equal(t, "3", rows["never_ran"][2])
-	require.Equal(t, "-", rows["never_ran"][4], "no heartbeat was ever seen")
-	require.Equal(t, "ok", rows["never_ran"][6])
+	require.Equal(t, "0", rows["search"][2])
+	require.Equal(t, "1h0m0s", rows["search"][5])
+	require.Equal(t, "ok", rows["search"][6])
 
 	// Without --fail-on-breach a breach is reported, not an error.
 	out, err = runCLI(t, append([]string{"lag", "orders=1ns"}, b.conn...)...)
@@ -242,4 +241,30 @@ func TestLagWithoutConsumers(t *testing.T) {
 	out, err := runCLI(t, "lag", "--database-url", db.URL, "--schema", db.Schema)
 	require.NoError(t, err)
 	require.Contains(t, out, "no projection has a checkpoint in schema")
+}
+
+func TestLagRejectsUnknownProjection(t *testing.T) {
+	t.Parallel()
+	b := setupLag(t)
+
+	// A typo is an error naming the known projections, not an SLA breach
+	// (exit status 3) nor a row "behind by everything".
+	for _, args := range [][]string{
+		{"lag", "ordrs"},
+		{"lag", "orders", "ordrs=2s", "--fail-on-breach"},
+		{"lag", "ordrs", "--watch", "1s"},
+	} {
+		out, err := runCLI(t, append(args, b.conn...)...)
+		require.EqualError(t, err, `lag: no projection named "ordrs" in schema "`+b.schema+`"; known: orders, search`, args)
+		var ec interface{ ExitCode() int }
+		require.False(t, errors.As(err, &ec), "not a breach")
+		require.Empty(t, out)
+	}
+}
+
+func TestLagRejectsNamesInAnEmptySchema(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t, nil)
+	_, err := runCLI(t, "lag", "orders", "--database-url", db.URL, "--schema", db.Schema)
+	require.EqualError(t, err, `lag: no projection named "orders": schema "`+db.Schema+`" has no projections yet (wrong --schema, or has no projection runner started?)`)
 }

@@ -13,7 +13,7 @@ func main() {
 	// Ctrl-C or a SIGTERM from the process manager cancels the command's
 	// context, so long-running commands stop gracefully.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newRootCmd().ExecuteContext(ctx)
+	err := execute(ctx, newRootCmd())
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "converge:", err)

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/url"
+	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/internal/pgtest"
@@ -20,37 +23,90 @@ func runCLI(t *testing.T, args ...string) (string, error) {
 	root.SetArgs(args)
 	root.SetOut(&out)
 	root.SetErr(&out)
-	err := root.ExecuteContext(context.Background())
+	err := execute(context.Background(), root)
 	return out.String(), err
 }
 
 func TestMigrate(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t, &pgtest.Config{SkipMigrate: true})
-	latest, err := migrations.Latest()
+	all, err := migrations.List()
 	require.NoError(t, err)
-	conn := []string{"--database-url", db.URL, "--schema", db.Schema}
-
-	out, err := runCLI(t, append([]string{"migrate", "--status"}, conn...)...)
+	latest := all[len(all)-1].Version
+	// The password must never be printed; trust authentication ignores it.
+	u, err := url.Parse(db.URL)
 	require.NoError(t, err)
-	require.Equal(t, fmt.Sprintf("schema %q at version 0 (latest %d): %d pending, run `converge migrate --schema %s` to apply\n",
-		db.Schema, latest, latest, db.Schema), out)
+	u.User = url.UserPassword(u.User.Username(), "s3cret")
+	conn := []string{"--database-url", u.String(), "--schema", db.Schema}
+	u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	u.RawQuery = ""
+	header := fmt.Sprintf("database %s\nschema   %s\n", u, db.Schema)
 
-	// Twice: migrate is idempotent.
-	want := fmt.Sprintf("schema %q at version %d (latest %d)\n", db.Schema, latest, latest)
-	for range 2 {
-		out, err = runCLI(t, append([]string{"migrate"}, conn...)...)
-		require.NoError(t, err)
-		require.Equal(t, want, out)
+	var pending []string
+	for _, m := range all {
+		pending = append(pending, fmt.Sprintf("%d %s", m.Version, m.Name))
 	}
+	out, err := runCLI(t, append([]string{"migrate", "--status"}, conn...)...)
+	var ec interface{ ExitCode() int }
+	require.ErrorAs(t, err, &ec)
+	require.Equal(t, 3, ec.ExitCode(), "pending migrations fail --status with exit status 3")
+	require.EqualError(t, err, fmt.Sprintf("schema %q has %d pending migration(s): run `converge migrate --schema %s` with the same database", db.Schema, latest, db.Schema))
+	require.Equal(t, header+fmt.Sprintf("version  0 (latest %d)\napplied  none\npending  %s\n", latest, strings.Join(pending, ", ")), out)
+	require.NotContains(t, out, "s3cret")
+
+	out, err = runCLI(t, append([]string{"migrate"}, conn...)...)
+	require.NoError(t, err)
+	want := header
+	for _, m := range all {
+		want += fmt.Sprintf("applied  %d %s\n", m.Version, m.Name)
+	}
+	want += fmt.Sprintf("now at version %d (latest)\n", latest)
+	require.Equal(t, want, out)
+
+	// Again: migrate is idempotent and says so.
+	out, err = runCLI(t, append([]string{"migrate"}, conn...)...)
+	require.NoError(t, err)
+	require.Equal(t, header+fmt.Sprintf("already at version %d (latest)\n", latest), out)
 
 	out, err = runCLI(t, append([]string{"migrate", "--status"}, conn...)...)
-	require.NoError(t, err)
-	require.Equal(t, want, out)
+	require.NoError(t, err, "nothing pending: --status succeeds")
+	require.Equal(t, header+fmt.Sprintf("version  %d (latest %d)\napplied  %s\npending  none\n", latest, latest, strings.Join(pending, ", ")), out)
 
 	v, err := migrations.Current(context.Background(), db.Pool, &migrations.Config{Schema: db.Schema})
 	require.NoError(t, err)
 	require.Equal(t, latest, v)
+}
+
+// TestCommandsNeedADatabaseURL runs without t.Parallel: it clears
+// DATABASE_URL for the whole process.
+func TestCommandsNeedADatabaseURL(t *testing.T) {
+	t.Setenv("DATABASE_URL", "")
+	// PG* variables alone must not select a database either.
+	t.Setenv("PGDATABASE", "postgres")
+	for _, args := range [][]string{
+		{"migrate"},
+		{"migrate", "--status"},
+		{"lag"},
+		{"serve"},
+		{"bench", "--scenario", "append"},
+	} {
+		_, err := runCLI(t, args...)
+		require.ErrorIs(t, err, errNoDatabaseURL, args)
+		require.EqualError(t, err, "no database given: pass --database-url postgres://USER@HOST:5432/DB or set DATABASE_URL", args)
+	}
+}
+
+func TestMaskedURL(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"postgres://bob:pw@db.example:6432/app?sslmode=disable":    "postgres://bob:xxxxx@db.example:6432/app",
+		"postgres://bob@[::1]:5432/app":                            "postgres://bob@[::1]:5432/app",
+		"host=/var/run/postgresql user=bob password=pw dbname=app": "postgres://bob:xxxxx@/app?host=%2Fvar%2Frun%2Fpostgresql",
+	} {
+		cfg, err := pgx.ParseConfig(in)
+		require.NoError(t, err)
+		require.Equal(t, want, maskedURL(cfg), in)
+	}
 }
 
 func TestMigrateRejectsBadSchema(t *testing.T) {
@@ -65,7 +121,7 @@ func TestMigrateSaysWhenPostgresIsUnreachable(t *testing.T) {
 	// Port 1 on loopback refuses at once.
 	_, err := runCLI(t, "migrate", "--database-url", "postgres://nobody:secret@127.0.0.1:1/none?connect_timeout=5")
 	require.ErrorContains(t, err, "connect to PostgreSQL at nobody@127.0.0.1:1/none")
-	require.ErrorContains(t, err, "is PostgreSQL running? set --database-url or DATABASE_URL")
+	require.ErrorContains(t, err, "is PostgreSQL running? check --database-url or DATABASE_URL")
 	require.NotContains(t, err.Error(), "secret")
 }
 
@@ -76,6 +132,35 @@ func TestDatabaseURLFallsBackToEnvironment(t *testing.T) {
 
 	require.Equal(t, "postgres://from-flag/db", databaseURL("postgres://from-flag/db", getenv))
 	require.Equal(t, "postgres://from-env/db", databaseURL("", getenv))
-	// Empty on purpose: pgx then reads PGHOST, PGPORT and the rest.
+	// Empty, which dbOptions.validate rejects.
 	require.Empty(t, databaseURL("", func(string) string { return "" }))
+}
+
+func TestConnectErrorsNameTheFix(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t, &pgtest.Config{SkipMigrate: true})
+	u, err := url.Parse(db.URL)
+	require.NoError(t, err)
+
+	missing := *u
+	missing.Path = "/converge_no_such_db"
+	_, err = runCLI(t, "migrate", "--database-url", missing.String())
+	require.ErrorContains(t, err, "create the database with `createdb converge_no_such_db`, or fix its name in --database-url or DATABASE_URL")
+
+	nobody := *u
+	nobody.User = url.User("converge_no_such_role")
+	_, err = runCLI(t, "migrate", "--database-url", nobody.String())
+	require.ErrorContains(t, err, "check the user and password in --database-url or DATABASE_URL, or set PGPASSWORD")
+}
+
+func TestUsageErrorsPointAtHelp(t *testing.T) {
+	t.Parallel()
+	for args, want := range map[string]string{
+		"nosuch":          "unknown command \"nosuch\" for \"converge\" (see `converge --help`)",
+		"migrate extra":   "unknown command \"extra\" for \"converge migrate\" (see `converge --help`)",
+		"migrate --bogus": "unknown flag: --bogus (see `converge migrate --help`)",
+	} {
+		_, err := runCLI(t, strings.Fields(args)...)
+		require.EqualError(t, err, want, args)
+	}
 }

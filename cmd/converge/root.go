@@ -1,6 +1,10 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"strings"
+
 	"github.com/spf13/cobra"
 
 	"github.com/converge-es/converge/migrations"
@@ -40,20 +44,39 @@ Every write returns a consistency token, no read or saga decision acts on a
 read model that has not caught up with it, every wait has a deadline, and
 staleness is visible.
 
-Commands that use PostgreSQL connect with --database-url, else the
-DATABASE_URL environment variable, else the standard libpq PG* variables
-(PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, ...).`,
+Commands that use PostgreSQL connect to --database-url, else to the
+DATABASE_URL environment variable; one of them is required (converge never
+guesses a database). The standard libpq PG* variables (PGPASSWORD,
+PGSSLMODE, ...) fill in what the URL leaves out.`,
 		// A failing command prints its error once, without the usage text
 		// (which would hide the error); main prints it.
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// --version prints "converge VERSION" and exits.
+		Version: version(),
 	}
+	root.SetVersionTemplate("converge {{.Version}}\n")
+	// A mistyped flag says where the right ones are listed.
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return fmt.Errorf("%w (see `%s --help`)", err, cmd.CommandPath())
+	})
 	root.PersistentFlags().String(flagDatabaseURL, "",
-		"PostgreSQL URL, e.g. postgres://user@127.0.0.1:5432/db (default $DATABASE_URL, else the PG* variables)")
+		"PostgreSQL URL, e.g. postgres://user@127.0.0.1:5432/db (default $DATABASE_URL)")
 	root.PersistentFlags().String(flagSchema, migrations.DefaultSchema,
 		"PostgreSQL schema holding converge's tables")
 	for _, newCmd := range subcommands {
 		root.AddCommand(newCmd())
 	}
 	return root
+}
+
+// execute runs root and adds to cobra's "unknown command" errors (a
+// mistyped command, or arguments to a command that takes none) where the
+// commands are listed; cobra gives them no type to match, only this prefix.
+func execute(ctx context.Context, root *cobra.Command) error {
+	err := root.ExecuteContext(ctx)
+	if err != nil && strings.HasPrefix(err.Error(), "unknown command ") {
+		return fmt.Errorf("%w (see `converge --help`)", err)
+	}
+	return err
 }

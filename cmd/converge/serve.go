@@ -33,10 +33,10 @@ func (c *serveCmd) validate() error {
 		return fmt.Errorf("--listen %q: want host:port, e.g. 127.0.0.1:9090: %w", c.listen, err)
 	}
 	if c.sla <= 0 {
-		return fmt.Errorf("--sla must be positive")
+		return fmt.Errorf("--sla %s: use a positive duration such as 2s", c.sla)
 	}
 	if c.interval <= 0 {
-		return fmt.Errorf("--interval must be positive")
+		return fmt.Errorf("--interval %s: use a positive duration such as 1s", c.interval)
 	}
 	return nil
 }

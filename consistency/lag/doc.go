@@ -76,11 +76,15 @@
 //			{Name: "sales_report", SLA: lag.AnalyticsSLA, Class: "analytics"},
 //		},
 //		Registerer: prometheus.DefaultRegisterer,
-//		OnBreach:   func(b lag.Breach) { pager.Page(b.Report.Name) },
+//		OnBreach:   func(b lag.Breach) { log.Printf("page someone: %s breaches its SLA", b.Report.Name) },
 //	})
-//	if err != nil { ... }
-//	if err := mon.Start(ctx); err != nil { ... }
-//	defer mon.Stop(context.Background())
+//	if err != nil {
+//		return err
+//	}
+//	if err := mon.Start(ctx); err != nil {
+//		return err
+//	}
+//	defer func() { _ = mon.Stop(context.Background()) }()
 //	http.Handle("/metrics", lag.Handler(prometheus.DefaultGatherer))
 //
 // From a shell, `converge lag` prints the same reports once (or with

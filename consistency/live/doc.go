@@ -59,16 +59,22 @@
 //
 // # Example
 //
-//	hub, err := live.NewHub(&live.Config{
-//		Snapshot: func(ctx context.Context, id string) (json.RawMessage, events.Token, bool, error) {
-//			return orderSummaries.RowJSON(ctx, id) // row and its position, one transaction
-//		},
-//	})
-//	if err != nil { ... }
+// Serve the Hub and its demo page, with a Snapshot that reads a row and the
+// position it reflects (readOrderRow, a SnapshotFunc of yours, in one
+// transaction); ExampleConfig_snapshot runs this end to end:
+//
+//	hub, err := live.NewHub(&live.Config{Snapshot: readOrderRow})
+//	if err != nil {
+//		return err
+//	}
 //	defer hub.Close()
+//	mux := http.NewServeMux()
 //	mux.Handle("/live", hub.Handler())
 //	mux.Handle("/live/page", live.PageHandler("/live")) // open /live/page?entity=order-1
 //
-//	// In the projection runner, after the read-model transaction commits:
-//	hub.Publish(key, rowJSON, tok)
+// In the projection runner, after the transaction that wrote the row has
+// committed, publish the row as JSON with the token of the event that
+// produced it:
+//
+//	hub.Publish("order-1", rowJSON, env.Token)
 package live

@@ -68,7 +68,11 @@ type SubscriberConfig struct {
 	// instead of one per event. A lone event still commits at once, so this
 	// adds no latency when the feed is quiet. A Nack rolls the whole unit
 	// back and redelivers from its first event: delivery stays at least
-	// once, effects exactly once. With more than 1, an Ack no longer means
+	// once, effects exactly once. After a Nack behind a unit's head, the
+	// events before the Nacked one are delivered again in a unit of their
+	// own, at once, so the Nacked event then heads its unit: a failure is
+	// only ever retried, and counted, where no other event's writes share
+	// its unit. With more than 1, an Ack no longer means
 	// "committed": wait for OnCommitted. Defaults to DefaultCommitBatch (1:
 	// every event commits by itself).
 	CommitBatch int

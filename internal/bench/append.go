@@ -54,13 +54,21 @@ func (c *AppendConfig) withDefaults() AppendConfig {
 
 // AppendResult is one JSON line of the append scenario.
 type AppendResult struct {
-	Scenario       string  `json:"scenario"`
-	Writers        int     `json:"writers"`
-	Batch          int     `json:"batch"`
-	EventsPerSec   float64 `json:"events_per_sec"`
+	Scenario     string  `json:"scenario"`
+	Writers      int     `json:"writers"`
+	Batch        int     `json:"batch"`
+	EventsPerSec float64 `json:"events_per_sec"`
+	// Baseline names what converge is compared with: raw INSERTs of the
+	// same rows at the same concurrency.
+	Baseline       string  `json:"baseline"`
 	BaselinePerSec float64 `json:"baseline_per_sec"`
-	Ratio          float64 `json:"ratio"`
+	// Ratio is EventsPerSec / BaselinePerSec: the share of raw INSERT
+	// throughput converge's appends reach. 1 is parity.
+	Ratio float64 `json:"ratio"`
 }
+
+// BaselineRawInsert is the append scenario's baseline.
+const BaselineRawInsert = "raw_insert"
 
 // Append measures Store.Append against raw pgx INSERTs of the same rows into
 // a copy of the events table (same columns, indexes and defaults), at the
@@ -139,11 +147,10 @@ FROM unnest($3::uuid[], $4::jsonb[]) WITH ORDINALITY AS e(id, payload, ord)`, ba
 				Writers:        w,
 				Batch:          b,
 				EventsPerSec:   round1(float64(convergeN) / convergeT.Seconds()),
+				Baseline:       BaselineRawInsert,
 				BaselinePerSec: round1(float64(baseN) / baseT.Seconds()),
 			}
-			if r.BaselinePerSec > 0 {
-				r.Ratio = float64(int(r.EventsPerSec/r.BaselinePerSec*1000+0.5)) / 1000
-			}
+			r.Ratio = ratio(r.EventsPerSec, r.BaselinePerSec)
 			results = append(results, r)
 			if err := json.NewEncoder(out).Encode(r); err != nil {
 				return results, err

@@ -36,6 +36,7 @@ func TestAppendScenarioPrintsJSON(t *testing.T) {
 		require.EqualValues(t, want.Writers, line["writers"])
 		require.EqualValues(t, want.Batch, line["batch"])
 		require.Positive(t, line["events_per_sec"])
+		require.Equal(t, "raw_insert", line["baseline"])
 		require.Positive(t, line["baseline_per_sec"])
 		eps, ok1 := line["events_per_sec"].(float64)
 		base, ok2 := line["baseline_per_sec"].(float64)

@@ -2,4 +2,18 @@
 // measures converge and a baseline in the same run, on the same machine, and
 // reports the ratio: absolute figures on a shared 2-core machine mean little,
 // ratios measured side by side do.
+//
+// Each scenario writes one JSON line per measurement, and every line names
+// its baseline and carries the baseline's figure and the ratio, oriented so
+// that higher is better:
+//
+//   - append: "baseline" is "raw_insert" (pgx INSERTs of the same rows at
+//     the same concurrency); ratio = events_per_sec / baseline_per_sec.
+//   - propagation: "baseline" is "poll_50ms" (a per-request loop reading the
+//     checkpoint every 50 ms, measured first in the run); ratio =
+//     baseline_p99_ms / p99_ms, so the push line's ratio says how many times
+//     sooner than that loop its slowest 1% of waiters are woken.
+//
+// WriteAppendSummary and WritePropagationSummary render the results as the
+// short table `converge bench` prints after the JSON lines.
 package bench

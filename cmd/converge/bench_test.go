@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/internal/pgtest"
+)
+
+// benchSchemas lists the schemas left behind by bench runs with prefix.
+func benchSchemas(t *testing.T, db *pgtest.DB, prefix string) []string {
+	t.Helper()
+	rows, err := db.Pool.Query(t.Context(), "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1) ORDER BY 1", prefix+benchSchemaInfix)
+	require.NoError(t, err)
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	return names
+}
+
+// splitBenchOutput returns the JSON lines of a bench run, decoded, and the
+// text after them.
+func splitBenchOutput(t *testing.T, out string) (lines []map[string]any, rest string) {
+	t.Helper()
+	sc := bufio.NewScanner(strings.NewReader(out))
+	var after []string
+	for sc.Scan() {
+		l := sc.Text()
+		if strings.HasPrefix(l, "{") && after == nil {
+			var m map[string]any
+			require.NoError(t, json.Unmarshal([]byte(l), &m), l)
+			lines = append(lines, m)
+			continue
+		}
+		after = append(after, l)
+	}
+	require.NoError(t, sc.Err())
+	return lines, strings.Join(after, "\n")
+}
+
+func TestBenchAppend(t *testing.T) {
+	t.Parallel()
+	// The bench's own schema is made under db.Schema as a prefix, and
+	// db.Schema itself stays untouched.
+	db := pgtest.New(t, &pgtest.Config{SkipMigrate: true})
+	out, err := runCLI(t, "bench", "--database-url", db.URL, "--schema", db.Schema,
+		"--scenario", "append", "--writers", "1,2", "--batches", "3", "--duration", "40ms")
+	require.NoError(t, err)
+
+	lines, summary := splitBenchOutput(t, out)
+	require.Len(t, lines, 2, out)
+	for i, l := range lines {
+		require.Equal(t, "append", l["scenario"])
+		require.EqualValues(t, i+1, l["writers"])
+		require.EqualValues(t, 3, l["batch"])
+		require.Equal(t, "raw_insert", l["baseline"])
+		require.Positive(t, l["baseline_per_sec"])
+		require.Positive(t, l["ratio"])
+	}
+	require.True(t, strings.HasPrefix(summary, "\nappend: converge events/s against raw INSERTs"), summary)
+	require.Contains(t, summary, "WRITERS  BATCH  CONVERGE/S  RAW/S  RATIO")
+	require.Len(t, strings.Split(strings.TrimSpace(summary), "\n"), 4, "title, header and a row per pair")
+
+	require.Empty(t, benchSchemas(t, db, db.Schema), "the bench schema is dropped")
+	var exists bool
+	require.NoError(t, db.Pool.QueryRow(t.Context(), "SELECT to_regnamespace($1) IS NOT NULL", db.Schema).Scan(&exists))
+	require.False(t, exists, "--schema names a prefix; the schema itself is never created")
+}
+
+func TestBenchPropagationJSONOnly(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t, &pgtest.Config{SkipMigrate: true})
+	out, err := runCLI(t, "bench", "--database-url", db.URL, "--schema", db.Schema,
+		"--scenario", "propagation", "--rate", "100", "--duration", "200ms", "--json")
+	require.NoError(t, err)
+
+	lines, rest := splitBenchOutput(t, out)
+	require.Empty(t, rest, "--json prints JSON lines only")
+	require.Len(t, lines, 3)
+	for i, method := range []string{"poll_50ms", "poll_1s", "push"} {
+		require.Equal(t, method, lines[i]["method"])
+		require.Equal(t, "poll_50ms", lines[i]["baseline"])
+		require.Equal(t, lines[0]["p99_ms"], lines[i]["baseline_p99_ms"])
+		require.Positive(t, lines[i]["ratio"])
+	}
+	require.Empty(t, benchSchemas(t, db, db.Schema), "the bench schema is dropped")
+}
+
+func TestBenchKeep(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t, &pgtest.Config{SkipMigrate: true})
+	out, err := runCLI(t, "bench", "--database-url", db.URL, "--schema", db.Schema,
+		"--writers", "1", "--batches", "1", "--duration", "20ms", "--json", "--keep")
+	require.NoError(t, err)
+	kept := benchSchemas(t, db, db.Schema)
+	require.Len(t, kept, 1)
+	t.Cleanup(func() {
+		_, err := db.Pool.Exec(context.WithoutCancel(t.Context()), "DROP SCHEMA "+pgx.Identifier{kept[0]}.Sanitize()+" CASCADE")
+		require.NoError(t, err)
+	})
+	require.Contains(t, out, "bench schema kept: "+kept[0]+"\n")
+}
+
+// TestBenchDropFailureIsAnError holds a lock the drop needs: the drop
+// must fail with PostgreSQL's reason and the command that finishes the job.
+func TestBenchDropFailureIsAnError(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t, nil)
+	ctx := t.Context()
+	tx, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	_, err = tx.Exec(ctx, "LOCK TABLE "+pgx.Identifier{db.Schema, "events"}.Sanitize()+" IN ACCESS SHARE MODE")
+	require.NoError(t, err)
+
+	err = dropBenchSchema(ctx, db.Pool, db.Schema, 200*time.Millisecond)
+	require.ErrorContains(t, err, "bench: drop schema "+db.Schema+": ")
+	require.ErrorContains(t, err, "lock timeout")
+	require.ErrorContains(t, err, "(drop it by hand: psql -c 'DROP SCHEMA \""+db.Schema+"\" CASCADE')")
+
+	require.NoError(t, tx.Rollback(ctx))
+	// Once the lock is gone the same call succeeds.
+	require.NoError(t, dropBenchSchema(ctx, db.Pool, db.Schema, time.Second))
+}
+
+func TestBenchRejectsBadOptions(t *testing.T) {
+	t.Parallel()
+	url := []string{"--database-url", "postgres://nobody@127.0.0.1:1/none"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--scenario", "nope"}, `--scenario "nope": unknown (choose one of append, propagation)`},
+		{[]string{"--writers", "0"}, "--writers 0: use 1 to 64"},
+		{[]string{"--rate", "0"}, "--rate 0: use 1 to 20000 events per second"},
+		{[]string{"--schema", strings.Repeat("s", 49)}, `bench appends "_bench_" and 8 characters to it, which makes it too long; use at most 48 characters`},
+	} {
+		_, err := runCLI(t, append(append([]string{"bench"}, url...), tc.args...)...)
+		require.ErrorContains(t, err, tc.want, tc.args)
+	}
+}
+
+// TestBenchFailsWhenItCannotDropItsSchema: a session holding a lock inside
+// the bench schema makes the final drop fail; the run reports it after its
+// results and fails, naming the schema to drop by hand.
+func TestBenchFailsWhenItCannotDropItsSchema(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t, &pgtest.Config{SkipMigrate: true})
+	ctx := t.Context()
+	var out strings.Builder
+	c := &benchCmd{
+		db:          &dbOptions{URL: db.URL, Schema: db.Schema},
+		scenario:    "append",
+		writers:     []int{1},
+		batches:     []int{1},
+		duration:    20 * time.Millisecond,
+		rate:        1,
+		out:         &out,
+		errOut:      &out,
+		dropTimeout: 300 * time.Millisecond,
+		suffix:      func() string { return "00000001" },
+	}
+	require.NoError(t, c.validate())
+	schema := c.benchSchema("00000001")
+	blocker := pgx.Identifier{schema, "blocker"}.Sanitize()
+	_, err := db.Pool.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()+"; CREATE TABLE "+blocker+" (id int)")
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, err := db.Pool.Exec(context.WithoutCancel(ctx), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+		require.NoError(t, err)
+	})
+	tx, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	_, err = tx.Exec(ctx, "LOCK TABLE "+blocker+" IN ACCESS SHARE MODE")
+	require.NoError(t, err)
+
+	err = c.run(ctx)
+	require.ErrorContains(t, err, "bench: drop schema "+schema+": ")
+	require.ErrorContains(t, err, "lock timeout")
+	require.ErrorContains(t, err, "drop it by hand")
+	lines, _ := splitBenchOutput(t, out.String())
+	require.Len(t, lines, 1, "the results came out before the failed drop")
+	require.Equal(t, []string{schema}, benchSchemas(t, db, db.Schema))
+}

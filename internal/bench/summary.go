@@ -1,0 +1,47 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+)
+
+// WriteAppendSummary writes a short table of append results for people:
+// throughput of both sides and their ratio.
+func WriteAppendSummary(w io.Writer, rs []AppendResult) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "append: converge events/s against raw INSERTs of the same rows (ratio = converge / raw; 1 is parity)")
+	fmt.Fprintln(tw, "WRITERS\tBATCH\tCONVERGE/S\tRAW/S\tRATIO")
+	for _, r := range rs {
+		fmt.Fprintf(tw, "%d\t%d\t%.0f\t%.0f\t%.2f\n", r.Writers, r.Batch, r.EventsPerSec, r.BaselinePerSec, r.Ratio)
+	}
+	return tw.Flush()
+}
+
+// WritePropagationSummary writes a short table of propagation results for
+// people: each method's percentiles and its ratio against polling every
+// 50 ms.
+func WritePropagationSummary(w io.Writer, rs []PropagationResult) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "propagation at %d events/s: commit to waiter woken (ratio = %s p99 / p99; above 1 is sooner)\n", rs[0].Rate, MethodPoll50ms)
+	fmt.Fprintln(tw, "METHOD\tEVENTS\tP50 MS\tP95 MS\tP99 MS\tSTALE\tRATIO")
+	for _, r := range rs {
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.1f\t%d\t%.2f\n", r.Method, r.Events, r.P50Ms, r.P95Ms, r.P99Ms, r.Stale, r.Ratio)
+	}
+	return tw.Flush()
+}
+
+// WriteParallelSummary writes a short table of parallel results for people:
+// throughput at each partition count against the first.
+func WriteParallelSummary(w io.Writer, rs []ParallelResult) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "parallel: a handler spending a fixed time per event, partitions shared by processes (ratio = events/s / the first line's)")
+	fmt.Fprintln(tw, "PARTITIONS\tPROCESSES\tEVENTS\tEVENTS/S\tRATIO")
+	for _, r := range rs {
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%.0f\t%.2f\n", r.Partitions, r.Processes, r.Events, r.EventsPerSec, r.Ratio)
+	}
+	return tw.Flush()
+}

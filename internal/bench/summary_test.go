@@ -1,0 +1,33 @@
+package bench_test
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/internal/bench"
+)
+
+func TestSummaries(t *testing.T) {
+	t.Parallel()
+	var b bytes.Buffer
+	require.NoError(t, bench.WriteAppendSummary(&b, []bench.AppendResult{
+		{Scenario: "append", Writers: 8, Batch: 10, EventsPerSec: 7100, Baseline: bench.BaselineRawInsert, BaselinePerSec: 10000, Ratio: 0.71},
+	}))
+	require.Equal(t, `append: converge events/s against raw INSERTs of the same rows (ratio = converge / raw; 1 is parity)
+WRITERS  BATCH  CONVERGE/S  RAW/S  RATIO
+8        10     7100        10000  0.71
+`, b.String())
+
+	b.Reset()
+	require.NoError(t, bench.WritePropagationSummary(&b, []bench.PropagationResult{
+		{Method: bench.MethodPoll50ms, Rate: 500, Events: 3500, P50Ms: 26, P95Ms: 49, P99Ms: 51, Ratio: 1},
+		{Method: bench.MethodPush, Rate: 500, Events: 3500, P50Ms: 1.5, P95Ms: 3, P99Ms: 4.1, Ratio: 12.439},
+	}))
+	require.Equal(t, `propagation at 500 events/s: commit to waiter woken (ratio = poll_50ms p99 / p99; above 1 is sooner)
+METHOD     EVENTS  P50 MS  P95 MS  P99 MS  STALE  RATIO
+poll_50ms  3500    26.0    49.0    51.0    0      1.00
+push       3500    1.5     3.0     4.1     0      12.44
+`, b.String())
+}

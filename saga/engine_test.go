@@ -24,18 +24,21 @@ type bare struct {
 	engine *saga.Engine
 }
 
-func newBare(t *testing.T, mk storeMaker, defs ...saga.Definition) bare {
+func newStore(t *testing.T, mk storeMaker) saga.Store {
 	t.Helper()
 	reg := registry()
-	var store saga.Store
 	if mk != nil {
-		store = mk(t, reg)
-	} else {
-		ms, err := memstore.New(&memstore.Config{Registry: reg})
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = ms.Close() })
-		store = ms
+		return mk(t, reg)
 	}
+	ms, err := memstore.New(&memstore.Config{Registry: reg})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ms.Close() })
+	return ms
+}
+
+func newBare(t *testing.T, mk storeMaker, defs ...saga.Definition) bare {
+	t.Helper()
+	store := newStore(t, mk)
 	if len(defs) == 0 {
 		defs = []saga.Definition{orderSaga(false, nil)}
 	}

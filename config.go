@@ -76,7 +76,8 @@ type Config struct {
 	// Subscriber tunes the feed subscribers of the sagas and the command
 	// handlers (lease TTL, poll intervals, backoffs). Its ConsumerName,
 	// CommitBatch and OnCommitted are set by the client: a value there is
-	// an error. Defaults to the feed.SubscriberConfig defaults.
+	// an error. Its Logger defaults to Logger; the rest to the
+	// feed.SubscriberConfig defaults.
 	Subscriber feed.SubscriberConfig
 
 	// LagSLA is the lag monitor's SLA for read models that declare none
@@ -110,6 +111,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.Logger == nil {
 		out.Logger = slog.Default()
+	}
+	if out.Subscriber.Logger == nil {
+		out.Subscriber.Logger = out.Logger
 	}
 	return out
 }

@@ -44,6 +44,7 @@ type Client struct {
 	runner   *projections.Runner
 	engine   *saga.Engine
 	sagaProc *feed.Processor
+	gate     *gateWaiter
 	commands *command.Processor
 	monitor  *lag.Monitor
 	router   *message.Router
@@ -159,13 +160,14 @@ func (cl *Client) newSagas() error {
 	if err != nil {
 		return fmt.Errorf("converge: %w", err)
 	}
+	cl.gate = &gateWaiter{t: cl.tracker}
 	cl.sagaProc, err = feed.NewProcessor(cl.store, &feed.ProcessorConfig{
 		Name:         c.SagaProcessor,
 		Types:        cl.engine.Types(),
 		Partitions:   c.SagaPartitions,
 		PartitionKey: cl.engine.PartitionKey(),
 		Gate:         cl.engine.Gate,
-		Waiter:       cl.tracker,
+		Waiter:       cl.gate,
 		GateTimeout:  c.GateTimeout,
 		Subscriber:   c.Subscriber,
 		Logger:       c.Logger,

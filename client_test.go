@@ -120,6 +120,9 @@ func TestClientRunsProjectionsSagasAndCommands(t *testing.T) {
 		require.NoError(t, client.Start(ctx))
 		defer func() { require.NoError(t, client.Stop(ctx)) }()
 		placeAndAwait(t, client, 0, 10)
+		gs := client.GateStats()
+		require.GreaterOrEqual(t, gs.Gated, int64(10), "every order's first step reads order_status")
+		require.LessOrEqual(t, gs.Behind, gs.Gated)
 
 		// The Tracker knows the saga processor by one name, the lowest of
 		// its partitions: it covers every partition's checkpoint.

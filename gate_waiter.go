@@ -2,6 +2,7 @@ package converge
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,6 +26,31 @@ type GateStats struct {
 type gateWaiter struct {
 	t             *consistency.Tracker
 	gated, behind atomic.Int64
+
+	// seen remembers the tokens already counted, so a step delivered again
+	// (a retry, a cut unit) counts once. It is cleared when it grows past
+	// maxSeen: the counts are for reports, not for correctness.
+	mu   sync.Mutex
+	seen map[events.Token]bool // token → counted as behind
+}
+
+const maxSeen = 100_000
+
+// count records a gate at token, behind or not, once per token.
+func (w *gateWaiter) count(token events.Token, behind bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.seen == nil || len(w.seen) > maxSeen {
+		w.seen = map[events.Token]bool{}
+	}
+	was, ok := w.seen[token]
+	if !ok {
+		w.gated.Add(1)
+	}
+	if behind && !was {
+		w.behind.Add(1)
+	}
+	w.seen[token] = was || behind
 }
 
 func (w *gateWaiter) WaitReached(ctx context.Context, token events.Token, models ...string) (bool, []string, error) {
@@ -36,7 +62,7 @@ func (w *gateWaiter) WaitReached(ctx context.Context, token events.Token, models
 		return false, nil, err
 	}
 	if reached {
-		w.gated.Add(1)
+		w.count(token, false)
 		return true, nil, nil
 	}
 	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
@@ -44,8 +70,7 @@ func (w *gateWaiter) WaitReached(ctx context.Context, token events.Token, models
 		// and gates the event again at the head of the next, counted then.
 		return false, behind, nil
 	}
-	w.gated.Add(1)
-	w.behind.Add(1)
+	w.count(token, true)
 	return w.t.WaitReached(ctx, token, models...)
 }
 

@@ -207,7 +207,9 @@ func (cl *Client) Start(ctx context.Context) error {
 	cl.state = stateRunning
 	if err := cl.start(ctx); err != nil {
 		cl.state = stateStopped
-		cl.stopLocked(context.WithoutCancel(ctx))
+		if serr := cl.stopLocked(context.WithoutCancel(ctx)); serr != nil {
+			return errors.Join(err, serr)
+		}
 		return err
 	}
 	return nil

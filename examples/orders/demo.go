@@ -149,12 +149,6 @@ func (s DemoSummary) Outcomes() map[string]int {
 	}
 }
 
-// planned is one order of the demo's plan.
-type planned struct {
-	customer int
-	order    PlaceOrder
-}
-
 // plan draws every order from the seed: what is ordered and how it is
 // paid. Outcomes follow from it alone, because each customer places its
 // orders one after another.
@@ -448,8 +442,12 @@ func compareWithRebuild(ctx context.Context, store converge.Store, app *App) ([]
 	slices.Sort(names)
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if st, err := rebuilt.Tracker().Wait(wctx, head, names...); err != nil || st.Stale {
-		return nil, fmt.Errorf("orders: the rebuild did not catch up (%v, stale %v)", err, st.Stale)
+	st, err := rebuilt.Tracker().Wait(wctx, head, names...)
+	if err != nil {
+		return nil, fmt.Errorf("orders: wait for the rebuild: %w", err)
+	}
+	if st.Stale {
+		return nil, fmt.Errorf("orders: the rebuild did not catch up with the replayed events (%v behind)", st.Lagging)
 	}
 	var diffs []string
 	for _, name := range names {

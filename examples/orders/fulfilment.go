@@ -53,8 +53,10 @@ func (a *App) fulfilment() *saga.Saga[FulfilmentState] {
 			// The gate guarantees order_summary has applied this order
 			// and everything the customer did before it.
 			view := a.client.Projections().View(OrderSummary)
-			if _, ok, err := projections.Get[Summary](s.Context(), view.Table("orders"), e.OrderID); err != nil || !ok {
-				return fmt.Errorf("orders: %s is missing order %s after its gate (err %v)", OrderSummary, e.OrderID, err)
+			if _, ok, err := projections.Get[Summary](s.Context(), view.Table("orders"), e.OrderID); err != nil {
+				return err
+			} else if !ok {
+				return fmt.Errorf("orders: %s is missing order %s after its gate", OrderSummary, e.OrderID)
 			}
 			totals, _, err := projections.Get[CustomerTotals](s.Context(), view.Table("customers"), e.CustomerID)
 			if err != nil {

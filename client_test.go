@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge"
@@ -173,6 +175,16 @@ func TestNewClientRefusesBadConfig(t *testing.T) {
 	require.ErrorContains(t, err, "Config.Subscriber.ConsumerName is set")
 	_, err = converge.NewClient(st, &converge.Config{SagaPartitions: -1})
 	require.ErrorContains(t, err, "Config.SagaPartitions")
+	running, err := message.NewRouter(message.RouterConfig{}, watermill.NopLogger{})
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- running.Run(context.Background()) }()
+	<-running.Running()
+	_, err = converge.NewClient(st, &converge.Config{Router: running})
+	require.ErrorContains(t, err, "Config.Router is already running")
+	require.NoError(t, running.Close())
+	require.NoError(t, <-done)
+
 	c, err := converge.NewClient(st, nil)
 	require.NoError(t, err, "an empty Config runs the Tracker alone")
 	require.Nil(t, c.Sagas())

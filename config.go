@@ -128,6 +128,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("converge: Config.GateTimeout is %s: use 0 for the default or a positive duration", c.GateTimeout)
 	case c.LagSLA < 0, c.LagInterval < 0:
 		return errors.New("converge: Config.LagSLA and LagInterval must not be negative (use 0 for the defaults)")
+	case c.Router != nil && c.Router.IsRunning():
+		return errors.New("converge: Config.Router is already running: the client adds its handlers and runs it in Start; pass a router that is not running")
 	case c.Subscriber.ConsumerName != "":
 		return errors.New("converge: Config.Subscriber.ConsumerName is set: the client names every consumer; leave it empty")
 	case c.Subscriber.CommitBatch != 0:

@@ -282,7 +282,7 @@ func RunDemo(ctx context.Context, store converge.Store, cfg *DemoConfig) (DemoSu
 	}
 	gs := app.Client().GateStats()
 	sum.Gated, sum.StaleAvoided = gs.Gated, gs.Behind
-	sum.Mismatches, err = compareWithRebuild(ctx, store, app)
+	sum.Mismatches, err = compareWithRebuild(ctx, store, app, Projections())
 	if err != nil {
 		return sum, err
 	}
@@ -398,9 +398,9 @@ func (s *DemoSummary) countSagas(ctx context.Context, app *App, n int) error {
 }
 
 // compareWithRebuild replays every event into a fresh in-memory store,
-// runs the read models there from scratch, and returns every row where the
-// live read models differ from that clean rebuild.
-func compareWithRebuild(ctx context.Context, store converge.Store, app *App) ([]string, error) {
+// runs the read models (defs) there from scratch, and returns every row
+// where the live read models differ from that clean rebuild.
+func compareWithRebuild(ctx context.Context, store converge.Store, app *App, defs []*projections.Projection) ([]string, error) {
 	fresh, err := memstore.New(&memstore.Config{Registry: NewRegistry()})
 	if err != nil {
 		return nil, err
@@ -423,7 +423,7 @@ func compareWithRebuild(ctx context.Context, store converge.Store, app *App) ([]
 			after = e.Token
 		}
 	}
-	rebuilt, err := converge.NewClient(fresh, &converge.Config{Projections: Projections(), Logger: slog.New(slog.DiscardHandler)})
+	rebuilt, err := converge.NewClient(fresh, &converge.Config{Projections: defs, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return nil, err
 	}

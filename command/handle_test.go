@@ -114,7 +114,12 @@ func TestRunAppendsOnceAndPropagatesIDs(t *testing.T) {
 	require.Equal(t, "process-7", envs[0].Metadata.CorrelationID)
 	require.Equal(t, env.ID, envs[0].Metadata.CausationID)
 	require.Equal(t, first.EventIDs[0], envs[0].ID, "the event id derives from the command id")
-	require.NotEmpty(t, envs[0].Metadata.Extra[command.MetaCausalToken])
+	tok, ok := command.CausalToken(envs[0])
+	require.True(t, ok, "the causal token travels on to the events")
+	want, _ := command.CausalToken(env)
+	require.Equal(t, want, tok)
+	_, ok = command.CausalToken(events.Envelope{})
+	require.False(t, ok)
 }
 
 func TestRejectionBecomesAnEvent(t *testing.T) {

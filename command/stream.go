@@ -1,5 +1,7 @@
 package command
 
+import "github.com/converge-es/converge/events"
+
 // StreamPrefix starts every command stream: commands are events of their
 // own streams, so converge's feed is the outbox (the command commits with
 // the step that sent it) and the transport (handlers read the command's
@@ -30,4 +32,17 @@ func StreamFor(commandType, correlation string) string {
 		return Category(commandType)
 	}
 	return Category(commandType) + "-" + correlation
+}
+
+// CausalToken returns the consistency token a command carries
+// (MetaCausalToken): a command handler that reads read models waits for
+// them to reach it (as a feed.Processor Gate, say). False when the command
+// carries none or it does not parse.
+func CausalToken(env events.Envelope) (events.Token, bool) {
+	s := env.Metadata.Extra[MetaCausalToken]
+	if s == "" {
+		return events.Token{}, false
+	}
+	tok, err := events.ParseToken(s)
+	return tok, err == nil
 }

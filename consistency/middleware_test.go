@@ -179,7 +179,7 @@ func TestMiddleware_TokenAhead(t *testing.T) {
 	read := app.do(t, context.Background(), http.MethodGet, "/orders", http.Header{consistency.HeaderPosition: {ahead}})
 	require.Equal(t, http.StatusOK, read.StatusCode, "a token from the future is answered, stale")
 	require.GreaterOrEqual(t, time.Since(start), 50*time.Millisecond, "it waited out the deadline")
-	require.Less(t, time.Since(start), time.Second)
+	require.Less(t, time.Since(start), 30*time.Second, "a token from the future must not hang the read")
 	require.Equal(t, "true", read.Header.Get(consistency.HeaderStale))
 	require.Equal(t, tok(3).String(), read.Header.Get(consistency.HeaderPosition), "the position the read does reflect")
 	require.True(t, decode[orderCount](t, read).Stale)
@@ -197,7 +197,7 @@ func TestMiddleware_TimeoutHeader(t *testing.T) {
 	})
 	require.Equal(t, http.StatusOK, read.StatusCode)
 	require.Equal(t, "true", read.Header.Get(consistency.HeaderStale))
-	require.Less(t, time.Since(start), time.Second, "X-Consistency-Timeout: 0 does not wait")
+	require.Less(t, time.Since(start), 30*time.Second, "X-Consistency-Timeout: 0 does not wait for the one-minute default")
 
 	bad := app.do(t, context.Background(), http.MethodGet, "/orders", http.Header{
 		consistency.HeaderPosition: {ahead},

@@ -154,7 +154,7 @@ func TestWait_Stale(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, st.Stale)
 		require.GreaterOrEqual(t, st.Waited, 50*time.Millisecond)
-		require.Less(t, time.Since(start), time.Second, "an hour's deadline is clamped to MaxTimeout")
+		require.Less(t, time.Since(start), 30*time.Minute, "an hour's deadline is clamped to MaxTimeout")
 	})
 
 	t.Run("TokenAheadOfHead", func(t *testing.T) {
@@ -226,7 +226,7 @@ func TestWait_Cancel(t *testing.T) {
 		start := time.Now()
 		r := receive(t, res)
 		require.ErrorIs(t, r.err, context.Canceled)
-		require.Less(t, time.Since(start), time.Second)
+		require.Less(t, time.Since(start), 30*time.Second, "a cancelled wait returns at once, not at its one-minute deadline")
 		awaitParked(t, tr, func() bool { return tr.Stats().Waiters == 0 })
 		require.Equal(t, 0, tr.Waiting("orders"))
 	})

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -18,9 +19,10 @@ import (
 // firings. Changing it would break the deduplication of retried steps.
 var commandNamespace = uuid.MustParse("0c4f1f5e-6a57-4d0b-9d0e-3b8e7a2f9c11")
 
-// commandID is the id of the index-th command of step seq of an instance.
-func commandID(saga, id string, seq int64, index int) string {
-	return uuid.NewSHA1(commandNamespace, fmt.Appendf(nil, "cmd\x00%s\x00%s\x00%d\x00%d", saga, id, seq, index)).String()
+// commandID is the id of the index-th command of step seq of an instance
+// started by the message origin.
+func commandID(saga, id, origin string, seq int64, index int) string {
+	return uuid.NewSHA1(commandNamespace, fmt.Appendf(nil, "cmd\x00%s\x00%s\x00%s\x00%d\x00%d", saga, id, origin, seq, index)).String()
 }
 
 // apply runs one message through an unblocked (or draining) instance: it
@@ -81,7 +83,7 @@ func (e *Engine) apply(ctx context.Context, u feed.Unit, t target, in *instance,
 	}
 	err = runHandler(t.h, core, arg)
 	if err == nil {
-		err = e.commitStep(ctx, u, s, in, core, env, need)
+		err = e.commitStep(ctx, u, s, in, core, env, waitEntry(t.h.reads, g, prev))
 		var perm *PermanentError
 		if errors.As(err, &perm) {
 			return e.failStep(ctx, rows, in, env, err)
@@ -108,6 +110,20 @@ func (e *Engine) apply(ctx context.Context, u feed.Unit, t target, in *instance,
 	return e.park(ctx, rows, in, env, parkReason{retryAt: core.now.Add(delay), err: err, attempts: attempts, token: need}, prev)
 }
 
+// waitEntry describes, for the step's history entry, what a gated step
+// waited for: the models, and how long the gate waited (a step that ran
+// after a park says so in its "resumed" entry instead).
+func waitEntry(models []string, g gateOutcome, prev *parked) HistoryEntry {
+	if len(models) == 0 {
+		return HistoryEntry{}
+	}
+	h := HistoryEntry{Models: models}
+	if g.gated && prev == nil {
+		h.Waited = g.waited.String()
+	}
+	return h
+}
+
 // runHandler runs the user's handler, turning a panic into an error.
 func runHandler(h *handlerDef, c *stepCore, v any) (err error) {
 	defer func() {
@@ -130,8 +146,32 @@ func (e *Engine) finish(ctx context.Context, rows feed.Rows, in *instance, event
 }
 
 // commitStep writes everything a successful step did.
-func (e *Engine) commitStep(ctx context.Context, u feed.Unit, s *compiled, in *instance, c *stepCore, env events.Envelope, need events.Token) error {
+func (e *Engine) commitStep(ctx context.Context, u feed.Unit, s *compiled, in *instance, c *stepCore, env events.Envelope, step HistoryEntry) error {
 	rows := u.Rows()
+	need := c.token
+	// Everything that can refuse the step is checked before the instance
+	// changes, so a refused step leaves it as it was.
+	registered := append(slices.Clone(in.Compensations), c.compensations[:c.compensateUpTo]...)
+	sends := slices.Clone(c.commands)
+	runCompensations := c.compensate && !in.Compensated
+	if runCompensations {
+		for i := len(registered) - 1; i >= 0; i-- {
+			sends = append(sends, registered[i])
+		}
+	}
+	if e.cfg.Commands != nil {
+		for _, cmd := range sends {
+			if !e.cfg.Commands.Handles(cmd.Type) {
+				e.metrics.BadInput.WithLabelValues("no_command_handler").Inc()
+				return Permanent(fmt.Errorf("%w: the step sends %q, which no command handler handles (register one with command.Handle, or stop sending it)",
+					ErrNoCommandHandler, cmd.Type))
+			}
+		}
+	}
+	state, err := json.Marshal(c.state)
+	if err != nil {
+		return Permanent(fmt.Errorf("saga %q: state does not encode as JSON: %w", s.name, err))
+	}
 	started := in.Seq == 0
 	in.Seq++
 	in.Token = in.Token.Max(need)
@@ -140,7 +180,8 @@ func (e *Engine) commitStep(ctx context.Context, u feed.Unit, s *compiled, in *i
 			return err
 		}
 	}
-	if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindStep, EventID: env.ID, EventType: env.Type, Token: need}); err != nil {
+	step.Kind, step.EventID, step.EventType, step.Token = KindStep, env.ID, env.Type, need
+	if err := e.record(ctx, rows, in, step); err != nil {
 		return err
 	}
 	if tf, ok := isTimerFired(env, c); ok {
@@ -151,29 +192,16 @@ func (e *Engine) commitStep(ctx context.Context, u feed.Unit, s *compiled, in *i
 			return err
 		}
 	}
-	sends := c.commands
 	in.Compensations = append(in.Compensations, c.compensations...)
 	for _, comp := range c.compensations {
 		if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindCompensation, Detail: comp.Type}); err != nil {
 			return err
 		}
 	}
-	if c.compensate && !in.Compensated {
-		for i := len(in.Compensations) - 1; i >= 0; i-- {
-			sends = append(sends, in.Compensations[i])
-		}
+	if runCompensations {
 		in.Compensated = true
-		if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindCompensating, Detail: fmt.Sprintf("%d compensations, newest first", len(in.Compensations))}); err != nil {
+		if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindCompensating, Detail: fmt.Sprintf("%d compensations, newest first", len(registered))}); err != nil {
 			return err
-		}
-	}
-	if e.cfg.Commands != nil {
-		for _, cmd := range sends {
-			if !e.cfg.Commands.Handles(cmd.Type) {
-				e.metrics.BadInput.WithLabelValues("no_command_handler").Inc()
-				return Permanent(fmt.Errorf("%w: the step sends %q, which no command handler handles (register one with command.Handle, or stop sending it)",
-					ErrNoCommandHandler, cmd.Type))
-			}
 		}
 	}
 	for i, cmd := range sends {
@@ -215,11 +243,7 @@ func (e *Engine) commitStep(ctx context.Context, u feed.Unit, s *compiled, in *i
 			return err
 		}
 	}
-	b, err := json.Marshal(c.state)
-	if err != nil {
-		return Permanent(fmt.Errorf("saga %q: state does not encode as JSON: %w", s.name, err))
-	}
-	in.State, in.StateVersion = b, s.cfg.stateVersion
+	in.State, in.StateVersion = state, s.cfg.stateVersion
 	if err := e.finish(ctx, rows, in, env.ID); err != nil {
 		return err
 	}
@@ -246,7 +270,7 @@ func isTimerFired(env events.Envelope, c *stepCore) (string, bool) {
 
 // send appends one command through the step's unit.
 func (e *Engine) send(ctx context.Context, u feed.Unit, s *compiled, in *instance, env events.Envelope, need events.Token, i int, cmd commandRecord) error {
-	id := commandID(s.name, in.ID, in.Seq, i)
+	id := commandID(s.name, in.ID, in.Origin, in.Seq, i)
 	ev := events.Event{
 		ID:   id,
 		Data: events.Raw{Type: cmd.Type, SchemaVersion: cmd.SchemaVersion, Payload: cmd.Payload},

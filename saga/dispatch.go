@@ -2,6 +2,7 @@ package saga
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -110,11 +111,29 @@ func (e *Engine) deliver(ctx context.Context, u feed.Unit, t target, env events.
 			return err
 		}
 	}
+	if !found && t.h.start {
+		// A locked read of a missing row locks nothing on PostgreSQL, so
+		// two units could both start the instance. Claiming the id first
+		// makes a concurrent start of the same id wait for this unit (its
+		// write of the same claim row blocks) and then find the instance.
+		if err := rows.Put(ctx, rowNamespace, tableClaims, instanceKey(s.name, id), json.RawMessage(`{}`), env.Token); err != nil {
+			return wrapRows(err, "claim instance id", s.name, id)
+		}
+		if in, found, err = e.load(ctx, rows, s.name, id, feed.LockUpdate); err != nil {
+			return err
+		}
+		if found {
+			done, err := e.handled(ctx, rows, s.name, id, env.ID)
+			if err != nil || done {
+				return err
+			}
+		}
+	}
 	if !found {
 		if !t.h.start {
 			return e.ignoreMissing(ctx, rows, s.name, id, env)
 		}
-		in = e.newInstance(s, id)
+		in = e.newInstance(s, id, env.ID)
 	}
 	if in.blocked() {
 		return e.enqueue(ctx, rows, in, env)
@@ -122,7 +141,7 @@ func (e *Engine) deliver(ctx context.Context, u feed.Unit, t target, env events.
 	return e.apply(ctx, u, t, in, env, v, g, nil)
 }
 
-func (e *Engine) newInstance(s *compiled, id string) *instance {
+func (e *Engine) newInstance(s *compiled, id, origin string) *instance {
 	now := e.cfg.Clock.Now().UTC()
-	return &instance{Saga: s.name, ID: id, Status: StatusRunning, StateVersion: s.cfg.stateVersion, Created: now, Updated: now}
+	return &instance{Saga: s.name, ID: id, Origin: origin, Status: StatusRunning, StateVersion: s.cfg.stateVersion, Created: now, Updated: now}
 }

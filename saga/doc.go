@@ -18,22 +18,45 @@
 //			}
 //			return s.Send(ReserveStock{OrderID: e.OrderID})
 //		})
-//	saga.On(orders, byOrder, func(s *saga.Step[Order], e StockReserved) error {
-//		if err := s.Compensate(ReleaseStock{OrderID: e.OrderID}); err != nil {
-//			return err
-//		}
-//		return s.Send(ChargePayment{OrderID: e.OrderID, Amount: s.State().Total})
-//	}, saga.Reads("order_summary"))
-//	saga.On(orders, byOrder, func(s *saga.Step[Order], e PaymentCharged) error {
-//		s.Cancel("payment")
-//		s.Complete()
-//		return s.Send(ShipOrder{OrderID: e.OrderID})
-//	})
+//	saga.On(orders, func(e StockReserved, _ events.Envelope) string { return e.OrderID },
+//		func(s *saga.Step[Order], e StockReserved) error {
+//			if err := s.Compensate(ReleaseStock{OrderID: e.OrderID}); err != nil {
+//				return err
+//			}
+//			return s.Send(ChargePayment{OrderID: e.OrderID, Amount: s.State().Total})
+//		}, saga.Reads("order_summary"))
+//	saga.On(orders, func(e PaymentCharged, _ events.Envelope) string { return e.OrderID },
+//		func(s *saga.Step[Order], e PaymentCharged) error {
+//			s.Cancel("payment")
+//			s.Complete()
+//			return s.Send(ShipOrder{OrderID: e.OrderID})
+//		})
 //	saga.OnTimeout(orders, "payment", func(s *saga.Step[Order], _ saga.Timeout) error {
 //		s.RunCompensations() // ReleaseStock, then NotifyCustomer
 //		s.Fail("payment timed out")
 //		return nil
 //	})
+//
+// # Running it
+//
+// An Engine runs definitions on a store. Its Handle is a feed.Processor
+// handler, partitioned by correlation so one instance's messages stay in
+// order in one process, and its Gate is the processor's gate:
+//
+//	engine, err := saga.NewEngine(&saga.EngineConfig{
+//		Store: store, Sagas: []saga.Definition{orders}, Tracker: tracker, Commands: commands,
+//	})
+//	sagas, err := feed.NewProcessor(store, &feed.ProcessorConfig{
+//		Name: "sagas", Types: engine.Types(), Partitions: 8, PartitionKey: engine.PartitionKey(),
+//		Gate: engine.Gate, Waiter: tracker,
+//	}, engine.Handle)
+//	err = sagas.AddHandlers(router) // the router's middleware applies
+//	err = engine.Start(ctx)         // the timer loop and the parked-step driver
+//	defer engine.Stop(ctx)
+//
+// Every process running the same definitions mounts the same processor:
+// its partitions are shared between the live processes, and a process
+// that stops hands its share to the others.
 //
 // The correlation function maps an event to an instance id. StartOn
 // starts an instance (or acts on the live one with that id); On acts only
@@ -59,15 +82,17 @@
 // no migration beyond the rows table is needed. The instance row is read
 // with feed.LockUpdate: two steps of one instance never build on the same
 // version (PostgreSQL makes the second wait, memory makes it conflict and
-// run again). A duplicate delivery finds the handled record and does
-// nothing.
+// run again). Starting an instance first claims its id (a row written in
+// the unit), so two units racing to start one instance are serialised
+// too: the second finds the instance and acts on it. A duplicate delivery
+// finds the handled record and does nothing.
 //
 // Commands are appended as events of command streams (command.StreamFor)
 // through the step's unit: converge's feed is the outbox, so a command
 // leaves if and only if its step commits, and there is no dispatch to lose
 // between the commit and a broker. Their ids derive from the instance id,
-// the step's sequence number and their index, so a step that runs again
-// after a rollback sends the same ids. They carry the instance id as
+// the message that started it, the step's sequence number and their
+// index, so a step that runs again after a rollback sends the same ids. They carry the instance id as
 // correlation id, the triggering event's id as causation id and the causal
 // token (command.MetaCausalToken). The command package runs their handlers
 // on Watermill's cqrs command processor.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/converge-es/converge/consistency"
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
 )
@@ -58,7 +59,8 @@ func (e *Engine) runParked(ctx context.Context, watch bool) (int, time.Time, err
 			}
 			s, ok := e.sagas[ix.Saga]
 			if !ok {
-				continue // a saga type this process does not run
+				e.warnUnknown(ctx, ix.Saga)
+				continue // another deployment may run it
 			}
 			now := e.cfg.Clock.Now()
 			if !ix.RetryAt.IsZero() && now.Before(ix.RetryAt) {
@@ -120,7 +122,9 @@ func (e *Engine) watch(ctx context.Context, ix parkIndex) {
 				e.parkWake.Notify()
 				return
 			}
-			if st.Reason == "stopped" {
+			if st.Reason != consistency.ReasonDeadline {
+				// Stopped, or too many waiters: the sweep watches again
+				// later, so this never spins.
 				return
 			}
 		}
@@ -278,4 +282,21 @@ func (e *Engine) markStuck(ctx context.Context, u feed.Unit, ix parkIndex) error
 	saga := in.Saga
 	u.AfterCommit(func() { e.metrics.Stuck.WithLabelValues(saga).Inc() })
 	return e.save(ctx, rows, in)
+}
+
+// warnUnknown reports, once per type, parked instances of a saga type this
+// engine does not run: another deployment may run it, or the type was
+// removed while instances were in flight (cancel them, see the package
+// doc).
+func (e *Engine) warnUnknown(ctx context.Context, saga string) {
+	e.watchMu.Lock()
+	seen := e.unknown[saga]
+	if e.unknown == nil {
+		e.unknown = map[string]bool{}
+	}
+	e.unknown[saga] = true
+	e.watchMu.Unlock()
+	if !seen {
+		e.log.WarnContext(ctx, "saga: parked instances of a saga type this engine does not run (removed type? cancel its instances or run its definition)", "saga", saga)
+	}
 }

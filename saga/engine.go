@@ -32,6 +32,7 @@ type Engine struct {
 	parkWake  signal.Broadcast
 	watchMu   sync.Mutex
 	watching  map[string]bool
+	unknown   map[string]bool // saga types seen in rows but not run here
 	startMu   sync.Mutex
 	started   bool
 	cancel    context.CancelFunc

@@ -3,6 +3,7 @@ package saga_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"testing"
 
@@ -148,4 +149,49 @@ func TestConcurrentEventsForOneInstanceAreSerialised(t *testing.T) {
 		require.ElementsMatch(t, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}, st.Pings, "no step was lost")
 		require.Equal(t, int64(n+1), info.Version, "one write per step, none lost to a race")
 	})
+}
+
+// TestConcurrentStartsOfOneInstance starts one instance from two events
+// at once (as two partitions may): one starts it, the other acts on it.
+func TestConcurrentStartsOfOneInstance(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
+		for round := range 5 {
+			b := newBare(t, mk)
+			id := fmt.Sprint("r", round)
+			first := b.append(t, "order-"+id, OrderPlaced{OrderID: id, Total: 1})
+			second := b.append(t, "order-"+id+"-again", OrderPlaced{OrderID: id, Total: 2})
+			var wg sync.WaitGroup
+			errs := make(chan error, 2)
+			for _, env := range []events.Envelope{first, second} {
+				wg.Go(func() {
+					errs <- drive.Unit(context.Background(), b.store, 100, func(ctx context.Context) error {
+						return b.engine.Handle(ctx, env)
+					})
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				require.NoError(t, err)
+			}
+			info, _ := b.state(t, id)
+			require.Equal(t, int64(2), info.Steps, "both steps ran on one instance")
+			require.Equal(t, int64(2), info.Version)
+			tl, err := b.engine.Show(context.Background(), orders, id)
+			require.NoError(t, err)
+			require.Equal(t, 1, countKind(tl, saga.KindStarted), "started once")
+			require.Len(t, b.commandIDs(t)["stock.reserve"], 2)
+		}
+	})
+}
+
+func countKind(tl saga.Timeline, kind string) int {
+	n := 0
+	for _, h := range tl.History {
+		if h.Kind == kind {
+			n++
+		}
+	}
+	return n
 }

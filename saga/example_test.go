@@ -15,8 +15,9 @@ import (
 	"github.com/converge-es/converge/saga"
 )
 
-// The order workflow in memory: the saga and its command handlers run on
-// one Watermill router over the feed.
+// The order workflow in memory: the saga runs on feed.Processor and its
+// command handlers on Watermill's cqrs command processor, on one router
+// over the feed.
 func Example() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -52,14 +53,11 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	sub, _ := feed.NewSubscriber(store, &feed.SubscriberConfig{ConsumerName: "sagas"})
-	router.AddConsumerHandler("sagas", feed.TopicAll, sub, func(msg *message.Message) error {
-		env, err := feed.EnvelopeFromMessage(msg)
-		if err != nil {
-			return err
-		}
-		return engine.Handle(msg.Context(), env)
-	})
+	sagas, _ := feed.NewProcessor(store, &feed.ProcessorConfig{
+		Name: "sagas", Types: engine.Types(), Partitions: 4, PartitionKey: engine.PartitionKey(),
+	}, engine.Handle)
+	_ = sagas.AddHandlers(router)
+	defer sagas.Close()
 	_ = engine.Start(ctx)
 	defer func() { _ = engine.Stop(context.Background()) }()
 	go func() { _ = router.Run(ctx) }()

@@ -76,7 +76,13 @@ func (e *Engine) gateOutcome(ctx context.Context, env events.Envelope, targets [
 	if err != nil || len(models) == 0 {
 		return gateOutcome{}, err
 	}
-	wctx, cancel := context.WithTimeout(events.ContextWithUnit(ctx, nil), e.cfg.GateTimeout)
+	timeout := e.cfg.GateTimeout
+	if feed.UnitIndex(ctx) > 0 {
+		// Earlier events of this unit may have written: waiting now would
+		// hold their transaction open. Judge by what the Tracker knows.
+		timeout = 0
+	}
+	wctx, cancel := context.WithTimeout(events.ContextWithUnit(ctx, nil), timeout)
 	defer cancel()
 	st, err := e.cfg.Tracker.Wait(wctx, tok, models...)
 	if err != nil && ctx.Err() != nil {

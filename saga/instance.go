@@ -34,8 +34,12 @@ const (
 
 // instance is the stored instance row.
 type instance struct {
-	Saga         string          `json:"saga"`
-	ID           string          `json:"id"`
+	Saga string `json:"saga"`
+	ID   string `json:"id"`
+	// Origin is the id of the message that started the instance: command
+	// ids derive from it, so two units racing to start one instance never
+	// send commands with the same ids.
+	Origin       string          `json:"origin"`
 	Status       Status          `json:"status"`
 	Reason       string          `json:"reason,omitempty"`
 	State        json.RawMessage `json:"state"`
@@ -66,6 +70,9 @@ type instance struct {
 	Failed  *events.Envelope `json:"failed,omitempty"`
 	Created time.Time        `json:"created"`
 	Updated time.Time        `json:"updated"`
+	// pending are history entries recorded but not yet written (save
+	// writes them).
+	pending []HistoryEntry
 }
 
 // parked is a step waiting for read models (Models at Token) or for its
@@ -126,6 +133,7 @@ const (
 	tableTimers   = "timers"
 	tableParked   = "parked"
 	tableIgnored  = "ignored"
+	tableClaims   = "claims"
 )
 
 func instanceKey(saga, id string) string { return saga + "/" + url.PathEscape(id) }

@@ -16,7 +16,7 @@ import (
 
 // runOnRouter feeds eng from the feed through a Watermill router and runs
 // its loops until the test ends.
-func runOnRouter(t *testing.T, store saga.Store, eng *saga.Engine, setup func(*message.Router)) {
+func runOnRouter(t *testing.T, store saga.Store, eng *saga.Engine, tracker *consistency.Tracker, setup func(*message.Router)) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})
@@ -24,15 +24,12 @@ func runOnRouter(t *testing.T, store saga.Store, eng *saga.Engine, setup func(*m
 	if setup != nil {
 		setup(router)
 	}
-	sub, err := feed.NewSubscriber(store, &feed.SubscriberConfig{ConsumerName: "sagas"})
+	proc, err := feed.NewProcessor(store, &feed.ProcessorConfig{
+		Name: "sagas", Types: eng.Types(), Partitions: 2, PartitionKey: eng.PartitionKey(),
+		Gate: eng.Gate, Waiter: tracker, GateTimeout: 10 * time.Millisecond,
+	}, eng.Handle)
 	require.NoError(t, err)
-	router.AddConsumerHandler("sagas", feed.TopicAll, sub, func(msg *message.Message) error {
-		env, err := feed.EnvelopeFromMessage(msg)
-		if err != nil {
-			return err
-		}
-		return eng.Handle(msg.Context(), env)
-	})
+	require.NoError(t, proc.AddHandlers(router))
 	require.NoError(t, eng.Start(ctx))
 	done := make(chan error, 1)
 	go func() { done <- router.Run(ctx) }()
@@ -41,6 +38,7 @@ func runOnRouter(t *testing.T, store saga.Store, eng *saga.Engine, setup func(*m
 		cancel()
 		require.NoError(t, router.Close())
 		require.NoError(t, <-done)
+		require.NoError(t, proc.Close())
 		require.NoError(t, eng.Stop(context.Background()))
 	})
 }
@@ -71,7 +69,7 @@ func TestLoopsFireTimersAndResumeParkedSteps(t *testing.T) {
 		eng, err := saga.NewEngine(&saga.EngineConfig{Store: store, Sagas: []saga.Definition{s}, Tracker: tracker, GateTimeout: 10 * time.Millisecond})
 		require.NoError(t, err)
 		b := bare{store: store, engine: eng}
-		runOnRouter(t, b.store, eng, nil)
+		runOnRouter(t, b.store, eng, tracker, nil)
 		ctx := context.Background()
 
 		started := time.Now()

@@ -19,7 +19,8 @@ type Metrics struct {
 	// WaitSeconds and ParkSeconds observe gate waits and park durations.
 	WaitSeconds *prometheus.HistogramVec
 	ParkSeconds *prometheus.HistogramVec
-	// Stuck is the number of instances reported stuck, by saga.
+	// Stuck is the number of instances this process reported stuck and has
+	// not seen run or be retried since, by saga.
 	Stuck *prometheus.GaugeVec
 	// Ignored counts messages ignored, by saga and reason (no_instance, ended).
 	Ignored *prometheus.CounterVec

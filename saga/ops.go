@@ -147,11 +147,11 @@ func (e *Engine) Show(ctx context.Context, saga, id string) (Timeline, error) {
 		return tl, err
 	}
 	for _, r := range hist {
-		var h HistoryEntry
-		if err := json.Unmarshal(r.Value, &h); err != nil {
+		var hs []HistoryEntry
+		if err := json.Unmarshal(r.Value, &hs); err != nil {
 			return tl, fmt.Errorf("saga: history row %q does not decode: %w", r.Key, err)
 		}
-		tl.History = append(tl.History, h)
+		tl.History = append(tl.History, hs...)
 	}
 	return tl, nil
 }

@@ -23,8 +23,20 @@ func (e *Engine) load(ctx context.Context, rows feed.Rows, saga, id string, lock
 	return in, true, nil
 }
 
-// save writes an instance row, bumping its version.
+// save writes an instance row, bumping its version, and the history
+// entries recorded since it was loaded, as one row.
 func (e *Engine) save(ctx context.Context, rows feed.Rows, in *instance) error {
+	if len(in.pending) > 0 {
+		b, err := json.Marshal(in.pending)
+		if err != nil {
+			return fmt.Errorf("saga: encode history: %w", err)
+		}
+		key := childKey(in.Saga, in.ID, seqKey(in.pending[0].Seq))
+		if err := rows.Put(ctx, rowNamespace, tableHistory, key, b, in.Token); err != nil {
+			return wrapRows(err, "write history", in.Saga, in.ID)
+		}
+		in.pending = nil
+	}
 	in.Version++
 	in.Updated = e.cfg.Clock.Now().UTC()
 	b, err := json.Marshal(in)
@@ -92,18 +104,16 @@ const (
 	KindNoTimeoutHandler = "timer_unhandled"
 )
 
-func (e *Engine) record(ctx context.Context, rows feed.Rows, in *instance, h HistoryEntry) error {
+// record adds an entry to the instance's history; save writes it with the
+// instance, so a step costs one history row however much it did.
+func (e *Engine) record(_ context.Context, _ feed.Rows, in *instance, h HistoryEntry) error {
 	in.HistorySeq++
 	h.Seq = in.HistorySeq
 	if h.At.IsZero() {
 		h.At = e.cfg.Clock.Now().UTC()
 	}
-	b, err := json.Marshal(h)
-	if err != nil {
-		return fmt.Errorf("saga: encode history: %w", err)
-	}
-	return wrapRows(rows.Put(ctx, rowNamespace, tableHistory, childKey(in.Saga, in.ID, seqKey(h.Seq)), b, in.Token),
-		"write history", in.Saga, in.ID)
+	in.pending = append(in.pending, h)
+	return nil
 }
 
 func about(env events.Envelope, kind, detail string) HistoryEntry {

@@ -33,12 +33,13 @@ type stepCore struct {
 	inst     *instance
 	commands []commandRecord
 	// timerOps are schedules (due set) and cancels (due zero), in order.
-	timerOps      []timerOp
-	compensations []commandRecord
-	compensate    bool
-	complete      bool
-	fail          string
-	notes         []string
+	timerOps       []timerOp
+	compensations  []commandRecord
+	compensate     bool
+	compensateUpTo int // compensations of this step registered before RunCompensations
+	complete       bool
+	fail           string
+	notes          []string
 }
 
 type timerOp struct {
@@ -122,7 +123,12 @@ func (s *Step[S]) Compensate(cmd any) error {
 // RunCompensations sends every registered compensation, newest first, and
 // moves the instance to StatusCompensating. Compensations registered after
 // it in the same step are not sent. Running them twice sends nothing more.
-func (s *Step[S]) RunCompensations() { s.core.compensate = true }
+func (s *Step[S]) RunCompensations() {
+	if !s.core.compensate {
+		s.core.compensate = true
+		s.core.compensateUpTo = len(s.core.compensations)
+	}
+}
 
 // Compensating reports whether the instance has run its compensations.
 func (s *Step[S]) Compensating() bool { return s.core.inst.Compensated || s.core.compensate }

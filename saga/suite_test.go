@@ -2,6 +2,8 @@ package saga_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -178,6 +180,12 @@ func TestGatedStepParksAndRunsOnCaughtUpData(t *testing.T) {
 		require.Equal(t, int64(1), fx.Instance(orders, "1").Queued)
 		require.Empty(t, sagatest.State[orderState](fx, orders, "1").Pings)
 		// ...while other instances keep going.
+		for _, h := range fx.History(orders, "2").History {
+			if h.Kind == saga.KindStep && h.EventType == "stock.reserved" {
+				require.Equal(t, []string{summaryModel}, h.Models, "the step's history says what it waited for")
+				require.NotEmpty(t, h.Waited)
+			}
+		}
 		fx.When(ev("2", PaymentCharged{OrderID: "2"})).ExpectCommands(ShipOrder{OrderID: "2"})
 		fx.ExpectStatus(orders, "2", saga.StatusCompleted)
 
@@ -341,8 +349,9 @@ func TestFailingHandlerBacksOffThenFails(t *testing.T) {
 func TestCommandWithoutHandlerFailsVisibly(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
+		handlers := catalog{"stock.reserve": true}
 		fx := newFixture(t, mk, setup{config: func(c *sagatest.Config) {
-			c.Commands = catalog{"stock.reserve": true}
+			c.Commands = handlers
 		}})
 		fx.Given(placed("1", 30))
 		fx.When(ev("1", StockReserved{OrderID: "1"})).ExpectCommands()
@@ -350,6 +359,15 @@ func TestCommandWithoutHandlerFailsVisibly(t *testing.T) {
 		require.Equal(t, saga.StatusFailed, in.Status)
 		require.Contains(t, in.Reason, `"payment.charge"`)
 		require.Contains(t, in.Reason, "no command handler")
+		require.Equal(t, int64(1), in.Steps, "the refused step left the instance as it was")
+		require.NotContains(t, kinds(fx.History(orders, "1"))[5:], saga.KindCompensation)
+
+		// Once a handler is deployed, an operator retries the step.
+		handlers["payment.charge"] = true
+		require.NoError(t, fx.Engine().Retry(context.Background(), orders, "1"))
+		require.NoError(t, fx.Settle())
+		fx.ExpectCommands(ChargePayment{OrderID: "1", Amount: 30})
+		fx.ExpectStatus(orders, "1", saga.StatusRunning)
 	})
 }
 
@@ -373,5 +391,120 @@ func TestCancelEndsAnInstance(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, list, 1)
 		require.True(t, strings.HasPrefix(list[0].Reason, "customer called"))
+	})
+}
+
+func TestCompensationsRunOnceNewestFirst(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
+		s := saga.New[orderState]("comp", nil)
+		note := func(text string) NotifyCustomer { return NotifyCustomer{OrderID: "1", Text: text} }
+		saga.StartOn(s, byOrder[OrderPlaced], func(st *saga.Step[orderState], _ OrderPlaced) error {
+			return st.Compensate(note("first"))
+		})
+		saga.On(s, byOrder[Ping], func(st *saga.Step[orderState], e Ping) error {
+			if err := st.Compensate(note(fmt.Sprint("ping ", e.N))); err != nil {
+				return err
+			}
+			st.RunCompensations()
+			require.True(t, st.Compensating())
+			return st.Compensate(note("after")) // registered, not run
+		})
+		reg := registry()
+		cfg := &sagatest.Config{Registry: reg, Sagas: []saga.Definition{s}}
+		if mk != nil {
+			cfg.Store = mk(t, reg)
+		}
+		fx := sagatest.New(t, cfg)
+		fx.Given(placed("1", 1))
+		fx.When(ev("1", Ping{OrderID: "1", N: 1})).ExpectCommands(note("ping 1"), note("first"))
+		fx.ExpectStatus("comp", "1", saga.StatusCompensating)
+		fx.When(ev("1", Ping{OrderID: "1", N: 2})).ExpectCommands()
+	})
+}
+
+func TestAdvanceFiresTimersAtTheirDueTimes(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
+		s := saga.New[orderState]("clock", nil)
+		saga.StartOn(s, byOrder[OrderPlaced], func(st *saga.Step[orderState], _ OrderPlaced) error {
+			st.Schedule("b", 2*time.Minute)
+			st.Schedule("a", time.Minute)
+			return nil
+		})
+		tick := func(st *saga.Step[orderState], to saga.Timeout) error {
+			require.True(t, st.Now().Equal(to.Due), "the handler runs at the due time")
+			return st.Send(NotifyCustomer{OrderID: st.ID(), Text: to.Name + " at " + st.Now().Format("15:04")})
+		}
+		saga.OnTimeout(s, "a", tick)
+		saga.OnTimeout(s, "b", tick)
+		reg := registry()
+		cfg := &sagatest.Config{Registry: reg, Sagas: []saga.Definition{s}}
+		if mk != nil {
+			cfg.Store = mk(t, reg)
+		}
+		fx := sagatest.New(t, cfg)
+		fx.Given(placed("1", 1)).ExpectTimer("clock", "1", "a", time.Minute).ExpectTimer("clock", "1", "b", 2*time.Minute)
+		fx.Advance(time.Hour).ExpectCommands(
+			NotifyCustomer{OrderID: "1", Text: "a at 09:01"},
+			NotifyCustomer{OrderID: "1", Text: "b at 09:02"},
+		)
+		require.Equal(t, sagatest.DefaultStart.Add(time.Hour), fx.Clock().Now())
+	})
+}
+
+func TestStoredAliasReachesTheHandler(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
+		var reg *events.Registry
+		fx := newFixture(t, mk, setup{config: func(c *sagatest.Config) {
+			reg = c.Registry
+			require.NoError(t, reg.Alias("order.created", "order.placed"))
+		}})
+		fx.When(sagatest.Event{Stream: "order-1", Data: events.Raw{Type: "order.created", Payload: []byte(`{"order_id":"1","total":3}`)}})
+		fx.ExpectCommands(ReserveStock{OrderID: "1"})
+		require.Equal(t, 3, sagatest.State[orderState](fx, orders, "1").Total)
+	})
+}
+
+func TestRetryAfterAndPermanent(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
+		attempts := 0
+		s := saga.New[orderState]("errs", nil)
+		saga.StartOn(s, byOrder[OrderPlaced], func(st *saga.Step[orderState], e OrderPlaced) error {
+			attempts++
+			if err := st.Send(ReserveStock{OrderID: e.OrderID}); err != nil {
+				return err
+			}
+			switch {
+			case e.Total == 1 && attempts == 1:
+				return saga.RetryAfter(10 * time.Second) // the command above is discarded
+			case e.Total == 2:
+				return saga.Permanent(errors.New("order total 2 is not allowed"))
+			}
+			return nil
+		})
+		reg := registry()
+		cfg := &sagatest.Config{Registry: reg, Sagas: []saga.Definition{s}}
+		if mk != nil {
+			cfg.Store = mk(t, reg)
+		}
+		fx := sagatest.New(t, cfg)
+		fx.When(placed("1", 1)).ExpectCommands()
+		in := fx.Instance("errs", "1")
+		require.Equal(t, saga.StatusParked, in.Status)
+		require.Equal(t, fx.Clock().Now().Add(10*time.Second), in.RetryAt)
+		fx.Advance(9 * time.Second).ExpectCommands()
+		fx.Advance(time.Second).ExpectCommands(ReserveStock{OrderID: "1"})
+		fx.ExpectStatus("errs", "1", saga.StatusRunning)
+		require.Equal(t, 2, attempts)
+
+		fx.When(placed("2", 2)).ExpectCommands()
+		in = fx.Instance("errs", "2")
+		require.Equal(t, saga.StatusFailed, in.Status)
+		require.Contains(t, in.Reason, "order total 2 is not allowed")
+		fx.Advance(time.Hour).ExpectCommands()
+		require.Equal(t, 3, attempts, "a permanent failure is not retried")
 	})
 }

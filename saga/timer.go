@@ -52,11 +52,29 @@ func (e *Engine) FireDue(ctx context.Context) (int, error) {
 	return n, err
 }
 
+// timerPage is how many timer rows one look reads: rows sort by due time,
+// so a look that finds none due reads little.
+const timerPage = 50
+
+// NextTimer returns when the earliest pending timer is due, and false when
+// none is pending.
+func (e *Engine) NextTimer(ctx context.Context) (time.Time, bool, error) {
+	page, err := e.cfg.Store.Rows().List(ctx, rowNamespace, tableTimers, feed.RowQuery{Limit: 1})
+	if err != nil || len(page) == 0 {
+		return time.Time{}, false, err
+	}
+	due, err := timerDue(page[0].Key)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("saga: timer row %q: %w", page[0].Key, err)
+	}
+	return due, true, nil
+}
+
 func (e *Engine) fireDue(ctx context.Context) (int, time.Time, error) {
 	rows := e.cfg.Store.Rows()
 	fired := 0
 	for {
-		page, err := rows.List(ctx, rowNamespace, tableTimers, feed.RowQuery{Limit: 200})
+		page, err := rows.List(ctx, rowNamespace, tableTimers, feed.RowQuery{Limit: timerPage})
 		if err != nil {
 			return fired, time.Time{}, fmt.Errorf("saga: list timers: %w", err)
 		}
@@ -79,7 +97,7 @@ func (e *Engine) fireDue(ctx context.Context) (int, time.Time, error) {
 			}
 			fired++
 		}
-		if len(page) < 200 {
+		if len(page) < timerPage {
 			e.metrics.TimersDue.Set(0)
 			return fired, time.Time{}, nil
 		}
@@ -118,6 +136,10 @@ func timerDue(key string) (time.Time, error) {
 	return time.Unix(0, n), nil
 }
 
+// feedWakeGap bounds how often feed activity makes the timer loop look
+// for timers scheduled by other processes.
+const feedWakeGap = 50 * time.Millisecond
+
 // sleep waits until next (zero: no deadline), a wake-up or a tick, and
 // reports false when ctx ended.
 func (e *Engine) sleep(ctx context.Context, next time.Time, wake <-chan struct{}, tick <-chan time.Time) bool {
@@ -136,8 +158,9 @@ func (e *Engine) sleepFeed(ctx context.Context, next time.Time, wake, feedWake <
 		return false
 	case <-wake:
 	case <-feedWake:
-		// Many appends wake the feed; look at most every few milliseconds.
-		t := time.NewTimer(5 * time.Millisecond)
+		// Every append wakes the feed: coalesce them, so a busy feed costs
+		// at most one look at the timer rows per feedWakeGap.
+		t := time.NewTimer(feedWakeGap)
 		defer t.Stop()
 		select {
 		case <-ctx.Done():

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/events"
@@ -94,4 +96,18 @@ func TestDefinitionErrors(t *testing.T) {
 	saga.StartOn(g, byOrder[OrderPlaced], func(*saga.Step[orderState], OrderPlaced) error { return nil }, saga.Reads("m"))
 	_, err = saga.NewEngine(&saga.EngineConfig{Store: b.store, Sagas: []saga.Definition{g}})
 	require.ErrorContains(t, err, "Tracker is nil")
+}
+
+func TestMetricsRegisterOncePerRegisterer(t *testing.T) {
+	t.Parallel()
+	b := newBare(t, nil)
+	reg := prometheus.NewRegistry()
+	def := []saga.Definition{orderSaga(false, nil)}
+	_, err := saga.NewEngine(&saga.EngineConfig{Store: b.store, Sagas: def, Registerer: reg})
+	require.NoError(t, err)
+	_, err = saga.NewEngine(&saga.EngineConfig{Store: b.store, Sagas: def, Registerer: reg})
+	require.ErrorContains(t, err, "already registered")
+	n, err := testutil.GatherAndCount(reg)
+	require.NoError(t, err)
+	require.Positive(t, n)
 }

@@ -3,6 +3,7 @@ package eventstoretest
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -211,14 +212,32 @@ func testCommitSeveralMoves(t *testing.T, src feed.Source, _ events.Store) {
 func testAdvanceNeverMovesBack(t *testing.T, src feed.Source, _ events.Store) {
 	ctx := t.Context()
 	cps := src.Checkpoints()
+	w, ok := src.(feed.CheckpointWatcher)
+	require.True(t, ok, "%T does not implement feed.CheckpointWatcher", src)
+	var (
+		mu    sync.Mutex
+		moves []events.Token
+	)
+	defer w.WatchCheckpoints(func(name string, pos events.Token) {
+		mu.Lock()
+		defer mu.Unlock()
+		if name == "c" {
+			moves = append(moves, pos)
+		}
+	})()
 	l, err := cps.Acquire(ctx, "c", "o", longTTL)
 	require.NoError(t, err)
 	require.NoError(t, cps.Advance(ctx, l, events.MakeToken(5, 5)))
 	requirePosition(t, cps, "c", events.MakeToken(5, 5))
 	require.NoError(t, cps.Advance(ctx, l, events.MakeToken(3, 9)), "an older position is not an error")
 	requirePosition(t, cps, "c", events.MakeToken(5, 5))
+	require.NoError(t, cps.Advance(ctx, l, events.MakeToken(5, 5)), "nor the same one")
 	require.NoError(t, cps.Advance(ctx, l, events.MakeToken(5, 6)))
 	requirePosition(t, cps, "c", events.MakeToken(5, 6))
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []events.Token{events.MakeToken(5, 5), events.MakeToken(5, 6)}, moves,
+		"watchers (the consistency tracker) hear of every move, and only of moves")
 }
 
 func testMembership(t *testing.T, src feed.Source, _ events.Store) {

@@ -3,6 +3,7 @@ package feed
 import (
 	"crypto/md5" //nolint:gosec // a partition hash, not a security boundary; PostgreSQL computes the same md5 in SQL
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -47,6 +48,26 @@ type Partition struct {
 	Count int
 	// Key is what is hashed. Defaults to ByStream.
 	Key PartitionKey
+}
+
+// Validate reports a Filter that cannot be read: a bad partition, or an
+// empty category or type name (which would otherwise silently match
+// nothing, or everything).
+func (f Filter) Validate() error {
+	if err := f.Partition.Validate(); err != nil {
+		return err
+	}
+	for _, c := range f.Categories {
+		if c == "" {
+			return errors.New("feed: Filter.Categories holds an empty category (leave Categories empty to read every stream)")
+		}
+	}
+	for _, t := range f.Types {
+		if t == "" {
+			return errors.New("feed: Filter.Types holds an empty type name (leave Types empty to read every type)")
+		}
+	}
+	return nil
 }
 
 // Enabled reports whether p splits the feed at all.

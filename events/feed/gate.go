@@ -41,8 +41,10 @@ type GateResult struct {
 	Waited time.Duration
 }
 
-type gateKey struct{}
-type unitIndexKey struct{}
+type (
+	gateKey      struct{}
+	unitIndexKey struct{}
+)
 
 // GateFromContext returns the gate outcome of the event a handler runs
 // for. Without a gate (the processor has none) it reports Reached.

@@ -85,6 +85,22 @@ type partitionState struct {
 	halt      *HaltRecord
 	attempts  map[string]*attempt
 	resumed   chan struct{}
+	// checked is set once the halt row was looked at under the current
+	// lease: a halt written by another process (which held the partition
+	// before) is found at the first delivery, without a read per event.
+	checked bool
+}
+
+func (ps *partitionState) mustCheckHalt() bool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return !ps.checked || ps.halt != nil
+}
+
+func (ps *partitionState) haltChecked() {
+	ps.mu.Lock()
+	ps.checked = true
+	ps.mu.Unlock()
 }
 
 func (ps *partitionState) attempt(eventID string) *attempt {
@@ -111,6 +127,9 @@ func (ps *partitionState) setState(s PartitionState) {
 		return
 	}
 	if ps.state != s {
+		if s == PartitionActive {
+			ps.checked = false // a new lease: look for a halt again
+		}
 		ps.state, ps.since = s, time.Now()
 	}
 }
@@ -151,8 +170,10 @@ func (p *Processor) giveUp(ctx context.Context, ps *partitionState, env events.E
 		ps.succeeded(env.ID)
 		return nil
 	}
-	rec := HaltRecord{Checkpoint: ps.name, EventID: env.ID, Type: env.Type, StreamID: env.StreamID, Token: env.Token,
-		Reason: a.last, Attempts: a.failures, At: time.Now().UTC()}
+	rec := HaltRecord{
+		Checkpoint: ps.name, EventID: env.ID, Type: env.Type, StreamID: env.StreamID, Token: env.Token,
+		Reason: a.last, Attempts: a.failures, At: time.Now().UTC(),
+	}
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("feed: encode halt: %w", err)

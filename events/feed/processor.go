@@ -134,6 +134,7 @@ func (p *Processor) AddHandlers(r *message.Router) error {
 // subscription, and keeps it until Close or the last subscription ends.
 func (p *Processor) startMembership() {
 	p.startOnce.Do(func() {
+		p.seed(p.mctx)
 		go func() {
 			defer close(p.mdone)
 			p.mship.run(p.mctx)
@@ -227,8 +228,11 @@ func (p *Processor) messageHandler(ps *partitionState) message.NoPublishHandlerF
 // handle runs one event: the gate first (before the unit is used), then
 // the handler under the failure policy.
 func (p *Processor) handle(ctx context.Context, ps *partitionState, env events.Envelope) error {
-	if err := p.waitHalted(ctx, ps); err != nil {
-		return err
+	if ps.mustCheckHalt() {
+		if err := p.waitHalted(ctx, ps); err != nil {
+			return err
+		}
+		ps.haltChecked()
 	}
 	first := UnitIndex(ctx) == 0
 	a := ps.attempt(env.ID)

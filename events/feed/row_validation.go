@@ -2,7 +2,6 @@ package feed
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"unicode/utf8"
 
@@ -113,24 +112,6 @@ func ValidateRowQuery(q RowQuery) (RowQuery, error) {
 func ValidateDeleteLimit(limit int) error {
 	if limit <= 0 {
 		return fmt.Errorf("%w: DeleteNamespace limit is %d, it must be positive (1000 is a good batch)", ErrInvalidRow, limit)
-	}
-	return nil
-}
-
-// ValidateFilter checks a Filter before a read.
-func ValidateFilter(f Filter) error {
-	if err := f.Partition.Validate(); err != nil {
-		return err
-	}
-	for _, c := range f.Categories {
-		if c == "" {
-			return errors.New("feed: Filter.Categories holds an empty category (leave Categories empty to read every stream)")
-		}
-	}
-	for _, t := range f.Types {
-		if t == "" {
-			return errors.New("feed: Filter.Types holds an empty type name (leave Types empty to read every type)")
-		}
 	}
 	return nil
 }

@@ -108,7 +108,8 @@ type SubscriberConfig struct {
 	// events.SystemClock.
 	Clock events.Clock
 	// OnCommitted, when set, is called after every successful checkpoint
-	// commit with the checkpoint name and the committed position. Tests and
+	// commit with the checkpoint name and the committed position, including
+	// an Advance past events the consumer's topic does not match. Tests and
 	// the consistency layer use it to await progress instead of sleeping.
 	// It runs on the delivering goroutine: it must not block. Defaults to
 	// nil.

@@ -382,7 +382,7 @@ func (s *Store) read(ctx context.Context, after events.Token, f feed.Filter, lim
 	if err := s.check(ctx); err != nil {
 		return feed.Batch{}, err
 	}
-	if err := feed.ValidateFilter(f); err != nil {
+	if err := f.Validate(); err != nil {
 		return feed.Batch{}, err
 	}
 	if limit <= 0 {

@@ -115,21 +115,19 @@ RETURNING generation, major, minor`, cps),
 		position: fmt.Sprintf(`SELECT major, minor FROM %s WHERE name = $1`, cps),
 		commit: fmt.Sprintf(`UPDATE %s SET major = $4, minor = $5, updated_at = now(), heartbeat_at = now()
 WHERE name = $1 AND owner = $2 AND generation = $3`, cps),
-		// Every SET expression sees the old row, so the position only ever
-		// moves forward; the row is matched (and the lease proven current)
-		// either way.
-		// RETURNING sees the new row, so whether the position moved is
-		// judged on the old one, read by the FROM subquery in the
-		// statement's snapshot (the lease fence makes this owner the only
-		// writer of the row).
-		advance: fmt.Sprintf(`UPDATE %[1]s c SET
-	major = CASE WHEN (c.major, c.minor) < ($4::bigint, $5::bigint) THEN $4 ELSE c.major END,
-	minor = CASE WHEN (c.major, c.minor) < ($4::bigint, $5::bigint) THEN $5 ELSE c.minor END,
-	updated_at = CASE WHEN (c.major, c.minor) < ($4::bigint, $5::bigint) THEN now() ELSE c.updated_at END,
+		// The position only ever moves forward; the row is matched (and the
+		// lease proven current) either way. RETURNING sees the new row, so
+		// whether it moved is judged on the old one, read (and locked) first.
+		advance: fmt.Sprintf(`WITH old AS (
+	SELECT name, major, minor FROM %[1]s WHERE name = $1 AND owner = $2 AND generation = $3 FOR UPDATE
+)
+UPDATE %[1]s AS c SET
+	major = CASE WHEN (old.major, old.minor) < ($4::bigint, $5::bigint) THEN $4 ELSE old.major END,
+	minor = CASE WHEN (old.major, old.minor) < ($4::bigint, $5::bigint) THEN $5 ELSE old.minor END,
+	updated_at = CASE WHEN (old.major, old.minor) < ($4::bigint, $5::bigint) THEN now() ELSE c.updated_at END,
 	heartbeat_at = now()
-FROM (SELECT major AS old_major, minor AS old_minor FROM %[1]s WHERE name = $1) o
-WHERE c.name = $1 AND c.owner = $2 AND c.generation = $3
-RETURNING (o.old_major, o.old_minor) < ($4::bigint, $5::bigint)`, cps),
+FROM old WHERE c.name = old.name
+RETURNING (old.major, old.minor) < ($4::bigint, $5::bigint)`, cps),
 		positions: fmt.Sprintf(`SELECT coalesce(c.major, 0), coalesce(c.minor, 0)
 FROM unnest($1::text[]) WITH ORDINALITY AS n(name, ord) LEFT JOIN %s c ON c.name = n.name ORDER BY n.ord`, cps),
 		heartbeat: fmt.Sprintf(`INSERT INTO %s (grp, member, expires_at) VALUES ($1, $2, now() + $3::interval)

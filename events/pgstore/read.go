@@ -66,7 +66,7 @@ func (s *Store) ReadFeed(ctx context.Context, after events.Token, f feed.Filter,
 }
 
 func (s *Store) read(ctx context.Context, after events.Token, f feed.Filter, limit int, withPending bool) (feed.Batch, error) {
-	if err := feed.ValidateFilter(f); err != nil {
+	if err := f.Validate(); err != nil {
 		return feed.Batch{}, err
 	}
 	if limit <= 0 {

@@ -90,8 +90,10 @@ func Parallel(ctx context.Context, src ParallelSource, cfg *ParallelConfig, out 
 		if err != nil {
 			return results, fmt.Errorf("bench: parallel with %d partitions: %w", p, err)
 		}
-		r := ParallelResult{Scenario: "parallel", Partitions: p, Processes: c.Processes, Events: c.Events,
-			EventsPerSec: round1(rate), Baseline: fmt.Sprintf("partitions_%d", c.Partitions[0])}
+		r := ParallelResult{
+			Scenario: "parallel", Partitions: p, Processes: c.Processes, Events: c.Events,
+			EventsPerSec: round1(rate), Baseline: fmt.Sprintf("partitions_%d", c.Partitions[0]),
+		}
 		if i == 0 {
 			r.BaselinePerSec = r.EventsPerSec
 		} else {

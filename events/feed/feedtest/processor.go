@@ -41,7 +41,11 @@ func applyOnce(ctx context.Context, ns string, env events.Envelope) error {
 	if !ok {
 		return errors.New("no unit in the handler context")
 	}
-	rows := u.(feed.Unit).Rows()
+	fu, ok := u.(feed.Unit)
+	if !ok {
+		return fmt.Errorf("the handler's unit is a %T, not a feed.Unit", u)
+	}
+	rows := fu.Rows()
 	row, found, err := rows.Get(ctx, ns, appliedTable, env.ID, feed.LockUpdate)
 	if err != nil {
 		return err

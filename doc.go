@@ -16,7 +16,9 @@
 //	}
 //	defer client.Stop(context.WithoutCancel(ctx))
 //
-// The store is a *memstore.Store or a *pgstore.Store; the same
+// (The package's Example is the runnable version, with one projection, one
+// saga and one command handler.) The store is a *memstore.Store or a
+// *pgstore.Store; the same
 // definitions run on either, and nothing in an application branches on
 // which (tests run in memory, production on PostgreSQL).
 //

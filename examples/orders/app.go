@@ -212,8 +212,12 @@ func (a *App) Await(ctx context.Context, orderID string) (Summary, error) {
 	}
 }
 
-// updated wakes the Await calls of an order whose summary row changed.
+// updated wakes the Await calls of an order whose summary row changed,
+// then hands the update to Config.OnUpdate.
 func (a *App) updated(u projections.Update) {
+	if a.cfg.OnUpdate != nil {
+		defer a.cfg.OnUpdate(u)
+	}
 	if u.Projection != OrderSummary || u.Table != "orders" {
 		if u.Kind != projections.UpdateReplaced {
 			return

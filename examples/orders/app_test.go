@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/converge-es/converge/events/pgstore"
 	"github.com/converge-es/converge/examples/orders"
 	"github.com/converge-es/converge/internal/pgtest"
+	"github.com/converge-es/converge/projections"
 	"github.com/converge-es/converge/saga"
 )
 
@@ -115,7 +117,12 @@ func stockEvents(t *testing.T, store converge.Store, sku, id string) []string {
 func TestHappyPath(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, store converge.Store) { //nolint:thelper // a subtest body
-		app := start(t, store, &orders.Config{})
+		var updates atomic.Int64
+		app := start(t, store, &orders.Config{OnUpdate: func(u projections.Update) {
+			if u.Projection == orders.OrderSummary && u.Key == "o-1" {
+				updates.Add(1)
+			}
+		}})
 		p := place(t, app, "o-1", "ada", "tea", 3, orders.CardOK)
 		require.EqualValues(t, 3*orders.Catalog["tea"], p.Cents)
 
@@ -127,6 +134,7 @@ func TestHappyPath(t *testing.T) {
 
 		s := await(t, app, "o-1")
 		require.Equal(t, orders.StatusConfirmed, s.Status)
+		require.GreaterOrEqual(t, updates.Load(), int64(2), "OnUpdate saw the order placed and confirmed")
 		info, st := state(t, app, "o-1")
 		require.Equal(t, saga.StatusCompleted, info.Status)
 		require.Equal(t, orders.OutcomeConfirmed, st.Outcome)

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/projections"
 )
 
 // Defaults of Config.
@@ -41,6 +42,10 @@ type Config struct {
 	// without holding the feed back: the demo injects lag with it, tests
 	// pause a read model. An error fails the attempt. Defaults to nil.
 	BeforeApply func(ctx context.Context, readModel string, env events.Envelope) error
+	// OnUpdate, when set, is called after each committed read-model change
+	// (a live view's hub plugs in here). It must not block. Defaults to
+	// nil.
+	OnUpdate func(projections.Update)
 	// Registerer receives the metrics. Defaults to nil (not registered).
 	Registerer prometheus.Registerer
 	// Clock drives the saga's timers. Defaults to events.SystemClock.

@@ -241,8 +241,11 @@ func RunDemo(ctx context.Context, store converge.Store, cfg *DemoConfig) (DemoSu
 		}
 	}
 
-	fmt.Fprintf(c.Out, "converge demo: %d orders from %d customers (seed %d), order_summary lagging up to %s\n",
-		c.Orders, c.Customers, c.Seed, 8*c.Lag)
+	lagNote := "no injected lag"
+	if c.Lag > 0 {
+		lagNote = fmt.Sprintf("order_summary lagging up to %s", 8*c.Lag)
+	}
+	fmt.Fprintf(c.Out, "converge demo: %d orders from %d customers (seed %d), %s\n", c.Orders, c.Customers, c.Seed, lagNote)
 	start := time.Now()
 	var closed atomic.Int64
 	prog := newProgress(c.Out, c.Bar, c.Orders)

@@ -49,6 +49,8 @@ func NewApp(store converge.Store, cfg *Config) (*App, error) {
 		ProjectionMiddleware: []message.HandlerMiddleware{a.beforeApply},
 		OnProjectionUpdate:   a.updated,
 		SagaPartitions:       c.SagaPartitions,
+		LagSLA:               c.LagSLA,
+		LagInterval:          c.LagInterval,
 		Registerer:           c.Registerer,
 		Clock:                c.Clock,
 		Logger:               c.Logger,

@@ -31,6 +31,14 @@ type Config struct {
 	// PaymentTimeout is how long the saga waits for a payment before it
 	// cancels the order. Defaults to DefaultPaymentTimeout (30s).
 	PaymentTimeout time.Duration
+	// StuckAfter is how long a fulfilment step may wait for order_summary
+	// before the engine flags the instance stuck (saga.Config.StuckAfter).
+	// Defaults to saga.DefaultStuckAfter (5m).
+	StuckAfter time.Duration
+	// LagSLA and LagInterval are converge.Config's: the lag monitor's SLA
+	// for read models that declare none, and how often it samples.
+	// Default to lag.DefaultSLA and converge.DefaultLagInterval.
+	LagSLA, LagInterval time.Duration
 	// SagaPartitions is converge.Config.SagaPartitions. Defaults to
 	// converge.DefaultSagaPartitions.
 	SagaPartitions int
@@ -77,6 +85,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("orders: Config.CreditLimitCents is %d: use 0 for the default or a positive amount", c.CreditLimitCents)
 	case c.PaymentTimeout < 0:
 		return fmt.Errorf("orders: Config.PaymentTimeout is %s: use 0 for the default or a positive duration", c.PaymentTimeout)
+	case c.StuckAfter < 0:
+		return fmt.Errorf("orders: Config.StuckAfter is %s: use 0 for the default or a positive duration", c.StuckAfter)
 	}
 	return nil
 }

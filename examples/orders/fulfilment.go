@@ -44,6 +44,7 @@ type FulfilmentState struct {
 func (a *App) fulfilment() *saga.Saga[FulfilmentState] {
 	f := saga.New[FulfilmentState](Fulfilment, &saga.Config[FulfilmentState]{
 		Description: "Reserve stock, charge the card and confirm each order; compensate on failure.",
+		StuckAfter:  a.cfg.StuckAfter,
 	})
 	byOrder := func(id string) string { return id }
 	saga.StartOn(f, func(e OrderPlaced, _ events.Envelope) string { return byOrder(e.OrderID) },

@@ -1,26 +1,12 @@
 "use strict";
 // Helpers shared by the order page and the dashboard.
 var converge = (function () {
-  // tokenBytes decodes a consistency token ("v1." + base64url of 16
-  // bytes: major and minor position, big-endian) so tokens can be ordered.
-  function tokenBytes(t) {
-    var i = t.indexOf(".");
-    var b = t.slice(i + 1).replace(/-/g, "+").replace(/_/g, "/");
-    while (b.length % 4) { b += "="; }
-    var s = atob(b), out = [];
-    for (var k = 0; k < s.length; k++) { out.push(s.charCodeAt(k)); }
-    return out;
-  }
-
-  // compareTokens orders two tokens; a missing token is before any other.
+  // compareTokens orders two consistency tokens; a missing token is
+  // before any other. Tokens of one format version have one length and an
+  // alphabet in ASCII order, so their strings sort in feed order.
   function compareTokens(a, b) {
     if (!a || !b) { return (a ? 1 : 0) - (b ? 1 : 0); }
-    var x = tokenBytes(a), y = tokenBytes(b);
-    for (var k = 0; k < Math.max(x.length, y.length); k++) {
-      var d = (x[k] || 0) - (y[k] || 0);
-      if (d) { return d < 0 ? -1 : 1; }
-    }
-    return 0;
+    return a < b ? -1 : (a > b ? 1 : 0);
   }
 
   function sleep(ms) { return new Promise(function (r) { setTimeout(r, ms); }); }

@@ -146,8 +146,8 @@ func RandomOrder(customers int) PlaceOrder {
 	}
 	return PlaceOrder{
 		CustomerID: fmt.Sprintf("c-%d", 1+rand.IntN(max(1, customers))), //nolint:gosec // simulated traffic
-		SKU:        skus[rand.IntN(len(skus))],                           //nolint:gosec // simulated traffic
-		Qty:        1 + rand.IntN(3),                                     //nolint:gosec // simulated traffic
+		SKU:        skus[rand.IntN(len(skus))],                          //nolint:gosec // simulated traffic
+		Qty:        1 + rand.IntN(3),                                    //nolint:gosec // simulated traffic
 		Card:       card,
 	}
 }

@@ -230,7 +230,9 @@ func TestDashboard_OnTheRealEngine_InBrowser(t *testing.T) {
 		spending := `document.querySelector('figure.lag[data-projection="customer_spending"]')`
 		require.Equal(t, "false", eval[string](t, tab, spending+`.dataset.breached`), "the other read models keep up")
 
-		card := func(list, id string) string { return `document.querySelector('#` + list + ` article[data-saga-id="` + id + `"]')` }
+		card := func(list, id string) string {
+			return `document.querySelector('#` + list + ` article[data-saga-id="` + id + `"]')`
+		}
 		poll(t, tab, `!!`+card("stuck", retried)+` && !!`+card("stuck", cancelled), `document.getElementById("stuck").innerText`)
 		require.Contains(t, eval[string](t, tab, card("stuck", retried)+`.innerText`), "waiting for order_summary")
 		timeline := eval[[]string](t, tab, `Array.from(`+card("stuck", retried)+`.querySelectorAll("details li"), li => li.textContent)`)

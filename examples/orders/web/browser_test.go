@@ -236,6 +236,7 @@ func TestDashboard_OnTheRealEngine_InBrowser(t *testing.T) {
 		poll(t, tab, `!!`+card("stuck", retried)+` && !!`+card("stuck", cancelled), `document.getElementById("stuck").innerText`)
 		require.Contains(t, eval[string](t, tab, card("stuck", retried)+`.innerText`), "waiting for order_summary")
 		timeline := eval[[]string](t, tab, `Array.from(`+card("stuck", retried)+`.querySelectorAll("details li"), li => li.textContent)`)
+		require.NotEmpty(t, timeline)
 		require.Contains(t, timeline[len(timeline)-1], "stuck", "the timeline ends with the stuck flag")
 		poll(t, tab, `!!`+card("failed", refused)+` && !!`+card("failed", refused)+`.querySelector("details li")`, `document.getElementById("failed").innerText`)
 		require.Contains(t, eval[string](t, tab, card("failed", refused)+`.innerText`), "credit limit")

@@ -144,7 +144,7 @@ func TestServe_InMemoryServesTheWorkflow(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal([]byte(body), &placed))
 	code, _, body = fetch(t, http.MethodGet, base+"/orders/"+placed.OrderID,
-		http.Header{consistency.HeaderPosition: {h.Get(consistency.HeaderPosition)}}, "")
+		http.Header{consistency.HeaderPosition: {h.Get(consistency.HeaderPosition)}, consistency.HeaderTimeout: {"10000"}}, "")
 	require.Equal(t, http.StatusOK, code, body)
 	require.Contains(t, body, `"customer_id":"c-1"`)
 	awaitConfirmed(t, base, placed.OrderID)
@@ -202,7 +202,7 @@ func TestServe_OnPostgreSQL(t *testing.T) {
 
 	code, h, body := fetch(t, http.MethodPost, base+"/orders", http.Header{"Content-Type": {"application/json"}}, `{"customer_id":"c-1","sku":"tea","qty":2,"card":"4242-4242-4242-4242"}`)
 	require.Equal(t, http.StatusAccepted, code, body)
-	code, _, body = fetch(t, http.MethodGet, base+h.Get("Location"), nil, "")
+	code, _, body = fetch(t, http.MethodGet, base+h.Get("Location"), http.Header{consistency.HeaderTimeout: {"10000"}}, "")
 	require.Equal(t, http.StatusOK, code, body)
 	var placed struct {
 		OrderID string `json:"order_id"`

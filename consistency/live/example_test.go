@@ -103,6 +103,6 @@ func ExampleConfig_snapshot() {
 	read()
 	// Output:
 	// {"type":"subscribed","entity":"order-1"}
-	// {"type":"updated","entity":"order-1","data":{"id":"order-1","status":"pending"},"position":"v1.AAAAAAAAAAEAAAAAAAAAAQ","snapshot":true}
-	// {"type":"updated","entity":"order-1","data":{"id":"order-1","status":"confirmed"},"position":"v1.AAAAAAAAAAEAAAAAAAAAAg"}
+	// {"type":"updated","entity":"order-1","data":{"id":"order-1","status":"pending"},"position":"v2.----------3----------F","snapshot":true}
+	// {"type":"updated","entity":"order-1","data":{"id":"order-1","status":"confirmed"},"position":"v2.----------3----------V"}
 }

@@ -123,6 +123,14 @@ func (ab *appBundle) await(t *testing.T, id string) web.OrderView {
 	}
 }
 
+// withPatientToken sends tok and asks for the longest wait the tracker
+// allows: a loaded machine may take seconds to start the read models.
+func withPatientToken(tok events.Token) http.Header {
+	h := withToken(tok)
+	h.Set(consistency.HeaderTimeout, "10000")
+	return h
+}
+
 // pausable holds a read model while paused; release lets it go on.
 type pausable struct {
 	model string
@@ -174,7 +182,7 @@ func TestApp_OrdersSettleThroughTheFulfilmentSaga(t *testing.T) {
 		ab := setupAppOn(t, store, nil)
 
 		ok, tok := ab.place(t, "c-1", 2)
-		r := ab.get(t, "/orders/"+ok, withToken(tok))
+		r := ab.get(t, "/orders/"+ok, withPatientToken(tok))
 		require.Equal(t, http.StatusOK, r.status, "the order summary caught up with the write within the wait: %s", r.body)
 		require.Equal(t, "false", r.header.Get(consistency.HeaderStale))
 		require.Equal(t, "c-1", r.json(t)["customer_id"])
@@ -191,7 +199,7 @@ func TestApp_OrdersSettleThroughTheFulfilmentSaga(t *testing.T) {
 		require.Equal(t, "payment declined: card declined", v.Reason)
 
 		// The settled state, read back with the token of the change.
-		r = ab.get(t, "/orders/"+declined, withToken(v.Position))
+		r = ab.get(t, "/orders/"+declined, withPatientToken(v.Position))
 		require.Equal(t, http.StatusOK, r.status)
 		require.Equal(t, web.StatusCancelled, r.json(t)["status"])
 		require.Equal(t, v.Reason, r.json(t)["reason"])
@@ -248,7 +256,7 @@ func listWith(t *testing.T, ab *appBundle, tok events.Token, after string) ([]we
 	if after != "" {
 		path += "&after=" + after
 	}
-	r := ab.get(t, path, withToken(tok))
+	r := ab.get(t, path, withPatientToken(tok))
 	require.Equal(t, http.StatusOK, r.status, "body %s", r.body)
 	require.Equal(t, "false", r.header.Get(consistency.HeaderStale))
 	var page struct {

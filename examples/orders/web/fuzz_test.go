@@ -56,7 +56,8 @@ func FuzzPlaceOrder(f *testing.F) {
 // fail with a 5xx.
 func FuzzGetOrder(f *testing.F) {
 	f.Add("o-1", "")
-	f.Add("a b", "v1.AAAAAAAAAAEAAAAAAAAAAQ")
+	f.Add("a b", "v1.AAAAAAAAAAEAAAAAAAAAAQ") // an old format version
+	f.Add("o-1", "v2.----------3----------F")
 	f.Add("%00", "garbage")
 	f.Fuzz(func(t *testing.T, id, token string) {
 		tr, err := consistency.NewTracker(nil)

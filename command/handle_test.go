@@ -59,7 +59,7 @@ func sendCommand(t *testing.T, store *memstore.Store, id string, c Deposit) even
 	stream := command.StreamFor("account.deposit", "process-7")
 	res, err := store.Append(ctx, stream, events.AnyVersion, events.Event{
 		ID: id, Data: c,
-		Metadata: events.Metadata{CorrelationID: "process-7", CausationID: "cause-1", Extra: map[string]string{command.MetaCausalToken: events.MakeToken(7, 3).String()}},
+		Metadata: events.Metadata{CorrelationID: "process-7", CausationID: "cause-1", Extra: map[string]string{command.MetaCausalToken: events.MakeToken(1, 7).String()}},
 	})
 	require.NoError(t, err)
 	envs, err := store.ReadStream(ctx, stream, res.LastVersion, 1)

@@ -57,7 +57,8 @@ type benchCmd struct {
 	json   bool
 	out    io.Writer
 	errOut io.Writer
-	// dropTimeout bounds the final DROP SCHEMA. Defaults to
+	// dropTimeout bounds the final DROP SCHEMA's wait for locks (half of
+	// it is its lock_timeout). Defaults to
 	// benchDropTimeout; tests shorten it.
 	dropTimeout time.Duration
 	// suffix makes the random part of the schema name. Defaults to
@@ -237,12 +238,19 @@ func (c *benchCmd) run(ctx context.Context) (err error) {
 }
 
 // dropBenchSchema drops a bench run's schema, or says how to do it by hand.
+// dropGrace is how long past its timeout dropBenchSchema waits for a
+// server that does not answer.
+const dropGrace = 10 * time.Second
+
 func dropBenchSchema(ctx context.Context, pool *pgxpool.Pool, schema string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	// lock_timeout makes a drop stuck behind another session's lock fail
+	// with PostgreSQL's message after timeout/2. The context only guards
+	// against a server that does not answer at all: it ends well after
+	// the lock timeout, so on a busy machine (a slow connect, a slow
+	// BEGIN) the reason reported is still PostgreSQL's.
+	ctx, cancel := context.WithTimeout(ctx, timeout+dropGrace)
 	defer cancel()
 	drop := "DROP SCHEMA " + pgx.Identifier{schema}.Sanitize() + " CASCADE"
-	// lock_timeout makes a drop stuck behind another session's lock fail
-	// with PostgreSQL's message instead of a bare context deadline.
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", max(1, (timeout/2).Milliseconds()))); err != nil {
 			return err

@@ -164,7 +164,6 @@ func TestBenchFailsWhenItCannotDropItsSchema(t *testing.T) {
 		batches:     []int{1},
 		duration:    20 * time.Millisecond,
 		rate:        1,
-		events:      1,
 		out:         &out,
 		errOut:      &out,
 		dropTimeout: 300 * time.Millisecond,

@@ -43,7 +43,11 @@ func (e *Engine) RunParked(ctx context.Context) (int, error) {
 
 func (e *Engine) runParked(ctx context.Context, watch bool) (int, time.Time, error) {
 	var next time.Time
-	moved := 0
+	// Operators' requests first: a retried step then runs in this pass.
+	moved, err := e.runRequests(ctx)
+	if err != nil {
+		return moved, next, err
+	}
 	after := ""
 	for {
 		page, err := e.cfg.Store.Rows().List(ctx, rowNamespace, tableParked, feed.RowQuery{After: after, Limit: 500})

@@ -134,6 +134,7 @@ const (
 	tableParked   = "parked"
 	tableIgnored  = "ignored"
 	tableClaims   = "claims"
+	tableRequests = "requests"
 )
 
 func instanceKey(saga, id string) string { return saga + "/" + url.PathEscape(id) }

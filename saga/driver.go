@@ -193,6 +193,8 @@ func (e *Engine) resumeOne(ctx context.Context, u feed.Unit, saga, id string) (b
 	if !found || !ok {
 		return false, rows.Delete(ctx, rowNamespace, tableParked, instanceKey(saga, id))
 	}
+	// The driver found the index row: it exists, whatever the state says.
+	in.indexed = true
 	if p := in.Parked; p != nil {
 		if !p.RetryAt.IsZero() && e.cfg.Clock.Now().Before(p.RetryAt) {
 			return false, nil

@@ -177,6 +177,14 @@
 //     and converge_saga_bad_input_total{kind}: messages ignored, duplicate
 //     deliveries, and messages that could not be routed or run.
 //
+// # Testing
+//
+// Package sagatest runs definitions in tests: a fixture (given events, when
+// an event, expect commands, state, timers, parks, on a virtual clock) and
+// a simulation mode that runs them with their command handlers and read
+// models under duplicates, reordering, crashes, racing timers and lagging
+// models over many seeds, checking your invariants.
+//
 // # Evolving definitions
 //
 // The state is stored as JSON with Config.StateVersion; raise it when S

@@ -52,7 +52,10 @@
 //		})
 //	}
 //
-//	go test ./... -run TestOrderSimulation -seed 17
+//	go test ./orders -run 'TestOrderSimulation/seed=17' -seed 17
+//
+// (-seed is defined by this package: pass it to packages whose tests
+// import it.)
 //
 // A seed fixes the schedule: the same seed replays the same deliveries,
 // faults and clock jumps. SimulateSeed runs one seed and returns its error,

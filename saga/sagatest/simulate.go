@@ -30,7 +30,7 @@ import (
 // SeedFlag is the test flag -seed: when set, Simulate runs only that seed
 // (the one a failure printed), so a failure replays exactly:
 //
-//	go test ./... -run TestOrderSimulation -seed 17
+//	go test ./orders -run TestOrderSimulation -seed 17
 var SeedFlag = flag.Int64("seed", -1, "sagatest: run only this simulation seed (printed by a failing simulation)")
 
 // Defaults of SimConfig.

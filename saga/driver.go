@@ -209,7 +209,7 @@ func (e *Engine) resumeOne(ctx context.Context, u feed.Unit, saga, id string) (b
 			if err := e.record(ctx, rows, in, about(p.Env, KindIgnored, "the saga no longer handles this message")); err != nil {
 				return false, err
 			}
-			return true, e.finish(ctx, rows, in, p.Env.ID)
+			return true, e.finish(ctx, rows, in, p.Env)
 		}
 		if len(p.Models) > 0 && !e.reached(gateOutcome{}, p.Env.Token.Max(in.Token), t.h.reads) {
 			return false, nil
@@ -254,7 +254,7 @@ func (e *Engine) resumeOne(ctx context.Context, u feed.Unit, saga, id string) (b
 		if err := e.record(ctx, rows, in, about(env, KindIgnored, "the saga no longer handles this message")); err != nil {
 			return false, err
 		}
-		return true, e.finish(ctx, rows, in, env.ID)
+		return true, e.finish(ctx, rows, in, env)
 	}
 	return true, e.apply(ctx, u, t, in, env, v, gateOutcome{}, nil)
 }

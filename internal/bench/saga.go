@@ -35,8 +35,8 @@ type SagaConfig struct {
 	// Concurrency is how many writers start the sagas, and how many
 	// writers the PostgreSQL baseline commits with. Defaults to 8.
 	Concurrency int
-	// Partitions splits the saga processor. Defaults to 4: on a 2-core
-	// machine more partitions only add contention.
+	// Partitions splits the saga processor and each command handler.
+	// Defaults to 4: on a 2-core machine more only add contention.
 	Partitions int
 	// CommitBatch bounds how many events the saga processor and the
 	// command handlers apply in one unit. Defaults to 100.
@@ -334,7 +334,7 @@ func startSagaSystem(ctx context.Context, store saga.Store, c SagaConfig) (*saga
 
 	csub := sub
 	csub.CommitBatch = c.CommitBatch
-	cp, err := command.NewProcessor(&command.ProcessorConfig{Store: store, Router: router, Subscriber: csub})
+	cp, err := command.NewProcessor(&command.ProcessorConfig{Store: store, Router: router, Subscriber: csub, Partitions: c.Partitions})
 	if err != nil {
 		return nil, err
 	}

@@ -128,4 +128,3 @@ func endedConsistently(v *sagatest.SimView, in saga.Info) error {
 	}
 	return nil
 }
-

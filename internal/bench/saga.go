@@ -241,7 +241,7 @@ func runSagas(ctx context.Context, store saga.Store, c SagaConfig) (SagaResult, 
 	if err != nil {
 		return SagaResult{}, err
 	}
-	defer sys.stop()
+	defer func() { _ = sys.stop() }() // the figures are taken; a slow shutdown changes nothing
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 	sys.left.Store(int64(c.Sagas))
@@ -386,8 +386,7 @@ func startSagaSystem(ctx context.Context, store saga.Store, c SagaConfig) (*saga
 		return true
 	})
 	if err != nil {
-		sys.stop()
-		return nil, fmt.Errorf("the processors never took their partitions: %w", err)
+		return nil, errors.Join(fmt.Errorf("the processors never took their partitions: %w", err), sys.stop())
 	}
 	return sys, nil
 }
@@ -420,19 +419,19 @@ func (s *sagaSystem) handle(ctx context.Context, env events.Envelope) error {
 	return nil
 }
 
-func (s *sagaSystem) stop() {
+func (s *sagaSystem) stop() error {
+	var errs []error
 	if s.cancel != nil {
 		s.cancel()
-		_ = s.router.Close()
-		<-s.done
+		errs = append(errs, s.router.Close(), <-s.done)
 	}
 	for _, p := range s.procs {
-		_ = p.Close()
+		errs = append(errs, p.Close())
 	}
 	if s.engine != nil {
-		_ = s.engine.Stop(context.Background())
+		errs = append(errs, s.engine.Stop(context.Background()))
 	}
-	_ = s.tracker.Stop(context.Background())
+	return errors.Join(append(errs, s.tracker.Stop(context.Background()))...)
 }
 
 func watcherOf(store saga.Store) feed.CheckpointWatcher {
@@ -442,7 +441,7 @@ func watcherOf(store saga.Store) feed.CheckpointWatcher {
 
 // goChannelRate is the message rate of a Watermill router running a no-op
 // handler on gochannel, fed by Concurrency publishers.
-func goChannelRate(ctx context.Context, c SagaConfig) (float64, error) {
+func goChannelRate(ctx context.Context, c SagaConfig) (rate float64, err error) {
 	ps := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 1024, BlockPublishUntilSubscriberAck: true}, watermill.NopLogger{})
 	defer ps.Close()
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})
@@ -458,7 +457,7 @@ func goChannelRate(ctx context.Context, c SagaConfig) (float64, error) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- router.Run(rctx) }()
-	defer func() { _ = router.Close(); <-done }()
+	defer func() { err = errors.Join(err, router.Close(), <-done) }()
 	<-router.Running()
 	payload := []byte(`{"id":"o1"}`)
 	stop := make(chan struct{})

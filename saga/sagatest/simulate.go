@@ -194,7 +194,7 @@ var errCrash = errors.New("sagatest: simulated crash before commit")
 // SimulateSeed runs one seed and returns the first invariant that failed
 // or the first error the engine or a handler returned, with the actions
 // that led to it.
-func SimulateSeed(ctx context.Context, cfg *SimConfig, seed uint64) error {
+func SimulateSeed(ctx context.Context, cfg *SimConfig, seed uint64) (err error) {
 	c := cfg.withDefaults()
 	if err := c.validate(); err != nil {
 		return err
@@ -203,7 +203,7 @@ func SimulateSeed(ctx context.Context, cfg *SimConfig, seed uint64) error {
 	if err != nil {
 		return err
 	}
-	defer s.close()
+	defer func() { err = errors.Join(err, s.close()) }()
 	if err := s.run(ctx); err != nil {
 		return fmt.Errorf("sagatest: simulation seed %d: %w\nlast actions:\n  %s", seed, err, strings.Join(s.trace, "\n  "))
 	}
@@ -258,8 +258,18 @@ func newSim(ctx context.Context, c *SimConfig, seed uint64) (*sim, error) {
 		return nil, err
 	}
 	s.store = st
+	if err := s.init(ctx); err != nil {
+		return nil, errors.Join(err, s.close())
+	}
+	return s, nil
+}
+
+// init builds the seed's world on its fresh store.
+func (s *sim) init(ctx context.Context) error {
+	c, st := s.cfg, s.store
+	var err error
 	if s.tracker, err = consistency.NewTracker(&consistency.TrackerConfig{Clock: s.clock}); err != nil {
-		return nil, err
+		return err
 	}
 	names := make([]string, 0, len(c.Models))
 	for name := range c.Models {
@@ -271,7 +281,7 @@ func newSim(ctx context.Context, c *SimConfig, seed uint64) (*sim, error) {
 		s.tracker.Advance(name, events.Token{})
 	}
 	if err := s.startCommands(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	s.ecfg = saga.EngineConfig{
 		Store: st, Sagas: c.Sagas(st), Tracker: s.tracker, Clock: s.clock,
@@ -283,16 +293,16 @@ func newSim(ctx context.Context, c *SimConfig, seed uint64) (*sim, error) {
 		s.ecfg.Commands = catalog(s.handled)
 	}
 	if s.engine, err = saga.NewEngine(&s.ecfg); err != nil {
-		return nil, err
+		return err
 	}
 	for _, ev := range c.Events {
 		if _, err := st.Append(ctx, ev.Stream, events.AnyVersion, events.Event{
 			ID: ev.ID, Data: ev.Data, Metadata: events.Metadata{CorrelationID: ev.Correlation, CausationID: ev.Causation},
 		}); err != nil {
-			return nil, fmt.Errorf("sagatest: append %T to %s: %w", ev.Data, ev.Stream, err)
+			return fmt.Errorf("sagatest: append %T to %s: %w", ev.Data, ev.Stream, err)
 		}
 	}
-	return s, nil
+	return nil
 }
 
 type catalog map[string]bool
@@ -352,14 +362,13 @@ func (s *sim) startCommands(ctx context.Context) error {
 	return nil
 }
 
-func (s *sim) close() {
+func (s *sim) close() error {
+	var errs []error
 	if s.router != nil {
 		s.stop()
-		_ = s.router.Close()
-		<-s.done
-		_ = s.bus.Close()
+		errs = append(errs, s.router.Close(), <-s.done, s.bus.Close())
 	}
-	_ = s.store.Close()
+	return errors.Join(append(errs, s.store.Close())...)
 }
 
 func (s *sim) note(format string, args ...any) {
@@ -380,8 +389,10 @@ func (s *sim) read(ctx context.Context) error {
 			s.pos = env.Token
 			s.all = append(s.all, env)
 			if strings.HasPrefix(env.StreamID, command.StreamPrefix) && env.Type != command.RejectedType {
-				c := Command{ID: env.ID, Type: env.Type, Stream: env.StreamID, Correlation: env.Metadata.CorrelationID,
-					Causation: env.Metadata.CausationID, Token: env.Token}
+				c := Command{
+					ID: env.ID, Type: env.Type, Stream: env.StreamID, Correlation: env.Metadata.CorrelationID,
+					Causation: env.Metadata.CausationID, Token: env.Token,
+				}
 				c.CausalToken, _ = command.CausalToken(env)
 				if c.Value, err = s.cfg.Registry.Decode(env); err != nil {
 					return err

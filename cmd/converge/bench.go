@@ -174,7 +174,7 @@ Scenarios:
 	f := cmd.Flags()
 	f.StringVar(&c.scenario, "scenario", "append", "scenario to run: append, propagation, parallel or saga")
 	f.IntVar(&c.events, "events", 2000, "events to handle per run (parallel)")
-	f.IntVar(&c.sagas, "sagas", 1000, "sagas to run per store (saga)")
+	f.IntVar(&c.sagas, "sagas", 500, "sagas to run per store (saga)")
 	f.IntSliceVar(&c.partitions, "partitions", []int{1, 8}, "partition counts to run, the first is the baseline (parallel)")
 	f.IntSliceVar(&c.writers, "writers", []int{1, 8}, "concurrent writers (append)")
 	f.IntSliceVar(&c.batches, "batches", []int{1, 10}, "events per append (append)")

@@ -56,7 +56,8 @@ func (o *Operator) Show(ctx context.Context, saga, id string) (Timeline, error) 
 }
 
 // Find returns the instances with this id, of every saga type: an id
-// alone is usually enough for an operator to name an instance.
+// alone is usually enough for an operator to name an instance. It reads
+// every instance row; prefer Show with the saga type when it is known.
 func (o *Operator) Find(ctx context.Context, id string) ([]Info, error) {
 	all, err := listAll(ctx, o.rows, tableInstance, "")
 	if err != nil {

@@ -48,7 +48,8 @@ func newSagasCmd() *cobra.Command {
 definitions, so it works from any machine that reaches the database.
 
 An instance is named by its id; give --type when two saga types have an
-instance with that id.
+instance with that id (and on large deployments: without it the id is
+looked up among every instance).
 
 retry and cancel record a request that an engine running the saga type
 carries out at its next parked-step pass (within its sweep interval, 5s by

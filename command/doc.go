@@ -23,6 +23,14 @@
 // decision that returns Reject(reason) appends a Rejected event instead,
 // on the same correlation, which the saga handles like any other event.
 //
+// Each handler reads its command category with one consumer by default,
+// so its commands run one at a time. ProcessorConfig.Partitions splits a
+// handler's commands by stream (aggregate) over that many consumers of its
+// own, delivered to the handler concurrently: commands for different
+// aggregates run in parallel, each aggregate's in order. Raise the
+// Subscriber's CommitBatch too, so a handler that is behind applies many
+// commands per transaction.
+//
 // A command type without a handler is not silently dropped: Processor
 // implements saga.CommandCatalog, and an engine given it fails a step that
 // sends such a command, with the reason in the instance's history.

@@ -37,6 +37,15 @@ type ProcessorConfig struct {
 	// ConsumerPrefix names the handlers' feed consumers. Defaults to
 	// DefaultConsumerPrefix.
 	ConsumerPrefix string
+	// Partitions splits each handler's commands by stream (aggregate) into
+	// this many partitions, consumers of their own named
+	// "<prefix>.<handler>#<i>/<n>", delivered to the handler concurrently:
+	// commands for different aggregates run in parallel, each aggregate's
+	// in order. Changing it starts the new consumers at the beginning of
+	// the commands' category: the stored results make the commands already
+	// handled no-ops, but they are read again. Defaults to 1 (one consumer
+	// per handler).
+	Partitions int
 	// Logger defaults to a no-op logger.
 	Logger watermill.LoggerAdapter
 }
@@ -62,6 +71,12 @@ func NewProcessor(cfg *ProcessorConfig) (*Processor, error) {
 	if c.ConsumerPrefix == "" {
 		c.ConsumerPrefix = DefaultConsumerPrefix
 	}
+	if c.Partitions < 0 || c.Partitions > feed.MaxPartitions {
+		return nil, fmt.Errorf("command: ProcessorConfig.Partitions is %d: use 0 or 1 for one consumer per handler, or up to %d", c.Partitions, feed.MaxPartitions)
+	}
+	if c.Subscriber.Partition != (feed.Partition{}) {
+		return nil, errors.New("command: ProcessorConfig.Subscriber.Partition is set: use ProcessorConfig.Partitions")
+	}
 	if c.Subscriber.ConsumerName != "" {
 		return nil, errors.New("command: ProcessorConfig.Subscriber.ConsumerName is set: the processor names each handler's consumer; use ConsumerPrefix")
 	}
@@ -80,6 +95,9 @@ func NewProcessor(cfg *ProcessorConfig) (*Processor, error) {
 		SubscriberConstructor: func(params cqrs.CommandProcessorSubscriberConstructorParams) (message.Subscriber, error) {
 			sc := c.Subscriber
 			sc.ConsumerName = c.ConsumerPrefix + "." + params.HandlerName
+			if c.Partitions > 1 {
+				return newPartitioned(c.Store, sc, c.Partitions)
+			}
 			return feed.NewSubscriber(c.Store, &sc)
 		},
 		Marshaler: m,

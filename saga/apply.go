@@ -38,7 +38,7 @@ func (e *Engine) apply(ctx context.Context, u feed.Unit, t target, in *instance,
 		if err := e.record(ctx, rows, in, about(env, KindIgnored, fmt.Sprintf("instance is %s", in.Status))); err != nil {
 			return err
 		}
-		return e.finish(ctx, rows, in, env.ID)
+		return e.finish(ctx, rows, in, env)
 	}
 	arg := v
 	if tf, ok := v.(TimerFired); ok {
@@ -49,7 +49,7 @@ func (e *Engine) apply(ctx context.Context, u feed.Unit, t target, in *instance,
 				fmt.Sprintf("timer %q generation %d is no longer current (cancelled or rescheduled)", tf.Name, tf.Gen))); err != nil {
 				return err
 			}
-			return e.finish(ctx, rows, in, env.ID)
+			return e.finish(ctx, rows, in, env)
 		}
 		if t.h.run == nil {
 			ts.Active = false
@@ -58,7 +58,7 @@ func (e *Engine) apply(ctx context.Context, u feed.Unit, t target, in *instance,
 				fmt.Sprintf("timer %q fired but the saga has no OnTimeout(%q) handler", tf.Name, tf.Name))); err != nil {
 				return err
 			}
-			return e.finish(ctx, rows, in, env.ID)
+			return e.finish(ctx, rows, in, env)
 		}
 		arg = Timeout{Name: tf.Name, Due: ts.Due}
 	}
@@ -134,9 +134,12 @@ func runHandler(h *handlerDef, c *stepCore, v any) (err error) {
 	return h.run(c, v)
 }
 
-// finish marks the message handled and saves the instance.
-func (e *Engine) finish(ctx context.Context, rows feed.Rows, in *instance, eventID string) error {
-	if err := e.markHandled(ctx, rows, in, eventID, false); err != nil {
+// finish marks the message handled and saves the instance. The causal
+// token covers every message the instance has taken, even one it ignored:
+// deliver relies on it to skip the handled lookup for newer messages.
+func (e *Engine) finish(ctx context.Context, rows feed.Rows, in *instance, env events.Envelope) error {
+	in.Token = in.Token.Max(env.Token)
+	if err := e.markHandled(ctx, rows, in, env.ID, false); err != nil {
 		return err
 	}
 	if err := e.syncParkIndex(ctx, rows, in); err != nil {
@@ -244,7 +247,7 @@ func (e *Engine) commitStep(ctx context.Context, u feed.Unit, s *compiled, in *i
 		}
 	}
 	in.State, in.StateVersion = state, s.cfg.stateVersion
-	if err := e.finish(ctx, rows, in, env.ID); err != nil {
+	if err := e.finish(ctx, rows, in, env); err != nil {
 		return err
 	}
 	name := s.name

@@ -102,7 +102,7 @@ func (e *Engine) deliver(ctx context.Context, u feed.Unit, t target, env events.
 	if err != nil {
 		return err
 	}
-	if found {
+	if found && e.mayHaveTaken(in, env) {
 		done, err := e.handled(ctx, rows, s.name, id, env.ID)
 		if err != nil || done {
 			if done {
@@ -139,6 +139,16 @@ func (e *Engine) deliver(ctx context.Context, u feed.Unit, t target, env events.
 		return e.enqueue(ctx, rows, in, env)
 	}
 	return e.apply(ctx, u, t, in, env, v, g, nil)
+}
+
+// mayHaveTaken reports whether the instance may already have taken env, so
+// that the handled record must be looked up. A running instance's causal
+// token covers every message it has taken (steps and finish raise it), so
+// a message after it is new: most steps save the lookup. Messages queued
+// behind a parked or failed step do not raise it, nor does anything taken
+// after the instance ended, so those always look.
+func (e *Engine) mayHaveTaken(in *instance, env events.Envelope) bool {
+	return in.blocked() || in.ended() || !env.Token.After(in.Token)
 }
 
 func (e *Engine) newInstance(s *compiled, id, origin string) *instance {

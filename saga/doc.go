@@ -150,8 +150,40 @@
 // has been parked; Engine.Show returns the timeline (messages received,
 // waits and parks, commands sent, timers, compensations, errors);
 // Engine.Retry and Engine.Cancel act on failed and stuck instances.
-// Metrics (Engine.Metrics) count steps, parks, gate waits and their
-// durations, stuck instances, ignored and duplicate messages, and timers.
+//
+// An Operator does the same without the definitions, from the rows alone:
+// `converge sagas list|show|retry|cancel` runs on it. Since only an engine
+// that runs a saga type can run its steps (and keep its metrics), the
+// Operator's RequestRetry and RequestCancel record a request row that an
+// engine running the type carries out at its next parked-step pass (at the
+// latest after EngineConfig.SweepInterval), in a unit that also deletes
+// the request; a request the instance can no longer take is dropped with
+// the reason in its history.
+//
+// Metrics (Engine.Metrics; registered on EngineConfig.Registerer):
+//
+//   - converge_saga_steps_total{saga,outcome}: steps run; outcome is ok,
+//     completed, failed or retry.
+//   - converge_saga_parks_total{saga}: steps parked for read models.
+//   - converge_saga_gate_waits_total{reached} and the histogram
+//     converge_saga_gate_wait_seconds{saga}: waits for read models before
+//     a step, and how long they took.
+//   - converge_saga_park_seconds{saga}: how long parked steps waited.
+//   - converge_saga_stuck_instances{saga}: parked past Config.StuckAfter.
+//   - converge_saga_timers_fired_total{saga}, converge_saga_timers_stale_total{saga}
+//     and converge_saga_timers_due: timers fired, fired timers ignored as
+//     cancelled or rescheduled, and timers found due at the last pass.
+//   - converge_saga_ignored_total{saga,reason}, converge_saga_duplicates_total{saga}
+//     and converge_saga_bad_input_total{kind}: messages ignored, duplicate
+//     deliveries, and messages that could not be routed or run.
+//
+// # Testing
+//
+// Package sagatest runs definitions in tests: a fixture (given events, when
+// an event, expect commands, state, timers, parks, on a virtual clock) and
+// a simulation mode that runs them with their command handlers and read
+// models under duplicates, reordering, crashes, racing timers and lagging
+// models over many seeds, checking your invariants.
 //
 // # Evolving definitions
 //

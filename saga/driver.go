@@ -43,7 +43,11 @@ func (e *Engine) RunParked(ctx context.Context) (int, error) {
 
 func (e *Engine) runParked(ctx context.Context, watch bool) (int, time.Time, error) {
 	var next time.Time
-	moved := 0
+	// Operators' requests first: a retried step then runs in this pass.
+	moved, err := e.runRequests(ctx)
+	if err != nil {
+		return moved, next, err
+	}
 	after := ""
 	for {
 		page, err := e.cfg.Store.Rows().List(ctx, rowNamespace, tableParked, feed.RowQuery{After: after, Limit: 500})
@@ -189,6 +193,8 @@ func (e *Engine) resumeOne(ctx context.Context, u feed.Unit, saga, id string) (b
 	if !found || !ok {
 		return false, rows.Delete(ctx, rowNamespace, tableParked, instanceKey(saga, id))
 	}
+	// The driver found the index row: it exists, whatever the state says.
+	in.indexed = true
 	if p := in.Parked; p != nil {
 		if !p.RetryAt.IsZero() && e.cfg.Clock.Now().Before(p.RetryAt) {
 			return false, nil
@@ -203,7 +209,7 @@ func (e *Engine) resumeOne(ctx context.Context, u feed.Unit, saga, id string) (b
 			if err := e.record(ctx, rows, in, about(p.Env, KindIgnored, "the saga no longer handles this message")); err != nil {
 				return false, err
 			}
-			return true, e.finish(ctx, rows, in, p.Env.ID)
+			return true, e.finish(ctx, rows, in, p.Env)
 		}
 		if len(p.Models) > 0 && !e.reached(gateOutcome{}, p.Env.Token.Max(in.Token), t.h.reads) {
 			return false, nil
@@ -248,7 +254,7 @@ func (e *Engine) resumeOne(ctx context.Context, u feed.Unit, saga, id string) (b
 		if err := e.record(ctx, rows, in, about(env, KindIgnored, "the saga no longer handles this message")); err != nil {
 			return false, err
 		}
-		return true, e.finish(ctx, rows, in, env.ID)
+		return true, e.finish(ctx, rows, in, env)
 	}
 	return true, e.apply(ctx, u, t, in, env, v, gateOutcome{}, nil)
 }

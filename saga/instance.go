@@ -73,6 +73,14 @@ type instance struct {
 	// pending are history entries recorded but not yet written (save
 	// writes them).
 	pending []HistoryEntry
+	// indexed says whether the instance's parked-index row exists.
+	indexed bool
+}
+
+// driverOwned reports whether the parked-step driver must look at the
+// instance: a parked step, or queued messages it has to drain.
+func (in *instance) driverOwned() bool {
+	return !in.ended() && (in.Parked != nil || (in.MailboxHead < in.MailboxTail && in.Status != StatusFailed))
 }
 
 // parked is a step waiting for read models (Models at Token) or for its
@@ -134,6 +142,7 @@ const (
 	tableParked   = "parked"
 	tableIgnored  = "ignored"
 	tableClaims   = "claims"
+	tableRequests = "requests"
 )
 
 func instanceKey(saga, id string) string { return saga + "/" + url.PathEscape(id) }

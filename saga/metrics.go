@@ -32,7 +32,9 @@ type Metrics struct {
 	// ignored as cancelled or rescheduled, by saga.
 	TimersFired *prometheus.CounterVec
 	TimersStale *prometheus.CounterVec
-	// TimersDue is the number of due timers at the timer loop's last pass.
+	// TimersDue is the number of timers the timer loop found due at its
+	// last pass (it fires them in that pass): a value that stays high
+	// means timers come due faster than they fire, or firing fails.
 	TimersDue prometheus.Gauge
 }
 
@@ -74,7 +76,7 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "converge_saga_timers_stale_total", Help: "Fired timers ignored because they were cancelled or rescheduled first.",
 		}, []string{"saga"}),
 		TimersDue: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "converge_saga_timers_due", Help: "Timers due and not yet fired at the timer loop's last pass.",
+			Name: "converge_saga_timers_due", Help: "Timers found due at the timer loop's last pass (fired in that pass unless firing failed).",
 		}),
 	}
 	if reg == nil {

@@ -69,43 +69,7 @@ func (in *instance) info() Info {
 
 // List returns the instances that pass f, in saga type and id order.
 func (e *Engine) List(ctx context.Context, f Filter) ([]Info, error) {
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 1000
-	}
-	prefix := ""
-	if f.Saga != "" {
-		prefix = f.Saga + "/"
-	}
-	var out []Info
-	after := ""
-	now := e.cfg.Clock.Now()
-	for {
-		page, err := e.cfg.Store.Rows().List(ctx, rowNamespace, tableInstance, feed.RowQuery{Prefix: prefix, After: after, Limit: 500})
-		if err != nil {
-			return nil, fmt.Errorf("saga: list instances: %w", err)
-		}
-		for _, row := range page {
-			after = row.Key
-			var in instance
-			if err := json.Unmarshal(row.Value, &in); err != nil {
-				return nil, fmt.Errorf("saga: instance row %q does not decode: %w", row.Key, err)
-			}
-			if f.Status != "" && in.Status != f.Status {
-				continue
-			}
-			if f.StuckLongerThan > 0 && (in.Parked == nil || now.Sub(in.Parked.Since) <= f.StuckLongerThan) {
-				continue
-			}
-			out = append(out, in.info())
-			if len(out) == limit {
-				return out, nil
-			}
-		}
-		if len(page) < 500 {
-			return out, nil
-		}
-	}
+	return listInstances(ctx, e.cfg.Store.Rows(), e.cfg.Clock.Now(), f)
 }
 
 // Timeline is an instance and its history, oldest first.
@@ -115,6 +79,9 @@ type Timeline struct {
 	// Ignored are messages that correlated to this id while no instance
 	// had it (saga.On handlers never start one).
 	Ignored []IgnoredMessage `json:"ignored,omitempty"`
+	// Request is an operator's retry or cancel waiting for an engine that
+	// runs the saga type (Operator.RequestRetry, RequestCancel).
+	Request *Request `json:"request,omitempty"`
 }
 
 // Show returns an instance's timeline: messages received, waits and
@@ -122,54 +89,7 @@ type Timeline struct {
 // there is no instance with the id (Timeline.Ignored still lists messages
 // that were ignored for it).
 func (e *Engine) Show(ctx context.Context, saga, id string) (Timeline, error) {
-	rows := e.cfg.Store.Rows()
-	var tl Timeline
-	ignored, err := listAll(ctx, rows, tableIgnored, instanceKey(saga, id)+"/")
-	if err != nil {
-		return tl, err
-	}
-	for _, r := range ignored {
-		var m IgnoredMessage
-		if json.Unmarshal(r.Value, &m) == nil {
-			tl.Ignored = append(tl.Ignored, m)
-		}
-	}
-	in, found, err := e.load(ctx, rows, saga, id, feed.LockNone)
-	if err != nil {
-		return tl, err
-	}
-	if !found {
-		return tl, fmt.Errorf("%w: %s/%s", ErrNotFound, saga, id)
-	}
-	tl.Info = in.info()
-	hist, err := listAll(ctx, rows, tableHistory, instanceKey(saga, id)+"/")
-	if err != nil {
-		return tl, err
-	}
-	for _, r := range hist {
-		var hs []HistoryEntry
-		if err := json.Unmarshal(r.Value, &hs); err != nil {
-			return tl, fmt.Errorf("saga: history row %q does not decode: %w", r.Key, err)
-		}
-		tl.History = append(tl.History, hs...)
-	}
-	return tl, nil
-}
-
-func listAll(ctx context.Context, rows feed.Rows, table, prefix string) ([]feed.Row, error) {
-	var out []feed.Row
-	after := ""
-	for {
-		page, err := rows.List(ctx, rowNamespace, table, feed.RowQuery{Prefix: prefix, After: after, Limit: 1000})
-		if err != nil {
-			return nil, fmt.Errorf("saga: list %s: %w", table, err)
-		}
-		out = append(out, page...)
-		if len(page) < 1000 {
-			return out, nil
-		}
-		after = page[len(page)-1].Key
-	}
+	return showInstance(ctx, e.cfg.Store.Rows(), saga, id)
 }
 
 // Retry runs a failed instance's failed step again (with a fresh count of
@@ -178,42 +98,46 @@ func listAll(ctx context.Context, rows feed.Rows, table, prefix string) ([]feed.
 // ErrNotRetryable for any other instance.
 func (e *Engine) Retry(ctx context.Context, saga, id string) error {
 	err := e.withUnit(ctx, func(ctx context.Context, u feed.Unit) error {
-		rows := u.Rows()
-		in, found, err := e.load(ctx, rows, saga, id, feed.LockUpdate)
-		if err != nil {
-			return err
-		}
-		if !found {
-			return fmt.Errorf("%w: %s/%s", ErrNotFound, saga, id)
-		}
-		now := e.cfg.Clock.Now().UTC()
-		switch {
-		case in.Status == StatusFailed && in.Failed != nil:
-			env := *in.Failed
-			in.Failed, in.Reason = nil, ""
-			in.Status = StatusParked
-			in.Parked = &parked{Env: env, Since: now, RetryAt: now, Resume: StatusRunning}
-			if in.Compensated {
-				in.Parked.Resume = StatusCompensating
-			}
-		case in.Parked != nil && in.Parked.Stuck:
-			in.Parked.Stuck, in.Parked.Since = false, now
-			u.AfterCommit(func() { e.metrics.Stuck.WithLabelValues(saga).Dec() })
-		default:
-			return fmt.Errorf("%w: %s/%s is %s", ErrNotRetryable, saga, id, in.Status)
-		}
-		if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindRetried, Detail: "retried by an operator"}); err != nil {
-			return err
-		}
-		if err := e.syncParkIndex(ctx, rows, in); err != nil {
-			return err
-		}
-		return e.save(ctx, rows, in)
+		return e.retryIn(ctx, u, saga, id, "retried by an operator")
 	})
 	if err == nil {
 		e.parkWake.Notify()
 	}
 	return err
+}
+
+func (e *Engine) retryIn(ctx context.Context, u feed.Unit, saga, id, detail string) error {
+	rows := u.Rows()
+	in, found, err := e.load(ctx, rows, saga, id, feed.LockUpdate)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return fmt.Errorf("%w: %s/%s", ErrNotFound, saga, id)
+	}
+	now := e.cfg.Clock.Now().UTC()
+	switch {
+	case in.Status == StatusFailed && in.Failed != nil:
+		env := *in.Failed
+		in.Failed, in.Reason = nil, ""
+		in.Status = StatusParked
+		in.Parked = &parked{Env: env, Since: now, RetryAt: now, Resume: StatusRunning}
+		if in.Compensated {
+			in.Parked.Resume = StatusCompensating
+		}
+	case in.Parked != nil && in.Parked.Stuck:
+		in.Parked.Stuck, in.Parked.Since = false, now
+		u.AfterCommit(func() { e.metrics.Stuck.WithLabelValues(saga).Dec() })
+	default:
+		return fmt.Errorf("%w: %s/%s is %s", ErrNotRetryable, saga, id, in.Status)
+	}
+	if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindRetried, Detail: detail}); err != nil {
+		return err
+	}
+	if err := e.syncParkIndex(ctx, rows, in); err != nil {
+		return err
+	}
+	return e.save(ctx, rows, in)
 }
 
 // Cancel ends a running, parked, compensating or failed instance: its
@@ -222,43 +146,47 @@ func (e *Engine) Retry(ctx context.Context, saga, id string) error {
 // ErrEnded for an instance that has already ended.
 func (e *Engine) Cancel(ctx context.Context, saga, id, reason string) error {
 	return e.withUnit(ctx, func(ctx context.Context, u feed.Unit) error {
-		rows := u.Rows()
-		in, found, err := e.load(ctx, rows, saga, id, feed.LockUpdate)
-		if err != nil {
-			return err
-		}
-		if !found {
-			return fmt.Errorf("%w: %s/%s", ErrNotFound, saga, id)
-		}
-		if in.ended() {
-			return fmt.Errorf("%w: %s/%s is %s", ErrEnded, saga, id, in.Status)
-		}
-		if reason == "" {
-			reason = "cancelled by an operator"
-		}
-		dropped := in.MailboxTail - in.MailboxHead
-		for n := in.MailboxHead; n < in.MailboxTail; n++ {
-			if err := rows.Delete(ctx, rowNamespace, tableMailbox, childKey(saga, id, seqKey(n))); err != nil {
-				return wrapRows(err, "drop queued message", saga, id)
-			}
-		}
-		if in.Parked != nil {
-			dropped++
-			if in.Parked.Stuck {
-				u.AfterCommit(func() { e.metrics.Stuck.WithLabelValues(saga).Dec() })
-			}
-		}
-		in.MailboxHead, in.Parked, in.Failed = in.MailboxTail, nil, nil
-		if err := e.cancelAllTimers(ctx, rows, in); err != nil {
-			return err
-		}
-		in.Status, in.Reason = StatusCancelled, reason
-		if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindCancelled, Detail: fmt.Sprintf("%s (%d pending messages dropped)", reason, dropped)}); err != nil {
-			return err
-		}
-		if err := e.syncParkIndex(ctx, rows, in); err != nil {
-			return err
-		}
-		return e.save(ctx, rows, in)
+		return e.cancelIn(ctx, u, saga, id, reason)
 	})
+}
+
+func (e *Engine) cancelIn(ctx context.Context, u feed.Unit, saga, id, reason string) error {
+	rows := u.Rows()
+	in, found, err := e.load(ctx, rows, saga, id, feed.LockUpdate)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return fmt.Errorf("%w: %s/%s", ErrNotFound, saga, id)
+	}
+	if in.ended() {
+		return fmt.Errorf("%w: %s/%s is %s", ErrEnded, saga, id, in.Status)
+	}
+	if reason == "" {
+		reason = "cancelled by an operator"
+	}
+	dropped := in.MailboxTail - in.MailboxHead
+	for n := in.MailboxHead; n < in.MailboxTail; n++ {
+		if err := rows.Delete(ctx, rowNamespace, tableMailbox, childKey(saga, id, seqKey(n))); err != nil {
+			return wrapRows(err, "drop queued message", saga, id)
+		}
+	}
+	if in.Parked != nil {
+		dropped++
+		if in.Parked.Stuck {
+			u.AfterCommit(func() { e.metrics.Stuck.WithLabelValues(saga).Dec() })
+		}
+	}
+	in.MailboxHead, in.Parked, in.Failed = in.MailboxTail, nil, nil
+	if err := e.cancelAllTimers(ctx, rows, in); err != nil {
+		return err
+	}
+	in.Status, in.Reason = StatusCancelled, reason
+	if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindCancelled, Detail: fmt.Sprintf("%s (%d pending messages dropped)", reason, dropped)}); err != nil {
+		return err
+	}
+	if err := e.syncParkIndex(ctx, rows, in); err != nil {
+		return err
+	}
+	return e.save(ctx, rows, in)
 }

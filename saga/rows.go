@@ -20,6 +20,8 @@ func (e *Engine) load(ctx context.Context, rows feed.Rows, saga, id string, lock
 	if err := json.Unmarshal(row.Value, in); err != nil {
 		return nil, false, fmt.Errorf("saga: instance %s/%s: stored row does not decode: %w", saga, id, err)
 	}
+	// Every write of the instance keeps its index row in step.
+	in.indexed = in.driverOwned()
 	return in, true, nil
 }
 
@@ -134,10 +136,16 @@ type parkIndex struct {
 // whether it is blocked on something the driver resolves.
 func (e *Engine) syncParkIndex(ctx context.Context, rows feed.Rows, in *instance) error {
 	key := instanceKey(in.Saga, in.ID)
-	driverOwned := in.Parked != nil || (in.MailboxHead < in.MailboxTail && in.Status != StatusFailed)
-	if !driverOwned || in.ended() {
+	if !in.driverOwned() {
+		if !in.indexed {
+			// Most steps find no index row: skipping the delete saves a
+			// statement per step.
+			return nil
+		}
+		in.indexed = false
 		return wrapRows(rows.Delete(ctx, rowNamespace, tableParked, key), "delete parked index", in.Saga, in.ID)
 	}
+	in.indexed = true
 	ix := parkIndex{Saga: in.Saga, ID: in.ID, Since: in.Updated}
 	if p := in.Parked; p != nil {
 		ix.Since, ix.RetryAt, ix.Models, ix.Token = p.Since, p.RetryAt, p.Models, p.Token

@@ -79,7 +79,6 @@ func (e *Engine) fireDue(ctx context.Context) (int, time.Time, error) {
 			return fired, time.Time{}, fmt.Errorf("saga: list timers: %w", err)
 		}
 		now := e.cfg.Clock.Now()
-		due := 0
 		for _, row := range page {
 			at, err := timerDue(row.Key)
 			if err != nil {
@@ -88,17 +87,17 @@ func (e *Engine) fireDue(ctx context.Context) (int, time.Time, error) {
 				continue
 			}
 			if at.After(now) {
-				e.metrics.TimersDue.Set(float64(due))
+				e.metrics.TimersDue.Set(float64(fired))
 				return fired, at, nil
 			}
-			due++
 			if err := e.fire(ctx, rows, row); err != nil {
+				e.metrics.TimersDue.Set(float64(fired + 1))
 				return fired, time.Time{}, err
 			}
 			fired++
 		}
 		if len(page) < timerPage {
-			e.metrics.TimersDue.Set(0)
+			e.metrics.TimersDue.Set(float64(fired))
 			return fired, time.Time{}, nil
 		}
 	}

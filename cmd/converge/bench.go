@@ -39,7 +39,12 @@ var benchScenarios = map[string]func(ctx context.Context, c *benchCmd, store *pg
 	"propagation": runPropagationBench,
 	"parallel":    runParallelBench,
 	"rebuild":     runRebuildBench,
+	"saga":        runSagaBench,
 }
+
+// sagaBenchConns is the pool size the saga scenario needs: its writers,
+// the baseline's, and the connections its processors hold in their units.
+const sagaBenchConns = 40
 
 // benchCmd is `converge bench`: one scenario against its baseline in a
 // throw-away schema.
@@ -52,6 +57,7 @@ type benchCmd struct {
 	rate       int
 	events     int
 	partitions []int
+	sagas      int
 	keep       bool
 	// json prints the JSON lines only, without the human summary.
 	json   bool
@@ -97,6 +103,9 @@ func (c *benchCmd) validate() error {
 				return fmt.Errorf("--partitions %v: each count must be 1 to 1024", c.partitions)
 			}
 		}
+	}
+	if c.sagas < 1 || c.sagas > 100_000 {
+		return fmt.Errorf("--sagas %d: use 1 to 100000", c.sagas)
 	}
 	if c.rate < 1 || c.rate > 20000 {
 		return fmt.Errorf("--rate %d: use 1 to 20000 events per second", c.rate)
@@ -180,8 +189,9 @@ Scenarios:
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&c.scenario, "scenario", "append", "scenario to run: append, propagation, parallel or rebuild")
+	f.StringVar(&c.scenario, "scenario", "append", "scenario to run: append, propagation, parallel, rebuild or saga")
 	f.IntVar(&c.events, "events", 2000, "events to handle per run (parallel; rebuild defaults to 200000)")
+	f.IntVar(&c.sagas, "sagas", 500, "sagas to run per store (saga)")
 	f.IntSliceVar(&c.partitions, "partitions", []int{1, 8}, "partition counts to run, the first is the baseline (parallel)")
 	f.IntSliceVar(&c.writers, "writers", []int{1, 8}, "concurrent writers (append)")
 	f.IntSliceVar(&c.batches, "batches", []int{1, 10}, "events per append (append)")
@@ -195,7 +205,11 @@ Scenarios:
 func (c *benchCmd) run(ctx context.Context) (err error) {
 	// The writers need their own connections; each store's listener takes
 	// one, and the propagation scenario runs two stores.
-	pool, err := c.db.openPoolWith(ctx, int32(slices.Max(append(slices.Clone(c.writers), 1))+6))
+	conns := int32(slices.Max(append(slices.Clone(c.writers), 1)) + 6)
+	if c.scenario == "saga" {
+		conns = max(conns, sagaBenchConns)
+	}
+	pool, err := c.db.openPoolWith(ctx, conns)
 	if err != nil {
 		return err
 	}
@@ -286,6 +300,11 @@ func runParallelBench(ctx context.Context, c *benchCmd, store *pgstore.Store) (f
 func runRebuildBench(ctx context.Context, c *benchCmd, store *pgstore.Store) (func(io.Writer) error, error) {
 	res, err := bench.Rebuild(ctx, store.Pool(), store.Schema(), &bench.RebuildConfig{Events: c.events}, c.out)
 	return func(w io.Writer) error { return bench.WriteRebuildSummary(w, res) }, err
+}
+
+func runSagaBench(ctx context.Context, c *benchCmd, store *pgstore.Store) (func(io.Writer) error, error) {
+	res, err := bench.Saga(ctx, store.Pool(), store.Schema(), &bench.SagaConfig{Sagas: c.sagas}, c.out)
+	return func(w io.Writer) error { return bench.WriteSagaSummary(w, res) }, err
 }
 
 func randomSuffix() string {

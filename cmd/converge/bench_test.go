@@ -138,7 +138,8 @@ func TestBenchRejectsBadOptions(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--scenario", "nope"}, `--scenario "nope": unknown (choose one of append, parallel, propagation, rebuild)`},
+		{[]string{"--scenario", "nope"}, `--scenario "nope": unknown (choose one of append, parallel, propagation, rebuild, saga)`},
+		{[]string{"--scenario", "saga", "--sagas", "0"}, "--sagas 0: use 1 to 100000"},
 		{[]string{"--writers", "0"}, "--writers 0: use 1 to 64"},
 		{[]string{"--rate", "0"}, "--rate 0: use 1 to 20000 events per second"},
 		{[]string{"--schema", strings.Repeat("s", 49)}, `bench appends "_bench_" and 8 characters to it, which makes it too long; use at most 48 characters`},
@@ -164,6 +165,7 @@ func TestBenchFailsWhenItCannotDropItsSchema(t *testing.T) {
 		batches:     []int{1},
 		duration:    20 * time.Millisecond,
 		rate:        1,
+		sagas:       1,
 		out:         &out,
 		errOut:      &out,
 		dropTimeout: 300 * time.Millisecond,

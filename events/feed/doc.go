@@ -103,7 +103,9 @@
 // the same partition): by stream, a stream's events stay in order in one
 // partition; by correlation id, a whole business process does. Every event
 // is in exactly one partition of a count, so N consumers of partitions 0..N-1
-// together see the feed once. CheckpointStore.Heartbeat and Leave keep a
+// together see the feed once: a Processor splits itself that way, and a
+// Subscriber delivers one partition of its topic with
+// SubscriberConfig.Partition. CheckpointStore.Heartbeat and Leave keep a
 // group's membership (rows with an expiry, not session locks, which outlive
 // a dead holder on a pooled connection) for runtimes that share partitions
 // between processes.

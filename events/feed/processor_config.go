@@ -144,6 +144,8 @@ func (c *ProcessorConfig) validate() error {
 		return errors.New("feed: ProcessorConfig.Subscriber.ConsumerName is set: the processor names its partitions after ProcessorConfig.Name; leave it empty")
 	case c.Subscriber.CommitBatch != 0:
 		return errors.New("feed: ProcessorConfig.Subscriber.CommitBatch is set: use ProcessorConfig.CommitBatch")
+	case c.Subscriber.Partition != (Partition{}):
+		return errors.New("feed: ProcessorConfig.Subscriber.Partition is set: use ProcessorConfig.Partitions and PartitionKey")
 	case c.Subscriber.OnCommitted != nil:
 		return errors.New("feed: ProcessorConfig.Subscriber.OnCommitted is set: use ProcessorConfig.OnCommitted")
 	}

@@ -105,7 +105,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		cfg:    &s.cfg,
 		name:   CheckpointName(s.cfg.ConsumerName, topic),
 		owner:  s.cfg.Owner + "/" + strconv.Itoa(s.seq),
-		filter: filterOf(category),
+		filter: s.filter(category),
 		out:    make(chan *message.Message),
 	}
 	c.log = s.cfg.Logger.With("consumer", c.name, "owner", c.owner)
@@ -122,6 +122,16 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		c.run(cctx)
 	}()
 	return c.out, nil
+}
+
+// filter is what the subscription reads: the topic's category, and the
+// subscriber's partition of it.
+func (s *Subscriber) filter(category string) Filter {
+	f := filterOf(category)
+	if s.cfg.Partition.Count > 1 {
+		f.Partition = s.cfg.Partition
+	}
+	return f
 }
 
 // filterOf is the filter of a topic's category ("" for the whole feed).

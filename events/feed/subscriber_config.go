@@ -145,6 +145,11 @@ type SubscriberConfig struct {
 	// Clock judges how long renewals have been failing. Defaults to
 	// events.SystemClock.
 	Clock events.Clock
+	// Partition, when its Count is above 1, delivers only that partition of
+	// the topic (by a hash of Partition.Key): Subscribers of the other
+	// partitions, under ConsumerNames of their own (PartitionName), share
+	// the topic and deliver concurrently. Defaults to the whole topic.
+	Partition Partition
 	// OnCommitted, when set, is called after every successful checkpoint
 	// commit with the checkpoint name and the committed position, including
 	// an Advance past events the consumer's topic does not match. Tests and
@@ -206,6 +211,9 @@ func (c *SubscriberConfig) validate() error {
 	}
 	if c.BatchSize < 0 {
 		return fmt.Errorf("feed: SubscriberConfig.BatchSize is %d: use 0 for the default or a positive count", c.BatchSize)
+	}
+	if err := c.Partition.Validate(); err != nil {
+		return fmt.Errorf("feed: SubscriberConfig.Partition: %w", err)
 	}
 	for _, f := range []struct {
 		name string

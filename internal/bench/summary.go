@@ -45,3 +45,15 @@ func WriteParallelSummary(w io.Writer, rs []ParallelResult) error {
 	}
 	return tw.Flush()
 }
+
+// WriteSagaSummary writes a short table of saga results for people: each
+// store's saga rate and latency against its baseline.
+func WriteSagaSummary(w io.Writer, rs []SagaResult) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "saga: 4-step sagas end to end (ratio = sagas/s / baseline per second)")
+	fmt.Fprintln(tw, "STORE\tSAGAS\tSAGAS/S\tSTEPS/S\tP50 MS\tP99 MS\tBASELINE\tBASELINE/S\tRATIO")
+	for _, r := range rs {
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.1f\t%.1f\t%s\t%.0f\t%.3f\n", r.Store, r.Sagas, r.SagasPerSec, r.StepsPerSec, r.P50Ms, r.P99Ms, r.Baseline, r.BaselinePerSec, r.Ratio)
+	}
+	return tw.Flush()
+}

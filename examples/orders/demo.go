@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -420,7 +421,15 @@ func compareWithRebuild(ctx context.Context, store converge.Store, app *App, def
 		}
 		for _, e := range envs {
 			raw := events.Raw{Type: e.Type, SchemaVersion: e.SchemaVersion, Payload: e.Payload}
-			if _, err := fresh.Append(ctx, e.StreamID, events.AnyVersion, events.Event{ID: e.ID, Data: raw, Metadata: e.Metadata}); err != nil {
+			// The live store marks events a strong projection applied in
+			// their append; the rebuild applies every event from the feed,
+			// so the copies go without the mark.
+			md := e.Metadata
+			if _, marked := md.Extra[projections.AppliedMetadataKey]; marked {
+				md.Extra = maps.Clone(md.Extra)
+				delete(md.Extra, projections.AppliedMetadataKey)
+			}
+			if _, err := fresh.Append(ctx, e.StreamID, events.AnyVersion, events.Event{ID: e.ID, Data: raw, Metadata: md}); err != nil {
 				return nil, fmt.Errorf("orders: replay %s: %w", e.ID, err)
 			}
 			after = e.Token

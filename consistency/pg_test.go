@@ -66,7 +66,7 @@ func TestWaitsSurviveListenConnectionLoss(t *testing.T) {
 		require.NoError(t, err)
 		unit, err := other.Checkpoints().Begin(ctx)
 		require.NoError(t, err)
-		require.NoError(t, unit.Commit(ctx, lease, res.Token))
+		require.NoError(t, unit.Commit(ctx, feed.Move{Lease: lease, Position: res.Token}))
 		return res.Token
 	}
 

@@ -2,7 +2,9 @@ package consistency
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -18,8 +20,12 @@ type Tracker struct {
 	cfg    TrackerConfig
 	logger *slog.Logger
 
-	mu        sync.Mutex
-	names     map[string]*checkpoint
+	mu    sync.Mutex
+	names map[string]*checkpoint
+	// groups maps a group name to its members, and memberOf a member to the
+	// groups it belongs to (see Group).
+	groups    map[string][]string
+	memberOf  map[string][]string
 	started   bool
 	watching  bool // Watcher subscribed and not cancelled
 	stopWatch func()
@@ -69,6 +75,8 @@ func NewTracker(cfg *TrackerConfig) (*Tracker, error) {
 		cfg:      c,
 		logger:   c.Logger.With("component", "consistency.Tracker"),
 		names:    make(map[string]*checkpoint),
+		groups:   make(map[string][]string),
+		memberOf: make(map[string][]string),
 		stopping: make(chan struct{}),
 		loopDone: make(chan struct{}),
 		stopped:  make(chan struct{}),
@@ -150,6 +158,76 @@ func (t *Tracker) Advance(name string, pos events.Token) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.advanceLocked(t.checkpointLocked(name), pos)
+	t.regroupLocked(name)
+}
+
+// Group makes name stand for the lowest position of members: a processor
+// split into partitions (feed.Processor.CheckpointNames) has one checkpoint
+// per partition, and a read model fed by it has caught up to a token only
+// when every partition has. Waits on name then wait for all of them. The
+// group's position is known once every member's is.
+func (t *Tracker) Group(name string, members ...string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if old, ok := t.groups[name]; ok {
+		for _, m := range old {
+			t.memberOf[m] = slices.DeleteFunc(t.memberOf[m], func(g string) bool { return g == name })
+		}
+	}
+	if len(members) == 1 && members[0] == name {
+		delete(t.groups, name)
+		return
+	}
+	t.groups[name] = slices.Clone(members)
+	for _, m := range members {
+		t.memberOf[m] = append(t.memberOf[m], name)
+	}
+	t.recomputeLocked(name)
+}
+
+// regroupLocked moves the groups member belongs to.
+func (t *Tracker) regroupLocked(member string) {
+	for _, g := range t.memberOf[member] {
+		t.recomputeLocked(g)
+	}
+}
+
+// recomputeLocked sets group g to its members' lowest position, once all
+// of them are known.
+func (t *Tracker) recomputeLocked(g string) {
+	var low events.Token
+	for i, m := range t.groups[g] {
+		cp, ok := t.names[m]
+		if !ok || !cp.known {
+			return
+		}
+		if i == 0 || cp.pos.Before(low) {
+			low = cp.pos
+		}
+	}
+	t.advanceLocked(t.checkpointLocked(g), low)
+}
+
+// WaitReached is Wait for the runtime's gates (feed.Waiter): it reports
+// whether every model reached token before ctx's deadline, and which had
+// not. A ctx already past its deadline checks without waiting.
+func (t *Tracker) WaitReached(ctx context.Context, token events.Token, models ...string) (bool, []string, error) {
+	if ctx.Err() == nil {
+		if _, err := t.Wait(ctx, token, models...); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return false, nil, err
+		}
+	} else if len(models) == 0 {
+		return false, nil, ErrNoNames
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var behind []string
+	for _, m := range models {
+		if cp := t.checkpointLocked(m); !cp.known || cp.pos.Before(token) {
+			behind = append(behind, m)
+		}
+	}
+	return len(behind) == 0, behind, nil
 }
 
 // Reset sets the checkpoint of name to pos even when that moves it back,

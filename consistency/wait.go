@@ -18,8 +18,8 @@ import (
 // once, fresh: there is nothing to wait for. When MaxWaiters waits are
 // already blocking, Wait returns at once, stale, with ReasonRejected.
 //
-// Wait returns an error only for misuse (no names: ErrNoNames) or when the
-// caller cancels ctx, and then it returns ctx.Err() at once. A ctx that
+// Wait returns an error only for misuse (no names: ErrNoNames; a ctx that
+// carries a unit of work: ErrWaitInUnit) or when the caller cancels ctx, and then it returns ctx.Err() at once. A ctx that
 // reaches its deadline is not a cancellation: it ends the wait with a stale
 // Status.
 //
@@ -27,6 +27,9 @@ import (
 // keeps an entry for every name it is asked about.
 func (t *Tracker) Wait(ctx context.Context, target events.Token, names ...string) (Status, error) {
 	start := t.cfg.Clock.Now()
+	if _, inUnit := events.UnitFromContext(ctx); inUnit {
+		return Status{Target: target, Behind: -1}, ErrWaitInUnit
+	}
 	if len(names) == 0 {
 		return Status{Target: target, Behind: -1}, ErrNoNames
 	}
@@ -252,13 +255,32 @@ func (t *Tracker) read(ctx context.Context, name string) {
 	cp.reading = done
 	t.mu.Unlock()
 
-	pos, err := t.cfg.Positions.Position(ctx, name)
+	t.mu.Lock()
+	members, isGroup := t.groups[name]
+	t.mu.Unlock()
+	var (
+		pos events.Token
+		err error
+	)
+	if isGroup {
+		// A group is as far as its slowest member: read each.
+		for _, m := range members {
+			var mp events.Token
+			if mp, err = t.cfg.Positions.Position(ctx, m); err != nil {
+				break
+			}
+			t.Advance(m, mp)
+		}
+	} else {
+		pos, err = t.cfg.Positions.Position(ctx, name)
+	}
 
 	t.mu.Lock()
 	cp.reading = nil
 	close(done)
-	if err == nil {
+	if err == nil && !isGroup {
 		t.advanceLocked(cp, pos)
+		t.regroupLocked(name)
 	}
 	t.mu.Unlock()
 	if err != nil && ctx.Err() == nil {

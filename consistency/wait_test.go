@@ -10,6 +10,7 @@ import (
 
 	"github.com/converge-es/converge/consistency"
 	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/memstore"
 )
 
 func TestWait_Misuse(t *testing.T) {
@@ -400,4 +401,31 @@ func TestWait_Fallback(t *testing.T) {
 		case <-time.After(30 * time.Millisecond):
 		}
 	})
+}
+
+// A handler that waits inside its unit of work would hold the unit (on
+// PostgreSQL its transaction id) open while it waits, stalling the feed
+// the wait depends on: Wait and Read refuse, even when already fresh.
+func TestWait_RefusedInsideAUnit(t *testing.T) {
+	t.Parallel()
+	st, err := memstore.New(nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	u, err := st.Checkpoints().Begin(t.Context())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = u.Rollback(context.Background()) })
+	tr := setup(t, nil)
+	tr.Advance("orders", tok(5))
+
+	_, err = tr.Wait(u.Context(t.Context()), tok(1), "orders")
+	require.ErrorIs(t, err, consistency.ErrWaitInUnit)
+	_, err = consistency.Read(u.Context(t.Context()), tr, tok(1), []string{"orders"}, func(context.Context) (int, error) {
+		t.Fatal("the query must not run")
+		return 0, nil
+	})
+	require.ErrorIs(t, err, consistency.ErrWaitInUnit)
+
+	st2, err := tr.Wait(t.Context(), tok(1), "orders")
+	require.NoError(t, err, "outside the unit the same wait is fine")
+	require.False(t, st2.Stale)
 }

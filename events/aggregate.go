@@ -46,7 +46,9 @@ func (a Aggregate[S]) initial() S {
 
 // Load replays streamID through agg and returns the state and the version
 // it reflects (0 for a stream with no events). Append with
-// Exactly(version) to write based on that state.
+// Exactly(version) to write based on that state. Inside a unit of work
+// (UnitFromContext) it reads through the unit, so it sees the unit's own
+// appends.
 //
 // On error the state is S's zero value: a partly replayed state is never
 // returned, so it cannot be mistaken for the real one.
@@ -55,6 +57,7 @@ func Load[S any](ctx context.Context, store Store, agg Aggregate[S], streamID st
 	if err := agg.validate(); err != nil {
 		return zero, 0, err
 	}
+	store = storeFor(ctx, store)
 	reg := store.Registry()
 	state := agg.initial()
 	var version int64
@@ -112,6 +115,10 @@ func (c *UpdateConfig) validate() error {
 // conflict it starts again from the load, up to cfg.MaxAttempts times in
 // all; a nil cfg means defaults (no retry).
 //
+// Inside a unit of work (a handler run by converge's runtime carries one in
+// its context), Update loads and appends through the unit: the events commit
+// with the handler's other writes, or not at all.
+//
 // decide may run several times and must have no side effects besides its
 // result. An error from it is returned unchanged. When it returns no events
 // there is nothing to do, and Update returns a zero AppendResult and nil.
@@ -125,6 +132,7 @@ func Update[S any](ctx context.Context, store Store, agg Aggregate[S], streamID 
 	if decide == nil {
 		return AppendResult{}, errors.New("events: Update: decide is nil")
 	}
+	store = storeFor(ctx, store)
 	for attempt := 1; ; attempt++ {
 		state, version, err := Load(ctx, store, agg, streamID)
 		if err != nil {

@@ -165,3 +165,20 @@ func Current(ctx context.Context, pool *pgxpool.Pool, cfg *Config) (int32, error
 	}
 	return v, nil
 }
+
+// migrateTo brings the schema up (or down) to version target. Tests use it
+// to build a database as an older release left it.
+func migrateTo(ctx context.Context, conn *pgx.Conn, schema string, target int32) error {
+	if err := createSchema(ctx, conn, schema); err != nil {
+		return err
+	}
+	m, err := migrate.NewMigrator(ctx, conn, schema+".schema_version")
+	if err != nil {
+		return fmt.Errorf("migrate: prepare version table: %w", err)
+	}
+	m.Data["schema"] = pgx.Identifier{schema}.Sanitize()
+	if err := m.LoadMigrations(files); err != nil {
+		return fmt.Errorf("migrate: load embedded migrations: %w", err)
+	}
+	return m.MigrateTo(ctx, target)
+}

@@ -34,66 +34,88 @@
 //	total, ok, err := projections.Get[int](ctx, runner.View("order_summary").Table("customers"), "ada")
 //
 // The handled type's stored name comes from the store's events.Registry,
-// so a Go type can be renamed freely while its registered name stays. The
-// projection's name is stored too (rows, checkpoint, Tracker entry):
-// renaming a projection starts an empty one that replays the feed.
+// so a Go type can be renamed freely while its registered name stays, and
+// events stored under an alias of it (events.Registry.Alias) reach the
+// same handler. The projection's name is stored too (rows, checkpoint,
+// Tracker entry): renaming a projection starts an empty one that replays
+// the feed.
+//
+// # How projections run
+//
+// Projections run on converge's consumer runtime (feed.Processor), like
+// every other consumer: each projection is a processor named after it,
+// mounted on a Watermill router (one of the Runner's own, or yours with
+// Runner.AddHandlers). The processor reads the feed filtered in the store
+// by the stored names of the types the projection handles, so an event it
+// does not handle is never delivered: the checkpoint moves past a run of
+// them in one write. Each delivered event runs its handler in a unit of
+// work (feed.Unit) whose writes commit together with the checkpoint.
 //
 // Read models are tables of JSON values by string key (Tx.Table, View),
-// stored in the read_models table on PostgreSQL (migration 0002) and in
-// memory next to a memstore. Handlers that need SQL can use Tx.Pgx, which
-// is the same transaction.
+// stored as the unit's feed.Rows: the rows table on PostgreSQL (migrations
+// 0003 and 0004), maps next to a memstore. Everything else a projection
+// keeps is rows too: one state row per projection (its active generation,
+// the rebuild in progress, the generations being dropped), and the
+// runtime's halts and dead letters. The state machine below is therefore
+// written once, over feed.Unit and feed.Rows, and behaves the same on both
+// stores; the stores' shared suites prove the units and rows underneath.
+//
+// Progress is recorded once: a generation's position is its processor's
+// checkpoint, moved in the unit that applies the events. There is no
+// watermark beside it, so a checkpoint moved back (Reset) applies the
+// events after it again, which is what Reset is for. What keeps effects
+// exactly once is the unit: a handler's writes, the appends it makes
+// through its unit (events.UnitFromContext, events.Update) and the
+// checkpoint commit together or not at all, fenced by the processor's
+// lease, so a crash, a Nack or a lost lease leaves nothing and the event
+// comes again. A second run of the same event in the same unit (Watermill's
+// Duplicator middleware) is recognised and skipped.
+//
+// A projection can be split into partitions (Config.Partitions) applied in
+// parallel and shared by the processes running it; its position, for the
+// Tracker and for token waits, is the lowest of its partitions'
+// (consistency.Tracker.Group). Split only projections whose rows are each
+// written by the events of one key.
+//
+// Handlers must be deterministic functions of the read model and the
+// event, and must not have side effects outside the unit: those would
+// happen again on a retry.
 //
 // # Classes
 //
-// consistency.Eventual projections (the default) are fed by the global feed
-// through a Watermill router: one handler per projection, with its own
-// feed.Subscriber whose consumer name is the projection's name. Readers who
-// need their own write wait on the write's token (consistency.Tracker),
-// which the runner advances under the same name.
+// consistency.Eventual projections (the default) are fed by their
+// processor after the events commit. Readers who need their own write wait
+// on the write's token (consistency.Tracker), which follows the
+// processor's checkpoint under the projection's name.
 //
 // consistency.Strong projections are also applied inside the append's own
-// transaction when the events are appended through Runner.Appender, an
-// events.Store: a read right after the append sees them, with no wait. Their
-// feed consumer still runs; it moves their checkpoint, skips the events the
-// Appender applied, and applies events appended any other way (so append
-// everything a strong projection handles through an Appender).
-//
-// # Exactly-once effect
-//
-// Delivery is at least once; effects are exactly once. On PostgreSQL a
-// handler's writes, the projection's watermark and the feed checkpoint
-// commit in one transaction (pgstore.TxFromContext), fenced by the
-// consumer's lease: a crash before the commit leaves nothing, and the event
-// comes again. Each generation also keeps a watermark, the token of the
-// last event applied, written with the rows: an event at or before it is
-// skipped. That makes a replayed prefix (a checkpoint moved back) and a
-// duplicated delivery (Watermill's middleware.Duplicator, a redelivery
-// after a lost Ack) harmless. In memory, a handler's writes are staged and
-// applied with the watermark, under one lock, when the handler returns; the
-// checkpoint follows, and a redelivery after a crash in between is skipped
-// by the watermark.
-//
-// Handlers must still be deterministic functions of the read model and the
-// event, and must not have side effects outside the Tx: those would happen
-// again on a retry.
+// unit, by an append hook the Runner installs on the store
+// (feed.HookedSource): every append through the store or a unit of it
+// applies them, a read right after the append sees the rows, and a strong
+// handler's error fails the append. The hook marks the events it applied
+// (AppliedMetadataKey), and the projection's processor moves past them
+// without applying them again. Token waits still follow the processor's
+// checkpoint: a token is reported reached only once every event up to it is
+// applied, including events appended without the hook (before the Runner
+// started, or by a process that does not run it). Appending in a
+// transaction you own (pgstore.Store.AppendTx) runs no hook: append
+// strongly projected events through a unit instead.
 //
 // # Failures: retries, halts and dead letters
 //
-// A handler's error (or panic) discards everything it wrote and the event
-// is tried again after an exponential backoff (BackoffMin to BackoffMax).
-// Events of one projection are applied one at a time in global order, so
-// a failing event holds up the events behind it. After MaxAttempts the
-// failure policy applies:
+// A handler's error (or panic) discards everything its unit wrote and the
+// event is tried again after an exponential backoff (BackoffMin to
+// BackoffMax). After MaxAttempts the processor's failure policy applies:
 //
 //   - HaltOnFailure (the default) halts the projection: its checkpoint stays
 //     before the event, Status reports StateHalted with the reason, OnHalt is
-//     called, and nothing is attempted (no hot loop) until Resume. Readers
-//     keep reading the last good state.
+//     called, and nothing is attempted until Resume. Readers keep reading
+//     the last good state.
 //   - DeadLetterOnFailure stores the event and the reason in the dead
-//     letters (Runner.DeadLetters) in the same unit of work that moves the
+//     letters (Runner.DeadLetters) in the same unit that moves the
 //     checkpoint past it, and carries on.
 //
-// Halts are stored, so a projection halted by one process is halted in all
+// Halts are rows, so a projection halted in one process is halted in all
 // of them, and a Resume in one reaches the others within
 // StatusPollInterval.
 //
@@ -107,24 +129,36 @@
 // # Rebuild and reset
 //
 // Runner.Rebuild replays the whole feed into the next generation, beside
-// the active one, under its own consumer, while readers keep reading the
-// active generation and its live consumer keeps it current. When the new
-// generation reflects everything the active one does (and at least the feed
-// as it was when the rebuild started), it becomes active in one
-// transaction, and the old generation's rows are dropped. Readers see the
-// old rows or the new ones, never neither. Use it after changing a
-// handler, or to recover from bad rows or dead-lettered events.
+// the active one, with a processor of its own ("name@rebuild-N"), while
+// readers keep reading the active generation and its processor keeps it
+// current. The switch is one unit that takes the state row with
+// feed.LockUpdate: the live processor, the rebuild and strong appends take
+// it with feed.LockShare in each of their units, so on PostgreSQL they wait
+// for one another and in memory one of two racing units fails at commit
+// and runs again. The switch happens only when the rebuild's position is
+// at or past the live processor's and no event the projection handles was
+// committed after it (strong appends may have put later events in the live
+// rows), so the new generation reflects everything the old one does. It
+// records the rebuild's position in the state row: the live processor then
+// moves past events up to it without applying them again, whatever its own
+// checkpoint, and a halt of the old generation is cleared. After the
+// switch the rebuild's processor stops and its checkpoints are deleted (a
+// checkpoint nobody moves would lag forever), and the old generation's
+// rows are deleted in short transactions of RunnerConfig.DropBatch rows,
+// in the background, so a large read model never holds the feed back.
+// Readers see the old rows or the new ones, never neither: a read that
+// finds nothing checks that its generation is still the active one.
 //
-// Runner.Reset moves a projection's checkpoint and watermark back to a
-// token, so the events after it are applied again over the current rows.
-// It is for upsert-style handlers (a row holds the latest state of
-// something), and readers see rows step back through older states while it
-// replays; for anything else use Rebuild.
+// Runner.Reset moves a projection's checkpoint back to a token, so the
+// events after it are applied again over the current rows. It is for
+// upsert-style handlers (a row holds the latest state of something), and
+// readers see rows step back through older states while it replays; for
+// anything else use Rebuild.
 //
 // # On PostgreSQL
 //
-// While a feed handler runs, its transaction holds the feed's read horizon
-// back for every consumer in the cluster (see pgstore): keep handlers
-// short, and never wait inside one. The tables live in the store's schema;
-// run `converge migrate` (migration 0002) first.
+// While a unit runs, its transaction holds the feed's read horizon back for
+// every consumer in the cluster (see pgstore): keep handlers short, and
+// never wait inside one (the runtime's gate waits before the unit begins).
+// Run `converge migrate` first.
 package projections

@@ -29,14 +29,8 @@ var (
 	// ErrHalted is wrapped by errors about halted projections.
 	ErrHalted = errors.New("projections: projection halted")
 	// ErrNoTransactions is returned by AppendTx over the in-memory store,
-	// which has no transactions: use Append.
-	ErrNoTransactions = errors.New("projections: the in-memory store has no transactions (use Append)")
-	// ErrAppendedNotApplied is wrapped by the in-memory Appender's error
-	// when a strong projection's handler failed after the events were
-	// stored: memory cannot roll an append back. The events stay appended
-	// and the projection's feed consumer applies them, with its usual
-	// retries. On PostgreSQL a failing strong handler fails the whole append.
-	ErrAppendedNotApplied = errors.New("projections: events were appended but a strong projection did not apply them")
+	// which has no transactions: use Append, or a unit of work.
+	ErrNoTransactions = errors.New("projections: the in-memory store has no transactions (use Append, or a unit of work)")
 )
 
 // HaltedError says why a projection (or its rebuild) stopped applying

@@ -82,9 +82,9 @@ func Example() {
 	// Output: stale: false total: 30
 }
 
-// A strong projection is applied inside the append itself when events go
-// through the runner's Appender: the read needs no wait.
-func ExampleRunner_Appender() {
+// A strong projection is applied inside the append itself, by a hook the
+// runner installs on the store: the read needs no wait.
+func ExampleRunner_strong() {
 	ctx := context.Background()
 	reg := events.NewRegistry()
 	events.Register[OrderPlaced](reg, "order_placed")
@@ -107,9 +107,8 @@ func ExampleRunner_Appender() {
 	}
 	defer func() { _ = runner.Stop(ctx) }()
 
-	orders := runner.Appender() // an events.Store
 	for _, total := range []int{30, 12} {
-		if _, err := orders.Append(ctx, "order-2", events.AnyVersion, events.Event{Data: OrderPlaced{Customer: "bob", Total: total}}); err != nil {
+		if _, err := store.Append(ctx, "order-2", events.AnyVersion, events.Event{Data: OrderPlaced{Customer: "bob", Total: total}}); err != nil {
 			panic(err)
 		}
 		sum, _, err := projections.Get[int](ctx, runner.View("order_summary").Table("customers"), "bob")

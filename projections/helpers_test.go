@@ -43,6 +43,9 @@ type (
 	}
 )
 
+// oldDepositedName is the name deposits were stored under before a rename.
+const oldDepositedName = "account.deposited"
+
 // Account is the balances projection's row.
 type Account struct {
 	Name    string `json:"name,omitempty"`
@@ -58,6 +61,10 @@ func newRegistry() *events.Registry {
 	events.Register[Renamed](reg, "renamed")
 	events.Register[Closed](reg, "closed")
 	events.Register[Noise](reg, "noise")
+	// Deposits were once stored under another name (see TestAliasedTypeIsDispatched).
+	if err := reg.Alias(oldDepositedName, "deposited"); err != nil {
+		panic(err)
+	}
 	return reg
 }
 
@@ -349,7 +356,7 @@ func (f *fixture) moveCheckpoint(t *testing.T, name string, tok events.Token) {
 	require.NoError(t, err)
 	unit, err := cps.Begin(ctx)
 	require.NoError(t, err)
-	require.NoError(t, unit.Commit(ctx, lease, tok))
+	require.NoError(t, unit.Commit(ctx, feed.Move{Lease: lease, Position: tok}))
 	require.NoError(t, cps.Release(ctx, lease))
 }
 

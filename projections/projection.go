@@ -1,16 +1,19 @@
 package projections
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"reflect"
 	"regexp"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/converge-es/converge/consistency"
 	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
 )
 
 // DefaultSLA is the propagation delay an Eventual projection is declared to
@@ -32,9 +35,9 @@ type Config struct {
 	// projections are fed by the global feed after the events commit;
 	// readers who need their own writes wait on a consistency token.
 	// consistency.Strong projections are also applied inside the append's
-	// own transaction when the events are appended through
-	// Runner.Appender, so a read right after the append sees them. Defaults
-	// to consistency.Eventual.
+	// own unit of work, by an append hook the Runner installs on the store,
+	// so a read right after the append sees them. Defaults to
+	// consistency.Eventual.
 	Class consistency.Class
 	// SLA is how long an Eventual projection may lag behind the feed, as
 	// declared in the consistency.Catalog. It must be zero for Strong
@@ -43,6 +46,16 @@ type Config struct {
 	// Description says what the read model answers, for the catalog.
 	// Defaults to "".
 	Description string
+	// Partitions splits the projection's processor into this many
+	// partitions by a hash of PartitionKey, applied in parallel (see
+	// feed.ProcessorConfig.Partitions); its position, for the Tracker and
+	// for token waits, is the lowest of its partitions'. Only split a
+	// projection whose rows are each written by the events of one key
+	// (one stream, by default): two partitions writing the same row would
+	// race. Defaults to 1.
+	Partitions int
+	// PartitionKey is what partitions hash. Defaults to feed.ByStream.
+	PartitionKey feed.PartitionKey
 }
 
 func (c *Config) withDefaults() Config {
@@ -56,6 +69,8 @@ func (c *Config) withDefaults() Config {
 	if out.Class == consistency.Eventual && out.SLA == 0 {
 		out.SLA = DefaultSLA
 	}
+	out.Partitions = cmp.Or(out.Partitions, 1)
+	out.PartitionKey = cmp.Or(out.PartitionKey, feed.ByStream)
 	return out
 }
 
@@ -67,6 +82,11 @@ func (c *Config) validate(name string) error {
 		return fmt.Errorf("projections: projection %q: Config.SLA is %s, want a positive duration (or 0 for the default)", name, c.SLA)
 	case c.Class == consistency.Strong && c.SLA != 0:
 		return fmt.Errorf("projections: projection %q is Strong but Config.SLA is %s (strong read models have no delay: drop the SLA or make it Eventual)", name, c.SLA)
+	case c.Partitions < 1 || c.Partitions > feed.MaxPartitions:
+		return fmt.Errorf("projections: projection %q: Config.Partitions is %d: use 1..%d (or 0 for the default)", name, c.Partitions, feed.MaxPartitions)
+	}
+	if err := (feed.Partition{Count: c.Partitions, Key: c.PartitionKey}).Validate(); err != nil {
+		return fmt.Errorf("projections: projection %q: Config.PartitionKey: %w", name, err)
 	}
 	return nil
 }
@@ -158,13 +178,12 @@ func (p *Projection) ReadModel() consistency.ReadModel {
 // RunnerConfig.MaxAttempts and OnFailure.
 //
 // ev is env's payload decoded with the store's events.Registry (upcasters
-// included). Read the read model through tx only: in memory, a strong
-// projection applied by an Appender runs under the read models' lock, and
-// a View read from inside its handler would deadlock. A handler runs once per event and generation, in global order,
-// never concurrently with another handler of the same projection, except
-// for strong projections whose events are appended through an Appender:
-// those run inside each append's transaction, concurrently with other
-// appends.
+// included; events stored under an alias of T's name arrive too). Read the
+// read model through tx only: a View reads committed rows, not the unit's.
+// A handler runs once per event and generation, in global order within its
+// partition, never concurrently with another handler of the same partition,
+// except for strong projections, whose handlers also run inside each
+// append's unit, concurrently with other appends.
 type HandlerFunc[T any] func(ctx context.Context, tx *Tx, env events.Envelope, ev T) error
 
 // On makes p handle events of Go type T, which must be registered in the
@@ -220,9 +239,26 @@ func OnSafely[T any](p *Projection, fn HandlerFunc[T]) error {
 
 // compiled is a projection bound to one runner's registry.
 type compiled struct {
-	name     string
-	class    consistency.Class
-	handlers map[string]handlerFunc // by stored type name
+	name  string
+	class consistency.Class
+	reg   *events.Registry
+	// handlers are keyed by canonical type name (Registry.CanonicalName), so
+	// events stored under an alias of a handled type reach its handler.
+	handlers map[string]handlerFunc
+	// types lists every stored name of every handled type, aliases
+	// included: the processor's store-side filter.
+	types      []string
+	partitions int
+	key        feed.PartitionKey
+}
+
+// checkpoints returns the checkpoint names of processor name split like c.
+func (c *compiled) checkpoints(name string) []string {
+	out := make([]string, c.partitions)
+	for i := range out {
+		out[i] = feed.PartitionName(name, i, c.partitions)
+	}
+	return out
 }
 
 func (p *Projection) compile(reg *events.Registry) (*compiled, error) {
@@ -232,7 +268,10 @@ func (p *Projection) compile(reg *events.Registry) (*compiled, error) {
 	if len(defs) == 0 {
 		return nil, fmt.Errorf("projections: projection %q has no handlers (add them with projections.On before NewRunner)", p.name)
 	}
-	c := &compiled{name: p.name, class: p.cfg.Class, handlers: make(map[string]handlerFunc, len(defs))}
+	c := &compiled{
+		name: p.name, class: p.cfg.Class, reg: reg, handlers: make(map[string]handlerFunc, len(defs)),
+		partitions: p.cfg.Partitions, key: p.cfg.PartitionKey,
+	}
 	for _, d := range defs {
 		name, err := d.typeName(reg)
 		if err != nil {
@@ -242,8 +281,33 @@ func (p *Projection) compile(reg *events.Registry) (*compiled, error) {
 			return nil, fmt.Errorf("projections: projection %q has two handlers for stored type %q", p.name, name)
 		}
 		c.handlers[name] = d.bind(reg)
+		c.types = append(c.types, reg.StoredNames(name)...)
 	}
+	slices.Sort(c.types)
 	return c, nil
 }
 
 func (c *compiled) strong() bool { return c.class == consistency.Strong }
+
+// handler returns the handler of a stored type name, aliases included, and
+// nil for a type the projection does not handle. The aliases are resolved
+// at every call, so one registered after NewRunner still dispatches.
+func (c *compiled) handler(storedType string) handlerFunc {
+	if h := c.handlers[storedType]; h != nil {
+		return h
+	}
+	if name, ok := c.reg.CanonicalName(storedType); ok {
+		return c.handlers[name]
+	}
+	return nil
+}
+
+// handles reports whether c handles any of the stored type names.
+func (c *compiled) handles(types []string) bool {
+	for _, t := range types {
+		if c.handler(t) != nil {
+			return true
+		}
+	}
+	return false
+}

@@ -23,18 +23,21 @@ const (
 	// between attempts.
 	DefaultBackoffMin = 100 * time.Millisecond
 	DefaultBackoffMax = 5 * time.Second
-	// DefaultStatusPollInterval is how often a halted consumer, and a
+	// DefaultStatusPollInterval is how often a halted processor, and a
 	// Rebuild waiting for its switch, re-read the projection's state to
 	// notice changes made by other processes.
 	DefaultStatusPollInterval = 2 * time.Second
 	// DefaultCloseTimeout is how long Stop waits for handlers in flight.
 	DefaultCloseTimeout = 30 * time.Second
-	// DefaultCommitBatch is how many events a live consumer commits in
+	// DefaultCommitBatch is how many events a live processor commits in
 	// one unit: 1, so a halt stops exactly at the failing event.
 	DefaultCommitBatch = 1
-	// DefaultRebuildCommitBatch is how many events a rebuild consumer
+	// DefaultRebuildCommitBatch is how many events a rebuild's processor
 	// commits in one unit.
 	DefaultRebuildCommitBatch = 50
+	// DefaultDropBatch is how many rows of an old generation one short
+	// transaction deletes.
+	DefaultDropBatch = 500
 )
 
 // FailurePolicy says what happens to an event whose handler failed
@@ -60,23 +63,25 @@ type RunnerConfig struct {
 	// store's schema) or a *memstore.Store (read models in memory, kept
 	// with the store). Required.
 	Source feed.Source
-	// Store appends for Appender and gives the events.Registry handlers
-	// decode with. Defaults to Source, which is an events.Store too.
+	// Store gives the events.Registry handlers decode with, and is what
+	// Appender returns. Defaults to Source, which is an events.Store too.
 	Store events.Store
 	// Projections are the projections to run. Names must be unique.
 	// Required.
 	Projections []*Projection
-	// Tracker, when set, is advanced after every committed checkpoint and
-	// every inline append, under the projection's name (which is also the
-	// live consumer's checkpoint name, so a Tracker watching the store's
-	// checkpoints sees the same name). Defaults to nil.
+	// Tracker, when set, is advanced after every commit of a projection's
+	// processor, under its checkpoint name: the projection's name (a
+	// partitioned projection is registered as a Tracker.Group of its
+	// partitions' checkpoints under its name), so waits on the name see the
+	// lowest partition. A Tracker watching the store's checkpoints hears
+	// the same names from other processes. Defaults to nil.
 	Tracker *consistency.Tracker
 	// Catalog, when set, receives every projection's consistency.ReadModel
 	// in NewRunner. Defaults to nil.
 	Catalog *consistency.Catalog
 	// MaxAttempts is how many times an event is tried before OnFailure
-	// applies. Attempts are counted per event in this process. Defaults to
-	// DefaultMaxAttempts (5).
+	// applies (feed.ProcessorConfig.MaxAttempts). Attempts are counted per
+	// event in this process. Defaults to DefaultMaxAttempts (5).
 	MaxAttempts int
 	// BackoffMin and BackoffMax bound the exponential backoff before an
 	// event is tried again (the feed subscriber's NackBackoffMin/Max).
@@ -84,19 +89,20 @@ type RunnerConfig struct {
 	// BackoffMin when that is larger.
 	BackoffMin time.Duration
 	BackoffMax time.Duration
-	// OnFailure is what happens after MaxAttempts failures. Defaults to
-	// HaltOnFailure.
+	// OnFailure is what happens after MaxAttempts failures: the
+	// processor's Halt or DeadLetter policy. Defaults to HaltOnFailure.
 	OnFailure FailurePolicy
 	// OnUpdate, when set, is called after each committed read-model change
 	// of the active generation (a WebSocket hub for live views plugs in
-	// here). It runs on the consumer's goroutine, after the commit: it must
+	// here). It runs on the committing goroutine, after the commit: it must
 	// not block. Defaults to nil.
 	OnUpdate func(Update)
-	// OnCommitted, when set, is called after each unit of work of a feed
-	// consumer commits, with the consumer name (the projection's name, or
-	// name + "@rebuild-<generation>" for a rebuild) and its new position.
-	// Tests and metrics await progress with it. It must not block.
-	// Defaults to nil.
+	// OnCommitted, when set, is called after each move of a processor's
+	// checkpoint (a unit's commit, or an advance past events the projection
+	// does not handle), with the checkpoint name (the projection's name, or
+	// name + "@rebuild-<generation>" for a rebuild; "#i/n" is appended for
+	// partitions) and its new position. Tests and metrics await progress
+	// with it. It must not block. Defaults to nil.
 	OnCommitted func(consumer string, pos events.Token)
 	// OnHalt, when set, is called when a projection (or its rebuild)
 	// halts. It must not block. Defaults to nil.
@@ -104,11 +110,12 @@ type RunnerConfig struct {
 	// OnDeadLetter, when set, is called after a dead letter is stored. It
 	// must not block. Defaults to nil.
 	OnDeadLetter func(DeadLetter)
-	// Middleware is added to the Watermill router after
-	// middleware.Recoverer, which is always there so a panic counts as a
-	// failed attempt. Defaults to none.
+	// Middleware is added to the Runner's own routers after
+	// middleware.Recoverer. With AddHandlers, your router's middleware
+	// applies to the live processors instead, and this to rebuilds and
+	// restarts only. Defaults to none.
 	Middleware []message.HandlerMiddleware
-	// CommitBatch is how many consecutive events a live consumer applies
+	// CommitBatch is how many consecutive events a live processor applies
 	// in one unit of work (one transaction and one checkpoint write on
 	// PostgreSQL; see feed.SubscriberConfig.CommitBatch). Raising it buys
 	// throughput; the price is coarser failures: a failing event rolls back
@@ -116,26 +123,34 @@ type RunnerConfig struct {
 	// and a halt leaves the checkpoint before the whole unit. Defaults to
 	// DefaultCommitBatch (1).
 	CommitBatch int
-	// RebuildCommitBatch is CommitBatch for rebuild consumers, which replay
-	// the whole feed. On PostgreSQL a unit's transaction holds the feed's
-	// read horizon back while it runs (see pgstore), so keep units short.
-	// Defaults to DefaultRebuildCommitBatch (50).
+	// RebuildCommitBatch is CommitBatch for rebuilds' processors, which
+	// replay the whole feed. On PostgreSQL a unit's transaction holds the
+	// feed's read horizon back while it runs (see pgstore), so keep units
+	// short. Defaults to DefaultRebuildCommitBatch (50).
 	RebuildCommitBatch int
-	// Subscriber is a template for the feed subscribers of every consumer
-	// (lease TTL, batch size, poll intervals, OnLeaseChange). ConsumerName,
-	// Logger, Clock, CommitBatch, NackBackoffMin/Max and OnCommitted are set
-	// by the runner. Its LeaseTTL (default feed.DefaultLeaseTTL, 5s) is how
-	// long a projection waits for another process to take over when the
-	// process delivering it dies: about 2/3 to 4/3 of it. It bounds
-	// failover only when that process died; one that is frozen mid-unit
-	// holds the feed until it wakes (feed.SubscriberConfig.LeaseTTL has the
-	// measurements and the remedy). Defaults to the feed package defaults.
+	// DropBatch is how many rows of an old generation one short
+	// transaction deletes, after a rebuild switched generations: a big read
+	// model is dropped in many short transactions, so the drop never holds
+	// the feed back for long. Defaults to DefaultDropBatch (500).
+	DropBatch int
+	// Subscriber is a template for the subscribers of every processor
+	// (owner, lease TTL, batch size, poll intervals). ConsumerName,
+	// CommitBatch and OnCommitted must be left empty (the processors set
+	// them); NackBackoffMin/Max must be left empty when BackoffMin/Max are
+	// set; an empty Logger or Clock is the Runner's. Its LeaseTTL (default
+	// feed.DefaultLeaseTTL) is how long a projection waits for another
+	// process to take over when the process delivering it dies: about 2/3
+	// to 4/3 of it. It bounds failover only when that process died; one
+	// that is frozen mid-unit holds the feed until it wakes
+	// (feed.SubscriberConfig.LeaseTTL has the measurements and the remedy).
+	// OnLeaseChange hears every partition's lease changes. Defaults to the
+	// feed package defaults.
 	Subscriber *feed.SubscriberConfig
-	// StatusPollInterval is how often a halted consumer, and a Rebuild
-	// waiting for its switch, re-read the state in the store, to notice a
-	// Resume or a switch made by another process. Changes made by this
-	// runner are noticed at once. Defaults to DefaultStatusPollInterval
-	// (2s).
+	// StatusPollInterval is how often a halted processor, and the Runner's
+	// monitor (rebuilds to start, switch or stop, generations to drop),
+	// re-read the state in the store, to notice a Resume, a Rebuild or a
+	// switch made by another process. Changes made by this runner are
+	// noticed at once. Defaults to DefaultStatusPollInterval (2s).
 	StatusPollInterval time.Duration
 	// CloseTimeout bounds how long Stop waits for handlers in flight.
 	// Defaults to DefaultCloseTimeout (30s).
@@ -143,9 +158,8 @@ type RunnerConfig struct {
 	// Logger receives retries, halts, dead letters and switches. Defaults
 	// to slog.Default().
 	Logger *slog.Logger
-	// Clock stamps the RecordedAt of envelopes handed to strong handlers
-	// by Appender on PostgreSQL, and dead letters in memory. Defaults to
-	// events.SystemClock.
+	// Clock is the processors' subscribers' clock, unless Subscriber has
+	// one. Defaults to events.SystemClock.
 	Clock events.Clock
 }
 
@@ -158,13 +172,16 @@ func (c *RunnerConfig) withDefaults() RunnerConfig {
 		out.Store, _ = out.Source.(events.Store)
 	}
 	out.MaxAttempts = cmp.Or(out.MaxAttempts, DefaultMaxAttempts)
-	out.BackoffMin = cmp.Or(out.BackoffMin, DefaultBackoffMin)
-	out.BackoffMax = cmp.Or(out.BackoffMax, max(DefaultBackoffMax, out.BackoffMin))
+	if sc := out.Subscriber; sc == nil || (sc.NackBackoffMin == 0 && sc.NackBackoffMax == 0) {
+		out.BackoffMin = cmp.Or(out.BackoffMin, DefaultBackoffMin)
+		out.BackoffMax = cmp.Or(out.BackoffMax, max(DefaultBackoffMax, out.BackoffMin))
+	}
 	out.OnFailure = cmp.Or(out.OnFailure, HaltOnFailure)
 	out.StatusPollInterval = cmp.Or(out.StatusPollInterval, DefaultStatusPollInterval)
 	out.CloseTimeout = cmp.Or(out.CloseTimeout, DefaultCloseTimeout)
 	out.CommitBatch = cmp.Or(out.CommitBatch, DefaultCommitBatch)
 	out.RebuildCommitBatch = cmp.Or(out.RebuildCommitBatch, DefaultRebuildCommitBatch)
+	out.DropBatch = cmp.Or(out.DropBatch, DefaultDropBatch)
 	if out.Logger == nil {
 		out.Logger = slog.Default()
 	}
@@ -198,6 +215,20 @@ func (c *RunnerConfig) validate() error {
 		return fmt.Errorf("projections: RunnerConfig.RebuildCommitBatch is %d: use 0 for the default or a positive count", c.RebuildCommitBatch)
 	case c.CloseTimeout < 0:
 		return fmt.Errorf("projections: RunnerConfig.CloseTimeout is %s: use 0 for the default or a positive duration", c.CloseTimeout)
+	case c.DropBatch < 1:
+		return fmt.Errorf("projections: RunnerConfig.DropBatch is %d: use 0 for the default or a positive count", c.DropBatch)
+	}
+	if sc := c.Subscriber; sc != nil {
+		switch {
+		case sc.ConsumerName != "":
+			return errors.New("projections: RunnerConfig.Subscriber.ConsumerName is set: each processor is named after its projection; leave it empty")
+		case sc.CommitBatch != 0:
+			return errors.New("projections: RunnerConfig.Subscriber.CommitBatch is set: use RunnerConfig.CommitBatch and RebuildCommitBatch")
+		case sc.OnCommitted != nil:
+			return errors.New("projections: RunnerConfig.Subscriber.OnCommitted is set: use RunnerConfig.OnCommitted")
+		case (sc.NackBackoffMin != 0 || sc.NackBackoffMax != 0) && (c.BackoffMin != 0 || c.BackoffMax != 0):
+			return errors.New("projections: both RunnerConfig.BackoffMin/Max and Subscriber.NackBackoffMin/Max are set: set one of them")
+		}
 	}
 	seen := map[string]bool{}
 	for i, p := range c.Projections {

@@ -24,16 +24,17 @@ type Status struct {
 	Class consistency.Class
 	// Generation is the generation readers read.
 	Generation int
-	// State is the live consumer's state.
+	// State is the live processor's state.
 	State State
 	// HaltedReason and HaltedEventID say why and where it halted.
 	HaltedReason  string
 	HaltedEventID string
-	// Checkpoint is the live consumer's feed position: the read model
-	// reflects every event up to it.
+	// Checkpoint is the live processor's position (the lowest of its
+	// partitions'): the read model reflects every event up to it.
 	Checkpoint events.Token
-	// Applied is the active generation's watermark: the last event the
-	// feed applied to it (unhandled events do not move it).
+	// Applied is the active generation's position. A generation's progress
+	// is recorded once, as its processor's checkpoint, so it equals
+	// Checkpoint.
 	Applied events.Token
 	// Rebuild is set while a rebuild runs beside the live generation.
 	Rebuild *RebuildStatus
@@ -52,8 +53,8 @@ type RebuildStatus struct {
 	State         State
 	HaltedReason  string
 	HaltedEventID string
-	// Checkpoint is the rebuild consumer's feed position.
+	// Checkpoint is the rebuild's processor's position.
 	Checkpoint events.Token
-	// Applied is the rebuilding generation's watermark.
+	// Applied equals Checkpoint (see Status.Applied).
 	Applied events.Token
 }

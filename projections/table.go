@@ -4,16 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
 )
 
 const (
 	// MaxKeyLength is the longest row key, in bytes.
-	MaxKeyLength = 1024
+	MaxKeyLength = feed.MaxRowKeyLength
 	// MaxTableNameLength is the longest table name, in bytes.
-	MaxTableNameLength = 63
+	MaxTableNameLength = feed.MaxRowTableLength
 	// DefaultListLimit is how many rows List returns when ListOptions.Limit
 	// is zero.
 	DefaultListLimit = 1000
@@ -84,65 +86,31 @@ func Get[R any](ctx context.Context, r Reader, key string) (R, bool, error) {
 	return v, true, nil
 }
 
-// rowStore is what a Table reads and writes through: a backend's view of
-// one generation (or of the active generation, for readers).
+// rowStore is what a Table reads and writes through: one generation's
+// rows inside a unit (handlers), or the active generation's committed rows
+// (readers).
 type rowStore interface {
-	get(ctx context.Context, table, key string) (json.RawMessage, events.Token, bool, error)
-	list(ctx context.Context, table string, o listQuery) ([]Row, error)
+	get(ctx context.Context, table, key string) (feed.Row, bool, error)
+	list(ctx context.Context, table string, q feed.RowQuery) ([]feed.Row, error)
 	put(ctx context.Context, table, key string, value json.RawMessage) error
 	del(ctx context.Context, table, key string) error
 }
 
-// listQuery is ListOptions validated, with the prefix turned into a key
-// range.
-type listQuery struct {
-	after string
-	from  string // keys >= from
-	to    string // keys < to, when hasTo
-	hasTo bool
-	limit int
-}
-
-func (q listQuery) match(key string) bool {
-	return key > q.after && key >= q.from && (!q.hasTo || key < q.to)
-}
-
-func newListQuery(o *ListOptions) (listQuery, error) {
+func newRowQuery(o *ListOptions) (feed.RowQuery, error) {
 	var opts ListOptions
 	if o != nil {
 		opts = *o
 	}
 	if opts.Limit < 0 {
-		return listQuery{}, fmt.Errorf("%w: ListOptions.Limit is %d (use 0 for the default)", ErrInvalidKey, opts.Limit)
+		return feed.RowQuery{}, fmt.Errorf("%w: ListOptions.Limit is %d (use 0 for the default)", ErrInvalidKey, opts.Limit)
 	}
 	if opts.Limit == 0 {
 		opts.Limit = DefaultListLimit
 	}
 	if !utf8.ValidString(opts.Prefix) || !utf8.ValidString(opts.After) {
-		return listQuery{}, fmt.Errorf("%w: ListOptions.Prefix and After must be valid UTF-8", ErrInvalidKey)
+		return feed.RowQuery{}, fmt.Errorf("%w: ListOptions.Prefix and After must be valid UTF-8", ErrInvalidKey)
 	}
-	q := listQuery{after: opts.After, from: opts.Prefix, limit: opts.Limit}
-	q.to, q.hasTo = prefixEnd(opts.Prefix)
-	return q, nil
-}
-
-// prefixEnd returns the smallest string greater than every string starting
-// with prefix, in byte order: the prefix with its last rune incremented
-// (UTF-8 keeps code point order in byte order). ok is false when there is
-// none (empty prefix, or only maximal runes).
-func prefixEnd(prefix string) (string, bool) {
-	for prefix != "" {
-		r, size := utf8.DecodeLastRuneInString(prefix)
-		prefix = prefix[:len(prefix)-size]
-		next := r + 1
-		if next == 0xD800 { // skip the surrogate range, which UTF-8 cannot encode
-			next = 0xE000
-		}
-		if next <= utf8.MaxRune {
-			return prefix + string(next), true
-		}
-	}
-	return "", false
+	return feed.RowQuery{Prefix: opts.Prefix, After: opts.After, Limit: opts.Limit}, nil
 }
 
 func validateTable(name string) error {
@@ -152,7 +120,7 @@ func validateTable(name string) error {
 	case len(name) > MaxTableNameLength:
 		return fmt.Errorf("%w: table name %q is %d bytes, the limit is %d", ErrInvalidKey, name, len(name), MaxTableNameLength)
 	case !validText(name):
-		return fmt.Errorf("%w: table name %q must be valid UTF-8 without NUL", ErrInvalidKey, name)
+		return fmt.Errorf("%w: table name %q must be valid UTF-8 without control characters", ErrInvalidKey, name)
 	}
 	return nil
 }
@@ -164,19 +132,20 @@ func validateKey(key string) error {
 	case len(key) > MaxKeyLength:
 		return fmt.Errorf("%w: key is %d bytes, the limit is %d", ErrInvalidKey, len(key), MaxKeyLength)
 	case !validText(key):
-		return fmt.Errorf("%w: key %q must be valid UTF-8 without NUL", ErrInvalidKey, key)
+		return fmt.Errorf("%w: key %q must be valid UTF-8 without control characters", ErrInvalidKey, key)
 	}
 	return nil
 }
 
-// validText refuses what PostgreSQL text cannot hold, so both backends
-// accept the same keys.
+// validText refuses what feed.Rows refuses (invalid UTF-8, NUL and other
+// control characters), so both stores accept the same keys and the error
+// is ErrInvalidKey, before anything reaches the store.
 func validText(s string) bool {
 	if !utf8.ValidString(s) {
 		return false
 	}
-	for i := 0; i < len(s); i++ {
-		if s[i] == 0 {
+	for _, r := range s {
+		if unicode.IsControl(r) {
 			return false
 		}
 	}
@@ -200,11 +169,11 @@ func (t *table) Get(ctx context.Context, key string, dst any) (bool, error) {
 	if err := validateKey(key); err != nil {
 		return false, err
 	}
-	raw, _, ok, err := t.rows.get(ctx, t.name, key)
+	row, ok, err := t.rows.get(ctx, t.name, key)
 	if err != nil || !ok {
 		return false, err
 	}
-	if err := json.Unmarshal(raw, dst); err != nil {
+	if err := json.Unmarshal(row.Value, dst); err != nil {
 		return false, fmt.Errorf("projections: table %q: decode row %q: %w", t.name, key, err)
 	}
 	return true, nil
@@ -217,22 +186,30 @@ func (t *table) GetRow(ctx context.Context, key string) (Row, bool, error) {
 	if err := validateKey(key); err != nil {
 		return Row{}, false, err
 	}
-	raw, tok, ok, err := t.rows.get(ctx, t.name, key)
+	row, ok, err := t.rows.get(ctx, t.name, key)
 	if err != nil || !ok {
 		return Row{}, false, err
 	}
-	return Row{Key: key, Value: append(json.RawMessage(nil), raw...), Token: tok}, true, nil
+	return Row{Key: key, Value: append(json.RawMessage(nil), row.Value...), Token: row.Token}, true, nil
 }
 
 func (t *table) List(ctx context.Context, opts *ListOptions) ([]Row, error) {
 	if t.err != nil {
 		return nil, t.err
 	}
-	q, err := newListQuery(opts)
+	q, err := newRowQuery(opts)
 	if err != nil {
 		return nil, err
 	}
-	return t.rows.list(ctx, t.name, q)
+	rows, err := t.rows.list(ctx, t.name, q)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Row, len(rows))
+	for i, r := range rows {
+		out[i] = Row{Key: r.Key, Value: r.Value, Token: r.Token}
+	}
+	return out, nil
 }
 
 func (t *table) Put(ctx context.Context, key string, v any) error {

@@ -1,20 +1,24 @@
 package projections
 
 import (
+	"context"
+
 	"github.com/jackc/pgx/v5"
 
 	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/pgstore"
 )
 
-// Tx is a handler's unit of work: the read-model writes of one event. They
-// take effect together with the event's checkpoint (feed projections) or
-// with the append (strong projections applied inline), or not at all.
+// Tx is a handler's view of its unit of work: the read-model writes of one
+// event. They take effect together with the event's checkpoint (the
+// projection's processor) or with the append (strong projections applied
+// by the append hook), or not at all.
 type Tx struct {
+	ctx        context.Context
 	projection string
 	generation int
 	token      events.Token
 	rows       rowStore
-	pg         pgx.Tx
 	updates    []Update
 }
 
@@ -41,7 +45,10 @@ func (tx *Tx) Table(name string) Table {
 // rebuild without downtime has to be keyed by Generation (and cleaned up
 // when a generation is dropped); otherwise rebuild it yourself. Reset does
 // not touch raw tables either.
-func (tx *Tx) Pgx() (pgx.Tx, bool) { return tx.pg, tx.pg != nil }
+func (tx *Tx) Pgx() (pgx.Tx, bool) {
+	pg, err := pgstore.TxFromContext(tx.ctx)
+	return pg, err == nil && pg != nil
+}
 
 func (tx *Tx) record(u Update) {
 	u.Projection, u.Generation, u.Token = tx.projection, tx.generation, tx.token

@@ -37,23 +37,34 @@ const benchDropTimeout = 30 * time.Second
 var benchScenarios = map[string]func(ctx context.Context, c *benchCmd, store *pgstore.Store) (summary func(io.Writer) error, err error){
 	"append":      runAppendBench,
 	"propagation": runPropagationBench,
+	"parallel":    runParallelBench,
+	"rebuild":     runRebuildBench,
+	"saga":        runSagaBench,
 }
+
+// sagaBenchConns is the pool size the saga scenario needs: its writers,
+// the baseline's, and the connections its processors hold in their units.
+const sagaBenchConns = 40
 
 // benchCmd is `converge bench`: one scenario against its baseline in a
 // throw-away schema.
 type benchCmd struct {
-	db       *dbOptions
-	scenario string
-	writers  []int
-	batches  []int
-	duration time.Duration
-	rate     int
-	keep     bool
+	db         *dbOptions
+	scenario   string
+	writers    []int
+	batches    []int
+	duration   time.Duration
+	rate       int
+	events     int
+	partitions []int
+	sagas      int
+	keep       bool
 	// json prints the JSON lines only, without the human summary.
 	json   bool
 	out    io.Writer
 	errOut io.Writer
-	// dropTimeout bounds the final DROP SCHEMA. Defaults to
+	// dropTimeout bounds the final DROP SCHEMA's wait for locks (half of
+	// it is its lock_timeout). Defaults to
 	// benchDropTimeout; tests shorten it.
 	dropTimeout time.Duration
 	// suffix makes the random part of the schema name. Defaults to
@@ -79,6 +90,22 @@ func (c *benchCmd) validate() error {
 		if b < 1 || b > 1000 {
 			return fmt.Errorf("--batches %d: use 1 to 1000", b)
 		}
+	}
+	if c.scenario == "parallel" {
+		if c.events < 1 || c.events > 1_000_000 {
+			return fmt.Errorf("--events %d: use 1 to 1000000", c.events)
+		}
+		if len(c.partitions) == 0 {
+			return errors.New("--partitions is empty: list the partition counts to run, the first being the baseline (e.g. 1,8)")
+		}
+		for _, p := range c.partitions {
+			if p < 1 || p > 1024 {
+				return fmt.Errorf("--partitions %v: each count must be 1 to 1024", c.partitions)
+			}
+		}
+	}
+	if c.sagas < 1 || c.sagas > 100_000 {
+		return fmt.Errorf("--sagas %d: use 1 to 100000", c.sagas)
 	}
 	if c.rate < 1 || c.rate > 20000 {
 		return fmt.Errorf("--rate %d: use 1 to 20000 events per second", c.rate)
@@ -128,7 +155,19 @@ Scenarios:
            baseline, measured first), poll_1s (every second), push (LISTEN/
            NOTIFY and consistency.Tracker, last). ratio = poll_50ms p99 /
            the method's p99: above 1 means waiters learn sooner than with
-           50ms polling (the baseline's own line says 1).`,
+           50ms polling (the baseline's own line says 1).
+  parallel a consumer whose handler spends 2ms per event (standing in for
+           a call to another service) handles --events events with each
+           of --partitions partitions, shared by two processors in this
+           process (as two processes would share them). The baseline is
+           the first partition count; ratio = events/s / baseline's.
+  rebuild  stores --events events (200,000 unless given) over 1,000
+           streams, lets a projection keeping a row per stream catch up,
+           then rebuilds it beside its live generation. The baseline is a
+           raw sequential pgx read of the same events in the same run
+           ("raw_read"); ratio = rebuild events/s / raw read events/s.
+           The line also gives the live catch-up rate and the process's
+           peak RSS.`,
 		Example: `  converge bench --database-url postgres://postgres@127.0.0.1:5432/test
   converge bench --scenario propagation --rate 2000 --json`,
 		Args: cobra.NoArgs,
@@ -138,6 +177,9 @@ Scenarios:
 				return err
 			}
 			c.db = db
+			if c.scenario == "rebuild" && !cmd.Flags().Changed("events") {
+				c.events = 200_000
+			}
 			c.out = cmd.OutOrStdout()
 			c.errOut = cmd.ErrOrStderr()
 			if err := c.validate(); err != nil {
@@ -147,7 +189,10 @@ Scenarios:
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&c.scenario, "scenario", "append", "scenario to run: append or propagation")
+	f.StringVar(&c.scenario, "scenario", "append", "scenario to run: append, propagation, parallel, rebuild or saga")
+	f.IntVar(&c.events, "events", 2000, "events to handle per run (parallel; rebuild defaults to 200000)")
+	f.IntVar(&c.sagas, "sagas", 500, "sagas to run per store (saga)")
+	f.IntSliceVar(&c.partitions, "partitions", []int{1, 8}, "partition counts to run, the first is the baseline (parallel)")
 	f.IntSliceVar(&c.writers, "writers", []int{1, 8}, "concurrent writers (append)")
 	f.IntSliceVar(&c.batches, "batches", []int{1, 10}, "events per append (append)")
 	f.IntVar(&c.rate, "rate", 500, "steady append rate in events per second (propagation)")
@@ -160,7 +205,11 @@ Scenarios:
 func (c *benchCmd) run(ctx context.Context) (err error) {
 	// The writers need their own connections; each store's listener takes
 	// one, and the propagation scenario runs two stores.
-	pool, err := c.db.openPoolWith(ctx, int32(slices.Max(append(slices.Clone(c.writers), 1))+6))
+	conns := int32(slices.Max(append(slices.Clone(c.writers), 1)) + 6)
+	if c.scenario == "saga" {
+		conns = max(conns, sagaBenchConns)
+	}
+	pool, err := c.db.openPoolWith(ctx, conns)
 	if err != nil {
 		return err
 	}
@@ -203,12 +252,19 @@ func (c *benchCmd) run(ctx context.Context) (err error) {
 }
 
 // dropBenchSchema drops a bench run's schema, or says how to do it by hand.
+// dropGrace is how long past its timeout dropBenchSchema waits for a
+// server that does not answer.
+const dropGrace = 10 * time.Second
+
 func dropBenchSchema(ctx context.Context, pool *pgxpool.Pool, schema string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	// lock_timeout makes a drop stuck behind another session's lock fail
+	// with PostgreSQL's message after timeout/2. The context only guards
+	// against a server that does not answer at all: it ends well after
+	// the lock timeout, so on a busy machine (a slow connect, a slow
+	// BEGIN) the reason reported is still PostgreSQL's.
+	ctx, cancel := context.WithTimeout(ctx, timeout+dropGrace)
 	defer cancel()
 	drop := "DROP SCHEMA " + pgx.Identifier{schema}.Sanitize() + " CASCADE"
-	// lock_timeout makes a drop stuck behind another session's lock fail
-	// with PostgreSQL's message instead of a bare context deadline.
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", max(1, (timeout/2).Milliseconds()))); err != nil {
 			return err
@@ -234,6 +290,21 @@ func runPropagationBench(ctx context.Context, c *benchCmd, store *pgstore.Store)
 		Rate: c.rate, Duration: c.duration,
 	}, c.out)
 	return func(w io.Writer) error { return bench.WritePropagationSummary(w, res) }, err
+}
+
+func runParallelBench(ctx context.Context, c *benchCmd, store *pgstore.Store) (func(io.Writer) error, error) {
+	res, err := bench.Parallel(ctx, store, &bench.ParallelConfig{Events: c.events, Partitions: c.partitions}, c.out)
+	return func(w io.Writer) error { return bench.WriteParallelSummary(w, res) }, err
+}
+
+func runRebuildBench(ctx context.Context, c *benchCmd, store *pgstore.Store) (func(io.Writer) error, error) {
+	res, err := bench.Rebuild(ctx, store.Pool(), store.Schema(), &bench.RebuildConfig{Events: c.events}, c.out)
+	return func(w io.Writer) error { return bench.WriteRebuildSummary(w, res) }, err
+}
+
+func runSagaBench(ctx context.Context, c *benchCmd, store *pgstore.Store) (func(io.Writer) error, error) {
+	res, err := bench.Saga(ctx, store.Pool(), store.Schema(), &bench.SagaConfig{Sagas: c.sagas}, c.out)
+	return func(w io.Writer) error { return bench.WriteSagaSummary(w, res) }, err
 }
 
 func randomSuffix() string {

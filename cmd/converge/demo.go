@@ -1,75 +1,182 @@
 package main
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
+	"os"
+	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
-	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge"
 	"github.com/converge-es/converge/events/memstore"
 	"github.com/converge-es/converge/events/pgstore"
 	"github.com/converge-es/converge/examples/orders"
 	"github.com/converge-es/converge/migrations"
 )
 
-// demoCmd is `converge demo`: the order/payment workflow, in memory unless
-// --postgres is given.
+// demoSchemaInfix joins --schema and a random suffix into the name of the
+// fresh schema a PostgreSQL demo run works in.
+const demoSchemaInfix = "_demo_"
+
+// demoCmd is `converge demo`: the order workflow under load, in memory
+// unless a database is given.
 type demoCmd struct {
-	postgres bool
+	orders    int
+	customers int
+	seed      uint64
+	lag       time.Duration
+	postgres  bool
+	keep      bool
+	out       io.Writer
+}
+
+func (c *demoCmd) validate() error {
+	switch {
+	case c.orders < 1:
+		return fmt.Errorf("--orders %d: place at least 1", c.orders)
+	case c.customers < 1:
+		return fmt.Errorf("--customers %d: use at least 1", c.customers)
+	case c.lag < 0:
+		return fmt.Errorf("--lag %s: use 0 for none or a positive duration such as 100ms", c.lag)
+	}
+	return nil
 }
 
 func newDemoCmd() *cobra.Command {
 	c := &demoCmd{}
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run the order/payment workflow and narrate what consistency-aware reads do",
-		Long: `demo places orders, reads them back with consistency tokens, lets a payment
-step decide only on caught-up read models, pauses a projection to show a
-stale answer and the lag report, and lets it catch up again.
+		Short: "Run the order workflow: concurrent customers, sagas, compensations and lagging read models",
+		Long: `demo places --orders orders from --customers simulated customers, each
+waiting for its order to close before placing the next. Cards are declined
+or never answered at random, some orders ask for a sold-out product, and
+order_summary (the read model the saga's credit check reads) lags on
+purpose by up to --lag, sometimes long enough to park the step. The run is
+seeded: the same --seed gives the same outcome counts.
 
-It runs in memory and needs no database. With --postgres it runs on
-PostgreSQL (--database-url or DATABASE_URL) in --schema, migrating it first.`,
+It ends with a summary and exits non-zero unless every saga reached a
+terminal state and every read model equals a clean rebuild from the events.
+
+It runs in memory and needs nothing installed. With --database-url (or
+--postgres and DATABASE_URL) it runs on PostgreSQL in a fresh schema
+<--schema>_demo_<random>, migrated first and dropped at the end unless
+--keep.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return c.run(cmd) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := c.validate(); err != nil {
+				return err
+			}
+			c.out = cmd.OutOrStdout()
+			return c.run(cmd)
+		},
 	}
-	cmd.Flags().BoolVar(&c.postgres, "postgres", false, "run on PostgreSQL instead of in memory")
+	f := cmd.Flags()
+	f.IntVar(&c.orders, "orders", orders.DefaultDemoOrders, "orders to place")
+	f.IntVar(&c.customers, "customers", orders.DefaultDemoCustomers, "concurrent simulated customers")
+	f.Uint64Var(&c.seed, "seed", 1, "seed of the orders and their outcomes")
+	f.DurationVar(&c.lag, "lag", orders.DefaultDemoLag, "projection lag injected into order_summary (0: none)")
+	f.BoolVar(&c.postgres, "postgres", false, "run on PostgreSQL at DATABASE_URL (implied by --database-url)")
+	f.BoolVar(&c.keep, "keep", false, "keep the PostgreSQL demo schema instead of dropping it")
 	return cmd
+}
+
+func (c *demoCmd) config() *orders.DemoConfig {
+	lag := c.lag
+	if lag == 0 {
+		lag = -1 // DemoConfig: negative is none, zero the default
+	}
+	return &orders.DemoConfig{
+		Orders: c.orders, Customers: c.customers, Seed: c.seed, Lag: lag,
+		Out: c.out, Bar: isTerminal(c.out),
+	}
 }
 
 func (c *demoCmd) run(cmd *cobra.Command) error {
 	ctx := cmd.Context()
-	reg := events.NewRegistry()
-	orders.Register(reg)
-	var store orders.Backend
-	if c.postgres {
-		db, err := dbOptionsFrom(cmd)
-		if err != nil {
-			return err
-		}
-		pool, err := db.openPool(ctx)
-		if err != nil {
-			return err
-		}
-		defer pool.Close()
-		if _, err := migrations.Migrate(ctx, pool, &migrations.Config{Schema: db.Schema}); err != nil {
-			return err
-		}
-		pg, err := pgstore.New(ctx, pool, &pgstore.Config{Schema: db.Schema, Registry: reg})
-		if err != nil {
-			return err
-		}
-		defer pg.Close()
-		store = pg
-	} else {
-		mem, err := memstore.New(&memstore.Config{Registry: reg})
-		if err != nil {
-			return err
-		}
-		defer mem.Close()
-		store = mem
+	url, err := cmd.Flags().GetString(flagDatabaseURL)
+	if err != nil {
+		return err
 	}
-	if _, err := orders.Run(ctx, &orders.Config{Store: store, Out: cmd.OutOrStdout()}); err != nil {
+	if !c.postgres && url == "" {
+		store, err := memstore.New(&memstore.Config{Registry: orders.NewRegistry()})
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		return c.demo(ctx, store)
+	}
+	db, err := dbOptionsFrom(cmd)
+	if err != nil {
+		return err
+	}
+	return c.runPostgres(ctx, db)
+}
+
+func (c *demoCmd) runPostgres(ctx context.Context, db *dbOptions) (err error) {
+	pool, err := db.openPoolWith(ctx, 24)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	suffix := make([]byte, 4)
+	_, _ = rand.Read(suffix)
+	schema := db.Schema + demoSchemaInfix + hex.EncodeToString(suffix)
+	if err := migrations.ValidateSchema(schema); err != nil {
+		return fmt.Errorf("--schema %q: demo appends %q and 8 characters to it: %w", db.Schema, demoSchemaInfix, err)
+	}
+	if c.keep {
+		fmt.Fprintf(c.out, "demo schema kept: %s\n", schema)
+	} else {
+		defer func() {
+			if derr := dropSchema(context.WithoutCancel(ctx), pool, schema); derr != nil {
+				err = errors.Join(err, derr)
+			}
+		}()
+	}
+	if _, err := migrations.Migrate(ctx, pool, &migrations.Config{Schema: schema}); err != nil {
+		return err
+	}
+	store, err := pgstore.New(ctx, pool, &pgstore.Config{Schema: schema, Registry: orders.NewRegistry()})
+	if err != nil {
+		return err
+	}
+	err = c.demo(ctx, store)
+	// The store's listener holds a connection; close it before the drop.
+	return errors.Join(err, store.Close())
+}
+
+func (c *demoCmd) demo(ctx context.Context, store converge.Store) error {
+	if _, err := orders.RunDemo(ctx, store, c.config()); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
 	return nil
+}
+
+// dropSchema drops a demo run's schema, or says how to do it by hand.
+func dropSchema(ctx context.Context, pool *pgxpool.Pool, schema string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	drop := "DROP SCHEMA " + pgx.Identifier{schema}.Sanitize() + " CASCADE"
+	if _, err := pool.Exec(ctx, drop); err != nil {
+		return fmt.Errorf("demo: drop schema %s: %w (drop it by hand: psql -c '%s')", schema, err, drop)
+	}
+	return nil
+}
+
+// isTerminal reports whether w is a terminal, where a progress bar can be
+// redrawn in place.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

@@ -2,7 +2,8 @@
 // PostgreSQL schema, runs the demo, serves the order workflow with its page
 // and dashboard, measures, and reports lag.
 //
-//	converge demo                                   # the order workflow, in memory
+//	converge demo                                   # 200 orders through the fulfilment saga, in memory
+//	converge demo --database-url $DATABASE_URL      # the same on PostgreSQL, in a fresh schema
 //	converge migrate --database-url postgres://postgres@127.0.0.1:5432/app
 //	converge migrate --status --schema orders        # exit status 3: pending
 //	converge --version

@@ -15,6 +15,7 @@ import (
 
 	"github.com/converge-es/converge/consistency/lag"
 	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
 	"github.com/converge-es/converge/events/pgstore"
 	"github.com/converge-es/converge/internal/pgtest"
 )
@@ -49,7 +50,7 @@ func setupLag(t *testing.T) lagBundle {
 		require.NoError(t, err)
 		u, err := cps.Begin(ctx)
 		require.NoError(t, err)
-		require.NoError(t, u.Commit(u.Context(ctx), l, pos))
+		require.NoError(t, u.Commit(u.Context(ctx), feed.Move{Lease: l, Position: pos}))
 	}
 	return lagBundle{
 		conn:   []string{"--database-url", db.URL, "--schema", db.Schema},

@@ -31,6 +31,7 @@ var subcommands = []func() *cobra.Command{
 	newDemoCmd,
 	newLagCmd,
 	newMigrateCmd,
+	newSagasCmd,
 	newServeCmd,
 }
 

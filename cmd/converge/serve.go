@@ -9,15 +9,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"github.com/converge-es/converge"
 	"github.com/converge-es/converge/consistency/lag"
-	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/memstore"
 	"github.com/converge-es/converge/events/pgstore"
 	"github.com/converge-es/converge/examples/orders"
@@ -71,14 +70,17 @@ func newServeCmd() *cobra.Command {
                   X-Consistency-Position token, GET /orders?customer=ID)
   /live/orders    WebSocket of order updates
   /read-models    the read models and their consistency
-  /metrics        Prometheus metrics (converge_projection_* and the read horizon)
+  /metrics        Prometheus metrics: the read models' lag (converge_projection_*),
+                  the saga engine's (converge_saga_*) and Go's
   /lag            the last lag reports as a JSON array
   /healthz        200 while the last lag pass succeeded and no projection
                   breaches its SLA, 503 otherwise
 
-It runs in memory unless --postgres or --database-url is given; then it runs
-on PostgreSQL in --schema, migrating it first. Each read model's SLA is the
-one its projection declares; --sla applies to consumers that declare none.
+Orders go through the fulfilment saga (credit check, stock, payment,
+confirmation); every product starts with plenty of stock. It runs in memory
+unless --postgres or --database-url is given; then it runs on PostgreSQL in
+--schema, migrating it first. Each read model's SLA is the one its
+projection declares; --sla applies to read models that declare none.
 
 It binds 127.0.0.1 unless told otherwise, prints "listening on ADDR" once it
 accepts connections, and stops gracefully on SIGINT or SIGTERM.`,
@@ -106,12 +108,16 @@ accepts connections, and stops gracefully on SIGINT or SIGTERM.`,
 	f := cmd.Flags()
 	f.StringVar(&c.listen, "listen", "127.0.0.1:9090", "address to serve on")
 	f.BoolVar(&c.postgres, "postgres", false, "run on PostgreSQL (--database-url, else DATABASE_URL) instead of in memory")
-	f.DurationVar(&c.sla, "sla", lag.UserFacingSLA, "SLA of consumers that declare none (the payment step, other consumers in the schema)")
+	f.DurationVar(&c.sla, "sla", lag.UserFacingSLA, "SLA of read models that declare none (the strong customer_orders)")
 	f.DurationVar(&c.interval, "interval", lag.DefaultInterval, "how often lag is sampled")
 	f.Float64Var(&c.demoLoad, "demo-load", 0, "place this many simulated orders a second (0: none)")
 	f.StringArrayVar(&c.origins, "allow-origin", nil, `origin allowed to call the API from another site, such as https://shop.example ("*" for any); repeatable`)
 	return cmd
 }
+
+// serveStock is how many units of each product serve puts on the shelf at
+// start, so placed orders (and --demo-load's) can be reserved.
+const serveStock = 1_000_000
 
 func (c *serveCmd) run(ctx context.Context, out, errOut io.Writer) error {
 	log := slog.New(slog.NewTextHandler(errOut, nil))
@@ -121,14 +127,22 @@ func (c *serveCmd) run(ctx context.Context, out, errOut io.Writer) error {
 	}
 	defer closeStore()
 
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// The server publishes order changes, and the app produces them: the
 	// app is built first and reaches the server once it exists, before
 	// anything runs.
 	var srv *web.Server
-	app, err := web.NewApp(&web.AppConfig{Store: store, Logger: log, OnChange: func(v web.OrderView) { srv.Publish(v) }})
+	app, err := web.NewApp(&web.AppConfig{
+		Store:    store,
+		Orders:   orders.Config{Registerer: reg, LagSLA: c.sla, LagInterval: c.interval},
+		OnChange: func(v web.OrderView) { srv.Publish(v) },
+		Logger:   log,
+	})
 	if err != nil {
 		return err
 	}
+	reg.MustRegister(gateCollector(app.Client()))
 	hist := web.NewLagHistory(nil)
 	srv, err = web.New(&web.Config{
 		Orders: app, Tracker: app.Tracker(), ReadModels: app.ReadModels(), Ops: app.Ops(),
@@ -145,21 +159,10 @@ func (c *serveCmd) run(ctx context.Context, out, errOut io.Writer) error {
 			log.Warn("serve: stopping the workflow", "error", err)
 		}
 	}()
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	targets, err := c.lagTargets(ctx, app, store)
-	if err != nil {
-		return err
+	if err := app.StockShelves(ctx, serveStock); err != nil {
+		return fmt.Errorf("stock the shelves: %w", err)
 	}
-	mon, err := lag.NewMonitor(store, &lag.Config{Projections: targets, DefaultSLA: c.sla, Interval: c.interval, Registerer: reg, Logger: log})
-	if err != nil {
-		return err
-	}
-	if err := mon.Start(ctx); err != nil {
-		return err
-	}
-	defer func() { _ = mon.Stop(context.WithoutCancel(ctx)) }()
+	mon := app.Lag()
 
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{}, 2)
@@ -207,12 +210,10 @@ func (c *serveCmd) run(ctx context.Context, out, errOut io.Writer) error {
 }
 
 // openStore opens the in-memory store, or the PostgreSQL one after
-// migrating its schema, with the order events registered.
-func (c *serveCmd) openStore(ctx context.Context, log *slog.Logger) (orders.Backend, func(), error) {
-	reg := events.NewRegistry()
-	orders.Register(reg)
+// migrating its schema, with the order types registered.
+func (c *serveCmd) openStore(ctx context.Context, log *slog.Logger) (converge.Store, func(), error) {
 	if !c.postgres {
-		mem, err := memstore.New(&memstore.Config{Registry: reg})
+		mem, err := memstore.New(&memstore.Config{Registry: orders.NewRegistry()})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -226,7 +227,7 @@ func (c *serveCmd) openStore(ctx context.Context, log *slog.Logger) (orders.Back
 		pool.Close()
 		return nil, nil, err
 	}
-	pg, err := pgstore.New(ctx, pool, &pgstore.Config{Schema: c.db.Schema, Registry: reg, Logger: log})
+	pg, err := pgstore.New(ctx, pool, &pgstore.Config{Schema: c.db.Schema, Registry: orders.NewRegistry(), Logger: log})
 	if err != nil {
 		pool.Close()
 		return nil, nil, err
@@ -234,20 +235,32 @@ func (c *serveCmd) openStore(ctx context.Context, log *slog.Logger) (orders.Back
 	return pg, func() { pg.Close(); pool.Close() }, nil
 }
 
-// lagTargets are the workflow's consumers with their declared SLAs, then
-// every other consumer the store knows at start-up with --sla.
-func (c *serveCmd) lagTargets(ctx context.Context, app *web.App, store orders.Backend) ([]lag.Target, error) {
-	targets := app.LagTargets(c.sla)
-	consumers, err := store.Consumers(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list consumers: %w", err)
+// gateCollector exports the client's gate counts: how many saga steps read
+// read models, and how many found them behind and waited.
+func gateCollector(client *converge.Client) prometheus.Collector {
+	return collectorFuncs{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "converge_saga_gated_steps_total", Help: "Saga steps that read read models (gated on the step's causal token).",
+		}, func() float64 { return float64(client.GateStats().Gated) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "converge_saga_gated_behind_total", Help: "Gated saga steps whose read models were behind when the event arrived, so the step waited.",
+		}, func() float64 { return float64(client.GateStats().Behind) }),
 	}
-	for _, ci := range consumers {
-		if !slices.ContainsFunc(targets, func(t lag.Target) bool { return t.Name == ci.Name }) {
-			targets = append(targets, lag.Target{Name: ci.Name, SLA: c.sla})
-		}
+}
+
+// collectorFuncs is several collectors registered as one.
+type collectorFuncs []prometheus.Collector
+
+func (cs collectorFuncs) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range cs {
+		c.Describe(ch)
 	}
-	return targets, nil
+}
+
+func (cs collectorFuncs) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range cs {
+		c.Collect(ch)
+	}
 }
 
 // opsMux serves /metrics, /lag and /healthz beside app.

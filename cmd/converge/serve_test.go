@@ -15,8 +15,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/consistency"
-	"github.com/converge-es/converge/events"
-	"github.com/converge-es/converge/events/pgstore"
 	"github.com/converge-es/converge/internal/pgtest"
 )
 
@@ -129,7 +127,7 @@ func lagReports(t *testing.T, base, name string) map[string]map[string]any {
 
 func TestServe_InMemoryServesTheWorkflow(t *testing.T) {
 	t.Parallel()
-	base := "http://" + startServe(t, "serve", "--listen", "127.0.0.1:0", "--interval", "50ms")
+	base := "http://" + startServe(t, "serve", "--listen", "127.0.0.1:0", "--interval", "50ms", "--sla", "7s")
 
 	code, h, body := fetch(t, http.MethodGet, base+"/", nil, "")
 	require.Equal(t, http.StatusOK, code)
@@ -139,25 +137,33 @@ func TestServe_InMemoryServesTheWorkflow(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, body, `id="lag-charts"`)
 
-	code, h, body = fetch(t, http.MethodPost, base+"/orders", http.Header{"Content-Type": {"application/json"}}, `{"customer_id":"c-1","amount_cents":4990}`)
+	code, h, body = fetch(t, http.MethodPost, base+"/orders", http.Header{"Content-Type": {"application/json"}}, `{"customer_id":"c-1","sku":"tea","qty":2,"card":"4242-4242-4242-4242"}`)
 	require.Equal(t, http.StatusAccepted, code, body)
 	var placed struct {
 		OrderID string `json:"order_id"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(body), &placed))
 	code, _, body = fetch(t, http.MethodGet, base+"/orders/"+placed.OrderID,
-		http.Header{consistency.HeaderPosition: {h.Get(consistency.HeaderPosition)}}, "")
+		http.Header{consistency.HeaderPosition: {h.Get(consistency.HeaderPosition)}, consistency.HeaderTimeout: {"10000"}}, "")
 	require.Equal(t, http.StatusOK, code, body)
 	require.Contains(t, body, `"customer_id":"c-1"`)
+	awaitConfirmed(t, base, placed.OrderID)
 
-	// SLAs are the declared ones: order_summary says 2s.
+	// SLAs are the declared ones: order_summary says 2s, customer_spending
+	// 30s; the strong customer_orders declares none and gets --sla.
 	reports := lagReports(t, base, "order_summary")
 	require.EqualValues(t, 2, reports["order_summary"]["sla_seconds"], "report %v", reports["order_summary"])
-	require.Contains(t, reports, "payments")
+	require.EqualValues(t, 30, reports["customer_spending"]["sla_seconds"])
+	require.EqualValues(t, 7, reports["customer_orders"]["sla_seconds"])
 
 	code, _, body = fetch(t, http.MethodGet, base+"/metrics", nil, "")
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, body, `converge_projection_position_lag_events{projection="order_summary"}`)
+	require.Contains(t, body, `converge_saga_steps_total{`, "the saga engine's metrics")
+	require.Contains(t, body, `converge_saga_gated_steps_total 1`, "the client's gate counts")
+	code, _, body = fetch(t, http.MethodGet, base+"/api/sagas?status=completed", nil, "")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, placed.OrderID, "the dashboard lists the completed fulfilment")
 	code, _, _ = fetch(t, http.MethodGet, base+"/healthz", nil, "")
 	require.Equal(t, http.StatusOK, code)
 	code, _, body = fetch(t, http.MethodGet, base+"/read-models", nil, "")
@@ -180,37 +186,38 @@ func TestServe_DemoLoadPlacesOrders(t *testing.T) {
 	}, 10*time.Second, 20*time.Millisecond)
 }
 
+// awaitConfirmed waits until GET /orders/{id} shows the order confirmed.
+func awaitConfirmed(t *testing.T, base, id string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		code, _, body := fetch(t, http.MethodGet, base+"/orders/"+id, nil, "")
+		return code == http.StatusOK && strings.Contains(body, `"status":"confirmed"`)
+	}, 30*time.Second, 20*time.Millisecond, "the fulfilment saga confirms the order")
+}
+
 func TestServe_OnPostgreSQL(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t, nil)
-	ctx := context.Background()
-	store, err := pgstore.New(ctx, db.Pool, &pgstore.Config{Schema: db.Schema, DisableListen: true})
-	require.NoError(t, err)
-	defer store.Close()
-	// A consumer of another program, two events behind: serve watches it
-	// too, with --sla.
-	_, err = store.Checkpoints().Acquire(ctx, "orders_view", "test", time.Minute)
-	require.NoError(t, err)
-	_, err = store.Append(ctx, "other-1", events.NoStream,
-		events.Event{Data: events.Raw{Type: "t", Payload: []byte(`{}`)}},
-		events.Event{Data: events.Raw{Type: "t", Payload: []byte(`{}`)}})
-	require.NoError(t, err)
+	base := "http://" + startServe(t, "serve", "--database-url", db.URL, "--schema", db.Schema, "--listen", "127.0.0.1:0", "--interval", "50ms")
 
-	base := "http://" + startServe(t, "serve", "--database-url", db.URL, "--schema", db.Schema, "--listen", "127.0.0.1:0", "--interval", "50ms", "--sla", "1h")
-	reports := lagReports(t, base, "orders_view")
-	require.EqualValues(t, 2, reports["orders_view"]["behind_events"])
-	require.EqualValues(t, time.Hour.Seconds(), reports["orders_view"]["sla_seconds"])
-
-	code, _, body := fetch(t, http.MethodGet, base+"/metrics", nil, "")
-	require.Equal(t, http.StatusOK, code)
-	require.Contains(t, body, `converge_projection_position_lag_events{projection="orders_view"} 2`)
-	code, _, _ = fetch(t, http.MethodGet, base+"/healthz", nil, "")
-	require.Equal(t, http.StatusOK, code, "behind, but within a one-hour SLA")
-
-	code, h, body := fetch(t, http.MethodPost, base+"/orders", http.Header{"Content-Type": {"application/json"}}, `{"customer_id":"c-1","amount_cents":4990}`)
+	code, h, body := fetch(t, http.MethodPost, base+"/orders", http.Header{"Content-Type": {"application/json"}}, `{"customer_id":"c-1","sku":"tea","qty":2,"card":"4242-4242-4242-4242"}`)
 	require.Equal(t, http.StatusAccepted, code, body)
-	code, _, body = fetch(t, http.MethodGet, base+h.Get("Location"), nil, "")
+	code, _, body = fetch(t, http.MethodGet, base+h.Get("Location"), http.Header{consistency.HeaderTimeout: {"10000"}}, "")
 	require.Equal(t, http.StatusOK, code, body)
+	var placed struct {
+		OrderID string `json:"order_id"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &placed))
+	awaitConfirmed(t, base, placed.OrderID)
+
+	reports := lagReports(t, base, "order_summary")
+	require.EqualValues(t, 2, reports["order_summary"]["sla_seconds"])
+	code, _, body = fetch(t, http.MethodGet, base+"/metrics", nil, "")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, `converge_projection_position_lag_events{projection="order_summary"}`)
+	require.Contains(t, body, `converge_saga_steps_total{`)
+	code, _, _ = fetch(t, http.MethodGet, base+"/healthz", nil, "")
+	require.Equal(t, http.StatusOK, code)
 }
 
 func TestServeRejectsBadFlags(t *testing.T) {

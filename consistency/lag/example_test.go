@@ -9,6 +9,7 @@ import (
 
 	"github.com/converge-es/converge/consistency/lag"
 	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
 	"github.com/converge-es/converge/events/memstore"
 )
 
@@ -37,7 +38,7 @@ func Example() {
 			panic(err)
 		}
 		u, _ := store.Checkpoints().Begin(ctx)
-		if err := u.Commit(ctx, l, res.Token); err != nil {
+		if err := u.Commit(ctx, feed.Move{Lease: l, Position: res.Token}); err != nil {
 			panic(err)
 		}
 	}

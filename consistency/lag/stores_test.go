@@ -33,7 +33,7 @@ func commitAt(t *testing.T, cps feed.CheckpointStore, name string, pos events.To
 	require.NoError(t, err)
 	u, err := cps.Begin(ctx)
 	require.NoError(t, err)
-	require.NoError(t, u.Commit(u.Context(ctx), l, pos))
+	require.NoError(t, u.Commit(u.Context(ctx), feed.Move{Lease: l, Position: pos}))
 }
 
 func TestMemstore(t *testing.T) {

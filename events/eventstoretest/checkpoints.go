@@ -25,7 +25,7 @@ func commit(t *testing.T, cps feed.CheckpointStore, l feed.Lease, pos events.Tok
 	t.Helper()
 	u, err := cps.Begin(t.Context())
 	require.NoError(t, err)
-	err = u.Commit(u.Context(t.Context()), l, pos)
+	err = u.Commit(u.Context(t.Context()), feed.Move{Lease: l, Position: pos})
 	require.NoError(t, u.Rollback(t.Context()), "Rollback after Commit is a no-op")
 	return err
 }

@@ -17,16 +17,54 @@ import (
 // the feed from the lease's position and delivers events one at a time,
 // until its context ends or the Source is closed.
 type consumer struct {
-	src      Source
-	cps      CheckpointStore
-	cfg      *SubscriberConfig
-	name     string
-	owner    string
-	category string
-	out      chan *message.Message
-	log      *slog.Logger
-	st       *consumerState
+	src   Source
+	cps   CheckpointStore
+	cfg   *SubscriberConfig
+	name  string
+	owner string
+	// filter is what the consumer reads: a category, types, a partition.
+	filter Filter
+	// assigned, when set, says whether this process should hold the lease
+	// now (a processor's partition owned by this member), and gives a
+	// channel closed when that may have changed.
+	assigned func() (bool, <-chan struct{})
+	// onState and onCommitted report progress to a processor.
+	onState     func(PartitionState)
+	onCommitted func(name string, tok events.Token)
+	out         chan *message.Message
+	st          *consumerState
+	log         *slog.Logger
 }
+
+func (c *consumer) state(s PartitionState) {
+	if c.onState != nil {
+		c.onState(s)
+	}
+}
+
+// awaitAssignment blocks until this process should hold the lease. It
+// fails only when ctx ends.
+func (c *consumer) awaitAssignment(ctx context.Context) error {
+	if c.assigned == nil {
+		return nil
+	}
+	for {
+		ok, changed := c.assigned()
+		if ok {
+			return nil
+		}
+		c.state(PartitionIdle)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		}
+	}
+}
+
+// errUnassigned ends delivery when the membership moved the partition to
+// another process: the lease is released so it takes over at once.
+var errUnassigned = errors.New("feed: partition assigned to another member")
 
 // errRedeliver makes the consumer read again from its last checkpoint
 // after a backoff.
@@ -38,7 +76,13 @@ func (c *consumer) run(ctx context.Context) {
 	defer close(c.out)
 	defer c.st.setLease(LeaseStopped)
 	for {
+		if err := c.awaitAssignment(ctx); err != nil {
+			return
+		}
 		lease, err := c.acquire(ctx)
+		if errors.Is(err, errUnassigned) {
+			continue
+		}
 		if err != nil {
 			return
 		}
@@ -58,6 +102,7 @@ func (c *consumer) acquire(ctx context.Context) (Lease, error) {
 		cancel()
 		switch {
 		case err == nil:
+			c.state(PartitionActive)
 			c.st.ok()
 			c.log.Info("feed: lease acquired, delivering", "generation", lease.Generation, "position", lease.Position.String())
 			c.st.leaseChanged(LeaseAcquired, lease, nil)
@@ -68,6 +113,7 @@ func (c *consumer) acquire(ctx context.Context) (Lease, error) {
 			c.log.Info("feed: source closed, ending subscription", "error", err)
 			return Lease{}, err
 		case errors.Is(err, ErrLeaseHeld):
+			c.state(PartitionStandby)
 			c.st.ok()
 			c.st.setLease(LeaseStandingBy)
 			if !standby {
@@ -75,8 +121,14 @@ func (c *consumer) acquire(ctx context.Context) (Lease, error) {
 				standby = true
 			}
 		default:
+			c.state(PartitionDegraded)
 			c.st.failed(err)
 			c.log.Warn("feed: acquire lease failed, retrying", "error", err, "retry_in", c.cfg.RenewInterval)
+		}
+		if c.assigned != nil {
+			if ok, _ := c.assigned(); !ok {
+				return Lease{}, errUnassigned
+			}
 		}
 		if !sleep(ctx, c.cfg.RenewInterval) {
 			return Lease{}, ctx.Err()
@@ -95,6 +147,13 @@ func (c *consumer) hold(ctx context.Context, lease Lease) (again bool) {
 		defer wg.Done()
 		c.renew(lctx, stop, lease)
 	}()
+	if c.assigned != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.watchAssignment(lctx, stop)
+		}()
+	}
 	err := c.deliverFrom(lctx, lease)
 	stop(err)
 	wg.Wait()
@@ -115,6 +174,24 @@ func (c *consumer) hold(ctx context.Context, lease Lease) (again bool) {
 		c.st.leaseChanged(LeaseReleased, lease, nil)
 	}
 	return ctx.Err() == nil && !closed
+}
+
+// watchAssignment stops delivery when the partition moves to another
+// member, so the lease is released and the new owner takes over at once.
+func (c *consumer) watchAssignment(ctx context.Context, stop context.CancelCauseFunc) {
+	for {
+		ok, changed := c.assigned()
+		if !ok {
+			c.log.Info("feed: partition assigned to another member; releasing the lease")
+			stop(errUnassigned)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
 }
 
 // renew extends the lease every RenewInterval until ctx ends. When the lease
@@ -161,12 +238,16 @@ func (c *consumer) deliverFrom(ctx context.Context, lease Lease) error {
 	pending := backoff{min: c.cfg.PendingBackoffMin, max: c.cfg.PendingBackoffMax}
 	retry := backoff{min: c.cfg.PendingBackoffMin, max: c.cfg.FallbackPollInterval}
 	nack := nackStreak{b: backoff{min: c.cfg.NackBackoffMin, max: c.cfg.NackBackoffMax}}
+	// cut bounds the next unit after a Nack behind its head: the events
+	// before the failing one are committed by themselves first, and the
+	// failing one then heads a unit of its own, where its failures count.
+	cut := 0
 	for {
 		// Take the wake channel before reading, so an append between the
 		// read and the wait is not missed.
 		wake := c.src.Wake()
 		rctx, cancel := context.WithTimeout(ctx, c.cfg.LeaseTTL)
-		batch, err := c.src.ReadFeed(rctx, pos, c.category, c.cfg.BatchSize)
+		batch, err := c.src.ReadFeed(rctx, pos, c.filter, c.cfg.BatchSize)
 		cancel()
 		switch {
 		case ctx.Err() != nil:
@@ -195,10 +276,20 @@ func (c *consumer) deliverFrom(ctx context.Context, lease Lease) error {
 				evs = evs[1:]
 				continue
 			}
-			group := evs[:min(len(evs), c.cfg.CommitBatch)]
-			n, err := c.deliverGroup(ctx, lease, group)
+			size := min(len(evs), c.cfg.CommitBatch)
+			if cut > 0 {
+				size, cut = min(size, cut), 0
+			}
+			group := evs[:size]
+			n, nacked, err := c.deliverGroup(ctx, lease, group)
 			if n > 0 {
 				pos = group[n-1].Token
+			}
+			if errors.Is(err, errRedeliver) && nacked > 0 {
+				// Not the head's fault: redeliver at once, the head's
+				// part alone.
+				cut = nacked
+				break
 			}
 			if errors.Is(err, errRedeliver) {
 				// Everything after pos is read again, so the events of the
@@ -216,6 +307,20 @@ func (c *consumer) deliverFrom(ctx context.Context, lease Lease) error {
 			}
 			nack.succeeded()
 			evs = evs[n:]
+		}
+		if len(batch.Events) == 0 && batch.ScannedTo.After(pos) {
+			// The read looked past events this consumer does not handle:
+			// move the checkpoint over them in one write instead of a unit
+			// per event, then read on from there.
+			moved, err := c.advance(ctx, lease, batch.ScannedTo)
+			if err != nil {
+				return err
+			}
+			if moved {
+				pos = batch.ScannedTo
+				pending.reset()
+				continue
+			}
 		}
 		switch {
 		case len(batch.Events) > 0:
@@ -240,6 +345,31 @@ func (c *consumer) deliverFrom(ctx context.Context, lease Lease) error {
 			}
 		}
 	}
+}
+
+// advance moves the checkpoint to pos outside any unit. It reports whether
+// it did; a failure other than a lost lease or a closed Source is only
+// logged, since the events in between are simply read again.
+func (c *consumer) advance(ctx context.Context, lease Lease, pos events.Token) (bool, error) {
+	actx, cancel := context.WithTimeout(ctx, c.cfg.LeaseTTL)
+	defer cancel()
+	err := c.cps.Advance(actx, lease, pos)
+	switch {
+	case err == nil:
+		if c.cfg.OnCommitted != nil {
+			c.cfg.OnCommitted(c.name, pos)
+		}
+		if c.onCommitted != nil {
+			c.onCommitted(c.name, pos)
+		}
+		return true, nil
+	case ctx.Err() != nil:
+		return false, context.Cause(ctx)
+	case errors.Is(err, ErrLeaseLost), errors.Is(err, events.ErrClosed):
+		return false, err
+	}
+	c.log.Warn("feed: advance past unmatched events failed", "error", err, "position", pos.String())
+	return false, nil
 }
 
 // wait blocks until wake fires, push turns unhealthy (then it polls every
@@ -271,7 +401,7 @@ func (c *consumer) wait(ctx context.Context, wake <-chan struct{}) error {
 // begin or commit: redeliver from the first) or with an error that stops
 // delivery (ctx ended, lease lost, Source closed). When Close races an Ack,
 // the events Acked so far still commit and their count is returned.
-func (c *consumer) deliverGroup(ctx context.Context, lease Lease, group []events.Envelope) (int, error) {
+func (c *consumer) deliverGroup(ctx context.Context, lease Lease, group []events.Envelope) (n, nackedAt int, err error) {
 	bctx, cancel := context.WithTimeout(ctx, c.cfg.LeaseTTL)
 	unit, err := c.cps.Begin(bctx)
 	cancel()
@@ -280,13 +410,13 @@ func (c *consumer) deliverGroup(ctx context.Context, lease Lease, group []events
 		if err == nil {
 			c.rollback(ctx, unit)
 		}
-		return 0, context.Cause(ctx)
+		return 0, 0, context.Cause(ctx)
 	case errors.Is(err, events.ErrClosed):
-		return 0, err
+		return 0, 0, err
 	case err != nil:
 		c.st.failed(err)
 		c.log.Warn("feed: begin unit failed", "event_id", group[0].ID, "error", err)
-		return 0, errRedeliver
+		return 0, 0, errRedeliver
 	}
 	msgCtx, cancelMsgs := context.WithCancel(ctx)
 	defer cancelMsgs()
@@ -297,17 +427,18 @@ func (c *consumer) deliverGroup(ctx context.Context, lease Lease, group []events
 		if decodeErr != nil {
 			c.log.Error("feed: delivering undecodable payload as stored", "error", decodeErr)
 		}
-		msg.SetContext(uctx)
+		msg.SetContext(contextWithUnitIndex(uctx, i))
 		select {
 		case c.out <- msg:
 		case <-ctx.Done():
-			return c.settleAtClose(ctx, unit, lease, group[:i])
+			n, err := c.settleAtClose(ctx, unit, lease, group[:i])
+			return n, 0, err
 		}
 		select {
 		case <-msg.Acked():
 		case <-msg.Nacked():
 			c.rollback(ctx, unit)
-			return 0, errRedeliver
+			return 0, i, errRedeliver
 		case <-ctx.Done():
 			// The message's context is cancelled with ctx, so a handler
 			// answers soon. Wait for it (bounded) before settling: rolling
@@ -318,18 +449,20 @@ func (c *consumer) deliverGroup(ctx context.Context, lease Lease, group []events
 			defer t.Stop()
 			select {
 			case <-msg.Acked():
-				return c.settleAtClose(ctx, unit, lease, group[:i+1])
+				n, err := c.settleAtClose(ctx, unit, lease, group[:i+1])
+				return n, 0, err
 			case <-msg.Nacked():
 			case <-t.C:
 				c.log.Warn("feed: handler did not answer within LeaseTTL after its context ended; rolling back", "event_id", env.ID)
 			}
-			return c.settleAtClose(ctx, unit, lease, group[:i])
+			n, err := c.settleAtClose(ctx, unit, lease, group[:i])
+			return n, 0, err
 		}
 	}
 	if err := c.commit(ctx, unit, lease, group[len(group)-1]); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return len(group), nil
+	return len(group), 0, nil
 }
 
 // settleAtClose commits the events acked before ctx ended, or rolls back
@@ -352,10 +485,13 @@ func (c *consumer) settleAtClose(ctx context.Context, unit Unit, lease Lease, ac
 func (c *consumer) commit(ctx context.Context, unit Unit, lease Lease, env events.Envelope) error {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.LeaseTTL)
 	defer cancel()
-	err := unit.Commit(cctx, lease, env.Token)
+	err := unit.Commit(cctx, Move{Lease: lease, Position: env.Token})
 	if err == nil {
 		if c.cfg.OnCommitted != nil {
 			c.cfg.OnCommitted(c.name, env.Token)
+		}
+		if c.onCommitted != nil {
+			c.onCommitted(c.name, env.Token)
 		}
 		return nil
 	}

@@ -1,23 +1,26 @@
 // Package feed turns converge's global event order into Watermill messages.
 //
 // A Source (memstore.Store or pgstore.Store) offers the feed: every stored
-// event in one gap-free global order, a wake-up signal for new events, and
-// durable, leased checkpoints. On top of it:
+// event in one gap-free global order, read through a Filter, a wake-up
+// signal for new events, durable leased checkpoints, units of work and
+// Rows. On top of it:
 //
 //   - Subscriber is a Watermill message.Subscriber. Each Subscribe call runs a
 //     consumer that delivers events one at a time in global order and moves
 //     its checkpoint when a message is Acked. The handler's writes and the
-//     checkpoint commit in one unit of work (on PostgreSQL one transaction,
-//     reached with pgstore.TxFromContext(msg.Context())), so a projection
-//     updated through it is exactly as far as its checkpoint says. A Nack
-//     rolls the writes back and delivers the same event again after a
-//     backoff. Processes running the same consumer name elect one deliverer
-//     through a lease; the others stand by and take over.
+//     checkpoint commit in one unit of work (events.UnitFromContext and
+//     Unit.Rows on both stores; on PostgreSQL one transaction, also reached
+//     with pgstore.TxFromContext(msg.Context())), so a projection updated
+//     through it is exactly as far as its checkpoint says. A Nack rolls the
+//     writes back and delivers the same event again after a backoff.
+//     Processes running the same consumer name elect one deliverer through
+//     a lease; the others stand by and take over.
 //   - Publisher is a Watermill message.Publisher that appends each message as
 //     an event, so Watermill handlers and cqrs buses can write to the store.
 //
 // Topics: TopicAll ("$all", or "") is the whole feed; any other topic is a
-// category, the streams named topic or starting with topic + "-". A
+// category, the streams named topic or starting with topic + "-" (read
+// with Filter{Categories: []string{topic}}). A
 // Publisher appends to the stream named by the topic (or by the MetaStreamID
 // metadata), so a Subscriber of the same topic receives it.
 //
@@ -48,14 +51,80 @@
 //		return err // nil: Ack, the row and the checkpoint commit together
 //	})
 //
+// # Units of work
+//
+// A Unit (CheckpointStore.Begin) gathers a handler's appends (it is an
+// events.Store, and events.Update joins the unit its context carries), its
+// row writes and the checkpoint moves given to Commit, and makes them take
+// effect together or not at all. Both stores give it the same semantics,
+// which the shared suites check:
+//
+//   - Appends get their final versions and tokens at once, but become
+//     readable only at the commit; until then the unit's first token holds
+//     every reader back, so nobody passes an event that may still commit
+//     (PostgreSQL: the open transaction holds the read horizon; memory: the
+//     reserved token does). Keep units short for that reason.
+//   - Other appenders to a stream the unit appended to wait until it ends,
+//     then see its events (or none, after a rollback).
+//   - A commit is fenced by each move's lease generation (ErrLeaseLost,
+//     nothing written). Rows read with a lock are protected: PostgreSQL
+//     makes the other unit wait, memory fails the later commit with
+//     ErrConflict, so run the work again; either way no update is lost.
+//   - A duplicate event id fails the unit: it can only roll back.
+//   - Hand a unit's tokens to readers from AfterCommit, never before.
+//
+// Never wait for a read model inside a unit (consistency.Tracker refuses):
+// the unit would hold the feed back while the read model it waits for
+// needs the feed to move.
+//
+// # Rows
+//
+// Rows is key-value storage beside the events for read models and
+// converge's own bookkeeping, so they commit in the unit that caused them.
+// Keys sort byte-wise; List pages by prefix and After, in either
+// direction; DeleteNamespace drops a namespace in batches, each its own
+// short transaction, so dropping a large read model never holds the feed
+// back. Addresses and values are checked before they reach storage
+// (ErrInvalidRow): no NUL or control characters, bounded lengths, JSON
+// values. Every character is literal: prefixes are compared, never
+// pattern-matched.
+//
+// # Filters and partitions
+//
+// A Filter keeps events by stored type name, by category (the stream id is
+// the category or starts with category + "-", compared as plain strings) and
+// by partition. The store applies it (in SQL on PostgreSQL), and reports in
+// Batch.ScannedTo how far it looked, so a consumer moves past events it
+// does not handle with one CheckpointStore.Advance instead of a unit per
+// event, and a lag monitor sees it caught up.
+//
+// A Partition splits the feed by a key's hash (PartitionOf: the MD5 formula
+// PostgreSQL computes in SQL as well, so both stores place every event in
+// the same partition): by stream, a stream's events stay in order in one
+// partition; by correlation id, a whole business process does. Every event
+// is in exactly one partition of a count, so N consumers of partitions 0..N-1
+// together see the feed once: a Processor splits itself that way, and a
+// Subscriber delivers one partition of its topic with
+// SubscriberConfig.Partition. CheckpointStore.Heartbeat and Leave keep a
+// group's membership (rows with an expiry, not session locks, which outlive
+// a dead holder on a pooled connection) for runtimes that share partitions
+// between processes.
+//
+// # Append hooks
+//
+// A HookedSource runs AppendHooks inside appends: strong projections update
+// their rows in the append's own unit (an append outside any unit gets one
+// of its own when a hook wants it). A failing hook undoes the append and its
+// own writes only; the unit it ran in stays usable.
+//
 // # Delivery guarantees
 //
 // Delivery is at least once and in global order: the next event is not
 // delivered before the current one is Acked. Writes made through the unit
-// (pgstore.TxFromContext) take effect exactly once, because they commit with
-// the checkpoint and a consumer that lost its lease cannot commit (fencing).
-// Side effects outside the unit (HTTP calls, another database, memstore,
-// which has no transactions) may happen again and must be idempotent.
+// (its Append and Rows, or pgstore.TxFromContext) take effect exactly once,
+// because they commit with the checkpoint and a consumer that lost its
+// lease cannot commit (fencing). Side effects outside the unit (HTTP calls,
+// another database) may happen again and must be idempotent.
 //
 // The consumer waits for new events on Source.Wake, with three documented
 // polls: FallbackPollInterval while push is unhealthy, SafetyPollInterval

@@ -112,6 +112,14 @@ func newMessage(env events.Envelope) (*message.Message, error) {
 	return msg, decodeErr
 }
 
+// MessageFromEnvelope is the message a Subscriber delivers for a stored
+// event: for code that hands stored events to Watermill handlers by other
+// means (the saga simulation delivers commands over gochannel with it).
+// EnvelopeFromMessage turns it back.
+func MessageFromEnvelope(env events.Envelope) (*message.Message, error) {
+	return newMessage(env)
+}
+
 // TokenFromMessage returns the global position of the event a Subscriber
 // delivered as msg: hand it to consistency waits, or compare it with a
 // read model's checkpoint.

@@ -22,9 +22,11 @@ var ErrLeaseLost = errors.New("feed: lease lost to another consumer")
 // it.
 type Source interface {
 	// ReadFeed returns up to limit events strictly after `after` in global
-	// order. A non-empty category keeps only events whose stream id is the
-	// category or starts with category + "-".
-	ReadFeed(ctx context.Context, after events.Token, category string, limit int) (Batch, error)
+	// order that match f, and how far it looked (Batch.ScannedTo), so a
+	// consumer moves past events it does not handle without being handed
+	// each of them. The filter is applied by the store (in SQL on
+	// PostgreSQL).
+	ReadFeed(ctx context.Context, after events.Token, f Filter, limit int) (Batch, error)
 	// Wake returns a channel closed when new events may have become
 	// readable. Take it before reading, wait on it after an empty read.
 	Wake() <-chan struct{}
@@ -33,11 +35,22 @@ type Source interface {
 	PushHealthy() bool
 	// Checkpoints returns the durable per-consumer positions.
 	Checkpoints() CheckpointStore
+	// Rows returns the store's rows outside any unit: committed reads,
+	// writes that commit by themselves.
+	Rows() Rows
 }
 
 // Batch is one read of the feed.
 type Batch struct {
+	// Events are the matching events, in global order.
 	Events []events.Envelope
+	// ScannedTo is how far the read looked: every event after the read's
+	// `after` and at or before ScannedTo that matches the filter is in
+	// Events, so a consumer may move its position to ScannedTo once it has
+	// handled them. It is at least the last event's token when Events is
+	// not empty, and the zero token when the read found nothing readable
+	// after `after` at all.
+	ScannedTo events.Token
 	// Pending reports committed events after the cursor that the read did
 	// not return: held back because an older transaction is still open (see
 	// pgstore), or committed just after the read. The subscriber retries
@@ -59,9 +72,23 @@ type CheckpointStore interface {
 	Release(ctx context.Context, l Lease) error
 	// Position returns the stored position of name (zero when unknown).
 	Position(ctx context.Context, name string) (events.Token, error)
-	// Begin starts the unit of work that a handler may write through and
-	// that stores the new position when it commits.
+	// Begin starts a unit of work: a handler's appends and row writes, and
+	// the checkpoint moves given to its Commit, take effect together. On
+	// PostgreSQL the transaction begins lazily, at the unit's first use.
 	Begin(ctx context.Context) (Unit, error)
+	// Advance moves the checkpoint of l to pos outside any unit, fenced by
+	// l's generation like a commit: for a consumer that read past events
+	// it does not handle (Batch.ScannedTo) and has nothing to write. It
+	// never moves a checkpoint back. ErrLeaseLost when l is no longer
+	// current.
+	Advance(ctx context.Context, l Lease, pos events.Token) error
+	// Heartbeat records member as a live member of group until ttl from
+	// now and returns the group's live members, sorted. Partitioned
+	// consumers use it to share their partitions between processes.
+	Heartbeat(ctx context.Context, group, member string, ttl time.Duration) ([]string, error)
+	// Leave removes member from group at once, so the others take over its
+	// partitions without waiting for its heartbeat to expire.
+	Leave(ctx context.Context, group, member string) error
 }
 
 // Lease is a consumer's claim on a name.
@@ -72,19 +99,45 @@ type Lease struct {
 	Position   events.Token
 }
 
-// Unit is a handler's unit of work: its writes and the new checkpoint commit
-// together or not at all.
+// Unit is a handler's unit of work (see events.Unit): its appends, its row
+// writes and the checkpoint moves given to Commit take effect together or
+// not at all.
 type Unit interface {
-	// Context returns ctx carrying the unit, so handlers can reach it
-	// (pgstore.TxFromContext on PostgreSQL).
+	events.Unit
+	// Rows is the unit's view of the store's rows: reads see the unit's
+	// own writes, and writes take effect when the unit commits.
+	Rows() Rows
+	// Positions returns the stored checkpoint positions of names (zero for
+	// unknown names), in order. In memory the unit's commit fails with
+	// ErrConflict when one of them moved after this read; on PostgreSQL
+	// they are read as committed when the statement runs (serialise with
+	// row locks: Rows.Get with LockUpdate).
+	Positions(ctx context.Context, names ...string) ([]events.Token, error)
+	// Context returns ctx carrying the unit (events.UnitFromContext, and
+	// pgstore.TxFromContext on PostgreSQL).
 	Context(ctx context.Context) context.Context
-	// Commit stores pos as the lease's checkpoint and commits the handler's
-	// writes with it. It fails with ErrLeaseLost, rolling everything back,
-	// when the lease's generation is no longer current.
-	Commit(ctx context.Context, l Lease, pos events.Token) error
-	// Rollback discards the handler's writes. Safe after Commit.
+	// Commit stores each move's position as its lease's checkpoint and
+	// commits the unit's writes with them. It fails with ErrLeaseLost,
+	// rolling everything back, when a move's lease generation is no longer
+	// current, and with ErrConflict (in memory) when a row or position read
+	// with a lock changed since. With no moves it commits the writes alone.
+	Commit(ctx context.Context, moves ...Move) error
+	// Rollback discards the unit's writes. Safe after Commit, and twice.
 	Rollback(ctx context.Context) error
 }
+
+// Move is a checkpoint move committed with a unit: Position becomes Lease's
+// checkpoint, if Lease's generation is still current.
+type Move struct {
+	Lease    Lease
+	Position events.Token
+}
+
+// ErrConflict is returned by an in-memory unit's Commit when a row or
+// checkpoint it read with a lock was changed by another unit since: nothing
+// was written; run the unit's work again. (PostgreSQL makes the second unit
+// wait for the first instead.)
+var ErrConflict = errors.New("feed: unit conflicts with a concurrent unit (nothing was written; run it again)")
 
 // CheckpointWatcher is implemented by sources that announce checkpoint moves,
 // including those made by other processes (consistency.Tracker uses it).

@@ -100,13 +100,13 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	}
 	s.seq++
 	c := &consumer{
-		src:      s.src,
-		cps:      s.src.Checkpoints(),
-		cfg:      &s.cfg,
-		name:     CheckpointName(s.cfg.ConsumerName, topic),
-		owner:    s.cfg.Owner + "/" + strconv.Itoa(s.seq),
-		category: category,
-		out:      make(chan *message.Message),
+		src:    s.src,
+		cps:    s.src.Checkpoints(),
+		cfg:    &s.cfg,
+		name:   CheckpointName(s.cfg.ConsumerName, topic),
+		owner:  s.cfg.Owner + "/" + strconv.Itoa(s.seq),
+		filter: s.filter(category),
+		out:    make(chan *message.Message),
 	}
 	c.log = s.cfg.Logger.With("consumer", c.name, "owner", c.owner)
 	c.st = newConsumerState(&s.cfg, c.name, c.owner)
@@ -122,6 +122,24 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		c.run(cctx)
 	}()
 	return c.out, nil
+}
+
+// filter is what the subscription reads: the topic's category, and the
+// subscriber's partition of it.
+func (s *Subscriber) filter(category string) Filter {
+	f := filterOf(category)
+	if s.cfg.Partition.Count > 1 {
+		f.Partition = s.cfg.Partition
+	}
+	return f
+}
+
+// filterOf is the filter of a topic's category ("" for the whole feed).
+func filterOf(category string) Filter {
+	if category == "" {
+		return Filter{}
+	}
+	return Filter{Categories: []string{category}}
 }
 
 // Status reports every consumer started by Subscribe, in call order:

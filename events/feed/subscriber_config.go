@@ -106,7 +106,11 @@ type SubscriberConfig struct {
 	// instead of one per event. A lone event still commits at once, so this
 	// adds no latency when the feed is quiet. A Nack rolls the whole unit
 	// back and redelivers from its first event: delivery stays at least
-	// once, effects exactly once. With more than 1, an Ack no longer means
+	// once, effects exactly once. After a Nack behind a unit's head, the
+	// events before the Nacked one are delivered again in a unit of their
+	// own, at once, so the Nacked event then heads its unit: a failure is
+	// only ever retried, and counted, where no other event's writes share
+	// its unit. With more than 1, an Ack no longer means
 	// "committed": wait for OnCommitted. Defaults to DefaultCommitBatch (1:
 	// every event commits by itself).
 	CommitBatch int
@@ -141,8 +145,14 @@ type SubscriberConfig struct {
 	// Clock judges how long renewals have been failing. Defaults to
 	// events.SystemClock.
 	Clock events.Clock
+	// Partition, when its Count is above 1, delivers only that partition of
+	// the topic (by a hash of Partition.Key): Subscribers of the other
+	// partitions, under ConsumerNames of their own (PartitionName), share
+	// the topic and deliver concurrently. Defaults to the whole topic.
+	Partition Partition
 	// OnCommitted, when set, is called after every successful checkpoint
-	// commit with the checkpoint name and the committed position. Tests and
+	// commit with the checkpoint name and the committed position, including
+	// an Advance past events the consumer's topic does not match. Tests and
 	// the consistency layer use it to await progress instead of sleeping.
 	// It runs on the delivering goroutine: it must not block. Defaults to
 	// nil.
@@ -201,6 +211,9 @@ func (c *SubscriberConfig) validate() error {
 	}
 	if c.BatchSize < 0 {
 		return fmt.Errorf("feed: SubscriberConfig.BatchSize is %d: use 0 for the default or a positive count", c.BatchSize)
+	}
+	if err := c.Partition.Validate(); err != nil {
+		return fmt.Errorf("feed: SubscriberConfig.Partition: %w", err)
 	}
 	for _, f := range []struct {
 		name string

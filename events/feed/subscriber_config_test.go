@@ -1,11 +1,13 @@
 package feed_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
 	"github.com/converge-es/converge/events/memstore"
 )
@@ -31,6 +33,7 @@ func TestNewSubscriberValidatesConfig(t *testing.T) {
 		{"pending max below min", &feed.SubscriberConfig{ConsumerName: "c", PendingBackoffMin: time.Second, PendingBackoffMax: time.Millisecond}, "PendingBackoffMax"},
 		{"nack max below min", &feed.SubscriberConfig{ConsumerName: "c", NackBackoffMin: time.Second, NackBackoffMax: time.Millisecond}, "NackBackoffMax"},
 		{"negative nack min", &feed.SubscriberConfig{ConsumerName: "c", NackBackoffMin: -1}, "NackBackoffMin"},
+		{"partition out of range", &feed.SubscriberConfig{ConsumerName: "c", Partition: feed.Partition{Index: 4, Count: 4}}, "Partition"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -79,4 +82,17 @@ func TestCheckpointName(t *testing.T) {
 	require.Equal(t, "projection", feed.CheckpointName("projection", ""))
 	require.Equal(t, "projection", feed.CheckpointName("projection", feed.TopicAll))
 	require.Equal(t, "projection/order", feed.CheckpointName("projection", "order"))
+}
+
+// A processor partitions its subscribers itself: a partition set by hand
+// is refused rather than silently replaced.
+func TestNewProcessorRefusesASubscriberPartition(t *testing.T) {
+	t.Parallel()
+	src, err := memstore.New(nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = src.Close() })
+	_, err = feed.NewProcessor(src, &feed.ProcessorConfig{
+		Name: "p", Subscriber: feed.SubscriberConfig{Partition: feed.Partition{Index: 1, Count: 2}},
+	}, func(context.Context, events.Envelope) error { return nil })
+	require.ErrorContains(t, err, "ProcessorConfig.Subscriber.Partition is set")
 }

@@ -17,11 +17,14 @@ import (
 // checkpointStore is the in-memory feed.CheckpointStore: one position per
 // consumer name, guarded by a lease with a fencing generation.
 type checkpointStore struct {
+	store  *Store
 	clock  events.Clock
 	closed *atomic.Bool
 
 	mu    sync.Mutex
 	names map[string]*checkpoint
+	// groups holds each membership group's members and when they expire.
+	groups map[string]map[string]time.Time
 
 	watchMu  sync.Mutex
 	watchers map[uint64]func(string, events.Token)
@@ -43,8 +46,10 @@ type checkpoint struct {
 	updatedAt time.Time
 }
 
-func newCheckpointStore(clock events.Clock, closed *atomic.Bool) *checkpointStore {
+func newCheckpointStore(s *Store, clock events.Clock, closed *atomic.Bool) *checkpointStore {
 	return &checkpointStore{
+		store:    s,
+		groups:   map[string]map[string]time.Time{},
 		clock:    clock,
 		closed:   closed,
 		names:    map[string]*checkpoint{},
@@ -170,32 +175,92 @@ func (c *checkpointStore) Position(ctx context.Context, name string) (events.Tok
 	return events.Token{}, nil
 }
 
-// Begin starts a unit of work whose Commit stores a position.
+// Begin starts a unit of work.
 func (c *checkpointStore) Begin(ctx context.Context) (feed.Unit, error) {
 	if err := c.check(ctx); err != nil {
 		return nil, err
 	}
-	return &unit{store: c}, nil
+	return c.store.newUnit(), nil
 }
 
-// commit stores pos for l if l is current, then tells the watchers.
-func (c *checkpointStore) commit(ctx context.Context, l feed.Lease, pos events.Token) error {
+// Advance moves l's checkpoint forward to pos, never back.
+func (c *checkpointStore) Advance(ctx context.Context, l feed.Lease, pos events.Token) error {
 	if err := c.check(ctx); err != nil {
 		return err
 	}
 	c.mu.Lock()
 	cp, err := c.current(l)
+	moved := false
 	if err == nil {
 		now := c.clock.Now()
-		cp.pos = pos
 		cp.heartbeatAt = now
-		cp.updatedAt = now
+		if pos.After(cp.pos) {
+			cp.pos = pos
+			cp.updatedAt = now
+			moved = true
+		}
 	}
 	c.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	c.notify(l.Name, pos)
+	if moved {
+		c.notify(l.Name, pos)
+	}
+	return nil
+}
+
+func validateMember(group, member string, ttl time.Duration) error {
+	switch {
+	case group == "":
+		return errors.New("memstore: empty membership group (name it after the consumer group)")
+	case member == "":
+		return fmt.Errorf("memstore: group %q: empty member (use a per-process id)", group)
+	case ttl <= 0:
+		return fmt.Errorf("memstore: group %q: heartbeat ttl is %s, it must be positive", group, ttl)
+	}
+	return nil
+}
+
+// Heartbeat records member as live in group until ttl from now and returns
+// the live members, sorted. A member is live up to and including its
+// expiry, like a lease.
+func (c *checkpointStore) Heartbeat(ctx context.Context, group, member string, ttl time.Duration) ([]string, error) {
+	if err := c.check(ctx); err != nil {
+		return nil, err
+	}
+	if err := validateMember(group, member, ttl); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.clock.Now()
+	g := c.groups[group]
+	if g == nil {
+		g = map[string]time.Time{}
+		c.groups[group] = g
+	}
+	g[member] = now.Add(ttl)
+	out := make([]string, 0, len(g))
+	for m, until := range g {
+		if now.After(until) {
+			delete(g, m)
+			continue
+		}
+		out = append(out, m)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// Leave removes member from group.
+func (c *checkpointStore) Leave(ctx context.Context, group, member string) error {
+	if err := c.check(ctx); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.groups[group], member)
 	return nil
 }
 

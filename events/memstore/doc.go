@@ -18,12 +18,31 @@
 //	res, err := store.Append(ctx, "order-42", events.NoStream,
 //		events.Event{Data: OrderPlaced{OrderID: "42"}})
 //
-// Differences from PostgreSQL, all deliberate: there are no transactions to
-// compose writes with (no AppendTx, and feed.Unit covers only the
-// checkpoint), an append is readable the moment it returns (feed.Batch.Pending
-// is always false), Wake is always fed by push, and an append cannot fail
-// half-way, so it never reports events.ErrOutcomeUnknown.
+// Units of work (feed.CheckpointStore.Begin) behave as PostgreSQL
+// transactions do for everything converge promises. An append through a
+// unit reserves its versions and tokens at once and holds the events until
+// the unit commits; a rollback (a Nacked delivery) discards them. Until the
+// unit ends, its first reserved token holds every feed reader back, as an
+// open transaction holds PostgreSQL's read horizon: a later append commits
+// but is not readable yet (Batch.Pending reports it), so no reader passes
+// an event that may still commit, and HorizonAge reports how long. Other
+// appenders to a stream the unit appended to wait for it to end. Rows
+// written through the unit are seen by the unit and by nobody else until
+// the commit. Where PostgreSQL makes a second unit wait on a row lock,
+// memory lets it run and fails its commit with feed.ErrConflict; an event
+// id another open unit reserved counts as taken (ErrDuplicateEvent) rather
+// than waiting, and fails the unit, as the unique violation aborts a
+// PostgreSQL transaction; a duplicate of a committed event is refused
+// before anything is written and leaves the unit usable, on both stores. A
+// deadlock between units (each waiting for a stream the other holds) is
+// not detected: it lasts until a context ends. An append cannot fail
+// half-way, so memory never reports events.ErrOutcomeUnknown.
 //
-// Global tokens are MakeToken(seq, seq) for a 1-based sequence. Like every
-// token they are opaque: compare them, never compute them.
+// Other differences: there is no AppendTx (there is no transaction to
+// pass), a plain append outside a unit is readable the moment it returns,
+// and Wake is always fed by push.
+//
+// Global tokens are MakeToken(seq, seq) for a 1-based sequence; a
+// rolled-back unit leaves its seqs unused. Like every token they are
+// opaque: compare them, never compute them.
 package memstore

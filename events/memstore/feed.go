@@ -2,26 +2,22 @@ package memstore
 
 import (
 	"context"
-	"strings"
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
 )
 
 // ReadFeed returns up to limit events strictly after the token in global
-// order, keeping only streams in category when it is not empty. limit <= 0
-// means events.DefaultReadLimit. Batch.Pending is always false: an append is
-// readable the moment it returns, so nothing is ever held back.
-func (s *Store) ReadFeed(ctx context.Context, after events.Token, category string, limit int) (feed.Batch, error) {
-	evs, err := s.read(ctx, after, category, limit)
-	if err != nil {
-		return feed.Batch{}, err
-	}
-	return feed.Batch{Events: evs}, nil
+// order that match f, and how far it looked (Batch.ScannedTo). limit <= 0
+// means events.DefaultReadLimit. Events committed behind an open unit's
+// reserved tokens are held back until the unit ends, and Batch.Pending
+// reports them.
+func (s *Store) ReadFeed(ctx context.Context, after events.Token, f feed.Filter, limit int) (feed.Batch, error) {
+	return s.read(ctx, after, f, limit)
 }
 
-// Wake returns a channel closed by the next append (or by Close). Take it
-// before reading the feed, so an append in between is not missed.
+// Wake returns a channel closed by the next append, unit end or Close. Take
+// it before reading the feed, so an append in between is not missed.
 func (s *Store) Wake() <-chan struct{} { return s.wake.C() }
 
 // PushHealthy is always true: every append notifies Wake in-process.
@@ -31,16 +27,12 @@ func (s *Store) PushHealthy() bool { return true }
 // Clock and is closed with it.
 func (s *Store) Checkpoints() feed.CheckpointStore { return s.checkpoints }
 
+// Rows returns the store's rows outside any unit: reads see committed
+// rows, and each write commits by itself.
+func (s *Store) Rows() feed.Rows { return &rows{s: s} }
+
 // WatchCheckpoints calls fn after every committed checkpoint move until
 // cancel is called. fn runs on the committing goroutine and must not block.
 func (s *Store) WatchCheckpoints(fn func(name string, pos events.Token)) (cancel func()) {
 	return s.checkpoints.watch(fn)
-}
-
-// inCategory reports whether streamID belongs to category: it is the
-// category itself or starts with category + "-". Plain string comparison,
-// so "order" never matches "orders-1" and no character is a wildcard.
-func inCategory(streamID, category string) bool {
-	rest, ok := strings.CutPrefix(streamID, category)
-	return ok && (rest == "" || rest[0] == '-')
 }

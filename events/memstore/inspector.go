@@ -46,11 +46,23 @@ func (s *Store) Consumers(ctx context.Context) ([]feed.ConsumerInfo, error) {
 	return s.checkpoints.consumers(ctx)
 }
 
-// HorizonAge is always 0: in memory no open transaction holds delivery
-// back.
+// HorizonAge returns how long the oldest open unit that appended has held
+// its reserved tokens: while it does, no later event can be read, as with
+// an open transaction on PostgreSQL. Zero when none does.
 func (s *Store) HorizonAge(ctx context.Context) (time.Duration, error) {
 	if err := s.check(ctx); err != nil {
 		return 0, err
 	}
-	return 0, nil
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var oldest time.Time
+	for u := range s.open {
+		if oldest.IsZero() || u.reservedAt.Before(oldest) {
+			oldest = u.reservedAt
+		}
+	}
+	if oldest.IsZero() {
+		return 0, nil
+	}
+	return max(s.cfg.Clock.Now().Sub(oldest), 0), nil
 }

@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
+	"github.com/converge-es/converge/internal/appendhook"
 	"github.com/converge-es/converge/internal/signal"
 )
 
@@ -70,23 +73,38 @@ func (c *Config) validate() error {
 
 // Store is an in-memory event store with the same semantics as the
 // PostgreSQL store: atomic appends with optimistic concurrency, a gap-free
-// global order, a feed with category filtering, and leased checkpoints.
+// global order, a filtered feed, leased checkpoints, units of work and rows.
 //
 // A Store is safe for concurrent use. Everything is lost when the process
 // exits.
 type Store struct {
-	cfg    Config
-	closed atomic.Bool
+	cfg      Config
+	closed   atomic.Bool
+	closedCh chan struct{}
 
+	// mu guards the events, the rows and every unit's state. A unit's
+	// commit takes checkpoints.mu after it, never before.
 	mu sync.RWMutex
-	// log is the global order: log[i] has token MakeToken(i+1, i+1).
+	// log is the committed global order, sorted by token. Tokens are
+	// MakeToken(seq, seq); a rolled-back unit leaves its seqs unused.
 	log []events.Envelope
-	// streams maps a stream id to the indexes of its events in log.
-	streams map[string][]int
-	// ids maps every event id ever appended to its index in log, so a
-	// retried append is recognised.
-	ids map[string]int
+	// streams holds each stream's committed events in version order.
+	streams map[string][]events.Envelope
+	// ids maps every committed event id to where it is stored, so a
+	// retried append is recognised; reserved holds those of open units.
+	ids      map[string]eventRef
+	reserved map[string]struct{}
+	// nextSeq is the next seq an append reserves.
+	nextSeq uint64
+	// open holds the units that reserved seqs and have not ended: the
+	// smallest of their first seqs bounds what readers see.
+	open map[*unit]struct{}
+	// owners names the unit holding each stream it appended to, until it
+	// ends; other appenders to the stream wait, as on a locked head row.
+	owners map[string]*unit
+	rows   rowStore
 
+	hooks       appendhook.Set
 	wake        signal.Broadcast
 	checkpoints *checkpointStore
 }
@@ -98,11 +116,17 @@ func New(cfg *Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		cfg:     c,
-		streams: map[string][]int{},
-		ids:     map[string]int{},
+		cfg:      c,
+		closedCh: make(chan struct{}),
+		streams:  map[string][]events.Envelope{},
+		ids:      map[string]eventRef{},
+		reserved: map[string]struct{}{},
+		nextSeq:  1,
+		open:     map[*unit]struct{}{},
+		owners:   map[string]*unit{},
+		rows:     newRowStore(),
 	}
-	s.checkpoints = newCheckpointStore(c.Clock, &s.closed)
+	s.checkpoints = newCheckpointStore(s, c.Clock, &s.closed)
 	return s, nil
 }
 
@@ -112,6 +136,7 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	close(s.closedCh)
 	s.wake.Notify()
 	return nil
 }
@@ -129,11 +154,54 @@ func (s *Store) check(ctx context.Context) error {
 
 // Append appends evs atomically to streamID if the stream meets expected.
 // Input is validated and encoded before the store is locked, so a bad event
-// fails the whole append and nothing is written.
+// fails the whole append and nothing is written. While a unit that appended
+// to the stream is open, Append waits for it to end. When an AppendHook
+// wants the events, the append runs in a unit of its own.
 func (s *Store) Append(ctx context.Context, streamID string, expected events.ExpectedVersion, evs ...events.Event) (events.AppendResult, error) {
 	if err := s.check(ctx); err != nil {
 		return events.AppendResult{}, err
 	}
+	if s.hooks.Wanted(s.cfg.Registry, evs) {
+		return s.appendInOwnUnit(ctx, streamID, expected, evs)
+	}
+	res, err := s.appendRecs(ctx, nil, streamID, expected, evs)
+	if err != nil {
+		return events.AppendResult{}, err
+	}
+	s.wake.Notify()
+	return res, nil
+}
+
+// appendInOwnUnit runs a hooked append in a unit that commits at once. A
+// commit that conflicts with a concurrent unit (a hook read a row with a
+// lock that changed meanwhile) wrote nothing, so the append runs again:
+// on PostgreSQL the same append would have waited for the other unit
+// instead, and the caller must not see a difference.
+func (s *Store) appendInOwnUnit(ctx context.Context, streamID string, expected events.ExpectedVersion, evs []events.Event) (events.AppendResult, error) {
+	for attempt := 1; ; attempt++ {
+		u := s.newUnit()
+		res, err := u.Append(ctx, streamID, expected, evs...)
+		if err != nil {
+			_ = u.Rollback(ctx)
+			return events.AppendResult{}, err
+		}
+		err = u.Commit(ctx)
+		if err == nil {
+			return res, nil
+		}
+		if !errors.Is(err, feed.ErrConflict) || attempt >= maxConflictAttempts || ctx.Err() != nil {
+			return events.AppendResult{}, err
+		}
+	}
+}
+
+// maxConflictAttempts bounds the runs of an append whose own unit keeps
+// conflicting.
+const maxConflictAttempts = 20
+
+// appendRecs validates and stores evs: committed at once when u is nil,
+// else reserved for u until it ends.
+func (s *Store) appendRecs(ctx context.Context, u *unit, streamID string, expected events.ExpectedVersion, evs []events.Event) (events.AppendResult, error) {
 	recs, err := events.Prepare(s.cfg.Registry, s.cfg.Limits, streamID, expected, evs)
 	if err != nil {
 		return events.AppendResult{}, err
@@ -147,35 +215,64 @@ func (s *Store) Append(ctx context.Context, streamID string, expected events.Exp
 	// tests written against memstore passing on PostgreSQL. Truncate also
 	// drops the monotonic reading, so RecordedAt compares with ==.
 	now := s.cfg.Clock.Now().Truncate(time.Microsecond)
-
-	res, err := s.appendLocked(streamID, expected, recs, now)
-	if err != nil {
+	if err := s.lockStream(ctx, u, streamID); err != nil {
 		return events.AppendResult{}, err
 	}
-	s.wake.Notify()
-	return res, nil
+	defer s.mu.Unlock()
+	return s.appendLocked(u, streamID, expected, recs, now)
 }
 
-func (s *Store) appendLocked(streamID string, expected events.ExpectedVersion, recs []events.Record, now time.Time) (events.AppendResult, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	// Checked again under the lock: Close may have won the race.
-	if s.closed.Load() {
-		return events.AppendResult{}, errClosed
+// lockStream takes s.mu once no other unit holds streamID, waiting for the
+// holder to end as PostgreSQL waits on the stream's head row.
+func (s *Store) lockStream(ctx context.Context, u *unit, streamID string) error {
+	for {
+		s.mu.Lock()
+		if s.closed.Load() {
+			s.mu.Unlock()
+			return errClosed
+		}
+		if u != nil && u.done {
+			s.mu.Unlock()
+			return events.ErrUnitEnded
+		}
+		owner := s.owners[streamID]
+		if owner == nil || owner == u {
+			return nil
+		}
+		ended := owner.ended
+		s.mu.Unlock()
+		select {
+		case <-ended:
+		case <-s.closedCh:
+		case <-ctx.Done():
+			return fmt.Errorf("memstore: append to %q waited for an open unit that appended to it: %w", streamID, ctx.Err())
+		}
+	}
+}
+
+// appendLocked checks and stores the records; the caller holds s.mu.
+func (s *Store) appendLocked(u *unit, streamID string, expected events.ExpectedVersion, recs []events.Record, now time.Time) (events.AppendResult, error) {
+	actual := int64(len(s.streams[streamID]))
+	if u != nil {
+		actual += int64(len(u.pending[streamID]))
 	}
 	// Ids first: an append of events already stored is judged as a retry
 	// (the original result, or ErrDuplicateEvent), never as a conflict.
 	var stored []events.Envelope
 	for _, r := range recs {
-		if i, dup := s.ids[r.ID]; dup {
-			stored = append(stored, s.log[i])
+		if ref, dup := s.ids[r.ID]; dup {
+			stored = append(stored, s.streams[ref.stream][ref.index])
 		}
 	}
 	if res, found, err := events.MatchStored(streamID, expected, recs, stored); found {
 		return res, err
 	}
-	idx := s.streams[streamID]
-	actual := int64(len(idx))
+	for _, r := range recs {
+		if _, held := s.reserved[r.ID]; held {
+			return events.AppendResult{}, fmt.Errorf("%w: %w: event id %s is held by an open unit of work (append it again once that unit ends: a retry of the same events then returns their result)",
+				events.ErrDuplicateEvent, errHeldByUnit, r.ID)
+		}
+	}
 	if !expected.Satisfied(actual) {
 		return events.AppendResult{}, &events.WrongExpectedVersionError{StreamID: streamID, Expected: expected, Actual: actual}
 	}
@@ -185,8 +282,10 @@ func (s *Store) appendLocked(streamID string, expected events.ExpectedVersion, r
 		EventIDs:     make([]string, 0, len(recs)),
 		Tokens:       make([]events.Token, 0, len(recs)),
 	}
+	envs := make([]events.Envelope, 0, len(recs))
 	for i, r := range recs {
-		seq := uint64(len(s.log)) + 1
+		seq := s.nextSeq
+		s.nextSeq++
 		env := events.Envelope{
 			ID:            r.ID,
 			StreamID:      streamID,
@@ -198,16 +297,46 @@ func (s *Store) appendLocked(streamID string, expected events.ExpectedVersion, r
 			RecordedAt:    now,
 			Token:         events.MakeToken(seq, seq),
 		}
-		s.log = append(s.log, env)
-		idx = append(idx, len(s.log)-1)
-		s.ids[r.ID] = len(s.log) - 1
+		envs = append(envs, env)
 		res.LastVersion = env.Version
 		res.Token = env.Token
 		res.EventIDs = append(res.EventIDs, r.ID)
 		res.Tokens = append(res.Tokens, env.Token)
 	}
-	s.streams[streamID] = idx
+	if u == nil {
+		// The newest seqs: they go at the end of the log.
+		s.commitEvents(envs)
+		return res, nil
+	}
+	u.reserve(streamID, envs)
 	return res, nil
+}
+
+// errHeldByUnit marks a duplicate id that another open unit reserved: on
+// PostgreSQL the insert would then end in a unique violation that aborts
+// the transaction, so a unit that meets it fails the same way. A duplicate
+// of a committed event is found before anything is written, on both
+// stores, and leaves the unit usable.
+var errHeldByUnit = errors.New("held by an open unit")
+
+// eventRef says where a committed event is: its stream and its index in
+// the stream's slice (its version - 1).
+type eventRef struct {
+	stream string
+	index  int
+}
+
+// commitEvents adds envs (one stream's, in version order) to the committed
+// log. The caller holds s.mu.
+func (s *Store) commitEvents(envs []events.Envelope) {
+	for _, env := range envs {
+		// A unit's seqs may be older than events committed since, so
+		// insert in token order.
+		i := sort.Search(len(s.log), func(i int) bool { return s.log[i].Token.After(env.Token) })
+		s.log = slices.Insert(s.log, i, env)
+		s.ids[env.ID] = eventRef{stream: env.StreamID, index: len(s.streams[env.StreamID])}
+		s.streams[env.StreamID] = append(s.streams[env.StreamID], env)
+	}
 }
 
 // ReadStream returns up to limit events of streamID with version >=
@@ -225,21 +354,30 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, fromVersion int
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	idx := s.streams[streamID]
+	return sliceStream(s.streams[streamID], nil, fromVersion, limit), nil
+}
+
+// sliceStream returns copies of the events of committed followed by own
+// (a unit's pending events of the stream) from fromVersion on.
+func sliceStream(committed, own []events.Envelope, fromVersion int64, limit int) []events.Envelope {
+	all := committed
+	if len(own) > 0 {
+		all = slices.Concat(committed, own)
+	}
 	// Versions start at 1 and are contiguous, so version v sits at v-1.
 	start := max(fromVersion, 1) - 1
-	if start >= int64(len(idx)) {
-		return []events.Envelope{}, nil
+	if start >= int64(len(all)) {
+		return []events.Envelope{}
 	}
-	idx = idx[start:]
-	if limit > 0 && limit < len(idx) {
-		idx = idx[:limit]
+	all = all[start:]
+	if limit > 0 && limit < len(all) {
+		all = all[:limit]
 	}
-	out := make([]events.Envelope, len(idx))
-	for i, j := range idx {
-		out[i] = cloneEnvelope(s.log[j])
+	out := make([]events.Envelope, len(all))
+	for i, env := range all {
+		out[i] = cloneEnvelope(env)
 	}
-	return out, nil
+	return out
 }
 
 // StreamVersion returns the number of events in streamID.
@@ -258,7 +396,8 @@ func (s *Store) StreamVersion(ctx context.Context, streamID string) (int64, erro
 // ReadAll returns up to limit events strictly after the token, in global
 // order. limit <= 0 means events.DefaultReadLimit.
 func (s *Store) ReadAll(ctx context.Context, after events.Token, limit int) ([]events.Envelope, error) {
-	return s.read(ctx, after, "", limit)
+	b, err := s.read(ctx, after, feed.Filter{}, limit)
+	return b.Events, err
 }
 
 // Head returns the token of the newest event, or the zero token.
@@ -274,31 +413,58 @@ func (s *Store) Head(ctx context.Context) (events.Token, error) {
 	return s.log[len(s.log)-1].Token, nil
 }
 
-// read serves ReadAll and ReadFeed. An empty category keeps every event.
-func (s *Store) read(ctx context.Context, after events.Token, category string, limit int) ([]events.Envelope, error) {
+// read serves ReadAll and ReadFeed. It sees committed events before the
+// first seq an open unit reserved: like PostgreSQL's read horizon, that
+// keeps a reader from passing an event that may still commit.
+func (s *Store) read(ctx context.Context, after events.Token, f feed.Filter, limit int) (feed.Batch, error) {
 	if err := s.check(ctx); err != nil {
-		return nil, err
+		return feed.Batch{}, err
+	}
+	if err := f.Validate(); err != nil {
+		return feed.Batch{}, err
 	}
 	if limit <= 0 {
 		limit = events.DefaultReadLimit
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	bound, held := s.horizonLocked()
 	// Tokens only grow along the log, so the first event after the token is
 	// found by binary search. Any token works, including ones minted by
 	// another store.
 	start := sort.Search(len(s.log), func(i int) bool { return s.log[i].Token.After(after) })
-	out := make([]events.Envelope, 0, min(limit, len(s.log)-start))
+	var b feed.Batch
+	b.Events = []events.Envelope{}
 	for _, env := range s.log[start:] {
-		if len(out) == limit {
-			break
-		}
-		if category != "" && !inCategory(env.StreamID, category) {
+		if held && !env.Token.Before(bound) {
+			// Committed but behind an open unit's reservation.
+			if f.Match(env) {
+				b.Pending = true
+				break
+			}
 			continue
 		}
-		out = append(out, cloneEnvelope(env))
+		b.ScannedTo = env.Token
+		if f.Match(env) {
+			b.Events = append(b.Events, cloneEnvelope(env))
+			if len(b.Events) == limit {
+				break
+			}
+		}
 	}
-	return out, nil
+	return b, nil
+}
+
+// horizonLocked returns the first token an open unit reserved, and whether
+// there is one. The caller holds s.mu.
+func (s *Store) horizonLocked() (events.Token, bool) {
+	var first uint64
+	for u := range s.open {
+		if first == 0 || u.firstSeq < first {
+			first = u.firstSeq
+		}
+	}
+	return events.MakeToken(first, first), first != 0
 }
 
 // cloneEnvelope copies what a reader could mutate, so readers never see

@@ -119,7 +119,7 @@ func TestClose(t *testing.T) {
 	require.ErrorIs(t, err, events.ErrClosed)
 	_, err = s.Head(ctx)
 	require.ErrorIs(t, err, events.ErrClosed)
-	_, err = s.ReadFeed(ctx, events.Token{}, "", 0)
+	_, err = s.ReadFeed(ctx, events.Token{}, feed.Filter{}, 0)
 	require.ErrorIs(t, err, events.ErrClosed)
 	cps := s.Checkpoints()
 	_, err = cps.Acquire(ctx, "c", "o", time.Minute)
@@ -130,7 +130,7 @@ func TestClose(t *testing.T) {
 	require.ErrorIs(t, err, events.ErrClosed)
 	_, err = cps.Begin(ctx)
 	require.ErrorIs(t, err, events.ErrClosed)
-	require.ErrorIs(t, u.Commit(ctx, l, events.MakeToken(1, 1)), events.ErrClosed)
+	require.ErrorIs(t, u.Commit(ctx, feed.Move{Lease: l, Position: events.MakeToken(1, 1)}), events.ErrClosed)
 }
 
 func TestTokensAndRecordedAt(t *testing.T) {
@@ -233,14 +233,16 @@ func TestUnitCommitsOnce(t *testing.T) {
 	require.NoError(t, err)
 	u, err := cps.Begin(ctx)
 	require.NoError(t, err)
-	require.Equal(t, ctx, u.Context(ctx))
-	require.NoError(t, u.Commit(ctx, l, events.MakeToken(1, 1)))
-	require.Error(t, u.Commit(ctx, l, events.MakeToken(2, 2)), "a unit commits once")
+	got, ok := events.UnitFromContext(u.Context(ctx))
+	require.True(t, ok, "the unit's context carries it")
+	require.Same(t, u, got)
+	require.NoError(t, u.Commit(ctx, feed.Move{Lease: l, Position: events.MakeToken(1, 1)}))
+	require.ErrorIs(t, u.Commit(ctx, feed.Move{Lease: l, Position: events.MakeToken(2, 2)}), events.ErrUnitEnded, "a unit commits once")
 
 	u, err = cps.Begin(ctx)
 	require.NoError(t, err)
 	require.NoError(t, u.Rollback(ctx))
-	require.Error(t, u.Commit(ctx, l, events.MakeToken(3, 3)), "no commit after rollback")
+	require.ErrorIs(t, u.Commit(ctx, feed.Move{Lease: l, Position: events.MakeToken(3, 3)}), events.ErrUnitEnded, "no commit after rollback")
 	pos, err := cps.Position(ctx, "c")
 	require.NoError(t, err)
 	require.Equal(t, events.MakeToken(1, 1), pos)
@@ -265,7 +267,7 @@ func TestWatchCheckpointsCancel(t *testing.T) {
 	commit := func(pos events.Token) {
 		u, err := cps.Begin(ctx)
 		require.NoError(t, err)
-		require.NoError(t, u.Commit(ctx, l, pos))
+		require.NoError(t, u.Commit(ctx, feed.Move{Lease: l, Position: pos}))
 	}
 	commit(events.MakeToken(1, 1))
 	cancel()

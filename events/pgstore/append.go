@@ -52,6 +52,9 @@ func (s *Store) Append(ctx context.Context, streamID string, expected events.Exp
 	if s.isClosed() {
 		return events.AppendResult{}, events.ErrClosed
 	}
+	if s.hooks.Wanted(s.cfg.Registry, evs) {
+		return s.appendInOwnUnit(ctx, streamID, expected, evs)
+	}
 	recs, err := events.Prepare(s.cfg.Registry, s.cfg.Limits, streamID, expected, evs)
 	if err != nil {
 		return events.AppendResult{}, err

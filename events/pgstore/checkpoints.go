@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -46,7 +45,7 @@ func (c checkpoints) Renew(ctx context.Context, l feed.Lease, ttl time.Duration)
 		return fmt.Errorf("pgstore: renew %q: %w", l.Name, err)
 	}
 	if tag.RowsAffected() == 0 {
-		return feed.ErrLeaseLost
+		return leaseLost(l)
 	}
 	return nil
 }
@@ -70,11 +69,85 @@ func (c checkpoints) Position(ctx context.Context, name string) (events.Token, e
 	return events.MakeToken(uint64(major), uint64(minor)), nil
 }
 
-// Begin returns a unit whose transaction starts only when a handler asks
-// for it (TxFromContext): a handler that writes nothing costs one UPDATE of
-// the checkpoint and no transaction at all.
-func (c checkpoints) Begin(context.Context) (feed.Unit, error) {
-	return &unit{s: c.s}, nil
+// Begin returns a unit whose transaction starts only when it is first
+// used: a handler that writes nothing costs one UPDATE of the checkpoint
+// and no transaction at all.
+func (c checkpoints) Begin(ctx context.Context) (feed.Unit, error) {
+	if c.s.isClosed() {
+		return nil, events.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return c.s.newUnit(), nil
+}
+
+// Advance moves l's checkpoint forward to pos in one statement, fenced by
+// l's generation. A position at or before the stored one leaves it.
+func (c checkpoints) Advance(ctx context.Context, l feed.Lease, pos events.Token) error {
+	major, minor, err := tokenArgs(pos)
+	if err != nil {
+		return err
+	}
+	var moved bool
+	err = c.s.pool.QueryRow(ctx, c.s.q.advance, l.Name, l.Owner, l.Generation, major, minor).Scan(&moved)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return leaseLost(l)
+	}
+	if err != nil {
+		return fmt.Errorf("pgstore: advance %q: %w", l.Name, err)
+	}
+	if moved {
+		c.s.checkpointMoved(l.Name, pos)
+	}
+	return nil
+}
+
+// leaseLost is the error for a lease whose generation is no longer current.
+func leaseLost(l feed.Lease) error {
+	return fmt.Errorf("%w: %q generation %d of owner %q is no longer current (stop delivering; Acquire again to resume)",
+		feed.ErrLeaseLost, l.Name, l.Generation, l.Owner)
+}
+
+// Heartbeat records member in group until ttl from now (database clock),
+// drops expired members and returns the live ones, sorted byte-wise. The
+// three statements travel in one round trip and run in one implicit
+// transaction, so they share now().
+func (c checkpoints) Heartbeat(ctx context.Context, group, member string, ttl time.Duration) ([]string, error) {
+	switch {
+	case group == "" || member == "":
+		return nil, errors.New("pgstore: Heartbeat needs a group and a member (use a per-process id)")
+	case ttl <= 0:
+		return nil, fmt.Errorf("pgstore: group %q: heartbeat ttl is %s, it must be positive", group, ttl)
+	}
+	b := &pgx.Batch{}
+	b.Queue(c.s.q.heartbeat, group, member, ttl)
+	b.Queue(c.s.q.dropExpired, group)
+	b.Queue(c.s.q.members, group)
+	br := c.s.pool.SendBatch(ctx, b)
+	defer br.Close()
+	for range 2 {
+		if _, err := br.Exec(); err != nil {
+			return nil, fmt.Errorf("pgstore: heartbeat %q: %w", group, err)
+		}
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: heartbeat %q: %w", group, err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: heartbeat %q: %w", group, err)
+	}
+	return out, nil
+}
+
+// Leave removes member from group at once.
+func (c checkpoints) Leave(ctx context.Context, group, member string) error {
+	if _, err := c.s.pool.Exec(ctx, c.s.q.leave, group, member); err != nil {
+		return fmt.Errorf("pgstore: leave %q: %w", group, err)
+	}
+	return nil
 }
 
 // Position returns a consumer's stored position (consistency.PositionReader).
@@ -82,94 +155,18 @@ func (s *Store) Position(ctx context.Context, name string) (events.Token, error)
 	return checkpoints{s}.Position(ctx, name)
 }
 
-type unitKey struct{}
-
-// unit is a handler's transaction, begun lazily.
-type unit struct {
-	s    *Store
-	mu   sync.Mutex
-	tx   pgx.Tx
-	done bool
-}
-
-func (u *unit) Context(ctx context.Context) context.Context {
-	return context.WithValue(ctx, unitKey{}, u)
-}
-
-func (u *unit) txFor(ctx context.Context) (pgx.Tx, error) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.done {
-		return nil, errors.New("pgstore: the unit of work has ended (a handler used its transaction after Ack/Nack)")
-	}
-	if u.tx == nil {
-		tx, err := u.s.pool.Begin(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("pgstore: begin handler transaction: %w", err)
-		}
-		u.tx = tx
-	}
-	return u.tx, nil
-}
-
-// Commit stores pos and commits the handler's writes with it, fenced by the
-// lease generation: a consumer that lost its lease commits nothing.
-func (u *unit) Commit(ctx context.Context, l feed.Lease, pos events.Token) error {
-	major, minor, err := tokenArgs(pos)
-	if err != nil {
-		return err
-	}
-	u.mu.Lock()
-	tx := u.tx
-	u.done = true
-	u.mu.Unlock()
-	var db execer = u.s.pool
-	if tx != nil {
-		db = tx
-	}
-	tag, err := db.Exec(ctx, u.s.q.commit, l.Name, l.Owner, l.Generation, major, minor)
-	if err == nil && tag.RowsAffected() == 0 {
-		err = feed.ErrLeaseLost
-	}
-	if err == nil && tx != nil {
-		err = tx.Commit(ctx)
-	}
-	if err != nil {
-		if tx != nil {
-			_ = tx.Rollback(context.WithoutCancel(ctx))
-		}
-		if errors.Is(err, feed.ErrLeaseLost) {
-			return err
-		}
-		return fmt.Errorf("pgstore: commit checkpoint %q: %w", l.Name, err)
-	}
-	u.s.checkpointMoved(l.Name, pos)
-	return nil
-}
-
-func (u *unit) Rollback(ctx context.Context) error {
-	u.mu.Lock()
-	tx := u.tx
-	u.done = true
-	u.mu.Unlock()
-	if tx == nil {
-		return nil
-	}
-	err := tx.Rollback(context.WithoutCancel(ctx))
-	if err != nil && !errors.Is(err, pgx.ErrTxClosed) {
-		return fmt.Errorf("pgstore: roll back handler transaction: %w", err)
-	}
-	return nil
-}
-
-// TxFromContext returns the transaction of the feed handler running with
-// ctx, beginning it on first use. Whatever the handler writes through it
-// commits together with the handler's checkpoint on Ack, and is rolled back
-// on Nack. Do not commit or roll it back yourself.
+// TxFromContext returns the transaction of the unit of work ctx carries
+// (a feed handler's), beginning it on first use. Whatever the handler
+// writes through it commits together with the handler's checkpoint on Ack,
+// and is rolled back on Nack. Do not commit or roll it back yourself.
 func TxFromContext(ctx context.Context) (pgx.Tx, error) {
-	u, ok := ctx.Value(unitKey{}).(*unit)
+	eu, ok := events.UnitFromContext(ctx)
 	if !ok {
 		return nil, ErrNoUnit
+	}
+	u, ok := eu.(*unit)
+	if !ok {
+		return nil, fmt.Errorf("%w: the context carries a %T, not a PostgreSQL unit", ErrNoUnit, eu)
 	}
 	return u.txFor(ctx)
 }

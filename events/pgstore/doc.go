@@ -146,11 +146,46 @@
 // single-process deployment pays nothing for them. One listen
 // connection per Store receives them; while it is down PushHealthy reports
 // false and subscribers poll. AppendTx notifies inside the caller's
-// transaction, since only PostgreSQL knows when it commits.
+// transaction, since only PostgreSQL knows when it commits; a unit
+// notifies after its commit.
+//
+// Reads are filtered in SQL (feed.Filter): types by the stored name
+// (indexed with the feed order), categories by the category column when
+// the category has no "-" and by starts_with otherwise, partitions by the
+// MD5 formula feed.PartitionOf documents. Values are always parameters and
+// compared with = or starts_with, never LIKE, so no character is a
+// wildcard. The newest readable token (Batch.ScannedTo) is read by the
+// same statement as the events, so in the same snapshot: a second
+// statement could see the horizon pass an event the first did not return,
+// and a consumer advancing to it would skip that event.
+//
+// # Units of work
+//
+// A feed.Unit is one transaction, begun at its first use: a handler that
+// writes nothing costs one UPDATE of the checkpoint, and one that only
+// reads (or waits) before writing takes no transaction id, because
+// PostgreSQL assigns one at the first write. Appends through the unit are
+// AppendTx on its transaction; the NOTIFY that wakes other processes is
+// sent after the commit, never inside the transaction. Rows live in the
+// rows table (jsonb values, so they read back normalised); Get with a
+// lock is SELECT ... FOR SHARE or FOR UPDATE. Commit stores each move's
+// checkpoint fenced by its lease generation, then commits.
+// TxFromContext is the typed escape hatch to the unit's pgx.Tx. Appends
+// that AppendHooks want run under a savepoint, so a failing hook undoes
+// only them; other appends do not pay for one (a savepoint per append
+// would overflow PostgreSQL's subtransaction cache in a long unit and slow
+// every snapshot in the cluster), so a duplicate event id aborts the
+// unit's transaction.
+//
+// CheckpointStore.Advance moves a checkpoint forward in one fenced
+// statement that never moves it back. Heartbeat and Leave keep group
+// membership in the members table, a row per member with an expiry on the
+// database clock: session advisory locks would survive a dead holder whose
+// pooled connection stays open.
 //
 // watermill-sql's subscriber is not reused: it holds a transaction (and so a
 // transaction id) open while handlers run, orders by raw transaction id
 // (the trap above), polls, and does not roll back a handler's writes on Nack.
 // Checkpoints here are leased rows with fencing generations; a handler's
-// writes go through TxFromContext and commit with the checkpoint.
+// writes go through its unit and commit with the checkpoint.
 package pgstore

@@ -50,6 +50,20 @@ func TestNotifyWakesOtherProcesses(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("AppendTx's commit did not notify")
 	}
+
+	// A unit notifies after its commit (from the store, not inside the
+	// transaction).
+	u, err := a.store.Checkpoints().Begin(ctx)
+	require.NoError(t, err)
+	_, err = u.Append(ctx, "n-3", events.NoStream, raw(3))
+	require.NoError(t, err)
+	wake = b.Wake()
+	require.NoError(t, u.Commit(ctx))
+	select {
+	case <-wake:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a unit's commit did not notify")
+	}
 }
 
 func TestListenConnectionKilledRecovers(t *testing.T) {

@@ -12,10 +12,7 @@ type queries struct {
 	notify       string
 	readStream   string
 	streamVer    string
-	readFeed     string
-	readFeedCat  string
-	pending      string
-	pendingCat   string
+	events       string
 	head         string
 	countBetween string
 	horizonAge   string
@@ -26,6 +23,20 @@ type queries struct {
 	release      string
 	position     string
 	commit       string
+	advance      string
+	positions    string
+	heartbeat    string
+	dropExpired  string
+	members      string
+	leave        string
+	rowGet       string
+	rowGetShare  string
+	rowGetUpdate string
+	rowListAsc   string
+	rowListDesc  string
+	rowPut       string
+	rowDelete    string
+	rowDeleteNS  string
 }
 
 // The ordering key. pg_current_xact_id() gives this transaction an id if it
@@ -43,6 +54,13 @@ func newQueries(schema string) queries {
 	events := table(schema, "events")
 	streams := table(schema, "streams")
 	cps := table(schema, "checkpoints")
+	members := table(schema, "members")
+	rows := table(schema, "rows")
+	rowGet := fmt.Sprintf(`SELECT value, major, minor FROM %s WHERE namespace = $1 AND tbl = $2 AND key = $3`, rows)
+	// The prefix bounds the index range from below; starts_with (not LIKE)
+	// keeps every character of it literal.
+	rowList := `SELECT key, value, major, minor FROM %s WHERE namespace = $1 AND tbl = $2
+AND ($3 = '' OR (key >= $3 AND starts_with(key, $3))) AND ($4 = '' OR key %s $4) ORDER BY key %s LIMIT $5`
 
 	// insertEvents inserts the call's events after the stream head row moved.
 	// The head row's lock serialises appenders of one stream, so version n+1
@@ -60,25 +78,13 @@ RETURNING seq, sort_key, version`, events)
 	create, move := appendStatements(streams, events, insertEvents)
 
 	return queries{
+		events:       events,
 		createAppend: create,
 		moveAppend:   move,
 		eventsByID:   fmt.Sprintf(`SELECT %s FROM %s WHERE event_id = ANY($1::uuid[])`, eventColumns, events),
 		notify:       `SELECT pg_notify($1, $2)`,
 		readStream:   fmt.Sprintf(`SELECT %s FROM %s WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`, eventColumns, events),
 		streamVer:    fmt.Sprintf(`SELECT coalesce((SELECT version FROM %s WHERE stream_id = $1), 0)`, streams),
-		readFeed: fmt.Sprintf(`SELECT %s FROM %s WHERE (sort_key, seq) > ($1, $2) AND sort_key < %s ORDER BY sort_key, seq LIMIT $3`,
-			eventColumns, events, horizon),
-		readFeedCat: fmt.Sprintf(`SELECT %s FROM %s WHERE %s AND (sort_key, seq) > ($1, $2) AND sort_key < %s ORDER BY sort_key, seq LIMIT $3`,
-			eventColumns, events, categoryMatch("$4"), horizon),
-		// pending counts the committed events after the cursor, up to one
-		// more than the read may return. It runs in a later snapshot than
-		// the read, so every row the read returned is counted: more rows
-		// than returned means committed events the read could not (yet)
-		// return. Testing "sort_key >= horizon" instead would race: the
-		// horizon can pass them between the two statements, and the
-		// reader would then wait for a wake-up that never comes.
-		pending:      fmt.Sprintf(`SELECT count(*) FROM (SELECT 1 FROM %s WHERE (sort_key, seq) > ($1, $2) LIMIT $3) c`, events),
-		pendingCat:   fmt.Sprintf(`SELECT count(*) FROM (SELECT 1 FROM %s WHERE %s AND (sort_key, seq) > ($1, $2) LIMIT $3) c`, events, categoryMatch("$4")),
 		head:         fmt.Sprintf(`SELECT sort_key, seq FROM %s ORDER BY sort_key DESC, seq DESC LIMIT 1`, events),
 		countBetween: fmt.Sprintf(`SELECT count(*) FROM (SELECT 1 FROM %s WHERE (sort_key, seq) > ($1, $2) AND (sort_key, seq) <= ($3, $4) LIMIT $5) c`, events),
 		// The oldest transaction that holds the horizon back, anywhere in the
@@ -100,6 +106,36 @@ RETURNING generation, major, minor`, cps),
 		position: fmt.Sprintf(`SELECT major, minor FROM %s WHERE name = $1`, cps),
 		commit: fmt.Sprintf(`UPDATE %s SET major = $4, minor = $5, updated_at = now(), heartbeat_at = now()
 WHERE name = $1 AND owner = $2 AND generation = $3`, cps),
+		// The position only ever moves forward; the row is matched (and the
+		// lease proven current) either way. RETURNING sees the new row, so
+		// whether it moved is judged on the old one, read (and locked) first.
+		advance: fmt.Sprintf(`WITH old AS (
+	SELECT name, major, minor FROM %[1]s WHERE name = $1 AND owner = $2 AND generation = $3 FOR UPDATE
+)
+UPDATE %[1]s AS c SET
+	major = CASE WHEN (old.major, old.minor) < ($4::bigint, $5::bigint) THEN $4 ELSE old.major END,
+	minor = CASE WHEN (old.major, old.minor) < ($4::bigint, $5::bigint) THEN $5 ELSE old.minor END,
+	updated_at = CASE WHEN (old.major, old.minor) < ($4::bigint, $5::bigint) THEN now() ELSE c.updated_at END,
+	heartbeat_at = now()
+FROM old WHERE c.name = old.name
+RETURNING (old.major, old.minor) < ($4::bigint, $5::bigint)`, cps),
+		positions: fmt.Sprintf(`SELECT coalesce(c.major, 0), coalesce(c.minor, 0)
+FROM unnest($1::text[]) WITH ORDINALITY AS n(name, ord) LEFT JOIN %s c ON c.name = n.name ORDER BY n.ord`, cps),
+		heartbeat: fmt.Sprintf(`INSERT INTO %s (grp, member, expires_at) VALUES ($1, $2, now() + $3::interval)
+ON CONFLICT (grp, member) DO UPDATE SET expires_at = EXCLUDED.expires_at`, members),
+		dropExpired:  fmt.Sprintf(`DELETE FROM %s WHERE grp = $1 AND expires_at < now()`, members),
+		members:      fmt.Sprintf(`SELECT member FROM %s WHERE grp = $1 AND expires_at >= now() ORDER BY member`, members),
+		leave:        fmt.Sprintf(`DELETE FROM %s WHERE grp = $1 AND member = $2`, members),
+		rowGet:       rowGet,
+		rowGetShare:  rowGet + " FOR SHARE",
+		rowGetUpdate: rowGet + " FOR UPDATE",
+		rowListAsc:   fmt.Sprintf(rowList, rows, ">", "ASC"),
+		rowListDesc:  fmt.Sprintf(rowList, rows, "<", "DESC"),
+		rowPut: fmt.Sprintf(`INSERT INTO %s (namespace, tbl, key, value, major, minor) VALUES ($1, $2, $3, $4::jsonb, $5, $6)
+ON CONFLICT (namespace, tbl, key) DO UPDATE SET value = EXCLUDED.value, major = EXCLUDED.major, minor = EXCLUDED.minor, updated_at = now()`, rows),
+		rowDelete: fmt.Sprintf(`DELETE FROM %s WHERE namespace = $1 AND tbl = $2 AND key = $3`, rows),
+		rowDeleteNS: fmt.Sprintf(`DELETE FROM %[1]s WHERE (namespace, tbl, key) IN
+(SELECT namespace, tbl, key FROM %[1]s WHERE namespace = $1 ORDER BY tbl, key LIMIT $2)`, rows),
 	}
 }
 
@@ -154,10 +190,39 @@ WITH head AS (
 	return create, move
 }
 
-// categoryMatch matches a stream id equal to the category or starting with
-// category + "-". The indexed category column answers when the category has
-// no "-" of its own (the common case); starts_with needs no LIKE escaping.
-func categoryMatch(param string) string {
-	return fmt.Sprintf(`(CASE WHEN strpos(%[1]s, '-') = 0 THEN category = %[1]s
-ELSE (stream_id = %[1]s OR starts_with(stream_id, %[1]s || '-')) END)`, param)
+// readFeedSQL reads the events after ($1, $2) matching where, up to $3,
+// and on every row the newest readable token after ($1, $2) whether it
+// matches or not: both in one statement, so in one snapshot, which is what
+// lets the caller report how far it looked without skipping an event that
+// became readable in between. When nothing is readable there is no row.
+func (q queries) readFeedSQL(where string) string {
+	return fmt.Sprintf(`WITH top AS (
+	SELECT sort_key, seq FROM %[1]s WHERE (sort_key, seq) > ($1, $2) AND sort_key < %[3]s ORDER BY sort_key DESC, seq DESC LIMIT 1
+), m AS (
+	SELECT %[2]s FROM %[1]s WHERE (sort_key, seq) > ($1, $2) AND sort_key < %[3]s%[4]s ORDER BY sort_key, seq LIMIT $3
+)
+SELECT top.sort_key, top.seq, m.seq, m.sort_key, m.event_id, m.stream_id, m.version, m.type, m.schema_version, m.payload, m.metadata, m.recorded_at
+FROM top LEFT JOIN m ON true ORDER BY m.sort_key, m.seq`, q.events, eventColumns, horizon, where)
+}
+
+// pendingSQL counts the committed events after the cursor matching where,
+// up to one more than the read may return. It runs in a later snapshot than
+// the read, so every row the read returned is counted: more rows than
+// returned means committed events the read could not (yet) return. Testing
+// "sort_key >= horizon" instead would race: the horizon can pass them
+// between the two statements, and the reader would then wait for a wake-up
+// that never comes.
+//
+// It also returns the newest committed event after the cursor, matching or
+// not: a filtered reader moves its checkpoint past unmatched events
+// (Batch.ScannedTo), so unmatched events it could not read yet are pending
+// for it too. Without this a filtered reader whose read stopped at the
+// horizon saw nothing pending and slept until the next wake-up, which the
+// transaction holding the horizon (in another schema, say) never sends.
+func (q queries) pendingSQL(where string) string {
+	return fmt.Sprintf(`SELECT (SELECT count(*) FROM (SELECT 1 FROM %[1]s WHERE (sort_key, seq) > ($1, $2)%[2]s LIMIT $3) c),
+	t.sort_key, t.seq
+FROM (SELECT 1) one LEFT JOIN LATERAL (
+	SELECT sort_key, seq FROM %[1]s WHERE (sort_key, seq) > ($1, $2) ORDER BY sort_key DESC, seq DESC LIMIT 1
+) t ON true`, q.events, where)
 }

@@ -15,6 +15,10 @@ import (
 
 // ReadStream returns events of one stream from fromVersion on.
 func (s *Store) ReadStream(ctx context.Context, streamID string, fromVersion int64, limit int) ([]events.Envelope, error) {
+	return s.readStream(ctx, s.pool, streamID, fromVersion, limit)
+}
+
+func (s *Store) readStream(ctx context.Context, db execer, streamID string, fromVersion int64, limit int) ([]events.Envelope, error) {
 	if err := events.ValidateStreamID(streamID); err != nil {
 		return nil, err
 	}
@@ -25,7 +29,7 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, fromVersion int
 	if limit <= 0 {
 		lim = 1<<63 - 1
 	}
-	rows, err := s.pool.Query(ctx, s.q.readStream, streamID, fromVersion, lim)
+	rows, err := db.Query(ctx, s.q.readStream, streamID, fromVersion, lim)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: read stream %q: %w", streamID, classify(err))
 	}
@@ -50,16 +54,21 @@ func (s *Store) streamVersion(ctx context.Context, db execer, streamID string) (
 
 // ReadAll reads the global order after a token, up to the read horizon.
 func (s *Store) ReadAll(ctx context.Context, after events.Token, limit int) ([]events.Envelope, error) {
-	b, err := s.read(ctx, after, "", limit, false)
+	b, err := s.read(ctx, after, feed.Filter{}, limit, false)
 	return b.Events, err
 }
 
-// ReadFeed implements feed.Source.
-func (s *Store) ReadFeed(ctx context.Context, after events.Token, category string, limit int) (feed.Batch, error) {
-	return s.read(ctx, after, category, limit, true)
+// ReadFeed implements feed.Source: the filter runs in SQL, and ScannedTo
+// comes from the same statement (the same snapshot) as the events, so no
+// matching event at or before it can be missed.
+func (s *Store) ReadFeed(ctx context.Context, after events.Token, f feed.Filter, limit int) (feed.Batch, error) {
+	return s.read(ctx, after, f, limit, true)
 }
 
-func (s *Store) read(ctx context.Context, after events.Token, category string, limit int, withPending bool) (feed.Batch, error) {
+func (s *Store) read(ctx context.Context, after events.Token, f feed.Filter, limit int, withPending bool) (feed.Batch, error) {
+	if err := f.Validate(); err != nil {
+		return feed.Batch{}, err
+	}
 	if limit <= 0 {
 		limit = events.DefaultReadLimit
 	}
@@ -67,20 +76,13 @@ func (s *Store) read(ctx context.Context, after events.Token, category string, l
 	if err != nil {
 		return feed.Batch{}, err
 	}
+	where, fargs := filterClause(f, 4)
 	// One round trip, no transaction: a plain read never takes a
 	// transaction id, so readers never hold the horizon back themselves.
 	batch := &pgx.Batch{}
-	if category == "" {
-		batch.Queue(s.q.readFeed, major, minor, limit)
-	} else {
-		batch.Queue(s.q.readFeedCat, major, minor, limit, category)
-	}
+	batch.Queue(s.q.readFeedSQL(where), append([]any{major, minor, limit}, fargs...)...)
 	if withPending {
-		if category == "" {
-			batch.Queue(s.q.pending, major, minor, limit+1)
-		} else {
-			batch.Queue(s.q.pendingCat, major, minor, limit+1, category)
-		}
+		batch.Queue(s.q.pendingSQL(where), append([]any{major, minor, limit + 1}, fargs...)...)
 	}
 	br := s.pool.SendBatch(ctx, batch)
 	defer br.Close()
@@ -88,17 +90,64 @@ func (s *Store) read(ctx context.Context, after events.Token, category string, l
 	if err != nil {
 		return feed.Batch{}, fmt.Errorf("pgstore: read feed: %w", classify(err))
 	}
-	evs, err := scanEnvelopes(rows)
+	out, err := scanFeed(rows)
 	if err != nil {
 		return feed.Batch{}, err
 	}
-	out := feed.Batch{Events: evs}
+	if len(out.Events) == limit {
+		// The read stopped at its limit: it looked no further.
+		out.ScannedTo = out.Events[limit-1].Token
+	}
 	if withPending {
 		var committed int
-		if err := br.QueryRow().Scan(&committed); err != nil {
+		var topKey, topSeq *int64
+		if err := br.QueryRow().Scan(&committed, &topKey, &topSeq); err != nil {
 			return feed.Batch{}, fmt.Errorf("pgstore: read feed: %w", classify(err))
 		}
-		out.Pending = committed > len(evs)
+		out.Pending = committed > len(out.Events)
+		if where != "" && topKey != nil && events.MakeToken(uint64(*topKey), uint64(*topSeq)).After(out.ScannedTo) {
+			// Unmatched events the read could not look past yet.
+			out.Pending = true
+		}
+	}
+	return out, nil
+}
+
+// scanFeed reads readFeedSQL's rows: the newest readable token on every
+// row, and an event on each unless none matched.
+func scanFeed(rows pgx.Rows) (feed.Batch, error) {
+	defer rows.Close()
+	out := feed.Batch{Events: []events.Envelope{}}
+	for rows.Next() {
+		var (
+			topKey, topSeq int64
+			seq, sortKey   *int64
+			id, stream     *string
+			version        *int64
+			typ            *string
+			schemaVersion  *int32
+			payload, meta  []byte
+			recordedAt     *time.Time
+		)
+		if err := rows.Scan(&topKey, &topSeq, &seq, &sortKey, &id, &stream, &version, &typ, &schemaVersion, &payload, &meta, &recordedAt); err != nil {
+			return feed.Batch{}, fmt.Errorf("pgstore: scan event: %w", err)
+		}
+		out.ScannedTo = events.MakeToken(uint64(topKey), uint64(topSeq))
+		if seq == nil {
+			continue
+		}
+		e := events.Envelope{
+			ID: *id, StreamID: *stream, Version: *version, Type: *typ, SchemaVersion: int(*schemaVersion),
+			Payload: json.RawMessage(payload), RecordedAt: *recordedAt,
+			Token: events.MakeToken(uint64(*sortKey), uint64(*seq)),
+		}
+		if err := json.Unmarshal(meta, &e.Metadata); err != nil {
+			return feed.Batch{}, fmt.Errorf("pgstore: event %s has unreadable metadata: %w", e.ID, err)
+		}
+		out.Events = append(out.Events, e)
+	}
+	if err := rows.Err(); err != nil {
+		return feed.Batch{}, fmt.Errorf("pgstore: read feed: %w", err)
 	}
 	return out, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/internal/appendhook"
 	"github.com/converge-es/converge/internal/signal"
 	"github.com/converge-es/converge/migrations"
 )
@@ -110,6 +111,7 @@ type Store struct {
 
 	notifier  *notifier
 	listenLog *outageLog
+	hooks     appendhook.Set
 	watchMu   sync.Mutex
 	watchers  map[int]func(name string, pos events.Token)
 	watchID   int

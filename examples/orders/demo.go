@@ -1,361 +1,534 @@
 package orders
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
-	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
-
-	"github.com/converge-es/converge/consistency"
-	"github.com/converge-es/converge/consistency/lag"
+	"github.com/converge-es/converge"
 	"github.com/converge-es/converge/events"
-	"github.com/converge-es/converge/events/feed"
+	"github.com/converge-es/converge/events/memstore"
 	"github.com/converge-es/converge/projections"
+	"github.com/converge-es/converge/saga"
 )
 
-// Backend is the store the demo runs on: *memstore.Store or *pgstore.Store.
-type Backend interface {
-	events.Store
-	feed.Source
-	feed.CheckpointWatcher
-	feed.Inspector
-}
+// Defaults of DemoConfig.
+const (
+	DefaultDemoOrders    = 200
+	DefaultDemoCustomers = 20
+	DefaultDemoLag       = 100 * time.Millisecond
+	// DefaultDemoPaymentTimeout is the saga's payment timeout in the demo.
+	DefaultDemoPaymentTimeout = 500 * time.Millisecond
+	// DefaultDemoCreditLimitCents is low enough that busy customers hit it.
+	DefaultDemoCreditLimitCents = 50_000
+	// SoldOutSKU is never stocked in the demo.
+	SoldOutSKU = "teapot"
+)
 
-// Config configures Run.
-type Config struct {
-	// Store is where events, checkpoints and read models live. Its
-	// registry must have the workflow's types (Register). Required.
-	Store Backend
-	// Out receives the narrative. Defaults to io.Discard.
+// ErrDemoFailed is returned by RunDemo when a saga did not end or a read
+// model differs from a clean rebuild; the summary says which.
+var ErrDemoFailed = errors.New("orders: demo invariants violated")
+
+// DemoConfig configures RunDemo. The zero value (or nil) is ready to use.
+type DemoConfig struct {
+	// Orders is how many orders are placed. Defaults to DefaultDemoOrders.
+	Orders int
+	// Customers is how many simulated customers place them concurrently,
+	// each waiting for its order to close before placing the next.
+	// Defaults to DefaultDemoCustomers.
+	Customers int
+	// Seed makes the run repeatable: the same seed places the same orders
+	// with the same outcomes. Defaults to 1.
+	Seed uint64
+	// Lag is the projection lag injected into order_summary (the model the
+	// saga's credit check reads): a quarter of placed orders reach it up
+	// to 2×Lag late, and one in 40 stalls for 8×Lag, long enough to park
+	// the step. Negative: none. Defaults to DefaultDemoLag.
+	Lag time.Duration
+	// DeclineRate, NoAnswerRate and SoldOutRate are the shares of orders
+	// paid with a declined card, with a card the gateway never answers,
+	// and for the sold-out SKU. Defaults to 0.1, 0.05 and 0.08.
+	DeclineRate, NoAnswerRate, SoldOutRate float64
+	// PaymentTimeout defaults to DefaultDemoPaymentTimeout.
+	PaymentTimeout time.Duration
+	// CreditLimitCents defaults to DefaultDemoCreditLimitCents.
+	CreditLimitCents int64
+	// Out receives progress and the summary. Defaults to io.Discard.
 	Out io.Writer
-	// Logger receives the components' logs. Defaults to a discarding
-	// logger: the narrative is the demo's output.
+	// Bar draws a progress bar (on a terminal); otherwise progress is
+	// printed as plain lines. Defaults to false.
+	Bar bool
+	// Logger defaults to a discarding logger.
 	Logger *slog.Logger
-	// StaleDeadline is how long the stale read waits. Defaults to 300ms.
-	StaleDeadline time.Duration
 }
 
-// Outcome is what a run ended with, for tests.
-type Outcome struct {
-	Statuses       map[string]string
-	CustomerOrders int
-	// StaleRead is the read made while order_summary was paused.
-	StaleRead consistency.Status
-	// FreshRead is the same read after the projection came back.
-	FreshRead consistency.Status
+func (c *DemoConfig) withDefaults() DemoConfig {
+	var out DemoConfig
+	if c != nil {
+		out = *c
+	}
+	out.Orders = cmp.Or(out.Orders, DefaultDemoOrders)
+	out.Customers = cmp.Or(out.Customers, DefaultDemoCustomers)
+	out.Seed = cmp.Or(out.Seed, 1)
+	out.Lag = cmp.Or(out.Lag, DefaultDemoLag)
+	out.DeclineRate = cmp.Or(out.DeclineRate, 0.1)
+	out.NoAnswerRate = cmp.Or(out.NoAnswerRate, 0.05)
+	out.SoldOutRate = cmp.Or(out.SoldOutRate, 0.08)
+	out.PaymentTimeout = cmp.Or(out.PaymentTimeout, DefaultDemoPaymentTimeout)
+	out.CreditLimitCents = cmp.Or(out.CreditLimitCents, DefaultDemoCreditLimitCents)
+	if out.Out == nil {
+		out.Out = io.Discard
+	}
+	if out.Logger == nil {
+		out.Logger = slog.New(slog.DiscardHandler)
+	}
+	return out
 }
 
-// system is the running workflow.
-type system struct {
-	cfg      Config
-	store    Backend
-	tracker  *consistency.Tracker
-	catalog  *consistency.Catalog
-	runner   atomic.Pointer[projections.Runner]
-	router   *message.Router
-	sub      *feed.Subscriber
-	stopped  chan struct{}
-	out      io.Writer
-	customer string
-}
-
-// Run plays the order/payment workflow and narrates it to cfg.Out: orders
-// are placed, a strong read model answers at once, the order summary is
-// read with a consistency token, the payment step decides only on
-// caught-up reads, and a paused projection shows a stale answer, the lag
-// report, and the recovery.
-func Run(ctx context.Context, cfg *Config) (*Outcome, error) {
-	c := *cfg
-	if c.Store == nil {
-		return nil, errors.New("orders: Config.Store is required")
+func (c *DemoConfig) validate() error {
+	switch {
+	case c.Orders < 1:
+		return fmt.Errorf("orders: DemoConfig.Orders is %d: place at least 1", c.Orders)
+	case c.Customers < 1:
+		return fmt.Errorf("orders: DemoConfig.Customers is %d: use at least 1", c.Customers)
+	case c.DeclineRate < 0, c.NoAnswerRate < 0, c.SoldOutRate < 0, c.DeclineRate+c.NoAnswerRate > 1, c.SoldOutRate > 1:
+		return errors.New("orders: DemoConfig rates must be shares between 0 and 1 (and declines plus no-answers at most 1)")
 	}
-	if c.Out == nil {
-		c.Out = io.Discard
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	if c.StaleDeadline <= 0 {
-		c.StaleDeadline = 300 * time.Millisecond
-	}
-	s := &system{cfg: c, store: c.Store, out: c.Out, catalog: &consistency.Catalog{}, customer: "c-7"}
-	if err := s.start(ctx); err != nil {
-		return nil, err
-	}
-	defer s.stop(context.WithoutCancel(ctx))
-	return s.play(ctx)
-}
-
-func (s *system) say(format string, args ...any) { fmt.Fprintf(s.out, format+"\n", args...) }
-
-func (s *system) start(ctx context.Context) error {
-	var err error
-	s.tracker, err = consistency.NewTracker(&consistency.TrackerConfig{
-		Positions:   s.store.Checkpoints(),
-		Watcher:     s.store,
-		PushHealthy: s.store.PushHealthy,
-		Counter:     s.store,
-		Logger:      s.cfg.Logger,
-	})
-	if err != nil {
-		return err
-	}
-	if err := s.tracker.Start(ctx); err != nil {
-		return err
-	}
-	if err := s.startProjections(ctx, s.catalog); err != nil {
-		return err
-	}
-	return s.startPayments(ctx)
-}
-
-func (s *system) startProjections(ctx context.Context, catalog *consistency.Catalog) error {
-	r, err := projections.NewRunner(&projections.RunnerConfig{
-		Source:      s.store,
-		Projections: []*projections.Projection{NewOrderSummary(), NewCustomerOrders()},
-		Tracker:     s.tracker,
-		Catalog:     catalog,
-		Logger:      s.cfg.Logger,
-	})
-	if err != nil {
-		return err
-	}
-	if err := r.Start(ctx); err != nil {
-		return err
-	}
-	s.runner.Store(r)
 	return nil
 }
 
-func (s *system) startPayments(ctx context.Context) error {
-	sub, err := feed.NewSubscriber(s.store, &feed.SubscriberConfig{
-		ConsumerName:   PaymentsConsumer,
-		NackBackoffMin: 50 * time.Millisecond,
-		NackBackoffMax: 500 * time.Millisecond,
-		Logger:         s.cfg.Logger,
-	})
-	if err != nil {
-		return err
+// DemoSummary is what a demo run ended with.
+type DemoSummary struct {
+	Orders int `json:"orders"`
+	// Outcomes of the sagas.
+	Completed     int `json:"completed"`
+	Declined      int `json:"declined"`
+	OutOfStock    int `json:"out_of_stock"`
+	CreditRefused int `json:"credit_refused"`
+	TimedOut      int `json:"timed_out"`
+	// NotEnded lists orders whose saga did not reach a terminal state.
+	NotEnded []string `json:"not_ended,omitempty"`
+	// Parked counts steps parked waiting for their read model, and
+	// ParkedP99 is the 99th percentile of how long they waited.
+	Parked    int           `json:"parked"`
+	ParkedP99 time.Duration `json:"parked_p99"`
+	// Gated counts steps that read a read model; StaleAvoided those whose
+	// read model was behind when the step arrived (they waited or parked
+	// instead of deciding on old data).
+	Gated        int64 `json:"gated"`
+	StaleAvoided int64 `json:"stale_avoided"`
+	// Mismatches lists read-model rows that differ from a clean rebuild.
+	Mismatches []string      `json:"mismatches,omitempty"`
+	Duration   time.Duration `json:"duration"`
+}
+
+// Compensated is how many orders were cancelled after a step had an
+// effect to undo or refuse: declines, sold-out stock and credit refusals.
+func (s DemoSummary) Compensated() int { return s.Declined + s.OutOfStock + s.CreditRefused }
+
+// OK reports whether every saga ended and every read model equals a clean
+// rebuild.
+func (s DemoSummary) OK() bool { return len(s.NotEnded) == 0 && len(s.Mismatches) == 0 }
+
+// Outcomes returns the outcome counts, which depend only on the seed.
+func (s DemoSummary) Outcomes() map[string]int {
+	return map[string]int{
+		OutcomeConfirmed: s.Completed, OutcomeDeclined: s.Declined, OutcomeOutOfStock: s.OutOfStock,
+		OutcomeCreditRefused: s.CreditRefused, OutcomeTimedOut: s.TimedOut,
 	}
-	router, err := message.NewRouter(message.RouterConfig{}, watermill.NewSlogLogger(s.cfg.Logger))
-	if err != nil {
-		return err
+}
+
+// plan draws every order from the seed: what is ordered and how it is
+// paid. Outcomes follow from it alone, because each customer places its
+// orders one after another.
+func plan(c DemoConfig) [][]PlaceOrder {
+	rng := rand.New(rand.NewPCG(c.Seed, c.Seed^0x9e3779b97f4a7c15))
+	stocked := []string{"coffee", "grinder", "kettle", "mug", "tea"}
+	out := make([][]PlaceOrder, c.Customers)
+	for i := range c.Orders {
+		cust := i % c.Customers
+		sku := stocked[rng.IntN(len(stocked))]
+		if rng.Float64() < c.SoldOutRate {
+			sku = SoldOutSKU
+		}
+		card := CardOK
+		switch r := rng.Float64(); {
+		case r < c.DeclineRate:
+			card = CardDeclined
+		case r < c.DeclineRate+c.NoAnswerRate:
+			card = CardNoAnswer
+		}
+		out[cust] = append(out[cust], PlaceOrder{
+			OrderID: fmt.Sprintf("o-%05d", i), CustomerID: fmt.Sprintf("customer-%03d", cust),
+			SKU: sku, Qty: 1 + rng.IntN(3), Card: card,
+		})
 	}
-	router.AddMiddleware(middleware.Recoverer)
-	pay := &Payments{Store: s.store, Tracker: s.tracker, Summaries: func() *projections.View {
-		return s.runner.Load().View(OrderSummary)
-	}}
-	router.AddConsumerHandler(PaymentsConsumer, feed.TopicAll, sub, pay.Handle)
-	s.router, s.sub, s.stopped = router, sub, make(chan struct{})
-	go func() {
-		defer close(s.stopped)
-		_ = router.Run(context.WithoutCancel(ctx))
-	}()
-	select {
-	case <-router.Running():
+	return out
+}
+
+// lagger injects order_summary's lag. Its randomness only shapes timing,
+// never outcomes, so it has its own generator.
+type lagger struct {
+	lag time.Duration
+	mu  sync.Mutex
+	rng *rand.Rand
+	n   int
+}
+
+func (l *lagger) before(ctx context.Context, model string, env events.Envelope) error {
+	if l.lag <= 0 || model != OrderSummary || !strings.HasPrefix(env.StreamID, "order-") || env.Version != 1 {
 		return nil
-	case <-s.stopped:
-		return errors.New("orders: the payments router stopped while starting")
+	}
+	l.mu.Lock()
+	l.n++
+	var d time.Duration
+	switch {
+	case l.n%40 == 0:
+		d = 8 * l.lag
+	case l.rng.Float64() < 0.25:
+		d = time.Duration(l.rng.Int64N(int64(2 * l.lag)))
+	}
+	l.mu.Unlock()
+	if d == 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
-func (s *system) stop(ctx context.Context) {
-	if s.router != nil {
-		_ = s.router.Close()
-		<-s.stopped
-		_ = s.sub.Close()
+// RunDemo runs the order workflow on store (a fresh one: the demo counts
+// what it finds): simulated customers place orders concurrently while
+// order_summary lags on purpose; then it checks that every saga ended and
+// that every read model equals a clean rebuild from the events. It returns
+// the summary, and ErrDemoFailed when an invariant does not hold.
+func RunDemo(ctx context.Context, store converge.Store, cfg *DemoConfig) (DemoSummary, error) {
+	c := cfg.withDefaults()
+	if err := c.validate(); err != nil {
+		return DemoSummary{}, err
 	}
-	if r := s.runner.Load(); r != nil {
-		_ = r.Stop(ctx)
-	}
-	_ = s.tracker.Stop(ctx)
-}
-
-// place appends an order through the runner's Appender, so the strong
-// customer_orders read model is updated in the same transaction.
-func (s *system) place(ctx context.Context, orderID string, cents int64) (events.Token, error) {
-	res, err := s.runner.Load().Appender().Append(ctx, OrderStream(orderID), events.NoStream, events.Event{
-		Data:     OrderPlaced{OrderID: orderID, CustomerID: s.customer, AmountCents: cents},
-		Metadata: events.Metadata{CorrelationID: "demo-" + orderID},
+	lag := &lagger{lag: c.Lag, rng: rand.New(rand.NewPCG(c.Seed, 42))}
+	app, err := NewApp(store, &Config{
+		CreditLimitCents: c.CreditLimitCents, PaymentTimeout: c.PaymentTimeout,
+		BeforeApply: lag.before, Logger: c.Logger,
 	})
 	if err != nil {
-		return events.Token{}, err
+		return DemoSummary{}, err
 	}
-	s.say("→ placed order %s for %s (%.2f EUR); the write returned token %s", orderID, s.customer, float64(cents)/100, res.Token)
-	return res.Token, nil
-}
+	if err := app.Start(ctx); err != nil {
+		return DemoSummary{}, err
+	}
+	defer func() { _ = app.Stop(context.WithoutCancel(ctx)) }()
+	for _, sku := range []string{"coffee", "grinder", "kettle", "mug", "tea"} {
+		if _, err := app.Restock(ctx, sku, 100*c.Orders); err != nil {
+			return DemoSummary{}, err
+		}
+	}
 
-// summary reads an order's summary as of tok, within deadline.
-func (s *system) summary(ctx context.Context, orderID string, tok events.Token, deadline time.Duration) (consistency.Result[Summary], error) {
-	ctx, cancel := context.WithTimeout(ctx, deadline)
-	defer cancel()
-	return consistency.Read(ctx, s.tracker, tok, []string{OrderSummary}, func(ctx context.Context) (Summary, error) {
-		sum, _, err := projections.Get[Summary](context.WithoutCancel(ctx), s.runner.Load().View(OrderSummary).Table("orders"), orderID)
+	lagNote := "no injected lag"
+	if c.Lag > 0 {
+		lagNote = fmt.Sprintf("order_summary lagging up to %s", 8*c.Lag)
+	}
+	fmt.Fprintf(c.Out, "converge demo: %d orders from %d customers (seed %d), %s\n", c.Orders, c.Customers, c.Seed, lagNote)
+	start := time.Now()
+	var closed atomic.Int64
+	prog := newProgress(c.Out, c.Bar, c.Orders)
+	stopProg := prog.run(&closed)
+	errs := make(chan error, c.Customers)
+	var wg sync.WaitGroup
+	for _, orders := range plan(c) {
+		wg.Go(func() {
+			for _, o := range orders {
+				if _, err := app.Place(ctx, o); err != nil {
+					errs <- err
+					return
+				}
+				actx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+				_, err := app.Await(actx, o.OrderID)
+				cancel()
+				if err != nil {
+					errs <- err
+					return
+				}
+				closed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	stopProg()
+	close(errs)
+	if err := errors.Join(slices.Collect(chanSeq(errs))...); err != nil {
+		return DemoSummary{}, err
+	}
+	if err := quiesce(ctx, store); err != nil {
+		return DemoSummary{}, err
+	}
+	sum := DemoSummary{Orders: c.Orders, Duration: time.Since(start)}
+	if err := sum.countSagas(ctx, app, c.Orders); err != nil {
 		return sum, err
-	})
+	}
+	gs := app.Client().GateStats()
+	sum.Gated, sum.StaleAvoided = gs.Gated, gs.Behind
+	sum.Mismatches, err = compareWithRebuild(ctx, store, app, Projections())
+	if err != nil {
+		return sum, err
+	}
+	sum.print(c.Out)
+	if !sum.OK() {
+		return sum, ErrDemoFailed
+	}
+	return sum, nil
 }
 
-// settled waits until the payment step has handled the order placed at tok,
-// then returns a token covering what it wrote: the payment step commits its
-// events with its checkpoint, so the head after it passed tok covers them.
-func (s *system) settled(ctx context.Context, tok events.Token) (events.Token, error) {
-	st, err := s.tracker.Wait(ctx, tok, PaymentsConsumer)
-	if err != nil {
-		return events.Token{}, err
-	}
-	if st.Stale {
-		return events.Token{}, fmt.Errorf("orders: the payment step did not handle %s within the deadline", tok)
-	}
-	return s.store.Head(ctx)
-}
-
-func (s *system) show(label string, r consistency.Result[Summary]) {
-	fresh := "fresh"
-	if r.Stale {
-		fresh = fmt.Sprintf("STALE (%d events behind, deadline hit)", r.Behind)
-	}
-	status := r.Value.Status
-	if status == "" {
-		status = "(not in the read model yet)"
-	}
-	if r.Value.Reason != "" {
-		status += " — " + r.Value.Reason
-	}
-	s.say("  %s: status %s; %s, checkpoint %s, waited %s", label, status, fresh, r.Checkpoint, r.Waited.Round(100*time.Microsecond))
-}
-
-func (s *system) play(ctx context.Context) (*Outcome, error) {
-	out := &Outcome{Statuses: map[string]string{}}
-	s.say("converge demo: an order/payment workflow on a consistency-aware event store\n")
-
-	s.say("1. Read your own write")
-	tok, err := s.place(ctx, "o-1", 4990)
-	if err != nil {
-		return nil, err
-	}
-	count, _, err := projections.Get[CustomerCount](ctx, s.runner.Load().View(CustomerOrders).Table("customers"), s.customer)
-	if err != nil {
-		return nil, err
-	}
-	s.say("  customer_orders (strong, same transaction): %s has %d order(s) — no wait needed", s.customer, count.Orders)
-	r, err := s.summary(ctx, "o-1", tok, 2*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	s.show("order_summary (eventual) read with the token", r)
-
-	s.say("\n2. The payment step decides only on caught-up reads")
-	for _, o := range []struct {
-		id    string
-		cents int64
-	}{{"o-1", 0}, {"o-2", 250_000}} {
-		if o.cents > 0 {
-			if tok, err = s.place(ctx, o.id, o.cents); err != nil {
-				return nil, err
+func chanSeq(ch <-chan error) func(func(error) bool) {
+	return func(yield func(error) bool) {
+		for e := range ch {
+			if !yield(e) {
+				return
 			}
 		}
-		after, err := s.settled(ctx, tok)
+	}
+}
+
+// quiesce waits until every consumer has consumed the whole feed and the
+// head stopped moving: the compensations sent by the last steps have been
+// handled and every read model has applied them.
+func quiesce(ctx context.Context, store converge.Store) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		head, err := store.Head(ctx)
+		if err != nil {
+			return err
+		}
+		cs, err := store.Consumers(ctx)
+		if err != nil {
+			return err
+		}
+		caught := true
+		for _, ci := range cs {
+			if ci.Position.Before(head) {
+				caught = false
+				break
+			}
+		}
+		if again, err := store.Head(ctx); err == nil && caught && again == head {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.New("orders: the consumers never caught up with the feed (see the log)")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// countSagas reads every fulfilment's outcome and its parks.
+func (s *DemoSummary) countSagas(ctx context.Context, app *App, n int) error {
+	infos, err := app.Client().Sagas().List(ctx, saga.Filter{Saga: Fulfilment, Limit: n + 1})
+	if err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	var parks []time.Duration
+	for _, in := range infos {
+		seen[in.ID] = true
+		var st FulfilmentState
+		if err := json.Unmarshal(in.State, &st); err != nil {
+			return fmt.Errorf("orders: state of %s: %w", in.ID, err)
+		}
+		ended := in.Status == saga.StatusCompleted || in.Status == saga.StatusFailed && st.Outcome != ""
+		switch {
+		case !ended:
+			s.NotEnded = append(s.NotEnded, in.ID+" ("+string(in.Status)+")")
+		case st.Outcome == OutcomeConfirmed:
+			s.Completed++
+		case st.Outcome == OutcomeDeclined:
+			s.Declined++
+		case st.Outcome == OutcomeOutOfStock:
+			s.OutOfStock++
+		case st.Outcome == OutcomeCreditRefused:
+			s.CreditRefused++
+		case st.Outcome == OutcomeTimedOut:
+			s.TimedOut++
+		}
+		tl, err := app.Client().Sagas().Show(ctx, Fulfilment, in.ID)
+		if err != nil {
+			return err
+		}
+		var since time.Time
+		for _, h := range tl.History {
+			switch h.Kind {
+			case saga.KindParked:
+				since = h.At
+			case saga.KindResumed:
+				if !since.IsZero() {
+					parks = append(parks, h.At.Sub(since))
+					since = time.Time{}
+				}
+			}
+		}
+	}
+	for i := range n {
+		if id := fmt.Sprintf("o-%05d", i); !seen[id] {
+			s.NotEnded = append(s.NotEnded, id+" (no saga)")
+		}
+	}
+	s.Parked = len(parks)
+	if len(parks) > 0 {
+		slices.Sort(parks)
+		s.ParkedP99 = parks[min(len(parks)-1, len(parks)*99/100)]
+	}
+	return nil
+}
+
+// compareWithRebuild replays every event into a fresh in-memory store,
+// runs the read models (defs) there from scratch, and returns every row
+// where the live read models differ from that clean rebuild.
+func compareWithRebuild(ctx context.Context, store converge.Store, app *App, defs []*projections.Projection) ([]string, error) {
+	fresh, err := memstore.New(&memstore.Config{Registry: NewRegistry()})
+	if err != nil {
+		return nil, err
+	}
+	defer fresh.Close()
+	var after events.Token
+	for {
+		envs, err := store.ReadAll(ctx, after, 1000)
 		if err != nil {
 			return nil, err
 		}
-		if r, err = s.summary(ctx, o.id, after, 2*time.Second); err != nil {
-			return nil, err
+		if len(envs) == 0 {
+			break
 		}
-		s.show("order_summary after the payment step", r)
+		for _, e := range envs {
+			raw := events.Raw{Type: e.Type, SchemaVersion: e.SchemaVersion, Payload: e.Payload}
+			// The live store marks events a strong projection applied in
+			// their append; the rebuild applies every event from the feed,
+			// so the copies go without the mark.
+			md := e.Metadata
+			if _, marked := md.Extra[projections.AppliedMetadataKey]; marked {
+				md.Extra = maps.Clone(md.Extra)
+				delete(md.Extra, projections.AppliedMetadataKey)
+			}
+			if _, err := fresh.Append(ctx, e.StreamID, events.AnyVersion, events.Event{ID: e.ID, Data: raw, Metadata: md}); err != nil {
+				return nil, fmt.Errorf("orders: replay %s: %w", e.ID, err)
+			}
+			after = e.Token
+		}
 	}
-
-	s.say("\n3. A paused projection: the read says it is stale instead of lying")
-	if err := s.runner.Load().Stop(ctx); err != nil {
-		return nil, err
-	}
-	s.say("  (order_summary's runner is stopped)")
-	if tok, err = s.place(ctx, "o-3", 1250); err != nil {
-		return nil, err
-	}
-	if r, err = s.summary(ctx, "o-3", tok, s.cfg.StaleDeadline); err != nil {
-		return nil, err
-	}
-	out.StaleRead = r.Status
-	s.show(fmt.Sprintf("order_summary read with a %s deadline", s.cfg.StaleDeadline), r)
-	// A tight SLA for the demo, so the report shows the breach a paused
-	// projection is.
-	sla := s.cfg.StaleDeadline * 2 / 3
-	mon, err := lag.NewMonitor(s.store, &lag.Config{Logger: s.cfg.Logger, Projections: []lag.Target{
-		{Name: OrderSummary, SLA: sla}, {Name: PaymentsConsumer, SLA: sla},
-	}})
+	rebuilt, err := converge.NewClient(fresh, &converge.Config{Projections: defs, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return nil, err
 	}
-	reports, err := mon.Check(ctx)
+	if err := rebuilt.Start(ctx); err != nil {
+		return nil, err
+	}
+	defer func() { _ = rebuilt.Stop(context.WithoutCancel(ctx)) }()
+	head, err := fresh.Head(ctx)
 	if err != nil {
 		return nil, err
 	}
-	s.say("  lag report (converge lag), with a %s SLA for the demo:", sla)
-	if err := lag.Table(&indent{w: s.out, start: true}, reports); err != nil {
-		return nil, err
+	names := make([]string, 0, len(Tables))
+	for n := range Tables {
+		names = append(names, n)
 	}
-	s.say("  (the payment step waits too: it will not decide on o-3 until order_summary catches up)")
-
-	s.say("\n4. The projection comes back and catches up")
-	if err := s.startProjections(ctx, nil); err != nil {
-		return nil, err
-	}
-	if r, err = s.summary(ctx, "o-3", tok, 2*time.Second); err != nil {
-		return nil, err
-	}
-	out.FreshRead = r.Status
-	s.show("order_summary read with the same token", r)
-	after, err := s.settled(ctx, tok)
+	slices.Sort(names)
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	st, err := rebuilt.Tracker().Wait(wctx, head, names...)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("orders: wait for the rebuild: %w", err)
 	}
-	if r, err = s.summary(ctx, "o-3", after, 2*time.Second); err != nil {
-		return nil, err
+	if st.Stale {
+		return nil, fmt.Errorf("orders: the rebuild did not catch up with the replayed events (%v behind)", st.Lagging)
 	}
-	s.show("order_summary after the payment step", r)
+	var diffs []string
+	for _, name := range names {
+		for _, table := range Tables[name] {
+			live, err := allRows(ctx, app.Client().Projections().View(name).Table(table))
+			if err != nil {
+				return nil, err
+			}
+			want, err := allRows(ctx, rebuilt.Projections().View(name).Table(table))
+			if err != nil {
+				return nil, err
+			}
+			for k, v := range want {
+				if !reflect.DeepEqual(live[k], v) {
+					diffs = append(diffs, fmt.Sprintf("%s.%s[%s]: live %v, rebuilt %v", name, table, k, live[k], v))
+				}
+			}
+			for k, v := range live {
+				if _, ok := want[k]; !ok {
+					diffs = append(diffs, fmt.Sprintf("%s.%s[%s]: live %v, not in the rebuild", name, table, k, v))
+				}
+			}
+		}
+	}
+	slices.Sort(diffs)
+	return diffs, nil
+}
 
-	for _, id := range []string{"o-1", "o-2", "o-3"} {
-		sum, _, err := projections.Get[Summary](ctx, s.runner.Load().View(OrderSummary).Table("orders"), id)
+// allRows reads a table into decoded JSON values by key.
+func allRows(ctx context.Context, r projections.Reader) (map[string]any, error) {
+	out := map[string]any{}
+	after := ""
+	for {
+		rows, err := r.List(ctx, &projections.ListOptions{After: after, Limit: 500})
 		if err != nil {
 			return nil, err
 		}
-		out.Statuses[id] = sum.Status
-	}
-	count, _, err = projections.Get[CustomerCount](ctx, s.runner.Load().View(CustomerOrders).Table("customers"), s.customer)
-	if err != nil {
-		return nil, err
-	}
-	out.CustomerOrders = count.Orders
-
-	s.say("\nRead models and their consistency:\n")
-	s.say("%s", s.catalog.MarkdownTable())
-	return out, nil
-}
-
-// indent prefixes every line with four spaces.
-type indent struct {
-	w     io.Writer
-	start bool // the next byte starts a line
-}
-
-func (i *indent) Write(p []byte) (int, error) {
-	var b []byte
-	for _, c := range p {
-		if i.start {
-			b = append(b, "    "...)
+		for _, row := range rows {
+			var v any
+			if err := row.Decode(&v); err != nil {
+				return nil, err
+			}
+			out[row.Key] = v
+			after = row.Key
 		}
-		b = append(b, c)
-		i.start = c == '\n'
+		if len(rows) < 500 {
+			return out, nil
+		}
 	}
-	if _, err := i.w.Write(b); err != nil {
-		return 0, err
+}
+
+func (s DemoSummary) print(w io.Writer) {
+	fmt.Fprintf(w, "\nSummary (%d orders in %s)\n", s.Orders, s.Duration.Round(time.Millisecond))
+	fmt.Fprintf(w, "  completed                %5d\n", s.Completed)
+	fmt.Fprintf(w, "  compensated              %5d  (declined %d, out of stock %d, over credit limit %d)\n", s.Compensated(), s.Declined, s.OutOfStock, s.CreditRefused)
+	fmt.Fprintf(w, "  timed out                %5d\n", s.TimedOut)
+	fmt.Fprintf(w, "  parked steps             %5d  (wait p99 %s)\n", s.Parked, s.ParkedP99.Round(time.Millisecond))
+	fmt.Fprintf(w, "  stale decisions avoided  %5d  of %d gated steps\n", s.StaleAvoided, s.Gated)
+	if len(s.NotEnded) > 0 {
+		fmt.Fprintf(w, "  NOT ENDED                %5d  %s\n", len(s.NotEnded), strings.Join(s.NotEnded[:min(len(s.NotEnded), 10)], ", "))
+	} else {
+		fmt.Fprintf(w, "  every saga reached a terminal state\n")
 	}
-	return len(p), nil
+	if len(s.Mismatches) > 0 {
+		fmt.Fprintf(w, "  READ MODELS DIFFER from a clean rebuild in %d rows:\n", len(s.Mismatches))
+		for _, m := range s.Mismatches[:min(len(s.Mismatches), 10)] {
+			fmt.Fprintf(w, "    %s\n", m)
+		}
+	} else {
+		fmt.Fprintf(w, "  every read model equals a clean rebuild from the events\n")
+	}
 }

@@ -3,70 +3,55 @@ package orders_test
 import (
 	"bytes"
 	"context"
-	"os"
-	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
-	"github.com/converge-es/converge/events"
-	"github.com/converge-es/converge/events/memstore"
-	"github.com/converge-es/converge/events/pgstore"
 	"github.com/converge-es/converge/examples/orders"
-	"github.com/converge-es/converge/internal/pgtest"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreTopFunction("github.com/jackc/pgx/v5/pgxpool.(*Pool).backgroundHealthCheck"),
-	)
+func demoConfig(out *bytes.Buffer) *orders.DemoConfig {
+	return &orders.DemoConfig{Orders: 40, Customers: 6, Seed: 3, Lag: 20 * time.Millisecond, PaymentTimeout: 2 * time.Second, Out: out}
 }
 
-func registry() *events.Registry {
-	reg := events.NewRegistry()
-	orders.Register(reg)
-	return reg
-}
-
-func checkOutcome(t *testing.T, out *orders.Outcome, narrative string) {
+// checkSummary asserts the demo's invariants: every order ended in exactly
+// one outcome, every read model equals its rebuild, and the gate did its
+// job (every order's credit check was gated).
+func checkSummary(t *testing.T, s orders.DemoSummary, out string) {
 	t.Helper()
-	require.Equal(t, map[string]string{"o-1": orders.StatusPaid, "o-2": orders.StatusCancelled, "o-3": orders.StatusPaid}, out.Statuses)
-	require.Equal(t, 3, out.CustomerOrders)
-	require.True(t, out.StaleRead.Stale, "the read while order_summary was stopped must be flagged stale")
-	require.EqualValues(t, 1, out.StaleRead.Behind)
-	require.False(t, out.FreshRead.Stale)
-	require.Contains(t, narrative, "STALE (1 events behind")
-	require.Contains(t, narrative, "| `customer_orders` | strong |")
-	require.Contains(t, narrative, "BREACH", "the paused projection's lag report")
+	require.True(t, s.OK(), out)
+	total := 0
+	for _, n := range s.Outcomes() {
+		total += n
+	}
+	require.Equal(t, s.Orders, total, "each order has one outcome")
+	require.EqualValues(t, s.Orders, s.Gated, "each order's credit check is gated once")
+	require.LessOrEqual(t, s.StaleAvoided, s.Gated)
+	require.Positive(t, s.StaleAvoided, "the injected lag leaves the read model behind some steps")
+	require.Positive(t, s.Completed)
+	require.Positive(t, s.Compensated())
+	require.Contains(t, out, "every saga reached a terminal state")
+	require.Contains(t, out, "every read model equals a clean rebuild")
 }
 
-func TestDemoInMemory(t *testing.T) {
+func TestDemoIsRepeatablePerSeed(t *testing.T) {
 	t.Parallel()
-	st, err := memstore.New(&memstore.Config{Registry: registry()})
-	require.NoError(t, err)
-	defer st.Close()
-	var buf bytes.Buffer
-	out, err := orders.Run(context.Background(), &orders.Config{Store: st, Out: &buf})
-	require.NoError(t, err, buf.String())
-	checkOutcome(t, out, buf.String())
-
-	// The README's table of read models is the catalog's generated table.
-	readme, err := os.ReadFile("../../README.md")
-	require.NoError(t, err)
-	table := buf.String()[strings.Index(buf.String(), "| Read model |"):]
-	require.Contains(t, string(readme), strings.TrimSpace(table), "regenerate the README's read-model table from `converge demo`")
+	var outcomes []map[string]int
+	for range 2 {
+		var buf bytes.Buffer
+		s, err := orders.RunDemo(context.Background(), stores["memory"](t), demoConfig(&buf))
+		require.NoError(t, err, buf.String())
+		checkSummary(t, s, buf.String())
+		outcomes = append(outcomes, s.Outcomes())
+	}
+	require.Equal(t, outcomes[0], outcomes[1], "the same seed gives the same outcomes")
 }
 
 func TestDemoOnPostgreSQL(t *testing.T) {
 	t.Parallel()
-	db := pgtest.New(t, &pgtest.Config{MaxConns: 12})
-	ctx := context.Background()
-	st, err := pgstore.New(ctx, db.Pool, &pgstore.Config{Schema: db.Schema, Registry: registry()})
-	require.NoError(t, err)
-	defer st.Close()
 	var buf bytes.Buffer
-	out, err := orders.Run(ctx, &orders.Config{Store: st, Out: &buf})
+	s, err := orders.RunDemo(context.Background(), stores["postgres"](t), demoConfig(&buf))
 	require.NoError(t, err, buf.String())
-	checkOutcome(t, out, buf.String())
+	checkSummary(t, s, buf.String())
 }

@@ -1,5 +1,11 @@
-// Package orders is the order/payment workflow that `converge demo` runs:
-// events, an eventually consistent order summary, a strongly consistent
-// per-customer count, and a payment step that decides only on read models
-// that have caught up with the event it handles. See README.md.
+// Package orders is converge's example domain and the workflow `converge
+// demo` runs: Order, Inventory and Payment aggregates with command
+// handlers, an order-fulfilment saga (placed → credit check → reserve
+// stock → charge payment → confirm, with compensations), and three read
+// models: order_summary (user-facing, eventual, 2s SLA), customer_spending
+// (analytics, eventual, 30s SLA) and customer_orders (strong). The saga's
+// credit check reads order_summary through a consistency gate.
+//
+// NewApp wires all of it on a *memstore.Store or a *pgstore.Store; see
+// README.md for the walk-through.
 package orders

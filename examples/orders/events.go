@@ -1,48 +1,142 @@
 package orders
 
-import "github.com/converge-es/converge/events"
+import (
+	"github.com/converge-es/converge/command"
+	"github.com/converge-es/converge/events"
+)
 
-// OrderPlaced starts an order.
-type OrderPlaced struct {
-	OrderID     string `json:"order_id"`
-	CustomerID  string `json:"customer_id"`
-	AmountCents int64  `json:"amount_cents"`
-}
-
-// PaymentCaptured records money taken for an order.
-type PaymentCaptured struct {
-	OrderID     string `json:"order_id"`
-	AmountCents int64  `json:"amount_cents"`
-}
-
-// PaymentDeclined records a refused payment; the order is cancelled.
-type PaymentDeclined struct {
-	OrderID string `json:"order_id"`
-	Reason  string `json:"reason"`
-}
-
-// OrderPaid and OrderCancelled close an order.
+// Events of the Order aggregate (stream OrderStream(id)).
 type (
-	OrderPaid struct {
+	// OrderPlaced starts an order and its fulfilment saga.
+	OrderPlaced struct {
+		OrderID    string `json:"order_id"`
+		CustomerID string `json:"customer_id"`
+		SKU        string `json:"sku"`
+		Qty        int    `json:"qty"`
+		Cents      int64  `json:"cents"`
+		Card       string `json:"card"`
+	}
+	// OrderConfirmed closes an order that was reserved and paid.
+	OrderConfirmed struct {
+		OrderID    string `json:"order_id"`
+		CustomerID string `json:"customer_id"`
+		Cents      int64  `json:"cents"`
+	}
+	// OrderCancelled closes an order that could not be fulfilled.
+	OrderCancelled struct {
+		OrderID    string `json:"order_id"`
+		CustomerID string `json:"customer_id"`
+		Reason     string `json:"reason"`
+	}
+)
+
+// Events of the Inventory aggregate (stream StockStream(sku)).
+type (
+	// StockAdded puts units of a SKU on the shelf.
+	StockAdded struct {
+		SKU string `json:"sku"`
+		Qty int    `json:"qty"`
+	}
+	// StockReserved sets units aside for an order.
+	StockReserved struct {
+		OrderID string `json:"order_id"`
+		SKU     string `json:"sku"`
+		Qty     int    `json:"qty"`
+	}
+	// StockReleased returns an order's reserved units to the shelf.
+	StockReleased struct {
+		OrderID string `json:"order_id"`
+		SKU     string `json:"sku"`
+		Qty     int    `json:"qty"`
+	}
+)
+
+// Events of the Payment aggregate (stream PaymentStream(orderID)).
+type (
+	// PaymentCharged records money taken for an order.
+	PaymentCharged struct {
+		OrderID    string `json:"order_id"`
+		CustomerID string `json:"customer_id"`
+		Cents      int64  `json:"cents"`
+	}
+	// PaymentRefunded records money given back.
+	PaymentRefunded struct {
+		OrderID    string `json:"order_id"`
+		CustomerID string `json:"customer_id"`
+		Cents      int64  `json:"cents"`
+	}
+)
+
+// Commands the fulfilment saga sends; each has one handler (handlers.go).
+type (
+	ReserveStock struct {
+		OrderID string `json:"order_id"`
+		SKU     string `json:"sku"`
+		Qty     int    `json:"qty"`
+	}
+	ReleaseStock struct {
+		OrderID string `json:"order_id"`
+		SKU     string `json:"sku"`
+	}
+	ChargePayment struct {
+		OrderID    string `json:"order_id"`
+		CustomerID string `json:"customer_id"`
+		Cents      int64  `json:"cents"`
+		Card       string `json:"card"`
+	}
+	RefundPayment struct {
 		OrderID string `json:"order_id"`
 	}
-	OrderCancelled struct {
+	ConfirmOrder struct {
+		OrderID string `json:"order_id"`
+	}
+	CancelOrder struct {
 		OrderID string `json:"order_id"`
 		Reason  string `json:"reason"`
 	}
 )
 
-// Register registers the workflow's event types under their stable names.
-func Register(reg *events.Registry) {
+// Stored type names of the commands whose rejections the saga handles.
+const (
+	ReserveStockType  = "inventory.reserve_stock"
+	ChargePaymentType = "payments.charge_payment"
+)
+
+// Register registers the domain's events and commands under their stable
+// stored names, and command.Rejected. Call it on the registry the store is
+// built with.
+func Register(reg *events.Registry) error {
 	events.Register[OrderPlaced](reg, "orders.order_placed")
-	events.Register[PaymentCaptured](reg, "payments.payment_captured")
-	events.Register[PaymentDeclined](reg, "payments.payment_declined")
-	events.Register[OrderPaid](reg, "orders.order_paid")
+	events.Register[OrderConfirmed](reg, "orders.order_confirmed")
 	events.Register[OrderCancelled](reg, "orders.order_cancelled")
+	events.Register[StockAdded](reg, "inventory.stock_added")
+	events.Register[StockReserved](reg, "inventory.stock_reserved")
+	events.Register[StockReleased](reg, "inventory.stock_released")
+	events.Register[PaymentCharged](reg, "payments.payment_charged")
+	events.Register[PaymentRefunded](reg, "payments.payment_refunded")
+	events.Register[ReserveStock](reg, ReserveStockType)
+	events.Register[ReleaseStock](reg, "inventory.release_stock")
+	events.Register[ChargePayment](reg, ChargePaymentType)
+	events.Register[RefundPayment](reg, "payments.refund_payment")
+	events.Register[ConfirmOrder](reg, "orders.confirm_order")
+	events.Register[CancelOrder](reg, "orders.cancel_order")
+	return command.Register(reg)
 }
 
-// OrderStream is the stream of one order.
+// NewRegistry returns a registry with the domain's types.
+func NewRegistry() *events.Registry {
+	reg := events.NewRegistry()
+	if err := Register(reg); err != nil {
+		panic(err) // a fresh registry cannot hold a conflicting name
+	}
+	return reg
+}
+
+// Stream ids of the aggregates.
 func OrderStream(orderID string) string { return "order-" + orderID }
+
+// StockStream is the stream of one SKU's inventory.
+func StockStream(sku string) string { return "stock-" + sku }
 
 // PaymentStream is the stream of one order's payment.
 func PaymentStream(orderID string) string { return "payment-" + orderID }

@@ -13,7 +13,14 @@
 //     checkpoint every 50 ms, measured first in the run); ratio =
 //     baseline_p99_ms / p99_ms, so the push line's ratio says how many times
 //     sooner than that loop its slowest 1% of waiters are woken.
+//   - parallel: "baseline" is the first partition count's run; ratio =
+//     events_per_sec / baseline_per_sec.
+//   - saga: one line per store, memory first and PostgreSQL last. In memory
+//     "baseline" is "gochannel_router" (a Watermill router's rate of a
+//     no-op handler on gochannel, messages/s); on PostgreSQL it is
+//     "raw_commit" (single-row INSERT commits/s at the same concurrency);
+//     ratio = sagas_per_sec / baseline_per_sec.
 //
-// WriteAppendSummary and WritePropagationSummary render the results as the
-// short table `converge bench` prints after the JSON lines.
+// The Write*Summary functions render the results as the short table
+// `converge bench` prints after the JSON lines.
 package bench

@@ -33,3 +33,27 @@ func WritePropagationSummary(w io.Writer, rs []PropagationResult) error {
 	}
 	return tw.Flush()
 }
+
+// WriteParallelSummary writes a short table of parallel results for people:
+// throughput at each partition count against the first.
+func WriteParallelSummary(w io.Writer, rs []ParallelResult) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "parallel: a handler spending a fixed time per event, partitions shared by processes (ratio = events/s / the first line's)")
+	fmt.Fprintln(tw, "PARTITIONS\tPROCESSES\tEVENTS\tEVENTS/S\tRATIO")
+	for _, r := range rs {
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%.0f\t%.2f\n", r.Partitions, r.Processes, r.Events, r.EventsPerSec, r.Ratio)
+	}
+	return tw.Flush()
+}
+
+// WriteSagaSummary writes a short table of saga results for people: each
+// store's saga rate and latency against its baseline.
+func WriteSagaSummary(w io.Writer, rs []SagaResult) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "saga: 4-step sagas end to end (ratio = sagas/s / baseline per second)")
+	fmt.Fprintln(tw, "STORE\tSAGAS\tSAGAS/S\tSTEPS/S\tP50 MS\tP99 MS\tBASELINE\tBASELINE/S\tRATIO")
+	for _, r := range rs {
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.1f\t%.1f\t%s\t%.0f\t%.3f\n", r.Store, r.Sagas, r.SagasPerSec, r.StepsPerSec, r.P50Ms, r.P99Ms, r.Baseline, r.BaselinePerSec, r.Ratio)
+	}
+	return tw.Flush()
+}

@@ -20,12 +20,12 @@ type pendingSource struct {
 	reads   atomic.Int64
 }
 
-func (s *pendingSource) ReadFeed(ctx context.Context, after events.Token, category string, limit int) (feed.Batch, error) {
+func (s *pendingSource) ReadFeed(ctx context.Context, after events.Token, f feed.Filter, limit int) (feed.Batch, error) {
 	s.reads.Add(1)
 	if s.pending.Add(-1) >= 0 {
 		return feed.Batch{Pending: true}, nil
 	}
-	return s.Source.ReadFeed(ctx, after, category, limit)
+	return s.Source.ReadFeed(ctx, after, f, limit)
 }
 
 // silentSource never wakes its readers, like a source whose notifications
@@ -57,6 +57,8 @@ func (s *spySource) Checkpoints() feed.CheckpointStore { return s.cps }
 type spyCheckpoints struct {
 	feed.CheckpointStore
 	open        atomic.Int64
+	begun       atomic.Int64
+	advances    atomic.Int64
 	held        atomic.Int64
 	pauseRenews atomic.Bool
 	// unreachable makes Acquire and Renew fail as if the database were
@@ -94,7 +96,13 @@ func (c *spyCheckpoints) Begin(ctx context.Context) (feed.Unit, error) {
 		return nil, err
 	}
 	c.open.Add(1)
+	c.begun.Add(1)
 	return &spyUnit{Unit: u, open: &c.open}, nil
+}
+
+func (c *spyCheckpoints) Advance(ctx context.Context, l feed.Lease, pos events.Token) error {
+	c.advances.Add(1)
+	return c.CheckpointStore.Advance(ctx, l, pos)
 }
 
 // spyUnit counts itself closed at its first Commit or Rollback.
@@ -106,9 +114,9 @@ type spyUnit struct {
 
 func (u *spyUnit) done() { u.once.Do(func() { u.open.Add(-1) }) }
 
-func (u *spyUnit) Commit(ctx context.Context, l feed.Lease, pos events.Token) error {
+func (u *spyUnit) Commit(ctx context.Context, moves ...feed.Move) error {
 	defer u.done()
-	return u.Unit.Commit(ctx, l, pos)
+	return u.Unit.Commit(ctx, moves...)
 }
 
 func (u *spyUnit) Rollback(ctx context.Context) error {

@@ -32,6 +32,7 @@ var suiteTests = []suiteTest{
 	{"StandbyTakesOverExpiredLease", testTakeoverAfterExpiry},
 	{"LeaseLostWhileHandling", testLeaseLostWhileHandling},
 	{"CategoryTopics", testCategoryTopics},
+	{"CategoryAdvancesPastOthers", testCategoryAdvancesPastOthers},
 	{"PendingBackoff", testPendingBackoff},
 	{"FallbackPollWhilePushUnhealthy", testFallbackPoll},
 	{"SafetyPollWhenWakeIsLost", testSafetyPoll},
@@ -50,7 +51,7 @@ var suiteTests = []suiteTest{
 // its feed.Source for every call. Subtests run in parallel.
 func Run(t *testing.T, newSource NewSourceFunc) {
 	t.Helper()
-	for _, tc := range suiteTests {
+	for _, tc := range append(suiteTests[:len(suiteTests):len(suiteTests)], processorTests...) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			s, src := newSource(t)
@@ -261,7 +262,7 @@ func testTakeoverAfterExpiry(t *testing.T, s events.Store, src feed.Source) {
 	// The dead holder is fenced off: its generation can no longer commit.
 	u, err := cps.Begin(t.Context())
 	require.NoError(t, err)
-	err = u.Commit(t.Context(), dead, events.MakeToken(1<<62, 1<<62))
+	err = u.Commit(t.Context(), feed.Move{Lease: dead, Position: events.MakeToken(1<<62, 1<<62)})
 	require.ErrorIs(t, err, feed.ErrLeaseLost)
 	pos, err := cps.Position(t.Context(), name)
 	require.NoError(t, err)
@@ -362,9 +363,51 @@ func testCategoryTopics(t *testing.T, s events.Store, src feed.Source) {
 		requireNoMessage(t, ch, "topic "+tc.topic+" delivered an event outside its category")
 	}
 	require.Equal(t, name, feed.CheckpointName(name, feed.TopicAll))
+	// Past its last event, a category's checkpoint moves over the events of
+	// other categories by Advance, without delivering them.
+	last := all[len(all)-1].Token
+	cm.await(t, feed.CheckpointName(name, "customer"), last)
 	pos, err := src.Checkpoints().Position(t.Context(), feed.CheckpointName(name, "customer"))
 	require.NoError(t, err)
-	require.Equal(t, all[3].Token, pos)
+	require.Equal(t, last, pos)
+}
+
+// testCategoryAdvancesPastOthers checks that a category consumer moves
+// over the events of other categories with Advance, a write per read, not a
+// unit per event.
+func testCategoryAdvancesPastOthers(t *testing.T, s events.Store, src feed.Source) {
+	t.Helper()
+	const others = 40
+	appendTo(t, s, "order-1", 1)
+	for i := range others {
+		appendTo(t, s, "customer-1", i)
+	}
+	appendTo(t, s, "order-2", 2)
+	for i := range others {
+		appendTo(t, s, "customer-2", i)
+	}
+	all := awaitAll(t, s, 2*others+2)
+	spy := newSpySource(src)
+	cm := newCommits()
+	name := uniqueName("advance")
+	cfg := config(name, cm)
+	cfg.BatchSize = 10
+	ch := subscribe(t, newSubscriber(t, spy, cfg), "order")
+
+	for _, want := range []events.Envelope{all[0], all[others+1]} {
+		msg := receive(t, ch)
+		require.Equal(t, want.ID, msg.UUID)
+		require.True(t, msg.Ack())
+	}
+	last := all[len(all)-1].Token
+	cpName := feed.CheckpointName(name, "order")
+	cm.await(t, cpName, last)
+	pos, err := src.Checkpoints().Position(t.Context(), cpName)
+	require.NoError(t, err)
+	require.Equal(t, last, pos, "the checkpoint moved past the unmatched events at the end")
+	require.Equal(t, int64(2), spy.cps.begun.Load(), "one unit per delivered event, none for the others")
+	require.Positive(t, spy.cps.advances.Load())
+	requireNoMessage(t, ch, "only the category's events are delivered")
 }
 
 func testPendingBackoff(t *testing.T, s events.Store, src feed.Source) {
@@ -545,7 +588,9 @@ func testRouter(t *testing.T, s events.Store, src feed.Source) {
 
 // testCommitBatch: with CommitBatch > 1, events already read share a unit;
 // a Nack in the middle rolls the unit back and redelivers from its first
-// event, and the checkpoint only ever lands on a unit's last event.
+// event, the events before the Nacked one in a unit of their own (so the
+// failing event then heads its unit), and the checkpoint only ever lands on
+// a unit's last event.
 func testCommitBatch(t *testing.T, s events.Store, src feed.Source) {
 	t.Helper()
 	for i := range 7 {
@@ -581,5 +626,5 @@ func testCommitBatch(t *testing.T, s events.Store, src feed.Source) {
 	pos, err := src.Checkpoints().Position(t.Context(), name)
 	require.NoError(t, err)
 	require.Equal(t, all[6].Token, pos)
-	require.Equal(t, 2, cm.count(), "7 events in units of 4 commit twice")
+	require.Equal(t, 3, cm.count(), "7 events after a Nack at the third: units of 2, 4 and 1")
 }

@@ -34,6 +34,9 @@ type orderPage struct {
 	Stale bool `json:"stale"`
 }
 
+// exampleOrder is a valid body of POST /orders, for error messages.
+const exampleOrder = `{"customer_id":"c-1","sku":"tea","qty":2,"card":"4242-4242-4242-4242"}`
+
 // maxCursorLen bounds ?after=.
 const maxCursorLen = 256
 
@@ -92,11 +95,11 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, dst any) bool {
 	case errors.As(err, &mbe):
 		return tooLarge()
 	case errors.Is(err, io.EOF):
-		writeProblem(w, newProblem(http.StatusBadRequest, ProblemInvalidBody, "Invalid body", `the body is empty: send a JSON object such as {"customer_id":"c-1","amount_cents":4990}`))
+		writeProblem(w, newProblem(http.StatusBadRequest, ProblemInvalidBody, "Invalid body", `the body is empty: send a JSON object such as `+exampleOrder))
 		return false
 	case err != nil:
 		writeProblem(w, newProblem(http.StatusBadRequest, ProblemInvalidBody, "Invalid body",
-			"the body is not a JSON order: "+err.Error()+` (send {"customer_id":"c-1","amount_cents":4990})`))
+			"the body is not a JSON order: "+err.Error()+" (send "+exampleOrder+")"))
 		return false
 	}
 	return true

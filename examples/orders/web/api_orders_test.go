@@ -18,7 +18,7 @@ import (
 func TestPlaceOrder_AnswersAcceptedWithTheToken(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	r := b.do(t, http.MethodPost, "/orders", jsonHeader(), strings.NewReader(`{"customer_id":"c-1","amount_cents":4990}`))
+	r := b.do(t, http.MethodPost, "/orders", jsonHeader(), strings.NewReader(`{"customer_id":"c-1","sku":"tea","qty":2,"card":"4242-4242-4242-4242"}`))
 	require.Equal(t, http.StatusAccepted, r.status, "body %s", r.body)
 	body := r.json(t)
 	require.Equal(t, "o-001", body["order_id"])
@@ -32,7 +32,7 @@ func TestPlaceOrder_AnswersAcceptedWithTheToken(t *testing.T) {
 func TestPlaceOrder_RefusesBadRequestsWithProblems(t *testing.T) {
 	t.Parallel()
 	b := setup(t, func(c *web.Config) { c.MaxBodyBytes = 256 })
-	big := `{"customer_id":"c-1","amount_cents":1,"x":"` + strings.Repeat("a", 300) + `"}`
+	big := `{"customer_id":"c-1","sku":"tea","qty":1,"card":"4242-4242-4242-4242","x":"` + strings.Repeat("a", 300) + `"}`
 	cases := []struct {
 		name        string
 		contentType string
@@ -41,19 +41,19 @@ func TestPlaceOrder_RefusesBadRequestsWithProblems(t *testing.T) {
 		typ         string
 		fields      []string
 	}{
-		{"no content type", "", strings.NewReader(`{"customer_id":"c-1","amount_cents":1}`), 415, web.ProblemUnsupportedMediaType, nil},
+		{"no content type", "", strings.NewReader(`{"customer_id":"c-1","sku":"tea","qty":1,"card":"4242-4242-4242-4242"}`), 415, web.ProblemUnsupportedMediaType, nil},
 		{"form post", "application/x-www-form-urlencoded", strings.NewReader(`customer_id=c-1`), 415, web.ProblemUnsupportedMediaType, nil},
 		{"empty body", "application/json", strings.NewReader(``), 400, web.ProblemInvalidBody, nil},
 		{"malformed", "application/json", strings.NewReader(`{"customer_id":`), 400, web.ProblemInvalidBody, nil},
-		{"wrong type", "application/json", strings.NewReader(`{"customer_id":"c-1","amount_cents":"12"}`), 400, web.ProblemInvalidBody, nil},
-		{"unknown field", "application/json", strings.NewReader(`{"customer_id":"c-1","amount_cents":1,"admin":true}`), 400, web.ProblemInvalidBody, nil},
-		{"trailing data", "application/json", strings.NewReader(`{"customer_id":"c-1","amount_cents":1} {}`), 400, web.ProblemInvalidBody, nil},
+		{"wrong type", "application/json", strings.NewReader(`{"customer_id":"c-1","sku":"tea","qty":"12","card":"4242-4242-4242-4242"}`), 400, web.ProblemInvalidBody, nil},
+		{"unknown field", "application/json", strings.NewReader(`{"customer_id":"c-1","sku":"tea","qty":1,"card":"4242-4242-4242-4242","admin":true}`), 400, web.ProblemInvalidBody, nil},
+		{"trailing data", "application/json", strings.NewReader(`{"customer_id":"c-1","sku":"tea","qty":1,"card":"4242-4242-4242-4242"} {}`), 400, web.ProblemInvalidBody, nil},
 		{"too large, declared", "application/json", strings.NewReader(big), 413, web.ProblemBodyTooLarge, nil},
 		// No Content-Length: the limit must hold while reading too.
 		{"too large, streamed", "application/json; charset=utf-8", io.MultiReader(strings.NewReader(big)), 413, web.ProblemBodyTooLarge, nil},
-		{"missing fields", "application/json", strings.NewReader(`{}`), 422, web.ProblemValidation, []string{"customer_id", "amount_cents"}},
-		{"bad values", "application/json", strings.NewReader(`{"customer_id":"c 1/<x>","amount_cents":-5}`), 422, web.ProblemValidation, []string{"customer_id", "amount_cents"}},
-		{"amount too big", "application/json", strings.NewReader(`{"customer_id":"c-1","amount_cents":100000001}`), 422, web.ProblemValidation, []string{"amount_cents"}},
+		{"missing fields", "application/json", strings.NewReader(`{}`), 422, web.ProblemValidation, []string{"customer_id", "sku", "qty", "card"}},
+		{"bad values", "application/json", strings.NewReader(`{"customer_id":"c 1/<x>","sku":"t/ea","qty":-5,"card":"4242<b>"}`), 422, web.ProblemValidation, []string{"customer_id", "sku", "qty", "card"}},
+		{"qty too big", "application/json", strings.NewReader(`{"customer_id":"c-1","sku":"tea","qty":101,"card":"4242-4242-4242-4242"}`), 422, web.ProblemValidation, []string{"qty"}},
 	}
 	t.Run("cases", func(t *testing.T) { // returns when every parallel case has
 		t.Parallel()
@@ -83,18 +83,18 @@ func TestPlaceOrder_DomainErrors(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
 	b.orders.placeErr = &web.ValidationError{Fields: []web.FieldError{{Field: "customer_id", Message: "is blocked"}}}
-	p := b.do(t, http.MethodPost, "/orders", jsonHeader(), strings.NewReader(`{"customer_id":"c-1","amount_cents":1}`)).problem(t, 422, web.ProblemValidation)
+	p := b.do(t, http.MethodPost, "/orders", jsonHeader(), strings.NewReader(`{"customer_id":"c-1","sku":"tea","qty":1,"card":"4242-4242-4242-4242"}`)).problem(t, 422, web.ProblemValidation)
 	require.Contains(t, p["detail"], "customer_id is blocked")
 
 	b.orders.placeErr = errors.New("database password is hunter2")
-	p = b.do(t, http.MethodPost, "/orders", jsonHeader(), strings.NewReader(`{"customer_id":"c-1","amount_cents":1}`)).problem(t, 500, "about:blank")
+	p = b.do(t, http.MethodPost, "/orders", jsonHeader(), strings.NewReader(`{"customer_id":"c-1","sku":"tea","qty":1,"card":"4242-4242-4242-4242"}`)).problem(t, 500, "about:blank")
 	require.NotContains(t, p["detail"], "hunter2", "internal errors stay in the log")
 }
 
 func TestGetOrder_WaitsForTheTokenAndNeverPassesStaleAsOK(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	id, tok := b.place(t, "c-1", 4990)
+	id, tok := b.place(t, "c-1", 2)
 
 	// The read model has not seen the order: the wait runs out and the
 	// answer is a 404 a client will retry, labelled stale.
@@ -141,7 +141,7 @@ func TestGetOrder_WaitsForTheTokenAndNeverPassesStaleAsOK(t *testing.T) {
 func TestGetOrder_RowAheadOfTheCheckpointIsFresh(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	id, tok := b.place(t, "c-1", 4990)
+	id, tok := b.place(t, "c-1", 2)
 	// The row committed, the tracker has not heard of it yet: the row's
 	// own position proves it reflects the write.
 	b.orders.ApplyRowsOnly()
@@ -154,7 +154,7 @@ func TestGetOrder_RowAheadOfTheCheckpointIsFresh(t *testing.T) {
 func TestGetOrder_AnswersAsSoonAsTheReadModelCatchesUp(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	id, tok := b.place(t, "c-1", 4990)
+	id, tok := b.place(t, "c-1", 2)
 	changed := b.tracker.WaitersChanged()
 	done := make(chan response, 1)
 	go func() {
@@ -192,7 +192,7 @@ func TestListOrders_PagesAndLabelsStaleness(t *testing.T) {
 	b := setup(t, nil)
 	var want []string
 	for i := range 5 {
-		id, _ := b.place(t, "c-1", int64(100+i))
+		id, _ := b.place(t, "c-1", 1+i)
 		want = append(want, id)
 		b.place(t, "c-2", 1) // another customer's, interleaved
 	}
@@ -257,7 +257,7 @@ func TestCORS_ExposesTheConsistencyHeadersToAllowedOrigins(t *testing.T) {
 
 	h := jsonHeader()
 	h.Set("Origin", "https://shop.example")
-	r := b.do(t, http.MethodPost, "/orders", h, strings.NewReader(`{"customer_id":"c-1","amount_cents":1}`))
+	r := b.do(t, http.MethodPost, "/orders", h, strings.NewReader(`{"customer_id":"c-1","sku":"tea","qty":1,"card":"4242-4242-4242-4242"}`))
 	require.Equal(t, http.StatusAccepted, r.status)
 	require.Equal(t, "https://shop.example", r.header.Get("Access-Control-Allow-Origin"))
 	exposed := r.header.Get("Access-Control-Expose-Headers")

@@ -1,73 +1,69 @@
 package web
 
 // This file is the only one that knows the order domain of
-// examples/orders: its events, its order_summary read model and its payment
-// step. Everything else in the package talks to the Orders and Ops
-// interfaces. To serve another domain, write another file like this one.
+// examples/orders: its catalog, its read models and its fulfilment saga.
+// Everything else in the package talks to the Orders and Ops interfaces.
+// To serve another domain, write another file like this one.
 
 import (
+	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
-	"time"
+	"sort"
+	"strings"
 
-	"github.com/ThreeDotsLabs/watermill"
-	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/google/uuid"
 
+	"github.com/converge-es/converge"
 	"github.com/converge-es/converge/consistency"
 	"github.com/converge-es/converge/consistency/lag"
 	"github.com/converge-es/converge/events"
-	"github.com/converge-es/converge/events/feed"
 	"github.com/converge-es/converge/examples/orders"
 	"github.com/converge-es/converge/projections"
+	"github.com/converge-es/converge/saga"
 )
 
-// ordersTable is the order_summary table holding one row per order.
-const ordersTable = "orders"
+// summaryTable is the order_summary table holding one row per order;
+// customerOrdersTable is customer_orders' table, keyed "customer/order".
+const (
+	summaryTable        = "orders"
+	customerOrdersTable = "orders"
+)
 
-// listScanBatch is how many rows List reads at a time while it looks for a
-// customer's orders: order_summary has no per-customer index.
-const listScanBatch = 500
-
-// listScanMax bounds the rows one List call reads. Past it, List returns
-// the orders it found (perhaps none) with a cursor to carry on from, so one
-// request never scans a large table whole.
-const listScanMax = 20 * listScanBatch
+// countLimit bounds how many saga instances SagaCounts and Sagas read: an
+// example shop never gets near it, and a dashboard must not scan a large
+// installation whole on every refresh.
+const countLimit = 10_000
 
 // AppConfig configures an App.
 type AppConfig struct {
-	// Store holds the events, checkpoints and read models: a
-	// *memstore.Store or a *pgstore.Store (migrated), whose registry has
-	// the order events (orders.Register). Required.
-	Store orders.Backend
+	// Store holds the events, checkpoints, read models and saga instances:
+	// a *memstore.Store or a migrated *pgstore.Store whose registry has
+	// the order types (orders.NewRegistry). Required.
+	Store converge.Store
+	// Orders configures the order service (credit limit, payment timeout,
+	// metrics, BeforeApply...). Its OnUpdate, when set, is still called,
+	// after OnChange. Defaults to the orders.Config defaults.
+	Orders orders.Config
 	// OnChange receives each committed change of an order's view, from the
 	// projection's goroutine: it must not block (Server.Publish does not).
 	// Defaults to nil.
 	OnChange func(OrderView)
-	// Logger receives the components' logs. Defaults to slog.Default().
+	// Logger receives the components' logs. Defaults to Orders.Logger,
+	// then slog.Default().
 	Logger *slog.Logger
 }
 
-// App runs the order workflow of examples/orders in process (its
-// projections, its payment step and a consistency.Tracker) and offers it
-// as Orders and Ops.
+// App runs the order service of examples/orders in process (its read
+// models, its fulfilment saga and command handlers, on a converge.Client)
+// and offers it as Orders and Ops.
 type App struct {
-	cfg     AppConfig
-	tracker *consistency.Tracker
-	catalog *consistency.Catalog
-	runner  *projections.Runner
-	// scanBatch and scanMax are listScanBatch and listScanMax; tests
-	// shrink them.
-	scanBatch, scanMax int
-
-	router     *message.Router
-	sub        *feed.Subscriber
-	routerDone chan struct{}
+	cfg    AppConfig
+	orders *orders.App
 }
 
 var _ Orders = (*App)(nil)
@@ -75,188 +71,180 @@ var _ Orders = (*App)(nil)
 // NewApp builds an App. Start runs it.
 func NewApp(cfg *AppConfig) (*App, error) {
 	if cfg == nil || cfg.Store == nil {
-		return nil, errors.New("web: AppConfig.Store is nil (pass a *memstore.Store or a migrated *pgstore.Store)")
+		return nil, errors.New("web: AppConfig.Store is nil (pass a *memstore.Store or a migrated *pgstore.Store built with orders.NewRegistry())")
 	}
 	c := *cfg
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
-	tr, err := consistency.NewTracker(&consistency.TrackerConfig{
-		Positions:   c.Store.Checkpoints(),
-		Watcher:     c.Store,
-		PushHealthy: c.Store.PushHealthy,
-		Counter:     c.Store,
-		Logger:      c.Logger,
-	})
-	if err != nil {
-		return nil, err
-	}
-	a := &App{cfg: c, tracker: tr, catalog: &consistency.Catalog{}, scanBatch: listScanBatch, scanMax: listScanMax}
-	a.runner, err = projections.NewRunner(&projections.RunnerConfig{
-		Source:      c.Store,
-		Projections: []*projections.Projection{orders.NewOrderSummary(), orders.NewCustomerOrders()},
-		Tracker:     tr,
-		Catalog:     a.catalog,
-		OnUpdate:    a.onUpdate,
-		Logger:      c.Logger,
-	})
-	if err != nil {
+	c.Logger = cmp.Or(c.Logger, c.Orders.Logger, slog.Default())
+	a := &App{cfg: c}
+	oc := c.Orders
+	oc.Logger = c.Logger
+	oc.OnUpdate = a.onUpdate
+	var err error
+	if a.orders, err = orders.NewApp(c.Store, &oc); err != nil {
 		return nil, err
 	}
 	return a, nil
 }
 
-// Start starts the tracker, the projections and the payment step. It does
-// not block.
-func (a *App) Start(ctx context.Context) error {
-	if err := a.tracker.Start(ctx); err != nil {
-		return err
-	}
-	if err := a.runner.Start(ctx); err != nil {
-		return err
-	}
-	sub, err := feed.NewSubscriber(a.cfg.Store, &feed.SubscriberConfig{
-		ConsumerName:   orders.PaymentsConsumer,
-		NackBackoffMin: 50 * time.Millisecond,
-		NackBackoffMax: 500 * time.Millisecond,
-		Logger:         a.cfg.Logger,
-	})
-	if err != nil {
-		return err
-	}
-	router, err := message.NewRouter(message.RouterConfig{}, watermill.NewSlogLogger(a.cfg.Logger))
-	if err != nil {
-		return err
-	}
-	router.AddMiddleware(middleware.Recoverer)
-	pay := &orders.Payments{Store: a.cfg.Store, Tracker: a.tracker, Summaries: func() *projections.View {
-		return a.runner.View(orders.OrderSummary)
-	}}
-	router.AddConsumerHandler(orders.PaymentsConsumer, feed.TopicAll, sub, pay.Handle)
-	a.router, a.sub, a.routerDone = router, sub, make(chan struct{})
-	go func() {
-		defer close(a.routerDone)
-		_ = router.Run(context.WithoutCancel(ctx))
-	}()
-	select {
-	case <-router.Running():
-		return nil
-	case <-a.routerDone:
-		return errors.New("web: the payment step's router stopped while starting")
-	}
-}
+// Start runs the order service. It does not block.
+func (a *App) Start(ctx context.Context) error { return a.orders.Start(ctx) }
 
-// Stop stops the payment step, the projections and the tracker.
-func (a *App) Stop(ctx context.Context) error {
-	var errs []error
-	if a.router != nil {
-		errs = append(errs, a.router.Close())
-		<-a.routerDone
-		errs = append(errs, a.sub.Close())
-	}
-	errs = append(errs, a.runner.Stop(ctx), a.tracker.Stop(ctx))
-	return errors.Join(errs...)
-}
+// Stop drains and stops the order service.
+func (a *App) Stop(ctx context.Context) error { return a.orders.Stop(ctx) }
 
-// Tracker is the tracker the projections advance: give it to Config.
-func (a *App) Tracker() *consistency.Tracker { return a.tracker }
+// Service is the order service itself (Restock, Await...).
+func (a *App) Service() *orders.App { return a.orders }
 
-// Catalog lists the read models and their consistency: give it to Config.
-func (a *App) Catalog() *consistency.Catalog { return a.catalog }
+// Client is the converge client the service runs on.
+func (a *App) Client() *converge.Client { return a.orders.Client() }
 
-// ReadModels are the projections Get and List read: give them to Config.
+// Tracker is the tracker the read models advance: give it to Config.
+func (a *App) Tracker() *consistency.Tracker { return a.Client().Tracker() }
+
+// Catalog lists the read models and their declared consistency: give it
+// to Config.
+func (a *App) Catalog() *consistency.Catalog { return a.Client().Catalog() }
+
+// ReadModels are the read models Get and List wait on: give them to
+// Config. customer_orders is strong, so order_summary is the one to wait
+// for.
 func (a *App) ReadModels() []string { return []string{orders.OrderSummary} }
 
-// LagTargets are the consumers a lag.Monitor should watch: every eventual
-// read model with its declared SLA, and the payment step with defaultSLA.
-// Strong read models have no lag.
-func (a *App) LagTargets(defaultSLA time.Duration) []lag.Target {
-	var ts []lag.Target
-	for _, m := range a.catalog.ReadModels() {
-		if m.Class == consistency.Eventual {
-			ts = append(ts, lag.Target{Name: m.Name, SLA: m.SLA, Class: string(m.Class)})
+// Lag is the client's lag monitor, which measures every read model
+// against the SLA it declares: feed a LagHistory from it.
+func (a *App) Lag() *lag.Monitor { return a.Client().Lag() }
+
+// StockShelves puts qty units of every SKU of the catalog on the shelf, so
+// orders can be reserved.
+func (a *App) StockShelves(ctx context.Context, qty int) error {
+	for _, sku := range SKUs() {
+		if _, err := a.orders.Restock(ctx, sku, qty); err != nil {
+			return err
 		}
 	}
-	return append(ts, lag.Target{Name: orders.PaymentsConsumer, SLA: defaultSLA, Class: "consumer"})
+	return nil
 }
 
-// Ops is the dashboard's view of this domain: no sagas yet, and the
-// projections' dead letters.
+// SKUs are the catalog's products, sorted.
+func SKUs() []string {
+	skus := make([]string, 0, len(orders.Catalog))
+	for sku := range orders.Catalog {
+		skus = append(skus, sku)
+	}
+	slices.Sort(skus)
+	return skus
+}
+
+// RandomOrder is a simulated order for RunLoad: a few units of a random
+// product, mostly paid by a card the gateway charges, now and then by one
+// it declines.
+func RandomOrder(customers int) PlaceOrder {
+	skus := SKUs()
+	card := orders.CardOK
+	if rand.IntN(10) == 0 { //nolint:gosec // simulated traffic, not security
+		card = orders.CardDeclined
+	}
+	return PlaceOrder{
+		CustomerID: fmt.Sprintf("c-%d", 1+rand.IntN(max(1, customers))), //nolint:gosec // simulated traffic
+		SKU:        skus[rand.IntN(len(skus))],                          //nolint:gosec // simulated traffic
+		Qty:        1 + rand.IntN(3),                                    //nolint:gosec // simulated traffic
+		Card:       card,
+	}
+}
+
+// Ops is the dashboard's view of the service: the fulfilment saga's
+// instances on the client's saga engine, and the dead letters of the read
+// models and of the saga processor.
 func (a *App) Ops() Ops { return appOps{app: a} }
 
-// Place appends OrderPlaced through the runner's Appender, so the strong
-// customer_orders read model commits with it.
+// Place places the order through the order service, which appends
+// OrderPlaced (the strong customer_orders commits with it) and leaves the
+// rest to the fulfilment saga. The id is time-ordered, so a customer's
+// orders list in placing order.
 func (a *App) Place(ctx context.Context, cmd PlaceOrder) (string, events.Token, error) {
-	u, err := uuid.NewV7() // time-ordered: List pages in placing order
+	if _, ok := orders.Catalog[cmd.SKU]; !ok {
+		return "", events.Token{}, &ValidationError{Fields: []FieldError{{
+			Field: "sku", Message: fmt.Sprintf("%q is not in the catalog (%s)", cmd.SKU, strings.Join(SKUs(), ", ")),
+		}}}
+	}
+	u, err := uuid.NewV7()
 	if err != nil {
 		return "", events.Token{}, err
 	}
-	id := u.String()
-	res, err := a.runner.Appender().Append(ctx, orders.OrderStream(id), events.NoStream, events.Event{
-		Data:     orders.OrderPlaced{OrderID: id, CustomerID: cmd.CustomerID, AmountCents: cmd.AmountCents},
-		Metadata: events.Metadata{CorrelationID: id},
-	})
-	if err != nil {
-		return "", events.Token{}, fmt.Errorf("place order: %w", err)
+	p, err := a.orders.Place(ctx, orders.PlaceOrder{OrderID: u.String(), CustomerID: cmd.CustomerID, SKU: cmd.SKU, Qty: cmd.Qty, Card: cmd.Card})
+	if errors.Is(err, orders.ErrInvalidOrder) {
+		return "", events.Token{}, &ValidationError{Fields: []FieldError{{Field: "order", Message: err.Error()}}}
 	}
-	return id, res.Token, nil
+	if err != nil {
+		return "", events.Token{}, err
+	}
+	return p.OrderID, p.Token, nil
 }
 
 // Get reads an order's row from order_summary.
 func (a *App) Get(ctx context.Context, id string) (OrderView, bool, error) {
-	row, ok, err := a.runner.View(orders.OrderSummary).Table(ordersTable).GetRow(ctx, id)
+	row, ok, err := a.summaries().GetRow(ctx, id)
 	if err != nil || !ok {
 		return OrderView{}, false, err
 	}
-	v, err := viewOf(row.Value, row.Token)
+	v, err := viewOf(row)
 	return v, err == nil, err
 }
 
-// List scans order_summary for the customer's orders, in id order (which
-// is placing order). A page may hold fewer than page.Limit orders and still
-// have a next cursor: the scan stops after listScanMax rows.
+// List reads the customer's orders from the strong customer_orders (every
+// order placed, in id order, which is placing order) with each one's state
+// from order_summary; an order the summary has not applied yet is listed
+// as pending at the zero position.
 func (a *App) List(ctx context.Context, customer string, page PageQuery) ([]OrderView, string, error) {
 	if page.After != "" && validateID(page.After) != nil {
 		return nil, "", ErrInvalidCursor
 	}
-	t := a.runner.View(orders.OrderSummary).Table(ordersTable)
-	var out []OrderView
-	after := page.After
-	for scanned := 0; ; {
-		rows, err := t.List(ctx, &projections.ListOptions{After: after, Limit: a.scanBatch})
+	prefix := orders.CustomerOrderKey(customer, "")
+	opts := &projections.ListOptions{Prefix: prefix, Limit: page.Limit + 1}
+	if page.After != "" {
+		opts.After = prefix + page.After
+	}
+	rows, err := a.Client().Projections().View(orders.CustomerOrders).Table(customerOrdersTable).List(ctx, opts)
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(rows) > page.Limit {
+		rows = rows[:page.Limit]
+		next = strings.TrimPrefix(rows[len(rows)-1].Key, prefix)
+	}
+	out := make([]OrderView, 0, len(rows))
+	for _, r := range rows {
+		var co orders.CustomerOrder
+		if err := r.Decode(&co); err != nil {
+			return nil, "", fmt.Errorf("decode %s row: %w", orders.CustomerOrders, err)
+		}
+		v, found, err := a.Get(ctx, co.OrderID)
 		if err != nil {
 			return nil, "", err
 		}
-		for _, r := range rows {
-			v, err := viewOf(r.Value, r.Token)
-			if err != nil {
-				return nil, "", err
-			}
-			if v.CustomerID != customer {
-				continue
-			}
-			if len(out) == page.Limit {
-				// One more exists: this page ends at the last one taken.
-				return out, out[len(out)-1].OrderID, nil
-			}
-			out = append(out, v)
+		if !found {
+			v = OrderView{OrderID: co.OrderID, CustomerID: customer, AmountCents: co.Cents, Status: StatusPending}
 		}
-		if len(rows) < a.scanBatch {
-			return out, "", nil
-		}
-		after = rows[len(rows)-1].Key
-		if scanned += len(rows); scanned >= a.scanMax {
-			return out, after, nil
-		}
+		out = append(out, v)
 	}
+	return out, next, nil
 }
 
-// onUpdate turns committed order_summary rows into views for OnChange.
+func (a *App) summaries() projections.Reader {
+	return a.Client().Projections().View(orders.OrderSummary).Table(summaryTable)
+}
+
+// onUpdate turns committed order_summary rows into views for OnChange,
+// then hands the update on to the configured Orders.OnUpdate.
 func (a *App) onUpdate(u projections.Update) {
-	if a.cfg.OnChange == nil || u.Projection != orders.OrderSummary || u.Table != ordersTable || u.Kind != projections.UpdatePut {
+	if next := a.cfg.Orders.OnUpdate; next != nil {
+		defer next(u)
+	}
+	if a.cfg.OnChange == nil || u.Projection != orders.OrderSummary || u.Table != summaryTable || u.Kind != projections.UpdatePut {
 		return
 	}
-	v, err := viewOf(u.Value, u.Token)
+	v, err := viewOf(projections.Row{Key: u.Key, Value: u.Value, Token: u.Token})
 	if err != nil {
 		a.cfg.Logger.Error("web: undecodable order_summary row", "key", u.Key, "error", err)
 		return
@@ -264,33 +252,96 @@ func (a *App) onUpdate(u projections.Update) {
 	a.cfg.OnChange(v)
 }
 
-// viewOf maps an order_summary row onto the API's view.
-func viewOf(raw []byte, tok events.Token) (OrderView, error) {
+// viewOf maps an order_summary row onto the API's view: the statuses are
+// the same three, the amount is the order's total in cents.
+func viewOf(row projections.Row) (OrderView, error) {
 	var s orders.Summary
-	if err := json.Unmarshal(raw, &s); err != nil {
+	if err := row.Decode(&s); err != nil {
 		return OrderView{}, fmt.Errorf("decode order_summary row: %w", err)
 	}
-	status := StatusPending
-	switch s.Status {
-	case orders.StatusPaid:
-		status = StatusConfirmed
-	case orders.StatusCancelled:
-		status = StatusCancelled
+	return OrderView{
+		OrderID: s.OrderID, CustomerID: s.CustomerID, SKU: s.SKU, Qty: s.Qty, AmountCents: s.Cents,
+		Status: s.Status, Reason: s.Reason, Position: row.Token,
+	}, nil
+}
+
+// appOps is Ops over the client's saga engine and dead letters.
+type appOps struct{ app *App }
+
+func (o appOps) engine() *saga.Engine { return o.app.Client().Sagas() }
+
+func (o appOps) SagaCounts(ctx context.Context) (map[string]int, error) {
+	infos, err := o.engine().List(ctx, saga.Filter{Limit: countLimit})
+	if err != nil {
+		return nil, err
 	}
-	return OrderView{OrderID: s.OrderID, CustomerID: s.CustomerID, AmountCents: s.AmountCents, Status: status, Reason: s.Reason, Position: tok}, nil
+	counts := map[string]int{}
+	for _, in := range infos {
+		counts[string(in.Status)]++
+	}
+	return counts, nil
 }
 
-// appOps reports the projections' dead letters; there is no saga engine in
-// this domain yet.
-type appOps struct {
-	NoOps
-	app *App
+func (o appOps) Sagas(ctx context.Context, f SagaFilter) ([]SagaSummary, error) {
+	infos, err := o.engine().List(ctx, saga.Filter{Status: saga.Status(f.Status), Limit: countLimit})
+	if err != nil {
+		return nil, err
+	}
+	var out []SagaSummary
+	for _, in := range infos {
+		if !f.Stuck || in.Stuck {
+			out = append(out, summaryOf(in))
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].UpdatedAt.After(out[j].UpdatedAt) })
+	if limit := cmp.Or(f.Limit, DefaultSagaLimit); len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
 }
 
+// Saga ids are the fulfilment's instance ids, which are the order ids: the
+// service runs that one saga type.
+func (o appOps) Saga(ctx context.Context, id string) (SagaDetail, error) {
+	if validateID(id) != nil {
+		return SagaDetail{}, ErrSagaNotFound
+	}
+	tl, err := o.engine().Show(ctx, orders.Fulfilment, id)
+	if err != nil {
+		return SagaDetail{}, sagaErr(err)
+	}
+	d := SagaDetail{SagaSummary: summaryOf(tl.Info), Timeline: make([]TimelineEntry, 0, len(tl.History))}
+	for _, h := range tl.History {
+		detail := h.Detail
+		if len(h.Models) > 0 {
+			detail = strings.TrimSpace(detail + " (read models: " + strings.Join(h.Models, ", ") + ")")
+		}
+		d.Timeline = append(d.Timeline, TimelineEntry{At: h.At, Kind: h.Kind, Step: h.EventType, Detail: detail})
+	}
+	return d, nil
+}
+
+func (o appOps) Retry(ctx context.Context, id string) error {
+	if validateID(id) != nil {
+		return ErrSagaNotFound
+	}
+	return sagaErr(o.engine().Retry(ctx, orders.Fulfilment, id))
+}
+
+func (o appOps) Cancel(ctx context.Context, id string) error {
+	if validateID(id) != nil {
+		return ErrSagaNotFound
+	}
+	return sagaErr(o.engine().Cancel(ctx, orders.Fulfilment, id, "cancelled from the dashboard"))
+}
+
+// DeadLetters lists the read models' dead letters and the saga
+// processor's, oldest first.
 func (o appOps) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
+	client := o.app.Client()
 	var out []DeadLetter
-	for _, name := range []string{orders.CustomerOrders, orders.OrderSummary} {
-		dls, err := o.app.runner.DeadLetters(ctx, name)
+	for _, rm := range client.Catalog().ReadModels() {
+		dls, err := client.Projections().DeadLetters(ctx, rm.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -301,6 +352,43 @@ func (o appOps) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 			})
 		}
 	}
-	slices.SortFunc(out, func(x, y DeadLetter) int { return x.At.Compare(y.At) })
+	recs, err := client.SagaProcessor().DeadLetters(ctx, 0)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range recs {
+		out = append(out, DeadLetter{
+			ID: r.Checkpoint + "/" + r.Event.ID, Consumer: r.Checkpoint, EventID: r.Event.ID, EventType: r.Event.Type,
+			StreamID: r.Event.StreamID, Position: r.Event.Token, Reason: r.Reason, Attempts: r.Attempts, At: r.At,
+		})
+	}
+	slices.SortStableFunc(out, func(x, y DeadLetter) int { return x.At.Compare(y.At) })
 	return out, nil
+}
+
+func summaryOf(in saga.Info) SagaSummary {
+	s := SagaSummary{
+		ID: in.ID, Type: in.Saga, Status: string(in.Status), Stuck: in.Stuck, Error: in.Reason,
+		StartedAt: in.Created, UpdatedAt: in.Updated,
+	}
+	switch {
+	case len(in.Waiting) > 0:
+		s.Step = "waiting for " + strings.Join(in.Waiting, ", ")
+	case !in.Timers["payment"].IsZero():
+		s.Step = "waiting for the payment"
+	}
+	return s
+}
+
+// sagaErr maps the engine's errors onto the ones the API answers.
+func sagaErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, saga.ErrNotFound):
+		return fmt.Errorf("%w: %w", ErrSagaNotFound, err)
+	case errors.Is(err, saga.ErrNotRetryable), errors.Is(err, saga.ErrEnded):
+		return fmt.Errorf("%w: %w", ErrSagaConflict, err)
+	}
+	return err
 }

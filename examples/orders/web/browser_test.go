@@ -4,16 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
-	"github.com/converge-es/converge/consistency/lag"
-	"github.com/converge-es/converge/events"
-	"github.com/converge-es/converge/events/memstore"
+	"github.com/converge-es/converge"
+	"github.com/converge-es/converge/examples/orders"
 	"github.com/converge-es/converge/examples/orders/web"
+	"github.com/converge-es/converge/saga"
 )
 
 // chromiumPath is where Debian's chromium package puts the browser.
@@ -86,11 +87,13 @@ func js(t *testing.T, s string) string {
 
 // placeInPage fills the form and submits it, and returns the new order's
 // id once the page lists it.
-func placeInPage(t *testing.T, ctx context.Context, customer, amount string, before int) string {
+func placeInPage(t *testing.T, ctx context.Context, customer, sku, qty, card string, before int) string {
 	t.Helper()
 	require.NoError(t, chromedp.Do(ctx,
 		chromedp.SetValue(chromedp.ID("customer"), customer),
-		chromedp.SetValue(chromedp.ID("amount"), amount),
+		chromedp.SetValue(chromedp.ID("sku"), sku),
+		chromedp.SetValue(chromedp.ID("qty"), qty),
+		chromedp.SetValue(chromedp.ID("card"), card),
 		chromedp.Click(chromedp.ID("place")),
 	))
 	poll(t, ctx, `document.querySelectorAll("#orders li").length > `+itoa(before),
@@ -124,30 +127,31 @@ func TestPage_ShowsPendingThenConfirmedOrCancelled_InBrowser(t *testing.T) {
 
 	// 1. The read model lags: the page shows the order as pending at once,
 	// and keeps reading it back with the write's token.
-	first := placeInPage(t, ctx, "c-1", "49.90", 0)
+	first := placeInPage(t, ctx, "c-1", "tea", "2", orders.CardOK, 0)
 	awaitStatus(t, ctx, first, web.StatusPending)
-	require.Contains(t, eval[string](t, ctx, orderExpr(t, first)+`.innerText`), "c-1 · 49.90 EUR")
+	require.Contains(t, eval[string](t, ctx, orderExpr(t, first)+`.innerText`), "c-1 · 2 × tea")
 	require.Len(t, b.orders.log, 1, "the page placed one order")
 	// The read model catches up with the order and its confirmation: the
 	// page's token-aware read (no push at all) shows it confirmed.
 	b.orders.SetStatus(first, web.StatusConfirmed, "")
 	b.orders.Apply()
 	awaitStatus(t, ctx, first, web.StatusConfirmed)
+	require.Contains(t, eval[string](t, ctx, orderExpr(t, first)+`.innerText`), "c-1 · 2 × tea · 9.00 EUR", "the amount the domain priced")
 
 	// 2. An order that the read model shows as pending (the read-back is
 	// done), then cancelled: only the live push can bring that news.
-	second := placeInPage(t, ctx, "c-2", "2000.00", 1)
+	second := placeInPage(t, ctx, "c-2", "mug", "1", orders.CardDeclined, 1)
 	awaitStatus(t, ctx, second, web.StatusPending)
 	for _, v := range b.orders.Apply() {
 		b.server.Publish(v)
 	}
 	poll(t, ctx, orderExpr(t, second)+`.querySelector("[data-role=note]").textContent === "processing…"`, orderExpr(t, second)+`.innerText`)
-	b.orders.SetStatus(second, web.StatusCancelled, "amount 200000 cents is over the 100000 limit")
+	b.orders.SetStatus(second, web.StatusCancelled, "payment declined: card declined")
 	for _, v := range b.orders.Apply() {
 		b.server.Publish(v)
 	}
 	awaitStatus(t, ctx, second, web.StatusCancelled)
-	require.Equal(t, "Reason: amount 200000 cents is over the 100000 limit",
+	require.Equal(t, "Reason: payment declined: card declined",
 		eval[string](t, ctx, orderExpr(t, second)+`.querySelector("[data-role=reason]").textContent`))
 	awaitStatus(t, ctx, first, web.StatusConfirmed) // untouched
 
@@ -162,7 +166,7 @@ func TestPage_ShowsPendingThenConfirmedOrCancelled_InBrowser(t *testing.T) {
 	require.Len(t, b.orders.log, 4, "two orders and their settlements; nothing for the refused one")
 
 	// 4. A reload keeps the tab's orders, and a pending one still settles.
-	third := placeInPage(t, ctx, "c-3", "10.00", 2)
+	third := placeInPage(t, ctx, "c-3", "kettle", "1", orders.CardOK, 2)
 	awaitStatus(t, ctx, third, web.StatusPending)
 	require.NoError(t, chromedp.Do(ctx, chromedp.Reload()))
 	poll(t, ctx, `document.getElementById("live-status").textContent === "Live updates: connected"`, `document.getElementById("live-status").textContent`)
@@ -178,63 +182,86 @@ func TestPage_ShowsPendingThenConfirmedOrCancelled_InBrowser(t *testing.T) {
 
 func TestPage_EndToEndOnTheOrderWorkflow_InBrowser(t *testing.T) {
 	t.Parallel()
-	ab := setupApp(t)
-	ctx := newBrowser(t)
-	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(ab.url+"/")))
-	poll(t, ctx, `document.getElementById("live-status").textContent === "Live updates: connected"`, `document.getElementById("live-status").textContent`)
+	forEachAppStore(t, func(t *testing.T, store converge.Store) { //nolint:thelper // a subtest body
+		ab := setupAppOn(t, store, nil)
+		ctx := newBrowser(t)
+		require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(ab.url+"/")))
+		poll(t, ctx, `document.getElementById("live-status").textContent === "Live updates: connected"`, `document.getElementById("live-status").textContent`)
 
-	ok := placeInPage(t, ctx, "c-1", "49.90", 0)
-	declined := placeInPage(t, ctx, "c-1", "1500.00", 1)
-	awaitStatus(t, ctx, ok, web.StatusConfirmed)
-	awaitStatus(t, ctx, declined, web.StatusCancelled)
-	require.Contains(t, eval[string](t, ctx, orderExpr(t, declined)+`.querySelector("[data-role=reason]").textContent`), "over the")
+		ok := placeInPage(t, ctx, "c-1", "coffee", "2", orders.CardOK, 0)
+		declined := placeInPage(t, ctx, "c-1", "mug", "1", orders.CardDeclined, 1)
+		awaitStatus(t, ctx, ok, web.StatusConfirmed)
+		require.Contains(t, eval[string](t, ctx, orderExpr(t, ok)+`.innerText`), "c-1 · 2 × coffee · 25.80 EUR")
+		awaitStatus(t, ctx, declined, web.StatusCancelled)
+		require.Equal(t, "Reason: payment declined: card declined",
+			eval[string](t, ctx, orderExpr(t, declined)+`.querySelector("[data-role=reason]").textContent`))
+	})
 }
 
-func TestDashboard_ShowsABreachedSLA_InBrowser(t *testing.T) {
+// TestDashboard_OnTheRealEngine_InBrowser: with order_summary paused, the
+// dashboard shows its lag breaching the declared 2s SLA, lists the parked
+// credit checks as stuck and a refused order as failed, each with its
+// timeline, and its Retry and Cancel buttons act on the saga engine.
+func TestDashboard_OnTheRealEngine_InBrowser(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	store, err := memstore.New(nil)
-	require.NoError(t, err)
-	defer store.Close()
-	res, err := store.Append(ctx, "s-1", events.NoStream,
-		events.Event{Data: events.Raw{Type: "t", Payload: []byte(`{}`)}},
-		events.Event{Data: events.Raw{Type: "t", Payload: []byte(`{}`)}})
-	require.NoError(t, err)
-	// fast_view is caught up; slow_view never ran, so its lag grows past
-	// its short SLA.
-	cps := store.Checkpoints()
-	lease, err := cps.Acquire(ctx, "fast_view", "test", time.Hour)
-	require.NoError(t, err)
-	unit, err := cps.Begin(ctx)
-	require.NoError(t, err)
-	require.NoError(t, unit.Commit(ctx, lease, res.Token))
+	forEachAppStore(t, func(t *testing.T, store converge.Store) { //nolint:thelper // a subtest body
+		ctx := context.Background()
+		summary := newPausable(t, orders.OrderSummary)
+		ab := setupAppOn(t, store, func(c *web.AppConfig) {
+			c.Orders = orders.Config{BeforeApply: summary.before, StuckAfter: 100 * time.Millisecond, CreditLimitCents: 10_000, LagInterval: 100 * time.Millisecond}
+		})
+		t.Cleanup(summary.release) // before the app stops
+		engine := ab.app.Client().Sagas()
 
-	mon, err := lag.NewMonitor(store, &lag.Config{
-		Projections: []lag.Target{{Name: "fast_view", SLA: time.Hour}, {Name: "slow_view", SLA: 300 * time.Millisecond}},
-		Interval:    50 * time.Millisecond,
-		Logger:      discardLogger(),
+		refused, _ := ab.placeOrder(t, web.PlaceOrder{CustomerID: "c-1", SKU: "grinder", Qty: 2, Card: orders.CardOK})
+		require.Equal(t, web.StatusCancelled, ab.await(t, refused).Status)
+		summary.pause()
+		retried, _ := ab.place(t, "c-2", 1)
+		cancelled, _ := ab.place(t, "c-3", 1)
+
+		tab := newBrowser(t)
+		require.NoError(t, chromedp.Do(tab, chromedp.Navigate(ab.url+"/dashboard")))
+
+		lagFig := `document.querySelector('figure.lag[data-projection="order_summary"]')`
+		poll(t, tab, `!!`+lagFig+` && `+lagFig+`.dataset.breached === "true"`, `document.getElementById("lag-charts").innerText`)
+		require.Contains(t, eval[string](t, tab, lagFig+`.querySelector(".verdict").textContent`), "SLA breached")
+		require.Contains(t, eval[string](t, tab, lagFig+`.querySelector("figcaption").textContent`), "SLA 2")
+		require.Equal(t, 1, eval[int](t, tab, lagFig+`.querySelectorAll("line[data-role=sla]").length`), "the chart has the SLA line")
+		spending := `document.querySelector('figure.lag[data-projection="customer_spending"]')`
+		require.Equal(t, "false", eval[string](t, tab, spending+`.dataset.breached`), "the other read models keep up")
+
+		card := func(list, id string) string {
+			return `document.querySelector('#` + list + ` article[data-saga-id="` + id + `"]')`
+		}
+		poll(t, tab, `!!`+card("stuck", retried)+` && !!`+card("stuck", cancelled), `document.getElementById("stuck").innerText`)
+		require.Contains(t, eval[string](t, tab, card("stuck", retried)+`.innerText`), "waiting for order_summary")
+		timeline := eval[[]string](t, tab, `Array.from(`+card("stuck", retried)+`.querySelectorAll("details li"), li => li.textContent)`)
+		require.NotEmpty(t, timeline)
+		require.Contains(t, timeline[len(timeline)-1], "stuck", "the timeline ends with the stuck flag")
+		poll(t, tab, `!!`+card("failed", refused)+` && !!`+card("failed", refused)+`.querySelector("details li")`, `document.getElementById("failed").innerText`)
+		require.Contains(t, eval[string](t, tab, card("failed", refused)+`.innerText`), "credit limit")
+		require.Equal(t, "1", eval[string](t, tab, `document.querySelector('#saga-counts [data-status="failed"] dd').textContent`))
+
+		require.NoError(t, chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#stuck article[data-saga-id="`+cancelled+`"] button[data-action="cancel"]`))))
+		poll(t, tab, `document.getElementById("action-status").textContent === "cancel of `+cancelled+` accepted"`, `document.getElementById("action-status").textContent`)
+		tl, err := engine.Show(ctx, orders.Fulfilment, cancelled)
+		require.NoError(t, err)
+		require.Equal(t, saga.StatusCancelled, tl.Info.Status)
+
+		require.NoError(t, chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#stuck article[data-saga-id="`+retried+`"] button[data-action="retry"]`))))
+		poll(t, tab, `document.getElementById("action-status").textContent === "retry of `+retried+` accepted"`, `document.getElementById("action-status").textContent`)
+		tl, err = engine.Show(ctx, orders.Fulfilment, retried)
+		require.NoError(t, err)
+		require.True(t, slices.ContainsFunc(tl.History, func(h saga.HistoryEntry) bool { return h.Kind == saga.KindRetried }))
+
+		// A saga that failed by its own decision has nothing to retry: the
+		// button reports the engine's refusal.
+		require.NoError(t, chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#failed article[data-saga-id="`+refused+`"] button[data-action="retry"]`))))
+		poll(t, tab, `document.getElementById("action-status").textContent.startsWith("retry of `+refused+` failed")`, `document.getElementById("action-status").textContent`)
+
+		summary.release()
+		require.Equal(t, web.StatusConfirmed, ab.await(t, retried).Status, "the retried order goes through once order_summary resumes")
 	})
-	require.NoError(t, err)
-	require.NoError(t, mon.Start(ctx))
-	defer func() { require.NoError(t, mon.Stop(ctx)) }()
-	hist := web.NewLagHistory(nil)
-	fctx, stopFollow := context.WithCancel(ctx)
-	followed := make(chan struct{})
-	go func() { defer close(followed); hist.Follow(fctx, mon) }()
-	defer func() { stopFollow(); <-followed }()
-
-	b := setup(t, func(c *web.Config) { c.Lag = hist })
-	tab := newBrowser(t)
-	require.NoError(t, chromedp.Do(tab, chromedp.Navigate(b.url+"/dashboard")))
-	slow := `document.querySelector('figure.lag[data-projection="slow_view"]')`
-	poll(t, tab, `!!`+slow+` && `+slow+`.dataset.breached === "true"`, `document.getElementById("lag-charts").innerText`)
-	require.Contains(t, eval[string](t, tab, slow+`.querySelector(".verdict").textContent`), "SLA breached")
-	require.Contains(t, eval[string](t, tab, slow+`.querySelector("svg").getAttribute("aria-label")`), "SLA breached")
-	require.NotEmpty(t, eval[string](t, tab, slow+`.querySelector("polyline[data-role=lag]").getAttribute("points")`), "the chart has a line")
-	require.Equal(t, 1, eval[int](t, tab, slow+`.querySelectorAll("line[data-role=sla]").length`), "the chart has the SLA line")
-	fast := `document.querySelector('figure.lag[data-projection="fast_view"]')`
-	require.Equal(t, "false", eval[string](t, tab, fast+`.dataset.breached`))
-	require.Contains(t, eval[string](t, tab, fast+`.querySelector(".verdict").textContent`), "within SLA")
 }
 
 func TestDashboard_ShowsSagasAndActsOnThem_InBrowser(t *testing.T) {

@@ -6,19 +6,27 @@
 //
 // The package talks to the domain through two small interfaces, Orders
 // (place, get, list) and Ops (sagas, retry, cancel, dead letters); app.go
-// implements them over examples/orders and is the only file that knows
-// that domain.
+// implements them over the order service of examples/orders (orders.NewApp
+// on a converge.Client: read models, the fulfilment saga, command
+// handlers) and is the only file that knows that domain. Its Ops are the
+// client's saga engine (instances by status, stuck and failed ones with
+// their timelines, Retry, Cancel) and the dead letters of the read models
+// and of the saga processor.
 //
 // # Routes
 //
 //	GET  /                       the order page
 //	GET  /dashboard              the operator's dashboard
-//	POST /orders                 202 {"order_id", "position", "href"}, X-Consistency-Position, Location
-//	GET  /orders/{id}            the order, waiting for the client's token first
+//	POST /orders                 {"customer_id", "sku", "qty", "card"} → 202 {"order_id", "status", "position", "href"},
+//	                             X-Consistency-Position, Location
+//	GET  /orders/{id}            the order, waiting for the client's token first:
+//	                             {"order_id", "customer_id", "sku", "qty", "amount_cents", "status", "reason", "position"}
+//	                             status is pending, confirmed or cancelled (with the reason);
+//	                             amount_cents is the total the domain priced
 //	GET  /orders?customer=ID     a page of the customer's orders (limit, after; "next" and a Link header)
 //	GET  /live/orders            WebSocket of order updates (package consistency/live's protocol)
 //	GET  /api/sagas              {"counts", "sagas"}; ?status=, ?stuck=true, ?limit=
-//	GET  /api/sagas/{id}         one instance with its timeline
+//	GET  /api/sagas/{id}         one instance with its timeline (for this domain the id is the order id)
 //	POST /api/sagas/{id}/retry   202; also /cancel
 //	GET  /api/dead-letters       {"dead_letters"}
 //	GET  /api/lag                every projection's lag over the last minutes, with its SLA
@@ -45,5 +53,6 @@
 //
 // Build the domain (NewApp for examples/orders), then the Server over it,
 // then start the domain: see the package example. Give the Server a
-// LagHistory that follows a lag.Monitor to fill the dashboard's chart.
+// LagHistory that follows the client's lag monitor (App.Lag) to fill the
+// dashboard's chart, each read model against the SLA it declares.
 package web

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/converge-es/converge/consistency"
-	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/memstore"
 	"github.com/converge-es/converge/examples/orders"
 	"github.com/converge-es/converge/examples/orders/web"
@@ -19,9 +18,7 @@ import (
 // with the write's token, as the page does.
 func Example() {
 	ctx := context.Background()
-	reg := events.NewRegistry()
-	orders.Register(reg)
-	store, err := memstore.New(&memstore.Config{Registry: reg})
+	store, err := memstore.New(&memstore.Config{Registry: orders.NewRegistry()})
 	if err != nil {
 		panic(err)
 	}
@@ -52,7 +49,7 @@ func Example() {
 	defer hs.Close()
 	defer srv.Close()
 
-	resp, err := http.Post(hs.URL+"/orders", "application/json", strings.NewReader(`{"customer_id":"c-1","amount_cents":4990}`))
+	resp, err := http.Post(hs.URL+"/orders", "application/json", strings.NewReader(`{"customer_id":"c-1","sku":"tea","qty":2,"card":"4242-4242-4242-4242"}`))
 	if err != nil {
 		panic(err)
 	}

@@ -18,8 +18,8 @@ import (
 // order placed from a refused body.
 func FuzzPlaceOrder(f *testing.F) {
 	for _, s := range []string{
-		`{"customer_id":"c-1","amount_cents":4990}`, `{}`, ``, `[]`, `null`, `{"customer_id":"c-1","amount_cents":1e3}`,
-		`{"customer_id":"c-1","amount_cents":4990}{}`, `{"customer_id":"\u0000","amount_cents":1}`, `{"amount_cents":-1}`,
+		`{"customer_id":"c-1","sku":"tea","qty":2,"card":"4242-4242-4242-4242"}`, `{}`, ``, `[]`, `null`, `{"customer_id":"c-1","sku":"tea","qty":1e1,"card":"4242-4242-4242-4242"}`,
+		`{"customer_id":"c-1","sku":"tea","qty":2,"card":"4242-4242-4242-4242"}{}`, `{"customer_id":"\u0000","sku":"tea","qty":1,"card":"4242-4242-4242-4242"}`, `{"qty":-1}`,
 	} {
 		f.Add(s)
 	}
@@ -56,7 +56,8 @@ func FuzzPlaceOrder(f *testing.F) {
 // fail with a 5xx.
 func FuzzGetOrder(f *testing.F) {
 	f.Add("o-1", "")
-	f.Add("a b", "v1.AAAAAAAAAAEAAAAAAAAAAQ")
+	f.Add("a b", "v1.AAAAAAAAAAEAAAAAAAAAAQ") // an old format version
+	f.Add("o-1", "v2.----------3----------F")
 	f.Add("%00", "garbage")
 	f.Fuzz(func(t *testing.T, id, token string) {
 		tr, err := consistency.NewTracker(nil)

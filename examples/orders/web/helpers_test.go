@@ -62,7 +62,7 @@ func (f *fakeOrders) Place(_ context.Context, cmd web.PlaceOrder) (string, event
 		return "", events.Token{}, f.placeErr
 	}
 	id := fmt.Sprintf("o-%03d", f.seq+1)
-	tok := f.logLocked(web.OrderView{OrderID: id, CustomerID: cmd.CustomerID, AmountCents: cmd.AmountCents, Status: web.StatusPending})
+	tok := f.logLocked(web.OrderView{OrderID: id, CustomerID: cmd.CustomerID, SKU: cmd.SKU, Qty: cmd.Qty, AmountCents: 450 * int64(cmd.Qty), Status: web.StatusPending})
 	return id, tok, nil
 }
 
@@ -284,10 +284,17 @@ func (b *bundle) get(t *testing.T, path string, header http.Header) response {
 
 func jsonHeader() http.Header { return http.Header{"Content-Type": {"application/json"}} }
 
-// place POSTs an order and returns its id and token.
-func (b *bundle) place(t *testing.T, customer string, cents int64) (string, events.Token) {
+// place POSTs an order of qty teas paid with a card the gateway charges,
+// and returns its id and token.
+func (b *bundle) place(t *testing.T, customer string, qty int) (string, events.Token) {
 	t.Helper()
-	r := b.do(t, http.MethodPost, "/orders", jsonHeader(), strings.NewReader(fmt.Sprintf(`{"customer_id":%q,"amount_cents":%d}`, customer, cents)))
+	return b.placeOrder(t, web.PlaceOrder{CustomerID: customer, SKU: "tea", Qty: qty, Card: "4242-4242-4242-4242"})
+}
+
+// placeOrder POSTs cmd and returns the order's id and token.
+func (b *bundle) placeOrder(t *testing.T, cmd web.PlaceOrder) (string, events.Token) {
+	t.Helper()
+	r := b.do(t, http.MethodPost, "/orders", jsonHeader(), strings.NewReader(mustJSON(t, cmd)))
 	require.Equal(t, http.StatusAccepted, r.status, "body %s", r.body)
 	tok, err := events.ParseToken(r.header.Get(consistency.HeaderPosition))
 	require.NoError(t, err)

@@ -36,21 +36,32 @@ const (
 	StatusCancelled = "cancelled"
 )
 
-// PlaceOrder is the body of POST /orders.
+// PlaceOrder is the body of POST /orders:
+//
+//	{"customer_id": "c-1", "sku": "tea", "qty": 2, "card": "4242-4242-4242-4242"}
+//
+// The domain prices the order (its catalog's price times qty) and may
+// refuse a SKU it does not sell with a 422 on "sku".
 type PlaceOrder struct {
 	// CustomerID identifies who orders: 1 to MaxIDLen letters, digits,
 	// '-', '_' or '.'.
 	CustomerID string `json:"customer_id"`
-	// AmountCents is the order's amount in cents: 1 to MaxAmountCents.
-	AmountCents int64 `json:"amount_cents"`
+	// SKU is the product, such as "tea": an id like CustomerID.
+	SKU string `json:"sku"`
+	// Qty is how many units: 1 to MaxQty.
+	Qty int `json:"qty"`
+	// Card is the card to charge: 1 to MaxCardLen digits, spaces or '-'.
+	Card string `json:"card"`
 }
 
 // Limits of PlaceOrder and of ids in URLs.
 const (
-	// MaxIDLen is the longest customer or order id, in bytes.
+	// MaxIDLen is the longest customer, product or order id, in bytes.
 	MaxIDLen = 64
-	// MaxAmountCents is the largest amount an order may have.
-	MaxAmountCents = 100_000_000
+	// MaxQty is the most units one order may ask for.
+	MaxQty = 100
+	// MaxCardLen is the longest card number, separators included.
+	MaxCardLen = 32
 )
 
 // Validate returns a *ValidationError naming every field at fault, or nil.
@@ -59,11 +70,29 @@ func (p PlaceOrder) Validate() error {
 	if err := validateID(p.CustomerID); err != nil {
 		errs = append(errs, FieldError{Field: "customer_id", Message: err.Error()})
 	}
-	if p.AmountCents < 1 || p.AmountCents > MaxAmountCents {
-		errs = append(errs, FieldError{Field: "amount_cents", Message: fmt.Sprintf("must be a whole number of cents from 1 to %d, got %d", MaxAmountCents, p.AmountCents)})
+	if err := validateID(p.SKU); err != nil {
+		errs = append(errs, FieldError{Field: "sku", Message: err.Error()})
+	}
+	if p.Qty < 1 || p.Qty > MaxQty {
+		errs = append(errs, FieldError{Field: "qty", Message: fmt.Sprintf("must be a whole number of units from 1 to %d, got %d", MaxQty, p.Qty)})
+	}
+	if err := validateCard(p.Card); err != nil {
+		errs = append(errs, FieldError{Field: "card", Message: err.Error()})
 	}
 	if len(errs) > 0 {
 		return &ValidationError{Fields: errs}
+	}
+	return nil
+}
+
+func validateCard(card string) error {
+	switch {
+	case card == "":
+		return errors.New("is required")
+	case len(card) > MaxCardLen:
+		return fmt.Errorf("is %d bytes, the limit is %d", len(card), MaxCardLen)
+	case strings.IndexFunc(card, func(r rune) bool { return (r < '0' || r > '9') && r != '-' && r != ' ' }) >= 0:
+		return errors.New("may hold only digits, spaces and '-'")
 	}
 	return nil
 }
@@ -87,9 +116,12 @@ func validateID(id string) error {
 
 // OrderView is an order as the read model has it.
 type OrderView struct {
-	OrderID     string `json:"order_id"`
-	CustomerID  string `json:"customer_id"`
-	AmountCents int64  `json:"amount_cents"`
+	OrderID    string `json:"order_id"`
+	CustomerID string `json:"customer_id"`
+	SKU        string `json:"sku,omitempty"`
+	Qty        int    `json:"qty,omitempty"`
+	// AmountCents is the order's total in cents, as the domain priced it.
+	AmountCents int64 `json:"amount_cents"`
 	// Status is StatusPending, StatusConfirmed or StatusCancelled.
 	Status string `json:"status"`
 	// Reason says why an order was cancelled.

@@ -39,7 +39,7 @@
     var o = orders[id], v = o.view, li = o.li;
     li.dataset.status = v.status;
     li.querySelector("[data-role=status]").textContent = v.status;
-    li.querySelector("[data-role=summary]").textContent = v.customer_id + " · " + c.euros(v.amount_cents);
+    li.querySelector("[data-role=summary]").textContent = v.customer_id + " · " + v.qty + " × " + v.sku + (v.amount_cents ? " · " + c.euros(v.amount_cents) : "");
     li.querySelector("[data-role=reason]").textContent = v.reason ? "Reason: " + v.reason : "";
     var note = o.note;
     if (v.status !== "pending") { note = ""; } else if (!note) { note = v.position ? "processing…" : "waiting for the read model…"; }
@@ -135,7 +135,7 @@
       var span = document.querySelector('[data-field="' + fe.field + '"]');
       if (span) {
         span.textContent = fe.message;
-        var input = span.parentElement.querySelector("input");
+        var input = span.parentElement.querySelector("input, select");
         if (input) { input.setAttribute("aria-invalid", "true"); }
       }
     });
@@ -147,7 +147,9 @@
     clearErrors();
     var cmd = {
       customer_id: $("customer").value.trim(),
-      amount_cents: Math.round(parseFloat($("amount").value) * 100) || 0
+      sku: $("sku").value,
+      qty: parseInt($("qty").value, 10) || 0,
+      card: $("card").value.trim()
     };
     $("place").disabled = true;
     try {
@@ -160,7 +162,7 @@
       var placed = await res.json();
       var token = res.headers.get("X-Consistency-Position") || placed.position;
       // Optimistic: shown at once as pending, with what was sent.
-      addOrder(placed.order_id, { order_id: placed.order_id, customer_id: cmd.customer_id, amount_cents: cmd.amount_cents, status: "pending", position: "" }, token);
+      addOrder(placed.order_id, { order_id: placed.order_id, customer_id: cmd.customer_id, sku: cmd.sku, qty: cmd.qty, amount_cents: 0, status: "pending", position: "" }, token);
       subscribe(placed.order_id);
       readBack(placed.order_id, token);
     } catch (e) {

@@ -1,0 +1,344 @@
+package converge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+
+	"github.com/converge-es/converge/command"
+	"github.com/converge-es/converge/consistency"
+	"github.com/converge-es/converge/consistency/lag"
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+	"github.com/converge-es/converge/projections"
+	"github.com/converge-es/converge/saga"
+)
+
+// Store is what a Client runs on: a *memstore.Store or a *pgstore.Store.
+// Both implement every part of it, so an application passes either and
+// never branches on which.
+type Store interface {
+	events.Store
+	feed.Source
+	feed.CheckpointWatcher
+	feed.Inspector
+}
+
+// Client runs an application's read models, sagas and command handlers on
+// one store: the consistency.Tracker (fed by the store's checkpoint
+// watcher), the projections Runner, the saga Engine on a partitioned
+// feed.Processor gated by the Tracker, the command processor, and the lag
+// monitor, with one Start/Stop contract.
+type Client struct {
+	store    Store
+	cfg      Config
+	log      *slog.Logger
+	tracker  *consistency.Tracker
+	catalog  *consistency.Catalog
+	runner   *projections.Runner
+	engine   *saga.Engine
+	sagaProc *feed.Processor
+	gate     *gateWaiter
+	commands *command.Processor
+	monitor  *lag.Monitor
+	router   *message.Router
+
+	mu        sync.Mutex
+	state     int
+	routerErr chan error
+	runCancel context.CancelFunc
+}
+
+const (
+	stateNew = iota
+	stateRunning
+	stateStopped
+)
+
+// NewClient checks cfg and builds every part; nothing runs until Start.
+// The store's events.Registry must hold every event and command type the
+// definitions use.
+func NewClient(store Store, cfg *Config) (*Client, error) {
+	if store == nil {
+		return nil, errors.New("converge: NewClient needs a store (a *memstore.Store or a *pgstore.Store)")
+	}
+	c := cfg.withDefaults()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	cl := &Client{store: store, cfg: c, log: c.Logger.With("component", "converge.Client"), catalog: &consistency.Catalog{}}
+	var err error
+	cl.tracker, err = consistency.NewTracker(&consistency.TrackerConfig{
+		Positions:   store.Checkpoints(),
+		Watcher:     store,
+		PushHealthy: store.PushHealthy,
+		Counter:     store,
+		Logger:      c.Logger,
+		Clock:       c.Clock,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("converge: %w", err)
+	}
+	if len(c.Projections) > 0 {
+		sub := c.Subscriber
+		cl.runner, err = projections.NewRunner(&projections.RunnerConfig{
+			Source:      store,
+			Projections: c.Projections,
+			Tracker:     cl.tracker,
+			Catalog:     cl.catalog,
+			OnUpdate:    c.OnProjectionUpdate,
+			Middleware:  c.ProjectionMiddleware,
+			Subscriber:  &sub,
+			Logger:      c.Logger,
+			Clock:       c.Clock,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("converge: %w", err)
+		}
+	}
+	cl.router = c.Router
+	if cl.router == nil {
+		cl.router, err = message.NewRouter(message.RouterConfig{CloseTimeout: DefaultCloseTimeout}, routerLogger(c.Logger))
+		if err != nil {
+			return nil, fmt.Errorf("converge: router: %w", err)
+		}
+		cl.router.AddMiddleware(middleware.Recoverer)
+	}
+	if len(c.Commands) > 0 || len(c.Sagas) > 0 {
+		cl.commands, err = command.NewProcessor(&command.ProcessorConfig{
+			Store: store, Router: cl.router, Subscriber: c.Subscriber, Logger: routerLogger(c.Logger),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("converge: %w", err)
+		}
+		if err := cl.commands.AddHandlers(c.Commands...); err != nil {
+			return nil, fmt.Errorf("converge: %w", err)
+		}
+	}
+	if len(c.Sagas) > 0 {
+		if err := cl.newSagas(); err != nil {
+			return nil, err
+		}
+	}
+	targets := make([]lag.Target, 0, len(c.Projections))
+	for _, p := range c.Projections {
+		rm := p.ReadModel()
+		targets = append(targets, lag.Target{Name: rm.Name, SLA: rm.SLA, Class: string(rm.Class)})
+	}
+	if len(targets) > 0 {
+		cl.monitor, err = lag.NewMonitor(store, &lag.Config{
+			Projections: targets, DefaultSLA: c.LagSLA, Interval: c.LagInterval,
+			Registerer: c.Registerer, Logger: c.Logger, Clock: c.Clock,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("converge: %w", err)
+		}
+	}
+	return cl, nil
+}
+
+// newSagas builds the engine and mounts it on a processor partitioned by
+// correlation, gated by the Tracker. The Tracker knows the processor's
+// position under its name: the lowest of its partitions'.
+func (cl *Client) newSagas() error {
+	c := cl.cfg
+	var err error
+	var catalog saga.CommandCatalog
+	if cl.commands != nil && len(c.Commands) > 0 {
+		catalog = cl.commands
+	}
+	cl.engine, err = saga.NewEngine(&saga.EngineConfig{
+		Store: cl.store, Sagas: c.Sagas, Tracker: cl.tracker, Commands: catalog,
+		Clock: c.Clock, GateTimeout: c.GateTimeout, Registerer: c.Registerer, Logger: c.Logger,
+	})
+	if err != nil {
+		return fmt.Errorf("converge: %w", err)
+	}
+	cl.gate = &gateWaiter{t: cl.tracker}
+	cl.sagaProc, err = feed.NewProcessor(cl.store, &feed.ProcessorConfig{
+		Name:         c.SagaProcessor,
+		Types:        cl.engine.Types(),
+		Partitions:   c.SagaPartitions,
+		PartitionKey: cl.engine.PartitionKey(),
+		Gate:         cl.engine.Gate,
+		Waiter:       cl.gate,
+		GateTimeout:  c.GateTimeout,
+		Subscriber:   c.Subscriber,
+		Logger:       c.Logger,
+	}, cl.engine.Handle)
+	if err != nil {
+		return fmt.Errorf("converge: %w", err)
+	}
+	if err := cl.sagaProc.AddHandlers(cl.router); err != nil {
+		return fmt.Errorf("converge: %w", err)
+	}
+	cl.tracker.Group(c.SagaProcessor, cl.sagaProc.CheckpointNames()...)
+	return nil
+}
+
+// routerLogger maps Watermill's per-message Info lines to Debug: the
+// client's components log what matters.
+func routerLogger(l *slog.Logger) watermill.LoggerAdapter {
+	return watermill.NewSlogLoggerWithLevelMapping(l.With("component", "converge.router"), map[slog.Level]slog.Level{
+		slog.LevelInfo:  slog.LevelDebug,
+		slog.LevelError: slog.LevelWarn,
+	})
+}
+
+// Start starts the Tracker, the projections, the saga engine's loops, the
+// router and the lag monitor, and returns once the router runs. It does
+// not block; ctx bounds the start only (the client runs until Stop). A
+// failed Start stops what it started; the client cannot be started again.
+func (cl *Client) Start(ctx context.Context) error {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	switch cl.state {
+	case stateRunning:
+		return ErrAlreadyStarted
+	case stateStopped:
+		return ErrStopped
+	}
+	cl.state = stateRunning
+	if err := cl.start(ctx); err != nil {
+		cl.state = stateStopped
+		if serr := cl.stopLocked(context.WithoutCancel(ctx)); serr != nil {
+			return errors.Join(err, serr)
+		}
+		return err
+	}
+	return nil
+}
+
+func (cl *Client) start(ctx context.Context) error {
+	if err := cl.tracker.Start(ctx); err != nil {
+		return fmt.Errorf("converge: start tracker: %w", err)
+	}
+	if cl.runner != nil {
+		if err := cl.runner.Start(ctx); err != nil {
+			return fmt.Errorf("converge: start projections: %w", err)
+		}
+	}
+	if cl.engine != nil {
+		if err := cl.engine.Start(ctx); err != nil {
+			return fmt.Errorf("converge: start sagas: %w", err)
+		}
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	cl.runCancel = cancel
+	cl.routerErr = make(chan error, 1)
+	go func() { cl.routerErr <- cl.router.Run(runCtx) }()
+	select {
+	case <-cl.router.Running():
+	case err := <-cl.routerErr:
+		cl.routerErr <- err
+		return fmt.Errorf("converge: the router stopped while starting: %w", err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if cl.monitor != nil {
+		if err := cl.monitor.Start(context.WithoutCancel(ctx)); err != nil {
+			return fmt.Errorf("converge: start lag monitor: %w", err)
+		}
+	}
+	return nil
+}
+
+// Stop drains and stops everything: the router first (handlers in flight
+// finish or roll back; the sagas' and command handlers' leases are
+// released, so another process takes their partitions over at once), then
+// the saga engine's loops, the projections (releasing their leases), the
+// lag monitor and the Tracker. It returns when all of it has stopped or
+// ctx is done. Stop may be called more than once, and without Start.
+func (cl *Client) Stop(ctx context.Context) error {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.state == stateNew {
+		cl.state = stateStopped
+		return nil
+	}
+	cl.state = stateStopped
+	return cl.stopLocked(ctx)
+}
+
+func (cl *Client) stopLocked(ctx context.Context) error {
+	var errs []error
+	if cl.monitor != nil {
+		errs = append(errs, cl.monitor.Stop(ctx))
+	}
+	if cl.routerErr != nil {
+		errs = append(errs, cl.router.Close())
+		select {
+		case err := <-cl.routerErr:
+			cl.routerErr <- err
+			errs = append(errs, err)
+		case <-ctx.Done():
+			errs = append(errs, ctx.Err())
+		}
+		cl.runCancel()
+	}
+	if cl.sagaProc != nil {
+		errs = append(errs, cl.sagaProc.Close())
+	}
+	if cl.engine != nil {
+		errs = append(errs, cl.engine.Stop(ctx))
+	}
+	if cl.runner != nil {
+		errs = append(errs, cl.runner.Stop(ctx))
+	}
+	errs = append(errs, cl.tracker.Stop(ctx))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("converge: stop: %w", err)
+	}
+	return nil
+}
+
+// Store returns the store the client runs on.
+func (cl *Client) Store() Store { return cl.store }
+
+// Tracker returns the consistency.Tracker that follows every read model
+// (by projection name) and the saga processor (by Config.SagaProcessor).
+// Wait on it with a write's token before reading.
+func (cl *Client) Tracker() *consistency.Tracker { return cl.tracker }
+
+// Catalog returns every projection's declared class and SLA.
+func (cl *Client) Catalog() *consistency.Catalog { return cl.catalog }
+
+// Projections returns the projections Runner (views, status, resume,
+// rebuild), or nil when Config.Projections is empty.
+func (cl *Client) Projections() *projections.Runner { return cl.runner }
+
+// Sagas returns the saga Engine (List, Show, Retry, Cancel, Metrics), or
+// nil when Config.Sagas is empty.
+func (cl *Client) Sagas() *saga.Engine { return cl.engine }
+
+// SagaProcessor returns the processor the sagas run on (status,
+// partitions), or nil when Config.Sagas is empty.
+func (cl *Client) SagaProcessor() *feed.Processor { return cl.sagaProc }
+
+// Commands returns the command processor, or nil when there are neither
+// commands nor sagas.
+func (cl *Client) Commands() *command.Processor { return cl.commands }
+
+// Lag returns the lag monitor, or nil when there are no projections.
+func (cl *Client) Lag() *lag.Monitor { return cl.monitor }
+
+// Router returns the Watermill router the sagas and command handlers run
+// on.
+func (cl *Client) Router() *message.Router { return cl.router }
+
+// Appender returns the events.Store to append through: it applies strong
+// projections in the append's own unit of work, so a read right after the
+// append sees them. It is the store itself when there are no projections.
+// It works once the client has started.
+func (cl *Client) Appender() events.Store {
+	if cl.runner == nil {
+		return cl.store
+	}
+	return cl.runner.Appender()
+}

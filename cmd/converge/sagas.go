@@ -1,0 +1,372 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/converge-es/converge/events/pgstore"
+	"github.com/converge-es/converge/saga"
+)
+
+// sagasDefaultWait is how long `sagas retry` and `sagas cancel` wait for an
+// engine to carry their request out: a little over two of the engine's
+// default sweep intervals.
+const sagasDefaultWait = 12 * time.Second
+
+// sagasPollInterval is how often retry and cancel look whether their
+// request was taken.
+const sagasPollInterval = 100 * time.Millisecond
+
+// statuses are the instance statuses --status accepts.
+var statuses = []saga.Status{
+	saga.StatusRunning, saga.StatusParked, saga.StatusCompensating,
+	saga.StatusCompleted, saga.StatusFailed, saga.StatusCancelled,
+}
+
+// sagasCmd holds what every `converge sagas` subcommand shares.
+type sagasCmd struct {
+	db   *dbOptions
+	typ  string
+	json bool
+	out  io.Writer
+}
+
+func newSagasCmd() *cobra.Command {
+	c := &sagasCmd{}
+	cmd := &cobra.Command{
+		Use:   "sagas",
+		Short: "List, inspect, retry and cancel saga instances",
+		Long: `sagas reads saga instances from --schema directly: it needs no saga
+definitions, so it works from any machine that reaches the database.
+
+An instance is named by its id; give --type when two saga types have an
+instance with that id (and on large deployments: without it the id is
+looked up among every instance).
+
+retry and cancel record a request that an engine running the saga type
+carries out at its next parked-step pass (within its sweep interval, 5s by
+default), with the outcome in the instance's history. They wait up to --wait
+for it and say what happened; with no engine running, the request stays
+until one starts.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	cmd.PersistentFlags().StringVar(&c.typ, "type", "", "saga type (its stored name)")
+	cmd.PersistentFlags().BoolVar(&c.json, "json", false, "print JSON instead of tables")
+	cmd.AddCommand(c.listCmd(), c.showCmd(), c.retryCmd(), c.cancelCmd())
+	return cmd
+}
+
+// open connects and returns an Operator; close releases the connections.
+func (c *sagasCmd) open(cmd *cobra.Command) (op *saga.Operator, closeFn func(), err error) {
+	db, err := dbOptionsFrom(cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.db = db
+	c.out = cmd.OutOrStdout()
+	ctx := cmd.Context()
+	pool, err := db.openPool(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := pgstore.New(ctx, pool, &pgstore.Config{Schema: db.Schema, DisableListen: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	op, err = saga.NewOperator(&saga.OperatorConfig{Source: store})
+	if err != nil {
+		_ = store.Close()
+		pool.Close()
+		return nil, nil, err
+	}
+	return op, func() { _ = store.Close(); pool.Close() }, nil
+}
+
+func (c *sagasCmd) listCmd() *cobra.Command {
+	var status string
+	var stuckFor time.Duration
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List saga instances, filtered by type, status and how long their step has been parked",
+		Example: `  converge sagas list --status failed
+  converge sagas list --type order_fulfilment --stuck-for 30s --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if status != "" && !validStatus(saga.Status(status)) {
+				return fmt.Errorf("--status %q: use one of %s", status, statusNames())
+			}
+			if stuckFor < 0 {
+				return fmt.Errorf("--stuck-for %s: use a positive duration such as 30s", stuckFor)
+			}
+			if limit < 1 {
+				return fmt.Errorf("--limit %d: use a positive count", limit)
+			}
+			op, closeFn, err := c.open(cmd)
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			list, err := op.List(cmd.Context(), saga.Filter{Saga: c.typ, Status: saga.Status(status), StuckLongerThan: stuckFor, Limit: limit})
+			if err != nil {
+				return err
+			}
+			if c.json {
+				return writeJSONLines(c.out, list)
+			}
+			return writeInstanceTable(c.out, list, time.Now())
+		},
+	}
+	cmd.Flags().StringVar(&status, "status", "", "keep instances with this status: "+statusNames())
+	cmd.Flags().DurationVar(&stuckFor, "stuck-for", 0, "keep instances whose step has been parked longer than this (e.g. 30s)")
+	cmd.Flags().IntVar(&limit, "limit", 1000, "list at most this many instances")
+	return cmd
+}
+
+func (c *sagasCmd) showCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "show ID",
+		Short: "Show an instance and its timeline: messages, waits and parks, commands, timers, compensations, errors",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			op, closeFn, err := c.open(cmd)
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			typ, err := c.resolve(cmd.Context(), op, args[0])
+			if err != nil {
+				return err
+			}
+			tl, err := op.Show(cmd.Context(), typ, args[0])
+			if err != nil {
+				return err
+			}
+			if c.json {
+				return writeJSONLines(c.out, []saga.Timeline{tl})
+			}
+			return writeTimeline(c.out, tl)
+		},
+	}
+}
+
+func (c *sagasCmd) retryCmd() *cobra.Command {
+	var wait time.Duration
+	cmd := &cobra.Command{
+		Use:   "retry ID",
+		Short: "Run a failed instance's failed step again, or restart a stuck instance's stuck clock",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.request(cmd, args[0], wait, func(ctx context.Context, op *saga.Operator, typ string) error {
+				return op.RequestRetry(ctx, typ, args[0])
+			})
+		},
+	}
+	cmd.Flags().DurationVar(&wait, "wait", sagasDefaultWait, "how long to wait for an engine to carry the request out (0: do not wait)")
+	return cmd
+}
+
+func (c *sagasCmd) cancelCmd() *cobra.Command {
+	var wait time.Duration
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "cancel ID",
+		Short: "End an instance: cancel its timers and drop its parked step and queued messages",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.request(cmd, args[0], wait, func(ctx context.Context, op *saga.Operator, typ string) error {
+				return op.RequestCancel(ctx, typ, args[0], reason)
+			})
+		},
+	}
+	cmd.Flags().DurationVar(&wait, "wait", sagasDefaultWait, "how long to wait for an engine to carry the request out (0: do not wait)")
+	cmd.Flags().StringVar(&reason, "reason", "cancelled by an operator", "reason recorded on the instance")
+	return cmd
+}
+
+// request records a retry or cancel and waits for an engine to take it.
+func (c *sagasCmd) request(cmd *cobra.Command, id string, wait time.Duration, do func(context.Context, *saga.Operator, string) error) error {
+	if wait < 0 {
+		return fmt.Errorf("--wait %s: use a positive duration, or 0 not to wait", wait)
+	}
+	op, closeFn, err := c.open(cmd)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	ctx := cmd.Context()
+	typ, err := c.resolve(ctx, op, id)
+	if err != nil {
+		return err
+	}
+	if err := do(ctx, op, typ); err != nil {
+		return err
+	}
+	if wait == 0 {
+		_, err := fmt.Fprintf(c.out, "%s/%s: request recorded; an engine running %s carries it out\n", typ, id, typ)
+		return err
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	tick := time.NewTicker(sagasPollInterval)
+	defer tick.Stop()
+	for {
+		_, pending, err := op.Pending(ctx, typ, id)
+		if err != nil {
+			return err
+		}
+		if !pending {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			return fmt.Errorf("%s/%s: no engine running saga type %s took the request within %s; it stays recorded and runs when one does (start it, or wait longer with --wait)", typ, id, typ, wait)
+		case <-tick.C:
+		}
+	}
+	tl, err := op.Show(ctx, typ, id)
+	if err != nil {
+		return err
+	}
+	last := ""
+	if n := len(tl.History); n > 0 {
+		h := tl.History[n-1]
+		last = h.Kind
+		if h.Detail != "" {
+			last += ": " + h.Detail
+		}
+	}
+	if c.json {
+		return writeJSONLines(c.out, []saga.Info{tl.Info})
+	}
+	_, err = fmt.Fprintf(c.out, "%s/%s: %s (last: %s)\n", typ, id, tl.Info.Status, last)
+	return err
+}
+
+// resolve returns the saga type of the instance id: --type, else the only
+// type with an instance of that id.
+func (c *sagasCmd) resolve(ctx context.Context, op *saga.Operator, id string) (string, error) {
+	if c.typ != "" {
+		return c.typ, nil
+	}
+	found, err := op.Find(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	switch len(found) {
+	case 0:
+		return "", fmt.Errorf("%w: no saga instance has id %q (list them with `converge sagas list`)", saga.ErrNotFound, id)
+	case 1:
+		return found[0].Saga, nil
+	}
+	types := make([]string, len(found))
+	for i, in := range found {
+		types[i] = in.Saga
+	}
+	return "", fmt.Errorf("instance id %q exists in several saga types (%s): choose one with --type", id, strings.Join(types, ", "))
+}
+
+func validStatus(s saga.Status) bool {
+	for _, v := range statuses {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func statusNames() string {
+	names := make([]string, len(statuses))
+	for i, s := range statuses {
+		names[i] = string(s)
+	}
+	return strings.Join(names, ", ")
+}
+
+func writeJSONLines[T any](w io.Writer, vs []T) error {
+	enc := json.NewEncoder(w)
+	for _, v := range vs {
+		if err := enc.Encode(v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeInstanceTable(w io.Writer, list []saga.Info, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TYPE\tID\tSTATUS\tSTEPS\tPARKED\tWAITING\tQUEUED\tUPDATED\tREASON")
+	for _, in := range list {
+		parked, waiting := "-", "-"
+		if !in.ParkedSince.IsZero() {
+			parked = now.Sub(in.ParkedSince).Round(time.Millisecond).String()
+			if in.Stuck {
+				parked += " (stuck)"
+			}
+		}
+		if len(in.Waiting) > 0 {
+			waiting = strings.Join(in.Waiting, ",")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\t%s\n", in.Saga, in.ID, in.Status, in.Steps, parked, waiting, in.Queued,
+			in.Updated.Format(time.RFC3339), in.Reason)
+	}
+	return tw.Flush()
+}
+
+func writeTimeline(w io.Writer, tl saga.Timeline) error {
+	in := tl.Info
+	fmt.Fprintf(w, "%s/%s  status %s  steps %d  version %d  token %s\n", in.Saga, in.ID, in.Status, in.Steps, in.Version, in.Token)
+	if in.Reason != "" {
+		fmt.Fprintf(w, "reason: %s\n", in.Reason)
+	}
+	if !in.ParkedSince.IsZero() {
+		fmt.Fprintf(w, "parked since %s waiting for %s (stuck: %t)\n", in.ParkedSince.Format(time.RFC3339Nano), strings.Join(in.Waiting, ", "), in.Stuck)
+	}
+	for name, due := range in.Timers {
+		fmt.Fprintf(w, "timer %s due %s\n", name, due.Format(time.RFC3339Nano))
+	}
+	if in.Queued > 0 {
+		fmt.Fprintf(w, "%d messages queued behind the blocked step\n", in.Queued)
+	}
+	if r := tl.Request; r != nil {
+		fmt.Fprintf(w, "pending %s request since %s (an engine running %s carries it out)\n", r.Op, r.At.Format(time.RFC3339), in.Saga)
+	}
+	fmt.Fprintf(w, "state: %s\n\n", in.State)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEQ\tAT\tKIND\tEVENT\tDETAIL")
+	for _, h := range tl.History {
+		event := "-"
+		if h.EventType != "" {
+			event = h.EventType + " " + h.EventID
+		}
+		detail := h.Detail
+		if len(h.Models) > 0 {
+			detail = strings.TrimSpace(fmt.Sprintf("%s models=%s token=%s", detail, strings.Join(h.Models, ","), h.Token))
+		}
+		if h.Waited != "" {
+			detail = strings.TrimSpace(detail + " waited=" + h.Waited)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", h.Seq, h.At.Format("15:04:05.000"), h.Kind, event, detail)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, m := range tl.Ignored {
+		if _, err := fmt.Fprintf(w, "ignored %s %s at %s: %s\n", m.EventType, m.EventID, m.At.Format(time.RFC3339), m.Reason); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/consistency"
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+	"github.com/converge-es/converge/events/pgstore"
+	"github.com/converge-es/converge/internal/pgtest"
+	"github.com/converge-es/converge/saga"
+)
+
+type cliJobStarted struct {
+	ID string `json:"id"`
+}
+
+type cliJobChecked struct {
+	ID string `json:"id"`
+}
+
+type cliJob struct {
+	Runs int `json:"runs"`
+}
+
+// TestSagasCommand runs an engine in this process, as an application
+// would, and operates on its instances with `converge sagas`, which knows
+// none of the definitions: list and show read the rows, and retry and
+// cancel are carried out by the running engine.
+func TestSagasCommand(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t, nil)
+	reg := events.NewRegistry()
+	require.NoError(t, events.RegisterSafely[cliJobStarted](reg, "job.started", 1))
+	require.NoError(t, events.RegisterSafely[cliJobChecked](reg, "job.checked", 1))
+	store, err := pgstore.New(ctx, db.Pool, &pgstore.Config{Schema: db.Schema, Registry: reg})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = store.Close() })
+
+	var healthy atomic.Bool
+	jobs := saga.New[cliJob]("jobs", nil)
+	saga.StartOn(jobs, func(e cliJobStarted, _ events.Envelope) string { return e.ID },
+		func(s *saga.Step[cliJob], e cliJobStarted) error {
+			s.State().Runs++
+			if e.ID == "bad" && !healthy.Load() {
+				return saga.Permanent(errBrokenJob)
+			}
+			return nil
+		})
+	saga.On(jobs, func(e cliJobChecked, _ events.Envelope) string { return e.ID },
+		func(s *saga.Step[cliJob], _ cliJobChecked) error { s.Complete(); return nil },
+		saga.Reads("audit"))
+	tracker, err := consistency.NewTracker(nil)
+	require.NoError(t, err)
+	tracker.Advance("audit", events.Token{}) // never catches up
+	eng, err := saga.NewEngine(&saga.EngineConfig{Store: store, Sagas: []saga.Definition{jobs}, Tracker: tracker, SweepInterval: 50 * time.Millisecond, GateTimeout: time.Millisecond})
+	require.NoError(t, err)
+	proc, err := feed.NewProcessor(store, &feed.ProcessorConfig{
+		Name: "sagas", Types: eng.Types(), Partitions: 2, PartitionKey: eng.PartitionKey(),
+		Gate: eng.Gate, Waiter: tracker, GateTimeout: time.Millisecond,
+	}, eng.Handle)
+	require.NoError(t, err)
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})
+	require.NoError(t, err)
+	require.NoError(t, proc.AddHandlers(router))
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- router.Run(rctx) }()
+	<-router.Running()
+	require.NoError(t, eng.Start(ctx))
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, router.Close())
+		require.NoError(t, <-done)
+		require.NoError(t, proc.Close())
+		require.NoError(t, eng.Stop(context.Background()))
+	})
+
+	for _, e := range []any{cliJobStarted{ID: "ok"}, cliJobStarted{ID: "bad"}, cliJobStarted{ID: "waits"}, cliJobChecked{ID: "waits"}} {
+		_, err := store.Append(ctx, "job", events.AnyVersion, events.Event{Data: e})
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool {
+		failed, err := eng.List(ctx, saga.Filter{Status: saga.StatusFailed})
+		require.NoError(t, err)
+		parked, err := eng.List(ctx, saga.Filter{Status: saga.StatusParked})
+		require.NoError(t, err)
+		return len(failed) == 1 && len(parked) == 1
+	}, 30*time.Second, 5*time.Millisecond)
+
+	conn := []string{"--database-url", db.URL, "--schema", db.Schema}
+	sagas := func(args ...string) (string, error) {
+		return runCLI(t, append(append([]string{"sagas"}, args...), conn...)...)
+	}
+
+	out, err := sagas("list", "--json")
+	require.NoError(t, err)
+	var all []saga.Info
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var in saga.Info
+		require.NoError(t, json.Unmarshal([]byte(line), &in), line)
+		all = append(all, in)
+	}
+	require.Len(t, all, 3)
+
+	out, err = sagas("list", "--status", "failed")
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 2, out)
+	require.Equal(t, []string{"jobs", "bad", "failed"}, strings.Fields(lines[1])[:3])
+	require.Contains(t, lines[1], "broken job")
+
+	out, err = sagas("list", "--stuck-for", "1ns", "--json")
+	require.NoError(t, err)
+	var stuck saga.Info
+	require.NoError(t, json.Unmarshal([]byte(out), &stuck), out)
+	require.Equal(t, "waits", stuck.ID)
+	require.Equal(t, []string{"audit"}, stuck.Waiting)
+	out, err = sagas("list", "--stuck-for", "1h")
+	require.NoError(t, err)
+	require.Len(t, strings.Split(strings.TrimSpace(out), "\n"), 1, "only the header")
+
+	out, err = sagas("show", "waits")
+	require.NoError(t, err)
+	require.Contains(t, out, "jobs/waits  status parked")
+	require.Contains(t, out, "parked")
+	require.Contains(t, out, "models=audit")
+	out, err = sagas("show", "bad", "--json")
+	require.NoError(t, err)
+	var tl saga.Timeline
+	require.NoError(t, json.Unmarshal([]byte(out), &tl))
+	require.Equal(t, saga.StatusFailed, tl.Info.Status)
+	require.Equal(t, saga.KindFailed, tl.History[len(tl.History)-1].Kind)
+
+	_, err = sagas("show", "nope")
+	require.ErrorIs(t, err, saga.ErrNotFound)
+	_, err = sagas("retry", "ok")
+	require.ErrorIs(t, err, saga.ErrNotRetryable)
+	_, err = sagas("list", "--status", "sleeping")
+	require.ErrorContains(t, err, "use one of running")
+
+	// The CLI records the request; the running engine carries it out.
+	healthy.Store(true)
+	out, err = sagas("retry", "bad", "--wait", "20s")
+	require.NoError(t, err)
+	require.Contains(t, out, "jobs/bad:")
+	require.Eventually(t, func() bool {
+		tl, err := eng.Show(ctx, "jobs", "bad")
+		require.NoError(t, err)
+		return tl.Info.Status == saga.StatusRunning && tl.Info.Steps == 1
+	}, 30*time.Second, 5*time.Millisecond)
+	require.Contains(t, kindsOf(t, eng, "bad"), saga.KindRetried)
+
+	out, err = sagas("cancel", "waits", "--reason", "audit is gone", "--wait", "20s")
+	require.NoError(t, err)
+	require.Contains(t, out, "jobs/waits: cancelled")
+	tl, err = eng.Show(ctx, "jobs", "waits")
+	require.NoError(t, err)
+	require.Equal(t, "audit is gone", tl.Info.Reason)
+	_, err = sagas("cancel", "waits")
+	require.ErrorIs(t, err, saga.ErrEnded)
+}
+
+var errBrokenJob = errorString("broken job")
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
+
+func kindsOf(t *testing.T, eng *saga.Engine, id string) []string {
+	t.Helper()
+	tl, err := eng.Show(context.Background(), "jobs", id)
+	require.NoError(t, err)
+	var out []string
+	for _, h := range tl.History {
+		out = append(out, h.Kind)
+	}
+	return out
+}

@@ -1,0 +1,105 @@
+package command_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/command"
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/memstore"
+)
+
+// TestPartitionedHandlers splits a handler's commands over four
+// partitions: every command is handled once, commands for different
+// accounts run concurrently, and each account's commands in order.
+func TestPartitionedHandlers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store, err := memstore.New(&memstore.Config{Registry: registry(t)})
+	require.NoError(t, err)
+	defer store.Close()
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})
+	require.NoError(t, err)
+	p, err := command.NewProcessor(&command.ProcessorConfig{Store: store, Router: router, Partitions: 4})
+	require.NoError(t, err)
+
+	const accounts, each = 8, 5
+	var mu sync.Mutex
+	order := map[string][]int{}
+	var inFlight, most atomic.Int32
+	release := make(chan struct{})
+	require.NoError(t, p.AddHandlers(command.Handle("deposit", store, balance, func(c Deposit) string { return "account-" + c.Account },
+		func(_ context.Context, _ int, c Deposit) ([]any, error) {
+			n := inFlight.Add(1)
+			defer inFlight.Add(-1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			if n >= 2 {
+				// Two partitions ran at once: let every handler go.
+				select {
+				case <-release:
+				default:
+					close(release)
+				}
+			}
+			select {
+			case <-release:
+			case <-time.After(time.Second):
+			}
+			mu.Lock()
+			order[c.Account] = append(order[c.Account], c.Amount)
+			mu.Unlock()
+			return []any{Deposited{Amount: c.Amount}}, nil
+		})))
+	for i := range each {
+		for a := range accounts {
+			_, err := store.Append(ctx, command.StreamFor("account.deposit", fmt.Sprint("p", a)), events.AnyVersion, events.Event{
+				Data: Deposit{Account: fmt.Sprint(a), Amount: i + 1},
+			})
+			require.NoError(t, err)
+		}
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- router.Run(rctx) }()
+	defer func() {
+		cancel()
+		require.NoError(t, router.Close())
+		require.NoError(t, <-done)
+	}()
+	require.Eventually(t, func() bool {
+		for a := range accounts {
+			v, err := store.StreamVersion(ctx, fmt.Sprint("account-", a))
+			require.NoError(t, err)
+			if v != each {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 5*time.Millisecond)
+	require.GreaterOrEqual(t, most.Load(), int32(2), "partitions delivered concurrently")
+	mu.Lock()
+	defer mu.Unlock()
+	for a := range accounts {
+		require.Equal(t, []int{1, 2, 3, 4, 5}, order[fmt.Sprint(a)], "account %d's commands in order, once each", a)
+	}
+}
+
+func TestPartitionsConfig(t *testing.T) {
+	t.Parallel()
+	store, err := memstore.New(&memstore.Config{Registry: registry(t)})
+	require.NoError(t, err)
+	defer store.Close()
+	router, err := message.NewRouter(message.RouterConfig{}, watermill.NopLogger{})
+	require.NoError(t, err)
+	_, err = command.NewProcessor(&command.ProcessorConfig{Store: store, Router: router, Partitions: -1})
+	require.ErrorContains(t, err, "ProcessorConfig.Partitions is -1")
+}

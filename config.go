@@ -1,0 +1,156 @@
+package converge
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/components/cqrs"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+	"github.com/converge-es/converge/projections"
+	"github.com/converge-es/converge/saga"
+)
+
+// Defaults of Config.
+const (
+	// DefaultSagaProcessor names the feed processor that runs the sagas:
+	// its partitions' checkpoints, leases and membership are stored under
+	// it, and the Tracker knows the lowest of them by this name.
+	DefaultSagaProcessor = "converge.sagas"
+	// DefaultSagaPartitions splits saga consumption by correlation id, so
+	// a slow or parked instance holds up only its own partition and the
+	// live processes share the work.
+	DefaultSagaPartitions = 8
+	// DefaultCloseTimeout bounds how long Stop waits for handlers in
+	// flight when the client creates the router.
+	DefaultCloseTimeout = 30 * time.Second
+	// DefaultLagInterval is how often the lag monitor samples.
+	DefaultLagInterval = time.Second
+)
+
+// Config configures a Client. Every field is optional; an empty Config
+// runs only the Tracker and the lag monitor.
+type Config struct {
+	// Projections are the read models to run (projections.New). Defaults
+	// to none.
+	Projections []*projections.Projection
+	// Sagas are the saga types to run (saga.New). Defaults to none.
+	Sagas []saga.Definition
+	// Commands are the command handlers to run (command.Handle, or any
+	// cqrs.CommandHandler). Defaults to none.
+	Commands []cqrs.CommandHandler
+
+	// Router is the Watermill router the sagas and command handlers are
+	// mounted on, so its middleware (Recoverer, metrics, tracing)
+	// applies. The client runs it in Start and closes it in Stop: do not
+	// run it yourself. Defaults to a new router with
+	// middleware.Recoverer and CloseTimeout DefaultCloseTimeout.
+	Router *message.Router
+	// ProjectionMiddleware is added to the projections' handlers after
+	// middleware.Recoverer (projections.RunnerConfig.Middleware). It runs
+	// before an event's unit of work begins, so it may delay an event
+	// without holding the feed back. Defaults to none.
+	ProjectionMiddleware []message.HandlerMiddleware
+	// OnProjectionUpdate is called after each committed read-model change
+	// (projections.RunnerConfig.OnUpdate); it must not block. Defaults to
+	// nil.
+	OnProjectionUpdate func(projections.Update)
+
+	// SagaProcessor names the processor that runs the sagas. Defaults to
+	// DefaultSagaProcessor.
+	SagaProcessor string
+	// SagaPartitions is how many partitions saga consumption is split
+	// into (by correlation id). Changing it on a running installation is
+	// safe: sagas are idempotent. Defaults to DefaultSagaPartitions (8).
+	SagaPartitions int
+	// GateTimeout bounds how long a saga step waits for the read models it
+	// reads before it is parked. Defaults to feed.DefaultGateTimeout.
+	GateTimeout time.Duration
+	// Subscriber tunes the feed subscribers of the sagas and the command
+	// handlers (lease TTL, poll intervals, backoffs). Its ConsumerName,
+	// CommitBatch and OnCommitted are set by the client: a value there is
+	// an error. Its Logger defaults to Logger; the rest to the
+	// feed.SubscriberConfig defaults.
+	Subscriber feed.SubscriberConfig
+
+	// LagSLA is the lag monitor's SLA for read models that declare none
+	// (strong ones). Defaults to lag.DefaultSLA.
+	LagSLA time.Duration
+	// LagInterval is how often the lag monitor samples. Defaults to
+	// DefaultLagInterval (1s).
+	LagInterval time.Duration
+
+	// Registerer receives the saga and lag metrics. Defaults to nil:
+	// metrics are kept (Client.Sagas().Metrics()) but not registered.
+	Registerer prometheus.Registerer
+	// Clock is the time source of the sagas (timers), the projections and
+	// the lag monitor. Defaults to events.SystemClock.
+	Clock events.Clock
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) withDefaults() Config {
+	var out Config
+	if c != nil {
+		out = *c
+	}
+	out.SagaProcessor = cmp.Or(out.SagaProcessor, DefaultSagaProcessor)
+	out.SagaPartitions = cmp.Or(out.SagaPartitions, DefaultSagaPartitions)
+	out.GateTimeout = cmp.Or(out.GateTimeout, feed.DefaultGateTimeout)
+	out.LagInterval = cmp.Or(out.LagInterval, DefaultLagInterval)
+	if out.Clock == nil {
+		out.Clock = events.SystemClock{}
+	}
+	if out.Logger == nil {
+		out.Logger = slog.Default()
+	}
+	if out.Subscriber.Logger == nil {
+		out.Subscriber.Logger = out.Logger
+	}
+	return out
+}
+
+func (c *Config) validate() error {
+	switch {
+	case strings.TrimSpace(c.SagaProcessor) == "":
+		return errors.New("converge: Config.SagaProcessor is blank: leave it empty for the default or name the processor")
+	case c.SagaPartitions < 1 || c.SagaPartitions > feed.MaxPartitions:
+		return fmt.Errorf("converge: Config.SagaPartitions is %d: use 0 for the default (%d) or 1..%d", c.SagaPartitions, DefaultSagaPartitions, feed.MaxPartitions)
+	case c.GateTimeout < 0:
+		return fmt.Errorf("converge: Config.GateTimeout is %s: use 0 for the default or a positive duration", c.GateTimeout)
+	case c.LagSLA < 0, c.LagInterval < 0:
+		return errors.New("converge: Config.LagSLA and LagInterval must not be negative (use 0 for the defaults)")
+	case c.Router != nil && c.Router.IsRunning():
+		return errors.New("converge: Config.Router is already running: the client adds its handlers and runs it in Start; pass a router that is not running")
+	case c.Subscriber.ConsumerName != "":
+		return errors.New("converge: Config.Subscriber.ConsumerName is set: the client names every consumer; leave it empty")
+	case c.Subscriber.CommitBatch != 0:
+		return errors.New("converge: Config.Subscriber.CommitBatch is set: the client sets it per consumer; leave it empty")
+	case c.Subscriber.OnCommitted != nil:
+		return errors.New("converge: Config.Subscriber.OnCommitted is set: the client sets it; leave it nil")
+	}
+	for i, p := range c.Projections {
+		if p == nil {
+			return fmt.Errorf("converge: Config.Projections[%d] is nil", i)
+		}
+	}
+	for i, s := range c.Sagas {
+		if s == nil {
+			return fmt.Errorf("converge: Config.Sagas[%d] is nil", i)
+		}
+	}
+	for i, h := range c.Commands {
+		if h == nil {
+			return fmt.Errorf("converge: Config.Commands[%d] is nil", i)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,515 @@
+package feedtest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+)
+
+// processorTests are the behaviours of feed.Processor, the consumer
+// runtime, over every Source.
+var processorTests = []suiteTest{
+	{"ProcessorSplitsPartitionsBetweenProcesses", testProcessorSplits},
+	{"ProcessorDeadMemberPartitionsMove", testProcessorDeadMember},
+	{"ProcessorThirdMemberTakesShare", testProcessorJoin},
+	{"ProcessorHaltsThenResumes", testProcessorHalt},
+	{"ProcessorDeadLetters", testProcessorDeadLetter},
+	{"ProcessorGateWaitsBeforeUnit", testProcessorGate},
+	{"ProcessorFailureBehindHeadCutsUnit", testProcessorCut},
+	{"ProcessorFiltersTypes", testProcessorFilter},
+}
+
+// applied counts, in the store's rows and through each event's unit, how
+// many times every event was applied: exactly-once effects show as 1.
+const appliedTable = "applied"
+
+func applyOnce(ctx context.Context, ns string, env events.Envelope) error {
+	u, ok := events.UnitFromContext(ctx)
+	if !ok {
+		return errors.New("no unit in the handler context")
+	}
+	fu, ok := u.(feed.Unit)
+	if !ok {
+		return fmt.Errorf("the handler's unit is a %T, not a feed.Unit", u)
+	}
+	rows := fu.Rows()
+	row, found, err := rows.Get(ctx, ns, appliedTable, env.ID, feed.LockUpdate)
+	if err != nil {
+		return err
+	}
+	n := 0
+	if found {
+		if err := json.Unmarshal(row.Value, &n); err != nil {
+			return err
+		}
+	}
+	return rows.Put(ctx, ns, appliedTable, env.ID, json.RawMessage(strconv.Itoa(n+1)), env.Token)
+}
+
+// requireAppliedOnce checks every event of envs was applied exactly once.
+func requireAppliedOnce(t *testing.T, src feed.Source, ns string, envs []events.Envelope) {
+	t.Helper()
+	rows, err := src.Rows().List(t.Context(), ns, appliedTable, feed.RowQuery{Limit: len(envs) + 10})
+	require.NoError(t, err)
+	got := map[string]string{}
+	for _, r := range rows {
+		got[r.Key] = string(r.Value)
+	}
+	for _, e := range envs {
+		require.Equal(t, "1", got[e.ID], "event %s (%s v%d) applied %s times", e.ID, e.StreamID, e.Version, got[e.ID])
+	}
+	require.Len(t, got, len(envs))
+}
+
+// procRun is one "process" running a processor on its own router.
+type procRun struct {
+	p      *feed.Processor
+	r      *message.Router
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startProcessor(t *testing.T, src feed.Source, cfg *feed.ProcessorConfig, h feed.Handler) *procRun {
+	t.Helper()
+	p, err := feed.NewProcessor(src, cfg, h)
+	require.NoError(t, err)
+	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: waitTimeout}, watermill.NopLogger{})
+	require.NoError(t, err)
+	require.NoError(t, p.AddHandlers(r))
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
+	pr := &procRun{p: p, r: r, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(pr.done)
+		_ = r.Run(ctx)
+	}()
+	<-r.Running()
+	t.Cleanup(pr.stop)
+	return pr
+}
+
+func (pr *procRun) stop() {
+	pr.cancel()
+	<-pr.done
+	_ = pr.p.Close()
+}
+
+// active returns how many partitions pr is delivering.
+func (pr *procRun) active() int {
+	n := 0
+	for _, ps := range pr.p.Status().Partitions {
+		if ps.State == feed.PartitionActive {
+			n++
+		}
+	}
+	return n
+}
+
+func procConfig(name string, partitions int) *feed.ProcessorConfig {
+	return &feed.ProcessorConfig{
+		Name:       name,
+		Partitions: partitions,
+		Subscriber: feed.SubscriberConfig{
+			LeaseTTL:       time.Second,
+			NackBackoffMin: time.Millisecond,
+			NackBackoffMax: 5 * time.Millisecond,
+			Logger:         quietLogger,
+		},
+		Logger: quietLogger,
+	}
+}
+
+// appendSpread appends n events round-robin over streams streams and
+// returns them as stored.
+func appendSpread(t *testing.T, s events.Store, prefix string, streams, n int) []events.Envelope {
+	t.Helper()
+	for i := range n {
+		appendTo(t, s, fmt.Sprintf("%s-%d", prefix, i%streams), i)
+	}
+	return awaitAllOf(t, s, prefix, n)
+}
+
+// awaitAllOf waits until the store shows n events of streams starting with
+// prefix and returns them.
+func awaitAllOf(t *testing.T, s events.Store, prefix string, n int) []events.Envelope {
+	t.Helper()
+	var got []events.Envelope
+	require.Eventually(t, func() bool {
+		all, err := s.ReadAll(context.WithoutCancel(t.Context()), events.Token{}, 100000)
+		if err != nil {
+			return false
+		}
+		got = got[:0]
+		for _, e := range all {
+			if feed.InCategory(e.StreamID, prefix) || len(e.StreamID) > len(prefix) && e.StreamID[:len(prefix)+1] == prefix+"-" {
+				got = append(got, e)
+			}
+		}
+		return len(got) >= n
+	}, waitTimeout, 5*time.Millisecond)
+	return got
+}
+
+// awaitPosition waits until the processor's position reaches tok.
+func awaitPosition(t *testing.T, p *feed.Processor, tok events.Token) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		pos, err := p.Position(context.WithoutCancel(t.Context()))
+		return err == nil && !pos.Before(tok)
+	}, waitTimeout, 5*time.Millisecond, "processor %s never reached %s", p.Name(), tok)
+}
+
+// orderChecker fails the test when a stream's events arrive out of order.
+type orderChecker struct {
+	mu   sync.Mutex
+	last map[string]int64
+	bad  []string
+}
+
+func (o *orderChecker) see(env events.Envelope) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.last == nil {
+		o.last = map[string]int64{}
+	}
+	// A redelivery after a rollback may repeat a version, never skip back
+	// past a committed one: versions only grow by at most one.
+	if prev, ok := o.last[env.StreamID]; ok && env.Version > prev+1 {
+		o.bad = append(o.bad, fmt.Sprintf("%s: v%d after v%d", env.StreamID, env.Version, prev))
+	}
+	o.last[env.StreamID] = env.Version
+}
+
+func testProcessorSplits(t *testing.T, s events.Store, src feed.Source) {
+	name := uniqueName("split")
+	var byA, byB atomic.Int64
+	var order orderChecker
+	handler := func(count *atomic.Int64) feed.Handler {
+		return func(ctx context.Context, env events.Envelope) error {
+			order.see(env)
+			count.Add(1)
+			return applyOnce(ctx, name, env)
+		}
+	}
+	a := startProcessor(t, src, procConfig(name, 4), handler(&byA))
+	b := startProcessor(t, src, procConfig(name, 4), handler(&byB))
+	require.Eventually(t, func() bool {
+		return len(a.p.Status().Members) == 2 && len(b.p.Status().Members) == 2 && a.active()+b.active() == 4 && a.active() > 0 && b.active() > 0
+	}, waitTimeout, 5*time.Millisecond, "the two processes never split the partitions")
+
+	envs := appendSpread(t, s, name, 16, 160)
+	awaitPosition(t, a.p, envs[len(envs)-1].Token)
+	requireAppliedOnce(t, src, name, envs)
+	require.Positive(t, byA.Load(), "process A handled nothing: the work was not split")
+	require.Positive(t, byB.Load(), "process B handled nothing: the work was not split")
+	require.Empty(t, order.bad)
+}
+
+// killableSource fails every call once killed, as a process cut off from
+// the database does: it can neither renew nor leave.
+type killableSource struct {
+	feed.Source
+	dead atomic.Bool
+	cps  *killableCheckpoints
+}
+
+type killableCheckpoints struct {
+	feed.CheckpointStore
+	dead *atomic.Bool
+}
+
+var errKilled = errors.New("feedtest: process killed")
+
+func newKillable(src feed.Source) *killableSource {
+	k := &killableSource{Source: src}
+	k.cps = &killableCheckpoints{CheckpointStore: src.Checkpoints(), dead: &k.dead}
+	return k
+}
+
+func (k *killableSource) Checkpoints() feed.CheckpointStore { return k.cps }
+
+func (k *killableSource) ReadFeed(ctx context.Context, after events.Token, f feed.Filter, limit int) (feed.Batch, error) {
+	if k.dead.Load() {
+		return feed.Batch{}, errKilled
+	}
+	return k.Source.ReadFeed(ctx, after, f, limit)
+}
+
+func (c *killableCheckpoints) Renew(ctx context.Context, l feed.Lease, ttl time.Duration) error {
+	if c.dead.Load() {
+		return errKilled
+	}
+	return c.CheckpointStore.Renew(ctx, l, ttl)
+}
+
+func (c *killableCheckpoints) Acquire(ctx context.Context, name, owner string, ttl time.Duration) (feed.Lease, error) {
+	if c.dead.Load() {
+		return feed.Lease{}, errKilled
+	}
+	return c.CheckpointStore.Acquire(ctx, name, owner, ttl)
+}
+
+func (c *killableCheckpoints) Begin(ctx context.Context) (feed.Unit, error) {
+	if c.dead.Load() {
+		return nil, errKilled
+	}
+	return c.CheckpointStore.Begin(ctx)
+}
+
+func (c *killableCheckpoints) Heartbeat(ctx context.Context, group, member string, ttl time.Duration) ([]string, error) {
+	if c.dead.Load() {
+		return nil, errKilled
+	}
+	return c.CheckpointStore.Heartbeat(ctx, group, member, ttl)
+}
+
+func (c *killableCheckpoints) Leave(ctx context.Context, group, member string) error {
+	if c.dead.Load() {
+		return errKilled
+	}
+	return c.CheckpointStore.Leave(ctx, group, member)
+}
+
+func testProcessorDeadMember(t *testing.T, s events.Store, src feed.Source) {
+	name := uniqueName("dead")
+	ks := newKillable(src)
+	h := func(ctx context.Context, env events.Envelope) error { return applyOnce(ctx, name, env) }
+	a := startProcessor(t, ks, procConfig(name, 4), h)
+	b := startProcessor(t, src, procConfig(name, 4), h)
+	require.Eventually(t, func() bool { return a.active() > 0 && b.active() > 0 && a.active()+b.active() == 4 },
+		waitTimeout, 5*time.Millisecond)
+	first := appendSpread(t, s, name, 8, 40)
+	awaitPosition(t, b.p, first[len(first)-1].Token)
+
+	ks.dead.Store(true) // A is cut off: no renewals, no leave
+	start := time.Now()
+	all := append(first, appendSpread(t, s, name+"x", 8, 40)...)
+	_ = all
+	rest := awaitAllOf(t, s, name+"x", 40)
+	awaitPosition(t, b.p, rest[len(rest)-1].Token)
+	// Membership and leases expire after one TTL each, at most.
+	require.Less(t, time.Since(start), waitTimeout)
+	require.Eventually(t, func() bool { return b.active() == 4 }, waitTimeout, 5*time.Millisecond)
+	requireAppliedOnce(t, src, name, append(first, rest...))
+}
+
+func testProcessorJoin(t *testing.T, _ events.Store, src feed.Source) {
+	name := uniqueName("join")
+	h := func(context.Context, events.Envelope) error { return nil }
+	a := startProcessor(t, src, procConfig(name, 6), h)
+	b := startProcessor(t, src, procConfig(name, 6), h)
+	require.Eventually(t, func() bool { return a.active() == 3 && b.active() == 3 }, waitTimeout, 5*time.Millisecond)
+	c := startProcessor(t, src, procConfig(name, 6), h)
+	require.Eventually(t, func() bool { return a.active() == 2 && b.active() == 2 && c.active() == 2 },
+		waitTimeout, 5*time.Millisecond, "the third process never got its share: a=%d b=%d c=%d", a.active(), b.active(), c.active())
+	c.stop()
+	require.Eventually(t, func() bool { return a.active() == 3 && b.active() == 3 }, waitTimeout, 5*time.Millisecond,
+		"a leaving process's partitions were not taken over")
+}
+
+func testProcessorHalt(t *testing.T, s events.Store, src feed.Source) {
+	name := uniqueName("halt")
+	var broken atomic.Bool
+	broken.Store(true)
+	var calls atomic.Int64
+	cfg := procConfig(name, 1)
+	cfg.MaxAttempts = 3
+	cfg.HaltCheckInterval = 10 * time.Millisecond
+	envs := appendSpread(t, s, name, 1, 3)
+	bad := envs[1]
+	p := startProcessor(t, src, cfg, func(ctx context.Context, env events.Envelope) error {
+		if env.ID == bad.ID {
+			calls.Add(1)
+			if broken.Load() {
+				return errors.New("boom")
+			}
+		}
+		return applyOnce(ctx, name, env)
+	})
+	require.Eventually(t, func() bool {
+		st := p.p.Status().Partitions[0]
+		return st.State == feed.PartitionHalted && st.Halt != nil
+	}, waitTimeout, 5*time.Millisecond)
+	st := p.p.Status().Partitions[0]
+	require.Equal(t, bad.ID, st.Halt.EventID)
+	require.Contains(t, st.Halt.Reason, "boom")
+	require.Equal(t, 3, st.Halt.Attempts)
+	// Three failures at the head of a unit, plus at most one behind the
+	// head of the first unit (not counted: the unit is cut before it).
+	require.LessOrEqual(t, calls.Load(), int64(4), "a halted event must not be retried past MaxAttempts")
+	pos, err := p.p.Position(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, envs[0].Token, pos, "the checkpoint must stop before the failing event")
+
+	broken.Store(false)
+	n, err := p.p.Resume(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	awaitPosition(t, p.p, envs[2].Token)
+	requireAppliedOnce(t, src, name, envs)
+}
+
+func testProcessorDeadLetter(t *testing.T, s events.Store, src feed.Source) {
+	name := uniqueName("dlq")
+	cfg := procConfig(name, 1)
+	cfg.MaxAttempts = 2
+	cfg.OnFailure = feed.DeadLetter
+	envs := appendSpread(t, s, name, 2, 4)
+	bad := envs[2]
+	p := startProcessor(t, src, cfg, func(ctx context.Context, env events.Envelope) error {
+		if err := applyOnce(ctx, name, env); err != nil {
+			return err
+		}
+		if env.ID == bad.ID {
+			return errors.New("cannot apply " + env.ID)
+		}
+		return nil
+	})
+	awaitPosition(t, p.p, envs[3].Token)
+	dls, err := p.p.DeadLetters(t.Context(), 0)
+	require.NoError(t, err)
+	require.Len(t, dls, 1)
+	require.Equal(t, bad.ID, dls[0].Event.ID)
+	require.Equal(t, 2, dls[0].Attempts)
+	require.Contains(t, dls[0].Reason, "cannot apply")
+	// The failed attempts' writes were rolled back with their units.
+	requireAppliedOnce(t, src, name, []events.Envelope{envs[0], envs[1], envs[3]})
+}
+
+// fakeWaiter reaches its models once released.
+type fakeWaiter struct {
+	released chan struct{}
+	waits    atomic.Int64
+}
+
+func (w *fakeWaiter) WaitReached(ctx context.Context, _ events.Token, models ...string) (bool, []string, error) {
+	w.waits.Add(1)
+	select {
+	case <-w.released:
+		return true, nil, nil
+	case <-ctx.Done():
+		return false, models, nil
+	}
+}
+
+func testProcessorGate(t *testing.T, s events.Store, src feed.Source) {
+	name := uniqueName("gate")
+	w := &fakeWaiter{released: make(chan struct{})}
+	cfg := procConfig(name, 1)
+	cfg.CommitBatch = 10
+	cfg.GateTimeout = 20 * time.Millisecond
+	envs := appendSpread(t, s, name, 1, 4)
+	gated := envs[2]
+	cfg.Gate = func(_ context.Context, env events.Envelope) ([]string, events.Token, error) {
+		if env.ID == gated.ID {
+			return []string{"model"}, env.Token, nil
+		}
+		return nil, events.Token{}, nil
+	}
+	cfg.Waiter = w
+	type seen struct {
+		gate  feed.GateResult
+		index int
+		unit  bool
+	}
+	var mu sync.Mutex
+	var got []seen
+	p := startProcessor(t, src, cfg, func(ctx context.Context, env events.Envelope) error {
+		if env.ID == gated.ID {
+			_, inUnit := events.UnitFromContext(ctx)
+			mu.Lock()
+			got = append(got, seen{gate: feed.GateFromContext(ctx), index: feed.UnitIndex(ctx), unit: inUnit})
+			n := len(got)
+			mu.Unlock()
+			if n == 1 {
+				close(w.released)
+				return errors.New("models were behind; try again")
+			}
+		}
+		return applyOnce(ctx, name, env)
+	})
+	awaitPosition(t, p.p, envs[3].Token)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, got, 2)
+	// The gated event was cut to the head of its own unit before waiting,
+	// so the wait held no other event's writes open.
+	require.Equal(t, 0, got[0].index)
+	require.True(t, got[0].unit)
+	require.True(t, got[0].gate.Gated)
+	require.False(t, got[0].gate.Reached)
+	require.Equal(t, []string{"model"}, got[0].gate.Behind)
+	require.GreaterOrEqual(t, got[0].gate.Waited, cfg.GateTimeout)
+	require.True(t, got[1].gate.Reached)
+	requireAppliedOnce(t, src, name, envs)
+}
+
+func testProcessorCut(t *testing.T, s events.Store, src feed.Source) {
+	name := uniqueName("cut")
+	cfg := procConfig(name, 1)
+	cfg.CommitBatch = 10
+	cfg.MaxAttempts = 2
+	envs := appendSpread(t, s, name, 3, 6)
+	var failedOnce atomic.Bool
+	var headCalls atomic.Int64
+	p := startProcessor(t, src, cfg, func(ctx context.Context, env events.Envelope) error {
+		if err := applyOnce(ctx, name, env); err != nil {
+			return err
+		}
+		if env.ID == envs[3].ID {
+			if feed.UnitIndex(ctx) == 0 {
+				headCalls.Add(1)
+			}
+			if failedOnce.CompareAndSwap(false, true) {
+				return errors.New("transient")
+			}
+		}
+		return nil
+	})
+	awaitPosition(t, p.p, envs[5].Token)
+	requireAppliedOnce(t, src, name, envs)
+	require.Equal(t, int64(1), headCalls.Load(), "the failing event was not redelivered at the head of a unit of its own")
+	require.Equal(t, feed.PartitionActive, p.p.Status().Partitions[0].State,
+		"a failure behind the head must not count toward MaxAttempts")
+}
+
+func testProcessorFilter(t *testing.T, s events.Store, src feed.Source) {
+	name := uniqueName("filter")
+	cfg := procConfig(name, 1)
+	cfg.Types = []string{"feedtest.wanted"}
+	var got atomic.Int64
+	p := startProcessor(t, src, cfg, func(ctx context.Context, env events.Envelope) error {
+		if env.Type != "feedtest.wanted" {
+			return fmt.Errorf("handed an event of type %s the filter excludes", env.Type)
+		}
+		got.Add(1)
+		return applyOnce(ctx, name, env)
+	})
+	stream := name + "-1"
+	for i := range 30 {
+		typ := eventType
+		if i%10 == 5 {
+			typ = "feedtest.wanted"
+		}
+		_, err := s.Append(t.Context(), stream, events.AnyVersion,
+			events.Event{Data: events.Raw{Type: typ, Payload: json.RawMessage(`{}`)}})
+		require.NoError(t, err)
+	}
+	all := awaitAllOf(t, s, name, 30)
+	// The position moves to the last event, though it is not handled: the
+	// read scanned past it and the checkpoint advanced without a unit.
+	awaitPosition(t, p.p, all[len(all)-1].Token)
+	require.Equal(t, int64(3), got.Load())
+}

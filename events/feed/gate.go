@@ -1,0 +1,82 @@
+package feed
+
+import (
+	"context"
+	"time"
+
+	"github.com/converge-es/converge/events"
+)
+
+// GateFunc names the read models a handler is about to read for env and
+// the token they must have reached first. No models means no wait. It runs
+// before the event's unit begins, so it must not use the unit: read what it
+// needs through Source.Rows (committed state).
+type GateFunc func(ctx context.Context, env events.Envelope) (models []string, token events.Token, err error)
+
+// Waiter waits until named read models have reached a token.
+// consistency.Tracker implements it (Tracker.WaitReached).
+type Waiter interface {
+	// WaitReached blocks until every model has reached token or ctx ends,
+	// and reports whether they did and which did not. It returns an error
+	// only when it cannot judge (unknown model, tracker stopped).
+	WaitReached(ctx context.Context, token events.Token, models ...string) (reached bool, behind []string, err error)
+}
+
+// GateResult is the outcome of an event's gate, as its handler sees it
+// (GateFromContext).
+type GateResult struct {
+	// Gated is false when the event's GateFunc named no model: nothing was
+	// waited for and Reached is true.
+	Gated bool
+	// Reached reports that every model had reached Token before the
+	// handler's unit began: reads of them now reflect at least Token.
+	Reached bool
+	// Models are the models the gate named; Behind those that had not
+	// reached Token when the wait gave up.
+	Models []string
+	Behind []string
+	// Token is what the models were waited for.
+	Token events.Token
+	// Waited is how long the wait took.
+	Waited time.Duration
+}
+
+type (
+	gateKey      struct{}
+	unitIndexKey struct{}
+)
+
+// GateFromContext returns the gate outcome of the event a handler runs
+// for. Without a gate (the processor has none) it reports Reached.
+func GateFromContext(ctx context.Context) GateResult {
+	if g, ok := ctx.Value(gateKey{}).(GateResult); ok {
+		return g
+	}
+	return GateResult{Reached: true}
+}
+
+func contextWithGate(ctx context.Context, g GateResult) context.Context {
+	return context.WithValue(ctx, gateKey{}, g)
+}
+
+// UnitIndex returns the position of the event a handler runs for within
+// its unit: 0 for the first (or only) event, n when n earlier events share
+// the unit and commit with it. A handler that must not hold earlier
+// events' writes open (a long wait, say) can fail fast when it is above 0:
+// the processor then commits the earlier events first and delivers this
+// one again at the head of a unit of its own.
+func UnitIndex(ctx context.Context) int {
+	i, _ := ctx.Value(unitIndexKey{}).(int)
+	return i
+}
+
+func contextWithUnitIndex(ctx context.Context, i int) context.Context {
+	return context.WithValue(ctx, unitIndexKey{}, i)
+}
+
+// withoutUnit hides the unit ctx carries, so a wait made with it is not
+// refused as a wait inside a unit: the gate runs before the unit is used,
+// so it holds nothing.
+func withoutUnit(ctx context.Context) context.Context {
+	return events.ContextWithUnit(ctx, nil)
+}

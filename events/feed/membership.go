@@ -1,0 +1,114 @@
+package feed
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/internal/signal"
+)
+
+// membership keeps this process in a processor's group and tells each
+// partition whether this process should hold it.
+//
+// Membership is a row per live process with an expiry, renewed by
+// heartbeat, not a session advisory lock: a lock held by a connection
+// outlives a frozen process and vanishes with a pooled connection's
+// reconnect, while a row expires on a clock everyone reads. Assignment is a
+// pure function of the sorted member list (partition i goes to member
+// i mod n), so every process computes the same split without talking to the
+// others, and the leases with their generations (epochs) fence the moments
+// when two processes briefly disagree: a partition is only ever delivered
+// under its lease, and a commit under a superseded lease is refused.
+type membership struct {
+	cps    CheckpointStore
+	group  string
+	member string
+	ttl    time.Duration
+	every  time.Duration
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	members []string
+	known   bool
+	changed signal.Broadcast
+}
+
+// run heartbeats until ctx ends, then leaves the group so the others take
+// over at once.
+func (m *membership) run(ctx context.Context) {
+	failing := false
+	for {
+		hctx, cancel := context.WithTimeout(ctx, m.ttl)
+		members, err := m.cps.Heartbeat(hctx, m.group, m.member, m.ttl)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			m.leave(ctx)
+			return
+		case errors.Is(err, events.ErrClosed):
+			return
+		case err != nil:
+			if !failing {
+				m.log.Warn("feed: membership heartbeat failed; keeping the last known members", "error", err)
+				failing = true
+			}
+		default:
+			if failing {
+				m.log.Info("feed: membership heartbeat recovered")
+				failing = false
+			}
+			m.set(members)
+		}
+		if !sleep(ctx, m.every) {
+			m.leave(ctx)
+			return
+		}
+	}
+}
+
+func (m *membership) leave(ctx context.Context) {
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.ttl)
+	defer cancel()
+	if err := m.cps.Leave(lctx, m.group, m.member); err != nil && !errors.Is(err, events.ErrClosed) {
+		m.log.Warn("feed: leaving the membership group failed; the others take over when this member expires", "error", err, "ttl", m.ttl)
+	}
+	m.set(nil)
+}
+
+func (m *membership) set(members []string) {
+	members = slices.Clone(members)
+	slices.Sort(members)
+	m.mu.Lock()
+	same := m.known && slices.Equal(m.members, members)
+	m.members, m.known = members, members != nil
+	m.mu.Unlock()
+	if !same {
+		m.log.Debug("feed: membership changed", "members", members)
+		m.changed.Notify()
+	}
+}
+
+// owns reports whether this member should hold partition index of count,
+// and a channel closed at the next membership change. Before the first
+// heartbeat answers nobody is known and nothing is owned.
+func (m *membership) owns(index, count int) (bool, <-chan struct{}) {
+	ch := m.changed.C()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.members) == 0 {
+		return false, ch
+	}
+	return m.members[index%len(m.members)] == m.member, ch
+}
+
+// snapshot returns the members last seen.
+func (m *membership) snapshot() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.members)
+}

@@ -1,0 +1,309 @@
+package feed
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/converge-es/converge/events"
+)
+
+// Rows where the runtime keeps its own records, beside the read models.
+const (
+	// RuntimeNamespace is the Rows namespace of converge's runtime.
+	RuntimeNamespace = "converge"
+	// HaltsTable holds one row per halted partition, keyed by its
+	// checkpoint name.
+	HaltsTable = "halts"
+	// DeadLettersTable holds one row per dead-lettered event, keyed by
+	// "<checkpoint name>/<event id>".
+	DeadLettersTable = "dead_letters"
+)
+
+// Halt is the record of a halted partition.
+type HaltRecord struct {
+	Checkpoint string       `json:"checkpoint"`
+	EventID    string       `json:"event_id"`
+	Type       string       `json:"type"`
+	StreamID   string       `json:"stream_id"`
+	Token      events.Token `json:"token"`
+	Reason     string       `json:"reason"`
+	Attempts   int          `json:"attempts"`
+	At         time.Time    `json:"at"`
+}
+
+// DeadLetterRecord is an event a processor gave up on under the DeadLetter
+// policy. The partition's checkpoint moved past it in the unit that stored
+// the record, so it is never applied unless someone acts on it.
+type DeadLetterRecord struct {
+	Checkpoint string          `json:"checkpoint"`
+	Event      events.Envelope `json:"event"`
+	Reason     string          `json:"reason"`
+	Attempts   int             `json:"attempts"`
+	At         time.Time       `json:"at"`
+}
+
+// attempt counts the failures of one event in one partition.
+type attempt struct {
+	failures int
+	last     string
+}
+
+// PartitionState is what a partition of this process is doing.
+type PartitionState string
+
+const (
+	// PartitionIdle: not owned by this process (another member holds it),
+	// or not started.
+	PartitionIdle PartitionState = "idle"
+	// PartitionStandby: owned, waiting for the lease (a previous holder's
+	// has not expired yet).
+	PartitionStandby PartitionState = "standby"
+	// PartitionActive: holding the lease, delivering.
+	PartitionActive PartitionState = "active"
+	// PartitionDegraded: holding or seeking the lease while the store
+	// fails (see LastError).
+	PartitionDegraded PartitionState = "degraded"
+	// PartitionHalted: stopped at an event that failed MaxAttempts times.
+	PartitionHalted PartitionState = "halted"
+)
+
+// partitionState is the in-process state of one partition.
+type partitionState struct {
+	index int
+	name  string
+
+	mu        sync.Mutex
+	state     PartitionState
+	since     time.Time
+	pos       events.Token
+	lastErr   string
+	lastErrAt time.Time
+	halt      *HaltRecord
+	attempts  map[string]*attempt
+	resumed   chan struct{}
+	// consumer is the latest subscription's state (lease, degraded).
+	consumer *consumerState
+	// checked is set once the halt row was looked at under the current
+	// lease: a halt written by another process (which held the partition
+	// before) is found at the first delivery, without a read per event.
+	checked bool
+}
+
+func (ps *partitionState) mustCheckHalt() bool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return !ps.checked || ps.halt != nil
+}
+
+func (ps *partitionState) haltChecked() {
+	ps.mu.Lock()
+	ps.checked = true
+	ps.mu.Unlock()
+}
+
+func (ps *partitionState) attempt(eventID string) *attempt {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	a := ps.attempts[eventID]
+	if a == nil {
+		a = &attempt{}
+		ps.attempts[eventID] = a
+	}
+	return a
+}
+
+func (ps *partitionState) succeeded(eventID string) {
+	ps.mu.Lock()
+	delete(ps.attempts, eventID)
+	ps.mu.Unlock()
+}
+
+func (ps *partitionState) setState(s PartitionState) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.state == PartitionHalted && s != PartitionIdle {
+		return
+	}
+	if ps.state != s {
+		if s == PartitionActive {
+			ps.checked = false // a new lease: look for a halt again
+		}
+		ps.state, ps.since = s, time.Now()
+	}
+}
+
+func (ps *partitionState) setPosition(tok events.Token) {
+	ps.mu.Lock()
+	ps.pos = tok
+	ps.mu.Unlock()
+}
+
+func (ps *partitionState) setError(err error) {
+	ps.mu.Lock()
+	ps.lastErr, ps.lastErrAt = err.Error(), time.Now()
+	ps.mu.Unlock()
+}
+
+// giveUp applies the failure policy to an event that failed MaxAttempts
+// times. The handler is not called again: under DeadLetter the record is
+// written in the event's unit, which then commits the checkpoint past it;
+// under Halt the partition stops here until resumed.
+func (p *Processor) giveUp(ctx context.Context, ps *partitionState, env events.Envelope, a *attempt) error {
+	if p.cfg.OnFailure == DeadLetter {
+		u, ok := events.UnitFromContext(ctx)
+		fu, isFeed := u.(Unit)
+		if !ok || !isFeed {
+			return errors.New("feed: dead-lettering needs the delivery's unit in the handler context")
+		}
+		rec := DeadLetterRecord{Checkpoint: ps.name, Event: env, Reason: a.last, Attempts: a.failures, At: time.Now().UTC()}
+		b, err := json.Marshal(rec)
+		if err != nil {
+			return fmt.Errorf("feed: encode dead letter: %w", err)
+		}
+		if err := fu.Rows().Put(ctx, RuntimeNamespace, DeadLettersTable, ps.name+"/"+env.ID, b, env.Token); err != nil {
+			return fmt.Errorf("feed: store dead letter of event %s: %w", env.ID, err)
+		}
+		if p.cfg.OnDeadLetter != nil {
+			fu.AfterCommit(func() { p.cfg.OnDeadLetter(rec) })
+		}
+		p.cfg.Logger.Error("feed: event dead-lettered after repeated failures; the partition moves on without it",
+			"processor", p.cfg.Name, "partition", ps.index, "event_id", env.ID, "type", env.Type, "attempts", a.failures, "reason", a.last)
+		ps.succeeded(env.ID)
+		return nil
+	}
+	rec := HaltRecord{
+		Checkpoint: ps.name, EventID: env.ID, Type: env.Type, StreamID: env.StreamID, Token: env.Token,
+		Reason: a.last, Attempts: a.failures, At: time.Now().UTC(),
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("feed: encode halt: %w", err)
+	}
+	if err := p.src.Rows().Put(ctx, RuntimeNamespace, HaltsTable, ps.name, b, env.Token); err != nil {
+		return fmt.Errorf("feed: record halt of %s: %w", ps.name, err)
+	}
+	p.cfg.Logger.Error("feed: partition halted after repeated failures; resume it once the cause is fixed",
+		"processor", p.cfg.Name, "partition", ps.index, "event_id", env.ID, "type", env.Type, "attempts", a.failures, "reason", a.last)
+	ps.mu.Lock()
+	ps.halt = &rec
+	ps.state, ps.since = PartitionHalted, time.Now()
+	ps.mu.Unlock()
+	if p.cfg.OnHalt != nil {
+		p.cfg.OnHalt(rec)
+	}
+	return p.waitHalted(ctx, ps)
+}
+
+// waitHalted blocks while the partition is halted: its halt row exists,
+// here or written by another process. It returns nil once resumed (the
+// event is then delivered again with a fresh count), or ctx's error. No
+// unit is in use while it blocks, so nothing is held open.
+func (p *Processor) waitHalted(ctx context.Context, ps *partitionState) error {
+	for {
+		row, ok, err := p.src.Rows().Get(withoutUnit(ctx), RuntimeNamespace, HaltsTable, ps.name, LockNone)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			// Cannot tell: let the delivery fail and come back.
+			return fmt.Errorf("feed: read halt of %s: %w", ps.name, err)
+		case err == nil && !ok:
+			ps.mu.Lock()
+			wasHalted := ps.halt != nil
+			if wasHalted {
+				ps.halt = nil
+				ps.attempts = map[string]*attempt{}
+				ps.state, ps.since = PartitionActive, time.Now()
+			}
+			ps.mu.Unlock()
+			if wasHalted {
+				// Deliver again from the checkpoint with a fresh count.
+				return errResumed
+			}
+			return nil
+		case err == nil:
+			var rec HaltRecord
+			if json.Unmarshal(row.Value, &rec) == nil {
+				ps.mu.Lock()
+				ps.halt = &rec
+				ps.state = PartitionHalted
+				ps.mu.Unlock()
+			}
+		}
+		ps.mu.Lock()
+		if ps.resumed == nil {
+			ps.resumed = make(chan struct{})
+		}
+		resumed := ps.resumed
+		ps.mu.Unlock()
+		t := time.NewTimer(p.cfg.HaltCheckInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-resumed:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// errResumed makes the delivery after a resume start over from the
+// checkpoint.
+var errResumed = errors.New("feed: partition resumed; delivering again")
+
+// Resume clears the halts of every partition of the processor, here and
+// (through the halt rows) in every other process. It reports how many
+// partitions were halted.
+func (p *Processor) Resume(ctx context.Context) (int, error) {
+	n := 0
+	for _, ps := range p.parts {
+		_, ok, err := p.src.Rows().Get(ctx, RuntimeNamespace, HaltsTable, ps.name, LockNone)
+		if err != nil {
+			return n, fmt.Errorf("feed: resume %s: %w", ps.name, err)
+		}
+		if !ok {
+			continue
+		}
+		if err := p.src.Rows().Delete(ctx, RuntimeNamespace, HaltsTable, ps.name); err != nil {
+			return n, fmt.Errorf("feed: resume %s: %w", ps.name, err)
+		}
+		n++
+		ps.mu.Lock()
+		if ps.resumed != nil {
+			close(ps.resumed)
+			ps.resumed = nil
+		}
+		ps.mu.Unlock()
+	}
+	return n, nil
+}
+
+// DeadLetters lists the processor's dead letters, oldest partition first,
+// up to limit (DefaultRowLimit when 0).
+func (p *Processor) DeadLetters(ctx context.Context, limit int) ([]DeadLetterRecord, error) {
+	return ListDeadLetters(ctx, p.src.Rows(), p.cfg.Name, limit)
+}
+
+// ListDeadLetters lists the dead letters of the processor named name from
+// rows, up to limit (DefaultRowLimit when 0).
+func ListDeadLetters(ctx context.Context, rows Rows, name string, limit int) ([]DeadLetterRecord, error) {
+	var out []DeadLetterRecord
+	rs, err := rows.List(ctx, RuntimeNamespace, DeadLettersTable, RowQuery{Prefix: name, Limit: limit})
+	if err != nil {
+		return nil, fmt.Errorf("feed: list dead letters of %s: %w", name, err)
+	}
+	for _, r := range rs {
+		var rec DeadLetterRecord
+		if err := json.Unmarshal(r.Value, &rec); err != nil {
+			return nil, fmt.Errorf("feed: dead letter %s does not decode: %w", r.Key, err)
+		}
+		// The prefix also matches "name2...": keep this processor's own.
+		if rec.Checkpoint == name || len(rec.Checkpoint) > len(name) && rec.Checkpoint[:len(name)+1] == name+"#" {
+			out = append(out, rec)
+		}
+	}
+	return out, nil
+}

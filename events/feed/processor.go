@@ -1,0 +1,315 @@
+package feed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/converge-es/converge/events"
+)
+
+// Handler handles one event. Its context carries the event's unit
+// (events.UnitFromContext; a feed.Unit, whose Rows and appends commit with
+// the checkpoint), the gate's outcome (GateFromContext) and the event's
+// place in its unit (UnitIndex). Returning nil applies the event; an error
+// rolls the unit back and the failure policy decides what follows.
+type Handler func(ctx context.Context, env events.Envelope) error
+
+// Processor is converge's consumer runtime: projections, sagas and command
+// handlers all run on it. It reads the feed filtered in the store, split
+// into partitions that the live processes share, delivers each partition's
+// events in order through a Watermill router (so the router's middleware
+// applies), runs the handler in a unit of work that commits with the
+// partition's checkpoint, and applies one failure policy: retry with
+// backoff, then halt or dead-letter with the reason.
+//
+// Mount it with AddHandlers on a router you run, as cqrs.EventProcessor
+// does: one router handler per partition. Every process mounting the same
+// processor joins its membership group; partitions are assigned from the
+// sorted live members and held under leases whose generations fence every
+// commit, so a process that died, froze or left loses its share within a
+// lease TTL and a frozen process's late commit is refused.
+type Processor struct {
+	src     Source
+	cfg     ProcessorConfig
+	subCfg  SubscriberConfig
+	handler Handler
+	member  string
+
+	mship     *membership
+	startOnce sync.Once
+	mctx      context.Context
+	mcancel   context.CancelFunc
+	mdone     chan struct{}
+
+	parts []*partitionState
+}
+
+// NewProcessor returns a processor of src calling h.
+func NewProcessor(src Source, cfg *ProcessorConfig, h Handler) (*Processor, error) {
+	if src == nil {
+		return nil, errors.New("feed: NewProcessor needs a Source (a memstore.Store or a pgstore.Store)")
+	}
+	if h == nil {
+		return nil, errors.New("feed: NewProcessor needs a Handler")
+	}
+	c := cfg.withDefaults()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	sc := c.Subscriber
+	sc.ConsumerName = c.Name
+	sc.CommitBatch = c.CommitBatch
+	sc.Logger = c.Logger
+	sc = sc.withDefaults()
+	if err := sc.validate(); err != nil {
+		return nil, fmt.Errorf("feed: ProcessorConfig.Subscriber: %w", err)
+	}
+	p := &Processor{src: src, cfg: c, subCfg: sc, handler: h, member: sc.Owner, mdone: make(chan struct{})}
+	p.mship = &membership{
+		cps:    src.Checkpoints(),
+		group:  c.Name,
+		member: sc.Owner,
+		ttl:    sc.LeaseTTL,
+		every:  sc.RenewInterval,
+		log:    c.Logger.With("processor", c.Name),
+	}
+	p.mctx, p.mcancel = context.WithCancel(context.Background())
+	for i := range c.Partitions {
+		p.parts = append(p.parts, &partitionState{
+			index:    i,
+			name:     PartitionName(c.Name, i, c.Partitions),
+			attempts: map[string]*attempt{},
+		})
+	}
+	return p, nil
+}
+
+// Name returns the processor's name.
+func (p *Processor) Name() string { return p.cfg.Name }
+
+// CheckpointNames returns the checkpoint name of every partition, in
+// partition order. The processor's position is the lowest of them.
+func (p *Processor) CheckpointNames() []string {
+	out := make([]string, len(p.parts))
+	for i, ps := range p.parts {
+		out[i] = ps.name
+	}
+	return out
+}
+
+// Position returns the processor's position: the lowest of its partitions'
+// checkpoints. Every event up to it that the processor handles is applied.
+func (p *Processor) Position(ctx context.Context) (events.Token, error) {
+	var low events.Token
+	for i, ps := range p.parts {
+		pos, err := p.src.Checkpoints().Position(ctx, ps.name)
+		if err != nil {
+			return events.Token{}, fmt.Errorf("feed: position of %s: %w", ps.name, err)
+		}
+		if i == 0 || pos.Before(low) {
+			low = pos
+		}
+	}
+	return low, nil
+}
+
+// AddHandlers mounts the processor on r: one handler per partition, named
+// after its checkpoint. Run the router to start it; closing the router
+// stops it, releasing its leases and leaving the group.
+func (p *Processor) AddHandlers(r *message.Router) error {
+	for _, ps := range p.parts {
+		sub := &partitionSubscriber{p: p, ps: ps}
+		r.AddConsumerHandler(ps.name, ps.name, sub, p.messageHandler(ps))
+	}
+	return nil
+}
+
+// startMembership starts heartbeating once, at the first partition's
+// subscription, and keeps it until Close or the last subscription ends.
+func (p *Processor) startMembership() {
+	p.startOnce.Do(func() {
+		p.seed(p.mctx)
+		go func() {
+			defer close(p.mdone)
+			p.mship.run(p.mctx)
+		}()
+	})
+}
+
+// Close leaves the membership group and waits for the heartbeat loop. The
+// router's Close stops the partitions themselves.
+func (p *Processor) Close() error {
+	p.mcancel()
+	p.startOnce.Do(func() { close(p.mdone) })
+	<-p.mdone
+	return nil
+}
+
+// partitionSubscriber is the Watermill subscriber of one partition: it
+// delivers the partition's events while this process owns the partition
+// and holds its lease.
+type partitionSubscriber struct {
+	p  *Processor
+	ps *partitionState
+
+	mu     sync.Mutex
+	cancel []context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func (s *partitionSubscriber) Subscribe(ctx context.Context, _ string) (<-chan *message.Message, error) {
+	p := s.p
+	p.startMembership()
+	cctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(p.mctx, cancel)
+	s.mu.Lock()
+	s.cancel = append(s.cancel, cancel)
+	s.mu.Unlock()
+	c := &consumer{
+		src:   p.src,
+		cps:   p.src.Checkpoints(),
+		cfg:   &p.subCfg,
+		name:  s.ps.name,
+		owner: p.member + "/" + strconv.Itoa(s.ps.index),
+		filter: Filter{
+			Types:      p.cfg.Types,
+			Categories: p.cfg.Categories,
+			Partition:  Partition{Index: s.ps.index, Count: p.cfg.Partitions, Key: p.cfg.PartitionKey},
+		},
+		assigned: func() (bool, <-chan struct{}) { return p.mship.owns(s.ps.index, p.cfg.Partitions) },
+		onState:  s.ps.setState,
+		onCommitted: func(name string, tok events.Token) {
+			s.ps.setPosition(tok)
+			if p.cfg.OnCommitted != nil {
+				p.cfg.OnCommitted(name, tok)
+			}
+		},
+		out: make(chan *message.Message),
+	}
+	c.log = p.cfg.Logger.With("consumer", c.name, "owner", c.owner)
+	c.st = newConsumerState(&p.subCfg, c.name, c.owner)
+	s.ps.mu.Lock()
+	s.ps.consumer = c.st
+	s.ps.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer cancel()
+		defer stop()
+		c.run(cctx)
+	}()
+	return c.out, nil
+}
+
+func (s *partitionSubscriber) Close() error {
+	s.mu.Lock()
+	for _, c := range s.cancel {
+		c()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// messageHandler adapts the processor's Handler to a Watermill handler with
+// the gate and the failure policy around it.
+func (p *Processor) messageHandler(ps *partitionState) message.NoPublishHandlerFunc {
+	return func(msg *message.Message) error {
+		env, err := EnvelopeFromMessage(msg)
+		if err != nil {
+			return fmt.Errorf("feed: processor %s: %w", p.cfg.Name, err)
+		}
+		return p.handle(msg.Context(), ps, env)
+	}
+}
+
+// handle runs one event: the gate first (before the unit is used), then
+// the handler under the failure policy.
+func (p *Processor) handle(ctx context.Context, ps *partitionState, env events.Envelope) error {
+	if ps.mustCheckHalt() {
+		if err := p.waitHalted(ctx, ps); err != nil {
+			return err
+		}
+		ps.haltChecked()
+	}
+	first := UnitIndex(ctx) == 0
+	a := ps.attempt(env.ID)
+	if first && a.failures >= p.cfg.MaxAttempts {
+		return p.giveUp(ctx, ps, env, a)
+	}
+	if p.cfg.Gate != nil {
+		g, err := p.gate(ctx, env, first)
+		if err != nil {
+			return err
+		}
+		ctx = contextWithGate(ctx, g)
+	}
+	err := p.call(ctx, env)
+	if err == nil {
+		ps.succeeded(env.ID)
+		return nil
+	}
+	if first {
+		// Only a failure at the head of a unit counts: a failure further in
+		// may come from an earlier event's writes, and the unit is cut
+		// before it next time (see consumer.deliverGroup).
+		a.failures++
+		a.last = err.Error()
+	}
+	ps.setError(err)
+	p.cfg.Logger.Warn("feed: handler failed; the event will be delivered again",
+		"processor", p.cfg.Name, "partition", ps.index, "event_id", env.ID, "type", env.Type,
+		"attempt", a.failures, "max_attempts", p.cfg.MaxAttempts, "error", err)
+	return err
+}
+
+// call runs the handler, turning a panic into an error so one bad event
+// cannot take the process down (Watermill's Recoverer does the same for
+// the router's own handlers).
+func (p *Processor) call(ctx context.Context, env events.Envelope) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("feed: handler panicked on event %s (%s): %v", env.ID, env.Type, r)
+		}
+	}()
+	return p.handler(ctx, env)
+}
+
+// errCut asks the consumer to commit the events before this one and to
+// deliver it again at the head of a unit of its own.
+var errCut = errors.New("feed: cut the unit before this event")
+
+// gate waits for the event's read models. Behind the head of a unit it
+// does not wait: waiting there would hold the earlier events' open writes
+// (and on PostgreSQL their transaction), so it cuts the unit instead.
+func (p *Processor) gate(ctx context.Context, env events.Envelope, first bool) (GateResult, error) {
+	wctx := withoutUnit(ctx)
+	models, tok, err := p.cfg.Gate(wctx, env)
+	if err != nil {
+		return GateResult{}, fmt.Errorf("feed: gate of event %s: %w", env.ID, err)
+	}
+	if len(models) == 0 {
+		return GateResult{Reached: true}, nil
+	}
+	start := time.Now()
+	timeout := p.cfg.GateTimeout
+	if !first {
+		timeout = 0
+	}
+	gctx, cancel := context.WithTimeout(wctx, timeout)
+	reached, behind, err := p.cfg.Waiter.WaitReached(gctx, tok, models...)
+	cancel()
+	if err != nil && ctx.Err() == nil {
+		return GateResult{}, fmt.Errorf("feed: gate of event %s: %w", env.ID, err)
+	}
+	if !reached && !first {
+		return GateResult{}, errCut
+	}
+	return GateResult{Gated: true, Reached: reached, Models: models, Behind: behind, Token: tok, Waited: time.Since(start)}, nil
+}

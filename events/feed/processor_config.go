@@ -1,0 +1,167 @@
+package feed
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/converge-es/converge/events"
+)
+
+// Defaults of ProcessorConfig.
+const (
+	// DefaultProcessorCommitBatch bounds how many already-read events a
+	// processor applies in one unit while it is behind. A caught-up
+	// processor reads one event at a time, so each still commits alone.
+	DefaultProcessorCommitBatch = 100
+	// DefaultMaxAttempts is how many times a failing event is handled
+	// before the failure policy gives up on it.
+	DefaultMaxAttempts = 5
+	// DefaultGateTimeout is how long a gated event waits, before its unit
+	// begins, for its read models to catch up.
+	DefaultGateTimeout = 250 * time.Millisecond
+	// DefaultHaltCheckInterval is how often a halted partition looks for a
+	// resume made by another process.
+	DefaultHaltCheckInterval = time.Second
+)
+
+// OnFailure is what a processor does with an event whose handler failed
+// MaxAttempts times.
+type OnFailure int
+
+const (
+	// Halt stops the partition at the event, recorded with the error, until
+	// Processor.Resume (or `converge projections resume`): nothing after it
+	// is applied, so no read model or process skips a step. The default.
+	Halt OnFailure = iota
+	// DeadLetter records the event with the error and moves past it in the
+	// same unit: later events are applied without it.
+	DeadLetter
+)
+
+// ProcessorConfig configures a Processor. Name is required.
+type ProcessorConfig struct {
+	// Name is the processor's durable name: its checkpoints, leases,
+	// membership, halts and dead letters are stored under it. Required.
+	Name string
+	// Types and Categories filter the feed in the store (see Filter): the
+	// processor is handed only what it handles, and its checkpoint moves
+	// past the rest without a unit per event. Empty: everything.
+	Types      []string
+	Categories []string
+	// Partitions splits the processor into this many partitions by a hash
+	// of PartitionKey: each is processed in order, all in parallel, shared
+	// between the processes running the processor. Changing it starts the
+	// new partitions' checkpoints from the lowest position of the old ones,
+	// so events in between may be handled again: handlers must be
+	// idempotent across such a change (projections and sagas are).
+	// Defaults to 1.
+	Partitions int
+	// PartitionKey is what is hashed. Defaults to ByStream.
+	PartitionKey PartitionKey
+	// CommitBatch bounds how many consecutive already-read events share one
+	// unit (see SubscriberConfig.CommitBatch). Defaults to
+	// DefaultProcessorCommitBatch (100).
+	CommitBatch int
+	// MaxAttempts is how many times an event is handled before OnFailure
+	// applies. Between attempts the event is delivered again after the
+	// subscriber's Nack backoff. Defaults to DefaultMaxAttempts (5).
+	MaxAttempts int
+	// OnFailure is what happens after MaxAttempts failures. Defaults to
+	// Halt.
+	OnFailure OnFailure
+	// Gate, when set, names the read models the handler will read for an
+	// event and the token they must reach; the processor waits for them
+	// with Waiter before the event's unit begins, up to GateTimeout, and
+	// tells the handler the outcome (GateFromContext). The handler decides
+	// what to do when they did not catch up (a saga parks the step).
+	Gate GateFunc
+	// Waiter waits for gated read models. Required with Gate.
+	Waiter Waiter
+	// GateTimeout bounds a gate's wait. Defaults to DefaultGateTimeout.
+	GateTimeout time.Duration
+	// HaltCheckInterval is how often a halted partition checks whether
+	// another process resumed it. Defaults to DefaultHaltCheckInterval.
+	HaltCheckInterval time.Duration
+	// Subscriber tunes the partitions' subscribers (leases, reads,
+	// backoffs). Its ConsumerName, CommitBatch and OnCommitted must be
+	// left empty: the processor sets them (a value there is an error, not
+	// silently replaced). Defaults to the SubscriberConfig defaults.
+	Subscriber SubscriberConfig
+	// OnCommitted is called after every commit of a partition with its
+	// checkpoint name and position. It must not block.
+	OnCommitted func(checkpoint string, pos events.Token)
+	// OnHalt, when set, is called in the process where a partition halts,
+	// with the halt's record. It must not block. Defaults to nil.
+	OnHalt func(HaltRecord)
+	// OnDeadLetter, when set, is called once the unit that stored a dead
+	// letter has committed, with its record. It must not block. Defaults to
+	// nil.
+	OnDeadLetter func(DeadLetterRecord)
+	// Logger defaults to Subscriber.Logger, else slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *ProcessorConfig) withDefaults() ProcessorConfig {
+	out := ProcessorConfig{}
+	if c != nil {
+		out = *c
+	}
+	out.Partitions = cmp.Or(out.Partitions, 1)
+	out.PartitionKey = cmp.Or(out.PartitionKey, ByStream)
+	out.CommitBatch = cmp.Or(out.CommitBatch, DefaultProcessorCommitBatch)
+	out.MaxAttempts = cmp.Or(out.MaxAttempts, DefaultMaxAttempts)
+	out.GateTimeout = cmp.Or(out.GateTimeout, DefaultGateTimeout)
+	out.HaltCheckInterval = cmp.Or(out.HaltCheckInterval, DefaultHaltCheckInterval)
+	if out.Logger == nil {
+		out.Logger = cmp.Or(out.Subscriber.Logger, slog.Default())
+	}
+	return out
+}
+
+func (c *ProcessorConfig) validate() error {
+	switch {
+	case strings.TrimSpace(c.Name) == "":
+		return errors.New("feed: ProcessorConfig.Name is empty: name the processor after what it does (e.g. \"order-summary\"); its checkpoints are stored under it")
+	case strings.ContainsAny(c.Name, "#\x00"):
+		return fmt.Errorf("feed: ProcessorConfig.Name %q contains '#' or NUL: '#' separates partition checkpoints", c.Name)
+	case c.Partitions < 1 || c.Partitions > MaxPartitions:
+		return fmt.Errorf("feed: ProcessorConfig.Partitions is %d: use 1..%d", c.Partitions, MaxPartitions)
+	case c.CommitBatch < 1:
+		return fmt.Errorf("feed: ProcessorConfig.CommitBatch is %d: use 0 for the default or a positive count", c.CommitBatch)
+	case c.MaxAttempts < 1:
+		return fmt.Errorf("feed: ProcessorConfig.MaxAttempts is %d: use 0 for the default or a positive count", c.MaxAttempts)
+	case c.OnFailure != Halt && c.OnFailure != DeadLetter:
+		return fmt.Errorf("feed: ProcessorConfig.OnFailure is %d: use feed.Halt or feed.DeadLetter", c.OnFailure)
+	case c.Gate != nil && c.Waiter == nil:
+		return errors.New("feed: ProcessorConfig.Gate is set but Waiter is nil: pass the consistency.Tracker that follows the gated read models")
+	case c.GateTimeout < 0:
+		return fmt.Errorf("feed: ProcessorConfig.GateTimeout is %s: use 0 for the default or a positive duration", c.GateTimeout)
+	case c.Subscriber.ConsumerName != "":
+		return errors.New("feed: ProcessorConfig.Subscriber.ConsumerName is set: the processor names its partitions after ProcessorConfig.Name; leave it empty")
+	case c.Subscriber.CommitBatch != 0:
+		return errors.New("feed: ProcessorConfig.Subscriber.CommitBatch is set: use ProcessorConfig.CommitBatch")
+	case c.Subscriber.Partition != (Partition{}):
+		return errors.New("feed: ProcessorConfig.Subscriber.Partition is set: use ProcessorConfig.Partitions and PartitionKey")
+	case c.Subscriber.OnCommitted != nil:
+		return errors.New("feed: ProcessorConfig.Subscriber.OnCommitted is set: use ProcessorConfig.OnCommitted")
+	}
+	if err := (Partition{Count: c.Partitions, Key: c.PartitionKey}).Validate(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// PartitionName is the checkpoint name of partition index of a processor
+// split into count partitions: the processor's name when count is 1, so a
+// processor that is not split keeps the checkpoint it always had, else
+// "name#index/count".
+func PartitionName(name string, index, count int) string {
+	if count <= 1 {
+		return name
+	}
+	return fmt.Sprintf("%s#%d/%d", name, index, count)
+}

@@ -1,0 +1,67 @@
+package feed
+
+import (
+	"time"
+
+	"github.com/converge-es/converge/events"
+)
+
+// ProcessorStatus is what a processor is doing in this process.
+type ProcessorStatus struct {
+	Name string
+	// Member is this process's id in the membership group; Members are
+	// the live members it last saw, sorted.
+	Member  string
+	Members []string
+	// Partitions, in partition order.
+	Partitions []PartitionStatus
+}
+
+// PartitionStatus is one partition's state in this process.
+type PartitionStatus struct {
+	Index      int
+	Checkpoint string
+	State      PartitionState
+	Since      time.Time
+	// Position is the last position this process committed (zero when it
+	// never held the partition; read Processor.Position for the stored
+	// one).
+	Position events.Token
+	// LastError is the last handler or store error, and when.
+	LastError   string
+	LastErrorAt time.Time
+	// Halt is set while the partition is halted.
+	Halt *HaltRecord
+	// Consumer is the partition's latest subscription as it reports
+	// itself (lease, degraded since, counts of lease events), without
+	// asking the Source. Its Lease is LeaseStopped before the first one.
+	Consumer ConsumerStatus
+}
+
+// Status reports the processor's partitions as this process sees them.
+func (p *Processor) Status() ProcessorStatus {
+	st := ProcessorStatus{Name: p.cfg.Name, Member: p.member, Members: p.mship.snapshot()}
+	for _, ps := range p.parts {
+		ps.mu.Lock()
+		s := PartitionStatus{
+			Index: ps.index, Checkpoint: ps.name, State: ps.state, Since: ps.since, Position: ps.pos,
+			LastError: ps.lastErr, LastErrorAt: ps.lastErrAt,
+		}
+		if s.State == "" {
+			s.State = PartitionIdle
+		}
+		if ps.halt != nil {
+			h := *ps.halt
+			s.Halt = &h
+		}
+		cst := ps.consumer
+		ps.mu.Unlock()
+		if cst != nil {
+			s.Consumer = cst.get()
+		} else {
+			s.Consumer = ConsumerStatus{Consumer: ps.name, Lease: LeaseStopped}
+		}
+		st.Partitions = append(st.Partitions, s)
+	}
+	return st
+}

@@ -1,0 +1,177 @@
+package pgstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+)
+
+// rows is feed.Rows over the rows table: committed rows when u is nil,
+// else the unit's transaction. Values are stored as jsonb, so they read
+// back normalised (key order, whitespace), equal as JSON to what was put.
+type rows struct {
+	s *Store
+	u *unit
+}
+
+// Rows returns the store's rows outside any unit: committed reads, and
+// writes that commit by themselves.
+func (s *Store) Rows() feed.Rows { return &rows{s: s} }
+
+// errLockOutsideUnit refuses a lock that nothing would hold.
+var errLockOutsideUnit = fmt.Errorf("%w: a lock outside a unit protects nothing (read through Unit.Rows)", feed.ErrInvalidRow)
+
+// reader is what a read runs on; writer what a write runs on (the unit's
+// transaction, begun if need be).
+func (r *rows) reader() (execer, error) {
+	if r.u == nil {
+		return r.s.pool, nil
+	}
+	return r.u.reader()
+}
+
+func (r *rows) writer(ctx context.Context) (execer, error) {
+	if r.u == nil {
+		return r.s.pool, nil
+	}
+	return r.u.txFor(ctx)
+}
+
+func (r *rows) Get(ctx context.Context, ns, table, key string, lock feed.Lock) (feed.Row, bool, error) {
+	if err := feed.ValidateRowAddress(ns, table, key); err != nil {
+		return feed.Row{}, false, err
+	}
+	sql := r.s.q.rowGet
+	switch lock {
+	case feed.LockNone:
+	case feed.LockShare:
+		sql = r.s.q.rowGetShare
+	case feed.LockUpdate:
+		sql = r.s.q.rowGetUpdate
+	default:
+		return feed.Row{}, false, fmt.Errorf("%w: unknown lock %d", feed.ErrInvalidRow, lock)
+	}
+	var (
+		db  execer
+		err error
+	)
+	switch {
+	case lock != feed.LockNone && r.u == nil:
+		return feed.Row{}, false, errLockOutsideUnit
+	case lock != feed.LockNone:
+		db, err = r.writer(ctx) // a row lock needs the transaction
+	default:
+		db, err = r.reader()
+	}
+	if err != nil {
+		return feed.Row{}, false, err
+	}
+	var (
+		value        []byte
+		major, minor int64
+	)
+	err = db.QueryRow(ctx, sql, ns, table, key).Scan(&value, &major, &minor)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return feed.Row{}, false, nil
+	}
+	if err != nil {
+		return feed.Row{}, false, fmt.Errorf("pgstore: get row %q/%q: %w", ns, table, err)
+	}
+	return feed.Row{Key: key, Value: json.RawMessage(value), Token: events.MakeToken(uint64(major), uint64(minor))}, true, nil
+}
+
+func (r *rows) List(ctx context.Context, ns, table string, q feed.RowQuery) ([]feed.Row, error) {
+	if err := feed.ValidateRowTable(ns, table); err != nil {
+		return nil, err
+	}
+	q, err := feed.ValidateRowQuery(q)
+	if err != nil {
+		return nil, err
+	}
+	db, err := r.reader()
+	if err != nil {
+		return nil, err
+	}
+	sql := r.s.q.rowListAsc
+	if q.Desc {
+		sql = r.s.q.rowListDesc
+	}
+	rs, err := db.Query(ctx, sql, ns, table, q.Prefix, q.After, q.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: list rows %q/%q: %w", ns, table, err)
+	}
+	out, err := pgx.CollectRows(rs, func(row pgx.CollectableRow) (feed.Row, error) {
+		var (
+			out          feed.Row
+			value        []byte
+			major, minor int64
+		)
+		err := row.Scan(&out.Key, &value, &major, &minor)
+		out.Value = json.RawMessage(value)
+		out.Token = events.MakeToken(uint64(major), uint64(minor))
+		return out, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: list rows %q/%q: %w", ns, table, err)
+	}
+	return out, nil
+}
+
+func (r *rows) Put(ctx context.Context, ns, table, key string, value json.RawMessage, tok events.Token) error {
+	if err := feed.ValidateRowAddress(ns, table, key); err != nil {
+		return err
+	}
+	if err := feed.ValidateRowValue(value); err != nil {
+		return err
+	}
+	major, minor, err := tokenArgs(tok)
+	if err != nil {
+		return err
+	}
+	db, err := r.writer(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := db.Exec(ctx, r.s.q.rowPut, ns, table, key, string(value), major, minor); err != nil {
+		return fmt.Errorf("pgstore: put row %q/%q: %w", ns, table, err)
+	}
+	return nil
+}
+
+func (r *rows) Delete(ctx context.Context, ns, table, key string) error {
+	if err := feed.ValidateRowAddress(ns, table, key); err != nil {
+		return err
+	}
+	db, err := r.writer(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := db.Exec(ctx, r.s.q.rowDelete, ns, table, key); err != nil {
+		return fmt.Errorf("pgstore: delete row %q/%q: %w", ns, table, err)
+	}
+	return nil
+}
+
+func (r *rows) DeleteNamespace(ctx context.Context, ns string, limit int) (int, error) {
+	if err := feed.ValidateRowNamespace(ns); err != nil {
+		return 0, err
+	}
+	if err := feed.ValidateDeleteLimit(limit); err != nil {
+		return 0, err
+	}
+	db, err := r.writer(ctx)
+	if err != nil {
+		return 0, err
+	}
+	tag, err := db.Exec(ctx, r.s.q.rowDeleteNS, ns, limit)
+	if err != nil {
+		return 0, fmt.Errorf("pgstore: delete namespace %q: %w", ns, err)
+	}
+	return int(tag.RowsAffected()), nil
+}

@@ -1,0 +1,328 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+)
+
+// unit is the PostgreSQL feed.Unit: one transaction, begun at its first
+// use, so a unit that only moves a checkpoint costs one UPDATE.
+type unit struct {
+	s *Store
+
+	mu       sync.Mutex
+	tx       pgx.Tx
+	done     bool
+	appended bool // the unit appended: notify other processes after commit
+	after    []func()
+}
+
+var _ feed.Unit = (*unit)(nil)
+
+func (s *Store) newUnit() *unit { return &unit{s: s} }
+
+// txFor returns the unit's transaction, beginning it on first use.
+func (u *unit) txFor(ctx context.Context) (pgx.Tx, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.done {
+		return nil, events.ErrUnitEnded
+	}
+	if u.tx == nil {
+		if u.s.isClosed() {
+			return nil, events.ErrClosed
+		}
+		tx, err := u.s.pool.Begin(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("pgstore: begin unit transaction: %w", err)
+		}
+		u.tx = tx
+	}
+	return u.tx, nil
+}
+
+// reader returns what a read through the unit runs on: its transaction
+// once begun (to see its own writes), else the pool, so a unit that only
+// reads never holds a connection or a snapshot.
+func (u *unit) reader() (execer, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.done {
+		return nil, events.ErrUnitEnded
+	}
+	if u.tx != nil {
+		return u.tx, nil
+	}
+	return u.s.pool, nil
+}
+
+// Registry returns the store's registry.
+func (u *unit) Registry() *events.Registry { return u.s.cfg.Registry }
+
+// Append appends inside the unit's transaction (as AppendTx). Other
+// processes are notified after the unit commits, not inside it. An append
+// that AppendHooks want runs under a savepoint, so a failing hook undoes
+// the append and the hook's writes and leaves the unit usable.
+func (u *unit) Append(ctx context.Context, streamID string, expected events.ExpectedVersion, evs ...events.Event) (events.AppendResult, error) {
+	if u.s.isClosed() {
+		return events.AppendResult{}, events.ErrClosed
+	}
+	// Bad input is refused before the transaction begins.
+	recs, err := events.Prepare(u.s.cfg.Registry, u.s.cfg.Limits, streamID, expected, evs)
+	if err != nil {
+		return events.AppendResult{}, err
+	}
+	tx, err := u.txFor(ctx)
+	if err != nil {
+		return events.AppendResult{}, err
+	}
+	hooks := u.s.hooks.Wanting(u.s.cfg.Registry, evs)
+	var res events.AppendResult
+	if len(hooks) == 0 {
+		res, err = u.s.appendOn(ctx, tx, streamID, expected, recs, true)
+	} else {
+		res, err = u.appendHooked(ctx, tx, hooks, streamID, expected, evs)
+	}
+	if err != nil {
+		return events.AppendResult{}, err
+	}
+	u.mu.Lock()
+	u.appended = true
+	u.mu.Unlock()
+	return res, nil
+}
+
+func (u *unit) appendHooked(ctx context.Context, tx pgx.Tx, hooks []feed.AppendHook, streamID string, expected events.ExpectedVersion, evs []events.Event) (events.AppendResult, error) {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return events.AppendResult{}, fmt.Errorf("pgstore: savepoint for append hooks: %w", err)
+	}
+	res, err := u.runHooks(ctx, tx, hooks, streamID, expected, evs)
+	if err != nil {
+		if rerr := sp.Rollback(context.WithoutCancel(ctx)); rerr != nil {
+			return events.AppendResult{}, errors.Join(err, fmt.Errorf("pgstore: roll back to savepoint: %w", rerr))
+		}
+		return events.AppendResult{}, err
+	}
+	if err := sp.Commit(ctx); err != nil {
+		return events.AppendResult{}, fmt.Errorf("pgstore: release savepoint of append hooks: %w", err)
+	}
+	return res, nil
+}
+
+func (u *unit) runHooks(ctx context.Context, tx pgx.Tx, hooks []feed.AppendHook, streamID string, expected events.ExpectedVersion, evs []events.Event) (events.AppendResult, error) {
+	hctx := u.Context(ctx)
+	var err error
+	for _, h := range hooks {
+		if evs, err = h.Before(hctx, u, streamID, evs); err != nil {
+			return events.AppendResult{}, err
+		}
+	}
+	recs, err := events.Prepare(u.s.cfg.Registry, u.s.cfg.Limits, streamID, expected, evs)
+	if err != nil {
+		return events.AppendResult{}, err
+	}
+	res, err := u.s.appendOn(ctx, tx, streamID, expected, recs, true)
+	if err != nil {
+		return events.AppendResult{}, err
+	}
+	if res.AlreadyStored {
+		// A retry of an append that committed: its hooks ran with it.
+		return res, nil
+	}
+	envs, err := u.s.readStream(ctx, tx, streamID, res.FirstVersion, len(res.Tokens))
+	if err != nil {
+		return events.AppendResult{}, err
+	}
+	for _, h := range hooks {
+		if err := h.After(hctx, u, envs); err != nil {
+			return events.AppendResult{}, err
+		}
+	}
+	return res, nil
+}
+
+// ReadStream reads through the unit's transaction once begun, so it sees
+// the unit's own appends.
+func (u *unit) ReadStream(ctx context.Context, streamID string, fromVersion int64, limit int) ([]events.Envelope, error) {
+	db, err := u.reader()
+	if err != nil {
+		return nil, err
+	}
+	return u.s.readStream(ctx, db, streamID, fromVersion, limit)
+}
+
+// StreamVersion counts the stream's events, the unit's own included.
+func (u *unit) StreamVersion(ctx context.Context, streamID string) (int64, error) {
+	if err := events.ValidateStreamID(streamID); err != nil {
+		return 0, err
+	}
+	db, err := u.reader()
+	if err != nil {
+		return 0, err
+	}
+	return u.s.streamVersion(ctx, db, streamID)
+}
+
+// ReadAll reads committed events, as any reader outside the unit.
+func (u *unit) ReadAll(ctx context.Context, after events.Token, limit int) ([]events.Envelope, error) {
+	if _, err := u.reader(); err != nil {
+		return nil, err
+	}
+	return u.s.ReadAll(ctx, after, limit)
+}
+
+// Head returns the newest committed event's token.
+func (u *unit) Head(ctx context.Context) (events.Token, error) {
+	if _, err := u.reader(); err != nil {
+		return events.Token{}, err
+	}
+	return u.s.Head(ctx)
+}
+
+// AfterCommit registers fn to run after a successful Commit.
+func (u *unit) AfterCommit(fn func()) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if !u.done {
+		u.after = append(u.after, fn)
+	}
+}
+
+// Rows returns the unit's view of the rows table.
+func (u *unit) Rows() feed.Rows { return &rows{s: u.s, u: u} }
+
+// Positions reads checkpoint positions as committed when the statement
+// runs (inside the transaction once begun).
+func (u *unit) Positions(ctx context.Context, names ...string) ([]events.Token, error) {
+	db, err := u.reader()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.Query(ctx, u.s.q.positions, names)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: read positions: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (events.Token, error) {
+		var major, minor int64
+		err := r.Scan(&major, &minor)
+		return events.MakeToken(uint64(major), uint64(minor)), err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: read positions: %w", err)
+	}
+	return out, nil
+}
+
+// Context returns ctx carrying the unit (events.UnitFromContext,
+// TxFromContext).
+func (u *unit) Context(ctx context.Context) context.Context {
+	return events.ContextWithUnit(ctx, u)
+}
+
+// Commit stores each move's position, fenced by its lease generation, and
+// commits the unit's writes with them. Without a transaction and with one
+// move it is a single UPDATE.
+func (u *unit) Commit(ctx context.Context, moves ...feed.Move) error {
+	args := make([][5]any, len(moves))
+	for i, m := range moves {
+		major, minor, err := tokenArgs(m.Position)
+		if err != nil {
+			_ = u.Rollback(ctx)
+			return err
+		}
+		args[i] = [5]any{m.Lease.Name, m.Lease.Owner, m.Lease.Generation, major, minor}
+	}
+	u.mu.Lock()
+	if u.done {
+		u.mu.Unlock()
+		return events.ErrUnitEnded
+	}
+	u.done = true
+	tx, appended, after := u.tx, u.appended, u.after
+	u.mu.Unlock()
+	if u.s.isClosed() {
+		if tx != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+		}
+		return events.ErrClosed
+	}
+
+	err := u.commit(ctx, tx, moves, args)
+	// The unit may have held the read horizon back, whatever happened.
+	u.s.wake.Notify()
+	if err != nil {
+		return err
+	}
+	if appended {
+		u.s.notifier.kick("e", u.s.eventsPayload())
+	}
+	for _, m := range moves {
+		u.s.fireCheckpoint(m.Lease.Name, m.Position)
+		u.s.notifier.kick("c:"+m.Lease.Name, u.s.checkpointPayload(m.Lease.Name, m.Position))
+	}
+	for _, fn := range after {
+		fn()
+	}
+	return nil
+}
+
+func (u *unit) commit(ctx context.Context, tx pgx.Tx, moves []feed.Move, args [][5]any) error {
+	if tx == nil && len(moves) > 1 {
+		var err error
+		if tx, err = u.s.pool.Begin(ctx); err != nil {
+			return fmt.Errorf("pgstore: begin unit transaction: %w", err)
+		}
+	}
+	var db execer = u.s.pool
+	if tx != nil {
+		db = tx
+	}
+	for i, m := range moves {
+		tag, err := db.Exec(ctx, u.s.q.commit, args[i][:]...)
+		if err == nil && tag.RowsAffected() == 0 {
+			err = leaseLost(m.Lease)
+		}
+		if err != nil {
+			if tx != nil {
+				_ = tx.Rollback(context.WithoutCancel(ctx))
+			}
+			if errors.Is(err, feed.ErrLeaseLost) {
+				return err
+			}
+			return fmt.Errorf("pgstore: commit checkpoint %q: %w", m.Lease.Name, err)
+		}
+	}
+	if tx != nil {
+		if err := tx.Commit(ctx); err != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+			return fmt.Errorf("pgstore: commit unit: %w", err)
+		}
+	}
+	return nil
+}
+
+// Rollback discards the unit's writes. Safe after Commit, and twice.
+func (u *unit) Rollback(ctx context.Context) error {
+	u.mu.Lock()
+	tx := u.tx
+	wasDone := u.done
+	u.done = true
+	u.mu.Unlock()
+	if wasDone || tx == nil {
+		return nil
+	}
+	err := tx.Rollback(context.WithoutCancel(ctx))
+	u.s.wake.Notify()
+	if err != nil && !errors.Is(err, pgx.ErrTxClosed) {
+		return fmt.Errorf("pgstore: roll back unit: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,219 @@
+package pgstore_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+	"github.com/converge-es/converge/events/pgstore"
+)
+
+// randomKey returns a key of 1 to 40 runes drawn from ASCII, Latin-1 and
+// CJK, so multi-byte UTF-8 is hashed too.
+func randomKey(r *rand.Rand) string {
+	var b strings.Builder
+	for range 1 + r.IntN(40) {
+		switch r.IntN(3) {
+		case 0:
+			b.WriteRune(rune(0x21 + r.IntN(0x5e)))
+		case 1:
+			b.WriteRune(rune(0xa1 + r.IntN(0x5e)))
+		default:
+			b.WriteRune(rune(0x4e00 + r.IntN(0x5000)))
+		}
+	}
+	return b.String()
+}
+
+// The SQL formula in feed.PartitionOf's doc computes what PartitionOf
+// computes, for any key and count.
+func TestPartitionFormulaMatchesGo(t *testing.T) {
+	t.Parallel()
+	b := setup(t, events.NewRegistry(), 2)
+	r := rand.New(rand.NewPCG(1, 2))
+	keys := make([]string, 2000)
+	for i := range keys {
+		keys[i] = randomKey(r)
+	}
+	for _, count := range []int{2, 3, 7, 64, 1000, feed.MaxPartitions} {
+		rows, err := b.db.Pool.Query(t.Context(),
+			`SELECT (('x' || substr(md5(k), 1, 8))::bit(32)::int & 2147483647) % $2 FROM unnest($1::text[]) WITH ORDINALITY AS u(k, i) ORDER BY i`,
+			keys, count)
+		require.NoError(t, err)
+		got, err := pgx.CollectRows(rows, pgx.RowTo[int])
+		require.NoError(t, err)
+		for i, k := range keys {
+			require.Equal(t, feed.PartitionOf(k, count), got[i], "key %q, count %d", k, count)
+		}
+	}
+}
+
+// The store's partition filter puts random streams where PartitionOf says,
+// every event in exactly one partition.
+func TestPartitionFilterMatchesGo(t *testing.T) {
+	t.Parallel()
+	b := setup(t, events.NewRegistry(), 4)
+	ctx := t.Context()
+	r := rand.New(rand.NewPCG(3, 4))
+	const n = 60
+	for i := range n {
+		ev := events.Event{Data: events.Raw{Type: "t", Payload: json.RawMessage(`{}`)}}
+		if i%2 == 0 {
+			ev.Metadata.CorrelationID = randomKey(r)
+		}
+		_, err := b.store.Append(ctx, fmt.Sprintf("%s-%d", randomKey(r), i), events.NoStream, ev)
+		require.NoError(t, err)
+	}
+	require.Len(t, readAtLeast(t, b.store, n), n)
+	for _, key := range []feed.PartitionKey{feed.ByStream, feed.ByCorrelation} {
+		const count = 5
+		seen := 0
+		for index := range count {
+			batch, err := b.store.ReadFeed(ctx, events.Token{}, feed.Filter{Partition: feed.Partition{Index: index, Count: count, Key: key}}, 0)
+			require.NoError(t, err)
+			for _, env := range batch.Events {
+				require.Equal(t, index, feed.PartitionOf(feed.KeyOf(key, env), count), "key %s: %q", key, feed.KeyOf(key, env))
+			}
+			seen += len(batch.Events)
+		}
+		require.Equal(t, n, seen, "key %s: every event in exactly one partition", key)
+	}
+}
+
+// A unit takes a transaction id only at its first write: a handler that
+// reads (or waits) before writing holds nothing back.
+func TestUnitTakesAnXidOnlyWhenItWrites(t *testing.T) {
+	t.Parallel()
+	b := setup(t, events.NewRegistry(), 4)
+	ctx := t.Context()
+	u, err := b.store.Checkpoints().Begin(ctx)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, u.Rollback(ctx)) }()
+	uctx := u.Context(ctx)
+	_, err = u.StreamVersion(uctx, "a-1")
+	require.NoError(t, err)
+	_, _, err = u.Rows().Get(uctx, "ns", "t", "k", feed.LockNone)
+	require.NoError(t, err)
+
+	tx, err := pgstore.TxFromContext(uctx)
+	require.NoError(t, err)
+	var pid int32
+	require.NoError(t, tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid))
+	// Asked from another connection, as a monitor (HorizonAge) sees it.
+	xid := func() *string {
+		var x *string
+		require.NoError(t, b.db.Pool.QueryRow(ctx, `SELECT backend_xid::text FROM pg_stat_activity WHERE pid = $1`, pid).Scan(&x))
+		return x
+	}
+	require.Nil(t, xid(), "a begun unit that has not written holds no transaction id")
+	_, err = u.Append(uctx, "a-1", events.NoStream, events.Event{Data: events.Raw{Type: "t", Payload: json.RawMessage(`{}`)}})
+	require.NoError(t, err)
+	require.NotNil(t, xid(), "the first append takes one")
+
+	again, err := pgstore.TxFromContext(uctx)
+	require.NoError(t, err)
+	require.Same(t, tx, again, "the unit has one transaction")
+	_, err = pgstore.TxFromContext(ctx)
+	require.ErrorIs(t, err, pgstore.ErrNoUnit)
+}
+
+// Category filters compare plain strings: over random stream ids and
+// categories made of '-', '%', '_' and letters, the store returns exactly
+// the events feed.InCategory accepts.
+func TestCategoryFilterMatchesGo(t *testing.T) {
+	t.Parallel()
+	b := setup(t, events.NewRegistry(), 4)
+	ctx := t.Context()
+	r := rand.New(rand.NewPCG(5, 6))
+	const alphabet = "ab-%_"
+	word := func() string {
+		w := make([]byte, 1+r.IntN(4))
+		for i := range w {
+			w[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		return string(w)
+	}
+	const n = 80
+	for range n {
+		_, err := b.store.Append(ctx, word(), events.AnyVersion, events.Event{Data: events.Raw{Type: "t", Payload: json.RawMessage(`{}`)}})
+		require.NoError(t, err)
+	}
+	all := readAtLeast(t, b.store, n)
+	for range 40 {
+		cats := []string{word()}
+		if r.IntN(2) == 0 {
+			cats = append(cats, word())
+		}
+		f := feed.Filter{Categories: cats}
+		var want []string
+		for _, env := range all {
+			if f.Match(env) {
+				want = append(want, env.ID)
+			}
+		}
+		batch, err := b.store.ReadFeed(ctx, events.Token{}, f, 0)
+		require.NoError(t, err)
+		got := make([]string, len(batch.Events))
+		for i, env := range batch.Events {
+			got[i] = env.ID
+		}
+		require.Equal(t, len(want), len(got), "categories %q", cats)
+		if len(want) > 0 {
+			require.Equal(t, want, got, "categories %q", cats)
+		}
+	}
+}
+
+// On PostgreSQL a second unit reading a row with LockUpdate waits for the
+// unit holding it, then reads what that unit committed (memory fails the
+// later commit with ErrConflict instead; the shared suite checks that no
+// update is lost either way).
+func TestLockedReadWaitsOnPostgres(t *testing.T) {
+	t.Parallel()
+	b := setup(t, events.NewRegistry(), 4)
+	ctx := t.Context()
+	require.NoError(t, b.store.Rows().Put(ctx, "ns", "t", "k", json.RawMessage(`1`), events.Token{}))
+	first, err := b.store.Checkpoints().Begin(ctx)
+	require.NoError(t, err)
+	_, _, err = first.Rows().Get(ctx, "ns", "t", "k", feed.LockUpdate)
+	require.NoError(t, err)
+
+	type read struct {
+		row feed.Row
+		err error
+	}
+	done := make(chan read, 1)
+	second, err := b.store.Checkpoints().Begin(ctx)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, second.Rollback(ctx)) }()
+	go func() {
+		row, _, err := second.Rows().Get(ctx, "ns", "t", "k", feed.LockUpdate)
+		done <- read{row, err}
+	}()
+	// The waiting statement shows up as a lock wait: the signal that the
+	// second unit is blocked, rather than a sleep.
+	require.Eventually(t, func() bool {
+		var waiting int
+		err := b.db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+WHERE wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE%' AND query LIKE '%' || $1 || '%'`, b.db.Schema).Scan(&waiting)
+		return err == nil && waiting == 1
+	}, 10*time.Second, 2*time.Millisecond)
+	select {
+	case r := <-done:
+		t.Fatalf("the second locked read must wait, got %+v", r)
+	default:
+	}
+	require.NoError(t, first.Rows().Put(ctx, "ns", "t", "k", json.RawMessage(`2`), events.Token{}))
+	require.NoError(t, first.Commit(ctx))
+	r := <-done
+	require.NoError(t, r.err)
+	require.JSONEq(t, `2`, string(r.row.Value), "the waiting read sees the committed write")
+}

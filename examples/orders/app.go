@@ -1,0 +1,259 @@
+package orders
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+
+	"github.com/converge-es/converge"
+	"github.com/converge-es/converge/consistency"
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+	"github.com/converge-es/converge/projections"
+	"github.com/converge-es/converge/saga"
+)
+
+// Catalog is the shop's price list, in cents per unit.
+var Catalog = map[string]int64{
+	"tea": 450, "coffee": 1290, "mug": 890, "kettle": 3490, "grinder": 8900, "teapot": 2450,
+}
+
+// App is the order service: the converge client running the domain (read
+// models, the fulfilment saga, the command handlers) and the operations a
+// front end calls.
+type App struct {
+	cfg    Config
+	client *converge.Client
+
+	mu      sync.Mutex
+	waiters map[string][]chan struct{}
+}
+
+// NewApp wires the domain on store (a *memstore.Store or a *pgstore.Store
+// whose registry has the domain's types: NewRegistry). Start it to run.
+func NewApp(store converge.Store, cfg *Config) (*App, error) {
+	c := cfg.withDefaults()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	a := &App{cfg: c, waiters: map[string][]chan struct{}{}}
+	client, err := converge.NewClient(store, &converge.Config{
+		Projections:          Projections(),
+		Sagas:                []saga.Definition{a.fulfilment()},
+		Commands:             CommandHandlers(store),
+		Router:               c.Router,
+		ProjectionMiddleware: []message.HandlerMiddleware{a.beforeApply},
+		OnProjectionUpdate:   a.updated,
+		SagaPartitions:       c.SagaPartitions,
+		LagSLA:               c.LagSLA,
+		LagInterval:          c.LagInterval,
+		Registerer:           c.Registerer,
+		Clock:                c.Clock,
+		Logger:               c.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("orders: %w", err)
+	}
+	a.client = client
+	return a, nil
+}
+
+// Start runs the app; Stop drains it (see converge.Client).
+func (a *App) Start(ctx context.Context) error { return a.client.Start(ctx) }
+
+// Stop drains and stops the app.
+func (a *App) Stop(ctx context.Context) error { return a.client.Stop(ctx) }
+
+// Client returns the converge client: its Tracker, saga operations,
+// projections and lag monitor.
+func (a *App) Client() *converge.Client { return a.client }
+
+// PlaceOrder is what a customer asks for.
+type PlaceOrder struct {
+	// OrderID makes placing idempotent; empty: a new id is chosen.
+	OrderID    string `json:"order_id,omitempty"`
+	CustomerID string `json:"customer_id"`
+	SKU        string `json:"sku"`
+	Qty        int    `json:"qty"`
+	Card       string `json:"card"`
+}
+
+// Placed is the answer to a PlaceOrder: the order id and the consistency
+// token of the write. Wait on it before reading the order summary.
+type Placed struct {
+	OrderID string       `json:"order_id"`
+	Cents   int64        `json:"cents"`
+	Token   events.Token `json:"token"`
+}
+
+func (p PlaceOrder) validate() error {
+	var problems []string
+	if strings.TrimSpace(p.CustomerID) == "" {
+		problems = append(problems, "customer_id is required")
+	}
+	if _, ok := Catalog[p.SKU]; !ok {
+		problems = append(problems, fmt.Sprintf("sku %q is not in the catalog", p.SKU))
+	}
+	if p.Qty < 1 || p.Qty > 100 {
+		problems = append(problems, fmt.Sprintf("qty %d: order 1 to 100 units", p.Qty))
+	}
+	if strings.TrimSpace(p.Card) == "" {
+		problems = append(problems, "card is required")
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s", ErrInvalidOrder, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Place places an order: it appends OrderPlaced (through the client's
+// Appender, so the strong customer_orders model has it when Place returns)
+// and the fulfilment saga takes it from there.
+func (a *App) Place(ctx context.Context, p PlaceOrder) (Placed, error) {
+	if err := p.validate(); err != nil {
+		return Placed{}, err
+	}
+	id := p.OrderID
+	if id == "" {
+		id = uuid.NewString()
+	}
+	cents := Catalog[p.SKU] * int64(p.Qty)
+	res, err := a.client.Appender().Append(ctx, OrderStream(id), events.NoStream, events.Event{
+		Data:     OrderPlaced{OrderID: id, CustomerID: p.CustomerID, SKU: p.SKU, Qty: p.Qty, Cents: cents, Card: p.Card},
+		Metadata: events.Metadata{CorrelationID: id},
+	})
+	if err != nil {
+		return Placed{}, fmt.Errorf("orders: place %s: %w", id, err)
+	}
+	return Placed{OrderID: id, Cents: cents, Token: res.Token}, nil
+}
+
+// Restock puts qty units of sku on the shelf.
+func (a *App) Restock(ctx context.Context, sku string, qty int) (events.Token, error) {
+	if _, ok := Catalog[sku]; !ok || qty < 1 {
+		return events.Token{}, fmt.Errorf("%w: restock %d of %q", ErrInvalidOrder, qty, sku)
+	}
+	res, err := a.client.Appender().Append(ctx, StockStream(sku), events.AnyVersion, events.Event{Data: StockAdded{SKU: sku, Qty: qty}})
+	return res.Token, err
+}
+
+// Get reads an order's summary as of tok (the zero token: as it is),
+// waiting for order_summary to reach tok within ctx's deadline (see
+// consistency.Read). A stale result is returned with Stale set; an order
+// the summary does not have yet is ErrNotFound with the status.
+func (a *App) Get(ctx context.Context, orderID string, tok events.Token) (consistency.Result[Summary], error) {
+	view := a.client.Projections().View(OrderSummary)
+	res, err := consistency.Read(ctx, a.client.Tracker(), tok, []string{OrderSummary}, func(ctx context.Context) (Summary, error) {
+		s, ok, err := projections.Get[Summary](context.WithoutCancel(ctx), view.Table("orders"), orderID)
+		if err == nil && !ok {
+			err = ErrNotFound
+		}
+		return s, err
+	})
+	return res, err
+}
+
+// List returns a customer's orders, as the strong customer_orders model
+// has them (every order placed so far), after the order id after, up to
+// limit; each with its status from the order summary (pending while the
+// summary has not caught up).
+func (a *App) List(ctx context.Context, customerID, after string, limit int) ([]Summary, error) {
+	prefix := customerID + "/"
+	opts := &projections.ListOptions{Prefix: prefix, Limit: limit}
+	if after != "" {
+		opts.After = prefix + after
+	}
+	rows, err := a.client.Projections().View(CustomerOrders).Table("orders").List(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	summaries := a.client.Projections().View(OrderSummary).Table("orders")
+	out := make([]Summary, 0, len(rows))
+	for _, r := range rows {
+		var co CustomerOrder
+		if err := r.Decode(&co); err != nil {
+			return nil, err
+		}
+		s, ok, err := projections.Get[Summary](ctx, summaries, co.OrderID)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			s = Summary{OrderID: co.OrderID, CustomerID: customerID, Cents: co.Cents, Status: StatusPending}
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// Await waits until the order summary shows the order closed (confirmed or
+// cancelled), pushed by the read model's updates, and returns it.
+func (a *App) Await(ctx context.Context, orderID string) (Summary, error) {
+	view := a.client.Projections().View(OrderSummary).Table("orders")
+	for {
+		ch := make(chan struct{})
+		a.mu.Lock()
+		a.waiters[orderID] = append(a.waiters[orderID], ch)
+		a.mu.Unlock()
+		s, ok, err := projections.Get[Summary](ctx, view, orderID)
+		if err != nil {
+			return Summary{}, err
+		}
+		if ok && s.Terminal() {
+			return s, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return s, fmt.Errorf("orders: order %s is still %q: %w", orderID, s.Status, ctx.Err())
+		}
+	}
+}
+
+// updated wakes the Await calls of an order whose summary row changed,
+// then hands the update to Config.OnUpdate.
+func (a *App) updated(u projections.Update) {
+	if a.cfg.OnUpdate != nil {
+		defer a.cfg.OnUpdate(u)
+	}
+	if u.Projection != OrderSummary || u.Table != "orders" {
+		if u.Kind != projections.UpdateReplaced {
+			return
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if u.Kind == projections.UpdateReplaced {
+		for id, chs := range a.waiters {
+			for _, ch := range chs {
+				close(ch)
+			}
+			delete(a.waiters, id)
+		}
+		return
+	}
+	for _, ch := range a.waiters[u.Key] {
+		close(ch)
+	}
+	delete(a.waiters, u.Key)
+}
+
+// beforeApply runs Config.BeforeApply ahead of each read model's handler.
+func (a *App) beforeApply(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		if a.cfg.BeforeApply != nil {
+			env, err := feed.EnvelopeFromMessage(msg)
+			if err != nil {
+				return nil, err
+			}
+			if err := a.cfg.BeforeApply(msg.Context(), message.HandlerNameFromCtx(msg.Context()), env); err != nil {
+				return nil, err
+			}
+		}
+		return h(msg)
+	}
+}

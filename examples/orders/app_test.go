@@ -1,0 +1,325 @@
+package orders_test
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge"
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/memstore"
+	"github.com/converge-es/converge/events/pgstore"
+	"github.com/converge-es/converge/examples/orders"
+	"github.com/converge-es/converge/internal/pgtest"
+	"github.com/converge-es/converge/projections"
+	"github.com/converge-es/converge/saga"
+)
+
+var stores = map[string]func(t *testing.T) converge.Store{
+	"memory": func(t *testing.T) converge.Store {
+		t.Helper()
+		st, err := memstore.New(&memstore.Config{Registry: orders.NewRegistry()})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = st.Close() })
+		return st
+	},
+	"postgres": func(t *testing.T) converge.Store {
+		t.Helper()
+		db := pgtest.New(t, &pgtest.Config{MaxConns: 20})
+		st, err := pgstore.New(context.Background(), db.Pool, &pgstore.Config{Schema: db.Schema, Registry: orders.NewRegistry()})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = st.Close() })
+		return st
+	},
+}
+
+func forEachStore(t *testing.T, fn func(t *testing.T, store converge.Store)) {
+	t.Helper()
+	for name, mk := range stores {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			fn(t, mk(t))
+		})
+	}
+}
+
+// start runs an app on store with tea and mugs in stock (no teapots).
+func start(t *testing.T, store converge.Store, cfg *orders.Config) *orders.App {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	app, err := orders.NewApp(store, cfg)
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, app.Start(ctx))
+	t.Cleanup(func() { require.NoError(t, app.Stop(context.Background())) })
+	for _, sku := range []string{"tea", "mug"} {
+		_, err := app.Restock(ctx, sku, 100)
+		require.NoError(t, err)
+	}
+	return app
+}
+
+func place(t *testing.T, app *orders.App, id, customer, sku string, qty int, card string) orders.Placed {
+	t.Helper()
+	p, err := app.Place(context.Background(), orders.PlaceOrder{OrderID: id, CustomerID: customer, SKU: sku, Qty: qty, Card: card})
+	require.NoError(t, err)
+	return p
+}
+
+func await(t *testing.T, app *orders.App, id string) orders.Summary {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := app.Await(ctx, id)
+	require.NoError(t, err)
+	return s
+}
+
+func state(t *testing.T, app *orders.App, id string) (saga.Info, orders.FulfilmentState) {
+	t.Helper()
+	tl, err := app.Client().Sagas().Show(context.Background(), orders.Fulfilment, id)
+	require.NoError(t, err)
+	var st orders.FulfilmentState
+	require.NoError(t, json.Unmarshal(tl.Info.State, &st))
+	return tl.Info, st
+}
+
+// stockEvents returns the types of the events in a SKU's stream that
+// concern order id.
+func stockEvents(t *testing.T, store converge.Store, sku, id string) []string {
+	t.Helper()
+	envs, err := store.ReadStream(context.Background(), orders.StockStream(sku), 1, 10000)
+	require.NoError(t, err)
+	var out []string
+	for _, e := range envs {
+		var v struct {
+			OrderID string `json:"order_id"`
+		}
+		require.NoError(t, json.Unmarshal(e.Payload, &v))
+		if v.OrderID == id {
+			out = append(out, e.Type)
+		}
+	}
+	return out
+}
+
+func TestHappyPath(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, store converge.Store) { //nolint:thelper // a subtest body
+		var updates atomic.Int64
+		app := start(t, store, &orders.Config{OnUpdate: func(u projections.Update) {
+			if u.Projection == orders.OrderSummary && u.Key == "o-1" {
+				updates.Add(1)
+			}
+		}})
+		p := place(t, app, "o-1", "ada", "tea", 3, orders.CardOK)
+		require.EqualValues(t, 3*orders.Catalog["tea"], p.Cents)
+
+		// The strong read model has the order the moment Place returns.
+		list, err := app.List(context.Background(), "ada", "", 10)
+		require.NoError(t, err)
+		require.Len(t, list, 1)
+		require.Equal(t, "o-1", list[0].OrderID)
+
+		s := await(t, app, "o-1")
+		require.Equal(t, orders.StatusConfirmed, s.Status)
+		require.GreaterOrEqual(t, updates.Load(), int64(2), "OnUpdate saw the order placed and confirmed")
+		info, st := state(t, app, "o-1")
+		require.Equal(t, saga.StatusCompleted, info.Status)
+		require.Equal(t, orders.OutcomeConfirmed, st.Outcome)
+		require.Equal(t, []string{"inventory.stock_reserved"}, stockEvents(t, store, "tea", "o-1"))
+
+		// A read with the write's token is fresh.
+		res, err := app.Get(context.Background(), "o-1", p.Token)
+		require.NoError(t, err)
+		require.False(t, res.Stale)
+	})
+}
+
+func TestDeclinedPaymentIsCompensated(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, store converge.Store) { //nolint:thelper // a subtest body
+		app := start(t, store, &orders.Config{})
+		place(t, app, "o-2", "bob", "mug", 2, orders.CardDeclined)
+		s := await(t, app, "o-2")
+		require.Equal(t, orders.StatusCancelled, s.Status)
+		require.Equal(t, "payment declined: card declined", s.Reason)
+		info, st := state(t, app, "o-2")
+		require.Equal(t, saga.StatusFailed, info.Status)
+		require.Equal(t, orders.OutcomeDeclined, st.Outcome)
+		// The reservation was released by the compensation.
+		require.Eventually(t, func() bool {
+			return len(stockEvents(t, store, "mug", "o-2")) == 2
+		}, 30*time.Second, 5*time.Millisecond)
+		require.Equal(t, []string{"inventory.stock_reserved", "inventory.stock_released"}, stockEvents(t, store, "mug", "o-2"))
+	})
+}
+
+func TestOutOfStock(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, store converge.Store) { //nolint:thelper // a subtest body
+		app := start(t, store, &orders.Config{})
+		place(t, app, "o-3", "cy", "teapot", 1, orders.CardOK)
+		s := await(t, app, "o-3")
+		require.Equal(t, orders.StatusCancelled, s.Status)
+		require.Equal(t, "out of stock: 0 of teapot left, 1 ordered", s.Reason)
+		_, st := state(t, app, "o-3")
+		require.Equal(t, orders.OutcomeOutOfStock, st.Outcome)
+	})
+}
+
+func TestCreditLimit(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, store converge.Store) { //nolint:thelper // a subtest body
+		app := start(t, store, &orders.Config{CreditLimitCents: 2000})
+		place(t, app, "o-4", "dee", "mug", 2, orders.CardOK) // 1780
+		require.Equal(t, orders.StatusConfirmed, await(t, app, "o-4").Status)
+		// The check reads the confirmed total, which includes o-4: the
+		// gate made the read model catch up with everything before o-5.
+		place(t, app, "o-5", "dee", "tea", 1, orders.CardOK) // 450
+		s := await(t, app, "o-5")
+		require.Equal(t, orders.StatusCancelled, s.Status)
+		require.Contains(t, s.Reason, "credit limit")
+		_, st := state(t, app, "o-5")
+		require.EqualValues(t, 1780, st.ConfirmedBefore)
+	})
+}
+
+func TestPaymentTimeout(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, store converge.Store) { //nolint:thelper // a subtest body
+		app := start(t, store, &orders.Config{PaymentTimeout: 300 * time.Millisecond})
+		place(t, app, "o-6", "eve", "tea", 1, orders.CardNoAnswer)
+		s := await(t, app, "o-6")
+		require.Equal(t, orders.StatusCancelled, s.Status)
+		require.Equal(t, "payment timed out", s.Reason)
+		_, st := state(t, app, "o-6")
+		require.Equal(t, orders.OutcomeTimedOut, st.Outcome)
+		require.Eventually(t, func() bool {
+			return len(stockEvents(t, store, "tea", "o-6")) == 2
+		}, 30*time.Second, 5*time.Millisecond, "the stock is released")
+		// Nothing was charged, so the refund appended nothing.
+		envs, err := store.ReadStream(context.Background(), orders.PaymentStream("o-6"), 1, 10)
+		require.NoError(t, err)
+		require.Empty(t, envs)
+	})
+}
+
+// gate holds messages until released.
+type gate struct {
+	mu   sync.Mutex
+	open chan struct{}
+}
+
+func newGate() *gate { return &gate{open: make(chan struct{})} }
+
+func (g *gate) wait(ctx context.Context) error {
+	g.mu.Lock()
+	ch := g.open
+	g.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (g *gate) release() { close(g.open) }
+
+// TestPausedReadModelParksTheGatedStep: while order_summary is paused, a new
+// order's credit check (which reads it) parks, an order already past that
+// step completes meanwhile, and the parked step runs on caught-up data
+// once the read model resumes.
+func TestPausedReadModelParksTheGatedStep(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, store converge.Store) { //nolint:thelper // a subtest body
+		ctx := context.Background()
+		// The charge of order "early" is held before its handler's unit
+		// begins, so the order waits past its credit check.
+		charge := newGate()
+		router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})
+		require.NoError(t, err)
+		router.AddMiddleware(middleware.Recoverer, func(h message.HandlerFunc) message.HandlerFunc {
+			return func(msg *message.Message) ([]*message.Message, error) {
+				if message.HandlerNameFromCtx(msg.Context()) == "charge-payment" {
+					if err := charge.wait(msg.Context()); err != nil {
+						return nil, err
+					}
+				}
+				return h(msg)
+			}
+		})
+		summary := newGate()
+		var paused sync.Mutex
+		pausing := false
+		app := start(t, store, &orders.Config{
+			Router: router,
+			BeforeApply: func(ctx context.Context, model string, _ events.Envelope) error {
+				paused.Lock()
+				p := pausing
+				paused.Unlock()
+				if p && model == orders.OrderSummary {
+					return summary.wait(ctx)
+				}
+				return nil
+			},
+		})
+
+		place(t, app, "early", "fay", "tea", 1, orders.CardOK)
+		require.Eventually(t, func() bool {
+			tl, err := app.Client().Sagas().Show(ctx, orders.Fulfilment, "early")
+			return err == nil && hasCommand(tl, orders.ChargePaymentType)
+		}, 30*time.Second, 5*time.Millisecond, "early passes its credit check and asks for payment")
+
+		paused.Lock()
+		pausing = true
+		paused.Unlock()
+		place(t, app, "late", "gus", "mug", 1, orders.CardOK)
+		require.Eventually(t, func() bool {
+			tl, err := app.Client().Sagas().Show(ctx, orders.Fulfilment, "late")
+			return err == nil && tl.Info.Status == saga.StatusParked
+		}, 30*time.Second, 5*time.Millisecond, "late's credit check parks: order_summary has not seen it")
+
+		charge.release()
+		require.Eventually(t, func() bool {
+			info, _ := state(t, app, "early")
+			return info.Status == saga.StatusCompleted
+		}, 30*time.Second, 5*time.Millisecond, "early completes while late is parked")
+		info, _ := state(t, app, "late")
+		require.Equal(t, saga.StatusParked, info.Status)
+		require.Equal(t, []string{orders.OrderSummary}, info.Waiting)
+
+		summary.release()
+		s := await(t, app, "late")
+		require.Equal(t, orders.StatusConfirmed, s.Status)
+		tl, err := app.Client().Sagas().Show(ctx, orders.Fulfilment, "late")
+		require.NoError(t, err)
+		var kinds []string
+		for _, h := range tl.History {
+			kinds = append(kinds, h.Kind)
+		}
+		require.Subset(t, kinds, []string{saga.KindParked, saga.KindResumed})
+		require.Positive(t, app.Client().GateStats().Behind, "the gate found order_summary behind")
+	})
+}
+
+func hasCommand(tl saga.Timeline, typ string) bool {
+	for _, h := range tl.History {
+		if h.Kind == saga.KindCommandSent && h.EventType == typ {
+			return true
+		}
+	}
+	return false
+}

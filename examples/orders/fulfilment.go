@@ -1,0 +1,122 @@
+package orders
+
+import (
+	"fmt"
+
+	"github.com/converge-es/converge/command"
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/projections"
+	"github.com/converge-es/converge/saga"
+)
+
+// Fulfilment is the saga type's stored name.
+const Fulfilment = "order_fulfilment"
+
+// Outcomes of a fulfilment, kept in its state.
+const (
+	OutcomeConfirmed     = "confirmed"
+	OutcomeCreditRefused = "credit_refused"
+	OutcomeOutOfStock    = "out_of_stock"
+	OutcomeDeclined      = "declined"
+	OutcomeTimedOut      = "timed_out"
+)
+
+// FulfilmentState is an order's fulfilment saga state.
+type FulfilmentState struct {
+	OrderID    string `json:"order_id"`
+	CustomerID string `json:"customer_id"`
+	SKU        string `json:"sku"`
+	Qty        int    `json:"qty"`
+	Cents      int64  `json:"cents"`
+	Card       string `json:"card"`
+	// ConfirmedBefore is the customer's confirmed total the credit check
+	// read in order_summary.
+	ConfirmedBefore int64  `json:"confirmed_before"`
+	Outcome         string `json:"outcome,omitempty"`
+	Reason          string `json:"reason,omitempty"`
+}
+
+// fulfilment defines the order-fulfilment saga: placed → credit check
+// (reads order_summary through the gate) → reserve stock → charge payment
+// → confirm. A refused credit check or an out-of-stock reservation cancels
+// the order; a declined or unanswered payment releases the stock, refunds
+// whatever was charged and cancels the order.
+func (a *App) fulfilment() *saga.Saga[FulfilmentState] {
+	f := saga.New[FulfilmentState](Fulfilment, &saga.Config[FulfilmentState]{
+		Description: "Reserve stock, charge the card and confirm each order; compensate on failure.",
+		StuckAfter:  a.cfg.StuckAfter,
+	})
+	byOrder := func(id string) string { return id }
+	saga.StartOn(f, func(e OrderPlaced, _ events.Envelope) string { return byOrder(e.OrderID) },
+		func(s *saga.Step[FulfilmentState], e OrderPlaced) error {
+			st := s.State()
+			st.OrderID, st.CustomerID, st.SKU, st.Qty, st.Cents, st.Card = e.OrderID, e.CustomerID, e.SKU, e.Qty, e.Cents, e.Card
+			// The gate guarantees order_summary has applied this order
+			// and everything the customer did before it.
+			view := a.client.Projections().View(OrderSummary)
+			if _, ok, err := projections.Get[Summary](s.Context(), view.Table("orders"), e.OrderID); err != nil {
+				return err
+			} else if !ok {
+				return fmt.Errorf("orders: %s is missing order %s after its gate", OrderSummary, e.OrderID)
+			}
+			totals, _, err := projections.Get[CustomerTotals](s.Context(), view.Table("customers"), e.CustomerID)
+			if err != nil {
+				return err
+			}
+			st.ConfirmedBefore = totals.ConfirmedCents
+			if limit := a.cfg.CreditLimitCents; totals.ConfirmedCents+e.Cents > limit {
+				return end(s, OutcomeCreditRefused, fmt.Sprintf("credit limit: %d cents confirmed + %d ordered exceeds %d", totals.ConfirmedCents, e.Cents, limit))
+			}
+			return s.Send(ReserveStock{OrderID: e.OrderID, SKU: e.SKU, Qty: e.Qty})
+		}, saga.Reads(OrderSummary))
+
+	saga.On(f, func(e StockReserved, _ events.Envelope) string { return byOrder(e.OrderID) },
+		func(s *saga.Step[FulfilmentState], e StockReserved) error {
+			st := s.State()
+			if err := s.Compensate(ReleaseStock{OrderID: e.OrderID, SKU: e.SKU}); err != nil {
+				return err
+			}
+			s.Schedule("payment", a.cfg.PaymentTimeout)
+			return s.Send(ChargePayment{OrderID: st.OrderID, CustomerID: st.CustomerID, Cents: st.Cents, Card: st.Card})
+		})
+
+	saga.On(f, func(_ command.Rejected, env events.Envelope) string { return env.Metadata.CorrelationID },
+		func(s *saga.Step[FulfilmentState], r command.Rejected) error {
+			switch r.Type {
+			case ReserveStockType:
+				return end(s, OutcomeOutOfStock, r.Reason)
+			case ChargePaymentType:
+				s.Cancel("payment")
+				s.RunCompensations() // release the stock
+				return end(s, OutcomeDeclined, "payment declined: "+r.Reason)
+			}
+			return saga.Permanent(fmt.Errorf("orders: unexpected rejection of %s: %s", r.Type, r.Reason))
+		})
+
+	saga.On(f, func(e PaymentCharged, _ events.Envelope) string { return byOrder(e.OrderID) },
+		func(s *saga.Step[FulfilmentState], e PaymentCharged) error {
+			s.Cancel("payment")
+			s.State().Outcome = OutcomeConfirmed
+			s.Complete()
+			return s.Send(ConfirmOrder{OrderID: e.OrderID})
+		})
+
+	saga.OnTimeout(f, "payment", func(s *saga.Step[FulfilmentState], _ saga.Timeout) error {
+		s.RunCompensations() // release the stock
+		// The gateway may still have charged the card: refund whatever
+		// was charged (the Payment aggregate refunds nothing otherwise).
+		if err := s.Send(RefundPayment{OrderID: s.State().OrderID}); err != nil {
+			return err
+		}
+		return end(s, OutcomeTimedOut, "payment timed out")
+	})
+	return f
+}
+
+// end cancels the order with reason and ends the saga as failed with it.
+func end(s *saga.Step[FulfilmentState], outcome, reason string) error {
+	st := s.State()
+	st.Outcome, st.Reason = outcome, reason
+	s.Fail(reason)
+	return s.Send(CancelOrder{OrderID: st.OrderID, Reason: reason})
+}

@@ -1,0 +1,83 @@
+package converge
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/converge-es/converge/consistency"
+	"github.com/converge-es/converge/events"
+)
+
+// GateStats counts the saga processor's gates since the client was built.
+type GateStats struct {
+	// Gated counts events whose saga step reads read models.
+	Gated int64
+	// Behind counts those whose read models had not reached the step's
+	// causal token when the event arrived: without the gate, each would
+	// have been decided on a read model older than the events that led to
+	// it. The step waited (or was parked) instead.
+	Behind int64
+}
+
+// gateWaiter is the Tracker as the saga processor's feed.Waiter, counting
+// how often the read models were behind when a step arrived.
+type gateWaiter struct {
+	t             *consistency.Tracker
+	gated, behind atomic.Int64
+
+	// seen remembers the tokens already counted, so a step delivered again
+	// (a retry, a cut unit) counts once. It is cleared when it grows past
+	// maxSeen: the counts are for reports, not for correctness.
+	mu   sync.Mutex
+	seen map[events.Token]bool // token → counted as behind
+}
+
+const maxSeen = 100_000
+
+// count records a gate at token, behind or not, once per token.
+func (w *gateWaiter) count(token events.Token, behind bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.seen == nil || len(w.seen) > maxSeen {
+		w.seen = map[events.Token]bool{}
+	}
+	was, ok := w.seen[token]
+	if !ok {
+		w.gated.Add(1)
+	}
+	if behind && !was {
+		w.behind.Add(1)
+	}
+	w.seen[token] = was || behind
+}
+
+func (w *gateWaiter) WaitReached(ctx context.Context, token events.Token, models ...string) (bool, []string, error) {
+	// An expired context makes WaitReached check without waiting.
+	now, cancel := context.WithDeadline(ctx, time.Time{})
+	reached, behind, err := w.t.WaitReached(now, token, models...)
+	cancel()
+	if err != nil {
+		return false, nil, err
+	}
+	if reached {
+		w.count(token, false)
+		return true, nil, nil
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		// A check behind the head of a unit: the processor cuts the unit
+		// and gates the event again at the head of the next, counted then.
+		return false, behind, nil
+	}
+	w.count(token, true)
+	return w.t.WaitReached(ctx, token, models...)
+}
+
+// GateStats returns the saga processor's gate counters.
+func (cl *Client) GateStats() GateStats {
+	if cl.gate == nil {
+		return GateStats{}
+	}
+	return GateStats{Gated: cl.gate.gated.Load(), Behind: cl.gate.behind.Load()}
+}

@@ -1,0 +1,50 @@
+package bench_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/internal/bench"
+	"github.com/converge-es/converge/internal/pgtest"
+)
+
+// TestRebuildScenarioPrintsJSON checks the scenario's output shape and
+// that the rebuilt read model is complete, on a tiny run; it asserts
+// nothing about speed.
+func TestRebuildScenarioPrintsJSON(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t, &pgtest.Config{MaxConns: 8})
+	var out bytes.Buffer
+	res, err := bench.Rebuild(ctx, db.Pool, db.Schema, &bench.RebuildConfig{Events: 1000, Streams: 10}, &out)
+	require.NoError(t, err)
+	var line map[string]any
+	require.NoError(t, json.NewDecoder(&out).Decode(&line))
+	require.Equal(t, "rebuild", line["scenario"])
+	require.EqualValues(t, 1000, line["events"])
+	require.Equal(t, "raw_read", line["baseline"])
+	for _, k := range []string{"events_per_sec", "baseline_per_sec", "ratio", "live_per_sec"} {
+		require.Positive(t, line[k], k)
+	}
+	require.InDelta(t, res.EventsPerSec/res.BaselinePerSec, res.Ratio, 0.01)
+	var rows, total int
+	require.NoError(t, db.Pool.QueryRow(ctx,
+		"SELECT count(*), coalesce(sum(value::text::int), 0) FROM rows WHERE namespace = 'projection/bench_totals/2' AND tbl = 'totals'").Scan(&rows, &total))
+	require.Equal(t, 10, rows, "one row per stream in the rebuilt generation")
+	want := 0
+	for j := range 1000 {
+		want += 1 + j%7
+	}
+	require.Equal(t, want, total)
+	var old int
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT count(*) FROM rows WHERE namespace = 'projection/bench_totals/1'").Scan(&old))
+	require.Zero(t, old, "the old generation was dropped")
+
+	var summary bytes.Buffer
+	require.NoError(t, bench.WriteRebuildSummary(&summary, res))
+	require.Contains(t, summary.String(), "rebuild: 1000 events")
+}

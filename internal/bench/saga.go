@@ -1,0 +1,540 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/converge-es/converge/command"
+	"github.com/converge-es/converge/consistency"
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+	"github.com/converge-es/converge/events/memstore"
+	"github.com/converge-es/converge/events/pgstore"
+	"github.com/converge-es/converge/saga"
+)
+
+// SagaConfig configures the saga scenario: Sagas order-like sagas of four
+// steps, started by Concurrency writers at once, run end to end.
+type SagaConfig struct {
+	// Sagas is how many sagas each store runs. Defaults to 500, so both
+	// stores and their baselines finish within 30s on a busy 2-core
+	// machine.
+	Sagas int
+	// Concurrency is how many writers start the sagas, and how many
+	// writers the PostgreSQL baseline commits with. Defaults to 8.
+	Concurrency int
+	// Partitions splits the saga processor and each command handler.
+	// Defaults to 4: on a 2-core machine more only add contention.
+	Partitions int
+	// CommitBatch bounds how many events the saga processor and the
+	// command handlers apply in one unit. Defaults to 100.
+	CommitBatch int
+	// BaselineDuration is how long each baseline runs. Defaults to 2s.
+	BaselineDuration time.Duration
+	// Timeout bounds one store's run. Defaults to 60s.
+	Timeout time.Duration
+}
+
+func (c *SagaConfig) withDefaults() SagaConfig {
+	out := SagaConfig{}
+	if c != nil {
+		out = *c
+	}
+	if out.Sagas <= 0 {
+		out.Sagas = 500
+	}
+	if out.Concurrency <= 0 {
+		out.Concurrency = 8
+	}
+	if out.Partitions <= 0 {
+		out.Partitions = 4
+	}
+	if out.CommitBatch <= 0 {
+		out.CommitBatch = 100
+	}
+	if out.BaselineDuration <= 0 {
+		out.BaselineDuration = 2 * time.Second
+	}
+	if out.Timeout <= 0 {
+		out.Timeout = 60 * time.Second
+	}
+	return out
+}
+
+// SagaResult is one JSON line of the saga scenario.
+type SagaResult struct {
+	Scenario string `json:"scenario"`
+	// Store is "memory" or "postgres".
+	Store       string  `json:"store"`
+	Sagas       int     `json:"sagas"`
+	SagasPerSec float64 `json:"sagas_per_sec"`
+	// StepsPerSec is SagasPerSec times the four steps of a saga.
+	StepsPerSec float64 `json:"steps_per_sec"`
+	// P50Ms and P99Ms are saga start (its first event committed) to
+	// completion (its last step committed).
+	P50Ms float64 `json:"p50_ms"`
+	P99Ms float64 `json:"p99_ms"`
+	// Baseline names what the line is compared with: BaselineGoChannel in
+	// memory, BaselineRawCommit on PostgreSQL.
+	Baseline       string  `json:"baseline"`
+	BaselinePerSec float64 `json:"baseline_per_sec"`
+	// Ratio is SagasPerSec / BaselinePerSec.
+	Ratio float64 `json:"ratio"`
+}
+
+// The saga scenario's baselines.
+const (
+	// BaselineGoChannel is the message rate of a Watermill router running a
+	// no-op handler on gochannel.
+	BaselineGoChannel = "gochannel_router"
+	// BaselineRawCommit is the rate of single-row INSERT commits with
+	// Concurrency writers.
+	BaselineRawCommit = "raw_commit"
+)
+
+// StepsPerSaga is how many steps a saga of the scenario runs.
+const StepsPerSaga = 4
+
+// Saga runs the saga scenario in memory, then on PostgreSQL when pool is
+// not nil (in schema, which must be migrated), and writes one JSON line per
+// store to out.
+func Saga(ctx context.Context, pool *pgxpool.Pool, schema string, cfg *SagaConfig, out io.Writer) ([]SagaResult, error) {
+	c := cfg.withDefaults()
+	var results []SagaResult
+	emit := func(r SagaResult) error {
+		results = append(results, r)
+		b, _ := json.Marshal(r)
+		_, err := fmt.Fprintln(out, string(b))
+		return err
+	}
+	base, err := goChannelRate(ctx, c)
+	if err != nil {
+		return results, fmt.Errorf("bench: saga: gochannel baseline: %w", err)
+	}
+	reg := sagaRegistry()
+	mem, err := memstore.New(&memstore.Config{Registry: reg})
+	if err != nil {
+		return results, err
+	}
+	r, err := runSagas(ctx, mem, c)
+	_ = mem.Close()
+	if err != nil {
+		return results, fmt.Errorf("bench: saga in memory: %w", err)
+	}
+	r.Store, r.Baseline, r.BaselinePerSec = "memory", BaselineGoChannel, round1(base)
+	r.Ratio = ratio(r.SagasPerSec, r.BaselinePerSec)
+	if err := emit(r); err != nil || pool == nil {
+		return results, err
+	}
+
+	quiet := slog.New(slog.DiscardHandler)
+	pg, err := pgstore.New(ctx, pool, &pgstore.Config{Schema: schema, Registry: sagaRegistry(), Logger: quiet})
+	if err != nil {
+		return results, err
+	}
+	defer pg.Close()
+	base, err = rawCommitRate(ctx, pool, schema, c)
+	if err != nil {
+		return results, fmt.Errorf("bench: saga: raw commit baseline: %w", err)
+	}
+	r, err = runSagas(ctx, pg, c)
+	if err != nil {
+		return results, fmt.Errorf("bench: saga on PostgreSQL: %w", err)
+	}
+	r.Store, r.Baseline, r.BaselinePerSec = "postgres", BaselineRawCommit, round1(base)
+	r.Ratio = ratio(r.SagasPerSec, r.BaselinePerSec)
+	return results, emit(r)
+}
+
+// The scenario's events and commands.
+type (
+	benchOrderPlaced  struct{ ID string }
+	benchStockHeld    struct{ ID string }
+	benchPaid         struct{ ID string }
+	benchShipped      struct{ ID string }
+	benchHoldStock    struct{ ID string }
+	benchTakePayment  struct{ ID string }
+	benchShip         struct{ ID string }
+	benchOrderSummary struct{ ID string }
+)
+
+const benchReadModel = "bench_orders"
+
+func sagaRegistry() *events.Registry {
+	reg := events.NewRegistry()
+	events.Register[benchOrderPlaced](reg, "bench.order_placed")
+	events.Register[benchStockHeld](reg, "bench.stock_held")
+	events.Register[benchPaid](reg, "bench.paid")
+	events.Register[benchShipped](reg, "bench.shipped")
+	events.Register[benchHoldStock](reg, "bench.hold_stock")
+	events.Register[benchTakePayment](reg, "bench.take_payment")
+	events.Register[benchShip](reg, "bench.ship")
+	return reg
+}
+
+type benchOrder struct {
+	Steps int `json:"steps"`
+}
+
+// benchSaga is the order-like saga: placed → hold stock, held → take
+// payment (gated on the read model), paid → ship, shipped → complete.
+func benchSaga() *saga.Saga[benchOrder] {
+	s := saga.New[benchOrder]("bench_order", nil)
+	saga.StartOn(s, func(e benchOrderPlaced, _ events.Envelope) string { return e.ID },
+		func(st *saga.Step[benchOrder], e benchOrderPlaced) error {
+			st.State().Steps++
+			return st.Send(benchHoldStock(e))
+		})
+	saga.On(s, func(e benchStockHeld, _ events.Envelope) string { return e.ID },
+		func(st *saga.Step[benchOrder], e benchStockHeld) error {
+			st.State().Steps++
+			return st.Send(benchTakePayment(e))
+		}, saga.Reads(benchReadModel))
+	saga.On(s, func(e benchPaid, _ events.Envelope) string { return e.ID },
+		func(st *saga.Step[benchOrder], e benchPaid) error {
+			st.State().Steps++
+			return st.Send(benchShip(e))
+		})
+	saga.On(s, func(e benchShipped, _ events.Envelope) string { return e.ID },
+		func(st *saga.Step[benchOrder], _ benchShipped) error {
+			st.State().Steps++
+			st.Complete()
+			return nil
+		})
+	return s
+}
+
+var benchCounter = events.Aggregate[int]{Apply: func(n int, _ any) (int, error) { return n + 1, nil }}
+
+// sagaSystem is one store's application: the read model, the saga
+// processor and the command handlers on one router.
+type sagaSystem struct {
+	store   saga.Store
+	tracker *consistency.Tracker
+	engine  *saga.Engine
+	procs   []*feed.Processor
+	router  *message.Router
+	cancel  context.CancelFunc
+	done    chan error
+
+	mu       sync.Mutex
+	started  map[string]time.Time
+	finished map[string]time.Time
+	left     atomic.Int64
+	all      chan struct{}
+}
+
+func runSagas(ctx context.Context, store saga.Store, c SagaConfig) (SagaResult, error) {
+	sys, err := startSagaSystem(ctx, store, c)
+	if err != nil {
+		return SagaResult{}, err
+	}
+	defer func() { _ = sys.stop() }() // the figures are taken; a slow shutdown changes nothing
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	sys.left.Store(int64(c.Sagas))
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, c.Concurrency)
+	for w := range c.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < c.Sagas; i += c.Concurrency {
+				id := fmt.Sprintf("o%d", i)
+				_, err := store.Append(ctx, "bench_order-"+id, events.NoStream, events.Event{Data: benchOrderPlaced{ID: id}})
+				if err != nil {
+					errs <- err
+					return
+				}
+				sys.mu.Lock()
+				sys.started[id] = time.Now()
+				sys.mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return SagaResult{}, fmt.Errorf("start sagas: %w", err)
+	}
+	select {
+	case <-sys.all:
+	case <-ctx.Done():
+		return SagaResult{}, fmt.Errorf("%d of %d sagas did not complete within %s", sys.left.Load(), c.Sagas, c.Timeout)
+	}
+	elapsed := time.Since(t0)
+	sys.mu.Lock()
+	defer sys.mu.Unlock()
+	lat := make([]time.Duration, 0, c.Sagas)
+	for id, end := range sys.finished {
+		// A saga can complete before its writer has noted its start.
+		if start, ok := sys.started[id]; ok {
+			lat = append(lat, max(end.Sub(start), 0))
+		}
+	}
+	slices.Sort(lat)
+	rate := float64(c.Sagas) / elapsed.Seconds()
+	return SagaResult{
+		Scenario: "saga", Sagas: c.Sagas, SagasPerSec: round1(rate), StepsPerSec: round1(rate * StepsPerSaga),
+		P50Ms: ms(percentile(lat, 0.50)), P99Ms: ms(percentile(lat, 0.99)),
+	}, nil
+}
+
+func startSagaSystem(ctx context.Context, store saga.Store, c SagaConfig) (*sagaSystem, error) {
+	quiet := slog.New(slog.DiscardHandler)
+	sys := &sagaSystem{store: store, started: map[string]time.Time{}, finished: map[string]time.Time{}, all: make(chan struct{})}
+	tracker, err := consistency.NewTracker(&consistency.TrackerConfig{
+		Positions: store.Checkpoints(), Watcher: watcherOf(store), PushHealthy: store.PushHealthy, Logger: quiet,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := tracker.Start(ctx); err != nil {
+		return nil, err
+	}
+	sys.tracker = tracker
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})
+	if err != nil {
+		return nil, err
+	}
+	sys.router = router
+	sub := feed.SubscriberConfig{Logger: quiet}
+
+	// The read model the gated step reads.
+	rm, err := feed.NewProcessor(store, &feed.ProcessorConfig{
+		Name: benchReadModel, Types: []string{"bench.order_placed"}, CommitBatch: c.CommitBatch, Subscriber: sub, Logger: quiet,
+	}, func(ctx context.Context, env events.Envelope) error {
+		eu, _ := events.UnitFromContext(ctx)
+		u, ok := eu.(feed.Unit)
+		if !ok {
+			return errors.New("no unit")
+		}
+		b, _ := json.Marshal(benchOrderSummary{ID: env.StreamID})
+		return u.Rows().Put(ctx, "bench", "orders", env.StreamID, b, env.Token)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := rm.AddHandlers(router); err != nil {
+		return nil, err
+	}
+
+	csub := sub
+	csub.CommitBatch = c.CommitBatch
+	cp, err := command.NewProcessor(&command.ProcessorConfig{Store: store, Router: router, Subscriber: csub, Partitions: c.Partitions})
+	if err != nil {
+		return nil, err
+	}
+	err = cp.AddHandlers(
+		command.Handle("hold-stock", store, benchCounter, func(c benchHoldStock) string { return "bench_stock-" + c.ID },
+			func(_ context.Context, _ int, c benchHoldStock) ([]any, error) { return []any{benchStockHeld(c)}, nil }),
+		command.Handle("take-payment", store, benchCounter, func(c benchTakePayment) string { return "bench_payment-" + c.ID },
+			func(_ context.Context, _ int, c benchTakePayment) ([]any, error) { return []any{benchPaid(c)}, nil }),
+		command.Handle("ship", store, benchCounter, func(c benchShip) string { return "bench_shipping-" + c.ID },
+			func(_ context.Context, _ int, c benchShip) ([]any, error) { return []any{benchShipped(c)}, nil }),
+	)
+	if err != nil {
+		return nil, err
+	}
+
+	eng, err := saga.NewEngine(&saga.EngineConfig{Store: store, Sagas: []saga.Definition{benchSaga()}, Tracker: tracker, Commands: cp, Logger: quiet})
+	if err != nil {
+		return nil, err
+	}
+	sys.engine = eng
+	sp, err := feed.NewProcessor(store, &feed.ProcessorConfig{
+		Name: "bench_sagas", Types: eng.Types(), Partitions: c.Partitions, PartitionKey: eng.PartitionKey(),
+		CommitBatch: c.CommitBatch, Gate: eng.Gate, Waiter: tracker, Subscriber: sub, Logger: quiet,
+	}, sys.handle)
+	if err != nil {
+		return nil, err
+	}
+	if err := sp.AddHandlers(router); err != nil {
+		return nil, err
+	}
+	sys.procs = []*feed.Processor{rm, sp}
+	if err := eng.Start(ctx); err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	sys.cancel = cancel
+	sys.done = make(chan error, 1)
+	go func() { sys.done <- router.Run(rctx) }()
+	<-router.Running()
+	// Measure from the moment every partition is held.
+	err = poll(ctx, 30*time.Second, func() bool {
+		for _, p := range sys.procs {
+			for _, ps := range p.Status().Partitions {
+				if ps.State != feed.PartitionActive {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("the processors never took their partitions: %w", err), sys.stop())
+	}
+	return sys, nil
+}
+
+// handle runs the engine and notes when a saga's last step commits.
+func (s *sagaSystem) handle(ctx context.Context, env events.Envelope) error {
+	if err := s.engine.Handle(ctx, env); err != nil {
+		return err
+	}
+	if env.Type != "bench.shipped" {
+		return nil
+	}
+	eu, ok := events.UnitFromContext(ctx)
+	if !ok {
+		return nil
+	}
+	id := env.Metadata.CorrelationID
+	eu.AfterCommit(func() {
+		now := time.Now()
+		s.mu.Lock()
+		_, seen := s.finished[id]
+		if !seen {
+			s.finished[id] = now
+		}
+		s.mu.Unlock()
+		if !seen && s.left.Add(-1) == 0 {
+			close(s.all)
+		}
+	})
+	return nil
+}
+
+func (s *sagaSystem) stop() error {
+	var errs []error
+	if s.cancel != nil {
+		s.cancel()
+		errs = append(errs, s.router.Close(), <-s.done)
+	}
+	for _, p := range s.procs {
+		errs = append(errs, p.Close())
+	}
+	if s.engine != nil {
+		errs = append(errs, s.engine.Stop(context.Background()))
+	}
+	return errors.Join(append(errs, s.tracker.Stop(context.Background()))...)
+}
+
+func watcherOf(store saga.Store) feed.CheckpointWatcher {
+	w, _ := store.(feed.CheckpointWatcher)
+	return w
+}
+
+// goChannelRate is the message rate of a Watermill router running a no-op
+// handler on gochannel, fed by Concurrency publishers. Each publisher waits
+// for its message's ack (BlockPublishUntilSubscriberAck): unblocked
+// publishers pile up a goroutine per message and measure gochannel's
+// overload (a tenth of the rate or less), not its capacity.
+func goChannelRate(ctx context.Context, c SagaConfig) (rate float64, err error) {
+	ps := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 1024, BlockPublishUntilSubscriberAck: true}, watermill.NopLogger{})
+	defer ps.Close()
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})
+	if err != nil {
+		return 0, err
+	}
+	var handled atomic.Int64
+	router.AddConsumerHandler("noop", "bench", ps, func(*message.Message) error {
+		handled.Add(1)
+		return nil
+	})
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- router.Run(rctx) }()
+	defer func() { err = errors.Join(err, router.Close(), <-done) }()
+	<-router.Running()
+	payload := []byte(`{"id":"o1"}`)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range c.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := ps.Publish("bench", message.NewMessage(watermill.NewULID(), payload)); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(c.BaselineDuration / 5) // warm up, unmeasured
+	n0, t0 := handled.Load(), time.Now()
+	time.Sleep(c.BaselineDuration)
+	n1, t1 := handled.Load(), time.Now()
+	close(stop)
+	wg.Wait()
+	return float64(n1-n0) / t1.Sub(t0).Seconds(), nil
+}
+
+// rawCommitRate is the rate of single-row INSERT commits by Concurrency
+// writers, each on its own connection.
+func rawCommitRate(ctx context.Context, pool *pgxpool.Pool, schema string, c SagaConfig) (float64, error) {
+	table := pgx.Identifier{schema, "bench_commits"}.Sanitize()
+	if _, err := pool.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+table+" (id bigserial PRIMARY KEY, payload jsonb NOT NULL)"); err != nil {
+		return 0, err
+	}
+	defer func() { _, _ = pool.Exec(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS "+table) }()
+	insert := "INSERT INTO " + table + " (payload) VALUES ($1)"
+	var count atomic.Int64
+	measuring := atomic.Bool{}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, c.Concurrency)
+	for range c.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for wctx.Err() == nil {
+				if _, err := pool.Exec(wctx, insert, `{"id":"o1"}`); err != nil {
+					if wctx.Err() == nil {
+						errs <- err
+					}
+					return
+				}
+				if measuring.Load() {
+					count.Add(1)
+				}
+			}
+		}()
+	}
+	time.Sleep(c.BaselineDuration / 5) // warm up, unmeasured
+	measuring.Store(true)
+	t0 := time.Now()
+	time.Sleep(c.BaselineDuration)
+	measuring.Store(false)
+	elapsed := time.Since(t0)
+	cancel()
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, err
+	}
+	return float64(count.Load()) / elapsed.Seconds(), nil
+}

@@ -1,0 +1,282 @@
+package projections
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+)
+
+// Status reports a projection's generation, state and position, and how
+// this runner's live processor of it fares (Status.Consumer). When the
+// store cannot be read, Status returns the error together with a Status
+// that still has Name, Class and Consumer, which need no database: a
+// caller can report "degraded since T: <error>" while the database is
+// unreachable.
+func (r *Runner) Status(ctx context.Context, name string) (Status, error) {
+	p, err := r.compiled(name)
+	if err != nil {
+		return Status{}, err
+	}
+	local := Status{Name: name, Class: p.class, Consumer: r.consumerStatus(name)}
+	st, err := mustState(ctx, r.cfg.Source.Rows(), name, feed.LockNone)
+	if err != nil {
+		return local, err
+	}
+	cps := r.cfg.Source.Checkpoints()
+	s := local
+	s.Generation, s.State = st.Active, StateRunning
+	if s.Checkpoint, err = lowestPosition(ctx, cps, p.checkpoints(name)); err != nil {
+		return local, err
+	}
+	s.Applied = s.Checkpoint
+	h, err := r.haltOf(ctx, p.checkpoints(name))
+	if err != nil {
+		return local, err
+	}
+	if h != nil {
+		s.State, s.HaltedReason, s.HaltedEventID = StateHalted, h.Reason, h.EventID
+	}
+	if st.Building != 0 {
+		b := &RebuildStatus{Generation: st.Building, State: StateRunning}
+		rb := p.checkpoints(rebuildName(name, st.Building))
+		if b.Checkpoint, err = lowestPosition(ctx, cps, rb); err != nil {
+			return local, err
+		}
+		b.Applied = b.Checkpoint
+		if h, err := r.haltOf(ctx, rb); err != nil {
+			return local, err
+		} else if h != nil {
+			b.State, b.HaltedReason, b.HaltedEventID = StateHalted, h.Reason, h.EventID
+		}
+		s.Rebuild = b
+	}
+	return s, nil
+}
+
+// consumerStatus is what this runner's live processor of name reports
+// about its lease and its access to the store, without asking the store:
+// a degraded partition first, else one holding its lease, else the first.
+// LeaseStopped when this runner does not run it.
+func (r *Runner) consumerStatus(name string) feed.ConsumerStatus {
+	r.mu.Lock()
+	pr := r.procs[name]
+	r.mu.Unlock()
+	if pr == nil {
+		return feed.ConsumerStatus{Consumer: name, Lease: feed.LeaseStopped}
+	}
+	parts := pr.proc.Status().Partitions
+	if len(parts) == 0 {
+		return feed.ConsumerStatus{Consumer: name, Lease: feed.LeaseStopped}
+	}
+	for _, ps := range parts {
+		if ps.Consumer.Degraded() {
+			return ps.Consumer
+		}
+	}
+	for _, ps := range parts {
+		if ps.Consumer.Lease == feed.LeaseHolding {
+			return ps.Consumer
+		}
+	}
+	return parts[0].Consumer
+}
+
+// Resume lets a halted projection (and its halted rebuild) try the failing
+// event again, with a fresh count of attempts. Resuming a running
+// projection does nothing. Processors in other processes notice within
+// RunnerConfig.StatusPollInterval.
+func (r *Runner) Resume(ctx context.Context, name string) error {
+	p, err := r.compiled(name)
+	if err != nil {
+		return err
+	}
+	st, err := mustState(ctx, r.cfg.Source.Rows(), name, feed.LockNone)
+	if err != nil {
+		return err
+	}
+	names := p.checkpoints(name)
+	if st.Building != 0 {
+		names = append(names, p.checkpoints(rebuildName(name, st.Building))...)
+	}
+	r.mu.Lock()
+	var local []*procRun
+	for _, pr := range r.procs {
+		if pr.proj == p {
+			local = append(local, pr)
+		}
+	}
+	r.mu.Unlock()
+	for _, pr := range local {
+		// Deletes the halt rows and wakes the halted partitions here.
+		if _, err := pr.proc.Resume(ctx); err != nil {
+			return fmt.Errorf("projections: resume %q: %w", name, err)
+		}
+	}
+	for _, cp := range names {
+		if err := r.cfg.Source.Rows().Delete(ctx, feed.RuntimeNamespace, feed.HaltsTable, cp); err != nil {
+			return fmt.Errorf("projections: resume %q: %w", name, err)
+		}
+	}
+	r.log.Info("projections: resumed", "projection", name)
+	r.changed.Notify()
+	return nil
+}
+
+// DeadLetters lists the events a projection's live processor gave up on,
+// in checkpoint and event id order.
+func (r *Runner) DeadLetters(ctx context.Context, name string) ([]DeadLetter, error) {
+	if _, err := r.compiled(name); err != nil {
+		return nil, err
+	}
+	st, err := mustState(ctx, r.cfg.Source.Rows(), name, feed.LockNone)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := feed.ListDeadLetters(ctx, r.cfg.Source.Rows(), name, 0)
+	if err != nil {
+		return nil, fmt.Errorf("projections: dead letters of %q: %w", name, err)
+	}
+	out := make([]DeadLetter, 0, len(recs))
+	for i, rec := range recs {
+		out = append(out, deadLetterOf(name, st.Active, int64(i+1), rec))
+	}
+	return out, nil
+}
+
+// deadLetterOf turns the runtime's record into the projections' form.
+func deadLetterOf(name string, gen int, id int64, rec feed.DeadLetterRecord) DeadLetter {
+	return DeadLetter{
+		ID: id, Projection: name, Generation: gen,
+		EventID: rec.Event.ID, StreamID: rec.Event.StreamID, Version: rec.Event.Version, Token: rec.Event.Token,
+		Type: rec.Event.Type, Payload: append(json.RawMessage(nil), rec.Event.Payload...),
+		Reason: rec.Reason, Attempts: rec.Attempts, CreatedAt: rec.At,
+	}
+}
+
+func decodeHalt(row feed.Row) (feed.HaltRecord, error) {
+	var h feed.HaltRecord
+	if err := json.Unmarshal(row.Value, &h); err != nil {
+		return h, fmt.Errorf("projections: halt record %q does not decode: %w", row.Key, err)
+	}
+	return h, nil
+}
+
+// Reset moves a projection back to tok: its checkpoints are set to tok, in
+// one unit with its state, so every event after tok is applied again over
+// the current rows (which are not cleared). The projection is also resumed
+// if it was halted.
+//
+// Reset is for projections whose handlers are idempotent upserts (a row
+// that holds the latest state of something); for handlers that accumulate
+// (counters, appends to lists) replaying events again double-counts: use
+// Rebuild. The projection's processor in this runner is stopped for the
+// reset and started again on a router of the Runner's own; stop it in
+// other processes first, or Reset fails with feed.ErrLeaseHeld.
+func (r *Runner) Reset(ctx context.Context, name string, tok events.Token) error {
+	p, err := r.compiled(name)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	pr := r.procs[name]
+	delete(r.procs, name)
+	r.mu.Unlock()
+	if pr != nil {
+		r.closeProc(pr)
+		defer func() {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if r.state == stateRunning {
+				if err := r.startProcLocked(p, 0, nil); err != nil {
+					r.log.Error("projections: restart the processor after a reset", "projection", name, "error", err)
+				}
+			}
+		}()
+	}
+	cps := r.cfg.Source.Checkpoints()
+	ttl := r.subscriberConfig().LeaseTTL
+	if ttl == 0 {
+		ttl = feed.DefaultLeaseTTL
+	}
+	owner := "projections-reset-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	var leases []feed.Lease
+	defer func() {
+		for _, l := range leases {
+			_ = cps.Release(context.WithoutCancel(ctx), l)
+		}
+	}()
+	var moves []feed.Move
+	for _, cp := range p.checkpoints(name) {
+		l, err := cps.Acquire(ctx, cp, owner, ttl)
+		if err != nil {
+			return fmt.Errorf("projections: reset %q: take the processor's lease: %w", name, err)
+		}
+		leases = append(leases, l)
+		moves = append(moves, feed.Move{Lease: l, Position: tok})
+	}
+	for attempt := 1; ; attempt++ {
+		err = r.resetOnce(ctx, p, tok, moves)
+		if !isConflict(err) || attempt >= maxConflictRetries {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("projections: reset %q: %w", name, err)
+	}
+	if r.cfg.Tracker != nil {
+		for _, cp := range p.checkpoints(name) {
+			r.cfg.Tracker.Reset(cp, tok)
+		}
+		if p.partitions > 1 {
+			r.cfg.Tracker.Reset(name, tok)
+		}
+	}
+	r.log.Info("projections: reset", "projection", name, "position", tok.String())
+	r.changed.Notify()
+	return nil
+}
+
+func (r *Runner) resetOnce(ctx context.Context, p *compiled, tok events.Token, moves []feed.Move) error {
+	u, err := r.cfg.Source.Checkpoints().Begin(ctx)
+	if err != nil {
+		return err
+	}
+	uctx := u.Context(ctx)
+	err = func() error {
+		st, err := mustState(uctx, u.Rows(), p.name, feed.LockUpdate)
+		if err != nil {
+			return err
+		}
+		if st.SkipTo.After(tok) {
+			st.SkipTo = tok // events after tok are applied again
+		}
+		if p.strong() {
+			// Events the append hook applied are applied again too. Appends
+			// in flight hold the state row and commit before this unit
+			// reads the head (PostgreSQL) or conflict with it (memory).
+			head, err := r.cfg.Store.Head(ctx)
+			if err != nil {
+				return err
+			}
+			st.MarksUpTo = head
+		}
+		if err := writeState(uctx, u.Rows(), p.name, st, tok); err != nil {
+			return err
+		}
+		for _, cp := range p.checkpoints(p.name) {
+			if err := u.Rows().Delete(uctx, feed.RuntimeNamespace, feed.HaltsTable, cp); err != nil {
+				return err
+			}
+		}
+		return u.Commit(ctx, moves...)
+	}()
+	if err != nil {
+		_ = u.Rollback(context.WithoutCancel(ctx))
+	}
+	return err
+}

@@ -1,0 +1,469 @@
+package projections
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+)
+
+// Rebuild rebuilds a projection from the start of the feed without
+// downtime for readers: a second processor (name + "@rebuild-<generation>")
+// writes the next generation beside the active one while readers keep
+// reading the active generation and the live processor keeps it current.
+// Once the rebuild's position has caught up with the live processor's, one
+// unit makes the new generation active, records the rebuild's position as
+// the point up to which the live processor only moves on (it already is in
+// the new rows), and clears the live processor's halts. The rebuild's
+// processor then stops, its checkpoints are deleted, and the old
+// generation's rows are dropped in short batches.
+//
+// Rebuild returns once the old generation is dropped. If ctx ends first,
+// Rebuild returns ctx's error and the rebuild carries on; a runner started
+// later, here or in another process, resumes it. A rebuild that halts is
+// reported as a *HaltedError: fix the cause and Resume, and the rebuild
+// carries on (call Rebuild again to wait for it). The live generation is
+// unaffected by a failing rebuild.
+//
+// Use it after changing what a handler writes, or to recover from a bug
+// that wrote bad rows, dead-lettered events or halted the projection: the
+// switch moves the live processor past the event it halted at. Raw tables
+// a handler writes through Tx.Pgx are not rebuilt beside unless keyed by
+// Tx.Generation.
+func (r *Runner) Rebuild(ctx context.Context, name string) error {
+	p, err := r.compiled(name)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	running := r.state == stateRunning
+	r.mu.Unlock()
+	if !running {
+		return ErrNotRunning
+	}
+	var gen int
+	err = withUnit(ctx, r.cfg.Source.Checkpoints(), func(ctx context.Context, u feed.Unit) error {
+		st, err := mustState(ctx, u.Rows(), name, feed.LockUpdate)
+		if err != nil {
+			return err
+		}
+		if st.Building != 0 {
+			return fmt.Errorf("%w: %q is building generation %d", ErrRebuildInProgress, name, st.Building)
+		}
+		gen = max(st.Last, st.Active) + 1
+		st.Building, st.Last = gen, gen
+		return writeState(ctx, u.Rows(), name, st, events.Token{})
+	})
+	if err != nil {
+		return err
+	}
+	r.log.Info("projections: rebuild started", "projection", name, "generation", gen)
+	r.mu.Lock()
+	if r.state == stateRunning {
+		err = r.startProcLocked(p, gen, nil)
+	} else {
+		err = ErrStopped
+	}
+	r.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return r.awaitRebuild(ctx, p, gen)
+}
+
+// awaitRebuild waits until gen is active and the generations it replaced
+// are dropped, or reports why that cannot be.
+func (r *Runner) awaitRebuild(ctx context.Context, p *compiled, gen int) error {
+	poll := time.NewTicker(r.cfg.StatusPollInterval)
+	defer poll.Stop()
+	for {
+		changed := r.changed.C()
+		st, err := mustState(ctx, r.cfg.Source.Rows(), p.name, feed.LockNone)
+		switch {
+		case err != nil:
+			return err
+		case st.Active == gen && len(st.Dropping) == 0:
+			r.stopRebuild(ctx, p, gen)
+			return nil
+		case st.Active != gen && st.Building != gen:
+			return fmt.Errorf("projections: rebuild of %q to generation %d was abandoned (generation %d is active)", p.name, gen, st.Active)
+		case st.Building == gen:
+			if h, err := r.haltOf(ctx, p.checkpoints(rebuildName(p.name, gen))); err != nil {
+				return err
+			} else if h != nil {
+				return &HaltedError{Projection: p.name, Generation: gen, EventID: h.EventID, Reason: h.Reason}
+			}
+			if _, err := r.trySwitch(ctx, p, gen); err != nil && ctx.Err() == nil {
+				r.log.Warn("projections: switch attempt failed; trying again", "projection", p.name, "generation", gen, "error", err)
+			}
+		default:
+			r.mu.Lock()
+			if r.state == stateRunning {
+				r.dropLaterLocked(p)
+			}
+			r.mu.Unlock()
+		}
+		select {
+		case <-changed:
+		case <-poll.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// trySwitch makes generation gen active if its rebuild has caught up: its
+// position (the lowest of its partitions') is at or past the live
+// processor's, and no event the projection handles was committed after it.
+// Everything the live generation reflects, the new one then reflects too. The state row is taken with LockUpdate, so the units of
+// both processors and of strong appends, which take it with LockShare,
+// are either committed before the positions are read or see the switch.
+func (r *Runner) trySwitch(ctx context.Context, p *compiled, gen int) (bool, error) {
+	cps := r.cfg.Source.Checkpoints()
+	live := p.checkpoints(p.name)
+	rebuild := p.checkpoints(rebuildName(p.name, gen))
+	// A cheap look first, so a rebuild far behind never locks the state
+	// row, which would hold up the live processor and strong appends.
+	l, err := lowestPosition(ctx, cps, live)
+	if err != nil {
+		return false, err
+	}
+	b, err := lowestPosition(ctx, cps, rebuild)
+	if err != nil || b.Before(l) {
+		return false, err
+	}
+	if more, err := r.handledAfter(ctx, p, b); err != nil || more {
+		return false, err
+	}
+	var switched bool
+	var old int
+	var at events.Token
+	outer := ctx
+	err = withUnit(ctx, cps, func(ctx context.Context, u feed.Unit) error {
+		switched = false
+		st, err := mustState(ctx, u.Rows(), p.name, feed.LockUpdate)
+		if err != nil || st.Building != gen {
+			return err
+		}
+		pos, err := u.Positions(ctx, append(live, rebuild...)...)
+		if err != nil {
+			return fmt.Errorf("projections: switch %q: %w", p.name, err)
+		}
+		l, b := lowest(pos[:len(live)]), lowest(pos[len(live):])
+		if b.Before(l) {
+			return nil
+		}
+		// The live generation may reflect more than its checkpoint says:
+		// strong projections are applied inside the appends. So the new
+		// generation must reflect every handled event committed so far.
+		// Appends in flight hold the state row with LockShare: they
+		// committed before this lock was granted (PostgreSQL), or their
+		// commit will conflict with the switch (memory).
+		//
+		// The read runs on another connection while this unit holds the
+		// lock that units of the live processor, of the rebuild and of
+		// strong appends wait for, each holding a connection: on a small
+		// pool the read could wait for a connection that only frees once
+		// the lock does. So it gets a short deadline, and a read that
+		// misses it only means "not now".
+		cctx, cancel := context.WithTimeout(outer, switchReadTimeout)
+		more, err := r.handledAfter(cctx, p, b)
+		cancel()
+		if err != nil && cctx.Err() != nil && outer.Err() == nil {
+			r.log.Debug("projections: switch check timed out; trying again later", "projection", p.name)
+			return nil
+		}
+		if err != nil || more {
+			return err
+		}
+		old, at = st.Active, b
+		st.Active, st.Building, st.SkipTo = gen, 0, b
+		st.Dropping = append(st.Dropping, old)
+		if err := writeState(ctx, u.Rows(), p.name, st, b); err != nil {
+			return err
+		}
+		// A halt of the old generation is moot: the new one is past it.
+		for _, cp := range live {
+			if err := u.Rows().Delete(ctx, feed.RuntimeNamespace, feed.HaltsTable, cp); err != nil {
+				return fmt.Errorf("projections: switch %q: clear halt: %w", p.name, err)
+			}
+		}
+		switched = true
+		return nil
+	})
+	if err != nil || !switched {
+		return false, err
+	}
+	r.log.Info("projections: switched generation", "projection", p.name, "generation", gen, "old_generation", old, "position", at.String())
+	if r.cfg.Tracker != nil && !at.IsZero() {
+		// The new generation reflects every event up to at, even while the
+		// live checkpoint is still moving up to it.
+		r.cfg.Tracker.Advance(p.name, at)
+	}
+	if r.cfg.OnUpdate != nil {
+		r.cfg.OnUpdate(Update{Kind: UpdateReplaced, Projection: p.name, Generation: gen, Token: at})
+	}
+	r.mu.Lock()
+	var live0 *procRun
+	if pr := r.procs[p.name]; pr != nil {
+		live0 = pr
+	}
+	if r.state == stateRunning {
+		r.dropLaterLocked(p)
+	}
+	r.mu.Unlock()
+	if live0 != nil {
+		// Wake a live partition halted in this process: its halt is gone.
+		if _, err := live0.proc.Resume(ctx); err != nil {
+			r.log.Warn("projections: wake halted partitions after the switch", "projection", p.name, "error", err)
+		}
+	}
+	r.stopRebuild(ctx, p, gen)
+	r.changed.Notify()
+	return true, nil
+}
+
+// handledAfter reports whether the feed holds an event p handles after pos,
+// or may hold one not readable yet (an older transaction still open).
+func (r *Runner) handledAfter(ctx context.Context, p *compiled, pos events.Token) (bool, error) {
+	batch, err := r.cfg.Source.ReadFeed(ctx, pos, feed.Filter{Types: p.types}, 1)
+	if err != nil {
+		return false, fmt.Errorf("projections: switch %q: read the feed: %w", p.name, err)
+	}
+	return len(batch.Events) > 0 || batch.Pending, nil
+}
+
+// stopRebuild stops the processor of p's rebuild gen in this process, if it
+// runs here, and deletes its checkpoints once its leases are free. The
+// processor stays listed until then, so a concurrent caller (the monitor,
+// Rebuild, Stop) waits for the same close (closeProc runs once) instead of
+// deleting under a lease still held. The deletion is not cut short by a
+// Stop: this may be the last process that knows the checkpoints are over.
+func (r *Runner) stopRebuild(ctx context.Context, p *compiled, gen int) {
+	name := rebuildName(p.name, gen)
+	r.mu.Lock()
+	pr := r.procs[name]
+	r.mu.Unlock()
+	if pr != nil {
+		r.closeProc(pr)
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
+	r.deleteCheckpoints(dctx, p.checkpoints(name))
+	cancel()
+	r.mu.Lock()
+	if pr != nil && r.procs[name] == pr {
+		delete(r.procs, name)
+	}
+	r.mu.Unlock()
+}
+
+// deleteCheckpoints forgets checkpoints nobody runs any more, so they do
+// not lag forever in the lag monitor. A lease still held elsewhere keeps
+// its checkpoint; that process deletes it when it stops its processor.
+func (r *Runner) deleteCheckpoints(ctx context.Context, names []string) {
+	d, ok := r.cfg.Source.Checkpoints().(feed.CheckpointDeleter)
+	if !ok {
+		return
+	}
+	if _, err := d.DeleteCheckpoints(ctx, names...); err != nil {
+		r.log.Warn("projections: delete finished rebuild checkpoints", "checkpoints", names, "error", err)
+	}
+}
+
+// dropLaterLocked drops p's old generations in the background, unless that
+// is already under way. The caller holds r.mu.
+func (r *Runner) dropLaterLocked(p *compiled) {
+	if r.dropping[p.name] {
+		return
+	}
+	r.dropping[p.name] = true
+	ctx := r.runCtx
+	r.bg.Go(func() {
+		defer func() {
+			r.mu.Lock()
+			delete(r.dropping, p.name)
+			r.mu.Unlock()
+			r.changed.Notify()
+		}()
+		if err := r.drop(ctx, p); err != nil && ctx.Err() == nil {
+			r.log.Warn("projections: dropping an old generation failed (retried on the next pass)", "projection", p.name, "error", err)
+		}
+	})
+}
+
+// drop deletes the rows of p's generations waiting to be dropped, in
+// batches of RunnerConfig.DropBatch rows, each its own short transaction:
+// a big read model never holds the feed's read horizon back for long, and
+// a failure leaves the batches done so far done.
+func (r *Runner) drop(ctx context.Context, p *compiled) error {
+	st, err := mustState(ctx, r.cfg.Source.Rows(), p.name, feed.LockNone)
+	if err != nil {
+		return err
+	}
+	for _, gen := range st.Dropping {
+		if gen == st.Active || gen == st.Building {
+			continue // never: generations only move forward
+		}
+		ns := rowNamespace(p.name, gen)
+		total := 0
+		for {
+			n, err := r.cfg.Source.Rows().DeleteNamespace(ctx, ns, r.cfg.DropBatch)
+			if err != nil {
+				return fmt.Errorf("projections: drop generation %d of %q: %w", gen, p.name, err)
+			}
+			total += n
+			if r.dropHook != nil {
+				r.dropHook(p.name, gen, n)
+			}
+			if n < r.cfg.DropBatch {
+				break
+			}
+		}
+		if err := removeDropped(ctx, r.cfg.Source.Checkpoints(), p.name, gen); err != nil {
+			return err
+		}
+		r.log.Info("projections: dropped an old generation", "projection", p.name, "generation", gen, "rows", total)
+	}
+	return nil
+}
+
+// monitor keeps this process in line with the projections' state rows,
+// which other processes change too: it runs the rebuild a state row asks
+// for, stops the ones that are over, switches rebuilds that caught up,
+// drops old generations, and forgets rebuild checkpoints left behind.
+func (r *Runner) monitor(ctx context.Context) {
+	poll := time.NewTicker(r.cfg.StatusPollInterval)
+	defer poll.Stop()
+	sweep := true
+	for {
+		changed := r.changed.C()
+		for _, p := range r.list {
+			r.reconcile(ctx, p, sweep)
+		}
+		sweep = false
+		select {
+		case <-ctx.Done():
+			return
+		case <-poll.C:
+		case <-changed:
+		}
+	}
+}
+
+func (r *Runner) reconcile(ctx context.Context, p *compiled, sweep bool) {
+	octx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	st, err := mustState(octx, r.cfg.Source.Rows(), p.name, feed.LockNone)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Debug("projections: read state", "projection", p.name, "error", err)
+		}
+		return
+	}
+	var over []int
+	r.mu.Lock()
+	if r.state != stateRunning {
+		r.mu.Unlock()
+		return
+	}
+	for _, pr := range r.procs {
+		if pr.proj == p && pr.rebuild != 0 && pr.rebuild != st.Building {
+			over = append(over, pr.rebuild)
+		}
+	}
+	if st.Building != 0 {
+		if err := r.startProcLocked(p, st.Building, nil); err != nil {
+			r.log.Warn("projections: start rebuild", "projection", p.name, "generation", st.Building, "error", err)
+		}
+	}
+	if len(st.Dropping) > 0 {
+		r.dropLaterLocked(p)
+	}
+	r.mu.Unlock()
+	for _, gen := range over {
+		r.stopRebuild(octx, p, gen)
+	}
+	if sweep || len(over) > 0 {
+		r.sweepCheckpoints(octx, p, st.Building)
+	}
+	if st.Building != 0 {
+		if _, err := r.trySwitch(octx, p, st.Building); err != nil && ctx.Err() == nil {
+			r.log.Warn("projections: switch attempt failed; trying again", "projection", p.name, "error", err)
+		}
+	}
+}
+
+// sweepCheckpoints deletes p's rebuild checkpoints other than building's:
+// left behind by a process that stopped before it could delete them.
+func (r *Runner) sweepCheckpoints(ctx context.Context, p *compiled, building int) {
+	in, ok := r.cfg.Source.(feed.Inspector)
+	if !ok {
+		return
+	}
+	cs, err := in.Consumers(ctx)
+	if err != nil {
+		return
+	}
+	keep := rebuildName(p.name, building)
+	var names []string
+	for _, c := range cs {
+		base, _, _ := strings.Cut(c.Name, "#")
+		if strings.HasPrefix(base, p.name+"@rebuild-") && (building == 0 || base != keep) {
+			names = append(names, c.Name)
+		}
+	}
+	if len(names) > 0 {
+		r.deleteCheckpoints(ctx, names)
+	}
+}
+
+// haltOf returns the first halt record among checkpoints, nil when none is
+// halted.
+func (r *Runner) haltOf(ctx context.Context, checkpoints []string) (*feed.HaltRecord, error) {
+	for _, cp := range checkpoints {
+		row, ok, err := r.cfg.Source.Rows().Get(ctx, feed.RuntimeNamespace, feed.HaltsTable, cp, feed.LockNone)
+		if err != nil {
+			return nil, fmt.Errorf("projections: read halt of %q: %w", cp, err)
+		}
+		if !ok {
+			continue
+		}
+		h, err := decodeHalt(row)
+		if err != nil {
+			return nil, err
+		}
+		return &h, nil
+	}
+	return nil, nil
+}
+
+func lowestPosition(ctx context.Context, cps feed.CheckpointStore, names []string) (events.Token, error) {
+	pos := make([]events.Token, len(names))
+	for i, n := range names {
+		var err error
+		if pos[i], err = cps.Position(ctx, n); err != nil {
+			return events.Token{}, fmt.Errorf("projections: position of %q: %w", n, err)
+		}
+	}
+	return lowest(pos), nil
+}
+
+func lowest(pos []events.Token) events.Token {
+	var low events.Token
+	for i, p := range pos {
+		if i == 0 || p.Before(low) {
+			low = p
+		}
+	}
+	return low
+}
+
+// opTimeout bounds each pass of the runner's own bookkeeping.
+const opTimeout = 10 * time.Second
+
+// switchReadTimeout bounds the feed read a switch makes while it holds the
+// projection's state row.
+const switchReadTimeout = time.Second

@@ -1,0 +1,134 @@
+package projections
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+)
+
+// AppliedMetadataKey is the events.Metadata.Extra key under which the
+// append hook records which strong projections applied an event in the
+// append's own unit, as their names separated by spaces. The projection's
+// processor moves past such an event without applying it again; a rebuild
+// applies it from the feed like every other event.
+//
+// The mark needs no generation: an event applied in its append reached the
+// generation active when it committed, and a switch to a newer generation
+// only happens once the rebuild reflects every handled event committed
+// before it (see Runner.Rebuild), which the live processor then moves past.
+// It is the same on every retry of the append, so a retried append is
+// recognised as the one stored (events.MatchStored compares metadata).
+const AppliedMetadataKey = "converge-applied"
+
+// strongHook applies the runner's strong projections inside every append
+// made through the store (feed.HookedSource), in the append's unit: the
+// rows commit with the events or not at all, and a read right after the
+// append sees them.
+type strongHook struct {
+	r     *Runner
+	projs []*compiled
+}
+
+var _ feed.AppendHook = (*strongHook)(nil)
+
+func (h *strongHook) Wants(types []string) bool {
+	for _, p := range h.projs {
+		if p.handles(types) {
+			return true
+		}
+	}
+	return false
+}
+
+// Before takes each interested projection's state row with LockShare, so a
+// rebuild's switch cannot slip between this append and its rows, and
+// stamps the events each projection will apply.
+func (h *strongHook) Before(ctx context.Context, u feed.Unit, _ string, evs []events.Event) ([]events.Event, error) {
+	reg := u.Registry()
+	types := make([]string, len(evs))
+	for i, ev := range evs {
+		if raw, ok := ev.Data.(events.Raw); ok {
+			types[i] = raw.Type
+			continue
+		}
+		name, _, err := reg.NameOf(ev.Data)
+		if err != nil {
+			return nil, err // the append reports it as it would without the hook
+		}
+		types[i] = name
+	}
+	out := slices.Clone(evs)
+	for _, p := range h.projs {
+		if !p.handles(types) {
+			continue
+		}
+		// The lock orders this append with a switch of generations.
+		if _, err := mustState(ctx, u.Rows(), p.name, feed.LockShare); err != nil {
+			return nil, err
+		}
+		for i := range out {
+			if p.handler(types[i]) == nil {
+				continue
+			}
+			extra := maps.Clone(out[i].Metadata.Extra)
+			if extra == nil {
+				extra = map[string]string{}
+			}
+			extra[AppliedMetadataKey] = strings.TrimSpace(extra[AppliedMetadataKey] + " " + p.name)
+			out[i].Metadata.Extra = extra
+		}
+	}
+	return out, nil
+}
+
+// After runs the strong handlers on the stored events, in the unit.
+func (h *strongHook) After(ctx context.Context, u feed.Unit, envs []events.Envelope) error {
+	var updates []Update
+	for _, p := range h.projs {
+		st, err := mustState(ctx, u.Rows(), p.name, feed.LockShare)
+		if err != nil {
+			return err
+		}
+		for _, env := range envs {
+			hf := p.handler(env.Type)
+			if hf == nil || !appliedInline(env, p.name) {
+				continue
+			}
+			tx := &Tx{
+				ctx: u.Context(ctx), projection: p.name, generation: st.Active, token: env.Token,
+				rows: &unitRows{rows: u.Rows(), ns: rowNamespace(p.name, st.Active), tok: env.Token},
+			}
+			if err := callHandler(tx.ctx, hf, tx, env); err != nil {
+				return handlerError(p.name, env, err)
+			}
+			updates = append(updates, tx.updates...)
+		}
+	}
+	if h.r.cfg.OnUpdate != nil && len(updates) > 0 {
+		u.AfterCommit(func() {
+			for _, up := range updates {
+				h.r.cfg.OnUpdate(up)
+			}
+		})
+	}
+	return nil
+}
+
+// appliedInline reports whether the append hook applied env to projection
+// name.
+func appliedInline(env events.Envelope, name string) bool {
+	marks := env.Metadata.Extra[AppliedMetadataKey]
+	if marks == "" {
+		return false
+	}
+	for m := range strings.FieldsSeq(marks) {
+		if m == name {
+			return true
+		}
+	}
+	return false
+}

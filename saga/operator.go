@@ -1,0 +1,361 @@
+package saga
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+)
+
+// Operator reads saga instances and asks for operations on them straight
+// from the rows, without the saga definitions: `converge sagas` runs on
+// it, in a process that knows none of the application's types. Reading
+// needs nothing else; a retry or cancel is recorded as a request that an
+// engine running the saga type carries out (see RequestRetry), because
+// only that engine can run the step again and keep its own metrics right.
+type Operator struct {
+	rows  feed.Rows
+	clock events.Clock
+}
+
+// OperatorConfig configures an Operator. Source is required.
+type OperatorConfig struct {
+	// Source holds the instances (a pgstore.Store or a memstore.Store).
+	Source feed.Source
+	// Clock dates requests and measures how long steps have been parked.
+	// Defaults to events.SystemClock.
+	Clock events.Clock
+}
+
+// NewOperator returns an Operator on cfg.Source.
+func NewOperator(cfg *OperatorConfig) (*Operator, error) {
+	if cfg == nil || cfg.Source == nil {
+		return nil, errors.New("saga: NewOperator needs OperatorConfig.Source (the pgstore.Store or memstore.Store the engines run on)")
+	}
+	o := &Operator{rows: cfg.Source.Rows(), clock: cfg.Clock}
+	if o.clock == nil {
+		o.clock = events.SystemClock{}
+	}
+	return o, nil
+}
+
+// List returns the instances that pass f, in saga type and id order.
+func (o *Operator) List(ctx context.Context, f Filter) ([]Info, error) {
+	return listInstances(ctx, o.rows, o.clock.Now(), f)
+}
+
+// Show returns an instance's timeline, as Engine.Show does.
+func (o *Operator) Show(ctx context.Context, saga, id string) (Timeline, error) {
+	return showInstance(ctx, o.rows, saga, id)
+}
+
+// Find returns the instances with this id, of every saga type: an id
+// alone is usually enough for an operator to name an instance. It reads
+// every instance row; prefer Show with the saga type when it is known.
+func (o *Operator) Find(ctx context.Context, id string) ([]Info, error) {
+	all, err := listAll(ctx, o.rows, tableInstance, "")
+	if err != nil {
+		return nil, err
+	}
+	suffix := "/" + url.PathEscape(id)
+	var out []Info
+	for _, row := range all {
+		if !strings.HasSuffix(row.Key, suffix) {
+			continue
+		}
+		in, err := decodeInstance(row)
+		if err != nil {
+			return nil, err
+		}
+		if in.ID == id {
+			out = append(out, in.info())
+		}
+	}
+	return out, nil
+}
+
+// Request is an operator's retry or cancel of an instance, recorded until
+// an engine running the saga type carries it out.
+type Request struct {
+	Op     string    `json:"op"`
+	Reason string    `json:"reason,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// Request operations.
+const (
+	OpRetry  = "retry"
+	OpCancel = "cancel"
+)
+
+// RequestRetry records a request to retry a failed or stuck instance (see
+// Engine.Retry). An engine running the saga type carries it out at its
+// next parked-step pass (at the latest after EngineConfig.SweepInterval)
+// and records the outcome in the instance's history; Pending reports it
+// until then. ErrNotFound and ErrNotRetryable as Engine.Retry, checked
+// now so the operator hears at once.
+func (o *Operator) RequestRetry(ctx context.Context, saga, id string) error {
+	in, err := o.load(ctx, saga, id)
+	if err != nil {
+		return err
+	}
+	if !in.retryable() {
+		return fmt.Errorf("%w: %s/%s is %s", ErrNotRetryable, saga, id, in.Status)
+	}
+	return o.put(ctx, in, Request{Op: OpRetry, At: o.clock.Now().UTC()})
+}
+
+// RequestCancel records a request to cancel an instance (see
+// Engine.Cancel), carried out like RequestRetry's. ErrEnded for an
+// instance that has already ended.
+func (o *Operator) RequestCancel(ctx context.Context, saga, id, reason string) error {
+	in, err := o.load(ctx, saga, id)
+	if err != nil {
+		return err
+	}
+	if in.ended() {
+		return fmt.Errorf("%w: %s/%s is %s", ErrEnded, saga, id, in.Status)
+	}
+	return o.put(ctx, in, Request{Op: OpCancel, Reason: reason, At: o.clock.Now().UTC()})
+}
+
+// Pending returns the request waiting for an engine, if any.
+func (o *Operator) Pending(ctx context.Context, saga, id string) (Request, bool, error) {
+	r, ok, err := pendingRequest(ctx, o.rows, saga, id)
+	if err != nil || !ok {
+		return Request{}, false, err
+	}
+	return *r, true, nil
+}
+
+func (o *Operator) load(ctx context.Context, saga, id string) (*instance, error) {
+	row, ok, err := o.rows.Get(ctx, rowNamespace, tableInstance, instanceKey(saga, id), feed.LockNone)
+	if err != nil {
+		return nil, wrapRows(err, "read instance", saga, id)
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: %s/%s", ErrNotFound, saga, id)
+	}
+	return decodeInstance(row)
+}
+
+func (o *Operator) put(ctx context.Context, in *instance, r Request) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return wrapRows(o.rows.Put(ctx, rowNamespace, tableRequests, instanceKey(in.Saga, in.ID), b, in.Token), "record "+r.Op+" request", in.Saga, in.ID)
+}
+
+// retryable reports whether Engine.Retry has something to do.
+func (in *instance) retryable() bool {
+	return (in.Status == StatusFailed && in.Failed != nil) || (in.Parked != nil && in.Parked.Stuck)
+}
+
+func pendingRequest(ctx context.Context, rows feed.Rows, saga, id string) (*Request, bool, error) {
+	row, ok, err := rows.Get(ctx, rowNamespace, tableRequests, instanceKey(saga, id), feed.LockNone)
+	if err != nil || !ok {
+		return nil, false, wrapRows(err, "read request", saga, id)
+	}
+	var r Request
+	if err := json.Unmarshal(row.Value, &r); err != nil {
+		return nil, false, fmt.Errorf("saga: request row %q does not decode: %w", row.Key, err)
+	}
+	return &r, true, nil
+}
+
+// runRequests carries out the operators' requests for the saga types this
+// engine runs, each in a unit that also deletes the request; a request the
+// instance refuses (it ended, or has nothing to retry) is dropped with the
+// reason in the instance's history.
+func (e *Engine) runRequests(ctx context.Context) (int, error) {
+	page, err := listAll(ctx, e.cfg.Store.Rows(), tableRequests, "")
+	if err != nil {
+		return 0, err
+	}
+	done := 0
+	for _, row := range page {
+		var r Request
+		if err := json.Unmarshal(row.Value, &r); err != nil {
+			e.log.ErrorContext(ctx, "saga: request row does not decode; skipping", "key", row.Key, "error", err)
+			continue
+		}
+		saga, id, ok := splitInstanceKey(row.Key)
+		if !ok {
+			e.log.ErrorContext(ctx, "saga: request row has a malformed key; skipping", "key", row.Key)
+			continue
+		}
+		if _, ok := e.sagas[saga]; !ok {
+			continue // another deployment runs it
+		}
+		err := e.withUnit(ctx, func(ctx context.Context, u feed.Unit) error {
+			cur, ok, err := pendingRequest(ctx, u.Rows(), saga, id)
+			if err != nil || !ok || !cur.At.Equal(r.At) {
+				return err // taken by another process, or replaced
+			}
+			if err := u.Rows().Delete(ctx, rowNamespace, tableRequests, row.Key); err != nil {
+				return wrapRows(err, "delete request", saga, id)
+			}
+			switch r.Op {
+			case OpRetry:
+				return e.retryIn(ctx, u, saga, id, "retried by an operator (requested "+r.At.Format(time.RFC3339)+")")
+			case OpCancel:
+				return e.cancelIn(ctx, u, saga, id, r.Reason)
+			}
+			return fmt.Errorf("%w: unknown request %q", errRefused, r.Op)
+		})
+		if err == nil {
+			done++
+			continue
+		}
+		if !errors.Is(err, ErrNotRetryable) && !errors.Is(err, ErrEnded) && !errors.Is(err, ErrNotFound) && !errors.Is(err, errRefused) {
+			return done, err
+		}
+		e.log.WarnContext(ctx, "saga: an operator's request was refused", "saga", saga, "id", id, "op", r.Op, "error", err)
+		if err := e.withUnit(ctx, func(ctx context.Context, u feed.Unit) error { return e.refuse(ctx, u, saga, id, r, err) }); err != nil {
+			return done, err
+		}
+	}
+	if done > 0 {
+		e.parkWake.Notify()
+	}
+	return done, nil
+}
+
+var errRefused = errors.New("saga: request refused")
+
+// refuse drops a request the instance cannot take, saying why in its
+// history.
+func (e *Engine) refuse(ctx context.Context, u feed.Unit, saga, id string, r Request, why error) error {
+	rows := u.Rows()
+	if err := rows.Delete(ctx, rowNamespace, tableRequests, instanceKey(saga, id)); err != nil {
+		return wrapRows(err, "delete request", saga, id)
+	}
+	in, found, err := e.load(ctx, rows, saga, id, feed.LockUpdate)
+	if err != nil || !found {
+		return err
+	}
+	if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindNote, Detail: fmt.Sprintf("%s request refused: %v", r.Op, why)}); err != nil {
+		return err
+	}
+	return e.save(ctx, rows, in)
+}
+
+func splitInstanceKey(key string) (saga, id string, ok bool) {
+	saga, esc, ok := strings.Cut(key, "/")
+	if !ok {
+		return "", "", false
+	}
+	id, err := url.PathUnescape(esc)
+	return saga, id, err == nil
+}
+
+func decodeInstance(row feed.Row) (*instance, error) {
+	in := &instance{}
+	if err := json.Unmarshal(row.Value, in); err != nil {
+		return nil, fmt.Errorf("saga: instance row %q does not decode: %w", row.Key, err)
+	}
+	return in, nil
+}
+
+func listInstances(ctx context.Context, rows feed.Rows, now time.Time, f Filter) ([]Info, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	prefix := ""
+	if f.Saga != "" {
+		prefix = f.Saga + "/"
+	}
+	var out []Info
+	after := ""
+	for {
+		page, err := rows.List(ctx, rowNamespace, tableInstance, feed.RowQuery{Prefix: prefix, After: after, Limit: 500})
+		if err != nil {
+			return nil, fmt.Errorf("saga: list instances: %w", err)
+		}
+		for _, row := range page {
+			after = row.Key
+			in, err := decodeInstance(row)
+			if err != nil {
+				return nil, err
+			}
+			if f.Status != "" && in.Status != f.Status {
+				continue
+			}
+			if f.StuckLongerThan > 0 && (in.Parked == nil || now.Sub(in.Parked.Since) <= f.StuckLongerThan) {
+				continue
+			}
+			out = append(out, in.info())
+			if len(out) == limit {
+				return out, nil
+			}
+		}
+		if len(page) < 500 {
+			return out, nil
+		}
+	}
+}
+
+func showInstance(ctx context.Context, rows feed.Rows, saga, id string) (Timeline, error) {
+	var tl Timeline
+	ignored, err := listAll(ctx, rows, tableIgnored, instanceKey(saga, id)+"/")
+	if err != nil {
+		return tl, err
+	}
+	for _, r := range ignored {
+		var m IgnoredMessage
+		if json.Unmarshal(r.Value, &m) == nil {
+			tl.Ignored = append(tl.Ignored, m)
+		}
+	}
+	row, found, err := rows.Get(ctx, rowNamespace, tableInstance, instanceKey(saga, id), feed.LockNone)
+	if err != nil {
+		return tl, wrapRows(err, "read instance", saga, id)
+	}
+	if !found {
+		return tl, fmt.Errorf("%w: %s/%s", ErrNotFound, saga, id)
+	}
+	in, err := decodeInstance(row)
+	if err != nil {
+		return tl, err
+	}
+	tl.Info = in.info()
+	if tl.Request, _, err = pendingRequest(ctx, rows, saga, id); err != nil {
+		return tl, err
+	}
+	hist, err := listAll(ctx, rows, tableHistory, instanceKey(saga, id)+"/")
+	if err != nil {
+		return tl, err
+	}
+	for _, r := range hist {
+		var hs []HistoryEntry
+		if err := json.Unmarshal(r.Value, &hs); err != nil {
+			return tl, fmt.Errorf("saga: history row %q does not decode: %w", r.Key, err)
+		}
+		tl.History = append(tl.History, hs...)
+	}
+	return tl, nil
+}
+
+func listAll(ctx context.Context, rows feed.Rows, table, prefix string) ([]feed.Row, error) {
+	var out []feed.Row
+	after := ""
+	for {
+		page, err := rows.List(ctx, rowNamespace, table, feed.RowQuery{Prefix: prefix, After: after, Limit: 1000})
+		if err != nil {
+			return nil, fmt.Errorf("saga: list %s: %w", table, err)
+		}
+		out = append(out, page...)
+		if len(page) < 1000 {
+			return out, nil
+		}
+		after = page[len(page)-1].Key
+	}
+}

@@ -1,0 +1,672 @@
+package sagatest
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/components/cqrs"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+
+	"github.com/converge-es/converge/command"
+	"github.com/converge-es/converge/consistency"
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+	"github.com/converge-es/converge/events/memstore"
+	"github.com/converge-es/converge/internal/clocktest"
+	"github.com/converge-es/converge/saga"
+	"github.com/converge-es/converge/saga/internal/drive"
+)
+
+// SeedFlag is the test flag -seed: when set, Simulate runs only that seed
+// (the one a failure printed), so a failure replays exactly:
+//
+//	go test ./orders -run TestOrderSimulation -seed 17
+var SeedFlag = flag.Int64("seed", -1, "sagatest: run only this simulation seed (printed by a failing simulation)")
+
+// Defaults of SimConfig.
+const (
+	DefaultSeeds     = 20
+	DefaultMaxSteps  = 20_000
+	DefaultCrash     = 0.1
+	DefaultDuplicate = 0.15
+	DefaultHorizon   = 24 * time.Hour
+)
+
+// SimConfig configures a simulation. Registry, Sagas and Events are
+// required.
+type SimConfig struct {
+	// Registry has every event and command type registered.
+	Registry *events.Registry
+	// Sagas returns the definitions under test for a seed's store (a
+	// handler that reads a read model reads it from that store's rows).
+	Sagas func(store saga.Store) []saga.Definition
+	// Commands returns the command handlers (command.Handle) for a seed's
+	// store. They run on Watermill's cqrs command processor over
+	// gochannel. Defaults to none: commands are only recorded.
+	Commands func(store saga.Store) []cqrs.CommandHandler
+	// Models are the read models, as in Config.Models. The simulation
+	// moves each one forward at its own random pace and holds some back
+	// for a while.
+	Models map[string]Model
+	// Events start the scenario: they are appended, in order, before the
+	// simulation delivers anything.
+	Events []Event
+	// Invariants are checked after every action (Final false) and once at
+	// the end, when everything has settled (Final true).
+	Invariants []Invariant
+	// Seeds is how many seeds Simulate runs, from FirstSeed. Defaults to
+	// DefaultSeeds (20).
+	Seeds     int
+	FirstSeed uint64
+	// MaxSteps bounds the actions of one seed; a seed that has not
+	// settled by then fails. Defaults to DefaultMaxSteps.
+	MaxSteps int
+	// Crash is the chance that a delivery's unit is dropped before its
+	// commit and the engine restarted from the store; Duplicate the chance
+	// that a delivery is repeated. Defaults to DefaultCrash (0.1) and
+	// DefaultDuplicate (0.15); a negative value turns the fault off.
+	Crash     float64
+	Duplicate float64
+	// Horizon is how far the virtual clock may run while settling, firing
+	// the timers due within it. Defaults to DefaultHorizon (24h).
+	Horizon time.Duration
+}
+
+func (c *SimConfig) withDefaults() SimConfig {
+	out := SimConfig{}
+	if c != nil {
+		out = *c
+	}
+	if out.Seeds <= 0 {
+		out.Seeds = DefaultSeeds
+	}
+	if out.MaxSteps <= 0 {
+		out.MaxSteps = DefaultMaxSteps
+	}
+	if out.Crash == 0 {
+		out.Crash = DefaultCrash
+	}
+	if out.Duplicate == 0 {
+		out.Duplicate = DefaultDuplicate
+	}
+	if out.Horizon <= 0 {
+		out.Horizon = DefaultHorizon
+	}
+	return out
+}
+
+func (c *SimConfig) validate() error {
+	switch {
+	case c.Registry == nil:
+		return errors.New("sagatest: SimConfig.Registry is nil: register your events and commands in a registry and pass it")
+	case c.Sagas == nil:
+		return errors.New("sagatest: SimConfig.Sagas is nil: return the definitions under test")
+	case len(c.Events) == 0:
+		return errors.New("sagatest: SimConfig.Events is empty: give the events that start the scenario")
+	}
+	return nil
+}
+
+// Invariant checks the world a simulation built; a non-nil error fails the
+// seed.
+type Invariant func(v *SimView) error
+
+// SimView is what an invariant sees.
+type SimView struct {
+	Seed uint64
+	// Final is true once, after everything has settled: every message
+	// delivered, every read model caught up, every parked step run and
+	// every timer within SimConfig.Horizon fired.
+	Final  bool
+	Store  saga.Store
+	Engine *saga.Engine
+	// Commands are every command appended so far, in feed order.
+	Commands []Command
+	// Events are every event appended so far, in feed order.
+	Events []events.Envelope
+	ctx    context.Context
+}
+
+// Instances lists the instances of a saga type.
+func (v *SimView) Instances(sagaName string) ([]saga.Info, error) {
+	return v.Engine.List(v.ctx, saga.Filter{Saga: sagaName})
+}
+
+// Timeline returns an instance's timeline (saga.Engine.Show).
+func (v *SimView) Timeline(sagaName, id string) (saga.Timeline, error) {
+	return v.Engine.Show(v.ctx, sagaName, id)
+}
+
+// Context is the simulation's context, for reads of your own.
+func (v *SimView) Context() context.Context { return v.ctx }
+
+// CommandsOf returns the commands of one stored type sent with the
+// correlation id (a saga's instance id).
+func (v *SimView) CommandsOf(commandType, correlation string) []Command {
+	var out []Command
+	for _, c := range v.Commands {
+		if c.Type == commandType && c.Correlation == correlation {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Simulate runs the simulation for every seed of cfg (or only -seed N),
+// each as a subtest named "seed=N", and fails a seed with its error, its
+// last actions and the command that replays it.
+func Simulate(t *testing.T, cfg *SimConfig) {
+	t.Helper()
+	c := cfg.withDefaults()
+	if err := c.validate(); err != nil {
+		t.Fatal(err)
+	}
+	seeds := make([]uint64, 0, c.Seeds)
+	if *SeedFlag >= 0 {
+		seeds = append(seeds, uint64(*SeedFlag))
+	} else {
+		for i := range uint64(c.Seeds) {
+			seeds = append(seeds, c.FirstSeed+i)
+		}
+	}
+	for _, seed := range seeds {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			if err := SimulateSeed(t.Context(), &c, seed); err != nil {
+				t.Fatalf("%v\nreplay: go test -run '%s' -seed %d", err, t.Name(), seed)
+			}
+		})
+	}
+}
+
+// errCrash is the fault that drops a unit before its commit.
+var errCrash = errors.New("sagatest: simulated crash before commit")
+
+// SimulateSeed runs one seed and returns the first invariant that failed
+// or the first error the engine or a handler returned, with the actions
+// that led to it.
+func SimulateSeed(ctx context.Context, cfg *SimConfig, seed uint64) (err error) {
+	c := cfg.withDefaults()
+	if err := c.validate(); err != nil {
+		return err
+	}
+	s, err := newSim(ctx, &c, seed)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, s.close()) }()
+	if err := s.run(ctx); err != nil {
+		return fmt.Errorf("sagatest: simulation seed %d: %w\nlast actions:\n  %s", seed, err, strings.Join(s.trace, "\n  "))
+	}
+	return nil
+}
+
+type simModel struct {
+	name  string
+	apply Model
+	next  int // index into sim.all of the next event to apply
+	held  bool
+}
+
+type sim struct {
+	cfg     *SimConfig
+	seed    uint64
+	rng     *rand.Rand
+	clock   *clocktest.Clock
+	store   *memstore.Store
+	tracker *consistency.Tracker
+	ecfg    saga.EngineConfig
+	engine  *saga.Engine
+	handled map[string]bool // command types with a handler
+	bus     *gochannel.GoChannel
+	router  *message.Router
+	stop    context.CancelFunc
+	done    chan error
+
+	models  []*simModel
+	pos     events.Token
+	all     []events.Envelope
+	sent    []Command
+	sagaQ   map[string][]events.Envelope
+	sagaKey []string
+	cmdQ    map[string][]events.Envelope
+	cmdKey  []string
+	trace   []string
+}
+
+type errSlot struct{}
+
+func newSim(ctx context.Context, c *SimConfig, seed uint64) (*sim, error) {
+	s := &sim{
+		cfg: c, seed: seed, rng: rand.New(rand.NewPCG(seed, 0x5a6a)), clock: clocktest.New(DefaultStart),
+		handled: map[string]bool{}, sagaQ: map[string][]events.Envelope{}, cmdQ: map[string][]events.Envelope{},
+	}
+	if err := command.Register(c.Registry); err != nil {
+		return nil, err
+	}
+	st, err := memstore.New(&memstore.Config{Registry: c.Registry, Clock: s.clock})
+	if err != nil {
+		return nil, err
+	}
+	s.store = st
+	if err := s.init(ctx); err != nil {
+		return nil, errors.Join(err, s.close())
+	}
+	return s, nil
+}
+
+// init builds the seed's world on its fresh store.
+func (s *sim) init(ctx context.Context) error {
+	c, st := s.cfg, s.store
+	var err error
+	if s.tracker, err = consistency.NewTracker(&consistency.TrackerConfig{Clock: s.clock}); err != nil {
+		return err
+	}
+	names := make([]string, 0, len(c.Models))
+	for name := range c.Models {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		s.models = append(s.models, &simModel{name: name, apply: c.Models[name]})
+		s.tracker.Advance(name, events.Token{})
+	}
+	if err := s.startCommands(ctx); err != nil {
+		return err
+	}
+	s.ecfg = saga.EngineConfig{
+		Store: st, Sagas: c.Sagas(st), Tracker: s.tracker, Clock: s.clock,
+		// A model that has not caught up will not move while the step
+		// waits: park at once.
+		GateTimeout: time.Nanosecond,
+	}
+	if c.Commands != nil {
+		s.ecfg.Commands = catalog(s.handled)
+	}
+	if s.engine, err = saga.NewEngine(&s.ecfg); err != nil {
+		return err
+	}
+	for _, ev := range c.Events {
+		if _, err := st.Append(ctx, ev.Stream, events.AnyVersion, events.Event{
+			ID: ev.ID, Data: ev.Data, Metadata: events.Metadata{CorrelationID: ev.Correlation, CausationID: ev.Causation},
+		}); err != nil {
+			return fmt.Errorf("sagatest: append %T to %s: %w", ev.Data, ev.Stream, err)
+		}
+	}
+	return nil
+}
+
+type catalog map[string]bool
+
+func (c catalog) Handles(t string) bool { return c[t] }
+
+// startCommands runs the command handlers on Watermill's cqrs command
+// processor, subscribed to gochannel: the simulation publishes each
+// command it delivers with the delivery's unit in the message's context
+// and waits for the handler's ack.
+func (s *sim) startCommands(ctx context.Context) error {
+	if s.cfg.Commands == nil {
+		return nil
+	}
+	logger := watermill.NopLogger{}
+	s.bus = gochannel.NewGoChannel(gochannel.Config{PreserveContext: true, BlockPublishUntilSubscriberAck: true}, logger)
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, logger)
+	if err != nil {
+		return err
+	}
+	// A handler's error goes back to the delivery instead of making
+	// gochannel send the command again at once.
+	router.AddMiddleware(func(h message.HandlerFunc) message.HandlerFunc {
+		return func(msg *message.Message) ([]*message.Message, error) {
+			out, err := h(msg)
+			if slot, ok := msg.Context().Value(errSlot{}).(*error); ok && err != nil {
+				*slot = err
+			}
+			return out, nil
+		}
+	}, middleware.Recoverer)
+	m := command.Marshaler{Registry: s.cfg.Registry}
+	cp, err := cqrs.NewCommandProcessorWithConfig(router, cqrs.CommandProcessorConfig{
+		GenerateSubscribeTopic: func(p cqrs.CommandProcessorGenerateSubscribeTopicParams) (string, error) {
+			if p.CommandName == "" {
+				return "", fmt.Errorf("sagatest: command handler %s: its command type is not registered", p.CommandHandler.HandlerName())
+			}
+			s.handled[p.CommandName] = true
+			return command.Category(p.CommandName), nil
+		},
+		SubscriberConstructor: func(cqrs.CommandProcessorSubscriberConstructorParams) (message.Subscriber, error) {
+			return s.bus, nil
+		},
+		Marshaler: m,
+		Logger:    logger,
+	})
+	if err != nil {
+		return err
+	}
+	if err := cp.AddHandlers(s.cfg.Commands(s.store)...); err != nil {
+		return err
+	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.router, s.stop, s.done = router, cancel, make(chan error, 1)
+	go func() { s.done <- router.Run(rctx) }()
+	<-router.Running()
+	return nil
+}
+
+func (s *sim) close() error {
+	var errs []error
+	if s.router != nil {
+		s.stop()
+		errs = append(errs, s.router.Close(), <-s.done, s.bus.Close())
+	}
+	return errors.Join(append(errs, s.store.Close())...)
+}
+
+func (s *sim) note(format string, args ...any) {
+	s.trace = append(s.trace, fmt.Sprintf(format, args...))
+	if len(s.trace) > 30 {
+		s.trace = s.trace[1:]
+	}
+}
+
+// read takes the events appended since the last look into the queues.
+func (s *sim) read(ctx context.Context) error {
+	for {
+		b, err := drive.Read(ctx, s.store, s.pos, feed.Filter{}, 500)
+		if err != nil {
+			return err
+		}
+		for _, env := range b.Events {
+			s.pos = env.Token
+			s.all = append(s.all, env)
+			if strings.HasPrefix(env.StreamID, command.StreamPrefix) && env.Type != command.RejectedType {
+				c := Command{
+					ID: env.ID, Type: env.Type, Stream: env.StreamID, Correlation: env.Metadata.CorrelationID,
+					Causation: env.Metadata.CausationID, Token: env.Token,
+				}
+				c.CausalToken, _ = command.CausalToken(env)
+				if c.Value, err = s.cfg.Registry.Decode(env); err != nil {
+					return err
+				}
+				s.sent = append(s.sent, c)
+			}
+			if s.handled[env.Type] {
+				s.cmdKey = push(s.cmdQ, s.cmdKey, env.StreamID, env)
+				continue
+			}
+			s.sagaKey = push(s.sagaQ, s.sagaKey, feed.KeyOf(feed.ByCorrelation, env), env)
+		}
+		if len(b.Events) == 0 {
+			return nil
+		}
+	}
+}
+
+func push(q map[string][]events.Envelope, keys []string, key string, env events.Envelope) []string {
+	if len(q[key]) == 0 {
+		keys = append(keys, key)
+	}
+	q[key] = append(q[key], env)
+	return keys
+}
+
+func pop(q map[string][]events.Envelope, keys []string, i int) []string {
+	key := keys[i]
+	q[key] = q[key][1:]
+	if len(q[key]) == 0 {
+		delete(q, key)
+		return slices.Delete(keys, i, i+1)
+	}
+	return keys
+}
+
+// The simulation's actions.
+const (
+	actSaga = iota
+	actCommand
+	actModel
+	actHold
+	actTimer
+	actParked
+	actCount
+)
+
+var actWeights = [actCount]int{actSaga: 40, actCommand: 25, actModel: 15, actHold: 3, actTimer: 5, actParked: 12}
+
+func (s *sim) run(ctx context.Context) error {
+	if err := s.read(ctx); err != nil {
+		return err
+	}
+	total := 0
+	for _, w := range actWeights {
+		total += w
+	}
+	for step := 0; ; step++ {
+		if step >= s.cfg.MaxSteps {
+			return fmt.Errorf("did not settle within %d actions (a step that keeps retrying, or timers that keep firing?)", s.cfg.MaxSteps)
+		}
+		if len(s.sagaKey) == 0 && len(s.cmdKey) == 0 {
+			// Nothing left to deliver: lagging models may catch up now.
+			for _, m := range s.models {
+				m.held = false
+			}
+		}
+		if len(s.sagaKey) == 0 && len(s.cmdKey) == 0 && s.modelsCaughtUp() {
+			moved, err := s.settle(ctx)
+			if err != nil {
+				return err
+			}
+			if !moved {
+				return s.check(ctx, true)
+			}
+			continue
+		}
+		r := s.rng.IntN(total)
+		act := 0
+		for ; r >= actWeights[act]; act++ {
+			r -= actWeights[act]
+		}
+		if err := s.act(ctx, act); err != nil {
+			return err
+		}
+		if err := s.read(ctx); err != nil {
+			return err
+		}
+		if err := s.check(ctx, false); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *sim) act(ctx context.Context, act int) error {
+	switch act {
+	case actSaga:
+		if len(s.sagaKey) == 0 {
+			return nil
+		}
+		i := s.rng.IntN(len(s.sagaKey))
+		env := s.sagaQ[s.sagaKey[i]][0]
+		ok, err := s.deliver(ctx, env, "saga", func(ctx context.Context) error { return s.engine.Handle(ctx, env) })
+		if ok {
+			s.sagaKey = pop(s.sagaQ, s.sagaKey, i)
+		}
+		return err
+	case actCommand:
+		if len(s.cmdKey) == 0 {
+			return nil
+		}
+		i := s.rng.IntN(len(s.cmdKey))
+		env := s.cmdQ[s.cmdKey[i]][0]
+		ok, err := s.deliver(ctx, env, "command", func(ctx context.Context) error { return s.publish(ctx, env) })
+		if ok {
+			s.cmdKey = pop(s.cmdQ, s.cmdKey, i)
+		}
+		return err
+	case actModel:
+		if len(s.models) == 0 {
+			return nil
+		}
+		m := s.models[s.rng.IntN(len(s.models))]
+		if m.held {
+			return nil
+		}
+		return s.advance(ctx, m, 1+s.rng.IntN(3))
+	case actHold:
+		if len(s.models) == 0 {
+			return nil
+		}
+		m := s.models[s.rng.IntN(len(s.models))]
+		m.held = !m.held
+		s.note("model %s held=%t", m.name, m.held)
+	case actTimer:
+		due, ok, err := s.engine.NextTimer(ctx)
+		if err != nil || !ok {
+			return err
+		}
+		if due.After(s.clock.Now()) {
+			s.clock.Advance(due.Sub(s.clock.Now()))
+		}
+		n, err := s.engine.FireDue(ctx)
+		s.note("clock to %s: %d timers fired", s.clock.Now().Format(time.TimeOnly), n)
+		return err
+	case actParked:
+		n, err := s.engine.RunParked(ctx)
+		if n > 0 {
+			s.note("parked steps: %d instances moved", n)
+		}
+		return err
+	}
+	return nil
+}
+
+// deliver runs fn in a unit, maybe crashing before the commit (and
+// restarting the engine from the store) or delivering it twice. It reports
+// whether the message was delivered.
+func (s *sim) deliver(ctx context.Context, env events.Envelope, what string, fn func(context.Context) error) (bool, error) {
+	if s.cfg.Crash > 0 && s.rng.Float64() < s.cfg.Crash {
+		err := drive.Unit(ctx, s.store, 0, func(ctx context.Context) error {
+			if err := fn(ctx); err != nil {
+				return err
+			}
+			return errCrash
+		})
+		if !errors.Is(err, errCrash) {
+			return false, fmt.Errorf("%s %s %s: %w", what, env.Type, env.ID, err)
+		}
+		s.note("crash before the commit of %s %s %s; engine restarted", what, env.Type, short(env.ID))
+		s.engine, err = saga.NewEngine(&s.ecfg)
+		return false, err
+	}
+	times := 1
+	if s.cfg.Duplicate > 0 && s.rng.Float64() < s.cfg.Duplicate {
+		times = 2
+	}
+	for range times {
+		if err := drive.Unit(ctx, s.store, 0, fn); err != nil {
+			return false, fmt.Errorf("%s %s %s: %w", what, env.Type, env.ID, err)
+		}
+	}
+	s.note("%s %s %s (key %s) x%d", what, env.Type, short(env.ID), feed.KeyOf(feed.ByCorrelation, env), times)
+	return true, nil
+}
+
+func short(id string) string { return id[max(0, len(id)-8):] }
+
+// publish hands a command to its handler over gochannel, with the unit in
+// the message's context, and returns the handler's error.
+func (s *sim) publish(ctx context.Context, env events.Envelope) error {
+	msg, err := feed.MessageFromEnvelope(env)
+	if err != nil {
+		return err
+	}
+	var herr error
+	msg.SetContext(context.WithValue(ctx, errSlot{}, &herr))
+	if err := s.bus.Publish(command.Category(env.Type), msg); err != nil {
+		return err
+	}
+	return herr
+}
+
+// advance applies the model's next n events.
+func (s *sim) advance(ctx context.Context, m *simModel, n int) error {
+	for ; n > 0 && m.next < len(s.all); n-- {
+		env := s.all[m.next]
+		if m.apply != nil {
+			err := drive.Unit(ctx, s.store, 0, func(ctx context.Context) error {
+				eu, _ := events.UnitFromContext(ctx)
+				u, ok := eu.(feed.Unit)
+				if !ok {
+					return errors.New("sagatest: the store's unit is not a feed.Unit")
+				}
+				return m.apply(ctx, u.Rows(), env)
+			})
+			if err != nil {
+				return fmt.Errorf("model %s on %s %s: %w", m.name, env.Type, env.ID, err)
+			}
+		}
+		m.next++
+		s.tracker.Advance(m.name, env.Token)
+	}
+	return nil
+}
+
+func (s *sim) modelsCaughtUp() bool {
+	for _, m := range s.models {
+		if m.next < len(s.all) {
+			return false
+		}
+	}
+	return true
+}
+
+// settle ends the faults: models are released and caught up, parked steps
+// run, and the clock jumps to the next timer within the horizon. It reports
+// whether anything moved.
+func (s *sim) settle(ctx context.Context) (bool, error) {
+	for _, m := range s.models {
+		m.held = false
+	}
+	n, err := s.engine.RunParked(ctx)
+	if err != nil {
+		return false, err
+	}
+	if n > 0 {
+		s.note("settling: parked steps: %d instances moved", n)
+		return true, s.read(ctx)
+	}
+	due, ok, err := s.engine.NextTimer(ctx)
+	if err != nil || !ok || due.After(DefaultStart.Add(s.cfg.Horizon)) {
+		return false, err
+	}
+	if due.After(s.clock.Now()) {
+		s.clock.Advance(due.Sub(s.clock.Now()))
+	}
+	if _, err := s.engine.FireDue(ctx); err != nil {
+		return false, err
+	}
+	s.note("settling: clock to %s", s.clock.Now().Format(time.TimeOnly))
+	return true, s.read(ctx)
+}
+
+func (s *sim) check(ctx context.Context, final bool) error {
+	v := &SimView{Seed: s.seed, Final: final, Store: s.store, Engine: s.engine, Commands: s.sent, Events: s.all, ctx: ctx}
+	for i, inv := range s.cfg.Invariants {
+		if err := inv(v); err != nil {
+			when := "during the run"
+			if final {
+				when = "at the end"
+			}
+			return fmt.Errorf("invariant %d failed %s: %w", i, when, err)
+		}
+	}
+	return nil
+}

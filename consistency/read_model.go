@@ -10,8 +10,12 @@ import (
 type Class string
 
 const (
-	// Strong: the read model is updated in the same transaction as the
-	// events, so a read after a write always sees it. No token is needed.
+	// Strong: the read model is updated in the same unit of work as the
+	// events (projections apply strong read models in an append hook, so
+	// every append through the store or a unit updates them), and a read
+	// after a write always sees it: no token is needed. An append that
+	// bypasses the hook (pgstore.AppendTx on a transaction of the caller's,
+	// which the projections refuse for such events) would break this.
 	Strong Class = "strong"
 	// Eventual: the read model is updated by a projection after the events
 	// commit. Reading your own writes needs a consistency token; any other

@@ -10,6 +10,12 @@
 // window is made visible, not hidden. PageHandler serves a tiny demo page
 // that does exactly that.
 //
+// Updates come from the process that applies them: a projection's
+// OnUpdate fires where its partition's lease is held, so a Hub in a process
+// that stands by for that projection receives nothing. Serve the WebSocket
+// from every process that runs the projection (each Hub then pushes what
+// its own process applies), or route subscribers to the lease holder.
+//
 // # Protocol
 //
 // Connect to Hub.Handler, subscribing in the URL (?entity=order-1&entity=

@@ -107,7 +107,10 @@ func (s *Store) appendOnce(ctx context.Context, streamID string, expected events
 // it comes from PostgreSQL's unique index and aborts tx.
 //
 // Keep such transactions short: until tx ends, its transaction id holds the
-// feed's read horizon back for every reader (see the package doc).
+// feed's read horizon back for every reader (see the package doc). AppendTx
+// sends its wake-up NOTIFY inside tx, as only PostgreSQL knows when tx
+// commits; that makes the commit take PostgreSQL's notify lock, so prefer a
+// unit of work, which notifies after its commit, for high write rates.
 func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expected events.ExpectedVersion, evs ...events.Event) (events.AppendResult, error) {
 	if s.isClosed() {
 		return events.AppendResult{}, events.ErrClosed
@@ -123,7 +126,13 @@ func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expect
 		}
 		return res, err
 	}
-	// Delivered by PostgreSQL at commit, and dropped on rollback.
+	// Delivered by PostgreSQL at commit, and dropped on rollback. This is
+	// the one NOTIFY sent inside a transaction: the caller owns the commit,
+	// so nothing else learns when it happens, and readers in this process
+	// hear of it through the same LISTEN connection as everyone else's.
+	// Appends through a unit of work (feed.CheckpointStore.Begin, or any
+	// handler's unit) notify after their commit instead, without the
+	// commit-time lock a NOTIFY in a transaction takes.
 	if _, err := tx.Exec(ctx, s.q.notify, NotifyChannel, s.eventsPayload()); err != nil {
 		return events.AppendResult{}, fmt.Errorf("pgstore: notify: %w", classify(err))
 	}

@@ -121,7 +121,9 @@ func TestBenchDropFailureIsAnError(t *testing.T) {
 
 	err = dropBenchSchema(ctx, db.Pool, db.Schema, 200*time.Millisecond)
 	require.ErrorContains(t, err, "bench: drop schema "+db.Schema+": ")
-	require.ErrorContains(t, err, "lock timeout")
+	// PostgreSQL's lock timeout says why; on a loaded machine the overall
+	// deadline can end the statement first. Either is the drop failing.
+	require.Regexp(t, "lock timeout|deadline exceeded", err.Error())
 	require.ErrorContains(t, err, "(drop it by hand: psql -c 'DROP SCHEMA \""+db.Schema+"\" CASCADE')")
 
 	require.NoError(t, tx.Rollback(ctx))

@@ -42,6 +42,12 @@ var publishNamespace = uuid.MustParse("6f1d3c52-0b8e-4a53-9a63-2f1de8f0c4a7")
 //
 // Messages are appended one by one, in order; Publish stops at the first
 // failure, and messages before it stay appended.
+//
+// A message whose context carries a unit of work of the same store
+// (events.UnitFromContext: a handler run by converge's runtime publishing
+// with its message's context) is appended through the unit, so it commits
+// with the handler's other writes, or not at all: the feed is then the
+// handler's outbox.
 type Publisher struct {
 	store  events.Store
 	cfg    PublisherConfig
@@ -72,7 +78,7 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		if err != nil {
 			return fmt.Errorf("feed: publish message %s to %q: %w", msg.UUID, topic, err)
 		}
-		_, err = p.store.Append(msg.Context(), stream, events.AnyVersion, ev)
+		_, err = p.storeFor(msg).Append(msg.Context(), stream, events.AnyVersion, ev)
 		if errors.Is(err, events.ErrDuplicateEvent) && ev.ID != "" {
 			// The same message republished is idempotent already; this is
 			// its UUID stored before in another form (other metadata, say).
@@ -85,6 +91,15 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		}
 	}
 	return nil
+}
+
+// storeFor returns the unit msg's context carries when it belongs to the
+// Publisher's store (they share a registry), else the store.
+func (p *Publisher) storeFor(msg *message.Message) events.Store {
+	if u, ok := events.UnitFromContext(msg.Context()); ok && u.Registry() == p.store.Registry() {
+		return u
+	}
+	return p.store
 }
 
 // Close makes later Publish calls fail. It does not close the store.

@@ -1,0 +1,115 @@
+package command
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/components/cqrs"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+)
+
+// DefaultConsumerPrefix starts the feed consumer name of every command
+// handler: "command.<handler name>".
+const DefaultConsumerPrefix = "command"
+
+// Store is what command handlers run on: a memstore.Store or a
+// pgstore.Store.
+type Store interface {
+	events.Store
+	feed.Source
+}
+
+// ProcessorConfig configures a Processor. Store and Router are required.
+type ProcessorConfig struct {
+	// Store holds the commands and the events handlers append.
+	Store Store
+	// Router runs the handlers, so its middleware (Recoverer, metrics,
+	// tracing) applies.
+	Router *message.Router
+	// Subscriber tunes each handler's feed.Subscriber; its ConsumerName is
+	// set per handler. Defaults to the feed.SubscriberConfig defaults.
+	Subscriber feed.SubscriberConfig
+	// ConsumerPrefix names the handlers' feed consumers. Defaults to
+	// DefaultConsumerPrefix.
+	ConsumerPrefix string
+	// Logger defaults to a no-op logger.
+	Logger watermill.LoggerAdapter
+}
+
+// Processor is Watermill's cqrs.CommandProcessor on converge's feed: each
+// handler subscribes to its command type's category. It implements
+// saga.CommandCatalog.
+type Processor struct {
+	cfg ProcessorConfig
+	cp  *cqrs.CommandProcessor
+
+	mu      sync.RWMutex
+	handled map[string]bool
+}
+
+// NewProcessor returns a Processor adding handlers to cfg.Router. It
+// registers Rejected in the store's registry.
+func NewProcessor(cfg *ProcessorConfig) (*Processor, error) {
+	if cfg == nil || cfg.Store == nil || cfg.Router == nil {
+		return nil, errors.New("command: NewProcessor needs ProcessorConfig.Store (a memstore.Store or pgstore.Store) and ProcessorConfig.Router")
+	}
+	c := *cfg
+	if c.ConsumerPrefix == "" {
+		c.ConsumerPrefix = DefaultConsumerPrefix
+	}
+	if c.Subscriber.ConsumerName != "" {
+		return nil, errors.New("command: ProcessorConfig.Subscriber.ConsumerName is set: the processor names each handler's consumer; use ConsumerPrefix")
+	}
+	if err := Register(c.Store.Registry()); err != nil {
+		return nil, err
+	}
+	p := &Processor{cfg: c, handled: map[string]bool{}}
+	m := Marshaler{Registry: c.Store.Registry()}
+	cp, err := cqrs.NewCommandProcessorWithConfig(c.Router, cqrs.CommandProcessorConfig{
+		GenerateSubscribeTopic: func(params cqrs.CommandProcessorGenerateSubscribeTopicParams) (string, error) {
+			if params.CommandName == "" {
+				return "", fmt.Errorf("command: handler %s: its command type is not registered in the store's events.Registry", params.CommandHandler.HandlerName())
+			}
+			return Category(params.CommandName), nil
+		},
+		SubscriberConstructor: func(params cqrs.CommandProcessorSubscriberConstructorParams) (message.Subscriber, error) {
+			sc := c.Subscriber
+			sc.ConsumerName = c.ConsumerPrefix + "." + params.HandlerName
+			return feed.NewSubscriber(c.Store, &sc)
+		},
+		Marshaler: m,
+		Logger:    c.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("command: %w", err)
+	}
+	p.cp = cp
+	return p, nil
+}
+
+// AddHandlers adds handlers (Handle, or any cqrs.CommandHandler) to the
+// router. Add them before the router runs.
+func (p *Processor) AddHandlers(handlers ...cqrs.CommandHandler) error {
+	if err := p.cp.AddHandlers(handlers...); err != nil {
+		return fmt.Errorf("command: %w", err)
+	}
+	m := Marshaler{Registry: p.cfg.Store.Registry()}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, h := range handlers {
+		p.handled[m.Name(h.NewCommand())] = true
+	}
+	return nil
+}
+
+// Handles reports whether a handler for the stored command type was added.
+func (p *Processor) Handles(commandType string) bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.handled[commandType]
+}

@@ -1,0 +1,48 @@
+package command
+
+import "github.com/converge-es/converge/events"
+
+// StreamPrefix starts every command stream: commands are events of their
+// own streams, so converge's feed is the outbox (the command commits with
+// the step that sent it) and the transport (handlers read the command's
+// category).
+const StreamPrefix = "cmd."
+
+// Metadata keys of commands, beside correlation_id (the sender's
+// correlation, a saga's instance id) and causation_id (the message that
+// caused the command).
+const (
+	// MetaCausalToken is the consistency token the sender had seen when it
+	// sent the command (events.Token.String): a handler that reads read
+	// models waits for them to reach it.
+	MetaCausalToken = "converge_causal_token"
+	// MetaSender names what sent the command (a saga type).
+	MetaSender = "converge_sender"
+)
+
+// Category returns the stream category of commands of the stored type
+// name: a command handler subscribes to it.
+func Category(commandType string) string { return StreamPrefix + commandType }
+
+// StreamFor returns the stream a command of the stored type name is
+// appended to for a correlation (the sender's instance id): one stream per
+// type and correlation, in the type's category.
+func StreamFor(commandType, correlation string) string {
+	if correlation == "" {
+		return Category(commandType)
+	}
+	return Category(commandType) + "-" + correlation
+}
+
+// CausalToken returns the consistency token a command carries
+// (MetaCausalToken): a command handler that reads read models waits for
+// them to reach it (as a feed.Processor Gate, say). False when the command
+// carries none or it does not parse.
+func CausalToken(env events.Envelope) (events.Token, bool) {
+	s := env.Metadata.Extra[MetaCausalToken]
+	if s == "" {
+		return events.Token{}, false
+	}
+	tok, err := events.ParseToken(s)
+	return tok, err == nil
+}

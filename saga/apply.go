@@ -1,0 +1,365 @@
+package saga
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/converge-es/converge/command"
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+)
+
+// commandNamespace seeds the name-based UUIDs of commands and timer
+// firings. Changing it would break the deduplication of retried steps.
+var commandNamespace = uuid.MustParse("0c4f1f5e-6a57-4d0b-9d0e-3b8e7a2f9c11")
+
+// commandID is the id of the index-th command of step seq of an instance
+// started by the message origin.
+func commandID(saga, id, origin string, seq int64, index int) string {
+	return uuid.NewSHA1(commandNamespace, fmt.Appendf(nil, "cmd\x00%s\x00%s\x00%s\x00%d\x00%d", saga, id, origin, seq, index)).String()
+}
+
+// apply runs one message through an unblocked (or draining) instance: it
+// ignores it when the instance has ended or the timer is stale, parks it
+// when its read models are behind, or runs the handler and commits the
+// step's effects. prev is the parked record when the driver runs the step
+// again.
+func (e *Engine) apply(ctx context.Context, u feed.Unit, t target, in *instance, env events.Envelope, v any, g gateOutcome, prev *parked) error {
+	s := t.saga
+	rows := u.Rows()
+	if in.ended() {
+		e.metrics.Ignored.WithLabelValues(s.name, "ended").Inc()
+		if err := e.record(ctx, rows, in, about(env, KindIgnored, fmt.Sprintf("instance is %s", in.Status))); err != nil {
+			return err
+		}
+		return e.finish(ctx, rows, in, env.ID)
+	}
+	arg := v
+	if tf, ok := v.(TimerFired); ok {
+		ts, ok := in.Timers[tf.Name]
+		if !ok || !ts.Active || ts.Gen != tf.Gen {
+			e.metrics.TimersStale.WithLabelValues(s.name).Inc()
+			if err := e.record(ctx, rows, in, about(env, KindTimerStale,
+				fmt.Sprintf("timer %q generation %d is no longer current (cancelled or rescheduled)", tf.Name, tf.Gen))); err != nil {
+				return err
+			}
+			return e.finish(ctx, rows, in, env.ID)
+		}
+		if t.h.run == nil {
+			ts.Active = false
+			in.Timers[tf.Name] = ts
+			if err := e.record(ctx, rows, in, about(env, KindNoTimeoutHandler,
+				fmt.Sprintf("timer %q fired but the saga has no OnTimeout(%q) handler", tf.Name, tf.Name))); err != nil {
+				return err
+			}
+			return e.finish(ctx, rows, in, env.ID)
+		}
+		arg = Timeout{Name: tf.Name, Due: ts.Due}
+	}
+	need := env.Token.Max(in.Token)
+	if len(t.h.reads) > 0 && !e.reached(g, need, t.h.reads) {
+		return e.park(ctx, rows, in, env, parkReason{models: t.h.reads, token: need}, prev)
+	}
+	if prev != nil && !prev.Since.IsZero() && len(prev.Models) > 0 {
+		e.metrics.ParkSeconds.WithLabelValues(s.name).Observe(e.cfg.Clock.Now().Sub(prev.Since).Seconds())
+	}
+
+	var state any
+	var err error
+	if in.State == nil {
+		state = s.newState()
+	} else if state, err = s.decodeState(in.State, in.StateVersion); err != nil {
+		return e.failStep(ctx, rows, in, env, err)
+	}
+	core := &stepCore{
+		ctx: ctx, reg: e.reg, saga: s.name, id: in.ID, env: env, token: need,
+		now: e.cfg.Clock.Now().UTC(), state: state, inst: in,
+	}
+	err = runHandler(t.h, core, arg)
+	if err == nil {
+		err = e.commitStep(ctx, u, s, in, core, env, waitEntry(t.h.reads, g, prev))
+		var perm *PermanentError
+		if errors.As(err, &perm) {
+			return e.failStep(ctx, rows, in, env, err)
+		}
+		return err
+	}
+	var perm *PermanentError
+	if errors.As(err, &perm) {
+		return e.failStep(ctx, rows, in, env, err)
+	}
+	attempts := 1
+	if prev != nil {
+		attempts = prev.Attempts + 1
+	}
+	if attempts >= s.cfg.maxAttempts {
+		return e.failStep(ctx, rows, in, env, fmt.Errorf("step failed %d times (Config.MaxAttempts): %w", attempts, err))
+	}
+	delay := s.cfg.retryDelay(attempts)
+	var re *RetryError
+	if errors.As(err, &re) {
+		delay = re.Delay
+	}
+	e.metrics.Steps.WithLabelValues(s.name, "retry").Inc()
+	return e.park(ctx, rows, in, env, parkReason{retryAt: core.now.Add(delay), err: err, attempts: attempts, token: need}, prev)
+}
+
+// waitEntry describes, for the step's history entry, what a gated step
+// waited for: the models, and how long the gate waited (a step that ran
+// after a park says so in its "resumed" entry instead).
+func waitEntry(models []string, g gateOutcome, prev *parked) HistoryEntry {
+	if len(models) == 0 {
+		return HistoryEntry{}
+	}
+	h := HistoryEntry{Models: models}
+	if g.gated && prev == nil {
+		h.Waited = g.waited.String()
+	}
+	return h
+}
+
+// runHandler runs the user's handler, turning a panic into an error.
+func runHandler(h *handlerDef, c *stepCore, v any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("saga %q: handler panicked on event %s (%s): %v", c.saga, c.env.ID, c.env.Type, r)
+		}
+	}()
+	return h.run(c, v)
+}
+
+// finish marks the message handled and saves the instance.
+func (e *Engine) finish(ctx context.Context, rows feed.Rows, in *instance, eventID string) error {
+	if err := e.markHandled(ctx, rows, in, eventID, false); err != nil {
+		return err
+	}
+	if err := e.syncParkIndex(ctx, rows, in); err != nil {
+		return err
+	}
+	return e.save(ctx, rows, in)
+}
+
+// commitStep writes everything a successful step did.
+func (e *Engine) commitStep(ctx context.Context, u feed.Unit, s *compiled, in *instance, c *stepCore, env events.Envelope, step HistoryEntry) error {
+	rows := u.Rows()
+	need := c.token
+	// Everything that can refuse the step is checked before the instance
+	// changes, so a refused step leaves it as it was.
+	registered := append(slices.Clone(in.Compensations), c.compensations[:c.compensateUpTo]...)
+	sends := slices.Clone(c.commands)
+	runCompensations := c.compensate && !in.Compensated
+	if runCompensations {
+		for i := len(registered) - 1; i >= 0; i-- {
+			sends = append(sends, registered[i])
+		}
+	}
+	if e.cfg.Commands != nil {
+		for _, cmd := range sends {
+			if !e.cfg.Commands.Handles(cmd.Type) {
+				e.metrics.BadInput.WithLabelValues("no_command_handler").Inc()
+				return Permanent(fmt.Errorf("%w: the step sends %q, which no command handler handles (register one with command.Handle, or stop sending it)",
+					ErrNoCommandHandler, cmd.Type))
+			}
+		}
+	}
+	state, err := json.Marshal(c.state)
+	if err != nil {
+		return Permanent(fmt.Errorf("saga %q: state does not encode as JSON: %w", s.name, err))
+	}
+	started := in.Seq == 0
+	in.Seq++
+	in.Token = in.Token.Max(need)
+	if started {
+		if err := e.record(ctx, rows, in, about(env, KindStarted, "")); err != nil {
+			return err
+		}
+	}
+	step.Kind, step.EventID, step.EventType, step.Token = KindStep, env.ID, env.Type, need
+	if err := e.record(ctx, rows, in, step); err != nil {
+		return err
+	}
+	if tf, ok := isTimerFired(env, c); ok {
+		ts := in.Timers[tf]
+		ts.Active = false
+		in.Timers[tf] = ts
+		if err := e.record(ctx, rows, in, about(env, KindTimerFired, fmt.Sprintf("timer %q", tf))); err != nil {
+			return err
+		}
+	}
+	in.Compensations = append(in.Compensations, c.compensations...)
+	for _, comp := range c.compensations {
+		if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindCompensation, Detail: comp.Type}); err != nil {
+			return err
+		}
+	}
+	if runCompensations {
+		in.Compensated = true
+		if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindCompensating, Detail: fmt.Sprintf("%d compensations, newest first", len(registered))}); err != nil {
+			return err
+		}
+	}
+	for i, cmd := range sends {
+		if err := e.send(ctx, u, s, in, env, need, i, cmd); err != nil {
+			return err
+		}
+	}
+	earliest, err := e.applyTimers(ctx, rows, in, c.timerOps)
+	if err != nil {
+		return err
+	}
+	for _, n := range c.notes {
+		if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindNote, Detail: n}); err != nil {
+			return err
+		}
+	}
+	outcome := "ok"
+	switch {
+	case c.complete:
+		in.Status = StatusCompleted
+		outcome = "completed"
+	case c.fail != "":
+		in.Status, in.Reason = StatusFailed, c.fail
+		outcome = "failed"
+	case in.Compensated:
+		in.Status = StatusCompensating
+	default:
+		in.Status = StatusRunning
+	}
+	if in.ended() {
+		if err := e.cancelAllTimers(ctx, rows, in); err != nil {
+			return err
+		}
+		kind := KindCompleted
+		if in.Status == StatusFailed {
+			kind = KindFailed
+		}
+		if err := e.record(ctx, rows, in, HistoryEntry{Kind: kind, Detail: in.Reason}); err != nil {
+			return err
+		}
+	}
+	in.State, in.StateVersion = state, s.cfg.stateVersion
+	if err := e.finish(ctx, rows, in, env.ID); err != nil {
+		return err
+	}
+	name := s.name
+	u.AfterCommit(func() {
+		e.metrics.Steps.WithLabelValues(name, outcome).Inc()
+		if !earliest.IsZero() {
+			e.timerWake.Notify()
+		}
+	})
+	return nil
+}
+
+func isTimerFired(env events.Envelope, c *stepCore) (string, bool) {
+	if env.Type != TimerFiredType {
+		return "", false
+	}
+	tf, err := events.DecodeAs[TimerFired](c.reg, env)
+	if err != nil {
+		return "", false
+	}
+	return tf.Name, true
+}
+
+// send appends one command through the step's unit.
+func (e *Engine) send(ctx context.Context, u feed.Unit, s *compiled, in *instance, env events.Envelope, need events.Token, i int, cmd commandRecord) error {
+	id := commandID(s.name, in.ID, in.Origin, in.Seq, i)
+	ev := events.Event{
+		ID:   id,
+		Data: events.Raw{Type: cmd.Type, SchemaVersion: cmd.SchemaVersion, Payload: cmd.Payload},
+		Metadata: events.Metadata{
+			CorrelationID: in.ID,
+			CausationID:   env.ID,
+			Extra:         map[string]string{command.MetaCausalToken: need.String(), command.MetaSender: s.name},
+		},
+	}
+	res, err := u.Append(ctx, command.StreamFor(cmd.Type, in.ID), events.AnyVersion, ev)
+	if err != nil && !errors.Is(err, events.ErrDuplicateEvent) {
+		return fmt.Errorf("saga %q: instance %s: send %s: %w", s.name, in.ID, cmd.Type, err)
+	}
+	if err == nil {
+		in.Token = in.Token.Max(res.Token)
+	}
+	return e.record(ctx, u.Rows(), in, HistoryEntry{Kind: KindCommandSent, EventID: id, EventType: cmd.Type, Detail: string(cmd.Payload)})
+}
+
+// failStep fails the instance because a step could not run: the message is
+// kept so Engine.Retry can run it again, and later messages queue.
+func (e *Engine) failStep(ctx context.Context, rows feed.Rows, in *instance, env events.Envelope, cause error) error {
+	e.metrics.Steps.WithLabelValues(in.Saga, "failed").Inc()
+	e.log.ErrorContext(ctx, "saga: instance failed", "saga", in.Saga, "id", in.ID, "event_id", env.ID, "error", cause)
+	if in.Parked != nil && in.Parked.Env.ID == env.ID {
+		in.Parked = nil
+	}
+	in.Status, in.Reason = StatusFailed, cause.Error()
+	failed := env
+	in.Failed = &failed
+	if err := e.record(ctx, rows, in, about(env, KindFailed, cause.Error())); err != nil {
+		return err
+	}
+	if err := e.markHandled(ctx, rows, in, env.ID, true); err != nil {
+		return err
+	}
+	if err := e.syncParkIndex(ctx, rows, in); err != nil {
+		return err
+	}
+	return e.save(ctx, rows, in)
+}
+
+// applyTimers applies a step's schedules and cancels and returns the
+// earliest due time scheduled.
+func (e *Engine) applyTimers(ctx context.Context, rows feed.Rows, in *instance, ops []timerOp) (time.Time, error) {
+	var earliest time.Time
+	for _, op := range ops {
+		if in.Timers == nil {
+			in.Timers = map[string]timerState{}
+		}
+		old, had := in.Timers[op.name]
+		if had && old.Active {
+			if err := rows.Delete(ctx, rowNamespace, tableTimers, timerKey(old.Due, in.Saga, in.ID, op.name)); err != nil {
+				return earliest, wrapRows(err, "delete timer", in.Saga, in.ID)
+			}
+		}
+		in.TimerGen++
+		if op.due.IsZero() {
+			if had && old.Active {
+				in.Timers[op.name] = timerState{Gen: in.TimerGen, Due: old.Due}
+				if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindTimerCancelled, Detail: op.name}); err != nil {
+					return earliest, err
+				}
+			}
+			continue
+		}
+		due := op.due.UTC()
+		in.Timers[op.name] = timerState{Gen: in.TimerGen, Due: due, Active: true}
+		b, _ := json.Marshal(TimerFired{Saga: in.Saga, ID: in.ID, Name: op.name, Gen: in.TimerGen, Due: due.Format(time.RFC3339Nano)})
+		if err := rows.Put(ctx, rowNamespace, tableTimers, timerKey(due, in.Saga, in.ID, op.name), b, in.Token); err != nil {
+			return earliest, wrapRows(err, "write timer", in.Saga, in.ID)
+		}
+		if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindTimerScheduled, Detail: fmt.Sprintf("%s at %s (generation %d)", op.name, due.Format(time.RFC3339Nano), in.TimerGen)}); err != nil {
+			return earliest, err
+		}
+		if earliest.IsZero() || due.Before(earliest) {
+			earliest = due
+		}
+	}
+	return earliest, nil
+}
+
+func (e *Engine) cancelAllTimers(ctx context.Context, rows feed.Rows, in *instance) error {
+	var ops []timerOp
+	for name, ts := range in.Timers {
+		if ts.Active {
+			ops = append(ops, timerOp{name: name})
+		}
+	}
+	_, err := e.applyTimers(ctx, rows, in, ops)
+	return err
+}

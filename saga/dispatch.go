@@ -1,0 +1,147 @@
+package saga
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+)
+
+// target is one saga's handler for a message.
+type target struct {
+	saga *compiled
+	h    *handlerDef // for a timer without an OnTimeout handler: one with a nil run
+}
+
+// route decodes env and returns the handlers it goes to. Dispatch is by the
+// decoded Go type, so stored aliases reach the same handlers.
+func (e *Engine) route(env events.Envelope) ([]target, any, error) {
+	v, err := e.reg.Decode(env)
+	if errors.Is(err, events.ErrUnknownType) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("saga: event %s: %w", env.ID, err)
+	}
+	if tf, ok := v.(TimerFired); ok {
+		s, ok := e.sagas[tf.Saga]
+		if !ok {
+			return nil, nil, nil
+		}
+		h := s.timeouts[tf.Name]
+		if h == nil {
+			h = &handlerDef{timeout: tf.Name}
+		}
+		return []target{{saga: s, h: h}}, v, nil
+	}
+	var out []target
+	t := reflect.TypeOf(v)
+	for _, s := range e.byType[t] {
+		out = append(out, target{saga: s, h: s.byType[t]})
+	}
+	return out, v, nil
+}
+
+// key returns the instance id a message is for.
+func (t target) key(v any, env events.Envelope) (string, error) {
+	if tf, ok := v.(TimerFired); ok {
+		return tf.ID, nil
+	}
+	return correlateSafely(t.saga.name, t.h, v, env)
+}
+
+// Handle is the engine's handler: run it on feed.Processor (partitioned by
+// PartitionKey, filtered to Types, gated by Gate). It runs the step of every
+// saga the event is for, in the unit of work the context carries, and
+// returns an error only when the unit must roll back: an undecodable event,
+// a correlation that fails, a storage error.
+func (e *Engine) Handle(ctx context.Context, env events.Envelope) error {
+	eu, ok := events.UnitFromContext(ctx)
+	if !ok {
+		return ErrNoUnit
+	}
+	u, ok := eu.(feed.Unit)
+	if !ok {
+		return fmt.Errorf("%w: the unit is a %T, not a feed.Unit", ErrNoUnit, eu)
+	}
+	targets, v, err := e.route(env)
+	if err != nil {
+		e.metrics.BadInput.WithLabelValues("decode").Inc()
+		return err
+	}
+	if len(targets) == 0 {
+		return nil
+	}
+	g, err := e.gateOutcome(ctx, env, targets, v)
+	if err != nil {
+		return err
+	}
+	for _, t := range targets {
+		if err := e.deliver(ctx, u, t, env, v, g); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deliver takes one message for one saga from the feed.
+func (e *Engine) deliver(ctx context.Context, u feed.Unit, t target, env events.Envelope, v any, g gateOutcome) error {
+	s := t.saga
+	id, err := t.key(v, env)
+	if err != nil {
+		e.metrics.BadInput.WithLabelValues("correlation").Inc()
+		e.log.ErrorContext(ctx, "saga: cannot route event", "saga", s.name, "event_id", env.ID, "type", env.Type, "error", err)
+		return err
+	}
+	rows := u.Rows()
+	in, found, err := e.load(ctx, rows, s.name, id, feed.LockUpdate)
+	if err != nil {
+		return err
+	}
+	if found {
+		done, err := e.handled(ctx, rows, s.name, id, env.ID)
+		if err != nil || done {
+			if done {
+				e.metrics.Duplicates.WithLabelValues(s.name).Inc()
+			}
+			return err
+		}
+	}
+	if !found && t.h.start {
+		// A locked read of a missing row locks nothing on PostgreSQL, so
+		// two units could both start the instance. Claiming the id first
+		// makes a concurrent start of the same id wait for this unit (its
+		// write of the same claim row blocks) and then find the instance.
+		if err := rows.Put(ctx, rowNamespace, tableClaims, instanceKey(s.name, id), json.RawMessage(`{}`), env.Token); err != nil {
+			return wrapRows(err, "claim instance id", s.name, id)
+		}
+		if in, found, err = e.load(ctx, rows, s.name, id, feed.LockUpdate); err != nil {
+			return err
+		}
+		if found {
+			done, err := e.handled(ctx, rows, s.name, id, env.ID)
+			if err != nil || done {
+				return err
+			}
+		}
+	}
+	if !found {
+		if !t.h.start {
+			return e.ignoreMissing(ctx, rows, s.name, id, env)
+		}
+		in = e.newInstance(s, id, env.ID)
+	}
+	if in.blocked() {
+		return e.enqueue(ctx, rows, in, env)
+	}
+	return e.apply(ctx, u, t, in, env, v, g, nil)
+}
+
+func (e *Engine) newInstance(s *compiled, id, origin string) *instance {
+	now := e.cfg.Clock.Now().UTC()
+	return &instance{Saga: s.name, ID: id, Origin: origin, Status: StatusRunning, StateVersion: s.cfg.stateVersion, Created: now, Updated: now}
+}

@@ -1,0 +1,178 @@
+// Package saga runs sagas and process managers: long-running processes
+// that react to events, keep typed state per instance, send commands,
+// wait on timers and compensate, with converge's guarantee that no step
+// decides on a read model older than the events that led to it.
+//
+// # Defining a saga
+//
+// A saga type has a stable stored name, a state type S (plain JSON) and
+// typed handlers, registered like projections.On. The order workflow:
+//
+//	orders := saga.New[Order]("order_fulfilment", nil)
+//	saga.StartOn(orders, func(e OrderPlaced, _ events.Envelope) string { return e.OrderID },
+//		func(s *saga.Step[Order], e OrderPlaced) error {
+//			s.State().Total = e.Total
+//			s.Schedule("payment", 30*time.Minute)
+//			if err := s.Compensate(NotifyCustomer{OrderID: e.OrderID, Text: "cancelled"}); err != nil {
+//				return err
+//			}
+//			return s.Send(ReserveStock{OrderID: e.OrderID})
+//		})
+//	saga.On(orders, func(e StockReserved, _ events.Envelope) string { return e.OrderID },
+//		func(s *saga.Step[Order], e StockReserved) error {
+//			if err := s.Compensate(ReleaseStock{OrderID: e.OrderID}); err != nil {
+//				return err
+//			}
+//			return s.Send(ChargePayment{OrderID: e.OrderID, Amount: s.State().Total})
+//		}, saga.Reads("order_summary"))
+//	saga.On(orders, func(e PaymentCharged, _ events.Envelope) string { return e.OrderID },
+//		func(s *saga.Step[Order], e PaymentCharged) error {
+//			s.Cancel("payment")
+//			s.Complete()
+//			return s.Send(ShipOrder{OrderID: e.OrderID})
+//		})
+//	saga.OnTimeout(orders, "payment", func(s *saga.Step[Order], _ saga.Timeout) error {
+//		s.RunCompensations() // ReleaseStock, then NotifyCustomer
+//		s.Fail("payment timed out")
+//		return nil
+//	})
+//
+// # Running it
+//
+// An Engine runs definitions on a store. Its Handle is a feed.Processor
+// handler, partitioned by correlation so one instance's messages stay in
+// order in one process, and its Gate is the processor's gate:
+//
+//	engine, err := saga.NewEngine(&saga.EngineConfig{
+//		Store: store, Sagas: []saga.Definition{orders}, Tracker: tracker, Commands: commands,
+//	})
+//	sagas, err := feed.NewProcessor(store, &feed.ProcessorConfig{
+//		Name: "sagas", Types: engine.Types(), Partitions: 8, PartitionKey: engine.PartitionKey(),
+//		Gate: engine.Gate, Waiter: tracker,
+//	}, engine.Handle)
+//	err = sagas.AddHandlers(router) // the router's middleware applies
+//	err = engine.Start(ctx)         // the timer loop and the parked-step driver
+//	defer engine.Stop(ctx)
+//
+// Every process running the same definitions mounts the same processor:
+// its partitions are shared between the live processes, and a process
+// that stops hands its share to the others.
+//
+// The correlation function maps an event to an instance id. StartOn
+// starts an instance (or acts on the live one with that id); On acts only
+// on live instances. Dispatch is by the decoded Go type (events.Registry),
+// so stored aliases of a type reach its handler. Process managers are the
+// same thing without compensations.
+//
+// An event for an instance that does not exist (On) is ignored, counted in
+// converge_saga_ignored_total{reason="no_instance"}, logged, and listed by
+// Engine.Show under the id it correlated to. An event for an ended
+// instance (completed, failed by Fail, cancelled) is ignored, counted
+// ({reason="ended"}) and recorded in the instance's history. Instance ids
+// are never reused: a StartOn event for an ended id starts nothing.
+//
+// # One unit per step
+//
+// A step runs in the unit of work of the event that triggered it
+// (events.Unit, a transaction on PostgreSQL): the instance row (state with
+// its schema version, a version, the causal token, timers with
+// generations, compensations), the record that the message was handled,
+// the commands, the timer rows and the history entries commit together or
+// not at all. All of it lives in feed.Rows (namespace "converge.saga"), so
+// no migration beyond the rows table is needed. The instance row is read
+// with feed.LockUpdate: two steps of one instance never build on the same
+// version (PostgreSQL makes the second wait, memory makes it conflict and
+// run again). Starting an instance first claims its id (a row written in
+// the unit), so two units racing to start one instance are serialised
+// too: the second finds the instance and acts on it. A duplicate delivery
+// finds the handled record and does nothing.
+//
+// Commands are appended as events of command streams (command.StreamFor)
+// through the step's unit: converge's feed is the outbox, so a command
+// leaves if and only if its step commits, and there is no dispatch to lose
+// between the commit and a broker. Their ids derive from the instance id,
+// the message that started it, the step's sequence number and their
+// index, so a step that runs again after a rollback sends the same ids. They carry the instance id as
+// correlation id, the triggering event's id as causation id and the causal
+// token (command.MetaCausalToken). The command package runs their handlers
+// on Watermill's cqrs command processor.
+//
+// # Consistency-gated steps
+//
+// A handler that reads read models declares them with Reads. The step
+// runs only when each has reached the causal token: the later of the
+// triggering event's token and the highest token the instance has seen or
+// produced (its own commands included). Engine.Gate computes that for the
+// runtime, which waits, push-woken by consistency.Tracker, for a short
+// bound before the event's unit begins (with no transaction open); when
+// the runtime did not gate, the engine waits itself, also before touching
+// the unit. If the models have not caught up, the step is parked: recorded
+// durably with what it waits for, and the instance's later messages queue
+// behind it in order (mailbox rows), while the consumer moves on to other
+// instances. The driver started by Engine.Start runs the parked step when
+// the Tracker reports the models caught up (a watch per parked instance),
+// with a sweep every EngineConfig.SweepInterval for lost wake-ups, then
+// drains the mailbox in order, each message in a unit of its own. A step
+// parked longer than Config.StuckAfter is reported stuck (history, metric,
+// Engine.List) and still never runs on stale data.
+//
+// # Timers
+//
+// Step.Schedule writes a timer row keyed by due time; rescheduling or
+// cancelling bumps the timer's generation. The timer loop sleeps until the
+// earliest due time (woken early in-process when a step schedules an
+// earlier timer, and by feed activity for timers scheduled elsewhere),
+// then appends a TimerFired event whose id derives from the instance, the
+// timer and its generation, so two processes firing it append it once. The
+// instance consumes it like any other message, in order with its other
+// messages; a firing whose generation is no longer current (cancelled,
+// rescheduled, or the instance ended) is ignored and recorded, by
+// construction rather than by racing a delete. Cancel never fails a step.
+//
+// # Failures and bad input
+//
+// A handler error (or panic) discards the step and parks it for a retry
+// after a backoff (Config.RetryBackoff, doubling) or after RetryAfter's
+// delay, without holding up other instances. After Config.MaxAttempts, or
+// at once for Permanent(err), a state that no longer decodes
+// (ErrStateDecode) or a command nobody handles (ErrNoCommandHandler, when
+// EngineConfig.Commands is set), the instance fails with the reason: its
+// later messages queue until Engine.Retry runs the failed step again, or
+// Engine.Cancel ends it. A correlation function that returns "" or panics,
+// and an event that does not decode, make Handle return an error
+// (ErrCorrelation): the runtime's failure policy retries it with backoff,
+// then halts or dead-letters it with the reason. Nothing is dropped
+// silently, and nothing retries in a hot loop.
+//
+// # Operations
+//
+// Engine.List filters instances by type, status and how long their step
+// has been parked; Engine.Show returns the timeline (messages received,
+// waits and parks, commands sent, timers, compensations, errors);
+// Engine.Retry and Engine.Cancel act on failed and stuck instances.
+// Metrics (Engine.Metrics) count steps, parks, gate waits and their
+// durations, stuck instances, ignored and duplicate messages, and timers.
+//
+// # Evolving definitions
+//
+// The state is stored as JSON with Config.StateVersion; raise it when S
+// changes shape and add a Config.Upcast step from the previous version, so
+// instances in flight keep running. Handler code is not replayed, so
+// changing a handler affects the next step only. Renaming a Go type is
+// safe while its registered name stays. Renaming a saga type orphans its
+// instances: run the new name beside the old one until the old instances
+// end. Instances of a saga type no engine runs any more stay in the rows
+// as they are (listed by Engine.List, their timers fire into events no one
+// consumes); cancel them before removing the type.
+//
+// # Where this deviates from the first plan
+//
+// Work is split by the runtime's partitions (feed.Processor partitioned by
+// feed.ByCorrelation), not by a mailbox table claimed with FOR UPDATE SKIP
+// LOCKED: partitions already keep an instance's messages in order in one
+// process, share the work between processes under leases, and add no
+// polling; the mailbox exists only behind a parked step. Row locks on the
+// instance make a step safe even when two partitions see messages of one
+// instance (a starting event partitioned by its stream, later ones by
+// correlation).
+package saga

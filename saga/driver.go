@@ -1,0 +1,302 @@
+package saga
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/converge-es/converge/consistency"
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+)
+
+// parkLoop is the parked-step driver: it runs parked steps whose read
+// models caught up (woken by the Tracker through watches) or whose retry
+// time came, drains their mailboxes, and sweeps every SweepInterval for
+// lost wake-ups and stuck steps.
+func (e *Engine) parkLoop(ctx context.Context) {
+	sweep := time.NewTicker(e.cfg.SweepInterval)
+	defer sweep.Stop()
+	for {
+		wake := e.parkWake.C()
+		_, next, err := e.runParked(ctx, true)
+		if err != nil && ctx.Err() == nil {
+			e.log.WarnContext(ctx, "saga: parked-step pass failed; retrying at the next sweep", "error", err)
+		}
+		if !e.sleep(ctx, next, wake, sweep.C) {
+			return
+		}
+	}
+}
+
+// RunParked runs, once, every parked step whose wait is over (its read
+// models reached its token, or its retry time came) and drains the
+// instances' queued messages. It returns how many instances moved on.
+// The driver started by Start calls it by itself; tests on a virtual clock
+// call it after moving read models or the clock.
+func (e *Engine) RunParked(ctx context.Context) (int, error) {
+	n, _, err := e.runParked(ctx, false)
+	return n, err
+}
+
+func (e *Engine) runParked(ctx context.Context, watch bool) (int, time.Time, error) {
+	var next time.Time
+	moved := 0
+	after := ""
+	for {
+		page, err := e.cfg.Store.Rows().List(ctx, rowNamespace, tableParked, feed.RowQuery{After: after, Limit: 500})
+		if err != nil {
+			return moved, next, fmt.Errorf("saga: list parked instances: %w", err)
+		}
+		for _, row := range page {
+			after = row.Key
+			var ix parkIndex
+			if err := json.Unmarshal(row.Value, &ix); err != nil {
+				e.log.ErrorContext(ctx, "saga: parked index row does not decode; skipping", "key", row.Key, "error", err)
+				continue
+			}
+			s, ok := e.sagas[ix.Saga]
+			if !ok {
+				e.warnUnknown(ctx, ix.Saga)
+				continue // another deployment may run it
+			}
+			now := e.cfg.Clock.Now()
+			if !ix.RetryAt.IsZero() && now.Before(ix.RetryAt) {
+				if next.IsZero() || ix.RetryAt.Before(next) {
+					next = ix.RetryAt
+				}
+				continue
+			}
+			if len(ix.Models) > 0 && !e.reached(gateOutcome{}, ix.Token, ix.Models) {
+				if watch {
+					e.watch(ctx, ix)
+				}
+				if now.Sub(ix.Since) > s.cfg.stuckAfter {
+					if err := e.withUnit(ctx, func(ctx context.Context, u feed.Unit) error { return e.markStuck(ctx, u, ix) }); err != nil {
+						return moved, next, err
+					}
+				}
+				continue
+			}
+			ran, err := e.resume(ctx, ix.Saga, ix.ID)
+			if err != nil {
+				return moved, next, err
+			}
+			if ran {
+				moved++
+			}
+		}
+		if len(page) < 500 {
+			return moved, next, nil
+		}
+	}
+}
+
+// watch waits, push-woken by the Tracker, until a parked step's models
+// reach its token, then wakes the driver. One watch per instance.
+func (e *Engine) watch(ctx context.Context, ix parkIndex) {
+	key := instanceKey(ix.Saga, ix.ID)
+	e.watchMu.Lock()
+	if e.watching[key] {
+		e.watchMu.Unlock()
+		return
+	}
+	e.watching[key] = true
+	e.watchMu.Unlock()
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer func() {
+			e.watchMu.Lock()
+			delete(e.watching, key)
+			e.watchMu.Unlock()
+		}()
+		for ctx.Err() == nil {
+			st, err := e.cfg.Tracker.Wait(ctx, ix.Token, ix.Models...)
+			if err != nil {
+				return
+			}
+			if !st.Stale {
+				e.parkWake.Notify()
+				return
+			}
+			if st.Reason != consistency.ReasonDeadline {
+				// Stopped, or too many waiters: the sweep watches again
+				// later, so this never spins.
+				return
+			}
+		}
+	}()
+}
+
+// resume runs the instance's parked step, if its wait is over, and then
+// its queued messages, each in a unit of its own, until the instance is
+// unblocked or parks again. It reports whether anything ran.
+func (e *Engine) resume(ctx context.Context, saga, id string) (bool, error) {
+	ran := false
+	for {
+		more := false
+		err := e.withUnit(ctx, func(ctx context.Context, u feed.Unit) error {
+			var err error
+			more, err = e.resumeOne(ctx, u, saga, id)
+			return err
+		})
+		if err != nil {
+			return ran, err
+		}
+		if !more {
+			return ran, nil
+		}
+		ran = true
+	}
+}
+
+// withUnit runs fn in a unit of its own and commits it, again after
+// feed.ErrConflict.
+func (e *Engine) withUnit(ctx context.Context, fn func(ctx context.Context, u feed.Unit) error) error {
+	for attempt := 1; ; attempt++ {
+		u, err := e.cfg.Store.Checkpoints().Begin(ctx)
+		if err != nil {
+			return fmt.Errorf("saga: begin unit: %w", err)
+		}
+		uctx := u.Context(events.ContextWithUnit(ctx, u))
+		err = fn(uctx, u)
+		if err == nil {
+			err = u.Commit(ctx)
+		}
+		if err == nil {
+			return nil
+		}
+		_ = u.Rollback(context.WithoutCancel(ctx))
+		if !errors.Is(err, feed.ErrConflict) || attempt >= e.cfg.ConflictRetries {
+			return err
+		}
+	}
+}
+
+// resumeOne takes one step of a blocked instance: the parked step when its
+// wait is over, else the next queued message. It reports whether there may
+// be more to do.
+func (e *Engine) resumeOne(ctx context.Context, u feed.Unit, saga, id string) (bool, error) {
+	rows := u.Rows()
+	in, found, err := e.load(ctx, rows, saga, id, feed.LockUpdate)
+	if err != nil {
+		return false, err
+	}
+	s, ok := e.sagas[saga]
+	if !found || !ok {
+		return false, rows.Delete(ctx, rowNamespace, tableParked, instanceKey(saga, id))
+	}
+	if p := in.Parked; p != nil {
+		if !p.RetryAt.IsZero() && e.cfg.Clock.Now().Before(p.RetryAt) {
+			return false, nil
+		}
+		targets, v, err := e.route(p.Env)
+		if err != nil {
+			return false, e.failStep(ctx, rows, in, p.Env, err)
+		}
+		t, ok := pick(targets, s)
+		if !ok {
+			in.Parked, in.Status = nil, p.Resume
+			if err := e.record(ctx, rows, in, about(p.Env, KindIgnored, "the saga no longer handles this message")); err != nil {
+				return false, err
+			}
+			return true, e.finish(ctx, rows, in, p.Env.ID)
+		}
+		if len(p.Models) > 0 && !e.reached(gateOutcome{}, p.Env.Token.Max(in.Token), t.h.reads) {
+			return false, nil
+		}
+		if p.Stuck {
+			e.metrics.Stuck.WithLabelValues(saga).Dec()
+		}
+		in.Parked, in.Status = nil, p.Resume
+		if err := e.record(ctx, rows, in, HistoryEntry{
+			Kind: KindResumed, EventID: p.Env.ID, EventType: p.Env.Type,
+			Waited: e.cfg.Clock.Now().Sub(p.Since).String(),
+		}); err != nil {
+			return false, err
+		}
+		return true, e.apply(ctx, u, t, in, p.Env, v, gateOutcome{}, p)
+	}
+	if in.MailboxHead >= in.MailboxTail || in.Status == StatusFailed {
+		return false, e.syncParkIndex(ctx, rows, in)
+	}
+	key := childKey(saga, id, seqKey(in.MailboxHead))
+	row, ok, err := rows.Get(ctx, rowNamespace, tableMailbox, key, feed.LockNone)
+	if err != nil {
+		return false, wrapRows(err, "read queued message", saga, id)
+	}
+	in.MailboxHead++
+	if !ok {
+		return true, e.save(ctx, rows, in)
+	}
+	if err := rows.Delete(ctx, rowNamespace, tableMailbox, key); err != nil {
+		return false, wrapRows(err, "delete queued message", saga, id)
+	}
+	var env events.Envelope
+	if err := json.Unmarshal(row.Value, &env); err != nil {
+		return false, fmt.Errorf("saga: queued message of %s/%s does not decode: %w", saga, id, err)
+	}
+	targets, v, err := e.route(env)
+	if err != nil {
+		return false, e.failStep(ctx, rows, in, env, err)
+	}
+	t, ok := pick(targets, s)
+	if !ok {
+		if err := e.record(ctx, rows, in, about(env, KindIgnored, "the saga no longer handles this message")); err != nil {
+			return false, err
+		}
+		return true, e.finish(ctx, rows, in, env.ID)
+	}
+	return true, e.apply(ctx, u, t, in, env, v, gateOutcome{}, nil)
+}
+
+func pick(targets []target, s *compiled) (target, bool) {
+	for _, t := range targets {
+		if t.saga == s {
+			return t, true
+		}
+	}
+	return target{}, false
+}
+
+// markStuck reports a parked step that has waited past StuckAfter. It
+// still runs only once its models catch up.
+func (e *Engine) markStuck(ctx context.Context, u feed.Unit, ix parkIndex) error {
+	rows := u.Rows()
+	in, found, err := e.load(ctx, rows, ix.Saga, ix.ID, feed.LockUpdate)
+	if err != nil || !found || in.Parked == nil || in.Parked.Stuck {
+		return err
+	}
+	in.Parked.Stuck = true
+	if err := e.record(ctx, rows, in, HistoryEntry{
+		Kind: KindStuck, EventID: in.Parked.Env.ID, Models: in.Parked.Models, Token: in.Parked.Token,
+		Detail: fmt.Sprintf("parked since %s; read models still behind", in.Parked.Since.Format(time.RFC3339Nano)),
+	}); err != nil {
+		return err
+	}
+	e.log.WarnContext(ctx, "saga: parked step is stuck (its read models are not catching up)", "saga", in.Saga, "id", in.ID,
+		"models", in.Parked.Models, "since", in.Parked.Since)
+	saga := in.Saga
+	u.AfterCommit(func() { e.metrics.Stuck.WithLabelValues(saga).Inc() })
+	return e.save(ctx, rows, in)
+}
+
+// warnUnknown reports, once per type, parked instances of a saga type this
+// engine does not run: another deployment may run it, or the type was
+// removed while instances were in flight (cancel them, see the package
+// doc).
+func (e *Engine) warnUnknown(ctx context.Context, saga string) {
+	e.watchMu.Lock()
+	seen := e.unknown[saga]
+	if e.unknown == nil {
+		e.unknown = map[string]bool{}
+	}
+	e.unknown[saga] = true
+	e.watchMu.Unlock()
+	if !seen {
+		e.log.WarnContext(ctx, "saga: parked instances of a saga type this engine does not run (removed type? cancel its instances or run its definition)", "saga", saga)
+	}
+}

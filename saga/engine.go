@@ -1,0 +1,162 @@
+package saga
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"sort"
+	"sync"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+	"github.com/converge-es/converge/internal/signal"
+)
+
+// Engine runs saga definitions. Its entry points are Handle (the handler of
+// every event the sagas consume, run by feed.Processor in a unit of work)
+// and Gate (the processor's gate: the read models a step is about to read
+// and the token they must reach). Start runs its two background loops:
+// the timer loop and the parked-step driver.
+type Engine struct {
+	cfg     EngineConfig
+	reg     *events.Registry
+	log     *slog.Logger
+	sagas   map[string]*compiled
+	byType  map[reflect.Type][]*compiled
+	types   []string
+	metrics *Metrics
+
+	timerWake signal.Broadcast
+	parkWake  signal.Broadcast
+	watchMu   sync.Mutex
+	watching  map[string]bool
+	unknown   map[string]bool // saga types seen in rows but not run here
+	startMu   sync.Mutex
+	started   bool
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+}
+
+// TimerFiredType is the stored type name of TimerFired.
+const TimerFiredType = "converge.saga.timer_fired"
+
+// TimerFired is the event the engine appends when a timer is due. The
+// engine consumes it like any other event on the instance's correlation;
+// its id derives from the instance, the timer and its generation, so two
+// processes firing the same timer append it once.
+type TimerFired struct {
+	Saga string `json:"saga"`
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	Gen  int64  `json:"gen"`
+	Due  string `json:"due"`
+}
+
+// NewEngine compiles the definitions against the store's registry (every
+// handled event type must be registered) and registers TimerFired in it.
+func NewEngine(cfg *EngineConfig) (*Engine, error) {
+	c := cfg.withDefaults()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	reg := c.Store.Registry()
+	if reg == nil {
+		return nil, errors.New("saga: the store has no events.Registry")
+	}
+	if name, _, err := reg.NameOf(TimerFired{}); err != nil {
+		if err := events.RegisterSafely[TimerFired](reg, TimerFiredType, 1); err != nil {
+			return nil, fmt.Errorf("saga: register %s: %w", TimerFiredType, err)
+		}
+	} else if name != TimerFiredType {
+		return nil, fmt.Errorf("saga: saga.TimerFired is registered as %q, want %q", name, TimerFiredType)
+	}
+	e := &Engine{
+		cfg: c, reg: reg, log: c.Logger.With("component", "saga.Engine"),
+		sagas: map[string]*compiled{}, byType: map[reflect.Type][]*compiled{},
+		watching: map[string]bool{},
+	}
+	names := map[string]bool{TimerFiredType: true}
+	needTracker := false
+	for _, d := range c.Sagas {
+		if d == nil {
+			return nil, errors.New("saga: EngineConfig.Sagas holds a nil definition")
+		}
+		comp, err := d.compile(reg)
+		if err != nil {
+			return nil, fmt.Errorf("saga: %w", err)
+		}
+		if _, dup := e.sagas[comp.name]; dup {
+			return nil, fmt.Errorf("saga: two definitions named %q", comp.name)
+		}
+		e.sagas[comp.name] = comp
+		for t, h := range comp.byType {
+			e.byType[t] = append(e.byType[t], comp)
+			names[comp.typeNames[t]] = true
+			needTracker = needTracker || len(h.reads) > 0
+		}
+		for _, h := range comp.timeouts {
+			needTracker = needTracker || len(h.reads) > 0
+		}
+	}
+	if needTracker && c.Tracker == nil {
+		return nil, errors.New("saga: a handler declares saga.Reads but EngineConfig.Tracker is nil (pass the consistency.Tracker that follows those read models)")
+	}
+	for n := range names {
+		e.types = append(e.types, n)
+	}
+	sort.Strings(e.types)
+	m, err := newMetrics(c.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	e.metrics = m
+	return e, nil
+}
+
+// Types returns the stored type names the engine consumes (give them to
+// the processor's filter). Stored aliases of these types (events.Registry
+// Alias) must be added by the caller.
+func (e *Engine) Types() []string { return append([]string(nil), e.types...) }
+
+// PartitionKey is how the engine's processor must partition the feed:
+// by correlation, so one instance's messages stay in order in one place.
+func (e *Engine) PartitionKey() feed.PartitionKey { return feed.ByCorrelation }
+
+// Metrics returns the engine's Prometheus metrics.
+func (e *Engine) Metrics() *Metrics { return e.metrics }
+
+// Start runs the timer loop and the parked-step driver until Stop. It does
+// not block; ctx supplies values only.
+func (e *Engine) Start(ctx context.Context) error {
+	e.startMu.Lock()
+	defer e.startMu.Unlock()
+	if e.started {
+		return errors.New("saga: Engine already started")
+	}
+	e.started = true
+	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	e.cancel = cancel
+	e.wg.Add(2)
+	go func() { defer e.wg.Done(); e.timerLoop(lctx) }()
+	go func() { defer e.wg.Done(); e.parkLoop(lctx) }()
+	return nil
+}
+
+// Stop ends the loops and waits for them, or for ctx.
+func (e *Engine) Stop(ctx context.Context) error {
+	e.startMu.Lock()
+	if e.cancel != nil {
+		e.cancel()
+	}
+	e.startMu.Unlock()
+	done := make(chan struct{})
+	go func() { e.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

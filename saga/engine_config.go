@@ -1,0 +1,115 @@
+package saga
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/converge-es/converge/consistency"
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+)
+
+// Defaults of EngineConfig.
+const (
+	// DefaultGateTimeout bounds the engine's own wait for a step's read
+	// models when the runtime did not gate the event: past it the step is
+	// parked instead.
+	DefaultGateTimeout = 250 * time.Millisecond
+	// DefaultSweepInterval is how often parked steps are re-checked in
+	// case a wake-up was lost, and stuck ones are reported.
+	DefaultSweepInterval = 5 * time.Second
+	// DefaultTimerSafetyInterval bounds how long the timer loop sleeps
+	// without looking at the timer rows, for timers scheduled by another
+	// process whose wake-up it missed.
+	DefaultTimerSafetyInterval = 30 * time.Second
+	// DefaultConflictRetries is how many times a unit the engine runs by
+	// itself (parked steps, operations) is retried after feed.ErrConflict.
+	DefaultConflictRetries = 20
+)
+
+// Store is what the engine runs on: a memstore.Store or a pgstore.Store.
+type Store interface {
+	events.Store
+	feed.Source
+}
+
+// CommandCatalog tells the engine which command types have a handler
+// (command.Processor implements it), so a step sending one that has none
+// fails visibly instead of leaving the command unread.
+type CommandCatalog interface {
+	Handles(commandType string) bool
+}
+
+// EngineConfig configures an Engine. Store and Sagas are required.
+type EngineConfig struct {
+	// Store holds the events, the instances (feed.Rows) and the timers.
+	Store Store
+	// Sagas are the saga types the engine runs.
+	Sagas []Definition
+	// Tracker follows the read models that handlers declare with Reads.
+	// Required when any handler has Reads.
+	Tracker *consistency.Tracker
+	// Commands, when set, lists the command types that have handlers; a
+	// step sending any other type fails its instance with
+	// ErrNoCommandHandler. Defaults to nil: no check.
+	Commands CommandCatalog
+	// Clock is the engine's time source (timers, parks, history). Tests
+	// pass a clocktest.Clock and fire timers with Engine.FireDue.
+	// Defaults to events.SystemClock.
+	Clock events.Clock
+	// GateTimeout bounds the engine's own wait for read models, used when
+	// the runtime did not gate the event. Defaults to DefaultGateTimeout.
+	GateTimeout time.Duration
+	// SweepInterval is the period of the parked-step sweep. Defaults to
+	// DefaultSweepInterval (5s).
+	SweepInterval time.Duration
+	// TimerSafetyInterval bounds the timer loop's sleep. Defaults to
+	// DefaultTimerSafetyInterval (30s).
+	TimerSafetyInterval time.Duration
+	// ConflictRetries bounds retries after feed.ErrConflict. Defaults to
+	// DefaultConflictRetries.
+	ConflictRetries int
+	// Registerer receives the engine's Prometheus metrics. Defaults to nil:
+	// metrics are kept but not registered (Engine.Metrics still returns
+	// them).
+	Registerer prometheus.Registerer
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *EngineConfig) withDefaults() EngineConfig {
+	var out EngineConfig
+	if c != nil {
+		out = *c
+	}
+	if out.Clock == nil {
+		out.Clock = events.SystemClock{}
+	}
+	out.GateTimeout = cmp.Or(out.GateTimeout, DefaultGateTimeout)
+	out.SweepInterval = cmp.Or(out.SweepInterval, DefaultSweepInterval)
+	out.TimerSafetyInterval = cmp.Or(out.TimerSafetyInterval, DefaultTimerSafetyInterval)
+	out.ConflictRetries = cmp.Or(out.ConflictRetries, DefaultConflictRetries)
+	if out.Logger == nil {
+		out.Logger = slog.Default()
+	}
+	return out
+}
+
+func (c *EngineConfig) validate() error {
+	switch {
+	case c.Store == nil:
+		return errors.New("saga: EngineConfig.Store is nil (pass a memstore.Store or a pgstore.Store)")
+	case len(c.Sagas) == 0:
+		return errors.New("saga: EngineConfig.Sagas is empty (define sagas with saga.New)")
+	case c.GateTimeout < 0, c.SweepInterval < 0, c.TimerSafetyInterval < 0:
+		return fmt.Errorf("saga: EngineConfig durations must not be negative")
+	case c.ConflictRetries < 0:
+		return fmt.Errorf("saga: EngineConfig.ConflictRetries is %d, want >= 1 (or 0 for the default)", c.ConflictRetries)
+	}
+	return nil
+}

@@ -1,0 +1,80 @@
+package saga
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Errors the engine returns or records. Match them with errors.Is.
+var (
+	// ErrNoUnit is returned by Engine.Handle called without a unit of work
+	// in its context: mount the engine on feed.Processor (or call it from a
+	// unit begun with feed.CheckpointStore.Begin).
+	ErrNoUnit = errors.New("saga: no unit of work in the context (run the engine's handler on feed.Processor, which gives every event a unit)")
+	// ErrCorrelation is wrapped when a correlation function returns "" or
+	// panics: the event cannot be routed to an instance.
+	ErrCorrelation = errors.New("saga: correlation failed")
+	// ErrNotFound is returned by the operations API for an unknown instance.
+	ErrNotFound = errors.New("saga: instance not found")
+	// ErrNotRetryable is returned by Engine.Retry for an instance that is
+	// neither failed by an error nor stuck.
+	ErrNotRetryable = errors.New("saga: instance is not failed or stuck (nothing to retry)")
+	// ErrEnded is returned by Engine.Cancel for an instance that has
+	// already completed, failed by its own decision or been cancelled.
+	ErrEnded = errors.New("saga: instance has already ended")
+	// ErrStateDecode is wrapped when an instance's stored state no longer
+	// decodes into the definition's state type: the instance is failed (no
+	// retry loop) until an upcaster is added and it is retried.
+	ErrStateDecode = errors.New("saga: stored state does not decode (add a Config.Upcast step for its schema version, then retry the instance)")
+	// ErrNoCommandHandler is wrapped when a step sends a command that the
+	// engine's CommandCatalog says nobody handles.
+	ErrNoCommandHandler = errors.New("saga: command has no handler")
+)
+
+// RetryError asks the engine to run the step again after Delay. Return
+// RetryAfter(d) from a handler.
+type RetryError struct {
+	Delay time.Duration
+	Err   error
+}
+
+func (e *RetryError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("saga: retry the step after %s", e.Delay)
+	}
+	return fmt.Sprintf("saga: retry the step after %s: %v", e.Delay, e.Err)
+}
+
+func (e *RetryError) Unwrap() error { return e.Err }
+
+// RetryAfter makes the engine discard everything the step did and run it
+// again after d, without holding up other instances: the instance is
+// parked until then and its later messages queue behind the step. After
+// Config.MaxAttempts attempts the instance fails with the last error.
+func RetryAfter(d time.Duration) error { return &RetryError{Delay: d} }
+
+// PermanentError fails the instance: nothing the step did is kept, the
+// instance's status becomes failed with the reason, and later messages
+// queue until an operator retries (Engine.Retry) or cancels it.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return "saga: permanent failure: " + errString(e.Err) }
+
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Permanent wraps err so that the engine fails the instance instead of
+// retrying the step.
+func Permanent(err error) error {
+	if err == nil {
+		err = errors.New("permanent failure")
+	}
+	return &PermanentError{Err: err}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "<nil>"
+	}
+	return err.Error()
+}

@@ -1,0 +1,159 @@
+package saga
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+	"unicode/utf8"
+
+	"github.com/converge-es/converge/events"
+)
+
+// Status is where an instance stands. Stored as these strings, so they
+// never change meaning.
+type Status string
+
+const (
+	// StatusRunning: the instance takes its messages as they come.
+	StatusRunning Status = "running"
+	// StatusParked: a step waits (for read models to catch up, or for a
+	// retry); the instance's later messages queue behind it.
+	StatusParked Status = "parked"
+	// StatusCompensating: a step ran the registered compensations.
+	StatusCompensating Status = "compensating"
+	// StatusCompleted: a step called Complete. Ended.
+	StatusCompleted Status = "completed"
+	// StatusFailed: a step called Fail (ended), or failed with an error
+	// past its attempts (Engine.Retry runs it again).
+	StatusFailed Status = "failed"
+	// StatusCancelled: an operator cancelled the instance. Ended.
+	StatusCancelled Status = "cancelled"
+)
+
+// instance is the stored instance row.
+type instance struct {
+	Saga string `json:"saga"`
+	ID   string `json:"id"`
+	// Origin is the id of the message that started the instance: command
+	// ids derive from it, so two units racing to start one instance never
+	// send commands with the same ids.
+	Origin       string          `json:"origin"`
+	Status       Status          `json:"status"`
+	Reason       string          `json:"reason,omitempty"`
+	State        json.RawMessage `json:"state"`
+	StateVersion int             `json:"state_version"`
+	// Version counts writes; the row is written under a LockUpdate read,
+	// so two steps never both build on the same Version.
+	Version int64 `json:"version"`
+	// Token is the causal token: the highest token the instance has seen
+	// or produced.
+	Token events.Token `json:"token"`
+	// Seq counts steps run: command ids derive from it.
+	Seq        int64 `json:"seq"`
+	HistorySeq int64 `json:"history_seq"`
+	// MailboxHead is the next queued message to take, MailboxTail the
+	// next free slot: the mailbox holds [MailboxHead, MailboxTail).
+	MailboxHead int64 `json:"mailbox_head"`
+	MailboxTail int64 `json:"mailbox_tail"`
+	// TimerGen numbers every schedule and cancel of this instance, so a
+	// generation is never reused.
+	TimerGen      int64                 `json:"timer_gen"`
+	Timers        map[string]timerState `json:"timers,omitempty"`
+	Compensations []commandRecord       `json:"compensations,omitempty"`
+	Compensated   bool                  `json:"compensated,omitempty"`
+	// Parked is the step waiting to run; nil when none.
+	Parked *parked `json:"parked,omitempty"`
+	// Failed is the message whose step failed past its attempts: Retry
+	// runs it again. Nil for an instance failed by its own decision.
+	Failed  *events.Envelope `json:"failed,omitempty"`
+	Created time.Time        `json:"created"`
+	Updated time.Time        `json:"updated"`
+	// pending are history entries recorded but not yet written (save
+	// writes them).
+	pending []HistoryEntry
+}
+
+// parked is a step waiting for read models (Models at Token) or for its
+// retry time (RetryAt).
+type parked struct {
+	Env       events.Envelope `json:"env"`
+	Models    []string        `json:"models,omitempty"`
+	Token     events.Token    `json:"token"`
+	Since     time.Time       `json:"since"`
+	RetryAt   time.Time       `json:"retry_at,omitzero"`
+	Attempts  int             `json:"attempts,omitempty"`
+	LastError string          `json:"last_error,omitempty"`
+	Stuck     bool            `json:"stuck,omitempty"`
+	// Resume is the status to return to once the step has run.
+	Resume Status `json:"resume"`
+}
+
+// timerState is one named timer of an instance.
+type timerState struct {
+	Gen    int64     `json:"gen"`
+	Due    time.Time `json:"due"`
+	Active bool      `json:"active"`
+}
+
+// commandRecord is a command kept for later (a compensation).
+type commandRecord struct {
+	Type          string          `json:"type"`
+	SchemaVersion int             `json:"schema_version"`
+	Payload       json.RawMessage `json:"payload"`
+}
+
+// ended reports whether the instance takes no more messages.
+func (in *instance) ended() bool {
+	switch in.Status {
+	case StatusCompleted, StatusCancelled:
+		return true
+	case StatusFailed:
+		return in.Failed == nil
+	}
+	return false
+}
+
+// blocked reports whether new messages must queue: a step is parked, the
+// mailbox is not drained, or a failed step waits for an operator.
+func (in *instance) blocked() bool {
+	return in.Parked != nil || in.MailboxHead < in.MailboxTail || (in.Status == StatusFailed && in.Failed != nil)
+}
+
+// Row layout in feed.Rows, namespace rowNamespace. Instance ids are
+// path-escaped in keys, so an id containing '/' cannot alias another's
+// prefix.
+const (
+	rowNamespace  = "converge.saga"
+	tableInstance = "instances"
+	tableHandled  = "handled"
+	tableHistory  = "history"
+	tableMailbox  = "mailbox"
+	tableTimers   = "timers"
+	tableParked   = "parked"
+	tableIgnored  = "ignored"
+	tableClaims   = "claims"
+)
+
+func instanceKey(saga, id string) string { return saga + "/" + url.PathEscape(id) }
+
+func childKey(saga, id, rest string) string { return instanceKey(saga, id) + "/" + rest }
+
+func seqKey(n int64) string { return fmt.Sprintf("%020d", n) }
+
+func timerKey(due time.Time, saga, id, name string) string {
+	return fmt.Sprintf("%020d/%s/%s", due.UnixNano(), instanceKey(saga, id), url.PathEscape(name))
+}
+
+func checkText(s string) error {
+	if !utf8.ValidString(s) {
+		return errors.New("not valid UTF-8")
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("contains control character %U", r)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,104 @@
+package saga
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are an engine's Prometheus collectors. Each engine has its own,
+// registered on EngineConfig.Registerer when one is given, so tests that
+// build many engines never register twice.
+type Metrics struct {
+	// Steps counts steps by saga and outcome (ok, completed, failed, retry).
+	Steps *prometheus.CounterVec
+	// Parks counts steps parked for read models, by saga.
+	Parks *prometheus.CounterVec
+	// Waits counts gate waits by whether the models caught up in time.
+	Waits *prometheus.CounterVec
+	// WaitSeconds and ParkSeconds observe gate waits and park durations.
+	WaitSeconds *prometheus.HistogramVec
+	ParkSeconds *prometheus.HistogramVec
+	// Stuck is the number of instances this process reported stuck and has
+	// not seen run or be retried since, by saga.
+	Stuck *prometheus.GaugeVec
+	// Ignored counts messages ignored, by saga and reason (no_instance, ended).
+	Ignored *prometheus.CounterVec
+	// Duplicates counts deliveries that were no-ops, by saga.
+	Duplicates *prometheus.CounterVec
+	// BadInput counts messages that could not be routed or run, by kind.
+	BadInput *prometheus.CounterVec
+	// TimersFired and TimersStale count timers fired and fired timers
+	// ignored as cancelled or rescheduled, by saga.
+	TimersFired *prometheus.CounterVec
+	TimersStale *prometheus.CounterVec
+	// TimersDue is the number of due timers at the timer loop's last pass.
+	TimersDue prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		Steps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "converge_saga_steps_total", Help: "Saga steps run, by saga and outcome (ok, completed, failed, retry).",
+		}, []string{"saga", "outcome"}),
+		Parks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "converge_saga_parks_total", Help: "Steps parked because their read models had not reached the causal token.",
+		}, []string{"saga"}),
+		Waits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "converge_saga_gate_waits_total", Help: "Waits for read models before a step, by whether they caught up in time.",
+		}, []string{"reached"}),
+		WaitSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "converge_saga_gate_wait_seconds", Help: "How long steps waited for their read models before running or parking.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
+		}, []string{"saga"}),
+		ParkSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "converge_saga_park_seconds", Help: "How long parked steps waited before they ran.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 4, 10),
+		}, []string{"saga"}),
+		Stuck: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "converge_saga_stuck_instances", Help: "Instances whose parked step has waited longer than the saga's StuckAfter.",
+		}, []string{"saga"}),
+		Ignored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "converge_saga_ignored_total", Help: "Messages ignored: for no instance (no_instance) or an ended one (ended).",
+		}, []string{"saga", "reason"}),
+		Duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "converge_saga_duplicates_total", Help: "Deliveries of a message an instance had already taken (no-ops).",
+		}, []string{"saga"}),
+		BadInput: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "converge_saga_bad_input_total", Help: "Messages the engine could not route or run: decode, correlation, no_command_handler.",
+		}, []string{"kind"}),
+		TimersFired: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "converge_saga_timers_fired_total", Help: "Timers fired (timer-fired events appended).",
+		}, []string{"saga"}),
+		TimersStale: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "converge_saga_timers_stale_total", Help: "Fired timers ignored because they were cancelled or rescheduled first.",
+		}, []string{"saga"}),
+		TimersDue: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "converge_saga_timers_due", Help: "Timers due and not yet fired at the timer loop's last pass.",
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{
+		m.Steps, m.Parks, m.Waits, m.WaitSeconds, m.ParkSeconds, m.Stuck,
+		m.Ignored, m.Duplicates, m.BadInput, m.TimersFired, m.TimersStale, m.TimersDue,
+	} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				return nil, errors.New("saga: the engine's metrics are already registered on EngineConfig.Registerer (give each engine its own registerer, or leave it nil)")
+			}
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// Collectors returns the collectors, to register them elsewhere.
+func (m *Metrics) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{
+		m.Steps, m.Parks, m.Waits, m.WaitSeconds, m.ParkSeconds, m.Stuck,
+		m.Ignored, m.Duplicates, m.BadInput, m.TimersFired, m.TimersStale, m.TimersDue,
+	}
+}

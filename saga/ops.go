@@ -1,0 +1,264 @@
+package saga
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+)
+
+// Filter selects instances for Engine.List. The zero Filter lists all.
+type Filter struct {
+	// Saga keeps instances of this saga type. Defaults to "" (every type).
+	Saga string
+	// Status keeps instances with this status. Defaults to "" (every one).
+	Status Status
+	// StuckLongerThan keeps instances whose step has been parked longer
+	// than this. Defaults to 0 (no such condition).
+	StuckLongerThan time.Duration
+	// Limit caps the result. Defaults to 1000.
+	Limit int
+}
+
+// Info describes an instance.
+type Info struct {
+	Saga    string       `json:"saga"`
+	ID      string       `json:"id"`
+	Status  Status       `json:"status"`
+	Reason  string       `json:"reason,omitempty"`
+	Version int64        `json:"version"`
+	Steps   int64        `json:"steps"`
+	Token   events.Token `json:"token"`
+	// State is the instance's state as stored (JSON).
+	State        json.RawMessage `json:"state,omitempty"`
+	StateVersion int             `json:"state_version"`
+	// ParkedSince, Waiting and Stuck describe a parked step.
+	ParkedSince time.Time `json:"parked_since,omitzero"`
+	Waiting     []string  `json:"waiting,omitempty"`
+	RetryAt     time.Time `json:"retry_at,omitzero"`
+	Stuck       bool      `json:"stuck,omitempty"`
+	Queued      int64     `json:"queued,omitempty"`
+	// Timers are the active timers by name, with their due times.
+	Timers  map[string]time.Time `json:"timers,omitempty"`
+	Created time.Time            `json:"created"`
+	Updated time.Time            `json:"updated"`
+}
+
+func (in *instance) info() Info {
+	i := Info{
+		Saga: in.Saga, ID: in.ID, Status: in.Status, Reason: in.Reason, Version: in.Version, Steps: in.Seq,
+		Token: in.Token, State: in.State, StateVersion: in.StateVersion, Queued: in.MailboxTail - in.MailboxHead,
+		Created: in.Created, Updated: in.Updated,
+	}
+	if p := in.Parked; p != nil {
+		i.ParkedSince, i.Waiting, i.RetryAt, i.Stuck = p.Since, p.Models, p.RetryAt, p.Stuck
+	}
+	for name, t := range in.Timers {
+		if t.Active {
+			if i.Timers == nil {
+				i.Timers = map[string]time.Time{}
+			}
+			i.Timers[name] = t.Due
+		}
+	}
+	return i
+}
+
+// List returns the instances that pass f, in saga type and id order.
+func (e *Engine) List(ctx context.Context, f Filter) ([]Info, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	prefix := ""
+	if f.Saga != "" {
+		prefix = f.Saga + "/"
+	}
+	var out []Info
+	after := ""
+	now := e.cfg.Clock.Now()
+	for {
+		page, err := e.cfg.Store.Rows().List(ctx, rowNamespace, tableInstance, feed.RowQuery{Prefix: prefix, After: after, Limit: 500})
+		if err != nil {
+			return nil, fmt.Errorf("saga: list instances: %w", err)
+		}
+		for _, row := range page {
+			after = row.Key
+			var in instance
+			if err := json.Unmarshal(row.Value, &in); err != nil {
+				return nil, fmt.Errorf("saga: instance row %q does not decode: %w", row.Key, err)
+			}
+			if f.Status != "" && in.Status != f.Status {
+				continue
+			}
+			if f.StuckLongerThan > 0 && (in.Parked == nil || now.Sub(in.Parked.Since) <= f.StuckLongerThan) {
+				continue
+			}
+			out = append(out, in.info())
+			if len(out) == limit {
+				return out, nil
+			}
+		}
+		if len(page) < 500 {
+			return out, nil
+		}
+	}
+}
+
+// Timeline is an instance and its history, oldest first.
+type Timeline struct {
+	Info    Info           `json:"info"`
+	History []HistoryEntry `json:"history"`
+	// Ignored are messages that correlated to this id while no instance
+	// had it (saga.On handlers never start one).
+	Ignored []IgnoredMessage `json:"ignored,omitempty"`
+}
+
+// Show returns an instance's timeline: messages received, waits and
+// parks, commands sent, timers, compensations and errors. ErrNotFound when
+// there is no instance with the id (Timeline.Ignored still lists messages
+// that were ignored for it).
+func (e *Engine) Show(ctx context.Context, saga, id string) (Timeline, error) {
+	rows := e.cfg.Store.Rows()
+	var tl Timeline
+	ignored, err := listAll(ctx, rows, tableIgnored, instanceKey(saga, id)+"/")
+	if err != nil {
+		return tl, err
+	}
+	for _, r := range ignored {
+		var m IgnoredMessage
+		if json.Unmarshal(r.Value, &m) == nil {
+			tl.Ignored = append(tl.Ignored, m)
+		}
+	}
+	in, found, err := e.load(ctx, rows, saga, id, feed.LockNone)
+	if err != nil {
+		return tl, err
+	}
+	if !found {
+		return tl, fmt.Errorf("%w: %s/%s", ErrNotFound, saga, id)
+	}
+	tl.Info = in.info()
+	hist, err := listAll(ctx, rows, tableHistory, instanceKey(saga, id)+"/")
+	if err != nil {
+		return tl, err
+	}
+	for _, r := range hist {
+		var hs []HistoryEntry
+		if err := json.Unmarshal(r.Value, &hs); err != nil {
+			return tl, fmt.Errorf("saga: history row %q does not decode: %w", r.Key, err)
+		}
+		tl.History = append(tl.History, hs...)
+	}
+	return tl, nil
+}
+
+func listAll(ctx context.Context, rows feed.Rows, table, prefix string) ([]feed.Row, error) {
+	var out []feed.Row
+	after := ""
+	for {
+		page, err := rows.List(ctx, rowNamespace, table, feed.RowQuery{Prefix: prefix, After: after, Limit: 1000})
+		if err != nil {
+			return nil, fmt.Errorf("saga: list %s: %w", table, err)
+		}
+		out = append(out, page...)
+		if len(page) < 1000 {
+			return out, nil
+		}
+		after = page[len(page)-1].Key
+	}
+}
+
+// Retry runs a failed instance's failed step again (with a fresh count of
+// attempts), then its queued messages; for a stuck instance it restarts the
+// stuck clock (the step still runs only once its read models catch up).
+// ErrNotRetryable for any other instance.
+func (e *Engine) Retry(ctx context.Context, saga, id string) error {
+	err := e.withUnit(ctx, func(ctx context.Context, u feed.Unit) error {
+		rows := u.Rows()
+		in, found, err := e.load(ctx, rows, saga, id, feed.LockUpdate)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("%w: %s/%s", ErrNotFound, saga, id)
+		}
+		now := e.cfg.Clock.Now().UTC()
+		switch {
+		case in.Status == StatusFailed && in.Failed != nil:
+			env := *in.Failed
+			in.Failed, in.Reason = nil, ""
+			in.Status = StatusParked
+			in.Parked = &parked{Env: env, Since: now, RetryAt: now, Resume: StatusRunning}
+			if in.Compensated {
+				in.Parked.Resume = StatusCompensating
+			}
+		case in.Parked != nil && in.Parked.Stuck:
+			in.Parked.Stuck, in.Parked.Since = false, now
+			u.AfterCommit(func() { e.metrics.Stuck.WithLabelValues(saga).Dec() })
+		default:
+			return fmt.Errorf("%w: %s/%s is %s", ErrNotRetryable, saga, id, in.Status)
+		}
+		if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindRetried, Detail: "retried by an operator"}); err != nil {
+			return err
+		}
+		if err := e.syncParkIndex(ctx, rows, in); err != nil {
+			return err
+		}
+		return e.save(ctx, rows, in)
+	})
+	if err == nil {
+		e.parkWake.Notify()
+	}
+	return err
+}
+
+// Cancel ends a running, parked, compensating or failed instance: its
+// timers are cancelled, its parked step and queued messages are dropped
+// (recorded in its history), and later messages for it are ignored.
+// ErrEnded for an instance that has already ended.
+func (e *Engine) Cancel(ctx context.Context, saga, id, reason string) error {
+	return e.withUnit(ctx, func(ctx context.Context, u feed.Unit) error {
+		rows := u.Rows()
+		in, found, err := e.load(ctx, rows, saga, id, feed.LockUpdate)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("%w: %s/%s", ErrNotFound, saga, id)
+		}
+		if in.ended() {
+			return fmt.Errorf("%w: %s/%s is %s", ErrEnded, saga, id, in.Status)
+		}
+		if reason == "" {
+			reason = "cancelled by an operator"
+		}
+		dropped := in.MailboxTail - in.MailboxHead
+		for n := in.MailboxHead; n < in.MailboxTail; n++ {
+			if err := rows.Delete(ctx, rowNamespace, tableMailbox, childKey(saga, id, seqKey(n))); err != nil {
+				return wrapRows(err, "drop queued message", saga, id)
+			}
+		}
+		if in.Parked != nil {
+			dropped++
+			if in.Parked.Stuck {
+				u.AfterCommit(func() { e.metrics.Stuck.WithLabelValues(saga).Dec() })
+			}
+		}
+		in.MailboxHead, in.Parked, in.Failed = in.MailboxTail, nil, nil
+		if err := e.cancelAllTimers(ctx, rows, in); err != nil {
+			return err
+		}
+		in.Status, in.Reason = StatusCancelled, reason
+		if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindCancelled, Detail: fmt.Sprintf("%s (%d pending messages dropped)", reason, dropped)}); err != nil {
+			return err
+		}
+		if err := e.syncParkIndex(ctx, rows, in); err != nil {
+			return err
+		}
+		return e.save(ctx, rows, in)
+	})
+}

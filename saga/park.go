@@ -1,0 +1,127 @@
+package saga
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+)
+
+// parkReason says what a parked step waits for: read models (models at
+// token) or a retry time.
+type parkReason struct {
+	models   []string
+	token    events.Token
+	retryAt  time.Time
+	err      error
+	attempts int
+}
+
+// park records the step durably and blocks the instance: its later
+// messages queue behind it and the consumer moves on.
+func (e *Engine) park(ctx context.Context, rows feed.Rows, in *instance, env events.Envelope, r parkReason, prev *parked) error {
+	now := e.cfg.Clock.Now().UTC()
+	p := &parked{Env: env, Models: r.models, Token: r.token, Since: now, RetryAt: r.retryAt, Attempts: r.attempts, Resume: in.Status}
+	if r.err != nil {
+		p.LastError = r.err.Error()
+	}
+	if prev != nil {
+		p.Resume = prev.Resume
+		if prev.Env.ID == env.ID && len(r.models) > 0 && len(prev.Models) > 0 {
+			p.Since, p.Stuck = prev.Since, prev.Stuck // still the same wait
+		}
+		if r.err == nil {
+			p.Attempts = prev.Attempts
+		}
+	}
+	if p.Resume == StatusParked || p.Resume == "" {
+		p.Resume = StatusRunning
+	}
+	in.Parked, in.Status = p, StatusParked
+	entry := HistoryEntry{
+		Kind: KindParked, EventID: env.ID, EventType: env.Type, Token: r.token, Models: r.models,
+		Detail: "read models behind the causal token: " + strings.Join(r.models, ", "),
+	}
+	if r.err != nil {
+		entry = HistoryEntry{
+			Kind: KindRetryScheduled, EventID: env.ID, EventType: env.Type,
+			Detail: fmt.Sprintf("attempt %d failed: %v; next at %s", r.attempts, r.err, r.retryAt.Format(time.RFC3339Nano)),
+		}
+		e.log.WarnContext(ctx, "saga: step failed, retrying later", "saga", in.Saga, "id", in.ID, "event_id", env.ID,
+			"attempt", r.attempts, "retry_at", r.retryAt, "error", r.err)
+	}
+	if err := e.record(ctx, rows, in, entry); err != nil {
+		return err
+	}
+	if err := e.markHandled(ctx, rows, in, env.ID, true); err != nil {
+		return err
+	}
+	if err := e.syncParkIndex(ctx, rows, in); err != nil {
+		return err
+	}
+	if err := e.save(ctx, rows, in); err != nil {
+		return err
+	}
+	if u, ok := events.UnitFromContext(ctx); ok {
+		name, models := in.Saga, len(r.models)
+		u.AfterCommit(func() {
+			if models > 0 {
+				e.metrics.Parks.WithLabelValues(name).Inc()
+			}
+			e.parkWake.Notify()
+		})
+	}
+	return nil
+}
+
+// enqueue queues a message behind the instance's parked or failed step.
+func (e *Engine) enqueue(ctx context.Context, rows feed.Rows, in *instance, env events.Envelope) error {
+	b, err := json.Marshal(env)
+	if err != nil {
+		return fmt.Errorf("saga: encode queued message %s: %w", env.ID, err)
+	}
+	if err := rows.Put(ctx, rowNamespace, tableMailbox, childKey(in.Saga, in.ID, seqKey(in.MailboxTail)), b, env.Token); err != nil {
+		return wrapRows(err, "queue message", in.Saga, in.ID)
+	}
+	in.MailboxTail++
+	if err := e.record(ctx, rows, in, about(env, KindQueued, fmt.Sprintf("behind the %s step (%d queued)", in.Status, in.MailboxTail-in.MailboxHead))); err != nil {
+		return err
+	}
+	if err := e.markHandled(ctx, rows, in, env.ID, true); err != nil {
+		return err
+	}
+	if err := e.syncParkIndex(ctx, rows, in); err != nil {
+		return err
+	}
+	return e.save(ctx, rows, in)
+}
+
+// IgnoredMessage is a message for an instance that did not exist.
+type IgnoredMessage struct {
+	At        time.Time `json:"at"`
+	EventID   string    `json:"event_id"`
+	EventType string    `json:"event_type"`
+	Reason    string    `json:"reason"`
+}
+
+// ignoreMissing records a message for an instance that does not exist, so
+// it is visible (Engine.Show) and counted, never silently dropped.
+func (e *Engine) ignoreMissing(ctx context.Context, rows feed.Rows, saga, id string, env events.Envelope) error {
+	reason := "no instance with this id (the handler is saga.On, which never starts one)"
+	if env.Type == TimerFiredType {
+		reason = "timer fired for an instance that no longer exists"
+	}
+	b, _ := json.Marshal(IgnoredMessage{At: e.cfg.Clock.Now().UTC(), EventID: env.ID, EventType: env.Type, Reason: reason})
+	if err := rows.Put(ctx, rowNamespace, tableIgnored, childKey(saga, id, env.ID), b, env.Token); err != nil {
+		return wrapRows(err, "record ignored message", saga, id)
+	}
+	e.log.InfoContext(ctx, "saga: message for no instance ignored", "saga", saga, "id", id, "event_id", env.ID, "type", env.Type)
+	if u, ok := events.UnitFromContext(ctx); ok {
+		u.AfterCommit(func() { e.metrics.Ignored.WithLabelValues(saga, "no_instance").Inc() })
+	}
+	return nil
+}

@@ -1,0 +1,154 @@
+package saga
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+)
+
+// load reads an instance row.
+func (e *Engine) load(ctx context.Context, rows feed.Rows, saga, id string, lock feed.Lock) (*instance, bool, error) {
+	row, ok, err := rows.Get(ctx, rowNamespace, tableInstance, instanceKey(saga, id), lock)
+	if err != nil || !ok {
+		return nil, false, wrapRows(err, "read instance", saga, id)
+	}
+	in := &instance{}
+	if err := json.Unmarshal(row.Value, in); err != nil {
+		return nil, false, fmt.Errorf("saga: instance %s/%s: stored row does not decode: %w", saga, id, err)
+	}
+	return in, true, nil
+}
+
+// save writes an instance row, bumping its version, and the history
+// entries recorded since it was loaded, as one row.
+func (e *Engine) save(ctx context.Context, rows feed.Rows, in *instance) error {
+	if len(in.pending) > 0 {
+		b, err := json.Marshal(in.pending)
+		if err != nil {
+			return fmt.Errorf("saga: encode history: %w", err)
+		}
+		key := childKey(in.Saga, in.ID, seqKey(in.pending[0].Seq))
+		if err := rows.Put(ctx, rowNamespace, tableHistory, key, b, in.Token); err != nil {
+			return wrapRows(err, "write history", in.Saga, in.ID)
+		}
+		in.pending = nil
+	}
+	in.Version++
+	in.Updated = e.cfg.Clock.Now().UTC()
+	b, err := json.Marshal(in)
+	if err != nil {
+		return fmt.Errorf("saga: encode instance %s/%s: %w", in.Saga, in.ID, err)
+	}
+	return wrapRows(rows.Put(ctx, rowNamespace, tableInstance, instanceKey(in.Saga, in.ID), b, in.Token), "write instance", in.Saga, in.ID)
+}
+
+// handledRec records that a message reached an instance: applied, or
+// queued behind a parked step.
+type handledRec struct {
+	Seq    int64 `json:"seq,omitempty"`
+	Queued bool  `json:"queued,omitempty"`
+}
+
+func (e *Engine) handled(ctx context.Context, rows feed.Rows, saga, id, eventID string) (bool, error) {
+	_, ok, err := rows.Get(ctx, rowNamespace, tableHandled, childKey(saga, id, eventID), feed.LockNone)
+	return ok, wrapRows(err, "read handled record", saga, id)
+}
+
+func (e *Engine) markHandled(ctx context.Context, rows feed.Rows, in *instance, eventID string, queued bool) error {
+	b, _ := json.Marshal(handledRec{Seq: in.Seq, Queued: queued})
+	return wrapRows(rows.Put(ctx, rowNamespace, tableHandled, childKey(in.Saga, in.ID, eventID), b, in.Token), "write handled record", in.Saga, in.ID)
+}
+
+// HistoryEntry is one line of an instance's timeline.
+type HistoryEntry struct {
+	Seq  int64     `json:"seq"`
+	At   time.Time `json:"at"`
+	Kind string    `json:"kind"`
+	// EventID and EventType name the message the entry is about.
+	EventID   string `json:"event_id,omitempty"`
+	EventType string `json:"event_type,omitempty"`
+	Detail    string `json:"detail,omitempty"`
+	// Token is the causal token of a wait or a step.
+	Token  events.Token `json:"token,omitzero"`
+	Models []string     `json:"models,omitempty"`
+	Waited string       `json:"waited,omitempty"`
+}
+
+// History kinds.
+const (
+	KindStarted          = "started"
+	KindStep             = "step"
+	KindIgnored          = "ignored"
+	KindQueued           = "queued"
+	KindParked           = "parked"
+	KindResumed          = "resumed"
+	KindStuck            = "stuck"
+	KindCommandSent      = "command_sent"
+	KindTimerScheduled   = "timer_scheduled"
+	KindTimerCancelled   = "timer_cancelled"
+	KindTimerFired       = "timer_fired"
+	KindTimerStale       = "timer_stale"
+	KindCompensation     = "compensation_registered"
+	KindCompensating     = "compensating"
+	KindError            = "error"
+	KindRetryScheduled   = "retry_scheduled"
+	KindCompleted        = "completed"
+	KindFailed           = "failed"
+	KindCancelled        = "cancelled"
+	KindRetried          = "retried"
+	KindNote             = "note"
+	KindNoTimeoutHandler = "timer_unhandled"
+)
+
+// record adds an entry to the instance's history; save writes it with the
+// instance, so a step costs one history row however much it did.
+func (e *Engine) record(_ context.Context, _ feed.Rows, in *instance, h HistoryEntry) error {
+	in.HistorySeq++
+	h.Seq = in.HistorySeq
+	if h.At.IsZero() {
+		h.At = e.cfg.Clock.Now().UTC()
+	}
+	in.pending = append(in.pending, h)
+	return nil
+}
+
+func about(env events.Envelope, kind, detail string) HistoryEntry {
+	return HistoryEntry{Kind: kind, EventID: env.ID, EventType: env.Type, Detail: detail}
+}
+
+// parkIndex is the row that lists a blocked instance for the driver.
+type parkIndex struct {
+	Saga    string       `json:"saga"`
+	ID      string       `json:"id"`
+	Since   time.Time    `json:"since"`
+	RetryAt time.Time    `json:"retry_at,omitzero"`
+	Models  []string     `json:"models,omitempty"`
+	Token   events.Token `json:"token"`
+}
+
+// syncParkIndex keeps the instance's parked-index row in step with
+// whether it is blocked on something the driver resolves.
+func (e *Engine) syncParkIndex(ctx context.Context, rows feed.Rows, in *instance) error {
+	key := instanceKey(in.Saga, in.ID)
+	driverOwned := in.Parked != nil || (in.MailboxHead < in.MailboxTail && in.Status != StatusFailed)
+	if !driverOwned || in.ended() {
+		return wrapRows(rows.Delete(ctx, rowNamespace, tableParked, key), "delete parked index", in.Saga, in.ID)
+	}
+	ix := parkIndex{Saga: in.Saga, ID: in.ID, Since: in.Updated}
+	if p := in.Parked; p != nil {
+		ix.Since, ix.RetryAt, ix.Models, ix.Token = p.Since, p.RetryAt, p.Models, p.Token
+	}
+	b, _ := json.Marshal(ix)
+	return wrapRows(rows.Put(ctx, rowNamespace, tableParked, key, b, in.Token), "write parked index", in.Saga, in.ID)
+}
+
+func wrapRows(err error, what, saga, id string) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("saga: %s of %s/%s: %w", what, saga, id, err)
+}

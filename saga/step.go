@@ -1,0 +1,159 @@
+package saga
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/converge-es/converge/events"
+)
+
+// Step is what a handler works with while it handles one message for one
+// instance. Everything it does (state changes, commands, timers,
+// compensations, completion) takes effect when the handler returns nil,
+// in the same unit of work as the record that the message was handled;
+// an error discards all of it.
+//
+// A Step is valid only while its handler runs.
+type Step[S any] struct {
+	core  *stepCore
+	state *S
+}
+
+// stepCore is the state-type-free part of a step.
+type stepCore struct {
+	ctx      context.Context
+	reg      *events.Registry
+	saga     string
+	id       string
+	env      events.Envelope
+	token    events.Token
+	now      time.Time
+	state    any // *S
+	inst     *instance
+	commands []commandRecord
+	// timerOps are schedules (due set) and cancels (due zero), in order.
+	timerOps       []timerOp
+	compensations  []commandRecord
+	compensate     bool
+	compensateUpTo int // compensations of this step registered before RunCompensations
+	complete       bool
+	fail           string
+	notes          []string
+}
+
+type timerOp struct {
+	name string
+	due  time.Time
+}
+
+// State returns the instance's state, to read and change in place.
+func (s *Step[S]) State() *S { return s.state }
+
+// ID returns the instance id.
+func (s *Step[S]) ID() string { return s.core.id }
+
+// Event returns the message being handled as stored (for a timeout, the
+// timer-fired event).
+func (s *Step[S]) Event() events.Envelope { return s.core.env }
+
+// Context returns the handler's context: it carries the step's unit of
+// work, and deadlines and values of the delivery. Read read models with it
+// (projections.Get); the engine has already waited for the models named in
+// Reads to reach Token.
+func (s *Step[S]) Context() context.Context { return s.core.ctx }
+
+// Token returns the causal token the step runs at: the later of the
+// message's token and the highest token the instance has seen or
+// produced. Read models named in Reads reflect at least this token.
+func (s *Step[S]) Token() events.Token { return s.core.token }
+
+// Now returns the engine clock's time when the step began.
+func (s *Step[S]) Now() time.Time { return s.core.now }
+
+// Send sends a command: a value of a type registered in the store's
+// events.Registry. It is appended, when the step commits, to the
+// command's stream (command.StreamFor) with an id derived from the
+// instance, the step and its position among the step's commands, so a
+// retried step sends the same ids, and with the instance id as correlation
+// id, the message's id as causation id, and the causal token in metadata.
+// Send fails only for a value that cannot be encoded.
+func (s *Step[S]) Send(cmd any) error {
+	rec, err := s.core.encode(cmd)
+	if err != nil {
+		return fmt.Errorf("saga %q: Send: %w", s.core.saga, err)
+	}
+	s.core.commands = append(s.core.commands, rec)
+	return nil
+}
+
+// Schedule sets the timer called name to fire after d (from Now), replacing
+// an earlier schedule of the same name: the earlier one will not act even
+// if it has already fired. The OnTimeout handler for name runs when it
+// fires.
+func (s *Step[S]) Schedule(name string, after time.Duration) {
+	s.ScheduleAt(name, s.core.now.Add(after))
+}
+
+// ScheduleAt is Schedule at an absolute time.
+func (s *Step[S]) ScheduleAt(name string, at time.Time) {
+	s.core.timerOps = append(s.core.timerOps, timerOp{name: name, due: at})
+}
+
+// Cancel cancels the timer called name. Cancelling a timer that is not
+// scheduled, or has fired already, does nothing: Cancel never fails a
+// step.
+func (s *Step[S]) Cancel(name string) {
+	s.core.timerOps = append(s.core.timerOps, timerOp{name: name})
+}
+
+// Compensate registers cmd as the compensation of what the step did. When a
+// later step calls RunCompensations, the compensations registered so far
+// are sent in reverse order of registration. Fails only for a value that
+// cannot be encoded.
+func (s *Step[S]) Compensate(cmd any) error {
+	rec, err := s.core.encode(cmd)
+	if err != nil {
+		return fmt.Errorf("saga %q: Compensate: %w", s.core.saga, err)
+	}
+	s.core.compensations = append(s.core.compensations, rec)
+	return nil
+}
+
+// RunCompensations sends every registered compensation, newest first, and
+// moves the instance to StatusCompensating. Compensations registered after
+// it in the same step are not sent. Running them twice sends nothing more.
+func (s *Step[S]) RunCompensations() {
+	if !s.core.compensate {
+		s.core.compensate = true
+		s.core.compensateUpTo = len(s.core.compensations)
+	}
+}
+
+// Compensating reports whether the instance has run its compensations.
+func (s *Step[S]) Compensating() bool { return s.core.inst.Compensated || s.core.compensate }
+
+// Complete ends the instance successfully once the step commits. Its
+// pending timers are cancelled; later messages for it are ignored.
+func (s *Step[S]) Complete() { s.core.complete = true }
+
+// Fail ends the instance as failed with reason, a decision of the process
+// (say, the payment was declined and compensated). Unlike a Permanent
+// error, the step's effects are kept and there is nothing to retry.
+func (s *Step[S]) Fail(reason string) {
+	if reason == "" {
+		reason = "failed by the saga"
+	}
+	s.core.fail = reason
+}
+
+// Note adds a line to the instance's history, for operators.
+func (s *Step[S]) Note(text string) { s.core.notes = append(s.core.notes, text) }
+
+func (c *stepCore) encode(v any) (commandRecord, error) {
+	raw, err := c.reg.Encode(v)
+	if err != nil {
+		return commandRecord{}, err
+	}
+	return commandRecord{Type: raw.Type, SchemaVersion: raw.SchemaVersion, Payload: raw.Payload}, nil
+}

@@ -27,6 +27,7 @@ var processorTests = []suiteTest{
 	{"ProcessorThirdMemberTakesShare", testProcessorJoin},
 	{"ProcessorHaltsThenResumes", testProcessorHalt},
 	{"ProcessorDeadLetters", testProcessorDeadLetter},
+	{"ProcessorReplaysDeadLetterOnRequest", testProcessorReplay},
 	{"ProcessorGateWaitsBeforeUnit", testProcessorGate},
 	{"ProcessorFailureBehindHeadCutsUnit", testProcessorCut},
 	{"ProcessorFiltersTypes", testProcessorFilter},
@@ -512,4 +513,69 @@ func testProcessorFilter(t *testing.T, s events.Store, src feed.Source) {
 	// read scanned past it and the checkpoint advanced without a unit.
 	awaitPosition(t, p.p, all[len(all)-1].Token)
 	require.Equal(t, int64(3), got.Load())
+}
+
+// testProcessorReplay: a replay request is carried out once, by the
+// process holding the partition, in a unit that applies the event and
+// deletes the dead letter and the request; a failing replay leaves the
+// dead letter and says why in the request.
+func testProcessorReplay(t *testing.T, s events.Store, src feed.Source) {
+	ctx := t.Context()
+	name := uniqueName("replay")
+	cfg := procConfig(name, 1)
+	cfg.MaxAttempts = 2
+	cfg.OnFailure = feed.DeadLetter
+	cfg.ReplayCheckInterval = 10 * time.Millisecond
+	envs := appendSpread(t, s, name, 2, 4)
+	bad := envs[1]
+	var broken atomic.Bool
+	broken.Store(true)
+	h := func(ctx context.Context, env events.Envelope) error {
+		if env.ID == bad.ID && broken.Load() {
+			return errors.New("cannot apply " + env.ID)
+		}
+		return applyOnce(ctx, name, env)
+	}
+	// Two processes: only the one holding the partition replays.
+	p1 := startProcessor(t, src, cfg, h)
+	p2 := startProcessor(t, src, cfg, h)
+	awaitPosition(t, p1.p, envs[3].Token)
+	key := name + "/" + bad.ID
+
+	_, err := feed.RequestReplay(ctx, src.Rows(), name+"/no-such-event")
+	require.ErrorIs(t, err, feed.ErrNoDeadLetter)
+
+	// Still broken: the replay fails, the dead letter stays.
+	_, err = feed.RequestReplay(ctx, src.Rows(), key)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		req, ok, err := feed.ReadReplay(ctx, src.Rows(), key)
+		return err == nil && ok && req.Failed != ""
+	}, waitTimeout, 5*time.Millisecond)
+	req, _, err := feed.ReadReplay(ctx, src.Rows(), key)
+	require.NoError(t, err)
+	require.Contains(t, req.Failed, "cannot apply")
+	dls, err := p1.p.DeadLetters(ctx, 0)
+	require.NoError(t, err)
+	require.Len(t, dls, 1)
+
+	// Fixed: asked again, it is applied once and both rows go.
+	broken.Store(false)
+	_, err = feed.RequestReplay(ctx, src.Rows(), key)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, ok, err := feed.ReadReplay(ctx, src.Rows(), key)
+		return err == nil && !ok
+	}, waitTimeout, 5*time.Millisecond)
+	dls, err = p1.p.DeadLetters(ctx, 0)
+	require.NoError(t, err)
+	require.Empty(t, dls)
+	requireAppliedOnce(t, src, name, envs)
+	pos, err := p2.p.Position(ctx)
+	require.NoError(t, err)
+	require.Equal(t, envs[3].Token, pos, "a replay must leave the checkpoint where it is")
+
+	// Later events still flow after a replay.
+	more := appendTo(t, s, name+"-0", 2)
+	awaitPosition(t, p1.p, more.Token)
 }

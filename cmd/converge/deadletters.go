@@ -116,18 +116,17 @@ func (c *deadLettersListCmd) run(ctx context.Context) error {
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\n", e.ID, e.Event.Type, e.Event.StreamID, e.Event.Version,
-			e.At.UTC().Format(time.RFC3339), e.Attempts, replay, oneLine(e.Reason, 80))
+			e.At.UTC().Format(time.RFC3339), e.Attempts, replay, oneLine(e.Reason))
 	}
 	return tw.Flush()
 }
 
-// oneLine cuts s to its first line and at most n runes, for a table cell.
-func oneLine(s string, n int) string {
-	s, _, cut := strings.Cut(s, "\n")
-	if r := []rune(s); len(r) > n {
-		return string(r[:n-1]) + "…"
-	} else if cut {
-		return s + " …"
+// oneLine cuts s to its first line, for the table's last column; the
+// cause is at the end of a wrapped error, so the line is kept whole
+// (--json has the rest).
+func oneLine(s string) string {
+	if first, _, cut := strings.Cut(s, "\n"); cut {
+		return first + " …"
 	}
 	return s
 }

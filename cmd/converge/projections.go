@@ -305,7 +305,7 @@ func printStatus(w io.Writer, schema string, sts []projectionStatus) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PROJECTION\tCLASS\tGEN\tBEHIND\tSTATE\tLEASE\tREBUILD")
+	fmt.Fprintln(tw, "PROJECTION\tCLASS\tGEN\tPOSITION\tBEHIND\tSTATE\tLEASE\tREBUILD")
 	for _, s := range sts {
 		rebuild := "-"
 		if r := s.Rebuild; r != nil {
@@ -314,7 +314,11 @@ func printStatus(w io.Writer, schema string, sts []projectionStatus) error {
 				rebuild = fmt.Sprintf("gen %d, halted", r.Generation)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\n", s.Name, s.Class, s.Generation, s.Behind, s.State, leaseText(s.Leases), rebuild)
+		pos := "start"
+		if !s.Position.IsZero() {
+			pos = s.Position.String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\n", s.Name, s.Class, s.Generation, pos, s.Behind, s.State, leaseText(s.Leases), rebuild)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -337,8 +341,8 @@ func printStatus(w io.Writer, schema string, sts []projectionStatus) error {
 	return nil
 }
 
-// leaseText is the LEASE column: the holder, "k/n held" for a partly held
-// partitioned projection, or "-" when no process holds it.
+// leaseText is the LEASE column: the processes holding the partitions'
+// leases, or "-" when none does (no application runs the projection).
 func leaseText(ls []leaseInfo) string {
 	if len(ls) == 0 {
 		return "-"

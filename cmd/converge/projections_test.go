@@ -143,7 +143,7 @@ func TestProjectionsStatusAndResume(t *testing.T) {
 	out, err := b.cli(t, "projections", "status", "ops_balances")
 	require.NoError(t, err)
 	require.Contains(t, out, "PROJECTION")
-	require.Regexp(t, `ops_balances\s+eventual\s+1\s+2\s+halted\s+\S+\s+-`, out, "position before the poison: two events behind")
+	require.Regexp(t, `ops_balances\s+eventual\s+1\s+v2\.\S+\s+2\s+halted\s+\S+\s+-`, out, "position before the poison: two events behind")
 	require.Contains(t, out, "ops_balances halted at event "+poison.EventIDs[0])
 	require.Contains(t, out, "poison pill")
 	require.Contains(t, out, "converge projections resume ops_balances")

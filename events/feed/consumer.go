@@ -37,9 +37,9 @@ type consumer struct {
 	// which wakes an idle consumer.
 	sweep func(ctx context.Context, lease Lease, pos events.Token) error
 	nudge func() <-chan struct{}
-	out         chan *message.Message
-	st          *consumerState
-	log         *slog.Logger
+	out   chan *message.Message
+	st    *consumerState
+	log   *slog.Logger
 }
 
 func (c *consumer) state(s PartitionState) {

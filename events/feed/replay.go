@@ -236,9 +236,6 @@ func (p *Processor) replayFailed(ctx context.Context, key string, cause error) e
 		return p.stopErr(ctx, err)
 	}
 	req.Failed, req.FailedAt = strings.TrimSpace(cause.Error()), time.Now().UTC()
-	b, err := json.Marshal(req)
-	if err != nil {
-		return nil
-	}
+	b, _ := json.Marshal(req) // strings and times: cannot fail
 	return p.stopErr(ctx, p.src.Rows().Put(ctx, RuntimeNamespace, ReplaysTable, key, b, events.Token{}))
 }

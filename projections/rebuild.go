@@ -93,6 +93,7 @@ func (r *Runner) awaitRebuild(ctx context.Context, p *compiled, gen int) error {
 		case err != nil:
 			return err
 		case st.Active == gen && len(st.Dropping) == 0:
+			r.stopRebuild(ctx, p, gen)
 			return nil
 		case st.Active != gen && st.Building != gen:
 			return fmt.Errorf("projections: rebuild of %q to generation %d was abandoned (generation %d is active)", p.name, gen, st.Active)
@@ -243,17 +244,27 @@ func (r *Runner) handledAfter(ctx context.Context, p *compiled, pos events.Token
 }
 
 // stopRebuild stops the processor of p's rebuild gen in this process, if it
-// runs here, and deletes its checkpoints once its leases are free.
+// runs here, and deletes its checkpoints once its leases are free. The
+// processor stays listed until then, so a concurrent caller (the monitor,
+// Rebuild, Stop) waits for the same close (closeProc runs once) instead of
+// deleting under a lease still held. The deletion is not cut short by a
+// Stop: this may be the last process that knows the checkpoints are over.
 func (r *Runner) stopRebuild(ctx context.Context, p *compiled, gen int) {
 	name := rebuildName(p.name, gen)
 	r.mu.Lock()
 	pr := r.procs[name]
-	delete(r.procs, name)
 	r.mu.Unlock()
 	if pr != nil {
 		r.closeProc(pr)
 	}
-	r.deleteCheckpoints(ctx, p.checkpoints(name))
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
+	r.deleteCheckpoints(dctx, p.checkpoints(name))
+	cancel()
+	r.mu.Lock()
+	if pr != nil && r.procs[name] == pr {
+		delete(r.procs, name)
+	}
+	r.mu.Unlock()
 }
 
 // deleteCheckpoints forgets checkpoints nobody runs any more, so they do
@@ -264,7 +275,7 @@ func (r *Runner) deleteCheckpoints(ctx context.Context, names []string) {
 	if !ok {
 		return
 	}
-	if _, err := d.DeleteCheckpoints(ctx, names...); err != nil && ctx.Err() == nil {
+	if _, err := d.DeleteCheckpoints(ctx, names...); err != nil {
 		r.log.Warn("projections: delete finished rebuild checkpoints", "checkpoints", names, "error", err)
 	}
 }
@@ -360,16 +371,15 @@ func (r *Runner) reconcile(ctx context.Context, p *compiled, sweep bool) {
 		}
 		return
 	}
-	var over []*procRun
+	var over []int
 	r.mu.Lock()
 	if r.state != stateRunning {
 		r.mu.Unlock()
 		return
 	}
-	for name, pr := range r.procs {
+	for _, pr := range r.procs {
 		if pr.proj == p && pr.rebuild != 0 && pr.rebuild != st.Building {
-			over = append(over, pr)
-			delete(r.procs, name)
+			over = append(over, pr.rebuild)
 		}
 	}
 	if st.Building != 0 {
@@ -381,9 +391,8 @@ func (r *Runner) reconcile(ctx context.Context, p *compiled, sweep bool) {
 		r.dropLaterLocked(p)
 	}
 	r.mu.Unlock()
-	for _, pr := range over {
-		r.closeProc(pr)
-		r.deleteCheckpoints(octx, p.checkpoints(pr.name))
+	for _, gen := range over {
+		r.stopRebuild(octx, p, gen)
 	}
 	if sweep || len(over) > 0 {
 		r.sweepCheckpoints(octx, p, st.Building)

@@ -23,13 +23,13 @@ const (
 	// between attempts.
 	DefaultBackoffMin = 100 * time.Millisecond
 	DefaultBackoffMax = 5 * time.Second
-	// DefaultStatusPollInterval is how often a halted consumer, and a
+	// DefaultStatusPollInterval is how often a halted processor, and a
 	// Rebuild waiting for its switch, re-read the projection's state to
 	// notice changes made by other processes.
 	DefaultStatusPollInterval = 2 * time.Second
 	// DefaultCloseTimeout is how long Stop waits for handlers in flight.
 	DefaultCloseTimeout = 30 * time.Second
-	// DefaultCommitBatch is how many events a live consumer commits in
+	// DefaultCommitBatch is how many events a live processor commits in
 	// one unit: 1, so a halt stops exactly at the failing event.
 	DefaultCommitBatch = 1
 	// DefaultRebuildCommitBatch is how many events a rebuild's processor
@@ -94,7 +94,7 @@ type RunnerConfig struct {
 	OnFailure FailurePolicy
 	// OnUpdate, when set, is called after each committed read-model change
 	// of the active generation (a WebSocket hub for live views plugs in
-	// here). It runs on the consumer's goroutine, after the commit: it must
+	// here). It runs on the committing goroutine, after the commit: it must
 	// not block. Defaults to nil.
 	OnUpdate func(Update)
 	// OnCommitted, when set, is called after each move of a processor's
@@ -115,7 +115,7 @@ type RunnerConfig struct {
 	// applies to the live processors instead, and this to rebuilds and
 	// restarts only. Defaults to none.
 	Middleware []message.HandlerMiddleware
-	// CommitBatch is how many consecutive events a live consumer applies
+	// CommitBatch is how many consecutive events a live processor applies
 	// in one unit of work (one transaction and one checkpoint write on
 	// PostgreSQL; see feed.SubscriberConfig.CommitBatch). Raising it buys
 	// throughput; the price is coarser failures: a failing event rolls back

@@ -48,6 +48,8 @@ var feedTests = []feedTest{
 	{"RowsInvalid", testRowsInvalid},
 	{"RowsLockedReadNoLostUpdate", testRowsLockedReadNoLostUpdate},
 	{"AppendHooks", testAppendHooks},
+	{"DeleteCheckpoints", testDeleteCheckpoints},
+	{"AppendHookAfterSkipsStoredRetry", testAppendHookAfterSkipsStoredRetry},
 }
 
 // RunFeed runs the feed suite. newSource must return a fresh, empty source

@@ -67,8 +67,9 @@ type CustomerCount struct {
 }
 
 // NewCustomerOrders is the strongly consistent customer_orders projection:
-// applied inside the append's own transaction (through the runner's
-// Appender), so a read right after placing an order sees it.
+// applied inside the append's own unit of work, by the append hook a
+// running projections.Runner installs on the store, so a read right after
+// placing an order sees it.
 func NewCustomerOrders() *projections.Projection {
 	p := projections.New(CustomerOrders, &projections.Config{
 		Class:       consistency.Strong,

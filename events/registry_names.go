@@ -23,17 +23,3 @@ func (r *Registry) StoredNames(name string) []string {
 	slices.Sort(out)
 	return out
 }
-
-// Canonical returns the name a stored type name is registered under: name
-// itself, or for an alias the name it aliases. Dispatch on it, never on the
-// stored name, so events stored before a rename reach the same handler. It
-// returns false when name is not registered.
-func (r *Registry) Canonical(name string) (string, bool) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	e, ok := r.byName[name]
-	if !ok {
-		return "", false
-	}
-	return e.name, true
-}

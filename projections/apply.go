@@ -34,11 +34,35 @@ type applier struct {
 	last map[int]appliedMark
 	// states caches, per partition, the state row its current unit read.
 	states map[int]stateOf
+	// caches holds, per partition, a rebuild unit's row cache.
+	caches map[int]unitCache
 }
 
 type appliedMark struct {
 	unit feed.Unit
 	tok  events.Token
+}
+
+// cacheOf returns the row cache of a rebuild's unit in partition slot.
+// A failed handler's writes roll back with the unit, and the next attempt
+// runs in a new unit, so it starts with a new cache.
+func (a *applier) cacheOf(slot int, u feed.Unit) map[rowKey]cachedRow {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c, ok := a.caches[slot]
+	if !ok || c.unit != u {
+		c = unitCache{unit: u, rows: map[rowKey]cachedRow{}}
+		if a.caches == nil {
+			a.caches = map[int]unitCache{}
+		}
+		a.caches[slot] = c
+	}
+	return c.rows
+}
+
+type unitCache struct {
+	unit feed.Unit
+	rows map[rowKey]cachedRow
 }
 
 // stateOf is the state row as a unit read it: taken with LockShare once
@@ -121,10 +145,11 @@ func (a *applier) handle(ctx context.Context, env events.Envelope) error {
 	if a.seen(slot, u, env.Token) {
 		return nil
 	}
-	tx := &Tx{
-		ctx: ctx, projection: a.proj.name, generation: gen, token: env.Token,
-		rows: &unitRows{rows: u.Rows(), ns: rowNamespace(a.proj.name, gen), tok: env.Token},
+	rows := &unitRows{rows: u.Rows(), ns: rowNamespace(a.proj.name, gen), tok: env.Token}
+	if a.rebuild != 0 {
+		rows.cache = a.cacheOf(slot, u)
 	}
+	tx := &Tx{ctx: ctx, projection: a.proj.name, generation: gen, token: env.Token, rows: rows}
 	if err := callHandler(ctx, h, tx, env); err != nil {
 		return handlerError(a.proj.name, env, err)
 	}

@@ -242,7 +242,7 @@ type compiled struct {
 	name  string
 	class consistency.Class
 	reg   *events.Registry
-	// handlers are keyed by canonical type name (Registry.Canonical), so
+	// handlers are keyed by canonical type name (Registry.CanonicalName), so
 	// events stored under an alias of a handled type reach its handler.
 	handlers map[string]handlerFunc
 	// types lists every stored name of every handled type, aliases
@@ -296,7 +296,7 @@ func (c *compiled) handler(storedType string) handlerFunc {
 	if h := c.handlers[storedType]; h != nil {
 		return h
 	}
-	if name, ok := c.reg.Canonical(storedType); ok {
+	if name, ok := c.reg.CanonicalName(storedType); ok {
 		return c.handlers[name]
 	}
 	return nil

@@ -16,12 +16,30 @@ type unitRows struct {
 	rows feed.Rows
 	ns   string
 	tok  events.Token
+	// cache, when set, remembers the rows this unit read and wrote, so a
+	// key read again in the same unit costs no round trip. Only a rebuild
+	// sets it: its processor is the one writer of its generation, so
+	// nothing else can change a row under the unit.
+	cache map[rowKey]cachedRow
+}
+
+type rowKey struct{ table, key string }
+
+type cachedRow struct {
+	row   feed.Row
+	found bool
 }
 
 func (r *unitRows) get(ctx context.Context, table, key string) (feed.Row, bool, error) {
+	if c, ok := r.cache[rowKey{table, key}]; ok {
+		return c.row, c.found, nil
+	}
 	row, ok, err := r.rows.Get(ctx, r.ns, table, key, feed.LockNone)
 	if err != nil {
 		return feed.Row{}, false, fmt.Errorf("projections: get %q/%q: %w", table, key, err)
+	}
+	if r.cache != nil {
+		r.cache[rowKey{table, key}] = cachedRow{row: row, found: ok}
 	}
 	return row, ok, nil
 }
@@ -36,14 +54,22 @@ func (r *unitRows) list(ctx context.Context, table string, q feed.RowQuery) ([]f
 
 func (r *unitRows) put(ctx context.Context, table, key string, value json.RawMessage) error {
 	if err := r.rows.Put(ctx, r.ns, table, key, value, r.tok); err != nil {
+		delete(r.cache, rowKey{table, key})
 		return fmt.Errorf("projections: put %q/%q: %w", table, key, err)
+	}
+	if r.cache != nil {
+		r.cache[rowKey{table, key}] = cachedRow{row: feed.Row{Key: key, Value: value, Token: r.tok}, found: true}
 	}
 	return nil
 }
 
 func (r *unitRows) del(ctx context.Context, table, key string) error {
 	if err := r.rows.Delete(ctx, r.ns, table, key); err != nil {
+		delete(r.cache, rowKey{table, key})
 		return fmt.Errorf("projections: delete %q/%q: %w", table, key, err)
+	}
+	if r.cache != nil {
+		r.cache[rowKey{table, key}] = cachedRow{}
 	}
 	return nil
 }

@@ -520,9 +520,18 @@ func testProcessorFilter(t *testing.T, s events.Store, src feed.Source) {
 // deletes the dead letter and the request; a failing replay leaves the
 // dead letter and says why in the request.
 func testProcessorReplay(t *testing.T, s events.Store, src feed.Source) {
+	for _, partitions := range []int{1, 2} {
+		t.Run(fmt.Sprintf("partitions=%d", partitions), func(t *testing.T) {
+			testProcessorReplayIn(t, s, src, partitions)
+		})
+	}
+}
+
+func testProcessorReplayIn(t *testing.T, s events.Store, src feed.Source, partitions int) {
 	ctx := t.Context()
 	name := uniqueName("replay")
-	cfg := procConfig(name, 1)
+	cfg := procConfig(name, partitions)
+	cfg.Categories = []string{name} // the store is shared with the other subtest
 	cfg.MaxAttempts = 2
 	cfg.OnFailure = feed.DeadLetter
 	cfg.ReplayCheckInterval = 10 * time.Millisecond
@@ -540,9 +549,14 @@ func testProcessorReplay(t *testing.T, s events.Store, src feed.Source) {
 	p1 := startProcessor(t, src, cfg, h)
 	p2 := startProcessor(t, src, cfg, h)
 	awaitPosition(t, p1.p, envs[3].Token)
-	key := name + "/" + bad.ID
+	dls, err := p1.p.DeadLetters(ctx, 0)
+	require.NoError(t, err)
+	require.Len(t, dls, 1)
+	// The key names the partition's checkpoint ("name#i/n" when split).
+	key := dls[0].Checkpoint + "/" + bad.ID
+	require.Equal(t, feed.PartitionName(name, feed.PartitionOf(feed.KeyOf(feed.ByStream, bad), partitions), partitions), dls[0].Checkpoint)
 
-	_, err := feed.RequestReplay(ctx, src.Rows(), name+"/no-such-event")
+	_, err = feed.RequestReplay(ctx, src.Rows(), name+"/no-such-event")
 	require.ErrorIs(t, err, feed.ErrNoDeadLetter)
 
 	// Still broken: the replay fails, the dead letter stays.
@@ -555,7 +569,7 @@ func testProcessorReplay(t *testing.T, s events.Store, src feed.Source) {
 	req, _, err := feed.ReadReplay(ctx, src.Rows(), key)
 	require.NoError(t, err)
 	require.Contains(t, req.Failed, "cannot apply")
-	dls, err := p1.p.DeadLetters(ctx, 0)
+	dls, err = p1.p.DeadLetters(ctx, 0)
 	require.NoError(t, err)
 	require.Len(t, dls, 1)
 

@@ -573,23 +573,34 @@ func testProcessorReplayIn(t *testing.T, s events.Store, src feed.Source, partit
 	require.NoError(t, err)
 	require.Len(t, dls, 1)
 
-	// Fixed: asked again, it is applied once and both rows go.
+	pos, err := p2.p.Position(ctx)
+	require.NoError(t, err)
+	require.Equal(t, envs[3].Token, pos, "a failed replay leaves the checkpoint where it is")
+
+	// Fixed: asked again while events keep arriving, it is applied once
+	// and both rows go; the events around it are applied once, in order.
 	broken.Store(false)
+	appended := make(chan error, 1)
+	go func() {
+		for i := range 10 {
+			if _, err := s.Append(context.WithoutCancel(ctx), fmt.Sprintf("%s-%d", name, i%2), events.AnyVersion, thing(100+i)); err != nil {
+				appended <- err
+				return
+			}
+		}
+		appended <- nil
+	}()
 	_, err = feed.RequestReplay(ctx, src.Rows(), key)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		_, ok, err := feed.ReadReplay(ctx, src.Rows(), key)
 		return err == nil && !ok
 	}, waitTimeout, 5*time.Millisecond)
+	require.NoError(t, <-appended)
 	dls, err = p1.p.DeadLetters(ctx, 0)
 	require.NoError(t, err)
 	require.Empty(t, dls)
-	requireAppliedOnce(t, src, name, envs)
-	pos, err := p2.p.Position(ctx)
-	require.NoError(t, err)
-	require.Equal(t, envs[3].Token, pos, "a replay must leave the checkpoint where it is")
-
-	// Later events still flow after a replay.
-	more := appendTo(t, s, name+"-0", 2)
-	awaitPosition(t, p1.p, more.Token)
+	all := awaitAllOf(t, s, name, 14)
+	awaitPosition(t, p1.p, all[len(all)-1].Token)
+	requireAppliedOnce(t, src, name, all)
 }

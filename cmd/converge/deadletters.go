@@ -207,7 +207,12 @@ waits, up to --timeout, until each is replayed, or failed again (the dead
 letter then stays, with the new error). Exit status: 0 accepted (or all
 replayed with --wait), 1 on failure, 4 when --wait ran out.`,
 		Example: `  converge dead-letters replay order_summary/0b6c2c4e-4f4e-4a56-9d0f-2d0f0c9b7a11 --wait`,
-		Args:    cobra.MinimumNArgs(1),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return errors.New("dead-letters replay takes one or more dead letter IDs (list them with `converge dead-letters list`)")
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			db, err := dbOptionsFrom(cmd)
 			if err != nil {

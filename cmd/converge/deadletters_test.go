@@ -82,6 +82,8 @@ func TestDeadLettersListAndReplay(t *testing.T) {
 	require.Contains(t, out, "no dead letters in schema")
 
 	// Bad and unknown IDs.
+	_, err = b.cli(t, "dead-letters", "replay")
+	require.ErrorContains(t, err, "takes one or more dead letter IDs (list them with `converge dead-letters list`)")
 	_, err = b.cli(t, "dead-letters", "replay", "no-slash")
 	require.ErrorContains(t, err, `dead letter ID "no-slash": use <checkpoint>/<event id>`)
 	out, err = b.cli(t, "dead-letters", "replay", id)

@@ -402,7 +402,7 @@ progress): every process running it notices within its status poll interval
 and delivers the failing event again, with a fresh count of attempts. Fix the
 cause first, or it halts again. It reports what was halted.`,
 		Example: `  converge projections resume order_summary`,
-		Args:    cobra.ExactArgs(1),
+		Args:    oneProjectionName,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			db, err := dbOptionsFrom(cmd)
 			if err != nil {
@@ -476,7 +476,7 @@ func newProjectionsRequestCmd(op projections.RequestOp) *cobra.Command {
 	c := &projectionsRequestCmd{op: op}
 	cmd := &cobra.Command{
 		Use:  string(op) + " NAME",
-		Args: cobra.ExactArgs(1),
+		Args: oneProjectionName,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			db, err := dbOptionsFrom(cmd)
 			if err != nil {
@@ -611,4 +611,13 @@ func (c *projectionsRequestCmd) rebuildProgress(ctx context.Context, store *pgst
 		return fmt.Sprintf("running: generation %d has caught up; switching", gen), nil
 	}
 	return fmt.Sprintf("running: building generation %d, %d events behind", gen, rb.behind), nil
+}
+
+// oneProjectionName is the Args check of the commands that act on one
+// projection: the error says where the names are.
+func oneProjectionName(cmd *cobra.Command, args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("%s takes one projection name, got %d (list them with `converge projections status`)", cmd.CommandPath(), len(args))
+	}
+	return nil
 }

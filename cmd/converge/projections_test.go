@@ -225,6 +225,8 @@ func TestProjectionsRebuildAndResetWait(t *testing.T) {
 	require.ErrorContains(t, err, "known: ops_rebuilt")
 	_, err = b.cli(t, "projections", "reset", "ops_rebuilt", "--to", "garbage")
 	require.ErrorContains(t, err, `--to "garbage"`)
+	_, err = b.cli(t, "projections", "rebuild")
+	require.ErrorContains(t, err, "converge projections rebuild takes one projection name, got 0 (list them with `converge projections status`)")
 	_, err = b.cli(t, "projections", "rebuild", "ops_rebuilt", "--timeout", "0s")
 	require.ErrorContains(t, err, "--timeout 0s")
 

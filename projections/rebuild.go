@@ -46,16 +46,8 @@ func (r *Runner) Rebuild(ctx context.Context, name string) error {
 	}
 	var gen int
 	err = withUnit(ctx, r.cfg.Source.Checkpoints(), func(ctx context.Context, u feed.Unit) error {
-		st, err := mustState(ctx, u.Rows(), name, feed.LockUpdate)
-		if err != nil {
-			return err
-		}
-		if st.Building != 0 {
-			return fmt.Errorf("%w: %q is building generation %d", ErrRebuildInProgress, name, st.Building)
-		}
-		gen = max(st.Last, st.Active) + 1
-		st.Building, st.Last = gen, gen
-		return writeState(ctx, u.Rows(), name, st, events.Token{})
+		gen, err = beginRebuild(ctx, u.Rows(), name)
+		return err
 	})
 	if err != nil {
 		return err
@@ -72,6 +64,21 @@ func (r *Runner) Rebuild(ctx context.Context, name string) error {
 		return err
 	}
 	return r.awaitRebuild(ctx, p, gen)
+}
+
+// beginRebuild records, through a unit's rows, that name's next
+// generation is being built, and returns it.
+func beginRebuild(ctx context.Context, rows feed.Rows, name string) (int, error) {
+	st, err := mustState(ctx, rows, name, feed.LockUpdate)
+	if err != nil {
+		return 0, err
+	}
+	if st.Building != 0 {
+		return 0, fmt.Errorf("%w: %q is building generation %d", ErrRebuildInProgress, name, st.Building)
+	}
+	gen := max(st.Last, st.Active) + 1
+	st.Building, st.Last = gen, gen
+	return gen, writeState(ctx, rows, name, st, events.Token{})
 }
 
 // awaitRebuild waits until gen is active and the generations it replaced
@@ -343,6 +350,7 @@ func (r *Runner) monitor(ctx context.Context) {
 		for _, p := range r.list {
 			r.reconcile(ctx, p, sweep)
 		}
+		r.serveRequests(ctx)
 		sweep = false
 		select {
 		case <-ctx.Done():

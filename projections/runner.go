@@ -44,6 +44,8 @@ type Runner struct {
 	strong []*compiled // by name
 	hooked feed.HookedSource
 	log    *slog.Logger
+	// owner names this process in the requests it takes.
+	owner string
 
 	changed signal.Broadcast // a generation, a halt or a rebuild moved
 
@@ -94,6 +96,7 @@ func NewRunner(cfg *RunnerConfig) (*Runner, error) {
 		procs:    map[string]*procRun{},
 		stopped:  make(chan struct{}),
 		dropping: map[string]bool{},
+		owner:    runnerOwner(),
 	}
 	reg := c.Store.Registry()
 	for _, p := range c.Projections {
@@ -245,19 +248,20 @@ func (r *Runner) newProc(p *compiled, rebuild int) (*procRun, error) {
 	}
 	sc := r.subscriberConfig()
 	proc, err := feed.NewProcessor(r.cfg.Source, &feed.ProcessorConfig{
-		Name:              pr.name,
-		Types:             p.types,
-		Partitions:        p.partitions,
-		PartitionKey:      p.key,
-		CommitBatch:       batch,
-		MaxAttempts:       r.cfg.MaxAttempts,
-		OnFailure:         policy,
-		HaltCheckInterval: r.cfg.StatusPollInterval,
-		Subscriber:        sc,
-		Logger:            r.cfg.Logger,
-		OnCommitted:       func(cp string, pos events.Token) { r.committed(pr, cp, pos) },
-		OnHalt:            func(h feed.HaltRecord) { r.halted(pr, h) },
-		OnDeadLetter:      func(d feed.DeadLetterRecord) { r.deadLettered(pr, d) },
+		Name:                pr.name,
+		Types:               p.types,
+		Partitions:          p.partitions,
+		PartitionKey:        p.key,
+		CommitBatch:         batch,
+		MaxAttempts:         r.cfg.MaxAttempts,
+		OnFailure:           policy,
+		HaltCheckInterval:   r.cfg.StatusPollInterval,
+		ReplayCheckInterval: r.cfg.StatusPollInterval,
+		Subscriber:          sc,
+		Logger:              r.cfg.Logger,
+		OnCommitted:         func(cp string, pos events.Token) { r.committed(pr, cp, pos) },
+		OnHalt:              func(h feed.HaltRecord) { r.halted(pr, h) },
+		OnDeadLetter:        func(d feed.DeadLetterRecord) { r.deadLettered(pr, d) },
 	}, a.handle)
 	if err != nil {
 		return nil, fmt.Errorf("projections: processor %q: %w", pr.name, err)

@@ -147,9 +147,11 @@ type RunnerConfig struct {
 	// feed package defaults.
 	Subscriber *feed.SubscriberConfig
 	// StatusPollInterval is how often a halted processor, and the Runner's
-	// monitor (rebuilds to start, switch or stop, generations to drop),
-	// re-read the state in the store, to notice a Resume, a Rebuild or a
-	// switch made by another process. Changes made by this runner are
+	// monitor (rebuilds to start, switch or stop, generations to drop,
+	// requests to serve: RequestRebuild, RequestReset), re-read the state in
+	// the store, to notice a Resume, a Rebuild or a switch made by another
+	// process; the processors look for dead-letter replay requests
+	// (feed.RequestReplay) as often. Changes made by this runner are
 	// noticed at once. Defaults to DefaultStatusPollInterval (2s).
 	StatusPollInterval time.Duration
 	// CloseTimeout bounds how long Stop waits for handlers in flight.

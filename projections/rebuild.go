@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -378,7 +379,11 @@ func (r *Runner) reconcile(ctx context.Context, p *compiled, sweep bool) {
 		return
 	}
 	for _, pr := range r.procs {
-		if pr.proj == p && pr.rebuild != 0 && pr.rebuild != st.Building {
+		// A rebuild newer than st.Last began after st was read (Rebuild
+		// starts its processor once the state row records it): st cannot
+		// tell it is over, and stopping it would delete its checkpoint
+		// and replay the feed a second time into rows it already wrote.
+		if pr.proj == p && pr.rebuild != 0 && pr.rebuild != st.Building && pr.rebuild <= st.Last {
 			over = append(over, pr.rebuild)
 		}
 	}
@@ -395,7 +400,7 @@ func (r *Runner) reconcile(ctx context.Context, p *compiled, sweep bool) {
 		r.stopRebuild(octx, p, gen)
 	}
 	if sweep || len(over) > 0 {
-		r.sweepCheckpoints(octx, p, st.Building)
+		r.sweepCheckpoints(octx, p, st)
 	}
 	if st.Building != 0 {
 		if _, err := r.trySwitch(octx, p, st.Building); err != nil && ctx.Err() == nil {
@@ -404,9 +409,10 @@ func (r *Runner) reconcile(ctx context.Context, p *compiled, sweep bool) {
 	}
 }
 
-// sweepCheckpoints deletes p's rebuild checkpoints other than building's:
-// left behind by a process that stopped before it could delete them.
-func (r *Runner) sweepCheckpoints(ctx context.Context, p *compiled, building int) {
+// sweepCheckpoints deletes p's rebuild checkpoints other than those of the
+// rebuild st records and of rebuilds begun after st was read: left behind
+// by a process that stopped before it could delete them.
+func (r *Runner) sweepCheckpoints(ctx context.Context, p *compiled, st state) {
 	in, ok := r.cfg.Source.(feed.Inspector)
 	if !ok {
 		return
@@ -415,13 +421,19 @@ func (r *Runner) sweepCheckpoints(ctx context.Context, p *compiled, building int
 	if err != nil {
 		return
 	}
-	keep := rebuildName(p.name, building)
+	prefix := rebuildName(p.name, 0)
+	prefix = prefix[:len(prefix)-1]
 	var names []string
 	for _, c := range cs {
 		base, _, _ := strings.Cut(c.Name, "#")
-		if strings.HasPrefix(base, p.name+"@rebuild-") && (building == 0 || base != keep) {
-			names = append(names, c.Name)
+		suffix, ok := strings.CutPrefix(base, prefix)
+		if !ok {
+			continue
 		}
+		if gen, err := strconv.Atoi(suffix); err == nil && (gen == st.Building || gen > st.Last) {
+			continue
+		}
+		names = append(names, c.Name)
 	}
 	if len(names) > 0 {
 		r.deleteCheckpoints(ctx, names)

@@ -445,13 +445,16 @@ func (r *Runner) partitionOf(p *compiled, env events.Envelope) int {
 	return feed.PartitionOf(feed.KeyOf(p.key, env), p.partitions)
 }
 
-// committed hears a processor's commits and advances.
+// committed hears a processor's commits and advances. OnCommitted hears a
+// commit before the Tracker does, so once a token wait returns every commit
+// up to the token has been reported: no late report of an older commit can
+// follow (a Reset right after the wait would take it for the replay).
 func (r *Runner) committed(pr *procRun, checkpoint string, pos events.Token) {
-	if pr.rebuild == 0 && r.cfg.Tracker != nil {
-		r.cfg.Tracker.Advance(checkpoint, pos)
-	}
 	if r.cfg.OnCommitted != nil {
 		r.cfg.OnCommitted(checkpoint, pos)
+	}
+	if pr.rebuild == 0 && r.cfg.Tracker != nil {
+		r.cfg.Tracker.Advance(checkpoint, pos)
 	}
 	if pr.rebuild != 0 {
 		r.changed.Notify() // the rebuild may be able to switch

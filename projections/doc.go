@@ -116,8 +116,8 @@
 //     checkpoint past it, and carries on.
 //
 // Halts are rows, so a projection halted in one process is halted in all
-// of them, and a Resume in one reaches the others within
-// StatusPollInterval.
+// of them, and a Resume in one (or `converge projections resume`, which
+// deletes the rows) reaches the others within StatusPollInterval.
 //
 // Status.Consumer says how this process's consumer of a projection fares:
 // "holding lease" (it delivers), "standing by" (another process does), or
@@ -154,6 +154,22 @@
 // upsert-style handlers (a row holds the latest state of something), and
 // readers see rows step back through older states while it replays; for
 // anything else use Rebuild.
+//
+// # Requests from other processes
+//
+// Rebuild and Reset need the projection's handlers, which an operator's
+// tool does not have. RequestRebuild and RequestReset record a request in
+// the store's rows (RequestsTable), with nothing but a feed.Source; every
+// running Runner looks for requests on each pass of its monitor
+// (StatusPollInterval) and one that has the projection carries it out: a
+// rebuild is started in one unit with the request's state, and the request
+// is done once the new generation is active; a reset is taken in a unit
+// (so one runner makes it) and made by Reset, which needs the projection's
+// lease: a runner whose process cannot take it leaves the request pending
+// for the process that holds it. Requests and their outcome stay readable
+// (ReadRequest) until the next request replaces them. Dead letters are
+// replayed the same way, by the processor itself (feed.RequestReplay).
+// `converge projections` and `converge dead-letters` are built on these.
 //
 // # On PostgreSQL
 //

@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,16 +47,8 @@ func (r *Runner) Rebuild(ctx context.Context, name string) error {
 	}
 	var gen int
 	err = withUnit(ctx, r.cfg.Source.Checkpoints(), func(ctx context.Context, u feed.Unit) error {
-		st, err := mustState(ctx, u.Rows(), name, feed.LockUpdate)
-		if err != nil {
-			return err
-		}
-		if st.Building != 0 {
-			return fmt.Errorf("%w: %q is building generation %d", ErrRebuildInProgress, name, st.Building)
-		}
-		gen = max(st.Last, st.Active) + 1
-		st.Building, st.Last = gen, gen
-		return writeState(ctx, u.Rows(), name, st, events.Token{})
+		gen, err = beginRebuild(ctx, u.Rows(), name)
+		return err
 	})
 	if err != nil {
 		return err
@@ -72,6 +65,21 @@ func (r *Runner) Rebuild(ctx context.Context, name string) error {
 		return err
 	}
 	return r.awaitRebuild(ctx, p, gen)
+}
+
+// beginRebuild records, through a unit's rows, that name's next
+// generation is being built, and returns it.
+func beginRebuild(ctx context.Context, rows feed.Rows, name string) (int, error) {
+	st, err := mustState(ctx, rows, name, feed.LockUpdate)
+	if err != nil {
+		return 0, err
+	}
+	if st.Building != 0 {
+		return 0, fmt.Errorf("%w: %q is building generation %d", ErrRebuildInProgress, name, st.Building)
+	}
+	gen := max(st.Last, st.Active) + 1
+	st.Building, st.Last = gen, gen
+	return gen, writeState(ctx, rows, name, st, events.Token{})
 }
 
 // awaitRebuild waits until gen is active and the generations it replaced
@@ -343,6 +351,7 @@ func (r *Runner) monitor(ctx context.Context) {
 		for _, p := range r.list {
 			r.reconcile(ctx, p, sweep)
 		}
+		r.serveRequests(ctx)
 		sweep = false
 		select {
 		case <-ctx.Done():
@@ -370,7 +379,11 @@ func (r *Runner) reconcile(ctx context.Context, p *compiled, sweep bool) {
 		return
 	}
 	for _, pr := range r.procs {
-		if pr.proj == p && pr.rebuild != 0 && pr.rebuild != st.Building {
+		// A rebuild newer than st.Last began after st was read (Rebuild
+		// starts its processor once the state row records it): st cannot
+		// tell it is over, and stopping it would delete its checkpoint
+		// and replay the feed a second time into rows it already wrote.
+		if pr.proj == p && pr.rebuild != 0 && pr.rebuild != st.Building && pr.rebuild <= st.Last {
 			over = append(over, pr.rebuild)
 		}
 	}
@@ -387,7 +400,7 @@ func (r *Runner) reconcile(ctx context.Context, p *compiled, sweep bool) {
 		r.stopRebuild(octx, p, gen)
 	}
 	if sweep || len(over) > 0 {
-		r.sweepCheckpoints(octx, p, st.Building)
+		r.sweepCheckpoints(octx, p, st)
 	}
 	if st.Building != 0 {
 		if _, err := r.trySwitch(octx, p, st.Building); err != nil && ctx.Err() == nil {
@@ -396,9 +409,10 @@ func (r *Runner) reconcile(ctx context.Context, p *compiled, sweep bool) {
 	}
 }
 
-// sweepCheckpoints deletes p's rebuild checkpoints other than building's:
-// left behind by a process that stopped before it could delete them.
-func (r *Runner) sweepCheckpoints(ctx context.Context, p *compiled, building int) {
+// sweepCheckpoints deletes p's rebuild checkpoints other than those of the
+// rebuild st records and of rebuilds begun after st was read: left behind
+// by a process that stopped before it could delete them.
+func (r *Runner) sweepCheckpoints(ctx context.Context, p *compiled, st state) {
 	in, ok := r.cfg.Source.(feed.Inspector)
 	if !ok {
 		return
@@ -407,13 +421,19 @@ func (r *Runner) sweepCheckpoints(ctx context.Context, p *compiled, building int
 	if err != nil {
 		return
 	}
-	keep := rebuildName(p.name, building)
+	prefix := rebuildName(p.name, 0)
+	prefix = prefix[:len(prefix)-1]
 	var names []string
 	for _, c := range cs {
 		base, _, _ := strings.Cut(c.Name, "#")
-		if strings.HasPrefix(base, p.name+"@rebuild-") && (building == 0 || base != keep) {
-			names = append(names, c.Name)
+		suffix, ok := strings.CutPrefix(base, prefix)
+		if !ok {
+			continue
 		}
+		if gen, err := strconv.Atoi(suffix); err == nil && (gen == st.Building || gen > st.Last) {
+			continue
+		}
+		names = append(names, c.Name)
 	}
 	if len(names) > 0 {
 		r.deleteCheckpoints(ctx, names)

@@ -44,6 +44,8 @@ type Runner struct {
 	strong []*compiled // by name
 	hooked feed.HookedSource
 	log    *slog.Logger
+	// owner names this process in the requests it takes.
+	owner string
 
 	changed signal.Broadcast // a generation, a halt or a rebuild moved
 
@@ -94,6 +96,7 @@ func NewRunner(cfg *RunnerConfig) (*Runner, error) {
 		procs:    map[string]*procRun{},
 		stopped:  make(chan struct{}),
 		dropping: map[string]bool{},
+		owner:    runnerOwner(),
 	}
 	reg := c.Store.Registry()
 	for _, p := range c.Projections {
@@ -245,19 +248,20 @@ func (r *Runner) newProc(p *compiled, rebuild int) (*procRun, error) {
 	}
 	sc := r.subscriberConfig()
 	proc, err := feed.NewProcessor(r.cfg.Source, &feed.ProcessorConfig{
-		Name:              pr.name,
-		Types:             p.types,
-		Partitions:        p.partitions,
-		PartitionKey:      p.key,
-		CommitBatch:       batch,
-		MaxAttempts:       r.cfg.MaxAttempts,
-		OnFailure:         policy,
-		HaltCheckInterval: r.cfg.StatusPollInterval,
-		Subscriber:        sc,
-		Logger:            r.cfg.Logger,
-		OnCommitted:       func(cp string, pos events.Token) { r.committed(pr, cp, pos) },
-		OnHalt:            func(h feed.HaltRecord) { r.halted(pr, h) },
-		OnDeadLetter:      func(d feed.DeadLetterRecord) { r.deadLettered(pr, d) },
+		Name:                pr.name,
+		Types:               p.types,
+		Partitions:          p.partitions,
+		PartitionKey:        p.key,
+		CommitBatch:         batch,
+		MaxAttempts:         r.cfg.MaxAttempts,
+		OnFailure:           policy,
+		HaltCheckInterval:   r.cfg.StatusPollInterval,
+		ReplayCheckInterval: r.cfg.StatusPollInterval,
+		Subscriber:          sc,
+		Logger:              r.cfg.Logger,
+		OnCommitted:         func(cp string, pos events.Token) { r.committed(pr, cp, pos) },
+		OnHalt:              func(h feed.HaltRecord) { r.halted(pr, h) },
+		OnDeadLetter:        func(d feed.DeadLetterRecord) { r.deadLettered(pr, d) },
 	}, a.handle)
 	if err != nil {
 		return nil, fmt.Errorf("projections: processor %q: %w", pr.name, err)
@@ -441,13 +445,16 @@ func (r *Runner) partitionOf(p *compiled, env events.Envelope) int {
 	return feed.PartitionOf(feed.KeyOf(p.key, env), p.partitions)
 }
 
-// committed hears a processor's commits and advances.
+// committed hears a processor's commits and advances. OnCommitted hears a
+// commit before the Tracker does, so once a token wait returns every commit
+// up to the token has been reported: no late report of an older commit can
+// follow (a Reset right after the wait would take it for the replay).
 func (r *Runner) committed(pr *procRun, checkpoint string, pos events.Token) {
-	if pr.rebuild == 0 && r.cfg.Tracker != nil {
-		r.cfg.Tracker.Advance(checkpoint, pos)
-	}
 	if r.cfg.OnCommitted != nil {
 		r.cfg.OnCommitted(checkpoint, pos)
+	}
+	if pr.rebuild == 0 && r.cfg.Tracker != nil {
+		r.cfg.Tracker.Advance(checkpoint, pos)
 	}
 	if pr.rebuild != 0 {
 		r.changed.Notify() // the rebuild may be able to switch

@@ -102,7 +102,9 @@ type RunnerConfig struct {
 	// does not handle), with the checkpoint name (the projection's name, or
 	// name + "@rebuild-<generation>" for a rebuild; "#i/n" is appended for
 	// partitions) and its new position. Tests and metrics await progress
-	// with it. It must not block. Defaults to nil.
+	// with it. It is called before the Tracker advances, so once a token
+	// wait returns, every commit up to the token has been reported. It
+	// must not block. Defaults to nil.
 	OnCommitted func(consumer string, pos events.Token)
 	// OnHalt, when set, is called when a projection (or its rebuild)
 	// halts. It must not block. Defaults to nil.
@@ -147,9 +149,11 @@ type RunnerConfig struct {
 	// feed package defaults.
 	Subscriber *feed.SubscriberConfig
 	// StatusPollInterval is how often a halted processor, and the Runner's
-	// monitor (rebuilds to start, switch or stop, generations to drop),
-	// re-read the state in the store, to notice a Resume, a Rebuild or a
-	// switch made by another process. Changes made by this runner are
+	// monitor (rebuilds to start, switch or stop, generations to drop,
+	// requests to serve: RequestRebuild, RequestReset), re-read the state in
+	// the store, to notice a Resume, a Rebuild or a switch made by another
+	// process; the processors look for dead-letter replay requests
+	// (feed.RequestReplay) as often. Changes made by this runner are
 	// noticed at once. Defaults to DefaultStatusPollInterval (2s).
 	StatusPollInterval time.Duration
 	// CloseTimeout bounds how long Stop waits for handlers in flight.

@@ -8,6 +8,11 @@
 //	converge migrate --status --schema orders        # exit status 3: pending
 //	converge --version
 //	converge lag --sla 2s                           # projections against their SLAs
+//	converge projections status [NAME...] [--json]  # generation, position, halts, rebuild, lease
+//	converge projections resume NAME                # clear a halt everywhere
+//	converge projections rebuild|reset NAME --wait  # carried out by the running application
+//	converge dead-letters list [--processor NAME]   # events processors gave up on
+//	converge dead-letters replay ID... --wait       # applied again by the running processor
 //	converge serve --demo-load 5                    # API, page, dashboard, /metrics, /lag, /healthz
 //	converge bench --scenario append|propagation    # ratios against a baseline
 //
@@ -17,6 +22,12 @@
 // environment variables (PGPASSWORD, PGSSLMODE, ...) fill in what the URL
 // leaves out. Commands work on the tables in --schema ("converge" by
 // default).
+//
+// Rebuild, reset and replay need handlers that only the application has:
+// the commands record a request in the schema's rows, which a running
+// projections.Runner or feed.Processor carries out, and report it
+// accepted; --wait waits for the outcome, up to --timeout (exit status 4
+// when it runs out; the request stays).
 //
 // # Adding a command
 //

@@ -28,9 +28,11 @@ const (
 // their pool with dbOptions.openPool.
 var subcommands = []func() *cobra.Command{
 	newBenchCmd,
+	newDeadLettersCmd,
 	newDemoCmd,
 	newLagCmd,
 	newMigrateCmd,
+	newProjectionsCmd,
 	newSagasCmd,
 	newServeCmd,
 }

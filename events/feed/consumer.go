@@ -31,9 +31,15 @@ type consumer struct {
 	// onState and onCommitted report progress to a processor.
 	onState     func(PartitionState)
 	onCommitted func(name string, tok events.Token)
-	out         chan *message.Message
-	st          *consumerState
-	log         *slog.Logger
+	// sweep, when set, runs between reads on the delivery goroutine, under
+	// the lease, at the position committed so far (a processor replays
+	// dead letters there); nudge gives a channel closed when it has work,
+	// which wakes an idle consumer.
+	sweep func(ctx context.Context, lease Lease, pos events.Token) error
+	nudge func() <-chan struct{}
+	out   chan *message.Message
+	st    *consumerState
+	log   *slog.Logger
 }
 
 func (c *consumer) state(s PartitionState) {
@@ -246,6 +252,13 @@ func (c *consumer) deliverFrom(ctx context.Context, lease Lease) error {
 		// Take the wake channel before reading, so an append between the
 		// read and the wait is not missed.
 		wake := c.src.Wake()
+		var nudge <-chan struct{}
+		if c.sweep != nil {
+			nudge = c.nudge()
+			if err := c.sweep(ctx, lease, pos); err != nil {
+				return err
+			}
+		}
 		rctx, cancel := context.WithTimeout(ctx, c.cfg.LeaseTTL)
 		batch, err := c.src.ReadFeed(rctx, pos, c.filter, c.cfg.BatchSize)
 		cancel()
@@ -340,7 +353,7 @@ func (c *consumer) deliverFrom(ctx context.Context, lease Lease) error {
 			t.Stop()
 		default:
 			pending.reset()
-			if err := c.wait(ctx, wake); err != nil {
+			if err := c.wait(ctx, wake, nudge); err != nil {
 				return err
 			}
 		}
@@ -374,7 +387,7 @@ func (c *consumer) advance(ctx context.Context, lease Lease, pos events.Token) (
 
 // wait blocks until wake fires, push turns unhealthy (then it polls every
 // FallbackPollInterval), SafetyPollInterval passes, or ctx ends.
-func (c *consumer) wait(ctx context.Context, wake <-chan struct{}) error {
+func (c *consumer) wait(ctx context.Context, wake, nudge <-chan struct{}) error {
 	safety := time.NewTimer(c.cfg.SafetyPollInterval)
 	defer safety.Stop()
 	poll := time.NewTicker(c.cfg.FallbackPollInterval)
@@ -384,6 +397,8 @@ func (c *consumer) wait(ctx context.Context, wake <-chan struct{}) error {
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		case <-wake:
+			return nil
+		case <-nudge:
 			return nil
 		case <-safety.C:
 			return nil

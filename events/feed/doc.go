@@ -132,6 +132,22 @@
 // notification), and a short backoff while Batch.Pending says events are
 // committed but held back by an older open transaction.
 //
+// # Halts, dead letters and replays
+//
+// A Processor that gives up on an event (MaxAttempts failures) halts the
+// partition or dead-letters the event, as rows in RuntimeNamespace
+// (HaltsTable, keyed by checkpoint name; DeadLettersTable, keyed by
+// "<checkpoint name>/<event id>"), so every process and the CLI see them.
+// Deleting a halt row resumes the partition wherever it runs
+// (Processor.Resume does). Replaying a dead letter needs its handler, so
+// RequestReplay only records a request (ReplaysTable); the process holding
+// the partition's lease finds it within ReplayCheckInterval and, on the
+// partition's delivery goroutine, applies the event through the handler in
+// a unit of its own that also deletes the dead letter and the request and
+// commits the checkpoint where it is, fenced by the lease: a process that
+// lost the partition cannot commit a replay. A failing replay leaves the
+// dead letter and records the error in the request (ReadReplay).
+//
 // # Leases and failover
 //
 // Processes running the same consumer share one lease; the holder renews it

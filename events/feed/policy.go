@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/internal/signal"
 )
 
 // Rows where the runtime keeps its own records, beside the read models.
@@ -91,6 +93,10 @@ type partitionState struct {
 	// lease: a halt written by another process (which held the partition
 	// before) is found at the first delivery, without a read per event.
 	checked bool
+	// replayDue is set when replay requests wait for this partition, and
+	// replayWake wakes its idle consumer to carry them out.
+	replayDue  atomic.Bool
+	replayWake signal.Broadcast
 }
 
 func (ps *partitionState) mustCheckHalt() bool {

@@ -137,7 +137,13 @@ func (p *Processor) startMembership() {
 		p.seed(p.mctx)
 		go func() {
 			defer close(p.mdone)
+			replays := make(chan struct{})
+			go func() {
+				defer close(replays)
+				p.pollReplays(p.mctx)
+			}()
 			p.mship.run(p.mctx)
+			<-replays
 		}()
 	})
 }
@@ -184,6 +190,10 @@ func (s *partitionSubscriber) Subscribe(ctx context.Context, _ string) (<-chan *
 		},
 		assigned: func() (bool, <-chan struct{}) { return p.mship.owns(s.ps.index, p.cfg.Partitions) },
 		onState:  s.ps.setState,
+		sweep: func(ctx context.Context, l Lease, pos events.Token) error {
+			return p.sweepReplays(ctx, s.ps, l, pos)
+		},
+		nudge: s.ps.replayWake.C,
 		onCommitted: func(name string, tok events.Token) {
 			s.ps.setPosition(tok)
 			if p.cfg.OnCommitted != nil {

@@ -26,6 +26,9 @@ const (
 	// DefaultHaltCheckInterval is how often a halted partition looks for a
 	// resume made by another process.
 	DefaultHaltCheckInterval = time.Second
+	// DefaultReplayCheckInterval is how often a processor delivering a
+	// partition looks for requests to replay its dead letters.
+	DefaultReplayCheckInterval = time.Second
 )
 
 // OnFailure is what a processor does with an event whose handler failed
@@ -86,6 +89,10 @@ type ProcessorConfig struct {
 	// HaltCheckInterval is how often a halted partition checks whether
 	// another process resumed it. Defaults to DefaultHaltCheckInterval.
 	HaltCheckInterval time.Duration
+	// ReplayCheckInterval is how often the processor looks for requests to
+	// replay its dead letters (RequestReplay) while it delivers a partition
+	// here. Defaults to DefaultReplayCheckInterval.
+	ReplayCheckInterval time.Duration
 	// Subscriber tunes the partitions' subscribers (leases, reads,
 	// backoffs). Its ConsumerName, CommitBatch and OnCommitted must be
 	// left empty: the processor sets them (a value there is an error, not
@@ -116,6 +123,7 @@ func (c *ProcessorConfig) withDefaults() ProcessorConfig {
 	out.MaxAttempts = cmp.Or(out.MaxAttempts, DefaultMaxAttempts)
 	out.GateTimeout = cmp.Or(out.GateTimeout, DefaultGateTimeout)
 	out.HaltCheckInterval = cmp.Or(out.HaltCheckInterval, DefaultHaltCheckInterval)
+	out.ReplayCheckInterval = cmp.Or(out.ReplayCheckInterval, DefaultReplayCheckInterval)
 	if out.Logger == nil {
 		out.Logger = cmp.Or(out.Subscriber.Logger, slog.Default())
 	}
@@ -138,6 +146,8 @@ func (c *ProcessorConfig) validate() error {
 		return fmt.Errorf("feed: ProcessorConfig.OnFailure is %d: use feed.Halt or feed.DeadLetter", c.OnFailure)
 	case c.Gate != nil && c.Waiter == nil:
 		return errors.New("feed: ProcessorConfig.Gate is set but Waiter is nil: pass the consistency.Tracker that follows the gated read models")
+	case c.ReplayCheckInterval < 0:
+		return fmt.Errorf("feed: ProcessorConfig.ReplayCheckInterval is %s: use 0 for the default or a positive duration", c.ReplayCheckInterval)
 	case c.GateTimeout < 0:
 		return fmt.Errorf("feed: ProcessorConfig.GateTimeout is %s: use 0 for the default or a positive duration", c.GateTimeout)
 	case c.Subscriber.ConsumerName != "":

@@ -27,6 +27,7 @@ var processorTests = []suiteTest{
 	{"ProcessorThirdMemberTakesShare", testProcessorJoin},
 	{"ProcessorHaltsThenResumes", testProcessorHalt},
 	{"ProcessorDeadLetters", testProcessorDeadLetter},
+	{"ProcessorReplaysDeadLetterOnRequest", testProcessorReplay},
 	{"ProcessorGateWaitsBeforeUnit", testProcessorGate},
 	{"ProcessorFailureBehindHeadCutsUnit", testProcessorCut},
 	{"ProcessorFiltersTypes", testProcessorFilter},
@@ -512,4 +513,94 @@ func testProcessorFilter(t *testing.T, s events.Store, src feed.Source) {
 	// read scanned past it and the checkpoint advanced without a unit.
 	awaitPosition(t, p.p, all[len(all)-1].Token)
 	require.Equal(t, int64(3), got.Load())
+}
+
+// testProcessorReplay: a replay request is carried out once, by the
+// process holding the partition, in a unit that applies the event and
+// deletes the dead letter and the request; a failing replay leaves the
+// dead letter and says why in the request.
+func testProcessorReplay(t *testing.T, s events.Store, src feed.Source) {
+	for _, partitions := range []int{1, 2} {
+		t.Run(fmt.Sprintf("partitions=%d", partitions), func(t *testing.T) {
+			testProcessorReplayIn(t, s, src, partitions)
+		})
+	}
+}
+
+func testProcessorReplayIn(t *testing.T, s events.Store, src feed.Source, partitions int) {
+	ctx := t.Context()
+	name := uniqueName("replay")
+	cfg := procConfig(name, partitions)
+	cfg.Categories = []string{name} // the store is shared with the other subtest
+	cfg.MaxAttempts = 2
+	cfg.OnFailure = feed.DeadLetter
+	cfg.ReplayCheckInterval = 10 * time.Millisecond
+	envs := appendSpread(t, s, name, 2, 4)
+	bad := envs[1]
+	var broken atomic.Bool
+	broken.Store(true)
+	h := func(ctx context.Context, env events.Envelope) error {
+		if env.ID == bad.ID && broken.Load() {
+			return errors.New("cannot apply " + env.ID)
+		}
+		return applyOnce(ctx, name, env)
+	}
+	// Two processes: only the one holding the partition replays.
+	p1 := startProcessor(t, src, cfg, h)
+	p2 := startProcessor(t, src, cfg, h)
+	awaitPosition(t, p1.p, envs[3].Token)
+	dls, err := p1.p.DeadLetters(ctx, 0)
+	require.NoError(t, err)
+	require.Len(t, dls, 1)
+	// The key names the partition's checkpoint ("name#i/n" when split).
+	key := dls[0].Checkpoint + "/" + bad.ID
+	require.Equal(t, feed.PartitionName(name, feed.PartitionOf(feed.KeyOf(feed.ByStream, bad), partitions), partitions), dls[0].Checkpoint)
+
+	_, err = feed.RequestReplay(ctx, src.Rows(), name+"/no-such-event")
+	require.ErrorIs(t, err, feed.ErrNoDeadLetter)
+
+	// Still broken: the replay fails, the dead letter stays.
+	_, err = feed.RequestReplay(ctx, src.Rows(), key)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		req, ok, err := feed.ReadReplay(ctx, src.Rows(), key)
+		return err == nil && ok && req.Failed != ""
+	}, waitTimeout, 5*time.Millisecond)
+	req, _, err := feed.ReadReplay(ctx, src.Rows(), key)
+	require.NoError(t, err)
+	require.Contains(t, req.Failed, "cannot apply")
+	dls, err = p1.p.DeadLetters(ctx, 0)
+	require.NoError(t, err)
+	require.Len(t, dls, 1)
+
+	pos, err := p2.p.Position(ctx)
+	require.NoError(t, err)
+	require.Equal(t, envs[3].Token, pos, "a failed replay leaves the checkpoint where it is")
+
+	// Fixed: asked again while events keep arriving, it is applied once
+	// and both rows go; the events around it are applied once, in order.
+	broken.Store(false)
+	appended := make(chan error, 1)
+	go func() {
+		for i := range 10 {
+			if _, err := s.Append(context.WithoutCancel(ctx), fmt.Sprintf("%s-%d", name, i%2), events.AnyVersion, thing(100+i)); err != nil {
+				appended <- err
+				return
+			}
+		}
+		appended <- nil
+	}()
+	_, err = feed.RequestReplay(ctx, src.Rows(), key)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, ok, err := feed.ReadReplay(ctx, src.Rows(), key)
+		return err == nil && !ok
+	}, waitTimeout, 5*time.Millisecond)
+	require.NoError(t, <-appended)
+	dls, err = p1.p.DeadLetters(ctx, 0)
+	require.NoError(t, err)
+	require.Empty(t, dls)
+	all := awaitAllOf(t, s, name, 14)
+	awaitPosition(t, p1.p, all[len(all)-1].Token)
+	requireAppliedOnce(t, src, name, all)
 }

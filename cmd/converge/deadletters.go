@@ -1,0 +1,301 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+	"github.com/converge-es/converge/events/pgstore"
+)
+
+// newDeadLettersCmd is `converge dead-letters`: the events any processor
+// (projection, saga, command handler) gave up on, and their replay.
+func newDeadLettersCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "dead-letters",
+		Short: "List and replay events that processors gave up on",
+		Long: `dead-letters works on the dead letters stored in --schema: events a
+processor (a projection, a saga, a command handler) running with the
+dead-letter policy gave up on after its attempts, and moved past.`,
+	}
+	cmd.AddCommand(newDeadLettersListCmd(), newDeadLettersReplayCmd())
+	return cmd
+}
+
+// deadLetterEntry is one line of `dead-letters list` and its --json form.
+type deadLetterEntry struct {
+	// ID is what `dead-letters replay` takes: "<checkpoint>/<event id>".
+	ID         string          `json:"id"`
+	Processor  string          `json:"processor"`
+	Checkpoint string          `json:"checkpoint"`
+	Event      events.Envelope `json:"event"`
+	Reason     string          `json:"reason"`
+	Attempts   int             `json:"attempts"`
+	At         time.Time       `json:"at"`
+	// Replay is the pending or failed replay request, if any.
+	Replay *feed.ReplayRequest `json:"replay,omitempty"`
+}
+
+type deadLettersListCmd struct {
+	db        *dbOptions
+	processor string
+	json      bool
+	out       io.Writer
+}
+
+func newDeadLettersListCmd() *cobra.Command {
+	c := &deadLettersListCmd{}
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List dead letters, with the ID replay takes",
+		Long: `list prints every dead letter in --schema (only --processor's with it): its
+ID (what replay takes), the event's type, stream and version, when and
+after how many attempts it was given up on, why, and any replay request.`,
+		Example: `  converge dead-letters list
+  converge dead-letters list --processor order_summary --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			db, err := dbOptionsFrom(cmd)
+			if err != nil {
+				return err
+			}
+			c.db, c.out = db, cmd.OutOrStdout()
+			return c.run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVar(&c.processor, "processor", "", "only the dead letters of this processor (a projection's name, a saga's, ...)")
+	cmd.Flags().BoolVar(&c.json, "json", false, "print one JSON object per dead letter and line instead of the table")
+	return cmd
+}
+
+func (c *deadLettersListCmd) run(ctx context.Context) error {
+	store, closeAll, err := openOpsStore(ctx, c.db)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	entries, err := listDeadLetters(ctx, store, c.processor)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		enc := json.NewEncoder(c.out)
+		for _, e := range entries {
+			if err := enc.Encode(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if len(entries) == 0 {
+		what := "no dead letters"
+		if c.processor != "" {
+			what += " of processor " + c.processor
+		}
+		_, err := fmt.Fprintf(c.out, "%s in schema %q\n", what, c.db.Schema)
+		return err
+	}
+	tw := tabwriter.NewWriter(c.out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tTYPE\tSTREAM\tVERSION\tAT\tATTEMPTS\tREPLAY\tREASON")
+	for _, e := range entries {
+		replay := "-"
+		if r := e.Replay; r != nil {
+			replay = "requested"
+			if r.Failed != "" {
+				replay = "failed"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\n", e.ID, e.Event.Type, e.Event.StreamID, e.Event.Version,
+			e.At.UTC().Format(time.RFC3339), e.Attempts, replay, oneLine(e.Reason))
+	}
+	return tw.Flush()
+}
+
+// oneLine cuts s to its first line, for the table's last column; the
+// cause is at the end of a wrapped error, so the line is kept whole
+// (--json has the rest).
+func oneLine(s string) string {
+	if first, _, cut := strings.Cut(s, "\n"); cut {
+		return first + " …"
+	}
+	return s
+}
+
+// listDeadLetters reads every dead letter, page by page, keeping those of
+// processor when it is not empty, with their replay requests.
+func listDeadLetters(ctx context.Context, store *pgstore.Store, processor string) ([]deadLetterEntry, error) {
+	replays := map[string]feed.ReplayRequest{}
+	if err := eachRow(ctx, store.Rows(), feed.ReplaysTable, processor, func(r feed.Row) error {
+		var q feed.ReplayRequest
+		if err := json.Unmarshal(r.Value, &q); err != nil {
+			return fmt.Errorf("replay request %q does not decode: %w", r.Key, err)
+		}
+		replays[r.Key] = q
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	var out []deadLetterEntry
+	err := eachRow(ctx, store.Rows(), feed.DeadLettersTable, processor, func(r feed.Row) error {
+		var rec feed.DeadLetterRecord
+		if err := json.Unmarshal(r.Value, &rec); err != nil {
+			return fmt.Errorf("dead letter %q does not decode: %w", r.Key, err)
+		}
+		proc, _, _ := strings.Cut(rec.Checkpoint, "#")
+		if processor != "" && proc != processor {
+			return nil // a processor whose name merely starts with it
+		}
+		e := deadLetterEntry{ID: r.Key, Processor: proc, Checkpoint: rec.Checkpoint, Event: rec.Event, Reason: rec.Reason, Attempts: rec.Attempts, At: rec.At}
+		if q, ok := replays[r.Key]; ok {
+			e.Replay = &q
+		}
+		out = append(out, e)
+		return nil
+	})
+	return out, err
+}
+
+// eachRow calls fn for every row of a runtime table whose key starts with
+// prefix, in key order.
+func eachRow(ctx context.Context, rows feed.Rows, table, prefix string, fn func(feed.Row) error) error {
+	q := feed.RowQuery{Prefix: prefix}
+	for {
+		page, err := rows.List(ctx, feed.RuntimeNamespace, table, q)
+		if err != nil {
+			return fmt.Errorf("list %s: %w", table, err)
+		}
+		for _, r := range page {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		if len(page) < feed.DefaultRowLimit {
+			return nil
+		}
+		q.After = page[len(page)-1].Key
+	}
+}
+
+type deadLettersReplayCmd struct {
+	db   *dbOptions
+	ids  []string
+	wait waitFlags
+	out  io.Writer
+}
+
+func newDeadLettersReplayCmd() *cobra.Command {
+	c := &deadLettersReplayCmd{}
+	cmd := &cobra.Command{
+		Use:   "replay ID...",
+		Short: "Ask the running processor to apply dead letters again",
+		Long: `replay asks for dead letters to be applied again, each by its ID as list
+prints it ("<checkpoint>/<event id>"). Only a running application has the
+handler: this records a replay request that the process holding the dead
+letter's partition carries out, applying the event and deleting the dead
+letter together; it reports that each request was accepted. With --wait it
+waits, up to --timeout, until each is replayed, or failed again (the dead
+letter then stays, with the new error). Exit status: 0 accepted (or all
+replayed with --wait), 1 on failure, 4 when --wait ran out.`,
+		Example: `  converge dead-letters replay order_summary/0b6c2c4e-4f4e-4a56-9d0f-2d0f0c9b7a11 --wait`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return errors.New("dead-letters replay takes one or more dead letter IDs (list them with `converge dead-letters list`)")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			db, err := dbOptionsFrom(cmd)
+			if err != nil {
+				return err
+			}
+			c.db, c.ids, c.out = db, args, cmd.OutOrStdout()
+			if err := c.validate(); err != nil {
+				return err
+			}
+			return c.run(cmd.Context())
+		},
+	}
+	cmd.Flags().BoolVar(&c.wait.wait, "wait", false, "wait until the running processors have replayed them")
+	cmd.Flags().DurationVar(&c.wait.timeout, "timeout", defaultWaitTimeout, "how long --wait waits")
+	return cmd
+}
+
+func (c *deadLettersReplayCmd) validate() error {
+	for _, id := range c.ids {
+		if i := strings.LastIndexByte(id, '/'); i <= 0 || i == len(id)-1 {
+			return fmt.Errorf("dead letter ID %q: use <checkpoint>/<event id>, as `converge dead-letters list` prints it", id)
+		}
+	}
+	return c.wait.validate()
+}
+
+func (c *deadLettersReplayCmd) run(ctx context.Context) error {
+	store, closeAll, err := openOpsStore(ctx, c.db)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	var failed []string
+	for _, id := range c.ids {
+		if _, err := feed.RequestReplay(ctx, store.Rows(), id); err != nil {
+			if errors.Is(err, feed.ErrNoDeadLetter) {
+				fmt.Fprintf(c.out, "%s: no such dead letter in schema %q (list them with `converge dead-letters list`)\n", id, c.db.Schema)
+				failed = append(failed, id)
+				continue
+			}
+			return err
+		}
+		fmt.Fprintf(c.out, "%s: replay accepted; the process holding its partition replays it\n", id)
+	}
+	accepted := len(c.ids) - len(failed)
+	if c.wait.wait && accepted > 0 {
+		open := map[string]bool{}
+		for _, id := range c.ids {
+			if !slices.Contains(failed, id) {
+				open[id] = true
+			}
+		}
+		_, err := pollUntil(ctx, c.out, c.wait.timeout, func(ctx context.Context) (string, bool, error) {
+			var lines []string
+			for _, id := range c.ids {
+				if !open[id] {
+					continue
+				}
+				q, ok, err := feed.ReadReplay(ctx, store.Rows(), id)
+				if err != nil {
+					return "", false, err
+				}
+				switch {
+				case !ok:
+					delete(open, id)
+					lines = append(lines, id+": replayed")
+				case q.Failed != "":
+					delete(open, id)
+					failed = append(failed, id)
+					lines = append(lines, id+": replay failed, it stays a dead letter: "+q.Failed)
+				}
+			}
+			return strings.Join(lines, "\n"), len(open) == 0, nil
+		})
+		if errors.Is(err, context.DeadlineExceeded) {
+			return &timedOutError{what: fmt.Sprintf("dead-letters replay: %d not replayed after %s; the requests stay and a running processor may still replay them (is the application running?)", len(open), c.wait.timeout)}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("dead-letters replay: %d of %d failed: %s", len(failed), len(c.ids), strings.Join(failed, ", "))
+	}
+	return nil
+}

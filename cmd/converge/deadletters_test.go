@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/projections"
+)
+
+func TestDeadLettersListAndReplay(t *testing.T) {
+	t.Parallel()
+	b := setupOps(t)
+	lettered := make(chan projections.DeadLetter, 1)
+	r := b.start(t, projections.RunnerConfig{
+		Projections:  []*projections.Projection{b.projection("ops_letters")},
+		MaxAttempts:  1,
+		OnFailure:    projections.DeadLetterOnFailure,
+		OnDeadLetter: func(dl projections.DeadLetter) { lettered <- dl },
+	})
+	b.deposit(t, "a", 1)
+	poison := b.deposit(t, "poison", 2)
+	select {
+	case <-lettered:
+	case <-time.After(15 * time.Second):
+		t.Fatal("no dead letter")
+	}
+	id := "ops_letters/" + poison.EventIDs[0]
+
+	out, err := b.cli(t, "dead-letters", "list")
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 2, out)
+	require.Equal(t, []string{"ID", "TYPE", "STREAM", "VERSION", "AT", "ATTEMPTS", "REPLAY", "REASON"}, strings.Fields(lines[0]))
+	require.Regexp(t, `^`+id+`\s+deposited\s+acct-poison\s+1\s+\S+\s+1\s+-\s+.*poison pill`, lines[1])
+
+	out, err = b.cli(t, "dead-letters", "list", "--processor", "ops_letters", "--json")
+	require.NoError(t, err)
+	var e deadLetterEntry
+	require.NoError(t, json.Unmarshal([]byte(strings.TrimSpace(out)), &e), out)
+	require.Equal(t, id, e.ID)
+	require.Equal(t, "ops_letters", e.Processor)
+	require.Equal(t, poison.EventIDs[0], e.Event.ID)
+	require.Equal(t, poison.Token, e.Event.Token)
+	require.JSONEq(t, `{"account":"poison","amount":2}`, string(e.Event.Payload))
+	require.Contains(t, e.Reason, "poison pill")
+	require.Equal(t, 1, e.Attempts)
+	require.Nil(t, e.Replay)
+
+	out, err = b.cli(t, "dead-letters", "list", "--processor", "ops")
+	require.NoError(t, err)
+	require.Contains(t, out, "no dead letters of processor ops in schema", "a name prefix is not a processor")
+
+	// Still broken: the replay fails and the dead letter stays.
+	out, err = b.cli(t, "dead-letters", "replay", id, "--wait", "--timeout", "30s")
+	require.ErrorContains(t, err, "1 of 1 failed")
+	require.Contains(t, out, id+": replay accepted")
+	require.Contains(t, out, id+": replay failed, it stays a dead letter")
+	require.Contains(t, out, "poison pill")
+	out, err = b.cli(t, "dead-letters", "list")
+	require.NoError(t, err)
+	require.Regexp(t, id+`.*\sfailed\s`, out)
+
+	// Fixed: replayed once, and gone from the list.
+	b.broken.Store(false)
+	out, err = b.cli(t, "dead-letters", "replay", id, "--wait", "--timeout", "30s")
+	require.NoError(t, err, out)
+	require.Contains(t, out, id+": replayed")
+	n, ok, err := projections.Get[int](context.Background(), r.View("ops_letters").Table("balances"), "poison")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, 2, n)
+	out, err = b.cli(t, "dead-letters", "list", "--json")
+	require.NoError(t, err)
+	require.Empty(t, strings.TrimSpace(out))
+	out, err = b.cli(t, "dead-letters", "list")
+	require.NoError(t, err)
+	require.Contains(t, out, "no dead letters in schema")
+
+	// Bad and unknown IDs.
+	_, err = b.cli(t, "dead-letters", "replay")
+	require.ErrorContains(t, err, "takes one or more dead letter IDs (list them with `converge dead-letters list`)")
+	_, err = b.cli(t, "dead-letters", "replay", "no-slash")
+	require.ErrorContains(t, err, `dead letter ID "no-slash": use <checkpoint>/<event id>`)
+	out, err = b.cli(t, "dead-letters", "replay", id)
+	require.ErrorContains(t, err, "1 of 1 failed")
+	require.Contains(t, out, id+": no such dead letter")
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/converge-es/converge/events/pgstore"
+)
+
+// Shared by the operator's commands (projections, dead-letters): how they
+// open the store and how --wait waits.
+
+// exitTimedOut is the exit status of a --wait that ran out: the request
+// stays recorded and may still be carried out.
+const exitTimedOut = 4
+
+// defaultWaitTimeout bounds --wait unless --timeout says otherwise.
+const defaultWaitTimeout = 5 * time.Minute
+
+// waitPoll is how often --wait reads the request's state.
+const waitPoll = 200 * time.Millisecond
+
+// openOpsStore opens the store of --schema for a command that reads and
+// writes rows and waits by polling: no LISTEN connection. The caller calls
+// close.
+func openOpsStore(ctx context.Context, db *dbOptions) (store *pgstore.Store, closeAll func(), err error) {
+	pool, err := db.openPool(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err = pgstore.New(ctx, pool, &pgstore.Config{Schema: db.Schema, DisableListen: true})
+	if err != nil {
+		pool.Close()
+		return nil, nil, fmt.Errorf("%w (did you run `converge migrate --schema %s`?)", err, db.Schema)
+	}
+	return store, func() { _ = store.Close(); pool.Close() }, nil
+}
+
+// waitFlags are the --wait and --timeout flags of a command that records a
+// request for a running application.
+type waitFlags struct {
+	wait    bool
+	timeout time.Duration
+}
+
+func (w *waitFlags) validate() error {
+	if w.timeout <= 0 {
+		return fmt.Errorf("--timeout %s: use a positive duration such as 2m", w.timeout)
+	}
+	return nil
+}
+
+// timedOutError is what a --wait that ran out fails with; main exits with
+// exitTimedOut.
+type timedOutError struct{ what string }
+
+func (e *timedOutError) Error() string { return e.what }
+
+// ExitCode is the process exit status for this error.
+func (e *timedOutError) ExitCode() int { return exitTimedOut }
+
+// pollUntil calls check every waitPoll until it reports done or fails, or
+// until timeout, printing each new progress line to out.
+func pollUntil(ctx context.Context, out io.Writer, timeout time.Duration, check func(ctx context.Context) (progress string, done bool, err error)) (last string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	t := time.NewTicker(waitPoll)
+	defer t.Stop()
+	for {
+		progress, done, err := check(ctx)
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return last, err
+		}
+		if err == nil {
+			if progress != last && progress != "" {
+				if _, werr := fmt.Fprintln(out, progress); werr != nil {
+					return last, werr
+				}
+				last = progress
+			}
+			if done {
+				return last, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return last, ctx.Err()
+		case <-t.C:
+		}
+	}
+}

@@ -108,7 +108,12 @@ func TestHTTPReadYourWritesEndToEnd(t *testing.T) {
 			reg := events.NewRegistry()
 			events.Register[placed](reg, "test.order_placed")
 			st := newStore(t, reg)
-			tr, err := consistency.NewTracker(&consistency.TrackerConfig{Positions: st.Checkpoints(), Watcher: st, PushHealthy: st.PushHealthy})
+			// A deadline a loaded machine cannot hit while the projection
+			// starts: this test is about the answer, not the latency.
+			tr, err := consistency.NewTracker(&consistency.TrackerConfig{
+				Positions: st.Checkpoints(), Watcher: st, PushHealthy: st.PushHealthy,
+				DefaultTimeout: 30 * time.Second, MaxTimeout: 30 * time.Second,
+			})
 			require.NoError(t, err)
 			require.NoError(t, tr.Start(t.Context()))
 			defer func() { require.NoError(t, tr.Stop(context.Background())) }()

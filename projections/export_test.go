@@ -2,3 +2,7 @@ package projections
 
 // SetDropHook makes r report every batch of rows a drop deletes.
 func SetDropHook(r *Runner, fn func(projection string, gen, rows int)) { r.dropHook = fn }
+
+// SetReconcileHook makes the monitor of r call fn after each state row it
+// reads, before acting on it. Set it before Start.
+func SetReconcileHook(r *Runner, fn func(projection string)) { r.reconcileHook = fn }

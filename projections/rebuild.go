@@ -372,6 +372,9 @@ func (r *Runner) reconcile(ctx context.Context, p *compiled, sweep bool) {
 		}
 		return
 	}
+	if r.reconcileHook != nil {
+		r.reconcileHook(p.name)
+	}
 	var over []int
 	r.mu.Lock()
 	if r.state != stateRunning {

@@ -62,6 +62,8 @@ type Runner struct {
 	dropping   map[string]bool // projections whose old generations are being dropped
 	// dropHook, set by tests, hears every batch a drop deletes.
 	dropHook func(projection string, gen, rows int)
+	// reconcileHook, set by tests, runs after the monitor read a state row.
+	reconcileHook func(projection string)
 }
 
 // procRun is one running processor: a projection's live processor

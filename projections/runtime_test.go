@@ -401,3 +401,56 @@ func TestRebuildRecoversHaltedProjection(t *testing.T) {
 		})
 	}
 }
+
+// TestRebuildBegunAfterMonitorRead holds the monitor between reading a
+// projection's state row and acting on it while a rebuild begins: the
+// rebuild is newer than what the monitor read, so it must keep running
+// from its checkpoint instead of being stopped, losing its checkpoint and
+// replaying the feed into rows it already wrote.
+func TestRebuildBegunAfterMonitorRead(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			f := b.setup(t)
+			ctx := context.Background()
+			const n = 30
+			for range n {
+				f.append(t, "acct-1", Deposited{"a", 1})
+			}
+			var armed atomic.Bool
+			entered := make(chan struct{})
+			rebuilding := make(chan struct{})
+			var once sync.Once
+			r := f.newRunner(t, projections.RunnerConfig{
+				Projections: []*projections.Projection{balances("held", nil)},
+				CommitBatch: 1, // the rebuild needs many commits to catch up
+				OnCommitted: func(name string, _ events.Token) {
+					if name == "held@rebuild-2" {
+						once.Do(func() { close(rebuilding) })
+					}
+				},
+			})
+			projections.SetReconcileHook(r, func(name string) {
+				if name != "held" || !armed.CompareAndSwap(true, false) {
+					return
+				}
+				close(entered)
+				select {
+				case <-rebuilding:
+				case <-time.After(waitTimeout):
+				}
+			})
+			require.NoError(t, r.Start(ctx))
+			t.Cleanup(func() { stop(t, r) })
+			f.waitHead(t, "held")
+
+			armed.Store(true)
+			await(t, entered, "the monitor's read of the state row")
+			require.NoError(t, r.Rebuild(ctx, "held"))
+			a, ok := account(t, r, "held", "a")
+			require.True(t, ok)
+			require.Equal(t, Account{Balance: n, Count: n}, a, "every event applied once by the rebuild")
+		})
+	}
+}

@@ -29,7 +29,10 @@
 // appenders to a stream the unit appended to wait for it to end. Rows
 // written through the unit are seen by the unit and by nobody else until
 // the commit. Where PostgreSQL makes a second unit wait on a row lock,
-// memory lets it run and fails its commit with feed.ErrConflict; an event
+// memory lets it run and fails its commit with feed.ErrConflict, in both
+// orders: a unit holding a row with LockUpdate also conflicts when a unit
+// that held it with LockShare committed after the update lock was taken
+// (FOR UPDATE would have waited for it and seen its commit); an event
 // id another open unit reserved counts as taken (ErrDuplicateEvent) rather
 // than waiting, and fails the unit, as the unique violation aborts a
 // PostgreSQL transaction; a duplicate of a committed event is refused

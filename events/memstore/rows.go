@@ -23,15 +23,32 @@ type rowData struct {
 // rowStore holds the committed rows, guarded by Store.mu. vers counts the
 // changes of every address ever written or update-locked, so a unit's
 // commit can tell whether a row it read with a lock changed since,
-// including a row deleted and written again.
+// including a row deleted and written again. shares counts the commits of
+// units that held an address with LockShare: a unit holding it with
+// LockUpdate must not commit after one of them that it overlapped, since
+// on PostgreSQL its FOR UPDATE would have waited for that unit and then
+// seen what it committed.
 type rowStore struct {
-	data map[string]map[string]map[string]rowData // ns -> table -> key
-	vers map[rowAddr]uint64
-	seq  uint64
+	data   map[string]map[string]map[string]rowData // ns -> table -> key
+	vers   map[rowAddr]uint64
+	shares map[rowAddr]uint64
+	seq    uint64
 }
 
 func newRowStore() rowStore {
-	return rowStore{data: map[string]map[string]map[string]rowData{}, vers: map[rowAddr]uint64{}}
+	return rowStore{
+		data:   map[string]map[string]map[string]rowData{},
+		vers:   map[rowAddr]uint64{},
+		shares: map[rowAddr]uint64{},
+	}
+}
+
+func (r *rowStore) shareVersion(a rowAddr) uint64 { return r.shares[a] }
+
+// bumpShare records the commit of a unit that held a with LockShare.
+func (r *rowStore) bumpShare(a rowAddr) {
+	r.seq++
+	r.shares[a] = r.seq
 }
 
 func (r *rowStore) get(a rowAddr) (rowData, bool) {
@@ -118,7 +135,7 @@ func (r *rows) Get(ctx context.Context, ns, table, key string, lock feed.Lock) (
 	a := rowAddr{ns, table, key}
 	if lock != feed.LockNone {
 		if prev, seen := r.u.rowReads[a]; !seen {
-			r.u.rowReads[a] = rowRead{ver: r.s.rows.version(a), update: lock == feed.LockUpdate}
+			r.u.rowReads[a] = rowRead{ver: r.s.rows.version(a), share: r.s.rows.shareVersion(a), update: lock == feed.LockUpdate}
 		} else if lock == feed.LockUpdate {
 			prev.update = true
 			r.u.rowReads[a] = prev

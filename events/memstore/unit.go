@@ -44,7 +44,10 @@ type unit struct {
 }
 
 type rowRead struct {
-	ver    uint64
+	ver uint64
+	// share is the row's share version at the read, checked at commit
+	// when the unit holds the row with LockUpdate.
+	share  uint64
 	update bool
 }
 
@@ -340,10 +343,17 @@ func (u *unit) Commit(ctx context.Context, moves ...feed.Move) error {
 		s.rows.write(addr, w)
 	}
 	for addr, r := range u.rowReads {
-		if _, wrote := u.rowWrites[addr]; r.update && !wrote {
+		_, wrote := u.rowWrites[addr]
+		switch {
+		case wrote:
+		case r.update:
 			// An update lock excludes other locked readers: bumping the
 			// version makes their commits conflict, as if this unit wrote.
 			s.rows.bump(addr)
+		default:
+			// A share lock excludes update locks: a unit that took the
+			// row with LockUpdate before this commit now conflicts.
+			s.rows.bumpShare(addr)
 		}
 	}
 	after := u.after
@@ -381,6 +391,9 @@ func (u *unit) checkLocked(moves []feed.Move) error {
 	for addr, r := range u.rowReads {
 		if u.s.rows.version(addr) != r.ver {
 			return fmt.Errorf("%w: row %q/%q/%q changed since the unit read it with a lock", feed.ErrConflict, addr.ns, addr.table, addr.key)
+		}
+		if r.update && u.s.rows.shareVersion(addr) != r.share {
+			return fmt.Errorf("%w: row %q/%q/%q was held with LockShare by a unit that committed after this one took it with LockUpdate", feed.ErrConflict, addr.ns, addr.table, addr.key)
 		}
 	}
 	return nil

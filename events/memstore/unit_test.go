@@ -254,3 +254,37 @@ func TestLockedReadsConflictInMemory(t *testing.T) {
 	require.NoError(t, d.Commit(ctx))
 	require.NoError(t, e.Commit(ctx), "share locks do not exclude each other")
 }
+
+// TestShareLockCommitConflictsWithUpdateLock covers the order PostgreSQL
+// settles by making FOR UPDATE wait: a unit holding a row with LockShare
+// commits first, so the unit that took the row with LockUpdate meanwhile
+// must not commit what it decided without seeing that commit.
+func TestShareLockCommitConflictsWithUpdateLock(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t)
+	ctx := t.Context()
+	cps := s.Checkpoints()
+	share, err := cps.Begin(ctx)
+	require.NoError(t, err)
+	update, err := cps.Begin(ctx)
+	require.NoError(t, err)
+	_, _, err = share.Rows().Get(ctx, "ns", "t", "k", feed.LockShare)
+	require.NoError(t, err)
+	_, _, err = update.Rows().Get(ctx, "ns", "t", "k", feed.LockUpdate)
+	require.NoError(t, err)
+	require.NoError(t, share.Commit(ctx))
+	require.ErrorIs(t, update.Commit(ctx), feed.ErrConflict, "the share holder committed while the update lock was held")
+
+	// A share holder that committed before the update lock was taken is
+	// already visible to it: no conflict.
+	share, err = cps.Begin(ctx)
+	require.NoError(t, err)
+	_, _, err = share.Rows().Get(ctx, "ns", "t", "k", feed.LockShare)
+	require.NoError(t, err)
+	require.NoError(t, share.Commit(ctx))
+	update, err = cps.Begin(ctx)
+	require.NoError(t, err)
+	_, _, err = update.Rows().Get(ctx, "ns", "t", "k", feed.LockUpdate)
+	require.NoError(t, err)
+	require.NoError(t, update.Commit(ctx))
+}

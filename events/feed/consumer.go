@@ -42,6 +42,26 @@ type consumer struct {
 	log   *slog.Logger
 }
 
+// failure records a failed call to the Source. Only the first failure of a
+// degraded spell is a warning: while the database is down every retry fails
+// the same way, and one line per retry would bury everything else. The
+// rest go to debug, and recovered reports the spell when it ends.
+func (c *consumer) failure(msg string, err error, args ...any) {
+	if c.st.failed(err) {
+		c.log.Warn(msg+" (further failures are logged at debug level until it recovers)", append([]any{"error", err}, args...)...)
+		return
+	}
+	c.log.Debug(msg, append([]any{"error", err}, args...)...)
+}
+
+// recovered records a successful call to the Source and reports the end
+// of a degraded spell once.
+func (c *consumer) recovered() {
+	if since, n := c.st.ok(); !since.IsZero() {
+		c.log.Info("feed: the source answers again", "degraded_for", c.cfg.Clock.Now().Sub(since).Round(time.Millisecond), "failed_calls", n)
+	}
+}
+
 func (c *consumer) state(s PartitionState) {
 	if c.onState != nil {
 		c.onState(s)
@@ -109,7 +129,7 @@ func (c *consumer) acquire(ctx context.Context) (Lease, error) {
 		switch {
 		case err == nil:
 			c.state(PartitionActive)
-			c.st.ok()
+			c.recovered()
 			c.log.Info("feed: lease acquired, delivering", "generation", lease.Generation, "position", lease.Position.String())
 			c.st.leaseChanged(LeaseAcquired, lease, nil)
 			return lease, nil
@@ -120,7 +140,7 @@ func (c *consumer) acquire(ctx context.Context) (Lease, error) {
 			return Lease{}, err
 		case errors.Is(err, ErrLeaseHeld):
 			c.state(PartitionStandby)
-			c.st.ok()
+			c.recovered()
 			c.st.setLease(LeaseStandingBy)
 			if !standby {
 				c.log.Info("feed: another consumer holds the lease, standing by", "retry_every", c.cfg.RenewInterval)
@@ -128,8 +148,7 @@ func (c *consumer) acquire(ctx context.Context) (Lease, error) {
 			}
 		default:
 			c.state(PartitionDegraded)
-			c.st.failed(err)
-			c.log.Warn("feed: acquire lease failed, retrying", "error", err, "retry_in", c.cfg.RenewInterval)
+			c.failure("feed: acquire lease failed, retrying", err, "retry_in", c.cfg.RenewInterval)
 		}
 		if c.assigned != nil {
 			if ok, _ := c.assigned(); !ok {
@@ -218,7 +237,7 @@ func (c *consumer) renew(ctx context.Context, stop context.CancelCauseFunc, leas
 		cancel()
 		switch {
 		case err == nil:
-			c.st.ok()
+			c.recovered()
 			lastOK = c.cfg.Clock.Now()
 		case ctx.Err() != nil:
 			return
@@ -226,13 +245,13 @@ func (c *consumer) renew(ctx context.Context, stop context.CancelCauseFunc, leas
 			stop(err)
 			return
 		default:
-			c.st.failed(err)
 			failing := c.cfg.Clock.Now().Sub(lastOK)
 			if failing >= c.cfg.LeaseTTL {
+				c.st.failed(err)
 				stop(fmt.Errorf("%w: renewals have failed for %s, longer than LeaseTTL: %w", ErrLeaseLost, failing, err))
 				return
 			}
-			c.log.Warn("feed: renew lease failed, retrying", "error", err, "failing_for", failing)
+			c.failure("feed: renew lease failed, retrying", err, "failing_for", failing)
 		}
 	}
 }
@@ -269,16 +288,15 @@ func (c *consumer) deliverFrom(ctx context.Context, lease Lease) error {
 			c.log.Info("feed: source closed, ending subscription", "error", err)
 			return err
 		case err != nil:
-			c.st.failed(err)
 			d := retry.next()
-			c.log.Warn("feed: read failed, retrying", "error", err, "retry_in", d)
+			c.failure("feed: read failed, retrying", err, "retry_in", d)
 			if !sleep(ctx, d) {
 				return context.Cause(ctx)
 			}
 			continue
 		}
 		retry.reset()
-		c.st.ok()
+		c.recovered()
 
 		evs := batch.Events
 		for len(evs) > 0 {
@@ -429,8 +447,7 @@ func (c *consumer) deliverGroup(ctx context.Context, lease Lease, group []events
 	case errors.Is(err, events.ErrClosed):
 		return 0, 0, err
 	case err != nil:
-		c.st.failed(err)
-		c.log.Warn("feed: begin unit failed", "event_id", group[0].ID, "error", err)
+		c.failure("feed: begin unit failed", err, "event_id", group[0].ID)
 		return 0, 0, errRedeliver
 	}
 	msgCtx, cancelMsgs := context.WithCancel(ctx)

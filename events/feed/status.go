@@ -95,6 +95,8 @@ type consumerState struct {
 
 	mu sync.Mutex
 	s  ConsumerStatus
+	// spell counts the failures of the current degraded spell.
+	spell int
 }
 
 func newConsumerState(cfg *SubscriberConfig, name, owner string) *consumerState {
@@ -111,22 +113,29 @@ func (st *consumerState) get() ConsumerStatus {
 	return st.s
 }
 
-// ok records a successful call to the Source.
-func (st *consumerState) ok() {
+// ok records a successful call to the Source. When it ends a degraded
+// spell it returns when the spell began and how many calls failed in it.
+func (st *consumerState) ok() (since time.Time, failures int) {
 	st.mu.Lock()
-	st.s.DegradedSince, st.s.LastError = time.Time{}, nil
-	st.mu.Unlock()
+	defer st.mu.Unlock()
+	since, failures = st.s.DegradedSince, st.spell
+	st.s.DegradedSince, st.s.LastError, st.spell = time.Time{}, nil, 0
+	return since, failures
 }
 
-// failed records a failed call to the Source.
-func (st *consumerState) failed(err error) {
+// failed records a failed call to the Source and reports whether it is the
+// first of a degraded spell.
+func (st *consumerState) failed(err error) (first bool) {
 	st.mu.Lock()
-	if st.s.DegradedSince.IsZero() {
+	defer st.mu.Unlock()
+	first = st.s.DegradedSince.IsZero()
+	if first {
 		st.s.DegradedSince = st.clock.Now()
 	}
 	st.s.LastError = err
 	st.s.Failures++
-	st.mu.Unlock()
+	st.spell++
+	return first
 }
 
 func (st *consumerState) setLease(l LeaseState) {

@@ -31,6 +31,7 @@ var processorTests = []suiteTest{
 	{"ProcessorGateWaitsBeforeUnit", testProcessorGate},
 	{"ProcessorFailureBehindHeadCutsUnit", testProcessorCut},
 	{"ProcessorFiltersTypes", testProcessorFilter},
+	{"ProcessorPartitionCountChangeKeepsPosition", testProcessorRepartition},
 }
 
 // applied counts, in the store's rows and through each event's unit, how
@@ -603,4 +604,32 @@ func testProcessorReplayIn(t *testing.T, s events.Store, src feed.Source, partit
 	all := awaitAllOf(t, s, name, 14)
 	awaitPosition(t, p1.p, all[len(all)-1].Token)
 	requireAppliedOnce(t, src, name, all)
+}
+
+// A processor that ran unsplit and is restarted with 4 partitions starts
+// them at its old position: nothing it applied is delivered again, and what
+// came after is applied once.
+func testProcessorRepartition(t *testing.T, s events.Store, src feed.Source) {
+	name := uniqueName("repart")
+	h := func(ctx context.Context, env events.Envelope) error { return applyOnce(ctx, name, env) }
+	first := appendSpread(t, s, name, 8, 24)
+	one := startProcessor(t, src, procConfig(name, 1), h)
+	awaitPosition(t, one.p, first[len(first)-1].Token)
+	one.stop()
+
+	var redelivered atomic.Int64
+	seen := map[string]bool{}
+	for _, e := range first {
+		seen[e.ID] = true
+	}
+	four := startProcessor(t, src, procConfig(name, 4), func(ctx context.Context, env events.Envelope) error {
+		if seen[env.ID] {
+			redelivered.Add(1)
+		}
+		return h(ctx, env)
+	})
+	rest := appendSpread(t, s, name+"x", 8, 24)
+	awaitPosition(t, four.p, rest[len(rest)-1].Token)
+	require.Zero(t, redelivered.Load(), "the new partitions started from the beginning of the feed")
+	requireAppliedOnce(t, src, name, append(first, rest...))
 }

@@ -3,7 +3,6 @@ package web_test
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"slices"
 	"testing"
 	"time"
@@ -14,12 +13,9 @@ import (
 	"github.com/converge-es/converge"
 	"github.com/converge-es/converge/examples/orders"
 	"github.com/converge-es/converge/examples/orders/web"
+	"github.com/converge-es/converge/internal/browsertest"
 	"github.com/converge-es/converge/saga"
 )
-
-// chromiumPath is where Debian's chromium package puts the browser.
-// ./scripts/test installs it when it is missing.
-const chromiumPath = "/usr/bin/chromium"
 
 // browserTimeout bounds a whole browser test, start-up included.
 const browserTimeout = 60 * time.Second
@@ -27,36 +23,10 @@ const browserTimeout = 60 * time.Second
 // pollTimeout bounds each wait for the page to show something.
 const pollTimeout = 15 * time.Second
 
-// newBrowser starts a headless Chromium with a throw-away profile and
-// returns a tab context, stopped (and the browser waited for) at cleanup.
+// newBrowser starts a headless Chromium for one test (browsertest.New).
 func newBrowser(t *testing.T) context.Context {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("the browser test needs Chromium at %s (%v): run ./scripts/test, which installs chromium and chromium-driver, "+
-			"or apt-get install chromium chromium-driver", chromiumPath, err)
-	}
-	profile := t.TempDir() // registered first, so removed after the browser exits
-	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(profile),
-	)
-	tabCtx, cancelTab := chromedp.NewContext(allocCtx, chromedp.WithLogf(t.Logf))
-	t.Cleanup(func() {
-		cancelTab()
-		cancelAlloc() // kills the browser and waits for it
-		cancel()
-	})
-	return tabCtx
+	return browsertest.New(t, browserTimeout)
 }
 
 // poll waits until the JavaScript expression is true, and fails with what

@@ -297,13 +297,12 @@ func testProcessorDeadMember(t *testing.T, s events.Store, src feed.Source) {
 
 	ks.dead.Store(true) // A is cut off: no renewals, no leave
 	start := time.Now()
-	all := append(first, appendSpread(t, s, name+"x", 8, 40)...)
-	_ = all
-	rest := awaitAllOf(t, s, name+"x", 40)
+	rest := appendSpread(t, s, name+"x", 8, 40)
 	awaitPosition(t, b.p, rest[len(rest)-1].Token)
-	// Membership and leases expire after one TTL each, at most.
-	require.Less(t, time.Since(start), waitTimeout)
 	require.Eventually(t, func() bool { return b.active() == 4 }, waitTimeout, 5*time.Millisecond)
+	// A's membership and its leases each expire one TTL (1s) after its
+	// last renewal: the takeover is bounded by a few TTLs, not by luck.
+	require.Less(t, time.Since(start), 10*time.Second, "B took A's partitions only after %s", time.Since(start))
 	requireAppliedOnce(t, src, name, append(first, rest...))
 }
 

@@ -36,6 +36,12 @@ type queries struct {
 	rowListDesc  string
 	rowPut       string
 	rowDelete    string
+	// Held writes (row_buffer.go): many rows per statement, and the
+	// checkpoint move that fails (division by zero, 22012) when the lease
+	// is no longer current, so it aborts the batch's implicit transaction.
+	rowPutMany    string
+	rowDeleteMany string
+	commitFenced  string
 	rowDeleteNS  string
 }
 
@@ -134,6 +140,13 @@ ON CONFLICT (grp, member) DO UPDATE SET expires_at = EXCLUDED.expires_at`, membe
 		rowPut: fmt.Sprintf(`INSERT INTO %s (namespace, tbl, key, value, major, minor) VALUES ($1, $2, $3, $4::jsonb, $5, $6)
 ON CONFLICT (namespace, tbl, key) DO UPDATE SET value = EXCLUDED.value, major = EXCLUDED.major, minor = EXCLUDED.minor, updated_at = now()`, rows),
 		rowDelete: fmt.Sprintf(`DELETE FROM %s WHERE namespace = $1 AND tbl = $2 AND key = $3`, rows),
+		rowPutMany: fmt.Sprintf(`INSERT INTO %s (namespace, tbl, key, value, major, minor)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::bigint[], $6::bigint[])
+ON CONFLICT (namespace, tbl, key) DO UPDATE SET value = EXCLUDED.value, major = EXCLUDED.major, minor = EXCLUDED.minor, updated_at = now()`, rows),
+		rowDeleteMany: fmt.Sprintf(`DELETE FROM %s WHERE (namespace, tbl, key) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))`, rows),
+		commitFenced: fmt.Sprintf(`WITH moved AS (UPDATE %s SET major = $4, minor = $5, updated_at = now(), heartbeat_at = now()
+WHERE name = $1 AND owner = $2 AND generation = $3 RETURNING 1)
+SELECT 1 / count(*) FROM moved`, cps),
 		rowDeleteNS: fmt.Sprintf(`DELETE FROM %[1]s WHERE (namespace, tbl, key) IN
 (SELECT namespace, tbl, key FROM %[1]s WHERE namespace = $1 ORDER BY tbl, key LIMIT $2)`, rows),
 	}

@@ -13,7 +13,8 @@ import (
 )
 
 // rows is feed.Rows over the rows table: committed rows when u is nil,
-// else the unit's transaction. Values are stored as jsonb, so they read
+// else the unit's transaction, with its writes held until they are needed
+// (row_buffer.go). Values are stored as jsonb, so they read
 // back normalised (key order, whitespace), equal as JSON to what was put.
 type rows struct {
 	s *Store
@@ -57,6 +58,14 @@ func (r *rows) Get(ctx context.Context, ns, table, key string, lock feed.Lock) (
 	default:
 		return feed.Row{}, false, fmt.Errorf("%w: unknown lock %d", feed.ErrInvalidRow, lock)
 	}
+	if lock == feed.LockNone && r.u != nil {
+		if w, ok := r.u.heldRow(rowAddr{ns, table, key}); ok {
+			if w.value == nil {
+				return feed.Row{}, false, nil
+			}
+			return feed.Row{Key: key, Value: json.RawMessage(w.value), Token: events.MakeToken(uint64(w.major), uint64(w.minor))}, true, nil
+		}
+	}
 	var (
 		db  execer
 		err error
@@ -94,7 +103,12 @@ func (r *rows) List(ctx context.Context, ns, table string, q feed.RowQuery) ([]f
 	if err != nil {
 		return nil, err
 	}
-	db, err := r.reader()
+	var db execer
+	if r.u != nil && r.u.hasHeld() {
+		db, err = r.writer(ctx) // the page may hold the unit's own writes
+	} else {
+		db, err = r.reader()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -134,6 +148,10 @@ func (r *rows) Put(ctx context.Context, ns, table, key string, value json.RawMes
 	if err != nil {
 		return err
 	}
+	if r.u != nil {
+		// A copy: the caller may reuse its buffer before the unit commits.
+		return r.u.hold(heldWrite{rowAddr: rowAddr{ns, table, key}, value: append([]byte{}, value...), major: major, minor: minor})
+	}
 	db, err := r.writer(ctx)
 	if err != nil {
 		return err
@@ -147,6 +165,9 @@ func (r *rows) Put(ctx context.Context, ns, table, key string, value json.RawMes
 func (r *rows) Delete(ctx context.Context, ns, table, key string) error {
 	if err := feed.ValidateRowAddress(ns, table, key); err != nil {
 		return err
+	}
+	if r.u != nil {
+		return r.u.hold(heldWrite{rowAddr: rowAddr{ns, table, key}})
 	}
 	db, err := r.writer(ctx)
 	if err != nil {

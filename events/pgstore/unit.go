@@ -22,14 +22,28 @@ type unit struct {
 	done     bool
 	appended bool // the unit appended: notify other processes after commit
 	after    []func()
+	held     rowBuffer // row writes not yet sent (row_buffer.go)
 }
 
 var _ feed.Unit = (*unit)(nil)
 
 func (s *Store) newUnit() *unit { return &unit{s: s} }
 
-// txFor returns the unit's transaction, beginning it on first use.
+// txFor returns the unit's transaction, beginning it on first use, with
+// the held row writes sent: what runs on it next sees them.
 func (u *unit) txFor(ctx context.Context) (pgx.Tx, error) {
+	tx, err := u.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := u.flush(ctx, tx); err != nil {
+		return nil, err
+	}
+	return tx, nil
+}
+
+// begin returns the unit's transaction, beginning it on first use.
+func (u *unit) begin(ctx context.Context) (pgx.Tx, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.done {
@@ -79,11 +93,17 @@ func (u *unit) Append(ctx context.Context, streamID string, expected events.Expe
 	if err != nil {
 		return events.AppendResult{}, err
 	}
-	tx, err := u.txFor(ctx)
+	hooks := u.s.hooks.Wanting(u.s.cfg.Registry, evs)
+	// An append reads no rows, so held writes stay held; hooks run under a
+	// savepoint, which must find none held (see appendHooked).
+	begin := u.begin
+	if len(hooks) > 0 {
+		begin = u.txFor
+	}
+	tx, err := begin(ctx)
 	if err != nil {
 		return events.AppendResult{}, err
 	}
-	hooks := u.s.hooks.Wanting(u.s.cfg.Registry, evs)
 	var res events.AppendResult
 	if len(hooks) == 0 {
 		res, err = u.s.appendOn(ctx, tx, streamID, expected, recs, true)
@@ -106,6 +126,8 @@ func (u *unit) appendHooked(ctx context.Context, tx pgx.Tx, hooks []feed.AppendH
 	}
 	res, err := u.runHooks(ctx, tx, hooks, streamID, expected, evs)
 	if err != nil {
+		// Every write held now was made by the hooks, after the savepoint.
+		u.dropHeld()
 		if rerr := sp.Rollback(context.WithoutCancel(ctx)); rerr != nil {
 			return events.AppendResult{}, errors.Join(err, fmt.Errorf("pgstore: roll back to savepoint: %w", rerr))
 		}
@@ -229,7 +251,8 @@ func (u *unit) Context(ctx context.Context) context.Context {
 
 // Commit stores each move's position, fenced by its lease generation, and
 // commits the unit's writes with them. Without a transaction and with one
-// move it is a single UPDATE.
+// move it is a single UPDATE; with held row writes and no transaction it
+// is a single round trip (commitWrites).
 func (u *unit) Commit(ctx context.Context, moves ...feed.Move) error {
 	args := make([][5]any, len(moves))
 	for i, m := range moves {
@@ -246,7 +269,7 @@ func (u *unit) Commit(ctx context.Context, moves ...feed.Move) error {
 		return events.ErrUnitEnded
 	}
 	u.done = true
-	tx, appended, after := u.tx, u.appended, u.after
+	tx, appended, after, writes := u.tx, u.appended, u.after, u.held.take()
 	u.mu.Unlock()
 	if u.s.isClosed() {
 		if tx != nil {
@@ -255,7 +278,12 @@ func (u *unit) Commit(ctx context.Context, moves ...feed.Move) error {
 		return events.ErrClosed
 	}
 
-	err := u.commit(ctx, tx, moves, args)
+	var err error
+	if len(writes) > 0 {
+		err = u.commitWrites(ctx, tx, writes, moves, args)
+	} else {
+		err = u.commit(ctx, tx, moves, args)
+	}
 	// The unit may have held the read horizon back, whatever happened.
 	u.s.wake.Notify()
 	if err != nil {
@@ -315,6 +343,7 @@ func (u *unit) Rollback(ctx context.Context) error {
 	tx := u.tx
 	wasDone := u.done
 	u.done = true
+	u.held.take()
 	u.mu.Unlock()
 	if wasDone || tx == nil {
 		return nil

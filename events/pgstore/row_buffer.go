@@ -1,0 +1,198 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+)
+
+// A unit's row writes (Put and Delete without a lock) are held in the
+// unit and sent when something needs them in the database: at Commit, in
+// the batch that moves the checkpoints, and before a statement that reads
+// the rows table inside the transaction (List, a locked Get,
+// DeleteNamespace, TxFromContext). A consumer applying a batch of events
+// would otherwise pay a round trip per write; held, the writes of a
+// hundred events travel as two statements in the commit's round trip.
+// A Get without a lock answers from the held writes first, so the unit
+// still reads its own writes.
+
+// rowAddr is a row's address.
+type rowAddr struct{ ns, table, key string }
+
+// heldWrite is a held Put (value set) or Delete (value nil).
+type heldWrite struct {
+	rowAddr
+	value        []byte
+	major, minor int64
+}
+
+// rowBuffer holds a unit's writes, one per row (the last write wins).
+type rowBuffer struct {
+	idx    map[rowAddr]int
+	writes []heldWrite
+}
+
+func (b *rowBuffer) put(w heldWrite) {
+	if b.idx == nil {
+		b.idx = map[rowAddr]int{}
+	}
+	if i, ok := b.idx[w.rowAddr]; ok {
+		b.writes[i] = w
+		return
+	}
+	b.idx[w.rowAddr] = len(b.writes)
+	b.writes = append(b.writes, w)
+}
+
+func (b *rowBuffer) get(a rowAddr) (heldWrite, bool) {
+	i, ok := b.idx[a]
+	if !ok {
+		return heldWrite{}, false
+	}
+	return b.writes[i], true
+}
+
+// take empties the buffer and returns its writes.
+func (b *rowBuffer) take() []heldWrite {
+	w := b.writes
+	b.idx, b.writes = nil, nil
+	return w
+}
+
+// hold records a write for the unit to send later.
+func (u *unit) hold(w heldWrite) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.done {
+		return events.ErrUnitEnded
+	}
+	u.held.put(w)
+	return nil
+}
+
+// heldRow returns the unit's held write of a, if any.
+func (u *unit) heldRow(a rowAddr) (heldWrite, bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.held.get(a)
+}
+
+// hasHeld reports whether the unit holds writes not yet sent.
+func (u *unit) hasHeld() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.held.writes) > 0
+}
+
+// flush sends the held writes on tx.
+func (u *unit) flush(ctx context.Context, tx pgx.Tx) error {
+	u.mu.Lock()
+	writes := u.held.take()
+	u.mu.Unlock()
+	if len(writes) == 0 {
+		return nil
+	}
+	b := &pgx.Batch{}
+	u.s.queueWrites(b, writes)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("pgstore: write %d rows: %w", len(writes), err)
+	}
+	return nil
+}
+
+// dropHeld forgets the held writes (the savepoint they were made under
+// rolled back, or the unit did).
+func (u *unit) dropHeld() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.held.take()
+}
+
+// queueWrites queues the statements that store writes: one upsert of the
+// puts and one delete, each over arrays. Rows go in address order, so
+// units writing overlapping rows lock them in the same order and cannot
+// deadlock on each other's row writes.
+func (s *Store) queueWrites(b *pgx.Batch, writes []heldWrite) {
+	slices.SortFunc(writes, func(a, b heldWrite) int {
+		if c := strings.Compare(a.ns, b.ns); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.table, b.table); c != 0 {
+			return c
+		}
+		return strings.Compare(a.key, b.key)
+	})
+	var (
+		pns, ptbl, pkey, pval []string
+		pmaj, pmin            []int64
+		dns, dtbl, dkey       []string
+	)
+	for _, w := range writes {
+		if w.value == nil {
+			dns, dtbl, dkey = append(dns, w.ns), append(dtbl, w.table), append(dkey, w.key)
+			continue
+		}
+		pns, ptbl, pkey = append(pns, w.ns), append(ptbl, w.table), append(pkey, w.key)
+		pval, pmaj, pmin = append(pval, string(w.value)), append(pmaj, w.major), append(pmin, w.minor)
+	}
+	if len(pns) > 0 {
+		b.Queue(s.q.rowPutMany, pns, ptbl, pkey, pval, pmaj, pmin)
+	}
+	if len(dns) > 0 {
+		b.Queue(s.q.rowDeleteMany, dns, dtbl, dkey)
+	}
+}
+
+// commitWrites commits held writes with moves. Without a transaction it
+// is one round trip: the fenced moves and the writes go in one batch,
+// which PostgreSQL runs as one implicit transaction, so a lost lease
+// (the fence fails) rolls the writes back with it. With a transaction the
+// batch runs in it and COMMIT follows.
+func (u *unit) commitWrites(ctx context.Context, tx pgx.Tx, writes []heldWrite, moves []feed.Move, args [][5]any) error {
+	b := &pgx.Batch{}
+	for i := range moves {
+		b.Queue(u.s.q.commitFenced, args[i][:]...)
+	}
+	u.s.queueWrites(b, writes)
+	var br pgx.BatchResults
+	if tx != nil {
+		br = tx.SendBatch(ctx, b)
+	} else {
+		br = u.s.pool.SendBatch(ctx, b)
+	}
+	var err error
+	for i := range moves {
+		if _, err = br.Exec(); err != nil {
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && pgErr.Code == "22012" {
+				err = leaseLost(moves[i].Lease)
+			} else {
+				err = fmt.Errorf("pgstore: commit checkpoint %q: %w", moves[i].Lease.Name, err)
+			}
+			break
+		}
+	}
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("pgstore: write %d rows: %w", len(writes), cerr)
+	}
+	if tx == nil {
+		return err
+	}
+	if err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return fmt.Errorf("pgstore: commit unit: %w", err)
+	}
+	return nil
+}

@@ -94,6 +94,7 @@ func NewClient(store Store, cfg *Config) (*Client, error) {
 			Catalog:     cl.catalog,
 			OnUpdate:    c.OnProjectionUpdate,
 			Middleware:  c.ProjectionMiddleware,
+			CommitBatch: c.CommitBatch,
 			Subscriber:  &sub,
 			Logger:      c.Logger,
 			Clock:       c.Clock,
@@ -111,8 +112,10 @@ func NewClient(store Store, cfg *Config) (*Client, error) {
 		cl.router.AddMiddleware(middleware.Recoverer)
 	}
 	if len(c.Commands) > 0 || len(c.Sagas) > 0 {
+		sub := c.Subscriber
+		sub.CommitBatch = c.CommitBatch
 		cl.commands, err = command.NewProcessor(&command.ProcessorConfig{
-			Store: store, Router: cl.router, Subscriber: c.Subscriber, Logger: routerLogger(c.Logger),
+			Store: store, Router: cl.router, Subscriber: sub, Logger: routerLogger(c.Logger),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("converge: %w", err)
@@ -169,6 +172,7 @@ func (cl *Client) newSagas() error {
 		Gate:         cl.engine.Gate,
 		Waiter:       cl.gate,
 		GateTimeout:  c.GateTimeout,
+		CommitBatch:  c.CommitBatch,
 		Subscriber:   c.Subscriber,
 		Logger:       c.Logger,
 	}, cl.engine.Handle)

@@ -28,6 +28,9 @@ const (
 	// a slow or parked instance holds up only its own partition and the
 	// live processes share the work.
 	DefaultSagaPartitions = 8
+	// DefaultCommitBatch is how many already-read events a consumer that
+	// is behind applies in one unit (see Config.CommitBatch).
+	DefaultCommitBatch = 100
 	// DefaultCloseTimeout bounds how long Stop waits for handlers in
 	// flight when the client creates the router.
 	DefaultCloseTimeout = 30 * time.Second
@@ -73,6 +76,15 @@ type Config struct {
 	// GateTimeout bounds how long a saga step waits for the read models it
 	// reads before it is parked. Defaults to feed.DefaultGateTimeout.
 	GateTimeout time.Duration
+	// CommitBatch is at most how many already-read events the projections,
+	// the saga processor and each command handler apply in one unit of
+	// work (one transaction and checkpoint write on PostgreSQL). Batching
+	// is adaptive: a consumer that keeps up commits each event at once, one
+	// that is behind fills units up to this bound. A failing event is
+	// retried, counted and halted on by itself (feed.SubscriberConfig.
+	// CommitBatch says how). Set 1 to commit every event alone. Defaults to
+	// DefaultCommitBatch (100).
+	CommitBatch int
 	// Subscriber tunes the feed subscribers of the sagas and the command
 	// handlers (lease TTL, poll intervals, backoffs). Its ConsumerName,
 	// CommitBatch and OnCommitted are set by the client: a value there is
@@ -106,6 +118,7 @@ func (c *Config) withDefaults() Config {
 	out.SagaPartitions = cmp.Or(out.SagaPartitions, DefaultSagaPartitions)
 	out.GateTimeout = cmp.Or(out.GateTimeout, feed.DefaultGateTimeout)
 	out.LagInterval = cmp.Or(out.LagInterval, DefaultLagInterval)
+	out.CommitBatch = cmp.Or(out.CommitBatch, DefaultCommitBatch)
 	if out.Clock == nil {
 		out.Clock = events.SystemClock{}
 	}
@@ -124,6 +137,8 @@ func (c *Config) validate() error {
 		return errors.New("converge: Config.SagaProcessor is blank: leave it empty for the default or name the processor")
 	case c.SagaPartitions < 1 || c.SagaPartitions > feed.MaxPartitions:
 		return fmt.Errorf("converge: Config.SagaPartitions is %d: use 0 for the default (%d) or 1..%d", c.SagaPartitions, DefaultSagaPartitions, feed.MaxPartitions)
+	case c.CommitBatch < 1:
+		return fmt.Errorf("converge: Config.CommitBatch is %d: use 0 for the default (%d) or a positive count", c.CommitBatch, DefaultCommitBatch)
 	case c.GateTimeout < 0:
 		return fmt.Errorf("converge: Config.GateTimeout is %s: use 0 for the default or a positive duration", c.GateTimeout)
 	case c.LagSLA < 0, c.LagInterval < 0:

@@ -1,8 +1,15 @@
 package projections
 
+import "context"
+
 // SetDropHook makes r report every batch of rows a drop deletes.
 func SetDropHook(r *Runner, fn func(projection string, gen, rows int)) { r.dropHook = fn }
 
 // SetReconcileHook makes the monitor of r call fn after each state row it
 // reads, before acting on it. Set it before Start.
 func SetReconcileHook(r *Runner, fn func(projection string)) { r.reconcileHook = fn }
+
+// SetRebuildHook makes r call fn with a rebuild processor's name before it
+// starts delivering (fn may block to hold the rebuild back). Set it before
+// Start.
+func SetRebuildHook(r *Runner, fn func(ctx context.Context, processor string)) { r.rebuildHook = fn }

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/events"
@@ -34,29 +33,24 @@ func TestRebuildBesideWithoutEmptyReads(t *testing.T) {
 			projections.On(p, func(ctx context.Context, tx *projections.Tx, _ events.Envelope, e Deposited) error {
 				return tx.Table("totals").Put(ctx, e.Account, Total{Amount: e.Amount * int(factor.Load())})
 			})
-			// Hold the rebuild consumer's first delivery, before its unit of
-			// work begins, so readers can be checked while it runs. (Holding it
-			// inside a PostgreSQL transaction would hold the whole feed back:
+			// Hold the rebuild's processor before it delivers anything, so
+			// readers can be checked while the rebuild is under way. (Holding
+			// it inside a unit would, on PostgreSQL, hold the whole feed back:
 			// see the pgstore doc.)
 			gate := make(chan struct{})
 			building := newOnce()
-			hold := func(h message.HandlerFunc) message.HandlerFunc {
-				return func(msg *message.Message) ([]*message.Message, error) {
-					if message.HandlerNameFromCtx(msg.Context()) == "totals@rebuild-2" {
-						building.fire()
-						select {
-						case <-gate:
-						case <-msg.Context().Done():
-							return nil, msg.Context().Err()
-						}
+			r := f.newRunner(t, projections.RunnerConfig{Projections: []*projections.Projection{p}})
+			projections.SetRebuildHook(r, func(ctx context.Context, processor string) {
+				if processor == "totals@rebuild-2" {
+					building.fire()
+					select {
+					case <-gate:
+					case <-ctx.Done():
 					}
-					return h(msg)
 				}
-			}
-			r := f.start(t, projections.RunnerConfig{
-				Projections: []*projections.Projection{p},
-				Middleware:  []message.HandlerMiddleware{hold},
 			})
+			require.NoError(t, r.Start(ctx))
+			t.Cleanup(func() { stop(t, r) })
 			const n = 5
 			for i := range n {
 				f.append(t, "s-"+accountName(i), Deposited{accountName(i), i + 1})

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -64,6 +65,8 @@ type Runner struct {
 	dropHook func(projection string, gen, rows int)
 	// reconcileHook, set by tests, runs after the monitor read a state row.
 	reconcileHook func(projection string)
+	// rebuildHook, set by tests, runs before a rebuild's processor starts.
+	rebuildHook func(ctx context.Context, processor string)
 }
 
 // procRun is one running processor: a projection's live processor
@@ -76,7 +79,10 @@ type procRun struct {
 	// router is the Runner's own router for this processor; nil when it is
 	// mounted on the user's router (AddHandlers).
 	router *message.Router
-	done   chan struct{} // closed when router.Run returned
+	// stop ends a processor that runs without a router (a rebuild, see
+	// runDirect).
+	stop context.CancelFunc
+	done chan struct{} // closed when router.Run (or Processor.Run) returned
 	// gen is the generation the processor last wrote, for OnHalt.
 	gen       atomic.Int64
 	closeOnce sync.Once
@@ -317,10 +323,33 @@ func (r *Runner) startProcLocked(p *compiled, rebuild int, router *message.Route
 		r.procs[name] = pr
 		return nil
 	}
-	if err := r.runOwn(pr); err != nil {
+	run := r.runOwn
+	if rebuild != 0 {
+		run = r.runDirect
+	}
+	if err := run(pr); err != nil {
 		return err
 	}
 	r.procs[name] = pr
+	return nil
+}
+
+// runDirect runs a rebuild's processor without a router
+// (feed.Processor.Run): a rebuild replays the whole feed, and a router's
+// message, goroutine and hand-offs per event cost more than a cheap
+// handler does. Middleware therefore does not see rebuilds.
+func (r *Runner) runDirect(pr *procRun) error {
+	ctx, cancel := context.WithCancel(r.runCtx)
+	pr.stop, pr.done = cancel, make(chan struct{})
+	go func() {
+		defer close(pr.done)
+		if r.rebuildHook != nil {
+			r.rebuildHook(ctx, pr.name)
+		}
+		if err := pr.proc.Run(ctx); err != nil && ctx.Err() == nil {
+			r.log.Error("projections: processor stopped", "processor", pr.name, "error", err)
+		}
+	}()
 	return nil
 }
 
@@ -362,6 +391,16 @@ func (r *Runner) runOwn(pr *procRun) error {
 // which releases its leases and leaves its membership group.
 func (r *Runner) closeProc(pr *procRun) {
 	pr.closeOnce.Do(func() {
+		if pr.stop != nil {
+			pr.stop()
+			t := time.NewTimer(r.cfg.CloseTimeout)
+			defer t.Stop()
+			select {
+			case <-pr.done:
+			case <-t.C:
+				r.log.Warn("projections: a handler did not return within CloseTimeout after its context ended", "processor", pr.name)
+			}
+		}
 		if pr.router != nil {
 			if err := pr.router.Close(); err != nil {
 				r.log.Warn("projections: router close", "processor", pr.name, "error", err)

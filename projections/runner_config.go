@@ -29,9 +29,11 @@ const (
 	DefaultStatusPollInterval = 2 * time.Second
 	// DefaultCloseTimeout is how long Stop waits for handlers in flight.
 	DefaultCloseTimeout = 30 * time.Second
-	// DefaultCommitBatch is how many events a live processor commits in
-	// one unit: 1, so a halt stops exactly at the failing event.
-	DefaultCommitBatch = 1
+	// DefaultCommitBatch is how many already-read events a live processor
+	// may apply in one unit. The batching is adaptive: a processor that is
+	// caught up reads one event at a time and commits each at once, and
+	// one that is behind commits up to this many per transaction.
+	DefaultCommitBatch = 100
 	// DefaultRebuildCommitBatch is how many events a rebuild's processor
 	// commits in one unit.
 	DefaultRebuildCommitBatch = 50
@@ -114,16 +116,19 @@ type RunnerConfig struct {
 	OnDeadLetter func(DeadLetter)
 	// Middleware is added to the Runner's own routers after
 	// middleware.Recoverer. With AddHandlers, your router's middleware
-	// applies to the live processors instead, and this to rebuilds and
-	// restarts only. Defaults to none.
+	// applies to the live processors instead, and this to restarts only.
+	// Rebuilds run without a router (feed.Processor.Run), so no middleware
+	// sees them. Defaults to none.
 	Middleware []message.HandlerMiddleware
-	// CommitBatch is how many consecutive events a live processor applies
-	// in one unit of work (one transaction and one checkpoint write on
-	// PostgreSQL; see feed.SubscriberConfig.CommitBatch). Raising it buys
-	// throughput; the price is coarser failures: a failing event rolls back
-	// the events before it in its unit, which are applied again with it,
-	// and a halt leaves the checkpoint before the whole unit. Defaults to
-	// DefaultCommitBatch (1).
+	// CommitBatch is at most how many consecutive, already-read events a
+	// live processor applies in one unit of work (one transaction and one
+	// checkpoint write on PostgreSQL; see feed.SubscriberConfig.CommitBatch).
+	// Only a processor that is behind fills a unit, so a quiet feed's
+	// latency is the same as with 1. A failing event rolls its unit back;
+	// the events before it are then committed by themselves, and it is
+	// retried at the head of a unit of its own, so failures are counted,
+	// and a halt stops, exactly at the failing event. Set 1 to commit every
+	// event by itself. Defaults to DefaultCommitBatch (100).
 	CommitBatch int
 	// RebuildCommitBatch is CommitBatch for rebuilds' processors, which
 	// replay the whole feed. On PostgreSQL a unit's transaction holds the

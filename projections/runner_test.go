@@ -230,6 +230,10 @@ func TestHaltAfterMaxAttemptsThenResume(t *testing.T) {
 			r := f.start(t, projections.RunnerConfig{
 				Projections: []*projections.Projection{p},
 				MaxAttempts: 3,
+				// One event per unit, so every call is a counted attempt
+				// (in a batch, a failure behind the unit's head is retried
+				// uncounted at the head of its own unit first).
+				CommitBatch: 1,
 				OnHalt:      func(h *projections.HaltedError) { halted <- h },
 			})
 			good := f.append(t, "s-1", Deposited{"good", 1})
@@ -290,6 +294,7 @@ func TestDeadLetterPolicyContinues(t *testing.T) {
 			r := f.start(t, projections.RunnerConfig{
 				Projections:  []*projections.Projection{p},
 				MaxAttempts:  2,
+				CommitBatch:  1, // every call a counted attempt
 				OnFailure:    projections.DeadLetterOnFailure,
 				OnDeadLetter: func(dl projections.DeadLetter) { lettered <- dl },
 			})

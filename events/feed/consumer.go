@@ -38,8 +38,11 @@ type consumer struct {
 	sweep func(ctx context.Context, lease Lease, pos events.Token) error
 	nudge func() <-chan struct{}
 	out   chan *message.Message
-	st    *consumerState
-	log   *slog.Logger
+	// direct, when set, is called for each event in place of sending a
+	// message on out (Processor.Run): an error is a Nack.
+	direct func(ctx context.Context, env events.Envelope) error
+	st     *consumerState
+	log    *slog.Logger
 }
 
 // failure records a failed call to the Source. Only the first failure of a
@@ -454,6 +457,25 @@ func (c *consumer) deliverGroup(ctx context.Context, lease Lease, group []events
 	defer cancelMsgs()
 	uctx := unit.Context(msgCtx)
 
+	if c.direct != nil {
+		for i, env := range group {
+			if err := c.direct(contextWithUnitIndex(uctx, i), env); err != nil {
+				c.rollback(ctx, unit)
+				if ctx.Err() != nil {
+					return 0, 0, context.Cause(ctx)
+				}
+				return 0, i, errRedeliver
+			}
+			if ctx.Err() != nil {
+				n, err := c.settleAtClose(ctx, unit, lease, group[:i+1])
+				return n, 0, err
+			}
+		}
+		if err := c.commit(ctx, unit, lease, group[len(group)-1]); err != nil {
+			return 0, 0, err
+		}
+		return len(group), 0, nil
+	}
 	for i, env := range group {
 		msg, decodeErr := newMessage(env)
 		if decodeErr != nil {
@@ -487,8 +509,11 @@ func (c *consumer) deliverGroup(ctx context.Context, lease Lease, group []events
 			case <-t.C:
 				c.log.Warn("feed: handler did not answer within LeaseTTL after its context ended; rolling back", "event_id", env.ID)
 			}
-			n, err := c.settleAtClose(ctx, unit, lease, group[:i])
-			return n, 0, err
+			// The unit holds whatever the failed handler wrote before it
+			// failed, so the events acked before it cannot commit without
+			// it: everything rolls back and is delivered again.
+			c.rollback(ctx, unit)
+			return 0, 0, context.Cause(ctx)
 		}
 	}
 	if err := c.commit(ctx, unit, lease, group[len(group)-1]); err != nil {

@@ -177,36 +177,7 @@ func (s *partitionSubscriber) Subscribe(ctx context.Context, _ string) (<-chan *
 	s.mu.Lock()
 	s.cancel = append(s.cancel, cancel)
 	s.mu.Unlock()
-	c := &consumer{
-		src:   p.src,
-		cps:   p.src.Checkpoints(),
-		cfg:   &p.subCfg,
-		name:  s.ps.name,
-		owner: p.member + "/" + strconv.Itoa(s.ps.index),
-		filter: Filter{
-			Types:      p.cfg.Types,
-			Categories: p.cfg.Categories,
-			Partition:  Partition{Index: s.ps.index, Count: p.cfg.Partitions, Key: p.cfg.PartitionKey},
-		},
-		assigned: func() (bool, <-chan struct{}) { return p.mship.owns(s.ps.index, p.cfg.Partitions) },
-		onState:  s.ps.setState,
-		sweep: func(ctx context.Context, l Lease, pos events.Token) error {
-			return p.sweepReplays(ctx, s.ps, l, pos)
-		},
-		nudge: s.ps.replayWake.C,
-		onCommitted: func(name string, tok events.Token) {
-			s.ps.setPosition(tok)
-			if p.cfg.OnCommitted != nil {
-				p.cfg.OnCommitted(name, tok)
-			}
-		},
-		out: make(chan *message.Message),
-	}
-	c.log = p.cfg.Logger.With("consumer", c.name, "owner", c.owner)
-	c.st = newConsumerState(&p.subCfg, c.name, c.owner)
-	s.ps.mu.Lock()
-	s.ps.consumer = c.st
-	s.ps.mu.Unlock()
+	c := p.newConsumer(s.ps)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -215,6 +186,41 @@ func (s *partitionSubscriber) Subscribe(ctx context.Context, _ string) (<-chan *
 		c.run(cctx)
 	}()
 	return c.out, nil
+}
+
+// newConsumer builds the consumer of partition ps.
+func (p *Processor) newConsumer(ps *partitionState) *consumer {
+	c := &consumer{
+		src:   p.src,
+		cps:   p.src.Checkpoints(),
+		cfg:   &p.subCfg,
+		name:  ps.name,
+		owner: p.member + "/" + strconv.Itoa(ps.index),
+		filter: Filter{
+			Types:      p.cfg.Types,
+			Categories: p.cfg.Categories,
+			Partition:  Partition{Index: ps.index, Count: p.cfg.Partitions, Key: p.cfg.PartitionKey},
+		},
+		assigned: func() (bool, <-chan struct{}) { return p.mship.owns(ps.index, p.cfg.Partitions) },
+		onState:  ps.setState,
+		sweep: func(ctx context.Context, l Lease, pos events.Token) error {
+			return p.sweepReplays(ctx, ps, l, pos)
+		},
+		nudge: ps.replayWake.C,
+		onCommitted: func(name string, tok events.Token) {
+			ps.setPosition(tok)
+			if p.cfg.OnCommitted != nil {
+				p.cfg.OnCommitted(name, tok)
+			}
+		},
+		out: make(chan *message.Message),
+	}
+	c.log = p.cfg.Logger.With("consumer", c.name, "owner", c.owner)
+	c.st = newConsumerState(&p.subCfg, c.name, c.owner)
+	ps.mu.Lock()
+	ps.consumer = c.st
+	ps.mu.Unlock()
+	return c
 }
 
 func (s *partitionSubscriber) Close() error {

@@ -1,0 +1,35 @@
+package feed
+
+import (
+	"context"
+	"sync"
+
+	"github.com/converge-es/converge/events"
+)
+
+// Run delivers the processor's partitions straight to its handler, without
+// a Watermill router, until ctx ends or Close is called. Everything else is
+// as on a router: leases, membership, units, the gate, retries, halts and
+// dead letters; a handler's error is a Nack and a panic is an error.
+//
+// What it saves is the router's cost per event (a message with its
+// metadata, a goroutine and two channel hand-offs), which is most of the
+// cost of a cheap handler. Use it for bulk work such as a projection's
+// rebuild; mount the processor on a router (AddHandlers) when router
+// middleware (tracing, metrics, throttling) should see each event. Run
+// and AddHandlers are exclusive: use one of them per processor.
+func (p *Processor) Run(ctx context.Context) error {
+	p.startMembership()
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(p.mctx, cancel)
+	defer stop()
+	var wg sync.WaitGroup
+	for _, ps := range p.parts {
+		c := p.newConsumer(ps)
+		c.direct = func(ctx context.Context, env events.Envelope) error { return p.handle(ctx, ps, env) }
+		wg.Go(func() { c.run(cctx) })
+	}
+	wg.Wait()
+	return context.Cause(ctx)
+}

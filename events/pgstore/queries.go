@@ -42,7 +42,7 @@ type queries struct {
 	rowPutMany    string
 	rowDeleteMany string
 	commitFenced  string
-	rowDeleteNS  string
+	rowDeleteNS   string
 }
 
 // The ordering key. pg_current_xact_id() gives this transaction an id if it

@@ -50,6 +50,10 @@ var feedTests = []feedTest{
 	{"AppendHooks", testAppendHooks},
 	{"DeleteCheckpoints", testDeleteCheckpoints},
 	{"AppendHookAfterSkipsStoredRetry", testAppendHookAfterSkipsStoredRetry},
+	{"RowsUnitProperty", testRowsUnitProperty},
+	{"RowsPutCopiesValue", testRowsPutCopiesValue},
+	{"CommitRowsOnlyWithStaleLeaseWritesNothing", testCommitRowsOnlyWithStaleLeaseWritesNothing},
+	{"AppendHookFailureKeepsEarlierRowWrites", testAppendHookFailureKeepsEarlierRowWrites},
 }
 
 // RunFeed runs the feed suite. newSource must return a fresh, empty source

@@ -275,3 +275,60 @@ func testRowsLockedReadNoLostUpdate(t *testing.T, src feed.Source, _ events.Stor
 	require.Empty(t, errs)
 	require.JSONEq(t, fmt.Sprint(workers*each), string(row.Value), "no increment lost (%d conflicts retried)", confl)
 }
+
+// testRowsPutCopiesValue: a unit holds its writes until it commits (on
+// PostgreSQL in memory), so Put must copy the value: a caller reusing its
+// buffer, or changing a value Get returned, changes nothing stored.
+func testRowsPutCopiesValue(t *testing.T, src feed.Source, _ events.Store) {
+	ctx := t.Context()
+	outside := src.Rows()
+	buf := []byte(`{"v":1}`)
+	u := begin(t, src)
+	in := u.Rows()
+	require.NoError(t, in.Put(ctx, "ns", "t", "k1", buf, events.Token{}))
+	copy(buf, `{"v":2}`)
+	require.NoError(t, in.Put(ctx, "ns", "t", "k2", buf, events.Token{}))
+	copy(buf, `{"v":3}`)
+	require.NoError(t, outside.Put(ctx, "ns", "t", "k3", buf, events.Token{}))
+	copy(buf, `{"v":4}`)
+
+	want := map[string]string{"k1": `{"v":1}`, "k2": `{"v":2}`, "k3": `{"v":3}`}
+	requireValues := func(r feed.Rows, want map[string]string, msg string) {
+		t.Helper()
+		for k, v := range want {
+			row, ok, err := r.Get(ctx, "ns", "t", k, feed.LockNone)
+			require.NoError(t, err)
+			require.True(t, ok, "%s: %s", msg, k)
+			require.JSONEq(t, v, string(row.Value), "%s: %s", msg, k)
+		}
+		rows, err := r.List(ctx, "ns", "t", feed.RowQuery{})
+		require.NoError(t, err)
+		require.Len(t, rows, len(want), msg)
+		for _, row := range rows {
+			require.JSONEq(t, want[row.Key], string(row.Value), "%s: listed %s", msg, row.Key)
+		}
+	}
+	// Values handed out are the caller's to change. Get goes first: on
+	// PostgreSQL a List sends the held writes, and Get then reads the
+	// transaction instead of what the unit holds.
+	clearValues := func(r feed.Rows, key string) {
+		t.Helper()
+		row, ok, err := r.Get(ctx, "ns", "t", key, feed.LockNone)
+		require.NoError(t, err)
+		require.True(t, ok, key)
+		clear(row.Value)
+		rows, err := r.List(ctx, "ns", "t", feed.RowQuery{})
+		require.NoError(t, err)
+		for _, row := range rows {
+			clear(row.Value)
+		}
+	}
+	clearValues(in, "k1")
+	clearValues(outside, "k3")
+	requireValues(in, want, "in the unit, after the buffer and the values read changed")
+	clearValues(in, "k2")
+	requireValues(in, want, "in the unit, after the values read changed")
+
+	require.NoError(t, u.Commit(ctx))
+	requireValues(outside, want, "committed")
+}

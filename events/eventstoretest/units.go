@@ -2,6 +2,7 @@ package eventstoretest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"sync"
 	"testing"
@@ -293,4 +294,175 @@ func testDuplicateLeavesUnitUsable(t *testing.T, src feed.Source, s events.Store
 	v, err = s.StreamVersion(ctx, "order-3")
 	require.NoError(t, err)
 	require.Zero(t, v, "the refused append wrote nothing")
+}
+
+// staleLease returns a lease on name that another owner has since taken
+// over.
+func staleLease(t *testing.T, cps feed.CheckpointStore, name string) feed.Lease {
+	t.Helper()
+	ctx := t.Context()
+	old, err := cps.Acquire(ctx, name, "owner-a", shortTTL)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, err := cps.Acquire(ctx, name, "owner-b", longTTL)
+		return err == nil
+	}, waitFor, pollEvery, "owner-b takes over once the lease expired")
+	return old
+}
+
+// A unit that only wrote rows has begun no transaction on PostgreSQL: its
+// writes travel with the fenced moves in the commit's one batch, and a
+// stale lease must undo them there, including a move the batch made
+// before the stale one.
+func testCommitRowsOnlyWithStaleLeaseWritesNothing(t *testing.T, src feed.Source, _ events.Store) {
+	ctx := t.Context()
+	cps := src.Checkpoints()
+	outside := src.Rows()
+	require.NoError(t, outside.Put(ctx, "ns", "t", "old", json.RawMessage(`1`), events.MakeToken(1, 1)))
+	stale := staleLease(t, cps, "c")
+	fresh, err := cps.Acquire(ctx, "a", "owner-a", longTTL)
+	require.NoError(t, err)
+
+	requireUnchanged := func(msg string) {
+		t.Helper()
+		rows, err := outside.List(ctx, "ns", "t", feed.RowQuery{})
+		require.NoError(t, err)
+		require.Equal(t, []string{"old"}, keys(rows), "%s: no row written, none deleted", msg)
+		requirePosition(t, cps, "a", events.Token{})
+		requirePosition(t, cps, "c", events.Token{})
+	}
+
+	for _, tc := range []struct {
+		name  string
+		moves []feed.Move
+	}{
+		{"the only move is stale", []feed.Move{{Lease: stale, Position: events.MakeToken(5, 5)}}},
+		{"the second move is stale", []feed.Move{{Lease: fresh, Position: events.MakeToken(5, 5)}, {Lease: stale, Position: events.MakeToken(6, 6)}}},
+		{"the first move is stale", []feed.Move{{Lease: stale, Position: events.MakeToken(5, 5)}, {Lease: fresh, Position: events.MakeToken(6, 6)}}},
+	} {
+		u := begin(t, src)
+		in := u.Rows()
+		require.NoError(t, in.Put(ctx, "ns", "t", "new", json.RawMessage(`2`), events.MakeToken(2, 2)), tc.name)
+		require.NoError(t, in.Delete(ctx, "ns", "t", "old"), tc.name)
+		_, ok, err := in.Get(ctx, "ns", "t", "new", feed.LockNone)
+		require.NoError(t, err, tc.name)
+		require.True(t, ok, "%s: the unit reads its own write", tc.name)
+		require.ErrorIs(t, u.Commit(ctx, tc.moves...), feed.ErrLeaseLost, tc.name)
+		requireUnchanged(tc.name)
+		_, _, err = in.Get(ctx, "ns", "t", "new", feed.LockNone)
+		require.ErrorIs(t, err, events.ErrUnitEnded, "%s: a refused commit ends the unit", tc.name)
+	}
+
+	// Moves alone, the second stale: the first does not move either.
+	u := begin(t, src)
+	require.ErrorIs(t, u.Commit(ctx, feed.Move{Lease: fresh, Position: events.MakeToken(5, 5)}, feed.Move{Lease: stale, Position: events.MakeToken(6, 6)}), feed.ErrLeaseLost)
+	requireUnchanged("moves alone")
+
+	// The fresh lease was not harmed by the refused commits.
+	u = begin(t, src)
+	require.NoError(t, u.Rows().Put(ctx, "ns", "t", "new", json.RawMessage(`3`), events.MakeToken(3, 3)))
+	require.NoError(t, u.Commit(ctx, feed.Move{Lease: fresh, Position: events.MakeToken(7, 7)}))
+	requirePosition(t, cps, "a", events.MakeToken(7, 7))
+	rows, err := outside.List(ctx, "ns", "t", feed.RowQuery{})
+	require.NoError(t, err)
+	require.Equal(t, []string{"new", "old"}, keys(rows))
+}
+
+// rowHook wants orderPlaced events and writes rows in ns/t for each: a
+// row of its own, an overwrite of "shared" and a delete of "kept". On an
+// amount of 666 it fails after writing; on 667 it lists the table first,
+// which on PostgreSQL sends its held writes into the transaction, and
+// then fails.
+type rowHook struct{ recordingHook }
+
+func (rowHook) After(ctx context.Context, u feed.Unit, envs []events.Envelope) error {
+	r := u.Rows()
+	for _, env := range envs {
+		var p orderPlaced
+		if err := json.Unmarshal(env.Payload, &p); err != nil {
+			return err
+		}
+		if err := r.Put(ctx, "ns", "t", "hook-"+env.ID, json.RawMessage(`"hook"`), env.Token); err != nil {
+			return err
+		}
+		if err := r.Put(ctx, "ns", "t", "shared", json.RawMessage(`"hook"`), env.Token); err != nil {
+			return err
+		}
+		if err := r.Delete(ctx, "ns", "t", "kept"); err != nil {
+			return err
+		}
+		switch p.Amount {
+		case 666:
+			return errHook
+		case 667:
+			if _, err := r.List(ctx, "ns", "t", feed.RowQuery{}); err != nil {
+				return err
+			}
+			return errHook
+		}
+	}
+	return nil
+}
+
+// A failing append hook undoes its append and its own row writes, and
+// only them: what the unit wrote before the append stays, also where the
+// hook wrote the same rows.
+func testAppendHookFailureKeepsEarlierRowWrites(t *testing.T, src feed.Source, s events.Store) {
+	ctx := t.Context()
+	hs, ok := src.(feed.HookedSource)
+	require.True(t, ok, "%T does not implement feed.HookedSource", src)
+	defer hs.AddAppendHook(rowHook{})()
+	outside := src.Rows()
+	require.NoError(t, outside.Put(ctx, "ns", "t", "kept", json.RawMessage(`"committed"`), events.MakeToken(1, 1)))
+
+	values := func(r feed.Rows) map[string]string {
+		t.Helper()
+		rows, err := r.List(ctx, "ns", "t", feed.RowQuery{})
+		require.NoError(t, err)
+		out := map[string]string{}
+		for _, row := range rows {
+			var v string
+			require.NoError(t, json.Unmarshal(row.Value, &v))
+			out[row.Key] = v
+		}
+		return out
+	}
+
+	for _, amount := range []int{666, 667} {
+		u := begin(t, src)
+		in := u.Rows()
+		require.NoError(t, in.Put(ctx, "ns", "t", "before", json.RawMessage(`"unit"`), events.MakeToken(2, 2)))
+		require.NoError(t, in.Put(ctx, "ns", "t", "shared", json.RawMessage(`"unit"`), events.MakeToken(2, 2)))
+		_, err := u.Append(ctx, "order-1", events.NoStream, placed("1", amount))
+		require.ErrorIs(t, err, errHook, "amount %d", amount)
+		want := map[string]string{"kept": "committed", "before": "unit", "shared": "unit"}
+		require.Equal(t, want, values(in), "amount %d: the unit sees its writes from before the failed append, and none of the hook's", amount)
+		row, ok, err := in.Get(ctx, "ns", "t", "shared", feed.LockNone)
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, events.MakeToken(2, 2), row.Token, "amount %d", amount)
+		require.NoError(t, in.Put(ctx, "ns", "t", "after", json.RawMessage(`"unit"`), events.MakeToken(3, 3)), "the unit stays usable")
+		require.NoError(t, u.Commit(ctx), "amount %d", amount)
+
+		want["after"] = "unit"
+		require.Equal(t, want, values(outside), "amount %d: the commit stores the unit's writes, not the failed hook's", amount)
+		v, err := s.StreamVersion(ctx, "order-1")
+		require.NoError(t, err)
+		require.Zero(t, v, "amount %d: the failed append is undone", amount)
+		for _, k := range []string{"before", "shared", "after"} {
+			require.NoError(t, outside.Delete(ctx, "ns", "t", k))
+		}
+	}
+
+	// A failed append followed by one that succeeds: the second hook's
+	// writes commit with the unit's own.
+	u := begin(t, src)
+	in := u.Rows()
+	require.NoError(t, in.Put(ctx, "ns", "t", "before", json.RawMessage(`"unit"`), events.MakeToken(2, 2)))
+	_, err := u.Append(ctx, "order-1", events.NoStream, placed("1", 667))
+	require.ErrorIs(t, err, errHook)
+	res, err := u.Append(ctx, "order-1", events.NoStream, placed("1", 1))
+	require.NoError(t, err)
+	require.NoError(t, u.Commit(ctx))
+	require.Equal(t, map[string]string{"before": "unit", "shared": "hook", "hook-" + res.EventIDs[0]: "hook"}, values(outside))
 }

@@ -63,7 +63,10 @@ func (r *rows) Get(ctx context.Context, ns, table, key string, lock feed.Lock) (
 			if w.value == nil {
 				return feed.Row{}, false, nil
 			}
-			return feed.Row{Key: key, Value: json.RawMessage(w.value), Token: events.MakeToken(uint64(w.major), uint64(w.minor))}, true, nil
+			// A copy: the caller may change the value it got, and the
+			// held one is yet to be sent.
+			value := append(json.RawMessage{}, w.value...)
+			return feed.Row{Key: key, Value: value, Token: events.MakeToken(uint64(w.major), uint64(w.minor))}, true, nil
 		}
 	}
 	var (

@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/converge-es/converge/events/feed"
@@ -13,17 +14,19 @@ import (
 // character of a type or category name is ever a wildcard. The clause has
 // one shape per combination of filter parts, so pgx's statement cache keeps
 // a handful of statements.
-func filterClause(f feed.Filter, first int) (string, []any) {
-	var (
-		b    strings.Builder
-		args []any
-	)
+//
+// The types are not part of the clause: they come back in by, with the
+// placeholder of their text[] parameter, for the caller to read each
+// type's events through its own index range (see readFeedSQL). Without
+// types, plain categories (and no dashed ones) come back the same way.
+func filterClause(f feed.Filter, first int) (where string, by indexedBy, args []any) {
+	var b strings.Builder
 	param := func(v any) string {
 		args = append(args, v)
 		return fmt.Sprintf("$%d", first+len(args)-1)
 	}
 	if len(f.Types) > 0 {
-		fmt.Fprintf(&b, " AND type = ANY(%s::text[])", param(f.Types))
+		by = indexedBy{column: "type", values: param(distinct(f.Types))}
 	}
 	if len(f.Categories) > 0 {
 		// A category without "-" is exactly the indexed category column (the
@@ -37,6 +40,10 @@ func filterClause(f feed.Filter, first int) (string, []any) {
 			}
 		}
 		var alts []string
+		if by.column == "" && len(dashed) == 0 {
+			by = indexedBy{column: "category", values: param(distinct(plain))}
+			plain = nil
+		}
 		if len(plain) > 0 {
 			alts = append(alts, fmt.Sprintf("category = ANY(%s::text[])", param(plain)))
 		}
@@ -44,7 +51,9 @@ func filterClause(f feed.Filter, first int) (string, []any) {
 			alts = append(alts, fmt.Sprintf(
 				"EXISTS (SELECT 1 FROM unnest(%s::text[]) AS c(cat) WHERE stream_id = c.cat OR starts_with(stream_id, c.cat || '-'))", param(dashed)))
 		}
-		fmt.Fprintf(&b, " AND (%s)", strings.Join(alts, " OR "))
+		if len(alts) > 0 {
+			fmt.Fprintf(&b, " AND (%s)", strings.Join(alts, " OR "))
+		}
 	}
 	if f.Partition.Enabled() {
 		key := "stream_id"
@@ -53,7 +62,19 @@ func filterClause(f feed.Filter, first int) (string, []any) {
 		}
 		fmt.Fprintf(&b, " AND %s = %s::int", partitionExpr(key, param(f.Partition.Count)), param(f.Partition.Index))
 	}
-	return b.String(), args
+	return b.String(), by, args
+}
+
+// indexedBy names a column with an index on (column, sort_key, seq) and the
+// placeholder of the text[] of values a filtered read wants in it. Empty
+// when the filter has none.
+type indexedBy struct{ column, values string }
+
+// distinct sorts and dedupes: a value listed twice would be read twice.
+func distinct(vs []string) []string {
+	out := slices.Clone(vs)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // partitionExpr is feed.PartitionOf in SQL: the first four bytes of the

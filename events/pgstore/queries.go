@@ -1,6 +1,9 @@
 package pgstore
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // queries holds the store's SQL with the schema baked in, built once.
 type queries struct {
@@ -208,14 +211,29 @@ WITH head AS (
 // matches or not: both in one statement, so in one snapshot, which is what
 // lets the caller report how far it looked without skipping an event that
 // became readable in between. When nothing is readable there is no row.
-func (q queries) readFeedSQL(where string) string {
+//
+// With types (or categories), each type's events are read from its own
+// range of the (type, sort_key, seq) index, at most $3 of each, and merged. The range is given
+// as row comparisons on the index's columns, so the scan starts at the
+// cursor and stops at the horizon; with "type = ft.type" it started at the
+// type's first event. "type = ANY(...)"
+// cannot return index rows in order, so PostgreSQL fetched every later
+// event of those types and sorted them for each page: a consumer catching
+// up on N events did O(N²) work (5 ms a page at 50,000 events behind).
+func (q queries) readFeedSQL(where string, by indexedBy) string {
+	m := fmt.Sprintf(`SELECT %[2]s FROM %[1]s WHERE (sort_key, seq) > ($1, $2) AND sort_key < %[3]s%[4]s ORDER BY sort_key, seq LIMIT $3`,
+		q.events, eventColumns, horizon, where)
+	if by.column != "" {
+		m = fmt.Sprintf(`SELECT e.* FROM unnest(%[5]s::text[]) AS f(v) CROSS JOIN LATERAL (
+	SELECT %[2]s FROM %[1]s WHERE (%[6]s, sort_key, seq) > (f.v, $1, $2) AND (%[6]s, sort_key) < (f.v, %[3]s)%[4]s
+	ORDER BY %[6]s, sort_key, seq LIMIT $3
+) e ORDER BY e.sort_key, e.seq LIMIT $3`, q.events, eventColumns, horizon, where, by.values, by.column)
+	}
 	return fmt.Sprintf(`WITH top AS (
-	SELECT sort_key, seq FROM %[1]s WHERE (sort_key, seq) > ($1, $2) AND sort_key < %[3]s ORDER BY sort_key DESC, seq DESC LIMIT 1
-), m AS (
-	SELECT %[2]s FROM %[1]s WHERE (sort_key, seq) > ($1, $2) AND sort_key < %[3]s%[4]s ORDER BY sort_key, seq LIMIT $3
-)
+	SELECT sort_key, seq FROM %[1]s WHERE (sort_key, seq) > ($1, $2) AND sort_key < %[2]s ORDER BY sort_key DESC, seq DESC LIMIT 1
+), m AS (%[3]s)
 SELECT top.sort_key, top.seq, m.seq, m.sort_key, m.event_id, m.stream_id, m.version, m.type, m.schema_version, m.payload, m.metadata, m.recorded_at
-FROM top LEFT JOIN m ON true ORDER BY m.sort_key, m.seq`, q.events, eventColumns, horizon, where)
+FROM top LEFT JOIN m ON true ORDER BY m.sort_key, m.seq`, q.events, horizon, m)
 }
 
 // pendingSQL counts the committed events after the cursor matching where,
@@ -232,10 +250,16 @@ FROM top LEFT JOIN m ON true ORDER BY m.sort_key, m.seq`, q.events, eventColumns
 // for it too. Without this a filtered reader whose read stopped at the
 // horizon saw nothing pending and slept until the next wake-up, which the
 // transaction holding the horizon (in another schema, say) never sends.
-func (q queries) pendingSQL(where string) string {
-	return fmt.Sprintf(`SELECT (SELECT count(*) FROM (SELECT 1 FROM %[1]s WHERE (sort_key, seq) > ($1, $2)%[2]s LIMIT $3) c),
-	t.sort_key, t.seq
+func (q queries) pendingSQL(where string, by indexedBy) string {
+	matched := fmt.Sprintf(`SELECT 1 FROM %[1]s WHERE (sort_key, seq) > ($1, $2)%[2]s LIMIT $3`, q.events, where)
+	if by.column != "" {
+		matched = fmt.Sprintf(`SELECT 1 FROM unnest(%[3]s::text[]) AS f(v) CROSS JOIN LATERAL (
+	SELECT 1 FROM %[1]s WHERE (%[5]s, sort_key, seq) > (f.v, $1, $2) AND (%[5]s, sort_key, seq) <= (f.v, %[4]d, %[4]d)%[2]s
+	ORDER BY %[5]s, sort_key, seq LIMIT $3
+) e LIMIT $3`, q.events, where, by.values, int64(math.MaxInt64), by.column)
+	}
+	return fmt.Sprintf(`SELECT (SELECT count(*) FROM (%[2]s) c), t.sort_key, t.seq
 FROM (SELECT 1) one LEFT JOIN LATERAL (
 	SELECT sort_key, seq FROM %[1]s WHERE (sort_key, seq) > ($1, $2) ORDER BY sort_key DESC, seq DESC LIMIT 1
-) t ON true`, q.events, where)
+) t ON true`, q.events, matched)
 }

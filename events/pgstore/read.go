@@ -76,13 +76,13 @@ func (s *Store) read(ctx context.Context, after events.Token, f feed.Filter, lim
 	if err != nil {
 		return feed.Batch{}, err
 	}
-	where, fargs := filterClause(f, 4)
+	where, by, fargs := filterClause(f, 4)
 	// One round trip, no transaction: a plain read never takes a
 	// transaction id, so readers never hold the horizon back themselves.
 	batch := &pgx.Batch{}
-	batch.Queue(s.q.readFeedSQL(where), append([]any{major, minor, limit}, fargs...)...)
+	batch.Queue(s.q.readFeedSQL(where, by), append([]any{major, minor, limit}, fargs...)...)
 	if withPending {
-		batch.Queue(s.q.pendingSQL(where), append([]any{major, minor, limit + 1}, fargs...)...)
+		batch.Queue(s.q.pendingSQL(where, by), append([]any{major, minor, limit + 1}, fargs...)...)
 	}
 	br := s.pool.SendBatch(ctx, batch)
 	defer br.Close()
@@ -105,7 +105,7 @@ func (s *Store) read(ctx context.Context, after events.Token, f feed.Filter, lim
 			return feed.Batch{}, fmt.Errorf("pgstore: read feed: %w", classify(err))
 		}
 		out.Pending = committed > len(out.Events)
-		if where != "" && topKey != nil && events.MakeToken(uint64(*topKey), uint64(*topSeq)).After(out.ScannedTo) {
+		if (where != "" || by.column != "") && topKey != nil && events.MakeToken(uint64(*topKey), uint64(*topSeq)).After(out.ScannedTo) {
 			// Unmatched events the read could not look past yet.
 			out.Pending = true
 		}

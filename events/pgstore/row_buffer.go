@@ -92,20 +92,68 @@ func (u *unit) hasHeld() bool {
 	return len(u.held.writes) > 0
 }
 
-// flush sends the held writes on tx.
-func (u *unit) flush(ctx context.Context, tx pgx.Tx) error {
+// inTx runs what queue adds to a batch in the unit's transaction, in one
+// round trip together with BEGIN (when the unit has no transaction yet)
+// and the held writes, which go first so the statements see them. read
+// consumes the results of queue's statements, in order. It returns the
+// transaction.
+func (u *unit) inTx(ctx context.Context, queue func(*pgx.Batch), read func(pgx.BatchResults) error) (pgx.Tx, error) {
 	u.mu.Lock()
+	if u.done {
+		u.mu.Unlock()
+		return nil, events.ErrUnitEnded
+	}
+	tx := u.tx
+	began := tx == nil
+	if began && u.s.isClosed() {
+		u.mu.Unlock()
+		return nil, events.ErrClosed
+	}
 	writes := u.held.take()
-	u.mu.Unlock()
-	if len(writes) == 0 {
-		return nil
-	}
 	b := &pgx.Batch{}
-	u.s.queueWrites(b, writes)
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("pgstore: write %d rows: %w", len(writes), err)
+	if began {
+		b.BeginTx(pgx.TxOptions{})
 	}
-	return nil
+	nw := u.s.queueWrites(b, writes)
+	if queue != nil {
+		queue(b)
+	}
+	if b.Len() == 0 {
+		u.mu.Unlock()
+		return tx, nil
+	}
+	var br pgx.BatchResults
+	if began {
+		br = u.s.pool.SendBatch(ctx, b)
+		tx = br.Tx()
+		u.tx = tx
+	} else {
+		br = tx.SendBatch(ctx, b)
+	}
+	u.mu.Unlock()
+	err := func() error {
+		if began {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("pgstore: begin unit transaction: %w", err)
+			}
+		}
+		for range nw {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("pgstore: write %d rows: %w", len(writes), err)
+			}
+		}
+		if read != nil {
+			return read(br)
+		}
+		return nil
+	}()
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("pgstore: unit statement: %w", cerr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return tx, nil
 }
 
 // dropHeld forgets the held writes (the savepoint they were made under
@@ -120,7 +168,7 @@ func (u *unit) dropHeld() {
 // puts and one delete, each over arrays. Rows go in address order, so
 // units writing overlapping rows lock them in the same order and cannot
 // deadlock on each other's row writes.
-func (s *Store) queueWrites(b *pgx.Batch, writes []heldWrite) {
+func (s *Store) queueWrites(b *pgx.Batch, writes []heldWrite) (queued int) {
 	slices.SortFunc(writes, func(a, b heldWrite) int {
 		if c := strings.Compare(a.ns, b.ns); c != 0 {
 			return c
@@ -145,10 +193,13 @@ func (s *Store) queueWrites(b *pgx.Batch, writes []heldWrite) {
 	}
 	if len(pns) > 0 {
 		b.Queue(s.q.rowPutMany, pns, ptbl, pkey, pval, pmaj, pmin)
+		queued++
 	}
 	if len(dns) > 0 {
 		b.Queue(s.q.rowDeleteMany, dns, dtbl, dkey)
+		queued++
 	}
+	return queued
 }
 
 // commitWrites commits held writes with moves. Without a transaction it

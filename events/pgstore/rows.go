@@ -70,25 +70,26 @@ func (r *rows) Get(ctx context.Context, ns, table, key string, lock feed.Lock) (
 		}
 	}
 	var (
-		db  execer
-		err error
+		value        []byte
+		major, minor int64
+		err          error
 	)
 	switch {
 	case lock != feed.LockNone && r.u == nil:
 		return feed.Row{}, false, errLockOutsideUnit
 	case lock != feed.LockNone:
-		db, err = r.writer(ctx) // a row lock needs the transaction
+		// A row lock needs the transaction: the lock read travels with its
+		// BEGIN and the held writes, in one round trip.
+		_, err = r.u.inTx(ctx, func(b *pgx.Batch) { b.Queue(sql, ns, table, key) }, func(br pgx.BatchResults) error {
+			return br.QueryRow().Scan(&value, &major, &minor)
+		})
 	default:
-		db, err = r.reader()
+		var db execer
+		if db, err = r.reader(); err != nil {
+			return feed.Row{}, false, err
+		}
+		err = db.QueryRow(ctx, sql, ns, table, key).Scan(&value, &major, &minor)
 	}
-	if err != nil {
-		return feed.Row{}, false, err
-	}
-	var (
-		value        []byte
-		major, minor int64
-	)
-	err = db.QueryRow(ctx, sql, ns, table, key).Scan(&value, &major, &minor)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return feed.Row{}, false, nil
 	}
@@ -106,38 +107,49 @@ func (r *rows) List(ctx context.Context, ns, table string, q feed.RowQuery) ([]f
 	if err != nil {
 		return nil, err
 	}
-	var db execer
-	if r.u != nil && r.u.hasHeld() {
-		db, err = r.writer(ctx) // the page may hold the unit's own writes
-	} else {
-		db, err = r.reader()
-	}
-	if err != nil {
-		return nil, err
-	}
 	sql := r.s.q.rowListAsc
 	if q.Desc {
 		sql = r.s.q.rowListDesc
 	}
-	rs, err := db.Query(ctx, sql, ns, table, q.Prefix, q.After, q.Limit)
-	if err != nil {
-		return nil, fmt.Errorf("pgstore: list rows %q/%q: %w", ns, table, err)
+	args := []any{ns, table, q.Prefix, q.After, q.Limit}
+	var out []feed.Row
+	if r.u != nil && r.u.hasHeld() {
+		// The page may hold the unit's own writes: they travel first, with
+		// the read, in one round trip.
+		_, err = r.u.inTx(ctx, func(b *pgx.Batch) { b.Queue(sql, args...) }, func(br pgx.BatchResults) error {
+			rs, err := br.Query()
+			if err != nil {
+				return err
+			}
+			out, err = pgx.CollectRows(rs, scanRow)
+			return err
+		})
+	} else {
+		var db execer
+		if db, err = r.reader(); err != nil {
+			return nil, err
+		}
+		var rs pgx.Rows
+		if rs, err = db.Query(ctx, sql, args...); err == nil {
+			out, err = pgx.CollectRows(rs, scanRow)
+		}
 	}
-	out, err := pgx.CollectRows(rs, func(row pgx.CollectableRow) (feed.Row, error) {
-		var (
-			out          feed.Row
-			value        []byte
-			major, minor int64
-		)
-		err := row.Scan(&out.Key, &value, &major, &minor)
-		out.Value = json.RawMessage(value)
-		out.Token = events.MakeToken(uint64(major), uint64(minor))
-		return out, err
-	})
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: list rows %q/%q: %w", ns, table, err)
 	}
 	return out, nil
+}
+
+func scanRow(row pgx.CollectableRow) (feed.Row, error) {
+	var (
+		out          feed.Row
+		value        []byte
+		major, minor int64
+	)
+	err := row.Scan(&out.Key, &value, &major, &minor)
+	out.Value = json.RawMessage(value)
+	out.Token = events.MakeToken(uint64(major), uint64(minor))
+	return out, err
 }
 
 func (r *rows) Put(ctx context.Context, ns, table, key string, value json.RawMessage, tok events.Token) error {

@@ -30,16 +30,10 @@ var _ feed.Unit = (*unit)(nil)
 func (s *Store) newUnit() *unit { return &unit{s: s} }
 
 // txFor returns the unit's transaction, beginning it on first use, with
-// the held row writes sent: what runs on it next sees them.
+// the held row writes sent (in the same round trip as the BEGIN): what runs
+// on it next sees them.
 func (u *unit) txFor(ctx context.Context) (pgx.Tx, error) {
-	tx, err := u.begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := u.flush(ctx, tx); err != nil {
-		return nil, err
-	}
-	return tx, nil
+	return u.inTx(ctx, nil, nil)
 }
 
 // begin returns the unit's transaction, beginning it on first use.

@@ -2,16 +2,13 @@ package pgstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/converge-es/converge/events"
-	"github.com/converge-es/converge/events/feed"
 )
 
 // A unit's row writes (Put and Delete without a lock) are held in the
@@ -124,9 +121,15 @@ func (u *unit) inTx(ctx context.Context, queue func(*pgx.Batch), read func(pgx.B
 	}
 	var br pgx.BatchResults
 	if began {
-		br = u.s.pool.SendBatch(ctx, b)
+		conn, err := u.s.pool.Acquire(ctx)
+		if err != nil {
+			u.broken = fmt.Errorf("pgstore: begin unit transaction: %w", err)
+			u.mu.Unlock()
+			return nil, u.broken
+		}
+		br = conn.SendBatch(ctx, b)
 		tx = br.Tx()
-		u.tx = tx
+		u.conn, u.tx = conn, tx
 	} else {
 		br = tx.SendBatch(ctx, b)
 	}
@@ -151,6 +154,11 @@ func (u *unit) inTx(ctx context.Context, queue func(*pgx.Batch), read func(pgx.B
 		err = fmt.Errorf("pgstore: unit statement: %w", cerr)
 	}
 	if err != nil {
+		u.mu.Lock()
+		if u.broken == nil {
+			u.broken = err
+		}
+		u.mu.Unlock()
 		return nil, err
 	}
 	return tx, nil
@@ -200,50 +208,4 @@ func (s *Store) queueWrites(b *pgx.Batch, writes []heldWrite) (queued int) {
 		queued++
 	}
 	return queued
-}
-
-// commitWrites commits held writes with moves. Without a transaction it
-// is one round trip: the fenced moves and the writes go in one batch,
-// which PostgreSQL runs as one implicit transaction, so a lost lease
-// (the fence fails) rolls the writes back with it. With a transaction the
-// batch runs in it and COMMIT follows.
-func (u *unit) commitWrites(ctx context.Context, tx pgx.Tx, writes []heldWrite, moves []feed.Move, args [][5]any) error {
-	b := &pgx.Batch{}
-	for i := range moves {
-		b.Queue(u.s.q.commitFenced, args[i][:]...)
-	}
-	u.s.queueWrites(b, writes)
-	var br pgx.BatchResults
-	if tx != nil {
-		br = tx.SendBatch(ctx, b)
-	} else {
-		br = u.s.pool.SendBatch(ctx, b)
-	}
-	var err error
-	for i := range moves {
-		if _, err = br.Exec(); err != nil {
-			var pgErr *pgconn.PgError
-			if errors.As(err, &pgErr) && pgErr.Code == "22012" {
-				err = leaseLost(moves[i].Lease)
-			} else {
-				err = fmt.Errorf("pgstore: commit checkpoint %q: %w", moves[i].Lease.Name, err)
-			}
-			break
-		}
-	}
-	if cerr := br.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("pgstore: write %d rows: %w", len(writes), cerr)
-	}
-	if tx == nil {
-		return err
-	}
-	if err != nil {
-		_ = tx.Rollback(context.WithoutCancel(ctx))
-		return err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		_ = tx.Rollback(context.WithoutCancel(ctx))
-		return fmt.Errorf("pgstore: commit unit: %w", err)
-	}
-	return nil
 }

@@ -80,9 +80,18 @@ func (r *rows) Get(ctx context.Context, ns, table, key string, lock feed.Lock) (
 	case lock != feed.LockNone:
 		// A row lock needs the transaction: the lock read travels with its
 		// BEGIN and the held writes, in one round trip.
+		missing := false
 		_, err = r.u.inTx(ctx, func(b *pgx.Batch) { b.Queue(sql, ns, table, key) }, func(br pgx.BatchResults) error {
-			return br.QueryRow().Scan(&value, &major, &minor)
+			err := br.QueryRow().Scan(&value, &major, &minor)
+			if errors.Is(err, pgx.ErrNoRows) {
+				missing = true // an answer, not a failure of the unit
+				return nil
+			}
+			return err
 		})
+		if err == nil && missing {
+			return feed.Row{}, false, nil
+		}
 	default:
 		var db execer
 		if db, err = r.reader(); err != nil {

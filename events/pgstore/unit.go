@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
@@ -17,8 +18,15 @@ import (
 type unit struct {
 	s *Store
 
-	mu       sync.Mutex
-	tx       pgx.Tx
+	mu sync.Mutex
+	// conn is the pool connection the transaction runs on. The unit holds
+	// it, not a pool transaction, so that COMMIT can travel in the commit's
+	// batch: the connection goes back to the pool once it is idle again.
+	conn *pgxpool.Conn
+	tx   pgx.Tx
+	// broken records a failed statement that took held writes with it:
+	// the unit must not commit without them.
+	broken   error
 	done     bool
 	appended bool // the unit appended: notify other processes after commit
 	after    []func()
@@ -47,11 +55,16 @@ func (u *unit) begin(ctx context.Context) (pgx.Tx, error) {
 		if u.s.isClosed() {
 			return nil, events.ErrClosed
 		}
-		tx, err := u.s.pool.Begin(ctx)
+		conn, err := u.s.pool.Acquire(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("pgstore: begin unit transaction: %w", err)
 		}
-		u.tx = tx
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			conn.Release()
+			return nil, fmt.Errorf("pgstore: begin unit transaction: %w", err)
+		}
+		u.conn, u.tx = conn, tx
 	}
 	return u.tx, nil
 }
@@ -241,111 +254,4 @@ func (u *unit) Positions(ctx context.Context, names ...string) ([]events.Token, 
 // TxFromContext).
 func (u *unit) Context(ctx context.Context) context.Context {
 	return events.ContextWithUnit(ctx, u)
-}
-
-// Commit stores each move's position, fenced by its lease generation, and
-// commits the unit's writes with them. Without a transaction and with one
-// move it is a single UPDATE; with held row writes and no transaction it
-// is a single round trip (commitWrites).
-func (u *unit) Commit(ctx context.Context, moves ...feed.Move) error {
-	args := make([][5]any, len(moves))
-	for i, m := range moves {
-		major, minor, err := tokenArgs(m.Position)
-		if err != nil {
-			_ = u.Rollback(ctx)
-			return err
-		}
-		args[i] = [5]any{m.Lease.Name, m.Lease.Owner, m.Lease.Generation, major, minor}
-	}
-	u.mu.Lock()
-	if u.done {
-		u.mu.Unlock()
-		return events.ErrUnitEnded
-	}
-	u.done = true
-	tx, appended, after, writes := u.tx, u.appended, u.after, u.held.take()
-	u.mu.Unlock()
-	if u.s.isClosed() {
-		if tx != nil {
-			_ = tx.Rollback(context.WithoutCancel(ctx))
-		}
-		return events.ErrClosed
-	}
-
-	var err error
-	if len(writes) > 0 {
-		err = u.commitWrites(ctx, tx, writes, moves, args)
-	} else {
-		err = u.commit(ctx, tx, moves, args)
-	}
-	// The unit may have held the read horizon back, whatever happened.
-	u.s.wake.Notify()
-	if err != nil {
-		return err
-	}
-	if appended {
-		u.s.notifier.kick("e", u.s.eventsPayload())
-	}
-	for _, m := range moves {
-		u.s.fireCheckpoint(m.Lease.Name, m.Position)
-		u.s.notifier.kick("c:"+m.Lease.Name, u.s.checkpointPayload(m.Lease.Name, m.Position))
-	}
-	for _, fn := range after {
-		fn()
-	}
-	return nil
-}
-
-func (u *unit) commit(ctx context.Context, tx pgx.Tx, moves []feed.Move, args [][5]any) error {
-	if tx == nil && len(moves) > 1 {
-		var err error
-		if tx, err = u.s.pool.Begin(ctx); err != nil {
-			return fmt.Errorf("pgstore: begin unit transaction: %w", err)
-		}
-	}
-	var db execer = u.s.pool
-	if tx != nil {
-		db = tx
-	}
-	for i, m := range moves {
-		tag, err := db.Exec(ctx, u.s.q.commit, args[i][:]...)
-		if err == nil && tag.RowsAffected() == 0 {
-			err = leaseLost(m.Lease)
-		}
-		if err != nil {
-			if tx != nil {
-				_ = tx.Rollback(context.WithoutCancel(ctx))
-			}
-			if errors.Is(err, feed.ErrLeaseLost) {
-				return err
-			}
-			return fmt.Errorf("pgstore: commit checkpoint %q: %w", m.Lease.Name, err)
-		}
-	}
-	if tx != nil {
-		if err := tx.Commit(ctx); err != nil {
-			_ = tx.Rollback(context.WithoutCancel(ctx))
-			return fmt.Errorf("pgstore: commit unit: %w", err)
-		}
-	}
-	return nil
-}
-
-// Rollback discards the unit's writes. Safe after Commit, and twice.
-func (u *unit) Rollback(ctx context.Context) error {
-	u.mu.Lock()
-	tx := u.tx
-	wasDone := u.done
-	u.done = true
-	u.held.take()
-	u.mu.Unlock()
-	if wasDone || tx == nil {
-		return nil
-	}
-	err := tx.Rollback(context.WithoutCancel(ctx))
-	u.s.wake.Notify()
-	if err != nil && !errors.Is(err, pgx.ErrTxClosed) {
-		return fmt.Errorf("pgstore: roll back unit: %w", err)
-	}
-	return nil
 }

@@ -1,7 +1,9 @@
-// Package feedtest is the behavioural suite of feed.Subscriber and
-// feed.Publisher over a feed.Source. memstore runs it in the feed package's
-// tests; pgstore runs the same suite against PostgreSQL, so both sources are
-// held to one contract.
+// Package feedtest is the behavioural suite of feed.Subscriber,
+// feed.Publisher and feed.Processor over a feed.Source. memstore runs it in
+// the feed package's tests; pgstore runs the same suite against PostgreSQL,
+// so both sources are held to one contract. Every processor test runs twice,
+// with the processor mounted on a router and with it run by Processor.Run,
+// since the two deliveries must not differ in anything but the router.
 //
 //	func TestFeed(t *testing.T) {
 //		t.Parallel()

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/events"
@@ -20,8 +18,9 @@ import (
 )
 
 // processorTests are the behaviours of feed.Processor, the consumer
-// runtime, over every Source.
-var processorTests = []suiteTest{
+// runtime, over every Source, each run with the processors on routers and
+// again with them delivering straight to the handler (see mode).
+var processorTests = []processorTest{
 	{"ProcessorSplitsPartitionsBetweenProcesses", testProcessorSplits},
 	{"ProcessorDeadMemberPartitionsMove", testProcessorDeadMember},
 	{"ProcessorThirdMemberTakesShare", testProcessorJoin},
@@ -32,6 +31,8 @@ var processorTests = []suiteTest{
 	{"ProcessorFailureBehindHeadCutsUnit", testProcessorCut},
 	{"ProcessorFiltersTypes", testProcessorFilter},
 	{"ProcessorPartitionCountChangeKeepsPosition", testProcessorRepartition},
+	{"ProcessorFailureAtStopRollsBackUnit", testProcessorFailureAtStop},
+	{"ProcessorPanicIsAFailure", testProcessorPanic},
 }
 
 // applied counts, in the store's rows and through each event's unit, how
@@ -74,49 +75,6 @@ func requireAppliedOnce(t *testing.T, src feed.Source, ns string, envs []events.
 		require.Equal(t, "1", got[e.ID], "event %s (%s v%d) applied %s times", e.ID, e.StreamID, e.Version, got[e.ID])
 	}
 	require.Len(t, got, len(envs))
-}
-
-// procRun is one "process" running a processor on its own router.
-type procRun struct {
-	p      *feed.Processor
-	r      *message.Router
-	cancel context.CancelFunc
-	done   chan struct{}
-}
-
-func startProcessor(t *testing.T, src feed.Source, cfg *feed.ProcessorConfig, h feed.Handler) *procRun {
-	t.Helper()
-	p, err := feed.NewProcessor(src, cfg, h)
-	require.NoError(t, err)
-	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: waitTimeout}, watermill.NopLogger{})
-	require.NoError(t, err)
-	require.NoError(t, p.AddHandlers(r))
-	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	pr := &procRun{p: p, r: r, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(pr.done)
-		_ = r.Run(ctx)
-	}()
-	<-r.Running()
-	t.Cleanup(pr.stop)
-	return pr
-}
-
-func (pr *procRun) stop() {
-	pr.cancel()
-	<-pr.done
-	_ = pr.p.Close()
-}
-
-// active returns how many partitions pr is delivering.
-func (pr *procRun) active() int {
-	n := 0
-	for _, ps := range pr.p.Status().Partitions {
-		if ps.State == feed.PartitionActive {
-			n++
-		}
-	}
-	return n
 }
 
 func procConfig(name string, partitions int) *feed.ProcessorConfig {
@@ -194,7 +152,7 @@ func (o *orderChecker) see(env events.Envelope) {
 	o.last[env.StreamID] = env.Version
 }
 
-func testProcessorSplits(t *testing.T, s events.Store, src feed.Source) {
+func testProcessorSplits(t *testing.T, m mode, s events.Store, src feed.Source) {
 	name := uniqueName("split")
 	var byA, byB atomic.Int64
 	var order orderChecker
@@ -205,8 +163,8 @@ func testProcessorSplits(t *testing.T, s events.Store, src feed.Source) {
 			return applyOnce(ctx, name, env)
 		}
 	}
-	a := startProcessor(t, src, procConfig(name, 4), handler(&byA))
-	b := startProcessor(t, src, procConfig(name, 4), handler(&byB))
+	a := startProcessor(t, m, src, procConfig(name, 4), handler(&byA))
+	b := startProcessor(t, m, src, procConfig(name, 4), handler(&byB))
 	require.Eventually(t, func() bool {
 		return len(a.p.Status().Members) == 2 && len(b.p.Status().Members) == 2 && a.active()+b.active() == 4 && a.active() > 0 && b.active() > 0
 	}, waitTimeout, 5*time.Millisecond, "the two processes never split the partitions")
@@ -284,12 +242,12 @@ func (c *killableCheckpoints) Leave(ctx context.Context, group, member string) e
 	return c.CheckpointStore.Leave(ctx, group, member)
 }
 
-func testProcessorDeadMember(t *testing.T, s events.Store, src feed.Source) {
+func testProcessorDeadMember(t *testing.T, m mode, s events.Store, src feed.Source) {
 	name := uniqueName("dead")
 	ks := newKillable(src)
 	h := func(ctx context.Context, env events.Envelope) error { return applyOnce(ctx, name, env) }
-	a := startProcessor(t, ks, procConfig(name, 4), h)
-	b := startProcessor(t, src, procConfig(name, 4), h)
+	a := startProcessor(t, m, ks, procConfig(name, 4), h)
+	b := startProcessor(t, m, src, procConfig(name, 4), h)
 	require.Eventually(t, func() bool { return a.active() > 0 && b.active() > 0 && a.active()+b.active() == 4 },
 		waitTimeout, 5*time.Millisecond)
 	first := appendSpread(t, s, name, 8, 40)
@@ -306,13 +264,13 @@ func testProcessorDeadMember(t *testing.T, s events.Store, src feed.Source) {
 	requireAppliedOnce(t, src, name, append(first, rest...))
 }
 
-func testProcessorJoin(t *testing.T, _ events.Store, src feed.Source) {
+func testProcessorJoin(t *testing.T, m mode, _ events.Store, src feed.Source) {
 	name := uniqueName("join")
 	h := func(context.Context, events.Envelope) error { return nil }
-	a := startProcessor(t, src, procConfig(name, 6), h)
-	b := startProcessor(t, src, procConfig(name, 6), h)
+	a := startProcessor(t, m, src, procConfig(name, 6), h)
+	b := startProcessor(t, m, src, procConfig(name, 6), h)
 	require.Eventually(t, func() bool { return a.active() == 3 && b.active() == 3 }, waitTimeout, 5*time.Millisecond)
-	c := startProcessor(t, src, procConfig(name, 6), h)
+	c := startProcessor(t, m, src, procConfig(name, 6), h)
 	require.Eventually(t, func() bool { return a.active() == 2 && b.active() == 2 && c.active() == 2 },
 		waitTimeout, 5*time.Millisecond, "the third process never got its share: a=%d b=%d c=%d", a.active(), b.active(), c.active())
 	c.stop()
@@ -320,7 +278,7 @@ func testProcessorJoin(t *testing.T, _ events.Store, src feed.Source) {
 		"a leaving process's partitions were not taken over")
 }
 
-func testProcessorHalt(t *testing.T, s events.Store, src feed.Source) {
+func testProcessorHalt(t *testing.T, m mode, s events.Store, src feed.Source) {
 	name := uniqueName("halt")
 	var broken atomic.Bool
 	broken.Store(true)
@@ -330,7 +288,7 @@ func testProcessorHalt(t *testing.T, s events.Store, src feed.Source) {
 	cfg.HaltCheckInterval = 10 * time.Millisecond
 	envs := appendSpread(t, s, name, 1, 3)
 	bad := envs[1]
-	p := startProcessor(t, src, cfg, func(ctx context.Context, env events.Envelope) error {
+	p := startProcessor(t, m, src, cfg, func(ctx context.Context, env events.Envelope) error {
 		if env.ID == bad.ID {
 			calls.Add(1)
 			if broken.Load() {
@@ -362,14 +320,14 @@ func testProcessorHalt(t *testing.T, s events.Store, src feed.Source) {
 	requireAppliedOnce(t, src, name, envs)
 }
 
-func testProcessorDeadLetter(t *testing.T, s events.Store, src feed.Source) {
+func testProcessorDeadLetter(t *testing.T, m mode, s events.Store, src feed.Source) {
 	name := uniqueName("dlq")
 	cfg := procConfig(name, 1)
 	cfg.MaxAttempts = 2
 	cfg.OnFailure = feed.DeadLetter
 	envs := appendSpread(t, s, name, 2, 4)
 	bad := envs[2]
-	p := startProcessor(t, src, cfg, func(ctx context.Context, env events.Envelope) error {
+	p := startProcessor(t, m, src, cfg, func(ctx context.Context, env events.Envelope) error {
 		if err := applyOnce(ctx, name, env); err != nil {
 			return err
 		}
@@ -405,7 +363,7 @@ func (w *fakeWaiter) WaitReached(ctx context.Context, _ events.Token, models ...
 	}
 }
 
-func testProcessorGate(t *testing.T, s events.Store, src feed.Source) {
+func testProcessorGate(t *testing.T, m mode, s events.Store, src feed.Source) {
 	name := uniqueName("gate")
 	w := &fakeWaiter{released: make(chan struct{})}
 	cfg := procConfig(name, 1)
@@ -427,7 +385,7 @@ func testProcessorGate(t *testing.T, s events.Store, src feed.Source) {
 	}
 	var mu sync.Mutex
 	var got []seen
-	p := startProcessor(t, src, cfg, func(ctx context.Context, env events.Envelope) error {
+	p := startProcessor(t, m, src, cfg, func(ctx context.Context, env events.Envelope) error {
 		if env.ID == gated.ID {
 			_, inUnit := events.UnitFromContext(ctx)
 			mu.Lock()
@@ -457,7 +415,7 @@ func testProcessorGate(t *testing.T, s events.Store, src feed.Source) {
 	requireAppliedOnce(t, src, name, envs)
 }
 
-func testProcessorCut(t *testing.T, s events.Store, src feed.Source) {
+func testProcessorCut(t *testing.T, m mode, s events.Store, src feed.Source) {
 	name := uniqueName("cut")
 	cfg := procConfig(name, 1)
 	cfg.CommitBatch = 10
@@ -465,7 +423,7 @@ func testProcessorCut(t *testing.T, s events.Store, src feed.Source) {
 	envs := appendSpread(t, s, name, 3, 6)
 	var failedOnce atomic.Bool
 	var headCalls atomic.Int64
-	p := startProcessor(t, src, cfg, func(ctx context.Context, env events.Envelope) error {
+	p := startProcessor(t, m, src, cfg, func(ctx context.Context, env events.Envelope) error {
 		if err := applyOnce(ctx, name, env); err != nil {
 			return err
 		}
@@ -486,12 +444,12 @@ func testProcessorCut(t *testing.T, s events.Store, src feed.Source) {
 		"a failure behind the head must not count toward MaxAttempts")
 }
 
-func testProcessorFilter(t *testing.T, s events.Store, src feed.Source) {
+func testProcessorFilter(t *testing.T, m mode, s events.Store, src feed.Source) {
 	name := uniqueName("filter")
 	cfg := procConfig(name, 1)
 	cfg.Types = []string{"feedtest.wanted"}
 	var got atomic.Int64
-	p := startProcessor(t, src, cfg, func(ctx context.Context, env events.Envelope) error {
+	p := startProcessor(t, m, src, cfg, func(ctx context.Context, env events.Envelope) error {
 		if env.Type != "feedtest.wanted" {
 			return fmt.Errorf("handed an event of type %s the filter excludes", env.Type)
 		}
@@ -519,15 +477,15 @@ func testProcessorFilter(t *testing.T, s events.Store, src feed.Source) {
 // process holding the partition, in a unit that applies the event and
 // deletes the dead letter and the request; a failing replay leaves the
 // dead letter and says why in the request.
-func testProcessorReplay(t *testing.T, s events.Store, src feed.Source) {
+func testProcessorReplay(t *testing.T, m mode, s events.Store, src feed.Source) {
 	for _, partitions := range []int{1, 2} {
 		t.Run(fmt.Sprintf("partitions=%d", partitions), func(t *testing.T) {
-			testProcessorReplayIn(t, s, src, partitions)
+			testProcessorReplayIn(t, m, s, src, partitions)
 		})
 	}
 }
 
-func testProcessorReplayIn(t *testing.T, s events.Store, src feed.Source, partitions int) {
+func testProcessorReplayIn(t *testing.T, m mode, s events.Store, src feed.Source, partitions int) {
 	ctx := t.Context()
 	name := uniqueName("replay")
 	cfg := procConfig(name, partitions)
@@ -546,8 +504,8 @@ func testProcessorReplayIn(t *testing.T, s events.Store, src feed.Source, partit
 		return applyOnce(ctx, name, env)
 	}
 	// Two processes: only the one holding the partition replays.
-	p1 := startProcessor(t, src, cfg, h)
-	p2 := startProcessor(t, src, cfg, h)
+	p1 := startProcessor(t, m, src, cfg, h)
+	p2 := startProcessor(t, m, src, cfg, h)
 	awaitPosition(t, p1.p, envs[3].Token)
 	dls, err := p1.p.DeadLetters(ctx, 0)
 	require.NoError(t, err)
@@ -608,11 +566,11 @@ func testProcessorReplayIn(t *testing.T, s events.Store, src feed.Source, partit
 // A processor that ran unsplit and is restarted with 4 partitions starts
 // them at its old position: nothing it applied is delivered again, and what
 // came after is applied once.
-func testProcessorRepartition(t *testing.T, s events.Store, src feed.Source) {
+func testProcessorRepartition(t *testing.T, m mode, s events.Store, src feed.Source) {
 	name := uniqueName("repart")
 	h := func(ctx context.Context, env events.Envelope) error { return applyOnce(ctx, name, env) }
 	first := appendSpread(t, s, name, 8, 24)
-	one := startProcessor(t, src, procConfig(name, 1), h)
+	one := startProcessor(t, m, src, procConfig(name, 1), h)
 	awaitPosition(t, one.p, first[len(first)-1].Token)
 	one.stop()
 
@@ -621,7 +579,7 @@ func testProcessorRepartition(t *testing.T, s events.Store, src feed.Source) {
 	for _, e := range first {
 		seen[e.ID] = true
 	}
-	four := startProcessor(t, src, procConfig(name, 4), func(ctx context.Context, env events.Envelope) error {
+	four := startProcessor(t, m, src, procConfig(name, 4), func(ctx context.Context, env events.Envelope) error {
 		if seen[env.ID] {
 			redelivered.Add(1)
 		}

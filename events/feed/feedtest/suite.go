@@ -48,16 +48,18 @@ var suiteTests = []suiteTest{
 }
 
 // Run runs the feed suite. newSource must return a fresh, empty store and
-// its feed.Source for every call. Subtests run in parallel.
+// its feed.Source for every call. Subtests run in parallel; the processor
+// tests run once per delivery mode ("<test>/router", "<test>/direct").
 func Run(t *testing.T, newSource NewSourceFunc) {
 	t.Helper()
-	for _, tc := range append(suiteTests[:len(suiteTests):len(suiteTests)], processorTests...) {
+	for _, tc := range append(suiteTests[:len(suiteTests):len(suiteTests)], runTests...) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			s, src := newSource(t)
 			tc.fn(t, s, src)
 		})
 	}
+	runProcessorTests(t, processorTests, newSource)
 }
 
 type ctxKey struct{}

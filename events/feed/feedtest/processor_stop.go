@@ -1,0 +1,299 @@
+package feedtest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+)
+
+// runTests are behaviours of Processor.Run itself, which the router mode
+// has no counterpart of.
+var runTests = []suiteTest{
+	{"ProcessorRunReturnsOnCancelAndClose", testProcessorRunReturns},
+}
+
+// How testProcessorFailureAtStop stops the processor.
+const (
+	// stopByCancel ends the context the router or Run was given.
+	stopByCancel = "cancel"
+	// stopByClose calls Processor.Close.
+	stopByClose = "close"
+	// stopUnanswered calls Processor.Close under a handler that answers
+	// only after the consumer gave up waiting for it (LeaseTTL).
+	stopUnanswered = "unanswered"
+)
+
+// testProcessorFailureAtStop: a handler that fails once its unit's context
+// ended (the processor is stopping) rolls its whole unit back, the events
+// handled before it included, since they would otherwise commit together
+// with the failed handler's partial writes. The checkpoint stays before
+// the unit, and a restart applies every event once.
+func testProcessorFailureAtStop(t *testing.T, m mode, s events.Store, src feed.Source) {
+	hows := []string{stopByCancel, stopByClose}
+	if m == onRouter {
+		// Only a router's consumer can stop waiting for a handler; under
+		// Run the consumer is the handler's caller.
+		hows = append(hows, stopUnanswered)
+	}
+	for _, how := range hows {
+		t.Run(how, func(t *testing.T) { testProcessorFailureAtStopBy(t, m, s, src, how) })
+	}
+}
+
+func testProcessorFailureAtStopBy(t *testing.T, m mode, s events.Store, src feed.Source, how string) {
+	name := uniqueName("atstop")
+	stream := name + "-1"
+	cfg := procConfig(name, 1)
+	cfg.Categories = []string{name} // the store is shared with the other subtests
+	cfg.CommitBatch = 10
+	released := make(chan struct{}, 1)
+	if how == stopUnanswered {
+		cfg.Subscriber.LeaseTTL = 300 * time.Millisecond
+		cfg.Subscriber.OnLeaseChange = func(ev feed.LeaseEvent) {
+			if ev.Kind == feed.LeaseReleased {
+				released <- struct{}{}
+			}
+		}
+	}
+	// The first event commits alone; the next five are appended in one
+	// transaction, so they are read together and share a unit. The third of
+	// them (version 4) writes, then fails once the processor is stopping.
+	blocked := make(chan int, 1)
+	answer := make(chan struct{})
+	var once atomic.Bool
+	h := func(ctx context.Context, env events.Envelope) error {
+		if err := applyOnce(ctx, name, env); err != nil {
+			return err
+		}
+		if env.StreamID != stream || env.Version != 4 || !once.CompareAndSwap(false, true) {
+			return nil
+		}
+		blocked <- feed.UnitIndex(ctx)
+		if how == stopUnanswered {
+			<-answer
+			return nil
+		}
+		<-ctx.Done()
+		return fmt.Errorf("write failed as the processor stopped: %w", context.Cause(ctx))
+	}
+	pr := startProcessor(t, m, src, cfg, h)
+	// Registered after startProcessor, so it runs before pr.stop: a failed
+	// assertion must not leave the router waiting for the handler.
+	var answerOnce sync.Once
+	letAnswer := func() { answerOnce.Do(func() { close(answer) }) }
+	t.Cleanup(letAnswer)
+	appendTo(t, s, stream, 0)
+	first := awaitAllOf(t, s, name, 1)
+	awaitPosition(t, pr.p, first[0].Token)
+	appendTo(t, s, stream, 1, 2, 3, 4, 5)
+	all := awaitAllOf(t, s, name, 6)
+	select {
+	case i := <-blocked:
+		require.Equal(t, 2, i, "the five events were not delivered in one unit")
+	case <-time.After(waitTimeout):
+		t.Fatal("the third event of the unit was never handled")
+	}
+
+	requireRolledBack := func() {
+		t.Helper()
+		pos, err := src.Checkpoints().Position(t.Context(), name)
+		require.NoError(t, err)
+		require.Equal(t, first[0].Token, pos, "the checkpoint must stay before the unit of the failed handler")
+		// Only the first event's row: none of the unit's writes, neither
+		// the events' before the failed one nor its own.
+		requireAppliedOnce(t, src, name, first)
+	}
+	switch how {
+	case stopByCancel:
+		pr.cancel()
+	case stopByClose:
+		require.NoError(t, pr.p.Close())
+	case stopUnanswered:
+		require.NoError(t, pr.p.Close())
+		select {
+		case <-released:
+		case <-time.After(waitTimeout):
+			t.Fatal("the consumer never gave up on the handler that did not answer")
+		}
+		// The handler is still running: the unit was rolled back under it.
+		requireRolledBack()
+		letAnswer()
+	}
+	pr.stop()
+	requireRolledBack()
+
+	again := startProcessor(t, m, src, cfg, func(ctx context.Context, env events.Envelope) error {
+		return applyOnce(ctx, name, env)
+	})
+	awaitPosition(t, again.p, all[len(all)-1].Token)
+	requireAppliedOnce(t, src, name, all)
+}
+
+// testProcessorPanic: a panicking handler is a failing one, retried and then
+// halted or dead-lettered per the policy, and the process carries on.
+func testProcessorPanic(t *testing.T, m mode, s events.Store, src feed.Source) {
+	for _, policy := range []struct {
+		name string
+		on   feed.OnFailure
+	}{{"halt", feed.Halt}, {"dead-letter", feed.DeadLetter}} {
+		t.Run(policy.name, func(t *testing.T) { testProcessorPanicWith(t, m, s, src, policy.on) })
+	}
+}
+
+func testProcessorPanicWith(t *testing.T, m mode, s events.Store, src feed.Source, policy feed.OnFailure) {
+	name := uniqueName("panic")
+	cfg := procConfig(name, 1)
+	cfg.Categories = []string{name} // the store is shared with the other subtest
+	cfg.MaxAttempts = 2
+	cfg.OnFailure = policy
+	envs := appendSpread(t, s, name, 1, 3)
+	bad := envs[1]
+	var broken atomic.Bool
+	broken.Store(true)
+	var panics atomic.Int64
+	pr := startProcessor(t, m, src, cfg, func(ctx context.Context, env events.Envelope) error {
+		if env.ID == bad.ID && broken.Load() {
+			panics.Add(1)
+			panic("handler bug on " + env.ID)
+		}
+		return applyOnce(ctx, name, env)
+	})
+
+	if policy == feed.DeadLetter {
+		awaitPosition(t, pr.p, envs[2].Token)
+		dls, err := pr.p.DeadLetters(t.Context(), 0)
+		require.NoError(t, err)
+		require.Len(t, dls, 1)
+		require.Equal(t, bad.ID, dls[0].Event.ID)
+		require.Equal(t, 2, dls[0].Attempts)
+		require.Contains(t, dls[0].Reason, "panicked")
+		require.Contains(t, dls[0].Reason, "handler bug on "+bad.ID)
+		require.LessOrEqual(t, panics.Load(), int64(3), "a dead-lettered event must not be retried past MaxAttempts")
+		requireAppliedOnce(t, src, name, []events.Envelope{envs[0], envs[2]})
+		return
+	}
+	require.Eventually(t, func() bool {
+		st := pr.p.Status().Partitions[0]
+		return st.State == feed.PartitionHalted && st.Halt != nil
+	}, waitTimeout, 5*time.Millisecond)
+	st := pr.p.Status().Partitions[0]
+	require.Equal(t, bad.ID, st.Halt.EventID)
+	require.Contains(t, st.Halt.Reason, "panicked")
+	require.Equal(t, 2, st.Halt.Attempts)
+	// Two failures at the head of a unit, plus at most one behind the head
+	// of the first unit, which does not count.
+	require.LessOrEqual(t, panics.Load(), int64(3), "a halted event must not be retried past MaxAttempts")
+	pos, err := pr.p.Position(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, envs[0].Token, pos, "the checkpoint must stop before the panicking event")
+
+	broken.Store(false)
+	n, err := pr.p.Resume(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	awaitPosition(t, pr.p, envs[2].Token)
+	requireAppliedOnce(t, src, name, envs)
+}
+
+// testProcessorRunReturns: Run returns once its context ends or Close is
+// called, whatever its partitions are doing, releasing their leases.
+func testProcessorRunReturns(t *testing.T, s events.Store, src feed.Source) {
+	t.Run("cancel", func(t *testing.T) {
+		name := uniqueName("runcancel")
+		pr := runDelivering(t, s, src, name)
+		pr.cancel()
+		requireRunReturned(t, pr)
+		require.ErrorIs(t, pr.runErr, context.Canceled)
+		requireLeasesReleased(t, src, pr.p)
+	})
+	t.Run("close", func(t *testing.T) {
+		name := uniqueName("runclose")
+		pr := runDelivering(t, s, src, name)
+		require.NoError(t, pr.p.Close())
+		requireRunReturned(t, pr)
+		require.NoError(t, pr.runErr, "a Run ended by Close returns nil")
+		requireLeasesReleased(t, src, pr.p)
+	})
+	t.Run("close-while-halted", func(t *testing.T) {
+		name := uniqueName("runhalted")
+		cfg := procConfig(name, 1)
+		cfg.Categories = []string{name}
+		cfg.MaxAttempts = 1
+		cfg.HaltCheckInterval = time.Hour // only Close may end the wait
+		appendSpread(t, s, name, 1, 1)
+		pr := startProcessor(t, direct, src, cfg, func(context.Context, events.Envelope) error {
+			return fmt.Errorf("never applies")
+		})
+		require.Eventually(t, func() bool { return pr.p.Status().Partitions[0].State == feed.PartitionHalted },
+			waitTimeout, 5*time.Millisecond)
+		require.NoError(t, pr.p.Close())
+		requireRunReturned(t, pr)
+		require.NoError(t, pr.runErr)
+	})
+	t.Run("closed-before-run", func(t *testing.T) {
+		name := uniqueName("runclosed")
+		cfg := procConfig(name, 1)
+		cfg.Categories = []string{name}
+		appendSpread(t, s, name, 1, 1)
+		var calls atomic.Int64
+		p, err := feed.NewProcessor(src, cfg, func(context.Context, events.Envelope) error {
+			calls.Add(1)
+			return nil
+		})
+		require.NoError(t, err)
+		require.NoError(t, p.Close())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(t.Context()) }()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(waitTimeout):
+			t.Fatal("Run of a closed processor did not return")
+		}
+		require.Zero(t, calls.Load(), "a closed processor handled an event")
+	})
+}
+
+// runDelivering starts a two-partition processor under Run and waits until
+// it applied a few events.
+func runDelivering(t *testing.T, s events.Store, src feed.Source, name string) *procRun {
+	t.Helper()
+	cfg := procConfig(name, 2)
+	cfg.Categories = []string{name} // the store is shared with the other subtests
+	envs := appendSpread(t, s, name, 4, 8)
+	pr := startProcessor(t, direct, src, cfg, func(ctx context.Context, env events.Envelope) error {
+		return applyOnce(ctx, name, env)
+	})
+	awaitPosition(t, pr.p, envs[len(envs)-1].Token)
+	requireAppliedOnce(t, src, name, envs)
+	return pr
+}
+
+// requireRunReturned waits for pr's Run to return.
+func requireRunReturned(t *testing.T, pr *procRun) {
+	t.Helper()
+	select {
+	case <-pr.done:
+	case <-time.After(waitTimeout):
+		t.Fatalf("Run did not return within %s", waitTimeout)
+	}
+}
+
+// requireLeasesReleased checks that another owner takes every partition's
+// lease at once, without waiting for it to expire.
+func requireLeasesReleased(t *testing.T, src feed.Source, p *feed.Processor) {
+	t.Helper()
+	for _, cp := range p.CheckpointNames() {
+		l, err := src.Checkpoints().Acquire(t.Context(), cp, "another-process", time.Minute)
+		require.NoError(t, err, "the lease of %s was not released", cp)
+		require.NoError(t, src.Checkpoints().Release(t.Context(), l))
+	}
+}

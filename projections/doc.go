@@ -49,7 +49,13 @@
 // by the stored names of the types the projection handles, so an event it
 // does not handle is never delivered: the checkpoint moves past a run of
 // them in one write. Each delivered event runs its handler in a unit of
-// work (feed.Unit) whose writes commit together with the checkpoint.
+// work (feed.Unit) whose writes commit together with the checkpoint. A
+// processor that is behind applies up to RunnerConfig.CommitBatch (100)
+// events in one unit, so catching up costs a commit per hundred events, not
+// per event; one that keeps up commits each event at once. On PostgreSQL a
+// unit's row writes travel in its commit's round trip (see pgstore), so a
+// handler that only writes costs no round trip of its own; a Get of a row
+// the unit has not written costs one.
 //
 // Read models are tables of JSON values by string key (Tx.Table, View),
 // stored as the unit's feed.Rows: the rows table on PostgreSQL (migrations
@@ -131,7 +137,10 @@
 // Runner.Rebuild replays the whole feed into the next generation, beside
 // the active one, with a processor of its own ("name@rebuild-N"), while
 // readers keep reading the active generation and its processor keeps it
-// current. The switch is one unit that takes the state row with
+// current. The rebuild's processor runs without a router
+// (feed.Processor.Run): a router's cost per event is most of a cheap
+// handler's, so RunnerConfig.Middleware does not see rebuild deliveries.
+// The switch is one unit that takes the state row with
 // feed.LockUpdate: the live processor, the rebuild and strong appends take
 // it with feed.LockShare in each of their units, so on PostgreSQL they wait
 // for one another and in memory one of two racing units fails at commit

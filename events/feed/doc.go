@@ -110,6 +110,24 @@
 // a dead holder on a pooled connection) for runtimes that share partitions
 // between processes.
 //
+// # Processors
+//
+// A Processor is the consumer runtime the projections, sagas and command
+// handlers share: partitions split between the live processes, a gate
+// before the unit, retries, halts and dead letters. It mounts on a
+// Watermill router (AddHandlers), one handler per partition, so router
+// middleware sees every event; or Run delivers straight to its handler,
+// without a router. A router costs a message, a goroutine and two channel
+// hand-offs per event, most of what a cheap handler costs, so bulk work
+// such as a projection's rebuild uses Run. Use one of the two per
+// processor.
+//
+// A consumer that is behind applies up to CommitBatch already-read events
+// in one unit and commits them together; one that keeps up commits each
+// event as it comes. A failure behind a unit's head rolls the unit back;
+// the events before the failing one are then committed by themselves and
+// the failing one heads a unit of its own, where its failures count.
+//
 // # Append hooks
 //
 // A HookedSource runs AppendHooks inside appends: strong projections update

@@ -157,7 +157,15 @@
 // wildcard. The newest readable token (Batch.ScannedTo) is read by the
 // same statement as the events, so in the same snapshot: a second
 // statement could see the horizon pass an event the first did not return,
-// and a consumer advancing to it would skip that event.
+// and a consumer advancing to it would skip that event. Filtered reads take
+// each type's (or category's) events from its own range of the (type,
+// sort_key, seq) index, bounded by row comparisons from the cursor to the
+// horizon, and merge them: "type = ANY(...)" cannot return index rows in
+// order, and made PostgreSQL fetch and sort every later event of those
+// types for each page, so catching up on N events cost O(N²). The plans
+// rest on the table's statistics, which autovacuum keeps; right after a
+// bulk load, before the first ANALYZE, PostgreSQL may still choose a
+// bitmap scan of the whole range.
 //
 // # Units of work
 //
@@ -168,14 +176,39 @@
 // AppendTx on its transaction; the NOTIFY that wakes other processes is
 // sent after the commit, never inside the transaction. Rows live in the
 // rows table (jsonb values, so they read back normalised); Get with a
-// lock is SELECT ... FOR SHARE or FOR UPDATE. Commit stores each move's
-// checkpoint fenced by its lease generation, then commits.
-// TxFromContext is the typed escape hatch to the unit's pgx.Tx. Appends
+// lock is SELECT ... FOR SHARE or FOR UPDATE.
+//
+// Round trips, not statements, are what a unit of many events pays for,
+// so a unit keeps them few:
+//
+//   - Row writes (Put, Delete) are held in the unit, the last per row
+//     winning, and a Get without a lock answers from them. They are sent
+//     as one unnest upsert and one delete, in row order (so units writing
+//     the same rows lock them in the same order), at commit or before
+//     anything that reads the rows table in the transaction: List, a
+//     locked Get, DeleteNamespace, TxFromContext, an append with hooks.
+//     SQL run on TxFromContext's transaction sees the rows as of that call.
+//   - BEGIN and the held writes travel in the same batch as the statement
+//     that needs the transaction, when that is a locked read or a List.
+//   - Commit sends the fenced checkpoint moves, the held writes and COMMIT
+//     as one batch. The fence is an UPDATE that divides by its row count,
+//     so a stale lease fails with division by zero and the server skips
+//     the rest of the batch; without a transaction the batch is one
+//     implicit transaction and fails as a whole. The unit holds its pool
+//     connection, not a pool transaction, so that COMMIT can be part of
+//     the batch (a pgx transaction sends its own).
+//   - A statement that fails after it took the held writes leaves the unit
+//     unable to commit, so a handler that swallows the error cannot commit
+//     the checkpoint without those writes.
+//
+// Commit stores each move's checkpoint fenced by its lease generation.
+// TxFromContext is the typed escape hatch to the unit's pgx.Tx: run
+// statements on it, but let the unit commit or roll back. Appends
 // that AppendHooks want run under a savepoint, so a failing hook undoes
-// only them; other appends do not pay for one (a savepoint per append
-// would overflow PostgreSQL's subtransaction cache in a long unit and slow
-// every snapshot in the cluster), so a duplicate event id aborts the
-// unit's transaction.
+// only them (and the rows it wrote); other appends do not pay for one (a
+// savepoint per append would overflow PostgreSQL's subtransaction cache in
+// a long unit and slow every snapshot in the cluster), so a duplicate event
+// id aborts the unit's transaction.
 //
 // CheckpointStore.Advance moves a checkpoint forward in one fenced
 // statement that never moves it back. Heartbeat and Leave keep group

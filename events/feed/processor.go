@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -48,7 +49,20 @@ type Processor struct {
 	mdone     chan struct{}
 
 	parts []*partitionState
+	// mode is how the processor delivers once chosen: by a router
+	// (AddHandlers) or by Run. A processor delivering both ways would run
+	// two consumers per partition, each taking the other's lease in turn.
+	mode atomic.Int32
 }
+
+const (
+	modeUnset int32 = iota
+	modeRouter
+	modeRun
+)
+
+// errMode refuses the second way of delivering.
+var errMode = errors.New("feed: the processor is already mounted on a router (AddHandlers) or running (Run): use one of the two per processor")
 
 // NewProcessor returns a processor of src calling h.
 func NewProcessor(src Source, cfg *ProcessorConfig, h Handler) (*Processor, error) {
@@ -123,6 +137,9 @@ func (p *Processor) Position(ctx context.Context) (events.Token, error) {
 // after its checkpoint. Run the router to start it; closing the router
 // stops it, releasing its leases and leaving the group.
 func (p *Processor) AddHandlers(r *message.Router) error {
+	if !p.mode.CompareAndSwap(modeUnset, modeRouter) && p.mode.Load() != modeRouter {
+		return errMode
+	}
 	for _, ps := range p.parts {
 		sub := &partitionSubscriber{p: p, ps: ps}
 		r.AddConsumerHandler(ps.name, ps.name, sub, p.messageHandler(ps))

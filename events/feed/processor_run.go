@@ -17,8 +17,14 @@ import (
 // cost of a cheap handler. Use it for bulk work such as a projection's
 // rebuild; mount the processor on a router (AddHandlers) when router
 // middleware (tracing, metrics, throttling) should see each event. Run
-// and AddHandlers are exclusive: use one of them per processor.
+// and AddHandlers are exclusive, and Run runs once: a second call fails. Run returns once every
+// partition's handler has returned, so a handler that ignores its
+// context's end holds Run (on a router, the consumer gives up on it after
+// LeaseTTL and rolls its unit back).
 func (p *Processor) Run(ctx context.Context) error {
+	if !p.mode.CompareAndSwap(modeUnset, modeRun) {
+		return errMode
+	}
 	p.startMembership()
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()

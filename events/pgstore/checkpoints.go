@@ -158,7 +158,11 @@ func (s *Store) Position(ctx context.Context, name string) (events.Token, error)
 // TxFromContext returns the transaction of the unit of work ctx carries
 // (a feed handler's), beginning it on first use. Whatever the handler
 // writes through it commits together with the handler's checkpoint on Ack,
-// and is rolled back on Nack. Do not commit or roll it back yourself.
+// and is rolled back on Nack. Its Commit and Rollback fail (the unit does
+// both), and once the unit has ended every call fails with
+// pgx.ErrTxClosed. The call sends the unit's held row writes first, so SQL
+// on the transaction sees them; rows written through feed.Rows afterwards
+// reach the table at commit.
 func TxFromContext(ctx context.Context) (pgx.Tx, error) {
 	eu, ok := events.UnitFromContext(ctx)
 	if !ok {
@@ -168,7 +172,16 @@ func TxFromContext(ctx context.Context) (pgx.Tx, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: the context carries a %T, not a PostgreSQL unit", ErrNoUnit, eu)
 	}
-	return u.txFor(ctx)
+	tx, err := u.txFor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.handed == nil {
+		u.handed = &unitTx{Tx: tx, u: u}
+	}
+	return u.handed, nil
 }
 
 // checkpointMoved tells watchers in this process now and other processes

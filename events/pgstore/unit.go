@@ -31,6 +31,7 @@ type unit struct {
 	appended bool // the unit appended: notify other processes after commit
 	after    []func()
 	held     rowBuffer // row writes not yet sent (row_buffer.go)
+	handed   *unitTx   // the transaction as TxFromContext gave it out
 }
 
 var _ feed.Unit = (*unit)(nil)

@@ -217,3 +217,40 @@ WHERE wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE%' AND query LIKE '%' 
 	require.NoError(t, r.err)
 	require.JSONEq(t, `2`, string(r.row.Value), "the waiting read sees the committed write")
 }
+
+// TestTxFromContextSeesHeldWritesAndEndsWithTheUnit: SQL on the handed-out
+// transaction sees the rows the unit wrote before the call; Commit and
+// Rollback on it are refused; after the unit's commit every call fails with
+// pgx.ErrTxClosed (its connection is back in the pool).
+func TestTxFromContextSeesHeldWritesAndEndsWithTheUnit(t *testing.T) {
+	t.Parallel()
+	b := setup(t, events.NewRegistry(), 4)
+	ctx := t.Context()
+	u, err := b.store.Checkpoints().Begin(ctx)
+	require.NoError(t, err)
+	uctx := u.Context(ctx)
+	require.NoError(t, u.Rows().Put(uctx, "ns", "t", "held", json.RawMessage(`{"n": 1}`), events.MakeToken(1, 1)))
+
+	tx, err := pgstore.TxFromContext(uctx)
+	require.NoError(t, err)
+	var n int
+	require.NoError(t, tx.QueryRow(ctx, `SELECT (value->>'n')::int FROM rows WHERE namespace = 'ns' AND tbl = 't' AND key = 'held'`).Scan(&n))
+	require.Equal(t, 1, n, "the held write was sent before the transaction was handed out")
+	require.Error(t, tx.Commit(ctx), "the unit commits")
+	require.Error(t, tx.Rollback(ctx), "the unit rolls back")
+
+	require.NoError(t, u.Commit(ctx))
+	_, err = tx.Exec(ctx, `SELECT 1`)
+	require.ErrorIs(t, err, pgx.ErrTxClosed)
+	require.ErrorIs(t, tx.QueryRow(ctx, `SELECT 1`).Scan(&n), pgx.ErrTxClosed)
+	_, err = tx.Query(ctx, `SELECT 1`)
+	require.ErrorIs(t, err, pgx.ErrTxClosed)
+	require.ErrorIs(t, tx.SendBatch(ctx, &pgx.Batch{QueuedQueries: []*pgx.QueuedQuery{{SQL: "SELECT 1"}}}).Close(), pgx.ErrTxClosed)
+	_, err = tx.Begin(ctx)
+	require.ErrorIs(t, err, pgx.ErrTxClosed)
+
+	row, ok, err := b.store.Rows().Get(ctx, "ns", "t", "held", feed.LockNone)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.JSONEq(t, `{"n": 1}`, string(row.Value))
+}

@@ -243,7 +243,10 @@ func TestTxFromContextSeesHeldWritesAndEndsWithTheUnit(t *testing.T) {
 	_, err = tx.Exec(ctx, `SELECT 1`)
 	require.ErrorIs(t, err, pgx.ErrTxClosed)
 	require.ErrorIs(t, tx.QueryRow(ctx, `SELECT 1`).Scan(&n), pgx.ErrTxClosed)
-	_, err = tx.Query(ctx, `SELECT 1`)
+	rs, err := tx.Query(ctx, `SELECT 1`)
+	if rs != nil {
+		rs.Close()
+	}
 	require.ErrorIs(t, err, pgx.ErrTxClosed)
 	require.ErrorIs(t, tx.SendBatch(ctx, &pgx.Batch{QueuedQueries: []*pgx.QueuedQuery{{SQL: "SELECT 1"}}}).Close(), pgx.ErrTxClosed)
 	_, err = tx.Begin(ctx)

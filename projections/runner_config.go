@@ -35,8 +35,11 @@ const (
 	// one that is behind commits up to this many per transaction.
 	DefaultCommitBatch = 100
 	// DefaultRebuildCommitBatch is how many events a rebuild's processor
-	// commits in one unit.
-	DefaultRebuildCommitBatch = 50
+	// commits in one unit: a unit's round trips (its BEGIN with the first
+	// read, its commit) are most of a rebuild's cost at 100 events a unit,
+	// and a unit of 500 holds the feed's read horizon for a few
+	// milliseconds.
+	DefaultRebuildCommitBatch = 500
 	// DefaultDropBatch is how many rows of an old generation one short
 	// transaction deletes.
 	DefaultDropBatch = 500
@@ -133,7 +136,7 @@ type RunnerConfig struct {
 	// RebuildCommitBatch is CommitBatch for rebuilds' processors, which
 	// replay the whole feed. On PostgreSQL a unit's transaction holds the
 	// feed's read horizon back while it runs (see pgstore), so keep units
-	// short. Defaults to DefaultRebuildCommitBatch (50).
+	// short. Defaults to DefaultRebuildCommitBatch (500).
 	RebuildCommitBatch int
 	// DropBatch is how many rows of an old generation one short
 	// transaction deletes, after a rebuild switched generations: a big read

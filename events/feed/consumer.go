@@ -95,6 +95,45 @@ func (c *consumer) awaitAssignment(ctx context.Context) error {
 // another process: the lease is released so it takes over at once.
 var errUnassigned = errors.New("feed: partition assigned to another member")
 
+// readAhead is a read of the feed running while the previous page is
+// delivered: a consumer that is behind then waits for neither the database
+// nor its handler alone.
+type readAhead struct {
+	from   events.Token
+	wake   <-chan struct{}
+	cancel context.CancelFunc
+	done   chan struct{}
+	batch  Batch
+	err    error
+}
+
+func (c *consumer) readAhead(ctx context.Context, from events.Token) *readAhead {
+	rctx, cancel := context.WithTimeout(ctx, c.cfg.LeaseTTL)
+	r := &readAhead{from: from, wake: c.src.Wake(), cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		r.batch, r.err = c.src.ReadFeed(rctx, from, c.filter, c.cfg.BatchSize)
+	}()
+	return r
+}
+
+// result waits for the read.
+func (r *readAhead) result() (Batch, <-chan struct{}, error) {
+	<-r.done
+	r.cancel()
+	return r.batch, r.wake, r.err
+}
+
+// drop abandons the read (the position moved elsewhere, or delivery
+// stops) and waits for its goroutine.
+func (r *readAhead) drop() {
+	if r == nil {
+		return
+	}
+	r.cancel()
+	<-r.done
+}
+
 // errRedeliver makes the consumer read again from its last checkpoint
 // after a backoff.
 var errRedeliver = errors.New("feed: redeliver")
@@ -270,6 +309,9 @@ func (c *consumer) deliverFrom(ctx context.Context, lease Lease) error {
 	// before the failing one are committed by themselves first, and the
 	// failing one then heads a unit of its own, where its failures count.
 	cut := 0
+	// ahead is the next page, read while this one is delivered.
+	var ahead *readAhead
+	defer func() { ahead.drop() }()
 	for {
 		// Take the wake channel before reading, so an append between the
 		// read and the wait is not missed.
@@ -281,9 +323,26 @@ func (c *consumer) deliverFrom(ctx context.Context, lease Lease) error {
 				return err
 			}
 		}
-		rctx, cancel := context.WithTimeout(ctx, c.cfg.LeaseTTL)
-		batch, err := c.src.ReadFeed(rctx, pos, c.filter, c.cfg.BatchSize)
-		cancel()
+		var (
+			batch Batch
+			err   error
+		)
+		if ahead != nil && ahead.from == pos {
+			// Every event of the last page was delivered: its successor
+			// is read already. Its wake channel was taken before its read.
+			batch, wake, err = ahead.result()
+		} else {
+			ahead.drop()
+			rctx, cancel := context.WithTimeout(ctx, c.cfg.LeaseTTL)
+			batch, err = c.src.ReadFeed(rctx, pos, c.filter, c.cfg.BatchSize)
+			cancel()
+		}
+		ahead = nil
+		if err == nil && len(batch.Events) == c.cfg.BatchSize {
+			// A full page: more is probably there, so read it while this
+			// one is delivered.
+			ahead = c.readAhead(ctx, batch.Events[len(batch.Events)-1].Token)
+		}
 		switch {
 		case ctx.Err() != nil:
 			return context.Cause(ctx)

@@ -51,11 +51,12 @@ type Batch struct {
 	// not empty, and the zero token when the read found nothing readable
 	// after `after` at all.
 	ScannedTo events.Token
-	// Pending reports committed events after the cursor that the read did
-	// not return: held back because an older transaction is still open (see
-	// pgstore), or committed just after the read. The subscriber retries
-	// with a short backoff instead of waiting for a wake-up that may never
-	// come.
+	// Pending reports, for a read that returned no events, committed
+	// events after the cursor that it did not return: held back because an
+	// older transaction is still open (see pgstore), or committed just
+	// after the read. The subscriber retries with a short backoff instead
+	// of waiting for a wake-up that may never come. A read that returned
+	// events may leave it false: its reader reads again anyway.
 	Pending bool
 }
 

@@ -237,9 +237,9 @@ FROM top LEFT JOIN m ON true ORDER BY m.sort_key, m.seq`, q.events, horizon, m)
 }
 
 // pendingSQL counts the committed events after the cursor matching where,
-// up to one more than the read may return. It runs in a later snapshot than
-// the read, so every row the read returned is counted: more rows than
-// returned means committed events the read could not (yet) return. Testing
+// up to $3 (1: only an empty read asks). It runs in a later snapshot than
+// the read, so any row counted is a committed event the read could not (yet)
+// return. Testing
 // "sort_key >= horizon" instead would race: the horizon can pass them
 // between the two statements, and the reader would then wait for a wake-up
 // that never comes.

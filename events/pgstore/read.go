@@ -77,16 +77,9 @@ func (s *Store) read(ctx context.Context, after events.Token, f feed.Filter, lim
 		return feed.Batch{}, err
 	}
 	where, by, fargs := filterClause(f, 4)
-	// One round trip, no transaction: a plain read never takes a
-	// transaction id, so readers never hold the horizon back themselves.
-	batch := &pgx.Batch{}
-	batch.Queue(s.q.readFeedSQL(where, by), append([]any{major, minor, limit}, fargs...)...)
-	if withPending {
-		batch.Queue(s.q.pendingSQL(where, by), append([]any{major, minor, limit + 1}, fargs...)...)
-	}
-	br := s.pool.SendBatch(ctx, batch)
-	defer br.Close()
-	rows, err := br.Query()
+	// No transaction: a plain read never takes a transaction id, so
+	// readers never hold the horizon back themselves.
+	rows, err := s.pool.Query(ctx, s.q.readFeedSQL(where, by), append([]any{major, minor, limit}, fargs...)...)
 	if err != nil {
 		return feed.Batch{}, fmt.Errorf("pgstore: read feed: %w", classify(err))
 	}
@@ -98,13 +91,17 @@ func (s *Store) read(ctx context.Context, after events.Token, f feed.Filter, lim
 		// The read stopped at its limit: it looked no further.
 		out.ScannedTo = out.Events[limit-1].Token
 	}
-	if withPending {
+	if withPending && len(out.Events) == 0 {
+		// Only an empty read needs to know what is pending: a reader that
+		// got events reads again anyway. Asked every time, the question
+		// cost a second statement counting up to a page of events.
 		var committed int
 		var topKey, topSeq *int64
-		if err := br.QueryRow().Scan(&committed, &topKey, &topSeq); err != nil {
+		err := s.pool.QueryRow(ctx, s.q.pendingSQL(where, by), append([]any{major, minor, 1}, fargs...)...).Scan(&committed, &topKey, &topSeq)
+		if err != nil {
 			return feed.Batch{}, fmt.Errorf("pgstore: read feed: %w", classify(err))
 		}
-		out.Pending = committed > len(out.Events)
+		out.Pending = committed > 0
 		if (where != "" || by.column != "") && topKey != nil && events.MakeToken(uint64(*topKey), uint64(*topSeq)).After(out.ScannedTo) {
 			// Unmatched events the read could not look past yet.
 			out.Pending = true

@@ -32,8 +32,9 @@ type RebuildConfig struct {
 	// Streams is how many streams (and read-model rows) they spread over.
 	// Defaults to 1,000.
 	Streams int
-	// CommitBatch is the projection's (and its rebuild's) events per unit.
-	// Defaults to 100.
+	// CommitBatch is the live projection's events per unit. Defaults to
+	// 100. The rebuild runs with the runner's default
+	// (projections.DefaultRebuildCommitBatch).
 	CommitBatch int
 }
 
@@ -119,12 +120,11 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, schema string, cfg *Rebuil
 	live := make(chan struct{})
 	var liveOnce sync.Once
 	runner, err := projections.NewRunner(&projections.RunnerConfig{
-		Source:             store,
-		Projections:        []*projections.Projection{p},
-		CommitBatch:        c.CommitBatch,
-		RebuildCommitBatch: c.CommitBatch,
-		Subscriber:         &feed.SubscriberConfig{BatchSize: 1000, Logger: quiet},
-		Logger:             quiet,
+		Source:      store,
+		Projections: []*projections.Projection{p},
+		CommitBatch: c.CommitBatch,
+		Subscriber:  &feed.SubscriberConfig{BatchSize: 1000, Logger: quiet},
+		Logger:      quiet,
 		OnCommitted: func(cp string, pos events.Token) {
 			if cp == "bench_totals" && !pos.Before(head) {
 				liveOnce.Do(func() { close(live) })

@@ -33,6 +33,7 @@ var processorTests = []processorTest{
 	{"ProcessorPartitionCountChangeKeepsPosition", testProcessorRepartition},
 	{"ProcessorFailureAtStopRollsBackUnit", testProcessorFailureAtStop},
 	{"ProcessorPanicIsAFailure", testProcessorPanic},
+	{"ProcessorReadAheadKeepsOrderAndEffects", testProcessorReadAhead},
 }
 
 // applied counts, in the store's rows and through each event's unit, how

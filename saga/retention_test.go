@@ -207,3 +207,45 @@ func TestRetentionValidation(t *testing.T) {
 		}
 	}
 }
+
+type refuseAll struct{}
+
+func (refuseAll) Handles(string) bool { return false }
+
+func TestRetentionPurgesEveryEndedStatusButNotRetryableFailures(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
+		ctx := context.Background()
+		fx := newFixture(t, mk, withRetention(retention))
+		eng := fx.Engine()
+		fx.Given(placed("declined", 30), ev("declined", StockReserved{OrderID: "declined"}),
+			ev("declined", PaymentDeclined{OrderID: "declined", Reason: "no"}))
+		fx.ExpectStatus(orders, "declined", saga.StatusFailed)
+		fx.Given(placed("cancelled", 30))
+		require.NoError(t, eng.Cancel(ctx, orders, "cancelled", "test"))
+		fx.ExpectStatus(orders, "cancelled", saga.StatusCancelled)
+
+		// A failed step waiting for Engine.Retry has not ended.
+		other := newFixture(t, mk, setup{config: func(c *sagatest.Config) {
+			c.Commands = refuseAll{}
+			c.Engine = func(ec *saga.EngineConfig) { ec.Retention = retention }
+		}})
+		other.Given(placed("retryable", 30))
+		other.ExpectStatus(orders, "retryable", saga.StatusFailed)
+		want := other.History(orders, "retryable")
+
+		fx.Clock().Advance(retention + time.Minute)
+		other.Clock().Advance(retention + time.Minute)
+		n, err := eng.PurgeEnded(ctx)
+		require.NoError(t, err)
+		require.Equal(t, 2, n)
+		for _, id := range []string{"declined", "cancelled"} {
+			require.Equal(t, []string{saga.KindPurged}, kinds(fx.History(orders, id)), id)
+		}
+		n, err = other.Engine().PurgeEnded(ctx)
+		require.NoError(t, err)
+		require.Zero(t, n)
+		require.Equal(t, want, other.History(orders, "retryable"))
+		require.NoError(t, other.Engine().Retry(ctx, orders, "retryable"), "still retryable")
+	})
+}

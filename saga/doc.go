@@ -176,6 +176,26 @@
 //   - converge_saga_ignored_total{saga,reason}, converge_saga_duplicates_total{saga}
 //     and converge_saga_bad_input_total{kind}: messages ignored, duplicate
 //     deliveries, and messages that could not be routed or run.
+//   - converge_saga_purged_total{saga}: ended instances purged by
+//     retention.
+//
+// # Retention
+//
+// Every message an instance takes leaves a handled record (for dedupe) and
+// history, so the rows grow with the messages, not the instances. When an
+// instance ends (completed, failed for good, cancelled) the step that ends
+// it also lists it in an ended index keyed by time. Once
+// EngineConfig.Retention has passed (7 days by default; negative keeps
+// everything), the driver's sweep (every SweepInterval; Engine.PurgeEnded
+// runs it by hand) deletes its handled, history, ignored and mailbox rows
+// in short units and rewrites the instance row as a tombstone without
+// state or compensations. The tombstone keeps the status, end time, token
+// and version, because those are what recognise late messages: a late or
+// redelivered message, even the start event, finds an ended instance and
+// is ignored, counted and recorded, never starting it again (what it
+// writes is purged in turn). Engine.Show reports Info.Purged and a
+// "purged" history entry. Instances that have not ended are never
+// touched.
 //
 // # Testing
 //

@@ -15,15 +15,28 @@ import (
 // parkLoop is the parked-step driver: it runs parked steps whose read
 // models caught up (woken by the Tracker through watches) or whose retry
 // time came, drains their mailboxes, and sweeps every SweepInterval for
-// lost wake-ups and stuck steps.
+// lost wake-ups and stuck steps, and for ended instances past
+// EngineConfig.Retention.
 func (e *Engine) parkLoop(ctx context.Context) {
 	sweep := time.NewTicker(e.cfg.SweepInterval)
 	defer sweep.Stop()
+	var nextPurge time.Time
 	for {
 		wake := e.parkWake.C()
 		_, next, err := e.runParked(ctx, true)
 		if err != nil && ctx.Err() == nil {
 			e.log.WarnContext(ctx, "saga: parked-step pass failed; retrying at the next sweep", "error", err)
+		}
+		// Wake-ups come with every park; the purge keeps to the sweep's pace.
+		if now := e.cfg.Clock.Now(); !now.Before(nextPurge) && ctx.Err() == nil {
+			nextPurge = now.Add(e.cfg.SweepInterval)
+			n, err := e.purgeEnded(ctx, purgePassLimit)
+			if err != nil && ctx.Err() == nil {
+				e.log.WarnContext(ctx, "saga: retention sweep failed; retrying at the next sweep", "error", err)
+			}
+			if n == purgePassLimit {
+				nextPurge = now // a backlog: go on at the next pass
+			}
 		}
 		if !e.sleep(ctx, next, wake, sweep.C) {
 			return

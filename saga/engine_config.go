@@ -30,6 +30,11 @@ const (
 	// DefaultConflictRetries is how many times a unit the engine runs by
 	// itself (parked steps, operations) is retried after feed.ErrConflict.
 	DefaultConflictRetries = 20
+	// DefaultRetention is how long an ended instance keeps its history and
+	// dedupe records before the sweep purges them.
+	DefaultRetention = 7 * 24 * time.Hour
+	// MinRetention is the shortest positive EngineConfig.Retention.
+	MinRetention = time.Minute
 )
 
 // Store is what the engine runs on: a memstore.Store or a pgstore.Store.
@@ -74,6 +79,23 @@ type EngineConfig struct {
 	// ConflictRetries bounds retries after feed.ErrConflict. Defaults to
 	// DefaultConflictRetries.
 	ConflictRetries int
+	// Retention is how long an ended instance (completed, failed for good,
+	// cancelled) keeps its per-message rows: the sweep (every
+	// SweepInterval, or Engine.PurgeEnded) then deletes its handled
+	// (dedupe) records, history, ignored-message records and leftover
+	// queued messages, which otherwise grow with every message the engine
+	// ever took. The instance row stays as a tombstone, without state or
+	// compensations but with its status, end time, token and version: a
+	// late or duplicate message (even a redelivered start event) still
+	// finds an ended instance and is ignored and recorded as for any ended
+	// instance, never starting it again. Engine.Show then says when the
+	// history was purged. Running, parked and failed-but-retryable
+	// instances are never touched. Defaults to DefaultRetention (7 days);
+	// a negative value keeps everything forever (ended instances are still
+	// indexed, one small row each, so enabling retention later purges them
+	// too). A positive value under
+	// MinRetention is refused, as a unit slip (7 for 7 days).
+	Retention time.Duration
 	// Registerer receives the engine's Prometheus metrics. Defaults to nil:
 	// metrics are kept but not registered (Engine.Metrics still returns
 	// them).
@@ -94,6 +116,7 @@ func (c *EngineConfig) withDefaults() EngineConfig {
 	out.SweepInterval = cmp.Or(out.SweepInterval, DefaultSweepInterval)
 	out.TimerSafetyInterval = cmp.Or(out.TimerSafetyInterval, DefaultTimerSafetyInterval)
 	out.ConflictRetries = cmp.Or(out.ConflictRetries, DefaultConflictRetries)
+	out.Retention = cmp.Or(out.Retention, DefaultRetention)
 	if out.Logger == nil {
 		out.Logger = slog.Default()
 	}
@@ -108,6 +131,8 @@ func (c *EngineConfig) validate() error {
 		return errors.New("saga: EngineConfig.Sagas is empty (define sagas with saga.New)")
 	case c.GateTimeout < 0, c.SweepInterval < 0, c.TimerSafetyInterval < 0:
 		return fmt.Errorf("saga: EngineConfig durations must not be negative")
+	case c.Retention > 0 && c.Retention < MinRetention:
+		return fmt.Errorf("saga: EngineConfig.Retention is %s, want at least %s (or 0 for the default, negative to keep everything)", c.Retention, MinRetention)
 	case c.ConflictRetries < 0:
 		return fmt.Errorf("saga: EngineConfig.ConflictRetries is %d, want >= 1 (or 0 for the default)", c.ConflictRetries)
 	}

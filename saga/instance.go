@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -70,11 +72,27 @@ type instance struct {
 	Failed  *events.Envelope `json:"failed,omitempty"`
 	Created time.Time        `json:"created"`
 	Updated time.Time        `json:"updated"`
+	// Ended is when the instance ended; zero while it runs (and for one
+	// that ended before the engine recorded it).
+	Ended time.Time `json:"ended,omitzero"`
+	// EndIndexed is the time in the key of the instance's ended-index row,
+	// zero when it has none: the row is written once the instance has
+	// ended and again when a purged one takes a late message, so whatever
+	// that message wrote is purged in turn.
+	EndIndexed time.Time `json:"end_indexed,omitzero"`
+	// Purged is when retention last deleted the instance's per-message
+	// rows (EngineConfig.Retention); zero when it never did.
+	Purged time.Time `json:"purged,omitzero"`
 	// pending are history entries recorded but not yet written (save
 	// writes them).
 	pending []HistoryEntry
 	// indexed says whether the instance's parked-index row exists.
 	indexed bool
+	// endedAtLoad says whether the instance had ended when it was loaded,
+	// so save tells the step that ends it from later writes.
+	endedAtLoad bool
+	// purging stops save from indexing the tombstone the purge writes.
+	purging bool
 }
 
 // driverOwned reports whether the parked-step driver must look at the
@@ -143,6 +161,7 @@ const (
 	tableIgnored  = "ignored"
 	tableClaims   = "claims"
 	tableRequests = "requests"
+	tableEnded    = "ended"
 )
 
 func instanceKey(saga, id string) string { return saga + "/" + url.PathEscape(id) }
@@ -153,6 +172,28 @@ func seqKey(n int64) string { return fmt.Sprintf("%020d", n) }
 
 func timerKey(due time.Time, saga, id, name string) string {
 	return fmt.Sprintf("%020d/%s/%s", due.UnixNano(), instanceKey(saga, id), url.PathEscape(name))
+}
+
+// endedKey sorts the ended index by time, so the sweep reads only the
+// entries old enough to purge.
+func endedKey(at time.Time, saga, id string) string {
+	return fmt.Sprintf("%020d/%s", at.UnixNano(), instanceKey(saga, id))
+}
+
+func parseEndedKey(key string) (at time.Time, saga, id string, err error) {
+	head, rest, ok := strings.Cut(key, "/")
+	if !ok {
+		return at, "", "", errors.New("no '/' in ended-index key")
+	}
+	n, err := strconv.ParseInt(head, 10, 64)
+	if err != nil {
+		return at, "", "", err
+	}
+	saga, id, ok = splitInstanceKey(rest)
+	if !ok {
+		return at, "", "", errors.New("malformed instance key in ended-index key")
+	}
+	return time.Unix(0, n).UTC(), saga, id, nil
 }
 
 func checkText(s string) error {

@@ -36,6 +36,9 @@ type Metrics struct {
 	// last pass (it fires them in that pass): a value that stays high
 	// means timers come due faster than they fire, or firing fails.
 	TimersDue prometheus.Gauge
+	// Purged counts ended instances whose per-message rows retention
+	// deleted (EngineConfig.Retention), by saga.
+	Purged *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
@@ -78,13 +81,16 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		TimersDue: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "converge_saga_timers_due", Help: "Timers found due at the timer loop's last pass (fired in that pass unless firing failed).",
 		}),
+		Purged: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "converge_saga_purged_total", Help: "Ended instances whose history and dedupe records retention deleted (a tombstone stays).",
+		}, []string{"saga"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{
 		m.Steps, m.Parks, m.Waits, m.WaitSeconds, m.ParkSeconds, m.Stuck,
-		m.Ignored, m.Duplicates, m.BadInput, m.TimersFired, m.TimersStale, m.TimersDue,
+		m.Ignored, m.Duplicates, m.BadInput, m.TimersFired, m.TimersStale, m.TimersDue, m.Purged,
 	} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
@@ -101,6 +107,6 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 func (m *Metrics) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		m.Steps, m.Parks, m.Waits, m.WaitSeconds, m.ParkSeconds, m.Stuck,
-		m.Ignored, m.Duplicates, m.BadInput, m.TimersFired, m.TimersStale, m.TimersDue,
+		m.Ignored, m.Duplicates, m.BadInput, m.TimersFired, m.TimersStale, m.TimersDue, m.Purged,
 	}
 }

@@ -45,13 +45,22 @@ type Info struct {
 	Timers  map[string]time.Time `json:"timers,omitempty"`
 	Created time.Time            `json:"created"`
 	Updated time.Time            `json:"updated"`
+	// Ended is when the instance ended (zero while it runs).
+	Ended time.Time `json:"ended,omitzero"`
+	// Purged is when retention deleted the instance's history up to then,
+	// its dedupe records and its state (EngineConfig.Retention); the
+	// instance row stays so late messages are still recognised.
+	Purged time.Time `json:"purged,omitzero"`
 }
 
 func (in *instance) info() Info {
 	i := Info{
 		Saga: in.Saga, ID: in.ID, Status: in.Status, Reason: in.Reason, Version: in.Version, Steps: in.Seq,
 		Token: in.Token, State: in.State, StateVersion: in.StateVersion, Queued: in.MailboxTail - in.MailboxHead,
-		Created: in.Created, Updated: in.Updated,
+		Created: in.Created, Updated: in.Updated, Ended: in.Ended, Purged: in.Purged,
+	}
+	if !in.Purged.IsZero() {
+		i.State = nil // stored as null: the tombstone has none
 	}
 	if p := in.Parked; p != nil {
 		i.ParkedSince, i.Waiting, i.RetryAt, i.Stuck = p.Since, p.Models, p.RetryAt, p.Stuck

@@ -22,6 +22,7 @@ func (e *Engine) load(ctx context.Context, rows feed.Rows, saga, id string, lock
 	}
 	// Every write of the instance keeps its index row in step.
 	in.indexed = in.driverOwned()
+	in.endedAtLoad = in.ended()
 	return in, true, nil
 }
 
@@ -41,6 +42,9 @@ func (e *Engine) save(ctx context.Context, rows feed.Rows, in *instance) error {
 	}
 	in.Version++
 	in.Updated = e.cfg.Clock.Now().UTC()
+	if err := e.indexEnded(ctx, rows, in); err != nil {
+		return err
+	}
 	b, err := json.Marshal(in)
 	if err != nil {
 		return fmt.Errorf("saga: encode instance %s/%s: %w", in.Saga, in.ID, err)
@@ -104,6 +108,9 @@ const (
 	KindRetried          = "retried"
 	KindNote             = "note"
 	KindNoTimeoutHandler = "timer_unhandled"
+	// KindPurged: retention deleted the instance's earlier history
+	// (EngineConfig.Retention).
+	KindPurged = "purged"
 )
 
 // record adds an entry to the instance's history; save writes it with the

@@ -343,7 +343,14 @@ func writeTimeline(w io.Writer, tl saga.Timeline) error {
 	if r := tl.Request; r != nil {
 		fmt.Fprintf(w, "pending %s request since %s (an engine running %s carries it out)\n", r.Op, r.At.Format(time.RFC3339), in.Saga)
 	}
-	fmt.Fprintf(w, "state: %s\n\n", in.State)
+	if !in.Ended.IsZero() {
+		fmt.Fprintf(w, "ended %s\n", in.Ended.Format(time.RFC3339))
+	}
+	if !in.Purged.IsZero() {
+		fmt.Fprintf(w, "history before %s purged by retention (EngineConfig.Retention); state dropped\n\n", in.Purged.Format(time.RFC3339))
+	} else {
+		fmt.Fprintf(w, "state: %s\n\n", in.State)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SEQ\tAT\tKIND\tEVENT\tDETAIL")
 	for _, h := range tl.History {

@@ -158,7 +158,7 @@ func (cl *Client) newSagas() error {
 	}
 	cl.engine, err = saga.NewEngine(&saga.EngineConfig{
 		Store: cl.store, Sagas: c.Sagas, Tracker: cl.tracker, Commands: catalog,
-		Clock: c.Clock, GateTimeout: c.GateTimeout, Registerer: c.Registerer, Logger: c.Logger,
+		Clock: c.Clock, GateTimeout: c.GateTimeout, Retention: c.SagaRetention, Registerer: c.Registerer, Logger: c.Logger,
 	})
 	if err != nil {
 		return fmt.Errorf("converge: %w", err)

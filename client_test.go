@@ -175,6 +175,13 @@ func TestNewClientRefusesBadConfig(t *testing.T) {
 	require.ErrorContains(t, err, "Config.Subscriber.ConsumerName is set")
 	_, err = converge.NewClient(st, &converge.Config{SagaPartitions: -1})
 	require.ErrorContains(t, err, "Config.SagaPartitions")
+	_, err = converge.NewClient(st, &converge.Config{CommitBatch: -1})
+	require.ErrorContains(t, err, "Config.CommitBatch")
+	// The retention reaches the saga engine, which refuses a unit slip.
+	slip := shop(st, nil)
+	slip.SagaRetention = 7
+	_, err = converge.NewClient(st, slip)
+	require.ErrorContains(t, err, "Retention")
 	running, err := message.NewRouter(message.RouterConfig{}, watermill.NopLogger{})
 	require.NoError(t, err)
 	done := make(chan error, 1)

@@ -73,6 +73,11 @@ type Config struct {
 	// into (by correlation id). Changing it on a running installation is
 	// safe: sagas are idempotent. Defaults to DefaultSagaPartitions (8).
 	SagaPartitions int
+	// SagaRetention is how long an ended saga instance keeps its history
+	// and dedupe records before they are purged, leaving a tombstone that
+	// still recognises late messages (saga.EngineConfig.Retention).
+	// Defaults to saga.DefaultRetention; negative keeps everything.
+	SagaRetention time.Duration
 	// GateTimeout bounds how long a saga step waits for the read models it
 	// reads before it is parked. Defaults to feed.DefaultGateTimeout.
 	GateTimeout time.Duration

@@ -132,6 +132,9 @@ func (u *unit) appendHooked(ctx context.Context, tx pgx.Tx, hooks []feed.AppendH
 	if err != nil {
 		return events.AppendResult{}, fmt.Errorf("pgstore: savepoint for append hooks: %w", err)
 	}
+	u.mu.Lock()
+	brokenBefore := u.broken
+	u.mu.Unlock()
 	res, err := u.runHooks(ctx, tx, hooks, streamID, expected, evs)
 	if err != nil {
 		// Every write held now was made by the hooks, after the savepoint.
@@ -139,6 +142,11 @@ func (u *unit) appendHooked(ctx context.Context, tx pgx.Tx, hooks []feed.AppendH
 		if rerr := sp.Rollback(context.WithoutCancel(ctx)); rerr != nil {
 			return events.AppendResult{}, errors.Join(err, fmt.Errorf("pgstore: roll back to savepoint: %w", rerr))
 		}
+		// A statement of the hooks that failed is undone with them: the
+		// unit may commit again.
+		u.mu.Lock()
+		u.broken = brokenBefore
+		u.mu.Unlock()
 		return events.AppendResult{}, err
 	}
 	if err := sp.Commit(ctx); err != nil {

@@ -334,7 +334,7 @@ func TestSagasSurviveFaults(t *testing.T) {
 			problems = append(problems, fmt.Sprintf("instance %s has no order", id))
 		}
 	}
-	require.Empty(t, problems, "checkouts (seed %d)", rep.Seed)
+	require.NoError(t, problemList("checkouts", problems), "seed %d", rep.Seed)
 
 	// 2 and 3. Every command and every effect is stored exactly once per
 	// order, in its stream, on the order's correlation.
@@ -450,11 +450,20 @@ func checkCheckoutEvents(ctx context.Context, store *pgstore.Store, placed map[s
 			problems = append(problems, fmt.Sprintf("%d %s of order %s, which was never placed", n, k.typ, k.order))
 		}
 	}
+	slices.Sort(problems)
+	return problemList("the checkouts' events", problems)
+}
+
+// problemList returns an error listing the first problems, or nil.
+func problemList(what string, problems []string) error {
 	if len(problems) == 0 {
 		return nil
 	}
-	slices.Sort(problems)
-	return fmt.Errorf("%d problem(s) with the checkouts' events:\n  %s", len(problems), strings.Join(problems[:min(len(problems), 20)], "\n  "))
+	more := ""
+	if len(problems) > 20 {
+		more = fmt.Sprintf("\n  … and %d more", len(problems)-20)
+	}
+	return fmt.Errorf("%d problem(s) with %s:\n  %s%s", len(problems), what, strings.Join(problems[:min(len(problems), 20)], "\n  "), more)
 }
 
 // readAll calls f with every event of store, in order.

@@ -1,7 +1,7 @@
 // Package faulttest injects faults into converge running as separate
 // processes, and checks afterwards that nothing was lost or doubled. It is
-// the harness behind the fault tests of projections here, and is meant for
-// any later workload (sagas) that runs on the feed.
+// the harness behind the fault tests of projections and sagas here, and is
+// meant for any later workload that runs on the feed.
 //
 // The pieces are independent; a workload combines them:
 //
@@ -47,16 +47,26 @@
 // checks with CheckAppends and Diff. projection_test.go is the complete
 // example: three workers running a projection that sums amounts per
 // account, using only the projections package's public API, so it keeps
-// working whatever the internals become.
+// working whatever the internals become. saga_test.go is the second
+// workload: three workers run, through converge.NewClient, a checkout saga
+// (OrderPlaced sends ReserveStock, StockReserved sends ChargeCard,
+// CardCharged completes it) and its two command handlers, partitioned by
+// correlation; after the chaos the workers run on until every placed
+// order's checkout has completed, and the test checks each completed once
+// and each command and effect is stored exactly once per order, counted by
+// type and order so that a resend under a fresh id would show.
 //
 // # Running
 //
-// The projection workload runs for 20 seconds of faults (under a minute in
-// all) in every `go test ./...`. Longer runs: -faults.long (10 minutes),
-// -faults.duration 3m or CONVERGE_FAULTS_DURATION=3m; raise go test's
-// -timeout (10m by default) to match:
+// The projection and saga workloads each run for 20 seconds of faults, in
+// parallel (under a minute in all), in every `go test ./...`. Longer runs:
+// -faults.long (10 minutes), -faults.duration 3m or
+// CONVERGE_FAULTS_DURATION=3m; raise go test's -timeout (10m by default)
+// to match:
 //
 //	go test ./internal/faulttest -run SurviveFaults -faults.long -timeout 30m -v
+//
+// (-run SagasSurviveFaults or ProjectionsSurviveFaults runs one of them.)
 //
 // -faults.lease-ttl sets the workers' feed LeaseTTL and
 // -faults.idle-tx-timeout their idle_in_transaction_session_timeout.

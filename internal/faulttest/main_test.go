@@ -13,6 +13,7 @@ func TestMain(m *testing.M) {
 	// and exit here.
 	faulttest.Main(map[string]faulttest.Role{
 		projectionWorkerRole: projectionWorker,
+		sagaWorkerRole:       sagaWorker,
 	})
 	goleak.VerifyTestMain(m,
 		// pgxpool's background health check ends shortly after Close.

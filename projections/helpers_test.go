@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -195,7 +196,30 @@ func (f *fixture) waitFor(t *testing.T, tok events.Token, names ...string) {
 	defer cancel()
 	st, err := f.tracker.Wait(ctx, tok, names...)
 	require.NoError(t, err)
-	require.False(t, st.Stale, "projections %v did not reach %s: %+v", names, tok, st)
+	require.False(t, st.Stale, "projections %v did not reach %s: %+v\n%s", names, tok, st, f.diagnose())
+}
+
+// diagnose describes what can hold consumers back: their leases and
+// positions, and how long the oldest open transaction in the database has
+// held the feed's read horizon.
+func (f *fixture) diagnose() string {
+	in, ok := f.source.(feed.Inspector)
+	if !ok {
+		return "(no inspector)"
+	}
+	ctx := context.Background()
+	var b strings.Builder
+	if age, err := in.HorizonAge(ctx); err == nil {
+		fmt.Fprintf(&b, "horizon held for %s\n", age)
+	}
+	cs, err := in.Consumers(ctx)
+	if err != nil {
+		return b.String() + "consumers: " + err.Error()
+	}
+	for _, c := range cs {
+		fmt.Fprintf(&b, "consumer %+v\n", c)
+	}
+	return b.String()
 }
 
 // waitHead waits until every named projection reflects the whole feed.

@@ -128,6 +128,13 @@
 // the events before the failing one are then committed by themselves and
 // the failing one heads a unit of its own, where its failures count.
 //
+// Behind a unit's head, the unit's transaction is open: on PostgreSQL it
+// may hold a transaction id, and with it the read horizon of every consumer
+// of the database. Middleware or a handler that waits (a throttle, an
+// injected delay) must therefore wait only at the head (UnitIndex 0, before
+// anything begins the transaction) and return ErrCut behind it, or wait in
+// the processor's Gate, which does this itself.
+//
 // # Append hooks
 //
 // A HookedSource runs AppendHooks inside appends: strong projections update

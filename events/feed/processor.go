@@ -314,9 +314,15 @@ func (p *Processor) call(ctx context.Context, env events.Envelope) (err error) {
 	return p.handler(ctx, env)
 }
 
-// errCut asks the consumer to commit the events before this one and to
-// deliver it again at the head of a unit of its own.
-var errCut = errors.New("feed: cut the unit before this event")
+// ErrCut, returned by a handler or middleware for an event behind the head
+// of its unit (UnitIndex > 0), rolls the unit back, has the consumer apply
+// the events before it again and commit them by themselves, and deliver it
+// again at once at the head of a unit of its own; it counts as no failure. Return it before anything that may wait: behind the head,
+// the unit's transaction is open (on PostgreSQL it may hold a transaction
+// id, and with it the read horizon of every consumer in the database),
+// while at the head nothing has begun it yet. At the head it is an
+// ordinary failure.
+var ErrCut = errors.New("feed: cut the unit before this event (it is delivered again at the head of a unit of its own)")
 
 // gate waits for the event's read models. Behind the head of a unit it
 // does not wait: waiting there would hold the earlier events' open writes
@@ -342,7 +348,7 @@ func (p *Processor) gate(ctx context.Context, env events.Envelope, first bool) (
 		return GateResult{}, fmt.Errorf("feed: gate of event %s: %w", env.ID, err)
 	}
 	if !reached && !first {
-		return GateResult{}, errCut
+		return GateResult{}, ErrCut
 	}
 	return GateResult{Gated: true, Reached: reached, Models: models, Behind: behind, Token: tok, Waited: time.Since(start)}, nil
 }

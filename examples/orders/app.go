@@ -242,10 +242,15 @@ func (a *App) updated(u projections.Update) {
 	delete(a.waiters, u.Key)
 }
 
-// beforeApply runs Config.BeforeApply ahead of each read model's handler.
+// beforeApply runs Config.BeforeApply ahead of each read model's handler,
+// at the head of a unit: behind it, the unit's transaction is open, and a
+// wait there would hold back every consumer of the database.
 func (a *App) beforeApply(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		if a.cfg.BeforeApply != nil {
+			if feed.UnitIndex(msg.Context()) > 0 {
+				return nil, feed.ErrCut
+			}
 			env, err := feed.EnvelopeFromMessage(msg)
 			if err != nil {
 				return nil, err

@@ -46,7 +46,8 @@ type Config struct {
 	// Defaults to one the client creates.
 	Router *message.Router
 	// BeforeApply, when set, runs before a read model applies an event,
-	// before its unit of work begins, so it can delay the read model
+	// before its unit of work's transaction begins (each event then heads
+	// a unit of its own: see feed.ErrCut), so it can delay the read model
 	// without holding the feed back: the demo injects lag with it, tests
 	// pause a read model. An error fails the attempt. Defaults to nil.
 	BeforeApply func(ctx context.Context, readModel string, env events.Envelope) error

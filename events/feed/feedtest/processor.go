@@ -34,6 +34,7 @@ var processorTests = []processorTest{
 	{"ProcessorFailureAtStopRollsBackUnit", testProcessorFailureAtStop},
 	{"ProcessorPanicIsAFailure", testProcessorPanic},
 	{"ProcessorReadAheadKeepsOrderAndEffects", testProcessorReadAhead},
+	{"ProcessorErrCutBehindHeadIsNoFailure", testProcessorErrCut},
 }
 
 // applied counts, in the store's rows and through each event's unit, how

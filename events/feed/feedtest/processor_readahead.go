@@ -65,3 +65,40 @@ func awaitPositionWithin(t *testing.T, p *feed.Processor, tok events.Token, d ti
 		return err == nil && !pos.Before(tok)
 	}, d, 5*time.Millisecond, "the processor did not reach %s", tok)
 }
+
+// testProcessorErrCut: a handler returning feed.ErrCut behind the head of
+// its unit has the events before it applied again and committed by
+// themselves, and gets the event again at the head of a unit of its own,
+// without a counted failure (MaxAttempts 1 would halt on one). Every event
+// is applied once.
+func testProcessorErrCut(t *testing.T, m mode, s events.Store, src feed.Source) {
+	name := uniqueName("errcut")
+	cfg := procConfig(name, 1)
+	cfg.Categories = []string{name}
+	cfg.CommitBatch = 10
+	cfg.MaxAttempts = 1
+	envs := appendSpread(t, s, name, 2, 8)
+	var (
+		mu    sync.Mutex
+		heads = map[string]int{} // event id -> deliveries at a unit's head
+	)
+	p := startProcessor(t, m, src, cfg, func(ctx context.Context, env events.Envelope) error {
+		if feed.UnitIndex(ctx) > 0 {
+			return feed.ErrCut // every event must head its unit
+		}
+		mu.Lock()
+		heads[env.ID]++
+		mu.Unlock()
+		return applyOnce(ctx, name, env)
+	})
+	awaitPositionWithin(t, p.p, envs[len(envs)-1].Token, 30*time.Second)
+	requireAppliedOnce(t, src, name, envs)
+	require.Equal(t, feed.PartitionActive, p.p.Status().Partitions[0].State, "a cut is no failure")
+	mu.Lock()
+	defer mu.Unlock()
+	for _, e := range envs {
+		// The event before a cut heads twice: its first run rolled back
+		// with the unit.
+		require.Positive(t, heads[e.ID], "event %s was applied at the head of a unit", e.ID)
+	}
+}

@@ -74,8 +74,8 @@ const benchProjection = "bench_projection"
 // waiter learning that a projection has processed it, in the shape of a real
 // deployment: one store stands for the web process (it appends and waits)
 // and another for the projection process (its own listen connection and a
-// Watermill router whose handler upserts a read-model row in the
-// checkpoint's transaction). The push method waits with consistency.Tracker,
+// Watermill router whose handler writes a read-model row through its unit
+// of work, committed with the checkpoint). The push method waits with consistency.Tracker,
 // woken by NOTIFY; the baselines poll the checkpoint every 50 ms (the seed's
 // loop, the baseline every line's ratio is against, measured first) and
 // every second (watermill-sql's default poll interval).

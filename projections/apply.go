@@ -36,6 +36,9 @@ type applier struct {
 	states map[int]stateOf
 	// caches holds, per partition, a rebuild unit's row cache.
 	caches map[int]unitCache
+	// knowledge holds, per partition, what a rebuild knows of its rows
+	// across units (rebuild_cache.go).
+	knowledge map[int]*knownRows
 }
 
 type appliedMark struct {
@@ -148,6 +151,8 @@ func (a *applier) handle(ctx context.Context, env events.Envelope) error {
 	rows := &unitRows{rows: u.Rows(), ns: rowNamespace(a.proj.name, gen), tok: env.Token}
 	if a.rebuild != 0 {
 		rows.cache = a.cacheOf(slot, u)
+		lease, ok := feed.LeaseFromContext(ctx)
+		rows.known = a.known(lease, ok, slot, u, rows.cache)
 	}
 	tx := &Tx{ctx: ctx, projection: a.proj.name, generation: gen, token: env.Token, rows: rows}
 	if err := callHandler(ctx, h, tx, env); err != nil {

@@ -140,6 +140,12 @@
 // current. The rebuild's processor runs without a router
 // (feed.Processor.Run): a router's cost per event is most of a cheap
 // handler's, so RunnerConfig.Middleware does not see rebuild deliveries.
+// A rebuild of a single-partition projection also remembers, across its
+// units, the rows it wrote and read (up to 100,000): it is the new
+// generation's only writer, so while it holds one lease those rows cannot
+// change under it, and while that lease's delivery began at the start of
+// the feed a row it has not seen does not exist. Each unit then reads from
+// the database only rows it has never met.
 // The switch is one unit that takes the state row with
 // feed.LockUpdate: the live processor, the rebuild and strong appends take
 // it with feed.LockShare in each of their units, so on PostgreSQL they wait

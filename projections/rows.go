@@ -21,6 +21,9 @@ type unitRows struct {
 	// sets it: its processor is the one writer of its generation, so
 	// nothing else can change a row under the unit.
 	cache map[rowKey]cachedRow
+	// known, when set, is what the rebuild knows from earlier units; a
+	// hit is copied into cache (known is only read until the unit commits).
+	known *knownRows
 }
 
 type rowKey struct{ table, key string }
@@ -33,6 +36,12 @@ type cachedRow struct {
 func (r *unitRows) get(ctx context.Context, table, key string) (feed.Row, bool, error) {
 	if c, ok := r.cache[rowKey{table, key}]; ok {
 		return c.row, c.found, nil
+	}
+	if r.known != nil {
+		if c, ok := r.known.lookup(rowKey{table, key}); ok {
+			r.cache[rowKey{table, key}] = c
+			return c.row, c.found, nil
+		}
 	}
 	row, ok, err := r.rows.Get(ctx, r.ns, table, key, feed.LockNone)
 	if err != nil {

@@ -514,7 +514,7 @@ func (c *consumer) deliverGroup(ctx context.Context, lease Lease, group []events
 	}
 	msgCtx, cancelMsgs := context.WithCancel(ctx)
 	defer cancelMsgs()
-	uctx := unit.Context(msgCtx)
+	uctx := contextWithLease(unit.Context(msgCtx), lease)
 
 	if c.direct != nil {
 		for i, env := range group {

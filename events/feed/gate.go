@@ -74,6 +74,22 @@ func contextWithUnitIndex(ctx context.Context, i int) context.Context {
 	return context.WithValue(ctx, unitIndexKey{}, i)
 }
 
+type leaseKey struct{}
+
+// LeaseFromContext returns the lease a handler's unit is delivered under:
+// its generation, and in Position where delivery began when the lease was
+// taken (not where this unit begins). A handler that keeps what it learned
+// across units can tell from the generation that no other process
+// committed in between: another owner's commits need a newer one.
+func LeaseFromContext(ctx context.Context) (Lease, bool) {
+	l, ok := ctx.Value(leaseKey{}).(Lease)
+	return l, ok
+}
+
+func contextWithLease(ctx context.Context, l Lease) context.Context {
+	return context.WithValue(ctx, leaseKey{}, l)
+}
+
 // withoutUnit hides the unit ctx carries, so a wait made with it is not
 // refused as a wait inside a unit: the gate runs before the unit is used,
 // so it holds nothing.

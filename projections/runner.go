@@ -65,6 +65,10 @@ type Runner struct {
 	dropHook func(projection string, gen, rows int)
 	// reconcileHook, set by tests, runs after the monitor read a state row.
 	reconcileHook func(projection string)
+	// livePos is, per projection, the newest position its live processor
+	// committed in this process (see committed).
+	posMu   sync.Mutex
+	livePos map[string]events.Token
 	// rebuildHook, set by tests, runs before a rebuild's processor starts.
 	rebuildHook func(ctx context.Context, processor string)
 }
@@ -255,6 +259,12 @@ func (r *Runner) newProc(p *compiled, rebuild int) (*procRun, error) {
 		policy = feed.DeadLetter
 	}
 	sc := r.subscriberConfig()
+	if rebuild != 0 {
+		// A rebuild reads pages at least as large as its units: a unit
+		// never spans pages, and a page's read is overlapped with the
+		// previous page's delivery.
+		sc.BatchSize = max(sc.BatchSize, batch)
+	}
 	proc, err := feed.NewProcessor(r.cfg.Source, &feed.ProcessorConfig{
 		Name:                pr.name,
 		Types:               p.types,
@@ -497,8 +507,24 @@ func (r *Runner) committed(pr *procRun, checkpoint string, pos events.Token) {
 	if pr.rebuild == 0 && r.cfg.Tracker != nil {
 		r.cfg.Tracker.Advance(checkpoint, pos)
 	}
-	if pr.rebuild != 0 {
-		r.changed.Notify() // the rebuild may be able to switch
+	r.posMu.Lock()
+	defer r.posMu.Unlock()
+	if pr.rebuild == 0 {
+		if r.livePos == nil {
+			r.livePos = map[string]events.Token{}
+		}
+		if pos.After(r.livePos[pr.proj.name]) {
+			r.livePos[pr.proj.name] = pos
+		}
+		return
+	}
+	// The rebuild may be able to switch once it has caught up with the
+	// live processor; far behind it, a switch attempt on every commit would
+	// only read the two positions again. (A live processor in another
+	// process is unknown here: then every commit tries, and the monitor's
+	// poll catches the rest.)
+	if !pos.Before(r.livePos[pr.proj.name]) {
+		r.changed.Notify()
 	}
 }
 

@@ -26,7 +26,8 @@ func filterClause(f feed.Filter, first int) (where string, by indexedBy, args []
 		return fmt.Sprintf("$%d", first+len(args)-1)
 	}
 	if len(f.Types) > 0 {
-		by = indexedBy{column: "type", values: param(distinct(f.Types))}
+		ts := distinct(f.Types)
+		by = indexedBy{column: "type", values: param(ts), one: len(ts) == 1}
 	}
 	if len(f.Categories) > 0 {
 		// A category without "-" is exactly the indexed category column (the
@@ -41,7 +42,8 @@ func filterClause(f feed.Filter, first int) (where string, by indexedBy, args []
 		}
 		var alts []string
 		if by.column == "" && len(dashed) == 0 {
-			by = indexedBy{column: "category", values: param(distinct(plain))}
+			cs := distinct(plain)
+			by = indexedBy{column: "category", values: param(cs), one: len(cs) == 1}
 			plain = nil
 		}
 		if len(plain) > 0 {
@@ -68,7 +70,12 @@ func filterClause(f feed.Filter, first int) (where string, by indexedBy, args []
 // indexedBy names a column with an index on (column, sort_key, seq) and the
 // placeholder of the text[] of values a filtered read wants in it. Empty
 // when the filter has none.
-type indexedBy struct{ column, values string }
+type indexedBy struct {
+	column, values string
+	// one is set when values holds a single value: its range is read
+	// directly, without the merge.
+	one bool
+}
 
 // distinct sorts and dedupes: a value listed twice would be read twice.
 func distinct(vs []string) []string {

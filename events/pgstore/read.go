@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
@@ -115,28 +116,29 @@ func (s *Store) read(ctx context.Context, after events.Token, f feed.Filter, lim
 func scanFeed(rows pgx.Rows) (feed.Batch, error) {
 	defer rows.Close()
 	out := feed.Batch{Events: []events.Envelope{}}
+	// pgtype's nullable values scan without the allocation per column a
+	// pointer costs (most of the client's time per event at 2,000 a page).
+	var (
+		topKey, topSeq        int64
+		seq, sortKey, version pgtype.Int8
+		id, stream, typ       pgtype.Text
+		schemaVersion         pgtype.Int4
+		payload, meta         []byte
+		recordedAt            pgtype.Timestamptz
+	)
 	for rows.Next() {
-		var (
-			topKey, topSeq int64
-			seq, sortKey   *int64
-			id, stream     *string
-			version        *int64
-			typ            *string
-			schemaVersion  *int32
-			payload, meta  []byte
-			recordedAt     *time.Time
-		)
+		payload, meta = nil, nil // scanned into fresh slices, not reused
 		if err := rows.Scan(&topKey, &topSeq, &seq, &sortKey, &id, &stream, &version, &typ, &schemaVersion, &payload, &meta, &recordedAt); err != nil {
 			return feed.Batch{}, fmt.Errorf("pgstore: scan event: %w", err)
 		}
 		out.ScannedTo = events.MakeToken(uint64(topKey), uint64(topSeq))
-		if seq == nil {
+		if !seq.Valid {
 			continue
 		}
 		e := events.Envelope{
-			ID: *id, StreamID: *stream, Version: *version, Type: *typ, SchemaVersion: int(*schemaVersion),
-			Payload: json.RawMessage(payload), RecordedAt: *recordedAt,
-			Token: events.MakeToken(uint64(*sortKey), uint64(*seq)),
+			ID: id.String, StreamID: stream.String, Version: version.Int64, Type: typ.String, SchemaVersion: int(schemaVersion.Int32),
+			Payload: json.RawMessage(payload), RecordedAt: recordedAt.Time,
+			Token: events.MakeToken(uint64(sortKey.Int64), uint64(seq.Int64)),
 		}
 		if err := decodeMetadata(meta, &e.Metadata); err != nil {
 			return feed.Batch{}, fmt.Errorf("pgstore: event %s has unreadable metadata: %w", e.ID, err)

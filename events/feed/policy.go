@@ -122,6 +122,13 @@ func (ps *partitionState) attempt(eventID string) *attempt {
 	return a
 }
 
+// failedBefore returns the event's attempt record if it has failed before.
+func (ps *partitionState) failedBefore(eventID string) *attempt {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return ps.attempts[eventID]
+}
+
 func (ps *partitionState) succeeded(eventID string) {
 	ps.mu.Lock()
 	delete(ps.attempts, eventID)

@@ -272,8 +272,10 @@ func (p *Processor) handle(ctx context.Context, ps *partitionState, env events.E
 		ps.haltChecked()
 	}
 	first := UnitIndex(ctx) == 0
-	a := ps.attempt(env.ID)
-	if first && a.failures >= p.cfg.MaxAttempts {
+	// Most events succeed at once: their attempt record is only made when
+	// they fail.
+	a := ps.failedBefore(env.ID)
+	if first && a != nil && a.failures >= p.cfg.MaxAttempts {
 		return p.giveUp(ctx, ps, env, a)
 	}
 	if p.cfg.Gate != nil {
@@ -285,8 +287,13 @@ func (p *Processor) handle(ctx context.Context, ps *partitionState, env events.E
 	}
 	err := p.call(ctx, env)
 	if err == nil {
-		ps.succeeded(env.ID)
+		if a != nil {
+			ps.succeeded(env.ID)
+		}
 		return nil
+	}
+	if a == nil {
+		a = ps.attempt(env.ID)
 	}
 	if first {
 		// Only a failure at the head of a unit counts: a failure further in

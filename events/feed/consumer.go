@@ -516,25 +516,24 @@ func (c *consumer) deliverGroup(ctx context.Context, lease Lease, group []events
 	defer cancelMsgs()
 	uctx := contextWithLease(unit.Context(msgCtx), lease)
 
+	deliver := c.deliverMessages
 	if c.direct != nil {
-		for i, env := range group {
-			if err := c.direct(contextWithUnitIndex(uctx, i), env); err != nil {
-				c.rollback(ctx, unit)
-				if ctx.Err() != nil {
-					return 0, 0, context.Cause(ctx)
-				}
-				return 0, i, errRedeliver
-			}
-			if ctx.Err() != nil {
-				n, err := c.settleAtClose(ctx, unit, lease, group[:i+1])
-				return n, 0, err
-			}
-		}
-		if err := c.commit(ctx, unit, lease, group[len(group)-1]); err != nil {
-			return 0, 0, err
-		}
-		return len(group), 0, nil
+		deliver = c.deliverDirect
 	}
+	if n, nacked, ended, err := deliver(ctx, uctx, unit, lease, group); ended {
+		return n, nacked, err
+	}
+	if err := c.commit(ctx, unit, lease, group[len(group)-1]); err != nil {
+		return 0, 0, err
+	}
+	return len(group), 0, nil
+}
+
+// deliverMessages sends each event of group to the router as a message
+// and waits for its answer. It returns deliverGroup's results and true
+// when delivery of the unit ends there (a Nack, ctx ended), or false when
+// every event was Acked and the unit may commit.
+func (c *consumer) deliverMessages(ctx, uctx context.Context, unit Unit, lease Lease, group []events.Envelope) (int, int, bool, error) {
 	for i, env := range group {
 		msg, decodeErr := newMessage(env)
 		if decodeErr != nil {
@@ -545,13 +544,13 @@ func (c *consumer) deliverGroup(ctx context.Context, lease Lease, group []events
 		case c.out <- msg:
 		case <-ctx.Done():
 			n, err := c.settleAtClose(ctx, unit, lease, group[:i])
-			return n, 0, err
+			return n, 0, true, err
 		}
 		select {
 		case <-msg.Acked():
 		case <-msg.Nacked():
 			c.rollback(ctx, unit)
-			return 0, i, errRedeliver
+			return 0, i, true, errRedeliver
 		case <-ctx.Done():
 			// The message's context is cancelled with ctx, so a handler
 			// answers soon. Wait for it (bounded) before settling: rolling
@@ -563,7 +562,7 @@ func (c *consumer) deliverGroup(ctx context.Context, lease Lease, group []events
 			select {
 			case <-msg.Acked():
 				n, err := c.settleAtClose(ctx, unit, lease, group[:i+1])
-				return n, 0, err
+				return n, 0, true, err
 			case <-msg.Nacked():
 			case <-t.C:
 				c.log.Warn("feed: handler did not answer within LeaseTTL after its context ended; rolling back", "event_id", env.ID)
@@ -572,13 +571,29 @@ func (c *consumer) deliverGroup(ctx context.Context, lease Lease, group []events
 			// failed, so the events acked before it cannot commit without
 			// it: everything rolls back and is delivered again.
 			c.rollback(ctx, unit)
-			return 0, 0, context.Cause(ctx)
+			return 0, 0, true, context.Cause(ctx)
 		}
 	}
-	if err := c.commit(ctx, unit, lease, group[len(group)-1]); err != nil {
-		return 0, 0, err
+	return 0, 0, false, nil
+}
+
+// deliverDirect calls the processor's handler for each event of group
+// (Processor.Run), with deliverMessages' results.
+func (c *consumer) deliverDirect(ctx, uctx context.Context, unit Unit, lease Lease, group []events.Envelope) (int, int, bool, error) {
+	for i, env := range group {
+		if err := c.direct(contextWithUnitIndex(uctx, i), env); err != nil {
+			c.rollback(ctx, unit)
+			if ctx.Err() != nil {
+				return 0, 0, true, context.Cause(ctx)
+			}
+			return 0, i, true, errRedeliver
+		}
+		if ctx.Err() != nil {
+			n, err := c.settleAtClose(ctx, unit, lease, group[:i+1])
+			return n, 0, true, err
+		}
 	}
-	return len(group), 0, nil
+	return 0, 0, false, nil
 }
 
 // settleAtClose commits the events acked before ctx ended, or rolls back

@@ -62,9 +62,7 @@ func contextWithGate(ctx context.Context, g GateResult) context.Context {
 // UnitIndex returns the position of the event a handler runs for within
 // its unit: 0 for the first (or only) event, n when n earlier events share
 // the unit and commit with it. A handler that must not hold earlier
-// events' writes open (a long wait, say) can fail fast when it is above 0:
-// the processor then commits the earlier events first and delivers this
-// one again at the head of a unit of its own.
+// events' writes open (a long wait, say) returns ErrCut when it is above 0.
 func UnitIndex(ctx context.Context) int {
 	i, _ := ctx.Value(unitIndexKey{}).(int)
 	return i

@@ -324,11 +324,11 @@ func (p *Processor) call(ctx context.Context, env events.Envelope) (err error) {
 // ErrCut, returned by a handler or middleware for an event behind the head
 // of its unit (UnitIndex > 0), rolls the unit back, has the consumer apply
 // the events before it again and commit them by themselves, and deliver it
-// again at once at the head of a unit of its own; it counts as no failure. Return it before anything that may wait: behind the head,
-// the unit's transaction is open (on PostgreSQL it may hold a transaction
-// id, and with it the read horizon of every consumer in the database),
-// while at the head nothing has begun it yet. At the head it is an
-// ordinary failure.
+// again at once at the head of a unit of its own; it counts as no failure.
+// Return it before anything that may wait: behind the head, the unit's
+// transaction is open (on PostgreSQL it may hold a transaction id, and
+// with it the read horizon of every consumer in the database), while at
+// the head nothing has begun it yet. At the head it is an ordinary failure.
 var ErrCut = errors.New("feed: cut the unit before this event (it is delivered again at the head of a unit of its own)")
 
 // gate waits for the event's read models. Behind the head of a unit it

@@ -32,35 +32,16 @@ type heldWrite struct {
 }
 
 // rowBuffer holds a unit's writes, one per row (the last write wins).
-type rowBuffer struct {
-	idx    map[rowAddr]int
-	writes []heldWrite
-}
-
-func (b *rowBuffer) put(w heldWrite) {
-	if b.idx == nil {
-		b.idx = map[rowAddr]int{}
-	}
-	if i, ok := b.idx[w.rowAddr]; ok {
-		b.writes[i] = w
-		return
-	}
-	b.idx[w.rowAddr] = len(b.writes)
-	b.writes = append(b.writes, w)
-}
-
-func (b *rowBuffer) get(a rowAddr) (heldWrite, bool) {
-	i, ok := b.idx[a]
-	if !ok {
-		return heldWrite{}, false
-	}
-	return b.writes[i], true
-}
+// Their order does not matter: queueWrites sorts them.
+type rowBuffer map[rowAddr]heldWrite
 
 // take empties the buffer and returns its writes.
 func (b *rowBuffer) take() []heldWrite {
-	w := b.writes
-	b.idx, b.writes = nil, nil
+	w := make([]heldWrite, 0, len(*b))
+	for _, hw := range *b {
+		w = append(w, hw)
+	}
+	*b = nil
 	return w
 }
 
@@ -71,7 +52,10 @@ func (u *unit) hold(w heldWrite) error {
 	if u.done {
 		return events.ErrUnitEnded
 	}
-	u.held.put(w)
+	if u.held == nil {
+		u.held = rowBuffer{}
+	}
+	u.held[w.rowAddr] = w
 	return nil
 }
 
@@ -79,14 +63,15 @@ func (u *unit) hold(w heldWrite) error {
 func (u *unit) heldRow(a rowAddr) (heldWrite, bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	return u.held.get(a)
+	w, ok := u.held[a]
+	return w, ok
 }
 
 // hasHeld reports whether the unit holds writes not yet sent.
 func (u *unit) hasHeld() bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	return len(u.held.writes) > 0
+	return len(u.held) > 0
 }
 
 // inTx runs what queue adds to a batch in the unit's transaction, in one
@@ -169,7 +154,7 @@ func (u *unit) inTx(ctx context.Context, queue func(*pgx.Batch), read func(pgx.B
 func (u *unit) dropHeld() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.held.take()
+	u.held = nil
 }
 
 // queueWrites queues the statements that store writes: one upsert of the

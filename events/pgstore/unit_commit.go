@@ -146,7 +146,7 @@ func (u *unit) Rollback(ctx context.Context) error {
 	tx, conn := u.tx, u.conn
 	wasDone := u.done
 	u.done = true
-	u.held.take()
+	u.held = nil
 	u.mu.Unlock()
 	if wasDone || tx == nil {
 		return nil

@@ -103,30 +103,11 @@ func projectionWorker(ctx context.Context, w *faulttest.Worker) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", envLeaseTTL, err)
 	}
-	pcfg, err := pgxpool.ParseConfig(w.Env(envDatabaseURL))
-	if err != nil {
+	store, closeStore, err := workerStore(ctx, w, 6, registry(), log)
+	if err != nil || store == nil {
 		return err
 	}
-	pcfg.MaxConns = 6
-	if d, err := time.ParseDuration(w.Env(envIdleTx)); err == nil && d > 0 {
-		pcfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(d.Milliseconds(), 10)
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-
-	// The database may be down while this process starts: keep trying.
-	var store *pgstore.Store
-	err = retry(ctx, func() error {
-		store, err = pgstore.New(ctx, pool, &pgstore.Config{Registry: registry(), Logger: log})
-		return err
-	})
-	if err != nil {
-		return nil // stopped before the database came back
-	}
-	defer store.Close()
+	defer closeStore()
 
 	var acquired atomic.Bool
 	runner, err := projections.NewRunner(&projections.RunnerConfig{
@@ -159,6 +140,36 @@ func projectionWorker(ctx context.Context, w *faulttest.Worker) error {
 }
 
 // retry calls f until it succeeds or ctx ends.
+// workerStore opens a worker's pool of maxConns connections (with the
+// test's idle-transaction timeout, if any) and its store. The database may
+// be down while the worker starts, so it keeps trying; a nil store and no
+// error mean ctx ended first.
+func workerStore(ctx context.Context, w *faulttest.Worker, maxConns int32, reg *events.Registry, log *slog.Logger) (*pgstore.Store, func(), error) {
+	pcfg, err := pgxpool.ParseConfig(w.Env(envDatabaseURL))
+	if err != nil {
+		return nil, nil, err
+	}
+	pcfg.MaxConns = maxConns
+	if d, err := time.ParseDuration(w.Env(envIdleTx)); err == nil && d > 0 {
+		pcfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(d.Milliseconds(), 10)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	var store *pgstore.Store
+	if retry(ctx, func() error {
+		var err error
+		store, err = pgstore.New(ctx, pool, &pgstore.Config{Registry: reg, Logger: log})
+		return err
+	}) != nil {
+		pool.Close()
+		return nil, nil, nil //nolint:nilerr // ctx ended before the database came back: the worker just stops
+
+	}
+	return store, func() { _ = store.Close(); pool.Close() }, nil
+}
+
 func retry(ctx context.Context, f func() error) error {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()

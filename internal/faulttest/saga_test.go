@@ -133,29 +133,12 @@ func sagaWorker(ctx context.Context, w *faulttest.Worker) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", envLeaseTTL, err)
 	}
-	pcfg, err := pgxpool.ParseConfig(w.Env(envDatabaseURL))
-	if err != nil {
+	// sagaPartitions consumers, two command handlers, the engine's loops.
+	store, closeStore, err := workerStore(ctx, w, 12, sagaRegistry(), log)
+	if err != nil || store == nil {
 		return err
 	}
-	pcfg.MaxConns = 12 // sagaPartitions consumers, two command handlers, the engine's loops
-	if d, err := time.ParseDuration(w.Env(envIdleTx)); err == nil && d > 0 {
-		pcfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(d.Milliseconds(), 10)
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-
-	var store *pgstore.Store
-	err = retry(ctx, func() error {
-		store, err = pgstore.New(ctx, pool, &pgstore.Config{Registry: sagaRegistry(), Logger: log})
-		return err
-	})
-	if err != nil {
-		return nil // stopped before the database came back
-	}
-	defer store.Close()
+	defer closeStore()
 
 	var client *converge.Client
 	err = retry(ctx, func() error {

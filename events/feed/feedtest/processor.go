@@ -299,27 +299,41 @@ func testProcessorHalt(t *testing.T, m mode, s events.Store, src feed.Source) {
 		}
 		return applyOnce(ctx, name, env)
 	})
-	require.Eventually(t, func() bool {
-		st := p.p.Status().Partitions[0]
-		return st.State == feed.PartitionHalted && st.Halt != nil
-	}, waitTimeout, 5*time.Millisecond)
-	st := p.p.Status().Partitions[0]
-	require.Equal(t, bad.ID, st.Halt.EventID)
-	require.Contains(t, st.Halt.Reason, "boom")
-	require.Equal(t, 3, st.Halt.Attempts)
+	requireHaltedAt(t, p.p, bad, "boom", 3, envs[0].Token)
 	// Three failures at the head of a unit, plus at most one behind the
 	// head of the first unit (not counted: the unit is cut before it).
 	require.LessOrEqual(t, calls.Load(), int64(4), "a halted event must not be retried past MaxAttempts")
-	pos, err := p.p.Position(t.Context())
-	require.NoError(t, err)
-	require.Equal(t, envs[0].Token, pos, "the checkpoint must stop before the failing event")
-
 	broken.Store(false)
-	n, err := p.p.Resume(t.Context())
+	resumeAndRequireAll(t, p.p, src, name, envs)
+}
+
+// requireHaltedAt waits for p's only partition to halt on bad after
+// attempts failures whose reason contains reason, with the checkpoint left
+// at before.
+func requireHaltedAt(t *testing.T, p *feed.Processor, bad events.Envelope, reason string, attempts int, before events.Token) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		st := p.Status().Partitions[0]
+		return st.State == feed.PartitionHalted && st.Halt != nil
+	}, waitTimeout, 5*time.Millisecond)
+	st := p.Status().Partitions[0]
+	require.Equal(t, bad.ID, st.Halt.EventID)
+	require.Contains(t, st.Halt.Reason, reason)
+	require.Equal(t, attempts, st.Halt.Attempts)
+	pos, err := p.Position(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, before, pos, "the checkpoint must stop before the failing event")
+}
+
+// resumeAndRequireAll resumes p's one halted partition and waits until
+// every event of envs is applied once.
+func resumeAndRequireAll(t *testing.T, p *feed.Processor, src feed.Source, ns string, envs []events.Envelope) {
+	t.Helper()
+	n, err := p.Resume(t.Context())
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
-	awaitPosition(t, p.p, envs[2].Token)
-	requireAppliedOnce(t, src, name, envs)
+	awaitPosition(t, p, envs[len(envs)-1].Token)
+	requireAppliedOnce(t, src, ns, envs)
 }
 
 func testProcessorDeadLetter(t *testing.T, m mode, s events.Store, src feed.Source) {

@@ -180,27 +180,12 @@ func testProcessorPanicWith(t *testing.T, m mode, s events.Store, src feed.Sourc
 		requireAppliedOnce(t, src, name, []events.Envelope{envs[0], envs[2]})
 		return
 	}
-	require.Eventually(t, func() bool {
-		st := pr.p.Status().Partitions[0]
-		return st.State == feed.PartitionHalted && st.Halt != nil
-	}, waitTimeout, 5*time.Millisecond)
-	st := pr.p.Status().Partitions[0]
-	require.Equal(t, bad.ID, st.Halt.EventID)
-	require.Contains(t, st.Halt.Reason, "panicked")
-	require.Equal(t, 2, st.Halt.Attempts)
+	requireHaltedAt(t, pr.p, bad, "panicked", 2, envs[0].Token)
 	// Two failures at the head of a unit, plus at most one behind the head
 	// of the first unit, which does not count.
 	require.LessOrEqual(t, panics.Load(), int64(3), "a halted event must not be retried past MaxAttempts")
-	pos, err := pr.p.Position(t.Context())
-	require.NoError(t, err)
-	require.Equal(t, envs[0].Token, pos, "the checkpoint must stop before the panicking event")
-
 	broken.Store(false)
-	n, err := pr.p.Resume(t.Context())
-	require.NoError(t, err)
-	require.Equal(t, 1, n)
-	awaitPosition(t, pr.p, envs[2].Token)
-	requireAppliedOnce(t, src, name, envs)
+	resumeAndRequireAll(t, pr.p, src, name, envs)
 }
 
 // testProcessorRunReturns: Run returns once its context ends or Close is

@@ -1,6 +1,7 @@
 package pgstore_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -256,4 +257,95 @@ func TestTxFromContextSeesHeldWritesAndEndsWithTheUnit(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.JSONEq(t, `{"n": 1}`, string(row.Value))
+}
+
+// lockingHook takes a row another transaction holds, under a short
+// lock_timeout, so its locked read fails with a statement error that the
+// append's savepoint undoes.
+type lockingHook struct{}
+
+func (lockingHook) Wants([]string) bool { return true }
+
+func (lockingHook) Before(ctx context.Context, u feed.Unit, _ string, evs []events.Event) ([]events.Event, error) {
+	tx, err := pgstore.TxFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '50ms'`); err != nil {
+		return nil, err
+	}
+	if err := u.Rows().Put(ctx, "ns", "t", "hook", json.RawMessage(`1`), events.MakeToken(1, 1)); err != nil {
+		return nil, err
+	}
+	// The held write travels with this read, and both fail with it.
+	if _, _, err := u.Rows().Get(ctx, "ns", "t", "locked", feed.LockUpdate); err != nil {
+		return nil, err
+	}
+	return evs, nil
+}
+
+func (lockingHook) After(context.Context, feed.Unit, []events.Envelope) error { return nil }
+
+// TestHookStatementFailureLeavesUnitUsable: a statement of an append hook
+// that fails (a lock timeout) is undone with the hook by the append's
+// savepoint, so the unit commits its other writes afterwards; the hook's
+// held write, sent with the failed statement, is gone.
+func TestHookStatementFailureLeavesUnitUsable(t *testing.T) {
+	t.Parallel()
+	b := setup(t, events.NewRegistry(), 4)
+	ctx := t.Context()
+	require.NoError(t, b.store.Rows().Put(ctx, "ns", "t", "locked", json.RawMessage(`0`), events.MakeToken(1, 1)))
+	holder, err := b.db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = holder.Rollback(context.WithoutCancel(ctx)) }()
+	_, err = holder.Exec(ctx, `SELECT 1 FROM rows WHERE namespace = 'ns' AND tbl = 't' AND key = 'locked' FOR UPDATE`)
+	require.NoError(t, err)
+	defer b.store.AddAppendHook(lockingHook{})()
+
+	u, err := b.store.Checkpoints().Begin(ctx)
+	require.NoError(t, err)
+	uctx := u.Context(ctx)
+	require.NoError(t, u.Rows().Put(uctx, "ns", "t", "before", json.RawMessage(`2`), events.MakeToken(2, 2)))
+	_, err = u.Append(uctx, "a-1", events.NoStream, events.Event{Data: events.Raw{Type: "t", Payload: json.RawMessage(`{}`)}})
+	require.ErrorContains(t, err, "lock timeout")
+	require.NoError(t, u.Rows().Put(uctx, "ns", "t", "after", json.RawMessage(`3`), events.MakeToken(3, 3)))
+	require.NoError(t, u.Commit(ctx), "the failed statement was undone with the hook")
+
+	for key, want := range map[string]bool{"before": true, "after": true, "hook": false} {
+		_, ok, err := b.store.Rows().Get(ctx, "ns", "t", key, feed.LockNone)
+		require.NoError(t, err)
+		require.Equal(t, want, ok, key)
+	}
+	v, err := b.store.StreamVersion(ctx, "a-1")
+	require.NoError(t, err)
+	require.Zero(t, v, "the append was undone")
+}
+
+// TestFailedStatementKeepsUnitFromCommitting: a handler that swallows a
+// failed call that took the unit's held writes with it cannot commit the
+// unit without them. The call here fails before reaching PostgreSQL (no
+// connection: its context is cancelled), so no aborted transaction would
+// refuse the commit either.
+func TestFailedStatementKeepsUnitFromCommitting(t *testing.T) {
+	t.Parallel()
+	b := setup(t, events.NewRegistry(), 4)
+	ctx := t.Context()
+	cps := b.store.Checkpoints()
+	lease, err := cps.Acquire(ctx, "c", "owner", time.Minute)
+	require.NoError(t, err)
+
+	u, err := cps.Begin(ctx)
+	require.NoError(t, err)
+	require.NoError(t, u.Rows().Put(ctx, "ns", "t", "held", json.RawMessage(`1`), events.MakeToken(2, 2)))
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	_, _, err = u.Rows().Get(gone, "ns", "t", "other", feed.LockUpdate)
+	require.Error(t, err) // and the handler carries on
+	require.ErrorContains(t, u.Commit(ctx, feed.Move{Lease: lease, Position: events.MakeToken(2, 2)}), "cannot commit")
+	_, ok, err := b.store.Rows().Get(ctx, "ns", "t", "held", feed.LockNone)
+	require.NoError(t, err)
+	require.False(t, ok)
+	pos, err := cps.Position(ctx, "c")
+	require.NoError(t, err)
+	require.True(t, pos.IsZero(), "the checkpoint did not move without the writes")
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
@@ -28,20 +29,14 @@ func (s *Store) Rows() feed.Rows { return &rows{s: s} }
 // errLockOutsideUnit refuses a lock that nothing would hold.
 var errLockOutsideUnit = fmt.Errorf("%w: a lock outside a unit protects nothing (read through Unit.Rows)", feed.ErrInvalidRow)
 
-// reader is what a read runs on; writer what a write runs on (the unit's
-// transaction, begun if need be).
+// reader is what a read without a lock runs on: the unit's transaction
+// once begun, else the pool. (Writes in a unit are held; locked reads,
+// List with held writes and DeleteNamespace go through unit.inTx.)
 func (r *rows) reader() (execer, error) {
 	if r.u == nil {
 		return r.s.pool, nil
 	}
 	return r.u.reader()
-}
-
-func (r *rows) writer(ctx context.Context) (execer, error) {
-	if r.u == nil {
-		return r.s.pool, nil
-	}
-	return r.u.txFor(ctx)
 }
 
 func (r *rows) Get(ctx context.Context, ns, table, key string, lock feed.Lock) (feed.Row, bool, error) {
@@ -176,11 +171,7 @@ func (r *rows) Put(ctx context.Context, ns, table, key string, value json.RawMes
 		// A copy: the caller may reuse its buffer before the unit commits.
 		return r.u.hold(heldWrite{rowAddr: rowAddr{ns, table, key}, value: append([]byte{}, value...), major: major, minor: minor})
 	}
-	db, err := r.writer(ctx)
-	if err != nil {
-		return err
-	}
-	if _, err := db.Exec(ctx, r.s.q.rowPut, ns, table, key, string(value), major, minor); err != nil {
+	if _, err := r.s.pool.Exec(ctx, r.s.q.rowPut, ns, table, key, string(value), major, minor); err != nil {
 		return fmt.Errorf("pgstore: put row %q/%q: %w", ns, table, err)
 	}
 	return nil
@@ -193,11 +184,7 @@ func (r *rows) Delete(ctx context.Context, ns, table, key string) error {
 	if r.u != nil {
 		return r.u.hold(heldWrite{rowAddr: rowAddr{ns, table, key}})
 	}
-	db, err := r.writer(ctx)
-	if err != nil {
-		return err
-	}
-	if _, err := db.Exec(ctx, r.s.q.rowDelete, ns, table, key); err != nil {
+	if _, err := r.s.pool.Exec(ctx, r.s.q.rowDelete, ns, table, key); err != nil {
 		return fmt.Errorf("pgstore: delete row %q/%q: %w", ns, table, err)
 	}
 	return nil
@@ -210,11 +197,21 @@ func (r *rows) DeleteNamespace(ctx context.Context, ns string, limit int) (int, 
 	if err := feed.ValidateDeleteLimit(limit); err != nil {
 		return 0, err
 	}
-	db, err := r.writer(ctx)
-	if err != nil {
-		return 0, err
+	var (
+		tag pgconn.CommandTag
+		err error
+	)
+	if r.u == nil {
+		tag, err = r.s.pool.Exec(ctx, r.s.q.rowDeleteNS, ns, limit)
+	} else {
+		// After the held writes (a held put in ns is deleted too), with
+		// them and the BEGIN in one round trip.
+		_, err = r.u.inTx(ctx, func(b *pgx.Batch) { b.Queue(r.s.q.rowDeleteNS, ns, limit) }, func(br pgx.BatchResults) error {
+			var err error
+			tag, err = br.Exec()
+			return err
+		})
 	}
-	tag, err := db.Exec(ctx, r.s.q.rowDeleteNS, ns, limit)
 	if err != nil {
 		return 0, fmt.Errorf("pgstore: delete namespace %q: %w", ns, err)
 	}

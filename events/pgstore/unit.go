@@ -45,29 +45,17 @@ func (u *unit) txFor(ctx context.Context) (pgx.Tx, error) {
 	return u.inTx(ctx, nil, nil)
 }
 
-// begin returns the unit's transaction, beginning it on first use.
+// begin returns the unit's transaction, beginning it on first use (with
+// the held writes, as txFor). Once it is begun, the held writes stay held:
+// what runs next does not read them.
 func (u *unit) begin(ctx context.Context) (pgx.Tx, error) {
 	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.done {
-		return nil, events.ErrUnitEnded
+	tx, done := u.tx, u.done
+	u.mu.Unlock()
+	if tx != nil && !done {
+		return tx, nil
 	}
-	if u.tx == nil {
-		if u.s.isClosed() {
-			return nil, events.ErrClosed
-		}
-		conn, err := u.s.pool.Acquire(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("pgstore: begin unit transaction: %w", err)
-		}
-		tx, err := conn.Begin(ctx)
-		if err != nil {
-			conn.Release()
-			return nil, fmt.Errorf("pgstore: begin unit transaction: %w", err)
-		}
-		u.conn, u.tx = conn, tx
-	}
-	return u.tx, nil
+	return u.inTx(ctx, nil, nil)
 }
 
 // reader returns what a read through the unit runs on: its transaction

@@ -119,6 +119,11 @@ func (e *Engine) deliver(ctx context.Context, u feed.Unit, t target, env events.
 		if err := rows.Put(ctx, rowNamespace, tableClaims, instanceKey(s.name, id), json.RawMessage(`{}`), env.Token); err != nil {
 			return wrapRows(err, "claim instance id", s.name, id)
 		}
+		// A unit may hold its writes until commit; a locked read of the
+		// claim row sends this one now, which is where the wait happens.
+		if _, _, err := rows.Get(ctx, rowNamespace, tableClaims, instanceKey(s.name, id), feed.LockUpdate); err != nil {
+			return wrapRows(err, "claim instance id", s.name, id)
+		}
 		if in, found, err = e.load(ctx, rows, s.name, id, feed.LockUpdate); err != nil {
 			return err
 		}

@@ -14,8 +14,8 @@ import (
 // A unit's row writes (Put and Delete without a lock) are held in the
 // unit and sent when something needs them in the database: at Commit, in
 // the batch that moves the checkpoints, and before a statement that reads
-// the rows table inside the transaction (List, a locked Get,
-// DeleteNamespace, TxFromContext). A consumer applying a batch of events
+// the rows table inside the transaction (List, a locked Get of a held
+// row, DeleteNamespace, TxFromContext). A consumer applying a batch of events
 // would otherwise pay a round trip per write; held, the writes of a
 // hundred events travel as two statements in the commit's round trip.
 // A Get without a lock answers from the held writes first, so the unit
@@ -80,6 +80,16 @@ func (u *unit) hasHeld() bool {
 // consumes the results of queue's statements, in order. It returns the
 // transaction.
 func (u *unit) inTx(ctx context.Context, queue func(*pgx.Batch), read func(pgx.BatchResults) error) (pgx.Tx, error) {
+	return u.inTxFlushing(ctx, nil, queue, read)
+}
+
+// inTxFlushing is inTx that sends the held writes only when one of them is
+// at only (every held write when only is nil). A locked read of one row
+// needs the held writes only when that row is among them: sending the
+// others then would cost a statement per read, and a unit that locks each
+// row it is about to change (a saga step locking its instance) would send
+// an upsert before every lock instead of one at commit.
+func (u *unit) inTxFlushing(ctx context.Context, only *rowAddr, queue func(*pgx.Batch), read func(pgx.BatchResults) error) (pgx.Tx, error) {
 	u.mu.Lock()
 	if u.done {
 		u.mu.Unlock()
@@ -91,7 +101,14 @@ func (u *unit) inTx(ctx context.Context, queue func(*pgx.Batch), read func(pgx.B
 		u.mu.Unlock()
 		return nil, events.ErrClosed
 	}
-	writes := u.held.take()
+	flush := only == nil
+	if !flush {
+		_, flush = u.held[*only]
+	}
+	var writes []heldWrite
+	if flush {
+		writes = u.held.take()
+	}
 	b := &pgx.Batch{}
 	if began {
 		b.BeginTx(pgx.TxOptions{})

@@ -74,9 +74,10 @@ func (r *rows) Get(ctx context.Context, ns, table, key string, lock feed.Lock) (
 		return feed.Row{}, false, errLockOutsideUnit
 	case lock != feed.LockNone:
 		// A row lock needs the transaction: the lock read travels with its
-		// BEGIN and the held writes, in one round trip.
+		// BEGIN (and the held writes when this row is one of them: the
+		// read must see the unit's own write), in one round trip.
 		missing := false
-		_, err = r.u.inTx(ctx, func(b *pgx.Batch) { b.Queue(sql, ns, table, key) }, func(br pgx.BatchResults) error {
+		_, err = r.u.inTxFlushing(ctx, &rowAddr{ns, table, key}, func(b *pgx.Batch) { b.Queue(sql, ns, table, key) }, func(br pgx.BatchResults) error {
 			err := br.QueryRow().Scan(&value, &major, &minor)
 			if errors.Is(err, pgx.ErrNoRows) {
 				missing = true // an answer, not a failure of the unit

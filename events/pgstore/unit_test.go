@@ -274,10 +274,11 @@ func (lockingHook) Before(ctx context.Context, u feed.Unit, _ string, evs []even
 	if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '50ms'`); err != nil {
 		return nil, err
 	}
-	if err := u.Rows().Put(ctx, "ns", "t", "hook", json.RawMessage(`1`), events.MakeToken(1, 1)); err != nil {
+	if err := u.Rows().Put(ctx, "ns", "t", "locked", json.RawMessage(`1`), events.MakeToken(1, 1)); err != nil {
 		return nil, err
 	}
-	// The held write travels with this read, and both fail with it.
+	// The read is of a held row, so the held write travels with it, and
+	// both fail with it.
 	if _, _, err := u.Rows().Get(ctx, "ns", "t", "locked", feed.LockUpdate); err != nil {
 		return nil, err
 	}
@@ -290,6 +291,9 @@ func (lockingHook) After(context.Context, feed.Unit, []events.Envelope) error { 
 // that fails (a lock timeout) is undone with the hook by the append's
 // savepoint, so the unit commits its other writes afterwards; the hook's
 // held write, sent with the failed statement, is gone.
+//
+// (The hook writes the row it then locks: a locked read sends the held
+// writes only when its row is one of them.)
 func TestHookStatementFailureLeavesUnitUsable(t *testing.T) {
 	t.Parallel()
 	b := setup(t, events.NewRegistry(), 4)
@@ -311,10 +315,11 @@ func TestHookStatementFailureLeavesUnitUsable(t *testing.T) {
 	require.NoError(t, u.Rows().Put(uctx, "ns", "t", "after", json.RawMessage(`3`), events.MakeToken(3, 3)))
 	require.NoError(t, u.Commit(ctx), "the failed statement was undone with the hook")
 
-	for key, want := range map[string]bool{"before": true, "after": true, "hook": false} {
-		_, ok, err := b.store.Rows().Get(ctx, "ns", "t", key, feed.LockNone)
+	for key, want := range map[string]string{"before": "2", "after": "3", "locked": "0"} {
+		row, ok, err := b.store.Rows().Get(ctx, "ns", "t", key, feed.LockNone)
 		require.NoError(t, err)
-		require.Equal(t, want, ok, key)
+		require.True(t, ok, key)
+		require.Equal(t, want, string(row.Value), "%s: the hook's write went with its savepoint", key)
 	}
 	v, err := b.store.StreamVersion(ctx, "a-1")
 	require.NoError(t, err)
@@ -339,7 +344,7 @@ func TestFailedStatementKeepsUnitFromCommitting(t *testing.T) {
 	require.NoError(t, u.Rows().Put(ctx, "ns", "t", "held", json.RawMessage(`1`), events.MakeToken(2, 2)))
 	gone, cancel := context.WithCancel(ctx)
 	cancel()
-	_, _, err = u.Rows().Get(gone, "ns", "t", "other", feed.LockUpdate)
+	_, _, err = u.Rows().Get(gone, "ns", "t", "held", feed.LockUpdate)
 	require.Error(t, err) // and the handler carries on
 	require.ErrorContains(t, u.Commit(ctx, feed.Move{Lease: lease, Position: events.MakeToken(2, 2)}), "cannot commit")
 	_, ok, err := b.store.Rows().Get(ctx, "ns", "t", "held", feed.LockNone)
@@ -348,4 +353,53 @@ func TestFailedStatementKeepsUnitFromCommitting(t *testing.T) {
 	pos, err := cps.Position(ctx, "c")
 	require.NoError(t, err)
 	require.True(t, pos.IsZero(), "the checkpoint did not move without the writes")
+}
+
+// TestLockedReadSendsHeldWritesOnlyForItsRow: a locked Get of a row the
+// unit has not written leaves the unit's held writes held (the rows they
+// will change stay unlocked until commit), while a locked Get of a held
+// row sends them first and reads the unit's own write. Row locks, seen
+// from another transaction with NOWAIT, show which writes were sent.
+func TestLockedReadSendsHeldWritesOnlyForItsRow(t *testing.T) {
+	t.Parallel()
+	b := setup(t, events.NewRegistry(), 4)
+	ctx := t.Context()
+	for _, k := range []string{"written", "read"} {
+		require.NoError(t, b.store.Rows().Put(ctx, "ns", "t", k, json.RawMessage(`0`), events.MakeToken(1, 1)))
+	}
+	locked := func(key string) bool {
+		tx, err := b.db.Pool.Begin(ctx)
+		require.NoError(t, err)
+		defer func() { _ = tx.Rollback(ctx) }()
+		_, err = tx.Exec(ctx, `SELECT 1 FROM rows WHERE namespace = 'ns' AND tbl = 't' AND key = $1 FOR UPDATE NOWAIT`, key)
+		if err == nil {
+			return false
+		}
+		require.ErrorContains(t, err, "could not obtain lock")
+		return true
+	}
+
+	u, err := b.store.Checkpoints().Begin(ctx)
+	require.NoError(t, err)
+	// A failed check must not leave the unit's locks blocking the clean-up.
+	t.Cleanup(func() { _ = u.Rollback(context.Background()) })
+	require.NoError(t, u.Rows().Put(ctx, "ns", "t", "written", json.RawMessage(`1`), events.MakeToken(2, 2)))
+	row, ok, err := u.Rows().Get(ctx, "ns", "t", "read", feed.LockUpdate)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "0", string(row.Value))
+	require.True(t, locked("read"), "the locked read holds its row")
+	require.False(t, locked("written"), "the held write was not sent with a read of another row")
+
+	row, ok, err = u.Rows().Get(ctx, "ns", "t", "written", feed.LockUpdate)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "1", string(row.Value), "a locked read of a held row sees the unit's write")
+	require.True(t, locked("written"), "the held write was sent with the read of its row")
+	require.NoError(t, u.Commit(ctx))
+
+	row, ok, err = b.store.Rows().Get(ctx, "ns", "t", "written", feed.LockNone)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "1", string(row.Value))
 }

@@ -41,6 +41,16 @@
 // not detected: it lasts until a context ends. An append cannot fail
 // half-way, so memory never reports events.ErrOutcomeUnknown.
 //
+// A feed read filtered by types or categories visits their events only:
+// the store lists each type's and each category root's committed events
+// (the root is the stream id up to its first "-", pgstore's category
+// column), as PostgreSQL indexes them, so the read costs about what it
+// returns rather than the length of the log it passes, also behind an open
+// unit, where the first matching event behind the reservation is enough to
+// report Batch.Pending. A category with a "-" reads its root's events,
+// and partitions are tested event by event. A read without types or
+// categories walks the log and stops at its limit.
+//
 // Other differences: there is no AppendTx (there is no transaction to
 // pass), a plain append outside a unit is readable the moment it returns,
 // and Wake is always fed by push.

@@ -103,6 +103,9 @@ type Store struct {
 	// ends; other appenders to the stream wait, as on a locked head row.
 	owners map[string]*unit
 	rows   rowStore
+	// index lists the committed events by type and category root, for
+	// filtered reads.
+	index feedIndex
 
 	hooks       appendhook.Set
 	wake        signal.Broadcast
@@ -125,6 +128,7 @@ func New(cfg *Config) (*Store, error) {
 		open:     map[*unit]struct{}{},
 		owners:   map[string]*unit{},
 		rows:     newRowStore(),
+		index:    newFeedIndex(),
 	}
 	s.checkpoints = newCheckpointStore(s, c.Clock, &s.closed)
 	return s, nil
@@ -336,6 +340,7 @@ func (s *Store) commitEvents(envs []events.Envelope) {
 		s.log = slices.Insert(s.log, i, env)
 		s.ids[env.ID] = eventRef{stream: env.StreamID, index: len(s.streams[env.StreamID])}
 		s.streams[env.StreamID] = append(s.streams[env.StreamID], env)
+		s.index.add(env)
 	}
 }
 
@@ -411,60 +416,6 @@ func (s *Store) Head(ctx context.Context) (events.Token, error) {
 		return events.Token{}, nil
 	}
 	return s.log[len(s.log)-1].Token, nil
-}
-
-// read serves ReadAll and ReadFeed. It sees committed events before the
-// first seq an open unit reserved: like PostgreSQL's read horizon, that
-// keeps a reader from passing an event that may still commit.
-func (s *Store) read(ctx context.Context, after events.Token, f feed.Filter, limit int) (feed.Batch, error) {
-	if err := s.check(ctx); err != nil {
-		return feed.Batch{}, err
-	}
-	if err := f.Validate(); err != nil {
-		return feed.Batch{}, err
-	}
-	if limit <= 0 {
-		limit = events.DefaultReadLimit
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	bound, held := s.horizonLocked()
-	// Tokens only grow along the log, so the first event after the token is
-	// found by binary search. Any token works, including ones minted by
-	// another store.
-	start := sort.Search(len(s.log), func(i int) bool { return s.log[i].Token.After(after) })
-	var b feed.Batch
-	b.Events = []events.Envelope{}
-	for _, env := range s.log[start:] {
-		if held && !env.Token.Before(bound) {
-			// Committed but behind an open unit's reservation.
-			if f.Match(env) {
-				b.Pending = true
-				break
-			}
-			continue
-		}
-		b.ScannedTo = env.Token
-		if f.Match(env) {
-			b.Events = append(b.Events, cloneEnvelope(env))
-			if len(b.Events) == limit {
-				break
-			}
-		}
-	}
-	return b, nil
-}
-
-// horizonLocked returns the first token an open unit reserved, and whether
-// there is one. The caller holds s.mu.
-func (s *Store) horizonLocked() (events.Token, bool) {
-	var first uint64
-	for u := range s.open {
-		if first == 0 || u.firstSeq < first {
-			first = u.firstSeq
-		}
-	}
-	return events.MakeToken(first, first), first != 0
 }
 
 // cloneEnvelope copies what a reader could mutate, so readers never see

@@ -66,7 +66,8 @@
 //
 // An event for an instance that does not exist (On) is ignored, counted in
 // converge_saga_ignored_total{reason="no_instance"}, logged, and listed by
-// Engine.Show under the id it correlated to. An event for an ended
+// Engine.Show under the id it correlated to (until retention purges it).
+// An event for an ended
 // instance (completed, failed by Fail, cancelled) is ignored, counted
 // ({reason="ended"}) and recorded in the instance's history. Instance ids
 // are never reused: a StartOn event for an ended id starts nothing.
@@ -176,8 +177,9 @@
 //   - converge_saga_ignored_total{saga,reason}, converge_saga_duplicates_total{saga}
 //     and converge_saga_bad_input_total{kind}: messages ignored, duplicate
 //     deliveries, and messages that could not be routed or run.
-//   - converge_saga_purged_total{saga}: ended instances purged by
-//     retention.
+//   - converge_saga_purged_total{saga,kind}: what retention deleted:
+//     ended instances purged (kind="instance") and records of messages
+//     ignored for ids with no instance (kind="ignored").
 //
 // # Retention
 //
@@ -193,9 +195,24 @@
 // and version, because those are what recognise late messages: a late or
 // redelivered message, even the start event, finds an ended instance and
 // is ignored, counted and recorded, never starting it again (what it
-// writes is purged in turn). Engine.Show reports Info.Purged and a
-// "purged" history entry. Instances that have not ended are never
-// touched.
+// writes is purged in turn). The last of those units also deletes the
+// instance's claim row, which only serialises concurrent starts of an id
+// that has no instance row yet: the tombstone turns every later start
+// away by itself. Engine.Show reports Info.Purged and a "purged" history
+// entry. Instances that have not ended are never touched.
+//
+// A message for an id that has no instance (an On handler's, or a timer
+// fired for an instance that no longer exists) leaves a record that no
+// instance will purge, so its unit also lists it in an ignored index
+// keyed by time. Engine.Show lists the record until Retention has passed;
+// the same sweep then deletes the record and its index row together, in
+// units of one index page. A redelivery rewrites the record at its own
+// time with an index row of its own, so the record lives Retention from
+// its last delivery. Once an instance with the id has started, the record
+// is its own and goes with the instance's history when it is purged.
+// A negative Retention keeps every record, indexed as ended instances
+// are. Every unit of a sweep is whole, so a sweep that fails or is
+// stopped midway leaves nothing the next one cannot finish.
 //
 // # Testing
 //

@@ -15,8 +15,8 @@ import (
 // parkLoop is the parked-step driver: it runs parked steps whose read
 // models caught up (woken by the Tracker through watches) or whose retry
 // time came, drains their mailboxes, and sweeps every SweepInterval for
-// lost wake-ups and stuck steps, and for ended instances past
-// EngineConfig.Retention.
+// lost wake-ups and stuck steps, and for ended instances and ignored
+// messages past EngineConfig.Retention.
 func (e *Engine) parkLoop(ctx context.Context) {
 	sweep := time.NewTicker(e.cfg.SweepInterval)
 	defer sweep.Stop()
@@ -30,11 +30,11 @@ func (e *Engine) parkLoop(ctx context.Context) {
 		// Wake-ups come with every park; the purge keeps to the sweep's pace.
 		if now := e.cfg.Clock.Now(); !now.Before(nextPurge) && ctx.Err() == nil {
 			nextPurge = now.Add(e.cfg.SweepInterval)
-			n, err := e.purgeEnded(ctx, purgePassLimit)
+			_, more, err := e.purgeEnded(ctx, purgePassLimit, ignoredPassLimit)
 			if err != nil && ctx.Err() == nil {
 				e.log.WarnContext(ctx, "saga: retention sweep failed; retrying at the next sweep", "error", err)
 			}
-			if n == purgePassLimit {
+			if more {
 				nextPurge = now // a backlog: go on at the next pass
 			}
 		}

@@ -90,10 +90,12 @@ type EngineConfig struct {
 	// finds an ended instance and is ignored and recorded as for any ended
 	// instance, never starting it again. Engine.Show then says when the
 	// history was purged. Running, parked and failed-but-retryable
-	// instances are never touched. Defaults to DefaultRetention (7 days);
-	// a negative value keeps everything forever (ended instances are still
-	// indexed, one small row each, so enabling retention later purges them
-	// too). A positive value under
+	// instances are never touched. The same sweep deletes the records of
+	// messages ignored longer ago than Retention for ids that have no
+	// instance. Defaults to DefaultRetention (7 days); a negative value
+	// keeps everything forever (ended instances and ignored messages are
+	// still indexed, one small row each, so enabling retention later
+	// purges them too). A positive value under
 	// MinRetention is refused, as a unit slip (7 for 7 days).
 	Retention time.Duration
 	// Registerer receives the engine's Prometheus metrics. Defaults to nil:

@@ -73,7 +73,8 @@ func StartOnSafely[S, E any](s *Saga[S], correlate Correlate[E], h Handler[S, E]
 // On makes s act on events of Go type E for live instances only. An event
 // for an instance that does not exist is ignored, counted
 // (converge_saga_ignored_total{reason="no_instance"}), logged and listed
-// by Engine.Show under the id it correlated to; one for an ended instance
+// by Engine.Show under the id it correlated to until
+// EngineConfig.Retention has passed; one for an ended instance
 // is ignored, counted ({reason="ended"}) and recorded in its history. It
 // panics on programmer error; OnSafely returns it.
 func On[S, E any](s *Saga[S], correlate Correlate[E], h Handler[S, E], opts ...Option) {

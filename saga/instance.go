@@ -162,6 +162,10 @@ const (
 	tableClaims   = "claims"
 	tableRequests = "requests"
 	tableEnded    = "ended"
+	// tableIgnoredIndex lists the ignored-message records by time, as
+	// tableEnded lists ended instances, so retention finds the records of
+	// messages for ids that never had an instance.
+	tableIgnoredIndex = "ignored_index"
 )
 
 func instanceKey(saga, id string) string { return saga + "/" + url.PathEscape(id) }
@@ -177,23 +181,58 @@ func timerKey(due time.Time, saga, id, name string) string {
 // endedKey sorts the ended index by time, so the sweep reads only the
 // entries old enough to purge.
 func endedKey(at time.Time, saga, id string) string {
-	return fmt.Sprintf("%020d/%s", at.UnixNano(), instanceKey(saga, id))
+	return timeKey(at, instanceKey(saga, id))
 }
 
 func parseEndedKey(key string) (at time.Time, saga, id string, err error) {
-	head, rest, ok := strings.Cut(key, "/")
-	if !ok {
-		return at, "", "", errors.New("no '/' in ended-index key")
-	}
-	n, err := strconv.ParseInt(head, 10, 64)
+	at, rest, err := parseTimeKey(key)
 	if err != nil {
 		return at, "", "", err
 	}
-	saga, id, ok = splitInstanceKey(rest)
+	saga, id, ok := splitInstanceKey(rest)
 	if !ok {
 		return at, "", "", errors.New("malformed instance key in ended-index key")
 	}
-	return time.Unix(0, n).UTC(), saga, id, nil
+	return at, saga, id, nil
+}
+
+// ignoredIndexKey sorts the ignored-message index by time like the ended
+// index; after the time comes the key of the ignored-message record.
+func ignoredIndexKey(at time.Time, recordKey string) string { return timeKey(at, recordKey) }
+
+// parseIgnoredIndexKey returns the time, the record's key and the
+// instance id the message was correlated to.
+func parseIgnoredIndexKey(key string) (at time.Time, recordKey, saga, id string, err error) {
+	at, recordKey, err = parseTimeKey(key)
+	if err != nil {
+		return at, "", "", "", err
+	}
+	// The escaped id holds no '/': the event id follows the next one.
+	saga, rest, ok := strings.Cut(recordKey, "/")
+	esc, _, ok2 := strings.Cut(rest, "/")
+	if !ok || !ok2 {
+		return at, "", "", "", errors.New("malformed record key in ignored-index key")
+	}
+	if id, err = url.PathUnescape(esc); err != nil {
+		return at, "", "", "", err
+	}
+	return at, recordKey, saga, id, nil
+}
+
+func timeKey(at time.Time, rest string) string {
+	return fmt.Sprintf("%020d/%s", at.UnixNano(), rest)
+}
+
+func parseTimeKey(key string) (time.Time, string, error) {
+	head, rest, ok := strings.Cut(key, "/")
+	if !ok {
+		return time.Time{}, "", errors.New("no '/' in index key")
+	}
+	n, err := strconv.ParseInt(head, 10, 64)
+	if err != nil {
+		return time.Time{}, "", err
+	}
+	return time.Unix(0, n).UTC(), rest, nil
 }
 
 func checkText(s string) error {

@@ -36,8 +36,10 @@ type Metrics struct {
 	// last pass (it fires them in that pass): a value that stays high
 	// means timers come due faster than they fire, or firing fails.
 	TimersDue prometheus.Gauge
-	// Purged counts ended instances whose per-message rows retention
-	// deleted (EngineConfig.Retention), by saga.
+	// Purged counts what retention deleted (EngineConfig.Retention), by
+	// saga and kind: instance (an ended instance whose per-message rows
+	// were deleted; its tombstone stays) or ignored (the record of a
+	// message ignored for an id with no instance).
 	Purged *prometheus.CounterVec
 }
 
@@ -82,8 +84,9 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "converge_saga_timers_due", Help: "Timers found due at the timer loop's last pass (fired in that pass unless firing failed).",
 		}),
 		Purged: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "converge_saga_purged_total", Help: "Ended instances whose history and dedupe records retention deleted (a tombstone stays).",
-		}, []string{"saga"}),
+			Name: "converge_saga_purged_total",
+			Help: "Retention purges, by kind: instance (an ended instance's history and dedupe records; a tombstone stays) or ignored (a message ignored for an id with no instance).",
+		}, []string{"saga", "kind"}),
 	}
 	if reg == nil {
 		return m, nil

@@ -86,7 +86,9 @@ type Timeline struct {
 	Info    Info           `json:"info"`
 	History []HistoryEntry `json:"history"`
 	// Ignored are messages that correlated to this id while no instance
-	// had it (saga.On handlers never start one).
+	// had it (saga.On handlers never start one). Retention deletes them
+	// once EngineConfig.Retention has passed, or with the instance's
+	// history when one has started since.
 	Ignored []IgnoredMessage `json:"ignored,omitempty"`
 	// Request is an operator's retry or cancel waiting for an engine that
 	// runs the saga type (Operator.RequestRetry, RequestCancel).

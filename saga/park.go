@@ -108,16 +108,33 @@ type IgnoredMessage struct {
 	Reason    string    `json:"reason"`
 }
 
+// ignoredIndex is the value of an ignored-index row (for people reading
+// the rows, as endedIndex).
+type ignoredIndex struct {
+	Saga    string `json:"saga"`
+	ID      string `json:"id"`
+	EventID string `json:"event_id"`
+}
+
 // ignoreMissing records a message for an instance that does not exist, so
-// it is visible (Engine.Show) and counted, never silently dropped.
+// it is visible (Engine.Show) and counted, never silently dropped. No
+// instance will ever purge the record, so it is indexed by time for
+// retention to find (purgeIgnored); a redelivery rewrites the record with
+// a new time and a new index row, and the old row is then stale.
 func (e *Engine) ignoreMissing(ctx context.Context, rows feed.Rows, saga, id string, env events.Envelope) error {
 	reason := "no instance with this id (the handler is saga.On, which never starts one)"
 	if env.Type == TimerFiredType {
 		reason = "timer fired for an instance that no longer exists"
 	}
-	b, _ := json.Marshal(IgnoredMessage{At: e.cfg.Clock.Now().UTC(), EventID: env.ID, EventType: env.Type, Reason: reason})
-	if err := rows.Put(ctx, rowNamespace, tableIgnored, childKey(saga, id, env.ID), b, env.Token); err != nil {
+	at := e.cfg.Clock.Now().UTC()
+	key := childKey(saga, id, env.ID)
+	b, _ := json.Marshal(IgnoredMessage{At: at, EventID: env.ID, EventType: env.Type, Reason: reason})
+	if err := rows.Put(ctx, rowNamespace, tableIgnored, key, b, env.Token); err != nil {
 		return wrapRows(err, "record ignored message", saga, id)
+	}
+	ix, _ := json.Marshal(ignoredIndex{Saga: saga, ID: id, EventID: env.ID})
+	if err := rows.Put(ctx, rowNamespace, tableIgnoredIndex, ignoredIndexKey(at, key), ix, env.Token); err != nil {
+		return wrapRows(err, "index ignored message", saga, id)
 	}
 	e.log.InfoContext(ctx, "saga: message for no instance ignored", "saga", saga, "id", id, "event_id", env.ID, "type", env.Type)
 	if u, ok := events.UnitFromContext(ctx); ok {

@@ -3,6 +3,7 @@ package saga
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -11,7 +12,11 @@ import (
 
 // Retention (EngineConfig.Retention): an ended instance is listed in the
 // ended index when it ends; once Retention has passed, the sweep deletes
-// its per-message rows and leaves the instance row as a tombstone.
+// its per-message rows and its claim and leaves the instance row as a
+// tombstone. A message ignored for an id with no instance is listed in
+// the ignored index; once Retention has passed, the same sweep deletes its
+// record, unless an instance with that id has started since (its own
+// purge then deletes the record).
 
 // purgedTables hold per-message rows under childKey(saga, id, ""): they
 // grow with every message an instance takes, so retention deletes them.
@@ -27,6 +32,17 @@ const (
 	// purges, so a backlog (retention just enabled) never holds parked
 	// steps back for long; the next pass goes on.
 	purgePassLimit = 200
+	// ignoredPassLimit bounds the ignored-index rows one pass of the
+	// background loop looks at, for the same reason. One unit takes a page
+	// of them (endedPage): a record and its index row each, well under
+	// purgeBatch deletes.
+	ignoredPassLimit = 10 * endedPage
+)
+
+// Kinds of purge counted by Metrics.Purged.
+const (
+	purgedInstance = "instance"
+	purgedIgnored  = "ignored"
 )
 
 // endedIndex is the value of an ended-index row (the key says it all; the
@@ -52,20 +68,44 @@ func (e *Engine) indexEnded(ctx context.Context, rows feed.Rows, in *instance) e
 }
 
 // PurgeEnded purges every instance of the engine's saga types that ended
-// more than EngineConfig.Retention ago (see Retention there) and returns
-// how many it purged. The driver started by Start calls it every
-// SweepInterval; tests on a virtual clock call it after moving the clock.
-// With a negative Retention it does nothing.
+// more than EngineConfig.Retention ago (see Retention there), and deletes
+// the records of messages ignored longer ago than that for ids with no
+// instance; it returns how many instances it purged (the records are
+// counted in converge_saga_purged_total{kind="ignored"}). The driver
+// started by Start calls it every SweepInterval; tests on a virtual clock
+// call it after moving the clock. With a negative Retention it does
+// nothing.
 func (e *Engine) PurgeEnded(ctx context.Context) (int, error) {
-	return e.purgeEnded(ctx, 0)
+	n, _, err := e.purgeEnded(ctx, 0, 0)
+	return n, err
 }
 
-// purgeEnded purges up to limit instances (0: no limit).
-func (e *Engine) purgeEnded(ctx context.Context, limit int) (int, error) {
+// purgeEnded runs one pass of retention over up to limit instances and up
+// to ignoredLimit ignored-index rows (0: no limit). It returns how many
+// instances it purged, and whether a limit stopped it (a backlog: the
+// next pass goes on). Every unit it commits is a whole step, so a pass
+// that fails or is cancelled midway leaves nothing the next pass cannot
+// finish.
+func (e *Engine) purgeEnded(ctx context.Context, limit, ignoredLimit int) (int, bool, error) {
 	if e.cfg.Retention < 0 {
-		return 0, nil
+		return 0, false, nil
 	}
 	cutoff := e.cfg.Clock.Now().Add(-e.cfg.Retention)
+	n, err := e.purgeInstances(ctx, cutoff, limit)
+	more := limit > 0 && n >= limit
+	if ctx.Err() != nil {
+		return n, more, err
+	}
+	// The ignored records go on even when an instance failed to purge, so
+	// one bad instance never stops them.
+	looked, ierr := e.purgeIgnored(ctx, cutoff, ignoredLimit)
+	more = more || (ignoredLimit > 0 && looked >= ignoredLimit)
+	return n, more, errors.Join(err, ierr)
+}
+
+// purgeInstances purges up to limit instances ended before cutoff (0: no
+// limit).
+func (e *Engine) purgeInstances(ctx context.Context, cutoff time.Time, limit int) (int, error) {
 	rows := e.cfg.Store.Rows()
 	purged := 0
 	after := ""
@@ -167,9 +207,109 @@ func (e *Engine) purgeBatch(ctx context.Context, u feed.Unit, key string, at tim
 	if err := rows.Delete(ctx, rowNamespace, tableEnded, key); err != nil {
 		return false, false, wrapRows(err, "delete ended index", saga, id)
 	}
+	// The claim only serialises concurrent starts of an id with no
+	// instance row; the tombstone now turns every start away by itself.
+	if err := rows.Delete(ctx, rowNamespace, tableClaims, instanceKey(saga, id)); err != nil {
+		return false, false, wrapRows(err, "delete claim", saga, id)
+	}
 	if err := e.save(ctx, rows, in); err != nil {
 		return false, false, err
 	}
-	u.AfterCommit(func() { e.metrics.Purged.WithLabelValues(saga).Inc() })
+	u.AfterCommit(func() { e.metrics.Purged.WithLabelValues(saga, purgedInstance).Inc() })
 	return true, true, nil
+}
+
+// ignoredDue is one ignored-index row old enough to purge.
+type ignoredDue struct {
+	key, recordKey, saga, id string
+	at                       time.Time
+}
+
+// purgeIgnored deletes the records of messages ignored before cutoff for
+// ids with no instance, one unit per page of the ignored index, and
+// returns how many index rows it looked at (up to about limit; 0: no
+// limit).
+func (e *Engine) purgeIgnored(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+	rows := e.cfg.Store.Rows()
+	looked := 0
+	after := ""
+	for {
+		page, err := rows.List(ctx, rowNamespace, tableIgnoredIndex, feed.RowQuery{After: after, Limit: endedPage})
+		if err != nil {
+			return looked, fmt.Errorf("saga: list ignored-message index: %w", err)
+		}
+		var due []ignoredDue
+		young := false
+		for _, row := range page {
+			at, recordKey, saga, id, err := parseIgnoredIndexKey(row.Key)
+			if err != nil {
+				after = row.Key
+				e.log.ErrorContext(ctx, "saga: ignored-index row with a bad key; skipping", "key", row.Key, "error", err)
+				continue
+			}
+			if at.After(cutoff) {
+				young = true // the index sorts by time: the rest is younger
+				break
+			}
+			after = row.Key
+			if _, ok := e.sagas[saga]; !ok {
+				continue // another deployment runs it, with its own retention
+			}
+			due = append(due, ignoredDue{key: row.Key, recordKey: recordKey, saga: saga, id: id, at: at})
+		}
+		if len(due) > 0 {
+			if err := e.withUnit(ctx, func(ctx context.Context, u feed.Unit) error { return e.purgeIgnoredUnit(ctx, u, due) }); err != nil {
+				return looked, err
+			}
+			looked += len(due)
+		}
+		if young || len(page) < endedPage || (limit > 0 && looked >= limit) {
+			return looked, nil
+		}
+	}
+}
+
+// purgeIgnoredUnit deletes, in one unit, the index rows in due and the
+// records they name, so a failure or a crash leaves each pair whole for
+// the next pass.
+func (e *Engine) purgeIgnoredUnit(ctx context.Context, u feed.Unit, due []ignoredDue) error {
+	rows := u.Rows()
+	purged := map[string]float64{}
+	for _, d := range due {
+		// The locked read makes a redelivery of the message that rewrites
+		// the record wait for this unit (or this unit for it), so a
+		// record younger than Retention is never deleted.
+		row, found, err := rows.Get(ctx, rowNamespace, tableIgnored, d.recordKey, feed.LockUpdate)
+		if err != nil {
+			return wrapRows(err, "read ignored message", d.saga, d.id)
+		}
+		var m IgnoredMessage
+		// A record rewritten at another time has an index row of its own:
+		// this one is stale. One that does not decode is purged all the
+		// same.
+		if found && (json.Unmarshal(row.Value, &m) != nil || m.At.Equal(d.at)) {
+			// An instance started with this id since owns the record: its
+			// own purge deletes it once it has ended. (A start racing this
+			// unit at most loses a record older than Retention.)
+			_, live, err := rows.Get(ctx, rowNamespace, tableInstance, instanceKey(d.saga, d.id), feed.LockNone)
+			if err != nil {
+				return wrapRows(err, "read instance", d.saga, d.id)
+			}
+			if !live {
+				if err := rows.Delete(ctx, rowNamespace, tableIgnored, d.recordKey); err != nil {
+					return wrapRows(err, "purge ignored message", d.saga, d.id)
+				}
+				purged[d.saga]++
+			}
+		}
+		if err := rows.Delete(ctx, rowNamespace, tableIgnoredIndex, d.key); err != nil {
+			return wrapRows(err, "delete ignored index", d.saga, d.id)
+		}
+	}
+	u.AfterCommit(func() {
+		for saga, n := range purged {
+			e.metrics.Purged.WithLabelValues(saga, purgedIgnored).Add(n)
+		}
+	})
+	return nil
 }

@@ -33,6 +33,22 @@ func rowsOf(t *testing.T, fx *sagatest.Fixture, table, id string) int {
 	return len(rows)
 }
 
+// tableRows counts every row of one of the engine's tables.
+func tableRows(t *testing.T, fx *sagatest.Fixture, table string) int {
+	t.Helper()
+	rows, err := fx.Store().Rows().List(context.Background(), "converge.saga", table, feed.RowQuery{Limit: 10000})
+	require.NoError(t, err)
+	return len(rows)
+}
+
+// claimed reports whether an instance id's claim row exists.
+func claimed(t *testing.T, fx *sagatest.Fixture, id string) bool {
+	t.Helper()
+	_, ok, err := fx.Store().Rows().Get(context.Background(), "converge.saga", "claims", orders+"/"+id, feed.LockNone)
+	require.NoError(t, err)
+	return ok
+}
+
 func complete(fx *sagatest.Fixture, id string) {
 	fx.Given(placed(id, 30), ev(id, StockReserved{OrderID: id}), ev(id, PaymentCharged{OrderID: id}))
 	fx.ExpectStatus(orders, id, saga.StatusCompleted)
@@ -57,7 +73,7 @@ func TestRetentionPurgesEndedInstancesOnly(t *testing.T) {
 		n, err := eng.PurgeEnded(ctx)
 		require.NoError(t, err)
 		require.Equal(t, 1, n, "only the instance ended more than Retention ago")
-		require.Equal(t, 1.0, testutil.ToFloat64(eng.Metrics().Purged.WithLabelValues(orders)))
+		require.Equal(t, 1.0, testutil.ToFloat64(eng.Metrics().Purged.WithLabelValues(orders, "instance")))
 		for _, table := range []string{"handled", "history", "ignored", "mailbox"} {
 			want := 0
 			if table == "history" {
@@ -101,10 +117,12 @@ func TestRetentionLateDuplicateStartStartsNothing(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, started, 1)
 		require.Equal(t, "order.placed", started[0].Type)
+		require.True(t, claimed(t, fx, "1"), "the start claimed the id")
 		fx.Clock().Advance(retention + time.Minute)
 		n, err := eng.PurgeEnded(ctx)
 		require.NoError(t, err)
 		require.Equal(t, 1, n)
+		require.False(t, claimed(t, fx, "1"), "the purge deletes the claim: the tombstone stands for it")
 
 		// The very start event, delivered again (a redelivery after the
 		// dedupe record is gone), and a new start event for the same id.
@@ -119,6 +137,8 @@ func TestRetentionLateDuplicateStartStartsNothing(t *testing.T) {
 		require.Equal(t, started[0].ID, tl.History[1].EventID)
 		require.Contains(t, tl.History[1].Detail, "completed")
 		require.Equal(t, 2.0, testutil.ToFloat64(eng.Metrics().Ignored.WithLabelValues(orders, "ended")))
+		require.False(t, claimed(t, fx, "1"), "a start for an existing instance claims nothing")
+		require.Zero(t, tableRows(t, fx, "ignored_index"), "the late messages were ignored by an instance, which purges them")
 
 		// What the late messages wrote is purged in turn.
 		require.Positive(t, rowsOf(t, fx, "handled", "1"))
@@ -160,6 +180,7 @@ func TestNegativeRetentionKeepsEverything(t *testing.T) {
 	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
 		fx := newFixture(t, mk, withRetention(-1))
 		complete(fx, "1")
+		fx.Given(ev("ghost", Ping{OrderID: "ghost"}))
 		want := fx.History(orders, "1")
 		handled := rowsOf(t, fx, "handled", "1")
 		fx.Clock().Advance(10 * 365 * 24 * time.Hour)
@@ -169,6 +190,11 @@ func TestNegativeRetentionKeepsEverything(t *testing.T) {
 		require.Equal(t, want, fx.History(orders, "1"))
 		require.Equal(t, handled, rowsOf(t, fx, "handled", "1"))
 		require.Zero(t, fx.Instance(orders, "1").Purged)
+		require.True(t, claimed(t, fx, "1"))
+		require.Len(t, fx.History(orders, "ghost").Ignored, 1)
+		// Still indexed, so enabling retention later purges them too.
+		require.Equal(t, 1, tableRows(t, fx, "ended"))
+		require.Equal(t, 1, tableRows(t, fx, "ignored_index"))
 	})
 }
 
@@ -183,7 +209,7 @@ func TestRetentionSweepRunsInTheBackground(t *testing.T) {
 	require.NoError(t, eng.Start(context.Background()))
 	t.Cleanup(func() { require.NoError(t, eng.Stop(context.Background())) })
 	require.Eventually(t, func() bool {
-		return testutil.ToFloat64(eng.Metrics().Purged.WithLabelValues(orders)) == 1
+		return testutil.ToFloat64(eng.Metrics().Purged.WithLabelValues(orders, "instance")) == 1
 	}, 10*time.Second, time.Millisecond, "the driver purges by itself within a sweep")
 	require.Equal(t, []string{saga.KindPurged}, kinds(fx.History(orders, "1")))
 }

@@ -194,6 +194,11 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 	sql, cond, mayCreate := s.q.moveAppend[check], int64(-1), false
 	switch expected {
 	case events.AnyVersion:
+		if !s.streams.known(streamID) {
+			// Likely new: the upsert creates it, or moves it on if not.
+			sql = s.q.createAppend[check]
+			break
+		}
 		mayCreate = true
 	case events.NoStream:
 		sql, cond = s.q.createAppend[check], 0
@@ -204,10 +209,10 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 	args := []any{streamID, int64(n), uuids, types, svs, payloads, metas, Category(streamID), cond}
 	got, err := s.runAppend(ctx, db, streamID, ids, inTx, sql, args)
 	if err == nil && len(got) == 0 && mayCreate {
-		// Most appends go to a stream that exists, so AnyVersion tries
-		// the cheaper move first and creates the stream only when that
-		// moved nothing: the stream is new (or, with the id check, the
-		// ids are stored, which the create statement sees too).
+		// The stream was known to exist, so AnyVersion tried the cheaper
+		// move first; it moved nothing, so the stream is new after all
+		// (its creator rolled back), or, with the id check, the ids are
+		// stored, which the create statement sees too.
 		got, err = s.runAppend(ctx, db, streamID, ids, inTx, s.q.createAppend[check], args)
 	}
 	if err != nil {
@@ -223,6 +228,7 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 	if count != n {
 		return events.AppendResult{}, fmt.Errorf("pgstore: append to %q stored %d of %d events (this is a bug)", streamID, count, n)
 	}
+	s.streams.add(streamID)
 	// RETURNING order is not promised; versions say where each event went.
 	slices.SortFunc(got, func(a, b landed) int { return cmp.Compare(a.version, b.version) })
 	res := events.AppendResult{

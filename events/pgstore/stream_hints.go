@@ -1,0 +1,38 @@
+package pgstore
+
+import "sync"
+
+// streamHintsMax bounds the streams a store remembers. Past it the set
+// starts again: a forgotten stream costs one upsert instead of an update,
+// not a wrong answer.
+const streamHintsMax = 1 << 14
+
+// streamHints remembers streams this store has seen exist, so an AnyVersion
+// append knows which statement to send first. An append to a stream that
+// exists is a plain UPDATE of its head row; one to a new stream needs the
+// upsert. Trying the update first cost new streams (a command stream per
+// saga step, say) a second statement and round trip; trying the upsert
+// first cost existing streams its dearer path (see the package doc). A
+// hint can be wrong — the transaction that created the stream rolled back
+// — and then the update moves nothing and the upsert follows, as it did
+// for every new stream before.
+type streamHints struct {
+	mu sync.Mutex
+	m  map[string]struct{}
+}
+
+func (h *streamHints) known(streamID string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, ok := h.m[streamID]
+	return ok
+}
+
+func (h *streamHints) add(streamID string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.m == nil || len(h.m) >= streamHintsMax {
+		h.m = make(map[string]struct{})
+	}
+	h.m[streamID] = struct{}{}
+}

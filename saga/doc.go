@@ -66,7 +66,8 @@
 //
 // An event for an instance that does not exist (On) is ignored, counted in
 // converge_saga_ignored_total{reason="no_instance"}, logged, and listed by
-// Engine.Show under the id it correlated to (until retention purges it).
+// Engine.Show under the id it correlated to (until retention purges it);
+// Operator.FindIgnored finds them by id alone, in every saga type.
 // An event for an ended
 // instance (completed, failed by Fail, cancelled) is ignored, counted
 // ({reason="ended"}) and recorded in the instance's history. Instance ids

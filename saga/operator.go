@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -77,6 +78,51 @@ func (o *Operator) Find(ctx context.Context, id string) ([]Info, error) {
 			out = append(out, in.info())
 		}
 	}
+	return out, nil
+}
+
+// IgnoredFor is the messages ignored for one id in one saga type, while
+// that type had no instance with the id.
+type IgnoredFor struct {
+	Saga    string           `json:"saga"`
+	ID      string           `json:"id"`
+	Ignored []IgnoredMessage `json:"ignored"`
+}
+
+// FindIgnored returns the messages ignored for id in every saga type that
+// has some (see Timeline.Ignored), in saga type order: when Find finds no
+// instance, they say why the messages for the id did nothing. The records
+// of a type with an instance of that id are its Show's. It reads the
+// records of id, plus one row per saga type that has ignored messages.
+func (o *Operator) FindIgnored(ctx context.Context, id string) ([]IgnoredFor, error) {
+	var out []IgnoredFor
+	after := ""
+	for {
+		first, err := o.rows.List(ctx, rowNamespace, tableIgnored, feed.RowQuery{After: after, Limit: 1})
+		if err != nil {
+			return nil, fmt.Errorf("saga: list %s: %w", tableIgnored, err)
+		}
+		if len(first) == 0 {
+			break
+		}
+		saga, _, ok := strings.Cut(first[0].Key, "/")
+		if !ok {
+			after = first[0].Key // not a record key; step over it
+			continue
+		}
+		msgs, err := listIgnored(ctx, o.rows, saga, id)
+		if err != nil {
+			return nil, err
+		}
+		if len(msgs) > 0 {
+			out = append(out, IgnoredFor{Saga: saga, ID: id, Ignored: msgs})
+		}
+		// Keys sort byte-wise and '0' follows '/', so this skips the rest
+		// of the saga type's records, whatever their ids: a saga name
+		// holds no '/'.
+		after = saga + "0"
+	}
+	slices.SortFunc(out, func(a, b IgnoredFor) int { return strings.Compare(a.Saga, b.Saga) })
 	return out, nil
 }
 
@@ -305,15 +351,9 @@ func listInstances(ctx context.Context, rows feed.Rows, now time.Time, f Filter)
 
 func showInstance(ctx context.Context, rows feed.Rows, saga, id string) (Timeline, error) {
 	var tl Timeline
-	ignored, err := listAll(ctx, rows, tableIgnored, instanceKey(saga, id)+"/")
-	if err != nil {
+	var err error
+	if tl.Ignored, err = listIgnored(ctx, rows, saga, id); err != nil {
 		return tl, err
-	}
-	for _, r := range ignored {
-		var m IgnoredMessage
-		if json.Unmarshal(r.Value, &m) == nil {
-			tl.Ignored = append(tl.Ignored, m)
-		}
 	}
 	row, found, err := rows.Get(ctx, rowNamespace, tableInstance, instanceKey(saga, id), feed.LockNone)
 	if err != nil {
@@ -342,6 +382,23 @@ func showInstance(ctx context.Context, rows feed.Rows, saga, id string) (Timelin
 		tl.History = append(tl.History, hs...)
 	}
 	return tl, nil
+}
+
+// listIgnored returns the messages ignored for saga/id, in event id
+// order; a record that does not decode is left out.
+func listIgnored(ctx context.Context, rows feed.Rows, saga, id string) ([]IgnoredMessage, error) {
+	recs, err := listAll(ctx, rows, tableIgnored, instanceKey(saga, id)+"/")
+	if err != nil {
+		return nil, err
+	}
+	var out []IgnoredMessage
+	for _, r := range recs {
+		var m IgnoredMessage
+		if json.Unmarshal(r.Value, &m) == nil {
+			out = append(out, m)
+		}
+	}
+	return out, nil
 }
 
 func listAll(ctx context.Context, rows feed.Rows, table, prefix string) ([]feed.Row, error) {

@@ -13,6 +13,8 @@
 //	converge projections rebuild|reset NAME --wait  # carried out by the running application
 //	converge dead-letters list [--processor NAME]   # events processors gave up on
 //	converge dead-letters replay ID... --wait       # applied again by the running processor
+//	converge sagas list --status failed             # saga instances by type, status, parked time
+//	converge sagas show ID [--type T] [--json]      # an instance's timeline, or why its id's messages did nothing
 //	converge serve --demo-load 5                    # API, page, dashboard, /metrics, /lag, /healthz
 //	converge bench --scenario append|propagation    # ratios against a baseline
 //
@@ -28,6 +30,12 @@
 // projections.Runner or feed.Processor carries out, and report it
 // accepted; --wait waits for the outcome, up to --timeout (exit status 4
 // when it runs out; the request stays).
+//
+// `converge sagas show ID` of an id with no instance fails with exit status
+// 1; when messages correlated to the id were ignored for want of an
+// instance (a saga.On handler's event, a timer fired for a vanished
+// instance), it first says that no instance has the id and lists them
+// (time, event id, event type, reason) for every saga type, or --type's.
 //
 // # Adding a command
 //

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -137,18 +138,41 @@ func (c *sagasCmd) showCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "show ID",
 		Short: "Show an instance and its timeline: messages, waits and parks, commands, timers, compensations, errors",
-		Args:  cobra.ExactArgs(1),
+		Long: `show prints an instance, its state and its timeline: messages, waits and
+parks, commands, timers, compensations, errors, and the messages ignored
+for its id before it started.
+
+An id with no instance fails (exit status 1). When messages correlated to
+it were ignored for want of an instance (a saga.On handler's event, which
+never starts one, or a timer fired for an instance that no longer exists),
+show first says that no instance has the id and lists them: time, event id,
+event type and reason, in every saga type or in --type's. With --json, one
+line per saga type: {"saga", "id", "instance": false, "ignored": [...]}.`,
+		Example: `  converge sagas show order-42
+  converge sagas show order-42 --type order_fulfilment --json`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			op, closeFn, err := c.open(cmd)
 			if err != nil {
 				return err
 			}
 			defer closeFn()
-			typ, err := c.resolve(cmd.Context(), op, args[0])
+			ctx, id := cmd.Context(), args[0]
+			typ, err := c.resolve(ctx, op, id)
+			if errors.Is(err, saga.ErrNotFound) {
+				found, ferr := op.FindIgnored(ctx, id)
+				if ferr != nil {
+					return ferr
+				}
+				return c.showIgnored(err, id, "", found)
+			}
 			if err != nil {
 				return err
 			}
-			tl, err := op.Show(cmd.Context(), typ, args[0])
+			tl, err := op.Show(ctx, typ, id)
+			if errors.Is(err, saga.ErrNotFound) && len(tl.Ignored) > 0 {
+				return c.showIgnored(err, id, typ, []saga.IgnoredFor{{Saga: typ, ID: id, Ignored: tl.Ignored}})
+			}
 			if err != nil {
 				return err
 			}
@@ -158,6 +182,42 @@ func (c *sagasCmd) showCmd() *cobra.Command {
 			return writeTimeline(c.out, tl)
 		},
 	}
+}
+
+// noInstance is what `sagas show --json` prints for an id with no
+// instance of a saga type that ignored messages for it; Instance is always
+// false, so a script tells it from a Timeline.
+type noInstance struct {
+	saga.IgnoredFor
+	Instance bool `json:"instance"`
+}
+
+// showIgnored prints, for an id that has no instance (notFound, the
+// ErrNotFound that says so), the messages ignored for it in the saga type
+// typ ("": any); it returns notFound, saying that the messages are listed,
+// so the command still fails as for any id not found.
+func (c *sagasCmd) showIgnored(notFound error, id, typ string, found []saga.IgnoredFor) error {
+	if len(found) == 0 {
+		return notFound
+	}
+	what := "saga instance"
+	if typ != "" {
+		what = typ + " instance"
+	}
+	var err error
+	if c.json {
+		lines := make([]noInstance, len(found))
+		for i, f := range found {
+			lines[i] = noInstance{IgnoredFor: f}
+		}
+		err = writeJSONLines(c.out, lines)
+	} else {
+		err = writeIgnored(c.out, what, id, found)
+	}
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: no %s has id %q (the messages ignored for it are on standard output)", saga.ErrNotFound, what, id)
 }
 
 func (c *sagasCmd) retryCmd() *cobra.Command {
@@ -321,6 +381,20 @@ func writeInstanceTable(w io.Writer, list []saga.Info, now time.Time) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\t%s\n", in.Saga, in.ID, in.Status, in.Steps, parked, waiting, in.Queued,
 			in.Updated.Format(time.RFC3339), in.Reason)
+	}
+	return tw.Flush()
+}
+
+// writeIgnored says that no instance (what: "saga instance" or the saga
+// type's) has id and lists the messages ignored for it.
+func writeIgnored(w io.Writer, what, id string, found []saga.IgnoredFor) error {
+	fmt.Fprintf(w, "no %s has id %q; messages correlated to it were ignored:\n\n", what, id)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SAGA\tAT\tEVENT ID\tEVENT TYPE\tREASON")
+	for _, f := range found {
+		for _, m := range f.Ignored {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.Saga, m.At.Format("2006-01-02T15:04:05.000Z07:00"), m.EventID, m.EventType, m.Reason)
+		}
 	}
 	return tw.Flush()
 }

@@ -8,9 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/events"
-	"github.com/converge-es/converge/events/pgstore"
 	"github.com/converge-es/converge/internal/clocktest"
-	"github.com/converge-es/converge/internal/pgtest"
 	"github.com/converge-es/converge/saga"
 )
 
@@ -19,12 +17,7 @@ import (
 func TestSagasShowPurgedInstance(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := pgtest.New(t, nil)
-	reg := events.NewRegistry()
-	require.NoError(t, events.RegisterSafely[cliJobStarted](reg, "job.started", 1))
-	store, err := pgstore.New(ctx, db.Pool, &pgstore.Config{Schema: db.Schema, Registry: reg})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = store.Close() })
+	db, store := newJobsStore(t)
 	jobs := saga.New[cliJob]("jobs", nil)
 	saga.StartOn(jobs, func(e cliJobStarted, _ events.Envelope) string { return e.ID },
 		func(s *saga.Step[cliJob], _ cliJobStarted) error { s.Complete(); return nil })
@@ -34,12 +27,7 @@ func TestSagasShowPurgedInstance(t *testing.T) {
 
 	_, err = store.Append(ctx, "job", events.AnyVersion, events.Event{Data: cliJobStarted{ID: "done"}})
 	require.NoError(t, err)
-	envs, err := store.ReadStream(ctx, "job", 0, 0)
-	require.NoError(t, err)
-	u, err := store.Checkpoints().Begin(ctx)
-	require.NoError(t, err)
-	require.NoError(t, eng.Handle(u.Context(events.ContextWithUnit(ctx, u)), envs[0]))
-	require.NoError(t, u.Commit(ctx))
+	handleStream(t, store, eng, "job")
 	clock.Advance(saga.DefaultRetention + time.Hour)
 	n, err := eng.PurgeEnded(ctx)
 	require.NoError(t, err)

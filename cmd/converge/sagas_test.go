@@ -39,13 +39,7 @@ type cliJob struct {
 func TestSagasCommand(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := pgtest.New(t, nil)
-	reg := events.NewRegistry()
-	require.NoError(t, events.RegisterSafely[cliJobStarted](reg, "job.started", 1))
-	require.NoError(t, events.RegisterSafely[cliJobChecked](reg, "job.checked", 1))
-	store, err := pgstore.New(ctx, db.Pool, &pgstore.Config{Schema: db.Schema, Registry: reg})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = store.Close() })
+	db, store := newJobsStore(t)
 
 	var healthy atomic.Bool
 	jobs := saga.New[cliJob]("jobs", nil)
@@ -169,6 +163,36 @@ func TestSagasCommand(t *testing.T) {
 	require.Equal(t, "audit is gone", tl.Info.Reason)
 	_, err = sagas("cancel", "waits")
 	require.ErrorIs(t, err, saga.ErrEnded)
+}
+
+// newJobsStore returns a fresh schema and a store on it that knows the
+// job events.
+func newJobsStore(t *testing.T) (*pgtest.DB, *pgstore.Store) {
+	t.Helper()
+	db := pgtest.New(t, nil)
+	reg := events.NewRegistry()
+	require.NoError(t, events.RegisterSafely[cliJobStarted](reg, "job.started", 1))
+	require.NoError(t, events.RegisterSafely[cliJobChecked](reg, "job.checked", 1))
+	store, err := pgstore.New(context.Background(), db.Pool, &pgstore.Config{Schema: db.Schema, Registry: reg})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = store.Close() })
+	return db, store
+}
+
+// handleStream has eng take the stream's events, one unit each, as its
+// processor would.
+func handleStream(t *testing.T, store *pgstore.Store, eng *saga.Engine, stream string) {
+	t.Helper()
+	ctx := context.Background()
+	envs, err := store.ReadStream(ctx, stream, 0, 0)
+	require.NoError(t, err)
+	require.NotEmpty(t, envs)
+	for _, env := range envs {
+		u, err := store.Checkpoints().Begin(ctx)
+		require.NoError(t, err)
+		require.NoError(t, eng.Handle(u.Context(events.ContextWithUnit(ctx, u)), env))
+		require.NoError(t, u.Commit(ctx))
+	}
 }
 
 var errBrokenJob = errorString("broken job")

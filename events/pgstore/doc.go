@@ -159,7 +159,10 @@
 // wildcard. The newest readable token (Batch.ScannedTo) is read by the
 // same statement as the events, so in the same snapshot: a second
 // statement could see the horizon pass an event the first did not return,
-// and a consumer advancing to it would skip that event. Filtered reads take
+// and a consumer advancing to it would skip that event. What an empty read
+// reports as pending (committed events it cannot read yet) comes from the
+// same statement too, evaluated only when nothing matched, so a read is
+// one statement whether or not it finds events. Filtered reads take
 // each type's (or category's) events from its own range of the (type,
 // sort_key, seq) index, bounded by row comparisons from the cursor to the
 // horizon, and merge them: "type = ANY(...)" cannot return index rows in

@@ -210,7 +210,29 @@ WITH head AS (
 // and on every row the newest readable token after ($1, $2) whether it
 // matches or not: both in one statement, so in one snapshot, which is what
 // lets the caller report how far it looked without skipping an event that
-// became readable in between. When nothing is readable there is no row.
+// became readable in between. When nothing is readable there is no row
+// (without pending) or one row of NULLs but the pending columns.
+//
+// With pending, a row without an event (nothing matched) also carries
+// what Batch.Pending is made of, from the same snapshot: whether a
+// committed event after the cursor matches (it can only be behind the
+// horizon, as the read returned none), and the newest committed event
+// after the cursor, matching or not. Asked in a statement of its own, the
+// question cost every empty read a second statement; on a busy database,
+// where open units hold the horizon most of the time, most reads of most
+// consumers are empty. The subqueries are uncorrelated, so PostgreSQL
+// runs them once, and only for a row where the CASE asks (a read that
+// returned events pays nothing). An event committed after the snapshot
+// is not counted, but its commit wakes the reader, which took its wake
+// channel before reading. (Comparing sort keys with the horizon in a
+// second statement instead would race: the horizon can pass an event
+// between the two, and the reader would wait for a wake-up that never
+// comes.) The newest event counts even when it does not match: a filtered
+// reader moves its checkpoint past unmatched events (Batch.ScannedTo), so
+// unmatched events it cannot read yet are pending for it too; without
+// them a filtered reader stopped at the horizon saw nothing pending and
+// slept until a wake-up that the transaction holding the horizon (in
+// another schema, say) never sends.
 //
 // With types (or categories), each type's events are read from its own
 // range of the (type, sort_key, seq) index, at most $3 of each, and merged. The range is given
@@ -220,7 +242,7 @@ WITH head AS (
 // cannot return index rows in order, so PostgreSQL fetched every later
 // event of those types and sorted them for each page: a consumer catching
 // up on N events did O(N²) work (5 ms a page at 50,000 events behind).
-func (q queries) readFeedSQL(where string, by indexedBy) string {
+func (q queries) readFeedSQL(where string, by indexedBy, pending bool) string {
 	m := fmt.Sprintf(`SELECT %[2]s FROM %[1]s WHERE (sort_key, seq) > ($1, $2) AND sort_key < %[3]s%[4]s ORDER BY sort_key, seq LIMIT $3`,
 		q.events, eventColumns, horizon, where)
 	switch {
@@ -236,37 +258,36 @@ func (q queries) readFeedSQL(where string, by indexedBy) string {
 	ORDER BY %[6]s, sort_key, seq LIMIT $3
 ) e ORDER BY e.sort_key, e.seq LIMIT $3`, q.events, eventColumns, horizon, where, by.values, by.column)
 	}
-	return fmt.Sprintf(`WITH top AS (
+	cols := `top.sort_key, top.seq, m.seq, m.sort_key, m.event_id, m.stream_id, m.version, m.type, m.schema_version, m.payload, m.metadata, m.recorded_at`
+	if !pending {
+		return fmt.Sprintf(`WITH top AS (
 	SELECT sort_key, seq FROM %[1]s WHERE (sort_key, seq) > ($1, $2) AND sort_key < %[2]s ORDER BY sort_key DESC, seq DESC LIMIT 1
 ), m AS (%[3]s)
-SELECT top.sort_key, top.seq, m.seq, m.sort_key, m.event_id, m.stream_id, m.version, m.type, m.schema_version, m.payload, m.metadata, m.recorded_at
-FROM top LEFT JOIN m ON true ORDER BY m.sort_key, m.seq`, q.events, horizon, m)
+SELECT %[4]s
+FROM top LEFT JOIN m ON true ORDER BY m.sort_key, m.seq`, q.events, horizon, m, cols)
+	}
+	return fmt.Sprintf(`WITH top AS (
+	SELECT sort_key, seq FROM %[1]s WHERE (sort_key, seq) > ($1, $2) AND sort_key < %[2]s ORDER BY sort_key DESC, seq DESC LIMIT 1
+), m AS (%[3]s), newest AS (
+	SELECT sort_key, seq FROM %[1]s WHERE (sort_key, seq) > ($1, $2) ORDER BY sort_key DESC, seq DESC LIMIT 1
+)
+SELECT %[4]s,
+	CASE WHEN m.seq IS NULL THEN EXISTS (%[5]s) END,
+	CASE WHEN m.seq IS NULL THEN (SELECT sort_key FROM newest) END,
+	CASE WHEN m.seq IS NULL THEN (SELECT seq FROM newest) END
+FROM (SELECT 1) one LEFT JOIN top ON true LEFT JOIN m ON true ORDER BY m.sort_key, m.seq`, q.events, horizon, m, cols, q.matchedSQL(where, by))
 }
 
-// pendingSQL counts the committed events after the cursor matching where,
-// up to $3 (1: only an empty read asks). It runs in a later snapshot than
-// the read, so any row counted is a committed event the read could not (yet)
-// return. Testing
-// "sort_key >= horizon" instead would race: the horizon can pass them
-// between the two statements, and the reader would then wait for a wake-up
-// that never comes.
-//
-// It also returns the newest committed event after the cursor, matching or
-// not: a filtered reader moves its checkpoint past unmatched events
-// (Batch.ScannedTo), so unmatched events it could not read yet are pending
-// for it too. Without this a filtered reader whose read stopped at the
-// horizon saw nothing pending and slept until the next wake-up, which the
-// transaction holding the horizon (in another schema, say) never sends.
-func (q queries) pendingSQL(where string, by indexedBy) string {
-	matched := fmt.Sprintf(`SELECT 1 FROM %[1]s WHERE (sort_key, seq) > ($1, $2)%[2]s LIMIT $3`, q.events, where)
-	if by.column != "" {
-		matched = fmt.Sprintf(`SELECT 1 FROM unnest(%[3]s::text[]) AS f(v) CROSS JOIN LATERAL (
-	SELECT 1 FROM %[1]s WHERE (%[5]s, sort_key, seq) > (f.v, $1, $2) AND (%[5]s, sort_key, seq) <= (f.v, %[4]d, %[4]d)%[2]s
-	ORDER BY %[5]s, sort_key, seq LIMIT $3
-) e LIMIT $3`, q.events, where, by.values, int64(math.MaxInt64), by.column)
+// matchedSQL finds a committed event after the cursor ($1, $2) that
+// matches where, readable or not (for Batch.Pending, see readFeedSQL).
+// With types (or categories) it probes each one's index range from the
+// cursor, as the read does.
+func (q queries) matchedSQL(where string, by indexedBy) string {
+	if by.column == "" {
+		return fmt.Sprintf(`SELECT 1 FROM %[1]s WHERE (sort_key, seq) > ($1, $2)%[2]s LIMIT 1`, q.events, where)
 	}
-	return fmt.Sprintf(`SELECT (SELECT count(*) FROM (%[2]s) c), t.sort_key, t.seq
-FROM (SELECT 1) one LEFT JOIN LATERAL (
-	SELECT sort_key, seq FROM %[1]s WHERE (sort_key, seq) > ($1, $2) ORDER BY sort_key DESC, seq DESC LIMIT 1
-) t ON true`, q.events, matched)
+	return fmt.Sprintf(`SELECT 1 FROM unnest(%[3]s::text[]) AS f(v) CROSS JOIN LATERAL (
+	SELECT 1 FROM %[1]s WHERE (%[5]s, sort_key, seq) > (f.v, $1, $2) AND (%[5]s, sort_key, seq) <= (f.v, %[4]d, %[4]d)%[2]s
+	ORDER BY %[5]s, sort_key, seq LIMIT 1
+) e LIMIT 1`, q.events, where, by.values, int64(math.MaxInt64), by.column)
 }

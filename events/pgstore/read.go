@@ -80,11 +80,11 @@ func (s *Store) read(ctx context.Context, after events.Token, f feed.Filter, lim
 	where, by, fargs := filterClause(f, 4)
 	// No transaction: a plain read never takes a transaction id, so
 	// readers never hold the horizon back themselves.
-	rows, err := s.pool.Query(ctx, s.q.readFeedSQL(where, by), append([]any{major, minor, limit}, fargs...)...)
+	rows, err := s.pool.Query(ctx, s.q.readFeedSQL(where, by, withPending), append([]any{major, minor, limit}, fargs...)...)
 	if err != nil {
 		return feed.Batch{}, fmt.Errorf("pgstore: read feed: %w", classify(err))
 	}
-	out, err := scanFeed(rows)
+	out, p, err := scanFeed(rows, withPending)
 	if err != nil {
 		return feed.Batch{}, err
 	}
@@ -94,16 +94,9 @@ func (s *Store) read(ctx context.Context, after events.Token, f feed.Filter, lim
 	}
 	if withPending && len(out.Events) == 0 {
 		// Only an empty read needs to know what is pending: a reader that
-		// got events reads again anyway. Asked every time, the question
-		// cost a second statement counting up to a page of events.
-		var committed int
-		var topKey, topSeq *int64
-		err := s.pool.QueryRow(ctx, s.q.pendingSQL(where, by), append([]any{major, minor, 1}, fargs...)...).Scan(&committed, &topKey, &topSeq)
-		if err != nil {
-			return feed.Batch{}, fmt.Errorf("pgstore: read feed: %w", classify(err))
-		}
-		out.Pending = committed > 0
-		if (where != "" || by.column != "") && topKey != nil && events.MakeToken(uint64(*topKey), uint64(*topSeq)).After(out.ScannedTo) {
+		// got events reads again anyway.
+		out.Pending = p.matched
+		if (where != "" || by.column != "") && p.newest.After(out.ScannedTo) {
 			// Unmatched events the read could not look past yet.
 			out.Pending = true
 		}
@@ -111,28 +104,49 @@ func (s *Store) read(ctx context.Context, after events.Token, f feed.Filter, lim
 	return out, nil
 }
 
+// pendingCols are readFeedSQL's pending columns, set on a row without an
+// event.
+type pendingCols struct {
+	matched bool
+	newest  events.Token
+}
+
 // scanFeed reads readFeedSQL's rows: the newest readable token on every
-// row, and an event on each unless none matched.
-func scanFeed(rows pgx.Rows) (feed.Batch, error) {
+// row (NULL when nothing is readable), an event on each unless none
+// matched, and with pending the pending columns.
+func scanFeed(rows pgx.Rows, withPending bool) (feed.Batch, pendingCols, error) {
 	defer rows.Close()
 	out := feed.Batch{Events: []events.Envelope{}}
+	var p pendingCols
 	// pgtype's nullable values scan without the allocation per column a
 	// pointer costs (most of the client's time per event at 2,000 a page).
 	var (
-		topKey, topSeq        int64
+		topKey, topSeq        pgtype.Int8
 		seq, sortKey, version pgtype.Int8
 		id, stream, typ       pgtype.Text
 		schemaVersion         pgtype.Int4
 		payload, meta         []byte
 		recordedAt            pgtype.Timestamptz
+		matched               pgtype.Bool
+		newestKey, newestSeq  pgtype.Int8
 	)
+	dest := []any{&topKey, &topSeq, &seq, &sortKey, &id, &stream, &version, &typ, &schemaVersion, &payload, &meta, &recordedAt}
+	if withPending {
+		dest = append(dest, &matched, &newestKey, &newestSeq)
+	}
 	for rows.Next() {
 		payload, meta = nil, nil // scanned into fresh slices, not reused
-		if err := rows.Scan(&topKey, &topSeq, &seq, &sortKey, &id, &stream, &version, &typ, &schemaVersion, &payload, &meta, &recordedAt); err != nil {
-			return feed.Batch{}, fmt.Errorf("pgstore: scan event: %w", err)
+		if err := rows.Scan(dest...); err != nil {
+			return feed.Batch{}, p, fmt.Errorf("pgstore: scan event: %w", err)
 		}
-		out.ScannedTo = events.MakeToken(uint64(topKey), uint64(topSeq))
+		if topKey.Valid {
+			out.ScannedTo = events.MakeToken(uint64(topKey.Int64), uint64(topSeq.Int64))
+		}
 		if !seq.Valid {
+			p.matched = matched.Bool
+			if newestKey.Valid {
+				p.newest = events.MakeToken(uint64(newestKey.Int64), uint64(newestSeq.Int64))
+			}
 			continue
 		}
 		e := events.Envelope{
@@ -141,14 +155,14 @@ func scanFeed(rows pgx.Rows) (feed.Batch, error) {
 			Token: events.MakeToken(uint64(sortKey.Int64), uint64(seq.Int64)),
 		}
 		if err := decodeMetadata(meta, &e.Metadata); err != nil {
-			return feed.Batch{}, fmt.Errorf("pgstore: event %s has unreadable metadata: %w", e.ID, err)
+			return feed.Batch{}, p, fmt.Errorf("pgstore: event %s has unreadable metadata: %w", e.ID, err)
 		}
 		out.Events = append(out.Events, e)
 	}
 	if err := rows.Err(); err != nil {
-		return feed.Batch{}, fmt.Errorf("pgstore: read feed: %w", err)
+		return feed.Batch{}, p, fmt.Errorf("pgstore: read feed: %w", err)
 	}
-	return out, nil
+	return out, p, nil
 }
 
 // Head returns the token of the newest committed event.

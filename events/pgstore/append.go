@@ -188,7 +188,10 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 	// Inside a caller's transaction a unique violation would abort it, so
 	// the statement checks the ids first (see appendStatements).
 	check := noIDCheck
-	if inTx {
+	switch {
+	case inTx && n == 1:
+		check = idCheckOne
+	case inTx:
 		check = idCheck
 	}
 	sql, cond, mayCreate := s.q.moveAppend[check], int64(-1), false

@@ -1,0 +1,61 @@
+package pgstore
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/internal/pgtest"
+)
+
+// TestOneEventIDCheckUsesTheIndex: the plan PostgreSQL caches for a
+// one-event append in a transaction probes the event id index, even on a
+// table of a few hundred events. The check written as "= ANY($3)" is
+// planned for ten ids, and there a sequential scan looks cheaper until the
+// table holds about a thousand events; a plan cached on a young table
+// then scanned the whole, growing table on every append.
+func TestOneEventIDCheckUsesTheIndex(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t, nil)
+	ctx := t.Context()
+	_, err := db.Pool.Exec(ctx, `INSERT INTO events (sort_key, event_id, stream_id, version, type, payload, category)
+SELECT i, gen_random_uuid(), 's-' || i, 1, 't', '{"n": 1}', 's' FROM generate_series(1, 300) i`)
+	require.NoError(t, err)
+	_, err = db.Pool.Exec(ctx, `ANALYZE events`)
+	require.NoError(t, err)
+	q := newQueries(db.Schema)
+
+	plan := func(sql string) string {
+		conn, err := db.Pool.Acquire(ctx)
+		require.NoError(t, err)
+		defer conn.Release()
+		tx, err := conn.Begin(ctx)
+		require.NoError(t, err)
+		defer func() { _ = tx.Rollback(ctx) }()
+		// The plan a connection keeps after five runs of the statement.
+		_, err = tx.Exec(ctx, `SET LOCAL plan_cache_mode = force_generic_plan`)
+		require.NoError(t, err)
+		_, err = tx.Exec(ctx, `PREPARE append_plan AS `+sql)
+		require.NoError(t, err)
+		rows, err := tx.Query(ctx, `EXPLAIN EXECUTE append_plan('s-new', 1, ARRAY[gen_random_uuid()], ARRAY['t'], NULL, ARRAY['{}']::jsonb[], NULL, 's', -1)`)
+		require.NoError(t, err)
+		var lines []string
+		for rows.Next() {
+			var l string
+			require.NoError(t, rows.Scan(&l))
+			lines = append(lines, l)
+		}
+		require.NoError(t, rows.Err())
+		_, err = tx.Exec(ctx, `DEALLOCATE append_plan`)
+		require.NoError(t, err)
+		return strings.Join(lines, "\n")
+	}
+	for name, sql := range map[string]string{"create": q.createAppend[idCheckOne], "move": q.moveAppend[idCheckOne]} {
+		p := plan(sql)
+		t.Logf("%s:\n%s", name, p)
+		require.NotContains(t, p, "Seq Scan on events", name)
+		require.Contains(t, p, "events_event_id_key", fmt.Sprintf("%s: the id check probes the unique index", name))
+	}
+}

@@ -212,7 +212,7 @@ func (e *Engine) commitStep(ctx context.Context, u feed.Unit, s *compiled, in *i
 			return err
 		}
 	}
-	earliest, err := e.applyTimers(ctx, rows, in, c.timerOps)
+	scheduled, err := e.applyTimers(ctx, rows, in, c.timerOps)
 	if err != nil {
 		return err
 	}
@@ -253,7 +253,7 @@ func (e *Engine) commitStep(ctx context.Context, u feed.Unit, s *compiled, in *i
 	name := s.name
 	u.AfterCommit(func() {
 		e.metrics.Steps.WithLabelValues(name, outcome).Inc()
-		if !earliest.IsZero() {
+		if scheduled {
 			e.timerWake.Notify()
 		}
 	})
@@ -316,10 +316,10 @@ func (e *Engine) failStep(ctx context.Context, rows feed.Rows, in *instance, env
 	return e.save(ctx, rows, in)
 }
 
-// applyTimers applies a step's schedules and cancels and returns the
-// earliest due time scheduled.
-func (e *Engine) applyTimers(ctx context.Context, rows feed.Rows, in *instance, ops []timerOp) (time.Time, error) {
-	var earliest time.Time
+// applyTimers applies a step's schedules and cancels and reports whether
+// it scheduled any timer.
+func (e *Engine) applyTimers(ctx context.Context, rows feed.Rows, in *instance, ops []timerOp) (bool, error) {
+	scheduled := false
 	for _, op := range ops {
 		if in.Timers == nil {
 			in.Timers = map[string]timerState{}
@@ -327,15 +327,15 @@ func (e *Engine) applyTimers(ctx context.Context, rows feed.Rows, in *instance, 
 		old, had := in.Timers[op.name]
 		if had && old.Active {
 			if err := rows.Delete(ctx, rowNamespace, tableTimers, timerKey(old.Due, in.Saga, in.ID, op.name)); err != nil {
-				return earliest, wrapRows(err, "delete timer", in.Saga, in.ID)
+				return scheduled, wrapRows(err, "delete timer", in.Saga, in.ID)
 			}
 		}
 		in.TimerGen++
-		if op.due.IsZero() {
+		if op.cancel {
 			if had && old.Active {
 				in.Timers[op.name] = timerState{Gen: in.TimerGen, Due: old.Due}
 				if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindTimerCancelled, Detail: op.name}); err != nil {
-					return earliest, err
+					return scheduled, err
 				}
 			}
 			continue
@@ -344,23 +344,21 @@ func (e *Engine) applyTimers(ctx context.Context, rows feed.Rows, in *instance, 
 		in.Timers[op.name] = timerState{Gen: in.TimerGen, Due: due, Active: true}
 		b, _ := json.Marshal(TimerFired{Saga: in.Saga, ID: in.ID, Name: op.name, Gen: in.TimerGen, Due: due.Format(time.RFC3339Nano)})
 		if err := rows.Put(ctx, rowNamespace, tableTimers, timerKey(due, in.Saga, in.ID, op.name), b, in.Token); err != nil {
-			return earliest, wrapRows(err, "write timer", in.Saga, in.ID)
+			return scheduled, wrapRows(err, "write timer", in.Saga, in.ID)
 		}
 		if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindTimerScheduled, Detail: fmt.Sprintf("%s at %s (generation %d)", op.name, due.Format(time.RFC3339Nano), in.TimerGen)}); err != nil {
-			return earliest, err
+			return scheduled, err
 		}
-		if earliest.IsZero() || due.Before(earliest) {
-			earliest = due
-		}
+		scheduled = true
 	}
-	return earliest, nil
+	return scheduled, nil
 }
 
 func (e *Engine) cancelAllTimers(ctx context.Context, rows feed.Rows, in *instance) error {
 	var ops []timerOp
 	for name, ts := range in.Timers {
 		if ts.Active {
-			ops = append(ops, timerOp{name: name})
+			ops = append(ops, timerOp{name: name, cancel: true})
 		}
 	}
 	_, err := e.applyTimers(ctx, rows, in, ops)

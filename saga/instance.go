@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"strconv"
 	"strings"
@@ -175,7 +176,22 @@ func childKey(saga, id, rest string) string { return instanceKey(saga, id) + "/"
 func seqKey(n int64) string { return fmt.Sprintf("%020d", n) }
 
 func timerKey(due time.Time, saga, id, name string) string {
-	return fmt.Sprintf("%020d/%s/%s", due.UnixNano(), instanceKey(saga, id), url.PathEscape(name))
+	return fmt.Sprintf("%020d/%s/%s", timerNanos(due), instanceKey(saga, id), url.PathEscape(name))
+}
+
+// timerNanos is due in nanoseconds since 1970 for a timer key, clamped to
+// what an int64 holds and to 0: UnixNano is undefined past the year 2262
+// (it wraps negative, and "-..." sorts first, so a timer scheduled as good
+// as never fired at once) and a negative key would sort out of order.
+// Clamping keeps the order; a due time before 1970 has long come anyway.
+func timerNanos(due time.Time) int64 {
+	switch {
+	case due.Before(time.Unix(0, 0)):
+		return 0
+	case due.After(time.Unix(0, math.MaxInt64)):
+		return math.MaxInt64
+	}
+	return due.UnixNano()
 }
 
 // endedKey sorts the ended index by time, so the sweep reads only the

@@ -27,17 +27,7 @@ var errCrash = errors.New("crash before commit")
 // once.
 func TestRandomisedDeliveries(t *testing.T) {
 	t.Parallel()
-	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
-		seeds := 20
-		if mk != nil {
-			seeds = 4
-		}
-		for seed := range uint64(seeds) {
-			t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
-				runSchedule(t, mk, seed)
-			})
-		}
-	})
+	forEachSeed(t, 20, 4, runSchedule)
 }
 
 func runSchedule(t *testing.T, mk storeMaker, seed uint64) {

@@ -32,7 +32,7 @@ type stepCore struct {
 	state    any // *S
 	inst     *instance
 	commands []commandRecord
-	// timerOps are schedules (due set) and cancels (due zero), in order.
+	// timerOps are schedules and cancels, in order.
 	timerOps       []timerOp
 	compensations  []commandRecord
 	compensate     bool
@@ -45,6 +45,9 @@ type stepCore struct {
 type timerOp struct {
 	name string
 	due  time.Time
+	// cancel marks a cancel: a zero due is a schedule for the zero time
+	// (long past, so due at once), not a cancel.
+	cancel bool
 }
 
 // State returns the instance's state, to read and change in place.
@@ -95,7 +98,9 @@ func (s *Step[S]) Schedule(name string, after time.Duration) {
 	s.ScheduleAt(name, s.core.now.Add(after))
 }
 
-// ScheduleAt is Schedule at an absolute time.
+// ScheduleAt is Schedule at an absolute time. A time already past (the
+// zero time too) fires at the next pass of the timer loop; a time past
+// the year 2262 waits as if for then.
 func (s *Step[S]) ScheduleAt(name string, at time.Time) {
 	s.core.timerOps = append(s.core.timerOps, timerOp{name: name, due: at})
 }
@@ -104,7 +109,7 @@ func (s *Step[S]) ScheduleAt(name string, at time.Time) {
 // scheduled, or has fired already, does nothing: Cancel never fails a
 // step.
 func (s *Step[S]) Cancel(name string) {
-	s.core.timerOps = append(s.core.timerOps, timerOp{name: name})
+	s.core.timerOps = append(s.core.timerOps, timerOp{name: name, cancel: true})
 }
 
 // Compensate registers cmd as the compensation of what the step did. When a

@@ -35,6 +35,21 @@ func forEachStore(t *testing.T, fn func(t *testing.T, mk storeMaker)) {
 	}
 }
 
+// forEachSeed runs fn on every store over seeds 0 to n-1: n is memory on
+// the in-memory store and postgres on the slower others.
+func forEachSeed(t *testing.T, memory, postgres int, fn func(t *testing.T, mk storeMaker, seed uint64)) {
+	t.Helper()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
+		n := memory
+		if mk != nil {
+			n = postgres
+		}
+		for seed := range uint64(n) {
+			t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) { fn(t, mk, seed) })
+		}
+	})
+}
+
 type setup struct {
 	gated  bool
 	config func(*sagatest.Config)

@@ -167,7 +167,16 @@ Scenarios:
            raw sequential pgx read of the same events in the same run
            ("raw_read"); ratio = rebuild events/s / raw read events/s.
            The line also gives the live catch-up rate and the process's
-           peak RSS.`,
+           peak RSS.
+  saga     runs --sagas order-like sagas of four steps (each sends a
+           command whose handler appends the next event; one step is
+           gated on a read model) end to end, in memory and then on
+           PostgreSQL, each after an unmeasured warm-up of a fifth as
+           many (on PostgreSQL the tables are then analyzed, standing in
+           for autovacuum). Baselines: a Watermill router's no-op handler
+           on gochannel in memory ("gochannel_router", msgs/s), single-row
+           commits at the same concurrency on PostgreSQL ("raw_commit");
+           ratio = sagas/s / baseline.`,
 		Example: `  converge bench --database-url postgres://postgres@127.0.0.1:5432/test
   converge bench --scenario propagation --rate 2000 --json`,
 		Args: cobra.NoArgs,

@@ -34,6 +34,15 @@ type SagaConfig struct {
 	// stores and their baselines finish within 30s on a busy 2-core
 	// machine.
 	Sagas int
+	// Warmup is how many sagas run, unmeasured, before the measured ones.
+	// Defaults to a fifth of Sagas: the measured run then starts with
+	// warm caches, pools and plans, as in a running application. On
+	// PostgreSQL the tables are analyzed after the warm-up, standing in
+	// for autovacuum: a new schema's plans are made on empty tables (the
+	// id check of an append in a unit, for one, scans the events table
+	// until statistics exist), which a running system outgrows within a
+	// minute. Negative: none.
+	Warmup int
 	// Concurrency is how many writers start the sagas, and how many
 	// writers the PostgreSQL baseline commits with. Defaults to 8.
 	Concurrency int
@@ -56,6 +65,12 @@ func (c *SagaConfig) withDefaults() SagaConfig {
 	}
 	if out.Sagas <= 0 {
 		out.Sagas = 500
+	}
+	switch {
+	case out.Warmup == 0:
+		out.Warmup = out.Sagas / 5
+	case out.Warmup < 0:
+		out.Warmup = 0
 	}
 	if out.Concurrency <= 0 {
 		out.Concurrency = 8
@@ -130,7 +145,7 @@ func Saga(ctx context.Context, pool *pgxpool.Pool, schema string, cfg *SagaConfi
 	if err != nil {
 		return results, err
 	}
-	r, err := runSagas(ctx, mem, c)
+	r, err := runSagas(ctx, mem, c, nil)
 	_ = mem.Close()
 	if err != nil {
 		return results, fmt.Errorf("bench: saga in memory: %w", err)
@@ -151,7 +166,15 @@ func Saga(ctx context.Context, pool *pgxpool.Pool, schema string, cfg *SagaConfi
 	if err != nil {
 		return results, fmt.Errorf("bench: saga: raw commit baseline: %w", err)
 	}
-	r, err = runSagas(ctx, pg, c)
+	analyze := func(ctx context.Context) error {
+		for _, t := range []string{"events", "streams", "rows", "checkpoints"} {
+			if _, err := pool.Exec(ctx, "ANALYZE "+pgx.Identifier{schema, t}.Sanitize()); err != nil {
+				return fmt.Errorf("analyze after the warm-up: %w", err)
+			}
+		}
+		return nil
+	}
+	r, err = runSagas(ctx, pg, c, analyze)
 	if err != nil {
 		return results, fmt.Errorf("bench: saga on PostgreSQL: %w", err)
 	}
@@ -238,7 +261,9 @@ type sagaSystem struct {
 	all      chan struct{}
 }
 
-func runSagas(ctx context.Context, store saga.Store, c SagaConfig) (SagaResult, error) {
+// runSagas runs the scenario on one store: an unmeasured warm-up of
+// Warmup sagas, then settle (nil in memory), then the measured run.
+func runSagas(ctx context.Context, store saga.Store, c SagaConfig, settle func(context.Context) error) (SagaResult, error) {
 	sys, err := startSagaSystem(ctx, store, c)
 	if err != nil {
 		return SagaResult{}, err
@@ -246,48 +271,18 @@ func runSagas(ctx context.Context, store saga.Store, c SagaConfig) (SagaResult, 
 	defer func() { _ = sys.stop() }() // the figures are taken; a slow shutdown changes nothing
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
-	sys.left.Store(int64(c.Sagas))
-	t0 := time.Now()
-	var wg sync.WaitGroup
-	errs := make(chan error, c.Concurrency)
-	for w := range c.Concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < c.Sagas; i += c.Concurrency {
-				id := fmt.Sprintf("o%d", i)
-				_, err := store.Append(ctx, "bench_order-"+id, events.NoStream, events.Event{Data: benchOrderPlaced{ID: id}})
-				if err != nil {
-					errs <- err
-					return
-				}
-				sys.mu.Lock()
-				sys.started[id] = time.Now()
-				sys.mu.Unlock()
-			}
-		}()
+	if _, _, err := sys.run(ctx, "w", c.Warmup, c); err != nil {
+		return SagaResult{}, fmt.Errorf("warm-up: %w", err)
 	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		return SagaResult{}, fmt.Errorf("start sagas: %w", err)
-	}
-	select {
-	case <-sys.all:
-	case <-ctx.Done():
-		return SagaResult{}, fmt.Errorf("%d of %d sagas did not complete within %s", sys.left.Load(), c.Sagas, c.Timeout)
-	}
-	elapsed := time.Since(t0)
-	sys.mu.Lock()
-	defer sys.mu.Unlock()
-	lat := make([]time.Duration, 0, c.Sagas)
-	for id, end := range sys.finished {
-		// A saga can complete before its writer has noted its start.
-		if start, ok := sys.started[id]; ok {
-			lat = append(lat, max(end.Sub(start), 0))
+	if settle != nil {
+		if err := settle(ctx); err != nil {
+			return SagaResult{}, err
 		}
 	}
-	slices.Sort(lat)
+	elapsed, lat, err := sys.run(ctx, "o", c.Sagas, c)
+	if err != nil {
+		return SagaResult{}, err
+	}
 	rate := float64(c.Sagas) / elapsed.Seconds()
 	return SagaResult{
 		Scenario: "saga", Sagas: c.Sagas, SagasPerSec: round1(rate), StepsPerSec: round1(rate * StepsPerSaga),
@@ -295,9 +290,65 @@ func runSagas(ctx context.Context, store saga.Store, c SagaConfig) (SagaResult, 
 	}, nil
 }
 
+// run starts n sagas with ids prefix0, prefix1, ... from c.Concurrency
+// writers and waits for all of them to complete. It returns the time from
+// the first start to the last completion and each saga's latency, sorted.
+func (s *sagaSystem) run(ctx context.Context, prefix string, n int, c SagaConfig) (time.Duration, []time.Duration, error) {
+	if n <= 0 {
+		return 0, nil, nil
+	}
+	s.mu.Lock()
+	s.started, s.finished, s.all = map[string]time.Time{}, map[string]time.Time{}, make(chan struct{})
+	all := s.all
+	s.mu.Unlock()
+	s.left.Store(int64(n))
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, c.Concurrency)
+	for w := range c.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += c.Concurrency {
+				id := fmt.Sprintf("%s%d", prefix, i)
+				_, err := s.store.Append(ctx, "bench_order-"+id, events.NoStream, events.Event{Data: benchOrderPlaced{ID: id}})
+				if err != nil {
+					errs <- err
+					return
+				}
+				s.mu.Lock()
+				s.started[id] = time.Now()
+				s.mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, nil, fmt.Errorf("start sagas: %w", err)
+	}
+	select {
+	case <-all:
+	case <-ctx.Done():
+		return 0, nil, fmt.Errorf("%d of %d sagas did not complete within %s", s.left.Load(), n, c.Timeout)
+	}
+	elapsed := time.Since(t0)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lat := make([]time.Duration, 0, n)
+	for id, end := range s.finished {
+		// A saga can complete before its writer has noted its start.
+		if start, ok := s.started[id]; ok {
+			lat = append(lat, max(end.Sub(start), 0))
+		}
+	}
+	slices.Sort(lat)
+	return elapsed, lat, nil
+}
+
 func startSagaSystem(ctx context.Context, store saga.Store, c SagaConfig) (*sagaSystem, error) {
 	quiet := slog.New(slog.DiscardHandler)
-	sys := &sagaSystem{store: store, started: map[string]time.Time{}, finished: map[string]time.Time{}, all: make(chan struct{})}
+	sys := &sagaSystem{store: store}
 	tracker, err := consistency.NewTracker(&consistency.TrackerConfig{
 		Positions: store.Checkpoints(), Watcher: watcherOf(store), PushHealthy: store.PushHealthy, Logger: quiet,
 	})
@@ -409,12 +460,12 @@ func (s *sagaSystem) handle(ctx context.Context, env events.Envelope) error {
 	eu.AfterCommit(func() {
 		now := time.Now()
 		s.mu.Lock()
-		_, seen := s.finished[id]
-		if !seen {
-			s.finished[id] = now
+		defer s.mu.Unlock()
+		if _, seen := s.finished[id]; seen {
+			return
 		}
-		s.mu.Unlock()
-		if !seen && s.left.Add(-1) == 0 {
+		s.finished[id] = now
+		if s.left.Add(-1) == 0 {
 			close(s.all)
 		}
 	})

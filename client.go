@@ -240,7 +240,8 @@ func (cl *Client) start(ctx context.Context) error {
 	select {
 	case <-cl.router.Running():
 	case err := <-cl.routerErr:
-		cl.routerErr <- err
+		// Reported here, so not again by the Stop that follows.
+		cl.routerErr <- nil
 		return fmt.Errorf("converge: the router stopped while starting: %w", err)
 	case <-ctx.Done():
 		return ctx.Err()
@@ -276,13 +277,23 @@ func (cl *Client) stopLocked(ctx context.Context) error {
 		errs = append(errs, cl.monitor.Stop(ctx))
 	}
 	if cl.routerErr != nil {
-		errs = append(errs, cl.router.Close())
 		select {
 		case err := <-cl.routerErr:
+			// Run has returned: it failed before its handlers ran (a
+			// plugin, a Subscribe), or Close was called already. Close
+			// would then wait the router's CloseTimeout (30s by default)
+			// for handlers that never started, and report a timeout.
 			cl.routerErr <- err
 			errs = append(errs, err)
-		case <-ctx.Done():
-			errs = append(errs, ctx.Err())
+		default:
+			errs = append(errs, cl.router.Close())
+			select {
+			case err := <-cl.routerErr:
+				cl.routerErr <- err
+				errs = append(errs, err)
+			case <-ctx.Done():
+				errs = append(errs, ctx.Err())
+			}
 		}
 		cl.runCancel()
 	}

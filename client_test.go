@@ -2,6 +2,7 @@ package converge_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -111,6 +112,37 @@ func TestClientLifecycle(t *testing.T) {
 
 		unstarted := newShop(t, store)
 		require.NoError(t, unstarted.Stop(ctx), "Stop without Start")
+	})
+}
+
+// TestClientFailedStart: a Start that fails after its projections and
+// saga engine started (here a plugin of its router fails) returns that
+// error once, without waiting the router's CloseTimeout for handlers that
+// never ran; the client cannot be started again, a later Stop has nothing
+// to add, and another client on the store runs the work.
+func TestClientFailedStart(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, store converge.Store) { //nolint:thelper // a subtest body
+		ctx := context.Background()
+		router, err := message.NewRouter(message.RouterConfig{}, watermill.NopLogger{})
+		require.NoError(t, err)
+		router.AddPlugin(func(*message.Router) error { return errors.New("this router cannot run") })
+		var failed *converge.Client
+		cfg := shop(store, func(name string) *projections.View { return failed.Projections().View(name) })
+		cfg.Subscriber = feed.SubscriberConfig{LeaseTTL: time.Minute}
+		cfg.Router = router
+		failed, err = converge.NewClient(store, cfg)
+		require.NoError(t, err)
+		err = failed.Start(ctx)
+		require.ErrorContains(t, err, "this router cannot run")
+		require.NotContains(t, err.Error(), "router close timeout", "Stop waited for handlers that never ran")
+		require.ErrorIs(t, failed.Start(ctx), converge.ErrStopped)
+		require.NoError(t, failed.Stop(ctx), "Start reported the failure; Stop has nothing to add")
+
+		second := newShop(t, store)
+		require.NoError(t, second.Start(ctx))
+		defer func() { require.NoError(t, second.Stop(ctx)) }()
+		placeAndAwait(t, second, 0, 3)
 	})
 }
 

@@ -39,7 +39,8 @@
 // they are behind when a Counter is configured; the read goes ahead and
 // the answer is flagged stale (X-Consistency-Stale: true), so the UI can
 // show "pending" rather than hide the delay. Wait fails only when called
-// with no names or when the caller cancels its context.
+// with no names, inside a unit of work (ErrWaitInUnit), or when the caller
+// cancels its context.
 //
 // Which read models are strongly and which eventually consistent is
 // declared in a Catalog, which serves the list as JSON and renders the

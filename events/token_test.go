@@ -3,6 +3,7 @@ package events_test
 import (
 	"errors"
 	"math/rand/v2"
+	"net/url"
 	"sort"
 	"strings"
 	"testing"
@@ -89,6 +90,7 @@ func TestTokenStringsSortInFeedOrder(t *testing.T) {
 	check := func(a, b events.Token) {
 		t.Helper()
 		as, bs := a.String(), b.String()
+		requireURLAndHeaderSafe(t, as)
 		require.Equal(t, a.Before(b), as < bs, "%v vs %v: %s vs %s", a, b, as, bs)
 		require.Equal(t, a.Compare(b), strings.Compare(as, bs), "%s vs %s", as, bs)
 	}
@@ -161,7 +163,22 @@ func FuzzTokenRoundTrip(f *testing.F) {
 			got, err := events.ParseToken(tok.String())
 			require.NoError(t, err)
 			require.Equal(t, tok, got)
+			requireURLAndHeaderSafe(t, tok.String())
 		}
 		require.Equal(t, a.Compare(b), strings.Compare(a.String(), b.String()))
 	})
+}
+
+// requireURLAndHeaderSafe checks the package doc's promise that a token
+// string is URL- and header-safe: RFC 3986 unreserved characters only, so
+// it travels in a path, a query or a header value without escaping.
+func requireURLAndHeaderSafe(t *testing.T, s string) {
+	t.Helper()
+	for i := range len(s) {
+		c := s[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~", c) >= 0
+		require.True(t, ok, "token string %q holds %q, which needs escaping in a URL or header", s, c)
+	}
+	require.Equal(t, s, url.QueryEscape(s))
+	require.Equal(t, s, url.PathEscape(s))
 }

@@ -32,6 +32,7 @@ var feedTests = []feedTest{
 	{"ReadFeedTypes", testReadFeedTypes},
 	{"ReadFeedCategoriesAreLiteral", testReadFeedCategoriesAreLiteral},
 	{"ReadFeedPartitions", testReadFeedPartitions},
+	{"ReadFeedFiltersProperty", testReadFeedFiltersProperty},
 	{"ReadFeedScannedTo", testReadFeedScannedTo},
 	{"UnitRollbackDiscardsAppends", testUnitRollbackDiscardsAppends},
 	{"UnitCommitMakesAppendsVisible", testUnitCommitMakesAppendsVisible},

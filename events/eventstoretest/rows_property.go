@@ -105,10 +105,14 @@ func requireRows(t *testing.T, want, got []feed.Row, msg string, args ...any) {
 // The property's small address space: two tables, and keys that share
 // prefixes and sort byte-wise ("é" after every ASCII key).
 var (
-	propTables   = []string{"t", "u"}
-	propKeys     = []string{"a", "a1", "a2", "ab", "b", "b1", "c", "é"}
-	propPrefixes = []string{"", "", "a", "a1", "b", "é", "z"}
-	propAfters   = []string{"", "", "a", "a1", "a10", "ab", "b", "c", "é"}
+	propTables = []string{"t", "u"}
+	// Keys, prefixes and afters hold case pairs, LIKE and escape characters
+	// and multi-byte runes, whose byte order differs from a collation's:
+	// the property holds for them as for plain letters (byte-wise order,
+	// literal prefixes).
+	propKeys     = []string{"a", "a1", "a2", "ab", "b", "b1", "c", "é", "A", "B1", "a%", "a%b", "a_", "a_b", `a\`, `a\\b`, "a-b", "🚀"}
+	propPrefixes = []string{"", "", "a", "a1", "b", "é", "z", "A", "a%", "a_", `a\`, "🚀"}
+	propAfters   = []string{"", "", "a", "a1", "a10", "ab", "b", "c", "é", "A", "a%", "a_", `a\`, "a-"}
 )
 
 // testRowsUnitProperty runs random sequences of row reads and writes in a

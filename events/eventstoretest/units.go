@@ -273,9 +273,9 @@ func testMembership(t *testing.T, src feed.Source, _ events.Store) {
 	require.Error(t, err)
 }
 
-// A duplicate event id aborts a PostgreSQL transaction, so a unit whose
-// append failed with ErrDuplicateEvent can only roll back; memory behaves
-// the same, so code tested in memory handles it.
+// A duplicate of a committed event is found before anything is written,
+// so the unit goes on, on both stores. (One of an id another open unit
+// holds aborts a PostgreSQL transaction; memory fails that unit too.)
 func testDuplicateLeavesUnitUsable(t *testing.T, src feed.Source, s events.Store) {
 	ctx := t.Context()
 	ev := placed("1", 1)

@@ -70,7 +70,9 @@
 //     nothing written). Rows read with a lock are protected: PostgreSQL
 //     makes the other unit wait, memory fails the later commit with
 //     ErrConflict, so run the work again; either way no update is lost.
-//   - A duplicate event id fails the unit: it can only roll back.
+//   - A duplicate of an event id another open unit holds fails the unit:
+//     it can only roll back. A duplicate of a committed event is refused
+//     (ErrDuplicateEvent) before anything is written, and the unit goes on.
 //   - Hand a unit's tokens to readers from AfterCommit, never before.
 //
 // Never wait for a read model inside a unit (consistency.Tracker refuses):

@@ -2,18 +2,14 @@ package command_test
 
 import (
 	"context"
-	"strconv"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/ThreeDotsLabs/watermill/components/cqrs"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/command"
 	"github.com/converge-es/converge/events"
-	"github.com/converge-es/converge/events/feed"
 	"github.com/converge-es/converge/events/memstore"
 )
 
@@ -71,26 +67,7 @@ func sendCommand(t *testing.T, store *memstore.Store, id string, c Deposit) even
 // delivery would.
 func deliver(t *testing.T, store *memstore.Store, env events.Envelope, calls *atomic.Int32) command.Result {
 	t.Helper()
-	ctx := context.Background()
-	u, err := store.Checkpoints().Begin(ctx)
-	require.NoError(t, err)
-	msg := message.NewMessage(env.ID, message.Payload(env.Payload))
-	for k, v := range map[string]string{
-		feed.MetaEventID: env.ID, feed.MetaStreamID: env.StreamID, feed.MetaType: env.Type,
-		feed.MetaToken: env.Token.String(), feed.MetaVersion: strconv.FormatInt(env.Version, 10),
-		feed.MetaSchemaVersion: strconv.Itoa(env.SchemaVersion), feed.MetaRecordedAt: env.RecordedAt.Format(time.RFC3339Nano),
-		feed.MetaCorrelationID: env.Metadata.CorrelationID, feed.MetaCausationID: env.Metadata.CausationID,
-		command.MetaCausalToken: env.Metadata.Extra[command.MetaCausalToken],
-	} {
-		msg.Metadata.Set(k, v)
-	}
-	uctx := cqrs.CtxWithOriginalMessage(u.Context(events.ContextWithUnit(ctx, u)), msg)
-	var c Deposit
-	require.NoError(t, command.Marshaler{Registry: store.Registry()}.Unmarshal(msg, &c))
-	res, err := command.Run(uctx, store, balance, "account-"+c.Account, c, decide(calls))
-	require.NoError(t, err)
-	require.NoError(t, u.Commit(ctx))
-	return res
+	return runIn(t, store, env, decide(calls))
 }
 
 func TestRunAppendsOnceAndPropagatesIDs(t *testing.T) {

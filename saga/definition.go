@@ -277,6 +277,11 @@ type compiledConfig struct {
 func (c compiledConfig) retryDelay(attempts int) time.Duration {
 	d := c.backoff
 	for i := 1; i < attempts && d < c.maxBackoff; i++ {
+		if d > c.maxBackoff/2 {
+			// Doubling would pass the cap, and near the largest duration
+			// overflow to a negative delay: a retry at once, every time.
+			return c.maxBackoff
+		}
 		d *= 2
 	}
 	return min(d, c.maxBackoff)

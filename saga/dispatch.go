@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
@@ -139,6 +140,9 @@ func (e *Engine) deliver(ctx context.Context, u feed.Unit, t target, env events.
 			return e.ignoreMissing(ctx, rows, s.name, id, env)
 		}
 		in = e.newInstance(s, id, env.ID)
+		if err := e.adoptIgnored(ctx, rows, in); err != nil {
+			return err
+		}
 	}
 	if in.blocked() {
 		return e.enqueue(ctx, rows, in, env)
@@ -159,4 +163,29 @@ func (e *Engine) mayHaveTaken(in *instance, env events.Envelope) bool {
 func (e *Engine) newInstance(s *compiled, id, origin string) *instance {
 	now := e.cfg.Clock.Now().UTC()
 	return &instance{Saga: s.name, ID: id, Origin: origin, Status: StatusRunning, StateVersion: s.cfg.stateVersion, Created: now, Updated: now}
+}
+
+// adoptIgnored makes the messages ignored for the id before its instance
+// started (an On event that overtook the start, in another partition)
+// count as taken by the new instance: without it, a redelivery of one
+// finds no handled record and runs the handler the first delivery
+// skipped, so a duplicate would not be a no-op. Raising the token to
+// theirs makes deliver look their handled records up (mayHaveTaken). It
+// costs one prefix scan per instance start, which finds nothing unless
+// messages overtook it.
+func (e *Engine) adoptIgnored(ctx context.Context, rows feed.Rows, in *instance) error {
+	prefix := instanceKey(in.Saga, in.ID) + "/"
+	recs, err := listAll(ctx, rows, tableIgnored, prefix)
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		in.Token = in.Token.Max(r.Token)
+	}
+	for _, r := range recs {
+		if err := e.markHandled(ctx, rows, in, strings.TrimPrefix(r.Key, prefix), false); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -134,16 +134,23 @@
 // # Failures and bad input
 //
 // A handler error (or panic) discards the step and parks it for a retry
-// after a backoff (Config.RetryBackoff, doubling) or after RetryAfter's
-// delay, without holding up other instances. After Config.MaxAttempts, or
+// after a backoff (Config.RetryBackoff, doubling up to
+// Config.MaxRetryBackoff) or after RetryAfter's delay, without holding up
+// other instances. After Config.MaxAttempts, or
 // at once for Permanent(err), a state that no longer decodes
 // (ErrStateDecode) or a command nobody handles (ErrNoCommandHandler, when
 // EngineConfig.Commands is set), the instance fails with the reason: its
 // later messages queue until Engine.Retry runs the failed step again, or
-// Engine.Cancel ends it. A correlation function that returns "" or panics,
-// and an event that does not decode, make Handle return an error
-// (ErrCorrelation): the runtime's failure policy retries it with backoff,
-// then halts or dead-letters it with the reason. Nothing is dropped
+// Engine.Cancel ends it. A correlation function that returns "" or panics
+// makes Handle return an error wrapping ErrCorrelation; an event of a
+// handled type that does not decode (a bad payload, or a schema version
+// with no upcaster in this build) makes it return the registry's error,
+// wrapping events.ErrDecode, before any instance is touched. Both are
+// counted (converge_saga_bad_input_total{kind="correlation"|"decode"}),
+// and the runtime's failure policy retries the event with backoff, then
+// halts or dead-letters it with the reason: fix the correlation function,
+// the registration or the upcaster, deploy, and let the runtime (or a
+// replay of the dead letter) deliver it again. Nothing is dropped
 // silently, and nothing retries in a hot loop.
 //
 // # Operations

@@ -110,14 +110,16 @@ func (e *Engine) fire(ctx context.Context, rows feed.Rows, row feed.Row) error {
 		return rows.Delete(ctx, rowNamespace, tableTimers, row.Key)
 	}
 	id := uuid.NewSHA1(commandNamespace, fmt.Appendf(nil, "timer\x00%s\x00%s\x00%s\x00%d", tf.Saga, tf.ID, tf.Name, tf.Gen)).String()
-	_, err := e.cfg.Store.Append(ctx, timerStream(tf.Saga), events.AnyVersion, events.Event{
+	res, err := e.cfg.Store.Append(ctx, timerStream(tf.Saga), events.AnyVersion, events.Event{
 		ID: id, Data: tf,
 		Metadata: events.Metadata{CorrelationID: tf.ID, CausationID: "timer:" + tf.Name},
 	})
 	if err != nil && !errors.Is(err, events.ErrDuplicateEvent) {
 		return fmt.Errorf("saga: fire timer %q of %s/%s: %w", tf.Name, tf.Saga, tf.ID, err)
 	}
-	if err == nil {
+	// Another process firing the same timer first makes this append a
+	// retry of its own (AlreadyStored, no error): count the firing once.
+	if err == nil && !res.AlreadyStored {
 		e.metrics.TimersFired.WithLabelValues(tf.Saga).Inc()
 	}
 	return rows.Delete(ctx, rowNamespace, tableTimers, row.Key)

@@ -1,0 +1,128 @@
+package command_test
+
+import (
+	"context"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/components/cqrs"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/command"
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+	"github.com/converge-es/converge/events/memstore"
+	"github.com/converge-es/converge/events/pgstore"
+	"github.com/converge-es/converge/internal/pgtest"
+)
+
+type store interface {
+	events.Store
+	feed.Source
+}
+
+// stores are the stores the conflict test runs on.
+var stores = map[string]func(t *testing.T, reg *events.Registry) store{
+	"memory": func(t *testing.T, reg *events.Registry) store {
+		t.Helper()
+		s, err := memstore.New(&memstore.Config{Registry: reg})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	},
+	"postgres": func(t *testing.T, reg *events.Registry) store {
+		t.Helper()
+		db := pgtest.New(t, nil)
+		s, err := pgstore.New(context.Background(), db.Pool, &pgstore.Config{Schema: db.Schema, Registry: reg})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	},
+}
+
+// runIn runs command.Run for env in a unit of its own, as a delivery
+// would, and commits it.
+func runIn(t *testing.T, s store, env events.Envelope, d command.Decide[Deposit, int]) command.Result {
+	t.Helper()
+	ctx := context.Background()
+	u, err := s.Checkpoints().Begin(ctx)
+	require.NoError(t, err)
+	msg := message.NewMessage(env.ID, message.Payload(env.Payload))
+	for k, v := range map[string]string{
+		feed.MetaEventID: env.ID, feed.MetaStreamID: env.StreamID, feed.MetaType: env.Type,
+		feed.MetaToken: env.Token.String(), feed.MetaVersion: strconv.FormatInt(env.Version, 10),
+		feed.MetaSchemaVersion: strconv.Itoa(env.SchemaVersion), feed.MetaRecordedAt: env.RecordedAt.Format(time.RFC3339Nano),
+		feed.MetaCorrelationID: env.Metadata.CorrelationID, feed.MetaCausationID: env.Metadata.CausationID,
+		command.MetaCausalToken: env.Metadata.Extra[command.MetaCausalToken],
+	} {
+		msg.Metadata.Set(k, v)
+	}
+	uctx := cqrs.CtxWithOriginalMessage(u.Context(events.ContextWithUnit(ctx, u)), msg)
+	var c Deposit
+	require.NoError(t, command.Marshaler{Registry: s.Registry()}.Unmarshal(msg, &c))
+	res, err := command.Run(uctx, s, balance, "account-"+c.Account, c, d)
+	if err == nil {
+		err = u.Commit(ctx)
+	}
+	if err != nil {
+		_ = u.Rollback(ctx) // a unit left open would hold the store up
+	}
+	require.NoError(t, err)
+	return res
+}
+
+// TestRunRetriesAVersionConflictThenReportsItsFirstResult: another writer
+// appends to the aggregate's stream after the handler loaded it and
+// before it appended. The append conflicts, Run decides again on the
+// state that includes the other write, and appends once, after it; every
+// later redelivery of the command appends nothing, decides nothing and
+// reports that first result.
+func TestRunRetriesAVersionConflictThenReportsItsFirstResult(t *testing.T) {
+	t.Parallel()
+	for name, mk := range stores {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			reg := registry(t)
+			s := mk(t, reg)
+			stream := command.StreamFor("account.deposit", "process-7")
+			res, err := s.Append(ctx, stream, events.AnyVersion, events.Event{Data: Deposit{Account: "a", Amount: 30}, Metadata: events.Metadata{CorrelationID: "process-7"}})
+			require.NoError(t, err)
+			envs, err := s.ReadStream(ctx, stream, res.LastVersion, 1)
+			require.NoError(t, err)
+			cmd := envs[0]
+
+			var calls atomic.Int32
+			var seen []int
+			racing := func(_ context.Context, b int, c Deposit) ([]any, error) {
+				seen = append(seen, b)
+				if calls.Add(1) == 1 {
+					// Another process deposits between this load and append.
+					if _, err := s.Append(ctx, "account-a", events.AnyVersion, events.Event{Data: Deposited{Amount: 5}}); err != nil {
+						return nil, err
+					}
+				}
+				return []any{Deposited{Amount: c.Amount}}, nil
+			}
+			first := runIn(t, s, cmd, racing)
+			require.Equal(t, []int{0, 5}, seen, "decided again on the state with the other write")
+			got, err := s.ReadStream(ctx, "account-a", 1, 0)
+			require.NoError(t, err)
+			require.Len(t, got, 2)
+			require.Equal(t, int64(2), got[1].Version, "appended after the other write")
+			require.Equal(t, first.EventIDs, []string{got[1].ID})
+			require.Equal(t, cmd.ID, got[1].Metadata.CausationID)
+
+			for range 3 { // redeliveries
+				require.Equal(t, first, runIn(t, s, cmd, racing), "a redelivered command reports its first result")
+			}
+			require.Equal(t, int32(2), calls.Load(), "and decides nothing again")
+			got, err = s.ReadStream(ctx, "account-a", 1, 0)
+			require.NoError(t, err)
+			require.Len(t, got, 2, "and appends nothing")
+		})
+	}
+}

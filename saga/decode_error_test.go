@@ -1,0 +1,58 @@
+package saga_test
+
+import (
+	"context"
+	"encoding/json"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/saga"
+	"github.com/converge-es/converge/saga/internal/drive"
+)
+
+// TestUndecodableEventIsAnError hands the engine events of a handled type
+// whose payload does not decode (random bytes, JSON of the wrong shape, a
+// schema version newer than the build's): Handle returns an error
+// wrapping events.ErrDecode (not ErrCorrelation: no correlation ran),
+// counts it as bad input, and writes nothing, so the runtime's failure
+// policy decides what happens to it.
+func TestUndecodableEventIsAnError(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
+		b := newBare(t, mk)
+		b.deliver(t, b.append(t, "order-1", OrderPlaced{OrderID: "1", Total: 1}))
+		rng := rand.New(rand.NewPCG(3, 5))
+		shapes := []string{`5`, `"x"`, `[1,2]`, `true`, `{"order_id":5}`, `{"total":"many"}`, `{"order_id":["1"]}`}
+		before := sagaRows(t, b.store, false)
+		for i := range 40 {
+			env := events.Envelope{ID: uuid.NewString(), StreamID: "order-1", Type: "order.placed", SchemaVersion: 1, Version: 2}
+			switch i % 3 {
+			case 0:
+				env.Payload = json.RawMessage(shapes[rng.IntN(len(shapes))])
+			case 1:
+				p := make([]byte, 1+rng.IntN(40))
+				for j := range p {
+					p[j] = byte(rng.IntN(256))
+				}
+				var v OrderPlaced
+				if json.Unmarshal(p, &v) == nil {
+					continue // garbage that happens to decode
+				}
+				env.Payload = p
+			default:
+				env.Payload, env.SchemaVersion = json.RawMessage(`{"order_id":"1"}`), 2+rng.IntN(5)
+			}
+			err := drive.Unit(context.Background(), b.store, 0, func(ctx context.Context) error { return b.engine.Handle(ctx, env) })
+			require.ErrorIs(t, err, events.ErrDecode, "payload %q v%d", env.Payload, env.SchemaVersion)
+			require.NotErrorIs(t, err, saga.ErrCorrelation)
+			require.Contains(t, err.Error(), env.ID, "the error names the event")
+		}
+		require.Equal(t, before, sagaRows(t, b.store, false), "nothing was written")
+		require.Positive(t, testutil.ToFloat64(b.engine.Metrics().BadInput.WithLabelValues("decode")))
+	})
+}

@@ -190,9 +190,9 @@
 //     winning, and a Get without a lock answers from them. They are sent
 //     as one unnest upsert and one delete, in row order (so units writing
 //     the same rows lock them in the same order), at commit or before
-//     anything that reads the rows table in the transaction: List, a
-//     locked Get of a held row, DeleteNamespace, TxFromContext, an append
-//     with hooks. SQL run on TxFromContext's transaction sees the rows as
+//     anything that reads the rows table in the transaction: a List of a
+//     table and prefix the unit has written, a locked Get of a held row,
+//     DeleteNamespace, TxFromContext, an append with hooks. SQL run on TxFromContext's transaction sees the rows as
 //     of that call. A locked Get of a row the unit has not written leaves
 //     the held writes where they are: a saga step locks its instance
 //     before changing it, and sending the writes before every such lock

@@ -14,8 +14,8 @@ import (
 // A unit's row writes (Put and Delete without a lock) are held in the
 // unit and sent when something needs them in the database: at Commit, in
 // the batch that moves the checkpoints, and before a statement that reads
-// the rows table inside the transaction (List, a locked Get of a held
-// row, DeleteNamespace, TxFromContext). A consumer applying a batch of events
+// the rows table inside the transaction (a List of a range with held
+// writes, a locked Get of a held row, DeleteNamespace, TxFromContext). A consumer applying a batch of events
 // would otherwise pay a round trip per write; held, the writes of a
 // hundred events travel as two statements in the commit's round trip.
 // A Get without a lock answers from the held writes first, so the unit
@@ -67,11 +67,17 @@ func (u *unit) heldRow(a rowAddr) (heldWrite, bool) {
 	return w, ok
 }
 
-// hasHeld reports whether the unit holds writes not yet sent.
-func (u *unit) hasHeld() bool {
+// hasHeldIn reports whether the unit holds writes not yet sent in table
+// ns/table with keys starting with prefix: what a List of them must see.
+func (u *unit) hasHeldIn(ns, table, prefix string) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	return len(u.held) > 0
+	for a := range u.held {
+		if a.ns == ns && a.table == table && strings.HasPrefix(a.key, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // inTx runs what queue adds to a batch in the unit's transaction, in one

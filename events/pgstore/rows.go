@@ -118,9 +118,10 @@ func (r *rows) List(ctx context.Context, ns, table string, q feed.RowQuery) ([]f
 	}
 	args := []any{ns, table, q.Prefix, q.After, q.Limit}
 	var out []feed.Row
-	if r.u != nil && r.u.hasHeld() {
+	if r.u != nil && r.u.hasHeldIn(ns, table, q.Prefix) {
 		// The page may hold the unit's own writes: they travel first, with
-		// the read, in one round trip.
+		// the read, in one round trip. Writes elsewhere stay held, as for
+		// a locked Get (a saga start lists its id's rows in one table).
 		_, err = r.u.inTx(ctx, func(b *pgx.Batch) { b.Queue(sql, args...) }, func(br pgx.BatchResults) error {
 			rs, err := br.Query()
 			if err != nil {

@@ -356,9 +356,10 @@ func TestFailedStatementKeepsUnitFromCommitting(t *testing.T) {
 }
 
 // TestLockedReadSendsHeldWritesOnlyForItsRow: a locked Get of a row the
-// unit has not written leaves the unit's held writes held (the rows they
-// will change stay unlocked until commit), while a locked Get of a held
-// row sends them first and reads the unit's own write. Row locks, seen
+// unit has not written, or a List of a range it has not written, leaves
+// the unit's held writes held (the rows they will change stay unlocked
+// until commit), while a List of a written range sends them first and
+// reads the unit's own write, as a locked Get of a held row does. Row locks, seen
 // from another transaction with NOWAIT, show which writes were sent.
 func TestLockedReadSendsHeldWritesOnlyForItsRow(t *testing.T) {
 	t.Parallel()
@@ -391,11 +392,23 @@ func TestLockedReadSendsHeldWritesOnlyForItsRow(t *testing.T) {
 	require.True(t, locked("read"), "the locked read holds its row")
 	require.False(t, locked("written"), "the held write was not sent with a read of another row")
 
+	// A List of another table (or of keys the unit has not written)
+	// leaves them held too; one of the written range sends them.
+	_, err = u.Rows().List(ctx, "ns", "other", feed.RowQuery{})
+	require.NoError(t, err)
+	_, err = u.Rows().List(ctx, "ns", "t", feed.RowQuery{Prefix: "read"})
+	require.NoError(t, err)
+	require.False(t, locked("written"), "the held write was not sent with a List elsewhere")
+	listed, err := u.Rows().List(ctx, "ns", "t", feed.RowQuery{Prefix: "writ"})
+	require.NoError(t, err)
+	require.Len(t, listed, 1)
+	require.Equal(t, "1", string(listed[0].Value), "a List of the written range sees the unit's write")
+	require.True(t, locked("written"), "the held write was sent with the List of its range")
+
 	row, ok, err = u.Rows().Get(ctx, "ns", "t", "written", feed.LockUpdate)
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, "1", string(row.Value), "a locked read of a held row sees the unit's write")
-	require.True(t, locked("written"), "the held write was sent with the read of its row")
 	require.NoError(t, u.Commit(ctx))
 
 	row, ok, err = b.store.Rows().Get(ctx, "ns", "t", "written", feed.LockNone)

@@ -16,19 +16,25 @@ const streamHintsMax = 1 << 14
 // hint can be wrong — the transaction that created the stream rolled back
 // — and then the update moves nothing and the upsert follows, as it did
 // for every new stream before.
+//
+// Every append asks, and most find the stream known, so a read lock
+// answers; the write lock is taken only to add a stream.
 type streamHints struct {
-	mu sync.Mutex
+	mu sync.RWMutex
 	m  map[string]struct{}
 }
 
 func (h *streamHints) known(streamID string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.mu.RLock()
+	defer h.mu.RUnlock()
 	_, ok := h.m[streamID]
 	return ok
 }
 
 func (h *streamHints) add(streamID string) {
+	if h.known(streamID) {
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.m == nil || len(h.m) >= streamHintsMax {

@@ -197,7 +197,7 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 	sql, cond, mayCreate := s.q.moveAppend[check], int64(-1), false
 	switch expected {
 	case events.AnyVersion:
-		if !s.streams.known(streamID) {
+		if inTx && !s.streams.known(streamID) {
 			// Likely new: the upsert creates it, or moves it on if not.
 			sql = s.q.createAppend[check]
 			break
@@ -231,7 +231,9 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 	if count != n {
 		return events.AppendResult{}, fmt.Errorf("pgstore: append to %q stored %d of %d events (this is a bug)", streamID, count, n)
 	}
-	s.streams.add(streamID)
+	if inTx {
+		s.streams.add(streamID)
+	}
 	// RETURNING order is not promised; versions say where each event went.
 	slices.SortFunc(got, func(a, b landed) int { return cmp.Compare(a.version, b.version) })
 	res := events.AppendResult{

@@ -61,10 +61,12 @@
 // # What an append costs
 //
 // An append is one statement: move the stream's head row, insert the
-// events, return their tokens. An AnyVersion append to a stream the store
-// has not seen yet sends the upsert that creates it, and one to a stream
-// it has seen the plainer update (a bounded set of stream ids decides; a
-// wrong guess costs a second statement, never a wrong result). `converge bench --scenario append` compares it with raw INSERTs
+// events, return their tokens. An AnyVersion append in a transaction to a
+// stream the store has not seen yet sends the upsert that creates it, and
+// one to a stream it has seen the plainer update (a bounded set of stream
+// ids decides; a wrong guess costs a second statement, never a wrong
+// result). Append by itself sends the update first, and the upsert when
+// the stream turns out to be new. `converge bench --scenario append` compares it with raw INSERTs
 // of the same rows into a copy of the events table (LIKE events INCLUDING
 // ALL: the same five indexes, defaults and jsonb columns; ids sent as
 // binary UUIDs on both sides). The profile behind the current statement,

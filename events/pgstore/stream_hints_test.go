@@ -48,11 +48,12 @@ func (a *appendTracer) take() []string {
 	return out
 }
 
-// TestAnyVersionAppendSendsOneStatement: an AnyVersion append to a stream
-// the store has not seen sends the upsert alone, and one to a stream it
-// has seen the update alone; when the guess is wrong (the stream's creator
-// rolled back) the update moves nothing and the upsert follows. Versions
-// are right in every case, also for a stream another store created.
+// TestAnyVersionAppendSendsOneStatement: an AnyVersion append in a unit
+// to a stream the store has not seen sends the upsert alone, and one to a
+// stream it has seen the update alone; when the guess is wrong (the
+// stream's creator rolled back) the update moves nothing and the upsert
+// follows. Versions are right in every case, also for a stream another
+// store created. Append by itself keeps the update first.
 func TestAnyVersionAppendSendsOneStatement(t *testing.T) {
 	t.Parallel()
 	b := setup(t, events.NewRegistry(), 2)
@@ -69,11 +70,16 @@ func TestAnyVersionAppendSendsOneStatement(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
 	ev := events.Event{Data: events.Raw{Type: "t", Payload: json.RawMessage(`{}`)}}
+	// appendAny appends in a unit, as a saga step sends a command.
 	appendAny := func(stream string, want int64) []string {
 		t.Helper()
-		res, err := st.Append(ctx, stream, events.AnyVersion, ev)
+		u, err := st.Checkpoints().Begin(ctx)
+		require.NoError(t, err)
+		defer func() { _ = u.Rollback(context.Background()) }()
+		res, err := u.Append(ctx, stream, events.AnyVersion, ev)
 		require.NoError(t, err)
 		require.Equal(t, want, res.LastVersion, stream)
+		require.NoError(t, u.Commit(ctx))
 		return tr.take()
 	}
 
@@ -92,4 +98,9 @@ func TestAnyVersionAppendSendsOneStatement(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"create"}, appendAny("elsewhere-1", 3), "created by another store: the upsert moves it on")
 	require.Equal(t, []string{"move"}, appendAny("elsewhere-1", 4))
+
+	// Append by itself keeps the update first.
+	_, err = st.Append(ctx, "plain-1", events.AnyVersion, ev)
+	require.NoError(t, err)
+	require.Equal(t, []string{"move", "create"}, tr.take(), "Append to a new stream: the update, then the upsert")
 }

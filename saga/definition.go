@@ -40,7 +40,9 @@ type Config[S any] struct {
 	Initial func() S
 	// StateVersion is the schema version of S, stored with every
 	// instance's state. Raise it when S changes shape and add an upcaster.
-	// Defaults to 1.
+	// A build older than an instance's stored state does not run its
+	// steps: it fails the instance with ErrStateDecode, leaving the state
+	// and the message for the newer build's Engine.Retry. Defaults to 1.
 	StateVersion int
 	// Upcast turns stored state of schema version v (the key) into version
 	// v+1, as raw JSON, so instances in flight survive a change of S. A

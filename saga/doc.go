@@ -234,7 +234,15 @@
 //
 // The state is stored as JSON with Config.StateVersion; raise it when S
 // changes shape and add a Config.Upcast step from the previous version, so
-// instances in flight keep running. Handler code is not replayed, so
+// instances in flight keep running: the upcasters run in order, from the
+// stored version up to this build's, and the step stores the result at
+// this build's version. A build older than the stored state (the old half
+// of a rolling deploy, a rollback) never runs a step on it: the instance
+// fails with ErrStateDecode saying to deploy the newer code, its state and
+// the message are kept, later messages queue, and Engine.Retry (or an
+// Operator's request) on a newer build runs them in order. While a new
+// StateVersion rolls out, then, list the failed instances once every
+// process runs it and retry them. Handler code is not replayed, so
 // changing a handler affects the next step only. Renaming a Go type is
 // safe while its registered name stays. Renaming a saga type orphans its
 // instances: run the new name beside the old one until the old instances

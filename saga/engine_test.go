@@ -48,6 +48,15 @@ func newBare(t *testing.T, mk storeMaker, defs ...saga.Definition) bare {
 	return bare{store: store, engine: eng}
 }
 
+// newBareOn returns an engine running defs on a store another engine
+// already runs on, as a second build deployed beside the first would.
+func newBareOn(t *testing.T, store saga.Store, defs ...saga.Definition) bare {
+	t.Helper()
+	eng, err := saga.NewEngine(&saga.EngineConfig{Store: store, Sagas: defs})
+	require.NoError(t, err)
+	return bare{store: store, engine: eng}
+}
+
 func (b bare) append(t *testing.T, stream string, data any) events.Envelope {
 	t.Helper()
 	ctx := context.Background()

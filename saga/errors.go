@@ -25,8 +25,12 @@ var (
 	ErrEnded = errors.New("saga: instance has already ended")
 	// ErrStateDecode is wrapped when an instance's stored state no longer
 	// decodes into the definition's state type: the instance is failed (no
-	// retry loop) until an upcaster is added and it is retried.
-	ErrStateDecode = errors.New("saga: stored state does not decode (add a Config.Upcast step for its schema version, then retry the instance)")
+	// retry loop) until a build that can read it (an upcaster added, or the
+	// newer build that stored it) retries it.
+	//
+	// The text names both remedies: the same sentinel covers state older
+	// than the build with no upcaster and state newer than the build.
+	ErrStateDecode = errors.New("saga: stored state does not decode (add the Config.Upcast step it needs, or run the build that stored it, then retry the instance)")
 	// ErrNoCommandHandler is wrapped when a step sends a command that the
 	// engine's CommandCatalog says nobody handles.
 	ErrNoCommandHandler = errors.New("saga: command has no handler")

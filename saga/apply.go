@@ -63,6 +63,11 @@ func (e *Engine) apply(ctx context.Context, u feed.Unit, t target, in *instance,
 		arg = Timeout{Name: tf.Name, Due: ts.Due}
 	}
 	need := env.Token.Max(in.Token)
+	if in.State != nil && in.StateVersion > s.cfg.stateVersion {
+		// Checked before the gate: this build will not run the step,
+		// however far its models are.
+		return e.awaitNewerBuild(ctx, rows, s, in, env, need, prev)
+	}
 	if len(t.h.reads) > 0 && !e.reached(g, need, t.h.reads) {
 		return e.park(ctx, rows, in, env, parkReason{models: t.h.reads, token: need}, prev)
 	}

@@ -41,13 +41,14 @@ type Config[S any] struct {
 	// StateVersion is the schema version of S, stored with every
 	// instance's state. Raise it when S changes shape and add an upcaster.
 	// A build older than an instance's stored state does not run its
-	// steps: it fails the instance with ErrStateDecode, leaving the state
-	// and the message for the newer build's Engine.Retry. Defaults to 1.
+	// steps: it hands each back to wait, with backoff and without counting
+	// an attempt, until a newer build runs it (see the package doc,
+	// Evolving definitions). Defaults to 1.
 	StateVersion int
 	// Upcast turns stored state of schema version v (the key) into version
-	// v+1, as raw JSON, so instances in flight survive a change of S. A
-	// state that cannot be brought to StateVersion fails its instance
-	// (ErrStateDecode). Defaults to none.
+	// v+1, as raw JSON, so instances in flight survive a change of S. An
+	// older state that cannot be brought to StateVersion fails its
+	// instance (ErrStateDecode). Defaults to none.
 	Upcast map[int]func(state json.RawMessage) (json.RawMessage, error)
 	// MaxAttempts is how many times a step that returns an error runs
 	// before the instance fails. Defaults to DefaultMaxAttempts (10).
@@ -194,6 +195,8 @@ func (s *Saga[S]) newState() *S {
 // decodes it.
 func (s *Saga[S]) decodeState(raw json.RawMessage, version int) (*S, error) {
 	if version > s.cfg.StateVersion {
+		// A step never gets here (apply hands it back to wait for a newer
+		// build); kept so no caller decodes state it cannot read.
 		return nil, fmt.Errorf("%w: stored at schema v%d, this build knows v%d (deploy the newer code)", ErrStateDecode, version, s.cfg.StateVersion)
 	}
 	for v := max(version, 1); v < s.cfg.StateVersion; v++ {

@@ -138,7 +138,8 @@
 // Config.MaxRetryBackoff) or after RetryAfter's delay, without holding up
 // other instances. After Config.MaxAttempts, or
 // at once for Permanent(err), a state that no longer decodes
-// (ErrStateDecode) or a command nobody handles (ErrNoCommandHandler, when
+// (ErrStateDecode; a state newer than the build is not that, see
+// Evolving definitions) or a command nobody handles (ErrNoCommandHandler, when
 // EngineConfig.Commands is set), the instance fails with the reason: its
 // later messages queue until Engine.Retry runs the failed step again, or
 // Engine.Cancel ends it. A correlation function that returns "" or panics
@@ -185,6 +186,9 @@
 //   - converge_saga_ignored_total{saga,reason}, converge_saga_duplicates_total{saga}
 //     and converge_saga_bad_input_total{kind}: messages ignored, duplicate
 //     deliveries, and messages that could not be routed or run.
+//   - converge_saga_newer_state_total{saga}: steps handed back because
+//     the state was stored at a newer schema version than this build's;
+//     it should stop rising once every process runs the newer build.
 //   - converge_saga_purged_total{saga,kind}: what retention deleted:
 //     ended instances purged (kind="instance") and records of messages
 //     ignored for ids with no instance (kind="ignored").
@@ -237,12 +241,20 @@
 // instances in flight keep running: the upcasters run in order, from the
 // stored version up to this build's, and the step stores the result at
 // this build's version. A build older than the stored state (the old half
-// of a rolling deploy, a rollback) never runs a step on it: the instance
-// fails with ErrStateDecode saying to deploy the newer code, its state and
-// the message are kept, later messages queue, and Engine.Retry (or an
-// Operator's request) on a newer build runs them in order. While a new
-// StateVersion rolls out, then, list the failed instances once every
-// process runs it and retry them. Handler code is not replayed, so
+// of a rolling deploy, a rollback) never runs a step on it, and the
+// instance does not fail: the step is handed back, parked with a retry
+// time that backs off as a failed step's does (Config.RetryBackoff up to
+// Config.MaxRetryBackoff) but counts no attempt, so the instance's later
+// messages queue behind it in order and other instances go on. Each time
+// it records a "waiting_for_newer_build" history entry, logs a warning
+// naming the stored version and the one this build knows, and counts
+// converge_saga_newer_state_total. The first newer build to take it once
+// its retry time has come runs the step, then the queued messages, each
+// once. A rolling deploy that raises StateVersion thus needs no manual
+// work; the old build must be one that hands steps back (older releases
+// failed the instance, and those need Engine.Retry on the newer build).
+// After a rollback the steps wait until the newer build is back (or an
+// operator cancels the instance). Handler code is not replayed, so
 // changing a handler affects the next step only. Renaming a Go type is
 // safe while its registered name stays. Renaming a saga type orphans its
 // instances: run the new name beside the old one until the old instances

@@ -24,12 +24,11 @@ var (
 	// already completed, failed by its own decision or been cancelled.
 	ErrEnded = errors.New("saga: instance has already ended")
 	// ErrStateDecode is wrapped when an instance's stored state no longer
-	// decodes into the definition's state type: the instance is failed (no
-	// retry loop) until a build that can read it (an upcaster added, or the
-	// newer build that stored it) retries it.
-	//
-	// The text names both remedies: the same sentinel covers state older
-	// than the build with no upcaster and state newer than the build.
+	// decodes into the definition's state type (corrupt, or older than the
+	// build with no upcaster or a failing one): the instance is failed (no
+	// retry loop) until a build that can read it retries it. State newer
+	// than the build is not an error: the step waits for a newer build
+	// (see Config.StateVersion).
 	ErrStateDecode = errors.New("saga: stored state does not decode (add the Config.Upcast step it needs, or run the build that stored it, then retry the instance)")
 	// ErrNoCommandHandler is wrapped when a step sends a command that the
 	// engine's CommandCatalog says nobody handles.

@@ -112,7 +112,11 @@ type parked struct {
 	RetryAt   time.Time       `json:"retry_at,omitzero"`
 	Attempts  int             `json:"attempts,omitempty"`
 	LastError string          `json:"last_error,omitempty"`
-	Stuck     bool            `json:"stuck,omitempty"`
+	// NewerWaits counts the times a build older than the stored state
+	// handed the step back (awaitNewerBuild): its backoff, kept apart from
+	// Attempts because the step did not run.
+	NewerWaits int  `json:"newer_waits,omitempty"`
+	Stuck      bool `json:"stuck,omitempty"`
 	// Resume is the status to return to once the step has run.
 	Resume Status `json:"resume"`
 }

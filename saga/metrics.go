@@ -41,6 +41,11 @@ type Metrics struct {
 	// were deleted; its tombstone stays) or ignored (the record of a
 	// message ignored for an id with no instance).
 	Purged *prometheus.CounterVec
+	// NewerState counts steps handed back, by saga, because the instance's
+	// state was stored at a newer schema version than this build's (a
+	// rolling deploy not finished, or a rollback): the steps wait for a
+	// newer build. It should stop rising once every process runs it.
+	NewerState *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
@@ -87,13 +92,17 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "converge_saga_purged_total",
 			Help: "Retention purges, by kind: instance (an ended instance's history and dedupe records; a tombstone stays) or ignored (a message ignored for an id with no instance).",
 		}, []string{"saga", "kind"}),
+		NewerState: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "converge_saga_newer_state_total",
+			Help: "Steps handed back to wait for a newer build: the instance's state was stored at a newer schema version than this build knows (deploy the newer build everywhere).",
+		}, []string{"saga"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{
 		m.Steps, m.Parks, m.Waits, m.WaitSeconds, m.ParkSeconds, m.Stuck,
-		m.Ignored, m.Duplicates, m.BadInput, m.TimersFired, m.TimersStale, m.TimersDue, m.Purged,
+		m.Ignored, m.Duplicates, m.BadInput, m.TimersFired, m.TimersStale, m.TimersDue, m.Purged, m.NewerState,
 	} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
@@ -110,6 +119,6 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 func (m *Metrics) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		m.Steps, m.Parks, m.Waits, m.WaitSeconds, m.ParkSeconds, m.Stuck,
-		m.Ignored, m.Duplicates, m.BadInput, m.TimersFired, m.TimersStale, m.TimersDue, m.Purged,
+		m.Ignored, m.Duplicates, m.BadInput, m.TimersFired, m.TimersStale, m.TimersDue, m.Purged, m.NewerState,
 	}
 }

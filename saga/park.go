@@ -19,6 +19,11 @@ type parkReason struct {
 	retryAt  time.Time
 	err      error
 	attempts int
+	// stored is the schema version of a state newer than this build's
+	// (known): the step waits for a newer build, not for a retry of its
+	// own (awaitNewerBuild).
+	stored, known int
+	newerWaits    int
 }
 
 // park records the step durably and blocks the instance: its later
@@ -37,7 +42,11 @@ func (e *Engine) park(ctx context.Context, rows feed.Rows, in *instance, env eve
 		if r.err == nil {
 			p.Attempts = prev.Attempts
 		}
+		if r.stored > 0 && prev.NewerWaits > 0 {
+			p.Since = prev.Since // still waiting for the newer build
+		}
 	}
+	p.NewerWaits = r.newerWaits
 	if p.Resume == StatusParked || p.Resume == "" {
 		p.Resume = StatusRunning
 	}
@@ -54,6 +63,15 @@ func (e *Engine) park(ctx context.Context, rows feed.Rows, in *instance, env eve
 		e.log.WarnContext(ctx, "saga: step failed, retrying later", "saga", in.Saga, "id", in.ID, "event_id", env.ID,
 			"attempt", r.attempts, "retry_at", r.retryAt, "error", r.err)
 	}
+	if r.stored > 0 {
+		p.LastError = fmt.Sprintf("state stored at schema v%d, this build knows v%d (deploy the newer build everywhere)", r.stored, r.known)
+		entry = HistoryEntry{
+			Kind: KindAwaitingNewerBuild, EventID: env.ID, EventType: env.Type,
+			Detail: fmt.Sprintf("%s; next try at %s", p.LastError, r.retryAt.Format(time.RFC3339Nano)),
+		}
+		e.log.WarnContext(ctx, "saga: state is newer than this build; the step waits for a newer build (deploy the newer build everywhere)",
+			"saga", in.Saga, "id", in.ID, "event_id", env.ID, "stored_version", r.stored, "build_version", r.known, "retry_at", r.retryAt)
+	}
 	if err := e.record(ctx, rows, in, entry); err != nil {
 		return err
 	}
@@ -67,15 +85,36 @@ func (e *Engine) park(ctx context.Context, rows feed.Rows, in *instance, env eve
 		return err
 	}
 	if u, ok := events.UnitFromContext(ctx); ok {
-		name, models := in.Saga, len(r.models)
+		name, models, newer := in.Saga, len(r.models), r.stored > 0
 		u.AfterCommit(func() {
 			if models > 0 {
 				e.metrics.Parks.WithLabelValues(name).Inc()
+			}
+			if newer {
+				e.metrics.NewerState.WithLabelValues(name).Inc()
 			}
 			e.parkWake.Notify()
 		})
 	}
 	return nil
+}
+
+// awaitNewerBuild hands a step back when the instance's state was stored
+// by a newer build than this one (the old half of a rolling deploy, a
+// rollback). That is no failure of the instance, and no attempt of the
+// step: it parks with a retry time, so its later messages queue behind it
+// in order and other instances go on, and whichever build runs it next
+// either waits again (with backoff, up to Config.MaxRetryBackoff) or, being
+// new enough, runs it once with the attempts it had.
+func (e *Engine) awaitNewerBuild(ctx context.Context, rows feed.Rows, s *compiled, in *instance, env events.Envelope, need events.Token, prev *parked) error {
+	waits, attempts := 1, 0
+	if prev != nil {
+		waits, attempts = prev.NewerWaits+1, prev.Attempts
+	}
+	return e.park(ctx, rows, in, env, parkReason{
+		retryAt: e.cfg.Clock.Now().UTC().Add(s.cfg.retryDelay(waits)), token: need, attempts: attempts,
+		stored: in.StateVersion, known: s.cfg.stateVersion, newerWaits: waits,
+	}, prev)
 }
 
 // enqueue queues a message behind the instance's parked or failed step.

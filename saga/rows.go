@@ -111,6 +111,10 @@ const (
 	// KindPurged: retention deleted the instance's earlier history
 	// (EngineConfig.Retention).
 	KindPurged = "purged"
+	// KindAwaitingNewerBuild: the state was stored by a newer build than
+	// the one that took the message, which handed the step back to run
+	// once a newer build takes it (deploy it everywhere).
+	KindAwaitingNewerBuild = "waiting_for_newer_build"
 )
 
 // record adds an entry to the instance's history; save writes it with the

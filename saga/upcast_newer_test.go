@@ -1,75 +1,197 @@
 package saga_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"testing"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
+	"github.com/converge-es/converge/internal/clocktest"
 	"github.com/converge-es/converge/saga"
 )
 
-// TestStateNewerThanTheBuildFailsAndKeepsTheMessage: during a rolling
-// deploy an old build meets state a newer build stored. Config.Upcast
-// promises the instance fails with ErrStateDecode rather than running on
-// state it cannot read: the reason says to deploy the newer code, the
-// stored state and its version are left as they were, the message is kept
-// and later ones queue, and the newer build's Retry runs them in order.
-func TestStateNewerThanTheBuildFailsAndKeepsTheMessage(t *testing.T) {
+// TestStateNewerThanTheBuildWaitsForTheNewerBuild: during a rolling
+// deploy an old build meets state a newer build stored. The old build
+// never runs a step on it, and the instance does not fail: the step is
+// handed back to wait, with backoff, for a newer build (a history entry,
+// a log line and converge_saga_newer_state_total say so), later messages
+// queue behind it, and no wait counts as an attempt, however many pass
+// Config.MaxAttempts (the newer build's first failure is its attempt 1).
+// Once the newer build takes the instance it runs the waiting message and
+// the queued one in order, each exactly once, with no operator's Retry.
+func TestStateNewerThanTheBuildWaitsForTheNewerBuild(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
 		ctx := context.Background()
-		newer := saga.New[stateV2]("newer", &saga.Config[stateV2]{StateVersion: 2})
+		clock := clocktest.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+		cfg := func(v int) saga.Config[stateV2] {
+			return saga.Config[stateV2]{StateVersion: v, MaxAttempts: 3, RetryBackoff: time.Second, MaxRetryBackoff: 4 * time.Second}
+		}
+		newerCfg := cfg(2)
+		newer := saga.New[stateV2]("newer", &newerCfg)
 		saga.StartOn(newer, byOrder[OrderPlaced], func(st *saga.Step[stateV2], e OrderPlaced) error {
 			st.State().AmountCents = e.Total * 100
 			return nil
 		})
+		var newerRan []int
+		flaky := true
 		saga.On(newer, byOrder[Ping], func(st *saga.Step[stateV2], e Ping) error {
+			if flaky {
+				flaky = false
+				return errors.New("the payment service is down")
+			}
+			newerRan = append(newerRan, e.N)
 			st.State().Pings = append(st.State().Pings, e.N)
 			return nil
 		})
-		b := newBare(t, mk, newer)
+		store := newStore(t, mk)
+		engine := func(def saga.Definition, logger *slog.Logger) *saga.Engine {
+			eng, err := saga.NewEngine(&saga.EngineConfig{Store: store, Sagas: []saga.Definition{def}, Clock: clock, Logger: logger})
+			require.NoError(t, err)
+			return eng
+		}
+		b := bare{store: store, engine: engine(newer, slog.New(slog.DiscardHandler))}
 		b.deliver(t, b.append(t, "order-1", OrderPlaced{OrderID: "1", Total: 3}))
 		before, err := b.engine.Show(ctx, "newer", "1")
 		require.NoError(t, err)
 		require.Equal(t, 2, before.Info.StateVersion)
 
-		// The old build, still running beside it, takes the next message.
-		older := saga.New[stateV1]("newer", nil)
-		saga.StartOn(older, byOrder[OrderPlaced], func(*saga.Step[stateV1], OrderPlaced) error { return nil })
+		// The old build, still running beside it, takes the next messages.
+		olderCfg := cfg(1)
+		older := saga.New[stateV2]("newer", &olderCfg)
+		saga.StartOn(older, byOrder[OrderPlaced], func(*saga.Step[stateV2], OrderPlaced) error { return nil })
 		olderRan := 0
-		saga.On(older, byOrder[Ping], func(st *saga.Step[stateV1], _ Ping) error {
+		saga.On(older, byOrder[Ping], func(*saga.Step[stateV2], Ping) error {
 			olderRan++
-			st.State().Total = -1
 			return nil
 		})
-		old := newBareOn(t, b.store, older)
-		old.deliver(t, b.append(t, "order-1", Ping{OrderID: "1", N: 5}))
+		var logs bytes.Buffer // the test drives the engine from this goroutine only
+		old := bare{store: store, engine: engine(older, slog.New(slog.NewTextHandler(&logs, nil)))}
+		waits := func() float64 { return testutil.ToFloat64(old.engine.Metrics().NewerState.WithLabelValues("newer")) }
+		ping5 := b.append(t, "order-1", Ping{OrderID: "1", N: 5})
+		old.deliver(t, ping5)
 		old.deliver(t, b.append(t, "order-1", Ping{OrderID: "1", N: 6}))
-		require.Zero(t, olderRan, "the old build never runs a handler on state it cannot read")
-		tl, err := old.engine.Show(ctx, "newer", "1")
-		require.NoError(t, err)
-		require.Equal(t, saga.StatusFailed, tl.Info.Status)
-		require.Contains(t, tl.Info.Reason, "stored at schema v2, this build knows v1 (deploy the newer code)")
-		require.Contains(t, tl.Info.Reason, saga.ErrStateDecode.Error())
-		require.Equal(t, 2, tl.Info.StateVersion, "the stored state keeps its version")
-		require.JSONEq(t, string(before.Info.State), string(tl.Info.State), "the stored state is left as it was")
-		require.Equal(t, int64(1), tl.Info.Queued, "the later message queues behind the failed one")
-		require.Equal(t, 1, countKind(tl, saga.KindFailed))
+		old.deliver(t, ping5) // a redelivery is a duplicate, not another wait
+		const says = "state stored at schema v2, this build knows v1 (deploy the newer build everywhere)"
+		show := func() saga.Timeline {
+			t.Helper()
+			tl, err := old.engine.Show(ctx, "newer", "1")
+			require.NoError(t, err)
+			require.Zero(t, olderRan, "the old build never runs a handler on state it cannot read")
+			require.Equal(t, saga.StatusParked, tl.Info.Status, "waiting for a newer build is no failure")
+			require.Zero(t, countKind(tl, saga.KindFailed))
+			require.Equal(t, 2, tl.Info.StateVersion, "the stored state keeps its version")
+			require.JSONEq(t, string(before.Info.State), string(tl.Info.State), "the stored state is left as it was")
+			require.Equal(t, int64(1), tl.Info.Queued, "the later message queues behind the waiting one")
+			return tl
+		}
+		tl := show()
+		require.Equal(t, clock.Now().Add(time.Second), tl.Info.RetryAt)
+		require.Equal(t, 1, countKind(tl, saga.KindAwaitingNewerBuild))
+		require.Contains(t, lastOf(tl, saga.KindAwaitingNewerBuild).Detail, says)
+		require.Contains(t, logs.String(), "deploy the newer build everywhere")
+		require.Contains(t, logs.String(), "stored_version=2 build_version=1")
+		require.Equal(t, 1.0, waits())
 
-		// The newer build takes the failed message and the queued one, in order.
-		require.NoError(t, b.engine.Retry(ctx, "newer", "1"))
-		_, err = b.engine.RunParked(ctx)
+		// Before its time the step stays where it is.
+		moved, err := old.engine.RunParked(ctx)
 		require.NoError(t, err)
-		tl, err = b.engine.Show(ctx, "newer", "1")
-		require.NoError(t, err)
-		require.Equal(t, saga.StatusRunning, tl.Info.Status)
+		require.Zero(t, moved)
+		require.Equal(t, 1, countKind(show(), saga.KindAwaitingNewerBuild))
+
+		// The old build tries again with backoff, past MaxAttempts, and
+		// neither runs the step nor fails the instance.
+		for i, delay := range []time.Duration{2, 4, 4, 4} {
+			clock.Advance(tl.Info.RetryAt.Sub(clock.Now()))
+			_, err := old.engine.RunParked(ctx)
+			require.NoError(t, err)
+			tl = show()
+			require.Equal(t, clock.Now().Add(delay*time.Second), tl.Info.RetryAt, "wait %d", i+2)
+			require.Equal(t, i+2, countKind(tl, saga.KindAwaitingNewerBuild))
+			require.Equal(t, float64(i+2), waits())
+		}
+
+		// The newer build takes over once the retry time comes. Its first
+		// attempt fails, and is its first: the waits counted none.
+		takeOver := func(want saga.Status) saga.Timeline {
+			t.Helper()
+			clock.Advance(tl.Info.RetryAt.Sub(clock.Now()))
+			_, err := b.engine.RunParked(ctx)
+			require.NoError(t, err)
+			tl, err := b.engine.Show(ctx, "newer", "1")
+			require.NoError(t, err)
+			require.Equal(t, want, tl.Info.Status, tl.Info.Reason)
+			return tl
+		}
+		tl = takeOver(saga.StatusParked)
+		require.Contains(t, lastOf(tl, saga.KindRetryScheduled).Detail, "attempt 1 failed")
+		require.Empty(t, newerRan)
+
+		// Then it runs the waiting message and the queued one, each once,
+		// in order.
+		tl = takeOver(saga.StatusRunning)
 		require.Zero(t, tl.Info.Queued)
+		require.Equal(t, []int{5, 6}, newerRan)
+		require.Equal(t, 3, countKind(tl, saga.KindStep))
 		require.JSONEq(t, `{"amount_cents":300,"pings":[5,6]}`, string(tl.Info.State))
+		_, err = old.engine.RunParked(ctx)
+		require.NoError(t, err)
+		b.deliver(t, ping5)
+		old.deliver(t, ping5)
+		require.Equal(t, []int{5, 6}, newerRan, "a redelivery after the step runs nothing")
+		require.Zero(t, olderRan)
 	})
+}
+
+// TestStateThatDoesNotDecodeStillFails: only a state newer than the build
+// waits; one at the build's own version that does not decode fails the
+// instance with ErrStateDecode, as before (for an older one with no
+// upcaster see TestStateSchemaUpcast).
+func TestStateThatDoesNotDecodeStillFails(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
+		type mistyped struct {
+			Total string `json:"total"` // stateV1 stores a number
+		}
+		b := newBare(t, mk, v1Build("mistyped"))
+		b.deliver(t, b.append(t, "order-1", OrderPlaced{OrderID: "1", Total: 3}))
+
+		// A build that changed the state's shape without raising StateVersion.
+		build := saga.New[mistyped]("mistyped", nil)
+		saga.StartOn(build, byOrder[OrderPlaced], func(*saga.Step[mistyped], OrderPlaced) error { return nil })
+		ran := 0
+		saga.On(build, byOrder[Ping], func(*saga.Step[mistyped], Ping) error {
+			ran++
+			return nil
+		})
+		n := newBareOn(t, b.store, build)
+		n.deliver(t, b.append(t, "order-1", Ping{OrderID: "1", N: 1}))
+		tl, err := n.engine.Show(context.Background(), "mistyped", "1")
+		require.NoError(t, err)
+		require.Zero(t, ran)
+		require.Equal(t, saga.StatusFailed, tl.Info.Status)
+		require.Contains(t, tl.Info.Reason, saga.ErrStateDecode.Error())
+		require.Zero(t, countKind(tl, saga.KindAwaitingNewerBuild))
+		require.Zero(t, testutil.ToFloat64(n.engine.Metrics().NewerState.WithLabelValues("mistyped")))
+	})
+}
+
+// lastOf returns the newest history entry of a kind.
+func lastOf(tl saga.Timeline, kind string) saga.HistoryEntry {
+	for i := len(tl.History) - 1; i >= 0; i-- {
+		if tl.History[i].Kind == kind {
+			return tl.History[i]
+		}
+	}
+	return saga.HistoryEntry{}
 }
 
 // chainState is the state of TestUpcastChain at every schema version: V
@@ -147,7 +269,7 @@ func TestUpcastChain(t *testing.T) {
 			id := fmt.Sprint(rng.IntN(len(models)))
 			m := models[id]
 			if m.V > deployed {
-				continue // the old build would fail it (TestStateNewerThanTheBuildFailsAndKeepsTheMessage)
+				continue // the old build would hand it back (TestStateNewerThanTheBuildWaitsForTheNewerBuild)
 			}
 			builds[deployed].deliver(t, builds[deployed].append(t, "order-"+id, Ping{OrderID: id}))
 			for from := m.V; from < deployed; from++ {

@@ -23,15 +23,21 @@ type stateV2 struct {
 	Pings       []int `json:"pings"`
 }
 
+// v1Build is a saga at schema version 1 whose start stores the order's
+// total.
+func v1Build(name string) *saga.Saga[stateV1] {
+	v1 := saga.New[stateV1](name, nil)
+	saga.StartOn(v1, byOrder[OrderPlaced], func(st *saga.Step[stateV1], e OrderPlaced) error {
+		st.State().Total = e.Total
+		return nil
+	})
+	return v1
+}
+
 func TestStateSchemaUpcast(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
-		v1 := saga.New[stateV1]("upcast", nil)
-		saga.StartOn(v1, byOrder[OrderPlaced], func(st *saga.Step[stateV1], e OrderPlaced) error {
-			st.State().Total = e.Total
-			return nil
-		})
-		b := newBare(t, mk, v1)
+		b := newBare(t, mk, v1Build("upcast"))
 		b.deliver(t, b.append(t, "order-1", OrderPlaced{OrderID: "1", Total: 3}))
 
 		// A new build changes the state's shape while the instance is in flight.
@@ -74,6 +80,8 @@ func TestStateSchemaUpcast(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, saga.StatusFailed, tl.Info.Status)
 		require.Contains(t, tl.Info.Reason, "Config.Upcast[2]")
+		require.Contains(t, tl.Info.Reason, saga.ErrStateDecode.Error())
+		require.Zero(t, countKind(tl, saga.KindAwaitingNewerBuild), "an older state is no wait for a newer build")
 	})
 }
 

@@ -251,10 +251,8 @@
 // converge_saga_newer_state_total. The first newer build to take it once
 // its retry time has come runs the step, then the queued messages, each
 // once. A rolling deploy that raises StateVersion thus needs no manual
-// work; the old build must be one that hands steps back (older releases
-// failed the instance, and those need Engine.Retry on the newer build).
-// After a rollback the steps wait until the newer build is back (or an
-// operator cancels the instance). Handler code is not replayed, so
+// work. After a rollback the steps wait until the newer build is back (or
+// an operator cancels the instance). Handler code is not replayed, so
 // changing a handler affects the next step only. Renaming a Go type is
 // safe while its registered name stays. Renaming a saga type orphans its
 // instances: run the new name beside the old one until the old instances

@@ -105,13 +105,18 @@ func (in *instance) driverOwned() bool {
 // parked is a step waiting for read models (Models at Token) or for its
 // retry time (RetryAt).
 type parked struct {
-	Env       events.Envelope `json:"env"`
-	Models    []string        `json:"models,omitempty"`
-	Token     events.Token    `json:"token"`
-	Since     time.Time       `json:"since"`
-	RetryAt   time.Time       `json:"retry_at,omitzero"`
-	Attempts  int             `json:"attempts,omitempty"`
-	LastError string          `json:"last_error,omitempty"`
+	Env    events.Envelope `json:"env"`
+	Models []string        `json:"models,omitempty"`
+	Token  events.Token    `json:"token"`
+	Since  time.Time       `json:"since"`
+	// Waiting is when the step first parked for its models. Since is the
+	// stuck clock, which a Retry of a stuck step restarts; Waiting is not,
+	// so converge_saga_park_seconds observes the whole wait. Zero in rows
+	// written before it existed: Since stands in.
+	Waiting   time.Time `json:"waiting,omitzero"`
+	RetryAt   time.Time `json:"retry_at,omitzero"`
+	Attempts  int       `json:"attempts,omitempty"`
+	LastError string    `json:"last_error,omitempty"`
 	// NewerWaits counts the times a build older than the stored state
 	// handed the step back (awaitNewerBuild): its backoff, kept apart from
 	// Attempts because the step did not run.

@@ -30,14 +30,14 @@ type parkReason struct {
 // messages queue behind it and the consumer moves on.
 func (e *Engine) park(ctx context.Context, rows feed.Rows, in *instance, env events.Envelope, r parkReason, prev *parked) error {
 	now := e.cfg.Clock.Now().UTC()
-	p := &parked{Env: env, Models: r.models, Token: r.token, Since: now, RetryAt: r.retryAt, Attempts: r.attempts, Resume: in.Status}
+	p := &parked{Env: env, Models: r.models, Token: r.token, Since: now, Waiting: now, RetryAt: r.retryAt, Attempts: r.attempts, Resume: in.Status}
 	if r.err != nil {
 		p.LastError = r.err.Error()
 	}
 	if prev != nil {
 		p.Resume = prev.Resume
 		if prev.Env.ID == env.ID && len(r.models) > 0 && len(prev.Models) > 0 {
-			p.Since, p.Stuck = prev.Since, prev.Stuck // still the same wait
+			p.Since, p.Stuck, p.Waiting = prev.Since, prev.Stuck, prev.waitingSince() // still the same wait
 		}
 		if r.err == nil {
 			p.Attempts = prev.Attempts
@@ -97,6 +97,14 @@ func (e *Engine) park(ctx context.Context, rows feed.Rows, in *instance, env eve
 		})
 	}
 	return nil
+}
+
+// waitingSince is when the step first parked for its models.
+func (p *parked) waitingSince() time.Time {
+	if p.Waiting.IsZero() {
+		return p.Since
+	}
+	return p.Waiting
 }
 
 // awaitNewerBuild hands a step back when the instance's state was stored

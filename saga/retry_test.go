@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/saga"
@@ -30,6 +32,7 @@ func TestRetryOfAStuckInstance(t *testing.T) {
 		fx.HoldModel(summaryModel)
 		fx.Given(placed("1", 30), ev("1", StockReserved{OrderID: "1"}))
 		fx.ExpectParked(orders, "1", summaryModel)
+		parkedAt := fx.Clock().Now()
 		require.ErrorIs(t, eng.Retry(ctx, orders, "1"), saga.ErrNotRetryable, "a parked step that is not stuck has nothing to retry")
 		require.ErrorIs(t, op.RequestRetry(ctx, orders, "1"), saga.ErrNotRetryable)
 
@@ -63,8 +66,17 @@ func TestRetryOfAStuckInstance(t *testing.T) {
 		require.Equal(t, 2, countKind(fx.History(orders, "1"), saga.KindRetried))
 		fx.ExpectCommands()
 
+		ranAt := fx.Clock().Now()
 		fx.ReleaseModel(summaryModel)
 		fx.ExpectCommands(ChargePayment{OrderID: "1", Amount: 30})
+		// The retries restarted the stuck clock, not the park: its
+		// duration is the whole wait.
+		var park dto.Metric
+		hist, ok := eng.Metrics().ParkSeconds.WithLabelValues(orders).(prometheus.Metric)
+		require.True(t, ok)
+		require.NoError(t, hist.Write(&park))
+		require.Equal(t, uint64(1), park.GetHistogram().GetSampleCount())
+		require.InDelta(t, ranAt.Sub(parkedAt).Seconds(), park.GetHistogram().GetSampleSum(), 1e-6, "the park's whole wait is observed")
 		fx.ExpectStatus(orders, "1", saga.StatusRunning)
 		require.ErrorIs(t, eng.Retry(ctx, orders, "1"), saga.ErrNotRetryable, "a running instance has nothing to retry")
 		fx.When(ev("1", PaymentCharged{OrderID: "1"})).ExpectStatus(orders, "1", saga.StatusCompleted)

@@ -60,22 +60,22 @@
 //
 // # What an append costs
 //
-// An append is one statement: move the stream's head row, insert the
-// events, return their tokens. An AnyVersion append in a transaction to a
-// stream the store has not seen yet sends the upsert that creates it, and
-// one to a stream it has seen the plainer update (a bounded set of stream
-// ids decides; a wrong guess costs a second statement, never a wrong
-// result). Append by itself sends the update first, and the upsert when
-// the stream turns out to be new. `converge bench --scenario append` compares it with raw INSERTs
-// of the same rows into a copy of the events table (LIKE events INCLUDING
-// ALL: the same five indexes, defaults and jsonb columns; ids sent as
-// binary UUIDs on both sides). The profile behind the current statement,
-// taken on a shared 2-core machine where every figure moved by ±30% between
-// runs (so read the differences, not the values): CPU per event of the
-// eight writers' backends (from /proc) and of the bench process, go pprof
-// of the bench, EXPLAIN (ANALYZE, BUFFERS, WAL) of each statement, and
-// variants of the statement run side by side. pg_stat_statements needs
-// shared_preload_libraries, which that server did not have.
+// An append is one statement: move the stream's head row, insert the events,
+// return their tokens. An AnyVersion append in a transaction to a stream the
+// store has not seen yet sends the upsert that creates it, and one to a stream
+// it has seen the plainer update (a bounded set of stream ids decides; a wrong
+// guess costs a second statement, never a wrong result). Append by itself
+// sends the update first, and the upsert when the stream turns out to be new.
+// `converge bench --scenario append` compares it with raw INSERTs of the same
+// rows into a copy of the events table (LIKE events INCLUDING ALL: the same
+// five indexes, defaults and jsonb columns; ids sent as binary UUIDs on both
+// sides). The profile behind the current statement, taken on a shared 2-core
+// machine where every figure moved by ±30% between runs (so read the
+// differences, not the values): CPU per event of the eight writers' backends
+// (from /proc) and of the bench process, go pprof of the bench, EXPLAIN
+// (ANALYZE, BUFFERS, WAL) of each statement, and variants of the statement run
+// side by side. pg_stat_statements needs shared_preload_libraries, which that
+// server did not have.
 //
 //   - On that machine the bench is CPU-bound: throughput follows CPU per
 //     event, server and client together, not WAL flushes (group commit
@@ -194,14 +194,15 @@
 //     the same rows lock them in the same order), at commit or before
 //     anything that reads the rows table in the transaction: a List of a
 //     table and prefix the unit has written, a locked Get of a held row,
-//     DeleteNamespace, TxFromContext, an append with hooks. SQL run on TxFromContext's transaction sees the rows as
-//     of that call. A locked Get of a row the unit has not written leaves
-//     the held writes where they are: a saga step locks its instance
-//     before changing it, and sending the writes before every such lock
-//     cost an upsert per step (8 of the 39 statements of a saga in the
-//     saga benchmark).
-//   - BEGIN and the held writes travel in the same batch as the statement
-//     that needs the transaction, when that is a locked read or a List.
+//     DeleteNamespace, TxFromContext, an append with hooks. SQL run on
+//     TxFromContext's transaction sees the rows as of that call. A locked
+//     Get of a row the unit has not written leaves the held writes where
+//     they are: a saga step locks its instance before changing it, and
+//     sending the writes before every such lock cost an upsert per step
+//     (8 of the 39 statements of a saga in the saga benchmark).
+//   - BEGIN, and the held writes when the statement needs them, travel in
+//     the same batch as the statement that needs the transaction (a locked
+//     read, a List of written rows, DeleteNamespace).
 //   - Commit sends the fenced checkpoint moves, the held writes and COMMIT
 //     as one batch. The fence is an UPDATE that divides by its row count,
 //     so a stale lease fails with division by zero and the server skips

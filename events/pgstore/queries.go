@@ -176,16 +176,16 @@ const (
 // holds ($9 < 0 means any); the sort_key never decreases along a stream,
 // which keeps per-stream order in the global feed.
 //
-// The [idCheck] and [idCheckOne] variants also require that none of the append's ids is
-// stored yet (the fresh condition). When one is, the head does not move and
-// the statement returns no rows, like a version conflict, so a rerun of an
-// append inside a caller's transaction is recognised (by the ids) without
-// aborting it. A concurrent append of the same ids that commits after this
-// statement's snapshot still ends in the unique violation on event_id.
-// Append runs the [noIDCheck] variants: its statement is its transaction,
-// so the unique violation aborts nothing of the caller's, and the look-up
-// that follows it tells a replay from a reused id just as well. The check
-// is an extra plan node and index scan in every append, a rerun is rare.
+// The [idCheck] and [idCheckOne] variants also require that none of the
+// append's ids is stored yet (the fresh condition). When one is, the head does
+// not move and the statement returns no rows, like a version conflict, so a
+// rerun of an append inside a caller's transaction is recognised (by the ids)
+// without aborting it. A concurrent append of the same ids that commits after
+// this statement's snapshot still ends in the unique violation on event_id.
+// Append runs the [noIDCheck] variants: its statement is its transaction, so
+// the unique violation aborts nothing of the caller's, and the look-up that
+// follows it tells a replay from a reused id just as well. The check is an
+// extra plan node and index scan in every append, a rerun is rare.
 //
 // move is a plain UPDATE, not an upsert: INSERT ... ON CONFLICT DO UPDATE
 // probes the primary key for the speculative insert, locks the row (its own

@@ -11,15 +11,15 @@ import (
 	"github.com/converge-es/converge/events"
 )
 
-// A unit's row writes (Put and Delete without a lock) are held in the
-// unit and sent when something needs them in the database: at Commit, in
-// the batch that moves the checkpoints, and before a statement that reads
-// the rows table inside the transaction (a List of a range with held
-// writes, a locked Get of a held row, DeleteNamespace, TxFromContext). A consumer applying a batch of events
-// would otherwise pay a round trip per write; held, the writes of a
-// hundred events travel as two statements in the commit's round trip.
-// A Get without a lock answers from the held writes first, so the unit
-// still reads its own writes.
+// A unit's row writes (Put and Delete without a lock) are held in the unit and
+// sent when something needs them in the database: at Commit, in the batch that
+// moves the checkpoints, and before a statement that reads the rows table
+// inside the transaction (a List of a range with held writes, a locked Get of
+// a held row, DeleteNamespace, TxFromContext). A consumer applying a batch of
+// events would otherwise pay a round trip per write; held, the writes of a
+// hundred events travel as two statements in the commit's round trip. A Get
+// without a lock answers from the held writes first, so the unit still reads
+// its own writes.
 
 // rowAddr is a row's address.
 type rowAddr struct{ ns, table, key string }

@@ -71,8 +71,8 @@ func (e *Engine) apply(ctx context.Context, u feed.Unit, t target, in *instance,
 	if len(t.h.reads) > 0 && !e.reached(g, need, t.h.reads) {
 		return e.park(ctx, rows, in, env, parkReason{models: t.h.reads, token: need}, prev)
 	}
-	if prev != nil && !prev.waitingSince().IsZero() && len(prev.Models) > 0 {
-		e.metrics.ParkSeconds.WithLabelValues(s.name).Observe(e.cfg.Clock.Now().Sub(prev.waitingSince()).Seconds())
+	if prev != nil && !prev.Waiting.IsZero() && len(prev.Models) > 0 {
+		e.metrics.ParkSeconds.WithLabelValues(s.name).Observe(e.cfg.Clock.Now().Sub(prev.Waiting).Seconds())
 	}
 
 	var state any

@@ -29,7 +29,10 @@ func (e *Engine) parkLoop(ctx context.Context) {
 		}
 		// Wake-ups come with every park; the purge keeps to the sweep's pace.
 		if now := e.cfg.Clock.Now(); !now.Before(nextPurge) && ctx.Err() == nil {
-			nextPurge = now.Add(e.cfg.SweepInterval)
+			// Three quarters of the interval: the sweep's ticks come every
+			// interval, but now is taken after the parked pass, so a full
+			// interval would often fall just after the next tick and skip it.
+			nextPurge = now.Add(e.cfg.SweepInterval - e.cfg.SweepInterval/4)
 			_, more, err := e.purgeEnded(ctx, purgePassLimit, ignoredPassLimit)
 			if err != nil && ctx.Err() == nil {
 				e.log.WarnContext(ctx, "saga: retention sweep failed; retrying at the next sweep", "error", err)

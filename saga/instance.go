@@ -111,8 +111,7 @@ type parked struct {
 	Since  time.Time       `json:"since"`
 	// Waiting is when the step first parked for its models. Since is the
 	// stuck clock, which a Retry of a stuck step restarts; Waiting is not,
-	// so converge_saga_park_seconds observes the whole wait. Zero in rows
-	// written before it existed: Since stands in.
+	// so converge_saga_park_seconds observes the whole wait.
 	Waiting   time.Time `json:"waiting,omitzero"`
 	RetryAt   time.Time `json:"retry_at,omitzero"`
 	Attempts  int       `json:"attempts,omitempty"`

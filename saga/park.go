@@ -37,7 +37,7 @@ func (e *Engine) park(ctx context.Context, rows feed.Rows, in *instance, env eve
 	if prev != nil {
 		p.Resume = prev.Resume
 		if prev.Env.ID == env.ID && len(r.models) > 0 && len(prev.Models) > 0 {
-			p.Since, p.Stuck, p.Waiting = prev.Since, prev.Stuck, prev.waitingSince() // still the same wait
+			p.Since, p.Stuck, p.Waiting = prev.Since, prev.Stuck, prev.Waiting // still the same wait
 		}
 		if r.err == nil {
 			p.Attempts = prev.Attempts
@@ -97,14 +97,6 @@ func (e *Engine) park(ctx context.Context, rows feed.Rows, in *instance, env eve
 		})
 	}
 	return nil
-}
-
-// waitingSince is when the step first parked for its models.
-func (p *parked) waitingSince() time.Time {
-	if p.Waiting.IsZero() {
-		return p.Since
-	}
-	return p.Waiting
 }
 
 // awaitNewerBuild hands a step back when the instance's state was stored

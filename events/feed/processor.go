@@ -292,6 +292,11 @@ func (p *Processor) handle(ctx context.Context, ps *partitionState, env events.E
 		}
 		return nil
 	}
+	if !first && errors.Is(err, ErrCut) {
+		// A cut asked for behind the head is no failure: no attempt
+		// record, no error in Status, no warning.
+		return err
+	}
 	if a == nil {
 		a = ps.attempt(env.ID)
 	}

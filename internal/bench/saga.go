@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -254,7 +255,9 @@ type sagaSystem struct {
 	cancel  context.CancelFunc
 	done    chan error
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// prefix starts the ids of the phase being run (run).
+	prefix   string
 	started  map[string]time.Time
 	finished map[string]time.Time
 	left     atomic.Int64
@@ -298,6 +301,7 @@ func (s *sagaSystem) run(ctx context.Context, prefix string, n int, c SagaConfig
 		return 0, nil, nil
 	}
 	s.mu.Lock()
+	s.prefix = prefix
 	s.started, s.finished, s.all = map[string]time.Time{}, map[string]time.Time{}, make(chan struct{})
 	all := s.all
 	s.mu.Unlock()
@@ -461,8 +465,8 @@ func (s *sagaSystem) handle(ctx context.Context, env events.Envelope) error {
 		now := time.Now()
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if _, seen := s.finished[id]; seen {
-			return
+		if _, seen := s.finished[id]; seen || !strings.HasPrefix(id, s.prefix) {
+			return // a duplicate, or a late one of an earlier phase
 		}
 		s.finished[id] = now
 		if s.left.Add(-1) == 0 {

@@ -139,7 +139,6 @@ func projectionWorker(ctx context.Context, w *faulttest.Worker) error {
 	return runner.Stop(stop)
 }
 
-// retry calls f until it succeeds or ctx ends.
 // workerStore opens a worker's pool of maxConns connections (with the
 // test's idle-transaction timeout, if any) and its store. The database may
 // be down while the worker starts, so it keeps trying; a nil store and no
@@ -165,11 +164,11 @@ func workerStore(ctx context.Context, w *faulttest.Worker, maxConns int32, reg *
 	}) != nil {
 		pool.Close()
 		return nil, nil, nil //nolint:nilerr // ctx ended before the database came back: the worker just stops
-
 	}
 	return store, func() { _ = store.Close(); pool.Close() }, nil
 }
 
+// retry calls f until it succeeds or ctx ends.
 func retry(ctx context.Context, f func() error) error {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()

@@ -93,7 +93,9 @@ func testProcessorErrCut(t *testing.T, m mode, s events.Store, src feed.Source) 
 	})
 	awaitPositionWithin(t, p.p, envs[len(envs)-1].Token, 30*time.Second)
 	requireAppliedOnce(t, src, name, envs)
-	require.Equal(t, feed.PartitionActive, p.p.Status().Partitions[0].State, "a cut is no failure")
+	st := p.p.Status().Partitions[0]
+	require.Equal(t, feed.PartitionActive, st.State, "a cut is no failure")
+	require.Empty(t, st.LastError, "a cut is not reported as an error")
 	mu.Lock()
 	defer mu.Unlock()
 	for _, e := range envs {

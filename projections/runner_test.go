@@ -539,9 +539,24 @@ func TestCommitBatchFailureMidUnit(t *testing.T) {
 			poison := ids[3]
 			var fail atomic.Bool
 			fail.Store(true)
-			var poisonRuns atomic.Int32
+			var (
+				poisonRuns   atomic.Int32
+				mu           sync.Mutex
+				unitRuns     = map[events.Unit]int{} // holds each unit, so no pointer is reused
+				behindHeadRs int
+			)
 			p := projections.New("batched", nil)
 			projections.On(p, func(ctx context.Context, tx *projections.Tx, env events.Envelope, e Deposited) error {
+				u, ok := events.UnitFromContext(ctx)
+				if !ok {
+					return errors.New("no unit in the handler's context")
+				}
+				mu.Lock()
+				unitRuns[u]++
+				if env.ID == poison && unitRuns[u] > 1 {
+					behindHeadRs++
+				}
+				mu.Unlock()
 				if env.ID == poison {
 					poisonRuns.Add(1)
 					if fail.Load() {
@@ -563,12 +578,19 @@ func TestCommitBatchFailureMidUnit(t *testing.T) {
 				OnHalt:      func(h *projections.HaltedError) { halted <- h },
 			})
 			// The events before the poison succeed on every redelivery of the
-			// unit; the poison's attempts still add up to a halt. Its first
-			// failure, behind the head of a unit, does not count (it may come
-			// from an earlier event's writes): the unit is cut before it and
-			// it fails MaxAttempts times more at the head of its own.
+			// unit; the poison's attempts still add up to a halt. A failure
+			// behind the head of a unit does not count (it may come from an
+			// earlier event's writes): the unit is cut before it and it fails
+			// MaxAttempts times more at the head of its own. Whether the
+			// first read hands the poison behind a head depends on what the
+			// read finds committed (on PostgreSQL another session's open
+			// transaction can end a page early), so that run is counted.
 			await(t, chanOf(halted), "the halt")
-			require.EqualValues(t, 4, poisonRuns.Load())
+			mu.Lock()
+			behind := behindHeadRs
+			mu.Unlock()
+			require.LessOrEqual(t, behind, 1, "the poison runs behind a head at most once: the cut puts it at the head")
+			require.EqualValues(t, 3+behind, poisonRuns.Load())
 			st, err := r.Status(context.Background(), "batched")
 			require.NoError(t, err)
 			require.Equal(t, projections.StateHalted, st.State)

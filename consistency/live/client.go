@@ -46,6 +46,10 @@ type client struct {
 type subscription struct {
 	pending  bool
 	buffered []pendingUpdate
+	// covered is the snapshot's position while no later update has been
+	// sent: a Publish of a row the snapshot read, made once the
+	// subscription is live, must not send that row a second time.
+	covered *events.Token
 }
 
 type pendingUpdate struct {

@@ -8,7 +8,8 @@
 // of its own write knows the write is visible once a pushed position is at
 // or past it. Until then it should say so ("pending…"): the consistency
 // window is made visible, not hidden. PageHandler serves a tiny demo page
-// that does exactly that.
+// that follows one entity and says "pending…" until its first row
+// arrives; it holds no token of its own to compare positions with.
 //
 // Updates come from the process that applies them: a projection's
 // OnUpdate fires where its partition's lease is held, so a Hub in a process
@@ -59,9 +60,10 @@
 // by the buffered updates whose positions are after the snapshot's, and the
 // subscription becomes live. Because Publish is called after a row commits,
 // an update published before the subscription was registered is in the
-// snapshot; one published after is buffered and sent unless the snapshot
-// already contains it. So the client sees the current state, then every
-// later update, in order, with no gap and no step back.
+// snapshot; one published after (while the snapshot is read, or once the
+// subscription is live) is sent unless the snapshot already contains it.
+// So the client sees the current state, then every later update, in
+// order, with no gap, no step back and no repeat.
 //
 // # Example
 //

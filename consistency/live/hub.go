@@ -108,6 +108,12 @@ func (h *Hub) Publish(entityID string, data json.RawMessage, pos events.Token) {
 			s.buffered = append(s.buffered, pendingUpdate{msg: msg, pos: pos})
 			continue
 		}
+		if s.covered != nil {
+			if !pos.After(*s.covered) {
+				continue // the snapshot had it: committed before it, published after
+			}
+			s.covered = nil
+		}
 		h.enqueueLocked(c, msg)
 	}
 }
@@ -280,7 +286,9 @@ func (h *Hub) unsubscribe(c *client, entity string) {
 // already in the snapshot. An update buffered in s is in the snapshot too
 // exactly when its position is at or before the snapshot's, so only later
 // ones are sent. The hand-over happens under h.mu, which Publish also
-// holds, so no update falls between.
+// holds, so no update falls between. A row can also commit before the
+// snapshot reads it and be published only after the hand-over: Publish
+// skips it by the same rule, until a later update has been sent.
 func (h *Hub) loadSnapshot(c *client, entity string, s *subscription) {
 	ctx, cancel := context.WithTimeout(c.ctx, h.cfg.SnapshotTimeout)
 	data, pos, found, err := h.callSnapshot(ctx, entity)
@@ -316,10 +324,14 @@ func (h *Hub) loadSnapshot(c *client, entity string, s *subscription) {
 			return
 		}
 	}
+	if found {
+		s.covered = &pos
+	}
 	for _, u := range buffered {
 		if found && !u.pos.After(pos) {
 			continue // already in the snapshot
 		}
+		s.covered = nil
 		if !h.enqueueLocked(c, u.msg) {
 			return
 		}

@@ -393,6 +393,27 @@ func TestHub_Snapshot(t *testing.T) {
 		readUpdate(t, conn, "order-1", row(7), tok(7))
 	})
 
+	// A row committed before the snapshot read it, and published only
+	// once the subscription is live, is not sent again.
+	t.Run("PublishedAfterTheHandOver", func(t *testing.T) {
+		t.Parallel()
+		hub, b := setup(t, &live.Config{
+			Snapshot: func(ctx context.Context, id string) (json.RawMessage, events.Token, bool, error) {
+				return json.RawMessage(row(5)), tok(5), true, nil
+			},
+		})
+		conn := b.dial(t)
+		send(t, conn, `{"action":"subscribe","entity":"order-1"}`)
+		readType(t, conn, live.TypeSubscribed, "order-1")
+		require.True(t, readType(t, conn, live.TypeUpdated, "order-1").Snapshot)
+		hub.Publish("order-1", json.RawMessage(row(5)), tok(5))
+		hub.Publish("order-1", json.RawMessage(row(6)), tok(6))
+		readUpdate(t, conn, "order-1", row(6), tok(6))
+		// Past the snapshot, updates go through as published.
+		hub.Publish("order-1", json.RawMessage(row(4)), tok(4))
+		readUpdate(t, conn, "order-1", row(4), tok(4))
+	})
+
 	t.Run("ViaQuery", func(t *testing.T) {
 		t.Parallel()
 		hub, b := setup(t, &live.Config{

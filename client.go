@@ -254,11 +254,11 @@ func (cl *Client) start(ctx context.Context) error {
 	return nil
 }
 
-// Stop drains and stops everything: the router first (handlers in flight
-// finish or roll back; the sagas' and command handlers' leases are
-// released, so another process takes their partitions over at once), then
-// the saga engine's loops, the projections (releasing their leases), the
-// lag monitor and the Tracker. It returns when all of it has stopped or
+// Stop drains and stops everything: the lag monitor, then the router
+// (handlers in flight finish or roll back; the sagas' and command
+// handlers' leases are released, so another process takes their
+// partitions over at once), then the saga engine's loops, the projections
+// (releasing their leases) and the Tracker. It returns when all of it has stopped or
 // ctx is done. Stop may be called more than once, and without Start.
 func (cl *Client) Stop(ctx context.Context) error {
 	cl.mu.Lock()

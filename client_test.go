@@ -227,7 +227,11 @@ func TestNewClientRefusesBadConfig(t *testing.T) {
 	c, err := converge.NewClient(st, nil)
 	require.NoError(t, err, "an empty Config runs the Tracker alone")
 	require.Nil(t, c.Sagas())
+	require.Nil(t, c.SagaProcessor())
 	require.Nil(t, c.Projections())
+	require.Nil(t, c.Commands())
+	require.Nil(t, c.Lag(), "no projections, nothing to watch")
+	require.Same(t, st, c.Appender(), "no projections: appends go to the store itself")
 	require.NoError(t, c.Start(context.Background()))
 	require.NoError(t, c.Stop(context.Background()))
 }

@@ -39,7 +39,8 @@ const (
 )
 
 // Config configures a Client. Every field is optional; an empty Config
-// runs only the Tracker and the lag monitor.
+// runs only the Tracker (and a router with no handlers): the lag monitor
+// watches projections, so there is none without them.
 type Config struct {
 	// Projections are the read models to run (projections.New). Defaults
 	// to none.

@@ -429,3 +429,39 @@ func TestWait_RefusedInsideAUnit(t *testing.T) {
 	require.NoError(t, err, "outside the unit the same wait is fine")
 	require.False(t, st2.Stale)
 }
+
+// TestWait_DocumentedDeadlines checks the package doc's numbers with a
+// Tracker left at its defaults: a wait without a deadline lasts 2s, and a
+// deadline an hour away is cut to 10s. (Deadlines run on real timers, so
+// this test takes ten seconds.)
+func TestWait_DocumentedDeadlines(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name     string
+		deadline time.Duration // 0: none
+		want     time.Duration
+	}{
+		{"NoDeadline", 0, 2 * time.Second},
+		{"FarDeadline", time.Hour, 10 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tr := setup(t, nil)
+			ctx := context.Background()
+			if tt.deadline > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tt.deadline)
+				defer cancel()
+			}
+			start := time.Now()
+			st, err := tr.Wait(ctx, tok(5), "orders")
+			took := time.Since(start)
+			require.NoError(t, err)
+			require.True(t, st.Stale)
+			require.Equal(t, consistency.ReasonDeadline, st.Reason)
+			require.GreaterOrEqual(t, took, tt.want)
+			require.GreaterOrEqual(t, st.Waited, tt.want)
+			require.Less(t, took, tt.want+time.Second, "the wait outlived its documented bound")
+		})
+	}
+}

@@ -8,8 +8,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/converge-es/converge/consistency"
+	"github.com/converge-es/converge/consistency/lag"
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/examples/orders/web"
+	"github.com/converge-es/converge/internal/clocktest"
 )
 
 // someSagas are a stuck, a failed, a running and a completed instance.
@@ -105,4 +108,32 @@ func TestPages_AreServedWithAStrictPolicy(t *testing.T) {
 	r := b.do(t, http.MethodDelete, "/orders/o-1", nil, nil)
 	r.problem(t, http.StatusMethodNotAllowed, "about:blank")
 	require.Equal(t, "GET, HEAD", r.header.Get("Allow"))
+}
+
+// TestLagAndReadModelRoutes: GET /api/lag answers the Config.Lag history
+// as of Config.Clock's now, and GET /read-models the catalog, served only
+// when Config.Catalog is set.
+func TestLagAndReadModelRoutes(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+	h := web.NewLagHistory(nil)
+	h.Record([]lag.Report{{Name: "order_summary", SLA: 2 * time.Second, TimeLag: 3 * time.Second, PositionLag: 4, Breached: true, Reason: lag.ReasonTimeLag, At: now.Add(-time.Second)}})
+	catalog := &consistency.Catalog{}
+	catalog.Register(consistency.ReadModel{Name: "order_summary", Class: consistency.Eventual, SLA: 2 * time.Second})
+	b := setup(t, func(c *web.Config) {
+		c.Lag, c.Catalog, c.Clock = h, catalog, clocktest.New(now)
+	})
+
+	r := b.get(t, "/api/lag", nil)
+	require.Equal(t, http.StatusOK, r.status, "body %s", r.body)
+	require.JSONEq(t, mustJSON(t, h.Snapshot(now)), string(r.body))
+	require.Contains(t, string(r.body), `"sla_ms":2000`)
+
+	r = b.get(t, "/read-models", nil)
+	require.Equal(t, http.StatusOK, r.status, "body %s", r.body)
+	models := as[[]any](t, r.json(t)["read_models"])
+	require.Len(t, models, 1)
+	require.Equal(t, "order_summary", as[map[string]any](t, models[0])["name"])
+
+	setup(t, nil).get(t, "/read-models", nil).problem(t, http.StatusNotFound, web.ProblemNotFound)
 }

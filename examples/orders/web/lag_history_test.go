@@ -2,6 +2,8 @@ package web_test
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -74,4 +76,92 @@ func TestLagHistory_FollowsAMonitor(t *testing.T) {
 	require.Equal(t, "never_ran", p.Name)
 	require.EqualValues(t, 1, p.Behind)
 	require.NotEmpty(t, p.Points)
+}
+
+// TestLagHistory_Property records random passes (projections appearing
+// over time, random lags and verdicts, time moving on) into histories of
+// random sizes, or the defaults (5 minutes, 300 points), and checks every
+// snapshot against the doc: projections in first-seen order with their
+// latest verdict, the SLA, and of the last MaxPoints samples those within
+// the window, oldest first.
+func TestLagHistory_Property(t *testing.T) {
+	t.Parallel()
+	for seed := range uint64(20) {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+			t.Parallel()
+			rng := rand.New(rand.NewPCG(seed, 0x1a9))
+			window, points := 5*time.Minute, 300
+			var h *web.LagHistory
+			if rng.IntN(3) == 0 {
+				h = web.NewLagHistory(nil)
+			} else {
+				window, points = time.Duration(1+rng.IntN(20))*time.Second, 1+rng.IntN(12)
+				h = web.NewLagHistory(&web.LagHistoryConfig{Window: window, MaxPoints: points})
+			}
+			// Steps of window/points on average, or shorter: sometimes the
+			// ring drops points first, sometimes the window does.
+			maxStep := int(2*window/time.Millisecond) / points / (1 + rng.IntN(3))
+			passes := 40 + rng.IntN(400)
+			if points == 300 {
+				passes = 500 + rng.IntN(100)
+			}
+			var passTimes []time.Time
+			names := []string{"order_summary", "customer_spending", "customer_orders"}
+			var order []string
+			all := map[string][]lag.Report{}
+			now := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+			for pass := range passes {
+				now = now.Add(time.Duration(rng.IntN(maxStep+1)) * time.Millisecond)
+				passTimes = append(passTimes, now)
+				var reports []lag.Report
+				for _, name := range names[:min(len(names), 1+pass/10)] {
+					if rng.IntN(4) == 0 {
+						continue // not in this pass
+					}
+					r := lag.Report{
+						Name: name, Class: "c-" + name, SLA: time.Duration(1+rng.IntN(30)) * time.Second, At: now,
+						TimeLag: time.Duration(rng.IntN(60_000)) * time.Millisecond, PositionLag: int64(rng.IntN(1000)),
+					}
+					if r.TimeLag > r.SLA {
+						r.Breached, r.Reason = true, lag.ReasonTimeLag
+					}
+					if len(all[name]) == 0 {
+						order = append(order, name)
+					}
+					all[name] = append(all[name], r)
+					reports = append(reports, r)
+				}
+				h.Record(reports)
+
+				at := now.Add(time.Duration(rng.IntN(int(2*window/time.Millisecond))) * time.Millisecond)
+				if rng.IntN(3) == 0 {
+					// A sample exactly as old as the window is within it.
+					at = passTimes[rng.IntN(len(passTimes))].Add(window)
+					at = at.Add(max(0, now.Sub(at)))
+				}
+				s := h.Snapshot(at)
+				require.Equal(t, window.Milliseconds(), s.WindowMillis, "seed %d", seed)
+				require.Equal(t, at.UnixMilli(), s.Now, "seed %d", seed)
+				require.Len(t, s.Projections, len(order), "seed %d", seed)
+				for i, name := range order {
+					got, rs := s.Projections[i], all[name]
+					last := rs[len(rs)-1]
+					require.Equal(t, name, got.Name, "seed %d: first-seen order", seed)
+					require.Equal(t, last.Class, got.Class, "seed %d", seed)
+					require.Equal(t, last.SLA.Milliseconds(), got.SLAMillis, "seed %d", seed)
+					require.Equal(t, last.Breached, got.Breached, "seed %d", seed)
+					require.Equal(t, string(last.Reason), got.Reason, "seed %d", seed)
+					require.Equal(t, last.PositionLag, got.Behind, "seed %d", seed)
+					require.Equal(t, last.TimeLag.Milliseconds(), got.TimeLagMillis, "seed %d", seed)
+					want := []web.LagPoint{}
+					for _, r := range rs[max(0, len(rs)-points):] {
+						if !r.At.Before(at.Add(-window)) {
+							want = append(want, web.LagPoint{At: r.At.UnixMilli(), TimeLagMillis: r.TimeLag.Milliseconds(), Behind: r.PositionLag, Breached: r.Breached})
+						}
+					}
+					require.Equal(t, want, got.Points, "seed %d, pass %d, %s", seed, pass, name)
+				}
+			}
+		})
+	}
 }

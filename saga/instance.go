@@ -244,7 +244,7 @@ func parseIgnoredIndexKey(key string) (at time.Time, recordKey, saga, id string,
 }
 
 func timeKey(at time.Time, rest string) string {
-	return fmt.Sprintf("%020d/%s", at.UnixNano(), rest)
+	return fmt.Sprintf("%020d/%s", timerNanos(at), rest)
 }
 
 func parseTimeKey(key string) (time.Time, string, error) {

@@ -237,7 +237,7 @@ func (e *Engine) resumeOne(ctx context.Context, u feed.Unit, saga, id string) (b
 			return false, nil
 		}
 		if p.Stuck {
-			e.metrics.Stuck.WithLabelValues(saga).Dec()
+			u.AfterCommit(func() { e.metrics.Stuck.WithLabelValues(saga).Dec() })
 		}
 		in.Parked, in.Status = nil, p.Resume
 		if err := e.record(ctx, rows, in, HistoryEntry{

@@ -137,10 +137,13 @@ func awaitWaiters(ctx context.Context, t *testing.T, tracker *consistency.Tracke
 }
 
 // unitWatch is a store that counts the units begun through it and not yet
-// ended, and hands out units that record their first use.
+// ended, and hands out units that record their first use. When conflict is
+// set and says so, a unit's commit rolls it back and fails with
+// feed.ErrConflict, as a memory unit that lost a race does.
 type unitWatch struct {
 	saga.Store
-	open atomic.Int32
+	open     atomic.Int32
+	conflict func() bool
 }
 
 func (s *unitWatch) Checkpoints() feed.CheckpointStore {
@@ -212,6 +215,10 @@ func (u *watchedUnit) Positions(ctx context.Context, names ...string) ([]events.
 
 func (u *watchedUnit) Commit(ctx context.Context, moves ...feed.Move) error {
 	defer u.end.Do(func() { u.s.open.Add(-1) })
+	if u.s.conflict != nil && u.s.conflict() {
+		_ = u.Unit.Rollback(ctx)
+		return feed.ErrConflict
+	}
 	return u.Unit.Commit(ctx, moves...)
 }
 

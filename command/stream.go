@@ -25,8 +25,12 @@ const (
 func Category(commandType string) string { return StreamPrefix + commandType }
 
 // StreamFor returns the stream a command of the stored type name is
-// appended to for a correlation (the sender's instance id): one stream per
-// type and correlation, in the type's category.
+// appended to for a correlation (the sender's instance id), in the type's
+// category: category + "-" + correlation. A type or correlation with a
+// "-" in it can share its stream with another pair ("pay" for
+// "refund-1" and "pay-refund" for "1"), and a category with a "-" lies
+// inside the category before it; that is harmless, as a handler takes
+// only commands of its own type and skips the others it reads.
 func StreamFor(commandType, correlation string) string {
 	if correlation == "" {
 		return Category(commandType)

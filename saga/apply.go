@@ -34,7 +34,7 @@ func (e *Engine) apply(ctx context.Context, u feed.Unit, t target, in *instance,
 	s := t.saga
 	rows := u.Rows()
 	if in.ended() {
-		e.metrics.Ignored.WithLabelValues(s.name, "ended").Inc()
+		u.AfterCommit(func() { e.metrics.Ignored.WithLabelValues(s.name, "ended").Inc() })
 		if err := e.record(ctx, rows, in, about(env, KindIgnored, fmt.Sprintf("instance is %s", in.Status))); err != nil {
 			return err
 		}
@@ -44,7 +44,7 @@ func (e *Engine) apply(ctx context.Context, u feed.Unit, t target, in *instance,
 	if tf, ok := v.(TimerFired); ok {
 		ts, ok := in.Timers[tf.Name]
 		if !ok || !ts.Active || ts.Gen != tf.Gen {
-			e.metrics.TimersStale.WithLabelValues(s.name).Inc()
+			u.AfterCommit(func() { e.metrics.TimersStale.WithLabelValues(s.name).Inc() })
 			if err := e.record(ctx, rows, in, about(env, KindTimerStale,
 				fmt.Sprintf("timer %q generation %d is no longer current (cancelled or rescheduled)", tf.Name, tf.Gen))); err != nil {
 				return err
@@ -72,7 +72,8 @@ func (e *Engine) apply(ctx context.Context, u feed.Unit, t target, in *instance,
 		return e.park(ctx, rows, in, env, parkReason{models: t.h.reads, token: need}, prev)
 	}
 	if prev != nil && !prev.Waiting.IsZero() && len(prev.Models) > 0 {
-		e.metrics.ParkSeconds.WithLabelValues(s.name).Observe(e.cfg.Clock.Now().Sub(prev.Waiting).Seconds())
+		waited := e.cfg.Clock.Now().Sub(prev.Waiting).Seconds()
+		u.AfterCommit(func() { e.metrics.ParkSeconds.WithLabelValues(s.name).Observe(waited) })
 	}
 
 	var state any
@@ -111,7 +112,7 @@ func (e *Engine) apply(ctx context.Context, u feed.Unit, t target, in *instance,
 	if errors.As(err, &re) {
 		delay = re.Delay
 	}
-	e.metrics.Steps.WithLabelValues(s.name, "retry").Inc()
+	u.AfterCommit(func() { e.metrics.Steps.WithLabelValues(s.name, "retry").Inc() })
 	return e.park(ctx, rows, in, env, parkReason{retryAt: core.now.Add(delay), err: err, attempts: attempts, token: need}, prev)
 }
 
@@ -170,7 +171,7 @@ func (e *Engine) commitStep(ctx context.Context, u feed.Unit, s *compiled, in *i
 	if e.cfg.Commands != nil {
 		for _, cmd := range sends {
 			if !e.cfg.Commands.Handles(cmd.Type) {
-				e.metrics.BadInput.WithLabelValues("no_command_handler").Inc()
+				u.AfterCommit(func() { e.metrics.BadInput.WithLabelValues("no_command_handler").Inc() })
 				return Permanent(fmt.Errorf("%w: the step sends %q, which no command handler handles (register one with command.Handle, or stop sending it)",
 					ErrNoCommandHandler, cmd.Type))
 			}
@@ -301,7 +302,8 @@ func (e *Engine) send(ctx context.Context, u feed.Unit, s *compiled, in *instanc
 // failStep fails the instance because a step could not run: the message is
 // kept so Engine.Retry can run it again, and later messages queue.
 func (e *Engine) failStep(ctx context.Context, rows feed.Rows, in *instance, env events.Envelope, cause error) error {
-	e.metrics.Steps.WithLabelValues(in.Saga, "failed").Inc()
+	name := in.Saga
+	onCommit(ctx, func() { e.metrics.Steps.WithLabelValues(name, "failed").Inc() })
 	e.log.ErrorContext(ctx, "saga: instance failed", "saga", in.Saga, "id", in.ID, "event_id", env.ID, "error", cause)
 	if in.Parked != nil && in.Parked.Env.ID == env.ID {
 		in.Parked = nil

@@ -107,7 +107,7 @@ func (e *Engine) deliver(ctx context.Context, u feed.Unit, t target, env events.
 		done, err := e.handled(ctx, rows, s.name, id, env.ID)
 		if err != nil || done {
 			if done {
-				e.metrics.Duplicates.WithLabelValues(s.name).Inc()
+				u.AfterCommit(func() { e.metrics.Duplicates.WithLabelValues(s.name).Inc() })
 			}
 			return err
 		}

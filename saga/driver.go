@@ -18,32 +18,38 @@ import (
 // lost wake-ups and stuck steps, and for ended instances and ignored
 // messages past EngineConfig.Retention.
 func (e *Engine) parkLoop(ctx context.Context) {
-	sweep := time.NewTicker(e.cfg.SweepInterval)
-	defer sweep.Stop()
-	var nextPurge time.Time
+	ticks := e.sweepTicks
+	if ticks == nil {
+		sweep := time.NewTicker(e.cfg.SweepInterval)
+		defer sweep.Stop()
+		ticks = sweep.C
+	}
+	purge := true // the first pass sweeps at once
 	for {
 		wake := e.parkWake.C()
 		_, next, err := e.runParked(ctx, true)
 		if err != nil && ctx.Err() == nil {
 			e.log.WarnContext(ctx, "saga: parked-step pass failed; retrying at the next sweep", "error", err)
 		}
-		// Wake-ups come with every park; the purge keeps to the sweep's pace.
-		if now := e.cfg.Clock.Now(); !now.Before(nextPurge) && ctx.Err() == nil {
-			// Three quarters of the interval: the sweep's ticks come every
-			// interval, but now is taken after the parked pass, so a full
-			// interval would often fall just after the next tick and skip it.
-			nextPurge = now.Add(e.cfg.SweepInterval - e.cfg.SweepInterval/4)
-			_, more, err := e.purgeEnded(ctx, purgePassLimit, ignoredPassLimit)
+		// Wake-ups come with every park and retry time: the purge keeps to
+		// the sweep's ticks, so it runs at every one of them and never
+		// between (a purge on a wake-up would leave the next tick too
+		// soon after it to purge again).
+		more := false
+		if purge && ctx.Err() == nil {
+			_, more, err = e.purgeEnded(ctx, purgePassLimit, ignoredPassLimit)
 			if err != nil && ctx.Err() == nil {
 				e.log.WarnContext(ctx, "saga: retention sweep failed; retrying at the next sweep", "error", err)
 			}
-			if more {
-				nextPurge = now // a backlog: go on at the next pass
-			}
 		}
-		if !e.sleep(ctx, next, wake, sweep.C) {
+		if e.passHook != nil {
+			e.passHook(purge)
+		}
+		alive, ticked := e.sleep(ctx, next, wake, ticks)
+		if !alive {
 			return
 		}
+		purge = ticked || more // a backlog goes on at the next pass
 	}
 }
 
@@ -231,7 +237,7 @@ func (e *Engine) resumeOne(ctx context.Context, u feed.Unit, saga, id string) (b
 			return false, nil
 		}
 		if p.Stuck {
-			e.metrics.Stuck.WithLabelValues(saga).Dec()
+			u.AfterCommit(func() { e.metrics.Stuck.WithLabelValues(saga).Dec() })
 		}
 		in.Parked, in.Status = nil, p.Resume
 		if err := e.record(ctx, rows, in, HistoryEntry{

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
@@ -37,6 +38,13 @@ type Engine struct {
 	started   bool
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
+
+	// sweepTicks, when set before Start (tests), replaces the driver's
+	// SweepInterval ticker.
+	sweepTicks <-chan time.Time
+	// passHook, when set before Start (tests), is called after each pass of
+	// the driver with whether the pass ran the retention sweep.
+	passHook func(purged bool)
 }
 
 // TimerFiredType is the stored type name of TimerFired.

@@ -67,19 +67,7 @@ func TestGatedStepHoldsNoTransactionWhileItWaits(t *testing.T) {
 		ran.Add(1)
 		return nil
 	}, saga.Reads(summaryModel))
-	waiting := func() {
-		for {
-			changed := tracker.WaitersChanged()
-			if tracker.Waiting(summaryModel) > 0 {
-				return
-			}
-			select {
-			case <-changed:
-			case <-ctx.Done():
-				require.FailNow(t, "nothing waited for the model")
-			}
-		}
-	}
+	waiting := func() { awaitWaiters(ctx, t, tracker, 1) }
 	status := func(eng *saga.Engine, id string) saga.Status {
 		tl, err := eng.Show(ctx, "no_tx", id)
 		require.NoError(t, err)

@@ -1,9 +1,12 @@
 package saga
 
 import (
+	"context"
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/converge-es/converge/events"
 )
 
 // Metrics are an engine's Prometheus collectors. Each engine has its own,
@@ -113,6 +116,17 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// onCommit runs fn, a metric update, once the unit ctx carries commits,
+// so a unit that rolls back (and may run again) counts nothing. Without a
+// unit it runs fn at once.
+func onCommit(ctx context.Context, fn func()) {
+	if u, ok := events.UnitFromContext(ctx); ok {
+		u.AfterCommit(fn)
+		return
+	}
+	fn()
 }
 
 // Collectors returns the collectors, to register them elsewhere.

@@ -72,9 +72,10 @@ func (e *Engine) indexEnded(ctx context.Context, rows feed.Rows, in *instance) e
 // the records of messages ignored longer ago than that for ids with no
 // instance; it returns how many instances it purged (the records are
 // counted in converge_saga_purged_total{kind="ignored"}). The driver
-// started by Start calls it every SweepInterval; tests on a virtual clock
-// call it after moving the clock. With a negative Retention it does
-// nothing.
+// started by Start runs the same sweep when it starts and at every
+// SweepInterval tick (never on the passes between, woken by parks and
+// retry times); tests on a virtual clock call it after moving the clock.
+// With a negative Retention it does nothing.
 func (e *Engine) PurgeEnded(ctx context.Context) (int, error) {
 	n, _, err := e.purgeEnded(ctx, 0, 0)
 	return n, err

@@ -20,7 +20,8 @@ import (
 // duration, where doubling overflows), and follows it on the virtual
 // clock: each retry waits the backoff doubled per attempt, never more
 // than the cap and never less than the time before (no retry at once,
-// no hot loop), until Config.MaxAttempts fails the instance.
+// no hot loop), until Config.MaxAttempts fails the instance. Fields left
+// zero at random must act as their documented defaults.
 func TestRetryBackoffNeverExceedsItsCap(t *testing.T) {
 	t.Parallel()
 	forEachSeed(t, 30, 3, runBackoff)
@@ -39,13 +40,25 @@ func runBackoff(t *testing.T, mk storeMaker, seed uint64) {
 	default:
 		limit = math.MaxInt64
 	}
+	given := &saga.Config[orderState]{RetryBackoff: backoff, MaxRetryBackoff: limit}
+	// A field left zero takes its documented default.
+	if rng.IntN(4) == 0 {
+		given.RetryBackoff, backoff = 0, saga.DefaultRetryBackoff
+	}
+	if rng.IntN(4) == 0 {
+		given.MaxRetryBackoff, limit = 0, saga.DefaultMaxRetryBackoff
+	}
 	// Enough attempts to reach the cap and stay there a few times.
 	attempts := 3
 	for d := backoff; d < limit && d < math.MaxInt64/2; d *= 2 {
 		attempts++
 	}
+	given.MaxAttempts = attempts
+	if rng.IntN(4) == 0 {
+		given.MaxAttempts, attempts = 0, saga.DefaultMaxAttempts
+	}
 	var runs []time.Time
-	s := saga.New[orderState]("backoff", &saga.Config[orderState]{MaxAttempts: attempts, RetryBackoff: backoff, MaxRetryBackoff: limit})
+	s := saga.New[orderState]("backoff", given)
 	saga.StartOn(s, byOrder[OrderPlaced], func(st *saga.Step[orderState], _ OrderPlaced) error {
 		runs = append(runs, st.Now())
 		return errors.New("the payment service is down")

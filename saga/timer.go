@@ -36,7 +36,7 @@ func (e *Engine) timerLoop(ctx context.Context) {
 			e.log.WarnContext(ctx, "saga: firing timers failed; retrying", "error", err)
 			next = e.cfg.Clock.Now().Add(time.Second)
 		}
-		if !e.sleepFeed(ctx, next, wake, feedWake, safety.C) {
+		if alive, _ := e.sleepFeed(ctx, next, wake, feedWake, safety.C); !alive {
 			return
 		}
 	}
@@ -141,13 +141,13 @@ func timerDue(key string) (time.Time, error) {
 // for timers scheduled by other processes.
 const feedWakeGap = 50 * time.Millisecond
 
-// sleep waits until next (zero: no deadline), a wake-up or a tick, and
-// reports false when ctx ended.
-func (e *Engine) sleep(ctx context.Context, next time.Time, wake <-chan struct{}, tick <-chan time.Time) bool {
+// sleep waits until next (zero: no deadline), a wake-up or a tick. It
+// reports false when ctx ended, and whether the tick ended the wait.
+func (e *Engine) sleep(ctx context.Context, next time.Time, wake <-chan struct{}, tick <-chan time.Time) (alive, ticked bool) {
 	return e.sleepFeed(ctx, next, wake, nil, tick)
 }
 
-func (e *Engine) sleepFeed(ctx context.Context, next time.Time, wake, feedWake <-chan struct{}, tick <-chan time.Time) bool {
+func (e *Engine) sleepFeed(ctx context.Context, next time.Time, wake, feedWake <-chan struct{}, tick <-chan time.Time) (alive, ticked bool) {
 	var due <-chan time.Time
 	if !next.IsZero() {
 		t := time.NewTimer(max(next.Sub(e.cfg.Clock.Now()), 0))
@@ -156,7 +156,7 @@ func (e *Engine) sleepFeed(ctx context.Context, next time.Time, wake, feedWake <
 	}
 	select {
 	case <-ctx.Done():
-		return false
+		return false, false
 	case <-wake:
 	case <-feedWake:
 		// Every append wakes the feed: coalesce them, so a busy feed costs
@@ -165,11 +165,12 @@ func (e *Engine) sleepFeed(ctx context.Context, next time.Time, wake, feedWake <
 		defer t.Stop()
 		select {
 		case <-ctx.Done():
-			return false
+			return false, false
 		case <-t.C:
 		}
 	case <-tick:
+		return true, true
 	case <-due:
 	}
-	return true
+	return true, false
 }

@@ -14,6 +14,10 @@ import (
 	"github.com/converge-es/converge/events/feed"
 )
 
+// horizonWait bounds how long CheckAppends waits for the read horizon to
+// pass the newest confirmed append.
+const horizonWait = time.Minute
+
 // maxProblems caps how many problems an error lists.
 const maxProblems = 10
 
@@ -45,11 +49,31 @@ func CheckAppends(ctx context.Context, store events.Store, res WriterResult, key
 	}
 	byID := map[string]int{}
 	byKey := map[string]int{}
+	// The feed ends where an open transaction holds the read horizon, and
+	// processes still running (saga workers) open them all the time: an
+	// empty page before the newest confirmed append is a wait, not the end.
+	var newest events.Token
+	for _, a := range res.Confirmed {
+		newest = newest.Max(a.Token)
+	}
+	poll := time.NewTicker(50 * time.Millisecond)
+	defer poll.Stop()
+	wait, cancel := context.WithTimeout(ctx, horizonWait)
+	defer cancel()
 	var after events.Token
 	for {
 		page, err := store.ReadAll(ctx, after, 1000)
 		if err != nil {
 			return rep, fmt.Errorf("faulttest: read the store: %w", err)
+		}
+		if len(page) == 0 && after.Before(newest) {
+			select {
+			case <-poll.C:
+				continue
+			case <-wait.Done():
+				return rep, fmt.Errorf("faulttest: the feed stayed behind the newest confirmed append (%s) at %s for %s: a transaction holds the read horizon: %w",
+					newest, after, horizonWait, wait.Err())
+			}
 		}
 		if len(page) == 0 {
 			break

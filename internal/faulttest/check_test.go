@@ -124,3 +124,57 @@ func TestDiff(t *testing.T) {
 	require.ErrorContains(t, err, "b: missing")
 	require.ErrorContains(t, err, "c: unexpected")
 }
+
+// horizonStore serves ReadAll only up to a horizon, as PostgreSQL's feed
+// does while an open transaction holds it, and lifts it after stalls
+// reads that found nothing (never, when stalls is negative).
+type horizonStore struct {
+	events.Store
+	horizon events.Token
+	stalls  atomic.Int32
+}
+
+func (s *horizonStore) ReadAll(ctx context.Context, after events.Token, limit int) ([]events.Envelope, error) {
+	page, err := s.Store.ReadAll(ctx, after, limit)
+	if err != nil || s.stalls.Load() == 0 {
+		return page, err
+	}
+	var out []events.Envelope
+	for _, e := range page {
+		if s.horizon.Before(e.Token) {
+			break
+		}
+		out = append(out, e)
+	}
+	if len(out) == 0 {
+		s.stalls.Add(-1)
+	}
+	return out, nil
+}
+
+// TestCheckAppendsWaitsForTheHorizon: a confirmed append the feed does not
+// show yet (an open transaction holds the horizon before it) is waited
+// for, not reported lost; one it never shows is an error naming the
+// horizon.
+func TestCheckAppendsWaitsForTheHorizon(t *testing.T) {
+	t.Parallel()
+	s := newMemstore(t)
+	a0 := appendAdded(t, s, "00000000-0000-4000-8000-000000000000", 0)
+	a1 := appendAdded(t, s, "00000000-0000-4000-8000-000000000001", 1)
+	res := faulttest.WriterResult{Confirmed: []faulttest.Append{a0, a1}}
+
+	held := &horizonStore{Store: s, horizon: a0.Token}
+	held.stalls.Store(3)
+	rep, err := faulttest.CheckAppends(t.Context(), held, res, seqKey)
+	require.NoError(t, err)
+	require.Equal(t, faulttest.AppendReport{Confirmed: 2, Stored: 2}, rep)
+	require.Zero(t, held.stalls.Load(), "every stall was read through")
+
+	stuck := &horizonStore{Store: s, horizon: a0.Token}
+	stuck.stalls.Store(-1)
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	_, err = faulttest.CheckAppends(ctx, stuck, res, seqKey)
+	require.ErrorContains(t, err, "holds the read horizon")
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+}

@@ -270,4 +270,16 @@
 // instance make a step safe even when two partitions see messages of one
 // instance (a starting event partitioned by its stream, later ones by
 // correlation).
+//
+// Commands travel on converge's feed (command streams appended in the
+// step's unit), not through watermill-sql's publisher on the step's
+// transaction, by measurement: `converge bench --scenario command` takes
+// each command from its step's commit to its handler's start in another
+// process, at 200 steps a second. The feed, woken by LISTEN/NOTIFY, gave a
+// p50 of about 1 ms (p99 under 8 ms) against about 510 ms for
+// watermill-sql's subscriber at its default 1 s poll, which can only come
+// near by polling every few milliseconds in every process. watermill-sql
+// also orders messages by raw transaction id, so a transaction that took
+// its id early and committed late delivers its message out of order; the
+// feed's horizon does not.
 package saga

@@ -36,6 +36,7 @@ const benchDropTimeout = 30 * time.Second
 // the human summary's writer.
 var benchScenarios = map[string]func(ctx context.Context, c *benchCmd, store *pgstore.Store) (summary func(io.Writer) error, err error){
 	"append":      runAppendBench,
+	"command":     runCommandBench,
 	"propagation": runPropagationBench,
 	"parallel":    runParallelBench,
 	"rebuild":     runRebuildBench,
@@ -148,6 +149,16 @@ Scenarios:
            raw pgx INSERTs of the same rows at the same concurrency
            (baseline "raw_insert"). ratio = converge events/s / raw
            events/s: 1 is parity, higher is better.
+  command  a saga-like step in one process sends a command, at a steady
+           --rate (200 unless given), to its handler in another process,
+           and measures step commit to handler start per command. The
+           baseline ("watermill_sql", measured first) publishes the same
+           commands with watermill-sql's publisher on the step's
+           transaction and consumes them with its subscriber at its
+           default 1s poll; "feed" appends them to command streams in the
+           step's unit and delivers them with the command package
+           (LISTEN/NOTIFY). ratio = baseline p50 / the method's p50: above
+           1 means commands reach their handler sooner.
   propagation
            appends at a steady --rate and measures, per event, commit to
            waiter woken for a projection in another process. Methods:
@@ -189,6 +200,9 @@ Scenarios:
 			if c.scenario == "rebuild" && !cmd.Flags().Changed("events") {
 				c.events = 200_000
 			}
+			if c.scenario == "command" && !cmd.Flags().Changed("rate") {
+				c.rate = 200
+			}
 			c.out = cmd.OutOrStdout()
 			c.errOut = cmd.ErrOrStderr()
 			if err := c.validate(); err != nil {
@@ -198,13 +212,13 @@ Scenarios:
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&c.scenario, "scenario", "append", "scenario to run: append, propagation, parallel, rebuild or saga")
+	f.StringVar(&c.scenario, "scenario", "append", "scenario to run: append, command, propagation, parallel, rebuild or saga")
 	f.IntVar(&c.events, "events", 2000, "events to handle per run (parallel; rebuild defaults to 200000)")
 	f.IntVar(&c.sagas, "sagas", 500, "sagas to run per store (saga)")
 	f.IntSliceVar(&c.partitions, "partitions", []int{1, 8}, "partition counts to run, the first is the baseline (parallel)")
 	f.IntSliceVar(&c.writers, "writers", []int{1, 8}, "concurrent writers (append)")
 	f.IntSliceVar(&c.batches, "batches", []int{1, 10}, "events per append (append)")
-	f.IntVar(&c.rate, "rate", 500, "steady append rate in events per second (propagation)")
+	f.IntVar(&c.rate, "rate", 500, "steady rate per second: appends (propagation, default 500), steps sending a command (command, default 200)")
 	f.DurationVar(&c.duration, "duration", 0, "measuring time per pair and side (default: the scenario's, sized to finish within 30s)")
 	f.BoolVar(&c.keep, "keep", false, "keep the bench schema instead of dropping it")
 	f.BoolVar(&c.json, "json", false, "print the JSON lines only, without the summary table")
@@ -299,6 +313,11 @@ func runPropagationBench(ctx context.Context, c *benchCmd, store *pgstore.Store)
 		Rate: c.rate, Duration: c.duration,
 	}, c.out)
 	return func(w io.Writer) error { return bench.WritePropagationSummary(w, res) }, err
+}
+
+func runCommandBench(ctx context.Context, c *benchCmd, store *pgstore.Store) (func(io.Writer) error, error) {
+	res, err := bench.Command(ctx, store.Pool(), store.Schema(), &bench.CommandConfig{Rate: c.rate, Duration: c.duration}, c.out)
+	return func(w io.Writer) error { return bench.WriteCommandSummary(w, res) }, err
 }
 
 func runParallelBench(ctx context.Context, c *benchCmd, store *pgstore.Store) (func(io.Writer) error, error) {

@@ -92,6 +92,35 @@ func TestBenchPropagationJSONOnly(t *testing.T) {
 	require.Empty(t, benchSchemas(t, db, db.Schema), "the bench schema is dropped")
 }
 
+// TestBenchCommand: the command scenario runs at 200 steps/s unless
+// --rate says otherwise, measures watermill-sql first, and leaves nothing
+// behind (watermill-sql's tables live in the bench schema).
+func TestBenchCommand(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t, &pgtest.Config{SkipMigrate: true})
+	out, err := runCLI(t, "bench", "--database-url", db.URL, "--schema", db.Schema,
+		"--scenario", "command", "--duration", "100ms")
+	require.NoError(t, err)
+
+	lines, summary := splitBenchOutput(t, out)
+	require.Len(t, lines, 2, out)
+	for i, method := range []string{"watermill_sql", "feed"} {
+		require.Equal(t, "command", lines[i]["scenario"])
+		require.Equal(t, method, lines[i]["method"])
+		require.EqualValues(t, 200, lines[i]["rate"], "the command scenario's own default rate")
+		require.EqualValues(t, 20, lines[i]["commands"])
+		require.Equal(t, "watermill_sql", lines[i]["baseline"])
+		require.Equal(t, lines[0]["p50_ms"], lines[i]["baseline_p50_ms"])
+		require.Positive(t, lines[i]["ratio"])
+	}
+	require.True(t, strings.HasPrefix(summary, "\ncommand at 200 steps/s"), summary)
+	require.Contains(t, summary, "METHOD         COMMANDS  P50 MS")
+	require.Empty(t, benchSchemas(t, db, db.Schema), "the bench schema is dropped")
+	var left bool
+	require.NoError(t, db.Pool.QueryRow(t.Context(), "SELECT to_regclass('public.watermill_bench_ping') IS NOT NULL").Scan(&left))
+	require.False(t, left, "watermill-sql's tables were made in the bench schema")
+}
+
 func TestBenchKeep(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t, &pgtest.Config{SkipMigrate: true})
@@ -138,7 +167,7 @@ func TestBenchRejectsBadOptions(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--scenario", "nope"}, `--scenario "nope": unknown (choose one of append, parallel, propagation, rebuild, saga)`},
+		{[]string{"--scenario", "nope"}, `--scenario "nope": unknown (choose one of append, command, parallel, propagation, rebuild, saga)`},
 		{[]string{"--scenario", "saga", "--sagas", "0"}, "--sagas 0: use 1 to 100000"},
 		{[]string{"--writers", "0"}, "--writers 0: use 1 to 64"},
 		{[]string{"--rate", "0"}, "--rate 0: use 1 to 20000 events per second"},

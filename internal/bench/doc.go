@@ -13,6 +13,11 @@
 //     checkpoint every 50 ms, measured first in the run); ratio =
 //     baseline_p99_ms / p99_ms, so the push line's ratio says how many times
 //     sooner than that loop its slowest 1% of waiters are woken.
+//   - command: "baseline" is "watermill_sql" (commands published with
+//     watermill-sql's publisher on the sending step's transaction and
+//     consumed with its subscriber at its default 1s poll, measured first);
+//     ratio = baseline_p50_ms / p50_ms for the time from the step's commit
+//     to the command handler's start in another process.
 //   - parallel: "baseline" is the first partition count's run; ratio =
 //     events_per_sec / baseline_per_sec.
 //   - saga: one line per store, memory first and PostgreSQL last. In memory

@@ -303,9 +303,7 @@ func measurePropagation(ctx context.Context, st *pgstore.Store, rate int, d time
 	}
 	start := time.Now()
 	for i := range total {
-		if dl := start.Add(time.Duration(i) * interval); time.Until(dl) > 0 {
-			time.Sleep(time.Until(dl))
-		}
+		waitForSlot(start, i, interval)
 		select {
 		case slots <- i:
 		case <-ctx.Done():
@@ -330,6 +328,15 @@ func measurePropagation(ctx context.Context, st *pgstore.Store, rate int, d time
 		P99Ms:    ms(percentile(latencies, 0.99)),
 		Stale:    stale,
 	}, nil
+}
+
+// waitForSlot sleeps until the i-th slot of a schedule that starts at
+// start and has one slot every interval. A late slot is taken at once, so
+// one slow call does not shift the whole schedule.
+func waitForSlot(start time.Time, i int, interval time.Duration) {
+	if dl := start.Add(time.Duration(i) * interval); time.Until(dl) > 0 {
+		time.Sleep(time.Until(dl))
+	}
 }
 
 // ratio is num/den rounded to three decimals; 0 when den is 0 (nothing

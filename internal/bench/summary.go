@@ -34,6 +34,22 @@ func WritePropagationSummary(w io.Writer, rs []PropagationResult) error {
 	return tw.Flush()
 }
 
+// WriteCommandSummary writes a short table of command results for people:
+// each method's step-commit-to-handler percentiles and its ratio against
+// watermill-sql.
+func WriteCommandSummary(w io.Writer, rs []CommandResult) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "command at %d steps/s: step commit to handler start, across processes (ratio = %s p50 / p50; above 1 is sooner)\n", rs[0].Rate, MethodWatermillSQL)
+	fmt.Fprintln(tw, "METHOD\tCOMMANDS\tP50 MS\tP95 MS\tP99 MS\tRATIO")
+	for _, r := range rs {
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.1f\t%.2f\n", r.Method, r.Commands, r.P50Ms, r.P95Ms, r.P99Ms, r.Ratio)
+	}
+	return tw.Flush()
+}
+
 // WriteParallelSummary writes a short table of parallel results for people:
 // throughput at each partition count against the first.
 func WriteParallelSummary(w io.Writer, rs []ParallelResult) error {

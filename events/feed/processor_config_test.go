@@ -44,7 +44,9 @@ func TestNewProcessorValidatesConfig(t *testing.T) {
 			{"negative commit batch", feed.ProcessorConfig{Name: "p", CommitBatch: negInt()}, "ProcessorConfig.CommitBatch"},
 			{"negative attempts", feed.ProcessorConfig{Name: "p", MaxAttempts: negInt()}, "ProcessorConfig.MaxAttempts"},
 			{"unknown policy", feed.ProcessorConfig{Name: "p", OnFailure: feed.OnFailure(2 + rng.IntN(100))}, "ProcessorConfig.OnFailure"},
-			{"gate without waiter", feed.ProcessorConfig{Name: "p", Gate: func(context.Context, events.Envelope) ([]string, events.Token, error) { return nil, events.Token{}, nil }}, "Waiter is nil"},
+			{"gate without waiter", feed.ProcessorConfig{Name: "p", Gate: func(context.Context, events.Envelope) ([]string, events.Token, error) {
+				return nil, events.Token{}, nil
+			}}, "Waiter is nil"},
 			{"negative gate timeout", feed.ProcessorConfig{Name: "p", GateTimeout: negDur()}, "ProcessorConfig.GateTimeout"},
 			{"negative halt check", feed.ProcessorConfig{Name: "p", HaltCheckInterval: negDur()}, "ProcessorConfig.HaltCheckInterval"},
 			{"negative replay check", feed.ProcessorConfig{Name: "p", ReplayCheckInterval: negDur()}, "ProcessorConfig.ReplayCheckInterval"},

@@ -2,6 +2,7 @@ package feed_test
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -74,4 +75,55 @@ func TestNewProcessorValidatesConfig(t *testing.T) {
 	require.ErrorContains(t, err, "Source")
 	_, err = feed.NewProcessor(src, &feed.ProcessorConfig{Name: "p"}, nil)
 	require.ErrorContains(t, err, "Handler")
+}
+
+// TestPartitionNameFollowsItsFormat checks PartitionName's documented
+// form over random names and splits: the bare name when the processor is
+// not split, else "name#index/count", distinct for every partition and
+// never the name of an unsplit processor (whose names cannot hold '#').
+func TestPartitionNameFollowsItsFormat(t *testing.T) {
+	t.Parallel()
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, seed))
+	for range 2000 {
+		name := fmt.Sprintf("p%d", rng.IntN(1000))
+		count := rng.IntN(feed.MaxPartitions + 1)
+		if count <= 1 {
+			require.Equal(t, name, feed.PartitionName(name, rng.IntN(2), count))
+			continue
+		}
+		seen := map[string]bool{}
+		for _, i := range []int{0, rng.IntN(count), count - 1} {
+			got := feed.PartitionName(name, i, count)
+			require.Equal(t, fmt.Sprintf("%s#%d/%d", name, i, count), got)
+			seen[got] = true
+		}
+		require.False(t, seen[name])
+	}
+}
+
+// TestSubscribeRefusesControlCharacters: a topic is a stream category, so
+// a control character (never valid in a stream id) is refused at once
+// rather than following a category no stream can be in.
+func TestSubscribeRefusesControlCharacters(t *testing.T) {
+	t.Parallel()
+	src, err := memstore.New(nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = src.Close() })
+	sub, err := feed.NewSubscriber(src, &feed.SubscriberConfig{ConsumerName: "c"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Close() })
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, seed))
+	for range 200 {
+		ctl := rune(rng.IntN(0x20))
+		if rng.IntN(8) == 0 {
+			ctl = 0x7f
+		}
+		topic := "order" + string(ctl) + "x"
+		_, err := sub.Subscribe(t.Context(), topic)
+		require.ErrorContains(t, err, "control character", "%q", topic)
+	}
 }

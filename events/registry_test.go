@@ -14,10 +14,12 @@ import (
 	"github.com/converge-es/converge/events"
 )
 
-type regA struct{ N int }
-type regB struct{ N int }
-type regC struct{ N int }
-type regD struct{ N int }
+type (
+	regA struct{ N int }
+	regB struct{ N int }
+	regC struct{ N int }
+	regD struct{ N int }
+)
 
 // TestRegistryFollowsAModel runs random Register and Alias calls against a
 // model of the documented rules: a name is registered once (as a type or an

@@ -1,6 +1,7 @@
 package eventstoretest
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -51,6 +52,7 @@ func testLimits(t *testing.T, seed uint64, lim events.Limits, s events.Store) {
 	for range 40 {
 		n := 1 + rng.IntN(lim.MaxEventsPerAppend+1)
 		evs := make([]events.Event, n)
+		payloads := make([]json.RawMessage, n)
 		fits := n <= lim.MaxEventsPerAppend
 		for i := range evs {
 			payload, meta := 2+rng.IntN(8), 0
@@ -61,7 +63,8 @@ func testLimits(t *testing.T, seed uint64, lim events.Limits, s events.Store) {
 				meta = near()
 			}
 			fits = fits && payload <= lim.MaxPayloadBytes && meta <= lim.MaxPayloadBytes
-			evs[i] = events.Event{Data: events.Raw{Type: "eventstoretest.blob", Payload: jsonString(payload)}, Metadata: metadata(meta)}
+			payloads[i] = jsonString(payload)
+			evs[i] = events.Event{Data: events.Raw{Type: "eventstoretest.blob", Payload: payloads[i]}, Metadata: metadata(meta)}
 		}
 		_, err := s.Append(t.Context(), "limits-1", events.Exactly(version), evs...)
 		if !fits {
@@ -73,7 +76,7 @@ func testLimits(t *testing.T, seed uint64, lim events.Limits, s events.Store) {
 		require.NoError(t, err)
 		require.Len(t, got, n)
 		for i, env := range got {
-			require.Equal(t, evs[i].Data.(events.Raw).Payload, env.Payload, "a payload within the limit is stored whole")
+			require.Equal(t, payloads[i], env.Payload, "a payload within the limit is stored whole")
 			require.Equal(t, evs[i].Metadata, env.Metadata, "metadata within the limit is stored whole")
 		}
 		version += int64(n)

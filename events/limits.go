@@ -23,8 +23,11 @@ const (
 // Limits bounds what one append may contain. Both stores take it in their
 // config.
 type Limits struct {
-	// MaxPayloadBytes caps one event's payload, and its metadata's encoded
-	// size. Defaults to DefaultMaxPayloadBytes (1 MiB).
+	// MaxPayloadBytes caps one event's payload (its JSON bytes), and
+	// separately its metadata's size: the bytes of its correlation and
+	// causation ids, and of each Extra key and value plus 6, not counting
+	// JSON escapes (the stored form's size differs by store). Defaults to
+	// DefaultMaxPayloadBytes (1 MiB).
 	MaxPayloadBytes int
 	// MaxEventsPerAppend caps the events in one append. Defaults to
 	// DefaultMaxEventsPerAppend.
@@ -139,7 +142,8 @@ type SystemClock struct{}
 // Now returns time.Now().
 func (SystemClock) Now() time.Time { return time.Now() }
 
-// metadataSize approximates the encoded size of m without encoding it.
+// metadataSize is the size Limits.MaxPayloadBytes documents for m: close to
+// its JSON size, without encoding it.
 func metadataSize(m Metadata) int {
 	n := len(m.CorrelationID) + len(m.CausationID)
 	for k, v := range m.Extra {

@@ -16,9 +16,10 @@ type Upcaster struct {
 
 // Registry maps stable type names to Go types. The name, not the Go type, is
 // what is stored, so renaming a Go type is safe as long as it stays registered
-// under the same name. To rename a *stored name*, register the new name and
-// keep reading the old one (register the same Go type under both), or migrate
-// the rows: never just change the string.
+// under the same name. To rename a *stored name*, register the Go type under
+// the new name and keep reading the old one with Alias (a Go type is
+// registered under one name only: a second Register of it fails), or
+// migrate the rows: never just change the string.
 //
 // A Registry is safe for concurrent use.
 type Registry struct {

@@ -146,6 +146,8 @@ func (c *ProcessorConfig) validate() error {
 		return fmt.Errorf("feed: ProcessorConfig.OnFailure is %d: use feed.Halt or feed.DeadLetter", c.OnFailure)
 	case c.Gate != nil && c.Waiter == nil:
 		return errors.New("feed: ProcessorConfig.Gate is set but Waiter is nil: pass the consistency.Tracker that follows the gated read models")
+	case c.HaltCheckInterval < 0:
+		return fmt.Errorf("feed: ProcessorConfig.HaltCheckInterval is %s: use 0 for the default or a positive duration", c.HaltCheckInterval)
 	case c.ReplayCheckInterval < 0:
 		return fmt.Errorf("feed: ProcessorConfig.ReplayCheckInterval is %s: use 0 for the default or a positive duration", c.ReplayCheckInterval)
 	case c.GateTimeout < 0:

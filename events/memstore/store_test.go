@@ -54,6 +54,17 @@ func TestStoreSuite(t *testing.T) {
 	eventstoretest.Run(t, func(t *testing.T) events.Store { t.Helper(); return newSuiteStore(t) })
 }
 
+func TestLimitsSuite(t *testing.T) {
+	t.Parallel()
+	eventstoretest.RunLimits(t, func(t *testing.T, lim events.Limits) events.Store {
+		t.Helper()
+		s, err := memstore.New(&memstore.Config{Registry: eventstoretest.Registry(), Limits: lim})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	})
+}
+
 func TestFeedSuite(t *testing.T) {
 	t.Parallel()
 	eventstoretest.RunFeed(t, func(t *testing.T) feed.Source { t.Helper(); return newSuiteStore(t) })

@@ -64,4 +64,12 @@ func TestAppendRetryConfig(t *testing.T) {
 	require.ErrorContains(t, AppendRetry{MaxElapsed: -1}.withDefaults().validate(), "durations")
 	c := (&Config{AppendRetry: AppendRetry{MaxBackoff: -1}}).withDefaults()
 	require.Error(t, c.validate())
+
+	// Negative limits are refused, as memstore refuses them, not defaulted.
+	c = (&Config{Limits: events.Limits{MaxPayloadBytes: -1}}).withDefaults()
+	require.ErrorContains(t, c.validate(), "Config.Limits.MaxPayloadBytes")
+	c = (&Config{Limits: events.Limits{MaxEventsPerAppend: -1}}).withDefaults()
+	require.ErrorContains(t, c.validate(), "Config.Limits.MaxEventsPerAppend")
+	c = (&Config{}).withDefaults()
+	require.Equal(t, events.Limits{}.WithDefaults(), c.Limits, "zero limits take the defaults")
 }

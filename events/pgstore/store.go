@@ -39,8 +39,8 @@ type Config struct {
 	// Registry encodes and decodes event types. Defaults to an empty
 	// registry, which accepts only events.Raw.
 	Registry *events.Registry
-	// Limits bounds appends. Defaults to events.Limits defaults (1 MiB
-	// payloads, 1000 events per append).
+	// Limits bounds appends. Zero fields default as in events.Limits (1 MiB
+	// payloads, 1000 events per append); a negative one is refused.
 	Limits events.Limits
 	// AppendRetry bounds Append's own retries of transient failures.
 	// Defaults to the AppendRetry defaults (up to 10 attempts within 10s).
@@ -76,7 +76,10 @@ func (c *Config) withDefaults() Config {
 	if out.Registry == nil {
 		out.Registry = events.NewRegistry()
 	}
-	out.Limits = out.Limits.WithDefaults()
+	// cmp.Or only fills zeros, so a negative limit survives to validate and
+	// is reported instead of being silently replaced (as memstore does).
+	out.Limits.MaxPayloadBytes = cmp.Or(out.Limits.MaxPayloadBytes, events.DefaultMaxPayloadBytes)
+	out.Limits.MaxEventsPerAppend = cmp.Or(out.Limits.MaxEventsPerAppend, events.DefaultMaxEventsPerAppend)
 	out.AppendRetry = out.AppendRetry.withDefaults()
 	if out.Logger == nil {
 		out.Logger = slog.Default()
@@ -89,6 +92,12 @@ func (c *Config) withDefaults() Config {
 func (c Config) validate() error {
 	if err := migrations.ValidateSchema(c.Schema); err != nil {
 		return fmt.Errorf("pgstore: Config.Schema: %w", err)
+	}
+	if c.Limits.MaxPayloadBytes < 0 {
+		return fmt.Errorf("pgstore: Config.Limits.MaxPayloadBytes is %d: use 0 for the default or a positive byte count", c.Limits.MaxPayloadBytes)
+	}
+	if c.Limits.MaxEventsPerAppend < 0 {
+		return fmt.Errorf("pgstore: Config.Limits.MaxEventsPerAppend is %d: use 0 for the default or a positive count", c.Limits.MaxEventsPerAppend)
 	}
 	if err := c.AppendRetry.validate(); err != nil {
 		return err

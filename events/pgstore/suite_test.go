@@ -3,10 +3,14 @@ package pgstore_test
 import (
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/eventstoretest"
 	"github.com/converge-es/converge/events/feed"
 	"github.com/converge-es/converge/events/feed/feedtest"
+	"github.com/converge-es/converge/events/pgstore"
+	"github.com/converge-es/converge/internal/pgtest"
 )
 
 // The same behavioural suites the in-memory store passes.
@@ -16,6 +20,18 @@ func TestStoreSuite(t *testing.T) {
 	eventstoretest.Run(t, func(t *testing.T) events.Store {
 		t.Helper()
 		return setup(t, eventstoretest.Registry(), 6).store
+	})
+}
+
+func TestLimitsSuite(t *testing.T) {
+	t.Parallel()
+	eventstoretest.RunLimits(t, func(t *testing.T, lim events.Limits) events.Store {
+		t.Helper()
+		db := pgtest.New(t, nil)
+		st, err := pgstore.New(t.Context(), db.Pool, &pgstore.Config{Schema: db.Schema, Registry: eventstoretest.Registry(), Limits: lim})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = st.Close() })
+		return st
 	})
 }
 

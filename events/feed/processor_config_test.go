@@ -1,0 +1,129 @@
+package feed_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+	"github.com/converge-es/converge/events/memstore"
+)
+
+// TestNewProcessorValidatesConfig checks every refusal ProcessorConfig
+// documents: each names the field, and a negative duration or count is
+// refused rather than becoming a default (a negative HaltCheckInterval
+// would re-read the halt rows in a busy loop).
+func TestNewProcessorValidatesConfig(t *testing.T) {
+	t.Parallel()
+	src, err := memstore.New(nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = src.Close() })
+	noop := func(context.Context, events.Envelope) error { return nil }
+
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, seed))
+	negDur := func() time.Duration { return -time.Duration(1 + rng.Int64N(int64(time.Hour))) }
+	negInt := func() int { return -1 - rng.IntN(1<<20) }
+
+	for range 20 {
+		for _, tc := range []struct {
+			name string
+			cfg  feed.ProcessorConfig
+			want string
+		}{
+			{"no name", feed.ProcessorConfig{Name: " \t"}, "ProcessorConfig.Name is empty"},
+			{"hash in name", feed.ProcessorConfig{Name: "a#b"}, "ProcessorConfig.Name"},
+			{"NUL in name", feed.ProcessorConfig{Name: "a\x00b"}, "ProcessorConfig.Name"},
+			{"negative partitions", feed.ProcessorConfig{Name: "p", Partitions: negInt()}, "ProcessorConfig.Partitions"},
+			{"too many partitions", feed.ProcessorConfig{Name: "p", Partitions: feed.MaxPartitions + 1 + rng.IntN(1000)}, "ProcessorConfig.Partitions"},
+			{"negative commit batch", feed.ProcessorConfig{Name: "p", CommitBatch: negInt()}, "ProcessorConfig.CommitBatch"},
+			{"negative attempts", feed.ProcessorConfig{Name: "p", MaxAttempts: negInt()}, "ProcessorConfig.MaxAttempts"},
+			{"unknown policy", feed.ProcessorConfig{Name: "p", OnFailure: feed.OnFailure(2 + rng.IntN(100))}, "ProcessorConfig.OnFailure"},
+			{"gate without waiter", feed.ProcessorConfig{Name: "p", Gate: func(context.Context, events.Envelope) ([]string, events.Token, error) {
+				return nil, events.Token{}, nil
+			}}, "Waiter is nil"},
+			{"negative gate timeout", feed.ProcessorConfig{Name: "p", GateTimeout: negDur()}, "ProcessorConfig.GateTimeout"},
+			{"negative halt check", feed.ProcessorConfig{Name: "p", HaltCheckInterval: negDur()}, "ProcessorConfig.HaltCheckInterval"},
+			{"negative replay check", feed.ProcessorConfig{Name: "p", ReplayCheckInterval: negDur()}, "ProcessorConfig.ReplayCheckInterval"},
+			{"bad partition key", feed.ProcessorConfig{Name: "p", PartitionKey: "tenant"}, "partition key"},
+			{"subscriber name", feed.ProcessorConfig{Name: "p", Subscriber: feed.SubscriberConfig{ConsumerName: "x"}}, "Subscriber.ConsumerName is set"},
+			{"subscriber commit batch", feed.ProcessorConfig{Name: "p", Subscriber: feed.SubscriberConfig{CommitBatch: 1 + rng.IntN(10)}}, "Subscriber.CommitBatch is set"},
+			{"subscriber on committed", feed.ProcessorConfig{Name: "p", Subscriber: feed.SubscriberConfig{OnCommitted: func(string, events.Token) {}}}, "Subscriber.OnCommitted is set"},
+			{"bad subscriber", feed.ProcessorConfig{Name: "p", Subscriber: feed.SubscriberConfig{LeaseTTL: negDur()}}, "ProcessorConfig.Subscriber: feed: SubscriberConfig.LeaseTTL"},
+		} {
+			cfg := tc.cfg
+			_, err := feed.NewProcessor(src, &cfg, noop)
+			require.ErrorContains(t, err, tc.want, tc.name)
+		}
+	}
+
+	for _, cfg := range []*feed.ProcessorConfig{
+		{Name: "p"},
+		{Name: "p", Partitions: feed.MaxPartitions, PartitionKey: feed.ByCorrelation, OnFailure: feed.DeadLetter},
+	} {
+		p, err := feed.NewProcessor(src, cfg, noop)
+		require.NoError(t, err, "the defaults and the bounds are valid")
+		require.NoError(t, p.Close())
+	}
+	_, err = feed.NewProcessor(nil, &feed.ProcessorConfig{Name: "p"}, noop)
+	require.ErrorContains(t, err, "Source")
+	_, err = feed.NewProcessor(src, &feed.ProcessorConfig{Name: "p"}, nil)
+	require.ErrorContains(t, err, "Handler")
+}
+
+// TestPartitionNameFollowsItsFormat checks PartitionName's documented
+// form over random names and splits: the bare name when the processor is
+// not split, else "name#index/count", distinct for every partition and
+// never the name of an unsplit processor (whose names cannot hold '#').
+func TestPartitionNameFollowsItsFormat(t *testing.T) {
+	t.Parallel()
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, seed))
+	for range 2000 {
+		name := fmt.Sprintf("p%d", rng.IntN(1000))
+		count := rng.IntN(feed.MaxPartitions + 1)
+		if count <= 1 {
+			require.Equal(t, name, feed.PartitionName(name, rng.IntN(2), count))
+			continue
+		}
+		seen := map[string]bool{}
+		for _, i := range []int{0, rng.IntN(count), count - 1} {
+			got := feed.PartitionName(name, i, count)
+			require.Equal(t, fmt.Sprintf("%s#%d/%d", name, i, count), got)
+			seen[got] = true
+		}
+		require.False(t, seen[name])
+	}
+}
+
+// TestSubscribeRefusesControlCharacters: a topic is a stream category, so
+// a control character (never valid in a stream id) is refused at once
+// rather than following a category no stream can be in.
+func TestSubscribeRefusesControlCharacters(t *testing.T) {
+	t.Parallel()
+	src, err := memstore.New(nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = src.Close() })
+	sub, err := feed.NewSubscriber(src, &feed.SubscriberConfig{ConsumerName: "c"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Close() })
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, seed))
+	for range 200 {
+		ctl := rune(rng.IntN(0x20))
+		if rng.IntN(8) == 0 {
+			ctl = 0x7f
+		}
+		topic := "order" + string(ctl) + "x"
+		_, err := sub.Subscribe(t.Context(), topic)
+		require.ErrorContains(t, err, "control character", "%q", topic)
+	}
+}

@@ -61,18 +61,26 @@ func CheckAppends(ctx context.Context, store events.Store, res WriterResult, key
 	wait, cancel := context.WithTimeout(ctx, horizonWait)
 	defer cancel()
 	var after events.Token
+	stalled := false
+	held := func() error {
+		return fmt.Errorf("faulttest: the feed stayed behind the newest confirmed append (%s) at %s: a transaction holds the read horizon: %w",
+			newest, after, wait.Err())
+	}
 	for {
-		page, err := store.ReadAll(ctx, after, 1000)
+		page, err := store.ReadAll(wait, after, 1000)
 		if err != nil {
+			if stalled && wait.Err() != nil {
+				return rep, held()
+			}
 			return rep, fmt.Errorf("faulttest: read the store: %w", err)
 		}
 		if len(page) == 0 && after.Before(newest) {
+			stalled = true
 			select {
 			case <-poll.C:
 				continue
 			case <-wait.Done():
-				return rep, fmt.Errorf("faulttest: the feed stayed behind the newest confirmed append (%s) at %s for %s: a transaction holds the read horizon: %w",
-					newest, after, horizonWait, wait.Err())
+				return rep, held()
 			}
 		}
 		if len(page) == 0 {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
-	"github.com/ThreeDotsLabs/watermill/components/cqrs"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/require"
 
@@ -114,8 +113,10 @@ func TestRegisterLeavesAnExistingRejectedAlone(t *testing.T) {
 		events.RegisterVersioned[command.Rejected](reg, command.RejectedType, version, ups...)
 		old := fmt.Sprint("old.rejected.", alias)
 		require.NoError(t, reg.Alias(old, command.RejectedType))
-		if command.Register(reg) != nil || command.Register(reg) != nil {
-			return false
+		for range 2 { // and again: it stays a no-op
+			if command.Register(reg) != nil {
+				return false
+			}
 		}
 		name, got, err := reg.NameOf(command.Rejected{})
 		if err != nil || name != command.RejectedType || got != version {
@@ -129,7 +130,8 @@ func TestRegisterLeavesAnExistingRejectedAlone(t *testing.T) {
 		if version > 1 {
 			want = "upcast"
 		}
-		return err == nil && dec.(command.Rejected).Reason == want
+		r, ok := dec.(command.Rejected)
+		return err == nil && ok && r.Reason == want
 	}
 	require.NoError(t, quick.Check(check, nil))
 
@@ -162,7 +164,7 @@ func TestMarshalerNameOfUnregisteredTypes(t *testing.T) {
 	}
 	require.NoError(t, quick.Check(unknown, nil))
 	require.Empty(t, m.Name(nil))
-	var cmd cqrs.CommandHandler = command.Handle("h", nil, balance, func(Deposit) string { return "a" },
+	cmd := command.Handle("h", nil, balance, func(Deposit) string { return "a" },
 		func(context.Context, int, Deposit) ([]any, error) { return nil, nil })
 	require.Equal(t, "account.deposit", m.Name(cmd.NewCommand()), "what cqrs asks for a handler's command")
 }

@@ -71,8 +71,7 @@ func routing() *saga.Saga[orderState] {
 // for it.
 func TestBadCorrelationReachesTheFailurePolicy(t *testing.T) {
 	t.Parallel()
-	seed := rand.Uint64()
-	t.Logf("seed %d", seed)
+	seed := randomSeed(t)
 	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
 		rng := rand.New(rand.NewPCG(seed, 13))
 		ctx := context.Background()
@@ -187,8 +186,7 @@ func TestBadCorrelationReachesTheFailurePolicy(t *testing.T) {
 // messages queue behind the failed step.
 func TestCommandWithoutHandlerIsCountedAndFailsTheInstance(t *testing.T) {
 	t.Parallel()
-	seed := rand.Uint64()
-	t.Logf("seed %d", seed)
+	seed := randomSeed(t)
 	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
 		rng := rand.New(rand.NewPCG(seed, 17))
 		ctx := context.Background()

@@ -46,8 +46,7 @@ func randomID(rng *rand.Rand, n int) string {
 // not characters, and no character breaks a row key or a query.
 func TestInstanceIDLengthLimit(t *testing.T) {
 	t.Parallel()
-	seed := rand.Uint64()
-	t.Logf("seed %d", seed)
+	seed := randomSeed(t)
 	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
 		rng := rand.New(rand.NewPCG(seed, 71))
 		fx := newFixture(t, mk, setup{})

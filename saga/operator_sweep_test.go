@@ -21,8 +21,7 @@ import (
 // out every one of them, on random instances and requests.
 func TestOperatorRequestsRunAtTheNextSweep(t *testing.T) {
 	t.Parallel()
-	seed := rand.Uint64()
-	t.Logf("seed %d", seed)
+	seed := randomSeed(t)
 	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
 		rng := rand.New(rand.NewPCG(seed, 29))
 		ctx := context.Background()

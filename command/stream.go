@@ -1,6 +1,11 @@
 package command
 
-import "github.com/converge-es/converge/events"
+import (
+	"crypto/sha256"
+	"encoding/hex"
+
+	"github.com/converge-es/converge/events"
+)
 
 // StreamPrefix starts every command stream: commands are events of their
 // own streams, so converge's feed is the outbox (the command commits with
@@ -31,11 +36,24 @@ func Category(commandType string) string { return StreamPrefix + commandType }
 // "refund-1" and "pay-refund" for "1"), and a category with a "-" lies
 // inside the category before it; that is harmless, as a handler takes
 // only commands of its own type and skips the others it reads.
+//
+// A correlation that would make the stream id invalid (longer than
+// events.MaxStreamIDLength bytes, as a saga instance id near its limit
+// does, or holding a character stream ids refuse) is replaced by
+// "#" and the first 32 hex digits of its SHA-256, so every correlation
+// has a stream its commands can be appended to; the command still
+// carries the correlation itself as its correlation id.
 func StreamFor(commandType, correlation string) string {
+	category := Category(commandType)
 	if correlation == "" {
-		return Category(commandType)
+		return category
 	}
-	return Category(commandType) + "-" + correlation
+	s := category + "-" + correlation
+	if events.ValidateStreamID(s) != nil && events.ValidateStreamID(category) == nil {
+		sum := sha256.Sum256([]byte(correlation))
+		return category + "-#" + hex.EncodeToString(sum[:16])
+	}
+	return s
 }
 
 // CausalToken returns the consistency token a command carries

@@ -140,15 +140,18 @@
 // at once for Permanent(err), a state that no longer decodes
 // (ErrStateDecode; a state newer than the build is not that, see
 // Evolving definitions) or a command nobody handles (ErrNoCommandHandler, when
-// EngineConfig.Commands is set), the instance fails with the reason: its
+// EngineConfig.Commands is set; counted in
+// converge_saga_bad_input_total{kind="no_command_handler"}), the instance
+// fails with the reason: its
 // later messages queue until Engine.Retry runs the failed step again, or
 // Engine.Cancel ends it. A correlation function that returns "" or panics
 // makes Handle return an error wrapping ErrCorrelation; an event of a
 // handled type that does not decode (a bad payload, or a schema version
 // with no upcaster in this build) makes it return the registry's error,
 // wrapping events.ErrDecode, before any instance is touched. Both are
-// counted (converge_saga_bad_input_total{kind="correlation"|"decode"}),
-// and the runtime's failure policy retries the event with backoff, then
+// counted at every delivery
+// (converge_saga_bad_input_total{kind="correlation"|"decode"}), a failed
+// correlation is logged with the event's id, and the runtime's failure policy retries the event with backoff, then
 // halts or dead-letters it with the reason: fix the correlation function,
 // the registration or the upcaster, deploy, and let the runtime (or a
 // replay of the dead letter) deliver it again. Nothing is dropped

@@ -12,8 +12,10 @@ var (
 	// in its context: mount the engine on feed.Processor (or call it from a
 	// unit begun with feed.CheckpointStore.Begin).
 	ErrNoUnit = errors.New("saga: no unit of work in the context (run the engine's handler on feed.Processor, which gives every event a unit)")
-	// ErrCorrelation is wrapped when a correlation function returns "" or
-	// panics: the event cannot be routed to an instance.
+	// ErrCorrelation is wrapped when a correlation function returns "",
+	// panics, or returns an id longer than MaxInstanceIDLength or holding
+	// invalid UTF-8 or a control character: the event cannot be routed to
+	// an instance.
 	ErrCorrelation = errors.New("saga: correlation failed")
 	// ErrNotFound is returned by the operations API for an unknown instance.
 	ErrNotFound = errors.New("saga: instance not found")

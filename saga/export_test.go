@@ -12,3 +12,6 @@ func SetPassHook(e *Engine, fn func(purged bool)) { e.passHook = fn }
 
 // WakeDriver wakes the driver of e as a park does.
 func WakeDriver(e *Engine) { e.parkWake.Notify() }
+
+// ConfigOf returns the configuration e runs with, defaults applied.
+func ConfigOf(e *Engine) EngineConfig { return e.cfg }

@@ -194,5 +194,6 @@ func correlateSafely(saga string, h *handlerDef, v any, env events.Envelope) (id
 }
 
 // MaxInstanceIDLength bounds instance ids, in bytes: they are parts of row
-// keys and stream ids.
+// keys and stream ids. A correlation function that returns a longer id
+// fails the event's delivery with ErrCorrelation, as one that returns "".
 const MaxInstanceIDLength = 200

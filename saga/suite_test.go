@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -48,6 +49,15 @@ func forEachSeed(t *testing.T, memory, postgres int, fn func(t *testing.T, mk st
 			t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) { fn(t, mk, seed) })
 		}
 	})
+}
+
+// randomSeed draws a seed for a test's random inputs and logs it, so a
+// failure can be replayed by putting it in place of the draw.
+func randomSeed(t *testing.T) uint64 {
+	t.Helper()
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	return seed
 }
 
 type setup struct {

@@ -185,7 +185,11 @@ func (p *Processor) giveUp(ctx context.Context, ps *partitionState, env events.E
 		}
 		p.cfg.Logger.Error("feed: event dead-lettered after repeated failures; the partition moves on without it",
 			"processor", p.cfg.Name, "partition", ps.index, "event_id", env.ID, "type", env.Type, "attempts", a.failures, "reason", a.last)
-		ps.succeeded(env.ID)
+		// Forgotten only once the dead letter commits: if a later event of
+		// the unit fails, the unit rolls back and this event comes back at
+		// the head of a unit of its own, where its record must still say
+		// to give up instead of running the handler (and counting) afresh.
+		fu.AfterCommit(func() { ps.succeeded(env.ID) })
 		return nil
 	}
 	rec := HaltRecord{

@@ -1,0 +1,75 @@
+package saga_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/saga"
+	"github.com/converge-es/converge/saga/sagatest"
+)
+
+// idPieces are what random instance ids are made of: ASCII, the
+// characters SQL, LIKE patterns, URL escaping and row keys treat
+// specially, and UTF-8 of two, three and four bytes.
+var idPieces = []string{
+	"a", "Z", "7", "-", ".", "'", `"`, ";", "--", "%", "_", `\`, "/", "*", "(", ")", " ", "?", "#", "&", "+",
+	"é", "ß", "€", "日", "本", "😀", "🚀",
+}
+
+// randomID returns an id of exactly n bytes of valid UTF-8 drawn from
+// idPieces.
+func randomID(rng *rand.Rand, n int) string {
+	var b strings.Builder
+	for b.Len() < n {
+		p := idPieces[rng.IntN(len(idPieces))]
+		if b.Len()+len(p) > n {
+			p = "x"
+		}
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+// TestInstanceIDLengthLimit: an instance id of MaxInstanceIDLength bytes
+// starts an instance like any other, its commands included (their stream
+// ids would be too long as "cmd.<type>-<id>"; see command.StreamFor), and
+// one a byte longer is refused with ErrCorrelation, naming the limit and
+// counted as bad input, before any instance is touched. The ids are random,
+// of multi-byte UTF-8 and SQL metacharacters, so the limit is in bytes,
+// not characters, and no character breaks a row key or a query.
+func TestInstanceIDLengthLimit(t *testing.T) {
+	t.Parallel()
+	seed := randomSeed(t)
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
+		rng := rand.New(rand.NewPCG(seed, 71))
+		fx := newFixture(t, mk, setup{})
+		n := 20
+		if mk != nil {
+			n = 5
+		}
+		for i := range n {
+			id := randomID(rng, saga.MaxInstanceIDLength)
+			require.True(t, utf8.ValidString(id))
+			stream := fmt.Sprint("order-limit-", i)
+			fx.When(sagatest.Event{Stream: stream, Data: OrderPlaced{OrderID: id, Total: 1}})
+			fx.ExpectCommands(ReserveStock{OrderID: id})
+			fx.ExpectStatus(orders, id, saga.StatusRunning)
+
+			long := randomID(rng, saga.MaxInstanceIDLength+1)
+			err := fx.TryWhen(sagatest.Event{Stream: stream + "-long", Data: OrderPlaced{OrderID: long, Total: 1}})
+			require.ErrorIs(t, err, saga.ErrCorrelation, "id %q", long)
+			require.ErrorContains(t, err, fmt.Sprintf("is %d bytes, the limit is %d", saga.MaxInstanceIDLength+1, saga.MaxInstanceIDLength))
+		}
+		list, err := fx.Engine().List(context.Background(), saga.Filter{})
+		require.NoError(t, err)
+		require.Len(t, list, n, "only the ids at the limit started instances")
+		require.Equal(t, float64(n), testutil.ToFloat64(fx.Engine().Metrics().BadInput.WithLabelValues("correlation")), "each id over the limit is bad input")
+	})
+}

@@ -177,6 +177,13 @@ func (e *Engine) commitStep(ctx context.Context, u feed.Unit, s *compiled, in *i
 			}
 		}
 	}
+	for _, op := range c.timerOps {
+		// A cancel of a name no timer can have does nothing, as Cancel
+		// promises; a schedule under it could never fire into a handler.
+		if err := checkTimerName(op.name); err != nil && !op.cancel {
+			return Permanent(fmt.Errorf("saga %q: Schedule(%q): %w", s.name, op.name, err))
+		}
+	}
 	state, err := json.Marshal(c.state)
 	if err != nil {
 		return Permanent(fmt.Errorf("saga %q: state does not encode as JSON: %w", s.name, err))

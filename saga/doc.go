@@ -141,8 +141,9 @@
 // (ErrStateDecode; a state newer than the build is not that, see
 // Evolving definitions) or a command nobody handles (ErrNoCommandHandler, when
 // EngineConfig.Commands is set; counted in
-// converge_saga_bad_input_total{kind="no_command_handler"}), the instance
-// fails with the reason: its
+// converge_saga_bad_input_total{kind="no_command_handler"}), or a timer
+// scheduled under a name that is empty, longer than MaxTimerNameLength or
+// not valid text, the instance fails with the reason: its
 // later messages queue until Engine.Retry runs the failed step again, or
 // Engine.Cancel ends it. A correlation function that returns "" or panics
 // makes Handle return an error wrapping ErrCorrelation; an event of a

@@ -1,6 +1,7 @@
 package saga
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"time"
@@ -139,8 +140,8 @@ func OnTimeoutSafely[S any](s *Saga[S], name string, h Handler[S, Timeout], opts
 	switch {
 	case s == nil:
 		return fmt.Errorf("saga: OnTimeout(%q): nil saga", name)
-	case name == "":
-		return fmt.Errorf("saga %q: OnTimeout with an empty timer name", s.name)
+	case checkTimerName(name) != nil:
+		return fmt.Errorf("saga %q: OnTimeout(%q): %w", s.name, name, checkTimerName(name))
 	case h == nil:
 		return fmt.Errorf("saga %q: OnTimeout(%q): nil handler", s.name, name)
 	}
@@ -191,6 +192,25 @@ func correlateSafely(saga string, h *handlerDef, v any, env events.Envelope) (id
 		return "", fmt.Errorf("%w: saga %q: instance id for event %s: %w", ErrCorrelation, saga, env.ID, err)
 	}
 	return id, nil
+}
+
+// MaxTimerNameLength bounds timer names, in bytes: with the longest saga
+// name and instance id, a timer's row key still fits.
+const MaxTimerNameLength = 100
+
+// checkTimerName is the rule for timer names: 1 to MaxTimerNameLength bytes
+// of valid UTF-8 without control characters.
+func checkTimerName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("empty timer name")
+	case len(name) > MaxTimerNameLength:
+		return fmt.Errorf("timer name is %d bytes, the limit is %d", len(name), MaxTimerNameLength)
+	}
+	if err := checkText(name); err != nil {
+		return fmt.Errorf("timer name %w", err)
+	}
+	return nil
 }
 
 // MaxInstanceIDLength bounds instance ids, in bytes: they are parts of row

@@ -93,7 +93,9 @@ func (s *Step[S]) Send(cmd any) error {
 // Schedule sets the timer called name to fire after d (from Now), replacing
 // an earlier schedule of the same name: the earlier one will not act even
 // if it has already fired. The OnTimeout handler for name runs when it
-// fires.
+// fires. A name that is empty, longer than MaxTimerNameLength bytes or not
+// valid text fails the step permanently (Permanent), with nothing of it
+// committed.
 func (s *Step[S]) Schedule(name string, after time.Duration) {
 	s.ScheduleAt(name, s.core.now.Add(after))
 }

@@ -188,6 +188,9 @@ func (e *Engine) commitStep(ctx context.Context, u feed.Unit, s *compiled, in *i
 	if err != nil {
 		return Permanent(fmt.Errorf("saga %q: state does not encode as JSON: %w", s.name, err))
 	}
+	if err := e.checkStorable(s, in, c, env, need, state, sends); err != nil {
+		return Permanent(err)
+	}
 	started := in.Seq == 0
 	in.Seq++
 	in.Token = in.Token.Max(need)
@@ -284,11 +287,47 @@ func isTimerFired(env events.Envelope, c *stepCore) (string, bool) {
 	return tf.Name, true
 }
 
-// send appends one command through the step's unit.
-func (e *Engine) send(ctx context.Context, u feed.Unit, s *compiled, in *instance, env events.Envelope, need events.Token, i int, cmd commandRecord) error {
-	id := commandID(s.name, in.ID, in.Origin, in.Seq, i)
-	ev := events.Event{
-		ID:   id,
+// instanceHeadroom is what an instance row holds besides its state and
+// compensations (ids, status, timers, the parked step), kept free of the
+// row value limit.
+const instanceHeadroom = 64 << 10
+
+// checkStorable refuses a step whose writes the store would refuse, before
+// the step changes anything: a store error halfway through would fail the
+// whole unit, which the runtime retries and then halts, holding up every
+// instance of the partition for one instance's bad data. Refused here, the
+// instance fails with the reason instead, and nothing of the step is kept.
+func (e *Engine) checkStorable(s *compiled, in *instance, c *stepCore, env events.Envelope, need events.Token, state []byte, sends []commandRecord) error {
+	for i, cmd := range sends {
+		stream, ev := commandEvent(s, in, in.Seq+1, env, need, i, cmd)
+		if _, err := events.Prepare(e.reg, e.limits, stream, events.AnyVersion, []events.Event{ev}); err != nil {
+			return fmt.Errorf("saga %q: the step sends %s, which the store refuses: %w", s.name, cmd.Type, err)
+		}
+	}
+	if err := feed.ValidateRowValue(state); err != nil {
+		return fmt.Errorf("saga %q: the step's state cannot be stored: %w", s.name, err)
+	}
+	size := len(state)
+	for _, comp := range c.compensations {
+		if err := feed.ValidateRowValue(comp.Payload); err != nil {
+			return fmt.Errorf("saga %q: compensation %s cannot be stored: %w", s.name, comp.Type, err)
+		}
+		size += len(comp.Payload)
+	}
+	for _, comp := range in.Compensations {
+		size += len(comp.Payload)
+	}
+	if limit := events.DefaultMaxPayloadBytes - instanceHeadroom; size > limit {
+		return fmt.Errorf("saga %q: the state and the registered compensations take %d bytes, more than the %d an instance holds (keep ids and status in state, not documents)", s.name, size, limit)
+	}
+	return nil
+}
+
+// commandEvent is the i-th command of the instance's step seq as the
+// event appended to its command stream.
+func commandEvent(s *compiled, in *instance, seq int64, env events.Envelope, need events.Token, i int, cmd commandRecord) (string, events.Event) {
+	return command.StreamFor(cmd.Type, in.ID), events.Event{
+		ID:   commandID(s.name, in.ID, in.Origin, seq, i),
 		Data: events.Raw{Type: cmd.Type, SchemaVersion: cmd.SchemaVersion, Payload: cmd.Payload},
 		Metadata: events.Metadata{
 			CorrelationID: in.ID,
@@ -296,7 +335,13 @@ func (e *Engine) send(ctx context.Context, u feed.Unit, s *compiled, in *instanc
 			Extra:         map[string]string{command.MetaCausalToken: need.String(), command.MetaSender: s.name},
 		},
 	}
-	res, err := u.Append(ctx, command.StreamFor(cmd.Type, in.ID), events.AnyVersion, ev)
+}
+
+// send appends one command through the step's unit.
+func (e *Engine) send(ctx context.Context, u feed.Unit, s *compiled, in *instance, env events.Envelope, need events.Token, i int, cmd commandRecord) error {
+	stream, ev := commandEvent(s, in, in.Seq, env, need, i, cmd)
+	id := ev.ID
+	res, err := u.Append(ctx, stream, events.AnyVersion, ev)
 	if err != nil && !errors.Is(err, events.ErrDuplicateEvent) {
 		return fmt.Errorf("saga %q: instance %s: send %s: %w", s.name, in.ID, cmd.Type, err)
 	}

@@ -143,7 +143,10 @@
 // EngineConfig.Commands is set; counted in
 // converge_saga_bad_input_total{kind="no_command_handler"}), or a timer
 // scheduled under a name that is empty, longer than MaxTimerNameLength or
-// not valid text, the instance fails with the reason: its
+// not valid text, or a step whose writes the store would refuse (a command
+// over the store's payload limit, a string holding NUL in the state, a
+// command or a compensation, or state and compensations of more than 960
+// KiB together), the instance fails with the reason: its
 // later messages queue until Engine.Retry runs the failed step again, or
 // Engine.Cancel ends it. A correlation function that returns "" or panics
 // makes Handle return an error wrapping ErrCorrelation; an event of a
@@ -156,7 +159,12 @@
 // halts or dead-letters it with the reason: fix the correlation function,
 // the registration or the upcaster, deploy, and let the runtime (or a
 // replay of the dead letter) deliver it again. Nothing is dropped
-// silently, and nothing retries in a hot loop.
+// silently, and nothing retries in a hot loop. What a step writes is
+// checked before it changes anything, so a refused step keeps nothing
+// (not its other commands either) and never fails the unit, which the
+// runtime would retry and then halt, holding up every other instance of
+// the partition. A history entry's detail (a command's payload, say) is
+// cut at 4 KiB, saying its full size.
 //
 // # Operations
 //

@@ -21,8 +21,11 @@ import (
 // and the token they must reach). Start runs its two background loops:
 // the timer loop and the parked-step driver.
 type Engine struct {
-	cfg     EngineConfig
-	reg     *events.Registry
+	cfg EngineConfig
+	reg *events.Registry
+	// limits are the store's append limits, which a step's commands are
+	// checked against before the step changes anything.
+	limits  events.Limits
 	log     *slog.Logger
 	sagas   map[string]*compiled
 	byType  map[reflect.Type][]*compiled
@@ -45,6 +48,15 @@ type Engine struct {
 	// passHook, when set before Start (tests), is called after each pass of
 	// the driver with whether the pass ran the retention sweep.
 	passHook func(purged bool)
+}
+
+// storeLimits returns the store's append limits, or the defaults for a
+// store that does not say.
+func storeLimits(st Store) events.Limits {
+	if l, ok := st.(interface{ Limits() events.Limits }); ok {
+		return l.Limits()
+	}
+	return events.Limits{}.WithDefaults()
 }
 
 // TimerFiredType is the stored type name of TimerFired.
@@ -81,7 +93,7 @@ func NewEngine(cfg *EngineConfig) (*Engine, error) {
 		return nil, fmt.Errorf("saga: saga.TimerFired is registered as %q, want %q", name, TimerFiredType)
 	}
 	e := &Engine{
-		cfg: c, reg: reg, log: c.Logger.With("component", "saga.Engine"),
+		cfg: c, reg: reg, limits: storeLimits(c.Store), log: c.Logger.With("component", "saga.Engine"),
 		sagas: map[string]*compiled{}, byType: map[reflect.Type][]*compiled{},
 		watching: map[string]bool{},
 	}

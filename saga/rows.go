@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
@@ -31,6 +32,15 @@ func (e *Engine) load(ctx context.Context, rows feed.Rows, saga, id string, lock
 func (e *Engine) save(ctx context.Context, rows feed.Rows, in *instance) error {
 	if len(in.pending) > 0 {
 		b, err := json.Marshal(in.pending)
+		if err == nil && len(b) > events.DefaultMaxPayloadBytes {
+			// A step of thousands of entries: keep them all, without
+			// their details, so the row fits and the step is not refused
+			// for its own timeline.
+			for i := range in.pending {
+				in.pending[i].Detail = ""
+			}
+			b, err = json.Marshal(in.pending)
+		}
 		if err != nil {
 			return fmt.Errorf("saga: encode history: %w", err)
 		}
@@ -120,6 +130,7 @@ const (
 // record adds an entry to the instance's history; save writes it with the
 // instance, so a step costs one history row however much it did.
 func (e *Engine) record(_ context.Context, _ feed.Rows, in *instance, h HistoryEntry) error {
+	h.Detail = clip(h.Detail, maxHistoryDetail)
 	in.HistorySeq++
 	h.Seq = in.HistorySeq
 	if h.At.IsZero() {
@@ -127,6 +138,23 @@ func (e *Engine) record(_ context.Context, _ feed.Rows, in *instance, h HistoryE
 	}
 	in.pending = append(in.pending, h)
 	return nil
+}
+
+// maxHistoryDetail bounds a history entry's detail, in bytes: a command's
+// payload, say, is shown in full up to it and cut after.
+const maxHistoryDetail = 4 << 10
+
+// clip cuts s to at most n bytes on a rune boundary, saying how much was
+// left out.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d bytes in all)", s[:cut], len(s))
 }
 
 func about(env events.Envelope, kind, detail string) HistoryEntry {

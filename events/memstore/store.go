@@ -148,6 +148,11 @@ func (s *Store) Close() error {
 // Registry returns the type registry the store encodes with.
 func (s *Store) Registry() *events.Registry { return s.cfg.Registry }
 
+// Limits returns the limits appends are held to, defaults filled in:
+// callers that build events ahead of an append (a saga step) check them
+// first.
+func (s *Store) Limits() events.Limits { return s.cfg.Limits.WithDefaults() }
+
 // check fails when the store is closed or ctx is done, before any work.
 func (s *Store) check(ctx context.Context) error {
 	if s.closed.Load() {

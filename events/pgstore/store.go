@@ -214,6 +214,11 @@ func (s *Store) Schema() string { return s.cfg.Schema }
 // Registry returns the store's type registry.
 func (s *Store) Registry() *events.Registry { return s.cfg.Registry }
 
+// Limits returns the limits appends are held to, defaults filled in:
+// callers that build events ahead of an append (a saga step) check them
+// first.
+func (s *Store) Limits() events.Limits { return s.cfg.Limits.WithDefaults() }
+
 // Wake returns a channel closed when new events may be readable.
 func (s *Store) Wake() <-chan struct{} { return s.wake.C() }
 

@@ -21,7 +21,11 @@
 // events carry the command's correlation id (a saga's instance id) and the
 // command id as causation id, so they reach the saga that sent it. A
 // decision that returns Reject(reason) appends a Rejected event instead,
-// on the same correlation, which the saga handles like any other event.
+// on the same correlation, which the saga handles like any other event. So
+// does a decision whose events the store refuses (events.ErrInvalidEvent:
+// a payload over the limit, a NUL in a string, an invalid aggregate stream
+// id), with the store's reason: deciding again would give the same, so
+// retrying it would only hold up the commands behind it.
 //
 // Each handler reads its command category with one consumer by default,
 // so its commands run one at a time. ProcessorConfig.Partitions splits a

@@ -44,7 +44,10 @@ type Decide[C, S any] func(ctx context.Context, state S, cmd C) ([]any, error)
 // derived from the command id, the command's correlation id and the
 // command id as causation id. A command seen before (same id) appends
 // nothing and reports its first result; a rejected one appends a Rejected
-// event. Other errors are returned, so the delivery is retried.
+// event, and so does one whose decided events the store refuses
+// (events.ErrInvalidEvent: over the payload limit, say), since deciding
+// again would give the same. Other errors are returned, so the delivery is
+// retried.
 func Handle[C, S any](name string, store events.Store, agg events.Aggregate[S], stream func(C) string, decide Decide[C, S]) cqrs.CommandHandler {
 	return cqrs.NewCommandHandler(name, func(ctx context.Context, cmd *C) error {
 		_, err := Run(ctx, store, agg, stream(*cmd), *cmd, decide)
@@ -96,6 +99,16 @@ func Run[C, S any](ctx context.Context, store events.Store, agg events.Aggregate
 		}
 		return evs, nil
 	})
+	if err != nil && !errors.As(err, &rejected) && errors.Is(err, events.ErrInvalidEvent) {
+		// The store refuses what was decided (an event over its payload
+		// limit, a NUL in a string, an invalid stream id), before writing
+		// anything. Deciding again on the same state gives the same, so
+		// a retry can never succeed: the sender hears of it as a
+		// rejection, instead of the handler's consumer retrying it for
+		// ever behind the commands that follow.
+		rejected = &RejectedError{Reason: "the store refuses the decision: " + err.Error()}
+		err = rejected
+	}
 	switch {
 	case errors.As(err, &rejected):
 		res.Rejected = rejected.Reason

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/spf13/cobra"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/internal/pgtest"
@@ -163,4 +164,25 @@ func TestUsageErrorsPointAtHelp(t *testing.T) {
 		_, err := runCLI(t, strings.Fields(args)...)
 		require.EqualError(t, err, want, args)
 	}
+}
+
+// TestMistypedSubcommandsFail: every command that groups others refuses
+// a name that is none of them, rather than printing its help and
+// succeeding.
+func TestMistypedSubcommandsFail(t *testing.T) {
+	t.Parallel()
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if !c.HasSubCommands() {
+			return
+		}
+		args := append(strings.Fields(c.CommandPath())[1:], "nosuch")
+		out, err := runCLI(t, args...)
+		require.ErrorContains(t, err, `unknown command "nosuch" for "`+c.CommandPath()+`"`, args)
+		require.Empty(t, out, args)
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(newRootCmd())
 }

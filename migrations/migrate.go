@@ -83,13 +83,9 @@ func migrateConn(ctx context.Context, conn *pgx.Conn, schema string, onApplied f
 	if err := createSchema(ctx, conn, schema); err != nil {
 		return 0, err
 	}
-	m, err := migrate.NewMigrator(ctx, conn, schema+".schema_version")
+	m, err := newMigrator(ctx, conn, schema)
 	if err != nil {
-		return 0, fmt.Errorf("migrate: prepare version table: %w", err)
-	}
-	m.Data["schema"] = pgx.Identifier{schema}.Sanitize()
-	if err := m.LoadMigrations(files); err != nil {
-		return 0, fmt.Errorf("migrate: load embedded migrations: %w", err)
+		return 0, err
 	}
 	// tern applies each migration in a transaction of its own and only
 	// says when one starts: the previous one has committed by then, and
@@ -108,6 +104,21 @@ func migrateConn(ctx context.Context, conn *pgx.Conn, schema string, onApplied f
 		onApplied(*started)
 	}
 	return m.GetCurrentVersion(ctx)
+}
+
+// newMigrator prepares tern for schema with the embedded migrations.
+func newMigrator(ctx context.Context, conn *pgx.Conn, schema string) (*migrate.Migrator, error) {
+	// tern pastes the version table's name into its SQL as given: quoted,
+	// a schema named by a reserved word (select, user, order) is valid too.
+	m, err := migrate.NewMigrator(ctx, conn, pgx.Identifier{schema, "schema_version"}.Sanitize())
+	if err != nil {
+		return nil, fmt.Errorf("migrate: prepare version table: %w", err)
+	}
+	m.Data["schema"] = pgx.Identifier{schema}.Sanitize()
+	if err := m.LoadMigrations(files); err != nil {
+		return nil, fmt.Errorf("migrate: load embedded migrations: %w", err)
+	}
+	return m, nil
 }
 
 func createSchema(ctx context.Context, conn *pgx.Conn, schema string) error {
@@ -172,13 +183,9 @@ func migrateTo(ctx context.Context, conn *pgx.Conn, schema string, target int32)
 	if err := createSchema(ctx, conn, schema); err != nil {
 		return err
 	}
-	m, err := migrate.NewMigrator(ctx, conn, schema+".schema_version")
+	m, err := newMigrator(ctx, conn, schema)
 	if err != nil {
-		return fmt.Errorf("migrate: prepare version table: %w", err)
-	}
-	m.Data["schema"] = pgx.Identifier{schema}.Sanitize()
-	if err := m.LoadMigrations(files); err != nil {
-		return fmt.Errorf("migrate: load embedded migrations: %w", err)
+		return err
 	}
 	return m.MigrateTo(ctx, target)
 }

@@ -27,6 +27,9 @@ func newDeadLettersCmd() *cobra.Command {
 		Long: `dead-letters works on the dead letters stored in --schema: events a
 processor (a projection, a saga, a command handler) running with the
 dead-letter policy gave up on after its attempts, and moved past.`,
+		// A mistyped subcommand is an error, not the help text with status 0.
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(newDeadLettersListCmd(), newDeadLettersReplayCmd())
 	return cmd

@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/spf13/cobra"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/internal/pgtest"
@@ -77,23 +79,52 @@ func TestMigrate(t *testing.T) {
 	require.Equal(t, latest, v)
 }
 
-// TestCommandsNeedADatabaseURL runs without t.Parallel: it clears
+// TestCommandsNeedADatabaseURL: every command that uses PostgreSQL fails
+// saying so when neither --database-url nor DATABASE_URL is set; the PG*
+// variables alone select nothing. Every command in the tree is tried; demo
+// and serve use PostgreSQL only when asked. Not parallel: it clears
 // DATABASE_URL for the whole process.
 func TestCommandsNeedADatabaseURL(t *testing.T) {
 	t.Setenv("DATABASE_URL", "")
-	// PG* variables alone must not select a database either.
 	t.Setenv("PGDATABASE", "postgres")
-	for _, args := range [][]string{
-		{"migrate"},
-		{"migrate", "--status"},
-		{"lag"},
-		{"serve", "--postgres"},
-		{"bench", "--scenario", "append"},
-	} {
+	// What each command needs besides, to get as far as the database.
+	extra := map[string][]string{
+		"converge bench":               {},
+		"converge dead-letters list":   {},
+		"converge dead-letters replay": {"p/e"},
+		"converge demo":                {"--postgres"},
+		"converge lag":                 {},
+		"converge migrate":             {},
+		"converge projections rebuild": {"p"},
+		"converge projections reset":   {"p"},
+		"converge projections resume":  {"p"},
+		"converge projections status":  {},
+		"converge sagas cancel":        {"x"},
+		"converge sagas list":          {},
+		"converge sagas retry":         {"x"},
+		"converge sagas show":          {"x"},
+		"converge serve":               {"--postgres"},
+	}
+	tried := 0
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+		path := c.CommandPath()
+		if c.HasSubCommands() || !c.Runnable() || c.Name() == "help" || strings.HasPrefix(path, "converge completion") {
+			return
+		}
+		more, ok := extra[path]
+		require.True(t, ok, "%s: say in this test what it needs to reach the database", path)
+		args := append(strings.Fields(path)[1:], more...)
 		_, err := runCLI(t, args...)
 		require.ErrorIs(t, err, errNoDatabaseURL, args)
 		require.EqualError(t, err, "no database given: pass --database-url postgres://USER@HOST:5432/DB or set DATABASE_URL", args)
+		tried++
 	}
+	walk(newRootCmd())
+	require.Equal(t, len(extra), tried)
 }
 
 func TestMaskedURL(t *testing.T) {
@@ -163,4 +194,64 @@ func TestUsageErrorsPointAtHelp(t *testing.T) {
 		_, err := runCLI(t, strings.Fields(args)...)
 		require.EqualError(t, err, want, args)
 	}
+}
+
+// TestMistypedSubcommandsFail: every command that groups others refuses
+// a name that is none of them, rather than printing its help and
+// succeeding.
+func TestMistypedSubcommandsFail(t *testing.T) {
+	t.Parallel()
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if !c.HasSubCommands() {
+			return
+		}
+		args := append(strings.Fields(c.CommandPath())[1:], "nosuch")
+		out, err := runCLI(t, args...)
+		require.ErrorContains(t, err, `unknown command "nosuch" for "`+c.CommandPath()+`"`, args)
+		require.Empty(t, out, args)
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(newRootCmd())
+}
+
+// TestMigrateRefusesASchemaAhead: a schema a newer converge migrated is
+// left alone, with and without --status, and the error says to upgrade.
+func TestMigrateRefusesASchemaAhead(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t, nil)
+	latest, err := migrations.Latest()
+	require.NoError(t, err)
+	_, err = db.Pool.Exec(context.Background(), "UPDATE "+pgx.Identifier{db.Schema, "schema_version"}.Sanitize()+" SET version = $1", latest+1)
+	require.NoError(t, err)
+	for _, args := range [][]string{{"migrate"}, {"migrate", "--status"}} {
+		_, err := runCLI(t, append(args, "--database-url", db.URL, "--schema", db.Schema)...)
+		require.EqualError(t, err, fmt.Sprintf("schema %q is at version %d but this converge only knows up to %d: upgrade converge", db.Schema, latest+1, latest), args)
+		var ec interface{ ExitCode() int }
+		require.False(t, errors.As(err, &ec), "exit status 1: could not find out, not pending")
+	}
+	v, err := migrations.Current(context.Background(), db.Pool, &migrations.Config{Schema: db.Schema})
+	require.NoError(t, err)
+	require.Equal(t, latest+1, v, "untouched")
+}
+
+// TestLibpqVariablesFillInTheURL: DATABASE_URL is used when there is no
+// --database-url, and the PG* variables fill in what it leaves out (here
+// the user). Not parallel: it sets the process's environment.
+func TestLibpqVariablesFillInTheURL(t *testing.T) {
+	db := pgtest.New(t, &pgtest.Config{SkipMigrate: true})
+	u, err := url.Parse(db.URL)
+	require.NoError(t, err)
+	user := u.User.Username()
+	require.NotEmpty(t, user, "DATABASE_URL names a user")
+	u.User = nil
+	t.Setenv("DATABASE_URL", u.String())
+	t.Setenv("PGUSER", user)
+	out, err := runCLI(t, "migrate", "--schema", db.Schema)
+	require.NoError(t, err)
+	u.User = url.User(user)
+	u.RawQuery = ""
+	require.True(t, strings.HasPrefix(out, "database "+u.String()+"\n"), out)
 }

@@ -31,6 +31,9 @@ a projections.Runner has registered there. It needs no projection code:
 status and resume read and write the store directly, while rebuild and reset,
 which need the projection's handlers, record a request that a running
 application's Runner carries out (within its StatusPollInterval).`,
+		// A mistyped subcommand is an error, not the help text with status 0.
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(newProjectionsStatusCmd(), newProjectionsResumeCmd(),
 		newProjectionsRequestCmd(projections.OpRebuild), newProjectionsRequestCmd(projections.OpReset))

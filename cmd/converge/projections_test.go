@@ -259,18 +259,3 @@ func TestProjectionsRebuildAndResetWait(t *testing.T) {
 		return err == nil && st.Generation == 3
 	}, 15*time.Second, 10*time.Millisecond)
 }
-
-func TestOpsCommandsNeedADatabaseURL(t *testing.T) {
-	t.Setenv("DATABASE_URL", "")
-	for _, args := range [][]string{
-		{"projections", "status"},
-		{"projections", "resume", "x"},
-		{"projections", "rebuild", "x"},
-		{"projections", "reset", "x"},
-		{"dead-letters", "list"},
-		{"dead-letters", "replay", "x/y"},
-	} {
-		_, err := runCLI(t, args...)
-		require.ErrorIs(t, err, errNoDatabaseURL, args)
-	}
-}

@@ -4,17 +4,26 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/consistency"
+	"github.com/converge-es/converge/consistency/lag"
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+	"github.com/converge-es/converge/events/memstore"
 	"github.com/converge-es/converge/internal/pgtest"
 )
 
@@ -161,6 +170,7 @@ func TestServe_InMemoryServesTheWorkflow(t *testing.T) {
 	require.Contains(t, body, `converge_projection_position_lag_events{projection="order_summary"}`)
 	require.Contains(t, body, `converge_saga_steps_total{`, "the saga engine's metrics")
 	require.Contains(t, body, `converge_saga_gated_steps_total 1`, "the client's gate counts")
+	require.Contains(t, body, "\ngo_goroutines ", "Go's metrics")
 	code, _, body = fetch(t, http.MethodGet, base+"/api/sagas?status=completed", nil, "")
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, body, placed.OrderID, "the dashboard lists the completed fulfilment")
@@ -197,7 +207,8 @@ func awaitConfirmed(t *testing.T, base, id string) {
 
 func TestServe_OnPostgreSQL(t *testing.T) {
 	t.Parallel()
-	db := pgtest.New(t, nil)
+	// An empty schema: serve migrates it first.
+	db := pgtest.New(t, &pgtest.Config{SkipMigrate: true})
 	base := "http://" + startServe(t, "serve", "--database-url", db.URL, "--schema", db.Schema, "--listen", "127.0.0.1:0", "--interval", "50ms")
 
 	code, h, body := fetch(t, http.MethodPost, base+"/orders", http.Header{"Content-Type": {"application/json"}}, `{"customer_id":"c-1","sku":"tea","qty":2,"card":"4242-4242-4242-4242"}`)
@@ -220,6 +231,21 @@ func TestServe_OnPostgreSQL(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 }
 
+// TestServeDefaults: what `converge serve` does without flags, as its help
+// and the README say: it runs in memory, even with DATABASE_URL set (here
+// to a server that is not there), on 127.0.0.1:9090. Not parallel: it
+// sets DATABASE_URL for the process.
+func TestServeDefaults(t *testing.T) {
+	t.Setenv("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none?connect_timeout=5")
+	serve, _, err := newRootCmd().Find([]string{"serve"})
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:9090", serve.Flag("listen").DefValue)
+	require.Contains(t, serve.Example, "open http://127.0.0.1:9090/")
+	base := "http://" + startServe(t, "serve", "--listen", "127.0.0.1:0")
+	code, _, _ := fetch(t, http.MethodGet, base+"/healthz", nil, "")
+	require.Equal(t, http.StatusOK, code)
+}
+
 func TestServeRejectsBadFlags(t *testing.T) {
 	t.Parallel()
 	for _, tc := range [][]string{
@@ -231,4 +257,82 @@ func TestServeRejectsBadFlags(t *testing.T) {
 		_, err := runCLI(t, append([]string{"serve"}, tc...)...)
 		require.ErrorContains(t, err, tc[0])
 	}
+}
+
+// downInspector is a store whose database can be taken down: every
+// query fails while down is set.
+type downInspector struct {
+	feed.Inspector
+	down atomic.Bool
+}
+
+var errDown = errors.New("database down")
+
+func (d *downInspector) Head(ctx context.Context) (events.Token, error) {
+	if d.down.Load() {
+		return events.Token{}, errDown
+	}
+	return d.Inspector.Head(ctx)
+}
+
+// healthz runs one lag pass of mon (an error is what some cases want) and
+// returns what /healthz of the ops mux then answers.
+func healthz(t *testing.T, h http.Handler, mon *lag.Monitor) (int, string) {
+	t.Helper()
+	_, _ = mon.Check(t.Context())
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/healthz", nil))
+	return rec.Code, rec.Body.String()
+}
+
+// TestServeHealthz: serve's /healthz is 200 while the last lag pass
+// succeeded and no projection breaches its SLA, 503 otherwise.
+func TestServeHealthz(t *testing.T) {
+	t.Parallel()
+	store, err := memstore.New(nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = store.Close() })
+	_, err = store.Append(t.Context(), "s-1", events.AnyVersion, events.Event{Data: events.Raw{Type: "ticked", Payload: []byte(`{}`)}})
+	require.NoError(t, err)
+
+	mux := func(t *testing.T, insp feed.Inspector, sla time.Duration) (http.Handler, *lag.Monitor) {
+		t.Helper()
+		mon, err := lag.NewMonitor(insp, &lag.Config{Projections: []lag.Target{{Name: "p", SLA: sla}}, Logger: slog.New(slog.DiscardHandler)})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(t.Context())
+		h, done := opsMux(ctx, prometheus.NewRegistry(), mon, http.NotFoundHandler())
+		t.Cleanup(func() { cancel(); <-done })
+		return h, mon
+	}
+
+	t.Run("passes", func(t *testing.T) {
+		t.Parallel()
+		insp := &downInspector{Inspector: store}
+		h, mon := mux(t, insp, time.Hour)
+		// The mux learns of a pass once it ends: a few passes may go by.
+		await := func(code int, body string) {
+			t.Helper()
+			require.Eventually(t, func() bool {
+				c, b := healthz(t, h, mon)
+				return c == code && b == body
+			}, 10*time.Second, time.Millisecond, "want %d %q", code, body)
+		}
+		insp.down.Store(true)
+		await(http.StatusServiceUnavailable, "the last lag pass failed (it has not succeeded yet; the log says why)\n")
+		insp.down.Store(false)
+		await(http.StatusOK, "ok\n")
+		last := mon.Reports()[0].At
+		insp.down.Store(true)
+		await(http.StatusServiceUnavailable, "the last lag pass failed (the last success was at "+last.UTC().Format(time.RFC3339)+"; the log says why)\n")
+		insp.down.Store(false)
+		await(http.StatusOK, "ok\n")
+	})
+	t.Run("breach", func(t *testing.T) {
+		t.Parallel()
+		// p has not processed the event, which has waited longer than 1ns.
+		h, mon := mux(t, store, time.Nanosecond)
+		code, body := healthz(t, h, mon)
+		require.Equal(t, http.StatusServiceUnavailable, code)
+		require.Contains(t, body, "projection p breaches its SLA")
+	})
 }

@@ -118,6 +118,14 @@ func (h *LagHistory) Record(reports []lag.Report) {
 // Follow records the reports of every pass mon runs until ctx ends. Run it
 // in its own goroutine beside a started Monitor.
 func (h *LagHistory) Follow(ctx context.Context, mon *lag.Monitor) {
+	EachPass(ctx, mon, h.Record)
+}
+
+// EachPass calls fn with mon's reports after every pass it runs, until ctx
+// ends. A failed pass leaves the reports of the last successful one, which
+// fn then sees again (with their time). Passes that end while fn runs are
+// taken together: fn sees the newest reports.
+func EachPass(ctx context.Context, mon *lag.Monitor, fn func([]lag.Report)) {
 	for {
 		// Taken before the pass it waits for, so no pass is missed between
 		// recording one and waiting for the next.
@@ -126,7 +134,7 @@ func (h *LagHistory) Follow(ctx context.Context, mon *lag.Monitor) {
 		case <-ctx.Done():
 			return
 		case <-passed:
-			h.Record(mon.Reports())
+			fn(mon.Reports())
 		}
 	}
 }

@@ -10,8 +10,8 @@ import (
 	"github.com/converge-es/converge/events/pgstore"
 )
 
-// Shared by the operator's commands (projections, dead-letters): how they
-// open the store and how --wait waits.
+// Shared by the operator's commands (projections, dead-letters, sagas): how
+// they open the store and how --wait waits.
 
 // exitTimedOut is the exit status of a --wait that ran out: the request
 // stays recorded and may still be carried out.

@@ -56,7 +56,8 @@ retry and cancel record a request that an engine running the saga type
 carries out at its next parked-step pass (within its sweep interval, 5s by
 default), with the outcome in the instance's history. They wait up to --wait
 for it and say what happened; with no engine running, the request stays
-until one starts.`,
+until one starts. Exit status: 0 carried out (or recorded, with --wait 0),
+1 on an error, 4 when --wait ran out first (the request stays recorded).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
@@ -292,7 +293,7 @@ func (c *sagasCmd) request(cmd *cobra.Command, id string, wait time.Duration, do
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-deadline.C:
-			return fmt.Errorf("%s/%s: no engine running saga type %s took the request within %s; it stays recorded and runs when one does (start it, or wait longer with --wait)", typ, id, typ, wait)
+			return &timedOutError{what: fmt.Sprintf("%s/%s: no engine running saga type %s took the request within %s; it stays recorded and runs when one does (start it, or wait longer with --wait)", typ, id, typ, wait)}
 		case <-tick.C:
 		}
 	}

@@ -211,3 +211,46 @@ func kindsOf(t *testing.T, eng *saga.Engine, id string) []string {
 	}
 	return out
 }
+
+// TestSagasRetryWaitRunsOut: with no engine running the saga type, retry
+// and cancel record their request, and a --wait that runs out exits with
+// status 4, as projections and dead-letters do; the request stays.
+func TestSagasRetryWaitRunsOut(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, store := newJobsStore(t)
+	jobs := saga.New[cliJob]("jobs", nil)
+	saga.StartOn(jobs, func(e cliJobStarted, _ events.Envelope) string { return e.ID },
+		func(*saga.Step[cliJob], cliJobStarted) error { return saga.Permanent(errBrokenJob) })
+	eng, err := saga.NewEngine(&saga.EngineConfig{Store: store, Sagas: []saga.Definition{jobs}})
+	require.NoError(t, err)
+	// One step, run by hand in a unit: no engine is left running after it.
+	res, err := store.Append(ctx, "job", events.AnyVersion, events.Event{Data: cliJobStarted{ID: "bad"}})
+	require.NoError(t, err)
+	envs, err := store.ReadStream(ctx, "job", res.LastVersion, 1)
+	require.NoError(t, err)
+	u, err := store.Checkpoints().Begin(ctx)
+	require.NoError(t, err)
+	err = eng.Handle(u.Context(events.ContextWithUnit(ctx, u)), envs[0])
+	if err == nil {
+		err = u.Commit(ctx)
+	}
+	if err != nil {
+		_ = u.Rollback(ctx)
+	}
+	require.NoError(t, err)
+
+	conn := []string{"--database-url", db.URL, "--schema", db.Schema}
+	for _, args := range [][]string{{"retry", "bad"}, {"cancel", "bad"}} {
+		_, err = runCLI(t, append(append([]string{"sagas"}, args...), append(conn, "--wait", "100ms")...)...)
+		require.ErrorContains(t, err, "no engine running saga type jobs took the request within 100ms")
+		var ec interface{ ExitCode() int }
+		require.ErrorAs(t, err, &ec)
+		require.Equal(t, 4, ec.ExitCode(), args)
+	}
+	op, err := saga.NewOperator(&saga.OperatorConfig{Source: store})
+	require.NoError(t, err)
+	_, pending, err := op.Pending(ctx, "jobs", "bad")
+	require.NoError(t, err)
+	require.True(t, pending, "the request stays recorded")
+}

@@ -121,6 +121,13 @@ accepts connections, and stops gracefully on SIGINT or SIGTERM.`,
 const serveStock = 1_000_000
 
 func (c *serveCmd) run(ctx context.Context, out, errOut io.Writer) error {
+	// Bind first: an address that cannot be served (taken, out of range)
+	// fails before the workflow starts, migrates or loads anything.
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", c.listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", c.listen, err)
+	}
+	defer func() { _ = ln.Close() }() // Serve closes it too; this covers the early returns
 	log := slog.New(slog.NewTextHandler(errOut, nil))
 	store, closeStore, err := c.openStore(ctx, log)
 	if err != nil {
@@ -184,10 +191,6 @@ func (c *serveCmd) run(ctx context.Context, out, errOut io.Writer) error {
 		}
 	}()
 
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", c.listen)
-	if err != nil {
-		return fmt.Errorf("--listen %s: %w", c.listen, err)
-	}
 	hs := &http.Server{Handler: ops, ReadHeaderTimeout: 5 * time.Second}
 	fmt.Fprintf(out, "listening on %s\n", ln.Addr())
 	errc := make(chan error, 1)

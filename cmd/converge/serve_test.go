@@ -5,8 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -335,4 +338,29 @@ func TestServeHealthz(t *testing.T) {
 		require.Equal(t, http.StatusServiceUnavailable, code)
 		require.Contains(t, body, "projection p breaches its SLA")
 	})
+}
+
+// TestServeRefusesAnAddressItCannotBind: an out-of-range port (random) or
+// a taken address fails with the --listen error before anything else:
+// nothing is printed and the database is not even migrated.
+func TestServeRefusesAnAddressItCannotBind(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t, &pgtest.Config{SkipMigrate: true})
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 3))
+	taken, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+	for _, addr := range []string{
+		fmt.Sprint("127.0.0.1:", 65536+rng.IntN(1<<30)),
+		taken.Addr().String(),
+	} {
+		out, err := runCLI(t, "serve", "--listen", addr, "--database-url", db.URL, "--schema", db.Schema)
+		require.ErrorContains(t, err, "--listen "+addr, addr)
+		require.NotContains(t, out, "listening on", addr)
+	}
+	var migrated bool
+	require.NoError(t, db.Pool.QueryRow(t.Context(), "SELECT to_regclass($1) IS NOT NULL", db.Schema+".events").Scan(&migrated))
+	require.False(t, migrated, "serve failed before it migrated the schema")
 }

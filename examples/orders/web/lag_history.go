@@ -93,7 +93,8 @@ func NewLagHistory(cfg *LagHistoryConfig) *LagHistory {
 	return &LagHistory{cfg: c, byKey: map[string]*lagSeries{}}
 }
 
-// Record adds one pass's reports.
+// Record adds one pass's reports. A report equal to its projection's last
+// (a failed pass leaves the last good pass's reports) adds no point.
 func (h *LagHistory) Record(reports []lag.Report) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -103,6 +104,10 @@ func (h *LagHistory) Record(reports []lag.Report) {
 			s = &lagSeries{points: make([]LagPoint, 0, h.cfg.MaxPoints)}
 			h.byKey[r.Name] = s
 			h.order = append(h.order, r.Name)
+		} else if r == s.last {
+			// The same sample again: a failed pass leaves the last good
+			// one's reports, which are not a new point on the chart.
+			continue
 		}
 		s.last = r
 		p := LagPoint{At: r.At.UnixMilli(), TimeLagMillis: r.TimeLag.Milliseconds(), Behind: r.PositionLag, Breached: r.Breached}
@@ -123,7 +128,8 @@ func (h *LagHistory) Follow(ctx context.Context, mon *lag.Monitor) {
 
 // EachPass calls fn with mon's reports after every pass it runs, until ctx
 // ends. A failed pass leaves the reports of the last successful one, which
-// fn then sees again (with their time). Passes that end while fn runs are
+// fn then sees again (with their time; Record keeps a report equal to a
+// projection's last one once). Passes that end while fn runs are
 // taken together: fn sees the newest reports.
 func EachPass(ctx context.Context, mon *lag.Monitor, fn func([]lag.Report)) {
 	for {

@@ -165,3 +165,21 @@ func TestLagHistory_Property(t *testing.T) {
 		})
 	}
 }
+
+// TestLagHistoryKeepsARepeatedReportOnce: the reports of a failed pass are
+// the last good pass's again; recorded any number of times they make one
+// point, and the next real report makes the next.
+func TestLagHistoryKeepsARepeatedReportOnce(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	h := web.NewLagHistory(nil)
+	now := time.Now()
+	r := lag.Report{Name: "order_summary", SLA: time.Second, At: now, TimeLag: time.Duration(rng.IntN(5000)) * time.Millisecond}
+	for range 1 + rng.IntN(10) {
+		h.Record([]lag.Report{r})
+	}
+	require.Len(t, h.Snapshot(now).Projections[0].Points, 1)
+	r.At = now.Add(time.Second)
+	h.Record([]lag.Report{r})
+	require.Len(t, h.Snapshot(r.At).Projections[0].Points, 2)
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -253,4 +254,16 @@ func TestSagasRetryWaitRunsOut(t *testing.T) {
 	_, pending, err := op.Pending(ctx, "jobs", "bad")
 	require.NoError(t, err)
 	require.True(t, pending, "the request stays recorded")
+}
+
+// TestSagasCommandsTakeOneID: show, retry and cancel with no id or several
+// say what they take and where to find ids.
+func TestSagasCommandsTakeOneID(t *testing.T) {
+	t.Parallel()
+	for _, sub := range []string{"show", "retry", "cancel"} {
+		for _, ids := range [][]string{nil, {"a", "b"}} {
+			_, err := runCLI(t, append([]string{"sagas", sub}, ids...)...)
+			require.ErrorContains(t, err, fmt.Sprintf("converge sagas %s takes one instance id, got %d (list them with `converge sagas list`)", sub, len(ids)))
+		}
+	}
 }

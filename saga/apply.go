@@ -361,7 +361,7 @@ func (e *Engine) failStep(ctx context.Context, rows feed.Rows, in *instance, env
 		in.Parked = nil
 	}
 	in.Status, in.Reason = StatusFailed, cause.Error()
-	failed := env
+	failed := stow(env)
 	in.Failed = &failed
 	if err := e.record(ctx, rows, in, about(env, KindFailed, cause.Error())); err != nil {
 		return err

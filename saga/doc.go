@@ -164,7 +164,10 @@
 // (not its other commands either) and never fails the unit, which the
 // runtime would retry and then halt, holding up every other instance of
 // the partition. A history entry's detail (a command's payload, say) is
-// cut at 4 KiB, saying its full size.
+// cut at 4 KiB, saying its full size. A parked, failed or queued message
+// keeps a payload of up to 16 KiB in its row; a larger one (events may be
+// as large as the store's Limits allow, rows hold 1 MiB with the state) is
+// read back from its stream when the message runs.
 //
 // # Operations
 //

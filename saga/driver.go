@@ -221,6 +221,9 @@ func (e *Engine) resumeOne(ctx context.Context, u feed.Unit, saga, id string) (b
 		if !p.RetryAt.IsZero() && e.cfg.Clock.Now().Before(p.RetryAt) {
 			return false, nil
 		}
+		if p.Env, err = e.unstow(ctx, p.Env); err != nil {
+			return false, err
+		}
 		targets, v, err := e.route(p.Env)
 		if err != nil {
 			return false, e.failStep(ctx, rows, in, p.Env, err)
@@ -266,6 +269,9 @@ func (e *Engine) resumeOne(ctx context.Context, u feed.Unit, saga, id string) (b
 	var env events.Envelope
 	if err := json.Unmarshal(row.Value, &env); err != nil {
 		return false, fmt.Errorf("saga: queued message of %s/%s does not decode: %w", saga, id, err)
+	}
+	if env, err = e.unstow(ctx, env); err != nil {
+		return false, err
 	}
 	targets, v, err := e.route(env)
 	if err != nil {

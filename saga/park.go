@@ -30,7 +30,7 @@ type parkReason struct {
 // messages queue behind it and the consumer moves on.
 func (e *Engine) park(ctx context.Context, rows feed.Rows, in *instance, env events.Envelope, r parkReason, prev *parked) error {
 	now := e.cfg.Clock.Now().UTC()
-	p := &parked{Env: env, Models: r.models, Token: r.token, Since: now, Waiting: now, RetryAt: r.retryAt, Attempts: r.attempts, Resume: in.Status}
+	p := &parked{Env: stow(env), Models: r.models, Token: r.token, Since: now, Waiting: now, RetryAt: r.retryAt, Attempts: r.attempts, Resume: in.Status}
 	if r.err != nil {
 		p.LastError = r.err.Error()
 	}
@@ -119,7 +119,7 @@ func (e *Engine) awaitNewerBuild(ctx context.Context, rows feed.Rows, s *compile
 
 // enqueue queues a message behind the instance's parked or failed step.
 func (e *Engine) enqueue(ctx context.Context, rows feed.Rows, in *instance, env events.Envelope) error {
-	b, err := json.Marshal(env)
+	b, err := json.Marshal(stow(env))
 	if err != nil {
 		return fmt.Errorf("saga: encode queued message %s: %w", env.ID, err)
 	}
@@ -180,4 +180,39 @@ func (e *Engine) ignoreMissing(ctx context.Context, rows feed.Rows, saga, id str
 		u.AfterCommit(func() { e.metrics.Ignored.WithLabelValues(saga, "no_instance").Inc() })
 	}
 	return nil
+}
+
+// maxInlinePayload is the largest payload a parked, failed or queued
+// message keeps in its row; a larger one is read back from the store when
+// the message runs. Rows hold at most events.DefaultMaxPayloadBytes, while
+// an event may be as large as the store's Limits allow, and an instance
+// row holds the state too.
+const maxInlinePayload = 16 << 10
+
+// stow returns env as a parked, failed or queued message keeps it: a
+// large payload is left out, to be read back by unstow. A stored event
+// always has a payload (one JSON document); the one left out is encoded as
+// null, and an event whose payload really is null is simply read back.
+func stow(env events.Envelope) events.Envelope {
+	if len(env.Payload) > maxInlinePayload {
+		env.Payload = nil
+	}
+	return env
+}
+
+// unstow returns the message stow kept, its payload read back from the
+// store when stow left it out. Events are never changed, so it is the
+// message as it was delivered.
+func (e *Engine) unstow(ctx context.Context, env events.Envelope) (events.Envelope, error) {
+	if len(env.Payload) > 0 && string(env.Payload) != "null" {
+		return env, nil
+	}
+	got, err := e.cfg.Store.ReadStream(ctx, env.StreamID, env.Version, 1)
+	if err != nil {
+		return env, fmt.Errorf("saga: read back message %s (%s version %d): %w", env.ID, env.StreamID, env.Version, err)
+	}
+	if len(got) != 1 || got[0].ID != env.ID {
+		return env, fmt.Errorf("saga: message %s is no longer at %s version %d", env.ID, env.StreamID, env.Version)
+	}
+	return got[0], nil
 }

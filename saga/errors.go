@@ -14,8 +14,9 @@ var (
 	ErrNoUnit = errors.New("saga: no unit of work in the context (run the engine's handler on feed.Processor, which gives every event a unit)")
 	// ErrCorrelation is wrapped when a correlation function returns "",
 	// panics, or returns an id longer than MaxInstanceIDLength or holding
-	// invalid UTF-8 or a control character: the event cannot be routed to
-	// an instance.
+	// invalid UTF-8 or a control character (C1 controls and the separators
+	// U+2028 and U+2029 included, as in stream ids): the event cannot be
+	// routed to an instance.
 	ErrCorrelation = errors.New("saga: correlation failed")
 	// ErrNotFound is returned by the operations API for an unknown instance.
 	ErrNotFound = errors.New("saga: instance not found")

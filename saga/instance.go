@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/converge-es/converge/events"
@@ -259,12 +260,17 @@ func parseTimeKey(key string) (time.Time, string, error) {
 	return time.Unix(0, n).UTC(), rest, nil
 }
 
+// checkText is the rule for instance ids and timer names, the one stream
+// ids and type names follow: valid UTF-8 without control characters
+// (Unicode's Cc, the C1 controls such as U+0085 included) or the line and
+// paragraph separators U+2028 and U+2029, which would break a timeline or
+// a terminal line apart.
 func checkText(s string) error {
 	if !utf8.ValidString(s) {
 		return errors.New("not valid UTF-8")
 	}
 	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
+		if unicode.Is(unicode.Cc, r) || r == '\u2028' || r == '\u2029' {
 			return fmt.Errorf("contains control character %U", r)
 		}
 	}

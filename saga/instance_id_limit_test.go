@@ -73,3 +73,37 @@ func TestInstanceIDLengthLimit(t *testing.T) {
 		require.Equal(t, float64(n), testutil.ToFloat64(fx.Engine().Metrics().BadInput.WithLabelValues("correlation")), "each id over the limit is bad input")
 	})
 }
+
+// TestInstanceIDsFollowTheTextRule: an id within the length limit that
+// holds a character stream ids refuse (a C0 or C1 control, DEL, U+2028 or
+// U+2029, anywhere) is refused with ErrCorrelation and counted as bad
+// input, like one over the limit; ids without one start instances.
+func TestInstanceIDsFollowTheTextRule(t *testing.T) {
+	t.Parallel()
+	seed := randomSeed(t)
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
+		rng := rand.New(rand.NewPCG(seed, 73))
+		s := saga.New[orderState]("text_rule", nil)
+		saga.StartOn(s, byOrder[OrderPlaced], func(*saga.Step[orderState], OrderPlaced) error { return nil })
+		// No read model: the test's own model keys rows by order id,
+		// which the row rules would refuse first.
+		fx := newFixture(t, mk, setup{config: func(c *sagatest.Config) { c.Sagas, c.Models = []saga.Definition{s}, nil }})
+		bad := 0
+		for i := range 12 {
+			rs := []rune(randomID(rng, 1+rng.IntN(saga.MaxInstanceIDLength-4)))
+			if rng.IntN(2) == 0 {
+				id := string(rs)
+				fx.When(sagatest.Event{Stream: fmt.Sprint("order-text-", i), Data: OrderPlaced{OrderID: id, Total: 1}})
+				fx.ExpectStatus("text_rule", id, saga.StatusRunning)
+				continue
+			}
+			k := rng.IntN(len(rs) + 1)
+			id := string(rs[:k]) + randomControl(rng) + string(rs[k:])
+			err := fx.TryWhen(sagatest.Event{Stream: fmt.Sprint("order-text-", i), Data: OrderPlaced{OrderID: id, Total: 1}})
+			require.ErrorIs(t, err, saga.ErrCorrelation, "id %q", id)
+			require.ErrorContains(t, err, "control character")
+			bad++
+		}
+		require.Equal(t, float64(bad), testutil.ToFloat64(fx.Engine().Metrics().BadInput.WithLabelValues("correlation")))
+	})
+}

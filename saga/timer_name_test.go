@@ -13,6 +13,21 @@ import (
 	"github.com/converge-es/converge/saga/sagatest"
 )
 
+// randomControl returns one character the text rule refuses: a C0 or C1
+// control, DEL, or a line or paragraph separator.
+func randomControl(rng *rand.Rand) string {
+	switch rng.IntN(4) {
+	case 0:
+		return string(rune(rng.IntN(0x20)))
+	case 1:
+		return string(rune(0x80 + rng.IntN(0x20)))
+	case 2:
+		return "\u007f"
+	default:
+		return []string{"\u2028", "\u2029"}[rng.IntN(2)]
+	}
+}
+
 // randomTimerName returns a timer name and whether the documented rule
 // allows it: 1 to MaxTimerNameLength bytes of valid UTF-8 without control
 // characters.
@@ -23,10 +38,10 @@ func randomTimerName(rng *rand.Rand) (string, bool) {
 	case 1:
 		return randomID(rng, saga.MaxTimerNameLength+1+rng.IntN(400)), false
 	case 2:
-		n := 1 + rng.IntN(saga.MaxTimerNameLength-1)
-		b := []byte(randomID(rng, n))
-		b[rng.IntN(len(b))] = byte(rng.IntN(0x20)) // a control byte
-		return string(b), false
+		// Within the length limit, with one refused character anywhere.
+		rs := []rune(randomID(rng, rng.IntN(saga.MaxTimerNameLength-3)))
+		k := rng.IntN(len(rs) + 1)
+		return string(rs[:k]) + randomControl(rng) + string(rs[k:]), false
 	case 3:
 		return randomID(rng, saga.MaxTimerNameLength-1) + "\xff", false // not UTF-8
 	default:

@@ -113,10 +113,16 @@ func NewProcessor(cfg *ProcessorConfig) (*Processor, error) {
 // AddHandlers adds handlers (Handle, or any cqrs.CommandHandler) to the
 // router. Add them before the router runs.
 func (p *Processor) AddHandlers(handlers ...cqrs.CommandHandler) error {
+	m := Marshaler{Registry: p.cfg.Store.Registry()}
+	for _, h := range handlers {
+		if name := m.Name(h.NewCommand()); len(name) > MaxTypeNameLength {
+			return fmt.Errorf("command: handler %s: command type %q is %d bytes; command streams allow type names of at most %d (register the type under a shorter name)",
+				h.HandlerName(), name, len(name), MaxTypeNameLength)
+		}
+	}
 	if err := p.cp.AddHandlers(handlers...); err != nil {
 		return fmt.Errorf("command: %w", err)
 	}
-	m := Marshaler{Registry: p.cfg.Store.Registry()}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, h := range handlers {

@@ -56,6 +56,11 @@ func StreamFor(commandType, correlation string) string {
 	return s
 }
 
+// MaxTypeNameLength is the longest stored command type name whose commands
+// always have a stream: StreamFor's hashed form (category, "-#" and 32 hex
+// digits) still fits events.MaxStreamIDLength.
+const MaxTypeNameLength = events.MaxStreamIDLength - len(StreamPrefix) - 2 - 32
+
 // CausalToken returns the consistency token a command carries
 // (MetaCausalToken): a command handler that reads read models waits for
 // them to reach it (as a feed.Processor Gate, say). False when the command

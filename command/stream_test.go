@@ -1,15 +1,23 @@
 package command_test
 
 import (
+	"context"
+	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"testing/quick"
+	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/components/cqrs"
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/command"
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
+	"github.com/converge-es/converge/events/memstore"
 )
 
 // TestStreamForIsInTheTypesCategory: a command's stream, for any type and
@@ -68,4 +76,36 @@ func TestStreamForIsAlwaysAValidStream(t *testing.T) {
 		return (s == plain) == (events.ValidateStreamID(plain) == nil)
 	}
 	require.NoError(t, quick.Check(valid, &quick.Config{MaxCount: 5000}))
+}
+
+// TestTypeNameLimitKeepsEveryStreamValid: a command type name of up to
+// MaxTypeNameLength bytes has a valid stream for any correlation, and
+// AddHandlers refuses a handler for a longer one, naming the limit.
+// Lengths are random around the limit.
+func TestTypeNameLimitKeepsEveryStreamValid(t *testing.T) {
+	t.Parallel()
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 11))
+	for range 20 {
+		n := command.MaxTypeNameLength - 8 + rng.IntN(17)
+		name := "a" + strings.Repeat("b", n-1)
+		reg := events.NewRegistry()
+		events.Register[Deposit](reg, name)
+		store, err := memstore.New(&memstore.Config{Registry: reg})
+		require.NoError(t, err)
+		router, err := message.NewRouter(message.RouterConfig{}, watermill.NopLogger{})
+		require.NoError(t, err)
+		p, err := command.NewProcessor(&command.ProcessorConfig{Store: store, Router: router})
+		require.NoError(t, err)
+		err = p.AddHandlers(cqrs.NewCommandHandler("deposit", func(context.Context, *Deposit) error { return nil }))
+		if n <= command.MaxTypeNameLength {
+			require.NoError(t, err, "%d bytes", n)
+			long := strings.Repeat("é", 100) // the longest instance id
+			require.NoError(t, events.ValidateStreamID(command.StreamFor(name, long)), "%d bytes", n)
+		} else {
+			require.ErrorContains(t, err, fmt.Sprintf("is %d bytes; command streams allow type names of at most %d", n, command.MaxTypeNameLength))
+		}
+		require.NoError(t, store.Close())
+	}
 }

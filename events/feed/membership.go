@@ -43,7 +43,12 @@ type membership struct {
 func (m *membership) run(ctx context.Context) {
 	failing := false
 	for {
-		hctx, cancel := context.WithTimeout(ctx, m.ttl)
+		// Not cancelled with ctx: a heartbeat abandoned mid-flight can
+		// still land on the server after leave's delete and bring this
+		// member back for a whole TTL, holding half the partitions of a
+		// group it has left. Waiting for it (at most a TTL, as leave
+		// waits) orders the two.
+		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.ttl)
 		members, err := m.cps.Heartbeat(hctx, m.group, m.member, m.ttl)
 		cancel()
 		switch {

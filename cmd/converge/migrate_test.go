@@ -188,7 +188,7 @@ func TestUsageErrorsPointAtHelp(t *testing.T) {
 	t.Parallel()
 	for args, want := range map[string]string{
 		"nosuch":          "unknown command \"nosuch\" for \"converge\" (see `converge --help`)",
-		"migrate extra":   "unknown command \"extra\" for \"converge migrate\" (see `converge --help`)",
+		"migrate extra":   "unknown command \"extra\" for \"converge migrate\" (see `converge migrate --help`)",
 		"migrate --bogus": "unknown flag: --bogus (see `converge migrate --help`)",
 	} {
 		_, err := runCLI(t, strings.Fields(args)...)
@@ -208,7 +208,7 @@ func TestMistypedSubcommandsFail(t *testing.T) {
 		}
 		args := append(strings.Fields(c.CommandPath())[1:], "nosuch")
 		out, err := runCLI(t, args...)
-		require.ErrorContains(t, err, `unknown command "nosuch" for "`+c.CommandPath()+`"`, args)
+		require.ErrorContains(t, err, `unknown command "nosuch" for "`+c.CommandPath()+"\" (see `"+c.CommandPath()+" --help`)", args)
 		require.Empty(t, out, args)
 		for _, sub := range c.Commands() {
 			walk(sub)

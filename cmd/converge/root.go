@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -75,11 +76,20 @@ PGSSLMODE, ...) fill in what the URL leaves out.`,
 
 // execute runs root and adds to cobra's "unknown command" errors (a
 // mistyped command, or arguments to a command that takes none) where the
-// commands are listed; cobra gives them no type to match, only this prefix.
+// commands are listed: the help of the command the error names. cobra
+// gives them no type to match, only this form:
+// unknown command "x" for "converge group".
 func execute(ctx context.Context, root *cobra.Command) error {
 	err := root.ExecuteContext(ctx)
-	if err != nil && strings.HasPrefix(err.Error(), "unknown command ") {
-		return fmt.Errorf("%w (see `converge --help`)", err)
+	if err == nil || !strings.HasPrefix(err.Error(), "unknown command ") {
+		return err
 	}
-	return err
+	path := "converge"
+	if m := unknownFor.FindStringSubmatch(err.Error()); m != nil {
+		path = m[1]
+	}
+	return fmt.Errorf("%w (see `%s --help`)", err, path)
 }
+
+// unknownFor finds the command path in cobra's unknown-command error.
+var unknownFor = regexp.MustCompile(`" for "([^"]+)"`)

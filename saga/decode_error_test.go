@@ -1,9 +1,12 @@
 package saga_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"testing"
 
 	"github.com/google/uuid"
@@ -57,4 +60,49 @@ func TestUndecodableEventIsAnError(t *testing.T) {
 		require.Equal(t, before, sagaRows(t, b.store, false), "nothing was written")
 		require.Equal(t, float64(delivered), testutil.ToFloat64(b.engine.Metrics().BadInput.WithLabelValues("decode")), "each undecodable event is counted once")
 	})
+}
+
+// TestUndecodableEventIsLogged: the engine logs an event it cannot
+// decode, naming it, its type and schema version, as it logs one it
+// cannot route.
+func TestUndecodableEventIsLogged(t *testing.T) {
+	t.Parallel()
+	var buf syncBuffer
+	store := newStore(t, nil)
+	eng, err := saga.NewEngine(&saga.EngineConfig{
+		Store: store, Sagas: []saga.Definition{orderSaga(false, nil)},
+		Logger: slog.New(slog.NewJSONHandler(&buf, nil)),
+	})
+	require.NoError(t, err)
+	env := events.Envelope{ID: uuid.NewString(), StreamID: "order-1", Type: "order.placed", SchemaVersion: 1, Version: 1, Payload: json.RawMessage(`{"order_id":5}`)}
+	err = drive.Unit(context.Background(), store, 0, func(ctx context.Context) error { return eng.Handle(ctx, env) })
+	require.ErrorIs(t, err, events.ErrDecode)
+	var line struct {
+		Level, Msg    string
+		SchemaVersion int `json:"schema_version"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(buf.String()), &line), buf.String())
+	require.Equal(t, "ERROR", line.Level)
+	require.Equal(t, "saga: cannot decode event", line.Msg)
+	require.Contains(t, buf.String(), `"event_id":"`+env.ID+`"`)
+	require.Contains(t, buf.String(), `"type":"order.placed"`)
+	require.Equal(t, 1, line.SchemaVersion)
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and the test at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

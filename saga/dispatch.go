@@ -72,6 +72,7 @@ func (e *Engine) Handle(ctx context.Context, env events.Envelope) error {
 	targets, v, err := e.route(env)
 	if err != nil {
 		e.metrics.BadInput.WithLabelValues("decode").Inc()
+		e.log.ErrorContext(ctx, "saga: cannot decode event", "event_id", env.ID, "type", env.Type, "schema_version", env.SchemaVersion, "error", err)
 		return err
 	}
 	if len(targets) == 0 {

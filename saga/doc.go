@@ -154,8 +154,8 @@
 // with no upcaster in this build) makes it return the registry's error,
 // wrapping events.ErrDecode, before any instance is touched. Both are
 // counted at every delivery
-// (converge_saga_bad_input_total{kind="correlation"|"decode"}), a failed
-// correlation is logged with the event's id, and the runtime's failure policy retries the event with backoff, then
+// (converge_saga_bad_input_total{kind="correlation"|"decode"}), both are
+// logged with the event's id, and the runtime's failure policy retries the event with backoff, then
 // halts or dead-letters it with the reason: fix the correlation function,
 // the registration or the upcaster, deploy, and let the runtime (or a
 // replay of the dead letter) deliver it again. Nothing is dropped

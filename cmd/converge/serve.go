@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -174,12 +173,10 @@ func (c *serveCmd) run(ctx context.Context, out, errOut io.Writer) error {
 
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{}, 2)
-	ops, opsDone := opsMux(bg, reg, mon, srv.Handler())
 	defer func() {
 		stopBG()
 		<-done
 		<-done
-		<-opsDone
 	}()
 	go func() { defer func() { done <- struct{}{} }(); hist.Follow(bg, mon) }()
 	go func() {
@@ -191,7 +188,7 @@ func (c *serveCmd) run(ctx context.Context, out, errOut io.Writer) error {
 		}
 	}()
 
-	hs := &http.Server{Handler: ops, ReadHeaderTimeout: 5 * time.Second}
+	hs := &http.Server{Handler: opsMux(reg, mon, srv.Handler()), ReadHeaderTimeout: 5 * time.Second}
 	fmt.Fprintf(out, "listening on %s\n", ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -269,46 +266,8 @@ func (cs collectorFuncs) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// passHealth follows the lag monitor's passes and knows whether the last
-// one failed: the monitor keeps the reports of the last successful pass,
-// so a pass that ends without new reports failed. Every report of a pass
-// carries its time, and serve's monitor always reports its projections.
-type passHealth struct {
-	mu sync.Mutex
-	// last is the time of the newest successful pass seen.
-	last time.Time
-	// failed says the last pass that ended left the reports as they were.
-	failed bool
-}
-
-// observe takes the reports after a pass.
-func (h *passHealth) observe(rs []lag.Report) {
-	var at time.Time
-	if len(rs) > 0 {
-		at = rs[0].At
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.failed = !at.After(h.last)
-	if !h.failed {
-		h.last = at
-	}
-}
-
-// lastFailed says whether the last lag pass failed, and when the last one
-// succeeded (zero: never).
-func (h *passHealth) lastFailed() (bool, time.Time) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.failed, h.last
-}
-
-// opsMux serves /metrics, /lag and /healthz beside app. It follows mon's
-// passes for /healthz until ctx ends, then closes done.
-func opsMux(ctx context.Context, reg *prometheus.Registry, mon *lag.Monitor, app http.Handler) (_ http.Handler, done <-chan struct{}) {
-	health := &passHealth{}
-	followed := make(chan struct{})
-	go func() { defer close(followed); web.EachPass(ctx, mon, health.observe) }()
+// opsMux serves /metrics, /lag and /healthz beside app.
+func opsMux(reg *prometheus.Registry, mon *lag.Monitor, app http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", lag.Handler(reg))
 	mux.HandleFunc("GET /lag", func(w http.ResponseWriter, _ *http.Request) {
@@ -316,7 +275,7 @@ func opsMux(ctx context.Context, reg *prometheus.Registry, mon *lag.Monitor, app
 		_ = json.NewEncoder(w).Encode(nonNil(mon.Reports()))
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if failed, last := health.lastFailed(); failed {
+		if last, err := mon.LastPass(); err != nil {
 			since := "it has not succeeded yet"
 			if !last.IsZero() {
 				since = "the last success was at " + last.UTC().Format(time.RFC3339)
@@ -333,7 +292,7 @@ func opsMux(ctx context.Context, reg *prometheus.Registry, mon *lag.Monitor, app
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.Handle("/", app)
-	return mux, followed
+	return mux
 }
 
 func nonNil(rs []lag.Report) []lag.Report {

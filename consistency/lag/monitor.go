@@ -33,6 +33,10 @@ type Monitor struct {
 
 	mu   sync.Mutex
 	last []Report
+	// lastErr is the last pass's error (nil when it succeeded) and lastOK
+	// when the last successful pass sampled. Guarded by mu.
+	lastErr error
+	lastOK  time.Time
 
 	passed signal.Broadcast
 
@@ -93,6 +97,9 @@ func (m *Monitor) Check(ctx context.Context) ([]Report, error) {
 
 	reports, err := m.sample(ctx)
 	if err != nil {
+		m.mu.Lock()
+		m.lastErr = err
+		m.mu.Unlock()
 		return nil, err
 	}
 	var fire []func()
@@ -102,7 +109,10 @@ func (m *Monitor) Check(ctx context.Context) ([]Report, error) {
 	m.forgetGone(reports)
 
 	m.mu.Lock()
-	m.last = reports
+	m.last, m.lastErr, m.lastOK = reports, nil, m.cfg.Clock.Now()
+	if len(reports) > 0 {
+		m.lastOK = reports[0].At
+	}
 	m.mu.Unlock()
 	// Hooks run last, when Reports already answers with this pass.
 	for _, f := range fire {
@@ -117,6 +127,16 @@ func (m *Monitor) Reports() []Report {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return cloneReports(m.last)
+}
+
+// LastPass says how the last pass ended: its error, nil when it succeeded
+// (or none has run), and when the last successful pass sampled (zero
+// before one has). Reports keeps the last successful pass's reports, so
+// this is what tells a health check that the monitor is failing.
+func (m *Monitor) LastPass() (lastSuccess time.Time, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lastOK, m.lastErr
 }
 
 // Passed returns a channel closed when the next pass ends, successful or

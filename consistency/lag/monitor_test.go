@@ -266,12 +266,21 @@ converge_read_horizon_age_seconds 1.5
 	require.NoError(t, testutil.GatherAndCompare(b.reg, strings.NewReader(want)))
 }
 
+// TestFailedPassChangesNothing: a failed pass leaves the last good pass's
+// reports, and LastPass says it failed, and when the last success was,
+// until a pass succeeds again.
 func TestFailedPassChangesNothing(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
+	at, err := b.mon.LastPass()
+	require.NoError(t, err)
+	require.True(t, at.IsZero(), "no pass yet")
 	b.store.commit("orders", b.store.append(1))
 	first, err := b.mon.Check(t.Context())
 	require.NoError(t, err)
+	at, err = b.mon.LastPass()
+	require.NoError(t, err)
+	require.Equal(t, first[0].At, at)
 
 	boom := errors.New("connection refused")
 	b.store.fail(boom)
@@ -279,6 +288,16 @@ func TestFailedPassChangesNothing(t *testing.T) {
 	require.ErrorIs(t, err, boom)
 	require.ErrorContains(t, err, "lag: head of the feed")
 	require.Equal(t, first, b.mon.Reports())
+	failedAt, err := b.mon.LastPass()
+	require.ErrorIs(t, err, boom)
+	require.Equal(t, at, failedAt, "the last success is still the first pass")
+
+	b.store.fail(nil)
+	again, err := b.mon.Check(t.Context())
+	require.NoError(t, err)
+	at, err = b.mon.LastPass()
+	require.NoError(t, err)
+	require.Equal(t, again[0].At, at)
 }
 
 func TestDefaults(t *testing.T) {

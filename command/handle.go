@@ -106,8 +106,7 @@ func Run[C, S any](ctx context.Context, store events.Store, agg events.Aggregate
 		// a retry can never succeed: the sender hears of it as a
 		// rejection, instead of the handler's consumer retrying it for
 		// ever behind the commands that follow.
-		rejected = &RejectedError{Reason: "the store refuses the decision: " + err.Error()}
-		err = rejected
+		err = &RejectedError{Reason: "the store refuses the decision: " + err.Error()}
 	}
 	switch {
 	case errors.As(err, &rejected):

@@ -177,13 +177,6 @@ func (e *Engine) commitStep(ctx context.Context, u feed.Unit, s *compiled, in *i
 			}
 		}
 	}
-	for _, op := range c.timerOps {
-		// A cancel of a name no timer can have does nothing, as Cancel
-		// promises; a schedule under it could never fire into a handler.
-		if err := checkTimerName(op.name); err != nil && !op.cancel {
-			return Permanent(fmt.Errorf("saga %q: Schedule(%q): %w", s.name, op.name, err))
-		}
-	}
 	state, err := json.Marshal(c.state)
 	if err != nil {
 		return Permanent(fmt.Errorf("saga %q: state does not encode as JSON: %w", s.name, err))
@@ -298,6 +291,14 @@ const instanceHeadroom = 64 << 10
 // instance of the partition for one instance's bad data. Refused here, the
 // instance fails with the reason instead, and nothing of the step is kept.
 func (e *Engine) checkStorable(s *compiled, in *instance, c *stepCore, env events.Envelope, need events.Token, state []byte, sends []commandRecord) error {
+	for _, op := range c.timerOps {
+		// A cancel of a name no timer can have does nothing, as Cancel
+		// promises; a schedule under it could never fire into a handler
+		// (and a long one would not fit the timer's row key).
+		if err := checkTimerName(op.name); err != nil && !op.cancel {
+			return fmt.Errorf("saga %q: Schedule(%q): %w", s.name, op.name, err)
+		}
+	}
 	for i, cmd := range sends {
 		stream, ev := commandEvent(s, in, in.Seq+1, env, need, i, cmd)
 		if _, err := events.Prepare(e.reg, e.limits, stream, events.AnyVersion, []events.Event{ev}); err != nil {

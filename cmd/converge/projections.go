@@ -405,7 +405,7 @@ progress): every process running it notices within its status poll interval
 and delivers the failing event again, with a fresh count of attempts. Fix the
 cause first, or it halts again. It reports what was halted.`,
 		Example: `  converge projections resume order_summary`,
-		Args:    oneProjectionName,
+		Args:    exactlyOne("projection name", "converge projections status"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			db, err := dbOptionsFrom(cmd)
 			if err != nil {
@@ -479,7 +479,7 @@ func newProjectionsRequestCmd(op projections.RequestOp) *cobra.Command {
 	c := &projectionsRequestCmd{op: op}
 	cmd := &cobra.Command{
 		Use:  string(op) + " NAME",
-		Args: oneProjectionName,
+		Args: exactlyOne("projection name", "converge projections status"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			db, err := dbOptionsFrom(cmd)
 			if err != nil {
@@ -616,11 +616,13 @@ func (c *projectionsRequestCmd) rebuildProgress(ctx context.Context, store *pgst
 	return fmt.Sprintf("running: building generation %d, %d events behind", gen, rb.behind), nil
 }
 
-// oneProjectionName is the Args check of the commands that act on one
-// projection: the error says where the names are.
-func oneProjectionName(cmd *cobra.Command, args []string) error {
-	if len(args) != 1 {
-		return fmt.Errorf("%s takes one projection name, got %d (list them with `converge projections status`)", cmd.CommandPath(), len(args))
+// exactlyOne is the argument rule of a command that acts on one thing,
+// saying what it takes and which command lists them.
+func exactlyOne(what, list string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != 1 {
+			return fmt.Errorf("%s takes one %s, got %d (list them with `%s`)", cmd.CommandPath(), what, len(args), list)
+		}
+		return nil
 	}
-	return nil
 }

@@ -151,7 +151,7 @@ event type and reason, in every saga type or in --type's. With --json, one
 line per saga type: {"saga", "id", "instance": false, "ignored": [...]}.`,
 		Example: `  converge sagas show order-42
   converge sagas show order-42 --type order_fulfilment --json`,
-		Args: oneInstanceID,
+		Args: exactlyOne("instance id", "converge sagas list"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			op, closeFn, err := c.open(cmd)
 			if err != nil {
@@ -226,7 +226,7 @@ func (c *sagasCmd) retryCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "retry ID",
 		Short: "Run a failed instance's failed step again, or restart a stuck instance's stuck clock",
-		Args:  oneInstanceID,
+		Args:  exactlyOne("instance id", "converge sagas list"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.request(cmd, args[0], wait, func(ctx context.Context, op *saga.Operator, typ string) error {
 				return op.RequestRetry(ctx, typ, args[0])
@@ -243,7 +243,7 @@ func (c *sagasCmd) cancelCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cancel ID",
 		Short: "End an instance: cancel its timers and drop its parked step and queued messages",
-		Args:  oneInstanceID,
+		Args:  exactlyOne("instance id", "converge sagas list"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.request(cmd, args[0], wait, func(ctx context.Context, op *saga.Operator, typ string) error {
 				return op.RequestCancel(ctx, typ, args[0], reason)
@@ -449,14 +449,6 @@ func writeTimeline(w io.Writer, tl saga.Timeline) error {
 		if _, err := fmt.Fprintf(w, "ignored %s %s at %s: %s\n", m.EventType, m.EventID, m.At.Format(time.RFC3339), m.Reason); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// oneInstanceID is the argument rule of show, retry and cancel.
-func oneInstanceID(cmd *cobra.Command, args []string) error {
-	if len(args) != 1 {
-		return fmt.Errorf("%s takes one instance id, got %d (list them with `converge sagas list`)", cmd.CommandPath(), len(args))
 	}
 	return nil
 }

@@ -6,6 +6,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/pgstore"
 	"github.com/converge-es/converge/internal/pgtest"
 	"github.com/converge-es/converge/migrations"
 )
@@ -32,9 +34,7 @@ func TestUpgradeDropsOldProjectionTables(t *testing.T) {
 	exec(`INSERT INTO ` + s + `.read_models (projection, generation, tbl, key, value, major, minor) VALUES ('order_summary', 1, 'orders', 'o-1', '{}', 1, 1)`)
 	exec(`INSERT INTO ` + s + `.checkpoints (name) VALUES ('order_summary'), ('order_summary@rebuild-2'), ('payments'), ('order_summary_v2')`)
 
-	v, err := migrations.Migrate(ctx, db.Pool, cfg)
-	require.NoError(t, err)
-	require.EqualValues(t, 4, v)
+	require.NoError(t, migrations.MigrateTo(ctx, db.Pool, cfg, 4))
 
 	for _, table := range []string{"projections", "projection_generations", "projection_halts", "read_models", "inline_applied", "dead_letters"} {
 		var exists bool
@@ -56,7 +56,44 @@ func TestUpgradeDropsOldProjectionTables(t *testing.T) {
 	require.NoError(t, rows.Err())
 	require.Equal(t, []string{"order_summary_v2", "payments"}, names, "only the old projections' checkpoints go")
 
-	v, err = migrations.Migrate(ctx, db.Pool, cfg)
+	require.NoError(t, migrations.MigrateTo(ctx, db.Pool, cfg, 4), "idempotent")
+}
+
+// TestUpgradeDropsStreamHeads upgrades a database whose appends moved a
+// head row per stream (before migration 0005): the table goes, and appends
+// carry on each stream from its newest event, with the sort_key raised to
+// that event's, as the head row would have given.
+func TestUpgradeDropsStreamHeads(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t, &pgtest.Config{SkipMigrate: true})
+	cfg := &migrations.Config{Schema: db.Schema}
+	require.NoError(t, migrations.MigrateTo(ctx, db.Pool, cfg, 4))
+	s := db.Schema
+	// Two events as the old statement stored them, the second raised to a
+	// sort_key far above any transaction id this test will get.
+	const raised = int64(1) << 40
+	_, err := db.Pool.Exec(ctx, `INSERT INTO `+s+`.streams (stream_id, version, sort_key) VALUES ('order-1', 2, $1)`, raised)
 	require.NoError(t, err)
-	require.EqualValues(t, 4, v, "idempotent")
+	_, err = db.Pool.Exec(ctx, `INSERT INTO `+s+`.events (sort_key, event_id, stream_id, version, type, payload, category)
+VALUES (5, gen_random_uuid(), 'order-1', 1, 't', '{}', 'order'), ($1, gen_random_uuid(), 'order-1', 2, 't', '{}', 'order')`, raised)
+	require.NoError(t, err)
+
+	v, err := migrations.Migrate(ctx, db.Pool, cfg)
+	require.NoError(t, err)
+	require.EqualValues(t, 5, v)
+	var exists bool
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", s+".streams").Scan(&exists))
+	require.False(t, exists)
+
+	st, err := pgstore.New(ctx, db.Pool, &pgstore.Config{Schema: s, DisableListen: true})
+	require.NoError(t, err)
+	defer st.Close()
+	ver, err := st.StreamVersion(ctx, "order-1")
+	require.NoError(t, err)
+	require.Equal(t, int64(2), ver)
+	res, err := st.Append(ctx, "order-1", events.Exactly(2), events.Event{Data: events.Raw{Type: "t", Payload: []byte(`{}`)}})
+	require.NoError(t, err)
+	require.Equal(t, int64(3), res.FirstVersion)
+	require.Equal(t, uint64(raised), res.Token.Major(), "the new event is raised to its predecessor's sort_key")
 }

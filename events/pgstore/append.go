@@ -147,19 +147,96 @@ var errStoredConcurrently = errors.New("stored concurrently")
 
 func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expected events.ExpectedVersion, recs []events.Record, inTx bool) (events.AppendResult, error) {
 	n := len(recs)
+	ids, params, err := appendParams(recs)
+	if err != nil {
+		return events.AppendResult{}, err
+	}
+	// Inside a caller's transaction a unique violation would abort it, so
+	// the statement checks the ids first and yields to a concurrent
+	// appender without one (see appendSQL).
+	var sql string
+	switch {
+	case inTx && n == 1:
+		sql = s.q.txOne
+	case inTx:
+		sql = s.q.txMany
+	case n == 1:
+		sql = s.q.one
+	default:
+		sql = s.q.many
+	}
+	cond := int64(expectAny)
+	switch expected {
+	case events.AnyVersion:
+	case events.NoStream:
+		cond = 0
+	case events.StreamExists:
+		cond = expectExists
+	default:
+		cond = int64(expected)
+	}
+	args := append([]any{streamID}, params...)
+	args = append(args, Category(streamID), cond)
+	var got []landed
+	for lost := 0; ; lost++ {
+		var err error
+		got, err = s.runAppend(ctx, db, streamID, ids, inTx, sql, args)
+		if err != nil && !errors.Is(err, errVersionTaken) {
+			return events.AppendResult{}, err
+		}
+		if len(got) > 0 {
+			break
+		}
+		// Nothing was written: the expectation failed, some ids are
+		// stored, or a concurrent append took the next version first.
+		// The ids tell a retry from the rest, and the version a conflict
+		// from a lost race.
+		res, err := s.matchStored(ctx, db, streamID, expected, recs, nil)
+		var wrong *events.WrongExpectedVersionError
+		if !errors.As(err, &wrong) || !raceLost(expected, wrong.Actual) {
+			return res, err
+		}
+		if lost == maxLostRaces {
+			return events.AppendResult{}, fmt.Errorf("pgstore: append to %q: %w: other appends to the stream took its next version %d times in a row; nothing was written, try again",
+				streamID, events.ErrUnavailable, lost+1)
+		}
+	}
+	if count := len(got); count != n {
+		return events.AppendResult{}, fmt.Errorf("pgstore: append to %q stored %d of %d events (this is a bug)", streamID, count, n)
+	}
+	// RETURNING order is not promised; versions say where each event went.
+	slices.SortFunc(got, func(a, b landed) int { return cmp.Compare(a.version, b.version) })
+	res := events.AppendResult{
+		StreamID:     streamID,
+		FirstVersion: got[0].version,
+		LastVersion:  got[n-1].version,
+		Token:        got[n-1].tok,
+		EventIDs:     ids,
+		Tokens:       make([]events.Token, n),
+	}
+	for i, l := range got {
+		res.Tokens[i] = l.tok
+	}
+	return res, nil
+}
+
+// appendParams returns the events' ids and the statement parameters $2 to
+// $6 for them (see appendSQL): scalars for one event, arrays for more.
+// Schema versions and metadata are sent only when some event has them: a
+// NULL stands for the defaults.
+func appendParams(recs []events.Record) ([]string, []any, error) {
+	n := len(recs)
 	ids := make([]string, n)
 	uuids := make([][16]byte, n)
 	types := make([]string, n)
 	payloads := make([]string, n)
-	// Schema versions and metadata are sent only when some event has
-	// them: a NULL array stands for all defaults (see insertEvents).
 	var svs []int32
 	var metas []string
 	for i, r := range recs {
 		ids[i], types[i], payloads[i] = r.ID, r.Raw.Type, string(r.Raw.Payload)
 		u, err := uuid.Parse(r.ID)
 		if err != nil {
-			return events.AppendResult{}, fmt.Errorf("%w: event %d id %q is not a UUID", events.ErrInvalidEvent, i+1, r.ID)
+			return nil, nil, fmt.Errorf("%w: event %d id %q is not a UUID", events.ErrInvalidEvent, i+1, r.ID)
 		}
 		uuids[i] = u
 		if r.Raw.SchemaVersion != 1 && svs == nil {
@@ -180,75 +257,42 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 		if metas != nil {
 			m, err := json.Marshal(r.Metadata)
 			if err != nil {
-				return events.AppendResult{}, fmt.Errorf("%w: metadata of event %d: %w", events.ErrInvalidEvent, i+1, err)
+				return nil, nil, fmt.Errorf("%w: metadata of event %d: %w", events.ErrInvalidEvent, i+1, err)
 			}
 			metas[i] = string(m)
 		}
 	}
-	// Inside a caller's transaction a unique violation would abort it, so
-	// the statement checks the ids first (see appendStatements).
-	check := noIDCheck
-	switch {
-	case inTx && n == 1:
-		check = idCheckOne
-	case inTx:
-		check = idCheck
+	if n != 1 {
+		return ids, []any{uuids, types, svs, payloads, metas}, nil
 	}
-	sql, cond, mayCreate := s.q.moveAppend[check], int64(-1), false
-	switch expected {
-	case events.AnyVersion:
-		if inTx && !s.streams.known(streamID) {
-			// Likely new: the upsert creates it, or moves it on if not.
-			sql = s.q.createAppend[check]
-			break
-		}
-		mayCreate = true
-	case events.NoStream:
-		sql, cond = s.q.createAppend[check], 0
-	case events.StreamExists:
-	default:
-		cond = int64(expected)
+	var sv, meta any
+	if svs != nil {
+		sv = svs[0]
 	}
-	args := []any{streamID, int64(n), uuids, types, svs, payloads, metas, Category(streamID), cond}
-	got, err := s.runAppend(ctx, db, streamID, ids, inTx, sql, args)
-	if err == nil && len(got) == 0 && mayCreate {
-		// The stream was known to exist, so AnyVersion tried the cheaper
-		// move first; it moved nothing, so the stream is new after all
-		// (its creator rolled back), or, with the id check, the ids are
-		// stored, which the create statement sees too.
-		got, err = s.runAppend(ctx, db, streamID, ids, inTx, s.q.createAppend[check], args)
+	if metas != nil {
+		meta = metas[0]
 	}
-	if err != nil {
-		return events.AppendResult{}, err
-	}
-	count := len(got)
-	if count == 0 {
-		// The head did not move (the expectation failed, or some ids are
-		// stored): nothing was written. The ids tell a retry from a
-		// conflict.
-		return s.matchStored(ctx, db, streamID, expected, recs, nil)
-	}
-	if count != n {
-		return events.AppendResult{}, fmt.Errorf("pgstore: append to %q stored %d of %d events (this is a bug)", streamID, count, n)
-	}
-	if inTx {
-		s.streams.add(streamID)
-	}
-	// RETURNING order is not promised; versions say where each event went.
-	slices.SortFunc(got, func(a, b landed) int { return cmp.Compare(a.version, b.version) })
-	res := events.AppendResult{
-		StreamID:     streamID,
-		FirstVersion: got[0].version,
-		LastVersion:  got[n-1].version,
-		Token:        got[n-1].tok,
-		EventIDs:     ids,
-		Tokens:       make([]events.Token, n),
-	}
-	for i, l := range got {
-		res.Tokens[i] = l.tok
-	}
-	return res, nil
+	return ids, []any{uuids[0], types[0], sv, payloads[0], meta}, nil
 }
+
+// maxLostRaces bounds how often one append runs again after concurrent
+// appends to its stream took the version it was about to write. Each lost
+// race means another append committed, so the stream is moving; an append
+// that keeps losing reports ErrUnavailable rather than spin (Append's
+// retries then back off).
+const maxLostRaces = 64
+
+// raceLost reports whether an append that wrote nothing, to a stream now at
+// version actual, lost a race rather than failed its expectation: AnyVersion
+// fits any version, and StreamExists any but 0.
+func raceLost(expected events.ExpectedVersion, actual int64) bool {
+	return expected == events.AnyVersion || (expected == events.StreamExists && actual > 0)
+}
+
+// errVersionTaken marks a unique violation on (stream_id, version): a
+// concurrent append to the stream took the version Append's statement was
+// about to write, and committed. The statement wrote nothing.
+var errVersionTaken = errors.New("version taken")
 
 // landed is where one appended event went.
 type landed struct {
@@ -324,6 +368,8 @@ func (s *Store) appendError(streamID string, ids []string, err error, inTx bool)
 		switch {
 		case pgErr.Code == "23505" && strings.Contains(pgErr.ConstraintName, "event_id"):
 			return fmt.Errorf("pgstore: append to %q: %w: %w (%s)", streamID, events.ErrDuplicateEvent, errStoredConcurrently, pgErr.Detail)
+		case pgErr.Code == "23505" && strings.Contains(pgErr.ConstraintName, "stream_id_version") && !inTx:
+			return fmt.Errorf("pgstore: append to %q: %w", streamID, errVersionTaken)
 		case pgErr.Code == "42P01":
 			return fmt.Errorf("pgstore: append: %w (did you run `converge migrate --schema %s`?)", err, s.cfg.Schema)
 		case pgErr.Code == "22P02" || pgErr.Code == "22021" || pgErr.Code == "54000":

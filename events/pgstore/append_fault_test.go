@@ -215,11 +215,13 @@ func TestAppendBackendTerminated(t *testing.T) {
 			_, err = st.Append(ctx, stream, events.NoStream, rawEvent(0))
 			require.NoError(t, err)
 
-			// Hold the stream's head row so the append waits on it.
+			// Hold version 2 of the stream, uncommitted, so the append
+			// waits for this transaction to end.
 			tx, err := db.Pool.Begin(ctx)
 			require.NoError(t, err)
 			defer func() { _ = tx.Rollback(context.Background()) }()
-			_, err = tx.Exec(ctx, "SELECT 1 FROM streams WHERE stream_id = $1 FOR UPDATE", stream)
+			_, err = tx.Exec(ctx, `INSERT INTO events (sort_key, event_id, stream_id, version, type, payload, category)
+VALUES (0, gen_random_uuid(), $1, 2, 'held', '{}', 'order')`, stream)
 			require.NoError(t, err)
 
 			type result struct {
@@ -314,10 +316,8 @@ func TestAppendTxRerun(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t, nil)
 	ctx := t.Context()
-	st, err := pgstore.New(ctx, db.Pool, &pgstore.Config{Schema: db.Schema, DisableListen: true})
-	require.NoError(t, err)
-	defer st.Close()
-	_, err = db.Pool.Exec(ctx, "CREATE TABLE outbox (n int)")
+	st := openStore(t, db)
+	_, err := db.Pool.Exec(ctx, "CREATE TABLE outbox (n int)")
 	require.NoError(t, err)
 
 	evs := events.AssignIDs([]events.Event{rawEvent(1), rawEvent(2)})
@@ -351,10 +351,8 @@ func TestAppendTxRerunAnyVersion(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t, nil)
 	ctx := t.Context()
-	st, err := pgstore.New(ctx, db.Pool, &pgstore.Config{Schema: db.Schema, DisableListen: true})
-	require.NoError(t, err)
-	defer st.Close()
-	_, err = db.Pool.Exec(ctx, "CREATE TABLE outbox (n int)")
+	st := openStore(t, db)
+	_, err := db.Pool.Exec(ctx, "CREATE TABLE outbox (n int)")
 	require.NoError(t, err)
 
 	run := func(expected events.ExpectedVersion, evs []events.Event) events.AppendResult {

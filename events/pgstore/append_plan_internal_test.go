@@ -10,13 +10,14 @@ import (
 	"github.com/converge-es/converge/internal/pgtest"
 )
 
-// TestOneEventIDCheckUsesTheIndex: the plan PostgreSQL caches for a
-// one-event append in a transaction probes the event id index, even on a
-// table of a few hundred events. The check written as "= ANY($3)" is
+// TestAppendPlansUseTheIndexes: the plans PostgreSQL caches for appends
+// read the stream's head from its index, and a one-event append in a
+// transaction probes the event id index for its check, even on a
+// table of a few hundred events. The check written as "= ANY($2)" is
 // planned for ten ids, and there a sequential scan looks cheaper until the
 // table holds about a thousand events; a plan cached on a young table
 // then scanned the whole, growing table on every append.
-func TestOneEventIDCheckUsesTheIndex(t *testing.T) {
+func TestAppendPlansUseTheIndexes(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t, nil)
 	ctx := t.Context()
@@ -27,7 +28,7 @@ SELECT i, gen_random_uuid(), 's-' || i, 1, 't', '{"n": 1}', 's' FROM generate_se
 	require.NoError(t, err)
 	q := newQueries(db.Schema)
 
-	plan := func(sql string) string {
+	plan := func(sql, args string) string {
 		conn, err := db.Pool.Acquire(ctx)
 		require.NoError(t, err)
 		defer conn.Release()
@@ -39,7 +40,7 @@ SELECT i, gen_random_uuid(), 's-' || i, 1, 't', '{"n": 1}', 's' FROM generate_se
 		require.NoError(t, err)
 		_, err = tx.Exec(ctx, `PREPARE append_plan AS `+sql)
 		require.NoError(t, err)
-		rows, err := tx.Query(ctx, `EXPLAIN EXECUTE append_plan('s-new', 1, ARRAY[gen_random_uuid()], ARRAY['t'], NULL, ARRAY['{}']::jsonb[], NULL, 's', -1)`)
+		rows, err := tx.Query(ctx, `EXPLAIN EXECUTE append_plan(`+args+`)`)
 		require.NoError(t, err)
 		var lines []string
 		for rows.Next() {
@@ -52,10 +53,22 @@ SELECT i, gen_random_uuid(), 's-' || i, 1, 't', '{"n": 1}', 's' FROM generate_se
 		require.NoError(t, err)
 		return strings.Join(lines, "\n")
 	}
-	for name, sql := range map[string]string{"create": q.createAppend[idCheckOne], "move": q.moveAppend[idCheckOne]} {
-		p := plan(sql)
-		t.Logf("%s:\n%s", name, p)
-		require.NotContains(t, p, "Seq Scan on events", name)
-		require.Contains(t, p, "events_event_id_key", fmt.Sprintf("%s: the id check probes the unique index", name))
+	const oneArgs = `'s-new', gen_random_uuid(), 't', NULL, '{}', NULL, 's', -1`
+	const manyArgs = `'s-new', ARRAY[gen_random_uuid(), gen_random_uuid()], ARRAY['t', 't'], NULL, ARRAY['{}', '{}']::jsonb[], NULL, 's', -1`
+	for _, c := range []struct {
+		name, sql, args string
+		idCheck         bool
+	}{
+		{"one", q.one, oneArgs, false},
+		{"tx one", q.txOne, oneArgs, true},
+		{"many", q.many, manyArgs, false},
+	} {
+		p := plan(c.sql, c.args)
+		t.Logf("%s:\n%s", c.name, p)
+		require.NotContains(t, p, "Seq Scan on events", c.name)
+		require.Contains(t, p, "events_stream_id_version_key", fmt.Sprintf("%s: the head is read from the stream's index", c.name))
+		if c.idCheck {
+			require.Contains(t, p, "events_event_id_key", fmt.Sprintf("%s: the id check probes the unique index", c.name))
+		}
 	}
 }

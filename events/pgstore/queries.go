@@ -7,11 +7,8 @@ import (
 
 // queries holds the store's SQL with the schema baked in, built once.
 type queries struct {
-	// Append statements, indexed by whether they check the event ids
-	// first (see appendStatements).
-	createAppend [3]string // NoStream, and AnyVersion when the stream is new
-	moveAppend   [3]string // AnyVersion, StreamExists, Exactly(n > 0)
-	eventsByID   string    // a retried append's events
+	appendSQL           // the append statements
+	eventsByID   string // a retried append's events
 	notify       string
 	readStream   string
 	streamVer    string
@@ -61,7 +58,6 @@ const eventColumns = `seq, sort_key, event_id::text, stream_id, version, type, s
 
 func newQueries(schema string) queries {
 	events := table(schema, "events")
-	streams := table(schema, "streams")
 	cps := table(schema, "checkpoints")
 	members := table(schema, "members")
 	rows := table(schema, "rows")
@@ -71,29 +67,13 @@ func newQueries(schema string) queries {
 	rowList := `SELECT key, value, major, minor FROM %s WHERE namespace = $1 AND tbl = $2
 AND ($3 = '' OR (key >= $3 AND starts_with(key, $3))) AND ($4 = '' OR key %s $4) ORDER BY key %s LIMIT $5`
 
-	// insertEvents inserts the call's events after the stream head row moved.
-	// The head row's lock serialises appenders of one stream, so version n+1
-	// is inserted (and gets its seq) only after version n committed. $5
-	// (schema versions) and $7 (metadata) are NULL when every event has the
-	// default: unnest pads a NULL array with NULLs, which coalesce turns
-	// into the defaults, so the common event sends and parses neither.
-	insertEvents := fmt.Sprintf(`
-INSERT INTO %[1]s (sort_key, event_id, stream_id, version, type, schema_version, payload, metadata, category)
-SELECT head.sort_key, e.id, $1, head.version - $2 + e.ord, e.type, coalesce(e.sv, 1), e.payload, coalesce(e.meta, '{}'), $8
-FROM head, unnest($3::uuid[], $4::text[], $5::int[], $6::jsonb[], $7::jsonb[]) WITH ORDINALITY AS e(id, type, sv, payload, meta, ord)
-ORDER BY e.ord
-RETURNING seq, sort_key, version`, events)
-
-	create, move := appendStatements(streams, events, insertEvents)
-
 	return queries{
 		events:       events,
-		createAppend: create,
-		moveAppend:   move,
+		appendSQL:    appendStatements(events),
 		eventsByID:   fmt.Sprintf(`SELECT %s FROM %s WHERE event_id = ANY($1::uuid[])`, eventColumns, events),
 		notify:       `SELECT pg_notify($1, $2)`,
 		readStream:   fmt.Sprintf(`SELECT %s FROM %s WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`, eventColumns, events),
-		streamVer:    fmt.Sprintf(`SELECT coalesce((SELECT version FROM %s WHERE stream_id = $1), 0)`, streams),
+		streamVer:    fmt.Sprintf(`SELECT coalesce(max(version), 0) FROM %s WHERE stream_id = $1`, events),
 		head:         fmt.Sprintf(`SELECT sort_key, seq FROM %s ORDER BY sort_key DESC, seq DESC LIMIT 1`, events),
 		countBetween: fmt.Sprintf(`SELECT count(*) FROM (SELECT 1 FROM %s WHERE (sort_key, seq) > ($1, $2) AND (sort_key, seq) <= ($3, $4) LIMIT $5) c`, events),
 		// The oldest transaction that holds the horizon back, anywhere in the
@@ -155,65 +135,114 @@ SELECT 1 / count(*) FROM moved`, cps),
 	}
 }
 
-// Whether an append statement checks its event ids first, and how.
+// The expectation an append statement checks ($8): a version (0 for a
+// new stream), or one of these.
 const (
-	noIDCheck = 0
-	idCheck   = 1
-	// idCheckOne checks the single id of a one-event append with an
-	// equality. PostgreSQL plans "= ANY($3)" of a prepared statement for
-	// ten ids, and with ten index probes to pay for, a sequential scan of
-	// the events table looks cheaper until it holds about a thousand
-	// events; the plan is then cached for the connection, and a new store
-	// under load scanned its growing table on every append in a unit until
-	// autovacuum's first ANALYZE. An equality on the unique column is one
-	// probe, which wins from a few pages on.
-	idCheckOne = 2
+	expectAny    = -1
+	expectExists = -2
 )
 
-// appendStatements builds the append statements: create starts a stream (or
-// moves it on when it exists: a concurrent creator may have won), move moves
-// an existing stream on. A stream moves on only when the expected version
-// holds ($9 < 0 means any); the sort_key never decreases along a stream,
-// which keeps per-stream order in the global feed.
+// appendSQL is the set of append statements. Each reads the stream's head
+// from its newest event and inserts the events after it; the unique index
+// on (stream_id, version) is what serialises appenders of one stream. No
+// head row is written: see the package doc for what that saves.
 //
-// The [idCheck] and [idCheckOne] variants also require that none of the
-// append's ids is stored yet (the fresh condition). When one is, the head does
-// not move and the statement returns no rows, like a version conflict, so a
-// rerun of an append inside a caller's transaction is recognised (by the ids)
-// without aborting it. A concurrent append of the same ids that commits after
-// this statement's snapshot still ends in the unique violation on event_id.
-// Append runs the [noIDCheck] variants: its statement is its transaction, so
-// the unique violation aborts nothing of the caller's, and the look-up that
-// follows it tells a replay from a reused id just as well. The check is an
-// extra plan node and index scan in every append, a rerun is rare.
+// The plain statements are Append's. Append's statement is its own
+// transaction, so an append that loses the race for the next version
+// simply fails (a unique violation on (stream_id, version), once the
+// winner committed) and is run again or reported as a conflict; a reused
+// event id fails the same way on event_id.
 //
-// move is a plain UPDATE, not an upsert: INSERT ... ON CONFLICT DO UPDATE
-// probes the primary key for the speculative insert, locks the row (its own
-// WAL record) and then updates it, which costs measurably more server time
-// per append than the UPDATE's lock-and-update (see the package doc).
-func appendStatements(streams, events, insertEvents string) (create, move [3]string) {
-	fresh := fmt.Sprintf(`NOT EXISTS (SELECT 1 FROM %s WHERE event_id = ANY($3::uuid[]))`, events)
-	freshOne := fmt.Sprintf(`NOT EXISTS (SELECT 1 FROM %s WHERE event_id = ($3::uuid[])[1])`, events)
-	for check, cond := range []string{"true", fresh, freshOne} {
-		create[check] = fmt.Sprintf(`
-WITH head AS (
-	INSERT INTO %[1]s AS st (stream_id, version, sort_key) SELECT $1, $2, %[2]s WHERE %[3]s
-	ON CONFLICT (stream_id) DO UPDATE
-	SET version = st.version + EXCLUDED.version,
-	    sort_key = greatest(st.sort_key, EXCLUDED.sort_key),
-	    updated_at = now()
-	WHERE ($9::bigint < 0 OR st.version = $9::bigint) AND %[3]s
-	RETURNING st.version, st.sort_key
-)`, streams, xactID, cond) + insertEvents
-		move[check] = fmt.Sprintf(`
-WITH head AS (
-	UPDATE %[1]s AS st
-	SET version = st.version + $2, sort_key = greatest(st.sort_key, %[2]s), updated_at = now()
-	WHERE st.stream_id = $1 AND ($9::bigint < 0 OR st.version = $9::bigint) AND %[3]s
-	RETURNING st.version, st.sort_key
-)`, streams, xactID, cond) + insertEvents
+// The tx statements run in a caller's transaction, where a violation would
+// abort it. They insert the first event with ON CONFLICT (stream_id,
+// version) DO NOTHING, which waits for a concurrent appender of that
+// version to end and then skips the row if it committed; the other events
+// are inserted only after the first one was (they read its RETURNING), so
+// the append lands whole or not at all. Once the first event is in, no
+// other transaction can hold a later version: its events would be
+// contiguous from a head it read, and every version up to ours is
+// committed. They also require that none of the ids is stored yet (the
+// fresh condition): when one is, nothing is inserted and the statement
+// returns no rows, like a lost race or a failed expectation, so a rerun
+// inside a caller's transaction is recognised by its ids without aborting
+// it. A concurrent append of the same ids that commits after the
+// statement's snapshot still ends in the unique violation on event_id.
+//
+// One-event appends, the common case (a command, a command's outcome),
+// have statements of their own with scalar parameters: no arrays to
+// encode, no unnest, and an id check that is one equality, which
+// PostgreSQL plans as one index probe. The array form "= ANY($2)" is
+// planned for ten ids, and with ten probes to pay for, a sequential scan
+// looks cheaper until the table holds about a thousand events; the plan is
+// then cached for the connection, and a young store under load scanned its
+// growing table on every append in a unit until autovacuum's first
+// ANALYZE.
+//
+// The sort_key raise: an event's sort_key is the appending transaction's
+// id, raised to its predecessor's sort_key when that is larger, so the
+// sort_key never decreases along a stream (see the package doc). The
+// predecessor is committed (the head is read in the statement's snapshot),
+// so its sort_key is final.
+type appendSQL struct {
+	many, one     string
+	txMany, txOne string
+}
+
+func appendStatements(events string) appendSQL {
+	const cols = `sort_key, event_id, stream_id, version, type, schema_version, payload, metadata, category`
+	// $4 (schema versions) and $6 (metadata) are NULL when every event has
+	// the default: unnest pads a NULL array with NULLs, which coalesce
+	// turns into the defaults, so the common event sends and parses
+	// neither.
+	const elems = `unnest($2::uuid[], $3::text[], $4::int[], $5::jsonb[], $6::jsonb[]) WITH ORDINALITY AS e(id, type, sv, payload, meta, ord)`
+	const vals = `e.id, $1, %s + e.ord, e.type, coalesce(e.sv, 1), e.payload, coalesce(e.meta, '{}'), $7`
+	const oneVals = `$2::uuid, $1, head.version + 1, $3::text, coalesce($4::int, 1), $5::jsonb, coalesce($6::jsonb, '{}'), $7`
+	head := func(fresh string) string {
+		return fmt.Sprintf(`
+WITH last AS (
+	SELECT version, sort_key FROM %[1]s WHERE stream_id = $1 ORDER BY version DESC LIMIT 1
+), head AS (
+	SELECT coalesce(l.version, 0) AS version, greatest(%[2]s, coalesce(l.sort_key, 0)) AS sort_key
+	FROM (SELECT) one LEFT JOIN last l ON true
+	WHERE CASE $8::bigint WHEN %[3]d THEN true WHEN %[4]d THEN l.version IS NOT NULL ELSE coalesce(l.version, 0) = $8::bigint END
+	AND %[5]s
+)`, events, xactID, expectAny, expectExists, fresh)
 	}
-	return create, move
+	const returning = `RETURNING seq, sort_key, version`
+	var q appendSQL
+	q.many = head("true") + fmt.Sprintf(`
+INSERT INTO %[1]s (%[2]s)
+SELECT head.sort_key, %[3]s FROM head, %[4]s
+ORDER BY e.ord
+%[5]s`, events, cols, fmt.Sprintf(vals, "head.version"), elems, returning)
+	q.one = head("true") + fmt.Sprintf(`
+INSERT INTO %[1]s (%[2]s)
+SELECT head.sort_key, %[3]s FROM head
+%[4]s`, events, cols, oneVals, returning)
+
+	fresh := fmt.Sprintf(`NOT EXISTS (SELECT 1 FROM %s WHERE event_id = ANY($2::uuid[]))`, events)
+	q.txMany = head(fresh) + fmt.Sprintf(`, e AS (
+	SELECT * FROM %[4]s
+), first AS (
+	INSERT INTO %[1]s (%[2]s)
+	SELECT head.sort_key, %[3]s FROM head, e WHERE e.ord = 1
+	ON CONFLICT (stream_id, version) DO NOTHING
+	%[6]s
+), rest AS (
+	INSERT INTO %[1]s (%[2]s)
+	SELECT first.sort_key, %[5]s FROM first, e WHERE e.ord > 1
+	ORDER BY e.ord
+	%[6]s
+)
+SELECT seq, sort_key, version FROM first UNION ALL SELECT seq, sort_key, version FROM rest`,
+		events, cols, fmt.Sprintf(vals, "head.version"), elems, fmt.Sprintf(vals, "first.version - 1"), returning)
+	freshOne := fmt.Sprintf(`NOT EXISTS (SELECT 1 FROM %s WHERE event_id = $2::uuid)`, events)
+	q.txOne = head(freshOne) + fmt.Sprintf(`
+INSERT INTO %[1]s (%[2]s)
+SELECT head.sort_key, %[3]s FROM head
+ON CONFLICT (stream_id, version) DO NOTHING
+%[4]s`, events, cols, oneVals, returning)
+	return q
 }
 
 // readFeedSQL reads the events after ($1, $2) matching where, up to $3,

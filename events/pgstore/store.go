@@ -121,7 +121,6 @@ type Store struct {
 	notifier  *notifier
 	listenLog *outageLog
 	hooks     appendhook.Set
-	streams   streamHints
 	watchMu   sync.Mutex
 	watchers  map[int]func(name string, pos events.Token)
 	watchID   int

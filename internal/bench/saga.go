@@ -168,7 +168,7 @@ func Saga(ctx context.Context, pool *pgxpool.Pool, schema string, cfg *SagaConfi
 		return results, fmt.Errorf("bench: saga: raw commit baseline: %w", err)
 	}
 	analyze := func(ctx context.Context) error {
-		for _, t := range []string{"events", "streams", "rows", "checkpoints"} {
+		for _, t := range []string{"events", "rows", "checkpoints"} {
 			if _, err := pool.Exec(ctx, "ANALYZE "+pgx.Identifier{schema, t}.Sanitize()); err != nil {
 				return fmt.Errorf("analyze after the warm-up: %w", err)
 			}

@@ -1,0 +1,218 @@
+package pgstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/pgstore"
+	"github.com/converge-es/converge/internal/pgtest"
+)
+
+// TestAppendYieldsToAConcurrentAppend holds an uncommitted append to a
+// stream and starts a second one behind it, over random sizes, versions,
+// expectations and outcomes. The second waits for the first to end, then
+// lands whole after it (or where it would have been, if the first rolled
+// back), or reports the conflict its expectation makes; inside a
+// transaction it never aborts it. Nothing is half-written.
+func TestAppendYieldsToAConcurrentAppend(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t, nil)
+	ctx := t.Context()
+	st := openStore(t, db)
+
+	seed := rand.Uint64()
+	r := rand.New(rand.NewPCG(seed, 0))
+	for round := range 24 {
+		msg := fmt.Sprintf("seed %d, round %d", seed, round)
+		stream := fmt.Sprintf("order-race%d", round)
+		before := r.IntN(3)
+		if before > 0 {
+			_, err := st.Append(ctx, stream, events.NoStream, rawEvents(before)...)
+			require.NoError(t, err, msg)
+		}
+		held, waiting := 1+r.IntN(4), 1+r.IntN(4)
+		commit, inTx := r.IntN(2) == 0, r.IntN(2) == 0
+		expected := []events.ExpectedVersion{events.AnyVersion, events.StreamExists, events.Exactly(int64(before)), events.NoStream}[r.IntN(4)]
+		if before == 0 && expected == events.Exactly(0) {
+			expected = events.NoStream
+		}
+		msg += fmt.Sprintf(": %d events, then %d held (commit %v), then %d with %s (in a transaction %v)", before, held, commit, waiting, expected, inTx)
+
+		holder, err := db.Pool.Begin(ctx)
+		require.NoError(t, err, msg)
+		// A failed check must not leave the holder open: the schema's
+		// clean-up, and every test of the server, would wait for it.
+		defer func() { _ = holder.Rollback(context.WithoutCancel(ctx)) }()
+		_, err = st.AppendTx(ctx, holder, stream, events.AnyVersion, rawEvents(held)...)
+		require.NoError(t, err, msg)
+
+		type outcome struct {
+			res    events.AppendResult
+			err    error
+			usable error
+		}
+		done := make(chan outcome, 1)
+		go func() {
+			evs := rawEvents(waiting)
+			if !inTx {
+				res, err := st.Append(ctx, stream, expected, evs...)
+				done <- outcome{res: res, err: err}
+				return
+			}
+			tx, err := db.Pool.Begin(ctx)
+			if err != nil {
+				done <- outcome{err: err}
+				return
+			}
+			defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+			res, err := st.AppendTx(ctx, tx, stream, expected, evs...)
+			_, usable := tx.Exec(ctx, "SELECT 1")
+			if err == nil && usable == nil {
+				usable = tx.Commit(ctx)
+			}
+			done <- outcome{res, err, usable}
+		}()
+		// An append whose expectation fails on what is committed answers
+		// at once, before the holder ends; one that fits waits for it.
+		if !fits(expected, before) {
+			got := <-done
+			require.NoError(t, got.usable, "%s: the waiter's transaction stays usable", msg)
+			var wrong *events.WrongExpectedVersionError
+			require.ErrorAs(t, got.err, &wrong, msg)
+			require.Equal(t, int64(before), wrong.Actual, msg)
+			require.NoError(t, holder.Rollback(ctx), msg)
+			continue
+		}
+		awaitLockWaiter(t, db, stream)
+		if commit {
+			require.NoError(t, holder.Commit(ctx), msg)
+		} else {
+			require.NoError(t, holder.Rollback(ctx), msg)
+		}
+		got := <-done
+		require.NoError(t, got.usable, "%s: the waiter's transaction stays usable", msg)
+
+		head := before
+		if commit {
+			head += held
+		}
+		if !fits(expected, head) {
+			var wrong *events.WrongExpectedVersionError
+			require.ErrorAs(t, got.err, &wrong, msg)
+			require.Equal(t, int64(head), wrong.Actual, msg)
+			v, err := st.StreamVersion(ctx, stream)
+			require.NoError(t, err, msg)
+			require.Equal(t, int64(head), v, "%s: the refused append wrote nothing", msg)
+			continue
+		}
+		require.NoError(t, got.err, msg)
+		require.Equal(t, int64(head+1), got.res.FirstVersion, msg)
+		require.Equal(t, int64(head+waiting), got.res.LastVersion, msg)
+		requireStream(t, st, stream, int64(head+waiting), got.res)
+		requireTokensFollowVersions(t, st, stream)
+	}
+}
+
+// TestAppendTxManyWritersOneStream has writers append batches of random
+// size to one stream, each in a transaction that does more work after the
+// append and commits: every transaction commits, every batch lands whole
+// and contiguous, and the stream's tokens follow its versions.
+func TestAppendTxManyWritersOneStream(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t, &pgtest.Config{MaxConns: 10})
+	ctx := t.Context()
+	st := openStore(t, db)
+	_, err := db.Pool.Exec(ctx, "CREATE TABLE outbox (n int)")
+	require.NoError(t, err)
+
+	const writers, appends, stream = 8, 15, "order-crowded"
+	var (
+		mu      sync.Mutex
+		results []events.AppendResult
+		wg      sync.WaitGroup
+		errs    = make([]error, writers)
+	)
+	for w := range writers {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(w), 1))
+			for i := range appends {
+				evs := rawEvents(1 + r.IntN(3))
+				var res events.AppendResult
+				err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+					var err error
+					if res, err = st.AppendTx(ctx, tx, stream, events.AnyVersion, evs...); err != nil {
+						return err
+					}
+					_, err = tx.Exec(ctx, "INSERT INTO outbox VALUES ($1)", i)
+					return err
+				})
+				if err != nil {
+					errs[w] = fmt.Errorf("writer %d, append %d: %w", w, i, err)
+					return
+				}
+				mu.Lock()
+				results = append(results, res)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	require.NoError(t, errors.Join(errs...))
+	total := 0
+	for _, res := range results {
+		total += len(res.EventIDs)
+	}
+	for _, res := range results {
+		requireStream(t, st, stream, int64(total), res)
+	}
+	requireTokensFollowVersions(t, st, stream)
+	var outbox int
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT count(*) FROM outbox").Scan(&outbox))
+	require.Equal(t, writers*appends, outbox, "every transaction committed")
+}
+
+// fits reports whether an append expecting expected may go to a stream at
+// version head.
+func fits(expected events.ExpectedVersion, head int) bool {
+	return expected == events.AnyVersion ||
+		(expected == events.StreamExists && head > 0) ||
+		expected == events.Exactly(int64(head)) ||
+		(expected == events.NoStream && head == 0)
+}
+
+// openStore opens a store on db's schema, closed when the test ends.
+func openStore(t *testing.T, db *pgtest.DB) *pgstore.Store {
+	t.Helper()
+	st, err := pgstore.New(t.Context(), db.Pool, &pgstore.Config{Schema: db.Schema, DisableListen: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
+func rawEvents(n int) []events.Event {
+	evs := make([]events.Event, n)
+	for i := range evs {
+		evs[i] = rawEvent(i)
+	}
+	return evs
+}
+
+// requireTokensFollowVersions checks that a stream's events are in the
+// global order in version order.
+func requireTokensFollowVersions(t *testing.T, st *pgstore.Store, stream string) {
+	t.Helper()
+	got, err := st.ReadStream(t.Context(), stream, 1, 0)
+	require.NoError(t, err)
+	for i := 1; i < len(got); i++ {
+		require.Equal(t, got[i-1].Version+1, got[i].Version)
+		require.True(t, got[i-1].Token.Before(got[i].Token), "version %d's token must follow version %d's", got[i].Version, got[i-1].Version)
+	}
+}

@@ -14,9 +14,10 @@ import (
 // events.Update joins it by itself. The same code runs on both stores:
 //
 //   - On PostgreSQL the unit is one transaction, begun at its first use.
-//     Append runs inside it (pgstore.Store.AppendTx), so the stream's head
-//     row stays locked until the unit ends, and other appenders to that
-//     stream wait, exactly as they wait for any transaction.
+//     Append runs inside it (pgstore.Store.AppendTx), so the events it
+//     wrote hold the stream's next versions until the unit ends, and other
+//     appenders to that stream wait, exactly as they wait for any
+//     transaction.
 //     pgstore.TxFromContext is the typed escape hatch to the pgx.Tx.
 //   - In memory, Append reserves the events' versions and tokens at once
 //     and holds the events until the unit commits; a rollback (a Nacked

@@ -100,7 +100,8 @@ type Store struct {
 	// smallest of their first seqs bounds what readers see.
 	open map[*unit]struct{}
 	// owners names the unit holding each stream it appended to, until it
-	// ends; other appenders to the stream wait, as on a locked head row.
+	// ends; other appenders to the stream wait, as PostgreSQL makes them wait
+	// on the holder's uncommitted next version.
 	owners map[string]*unit
 	rows   rowStore
 	// index lists the committed events by type and category root, for
@@ -232,7 +233,8 @@ func (s *Store) appendRecs(ctx context.Context, u *unit, streamID string, expect
 }
 
 // lockStream takes s.mu once no other unit holds streamID, waiting for the
-// holder to end as PostgreSQL waits on the stream's head row.
+// holder to end, as PostgreSQL makes an appender wait on the holder's
+// uncommitted next version of the stream.
 func (s *Store) lockStream(ctx context.Context, u *unit, streamID string) error {
 	for {
 		s.mu.Lock()

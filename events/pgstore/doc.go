@@ -41,11 +41,14 @@
 // The raise is what survives the trap of ordering by transaction id alone: a
 // transaction gets its id at its first write, so one that wrote saga state
 // early and appended later would otherwise sort before the event it follows
-// in its stream. Appends to one stream are serialised by the stream's head row
-// (an UPDATE, or an upsert for a new stream, that checks the expected
-// version and takes the row lock), so version n+1 is written
-// only after version n committed; the raise gives it a sort_key at least as
-// large, and its later seq breaks the tie. A transaction that could still
+// in its stream. An append reads its stream's head (version and sort_key)
+// from the newest committed event of the stream and inserts the next
+// versions; the unique index on (stream_id, version) lets only one of two
+// concurrent appenders have a version: the second waits for the first to
+// end and, if it committed, writes nothing and runs again on the new head
+// (or reports the conflict its expected version makes). So version n+1 is
+// written only after version n committed; the raise gives it a sort_key at
+// least as large, and its later seq breaks the tie. A transaction that could still
 // write a row with a given sort_key has an id below it and so holds the
 // horizon below it: rows with one sort_key become readable all at once.
 //
@@ -60,84 +63,72 @@
 //
 // # What an append costs
 //
-// An append is one statement: move the stream's head row, insert the events,
-// return their tokens. An AnyVersion append in a transaction to a stream the
-// store has not seen yet sends the upsert that creates it, and one to a stream
-// it has seen the plainer update (a bounded set of stream ids decides; a wrong
-// guess costs a second statement, never a wrong result). Append by itself
-// sends the update first, and the upsert when the stream turns out to be new.
-// `converge bench --scenario append` compares it with raw INSERTs of the same
-// rows into a copy of the events table (LIKE events INCLUDING ALL: the same
-// five indexes, defaults and jsonb columns; ids sent as binary UUIDs on both
-// sides). The profile behind the current statement, taken on a shared 2-core
-// machine where every figure moved by ±30% between runs (so read the
-// differences, not the values): CPU per event of the eight writers' backends
-// (from /proc) and of the bench process, go pprof of the bench, EXPLAIN
-// (ANALYZE, BUFFERS, WAL) of each statement, and variants of the statement run
-// side by side. pg_stat_statements needs shared_preload_libraries, which that
-// server did not have.
+// An append is one statement: read the stream's newest event through the
+// (stream_id, version) index, insert the events after it, return their
+// tokens. A one-event append, the common case, sends scalars; a longer one
+// sends arrays that the statement unnests. AppendTx's statement also checks
+// that the ids are not stored yet, and yields to a concurrent appender
+// instead of failing, because a failed statement would abort the caller's
+// transaction (see AppendTx).
 //
-//   - On that machine the bench is CPU-bound: throughput follows CPU per
-//     event, server and client together, not WAL flushes (group commit
-//     shares them at 8 writers).
-//   - The head row's update is the largest fixed cost: about 35-60 µs of
-//     server CPU per append against 40-70 µs for the whole baseline INSERT
-//     of one row. It was INSERT ... ON CONFLICT DO UPDATE for every
-//     AnyVersion append, which probes the primary key for the speculative
-//     insert, locks the row (a WAL record of its own) and then updates it.
-//     Existing streams now move with a plain UPDATE: one WAL record of 96
-//     bytes instead of two of 151. The updates are HOT (n_tup_hot_upd
-//     equalled n_tup_upd in the bench); a fillfactor of 10 on streams made
-//     no measurable difference (the writers' head rows still share a page),
-//     so there is no migration for it.
+// `converge bench --scenario append` compares Append with raw INSERTs of
+// the same rows into a copy of the events table (LIKE events INCLUDING ALL:
+// the same indexes, defaults and jsonb columns; ids sent as binary UUIDs on
+// both sides), at the same concurrency. What the profile showed, on a
+// shared 2-core machine where every figure moved by ±30% between runs (so
+// read the differences, not the values; medians of ten alternating rounds
+// where a figure is given): CPU per event of the writers' backends (from
+// /proc) and of the bench process, go pprof of the bench, EXPLAIN
+// (ANALYZE, BUFFERS, WAL) of each statement, and variants of the statement
+// run side by side through pgx. pg_stat_statements needs
+// shared_preload_libraries, which that server did not have.
+//
+//   - The bench is CPU-bound: throughput follows CPU per event, server and
+//     client together, not WAL flushes (group commit shares them at eight
+//     writers). Most of the client's time is pgx's network I/O, the same on
+//     both sides.
+//   - The largest fixed cost was a head row per stream (version and
+//     sort_key) that every append updated. Its cost swung with the heap
+//     page: the eight writers' head rows shared one, and in some rounds
+//     the server spent twice as long per append (530 µs against 280) as in
+//     others. While any transaction in the database held a snapshot, its
+//     dead versions could not be pruned, and every append to the stream
+//     walked all of them: with one idle transaction open, the ratio fell
+//     to 0.27 at 8 x 1 and 0.12 at 8 x 10. The head is now read from the
+//     stream's newest event, an index probe, and the unique index on
+//     (stream_id, version), which the events table has anyway, settles
+//     concurrent appenders; events are never updated, so nothing piles
+//     up. As raw statements, the headless append reached 0.89 of the
+//     baseline's median where the head-row append reached 0.77.
+//   - Arrays and unnest for a single event: sending one event as scalars,
+//     with no function scan, raised the raw statement from 0.89 to 0.96.
 //   - The id pre-check (NOT EXISTS over the event ids) cost 20-40 µs of
-//     server CPU per append, a subplan and an index scan, evaluated twice
-//     by the upsert. Append no longer runs it: its statement is its own
-//     transaction, so the unique violation plus the look-up gives the same
-//     answer on the rare replay. AppendTx keeps it, since a violation would
-//     abort the caller's transaction.
+//     server CPU per append. Append does not run it: its statement is its
+//     own transaction, so the unique violation on event_id plus a look-up
+//     gives the same answer on the rare replay. AppendTx keeps it.
 //   - Per-row metadata: a json.Marshal per event and a jsonb parse of "{}"
-//     on the server. Default metadata and schema versions are now sent as
-//     NULL arrays and filled in by coalesce.
-//   - Client: event ids went out as strings, for which pgx has no binary
-//     uuid[] plan: every call built an error (formatting the ids) and
-//     encoded again as text, about a fifth of pgx's encoding time. Both
-//     sides now send [16]byte. Each append also woke the notifier goroutine
-//     when no other process listened; it now only records the payload.
-//     Validation in events.Prepare (json.Valid, UTF-8 and the content scan)
-//     took about an eighth of an Append's CPU; the scan now skips
-//     ParseFloat for plain integers and needs no map for small objects
-//     (4 allocations for a typical payload instead of 10). What is left on
-//     the client is that validation, which the bad-input contract needs,
-//     and the extra parameters and returned rows.
-//   - WAL per one-event append: 720 bytes in 8 records before, 665 in 7
-//     now; the baseline writes 573 in 6 (plus the commit record, the same
-//     on both sides).
+//     on the server. Default metadata and schema versions are sent as NULL
+//     and filled in by coalesce.
+//   - Client: event ids go out as [16]byte, for which pgx has a binary
+//     plan (as strings, every call built an error and encoded again as
+//     text). An append wakes the notifier only when another process
+//     listens. Validation in events.Prepare (json.Valid, UTF-8 and the
+//     content scan, which the bad-input contract needs) is about a
+//     fifteenth of the client's CPU per append.
 //   - Left as they are: jsonb (both sides parse it, and reads rely on
 //     PostgreSQL's normalisation, see events.ValidatePayload); prepared
-//     statements (pgx caches them per connection and PostgreSQL settles on
-//     a generic plan after five runs: 0.04 ms of planning instead of 0.34);
-//     RETURNING, which gives Append its tokens; the sort_key raise, which
-//     costs one greatest() and is what keeps per-stream order.
+//     statements (pgx caches them per connection, and PostgreSQL settles on
+//     a generic plan after five runs); RETURNING, which gives Append its
+//     tokens; the sort_key raise, which costs one greatest() and is what
+//     keeps per-stream order.
 //
-// Together, at 8 writers (`--writers 8 --duration 8s`, old and new builds
-// taking turns, both against the binary-UUID baseline), the ratio went from
-// 0.47-0.70 (median 0.61, eight runs) to 0.63-0.81 (median 0.67, five runs)
-// at one event per append, and from 0.47-0.72 (median 0.69) to 0.66-0.89
-// (median 0.78) at ten: short of the 0.9 and 0.85 aimed at.
-//
-// The remaining gap is the head row itself, and it grows without bound
-// while any transaction in the database holds its snapshot: dead versions
-// of a head row cannot be pruned then, so every append to the stream walks
-// all versions written since. With one idle psql transaction open, server
-// CPU per one-event append rose from about 0.3 ms to about 1 ms (the
-// INSERT baseline, which only inserts, did not move) and the ratio fell to
-// 0.27 at 8 x 1 and 0.12 at 8 x 10. Another session's long transaction is
-// one reason the bench swings on a shared server, and one more reason to
-// keep transactions short (the feed's horizon asks the same). A head that is locked (SELECT ... FOR UPDATE, no
-// new row version) with the version and sort_key read from the stream's
-// last event row would not grow, but it needs a second statement after the
-// lock to see a concurrent writer's commit, so it was not done here.
+// The price of reading the head from the events: appenders of one stream
+// that collide cost a second statement (the loser runs again), where the
+// head row made them queue on its lock. A stream that many writers append
+// to at once with AnyVersion can make one of them lose again and again;
+// after 64 lost races in a row an append reports ErrUnavailable (nothing
+// written), and Append's retries back off. Every lost race means another
+// append committed.
 //
 // # The feed
 //

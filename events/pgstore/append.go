@@ -95,6 +95,9 @@ func (s *Store) appendOnce(ctx context.Context, streamID string, expected events
 //
 // The caller owns the commit, so AppendTx does not retry. A wrong expected
 // version does not abort tx, so the caller may reload and retry within tx.
+// Nor does a concurrent append to the same stream: AppendTx waits for it
+// to end and, if it committed, appends after it (AnyVersion, StreamExists)
+// or reports the conflict, with tx still usable.
 // A lost connection (ErrUnavailable) loses tx with nothing written. When
 // tx's Commit fails without a reply (the connection broke), the commit may
 // or may not have happened: run the whole transaction again with the same

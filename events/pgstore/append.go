@@ -199,7 +199,7 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 		if !errors.As(err, &wrong) || !raceLost(expected, wrong.Actual) {
 			return res, err
 		}
-		if lost == maxLostRaces {
+		if lost == s.maxLostRaces {
 			return events.AppendResult{}, fmt.Errorf("pgstore: append to %q: %w: other appends to the stream took its next version %d times in a row; nothing was written, try again",
 				streamID, events.ErrUnavailable, lost+1)
 		}

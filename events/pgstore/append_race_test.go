@@ -179,6 +179,66 @@ func TestAppendTxManyWritersOneStream(t *testing.T) {
 	require.Equal(t, writers*appends, outbox, "every transaction committed")
 }
 
+// TestAppendThatKeepsLosingReportsUnavailable lets appends lose the race
+// for the next version only once: AppendTx then reports ErrUnavailable
+// with nothing written and the transaction usable, and Append, which
+// retries unavailability, lands after the winner.
+func TestAppendThatKeepsLosingReportsUnavailable(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t, nil)
+	ctx := t.Context()
+	st := openStore(t, db)
+	pgstore.SetMaxLostRaces(st, 0)
+	const stream = "order-loser"
+	_, err := st.Append(ctx, stream, events.NoStream, rawEvent(1))
+	require.NoError(t, err)
+
+	for _, inTx := range []bool{true, false} {
+		holder, err := db.Pool.Begin(ctx)
+		require.NoError(t, err)
+		defer func() { _ = holder.Rollback(context.WithoutCancel(ctx)) }()
+		_, err = st.AppendTx(ctx, holder, stream, events.AnyVersion, rawEvent(2))
+		require.NoError(t, err)
+		before, err := st.StreamVersion(ctx, stream)
+		require.NoError(t, err)
+
+		type outcome struct {
+			res         events.AppendResult
+			err, usable error
+		}
+		done := make(chan outcome, 1)
+		go func() {
+			if !inTx {
+				res, err := st.Append(ctx, stream, events.AnyVersion, rawEvent(3))
+				done <- outcome{res: res, err: err}
+				return
+			}
+			tx, err := db.Pool.Begin(ctx)
+			if err != nil {
+				done <- outcome{err: err}
+				return
+			}
+			defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+			res, err := st.AppendTx(ctx, tx, stream, events.AnyVersion, rawEvent(3))
+			_, usable := tx.Exec(ctx, "SELECT 1")
+			done <- outcome{res, err, usable}
+		}()
+		awaitLockWaiter(t, db, stream)
+		require.NoError(t, holder.Commit(ctx))
+		got := <-done
+		if inTx {
+			require.ErrorIs(t, got.err, events.ErrUnavailable)
+			require.NoError(t, got.usable, "the transaction stays usable")
+			v, err := st.StreamVersion(ctx, stream)
+			require.NoError(t, err)
+			require.Equal(t, before+1, v, "only the winner's event was written")
+			continue
+		}
+		require.NoError(t, got.err, "Append retries unavailability")
+		require.Equal(t, before+2, got.res.FirstVersion)
+	}
+}
+
 // fits reports whether an append expecting expected may go to a stream at
 // version head.
 func fits(expected events.ExpectedVersion, head int) bool {

@@ -124,6 +124,8 @@ type Store struct {
 	watchMu   sync.Mutex
 	watchers  map[int]func(name string, pos events.Token)
 	watchID   int
+	// maxLostRaces is maxLostRaces but in tests.
+	maxLostRaces int
 
 	cancel context.CancelFunc
 	done   sync.WaitGroup
@@ -150,13 +152,14 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	s := &Store{
-		pool:     pool,
-		cfg:      c,
-		q:        newQueries(c.Schema),
-		instance: newInstanceID(),
-		watchers: map[int]func(string, events.Token){},
-		cancel:   cancel,
-		closed:   make(chan struct{}),
+		pool:         pool,
+		cfg:          c,
+		q:            newQueries(c.Schema),
+		instance:     newInstanceID(),
+		maxLostRaces: maxLostRaces,
+		watchers:     map[int]func(string, events.Token){},
+		cancel:       cancel,
+		closed:       make(chan struct{}),
 	}
 	s.notifier = newNotifier(pool, c.Logger, c.NotifyMinInterval, c.Schema)
 	s.listenLog = newOutageLog(c.Logger, "listen connection", "feed subscribers poll until it is back")

@@ -14,6 +14,7 @@ func TestMain(m *testing.M) {
 	faulttest.Main(map[string]faulttest.Role{
 		projectionWorkerRole: projectionWorker,
 		sagaWorkerRole:       sagaWorker,
+		idleRole:             idle,
 	})
 	goleak.VerifyTestMain(m,
 		// pgxpool's background health check ends shortly after Close.

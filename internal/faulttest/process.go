@@ -293,10 +293,23 @@ func (p *Process) Stop(ctx context.Context) error {
 	p.mu.Lock()
 	err := p.err
 	p.mu.Unlock()
-	if err != nil {
+	if err != nil && !diedOfSIGTERM(err) {
 		return fmt.Errorf("faulttest: %s exited with %w\nlog:\n%s", p.cfg.Name, err, tail(p.log, 30))
 	}
 	return nil
+}
+
+// diedOfSIGTERM reports a process that SIGTERM killed. Main catches the
+// signal before it runs the Role, so that process was still starting (a
+// restart just before the test stopped its workers, say): its Role never
+// ran, and there was nothing to stop gracefully.
+func diedOfSIGTERM(err error) bool {
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) {
+		return false
+	}
+	ws, ok := exit.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM
 }
 
 // tail returns the last n lines of a file.

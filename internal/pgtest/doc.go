@@ -3,4 +3,11 @@
 //
 // Tests read DATABASE_URL (scripts/test sets it). When it is unset they fail
 // with a message saying so: PostgreSQL tests never skip silently.
+//
+// A test that ends with a connection of its pool still in use (a
+// transaction neither committed nor rolled back, say, after a failed
+// require) fails with a message saying so, after 30 seconds of grace, and
+// its sessions are terminated: otherwise closing the pool would wait for
+// ever, and the open transaction would hold locks and the read horizon of
+// the server that every other test shares.
 package pgtest

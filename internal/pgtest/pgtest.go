@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,13 +62,23 @@ func New(tb testing.TB, cfg *Config) *DB {
 	pcfg.ConnConfig.RuntimeParams["search_path"] = schema
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	pool, pids, err := trackedPool(ctx, pcfg)
 	if err != nil {
 		tb.Fatalf("connect to %s: %v", url, err)
 	}
 	db := &DB{Pool: pool, Schema: schema, URL: url}
 	tb.Cleanup(func() {
-		pool.Close()
+		if n := awaitReleased(pool, leakWait); n > 0 {
+			// pool.Close would wait for them for ever, and an open
+			// transaction holds locks and the read horizon of the
+			// server every other test shares.
+			tb.Errorf("pgtest: %d connections of schema %s are still in use %v after the test ended "+
+				"(a transaction not rolled back or committed, rows not closed, a worker not stopped); "+
+				"their sessions are terminated", n, schema, leakWait)
+			terminate(tb, url, pids)
+		} else {
+			pool.Close()
+		}
 		Drop(tb, url, schema)
 	})
 	if !c.SkipMigrate {
@@ -78,8 +89,58 @@ func New(tb testing.TB, cfg *Config) *DB {
 	return db
 }
 
+// trackedPool opens a pool that records the backend pid of each of its
+// connections, so that a leak can be terminated on the server.
+func trackedPool(ctx context.Context, pcfg *pgxpool.Config) (*pgxpool.Pool, *sync.Map, error) {
+	pids := &sync.Map{}
+	pcfg.AfterConnect = func(_ context.Context, conn *pgx.Conn) error {
+		pids.Store(conn.PgConn().PID(), true)
+		return nil
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	return pool, pids, err
+}
+
+// leakWait is how long a test's clean-up waits for its connections to be
+// released before it reports them leaked.
+const leakWait = 30 * time.Second
+
+// awaitReleased waits up to d for every connection of pool to be released
+// and returns how many are still in use.
+func awaitReleased(pool *pgxpool.Pool, d time.Duration) int32 {
+	deadline := time.Now().Add(d)
+	for {
+		n := pool.Stat().AcquiredConns()
+		if n == 0 || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// terminate ends the server sessions of the given backends.
+func terminate(tb testing.TB, url string, pids *sync.Map) {
+	tb.Helper()
+	var list []int64
+	pids.Range(func(k, _ any) bool {
+		if pid, ok := k.(uint32); ok {
+			list = append(list, int64(pid))
+		}
+		return true
+	})
+	cleanupExec(tb, url, "terminate leaked sessions", "SELECT pg_terminate_backend(pid::int) FROM unnest($1::bigint[]) AS p(pid)", list)
+}
+
 // Drop removes a schema and everything in it.
 func Drop(tb testing.TB, url, schema string) {
+	tb.Helper()
+	cleanupExec(tb, url, "drop schema "+schema, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+}
+
+// cleanupExec runs one statement of a test's clean-up on a connection of
+// its own (the test's pool may be closed, or stuck), failing the test when
+// it cannot.
+func cleanupExec(tb testing.TB, url, what, sql string, args ...any) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -89,8 +150,8 @@ func Drop(tb testing.TB, url, schema string) {
 		return
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
-		tb.Errorf("cleanup: drop schema %s: %v", schema, err)
+	if _, err := conn.Exec(ctx, sql, args...); err != nil {
+		tb.Errorf("cleanup: %s: %v", what, err)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -19,6 +20,7 @@ import (
 // execer is what an append runs on: the pool or a caller's transaction.
 type execer interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
@@ -183,7 +185,11 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 	var got []landed
 	for lost := 0; ; lost++ {
 		var err error
-		got, err = s.runAppend(ctx, db, streamID, ids, inTx, sql, args)
+		if s.hot.has(streamID, time.Now()) {
+			got, err = s.runAppendQueued(ctx, db, streamID, ids, inTx, sql, args)
+		} else {
+			got, err = s.runAppend(ctx, db, streamID, ids, inTx, sql, args)
+		}
 		if err != nil && !errors.Is(err, errVersionTaken) {
 			return events.AppendResult{}, err
 		}
@@ -199,6 +205,7 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 		if !errors.As(err, &wrong) || !raceLost(expected, wrong.Actual) {
 			return res, err
 		}
+		s.hot.mark(streamID, time.Now())
 		if lost == s.maxLostRaces {
 			return events.AppendResult{}, fmt.Errorf("pgstore: append to %q: %w: other appends to the stream took its next version %d times in a row; nothing was written, try again",
 				streamID, events.ErrUnavailable, lost+1)
@@ -310,19 +317,55 @@ func (s *Store) runAppend(ctx context.Context, db execer, streamID string, ids [
 	if err != nil {
 		return nil, s.appendError(streamID, ids, err, inTx)
 	}
+	got, err := scanLanded(rows)
+	if err != nil {
+		return nil, s.appendError(streamID, ids, err, inTx)
+	}
+	return got, nil
+}
+
+// runAppendQueued runs an append statement behind the stream's advisory
+// lock, for a stream that is contended (see hotStreams). The lock and the
+// statement go in one batch, so in one round trip and, for Append, one
+// implicit transaction: the lock is held until the append's transaction
+// ends, and the statement, taking its snapshot after the lock, sees the
+// previous holder's events.
+func (s *Store) runAppendQueued(ctx context.Context, db execer, streamID string, ids []string, inTx bool, sql string, args []any) ([]landed, error) {
+	b := &pgx.Batch{}
+	b.Queue(s.q.streamLock, s.cfg.Schema+"."+streamID)
+	b.Queue(sql, args...)
+	br := db.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		_ = br.Close()
+		return nil, s.appendError(streamID, ids, err, inTx)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		_ = br.Close()
+		return nil, s.appendError(streamID, ids, err, inTx)
+	}
+	got, err := scanLanded(rows)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, s.appendError(streamID, ids, err, inTx)
+	}
+	return got, nil
+}
+
+// scanLanded reads an append statement's rows and closes them.
+func scanLanded(rows pgx.Rows) ([]landed, error) {
 	var got []landed
 	for rows.Next() {
 		var seq, sortKey, version int64
 		if err := rows.Scan(&seq, &sortKey, &version); err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("pgstore: append: %w", err)
+			return nil, err
 		}
 		got = append(got, landed{version, events.MakeToken(uint64(sortKey), uint64(seq))})
 	}
-	if err := rows.Err(); err != nil {
-		return nil, s.appendError(streamID, ids, err, inTx)
-	}
-	return got, nil
+	return got, rows.Err()
 }
 
 // matchStored judges an append that wrote nothing: a retry of an append

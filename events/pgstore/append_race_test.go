@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
@@ -189,11 +190,14 @@ func TestAppendThatKeepsLosingReportsUnavailable(t *testing.T) {
 	ctx := t.Context()
 	st := openStore(t, db)
 	pgstore.SetMaxLostRaces(st, 0)
-	const stream = "order-loser"
-	_, err := st.Append(ctx, stream, events.NoStream, rawEvent(1))
-	require.NoError(t, err)
 
 	for _, inTx := range []bool{true, false} {
+		// A stream of its own: the lost race makes a stream contended,
+		// and appends to that queue rather than race (see
+		// TestContendedStreamQueues).
+		stream := fmt.Sprintf("order-loser%v", inTx)
+		_, err := st.Append(ctx, stream, events.NoStream, rawEvent(1))
+		require.NoError(t, err)
 		holder, err := db.Pool.Begin(ctx)
 		require.NoError(t, err)
 		defer func() { _ = holder.Rollback(context.WithoutCancel(ctx)) }()
@@ -237,6 +241,79 @@ func TestAppendThatKeepsLosingReportsUnavailable(t *testing.T) {
 		require.NoError(t, got.err, "Append retries unavailability")
 		require.Equal(t, before+2, got.res.FirstVersion)
 	}
+}
+
+// TestContendedStreamQueues: an append to a stream no append lost a race
+// on takes no lock, and once one lost a race, appends to the stream, by
+// Append and in a transaction, queue on the stream's advisory lock (here
+// held by another session) instead of racing, and land when it is free.
+func TestContendedStreamQueues(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t, nil)
+	ctx := t.Context()
+	st := openStore(t, db)
+	const stream = "order-contended"
+
+	// holdLock takes the stream's lock in a transaction of its own and
+	// returns its backend pid and the transaction.
+	holdLock := func() (uint32, pgx.Tx) {
+		tx, err := db.Pool.Begin(ctx)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = tx.Rollback(context.WithoutCancel(ctx)) })
+		var pid uint32
+		require.NoError(t, tx.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid))
+		_, err = tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", db.Schema+"."+stream)
+		require.NoError(t, err)
+		return pid, tx
+	}
+
+	_, lock := holdLock()
+	_, err := st.Append(ctx, stream, events.NoStream, rawEvent(1))
+	require.NoError(t, err, "a stream that is not contended takes no lock")
+	require.NoError(t, lock.Rollback(ctx))
+
+	// Lose a race: hold version 2, start an Append behind it, commit.
+	holder, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = holder.Rollback(context.WithoutCancel(ctx)) }()
+	_, err = st.AppendTx(ctx, holder, stream, events.AnyVersion, rawEvent(2))
+	require.NoError(t, err)
+	lost := make(chan error, 1)
+	go func() {
+		_, err := st.Append(ctx, stream, events.AnyVersion, rawEvent(3))
+		lost <- err
+	}()
+	awaitLockWaiter(t, db, stream)
+	require.NoError(t, holder.Commit(ctx))
+	require.NoError(t, <-lost)
+
+	for _, inTx := range []bool{false, true} {
+		pid, lock := holdLock()
+		done := make(chan error, 1)
+		go func() {
+			if !inTx {
+				_, err := st.Append(ctx, stream, events.AnyVersion, rawEvent(4))
+				done <- err
+				return
+			}
+			done <- pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+				_, err := st.AppendTx(ctx, tx, stream, events.AnyVersion, rawEvent(4))
+				return err
+			})
+		}()
+		require.Eventually(t, func() bool {
+			var queued bool
+			require.NoError(t, db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+WHERE wait_event = 'advisory' AND $1::int = ANY(pg_blocking_pids(pid)))`, int64(pid)).Scan(&queued))
+			return queued
+		}, 10*time.Second, 5*time.Millisecond, "the append (in a transaction %v) queues on the stream's lock", inTx)
+		require.NoError(t, lock.Rollback(ctx))
+		require.NoError(t, <-done)
+	}
+	v, err := st.StreamVersion(ctx, stream)
+	require.NoError(t, err)
+	require.Equal(t, int64(5), v)
+	requireTokensFollowVersions(t, st, stream)
 }
 
 // fits reports whether an append expecting expected may go to a stream at

@@ -129,12 +129,21 @@
 // holding an xid through the run, 0.67 and 0.67 became 0.91 and 0.81.
 //
 // The price of reading the head from the events: appenders of one stream
-// that collide cost a second statement (the loser runs again), where the
-// head row made them queue on its lock. A stream that many writers append
-// to at once with AnyVersion can make one of them lose again and again;
-// after 64 lost races in a row an append reports ErrUnavailable (nothing
-// written), and Append's retries back off. Every lost race means another
-// append committed.
+// that collide cannot queue on a row lock, and without more, every one of
+// them read the same head, one won, and the rest ran again. With eight
+// writers on one stream that cut Append to about a third of what the head
+// row allowed, and AppendTx to about a half. So a stream on which an
+// append lost a race is remembered as contended for two seconds, and
+// appends to it queue on a transaction-level advisory lock on the stream,
+// taken in the same round trip just before the statement: a queued append
+// reads the head after the one before it committed, and does not lose. At
+// eight writers on one stream the rates then came out above the head row's
+// (Append 1,400-1,700/s against 1,200-1,500, AppendTx 890-1,020 against
+// 740-920, alternating runs). Streams that are not contended take no lock.
+// The lock never decides anything: the unique index settles any append
+// that did not queue (one from another process that has not lost a race
+// yet). After 64 lost races in a row an append reports ErrUnavailable
+// (nothing written), and Append's retries back off.
 //
 // # The feed
 //

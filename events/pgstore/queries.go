@@ -8,6 +8,7 @@ import (
 // queries holds the store's SQL with the schema baked in, built once.
 type queries struct {
 	appendSQL           // the append statements
+	streamLock   string // queues an append on its stream (see hotStreams)
 	eventsByID   string // a retried append's events
 	notify       string
 	readStream   string
@@ -68,8 +69,11 @@ func newQueries(schema string) queries {
 AND ($3 = '' OR (key >= $3 AND starts_with(key, $3))) AND ($4 = '' OR key %s $4) ORDER BY key %s LIMIT $5`
 
 	return queries{
-		events:       events,
-		appendSQL:    appendStatements(events),
+		events:    events,
+		appendSQL: appendStatements(events),
+		// A 64-bit hash of "<schema>.<stream>": a collision only makes two
+		// streams queue together.
+		streamLock:   `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`,
 		eventsByID:   fmt.Sprintf(`SELECT %s FROM %s WHERE event_id = ANY($1::uuid[])`, eventColumns, events),
 		notify:       `SELECT pg_notify($1, $2)`,
 		readStream:   fmt.Sprintf(`SELECT %s FROM %s WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`, eventColumns, events),

@@ -126,6 +126,7 @@ type Store struct {
 	watchID   int
 	// maxLostRaces is maxLostRaces but in tests.
 	maxLostRaces int
+	hot          hotStreams // streams Append queues on a lock for
 
 	cancel context.CancelFunc
 	done   sync.WaitGroup

@@ -1,0 +1,62 @@
+package pgstore
+
+import (
+	"sync"
+	"time"
+)
+
+// hotStreamsMax bounds the streams a store remembers as contended; past it
+// the oldest marks are dropped. A forgotten stream costs one more lost race
+// before it is queued again, never a wrong result.
+const hotStreamsMax = 1024
+
+// hotFor is how long a stream stays contended after its last lost race.
+const hotFor = 2 * time.Second
+
+// hotStreams remembers streams whose appends recently lost the race for
+// the next version, and appends to those queue on a lock (see
+// Store.runAppendQueued). Without it, every appender of a stream written
+// by many at once reads the same head, one wins, and the rest run again:
+// with eight writers on one stream, Append's rate fell to a third of what
+// the old head row allowed (each losing statement also left a dead row),
+// and AppendTx's to a half. The lock is a transaction-level advisory lock
+// taken just before the statement, so a stream that is not contended
+// pays nothing for it, and correctness never rests on it: the unique
+// index still settles any appender that did not queue. In a caller's
+// transaction the lock is held until it ends, as the head row's lock was;
+// a transaction that appended to a stream before it turned hot and then
+// queues for it behind one that waits for its first append deadlocks, and
+// PostgreSQL ends one of them (a transient failure, which units retry).
+type hotStreams struct {
+	mu    sync.Mutex
+	until map[string]time.Time
+}
+
+// has reports whether streamID lost a race within hotFor.
+func (h *hotStreams) has(streamID string, now time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t, ok := h.until[streamID]
+	if ok && now.After(t) {
+		delete(h.until, streamID)
+		return false
+	}
+	return ok
+}
+
+// mark records a lost race on streamID.
+func (h *hotStreams) mark(streamID string, now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.until == nil {
+		h.until = map[string]time.Time{}
+	}
+	if _, ok := h.until[streamID]; !ok && len(h.until) >= hotStreamsMax {
+		for id, t := range h.until {
+			if now.After(t) || len(h.until) >= hotStreamsMax {
+				delete(h.until, id)
+			}
+		}
+	}
+	h.until[streamID] = now.Add(hotFor)
+}

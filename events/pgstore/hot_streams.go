@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -30,17 +31,35 @@ const hotFor = 2 * time.Second
 type hotStreams struct {
 	mu    sync.Mutex
 	until map[string]time.Time
+	// any is whether until holds a stream: every append asks, and almost
+	// always none is contended, so the answer takes no lock.
+	any atomic.Bool
+	// sweepAt is when has next drops every expired stream, so that marks
+	// nobody asks about again do not keep any set.
+	sweepAt time.Time
 }
 
 // has reports whether streamID lost a race within hotFor.
 func (h *hotStreams) has(streamID string, now time.Time) bool {
+	if !h.any.Load() {
+		return false
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if now.After(h.sweepAt) {
+		for id, t := range h.until {
+			if now.After(t) {
+				delete(h.until, id)
+			}
+		}
+		h.sweepAt = now.Add(hotFor)
+	}
 	t, ok := h.until[streamID]
 	if ok && now.After(t) {
 		delete(h.until, streamID)
-		return false
+		ok = false
 	}
+	h.any.Store(len(h.until) > 0)
 	return ok
 }
 
@@ -59,4 +78,5 @@ func (h *hotStreams) mark(streamID string, now time.Time) {
 		}
 	}
 	h.until[streamID] = now.Add(hotFor)
+	h.any.Store(true)
 }

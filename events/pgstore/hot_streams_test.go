@@ -35,4 +35,12 @@ func TestHotStreamsExpireAndStayBounded(t *testing.T) {
 	h.mark("fresh", now)
 	require.True(t, h.has("fresh", now.Add(hotFor)), "seed %d", seed)
 	require.False(t, h.has("fresh", now.Add(hotFor+time.Nanosecond)), "seed %d", seed)
+
+	// Marks nobody asks about again are swept, so asking goes back to
+	// taking no lock.
+	later := now.Add(3 * hotFor)
+	require.False(t, h.has("other", later), "seed %d", seed)
+	require.False(t, h.has("other", later.Add(hotFor+time.Nanosecond)), "seed %d", seed)
+	require.Empty(t, h.until, "seed %d", seed)
+	require.False(t, h.any.Load(), "seed %d", seed)
 }

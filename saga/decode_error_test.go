@@ -1,12 +1,10 @@
 package saga_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"math/rand/v2"
-	"sync"
 	"testing"
 
 	"github.com/google/uuid"
@@ -67,7 +65,7 @@ func TestUndecodableEventIsAnError(t *testing.T) {
 // cannot route.
 func TestUndecodableEventIsLogged(t *testing.T) {
 	t.Parallel()
-	var buf syncBuffer
+	var buf logBuffer
 	store := newStore(t, nil)
 	eng, err := saga.NewEngine(&saga.EngineConfig{
 		Store: store, Sagas: []saga.Definition{orderSaga(false, nil)},
@@ -87,22 +85,4 @@ func TestUndecodableEventIsLogged(t *testing.T) {
 	require.Contains(t, buf.String(), `"event_id":"`+env.ID+`"`)
 	require.Contains(t, buf.String(), `"type":"order.placed"`)
 	require.Equal(t, 1, line.SchemaVersion)
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and the test at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

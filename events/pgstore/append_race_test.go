@@ -55,32 +55,7 @@ func TestAppendYieldsToAConcurrentAppend(t *testing.T) {
 		_, err = st.AppendTx(ctx, holder, stream, events.AnyVersion, rawEvents(held)...)
 		require.NoError(t, err, msg)
 
-		type outcome struct {
-			res    events.AppendResult
-			err    error
-			usable error
-		}
-		done := make(chan outcome, 1)
-		go func() {
-			evs := rawEvents(waiting)
-			if !inTx {
-				res, err := st.Append(ctx, stream, expected, evs...)
-				done <- outcome{res: res, err: err}
-				return
-			}
-			tx, err := db.Pool.Begin(ctx)
-			if err != nil {
-				done <- outcome{err: err}
-				return
-			}
-			defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-			res, err := st.AppendTx(ctx, tx, stream, expected, evs...)
-			_, usable := tx.Exec(ctx, "SELECT 1")
-			if err == nil && usable == nil {
-				usable = tx.Commit(ctx)
-			}
-			done <- outcome{res, err, usable}
-		}()
+		done := startAppend(ctx, db, st, stream, expected, rawEvents(waiting), inTx)
 		// An append whose expectation fails on what is committed answers
 		// at once, before the holder ends; one that fits waits for it.
 		if !fits(expected, before) {
@@ -206,27 +181,7 @@ func TestAppendThatKeepsLosingReportsUnavailable(t *testing.T) {
 		before, err := st.StreamVersion(ctx, stream)
 		require.NoError(t, err)
 
-		type outcome struct {
-			res         events.AppendResult
-			err, usable error
-		}
-		done := make(chan outcome, 1)
-		go func() {
-			if !inTx {
-				res, err := st.Append(ctx, stream, events.AnyVersion, rawEvent(3))
-				done <- outcome{res: res, err: err}
-				return
-			}
-			tx, err := db.Pool.Begin(ctx)
-			if err != nil {
-				done <- outcome{err: err}
-				return
-			}
-			defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-			res, err := st.AppendTx(ctx, tx, stream, events.AnyVersion, rawEvent(3))
-			_, usable := tx.Exec(ctx, "SELECT 1")
-			done <- outcome{res, err, usable}
-		}()
+		done := startAppend(ctx, db, st, stream, events.AnyVersion, []events.Event{rawEvent(3)}, inTx)
 		awaitLockWaiter(t, db, stream)
 		require.NoError(t, holder.Commit(ctx))
 		got := <-done
@@ -289,18 +244,7 @@ func TestContendedStreamQueues(t *testing.T) {
 
 	for _, inTx := range []bool{false, true} {
 		pid, lock := holdLock()
-		done := make(chan error, 1)
-		go func() {
-			if !inTx {
-				_, err := st.Append(ctx, stream, events.AnyVersion, rawEvent(4))
-				done <- err
-				return
-			}
-			done <- pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
-				_, err := st.AppendTx(ctx, tx, stream, events.AnyVersion, rawEvent(4))
-				return err
-			})
-		}()
+		done := startAppend(ctx, db, st, stream, events.AnyVersion, []events.Event{rawEvent(4)}, inTx)
 		require.Eventually(t, func() bool {
 			var queued bool
 			require.NoError(t, db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
@@ -308,12 +252,48 @@ WHERE wait_event = 'advisory' AND $1::int = ANY(pg_blocking_pids(pid)))`, int64(
 			return queued
 		}, 10*time.Second, 5*time.Millisecond, "the append (in a transaction %v) queues on the stream's lock", inTx)
 		require.NoError(t, lock.Rollback(ctx))
-		require.NoError(t, <-done)
+		got := <-done
+		require.NoError(t, got.err)
+		require.NoError(t, got.usable)
 	}
 	v, err := st.StreamVersion(ctx, stream)
 	require.NoError(t, err)
 	require.Equal(t, int64(5), v)
 	requireTokensFollowVersions(t, st, stream)
+}
+
+// appendOutcome is what startAppend's append came to: its result and
+// error, and, in a transaction, whether the transaction was still usable
+// after it (and committed, when the append succeeded).
+type appendOutcome struct {
+	res         events.AppendResult
+	err, usable error
+}
+
+// startAppend appends evs in a goroutine, by Append or by AppendTx in a
+// transaction of its own, and delivers the outcome.
+func startAppend(ctx context.Context, db *pgtest.DB, st *pgstore.Store, stream string, expected events.ExpectedVersion, evs []events.Event, inTx bool) <-chan appendOutcome {
+	done := make(chan appendOutcome, 1)
+	go func() {
+		if !inTx {
+			res, err := st.Append(ctx, stream, expected, evs...)
+			done <- appendOutcome{res: res, err: err}
+			return
+		}
+		tx, err := db.Pool.Begin(ctx)
+		if err != nil {
+			done <- appendOutcome{err: err}
+			return
+		}
+		defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+		res, err := st.AppendTx(ctx, tx, stream, expected, evs...)
+		_, usable := tx.Exec(ctx, "SELECT 1")
+		if err == nil && usable == nil {
+			usable = tx.Commit(ctx)
+		}
+		done <- appendOutcome{res, err, usable}
+	}()
+	return done
 }
 
 // fits reports whether an append expecting expected may go to a stream at

@@ -124,7 +124,7 @@ type Store struct {
 	watchMu   sync.Mutex
 	watchers  map[int]func(name string, pos events.Token)
 	watchID   int
-	// maxLostRaces is maxLostRaces but in tests.
+	// maxLostRaces is the const maxLostRaces, lowered by tests.
 	maxLostRaces int
 	hot          hotStreams // streams Append queues on a lock for
 

@@ -74,13 +74,15 @@ func (f numericFlag) sample(rng *rand.Rand) float64 {
 func TestNumericFlagsOverRandomValues(t *testing.T) {
 	t.Parallel()
 	inf := math.Inf(1)
+	// serve binds before it connects: on its default port it would fail
+	// whenever something else on the machine holds that port.
 	flags := []numericFlag{
 		{args: []string{"demo"}, flag: "orders", kind: "int", lo: 1, hi: inf},
 		{args: []string{"demo"}, flag: "customers", kind: "int", lo: 1, hi: inf},
 		{args: []string{"demo"}, flag: "lag", kind: "duration", lo: 0, hi: inf},
-		{args: []string{"serve"}, flag: "sla", kind: "duration", lo: 0, hi: inf, open: true},
-		{args: []string{"serve"}, flag: "interval", kind: "duration", lo: 0, hi: inf, open: true},
-		{args: []string{"serve"}, flag: "demo-load", kind: "float", lo: 0, hi: 1000},
+		{args: []string{"serve", "--listen", "127.0.0.1:0"}, flag: "sla", kind: "duration", lo: 0, hi: inf, open: true},
+		{args: []string{"serve", "--listen", "127.0.0.1:0"}, flag: "interval", kind: "duration", lo: 0, hi: inf, open: true},
+		{args: []string{"serve", "--listen", "127.0.0.1:0"}, flag: "demo-load", kind: "float", lo: 0, hi: 1000},
 		{args: []string{"lag"}, flag: "sla", kind: "duration", lo: 0, hi: inf, open: true},
 		{args: []string{"sagas", "list"}, flag: "limit", kind: "int", lo: 1, hi: inf},
 		{args: []string{"sagas", "list"}, flag: "stuck-for", kind: "duration", lo: 0, hi: inf},

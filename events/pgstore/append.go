@@ -185,7 +185,12 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 	var got []landed
 	for lost := 0; ; lost++ {
 		var err error
-		if s.hot.has(streamID, time.Now()) {
+		// In a caller's transaction every append queues: a transaction
+		// that appended to a stream without the lock, and then queued for
+		// it once the stream turned contended, would deadlock with one
+		// holding the lock and waiting for that first append's version.
+		// Holding the lock from the first append on, it re-enters it.
+		if (inTx && !s.unqueuedInTx) || s.hot.has(streamID, time.Now()) {
 			got, err = s.runAppendQueued(ctx, db, streamID, ids, inTx, sql, args)
 		} else {
 			got, err = s.runAppend(ctx, db, streamID, ids, inTx, sql, args)

@@ -258,14 +258,18 @@ VALUES (0, gen_random_uuid(), $1, 2, 'held', '{}', 'order')`, stream)
 	}
 }
 
-// awaitLockWaiter returns the pid of a backend of this test's schema that
-// waits for a lock.
+// awaitLockWaiter returns the pid of a backend that waits for a lock in
+// this test's schema: a statement naming the schema, or the advisory lock
+// of stream in it (whose statement names neither).
 func awaitLockWaiter(t *testing.T, db *pgtest.DB, stream string) int32 {
 	t.Helper()
 	var pid int32
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		err := db.Pool.QueryRow(t.Context(), `SELECT pid FROM pg_stat_activity
-WHERE wait_event_type = 'Lock' AND datname = current_database() AND query LIKE '%' || $1 || '%' LIMIT 1`, db.Schema).Scan(&pid)
+		err := db.Pool.QueryRow(t.Context(), `SELECT a.pid FROM pg_stat_activity a
+WHERE a.wait_event_type = 'Lock' AND a.datname = current_database() AND (a.query LIKE '%' || $1 || '%'
+  OR EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted AND l.locktype = 'advisory'
+    AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended($2, 0)))
+LIMIT 1`, db.Schema, db.Schema+"."+stream).Scan(&pid)
 		require.NoError(c, err)
 	}, 10*time.Second, 5*time.Millisecond)
 	return pid

@@ -19,7 +19,8 @@ import (
 
 // TestAppendYieldsToAConcurrentAppend holds an uncommitted append to a
 // stream and starts a second one behind it, over random sizes, versions,
-// expectations and outcomes. The second waits for the first to end, then
+// expectations and outcomes. The second waits for the first to end (unless
+// it is an Append whose expectation fails at once), then
 // lands whole after it (or where it would have been, if the first rolled
 // back), or reports the conflict its expectation makes; inside a
 // transaction it never aborts it. Nothing is half-written.
@@ -28,10 +29,15 @@ func TestAppendYieldsToAConcurrentAppend(t *testing.T) {
 	db := pgtest.New(t, nil)
 	ctx := t.Context()
 	st := openStore(t, db)
+	// The holder is this store or one playing a process of the previous
+	// release, which takes no lock in a transaction: an append queued on
+	// the lock still races that one at the unique index.
+	old := openStore(t, db)
+	pgstore.SetUnqueuedInTx(old)
 
 	seed := rand.Uint64()
 	r := rand.New(rand.NewPCG(seed, 0))
-	for round := range 24 {
+	for round := range 32 {
 		msg := fmt.Sprintf("seed %d, round %d", seed, round)
 		stream := fmt.Sprintf("order-race%d", round)
 		before := r.IntN(3)
@@ -40,25 +46,31 @@ func TestAppendYieldsToAConcurrentAppend(t *testing.T) {
 			require.NoError(t, err, msg)
 		}
 		held, waiting := 1+r.IntN(4), 1+r.IntN(4)
-		commit, inTx := r.IntN(2) == 0, r.IntN(2) == 0
+		commit, inTx, holderLocks := r.IntN(2) == 0, r.IntN(2) == 0, r.IntN(2) == 0
 		expected := []events.ExpectedVersion{events.AnyVersion, events.StreamExists, events.Exactly(int64(before)), events.NoStream}[r.IntN(4)]
 		if before == 0 && expected == events.Exactly(0) {
 			expected = events.NoStream
 		}
-		msg += fmt.Sprintf(": %d events, then %d held (commit %v), then %d with %s (in a transaction %v)", before, held, commit, waiting, expected, inTx)
+		msg += fmt.Sprintf(": %d events, then %d held (commit %v, locked %v), then %d with %s (in a transaction %v)", before, held, commit, holderLocks, waiting, expected, inTx)
 
 		holder, err := db.Pool.Begin(ctx)
 		require.NoError(t, err, msg)
 		// A failed check must not leave the holder open: the schema's
 		// clean-up, and every test of the server, would wait for it.
 		defer func() { _ = holder.Rollback(context.WithoutCancel(ctx)) }()
-		_, err = st.AppendTx(ctx, holder, stream, events.AnyVersion, rawEvents(held)...)
+		holdWith := old
+		if holderLocks {
+			holdWith = st
+		}
+		_, err = holdWith.AppendTx(ctx, holder, stream, events.AnyVersion, rawEvents(held)...)
 		require.NoError(t, err, msg)
 
 		done := startAppend(ctx, db, st, stream, expected, rawEvents(waiting), inTx)
 		// An append whose expectation fails on what is committed answers
-		// at once, before the holder ends; one that fits waits for it.
-		if !fits(expected, before) {
+		// at once, before the holder ends; one that fits waits for it. But
+		// an append in a transaction queues on the stream's lock: when the
+		// holder has it, it always waits and is judged on what it left.
+		if (!inTx || !holderLocks) && !fits(expected, before) {
 			got := <-done
 			require.NoError(t, got.usable, "%s: the waiter's transaction stays usable", msg)
 			var wrong *events.WrongExpectedVersionError
@@ -166,6 +178,11 @@ func TestAppendThatKeepsLosingReportsUnavailable(t *testing.T) {
 	st := openStore(t, db)
 	pgstore.SetMaxLostRaces(st, 0)
 
+	// An append in a transaction queues on the stream's lock, which
+	// AppendTx's holder here takes too, so it can only lose to an append
+	// that took no lock: one of a process of the previous release.
+	old := openStore(t, db)
+	pgstore.SetUnqueuedInTx(old)
 	for _, inTx := range []bool{true, false} {
 		// A stream of its own: the lost race makes a stream contended,
 		// and appends to that queue rather than race (see
@@ -176,7 +193,7 @@ func TestAppendThatKeepsLosingReportsUnavailable(t *testing.T) {
 		holder, err := db.Pool.Begin(ctx)
 		require.NoError(t, err)
 		defer func() { _ = holder.Rollback(context.WithoutCancel(ctx)) }()
-		_, err = st.AppendTx(ctx, holder, stream, events.AnyVersion, rawEvent(2))
+		_, err = old.AppendTx(ctx, holder, stream, events.AnyVersion, rawEvent(2))
 		require.NoError(t, err)
 		before, err := st.StreamVersion(ctx, stream)
 		require.NoError(t, err)
@@ -198,10 +215,12 @@ func TestAppendThatKeepsLosingReportsUnavailable(t *testing.T) {
 	}
 }
 
-// TestContendedStreamQueues: an append to a stream no append lost a race
+// TestContendedStreamQueues: an Append to a stream no append lost a race
 // on takes no lock, and once one lost a race, appends to the stream, by
 // Append and in a transaction, queue on the stream's advisory lock (here
 // held by another session) instead of racing, and land when it is free.
+// (In a transaction they queue always: see
+// TestTransactionAppendsAgainToAStreamThatTurnedContended.)
 func TestContendedStreamQueues(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t, nil)

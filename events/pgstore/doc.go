@@ -139,8 +139,11 @@
 // reads the head after the one before it committed, and does not lose. At
 // eight writers on one stream the rates then came out above the head row's
 // (Append 1,400-1,700/s against 1,200-1,500, AppendTx 890-1,020 against
-// 740-920, alternating runs). Streams that are not contended take no lock.
-// The lock never decides anything: the unique index settles any append
+// 740-920, alternating runs). Append takes no lock on a stream that is not
+// contended. Appends in a transaction (AppendTx, units) take it always, on
+// their first append to a stream: one that appended before the stream
+// turned contended and queued for it afterwards, behind an append waiting
+// for its first version, would deadlock. The lock never decides anything: the unique index settles any append
 // that did not queue (one from another process that has not lost a race
 // yet). After 64 lost races in a row an append reports ErrUnavailable
 // (nothing written), and Append's retries back off.

@@ -1,5 +1,15 @@
 package pgstore
 
+import "time"
+
 // SetMaxLostRaces sets how often an append of s runs again after losing
 // the race for its stream's next version.
 func SetMaxLostRaces(s *Store, n int) { s.maxLostRaces = n }
+
+// MarkContended records a lost race on streamID, as an append that lost
+// one does.
+func MarkContended(s *Store, streamID string) { s.hot.mark(streamID, time.Now()) }
+
+// SetUnqueuedInTx makes s append in a transaction without the stream lock
+// unless the stream is contended, as a process of an earlier version did.
+func SetUnqueuedInTx(s *Store) { s.unqueuedInTx = true }

@@ -23,11 +23,14 @@ const hotFor = 2 * time.Second
 // and AppendTx's to a half. The lock is a transaction-level advisory lock
 // taken just before the statement, so a stream that is not contended
 // pays nothing for it, and correctness never rests on it: the unique
-// index still settles any appender that did not queue. In a caller's
-// transaction the lock is held until it ends, as the head row's lock was;
-// a transaction that appended to a stream before it turned hot and then
-// queues for it behind one that waits for its first append deadlocks, and
-// PostgreSQL ends one of them (a transient failure, which units retry).
+// index still settles any appender that did not queue. Appends in a
+// caller's transaction (AppendTx, units) always queue, hot or not, and
+// hold the lock until the transaction ends, as the head row's lock was
+// held: were they to queue only once the stream is hot, a transaction that
+// appended before it turned hot and then queued behind one waiting for
+// that first append's version would deadlock. The lock costs them nothing
+// they did not already pay, since a second appender in a transaction waits
+// for the first one's commit at the unique index anyway.
 type hotStreams struct {
 	mu    sync.Mutex
 	until map[string]time.Time

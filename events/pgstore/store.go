@@ -126,6 +126,10 @@ type Store struct {
 	watchID   int
 	// maxLostRaces is the const maxLostRaces, lowered by tests.
 	maxLostRaces int
+	// unqueuedInTx makes appends in a transaction take no stream lock
+	// unless the stream is contended, as the previous release did: tests
+	// use it to play a process of that release racing this one.
+	unqueuedInTx bool
 	hot          hotStreams // streams Append queues on a lock for
 
 	cancel context.CancelFunc

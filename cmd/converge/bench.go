@@ -37,6 +37,7 @@ const benchDropTimeout = 30 * time.Second
 var benchScenarios = map[string]func(ctx context.Context, c *benchCmd, store *pgstore.Store) (summary func(io.Writer) error, err error){
 	"append":      runAppendBench,
 	"command":     runCommandBench,
+	"contended":   runContendedBench,
 	"propagation": runPropagationBench,
 	"parallel":    runParallelBench,
 	"rebuild":     runRebuildBench,
@@ -50,9 +51,11 @@ const sagaBenchConns = 40
 // benchCmd is `converge bench`: one scenario against its baseline in a
 // throw-away schema.
 type benchCmd struct {
-	db         *dbOptions
-	scenario   string
-	writers    []int
+	db       *dbOptions
+	scenario string
+	writers  []int
+	// writersSet says whether --writers was given.
+	writersSet bool
 	batches    []int
 	duration   time.Duration
 	rate       int
@@ -149,6 +152,13 @@ Scenarios:
            raw pgx INSERTs of the same rows at the same concurrency
            (baseline "raw_insert"). ratio = converge events/s / raw
            events/s: 1 is parity, higher is better.
+  contended
+           --writers writers (8 unless given) append one event at a time
+           to one stream, by Append and by AppendTx (each in a transaction
+           of its own), against raw INSERTs of the same rows at the same
+           concurrency ("raw_insert"). ratio = converge events/s / raw
+           events/s: what appends keep of the raw rate when every writer
+           appends to the same stream.
   command  a saga-like step in one process sends a command, at a steady
            --rate (200 unless given), to its handler in another process,
            and measures step commit to handler start per command. The
@@ -197,6 +207,7 @@ Scenarios:
 				return err
 			}
 			c.db = db
+			c.writersSet = cmd.Flags().Changed("writers")
 			if c.scenario == "rebuild" && !cmd.Flags().Changed("events") {
 				c.events = 200_000
 			}
@@ -212,11 +223,11 @@ Scenarios:
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&c.scenario, "scenario", "append", "scenario to run: append, command, propagation, parallel, rebuild or saga")
+	f.StringVar(&c.scenario, "scenario", "append", "scenario to run: append, contended, command, propagation, parallel, rebuild or saga")
 	f.IntVar(&c.events, "events", 2000, "events to handle per run (parallel; rebuild defaults to 200000)")
 	f.IntVar(&c.sagas, "sagas", 500, "sagas to run per store (saga)")
 	f.IntSliceVar(&c.partitions, "partitions", []int{1, 8}, "partition counts to run, the first is the baseline (parallel)")
-	f.IntSliceVar(&c.writers, "writers", []int{1, 8}, "concurrent writers (append)")
+	f.IntSliceVar(&c.writers, "writers", []int{1, 8}, "concurrent writers (append; contended defaults to 8)")
 	f.IntSliceVar(&c.batches, "batches", []int{1, 10}, "events per append (append)")
 	f.IntVar(&c.rate, "rate", 500, "steady rate per second: appends (propagation, default 500), steps sending a command (command, default 200)")
 	f.DurationVar(&c.duration, "duration", 0, "measuring time per pair and side (default: the scenario's, sized to finish within 30s)")
@@ -306,6 +317,15 @@ func runAppendBench(ctx context.Context, c *benchCmd, store *pgstore.Store) (fun
 		Writers: c.writers, Batches: c.batches, Duration: c.duration,
 	}, c.out)
 	return func(w io.Writer) error { return bench.WriteAppendSummary(w, res) }, err
+}
+
+func runContendedBench(ctx context.Context, c *benchCmd, store *pgstore.Store) (func(io.Writer) error, error) {
+	cfg := &bench.ContendedConfig{Duration: c.duration}
+	if c.writersSet {
+		cfg.Writers = c.writers
+	}
+	res, err := bench.Contended(ctx, store.Pool(), store, cfg, c.out)
+	return func(w io.Writer) error { return bench.WriteContendedSummary(w, res) }, err
 }
 
 func runPropagationBench(ctx context.Context, c *benchCmd, store *pgstore.Store) (func(io.Writer) error, error) {

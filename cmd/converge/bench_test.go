@@ -73,6 +73,27 @@ func TestBenchAppend(t *testing.T) {
 	require.False(t, exists, "--schema names a prefix; the schema itself is never created")
 }
 
+// TestBenchContended: the contended scenario prints a line per method
+// (Append, AppendTx) at the given writer count, and its summary.
+func TestBenchContended(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t, &pgtest.Config{SkipMigrate: true})
+	out, err := runCLI(t, "bench", "--database-url", db.URL, "--schema", db.Schema,
+		"--scenario", "contended", "--writers", "3", "--duration", "40ms")
+	require.NoError(t, err)
+	lines, summary := splitBenchOutput(t, out)
+	require.Len(t, lines, 2, out)
+	for i, l := range lines {
+		require.Equal(t, "contended", l["scenario"])
+		require.Equal(t, []string{"append", "append_tx"}[i], l["method"])
+		require.EqualValues(t, 3, l["writers"])
+		require.Equal(t, "raw_insert", l["baseline"])
+		require.Positive(t, l["ratio"])
+	}
+	require.Contains(t, summary, "METHOD     WRITERS  CONVERGE/S  RAW/S  RATIO")
+	require.Empty(t, benchSchemas(t, db, db.Schema), "the bench schema is dropped")
+}
+
 func TestBenchPropagationJSONOnly(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t, &pgtest.Config{SkipMigrate: true})
@@ -167,7 +188,7 @@ func TestBenchRejectsBadOptions(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--scenario", "nope"}, `--scenario "nope": unknown (choose one of append, command, parallel, propagation, rebuild, saga)`},
+		{[]string{"--scenario", "nope"}, `--scenario "nope": unknown (choose one of append, command, contended, parallel, propagation, rebuild, saga)`},
 		{[]string{"--scenario", "saga", "--sagas", "0"}, "--sagas 0: use 1 to 100000"},
 		{[]string{"--writers", "0"}, "--writers 0: use 1 to 64"},
 		{[]string{"--rate", "0"}, "--rate 0: use 1 to 20000 events per second"},

@@ -78,82 +78,28 @@ const BaselineRawInsert = "raw_insert"
 // max(Writers)+2 connections.
 func Append(ctx context.Context, pool *pgxpool.Pool, store *pgstore.Store, cfg *AppendConfig, out io.Writer) ([]AppendResult, error) {
 	c := cfg.withDefaults()
-	baseline := pgx.Identifier{store.Schema(), "bench_baseline"}.Sanitize()
-	if _, err := pool.Exec(ctx, fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (LIKE %s INCLUDING ALL)`,
-		baseline, pgx.Identifier{store.Schema(), "events"}.Sanitize())); err != nil {
-		return nil, fmt.Errorf("bench: create baseline table: %w", err)
+	baseline, err := createBaseline(ctx, pool, store)
+	if err != nil {
+		return nil, err
 	}
-	insert := fmt.Sprintf(`INSERT INTO %s (sort_key, event_id, stream_id, version, type, schema_version, payload, metadata, category)
-SELECT 0, e.id, $1, $2 + e.ord, 'bench.event', 1, e.payload, '{}', 'bench'
-FROM unnest($3::uuid[], $4::jsonb[]) WITH ORDINALITY AS e(id, payload, ord)`, baseline)
-
 	var results []AppendResult
 	run := 0
 	for _, w := range c.Writers {
 		for _, b := range c.Batches {
 			run++
-			var convergeN, baseN int64
-			var convergeT, baseT time.Duration
-			for round := range c.Rounds {
-				d := c.Duration / time.Duration(c.Rounds)
-				convergeSide := func() error {
-					n, el, err := drive(ctx, w, d, func(ctx context.Context, writer int, i int64) error {
-						evs := make([]events.Event, b)
-						for j := range evs {
-							evs[j] = events.Event{Data: events.Raw{Type: "bench.event", Payload: payload(i)}}
-						}
-						_, err := store.Append(ctx, fmt.Sprintf("bench-%d-%d-%d", run, round, writer), events.AnyVersion, evs...)
-						return err
-					})
-					if err != nil {
-						return fmt.Errorf("bench: converge append: %w", err)
-					}
-					convergeN += n * int64(b)
-					convergeT += el
-					return nil
-				}
-				baselineSide := func() error {
-					n, el, err := drive(ctx, w, d, func(ctx context.Context, writer int, i int64) error {
-						// [16]byte encodes in binary; strings would make pgx
-						// try binary, fail and fall back to text on each call.
-						ids := make([][16]byte, b)
-						payloads := make([]string, b)
-						for j := range ids {
-							ids[j] = uuid.Must(uuid.NewV7())
-							payloads[j] = string(payload(i))
-						}
-						_, err := pool.Exec(ctx, insert, fmt.Sprintf("base-%d-%d-%d", run, round, writer), i*int64(b), ids, payloads)
-						return err
-					})
-					if err != nil {
-						return fmt.Errorf("bench: baseline insert: %w", err)
-					}
-					baseN += n * int64(b)
-					baseT += el
-					return nil
-				}
-				// Alternate which side goes first, so whatever the first
-				// leaves behind (dirty pages, a checkpoint, autovacuum) does
-				// not always land on the same side.
-				sides := []func() error{convergeSide, baselineSide}
-				if round%2 == 1 {
-					sides[0], sides[1] = sides[1], sides[0]
-				}
-				for _, side := range sides {
-					if err := side(); err != nil {
-						return results, err
-					}
-				}
+			conv, base, err := measurePair(ctx, c.Rounds, c.Duration, w, b,
+				func(ctx context.Context, round, writer int, i int64) error {
+					_, err := store.Append(ctx, fmt.Sprintf("bench-%d-%d-%d", run, round, writer), events.AnyVersion, benchEvents(b, i)...)
+					return err
+				},
+				rawInsert(pool, baseline, fmt.Sprint(run), b))
+			if err != nil {
+				return results, err
 			}
 			r := AppendResult{
-				Scenario:       "append",
-				Writers:        w,
-				Batch:          b,
-				EventsPerSec:   round1(float64(convergeN) / convergeT.Seconds()),
-				Baseline:       BaselineRawInsert,
-				BaselinePerSec: round1(float64(baseN) / baseT.Seconds()),
+				Scenario: "append", Writers: w, Batch: b,
+				EventsPerSec: conv, Baseline: BaselineRawInsert, BaselinePerSec: base, Ratio: ratio(conv, base),
 			}
-			r.Ratio = ratio(r.EventsPerSec, r.BaselinePerSec)
 			results = append(results, r)
 			if err := json.NewEncoder(out).Encode(r); err != nil {
 				return results, err
@@ -161,6 +107,89 @@ FROM unnest($3::uuid[], $4::jsonb[]) WITH ORDINALITY AS e(id, payload, ord)`, ba
 		}
 	}
 	return results, nil
+}
+
+// createBaseline creates the baseline table, a copy of store's events
+// table (same columns, indexes and defaults), and returns its name and
+// the INSERT that fills it.
+func createBaseline(ctx context.Context, pool *pgxpool.Pool, store *pgstore.Store) (string, error) {
+	baseline := pgx.Identifier{store.Schema(), "bench_baseline"}.Sanitize()
+	if _, err := pool.Exec(ctx, fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (LIKE %s INCLUDING ALL)`,
+		baseline, pgx.Identifier{store.Schema(), "events"}.Sanitize())); err != nil {
+		return "", fmt.Errorf("bench: create baseline table: %w", err)
+	}
+	return baseline, nil
+}
+
+// rawInsert returns the baseline side: raw pgx INSERTs of batch rows per
+// call into the baseline table, each writer to a stream of its own (tag
+// keeps runs apart), with binary UUIDs as pgstore sends them.
+func rawInsert(pool *pgxpool.Pool, baseline, tag string, batch int) func(ctx context.Context, round, writer int, i int64) error {
+	insert := fmt.Sprintf(`INSERT INTO %s (sort_key, event_id, stream_id, version, type, schema_version, payload, metadata, category)
+SELECT 0, e.id, $1, $2 + e.ord, 'bench.event', 1, e.payload, '{}', 'bench'
+FROM unnest($3::uuid[], $4::jsonb[]) WITH ORDINALITY AS e(id, payload, ord)`, baseline)
+	return func(ctx context.Context, round, writer int, i int64) error {
+		// [16]byte encodes in binary; strings would make pgx try binary,
+		// fail and fall back to text on each call.
+		ids := make([][16]byte, batch)
+		payloads := make([]string, batch)
+		for j := range ids {
+			ids[j] = uuid.Must(uuid.NewV7())
+			payloads[j] = string(payload(i))
+		}
+		_, err := pool.Exec(ctx, insert, fmt.Sprintf("base-%s-%d-%d", tag, round, writer), i*int64(batch), ids, payloads)
+		return err
+	}
+}
+
+// benchEvents returns batch events for call i.
+func benchEvents(batch int, i int64) []events.Event {
+	evs := make([]events.Event, batch)
+	for j := range evs {
+		evs[j] = events.Event{Data: events.Raw{Type: "bench.event", Payload: payload(i)}}
+	}
+	return evs
+}
+
+// measurePair runs converge's side and the baseline's, each with writers
+// goroutines calling it for duration in all, split into rounds whose
+// first side alternates, and returns both rates in events/s (batch events
+// per call).
+func measurePair(ctx context.Context, rounds int, duration time.Duration, writers, batch int,
+	convergeSide, baselineSide func(ctx context.Context, round, writer int, i int64) error,
+) (convergeRate, baselineRate float64, err error) {
+	var convergeN, baseN int64
+	var convergeT, baseT time.Duration
+	d := duration / time.Duration(rounds)
+	for round := range rounds {
+		measure := func(fn func(ctx context.Context, round, writer int, i int64) error, n *int64, t *time.Duration, what string) error {
+			calls, el, err := drive(ctx, writers, d, func(ctx context.Context, writer int, i int64) error {
+				return fn(ctx, round, writer, i)
+			})
+			if err != nil {
+				return fmt.Errorf("bench: %s: %w", what, err)
+			}
+			*n += calls * int64(batch)
+			*t += el
+			return nil
+		}
+		sides := []func() error{
+			func() error { return measure(convergeSide, &convergeN, &convergeT, "converge") },
+			func() error { return measure(baselineSide, &baseN, &baseT, "baseline insert") },
+		}
+		// Alternate which side goes first, so whatever the first leaves
+		// behind (dirty pages, a checkpoint, autovacuum) does not always
+		// land on the same side.
+		if round%2 == 1 {
+			sides[0], sides[1] = sides[1], sides[0]
+		}
+		for _, side := range sides {
+			if err := side(); err != nil {
+				return 0, 0, err
+			}
+		}
+	}
+	return round1(float64(convergeN) / convergeT.Seconds()), round1(float64(baseN) / baseT.Seconds()), nil
 }
 
 // drive runs fn from `writers` goroutines for d and returns how many calls

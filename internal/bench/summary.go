@@ -73,3 +73,15 @@ func WriteSagaSummary(w io.Writer, rs []SagaResult) error {
 	}
 	return tw.Flush()
 }
+
+// WriteContendedSummary writes a short table of contended results for
+// people.
+func WriteContendedSummary(w io.Writer, rs []ContendedResult) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "contended: events/s appended to one stream by every writer, against raw INSERTs of the same rows (ratio = converge / raw)")
+	fmt.Fprintln(tw, "METHOD\tWRITERS\tCONVERGE/S\tRAW/S\tRATIO")
+	for _, r := range rs {
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.2f\n", r.Method, r.Writers, r.EventsPerSec, r.BaselinePerSec, r.Ratio)
+	}
+	return tw.Flush()
+}

@@ -30,4 +30,15 @@ METHOD     EVENTS  P50 MS  P95 MS  P99 MS  STALE  RATIO
 poll_50ms  3500    26.0    49.0    51.0    0      1.00
 push       3500    1.5     3.0     4.1     0      12.44
 `, b.String())
+
+	b.Reset()
+	require.NoError(t, bench.WriteContendedSummary(&b, []bench.ContendedResult{
+		{Scenario: "contended", Method: bench.MethodAppend, Writers: 8, EventsPerSec: 1500, BaselinePerSec: 6000, Ratio: 0.25},
+		{Scenario: "contended", Method: bench.MethodAppendTx, Writers: 8, EventsPerSec: 900, BaselinePerSec: 6000, Ratio: 0.15},
+	}))
+	require.Equal(t, `contended: events/s appended to one stream by every writer, against raw INSERTs of the same rows (ratio = converge / raw)
+METHOD     WRITERS  CONVERGE/S  RAW/S  RATIO
+append     8        1500        6000   0.25
+append_tx  8        900         6000   0.15
+`, b.String())
 }

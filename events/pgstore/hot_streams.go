@@ -21,8 +21,8 @@ const hotFor = 2 * time.Second
 // with eight writers on one stream, Append's rate fell to a third of what
 // the old head row allowed (each losing statement also left a dead row),
 // and AppendTx's to a half. The lock is a transaction-level advisory lock
-// taken just before the statement, so a stream that is not contended
-// pays nothing for it, and correctness never rests on it: the unique
+// taken just before the statement, so Append to a stream that is not
+// contended pays nothing for it, and correctness never rests on it: the unique
 // index still settles any appender that did not queue. Appends in a
 // caller's transaction (AppendTx, units) always queue, hot or not, and
 // hold the lock until the transaction ends, as the head row's lock was

@@ -184,9 +184,10 @@ Scenarios:
            the first partition count; ratio = events/s / baseline's.
   rebuild  stores --events events (200,000 unless given) over 1,000
            streams, lets a projection keeping a row per stream catch up,
-           then rebuilds it beside its live generation. The baseline is a
-           raw sequential pgx read of the same events in the same run
-           ("raw_read"); ratio = rebuild events/s / raw read events/s.
+           then rebuilds it beside its live generation, three times, each
+           rebuild followed by the baseline: a raw sequential pgx read of
+           the same events ("raw_read"). Each side reports its median;
+           ratio = rebuild events/s / raw read events/s.
            The line also gives the live catch-up rate and the process's
            peak RSS.
   saga     runs --sagas order-like sagas of four steps (each sends a

@@ -81,7 +81,7 @@ func (s *Store) appendOnce(ctx context.Context, streamID string, expected events
 		return events.AppendResult{}, fmt.Errorf("pgstore: append to %q: %w (nothing was written): %w", streamID, events.ErrUnavailable, err)
 	}
 	defer conn.Release()
-	res, err := s.appendOn(ctx, conn, streamID, expected, recs, false)
+	res, err := s.appendOn(ctx, conn, streamID, expected, recs, false, queueWhenHot)
 	if errors.Is(err, errStoredConcurrently) {
 		// The statement failed, so nothing of it was written; the ids
 		// are readable now.
@@ -116,6 +116,15 @@ func (s *Store) appendOnce(ctx context.Context, streamID string, expected events
 // sends its wake-up NOTIFY inside tx, as only PostgreSQL knows when tx
 // commits; that makes the commit take PostgreSQL's notify lock, so prefer a
 // unit of work, which notifies after its commit, for high write rates.
+//
+// AppendTx takes a transaction-level advisory lock on each stream it
+// appends to, held until tx ends, so that appenders of one stream take
+// turns instead of racing (see the package doc). A transaction appending to
+// very many streams holds as many locks: past what PostgreSQL's lock table
+// holds (max_locks_per_transaction times max_connections, shared by all
+// sessions) it fails with "out of shared memory". Split such an import into
+// several transactions, or append in a unit, which takes the lock only on
+// contended streams.
 func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expected events.ExpectedVersion, evs ...events.Event) (events.AppendResult, error) {
 	if s.isClosed() {
 		return events.AppendResult{}, events.ErrClosed
@@ -124,7 +133,19 @@ func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expect
 	if err != nil {
 		return events.AppendResult{}, err
 	}
-	res, err := s.appendOn(ctx, tx, streamID, expected, recs, true)
+	q := queueAlways
+	if s.unqueuedInTx {
+		q = queueWhenHot
+	}
+	if ut, ok := tx.(*unitTx); ok {
+		// A unit's transaction from TxFromContext: the unit knows which
+		// streams it appended to.
+		q = ut.u.queueingFor(streamID)
+	}
+	res, err := s.appendOn(ctx, tx, streamID, expected, recs, true, q)
+	if ut, ok := tx.(*unitTx); ok && err == nil {
+		ut.u.appendedTo(streamID)
+	}
 	if err != nil {
 		if errors.Is(err, errStoredConcurrently) {
 			err = fmt.Errorf("%w (the transaction is aborted: roll it back, then run it again with the same ids)", err)
@@ -150,7 +171,25 @@ func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expect
 // one (a replay after a lost reply, or a reused id).
 var errStoredConcurrently = errors.New("stored concurrently")
 
-func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expected events.ExpectedVersion, recs []events.Record, inTx bool) (events.AppendResult, error) {
+// queueing says when an append queues on its stream's advisory lock (see
+// hotStreams).
+type queueing int
+
+const (
+	// queueWhenHot queues on a contended stream only: Append, and a
+	// unit's first append to a stream.
+	queueWhenHot queueing = iota
+	// queueAlways queues on every stream: AppendTx, which cannot know
+	// whether its transaction appended to the stream before.
+	queueAlways
+	// queueNever takes no lock: a unit's later append to a stream it
+	// appended to already, which holds the lock or the stream's newest
+	// versions, so whoever holds the lock waits for it and not the other
+	// way round.
+	queueNever
+)
+
+func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expected events.ExpectedVersion, recs []events.Record, inTx bool, q queueing) (events.AppendResult, error) {
 	n := len(recs)
 	ids, params, err := appendParams(recs)
 	if err != nil {
@@ -185,12 +224,12 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 	var got []landed
 	for lost := 0; ; lost++ {
 		var err error
-		// In a caller's transaction every append queues: a transaction
-		// that appended to a stream without the lock, and then queued for
-		// it once the stream turned contended, would deadlock with one
-		// holding the lock and waiting for that first append's version.
-		// Holding the lock from the first append on, it re-enters it.
-		if (inTx && !s.unqueuedInTx) || s.hot.has(streamID, time.Now()) {
+		// A transaction that appended to a stream without the lock and
+		// then queued for it, once the stream turned contended, would
+		// deadlock with one holding the lock and waiting for that first
+		// append's version: see queueing.
+		queue := q == queueAlways || (q == queueWhenHot && s.hot.has(streamID, time.Now()))
+		if queue {
 			got, err = s.runAppendQueued(ctx, db, streamID, ids, inTx, sql, args)
 		} else {
 			got, err = s.runAppend(ctx, db, streamID, ids, inTx, sql, args)
@@ -211,6 +250,11 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 			return res, err
 		}
 		s.hot.mark(streamID, time.Now())
+		if q == queueNever {
+			// It lost a race, so it holds none of the stream's versions
+			// (a savepoint undid its earlier append): queueing is safe.
+			q = queueWhenHot
+		}
 		if lost == s.maxLostRaces {
 			return events.AppendResult{}, fmt.Errorf("pgstore: append to %q: %w: other appends to the stream took its next version %d times in a row; nothing was written, try again",
 				streamID, events.ErrUnavailable, lost+1)

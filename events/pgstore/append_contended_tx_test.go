@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/events"
@@ -14,13 +15,74 @@ import (
 	"github.com/converge-es/converge/internal/pgtest"
 )
 
+// firstWriter is the transaction that appends first and again in
+// TestTransactionAppendsAgainToAStreamThatTurnedContended: a caller's
+// transaction with AppendTx, a unit with its Append, or a unit's
+// transaction (TxFromContext) with AppendTx.
+type firstWriter struct {
+	name   string
+	append func(stream string, expected events.ExpectedVersion, evs []events.Event) (events.AppendResult, error)
+	pid    func() int32
+	commit func() error
+}
+
+func newFirstWriter(t *testing.T, db *pgtest.DB, st *pgstore.Store, kind int) firstWriter {
+	t.Helper()
+	ctx := t.Context()
+	if kind == 0 {
+		tx, err := db.Pool.Begin(ctx)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = tx.Rollback(context.WithoutCancel(ctx)) })
+		return firstWriter{
+			name: "AppendTx",
+			append: func(stream string, expected events.ExpectedVersion, evs []events.Event) (events.AppendResult, error) {
+				return st.AppendTx(ctx, tx, stream, expected, evs...)
+			},
+			pid:    func() int32 { return backendPID(t, tx) },
+			commit: func() error { return tx.Commit(ctx) },
+		}
+	}
+	u, err := st.Checkpoints().Begin(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = u.Rollback(context.WithoutCancel(ctx)) })
+	uctx := u.Context(ctx)
+	unitTx := func() pgx.Tx {
+		tx, err := pgstore.TxFromContext(uctx)
+		require.NoError(t, err)
+		return tx
+	}
+	w := firstWriter{
+		name: "a unit's Append",
+		append: func(stream string, expected events.ExpectedVersion, evs []events.Event) (events.AppendResult, error) {
+			return u.Append(uctx, stream, expected, evs...)
+		},
+		pid:    func() int32 { return backendPID(t, unitTx()) },
+		commit: func() error { return u.Commit(ctx) },
+	}
+	if kind == 2 {
+		w.name = "AppendTx on a unit's transaction"
+		w.append = func(stream string, expected events.ExpectedVersion, evs []events.Event) (events.AppendResult, error) {
+			return st.AppendTx(uctx, unitTx(), stream, expected, evs...)
+		}
+	}
+	return w
+}
+
+func backendPID(t *testing.T, tx pgx.Tx) int32 {
+	t.Helper()
+	var pid int32
+	require.NoError(t, tx.QueryRow(t.Context(), "SELECT pg_backend_pid()").Scan(&pid))
+	return pid
+}
+
 // TestTransactionAppendsAgainToAStreamThatTurnedContended appends to a
-// stream in a transaction, lets the stream turn contended and a second
-// transaction queue behind the first append, then appends to the stream
-// again in the first transaction. Both must land, in order, with no
-// deadlock: had the first append taken no lock because the stream was not
-// contended yet, its second append would queue behind the second
-// transaction, which waits for the first append's version.
+// stream in a transaction (a caller's, or a unit's), lets the stream turn
+// contended and a second transaction queue behind the first append, then
+// appends to the stream again in the first transaction. Both must land, in
+// order, with no deadlock: had the first transaction queued for the
+// stream's lock on its second append, having taken none on its first, it
+// would wait for the second transaction, which waits for its first
+// append's version.
 func TestTransactionAppendsAgainToAStreamThatTurnedContended(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t, nil)
@@ -28,30 +90,32 @@ func TestTransactionAppendsAgainToAStreamThatTurnedContended(t *testing.T) {
 	st := openStore(t, db)
 	seed := rand.Uint64()
 	r := rand.New(rand.NewPCG(seed, 0))
-	for round := range 3 {
-		msg := fmt.Sprintf("seed %d, round %d", seed, round)
-		stream := fmt.Sprintf("order-turned%d", round)
+	for round := range 6 {
+		kind := round % 3
 		first, again, other := 1+r.IntN(3), 1+r.IntN(3), 1+r.IntN(3)
+		stream := fmt.Sprintf("order-turned%d", round)
+		w := newFirstWriter(t, db, st, kind)
+		msg := fmt.Sprintf("seed %d, round %d (%s)", seed, round, w.name)
 
-		tx, err := db.Pool.Begin(ctx)
+		_, err := w.append(stream, events.NoStream, rawEvents(first))
 		require.NoError(t, err, msg)
-		defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-		var pid int32
-		require.NoError(t, tx.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid), msg)
-		_, err = st.AppendTx(ctx, tx, stream, events.NoStream, rawEvents(first)...)
-		require.NoError(t, err, msg)
-
 		pgstore.MarkContended(st, stream)
-		// StreamExists holds once the first transaction commits: the
-		// queued append reads the stream after it.
-		expected := []events.ExpectedVersion{events.AnyVersion, events.StreamExists}[r.IntN(2)]
+		// Behind AppendTx, which holds the stream's lock, StreamExists
+		// holds once the first transaction commits: the queued append
+		// reads the stream after it. A unit took no lock (the stream was
+		// not contended yet), so an append that is to wait for its
+		// version must be one that fits an empty stream.
+		expected := events.AnyVersion
+		if kind == 0 && r.IntN(2) == 0 {
+			expected = events.StreamExists
+		}
 		done := startAppend(ctx, db, st, stream, expected, rawEvents(other), true)
-		awaitBlockedBy(t, db, pid, msg)
+		awaitBlockedBy(t, db, w.pid(), msg)
 
-		res, err := st.AppendTx(ctx, tx, stream, events.AnyVersion, rawEvents(again)...)
-		require.NoError(t, err, "the transaction's second append, %s", msg)
+		res, err := w.append(stream, events.AnyVersion, rawEvents(again))
+		require.NoError(t, err, "the first transaction's second append, %s", msg)
 		require.Equal(t, int64(first+1), res.FirstVersion, msg)
-		require.NoError(t, tx.Commit(ctx), msg)
+		require.NoError(t, w.commit(), msg)
 
 		got := <-done
 		require.NoError(t, got.err, "the queued transaction, %s", msg)
@@ -61,6 +125,48 @@ func TestTransactionAppendsAgainToAStreamThatTurnedContended(t *testing.T) {
 		require.NoError(t, err, msg)
 		require.Equal(t, int64(first+again+other), v, msg)
 		requireTokensFollowVersions(t, st, stream)
+	}
+}
+
+// TestStreamLocksHeldByTransactions: AppendTx takes one advisory lock per
+// stream it appends to and holds it until its transaction ends; a unit
+// takes none for streams that are not contended, however many it appends
+// to (each lock would hold a slot of PostgreSQL's lock table), and one for
+// a contended stream.
+func TestStreamLocksHeldByTransactions(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t, nil)
+	ctx := t.Context()
+	st := openStore(t, db)
+	seed := rand.Uint64()
+	r := rand.New(rand.NewPCG(seed, 0))
+	streams := 1 + r.IntN(20)
+	advisory := func(pid int32) int {
+		var n int
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = $1`, pid).Scan(&n))
+		return n
+	}
+	for kind := range 3 {
+		w := newFirstWriter(t, db, st, kind)
+		for i := range streams {
+			for range 1 + r.IntN(2) {
+				_, err := w.append(fmt.Sprintf("order-locks%d-%d", kind, i), events.AnyVersion, rawEvents(1))
+				require.NoError(t, err)
+			}
+		}
+		want := 0
+		if kind == 0 {
+			want = streams
+		}
+		require.Equal(t, want, advisory(w.pid()), "%s over %d streams (seed %d)", w.name, streams, seed)
+		if kind != 0 {
+			contended := fmt.Sprintf("order-locks-hot%d", kind)
+			pgstore.MarkContended(st, contended)
+			_, err := w.append(contended, events.AnyVersion, rawEvents(1))
+			require.NoError(t, err)
+			require.Equal(t, 1, advisory(w.pid()), "%s, then a contended stream (seed %d)", w.name, seed)
+		}
+		require.NoError(t, w.commit())
 	}
 }
 

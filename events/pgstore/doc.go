@@ -140,10 +140,16 @@
 // eight writers on one stream the rates then came out above the head row's
 // (Append 1,400-1,700/s against 1,200-1,500, AppendTx 890-1,020 against
 // 740-920, alternating runs). Append takes no lock on a stream that is not
-// contended. Appends in a transaction (AppendTx, units) take it always, on
-// their first append to a stream: one that appended before the stream
-// turned contended and queued for it afterwards, behind an append waiting
-// for its first version, would deadlock. The lock never decides anything: the unique index settles any append
+// contended. AppendTx takes it always, on its first append to a stream, and
+// holds it until the transaction ends: a transaction that appended before
+// the stream turned contended and queued for it afterwards, behind an
+// append waiting for its first version, would deadlock. (A transaction
+// appending to thousands of streams therefore holds thousands of advisory
+// locks; PostgreSQL's lock table holds max_locks_per_transaction times
+// max_connections of them in all.) A unit knows which streams it appended
+// to: it takes the lock only on its first append to a contended stream, so
+// a saga or command unit appending to many streams holds no lock for them.
+// The lock never decides anything: the unique index settles any append
 // that did not queue (one from another process that has not lost a race
 // yet). After 64 lost races in a row an append reports ErrUnavailable
 // (nothing written), and Append's retries back off.

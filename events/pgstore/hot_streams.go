@@ -23,14 +23,15 @@ const hotFor = 2 * time.Second
 // and AppendTx's to a half. The lock is a transaction-level advisory lock
 // taken just before the statement, so Append to a stream that is not
 // contended pays nothing for it, and correctness never rests on it: the unique
-// index still settles any appender that did not queue. Appends in a
-// caller's transaction (AppendTx, units) always queue, hot or not, and
-// hold the lock until the transaction ends, as the head row's lock was
-// held: were they to queue only once the stream is hot, a transaction that
-// appended before it turned hot and then queued behind one waiting for
-// that first append's version would deadlock. The lock costs them nothing
-// they did not already pay, since a second appender in a transaction waits
-// for the first one's commit at the unique index anyway.
+// index still settles any appender that did not queue. A transaction must
+// never queue for the lock on a stream it appended to without it, though:
+// once the stream turned hot, another transaction may hold the lock and
+// wait at the unique index for that first append's version, and the two
+// would deadlock. So AppendTx, which cannot know what its transaction did
+// before, always queues and holds the lock until the transaction ends (a
+// second appender in a transaction waits for the first one's commit at the
+// index anyway); a unit remembers the streams it appended to and queues
+// only on its first append to a hot one (see queueing).
 type hotStreams struct {
 	mu    sync.Mutex
 	until map[string]time.Time

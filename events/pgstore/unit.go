@@ -29,9 +29,11 @@ type unit struct {
 	broken   error
 	done     bool
 	appended bool // the unit appended: notify other processes after commit
-	after    []func()
-	held     rowBuffer // row writes not yet sent (row_buffer.go)
-	handed   *unitTx   // the transaction as TxFromContext gave it out
+	// streams are the streams the unit appended to (see queueing).
+	streams map[string]struct{}
+	after   []func()
+	held    rowBuffer // row writes not yet sent (row_buffer.go)
+	handed  *unitTx   // the transaction as TxFromContext gave it out
 }
 
 var _ feed.Unit = (*unit)(nil)
@@ -102,17 +104,42 @@ func (u *unit) Append(ctx context.Context, streamID string, expected events.Expe
 	}
 	var res events.AppendResult
 	if len(hooks) == 0 {
-		res, err = u.s.appendOn(ctx, tx, streamID, expected, recs, true)
+		res, err = u.s.appendOn(ctx, tx, streamID, expected, recs, true, u.queueingFor(streamID))
 	} else {
 		res, err = u.appendHooked(ctx, tx, hooks, streamID, expected, evs)
 	}
 	if err != nil {
 		return events.AppendResult{}, err
 	}
-	u.mu.Lock()
-	u.appended = true
-	u.mu.Unlock()
+	u.appendedTo(streamID)
 	return res, nil
+}
+
+// queueingFor says whether an append of the unit to streamID queues on the
+// stream's lock: only on a contended stream it has not appended to yet. An
+// append to a stream it appended to already must not queue: it holds the
+// stream's newest versions (or the lock), and whoever holds the lock may
+// be waiting for those. Unlike AppendTx, a unit appending to many streams
+// does not take a lock for each (each would hold a slot of PostgreSQL's
+// lock table until the unit ends).
+func (u *unit) queueingFor(streamID string) queueing {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if _, ok := u.streams[streamID]; ok {
+		return queueNever
+	}
+	return queueWhenHot
+}
+
+// appendedTo records an append of the unit to streamID.
+func (u *unit) appendedTo(streamID string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.appended = true
+	if u.streams == nil {
+		u.streams = map[string]struct{}{}
+	}
+	u.streams[streamID] = struct{}{}
 }
 
 func (u *unit) appendHooked(ctx context.Context, tx pgx.Tx, hooks []feed.AppendHook, streamID string, expected events.ExpectedVersion, evs []events.Event) (events.AppendResult, error) {
@@ -155,7 +182,7 @@ func (u *unit) runHooks(ctx context.Context, tx pgx.Tx, hooks []feed.AppendHook,
 	if err != nil {
 		return events.AppendResult{}, err
 	}
-	res, err := u.s.appendOn(ctx, tx, streamID, expected, recs, true)
+	res, err := u.s.appendOn(ctx, tx, streamID, expected, recs, true, u.queueingFor(streamID))
 	if err != nil {
 		return events.AppendResult{}, err
 	}

@@ -252,7 +252,8 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 		s.hot.mark(streamID, time.Now())
 		if q == queueNever {
 			// It lost a race, so it holds none of the stream's versions
-			// (a savepoint undid its earlier append): queueing is safe.
+			// (a savepoint undid its earlier append, or that one found its
+			// events stored already): queueing is safe.
 			q = queueWhenHot
 		}
 		if lost == s.maxLostRaces {

@@ -133,18 +133,20 @@ func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expect
 	if err != nil {
 		return events.AppendResult{}, err
 	}
-	q := queueAlways
-	if s.unqueuedInTx {
-		q = queueWhenHot
-	}
+	var res events.AppendResult
 	if ut, ok := tx.(*unitTx); ok {
 		// A unit's transaction from TxFromContext: the unit knows which
 		// streams it appended to.
-		q = ut.u.queueingFor(streamID)
-	}
-	res, err := s.appendOn(ctx, tx, streamID, expected, recs, true, q)
-	if ut, ok := tx.(*unitTx); ok && err == nil {
-		ut.u.appendedTo(streamID)
+		res, err = s.appendOn(ctx, tx, streamID, expected, recs, true, ut.u.queueingFor(streamID))
+		if err == nil {
+			ut.u.appendedTo(streamID)
+		}
+	} else {
+		q := queueAlways
+		if s.unqueuedInTx {
+			q = queueWhenHot
+		}
+		res, err = s.appendOn(ctx, tx, streamID, expected, recs, true, q)
 	}
 	if err != nil {
 		if errors.Is(err, errStoredConcurrently) {

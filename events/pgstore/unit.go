@@ -28,8 +28,8 @@ type unit struct {
 	// the unit must not commit without them.
 	broken   error
 	done     bool
-	appended bool // the unit appended: notify other processes after commit
-	// streams are the streams the unit appended to (see queueing).
+	// streams are the streams the unit appended to (see queueing); when
+	// there are any, other processes are notified after the commit.
 	streams map[string]struct{}
 	after   []func()
 	held    rowBuffer // row writes not yet sent (row_buffer.go)
@@ -135,7 +135,6 @@ func (u *unit) queueingFor(streamID string) queueing {
 func (u *unit) appendedTo(streamID string) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.appended = true
 	if u.streams == nil {
 		u.streams = map[string]struct{}{}
 	}

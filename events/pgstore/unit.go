@@ -26,8 +26,8 @@ type unit struct {
 	tx   pgx.Tx
 	// broken records a failed statement that took held writes with it:
 	// the unit must not commit without them.
-	broken   error
-	done     bool
+	broken error
+	done   bool
 	// streams are the streams the unit appended to (see queueing); when
 	// there are any, other processes are notified after the commit.
 	streams map[string]struct{}

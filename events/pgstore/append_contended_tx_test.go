@@ -170,6 +170,59 @@ func TestStreamLocksHeldByTransactions(t *testing.T) {
 	}
 }
 
+// TestUnitQueuesAgainAfterLosingARace: a unit whose earlier append to a
+// stream found its events stored already holds none of the stream's
+// versions, so when its next append to the stream loses a race (to a
+// process of the previous release, which took no lock), it runs again
+// queued on the stream's lock like any append to a contended stream.
+func TestUnitQueuesAgainAfterLosingARace(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t, nil)
+	ctx := t.Context()
+	st := openStore(t, db)
+	old := openStore(t, db)
+	pgstore.SetUnqueuedInTx(old)
+	const stream = "order-requeue"
+	seed := rand.Uint64()
+	r := rand.New(rand.NewPCG(seed, 0))
+	stored := events.AssignIDs(rawEvents(1 + r.IntN(3)))
+	_, err := st.Append(ctx, stream, events.NoStream, stored...)
+	require.NoError(t, err)
+
+	w := newFirstWriter(t, db, st, 1+r.IntN(2))
+	res, err := w.append(stream, events.AnyVersion, stored)
+	require.NoError(t, err)
+	require.True(t, res.AlreadyStored, "%s: a retry of stored events", w.name)
+	pid := w.pid()
+
+	holder, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = holder.Rollback(context.WithoutCancel(ctx)) }()
+	held := 1 + r.IntN(3)
+	_, err = old.AppendTx(ctx, holder, stream, events.AnyVersion, rawEvents(held)...)
+	require.NoError(t, err)
+
+	type outcome struct {
+		res events.AppendResult
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := w.append(stream, events.AnyVersion, rawEvents(1))
+		done <- outcome{res, err}
+	}()
+	awaitLockWaiter(t, db, stream)
+	require.NoError(t, holder.Commit(ctx))
+	got := <-done
+	require.NoError(t, got.err, "%s (seed %d)", w.name, seed)
+	require.Equal(t, int64(len(stored)+held+1), got.res.FirstVersion)
+	var locks int
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = $1`, pid).Scan(&locks))
+	require.Equal(t, 1, locks, "%s ran again queued on the stream's lock (seed %d)", w.name, seed)
+	require.NoError(t, w.commit())
+	requireTokensFollowVersions(t, st, stream)
+}
+
 // awaitBlockedBy waits until a session of the test's database waits for
 // a lock that backend pid holds.
 func awaitBlockedBy(t *testing.T, db *pgtest.DB, pid int32, msg string) {

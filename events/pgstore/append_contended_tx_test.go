@@ -141,11 +141,6 @@ func TestStreamLocksHeldByTransactions(t *testing.T) {
 	seed := rand.Uint64()
 	r := rand.New(rand.NewPCG(seed, 0))
 	streams := 1 + r.IntN(20)
-	advisory := func(pid int32) int {
-		var n int
-		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = $1`, pid).Scan(&n))
-		return n
-	}
 	for kind := range 3 {
 		w := newFirstWriter(t, db, st, kind)
 		for i := range streams {
@@ -158,13 +153,13 @@ func TestStreamLocksHeldByTransactions(t *testing.T) {
 		if kind == 0 {
 			want = streams
 		}
-		require.Equal(t, want, advisory(w.pid()), "%s over %d streams (seed %d)", w.name, streams, seed)
+		require.Equal(t, want, advisoryLocks(t, db, w.pid()), "%s over %d streams (seed %d)", w.name, streams, seed)
 		if kind != 0 {
 			contended := fmt.Sprintf("order-locks-hot%d", kind)
 			pgstore.MarkContended(st, contended)
 			_, err := w.append(contended, events.AnyVersion, rawEvents(1))
 			require.NoError(t, err)
-			require.Equal(t, 1, advisory(w.pid()), "%s, then a contended stream (seed %d)", w.name, seed)
+			require.Equal(t, 1, advisoryLocks(t, db, w.pid()), "%s, then a contended stream (seed %d)", w.name, seed)
 		}
 		require.NoError(t, w.commit())
 	}
@@ -216,11 +211,17 @@ func TestUnitQueuesAgainAfterLosingARace(t *testing.T) {
 	got := <-done
 	require.NoError(t, got.err, "%s (seed %d)", w.name, seed)
 	require.Equal(t, int64(len(stored)+held+1), got.res.FirstVersion)
-	var locks int
-	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = $1`, pid).Scan(&locks))
-	require.Equal(t, 1, locks, "%s ran again queued on the stream's lock (seed %d)", w.name, seed)
+	require.Equal(t, 1, advisoryLocks(t, db, pid), "%s ran again queued on the stream's lock (seed %d)", w.name, seed)
 	require.NoError(t, w.commit())
 	requireTokensFollowVersions(t, st, stream)
+}
+
+// advisoryLocks counts the advisory locks backend pid holds.
+func advisoryLocks(t *testing.T, db *pgtest.DB, pid int32) int {
+	t.Helper()
+	var n int
+	require.NoError(t, db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = $1`, pid).Scan(&n))
+	return n
 }
 
 // awaitBlockedBy waits until a session of the test's database waits for

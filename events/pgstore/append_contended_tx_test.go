@@ -136,7 +136,6 @@ func TestTransactionAppendsAgainToAStreamThatTurnedContended(t *testing.T) {
 func TestStreamLocksHeldByTransactions(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t, nil)
-	ctx := t.Context()
 	st := openStore(t, db)
 	seed := rand.Uint64()
 	r := rand.New(rand.NewPCG(seed, 0))

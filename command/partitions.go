@@ -26,6 +26,8 @@ type partitioned struct {
 func newPartitioned(src feed.Source, cfg feed.SubscriberConfig, n int) (*partitioned, error) {
 	p := &partitioned{closing: make(chan struct{})}
 	name := cfg.ConsumerName
+	// The partitions read the feed once per wake-up between them.
+	src = feed.SharedReads(src, n, cfg.BatchSize)
 	for i := range n {
 		sc := cfg
 		sc.ConsumerName = feed.PartitionName(name, i, n)

@@ -1,6 +1,7 @@
 package eventstoretest
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -64,7 +65,7 @@ var feedTests = []feedTest{
 // Subtests run in parallel.
 func RunFeed(t *testing.T, newSource func(t *testing.T) feed.Source) {
 	t.Helper()
-	for _, tc := range feedTests {
+	for _, tc := range slices.Concat(feedTests, sharedReadsTests) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			src := newSource(t)

@@ -107,7 +107,20 @@
 // is in exactly one partition of a count, so N consumers of partitions 0..N-1
 // together see the feed once: a Processor splits itself that way, and a
 // Subscriber delivers one partition of its topic with
-// SubscriberConfig.Partition. CheckpointStore.Heartbeat and Leave keep a
+// SubscriberConfig.Partition.
+//
+// The partitions of one consumer in one process read the feed together
+// (SharedReads): every commit wakes them all, and each reading the store
+// for itself cost a statement per partition per wake-up, nearly all of
+// them finding nothing of their own. One of them reads the filter without
+// the partition and each takes its share in Go; the others are answered
+// from that read as long as no wake-up fired since it began and it covers
+// their position, so none misses an event or sleeps through one. On
+// PostgreSQL this cut the saga benchmark's feed reads at 8 partitions from
+// about ten per saga to under four. Processor does this for its
+// partitions, and the command package for its partitioned handlers.
+//
+// CheckpointStore.Heartbeat and Leave keep a
 // group's membership (rows with an expiry, not session locks, which outlive
 // a dead holder on a pooled connection) for runtimes that share partitions
 // between processes.

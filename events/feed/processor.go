@@ -36,7 +36,10 @@ type Handler func(ctx context.Context, env events.Envelope) error
 // commit, so a process that died, froze or left loses its share within a
 // lease TTL and a frozen process's late commit is refused.
 type Processor struct {
-	src     Source
+	src Source
+	// reads is what the partitions' consumers read: src, through one
+	// shared read per wake-up when there are several partitions.
+	reads   Source
 	cfg     ProcessorConfig
 	subCfg  SubscriberConfig
 	handler Handler
@@ -84,7 +87,10 @@ func NewProcessor(src Source, cfg *ProcessorConfig, h Handler) (*Processor, erro
 	if err := sc.validate(); err != nil {
 		return nil, fmt.Errorf("feed: ProcessorConfig.Subscriber: %w", err)
 	}
-	p := &Processor{src: src, cfg: c, subCfg: sc, handler: h, member: sc.Owner, mdone: make(chan struct{})}
+	p := &Processor{src: src, reads: src, cfg: c, subCfg: sc, handler: h, member: sc.Owner, mdone: make(chan struct{})}
+	if c.Partitions > 1 {
+		p.reads = newSharedReads(src, c.Partitions, sc.BatchSize)
+	}
 	p.mship = &membership{
 		cps:    src.Checkpoints(),
 		group:  c.Name,
@@ -208,7 +214,7 @@ func (s *partitionSubscriber) Subscribe(ctx context.Context, _ string) (<-chan *
 // newConsumer builds the consumer of partition ps.
 func (p *Processor) newConsumer(ps *partitionState) *consumer {
 	c := &consumer{
-		src:   p.src,
+		src:   p.reads,
 		cps:   p.src.Checkpoints(),
 		cfg:   &p.subCfg,
 		name:  ps.name,

@@ -22,8 +22,9 @@ import (
 type Handler func(ctx context.Context, env events.Envelope) error
 
 // Processor is converge's consumer runtime: projections, sagas and command
-// handlers all run on it. It reads the feed filtered in the store, split
-// into partitions that the live processes share, delivers each partition's
+// handlers all run on it. It reads the feed filtered in the store (its
+// partitions in one process share a read per wake-up, see SharedReads),
+// split into partitions that the live processes share, delivers each partition's
 // events in order through a Watermill router (so the router's middleware
 // applies), runs the handler in a unit of work that commits with the
 // partition's checkpoint, and applies one failure policy: retry with

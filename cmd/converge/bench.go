@@ -102,10 +102,13 @@ func (c *benchCmd) validate() error {
 		if len(c.partitions) == 0 {
 			return errors.New("--partitions is empty: list the partition counts to run, the first being the baseline (e.g. 1,8)")
 		}
-		for _, p := range c.partitions {
-			if p < 1 || p > 1024 {
-				return fmt.Errorf("--partitions %v: each count must be 1 to 1024", c.partitions)
-			}
+	}
+	if c.scenario == "saga" && len(c.partitions) != 1 {
+		return fmt.Errorf("--partitions %v: the saga scenario runs one partition count (e.g. --partitions 8)", c.partitions)
+	}
+	for _, p := range c.partitions {
+		if p < 1 || p > 1024 {
+			return fmt.Errorf("--partitions %v: each count must be 1 to 1024", c.partitions)
 		}
 	}
 	if c.sagas < 1 || c.sagas > 100_000 {
@@ -198,7 +201,10 @@ Scenarios:
            for autovacuum). Baselines: a Watermill router's no-op handler
            on gochannel in memory ("gochannel_router", msgs/s), single-row
            commits at the same concurrency on PostgreSQL ("raw_commit");
-           ratio = sagas/s / baseline.`,
+           ratio = sagas/s / baseline. --partitions (one count, 4 unless
+           given) splits the saga processor and each command handler. The
+           PostgreSQL line also gives the round trips to the database per
+           saga (statements and batches, every consumer's share).`,
 		Example: `  converge bench --database-url postgres://postgres@127.0.0.1:5432/test
   converge bench --scenario propagation --rate 2000 --json`,
 		Args: cobra.NoArgs,
@@ -215,6 +221,9 @@ Scenarios:
 			if c.scenario == "command" && !cmd.Flags().Changed("rate") {
 				c.rate = 200
 			}
+			if c.scenario == "saga" && !cmd.Flags().Changed("partitions") {
+				c.partitions = []int{bench.DefaultSagaPartitions}
+			}
 			c.out = cmd.OutOrStdout()
 			c.errOut = cmd.ErrOrStderr()
 			if err := c.validate(); err != nil {
@@ -227,7 +236,7 @@ Scenarios:
 	f.StringVar(&c.scenario, "scenario", "append", "scenario to run: append, contended, command, propagation, parallel, rebuild or saga")
 	f.IntVar(&c.events, "events", 2000, "events to handle per run (parallel; rebuild defaults to 200000)")
 	f.IntVar(&c.sagas, "sagas", 500, "sagas to run per store (saga)")
-	f.IntSliceVar(&c.partitions, "partitions", []int{1, 8}, "partition counts to run, the first is the baseline (parallel)")
+	f.IntSliceVar(&c.partitions, "partitions", []int{1, 8}, "partition counts to run, the first is the baseline (parallel); the saga processor's and each command handler's partitions (saga, default 4)")
 	f.IntSliceVar(&c.writers, "writers", []int{1, 8}, "concurrent writers (append; contended defaults to 8)")
 	f.IntSliceVar(&c.batches, "batches", []int{1, 10}, "events per append (append)")
 	f.IntVar(&c.rate, "rate", 500, "steady rate per second: appends (propagation, default 500), steps sending a command (command, default 200)")
@@ -352,7 +361,7 @@ func runRebuildBench(ctx context.Context, c *benchCmd, store *pgstore.Store) (fu
 }
 
 func runSagaBench(ctx context.Context, c *benchCmd, store *pgstore.Store) (func(io.Writer) error, error) {
-	res, err := bench.Saga(ctx, store.Pool(), store.Schema(), &bench.SagaConfig{Sagas: c.sagas}, c.out)
+	res, err := bench.Saga(ctx, store.Pool(), store.Schema(), &bench.SagaConfig{Sagas: c.sagas, Partitions: c.partitions[0]}, c.out)
 	return func(w io.Writer) error { return bench.WriteSagaSummary(w, res) }, err
 }
 

@@ -48,7 +48,8 @@ type SagaConfig struct {
 	// writers the PostgreSQL baseline commits with. Defaults to 8.
 	Concurrency int
 	// Partitions splits the saga processor and each command handler.
-	// Defaults to 4: on a 2-core machine more only add contention.
+	// Defaults to DefaultSagaPartitions (4). The client's default for sagas is 8; on a 2-core
+	// machine fewer partitions contend less.
 	Partitions int
 	// CommitBatch bounds how many events the saga processor and the
 	// command handlers apply in one unit. Defaults to 100.
@@ -77,7 +78,7 @@ func (c *SagaConfig) withDefaults() SagaConfig {
 		out.Concurrency = 8
 	}
 	if out.Partitions <= 0 {
-		out.Partitions = 4
+		out.Partitions = DefaultSagaPartitions
 	}
 	if out.CommitBatch <= 0 {
 		out.CommitBatch = 100
@@ -110,6 +111,13 @@ type SagaResult struct {
 	BaselinePerSec float64 `json:"baseline_per_sec"`
 	// Ratio is SagasPerSec / BaselinePerSec.
 	Ratio float64 `json:"ratio"`
+	// Partitions is SagaConfig.Partitions.
+	Partitions int `json:"partitions"`
+	// RoundTripsPerSaga is, on PostgreSQL, the statements and batches the
+	// measured run sent to the database (every process's share: saga
+	// steps, command handlers, the read model, feed reads, leases)
+	// divided by its sagas. Absent in memory.
+	RoundTripsPerSaga float64 `json:"round_trips_per_saga,omitempty"`
 }
 
 // The saga scenario's baselines.
@@ -121,6 +129,9 @@ const (
 	// Concurrency writers.
 	BaselineRawCommit = "raw_commit"
 )
+
+// DefaultSagaPartitions is SagaConfig.Partitions' default.
+const DefaultSagaPartitions = 4
 
 // StepsPerSaga is how many steps a saga of the scenario runs.
 const StepsPerSaga = 4
@@ -146,7 +157,7 @@ func Saga(ctx context.Context, pool *pgxpool.Pool, schema string, cfg *SagaConfi
 	if err != nil {
 		return results, err
 	}
-	r, err := runSagas(ctx, mem, c, nil)
+	r, err := runSagas(ctx, mem, c, nil, nil)
 	_ = mem.Close()
 	if err != nil {
 		return results, fmt.Errorf("bench: saga in memory: %w", err)
@@ -158,7 +169,13 @@ func Saga(ctx context.Context, pool *pgxpool.Pool, schema string, cfg *SagaConfi
 	}
 
 	quiet := slog.New(slog.DiscardHandler)
-	pg, err := pgstore.New(ctx, pool, &pgstore.Config{Schema: schema, Registry: sagaRegistry(), Logger: quiet})
+	trips := &roundTrips{}
+	counted, err := countingPool(ctx, pool, trips)
+	if err != nil {
+		return results, fmt.Errorf("bench: saga: %w", err)
+	}
+	defer counted.Close()
+	pg, err := pgstore.New(ctx, counted, &pgstore.Config{Schema: schema, Registry: sagaRegistry(), Logger: quiet})
 	if err != nil {
 		return results, err
 	}
@@ -173,12 +190,15 @@ func Saga(ctx context.Context, pool *pgxpool.Pool, schema string, cfg *SagaConfi
 				return fmt.Errorf("analyze after the warm-up: %w", err)
 			}
 		}
+		trips.start()
 		return nil
 	}
-	r, err = runSagas(ctx, pg, c, analyze)
+	var sent int64
+	r, err = runSagas(ctx, pg, c, analyze, func() { sent = trips.stop() })
 	if err != nil {
 		return results, fmt.Errorf("bench: saga on PostgreSQL: %w", err)
 	}
+	r.RoundTripsPerSaga = round1(float64(sent) / float64(c.Sagas))
 	r.Store, r.Baseline, r.BaselinePerSec = "postgres", BaselineRawCommit, round1(base)
 	r.Ratio = ratio(r.SagasPerSec, r.BaselinePerSec)
 	return results, emit(r)
@@ -265,8 +285,9 @@ type sagaSystem struct {
 }
 
 // runSagas runs the scenario on one store: an unmeasured warm-up of
-// Warmup sagas, then settle (nil in memory), then the measured run.
-func runSagas(ctx context.Context, store saga.Store, c SagaConfig, settle func(context.Context) error) (SagaResult, error) {
+// Warmup sagas, then settle (nil in memory), then the measured run, then
+// measured (nil in memory), before the system stops.
+func runSagas(ctx context.Context, store saga.Store, c SagaConfig, settle func(context.Context) error, measured func()) (SagaResult, error) {
 	sys, err := startSagaSystem(ctx, store, c)
 	if err != nil {
 		return SagaResult{}, err
@@ -283,12 +304,15 @@ func runSagas(ctx context.Context, store saga.Store, c SagaConfig, settle func(c
 		}
 	}
 	elapsed, lat, err := sys.run(ctx, "o", c.Sagas, c)
+	if measured != nil {
+		measured()
+	}
 	if err != nil {
 		return SagaResult{}, err
 	}
 	rate := float64(c.Sagas) / elapsed.Seconds()
 	return SagaResult{
-		Scenario: "saga", Sagas: c.Sagas, SagasPerSec: round1(rate), StepsPerSec: round1(rate * StepsPerSaga),
+		Scenario: "saga", Sagas: c.Sagas, Partitions: c.Partitions, SagasPerSec: round1(rate), StepsPerSec: round1(rate * StepsPerSaga),
 		P50Ms: ms(percentile(lat, 0.50)), P99Ms: ms(percentile(lat, 0.99)),
 	}, nil
 }

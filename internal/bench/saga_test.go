@@ -24,7 +24,7 @@ func TestSagaScenarioPrintsJSON(t *testing.T) {
 	// unit, the command handlers one each, and the writers theirs.
 	db := pgtest.New(t, &pgtest.Config{MaxConns: 30})
 	var out bytes.Buffer
-	res, err := bench.Saga(ctx, db.Pool, db.Schema, &bench.SagaConfig{Sagas: 40, Concurrency: 4, BaselineDuration: 100 * time.Millisecond}, &out)
+	res, err := bench.Saga(ctx, db.Pool, db.Schema, &bench.SagaConfig{Sagas: 40, Concurrency: 4, Partitions: 3, BaselineDuration: 100 * time.Millisecond}, &out)
 	require.NoError(t, err)
 	require.Len(t, res, 2)
 	dec := json.NewDecoder(&out)
@@ -41,6 +41,13 @@ func TestSagaScenarioPrintsJSON(t *testing.T) {
 		require.LessOrEqual(t, line["p50_ms"], line["p99_ms"])
 		require.InDelta(t, res[i].SagasPerSec/res[i].BaselinePerSec, line["ratio"], 0.001)
 		require.InDelta(t, res[i].SagasPerSec*bench.StepsPerSaga, line["steps_per_sec"], 1)
+		require.EqualValues(t, 3, line["partitions"])
+		if want.store == "memory" {
+			require.NotContains(t, line, "round_trips_per_saga", "memory makes no round trips")
+		} else {
+			// Each of a saga's four steps locks its instance row by itself.
+			require.Greater(t, line["round_trips_per_saga"], float64(bench.StepsPerSaga))
+		}
 	}
 	var completed int
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM rows WHERE namespace = 'converge.saga' AND tbl = 'instances' AND value->>'status' = 'completed'`).Scan(&completed))

@@ -67,9 +67,13 @@ func WriteParallelSummary(w io.Writer, rs []ParallelResult) error {
 func WriteSagaSummary(w io.Writer, rs []SagaResult) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "saga: 4-step sagas end to end (ratio = sagas/s / baseline per second)")
-	fmt.Fprintln(tw, "STORE\tSAGAS\tSAGAS/S\tSTEPS/S\tP50 MS\tP99 MS\tBASELINE\tBASELINE/S\tRATIO")
+	fmt.Fprintln(tw, "STORE\tPARTITIONS\tSAGAS\tSAGAS/S\tSTEPS/S\tP50 MS\tP99 MS\tBASELINE\tBASELINE/S\tRATIO\tROUND TRIPS/SAGA")
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.1f\t%.1f\t%s\t%.0f\t%.3f\n", r.Store, r.Sagas, r.SagasPerSec, r.StepsPerSec, r.P50Ms, r.P99Ms, r.Baseline, r.BaselinePerSec, r.Ratio)
+		trips := "-"
+		if r.RoundTripsPerSaga > 0 {
+			trips = fmt.Sprintf("%.1f", r.RoundTripsPerSaga)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.0f\t%.1f\t%.1f\t%s\t%.0f\t%.3f\t%s\n", r.Store, r.Partitions, r.Sagas, r.SagasPerSec, r.StepsPerSec, r.P50Ms, r.P99Ms, r.Baseline, r.BaselinePerSec, r.Ratio, trips)
 	}
 	return tw.Flush()
 }

@@ -41,4 +41,15 @@ METHOD     WRITERS  CONVERGE/S  RAW/S  RATIO
 append     8        1500        6000   0.25
 append_tx  8        900         6000   0.15
 `, b.String())
+
+	b.Reset()
+	require.NoError(t, bench.WriteSagaSummary(&b, []bench.SagaResult{
+		{Store: "memory", Partitions: 4, Sagas: 500, SagasPerSec: 2500, StepsPerSec: 10000, P50Ms: 150, P99Ms: 200, Baseline: bench.BaselineGoChannel, BaselinePerSec: 150000, Ratio: 0.017},
+		{Store: "postgres", Partitions: 4, Sagas: 500, SagasPerSec: 250, StepsPerSec: 1000, P50Ms: 1500, P99Ms: 2000, Baseline: bench.BaselineRawCommit, BaselinePerSec: 12000, Ratio: 0.021, RoundTripsPerSaga: 23.5},
+	}))
+	require.Equal(t, `saga: 4-step sagas end to end (ratio = sagas/s / baseline per second)
+STORE     PARTITIONS  SAGAS  SAGAS/S  STEPS/S  P50 MS  P99 MS  BASELINE          BASELINE/S  RATIO  ROUND TRIPS/SAGA
+memory    4           500    2500     10000    150.0   200.0   gochannel_router  150000      0.017  -
+postgres  4           500    250      1000     1500.0  2000.0  raw_commit        12000       0.021  23.5
+`, b.String())
 }

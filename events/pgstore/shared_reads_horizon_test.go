@@ -72,6 +72,7 @@ func TestPartitionsPassAHorizonNoWakeAnnounces(t *testing.T) {
 	defer func() {
 		cancel()
 		require.ErrorIs(t, <-ran, context.Canceled)
+		require.NoError(t, p.Close()) // its membership outlives Run
 	}()
 
 	// Wait until a read was told the events are pending.

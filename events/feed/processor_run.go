@@ -17,7 +17,9 @@ import (
 // cost of a cheap handler. Use it for bulk work such as a projection's
 // rebuild; mount the processor on a router (AddHandlers) when router
 // middleware (tracing, metrics, throttling) should see each event. Run
-// and AddHandlers are exclusive, and Run runs once: a second call fails. Run returns once every
+// and AddHandlers are exclusive, and Run runs once: a second call fails.
+// When Run returns, the processor has left its membership group, as after
+// Close, so the other processes take over its partitions at once. Run returns once every
 // partition's handler has returned, so a handler that ignores its
 // context's end holds Run (on a router, the consumer gives up on it after
 // LeaseTTL and rolls its unit back).
@@ -37,5 +39,10 @@ func (p *Processor) Run(ctx context.Context) error {
 		wg.Go(func() { c.run(cctx) })
 	}
 	wg.Wait()
+	// Run runs once, so the processor is done: leave the membership group
+	// (as Close does), or the other processes would keep this one's share
+	// of the partitions assigned to it, delivered by nobody, until its
+	// heartbeat expired or someone called Close.
+	_ = p.Close()
 	return context.Cause(ctx)
 }

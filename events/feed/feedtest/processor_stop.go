@@ -198,6 +198,11 @@ func testProcessorRunReturns(t *testing.T, s events.Store, src feed.Source) {
 		requireRunReturned(t, pr)
 		require.ErrorIs(t, pr.runErr, context.Canceled)
 		requireLeasesReleased(t, src, pr.p)
+		// It left the membership group too, without Close: another
+		// process sees itself alone at once.
+		members, err := src.Checkpoints().Heartbeat(t.Context(), name, "another-process", time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, []string{"another-process"}, members, "Run returned but its process is still a member")
 	})
 	t.Run("close", func(t *testing.T) {
 		name := uniqueName("runclose")

@@ -82,6 +82,9 @@ func (s *sharedReads) ReadFeed(ctx context.Context, after events.Token, f Filter
 	if !f.Partition.Enabled() {
 		return s.Source.ReadFeed(ctx, after, f, limit)
 	}
+	if limit <= 0 {
+		limit = events.DefaultReadLimit // as the stores read it
+	}
 	if r := s.current(after, f.Partition.Index); r != nil {
 		select {
 		case <-r.done:

@@ -119,3 +119,22 @@ func TestSharedReadsReadAgainWhatNoWakeAnnounces(t *testing.T) {
 		})
 	}
 }
+
+// TestSharedReadsLimitZeroMeansTheDefault: a limit of zero or less means
+// events.DefaultReadLimit, as in the stores, and is no reason to fail.
+func TestSharedReadsLimitZeroMeansTheDefault(t *testing.T) {
+	t.Parallel()
+	src := &silentSource{}
+	n := events.DefaultReadLimit + 7
+	for i := range n {
+		src.add(events.Envelope{ID: fmt.Sprint(i), StreamID: "s-1", Type: "t", Token: events.MakeToken(uint64(i+1), 0)}, true)
+	}
+	f := feed.Filter{Partition: feed.Partition{Index: feed.PartitionOf("s-1", 2), Count: 2}}
+	for _, limit := range []int{0, -1} {
+		b, err := feed.SharedReads(src, 2, limit).ReadFeed(t.Context(), events.Token{}, f, limit)
+		require.NoError(t, err)
+		require.NotEmpty(t, b.Events, "limit %d", limit)
+		require.LessOrEqual(t, len(b.Events), events.DefaultReadLimit, "limit %d", limit)
+		require.Equal(t, b.Events[len(b.Events)-1].Token, b.ScannedTo, "limit %d", limit)
+	}
+}

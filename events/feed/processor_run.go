@@ -19,10 +19,10 @@ import (
 // middleware (tracing, metrics, throttling) should see each event. Run
 // and AddHandlers are exclusive, and Run runs once: a second call fails.
 // When Run returns, the processor has left its membership group, as after
-// Close, so the other processes take over its partitions at once. Run returns once every
-// partition's handler has returned, so a handler that ignores its
-// context's end holds Run (on a router, the consumer gives up on it after
-// LeaseTTL and rolls its unit back).
+// Close, so the other processes take over its partitions at once. Run
+// returns once every partition's handler has returned, so a handler that
+// ignores its context's end holds Run (on a router, the consumer gives up
+// on it after LeaseTTL and rolls its unit back).
 func (p *Processor) Run(ctx context.Context) error {
 	if !p.mode.CompareAndSwap(modeUnset, modeRun) {
 		return errMode

@@ -9,11 +9,12 @@ import (
 
 // SharedReads returns a Source for the consumers of one partitioned
 // consumer in this process (a feed.Subscriber per partition, each with
-// Partition set and the same Types and Categories): src, except that their
-// reads share one read of the feed per wake-up (see sharedReads). limit is
-// their SubscriberConfig.BatchSize. Processor uses it for its partitions;
-// use it when you build partition subscribers yourself. Reads without a
-// partition go to src unchanged.
+// Partition set and the same Types, Categories, partition count and key):
+// src, except that their reads share one read of the feed per wake-up, as
+// the package doc's "Filters and partitions" describes. limit is their
+// SubscriberConfig.BatchSize. Processor uses it for its partitions; use it
+// when you build partition subscribers yourself. Reads without a partition
+// go to src unchanged.
 func SharedReads(src Source, partitions, limit int) Source {
 	return newSharedReads(src, partitions, limit)
 }
@@ -61,6 +62,11 @@ const maxSharedRead = 5000
 // sharedRead is one read of the unpartitioned filter, done or in flight.
 type sharedRead struct {
 	after events.Token
+	// part is the partition of each of batch's events, hashed once for
+	// every partition the read answers, under key and count.
+	part  []int
+	key   PartitionKey
+	count int
 	wake  <-chan struct{}
 	// served is the position each partition was last answered at,
 	// guarded by sharedReads.mu.
@@ -97,13 +103,22 @@ func (s *sharedReads) ReadFeed(ctx context.Context, after events.Token, f Filter
 	}
 	// A read of its own, which partitions asking from the same position
 	// meanwhile share.
-	r := &sharedRead{after: after, wake: s.Wake(), served: map[int]events.Token{f.Partition.Index: after}, done: make(chan struct{})}
+	r := &sharedRead{
+		after: after, key: f.Partition.Key, count: f.Partition.Count, wake: s.Wake(),
+		served: map[int]events.Token{f.Partition.Index: after}, done: make(chan struct{}),
+	}
 	s.mu.Lock()
 	s.last = r
 	s.mu.Unlock()
 	whole := f
 	whole.Partition = Partition{}
 	r.batch, r.err = s.Source.ReadFeed(ctx, after, whole, s.max)
+	if r.err == nil {
+		r.part = make([]int, len(r.batch.Events))
+		for i, env := range r.batch.Events {
+			r.part[i] = PartitionOf(KeyOf(r.key, env), r.count)
+		}
+	}
 	close(r.done)
 	if r.err != nil {
 		return Batch{}, r.err
@@ -137,12 +152,12 @@ func (s *sharedReads) current(after events.Token, partition int) *sharedRead {
 // answer is partition f.Partition's share of r after `after`, up to
 // limit, and whether r can stand for a read of its own (see sharedReads).
 func (r *sharedRead) answer(after events.Token, f Filter, limit int) (Batch, bool) {
-	if r.err != nil {
+	if r.err != nil || f.Partition.Key != r.key || f.Partition.Count != r.count {
 		return Batch{}, false
 	}
 	out := Batch{Events: []events.Envelope{}}
-	for _, env := range r.batch.Events {
-		if !env.Token.After(after) || PartitionOf(KeyOf(f.Partition.Key, env), f.Partition.Count) != f.Partition.Index {
+	for i, env := range r.batch.Events {
+		if !env.Token.After(after) || r.part[i] != f.Partition.Index {
 			continue
 		}
 		if len(out.Events) == limit {

@@ -138,3 +138,39 @@ func TestSharedReadsLimitZeroMeansTheDefault(t *testing.T) {
 		require.Equal(t, b.Events[len(b.Events)-1].Token, b.ScannedTo, "limit %d", limit)
 	}
 }
+
+// TestSharedReadsAnswerOnlyTheirOwnSplit: a read made for one partition
+// count and key answers no reader with another; it reads for itself and
+// gets its own partition's events.
+func TestSharedReadsAnswerOnlyTheirOwnSplit(t *testing.T) {
+	t.Parallel()
+	seed := rand.Uint64()
+	r := rand.New(rand.NewPCG(seed, 11))
+	src := &silentSource{}
+	for i := range 60 {
+		env := events.Envelope{ID: fmt.Sprint(i), StreamID: fmt.Sprintf("s-%d", r.IntN(40)), Type: "t", Token: events.MakeToken(uint64(i+1), 0)}
+		if r.IntN(2) == 0 {
+			env.Metadata.CorrelationID = fmt.Sprintf("c-%d", r.IntN(40))
+		}
+		src.add(env, true)
+	}
+	shared := feed.SharedReads(src, 2, 100)
+	first := feed.Filter{Partition: feed.Partition{Index: 0, Count: 2}}
+	_, err := shared.ReadFeed(t.Context(), events.Token{}, first, 100)
+	require.NoError(t, err)
+	for _, other := range []feed.Partition{{Index: 1, Count: 3}, {Index: 1, Count: 2, Key: feed.ByCorrelation}} {
+		b, err := shared.ReadFeed(t.Context(), events.Token{}, feed.Filter{Partition: other}, 100)
+		require.NoError(t, err)
+		var want []string
+		for _, env := range src.all {
+			if feed.PartitionOf(feed.KeyOf(other.Key, env), other.Count) == other.Index {
+				want = append(want, env.ID)
+			}
+		}
+		var got []string
+		for _, env := range b.Events {
+			got = append(got, env.ID)
+		}
+		require.Equal(t, want, got, "seed %d: partition %+v", seed, other)
+	}
+}

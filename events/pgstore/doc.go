@@ -128,12 +128,12 @@
 // append, and 0.66-0.78 became 0.85-0.98 at ten. With one idle transaction
 // holding an xid through the run, 0.67 and 0.67 became 0.91 and 0.81.
 //
-// Measured again on a quieter day, at eight writers and ten events per
-// append, where the ratio stayed at 0.72-0.82 (target 0.85), each variant
-// of the statement on a copy of the table of its own:
+// Measured again on a quieter day, at eight writers, with each variant of
+// the statement on a copy of the table of its own:
 //
-//   - Raw INSERTs cost about 16 µs of server and 5 µs of client CPU per
-//     event, Append about 20 and 8.
+//   - At ten events per append, where the ratio stayed at 0.72-0.82
+//     (target 0.85), raw INSERTs cost about 16 µs of server and 5 µs of
+//     client CPU per event, Append about 20 and 8.
 //   - Server: run bare through pgx, the append statement costs 3-4 µs per
 //     event more than the raw INSERT, and no one part holds the gap.
 //     Dropping RETURNING, ORDER BY, the expectation's CASE, the
@@ -148,6 +148,15 @@
 //     and sending a batch's common type once each took a little of it, and
 //     together did not move the ratio beyond its noise in alternating
 //     runs, so none was kept.
+//   - At one event per append (ratio 0.83-0.94, target 0.9), the
+//     per-append costs show: about 99 µs of server CPU per event against
+//     the raw INSERT's 88, and 40 µs of client CPU against 33. Of the
+//     server's extra, the head look-up is about 6 µs (a run with the
+//     version sent by the client instead saved that much); RETURNING and
+//     the transaction-id sort_key cost little. Sending the version from a
+//     cache of each stream's head would skip the look-up, but an append
+//     from another process makes the cache wrong, and each miss costs a
+//     failed statement and a second one; it was not done.
 //   - The (stream_id, version) index of streams appended to side by side
 //     is about half full. When a leaf page fills, PostgreSQL puts the split
 //     right after the new tuple (leaving the left page full) only for index

@@ -90,9 +90,28 @@ func (r *unitRows) del(ctx context.Context, table, key string) error {
 // active for the whole read (generations only move forward) and the answer
 // stands; if not, the read is made again on the new one. Readers therefore
 // see the old rows or the new ones, never neither.
+//
+// Inside a unit of the same store (a saga step, a command handler reading a
+// read model) the reads go through that unit. On PostgreSQL each of its
+// statements sees what is committed, as a read through the pool does, but
+// on the connection the unit already holds: a read through the pool would
+// take a second one while the unit keeps its first, and units doing that
+// at once deadlock a pool no larger than their number.
 type viewRows struct {
 	src  feed.Source
+	reg  *events.Registry
 	name string
+}
+
+// rows returns what the view reads through: the unit ctx carries, when it
+// belongs to the view's store, else the store's committed rows.
+func (v *viewRows) rows(ctx context.Context) feed.Rows {
+	if eu, ok := events.UnitFromContext(ctx); ok && eu.Registry() == v.reg {
+		if u, ok := eu.(feed.Unit); ok {
+			return u.Rows()
+		}
+	}
+	return v.src.Rows()
 }
 
 // maxViewRetries bounds how often a read follows switches that keep
@@ -100,7 +119,7 @@ type viewRows struct {
 const maxViewRetries = 5
 
 func (v *viewRows) active(ctx context.Context) (int, error) {
-	st, ok, err := readState(ctx, v.src.Rows(), v.name, feed.LockNone)
+	st, ok, err := readState(ctx, v.rows(ctx), v.name, feed.LockNone)
 	if err != nil {
 		return 0, fmt.Errorf("projections: read generation of %q: %w", v.name, err)
 	}
@@ -137,7 +156,7 @@ func (v *viewRows) get(ctx context.Context, table, key string) (feed.Row, bool, 
 	var found bool
 	err := v.read(ctx, func(ns string) (bool, error) {
 		var err error
-		row, found, err = v.src.Rows().Get(ctx, ns, table, key, feed.LockNone)
+		row, found, err = v.rows(ctx).Get(ctx, ns, table, key, feed.LockNone)
 		if err != nil {
 			return false, fmt.Errorf("projections: get %q/%q: %w", table, key, err)
 		}
@@ -152,7 +171,7 @@ func (v *viewRows) list(ctx context.Context, table string, q feed.RowQuery) ([]f
 	var rows []feed.Row
 	err := v.read(ctx, func(ns string) (bool, error) {
 		var err error
-		rows, err = v.src.Rows().List(ctx, ns, table, q)
+		rows, err = v.rows(ctx).List(ctx, ns, table, q)
 		if err != nil {
 			return false, fmt.Errorf("projections: list %q: %w", table, err)
 		}

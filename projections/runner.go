@@ -558,7 +558,7 @@ func (r *Runner) View(name string) *View {
 		v.err = err
 		return v
 	}
-	v.rows = &viewRows{src: r.cfg.Source, name: name}
+	v.rows = &viewRows{src: r.cfg.Source, reg: r.cfg.Store.Registry(), name: name}
 	return v
 }
 

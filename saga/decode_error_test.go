@@ -68,7 +68,7 @@ func TestUndecodableEventIsLogged(t *testing.T) {
 	var buf logBuffer
 	store := newStore(t, nil)
 	eng, err := saga.NewEngine(&saga.EngineConfig{
-		Store: store, Sagas: []saga.Definition{orderSaga(false, nil)},
+		Store: store, Sagas: []saga.Definition{orderSaga(false)},
 		Logger: slog.New(slog.NewJSONHandler(&buf, nil)),
 	})
 	require.NoError(t, err)

@@ -3,6 +3,7 @@ package saga_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -103,8 +104,9 @@ func applySummary(ctx context.Context, rows feed.Rows, env events.Envelope) erro
 
 // orderSaga defines the order workflow. With gated, the stock-reserved
 // step reads the order total from the summary read model instead of its
-// own state.
-func orderSaga(gated bool, rows func() feed.Rows) *saga.Saga[orderState] {
+// own state, through the step's unit: a read through the store's rows
+// would take a second connection while the step holds one.
+func orderSaga(gated bool) *saga.Saga[orderState] {
 	s := saga.New[orderState](orders, &saga.Config[orderState]{MaxAttempts: 3})
 	saga.StartOn(s, byOrder[OrderPlaced], func(st *saga.Step[orderState], e OrderPlaced) error {
 		st.State().OrderID, st.State().Total = e.OrderID, e.Total
@@ -121,7 +123,12 @@ func orderSaga(gated bool, rows func() feed.Rows) *saga.Saga[orderState] {
 	saga.On(s, byOrder[StockReserved], func(st *saga.Step[orderState], e StockReserved) error {
 		amount := st.State().Total
 		if gated {
-			row, ok, err := rows().Get(st.Context(), "model."+summaryModel, "totals", e.OrderID, feed.LockNone)
+			eu, _ := events.UnitFromContext(st.Context())
+			u, ok := eu.(feed.Unit)
+			if !ok {
+				return saga.Permanent(errors.New("the step's context carries no unit"))
+			}
+			row, ok, err := u.Rows().Get(st.Context(), "model."+summaryModel, "totals", e.OrderID, feed.LockNone)
 			if err != nil {
 				return err
 			}

@@ -63,7 +63,7 @@ func TestEndToEndOverWatermill(t *testing.T) {
 		cp, err := command.NewProcessor(&command.ProcessorConfig{Store: b.store, Router: router, Subscriber: fastSubscriber()})
 		require.NoError(t, err)
 		require.NoError(t, cp.AddHandlers(commandHandlers(b.store)...))
-		eng, err := saga.NewEngine(&saga.EngineConfig{Store: b.store, Sagas: []saga.Definition{orderSaga(false, nil)}, Commands: cp})
+		eng, err := saga.NewEngine(&saga.EngineConfig{Store: b.store, Sagas: []saga.Definition{orderSaga(false)}, Commands: cp})
 		require.NoError(t, err)
 		sc := fastSubscriber()
 		sc.ConsumerName = "saga.orders"

@@ -28,7 +28,7 @@ func TestEngineConfigDefaults(t *testing.T) {
 			return v
 		}
 		cfg := saga.EngineConfig{
-			Store: store, Sagas: []saga.Definition{orderSaga(false, nil)},
+			Store: store, Sagas: []saga.Definition{orderSaga(false)},
 			GateTimeout:         pick(0, time.Duration(gate)+1),
 			SweepInterval:       pick(1, time.Duration(sweep)+1),
 			TimerSafetyInterval: pick(2, time.Duration(safety)+1),

@@ -41,7 +41,7 @@ func newBare(t *testing.T, mk storeMaker, defs ...saga.Definition) bare {
 	t.Helper()
 	store := newStore(t, mk)
 	if len(defs) == 0 {
-		defs = []saga.Definition{orderSaga(false, nil)}
+		defs = []saga.Definition{orderSaga(false)}
 	}
 	eng, err := saga.NewEngine(&saga.EngineConfig{Store: store, Sagas: defs})
 	require.NoError(t, err)

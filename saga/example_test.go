@@ -47,7 +47,7 @@ func Example() {
 
 	// The saga engine, fed by the feed through the same router.
 	engine, err := saga.NewEngine(&saga.EngineConfig{
-		Store: store, Sagas: []saga.Definition{orderSaga(false, nil)}, Commands: commands,
+		Store: store, Sagas: []saga.Definition{orderSaga(false)}, Commands: commands,
 	})
 	if err != nil {
 		fmt.Println(err)

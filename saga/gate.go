@@ -20,8 +20,8 @@ type gateOutcome struct {
 
 // Gate is the processor's gate function: it names the read models the
 // handlers for env will read and the token they must reach, the later of
-// env's token and the instance's causal token (read without a lock, outside
-// any unit). Events for instances that are parked or ended need no wait:
+// env's token and the instance's causal token (read without a lock,
+// through the event's unit: see feed.GateFunc). Events for instances that are parked or ended need no wait:
 // they queue or are ignored.
 func (e *Engine) Gate(ctx context.Context, env events.Envelope) ([]string, events.Token, error) {
 	targets, v, err := e.route(env)
@@ -45,7 +45,7 @@ func (e *Engine) gateFor(ctx context.Context, env events.Envelope, targets []tar
 		if err != nil {
 			continue // Handle reports it
 		}
-		in, found, err := e.load(ctx, e.cfg.Store.Rows(), t.saga.name, id, feed.LockNone)
+		in, found, err := e.load(ctx, e.readRows(ctx), t.saga.name, id, feed.LockNone)
 		if err != nil {
 			return nil, tok, err
 		}
@@ -62,6 +62,20 @@ func (e *Engine) gateFor(ctx context.Context, env events.Envelope, targets []tar
 		}
 	}
 	return models, tok, nil
+}
+
+// readRows returns what a read without a lock goes through: the unit ctx
+// carries, which sees its own writes and, once begun, reads on its own
+// connection; else committed rows. A read through the store while the unit
+// holds a connection takes a second one, and partitions doing that at
+// once deadlock a small pool.
+func (e *Engine) readRows(ctx context.Context) feed.Rows {
+	if eu, ok := events.UnitFromContext(ctx); ok && eu.Registry() == e.cfg.Store.Registry() {
+		if u, ok := eu.(feed.Unit); ok {
+			return u.Rows()
+		}
+	}
+	return e.cfg.Store.Rows()
 }
 
 // gateOutcome returns the runtime's gate outcome, or waits itself (before

@@ -2,6 +2,7 @@ package saga_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -203,9 +204,39 @@ func (u *watchedUnit) Head(ctx context.Context) (events.Token, error) {
 	return u.Unit.Head(ctx)
 }
 
+// Rows counts a write or a locked read as use. A read without a lock is
+// none: it takes no lock or reservation and, on PostgreSQL, begins no
+// transaction (the gate reads the instance through the unit, so that
+// behind the head of a unit it uses the connection the unit holds).
 func (u *watchedUnit) Rows() feed.Rows {
-	u.used.Store(true)
-	return u.Unit.Rows()
+	return watchedRows{Rows: u.Unit.Rows(), u: u}
+}
+
+type watchedRows struct {
+	feed.Rows
+	u *watchedUnit
+}
+
+func (r watchedRows) Get(ctx context.Context, ns, table, key string, lock feed.Lock) (feed.Row, bool, error) {
+	if lock != feed.LockNone {
+		r.u.used.Store(true)
+	}
+	return r.Rows.Get(ctx, ns, table, key, lock)
+}
+
+func (r watchedRows) Put(ctx context.Context, ns, table, key string, value json.RawMessage, tok events.Token) error {
+	r.u.used.Store(true)
+	return r.Rows.Put(ctx, ns, table, key, value, tok)
+}
+
+func (r watchedRows) Delete(ctx context.Context, ns, table, key string) error {
+	r.u.used.Store(true)
+	return r.Rows.Delete(ctx, ns, table, key)
+}
+
+func (r watchedRows) DeleteNamespace(ctx context.Context, ns string, limit int) (int, error) {
+	r.u.used.Store(true)
+	return r.Rows.DeleteNamespace(ctx, ns, limit)
 }
 
 func (u *watchedUnit) Positions(ctx context.Context, names ...string) ([]events.Token, error) {

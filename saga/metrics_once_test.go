@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
-	"github.com/converge-es/converge/events/feed"
 	"github.com/converge-es/converge/saga"
 	"github.com/converge-es/converge/saga/internal/drive"
 	"github.com/converge-es/converge/saga/sagatest"
@@ -61,10 +60,9 @@ func metricsOf(t *testing.T, mk storeMaker, conflict func() bool) map[string]flo
 		return errors.New("the payment service is down")
 	})
 	metrics := prometheus.NewRegistry()
-	var fx *sagatest.Fixture
-	fx = sagatest.New(t, &sagatest.Config{
+	fx := sagatest.New(t, &sagatest.Config{
 		Registry: store.Registry(), Store: store,
-		Sagas:  []saga.Definition{orderSaga(true, func() feed.Rows { return fx.Store().Rows() }), flaky},
+		Sagas:  []saga.Definition{orderSaga(true), flaky},
 		Models: map[string]sagatest.Model{summaryModel: applySummary},
 		Engine: func(c *saga.EngineConfig) {
 			c.Registerer, c.Logger = metrics, slog.New(slog.DiscardHandler)

@@ -59,7 +59,7 @@ func TestMetricsDocMatchesTheCollectors(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
 	b := newBare(t, nil)
-	eng, err := saga.NewEngine(&saga.EngineConfig{Store: b.store, Sagas: []saga.Definition{orderSaga(false, nil)}, Registerer: reg})
+	eng, err := saga.NewEngine(&saga.EngineConfig{Store: b.store, Sagas: []saga.Definition{orderSaga(false)}, Registerer: reg})
 	require.NoError(t, err)
 	got := map[string][]string{}
 	ch := make(chan *prometheus.Desc, 100)
@@ -198,7 +198,7 @@ func TestMetrics(t *testing.T) {
 		for name := range documented {
 			require.True(t, seen[name], "documented metric %s has a sample", name)
 		}
-		_, err = saga.NewEngine(&saga.EngineConfig{Store: fx.Store(), Sagas: []saga.Definition{orderSaga(false, nil)}, Registerer: reg})
+		_, err = saga.NewEngine(&saga.EngineConfig{Store: fx.Store(), Sagas: []saga.Definition{orderSaga(false)}, Registerer: reg})
 		require.ErrorContains(t, err, "already registered", "a second engine on one registerer is refused")
 	})
 }

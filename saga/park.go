@@ -207,7 +207,12 @@ func (e *Engine) unstow(ctx context.Context, env events.Envelope) (events.Envelo
 	if len(env.Payload) > 0 && string(env.Payload) != "null" {
 		return env, nil
 	}
-	got, err := e.cfg.Store.ReadStream(ctx, env.StreamID, env.Version, 1)
+	// Through the caller's unit, on the connection it holds (see readRows).
+	var src events.Store = e.cfg.Store
+	if u, ok := events.UnitFromContext(ctx); ok && u.Registry() == e.cfg.Store.Registry() {
+		src = u
+	}
+	got, err := src.ReadStream(ctx, env.StreamID, env.Version, 1)
 	if err != nil {
 		return env, fmt.Errorf("saga: read back message %s (%s version %d): %w", env.ID, env.StreamID, env.Version, err)
 	}

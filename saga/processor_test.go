@@ -35,7 +35,7 @@ func startProcess(t *testing.T, store saga.Store, name string, tracker *consiste
 	sub := feed.SubscriberConfig{Owner: name, LeaseTTL: time.Second}
 	cp, err := command.NewProcessor(&command.ProcessorConfig{Store: store, Router: router, Subscriber: sub})
 	require.NoError(t, err)
-	ec := saga.EngineConfig{Store: store, Sagas: []saga.Definition{orderSaga(false, nil)}, Tracker: tracker}
+	ec := saga.EngineConfig{Store: store, Sagas: []saga.Definition{orderSaga(false)}, Tracker: tracker}
 	if handlers {
 		require.NoError(t, cp.AddHandlers(commandHandlers(store)...))
 		ec.Commands = cp

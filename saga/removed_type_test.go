@@ -34,7 +34,7 @@ func TestRemovedSagaTypeStaysAsItIs(t *testing.T) {
 		})
 		old, err := saga.NewEngine(&saga.EngineConfig{Store: store, Sagas: []saga.Definition{legacy}, Clock: clock})
 		require.NoError(t, err)
-		now, err := saga.NewEngine(&saga.EngineConfig{Store: store, Sagas: []saga.Definition{orderSaga(false, nil)}, Clock: clock})
+		now, err := saga.NewEngine(&saga.EngineConfig{Store: store, Sagas: []saga.Definition{orderSaga(false)}, Clock: clock})
 		require.NoError(t, err)
 		var pos events.Token
 		run := func(eng *saga.Engine) {

@@ -218,7 +218,7 @@ func TestRetentionValidation(t *testing.T) {
 	t.Parallel()
 	st, err := memstore.New(&memstore.Config{Registry: registry()})
 	require.NoError(t, err)
-	def := orderSaga(false, func() feed.Rows { return st.Rows() })
+	def := orderSaga(false)
 	for _, tc := range []struct {
 		d  time.Duration
 		ok bool

@@ -8,7 +8,6 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/components/cqrs"
 
-	"github.com/converge-es/converge/events/feed"
 	"github.com/converge-es/converge/saga"
 	"github.com/converge-es/converge/saga/sagatest"
 )
@@ -34,7 +33,7 @@ func TestOrderSimulation(t *testing.T) {
 	sagatest.Simulate(t, &sagatest.SimConfig{
 		Registry: registry(),
 		Sagas: func(store saga.Store) []saga.Definition {
-			return []saga.Definition{orderSaga(true, func() feed.Rows { return store.Rows() })}
+			return []saga.Definition{orderSaga(true)}
 		},
 		Commands: func(store saga.Store) []cqrs.CommandHandler { return commandHandlers(store) },
 		Models:   map[string]sagatest.Model{summaryModel: applySummary},

@@ -62,8 +62,11 @@ func (s *Step[S]) Event() events.Envelope { return s.core.env }
 
 // Context returns the handler's context: it carries the step's unit of
 // work, and deadlines and values of the delivery. Read read models with it
-// (projections.Get); the engine has already waited for the models named in
-// Reads to reach Token.
+// (projections.Get on a View, or the unit's Rows); the engine has already
+// waited for the models named in Reads to reach Token. Both read through
+// the step's unit, on the connection it holds; a read through the store
+// (Store.Rows) takes a second connection while the step holds one, which
+// on a pool no larger than the partitions can deadlock.
 func (s *Step[S]) Context() context.Context { return s.core.ctx }
 
 // Token returns the causal token the step runs at: the later of the

@@ -13,7 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/events"
-	"github.com/converge-es/converge/events/feed"
 	"github.com/converge-es/converge/saga"
 	"github.com/converge-es/converge/saga/sagatest"
 )
@@ -68,8 +67,7 @@ type setup struct {
 func newFixture(t *testing.T, mk storeMaker, s setup) *sagatest.Fixture {
 	t.Helper()
 	reg := registry()
-	var fx *sagatest.Fixture
-	def := orderSaga(s.gated, func() feed.Rows { return fx.Store().Rows() })
+	def := orderSaga(s.gated)
 	cfg := &sagatest.Config{Registry: reg, Sagas: []saga.Definition{def}, Models: map[string]sagatest.Model{summaryModel: applySummary}}
 	if mk != nil {
 		cfg.Store = mk(t, reg)
@@ -77,8 +75,7 @@ func newFixture(t *testing.T, mk storeMaker, s setup) *sagatest.Fixture {
 	if s.config != nil {
 		s.config(cfg)
 	}
-	fx = sagatest.New(t, cfg)
-	return fx
+	return sagatest.New(t, cfg)
 }
 
 func placed(id string, total int) sagatest.Event {

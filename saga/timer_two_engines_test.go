@@ -30,7 +30,7 @@ func TestTwoEnginesFireATimerOnce(t *testing.T) {
 		clock := clocktest.New(time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC))
 		engines := make([]*saga.Engine, 2)
 		for i := range engines {
-			eng, err := saga.NewEngine(&saga.EngineConfig{Store: store, Sagas: []saga.Definition{orderSaga(false, nil)}, Clock: clock})
+			eng, err := saga.NewEngine(&saga.EngineConfig{Store: store, Sagas: []saga.Definition{orderSaga(false)}, Clock: clock})
 			require.NoError(t, err)
 			engines[i] = eng
 		}

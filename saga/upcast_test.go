@@ -110,7 +110,7 @@ func TestMetricsRegisterOncePerRegisterer(t *testing.T) {
 	t.Parallel()
 	b := newBare(t, nil)
 	reg := prometheus.NewRegistry()
-	def := []saga.Definition{orderSaga(false, nil)}
+	def := []saga.Definition{orderSaga(false)}
 	_, err := saga.NewEngine(&saga.EngineConfig{Store: b.store, Sagas: def, Registerer: reg})
 	require.NoError(t, err)
 	_, err = saga.NewEngine(&saga.EngineConfig{Store: b.store, Sagas: def, Registerer: reg})

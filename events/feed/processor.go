@@ -346,9 +346,13 @@ var ErrCut = errors.New("feed: cut the unit before this event (it is delivered a
 // gate waits for the event's read models. Behind the head of a unit it
 // does not wait: waiting there would hold the earlier events' open writes
 // (and on PostgreSQL their transaction), so it cuts the unit instead.
+//
+// The gate function gets the unit: behind the head, the unit already holds
+// a connection, and a read through the store would take a second one. With
+// every partition doing that at once, a pool no larger than the partitions
+// deadlocked, each unit holding a connection and waiting for another.
 func (p *Processor) gate(ctx context.Context, env events.Envelope, first bool) (GateResult, error) {
-	wctx := withoutUnit(ctx)
-	models, tok, err := p.cfg.Gate(wctx, env)
+	models, tok, err := p.cfg.Gate(ctx, env)
 	if err != nil {
 		return GateResult{}, fmt.Errorf("feed: gate of event %s: %w", env.ID, err)
 	}
@@ -360,7 +364,7 @@ func (p *Processor) gate(ctx context.Context, env events.Envelope, first bool) (
 	if !first {
 		timeout = 0
 	}
-	gctx, cancel := context.WithTimeout(wctx, timeout)
+	gctx, cancel := context.WithTimeout(withoutUnit(ctx), timeout)
 	reached, behind, err := p.cfg.Waiter.WaitReached(gctx, tok, models...)
 	cancel()
 	if err != nil && ctx.Err() == nil {

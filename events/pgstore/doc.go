@@ -265,6 +265,23 @@
 //     unable to commit, so a handler that swallows the error cannot commit
 //     the checkpoint without those writes.
 //
+// Any pool size works, down to one connection, for projections, sagas and
+// command handlers: nothing that holds a unit's connection waits for a
+// second one. (One exception: a projection rebuild's switch reads the feed
+// on a second connection while it holds the projection's state row, and
+// gives up for now when none frees within a moment, so on a pool of one
+// connection a rebuild never switches.) A unit takes its connection at its
+// first locked read, write sent or append, and keeps it to the end; reads
+// without a lock made while it holds one go through it (the unit's Rows,
+// projections' views and the gates of sagas read through the unit the
+// context carries). That rule is what keeps a small pool live: when a
+// saga's gate read the instance through the pool behind the head of a
+// unit, four saga partitions on pgxpool's default of four connections (on
+// a machine of up to four cores) each held a connection and waited for
+// another, for ever. Connections beyond the partitions, the projections
+// and the command handlers that run at once only buy parallelism; the
+// LISTEN connection is opened apart from the pool.
+//
 // Commit stores each move's checkpoint fenced by its lease generation.
 // TxFromContext is the typed escape hatch to the unit's pgx.Tx: run
 // statements on it, but let the unit commit or roll back. Appends

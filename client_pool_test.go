@@ -1,0 +1,56 @@
+package converge_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/pgstore"
+	"github.com/converge-es/converge/internal/pgtest"
+	"github.com/converge-es/converge/saga"
+)
+
+// TestClientRunsOnOneConnection: projections, gated saga steps that read a
+// read model, and command handlers all make progress on a pool of a single
+// connection, because nothing holding a unit's connection waits for a
+// second one. The orders are placed before the client starts, so every
+// consumer starts behind and applies them in batches: gates and read-model
+// reads then run behind the head of units that already hold the
+// connection. When the gate read the saga instance through the pool there,
+// this test deadlocked at once (as did any pool smaller than the saga
+// partitions).
+func TestClientRunsOnOneConnection(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t, &pgtest.Config{MaxConns: 1})
+	ctx := context.Background()
+	store, err := pgstore.New(ctx, db.Pool, &pgstore.Config{Schema: db.Schema, Registry: shopRegistry()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = store.Close() })
+
+	const n = 40
+	for i := range n {
+		id := fmt.Sprint(i)
+		_, err := store.Append(ctx, "order-"+id, events.NoStream, events.Event{
+			Data: OrderPlaced{OrderID: id, Cents: 100 * i}, Metadata: events.Metadata{CorrelationID: id},
+		})
+		require.NoError(t, err)
+	}
+	client := newShop(t, store)
+	require.NoError(t, client.Start(ctx))
+	defer func() { require.NoError(t, client.Stop(ctx)) }()
+
+	completed := 0
+	assert.Eventually(t, func() bool {
+		done, err := client.Sagas().List(ctx, saga.Filter{Saga: "checkout", Status: saga.StatusCompleted})
+		require.NoError(t, err)
+		completed = len(done)
+		return completed == n
+	}, 60*time.Second, 20*time.Millisecond)
+	require.Equal(t, n, completed, "sagas completed on one connection")
+	require.Positive(t, client.GateStats().Gated, "the first steps were gated on the read model")
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/converge-es/converge/events"
 )
@@ -289,7 +290,7 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 func appendParams(recs []events.Record) ([]string, []any, error) {
 	n := len(recs)
 	ids := make([]string, n)
-	uuids := make([][16]byte, n)
+	uuids := make([]pgtype.UUID, n)
 	types := make([]string, n)
 	payloads := make([]string, n)
 	var svs []int32
@@ -300,7 +301,7 @@ func appendParams(recs []events.Record) ([]string, []any, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: event %d id %q is not a UUID", events.ErrInvalidEvent, i+1, r.ID)
 		}
-		uuids[i] = u
+		uuids[i] = pgtype.UUID{Bytes: u, Valid: true}
 		if r.Raw.SchemaVersion != 1 && svs == nil {
 			svs = make([]int32, n)
 			for j := range i {

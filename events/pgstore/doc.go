@@ -109,9 +109,11 @@
 //   - Per-row metadata: a json.Marshal per event and a jsonb parse of "{}"
 //     on the server. Default metadata and schema versions are sent as NULL
 //     and filled in by coalesce.
-//   - Client: event ids go out as [16]byte, for which pgx has a binary
-//     plan (as strings, every call built an error and encoded again as
-//     text). An append wakes the notifier only when another process
+//   - Client: event ids go out as pgtype.UUID, which pgx sends in binary
+//     when it prepares statements and as text in the modes that do not
+//     (as strings, every call built an error and encoded again as text;
+//     as [16]byte, which pgx can only send in binary, every append failed
+//     in those modes). An append wakes the notifier only when another process
 //     listens. Validation in events.Prepare (json.Valid, UTF-8 and the
 //     content scan, which the bad-input contract needs) is about a
 //     fifteenth of the client's CPU per append.
@@ -264,6 +266,13 @@
 //   - A statement that fails after it took the held writes leaves the unit
 //     unable to commit, so a handler that swallows the error cannot commit
 //     the checkpoint without those writes.
+//
+// Every pgx query exec mode works (default_query_exec_mode in the URL),
+// including simple_protocol, which a connection pooler in transaction mode
+// without prepared statements needs; the store and feed suites run in it.
+// LISTEN needs a session of its own, which such a pooler does not keep:
+// the store opens its listening connection with the pool's settings, so
+// behind one set DisableListen, and subscribers poll.
 //
 // Any pool size works, down to one connection, for projections, sagas and
 // command handlers: nothing that holds a unit's connection waits for a

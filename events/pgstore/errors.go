@@ -54,7 +54,14 @@ func isUnavailable(err error) bool {
 // sentUnanswered reports a statement that reached the connection but whose
 // reply did not come back: outside a transaction it may have committed. An
 // error from the server (a PgError) is an answer: the statement failed.
+// Only a lost connection or an interrupted wait loses a reply; any other
+// error of the client (pgx refusing to encode a parameter, say) comes
+// before anything is sent, and retrying it as unknown would only repeat
+// it until the retries ran out.
 func sentUnanswered(err error) bool {
 	var pgErr *pgconn.PgError
-	return !errors.As(err, &pgErr) && !pgconn.SafeToRetry(err)
+	if errors.As(err, &pgErr) || pgconn.SafeToRetry(err) {
+		return false
+	}
+	return isUnavailable(err) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }

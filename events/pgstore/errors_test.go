@@ -50,6 +50,9 @@ func TestSentUnanswered(t *testing.T) {
 	require.False(t, sentUnanswered(&pgconn.PgError{Code: "57P01"}), "the server answered")
 	require.True(t, sentUnanswered(io.ErrUnexpectedEOF), "the reply was lost")
 	require.True(t, sentUnanswered(context.Canceled), "pgx reports a cancel mid-query as context.Canceled")
+	require.True(t, sentUnanswered(fmt.Errorf("x: %w", context.DeadlineExceeded)), "a deadline mid-query")
+	require.True(t, sentUnanswered(&net.OpError{Op: "read", Err: syscall.ECONNRESET}), "the connection was reset")
+	require.False(t, sentUnanswered(errors.New("failed to encode args[1]: cannot find encode plan")), "refused by the client before sending")
 }
 
 func TestAppendRetryConfig(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/converge-es/converge/events"
@@ -129,12 +130,13 @@ func rawInsert(pool *pgxpool.Pool, baseline, tag string, batch int) func(ctx con
 SELECT 0, e.id, $1, $2 + e.ord, 'bench.event', 1, e.payload, '{}', 'bench'
 FROM unnest($3::uuid[], $4::jsonb[]) WITH ORDINALITY AS e(id, payload, ord)`, baseline)
 	return func(ctx context.Context, round, writer int, i int64) error {
-		// [16]byte encodes in binary; strings would make pgx try binary,
-		// fail and fall back to text on each call.
-		ids := make([][16]byte, batch)
+		// As pgstore sends them: pgtype.UUID encodes in binary, and as
+		// text in the exec modes that send text; strings would make pgx
+		// try binary, fail and fall back to text on each call.
+		ids := make([]pgtype.UUID, batch)
 		payloads := make([]string, batch)
 		for j := range ids {
-			ids[j] = uuid.Must(uuid.NewV7())
+			ids[j] = pgtype.UUID{Bytes: uuid.Must(uuid.NewV7()), Valid: true}
 			payloads[j] = string(payload(i))
 		}
 		_, err := pool.Exec(ctx, insert, fmt.Sprintf("base-%s-%d-%d", tag, round, writer), i*int64(batch), ids, payloads)

@@ -32,6 +32,9 @@ type Config struct {
 	MaxConns int32
 	// SkipMigrate leaves the schema empty.
 	SkipMigrate bool
+	// ExecMode, when set, is how the pool's connections send statements
+	// (pgx.QueryExecMode); zero keeps the URL's or pgx's default.
+	ExecMode pgx.QueryExecMode
 }
 
 // DB is one test's database handle.
@@ -59,6 +62,9 @@ func New(tb testing.TB, cfg *Config) *DB {
 		tb.Fatalf("parse DATABASE_URL: %v", err)
 	}
 	pcfg.MaxConns = c.MaxConns
+	if c.ExecMode != 0 {
+		pcfg.ConnConfig.DefaultQueryExecMode = c.ExecMode
+	}
 	pcfg.ConnConfig.RuntimeParams["search_path"] = schema
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

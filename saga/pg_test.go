@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/events"
@@ -13,20 +14,23 @@ import (
 )
 
 func init() {
-	storeMakers["postgres"] = pgStoreMaker(0)
-	// Every scenario runs on a pool of a single connection too: nothing
-	// that holds a unit's connection (a step, a gate behind the head of a
-	// unit, a read-model read in a step) may wait for a second one, or a
-	// pool smaller than the partitions deadlocks.
-	storeMakers["postgres_one_connection"] = pgStoreMaker(1)
+	storeMakers["postgres"] = pgStoreMaker(&pgtest.Config{})
+	// Every scenario also runs on a pool of a single connection that
+	// sends its statements as text, unprepared. Nothing that holds a
+	// unit's connection (a step, a gate behind the head of a unit, a
+	// read-model read in a step) may wait for a second one, or a pool
+	// smaller than the partitions deadlocks; and nothing may send a value
+	// pgx can only encode in binary, or a pooler that needs the simple
+	// protocol refuses the engine. Both once failed; one variant checks
+	// both, to keep the suite's time down.
+	storeMakers["postgres_one_simple_connection"] = pgStoreMaker(&pgtest.Config{MaxConns: 1, ExecMode: pgx.QueryExecModeSimpleProtocol})
 }
 
-// pgStoreMaker makes stores on pools of maxConns connections (0: the
-// test default).
-func pgStoreMaker(maxConns int32) storeMaker {
+// pgStoreMaker makes stores on pools made with cfg.
+func pgStoreMaker(cfg *pgtest.Config) storeMaker {
 	return func(t *testing.T, reg *events.Registry) saga.Store {
 		t.Helper()
-		db := pgtest.New(t, &pgtest.Config{MaxConns: maxConns})
+		db := pgtest.New(t, cfg)
 		st, err := pgstore.New(context.Background(), db.Pool, &pgstore.Config{Schema: db.Schema, Registry: reg})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = st.Close() })

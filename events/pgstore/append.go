@@ -112,6 +112,12 @@ func (s *Store) appendOnce(ctx context.Context, streamID string, expected events
 // ErrDuplicateEvent; if that races with a concurrent append of the same id,
 // it comes from PostgreSQL's unique index and aborts tx.
 //
+// These promises hold in a READ COMMITTED transaction, PostgreSQL's
+// default. In a REPEATABLE READ or SERIALIZABLE tx, a concurrent append to
+// the same stream fails tx with a serialization error (SQLSTATE 40001)
+// instead: run the whole transaction again, as for any serialization
+// failure.
+//
 // Keep such transactions short: until tx ends, its transaction id holds the
 // feed's read horizon back for every reader (see the package doc). AppendTx
 // sends its wake-up NOTIFY inside tx, as only PostgreSQL knows when tx

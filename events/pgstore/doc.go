@@ -267,6 +267,13 @@
 //     unable to commit, so a handler that swallows the error cannot commit
 //     the checkpoint without those writes.
 //
+// Units begin READ COMMITTED whatever the connections' default, and New
+// refuses a pool whose transactions default to REPEATABLE READ or
+// SERIALIZABLE (default_transaction_isolation): the store's statements
+// outside units (Append, checkpoint moves, leases) run at the default, and
+// at those levels fail with serialization errors where READ COMMITTED
+// waits and carries on.
+//
 // Every pgx query exec mode works (default_query_exec_mode in the URL),
 // including simple_protocol, which a connection pooler in transaction mode
 // without prepared statements needs; the store and feed suites run in it.

@@ -117,7 +117,7 @@ func (u *unit) inTxFlushing(ctx context.Context, only *rowAddr, queue func(*pgx.
 	}
 	b := &pgx.Batch{}
 	if began {
-		b.BeginTx(pgx.TxOptions{})
+		b.BeginTx(pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	}
 	nw := u.s.queueWrites(b, writes)
 	if queue != nil {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -62,8 +63,9 @@ type Config struct {
 	// DisableListen turns push wake-ups off: feed subscribers then poll.
 	// Defaults to false.
 	DisableListen bool
-	// SkipSchemaCheck skips New's check that the schema is migrated.
-	// Defaults to false.
+	// SkipSchemaCheck skips New's checks of the database: that the schema
+	// is migrated, and that the pool's transactions default to READ
+	// COMMITTED. Defaults to false.
 	SkipSchemaCheck bool
 }
 
@@ -154,6 +156,9 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 		if err := checkSchema(ctx, pool, c.Schema); err != nil {
 			return nil, err
 		}
+		if err := checkIsolation(ctx, pool); err != nil {
+			return nil, err
+		}
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	s := &Store{
@@ -188,6 +193,28 @@ func checkSchema(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 	}
 	if have < want {
 		return fmt.Errorf("pgstore: schema %q is at version %d, this build needs %d (run `converge migrate --schema %s`)", schema, have, want, schema)
+	}
+	return nil
+}
+
+// checkIsolation refuses a pool whose transactions default to a stricter
+// level than READ COMMITTED (default_transaction_isolation set for the
+// server, database, role or connection). Units begin READ COMMITTED
+// whatever the default, but Append, checkpoint moves, leases and row
+// writes outside a unit are statements of their own, run at the default:
+// under REPEATABLE READ or SERIALIZABLE they fail with serialization
+// errors (SQLSTATE 40001) where READ COMMITTED waits and carries on, and
+// the store's ordering and retry rules assume it does.
+func checkIsolation(ctx context.Context, pool *pgxpool.Pool) error {
+	var level string
+	if err := pool.QueryRow(ctx, "SHOW default_transaction_isolation").Scan(&level); err != nil {
+		return fmt.Errorf("pgstore: read default_transaction_isolation: %w (is PostgreSQL reachable?)", err)
+	}
+	// PostgreSQL runs READ UNCOMMITTED as READ COMMITTED.
+	if level != "read committed" && level != "read uncommitted" {
+		return fmt.Errorf("pgstore: the pool's transactions default to %s isolation; converge needs read committed "+
+			"(give it connections with default_transaction_isolation=read committed: in the URL as "+
+			"?default_transaction_isolation=read%%20committed, or with ALTER ROLE ... SET default_transaction_isolation = 'read committed')", strings.ToUpper(level))
 	}
 	return nil
 }

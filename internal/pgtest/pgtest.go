@@ -35,6 +35,9 @@ type Config struct {
 	// ExecMode, when set, is how the pool's connections send statements
 	// (pgx.QueryExecMode); zero keeps the URL's or pgx's default.
 	ExecMode pgx.QueryExecMode
+	// Params are run-time parameters set on each connection (such as
+	// default_transaction_isolation).
+	Params map[string]string
 }
 
 // DB is one test's database handle.
@@ -64,6 +67,9 @@ func New(tb testing.TB, cfg *Config) *DB {
 	pcfg.MaxConns = c.MaxConns
 	if c.ExecMode != 0 {
 		pcfg.ConnConfig.DefaultQueryExecMode = c.ExecMode
+	}
+	for k, v := range c.Params {
+		pcfg.ConnConfig.RuntimeParams[k] = v
 	}
 	pcfg.ConnConfig.RuntimeParams["search_path"] = schema
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

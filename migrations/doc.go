@@ -6,7 +6,9 @@
 // a database. Migrate is idempotent and safe to run from several processes
 // at once: tern serialises runs with an advisory lock, and the schema is
 // created under a lock of our own first. Each migration is applied in a
-// transaction of its own.
+// transaction of its own. Migrate first checks that the server is
+// PostgreSQL 13 or later (CheckServer), so an older one is refused by name
+// before anything changes.
 //
 // Migrate at start-up, before opening the stores (ExampleMigrate runs
 // this):

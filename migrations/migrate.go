@@ -80,6 +80,9 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, cfg *Config) (int32, error
 }
 
 func migrateConn(ctx context.Context, conn *pgx.Conn, schema string, onApplied func(Migration)) (int32, error) {
+	if err := CheckServer(ctx, conn); err != nil {
+		return 0, fmt.Errorf("migrate: %w", err)
+	}
 	if err := createSchema(ctx, conn, schema); err != nil {
 		return 0, err
 	}

@@ -64,8 +64,8 @@ type Config struct {
 	// Defaults to false.
 	DisableListen bool
 	// SkipSchemaCheck skips New's checks of the database: that the schema
-	// is migrated, and that the pool's transactions default to READ
-	// COMMITTED. Defaults to false.
+	// is migrated, that the server is PostgreSQL 13 or later, and that the
+	// pool's transactions default to READ COMMITTED. Defaults to false.
 	SkipSchemaCheck bool
 }
 
@@ -153,6 +153,9 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 		return nil, errors.New("pgstore: New needs a *pgxpool.Pool")
 	}
 	if !c.SkipSchemaCheck {
+		if err := migrations.CheckServer(ctx, pool); err != nil {
+			return nil, fmt.Errorf("pgstore: %w", err)
+		}
 		if err := checkSchema(ctx, pool, c.Schema); err != nil {
 			return nil, err
 		}

@@ -21,8 +21,8 @@ type gateOutcome struct {
 // Gate is the processor's gate function: it names the read models the
 // handlers for env will read and the token they must reach, the later of
 // env's token and the instance's causal token (read without a lock,
-// through the event's unit: see feed.GateFunc). Events for instances that are parked or ended need no wait:
-// they queue or are ignored.
+// through the event's unit: see feed.GateFunc). Events for instances that
+// are parked or ended need no wait: they queue or are ignored.
 func (e *Engine) Gate(ctx context.Context, env events.Envelope) ([]string, events.Token, error) {
 	targets, v, err := e.route(env)
 	if err != nil {

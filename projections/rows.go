@@ -103,16 +103,8 @@ type viewRows struct {
 	name string
 }
 
-// rows returns what the view reads through: the unit ctx carries, when it
-// belongs to the view's store, else the store's committed rows.
-func (v *viewRows) rows(ctx context.Context) feed.Rows {
-	if eu, ok := events.UnitFromContext(ctx); ok && eu.Registry() == v.reg {
-		if u, ok := eu.(feed.Unit); ok {
-			return u.Rows()
-		}
-	}
-	return v.src.Rows()
-}
+// rows returns what the view reads through (feed.RowsFor).
+func (v *viewRows) rows(ctx context.Context) feed.Rows { return feed.RowsFor(ctx, v.reg, v.src) }
 
 // maxViewRetries bounds how often a read follows switches that keep
 // happening under it.

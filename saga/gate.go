@@ -45,7 +45,7 @@ func (e *Engine) gateFor(ctx context.Context, env events.Envelope, targets []tar
 		if err != nil {
 			continue // Handle reports it
 		}
-		in, found, err := e.load(ctx, e.readRows(ctx), t.saga.name, id, feed.LockNone)
+		in, found, err := e.load(ctx, feed.RowsFor(ctx, e.cfg.Store.Registry(), e.cfg.Store), t.saga.name, id, feed.LockNone)
 		if err != nil {
 			return nil, tok, err
 		}
@@ -62,20 +62,6 @@ func (e *Engine) gateFor(ctx context.Context, env events.Envelope, targets []tar
 		}
 	}
 	return models, tok, nil
-}
-
-// readRows returns what a read without a lock goes through: the unit ctx
-// carries, which sees its own writes and, once begun, reads on its own
-// connection; else committed rows. A read through the store while the unit
-// holds a connection takes a second one, and partitions doing that at
-// once deadlock a small pool.
-func (e *Engine) readRows(ctx context.Context) feed.Rows {
-	if eu, ok := events.UnitFromContext(ctx); ok && eu.Registry() == e.cfg.Store.Registry() {
-		if u, ok := eu.(feed.Unit); ok {
-			return u.Rows()
-		}
-	}
-	return e.cfg.Store.Rows()
 }
 
 // gateOutcome returns the runtime's gate outcome, or waits itself (before

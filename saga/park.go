@@ -207,7 +207,8 @@ func (e *Engine) unstow(ctx context.Context, env events.Envelope) (events.Envelo
 	if len(env.Payload) > 0 && string(env.Payload) != "null" {
 		return env, nil
 	}
-	// Through the caller's unit, on the connection it holds (see readRows).
+	// Through the caller's unit, on the connection it holds (see
+	// feed.RowsFor).
 	var src events.Store = e.cfg.Store
 	if u, ok := events.UnitFromContext(ctx); ok && u.Registry() == e.cfg.Store.Registry() {
 		src = u

@@ -10,14 +10,14 @@ import (
 // GateFunc names the read models a handler is about to read for env and
 // the token they must have reached first. No models means no wait.
 //
-// ctx carries the event's unit (events.UnitFromContext; as a Unit of this
-// package it has Rows): read what the answer needs through it, without a
-// lock, and write nothing. At the head of a unit (UnitIndex 0) nothing has
-// begun it, and such a read does not. Behind the head the unit already
-// holds earlier events' writes, which the read then sees, and on
-// PostgreSQL a connection: a read through the store there takes a second
-// connection while the unit holds one, and with every partition doing so
-// at once a pool no larger than the partitions deadlocks.
+// ctx carries the event's unit: read what the answer needs through
+// RowsFor, without a lock, and write nothing. At the head of a unit
+// (UnitIndex 0) nothing has begun it, and such a read does not. Behind the
+// head the unit already holds earlier events' writes, which the read then
+// sees, and on PostgreSQL a connection: a read through the store there
+// takes a second connection while the unit holds one, and with every
+// partition doing so at once a pool no larger than the partitions
+// deadlocks.
 type GateFunc func(ctx context.Context, env events.Envelope) (models []string, token events.Token, err error)
 
 // Waiter waits until named read models have reached a token.

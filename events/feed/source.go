@@ -127,6 +127,23 @@ type Unit interface {
 	Rollback(ctx context.Context) error
 }
 
+// RowsFor returns what a read without a lock goes through: the rows of the
+// unit ctx carries when that unit belongs to the store of reg, else src's
+// committed rows. A unit that has begun holds a connection on PostgreSQL,
+// and a read through src meanwhile takes a second one: units doing that at
+// once deadlock a pool no larger than their number. Through the unit, the
+// read uses the connection it holds (each statement still sees what is
+// committed) and sees its own writes; a unit that has not begun is not
+// begun by such a read.
+func RowsFor(ctx context.Context, reg *events.Registry, src Source) Rows {
+	if eu, ok := events.UnitFromContext(ctx); ok && eu.Registry() == reg {
+		if u, ok := eu.(Unit); ok {
+			return u.Rows()
+		}
+	}
+	return src.Rows()
+}
+
 // Move is a checkpoint move committed with a unit: Position becomes Lease's
 // checkpoint, if Lease's generation is still current.
 type Move struct {

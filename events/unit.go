@@ -37,7 +37,10 @@ type Unit interface {
 	Store
 	// AfterCommit registers fn to run once the unit has committed, in
 	// registration order, on the committing goroutine. It is not run when
-	// the unit rolls back. fn must not block.
+	// the unit rolls back. fn must not block. On a feed.Unit the hooks run
+	// before the commit's checkpoint moves are announced in this process
+	// (feed.CheckpointWatcher, and through it consistency.Tracker): a
+	// reader that waited for a move finds what the hooks did done.
 	AfterCommit(fn func())
 }
 

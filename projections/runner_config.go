@@ -100,8 +100,10 @@ type RunnerConfig struct {
 	OnFailure FailurePolicy
 	// OnUpdate, when set, is called after each committed read-model change
 	// of the active generation (a WebSocket hub for live views plugs in
-	// here). It runs on the committing goroutine, after the commit: it must
-	// not block. Defaults to nil.
+	// here). It runs on the committing goroutine, after the commit and
+	// before the checkpoint's move is announced in this process: once the
+	// runner's Tracker reports the projection at a token, OnUpdate has been
+	// called for every change up to it. It must not block. Defaults to nil.
 	OnUpdate func(Update)
 	// OnCommitted, when set, is called after each move of a processor's
 	// checkpoint (a unit's commit, or an advance past events the projection

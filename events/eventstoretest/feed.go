@@ -43,6 +43,7 @@ var feedTests = []feedTest{
 	{"CommitWithStaleLeaseWritesNothing", testCommitWithStaleLeaseWritesNothing},
 	{"CommitSeveralMoves", testCommitSeveralMoves},
 	{"AdvanceNeverMovesBack", testAdvanceNeverMovesBack},
+	{"HooksRunBeforeTheMoveIsAnnounced", testHooksRunBeforeTheMoveIsAnnounced},
 	{"Membership", testMembership},
 	{"RowsReadYourWrites", testRowsReadYourWrites},
 	{"RowsList", testRowsList},

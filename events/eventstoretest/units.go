@@ -210,6 +210,46 @@ func testCommitSeveralMoves(t *testing.T, src feed.Source, _ events.Store) {
 	require.NoError(t, u.Commit(ctx), "a commit with no moves commits the writes alone")
 }
 
+// testHooksRunBeforeTheMoveIsAnnounced: a watcher of checkpoint moves (the
+// consistency tracker, and through it every waiter) hears of a unit's move
+// only after the unit's AfterCommit hooks ran, so a reader woken by the
+// move finds what they did (a projection's OnUpdate calls) done.
+func testHooksRunBeforeTheMoveIsAnnounced(t *testing.T, src feed.Source, _ events.Store) {
+	ctx := t.Context()
+	w, ok := src.(feed.CheckpointWatcher)
+	require.True(t, ok, "%T does not implement feed.CheckpointWatcher", src)
+	var (
+		mu     sync.Mutex
+		hooked int
+		seen   []int // hooked, at each move heard
+	)
+	defer w.WatchCheckpoints(func(name string, _ events.Token) {
+		mu.Lock()
+		defer mu.Unlock()
+		if name == "h" {
+			seen = append(seen, hooked)
+		}
+	})()
+	l, err := src.Checkpoints().Acquire(ctx, "h", "o", longTTL)
+	require.NoError(t, err)
+	for i := range 3 {
+		u := begin(t, src)
+		_, err := u.Append(ctx, "hooked-1", events.AnyVersion, placed("1", i))
+		require.NoError(t, err)
+		for range 2 {
+			u.AfterCommit(func() {
+				mu.Lock()
+				defer mu.Unlock()
+				hooked++
+			})
+		}
+		require.NoError(t, u.Commit(ctx, feed.Move{Lease: l, Position: events.MakeToken(1, uint64(i+1))}))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []int{2, 4, 6}, seen, "each move is heard after its unit's hooks, and once")
+}
+
 func testAdvanceNeverMovesBack(t *testing.T, src feed.Source, _ events.Store) {
 	ctx := t.Context()
 	cps := src.Checkpoints()

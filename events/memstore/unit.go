@@ -361,11 +361,13 @@ func (u *unit) Commit(ctx context.Context, moves ...feed.Move) error {
 	s.mu.Unlock()
 
 	s.wake.Notify()
-	for _, m := range moves {
-		c.notify(m.Lease.Name, m.Position)
-	}
+	// Hooks before the moves are announced: a reader woken by a move (the
+	// tracker's waiters) finds what the hooks did already done.
 	for _, fn := range after {
 		fn()
+	}
+	for _, m := range moves {
+		c.notify(m.Lease.Name, m.Position)
 	}
 	return nil
 }

@@ -61,15 +61,18 @@ func (u *unit) Commit(ctx context.Context, moves ...feed.Move) error {
 	if err != nil {
 		return err
 	}
+	// Hooks before the moves are announced in this process: a reader woken
+	// by a move (the tracker's waiters) finds what the hooks did already
+	// done.
+	for _, fn := range after {
+		fn()
+	}
 	if appended {
 		u.s.notifier.kick("e", u.s.eventsPayload())
 	}
 	for _, m := range moves {
 		u.s.fireCheckpoint(m.Lease.Name, m.Position)
 		u.s.notifier.kick("c:"+m.Lease.Name, u.s.checkpointPayload(m.Lease.Name, m.Position))
-	}
-	for _, fn := range after {
-		fn()
 	}
 	return nil
 }

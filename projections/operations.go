@@ -212,11 +212,19 @@ func (r *Runner) Reset(ctx context.Context, name string, tok events.Token) error
 	}()
 	var moves []feed.Move
 	for _, cp := range p.checkpoints(name) {
-		l, err := cps.Acquire(ctx, cp, owner, ttl)
+		// Not cancelled with ctx: an acquire abandoned mid-flight could
+		// still take the lease after the deferred releases ran, holding
+		// the projection back for a whole TTL.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ttl)
+		l, err := cps.Acquire(actx, cp, owner, ttl)
+		cancel()
+		if err == nil {
+			leases = append(leases, l)
+			err = ctx.Err()
+		}
 		if err != nil {
 			return fmt.Errorf("projections: reset %q: take the processor's lease: %w", name, err)
 		}
-		leases = append(leases, l)
 		moves = append(moves, feed.Move{Lease: l, Position: tok})
 	}
 	for attempt := 1; ; attempt++ {

@@ -165,9 +165,23 @@ func (c *consumer) run(ctx context.Context) {
 func (c *consumer) acquire(ctx context.Context) (Lease, error) {
 	standby := false
 	for {
-		actx, cancel := context.WithTimeout(ctx, c.cfg.LeaseTTL)
+		// Not cancelled with ctx: PostgreSQL finishes a statement its
+		// client gave up on, so an acquire abandoned at shutdown could
+		// take the lease with nobody left to release it, and the
+		// partition would wait a whole TTL for its next holder. Waiting
+		// for it (at most a TTL, as the release waits) tells us what to
+		// give back.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.LeaseTTL)
 		lease, err := c.cps.Acquire(actx, c.name, c.owner, c.cfg.LeaseTTL)
 		cancel()
+		if err == nil && ctx.Err() != nil {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.LeaseTTL)
+			if rerr := c.cps.Release(rctx, lease); rerr != nil {
+				c.log.Warn("feed: release lease failed (a standby takes over when it expires)", "error", rerr, "lease_ttl", c.cfg.LeaseTTL)
+			}
+			cancel()
+			return Lease{}, ctx.Err()
+		}
 		switch {
 		case err == nil:
 			c.state(PartitionActive)

@@ -82,7 +82,11 @@ func (p *Processor) seedPartitions(ctx context.Context) error {
 // so it cannot race a consumer already delivering it.
 func (p *Processor) seedOne(ctx context.Context, name string, pos events.Token) error {
 	cps := p.src.Checkpoints()
-	l, err := cps.Acquire(ctx, name, p.member+"/seed", p.subCfg.LeaseTTL)
+	// Not cancelled with ctx, as a consumer's acquire: an abandoned one
+	// could still take the lease, and nobody would release it.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.subCfg.LeaseTTL)
+	l, err := cps.Acquire(actx, name, p.member+"/seed", p.subCfg.LeaseTTL)
+	cancel()
 	if errors.Is(err, ErrLeaseHeld) {
 		return nil // someone runs it already: it has a position of its own
 	}
@@ -90,6 +94,9 @@ func (p *Processor) seedOne(ctx context.Context, name string, pos events.Token) 
 		return err
 	}
 	defer func() { _ = cps.Release(context.WithoutCancel(ctx), l) }()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if !l.Position.IsZero() {
 		return nil
 	}

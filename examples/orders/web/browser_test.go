@@ -210,7 +210,10 @@ func TestDashboard_OnTheRealEngine_InBrowser(t *testing.T) {
 		require.Contains(t, timeline[len(timeline)-1], "stuck", "the timeline ends with the stuck flag")
 		poll(t, tab, `!!`+card("failed", refused)+` && !!`+card("failed", refused)+`.querySelector("details li")`, `document.getElementById("failed").innerText`)
 		require.Contains(t, eval[string](t, tab, card("failed", refused)+`.innerText`), "credit limit")
-		require.Equal(t, "1", eval[string](t, tab, `document.querySelector('#saga-counts [data-status="failed"] dd').textContent`))
+		// The counts come with the stuck list, which may land after the
+		// failed one.
+		failedCount := `document.querySelector('#saga-counts [data-status="failed"] dd')`
+		poll(t, tab, `!!`+failedCount+` && `+failedCount+`.textContent === "1"`, `document.getElementById("saga-counts").innerText`)
 
 		require.NoError(t, chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#stuck article[data-saga-id="`+cancelled+`"] button[data-action="cancel"]`))))
 		poll(t, tab, `document.getElementById("action-status").textContent === "cancel of `+cancelled+` accepted"`, `document.getElementById("action-status").textContent`)
@@ -246,7 +249,10 @@ func TestDashboard_ShowsSagasAndActsOnThem_InBrowser(t *testing.T) {
 	tab := newBrowser(t)
 	require.NoError(t, chromedp.Do(tab, chromedp.Navigate(b.url+"/dashboard")))
 
-	poll(t, tab, `!!document.querySelector('#failed article[data-saga-id="failed-1"] details li')`, `document.body.innerText`)
+	// The lists load in parallel: wait for the first refresh to finish
+	// them all, not for one of them.
+	poll(t, tab, `document.getElementById("updated").textContent.startsWith("Updated")`, `document.body.innerText`)
+	require.True(t, eval[bool](t, tab, `!!document.querySelector('#failed article[data-saga-id="failed-1"] details li')`))
 	require.Equal(t, "2", eval[string](t, tab, `document.querySelector('#saga-counts [data-status="running"] dd').textContent`))
 	require.Equal(t, "1", eval[string](t, tab, `document.querySelector('#saga-counts [data-status="failed"] dd').textContent`))
 	require.Equal(t, []string{"stuck-1"}, eval[[]string](t, tab, `Array.from(document.querySelectorAll("#stuck article"), a => a.dataset.sagaId)`))

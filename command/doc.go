@@ -29,11 +29,15 @@
 //
 // Each handler reads its command category with one consumer by default,
 // so its commands run one at a time. ProcessorConfig.Partitions splits a
-// handler's commands by stream (aggregate) over that many consumers of its
-// own, delivered to the handler concurrently: commands for different
-// aggregates run in parallel, each aggregate's in order. Raise the
-// Subscriber's CommitBatch too, so a handler that is behind applies many
-// commands per transaction.
+// handler's commands by their stream over that many consumers of its own,
+// delivered to the handler concurrently. A command's stream is its type's
+// category and its sender's correlation id (StreamFor), so the split is
+// by sender, not by aggregate: one sender's commands run in order,
+// different senders' in parallel. Two senders' commands for one aggregate
+// may therefore run at once; neither is lost, as each decision is appended
+// with the aggregate's expected version and decided again, on the state
+// the other left, after a conflict. Raise the Subscriber's CommitBatch
+// too, so a handler that is behind applies many commands per transaction.
 //
 // A command type without a handler is not silently dropped: Processor
 // implements saga.CommandCatalog, and an engine given it fails a step that

@@ -18,14 +18,15 @@ import (
 )
 
 // TestPartitionedHandlers splits a handler's commands over four
-// partitions: every command is handled once, commands for different
-// accounts run concurrently, and each account's commands in order.
+// partitions: every command is handled once, commands of different
+// senders run concurrently, and each sender's commands in order (here
+// each sender deposits to an account of its own).
 func TestPartitionedHandlers(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	store, err := memstore.New(&memstore.Config{Registry: registry(t)})
 	require.NoError(t, err)
-	defer store.Close()
+	t.Cleanup(func() { _ = store.Close() }) // after the router's, which runRouter registers later
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})
 	require.NoError(t, err)
 	p, err := command.NewProcessor(&command.ProcessorConfig{Store: store, Router: router, Partitions: 4})
@@ -67,14 +68,7 @@ func TestPartitionedHandlers(t *testing.T) {
 			require.NoError(t, err)
 		}
 	}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- router.Run(rctx) }()
-	defer func() {
-		cancel()
-		require.NoError(t, router.Close())
-		require.NoError(t, <-done)
-	}()
+	runRouter(t, router)
 	require.Eventually(t, func() bool {
 		for a := range accounts {
 			v, err := store.StreamVersion(ctx, fmt.Sprint("account-", a))
@@ -102,4 +96,73 @@ func TestPartitionsConfig(t *testing.T) {
 	require.NoError(t, err)
 	_, err = command.NewProcessor(&command.ProcessorConfig{Store: store, Router: router, Partitions: -1})
 	require.ErrorContains(t, err, "ProcessorConfig.Partitions is -1")
+}
+
+// TestPartitionedSendersShareAnAggregate: partitions split commands by
+// sender, so commands of different senders for one account run at once
+// in different partitions; every one of them still lands exactly once,
+// each decided on the state the others left (the expected-version append
+// decides again after a conflict).
+func TestPartitionedSendersShareAnAggregate(t *testing.T) {
+	t.Parallel()
+	for name, mk := range stores {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			s := mk(t, registry(t))
+			router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})
+			require.NoError(t, err)
+			p, err := command.NewProcessor(&command.ProcessorConfig{Store: s, Router: router, Partitions: 4})
+			require.NoError(t, err)
+			var decided atomic.Int32
+			require.NoError(t, p.AddHandlers(command.Handle("deposit", s, balance, func(c Deposit) string { return "account-" + c.Account },
+				func(_ context.Context, _ int, c Deposit) ([]any, error) {
+					decided.Add(1)
+					return []any{Deposited{Amount: c.Amount}}, nil
+				})))
+			const senders, each = 8, 4
+			want := 0
+			for i := range each {
+				for snd := range senders {
+					amount := 1 + snd*each + i
+					want += amount
+					_, err := s.Append(ctx, command.StreamFor("account.deposit", fmt.Sprint("sender-", snd)), events.AnyVersion, events.Event{
+						Data: Deposit{Account: "shared", Amount: amount}, Metadata: events.Metadata{CorrelationID: fmt.Sprint("sender-", snd)},
+					})
+					require.NoError(t, err)
+				}
+			}
+			runRouter(t, router)
+			require.Eventually(t, func() bool {
+				v, err := s.StreamVersion(ctx, "account-shared")
+				require.NoError(t, err)
+				return v >= senders*each
+			}, 30*time.Second, 5*time.Millisecond)
+			got, err := s.ReadStream(ctx, "account-shared", 1, 0)
+			require.NoError(t, err)
+			require.Len(t, got, senders*each, "every command landed once")
+			sum := 0
+			for _, env := range got {
+				d, err := events.DecodeAs[Deposited](s.Registry(), env)
+				require.NoError(t, err)
+				sum += d.Amount
+			}
+			require.Equal(t, want, sum, "each deposit once, none lost to a concurrent sender")
+			require.GreaterOrEqual(t, decided.Load(), int32(senders*each))
+		})
+	}
+}
+
+// runRouter runs router until the test ends, then closes it and checks
+// that it stopped cleanly; stores made before it close after it.
+func runRouter(t *testing.T, router *message.Router) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- router.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, router.Close())
+		require.NoError(t, <-done)
+	})
 }

@@ -37,11 +37,12 @@ type ProcessorConfig struct {
 	// ConsumerPrefix names the handlers' feed consumers. Defaults to
 	// DefaultConsumerPrefix.
 	ConsumerPrefix string
-	// Partitions splits each handler's commands by stream (aggregate) into
-	// this many partitions, consumers of their own named
-	// "<prefix>.<handler>#<i>/<n>", delivered to the handler concurrently:
-	// commands for different aggregates run in parallel, each aggregate's
-	// in order. Changing it starts the new consumers at the beginning of
+	// Partitions splits each handler's commands by stream, that is by
+	// sender (see StreamFor), into this many partitions, consumers of their
+	// own named "<prefix>.<handler>#<i>/<n>", delivered to the handler
+	// concurrently: one sender's commands run in order, different senders'
+	// in parallel, and commands of two senders for one aggregate meet at
+	// its expected version (a conflict decides again). Changing it starts the new consumers at the beginning of
 	// the commands' category: the stored results make the commands already
 	// handled no-ops, but they are read again. Defaults to 1 (one consumer
 	// per handler).

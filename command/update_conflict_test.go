@@ -2,6 +2,7 @@ package command_test
 
 import (
 	"context"
+	"math/rand/v2"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -25,7 +26,7 @@ type store interface {
 }
 
 // stores are the stores the conflict test runs on.
-var stores = map[string]func(t *testing.T, reg *events.Registry) store{
+var stores = map[string]storeMaker{
 	"memory": func(t *testing.T, reg *events.Registry) store {
 		t.Helper()
 		s, err := memstore.New(&memstore.Config{Registry: reg})
@@ -46,6 +47,15 @@ var stores = map[string]func(t *testing.T, reg *events.Registry) store{
 // runIn runs command.Run for env in a unit of its own, as a delivery
 // would, and commits it.
 func runIn(t *testing.T, s store, env events.Envelope, d command.Decide[Deposit, int]) command.Result {
+	t.Helper()
+	res, err := tryRunIn(t, s, env, d)
+	require.NoError(t, err)
+	return res
+}
+
+// tryRunIn is runIn for a delivery that may fail: the unit commits only
+// when Run succeeds, and Run's error is returned.
+func tryRunIn(t *testing.T, s store, env events.Envelope, d command.Decide[Deposit, int]) (command.Result, error) {
 	t.Helper()
 	ctx := context.Background()
 	u, err := s.Checkpoints().Begin(ctx)
@@ -70,8 +80,7 @@ func runIn(t *testing.T, s store, env events.Envelope, d command.Decide[Deposit,
 	if err != nil {
 		_ = u.Rollback(ctx) // a unit left open would hold the store up
 	}
-	require.NoError(t, err)
-	return res
+	return res, err
 }
 
 // TestRunRetriesAVersionConflictThenReportsItsFirstResult: another writer
@@ -88,12 +97,7 @@ func TestRunRetriesAVersionConflictThenReportsItsFirstResult(t *testing.T) {
 			ctx := context.Background()
 			reg := registry(t)
 			s := mk(t, reg)
-			stream := command.StreamFor("account.deposit", "process-7")
-			res, err := s.Append(ctx, stream, events.AnyVersion, events.Event{Data: Deposit{Account: "a", Amount: 30}, Metadata: events.Metadata{CorrelationID: "process-7"}})
-			require.NoError(t, err)
-			envs, err := s.ReadStream(ctx, stream, res.LastVersion, 1)
-			require.NoError(t, err)
-			cmd := envs[0]
+			cmd := sent(t, s, "process-7", Deposit{Account: "a", Amount: 30})
 
 			var calls atomic.Int32
 			var seen []int
@@ -123,6 +127,37 @@ func TestRunRetriesAVersionConflictThenReportsItsFirstResult(t *testing.T) {
 			got, err = s.ReadStream(ctx, "account-a", 1, 0)
 			require.NoError(t, err)
 			require.Len(t, got, 2, "and appends nothing")
+		})
+	}
+}
+
+// sent appends c as sender's command, as a saga step would, and returns
+// it as stored.
+func sent(t *testing.T, s store, sender string, c Deposit) events.Envelope {
+	t.Helper()
+	ctx := context.Background()
+	stream := command.StreamFor("account.deposit", sender)
+	res, err := s.Append(ctx, stream, events.AnyVersion, events.Event{Data: c, Metadata: events.Metadata{CorrelationID: sender}})
+	require.NoError(t, err)
+	envs, err := s.ReadStream(ctx, stream, res.LastVersion, 1)
+	require.NoError(t, err)
+	return envs[0]
+}
+
+// storeMaker makes one of the stores the tests run on.
+type storeMaker = func(t *testing.T, reg *events.Registry) store
+
+// eachStoreSeeded runs body on each store in a parallel subtest, each
+// with its own random source from one seed, logged so a failure can be
+// replayed.
+func eachStoreSeeded(t *testing.T, body func(t *testing.T, mk storeMaker, rng *rand.Rand)) {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	for name, mk := range stores {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			body(t, mk, rand.New(rand.NewPCG(seed, 5)))
 		})
 	}
 }

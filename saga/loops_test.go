@@ -66,7 +66,9 @@ func TestLoopsFireTimersAndResumeParkedSteps(t *testing.T) {
 		tracker, err := consistency.NewTracker(nil)
 		require.NoError(t, err)
 		store := newStore(t, mk)
-		eng, err := saga.NewEngine(&saga.EngineConfig{Store: store, Sagas: []saga.Definition{s}, Tracker: tracker, GateTimeout: 10 * time.Millisecond})
+		// The sweep waits an hour: only the Tracker's push can wake the
+		// parked step within the test.
+		eng, err := saga.NewEngine(&saga.EngineConfig{Store: store, Sagas: []saga.Definition{s}, Tracker: tracker, GateTimeout: 10 * time.Millisecond, SweepInterval: time.Hour})
 		require.NoError(t, err)
 		b := bare{store: store, engine: eng}
 		runOnRouter(t, b.store, eng, tracker, nil)

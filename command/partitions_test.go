@@ -105,52 +105,49 @@ func TestPartitionsConfig(t *testing.T) {
 // decides again after a conflict).
 func TestPartitionedSendersShareAnAggregate(t *testing.T) {
 	t.Parallel()
-	for name, mk := range stores {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			ctx := context.Background()
-			s := mk(t, registry(t))
-			router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})
-			require.NoError(t, err)
-			p, err := command.NewProcessor(&command.ProcessorConfig{Store: s, Router: router, Partitions: 4})
-			require.NoError(t, err)
-			var decided atomic.Int32
-			require.NoError(t, p.AddHandlers(command.Handle("deposit", s, balance, func(c Deposit) string { return "account-" + c.Account },
-				func(_ context.Context, _ int, c Deposit) ([]any, error) {
-					decided.Add(1)
-					return []any{Deposited{Amount: c.Amount}}, nil
-				})))
-			const senders, each = 8, 4
-			want := 0
-			for i := range each {
-				for snd := range senders {
-					amount := 1 + snd*each + i
-					want += amount
-					_, err := s.Append(ctx, command.StreamFor("account.deposit", fmt.Sprint("sender-", snd)), events.AnyVersion, events.Event{
-						Data: Deposit{Account: "shared", Amount: amount}, Metadata: events.Metadata{CorrelationID: fmt.Sprint("sender-", snd)},
-					})
-					require.NoError(t, err)
-				}
-			}
-			runRouter(t, router)
-			require.Eventually(t, func() bool {
-				v, err := s.StreamVersion(ctx, "account-shared")
+	eachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body
+		ctx := context.Background()
+		s := mk(t, registry(t))
+		router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})
+		require.NoError(t, err)
+		p, err := command.NewProcessor(&command.ProcessorConfig{Store: s, Router: router, Partitions: 4})
+		require.NoError(t, err)
+		var decided atomic.Int32
+		require.NoError(t, p.AddHandlers(command.Handle("deposit", s, balance, func(c Deposit) string { return "account-" + c.Account },
+			func(_ context.Context, _ int, c Deposit) ([]any, error) {
+				decided.Add(1)
+				return []any{Deposited{Amount: c.Amount}}, nil
+			})))
+		const senders, each = 8, 4
+		want := 0
+		for i := range each {
+			for snd := range senders {
+				amount := 1 + snd*each + i
+				want += amount
+				_, err := s.Append(ctx, command.StreamFor("account.deposit", fmt.Sprint("sender-", snd)), events.AnyVersion, events.Event{
+					Data: Deposit{Account: "shared", Amount: amount}, Metadata: events.Metadata{CorrelationID: fmt.Sprint("sender-", snd)},
+				})
 				require.NoError(t, err)
-				return v >= senders*each
-			}, 30*time.Second, 5*time.Millisecond)
-			got, err := s.ReadStream(ctx, "account-shared", 1, 0)
-			require.NoError(t, err)
-			require.Len(t, got, senders*each, "every command landed once")
-			sum := 0
-			for _, env := range got {
-				d, err := events.DecodeAs[Deposited](s.Registry(), env)
-				require.NoError(t, err)
-				sum += d.Amount
 			}
-			require.Equal(t, want, sum, "each deposit once, none lost to a concurrent sender")
-			require.GreaterOrEqual(t, decided.Load(), int32(senders*each))
-		})
-	}
+		}
+		runRouter(t, router)
+		require.Eventually(t, func() bool {
+			v, err := s.StreamVersion(ctx, "account-shared")
+			require.NoError(t, err)
+			return v >= senders*each
+		}, 30*time.Second, 5*time.Millisecond)
+		got, err := s.ReadStream(ctx, "account-shared", 1, 0)
+		require.NoError(t, err)
+		require.Len(t, got, senders*each, "every command landed once")
+		sum := 0
+		for _, env := range got {
+			d, err := events.DecodeAs[Deposited](s.Registry(), env)
+			require.NoError(t, err)
+			sum += d.Amount
+		}
+		require.Equal(t, want, sum, "each deposit once, none lost to a concurrent sender")
+		require.GreaterOrEqual(t, decided.Load(), int32(senders*each))
+	})
 }
 
 // runRouter runs router until the test ends, then closes it and checks

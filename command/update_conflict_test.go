@@ -91,44 +91,41 @@ func tryRunIn(t *testing.T, s store, env events.Envelope, d command.Decide[Depos
 // reports that first result.
 func TestRunRetriesAVersionConflictThenReportsItsFirstResult(t *testing.T) {
 	t.Parallel()
-	for name, mk := range stores {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			ctx := context.Background()
-			reg := registry(t)
-			s := mk(t, reg)
-			cmd := sent(t, s, "process-7", Deposit{Account: "a", Amount: 30})
+	eachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body
+		ctx := context.Background()
+		reg := registry(t)
+		s := mk(t, reg)
+		cmd := sent(t, s, "process-7", Deposit{Account: "a", Amount: 30})
 
-			var calls atomic.Int32
-			var seen []int
-			racing := func(_ context.Context, b int, c Deposit) ([]any, error) {
-				seen = append(seen, b)
-				if calls.Add(1) == 1 {
-					// Another process deposits between this load and append.
-					if _, err := s.Append(ctx, "account-a", events.AnyVersion, events.Event{Data: Deposited{Amount: 5}}); err != nil {
-						return nil, err
-					}
+		var calls atomic.Int32
+		var seen []int
+		racing := func(_ context.Context, b int, c Deposit) ([]any, error) {
+			seen = append(seen, b)
+			if calls.Add(1) == 1 {
+				// Another process deposits between this load and append.
+				if _, err := s.Append(ctx, "account-a", events.AnyVersion, events.Event{Data: Deposited{Amount: 5}}); err != nil {
+					return nil, err
 				}
-				return []any{Deposited{Amount: c.Amount}}, nil
 			}
-			first := runIn(t, s, cmd, racing)
-			require.Equal(t, []int{0, 5}, seen, "decided again on the state with the other write")
-			got, err := s.ReadStream(ctx, "account-a", 1, 0)
-			require.NoError(t, err)
-			require.Len(t, got, 2)
-			require.Equal(t, int64(2), got[1].Version, "appended after the other write")
-			require.Equal(t, first.EventIDs, []string{got[1].ID})
-			require.Equal(t, cmd.ID, got[1].Metadata.CausationID)
+			return []any{Deposited{Amount: c.Amount}}, nil
+		}
+		first := runIn(t, s, cmd, racing)
+		require.Equal(t, []int{0, 5}, seen, "decided again on the state with the other write")
+		got, err := s.ReadStream(ctx, "account-a", 1, 0)
+		require.NoError(t, err)
+		require.Len(t, got, 2)
+		require.Equal(t, int64(2), got[1].Version, "appended after the other write")
+		require.Equal(t, first.EventIDs, []string{got[1].ID})
+		require.Equal(t, cmd.ID, got[1].Metadata.CausationID)
 
-			for range 3 { // redeliveries
-				require.Equal(t, first, runIn(t, s, cmd, racing), "a redelivered command reports its first result")
-			}
-			require.Equal(t, int32(2), calls.Load(), "and decides nothing again")
-			got, err = s.ReadStream(ctx, "account-a", 1, 0)
-			require.NoError(t, err)
-			require.Len(t, got, 2, "and appends nothing")
-		})
-	}
+		for range 3 { // redeliveries
+			require.Equal(t, first, runIn(t, s, cmd, racing), "a redelivered command reports its first result")
+		}
+		require.Equal(t, int32(2), calls.Load(), "and decides nothing again")
+		got, err = s.ReadStream(ctx, "account-a", 1, 0)
+		require.NoError(t, err)
+		require.Len(t, got, 2, "and appends nothing")
+	})
 }
 
 // sent appends c as sender's command, as a saga step would, and returns
@@ -154,10 +151,18 @@ func eachStoreSeeded(t *testing.T, body func(t *testing.T, mk storeMaker, rng *r
 	t.Helper()
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
+	eachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body
+		body(t, mk, rand.New(rand.NewPCG(seed, 5)))
+	})
+}
+
+// eachStore runs body on each store in a parallel subtest.
+func eachStore(t *testing.T, body func(t *testing.T, mk storeMaker)) {
+	t.Helper()
 	for name, mk := range stores {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			body(t, mk, rand.New(rand.NewPCG(seed, 5)))
+			body(t, mk)
 		})
 	}
 }

@@ -199,6 +199,23 @@ func TestWait_Stale(t *testing.T) {
 		require.Equal(t, int64(-1), st.Behind, "a name never learned is not counted from zero")
 	})
 
+	t.Run("CountIsCapped", func(t *testing.T) {
+		t.Parallel()
+		// A Counter that never answers by itself (a database under a long
+		// lock): the count gets CountTimeout from the end of the wait, not
+		// the wait's context, which has run out, nor for ever.
+		slow := &blockingCounter{deadline: make(chan time.Time, 1)}
+		tr := setup(t, &consistency.TrackerConfig{Counter: slow, MaxTimeout: 20 * time.Millisecond, CountTimeout: 40 * time.Millisecond})
+		tr.Advance("orders", tok(3))
+		st, err := tr.Wait(context.Background(), tok(10), "orders")
+		require.NoError(t, err)
+		require.True(t, st.Stale)
+		require.Equal(t, int64(-1), st.Behind, "a count cut short is unknown")
+		d := <-slow.deadline
+		require.False(t, d.IsZero(), "the count had a deadline")
+		require.WithinDuration(t, slow.calledAt.Add(40*time.Millisecond), d, 10*time.Millisecond, "CountTimeout from the call")
+	})
+
 	t.Run("PositionsFail", func(t *testing.T) {
 		t.Parallel()
 		pr := newFakePositions()
@@ -464,4 +481,19 @@ func TestWait_DocumentedDeadlines(t *testing.T) {
 			require.Less(t, took, tt.want+time.Second, "the wait outlived its documented bound")
 		})
 	}
+}
+
+// blockingCounter answers only when its context ends, and reports the
+// deadline it was given.
+type blockingCounter struct {
+	calledAt time.Time
+	deadline chan time.Time
+}
+
+func (c *blockingCounter) CountBetween(ctx context.Context, _, _ events.Token) (int64, error) {
+	c.calledAt = time.Now()
+	d, _ := ctx.Deadline()
+	c.deadline <- d
+	<-ctx.Done()
+	return 0, ctx.Err()
 }

@@ -89,4 +89,30 @@ func TestDeadLettersListAndReplay(t *testing.T) {
 	out, err = b.cli(t, "dead-letters", "replay", id)
 	require.ErrorContains(t, err, "1 of 1 failed")
 	require.Contains(t, out, id+": no such dead letter")
+
+	// No application running: the replay is accepted, --wait runs out
+	// with exit status 4, and the request stays for the next one.
+	b.broken.Store(true)
+	select {
+	case <-lettered: // a report of the failed replay above, if any
+	default:
+	}
+	again := b.deposit(t, "poison", 3)
+	select {
+	case <-lettered:
+	case <-time.After(15 * time.Second):
+		t.Fatal("no second dead letter")
+	}
+	stopRunner(t, r)
+	id = "ops_letters/" + again.EventIDs[0]
+	out, err = b.cli(t, "dead-letters", "replay", id, "--wait", "--timeout", "300ms")
+	var to *timedOutError
+	require.ErrorAs(t, err, &to)
+	require.Equal(t, exitTimedOut, to.ExitCode())
+	require.ErrorContains(t, err, "1 not replayed after 300ms")
+	require.ErrorContains(t, err, "is the application running?")
+	require.Contains(t, out, id+": replay accepted")
+	out, err = b.cli(t, "dead-letters", "list")
+	require.NoError(t, err)
+	require.Regexp(t, id+`.*\srequested\s`, out, "the request stays pending")
 }

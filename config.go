@@ -71,8 +71,11 @@ type Config struct {
 	// DefaultSagaProcessor.
 	SagaProcessor string
 	// SagaPartitions is how many partitions saga consumption is split
-	// into (by correlation id). Changing it on a running installation is
-	// safe: sagas are idempotent. Defaults to DefaultSagaPartitions (8).
+	// into (by correlation id). Changing it carries the position over,
+	// each message still handled once (feed.ProcessorConfig.Partitions),
+	// and processes of the old and the new count may overlap during a
+	// rolling deploy: a saga step records the message it handled, so a
+	// second delivery changes nothing. Defaults to DefaultSagaPartitions (8).
 	SagaPartitions int
 	// SagaRetention is how long an ended saga instance keeps its history
 	// and dedupe records before they are purged, leaving a tombstone that

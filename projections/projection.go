@@ -52,7 +52,9 @@ type Config struct {
 	// for token waits, is the lowest of its partitions'. Only split a
 	// projection whose rows are each written by the events of one key
 	// (one stream, by default): two partitions writing the same row would
-	// race. Defaults to 1.
+	// race. Changing it carries the position over, each event still
+	// applied once (see feed.ProcessorConfig.Partitions); stop the
+	// processes running the old count first. Defaults to 1.
 	Partitions int
 	// PartitionKey is what partitions hash. Defaults to feed.ByStream.
 	PartitionKey feed.PartitionKey

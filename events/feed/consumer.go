@@ -24,6 +24,10 @@ type consumer struct {
 	owner string
 	// filter is what the consumer reads: a category, types, a partition.
 	filter Filter
+	// handled, when set, reports events handled already elsewhere (by
+	// the partitions of a processor's previous count): they are skipped
+	// as if the filter had left them out.
+	handled func(events.Envelope) bool
 	// assigned, when set, says whether this process should hold the lease
 	// now (a processor's partition owned by this member), and gives a
 	// channel closed when that may have changed.
@@ -373,6 +377,9 @@ func (c *consumer) deliverFrom(ctx context.Context, lease Lease) error {
 		}
 		retry.reset()
 		c.recovered()
+		if c.handled != nil {
+			batch = c.skipHandled(batch)
+		}
 
 		evs := batch.Events
 		for len(evs) > 0 {
@@ -452,6 +459,31 @@ func (c *consumer) deliverFrom(ctx context.Context, lease Lease) error {
 			}
 		}
 	}
+}
+
+// skipHandled drops the events of batch that c.handled reports. When it
+// drops them all, the batch reports itself scanned up to the last one, so
+// the checkpoint moves past them as past filtered events; only up to
+// there when the page was full, as matching events may follow it.
+func (c *consumer) skipHandled(batch Batch) Batch {
+	n := len(batch.Events)
+	if n == 0 {
+		return batch
+	}
+	kept := make([]events.Envelope, 0, n)
+	for _, env := range batch.Events {
+		if !c.handled(env) {
+			kept = append(kept, env)
+		}
+	}
+	if len(kept) == 0 {
+		last := batch.Events[n-1].Token
+		if n == c.cfg.BatchSize || batch.ScannedTo.Before(last) {
+			batch.ScannedTo = last
+		}
+	}
+	batch.Events = kept
+	return batch
 }
 
 // advance moves the checkpoint to pos outside any unit. It reports whether

@@ -53,6 +53,9 @@ type Processor struct {
 	mdone     chan struct{}
 
 	parts []*partitionState
+	// carried is what the partitions of the previous count had handled
+	// (seed sets it before any partition subscribes).
+	carried *carriedPositions
 	// mode is how the processor delivers once chosen: by a router
 	// (AddHandlers) or by Run. A processor delivering both ways would run
 	// two consumers per partition, each taking the other's lease in turn.
@@ -238,6 +241,9 @@ func (p *Processor) newConsumer(ps *partitionState) *consumer {
 			}
 		},
 		out: make(chan *message.Message),
+	}
+	if p.carried != nil {
+		c.handled = p.carried.handled
 	}
 	c.log = p.cfg.Logger.With("consumer", c.name, "owner", c.owner)
 	c.st = newConsumerState(&p.subCfg, c.name, c.owner)

@@ -58,12 +58,16 @@ type ProcessorConfig struct {
 	// Partitions splits the processor into this many partitions by a hash
 	// of PartitionKey: each is processed in order, all in parallel, shared
 	// between the processes running the processor. Changing it starts the
-	// new partitions' checkpoints from the lowest position of the old ones,
-	// so events in between may be handled again: handlers must be
-	// idempotent across such a change (projections and sagas are).
-	// Defaults to 1.
+	// new partitions from the lowest position of the old ones, and they
+	// skip the events that an old partition had handled already, so each
+	// event is still handled once. Stop the processes running the old
+	// count before starting one with the new: partitions of both counts
+	// running at once would handle the same events. Defaults to 1.
 	Partitions int
-	// PartitionKey is what is hashed. Defaults to ByStream.
+	// PartitionKey is what is hashed. Defaults to ByStream. Changing it
+	// moves events between partitions behind their checkpoints, so some
+	// would be handled twice and some never: give a processor that has
+	// run a new Name instead (it starts over).
 	PartitionKey PartitionKey
 	// CommitBatch bounds how many consecutive already-read events share one
 	// unit (see SubscriberConfig.CommitBatch). Defaults to

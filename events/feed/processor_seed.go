@@ -15,15 +15,44 @@ const ProcessorsTable = "processors"
 
 type processorRecord struct {
 	Partitions int `json:"partitions"`
+	// Key is the partition key the count was used with (older records
+	// have none: the processor's own then).
+	Key PartitionKey `json:"key,omitempty"`
+	// Carried is what the partitions of the count before had handled
+	// when the count last changed; nil before the first change.
+	Carried *carriedPositions `json:"carried,omitempty"`
+}
+
+// carriedPositions are the checkpoints of a processor's previous
+// partitions when their count changed. The new partitions start at the
+// lowest of them, so they read again events that a faster old partition
+// had handled already: an event at or before the position of the old
+// partition it belonged to is skipped, which keeps every event handled
+// once across the change (a count changed back and forth included: the
+// record keeps the latest change, and every partition that ran before
+// resumes at or past what it handled then).
+type carriedPositions struct {
+	Partitions int            `json:"partitions"`
+	Key        PartitionKey   `json:"key,omitempty"`
+	Positions  []events.Token `json:"positions"`
+}
+
+// handled reports whether the old partition env belonged to had handled
+// it.
+func (c *carriedPositions) handled(env events.Envelope) bool {
+	if c == nil || c.Partitions < 1 || len(c.Positions) != c.Partitions {
+		return false
+	}
+	return !env.Token.After(c.Positions[PartitionOf(KeyOf(c.Key, env), c.Partitions)])
 }
 
 // seed carries the processor's position over a change of its partition
 // count: partitions that have never run start at the lowest position of
-// the old partitions, not at the beginning of the feed. Events between an
-// old partition's position and that low mark are handled again, which
-// handlers must tolerate (the runtime's consumers dedupe them). It runs
-// once, before any partition subscribes; failures are logged and the new
-// partitions then start from their own (possibly zero) positions.
+// the old partitions, not at the beginning of the feed, and skip what an
+// old partition had handled past that low mark (carriedPositions). It
+// runs once, before any partition subscribes; failures are logged and the
+// new partitions then start from their own (possibly zero) positions,
+// without the skip.
 func (p *Processor) seed(ctx context.Context) {
 	if err := p.seedPartitions(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		p.cfg.Logger.Warn("feed: could not carry the position over a change of partition count; new partitions start from their own checkpoints",
@@ -33,18 +62,21 @@ func (p *Processor) seed(ctx context.Context) {
 
 func (p *Processor) seedPartitions(ctx context.Context) error {
 	rows, cps := p.src.Rows(), p.src.Checkpoints()
-	now := p.cfg.Partitions
-	old := 0
+	now, key := p.cfg.Partitions, p.cfg.PartitionKey
+	old, oldKey := 0, key
+	var rec processorRecord
 	row, ok, err := rows.Get(ctx, RuntimeNamespace, ProcessorsTable, p.cfg.Name, LockNone)
 	switch {
 	case err != nil:
 		return err
 	case ok:
-		var rec processorRecord
 		if err := json.Unmarshal(row.Value, &rec); err != nil {
 			return fmt.Errorf("processor record %s: %w", p.cfg.Name, err)
 		}
 		old = rec.Partitions
+		if rec.Key != "" {
+			oldKey = rec.Key
+		}
 	case now > 1:
 		// No record: the processor may have run unsplit before records
 		// existed; its checkpoint is the plain name.
@@ -52,13 +84,20 @@ func (p *Processor) seedPartitions(ctx context.Context) error {
 			old = 1
 		}
 	}
-	if old > 0 && old != now {
+	if old == now {
+		p.carried = rec.Carried
+		return nil
+	}
+	carried := rec.Carried
+	if old > 0 {
 		var low events.Token
+		positions := make([]events.Token, old)
 		for i := range old {
 			pos, err := cps.Position(ctx, PartitionName(p.cfg.Name, i, old))
 			if err != nil {
 				return err
 			}
+			positions[i] = pos
 			if i == 0 || pos.Before(low) {
 				low = pos
 			}
@@ -70,11 +109,13 @@ func (p *Processor) seedPartitions(ctx context.Context) error {
 				}
 			}
 		}
+		carried = &carriedPositions{Partitions: old, Key: oldKey, Positions: positions}
 	}
-	if old != now {
-		b, _ := json.Marshal(processorRecord{Partitions: now})
-		return rows.Put(ctx, RuntimeNamespace, ProcessorsTable, p.cfg.Name, b, events.Token{})
+	b, _ := json.Marshal(processorRecord{Partitions: now, Key: key, Carried: carried})
+	if err := rows.Put(ctx, RuntimeNamespace, ProcessorsTable, p.cfg.Name, b, events.Token{}); err != nil {
+		return err
 	}
+	p.carried = carried
 	return nil
 }
 

@@ -31,6 +31,7 @@ var processorTests = []processorTest{
 	{"ProcessorFailureBehindHeadCutsUnit", testProcessorCut},
 	{"ProcessorFiltersTypes", testProcessorFilter},
 	{"ProcessorPartitionCountChangeKeepsPosition", testProcessorRepartition},
+	{"ProcessorPartitionCountChangeFromSplitHandlesOnce", testProcessorRepartitionFromSplit},
 	{"ProcessorFailureAtStopRollsBackUnit", testProcessorFailureAtStop},
 	{"ProcessorPanicIsAFailure", testProcessorPanic},
 	{"ProcessorReadAheadKeepsOrderAndEffects", testProcessorReadAhead},
@@ -605,4 +606,52 @@ func testProcessorRepartition(t *testing.T, m mode, s events.Store, src feed.Sou
 	awaitPosition(t, four.p, rest[len(rest)-1].Token)
 	require.Zero(t, redelivered.Load(), "the new partitions started from the beginning of the feed")
 	requireAppliedOnce(t, src, name, append(first, rest...))
+}
+
+// testProcessorRepartitionFromSplit: a processor of two partitions, one
+// of them halted on an event while the other ran to the end, is started
+// again with three. The new partitions start at the halted one's
+// position, where the other old partition had already handled what
+// follows: they skip that and handle the rest, the halted event
+// included, so every event is handled exactly once.
+func testProcessorRepartitionFromSplit(t *testing.T, m mode, s events.Store, src feed.Source) {
+	name := uniqueName("resplit")
+	stuck := name + "-stuck"
+	var failing atomic.Bool
+	failing.Store(true)
+	h := func(ctx context.Context, env events.Envelope) error {
+		if env.StreamID == stuck && failing.Load() {
+			return errors.New("not yet")
+		}
+		return applyOnce(ctx, name, env)
+	}
+	before := appendSpread(t, s, name, 8, 24)
+	appendTo(t, s, stuck, 0)
+	after := appendSpread(t, s, name+"x", 8, 24)
+	all, err := s.ReadAll(t.Context(), events.Token{}, 1000)
+	require.NoError(t, err)
+	require.Len(t, all, len(before)+1+len(after))
+	last := all[len(all)-1].Token
+
+	cfg := procConfig(name, 2)
+	cfg.MaxAttempts = 1
+	two := startProcessor(t, m, src, cfg, h)
+	require.Eventually(t, func() bool {
+		halted, done := 0, 0
+		for _, ps := range two.p.Status().Partitions {
+			switch {
+			case ps.Halt != nil:
+				halted++
+			case !ps.Position.Before(last):
+				done++
+			}
+		}
+		return halted == 1 && done == 1
+	}, waitTimeout, 5*time.Millisecond, "one partition halts on %s, the other reaches the end", stuck)
+	two.stop()
+
+	failing.Store(false)
+	three := startProcessor(t, m, src, procConfig(name, 3), h)
+	awaitPosition(t, three.p, last)
+	requireAppliedOnce(t, src, name, all)
 }

@@ -206,13 +206,15 @@ func (r *Runner) trySwitch(ctx context.Context, p *compiled, gen int) (bool, err
 		return false, err
 	}
 	r.log.Info("projections: switched generation", "projection", p.name, "generation", gen, "old_generation", old, "position", at.String())
+	// Live views hear of the switch before waiters are let through on it
+	// (the order RunnerConfig.OnUpdate promises).
+	if r.cfg.OnUpdate != nil {
+		r.cfg.OnUpdate(Update{Kind: UpdateReplaced, Projection: p.name, Generation: gen, Token: at})
+	}
 	if r.cfg.Tracker != nil && !at.IsZero() {
 		// The new generation reflects every event up to at, even while the
 		// live checkpoint is still moving up to it.
 		r.cfg.Tracker.Advance(p.name, at)
-	}
-	if r.cfg.OnUpdate != nil {
-		r.cfg.OnUpdate(Update{Kind: UpdateReplaced, Projection: p.name, Generation: gen, Token: at})
 	}
 	r.mu.Lock()
 	var live0 *procRun

@@ -192,6 +192,7 @@ type Inspector interface {
 	// Consumers lists every consumer name with its position and lease.
 	Consumers(ctx context.Context) ([]ConsumerInfo, error)
 	// HorizonAge is how long the oldest open transaction has been holding
-	// delivery back (always 0 in memory).
+	// delivery back: on PostgreSQL any transaction in the database, in
+	// memory the oldest open unit that appended. Zero when none does.
 	HorizonAge(ctx context.Context) (time.Duration, error)
 }

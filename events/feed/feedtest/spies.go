@@ -33,6 +33,17 @@ func (s *pendingSource) ReadFeed(ctx context.Context, after events.Token, f feed
 type silentSource struct {
 	feed.Source
 	healthy bool
+	// idle, when set, counts the reads that found nothing and nothing
+	// pending: after one, the consumer waits for a wake-up or a poll.
+	idle *atomic.Int64
+}
+
+func (s silentSource) ReadFeed(ctx context.Context, after events.Token, f feed.Filter, limit int) (feed.Batch, error) {
+	b, err := s.Source.ReadFeed(ctx, after, f, limit)
+	if err == nil && s.idle != nil && len(b.Events) == 0 && !b.Pending {
+		s.idle.Add(1)
+	}
+	return b, err
 }
 
 // Wake returns a nil channel, which never fires.

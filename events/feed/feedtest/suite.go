@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -440,7 +441,11 @@ func testFallbackPoll(t *testing.T, s events.Store, src feed.Source) {
 	name := uniqueName("fallback")
 	cfg := config(name, cm)
 	cfg.FallbackPollInterval, cfg.SafetyPollInterval = 10*time.Millisecond, time.Hour
-	ch := subscribe(t, newSubscriber(t, silentSource{Source: src, healthy: false}, cfg), feed.TopicAll)
+	idle := &atomic.Int64{}
+	ch := subscribe(t, newSubscriber(t, silentSource{Source: src, healthy: false, idle: idle}, cfg), feed.TopicAll)
+	// Append only once the subscriber has found nothing and waits: a read
+	// already under way could otherwise find the event without a poll.
+	require.Eventually(t, func() bool { return idle.Load() > 0 }, waitTimeout, time.Millisecond)
 
 	appendTo(t, s, "order-1", 1) // no wake-up reaches the subscriber
 	all := awaitAll(t, s, 1)
@@ -456,7 +461,11 @@ func testSafetyPoll(t *testing.T, s events.Store, src feed.Source) {
 	name := uniqueName("safety")
 	cfg := config(name, cm)
 	cfg.FallbackPollInterval, cfg.SafetyPollInterval = time.Hour, 20*time.Millisecond
-	ch := subscribe(t, newSubscriber(t, silentSource{Source: src, healthy: true}, cfg), feed.TopicAll)
+	idle := &atomic.Int64{}
+	ch := subscribe(t, newSubscriber(t, silentSource{Source: src, healthy: true, idle: idle}, cfg), feed.TopicAll)
+	// Append only once the subscriber has found nothing and waits: a read
+	// already under way could otherwise find the event without a poll.
+	require.Eventually(t, func() bool { return idle.Load() > 0 }, waitTimeout, time.Millisecond)
 
 	appendTo(t, s, "order-1", 1) // its wake-up is lost
 	all := awaitAll(t, s, 1)

@@ -32,6 +32,7 @@ var suiteTests = []suiteTest{
 	{"LeaseStatusAndHook", testLeaseStatusAndHook},
 	{"StandbyTakesOverExpiredLease", testTakeoverAfterExpiry},
 	{"LeaseLostWhileHandling", testLeaseLostWhileHandling},
+	{"HolderGivesUpWhenRenewalsFail", testHolderGivesUpWhenRenewalsFail},
 	{"CategoryTopics", testCategoryTopics},
 	{"CategoryAdvancesPastOthers", testCategoryAdvancesPastOthers},
 	{"PendingBackoff", testPendingBackoff},

@@ -32,6 +32,7 @@ var processorTests = []processorTest{
 	{"ProcessorFiltersTypes", testProcessorFilter},
 	{"ProcessorPartitionCountChangeKeepsPosition", testProcessorRepartition},
 	{"ProcessorPartitionCountChangeFromSplitHandlesOnce", testProcessorRepartitionFromSplit},
+	{"ProcessorReplayFencedByTheLease", testProcessorReplayFenced},
 	{"ProcessorFailureAtStopRollsBackUnit", testProcessorFailureAtStop},
 	{"ProcessorPanicIsAFailure", testProcessorPanic},
 	{"ProcessorReadAheadKeepsOrderAndEffects", testProcessorReadAhead},
@@ -654,4 +655,75 @@ func testProcessorRepartitionFromSplit(t *testing.T, m mode, s events.Store, src
 	three := startProcessor(t, m, src, procConfig(name, 3), h)
 	awaitPosition(t, three.p, last)
 	requireAppliedOnce(t, src, name, all)
+}
+
+// testProcessorReplayFenced: a replay is committed under the partition's
+// lease. A holder that stalls in the middle of a replay (it stopped
+// renewing, as in a long pause) while another owner takes the partition
+// over cannot commit it when it wakes: the handler's writes roll back,
+// and the dead letter and the request stay for the new holder.
+func testProcessorReplayFenced(t *testing.T, m mode, s events.Store, src feed.Source) {
+	ctx := t.Context()
+	name := uniqueName("fenced")
+	spy := newSpySource(src)
+	cfg := procConfig(name, 1)
+	cfg.Categories = []string{name}
+	cfg.MaxAttempts = 1
+	cfg.OnFailure = feed.DeadLetter
+	cfg.ReplayCheckInterval = 10 * time.Millisecond
+	cfg.Subscriber.LeaseTTL, cfg.Subscriber.RenewInterval = 300*time.Millisecond, 20*time.Millisecond
+	envs := appendSpread(t, s, name, 2, 4)
+	bad := envs[1]
+	var broken atomic.Bool
+	broken.Store(true)
+	inReplay, proceed := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	h := func(ctx context.Context, env events.Envelope) error {
+		if env.ID == bad.ID {
+			if broken.Load() {
+				return errors.New("cannot apply " + env.ID)
+			}
+			once.Do(func() {
+				close(inReplay)
+				<-proceed
+			})
+		}
+		return applyOnce(ctx, name, env)
+	}
+	p := startProcessor(t, m, spy, cfg, h)
+	awaitPosition(t, p.p, envs[3].Token)
+	dls, err := p.p.DeadLetters(ctx, 0)
+	require.NoError(t, err)
+	require.Len(t, dls, 1)
+	key := dls[0].Checkpoint + "/" + bad.ID
+
+	broken.Store(false)
+	_, err = feed.RequestReplay(ctx, src.Rows(), key)
+	require.NoError(t, err)
+	<-inReplay
+	// The holder stalls in the replay and stops renewing; once its lease
+	// has expired another owner takes the partition.
+	spy.cps.pauseRenews.Store(true)
+	require.Eventually(t, func() bool {
+		_, err := src.Checkpoints().Acquire(ctx, name, "intruder", time.Hour)
+		return err == nil
+	}, waitTimeout, 10*time.Millisecond)
+	close(proceed)
+
+	// The stale holder's commit is fenced off and rolls back: it gives up
+	// the partition, and nothing of the replay landed.
+	require.Eventually(t, func() bool {
+		return p.p.Status().Partitions[0].Consumer.Lost > 0
+	}, waitTimeout, 5*time.Millisecond, "the stalled holder notices it lost the partition")
+	rows, err := src.Rows().List(ctx, name, appliedTable, feed.RowQuery{Limit: 100})
+	require.NoError(t, err)
+	for _, r := range rows {
+		require.NotEqual(t, bad.ID, r.Key, "the fenced replay applied nothing")
+	}
+	dls, err = p.p.DeadLetters(ctx, 0)
+	require.NoError(t, err)
+	require.Len(t, dls, 1, "the dead letter stays for the new holder")
+	_, ok, err := feed.ReadReplay(ctx, src.Rows(), key)
+	require.NoError(t, err)
+	require.True(t, ok, "so does the request")
 }

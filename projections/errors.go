@@ -25,7 +25,7 @@ var (
 	ErrNotRunning = errors.New("projections: runner not started (call Start first)")
 	// ErrRebuildInProgress is returned by Rebuild while a rebuild of the
 	// same projection is running.
-	ErrRebuildInProgress = errors.New("projections: a rebuild of this projection is already in progress (wait for it with Rebuild, or see Status)")
+	ErrRebuildInProgress = errors.New("projections: a rebuild of this projection is already in progress (wait for it with Runner.AwaitRebuild, or see Status)")
 	// ErrHalted is wrapped by errors about halted projections.
 	ErrHalted = errors.New("projections: projection halted")
 	// ErrNoTransactions is returned by AppendTx over the in-memory store,

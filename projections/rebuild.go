@@ -26,8 +26,9 @@ import (
 // Rebuild returns ctx's error and the rebuild carries on; a runner started
 // later, here or in another process, resumes it. A rebuild that halts is
 // reported as a *HaltedError: fix the cause and Resume, and the rebuild
-// carries on (call Rebuild again to wait for it). The live generation is
-// unaffected by a failing rebuild.
+// carries on (AwaitRebuild waits for it). The live generation is
+// unaffected by a failing rebuild. While a rebuild of the projection is in
+// progress, Rebuild fails with ErrRebuildInProgress.
 //
 // Use it after changing what a handler writes, or to recover from a bug
 // that wrote bad rows, dead-lettered events or halted the projection: the
@@ -65,6 +66,26 @@ func (r *Runner) Rebuild(ctx context.Context, name string) error {
 		return err
 	}
 	return r.awaitRebuild(ctx, p, gen)
+}
+
+// AwaitRebuild waits for the rebuild of name in progress, if any, as
+// Rebuild waits for the one it starts: it returns nil once the new
+// generation is active and the old one dropped (at once when no rebuild
+// is in progress), a *HaltedError while the rebuild is halted, or ctx's
+// error, the rebuild carrying on.
+func (r *Runner) AwaitRebuild(ctx context.Context, name string) error {
+	p, err := r.compiled(name)
+	if err != nil {
+		return err
+	}
+	st, err := mustState(ctx, r.cfg.Source.Rows(), name, feed.LockNone)
+	if err != nil {
+		return err
+	}
+	if st.Building == 0 {
+		return nil
+	}
+	return r.awaitRebuild(ctx, p, st.Building)
 }
 
 // beginRebuild records, through a unit's rows, that name's next

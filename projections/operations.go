@@ -91,11 +91,7 @@ func (r *Runner) consumerStatus(name string) feed.ConsumerStatus {
 // projection does nothing. Processors in other processes notice within
 // RunnerConfig.StatusPollInterval.
 func (r *Runner) Resume(ctx context.Context, name string) error {
-	p, err := r.compiled(name)
-	if err != nil {
-		return err
-	}
-	st, err := mustState(ctx, r.cfg.Source.Rows(), name, feed.LockNone)
+	p, st, err := r.compiledState(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -130,10 +126,7 @@ func (r *Runner) Resume(ctx context.Context, name string) error {
 // DeadLetters lists the events a projection's live processor gave up on,
 // in checkpoint and event id order.
 func (r *Runner) DeadLetters(ctx context.Context, name string) ([]DeadLetter, error) {
-	if _, err := r.compiled(name); err != nil {
-		return nil, err
-	}
-	st, err := mustState(ctx, r.cfg.Source.Rows(), name, feed.LockNone)
+	_, st, err := r.compiledState(ctx, name)
 	if err != nil {
 		return nil, err
 	}
@@ -287,4 +280,15 @@ func (r *Runner) resetOnce(ctx context.Context, p *compiled, tok events.Token, m
 		_ = u.Rollback(context.WithoutCancel(ctx))
 	}
 	return err
+}
+
+// compiledState returns the projection named name and its stored state,
+// as committed.
+func (r *Runner) compiledState(ctx context.Context, name string) (*compiled, state, error) {
+	p, err := r.compiled(name)
+	if err != nil {
+		return nil, state{}, err
+	}
+	st, err := mustState(ctx, r.cfg.Source.Rows(), name, feed.LockNone)
+	return p, st, err
 }

@@ -74,11 +74,7 @@ func (r *Runner) Rebuild(ctx context.Context, name string) error {
 // is in progress), a *HaltedError while the rebuild is halted, or ctx's
 // error, the rebuild carrying on.
 func (r *Runner) AwaitRebuild(ctx context.Context, name string) error {
-	p, err := r.compiled(name)
-	if err != nil {
-		return err
-	}
-	st, err := mustState(ctx, r.cfg.Source.Rows(), name, feed.LockNone)
+	p, st, err := r.compiledState(ctx, name)
 	if err != nil {
 		return err
 	}

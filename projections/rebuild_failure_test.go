@@ -93,12 +93,7 @@ func TestFailingRebuildHaltsThenResumes(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, 2, st.Generation)
 			require.Nil(t, st.Rebuild)
-			for acct, want := range map[string]int{"a": 16, "poison": 7} {
-				n, ok, err := projections.Get[int](ctx, r.View("totals").Table("totals"), acct)
-				require.NoError(t, err)
-				require.True(t, ok)
-				require.Equal(t, want, n, acct)
-			}
+			requireRows(t, r.View("totals").Table("totals"), map[string]int{"a": 16, "poison": 7})
 		})
 	}
 }

@@ -57,12 +57,7 @@ func TestResetResumesAHaltedProjection(t *testing.T) {
 			st, err = r.Status(ctx, "names")
 			require.NoError(t, err)
 			require.Equal(t, projections.StateRunning, st.State, "the reset resumed it")
-			for acct, want := range map[string]string{"a": "ann", "b": "bad"} {
-				got, ok, err := projections.Get[string](ctx, r.View("names").Table("names"), acct)
-				require.NoError(t, err)
-				require.True(t, ok)
-				require.Equal(t, want, got, acct)
-			}
+			requireRows(t, r.View("names").Table("names"), map[string]string{"a": "ann", "b": "bad"})
 		})
 	}
 }
@@ -118,5 +113,16 @@ func TestResetRefusesWhileAnotherProcessHoldsTheProjection(t *testing.T) {
 			require.True(t, ok)
 			require.Equal(t, "ann", got)
 		})
+	}
+}
+
+// requireRows checks that table holds want's rows, each with its value.
+func requireRows[T any](t *testing.T, table projections.Reader, want map[string]T) {
+	t.Helper()
+	for key, v := range want {
+		got, ok, err := projections.Get[T](context.Background(), table, key)
+		require.NoError(t, err)
+		require.True(t, ok, key)
+		require.Equal(t, v, got, key)
 	}
 }

@@ -360,3 +360,23 @@ func TestServeRefusesAnAddressItCannotBind(t *testing.T) {
 	require.NoError(t, db.Pool.QueryRow(t.Context(), "SELECT to_regclass($1) IS NOT NULL", db.Schema+".events").Scan(&migrated))
 	require.False(t, migrated, "serve failed before it migrated the schema")
 }
+
+// TestServe_AllowOrigin: `serve --allow-origin` reaches the web server: a
+// page on the named site gets CORS headers exposing the consistency
+// headers, its preflight is answered, and another site's is refused.
+func TestServe_AllowOrigin(t *testing.T) {
+	t.Parallel()
+	base := "http://" + startServe(t, "serve", "--listen", "127.0.0.1:0", "--allow-origin", "https://shop.example")
+	code, h, _ := fetch(t, http.MethodOptions, base+"/orders", http.Header{
+		"Origin": {"https://shop.example"}, "Access-Control-Request-Method": {"POST"},
+	}, "")
+	require.Equal(t, http.StatusNoContent, code)
+	require.Equal(t, "https://shop.example", h.Get("Access-Control-Allow-Origin"))
+	code, h, _ = fetch(t, http.MethodGet, base+"/orders/o-1", http.Header{"Origin": {"https://shop.example"}}, "")
+	require.Equal(t, "https://shop.example", h.Get("Access-Control-Allow-Origin"), "status %d", code)
+	require.Contains(t, h.Get("Access-Control-Expose-Headers"), consistency.HeaderPosition)
+	code, _, _ = fetch(t, http.MethodOptions, base+"/orders", http.Header{
+		"Origin": {"https://evil.example"}, "Access-Control-Request-Method": {"POST"},
+	}, "")
+	require.Equal(t, http.StatusForbidden, code)
+}

@@ -210,10 +210,12 @@ func TestPaymentTimeout(t *testing.T) {
 		require.Eventually(t, func() bool {
 			return len(stockEvents(t, store, "tea", "o-6")) == 2
 		}, 30*time.Second, 5*time.Millisecond, "the stock is released")
-		// Nothing was charged, so the refund appended nothing.
+		// Nothing was charged, so the refund voided the payment instead:
+		// a charge that came late would be refused.
 		envs, err := store.ReadStream(context.Background(), orders.PaymentStream("o-6"), 1, 10)
 		require.NoError(t, err)
-		require.Empty(t, envs)
+		require.Len(t, envs, 1)
+		require.Equal(t, "payments.payment_voided", envs[0].Type)
 	})
 }
 

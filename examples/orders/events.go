@@ -49,6 +49,13 @@ type (
 		SKU     string `json:"sku"`
 		Qty     int    `json:"qty"`
 	}
+	// StockReservationVoided records a release that came before the
+	// order's reservation: the reservation, if it comes, is refused, so
+	// no units stay set aside for a cancelled order.
+	StockReservationVoided struct {
+		OrderID string `json:"order_id"`
+		SKU     string `json:"sku"`
+	}
 )
 
 // Events of the Payment aggregate (stream PaymentStream(orderID)).
@@ -64,6 +71,12 @@ type (
 		OrderID    string `json:"order_id"`
 		CustomerID string `json:"customer_id"`
 		Cents      int64  `json:"cents"`
+	}
+	// PaymentVoided records a refund that came before the charge: the
+	// charge, if it comes, is refused, so no money is taken for a
+	// cancelled order.
+	PaymentVoided struct {
+		OrderID string `json:"order_id"`
 	}
 )
 
@@ -114,6 +127,8 @@ func Register(reg *events.Registry) error {
 	events.Register[StockReleased](reg, "inventory.stock_released")
 	events.Register[PaymentCharged](reg, "payments.payment_charged")
 	events.Register[PaymentRefunded](reg, "payments.payment_refunded")
+	events.Register[PaymentVoided](reg, "payments.payment_voided")
+	events.Register[StockReservationVoided](reg, "inventory.stock_reservation_voided")
 	events.Register[ReserveStock](reg, ReserveStockType)
 	events.Register[ReleaseStock](reg, "inventory.release_stock")
 	events.Register[ChargePayment](reg, ChargePaymentType)

@@ -44,12 +44,17 @@ var orderAggregate = events.Aggregate[Order]{Apply: func(o Order, e any) (Order,
 type Inventory struct {
 	OnHand   int
 	Reserved map[string]int // by order id
+	// Voided holds the orders whose release came before their
+	// reservation.
+	Voided map[string]bool
 }
 
 var inventoryAggregate = events.Aggregate[Inventory]{
-	Initial: func() Inventory { return Inventory{Reserved: map[string]int{}} },
+	Initial: func() Inventory { return Inventory{Reserved: map[string]int{}, Voided: map[string]bool{}} },
 	Apply: func(inv Inventory, e any) (Inventory, error) {
 		switch e := e.(type) {
+		case StockReservationVoided:
+			inv.Voided[e.OrderID] = true
 		case StockAdded:
 			inv.OnHand += e.Qty
 		case StockReserved:
@@ -68,10 +73,14 @@ type Payment struct {
 	CustomerID string
 	Charged    int64
 	Refunded   bool
+	// Voided is set when the refund came before the charge.
+	Voided bool
 }
 
 var paymentAggregate = events.Aggregate[Payment]{Apply: func(p Payment, e any) (Payment, error) {
 	switch e := e.(type) {
+	case PaymentVoided:
+		p.Voided = true
 	case PaymentCharged:
 		p.CustomerID, p.Charged = e.CustomerID, e.Cents
 	case PaymentRefunded:
@@ -84,6 +93,13 @@ var paymentAggregate = events.Aggregate[Payment]{Apply: func(p Payment, e any) (
 // Each loads its aggregate, decides, and appends with the expected version
 // (command.Handle); a command delivered twice appends nothing the second
 // time. Decisions are pure functions of the state and the command.
+//
+// Each command type has a consumer of its own, so a compensation can be
+// handled before the action it undoes: a payment timeout's refund before
+// the charge it races, a release before the reservation. Undoing nothing
+// would let the late action through, leaving money taken or units set
+// aside for a cancelled order; so an early undo is recorded (voided), and
+// the late action is refused.
 func CommandHandlers(store events.Store) []cqrs.CommandHandler {
 	byOrder := func(id string) string { return OrderStream(id) }
 	return []cqrs.CommandHandler{
@@ -91,6 +107,9 @@ func CommandHandlers(store events.Store) []cqrs.CommandHandler {
 			func(_ context.Context, inv Inventory, c ReserveStock) ([]any, error) {
 				if _, done := inv.Reserved[c.OrderID]; done {
 					return nil, nil
+				}
+				if inv.Voided[c.OrderID] {
+					return nil, command.Reject("the order's stock was released before it was reserved")
 				}
 				if inv.OnHand < c.Qty {
 					return nil, command.Reject(fmt.Sprintf("out of stock: %d of %s left, %d ordered", inv.OnHand, c.SKU, c.Qty))
@@ -100,8 +119,12 @@ func CommandHandlers(store events.Store) []cqrs.CommandHandler {
 		command.Handle("release-stock", store, inventoryAggregate, func(c ReleaseStock) string { return StockStream(c.SKU) },
 			func(_ context.Context, inv Inventory, c ReleaseStock) ([]any, error) {
 				qty, ok := inv.Reserved[c.OrderID]
-				if !ok {
-					return nil, nil // nothing reserved: nothing to give back
+				switch {
+				case inv.Voided[c.OrderID]:
+					return nil, nil
+				case !ok:
+					// Nothing reserved yet: make sure nothing will be.
+					return []any{StockReservationVoided{OrderID: c.OrderID, SKU: c.SKU}}, nil
 				}
 				return []any{StockReleased{OrderID: c.OrderID, SKU: c.SKU, Qty: qty}}, nil
 			}),
@@ -110,6 +133,8 @@ func CommandHandlers(store events.Store) []cqrs.CommandHandler {
 				switch {
 				case p.Charged > 0:
 					return nil, nil
+				case p.Voided:
+					return nil, command.Reject("the payment was refunded before it was charged")
 				case c.Card == CardDeclined:
 					return nil, command.Reject("card declined")
 				case c.Card == CardNoAnswer:
@@ -119,8 +144,12 @@ func CommandHandlers(store events.Store) []cqrs.CommandHandler {
 			}),
 		command.Handle("refund-payment", store, paymentAggregate, func(c RefundPayment) string { return PaymentStream(c.OrderID) },
 			func(_ context.Context, p Payment, c RefundPayment) ([]any, error) {
-				if p.Charged == 0 || p.Refunded {
-					return nil, nil // refund only what was charged, once
+				switch {
+				case p.Refunded || p.Voided:
+					return nil, nil // once
+				case p.Charged == 0:
+					// Nothing charged yet: make sure nothing will be.
+					return []any{PaymentVoided{OrderID: c.OrderID}}, nil
 				}
 				return []any{PaymentRefunded{OrderID: c.OrderID, CustomerID: p.CustomerID, Cents: p.Charged}}, nil
 			}),

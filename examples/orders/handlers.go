@@ -124,7 +124,7 @@ func CommandHandlers(store events.Store) []cqrs.CommandHandler {
 					return nil, nil
 				case !ok:
 					// Nothing reserved yet: make sure nothing will be.
-					return []any{StockReservationVoided{OrderID: c.OrderID, SKU: c.SKU}}, nil
+					return []any{StockReservationVoided(c)}, nil
 				}
 				return []any{StockReleased{OrderID: c.OrderID, SKU: c.SKU, Qty: qty}}, nil
 			}),
@@ -149,7 +149,7 @@ func CommandHandlers(store events.Store) []cqrs.CommandHandler {
 					return nil, nil // once
 				case p.Charged == 0:
 					// Nothing charged yet: make sure nothing will be.
-					return []any{PaymentVoided{OrderID: c.OrderID}}, nil
+					return []any{PaymentVoided(c)}, nil
 				}
 				return []any{PaymentRefunded{OrderID: c.OrderID, CustomerID: p.CustomerID, Cents: p.Charged}}, nil
 			}),

@@ -507,12 +507,7 @@ func TestRetryAfterAndPermanent(t *testing.T) {
 			}
 			return nil
 		})
-		reg := registry()
-		cfg := &sagatest.Config{Registry: reg, Sagas: []saga.Definition{s}}
-		if mk != nil {
-			cfg.Store = mk(t, reg)
-		}
-		fx := sagatest.New(t, cfg)
+		fx := newErrsFixture(t, mk, s)
 		fx.When(placed("1", 1)).ExpectCommands()
 		in := fx.Instance("errs", "1")
 		require.Equal(t, saga.StatusParked, in.Status)

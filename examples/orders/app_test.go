@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -186,8 +187,9 @@ func TestCreditLimit(t *testing.T) {
 		app := start(t, store, &orders.Config{CreditLimitCents: 2000})
 		place(t, app, "o-4", "dee", "mug", 2, orders.CardOK) // 1780
 		require.Equal(t, orders.StatusConfirmed, await(t, app, "o-4").Status)
-		// The check reads the confirmed total, which includes o-4: the
-		// gate made the read model catch up with everything before o-5.
+		// await returned once order_summary showed o-4 confirmed, so the
+		// check reads a total that includes it (a summary still behind is
+		// TestCreditCheckWaitsForThePreviousConfirmation's case).
 		place(t, app, "o-5", "dee", "tea", 1, orders.CardOK) // 450
 		s := await(t, app, "o-5")
 		require.Equal(t, orders.StatusCancelled, s.Status)
@@ -328,4 +330,53 @@ func hasCommand(tl saga.Timeline, typ string) bool {
 		}
 	}
 	return false
+}
+
+// TestCreditCheckWaitsForThePreviousConfirmation: the customer's first
+// order is confirmed, but order_summary has not applied the confirmation
+// yet when the second order's credit check comes. Read then, the summary
+// would show nothing confirmed and approve an order over the limit; the
+// gated check instead parks, waiting for order_summary (not failing and
+// retrying), until the summary has caught up with everything before the
+// second order, and refuses it. (The handler's own check that the order
+// is in the summary would also hold an ungated step back here, as the
+// summary applies events in order, but by failed attempts.)
+func TestCreditCheckWaitsForThePreviousConfirmation(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, store converge.Store) { //nolint:thelper // a subtest body
+		release := make(chan struct{})
+		var once sync.Once
+		t.Cleanup(func() { once.Do(func() { close(release) }) })
+		hold := func(ctx context.Context, readModel string, env events.Envelope) error {
+			if readModel != orders.OrderSummary || env.Type != "orders.order_confirmed" || env.StreamID != orders.OrderStream("o-7") {
+				return nil
+			}
+			select {
+			case <-release:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		app := start(t, store, &orders.Config{CreditLimitCents: 2000, BeforeApply: hold})
+		place(t, app, "o-7", "fay", "mug", 2, orders.CardOK) // 1780
+		require.Eventually(t, func() bool {
+			envs, err := store.ReadStream(context.Background(), orders.OrderStream("o-7"), 1, 10)
+			require.NoError(t, err)
+			return slices.ContainsFunc(envs, func(e events.Envelope) bool { return e.Type == "orders.order_confirmed" })
+		}, 30*time.Second, 5*time.Millisecond, "o-7 is confirmed; the summary does not show it yet")
+
+		place(t, app, "o-8", "fay", "tea", 1, orders.CardOK) // 450: over the limit with o-7
+		require.Eventually(t, func() bool {
+			tl, err := app.Client().Sagas().Show(context.Background(), orders.Fulfilment, "o-8")
+			return err == nil && tl.Info.Status == saga.StatusParked && slices.Equal(tl.Info.Waiting, []string{orders.OrderSummary})
+		}, 30*time.Second, 5*time.Millisecond, "the credit check waits for the summary, not for a retry")
+		once.Do(func() { close(release) })
+
+		s := await(t, app, "o-8")
+		require.Equal(t, orders.StatusCancelled, s.Status)
+		require.Contains(t, s.Reason, "credit limit")
+		_, st := state(t, app, "o-8")
+		require.EqualValues(t, 1780, st.ConfirmedBefore, "the check saw o-7's confirmation")
+	})
 }

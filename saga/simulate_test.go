@@ -1,16 +1,73 @@
 package saga_test
 
 import (
+	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/ThreeDotsLabs/watermill/components/cqrs"
+	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/saga"
 	"github.com/converge-es/converge/saga/sagatest"
 )
+
+// orderSim is the order saga's simulation config for n orders, the
+// fourth of them rejected at the charge.
+func orderSim(n int, invariants ...sagatest.Invariant) *sagatest.SimConfig {
+	var start []sagatest.Event
+	for i := range n {
+		id := fmt.Sprint(i)
+		total := 10 * (i + 1)
+		if i == 3 {
+			total = 500 // the charge is rejected
+		}
+		start = append(start, placed(id, total), ev(id, Ping{OrderID: id, N: 1}))
+	}
+	return &sagatest.SimConfig{
+		Registry: registry(),
+		Sagas: func(store saga.Store) []saga.Definition {
+			return []saga.Definition{orderSaga(true)}
+		},
+		Commands:   func(store saga.Store) []cqrs.CommandHandler { return commandHandlers(store) },
+		Models:     map[string]sagatest.Model{summaryModel: applySummary},
+		Events:     start,
+		Seeds:      40,
+		Invariants: invariants,
+	}
+}
+
+// TestSimulationRacesTimersAndHoldsModels: the simulation does what its
+// doc says beyond crashes and duplicates: mid-run (not only while
+// settling) it jumps the clock to fire timers while messages are in
+// flight, and holds read models back. Each seed is stopped after some
+// actions, and the trace of its last actions is searched.
+func TestSimulationRacesTimersAndHoldsModels(t *testing.T) {
+	t.Parallel()
+	fired := regexp.MustCompile(`\n  clock to [^\n]*: [1-9][0-9]* timers fired`)
+	var timers, holds int
+	for seed := range uint64(40) {
+		checks := 0
+		cfg := orderSim(5, func(v *sagatest.SimView) error {
+			if checks++; checks == 60 && !v.Final {
+				return errors.New("stop")
+			}
+			return nil
+		})
+		err := sagatest.SimulateSeed(t.Context(), cfg, seed)
+		if err == nil {
+			continue // the seed settled within 60 actions
+		}
+		require.ErrorContains(t, err, "stop")
+		timers += len(fired.FindAllString(err.Error(), -1))
+		holds += strings.Count(err.Error(), " held=true")
+	}
+	require.Positive(t, timers, "timers fired mid-run, racing messages in flight")
+	require.Positive(t, holds, "read models were held back")
+}
 
 // TestOrderSimulation runs the gated order saga, its command handlers and
 // its read model under adversarial delivery over a fixed seed range:
@@ -21,46 +78,27 @@ import (
 func TestOrderSimulation(t *testing.T) {
 	t.Parallel()
 	const n = 5
-	var start []sagatest.Event
-	for i := range n {
-		id := fmt.Sprint(i)
-		total := 10 * (i + 1)
-		if i == 3 {
-			total = 500 // the charge is rejected
-		}
-		start = append(start, placed(id, total), ev(id, Ping{OrderID: id, N: 1}))
-	}
-	sagatest.Simulate(t, &sagatest.SimConfig{
-		Registry: registry(),
-		Sagas: func(store saga.Store) []saga.Definition {
-			return []saga.Definition{orderSaga(true)}
-		},
-		Commands: func(store saga.Store) []cqrs.CommandHandler { return commandHandlers(store) },
-		Models:   map[string]sagatest.Model{summaryModel: applySummary},
-		Events:   start,
-		Seeds:    40,
-		Invariants: []sagatest.Invariant{
-			commandsOnceAndInOrder,
-			func(v *sagatest.SimView) error {
-				if !v.Final {
-					return nil
-				}
-				list, err := v.Instances(orders)
-				if err != nil {
+	sagatest.Simulate(t, orderSim(n,
+		commandsOnceAndInOrder,
+		func(v *sagatest.SimView) error {
+			if !v.Final {
+				return nil
+			}
+			list, err := v.Instances(orders)
+			if err != nil {
+				return err
+			}
+			if len(list) != n {
+				return fmt.Errorf("%d instances, want %d", len(list), n)
+			}
+			for _, in := range list {
+				if err := endedConsistently(v, in); err != nil {
 					return err
 				}
-				if len(list) != n {
-					return fmt.Errorf("%d instances, want %d", len(list), n)
-				}
-				for _, in := range list {
-					if err := endedConsistently(v, in); err != nil {
-						return err
-					}
-				}
-				return nil
-			},
+			}
+			return nil
 		},
-	})
+	))
 }
 
 // commandsOnceAndInOrder: each order's commands are sent at most once

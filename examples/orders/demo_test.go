@@ -48,10 +48,17 @@ func TestDemoIsRepeatablePerSeed(t *testing.T) {
 	require.Equal(t, outcomes[0], outcomes[1], "the same seed gives the same outcomes")
 }
 
+// TestDemoOnPostgreSQL: the demo runs on PostgreSQL too, and a seed's
+// outcomes are the same on either store.
 func TestDemoOnPostgreSQL(t *testing.T) {
 	t.Parallel()
-	var buf bytes.Buffer
-	s, err := orders.RunDemo(context.Background(), stores["postgres"](t), demoConfig(&buf))
-	require.NoError(t, err, buf.String())
-	checkSummary(t, s, buf.String())
+	outcomes := map[string]map[string]int{}
+	for _, name := range []string{"postgres", "memory"} {
+		var buf bytes.Buffer
+		s, err := orders.RunDemo(context.Background(), stores[name](t), demoConfig(&buf))
+		require.NoError(t, err, buf.String())
+		checkSummary(t, s, buf.String())
+		outcomes[name] = s.Outcomes()
+	}
+	require.Equal(t, outcomes["memory"], outcomes["postgres"], "the same seed gives the same outcomes on either store")
 }

@@ -186,7 +186,9 @@
 // a unit of its own that also deletes the dead letter and the request and
 // commits the checkpoint where it is, fenced by the lease: a process that
 // lost the partition cannot commit a replay. A failing replay leaves the
-// dead letter and records the error in the request (ReadReplay).
+// dead letter and records the error in the request (ReadReplay). A dead
+// letter recorded before a change of partition count keeps its old key;
+// the partition its event belongs to under the new count replays it.
 //
 // # Leases and failover
 //

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -127,8 +128,27 @@ func (p *Processor) checkReplays(ctx context.Context) {
 		if ps := byName[req.Checkpoint]; ps != nil {
 			ps.replayDue.Store(true)
 			ps.replayWake.Notify()
+			continue
+		}
+		if p.formerCheckpoint(req.Checkpoint) {
+			// A dead letter of a previous partition count: the partition
+			// its event belongs to now serves it, which each active one
+			// checks for itself.
+			for _, ps := range byName {
+				ps.replayDue.Store(true)
+				ps.replayWake.Notify()
+			}
 		}
 	}
+}
+
+// formerCheckpoint reports whether name is one of this processor's
+// checkpoints under a partition count other than the current one.
+func (p *Processor) formerCheckpoint(name string) bool {
+	if name != p.cfg.Name && !strings.HasPrefix(name, p.cfg.Name+"#") {
+		return false
+	}
+	return !slices.ContainsFunc(p.parts, func(ps *partitionState) bool { return ps.name == name })
 }
 
 // sweepReplays carries out the partition's replay requests, on its
@@ -149,6 +169,38 @@ func (p *Processor) sweepReplays(ctx context.Context, ps *partitionState, lease 
 		if json.Unmarshal(r.Value, &req) != nil || req.Failed != "" || req.Checkpoint != ps.name {
 			continue
 		}
+		if err := p.replayOne(ctx, ps, lease, pos, r.Key); err != nil {
+			return err
+		}
+	}
+	return p.sweepFormerReplays(ctx, ps, lease, pos)
+}
+
+// sweepFormerReplays carries out the requests for dead letters recorded
+// under a previous partition count whose events belong to ps now: after
+// a change of count, nobody holds the old checkpoints any more.
+func (p *Processor) sweepFormerReplays(ctx context.Context, ps *partitionState, lease Lease, pos events.Token) error {
+	rows, err := p.src.Rows().List(ctx, RuntimeNamespace, ReplaysTable, RowQuery{Prefix: p.cfg.Name})
+	if err != nil {
+		ps.replayDue.Store(true)
+		return p.stopErr(ctx, err)
+	}
+	for _, r := range rows {
+		var req ReplayRequest
+		if json.Unmarshal(r.Value, &req) != nil || req.Failed != "" || !p.formerCheckpoint(req.Checkpoint) {
+			continue
+		}
+		dl, ok, err := p.src.Rows().Get(ctx, RuntimeNamespace, DeadLettersTable, r.Key, LockNone)
+		if err != nil {
+			ps.replayDue.Store(true)
+			return p.stopErr(ctx, err)
+		}
+		var rec DeadLetterRecord
+		if ok && json.Unmarshal(dl.Value, &rec) == nil &&
+			PartitionOf(KeyOf(p.cfg.PartitionKey, rec.Event), p.cfg.Partitions) != ps.index {
+			continue // another partition's now
+		}
+		// Gone or undecodable: replayOne clears or reports it.
 		if err := p.replayOne(ctx, ps, lease, pos, r.Key); err != nil {
 			return err
 		}

@@ -33,6 +33,7 @@ var processorTests = []processorTest{
 	{"ProcessorPartitionCountChangeKeepsPosition", testProcessorRepartition},
 	{"ProcessorPartitionCountChangeFromSplitHandlesOnce", testProcessorRepartitionFromSplit},
 	{"ProcessorReplayFencedByTheLease", testProcessorReplayFenced},
+	{"ProcessorReplayAfterRepartition", testProcessorReplayAfterRepartition},
 	{"ProcessorFailureAtStopRollsBackUnit", testProcessorFailureAtStop},
 	{"ProcessorPanicIsAFailure", testProcessorPanic},
 	{"ProcessorReadAheadKeepsOrderAndEffects", testProcessorReadAhead},
@@ -726,4 +727,51 @@ func testProcessorReplayFenced(t *testing.T, m mode, s events.Store, src feed.So
 	_, ok, err := feed.ReadReplay(ctx, src.Rows(), key)
 	require.NoError(t, err)
 	require.True(t, ok, "so does the request")
+}
+
+// testProcessorReplayAfterRepartition: a dead letter recorded under a
+// partition count that has since changed is still replayed on request,
+// by the partition its event belongs to now (nobody holds the old
+// checkpoints any more), once.
+func testProcessorReplayAfterRepartition(t *testing.T, m mode, s events.Store, src feed.Source) {
+	ctx := t.Context()
+	name := uniqueName("redl")
+	var broken atomic.Bool
+	broken.Store(true)
+	envs := appendSpread(t, s, name, 4, 12)
+	bad := envs[5]
+	h := func(ctx context.Context, env events.Envelope) error {
+		if env.ID == bad.ID && broken.Load() {
+			return errors.New("cannot apply " + env.ID)
+		}
+		return applyOnce(ctx, name, env)
+	}
+	cfg := func(n int) *feed.ProcessorConfig {
+		c := procConfig(name, n)
+		c.MaxAttempts = 1
+		c.OnFailure = feed.DeadLetter
+		c.ReplayCheckInterval = 10 * time.Millisecond
+		return c
+	}
+	two := startProcessor(t, m, src, cfg(2), h)
+	awaitPosition(t, two.p, envs[len(envs)-1].Token)
+	dls, err := two.p.DeadLetters(ctx, 0)
+	require.NoError(t, err)
+	require.Len(t, dls, 1)
+	key := dls[0].Checkpoint + "/" + bad.ID
+	two.stop()
+
+	broken.Store(false)
+	three := startProcessor(t, m, src, cfg(3), h)
+	awaitPosition(t, three.p, envs[len(envs)-1].Token)
+	_, err = feed.RequestReplay(ctx, src.Rows(), key)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, ok, err := feed.ReadReplay(ctx, src.Rows(), key)
+		return err == nil && !ok
+	}, waitTimeout, 5*time.Millisecond, "the request for %s is carried out", key)
+	dls, err = three.p.DeadLetters(ctx, 0)
+	require.NoError(t, err)
+	require.Empty(t, dls)
+	requireAppliedOnce(t, src, name, envs)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -179,11 +180,7 @@ func (c *consumer) acquire(ctx context.Context) (Lease, error) {
 		lease, err := c.cps.Acquire(actx, c.name, c.owner, c.cfg.LeaseTTL)
 		cancel()
 		if err == nil && ctx.Err() != nil {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.LeaseTTL)
-			if rerr := c.cps.Release(rctx, lease); rerr != nil {
-				c.log.Warn("feed: release lease failed (a standby takes over when it expires)", "error", rerr, "lease_ttl", c.cfg.LeaseTTL)
-			}
-			cancel()
+			c.release(ctx, lease)
 			return Lease{}, ctx.Err()
 		}
 		switch {
@@ -251,14 +248,20 @@ func (c *consumer) hold(ctx context.Context, lease Lease) (again bool) {
 		return ctx.Err() == nil
 	}
 	if !closed {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.LeaseTTL)
-		if err := c.cps.Release(rctx, lease); err != nil {
-			c.log.Warn("feed: release lease failed (a standby takes over when it expires)", "error", err, "lease_ttl", c.cfg.LeaseTTL)
-		}
-		cancel()
+		c.release(ctx, lease)
 		c.st.leaseChanged(LeaseReleased, lease, nil)
 	}
 	return ctx.Err() == nil && !closed
+}
+
+// release gives lease up, even when ctx has ended; a failure is only
+// logged, as the lease then expires by itself.
+func (c *consumer) release(ctx context.Context, lease Lease) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.LeaseTTL)
+	defer cancel()
+	if err := c.cps.Release(rctx, lease); err != nil {
+		c.log.Warn("feed: release lease failed (a standby takes over when it expires)", "error", err, "lease_ttl", c.cfg.LeaseTTL)
+	}
 }
 
 // watchAssignment stops delivery when the partition moves to another
@@ -461,25 +464,19 @@ func (c *consumer) deliverFrom(ctx context.Context, lease Lease) error {
 	}
 }
 
-// skipHandled drops the events of batch that c.handled reports. When it
-// drops them all, the batch reports itself scanned up to the last one, so
-// the checkpoint moves past them as past filtered events; only up to
-// there when the page was full, as matching events may follow it.
+// skipHandled drops the events of batch that c.handled reports. Its
+// ScannedTo stays: it covers every matching event up to it, skipped ones
+// included, so a batch left empty moves the checkpoint past them as past
+// filtered events.
 func (c *consumer) skipHandled(batch Batch) Batch {
-	n := len(batch.Events)
-	if n == 0 {
-		return batch
+	first := slices.IndexFunc(batch.Events, c.handled)
+	if first < 0 {
+		return batch // the common case once past the old positions
 	}
-	kept := make([]events.Envelope, 0, n)
-	for _, env := range batch.Events {
+	kept := slices.Clone(batch.Events[:first])
+	for _, env := range batch.Events[first+1:] {
 		if !c.handled(env) {
 			kept = append(kept, env)
-		}
-	}
-	if len(kept) == 0 {
-		last := batch.Events[n-1].Token
-		if n == c.cfg.BatchSize || batch.ScannedTo.Before(last) {
-			batch.ScannedTo = last
 		}
 	}
 	batch.Events = kept

@@ -242,9 +242,7 @@ func (p *Processor) newConsumer(ps *partitionState) *consumer {
 		},
 		out: make(chan *message.Message),
 	}
-	if p.carried != nil {
-		c.handled = p.carried.handled
-	}
+	c.handled = p.carried.skip()
 	c.log = p.cfg.Logger.With("consumer", c.name, "owner", c.owner)
 	c.st = newConsumerState(&p.subCfg, c.name, c.owner)
 	ps.mu.Lock()

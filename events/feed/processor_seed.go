@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/converge-es/converge/events"
 )
@@ -37,13 +38,19 @@ type carriedPositions struct {
 	Positions  []events.Token `json:"positions"`
 }
 
-// handled reports whether the old partition env belonged to had handled
-// it.
-func (c *carriedPositions) handled(env events.Envelope) bool {
+// skip returns what reports whether the old partition an event belonged
+// to had handled it, or nil when nothing is to be skipped. Past the
+// highest old position it answers without hashing the event's key, so a
+// processor long past its change of count pays one comparison per event.
+func (c *carriedPositions) skip() func(events.Envelope) bool {
 	if c == nil || c.Partitions < 1 || len(c.Positions) != c.Partitions {
-		return false
+		return nil
 	}
-	return !env.Token.After(c.Positions[PartitionOf(KeyOf(c.Key, env), c.Partitions)])
+	highest := slices.MaxFunc(c.Positions, func(a, b events.Token) int { return a.Compare(b) })
+	return func(env events.Envelope) bool {
+		return !env.Token.After(highest) &&
+			!env.Token.After(c.Positions[PartitionOf(KeyOf(c.Key, env), c.Partitions)])
+	}
 }
 
 // seed carries the processor's position over a change of its partition

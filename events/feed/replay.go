@@ -159,49 +159,24 @@ func (p *Processor) sweepReplays(ctx context.Context, ps *partitionState, lease 
 	if !ps.replayDue.Swap(false) {
 		return nil
 	}
-	rows, err := p.src.Rows().List(ctx, RuntimeNamespace, ReplaysTable, RowQuery{Prefix: ps.name + "/"})
+	// The processor's whole prefix: this partition's requests, and those
+	// for dead letters recorded under a previous partition count, which
+	// nobody holds the checkpoints of any more.
+	rows, err := p.src.Rows().List(ctx, RuntimeNamespace, ReplaysTable, RowQuery{Prefix: p.cfg.Name})
 	if err != nil {
 		ps.replayDue.Store(true) // the next poll tries again
 		return p.stopErr(ctx, err)
 	}
 	for _, r := range rows {
 		var req ReplayRequest
-		if json.Unmarshal(r.Value, &req) != nil || req.Failed != "" || req.Checkpoint != ps.name {
+		if json.Unmarshal(r.Value, &req) != nil || req.Failed != "" {
 			continue
 		}
-		if err := p.replayOne(ctx, ps, lease, pos, r.Key); err != nil {
-			return err
-		}
-	}
-	return p.sweepFormerReplays(ctx, ps, lease, pos)
-}
-
-// sweepFormerReplays carries out the requests for dead letters recorded
-// under a previous partition count whose events belong to ps now: after
-// a change of count, nobody holds the old checkpoints any more.
-func (p *Processor) sweepFormerReplays(ctx context.Context, ps *partitionState, lease Lease, pos events.Token) error {
-	rows, err := p.src.Rows().List(ctx, RuntimeNamespace, ReplaysTable, RowQuery{Prefix: p.cfg.Name})
-	if err != nil {
-		ps.replayDue.Store(true)
-		return p.stopErr(ctx, err)
-	}
-	for _, r := range rows {
-		var req ReplayRequest
-		if json.Unmarshal(r.Value, &req) != nil || req.Failed != "" || !p.formerCheckpoint(req.Checkpoint) {
+		former := p.formerCheckpoint(req.Checkpoint)
+		if req.Checkpoint != ps.name && !former {
 			continue
 		}
-		dl, ok, err := p.src.Rows().Get(ctx, RuntimeNamespace, DeadLettersTable, r.Key, LockNone)
-		if err != nil {
-			ps.replayDue.Store(true)
-			return p.stopErr(ctx, err)
-		}
-		var rec DeadLetterRecord
-		if ok && json.Unmarshal(dl.Value, &rec) == nil &&
-			PartitionOf(KeyOf(p.cfg.PartitionKey, rec.Event), p.cfg.Partitions) != ps.index {
-			continue // another partition's now
-		}
-		// Gone or undecodable: replayOne clears or reports it.
-		if err := p.replayOne(ctx, ps, lease, pos, r.Key); err != nil {
+		if err := p.replayOne(ctx, ps, lease, pos, r.Key, former); err != nil {
 			return err
 		}
 	}
@@ -222,8 +197,9 @@ func (p *Processor) stopErr(ctx context.Context, err error) error {
 // replayOne applies one dead letter again in a unit of its own: the
 // handler's writes, the deletion of the dead letter and of the request
 // commit together, fenced by the partition's lease (the checkpoint is
-// committed where it is).
-func (p *Processor) replayOne(ctx context.Context, ps *partitionState, lease Lease, pos events.Token, key string) error {
+// committed where it is). A dead letter of a former partition count is
+// left to the partition its event belongs to now.
+func (p *Processor) replayOne(ctx context.Context, ps *partitionState, lease Lease, pos events.Token, key string, former bool) error {
 	rows := p.src.Rows()
 	row, ok, err := rows.Get(ctx, RuntimeNamespace, DeadLettersTable, key, LockNone)
 	if err != nil {
@@ -238,6 +214,9 @@ func (p *Processor) replayOne(ctx context.Context, ps *partitionState, lease Lea
 		return p.replayFailed(ctx, key, fmt.Errorf("the dead letter does not decode: %w", err))
 	}
 	env := rec.Event
+	if former && PartitionOf(KeyOf(p.cfg.PartitionKey, env), p.cfg.Partitions) != ps.index {
+		return nil // another partition's now
+	}
 	hctx := ctx
 	if p.cfg.Gate != nil {
 		g, err := p.gate(ctx, env, true)

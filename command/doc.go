@@ -37,7 +37,10 @@
 // may therefore run at once; neither is lost, as each decision is appended
 // with the aggregate's expected version and decided again, on the state
 // the other left, after a conflict. Raise the Subscriber's CommitBatch
-// too, so a handler that is behind applies many commands per transaction.
+// too, so a handler that is behind applies many commands per transaction;
+// the first command of such a unit looks up the earlier results of all of
+// them in one statement (feed.Rows.Prefetch), where each would otherwise
+// take a round trip of its own.
 //
 // A command type without a handler is not silently dropped: Processor
 // implements saga.CommandCatalog, and an engine given it fails a step that

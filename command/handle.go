@@ -73,6 +73,9 @@ func Run[C, S any](ctx context.Context, store events.Store, agg events.Aggregate
 		return Result{}, errors.New("command: the delivery carries no unit of work (subscribe with feed.Subscriber or run on feed.Processor)")
 	}
 	rows := u.Rows()
+	if err := prefetchResults(ctx, rows); err != nil {
+		return Result{}, err
+	}
 	if row, ok, err := rows.Get(ctx, rowNamespace, tableResults, env.ID, feed.LockUpdate); err != nil {
 		return Result{}, fmt.Errorf("command: read result of %s: %w", env.ID, err)
 	} else if ok {
@@ -129,6 +132,25 @@ func Run[C, S any](ctx context.Context, store events.Store, agg events.Aggregate
 		return Result{}, fmt.Errorf("command: store result of %s: %w", env.ID, err)
 	}
 	return res, nil
+}
+
+// prefetchResults, at the head of a unit of several commands, reads the
+// result rows of all of them in one statement, locked as each command's
+// own read would lock its row, so each command's look-up costs no round
+// trip of its own.
+func prefetchResults(ctx context.Context, rows feed.Rows) error {
+	evs := feed.UnitEvents(ctx)
+	if len(evs) < 2 || feed.UnitIndex(ctx) != 0 {
+		return nil
+	}
+	addrs := make([]feed.RowAddress, len(evs))
+	for i, env := range evs {
+		addrs[i] = feed.RowAddress{Namespace: rowNamespace, Table: tableResults, Key: env.ID}
+	}
+	if err := rows.Prefetch(ctx, feed.LockUpdate, addrs...); err != nil {
+		return fmt.Errorf("command: read the results of a unit's %d commands: %w", len(evs), err)
+	}
+	return nil
 }
 
 func eventID(commandID string, i int) string {

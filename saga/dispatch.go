@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
@@ -69,7 +70,10 @@ func (e *Engine) Handle(ctx context.Context, env events.Envelope) error {
 	if !ok {
 		return fmt.Errorf("%w: the unit is a %T, not a feed.Unit", ErrNoUnit, eu)
 	}
-	targets, v, err := e.route(env)
+	if err := e.prefetch(ctx, u); err != nil {
+		return err
+	}
+	targets, v, err := e.routeOnce(ctx, u, env)
 	if err != nil {
 		e.metrics.BadInput.WithLabelValues("decode").Inc()
 		e.log.ErrorContext(ctx, "saga: cannot decode event", "event_id", env.ID, "type", env.Type, "schema_version", env.SchemaVersion, "error", err)
@@ -118,12 +122,16 @@ func (e *Engine) deliver(ctx context.Context, u feed.Unit, t target, env events.
 		// two units could both start the instance. Claiming the id first
 		// makes a concurrent start of the same id wait for this unit (its
 		// write of the same claim row blocks) and then find the instance.
-		if err := rows.Put(ctx, rowNamespace, tableClaims, instanceKey(s.name, id), json.RawMessage(`{}`), env.Token); err != nil {
+		key := instanceKey(s.name, id)
+		if err := rows.Put(ctx, rowNamespace, tableClaims, key, json.RawMessage(`{}`), env.Token); err != nil {
 			return wrapRows(err, "claim instance id", s.name, id)
 		}
 		// A unit may hold its writes until commit; a locked read of the
-		// claim row sends this one now, which is where the wait happens.
-		if _, _, err := rows.Get(ctx, rowNamespace, tableClaims, instanceKey(s.name, id), feed.LockUpdate); err != nil {
+		// claim row sends this one now, which is where the wait happens,
+		// and the instance is read again after it, in the same round trip.
+		if err := rows.Prefetch(ctx, feed.LockUpdate,
+			feed.RowAddress{Namespace: rowNamespace, Table: tableClaims, Key: key},
+			feed.RowAddress{Namespace: rowNamespace, Table: tableInstance, Key: key}); err != nil {
 			return wrapRows(err, "claim instance id", s.name, id)
 		}
 		if in, found, err = e.load(ctx, rows, s.name, id, feed.LockUpdate); err != nil {
@@ -149,6 +157,95 @@ func (e *Engine) deliver(ctx context.Context, u feed.Unit, t target, env events.
 		return e.enqueue(ctx, rows, in, env)
 	}
 	return e.apply(ctx, u, t, in, env, v, g, nil)
+}
+
+// routed is an event's route, as the head of its unit worked it out.
+type routed struct {
+	eventID string
+	targets []target
+	v       any
+	err     error
+}
+
+// unitRoutes keeps the routes the head of a unit worked out for all its
+// events, for their own deliveries: each event is decoded once. An entry
+// goes when the unit's last event takes it; a unit rolled back before
+// then leaves its entry, so the map is emptied when it grows past
+// maxUnitRoutes.
+type unitRoutes struct {
+	mu sync.Mutex
+	m  map[feed.Unit][]routed
+}
+
+const maxUnitRoutes = 256
+
+func (r *unitRoutes) put(u feed.Unit, rs []routed) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil || len(r.m) >= maxUnitRoutes {
+		r.m = map[feed.Unit][]routed{}
+	}
+	r.m[u] = rs
+}
+
+func (r *unitRoutes) take(u feed.Unit, i int, eventID string) (routed, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rs := r.m[u]
+	if i >= len(rs) || rs[i].eventID != eventID {
+		return routed{}, false
+	}
+	if i == len(rs)-1 {
+		delete(r.m, u)
+	}
+	return rs[i], true
+}
+
+// routeOnce routes env, or takes the route the head of its unit worked
+// out for it.
+func (e *Engine) routeOnce(ctx context.Context, u feed.Unit, env events.Envelope) ([]target, any, error) {
+	if r, ok := e.routes.take(u, feed.UnitIndex(ctx), env.ID); ok {
+		return r.targets, r.v, r.err
+	}
+	return e.route(env)
+}
+
+// prefetch, at the head of a unit of several events, routes all of them
+// and reads their instance rows in one statement, locked as each step's
+// own read would lock its instance: their steps then read them without a
+// round trip each, and decode them once (routeOnce).
+func (e *Engine) prefetch(ctx context.Context, u feed.Unit) error {
+	evs := feed.UnitEvents(ctx)
+	if len(evs) < 2 || feed.UnitIndex(ctx) != 0 {
+		return nil
+	}
+	rs := make([]routed, len(evs))
+	addrs := make([]feed.RowAddress, 0, len(evs))
+	seen := make(map[string]struct{}, len(evs))
+	for j, ev := range evs {
+		r := &rs[j]
+		r.eventID = ev.ID
+		if r.targets, r.v, r.err = e.route(ev); r.err != nil {
+			continue // its own delivery reports it
+		}
+		for _, t := range r.targets {
+			id, err := t.key(r.v, ev)
+			if err != nil {
+				continue
+			}
+			a := feed.RowAddress{Namespace: rowNamespace, Table: tableInstance, Key: instanceKey(t.saga.name, id)}
+			if _, dup := seen[a.Key]; dup || feed.ValidateRowAddress(a.Namespace, a.Table, a.Key) != nil {
+				continue
+			}
+			seen[a.Key] = struct{}{}
+			addrs = append(addrs, a)
+		}
+	}
+	if err := u.Rows().Prefetch(ctx, feed.LockUpdate, addrs...); err != nil {
+		return fmt.Errorf("saga: read the instances of a unit's %d events: %w", len(evs), err)
+	}
+	e.routes.put(u, rs)
+	return nil
 }
 
 // mayHaveTaken reports whether the instance may already have taken env, so

@@ -89,6 +89,16 @@
 // too: the second finds the instance and acts on it. A duplicate delivery
 // finds the handled record and does nothing.
 //
+// A consumer that is behind applies many events in one unit. The step at
+// its head then reads the instance rows of all of them in one statement
+// (feed.Rows.Prefetch, locked as each step would lock its own), and decodes
+// and correlates each event once for the whole unit: on PostgreSQL the
+// steps after it read their instances without a round trip each, and a
+// step of an instance the unit already wrote reads its own held write.
+// Claiming a new id and reading the instance again after the claim take
+// one round trip together. In the saga benchmark this took a saga from
+// about 28 round trips to 20.
+//
 // Commands are appended as events of command streams (command.StreamFor)
 // through the step's unit: converge's feed is the outbox, so a command
 // leaves if and only if its step commits, and there is no dispatch to lose

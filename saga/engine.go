@@ -31,6 +31,7 @@ type Engine struct {
 	byType  map[reflect.Type][]*compiled
 	types   []string
 	metrics *Metrics
+	routes  unitRoutes
 
 	timerWake signal.Broadcast
 	parkWake  signal.Broadcast

@@ -182,6 +182,11 @@ func testRowsInvalid(t *testing.T, src feed.Source, _ events.Store) {
 		_, _, err = r.Get(ctx, addr[0], addr[1], addr[2], feed.LockNone)
 		require.ErrorIs(t, err, feed.ErrInvalidRow, name)
 		require.ErrorIs(t, r.Delete(ctx, addr[0], addr[1], addr[2]), feed.ErrInvalidRow, name)
+		bad := feed.RowAddress{Namespace: addr[0], Table: addr[1], Key: addr[2]}
+		require.ErrorIs(t, r.Prefetch(ctx, feed.LockNone, feed.RowAddress{Namespace: "ns", Table: "t", Key: "k"}, bad), feed.ErrInvalidRow, name)
+		u := begin(t, src)
+		require.ErrorIs(t, u.Rows().Prefetch(ctx, feed.LockUpdate, bad), feed.ErrInvalidRow, name)
+		require.NoError(t, u.Rollback(ctx))
 	}
 	for name, v := range map[string]string{
 		"empty":          ``,
@@ -206,6 +211,12 @@ func testRowsInvalid(t *testing.T, src feed.Source, _ events.Store) {
 	require.ErrorIs(t, err, feed.ErrInvalidRow)
 	_, _, err = r.Get(ctx, "ns", "t", "k", feed.LockUpdate)
 	require.ErrorIs(t, err, feed.ErrInvalidRow, "a lock outside a unit is refused")
+	ok := feed.RowAddress{Namespace: "ns", Table: "t", Key: "k"}
+	require.ErrorIs(t, r.Prefetch(ctx, feed.LockShare, ok), feed.ErrInvalidRow, "a lock outside a unit is refused")
+	require.NoError(t, r.Prefetch(ctx, feed.LockNone, ok), "outside a unit, a Prefetch without a lock does nothing")
+	u := begin(t, src)
+	require.ErrorIs(t, u.Rows().Prefetch(ctx, feed.Lock(7), ok), feed.ErrInvalidRow, "an unknown lock")
+	require.NoError(t, u.Rollback(ctx))
 
 	// SQL metacharacters and an escaped backslash are ordinary content.
 	for _, k := range []string{"'; DROP TABLE rows; --", `a\b`, "%_", `"`} {
@@ -217,11 +228,18 @@ func testRowsInvalid(t *testing.T, src feed.Source, _ events.Store) {
 	}
 }
 
-// testRowsLockedReadNoLostUpdate runs two units that read a counter row
-// with LockUpdate and write it incremented. PostgreSQL makes the second
-// wait for the first; memory lets both run and fails the second commit
-// with ErrConflict. Either way no increment is lost.
+// testRowsLockedReadNoLostUpdate runs units that read a counter row with
+// LockUpdate and write it incremented. PostgreSQL makes the second wait
+// for the first; memory lets both run and fails the second commit with
+// ErrConflict. Either way no increment is lost, whether the lock is taken
+// by the Get or by a Prefetch before it.
 func testRowsLockedReadNoLostUpdate(t *testing.T, src feed.Source, _ events.Store) {
+	for _, prefetch := range []bool{false, true} {
+		t.Run(fmt.Sprintf("prefetch=%v", prefetch), func(t *testing.T) { lockedReadNoLostUpdate(t, src, prefetch) })
+	}
+}
+
+func lockedReadNoLostUpdate(t *testing.T, src feed.Source, prefetch bool) {
 	ctx := t.Context()
 	require.NoError(t, src.Rows().Put(ctx, "ns", "t", "n", json.RawMessage(`0`), events.Token{}))
 	incr := func() error {
@@ -230,6 +248,14 @@ func testRowsLockedReadNoLostUpdate(t *testing.T, src feed.Source, _ events.Stor
 			return err
 		}
 		defer func() { _ = u.Rollback(context.WithoutCancel(ctx)) }()
+		if prefetch {
+			// Gets after it answer from what it read: its lock must
+			// protect the row as a locked Get's would.
+			other := feed.RowAddress{Namespace: "ns", Table: "t", Key: "absent"}
+			if err := u.Rows().Prefetch(ctx, feed.LockUpdate, other, feed.RowAddress{Namespace: "ns", Table: "t", Key: "n"}); err != nil {
+				return err
+			}
+		}
 		row, _, err := u.Rows().Get(ctx, "ns", "t", "n", feed.LockUpdate)
 		if err != nil {
 			return err

@@ -158,7 +158,7 @@ func rowsPropertyIteration(t *testing.T, src feed.Source, s events.Store, seed u
 	)
 	for range 1 + r.IntN(40) {
 		table, key := pick(propTables), pick(propKeys)
-		switch op := r.IntN(20); {
+		switch op := r.IntN(24); {
 		case op < 6:
 			v, tok := value(), token()
 			log = append(log, fmt.Sprintf("Put(%s/%s, %s, %d.%d)", table, key, v, tok.Major(), tok.Minor()))
@@ -193,6 +193,16 @@ func rowsPropertyIteration(t *testing.T, src feed.Source, s events.Store, seed u
 			n, err := in.DeleteNamespace(ctx, ns, limit)
 			require.NoError(t, err, "seed %d: %v", seed, log)
 			require.Equal(t, model.deleteNamespace(limit), n, "seed %d: %v", seed, log)
+		case op >= 20:
+			// Later Gets may answer from what it read: they must still
+			// see every write the unit makes after it.
+			lock := []feed.Lock{feed.LockNone, feed.LockShare, feed.LockUpdate}[r.IntN(3)]
+			var addrs []feed.RowAddress
+			for range r.IntN(12) {
+				addrs = append(addrs, feed.RowAddress{Namespace: ns, Table: pick(propTables), Key: pick(propKeys)})
+			}
+			log = append(log, fmt.Sprintf("Prefetch(lock %d, %v)", lock, addrs))
+			require.NoError(t, in.Prefetch(ctx, lock, addrs...), "seed %d: %v", seed, log)
 		default:
 			// An append begins the transaction on PostgreSQL without
 			// sending the held writes: the commit then runs in it.

@@ -557,7 +557,7 @@ func (c *consumer) deliverGroup(ctx context.Context, lease Lease, group []events
 	}
 	msgCtx, cancelMsgs := context.WithCancel(ctx)
 	defer cancelMsgs()
-	uctx := contextWithLease(unit.Context(msgCtx), lease)
+	uctx := contextWithUnitEvents(contextWithLease(unit.Context(msgCtx), lease), group)
 
 	deliver := c.deliverMessages
 	if c.direct != nil {

@@ -142,6 +142,10 @@
 // event as it comes. A failure behind a unit's head rolls the unit back;
 // the events before the failing one are then committed by themselves and
 // the failing one heads a unit of its own, where its failures count.
+// UnitEvents gives a handler every event of its unit, so the one at the
+// head can read the rows all of them need in one round trip
+// (Rows.Prefetch) instead of each reading its own: the sagas' instances
+// and the command handlers' earlier results are read that way.
 //
 // Behind a unit's head, the unit's transaction is open: on PostgreSQL it
 // may hold a transaction id, and with it the read horizon of every consumer

@@ -51,6 +51,7 @@ type GateResult struct {
 type (
 	gateKey      struct{}
 	unitIndexKey struct{}
+	unitEvtsKey  struct{}
 )
 
 // GateFromContext returns the gate outcome of the event a handler runs
@@ -77,6 +78,22 @@ func UnitIndex(ctx context.Context) int {
 
 func contextWithUnitIndex(ctx context.Context, i int) context.Context {
 	return context.WithValue(ctx, unitIndexKey{}, i)
+}
+
+// UnitEvents returns the events delivered in the handler's unit, in order:
+// the one the handler runs for is at UnitIndex. A handler at the head can
+// read what all of them need in one round trip (Rows.Prefetch) instead of
+// one read per event. Events after the handler's may still be cut from the
+// unit (ErrCut, a Nack) and delivered again in another; reading their rows
+// early costs nothing but the read. The slice is shared: do not change
+// it. Outside a delivery it returns nil.
+func UnitEvents(ctx context.Context) []events.Envelope {
+	evs, _ := ctx.Value(unitEvtsKey{}).([]events.Envelope)
+	return evs
+}
+
+func contextWithUnitEvents(ctx context.Context, evs []events.Envelope) context.Context {
+	return context.WithValue(ctx, unitEvtsKey{}, evs)
 }
 
 type leaseKey struct{}

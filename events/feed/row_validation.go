@@ -115,3 +115,17 @@ func ValidateDeleteLimit(limit int) error {
 	}
 	return nil
 }
+
+// ValidatePrefetch checks the arguments of Rows.Prefetch: a known lock
+// and valid addresses.
+func ValidatePrefetch(lock Lock, addrs []RowAddress) error {
+	if lock < LockNone || lock > LockUpdate {
+		return fmt.Errorf("%w: unknown lock %d", ErrInvalidRow, lock)
+	}
+	for _, a := range addrs {
+		if err := ValidateRowAddress(a.Namespace, a.Table, a.Key); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -39,6 +39,20 @@ type Rows interface {
 	Put(ctx context.Context, ns, table, key string, value json.RawMessage, tok events.Token) error
 	// Delete removes the row; a missing row is not an error.
 	Delete(ctx context.Context, ns, table, key string) error
+	// Prefetch reads the rows at addrs with lock, in one round trip, so a
+	// unit that is about to Get many rows pays for one read instead of one
+	// per row: a handler at the head of a unit reading the rows of every
+	// event in it (UnitEvents), say. Later Gets in the same unit of a
+	// prefetched row, with at most the lock it was read with, answer from
+	// what it read, or from the unit's own writes since. An absence is
+	// remembered as of the Prefetch: prefetch again to look again (on
+	// PostgreSQL a lock does not protect an absent row, so a Get of it
+	// without Prefetch could find a row another unit inserted since; in
+	// memory the unit then fails at commit with ErrConflict either way).
+	// Rows written by the unit's transaction outside Rows (TxFromContext)
+	// after the Prefetch are not seen by Gets answered from it. Outside a
+	// unit it validates addrs and does nothing, and refuses a lock.
+	Prefetch(ctx context.Context, lock Lock, addrs ...RowAddress) error
 	// DeleteNamespace deletes up to limit rows of namespace ns and returns
 	// how many it deleted: call it until it returns fewer than limit, each
 	// call in a short transaction of its own, so dropping a large read
@@ -59,6 +73,11 @@ const (
 	// LockUpdate excludes every other locked read of the row.
 	LockUpdate
 )
+
+// RowAddress names a row: the arguments of Rows.Get.
+type RowAddress struct {
+	Namespace, Table, Key string
+}
 
 // Row is one stored row.
 type Row struct {

@@ -134,12 +134,7 @@ func (r *rows) Get(ctx context.Context, ns, table, key string, lock feed.Lock) (
 	defer unlock()
 	a := rowAddr{ns, table, key}
 	if lock != feed.LockNone {
-		if prev, seen := r.u.rowReads[a]; !seen {
-			r.u.rowReads[a] = rowRead{ver: r.s.rows.version(a), share: r.s.rows.shareVersion(a), update: lock == feed.LockUpdate}
-		} else if lock == feed.LockUpdate {
-			prev.update = true
-			r.u.rowReads[a] = prev
-		}
+		r.holdRead(a, lock)
 	}
 	if r.u != nil {
 		if w, ok := r.u.rowWrites[a]; ok {
@@ -154,6 +149,42 @@ func (r *rows) Get(ctx context.Context, ns, table, key string, lock feed.Lock) (
 		return feed.Row{}, false, nil
 	}
 	return toRow(key, d), true, nil
+}
+
+// holdRead records a locked read of a by the unit, for its commit to check.
+// Callers hold s.mu.
+func (r *rows) holdRead(a rowAddr, lock feed.Lock) {
+	if prev, seen := r.u.rowReads[a]; !seen {
+		r.u.rowReads[a] = rowRead{ver: r.s.rows.version(a), share: r.s.rows.shareVersion(a), update: lock == feed.LockUpdate}
+	} else if lock == feed.LockUpdate {
+		prev.update = true
+		r.u.rowReads[a] = prev
+	}
+}
+
+// Prefetch takes the locks the Gets of addrs would take. A Get here costs
+// no round trip, so the rows themselves are read again when asked for:
+// under a lock that reads what the Prefetch would have, since a change in
+// between fails the unit at commit.
+func (r *rows) Prefetch(ctx context.Context, lock feed.Lock, addrs ...feed.RowAddress) error {
+	if err := feed.ValidatePrefetch(lock, addrs); err != nil {
+		return err
+	}
+	if lock != feed.LockNone && r.u == nil {
+		return errLockOutsideUnit
+	}
+	unlock, err := r.lock(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if lock == feed.LockNone {
+		return nil
+	}
+	for _, a := range addrs {
+		r.holdRead(rowAddr{a.Namespace, a.Table, a.Key}, lock)
+	}
+	return nil
 }
 
 func toRow(key string, d rowData) feed.Row {

@@ -28,31 +28,6 @@ SELECT i, gen_random_uuid(), 's-' || i, 1, 't', '{"n": 1}', 's' FROM generate_se
 	require.NoError(t, err)
 	q := newQueries(db.Schema)
 
-	plan := func(sql, args string) string {
-		conn, err := db.Pool.Acquire(ctx)
-		require.NoError(t, err)
-		defer conn.Release()
-		tx, err := conn.Begin(ctx)
-		require.NoError(t, err)
-		defer func() { _ = tx.Rollback(ctx) }()
-		// The plan a connection keeps after five runs of the statement.
-		_, err = tx.Exec(ctx, `SET LOCAL plan_cache_mode = force_generic_plan`)
-		require.NoError(t, err)
-		_, err = tx.Exec(ctx, `PREPARE append_plan AS `+sql)
-		require.NoError(t, err)
-		rows, err := tx.Query(ctx, `EXPLAIN EXECUTE append_plan(`+args+`)`)
-		require.NoError(t, err)
-		var lines []string
-		for rows.Next() {
-			var l string
-			require.NoError(t, rows.Scan(&l))
-			lines = append(lines, l)
-		}
-		require.NoError(t, rows.Err())
-		_, err = tx.Exec(ctx, `DEALLOCATE append_plan`)
-		require.NoError(t, err)
-		return strings.Join(lines, "\n")
-	}
 	const oneArgs = `'s-new', gen_random_uuid(), 't', NULL, '{}', NULL, 's', -1`
 	const manyArgs = `'s-new', ARRAY[gen_random_uuid(), gen_random_uuid()], ARRAY['t', 't'], NULL, ARRAY['{}', '{}']::jsonb[], NULL, 's', -1`
 	for _, c := range []struct {
@@ -63,7 +38,7 @@ SELECT i, gen_random_uuid(), 's-' || i, 1, 't', '{"n": 1}', 's' FROM generate_se
 		{"tx one", q.txOne, oneArgs, true},
 		{"many", q.many, manyArgs, false},
 	} {
-		p := plan(c.sql, c.args)
+		p := genericPlan(t, db, c.sql, c.args)
 		t.Logf("%s:\n%s", c.name, p)
 		require.NotContains(t, p, "Seq Scan on events", c.name)
 		require.Contains(t, p, "events_stream_id_version_key", fmt.Sprintf("%s: the head is read from the stream's index", c.name))
@@ -71,4 +46,35 @@ SELECT i, gen_random_uuid(), 's-' || i, 1, 't', '{"n": 1}', 's' FROM generate_se
 			require.Contains(t, p, "events_event_id_key", fmt.Sprintf("%s: the id check probes the unique index", c.name))
 		}
 	}
+}
+
+// genericPlan returns the plan a connection keeps for sql after five runs
+// of it (a generic plan), with args as SQL literals.
+func genericPlan(t *testing.T, db *pgtest.DB, sql, args string) string {
+	t.Helper()
+	ctx := t.Context()
+	conn, err := db.Pool.Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	tx, err := conn.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	_, err = tx.Exec(ctx, `SET LOCAL plan_cache_mode = force_generic_plan`)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `PREPARE generic_plan AS `+sql)
+	require.NoError(t, err)
+	rows, err := tx.Query(ctx, `EXPLAIN EXECUTE generic_plan(`+args+`)`)
+	require.NoError(t, err)
+	var lines []string
+	for rows.Next() {
+		var l string
+		require.NoError(t, rows.Scan(&l))
+		lines = append(lines, l)
+	}
+	require.NoError(t, rows.Err())
+	// A prepared statement outlives the transaction, on a pooled
+	// connection.
+	_, err = tx.Exec(ctx, `DEALLOCATE generic_plan`)
+	require.NoError(t, err)
+	return strings.Join(lines, "\n")
 }

@@ -253,6 +253,17 @@
 //     they are: a saga step locks its instance before changing it, and
 //     sending the writes before every such lock cost an upsert per step
 //     (8 of the 39 statements of a saga in the saga benchmark).
+//   - Prefetch reads many rows in one statement (their addresses as
+//     arrays, probing the primary key, locked after sorting so units
+//     prefetching overlapping rows lock them in the same order) and keeps
+//     them in the unit: a later Get of one, with at most the lock it was
+//     read with, answers from them. A row the unit writes afterwards
+//     answers from its held write instead, and a locked Get of a held row
+//     whose lock the unit already holds (from a Prefetch or a locked Get)
+//     answers from the held write without sending it. Prefetched rows stop
+//     answering once TxFromContext hands the transaction out (SQL on it
+//     may change them), after DeleteNamespace, and after an append hook's
+//     savepoint rolls back (its locks went with it).
 //   - BEGIN, and the held writes when the statement needs them, travel in
 //     the same batch as the statement that needs the transaction (a locked
 //     read, a List of written rows, DeleteNamespace).

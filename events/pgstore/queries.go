@@ -33,10 +33,14 @@ type queries struct {
 	rowGet       string
 	rowGetShare  string
 	rowGetUpdate string
-	rowListAsc   string
-	rowListDesc  string
-	rowPut       string
-	rowDelete    string
+	// rowPrefetch reads many rows by address, locked in address order
+	// (units locking overlapping sets wait for each other instead of
+	// deadlocking), indexed by lock.
+	rowPrefetch [3]string
+	rowListAsc  string
+	rowListDesc string
+	rowPut      string
+	rowDelete   string
 	// Held writes (row_buffer.go): many rows per statement, and the
 	// checkpoint move that fails (division by zero, 22012) when the lease
 	// is no longer current, so it aborts the batch's implicit transaction.
@@ -63,6 +67,8 @@ func newQueries(schema string) queries {
 	members := table(schema, "members")
 	rows := table(schema, "rows")
 	rowGet := fmt.Sprintf(`SELECT value, major, minor FROM %s WHERE namespace = $1 AND tbl = $2 AND key = $3`, rows)
+	rowPrefetch := fmt.Sprintf(`SELECT namespace, tbl, key, value, major, minor FROM %s
+WHERE (namespace, tbl, key) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[])) ORDER BY namespace, tbl, key`, rows)
 	// The prefix bounds the index range from below; starts_with (not LIKE)
 	// keeps every character of it literal.
 	rowList := `SELECT key, value, major, minor FROM %s WHERE namespace = $1 AND tbl = $2
@@ -122,6 +128,7 @@ ON CONFLICT (grp, member) DO UPDATE SET expires_at = EXCLUDED.expires_at`, membe
 		rowGet:       rowGet,
 		rowGetShare:  rowGet + " FOR SHARE",
 		rowGetUpdate: rowGet + " FOR UPDATE",
+		rowPrefetch:  [3]string{rowPrefetch, rowPrefetch + " FOR SHARE", rowPrefetch + " FOR UPDATE"},
 		rowListAsc:   fmt.Sprintf(rowList, rows, ">", "ASC"),
 		rowListDesc:  fmt.Sprintf(rowList, rows, "<", "DESC"),
 		rowPut: fmt.Sprintf(`INSERT INTO %s (namespace, tbl, key, value, major, minor) VALUES ($1, $2, $3, $4::jsonb, $5, $6)

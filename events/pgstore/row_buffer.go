@@ -56,15 +56,9 @@ func (u *unit) hold(w heldWrite) error {
 		u.held = rowBuffer{}
 	}
 	u.held[w.rowAddr] = w
+	// The held write answers Gets now, and the table once it is sent.
+	delete(u.fetched, w.rowAddr)
 	return nil
-}
-
-// heldRow returns the unit's held write of a, if any.
-func (u *unit) heldRow(a rowAddr) (heldWrite, bool) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	w, ok := u.held[a]
-	return w, ok
 }
 
 // hasHeldIn reports whether the unit holds writes not yet sent in table
@@ -89,13 +83,26 @@ func (u *unit) inTx(ctx context.Context, queue func(*pgx.Batch), read func(pgx.B
 	return u.inTxFlushing(ctx, nil, queue, read)
 }
 
-// inTxFlushing is inTx that sends the held writes only when one of them is
-// at only (every held write when only is nil). A locked read of one row
-// needs the held writes only when that row is among them: sending the
-// others then would cost a statement per read, and a unit that locks each
-// row it is about to change (a saga step locking its instance) would send
-// an upsert before every lock instead of one at commit.
-func (u *unit) inTxFlushing(ctx context.Context, only *rowAddr, queue func(*pgx.Batch), read func(pgx.BatchResults) error) (pgx.Tx, error) {
+// heldAt returns a flush condition for inTxFlushing: whether any of addrs
+// is held.
+func heldAt(addrs ...rowAddr) func(rowBuffer) bool {
+	return func(held rowBuffer) bool {
+		for _, a := range addrs {
+			if _, ok := held[a]; ok {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// inTxFlushing is inTx that sends the held writes only when flush says so
+// (always when flush is nil). A locked read of one row needs the held
+// writes only when that row is among them: sending the others then would
+// cost a statement per read, and a unit that locks each row it is about to
+// change (a saga step locking its instance) would send an upsert before
+// every lock instead of one at commit.
+func (u *unit) inTxFlushing(ctx context.Context, flush func(rowBuffer) bool, queue func(*pgx.Batch), read func(pgx.BatchResults) error) (pgx.Tx, error) {
 	u.mu.Lock()
 	if u.done {
 		u.mu.Unlock()
@@ -107,12 +114,8 @@ func (u *unit) inTxFlushing(ctx context.Context, only *rowAddr, queue func(*pgx.
 		u.mu.Unlock()
 		return nil, events.ErrClosed
 	}
-	flush := only == nil
-	if !flush {
-		_, flush = u.held[*only]
-	}
 	var writes []heldWrite
-	if flush {
+	if flush == nil || flush(u.held) {
 		writes = u.held.take()
 	}
 	b := &pgx.Batch{}
@@ -172,12 +175,14 @@ func (u *unit) inTxFlushing(ctx context.Context, only *rowAddr, queue func(*pgx.
 	return tx, nil
 }
 
-// dropHeld forgets the held writes (the savepoint they were made under
-// rolled back, or the unit did).
+// dropHeld forgets the held writes and the prefetched rows (the savepoint
+// they were made under rolled back, or the unit did).
 func (u *unit) dropHeld() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.held = nil
+	// Locks taken since the savepoint went with it.
+	u.fetched, u.locked = nil, nil
 }
 
 // queueWrites queues the statements that store writes: one upsert of the

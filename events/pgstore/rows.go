@@ -53,15 +53,9 @@ func (r *rows) Get(ctx context.Context, ns, table, key string, lock feed.Lock) (
 	default:
 		return feed.Row{}, false, fmt.Errorf("%w: unknown lock %d", feed.ErrInvalidRow, lock)
 	}
-	if lock == feed.LockNone && r.u != nil {
-		if w, ok := r.u.heldRow(rowAddr{ns, table, key}); ok {
-			if w.value == nil {
-				return feed.Row{}, false, nil
-			}
-			// A copy: the caller may change the value it got, and the
-			// held one is yet to be sent.
-			value := append(json.RawMessage{}, w.value...)
-			return feed.Row{Key: key, Value: value, Token: events.MakeToken(uint64(w.major), uint64(w.minor))}, true, nil
+	if r.u != nil {
+		if row, found, ok := r.u.answer(rowAddr{ns, table, key}, lock); ok {
+			return row, found, nil
 		}
 	}
 	var (
@@ -77,7 +71,7 @@ func (r *rows) Get(ctx context.Context, ns, table, key string, lock feed.Lock) (
 		// BEGIN (and the held writes when this row is one of them: the
 		// read must see the unit's own write), in one round trip.
 		missing := false
-		_, err = r.u.inTxFlushing(ctx, &rowAddr{ns, table, key}, func(b *pgx.Batch) { b.Queue(sql, ns, table, key) }, func(br pgx.BatchResults) error {
+		_, err = r.u.inTxFlushing(ctx, heldAt(rowAddr{ns, table, key}), func(b *pgx.Batch) { b.Queue(sql, ns, table, key) }, func(br pgx.BatchResults) error {
 			err := br.QueryRow().Scan(&value, &major, &minor)
 			if errors.Is(err, pgx.ErrNoRows) {
 				missing = true // an answer, not a failure of the unit
@@ -85,6 +79,11 @@ func (r *rows) Get(ctx context.Context, ns, table, key string, lock feed.Lock) (
 			}
 			return err
 		})
+		if err == nil {
+			r.u.mu.Lock()
+			r.u.tookLocks(lock, rowAddr{ns, table, key})
+			r.u.mu.Unlock()
+		}
 		if err == nil && missing {
 			return feed.Row{}, false, nil
 		}
@@ -208,6 +207,7 @@ func (r *rows) DeleteNamespace(ctx context.Context, ns string, limit int) (int, 
 	} else {
 		// After the held writes (a held put in ns is deleted too), with
 		// them and the BEGIN in one round trip.
+		r.u.forgetFetched()
 		_, err = r.u.inTx(ctx, func(b *pgx.Batch) { b.Queue(r.s.q.rowDeleteNS, ns, limit) }, func(br pgx.BatchResults) error {
 			var err error
 			tag, err = br.Exec()

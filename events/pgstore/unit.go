@@ -33,7 +33,11 @@ type unit struct {
 	streams map[string]struct{}
 	after   []func()
 	held    rowBuffer // row writes not yet sent (row_buffer.go)
-	handed  *unitTx   // the transaction as TxFromContext gave it out
+	// fetched are rows read by Rows.Prefetch, and locked the locks the
+	// transaction holds on rows (row_prefetch.go).
+	fetched map[rowAddr]fetchedRow
+	locked  map[rowAddr]feed.Lock
+	handed  *unitTx // the transaction as TxFromContext gave it out
 }
 
 var _ feed.Unit = (*unit)(nil)

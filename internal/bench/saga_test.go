@@ -45,7 +45,8 @@ func TestSagaScenarioPrintsJSON(t *testing.T) {
 		if want.store == "memory" {
 			require.NotContains(t, line, "round_trips_per_saga", "memory makes no round trips")
 		} else {
-			// Each of a saga's four steps locks its instance row by itself.
+			// A saga's steps append its commands, its command handlers
+			// load aggregates and append, and consumers read the feed.
 			require.Greater(t, line["round_trips_per_saga"], float64(bench.StepsPerSaga))
 		}
 	}

@@ -602,7 +602,7 @@ func testRouter(t *testing.T, s events.Store, src feed.Source) {
 // a Nack in the middle rolls the unit back and redelivers from its first
 // event, the events before the Nacked one in a unit of their own (so the
 // failing event then heads its unit), and the checkpoint only ever lands on
-// a unit's last event.
+// a unit's last event. UnitEvents tells each delivery its unit's events.
 func testCommitBatch(t *testing.T, s events.Store, src feed.Source) {
 	t.Helper()
 	for i := range 7 {
@@ -626,13 +626,22 @@ func testCommitBatch(t *testing.T, s events.Store, src feed.Source) {
 	require.True(t, msg.Nack())
 	require.Zero(t, cm.count(), "acked events of a unit are not committed before the unit ends")
 
-	// Redelivered from the unit's first event; everything acked now.
+	// Redelivered from the unit's first event; everything acked now. Each
+	// message names the events of its unit, itself at its index.
 	var got []string
+	var units [][]string
 	for len(got) < len(all) {
 		msg := receive(t, ch)
 		got = append(got, msg.UUID)
+		unit, i := feed.UnitEvents(msg.Context()), feed.UnitIndex(msg.Context())
+		require.Less(t, i, len(unit))
+		require.Equal(t, msg.UUID, unit[i].ID, "the unit's events hold the message at its index")
+		if i == 0 {
+			units = append(units, ids(unit))
+		}
 		require.True(t, msg.Ack())
 	}
+	require.Equal(t, [][]string{ids(all[:2]), ids(all[2:6]), ids(all[6:])}, units, "UnitEvents lists each unit's events")
 	require.Equal(t, ids(all), got, "after the rollback the unit is delivered again from its start, in order")
 	cm.await(t, name, all[6].Token)
 	pos, err := src.Checkpoints().Position(t.Context(), name)

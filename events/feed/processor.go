@@ -48,9 +48,11 @@ type Processor struct {
 
 	mship     *membership
 	startOnce sync.Once
-	mctx      context.Context
-	mcancel   context.CancelFunc
-	mdone     chan struct{}
+	// startErr refuses to start (seed found a changed PartitionKey).
+	startErr error
+	mctx     context.Context
+	mcancel  context.CancelFunc
+	mdone    chan struct{}
 
 	parts []*partitionState
 	// carried is what the partitions of the previous count had handled
@@ -145,10 +147,19 @@ func (p *Processor) Position(ctx context.Context) (events.Token, error) {
 
 // AddHandlers mounts the processor on r: one handler per partition, named
 // after its checkpoint. Run the router to start it; closing the router
-// stops it, releasing its leases and leaving the group.
+// stops it, releasing its leases and leaving the group. It fails with
+// ErrPartitionKeyChanged when the processor last ran with another
+// PartitionKey at the same partition count.
 func (p *Processor) AddHandlers(r *message.Router) error {
 	if !p.mode.CompareAndSwap(modeUnset, modeRouter) && p.mode.Load() != modeRouter {
 		return errMode
+	}
+	// A refusal at the router's start would leave the router waiting on
+	// handlers that never started: refuse here, before it runs.
+	ctx, cancel := context.WithTimeout(p.mctx, p.subCfg.LeaseTTL)
+	defer cancel()
+	if err := p.checkKey(ctx); err != nil {
+		return err
 	}
 	for _, ps := range p.parts {
 		sub := &partitionSubscriber{p: p, ps: ps}
@@ -158,10 +169,14 @@ func (p *Processor) AddHandlers(r *message.Router) error {
 }
 
 // startMembership starts heartbeating once, at the first partition's
-// subscription, and keeps it until Close or the last subscription ends.
-func (p *Processor) startMembership() {
+// subscription, and keeps it until Close or the last subscription ends. It
+// fails, every time, when the processor must not start at all.
+func (p *Processor) startMembership() error {
 	p.startOnce.Do(func() {
-		p.seed(p.mctx)
+		if p.startErr = p.seed(p.mctx); p.startErr != nil {
+			close(p.mdone)
+			return
+		}
 		go func() {
 			defer close(p.mdone)
 			replays := make(chan struct{})
@@ -173,6 +188,7 @@ func (p *Processor) startMembership() {
 			<-replays
 		}()
 	})
+	return p.startErr
 }
 
 // Close leaves the membership group and waits for the heartbeat loop. The
@@ -198,7 +214,9 @@ type partitionSubscriber struct {
 
 func (s *partitionSubscriber) Subscribe(ctx context.Context, _ string) (<-chan *message.Message, error) {
 	p := s.p
-	p.startMembership()
+	if err := p.startMembership(); err != nil {
+		return nil, err
+	}
 	cctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(p.mctx, cancel)
 	s.mu.Lock()

@@ -65,9 +65,12 @@ type ProcessorConfig struct {
 	// running at once would handle the same events. Defaults to 1.
 	Partitions int
 	// PartitionKey is what is hashed. Defaults to ByStream. Changing it
-	// moves events between partitions behind their checkpoints, so some
-	// would be handled twice and some never: give a processor that has
-	// run a new Name instead (it starts over).
+	// alone would move events between partitions behind their
+	// checkpoints, so some would be handled twice and some never: the
+	// processor refuses to start (ErrPartitionKeyChanged, from Run or the
+	// router's Run). Change Partitions with it (the new partitions skip
+	// what the old ones handled, by the old key), or give the processor a
+	// new Name (it starts over).
 	PartitionKey PartitionKey
 	// CommitBatch bounds how many consecutive already-read events share one
 	// unit (see SubscriberConfig.CommitBatch). Defaults to

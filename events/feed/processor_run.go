@@ -27,7 +27,10 @@ func (p *Processor) Run(ctx context.Context) error {
 	if !p.mode.CompareAndSwap(modeUnset, modeRun) {
 		return errMode
 	}
-	p.startMembership()
+	if err := p.startMembership(); err != nil {
+		_ = p.Close()
+		return err
+	}
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(p.mctx, cancel)

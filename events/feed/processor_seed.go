@@ -60,12 +60,52 @@ func (c *carriedPositions) skip() func(events.Envelope) bool {
 // runs once, before any partition subscribes; failures are logged and the
 // new partitions then start from their own (possibly zero) positions,
 // without the skip.
-func (p *Processor) seed(ctx context.Context) {
-	if err := p.seedPartitions(ctx); err != nil && !errors.Is(err, context.Canceled) {
+//
+// It refuses (ErrPartitionKeyChanged) a PartitionKey changed at the same
+// count above 1: the partitions keep their names and checkpoints, but each
+// would now get events that others had, behind and ahead of its position.
+// (One partition gets every event whatever the key.)
+func (p *Processor) seed(ctx context.Context) error {
+	err := p.seedPartitions(ctx)
+	switch {
+	case errors.Is(err, ErrPartitionKeyChanged):
+		return err
+	case err != nil && !errors.Is(err, context.Canceled):
 		p.cfg.Logger.Warn("feed: could not carry the position over a change of partition count; new partitions start from their own checkpoints",
 			"processor", p.cfg.Name, "error", err)
 	}
+	return nil
 }
+
+// keyChange refuses a PartitionKey that differs from oldKey, the one the
+// processor last ran with at old partitions, when the count is the same.
+func (p *Processor) keyChange(old int, oldKey PartitionKey) error {
+	now, key := p.cfg.Partitions, p.cfg.PartitionKey
+	if old != now || now < 2 || oldKey == key {
+		return nil
+	}
+	return fmt.Errorf("%w: processor %q last ran with %q and now has %q, both at %d partitions; "+
+		"its partitions would skip some events and handle others twice. Give it a new Name (it starts "+
+		"over from the beginning of the feed), or change Partitions as well (the new partitions then "+
+		"carry the old ones' positions over), or go back to %q",
+		ErrPartitionKeyChanged, p.cfg.Name, oldKey, key, now, oldKey)
+}
+
+// checkKey is keyChange against the stored record, for AddHandlers to
+// refuse before the router runs. A record it cannot read is left to the
+// start's seed, which checks again.
+func (p *Processor) checkKey(ctx context.Context) error {
+	var rec processorRecord
+	if row, ok, err := p.src.Rows().Get(ctx, RuntimeNamespace, ProcessorsTable, p.cfg.Name, LockNone); err == nil && ok &&
+		json.Unmarshal(row.Value, &rec) == nil && rec.Key != "" {
+		return p.keyChange(rec.Partitions, rec.Key)
+	}
+	return nil
+}
+
+// ErrPartitionKeyChanged refuses to start a processor whose PartitionKey
+// differs from the one it last ran with at the same partition count.
+var ErrPartitionKeyChanged = errors.New("feed: the processor's PartitionKey changed")
 
 func (p *Processor) seedPartitions(ctx context.Context) error {
 	rows, cps := p.src.Rows(), p.src.Checkpoints()
@@ -90,6 +130,9 @@ func (p *Processor) seedPartitions(ctx context.Context) error {
 		if pos, err := cps.Position(ctx, p.cfg.Name); err == nil && !pos.IsZero() {
 			old = 1
 		}
+	}
+	if err := p.keyChange(old, oldKey); err != nil {
+		return err
 	}
 	if old == now {
 		p.carried = rec.Carried

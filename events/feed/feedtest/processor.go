@@ -32,6 +32,8 @@ var processorTests = []processorTest{
 	{"ProcessorFiltersTypes", testProcessorFilter},
 	{"ProcessorPartitionCountChangeKeepsPosition", testProcessorRepartition},
 	{"ProcessorPartitionCountChangeFromSplitHandlesOnce", testProcessorRepartitionFromSplit},
+	{"ProcessorPartitionKeyChangeRefused", testProcessorKeyChangeRefused},
+	{"ProcessorPartitionKeyAndCountChangeHandlesOnce", testProcessorKeyAndCountChangeHandlesOnce},
 	{"ProcessorReplayFencedByTheLease", testProcessorReplayFenced},
 	{"ProcessorReplayAfterRepartition", testProcessorReplayAfterRepartition},
 	{"ProcessorFailureAtStopRollsBackUnit", testProcessorFailureAtStop},
@@ -618,6 +620,19 @@ func testProcessorRepartition(t *testing.T, m mode, s events.Store, src feed.Sou
 // included, so every event is handled exactly once.
 func testProcessorRepartitionFromSplit(t *testing.T, m mode, s events.Store, src feed.Source) {
 	name := uniqueName("resplit")
+	three := procConfig(name, 3)
+	// Small pages: some are full and wholly handled already, and the
+	// checkpoint moves past them without losing what follows.
+	three.Subscriber.BatchSize = 3
+	haltSplitThenRepartition(t, m, s, src, name, func(prefix string) []events.Envelope { return appendSpread(t, s, prefix, 8, 24) }, three)
+}
+
+// haltSplitThenRepartition runs a processor of two partitions over the
+// events spread appends (under name, then name+"x") and one stuck event
+// between them, until one partition halts on the stuck event and the other
+// reaches the end; then runs next, which must apply every event once.
+func haltSplitThenRepartition(t *testing.T, m mode, s events.Store, src feed.Source, name string, spread func(prefix string) []events.Envelope, next *feed.ProcessorConfig) {
+	t.Helper()
 	stuck := name + "-stuck"
 	var failing atomic.Bool
 	failing.Store(true)
@@ -627,9 +642,9 @@ func testProcessorRepartitionFromSplit(t *testing.T, m mode, s events.Store, src
 		}
 		return applyOnce(ctx, name, env)
 	}
-	before := appendSpread(t, s, name, 8, 24)
+	before := spread(name)
 	appendTo(t, s, stuck, 0)
-	after := appendSpread(t, s, name+"x", 8, 24)
+	after := spread(name + "x")
 	all, err := s.ReadAll(t.Context(), events.Token{}, 1000)
 	require.NoError(t, err)
 	require.Len(t, all, len(before)+1+len(after))
@@ -653,12 +668,8 @@ func testProcessorRepartitionFromSplit(t *testing.T, m mode, s events.Store, src
 	two.stop()
 
 	failing.Store(false)
-	// Small pages: some are full and wholly handled already, and the
-	// checkpoint moves past them without losing what follows.
-	cfg3 := procConfig(name, 3)
-	cfg3.Subscriber.BatchSize = 3
-	three := startProcessor(t, m, src, cfg3, h)
-	awaitPosition(t, three.p, last)
+	p := startProcessor(t, m, src, next, h)
+	awaitPosition(t, p.p, last)
 	requireAppliedOnce(t, src, name, all)
 }
 

@@ -73,7 +73,7 @@ func (e *Engine) Handle(ctx context.Context, env events.Envelope) error {
 	if err := e.prefetch(ctx, u); err != nil {
 		return err
 	}
-	targets, v, err := e.routeOnce(ctx, u, env)
+	targets, v, err := e.routeOnce(ctx, env)
 	if err != nil {
 		e.metrics.BadInput.WithLabelValues("decode").Inc()
 		e.log.ErrorContext(ctx, "saga: cannot decode event", "event_id", env.ID, "type", env.Type, "schema_version", env.SchemaVersion, "error", err)
@@ -168,44 +168,47 @@ type routed struct {
 }
 
 // unitRoutes keeps the routes the head of a unit worked out for all its
-// events, for their own deliveries: each event is decoded once. An entry
-// goes when the unit's last event takes it; a unit rolled back before
-// then leaves its entry, so the map is emptied when it grows past
-// maxUnitRoutes.
+// events, for their own deliveries: each event is decoded once. A unit is
+// known by the address of its first event (feed.UnitEvents), which any
+// unit has, whatever type a store gives its units. An entry goes when the
+// unit's last event takes it; a unit rolled back before then leaves its
+// entry, so the map is emptied when it grows past maxUnitRoutes.
 type unitRoutes struct {
 	mu sync.Mutex
-	m  map[feed.Unit][]routed
+	m  map[*events.Envelope][]routed
 }
 
 const maxUnitRoutes = 256
 
-func (r *unitRoutes) put(u feed.Unit, rs []routed) {
+func (r *unitRoutes) put(unit *events.Envelope, rs []routed) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.m == nil || len(r.m) >= maxUnitRoutes {
-		r.m = map[feed.Unit][]routed{}
+		r.m = map[*events.Envelope][]routed{}
 	}
-	r.m[u] = rs
+	r.m[unit] = rs
 }
 
-func (r *unitRoutes) take(u feed.Unit, i int, eventID string) (routed, bool) {
+func (r *unitRoutes) take(unit *events.Envelope, i int, eventID string) (routed, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	rs := r.m[u]
+	rs := r.m[unit]
 	if i >= len(rs) || rs[i].eventID != eventID {
 		return routed{}, false
 	}
 	if i == len(rs)-1 {
-		delete(r.m, u)
+		delete(r.m, unit)
 	}
 	return rs[i], true
 }
 
 // routeOnce routes env, or takes the route the head of its unit worked
 // out for it.
-func (e *Engine) routeOnce(ctx context.Context, u feed.Unit, env events.Envelope) ([]target, any, error) {
-	if r, ok := e.routes.take(u, feed.UnitIndex(ctx), env.ID); ok {
-		return r.targets, r.v, r.err
+func (e *Engine) routeOnce(ctx context.Context, env events.Envelope) ([]target, any, error) {
+	if evs := feed.UnitEvents(ctx); len(evs) > 1 {
+		if r, ok := e.routes.take(&evs[0], feed.UnitIndex(ctx), env.ID); ok {
+			return r.targets, r.v, r.err
+		}
 	}
 	return e.route(env)
 }
@@ -244,7 +247,7 @@ func (e *Engine) prefetch(ctx context.Context, u feed.Unit) error {
 	if err := u.Rows().Prefetch(ctx, feed.LockUpdate, addrs...); err != nil {
 		return fmt.Errorf("saga: read the instances of a unit's %d events: %w", len(evs), err)
 	}
-	e.routes.put(u, rs)
+	e.routes.put(&evs[0], rs)
 	return nil
 }
 

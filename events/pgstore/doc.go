@@ -263,7 +263,7 @@
 //     answers from the held write without sending it. Prefetched rows stop
 //     answering once TxFromContext hands the transaction out (SQL on it
 //     may change them), after DeleteNamespace, and after an append hook's
-//     savepoint rolls back (its locks went with it).
+//     savepoint rolls back (locks taken inside it went with it).
 //   - BEGIN, and the held writes when the statement needs them, travel in
 //     the same batch as the statement that needs the transaction (a locked
 //     read, a List of written rows, DeleteNamespace).

@@ -416,3 +416,36 @@ func TestLockedReadSendsHeldWritesOnlyForItsRow(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, "1", string(row.Value))
 }
+
+// TestPrefetchedRowsStopAnsweringOnceTheTransactionIsHandedOut: SQL on
+// TxFromContext's transaction may change prefetched rows, so after the
+// hand-out a Get reads the table again, locked or not, and sees the change.
+func TestPrefetchedRowsStopAnsweringOnceTheTransactionIsHandedOut(t *testing.T) {
+	t.Parallel()
+	b := setup(t, events.NewRegistry(), 4)
+	ctx := t.Context()
+	require.NoError(t, b.store.Rows().Put(ctx, "ns", "t", "k", json.RawMessage(`{"n": 1}`), events.Token{}))
+	u, err := b.store.Checkpoints().Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = u.Rollback(context.WithoutCancel(ctx)) }()
+	uctx := u.Context(ctx)
+	in := u.Rows()
+	require.NoError(t, in.Prefetch(uctx, feed.LockUpdate, feed.RowAddress{Namespace: "ns", Table: "t", Key: "k"}, feed.RowAddress{Namespace: "ns", Table: "t", Key: "new"}))
+
+	tx, err := pgstore.TxFromContext(uctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `UPDATE rows SET value = '{"n": 2}' WHERE namespace = 'ns' AND tbl = 't' AND key = 'k'`)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `INSERT INTO rows (namespace, tbl, key, value, major, minor) VALUES ('ns', 't', 'new', '{"n": 3}', 0, 0)`)
+	require.NoError(t, err)
+	for _, lock := range []feed.Lock{feed.LockNone, feed.LockUpdate} {
+		row, ok, err := in.Get(uctx, "ns", "t", "k", lock)
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.JSONEq(t, `{"n": 2}`, string(row.Value), "lock %d: the SQL's update, not the prefetched value", lock)
+		row, ok, err = in.Get(uctx, "ns", "t", "new", lock)
+		require.NoError(t, err)
+		require.True(t, ok, "lock %d: the SQL's insert, not the prefetched absence", lock)
+		require.JSONEq(t, `{"n": 3}`, string(row.Value))
+	}
+}

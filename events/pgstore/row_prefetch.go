@@ -22,11 +22,10 @@ type fetchedRow struct {
 
 // answer answers a Get of a inside the unit without a statement when it
 // can (ok): from the unit's held write of it (when the unit already holds
-// the lock asked for, or none is), or from a Prefetch that read it with
-// at least lock. Once the transaction
-// has been handed out (TxFromContext), SQL the caller runs on it may have
-// changed any row, so prefetched rows no longer answer. An ended unit
-// answers nothing.
+// the lock asked for, or none is asked for), or from a Prefetch that read
+// it with at least lock. Once the transaction has been handed out
+// (TxFromContext), SQL the caller runs on it may have changed any row, so
+// prefetched rows no longer answer. An ended unit answers nothing.
 func (u *unit) answer(a rowAddr, lock feed.Lock) (row feed.Row, found, ok bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()

@@ -213,9 +213,15 @@ func TestPaymentTimeout(t *testing.T) {
 			return len(stockEvents(t, store, "tea", "o-6")) == 2
 		}, 30*time.Second, 5*time.Millisecond, "the stock is released")
 		// Nothing was charged, so the refund voided the payment instead:
-		// a charge that came late would be refused.
-		envs, err := store.ReadStream(context.Background(), orders.PaymentStream("o-6"), 1, 10)
-		require.NoError(t, err)
+		// a charge that came late would be refused. The refund has a
+		// handler of its own, which may run after the stock's.
+		var envs []events.Envelope
+		require.Eventually(t, func() bool {
+			var err error
+			envs, err = store.ReadStream(context.Background(), orders.PaymentStream("o-6"), 1, 10)
+			require.NoError(t, err)
+			return len(envs) > 0
+		}, 30*time.Second, 5*time.Millisecond, "the refund is handled")
 		require.Len(t, envs, 1)
 		require.Equal(t, "payments.payment_voided", envs[0].Type)
 	})

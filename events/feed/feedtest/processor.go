@@ -35,6 +35,7 @@ var processorTests = []processorTest{
 	{"ProcessorPartitionKeyChangeRefused", testProcessorKeyChangeRefused},
 	{"ProcessorPartitionKeyAndCountChangeHandlesOnce", testProcessorKeyAndCountChangeHandlesOnce},
 	{"ProcessorReplayFencedByTheLease", testProcessorReplayFenced},
+	{"ProcessorReplaySurvivesFailedSweeps", testProcessorReplaySurvivesFailedSweeps},
 	{"ProcessorReplayAfterRepartition", testProcessorReplayAfterRepartition},
 	{"ProcessorFailureAtStopRollsBackUnit", testProcessorFailureAtStop},
 	{"ProcessorPanicIsAFailure", testProcessorPanic},
@@ -45,6 +46,17 @@ var processorTests = []processorTest{
 // applied counts, in the store's rows and through each event's unit, how
 // many times every event was applied: exactly-once effects show as 1.
 const appliedTable = "applied"
+
+// failingOn returns a handler that fails on bad while broken is set and
+// applies every other event once (applyOnce under ns).
+func failingOn(ns string, bad events.Envelope, broken *atomic.Bool) feed.Handler {
+	return func(ctx context.Context, env events.Envelope) error {
+		if env.ID == bad.ID && broken.Load() {
+			return errors.New("cannot apply " + env.ID)
+		}
+		return applyOnce(ctx, ns, env)
+	}
+}
 
 func applyOnce(ctx context.Context, ns string, env events.Envelope) error {
 	u, ok := events.UnitFromContext(ctx)
@@ -518,12 +530,7 @@ func testProcessorReplayIn(t *testing.T, m mode, s events.Store, src feed.Source
 	bad := envs[1]
 	var broken atomic.Bool
 	broken.Store(true)
-	h := func(ctx context.Context, env events.Envelope) error {
-		if env.ID == bad.ID && broken.Load() {
-			return errors.New("cannot apply " + env.ID)
-		}
-		return applyOnce(ctx, name, env)
-	}
+	h := failingOn(name, bad, &broken)
 	// Two processes: only the one holding the partition replays.
 	p1 := startProcessor(t, m, src, cfg, h)
 	p2 := startProcessor(t, m, src, cfg, h)
@@ -755,12 +762,7 @@ func testProcessorReplayAfterRepartition(t *testing.T, m mode, s events.Store, s
 	broken.Store(true)
 	envs := appendSpread(t, s, name, 4, 12)
 	bad := envs[5]
-	h := func(ctx context.Context, env events.Envelope) error {
-		if env.ID == bad.ID && broken.Load() {
-			return errors.New("cannot apply " + env.ID)
-		}
-		return applyOnce(ctx, name, env)
-	}
+	h := failingOn(name, bad, &broken)
 	cfg := func(n int) *feed.ProcessorConfig {
 		c := procConfig(name, n)
 		c.MaxAttempts = 1

@@ -43,15 +43,13 @@ type Rows interface {
 	// unit that is about to Get many rows pays for one read instead of one
 	// per row: a handler at the head of a unit reading the rows of every
 	// event in it (UnitEvents), say. Later Gets in the same unit of a
-	// prefetched row, with at most the lock it was read with, answer from
-	// what it read, or from the unit's own writes since. An absence is
-	// remembered as of the Prefetch: prefetch again to look again (on
-	// PostgreSQL a lock does not protect an absent row, so a Get of it
-	// without Prefetch could find a row another unit inserted since; in
-	// memory the unit then fails at commit with ErrConflict either way).
-	// Rows written by the unit's transaction outside Rows (TxFromContext)
-	// after the Prefetch are not seen by Gets answered from it. Outside a
-	// unit it validates addrs and does nothing, and refuses a lock.
+	// prefetched row, with at most the lock it was read with, answer what
+	// a Get would have answered at the Prefetch, or the unit's own writes
+	// since; the lock is held as a Get's would be. A Get answered so may
+	// not see a row another unit inserted after the Prefetch (no lock
+	// protects an absent row on PostgreSQL): prefetch again to look again.
+	// Outside a unit it validates addrs and does nothing, and refuses a
+	// lock.
 	Prefetch(ctx context.Context, lock Lock, addrs ...RowAddress) error
 	// DeleteNamespace deletes up to limit rows of namespace ns and returns
 	// how many it deleted: call it until it returns fewer than limit, each

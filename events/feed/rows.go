@@ -43,11 +43,12 @@ type Rows interface {
 	// unit that is about to Get many rows pays for one read instead of one
 	// per row: a handler at the head of a unit reading the rows of every
 	// event in it (UnitEvents), say. Later Gets in the same unit of a
-	// prefetched row, with at most the lock it was read with, answer what
-	// a Get would have answered at the Prefetch, or the unit's own writes
-	// since; the lock is held as a Get's would be. A Get answered so may
-	// not see a row another unit inserted after the Prefetch (no lock
-	// protects an absent row on PostgreSQL): prefetch again to look again.
+	// prefetched row, with at most the lock it was read with, send no
+	// statement: they answer the unit's own writes since, or what the
+	// Prefetch read (in memory, where a Get costs nothing, they read the
+	// row again). The lock is held as a Get's would be. So on PostgreSQL
+	// such a Get does not see a row another unit inserted after the
+	// Prefetch, which no lock prevents: prefetch again to look again.
 	// Outside a unit it validates addrs and does nothing, and refuses a
 	// lock.
 	Prefetch(ctx context.Context, lock Lock, addrs ...RowAddress) error

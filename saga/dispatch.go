@@ -70,9 +70,6 @@ func (e *Engine) Handle(ctx context.Context, env events.Envelope) error {
 	if !ok {
 		return fmt.Errorf("%w: the unit is a %T, not a feed.Unit", ErrNoUnit, eu)
 	}
-	if err := e.prefetch(ctx, u); err != nil {
-		return err
-	}
 	targets, v, err := e.routeOnce(ctx, env)
 	if err != nil {
 		e.metrics.BadInput.WithLabelValues("decode").Inc()
@@ -84,6 +81,12 @@ func (e *Engine) Handle(ctx context.Context, env events.Envelope) error {
 	}
 	g, err := e.gateOutcome(ctx, env, targets, v)
 	if err != nil {
+		return err
+	}
+	// After the gate: at the head of a unit the gate may wait, and must do
+	// so before anything begins the unit's transaction, which the
+	// prefetch does.
+	if err := e.prefetch(ctx, u); err != nil {
 		return err
 	}
 	for _, t := range targets {
@@ -216,7 +219,7 @@ func (e *Engine) routeOnce(ctx context.Context, env events.Envelope) ([]target, 
 // prefetch, at the head of a unit of several events, routes all of them
 // and reads their instance rows in one statement, locked as each step's
 // own read would lock its instance: their steps then read them without a
-// round trip each, and decode them once (routeOnce).
+// round trip each, and are not decoded again (routeOnce).
 func (e *Engine) prefetch(ctx context.Context, u feed.Unit) error {
 	evs := feed.UnitEvents(ctx)
 	if len(evs) < 2 || feed.UnitIndex(ctx) != 0 {

@@ -2,6 +2,7 @@ package saga_test
 
 import (
 	"context"
+	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/consistency"
+	"github.com/converge-es/converge/events/feed"
 	"github.com/converge-es/converge/events/pgstore"
 	"github.com/converge-es/converge/internal/pgtest"
 	"github.com/converge-es/converge/saga"
@@ -112,4 +114,48 @@ func TestGatedStepHoldsNoTransactionWhileItWaits(t *testing.T) {
 	require.Empty(t, during, "a transaction was open while the parked step waited for its read model")
 	require.Equal(t, int32(2), ran.Load())
 	require.Equal(t, saga.StatusRunning, status(parks, "2"))
+
+	// The engine waits at the head of a unit of several events (a
+	// processor that is behind, without a Gate of its own), before the
+	// unit reads the instances of all of them.
+	newProc := func() *feed.Processor {
+		p, err := feed.NewProcessor(store, &feed.ProcessorConfig{
+			Name: "no_tx_head", Types: waits.Types(), PartitionKey: waits.PartitionKey(), CommitBatch: 10,
+			Subscriber: feed.SubscriberConfig{Logger: slog.New(slog.DiscardHandler)},
+		}, waits.Handle)
+		require.NoError(t, err)
+		return p
+	}
+	run := func(p *feed.Processor) (stop func()) {
+		pctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- p.Run(pctx) }()
+		return func() {
+			cancel()
+			require.ErrorIs(t, <-done, context.Canceled)
+		}
+	}
+	b = bare{store: store, engine: waits}
+	placed := b.append(t, "order-3", OrderPlaced{OrderID: "3"})
+	first := newProc()
+	stop := run(first)
+	require.Eventually(t, func() bool {
+		pos, err := first.Position(ctx)
+		return err == nil && !pos.Before(placed.Token)
+	}, 30*time.Second, time.Millisecond, "the processor catches up")
+	stop()
+	reserved = b.append(t, "order-3", StockReserved{OrderID: "3"})
+	b.append(t, "order-4", OrderPlaced{OrderID: "4"})
+	b.append(t, "order-5", OrderPlaced{OrderID: "5"})
+	stop = run(newProc())
+	waiting()
+	during = openTx()
+	tracker.Advance(summaryModel, reserved.Token)
+	require.Eventually(t, func() bool { return ran.Load() == 3 }, 30*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool {
+		_, err := waits.Show(ctx, "no_tx", "5")
+		return err == nil
+	}, 30*time.Second, time.Millisecond, "the unit's later events ran")
+	stop()
+	require.Empty(t, during, "a transaction was open while the head of a unit waited for its read model")
 }

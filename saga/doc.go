@@ -92,7 +92,7 @@
 // A consumer that is behind applies many events in one unit. The step at
 // its head then reads the instance rows of all of them in one statement
 // (feed.Rows.Prefetch, locked as each step would lock its own), and decodes
-// and correlates each event once for the whole unit: on PostgreSQL the
+// each event once for the whole unit: on PostgreSQL the
 // steps after it read their instances without a round trip each, and a
 // step of an instance the unit already wrote reads its own held write.
 // Claiming a new id and reading the instance again after the claim take

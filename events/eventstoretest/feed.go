@@ -50,6 +50,7 @@ var feedTests = []feedTest{
 	{"RowsDeleteNamespace", testRowsDeleteNamespace},
 	{"RowsInvalid", testRowsInvalid},
 	{"RowsLockedReadNoLostUpdate", testRowsLockedReadNoLostUpdate},
+	{"RowsPrefetchNeverAnswersOlder", testRowsPrefetchNeverAnswersOlder},
 	{"AppendHooks", testAppendHooks},
 	{"DeleteCheckpoints", testDeleteCheckpoints},
 	{"AppendHookAfterSkipsStoredRetry", testAppendHookAfterSkipsStoredRetry},

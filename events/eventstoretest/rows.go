@@ -358,3 +358,35 @@ func testRowsPutCopiesValue(t *testing.T, src feed.Source, _ events.Store) {
 	require.NoError(t, u.Commit(ctx))
 	requireValues(outside, want, "committed")
 }
+
+// testRowsPrefetchNeverAnswersOlder: after a Prefetch without a lock,
+// another unit changes the rows; a locked Get, or a List, then reads them
+// from the table, and a Get without a lock after that answers the row as
+// it read it, never the older prefetched copy: a unit's reads of a row do
+// not go back in time.
+func testRowsPrefetchNeverAnswersOlder(t *testing.T, src feed.Source, _ events.Store) {
+	ctx := t.Context()
+	for _, viaList := range []bool{false, true} {
+		key := fmt.Sprintf("k-%v", viaList)
+		require.NoError(t, src.Rows().Put(ctx, "ns", "t", key, json.RawMessage(`1`), events.Token{}))
+		u := begin(t, src)
+		in := u.Rows()
+		require.NoError(t, in.Prefetch(ctx, feed.LockNone, feed.RowAddress{Namespace: "ns", Table: "t", Key: key}))
+		require.NoError(t, src.Rows().Put(ctx, "ns", "t", key, json.RawMessage(`2`), events.Token{}))
+		if viaList {
+			rows, err := in.List(ctx, "ns", "t", feed.RowQuery{Prefix: key})
+			require.NoError(t, err)
+			require.Len(t, rows, 1)
+			require.JSONEq(t, `2`, string(rows[0].Value))
+		} else {
+			row, _, err := in.Get(ctx, "ns", "t", key, feed.LockShare)
+			require.NoError(t, err)
+			require.JSONEq(t, `2`, string(row.Value))
+		}
+		row, ok, err := in.Get(ctx, "ns", "t", key, feed.LockNone)
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.JSONEq(t, `2`, string(row.Value), "list=%v: the row as the unit last read it", viaList)
+		require.NoError(t, u.Rollback(ctx))
+	}
+}

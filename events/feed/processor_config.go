@@ -66,11 +66,11 @@ type ProcessorConfig struct {
 	Partitions int
 	// PartitionKey is what is hashed. Defaults to ByStream. Changing it
 	// alone would move events between partitions behind their
-	// checkpoints, so some would be handled twice and some never: the
-	// processor refuses to start (ErrPartitionKeyChanged, from Run or the
-	// router's Run). Change Partitions with it (the new partitions skip
-	// what the old ones handled, by the old key), or give the processor a
-	// new Name (it starts over).
+	// checkpoints, so some would be handled twice and some never: a
+	// processor of more than one partition then refuses to start
+	// (ErrPartitionKeyChanged, from AddHandlers or Run). Change Partitions
+	// with it (the new partitions skip what the old ones handled, by the
+	// old key), or give the processor a new Name (it starts over).
 	PartitionKey PartitionKey
 	// CommitBatch bounds how many consecutive already-read events share one
 	// unit (see SubscriberConfig.CommitBatch). Defaults to

@@ -136,6 +136,13 @@ func (p *Processor) seedPartitions(ctx context.Context) error {
 	}
 	if old == now {
 		p.carried = rec.Carried
+		if ok && rec.Key == "" {
+			// A record from before keys were kept: keep this one, so a
+			// later change of key is caught.
+			rec.Key = key
+			b, _ := json.Marshal(rec)
+			return rows.Put(ctx, RuntimeNamespace, ProcessorsTable, p.cfg.Name, b, events.Token{})
+		}
 		return nil
 	}
 	carried := rec.Carried

@@ -48,7 +48,13 @@ type Rows interface {
 	// Prefetch read (in memory, where a Get costs nothing, they read the
 	// row again). The lock is held as a Get's would be. So on PostgreSQL
 	// such a Get does not see a row another unit inserted after the
-	// Prefetch, which no lock prevents: prefetch again to look again.
+	// Prefetch, which no lock prevents, nor, after a Prefetch without a
+	// lock, another unit's later change: prefetch again to look again. A
+	// unit's reads of a row never go back: once a locked Get or a List
+	// has read a row anew, Gets answer that. Prefetched rows stop
+	// answering when the unit's transaction is handed out for SQL of the
+	// caller's own (pgstore.TxFromContext), after DeleteNamespace, and
+	// after an append hook fails.
 	// Outside a unit it validates addrs and does nothing, and refuses a
 	// lock.
 	Prefetch(ctx context.Context, lock Lock, addrs ...RowAddress) error

@@ -258,9 +258,14 @@
 //     prefetching overlapping rows lock them in the same order) and keeps
 //     them in the unit: a later Get of one, with at most the lock it was
 //     read with, answers from them. A row the unit writes afterwards
-//     answers from its held write instead, and a locked Get of a held row
-//     whose lock the unit already holds (from a Prefetch or a locked Get)
-//     answers from the held write without sending it. Prefetched rows stop
+//     answers from its held write instead, and so does a locked Get of a
+//     held row that a Prefetch or a locked Get already read with that
+//     lock, without sending the write (were the row absent then, no lock
+//     was taken, but the write is the unit's own and its upsert at commit
+//     waits for any other writer). A locked Get or a List that reads rows
+//     anew replaces or drops older prefetched copies, and a Prefetch
+//     without a lock runs as a Get without one: on the pool until the
+//     unit has begun its transaction. Prefetched rows stop
 //     answering once TxFromContext hands the transaction out (SQL on it
 //     may change them), after DeleteNamespace, and after an append hook's
 //     savepoint rolls back (locks taken inside it went with it).

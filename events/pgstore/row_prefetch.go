@@ -33,7 +33,9 @@ func (u *unit) answer(a rowAddr, lock feed.Lock) (row feed.Row, found, ok bool) 
 		return feed.Row{}, false, false // the statement path says so
 	}
 	if w, held := u.held[a]; held {
-		if lock != feed.LockNone && u.locked[a] < lock {
+		// SQL on a handed-out transaction may have rolled a savepoint
+		// back, and the locks taken under it with it.
+		if lock != feed.LockNone && (u.locked[a] < lock || u.handed != nil) {
 			// The lock is not taken yet: the held write is sent and the
 			// row read back locked (Rows.Get).
 			return feed.Row{}, false, false
@@ -67,6 +69,31 @@ func (u *unit) forgetFetched() {
 	u.fetched = nil
 }
 
+// readFresh records a locked Get's read of a from the table: the lock,
+// and the row as read in place of an older prefetched copy, so a later
+// Get never answers something older than what the unit has seen.
+func (u *unit) readFresh(a rowAddr, lock feed.Lock, value []byte, major, minor int64, present bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.tookLocks(lock, a)
+	if f, ok := u.fetched[a]; ok {
+		u.fetched[a] = fetchedRow{value: append([]byte(nil), value...), major: major, minor: minor, present: present, lock: max(f.lock, lock)}
+	}
+}
+
+// listed drops the prefetched rows of ns/table read without a lock: a
+// List read the table since, and may have seen them newer. Locked ones
+// cannot have changed.
+func (u *unit) listed(ns, table string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for a, f := range u.fetched {
+		if f.lock == feed.LockNone && a.ns == ns && a.table == table {
+			delete(u.fetched, a)
+		}
+	}
+}
+
 // Prefetch reads the rows at addrs in one statement (with the BEGIN and,
 // when one of them is held and a lock is asked for, the held writes, in
 // one round trip) and keeps them for the unit's Gets.
@@ -89,30 +116,41 @@ func (r *rows) Prefetch(ctx context.Context, lock feed.Lock, addrs ...feed.RowAd
 		as[i] = rowAddr{a.Namespace, a.Table, a.Key}
 		nss[i], tbls[i], keys[i] = a.Namespace, a.Table, a.Key
 	}
-	// A read without a lock answers held rows from the held writes
-	// (answer), so only a locked one needs them sent first.
-	flush := heldAt(as...)
-	if lock == feed.LockNone {
-		flush = func(rowBuffer) bool { return false }
-	}
 	found := make(map[rowAddr]fetchedRow, len(addrs))
-	_, err := r.u.inTxFlushing(ctx, flush, func(b *pgx.Batch) { b.Queue(r.s.q.rowPrefetch[lock], nss, tbls, keys) }, func(br pgx.BatchResults) error {
-		rs, err := br.Query()
-		if err != nil {
-			return err
-		}
+	scan := func(rs pgx.Rows) error {
 		var (
 			a     rowAddr
 			f     = fetchedRow{present: true, lock: lock}
 			value []byte
 		)
-		_, err = pgx.ForEachRow(rs, []any{&a.ns, &a.table, &a.key, &value, &f.major, &f.minor}, func() error {
+		_, err := pgx.ForEachRow(rs, []any{&a.ns, &a.table, &a.key, &value, &f.major, &f.minor}, func() error {
 			f.value = append([]byte(nil), value...)
 			found[a] = f
 			return nil
 		})
 		return err
-	})
+	}
+	var err error
+	if lock == feed.LockNone {
+		// As a Get without a lock: on the unit's transaction once begun,
+		// else on the pool, so it begins nothing (a gate reads this way
+		// at the head of a unit). Held rows answer from the held writes.
+		var db execer
+		if db, err = r.u.reader(); err == nil {
+			var rs pgx.Rows
+			if rs, err = db.Query(ctx, r.s.q.rowPrefetch[lock], nss, tbls, keys); err == nil {
+				err = scan(rs)
+			}
+		}
+	} else {
+		_, err = r.u.inTxFlushing(ctx, heldAt(as...), func(b *pgx.Batch) { b.Queue(r.s.q.rowPrefetch[lock], nss, tbls, keys) }, func(br pgx.BatchResults) error {
+			rs, err := br.Query()
+			if err != nil {
+				return err
+			}
+			return scan(rs)
+		})
+	}
 	if err != nil {
 		return fmt.Errorf("pgstore: prefetch %d rows: %w", len(addrs), err)
 	}

@@ -80,9 +80,7 @@ func (r *rows) Get(ctx context.Context, ns, table, key string, lock feed.Lock) (
 			return err
 		})
 		if err == nil {
-			r.u.mu.Lock()
-			r.u.tookLocks(lock, rowAddr{ns, table, key})
-			r.u.mu.Unlock()
+			r.u.readFresh(rowAddr{ns, table, key}, lock, value, major, minor, !missing)
 		}
 		if err == nil && missing {
 			return feed.Row{}, false, nil
@@ -141,6 +139,9 @@ func (r *rows) List(ctx context.Context, ns, table string, q feed.RowQuery) ([]f
 	}
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: list rows %q/%q: %w", ns, table, err)
+	}
+	if r.u != nil {
+		r.u.listed(ns, table)
 	}
 	return out, nil
 }

@@ -449,3 +449,24 @@ func TestPrefetchedRowsStopAnsweringOnceTheTransactionIsHandedOut(t *testing.T) 
 		require.JSONEq(t, `{"n": 3}`, string(row.Value))
 	}
 }
+
+// TestPrefetchWithoutALockBeginsNothing: like a Get without a lock, a
+// Prefetch without one reads on the pool while the unit has not begun its
+// transaction (a gate reads so at the head of a unit, where nothing may
+// hold a connection or a transaction yet). On a pool of one connection a
+// begun unit would hold it, and the store's own read below would wait.
+func TestPrefetchWithoutALockBeginsNothing(t *testing.T) {
+	t.Parallel()
+	b := setup(t, events.NewRegistry(), 1)
+	ctx := t.Context()
+	require.NoError(t, b.store.Rows().Put(ctx, "ns", "t", "k", json.RawMessage(`1`), events.Token{}))
+	u, err := b.store.Checkpoints().Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = u.Rollback(context.WithoutCancel(ctx)) }()
+	require.NoError(t, u.Rows().Prefetch(u.Context(ctx), feed.LockNone, feed.RowAddress{Namespace: "ns", Table: "t", Key: "k"}))
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, ok, err := b.store.Rows().Get(rctx, "ns", "t", "k", feed.LockNone)
+	require.NoError(t, err, "the pool's one connection is free")
+	require.True(t, ok)
+}

@@ -33,6 +33,7 @@ var processorTests = []processorTest{
 	{"ProcessorPartitionCountChangeKeepsPosition", testProcessorRepartition},
 	{"ProcessorPartitionCountChangeFromSplitHandlesOnce", testProcessorRepartitionFromSplit},
 	{"ProcessorPartitionKeyChangeRefused", testProcessorKeyChangeRefused},
+	{"ProcessorKeylessRecordLearnsTheKey", testProcessorKeylessRecordLearnsTheKey},
 	{"ProcessorPartitionKeyAndCountChangeHandlesOnce", testProcessorKeyAndCountChangeHandlesOnce},
 	{"ProcessorReplayFencedByTheLease", testProcessorReplayFenced},
 	{"ProcessorReplaySurvivesFailedSweeps", testProcessorReplaySurvivesFailedSweeps},

@@ -2,6 +2,7 @@ package feedtest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -74,6 +75,26 @@ func testProcessorKeyChangeRefused(t *testing.T, m mode, s events.Store, src fee
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		t.Fatal("the refusal took the whole wait")
 	}
+}
+
+// testProcessorKeylessRecordLearnsTheKey: a processor record written
+// before records kept the partition key takes the key of the next start,
+// so a change of key after that is refused as well.
+func testProcessorKeylessRecordLearnsTheKey(t *testing.T, m mode, s events.Store, src feed.Source) {
+	name := uniqueName("keyless")
+	envs := appendCorrelated(t, s, name, 4, 3, 8)
+	require.NoError(t, src.Rows().Put(t.Context(), feed.RuntimeNamespace, feed.ProcessorsTable, name, json.RawMessage(`{"partitions": 2}`), events.Token{}))
+	first := startProcessor(t, m, src, procConfig(name, 2), func(ctx context.Context, env events.Envelope) error { return applyOnce(ctx, name, env) })
+	awaitPosition(t, first.p, envs[len(envs)-1].Token)
+	first.stop()
+
+	cfg := procConfig(name, 2)
+	cfg.PartitionKey = feed.ByCorrelation
+	p, err := feed.NewProcessor(src, cfg, func(context.Context, events.Envelope) error { return nil })
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer cancel()
+	require.ErrorIs(t, p.Run(ctx), feed.ErrPartitionKeyChanged)
 }
 
 // testProcessorKeyAndCountChangeHandlesOnce: changing the partition key

@@ -34,6 +34,7 @@ var processorTests = []processorTest{
 	{"ProcessorPartitionCountChangeFromSplitHandlesOnce", testProcessorRepartitionFromSplit},
 	{"ProcessorPartitionKeyChangeRefused", testProcessorKeyChangeRefused},
 	{"ProcessorKeylessRecordLearnsTheKey", testProcessorKeylessRecordLearnsTheKey},
+	{"ProcessorUnitEvents", testProcessorUnitEvents},
 	{"ProcessorPartitionKeyAndCountChangeHandlesOnce", testProcessorKeyAndCountChangeHandlesOnce},
 	{"ProcessorReplayFencedByTheLease", testProcessorReplayFenced},
 	{"ProcessorReplaySurvivesFailedSweeps", testProcessorReplaySurvivesFailedSweeps},

@@ -111,6 +111,19 @@ func (e *Engine) deliver(ctx context.Context, u feed.Unit, t target, env events.
 	if err != nil {
 		return err
 	}
+	if !found && !t.h.start && len(feed.UnitEvents(ctx)) > 1 {
+		// The absence may be what the head of the unit read for all its
+		// events, before the steps ahead of this one ran: another unit may
+		// have started the instance since, and a message ignored now would
+		// never reach it (its start adopted the ignored messages it could
+		// see). Look again, as a step alone in its unit would.
+		if err := rows.Prefetch(ctx, feed.LockUpdate, feed.RowAddress{Namespace: rowNamespace, Table: tableInstance, Key: instanceKey(s.name, id)}); err != nil {
+			return wrapRows(err, "read instance", s.name, id)
+		}
+		if in, found, err = e.load(ctx, rows, s.name, id, feed.LockUpdate); err != nil {
+			return err
+		}
+	}
 	if found && e.mayHaveTaken(in, env) {
 		done, err := e.handled(ctx, rows, s.name, id, env.ID)
 		if err != nil || done {

@@ -3,9 +3,11 @@ package pgstore_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
 	"github.com/converge-es/converge/events/pgstore"
+	"github.com/converge-es/converge/internal/pgtest"
 )
 
 // randomKey returns a key of 1 to 40 runes drawn from ASCII, Latin-1 and
@@ -469,4 +472,55 @@ func TestPrefetchWithoutALockBeginsNothing(t *testing.T) {
 	_, ok, err := b.store.Rows().Get(rctx, "ns", "t", "k", feed.LockNone)
 	require.NoError(t, err, "the pool's one connection is free")
 	require.True(t, ok)
+}
+
+// failingAfterHook fails every append it runs in, after the events are
+// stored: the append's savepoint rolls back.
+type failingAfterHook struct{}
+
+func (failingAfterHook) Wants([]string) bool { return true }
+
+func (failingAfterHook) Before(_ context.Context, _ feed.Unit, _ string, evs []events.Event) ([]events.Event, error) {
+	return evs, nil
+}
+
+func (failingAfterHook) After(context.Context, feed.Unit, []events.Envelope) error {
+	return errors.New("pgstore test: the hook refuses")
+}
+
+// TestPrefetchedRowsStopAnsweringAfterAHookFails: an append hook's failure
+// rolls its savepoint back, and the locks taken under it with it; the unit
+// cannot tell which, so its prefetched rows stop answering and the next
+// locked Get reads the table again.
+func TestPrefetchedRowsStopAnsweringAfterAHookFails(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	db := pgtest.New(t, nil)
+	var reads atomic.Int64
+	pool := db.Traced(t, func(sql string, args []any) {
+		if strings.HasPrefix(sql, "SELECT value, major, minor") && len(args) > 2 && args[2] == "k" {
+			reads.Add(1)
+		}
+	})
+	st, err := pgstore.New(ctx, pool, &pgstore.Config{Schema: db.Schema, Registry: events.NewRegistry()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	require.NoError(t, st.Rows().Put(ctx, "ns", "t", "k", json.RawMessage(`1`), events.Token{}))
+	defer st.AddAppendHook(failingAfterHook{})()
+
+	u, err := st.Checkpoints().Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = u.Rollback(context.WithoutCancel(ctx)) }()
+	uctx := u.Context(ctx)
+	require.NoError(t, u.Rows().Prefetch(uctx, feed.LockUpdate, feed.RowAddress{Namespace: "ns", Table: "t", Key: "k"}))
+	_, _, err = u.Rows().Get(uctx, "ns", "t", "k", feed.LockUpdate)
+	require.NoError(t, err)
+	require.Zero(t, reads.Load(), "answered from the Prefetch")
+	_, err = u.Append(uctx, "a-1", events.NoStream, events.Event{Data: events.Raw{Type: "t", Payload: json.RawMessage(`{}`)}})
+	require.ErrorContains(t, err, "the hook refuses")
+	row, ok, err := u.Rows().Get(uctx, "ns", "t", "k", feed.LockUpdate)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.JSONEq(t, `1`, string(row.Value))
+	require.Equal(t, int64(1), reads.Load(), "read from the table again")
 }

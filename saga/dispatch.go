@@ -86,7 +86,7 @@ func (e *Engine) Handle(ctx context.Context, env events.Envelope) error {
 	// After the gate: at the head of a unit the gate may wait, and must do
 	// so before anything begins the unit's transaction, which the
 	// prefetch does.
-	if err := e.prefetch(ctx, u); err != nil {
+	if err := e.prefetch(ctx, u, routed{eventID: env.ID, targets: targets, v: v}); err != nil {
 		return err
 	}
 	for _, t := range targets {
@@ -229,23 +229,27 @@ func (e *Engine) routeOnce(ctx context.Context, env events.Envelope) ([]target, 
 	return e.route(env)
 }
 
-// prefetch, at the head of a unit of several events, routes all of them
-// and reads their instance rows in one statement, locked as each step's
+// prefetch, at the head of a unit of several events, routes the others
+// (head is the head's route) and reads their instance rows in one
+// statement, locked as each step's
 // own read would lock its instance: their steps then read them without a
 // round trip each, and are not decoded again (routeOnce).
-func (e *Engine) prefetch(ctx context.Context, u feed.Unit) error {
+func (e *Engine) prefetch(ctx context.Context, u feed.Unit, head routed) error {
 	evs := feed.UnitEvents(ctx)
 	if len(evs) < 2 || feed.UnitIndex(ctx) != 0 {
 		return nil
 	}
 	rs := make([]routed, len(evs))
+	rs[0] = head
 	addrs := make([]feed.RowAddress, 0, len(evs))
 	seen := make(map[string]struct{}, len(evs))
 	for j, ev := range evs {
 		r := &rs[j]
-		r.eventID = ev.ID
-		if r.targets, r.v, r.err = e.route(ev); r.err != nil {
-			continue // its own delivery reports it
+		if j > 0 {
+			r.eventID = ev.ID
+			if r.targets, r.v, r.err = e.route(ev); r.err != nil {
+				continue // its own delivery reports it
+			}
 		}
 		for _, t := range r.targets {
 			id, err := t.key(r.v, ev)

@@ -11,13 +11,12 @@ import (
 	"github.com/converge-es/converge/events/feed"
 )
 
-// fetchedRow is a row as Rows.Prefetch read it (present false: absent),
-// and the lock it was read with.
+// fetchedRow is a row as Rows.Prefetch read it (present false: absent).
+// The lock it answers under is the unit's on the row (unit.locked).
 type fetchedRow struct {
 	value        []byte
 	major, minor int64
 	present      bool
-	lock         feed.Lock
 }
 
 // answer answers a Get of a inside the unit without a statement when it
@@ -46,7 +45,7 @@ func (u *unit) answer(a rowAddr, lock feed.Lock) (row feed.Row, found, ok bool) 
 		return rowOf(a.key, w.value, w.major, w.minor), true, true
 	}
 	f, fetched := u.fetched[a]
-	if !fetched || f.lock < lock || u.handed != nil {
+	if !fetched || u.locked[a] < lock || u.handed != nil {
 		return feed.Row{}, false, false
 	}
 	if !f.present {
@@ -76,8 +75,8 @@ func (u *unit) readFresh(a rowAddr, lock feed.Lock, value []byte, major, minor i
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.tookLocks(lock, a)
-	if f, ok := u.fetched[a]; ok {
-		u.fetched[a] = fetchedRow{value: append([]byte(nil), value...), major: major, minor: minor, present: present, lock: max(f.lock, lock)}
+	if _, ok := u.fetched[a]; ok {
+		u.fetched[a] = fetchedRow{value: append([]byte(nil), value...), major: major, minor: minor, present: present}
 	}
 }
 
@@ -87,8 +86,8 @@ func (u *unit) readFresh(a rowAddr, lock feed.Lock, value []byte, major, minor i
 func (u *unit) listed(ns, table string) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	for a, f := range u.fetched {
-		if f.lock == feed.LockNone && a.ns == ns && a.table == table {
+	for a := range u.fetched {
+		if u.locked[a] == feed.LockNone && a.ns == ns && a.table == table {
 			delete(u.fetched, a)
 		}
 	}
@@ -120,7 +119,7 @@ func (r *rows) Prefetch(ctx context.Context, lock feed.Lock, addrs ...feed.RowAd
 	scan := func(rs pgx.Rows) error {
 		var (
 			a     rowAddr
-			f     = fetchedRow{present: true, lock: lock}
+			f     = fetchedRow{present: true}
 			value []byte
 		)
 		_, err := pgx.ForEachRow(rs, []any{&a.ns, &a.table, &a.key, &value, &f.major, &f.minor}, func() error {
@@ -173,20 +172,14 @@ func (u *unit) keepFetched(as []rowAddr, found map[rowAddr]fetchedRow, lock feed
 		if _, held := u.held[a]; held {
 			continue
 		}
-		f, ok := found[a]
-		if !ok {
-			f = fetchedRow{lock: lock}
-		}
-		// A lock taken earlier in the unit is still held.
-		f.lock = max(f.lock, u.fetched[a].lock, u.locked[a])
-		u.fetched[a] = f
+		u.fetched[a] = found[a] // absent: the zero fetchedRow
 	}
 	u.tookLocks(lock, as...)
 }
 
 // tookLocks records that the unit's transaction holds lock on the rows at
-// as: a later locked Get of one of them that the unit wrote since then
-// answers from its held write.
+// as: a later Get of one of them with at most that lock answers from the
+// unit's held write of it, or from what a Prefetch read.
 func (u *unit) tookLocks(lock feed.Lock, as ...rowAddr) {
 	if lock == feed.LockNone {
 		return

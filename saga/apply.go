@@ -96,6 +96,13 @@ func (e *Engine) apply(ctx context.Context, u feed.Unit, t target, in *instance,
 		}
 		return err
 	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		// The delivery ended under the step (the lease was lost, or the
+		// process is stopping): what it returned says nothing of the
+		// step. Returning it rolls the unit back, and the step runs again,
+		// with its attempts untouched, at the next delivery.
+		return err
+	}
 	var perm *PermanentError
 	if errors.As(err, &perm) {
 		return e.failStep(ctx, rows, in, env, err)

@@ -51,7 +51,10 @@ type Config[S any] struct {
 	// instance (ErrStateDecode). Defaults to none.
 	Upcast map[int]func(state json.RawMessage) (json.RawMessage, error)
 	// MaxAttempts is how many times a step that returns an error runs
-	// before the instance fails. Defaults to DefaultMaxAttempts (10).
+	// before the instance fails. A step that fails once its delivery's
+	// context is cancelled (the consumer lost its lease, or the process
+	// is stopping) has not used an attempt: its unit rolls back and it
+	// runs again. Defaults to DefaultMaxAttempts (10).
 	MaxAttempts int
 	// RetryBackoff is the delay before the second attempt of a failed step;
 	// it doubles per attempt, up to MaxRetryBackoff. Defaults to

@@ -146,6 +146,8 @@
 // # Failures and bad input
 //
 // A handler error (or panic) discards the step and parks it for a retry
+// (unless the step's context was cancelled under it, by a lost lease or a
+// stop: then the unit rolls back and the step runs again, no attempt used)
 // after a backoff (Config.RetryBackoff, doubling up to
 // Config.MaxRetryBackoff) or after RetryAfter's delay, without holding up
 // other instances. After Config.MaxAttempts, or

@@ -29,6 +29,9 @@ type consumer struct {
 	// the partitions of a processor's previous count): they are skipped
 	// as if the filter had left them out.
 	handled func(events.Envelope) bool
+	// ready, when set, runs before the first lease is taken and may set
+	// handled; an error ends the consumer before it delivers anything.
+	ready func(context.Context) error
 	// assigned, when set, says whether this process should hold the lease
 	// now (a processor's partition owned by this member), and gives a
 	// channel closed when that may have changed.
@@ -148,6 +151,11 @@ var errRedeliver = errors.New("feed: redeliver")
 func (c *consumer) run(ctx context.Context) {
 	defer close(c.out)
 	defer c.st.setLease(LeaseStopped)
+	if c.ready != nil {
+		if err := c.ready(ctx); err != nil {
+			return
+		}
+	}
 	for {
 		if err := c.awaitAssignment(ctx); err != nil {
 			return

@@ -55,9 +55,16 @@ type Processor struct {
 	mdone    chan struct{}
 
 	parts []*partitionState
-	// carried is what the partitions of the previous count had handled
-	// (seed sets it before any partition subscribes).
+	// seedMu guards seeded and carried: the start tries the seed once,
+	// and each partition's consumer waits for it to have succeeded before
+	// it takes its lease (awaitSeed).
+	seedMu sync.Mutex
+	seeded bool
+	// carried is what the partitions of the previous count had handled.
 	carried *carriedPositions
+	// refused is a refusal found after the start (awaitSeed), for Run to
+	// return.
+	refused atomic.Pointer[error]
 	// mode is how the processor delivers once chosen: by a router
 	// (AddHandlers) or by Run. A processor delivering both ways would run
 	// two consumers per partition, each taking the other's lease in turn.
@@ -260,7 +267,14 @@ func (p *Processor) newConsumer(ps *partitionState) *consumer {
 		},
 		out: make(chan *message.Message),
 	}
-	c.handled = p.carried.skip()
+	c.ready = func(ctx context.Context) error {
+		skip, err := p.awaitSeed(ctx)
+		if errors.Is(err, ErrPartitionKeyChanged) {
+			ps.setError(err)
+		}
+		c.handled = skip
+		return err
+	}
 	c.log = p.cfg.Logger.With("consumer", c.name, "owner", c.owner)
 	c.st = newConsumerState(&p.subCfg, c.name, c.owner)
 	ps.mu.Lock()
@@ -324,6 +338,15 @@ func (p *Processor) handle(ctx context.Context, ps *partitionState, env events.E
 	if !first && errors.Is(err, ErrCut) {
 		// A cut asked for behind the head is no failure: no attempt
 		// record, no error in Status, no warning.
+		return err
+	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		// Delivery ended under the handler (the lease was lost, or the
+		// processor is stopping): whatever it returned says nothing of the
+		// event, which is delivered again with its attempts untouched.
+		// Counting it would halt or dead-letter an event that a slow
+		// renewal interrupted. A deadline (a Timeout middleware) still
+		// counts: a handler that always overruns it must end somewhere.
 		return err
 	}
 	if a == nil {

@@ -60,15 +60,20 @@ type ProcessorConfig struct {
 	// between the processes running the processor. Changing it starts the
 	// new partitions from the lowest position of the old ones, and they
 	// skip the events that an old partition had handled already, so each
-	// event is still handled once. Stop the processes running the old
-	// count before starting one with the new: partitions of both counts
-	// running at once would handle the same events. Defaults to 1.
+	// event is still handled once. The partitions deliver nothing until
+	// the processor's record of its old count is read: a store that does
+	// not answer at the start delays them (with a warning), never sends
+	// them back to the beginning of the feed. Stop the processes running
+	// the old count before starting one with the new: partitions of both
+	// counts running at once would handle the same events. Defaults to 1.
 	Partitions int
 	// PartitionKey is what is hashed. Defaults to ByStream. Changing it
 	// alone would move events between partitions behind their
 	// checkpoints, so some would be handled twice and some never: a
 	// processor of more than one partition then refuses to start
-	// (ErrPartitionKeyChanged, from AddHandlers or Run). Change Partitions
+	// (ErrPartitionKeyChanged, from AddHandlers or Run; when its record
+	// could not be read then, its partitions refuse once it can be, and
+	// say so in Status as their LastError). Change Partitions
 	// with it (the new partitions skip what the old ones handled, by the
 	// old key), or give the processor a new Name (it starts over).
 	PartitionKey PartitionKey
@@ -78,7 +83,10 @@ type ProcessorConfig struct {
 	CommitBatch int
 	// MaxAttempts is how many times an event is handled before OnFailure
 	// applies. Between attempts the event is delivered again after the
-	// subscriber's Nack backoff. Defaults to DefaultMaxAttempts (5).
+	// subscriber's Nack backoff. A handler that fails once its delivery's
+	// context is cancelled (the lease was lost, or the processor is
+	// stopping) has not used an attempt; a deadline that ends it (a
+	// Timeout middleware) has. Defaults to DefaultMaxAttempts (5).
 	MaxAttempts int
 	// OnFailure is what happens after MaxAttempts failures. Defaults to
 	// Halt.

@@ -42,6 +42,10 @@ func (p *Processor) Run(ctx context.Context) error {
 		wg.Go(func() { c.run(cctx) })
 	}
 	wg.Wait()
+	if err := p.refused.Load(); err != nil {
+		_ = p.Close()
+		return *err
+	}
 	// Run runs once, so the processor is done: leave the membership group
 	// (as Close does), or the other processes would keep this one's share
 	// of the partitions assigned to it, delivered by nobody, until its

@@ -56,25 +56,65 @@ func (c *carriedPositions) skip() func(events.Envelope) bool {
 // seed carries the processor's position over a change of its partition
 // count: partitions that have never run start at the lowest position of
 // the old partitions, not at the beginning of the feed, and skip what an
-// old partition had handled past that low mark (carriedPositions). It
-// runs once, before any partition subscribes; failures are logged and the
-// new partitions then start from their own (possibly zero) positions,
-// without the skip.
+// old partition had handled past that low mark (carriedPositions).
 //
 // It refuses (ErrPartitionKeyChanged) a PartitionKey changed at the same
 // count above 1: the partitions keep their names and checkpoints, but each
 // would now get events that others had, behind and ahead of its position.
 // (One partition gets every event whatever the key.)
+//
+// The start tries it once, to refuse there when it can. Any other failure
+// (the database did not answer) is not the start's to report: the
+// processor starts, and each partition's consumer waits for a seed that
+// succeeds before it takes its lease (awaitSeed). Starting without it
+// would be wrong twice over: new partitions would begin at the start of
+// the feed and apply again what the old ones had applied, and a changed
+// key would go unnoticed.
 func (p *Processor) seed(ctx context.Context) error {
+	p.seedMu.Lock()
+	defer p.seedMu.Unlock()
 	err := p.seedPartitions(ctx)
 	switch {
+	case err == nil:
+		p.seeded = true
 	case errors.Is(err, ErrPartitionKeyChanged):
 		return err
-	case err != nil && !errors.Is(err, context.Canceled):
-		p.cfg.Logger.Warn("feed: could not carry the position over a change of partition count; new partitions start from their own checkpoints",
+	case !errors.Is(err, context.Canceled):
+		p.cfg.Logger.Warn("feed: could not read the processor's partition record; its partitions wait for it before delivering",
 			"processor", p.cfg.Name, "error", err)
 	}
 	return nil
+}
+
+// awaitSeed returns once the seed has succeeded, trying it again with
+// backoff until it does, and what the consumer is to skip
+// (carriedPositions). It fails when ctx ends, or with
+// ErrPartitionKeyChanged, which it also keeps for Run to return.
+func (p *Processor) awaitSeed(ctx context.Context) (func(events.Envelope) bool, error) {
+	p.seedMu.Lock()
+	defer p.seedMu.Unlock()
+	retry := backoff{min: p.subCfg.PendingBackoffMin, max: p.subCfg.FallbackPollInterval}
+	for !p.seeded {
+		if !sleep(ctx, retry.next()) {
+			return nil, context.Cause(ctx)
+		}
+		err := p.seedPartitions(ctx)
+		switch {
+		case err == nil:
+			p.seeded = true
+			p.cfg.Logger.Info("feed: the processor's partition record is read; delivering", "processor", p.cfg.Name)
+		case errors.Is(err, ErrPartitionKeyChanged):
+			p.refused.CompareAndSwap(nil, &err)
+			p.cfg.Logger.Error("feed: refusing to deliver", "processor", p.cfg.Name, "error", err)
+			return nil, err
+		case ctx.Err() != nil:
+			return nil, context.Cause(ctx)
+		default:
+			p.cfg.Logger.Warn("feed: could not read the processor's partition record, retrying; its partitions wait for it",
+				"processor", p.cfg.Name, "error", err)
+		}
+	}
+	return p.carried.skip(), nil
 }
 
 // keyChange refuses a PartitionKey that differs from oldKey, the one the

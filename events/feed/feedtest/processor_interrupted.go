@@ -1,0 +1,60 @@
+package feedtest
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+)
+
+// testProcessorInterruptedHandlerIsNoFailure: a handler that fails
+// because its delivery ended under it (the lease was lost while the store
+// did not answer) has not failed on its event. With one attempt allowed
+// and dead letters as the policy, the event is delivered again once the
+// lease is back, and applied: not dead-lettered, not halted.
+func testProcessorInterruptedHandlerIsNoFailure(t *testing.T, m mode, s events.Store, src feed.Source) {
+	name := uniqueName("interrupted")
+	spy := newSpySource(src)
+	cfg := procConfig(name, 1)
+	cfg.Categories = []string{name}
+	cfg.MaxAttempts = 1
+	cfg.OnFailure = feed.DeadLetter
+	cfg.Subscriber.LeaseTTL, cfg.Subscriber.RenewInterval = 300*time.Millisecond, 20*time.Millisecond
+	envs := appendSpread(t, s, name, 2, 4)
+	// The first event heads its unit, where failures count.
+	slow := envs[0]
+	var calls atomic.Int32
+	entered := make(chan struct{})
+	h := func(ctx context.Context, env events.Envelope) error {
+		if env.ID == slow.ID && calls.Add(1) == 1 {
+			close(entered)
+			// As a handler whose statement is cancelled with its delivery.
+			<-ctx.Done()
+			return fmt.Errorf("write read model: %w", ctx.Err())
+		}
+		return applyOnce(ctx, name, env)
+	}
+	p := startProcessor(t, m, spy, cfg, h)
+	<-entered
+	// The store stops answering: renewals fail for a whole LeaseTTL and
+	// the holder gives the lease up, which ends the handler's delivery.
+	spy.cps.unreachable.Store(true)
+	require.Eventually(t, func() bool {
+		return p.p.Status().Partitions[0].Consumer.Lost > 0
+	}, waitTimeout, 5*time.Millisecond, "the holder gives the lease up")
+	spy.cps.unreachable.Store(false)
+
+	awaitPosition(t, p.p, envs[3].Token)
+	require.EqualValues(t, 2, calls.Load(), "the interrupted event is delivered again")
+	dls, err := p.p.DeadLetters(t.Context(), 0)
+	require.NoError(t, err)
+	require.Empty(t, dls, "an interrupted handler is no failure of its event")
+	require.Nil(t, p.p.Status().Partitions[0].Halt)
+	requireAppliedOnce(t, src, name, envs)
+}

@@ -412,7 +412,12 @@ func (p *Processor) gate(ctx context.Context, env events.Envelope, first bool) (
 	gctx, cancel := context.WithTimeout(withoutUnit(ctx), timeout)
 	reached, behind, err := p.cfg.Waiter.WaitReached(gctx, tok, models...)
 	cancel()
-	if err != nil && ctx.Err() == nil {
+	if ctx.Err() != nil {
+		// The delivery ended during the wait: nothing is to run, and the
+		// wait was not the models' fault (no "behind" to report).
+		return GateResult{}, context.Cause(ctx)
+	}
+	if err != nil {
 		return GateResult{}, fmt.Errorf("feed: gate of event %s: %w", env.ID, err)
 	}
 	if !reached && !first {

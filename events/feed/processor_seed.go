@@ -166,8 +166,14 @@ func (p *Processor) seedPartitions(ctx context.Context) error {
 		}
 	case now > 1:
 		// No record: the processor may have run unsplit before records
-		// existed; its checkpoint is the plain name.
-		if pos, err := cps.Position(ctx, p.cfg.Name); err == nil && !pos.IsZero() {
+		// existed; its checkpoint is the plain name. A failed read says
+		// nothing: taken as "never ran", the record written below would
+		// start the partitions at the beginning of the feed for good.
+		pos, err := cps.Position(ctx, p.cfg.Name)
+		if err != nil {
+			return fmt.Errorf("position of %s: %w", p.cfg.Name, err)
+		}
+		if !pos.IsZero() {
 			old = 1
 		}
 	}

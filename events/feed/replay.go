@@ -221,6 +221,11 @@ func (p *Processor) replayOne(ctx context.Context, ps *partitionState, lease Lea
 	if p.cfg.Gate != nil {
 		g, err := p.gate(ctx, env, true)
 		if err != nil {
+			// A gate ended by the lease's loss or a stop is no failure
+			// of the replay: the request stays as it was.
+			if stop := p.stopErr(ctx, err); stop != nil {
+				return stop
+			}
 			return p.replayFailed(ctx, key, err)
 		}
 		hctx = contextWithGate(hctx, g)

@@ -39,6 +39,8 @@ var processorTests = []processorTest{
 	{"ProcessorPartitionCountChangeWaitsForItsRecord", testProcessorRepartitionWaitsForItsRecord},
 	{"ProcessorPartitionKeyChangeRefusedOnceReadable", testProcessorKeyChangeRefusedOnceReadable},
 	{"ProcessorInterruptedHandlerIsNoFailure", testProcessorInterruptedHandlerIsNoFailure},
+	{"ProcessorInterruptedGateRunsNothing", testProcessorInterruptedGateRunsNothing},
+	{"ProcessorUnsplitWithoutRecordWaitsForItsPosition", testProcessorUnsplitWithoutRecordWaitsForItsPosition},
 	{"ProcessorReplayFencedByTheLease", testProcessorReplayFenced},
 	{"ProcessorReplaySurvivesFailedSweeps", testProcessorReplaySurvivesFailedSweeps},
 	{"ProcessorReplayAfterRepartition", testProcessorReplayAfterRepartition},
@@ -607,21 +609,31 @@ func testProcessorRepartition(t *testing.T, m mode, s events.Store, src feed.Sou
 	awaitPosition(t, one.p, first[len(first)-1].Token)
 	one.stop()
 
-	var redelivered atomic.Int64
+	rest := requireNothingAgain(t, m, s, src, procConfig(name, 4), first, h)
+	requireAppliedOnce(t, src, name, append(first, rest...))
+}
+
+// requireNothingAgain starts a processor of cfg on src, appends as many
+// events again as first (under cfg's name+"x"), and checks that it
+// handles them with h without delivering any of first. It returns the
+// new events.
+func requireNothingAgain(t *testing.T, m mode, s events.Store, src feed.Source, cfg *feed.ProcessorConfig, first []events.Envelope, h feed.Handler) []events.Envelope {
+	t.Helper()
 	seen := map[string]bool{}
 	for _, e := range first {
 		seen[e.ID] = true
 	}
-	four := startProcessor(t, m, src, procConfig(name, 4), func(ctx context.Context, env events.Envelope) error {
+	var redelivered atomic.Int64
+	p := startProcessor(t, m, src, cfg, func(ctx context.Context, env events.Envelope) error {
 		if seen[env.ID] {
 			redelivered.Add(1)
 		}
 		return h(ctx, env)
 	})
-	rest := appendSpread(t, s, name+"x", 8, 24)
-	awaitPosition(t, four.p, rest[len(rest)-1].Token)
+	rest := appendSpread(t, s, cfg.Name+"x", 8, len(first))
+	awaitPosition(t, p.p, rest[len(rest)-1].Token)
 	require.Zero(t, redelivered.Load(), "the new partitions started from the beginning of the feed")
-	requireAppliedOnce(t, src, name, append(first, rest...))
+	return rest
 }
 
 // testProcessorRepartitionFromSplit: a processor of two partitions, one
@@ -699,7 +711,10 @@ func testProcessorReplayFenced(t *testing.T, m mode, s events.Store, src feed.So
 	cfg.MaxAttempts = 1
 	cfg.OnFailure = feed.DeadLetter
 	cfg.ReplayCheckInterval = 10 * time.Millisecond
-	cfg.Subscriber.LeaseTTL, cfg.Subscriber.RenewInterval = 300*time.Millisecond, 20*time.Millisecond
+	// A short lease, for the takeover below; a renewal may take up to
+	// RenewInterval, which a loaded machine needs: at 20ms the holder
+	// lost its lease over and over before the stall.
+	cfg.Subscriber.LeaseTTL, cfg.Subscriber.RenewInterval = time.Second, 100*time.Millisecond
 	envs := appendSpread(t, s, name, 2, 4)
 	bad := envs[1]
 	var broken atomic.Bool

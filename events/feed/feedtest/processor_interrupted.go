@@ -3,6 +3,7 @@ package feedtest
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,7 +26,7 @@ func testProcessorInterruptedHandlerIsNoFailure(t *testing.T, m mode, s events.S
 	cfg.Categories = []string{name}
 	cfg.MaxAttempts = 1
 	cfg.OnFailure = feed.DeadLetter
-	cfg.Subscriber.LeaseTTL, cfg.Subscriber.RenewInterval = 300*time.Millisecond, 20*time.Millisecond
+	cfg.Subscriber.LeaseTTL, cfg.Subscriber.RenewInterval = time.Second, 100*time.Millisecond
 	envs := appendSpread(t, s, name, 2, 4)
 	// The first event heads its unit, where failures count.
 	slow := envs[0]
@@ -57,4 +58,45 @@ func testProcessorInterruptedHandlerIsNoFailure(t *testing.T, m mode, s events.S
 	require.Empty(t, dls, "an interrupted handler is no failure of its event")
 	require.Nil(t, p.p.Status().Partitions[0].Halt)
 	requireAppliedOnce(t, src, name, envs)
+}
+
+// blockingWaiter's waits end only with their context, and announce
+// themselves on entered (the first one closes it).
+type blockingWaiter struct {
+	entered chan struct{}
+	once    sync.Once
+}
+
+func (w *blockingWaiter) WaitReached(ctx context.Context, _ events.Token, models ...string) (bool, []string, error) {
+	w.once.Do(func() { close(w.entered) })
+	<-ctx.Done()
+	return false, models, ctx.Err()
+}
+
+// testProcessorInterruptedGateRunsNothing: a processor stopped while an
+// event waits at its gate does not go on to run the handler, as if the
+// models had been found behind: the delivery has ended, and the event is
+// delivered again, gated again, by whoever runs the partition next.
+func testProcessorInterruptedGateRunsNothing(t *testing.T, m mode, s events.Store, src feed.Source) {
+	name := uniqueName("gatestop")
+	envs := appendSpread(t, s, name, 1, 1)
+	w := &blockingWaiter{entered: make(chan struct{})}
+	cfg := procConfig(name, 1)
+	cfg.Categories = []string{name}
+	cfg.GateTimeout = time.Minute
+	cfg.Gate = func(_ context.Context, env events.Envelope) ([]string, events.Token, error) {
+		return []string{"model"}, env.Token, nil
+	}
+	cfg.Waiter = w
+	var calls atomic.Int32
+	p := startProcessor(t, m, src, cfg, func(context.Context, events.Envelope) error {
+		calls.Add(1)
+		return nil
+	})
+	<-w.entered
+	p.stop()
+	require.Zero(t, calls.Load(), "the handler ran after its delivery ended")
+	pos, err := p.p.Position(t.Context())
+	require.NoError(t, err)
+	require.True(t, pos.Before(envs[0].Token), "the event is delivered again")
 }

@@ -17,15 +17,37 @@ import (
 // recordReadFailures is a source whose rows fail the read of processor
 // records while fail is above zero, each failure counting it down, as a
 // database that does not answer while a process starts; failed counts
-// the failures and reads every read.
+// the failures and reads every read. Its checkpoints fail the read of
+// the position named failPositionOf likewise, while failPosition is
+// above zero.
 type recordReadFailures struct {
 	feed.Source
 	fail   atomic.Int64
 	failed atomic.Int64
 	reads  atomic.Int64
+
+	failPositionOf string
+	failPosition   atomic.Int64
 }
 
 func (s *recordReadFailures) Rows() feed.Rows { return recordReadRows{s.Source.Rows(), s} }
+
+func (s *recordReadFailures) Checkpoints() feed.CheckpointStore {
+	return positionReadFailures{s.Source.Checkpoints(), s}
+}
+
+type positionReadFailures struct {
+	feed.CheckpointStore
+	s *recordReadFailures
+}
+
+func (c positionReadFailures) Position(ctx context.Context, name string) (events.Token, error) {
+	if name == c.s.failPositionOf && c.s.failPosition.Add(-1) >= 0 {
+		c.s.failed.Add(1)
+		return events.Token{}, errors.New("feedtest: checkpoints unreachable (injected)")
+	}
+	return c.CheckpointStore.Position(ctx, name)
+}
 
 type recordReadRows struct {
 	feed.Rows
@@ -56,26 +78,13 @@ func testProcessorRepartitionWaitsForItsRecord(t *testing.T, m mode, s events.St
 	awaitPosition(t, one.p, first[len(first)-1].Token)
 	one.stop()
 
-	seen := map[string]bool{}
-	for _, e := range first {
-		seen[e.ID] = true
-	}
-	var redelivered atomic.Int64
 	flaky := &recordReadFailures{Source: src}
 	// The start's reads (AddHandlers' check, the seed) and the first of
 	// the partitions' retries fail.
 	flaky.fail.Store(3)
 	cfg := procConfig(name, 4)
 	cfg.Subscriber.PendingBackoffMin = time.Millisecond
-	four := startProcessor(t, m, flaky, cfg, func(ctx context.Context, env events.Envelope) error {
-		if seen[env.ID] {
-			redelivered.Add(1)
-		}
-		return h(ctx, env)
-	})
-	rest := appendSpread(t, s, name+"x", 8, 24)
-	awaitPosition(t, four.p, rest[len(rest)-1].Token)
-	require.Zero(t, redelivered.Load(), "the new partitions started from the beginning of the feed")
+	rest := requireNothingAgain(t, m, s, flaky, cfg, first, h)
 	require.EqualValues(t, 3, flaky.failed.Load(), "every injected failure was met")
 	requireAppliedOnce(t, src, name, append(first, rest...))
 }
@@ -119,4 +128,28 @@ func testProcessorKeyChangeRefusedOnceReadable(t *testing.T, m mode, s events.St
 	require.NoError(t, err)
 	require.Equal(t, before, after, "no checkpoint moved")
 	requireAppliedOnce(t, src, name, envs)
+}
+
+// testProcessorUnsplitWithoutRecordWaitsForItsPosition: a processor that
+// ran unsplit before processor records were kept (its record is missing)
+// is restarted with more partitions while its old checkpoint cannot be
+// read: the partitions wait for it, then start at its position, instead
+// of taking the failed read for "never ran" and starting at the
+// beginning of the feed.
+func testProcessorUnsplitWithoutRecordWaitsForItsPosition(t *testing.T, m mode, s events.Store, src feed.Source) {
+	name := uniqueName("norecord")
+	h := func(ctx context.Context, env events.Envelope) error { return applyOnce(ctx, name, env) }
+	first := appendSpread(t, s, name, 8, 24)
+	one := startProcessor(t, m, src, procConfig(name, 1), h)
+	awaitPosition(t, one.p, first[len(first)-1].Token)
+	one.stop()
+	require.NoError(t, src.Rows().Delete(t.Context(), feed.RuntimeNamespace, feed.ProcessorsTable, name))
+
+	flaky := &recordReadFailures{Source: src, failPositionOf: name}
+	flaky.failPosition.Store(2) // the start's seed and the first retry
+	cfg := procConfig(name, 4)
+	cfg.Subscriber.PendingBackoffMin = time.Millisecond
+	rest := requireNothingAgain(t, m, s, flaky, cfg, first, h)
+	require.EqualValues(t, 2, flaky.failed.Load(), "every injected failure was met")
+	requireAppliedOnce(t, src, name, append(first, rest...))
 }

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -205,6 +206,8 @@ func (s *Server) listOrders(w http.ResponseWriter, r *http.Request) {
 }
 
 // writeError answers a domain or server error: 422 for a *ValidationError,
+// 503 for a request whose context ended first (the client went away, or
+// the server is stopping: no error of the server's, so it logs at Debug),
 // else 500 without the details, which go to the log.
 func (s *Server) writeError(w http.ResponseWriter, err error) {
 	var ve *ValidationError
@@ -217,6 +220,10 @@ func (s *Server) writeError(w http.ResponseWriter, err error) {
 		p := newProblem(http.StatusBadRequest, ProblemInvalidParameter, "Invalid query parameter", err.Error())
 		p.Parameter = "after"
 		writeProblem(w, p)
+	case errors.Is(err, context.Canceled):
+		s.cfg.Logger.Debug("web: request abandoned before it was answered", "error", err)
+		w.Header().Set("Retry-After", "1")
+		writeProblem(w, newProblem(http.StatusServiceUnavailable, "", "", "the request ended before it was answered; retry it"))
 	default:
 		s.cfg.Logger.Error("web: request failed", "error", err)
 		writeProblem(w, newProblem(http.StatusInternalServerError, "", "", "the server could not answer; it logged why"))

@@ -3,7 +3,9 @@ package web_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -89,6 +91,29 @@ func TestPlaceOrder_DomainErrors(t *testing.T) {
 	b.orders.placeErr = errors.New("database password is hunter2")
 	p = b.do(t, http.MethodPost, "/orders", jsonHeader(), strings.NewReader(`{"customer_id":"c-1","sku":"tea","qty":1,"card":"4242-4242-4242-4242"}`)).problem(t, 500, "about:blank")
 	require.NotContains(t, p["detail"], "hunter2", "internal errors stay in the log")
+}
+
+// TestAbandonedRequestIsNoServerError: a domain call that fails because
+// the request's context ended (the client went away, or the server is
+// stopping) is answered 503 and logged at Debug, not as a server error
+// that alerts would count; any other failure is still logged as one.
+func TestAbandonedRequestIsNoServerError(t *testing.T) {
+	t.Parallel()
+	var logged syncBuffer
+	b := setup(t, func(c *web.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	body := `{"customer_id":"c-1","sku":"tea","qty":1,"card":"4242-4242-4242-4242"}`
+	b.orders.placeErr = fmt.Errorf("append order: %w", context.Canceled)
+	r := b.do(t, http.MethodPost, "/orders", jsonHeader(), strings.NewReader(body))
+	r.problem(t, http.StatusServiceUnavailable, "about:blank")
+	require.Equal(t, "1", r.header.Get("Retry-After"))
+	require.NotContains(t, logged.String(), "level=ERROR")
+	require.Contains(t, logged.String(), "level=DEBUG")
+
+	b.orders.placeErr = errors.New("disk full")
+	b.do(t, http.MethodPost, "/orders", jsonHeader(), strings.NewReader(body)).problem(t, http.StatusInternalServerError, "about:blank")
+	require.Contains(t, logged.String(), "level=ERROR")
 }
 
 func TestGetOrder_WaitsForTheTokenAndNeverPassesStaleAsOK(t *testing.T) {

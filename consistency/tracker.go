@@ -230,6 +230,26 @@ func (t *Tracker) WaitReached(ctx context.Context, token events.Token, models ..
 	return len(behind) == 0, behind, nil
 }
 
+// Learn reads the stored position (TrackerConfig.Positions) of each name
+// the tracker has not learned yet, as a wait does before it waits, and
+// waits for nothing to move. A name it knows is not read again. Without
+// Positions it does nothing. A caller deciding from Position that a model
+// is behind, right after a start, calls it first: until something waits
+// on a model or advances it, the tracker does not know where it stands.
+func (t *Tracker) Learn(ctx context.Context, names ...string) {
+	if t.cfg.Positions == nil {
+		return
+	}
+	for _, name := range names {
+		t.mu.Lock()
+		known := t.checkpointLocked(name).known
+		t.mu.Unlock()
+		if !known {
+			t.read(ctx, name)
+		}
+	}
+}
+
 // Reset sets the checkpoint of name to pos even when that moves it back,
 // as when a projection is rebuilt from scratch. Without it the tracker would
 // keep reporting the old position and label reads of the rebuilding read

@@ -497,3 +497,28 @@ func (c *blockingCounter) CountBetween(ctx context.Context, _, _ events.Token) (
 	<-ctx.Done()
 	return 0, ctx.Err()
 }
+
+// TestLearn: Learn reads the stored position of each name the tracker does
+// not know, once, and waits for nothing; a name it knows is not read.
+func TestLearn(t *testing.T) {
+	t.Parallel()
+	pr := newFakePositions()
+	pr.set("orders", tok(4))
+	tr := setup(t, &consistency.TrackerConfig{Positions: pr})
+	tr.Advance("customers", tok(2))
+
+	_, ok := tr.Position("orders")
+	require.False(t, ok)
+	tr.Learn(context.Background(), "orders", "customers", "never-written")
+	pos, ok := tr.Position("orders")
+	require.True(t, ok)
+	require.Equal(t, tok(4), pos)
+	pos, ok = tr.Position("never-written")
+	require.True(t, ok, "a name without a stored checkpoint is known to be at the start")
+	require.True(t, pos.IsZero())
+	require.Equal(t, 1, pr.readsOf("orders"))
+	require.Zero(t, pr.readsOf("customers"), "a known name is not read")
+
+	tr.Learn(context.Background(), "orders")
+	require.Equal(t, 1, pr.readsOf("orders"), "nor is one learned before")
+}

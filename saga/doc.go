@@ -128,7 +128,10 @@
 // with a sweep every EngineConfig.SweepInterval for lost wake-ups, then
 // drains the mailbox in order, each message in a unit of its own. A step
 // parked longer than Config.StuckAfter is reported stuck (history, metric,
-// Engine.List) and still never runs on stale data.
+// Engine.List) and still never runs on stale data. Only on positions read:
+// a process that starts reads the stored positions of a long-parked step's
+// models before calling it stuck, and runs it if they caught up while no
+// process ran.
 //
 // # Timers
 //

@@ -95,11 +95,16 @@ func (e *Engine) runParked(ctx context.Context, watch bool) (int, time.Time, err
 				}
 				continue
 			}
-			if len(ix.Models) > 0 && !e.reached(gateOutcome{}, ix.Token, ix.Models) {
+			stuck := now.Sub(ix.Since) > s.cfg.stuckAfter
+			behind := len(ix.Models) > 0 && !e.reached(gateOutcome{}, ix.Token, ix.Models)
+			if behind && stuck && e.caughtUpUnread(ctx, ix) {
+				behind = false
+			}
+			if behind {
 				if watch {
 					e.watch(ctx, ix)
 				}
-				if now.Sub(ix.Since) > s.cfg.stuckAfter {
+				if stuck {
 					if err := e.withUnit(ctx, func(ctx context.Context, u feed.Unit) error { return e.markStuck(ctx, u, ix) }); err != nil {
 						return moved, next, err
 					}
@@ -333,4 +338,19 @@ func (e *Engine) warnUnknown(ctx context.Context, saga string) {
 	if !seen {
 		e.log.WarnContext(ctx, "saga: parked instances of a saga type this engine does not run (removed type? cancel its instances or run its definition)", "saga", saga)
 	}
+}
+
+// caughtUpUnread reads the positions of a parked step's models that the
+// Tracker has not learned yet, and reports whether they then reach its
+// token. After a restart it has read none (the watches read them, later),
+// and a step whose models caught up while the process was down would be
+// reported stuck, warned about and counted, for nothing.
+func (e *Engine) caughtUpUnread(ctx context.Context, ix parkIndex) bool {
+	for _, m := range ix.Models {
+		if _, ok := e.cfg.Tracker.Position(m); !ok {
+			e.cfg.Tracker.Learn(ctx, ix.Models...)
+			return e.reached(gateOutcome{}, ix.Token, ix.Models)
+		}
+	}
+	return false
 }

@@ -244,7 +244,7 @@ func (r *Runner) trySwitch(ctx context.Context, p *compiled, gen int) (bool, err
 	r.mu.Unlock()
 	if live0 != nil {
 		// Wake a live partition halted in this process: its halt is gone.
-		if _, err := live0.proc.Resume(ctx); err != nil {
+		if _, err := live0.proc.Resume(ctx); err != nil && ctx.Err() == nil {
 			r.log.Warn("projections: wake halted partitions after the switch", "projection", p.name, "error", err)
 		}
 	}

@@ -79,9 +79,12 @@ func (s *fakeStore) fail(err error) {
 	s.err = err
 }
 
-func (s *fakeStore) Head(context.Context) (events.Token, error) {
+func (s *fakeStore) Head(ctx context.Context) (events.Token, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return events.Token{}, err // as a real store's query
+	}
 	return token(len(s.log)), s.err
 }
 

@@ -87,7 +87,8 @@ func NewMonitor(src feed.Inspector, cfg *Config) (*Monitor, error) {
 // order (or by name when watching every consumer). Breach hooks, logs and
 // metrics fire as they would from the loop. The pass is bounded by
 // Config.PassTimeout. On error nothing changes: Reports still returns the
-// previous pass.
+// previous pass (and LastPass reports the error, unless ctx was
+// cancelled: a pass its caller gave up on is no failure of the store).
 func (m *Monitor) Check(ctx context.Context) ([]Report, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.PassTimeout)
 	defer cancel()
@@ -97,9 +98,14 @@ func (m *Monitor) Check(ctx context.Context) ([]Report, error) {
 
 	reports, err := m.sample(ctx)
 	if err != nil {
-		m.mu.Lock()
-		m.lastErr = err
-		m.mu.Unlock()
+		// A pass its caller cancelled (Stop, a request gone) says nothing
+		// of the store: LastPass, and /healthz from it, stay as they were.
+		// A pass over PassTimeout does count.
+		if !errors.Is(ctx.Err(), context.Canceled) {
+			m.mu.Lock()
+			m.lastErr = err
+			m.mu.Unlock()
+		}
 		return nil, err
 	}
 	var fire []func()

@@ -292,7 +292,17 @@ func TestFailedPassChangesNothing(t *testing.T) {
 	require.ErrorIs(t, err, boom)
 	require.Equal(t, at, failedAt, "the last success is still the first pass")
 
+	// A pass its caller cancelled is no failure of the store.
 	b.store.fail(nil)
+	_, err = b.mon.Check(t.Context())
+	require.NoError(t, err)
+	cancelled, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err = b.mon.Check(cancelled)
+	require.ErrorIs(t, err, context.Canceled)
+	_, err = b.mon.LastPass()
+	require.NoError(t, err, "a cancelled pass is reported as a failed one")
+
 	again, err := b.mon.Check(t.Context())
 	require.NoError(t, err)
 	at, err = b.mon.LastPass()

@@ -132,7 +132,9 @@ func NewClient(store Store, cfg *Config) (*Client, error) {
 	targets := make([]lag.Target, 0, len(c.Projections))
 	for _, p := range c.Projections {
 		rm := p.ReadModel()
-		targets = append(targets, lag.Target{Name: rm.Name, SLA: rm.SLA, Class: string(rm.Class)})
+		// A projection in partitions checkpoints under one name per
+		// partition: it is as far as the slowest.
+		targets = append(targets, lag.Target{Name: rm.Name, SLA: rm.SLA, Class: string(rm.Class), Checkpoints: p.CheckpointNames()})
 	}
 	if len(targets) > 0 {
 		cl.monitor, err = lag.NewMonitor(store, &lag.Config{

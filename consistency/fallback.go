@@ -46,6 +46,6 @@ func (t *Tracker) pollWaited(ctx context.Context) {
 		if pctx.Err() != nil {
 			return
 		}
-		t.read(pctx, name)
+		_ = t.read(pctx, name) // logged; the next poll reads again
 	}
 }

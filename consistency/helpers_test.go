@@ -168,3 +168,10 @@ func (c fakeCounter) CountBetween(_ context.Context, after, upTo events.Token) (
 }
 
 var errBoom = errors.New("boom")
+
+// fail makes every later read fail with err (nil: succeed again).
+func (f *fakePositions) fail(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.err = err
+}

@@ -3,6 +3,7 @@ package consistency
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -236,18 +237,25 @@ func (t *Tracker) WaitReached(ctx context.Context, token events.Token, models ..
 // Positions it does nothing. A caller deciding from Position that a model
 // is behind, right after a start, calls it first: until something waits
 // on a model or advances it, the tracker does not know where it stands.
-func (t *Tracker) Learn(ctx context.Context, names ...string) {
+// It returns the first failed read's error, and reads the other names
+// all the same: a name it could not read is still unknown, so "behind"
+// would be a guess.
+func (t *Tracker) Learn(ctx context.Context, names ...string) error {
 	if t.cfg.Positions == nil {
-		return
+		return nil
 	}
+	var first error
 	for _, name := range names {
 		t.mu.Lock()
 		known := t.checkpointLocked(name).known
 		t.mu.Unlock()
 		if !known {
-			t.read(ctx, name)
+			if err := t.read(ctx, name); err != nil && first == nil {
+				first = fmt.Errorf("consistency: read the position of %q: %w", name, err)
+			}
 		}
 	}
+	return first
 }
 
 // Reset sets the checkpoint of name to pos even when that moves it back,

@@ -230,16 +230,16 @@ func (t *Tracker) readIfNeeded(ctx context.Context, target events.Token, names [
 		need := !cp.known || (!trusted && cp.pos.Before(target))
 		t.mu.Unlock()
 		if need {
-			t.read(ctx, name)
+			_ = t.read(ctx, name) // a failure is logged; the wait relies on push
 		}
 	}
 }
 
 // read reads the durable position of name into the tracker. Concurrent
 // reads of one name share the one in flight.
-func (t *Tracker) read(ctx context.Context, name string) {
-	if ctx.Err() != nil {
-		return
+func (t *Tracker) read(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	t.mu.Lock()
 	cp := t.checkpointLocked(name)
@@ -248,8 +248,12 @@ func (t *Tracker) read(ctx context.Context, name string) {
 		select {
 		case <-inflight:
 		case <-ctx.Done():
+			return ctx.Err()
 		}
-		return
+		if _, known := t.Position(name); !known {
+			return fmt.Errorf("consistency: the read of %q shared with another caller failed", name)
+		}
+		return nil
 	}
 	done := make(chan struct{})
 	cp.reading = done
@@ -287,4 +291,5 @@ func (t *Tracker) read(ctx context.Context, name string) {
 		t.logger.WarnContext(ctx, "cannot read checkpoint; waits on it rely on push until it moves",
 			"name", name, "error", err)
 	}
+	return err
 }

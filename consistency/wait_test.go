@@ -2,6 +2,7 @@ package consistency_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -509,7 +510,7 @@ func TestLearn(t *testing.T) {
 
 	_, ok := tr.Position("orders")
 	require.False(t, ok)
-	tr.Learn(context.Background(), "orders", "customers", "never-written")
+	require.NoError(t, tr.Learn(context.Background(), "orders", "customers", "never-written"))
 	pos, ok := tr.Position("orders")
 	require.True(t, ok)
 	require.Equal(t, tok(4), pos)
@@ -519,6 +520,14 @@ func TestLearn(t *testing.T) {
 	require.Equal(t, 1, pr.readsOf("orders"))
 	require.Zero(t, pr.readsOf("customers"), "a known name is not read")
 
-	tr.Learn(context.Background(), "orders")
+	require.NoError(t, tr.Learn(context.Background(), "orders"))
 	require.Equal(t, 1, pr.readsOf("orders"), "nor is one learned before")
+
+	// A read that fails is reported, and leaves the name unknown.
+	pr.fail(errors.New("connection refused"))
+	err := tr.Learn(context.Background(), "payments", "orders")
+	require.ErrorContains(t, err, "connection refused")
+	require.ErrorContains(t, err, `"payments"`)
+	_, ok = tr.Position("payments")
+	require.False(t, ok)
 }

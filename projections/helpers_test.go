@@ -132,11 +132,14 @@ func newTracker(t *testing.T, pos consistency.PositionReader, w feed.CheckpointW
 	return tr
 }
 
-// newRunner builds a runner over f with fast retries, the fixture's
-// tracker and a quiet logger, unless cfg says otherwise. It is not started.
+// newRunner builds a runner over f (unless cfg has a Source, which must
+// wrap f's) with fast retries, the fixture's tracker and a quiet logger,
+// unless cfg says otherwise. It is not started.
 func (f *fixture) newRunner(t *testing.T, cfg projections.RunnerConfig) *projections.Runner {
 	t.Helper()
-	cfg.Source = f.source
+	if cfg.Source == nil {
+		cfg.Source = f.source
+	}
 	if cfg.Tracker == nil {
 		cfg.Tracker = f.tracker
 	}

@@ -169,6 +169,17 @@ func (p *Projection) Name() string { return p.name }
 // Class returns the projection's consistency class.
 func (p *Projection) Class() consistency.Class { return p.cfg.Class }
 
+// CheckpointNames returns the checkpoint name of each of the projection's
+// partitions (its name alone when it has one), in partition order, as
+// feed.Processor.CheckpointNames does: what lag.Target.Checkpoints takes.
+func (p *Projection) CheckpointNames() []string {
+	names := make([]string, p.cfg.Partitions)
+	for i := range names {
+		names[i] = feed.PartitionName(p.name, i, p.cfg.Partitions)
+	}
+	return names
+}
+
 // ReadModel returns the projection's declaration for a consistency.Catalog.
 func (p *Projection) ReadModel() consistency.ReadModel {
 	return consistency.ReadModel{Name: p.name, Class: p.cfg.Class, Description: p.cfg.Description, SLA: p.cfg.SLA}

@@ -364,14 +364,20 @@ func (r *Runner) drop(ctx context.Context, p *compiled) error {
 func (r *Runner) monitor(ctx context.Context) {
 	poll := time.NewTicker(r.cfg.StatusPollInterval)
 	defer poll.Stop()
-	sweep := true
+	// Each projection's checkpoints are swept once, at the first pass that
+	// can list them: a failed listing is no "nothing left behind".
+	unswept := make(map[string]bool, len(r.list))
+	for _, p := range r.list {
+		unswept[p.name] = true
+	}
 	for {
 		changed := r.changed.C()
 		for _, p := range r.list {
-			r.reconcile(ctx, p, sweep)
+			if r.reconcile(ctx, p, unswept[p.name]) {
+				delete(unswept, p.name)
+			}
 		}
 		r.serveRequests(ctx)
-		sweep = false
 		select {
 		case <-ctx.Done():
 			return
@@ -381,7 +387,9 @@ func (r *Runner) monitor(ctx context.Context) {
 	}
 }
 
-func (r *Runner) reconcile(ctx context.Context, p *compiled, sweep bool) {
+// reconcile brings p in line with its state row, and sweeps its left-behind
+// rebuild checkpoints when sweep is set; it reports whether it swept them.
+func (r *Runner) reconcile(ctx context.Context, p *compiled, sweep bool) (swept bool) {
 	octx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	st, err := mustState(octx, r.cfg.Source.Rows(), p.name, feed.LockNone)
@@ -389,7 +397,7 @@ func (r *Runner) reconcile(ctx context.Context, p *compiled, sweep bool) {
 		if ctx.Err() == nil {
 			r.log.Debug("projections: read state", "projection", p.name, "error", err)
 		}
-		return
+		return false
 	}
 	if r.reconcileHook != nil {
 		r.reconcileHook(p.name)
@@ -398,7 +406,7 @@ func (r *Runner) reconcile(ctx context.Context, p *compiled, sweep bool) {
 	r.mu.Lock()
 	if r.state != stateRunning {
 		r.mu.Unlock()
-		return
+		return false
 	}
 	for _, pr := range r.procs {
 		// A rebuild newer than st.Last began after st was read (Rebuild
@@ -422,26 +430,28 @@ func (r *Runner) reconcile(ctx context.Context, p *compiled, sweep bool) {
 		r.stopRebuild(octx, p, gen)
 	}
 	if sweep || len(over) > 0 {
-		r.sweepCheckpoints(octx, p, st)
+		swept = r.sweepCheckpoints(octx, p, st)
 	}
 	if st.Building != 0 {
 		if _, err := r.trySwitch(octx, p, st.Building); err != nil && ctx.Err() == nil {
 			r.log.Warn("projections: switch attempt failed; trying again", "projection", p.name, "error", err)
 		}
 	}
+	return swept
 }
 
 // sweepCheckpoints deletes p's rebuild checkpoints other than those of the
 // rebuild st records and of rebuilds begun after st was read: left behind
-// by a process that stopped before it could delete them.
-func (r *Runner) sweepCheckpoints(ctx context.Context, p *compiled, st state) {
+// by a process that stopped before it could delete them. It reports
+// whether it could list them.
+func (r *Runner) sweepCheckpoints(ctx context.Context, p *compiled, st state) bool {
 	in, ok := r.cfg.Source.(feed.Inspector)
 	if !ok {
-		return
+		return true // nothing to list them with: nothing to come back for
 	}
 	cs, err := in.Consumers(ctx)
 	if err != nil {
-		return
+		return false
 	}
 	prefix := rebuildName(p.name, 0)
 	prefix = prefix[:len(prefix)-1]
@@ -460,6 +470,7 @@ func (r *Runner) sweepCheckpoints(ctx context.Context, p *compiled, st state) {
 	if len(names) > 0 {
 		r.deleteCheckpoints(ctx, names)
 	}
+	return true
 }
 
 // haltOf returns the first halt record among checkpoints, nil when none is

@@ -62,7 +62,8 @@ type Request struct {
 	Generation int `json:"generation,omitempty"`
 	// Error says why the request failed, or, while pending, why the last
 	// runner that tried had to leave it (a reset waits for the process
-	// holding the projection's lease).
+	// holding the projection's lease, and is tried again after the store
+	// failed under it).
 	Error string `json:"error,omitempty"`
 	// Owner is the runner that took the request.
 	Owner       string    `json:"owner,omitempty"`

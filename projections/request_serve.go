@@ -144,8 +144,14 @@ func (r *Runner) serveReset(ctx context.Context, p *compiled, q Request) error {
 	case ctx.Err() != nil:
 		// Stopping: leave it to the next runner.
 		return r.finishRequest(fctx, q, RequestPending, "the runner that took it stopped")
-	default:
+	case errors.Is(rerr, ErrUnknownProjection):
 		return r.finishRequest(fctx, q, RequestFailed, rerr.Error())
+	default:
+		// The store failed under it (a lease, a read, the commit): that
+		// says nothing of the request, which a later pass makes again.
+		// Marked failed, it would never be, and `--wait` would fail.
+		r.log.Warn("projections: reset on request failed; trying again", "projection", p.name, "request", q.ID, "error", rerr)
+		return r.finishRequest(fctx, q, RequestPending, "trying again after: "+rerr.Error())
 	}
 }
 

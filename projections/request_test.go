@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -158,6 +159,62 @@ func TestRequestedReplayOfProjectionDeadLetter(t *testing.T) {
 			dls, err := r.DeadLetters(ctx, "req_letters")
 			require.NoError(t, err)
 			require.Empty(t, dls)
+		})
+	}
+}
+
+// resetAcquireFailures is a source whose checkpoints refuse the leases a
+// reset takes (its owner names it) while fail is above zero, as a store
+// that does not answer for a moment; failed counts the refusals.
+type resetAcquireFailures struct {
+	feed.Source
+	fail, failed atomic.Int64
+}
+
+func (s *resetAcquireFailures) Checkpoints() feed.CheckpointStore {
+	return resetAcquireCheckpoints{s.Source.Checkpoints(), s}
+}
+
+type resetAcquireCheckpoints struct {
+	feed.CheckpointStore
+	s *resetAcquireFailures
+}
+
+func (c resetAcquireCheckpoints) Acquire(ctx context.Context, name, owner string, ttl time.Duration) (feed.Lease, error) {
+	if strings.HasPrefix(owner, "projections-reset-") && c.s.fail.Add(-1) >= 0 {
+		c.s.failed.Add(1)
+		return feed.Lease{}, errors.New("connection refused (injected)")
+	}
+	return c.CheckpointStore.Acquire(ctx, name, owner, ttl)
+}
+
+// TestRequestedResetSurvivesAFailingStore: a requested reset that fails
+// because the store did not answer is not marked failed (the operator's
+// `--wait` would fail, and nothing would make it again): it stays pending,
+// and a later pass makes it.
+func TestRequestedResetSurvivesAFailingStore(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			f := b.setup(t)
+			ctx := context.Background()
+			p := projections.New("req_flaky", nil)
+			projections.On(p, func(ctx context.Context, tx *projections.Tx, _ events.Envelope, e Renamed) error {
+				return tx.Table("names").Put(ctx, e.Account, e.Name)
+			})
+			flaky := &resetAcquireFailures{Source: f.source}
+			flaky.fail.Store(2)
+			f.start(t, projections.RunnerConfig{Source: flaky, Store: f.store, Projections: []*projections.Projection{p}})
+			first := f.append(t, "acct-a", Renamed{"a", "n-0"}).Token
+			f.append(t, "acct-a", Renamed{"a", "n-1"})
+			f.waitHead(t, "req_flaky")
+
+			q, err := projections.RequestReset(ctx, f.source, "req_flaky", first)
+			require.NoError(t, err)
+			done := awaitRequest(t, f, "req_flaky", q.ID)
+			require.Equal(t, projections.RequestDone, done.State, done.Error)
+			require.EqualValues(t, 2, flaky.failed.Load(), "every injected failure was met")
 		})
 	}
 }

@@ -97,8 +97,16 @@ func (e *Engine) runParked(ctx context.Context, watch bool) (int, time.Time, err
 			}
 			stuck := now.Sub(ix.Since) > s.cfg.stuckAfter
 			behind := len(ix.Models) > 0 && !e.reached(gateOutcome{}, ix.Token, ix.Models)
-			if behind && stuck && e.caughtUpUnread(ctx, ix) {
-				behind = false
+			if behind && stuck {
+				caughtUp, err := e.caughtUpUnread(ctx, ix)
+				switch {
+				case err != nil:
+					// A position could not be read: "stuck" would be a
+					// guess. A later pass decides.
+					stuck = false
+				case caughtUp:
+					behind = false
+				}
 			}
 			if behind {
 				if watch {
@@ -344,13 +352,16 @@ func (e *Engine) warnUnknown(ctx context.Context, saga string) {
 // Tracker has not learned yet, and reports whether they then reach its
 // token. After a restart it has read none (the watches read them, later),
 // and a step whose models caught up while the process was down would be
-// reported stuck, warned about and counted, for nothing.
-func (e *Engine) caughtUpUnread(ctx context.Context, ix parkIndex) bool {
+// reported stuck, warned about and counted, for nothing. It fails when a
+// position cannot be read.
+func (e *Engine) caughtUpUnread(ctx context.Context, ix parkIndex) (bool, error) {
 	for _, m := range ix.Models {
 		if _, ok := e.cfg.Tracker.Position(m); !ok {
-			e.cfg.Tracker.Learn(ctx, ix.Models...)
-			return e.reached(gateOutcome{}, ix.Token, ix.Models)
+			if err := e.cfg.Tracker.Learn(ctx, ix.Models...); err != nil {
+				return false, err
+			}
+			return e.reached(gateOutcome{}, ix.Token, ix.Models), nil
 		}
 	}
-	return false
+	return false, nil
 }

@@ -2,6 +2,8 @@ package saga_test
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -57,8 +59,17 @@ func TestRestartReportsNoCaughtUpStepStuck(t *testing.T) {
 		}
 		clock.Advance(saga.DefaultStuckAfter + time.Minute)
 
+		// A process whose reads of the positions fail cannot tell: it
+		// reports nothing stuck, and runs nothing.
+		blind, err := consistency.NewTracker(&consistency.TrackerConfig{Positions: unreadablePositions{}, Logger: slog.New(slog.DiscardHandler)})
+		require.NoError(t, err)
+		ran, err := engine(blind).engine.RunParked(ctx)
+		require.NoError(t, err)
+		require.Zero(t, ran)
+		require.False(t, first.stateInfo(t, "gated", "1").Stuck, "stuck on positions it could not read")
+
 		second := engine(trackerOf())
-		ran, err := second.engine.RunParked(ctx)
+		ran, err = second.engine.RunParked(ctx)
 		require.NoError(t, err)
 		require.Equal(t, 1, ran, "the step runs on the positions the pass read")
 		info := second.stateInfo(t, "gated", "1")
@@ -86,4 +97,11 @@ func (b bare) timeline(t *testing.T, sagaName, id string) saga.Timeline {
 func (b bare) stateInfo(t *testing.T, sagaName, id string) saga.Info {
 	t.Helper()
 	return b.timeline(t, sagaName, id).Info
+}
+
+// unreadablePositions is a checkpoint store that does not answer.
+type unreadablePositions struct{}
+
+func (unreadablePositions) Position(context.Context, string) (events.Token, error) {
+	return events.Token{}, errors.New("connection refused")
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -51,6 +52,13 @@ type Target struct {
 	// "user-facing" or "analytics" (or the consistency catalog's class).
 	// Defaults to "".
 	Class string
+	// Checkpoints are the consumer names the projection is made of when
+	// it is split into partitions (feed.Processor.CheckpointNames,
+	// projections.Projection.CheckpointNames): it is as far as its
+	// slowest partition, whose checkpoint, owner and heartbeat the report
+	// carries. A partition the store does not know yet counts as at the
+	// beginning of the feed. Defaults to Name alone.
+	Checkpoints []string
 }
 
 // Config configures a Monitor. A nil *Config is ready to use: it watches
@@ -138,6 +146,8 @@ func (c *Config) validate() error {
 			return fmt.Errorf("lag: Config.Projections[%d]: projection %q is listed twice", i, p.Name)
 		case p.SLA < 0:
 			return fmt.Errorf("lag: Config.Projections[%d] (%q): SLA is %s: use 0 for Config.DefaultSLA or a positive duration", i, p.Name, p.SLA)
+		case slices.Contains(p.Checkpoints, ""):
+			return fmt.Errorf("lag: Config.Projections[%d] (%q): a checkpoint name is empty (list the partitions' checkpoint names, or none)", i, p.Name)
 		}
 		seen[p.Name] = true
 	}

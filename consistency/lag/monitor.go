@@ -183,8 +183,10 @@ func (m *Monitor) sample(ctx context.Context) ([]Report, error) {
 	}
 	reports := make([]Report, len(targets))
 	olds := make([]oldest, len(targets))
+	slowest := make([]feed.ConsumerInfo, len(targets))
 	for i, t := range targets {
-		c := byName[t.Name] // zero when unknown: at the start of the feed
+		c := slowestOf(byName, t)
+		slowest[i] = c
 		n, err := m.src.CountBetween(ctx, c.Position, head)
 		if err != nil {
 			return nil, fmt.Errorf("lag: events behind %q: %w", t.Name, err)
@@ -215,7 +217,7 @@ func (m *Monitor) sample(ctx context.Context) ([]Report, error) {
 		if olds[i].ok {
 			r.TimeLag = max(0, now.Sub(olds[i].at))
 		}
-		if hb := byName[r.Name].HeartbeatAt; hb.After(epoch) {
+		if hb := slowest[i].HeartbeatAt; hb.After(epoch) {
 			r.HeartbeatAge = max(0, now.Sub(hb))
 		}
 		r.Reason = m.rule(r)
@@ -358,4 +360,21 @@ func cloneReports(rs []Report) []Report {
 
 func sortTargets(ts []Target) {
 	slices.SortFunc(ts, func(a, b Target) int { return strings.Compare(a.Name, b.Name) })
+}
+
+// slowestOf returns the consumer a target stands at: its own, or the one of
+// its Checkpoints furthest behind (the first such, and a name the store
+// does not know, zero: at the start of the feed).
+func slowestOf(byName map[string]feed.ConsumerInfo, t Target) feed.ConsumerInfo {
+	if len(t.Checkpoints) == 0 {
+		return byName[t.Name]
+	}
+	var low feed.ConsumerInfo
+	for i, name := range t.Checkpoints {
+		c := byName[name]
+		if i == 0 || c.Position.Before(low.Position) {
+			low = c
+		}
+	}
+	return low
 }

@@ -189,8 +189,10 @@
 // partition's delivery goroutine, applies the event through the handler in
 // a unit of its own that also deletes the dead letter and the request and
 // commits the checkpoint where it is, fenced by the lease: a process that
-// lost the partition cannot commit a replay. A failing replay leaves the
-// dead letter and records the error in the request (ReadReplay). A dead
+// lost the partition cannot commit a replay. A replay whose handler fails
+// leaves the dead letter and records the error in the request
+// (ReadReplay); one whose gate cannot tell (its read failed) is tried
+// again at the next sweep, since that says nothing of the event. A dead
 // letter recorded before a change of partition count keeps its old key;
 // the partition its event belongs to under the new count replays it.
 //

@@ -221,12 +221,16 @@ func (p *Processor) replayOne(ctx context.Context, ps *partitionState, lease Lea
 	if p.cfg.Gate != nil {
 		g, err := p.gate(ctx, env, true)
 		if err != nil {
-			// A gate ended by the lease's loss or a stop is no failure
-			// of the replay: the request stays as it was.
+			// The gate could not tell (its read failed, or the delivery
+			// ended): that says nothing of the event, unlike a handler's
+			// failure. The request stays, to be tried again at the next
+			// sweep, as when the unit cannot begin.
+			ps.replayDue.Store(true)
 			if stop := p.stopErr(ctx, err); stop != nil {
 				return stop
 			}
-			return p.replayFailed(ctx, key, err)
+			p.cfg.Logger.Warn("feed: gate of a replayed dead letter failed; trying again", "processor", p.cfg.Name, "key", key, "error", err)
+			return nil
 		}
 		hctx = contextWithGate(hctx, g)
 	}

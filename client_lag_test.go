@@ -1,0 +1,58 @@
+package converge_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge"
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+	"github.com/converge-es/converge/projections"
+)
+
+// TestLagOfAPartitionedProjection: the client's lag monitor follows a
+// projection split into partitions by its partitions' checkpoints (none
+// of which is the projection's name): once the projection has caught up,
+// its report is at the head, not at the start of the feed in breach.
+func TestLagOfAPartitionedProjection(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, store converge.Store) { //nolint:thelper // a subtest body
+		ctx := context.Background()
+		status := projections.New("split_status", &projections.Config{Partitions: 3})
+		projections.On(status, func(ctx context.Context, tx *projections.Tx, _ events.Envelope, e OrderPlaced) error {
+			return tx.Table("orders").Put(ctx, e.OrderID, "placed")
+		})
+		client, err := converge.NewClient(store, &converge.Config{
+			Projections: []*projections.Projection{status},
+			Subscriber:  feed.SubscriberConfig{LeaseTTL: time.Minute},
+			Logger:      slog.New(slog.DiscardHandler),
+		})
+		require.NoError(t, err)
+		require.NoError(t, client.Start(ctx))
+		t.Cleanup(func() { _ = client.Stop(context.Background()) })
+
+		for i := range 12 {
+			_, err := client.Appender().Append(ctx, fmt.Sprint("order-", i), events.NoStream, events.Event{Data: OrderPlaced{OrderID: fmt.Sprint(i)}})
+			require.NoError(t, err)
+		}
+		head, err := store.Head(ctx)
+		require.NoError(t, err)
+		st, err := client.Tracker().Wait(ctx, head, "split_status")
+		require.NoError(t, err)
+		require.False(t, st.Stale)
+
+		reports, err := client.Lag().Check(ctx)
+		require.NoError(t, err)
+		require.Len(t, reports, 1)
+		r := reports[0]
+		require.Equal(t, "split_status", r.Name)
+		require.False(t, r.Checkpoint.Before(head), "the report stands at the slowest partition, which has caught up")
+		require.Zero(t, r.PositionLag)
+		require.False(t, r.Breached, "a caught-up projection in breach: %s", r.Reason)
+	})
+}

@@ -192,6 +192,17 @@ func (f *fixture) head(t *testing.T) events.Token {
 	return h
 }
 
+// awaitStored blocks until checkpoint's stored position is at or past tok:
+// after a reset, only the replay's commits move it on (a tracker may still
+// hear of a commit from before the reset).
+func (f *fixture) awaitStored(t *testing.T, checkpoint string, tok events.Token) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		pos, err := f.source.Checkpoints().Position(context.Background(), checkpoint)
+		return err == nil && !pos.Before(tok)
+	}, waitTimeout, 5*time.Millisecond, "%s never committed %s", checkpoint, tok)
+}
+
 // waitFor blocks until the tracker knows name at or past tok.
 func (f *fixture) waitFor(t *testing.T, tok events.Token, names ...string) {
 	t.Helper()
@@ -321,14 +332,6 @@ func (c *commits) record(name string, tok events.Token) {
 	c.last[name] = tok
 	close(c.ch)
 	c.ch = make(chan struct{})
-}
-
-// forget drops what is known of name, for a wait after its position
-// moves back.
-func (c *commits) forget(name string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.last, name)
 }
 
 // wait blocks until name's last commit is at or past tok.

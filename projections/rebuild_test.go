@@ -191,8 +191,7 @@ func TestResetReplaysFromToken(t *testing.T) {
 				calls.add()
 				return tx.Table("names").Put(ctx, e.Account, map[string]any{"name": e.Name, "version": env.Version})
 			})
-			c := newCommits()
-			r := f.start(t, projections.RunnerConfig{Projections: []*projections.Projection{p}, OnCommitted: c.record})
+			r := f.start(t, projections.RunnerConfig{Projections: []*projections.Projection{p}})
 			var toks []events.Token
 			for i := range 5 {
 				toks = append(toks, f.append(t, "acct-"+accountName(i%2), Renamed{accountName(i % 2), fmt.Sprint("name-", i)}).Token)
@@ -201,19 +200,22 @@ func TestResetReplaysFromToken(t *testing.T) {
 			before := snapshot(t, r, "latest_name", "names")
 			require.Equal(t, 5, calls.load())
 
-			// While a reset replays, readers see rows step through older states:
-			// wait for the replay to commit the head before comparing.
-			c.forget("latest_name")
+			// While a reset replays, readers see rows step through older
+			// states: wait for the replay to apply and commit the head
+			// before comparing. Awaited by the handler's calls: a wait on
+			// the position alone could return on a late report of the
+			// earlier pass's last commit.
+			replayed := func(want int) {
+				t.Helper()
+				require.Eventually(t, func() bool { return calls.load() >= want }, waitTimeout, 5*time.Millisecond)
+				f.awaitStored(t, "latest_name", toks[4])
+				require.Equal(t, want, calls.load(), "the events after the token were applied again, once")
+				require.Equal(t, before, snapshot(t, r, "latest_name", "names"))
+			}
 			require.NoError(t, r.Reset(ctx, "latest_name", toks[1]))
-			c.wait(t, "latest_name", toks[4])
-			require.Equal(t, 8, calls.load(), "the three events after the token were applied again")
-			require.Equal(t, before, snapshot(t, r, "latest_name", "names"))
-
-			c.forget("latest_name")
+			replayed(8)
 			require.NoError(t, r.Reset(ctx, "latest_name", events.Token{}))
-			c.wait(t, "latest_name", toks[4])
-			require.Equal(t, 13, calls.load())
-			require.Equal(t, before, snapshot(t, r, "latest_name", "names"))
+			replayed(13)
 		})
 	}
 }

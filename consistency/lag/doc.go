@@ -22,6 +22,10 @@
 //     package doc), so a long transaction delays every projection at once.
 //     It is the same for all projections and always 0 in memory.
 //
+// A projection split into partitions checkpoints under one name per
+// partition (Target.Checkpoints): it is as far as its slowest partition,
+// and the first three numbers are that partition's.
+//
 // # Why time lag starts at the oldest unprocessed event
 //
 // The obvious measure, "now minus the time of the last processed event",

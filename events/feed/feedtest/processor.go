@@ -40,6 +40,7 @@ var processorTests = []processorTest{
 	{"ProcessorPartitionKeyChangeRefusedOnceReadable", testProcessorKeyChangeRefusedOnceReadable},
 	{"ProcessorInterruptedHandlerIsNoFailure", testProcessorInterruptedHandlerIsNoFailure},
 	{"ProcessorInterruptedGateRunsNothing", testProcessorInterruptedGateRunsNothing},
+	{"ProcessorDeadlineIsAFailure", testProcessorDeadlineIsAFailure},
 	{"ProcessorReplaySurvivesFailedGates", testProcessorReplaySurvivesFailedGates},
 	{"ProcessorUnsplitWithoutRecordWaitsForItsPosition", testProcessorUnsplitWithoutRecordWaitsForItsPosition},
 	{"ProcessorReplayFencedByTheLease", testProcessorReplayFenced},

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/events"
@@ -99,4 +102,56 @@ func testProcessorInterruptedGateRunsNothing(t *testing.T, m mode, s events.Stor
 	pos, err := p.p.Position(t.Context())
 	require.NoError(t, err)
 	require.True(t, pos.Before(envs[0].Token), "the event is delivered again")
+}
+
+// testProcessorDeadlineIsAFailure: a handler ended by a deadline on its
+// message (Watermill's Timeout middleware) has failed, unlike one whose
+// delivery ended: the attempts count, and a handler that always overruns
+// is dead-lettered after MaxAttempts instead of being delivered for ever.
+// (Direct delivery has no middleware to set a deadline: router only.)
+func testProcessorDeadlineIsAFailure(t *testing.T, m mode, s events.Store, src feed.Source) {
+	if m != onRouter {
+		return
+	}
+	name := uniqueName("deadline")
+	cfg := procConfig(name, 1)
+	cfg.Categories = []string{name}
+	cfg.MaxAttempts = 2
+	cfg.OnFailure = feed.DeadLetter
+	envs := appendSpread(t, s, name, 2, 4)
+	slow := envs[0] // at the head of its unit, where failures count
+	var calls atomic.Int32
+	p, err := feed.NewProcessor(src, cfg, func(ctx context.Context, env events.Envelope) error {
+		if env.ID == slow.ID {
+			calls.Add(1)
+			<-ctx.Done()
+			return fmt.Errorf("write read model: %w", ctx.Err())
+		}
+		return applyOnce(ctx, name, env)
+	})
+	require.NoError(t, err)
+	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: waitTimeout}, watermill.NopLogger{})
+	require.NoError(t, err)
+	r.AddMiddleware(middleware.Timeout(20 * time.Millisecond))
+	require.NoError(t, p.AddHandlers(r))
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = r.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		_ = p.Close()
+	})
+	<-r.Running()
+
+	awaitPosition(t, p, envs[3].Token)
+	require.EqualValues(t, 2, calls.Load(), "handled MaxAttempts times, then given up on")
+	dls, err := p.DeadLetters(t.Context(), 0)
+	require.NoError(t, err)
+	require.Len(t, dls, 1)
+	require.Equal(t, slow.ID, dls[0].Event.ID)
+	requireAppliedOnce(t, src, name, envs[1:])
 }

@@ -52,11 +52,14 @@ func (s *fakeStore) append(n int) events.Token {
 }
 
 // commit moves name's checkpoint to pos and beats its heart now.
-func (s *fakeStore) commit(name string, pos events.Token) {
+func (s *fakeStore) commit(name string, pos events.Token) { s.commitBy(name, "runner-1", pos) }
+
+// commitBy is commit by the runner owner.
+func (s *fakeStore) commitBy(name, owner string, pos events.Token) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.consumers[name]
-	c.Name, c.Owner, c.Position = name, "runner-1", pos
+	c.Name, c.Owner, c.Position = name, owner, pos
 	c.HeartbeatAt, c.UpdatedAt = s.clock.Now(), s.clock.Now()
 	s.consumers[name] = c
 }

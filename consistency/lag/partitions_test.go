@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -15,7 +16,8 @@ import (
 // partitions checkpoints under one name per partition, none of them its
 // own name. Over random partition counts and positions (a partition the
 // store does not know yet included), its report stands at the slowest
-// partition: that checkpoint, and the events after it.
+// partition: that checkpoint, the events after it, its owner and its
+// heartbeat (the first such partition when several are as slow).
 func TestPartitionedTargetIsItsSlowestPartition(t *testing.T) {
 	t.Parallel()
 	for seed := range uint64(30) {
@@ -30,23 +32,36 @@ func TestPartitionedTargetIsItsSlowestPartition(t *testing.T) {
 			b := setup(t, &lag.Config{Projections: []lag.Target{{Name: "orders", Checkpoints: names}}})
 			head := 1 + rng.IntN(50)
 			b.store.append(head)
-			low := head
+			low, slowest := head+1, -1
 			absent := -1
 			if rng.IntN(3) == 0 {
 				absent = rng.IntN(n) // never committed: at the start of the feed
-				low = 0
 			}
+			committedAt := make([]time.Time, n)
 			for i, name := range names {
 				if i == absent {
+					low, slowest = 0, i
 					continue
 				}
+				b.clock.Advance(time.Duration(1+rng.IntN(1000)) * time.Millisecond)
 				pos := 1 + rng.IntN(head)
-				b.store.commit(name, token(pos))
-				low = min(low, pos)
+				b.store.commitBy(name, fmt.Sprint("runner-", i), token(pos))
+				committedAt[i] = b.clock.Now()
+				if pos < low && absent < 0 {
+					low, slowest = pos, i
+				}
 			}
+			b.clock.Advance(time.Second)
 			r := b.check(t, "orders")
 			require.Equal(t, token(low), r.Checkpoint)
 			require.Equal(t, int64(head-low), r.PositionLag)
+			if slowest == absent {
+				require.Empty(t, r.Owner, "nobody holds a partition that never ran")
+				require.Zero(t, r.HeartbeatAge)
+				return
+			}
+			require.Equal(t, fmt.Sprint("runner-", slowest), r.Owner)
+			require.Equal(t, b.clock.Now().Sub(committedAt[slowest]), r.HeartbeatAge)
 		})
 	}
 }

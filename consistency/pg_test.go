@@ -236,7 +236,11 @@ func TestReadStaleStillAnswers(t *testing.T) {
 				o, _, err := projections.Get[placed](ctx, runner.View("orders").Table("orders"), "o-1")
 				return o, err
 			}
-			fresh, err := consistency.Read(t.Context(), tr, res.Token, []string{"orders"}, query)
+			// A deadline of the test's own: under load the projection can
+			// take longer than the tracker's default wait (2s).
+			fctx, fcancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer fcancel()
+			fresh, err := consistency.Read(fctx, tr, res.Token, []string{"orders"}, query)
 			require.NoError(t, err)
 			require.False(t, fresh.Stale)
 			require.Equal(t, "o-1", fresh.Value.OrderID)

@@ -75,6 +75,9 @@ type spyCheckpoints struct {
 	// unreachable makes Acquire and Renew fail as if the database were
 	// down.
 	unreachable atomic.Bool
+	// renewStarted is when the latest Renew that succeeded was called
+	// (unix nanoseconds).
+	renewStarted atomic.Int64
 }
 
 // errUnreachable is what spyCheckpoints returns while unreachable.
@@ -98,7 +101,12 @@ func (c *spyCheckpoints) Renew(ctx context.Context, l feed.Lease, ttl time.Durat
 	if c.unreachable.Load() {
 		return errUnreachable
 	}
-	return c.CheckpointStore.Renew(ctx, l, ttl)
+	start := time.Now()
+	err := c.CheckpointStore.Renew(ctx, l, ttl)
+	if err == nil {
+		c.renewStarted.Store(start.UnixNano())
+	}
+	return err
 }
 
 func (c *spyCheckpoints) Begin(ctx context.Context) (feed.Unit, error) {

@@ -275,7 +275,7 @@ func TestAppOps_OnTheRealSagaEngine(t *testing.T) {
 		ctx := context.Background()
 		summary := newPausable(t, orders.OrderSummary)
 		ab := setupAppOn(t, store, func(c *web.AppConfig) {
-			c.Orders = orders.Config{BeforeApply: summary.before, StuckAfter: 100 * time.Millisecond, CreditLimitCents: 10_000}
+			c.Orders = orders.Config{BeforeApply: summary.before, StuckAfter: 2 * time.Second, CreditLimitCents: 10_000}
 		})
 		t.Cleanup(summary.release) // before the app stops
 		ops := ab.app.Ops()
@@ -312,7 +312,9 @@ func TestAppOps_OnTheRealSagaEngine(t *testing.T) {
 
 		// order_summary paused: the credit check parks, and is flagged
 		// stuck; a retry restarts its clock, and it completes once the
-		// read model resumes.
+		// read model resumes. (StuckAfter is 2s: the checks right after
+		// the retry must come before the sweep flags it again, on a
+		// loaded machine too.)
 		summary.pause()
 		stuck, _ := ab.place(t, "c-3", 1)
 		require.Eventually(t, func() bool {

@@ -40,6 +40,18 @@ func poll(t *testing.T, ctx context.Context, expr, describe string) {
 	}
 }
 
+// click clicks the element selector names from inside the page, once it is
+// there. The dashboard re-renders its lists as they refresh: a click by
+// node id (chromedp.Click) can find the node gone between looking it up
+// and clicking it, on a loaded machine.
+func click(t *testing.T, ctx context.Context, selector string) {
+	t.Helper()
+	sel, err := json.Marshal(selector)
+	require.NoError(t, err)
+	poll(t, ctx, `(() => { const el = document.querySelector(`+string(sel)+`); if (!el) return false; el.click(); return true })()`,
+		`"no element matches "+`+string(sel))
+}
+
 // eval returns the value of a JavaScript expression.
 func eval[T any](t *testing.T, ctx context.Context, expr string) T {
 	t.Helper()
@@ -215,13 +227,13 @@ func TestDashboard_OnTheRealEngine_InBrowser(t *testing.T) {
 		failedCount := `document.querySelector('#saga-counts [data-status="failed"] dd')`
 		poll(t, tab, `!!`+failedCount+` && `+failedCount+`.textContent === "1"`, `document.getElementById("saga-counts").innerText`)
 
-		require.NoError(t, chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#stuck article[data-saga-id="`+cancelled+`"] button[data-action="cancel"]`))))
+		click(t, tab, `#stuck article[data-saga-id="`+cancelled+`"] button[data-action="cancel"]`)
 		poll(t, tab, `document.getElementById("action-status").textContent === "cancel of `+cancelled+` accepted"`, `document.getElementById("action-status").textContent`)
 		tl, err := engine.Show(ctx, orders.Fulfilment, cancelled)
 		require.NoError(t, err)
 		require.Equal(t, saga.StatusCancelled, tl.Info.Status)
 
-		require.NoError(t, chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#stuck article[data-saga-id="`+retried+`"] button[data-action="retry"]`))))
+		click(t, tab, `#stuck article[data-saga-id="`+retried+`"] button[data-action="retry"]`)
 		poll(t, tab, `document.getElementById("action-status").textContent === "retry of `+retried+` accepted"`, `document.getElementById("action-status").textContent`)
 		tl, err = engine.Show(ctx, orders.Fulfilment, retried)
 		require.NoError(t, err)
@@ -229,7 +241,7 @@ func TestDashboard_OnTheRealEngine_InBrowser(t *testing.T) {
 
 		// A saga that failed by its own decision has nothing to retry: the
 		// button reports the engine's refusal.
-		require.NoError(t, chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#failed article[data-saga-id="`+refused+`"] button[data-action="retry"]`))))
+		click(t, tab, `#failed article[data-saga-id="`+refused+`"] button[data-action="retry"]`)
 		poll(t, tab, `document.getElementById("action-status").textContent.startsWith("retry of `+refused+` failed")`, `document.getElementById("action-status").textContent`)
 
 		summary.release()
@@ -261,7 +273,7 @@ func TestDashboard_ShowsSagasAndActsOnThem_InBrowser(t *testing.T) {
 	require.Contains(t, timeline[1], "compensation · release_stock · ReleaseStock failed")
 	require.Contains(t, eval[string](t, tab, `document.querySelector('#failed article').innerText`), "inventory service refused: 500")
 
-	require.NoError(t, chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#failed article[data-saga-id="failed-1"] button[data-action="retry"]`))))
+	click(t, tab, `#failed article[data-saga-id="failed-1"] button[data-action="retry"]`)
 	select {
 	case a := <-b.ops.acted:
 		require.Equal(t, "retry failed-1", a)

@@ -75,9 +75,9 @@ type spyCheckpoints struct {
 	// unreachable makes Acquire and Renew fail as if the database were
 	// down.
 	unreachable atomic.Bool
-	// renewStarted is when the latest Renew that succeeded was called
-	// (unix nanoseconds).
-	renewStarted atomic.Int64
+	// confirmed is when the latest Acquire or Renew that succeeded was
+	// called (unix nanoseconds): the lease is known good from then on.
+	confirmed atomic.Int64
 }
 
 // errUnreachable is what spyCheckpoints returns while unreachable.
@@ -87,8 +87,12 @@ func (c *spyCheckpoints) Acquire(ctx context.Context, name, owner string, ttl ti
 	if c.unreachable.Load() {
 		return feed.Lease{}, errUnreachable
 	}
+	start := time.Now()
 	l, err := c.CheckpointStore.Acquire(ctx, name, owner, ttl)
-	if errors.Is(err, feed.ErrLeaseHeld) {
+	switch {
+	case err == nil:
+		c.confirmed.Store(start.UnixNano())
+	case errors.Is(err, feed.ErrLeaseHeld):
 		c.held.Add(1)
 	}
 	return l, err
@@ -104,7 +108,7 @@ func (c *spyCheckpoints) Renew(ctx context.Context, l feed.Lease, ttl time.Durat
 	start := time.Now()
 	err := c.CheckpointStore.Renew(ctx, l, ttl)
 	if err == nil {
-		c.renewStarted.Store(start.UnixNano())
+		c.confirmed.Store(start.UnixNano())
 	}
 	return err
 }

@@ -172,10 +172,14 @@ func (p *Projection) Class() consistency.Class { return p.cfg.Class }
 // CheckpointNames returns the checkpoint name of each of the projection's
 // partitions (its name alone when it has one), in partition order, as
 // feed.Processor.CheckpointNames does: what lag.Target.Checkpoints takes.
-func (p *Projection) CheckpointNames() []string {
-	names := make([]string, p.cfg.Partitions)
+func (p *Projection) CheckpointNames() []string { return checkpointNames(p.name, p.cfg.Partitions) }
+
+// checkpointNames returns the checkpoint names of the partitions of a
+// processor named name (feed.PartitionName).
+func checkpointNames(name string, partitions int) []string {
+	names := make([]string, partitions)
 	for i := range names {
-		names[i] = feed.PartitionName(p.name, i, p.cfg.Partitions)
+		names[i] = feed.PartitionName(name, i, partitions)
 	}
 	return names
 }
@@ -266,13 +270,7 @@ type compiled struct {
 }
 
 // checkpoints returns the checkpoint names of processor name split like c.
-func (c *compiled) checkpoints(name string) []string {
-	out := make([]string, c.partitions)
-	for i := range out {
-		out[i] = feed.PartitionName(name, i, c.partitions)
-	}
-	return out
-}
+func (c *compiled) checkpoints(name string) []string { return checkpointNames(name, c.partitions) }
 
 func (p *Projection) compile(reg *events.Registry) (*compiled, error) {
 	p.mu.Lock()

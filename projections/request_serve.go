@@ -144,12 +144,11 @@ func (r *Runner) serveReset(ctx context.Context, p *compiled, q Request) error {
 	case ctx.Err() != nil:
 		// Stopping: leave it to the next runner.
 		return r.finishRequest(fctx, q, RequestPending, "the runner that took it stopped")
-	case errors.Is(rerr, ErrUnknownProjection):
-		return r.finishRequest(fctx, q, RequestFailed, rerr.Error())
 	default:
 		// The store failed under it (a lease, a read, the commit): that
 		// says nothing of the request, which a later pass makes again.
-		// Marked failed, it would never be, and `--wait` would fail.
+		// Marked failed, it would never be, and `--wait` would fail. (The
+		// runner has the projection, so Reset knows it.)
 		r.log.Warn("projections: reset on request failed; trying again", "projection", p.name, "request", q.ID, "error", rerr)
 		return r.finishRequest(fctx, q, RequestPending, "trying again after: "+rerr.Error())
 	}

@@ -353,15 +353,10 @@ func (e *Engine) warnUnknown(ctx context.Context, saga string) {
 // token. After a restart it has read none (the watches read them, later),
 // and a step whose models caught up while the process was down would be
 // reported stuck, warned about and counted, for nothing. It fails when a
-// position cannot be read.
+// position cannot be read. Positions the Tracker knows are not read again.
 func (e *Engine) caughtUpUnread(ctx context.Context, ix parkIndex) (bool, error) {
-	for _, m := range ix.Models {
-		if _, ok := e.cfg.Tracker.Position(m); !ok {
-			if err := e.cfg.Tracker.Learn(ctx, ix.Models...); err != nil {
-				return false, err
-			}
-			return e.reached(gateOutcome{}, ix.Token, ix.Models), nil
-		}
+	if err := e.cfg.Tracker.Learn(ctx, ix.Models...); err != nil {
+		return false, err
 	}
-	return false, nil
+	return e.reached(gateOutcome{}, ix.Token, ix.Models), nil
 }

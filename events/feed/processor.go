@@ -55,16 +55,16 @@ type Processor struct {
 	mdone    chan struct{}
 
 	parts []*partitionState
-	// seedMu guards seeded and carried: the start tries the seed once,
-	// and each partition's consumer waits for it to have succeeded before
-	// it takes its lease (awaitSeed).
+	// seedMu guards seeded, carried and refused: the start tries the seed
+	// once, and each partition's consumer waits for it to have succeeded
+	// before it takes its lease (awaitSeed).
 	seedMu sync.Mutex
 	seeded bool
 	// carried is what the partitions of the previous count had handled.
 	carried *carriedPositions
-	// refused is a refusal found after the start (awaitSeed), for Run to
-	// return.
-	refused atomic.Pointer[error]
+	// refused is the seed's ErrPartitionKeyChanged, for Run to return when
+	// the partitions found it after the start.
+	refused error
 	// mode is how the processor delivers once chosen: by a router
 	// (AddHandlers) or by Run. A processor delivering both ways would run
 	// two consumers per partition, each taking the other's lease in turn.

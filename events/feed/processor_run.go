@@ -42,9 +42,12 @@ func (p *Processor) Run(ctx context.Context) error {
 		wg.Go(func() { c.run(cctx) })
 	}
 	wg.Wait()
-	if err := p.refused.Load(); err != nil {
+	p.seedMu.Lock()
+	refused := p.refused
+	p.seedMu.Unlock()
+	if refused != nil {
 		_ = p.Close()
-		return *err
+		return refused
 	}
 	// Run runs once, so the processor is done: leave the membership group
 	// (as Close does), or the other processes would keep this one's share

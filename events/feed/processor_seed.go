@@ -73,10 +73,9 @@ func (c *carriedPositions) skip() func(events.Envelope) bool {
 func (p *Processor) seed(ctx context.Context) error {
 	p.seedMu.Lock()
 	defer p.seedMu.Unlock()
-	err := p.seedPartitions(ctx)
+	err := p.trySeedLocked(ctx)
 	switch {
 	case err == nil:
-		p.seeded = true
 	case errors.Is(err, ErrPartitionKeyChanged):
 		return err
 	case !errors.Is(err, context.Canceled):
@@ -89,7 +88,7 @@ func (p *Processor) seed(ctx context.Context) error {
 // awaitSeed returns once the seed has succeeded, trying it again with
 // backoff until it does, and what the consumer is to skip
 // (carriedPositions). It fails when ctx ends, or with
-// ErrPartitionKeyChanged, which it also keeps for Run to return.
+// ErrPartitionKeyChanged (kept in refused for Run to return).
 func (p *Processor) awaitSeed(ctx context.Context) (func(events.Envelope) bool, error) {
 	p.seedMu.Lock()
 	defer p.seedMu.Unlock()
@@ -98,13 +97,11 @@ func (p *Processor) awaitSeed(ctx context.Context) (func(events.Envelope) bool, 
 		if !sleep(ctx, retry.next()) {
 			return nil, context.Cause(ctx)
 		}
-		err := p.seedPartitions(ctx)
+		err := p.trySeedLocked(ctx)
 		switch {
 		case err == nil:
-			p.seeded = true
 			p.cfg.Logger.Info("feed: the processor's partition record is read; delivering", "processor", p.cfg.Name)
 		case errors.Is(err, ErrPartitionKeyChanged):
-			p.refused.CompareAndSwap(nil, &err)
 			p.cfg.Logger.Error("feed: refusing to deliver", "processor", p.cfg.Name, "error", err)
 			return nil, err
 		case ctx.Err() != nil:
@@ -115,6 +112,19 @@ func (p *Processor) awaitSeed(ctx context.Context) (func(events.Envelope) bool, 
 		}
 	}
 	return p.carried.skip(), nil
+}
+
+// trySeedLocked runs the seed once and records its outcome: seeded, or
+// refused. The caller holds seedMu.
+func (p *Processor) trySeedLocked(ctx context.Context) error {
+	err := p.seedPartitions(ctx)
+	switch {
+	case err == nil:
+		p.seeded = true
+	case errors.Is(err, ErrPartitionKeyChanged):
+		p.refused = err
+	}
+	return err
 }
 
 // keyChange refuses a PartitionKey that differs from oldKey, the one the

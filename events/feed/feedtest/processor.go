@@ -605,21 +605,28 @@ func testProcessorReplayIn(t *testing.T, m mode, s events.Store, src feed.Source
 // came after is applied once.
 func testProcessorRepartition(t *testing.T, m mode, s events.Store, src feed.Source) {
 	name := uniqueName("repart")
+	first, h := runUnsplit(t, m, s, src, name)
+	requireNothingAgain(t, m, s, src, procConfig(name, 4), first, h)
+}
+
+// runUnsplit appends events under name and runs a processor of one
+// partition named name over them, to the end, with h (which applies each
+// once under name); it returns the events and h.
+func runUnsplit(t *testing.T, m mode, s events.Store, src feed.Source, name string) ([]events.Envelope, feed.Handler) {
+	t.Helper()
 	h := func(ctx context.Context, env events.Envelope) error { return applyOnce(ctx, name, env) }
 	first := appendSpread(t, s, name, 8, 24)
 	one := startProcessor(t, m, src, procConfig(name, 1), h)
 	awaitPosition(t, one.p, first[len(first)-1].Token)
 	one.stop()
-
-	rest := requireNothingAgain(t, m, s, src, procConfig(name, 4), first, h)
-	requireAppliedOnce(t, src, name, append(first, rest...))
+	return first, h
 }
 
 // requireNothingAgain starts a processor of cfg on src, appends as many
 // events again as first (under cfg's name+"x"), and checks that it
-// handles them with h without delivering any of first. It returns the
-// new events.
-func requireNothingAgain(t *testing.T, m mode, s events.Store, src feed.Source, cfg *feed.ProcessorConfig, first []events.Envelope, h feed.Handler) []events.Envelope {
+// handles them with h without delivering any of first, and that every
+// event, old and new, is applied once (under cfg's name).
+func requireNothingAgain(t *testing.T, m mode, s events.Store, src feed.Source, cfg *feed.ProcessorConfig, first []events.Envelope, h feed.Handler) {
 	t.Helper()
 	seen := map[string]bool{}
 	for _, e := range first {
@@ -635,7 +642,7 @@ func requireNothingAgain(t *testing.T, m mode, s events.Store, src feed.Source, 
 	rest := appendSpread(t, s, cfg.Name+"x", 8, len(first))
 	awaitPosition(t, p.p, rest[len(rest)-1].Token)
 	require.Zero(t, redelivered.Load(), "the new partitions started from the beginning of the feed")
-	return rest
+	requireAppliedOnce(t, src, cfg.Name, append(first, rest...))
 }
 
 // testProcessorRepartitionFromSplit: a processor of two partitions, one

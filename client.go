@@ -288,13 +288,24 @@ func (cl *Client) stopLocked(ctx context.Context) error {
 			cl.routerErr <- err
 			errs = append(errs, err)
 		default:
-			errs = append(errs, cl.router.Close())
+			// Close waits for handlers in flight up to the router's
+			// CloseTimeout, whatever ctx says: wait for it here instead,
+			// and past ctx cancel the handlers' context, so a handler
+			// that honours it ends and the close finishes behind us.
+			closed := make(chan error, 1)
+			go func() { closed <- cl.router.Close() }()
 			select {
-			case err := <-cl.routerErr:
-				cl.routerErr <- err
+			case err := <-closed:
 				errs = append(errs, err)
+				select {
+				case err := <-cl.routerErr:
+					cl.routerErr <- err
+					errs = append(errs, err)
+				case <-ctx.Done():
+					errs = append(errs, fmt.Errorf("the router's Run did not return: %w", ctx.Err()))
+				}
 			case <-ctx.Done():
-				errs = append(errs, ctx.Err())
+				errs = append(errs, fmt.Errorf("handlers still running (the router closes behind Stop): %w", ctx.Err()))
 			}
 		}
 		cl.runCancel()

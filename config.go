@@ -49,6 +49,12 @@ type Config struct {
 	Sagas []saga.Definition
 	// Commands are the command handlers to run (command.Handle, or any
 	// cqrs.CommandHandler). Defaults to none.
+	//
+	// With any set, the sagas' steps may send only the command types
+	// handled here: a step sending another fails its instance
+	// (saga.ErrNoCommandHandler), so a command no one will read is never
+	// left behind. Leave it empty in a process whose sagas' commands are
+	// handled by other processes: the engine then checks nothing.
 	Commands []cqrs.CommandHandler
 
 	// Router is the Watermill router the sagas and command handlers are

@@ -8,7 +8,4 @@ var (
 	// ErrStopped is returned by Start after Stop: a stopped client cannot
 	// be restarted; create a new one with NewClient.
 	ErrStopped = errors.New("converge: client is stopped (create a new one with NewClient)")
-	// ErrNoSagas is returned by the saga accessors of a client configured
-	// without sagas.
-	ErrNoSagas = errors.New("converge: the client runs no sagas (set Config.Sagas)")
 )

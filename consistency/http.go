@@ -19,9 +19,11 @@ const (
 	// HeaderStale is "true" on a read response whose read models had not
 	// reached the requested position by the deadline, "false" otherwise.
 	HeaderStale = "X-Consistency-Stale"
-	// HeaderTimeout optionally shortens a read's wait: a whole number of
-	// milliseconds, 0 for "do not wait, just label". It never lengthens a
-	// wait past TrackerConfig.MaxTimeout.
+	// HeaderTimeout sets a read's wait: a whole number of milliseconds, 0
+	// for "do not wait, just label". Without it a read waits
+	// TrackerConfig.DefaultTimeout; with it, the time asked for, shorter
+	// or longer than that, but never past TrackerConfig.MaxTimeout (so the
+	// server, not the client, bounds how long a request holds a waiter).
 	HeaderTimeout = "X-Consistency-Timeout"
 	// QueryParam carries the token where a header cannot be set (links,
 	// EventSource). The header wins when both are sent and agree; sending

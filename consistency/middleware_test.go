@@ -208,6 +208,54 @@ func TestMiddleware_TimeoutHeader(t *testing.T) {
 	require.Equal(t, "soon", p.Value)
 }
 
+// TestMiddleware_TimeoutHeaderSetsTheWait: X-Consistency-Timeout replaces
+// DefaultTimeout in both directions, within MaxTimeout; a negative one is
+// refused like a malformed one.
+func TestMiddleware_TimeoutHeaderSetsTheWait(t *testing.T) {
+	t.Parallel()
+	ahead := events.MakeToken(1<<62, 0).String()
+	read := func(t *testing.T, app *httpApp, timeout string) (*http.Response, time.Duration) {
+		t.Helper()
+		start := time.Now()
+		resp := app.do(t, context.Background(), http.MethodGet, "/orders", http.Header{
+			consistency.HeaderPosition: {ahead},
+			consistency.HeaderTimeout:  {timeout},
+		})
+		return resp, time.Since(start)
+	}
+
+	t.Run("Longer", func(t *testing.T) {
+		t.Parallel()
+		app := setupHTTP(t, &consistency.TrackerConfig{DefaultTimeout: 10 * time.Millisecond, MaxTimeout: time.Minute})
+		resp, took := read(t, app, "400")
+		require.Equal(t, "true", resp.Header.Get(consistency.HeaderStale))
+		require.GreaterOrEqual(t, took, 400*time.Millisecond, "the header's wait replaces a shorter default")
+	})
+	t.Run("Shorter", func(t *testing.T) {
+		t.Parallel()
+		app := setupHTTP(t, &consistency.TrackerConfig{DefaultTimeout: time.Minute, MaxTimeout: time.Minute})
+		resp, took := read(t, app, "150")
+		require.Equal(t, "true", resp.Header.Get(consistency.HeaderStale))
+		require.GreaterOrEqual(t, took, 150*time.Millisecond)
+		require.Less(t, took, 30*time.Second, "the header's wait replaces a longer default")
+	})
+	t.Run("CappedByMaxTimeout", func(t *testing.T) {
+		t.Parallel()
+		app := setupHTTP(t, &consistency.TrackerConfig{DefaultTimeout: 10 * time.Millisecond, MaxTimeout: 200 * time.Millisecond})
+		resp, took := read(t, app, "3600000")
+		require.Equal(t, "true", resp.Header.Get(consistency.HeaderStale))
+		require.GreaterOrEqual(t, took, 200*time.Millisecond)
+		require.Less(t, took, 30*time.Second, "an hour asked for, MaxTimeout given")
+	})
+	t.Run("Negative", func(t *testing.T) {
+		t.Parallel()
+		app := setupHTTP(t, nil)
+		resp, _ := read(t, app, "-5")
+		p := requireProblem(t, resp, consistency.ProblemInvalidTimeout)
+		require.Equal(t, "-5", p.Value)
+	})
+}
+
 func TestMiddleware_BadToken(t *testing.T) {
 	t.Parallel()
 	app := setupHTTP(t, nil)
@@ -239,6 +287,10 @@ func TestMiddleware_BadToken(t *testing.T) {
 			header:   http.Header{consistency.HeaderPosition: {tok(1).String()}},
 			query:    "?" + consistency.QueryParam + "=" + tok(2).String(),
 			wantType: consistency.ProblemInvalidToken, wantParam: consistency.QueryParam, wantValue: tok(2).String(),
+		},
+		"RepeatedQuery": {
+			query:    "?" + consistency.QueryParam + "=" + tok(1).String() + "&" + consistency.QueryParam + "=" + tok(1).String(),
+			wantType: consistency.ProblemInvalidToken, wantParam: consistency.QueryParam, wantValue: tok(1).String(),
 		},
 		"Repeated": {
 			header:   http.Header{consistency.HeaderPosition: {tok(1).String(), tok(2).String()}},

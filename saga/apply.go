@@ -52,8 +52,7 @@ func (e *Engine) apply(ctx context.Context, u feed.Unit, t target, in *instance,
 			return e.finish(ctx, rows, in, env)
 		}
 		if t.h.run == nil {
-			ts.Active = false
-			in.Timers[tf.Name] = ts
+			delete(in.Timers, tf.Name)
 			if err := e.record(ctx, rows, in, about(env, KindNoTimeoutHandler,
 				fmt.Sprintf("timer %q fired but the saga has no OnTimeout(%q) handler", tf.Name, tf.Name))); err != nil {
 				return err
@@ -204,9 +203,10 @@ func (e *Engine) commitStep(ctx context.Context, u feed.Unit, s *compiled, in *i
 		return err
 	}
 	if tf, ok := isTimerFired(env, c); ok {
-		ts := in.Timers[tf]
-		ts.Active = false
-		in.Timers[tf] = ts
+		// A timer that fired is forgotten: its generation stays unique
+		// (TimerGen only grows), so a late copy of it finds no entry and is
+		// stale, and the row does not grow with every timer name ever used.
+		delete(in.Timers, tf)
 		if err := e.record(ctx, rows, in, about(env, KindTimerFired, fmt.Sprintf("timer %q", tf))); err != nil {
 			return err
 		}
@@ -243,7 +243,7 @@ func (e *Engine) commitStep(ctx context.Context, u feed.Unit, s *compiled, in *i
 		in.Status = StatusCompleted
 		outcome = "completed"
 	case c.fail != "":
-		in.Status, in.Reason = StatusFailed, c.fail
+		in.Status, in.Reason = StatusFailed, storable(c.fail)
 		outcome = "failed"
 	case in.Compensated:
 		in.Status = StatusCompensating
@@ -325,10 +325,37 @@ func (e *Engine) checkStorable(s *compiled, in *instance, c *stepCore, env event
 	for _, comp := range in.Compensations {
 		size += len(comp.Payload)
 	}
+	size += timersSize(in, c.timerOps)
 	if limit := events.DefaultMaxPayloadBytes - instanceHeadroom; size > limit {
-		return fmt.Errorf("saga %q: the state and the registered compensations take %d bytes, more than the %d an instance holds (keep ids and status in state, not documents)", s.name, size, limit)
+		return fmt.Errorf("saga %q: the state, the registered compensations and the pending timers take %d bytes, more than the %d an instance holds (keep ids and status in state, not documents; reuse timer names)", s.name, size, limit)
 	}
 	return nil
+}
+
+// timerEntryBytes bounds what a pending timer takes in its instance's row
+// besides its name: its generation, due time and flag as JSON.
+const timerEntryBytes = 96
+
+// timersSize is what the instance's pending timers will take in its row
+// once ops are applied.
+func timersSize(in *instance, ops []timerOp) int {
+	if len(in.Timers) == 0 && len(ops) == 0 {
+		return 0
+	}
+	pending := make(map[string]bool, len(in.Timers)+len(ops))
+	for name, ts := range in.Timers {
+		pending[name] = ts.Active
+	}
+	for _, op := range ops {
+		pending[op.name] = !op.cancel
+	}
+	size := 0
+	for name, active := range pending {
+		if active {
+			size += len(name) + timerEntryBytes
+		}
+	}
+	return size
 }
 
 // commandEvent is the i-th command of the instance's step seq as the
@@ -368,7 +395,7 @@ func (e *Engine) failStep(ctx context.Context, rows feed.Rows, in *instance, env
 	if in.Parked != nil && in.Parked.Env.ID == env.ID {
 		in.Parked = nil
 	}
-	in.Status, in.Reason = StatusFailed, cause.Error()
+	in.Status, in.Reason = StatusFailed, storable(cause.Error())
 	failed := stow(env)
 	in.Failed = &failed
 	if err := e.record(ctx, rows, in, about(env, KindFailed, cause.Error())); err != nil {
@@ -399,8 +426,8 @@ func (e *Engine) applyTimers(ctx context.Context, rows feed.Rows, in *instance, 
 		}
 		in.TimerGen++
 		if op.cancel {
+			delete(in.Timers, op.name)
 			if had && old.Active {
-				in.Timers[op.name] = timerState{Gen: in.TimerGen, Due: old.Due}
 				if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindTimerCancelled, Detail: op.name}); err != nil {
 					return scheduled, err
 				}

@@ -65,7 +65,9 @@ type Config[S any] struct {
 	// models before the instance is reported stuck (it still never runs
 	// on stale data). Defaults to DefaultStuckAfter (5m).
 	StuckAfter time.Duration
-	// Description says what the process does, for operators.
+	// Description says what the process does, for readers of the
+	// definition. The engine keeps no copy of it: operators see
+	// instances by their saga's Name.
 	Description string
 }
 

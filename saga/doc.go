@@ -180,8 +180,15 @@
 // checked before it changes anything, so a refused step keeps nothing
 // (not its other commands either) and never fails the unit, which the
 // runtime would retry and then halt, holding up every other instance of
-// the partition. A history entry's detail (a command's payload, say) is
-// cut at 4 KiB, saying its full size. A parked, failed or queued message
+// the partition. Pending timers count against what an instance holds, as
+// its state and compensations do; a timer that fired or was cancelled
+// leaves nothing in the row. Free text is stored whatever it holds: a
+// Fail reason, a Note, the message of an error a step returns, an
+// operator's cancel reason and a history entry's detail (a command's
+// payload, say) keep NUL as U+FFFD (PostgreSQL cannot store NUL in JSON)
+// and are cut at 4 KiB, saying their full size. A step's history is
+// written as one row, or as several when it records more than a row holds
+// (hundreds of commands, thousands of timers). A parked, failed or queued message
 // keeps a payload of up to 16 KiB in its row; a larger one (events may be
 // as large as the store's Limits allow, rows hold 1 MiB with the state) is
 // read back from its stream when the message runs.
@@ -211,7 +218,10 @@
 //     converge_saga_gate_wait_seconds{saga}: waits for read models before
 //     a step, and how long they took.
 //   - converge_saga_park_seconds{saga}: how long parked steps waited.
-//   - converge_saga_stuck_instances{saga}: parked past Config.StuckAfter.
+//   - converge_saga_stuck_instances{saga}: parked past Config.StuckAfter,
+//     as the last parked-step pass found them in the store (so a restarted
+//     process reports what was stuck before it started; every process
+//     reports the same count: aggregate with max).
 //   - converge_saga_timers_fired_total{saga}, converge_saga_timers_stale_total{saga}
 //     and converge_saga_timers_due: timers fired, fired timers ignored as
 //     cancelled or rescheduled, and timers found due at the last pass.

@@ -71,6 +71,10 @@ func (e *Engine) runParked(ctx context.Context, watch bool) (int, time.Time, err
 		return moved, next, err
 	}
 	after := ""
+	// stuck counts, by saga, the instances this pass found stuck: the
+	// gauge is set from the store, so it is right after a restart and the
+	// same in every process.
+	stuck := map[string]int{}
 	for {
 		page, err := e.cfg.Store.Rows().List(ctx, rowNamespace, tableParked, feed.RowQuery{After: after, Limit: 500})
 		if err != nil {
@@ -95,15 +99,15 @@ func (e *Engine) runParked(ctx context.Context, watch bool) (int, time.Time, err
 				}
 				continue
 			}
-			stuck := now.Sub(ix.Since) > s.cfg.stuckAfter
+			late := now.Sub(ix.Since) > s.cfg.stuckAfter
 			behind := len(ix.Models) > 0 && !e.reached(gateOutcome{}, ix.Token, ix.Models)
-			if behind && stuck {
+			if behind && late {
 				caughtUp, err := e.caughtUpUnread(ctx, ix)
 				switch {
 				case err != nil:
 					// A position could not be read: "stuck" would be a
 					// guess. A later pass decides.
-					stuck = false
+					late = false
 				case caughtUp:
 					behind = false
 				}
@@ -112,7 +116,8 @@ func (e *Engine) runParked(ctx context.Context, watch bool) (int, time.Time, err
 				if watch {
 					e.watch(ctx, ix)
 				}
-				if stuck {
+				if late {
+					stuck[ix.Saga]++
 					if err := e.withUnit(ctx, func(ctx context.Context, u feed.Unit) error { return e.markStuck(ctx, u, ix) }); err != nil {
 						return moved, next, err
 					}
@@ -128,6 +133,9 @@ func (e *Engine) runParked(ctx context.Context, watch bool) (int, time.Time, err
 			}
 		}
 		if len(page) < 500 {
+			for name := range e.sagas {
+				e.metrics.Stuck.WithLabelValues(name).Set(float64(stuck[name]))
+			}
 			return moved, next, nil
 		}
 	}
@@ -252,9 +260,6 @@ func (e *Engine) resumeOne(ctx context.Context, u feed.Unit, saga, id string) (b
 		if len(p.Models) > 0 && !e.reached(gateOutcome{}, p.Env.Token.Max(in.Token), t.h.reads) {
 			return false, nil
 		}
-		if p.Stuck {
-			u.AfterCommit(func() { e.metrics.Stuck.WithLabelValues(saga).Dec() })
-		}
 		in.Parked, in.Status = nil, p.Resume
 		if err := e.record(ctx, rows, in, HistoryEntry{
 			Kind: KindResumed, EventID: p.Env.ID, EventType: p.Env.Type,
@@ -326,8 +331,6 @@ func (e *Engine) markStuck(ctx context.Context, u feed.Unit, ix parkIndex) error
 	}
 	e.log.WarnContext(ctx, "saga: parked step is stuck (its read models are not catching up)", "saga", in.Saga, "id", in.ID,
 		"models", in.Parked.Models, "since", in.Parked.Since)
-	saga := in.Saga
-	u.AfterCommit(func() { e.metrics.Stuck.WithLabelValues(saga).Inc() })
 	return e.save(ctx, rows, in)
 }
 

@@ -22,8 +22,11 @@ type Metrics struct {
 	// WaitSeconds and ParkSeconds observe gate waits and park durations.
 	WaitSeconds *prometheus.HistogramVec
 	ParkSeconds *prometheus.HistogramVec
-	// Stuck is the number of instances this process reported stuck and has
-	// not seen run or be retried since, by saga.
+	// Stuck is the number of instances whose parked step has waited past
+	// Config.StuckAfter, by saga, as the last parked-step pass found them
+	// in the store (every SweepInterval, and at each RunParked). Every
+	// engine running a saga reports the same count: aggregate it across
+	// processes with max, not sum.
 	Stuck *prometheus.GaugeVec
 	// Ignored counts messages ignored, by saga and reason (no_instance, ended).
 	Ignored *prometheus.CounterVec

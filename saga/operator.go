@@ -46,7 +46,11 @@ func NewOperator(cfg *OperatorConfig) (*Operator, error) {
 	return o, nil
 }
 
-// List returns the instances that pass f, in saga type and id order.
+// List returns the instances that pass f in the order of their row keys:
+// the saga's name, "/", then the id URL-path-escaped, compared byte by
+// byte. The order is stable, so pages do not overlap, but it is not
+// alphabetical by type and id where a name holds a byte below "/" (such
+// as "-" or ".") or an id needs escaping.
 func (o *Operator) List(ctx context.Context, f Filter) ([]Info, error) {
 	return listInstances(ctx, o.rows, o.clock.Now(), f)
 }

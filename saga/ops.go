@@ -76,7 +76,11 @@ func (in *instance) info() Info {
 	return i
 }
 
-// List returns the instances that pass f, in saga type and id order.
+// List returns the instances that pass f in the order of their row keys:
+// the saga's name, "/", then the id URL-path-escaped, compared byte by
+// byte. The order is stable, so pages do not overlap, but it is not
+// alphabetical by type and id where a name holds a byte below "/" (such
+// as "-" or ".") or an id needs escaping.
 func (e *Engine) List(ctx context.Context, f Filter) ([]Info, error) {
 	return listInstances(ctx, e.cfg.Store.Rows(), e.cfg.Clock.Now(), f)
 }
@@ -138,7 +142,6 @@ func (e *Engine) retryIn(ctx context.Context, u feed.Unit, saga, id, detail stri
 		}
 	case in.Parked != nil && in.Parked.Stuck:
 		in.Parked.Stuck, in.Parked.Since = false, now
-		u.AfterCommit(func() { e.metrics.Stuck.WithLabelValues(saga).Dec() })
 	default:
 		return fmt.Errorf("%w: %s/%s is %s", ErrNotRetryable, saga, id, in.Status)
 	}
@@ -184,15 +187,12 @@ func (e *Engine) cancelIn(ctx context.Context, u feed.Unit, saga, id, reason str
 	}
 	if in.Parked != nil {
 		dropped++
-		if in.Parked.Stuck {
-			u.AfterCommit(func() { e.metrics.Stuck.WithLabelValues(saga).Dec() })
-		}
 	}
 	in.MailboxHead, in.Parked, in.Failed = in.MailboxTail, nil, nil
 	if err := e.cancelAllTimers(ctx, rows, in); err != nil {
 		return err
 	}
-	in.Status, in.Reason = StatusCancelled, reason
+	in.Status, in.Reason = StatusCancelled, storable(reason)
 	if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindCancelled, Detail: fmt.Sprintf("%s (%d pending messages dropped)", reason, dropped)}); err != nil {
 		return err
 	}

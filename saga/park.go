@@ -32,7 +32,7 @@ func (e *Engine) park(ctx context.Context, rows feed.Rows, in *instance, env eve
 	now := e.cfg.Clock.Now().UTC()
 	p := &parked{Env: stow(env), Models: r.models, Token: r.token, Since: now, Waiting: now, RetryAt: r.retryAt, Attempts: r.attempts, Resume: in.Status}
 	if r.err != nil {
-		p.LastError = r.err.Error()
+		p.LastError = storable(r.err.Error())
 	}
 	if prev != nil {
 		p.Resume = prev.Resume

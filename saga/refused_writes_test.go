@@ -125,7 +125,8 @@ func TestHistoryClipsLongDetails(t *testing.T) {
 }
 
 // TestHistoryOfAHugeStepKeepsItsEntries: a step whose timeline would not
-// fit its row keeps every entry, without details, and the step commits.
+// fit one row keeps every entry, in order, each with its (clipped)
+// detail, over as many rows as it takes, and the step commits.
 func TestHistoryOfAHugeStepKeepsItsEntries(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
@@ -144,10 +145,13 @@ func TestHistoryOfAHugeStepKeepsItsEntries(t *testing.T) {
 		require.Len(t, fx.Commands(), n)
 		fx.ExpectStatus("huge", "1", saga.StatusRunning)
 		sent := 0
-		for _, h := range fx.History("huge", "1").History {
+		for i, h := range fx.History("huge", "1").History {
+			require.Equal(t, int64(i+1), h.Seq, "entries in order, none missing")
 			if h.Kind == saga.KindCommandSent {
+				want := fmt.Sprintf(`{"order_id":"1","text":"%d`, sent)
+				require.True(t, strings.HasPrefix(h.Detail, want), "command %d's detail kept", sent)
+				require.True(t, strings.HasSuffix(h.Detail, " bytes in all)"), "and clipped")
 				sent++
-				require.Empty(t, h.Detail)
 			}
 		}
 		require.Equal(t, n, sent)

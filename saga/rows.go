@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -31,22 +32,15 @@ func (e *Engine) load(ctx context.Context, rows feed.Rows, saga, id string, lock
 // entries recorded since it was loaded, as one row.
 func (e *Engine) save(ctx context.Context, rows feed.Rows, in *instance) error {
 	if len(in.pending) > 0 {
-		b, err := json.Marshal(in.pending)
-		if err == nil && len(b) > events.DefaultMaxPayloadBytes {
-			// A step of thousands of entries: keep them all, without
-			// their details, so the row fits and the step is not refused
-			// for its own timeline.
-			for i := range in.pending {
-				in.pending[i].Detail = ""
-			}
-			b, err = json.Marshal(in.pending)
-		}
+		chunks, err := historyRows(in.pending, events.DefaultMaxPayloadBytes)
 		if err != nil {
 			return fmt.Errorf("saga: encode history: %w", err)
 		}
-		key := childKey(in.Saga, in.ID, seqKey(in.pending[0].Seq))
-		if err := rows.Put(ctx, rowNamespace, tableHistory, key, b, in.Token); err != nil {
-			return wrapRows(err, "write history", in.Saga, in.ID)
+		for _, c := range chunks {
+			key := childKey(in.Saga, in.ID, seqKey(c.first))
+			if err := rows.Put(ctx, rowNamespace, tableHistory, key, c.value, in.Token); err != nil {
+				return wrapRows(err, "write history", in.Saga, in.ID)
+			}
 		}
 		in.pending = nil
 	}
@@ -60,6 +54,44 @@ func (e *Engine) save(ctx context.Context, rows feed.Rows, in *instance) error {
 		return fmt.Errorf("saga: encode instance %s/%s: %w", in.Saga, in.ID, err)
 	}
 	return wrapRows(rows.Put(ctx, rowNamespace, tableInstance, instanceKey(in.Saga, in.ID), b, in.Token), "write instance", in.Saga, in.ID)
+}
+
+// historyRow is a run of consecutive history entries stored as one row,
+// keyed by the sequence number of its first.
+type historyRow struct {
+	first int64
+	value json.RawMessage
+}
+
+// historyRows encodes a step's history entries as few rows as hold them,
+// each at most limit bytes: usually one, but a step that sends hundreds of
+// commands or schedules thousands of timers records more than a row
+// holds, and refusing the row would fail the unit. Rows are keyed by
+// their first entry's sequence number, so reading the rows in key order
+// reads the entries in order.
+func historyRows(entries []HistoryEntry, limit int) ([]historyRow, error) {
+	var (
+		out   []historyRow
+		buf   = []byte{'['}
+		first int64
+	)
+	for _, h := range entries {
+		b, err := json.Marshal(h)
+		if err != nil {
+			return nil, err
+		}
+		if len(buf) > 1 && len(buf)+len(b)+2 > limit {
+			out = append(out, historyRow{first: first, value: append(buf, ']')})
+			buf = []byte{'['}
+		}
+		if len(buf) == 1 {
+			first = h.Seq
+		} else {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, b...)
+	}
+	return append(out, historyRow{first: first, value: append(buf, ']')}), nil
 }
 
 // handledRec records that a message reached an instance: applied, or
@@ -130,7 +162,7 @@ const (
 // record adds an entry to the instance's history; save writes it with the
 // instance, so a step costs one history row however much it did.
 func (e *Engine) record(_ context.Context, _ feed.Rows, in *instance, h HistoryEntry) error {
-	h.Detail = clip(h.Detail, maxHistoryDetail)
+	h.Detail = storable(h.Detail)
 	in.HistorySeq++
 	h.Seq = in.HistorySeq
 	if h.At.IsZero() {
@@ -143,6 +175,16 @@ func (e *Engine) record(_ context.Context, _ feed.Rows, in *instance, h HistoryE
 // maxHistoryDetail bounds a history entry's detail, in bytes: a command's
 // payload, say, is shown in full up to it and cut after.
 const maxHistoryDetail = 4 << 10
+
+// storable makes free text (a reason, a note, an error's message, an
+// operator's words) fit an instance's rows whatever it holds: PostgreSQL's
+// jsonb cannot hold NUL, so each becomes U+FFFD, and the text is cut to
+// maxHistoryDetail. Refusing such text instead would fail the unit, which
+// the runtime retries and then halts, holding up every other instance of
+// the partition.
+func storable(s string) string {
+	return clip(strings.ReplaceAll(s, "\x00", "\uFFFD"), maxHistoryDetail)
+}
 
 // clip cuts s to at most n bytes on a rune boundary, saying how much was
 // left out.

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/consistency"
@@ -84,6 +85,21 @@ func TestRestartReportsNoCaughtUpStepStuck(t *testing.T) {
 		_, err = engine(trackerOf()).engine.RunParked(ctx)
 		require.NoError(t, err)
 		require.True(t, second.stateInfo(t, "gated", "2").Stuck)
+
+		// A process started after the step was reported stuck counts it in
+		// its gauge all the same, and no more once the step ran.
+		tr := trackerOf()
+		fourth := engine(tr)
+		gauge := fourth.engine.Metrics().Stuck.WithLabelValues("gated")
+		_, err = fourth.engine.RunParked(ctx)
+		require.NoError(t, err)
+		require.Equal(t, 1.0, testutil.ToFloat64(gauge), "a stuck step reported by an earlier process")
+		tr.Advance("late_model", behind.Token)
+		tr.Advance("caught_up_model", behind.Token)
+		ran, err = fourth.engine.RunParked(ctx)
+		require.NoError(t, err)
+		require.Equal(t, 1, ran)
+		require.Zero(t, testutil.ToFloat64(gauge), "the stuck step ran")
 	})
 }
 

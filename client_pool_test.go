@@ -60,13 +60,10 @@ func runShopOn(t *testing.T, cfg *pgtest.Config) {
 	require.NoError(t, client.Start(ctx))
 	defer func() { require.NoError(t, client.Stop(ctx)) }()
 
-	completed := 0
-	assert.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		done, err := client.Sagas().List(ctx, saga.Filter{Saga: "checkout", Status: saga.StatusCompleted})
-		require.NoError(t, err)
-		completed = len(done)
-		return completed == n
+		require.NoError(c, err)
+		assert.Len(c, done, n, "sagas completed")
 	}, 60*time.Second, 20*time.Millisecond)
-	require.Equal(t, n, completed, "sagas completed")
 	require.Positive(t, client.GateStats().Gated, "the first steps were gated on the read model")
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge"
@@ -77,11 +78,11 @@ func placeAndAwait(t *testing.T, client *converge.Client, from, n int) {
 		require.NoError(t, err)
 		require.False(t, res.Token.IsZero())
 	}
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		done, err := client.Sagas().List(ctx, saga.Filter{Saga: "checkout", Status: saga.StatusCompleted})
-		require.NoError(t, err)
-		return len(done) >= from+n
-	}, 30*time.Second, 5*time.Millisecond)
+		require.NoError(c, err)
+		assert.GreaterOrEqual(c, len(done), from+n, "checkouts completed")
+	}, 30*time.Second, 5*time.Millisecond, "orders %d to %d never completed", from, from+n-1)
 	head, err := client.Store().Head(ctx)
 	require.NoError(t, err)
 	st, err := client.Tracker().Wait(ctx, head, "order_status")
@@ -183,16 +184,10 @@ func TestClientStopReleasesLeases(t *testing.T) {
 		second := newShop(t, store)
 		require.NoError(t, second.Start(ctx))
 		defer func() { require.NoError(t, second.Stop(ctx)) }()
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			placeAndAwait(t, second, 3, 3)
-		}()
-		select {
-		case <-done:
-		case <-time.After(40 * time.Second):
-			t.Fatal("the second client never took over")
-		}
+		// placeAndAwait gives up after 30s, half the minute the first
+		// client's leases would take to expire: only the release lets the
+		// second client finish in time.
+		placeAndAwait(t, second, 3, 3)
 	})
 }
 

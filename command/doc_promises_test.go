@@ -12,6 +12,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/command"
@@ -76,16 +77,16 @@ func TestConsumerNames(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- router.Run(ctx) }()
 		<-router.Running()
-		require.Eventually(t, func() bool {
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
 			cs, err := store.Consumers(context.Background())
-			require.NoError(t, err)
+			require.NoError(c, err)
 			var got []string
-			for _, c := range cs {
-				if c.Owner != "" {
-					got = append(got, c.Name)
+			for _, cons := range cs {
+				if cons.Owner != "" {
+					got = append(got, cons.Name)
 				}
 			}
-			return slices.Equal(want, got)
+			assert.Equal(c, want, got, "owned consumers")
 		}, 30*time.Second, 5*time.Millisecond, "consumers named %q (prefix %q, handler %q, %d partitions)", want, prefix, name, partitions)
 		cancel()
 		require.NoError(t, router.Close())

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/command"
@@ -69,15 +70,12 @@ func TestPartitionedHandlers(t *testing.T) {
 		}
 	}
 	runRouter(t, router)
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		for a := range accounts {
 			v, err := store.StreamVersion(ctx, fmt.Sprint("account-", a))
-			require.NoError(t, err)
-			if v != each {
-				return false
-			}
+			require.NoError(c, err)
+			require.EqualValues(c, each, v, "account-%d", a)
 		}
-		return true
 	}, 30*time.Second, 5*time.Millisecond)
 	require.GreaterOrEqual(t, most.Load(), int32(2), "partitions delivered concurrently")
 	mu.Lock()
@@ -131,10 +129,10 @@ func TestPartitionedSendersShareAnAggregate(t *testing.T) {
 			}
 		}
 		runRouter(t, router)
-		require.Eventually(t, func() bool {
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
 			v, err := s.StreamVersion(ctx, "account-shared")
-			require.NoError(t, err)
-			return v >= senders*each
+			require.NoError(c, err)
+			assert.GreaterOrEqual(c, v, int64(senders*each))
 		}, 30*time.Second, 5*time.Millisecond)
 		got, err := s.ReadStream(ctx, "account-shared", 1, 0)
 		require.NoError(t, err)

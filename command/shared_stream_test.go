@@ -8,6 +8,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/command"
@@ -74,16 +75,12 @@ func TestNestedCategoriesShareAStreamHarmlessly(t *testing.T) {
 			require.NoError(t, err)
 		}
 		runRouter(t, router)
-		require.Eventually(t, func() bool {
-			done := 0
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
 			for _, stream := range []string{"payment-x", "refund-y", "payment-z"} {
 				v, err := s.StreamVersion(ctx, stream)
-				require.NoError(t, err)
-				if v > 0 {
-					done++
-				}
+				require.NoError(c, err)
+				assert.Positive(c, v, stream)
 			}
-			return done == 3
 		}, 30*time.Second, 5*time.Millisecond)
 		mu.Lock()
 		defer mu.Unlock()

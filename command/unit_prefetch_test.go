@@ -10,6 +10,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/command"
@@ -61,15 +62,12 @@ func TestUnitOfManyCommandsLooksResultsUpAtOnce(t *testing.T) {
 		})))
 	on.Store(true)
 	runRouter(t, router)
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		for i := range commands {
 			v, err := s.StreamVersion(ctx, fmt.Sprint("account-", i))
-			require.NoError(t, err)
-			if v < 1 {
-				return false
-			}
+			require.NoError(c, err)
+			require.GreaterOrEqual(c, v, int64(1), "account-%d", i)
 		}
-		return true
 	}, 30*time.Second, 5*time.Millisecond)
 	on.Store(false)
 	for i := range commands {

@@ -203,12 +203,13 @@ func TestRunnerOnUserRouter(t *testing.T) {
 			r := f.newRunner(t, projections.RunnerConfig{Projections: []*projections.Projection{balances("mounted", nil)}})
 			require.NoError(t, r.AddHandlers(router))
 			require.NoError(t, r.Start(ctx))
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				_ = router.Run(ctx)
-			}()
-			<-router.Running()
+			done := make(chan error, 1)
+			go func() { done <- router.Run(ctx) }()
+			select {
+			case <-router.Running():
+			case err := <-done:
+				t.Fatalf("the router stopped before running: %v", err)
+			}
 
 			res := f.append(t, "acct-1", Deposited{"a", 3}, Deposited{"a", 4})
 			f.waitFor(t, res.Token, "mounted")
@@ -220,7 +221,7 @@ func TestRunnerOnUserRouter(t *testing.T) {
 
 			stop(t, r)
 			require.NoError(t, router.Close())
-			<-done
+			require.NoError(t, <-done, "the router's Run")
 		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/events"
@@ -59,15 +60,12 @@ func TestLeftBehindRebuildCheckpointIsSweptOnceListable(t *testing.T) {
 			flaky := &consumersFailures{Source: f.source, Inspector: in}
 			flaky.fail.Store(1)
 			f.start(t, projections.RunnerConfig{Source: flaky, Store: f.store, Projections: []*projections.Projection{p}})
-			require.Eventually(t, func() bool {
+			require.EventuallyWithT(t, func(c *assert.CollectT) {
 				cs, err := in.Consumers(ctx)
-				require.NoError(t, err)
-				for _, c := range cs {
-					if c.Name == leftover {
-						return false
-					}
+				require.NoError(c, err)
+				for _, cons := range cs {
+					assert.NotEqual(c, leftover, cons.Name, "a consumer still listed")
 				}
-				return true
 			}, waitTimeout, 10*time.Millisecond, "the left-behind checkpoint is deleted")
 			require.EqualValues(t, 1, flaky.failed.Load())
 		})

@@ -11,6 +11,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/command"
@@ -95,12 +96,13 @@ func TestEndToEndOverWatermill(t *testing.T) {
 			_, err := b.store.Append(ctx, fmt.Sprintf("order-%d", i), events.NoStream, events.Event{Data: OrderPlaced{OrderID: fmt.Sprint(i), Total: total}})
 			require.NoError(t, err)
 		}
-		require.Eventually(t, func() bool {
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
 			done, err := eng.List(ctx, saga.Filter{Status: saga.StatusCompleted})
-			require.NoError(t, err)
+			require.NoError(c, err)
 			failed, err := eng.List(ctx, saga.Filter{Status: saga.StatusFailed})
-			require.NoError(t, err)
-			return len(done) == n-1 && len(failed) == 1
+			require.NoError(c, err)
+			assert.Len(c, done, n-1, "completed")
+			assert.Len(c, failed, 1, "failed")
 		}, 30*time.Second, 5*time.Millisecond)
 
 		tl, err := eng.Show(ctx, orders, "3")

@@ -74,9 +74,12 @@ func (b bare) deliver(t *testing.T, env events.Envelope) {
 	}))
 }
 
-// commandIDs returns the ids of every command appended, by type.
-func (b bare) commandIDs(t *testing.T) map[string][]string {
-	t.Helper()
+// commandIDs returns the ids of every command appended, by type. t may be
+// an EventuallyWithT condition's CollectT, which retries a failed read.
+func (b bare) commandIDs(t require.TestingT) map[string][]string {
+	if h, ok := t.(interface{ Helper() }); ok {
+		h.Helper()
+	}
 	out := map[string][]string{}
 	var pos events.Token
 	for {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/command"
@@ -84,10 +85,10 @@ func TestTwoProcessesOnTheRuntime(t *testing.T) {
 				a.stop(t)
 			}
 		}
-		require.Eventually(t, func() bool {
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
 			done, err := b.eng.List(ctx, saga.Filter{Status: saga.StatusCompleted})
-			require.NoError(t, err)
-			return len(done) == n
+			require.NoError(c, err)
+			assert.Len(c, done, n, "completed instances")
 		}, 60*time.Second, 10*time.Millisecond)
 		b.stop(t)
 		bb := bare{store: store, engine: b.eng}
@@ -112,14 +113,16 @@ func TestCommandsSurviveACrashAfterTheStep(t *testing.T) {
 		_, err = store.Append(ctx, "order-1", events.NoStream, events.Event{Data: OrderPlaced{OrderID: "1", Total: 10}})
 		require.NoError(t, err)
 		bb := bare{store: store, engine: a.eng}
-		require.Eventually(t, func() bool { return len(bb.commandIDs(t)["stock.reserve"]) == 1 }, 30*time.Second, 5*time.Millisecond)
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			assert.Len(c, bare{store: store}.commandIDs(c)["stock.reserve"], 1, "stock.reserve sent")
+		}, 30*time.Second, 5*time.Millisecond)
 		a.stop(t)
 
 		b := startProcess(t, store, "b", tracker, true)
-		require.Eventually(t, func() bool {
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
 			tl, err := b.eng.Show(ctx, orders, "1")
-			require.NoError(t, err)
-			return tl.Info.Status == saga.StatusCompleted
+			require.NoError(c, err)
+			assert.Equal(c, saga.StatusCompleted, tl.Info.Status)
 		}, 30*time.Second, 5*time.Millisecond)
 		b.stop(t)
 		ids := bb.commandIDs(t)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/consistency"
@@ -74,12 +75,12 @@ func lateStart(t *testing.T, mk storeMaker) {
 	// While the unit's step for "a" runs, "b" starts in a unit of its own.
 	b.deliver(t, b.append(t, "order-b2", OrderPlaced{OrderID: "b"}))
 	close(release)
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		tl, err := eng.Show(ctx, "late_start", "b")
-		require.NoError(t, err)
+		require.NoError(c, err)
 		var st orderState
-		require.NoError(t, json.Unmarshal(tl.Info.State, &st))
-		return len(st.Pings) == 1
+		require.NoError(c, json.Unmarshal(tl.Info.State, &st))
+		assert.Len(c, st.Pings, 1)
 	}, 30*time.Second, time.Millisecond, "the ping reached the instance started meanwhile")
 	stop()
 	require.ErrorIs(t, <-done, context.Canceled)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/consistency"
@@ -42,10 +43,10 @@ func runBacklog(t *testing.T, store saga.Store, during func(on bool)) {
 		_, err := store.Append(ctx, fmt.Sprintf("order-%d", i), events.NoStream, events.Event{Data: OrderPlaced{OrderID: fmt.Sprint(i), Total: 10}})
 		require.NoError(t, err)
 	}
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		running, err := a.eng.List(ctx, saga.Filter{Status: saga.StatusRunning})
-		require.NoError(t, err)
-		return len(running) == backlogStarted
+		require.NoError(c, err)
+		assert.Len(c, running, backlogStarted)
 	}, 30*time.Second, 5*time.Millisecond)
 	a.stop(t)
 
@@ -72,21 +73,22 @@ func runBacklog(t *testing.T, store saga.Store, during func(on bool)) {
 	b := startProcess(t, store, "b", tracker, false)
 	defer b.stop(t)
 	got := map[string][]int{}
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		for id, w := range want {
 			tl, err := b.eng.Show(ctx, orders, id)
 			if errors.Is(err, saga.ErrNotFound) {
-				return false // a new order not started yet
+				c.Errorf("order %s not started yet", id) // a new order
+				return
 			}
-			require.NoError(t, err)
+			require.NoError(c, err)
 			var st orderState
-			require.NoError(t, json.Unmarshal(tl.Info.State, &st))
+			require.NoError(c, json.Unmarshal(tl.Info.State, &st))
 			got[id] = st.Pings
 			if len(st.Pings) < len(w) {
-				return false
+				c.Errorf("order %s took pings %v so far, want %v", id, st.Pings, w)
+				return
 			}
 		}
-		return true
 	}, 30*time.Second, 5*time.Millisecond)
 	if during != nil {
 		during(false)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/consistency"
@@ -85,12 +86,13 @@ func TestSagasCommand(t *testing.T) {
 		_, err := store.Append(ctx, "job", events.AnyVersion, events.Event{Data: e})
 		require.NoError(t, err)
 	}
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		failed, err := eng.List(ctx, saga.Filter{Status: saga.StatusFailed})
-		require.NoError(t, err)
+		require.NoError(c, err)
 		parked, err := eng.List(ctx, saga.Filter{Status: saga.StatusParked})
-		require.NoError(t, err)
-		return len(failed) == 1 && len(parked) == 1
+		require.NoError(c, err)
+		assert.Len(c, failed, 1, "failed")
+		assert.Len(c, parked, 1, "parked")
 	}, 30*time.Second, 5*time.Millisecond)
 
 	conn := []string{"--database-url", db.URL, "--schema", db.Schema}
@@ -149,10 +151,11 @@ func TestSagasCommand(t *testing.T) {
 	out, err = sagas("retry", "bad", "--wait", "20s")
 	require.NoError(t, err)
 	require.Contains(t, out, "jobs/bad:")
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		tl, err := eng.Show(ctx, "jobs", "bad")
-		require.NoError(t, err)
-		return tl.Info.Status == saga.StatusRunning && tl.Info.Steps == 1
+		require.NoError(c, err)
+		assert.Equal(c, saga.StatusRunning, tl.Info.Status)
+		assert.EqualValues(c, 1, tl.Info.Steps)
 	}, 30*time.Second, 5*time.Millisecond)
 	require.Contains(t, kindsOf(t, eng, "bad"), saga.KindRetried)
 

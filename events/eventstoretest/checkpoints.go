@@ -205,9 +205,7 @@ func testCheckpointNames(t *testing.T, src feed.Source, _ events.Store) {
 
 func testWatchCheckpoints(t *testing.T, src feed.Source, _ events.Store) {
 	w, ok := src.(feed.CheckpointWatcher)
-	if !ok {
-		t.Skipf("%T does not implement feed.CheckpointWatcher", src)
-	}
+	require.True(t, ok, "%T does not implement feed.CheckpointWatcher", src)
 	type move struct {
 		name string
 		pos  events.Token

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/events"
@@ -227,10 +228,11 @@ func advisoryLocks(t *testing.T, db *pgtest.DB, pid int32) int {
 // a lock that backend pid holds.
 func awaitBlockedBy(t *testing.T, db *pgtest.DB, pid int32, msg string) {
 	t.Helper()
-	require.Eventually(t, func() bool {
+	ctx := t.Context()
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		var blocked bool
-		require.NoError(t, db.Pool.QueryRow(t.Context(), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+		require.NoError(c, db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
 WHERE datname = current_database() AND $1::int = ANY(pg_blocking_pids(pid)))`, pid).Scan(&blocked))
-		return blocked
+		assert.True(c, blocked, "nothing blocked by backend %d", pid)
 	}, 10*time.Second, 5*time.Millisecond, "no append queued behind the transaction, %s", msg)
 }

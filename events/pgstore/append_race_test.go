@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/events"
@@ -264,11 +265,11 @@ func TestContendedStreamQueues(t *testing.T) {
 	for _, inTx := range []bool{false, true} {
 		pid, lock := holdLock()
 		done := startAppend(ctx, db, st, stream, events.AnyVersion, []events.Event{rawEvent(4)}, inTx)
-		require.Eventually(t, func() bool {
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
 			var queued bool
-			require.NoError(t, db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			require.NoError(c, db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
 WHERE wait_event = 'advisory' AND $1::int = ANY(pg_blocking_pids(pid)))`, int64(pid)).Scan(&queued))
-			return queued
+			assert.True(c, queued, "nothing queued behind backend %d", pid)
 		}, 10*time.Second, 5*time.Millisecond, "the append (in a transaction %v) queues on the stream's lock", inTx)
 		require.NoError(t, lock.Rollback(ctx))
 		got := <-done

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/events"
@@ -38,7 +39,8 @@ func TestNotifyWakesOtherProcesses(t *testing.T) {
 		t.Fatal("the other store was not woken by NOTIFY")
 	}
 
-	// AppendTx notifies at commit, and not at all on rollback.
+	// AppendTx notifies at commit (here), and not at all on rollback (see
+	// requireNoNotifyOnRollback).
 	tx, err := a.db.Pool.Begin(ctx)
 	require.NoError(t, err)
 	_, err = a.store.AppendTx(ctx, tx, "n-2", events.NoStream, raw(2))
@@ -63,6 +65,96 @@ func TestNotifyWakesOtherProcesses(t *testing.T) {
 	case <-wake:
 	case <-time.After(10 * time.Second):
 		t.Fatal("a unit's commit did not notify")
+	}
+
+	requireNoNotifyOnRollback(t)
+}
+
+// requireNoNotifyOnRollback: an AppendTx whose transaction rolls back
+// notifies nobody. It runs on a schema of its own, where nothing else
+// sends: the writer does not listen (so it answers no hello) and the
+// other process appends nothing. PostgreSQL delivers notifications in
+// commit order, so a marker sent after the rollback, and then the commit
+// of a second AppendTx, come after anything the rolled-back one sent:
+// nothing for the schema may reach a listener before the marker, and
+// the other process's wake-up must come only from the commit.
+func requireNoNotifyOnRollback(t *testing.T) {
+	t.Helper()
+	ctx := t.Context()
+	iso := setup(t, nil, 4)
+	other := iso.store // the other process, listening
+	writer, err := pgstore.New(ctx, iso.db.Pool, &pgstore.Config{Schema: iso.db.Schema, DisableListen: true})
+	require.NoError(t, err)
+	defer writer.Close()
+	awaitHealthy(t, other, true)
+
+	listener, err := pgx.Connect(ctx, iso.db.URL)
+	require.NoError(t, err)
+	defer listener.Close(context.WithoutCancel(ctx))
+	_, err = listener.Exec(ctx, "LISTEN "+pgx.Identifier{pgstore.NotifyChannel}.Sanitize())
+	require.NoError(t, err)
+	notify := func(payload string) {
+		t.Helper()
+		_, err := iso.db.Pool.Exec(ctx, "SELECT pg_notify($1, $2)", pgstore.NotifyChannel, payload)
+		require.NoError(t, err)
+	}
+
+	// Once the other process has handled a checkpoint notification, it
+	// has handled everything before it, its listener's start included
+	// (which wakes it): from then on nothing wakes it but this test.
+	synced := make(chan struct{}, 1)
+	stopWatching := other.WatchCheckpoints(func(name string, _ events.Token) {
+		if name == "sync" {
+			select {
+			case synced <- struct{}{}:
+			default:
+			}
+		}
+	})
+	defer stopWatching()
+	notify("c:" + iso.db.Schema + ":the-test:0:1:sync")
+	select {
+	case <-synced:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the other process did not hear the sync notification")
+	}
+	wake := other.Wake()
+
+	tx, err := iso.db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	_, err = writer.AppendTx(ctx, tx, "rb-1", events.NoStream, raw(1))
+	require.NoError(t, err)
+	require.NoError(t, tx.Rollback(ctx))
+
+	marker := "x:" + iso.db.Schema + ":after-rollback" // a kind every store ignores
+	notify(marker)
+	for {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		n, err := listener.WaitForNotification(wctx)
+		cancel()
+		require.NoError(t, err, "the marker never arrived")
+		if n.Payload == marker {
+			break
+		}
+		require.NotEqual(t, "e:"+iso.db.Schema, n.Payload, "the rolled-back AppendTx notified")
+	}
+	select {
+	case <-wake:
+		t.Fatal("the other process was woken with nothing committed")
+	default:
+	}
+
+	// The same append committed does wake it (and finds the stream new:
+	// the rollback dropped the event too).
+	tx, err = iso.db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	_, err = writer.AppendTx(ctx, tx, "rb-1", events.NoStream, raw(2))
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit(ctx))
+	select {
+	case <-wake:
+	case <-time.After(10 * time.Second):
+		t.Fatal("AppendTx's commit did not notify")
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sync/errgroup"
 
@@ -85,11 +86,11 @@ func readAtLeast(t *testing.T, st interface {
 ) []events.Envelope {
 	t.Helper()
 	var evs []events.Envelope
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		var err error
 		evs, err = st.ReadAll(context.Background(), events.Token{}, 0)
-		require.NoError(t, err)
-		return len(evs) >= n
+		require.NoError(c, err)
+		assert.GreaterOrEqual(c, len(evs), n, "events readable")
 	}, 10*time.Second, 2*time.Millisecond)
 	return evs
 }
@@ -373,11 +374,14 @@ func TestFilteredReadReportsUnmatchedPending(t *testing.T) {
 	require.NoError(t, long.Rollback(ctx))
 	// Other tests' transactions may hold the cluster's horizon a moment
 	// longer: read until it passed, as a reader retrying pending reads does.
-	require.Eventually(t, func() bool {
+	var delivered []events.Envelope // by any of the reads: must stay empty
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		var err error
 		batch, err = b.store.ReadFeed(ctx, events.Token{}, handled, 10)
-		require.NoError(t, err)
-		require.Empty(t, batch.Events)
-		return !batch.Pending
+		require.NoError(c, err)
+		delivered = append(delivered, batch.Events...)
+		assert.False(c, batch.Pending, "still pending")
 	}, 10*time.Second, 2*time.Millisecond)
+	require.Empty(t, delivered, "the filter matches none of the events")
 	require.Equal(t, unmatched.Token, batch.ScannedTo, "once readable, the reader looks past it")
 }

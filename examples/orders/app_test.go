@@ -13,6 +13,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge"
@@ -88,8 +89,12 @@ func await(t *testing.T, app *orders.App, id string) orders.Summary {
 	return s
 }
 
-func state(t *testing.T, app *orders.App, id string) (saga.Info, orders.FulfilmentState) {
-	t.Helper()
+// state reads order id's fulfilment. t may be the CollectT of an
+// EventuallyWithT condition.
+func state(t require.TestingT, app *orders.App, id string) (saga.Info, orders.FulfilmentState) {
+	if h, ok := t.(interface{ Helper() }); ok {
+		h.Helper()
+	}
 	tl, err := app.Client().Sagas().Show(context.Background(), orders.Fulfilment, id)
 	require.NoError(t, err)
 	var st orders.FulfilmentState
@@ -98,9 +103,11 @@ func state(t *testing.T, app *orders.App, id string) (saga.Info, orders.Fulfilme
 }
 
 // stockEvents returns the types of the events in a SKU's stream that
-// concern order id.
-func stockEvents(t *testing.T, store converge.Store, sku, id string) []string {
-	t.Helper()
+// concern order id. t may be the CollectT of an EventuallyWithT condition.
+func stockEvents(t require.TestingT, store converge.Store, sku, id string) []string {
+	if h, ok := t.(interface{ Helper() }); ok {
+		h.Helper()
+	}
 	envs, err := store.ReadStream(context.Background(), orders.StockStream(sku), 1, 10000)
 	require.NoError(t, err)
 	var out []string
@@ -161,8 +168,8 @@ func TestDeclinedPaymentIsCompensated(t *testing.T) {
 		require.Equal(t, saga.StatusFailed, info.Status)
 		require.Equal(t, orders.OutcomeDeclined, st.Outcome)
 		// The reservation was released by the compensation.
-		require.Eventually(t, func() bool {
-			return len(stockEvents(t, store, "mug", "o-2")) == 2
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			assert.Len(c, stockEvents(c, store, "mug", "o-2"), 2)
 		}, 30*time.Second, 5*time.Millisecond)
 		require.Equal(t, []string{"inventory.stock_reserved", "inventory.stock_released"}, stockEvents(t, store, "mug", "o-2"))
 	})
@@ -209,18 +216,18 @@ func TestPaymentTimeout(t *testing.T) {
 		require.Equal(t, "payment timed out", s.Reason)
 		_, st := state(t, app, "o-6")
 		require.Equal(t, orders.OutcomeTimedOut, st.Outcome)
-		require.Eventually(t, func() bool {
-			return len(stockEvents(t, store, "tea", "o-6")) == 2
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			assert.Len(c, stockEvents(c, store, "tea", "o-6"), 2)
 		}, 30*time.Second, 5*time.Millisecond, "the stock is released")
 		// Nothing was charged, so the refund voided the payment instead:
 		// a charge that came late would be refused. The refund has a
 		// handler of its own, which may run after the stock's.
 		var envs []events.Envelope
-		require.Eventually(t, func() bool {
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
 			var err error
 			envs, err = store.ReadStream(context.Background(), orders.PaymentStream("o-6"), 1, 10)
-			require.NoError(t, err)
-			return len(envs) > 0
+			require.NoError(c, err)
+			assert.NotEmpty(c, envs)
 		}, 30*time.Second, 5*time.Millisecond, "the refund is handled")
 		require.Len(t, envs, 1)
 		require.Equal(t, "payments.payment_voided", envs[0].Type)
@@ -307,9 +314,9 @@ func TestPausedReadModelParksTheGatedStep(t *testing.T) {
 		}, 30*time.Second, 5*time.Millisecond, "late's credit check parks: order_summary has not seen it")
 
 		charge.release()
-		require.Eventually(t, func() bool {
-			info, _ := state(t, app, "early")
-			return info.Status == saga.StatusCompleted
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			info, _ := state(c, app, "early")
+			assert.Equal(c, saga.StatusCompleted, info.Status)
 		}, 30*time.Second, 5*time.Millisecond, "early completes while late is parked")
 		info, _ := state(t, app, "late")
 		require.Equal(t, saga.StatusParked, info.Status)
@@ -366,10 +373,10 @@ func TestCreditCheckWaitsForThePreviousConfirmation(t *testing.T) {
 		}
 		app := start(t, store, &orders.Config{CreditLimitCents: 2000, BeforeApply: hold})
 		place(t, app, "o-7", "fay", "mug", 2, orders.CardOK) // 1780
-		require.Eventually(t, func() bool {
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
 			envs, err := store.ReadStream(context.Background(), orders.OrderStream("o-7"), 1, 10)
-			require.NoError(t, err)
-			return slices.ContainsFunc(envs, func(e events.Envelope) bool { return e.Type == "orders.order_confirmed" })
+			require.NoError(c, err)
+			assert.True(c, slices.ContainsFunc(envs, func(e events.Envelope) bool { return e.Type == "orders.order_confirmed" }), "events %v", envs)
 		}, 30*time.Second, 5*time.Millisecond, "o-7 is confirmed; the summary does not show it yet")
 
 		place(t, app, "o-8", "fay", "tea", 1, orders.CardOK) // 450: over the limit with o-7

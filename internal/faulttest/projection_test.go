@@ -308,6 +308,7 @@ func TestProjectionsSurviveFaults(t *testing.T) {
 	})
 	t.Logf("LeaseTTL %s, %d kills, seed %d; %s; failovers after killing the holder: %v; leases lost by a live holder: %d",
 		f.ttl, len(rep.Kills), rep.Seed, apps, f.meter.Failovers(), f.meter.Losses())
+	require.NotEmpty(t, rep.Kills, "no worker was killed (seed %d): the run tested no failover", rep.Seed)
 	require.NoError(t, err)
 
 	// The read model equals the events folded again.

@@ -270,6 +270,7 @@ func TestSagasSurviveFaults(t *testing.T) {
 		return strconv.Itoa(o.Seq)
 	})
 	t.Logf("seed %d, %d kills; %s", rep.Seed, len(rep.Kills), apps)
+	require.NotEmpty(t, rep.Kills, "no worker was killed (seed %d): the run tested no failover", rep.Seed)
 	require.NoError(t, err)
 	placed, err := storedOrders(ctx, store)
 	require.NoError(t, err)

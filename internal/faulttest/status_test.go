@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/events"
@@ -19,9 +20,8 @@ import (
 
 // statusNow is the runner's Status with a short deadline: while the
 // database is down it must answer from what the consumer knows.
-func statusNow(t *testing.T, r *projections.Runner) (projections.Status, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+func statusNow(ctx context.Context, r *projections.Runner) (projections.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	return r.Status(ctx, projectionName)
 }
@@ -64,16 +64,23 @@ func TestStatusShowsOutage(t *testing.T) {
 	defer cancel()
 	_, err = faulttest.AwaitCheckpoints(wctx, store, store, projectionName)
 	require.NoError(t, err)
-	st, err := statusNow(t, r)
+	st, err := statusNow(ctx, r)
 	require.NoError(t, err)
 	require.Equal(t, "holding lease", st.Consumer.String())
 
+	// The conditions below run in goroutines of their own: st is set from
+	// them only once they hold (EventuallyWithT has returned by the time
+	// it is read), and a timeout reports the last attempt's values.
 	down := time.Now()
 	require.NoError(t, cluster.Stop(ctx, faulttest.ShutdownFast))
-	require.Eventually(t, func() bool {
-		st, err = statusNow(t, r)
-		return err != nil && st.Consumer.Degraded()
-	}, 30*time.Second, 50*time.Millisecond, "Status must report the outage; last: %s", st.Consumer)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		got, err := statusNow(ctx, r)
+		ok := assert.Error(c, err, "Status while the database is down")
+		ok = assert.True(c, got.Consumer.Degraded(), "last consumer status: %s", got.Consumer) && ok
+		if ok {
+			st = got
+		}
+	}, 30*time.Second, 50*time.Millisecond, "Status must report the outage")
 	require.Equal(t, projectionName, st.Name, "a Status that failed still names the projection")
 	require.False(t, st.Consumer.DegradedSince.Before(down.Add(-time.Second)), "degraded since %s, stopped at %s", st.Consumer.DegradedSince, down)
 	require.Contains(t, st.Consumer.String(), "degraded since ")
@@ -81,9 +88,14 @@ func TestStatusShowsOutage(t *testing.T) {
 	require.NotZero(t, st.Consumer.Failures)
 
 	require.NoError(t, cluster.Start(ctx))
-	require.Eventually(t, func() bool {
-		st, err = statusNow(t, r)
-		return err == nil && !st.Consumer.Degraded() && st.Consumer.Lease == feed.LeaseHolding
-	}, 60*time.Second, 50*time.Millisecond, "Status must recover with the database; last: %s (%v)", st.Consumer, err)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		got, err := statusNow(ctx, r)
+		ok := assert.NoError(c, err, "Status once the database is back")
+		ok = assert.False(c, got.Consumer.Degraded(), "last consumer status: %s", got.Consumer) && ok
+		ok = assert.Equal(c, feed.LeaseHolding, got.Consumer.Lease, "last consumer status: %s", got.Consumer) && ok
+		if ok {
+			st = got
+		}
+	}, 60*time.Second, 50*time.Millisecond, "Status must recover with the database")
 	require.NoError(t, st.Consumer.LastError)
 }

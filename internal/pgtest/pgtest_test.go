@@ -6,6 +6,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -33,10 +34,10 @@ func TestLeakedTransactionIsFoundAndTerminated(t *testing.T) {
 	other, err := pgx.Connect(ctx, URL(t))
 	require.NoError(t, err)
 	defer other.Close(ctx)
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		var open bool
-		require.NoError(t, other.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)", int64(pid)).Scan(&open))
-		return !open
+		require.NoError(c, other.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)", int64(pid)).Scan(&open))
+		assert.False(c, open, "backend %d still listed", pid)
 	}, 10*time.Second, 10*time.Millisecond, "the session is gone")
 	require.Error(t, tx.Rollback(ctx), "the connection was terminated")
 	require.EqualValues(t, 0, awaitReleased(pool, 10*time.Second))

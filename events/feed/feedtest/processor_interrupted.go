@@ -137,17 +137,24 @@ func testProcessorDeadlineIsAFailure(t *testing.T, m mode, s events.Store, src f
 	r.AddMiddleware(middleware.Timeout(500 * time.Millisecond))
 	require.NoError(t, p.AddHandlers(r))
 	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = r.Run(ctx)
-	}()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	ran := false // whether done was received before the cleanup
 	t.Cleanup(func() {
 		cancel()
-		<-done
+		var err error
+		if !ran {
+			err = <-done
+		}
 		_ = p.Close()
+		require.NoError(t, err, "the router's Run")
 	})
-	<-r.Running()
+	select {
+	case <-r.Running():
+	case err := <-done:
+		ran = true
+		t.Fatalf("the router stopped before running: %v", err)
+	}
 
 	awaitPosition(t, p, envs[3].Token)
 	require.EqualValues(t, 2, calls.Load(), "handled MaxAttempts times, then given up on")

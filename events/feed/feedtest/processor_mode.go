@@ -53,12 +53,15 @@ func runProcessorTests(t *testing.T, tests []processorTest, newSource NewSourceF
 // Processor.Run.
 type procRun struct {
 	t      *testing.T
+	m      mode
 	p      *feed.Processor
 	cancel context.CancelFunc
 	done   chan struct{}
-	// runErr is what Processor.Run returned (direct mode), set before done
-	// is closed.
+	// runErr is what Processor.Run (direct mode) or the router's Run
+	// returned, set before done is closed.
 	runErr error
+	// checked is set once stop has checked the router's runErr.
+	checked bool
 }
 
 func startProcessor(t *testing.T, m mode, src feed.Source, cfg *feed.ProcessorConfig, h feed.Handler) *procRun {
@@ -66,7 +69,7 @@ func startProcessor(t *testing.T, m mode, src feed.Source, cfg *feed.ProcessorCo
 	p, err := feed.NewProcessor(src, cfg, h)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	pr := &procRun{t: t, p: p, cancel: cancel, done: make(chan struct{})}
+	pr := &procRun{t: t, m: m, p: p, cancel: cancel, done: make(chan struct{})}
 	switch m {
 	case onRouter:
 		r, err := message.NewRouter(message.RouterConfig{CloseTimeout: waitTimeout}, watermill.NopLogger{})
@@ -74,9 +77,15 @@ func startProcessor(t *testing.T, m mode, src feed.Source, cfg *feed.ProcessorCo
 		require.NoError(t, p.AddHandlers(r))
 		go func() {
 			defer close(pr.done)
-			_ = r.Run(ctx)
+			pr.runErr = r.Run(ctx)
 		}()
-		<-r.Running()
+		select {
+		case <-r.Running():
+		case <-pr.done:
+			cancel()
+			_ = p.Close()
+			t.Fatalf("the router of processor %s stopped before running: %v", p.Name(), pr.runErr)
+		}
 	case direct:
 		go func() {
 			defer close(pr.done)
@@ -90,19 +99,29 @@ func startProcessor(t *testing.T, m mode, src feed.Source, cfg *feed.ProcessorCo
 }
 
 // stop ends the run's context, waits for the router or Run to return and
-// closes the processor. It may be called more than once.
+// closes the processor. A router's Run must have returned nil (direct
+// mode's Run error is the tests' to check). It may be called more than
+// once.
 func (pr *procRun) stop() {
 	pr.cancel()
-	pr.awaitDone()
+	if pr.awaitDone() && pr.m == onRouter && !pr.checked {
+		pr.checked = true
+		if pr.runErr != nil {
+			pr.t.Errorf("the router of processor %s: Run returned %v", pr.p.Name(), pr.runErr)
+		}
+	}
 	_ = pr.p.Close()
 }
 
-// awaitDone waits for the router or Run to return.
-func (pr *procRun) awaitDone() {
+// awaitDone waits for the router or Run to return, and says whether it
+// did.
+func (pr *procRun) awaitDone() bool {
 	select {
 	case <-pr.done:
+		return true
 	case <-time.After(waitTimeout):
 		pr.t.Errorf("processor %s did not stop within %s", pr.p.Name(), waitTimeout)
+		return false
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/events"
@@ -45,7 +46,9 @@ func testHolderGivesUpWhenRenewalsFail(t *testing.T, s events.Store, src feed.So
 	// Two more failed calls after the append: the consumer is trying to
 	// get a lease again, not delivering.
 	failures := onlyStatus(t, sub).Failures
-	require.Eventually(t, func() bool { return onlyStatus(t, sub).Failures >= failures+2 }, waitTimeout, time.Millisecond)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.GreaterOrEqual(c, onlyStatus(c, sub).Failures, failures+2, "failed calls since the append")
+	}, waitTimeout, time.Millisecond)
 	requireNoMessage(t, ch, "a consumer without a lease delivers nothing")
 
 	spy.cps.unreachable.Store(false)

@@ -1,10 +1,10 @@
 package feedtest
 
 import (
-	"errors"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/events"
@@ -34,9 +34,12 @@ func (l leaseEvents) next(t *testing.T) feed.LeaseEvent {
 	}
 }
 
-// onlyStatus returns the status of a Subscriber's only consumer.
-func onlyStatus(t *testing.T, sub *feed.Subscriber) feed.ConsumerStatus {
-	t.Helper()
+// onlyStatus returns the status of a Subscriber's only consumer. t may be
+// the CollectT of an EventuallyWithT condition.
+func onlyStatus(t require.TestingT, sub *feed.Subscriber) feed.ConsumerStatus {
+	if h, ok := t.(interface{ Helper() }); ok {
+		h.Helper()
+	}
 	st := sub.Status()
 	require.Len(t, st, 1)
 	return st[0]
@@ -69,8 +72,9 @@ func testLeaseStatusAndHook(t *testing.T, s events.Store, src feed.Source) {
 	cfgB.OnLeaseChange = evB.record
 	subB := newSubscriber(t, spy, cfgB)
 	chB := subscribe(t, subB, feed.TopicAll)
-	require.Eventually(t, func() bool { return onlyStatus(t, subB).Lease == feed.LeaseStandingBy },
-		waitTimeout, time.Millisecond, "B must report standing by while A holds the lease")
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, feed.LeaseStandingBy, onlyStatus(c, subB).Lease)
+	}, waitTimeout, time.Millisecond, "B must report standing by while A holds the lease")
 
 	// The database goes away: both report it, with the error and since when.
 	before := time.Now()
@@ -79,9 +83,10 @@ func testLeaseStatusAndHook(t *testing.T, s events.Store, src feed.Source) {
 		// Wait for the injected error itself: on a loaded machine a real
 		// failure (a renewal running past its timeout) can start the
 		// degraded spell a moment earlier.
-		require.Eventually(t, func() bool {
-			st := onlyStatus(t, sub)
-			return st.Degraded() && errors.Is(st.LastError, errUnreachable)
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			st := onlyStatus(c, sub)
+			assert.True(c, st.Degraded(), "status %s", st)
+			assert.ErrorIs(c, st.LastError, errUnreachable)
 		}, waitTimeout, time.Millisecond)
 		st := onlyStatus(t, sub)
 		require.ErrorIs(t, st.LastError, errUnreachable)
@@ -93,8 +98,10 @@ func testLeaseStatusAndHook(t *testing.T, s events.Store, src feed.Source) {
 	require.Equal(t, feed.LeaseHolding, onlyStatus(t, subA).Lease, "a short outage must not cost the lease")
 	spy.cps.unreachable.Store(false)
 	for _, sub := range []*feed.Subscriber{subA, subB} {
-		require.Eventually(t, func() bool { return !onlyStatus(t, sub).Degraded() }, waitTimeout, time.Millisecond,
-			"the first successful call must clear the degraded state")
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			st := onlyStatus(c, sub)
+			assert.False(c, st.Degraded(), "status %s", st)
+		}, waitTimeout, time.Millisecond, "the first successful call must clear the degraded state")
 		require.NoError(t, onlyStatus(t, sub).LastError)
 	}
 

@@ -181,20 +181,56 @@ func TestGetOrder_AnswersAsSoonAsTheReadModelCatchesUp(t *testing.T) {
 	b := setup(t, nil)
 	id, tok := b.place(t, "c-1", 2)
 	changed := b.tracker.WaitersChanged()
-	done := make(chan response, 1)
+	// The request runs in a goroutine of its own, so it reports back
+	// instead of failing the test there.
+	type result struct {
+		r   response
+		err error
+	}
+	done := make(chan result, 1)
 	go func() {
 		h := withToken(tok)
 		h.Set(consistency.HeaderTimeout, "9000")
-		done <- b.get(t, "/orders/"+id, h)
+		r, err := tryGet(t.Context(), b, "/orders/"+id, h)
+		done <- result{r, err}
 	}()
 	for b.tracker.Waiting(readModel) == 0 {
-		<-changed
+		select {
+		case <-changed:
+		case res := <-done:
+			require.NoError(t, res.err)
+			require.Failf(t, "the read answered before waiting", "status %d, body %s", res.r.status, res.r.body)
+		}
 		changed = b.tracker.WaitersChanged()
 	}
 	b.orders.Apply()
-	r := <-done
+	res := <-done
+	require.NoError(t, res.err)
+	r := res.r
 	require.Equal(t, http.StatusOK, r.status, "body %s", r.body)
 	require.Equal(t, "false", r.header.Get(consistency.HeaderStale))
+}
+
+// tryGet is bundle.get for a goroutine other than the test's: it returns
+// the error instead of failing the test.
+func tryGet(ctx context.Context, b *bundle, path string, header http.Header) (response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.url+path, nil)
+	if err != nil {
+		return response{}, err
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	resp, err := b.client.Do(req)
+	if err != nil {
+		return response{}, err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return response{}, fmt.Errorf("read the body: %w", err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: out}, nil
 }
 
 func TestGetOrder_Problems(t *testing.T) {

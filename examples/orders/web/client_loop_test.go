@@ -15,9 +15,11 @@ import (
 )
 
 // seedLoop is the seed's client: POST the order, then GET it with the
-// write's token every 200 ms until response.ok, at most 20 times. It
-// returns the last response and every status it saw.
-func seedLoop(t *testing.T, get func(tok events.Token) response, tok events.Token) (response, []response) {
+// write's token every pause (200 ms in the seed) until response.ok, at
+// most 20 times. It returns the last response and every status it saw.
+// The pause is the client's own pacing, not a wait on the server: the
+// tests' fake read model lags by a count of reads, so they pass 0.
+func seedLoop(t *testing.T, get func(tok events.Token) response, tok events.Token, pause time.Duration) (response, []response) {
 	t.Helper()
 	var seen []response
 	for range 20 {
@@ -26,7 +28,7 @@ func seedLoop(t *testing.T, get func(tok events.Token) response, tok events.Toke
 		if r.status >= 200 && r.status < 300 { // response.ok
 			return r, seen
 		}
-		time.Sleep(200 * time.Millisecond) // the client's own pacing, not a wait on the server
+		time.Sleep(pause)
 	}
 	return response{}, seen
 }
@@ -62,7 +64,7 @@ func TestSeedClientLoop_EndsHoldingTheOrderAfterTheWrite(t *testing.T) {
 			if tc.lagGets == 0 {
 				b.orders.Apply()
 			}
-			last, seen := seedLoop(t, get, tok)
+			last, seen := seedLoop(t, get, tok, 0)
 			require.Equal(t, http.StatusOK, last.status, "the loop gave up after %d reads", len(seen))
 			v := last.json(t)
 			require.Equal(t, id, v["order_id"])
@@ -85,7 +87,7 @@ func TestSeedClientLoop_EndsHoldingTheOrderAfterTheWrite(t *testing.T) {
 			if tc.lagGets == 0 {
 				b.orders.Apply()
 			}
-			last, seen = seedLoop(t, get, tok2)
+			last, seen = seedLoop(t, get, tok2, 0)
 			require.Equal(t, http.StatusOK, last.status)
 			require.Equal(t, web.StatusCancelled, last.json(t)["status"])
 			require.Equal(t, "payment declined", last.json(t)["reason"])

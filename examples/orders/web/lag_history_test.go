@@ -171,7 +171,9 @@ func TestLagHistory_Property(t *testing.T) {
 // point, and the next real report makes the next.
 func TestLagHistoryKeepsARepeatedReportOnce(t *testing.T) {
 	t.Parallel()
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 7))
 	h := web.NewLagHistory(nil)
 	now := time.Now()
 	r := lag.Report{Name: "order_summary", SLA: time.Second, At: now, TimeLag: time.Duration(rng.IntN(5000)) * time.Millisecond}

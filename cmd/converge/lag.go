@@ -65,6 +65,11 @@ without a checkpoint in --schema is an error that lists the known ones):
 
   converge lag order_summary sales_report=30s
 
+A processor split into partitions (a projection's Partitions, the sagas'
+and the command handlers' processors) is one line under its name, at its
+slowest partition; the checkpoints an earlier partition count left behind
+no longer move and are not listed.
+
 A line under the table says when an open transaction has held delivery
 back (the read horizon) for a second or more.
 
@@ -144,7 +149,7 @@ func (c *lagCmd) run(ctx context.Context) error {
 		return err
 	}
 	defer store.Close()
-	if err := c.checkNames(ctx, store); err != nil {
+	if err := c.checkNames(ctx, store, store.Rows()); err != nil {
 		return err
 	}
 	mon, err := lag.NewMonitor(store, &lag.Config{
@@ -201,8 +206,9 @@ func (c *lagCmd) run(ctx context.Context) error {
 // checkNames fails when a named projection has no checkpoint in the
 // schema: such a name is far more often a typo or the wrong --schema than
 // a projection that never ran, and reporting it as "behind by everything"
-// would page someone for a typo.
-func (c *lagCmd) checkNames(ctx context.Context, store feed.Inspector) error {
+// would page someone for a typo. A processor split into partitions is
+// known by its own name (its record) as well as by its partitions'.
+func (c *lagCmd) checkNames(ctx context.Context, store feed.Inspector, rows feed.Rows) error {
 	if len(c.targets) == 0 {
 		return nil
 	}
@@ -210,11 +216,19 @@ func (c *lagCmd) checkNames(ctx context.Context, store feed.Inspector) error {
 	if err != nil {
 		return fmt.Errorf("lag: list projections: %w", err)
 	}
-	known := make([]string, 0, len(consumers))
+	processors, err := feed.ProcessorPartitions(ctx, rows)
+	if err != nil {
+		return fmt.Errorf("lag: list processors: %w", err)
+	}
+	known := make([]string, 0, len(consumers)+len(processors))
 	for _, cons := range consumers {
 		known = append(known, cons.Name)
 	}
+	for name := range processors {
+		known = append(known, name)
+	}
 	slices.Sort(known)
+	known = slices.Compact(known)
 	var unknown []string
 	for _, t := range c.targets {
 		if _, found := slices.BinarySearch(known, t.Name); !found {

@@ -268,3 +268,53 @@ func TestLagRejectsNamesInAnEmptySchema(t *testing.T) {
 	_, err := runCLI(t, "lag", "orders", "--database-url", db.URL, "--schema", db.Schema)
 	require.EqualError(t, err, `lag: no projection named "orders": schema "`+db.Schema+`" has no projections yet (wrong --schema, or has no projection runner started?)`)
 }
+
+// TestLagReportsAPartitionedProcessorOnce: a processor that ran unsplit
+// and then in three partitions is one line, under its name, at its
+// current partitions (caught up); the checkpoints its first run left
+// behind are not listed, and naming it finds it.
+func TestLagReportsAPartitionedProcessorOnce(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	db := pgtest.New(t, nil)
+	store, err := pgstore.New(ctx, db.Pool, &pgstore.Config{Schema: db.Schema})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = store.Close() })
+	conn := []string{"--database-url", db.URL, "--schema", db.Schema}
+
+	var head events.Token
+	for _, n := range []int{1, 3} {
+		for i := range 4 {
+			res, err := store.Append(ctx, "order-"+strings.Repeat("x", n+i), events.AnyVersion,
+				events.Event{Data: events.Raw{Type: "ticked", Payload: []byte(`{}`)}})
+			require.NoError(t, err)
+			head = res.Token
+		}
+		p, err := feed.NewProcessor(store, &feed.ProcessorConfig{Name: "split", Partitions: n},
+			func(context.Context, events.Envelope) error { return nil })
+		require.NoError(t, err)
+		runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan error, 1)
+		go func() { done <- p.Run(runCtx) }()
+		require.Eventually(t, func() bool {
+			pos, err := p.Position(ctx)
+			return err == nil && !pos.Before(head)
+		}, 30*time.Second, 5*time.Millisecond)
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			require.NoError(t, err, "Run ends by its context")
+		}
+		require.NoError(t, p.Close())
+	}
+
+	out, err := runCLI(t, append([]string{"lag", "--sla", "1h"}, conn...)...)
+	require.NoError(t, err)
+	rows := tableRows(t, out)
+	require.Len(t, rows, 1, out)
+	require.Equal(t, head.String(), rows["split"][1], out)
+	require.Equal(t, "0", rows["split"][2], "caught up:\n%s", out)
+
+	out, err = runCLI(t, append([]string{"lag", "split", "--fail-on-breach"}, conn...)...)
+	require.NoError(t, err, out)
+	require.Len(t, tableRows(t, out), 1, out)
+}

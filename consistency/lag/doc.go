@@ -24,7 +24,13 @@
 //
 // A projection split into partitions checkpoints under one name per
 // partition (Target.Checkpoints): it is as far as its slowest partition,
-// and the first three numbers are that partition's.
+// and the first three numbers are that partition's. A Target that names
+// a processor and lists no Checkpoints gets its current partitions from
+// the processor's record (feed.ProcessorPartitions), and a Monitor that
+// watches every consumer reports each split processor once, under its
+// name. The checkpoints an earlier partition count left behind (and the
+// one a processor had before it was first split) no longer move; such a
+// Monitor leaves them out instead of reporting them in breach for ever.
 //
 // # Why time lag starts at the oldest unprocessed event
 //

@@ -168,13 +168,9 @@ func (m *Monitor) sample(ctx context.Context) ([]Report, error) {
 	for _, c := range consumers {
 		byName[c.Name] = c
 	}
-	targets := m.cfg.Projections
-	if len(targets) == 0 {
-		targets = make([]Target, 0, len(consumers))
-		for _, c := range consumers {
-			targets = append(targets, Target{Name: c.Name, SLA: m.cfg.DefaultSLA})
-		}
-		sortTargets(targets)
+	targets, err := m.targets(ctx, consumers)
+	if err != nil {
+		return nil, err
 	}
 
 	type oldest struct {
@@ -356,6 +352,72 @@ func cloneReports(rs []Report) []Report {
 		return nil
 	}
 	return append([]Report(nil), rs...)
+}
+
+// targets returns what a pass reports on: Config.Projections, or every
+// consumer the store lists. Processors split into partitions are reported
+// as one target, at their slowest partition, when the store keeps their
+// records (feed.ProcessorPartitions): a target named after a processor
+// gets its current partitions as Checkpoints, and a listing of every
+// consumer groups a processor's current partitions under its name and
+// leaves out the checkpoints its earlier partition counts left behind,
+// which no longer move and would otherwise breach for ever.
+func (m *Monitor) targets(ctx context.Context, consumers []feed.ConsumerInfo) ([]Target, error) {
+	named := m.cfg.Projections
+	need := len(named) == 0
+	for _, t := range named {
+		need = need || len(t.Checkpoints) == 0
+	}
+	var counts map[string]int
+	if src, ok := m.src.(interface{ Rows() feed.Rows }); ok && need {
+		var err error
+		if counts, err = feed.ProcessorPartitions(ctx, src.Rows()); err != nil {
+			return nil, fmt.Errorf("lag: read processor records: %w", err)
+		}
+	}
+	partitions := func(name string) []string {
+		n := counts[name]
+		if n < 2 {
+			return nil
+		}
+		out := make([]string, n)
+		for i := range out {
+			out[i] = feed.PartitionName(name, i, n)
+		}
+		return out
+	}
+	if len(named) > 0 {
+		out := slices.Clone(named)
+		for i, t := range out {
+			if len(t.Checkpoints) == 0 {
+				out[i].Checkpoints = partitions(t.Name)
+			}
+		}
+		return out, nil
+	}
+	out := make([]Target, 0, len(consumers))
+	grouped := map[string]bool{}
+	for _, c := range consumers {
+		name := c.Name
+		if base, _, n, ok := feed.ParsePartitionName(name); ok {
+			if current, known := counts[base]; known {
+				if n != current {
+					continue // left behind by an earlier partition count
+				}
+				name = base
+			}
+		}
+		if n, known := counts[name]; known && n > 1 && name == c.Name {
+			continue // the checkpoint the processor had before it was split
+		}
+		if grouped[name] {
+			continue
+		}
+		grouped[name] = true
+		out = append(out, Target{Name: name, SLA: m.cfg.DefaultSLA, Checkpoints: partitions(name)})
+	}
+	sortTargets(out)
+	return out, nil
 }
 
 func sortTargets(ts []Target) {

@@ -125,11 +125,7 @@ func (e *Engine) deliver(ctx context.Context, u feed.Unit, t target, env events.
 		}
 	}
 	if found && e.mayHaveTaken(in, env) {
-		done, err := e.handled(ctx, rows, s.name, id, env.ID)
-		if err != nil || done {
-			if done {
-				u.AfterCommit(func() { e.metrics.Duplicates.WithLabelValues(s.name).Inc() })
-			}
+		if done, err := e.duplicate(ctx, u, s.name, id, env); err != nil || done {
 			return err
 		}
 	}
@@ -154,8 +150,9 @@ func (e *Engine) deliver(ctx context.Context, u feed.Unit, t target, env events.
 			return err
 		}
 		if found {
-			done, err := e.handled(ctx, rows, s.name, id, env.ID)
-			if err != nil || done {
+			// Another unit started it while this one waited on the claim:
+			// this delivery may be its duplicate.
+			if done, err := e.duplicate(ctx, u, s.name, id, env); err != nil || done {
 				return err
 			}
 		}
@@ -216,6 +213,16 @@ func (r *unitRoutes) take(unit *events.Envelope, i int, eventID string) (routed,
 		delete(r.m, unit)
 	}
 	return rs[i], true
+}
+
+// duplicate reports whether the instance saga/id has handled env already,
+// counting the delivery as a duplicate when it has.
+func (e *Engine) duplicate(ctx context.Context, u feed.Unit, saga, id string, env events.Envelope) (bool, error) {
+	done, err := e.handled(ctx, u.Rows(), saga, id, env.ID)
+	if err == nil && done {
+		u.AfterCommit(func() { e.metrics.Duplicates.WithLabelValues(saga).Inc() })
+	}
+	return done, err
 }
 
 // routeOnce routes env, or takes the route the head of its unit worked

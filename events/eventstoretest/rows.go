@@ -195,6 +195,14 @@ func testRowsInvalid(t *testing.T, src feed.Source, _ events.Store) {
 		"NUL escape":     `"a\u0000b"`,
 		"NUL escape key": `{"\u0000": 1}`,
 		"too large":      `"` + long(events.DefaultMaxPayloadBytes) + `"`,
+		// What PostgreSQL's jsonb refuses at commit, or keeps otherwise
+		// than memory: both refuse it up front.
+		"lone surrogate": `"\ud800"`,
+		"invalid UTF-8":  "\"\xff\"",
+		"huge number":    `1e1000000`,
+		"tiny number":    `1e-1000000`,
+		"duplicate key":  `{"a": 1, "a": 2}`,
+		"raw NUL":        "\"a\x00b\"",
 	} {
 		err := r.Put(ctx, "ns", "t", "k", json.RawMessage(v), events.Token{})
 		require.ErrorIs(t, err, feed.ErrInvalidRow, name)

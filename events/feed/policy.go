@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -307,20 +308,65 @@ func (p *Processor) DeadLetters(ctx context.Context, limit int) ([]DeadLetterRec
 // ListDeadLetters lists the dead letters of the processor named name from
 // rows, up to limit (DefaultRowLimit when 0).
 func ListDeadLetters(ctx context.Context, rows Rows, name string, limit int) ([]DeadLetterRecord, error) {
-	var out []DeadLetterRecord
-	rs, err := rows.List(ctx, RuntimeNamespace, DeadLettersTable, RowQuery{Prefix: name, Limit: limit})
+	if limit <= 0 {
+		limit = DefaultRowLimit
+	}
+	var (
+		out    []DeadLetterRecord
+		decErr error
+	)
+	err := processorRows(ctx, rows, DeadLettersTable, name, func(r Row) bool {
+		var rec DeadLetterRecord
+		if err := json.Unmarshal(r.Value, &rec); err != nil {
+			decErr = fmt.Errorf("feed: dead letter %s does not decode: %w", r.Key, err)
+			return false
+		}
+		out = append(out, rec)
+		return len(out) < limit
+	})
 	if err != nil {
 		return nil, fmt.Errorf("feed: list dead letters of %s: %w", name, err)
 	}
-	for _, r := range rs {
-		var rec DeadLetterRecord
-		if err := json.Unmarshal(r.Value, &rec); err != nil {
-			return nil, fmt.Errorf("feed: dead letter %s does not decode: %w", r.Key, err)
-		}
-		// The prefix also matches "name2...": keep this processor's own.
-		if rec.Checkpoint == name || len(rec.Checkpoint) > len(name) && rec.Checkpoint[:len(name)+1] == name+"#" {
-			out = append(out, rec)
-		}
+	if decErr != nil {
+		return nil, decErr
 	}
 	return out, nil
+}
+
+// processorRows pages through table (in RuntimeNamespace), whose keys are
+// "checkpoint/id", for the rows of the processor named name: keyed by its
+// own checkpoint or one of its partitions', in key order, calling fn for
+// each until fn returns false. A scan of the prefix name alone would also
+// read the rows of every processor whose name starts with name (and of a
+// subscriber's category checkpoints, "name/topic"), and a capped page of
+// it could hold none of this processor's.
+func processorRows(ctx context.Context, rows Rows, table, name string, fn func(Row) bool) error {
+	for _, prefix := range []string{name + "#", name + "/"} {
+		q := RowQuery{Prefix: prefix}
+		for {
+			page, err := rows.List(ctx, RuntimeNamespace, table, q)
+			if err != nil {
+				return err
+			}
+			for _, r := range page {
+				slash := strings.LastIndexByte(r.Key, '/')
+				if slash < 0 {
+					continue
+				}
+				if cp := r.Key[:slash]; cp != name {
+					if base, _, _, ok := ParsePartitionName(cp); !ok || base != name {
+						continue
+					}
+				}
+				if !fn(r) {
+					return nil
+				}
+			}
+			if len(page) < DefaultRowLimit {
+				break
+			}
+			q.After = page[len(page)-1].Key
+		}
+	}
+	return nil
 }

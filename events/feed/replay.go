@@ -113,7 +113,7 @@ func (p *Processor) checkReplays(ctx context.Context) {
 	}
 	lctx, cancel := context.WithTimeout(ctx, p.cfg.ReplayCheckInterval)
 	defer cancel()
-	rows, err := p.src.Rows().List(lctx, RuntimeNamespace, ReplaysTable, RowQuery{Prefix: p.cfg.Name})
+	rows, err := p.replayRequests(lctx)
 	if err != nil {
 		if ctx.Err() == nil {
 			p.cfg.Logger.Debug("feed: look for replay requests", "processor", p.cfg.Name, "error", err)
@@ -142,6 +142,17 @@ func (p *Processor) checkReplays(ctx context.Context) {
 	}
 }
 
+// replayRequests lists every replay request of the processor's
+// checkpoints, under any partition count (processorRows).
+func (p *Processor) replayRequests(ctx context.Context) ([]Row, error) {
+	var out []Row
+	err := processorRows(ctx, p.src.Rows(), ReplaysTable, p.cfg.Name, func(r Row) bool {
+		out = append(out, r)
+		return true
+	})
+	return out, err
+}
+
 // formerCheckpoint reports whether name is one of this processor's
 // checkpoints under a partition count other than the current one.
 func (p *Processor) formerCheckpoint(name string) bool {
@@ -162,7 +173,7 @@ func (p *Processor) sweepReplays(ctx context.Context, ps *partitionState, lease 
 	// The processor's whole prefix: this partition's requests, and those
 	// for dead letters recorded under a previous partition count, which
 	// nobody holds the checkpoints of any more.
-	rows, err := p.src.Rows().List(ctx, RuntimeNamespace, ReplaysTable, RowQuery{Prefix: p.cfg.Name})
+	rows, err := p.replayRequests(ctx)
 	if err != nil {
 		ps.replayDue.Store(true) // the next poll tries again
 		return p.stopErr(ctx, err)

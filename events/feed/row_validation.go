@@ -55,36 +55,23 @@ func validateRowText(what, s string) error {
 	return nil
 }
 
-// ValidateRowValue checks a row value: valid JSON of at most
-// events.DefaultMaxPayloadBytes, without a \u0000 escape in any string
-// (PostgreSQL's jsonb cannot store one, so memory refuses it too).
+// ValidateRowValue checks a row value: at most
+// events.DefaultMaxPayloadBytes of JSON that both stores keep as given,
+// by events.ValidatePayload's rules (valid UTF-8, no NUL, no lone
+// surrogate escape, numbers PostgreSQL and Go read alike, no key twice in
+// an object). Memory refuses what PostgreSQL's jsonb would refuse at
+// commit, or would keep differently, so the two stores agree.
 func ValidateRowValue(v json.RawMessage) error {
 	switch {
 	case len(v) == 0:
 		return fmt.Errorf("%w: empty value (store JSON null to keep an empty row)", ErrInvalidRow)
 	case len(v) > events.DefaultMaxPayloadBytes:
 		return fmt.Errorf("%w: value is %d bytes, the limit is %d", ErrInvalidRow, len(v), events.DefaultMaxPayloadBytes)
-	case !json.Valid(v):
-		return fmt.Errorf("%w: value is not valid JSON", ErrInvalidRow)
-	case hasNULEscape(v):
-		return fmt.Errorf("%w: value contains the escape \\u0000, which PostgreSQL cannot store", ErrInvalidRow)
+	}
+	if err := events.ValidatePayload(v); err != nil {
+		return fmt.Errorf("%w: value %w", ErrInvalidRow, err)
 	}
 	return nil
-}
-
-// hasNULEscape finds \u0000 inside a string of valid JSON, telling an
-// escaped backslash followed by "u0000" (plain text) from the escape.
-func hasNULEscape(v []byte) bool {
-	for i := 0; i < len(v); i++ {
-		if v[i] != '\\' {
-			continue
-		}
-		if i+5 < len(v) && v[i+1] == 'u' && string(v[i+2:i+6]) == "0000" {
-			return true
-		}
-		i++ // skip the escaped character, so `\\` never starts an escape
-	}
-	return false
 }
 
 // ValidateRowQuery checks a List query and returns it with its limit

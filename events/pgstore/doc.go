@@ -189,7 +189,8 @@
 // a saga or command unit appending to many streams holds no lock for them.
 // The lock never decides anything: the unique index settles any append
 // that did not queue (one from another process that has not lost a race
-// yet). After 64 lost races in a row an append reports ErrUnavailable
+// yet). An append that lost 65 races in a row (it runs again 64 times)
+// reports ErrUnavailable
 // (nothing written), and Append's retries back off.
 //
 // # The feed

@@ -50,6 +50,7 @@ var processorTests = []processorTest{
 	{"ProcessorPanicIsAFailure", testProcessorPanic},
 	{"ProcessorReadAheadKeepsOrderAndEffects", testProcessorReadAhead},
 	{"ProcessorErrCutBehindHeadIsNoFailure", testProcessorErrCut},
+	{"ProcessorDeadLettersOfItsOwn", testProcessorDeadLettersOfItsOwn},
 }
 
 // applied counts, in the store's rows and through each event's unit, how

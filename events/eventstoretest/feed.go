@@ -58,6 +58,7 @@ var feedTests = []feedTest{
 	{"RowsPutCopiesValue", testRowsPutCopiesValue},
 	{"CommitRowsOnlyWithStaleLeaseWritesNothing", testCommitRowsOnlyWithStaleLeaseWritesNothing},
 	{"AppendHookFailureKeepsEarlierRowWrites", testAppendHookFailureKeepsEarlierRowWrites},
+	{"ClosedSourceRefusesAndEndsSubscriptions", testClosedSourceRefusesAndEndsSubscriptions},
 }
 
 // RunFeed runs the feed suite. newSource must return a fresh, empty source

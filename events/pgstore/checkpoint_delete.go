@@ -11,6 +11,9 @@ var _ feed.CheckpointDeleter = checkpoints{}
 
 // DeleteCheckpoints deletes the checkpoints of names whose lease is free.
 func (c checkpoints) DeleteCheckpoints(ctx context.Context, names ...string) (int, error) {
+	if c.s.isClosed() {
+		return 0, errClosed
+	}
 	if len(names) == 0 {
 		return 0, nil
 	}

@@ -25,6 +25,9 @@ func (s *Store) Checkpoints() feed.CheckpointStore { return checkpoints{s} }
 type checkpoints struct{ s *Store }
 
 func (c checkpoints) Acquire(ctx context.Context, name, owner string, ttl time.Duration) (feed.Lease, error) {
+	if c.s.isClosed() {
+		return feed.Lease{}, errClosed
+	}
 	if name == "" || owner == "" {
 		return feed.Lease{}, errors.New("pgstore: Acquire needs a consumer name and an owner")
 	}
@@ -40,6 +43,9 @@ func (c checkpoints) Acquire(ctx context.Context, name, owner string, ttl time.D
 }
 
 func (c checkpoints) Renew(ctx context.Context, l feed.Lease, ttl time.Duration) error {
+	if c.s.isClosed() {
+		return errClosed
+	}
 	tag, err := c.s.pool.Exec(ctx, c.s.q.renew, l.Name, l.Owner, l.Generation, ttl)
 	if err != nil {
 		return fmt.Errorf("pgstore: renew %q: %w", l.Name, err)
@@ -51,6 +57,9 @@ func (c checkpoints) Renew(ctx context.Context, l feed.Lease, ttl time.Duration)
 }
 
 func (c checkpoints) Release(ctx context.Context, l feed.Lease) error {
+	if c.s.isClosed() {
+		return errClosed
+	}
 	if _, err := c.s.pool.Exec(ctx, c.s.q.release, l.Name, l.Owner, l.Generation); err != nil {
 		return fmt.Errorf("pgstore: release %q: %w", l.Name, err)
 	}
@@ -58,6 +67,9 @@ func (c checkpoints) Release(ctx context.Context, l feed.Lease) error {
 }
 
 func (c checkpoints) Position(ctx context.Context, name string) (events.Token, error) {
+	if c.s.isClosed() {
+		return events.Token{}, errClosed
+	}
 	var major, minor int64
 	err := c.s.pool.QueryRow(ctx, c.s.q.position, name).Scan(&major, &minor)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -85,6 +97,9 @@ func (c checkpoints) Begin(ctx context.Context) (feed.Unit, error) {
 // Advance moves l's checkpoint forward to pos in one statement, fenced by
 // l's generation. A position at or before the stored one leaves it.
 func (c checkpoints) Advance(ctx context.Context, l feed.Lease, pos events.Token) error {
+	if c.s.isClosed() {
+		return errClosed
+	}
 	major, minor, err := tokenArgs(pos)
 	if err != nil {
 		return err
@@ -114,6 +129,9 @@ func leaseLost(l feed.Lease) error {
 // three statements travel in one round trip and run in one implicit
 // transaction, so they share now().
 func (c checkpoints) Heartbeat(ctx context.Context, group, member string, ttl time.Duration) ([]string, error) {
+	if c.s.isClosed() {
+		return nil, errClosed
+	}
 	switch {
 	case group == "" || member == "":
 		return nil, errors.New("pgstore: Heartbeat needs a group and a member (use a per-process id)")
@@ -144,6 +162,9 @@ func (c checkpoints) Heartbeat(ctx context.Context, group, member string, ttl ti
 
 // Leave removes member from group at once.
 func (c checkpoints) Leave(ctx context.Context, group, member string) error {
+	if c.s.isClosed() {
+		return errClosed
+	}
 	if _, err := c.s.pool.Exec(ctx, c.s.q.leave, group, member); err != nil {
 		return fmt.Errorf("pgstore: leave %q: %w", group, err)
 	}
@@ -152,6 +173,9 @@ func (c checkpoints) Leave(ctx context.Context, group, member string) error {
 
 // Position returns a consumer's stored position (consistency.PositionReader).
 func (s *Store) Position(ctx context.Context, name string) (events.Token, error) {
+	if s.isClosed() {
+		return events.Token{}, errClosed
+	}
 	return checkpoints{s}.Position(ctx, name)
 }
 

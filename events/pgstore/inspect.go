@@ -16,6 +16,9 @@ import (
 // looks past the read horizon on purpose: an event held back by an open
 // transaction is unprocessed too, and its wait counts as lag.
 func (s *Store) OldestAfter(ctx context.Context, after events.Token) (time.Time, bool, error) {
+	if s.isClosed() {
+		return time.Time{}, false, errClosed
+	}
 	major, minor, err := tokenArgs(after)
 	if err != nil {
 		return time.Time{}, false, err
@@ -33,6 +36,9 @@ func (s *Store) OldestAfter(ctx context.Context, after events.Token) (time.Time,
 
 // Consumers lists every consumer name with its position and lease.
 func (s *Store) Consumers(ctx context.Context) ([]feed.ConsumerInfo, error) {
+	if s.isClosed() {
+		return nil, errClosed
+	}
 	rows, err := s.pool.Query(ctx, s.q.consumers)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: list consumers: %w", err)

@@ -16,6 +16,9 @@ import (
 
 // ReadStream returns events of one stream from fromVersion on.
 func (s *Store) ReadStream(ctx context.Context, streamID string, fromVersion int64, limit int) ([]events.Envelope, error) {
+	if s.isClosed() {
+		return nil, errClosed
+	}
 	return s.readStream(ctx, s.pool, streamID, fromVersion, limit)
 }
 
@@ -39,6 +42,9 @@ func (s *Store) readStream(ctx context.Context, db execer, streamID string, from
 
 // StreamVersion returns the number of events in the stream.
 func (s *Store) StreamVersion(ctx context.Context, streamID string) (int64, error) {
+	if s.isClosed() {
+		return 0, errClosed
+	}
 	if err := events.ValidateStreamID(streamID); err != nil {
 		return 0, err
 	}
@@ -55,6 +61,9 @@ func (s *Store) streamVersion(ctx context.Context, db execer, streamID string) (
 
 // ReadAll reads the global order after a token, up to the read horizon.
 func (s *Store) ReadAll(ctx context.Context, after events.Token, limit int) ([]events.Envelope, error) {
+	if s.isClosed() {
+		return nil, errClosed
+	}
 	b, err := s.read(ctx, after, feed.Filter{}, limit, false)
 	return b.Events, err
 }
@@ -67,6 +76,9 @@ func (s *Store) ReadFeed(ctx context.Context, after events.Token, f feed.Filter,
 }
 
 func (s *Store) read(ctx context.Context, after events.Token, f feed.Filter, limit int, withPending bool) (feed.Batch, error) {
+	if s.isClosed() {
+		return feed.Batch{}, errClosed
+	}
 	if err := f.Validate(); err != nil {
 		return feed.Batch{}, err
 	}
@@ -167,6 +179,9 @@ func scanFeed(rows pgx.Rows, withPending bool) (feed.Batch, pendingCols, error) 
 
 // Head returns the token of the newest committed event.
 func (s *Store) Head(ctx context.Context) (events.Token, error) {
+	if s.isClosed() {
+		return events.Token{}, errClosed
+	}
 	var sortKey, seq int64
 	err := s.pool.QueryRow(ctx, s.q.head).Scan(&sortKey, &seq)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -184,6 +199,9 @@ const MaxCount = 1_000_000
 // CountBetween counts events after `after` up to and including upTo, capped
 // at MaxCount.
 func (s *Store) CountBetween(ctx context.Context, after, upTo events.Token) (int64, error) {
+	if s.isClosed() {
+		return 0, errClosed
+	}
 	if !after.Before(upTo) {
 		return 0, nil
 	}
@@ -206,6 +224,9 @@ func (s *Store) CountBetween(ctx context.Context, after, upTo events.Token) (int
 // transaction id has been running: while it runs, no event appended after it
 // started can be delivered. Zero when nothing holds the horizon.
 func (s *Store) HorizonAge(ctx context.Context) (time.Duration, error) {
+	if s.isClosed() {
+		return 0, errClosed
+	}
 	var secs float64
 	if err := s.pool.QueryRow(ctx, s.q.horizonAge).Scan(&secs); err != nil {
 		return 0, fmt.Errorf("pgstore: horizon age: %w", classify(err))

@@ -40,6 +40,9 @@ func (r *rows) reader() (execer, error) {
 }
 
 func (r *rows) Get(ctx context.Context, ns, table, key string, lock feed.Lock) (feed.Row, bool, error) {
+	if r.s.isClosed() {
+		return feed.Row{}, false, errClosed
+	}
 	if err := feed.ValidateRowAddress(ns, table, key); err != nil {
 		return feed.Row{}, false, err
 	}
@@ -102,6 +105,9 @@ func (r *rows) Get(ctx context.Context, ns, table, key string, lock feed.Lock) (
 }
 
 func (r *rows) List(ctx context.Context, ns, table string, q feed.RowQuery) ([]feed.Row, error) {
+	if r.s.isClosed() {
+		return nil, errClosed
+	}
 	if err := feed.ValidateRowTable(ns, table); err != nil {
 		return nil, err
 	}
@@ -159,6 +165,9 @@ func scanRow(row pgx.CollectableRow) (feed.Row, error) {
 }
 
 func (r *rows) Put(ctx context.Context, ns, table, key string, value json.RawMessage, tok events.Token) error {
+	if r.s.isClosed() {
+		return errClosed
+	}
 	if err := feed.ValidateRowAddress(ns, table, key); err != nil {
 		return err
 	}
@@ -180,6 +189,9 @@ func (r *rows) Put(ctx context.Context, ns, table, key string, value json.RawMes
 }
 
 func (r *rows) Delete(ctx context.Context, ns, table, key string) error {
+	if r.s.isClosed() {
+		return errClosed
+	}
 	if err := feed.ValidateRowAddress(ns, table, key); err != nil {
 		return err
 	}
@@ -193,6 +205,9 @@ func (r *rows) Delete(ctx context.Context, ns, table, key string) error {
 }
 
 func (r *rows) DeleteNamespace(ctx context.Context, ns string, limit int) (int, error) {
+	if r.s.isClosed() {
+		return 0, errClosed
+	}
 	if err := feed.ValidateRowNamespace(ns); err != nil {
 		return 0, err
 	}

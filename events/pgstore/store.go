@@ -222,7 +222,10 @@ func checkIsolation(ctx context.Context, pool *pgxpool.Pool) error {
 	return nil
 }
 
-// Close stops the listener and the notifier. It does not close the pool.
+// Close stops the listener and the notifier and makes every later call
+// fail with events.ErrClosed, so consumers reading from the store end (their
+// subscriptions' channels close) and stop renewing their leases. It does
+// not close the pool.
 func (s *Store) Close() error {
 	s.once.Do(func() {
 		close(s.closed)
@@ -232,6 +235,9 @@ func (s *Store) Close() error {
 	})
 	return nil
 }
+
+// errClosed is what a call returns after Close.
+var errClosed = fmt.Errorf("pgstore: %w: the store was closed (create a new one)", events.ErrClosed)
 
 func (s *Store) isClosed() bool {
 	select {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -19,6 +20,9 @@ type client struct {
 	hub    *Hub
 	remote string
 	conn   *websocket.Conn // set once, after the upgrade
+	// raw is the hijacked connection under conn, set with it: closing it
+	// ends a close handshake the peer does not answer.
+	raw net.Conn
 
 	// send is the bounded queue the writer drains. The Hub never blocks on
 	// it: a full queue drops the client.
@@ -125,10 +129,17 @@ func (c *client) close() {
 		_ = c.conn.CloseNow()
 		return
 	}
-	// The handshake waits for the peer's answer. Cancelling ctx aborts the
-	// reader's pending Read, which closes the connection, so a peer that
-	// does not answer holds us for WriteTimeout at most.
-	t := time.AfterFunc(c.hub.cfg.WriteTimeout, c.cancel)
+	// The handshake waits for the peer's answer, reading under the
+	// library's own five-second timeout. Cancelling ctx aborts only a Read
+	// of the reader's (which may be busy with a snapshot, or not started
+	// yet), so closing the connection under it is what holds us for
+	// WriteTimeout at most whatever the reader is doing.
+	t := time.AfterFunc(c.hub.cfg.WriteTimeout, func() {
+		c.cancel()
+		if c.raw != nil {
+			_ = c.raw.Close()
+		}
+	})
 	defer t.Stop()
 	_ = c.conn.Close(c.closeCode, c.closeReason)
 }

@@ -1,10 +1,12 @@
 package live
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -179,7 +181,8 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer h.wg.Done()
 
-	conn, err := websocket.Accept(w, r, h.acceptOpts)
+	hj := &hijackRecorder{ResponseWriter: w}
+	conn, err := websocket.Accept(hj, r, h.acceptOpts)
 	if err != nil {
 		// Accept has answered the request (403 for a foreign origin, 426
 		// for a plain HTTP request).
@@ -190,7 +193,7 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	conn.SetReadLimit(MaxClientMessageSize)
-	c.conn = conn
+	c.conn, c.raw = conn, hj.conn
 	c.run(entities)
 }
 
@@ -418,4 +421,21 @@ func (h *Hub) removeLocked(c *client) {
 // errorMessage encodes an error message about entity ("" for none).
 func errorMessage(entity, text string) []byte {
 	return (&Message{Type: TypeError, Entity: entity, Error: text}).mustEncode()
+}
+
+// hijackRecorder keeps the connection websocket.Accept hijacks, so a close
+// the peer does not answer can be cut short by closing it.
+type hijackRecorder struct {
+	http.ResponseWriter
+	conn net.Conn
+}
+
+func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := h.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("live: the ResponseWriter cannot be hijacked (WebSocket needs HTTP/1.1)")
+	}
+	conn, rw, err := hj.Hijack()
+	h.conn = conn
+	return conn, rw, err
 }

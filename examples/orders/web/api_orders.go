@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -81,15 +83,23 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, dst any) bool {
 	if r.ContentLength > s.cfg.MaxBodyBytes {
 		return tooLarge()
 	}
-	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	err := dec.Decode(dst)
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err == nil && len(bytes.TrimSpace(body)) == 0 {
+		err = io.EOF
+	}
 	if err == nil {
-		// One JSON value, nothing after it.
-		if _, extra := dec.Token(); extra != io.EOF {
-			err = errors.New("unexpected data after the JSON object")
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		err = dec.Decode(dst)
+		if err == nil {
+			// One JSON value, nothing after it.
+			if _, extra := dec.Token(); extra != io.EOF {
+				err = errors.New("unexpected data after the JSON object")
+			}
 		}
+	}
+	if err == nil {
+		err = exactKeys(body, dst)
 	}
 	var mbe *http.MaxBytesError
 	switch {
@@ -240,4 +250,47 @@ func truncate(s string) string {
 		return s
 	}
 	return strings.ToValidUTF8(s[:maxEcho], "") + "…"
+}
+
+// exactKeys refuses what encoding/json lets through into dst, a struct:
+// a key that matches a field only when case is ignored ("CUSTOMER_ID"),
+// and a key given twice (the last would win). Both would take a body for
+// something it does not say.
+func exactKeys(body []byte, dst any) error {
+	t := reflect.TypeOf(dst)
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	names := map[string]bool{}
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "" {
+			name = f.Name
+		}
+		names[name] = true
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if _, err := dec.Token(); err != nil { // the object's {
+		return err
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		key, _ := tok.(string)
+		switch {
+		case !names[key]:
+			return fmt.Errorf("json: unknown field %q (field names are case-sensitive)", key)
+		case seen[key]:
+			return fmt.Errorf("json: field %q is given twice", key)
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -49,6 +49,12 @@ func TestPlaceOrder_RefusesBadRequestsWithProblems(t *testing.T) {
 		{"malformed", "application/json", strings.NewReader(`{"customer_id":`), 400, web.ProblemInvalidBody, nil},
 		{"wrong type", "application/json", strings.NewReader(`{"customer_id":"c-1","sku":"tea","qty":"12","card":"4242-4242-4242-4242"}`), 400, web.ProblemInvalidBody, nil},
 		{"unknown field", "application/json", strings.NewReader(`{"customer_id":"c-1","sku":"tea","qty":1,"card":"4242-4242-4242-4242","admin":true}`), 400, web.ProblemInvalidBody, nil},
+		// encoding/json matches field names ignoring case and keeps the
+		// last of a key given twice: the API takes neither.
+		{"field name in other case", "application/json", strings.NewReader(`{"CUSTOMER_ID":"c-1","sku":"tea","qty":1,"card":"4242-4242-4242-4242"}`), 400, web.ProblemInvalidBody, nil},
+		{"field given twice", "application/json", strings.NewReader(`{"customer_id":"c-1","sku":"tea","qty":1,"card":"4242-4242-4242-4242","customer_id":"c-2"}`), 400, web.ProblemInvalidBody, nil},
+		{"field twice, other case", "application/json", strings.NewReader(`{"customer_id":"c-1","sku":"tea","qty":1,"card":"4242-4242-4242-4242","Customer_Id":"c-2"}`), 400, web.ProblemInvalidBody, nil},
+		{"whitespace only", "application/json", strings.NewReader(" \n\t"), 400, web.ProblemInvalidBody, nil},
 		{"trailing data", "application/json", strings.NewReader(`{"customer_id":"c-1","sku":"tea","qty":1,"card":"4242-4242-4242-4242"} {}`), 400, web.ProblemInvalidBody, nil},
 		{"too large, declared", "application/json", strings.NewReader(big), 413, web.ProblemBodyTooLarge, nil},
 		// No Content-Length: the limit must hold while reading too.

@@ -34,7 +34,9 @@
 //
 // Errors are application/problem+json (RFC 9457), with "errors" listing
 // the invalid fields of a 422. Bodies are capped (413), must be
-// application/json (415) and may hold no unknown fields (400). A request
+// application/json (415) and may hold no unknown fields, no field named in
+// another case ("CUSTOMER_ID") and no field twice (400). A live
+// subscription to an id no order can have reads nothing. A request
 // whose context ended before it was answered (the client went away, the
 // server is stopping) is a 503 with Retry-After, logged at Debug: only
 // the server's own failures are 500s logged as errors.

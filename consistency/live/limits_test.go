@@ -1,0 +1,181 @@
+package live_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/consistency/live"
+	"github.com/converge-es/converge/events"
+)
+
+// await receives from ch or fails after ioTimeout.
+func await[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(ioTimeout):
+		t.Fatalf("timed out waiting for %s", what)
+		var zero T
+		return zero
+	}
+}
+
+// TestHub_SnapshotTimeoutCutsABlockedSnapshot: a Snapshot that would
+// block until its context ends is cut by Config.SnapshotTimeout (not the
+// 2s default): the client gets the error message for the entity, then the
+// update published while the snapshot was being read, then later updates.
+func TestHub_SnapshotTimeoutCutsABlockedSnapshot(t *testing.T) {
+	t.Parallel()
+	const timeout = 150 * time.Millisecond
+	type ended struct {
+		err  error
+		took time.Duration
+	}
+	called, done := make(chan struct{}, 1), make(chan ended, 1)
+	hub, b := setup(t, &live.Config{
+		SnapshotTimeout: timeout,
+		Snapshot: func(ctx context.Context, _ string) (json.RawMessage, events.Token, bool, error) {
+			start := time.Now()
+			called <- struct{}{}
+			<-ctx.Done() // a read stuck behind a lock
+			done <- ended{ctx.Err(), time.Since(start)}
+			return nil, events.Token{}, false, ctx.Err()
+		},
+	})
+	conn := b.dial(t)
+	send(t, conn, `{"action":"subscribe","entity":"order-1"}`)
+	readType(t, conn, live.TypeSubscribed, "order-1")
+	await(t, called, "the snapshot call")
+	hub.Publish("order-1", json.RawMessage(row(3)), tok(3)) // buffered meanwhile
+
+	m := readType(t, conn, live.TypeError, "order-1")
+	require.Equal(t, "could not read the current state; later updates will follow", m.Error)
+	e := await(t, done, "the snapshot's end")
+	require.ErrorIs(t, e.err, context.DeadlineExceeded, "the snapshot's context ran out")
+	require.GreaterOrEqual(t, e.took, timeout-20*time.Millisecond, "cut before SnapshotTimeout")
+	require.Less(t, e.took, live.DefaultSnapshotTimeout/2, "cut by SnapshotTimeout, not the default")
+
+	readUpdate(t, conn, "order-1", row(3), tok(3))
+	hub.Publish("order-1", json.RawMessage(row(4)), tok(4))
+	readUpdate(t, conn, "order-1", row(4), tok(4))
+}
+
+// TestHub_UpdatesBufferedDuringASnapshotCountAgainstSendBuffer: while a
+// subscription's snapshot is read, its updates are buffered up to
+// SendBuffer; one more drops the client (closed as too slow) and counts
+// it in Stats.Dropped, without waiting for the snapshot.
+func TestHub_UpdatesBufferedDuringASnapshotCountAgainstSendBuffer(t *testing.T) {
+	t.Parallel()
+	const buffer = 3
+	called, release := make(chan struct{}, 1), make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	hub, b := setup(t, &live.Config{
+		SendBuffer: buffer,
+		Snapshot: func(ctx context.Context, _ string) (json.RawMessage, events.Token, bool, error) {
+			called <- struct{}{}
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return json.RawMessage(row(1)), tok(1), true, nil
+		},
+	})
+	conn := b.dial(t)
+	send(t, conn, `{"action":"subscribe","entity":"order-1"}`)
+	readType(t, conn, live.TypeSubscribed, "order-1")
+	await(t, called, "the snapshot call")
+
+	for i := range buffer {
+		hub.Publish("order-1", json.RawMessage(row(2+i)), tok(2+i))
+	}
+	st := hub.Stats()
+	require.Zero(t, st.Dropped, "%d buffered updates fit a SendBuffer of %d", buffer, buffer)
+	require.Equal(t, 1, st.Clients)
+
+	hub.Publish("order-1", json.RawMessage(row(2+buffer)), tok(2+buffer))
+	st = hub.Stats()
+	require.EqualValues(t, 1, st.Dropped, "one update over SendBuffer drops the client")
+	require.Zero(t, st.Clients)
+	require.Zero(t, st.Subscriptions)
+
+	ce := readClose(t, conn)
+	require.Equal(t, websocket.StatusPolicyViolation, ce.Code)
+	require.Equal(t, "too slow: send queue full", ce.Reason)
+}
+
+// TestHub_CloseCutsOffAClientThatNeverReads: Close waits for a client to
+// acknowledge its close frame for WriteTimeout, then cuts it off: with a
+// client that never reads, it returns after about WriteTimeout (not the
+// 5s default, nor the WebSocket library's own 5s handshake wait).
+func TestHub_CloseCutsOffAClientThatNeverReads(t *testing.T) {
+	t.Parallel()
+	const writeTimeout = 200 * time.Millisecond
+	hub, b := setup(t, &live.Config{WriteTimeout: writeTimeout})
+	conn := b.dial(t, "order-1") // never read until Close has returned
+	require.Equal(t, 1, hub.Stats().Clients)
+
+	start := time.Now()
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		hub.Close()
+	}()
+	select {
+	case <-closed:
+	case <-time.After(ioTimeout):
+		t.Fatal("Close did not return")
+	}
+	took := time.Since(start)
+	t.Logf("Close took %s", took)
+	require.GreaterOrEqual(t, took, writeTimeout/2, "Close gave the client time to acknowledge")
+	require.Less(t, took, 2*time.Second, "Close waited past WriteTimeout (%s)", writeTimeout)
+	require.Zero(t, hub.Stats().Clients)
+
+	// What the client gets once it reads: its subscription, then the
+	// close frame Close sent.
+	readType(t, conn, live.TypeSubscribed, "order-1")
+	require.Equal(t, websocket.StatusGoingAway, readClose(t, conn).Code)
+}
+
+// TestHub_CloseDuringASnapshotCutsOffWithinWriteTimeout: Close while a
+// URL subscription's snapshot is being read (the connection's reader is
+// busy with it, not reading the socket) and the client never reads still
+// returns within about WriteTimeout: the client does not acknowledge its
+// close frame, so it is cut off.
+func TestHub_CloseDuringASnapshotCutsOffWithinWriteTimeout(t *testing.T) {
+	t.Parallel()
+	const writeTimeout = 200 * time.Millisecond
+	called := make(chan struct{}, 1)
+	hub, b := setup(t, &live.Config{
+		WriteTimeout: writeTimeout,
+		Snapshot: func(ctx context.Context, _ string) (json.RawMessage, events.Token, bool, error) {
+			called <- struct{}{}
+			<-ctx.Done() // a read stuck behind a lock, as at a database's shutdown
+			return nil, events.Token{}, false, ctx.Err()
+		},
+	})
+	b.dial(t, "order-1") // never read
+	await(t, called, "the snapshot call")
+
+	start := time.Now()
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		hub.Close()
+	}()
+	select {
+	case <-closed:
+	case <-time.After(ioTimeout):
+		t.Fatal("Close did not return")
+	}
+	took := time.Since(start)
+	t.Logf("Close took %s", took)
+	require.Less(t, took, 2*time.Second, "Close waited past WriteTimeout (%s)", writeTimeout)
+	require.Zero(t, hub.Stats().Clients)
+}

@@ -24,8 +24,10 @@ import (
 //
 // Rebuild returns once the old generation is dropped. If ctx ends first,
 // Rebuild returns ctx's error and the rebuild carries on; a runner started
-// later, here or in another process, resumes it. A rebuild that halts is
-// reported as a *HaltedError: fix the cause and Resume, and the rebuild
+// later, here or in another process, resumes it. A rebuild halts on an
+// event its handler keeps failing on, under either failure policy (one
+// that dead-lettered it would switch in without it), and is reported as a
+// *HaltedError: fix the cause and Resume, and the rebuild
 // carries on (AwaitRebuild waits for it). The live generation is
 // unaffected by a failing rebuild. While a rebuild of the projection is in
 // progress, Rebuild fails with ErrRebuildInProgress.

@@ -255,7 +255,10 @@ func (r *Runner) newProc(p *compiled, rebuild int) (*procRun, error) {
 		a.stale = func() { r.changed.Notify() }
 	}
 	policy := feed.Halt
-	if r.cfg.OnFailure == DeadLetterOnFailure {
+	if r.cfg.OnFailure == DeadLetterOnFailure && rebuild == 0 {
+		// A rebuild halts whatever the policy: one that dead-lettered an
+		// event would switch in without it, and the dead letter would
+		// belong to a processor nobody replays once the switch is made.
 		policy = feed.DeadLetter
 	}
 	sc := r.subscriberConfig()

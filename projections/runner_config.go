@@ -59,6 +59,8 @@ const (
 	// DeadLetterOnFailure stores the event in the dead letters (see
 	// Runner.DeadLetters) with the reason, in the same unit of work that
 	// moves the checkpoint past it, and carries on with the next event.
+	// A rebuild halts all the same (see Runner.Rebuild): a generation that
+	// skipped an event must not replace one that has it.
 	DeadLetterOnFailure FailurePolicy = "dead_letter"
 )
 

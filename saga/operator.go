@@ -291,7 +291,7 @@ func (e *Engine) refuse(ctx context.Context, u feed.Unit, saga, id string, r Req
 	if err != nil || !found {
 		return err
 	}
-	if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindNote, Detail: fmt.Sprintf("%s request refused: %v", r.Op, why)}); err != nil {
+	if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindRequestRefused, Detail: fmt.Sprintf("%s request refused: %v", r.Op, why)}); err != nil {
 		return err
 	}
 	return e.save(ctx, rows, in)

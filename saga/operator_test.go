@@ -62,7 +62,7 @@ func TestOperatorRequestsAreCarriedOutByTheEngine(t *testing.T) {
 			require.False(t, ok, "request of %s was taken", id)
 		}
 		last := fx.History(orders, "3").History
-		require.Equal(t, saga.KindNote, last[len(last)-1].Kind)
+		require.Equal(t, saga.KindRequestRefused, last[len(last)-1].Kind)
 		require.Contains(t, last[len(last)-1].Detail, "cancel request refused")
 		require.Equal(t, "by the API", fx.Instance(orders, "3").Reason)
 	})

@@ -157,6 +157,9 @@ const (
 	// the one that took the message, which handed the step back to run
 	// once a newer build takes it (deploy it everywhere).
 	KindAwaitingNewerBuild = "waiting_for_newer_build"
+	// KindRequestRefused: an engine dropped an operator's retry or cancel
+	// request the instance could not take (it had ended, say), with why.
+	KindRequestRefused = "request_refused"
 )
 
 // record adds an entry to the instance's history; save writes it with the

@@ -57,7 +57,8 @@ carries out at its next parked-step pass (within its sweep interval, 5s by
 default), with the outcome in the instance's history. They wait up to --wait
 for it and say what happened; with no engine running, the request stays
 until one starts. Exit status: 0 carried out (or recorded, with --wait 0),
-1 on an error, 4 when --wait ran out first (the request stays recorded).`,
+1 on an error or when the engine refused the request (the instance ended
+meanwhile, say), 4 when --wait ran out first (the request stays recorded).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
@@ -270,6 +271,10 @@ func (c *sagasCmd) request(cmd *cobra.Command, id string, wait time.Duration, do
 	if err != nil {
 		return err
 	}
+	before, err := op.Show(ctx, typ, id)
+	if err != nil {
+		return err
+	}
 	if err := do(ctx, op, typ); err != nil {
 		return err
 	}
@@ -300,6 +305,13 @@ func (c *sagasCmd) request(cmd *cobra.Command, id string, wait time.Duration, do
 	tl, err := op.Show(ctx, typ, id)
 	if err != nil {
 		return err
+	}
+	// The engine drops a request the instance cannot take (it ended
+	// meanwhile, say) and says why in the history.
+	for _, h := range tl.History[min(len(before.History), len(tl.History)):] {
+		if h.Kind == saga.KindRequestRefused {
+			return fmt.Errorf("%s/%s: the engine refused the request: %s", typ, id, h.Detail)
+		}
 	}
 	last := ""
 	if n := len(tl.History); n > 0 {

@@ -231,3 +231,84 @@ func testWatchCheckpoints(t *testing.T, src feed.Source, _ events.Store) {
 		t.Fatal("WatchCheckpoints did not report the commit")
 	}
 }
+
+// testLeaseArguments: both stores refuse, with feed.ErrInvalidLease and
+// before touching storage, a lease or membership whose name, owner, group
+// or member is empty, holds NUL or another control character or invalid
+// UTF-8, or whose ttl is not positive; nothing is acquired.
+func testLeaseArguments(t *testing.T, src feed.Source, _ events.Store) {
+	ctx := t.Context()
+	cps := src.Checkpoints()
+	bad := map[string]struct {
+		name, owner string
+		ttl         time.Duration
+	}{
+		"empty name":           {"", "o", time.Second},
+		"empty owner":          {"c", "", time.Second},
+		"zero ttl":             {"c", "o", 0},
+		"negative ttl":         {"c", "o", -time.Second},
+		"NUL in name":          {"c\x00", "o", time.Second},
+		"NUL in owner":         {"c", "o\x00", time.Second},
+		"invalid UTF-8 name":   {"c\xff", "o", time.Second},
+		"invalid UTF-8 owner":  {"c", "\xc3", time.Second},
+		"newline in name":      {"c\n", "o", time.Second},
+		"DEL in owner":         {"c", "o\x7f", time.Second},
+		"SQL and a control ch": {"'; DROP TABLE checkpoints; --\x01", "o", time.Second},
+	}
+	for what, a := range bad {
+		_, err := cps.Acquire(ctx, a.name, a.owner, a.ttl)
+		require.ErrorIs(t, err, feed.ErrInvalidLease, "Acquire: %s", what)
+		require.ErrorIs(t, cps.Renew(ctx, feed.Lease{Name: a.name, Owner: a.owner, Generation: 1}, a.ttl), feed.ErrInvalidLease, "Renew: %s", what)
+		_, err = cps.Heartbeat(ctx, a.name, a.owner, a.ttl)
+		require.ErrorIs(t, err, feed.ErrInvalidLease, "Heartbeat: %s", what)
+	}
+	// SQL metacharacters alone are ordinary text.
+	l, err := cps.Acquire(ctx, "'; DROP TABLE checkpoints; --", `o"\`, time.Minute)
+	require.NoError(t, err)
+	require.NoError(t, cps.Renew(ctx, l, time.Minute))
+	require.NoError(t, cps.Release(ctx, l))
+	insp, ok := src.(feed.Inspector)
+	require.True(t, ok, "%T is no feed.Inspector", src)
+	consumers, err := insp.Consumers(ctx)
+	require.NoError(t, err)
+	for _, c := range consumers {
+		require.Equal(t, "'; DROP TABLE checkpoints; --", c.Name, "nothing else was acquired")
+	}
+}
+
+// testTokensBeyondAStoreAreRefused: a token whose parts do not fit a
+// bigint (forged, or corrupted on its way) is refused with
+// events.ErrInvalidToken by every call that takes one, on both stores, and
+// a unit committing a move to it writes nothing.
+func testTokensBeyondAStoreAreRefused(t *testing.T, src feed.Source, s events.Store) {
+	ctx := t.Context()
+	res := mustAppend(t, s, "order-1", events.NoStream, placed("1", 1))
+	for _, big := range []events.Token{events.MakeToken(1<<63, 0), events.MakeToken(0, 1<<63), events.MakeToken(^uint64(0), ^uint64(0))} {
+		_, err := s.ReadAll(ctx, big, 10)
+		require.ErrorIs(t, err, events.ErrInvalidToken, "ReadAll after %s", big)
+		_, err = src.ReadFeed(ctx, big, feed.Filter{}, 10)
+		require.ErrorIs(t, err, events.ErrInvalidToken, "ReadFeed after %s", big)
+		require.ErrorIs(t, src.Rows().Put(ctx, "ns", "t", "k", []byte(`1`), big), events.ErrInvalidToken, "Rows.Put at %s", big)
+		if insp, ok := src.(feed.Inspector); ok {
+			_, err = insp.CountBetween(ctx, events.Token{}, big)
+			require.ErrorIs(t, err, events.ErrInvalidToken, "CountBetween up to %s", big)
+			_, _, err = insp.OldestAfter(ctx, big)
+			require.ErrorIs(t, err, events.ErrInvalidToken, "OldestAfter %s", big)
+		}
+		cps := src.Checkpoints()
+		l, err := cps.Acquire(ctx, "big", "owner", time.Minute)
+		require.NoError(t, err)
+		require.ErrorIs(t, cps.Advance(ctx, l, big), events.ErrInvalidToken, "Advance to %s", big)
+		u := begin(t, src)
+		uctx := u.Context(ctx)
+		require.NoError(t, u.Rows().Put(uctx, "ns", "t", "written", []byte(`1`), res.Token))
+		require.ErrorIs(t, u.Commit(ctx, feed.Move{Lease: l, Position: big}), events.ErrInvalidToken, "Commit of a move to %s", big)
+		_, found, err := src.Rows().Get(ctx, "ns", "t", "written", feed.LockNone)
+		require.NoError(t, err)
+		require.False(t, found, "the unit wrote nothing")
+		pos, err := cps.Position(ctx, "big")
+		require.NoError(t, err)
+		require.True(t, pos.IsZero(), "the checkpoint did not move")
+		require.NoError(t, cps.Release(ctx, l))
+	}
+}

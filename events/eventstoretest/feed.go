@@ -40,6 +40,7 @@ var feedTests = []feedTest{
 	{"UpdateJoinsTheUnit", testUpdateJoinsTheUnit},
 	{"AppenderWaitsForUnit", testAppenderWaitsForUnit},
 	{"DuplicateOfCommittedEventLeavesUnitUsable", testDuplicateLeavesUnitUsable},
+	{"DuplicateOfHeldEventFailsTheUnit", testDuplicateOfHeldEventFailsTheUnit},
 	{"CommitWithStaleLeaseWritesNothing", testCommitWithStaleLeaseWritesNothing},
 	{"CommitSeveralMoves", testCommitSeveralMoves},
 	{"AdvanceNeverMovesBack", testAdvanceNeverMovesBack},
@@ -59,6 +60,10 @@ var feedTests = []feedTest{
 	{"CommitRowsOnlyWithStaleLeaseWritesNothing", testCommitRowsOnlyWithStaleLeaseWritesNothing},
 	{"AppendHookFailureKeepsEarlierRowWrites", testAppendHookFailureKeepsEarlierRowWrites},
 	{"ClosedSourceRefusesAndEndsSubscriptions", testClosedSourceRefusesAndEndsSubscriptions},
+	{"UnitReappendOfItsOwnEvents", testUnitReappendOfItsOwnEvents},
+	{"UnitReadStreamNegativeVersion", testUnitReadStreamNegativeVersion},
+	{"LeaseArguments", testLeaseArguments},
+	{"TokensBeyondAStoreAreRefused", testTokensBeyondAStoreAreRefused},
 }
 
 // RunFeed runs the feed suite. newSource must return a fresh, empty source

@@ -224,6 +224,10 @@ func testRowsInvalid(t *testing.T, src feed.Source, _ events.Store) {
 	require.NoError(t, r.Prefetch(ctx, feed.LockNone, ok), "outside a unit, a Prefetch without a lock does nothing")
 	u := begin(t, src)
 	require.ErrorIs(t, u.Rows().Prefetch(ctx, feed.Lock(7), ok), feed.ErrInvalidRow, "an unknown lock")
+	for _, l := range []feed.Lock{feed.Lock(7), feed.Lock(-1)} {
+		_, _, err := u.Rows().Get(ctx, "ns", "t", "k", l)
+		require.ErrorIs(t, err, feed.ErrInvalidRow, "Get with the unknown lock %d", l)
+	}
 	require.NoError(t, u.Rollback(ctx))
 
 	// SQL metacharacters and an escaped backslash are ordinary content.

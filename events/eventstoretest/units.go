@@ -506,3 +506,41 @@ func testAppendHookFailureKeepsEarlierRowWrites(t *testing.T, src feed.Source, s
 	require.NoError(t, u.Commit(ctx))
 	require.Equal(t, map[string]string{"before": "unit", "shared": "hook", "hook-" + res.EventIDs[0]: "hook"}, values(outside))
 }
+
+// testUnitReappendOfItsOwnEvents: a unit appending again events it
+// appended itself (a handler retrying within its unit) gets their result,
+// marked AlreadyStored, and writes nothing more; the same id with other
+// content is a duplicate. The unit stays usable and commits each event
+// once, on both stores (PostgreSQL's transaction sees its own rows).
+func testUnitReappendOfItsOwnEvents(t *testing.T, src feed.Source, s events.Store) {
+	ctx := t.Context()
+	u := begin(t, src)
+	ev, other := placed("1", 1), placed("2", 1)
+	first, err := u.Append(ctx, "order-1", events.NoStream, ev, other)
+	require.NoError(t, err)
+	again, err := u.Append(ctx, "order-1", events.NoStream, ev, other)
+	require.NoError(t, err, "a retry of the unit's own append")
+	require.True(t, again.AlreadyStored)
+	require.Equal(t, first.Tokens, again.Tokens)
+	require.Equal(t, first.FirstVersion, again.FirstVersion)
+	changed := ev
+	changed.Data = orderPlaced{OrderID: "1", Amount: 99}
+	_, err = u.Append(ctx, "order-1", events.AnyVersion, changed)
+	require.ErrorIs(t, err, events.ErrDuplicateEvent, "the same id with other content")
+	require.NoError(t, u.Commit(ctx))
+	got, err := s.ReadStream(ctx, "order-1", 0, 0)
+	require.NoError(t, err)
+	require.Equal(t, []string{ev.ID, other.ID}, ids(got), "each event once")
+}
+
+// testUnitReadStreamNegativeVersion: a unit's ReadStream refuses a
+// negative fromVersion as the store's does.
+func testUnitReadStreamNegativeVersion(t *testing.T, src feed.Source, s events.Store) {
+	mustAppend(t, s, "order-1", events.NoStream, placed("o", 1))
+	u := begin(t, src)
+	defer func() { _ = u.Rollback(t.Context()) }()
+	for _, from := range []int64{-1, -5, -1 << 63} {
+		_, err := u.ReadStream(t.Context(), "order-1", from, 0)
+		require.ErrorIs(t, err, events.ErrInvalidEvent, "fromVersion %d", from)
+	}
+}

@@ -70,8 +70,11 @@
 //     nothing written). Rows read with a lock are protected: PostgreSQL
 //     makes the other unit wait, memory fails the later commit with
 //     ErrConflict, so run the work again; either way no update is lost.
-//   - A duplicate of an event id another open unit holds fails the unit:
-//     it can only roll back. A duplicate of a committed event is refused
+//   - A duplicate of an event id another open unit holds fails the unit
+//     once that unit commits: it can only roll back (PostgreSQL makes it
+//     wait for the holder, and lets it through if the holder rolls back;
+//     memory cannot wait and fails it at once). The unit's own events
+//     appended again return their result. A duplicate of a committed event is refused
 //     (ErrDuplicateEvent) before anything is written, and the unit goes on.
 //   - Hand a unit's tokens to readers from AfterCommit, never before.
 //

@@ -19,7 +19,9 @@ func (c *checkpointStore) DeleteCheckpoints(ctx context.Context, names ...string
 	n := 0
 	for _, name := range names {
 		cp := c.names[name]
-		if cp == nil || (cp.owner != "" && cp.leaseUntil.After(now)) {
+		// A lease is live up to and including leaseUntil, as Acquire
+		// judges it: a name still held is not deleted.
+		if cp == nil || (cp.owner != "" && !now.After(cp.leaseUntil)) {
 			continue
 		}
 		delete(c.names, name)

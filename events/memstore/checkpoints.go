@@ -2,7 +2,6 @@ package memstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -64,24 +63,12 @@ func (c *checkpointStore) check(ctx context.Context) error {
 	return ctx.Err()
 }
 
-func validateLeaseArgs(name, owner string, ttl time.Duration) error {
-	switch {
-	case name == "":
-		return errors.New("memstore: empty consumer name (name each consumer after what it does, e.g. \"orders-projection\")")
-	case owner == "":
-		return fmt.Errorf("memstore: consumer %q: empty owner (use a per-process id, e.g. hostname and pid)", name)
-	case ttl <= 0:
-		return fmt.Errorf("memstore: consumer %q: lease ttl is %s, it must be positive", name, ttl)
-	}
-	return nil
-}
-
 // Acquire takes or renews the lease on name for owner.
 func (c *checkpointStore) Acquire(ctx context.Context, name, owner string, ttl time.Duration) (feed.Lease, error) {
 	if err := c.check(ctx); err != nil {
 		return feed.Lease{}, err
 	}
-	if err := validateLeaseArgs(name, owner, ttl); err != nil {
+	if err := feed.ValidateLease(name, owner, ttl); err != nil {
 		return feed.Lease{}, err
 	}
 	c.mu.Lock()
@@ -129,7 +116,7 @@ func (c *checkpointStore) Renew(ctx context.Context, l feed.Lease, ttl time.Dura
 	if err := c.check(ctx); err != nil {
 		return err
 	}
-	if err := validateLeaseArgs(l.Name, l.Owner, ttl); err != nil {
+	if err := feed.ValidateLease(l.Name, l.Owner, ttl); err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -188,6 +175,9 @@ func (c *checkpointStore) Advance(ctx context.Context, l feed.Lease, pos events.
 	if err := c.check(ctx); err != nil {
 		return err
 	}
+	if err := feed.ValidateToken(pos); err != nil {
+		return err
+	}
 	c.mu.Lock()
 	cp, err := c.current(l)
 	moved := false
@@ -210,18 +200,6 @@ func (c *checkpointStore) Advance(ctx context.Context, l feed.Lease, pos events.
 	return nil
 }
 
-func validateMember(group, member string, ttl time.Duration) error {
-	switch {
-	case group == "":
-		return errors.New("memstore: empty membership group (name it after the consumer group)")
-	case member == "":
-		return fmt.Errorf("memstore: group %q: empty member (use a per-process id)", group)
-	case ttl <= 0:
-		return fmt.Errorf("memstore: group %q: heartbeat ttl is %s, it must be positive", group, ttl)
-	}
-	return nil
-}
-
 // Heartbeat records member as live in group until ttl from now and returns
 // the live members, sorted. A member is live up to and including its
 // expiry, like a lease.
@@ -229,7 +207,7 @@ func (c *checkpointStore) Heartbeat(ctx context.Context, group, member string, t
 	if err := c.check(ctx); err != nil {
 		return nil, err
 	}
-	if err := validateMember(group, member, ttl); err != nil {
+	if err := feed.ValidateMember(group, member, ttl); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
@@ -261,6 +239,9 @@ func (c *checkpointStore) Leave(ctx context.Context, group, member string) error
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.groups[group], member)
+	if len(c.groups[group]) == 0 {
+		delete(c.groups, group) // a long run sees many groups come and go
+	}
 	return nil
 }
 

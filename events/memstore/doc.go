@@ -35,7 +35,9 @@
 // (FOR UPDATE would have waited for it and seen its commit); an event
 // id another open unit reserved counts as taken (ErrDuplicateEvent) rather
 // than waiting, and fails the unit, as the unique violation aborts a
-// PostgreSQL transaction; a duplicate of a committed event is refused
+// PostgreSQL transaction once the holder commits (if the holder rolls
+// back, PostgreSQL's waiting append goes through, where memory's was
+// refused: append again after a refusal); a duplicate of a committed event is refused
 // before anything is written and leaves the unit usable, on both stores. A
 // deadlock between units (each waiting for a stream the other holds) is
 // not detected: it lasts until a context ends. An append cannot fail

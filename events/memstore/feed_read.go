@@ -18,6 +18,9 @@ func (s *Store) read(ctx context.Context, after events.Token, f feed.Filter, lim
 	if err := f.Validate(); err != nil {
 		return feed.Batch{}, err
 	}
+	if err := feed.ValidateToken(after); err != nil {
+		return feed.Batch{}, err
+	}
 	if limit <= 0 {
 		limit = events.DefaultReadLimit
 	}

@@ -15,6 +15,11 @@ func (s *Store) CountBetween(ctx context.Context, after, upTo events.Token) (int
 	if err := s.check(ctx); err != nil {
 		return 0, err
 	}
+	for _, t := range []events.Token{after, upTo} {
+		if err := feed.ValidateToken(t); err != nil {
+			return 0, err
+		}
+	}
 	if !after.Before(upTo) {
 		return 0, nil
 	}
@@ -29,6 +34,9 @@ func (s *Store) CountBetween(ctx context.Context, after, upTo events.Token) (int
 // false when there is none.
 func (s *Store) OldestAfter(ctx context.Context, after events.Token) (time.Time, bool, error) {
 	if err := s.check(ctx); err != nil {
+		return time.Time{}, false, err
+	}
+	if err := feed.ValidateToken(after); err != nil {
 		return time.Time{}, false, err
 	}
 	s.mu.RLock()

@@ -124,6 +124,9 @@ func (r *rows) Get(ctx context.Context, ns, table, key string, lock feed.Lock) (
 	if err := feed.ValidateRowAddress(ns, table, key); err != nil {
 		return feed.Row{}, false, err
 	}
+	if lock < feed.LockNone || lock > feed.LockUpdate {
+		return feed.Row{}, false, fmt.Errorf("%w: unknown lock %d", feed.ErrInvalidRow, lock)
+	}
 	if lock != feed.LockNone && r.u == nil {
 		return feed.Row{}, false, errLockOutsideUnit
 	}
@@ -247,6 +250,9 @@ func (r *rows) Put(ctx context.Context, ns, table, key string, value json.RawMes
 		return err
 	}
 	if err := feed.ValidateRowValue(value); err != nil {
+		return err
+	}
+	if err := feed.ValidateToken(tok); err != nil {
 		return err
 	}
 	return r.write(ctx, rowAddr{ns, table, key}, &rowData{value: cloneBytes(value), tok: tok})

@@ -273,12 +273,19 @@ func (s *Store) appendLocked(u *unit, streamID string, expected events.ExpectedV
 	for _, r := range recs {
 		if ref, dup := s.ids[r.ID]; dup {
 			stored = append(stored, s.streams[ref.stream][ref.index])
+		} else if env, ok := u.holds(r.ID); ok {
+			// The unit's own appends count as stored for it, as a
+			// transaction sees its own rows on PostgreSQL.
+			stored = append(stored, env)
 		}
 	}
 	if res, found, err := events.MatchStored(streamID, expected, recs, stored); found {
 		return res, err
 	}
 	for _, r := range recs {
+		if _, mine := u.holds(r.ID); mine {
+			continue
+		}
 		if _, held := s.reserved[r.ID]; held {
 			return events.AppendResult{}, fmt.Errorf("%w: %w: event id %s is held by an open unit of work (append it again once that unit ends: a retry of the same events then returns their result)",
 				events.ErrDuplicateEvent, errHeldByUnit, r.ID)

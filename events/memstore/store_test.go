@@ -217,24 +217,6 @@ func TestLeaseExpiryFollowsTheClock(t *testing.T) {
 	require.ErrorIs(t, err, feed.ErrLeaseHeld)
 }
 
-func TestLeaseArguments(t *testing.T) {
-	t.Parallel()
-	s, _ := setup(t)
-	cps := s.Checkpoints()
-	for name, args := range map[string]struct {
-		name, owner string
-		ttl         time.Duration
-	}{
-		"empty name":   {"", "o", time.Second},
-		"empty owner":  {"c", "", time.Second},
-		"zero ttl":     {"c", "o", 0},
-		"negative ttl": {"c", "o", -time.Second},
-	} {
-		_, err := cps.Acquire(t.Context(), args.name, args.owner, args.ttl)
-		require.Error(t, err, name)
-	}
-}
-
 func TestUnitCommitsOnce(t *testing.T) {
 	t.Parallel()
 	s, _ := setup(t)

@@ -82,6 +82,22 @@ func (u *unit) reserve(streamID string, envs []events.Envelope) {
 // Registry returns the store's registry.
 func (u *unit) Registry() *events.Registry { return u.s.cfg.Registry }
 
+// holds returns the event with id that the unit appended and has not
+// committed yet. A nil unit (a plain Append) holds nothing.
+func (u *unit) holds(id string) (events.Envelope, bool) {
+	if u == nil {
+		return events.Envelope{}, false
+	}
+	for _, envs := range u.pending {
+		for _, env := range envs {
+			if env.ID == id {
+				return env, true
+			}
+		}
+	}
+	return events.Envelope{}, false
+}
+
 // Append appends through the unit: the events get their versions and
 // tokens now and become readable when the unit commits.
 func (u *unit) Append(ctx context.Context, streamID string, expected events.ExpectedVersion, evs ...events.Event) (events.AppendResult, error) {
@@ -202,6 +218,9 @@ func (u *unit) ReadStream(ctx context.Context, streamID string, fromVersion int6
 	if err := events.ValidateStreamID(streamID); err != nil {
 		return nil, err
 	}
+	if err := events.ValidateFromVersion(fromVersion); err != nil {
+		return nil, err
+	}
 	u.s.mu.RLock()
 	defer u.s.mu.RUnlock()
 	if u.done {
@@ -298,6 +317,12 @@ func (u *unit) Context(ctx context.Context) context.Context {
 // makes the unit's events, rows and moves visible at once. On any failure
 // the unit is discarded.
 func (u *unit) Commit(ctx context.Context, moves ...feed.Move) error {
+	for _, m := range moves {
+		if err := feed.ValidateToken(m.Position); err != nil {
+			_ = u.Rollback(ctx) // as on PostgreSQL, where the unit cannot go on
+			return err
+		}
+	}
 	s := u.s
 	s.mu.Lock()
 	if u.done {

@@ -28,8 +28,8 @@ func (c checkpoints) Acquire(ctx context.Context, name, owner string, ttl time.D
 	if c.s.isClosed() {
 		return feed.Lease{}, errClosed
 	}
-	if name == "" || owner == "" {
-		return feed.Lease{}, errors.New("pgstore: Acquire needs a consumer name and an owner")
+	if err := feed.ValidateLease(name, owner, ttl); err != nil {
+		return feed.Lease{}, err
 	}
 	var gen, major, minor int64
 	err := c.s.pool.QueryRow(ctx, c.s.q.acquire, name, owner, ttl).Scan(&gen, &major, &minor)
@@ -45,6 +45,9 @@ func (c checkpoints) Acquire(ctx context.Context, name, owner string, ttl time.D
 func (c checkpoints) Renew(ctx context.Context, l feed.Lease, ttl time.Duration) error {
 	if c.s.isClosed() {
 		return errClosed
+	}
+	if err := feed.ValidateLease(l.Name, l.Owner, ttl); err != nil {
+		return err
 	}
 	tag, err := c.s.pool.Exec(ctx, c.s.q.renew, l.Name, l.Owner, l.Generation, ttl)
 	if err != nil {
@@ -132,11 +135,8 @@ func (c checkpoints) Heartbeat(ctx context.Context, group, member string, ttl ti
 	if c.s.isClosed() {
 		return nil, errClosed
 	}
-	switch {
-	case group == "" || member == "":
-		return nil, errors.New("pgstore: Heartbeat needs a group and a member (use a per-process id)")
-	case ttl <= 0:
-		return nil, fmt.Errorf("pgstore: group %q: heartbeat ttl is %s, it must be positive", group, ttl)
+	if err := feed.ValidateMember(group, member, ttl); err != nil {
+		return nil, err
 	}
 	b := &pgx.Batch{}
 	b.Queue(c.s.q.heartbeat, group, member, ttl)

@@ -237,8 +237,8 @@ func (s *Store) HorizonAge(ctx context.Context) (time.Duration, error) {
 // tokenArgs turns a token into the two bigint columns it was made from,
 // refusing tokens no PostgreSQL store could have produced.
 func tokenArgs(t events.Token) (int64, int64, error) {
-	if t.Major() > 1<<63-1 || t.Minor() > 1<<63-1 {
-		return 0, 0, fmt.Errorf("%w: token %s is out of range for this store", events.ErrInvalidToken, t)
+	if err := feed.ValidateToken(t); err != nil {
+		return 0, 0, err
 	}
 	return int64(t.Major()), int64(t.Minor()), nil
 }

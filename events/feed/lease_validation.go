@@ -1,0 +1,59 @@
+package feed
+
+import (
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+)
+
+// ErrInvalidLease is wrapped by every error about a bad lease or
+// membership argument: an empty or unprintable consumer name, owner, group
+// or member, or a ttl that is not positive. Both stores refuse these before
+// touching storage.
+var ErrInvalidLease = errors.New("feed: invalid lease argument")
+
+// ValidateLease checks the arguments of CheckpointStore.Acquire and Renew.
+func ValidateLease(name, owner string, ttl time.Duration) error {
+	if err := validateLeaseText("consumer name", name, `name each consumer after what it does, e.g. "orders-projection"`); err != nil {
+		return err
+	}
+	if err := validateLeaseText("owner", owner, "use a per-process id, e.g. hostname and pid"); err != nil {
+		return fmt.Errorf("consumer %q: %w", name, err)
+	}
+	if ttl <= 0 {
+		return fmt.Errorf("%w: consumer %q: lease ttl is %s, it must be positive", ErrInvalidLease, name, ttl)
+	}
+	return nil
+}
+
+// ValidateMember checks the arguments of CheckpointStore.Heartbeat.
+func ValidateMember(group, member string, ttl time.Duration) error {
+	if err := validateLeaseText("group", group, "name it after the consumer group"); err != nil {
+		return err
+	}
+	if err := validateLeaseText("member", member, "use a per-process id"); err != nil {
+		return fmt.Errorf("group %q: %w", group, err)
+	}
+	if ttl <= 0 {
+		return fmt.Errorf("%w: group %q: heartbeat ttl is %s, it must be positive", ErrInvalidLease, group, ttl)
+	}
+	return nil
+}
+
+// validateLeaseText refuses what PostgreSQL's text cannot hold (NUL,
+// invalid UTF-8) and other control characters, which only come by mistake.
+func validateLeaseText(what, s, hint string) error {
+	if s == "" {
+		return fmt.Errorf("%w: empty %s (%s)", ErrInvalidLease, what, hint)
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%w: %s %q is not valid UTF-8", ErrInvalidLease, what, s)
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("%w: %s %q contains control character %U", ErrInvalidLease, what, s, r)
+		}
+	}
+	return nil
+}

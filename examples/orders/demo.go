@@ -62,7 +62,8 @@ type DemoConfig struct {
 	Lag time.Duration
 	// DeclineRate, NoAnswerRate and SoldOutRate are the shares of orders
 	// paid with a declined card, with a card the gateway never answers,
-	// and for the sold-out SKU. Defaults to 0.1, 0.05 and 0.08.
+	// and for the sold-out SKU. Defaults to 0.1, 0.05 and 0.08; negative:
+	// none.
 	DeclineRate, NoAnswerRate, SoldOutRate float64
 	// PaymentTimeout defaults to DefaultDemoPaymentTimeout.
 	PaymentTimeout time.Duration
@@ -94,6 +95,9 @@ func (c *DemoConfig) withDefaults() DemoConfig {
 	out.DeclineRate = cmp.Or(out.DeclineRate, 0.1)
 	out.NoAnswerRate = cmp.Or(out.NoAnswerRate, 0.05)
 	out.SoldOutRate = cmp.Or(out.SoldOutRate, 0.08)
+	for _, r := range []*float64{&out.DeclineRate, &out.NoAnswerRate, &out.SoldOutRate} {
+		*r = max(*r, 0) // negative: none, as Lag's
+	}
 	out.PaymentTimeout = cmp.Or(out.PaymentTimeout, DefaultDemoPaymentTimeout)
 	out.CreditLimitCents = cmp.Or(out.CreditLimitCents, DefaultDemoCreditLimitCents)
 	out.SettleTimeout = cmp.Or(out.SettleTimeout, DefaultDemoSettleTimeout)
@@ -114,8 +118,8 @@ func (c *DemoConfig) validate() error {
 		return fmt.Errorf("orders: DemoConfig.Customers is %d: use at least 1", c.Customers)
 	case c.SettleTimeout < 0:
 		return fmt.Errorf("orders: DemoConfig.SettleTimeout is %s: use a positive duration", c.SettleTimeout)
-	case c.DeclineRate < 0, c.NoAnswerRate < 0, c.SoldOutRate < 0, c.DeclineRate+c.NoAnswerRate > 1, c.SoldOutRate > 1:
-		return errors.New("orders: DemoConfig rates must be shares between 0 and 1 (and declines plus no-answers at most 1)")
+	case c.DeclineRate+c.NoAnswerRate > 1, c.SoldOutRate > 1:
+		return errors.New("orders: DemoConfig rates must be shares of at most 1 (and declines plus no-answers at most 1; negative for none)")
 	}
 	return nil
 }

@@ -63,8 +63,9 @@ func TestDemoOnPostgreSQL(t *testing.T) {
 	require.Equal(t, outcomes["memory"], outcomes["postgres"], "the same seed gives the same outcomes on either store")
 }
 
-// TestDemoReportsSagasThatDoNotEnd: when orders do not settle (here nine
-// cards in ten go unanswered and the payment timeout is an hour away), each
+// TestDemoReportsSagasThatDoNotEnd: when orders do not settle (here every
+// card goes unanswered, a negative rate being none, and the payment
+// timeout is an hour away), each
 // customer goes on after SettleTimeout, the summary is printed all the
 // same, naming the sagas that did not end, and RunDemo fails with
 // ErrDemoFailed.
@@ -72,11 +73,11 @@ func TestDemoReportsSagasThatDoNotEnd(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
 	s, err := orders.RunDemo(context.Background(), stores["memory"](t), &orders.DemoConfig{
-		Orders: 6, Customers: 2, Seed: 5, Lag: -1, NoAnswerRate: 0.9, DeclineRate: 0.1, SoldOutRate: 1e-9,
+		Orders: 6, Customers: 2, Seed: 5, Lag: -1, NoAnswerRate: 1, DeclineRate: -1, SoldOutRate: -1,
 		PaymentTimeout: time.Hour, SettleTimeout: 50 * time.Millisecond, Out: &buf,
 	})
 	require.ErrorIs(t, err, orders.ErrDemoFailed, buf.String())
 	require.False(t, s.OK())
-	require.NotEmpty(t, s.NotEnded, "the unanswered payments are still waiting")
+	require.Len(t, s.NotEnded, 6, "every unanswered payment is still waiting")
 	require.Contains(t, buf.String(), "NOT ENDED", "the summary is printed")
 }

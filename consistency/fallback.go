@@ -18,6 +18,9 @@ func (t *Tracker) fallbackLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-t.verifyKick:
+			t.verifyReported(ctx)
+			continue
 		case <-ticker.C:
 		}
 		if t.pushTrusted() {
@@ -47,5 +50,23 @@ func (t *Tracker) pollWaited(ctx context.Context) {
 			return
 		}
 		_ = t.read(pctx, name) // logged; the next poll reads again
+	}
+}
+
+// verifyReported reads the names a watcher reported behind the tracker
+// (see watched): a read that finds the store behind too, with nothing
+// moved meanwhile, resets the name.
+func (t *Tracker) verifyReported(ctx context.Context) {
+	t.mu.Lock()
+	names := make([]string, 0, len(t.verify))
+	for name := range t.verify {
+		names = append(names, name)
+	}
+	clear(t.verify)
+	t.mu.Unlock()
+	rctx, cancel := context.WithTimeout(ctx, t.cfg.QueryTimeout)
+	defer cancel()
+	for _, name := range names {
+		_ = t.read(rctx, name) // logged; a later report reads again
 	}
 }

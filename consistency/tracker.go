@@ -36,6 +36,12 @@ type Tracker struct {
 	rejected atomic.Uint64
 	changed  signal.Broadcast // notified whenever a waiter parks or leaves
 
+	// verify holds the names a watcher reported at a lower position than
+	// the tracker knows, for the fallback loop to read (see watched);
+	// verifyKick wakes the loop. Guarded by mu.
+	verify     map[string]bool
+	verifyKick chan struct{}
+
 	stopping chan struct{} // closed by Stop: releases every waiter
 	loopDone chan struct{} // closed when the fallback loop has returned
 	stopped  chan struct{} // closed when Stop is complete
@@ -58,6 +64,9 @@ type checkpoint struct {
 	// so concurrent first waits share one read instead of stampeding the
 	// database.
 	reading chan struct{}
+	// moves and resets count the changes of pos by Advance and by Reset,
+	// so a read can tell whether its result is still the newest news.
+	moves, resets uint64
 }
 
 // NewTracker builds a Tracker. Call Start to subscribe to the Watcher and
@@ -73,14 +82,16 @@ func NewTracker(cfg *TrackerConfig) (*Tracker, error) {
 		return nil, err
 	}
 	return &Tracker{
-		cfg:      c,
-		logger:   c.Logger.With("component", "consistency.Tracker"),
-		names:    make(map[string]*checkpoint),
-		groups:   make(map[string][]string),
-		memberOf: make(map[string][]string),
-		stopping: make(chan struct{}),
-		loopDone: make(chan struct{}),
-		stopped:  make(chan struct{}),
+		cfg:        c,
+		logger:     c.Logger.With("component", "consistency.Tracker"),
+		names:      make(map[string]*checkpoint),
+		groups:     make(map[string][]string),
+		memberOf:   make(map[string][]string),
+		verify:     make(map[string]bool),
+		verifyKick: make(chan struct{}, 1),
+		stopping:   make(chan struct{}),
+		loopDone:   make(chan struct{}),
+		stopped:    make(chan struct{}),
 	}, nil
 }
 
@@ -100,7 +111,7 @@ func (t *Tracker) Start(ctx context.Context) error {
 	}
 	t.started = true
 	if t.cfg.Watcher != nil {
-		t.stopWatch = t.cfg.Watcher.WatchCheckpoints(t.Advance)
+		t.stopWatch = t.cfg.Watcher.WatchCheckpoints(t.watched)
 		t.watching = true
 	}
 	if t.cfg.Positions == nil {
@@ -194,7 +205,8 @@ func (t *Tracker) regroupLocked(member string) {
 }
 
 // recomputeLocked sets group g to its members' lowest position, once all
-// of them are known.
+// of them are known. Members only move back when reset, so the group moves
+// back with them.
 func (t *Tracker) recomputeLocked(g string) {
 	var low events.Token
 	for i, m := range t.groups[g] {
@@ -206,7 +218,12 @@ func (t *Tracker) recomputeLocked(g string) {
 			low = cp.pos
 		}
 	}
-	t.advanceLocked(t.checkpointLocked(g), low)
+	gcp := t.checkpointLocked(g)
+	if gcp.known && low.Before(gcp.pos) {
+		t.resetLocked(gcp, low)
+		return
+	}
+	t.advanceLocked(gcp, low)
 }
 
 // WaitReached is Wait for the runtime's gates (feed.Waiter): it reports
@@ -261,14 +278,48 @@ func (t *Tracker) Learn(ctx context.Context, names ...string) error {
 // Reset sets the checkpoint of name to pos even when that moves it back,
 // as when a projection is rebuilt from scratch. Without it the tracker would
 // keep reporting the old position and label reads of the rebuilding read
-// model fresh.
+// model fresh. A read of the stored position that started before the Reset
+// is dropped when it answers, so it cannot undo the rewind.
+//
+// Only the process that rewinds calls Reset. Other processes' trackers learn
+// of it through their Watcher: a reported position behind the known one is
+// read from the store (Positions) and believed when the store is behind
+// too and nothing moved the name during the read. Without Positions such a
+// report is ignored, as a late one would be.
 func (t *Tracker) Reset(name string, pos events.Token) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	cp := t.checkpointLocked(name)
+	t.resetLocked(t.checkpointLocked(name), pos)
+	t.regroupLocked(name)
+}
+
+func (t *Tracker) resetLocked(cp *checkpoint, pos events.Token) {
 	cp.pos = pos
 	cp.known = true
+	cp.resets++
 	cp.moved.Notify()
+}
+
+// watched takes a checkpoint move the Watcher reports. A move forward is an
+// Advance. A move to before the known position is either news of a reset
+// (in this process or another: only the process that resets calls Reset)
+// or a late report of an old move; the stored position tells them apart,
+// so the name is queued for the fallback loop to read (read then believes
+// the store when nothing moved the name while it read).
+func (t *Tracker) watched(name string, pos events.Token) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cp := t.checkpointLocked(name)
+	if cp.known && pos.Before(cp.pos) && t.cfg.Positions != nil {
+		t.verify[name] = true
+		select {
+		case t.verifyKick <- struct{}{}:
+		default:
+		}
+		return
+	}
+	t.advanceLocked(cp, pos)
+	t.regroupLocked(name)
 }
 
 // Position returns the checkpoint the tracker knows for name, and false
@@ -323,6 +374,7 @@ func (t *Tracker) advanceLocked(cp *checkpoint, pos events.Token) {
 	}
 	cp.pos = pos.Max(cp.pos)
 	cp.known = true
+	cp.moves++
 	cp.moved.Notify()
 }
 

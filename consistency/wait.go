@@ -235,6 +235,23 @@ func (t *Tracker) readIfNeeded(ctx context.Context, target events.Token, names [
 	}
 }
 
+// learnLocked takes pos, the stored position of name read when the
+// checkpoint had seen moves and resets changes. A Reset since makes the
+// read old news: it is dropped, so a rewind is never undone by a read that
+// started before it. A stored position behind the known one, with nothing
+// moved meanwhile, is a reset made elsewhere (another process's Reset, or
+// a rebuild's): the store is believed. Otherwise the read is an Advance.
+func (t *Tracker) learnLocked(name string, cp *checkpoint, pos events.Token, moves, resets uint64) {
+	switch {
+	case cp.resets != resets:
+	case cp.known && pos.Before(cp.pos) && cp.moves == moves:
+		t.resetLocked(cp, pos)
+	default:
+		t.advanceLocked(cp, pos)
+	}
+	t.regroupLocked(name)
+}
+
 // read reads the durable position of name into the tracker. Concurrent
 // reads of one name share the one in flight.
 func (t *Tracker) read(ctx context.Context, name string) error {
@@ -257,9 +274,7 @@ func (t *Tracker) read(ctx context.Context, name string) error {
 	}
 	done := make(chan struct{})
 	cp.reading = done
-	t.mu.Unlock()
-
-	t.mu.Lock()
+	moves, resets := cp.moves, cp.resets
 	members, isGroup := t.groups[name]
 	t.mu.Unlock()
 	var (
@@ -269,11 +284,9 @@ func (t *Tracker) read(ctx context.Context, name string) error {
 	if isGroup {
 		// A group is as far as its slowest member: read each.
 		for _, m := range members {
-			var mp events.Token
-			if mp, err = t.cfg.Positions.Position(ctx, m); err != nil {
+			if err = t.read(ctx, m); err != nil {
 				break
 			}
-			t.Advance(m, mp)
 		}
 	} else {
 		pos, err = t.cfg.Positions.Position(ctx, name)
@@ -283,8 +296,7 @@ func (t *Tracker) read(ctx context.Context, name string) error {
 	cp.reading = nil
 	close(done)
 	if err == nil && !isGroup {
-		t.advanceLocked(cp, pos)
-		t.regroupLocked(name)
+		t.learnLocked(name, cp, pos, moves, resets)
 	}
 	t.mu.Unlock()
 	if err != nil && ctx.Err() == nil {

@@ -1,6 +1,11 @@
 package saga
 
-import "time"
+import (
+	"context"
+	"time"
+
+	"github.com/converge-es/converge/events/feed"
+)
 
 // SetSweepTicks makes the driver of e sweep at each value sent on c instead
 // of on its SweepInterval ticker. Set it before Start.
@@ -15,3 +20,14 @@ func WakeDriver(e *Engine) { e.parkWake.Notify() }
 
 // ConfigOf returns the configuration e runs with, defaults applied.
 func ConfigOf(e *Engine) EngineConfig { return e.cfg }
+
+// FireRow fires the timer of one row listed from the timers table, as the
+// timer loop does for each due row.
+func FireRow(ctx context.Context, e *Engine, row feed.Row) error {
+	return e.fire(ctx, e.cfg.Store.Rows(), row)
+}
+
+// TimerRows lists the timer rows, in due order.
+func TimerRows(ctx context.Context, e *Engine) ([]feed.Row, error) {
+	return e.cfg.Store.Rows().List(ctx, rowNamespace, tableTimers, feed.RowQuery{})
+}

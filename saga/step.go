@@ -104,10 +104,29 @@ func (s *Step[S]) Schedule(name string, after time.Duration) {
 }
 
 // ScheduleAt is Schedule at an absolute time. A time already past (the
-// zero time too) fires at the next pass of the timer loop; a time past
-// the year 2262 waits as if for then.
+// zero time too) fires at the next pass of the timer loop (one before the
+// zero time is kept as the zero time); a time past the year 2262 waits as
+// if for then (one past the year 9999, such as the "never" idiom
+// time.Unix(1<<62, 0), is kept as the end of 9999).
 func (s *Step[S]) ScheduleAt(name string, at time.Time) {
-	s.core.timerOps = append(s.core.timerOps, timerOp{name: name, due: at})
+	s.core.timerOps = append(s.core.timerOps, timerOp{name: name, due: clampDue(at)})
+}
+
+// Bounds of a timer's due time: JSON writes years 0 to 9999 only, so a
+// far-future "never" such as time.Unix(1<<62, 0) would fail the unit.
+var (
+	earliestDue = time.Time{}
+	latestDue   = time.Date(9999, 12, 31, 23, 59, 59, 999_999_999, time.UTC)
+)
+
+func clampDue(at time.Time) time.Time {
+	switch {
+	case at.Before(earliestDue):
+		return earliestDue
+	case at.After(latestDue):
+		return latestDue
+	}
+	return at
 }
 
 // Cancel cancels the timer called name. Cancelling a timer that is not

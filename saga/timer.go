@@ -122,7 +122,21 @@ func (e *Engine) fire(ctx context.Context, rows feed.Rows, row feed.Row) error {
 	if err == nil && !res.AlreadyStored {
 		e.metrics.TimersFired.WithLabelValues(tf.Saga).Inc()
 	}
-	return rows.Delete(ctx, rowNamespace, tableTimers, row.Key)
+	// The key names the due time, not the generation: a step that
+	// rescheduled the timer to the same instant since the row was listed
+	// wrote the new generation under the same key. Delete the row only if
+	// it is still the one fired, or the new timer would never fire.
+	return e.withUnit(ctx, func(ctx context.Context, u feed.Unit) error {
+		cur, found, err := u.Rows().Get(ctx, rowNamespace, tableTimers, row.Key, feed.LockUpdate)
+		if err != nil || !found {
+			return err
+		}
+		var now TimerFired
+		if json.Unmarshal(cur.Value, &now) == nil && now.Gen != tf.Gen {
+			return nil
+		}
+		return u.Rows().Delete(ctx, rowNamespace, tableTimers, row.Key)
+	})
 }
 
 func timerDue(key string) (time.Time, error) {

@@ -26,6 +26,10 @@ var (
 	// ErrEnded is returned by Engine.Cancel for an instance that has
 	// already completed, failed by its own decision or been cancelled.
 	ErrEnded = errors.New("saga: instance has already ended")
+	// ErrRequestPending is returned by Operator.RequestRetry and
+	// RequestCancel while a request of the other kind waits for an engine:
+	// one would silently replace the other.
+	ErrRequestPending = errors.New("saga: another operator request for the instance waits for an engine (see Operator.Pending): let it run, then ask again")
 	// ErrStateDecode is wrapped when an instance's stored state no longer
 	// decodes into the definition's state type (corrupt, or older than the
 	// build with no upcaster or a failing one): the instance is failed (no

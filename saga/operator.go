@@ -158,6 +158,9 @@ func (o *Operator) RequestRetry(ctx context.Context, saga, id string) error {
 	if !in.retryable() {
 		return fmt.Errorf("%w: %s/%s is %s", ErrNotRetryable, saga, id, in.Status)
 	}
+	if err := o.noOtherRequest(ctx, saga, id, OpRetry); err != nil {
+		return err
+	}
 	return o.put(ctx, in, Request{Op: OpRetry, At: o.clock.Now().UTC()})
 }
 
@@ -172,12 +175,25 @@ func (o *Operator) RequestCancel(ctx context.Context, saga, id, reason string) e
 	if in.ended() {
 		return fmt.Errorf("%w: %s/%s is %s", ErrEnded, saga, id, in.Status)
 	}
+	if err := o.noOtherRequest(ctx, saga, id, OpCancel); err != nil {
+		return err
+	}
 	return o.put(ctx, in, Request{Op: OpCancel, Reason: reason, At: o.clock.Now().UTC()})
+}
+
+// noOtherRequest fails with ErrRequestPending while a request of another
+// kind than op waits for the instance (one of the same kind is replaced).
+func (o *Operator) noOtherRequest(ctx context.Context, saga, id, op string) error {
+	r, ok, err := pendingRequest(ctx, o.rows, saga, id, feed.LockNone)
+	if err != nil || !ok || r.Op == op {
+		return err
+	}
+	return fmt.Errorf("%w: %s/%s has a %s request from %s", ErrRequestPending, saga, id, r.Op, r.At.Format(time.RFC3339))
 }
 
 // Pending returns the request waiting for an engine, if any.
 func (o *Operator) Pending(ctx context.Context, saga, id string) (Request, bool, error) {
-	r, ok, err := pendingRequest(ctx, o.rows, saga, id)
+	r, ok, err := pendingRequest(ctx, o.rows, saga, id, feed.LockNone)
 	if err != nil || !ok {
 		return Request{}, false, err
 	}
@@ -208,8 +224,8 @@ func (in *instance) retryable() bool {
 	return (in.Status == StatusFailed && in.Failed != nil) || (in.Parked != nil && in.Parked.Stuck)
 }
 
-func pendingRequest(ctx context.Context, rows feed.Rows, saga, id string) (*Request, bool, error) {
-	row, ok, err := rows.Get(ctx, rowNamespace, tableRequests, instanceKey(saga, id), feed.LockNone)
+func pendingRequest(ctx context.Context, rows feed.Rows, saga, id string, lock feed.Lock) (*Request, bool, error) {
+	row, ok, err := rows.Get(ctx, rowNamespace, tableRequests, instanceKey(saga, id), lock)
 	if err != nil || !ok {
 		return nil, false, wrapRows(err, "read request", saga, id)
 	}
@@ -245,8 +261,10 @@ func (e *Engine) runRequests(ctx context.Context) (int, error) {
 			continue // another deployment runs it
 		}
 		err := e.withUnit(ctx, func(ctx context.Context, u feed.Unit) error {
-			cur, ok, err := pendingRequest(ctx, u.Rows(), saga, id)
-			if err != nil || !ok || !cur.At.Equal(r.At) {
+			// Locked, so an engine in another process that listed the same
+			// request waits for this unit, then finds it gone.
+			cur, ok, err := pendingRequest(ctx, u.Rows(), saga, id, feed.LockUpdate)
+			if err != nil || !ok || !sameRequest(*cur, r) {
 				return err // taken by another process, or replaced
 			}
 			if err := u.Rows().Delete(ctx, rowNamespace, tableRequests, row.Key); err != nil {
@@ -281,9 +299,14 @@ func (e *Engine) runRequests(ctx context.Context) (int, error) {
 var errRefused = errors.New("saga: request refused")
 
 // refuse drops a request the instance cannot take, saying why in its
-// history.
+// history: r itself, not a request made since (nor one another engine
+// took meanwhile).
 func (e *Engine) refuse(ctx context.Context, u feed.Unit, saga, id string, r Request, why error) error {
 	rows := u.Rows()
+	cur, ok, err := pendingRequest(ctx, rows, saga, id, feed.LockUpdate)
+	if err != nil || !ok || !sameRequest(*cur, r) {
+		return err
+	}
 	if err := rows.Delete(ctx, rowNamespace, tableRequests, instanceKey(saga, id)); err != nil {
 		return wrapRows(err, "delete request", saga, id)
 	}
@@ -371,7 +394,7 @@ func showInstance(ctx context.Context, rows feed.Rows, saga, id string) (Timelin
 		return tl, err
 	}
 	tl.Info = in.info()
-	if tl.Request, _, err = pendingRequest(ctx, rows, saga, id); err != nil {
+	if tl.Request, _, err = pendingRequest(ctx, rows, saga, id, feed.LockNone); err != nil {
 		return tl, err
 	}
 	hist, err := listAll(ctx, rows, tableHistory, instanceKey(saga, id)+"/")
@@ -419,4 +442,10 @@ func listAll(ctx context.Context, rows feed.Rows, table, prefix string) ([]feed.
 		}
 		after = page[len(page)-1].Key
 	}
+}
+
+// sameRequest reports whether a and b are one request: made at the same
+// time for the same operation.
+func sameRequest(a, b Request) bool {
+	return a.Op == b.Op && a.At.Equal(b.At) && a.Reason == b.Reason
 }

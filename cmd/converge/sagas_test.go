@@ -228,24 +228,26 @@ func TestSagasRetryWaitRunsOut(t *testing.T) {
 		func(*saga.Step[cliJob], cliJobStarted) error { return saga.Permanent(errBrokenJob) })
 	eng, err := saga.NewEngine(&saga.EngineConfig{Store: store, Sagas: []saga.Definition{jobs}})
 	require.NoError(t, err)
-	// One step, run by hand in a unit: no engine is left running after it.
-	res, err := store.Append(ctx, "job", events.AnyVersion, events.Event{Data: cliJobStarted{ID: "bad"}})
-	require.NoError(t, err)
-	envs, err := store.ReadStream(ctx, "job", res.LastVersion, 1)
-	require.NoError(t, err)
-	u, err := store.Checkpoints().Begin(ctx)
-	require.NoError(t, err)
-	err = eng.Handle(u.Context(events.ContextWithUnit(ctx, u)), envs[0])
-	if err == nil {
-		err = u.Commit(ctx)
+	// One step each, run by hand in a unit: no engine is left running.
+	for _, id := range []string{"bad", "bad2"} {
+		res, err := store.Append(ctx, "job-"+id, events.AnyVersion, events.Event{Data: cliJobStarted{ID: id}})
+		require.NoError(t, err)
+		envs, err := store.ReadStream(ctx, "job-"+id, res.LastVersion, 1)
+		require.NoError(t, err)
+		u, err := store.Checkpoints().Begin(ctx)
+		require.NoError(t, err)
+		err = eng.Handle(u.Context(events.ContextWithUnit(ctx, u)), envs[0])
+		if err == nil {
+			err = u.Commit(ctx)
+		}
+		if err != nil {
+			_ = u.Rollback(ctx)
+		}
+		require.NoError(t, err)
 	}
-	if err != nil {
-		_ = u.Rollback(ctx)
-	}
-	require.NoError(t, err)
 
 	conn := []string{"--database-url", db.URL, "--schema", db.Schema}
-	for _, args := range [][]string{{"retry", "bad"}, {"cancel", "bad"}} {
+	for _, args := range [][]string{{"retry", "bad"}, {"cancel", "bad2"}} {
 		_, err = runCLI(t, append(append([]string{"sagas"}, args...), append(conn, "--wait", "100ms")...)...)
 		require.ErrorContains(t, err, "no engine running saga type jobs took the request within 100ms")
 		var ec interface{ ExitCode() int }
@@ -254,9 +256,14 @@ func TestSagasRetryWaitRunsOut(t *testing.T) {
 	}
 	op, err := saga.NewOperator(&saga.OperatorConfig{Source: store})
 	require.NoError(t, err)
-	_, pending, err := op.Pending(ctx, "jobs", "bad")
-	require.NoError(t, err)
-	require.True(t, pending, "the request stays recorded")
+	for _, id := range []string{"bad", "bad2"} {
+		_, pending, err := op.Pending(ctx, "jobs", id)
+		require.NoError(t, err)
+		require.True(t, pending, "the request for %s stays recorded", id)
+	}
+	// A cancel while the retry waits would replace it: refused.
+	_, err = runCLI(t, append([]string{"sagas", "cancel", "bad"}, conn...)...)
+	require.ErrorIs(t, err, saga.ErrRequestPending)
 }
 
 // TestSagasCommandsTakeOneID: show, retry and cancel with no id or several

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -274,6 +275,16 @@ func (r *Runner) resetOnce(ctx context.Context, p *compiled, tok events.Token, m
 				return err
 			}
 		}
+		// Every event after tok is applied again: an old partition count's
+		// positions must not make the partitions skip some of them, and a
+		// dead letter of one of them is moot (replayed now, it would apply
+		// the event again, after later ones).
+		if err := feed.ForgetCarriedPositions(uctx, u.Rows(), p.name); err != nil {
+			return err
+		}
+		if err := dropDeadLettersAfter(uctx, u.Rows(), p.name, tok); err != nil {
+			return err
+		}
 		return u.Commit(ctx, moves...)
 	}()
 	if err != nil {
@@ -291,4 +302,26 @@ func (r *Runner) compiledState(ctx context.Context, name string) (*compiled, sta
 	}
 	st, err := mustState(ctx, r.cfg.Source.Rows(), name, feed.LockNone)
 	return p, st, err
+}
+
+// dropDeadLettersAfter deletes the processor's dead letters (and replay
+// requests for them) of events after tok.
+func dropDeadLettersAfter(ctx context.Context, rows feed.Rows, name string, tok events.Token) error {
+	dls, err := feed.ListDeadLetters(ctx, rows, name, math.MaxInt)
+	if err != nil {
+		return err
+	}
+	for _, dl := range dls {
+		if !dl.Event.Token.After(tok) {
+			continue
+		}
+		key := dl.Checkpoint + "/" + dl.Event.ID
+		if err := rows.Delete(ctx, feed.RuntimeNamespace, feed.DeadLettersTable, key); err != nil {
+			return err
+		}
+		if err := rows.Delete(ctx, feed.RuntimeNamespace, feed.ReplaysTable, key); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -500,9 +500,8 @@ func (r *Runner) partitionOf(p *compiled, env events.Envelope) int {
 }
 
 // committed hears a processor's commits and advances. OnCommitted hears a
-// commit before the Tracker does, so once a token wait returns every commit
-// up to the token has been reported: no late report of an older commit can
-// follow (a Reset right after the wait would take it for the replay).
+// commit before this Runner advances the Tracker (the store's own
+// notification may reach a watching Tracker sooner).
 func (r *Runner) committed(pr *procRun, checkpoint string, pos events.Token) {
 	if r.cfg.OnCommitted != nil {
 		r.cfg.OnCommitted(checkpoint, pos)

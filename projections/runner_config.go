@@ -112,9 +112,11 @@ type RunnerConfig struct {
 	// does not handle), with the checkpoint name (the projection's name, or
 	// name + "@rebuild-<generation>" for a rebuild; "#i/n" is appended for
 	// partitions) and its new position. Tests and metrics await progress
-	// with it. It is called before the Tracker advances, so once a token
-	// wait returns, every commit up to the token has been reported. It
-	// must not block. Defaults to nil.
+	// with it. It is called before this Runner advances the Tracker; a
+	// Tracker that also hears the store's checkpoint notifications (its
+	// Watcher) can learn of a commit first, so a token wait returning does
+	// not mean every commit up to the token was reported here: await the
+	// report itself. It must not block. Defaults to nil.
 	OnCommitted func(consumer string, pos events.Token)
 	// OnHalt, when set, is called when a projection (or its rebuild)
 	// halts. It must not block. Defaults to nil.

@@ -90,11 +90,14 @@ func NewMonitor(src feed.Inspector, cfg *Config) (*Monitor, error) {
 // previous pass (and LastPass reports the error, unless ctx was
 // cancelled: a pass its caller gave up on is no failure of the store).
 func (m *Monitor) Check(ctx context.Context) ([]Report, error) {
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.PassTimeout)
-	defer cancel()
 	m.pass.Lock()
 	defer m.pass.Unlock()
 	defer m.passed.Notify()
+	// The pass's own budget starts once it runs: a Check waiting behind a
+	// slow one must not spend it waiting, then record a failure of the
+	// store.
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.PassTimeout)
+	defer cancel()
 
 	reports, err := m.sample(ctx)
 	if err != nil {

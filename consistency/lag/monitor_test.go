@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -427,4 +428,47 @@ func await(t *testing.T, ch <-chan struct{}, what string) {
 	case <-time.After(10 * time.Second):
 		require.FailNow(t, "timed out waiting: "+what)
 	}
+}
+
+// TestCheckBehindASlowPassHasItsOwnBudget: a Check that waits for a slow
+// pass to end gets its whole PassTimeout once it runs; it does not spend
+// it waiting, then record a failure of a store that answers.
+func TestCheckBehindASlowPassHasItsOwnBudget(t *testing.T) {
+	t.Parallel()
+	clock := clocktest.New(t0)
+	st := &firstHeadBlocks{fakeStore: newFakeStore(clock), entered: make(chan struct{})}
+	mon, err := lag.NewMonitor(st, &lag.Config{PassTimeout: 200 * time.Millisecond, Clock: clock})
+	require.NoError(t, err)
+	first := make(chan error, 1)
+	go func() {
+		_, err := mon.Check(t.Context())
+		first <- err
+	}()
+	<-st.entered // the first pass holds the monitor, stuck in Head
+	_, err = mon.Check(t.Context())
+	require.NoError(t, err, "the second pass ran on a store that answers")
+	require.ErrorIs(t, <-first, context.DeadlineExceeded)
+	_, lastErr := mon.LastPass()
+	require.NoError(t, lastErr, "the last pass succeeded")
+}
+
+// firstHeadBlocks's first Head waits for its context to end; the others
+// answer.
+type firstHeadBlocks struct {
+	*fakeStore
+	once    sync.Once
+	entered chan struct{}
+}
+
+func (f *firstHeadBlocks) Head(ctx context.Context) (events.Token, error) {
+	blocked := false
+	f.once.Do(func() {
+		blocked = true
+		close(f.entered)
+	})
+	if blocked {
+		<-ctx.Done()
+		return events.Token{}, ctx.Err()
+	}
+	return f.fakeStore.Head(ctx)
 }

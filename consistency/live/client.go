@@ -74,6 +74,17 @@ func newClient(h *Hub, remote string, queueLen int) *client {
 	}
 }
 
+// bufferedLocked counts the updates buffered for the client's
+// subscriptions waiting for their snapshots: together they are held to
+// SendBuffer, as its queue is. The caller holds hub.mu.
+func (c *client) bufferedLocked() int {
+	n := 0
+	for _, s := range c.subs {
+		n += len(s.buffered)
+	}
+	return n
+}
+
 // stop asks the writer to close the connection with code and reason (code
 // 0: at once, without a close handshake, for a peer that is gone). The
 // first call wins.

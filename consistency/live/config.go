@@ -56,8 +56,9 @@ type Config struct {
 	// client is dropped (closed with websocket.StatusPolicyViolation, "too
 	// slow") and counted in Stats.Dropped. A connection that names entities
 	// in its URL gets one more slot per entity, for their acknowledgements.
-	// Updates buffered while a snapshot is read count against the same
-	// limit. Defaults to DefaultSendBuffer (64).
+	// Updates buffered while snapshots are read, for all of a client's
+	// subscriptions together, are held to the same limit. Defaults to
+	// DefaultSendBuffer (64).
 	SendBuffer int
 
 	// WriteTimeout bounds each write to a client; a client that does not

@@ -103,7 +103,7 @@ func (h *Hub) Publish(entityID string, data json.RawMessage, pos events.Token) {
 		if s.pending {
 			// The subscription waits for its snapshot; loadSnapshot sends
 			// what the snapshot does not already contain.
-			if len(s.buffered) >= h.cfg.SendBuffer {
+			if c.bufferedLocked() >= h.cfg.SendBuffer {
 				h.dropLocked(c)
 				continue
 			}

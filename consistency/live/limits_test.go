@@ -179,3 +179,36 @@ func TestHub_CloseDuringASnapshotCutsOffWithinWriteTimeout(t *testing.T) {
 	require.Less(t, took, 2*time.Second, "Close waited past WriteTimeout (%s)", writeTimeout)
 	require.Zero(t, hub.Stats().Clients)
 }
+
+// TestHub_BufferedUpdatesOfAllPendingSubscriptionsShareSendBuffer: the
+// updates buffered for a client's subscriptions waiting for their
+// snapshots are held to SendBuffer together, not each: a client naming
+// many entities in its URL, whose snapshots load one after the other,
+// cannot hold SendBuffer updates per entity.
+func TestHub_BufferedUpdatesOfAllPendingSubscriptionsShareSendBuffer(t *testing.T) {
+	t.Parallel()
+	const buffer = 4
+	called, release := make(chan struct{}, 2), make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	hub, b := setup(t, &live.Config{
+		SendBuffer: buffer,
+		Snapshot: func(ctx context.Context, _ string) (json.RawMessage, events.Token, bool, error) {
+			called <- struct{}{}
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return json.RawMessage(row(1)), tok(1), true, nil
+		},
+	})
+	b.dial(t, "order-1", "order-2") // both pending; order-1's snapshot blocks
+	await(t, called, "the first snapshot call")
+
+	for i := range buffer - 1 {
+		hub.Publish("order-1", json.RawMessage(row(2+i)), tok(2+i))
+	}
+	hub.Publish("order-2", json.RawMessage(row(2)), tok(2))
+	require.Zero(t, hub.Stats().Dropped, "%d buffered updates in all fit a SendBuffer of %d", buffer, buffer)
+	hub.Publish("order-2", json.RawMessage(row(3)), tok(3))
+	require.EqualValues(t, 1, hub.Stats().Dropped, "one more, on any of its subscriptions, drops the client")
+}

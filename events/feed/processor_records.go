@@ -3,6 +3,7 @@ package feed
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -57,4 +58,31 @@ func ProcessorPartitions(ctx context.Context, rows Rows) (map[string]int, error)
 		}
 		q.After = page[len(page)-1].Key
 	}
+}
+
+// ForgetCarriedPositions drops what the processor named name carried over
+// its last change of partition count (the old partitions' positions,
+// behind which its partitions skip events the old ones had handled). A
+// reset of the processor to an earlier position calls it in the reset's
+// unit: the events after that position are to be handled again, all of
+// them. A processor without a record, or without carried positions, is
+// left as it is.
+func ForgetCarriedPositions(ctx context.Context, rows Rows, name string) error {
+	row, ok, err := rows.Get(ctx, RuntimeNamespace, ProcessorsTable, name, LockUpdate)
+	if err != nil || !ok {
+		return err
+	}
+	var rec processorRecord
+	if err := json.Unmarshal(row.Value, &rec); err != nil {
+		return fmt.Errorf("feed: processor record %s does not decode: %w", name, err)
+	}
+	if rec.Carried == nil {
+		return nil
+	}
+	rec.Carried = nil
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return rows.Put(ctx, RuntimeNamespace, ProcessorsTable, name, b, row.Token)
 }

@@ -254,6 +254,20 @@ func (e *Engine) commitStep(ctx context.Context, u feed.Unit, s *compiled, in *i
 		if err := e.cancelAllTimers(ctx, rows, in); err != nil {
 			return err
 		}
+		// Messages queued behind this step are for an instance that no
+		// longer takes any: ignored now, or they would keep it blocked
+		// (later messages queued, not ignored) with nobody to drain them.
+		dropped, err := e.dropQueued(ctx, rows, in)
+		if err != nil {
+			return err
+		}
+		if dropped > 0 {
+			name := s.name
+			u.AfterCommit(func() { e.metrics.Ignored.WithLabelValues(name, "ended").Add(float64(dropped)) })
+			if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindIgnored, Detail: fmt.Sprintf("%d queued messages ignored: the instance is %s", dropped, in.Status)}); err != nil {
+				return err
+			}
+		}
 		kind := KindCompleted
 		if in.Status == StatusFailed {
 			kind = KindFailed

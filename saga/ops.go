@@ -179,16 +179,14 @@ func (e *Engine) cancelIn(ctx context.Context, u feed.Unit, saga, id, reason str
 	if reason == "" {
 		reason = "cancelled by an operator"
 	}
-	dropped := in.MailboxTail - in.MailboxHead
-	for n := in.MailboxHead; n < in.MailboxTail; n++ {
-		if err := rows.Delete(ctx, rowNamespace, tableMailbox, childKey(saga, id, seqKey(n))); err != nil {
-			return wrapRows(err, "drop queued message", saga, id)
-		}
+	dropped, err := e.dropQueued(ctx, rows, in)
+	if err != nil {
+		return err
 	}
 	if in.Parked != nil {
 		dropped++
 	}
-	in.MailboxHead, in.Parked, in.Failed = in.MailboxTail, nil, nil
+	in.Parked, in.Failed = nil, nil
 	if err := e.cancelAllTimers(ctx, rows, in); err != nil {
 		return err
 	}
@@ -200,4 +198,17 @@ func (e *Engine) cancelIn(ctx context.Context, u feed.Unit, saga, id, reason str
 		return err
 	}
 	return e.save(ctx, rows, in)
+}
+
+// dropQueued deletes the instance's queued messages and says how many
+// there were: an instance that ended takes no more.
+func (e *Engine) dropQueued(ctx context.Context, rows feed.Rows, in *instance) (int64, error) {
+	n := in.MailboxTail - in.MailboxHead
+	for seq := in.MailboxHead; seq < in.MailboxTail; seq++ {
+		if err := rows.Delete(ctx, rowNamespace, tableMailbox, childKey(in.Saga, in.ID, seqKey(seq))); err != nil {
+			return 0, wrapRows(err, "drop queued message", in.Saga, in.ID)
+		}
+	}
+	in.MailboxHead = in.MailboxTail
+	return n, nil
 }

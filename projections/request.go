@@ -104,7 +104,10 @@ func request(ctx context.Context, src feed.Source, name string, op RequestOp, to
 		State: RequestPending, RequestedAt: now, UpdatedAt: now,
 	}
 	err := withUnit(ctx, src.Checkpoints(), func(ctx context.Context, u feed.Unit) error {
-		st, err := mustState(ctx, u.Rows(), name, feed.LockShare)
+		// The state row, which exists, serialises two requests: a lock on
+		// the request row would lock nothing on PostgreSQL while it does
+		// not exist yet, and both would be recorded, one over the other.
+		st, err := mustState(ctx, u.Rows(), name, feed.LockUpdate)
 		if err != nil {
 			return err
 		}

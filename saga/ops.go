@@ -157,7 +157,10 @@ func (e *Engine) retryIn(ctx context.Context, u feed.Unit, saga, id, detail stri
 // Cancel ends a running, parked, compensating or failed instance: its
 // timers are cancelled, its parked step and queued messages are dropped
 // (recorded in its history), and later messages for it are ignored.
-// ErrEnded for an instance that has already ended.
+// It sends nothing: registered compensations are not run, and what the
+// instance's commands did stays (a saga that must undo its work on an
+// operator's stop models that as a message it handles). ErrEnded for an
+// instance that has already ended.
 func (e *Engine) Cancel(ctx context.Context, saga, id, reason string) error {
 	return e.withUnit(ctx, func(ctx context.Context, u feed.Unit) error {
 		return e.cancelIn(ctx, u, saga, id, reason)

@@ -72,9 +72,14 @@ func (a *App) Stop(ctx context.Context) error { return a.client.Stop(ctx) }
 // projections and lag monitor.
 func (a *App) Client() *converge.Client { return a.client }
 
+// placedNamespace derives OrderPlaced event ids from order ids.
+var placedNamespace = uuid.MustParse("6f1c2b4e-6a0e-4f4b-9d3a-2c8a9e1b7d55")
+
 // PlaceOrder is what a customer asks for.
 type PlaceOrder struct {
-	// OrderID makes placing idempotent; empty: a new id is chosen.
+	// OrderID makes placing idempotent: placing the same order again
+	// returns the first result, and another order under the same id is
+	// refused (events.ErrDuplicateEvent). Empty: a new id is chosen.
 	OrderID    string `json:"order_id,omitempty"`
 	CustomerID string `json:"customer_id"`
 	SKU        string `json:"sku"`
@@ -122,7 +127,11 @@ func (a *App) Place(ctx context.Context, p PlaceOrder) (Placed, error) {
 		id = uuid.NewString()
 	}
 	cents := Catalog[p.SKU] * int64(p.Qty)
+	// The event's id derives from the order's, so placing the same order
+	// again (a client retrying) is recognised by the store and answers the
+	// first result; the same id with other content is refused.
 	res, err := a.client.Appender().Append(ctx, OrderStream(id), events.NoStream, events.Event{
+		ID:       uuid.NewSHA1(placedNamespace, []byte(id)).String(),
 		Data:     OrderPlaced{OrderID: id, CustomerID: p.CustomerID, SKU: p.SKU, Qty: p.Qty, Cents: cents, Card: p.Card},
 		Metadata: events.Metadata{CorrelationID: id},
 	})

@@ -393,3 +393,50 @@ func TestCreditCheckWaitsForThePreviousConfirmation(t *testing.T) {
 		require.EqualValues(t, 1780, st.ConfirmedBefore, "the check saw o-7's confirmation")
 	})
 }
+
+// TestCreditLimitCountsOrdersInFlight: an order placed while the same
+// customer's earlier order is still open (its payment unanswered) is
+// judged on confirmed and open orders together: the two would pass the
+// limit, so the later one is refused, though nothing is confirmed yet.
+func TestCreditLimitCountsOrdersInFlight(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, store converge.Store) { //nolint:thelper // a subtest body
+		app := start(t, store, &orders.Config{CreditLimitCents: 2000, PaymentTimeout: time.Hour})
+		place(t, app, "o-20", "gus", "mug", 2, orders.CardNoAnswer) // 1780, open for an hour
+		place(t, app, "o-21", "gus", "tea", 1, orders.CardOK)       // 450
+		s := await(t, app, "o-21")
+		require.Equal(t, orders.StatusCancelled, s.Status, "o-20 and o-21 together are over the limit")
+		require.Contains(t, s.Reason, "credit limit")
+		require.Contains(t, s.Reason, "2230 open")
+	})
+}
+
+// TestPlacingAgainIsIdempotent: placing an order again under its id (a
+// client retrying after a lost answer) returns the first result and places
+// nothing more; another order under the same id is refused.
+func TestPlacingAgainIsIdempotent(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, store converge.Store) { //nolint:thelper // a subtest body
+		ctx := context.Background()
+		app := start(t, store, &orders.Config{})
+		order := orders.PlaceOrder{OrderID: "o-30", CustomerID: "hal", SKU: "tea", Qty: 1, Card: orders.CardOK}
+		first, err := app.Place(ctx, order)
+		require.NoError(t, err)
+		again, err := app.Place(ctx, order)
+		require.NoError(t, err, "a retry of the same order")
+		require.Equal(t, first, again)
+		envs, err := store.ReadStream(ctx, orders.OrderStream("o-30"), 1, 10)
+		require.NoError(t, err)
+		placed := 0
+		for _, e := range envs {
+			if e.Type == "orders.order_placed" {
+				placed++
+			}
+		}
+		require.Equal(t, 1, placed, "placed once")
+		other := order
+		other.Qty = 2
+		_, err = app.Place(ctx, other)
+		require.ErrorIs(t, err, events.ErrDuplicateEvent, "another order under the same id")
+	})
+}

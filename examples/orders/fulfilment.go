@@ -64,8 +64,12 @@ func (a *App) fulfilment() *saga.Saga[FulfilmentState] {
 				return err
 			}
 			st.ConfirmedBefore = totals.ConfirmedCents
-			if limit := a.cfg.CreditLimitCents; totals.ConfirmedCents+e.Cents > limit {
-				return end(s, OutcomeCreditRefused, fmt.Sprintf("credit limit: %d cents confirmed + %d ordered exceeds %d", totals.ConfirmedCents, e.Cents, limit))
+			// Orders still open count too (this one among them, which the
+			// gate guarantees the model has): two orders placed before
+			// either is confirmed must not both pass on the confirmed sum.
+			if limit := a.cfg.CreditLimitCents; totals.ConfirmedCents+totals.OpenCents > limit {
+				return end(s, OutcomeCreditRefused, fmt.Sprintf("credit limit: %d cents confirmed + %d open (this order's %d included) exceeds %d",
+					totals.ConfirmedCents, totals.OpenCents, e.Cents, limit))
 			}
 			return s.Send(ReserveStock{OrderID: e.OrderID, SKU: e.SKU, Qty: e.Qty})
 		}, saga.Reads(OrderSummary))

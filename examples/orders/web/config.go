@@ -37,8 +37,9 @@ type Config struct {
 	// AllowedOrigins are the origins ("https://app.example.com") whose
 	// pages may call the API and open the live WebSocket from another
 	// site; "*" allows any. Responses to them carry CORS headers that
-	// expose X-Consistency-Position and X-Consistency-Stale. Defaults to
-	// none: same-origin only.
+	// expose X-Consistency-Position and X-Consistency-Stale. The operator
+	// API under /api/ stays same-origin only. Defaults to none:
+	// same-origin only.
 	AllowedOrigins []string
 	// MaxBodyBytes caps request bodies; a larger one is answered with 413.
 	// Defaults to DefaultMaxBodyBytes (16 KiB).

@@ -15,6 +15,9 @@ var (
 	corsHeaders = strings.Join([]string{"Content-Type", consistency.HeaderPosition, consistency.HeaderTimeout}, ", ")
 )
 
+// opsPrefix starts the paths of the operator API.
+const opsPrefix = "/api/"
+
 // corsMaxAge is how long a browser may cache a preflight answer, seconds.
 const corsMaxAge = "600"
 
@@ -29,7 +32,10 @@ func (s *Server) cors(next http.Handler) http.Handler {
 		h.Add("Vary", "Origin")
 		origin := r.Header.Get("Origin")
 		preflight := r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
-		if origin == "" || !s.originAllowed(origin) {
+		// The operator API (retry, cancel, what is stuck) is for the
+		// dashboard served here: same-origin only, whatever the allowed
+		// origins, so "*" for the order API does not let any site act.
+		if origin == "" || !s.originAllowed(origin) || strings.HasPrefix(r.URL.Path, opsPrefix) {
 			if preflight {
 				p := newProblem(http.StatusForbidden, ProblemForbiddenOrigin, "Origin not allowed",
 					"this server does not take cross-origin requests from "+truncate(origin)+" (add it to the allowed origins)")

@@ -21,7 +21,11 @@ type Ops interface {
 	Saga(ctx context.Context, id string) (SagaDetail, error)
 	// Retry asks a failed or stuck instance to try its current step again.
 	Retry(ctx context.Context, id string) error
-	// Cancel asks an instance to stop and compensate what it did.
+	// Cancel stops an instance at once (saga.Engine.Cancel): its timers,
+	// parked step and queued messages are dropped and nothing of the
+	// saga runs again. It does not compensate: stock it reserved or a
+	// charge it made stays for the operator to undo (a late reply to a
+	// command it sent is ignored).
 	Cancel(ctx context.Context, id string) error
 	// DeadLetters lists the messages consumers gave up on, oldest first.
 	DeadLetters(ctx context.Context) ([]DeadLetter, error)

@@ -62,7 +62,9 @@ purpose by up to --lag, sometimes long enough to park the step. The run is
 seeded: the same --seed gives the same outcome counts.
 
 It ends with a summary and exits non-zero unless every saga reached a
-terminal state and every read model equals a clean rebuild from the events.
+terminal state, every read model equals a clean rebuild from the events, and
+each customer's charges less refunds and each product's reserved stock
+match the confirmed orders.
 
 It runs in memory and needs nothing installed. With --database-url (or
 --postgres and DATABASE_URL) it runs on PostgreSQL in a fresh schema

@@ -19,6 +19,7 @@ func TestDemoRunsInMemory(t *testing.T) {
 	require.Contains(t, out, "20/20 orders closed")
 	require.Contains(t, out, "every saga reached a terminal state")
 	require.Contains(t, out, "every read model equals a clean rebuild from the events")
+	require.Contains(t, out, "money and stock match the confirmed orders")
 }
 
 func TestDemoRefusesBadFlags(t *testing.T) {

@@ -145,8 +145,11 @@ type DemoSummary struct {
 	Gated        int64 `json:"gated"`
 	StaleAvoided int64 `json:"stale_avoided"`
 	// Mismatches lists read-model rows that differ from a clean rebuild.
-	Mismatches []string      `json:"mismatches,omitempty"`
-	Duration   time.Duration `json:"duration"`
+	Mismatches []string `json:"mismatches,omitempty"`
+	// Ledgers lists where money or stock disagrees with the orders'
+	// outcomes (see checkLedgers).
+	Ledgers  []string      `json:"ledgers,omitempty"`
+	Duration time.Duration `json:"duration"`
 }
 
 // Compensated is how many orders were cancelled after a step had an
@@ -155,7 +158,9 @@ func (s DemoSummary) Compensated() int { return s.Declined + s.OutOfStock + s.Cr
 
 // OK reports whether every saga ended and every read model equals a clean
 // rebuild.
-func (s DemoSummary) OK() bool { return len(s.NotEnded) == 0 && len(s.Mismatches) == 0 }
+func (s DemoSummary) OK() bool {
+	return len(s.NotEnded) == 0 && len(s.Mismatches) == 0 && len(s.Ledgers) == 0
+}
 
 // Outcomes returns the outcome counts, which depend only on the seed.
 func (s DemoSummary) Outcomes() map[string]int {
@@ -309,6 +314,12 @@ func RunDemo(ctx context.Context, store converge.Store, cfg *DemoConfig) (DemoSu
 	sum.Mismatches, err = compareWithRebuild(ctx, store, app, Projections())
 	if err != nil {
 		return sum, err
+	}
+	if len(sum.NotEnded) == 0 {
+		// Money and stock settle only once every saga has ended.
+		if sum.Ledgers, err = checkLedgers(ctx, store, app); err != nil {
+			return sum, err
+		}
 	}
 	sum.print(c.Out)
 	if !sum.OK() {
@@ -550,5 +561,14 @@ func (s DemoSummary) print(w io.Writer) {
 		}
 	} else {
 		fmt.Fprintf(w, "  every read model equals a clean rebuild from the events\n")
+	}
+	switch {
+	case len(s.Ledgers) > 0:
+		fmt.Fprintf(w, "  MONEY OR STOCK DISAGREE with the orders in %d places:\n", len(s.Ledgers))
+		for _, m := range s.Ledgers[:min(len(s.Ledgers), 10)] {
+			fmt.Fprintf(w, "    %s\n", m)
+		}
+	case len(s.NotEnded) == 0:
+		fmt.Fprintf(w, "  money and stock match the confirmed orders\n")
 	}
 }

@@ -495,11 +495,11 @@ func compareWithRebuild(ctx context.Context, store converge.Store, app *App, def
 	var diffs []string
 	for _, name := range names {
 		for _, table := range Tables[name] {
-			live, err := allRows(ctx, app.Client().Projections().View(name).Table(table))
+			live, err := typedRows[any](ctx, app.Client().Projections().View(name).Table(table))
 			if err != nil {
 				return nil, err
 			}
-			want, err := allRows(ctx, rebuilt.Projections().View(name).Table(table))
+			want, err := typedRows[any](ctx, rebuilt.Projections().View(name).Table(table))
 			if err != nil {
 				return nil, err
 			}
@@ -517,29 +517,6 @@ func compareWithRebuild(ctx context.Context, store converge.Store, app *App, def
 	}
 	slices.Sort(diffs)
 	return diffs, nil
-}
-
-// allRows reads a table into decoded JSON values by key.
-func allRows(ctx context.Context, r projections.Reader) (map[string]any, error) {
-	out := map[string]any{}
-	after := ""
-	for {
-		rows, err := r.List(ctx, &projections.ListOptions{After: after, Limit: 500})
-		if err != nil {
-			return nil, err
-		}
-		for _, row := range rows {
-			var v any
-			if err := row.Decode(&v); err != nil {
-				return nil, err
-			}
-			out[row.Key] = v
-			after = row.Key
-		}
-		if len(rows) < 500 {
-			return out, nil
-		}
-	}
 }
 
 func (s DemoSummary) print(w io.Writer) {

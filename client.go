@@ -136,6 +136,13 @@ func NewClient(store Store, cfg *Config) (*Client, error) {
 		// partition: it is as far as the slowest.
 		targets = append(targets, lag.Target{Name: rm.Name, SLA: rm.SLA, Class: string(rm.Class), Checkpoints: p.CheckpointNames()})
 	}
+	if cl.sagaProc != nil {
+		// The saga processor is watched too: a partition halted on an
+		// event (or no process running it) shows as lag, in the
+		// monitor's reports, metrics and health checks built on them,
+		// as a halted read model does. Parked steps do not hold it back.
+		targets = append(targets, lag.Target{Name: c.SagaProcessor, SLA: SagaLagSLA, Class: "saga", Checkpoints: cl.sagaProc.CheckpointNames()})
+	}
 	if len(targets) > 0 {
 		cl.monitor, err = lag.NewMonitor(store, &lag.Config{
 			Projections: targets, DefaultSLA: c.LagSLA, Interval: c.LagInterval,
@@ -353,7 +360,9 @@ func (cl *Client) SagaProcessor() *feed.Processor { return cl.sagaProc }
 // commands nor sagas.
 func (cl *Client) Commands() *command.Processor { return cl.commands }
 
-// Lag returns the lag monitor, or nil when there are no projections.
+// Lag returns the lag monitor, or nil when there are neither projections
+// nor sagas. It watches every projection and the saga processor (under
+// Config.SagaProcessor, with SagaLagSLA).
 func (cl *Client) Lag() *lag.Monitor { return cl.monitor }
 
 // Router returns the Watermill router the sagas and command handlers run

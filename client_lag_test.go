@@ -7,12 +7,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge"
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
 	"github.com/converge-es/converge/projections"
+	"github.com/converge-es/converge/saga"
 )
 
 // TestLagOfAPartitionedProjection: the client's lag monitor follows a
@@ -55,4 +57,47 @@ func TestLagOfAPartitionedProjection(t *testing.T) {
 		require.Zero(t, r.PositionLag)
 		require.False(t, r.Breached, "a caught-up projection in breach: %s", r.Reason)
 	})
+}
+
+// TestLagWatchesTheSagaProcessor: the client's lag monitor reports the
+// saga processor too, under Config.SagaProcessor with SagaLagSLA, standing
+// at its slowest partition; a client with sagas and no projections has a
+// monitor all the same.
+func TestLagWatchesTheSagaProcessor(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, store converge.Store) { //nolint:thelper // a subtest body
+		ctx := context.Background()
+		cfg := shop(store, func(string) *projections.View { return nil })
+		cfg.Projections = nil
+		cfg.Sagas = []saga.Definition{chargeOnly()}
+		cfg.Subscriber = feed.SubscriberConfig{LeaseTTL: time.Minute}
+		client, err := converge.NewClient(store, cfg)
+		require.NoError(t, err)
+		require.NotNil(t, client.Lag(), "sagas alone have a lag monitor")
+		require.NoError(t, client.Start(ctx))
+		t.Cleanup(func() { _ = client.Stop(context.Background()) })
+
+		res, err := client.Appender().Append(ctx, "order-1", events.NoStream, events.Event{Data: OrderPlaced{OrderID: "1", Cents: 100}})
+		require.NoError(t, err)
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			reports, err := client.Lag().Check(ctx)
+			require.NoError(c, err)
+			require.Len(c, reports, 1)
+			r := reports[0]
+			assert.Equal(c, converge.DefaultSagaProcessor, r.Name)
+			assert.Equal(c, "saga", r.Class)
+			assert.Equal(c, converge.SagaLagSLA, r.SLA)
+			assert.False(c, r.Checkpoint.Before(res.Token), "the processor passed the order")
+		}, 30*time.Second, 10*time.Millisecond)
+	})
+}
+
+// chargeOnly is a saga that starts on an order and sends nothing: no
+// command handler or read model is needed to run it.
+func chargeOnly() saga.Definition {
+	type st struct{}
+	s := saga.New[st]("noted", nil)
+	saga.StartOn(s, func(e OrderPlaced, _ events.Envelope) string { return e.OrderID },
+		func(s *saga.Step[st], _ OrderPlaced) error { s.Complete(); return nil })
+	return s
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/converge-es/converge/consistency/lag"
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
 	"github.com/converge-es/converge/projections"
@@ -36,6 +37,10 @@ const (
 	DefaultCloseTimeout = 30 * time.Second
 	// DefaultLagInterval is how often the lag monitor samples.
 	DefaultLagInterval = time.Second
+	// SagaLagSLA is the lag monitor's SLA for the saga processor: steps
+	// take their commands' round trips, so it is held to the analytics
+	// bound, not the user-facing one; a halted partition breaches it.
+	SagaLagSLA = lag.AnalyticsSLA
 )
 
 // Config configures a Client. Every field is optional; an empty Config

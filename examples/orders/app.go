@@ -141,6 +141,12 @@ func (a *App) Place(ctx context.Context, p PlaceOrder) (Placed, error) {
 	return Placed{OrderID: id, Cents: cents, Token: res.Token}, nil
 }
 
+// OnHand returns how many units of sku are on the shelf, not reserved.
+func (a *App) OnHand(ctx context.Context, sku string) (int, error) {
+	inv, _, err := events.Load(ctx, a.client.Store(), inventoryAggregate, StockStream(sku))
+	return inv.OnHand, err
+}
+
 // Restock puts qty units of sku on the shelf.
 func (a *App) Restock(ctx context.Context, sku string, qty int) (events.Token, error) {
 	if _, ok := Catalog[sku]; !ok || qty < 1 {

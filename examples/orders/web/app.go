@@ -114,11 +114,19 @@ func (a *App) ReadModels() []string { return []string{orders.OrderSummary} }
 // against the SLA it declares: feed a LagHistory from it.
 func (a *App) Lag() *lag.Monitor { return a.Client().Lag() }
 
-// StockShelves puts qty units of every SKU of the catalog on the shelf, so
-// orders can be reserved.
+// StockShelves tops every SKU of the catalog up to qty units on the shelf,
+// so orders can be reserved: a server started again on the same database
+// adds what was sold since, not qty more.
 func (a *App) StockShelves(ctx context.Context, qty int) error {
 	for _, sku := range SKUs() {
-		if _, err := a.orders.Restock(ctx, sku, qty); err != nil {
+		have, err := a.orders.OnHand(ctx, sku)
+		if err != nil {
+			return err
+		}
+		if have >= qty {
+			continue
+		}
+		if _, err := a.orders.Restock(ctx, sku, qty-have); err != nil {
 			return err
 		}
 	}
@@ -283,7 +291,13 @@ func (o appOps) SagaCounts(ctx context.Context) (map[string]int, error) {
 }
 
 func (o appOps) Sagas(ctx context.Context, f SagaFilter) ([]SagaSummary, error) {
-	infos, err := o.engine().List(ctx, saga.Filter{Status: saga.Status(f.Status), Limit: countLimit})
+	status := saga.Status(f.Status)
+	if f.Stuck && status == "" {
+		// Stuck instances are parked: the engine filters them, so the
+		// limit counts parked instances, not every order ever placed.
+		status = saga.StatusParked
+	}
+	infos, err := o.engine().List(ctx, saga.Filter{Status: status, Limit: countLimit})
 	if err != nil {
 		return nil, err
 	}

@@ -176,6 +176,9 @@ func (s *Saga[S]) add(h *handlerDef) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, o := range s.handlers {
+		if h.cancel && o.cancel {
+			return fmt.Errorf("saga %q has two OnCancel handlers (one per saga)", s.name)
+		}
 		if h.timeout != "" && o.timeout == h.timeout {
 			return fmt.Errorf("saga %q handles timeout %q twice (one OnTimeout per name)", s.name, h.timeout)
 		}
@@ -244,6 +247,10 @@ func (s *Saga[S]) compile(reg *events.Registry) (*compiled, error) {
 	}
 	starts := 0
 	for _, h := range defs {
+		if h.cancel {
+			c.cancel = h
+			continue
+		}
 		if h.timeout != "" {
 			c.timeouts[h.timeout] = h
 			continue
@@ -270,6 +277,7 @@ type compiled struct {
 	byType      map[reflect.Type]*handlerDef
 	typeNames   map[reflect.Type]string // canonical stored names
 	timeouts    map[string]*handlerDef
+	cancel      *handlerDef // nil without OnCancel
 	cfg         compiledConfig
 	newState    func() any
 	decodeState func(raw json.RawMessage, version int) (any, error)

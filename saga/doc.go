@@ -198,7 +198,10 @@
 // Engine.List filters instances by type, status and how long their step
 // has been parked; Engine.Show returns the timeline (messages received,
 // waits and parks, commands sent, timers, compensations, errors);
-// Engine.Retry and Engine.Cancel act on failed and stuck instances.
+// Engine.Retry and Engine.Cancel act on failed and stuck instances. A
+// cancel runs the saga's OnCancel handler, when it has one, as a step in
+// the cancel's own unit: what the process asked for (a reservation, a
+// charge) is undone with the cancel or not at all.
 //
 // An Operator does the same without the definitions, from the rows alone:
 // `converge sagas list|show|retry|cancel` runs on it. Since only an engine

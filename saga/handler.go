@@ -42,6 +42,7 @@ type Timeout struct {
 type handlerDef struct {
 	goType  reflect.Type // nil for a timeout handler
 	timeout string       // "" for an event handler
+	cancel  bool         // the OnCancel handler
 	start   bool
 	reads   []string
 	// correlate returns the instance id for a decoded event; it may panic.
@@ -160,6 +161,45 @@ func OnTimeoutSafely[S any](s *Saga[S], name string, h Handler[S, Timeout], opts
 		return err
 	}
 	return s.add(def)
+}
+
+// Cancelled is what an OnCancel handler gets: the reason an operator (or
+// the Go API) gave for cancelling the instance.
+type Cancelled struct {
+	Reason string
+}
+
+// OnCancel sets the handler that runs when the instance is cancelled
+// (Engine.Cancel, an Operator's RequestCancel, `converge sagas cancel`):
+// in the cancel's unit, before the instance ends as cancelled, so what it
+// does (send commands, RunCompensations, notes) commits with the cancel or
+// not at all. Use it to undo what the process did: release what it
+// reserved, refund what it charged. A handler that returns an error, or
+// whose writes the store would refuse, fails the cancel and changes
+// nothing. Without one, a cancel sends nothing. It panics on programmer
+// error; OnCancelSafely returns it.
+func OnCancel[S any](s *Saga[S], h Handler[S, Cancelled]) {
+	if err := OnCancelSafely(s, h); err != nil {
+		panic(err)
+	}
+}
+
+// OnCancelSafely is OnCancel returning an error instead of panicking.
+func OnCancelSafely[S any](s *Saga[S], h Handler[S, Cancelled]) error {
+	switch {
+	case s == nil:
+		return errors.New("saga: OnCancel: nil saga")
+	case h == nil:
+		return fmt.Errorf("saga %q: OnCancel: nil handler", s.name)
+	}
+	return s.add(&handlerDef{
+		cancel: true,
+		run: func(c *stepCore, v any) error {
+			cc, _ := v.(Cancelled)
+			st, _ := c.state.(*S)
+			return h(&Step[S]{core: c, state: st}, cc)
+		},
+	})
 }
 
 func validateReads(saga string, models []string) error {

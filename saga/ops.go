@@ -3,8 +3,11 @@ package saga
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
@@ -157,9 +160,10 @@ func (e *Engine) retryIn(ctx context.Context, u feed.Unit, saga, id, detail stri
 // Cancel ends a running, parked, compensating or failed instance: its
 // timers are cancelled, its parked step and queued messages are dropped
 // (recorded in its history), and later messages for it are ignored.
-// It sends nothing: registered compensations are not run, and what the
-// instance's commands did stays (a saga that must undo its work on an
-// operator's stop models that as a message it handles). ErrEnded for an
+// The saga's OnCancel handler, when it has one, runs first as a step in
+// the same unit (its commands, RunCompensations, notes commit with the
+// cancel; a handler that fails refuses the cancel). Without one, nothing
+// is sent and what the instance's commands did stays. ErrEnded for an
 // instance that has already ended.
 func (e *Engine) Cancel(ctx context.Context, saga, id, reason string) error {
 	return e.withUnit(ctx, func(ctx context.Context, u feed.Unit) error {
@@ -181,6 +185,11 @@ func (e *Engine) cancelIn(ctx context.Context, u feed.Unit, saga, id, reason str
 	}
 	if reason == "" {
 		reason = "cancelled by an operator"
+	}
+	if s := e.sagas[saga]; s != nil && s.cancel != nil {
+		if err := e.runCancelHandler(ctx, u, s, in, reason); err != nil {
+			return err
+		}
 	}
 	dropped, err := e.dropQueued(ctx, rows, in)
 	if err != nil {
@@ -214,4 +223,42 @@ func (e *Engine) dropQueued(ctx context.Context, rows feed.Rows, in *instance) (
 	}
 	in.MailboxHead = in.MailboxTail
 	return n, nil
+}
+
+// CancelStepType is the event type an OnCancel handler's step is recorded
+// under in the instance's history.
+const CancelStepType = "converge.saga.cancel"
+
+// runCancelHandler runs the saga's OnCancel handler as a step of its own in
+// the cancel's unit, before the instance ends. A handler that fails, or a
+// step the store would refuse, refuses the cancel: nothing of it is kept.
+func (e *Engine) runCancelHandler(ctx context.Context, u feed.Unit, s *compiled, in *instance, reason string) error {
+	var state any
+	if in.State == nil {
+		state = s.newState()
+	} else {
+		var err error
+		if state, err = s.decodeState(in.State, in.StateVersion); err != nil {
+			return fmt.Errorf("%w: %s/%s: its state does not decode for the OnCancel handler: %w", errRefused, s.name, in.ID, err)
+		}
+	}
+	env := events.Envelope{
+		ID:       uuid.NewSHA1(commandNamespace, fmt.Appendf(nil, "cancel\x00%s\x00%s\x00%d", s.name, in.ID, in.Seq)).String(),
+		Type:     CancelStepType,
+		Token:    in.Token,
+		Metadata: events.Metadata{CorrelationID: in.ID},
+	}
+	core := &stepCore{
+		ctx: ctx, reg: e.reg, saga: s.name, id: in.ID, env: env, token: in.Token,
+		now: e.cfg.Clock.Now().UTC(), state: state, inst: in,
+	}
+	if err := runHandler(s.cancel, core, Cancelled{Reason: reason}); err != nil {
+		return fmt.Errorf("%w: %s/%s: its OnCancel handler failed, so nothing was cancelled: %w", errRefused, s.name, in.ID, err)
+	}
+	err := e.commitStep(ctx, u, s, in, core, env, HistoryEntry{})
+	var perm *PermanentError
+	if errors.As(err, &perm) {
+		return fmt.Errorf("%w: %s/%s: its OnCancel step cannot be stored, so nothing was cancelled: %w", errRefused, s.name, in.ID, err)
+	}
+	return err
 }

@@ -19,6 +19,8 @@ const (
 	OutcomeOutOfStock    = "out_of_stock"
 	OutcomeDeclined      = "declined"
 	OutcomeTimedOut      = "timed_out"
+	// OutcomeCancelled: an operator cancelled the order's fulfilment.
+	OutcomeCancelled = "cancelled"
 )
 
 // FulfilmentState is an order's fulfilment saga state.
@@ -34,6 +36,11 @@ type FulfilmentState struct {
 	ConfirmedBefore int64  `json:"confirmed_before"`
 	Outcome         string `json:"outcome,omitempty"`
 	Reason          string `json:"reason,omitempty"`
+	// StockAsked and PaymentAsked record that ReserveStock and
+	// ChargePayment were sent: a cancel undoes them even while their
+	// answers are on their way.
+	StockAsked   bool `json:"stock_asked,omitempty"`
+	PaymentAsked bool `json:"payment_asked,omitempty"`
 }
 
 // fulfilment defines the order-fulfilment saga: placed → credit check
@@ -71,6 +78,7 @@ func (a *App) fulfilment() *saga.Saga[FulfilmentState] {
 				return end(s, OutcomeCreditRefused, fmt.Sprintf("credit limit: %d cents confirmed + %d open (this order's %d included) exceeds %d",
 					totals.ConfirmedCents, totals.OpenCents, e.Cents, limit))
 			}
+			st.StockAsked = true
 			return s.Send(ReserveStock{OrderID: e.OrderID, SKU: e.SKU, Qty: e.Qty})
 		}, saga.Reads(OrderSummary))
 
@@ -81,6 +89,7 @@ func (a *App) fulfilment() *saga.Saga[FulfilmentState] {
 				return err
 			}
 			s.Schedule("payment", a.cfg.PaymentTimeout)
+			st.PaymentAsked = true
 			return s.Send(ChargePayment{OrderID: st.OrderID, CustomerID: st.CustomerID, Cents: st.Cents, Card: st.Card})
 		})
 
@@ -113,6 +122,28 @@ func (a *App) fulfilment() *saga.Saga[FulfilmentState] {
 			return err
 		}
 		return end(s, OutcomeTimedOut, "payment timed out")
+	})
+
+	// An operator's cancel (the dashboard, `converge sagas cancel`) undoes
+	// what the fulfilment asked for, in the cancel's unit: a release and a
+	// refund void a reservation or a charge still on its way (the
+	// Inventory and Payment aggregates refuse them later) and undo one
+	// made; the order is cancelled.
+	saga.OnCancel(f, func(s *saga.Step[FulfilmentState], c saga.Cancelled) error {
+		st := s.State() // empty when the first step has not run (parked)
+		s.Cancel("payment")
+		if st.StockAsked {
+			if err := s.Send(ReleaseStock{OrderID: s.ID(), SKU: st.SKU}); err != nil {
+				return err
+			}
+		}
+		if st.PaymentAsked {
+			if err := s.Send(RefundPayment{OrderID: s.ID()}); err != nil {
+				return err
+			}
+		}
+		st.Outcome, st.Reason = OutcomeCancelled, c.Reason
+		return s.Send(CancelOrder{OrderID: s.ID(), Reason: c.Reason})
 	})
 	return f
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge"
@@ -296,6 +297,14 @@ func TestAppOps_OnTheRealSagaEngine(t *testing.T) {
 		d, err := ops.Saga(ctx, waiting)
 		require.NoError(t, err)
 		require.Equal(t, string(saga.StatusCancelled), d.Status)
+		// The cancel undid what the order asked for: its status, its
+		// stock, its payment.
+		require.Equal(t, web.StatusCancelled, ab.await(t, waiting).Status, "the order reads cancelled")
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			have, err := ab.app.Service().OnHand(ctx, "tea")
+			require.NoError(c, err)
+			assert.Equal(c, 1000, have, "the reserved unit is back on the shelf")
+		}, 30*time.Second, 10*time.Millisecond)
 		require.Equal(t, saga.KindCancelled, d.Timeline[len(d.Timeline)-1].Kind)
 		require.ErrorIs(t, ops.Cancel(ctx, waiting), web.ErrSagaConflict, "it has ended")
 		require.ErrorIs(t, ops.Retry(ctx, waiting), web.ErrSagaConflict, "nothing to retry")

@@ -22,10 +22,10 @@ type Ops interface {
 	// Retry asks a failed or stuck instance to try its current step again.
 	Retry(ctx context.Context, id string) error
 	// Cancel stops an instance at once (saga.Engine.Cancel): its timers,
-	// parked step and queued messages are dropped and nothing of the
-	// saga runs again. It does not compensate: stock it reserved or a
-	// charge it made stays for the operator to undo (a late reply to a
-	// command it sent is ignored).
+	// parked step and queued messages are dropped and nothing of the saga
+	// runs again. The fulfilment's OnCancel handler undoes, in the same
+	// unit, what it asked for: the stock reservation and the charge (even
+	// while their answers are on their way), and cancels the order.
 	Cancel(ctx context.Context, id string) error
 	// DeadLetters lists the messages consumers gave up on, oldest first.
 	DeadLetters(ctx context.Context) ([]DeadLetter, error)

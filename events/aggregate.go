@@ -47,8 +47,8 @@ func (a Aggregate[S]) initial() S {
 // Load replays streamID through agg and returns the state and the version
 // it reflects (0 for a stream with no events). Append with
 // Exactly(version) to write based on that state. Inside a unit of work
-// (UnitFromContext) it reads through the unit, so it sees the unit's own
-// appends.
+// (UnitFromContext) that shares store's Registry it reads through the
+// unit, so it sees the unit's own appends.
 //
 // On error the state is S's zero value: a partly replayed state is never
 // returned, so it cannot be mistaken for the real one.
@@ -117,11 +117,22 @@ func (c *UpdateConfig) validate() error {
 //
 // Inside a unit of work (a handler run by converge's runtime carries one in
 // its context), Update loads and appends through the unit: the events commit
-// with the handler's other writes, or not at all.
+// with the handler's other writes, or not at all. The unit is taken to be
+// store's when it shares store's Registry: give two stores used in one
+// process registries of their own, or Update inside one's unit would write
+// through it to the other.
 //
 // decide may run several times and must have no side effects besides its
 // result. An error from it is returned unchanged. When it returns no events
 // there is nothing to do, and Update returns a zero AppendResult and nil.
+//
+// An *OutcomeUnknownError (the append may or may not have committed) is
+// returned as it is. Calling Update again decides again on what it loads:
+// if the first append committed, a decision that is not idempotent would be
+// made twice. Give decide's events ids derived from the command (a command
+// handler's do: command.Handle dedupes by command id) so that a second
+// decision on the moved stream can be recognised, or read the stream to
+// learn what was stored.
 func Update[S any](ctx context.Context, store Store, agg Aggregate[S], streamID string, cfg *UpdateConfig,
 	decide func(state S) ([]Event, error),
 ) (AppendResult, error) {

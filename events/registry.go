@@ -64,6 +64,12 @@ func RegisterSafely[T any](r *Registry, name string, version int, ups ...Upcaste
 	if err := ValidateTypeName(name); err != nil {
 		return fmt.Errorf("events: register %s: %w", goType, err)
 	}
+	if goType.Kind() == reflect.Pointer {
+		// NameOf takes a pointer to a registered value type already; a
+		// pointer registered beside its value would name one type twice
+		// and decode as a pointer.
+		return fmt.Errorf("events: register %q: %s is a pointer: register the value type %s (a pointer to it is named the same)", name, goType, goType.Elem())
+	}
 	if version < 1 {
 		return fmt.Errorf("events: register %q: schema version %d, want >= 1", name, version)
 	}

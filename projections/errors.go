@@ -26,6 +26,10 @@ var (
 	// ErrRebuildInProgress is returned by Rebuild while a rebuild of the
 	// same projection is running.
 	ErrRebuildInProgress = errors.New("projections: a rebuild of this projection is already in progress (wait for it with Runner.AwaitRebuild, or see Status)")
+	// ErrResetAhead is returned by Reset (and recorded by a requested
+	// reset) for a token after the projection's position: a reset moves a
+	// projection back, and forward it would skip the events in between.
+	ErrResetAhead = errors.New("projections: a reset moves a projection back, not forward")
 	// ErrHalted is wrapped by errors about halted projections.
 	ErrHalted = errors.New("projections: projection halted")
 	// ErrNoTransactions is returned by AppendTx over the in-memory store,

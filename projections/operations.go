@@ -219,6 +219,11 @@ func (r *Runner) Reset(ctx context.Context, name string, tok events.Token) error
 		if err != nil {
 			return fmt.Errorf("projections: reset %q: take the processor's lease: %w", name, err)
 		}
+		if tok.After(l.Position) {
+			// A reset moves back; forward, the events in between would
+			// never be applied.
+			return fmt.Errorf("%w: %q (%s) is at %s, before %s (a token from a later write, or from another database?)", ErrResetAhead, name, cp, l.Position, tok)
+		}
 		moves = append(moves, feed.Move{Lease: l, Position: tok})
 	}
 	for attempt := 1; ; attempt++ {

@@ -139,6 +139,8 @@ func (r *Runner) serveReset(ctx context.Context, p *compiled, q Request) error {
 	case rerr == nil:
 		r.log.Info("projections: reset on request", "projection", p.name, "position", q.To.String(), "request", q.ID)
 		return r.finishRequest(fctx, q, RequestDone, "")
+	case errors.Is(rerr, ErrResetAhead):
+		return r.finishRequest(fctx, q, RequestFailed, rerr.Error())
 	case errors.Is(rerr, feed.ErrLeaseHeld):
 		return r.finishRequest(fctx, q, RequestPending, "waiting for the process that holds the projection's lease: "+rerr.Error())
 	case ctx.Err() != nil:

@@ -194,8 +194,13 @@ func checkSchema(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 	if err != nil {
 		return err
 	}
-	if have < want {
+	switch {
+	case have < want:
 		return fmt.Errorf("pgstore: schema %q is at version %d, this build needs %d (run `converge migrate --schema %s`)", schema, have, want, schema)
+	case have > want:
+		// A later migration may have changed what this build writes to
+		// (0005 dropped a table earlier builds append through).
+		return fmt.Errorf("pgstore: schema %q is at version %d, ahead of this build's %d: run the newer converge that migrated it", schema, have, want)
 	}
 	return nil
 }

@@ -45,4 +45,9 @@
 // A command type without a handler is not silently dropped: Processor
 // implements saga.CommandCatalog, and an engine given it fails a step that
 // sends such a command, with the reason in the instance's history.
+//
+// A command type's stored name names its command streams, which its
+// handler reads. Renaming it (events.Alias keeps old events decoding)
+// leaves commands sent under the old name unread: let the handler catch
+// up with them before deploying the rename.
 package command

@@ -58,7 +58,10 @@ type Event struct {
 // code that forwards events it does not know (bridges, the Watermill
 // publisher). The payload must still be valid JSON.
 type Raw struct {
-	Type          string
+	Type string
+	// SchemaVersion is the version of Payload's shape. 0 is stored as 1:
+	// a payload already in a later shape sent without its version would
+	// be upcast again when read, so forward it with the version it has.
 	SchemaVersion int
 	Payload       json.RawMessage
 }

@@ -69,11 +69,13 @@ func pollUntil(ctx context.Context, out io.Writer, timeout time.Duration, check 
 	defer cancel()
 	t := time.NewTicker(waitPoll)
 	defer t.Stop()
+	var failed error // the last check's failure, if it timed out
 	for {
 		progress, done, err := check(ctx)
 		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			return last, err
 		}
+		failed = err
 		if err == nil {
 			if progress != last && progress != "" {
 				if _, werr := fmt.Fprintln(out, progress); werr != nil {
@@ -87,6 +89,11 @@ func pollUntil(ctx context.Context, out io.Writer, timeout time.Duration, check 
 		}
 		select {
 		case <-ctx.Done():
+			if failed != nil {
+				// Not only the wait ran out: the database did not answer
+				// in time either, and the operator should know.
+				return last, fmt.Errorf("%w (the last check could not read the database: %w)", ctx.Err(), failed)
+			}
 			return last, ctx.Err()
 		case <-t.C:
 		}

@@ -75,11 +75,8 @@ func (e *Engine) apply(ctx context.Context, u feed.Unit, t target, in *instance,
 		u.AfterCommit(func() { e.metrics.ParkSeconds.WithLabelValues(s.name).Observe(waited) })
 	}
 
-	var state any
-	var err error
-	if in.State == nil {
-		state = s.newState()
-	} else if state, err = s.decodeState(in.State, in.StateVersion); err != nil {
+	state, err := s.state(in)
+	if err != nil {
 		return e.failStep(ctx, rows, in, env, err)
 	}
 	core := &stepCore{

@@ -283,6 +283,15 @@ type compiled struct {
 	decodeState func(raw json.RawMessage, version int) (any, error)
 }
 
+// state returns in's state: a new one for an instance that has none yet,
+// else its stored state brought up to the current schema version.
+func (c *compiled) state(in *instance) (any, error) {
+	if in.State == nil {
+		return c.newState(), nil
+	}
+	return c.decodeState(in.State, in.StateVersion)
+}
+
 type compiledConfig struct {
 	maxAttempts  int
 	backoff      time.Duration

@@ -233,14 +233,9 @@ const CancelStepType = "converge.saga.cancel"
 // the cancel's unit, before the instance ends. A handler that fails, or a
 // step the store would refuse, refuses the cancel: nothing of it is kept.
 func (e *Engine) runCancelHandler(ctx context.Context, u feed.Unit, s *compiled, in *instance, reason string) error {
-	var state any
-	if in.State == nil {
-		state = s.newState()
-	} else {
-		var err error
-		if state, err = s.decodeState(in.State, in.StateVersion); err != nil {
-			return fmt.Errorf("%w: %s/%s: its state does not decode for the OnCancel handler: %w", errRefused, s.name, in.ID, err)
-		}
+	state, err := s.state(in)
+	if err != nil {
+		return fmt.Errorf("%w: %s/%s: its state does not decode for the OnCancel handler: %w", errRefused, s.name, in.ID, err)
 	}
 	env := events.Envelope{
 		ID:       uuid.NewSHA1(commandNamespace, fmt.Appendf(nil, "cancel\x00%s\x00%s\x00%d", s.name, in.ID, in.Seq)).String(),
@@ -255,7 +250,7 @@ func (e *Engine) runCancelHandler(ctx context.Context, u feed.Unit, s *compiled,
 	if err := runHandler(s.cancel, core, Cancelled{Reason: reason}); err != nil {
 		return fmt.Errorf("%w: %s/%s: its OnCancel handler failed, so nothing was cancelled: %w", errRefused, s.name, in.ID, err)
 	}
-	err := e.commitStep(ctx, u, s, in, core, env, HistoryEntry{})
+	err = e.commitStep(ctx, u, s, in, core, env, HistoryEntry{})
 	var perm *PermanentError
 	if errors.As(err, &perm) {
 		return fmt.Errorf("%w: %s/%s: its OnCancel step cannot be stored, so nothing was cancelled: %w", errRefused, s.name, in.ID, err)

@@ -83,9 +83,15 @@ func (u *unit) reserve(streamID string, envs []events.Envelope) {
 func (u *unit) Registry() *events.Registry { return u.s.cfg.Registry }
 
 // holds returns the event with id that the unit appended and has not
-// committed yet. A nil unit (a plain Append) holds nothing.
+// committed yet. A nil unit (a plain Append) holds nothing. The reserved
+// index answers the common case (an id no unit holds) without scanning the
+// unit's pending events, which an append of a large unit would do per
+// record. The caller holds s.mu.
 func (u *unit) holds(id string) (events.Envelope, bool) {
 	if u == nil {
+		return events.Envelope{}, false
+	}
+	if _, held := u.s.reserved[id]; !held {
 		return events.Envelope{}, false
 	}
 	for _, envs := range u.pending {

@@ -12,8 +12,9 @@ import (
 	"github.com/converge-es/converge/internal/browsertest"
 )
 
-// browserTimeout bounds the whole browser test, start-up included.
-const browserTimeout = 20 * time.Second
+// browserTimeout bounds the whole browser test, start-up included. Chromium
+// starting beside a full race-detector run on two cores has taken over 20 s.
+const browserTimeout = 60 * time.Second
 
 // newBrowser starts a headless Chromium for one test (browsertest.New).
 func newBrowser(t *testing.T) context.Context {

@@ -231,7 +231,13 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 	args := append([]any{streamID}, params...)
 	args = append(args, Category(streamID), cond)
 	var got []landed
-	for lost := 0; ; lost++ {
+	if !inTx {
+		got, err = s.appendAfterGuess(ctx, db, streamID, expected, ids, args)
+		if err != nil {
+			return events.AppendResult{}, err
+		}
+	}
+	for lost := 0; len(got) == 0; lost++ {
 		var err error
 		// A transaction that appended to a stream without the lock and
 		// then queued for it, once the stream turned contended, would
@@ -275,6 +281,11 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 	}
 	// RETURNING order is not promised; versions say where each event went.
 	slices.SortFunc(got, func(a, b landed) int { return cmp.Compare(a.version, b.version) })
+	if !inTx {
+		// Committed: Append's statement is its own transaction.
+		last := got[n-1]
+		s.heads.committed(streamID, last.version, int64(last.tok.Major()), time.Now()) //nolint:gosec // sort keys are transaction ids, far below 2^63
+	}
 	res := events.AppendResult{
 		StreamID:     streamID,
 		FirstVersion: got[0].version,
@@ -287,6 +298,45 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 		res.Tokens[i] = l.tok
 	}
 	return res, nil
+}
+
+// appendAfterGuess runs Append's statement without the head look-up when
+// the stream's head can be guessed (see streamHeads): the remembered head,
+// or none at all for NoStream. It returns nothing, and no error, when
+// there is no guess or the guess was wrong (the version was taken, so the
+// statement wrote nothing): the append then runs the usual way.
+func (s *Store) appendAfterGuess(ctx context.Context, db execer, streamID string, expected events.ExpectedVersion, ids []string, args []any) ([]landed, error) {
+	now := time.Now()
+	if s.hot.has(streamID, now) {
+		return nil, nil
+	}
+	h, known := s.heads.guess(streamID)
+	switch {
+	case expected == events.NoStream:
+		if known || s.heads.paused(streamID, now) {
+			// Not new, or written elsewhere: the usual way says which.
+			return nil, nil
+		}
+		h = streamHead{}
+	case !known:
+		return nil, nil
+	case expected != events.AnyVersion && expected != events.StreamExists && int64(expected) != h.version:
+		return nil, nil
+	}
+	sql := s.q.guessMany
+	if len(ids) == 1 {
+		sql = s.q.guessOne
+	}
+	gargs := append(args[:len(args)-1:len(args)-1], h.version, h.sortKey)
+	got, err := s.runAppend(ctx, db, streamID, ids, false, sql, gargs)
+	if errors.Is(err, errVersionTaken) {
+		// Another writer took the version: a race lost, as far as anyone
+		// can tell, so the stream queues for a while too (see hotStreams).
+		s.heads.missed(streamID, now)
+		s.hot.mark(streamID, now)
+		return nil, nil
+	}
+	return got, err
 }
 
 // appendParams returns the events' ids and the statement parameters $2 to

@@ -13,3 +13,10 @@ func MarkContended(s *Store, streamID string) { s.hot.mark(streamID, time.Now())
 // SetUnqueuedInTx makes s append in a transaction without the stream lock
 // unless the stream is contended, as a process of an earlier version did.
 func SetUnqueuedInTx(s *Store) { s.unqueuedInTx = true }
+
+// RememberedHead returns the head s remembers for streamID: the version
+// and sort key its next Append there guesses, if any.
+func RememberedHead(s *Store, streamID string) (version, sortKey int64, ok bool) {
+	h, ok := s.heads.guess(streamID)
+	return h.version, h.sortKey, ok
+}

@@ -197,6 +197,10 @@ const (
 type appendSQL struct {
 	many, one     string
 	txMany, txOne string
+	// guessMany and guessOne are Append's statements for a stream whose
+	// head this store remembers (see streamHeads): $8 is that head's
+	// version and $9 its sort_key, so they read nothing first.
+	guessMany, guessOne string
 }
 
 func appendStatements(events string) appendSQL {
@@ -230,6 +234,18 @@ ORDER BY e.ord
 INSERT INTO %[1]s (%[2]s)
 SELECT head.sort_key, %[3]s FROM head
 %[4]s`, events, cols, oneVals, returning)
+
+	guessVals := `e.id, $1, $8::bigint + e.ord, e.type, coalesce(e.sv, 1), e.payload, coalesce(e.meta, '{}'), $7`
+	guessSortKey := fmt.Sprintf(`greatest(%s, $9::bigint)`, xactID)
+	q.guessMany = fmt.Sprintf(`
+INSERT INTO %[1]s (%[2]s)
+SELECT %[3]s, %[4]s FROM %[5]s
+ORDER BY e.ord
+%[6]s`, events, cols, guessSortKey, guessVals, elems, returning)
+	q.guessOne = fmt.Sprintf(`
+INSERT INTO %[1]s (%[2]s)
+VALUES (%[3]s, $2::uuid, $1, $8::bigint + 1, $3::text, coalesce($4::int, 1), $5::jsonb, coalesce($6::jsonb, '{}'), $7)
+%[4]s`, events, cols, guessSortKey, returning)
 
 	fresh := fmt.Sprintf(`NOT EXISTS (SELECT 1 FROM %s WHERE event_id = ANY($2::uuid[]))`, events)
 	q.txMany = head(fresh) + fmt.Sprintf(`, e AS (

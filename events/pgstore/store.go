@@ -132,7 +132,8 @@ type Store struct {
 	// unless the stream is contended, as the previous release did: tests
 	// use it to play a process of that release racing this one.
 	unqueuedInTx bool
-	hot          hotStreams // streams Append queues on a lock for
+	hot          hotStreams  // streams Append queues on a lock for
+	heads        streamHeads // the newest version Append committed, per stream
 
 	cancel context.CancelFunc
 	done   sync.WaitGroup

@@ -30,7 +30,8 @@ func (t *Tracker) fallbackLoop(ctx context.Context) {
 	}
 }
 
-// pollWaited reads every name with an active wait, within one interval.
+// pollWaited reads every name with an active wait, within one interval
+// or QueryTimeout, whichever is longer.
 func (t *Tracker) pollWaited(ctx context.Context) {
 	t.mu.Lock()
 	var names []string
@@ -43,7 +44,10 @@ func (t *Tracker) pollWaited(ctx context.Context) {
 	if len(names) == 0 {
 		return
 	}
-	pctx, cancel := context.WithTimeout(ctx, t.cfg.FallbackInterval)
+	// At least QueryTimeout: an interval shorter than a busy store takes
+	// to answer would make every read run out of time, and the waits
+	// would hear nothing until push came back.
+	pctx, cancel := context.WithTimeout(ctx, max(t.cfg.FallbackInterval, t.cfg.QueryTimeout))
 	defer cancel()
 	for _, name := range names {
 		if pctx.Err() != nil {

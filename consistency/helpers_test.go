@@ -175,3 +175,19 @@ func (f *fakePositions) fail(err error) {
 	defer f.mu.Unlock()
 	f.err = err
 }
+
+// slowPositions answers no sooner than delay, as a busy database does,
+// and fails when the caller's context ends first.
+type slowPositions struct {
+	*fakePositions
+	delay time.Duration
+}
+
+func (s *slowPositions) Position(ctx context.Context, name string) (events.Token, error) {
+	select {
+	case <-ctx.Done():
+		return events.Token{}, context.Cause(ctx)
+	case <-time.After(s.delay):
+	}
+	return s.fakePositions.Position(ctx, name)
+}

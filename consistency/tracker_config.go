@@ -54,7 +54,8 @@ type TrackerConfig struct {
 	// goroutine per Tracker, never one per waiter). On each tick, when push
 	// is not trusted (no Watcher, or PushHealthy reports false), it re-reads
 	// the positions of the names that have waiters, and only those, so an
-	// idle tracker reads nothing. It also bounds each pass. Defaults to
+	// idle tracker reads nothing. A pass is given this long, or
+	// QueryTimeout when that is longer. Defaults to
 	// DefaultFallbackInterval (1s).
 	FallbackInterval time.Duration
 

@@ -416,6 +416,31 @@ func TestWait_Fallback(t *testing.T) {
 		require.False(t, r.st.Stale)
 	})
 
+	// A store slower to answer than the interval (a busy database and a
+	// short interval) still moves the waits on: each read gets at least
+	// QueryTimeout, not one interval, or every read would run out of time.
+	t.Run("ReadsSlowerThanTheInterval", func(t *testing.T) {
+		t.Parallel()
+		pr := &slowPositions{fakePositions: newFakePositions(), delay: 20 * time.Millisecond}
+		pr.set("orders", tok(1))
+		tr := setup(t, &consistency.TrackerConfig{
+			Positions:        pr,
+			Watcher:          &fakeWatcher{},
+			PushHealthy:      func() bool { return false },
+			FallbackInterval: 2 * time.Millisecond,
+			QueryTimeout:     time.Minute,
+			MaxTimeout:       time.Minute,
+			DefaultTimeout:   time.Minute,
+		})
+		res := goWait(context.Background(), tr, tok(5), "orders")
+		awaitParked(t, tr, func() bool { return tr.Waiting("orders") == 1 })
+
+		pr.set("orders", tok(5))
+		r := receive(t, res)
+		require.NoError(t, r.err)
+		require.False(t, r.st.Stale, "the fallback loop's reads must not run out of time")
+	})
+
 	t.Run("QuietWhilePushHealthy", func(t *testing.T) {
 		t.Parallel()
 		pr := newFakePositions()

@@ -82,6 +82,10 @@ func ReadReplay(ctx context.Context, rows Rows, key string) (ReplayRequest, bool
 	return req, true, nil
 }
 
+// replayLookupTimeout is the least time a look-up for replay requests is
+// given.
+const replayLookupTimeout = 10 * time.Second
+
 // pollReplays looks for replay requests of this processor every
 // ReplayCheckInterval while one of its partitions is delivering here, and
 // wakes the partitions that have some: each carries its requests out on
@@ -111,7 +115,10 @@ func (p *Processor) checkReplays(ctx context.Context) {
 	if len(byName) == 0 {
 		return
 	}
-	lctx, cancel := context.WithTimeout(ctx, p.cfg.ReplayCheckInterval)
+	// The bound stops a look-up that hangs; it is not the interval, which
+	// may be far shorter than a busy database takes to answer (every
+	// look-up would then run out of time, and no request be found).
+	lctx, cancel := context.WithTimeout(ctx, max(p.cfg.ReplayCheckInterval, replayLookupTimeout))
 	defer cancel()
 	rows, err := p.replayRequests(lctx)
 	if err != nil {

@@ -23,10 +23,9 @@ import (
 type NewSourceFunc func(t *testing.T) (events.Store, feed.Source)
 
 // waitTimeout bounds every wait of the suite. It is generous because
-// PostgreSQL under a parallel test run can be slow (on a machine running
-// at half its usual speed, a replay behind two processes sharing 1 s
-// leases once took longer than 15 s); passing tests never wait for it.
-const waitTimeout = 30 * time.Second
+// PostgreSQL under a parallel test run can be slow; passing tests never
+// wait for it.
+const waitTimeout = 15 * time.Second
 
 // eventType is the type name of the suite's raw events.
 const eventType = "feedtest.thing"

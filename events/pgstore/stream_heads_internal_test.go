@@ -21,6 +21,7 @@ func TestStreamHeadsFollowTheirModel(t *testing.T) {
 	t.Logf("seed %d", seed)
 	for _, streams := range []int{100, 2 * streamHeadsMax} {
 		t.Run(fmt.Sprint("streams=", streams), func(t *testing.T) {
+			t.Parallel()
 			streamHeadsRandomly(t, rand.New(rand.NewPCG(seed, 5)), streams)
 		})
 	}

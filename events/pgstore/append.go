@@ -284,7 +284,7 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 	if !inTx {
 		// Committed: Append's statement is its own transaction.
 		last := got[n-1]
-		s.heads.committed(streamID, last.version, int64(last.tok.Major()), time.Now()) //nolint:gosec // sort keys are transaction ids, far below 2^63
+		s.heads.committed(streamID, last.version, int64(last.tok.Major())) //nolint:gosec // sort keys are transaction ids, far below 2^63
 	}
 	res := events.AppendResult{
 		StreamID:     streamID,
@@ -312,11 +312,9 @@ func (s *Store) appendAfterGuess(ctx context.Context, db execer, streamID string
 	}
 	h, known := s.heads.guess(streamID)
 	switch {
+	case expected == events.NoStream && known:
+		return nil, nil // not new: the usual way reports the conflict
 	case expected == events.NoStream:
-		if known || s.heads.paused(streamID, now) {
-			// Not new, or written elsewhere: the usual way says which.
-			return nil, nil
-		}
 		h = streamHead{}
 	case !known:
 		return nil, nil
@@ -331,8 +329,9 @@ func (s *Store) appendAfterGuess(ctx context.Context, db execer, streamID string
 	got, err := s.runAppend(ctx, db, streamID, ids, false, sql, gargs)
 	if errors.Is(err, errVersionTaken) {
 		// Another writer took the version: a race lost, as far as anyone
-		// can tell, so the stream queues for a while too (see hotStreams).
-		s.heads.missed(streamID, now)
+		// can tell, so the stream queues, and is not guessed, for a while
+		// (see hotStreams).
+		s.heads.forget(streamID)
 		s.hot.mark(streamID, now)
 		return nil, nil
 	}

@@ -179,13 +179,13 @@
 // transaction) leaves nothing behind but a dead row, and the append runs
 // again the usual way; when the insert succeeds, the stream really ended
 // at the remembered version, so versions stay gap-free and the raise
-// uses the true predecessor's final sort_key. A stream another writer
-// was found at is appended to the usual way for ten seconds, and counts
-// as contended (below), so a stream two processes write costs one failed
-// statement per ten seconds, not one per append. An expectation the
-// remembered head does not fit (Exactly(n) for another n, NoStream on a
-// stream known to exist) goes the usual way, which reports the conflict
-// with the stream's true version.
+// uses the true predecessor's final sort_key. A wrong guess forgets the
+// head and counts the stream as contended (below), and a contended
+// stream is never guessed, so a stream two processes write costs one
+// failed statement per two-second contended spell, not one per append.
+// An expectation the remembered head does not fit (Exactly(n) for another
+// n, NoStream on a stream known to exist) goes the usual way, which
+// reports the conflict with the stream's true version.
 //
 // Measured on a throw-away cluster with fsync off, so that both sides were
 // CPU-bound as the section above describes (`converge bench --scenario

@@ -20,3 +20,7 @@ func RememberedHead(s *Store, streamID string) (version, sortKey int64, ok bool)
 	h, ok := s.heads.guess(streamID)
 	return h.version, h.sortKey, ok
 }
+
+// Contended reports whether s counts streamID as contended: its appends
+// queue on the stream's lock and do not guess its head.
+func Contended(s *Store, streamID string) bool { return s.hot.has(streamID, time.Now()) }

@@ -1,19 +1,11 @@
 package pgstore
 
-import (
-	"sync"
-	"time"
-)
+import "sync"
 
 // streamHeadsMax bounds the streams a store remembers the head of; past it
 // an arbitrary one is forgotten. A forgotten head costs its next append
 // the head look-up, never a wrong result.
 const streamHeadsMax = 8192
-
-// guessPauseFor is how long a stream whose remembered head turned out to
-// be old is appended to the usual way: another process (or a unit) is
-// writing it, and each guess would fail again.
-const guessPauseFor = 10 * time.Second
 
 // streamHeads remembers, per stream, the newest version this store's
 // Append committed and that event's sort_key, so that the next Append to
@@ -31,66 +23,50 @@ const guessPauseFor = 10 * time.Second
 // usual way. When the insert succeeds, version + 1 was free, so the
 // stream's newest event is the remembered one: versions stay gap-free and
 // the raise uses the true predecessor's final sort_key.
+//
+// A wrong guess forgets the head and marks the stream contended (see
+// hotStreams), and a contended stream is never guessed: a stream another
+// process writes costs one failed statement per contended spell, not one
+// per append.
 type streamHeads struct {
 	mu    sync.Mutex
 	heads map[string]streamHead
 }
 
-// streamHead is a remembered head, or a pause in guessing (pausedUntil
-// set).
+// streamHead is a remembered head.
 type streamHead struct {
 	version, sortKey int64
-	pausedUntil      time.Time
 }
 
-// guess returns the remembered head of streamID, if there is one to
-// append after.
+// guess returns the remembered head of streamID, if there is one.
 func (h *streamHeads) guess(streamID string) (streamHead, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	e, ok := h.heads[streamID]
-	if !ok || e.version <= 0 {
-		return streamHead{}, false
-	}
-	return e, true
-}
-
-// paused reports whether guessing is paused for streamID.
-func (h *streamHeads) paused(streamID string, now time.Time) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	e, ok := h.heads[streamID]
-	return ok && e.pausedUntil.After(now)
+	return e, ok
 }
 
 // committed remembers that streamID's newest version is version, whose
-// sort_key is sortKey, unless guessing is paused for the stream.
-func (h *streamHeads) committed(streamID string, version, sortKey int64, now time.Time) {
+// sort_key is sortKey.
+func (h *streamHeads) committed(streamID string, version, sortKey int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	e, ok := h.heads[streamID]
-	if ok && e.pausedUntil.After(now) {
+	if ok && e.version >= version {
+		// An older append's reply came last: keep the newer head.
 		return
 	}
 	if !ok {
 		h.makeRoom()
 	}
-	if ok && e.version >= version {
-		// An older append's reply came last: keep the newer head.
-		return
-	}
 	h.heads[streamID] = streamHead{version: version, sortKey: sortKey}
 }
 
-// missed records that a guess for streamID found its version taken: the
-// stream is written elsewhere, so guessing pauses for it.
-func (h *streamHeads) missed(streamID string, now time.Time) {
+// forget drops the head of streamID: a guess found it old.
+func (h *streamHeads) forget(streamID string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if _, ok := h.heads[streamID]; !ok {
-		h.makeRoom()
-	}
-	h.heads[streamID] = streamHead{pausedUntil: now.Add(guessPauseFor)}
+	delete(h.heads, streamID)
 }
 
 // makeRoom forgets a head when the map is full. The caller holds h.mu.

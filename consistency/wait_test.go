@@ -376,27 +376,40 @@ func TestWait_ManyWaitersManyNames(t *testing.T) {
 func TestWait_Fallback(t *testing.T) {
 	t.Parallel()
 
-	t.Run("PushUnhealthy", func(t *testing.T) {
-		t.Parallel()
-		pr := newFakePositions()
-		pr.set("orders", tok(1))
-		tr := setup(t, &consistency.TrackerConfig{
-			Positions:        pr,
-			Watcher:          &fakeWatcher{},
-			PushHealthy:      func() bool { return false },
-			FallbackInterval: 5 * time.Millisecond,
-			MaxTimeout:       time.Minute,
-			DefaultTimeout:   time.Minute,
-		})
-		res := goWait(context.Background(), tr, tok(5), "orders")
-		awaitParked(t, tr, func() bool { return tr.Waiting("orders") == 1 })
+	// While push is not trusted, the fallback loop's reads move the waits
+	// on, also when the store is slower to answer than the interval (a
+	// busy database and a short interval): each read gets at least
+	// QueryTimeout, not one interval, or every read would run out of time.
+	for _, c := range []struct {
+		name            string
+		delay, interval time.Duration
+	}{
+		{"PushUnhealthy", 0, 5 * time.Millisecond},
+		{"ReadsSlowerThanTheInterval", 20 * time.Millisecond, 2 * time.Millisecond},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			pr := &slowPositions{fakePositions: newFakePositions(), delay: c.delay}
+			pr.set("orders", tok(1))
+			tr := setup(t, &consistency.TrackerConfig{
+				Positions:        pr,
+				Watcher:          &fakeWatcher{},
+				PushHealthy:      func() bool { return false },
+				FallbackInterval: c.interval,
+				QueryTimeout:     time.Minute,
+				MaxTimeout:       time.Minute,
+				DefaultTimeout:   time.Minute,
+			})
+			res := goWait(context.Background(), tr, tok(5), "orders")
+			awaitParked(t, tr, func() bool { return tr.Waiting("orders") == 1 })
 
-		pr.set("orders", tok(5))
-		r := receive(t, res)
-		require.NoError(t, r.err)
-		require.False(t, r.st.Stale, "the fallback loop read the new position")
-		require.Equal(t, tok(5), r.st.Checkpoint)
-	})
+			pr.set("orders", tok(5))
+			r := receive(t, res)
+			require.NoError(t, r.err)
+			require.False(t, r.st.Stale, "the fallback loop read the new position")
+			require.Equal(t, tok(5), r.st.Checkpoint)
+		})
+	}
 
 	t.Run("NoWatcher", func(t *testing.T) {
 		t.Parallel()
@@ -414,31 +427,6 @@ func TestWait_Fallback(t *testing.T) {
 		r := receive(t, res)
 		require.NoError(t, r.err)
 		require.False(t, r.st.Stale)
-	})
-
-	// A store slower to answer than the interval (a busy database and a
-	// short interval) still moves the waits on: each read gets at least
-	// QueryTimeout, not one interval, or every read would run out of time.
-	t.Run("ReadsSlowerThanTheInterval", func(t *testing.T) {
-		t.Parallel()
-		pr := &slowPositions{fakePositions: newFakePositions(), delay: 20 * time.Millisecond}
-		pr.set("orders", tok(1))
-		tr := setup(t, &consistency.TrackerConfig{
-			Positions:        pr,
-			Watcher:          &fakeWatcher{},
-			PushHealthy:      func() bool { return false },
-			FallbackInterval: 2 * time.Millisecond,
-			QueryTimeout:     time.Minute,
-			MaxTimeout:       time.Minute,
-			DefaultTimeout:   time.Minute,
-		})
-		res := goWait(context.Background(), tr, tok(5), "orders")
-		awaitParked(t, tr, func() bool { return tr.Waiting("orders") == 1 })
-
-		pr.set("orders", tok(5))
-		r := receive(t, res)
-		require.NoError(t, r.err)
-		require.False(t, r.st.Stale, "the fallback loop's reads must not run out of time")
 	})
 
 	t.Run("QuietWhilePushHealthy", func(t *testing.T) {

@@ -68,13 +68,6 @@ func New(tb testing.TB, cfg *Config) *DB {
 	if c.ExecMode != 0 {
 		pcfg.ConnConfig.DefaultQueryExecMode = c.ExecMode
 	}
-	// A test's commits need not wait for the server's disk: what they
-	// check is what other sessions see, which is the same either way, and
-	// on a machine whose disk flushes slowly the wait made the suite take
-	// twice as long. Only the shared server is used here; tests that crash
-	// PostgreSQL, where unflushed commits would be lost, run clusters of
-	// their own with synchronous commits.
-	pcfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
 	for k, v := range c.Params {
 		pcfg.ConnConfig.RuntimeParams[k] = v
 	}

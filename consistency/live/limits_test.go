@@ -73,19 +73,8 @@ func TestHub_SnapshotTimeoutCutsABlockedSnapshot(t *testing.T) {
 func TestHub_UpdatesBufferedDuringASnapshotCountAgainstSendBuffer(t *testing.T) {
 	t.Parallel()
 	const buffer = 3
-	called, release := make(chan struct{}, 1), make(chan struct{})
-	t.Cleanup(func() { close(release) })
-	hub, b := setup(t, &live.Config{
-		SendBuffer: buffer,
-		Snapshot: func(ctx context.Context, _ string) (json.RawMessage, events.Token, bool, error) {
-			called <- struct{}{}
-			select {
-			case <-release:
-			case <-ctx.Done():
-			}
-			return json.RawMessage(row(1)), tok(1), true, nil
-		},
-	})
+	snapshot, called := blockedSnapshots(t, 1)
+	hub, b := setup(t, &live.Config{SendBuffer: buffer, Snapshot: snapshot})
 	conn := b.dial(t)
 	send(t, conn, `{"action":"subscribe","entity":"order-1"}`)
 	readType(t, conn, live.TypeSubscribed, "order-1")
@@ -188,19 +177,8 @@ func TestHub_CloseDuringASnapshotCutsOffWithinWriteTimeout(t *testing.T) {
 func TestHub_BufferedUpdatesOfAllPendingSubscriptionsShareSendBuffer(t *testing.T) {
 	t.Parallel()
 	const buffer = 4
-	called, release := make(chan struct{}, 2), make(chan struct{})
-	t.Cleanup(func() { close(release) })
-	hub, b := setup(t, &live.Config{
-		SendBuffer: buffer,
-		Snapshot: func(ctx context.Context, _ string) (json.RawMessage, events.Token, bool, error) {
-			called <- struct{}{}
-			select {
-			case <-release:
-			case <-ctx.Done():
-			}
-			return json.RawMessage(row(1)), tok(1), true, nil
-		},
-	})
+	snapshot, called := blockedSnapshots(t, 2)
+	hub, b := setup(t, &live.Config{SendBuffer: buffer, Snapshot: snapshot})
 	b.dial(t, "order-1", "order-2") // both pending; order-1's snapshot blocks
 	await(t, called, "the first snapshot call")
 
@@ -211,4 +189,21 @@ func TestHub_BufferedUpdatesOfAllPendingSubscriptionsShareSendBuffer(t *testing.
 	require.Zero(t, hub.Stats().Dropped, "%d buffered updates in all fit a SendBuffer of %d", buffer, buffer)
 	hub.Publish("order-2", json.RawMessage(row(3)), tok(3))
 	require.EqualValues(t, 1, hub.Stats().Dropped, "one more, on any of its subscriptions, drops the client")
+}
+
+// blockedSnapshots returns a snapshot function whose calls block until the
+// test ends (or their context does), and the channel each call signals;
+// up to calls signals are buffered.
+func blockedSnapshots(t *testing.T, calls int) (live.SnapshotFunc, <-chan struct{}) {
+	t.Helper()
+	called, release := make(chan struct{}, calls), make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	return func(ctx context.Context, _ string) (json.RawMessage, events.Token, bool, error) {
+		called <- struct{}{}
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return json.RawMessage(row(1)), tok(1), true, nil
+	}, called
 }

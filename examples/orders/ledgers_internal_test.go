@@ -2,14 +2,12 @@ package orders
 
 import (
 	"context"
-	"log/slog"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/events"
-	"github.com/converge-es/converge/events/memstore"
 )
 
 // TestLedgerCheckFindsMoneyAndStockOff: the demo's ledger check passes on
@@ -18,15 +16,8 @@ import (
 func TestLedgerCheckFindsMoneyAndStockOff(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	store, err := memstore.New(&memstore.Config{Registry: NewRegistry()})
-	require.NoError(t, err)
-	defer store.Close()
-	app, err := NewApp(store, &Config{Logger: slog.New(slog.DiscardHandler)})
-	require.NoError(t, err)
-	require.NoError(t, app.Start(ctx))
-	defer func() { require.NoError(t, app.Stop(ctx)) }()
-	_, err = app.Restock(ctx, "tea", 5)
-	require.NoError(t, err)
+	store, app := startTeaShop(t)
+	var err error
 	for _, o := range []PlaceOrder{
 		{OrderID: "o-1", CustomerID: "ada", SKU: "tea", Qty: 1, Card: CardOK},
 		{OrderID: "o-2", CustomerID: "bob", SKU: "tea", Qty: 2, Card: CardDeclined},

@@ -18,15 +18,8 @@ import (
 func TestRebuildComparisonFindsDifferences(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	store, err := memstore.New(&memstore.Config{Registry: NewRegistry()})
-	require.NoError(t, err)
-	defer store.Close()
-	app, err := NewApp(store, &Config{Logger: slog.New(slog.DiscardHandler)})
-	require.NoError(t, err)
-	require.NoError(t, app.Start(ctx))
-	defer func() { require.NoError(t, app.Stop(ctx)) }()
-	_, err = app.Restock(ctx, "tea", 5)
-	require.NoError(t, err)
+	store, app := startTeaShop(t)
+	var err error
 	_, err = app.Place(ctx, PlaceOrder{OrderID: "o-1", CustomerID: "ada", SKU: "tea", Qty: 1, Card: CardOK})
 	require.NoError(t, err)
 	_, err = app.Await(ctx, "o-1")
@@ -47,4 +40,21 @@ func TestRebuildComparisonFindsDifferences(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, diffs, 1)
 	require.Contains(t, diffs[0], "customer_spending.customers[ada]")
+}
+
+// startTeaShop starts the app on a memory store with five units of tea in
+// stock; both stop when the test ends.
+func startTeaShop(t *testing.T) (*memstore.Store, *App) {
+	t.Helper()
+	ctx := context.Background()
+	store, err := memstore.New(&memstore.Config{Registry: NewRegistry()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = store.Close() })
+	app, err := NewApp(store, &Config{Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	require.NoError(t, app.Start(ctx))
+	t.Cleanup(func() { require.NoError(t, app.Stop(ctx)) })
+	_, err = app.Restock(ctx, "tea", 5)
+	require.NoError(t, err)
+	return store, app
 }

@@ -143,6 +143,14 @@ func NewClient(store Store, cfg *Config) (*Client, error) {
 		// as a halted read model does. Parked steps do not hold it back.
 		targets = append(targets, lag.Target{Name: c.SagaProcessor, SLA: SagaLagSLA, Class: "saga", Checkpoints: cl.sagaProc.CheckpointNames()})
 	}
+	if cl.commands != nil {
+		// A command handler retries a failing command until it succeeds,
+		// and its consumer delivers nothing else meanwhile: the sagas
+		// waiting on its results stall without failing. Only lag shows it.
+		for _, con := range cl.commands.Consumers() {
+			targets = append(targets, lag.Target{Name: con.Name, SLA: CommandLagSLA, Class: "command", Checkpoints: con.Checkpoints})
+		}
+	}
 	if len(targets) > 0 {
 		cl.monitor, err = lag.NewMonitor(store, &lag.Config{
 			Projections: targets, DefaultSLA: c.LagSLA, Interval: c.LagInterval,
@@ -360,9 +368,10 @@ func (cl *Client) SagaProcessor() *feed.Processor { return cl.sagaProc }
 // commands nor sagas.
 func (cl *Client) Commands() *command.Processor { return cl.commands }
 
-// Lag returns the lag monitor, or nil when there are neither projections
-// nor sagas. It watches every projection and the saga processor (under
-// Config.SagaProcessor, with SagaLagSLA).
+// Lag returns the lag monitor, or nil when there are no projections,
+// sagas or command handlers. It watches every projection, the saga
+// processor (under Config.SagaProcessor, with SagaLagSLA) and each command
+// handler's consumer (under "command.<handler name>", with CommandLagSLA).
 func (cl *Client) Lag() *lag.Monitor { return cl.monitor }
 
 // Router returns the Watermill router the sagas and command handlers run

@@ -32,8 +32,7 @@ func TestSagasWithTheirCommandsHandledElsewhere(t *testing.T) {
 		cfg.Commands = nil
 		sagas, err := converge.NewClient(store, cfg)
 		require.NoError(t, err)
-		require.NoError(t, sagas.Start(ctx))
-		t.Cleanup(func() { _ = sagas.Stop(context.Background()) })
+		start(t, sagas)
 
 		_, err = sagas.Appender().Append(ctx, "order-7", events.NoStream, events.Event{Data: OrderPlaced{OrderID: "7", Cents: 700}})
 		require.NoError(t, err)
@@ -49,8 +48,7 @@ func TestSagasWithTheirCommandsHandledElsewhere(t *testing.T) {
 
 		elsewhere, err := converge.NewClient(store, &converge.Config{Commands: handlers, Logger: slog.New(slog.DiscardHandler)})
 		require.NoError(t, err)
-		require.NoError(t, elsewhere.Start(ctx))
-		t.Cleanup(func() { _ = elsewhere.Stop(context.Background()) })
+		start(t, elsewhere)
 		require.EventuallyWithT(t, func(c *assert.CollectT) {
 			tl, err := sagas.Sagas().Show(ctx, "checkout", "7")
 			require.NoError(c, err)
@@ -82,8 +80,7 @@ func TestSagasWithSomeCommandHandlersSendOnlyThose(t *testing.T) {
 	cfg.Commands = []cqrs.CommandHandler{refund} // the charge handler is not here
 	client, err = converge.NewClient(store, cfg)
 	require.NoError(t, err)
-	require.NoError(t, client.Start(ctx))
-	t.Cleanup(func() { _ = client.Stop(context.Background()) })
+	start(t, client)
 
 	_, err = client.Appender().Append(ctx, "order-8", events.NoStream, events.Event{Data: OrderPlaced{OrderID: "8", Cents: 800}})
 	require.NoError(t, err)

@@ -64,6 +64,13 @@ func newShop(t *testing.T, store converge.Store) *converge.Client {
 	return client
 }
 
+// start starts client and stops it when the test ends.
+func start(t *testing.T, client *converge.Client) {
+	t.Helper()
+	require.NoError(t, client.Start(context.Background()))
+	t.Cleanup(func() { _ = client.Stop(context.Background()) })
+}
+
 // placeAndAwait places n orders through client and waits until the saga
 // processor has consumed everything they caused, then checks every order
 // completed and reads as paid.

@@ -41,6 +41,10 @@ const (
 	// take their commands' round trips, so it is held to the analytics
 	// bound, not the user-facing one; a halted partition breaches it.
 	SagaLagSLA = lag.AnalyticsSLA
+	// CommandLagSLA is the lag monitor's SLA for each command handler's
+	// consumer: a command it cannot handle is retried and holds back the
+	// ones behind it, and this bound says when that is a breach.
+	CommandLagSLA = lag.AnalyticsSLA
 )
 
 // Config configures a Client. Every field is optional; an empty Config

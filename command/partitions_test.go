@@ -78,6 +78,22 @@ func TestPartitionedHandlers(t *testing.T) {
 		}
 	}, 30*time.Second, 5*time.Millisecond)
 	require.GreaterOrEqual(t, most.Load(), int32(2), "partitions delivered concurrently")
+	// Consumers names the checkpoints the partitions keep: each one
+	// passes the last command (a lag monitor watching them sees the
+	// handler caught up).
+	head, err := store.Head(ctx)
+	require.NoError(t, err)
+	cons := p.Consumers()
+	require.Len(t, cons, 1)
+	require.Equal(t, "deposit", cons[0].Handler)
+	require.Len(t, cons[0].Checkpoints, 4)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		for _, name := range cons[0].Checkpoints {
+			pos, err := store.Checkpoints().Position(ctx, name)
+			require.NoError(c, err)
+			assert.False(c, pos.Before(head), "%s stands at %s, before %s", name, pos, head)
+		}
+	}, 30*time.Second, 5*time.Millisecond)
 	mu.Lock()
 	defer mu.Unlock()
 	for a := range accounts {

@@ -3,6 +3,7 @@ package command
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -58,8 +59,21 @@ type Processor struct {
 	cfg ProcessorConfig
 	cp  *cqrs.CommandProcessor
 
-	mu      sync.RWMutex
-	handled map[string]bool
+	mu        sync.RWMutex
+	handled   map[string]bool
+	consumers []Consumer
+}
+
+// Consumer is one handler's feed consumer, as a lag monitor watches it.
+type Consumer struct {
+	// Handler is the handler's HandlerName.
+	Handler string
+	// Name is the consumer's name: "<prefix>.<handler>".
+	Name string
+	// Checkpoints are the names it checkpoints under (feed.CheckpointName
+	// of Name and its command type's category), one per partition with
+	// Partitions above 1. It is as far as the slowest.
+	Checkpoints []string
 }
 
 // NewProcessor returns a Processor adding handlers to cfg.Router. It
@@ -127,9 +141,28 @@ func (p *Processor) AddHandlers(handlers ...cqrs.CommandHandler) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, h := range handlers {
-		p.handled[m.Name(h.NewCommand())] = true
+		typ := m.Name(h.NewCommand())
+		p.handled[typ] = true
+		name := p.cfg.ConsumerPrefix + "." + h.HandlerName()
+		cp := []string{feed.CheckpointName(name, Category(typ))}
+		if n := p.cfg.Partitions; n > 1 {
+			cp = cp[:0]
+			for i := range n {
+				cp = append(cp, feed.CheckpointName(feed.PartitionName(name, i, n), Category(typ)))
+			}
+		}
+		p.consumers = append(p.consumers, Consumer{Handler: h.HandlerName(), Name: name, Checkpoints: cp})
 	}
 	return nil
+}
+
+// Consumers returns the feed consumers of the handlers added so far, in
+// the order they were added. A handler whose commands keep failing stops
+// its consumer, and only a lag monitor watching these sees it.
+func (p *Processor) Consumers() []Consumer {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return slices.Clone(p.consumers)
 }
 
 // Handles reports whether a handler for the stored command type was added.

@@ -73,8 +73,9 @@ func newServeCmd() *cobra.Command {
   /metrics        Prometheus metrics: the read models' lag (converge_projection_*),
                   the saga engine's (converge_saga_*) and Go's
   /lag            the last lag reports as a JSON array
-  /healthz        200 while the last lag pass succeeded and no projection
-                  breaches its SLA, 503 otherwise
+  /healthz        200 while the last lag pass succeeded and no projection,
+                  saga partition or command handler breaches its SLA, 503
+                  otherwise
 
 Orders go through the fulfilment saga (credit check, stock, payment,
 confirmation); every product starts with plenty of stock. It runs in memory
@@ -285,7 +286,7 @@ func opsMux(reg *prometheus.Registry, mon *lag.Monitor, app http.Handler) http.H
 		}
 		for _, r := range mon.Reports() {
 			if r.Breached {
-				http.Error(w, fmt.Sprintf("projection %s breaches its SLA (%s)", r.Name, r.Reason), http.StatusServiceUnavailable)
+				http.Error(w, fmt.Sprintf("%s %s breaches its SLA (%s)", consumerKind(r.Class), r.Name, r.Reason), http.StatusServiceUnavailable)
 				return
 			}
 		}
@@ -293,6 +294,17 @@ func opsMux(reg *prometheus.Registry, mon *lag.Monitor, app http.Handler) http.H
 	})
 	mux.Handle("/", app)
 	return mux
+}
+
+// consumerKind names what a lag report's class is about, for /healthz.
+func consumerKind(class string) string {
+	switch class {
+	case "saga":
+		return "saga processor"
+	case "command":
+		return "command handler"
+	}
+	return "projection"
 }
 
 func nonNil(rs []lag.Report) []lag.Report {

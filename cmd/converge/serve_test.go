@@ -308,7 +308,8 @@ func healthz(t *testing.T, h http.Handler, mon *lag.Monitor) (int, string) {
 }
 
 // TestServeHealthz: serve's /healthz is 200 while the last lag pass
-// succeeded and no projection breaches its SLA, 503 otherwise.
+// succeeded and no projection, saga processor or command handler breaches
+// its SLA, 503 otherwise, saying which.
 func TestServeHealthz(t *testing.T) {
 	t.Parallel()
 	store, err := memstore.New(nil)
@@ -317,9 +318,13 @@ func TestServeHealthz(t *testing.T) {
 	_, err = store.Append(t.Context(), "s-1", events.AnyVersion, events.Event{Data: events.Raw{Type: "ticked", Payload: []byte(`{}`)}})
 	require.NoError(t, err)
 
-	mux := func(t *testing.T, insp feed.Inspector, sla time.Duration) (http.Handler, *lag.Monitor) {
+	mux := func(t *testing.T, insp feed.Inspector, sla time.Duration, class ...string) (http.Handler, *lag.Monitor) {
 		t.Helper()
-		mon, err := lag.NewMonitor(insp, &lag.Config{Projections: []lag.Target{{Name: "p", SLA: sla}}, Logger: slog.New(slog.DiscardHandler)})
+		tg := lag.Target{Name: "p", SLA: sla}
+		if len(class) > 0 {
+			tg.Class = class[0]
+		}
+		mon, err := lag.NewMonitor(insp, &lag.Config{Projections: []lag.Target{tg}, Logger: slog.New(slog.DiscardHandler)})
 		require.NoError(t, err)
 		return opsMux(prometheus.NewRegistry(), mon, http.NotFoundHandler()), mon
 	}
@@ -352,6 +357,15 @@ func TestServeHealthz(t *testing.T) {
 		code, body := healthz(t, h, mon)
 		require.Equal(t, http.StatusServiceUnavailable, code)
 		require.Contains(t, body, "projection p breaches its SLA")
+	})
+	t.Run("breach of a saga processor or a command handler", func(t *testing.T) {
+		t.Parallel()
+		for class, says := range map[string]string{"saga": "saga processor p", "command": "command handler p"} {
+			h, mon := mux(t, store, time.Nanosecond, class)
+			code, body := healthz(t, h, mon)
+			require.Equal(t, http.StatusServiceUnavailable, code)
+			require.Contains(t, body, says+" breaches its SLA")
+		}
 	})
 }
 

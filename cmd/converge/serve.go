@@ -38,11 +38,12 @@ type serveCmd struct {
 	interval time.Duration
 	demoLoad float64
 	origins  []string
+	hosts    []string
 }
 
 func (c *serveCmd) validate() error {
-	if _, _, err := net.SplitHostPort(c.listen); err != nil {
-		return fmt.Errorf("--listen %q: want host:port, e.g. 127.0.0.1:9090: %w", c.listen, err)
+	if _, err := newHostGuard(c.listen, c.hosts); err != nil {
+		return err
 	}
 	switch {
 	case c.sla <= 0:
@@ -84,7 +85,12 @@ unless --postgres or --database-url is given; then it runs on PostgreSQL in
 projection declares; --sla applies to read models that declare none.
 
 It binds 127.0.0.1 unless told otherwise, prints "listening on ADDR" once it
-accepts connections, and stops gracefully on SIGINT or SIGTERM.`,
+accepts connections, and stops gracefully on SIGINT or SIGTERM.
+
+On a loopback address it answers only requests for localhost, 127.0.0.1
+or [::1] (403 otherwise), so a web page whose name an attacker points at
+127.0.0.1 (DNS rebinding) cannot use it; --allow-host adds names. On any
+other address every name is served unless --allow-host lists them.`,
 		Example: `  converge serve                        # in memory; open http://127.0.0.1:9090/
   converge serve --demo-load 5          # with 5 simulated orders a second
   converge serve --database-url postgres://postgres@127.0.0.1:5432/app`,
@@ -113,6 +119,7 @@ accepts connections, and stops gracefully on SIGINT or SIGTERM.`,
 	f.DurationVar(&c.interval, "interval", lag.DefaultInterval, "how often lag is sampled")
 	f.Float64Var(&c.demoLoad, "demo-load", 0, "place this many simulated orders a second (0: none)")
 	f.StringArrayVar(&c.origins, "allow-origin", nil, `origin allowed to call the API from another site, such as https://shop.example ("*" for any); repeatable`)
+	f.StringArrayVar(&c.hosts, "allow-host", nil, `host name the server answers to besides localhost, 127.0.0.1 and [::1], such as shop.internal ("*" for any); repeatable`)
 	return cmd
 }
 
@@ -189,7 +196,11 @@ func (c *serveCmd) run(ctx context.Context, out, errOut io.Writer) error {
 		}
 	}()
 
-	hs := &http.Server{Handler: opsMux(reg, mon, srv.Handler()), ReadHeaderTimeout: 5 * time.Second}
+	guard, err := newHostGuard(c.listen, c.hosts)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: guard.wrap(opsMux(reg, mon, srv.Handler())), ReadHeaderTimeout: 5 * time.Second}
 	fmt.Fprintf(out, "listening on %s\n", ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()

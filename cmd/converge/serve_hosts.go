@@ -1,0 +1,100 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+)
+
+// hostGuard answers only requests whose Host header names this server.
+//
+// A server on a loopback address is out of other machines' reach, but not
+// out of a browser's: a page on evil.example can have its name resolve to
+// 127.0.0.1 (DNS rebinding), and the browser then sends that page's
+// requests, reads included, to the local server as same-origin. Those
+// requests still carry Host: evil.example, so refusing unknown names stops
+// them. Loopback names (localhost, *.localhost, 127.0.0.0/8, ::1) are
+// always served: a browser resolves them itself.
+type hostGuard struct {
+	names map[string]bool
+}
+
+// newHostGuard returns the guard for a server listening on listen with
+// --allow-host values allowed, or nil when every host is served: allowed
+// holds "*", or the server listens beyond loopback and allowed is empty
+// (the names it is reached by are not known then).
+func newHostGuard(listen string, allowed []string) (*hostGuard, error) {
+	g := &hostGuard{names: map[string]bool{}}
+	for _, h := range allowed {
+		if h == "*" {
+			return nil, nil
+		}
+		name, ok := hostName(h)
+		_, _, withPort := net.SplitHostPort(h)
+		bare := strings.HasPrefix(h, "[") || !strings.Contains(h, ":")
+		if !ok || withPort == nil || !bare {
+			return nil, fmt.Errorf("--allow-host %q: want a host name or address such as shop.internal or 10.0.0.5, without scheme, port or path", h)
+		}
+		g.names[name] = true
+	}
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return nil, fmt.Errorf("--listen %q: want host:port, e.g. 127.0.0.1:9090: %w", listen, err)
+	}
+	if len(g.names) == 0 && !isLoopback(host) {
+		return nil, nil
+	}
+	return g, nil
+}
+
+// allows reports whether a request with this Host header is served.
+func (g *hostGuard) allows(host string) bool {
+	name, ok := hostName(host)
+	if !ok {
+		return false
+	}
+	return isLoopback(name) || g.names[name]
+}
+
+// wrap refuses requests for other hosts with 403 before next sees them.
+func (g *hostGuard) wrap(next http.Handler) http.Handler {
+	if g == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !g.allows(r.Host) {
+			http.Error(w, fmt.Sprintf("serve: this server does not answer to host %q (it answers to localhost, 127.0.0.1, [::1] and the names given by --allow-host); start it with --allow-host NAME to serve it under that name", r.Host), http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// hostName returns a Host header's name without its port, lower-cased and
+// without a trailing dot, and an IPv6 literal without its brackets; false
+// when nothing is left.
+func hostName(host string) (string, bool) {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	} else if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
+		host = host[1 : len(host)-1]
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if host == "" || strings.ContainsAny(host, "[]/@ ") {
+		return "", false
+	}
+	return host, true
+}
+
+// isLoopback reports whether name is a loopback address or a name every
+// resolver must send to loopback (RFC 6761: localhost and its subdomains).
+func isLoopback(name string) bool {
+	name = strings.TrimSuffix(strings.ToLower(name), ".")
+	if name == "localhost" || strings.HasSuffix(name, ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(strings.Trim(name, "[]"))
+	return err == nil && ip.Unmap().IsLoopback()
+}

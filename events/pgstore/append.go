@@ -45,6 +45,9 @@ type execer interface {
 //   - anything else (a conflict, bad input, ErrDuplicateEvent): nothing
 //     was written by this call.
 //
+// An append that AppendHooks want (a strong projection's) runs in a unit of
+// its own, to commit with the hooks' writes, and keeps these promises too.
+//
 // Appending events that are already stored, with the same ids, stream,
 // positions and content, is idempotent whatever expected version the retry
 // states, as long as it describes where they landed (AnyVersion, or the
@@ -56,13 +59,28 @@ func (s *Store) Append(ctx context.Context, streamID string, expected events.Exp
 		return events.AppendResult{}, events.ErrClosed
 	}
 	if s.hooks.Wanted(s.cfg.Registry, evs) {
-		return s.appendInOwnUnit(ctx, streamID, expected, evs)
+		// The same promises through a unit of its own: fixed ids, the same
+		// retries, an unconfirmed commit reported as such.
+		evs = events.AssignIDs(evs)
+		ids := make([]string, len(evs))
+		for i, ev := range evs {
+			ids[i] = ev.ID
+		}
+		return s.appendRetrying(ctx, streamID, ids, func(ctx context.Context) (events.AppendResult, error) {
+			return s.appendInOwnUnit(ctx, streamID, expected, ids, evs)
+		})
 	}
 	recs, err := events.Prepare(s.cfg.Registry, s.cfg.Limits, streamID, expected, evs)
 	if err != nil {
 		return events.AppendResult{}, err
 	}
-	res, err := s.appendRetrying(ctx, streamID, expected, recs)
+	ids := make([]string, len(recs))
+	for i, r := range recs {
+		ids[i] = r.ID
+	}
+	res, err := s.appendRetrying(ctx, streamID, ids, func(ctx context.Context) (events.AppendResult, error) {
+		return s.appendOnce(ctx, streamID, expected, recs)
+	})
 	if err != nil {
 		return events.AppendResult{}, err
 	}

@@ -27,7 +27,8 @@ type faultBundle struct {
 	proxy  *faultproxy.Proxy
 }
 
-func setupFaults(t *testing.T, retry pgstore.AppendRetry) faultBundle {
+// setupFaults builds the bundle; mods change the proxied pool's config.
+func setupFaults(t *testing.T, retry pgstore.AppendRetry, mods ...func(*pgxpool.Config)) faultBundle {
 	t.Helper()
 	db := pgtest.New(t, nil)
 	pcfg, err := pgxpool.ParseConfig(db.URL)
@@ -38,6 +39,9 @@ func setupFaults(t *testing.T, retry pgstore.AppendRetry) faultBundle {
 	pcfg.ConnConfig.TLSConfig, pcfg.ConnConfig.Fallbacks = nil, nil
 	pcfg.ConnConfig.RuntimeParams["search_path"] = db.Schema
 	pcfg.MaxConns = 3
+	for _, m := range mods {
+		m(pcfg)
+	}
 	pool, err := pgxpool.NewWithConfig(t.Context(), pcfg)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)

@@ -61,17 +61,18 @@ func (r AppendRetry) validate() error {
 	return nil
 }
 
-// appendRetrying runs appendOnce until it gives an answer, retrying
-// transient failures within s.cfg.AppendRetry. Once an attempt's outcome
-// is unknown, only an answer resolves it: a later failure that is again
-// only unavailability is reported as the unknown outcome.
-func (s *Store) appendRetrying(ctx context.Context, streamID string, expected events.ExpectedVersion, recs []events.Record) (events.AppendResult, error) {
+// appendRetrying runs once until it gives an answer, retrying transient
+// failures within s.cfg.AppendRetry. Once an attempt's outcome is unknown,
+// only an answer resolves it: a later failure that is again only
+// unavailability is reported as the unknown outcome. ids are the events'
+// ids, the same in every attempt.
+func (s *Store) appendRetrying(ctx context.Context, streamID string, ids []string, once func(context.Context) (events.AppendResult, error)) (events.AppendResult, error) {
 	pol := s.cfg.AppendRetry
 	start := time.Now()
 	delay := pol.InitialBackoff
 	unknown := false
 	for attempt := 1; ; attempt++ {
-		res, err := s.appendOnce(ctx, streamID, expected, recs)
+		res, err := once(ctx)
 		if err == nil {
 			if unknown {
 				// Found stored after an attempt of this call went
@@ -81,19 +82,22 @@ func (s *Store) appendRetrying(ctx context.Context, streamID string, expected ev
 			}
 			return res, nil
 		}
+		if errors.Is(err, events.ErrUnavailable) {
+			s.heads.forgetAll() // see streamHeads: the server may have restarted
+		}
 		if errors.Is(err, events.ErrOutcomeUnknown) {
 			unknown = true
 		}
 		transient := errors.Is(err, events.ErrUnavailable) || errors.Is(err, events.ErrOutcomeUnknown)
 		if !transient || ctx.Err() != nil || attempt >= pol.MaxAttempts || time.Since(start)+delay > pol.MaxElapsed {
-			return events.AppendResult{}, s.gaveUp(streamID, recs, unknown, err, attempt)
+			return events.AppendResult{}, s.gaveUp(streamID, ids, unknown, err, attempt)
 		}
 		s.cfg.Logger.Debug("pgstore: append failed, retrying", "stream", streamID, "attempt", attempt, "err", err)
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return events.AppendResult{}, s.gaveUp(streamID, recs, unknown, fmt.Errorf("%w (while waiting to retry: %w)", context.Cause(ctx), err), attempt)
+			return events.AppendResult{}, s.gaveUp(streamID, ids, unknown, fmt.Errorf("%w (while waiting to retry: %w)", context.Cause(ctx), err), attempt)
 		case <-t.C:
 		}
 		delay = min(delay*2, pol.MaxBackoff)
@@ -101,7 +105,7 @@ func (s *Store) appendRetrying(ctx context.Context, streamID string, expected ev
 }
 
 // gaveUp is the error Append returns after its last attempt.
-func (s *Store) gaveUp(streamID string, recs []events.Record, unknown bool, err error, attempts int) error {
+func (s *Store) gaveUp(streamID string, ids []string, unknown bool, err error, attempts int) error {
 	if attempts > 1 {
 		err = fmt.Errorf("after %d attempts: %w", attempts, err)
 	}
@@ -110,10 +114,6 @@ func (s *Store) gaveUp(streamID string, recs []events.Record, unknown bool, err 
 		return err // a later attempt settled it: e.g. a conflict means the events are not stored
 	}
 	if unknown && !errors.Is(err, events.ErrOutcomeUnknown) {
-		ids := make([]string, len(recs))
-		for i, r := range recs {
-			ids[i] = r.ID
-		}
 		return &events.OutcomeUnknownError{StreamID: streamID, EventIDs: ids, Err: err}
 	}
 	if attempts > 1 {

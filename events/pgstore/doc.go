@@ -187,6 +187,13 @@
 // n, NoStream on a stream known to exist) goes the usual way, which
 // reports the conflict with the stream's true version.
 //
+// "Never ahead" assumes PostgreSQL keeps what it committed. One that can
+// lose committed transactions (synchronous_commit off and a crash, a
+// promoted asynchronous standby) loses events whatever the store does, and
+// a head remembered past what survived would then leave a version gap. So
+// a store forgets every head when it loses the server: when its LISTEN
+// connection fails, or an append finds the database unavailable.
+//
 // Measured on a throw-away cluster with fsync off, so that both sides were
 // CPU-bound as the section above describes (`converge bench --scenario
 // append --writers 8`, the builds before and after taking turns, six

@@ -2,6 +2,10 @@ package pgstore
 
 import (
 	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
@@ -15,9 +19,11 @@ var _ feed.HookedSource = (*Store)(nil)
 // through.
 func (s *Store) AddAppendHook(h feed.AppendHook) (remove func()) { return s.hooks.Add(h) }
 
-// appendInOwnUnit runs an append that hooks want in a unit that commits at
-// once.
-func (s *Store) appendInOwnUnit(ctx context.Context, streamID string, expected events.ExpectedVersion, evs []events.Event) (events.AppendResult, error) {
+// appendInOwnUnit is one attempt of an append that hooks want, in a unit
+// that commits at once. A COMMIT sent without a reply may have committed:
+// it is reported as an unknown outcome (with the events' ids), which
+// Append's retries resolve by finding the events stored.
+func (s *Store) appendInOwnUnit(ctx context.Context, streamID string, expected events.ExpectedVersion, ids []string, evs []events.Event) (events.AppendResult, error) {
 	u := s.newUnit()
 	res, err := u.Append(ctx, streamID, expected, evs...)
 	if err != nil {
@@ -25,7 +31,14 @@ func (s *Store) appendInOwnUnit(ctx context.Context, streamID string, expected e
 		return events.AppendResult{}, err
 	}
 	if err := u.Commit(ctx); err != nil {
-		return events.AppendResult{}, err
+		// Not sentUnanswered: pgx may call a batch's COMMIT "safe to
+		// retry" (conn closed) when the connection broke after sending it.
+		// Without the server's answer, the commit may have happened.
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) && (isUnavailable(err) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+			return events.AppendResult{}, &events.OutcomeUnknownError{StreamID: streamID, EventIDs: ids, Err: fmt.Errorf("pgstore: %w", classify(err))}
+		}
+		return events.AppendResult{}, classify(err)
 	}
 	return res, nil
 }

@@ -41,6 +41,9 @@ func (s *Store) listen(ctx context.Context) {
 			return pgx.ConnectConfig(ctx, cc)
 		},
 		LogError: func(ctx context.Context, err error) {
+			// The server may have restarted or failed over: before anyone
+			// sees push unhealthy, stop trusting remembered heads.
+			s.heads.forgetAll()
 			s.healthy.set(false)
 			if ctx.Err() == nil {
 				s.listenLog.failed(err)

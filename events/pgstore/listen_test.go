@@ -163,6 +163,10 @@ func TestListenConnectionKilledRecovers(t *testing.T) {
 	ctx := context.Background()
 	a := setup(t, nil, 6)
 	awaitHealthy(t, a.store, true)
+	_, err := a.store.Append(ctx, "remembered-1", events.NoStream, raw(1))
+	require.NoError(t, err)
+	_, _, ok := pgstore.RememberedHead(a.store, "remembered-1")
+	require.True(t, ok)
 
 	// Kill the listen connection, as a failover or an operator would.
 	var killed int
@@ -171,6 +175,8 @@ func TestListenConnectionKilledRecovers(t *testing.T) {
 		"converge-listen-"+a.db.Schema).Scan(&killed))
 	require.Equal(t, 1, killed)
 	awaitHealthy(t, a.store, false)
+	_, _, ok = pgstore.RememberedHead(a.store, "remembered-1")
+	require.False(t, ok, "a store that lost the server forgets the heads it remembered")
 	awaitHealthy(t, a.store, true)
 
 	// After the reconnect, notifications from others arrive again.

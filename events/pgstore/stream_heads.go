@@ -24,6 +24,15 @@ const streamHeadsMax = 8192
 // stream's newest event is the remembered one: versions stay gap-free and
 // the raise uses the true predecessor's final sort_key.
 //
+// That "never ahead" rests on PostgreSQL keeping what it committed. A
+// server that can lose committed transactions (synchronous_commit off and
+// a crash, or a promoted asynchronous standby) breaks it: a remembered
+// head past what survived would be guessed and leave a version gap. So the
+// store forgets every head whenever it loses the server: its listen
+// connection fails, or an append finds the database unavailable. (Such a
+// server loses events whatever the store does; this keeps the versions
+// the store writes afterwards gap-free.)
+//
 // A wrong guess forgets the head and marks the stream contended (see
 // hotStreams), and a contended stream is never guessed: a stream another
 // process writes costs one failed statement per contended spell, not one
@@ -67,6 +76,15 @@ func (h *streamHeads) forget(streamID string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	delete(h.heads, streamID)
+}
+
+// forgetAll drops every head: the store lost the server (a restart or a
+// failover), after which what it remembers may be more than the server
+// kept.
+func (h *streamHeads) forgetAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	clear(h.heads)
 }
 
 // makeRoom forgets a head when the map is full. The caller holds h.mu.

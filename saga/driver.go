@@ -63,6 +63,34 @@ func (e *Engine) RunParked(ctx context.Context) (int, error) {
 	return n, err
 }
 
+// NextRetry returns when the earliest parked step waiting out a retry
+// delay (a handler's error or RetryAfter) may run again, and false when
+// none waits. A time already passed means RunParked runs it now. Tests on
+// a virtual clock move the clock there, as to NextTimer's time.
+func (e *Engine) NextRetry(ctx context.Context) (time.Time, bool, error) {
+	var next time.Time
+	after := ""
+	for {
+		page, err := e.cfg.Store.Rows().List(ctx, rowNamespace, tableParked, feed.RowQuery{After: after, Limit: 500})
+		if err != nil {
+			return time.Time{}, false, fmt.Errorf("saga: list parked instances: %w", err)
+		}
+		for _, row := range page {
+			after = row.Key
+			var ix parkIndex
+			if json.Unmarshal(row.Value, &ix) != nil || ix.RetryAt.IsZero() {
+				continue // RunParked logs what does not decode
+			}
+			if _, ok := e.sagas[ix.Saga]; ok && (next.IsZero() || ix.RetryAt.Before(next)) {
+				next = ix.RetryAt
+			}
+		}
+		if len(page) < 500 {
+			return next, !next.IsZero(), nil
+		}
+	}
+}
+
 func (e *Engine) runParked(ctx context.Context, watch bool) (int, time.Time, error) {
 	var next time.Time
 	// Operators' requests first: a retried step then runs in this pass.

@@ -36,8 +36,9 @@
 //     while, so gated steps park and resume.
 //
 // After every action, and once more when everything has settled (all
-// delivered, models caught up, parked steps run, timers within
-// SimConfig.Horizon fired), it checks the invariants you give it. A failing
+// delivered, models caught up, parked steps run, timers and retries of
+// failed steps within SimConfig.Horizon fired), it checks the invariants
+// you give it. A failing
 // seed is reported with the actions that led to it and the command that
 // replays it: the -seed test flag (SeedFlag) runs that seed alone.
 //

@@ -278,15 +278,16 @@ func (f *Fixture) ReleaseModel(name string) {
 }
 
 // Advance moves the virtual clock forward by d, jumping to each timer's due
-// time in turn, so each fires (and its handler runs) at the time it was
-// due, then settles at the end.
+// time and each failed step's retry time in turn, so each fires or runs
+// again (and its handler runs) at the time it was due, then settles at the
+// end.
 func (f *Fixture) Advance(d time.Duration) *Fixture {
 	f.t.Helper()
 	end := f.clock.Now().Add(d)
 	f.sent = nil
 	var sent []Command
 	for {
-		due, ok, err := f.engine.NextTimer(f.ctx)
+		due, ok, err := nextDue(f.ctx, f.engine)
 		require.NoError(f.t, err)
 		if !ok || due.After(end) {
 			break
@@ -302,6 +303,29 @@ func (f *Fixture) Advance(d time.Duration) *Fixture {
 	require.NoError(f.t, f.Settle())
 	f.sent = append(sent, f.sent...)
 	return f
+}
+
+// nextDue is the earlier of the engine's next timer and its next retry of
+// a parked step: where a virtual clock jumps next.
+func nextDue(ctx context.Context, e *saga.Engine) (time.Time, bool, error) {
+	timer, tok, err := e.NextTimer(ctx)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	retry, rok, err := e.NextRetry(ctx)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	switch {
+	case tok && rok:
+		if retry.Before(timer) {
+			return retry, true, nil
+		}
+		return timer, true, nil
+	case rok:
+		return retry, true, nil
+	}
+	return timer, tok, nil
 }
 
 // Command is a command a saga sent.

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -113,6 +115,8 @@ func (c *SimConfig) validate() error {
 		return errors.New("sagatest: SimConfig.Sagas is nil: return the definitions under test")
 	case len(c.Events) == 0:
 		return errors.New("sagatest: SimConfig.Events is empty: give the events that start the scenario")
+	case c.FirstSeed > math.MaxInt64-uint64(max(c.Seeds, 1)-1):
+		return fmt.Errorf("sagatest: SimConfig.FirstSeed %d with %d seeds runs past %d, the largest seed -seed can replay: start lower", c.FirstSeed, c.Seeds, int64(math.MaxInt64))
 	}
 	return nil
 }
@@ -126,7 +130,8 @@ type SimView struct {
 	Seed uint64
 	// Final is true once, after everything has settled: every message
 	// delivered, every read model caught up, every parked step run and
-	// every timer within SimConfig.Horizon fired.
+	// every timer and retry of a failed step within SimConfig.Horizon
+	// fired.
 	Final  bool
 	Store  saga.Store
 	Engine *saga.Engine
@@ -182,18 +187,34 @@ func Simulate(t *testing.T, cfg *SimConfig) {
 	for _, seed := range seeds {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			if err := SimulateSeed(t.Context(), &c, seed); err != nil {
-				t.Fatalf("%v\nreplay: go test -run '%s' -seed %d", err, t.Name(), seed)
+				t.Fatalf("%v\nreplay: %s", err, replayCommand(t.Name(), seed))
 			}
 		})
 	}
+}
+
+// replayCommand is the go test command that runs only the named seed's
+// subtest: go test -run takes a regular expression per element of a test's
+// name, so each element is matched literally and whole, and the pattern is
+// quoted for a POSIX shell.
+func replayCommand(name string, seed uint64) string {
+	parts := strings.Split(name, "/")
+	for i, p := range parts {
+		parts[i] = "^" + regexp.QuoteMeta(p) + "$"
+	}
+	pattern := "'" + strings.ReplaceAll(strings.Join(parts, "/"), "'", `'\''`) + "'"
+	return fmt.Sprintf("go test -run %s -seed %d", pattern, seed)
 }
 
 // errCrash is the fault that drops a unit before its commit.
 var errCrash = errors.New("sagatest: simulated crash before commit")
 
 // SimulateSeed runs one seed and returns the first invariant that failed
-// or the first error the engine or a handler returned, with the actions
-// that led to it.
+// or the first error the engine or a command handler returned, with the
+// actions that led to it. A saga handler's error is the engine's to retry
+// (saga.Config.MaxAttempts): the simulation runs the retries when they are
+// due, and an instance that runs out of attempts fails, which invariants
+// see.
 func SimulateSeed(ctx context.Context, cfg *SimConfig, seed uint64) (err error) {
 	c := cfg.withDefaults()
 	if err := c.validate(); err != nil {
@@ -528,7 +549,7 @@ func (s *sim) act(ctx context.Context, act int) error {
 		m.held = !m.held
 		s.note("model %s held=%t", m.name, m.held)
 	case actTimer:
-		due, ok, err := s.engine.NextTimer(ctx)
+		due, ok, err := nextDue(ctx, s.engine)
 		if err != nil || !ok {
 			return err
 		}
@@ -537,7 +558,7 @@ func (s *sim) act(ctx context.Context, act int) error {
 		}
 		n, err := s.engine.FireDue(ctx)
 		s.note("clock to %s: %d timers fired", s.clock.Now().Format(time.TimeOnly), n)
-		return err
+		return err // a retry now due runs at the next actParked
 	case actParked:
 		n, err := s.engine.RunParked(ctx)
 		if n > 0 {
@@ -629,8 +650,8 @@ func (s *sim) modelsCaughtUp() bool {
 }
 
 // settle ends the faults: models are released and caught up, parked steps
-// run, and the clock jumps to the next timer within the horizon. It reports
-// whether anything moved.
+// run, and the clock jumps to the next timer or retry of a failed step
+// within the horizon. It reports whether anything moved.
 func (s *sim) settle(ctx context.Context) (bool, error) {
 	for _, m := range s.models {
 		m.held = false
@@ -643,7 +664,7 @@ func (s *sim) settle(ctx context.Context) (bool, error) {
 		s.note("settling: parked steps: %d instances moved", n)
 		return true, s.read(ctx)
 	}
-	due, ok, err := s.engine.NextTimer(ctx)
+	due, ok, err := nextDue(ctx, s.engine)
 	if err != nil || !ok || due.After(DefaultStart.Add(s.cfg.Horizon)) {
 		return false, err
 	}

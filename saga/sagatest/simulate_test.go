@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -137,6 +139,15 @@ func TestSimulateRejectsBadConfig(t *testing.T) {
 	cfg = shippingConfig()
 	cfg.Registry = nil
 	require.ErrorContains(t, sagatest.SimulateSeed(t.Context(), cfg, 0), "SimConfig.Registry is nil")
+
+	// Seeds past what -seed (an int64) can replay are refused; the last
+	// replayable range is not.
+	k := rand.Uint64N(1000)
+	cfg = shippingConfig()
+	cfg.FirstSeed, cfg.Seeds = math.MaxInt64-k, int(k)+2
+	require.ErrorContains(t, sagatest.SimulateSeed(t.Context(), cfg, 0), "the largest seed -seed can replay")
+	cfg.Seeds = int(k) + 1
+	require.NoError(t, sagatest.SimulateSeed(t.Context(), cfg, 0))
 }
 
 // TestSimulate runs the seed range as subtests.

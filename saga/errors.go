@@ -22,7 +22,7 @@ var (
 	ErrNotFound = errors.New("saga: instance not found")
 	// ErrNotRetryable is returned by Engine.Retry for an instance that is
 	// neither failed by an error nor stuck.
-	ErrNotRetryable = errors.New("saga: instance is not failed or stuck (nothing to retry)")
+	ErrNotRetryable = errors.New("saga: instance is neither failed by an error nor stuck (nothing to retry)")
 	// ErrEnded is returned by Engine.Cancel for an instance that has
 	// already completed, failed by its own decision or been cancelled.
 	ErrEnded = errors.New("saga: instance has already ended")
@@ -87,4 +87,14 @@ func errString(err error) string {
 		return "<nil>"
 	}
 	return err.Error()
+}
+
+// notRetryable is ErrNotRetryable for in, saying why: an instance its
+// saga failed by decision (Step.Fail) lists as failed, like one an error
+// failed, but has no failed step to run again.
+func notRetryable(in *instance) error {
+	if in.Status == StatusFailed {
+		return fmt.Errorf("%w: %s/%s was failed by its saga's own decision (%q), not by an error, so it has no failed step to run again", ErrNotRetryable, in.Saga, in.ID, in.Reason)
+	}
+	return fmt.Errorf("%w: %s/%s is %s", ErrNotRetryable, in.Saga, in.ID, in.Status)
 }

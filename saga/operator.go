@@ -156,7 +156,7 @@ func (o *Operator) RequestRetry(ctx context.Context, saga, id string) error {
 		return err
 	}
 	if !in.retryable() {
-		return fmt.Errorf("%w: %s/%s is %s", ErrNotRetryable, saga, id, in.Status)
+		return notRetryable(in)
 	}
 	if err := o.noOtherRequest(ctx, saga, id, OpRetry); err != nil {
 		return err
@@ -201,6 +201,9 @@ func (o *Operator) Pending(ctx context.Context, saga, id string) (Request, bool,
 }
 
 func (o *Operator) load(ctx context.Context, saga, id string) (*instance, error) {
+	if err := addressable(saga, id); err != nil {
+		return nil, err
+	}
 	row, ok, err := o.rows.Get(ctx, rowNamespace, tableInstance, instanceKey(saga, id), feed.LockNone)
 	if err != nil {
 		return nil, wrapRows(err, "read instance", saga, id)
@@ -344,6 +347,9 @@ func listInstances(ctx context.Context, rows feed.Rows, now time.Time, f Filter)
 	}
 	prefix := ""
 	if f.Saga != "" {
+		if err := ValidateName(f.Saga); err != nil {
+			return nil, fmt.Errorf("saga: Filter.Saga names no saga type: %w", err)
+		}
 		prefix = f.Saga + "/"
 	}
 	var out []Info
@@ -378,6 +384,9 @@ func listInstances(ctx context.Context, rows feed.Rows, now time.Time, f Filter)
 
 func showInstance(ctx context.Context, rows feed.Rows, saga, id string) (Timeline, error) {
 	var tl Timeline
+	if err := addressable(saga, id); err != nil {
+		return tl, err
+	}
 	var err error
 	if tl.Ignored, err = listIgnored(ctx, rows, saga, id); err != nil {
 		return tl, err
@@ -448,4 +457,28 @@ func listAll(ctx context.Context, rows feed.Rows, table, prefix string) ([]feed.
 // time for the same operation.
 func sameRequest(a, b Request) bool {
 	return a.Op == b.Op && a.At.Equal(b.At) && a.Reason == b.Reason
+}
+
+// addressable returns ErrNotFound, saying why, for a saga type and id no
+// instance can have (a name or id past its limit, or not valid text),
+// instead of handing the store a row key it would refuse with an error
+// about keys.
+func addressable(saga, id string) error {
+	var why error
+	switch {
+	case ValidateName(saga) != nil:
+		why = ValidateName(saga)
+	case id == "":
+		why = errors.New("instance ids are never empty")
+	case len(id) > MaxInstanceIDLength:
+		why = fmt.Errorf("instance ids are at most %d bytes, this one is %d", MaxInstanceIDLength, len(id))
+	default:
+		if err := checkText(id); err != nil {
+			why = fmt.Errorf("instance id %w", err)
+		}
+	}
+	if why == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %.100q/%.100q: %w", ErrNotFound, saga, id, why)
 }

@@ -115,6 +115,9 @@ func (e *Engine) Show(ctx context.Context, saga, id string) (Timeline, error) {
 // stuck clock (the step still runs only once its read models catch up).
 // ErrNotRetryable for any other instance.
 func (e *Engine) Retry(ctx context.Context, saga, id string) error {
+	if err := addressable(saga, id); err != nil {
+		return err
+	}
 	err := e.withUnit(ctx, func(ctx context.Context, u feed.Unit) error {
 		return e.retryIn(ctx, u, saga, id, "retried by an operator")
 	})
@@ -146,7 +149,7 @@ func (e *Engine) retryIn(ctx context.Context, u feed.Unit, saga, id, detail stri
 	case in.Parked != nil && in.Parked.Stuck:
 		in.Parked.Stuck, in.Parked.Since = false, now
 	default:
-		return fmt.Errorf("%w: %s/%s is %s", ErrNotRetryable, saga, id, in.Status)
+		return notRetryable(in)
 	}
 	if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindRetried, Detail: detail}); err != nil {
 		return err
@@ -166,6 +169,9 @@ func (e *Engine) retryIn(ctx context.Context, u feed.Unit, saga, id, detail stri
 // is sent and what the instance's commands did stays. ErrEnded for an
 // instance that has already ended.
 func (e *Engine) Cancel(ctx context.Context, saga, id, reason string) error {
+	if err := addressable(saga, id); err != nil {
+		return err
+	}
 	return e.withUnit(ctx, func(ctx context.Context, u feed.Unit) error {
 		return e.cancelIn(ctx, u, saga, id, reason)
 	})

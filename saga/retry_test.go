@@ -85,6 +85,11 @@ func TestRetryOfAStuckInstance(t *testing.T) {
 		fx.Given(placed("2", 5)).When(ev("2", PaymentDeclined{OrderID: "2", Reason: "no"}))
 		fx.ExpectStatus(orders, "2", saga.StatusFailed)
 		require.ErrorIs(t, eng.Retry(ctx, orders, "2"), saga.ErrNotRetryable, "an instance failed by its own decision has nothing to retry")
+		for _, err := range []error{eng.Retry(ctx, orders, "2"), op.RequestRetry(ctx, orders, "2")} {
+			// It lists as failed, so the refusal says why failed is not enough.
+			require.ErrorContains(t, err, "failed by its saga's own decision")
+			require.ErrorContains(t, err, fx.Instance(orders, "2").Reason)
+		}
 		require.ErrorIs(t, eng.Retry(ctx, orders, "nope"), saga.ErrNotFound)
 		require.Equal(t, 2, countKind(fx.History(orders, "1"), saga.KindRetried), "refused retries leave no history")
 	})

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -33,6 +34,10 @@ const hintConnect = "is PostgreSQL running? check --database-url or DATABASE_URL
 // whatever database PGDATABASE or the user name happens to select is a
 // surprise nobody wants.
 var errNoDatabaseURL = errors.New("no database given: pass --database-url postgres://USER@HOST:5432/DB or set DATABASE_URL")
+
+// errNoDatabaseName is the error when the URL leaves the database out, for
+// the same reason.
+var errNoDatabaseName = errors.New("the database URL names no database (PostgreSQL would pick PGDATABASE's, or the one named after the user): add it, as in postgres://USER@HOST:5432/DB, or dbname=DB in a key=value string")
 
 // dbOptions are the connection settings shared by every command that talks
 // to PostgreSQL: the root's persistent --database-url and --schema flags.
@@ -70,8 +75,14 @@ func databaseURL(flag string, getenv func(string) string) string {
 }
 
 func (o *dbOptions) validate() error {
+	// A blank value is no database: pgx would read it as a connection
+	// string that sets nothing and connect wherever libpq's defaults lead.
+	o.URL = strings.TrimSpace(o.URL)
 	if o.URL == "" {
 		return errNoDatabaseURL
+	}
+	if !namesDatabase(o.URL) {
+		return errNoDatabaseName
 	}
 	if o.Schema == "" {
 		o.Schema = migrations.DefaultSchema
@@ -80,6 +91,22 @@ func (o *dbOptions) validate() error {
 		return fmt.Errorf("--%s: %w", flagSchema, err)
 	}
 	return nil
+}
+
+// dbnameKey finds a dbname setting in a key=value connection string.
+var dbnameKey = regexp.MustCompile(`(^|\s)dbname\s*=\s*[^\s]`)
+
+// namesDatabase reports whether a connection URL or key=value string names
+// its database itself.
+func namesDatabase(conn string) bool {
+	if strings.HasPrefix(conn, "postgres://") || strings.HasPrefix(conn, "postgresql://") {
+		u, err := url.Parse(conn)
+		if err != nil {
+			return true // the parse error, with its hint, is more useful
+		}
+		return strings.Trim(u.Path, "/") != "" || u.Query().Get("dbname") != ""
+	}
+	return dbnameKey.MatchString(conn)
 }
 
 // openPool connects to PostgreSQL and checks the server answers, so a

@@ -166,7 +166,7 @@ func TestLagWatch(t *testing.T) {
 	// Interrupt the command once it has printed its second table.
 	out := &cancelAfter{want: 2, cancel: cancel}
 	root := newRootCmd()
-	root.SetArgs(append([]string{"lag", "--watch", "1ms"}, b.conn...))
+	root.SetArgs(append([]string{"lag", "--watch", "100ms"}, b.conn...))
 	root.SetOut(out)
 	root.SetErr(out)
 	require.NoError(t, root.ExecuteContext(ctx), "an interrupted --watch ends cleanly")
@@ -215,24 +215,30 @@ func TestLagRejectsBadOptions(t *testing.T) {
 	// Options are checked before connecting: this URL is never dialled.
 	conn := []string{"--database-url", "postgres://nobody@127.0.0.1:1/none"}
 	for want, args := range map[string][]string{
-		"--sla 0s: use a positive duration":   {"--sla", "0"},
-		"--watch -1s: use a positive":         {"--watch", "-1s"},
-		"--fail-on-breach needs a single":     {"--watch", "1s", "--fail-on-breach"},
-		`projection "=2s": the name is empty`: {"=2s"},
-		`projection "orders": SLA "soon"`:     {"orders=soon"},
-		`projection "orders" is named twice`:  {"orders", "orders=3s"},
-		`--schema: schema "Bad-Name"`:         {"--schema", "Bad-Name"},
+		"--sla 0s: use a positive duration":              {"--sla", "0"},
+		"--watch -1s: use an interval of at least 100ms": {"--watch", "-1s"},
+		"--watch 1ns: use an interval of at least 100ms": {"--watch", "1ns"},
+		"--fail-on-breach needs a single":                {"--watch", "1s", "--fail-on-breach"},
+		`projection "=2s": the name is empty`:            {"=2s"},
+		`projection "orders": SLA "soon"`:                {"orders=soon"},
+		`projection "orders" is named twice`:             {"orders", "orders=3s"},
+		`--schema: schema "Bad-Name"`:                    {"--schema", "Bad-Name"},
 	} {
 		_, err := runCLI(t, append(append([]string{"lag"}, args...), conn...)...)
 		require.ErrorContains(t, err, want)
 	}
 }
 
+// TestLagNeedsMigratedSchema: every command that reads the store says,
+// once, to run migrate on an unmigrated schema.
 func TestLagNeedsMigratedSchema(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t, &pgtest.Config{SkipMigrate: true})
-	_, err := runCLI(t, "lag", "--database-url", db.URL, "--schema", db.Schema)
-	require.ErrorContains(t, err, "run `converge migrate --schema "+db.Schema+"`")
+	for _, args := range [][]string{{"lag"}, {"projections", "status"}, {"dead-letters", "list"}, {"sagas", "list"}} {
+		_, err := runCLI(t, append(args, "--database-url", db.URL, "--schema", db.Schema)...)
+		require.ErrorContains(t, err, "converge migrate --schema "+db.Schema+"`", args)
+		require.Equal(t, 1, strings.Count(err.Error(), "converge migrate"), "%v says it once: %v", args, err)
+	}
 }
 
 func TestLagWithoutConsumers(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/converge-es/converge/events/pgstore"
@@ -34,6 +35,9 @@ func openOpsStore(ctx context.Context, db *dbOptions) (store *pgstore.Store, clo
 	store, err = pgstore.New(ctx, pool, &pgstore.Config{Schema: db.Schema, DisableListen: true})
 	if err != nil {
 		pool.Close()
+		if strings.Contains(err.Error(), "converge migrate") {
+			return nil, nil, err // it says what to run already
+		}
 		return nil, nil, fmt.Errorf("%w (did you run `converge migrate --schema %s`?)", err, db.Schema)
 	}
 	return store, func() { _ = store.Close(); pool.Close() }, nil
@@ -62,16 +66,26 @@ func (e *timedOutError) Error() string { return e.what }
 // ExitCode is the process exit status for this error.
 func (e *timedOutError) ExitCode() int { return exitTimedOut }
 
+// errStoppedWaiting is the error of a wait for a recorded request that was
+// interrupted (Ctrl-C): the request is not withdrawn, and saying so keeps an
+// operator from recording it again.
+func errStoppedWaiting(ctx context.Context) error {
+	return fmt.Errorf("stopped waiting (%w): the request stays recorded, and the running application still carries it out", context.Cause(ctx))
+}
+
 // pollUntil calls check every waitPoll until it reports done or fails, or
 // until timeout, printing each new progress line to out.
-func pollUntil(ctx context.Context, out io.Writer, timeout time.Duration, check func(ctx context.Context) (progress string, done bool, err error)) (last string, err error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+func pollUntil(parent context.Context, out io.Writer, timeout time.Duration, check func(ctx context.Context) (progress string, done bool, err error)) (last string, err error) {
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	t := time.NewTicker(waitPoll)
 	defer t.Stop()
 	var failed error // the last check's failure, if it timed out
 	for {
 		progress, done, err := check(ctx)
+		if parent.Err() != nil {
+			return last, errStoppedWaiting(parent)
+		}
 		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			return last, err
 		}
@@ -89,6 +103,9 @@ func pollUntil(ctx context.Context, out io.Writer, timeout time.Duration, check 
 		}
 		select {
 		case <-ctx.Done():
+			if parent.Err() != nil {
+				return last, errStoppedWaiting(parent)
+			}
 			if failed != nil {
 				// Not only the wait ran out: the database did not answer
 				// in time either, and the operator should know.

@@ -28,3 +28,24 @@ func TestPollUntilSaysWhenTheDatabaseTimedOut(t *testing.T) {
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.NotContains(t, err.Error(), "could not read the database", "a wait that only ran out says only that")
 }
+
+// TestPollUntilSaysTheRequestStaysWhenInterrupted: a wait stopped by the
+// operator (Ctrl-C cancels the command's context) says the request stays
+// recorded, whether it was between checks or inside one.
+func TestPollUntilSaysTheRequestStaysWhenInterrupted(t *testing.T) {
+	t.Parallel()
+	for _, inCheck := range []bool{false, true} {
+		ctx, cancel := context.WithCancel(context.Background())
+		check := func(ctx context.Context) (string, bool, error) {
+			cancel()
+			if inCheck {
+				<-ctx.Done()
+				return "", false, fmt.Errorf("read request: %w", ctx.Err())
+			}
+			return "pending", false, nil
+		}
+		_, err := pollUntil(ctx, io.Discard, time.Minute, check)
+		require.ErrorIs(t, err, context.Canceled)
+		require.ErrorContains(t, err, "the request stays recorded", "interrupted in a check: %t", inCheck)
+	}
+}

@@ -256,6 +256,14 @@ func (c *sagasCmd) cancelCmd() *cobra.Command {
 	return cmd
 }
 
+// recordedRequest is what `retry` and `cancel` print with --json and
+// --wait 0: the request, recorded and not yet carried out.
+type recordedRequest struct {
+	Saga    string       `json:"saga"`
+	ID      string       `json:"id"`
+	Request saga.Request `json:"request"`
+}
+
 // request records a retry or cancel and waits for an engine to take it.
 func (c *sagasCmd) request(cmd *cobra.Command, id string, wait time.Duration, do func(context.Context, *saga.Operator, string) error) error {
 	if wait < 0 {
@@ -279,6 +287,13 @@ func (c *sagasCmd) request(cmd *cobra.Command, id string, wait time.Duration, do
 		return err
 	}
 	if wait == 0 {
+		if c.json {
+			req, _, err := op.Pending(ctx, typ, id)
+			if err != nil {
+				return err
+			}
+			return writeJSONLines(c.out, []recordedRequest{{Saga: typ, ID: id, Request: req}})
+		}
 		_, err := fmt.Fprintf(c.out, "%s/%s: request recorded; an engine running %s carries it out\n", typ, id, typ)
 		return err
 	}
@@ -288,6 +303,9 @@ func (c *sagasCmd) request(cmd *cobra.Command, id string, wait time.Duration, do
 	defer tick.Stop()
 	for {
 		_, pending, err := op.Pending(ctx, typ, id)
+		if ctx.Err() != nil {
+			return errStoppedWaiting(ctx)
+		}
 		if err != nil {
 			return err
 		}
@@ -296,7 +314,7 @@ func (c *sagasCmd) request(cmd *cobra.Command, id string, wait time.Duration, do
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return errStoppedWaiting(ctx)
 		case <-deadline.C:
 			return &timedOutError{what: fmt.Sprintf("%s/%s: no engine running saga type %s took the request within %s; it stays recorded and runs when one does (start it, or wait longer with --wait)", typ, id, typ, wait)}
 		case <-tick.C:

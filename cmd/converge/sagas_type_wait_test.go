@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -100,6 +101,27 @@ func TestSagasSharedIDNeedsTypeAndWaitZeroOnlyRecords(t *testing.T) {
 		tl, err := eng.Show(ctx, typ, id)
 		require.NoError(t, err)
 		require.Equal(t, saga.StatusFailed, tl.Info.Status, "%s: only recorded, not carried out", typ)
+	}
+
+	// With --json, what --wait 0 prints is JSON too: the recorded request.
+	for _, args := range [][]string{
+		{"retry", id, "--type", "jobs", "--wait", "0", "--json"},
+		{"cancel", id, "--type", "audits", "--wait", "0", "--json", "--reason", "dropped again"},
+	} {
+		out, err := sagas(args...)
+		require.NoError(t, err)
+		var got struct {
+			Saga    string       `json:"saga"`
+			ID      string       `json:"id"`
+			Request saga.Request `json:"request"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(out), &got), "%v prints JSON: %q", args, out)
+		r, ok := pending(args[3])
+		require.True(t, ok)
+		require.Equal(t, args[3], got.Saga)
+		require.Equal(t, id, got.ID)
+		require.Equal(t, r.Op, got.Request.Op)
+		require.Equal(t, r.Reason, got.Request.Reason)
 	}
 }
 

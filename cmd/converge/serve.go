@@ -50,7 +50,7 @@ func (c *serveCmd) validate() error {
 		return fmt.Errorf("--sla %s: use a positive duration such as 2s", c.sla)
 	case c.interval <= 0:
 		return fmt.Errorf("--interval %s: use a positive duration such as 1s", c.interval)
-	case c.demoLoad < 0 || c.demoLoad > 1000:
+	case !(c.demoLoad >= 0 && c.demoLoad <= 1000): // NaN too
 		return fmt.Errorf("--demo-load %g: use orders per second from 0 (off) to 1000", c.demoLoad)
 	}
 	return nil

@@ -275,6 +275,9 @@ func TestServeRejectsBadFlags(t *testing.T) {
 		{"--sla", "0s"},
 		{"--interval", "-1s"},
 		{"--demo-load", "-1"},
+		{"--demo-load", "NaN"},
+		{"--demo-load", "1001"},
+		{"--allow-host", "shop.example:80"},
 	} {
 		_, err := runCLI(t, append([]string{"serve"}, tc...)...)
 		require.ErrorContains(t, err, tc[0])

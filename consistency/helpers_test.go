@@ -177,17 +177,68 @@ func (f *fakePositions) fail(err error) {
 }
 
 // slowPositions answers no sooner than delay, as a busy database does,
-// and fails when the caller's context ends first.
+// and fails when the caller's context ends first. started, when set, gets
+// the name as each read begins (it must have room: it is never waited on).
 type slowPositions struct {
 	*fakePositions
-	delay time.Duration
+	delay   time.Duration
+	started chan string
 }
 
 func (s *slowPositions) Position(ctx context.Context, name string) (events.Token, error) {
+	if s.started != nil {
+		select {
+		case s.started <- name:
+		default:
+		}
+	}
 	select {
 	case <-ctx.Done():
 		return events.Token{}, context.Cause(ctx)
 	case <-time.After(s.delay):
 	}
 	return s.fakePositions.Position(ctx, name)
+}
+
+// gatedPositions answers once release is closed, or fails when its context
+// ends first; started gets the name as each read begins, and ended the
+// read's error as it returns.
+type gatedPositions struct {
+	*fakePositions
+	release chan struct{}
+	started chan string
+	ended   chan error
+}
+
+func newGatedPositions() *gatedPositions {
+	return &gatedPositions{
+		fakePositions: newFakePositions(),
+		release:       make(chan struct{}),
+		started:       make(chan string, 64),
+		ended:         make(chan error, 64),
+	}
+}
+
+func (g *gatedPositions) Position(ctx context.Context, name string) (pos events.Token, err error) {
+	defer func() { g.ended <- err }()
+	g.started <- name
+	select {
+	case <-g.release:
+		return g.fakePositions.Position(ctx, name)
+	case <-ctx.Done():
+		return events.Token{}, context.Cause(ctx)
+	}
+}
+
+// within receives from ch, failing the test with msg after a generous bound.
+func within[T any](t *testing.T, ch <-chan T, msg string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(5 * time.Second):
+		t.Fatal(msg)
+		var zero T
+		return zero
+	}
 }

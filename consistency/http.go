@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/converge-es/converge/events"
@@ -59,16 +61,20 @@ func (e *ParameterError) Unwrap() error { return e.Err }
 // TokenFromRequest returns the consistency token a request carries in
 // X-Consistency-Position or the consistency_position query parameter, and
 // false when it carries none. A malformed, repeated or conflicting token is
-// a *ParameterError wrapping events.ErrInvalidToken.
+// a *ParameterError wrapping events.ErrInvalidToken; so is a query pair for
+// the token that does not decode (a bad %-escape, a ';'), which
+// url.ParseQuery would drop as if no token had been sent.
 func TokenFromRequest(r *http.Request) (events.Token, bool, error) {
 	hv := r.Header.Values(HeaderPosition)
-	qv := r.URL.Query()[QueryParam]
+	qv, qerr := queryTokens(r.URL.RawQuery)
 	switch {
 	case len(hv) > 1:
 		return events.Token{}, false, &ParameterError{
 			Parameter: HeaderPosition, Value: hv[1],
 			Err: fmt.Errorf("%w: header sent %d times, send it once", events.ErrInvalidToken, len(hv)),
 		}
+	case qerr != nil:
+		return events.Token{}, false, qerr
 	case len(qv) > 1:
 		return events.Token{}, false, &ParameterError{
 			Parameter: QueryParam, Value: qv[1],
@@ -94,6 +100,89 @@ func TokenFromRequest(r *http.Request) (events.Token, bool, error) {
 		return events.Token{}, false, &ParameterError{Parameter: param, Value: raw, Err: err}
 	}
 	return tok, true, nil
+}
+
+// queryTokens returns the values of QueryParam in rawQuery, decoded as
+// url.ParseQuery decodes them. ParseQuery drops, without a word, a pair
+// with a bad %-escape or a ';', and a token dropped so would read as no
+// token at all: no wait, and a response labelled fresh however far behind
+// the read model is. A pair that names QueryParam and cannot be decoded is
+// a *ParameterError instead; other such pairs are the application's, and
+// are left to it as ParseQuery leaves them.
+func queryTokens(rawQuery string) ([]string, error) {
+	var vals []string
+	for rest := rawQuery; rest != ""; {
+		var pair string
+		pair, rest, _ = strings.Cut(rest, "&")
+		if pair == "" {
+			continue
+		}
+		if strings.Contains(pair, ";") {
+			// Go no longer splits on ';', but a client that does meant a
+			// token in any of the pieces, so each piece's key counts.
+			for off := 0; off < len(pair); {
+				piece, _, _ := strings.Cut(pair[off:], ";")
+				key, _, _ := strings.Cut(piece, "=")
+				if match, _ := namesParam(key); match {
+					value := strings.TrimPrefix(pair[off+len(key):], "=")
+					return nil, &ParameterError{
+						Parameter: QueryParam, Value: value,
+						Err: fmt.Errorf("%w: the query contains ';', which does not separate query parameters: separate them with '&', and encode a ';' inside a value as %%3B", events.ErrInvalidToken),
+					}
+				}
+				off += len(piece) + 1
+			}
+			continue
+		}
+		key, value, _ := strings.Cut(pair, "=")
+		match, badKey := namesParam(key)
+		if !match {
+			continue
+		}
+		if badKey {
+			return nil, &ParameterError{
+				Parameter: QueryParam, Value: value,
+				Err: fmt.Errorf("%w: the query parameter's name %q is followed by a bad %%-escape: send it as %s=<token>", events.ErrInvalidToken, key, QueryParam),
+			}
+		}
+		decoded, err := url.QueryUnescape(value)
+		if err != nil {
+			return nil, &ParameterError{
+				Parameter: QueryParam, Value: value,
+				Err: fmt.Errorf("%w: the query parameter is not %%-encoded correctly (%w): send the token exactly as a write returned it, encoded with url.QueryEscape", events.ErrInvalidToken, err),
+			}
+		}
+		vals = append(vals, decoded)
+	}
+	return vals, nil
+}
+
+// namesParam reports whether the raw query key names QueryParam, and
+// whether it is malformed: the parameter's name followed by a bad
+// %-escape and whatever comes after it, which ParseQuery would drop.
+func namesParam(raw string) (match, malformed bool) {
+	key, err := url.QueryUnescape(raw)
+	if err == nil {
+		return key == QueryParam, false
+	}
+	bad := firstBadEscape(raw)
+	key, err = url.QueryUnescape(raw[:bad])
+	return err == nil && key == QueryParam, true
+}
+
+// firstBadEscape returns the index of the first '%' in s not followed by
+// two hex digits, or len(s).
+func firstBadEscape(s string) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && (i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2])) {
+			return i
+		}
+	}
+	return len(s)
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
 // timeoutFromRequest returns the wait the client asked for in

@@ -43,6 +43,10 @@ type Tracker struct {
 	verifyKick chan struct{}
 
 	stopping chan struct{} // closed by Stop: releases every waiter
+	// life is cancelled by Stop, ending the durable reads in flight (see
+	// startReadLocked), which belong to no one caller.
+	life     context.Context
+	endLife  context.CancelFunc
 	loopDone chan struct{} // closed when the fallback loop has returned
 	stopped  chan struct{} // closed when Stop is complete
 	stopOnce sync.Once
@@ -63,7 +67,7 @@ type checkpoint struct {
 	// reading is non-nil while a Positions read of this name is in flight,
 	// so concurrent first waits share one read instead of stampeding the
 	// database.
-	reading chan struct{}
+	reading *readCall
 	// moves and resets count the changes of pos by Advance and by Reset,
 	// so a read can tell whether its result is still the newest news.
 	moves, resets uint64
@@ -81,7 +85,10 @@ func NewTracker(cfg *TrackerConfig) (*Tracker, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
+	life, endLife := context.WithCancel(context.Background())
 	return &Tracker{
+		life:       life,
+		endLife:    endLife,
 		cfg:        c,
 		logger:     c.Logger.With("component", "consistency.Tracker"),
 		names:      make(map[string]*checkpoint),
@@ -125,15 +132,16 @@ func (t *Tracker) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop unsubscribes from the Watcher, ends the fallback loop and releases
-// every blocked waiter with a stale Status (ReasonStopped), so a shutting
-// down server answers its last reads at once instead of after their
-// deadlines. It returns when the loop has ended or ctx is done. Stop may be
+// Stop unsubscribes from the Watcher, ends the fallback loop and the reads
+// of Positions in flight, and releases every blocked waiter with a stale
+// Status (ReasonStopped), so a shutting down server answers its last reads
+// at once instead of after their deadlines. It returns when the loop has ended or ctx is done. Stop may be
 // called more than once, and without Start.
 func (t *Tracker) Stop(ctx context.Context) error {
 	t.stopOnce.Do(func() {
 		t.mu.Lock()
 		close(t.stopping)
+		t.endLife()
 		if t.stopWatch != nil {
 			t.stopWatch()
 		}
@@ -256,7 +264,8 @@ func (t *Tracker) WaitReached(ctx context.Context, token events.Token, models ..
 // on a model or advances it, the tracker does not know where it stands.
 // It returns the first failed read's error, and reads the other names
 // all the same: a name it could not read is still unknown, so "behind"
-// would be a guess.
+// would be a guess. Each read gets QueryTimeout; when ctx ends first, Learn
+// returns ctx.Err() and the read goes on for the waits that share it.
 func (t *Tracker) Learn(ctx context.Context, names ...string) error {
 	if t.cfg.Positions == nil {
 		return nil

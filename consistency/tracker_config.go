@@ -87,7 +87,10 @@ type TrackerConfig struct {
 	// QueryTimeout is the least time Read gives its query. A wait that ends
 	// stale has used up its context's deadline; the query then runs under
 	// this budget instead, so the stale answer Read promises still comes.
-	// Defaults to DefaultQueryTimeout (1s).
+	// It also bounds each read of Positions: a read is shared by every wait
+	// on the name, so it runs on this budget rather than on the deadline of
+	// the wait that happened to start it. Defaults to DefaultQueryTimeout
+	// (1s).
 	QueryTimeout time.Duration
 
 	// Logger receives read failures and rejections. Defaults to

@@ -16,7 +16,10 @@ import (
 // The deadline is the earliest of ctx's deadline, DefaultTimeout when ctx
 // has none, and MaxTimeout, which caps every wait. A zero target returns at
 // once, fresh: there is nothing to wait for. When MaxWaiters waits are
-// already blocking, Wait returns at once, stale, with ReasonRejected.
+// already blocking, Wait returns at once, stale, with ReasonRejected. A ctx
+// already past its deadline (a wait of 0) does not wait, but still starts
+// the read of a name the tracker has not learned, so the waits after it
+// know where the name stands.
 //
 // Wait returns an error only for misuse (no names: ErrNoNames; a ctx that
 // carries a unit of work: ErrWaitInUnit) or when the caller cancels ctx, and then it returns ctx.Err() at once. A ctx that
@@ -219,19 +222,26 @@ func (t *Tracker) setActive(names []string, delta int) {
 // readIfNeeded reads the durable positions a wait cannot trust: names never
 // learned, and lagging names while push is not trusted (the in-memory view
 // may simply be old, and reading once now beats waiting a fallback tick).
+// The reads run together, and the wait waits for them until ctx ends or the
+// tracker stops. A ctx already past its deadline (a wait of 0) still starts
+// them: it labels with what it knows now, and the waits after it find the
+// name learned instead of unknown for ever.
 func (t *Tracker) readIfNeeded(ctx context.Context, target events.Token, names []string) {
-	if t.cfg.Positions == nil {
+	if t.cfg.Positions == nil || cancelled(ctx) {
 		return
 	}
 	trusted := t.pushTrusted()
+	var calls []*readCall
+	t.mu.Lock()
 	for _, name := range names {
-		t.mu.Lock()
 		cp := t.checkpointLocked(name)
-		need := !cp.known || (!trusted && cp.pos.Before(target))
-		t.mu.Unlock()
-		if need {
-			_ = t.read(ctx, name) // a failure is logged; the wait relies on push
+		if !cp.known || (!trusted && cp.pos.Before(target)) {
+			calls = t.startReadLocked(ctx, name, calls, 0)
 		}
+	}
+	t.mu.Unlock()
+	for _, call := range calls {
+		_ = awaitRead(ctx, t.stopping, call) // a failure is logged; the wait relies on push
 	}
 }
 
@@ -252,56 +262,103 @@ func (t *Tracker) learnLocked(name string, cp *checkpoint, pos events.Token, mov
 	t.regroupLocked(name)
 }
 
-// read reads the durable position of name into the tracker. Concurrent
-// reads of one name share the one in flight.
+// readCall is one read of a name's durable position, shared by every
+// caller that asks for the name while it is in flight.
+type readCall struct {
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+// read reads the durable position of name into the tracker, sharing the
+// read in flight, and waits for it until ctx ends.
 func (t *Tracker) read(ctx context.Context, name string) error {
+	if cancelled(ctx) {
+		return ctx.Err()
+	}
+	t.mu.Lock()
+	calls := t.startReadLocked(ctx, name, nil, 0)
+	t.mu.Unlock()
+	for _, call := range calls {
+		if err := awaitRead(ctx, nil, call); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startReadLocked appends to calls the read of name in flight, starting it
+// when there is none; a group's are its members'. The read runs on a
+// context of its own, bounded by QueryTimeout and ended by Stop, not on
+// ctx (whose values it keeps): it is shared, and one caller's short
+// deadline or departure must not fail it for the others, who would then
+// wait out their deadlines on a name still unknown. One read per name at a
+// time bounds the goroutines by the names, not by the requests. depth is
+// how many groups deep name is, so groups made members of each other in a
+// circle end the descent instead of the stack.
+func (t *Tracker) startReadLocked(ctx context.Context, name string, calls []*readCall, depth int) []*readCall {
+	if members, isGroup := t.groups[name]; isGroup {
+		if depth > len(t.groups) {
+			return calls
+		}
+		// A group is as far as its slowest member: read each.
+		for _, m := range members {
+			calls = t.startReadLocked(ctx, m, calls, depth+1)
+		}
+		return calls
+	}
+	cp := t.checkpointLocked(name)
+	if cp.reading == nil {
+		call := &readCall{done: make(chan struct{})}
+		cp.reading = call
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.cfg.QueryTimeout)
+		stop := func() bool { return false }
+		if !t.isStopping() {
+			// After Stop a read (Learn's) still runs, within QueryTimeout.
+			stop = context.AfterFunc(t.life, cancel)
+		}
+		go func(moves, resets uint64) {
+			defer cancel()
+			defer stop()
+			pos, err := t.cfg.Positions.Position(rctx, name)
+			t.mu.Lock()
+			cp.reading = nil
+			if err == nil {
+				t.learnLocked(name, cp, pos, moves, resets)
+			}
+			call.err = err
+			close(call.done)
+			t.mu.Unlock()
+			if err != nil && t.life.Err() == nil {
+				t.logger.WarnContext(rctx, "cannot read checkpoint; waits on it rely on push until it moves (if it timed out, raise TrackerConfig.QueryTimeout or look at the store's load)",
+					"name", name, "error", err, "query_timeout", t.cfg.QueryTimeout)
+			}
+		}(cp.moves, cp.resets)
+	}
+	return append(calls, cp.reading)
+}
+
+// awaitRead waits for call until ctx ends or stop is closed, and returns
+// its error. A read that has answered by then counts, so a wait of 0 still
+// takes it.
+func awaitRead(ctx context.Context, stop <-chan struct{}, call *readCall) error {
+	select {
+	case <-call.done:
+		return call.err
+	default:
+	}
+	select {
+	case <-call.done:
+		return call.err
+	case <-ctx.Done():
+	case <-stop:
+	}
+	select {
+	case <-call.done:
+		return call.err
+	default:
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	t.mu.Lock()
-	cp := t.checkpointLocked(name)
-	if inflight := cp.reading; inflight != nil {
-		t.mu.Unlock()
-		select {
-		case <-inflight:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if _, known := t.Position(name); !known {
-			return fmt.Errorf("consistency: the read of %q shared with another caller failed", name)
-		}
-		return nil
-	}
-	done := make(chan struct{})
-	cp.reading = done
-	moves, resets := cp.moves, cp.resets
-	members, isGroup := t.groups[name]
-	t.mu.Unlock()
-	var (
-		pos events.Token
-		err error
-	)
-	if isGroup {
-		// A group is as far as its slowest member: read each.
-		for _, m := range members {
-			if err = t.read(ctx, m); err != nil {
-				break
-			}
-		}
-	} else {
-		pos, err = t.cfg.Positions.Position(ctx, name)
-	}
-
-	t.mu.Lock()
-	cp.reading = nil
-	close(done)
-	if err == nil && !isGroup {
-		t.learnLocked(name, cp, pos, moves, resets)
-	}
-	t.mu.Unlock()
-	if err != nil && ctx.Err() == nil {
-		t.logger.WarnContext(ctx, "cannot read checkpoint; waits on it rely on push until it moves",
-			"name", name, "error", err)
-	}
-	return err
+	return ErrStopped
 }

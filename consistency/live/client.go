@@ -24,9 +24,20 @@ type client struct {
 	// ends a close handshake the peer does not answer.
 	raw net.Conn
 
-	// send is the bounded queue the writer drains. The Hub never blocks on
-	// it: a full queue drops the client.
-	send chan []byte
+	// send is the queue the writer drains. It holds a published update
+	// only with a token in updateSlots and a reply only with one in
+	// replySlots, so it has room whenever a token was had, and the Hub never
+	// blocks on it.
+	send chan outgoing
+	// updateSlots holds SendBuffer tokens. Publish takes one without
+	// waiting: a client with no token left does not read what it
+	// subscribed to, and is dropped.
+	updateSlots chan struct{}
+	// replySlots bounds the replies to the client's own requests. The
+	// reader waits for a token before queuing one, with hub.mu not held, so
+	// a client that sends requests faster than it reads is slowed, not
+	// dropped, and its replies never take room its updates need.
+	replySlots chan struct{}
 
 	// subs and gone are guarded by hub.mu. gone is set when the client is
 	// removed from the Hub, after which nothing is queued for it.
@@ -61,16 +72,42 @@ type pendingUpdate struct {
 	pos events.Token
 }
 
-func newClient(h *Hub, remote string, queueLen int) *client {
+// outgoing is one queued message; reply tells which tokens it holds.
+type outgoing struct {
+	msg   []byte
+	reply bool
+}
+
+// newClient returns a client with room for replyRoom replies besides its
+// SendBuffer updates.
+func newClient(h *Hub, remote string, replyRoom int) *client {
 	ctx, cancel := context.WithCancel(h.baseCtx)
 	return &client{
-		hub:    h,
-		remote: remote,
-		send:   make(chan []byte, queueLen),
-		subs:   make(map[string]*subscription),
-		ctx:    ctx,
-		cancel: cancel,
-		done:   make(chan struct{}),
+		hub:         h,
+		remote:      remote,
+		send:        make(chan outgoing, h.cfg.SendBuffer+replyRoom),
+		updateSlots: make(chan struct{}, h.cfg.SendBuffer),
+		replySlots:  make(chan struct{}, replyRoom),
+		subs:        make(map[string]*subscription),
+		ctx:         ctx,
+		cancel:      cancel,
+		done:        make(chan struct{}),
+	}
+}
+
+// reserveReply waits until a reply can be queued, and reports false when
+// the connection ends first. Only the reader calls it, never with hub.mu
+// held: the writer frees room without the lock, so waiting cannot stall
+// the Hub, and the writer gives up within WriteTimeout when the peer stops
+// reading, which ends the wait through done.
+func (c *client) reserveReply() bool {
+	select {
+	case c.replySlots <- struct{}{}:
+		return true
+	case <-c.done:
+		return false
+	case <-c.ctx.Done():
+		return false
 	}
 }
 
@@ -121,9 +158,14 @@ func (c *client) writeLoop() {
 		select {
 		case <-c.done:
 			return
-		case msg := <-c.send:
+		case out := <-c.send:
+			if out.reply {
+				<-c.replySlots
+			} else {
+				<-c.updateSlots
+			}
 			ctx, cancel := context.WithTimeout(c.ctx, c.hub.cfg.WriteTimeout)
-			err := c.conn.Write(ctx, websocket.MessageText, msg)
+			err := c.conn.Write(ctx, websocket.MessageText, out.msg)
 			cancel()
 			if err != nil {
 				c.hub.cfg.Logger.Debug("live: write failed; disconnecting", "remote", c.remote, "error", err)
@@ -223,9 +265,12 @@ func (c *client) handle(b []byte) {
 }
 
 func (c *client) replyError(entity, text string) {
+	if !c.reserveReply() {
+		return
+	}
 	c.hub.mu.Lock()
 	defer c.hub.mu.Unlock()
-	c.hub.enqueueLocked(c, errorMessage(entity, text))
+	c.hub.replyLocked(c, errorMessage(entity, text))
 }
 
 // pingLoop pings the peer every PingInterval and stops the client when a

@@ -13,8 +13,8 @@ import (
 )
 
 const (
-	// DefaultSendBuffer is how many messages may wait for one client before
-	// the client counts as too slow and is dropped.
+	// DefaultSendBuffer is how many published updates may wait for one
+	// client before the client counts as too slow and is dropped.
 	DefaultSendBuffer = 64
 	// DefaultWriteTimeout bounds every write to one client, and how long
 	// Close waits for clients to take their close frames.
@@ -51,13 +51,17 @@ type SnapshotFunc func(ctx context.Context, entityID string) (data json.RawMessa
 
 // Config configures a Hub. The zero value is usable.
 type Config struct {
-	// SendBuffer is the length of each client's queue of outgoing messages.
-	// Publish never waits for a client: when a client's queue is full, the
-	// client is dropped (closed with websocket.StatusPolicyViolation, "too
-	// slow") and counted in Stats.Dropped. A connection that names entities
-	// in its URL gets one more slot per entity, for their acknowledgements.
-	// Updates buffered while snapshots are read, for all of a client's
-	// subscriptions together, are held to the same limit. Defaults to
+	// SendBuffer is how many published updates may wait to be sent to one
+	// client. Publish never waits for a client: when a client has
+	// SendBuffer updates waiting, the next one drops it (closed with
+	// websocket.StatusPolicyViolation, "too slow") and counts it in
+	// Stats.Dropped. Updates buffered while snapshots are read, for all of
+	// a client's subscriptions together, are held to the same limit.
+	//
+	// Replies to the client's own requests (acknowledgements, snapshots,
+	// errors) do not count: up to SendBuffer of them, plus one per entity
+	// named in the URL, may wait besides, and a client with that many
+	// waiting has its next request read only once one is sent. Defaults to
 	// DefaultSendBuffer (64).
 	SendBuffer int
 

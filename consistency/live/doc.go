@@ -39,14 +39,22 @@
 //
 // # Slow clients
 //
-// Publish never waits for a client. Each client has a queue of
-// Config.SendBuffer messages; a client whose queue is full is dropped,
-// closed with websocket.StatusPolicyViolation and the reason "too slow:
-// send queue full", and counted in Stats.Dropped. It can reconnect and
-// resubscribe; with a Snapshot configured it then gets the current state
-// again, so dropping loses no state, only intermediate updates. Clients
-// that vanish without closing are found by pings (Config.PingInterval) or
-// by the next failed write, and removed.
+// Publish never waits for a client. Each client has room for
+// Config.SendBuffer published updates waiting to be sent; a client with no
+// room left for the next one does not read what it subscribed to, and is
+// dropped, closed with websocket.StatusPolicyViolation and the reason "too
+// slow: send queue full", and counted in Stats.Dropped. It can reconnect
+// and resubscribe; with a Snapshot configured it then gets the current
+// state again, so dropping loses no state, only intermediate updates.
+//
+// Replies to a client's own requests (acknowledgements, snapshots, errors)
+// never drop it: they have room of their own, and a client that sends
+// requests faster than it reads the replies is slowed instead, its next
+// request read only once there is room for its replies. So a page may
+// resubscribe to all its entities in one burst on reconnect.
+//
+// Clients that vanish without closing are found by pings
+// (Config.PingInterval) or by the next failed write, and removed.
 //
 // # Snapshots
 //

@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
 
+	"github.com/converge-es/converge/consistency"
 	"github.com/converge-es/converge/events"
 )
 
@@ -77,10 +79,10 @@ func NewHub(cfg *Config) (*Hub, error) {
 // rollback then takes back.
 //
 // Publish never blocks on clients: it only appends to each subscriber's
-// bounded queue, and drops any subscriber whose queue is full. Clients get
-// the updates of one entity in the order Publish was called for it
-// (concurrent calls are serialized, and every client sees them in the same
-// order). data must be valid JSON; nil is sent as null. Publish does not
+// bounded queue, and drops any subscriber with SendBuffer updates already
+// waiting. Clients get the updates of one entity in the order Publish was
+// called for it (concurrent calls are serialized, and every client sees
+// them in the same order). data must be valid JSON; nil is sent as null. Publish does not
 // keep data after it returns. Invalid data is logged and not sent. Publish
 // after Close does nothing.
 func (h *Hub) Publish(entityID string, data json.RawMessage, pos events.Token) {
@@ -123,7 +125,8 @@ func (h *Hub) Publish(entityID string, data json.RawMessage, pos events.Token) {
 // Handler returns the WebSocket endpoint. Clients subscribe with the query
 // (?entity=order-1&entity=order-2; these subscriptions are in place before
 // the upgrade response is sent) or by sending Request messages. See the
-// package doc for the protocol.
+// package doc for the protocol. A request it refuses before the upgrade is
+// answered with RFC 9457 problem details (application/problem+json).
 func (h *Hub) Handler() http.Handler { return http.HandlerFunc(h.serveHTTP) }
 
 // Stats reports the Hub's current load.
@@ -162,10 +165,14 @@ func (h *Hub) Close() {
 	h.force()
 }
 
+// serveHTTP answers every refusal with RFC 9457 problem details, as the
+// rest of a converge HTTP API does, so a client handles one error format.
 func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	entities, err := h.queryEntities(r.URL.Query()["entity"])
 	if err != nil {
-		http.Error(w, "live: "+err.Error(), http.StatusBadRequest)
+		consistency.WriteProblemDetails(w, &consistency.Problem{
+			Status: http.StatusBadRequest, Detail: "live: " + err.Error(), Parameter: "entity",
+		})
 		return
 	}
 	c, err := h.register(r.RemoteAddr, entities)
@@ -173,27 +180,27 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, errTooManyClients):
 		h.rejected.Add(1)
 		w.Header().Set("Retry-After", "5")
-		http.Error(w, fmt.Sprintf("live: too many clients (MaxClients is %d); retry later", h.cfg.MaxClients), http.StatusServiceUnavailable)
+		consistency.WriteProblem(w, http.StatusServiceUnavailable, "",
+			fmt.Sprintf("live: too many clients (MaxClients is %d); retry later", h.cfg.MaxClients))
 		return
 	case err != nil:
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		consistency.WriteProblem(w, http.StatusServiceUnavailable, "", err.Error()+" (the server is shutting down); reconnect to another server or retry later")
 		return
 	}
 	defer h.wg.Done()
 
-	hj := &hijackRecorder{ResponseWriter: w}
-	conn, err := websocket.Accept(hj, r, h.acceptOpts)
+	hw := &handshakeWriter{ResponseWriter: w}
+	conn, err := websocket.Accept(hw, r, h.acceptOpts)
 	if err != nil {
-		// Accept has answered the request (403 for a foreign origin, 426
-		// for a plain HTTP request).
 		h.remove(c)
 		c.stop(0, "")
 		c.cancel()
 		h.cfg.Logger.Debug("live: refused connection", "remote", r.RemoteAddr, "error", err)
+		hw.writeRefusal()
 		return
 	}
 	conn.SetReadLimit(MaxClientMessageSize)
-	c.conn, c.raw = conn, hj.conn
+	c.conn, c.raw = conn, hw.conn
 	c.run(entities)
 }
 
@@ -219,6 +226,9 @@ func (h *Hub) queryEntities(ids []string) ([]string, error) {
 // register adds a client subscribed to entities, with their
 // acknowledgements queued, and counts it in wg.
 func (h *Hub) register(remote string, entities []string) (*client, error) {
+	// The acknowledgements are queued before the writer runs, so each needs
+	// a slot of its own; SendBuffer more let replies to requests flow
+	// without waiting for every one to be written.
 	c := newClient(h, remote, h.cfg.SendBuffer+len(entities))
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -231,7 +241,8 @@ func (h *Hub) register(remote string, entities []string) (*client, error) {
 	h.clients[c] = struct{}{}
 	for _, e := range entities {
 		h.addSubLocked(c, e)
-		h.enqueueLocked(c, (&Message{Type: TypeSubscribed, Entity: e}).mustEncode())
+		c.replySlots <- struct{}{} // room for one per entity: never blocks
+		h.replyLocked(c, (&Message{Type: TypeSubscribed, Entity: e}).mustEncode())
 	}
 	h.wg.Add(1)
 	return c, nil
@@ -240,24 +251,27 @@ func (h *Hub) register(remote string, entities []string) (*client, error) {
 // subscribe handles a subscribe request of c, which is validated.
 func (h *Hub) subscribe(c *client, entity string) {
 	ack := (&Message{Type: TypeSubscribed, Entity: entity}).mustEncode()
+	if !c.reserveReply() {
+		return
+	}
 	h.mu.Lock()
 	if c.gone {
 		h.mu.Unlock()
 		return
 	}
 	if _, ok := c.subs[entity]; ok {
-		h.enqueueLocked(c, ack)
+		h.replyLocked(c, ack)
 		h.mu.Unlock()
 		return
 	}
 	if len(c.subs) >= h.cfg.MaxSubscriptionsPerClient {
-		h.enqueueLocked(c, errorMessage(entity, fmt.Sprintf(
+		h.replyLocked(c, errorMessage(entity, fmt.Sprintf(
 			"too many subscriptions: the limit is %d; unsubscribe from another entity first", h.cfg.MaxSubscriptionsPerClient)))
 		h.mu.Unlock()
 		return
 	}
 	s := h.addSubLocked(c, entity)
-	h.enqueueLocked(c, ack)
+	h.replyLocked(c, ack)
 	h.mu.Unlock()
 	if s.pending {
 		h.loadSnapshot(c, entity, s)
@@ -267,6 +281,9 @@ func (h *Hub) subscribe(c *client, entity string) {
 // unsubscribe handles an unsubscribe request of c. Nothing for entity is
 // queued after the acknowledgement.
 func (h *Hub) unsubscribe(c *client, entity string) {
+	if !c.reserveReply() {
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if c.gone {
@@ -276,7 +293,7 @@ func (h *Hub) unsubscribe(c *client, entity string) {
 		delete(c.subs, entity)
 		h.deleteSubLocked(c, entity)
 	}
-	h.enqueueLocked(c, (&Message{Type: TypeUnsubscribed, Entity: entity}).mustEncode())
+	h.replyLocked(c, (&Message{Type: TypeUnsubscribed, Entity: entity}).mustEncode())
 }
 
 // loadSnapshot reads the current state of entity for a pending
@@ -292,6 +309,9 @@ func (h *Hub) unsubscribe(c *client, entity string) {
 // holds, so no update falls between. A row can also commit before the
 // snapshot reads it and be published only after the hand-over: Publish
 // skips it by the same rule, until a later update has been sent.
+//
+// Room for the snapshot (or the error) is reserved before h.mu is taken:
+// waiting for it with the lock held would stall every Publish.
 func (h *Hub) loadSnapshot(c *client, entity string, s *subscription) {
 	ctx, cancel := context.WithTimeout(c.ctx, h.cfg.SnapshotTimeout)
 	data, pos, found, err := h.callSnapshot(ctx, entity)
@@ -310,22 +330,29 @@ func (h *Hub) loadSnapshot(c *client, entity string, s *subscription) {
 		}
 	}
 
+	var reply []byte
+	switch {
+	case err != nil:
+		reply = errorMessage(entity, "could not read the current state; later updates will follow")
+	case snap != nil:
+		reply = snap
+	}
+	if reply != nil && !c.reserveReply() {
+		return
+	}
+
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if c.gone || c.subs[entity] != s {
+		if reply != nil {
+			<-c.replySlots // not sent: give the room back
+		}
 		return
 	}
 	buffered := s.buffered
 	s.pending, s.buffered = false, nil
-	switch {
-	case err != nil:
-		if !h.enqueueLocked(c, errorMessage(entity, "could not read the current state; later updates will follow")) {
-			return
-		}
-	case snap != nil:
-		if !h.enqueueLocked(c, snap) {
-			return
-		}
+	if reply != nil && !h.replyLocked(c, reply) {
+		return
 	}
 	if found {
 		s.covered = &pos
@@ -372,14 +399,37 @@ func (h *Hub) deleteSubLocked(c *client, entity string) {
 	}
 }
 
-// enqueueLocked queues msg for c without waiting. When c's queue is full, c
-// is dropped and enqueueLocked reports false.
+// enqueueLocked queues a published update for c without waiting. When c
+// already has SendBuffer updates waiting, c is dropped and enqueueLocked
+// reports false.
 func (h *Hub) enqueueLocked(c *client, msg []byte) bool {
 	if c.gone {
 		return false
 	}
 	select {
-	case c.send <- msg:
+	case c.updateSlots <- struct{}{}:
+	default:
+		h.dropLocked(c)
+		return false
+	}
+	return h.pushLocked(c, outgoing{msg: msg})
+}
+
+// replyLocked queues a reply to c's own request, for which the caller has
+// reserved room, and reports false when c is gone.
+func (h *Hub) replyLocked(c *client, msg []byte) bool {
+	if c.gone {
+		return false
+	}
+	return h.pushLocked(c, outgoing{msg: msg, reply: true})
+}
+
+// pushLocked queues out, whose slot is taken. send is sized for every slot,
+// so it has room; should it not, dropping the client is still better than
+// blocking the Hub.
+func (h *Hub) pushLocked(c *client, out outgoing) bool {
+	select {
+	case c.send <- out:
 		return true
 	default:
 		h.dropLocked(c)
@@ -396,7 +446,7 @@ func (h *Hub) dropLocked(c *client) {
 	h.removeLocked(c)
 	h.dropped.Add(1)
 	h.cfg.Logger.Warn("live: dropped a client that does not keep up with updates",
-		"remote", c.remote, "send_buffer", cap(c.send))
+		"remote", c.remote, "send_buffer", cap(c.updateSlots))
 	c.stop(websocket.StatusPolicyViolation, reasonTooSlow)
 }
 
@@ -423,14 +473,52 @@ func errorMessage(entity, text string) []byte {
 	return (&Message{Type: TypeError, Entity: entity, Error: text}).mustEncode()
 }
 
-// hijackRecorder keeps the connection websocket.Accept hijacks, so a close
-// the peer does not answer can be cut short by closing it.
-type hijackRecorder struct {
+// maxRefusalDetail bounds the refusal text kept from websocket.Accept,
+// which quotes request headers.
+const maxRefusalDetail = 512
+
+// handshakeWriter is the ResponseWriter websocket.Accept gets. It keeps the
+// connection Accept hijacks, so a close the peer does not answer can be cut
+// short by closing it. It holds back the plain-text refusal Accept writes
+// (403 for a foreign origin, 426 for a plain HTTP request), so that
+// writeRefusal answers with problem details instead.
+type handshakeWriter struct {
 	http.ResponseWriter
-	conn net.Conn
+	conn    net.Conn
+	status  int // of the refusal; 0 while Accept has refused nothing
+	refusal []byte
 }
 
-func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (h *handshakeWriter) WriteHeader(code int) {
+	if code < 200 {
+		h.ResponseWriter.WriteHeader(code) // 101 Switching Protocols
+		return
+	}
+	h.status = code
+}
+
+func (h *handshakeWriter) Write(b []byte) (int, error) {
+	if h.status == 0 {
+		h.WriteHeader(http.StatusOK)
+	}
+	h.refusal = append(h.refusal, b[:min(len(b), maxRefusalDetail-len(h.refusal))]...)
+	return len(b), nil
+}
+
+// writeRefusal answers with the refusal Accept wrote, as problem details.
+func (h *handshakeWriter) writeRefusal() {
+	if h.status == 0 {
+		return // Accept writes a refusal on every error; without one there is nothing to answer
+	}
+	what := "connect with a WebSocket client"
+	if h.status == http.StatusForbidden {
+		what = "open the page from this server's origin or one in Config.AllowedOrigins"
+	}
+	detail := strings.TrimSpace(strings.ToValidUTF8(string(h.refusal), ""))
+	consistency.WriteProblem(h.ResponseWriter, h.status, "", "live: WebSocket handshake refused: "+detail+"; "+what)
+}
+
+func (h *handshakeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	hj, ok := h.ResponseWriter.(http.Hijacker)
 	if !ok {
 		return nil, nil, errors.New("live: the ResponseWriter cannot be hijacked (WebSocket needs HTTP/1.1)")

@@ -2,6 +2,7 @@ package web
 
 import (
 	"embed"
+	"io/fs"
 	"net/http"
 	"strconv"
 	"strings"
@@ -44,12 +45,14 @@ func pageHandler(name string) http.Handler {
 }
 
 // assetHandler serves the embedded scripts and styles under /assets/,
-// without directory listings.
+// without directory listings. What is not there is answered here, as
+// problem details: the file server's own 404 is plain text.
 func assetHandler() http.Handler {
 	files := http.FileServerFS(assets)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/") {
-			http.NotFound(w, r)
+		if fi, err := fs.Stat(assets, strings.TrimPrefix(r.URL.Path, "/")); err != nil || fi.IsDir() {
+			writeProblem(w, newProblem(http.StatusNotFound, ProblemNotFound, "No such resource",
+				"no asset is served at "+truncate(r.URL.Path)+" (the pages at / and /dashboard load theirs)"))
 			return
 		}
 		securityHeaders(w.Header())

@@ -440,6 +440,23 @@ func (f *Fixture) ExpectNoTimer(sagaName, id, name string) *Fixture {
 	return f
 }
 
+// ExpectTimers asserts the instance's active timers are exactly want:
+// each name due after its duration from now on the virtual clock, and no
+// other timer. ExpectTimers(saga, id, nil) asserts none is active.
+func (f *Fixture) ExpectTimers(sagaName, id string, want map[string]time.Duration) *Fixture {
+	f.t.Helper()
+	now := f.clock.Now()
+	got := map[string]time.Duration{}
+	for name, due := range f.Instance(sagaName, id).Timers {
+		got[name] = due.Sub(now)
+	}
+	if want == nil {
+		want = map[string]time.Duration{}
+	}
+	require.Equal(f.t, want, got, "active timers of %s/%s (name: due after)", sagaName, id)
+	return f
+}
+
 // ExpectParked asserts the instance's step is parked waiting for models.
 func (f *Fixture) ExpectParked(sagaName, id string, models ...string) *Fixture {
 	f.t.Helper()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/converge-es/converge/events/feed"
 	"github.com/converge-es/converge/projections"
 )
 
@@ -88,6 +89,13 @@ func TestDeadLettersListAndReplay(t *testing.T) {
 	require.ErrorContains(t, err, `dead letter ID "no-slash": use <checkpoint>/<event id>`)
 	out, err = b.cli(t, "dead-letters", "replay", id)
 	require.ErrorContains(t, err, "1 of 1 failed")
+	require.Contains(t, out, id+": no such dead letter")
+	// An id no dead letter can have (longer than a row key) is one more
+	// unknown id, not an error that stops the others.
+	long := "p/" + strings.Repeat("x", feed.MaxRowKeyLength)
+	out, err = b.cli(t, "dead-letters", "replay", long, id)
+	require.ErrorContains(t, err, "2 of 2 failed")
+	require.Contains(t, out, long+": no such dead letter")
 	require.Contains(t, out, id+": no such dead letter")
 
 	// No application running: the replay is accepted, --wait runs out

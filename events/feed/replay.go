@@ -46,6 +46,10 @@ type ReplayRequest struct {
 // (ReadReplay) and the dead letter stays. A request made again replaces a
 // failed one.
 func RequestReplay(ctx context.Context, rows Rows, key string) (ReplayRequest, error) {
+	if err := ValidateRowAddress(RuntimeNamespace, DeadLettersTable, key); err != nil {
+		// No dead letter can have this key: say so, as for any unknown one.
+		return ReplayRequest{}, fmt.Errorf("%w: %.100q cannot name one (%w)", ErrNoDeadLetter, key, err)
+	}
 	row, ok, err := rows.Get(ctx, RuntimeNamespace, DeadLettersTable, key, LockNone)
 	if err != nil {
 		return ReplayRequest{}, fmt.Errorf("feed: read dead letter %q: %w", key, err)

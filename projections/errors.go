@@ -19,7 +19,8 @@ var (
 	ErrReadOnly = errors.New("projections: read-only table (write from a projection handler)")
 	// ErrAlreadyStarted is returned by a second Start.
 	ErrAlreadyStarted = errors.New("projections: runner already started")
-	// ErrStopped is returned by a Runner used after Stop.
+	// ErrStopped is returned by a Runner used after Stop, and wrapped by
+	// Rebuild and AwaitRebuild when Stop ends their wait.
 	ErrStopped = errors.New("projections: runner stopped (create a new one)")
 	// ErrNotRunning is returned by Rebuild before Start.
 	ErrNotRunning = errors.New("projections: runner not started (call Start first)")

@@ -125,13 +125,15 @@ func (r *Runner) Resume(ctx context.Context, name string) error {
 }
 
 // DeadLetters lists the events a projection's live processor gave up on,
-// in checkpoint and event id order.
+// in checkpoint and event id order: all of them, read a page at a time.
 func (r *Runner) DeadLetters(ctx context.Context, name string) ([]DeadLetter, error) {
 	_, st, err := r.compiledState(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	recs, err := feed.ListDeadLetters(ctx, r.cfg.Source.Rows(), name, 0)
+	// A limit of 0 would mean feed.DefaultRowLimit (1,000), cutting the
+	// list short without a word; ListDeadLetters pages up to the limit.
+	recs, err := feed.ListDeadLetters(ctx, r.cfg.Source.Rows(), name, math.MaxInt)
 	if err != nil {
 		return nil, fmt.Errorf("projections: dead letters of %q: %w", name, err)
 	}

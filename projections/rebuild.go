@@ -24,7 +24,9 @@ import (
 //
 // Rebuild returns once the old generation is dropped. If ctx ends first,
 // Rebuild returns ctx's error and the rebuild carries on; a runner started
-// later, here or in another process, resumes it. A rebuild halts on an
+// later, here or in another process, resumes it. If the runner is stopped
+// first, Rebuild returns an error wrapping ErrStopped, and likewise the
+// rebuild stays recorded for a runner started later. A rebuild halts on an
 // event its handler keeps failing on, under either failure policy (one
 // that dead-lettered it would switch in without it), and is reported as a
 // *HaltedError: fix the cause and Resume, and the rebuild
@@ -74,7 +76,8 @@ func (r *Runner) Rebuild(ctx context.Context, name string) error {
 // Rebuild waits for the one it starts: it returns nil once the new
 // generation is active and the old one dropped (at once when no rebuild
 // is in progress), a *HaltedError while the rebuild is halted, or ctx's
-// error, the rebuild carrying on.
+// error, or one wrapping ErrStopped once the runner is stopped, the
+// rebuild carrying on.
 func (r *Runner) AwaitRebuild(ctx context.Context, name string) error {
 	p, st, err := r.compiledState(ctx, name)
 	if err != nil {
@@ -138,6 +141,10 @@ func (r *Runner) awaitRebuild(ctx context.Context, p *compiled, gen int) error {
 		case <-poll.C:
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-r.stopped:
+			// Stop closed the rebuild's processor, so the state will not
+			// move here any more: waiting on would block forever.
+			return fmt.Errorf("%w: the rebuild of %q to generation %d is still recorded; a runner started later (a new one, here or in another process) carries it on, and Runner.AwaitRebuild waits for it", ErrStopped, p.name, gen)
 		}
 	}
 }

@@ -93,8 +93,9 @@ type RunnerConfig struct {
 	MaxAttempts int
 	// BackoffMin and BackoffMax bound the exponential backoff before an
 	// event is tried again (the feed subscriber's NackBackoffMin/Max).
-	// Defaults to DefaultBackoffMin (100ms) and DefaultBackoffMax (5s), or
-	// BackoffMin when that is larger.
+	// BackoffMin defaults to DefaultBackoffMin (100ms), or to BackoffMax
+	// when only that is set and is smaller; BackoffMax defaults to
+	// DefaultBackoffMax (5s), or to BackoffMin when that is larger.
 	BackoffMin time.Duration
 	BackoffMax time.Duration
 	// OnFailure is what happens after MaxAttempts failures: the
@@ -192,6 +193,11 @@ func (c *RunnerConfig) withDefaults() RunnerConfig {
 	}
 	out.MaxAttempts = cmp.Or(out.MaxAttempts, DefaultMaxAttempts)
 	if sc := out.Subscriber; sc == nil || (sc.NackBackoffMin == 0 && sc.NackBackoffMax == 0) {
+		if out.BackoffMin == 0 && out.BackoffMax > 0 {
+			// A caller who only capped the backoff must not be refused for
+			// a minimum they never set.
+			out.BackoffMin = min(DefaultBackoffMin, out.BackoffMax)
+		}
 		out.BackoffMin = cmp.Or(out.BackoffMin, DefaultBackoffMin)
 		out.BackoffMax = cmp.Or(out.BackoffMax, max(DefaultBackoffMax, out.BackoffMin))
 	}
@@ -222,8 +228,10 @@ func (c *RunnerConfig) validate() error {
 		return fmt.Errorf("projections: RunnerConfig.MaxAttempts is %d: use 0 for the default or a positive count", c.MaxAttempts)
 	case c.BackoffMin < 0:
 		return fmt.Errorf("projections: RunnerConfig.BackoffMin is %s: use 0 for the default or a positive duration", c.BackoffMin)
+	case c.BackoffMax < 0:
+		return fmt.Errorf("projections: RunnerConfig.BackoffMax is %s: use 0 for the default or a positive duration", c.BackoffMax)
 	case c.BackoffMax < c.BackoffMin:
-		return fmt.Errorf("projections: RunnerConfig.BackoffMax (%s) is below BackoffMin (%s)", c.BackoffMax, c.BackoffMin)
+		return fmt.Errorf("projections: RunnerConfig.BackoffMax (%s) is below BackoffMin (%s): raise BackoffMax or lower BackoffMin", c.BackoffMax, c.BackoffMin)
 	case c.OnFailure != HaltOnFailure && c.OnFailure != DeadLetterOnFailure:
 		return fmt.Errorf("projections: RunnerConfig.OnFailure is %q: use projections.HaltOnFailure or projections.DeadLetterOnFailure", c.OnFailure)
 	case c.StatusPollInterval < 0:

@@ -51,6 +51,34 @@ func TestRunnerConfigDefaults(t *testing.T) {
 	require.Equal(t, 7*time.Second, raised.BackoffMax, "BackoffMax defaults to BackoffMin when that is larger")
 }
 
+// TestRunnerConfigBackoffMaxAlone: a BackoffMax set alone below
+// DefaultBackoffMin lowers the default BackoffMin to it instead of being
+// refused for a minimum the caller never set; above it, BackoffMin keeps
+// its default. An explicit BackoffMin above BackoffMax is still refused,
+// and a negative BackoffMax is refused naming BackoffMax.
+func TestRunnerConfigBackoffMaxAlone(t *testing.T) {
+	t.Parallel()
+	f := newMemFixture(t)
+	p := balances("backoff_max_alone", nil)
+	for _, tc := range []struct{ max, wantMin time.Duration }{
+		{time.Millisecond, time.Millisecond},
+		{99 * time.Millisecond, 99 * time.Millisecond},
+		{projections.DefaultBackoffMin, projections.DefaultBackoffMin},
+		{time.Second, projections.DefaultBackoffMin},
+	} {
+		c := projections.WithDefaults(&projections.RunnerConfig{Source: f.source, BackoffMax: tc.max})
+		require.Equal(t, tc.wantMin, c.BackoffMin, "BackoffMax %s alone", tc.max)
+		require.Equal(t, tc.max, c.BackoffMax, "BackoffMax %s is kept", tc.max)
+		_, err := projections.NewRunner(&projections.RunnerConfig{Source: f.source, Projections: []*projections.Projection{p}, BackoffMax: tc.max, Logger: quiet})
+		require.NoError(t, err, "BackoffMax %s alone is accepted", tc.max)
+	}
+
+	_, err := projections.NewRunner(&projections.RunnerConfig{Source: f.source, Projections: []*projections.Projection{p}, BackoffMin: 50 * time.Millisecond, BackoffMax: 10 * time.Millisecond})
+	require.ErrorContains(t, err, "BackoffMax (10ms) is below BackoffMin (50ms)", "an explicit BackoffMin above BackoffMax is refused")
+	_, err = projections.NewRunner(&projections.RunnerConfig{Source: f.source, Projections: []*projections.Projection{p}, BackoffMax: -time.Millisecond})
+	require.ErrorContains(t, err, "RunnerConfig.BackoffMax is -1ms", "a negative BackoffMax is refused for itself")
+}
+
 // TestRunnerTriesAnEventFiveTimesByDefault: with MaxAttempts left zero, a
 // failing event is tried 5 times, then the projection halts at it.
 func TestRunnerTriesAnEventFiveTimesByDefault(t *testing.T) {

@@ -330,6 +330,40 @@ func TestDeadLetterPolicyContinues(t *testing.T) {
 	}
 }
 
+// TestDeadLettersListsAll: DeadLetters returns every dead letter of a
+// projection, not the first page of the store's rows (feed.DefaultRowLimit,
+// 1,000).
+func TestDeadLettersListsAll(t *testing.T) {
+	t.Parallel()
+	f := newMemFixture(t)
+	p := projections.New("letters_all", nil)
+	projections.On(p, func(context.Context, *projections.Tx, events.Envelope, Deposited) error {
+		return errors.New("always fails")
+	})
+	r := f.start(t, projections.RunnerConfig{
+		Projections: []*projections.Projection{p},
+		MaxAttempts: 1,
+		OnFailure:   projections.DeadLetterOnFailure,
+	})
+	const n = feed.DefaultRowLimit + 57
+	all := depositAll(t, f, n)
+	f.waitHead(t, "letters_all")
+
+	dls, err := r.DeadLetters(context.Background(), "letters_all")
+	require.NoError(t, err)
+	require.Equal(t, n, len(dls), "every event was dead-lettered and is listed")
+	want := map[string]bool{}
+	for _, env := range all {
+		want[env.ID] = true
+	}
+	got := map[string]bool{}
+	for i, dl := range dls {
+		require.EqualValues(t, i+1, dl.ID, "IDs number the listing from 1")
+		got[dl.EventID] = true
+	}
+	require.Equal(t, want, got, "each event once")
+}
+
 // chanOf turns "a value arrived" into a closed channel for await.
 func chanOf[T any](ch <-chan T) <-chan struct{} {
 	done := make(chan struct{})

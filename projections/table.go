@@ -107,8 +107,13 @@ func newRowQuery(o *ListOptions) (feed.RowQuery, error) {
 	if opts.Limit == 0 {
 		opts.Limit = DefaultListLimit
 	}
-	if !utf8.ValidString(opts.Prefix) || !utf8.ValidString(opts.After) {
-		return feed.RowQuery{}, fmt.Errorf("%w: ListOptions.Prefix and After must be valid UTF-8", ErrInvalidKey)
+	// A key's rule, checked here so a bad option is ErrInvalidKey rather
+	// than the store's feed.ErrInvalidRow; empty means "from the first key".
+	if err := validateKeyText("ListOptions.Prefix", opts.Prefix); err != nil {
+		return feed.RowQuery{}, err
+	}
+	if err := validateKeyText("ListOptions.After", opts.After); err != nil {
+		return feed.RowQuery{}, err
 	}
 	return feed.RowQuery{Prefix: opts.Prefix, After: opts.After, Limit: opts.Limit}, nil
 }
@@ -126,13 +131,20 @@ func validateTable(name string) error {
 }
 
 func validateKey(key string) error {
-	switch {
-	case key == "":
+	if key == "" {
 		return fmt.Errorf("%w: empty key", ErrInvalidKey)
-	case len(key) > MaxKeyLength:
-		return fmt.Errorf("%w: key is %d bytes, the limit is %d", ErrInvalidKey, len(key), MaxKeyLength)
-	case !validText(key):
-		return fmt.Errorf("%w: key %q must be valid UTF-8 without control characters", ErrInvalidKey, key)
+	}
+	return validateKeyText("key", key)
+}
+
+// validateKeyText checks s, named what in the error, by the rule for a
+// key's text; an empty s passes.
+func validateKeyText(what, s string) error {
+	switch {
+	case len(s) > MaxKeyLength:
+		return fmt.Errorf("%w: %s is %d bytes, the limit is %d", ErrInvalidKey, what, len(s), MaxKeyLength)
+	case !validText(s):
+		return fmt.Errorf("%w: %s %q must be valid UTF-8 without control characters", ErrInvalidKey, what, s)
 	}
 	return nil
 }

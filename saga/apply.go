@@ -180,7 +180,7 @@ func (e *Engine) commitStep(ctx context.Context, u feed.Unit, s *compiled, in *i
 			}
 		}
 	}
-	state, err := json.Marshal(c.state)
+	state, err := marshalRow(c.state)
 	if err != nil {
 		return Permanent(fmt.Errorf("saga %q: state does not encode as JSON: %w", s.name, err))
 	}
@@ -298,6 +298,13 @@ func isTimerFired(env events.Envelope, c *stepCore) (string, bool) {
 	return tf.Name, true
 }
 
+// compensationSize is what a registered compensation takes in the
+// instance row: its payload and its record around it (with 20,000 small
+// ones, the records are most of it).
+func compensationSize(c commandRecord) int {
+	return len(c.Payload) + jsonStringSize(c.Type) + len(`{"type":,"schema_version":,"payload":},`) + 20
+}
+
 // instanceHeadroom is what an instance row holds besides its state and
 // compensations (ids, status, timers, the parked step), kept free of the
 // row value limit.
@@ -331,10 +338,10 @@ func (e *Engine) checkStorable(s *compiled, in *instance, c *stepCore, env event
 		if err := feed.ValidateRowValue(comp.Payload); err != nil {
 			return fmt.Errorf("saga %q: compensation %s cannot be stored: %w", s.name, comp.Type, err)
 		}
-		size += len(comp.Payload)
+		size += compensationSize(comp)
 	}
 	for _, comp := range in.Compensations {
-		size += len(comp.Payload)
+		size += compensationSize(comp)
 	}
 	size += timersSize(in, c.timerOps)
 	if limit := events.DefaultMaxPayloadBytes - instanceHeadroom; size > limit {

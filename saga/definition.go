@@ -213,7 +213,7 @@ func (s *Saga[S]) decodeState(raw json.RawMessage, version int) (*S, error) {
 			return nil, fmt.Errorf("%w: no Config.Upcast[%d] (stored v%d, current v%d)", ErrStateDecode, v, version, s.cfg.StateVersion)
 		}
 		var err error
-		if raw, err = up(raw); err != nil {
+		if raw, err = upcastSafely(up, raw); err != nil {
 			return nil, fmt.Errorf("%w: Config.Upcast[%d]: %w", ErrStateDecode, v, err)
 		}
 	}
@@ -312,4 +312,16 @@ func (c compiledConfig) retryDelay(attempts int) time.Duration {
 		d *= 2
 	}
 	return min(d, c.maxBackoff)
+}
+
+// upcastSafely runs an upcaster, turning a panic into its error: a bug in
+// one upcaster fails the instances it cannot bring forward (ErrStateDecode),
+// not the unit they share with others or the driver's goroutine.
+func upcastSafely(up func(json.RawMessage) (json.RawMessage, error), raw json.RawMessage) (out json.RawMessage, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = nil, fmt.Errorf("the upcaster panicked: %v (fix it; the instance waits for a retry)", r)
+		}
+	}()
+	return up(raw)
 }

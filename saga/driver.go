@@ -1,6 +1,7 @@
 package saga
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -103,6 +104,7 @@ func (e *Engine) runParked(ctx context.Context, watch bool) (int, time.Time, err
 	// gauge is set from the store, so it is right after a restart and the
 	// same in every process.
 	stuck := map[string]int{}
+	var passErr error
 	for {
 		page, err := e.cfg.Store.Rows().List(ctx, rowNamespace, tableParked, feed.RowQuery{After: after, Limit: 500})
 		if err != nil {
@@ -154,7 +156,15 @@ func (e *Engine) runParked(ctx context.Context, watch bool) (int, time.Time, err
 			}
 			ran, err := e.resume(ctx, ix.Saga, ix.ID)
 			if err != nil {
-				return moved, next, err
+				if ctx.Err() != nil {
+					return moved, next, err
+				}
+				// One instance that cannot move on must not hold up the
+				// parked steps after it: the pass goes on, and the first
+				// failure is returned when it ends.
+				e.log.ErrorContext(ctx, "saga: a parked step could not run; the next pass tries again", "saga", ix.Saga, "id", ix.ID, "error", err)
+				passErr = cmp.Or(passErr, err)
+				continue
 			}
 			if ran {
 				moved++
@@ -164,7 +174,7 @@ func (e *Engine) runParked(ctx context.Context, watch bool) (int, time.Time, err
 			for name := range e.sagas {
 				e.metrics.Stuck.WithLabelValues(name).Set(float64(stuck[name]))
 			}
-			return moved, next, nil
+			return moved, next, passErr
 		}
 	}
 }

@@ -285,6 +285,9 @@ func (e *Engine) runRequests(ctx context.Context) (int, error) {
 			done++
 			continue
 		}
+		if errors.Is(err, errNewerBuild) {
+			continue // left for an engine of the newer build to take
+		}
 		if !errors.Is(err, ErrNotRetryable) && !errors.Is(err, ErrEnded) && !errors.Is(err, ErrNotFound) && !errors.Is(err, errRefused) {
 			return done, err
 		}

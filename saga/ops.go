@@ -192,9 +192,14 @@ func (e *Engine) cancelIn(ctx context.Context, u feed.Unit, saga, id, reason str
 	if reason == "" {
 		reason = "cancelled by an operator"
 	}
+	note := ""
 	if s := e.sagas[saga]; s != nil && s.cancel != nil {
-		if err := e.runCancelHandler(ctx, u, s, in, reason); err != nil {
+		skipped, err := e.runCancelHandler(ctx, u, s, in, reason)
+		if err != nil {
 			return err
+		}
+		if skipped != nil {
+			note = fmt.Sprintf("; its OnCancel handler did not run: %v", skipped)
 		}
 	}
 	dropped, err := e.dropQueued(ctx, rows, in)
@@ -209,7 +214,7 @@ func (e *Engine) cancelIn(ctx context.Context, u feed.Unit, saga, id, reason str
 		return err
 	}
 	in.Status, in.Reason = StatusCancelled, storable(reason)
-	if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindCancelled, Detail: fmt.Sprintf("%s (%d pending messages dropped)", reason, dropped)}); err != nil {
+	if err := e.record(ctx, rows, in, HistoryEntry{Kind: KindCancelled, Detail: fmt.Sprintf("%s (%d pending messages dropped%s)", reason, dropped, note)}); err != nil {
 		return err
 	}
 	if err := e.syncParkIndex(ctx, rows, in); err != nil {
@@ -235,13 +240,25 @@ func (e *Engine) dropQueued(ctx context.Context, rows feed.Rows, in *instance) (
 // under in the instance's history.
 const CancelStepType = "converge.saga.cancel"
 
+// errNewerBuild refuses a cancel this build cannot carry out: the
+// instance's state is of a newer build, whose OnCancel handler must run it.
+// An operator's request waits for that build instead of being refused.
+var errNewerBuild = errors.New("saga: the instance's state is of a newer build")
+
 // runCancelHandler runs the saga's OnCancel handler as a step of its own in
 // the cancel's unit, before the instance ends. A handler that fails, or a
 // step the store would refuse, refuses the cancel: nothing of it is kept.
-func (e *Engine) runCancelHandler(ctx context.Context, u feed.Unit, s *compiled, in *instance, reason string) error {
+// State stored by a newer build refuses it too (errNewerBuild). State that
+// does not decode otherwise cannot be handed to the handler, and would
+// make the instance impossible to end: the cancel goes on without the
+// handler, and skipped says why.
+func (e *Engine) runCancelHandler(ctx context.Context, u feed.Unit, s *compiled, in *instance, reason string) (skipped, err error) {
 	state, err := s.state(in)
 	if err != nil {
-		return fmt.Errorf("%w: %s/%s: its state does not decode for the OnCancel handler: %w", errRefused, s.name, in.ID, err)
+		if in.StateVersion > s.cfg.stateVersion {
+			return nil, fmt.Errorf("%w: %w: %s/%s is at state v%d, this build knows v%d: cancel it where the newer build runs", errRefused, errNewerBuild, s.name, in.ID, in.StateVersion, s.cfg.stateVersion)
+		}
+		return err, nil
 	}
 	env := events.Envelope{
 		ID:       uuid.NewSHA1(commandNamespace, fmt.Appendf(nil, "cancel\x00%s\x00%s\x00%d", s.name, in.ID, in.Seq)).String(),
@@ -254,12 +271,12 @@ func (e *Engine) runCancelHandler(ctx context.Context, u feed.Unit, s *compiled,
 		now: e.cfg.Clock.Now().UTC(), state: state, inst: in,
 	}
 	if err := runHandler(s.cancel, core, Cancelled{Reason: reason}); err != nil {
-		return fmt.Errorf("%w: %s/%s: its OnCancel handler failed, so nothing was cancelled: %w", errRefused, s.name, in.ID, err)
+		return nil, fmt.Errorf("%w: %s/%s: its OnCancel handler failed, so nothing was cancelled: %w", errRefused, s.name, in.ID, err)
 	}
 	err = e.commitStep(ctx, u, s, in, core, env, HistoryEntry{})
 	var perm *PermanentError
 	if errors.As(err, &perm) {
-		return fmt.Errorf("%w: %s/%s: its OnCancel step cannot be stored, so nothing was cancelled: %w", errRefused, s.name, in.ID, err)
+		return nil, fmt.Errorf("%w: %s/%s: its OnCancel step cannot be stored, so nothing was cancelled: %w", errRefused, s.name, in.ID, err)
 	}
-	return err
+	return nil, err
 }

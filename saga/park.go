@@ -119,7 +119,7 @@ func (e *Engine) awaitNewerBuild(ctx context.Context, rows feed.Rows, s *compile
 
 // enqueue queues a message behind the instance's parked or failed step.
 func (e *Engine) enqueue(ctx context.Context, rows feed.Rows, in *instance, env events.Envelope) error {
-	b, err := json.Marshal(stow(env))
+	b, err := marshalRow(stow(env))
 	if err != nil {
 		return fmt.Errorf("saga: encode queued message %s: %w", env.ID, err)
 	}
@@ -190,14 +190,42 @@ func (e *Engine) ignoreMissing(ctx context.Context, rows feed.Rows, saga, id str
 const maxInlinePayload = 16 << 10
 
 // stow returns env as a parked, failed or queued message keeps it: a
-// large payload is left out, to be read back by unstow. A stored event
-// always has a payload (one JSON document); the one left out is encoded as
-// null, and an event whose payload really is null is simply read back.
+// large payload, or large metadata, is left out, to be read back by
+// unstow (the whole event, metadata included). A stored event always has
+// a payload (one JSON document); the one left out is encoded as null, and
+// an event whose payload really is null is simply read back. Sizes are
+// those of the row's JSON: a string's quotes and escapes count.
 func stow(env events.Envelope) events.Envelope {
-	if len(env.Payload) > maxInlinePayload {
+	if len(env.Payload) > maxInlinePayload || metadataJSONSize(env.Metadata) > maxInlinePayload {
 		env.Payload = nil
+		env.Metadata = events.Metadata{}
 	}
 	return env
+}
+
+// metadataJSONSize is about what m takes in a row's JSON, at most once per
+// byte too many (strings escape control characters, quotes and
+// backslashes).
+func metadataJSONSize(m events.Metadata) int {
+	n := jsonStringSize(m.CorrelationID) + jsonStringSize(m.CausationID)
+	for k, v := range m.Extra {
+		n += jsonStringSize(k) + jsonStringSize(v) + 2
+	}
+	return n
+}
+
+// jsonStringSize is the size of s as a JSON string, HTML not escaped.
+func jsonStringSize(s string) int {
+	n := len(s) + 2
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			n++
+		case c < 0x20:
+			n += 5
+		}
+	}
+	return n
 }
 
 // unstow returns the message stow kept, its payload read back from the

@@ -176,8 +176,10 @@ type Cancelled struct {
 // not at all. Use it to undo what the process did: release what it
 // reserved, refund what it charged. A handler that returns an error, or
 // whose writes the store would refuse, fails the cancel and changes
-// nothing. Without one, a cancel sends nothing. It panics on programmer
-// error; OnCancelSafely returns it.
+// nothing. The instance ends cancelled whatever the handler decides:
+// Complete or Fail in it are ignored (its history says so). Without one, a
+// cancel sends nothing. It panics on programmer error; OnCancelSafely
+// returns it.
 func OnCancel[S any](s *Saga[S], h Handler[S, Cancelled]) {
 	if err := OnCancelSafely(s, h); err != nil {
 		panic(err)

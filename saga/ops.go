@@ -273,6 +273,12 @@ func (e *Engine) runCancelHandler(ctx context.Context, u feed.Unit, s *compiled,
 	if err := runHandler(s.cancel, core, Cancelled{Reason: reason}); err != nil {
 		return nil, fmt.Errorf("%w: %s/%s: its OnCancel handler failed, so nothing was cancelled: %w", errRefused, s.name, in.ID, err)
 	}
+	if core.complete || core.fail != "" {
+		// The cancel decides how the instance ends: a completion or failure
+		// recorded (and counted) here would tell another story.
+		core.complete, core.fail = false, ""
+		core.notes = append(core.notes, "the OnCancel handler's Complete or Fail was ignored: the instance ends cancelled")
+	}
 	err = e.commitStep(ctx, u, s, in, core, env, HistoryEntry{})
 	var perm *PermanentError
 	if errors.As(err, &perm) {

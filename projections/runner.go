@@ -182,7 +182,13 @@ func (r *Runner) Start(ctx context.Context) error {
 	}
 	r.runCtx, r.cancelRun = context.WithCancel(context.WithoutCancel(ctx))
 	if len(r.strong) > 0 {
-		r.removeHook = r.hooked.AddAppendHook(&strongHook{r: r, projs: r.strong})
+		release, err := claimStrong(r.hooked, r.strong)
+		if err != nil {
+			r.cancelRun()
+			return err
+		}
+		remove := r.hooked.AddAppendHook(&strongHook{r: r, projs: r.strong})
+		r.removeHook = func() { remove(); release() }
 	}
 	var states []state
 	for _, p := range r.list {

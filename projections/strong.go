@@ -2,9 +2,11 @@ package projections
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
@@ -22,7 +24,10 @@ import (
 // before it (see Runner.Rebuild), which the live processor then moves past.
 // It is the same on every retry of the append, so a retried append is
 // recognised as the one stored (events.MatchStored compares metadata).
-const AppliedMetadataKey = "converge-applied"
+//
+// The key is reserved: appends must not set it (feed.Publisher drops it
+// from the messages it stores).
+const AppliedMetadataKey = feed.AppliedMarksKey
 
 // strongHook applies the runner's strong projections inside every append
 // made through the store (feed.HookedSource), in the append's unit: the
@@ -131,4 +136,46 @@ func appliedInline(env events.Envelope, name string) bool {
 		}
 	}
 	return false
+}
+
+// strongClaims are the strong projections whose append hook runs, by
+// store: two Runners (or Clients) in one process sharing a store object
+// would each install a hook, and each would apply every event, twice in
+// all. Processes do not share store objects, so this is the only way in.
+var strongClaims = struct {
+	sync.Mutex
+	by map[feed.HookedSource]map[string]bool
+}{by: map[feed.HookedSource]map[string]bool{}}
+
+// claimStrong records that projs run strongly on store in this process,
+// or fails naming the first that already does. release gives them up.
+func claimStrong(store feed.HookedSource, projs []*compiled) (release func(), err error) {
+	strongClaims.Lock()
+	defer strongClaims.Unlock()
+	held := strongClaims.by[store]
+	for _, p := range projs {
+		if held[p.name] {
+			return nil, fmt.Errorf("projections: strong projection %q already runs on this store in this process (another Runner or converge.Client): run each projection once per process, or give each its own store object", p.name)
+		}
+	}
+	if held == nil {
+		held = map[string]bool{}
+		strongClaims.by[store] = held
+	}
+	for _, p := range projs {
+		held[p.name] = true
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			strongClaims.Lock()
+			defer strongClaims.Unlock()
+			for _, p := range projs {
+				delete(held, p.name)
+			}
+			if len(held) == 0 {
+				delete(strongClaims.by, store)
+			}
+		})
+	}, nil
 }

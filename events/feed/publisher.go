@@ -122,7 +122,16 @@ var publishDropped = map[string]bool{
 	MetaCausationID:   true,
 	MetaWatermillUUID: true,
 	MetaEncoding:      true,
+	// An event published from a delivered message is a new event that no
+	// append hook applied: carried over, the mark would make the strong
+	// projections it names skip it for good.
+	AppliedMarksKey: true,
 }
+
+// AppliedMarksKey is the events.Metadata.Extra key under which append
+// hooks record what they applied in the append's unit
+// (projections.AppliedMetadataKey). It is reserved: the Publisher drops it.
+const AppliedMarksKey = "converge-applied"
 
 // event builds the event for msg and names its stream.
 func (p *Publisher) event(topic string, msg *message.Message) (string, events.Event, error) {

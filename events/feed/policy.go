@@ -1,6 +1,7 @@
 package feed
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/internal/signal"
@@ -142,10 +144,12 @@ func (ps *partitionState) setState(s PartitionState) {
 	if ps.state == PartitionHalted && s != PartitionIdle {
 		return
 	}
+	if s == PartitionActive {
+		// A new lease, even one taken back at once after losing it: another
+		// process may have halted the partition meanwhile. Look again.
+		ps.checked = false
+	}
 	if ps.state != s {
-		if s == PartitionActive {
-			ps.checked = false // a new lease: look for a halt again
-		}
 		ps.state, ps.since = s, time.Now()
 	}
 }
@@ -167,25 +171,35 @@ func (ps *partitionState) setError(err error) {
 // written in the event's unit, which then commits the checkpoint past it;
 // under Halt the partition stops here until resumed.
 func (p *Processor) giveUp(ctx context.Context, ps *partitionState, env events.Envelope, a *attempt) error {
+	reason := storableReason(a.last)
 	if p.cfg.OnFailure == DeadLetter {
 		u, ok := events.UnitFromContext(ctx)
 		fu, isFeed := u.(Unit)
 		if !ok || !isFeed {
 			return errors.New("feed: dead-lettering needs the delivery's unit in the handler context")
 		}
-		rec := DeadLetterRecord{Checkpoint: ps.name, Event: env, Reason: a.last, Attempts: a.failures, At: time.Now().UTC()}
-		b, err := json.Marshal(rec)
+		rec := DeadLetterRecord{Checkpoint: ps.name, Event: env, Reason: reason, Attempts: a.failures, At: time.Now().UTC()}
+		b, err := marshalRecord(rec)
 		if err != nil {
 			return fmt.Errorf("feed: encode dead letter: %w", err)
 		}
+		if verr := ValidateRowValue(b); verr != nil {
+			// The record holds the whole event, which a row cannot: halt
+			// instead, visibly, rather than retry the event for ever.
+			reason = fmt.Sprintf("%s (not dead-lettered: its record cannot be stored: %v)", reason, verr)
+			p.cfg.Logger.Error("feed: cannot dead-letter the event; halting the partition instead",
+				"processor", p.cfg.Name, "partition", ps.index, "event_id", env.ID, "error", verr)
+			return p.halt(ctx, ps, env, a, reason)
+		}
 		if err := fu.Rows().Put(ctx, RuntimeNamespace, DeadLettersTable, ps.name+"/"+env.ID, b, env.Token); err != nil {
+			ps.setError(fmt.Errorf("store the dead letter of event %s: %w", env.ID, err))
 			return fmt.Errorf("feed: store dead letter of event %s: %w", env.ID, err)
 		}
 		if p.cfg.OnDeadLetter != nil {
 			fu.AfterCommit(func() { p.cfg.OnDeadLetter(rec) })
 		}
 		p.cfg.Logger.Error("feed: event dead-lettered after repeated failures; the partition moves on without it",
-			"processor", p.cfg.Name, "partition", ps.index, "event_id", env.ID, "type", env.Type, "attempts", a.failures, "reason", a.last)
+			"processor", p.cfg.Name, "partition", ps.index, "event_id", env.ID, "type", env.Type, "attempts", a.failures, "reason", reason)
 		// Forgotten only once the dead letter commits: if a later event of
 		// the unit fails, the unit rolls back and this event comes back at
 		// the head of a unit of its own, where its record must still say
@@ -193,19 +207,29 @@ func (p *Processor) giveUp(ctx context.Context, ps *partitionState, env events.E
 		fu.AfterCommit(func() { ps.succeeded(env.ID) })
 		return nil
 	}
+	return p.halt(ctx, ps, env, a, reason)
+}
+
+// halt records the partition's halt on env, so every process and the CLI
+// see it, and stops the partition here until resumed.
+func (p *Processor) halt(ctx context.Context, ps *partitionState, env events.Envelope, a *attempt, reason string) error {
 	rec := HaltRecord{
 		Checkpoint: ps.name, EventID: env.ID, Type: env.Type, StreamID: env.StreamID, Token: env.Token,
-		Reason: a.last, Attempts: a.failures, At: time.Now().UTC(),
+		Reason: reason, Attempts: a.failures, At: time.Now().UTC(),
 	}
-	b, err := json.Marshal(rec)
+	b, err := marshalRecord(rec)
 	if err != nil {
 		return fmt.Errorf("feed: encode halt: %w", err)
 	}
 	if err := p.src.Rows().Put(ctx, RuntimeNamespace, HaltsTable, ps.name, b, env.Token); err != nil {
+		// Retried at the next delivery; say so where operators look.
+		ps.setError(fmt.Errorf("record the halt on event %s: %w", env.ID, err))
+		p.cfg.Logger.Error("feed: cannot record the partition's halt; trying again at the next delivery",
+			"processor", p.cfg.Name, "partition", ps.index, "event_id", env.ID, "error", err)
 		return fmt.Errorf("feed: record halt of %s: %w", ps.name, err)
 	}
 	p.cfg.Logger.Error("feed: partition halted after repeated failures; resume it once the cause is fixed",
-		"processor", p.cfg.Name, "partition", ps.index, "event_id", env.ID, "type", env.Type, "attempts", a.failures, "reason", a.last)
+		"processor", p.cfg.Name, "partition", ps.index, "event_id", env.ID, "type", env.Type, "attempts", a.failures, "reason", reason)
 	ps.mu.Lock()
 	ps.halt = &rec
 	ps.state, ps.since = PartitionHalted, time.Now()
@@ -369,4 +393,36 @@ func processorRows(ctx context.Context, rows Rows, table, name string, fn func(R
 		}
 	}
 	return nil
+}
+
+// maxReason bounds the failure reason a halt or dead letter keeps.
+const maxReason = 4 << 10
+
+// storableReason is a handler's error text as a record can hold it: valid
+// UTF-8 without NUL (PostgreSQL's jsonb refuses it), cut at maxReason
+// bytes. Stored as it came, such a text made the record fail, and the
+// event was retried for ever instead of given up on.
+func storableReason(s string) string {
+	s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+	if len(s) <= maxReason {
+		return s
+	}
+	cut := maxReason
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+// marshalRecord encodes a record without escaping <, > and & for HTML:
+// six bytes each would make a record of an event the store took too
+// large for a row.
+func marshalRecord(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }

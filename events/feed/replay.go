@@ -297,7 +297,7 @@ func (p *Processor) replayFailed(ctx context.Context, key string, cause error) e
 	if err != nil || !ok {
 		return p.stopErr(ctx, err)
 	}
-	req.Failed, req.FailedAt = strings.TrimSpace(cause.Error()), time.Now().UTC()
+	req.Failed, req.FailedAt = storableReason(strings.TrimSpace(cause.Error())), time.Now().UTC()
 	b, _ := json.Marshal(req) // strings and times: cannot fail
 	return p.stopErr(ctx, p.src.Rows().Put(ctx, RuntimeNamespace, ReplaysTable, key, b, events.Token{}))
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/converge-es/converge/command"
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
+	"github.com/converge-es/converge/internal/rowjson"
 )
 
 // commandNamespace seeds the name-based UUIDs of commands and timer
@@ -180,7 +181,7 @@ func (e *Engine) commitStep(ctx context.Context, u feed.Unit, s *compiled, in *i
 			}
 		}
 	}
-	state, err := marshalRow(c.state)
+	state, err := rowjson.Marshal(c.state)
 	if err != nil {
 		return Permanent(fmt.Errorf("saga %q: state does not encode as JSON: %w", s.name, err))
 	}

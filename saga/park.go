@@ -9,6 +9,7 @@ import (
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
+	"github.com/converge-es/converge/internal/rowjson"
 )
 
 // parkReason says what a parked step waits for: read models (models at
@@ -119,7 +120,7 @@ func (e *Engine) awaitNewerBuild(ctx context.Context, rows feed.Rows, s *compile
 
 // enqueue queues a message behind the instance's parked or failed step.
 func (e *Engine) enqueue(ctx context.Context, rows feed.Rows, in *instance, env events.Envelope) error {
-	b, err := marshalRow(stow(env))
+	b, err := rowjson.Marshal(stow(env))
 	if err != nil {
 		return fmt.Errorf("saga: encode queued message %s: %w", env.ID, err)
 	}

@@ -1,7 +1,6 @@
 package saga
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
+	"github.com/converge-es/converge/internal/rowjson"
 )
 
 // load reads an instance row.
@@ -50,7 +50,7 @@ func (e *Engine) save(ctx context.Context, rows feed.Rows, in *instance) error {
 	if err := e.indexEnded(ctx, rows, in); err != nil {
 		return err
 	}
-	b, err := marshalRow(in)
+	b, err := rowjson.Marshal(in)
 	if err != nil {
 		return fmt.Errorf("saga: encode instance %s/%s: %w", in.Saga, in.ID, err)
 	}
@@ -244,18 +244,4 @@ func wrapRows(err error, what, saga, id string) error {
 		return nil
 	}
 	return fmt.Errorf("saga: %s of %s/%s: %w", what, saga, id, err)
-}
-
-// marshalRow encodes a row's value without escaping <, > and & (as
-// json.Marshal does for HTML): six bytes each would make what the size
-// checks measured up to six times larger in the row, past the store's
-// limit. The JSON means the same.
-func marshalRow(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }

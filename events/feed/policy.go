@@ -1,7 +1,6 @@
 package feed
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/internal/rowjson"
 	"github.com/converge-es/converge/internal/signal"
 )
 
@@ -179,7 +179,7 @@ func (p *Processor) giveUp(ctx context.Context, ps *partitionState, env events.E
 			return errors.New("feed: dead-lettering needs the delivery's unit in the handler context")
 		}
 		rec := DeadLetterRecord{Checkpoint: ps.name, Event: env, Reason: reason, Attempts: a.failures, At: time.Now().UTC()}
-		b, err := marshalRecord(rec)
+		b, err := rowjson.Marshal(rec)
 		if err != nil {
 			return fmt.Errorf("feed: encode dead letter: %w", err)
 		}
@@ -217,7 +217,7 @@ func (p *Processor) halt(ctx context.Context, ps *partitionState, env events.Env
 		Checkpoint: ps.name, EventID: env.ID, Type: env.Type, StreamID: env.StreamID, Token: env.Token,
 		Reason: reason, Attempts: a.failures, At: time.Now().UTC(),
 	}
-	b, err := marshalRecord(rec)
+	b, err := rowjson.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("feed: encode halt: %w", err)
 	}
@@ -412,17 +412,4 @@ func storableReason(s string) string {
 		cut--
 	}
 	return s[:cut] + "…"
-}
-
-// marshalRecord encodes a record without escaping <, > and & for HTML:
-// six bytes each would make a record of an event the store took too
-// large for a row.
-func marshalRecord(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }

@@ -105,7 +105,11 @@
 // applied, including events appended without the hook (before the Runner
 // started, or by a process that does not run it). Appending in a
 // transaction you own (pgstore.Store.AppendTx) runs no hook: append
-// strongly projected events through a unit instead.
+// strongly projected events through a unit instead. In one process, a
+// strong projection runs in one Runner per store object (a second one
+// would install a second hook and apply every event twice, so its Start
+// refuses); the mark's key is reserved, and feed.Publisher drops it from
+// the messages it stores.
 //
 // # Failures: retries, halts and dead letters
 //

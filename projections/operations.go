@@ -264,16 +264,15 @@ func (r *Runner) resetOnce(ctx context.Context, p *compiled, tok events.Token, m
 		if st.SkipTo.After(tok) {
 			st.SkipTo = tok // events after tok are applied again
 		}
-		if p.strong() {
-			// Events the append hook applied are applied again too. Appends
-			// in flight hold the state row and commit before this unit
-			// reads the head (PostgreSQL) or conflict with it (memory).
-			head, err := r.cfg.Store.Head(ctx)
-			if err != nil {
-				return err
-			}
-			st.MarksUpTo = head
+		// Events the append hook applied are applied again too, also for a
+		// projection that was strong when they were appended and is not
+		// now. Appends in flight hold the state row and commit before this
+		// unit reads the head (PostgreSQL) or conflict with it (memory).
+		head, err := r.cfg.Store.Head(ctx)
+		if err != nil {
+			return err
 		}
+		st.MarksUpTo = head
 		if err := writeState(uctx, u.Rows(), p.name, st, tok); err != nil {
 			return err
 		}

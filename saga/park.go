@@ -160,7 +160,8 @@ type ignoredIndex struct {
 // it is visible (Engine.Show) and counted, never silently dropped. No
 // instance will ever purge the record, so it is indexed by time for
 // retention to find (purgeIgnored); a redelivery rewrites the record with
-// a new time and a new index row, and the old row is then stale.
+// a new time and a new index row, and the old row is then stale. It is
+// counted as the duplicate it is, not as one more ignored message.
 func (e *Engine) ignoreMissing(ctx context.Context, rows feed.Rows, saga, id string, env events.Envelope) error {
 	reason := "no instance with this id (the handler is saga.On, which never starts one)"
 	if env.Type == TimerFiredType {
@@ -168,6 +169,10 @@ func (e *Engine) ignoreMissing(ctx context.Context, rows feed.Rows, saga, id str
 	}
 	at := e.cfg.Clock.Now().UTC()
 	key := childKey(saga, id, env.ID)
+	_, seen, err := rows.Get(ctx, rowNamespace, tableIgnored, key, feed.LockNone)
+	if err != nil {
+		return wrapRows(err, "read ignored message", saga, id)
+	}
 	b, _ := json.Marshal(IgnoredMessage{At: at, EventID: env.ID, EventType: env.Type, Reason: reason})
 	if err := rows.Put(ctx, rowNamespace, tableIgnored, key, b, env.Token); err != nil {
 		return wrapRows(err, "record ignored message", saga, id)
@@ -178,7 +183,11 @@ func (e *Engine) ignoreMissing(ctx context.Context, rows feed.Rows, saga, id str
 	}
 	e.log.InfoContext(ctx, "saga: message for no instance ignored", "saga", saga, "id", id, "event_id", env.ID, "type", env.Type)
 	if u, ok := events.UnitFromContext(ctx); ok {
-		u.AfterCommit(func() { e.metrics.Ignored.WithLabelValues(saga, "no_instance").Inc() })
+		if seen {
+			u.AfterCommit(func() { e.metrics.Duplicates.WithLabelValues(saga).Inc() })
+		} else {
+			u.AfterCommit(func() { e.metrics.Ignored.WithLabelValues(saga, "no_instance").Inc() })
+		}
 	}
 	return nil
 }

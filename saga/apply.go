@@ -303,7 +303,7 @@ func isTimerFired(env events.Envelope, c *stepCore) (string, bool) {
 // instance row: its payload and its record around it (with 20,000 small
 // ones, the records are most of it).
 func compensationSize(c commandRecord) int {
-	return len(c.Payload) + jsonStringSize(c.Type) + len(`{"type":,"schema_version":,"payload":},`) + 20
+	return len(c.Payload) + len(c.Type) + len(`{"type":"","schema_version":0000000000,"payload":},`)
 }
 
 // instanceHeadroom is what an instance row holds besides its state and

@@ -206,36 +206,20 @@ const maxInlinePayload = 16 << 10
 // an event whose payload really is null is simply read back. Sizes are
 // those of the row's JSON: a string's quotes and escapes count.
 func stow(env events.Envelope) events.Envelope {
-	if len(env.Payload) > maxInlinePayload || metadataJSONSize(env.Metadata) > maxInlinePayload {
+	if len(env.Payload) > maxInlinePayload || encodedLen(env.Metadata) > maxInlinePayload {
 		env.Payload = nil
 		env.Metadata = events.Metadata{}
 	}
 	return env
 }
 
-// metadataJSONSize is about what m takes in a row's JSON, at most once per
-// byte too many (strings escape control characters, quotes and
-// backslashes).
-func metadataJSONSize(m events.Metadata) int {
-	n := jsonStringSize(m.CorrelationID) + jsonStringSize(m.CausationID)
-	for k, v := range m.Extra {
-		n += jsonStringSize(k) + jsonStringSize(v) + 2
+// encodedLen is v's size in a row.
+func encodedLen(v any) int {
+	b, err := rowjson.Marshal(v)
+	if err != nil {
+		return 0 // metadata always encodes; the row's own encoding would report it
 	}
-	return n
-}
-
-// jsonStringSize is the size of s as a JSON string, HTML not escaped.
-func jsonStringSize(s string) int {
-	n := len(s) + 2
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '"' || c == '\\':
-			n++
-		case c < 0x20:
-			n += 5
-		}
-	}
-	return n
+	return len(b)
 }
 
 // unstow returns the message stow kept, its payload read back from the

@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
@@ -186,22 +184,7 @@ const maxHistoryDetail = 4 << 10
 // maxHistoryDetail. Refusing such text instead would fail the unit, which
 // the runtime retries and then halts, holding up every other instance of
 // the partition.
-func storable(s string) string {
-	return clip(strings.ReplaceAll(s, "\x00", "\uFFFD"), maxHistoryDetail)
-}
-
-// clip cuts s to at most n bytes on a rune boundary, saying how much was
-// left out.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return fmt.Sprintf("%s… (%d bytes in all)", s[:cut], len(s))
-}
+func storable(s string) string { return rowjson.Text(s, maxHistoryDetail) }
 
 func about(env events.Envelope, kind, detail string) HistoryEntry {
 	return HistoryEntry{Kind: kind, EventID: env.ID, EventType: env.Type, Detail: detail}

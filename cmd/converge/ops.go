@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/converge-es/converge/events/pgstore"
@@ -35,10 +34,7 @@ func openOpsStore(ctx context.Context, db *dbOptions) (store *pgstore.Store, clo
 	store, err = pgstore.New(ctx, pool, &pgstore.Config{Schema: db.Schema, DisableListen: true})
 	if err != nil {
 		pool.Close()
-		if strings.Contains(err.Error(), "converge migrate") {
-			return nil, nil, err // it says what to run already
-		}
-		return nil, nil, fmt.Errorf("%w (did you run `converge migrate --schema %s`?)", err, db.Schema)
+		return nil, nil, err // an unmigrated schema's error says to run converge migrate
 	}
 	return store, func() { _ = store.Close(); pool.Close() }, nil
 }

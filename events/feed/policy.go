@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/internal/rowjson"
@@ -171,7 +170,7 @@ func (ps *partitionState) setError(err error) {
 // written in the event's unit, which then commits the checkpoint past it;
 // under Halt the partition stops here until resumed.
 func (p *Processor) giveUp(ctx context.Context, ps *partitionState, env events.Envelope, a *attempt) error {
-	reason := storableReason(a.last)
+	reason := rowjson.Text(a.last, maxReason)
 	if p.cfg.OnFailure == DeadLetter {
 		u, ok := events.UnitFromContext(ctx)
 		fu, isFeed := u.(Unit)
@@ -395,21 +394,7 @@ func processorRows(ctx context.Context, rows Rows, table, name string, fn func(R
 	return nil
 }
 
-// maxReason bounds the failure reason a halt or dead letter keeps.
+// maxReason bounds the failure reason a halt, dead letter or replay
+// request keeps: stored as it came (NUL, megabytes), such a text made the
+// record fail, and the event was retried for ever instead of given up on.
 const maxReason = 4 << 10
-
-// storableReason is a handler's error text as a record can hold it: valid
-// UTF-8 without NUL (PostgreSQL's jsonb refuses it), cut at maxReason
-// bytes. Stored as it came, such a text made the record fail, and the
-// event was retried for ever instead of given up on.
-func storableReason(s string) string {
-	s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
-	if len(s) <= maxReason {
-		return s
-	}
-	cut := maxReason
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
-}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/internal/rowjson"
 )
 
 // ReplaysTable, in RuntimeNamespace, holds the replay requests of dead
@@ -297,7 +298,7 @@ func (p *Processor) replayFailed(ctx context.Context, key string, cause error) e
 	if err != nil || !ok {
 		return p.stopErr(ctx, err)
 	}
-	req.Failed, req.FailedAt = storableReason(strings.TrimSpace(cause.Error())), time.Now().UTC()
+	req.Failed, req.FailedAt = rowjson.Text(strings.TrimSpace(cause.Error()), maxReason), time.Now().UTC()
 	b, _ := json.Marshal(req) // strings and times: cannot fail
 	return p.stopErr(ctx, p.src.Rows().Put(ctx, RuntimeNamespace, ReplaysTable, key, b, events.Token{}))
 }

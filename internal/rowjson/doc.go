@@ -4,5 +4,7 @@
 // encoding/json escapes <, > and & for HTML by default, six bytes each. A
 // row's value is measured against the store's limit, and a document of
 // such characters that fits as written would no longer fit escaped, so
-// rows are written without that escaping; the JSON means the same.
+// rows are written without that escaping; the JSON means the same. Text
+// and Clip keep free text (failure reasons, notes) within what a row
+// holds.
 package rowjson

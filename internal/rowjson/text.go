@@ -1,0 +1,28 @@
+package rowjson
+
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// Text is free text (a failure reason, a note) as a row can hold it: NUL,
+// which PostgreSQL's jsonb refuses, as U+FFFD, and at most max bytes (see
+// Clip). Invalid UTF-8 needs nothing here: encoding/json writes it as
+// U+FFFD.
+func Text(s string, max int) string {
+	return Clip(strings.ReplaceAll(s, "\x00", "\uFFFD"), max)
+}
+
+// Clip cuts s to at most max bytes on a rune boundary, saying how much was
+// left out.
+func Clip(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d bytes in all)", s[:cut], len(s))
+}

@@ -70,45 +70,23 @@ func (e *Engine) RunParked(ctx context.Context) (int, error) {
 // a virtual clock move the clock there, as to NextTimer's time.
 func (e *Engine) NextRetry(ctx context.Context) (time.Time, bool, error) {
 	var next time.Time
-	after := ""
-	for {
-		page, err := e.cfg.Store.Rows().List(ctx, rowNamespace, tableParked, feed.RowQuery{After: after, Limit: 500})
-		if err != nil {
-			return time.Time{}, false, fmt.Errorf("saga: list parked instances: %w", err)
+	err := e.eachParked(ctx, func(ix parkIndex, _ *compiled) error {
+		if !ix.RetryAt.IsZero() && (next.IsZero() || ix.RetryAt.Before(next)) {
+			next = ix.RetryAt
 		}
-		for _, row := range page {
-			after = row.Key
-			var ix parkIndex
-			if json.Unmarshal(row.Value, &ix) != nil || ix.RetryAt.IsZero() {
-				continue // RunParked logs what does not decode
-			}
-			if _, ok := e.sagas[ix.Saga]; ok && (next.IsZero() || ix.RetryAt.Before(next)) {
-				next = ix.RetryAt
-			}
-		}
-		if len(page) < 500 {
-			return next, !next.IsZero(), nil
-		}
-	}
+		return nil
+	})
+	return next, err == nil && !next.IsZero(), err
 }
 
-func (e *Engine) runParked(ctx context.Context, watch bool) (int, time.Time, error) {
-	var next time.Time
-	// Operators' requests first: a retried step then runs in this pass.
-	moved, err := e.runRequests(ctx)
-	if err != nil {
-		return moved, next, err
-	}
+// eachParked calls fn for every parked index row of a saga type this
+// engine runs, in key order, a page at a time; it stops at fn's error.
+func (e *Engine) eachParked(ctx context.Context, fn func(ix parkIndex, s *compiled) error) error {
 	after := ""
-	// stuck counts, by saga, the instances this pass found stuck: the
-	// gauge is set from the store, so it is right after a restart and the
-	// same in every process.
-	stuck := map[string]int{}
-	var passErr error
 	for {
 		page, err := e.cfg.Store.Rows().List(ctx, rowNamespace, tableParked, feed.RowQuery{After: after, Limit: 500})
 		if err != nil {
-			return moved, next, fmt.Errorf("saga: list parked instances: %w", err)
+			return fmt.Errorf("saga: list parked instances: %w", err)
 		}
 		for _, row := range page {
 			after = row.Key
@@ -122,61 +100,83 @@ func (e *Engine) runParked(ctx context.Context, watch bool) (int, time.Time, err
 				e.warnUnknown(ctx, ix.Saga)
 				continue // another deployment may run it
 			}
-			now := e.cfg.Clock.Now()
-			if !ix.RetryAt.IsZero() && now.Before(ix.RetryAt) {
-				if next.IsZero() || ix.RetryAt.Before(next) {
-					next = ix.RetryAt
-				}
-				continue
-			}
-			late := now.Sub(ix.Since) > s.cfg.stuckAfter
-			behind := len(ix.Models) > 0 && !e.reached(gateOutcome{}, ix.Token, ix.Models)
-			if behind && late {
-				caughtUp, err := e.caughtUpUnread(ctx, ix)
-				switch {
-				case err != nil:
-					// A position could not be read: "stuck" would be a
-					// guess. A later pass decides.
-					late = false
-				case caughtUp:
-					behind = false
-				}
-			}
-			if behind {
-				if watch {
-					e.watch(ctx, ix)
-				}
-				if late {
-					stuck[ix.Saga]++
-					if err := e.withUnit(ctx, func(ctx context.Context, u feed.Unit) error { return e.markStuck(ctx, u, ix) }); err != nil {
-						return moved, next, err
-					}
-				}
-				continue
-			}
-			ran, err := e.resume(ctx, ix.Saga, ix.ID)
-			if err != nil {
-				if ctx.Err() != nil {
-					return moved, next, err
-				}
-				// One instance that cannot move on must not hold up the
-				// parked steps after it: the pass goes on, and the first
-				// failure is returned when it ends.
-				e.log.ErrorContext(ctx, "saga: a parked step could not run; the next pass tries again", "saga", ix.Saga, "id", ix.ID, "error", err)
-				passErr = cmp.Or(passErr, err)
-				continue
-			}
-			if ran {
-				moved++
+			if err := fn(ix, s); err != nil {
+				return err
 			}
 		}
 		if len(page) < 500 {
-			for name := range e.sagas {
-				e.metrics.Stuck.WithLabelValues(name).Set(float64(stuck[name]))
-			}
-			return moved, next, passErr
+			return nil
 		}
 	}
+}
+
+func (e *Engine) runParked(ctx context.Context, watch bool) (int, time.Time, error) {
+	var next time.Time
+	// Operators' requests first: a retried step then runs in this pass.
+	moved, err := e.runRequests(ctx)
+	if err != nil {
+		return moved, next, err
+	}
+	// stuck counts, by saga, the instances this pass found stuck: the
+	// gauge is set from the store, so it is right after a restart and the
+	// same in every process.
+	stuck := map[string]int{}
+	var passErr error
+	err = e.eachParked(ctx, func(ix parkIndex, s *compiled) error {
+		now := e.cfg.Clock.Now()
+		if !ix.RetryAt.IsZero() && now.Before(ix.RetryAt) {
+			if next.IsZero() || ix.RetryAt.Before(next) {
+				next = ix.RetryAt
+			}
+			return nil
+		}
+		late := now.Sub(ix.Since) > s.cfg.stuckAfter
+		behind := len(ix.Models) > 0 && !e.reached(gateOutcome{}, ix.Token, ix.Models)
+		if behind && late {
+			caughtUp, err := e.caughtUpUnread(ctx, ix)
+			switch {
+			case err != nil:
+				// A position could not be read: "stuck" would be a guess.
+				// A later pass decides.
+				late = false
+			case caughtUp:
+				behind = false
+			}
+		}
+		if behind {
+			if watch {
+				e.watch(ctx, ix)
+			}
+			if late {
+				stuck[ix.Saga]++
+				return e.withUnit(ctx, func(ctx context.Context, u feed.Unit) error { return e.markStuck(ctx, u, ix) })
+			}
+			return nil
+		}
+		ran, err := e.resume(ctx, ix.Saga, ix.ID)
+		if err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			// One instance that cannot move on must not hold up the parked
+			// steps after it: the pass goes on, and the first failure is
+			// returned when it ends.
+			e.log.ErrorContext(ctx, "saga: a parked step could not run; the next pass tries again", "saga", ix.Saga, "id", ix.ID, "error", err)
+			passErr = cmp.Or(passErr, err)
+			return nil
+		}
+		if ran {
+			moved++
+		}
+		return nil
+	})
+	if err != nil {
+		return moved, next, err
+	}
+	for name := range e.sagas {
+		e.metrics.Stuck.WithLabelValues(name).Set(float64(stuck[name]))
+	}
+	return moved, next, passErr
 }
 
 // watch waits, push-woken by the Tracker, until a parked step's models

@@ -39,10 +39,12 @@ type serveCmd struct {
 	demoLoad float64
 	origins  []string
 	hosts    []string
+	guard    *hostGuard // from listen and hosts, by validate
 }
 
 func (c *serveCmd) validate() error {
-	if _, err := newHostGuard(c.listen, c.hosts); err != nil {
+	var err error
+	if c.guard, err = newHostGuard(c.listen, c.hosts); err != nil {
 		return err
 	}
 	switch {
@@ -196,11 +198,7 @@ func (c *serveCmd) run(ctx context.Context, out, errOut io.Writer) error {
 		}
 	}()
 
-	guard, err := newHostGuard(c.listen, c.hosts)
-	if err != nil {
-		return err
-	}
-	hs := &http.Server{Handler: guard.wrap(opsMux(reg, mon, srv.Handler())), ReadHeaderTimeout: 5 * time.Second}
+	hs := &http.Server{Handler: c.guard.wrap(opsMux(reg, mon, srv.Handler())), ReadHeaderTimeout: 5 * time.Second}
 	fmt.Fprintf(out, "listening on %s\n", ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()

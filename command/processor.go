@@ -52,6 +52,12 @@ type ProcessorConfig struct {
 	Logger watermill.LoggerAdapter
 }
 
+// consumerName is the feed consumer of the handler named handler (before
+// any partition suffix): what its subscriber and its lag target are named.
+func (c *ProcessorConfig) consumerName(handler string) string {
+	return c.ConsumerPrefix + "." + handler
+}
+
 // Processor is Watermill's cqrs.CommandProcessor on converge's feed: each
 // handler subscribes to its command type's category. It implements
 // saga.CommandCatalog.
@@ -109,7 +115,7 @@ func NewProcessor(cfg *ProcessorConfig) (*Processor, error) {
 		},
 		SubscriberConstructor: func(params cqrs.CommandProcessorSubscriberConstructorParams) (message.Subscriber, error) {
 			sc := c.Subscriber
-			sc.ConsumerName = c.ConsumerPrefix + "." + params.HandlerName
+			sc.ConsumerName = c.consumerName(params.HandlerName)
 			if c.Partitions > 1 {
 				return newPartitioned(c.Store, sc, c.Partitions)
 			}
@@ -143,7 +149,7 @@ func (p *Processor) AddHandlers(handlers ...cqrs.CommandHandler) error {
 	for _, h := range handlers {
 		typ := m.Name(h.NewCommand())
 		p.handled[typ] = true
-		name := p.cfg.ConsumerPrefix + "." + h.HandlerName()
+		name := p.cfg.consumerName(h.HandlerName())
 		cp := []string{feed.CheckpointName(name, Category(typ))}
 		if n := p.cfg.Partitions; n > 1 {
 			cp = cp[:0]

@@ -106,8 +106,10 @@
 // MaxSchemaVersion (0 means 1); payloads that are not one JSON document, or
 // hold NUL, lone surrogates, numbers outside float64's range or with more
 // than MaxNumberScale decimals, or repeated keys (see ValidatePayload);
-// metadata strings with NUL or invalid UTF-8; too many events or too large
-// payloads (Limits); negative expected versions, Exactly(n) with n < 0
+// metadata strings with NUL or invalid UTF-8; metadata setting the key
+// AppliedMarksKey, which only converge's append hooks write (CheckReserved:
+// the projections it names would skip the event); too many events or too
+// large payloads (Limits); negative expected versions, Exactly(n) with n < 0
 // included; and reads from a negative stream version.
 //
 // # Token strings

@@ -405,3 +405,26 @@ func ValidateMetadata(m Metadata) error {
 	}
 	return nil
 }
+
+// AppliedMarksKey is the Metadata.Extra key under which append hooks
+// record, inside the append's own unit, which consumers they applied the
+// event to (a strong projection's name, for one). Those consumers move
+// past a marked event without applying it, so a caller that could set the
+// key would make them skip its event for good: the key is reserved, and
+// CheckReserved refuses it.
+const AppliedMarksKey = "converge-applied"
+
+// CheckReserved refuses events whose metadata sets a key reserved for
+// converge itself (AppliedMarksKey). Stores call it on what the caller
+// gives them, before their append hooks add the key. Its errors wrap
+// ErrInvalidEvent.
+func CheckReserved(evs []Event) error {
+	for i, ev := range evs {
+		if _, ok := ev.Metadata.Extra[AppliedMarksKey]; ok {
+			return fmt.Errorf("%w: event %d of %d sets metadata key %q, which converge reserves for the consumers its append hooks applied the event to "+
+				"(they would skip it); remove the key (copying stored events? delete it from Extra: the copy was applied by nothing yet)",
+				ErrInvalidEvent, i+1, len(evs), AppliedMarksKey)
+		}
+	}
+	return nil
+}

@@ -25,8 +25,9 @@ import (
 // It is the same on every retry of the append, so a retried append is
 // recognised as the one stored (events.MatchStored compares metadata).
 //
-// The key is reserved: appends must not set it (feed.Publisher drops it
-// from the messages it stores).
+// The key is reserved: stores refuse an append that sets it
+// (events.CheckReserved), and feed.Publisher drops it from the messages it
+// stores.
 const AppliedMetadataKey = feed.AppliedMarksKey
 
 // strongHook applies the runner's strong projections inside every append

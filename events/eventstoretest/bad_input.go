@@ -73,6 +73,9 @@ var badInputs = []badInput{
 	{name: "duplicate key spelled with an escape", ev: raw(`{"a":1,"\u0061":2}`), mention: "twice"},
 	{name: "duplicate key in a nested object", ev: raw(`[{"x":{"b":1,"c":[],"b":true}}]`), mention: "twice"},
 
+	// Keys converge reserves for itself.
+	{name: "the applied-marks key", ev: withMeta(events.Metadata{Extra: map[string]string{events.AppliedMarksKey: "orders"}}), mention: "reserves"},
+
 	// Type names and schema versions.
 	{name: "newline in a type name", ev: events.Event{Data: events.Raw{Type: "a\nb", Payload: json.RawMessage(`{}`)}}, mention: "control character"},
 	{name: "C1 control in a type name", ev: events.Event{Data: events.Raw{Type: "a\u0085b", Payload: json.RawMessage(`{}`)}}, mention: "U+0085"},

@@ -62,6 +62,7 @@ var feedTests = []feedTest{
 	{"ClosedSourceRefusesAndEndsSubscriptions", testClosedSourceRefusesAndEndsSubscriptions},
 	{"UnitReappendOfItsOwnEvents", testUnitReappendOfItsOwnEvents},
 	{"UnitReadStreamNegativeVersion", testUnitReadStreamNegativeVersion},
+	{"ReservedMetadataRefused", testReservedMetadataRefused},
 	{"LeaseArguments", testLeaseArguments},
 	{"TokensBeyondAStoreAreRefused", testTokensBeyondAStoreAreRefused},
 }

@@ -130,8 +130,9 @@ var publishDropped = map[string]bool{
 
 // AppliedMarksKey is the events.Metadata.Extra key under which append
 // hooks record what they applied in the append's unit
-// (projections.AppliedMetadataKey). It is reserved: the Publisher drops it.
-const AppliedMarksKey = "converge-applied"
+// (projections.AppliedMetadataKey). It is reserved: stores refuse appends
+// that set it (events.CheckReserved), and the Publisher drops it.
+const AppliedMarksKey = events.AppliedMarksKey
 
 // event builds the event for msg and names its stream.
 func (p *Publisher) event(topic string, msg *message.Message) (string, events.Event, error) {

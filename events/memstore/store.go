@@ -171,6 +171,9 @@ func (s *Store) Append(ctx context.Context, streamID string, expected events.Exp
 	if err := s.check(ctx); err != nil {
 		return events.AppendResult{}, err
 	}
+	if err := events.CheckReserved(evs); err != nil {
+		return events.AppendResult{}, err
+	}
 	if s.hooks.Wanted(s.cfg.Registry, evs) {
 		return s.appendInOwnUnit(ctx, streamID, expected, evs)
 	}

@@ -110,6 +110,9 @@ func (u *unit) Append(ctx context.Context, streamID string, expected events.Expe
 	if err := u.s.check(ctx); err != nil {
 		return events.AppendResult{}, err
 	}
+	if err := events.CheckReserved(evs); err != nil {
+		return events.AppendResult{}, err
+	}
 	hooks := u.s.hooks.Wanting(u.s.cfg.Registry, evs)
 	if len(hooks) == 0 {
 		res, err := u.s.appendRecs(ctx, u, streamID, expected, evs)

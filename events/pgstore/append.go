@@ -58,6 +58,9 @@ func (s *Store) Append(ctx context.Context, streamID string, expected events.Exp
 	if s.isClosed() {
 		return events.AppendResult{}, events.ErrClosed
 	}
+	if err := events.CheckReserved(evs); err != nil {
+		return events.AppendResult{}, err
+	}
 	if s.hooks.Wanted(s.cfg.Registry, evs) {
 		// The same promises through a unit of its own: fixed ids, the same
 		// retries, an unconfirmed commit reported as such.
@@ -153,6 +156,9 @@ func (s *Store) appendOnce(ctx context.Context, streamID string, expected events
 func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expected events.ExpectedVersion, evs ...events.Event) (events.AppendResult, error) {
 	if s.isClosed() {
 		return events.AppendResult{}, events.ErrClosed
+	}
+	if err := events.CheckReserved(evs); err != nil {
+		return events.AppendResult{}, err
 	}
 	recs, err := events.Prepare(s.cfg.Registry, s.cfg.Limits, streamID, expected, evs)
 	if err != nil {

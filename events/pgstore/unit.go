@@ -91,6 +91,9 @@ func (u *unit) Append(ctx context.Context, streamID string, expected events.Expe
 		return events.AppendResult{}, events.ErrClosed
 	}
 	// Bad input is refused before the transaction begins.
+	if err := events.CheckReserved(evs); err != nil {
+		return events.AppendResult{}, err
+	}
 	recs, err := events.Prepare(u.s.cfg.Registry, u.s.cfg.Limits, streamID, expected, evs)
 	if err != nil {
 		return events.AppendResult{}, err

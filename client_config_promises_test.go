@@ -39,6 +39,8 @@ func TestNewClientRefusesEachBadField(t *testing.T) {
 	}{
 		{"SubscriberCommitBatch", converge.Config{Subscriber: feed.SubscriberConfig{CommitBatch: 5}}, "Config.Subscriber.CommitBatch is set"},
 		{"SubscriberOnCommitted", converge.Config{Subscriber: feed.SubscriberConfig{OnCommitted: func(string, events.Token) {}}}, "Config.Subscriber.OnCommitted is set"},
+		{"SubscriberPartition", converge.Config{Subscriber: feed.SubscriberConfig{Partition: feed.Partition{Index: 0, Count: 2}}}, "Config.Subscriber.Partition is set"},
+		{"SubscriberPartitionKeyOnly", converge.Config{Subscriber: feed.SubscriberConfig{Partition: feed.Partition{Key: feed.ByCorrelation}}}, "Config.Subscriber.Partition is set"},
 		{"NegativeGateTimeout", converge.Config{GateTimeout: -time.Millisecond}, "Config.GateTimeout is -1ms"},
 		{"NegativeLagSLA", converge.Config{LagSLA: -time.Second}, "Config.LagSLA and LagInterval must not be negative"},
 		{"NegativeLagInterval", converge.Config{LagInterval: -time.Second}, "Config.LagSLA and LagInterval must not be negative"},

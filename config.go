@@ -111,8 +111,8 @@ type Config struct {
 	CommitBatch int
 	// Subscriber tunes the feed subscribers of the sagas and the command
 	// handlers (lease TTL, poll intervals, backoffs). Its ConsumerName,
-	// CommitBatch and OnCommitted are set by the client: a value there is
-	// an error. Its Logger defaults to Logger; the rest to the
+	// CommitBatch, OnCommitted and Partition are set by the client: a
+	// value there is an error. Its Logger defaults to Logger; the rest to the
 	// feed.SubscriberConfig defaults.
 	Subscriber feed.SubscriberConfig
 
@@ -175,6 +175,9 @@ func (c *Config) validate() error {
 		return errors.New("converge: Config.Subscriber.CommitBatch is set: the client sets it per consumer; leave it empty")
 	case c.Subscriber.OnCommitted != nil:
 		return errors.New("converge: Config.Subscriber.OnCommitted is set: the client sets it; leave it nil")
+	case c.Subscriber.Partition != feed.Partition{}:
+		return errors.New("converge: Config.Subscriber.Partition is set: the client partitions its consumers itself " +
+			"(Config.SagaPartitions for the sagas); leave it empty")
 	}
 	for i, p := range c.Projections {
 		if p == nil {

@@ -54,6 +54,13 @@ func (w *gateWaiter) count(token events.Token, behind bool) {
 }
 
 func (w *gateWaiter) WaitReached(ctx context.Context, token events.Token, models ...string) (bool, []string, error) {
+	if ctx.Err() == nil {
+		// Until a model's stored position is read, the tracker reports it
+		// behind: the first gate after a start would count a caught-up
+		// model as Behind. A failed read leaves it unknown, and the wait
+		// below reads it again.
+		_ = w.t.Learn(ctx, models...)
+	}
 	// An expired context makes WaitReached check without waiting.
 	now, cancel := context.WithDeadline(ctx, time.Time{})
 	reached, behind, err := w.t.WaitReached(now, token, models...)

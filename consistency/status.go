@@ -11,9 +11,15 @@ type Reason string
 
 const (
 	// ReasonDeadline: the wait's deadline passed before every checkpoint
-	// reached the target. The projection is lagging, stuck, or the token is
-	// from the future (a different database, or forged).
+	// reached the target. The projection is lagging or stuck, or, without
+	// a Counter to tell, the token is from the future (ReasonAhead).
 	ReasonDeadline Reason = "deadline"
+	// ReasonAhead: the wait's deadline passed and the target lies past
+	// every stored event (the Counter found none between the checkpoint
+	// and it, so Behind is 0): no write of this store returned the token.
+	// It comes from another database, was forged, or the store lost events
+	// (restored from an older backup). Waiting longer would not help.
+	ReasonAhead Reason = "ahead"
 	// ReasonRejected: TrackerConfig.MaxWaiters waits were already blocked,
 	// so this one did not wait at all. Raise MaxWaiters or find out why so
 	// many reads wait (a stuck projection makes every wait last its full
@@ -40,8 +46,9 @@ type Status struct {
 	// always a safe lower bound.
 	Checkpoint events.Token
 	// Behind is how many events lie after Checkpoint up to Target: 0 when
-	// fresh, -1 when stale and unknown (no Counter configured, the count
-	// failed, or a position was never learned).
+	// fresh (or stale with ReasonAhead), -1 when stale and unknown (no
+	// Counter configured, the count failed, or a position was never
+	// learned).
 	Behind int64
 	// Lagging lists the names still before Target, in the order given;
 	// nil when fresh.

@@ -158,6 +158,11 @@ func (t *Tracker) status(ctx context.Context, target events.Token, names []strin
 			st.Reason = ReasonDeadline
 		}
 		st.Behind = t.countBehind(ctx, st, names)
+		if st.Behind == 0 && st.Reason == ReasonDeadline {
+			// Stale with nothing to wait for: every stored event is
+			// reflected, and the target is past them all.
+			st.Reason = ReasonAhead
+		}
 	}
 	st.Waited = t.cfg.Clock.Now().Sub(start)
 	return st

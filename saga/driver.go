@@ -207,7 +207,7 @@ func (e *Engine) watch(ctx context.Context, ix parkIndex) {
 				e.parkWake.Notify()
 				return
 			}
-			if st.Reason != consistency.ReasonDeadline {
+			if st.Reason != consistency.ReasonDeadline && st.Reason != consistency.ReasonAhead {
 				// Stopped, or too many waiters: the sweep watches again
 				// later, so this never spins.
 				return

@@ -48,9 +48,13 @@ type Tracker struct {
 	life     context.Context
 	endLife  context.CancelFunc
 	loopDone chan struct{} // closed when the fallback loop has returned
-	stopped  chan struct{} // closed when Stop is complete
-	stopOnce sync.Once
-	doneOnce sync.Once
+	// reads counts the reads of Positions in flight; readsIdle, when set,
+	// is closed when it drops to zero (Stop waits for it). Guarded by mu.
+	reads     int
+	readsIdle chan struct{}
+	stopped   chan struct{} // closed when Stop is complete
+	stopOnce  sync.Once
+	doneOnce  sync.Once
 }
 
 // checkpoint is the tracker's knowledge of one name. Fields are guarded by
@@ -135,8 +139,9 @@ func (t *Tracker) Start(ctx context.Context) error {
 // Stop unsubscribes from the Watcher, ends the fallback loop and the reads
 // of Positions in flight, and releases every blocked waiter with a stale
 // Status (ReasonStopped), so a shutting down server answers its last reads
-// at once instead of after their deadlines. It returns when the loop has ended or ctx is done. Stop may be
-// called more than once, and without Start.
+// at once instead of after their deadlines. It returns when the loop and
+// the reads it ended have returned, or ctx is done. Stop may be called
+// more than once, and without Start.
 func (t *Tracker) Stop(ctx context.Context) error {
 	t.stopOnce.Do(func() {
 		t.mu.Lock()
@@ -156,11 +161,34 @@ func (t *Tracker) Stop(ctx context.Context) error {
 	})
 	select {
 	case <-t.loopDone:
-		t.doneOnce.Do(func() { close(t.stopped) })
-		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	// Stop ended the reads in flight; a caller that stops the store next
+	// must not have one still running on it.
+	if idle := t.readsIdleChan(); idle != nil {
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	t.doneOnce.Do(func() { close(t.stopped) })
+	return nil
+}
+
+// readsIdleChan returns a channel closed when no read of Positions is in
+// flight, or nil when none is.
+func (t *Tracker) readsIdleChan() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.reads == 0 {
+		return nil
+	}
+	if t.readsIdle == nil {
+		t.readsIdle = make(chan struct{})
+	}
+	return t.readsIdle
 }
 
 // Stopped returns a channel closed once Stop has completed.

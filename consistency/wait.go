@@ -321,7 +321,9 @@ func (t *Tracker) startReadLocked(ctx context.Context, name string, calls []*rea
 			// After Stop a read (Learn's) still runs, within QueryTimeout.
 			stop = context.AfterFunc(t.life, cancel)
 		}
+		t.reads++
 		go func(moves, resets uint64) {
+			defer t.readDone()
 			defer cancel()
 			defer stop()
 			pos, err := t.cfg.Positions.Position(rctx, name)
@@ -340,6 +342,17 @@ func (t *Tracker) startReadLocked(ctx context.Context, name string, calls []*rea
 		}(cp.moves, cp.resets)
 	}
 	return append(calls, cp.reading)
+}
+
+// readDone counts a read of Positions out, waking Stop after the last.
+func (t *Tracker) readDone() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.reads--
+	if t.reads == 0 && t.readsIdle != nil {
+		close(t.readsIdle)
+		t.readsIdle = nil
+	}
 }
 
 // awaitRead waits for call until ctx ends or stop is closed, and returns

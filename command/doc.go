@@ -25,7 +25,18 @@
 // does a decision whose events the store refuses (events.ErrInvalidEvent:
 // a payload over the limit, a NUL in a string, an invalid aggregate stream
 // id), with the store's reason: deciding again would give the same, so
-// retrying it would only hold up the commands behind it.
+// retrying it would only hold up the commands behind it. For the same
+// reason a command whose payload does not decode into its type (another
+// service's schema, a schema version newer than this build's) is
+// rejected by the Processor, saying why, before any handler sees it; a
+// redelivery reports that rejection even once a later build can decode
+// it. A reason, whatever it holds, is stored as converge stores free
+// text: NUL and invalid UTF-8 as U+FFFD, cut at 4 KiB.
+//
+// A command type has one handler: results are kept by command id, so a
+// second handler of the type would find the first's result and report it
+// without acting. AddHandlers refuses one, in the same call or a later
+// one.
 //
 // Each handler reads its command category with one consumer by default,
 // so its commands run one at a time. ProcessorConfig.Partitions splits a

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/ThreeDotsLabs/watermill/components/cqrs"
 	"github.com/google/uuid"
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
+	"github.com/converge-es/converge/internal/rowjson"
 )
 
 // resultNamespace seeds the ids of the events a command produces. Changing
@@ -24,13 +26,46 @@ const (
 )
 
 // Result is what handling a command did, kept per command id so a
-// redelivered command reports it instead of acting again.
+// redelivered command reports it instead of acting again. Rejected is set
+// exactly when the command was rejected, to the reason as stored (see
+// Rejected.Reason); StreamID is kept as free text is, as the stream id of
+// a rejected command may be one the store refused.
 type Result struct {
 	CommandID string       `json:"command_id"`
 	StreamID  string       `json:"stream_id,omitempty"`
 	EventIDs  []string     `json:"event_ids,omitempty"`
 	Token     events.Token `json:"token,omitzero"`
 	Rejected  string       `json:"rejected,omitempty"`
+}
+
+// storedResult is a Result as its row holds it. A row holds at most
+// events.DefaultMaxPayloadBytes whatever the store's Limits, and a
+// decision of tens of thousands of events (MaxEventsPerAppend raised)
+// would not fit with every id written out; as the ids derive from the
+// command id and the event's place (eventID), the row keeps how many
+// there were instead. Rows written before keep the ids in EventIDs.
+type storedResult struct {
+	CommandID string       `json:"command_id"`
+	StreamID  string       `json:"stream_id,omitempty"`
+	EventIDs  []string     `json:"event_ids,omitempty"`
+	Events    int          `json:"events,omitempty"`
+	Token     events.Token `json:"token,omitzero"`
+	Rejected  string       `json:"rejected,omitempty"`
+}
+
+// maxText bounds the free text of a command's rejection and result (the
+// reason, a stream id the store refused), as the saga engine and the feed
+// bound theirs: a decision's reason, or the store's, which quotes an
+// invalid stream id whole, can be as long as a command's payload and hold
+// a NUL, and a Rejected event or result row the store refuses would fail
+// the delivery for ever, with every later command of the handler behind
+// it.
+const maxText = 4 << 10
+
+// storable is free text as a Rejected event and a result row hold it, so
+// that what the first delivery reports is what a redelivery reads back.
+func storable(s string) string {
+	return rowjson.Text(strings.ToValidUTF8(s, "\uFFFD"), maxText)
 }
 
 // Decide turns a command and the aggregate's current state into events
@@ -59,37 +94,14 @@ func Handle[C, S any](name string, store events.Store, agg events.Aggregate[S], 
 // more than Handle gives: it returns the command's Result. ctx must be a
 // delivery's context (it carries the message and its unit).
 func Run[C, S any](ctx context.Context, store events.Store, agg events.Aggregate[S], streamID string, cmd C, decide Decide[C, S]) (Result, error) {
-	msg := cqrs.OriginalMessageFromCtx(ctx)
-	if msg == nil {
-		return Result{}, errors.New("command: Run needs the context of a delivered command (run it from a command handler)")
-	}
-	env, err := feed.EnvelopeFromMessage(msg)
+	d, err := deliveryFrom(ctx, "Run")
 	if err != nil {
 		return Result{}, err
 	}
-	eu, ok := events.UnitFromContext(ctx)
-	u, isFeed := eu.(feed.Unit)
-	if !ok || !isFeed {
-		return Result{}, errors.New("command: the delivery carries no unit of work (subscribe with feed.Subscriber or run on feed.Processor)")
+	if res, ok, err := d.earlier(ctx); err != nil || ok {
+		return res, err
 	}
-	rows := u.Rows()
-	if err := prefetchResults(ctx, rows); err != nil {
-		return Result{}, err
-	}
-	if row, ok, err := rows.Get(ctx, rowNamespace, tableResults, env.ID, feed.LockUpdate); err != nil {
-		return Result{}, fmt.Errorf("command: read result of %s: %w", env.ID, err)
-	} else if ok {
-		var r Result
-		if err := json.Unmarshal(row.Value, &r); err != nil {
-			return Result{}, fmt.Errorf("command: result of %s does not decode: %w", env.ID, err)
-		}
-		return r, nil
-	}
-	md := events.Metadata{CorrelationID: env.Metadata.CorrelationID, CausationID: env.ID}
-	if tok := env.Metadata.Extra[MetaCausalToken]; tok != "" {
-		md.Extra = map[string]string{MetaCausalToken: tok}
-	}
-	res := Result{CommandID: env.ID, StreamID: streamID}
+	res := Result{CommandID: d.env.ID, StreamID: storable(streamID)}
 	var rejected *RejectedError
 	ar, err := events.Update(ctx, store, agg, streamID, &events.UpdateConfig{MaxAttempts: 5}, func(state S) ([]events.Event, error) {
 		out, err := decide(ctx, state, cmd)
@@ -98,7 +110,7 @@ func Run[C, S any](ctx context.Context, store events.Store, agg events.Aggregate
 		}
 		evs := make([]events.Event, len(out))
 		for i, data := range out {
-			evs[i] = events.Event{ID: eventID(env.ID, i), Data: data, Metadata: md}
+			evs[i] = events.Event{ID: eventID(d.env.ID, i), Data: data, Metadata: d.md}
 		}
 		return evs, nil
 	})
@@ -113,25 +125,125 @@ func Run[C, S any](ctx context.Context, store events.Store, agg events.Aggregate
 	}
 	switch {
 	case errors.As(err, &rejected):
-		res.Rejected = rejected.Reason
-		ar, err = u.Append(ctx, StreamFor(RejectedType, md.CorrelationID), events.AnyVersion, events.Event{
-			ID: eventID(env.ID, -1), Data: Rejected{CommandID: env.ID, Type: env.Type, Reason: rejected.Reason}, Metadata: md,
-		})
-		if err != nil {
-			return Result{}, fmt.Errorf("command: record rejection of %s: %w", env.ID, err)
-		}
+		return d.reject(ctx, streamID, rejected.Reason)
 	case err != nil:
-		return Result{}, fmt.Errorf("command: %s %s: %w", env.Type, env.ID, err)
+		return Result{}, fmt.Errorf("command: %s %s: %w", d.env.Type, d.env.ID, err)
 	}
 	res.EventIDs, res.Token = ar.EventIDs, ar.Token
-	b, err := json.Marshal(res)
+	return res, d.keep(ctx, res)
+}
+
+// rejectUndecodable rejects a delivered command that does not decode
+// (cause says why) as a decision's Reject would: without the command
+// there is nothing to decide on, and a retry would decode it no better.
+// fresh is false when an earlier delivery rejected it already.
+func rejectUndecodable(ctx context.Context, cause error) (res Result, fresh bool, err error) {
+	d, err := deliveryFrom(ctx, "the Processor")
 	if err != nil {
-		return Result{}, err
+		return Result{}, false, err
 	}
-	if err := rows.Put(ctx, rowNamespace, tableResults, env.ID, b, env.Token); err != nil {
-		return Result{}, fmt.Errorf("command: store result of %s: %w", env.ID, err)
+	if res, ok, err := d.earlier(ctx); err != nil || ok {
+		return res, false, err
 	}
-	return res, nil
+	res, err = d.reject(ctx, "", "the command does not decode: "+cause.Error())
+	return res, err == nil, err
+}
+
+// delivery is one delivered command and the unit of work it is handled
+// in.
+type delivery struct {
+	env  events.Envelope
+	unit feed.Unit
+	rows feed.Rows
+	// md is the metadata of the events the command produces: its
+	// correlation, the command as their cause, and its causal token.
+	md events.Metadata
+}
+
+// deliveryFrom reads the delivery ctx carries, for caller (named in the
+// error when there is none), and at the head of a unit reads the earlier
+// results of all its commands at once.
+func deliveryFrom(ctx context.Context, caller string) (delivery, error) {
+	msg := cqrs.OriginalMessageFromCtx(ctx)
+	if msg == nil {
+		return delivery{}, fmt.Errorf("command: %s needs the context of a delivered command (run it from a command handler)", caller)
+	}
+	env, err := feed.EnvelopeFromMessage(msg)
+	if err != nil {
+		return delivery{}, err
+	}
+	eu, ok := events.UnitFromContext(ctx)
+	u, isFeed := eu.(feed.Unit)
+	if !ok || !isFeed {
+		return delivery{}, errors.New("command: the delivery carries no unit of work (subscribe with feed.Subscriber or run on feed.Processor)")
+	}
+	d := delivery{env: env, unit: u, rows: u.Rows(), md: events.Metadata{CorrelationID: env.Metadata.CorrelationID, CausationID: env.ID}}
+	if tok := env.Metadata.Extra[MetaCausalToken]; tok != "" {
+		d.md.Extra = map[string]string{MetaCausalToken: tok}
+	}
+	if err := prefetchResults(ctx, d.rows); err != nil {
+		return delivery{}, err
+	}
+	return d, nil
+}
+
+// earlier returns the result of an earlier delivery of the command, and
+// false when there was none.
+func (d delivery) earlier(ctx context.Context) (Result, bool, error) {
+	row, ok, err := d.rows.Get(ctx, rowNamespace, tableResults, d.env.ID, feed.LockUpdate)
+	if err != nil {
+		return Result{}, false, fmt.Errorf("command: read result of %s: %w", d.env.ID, err)
+	}
+	if !ok {
+		return Result{}, false, nil
+	}
+	var sr storedResult
+	if err := json.Unmarshal(row.Value, &sr); err != nil {
+		return Result{}, false, fmt.Errorf("command: result of %s does not decode: %w", d.env.ID, err)
+	}
+	res := Result{CommandID: d.env.ID, StreamID: sr.StreamID, EventIDs: sr.EventIDs, Token: sr.Token, Rejected: sr.Rejected}
+	switch {
+	case sr.Events > 0 && sr.Rejected != "":
+		res.EventIDs = []string{eventID(d.env.ID, -1)}
+	case sr.Events > 0:
+		res.EventIDs = make([]string, sr.Events)
+		for i := range res.EventIDs {
+			res.EventIDs[i] = eventID(d.env.ID, i)
+		}
+	}
+	return res, true, nil
+}
+
+// reject appends the command's Rejected event, on the sender's
+// correlation, and keeps the result. The reason is stored as storable
+// text, and the result holds it as stored, so a redelivery reports the
+// same.
+func (d delivery) reject(ctx context.Context, streamID, reason string) (Result, error) {
+	if reason == "" {
+		// An empty Result.Rejected means the command was not rejected.
+		reason = "no reason given"
+	}
+	res := Result{CommandID: d.env.ID, StreamID: storable(streamID), Rejected: storable(reason)}
+	ar, err := d.unit.Append(ctx, StreamFor(RejectedType, d.md.CorrelationID), events.AnyVersion, events.Event{
+		ID: eventID(d.env.ID, -1), Data: Rejected{CommandID: d.env.ID, Type: d.env.Type, Reason: res.Rejected}, Metadata: d.md,
+	})
+	if err != nil {
+		return Result{}, fmt.Errorf("command: record rejection of %s: %w", d.env.ID, err)
+	}
+	res.EventIDs, res.Token = ar.EventIDs, ar.Token
+	return res, d.keep(ctx, res)
+}
+
+// keep stores res as the command's result, in the delivery's unit.
+func (d delivery) keep(ctx context.Context, res Result) error {
+	b, err := rowjson.Marshal(storedResult{CommandID: res.CommandID, StreamID: res.StreamID, Events: len(res.EventIDs), Token: res.Token, Rejected: res.Rejected})
+	if err != nil {
+		return err
+	}
+	if err := d.rows.Put(ctx, rowNamespace, tableResults, d.env.ID, b, d.env.Token); err != nil {
+		return fmt.Errorf("command: store result of %s: %w", d.env.ID, err)
+	}
+	return nil
 }
 
 // prefetchResults, at the head of a unit of several commands, reads the

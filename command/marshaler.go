@@ -1,6 +1,8 @@
 package command
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -36,6 +38,8 @@ func (m Marshaler) Marshal(v any) (*message.Message, error) {
 }
 
 // Unmarshal decodes a delivered command into v, a pointer to its Go type.
+// A payload that does not decode into it is an *events.DecodeError; the
+// Processor rejects such a command instead of failing its delivery.
 func (m Marshaler) Unmarshal(msg *message.Message, v any) error {
 	env, err := feed.EnvelopeFromMessage(msg)
 	if err != nil {
@@ -73,4 +77,33 @@ func deref(v any) any {
 		return rv.Elem().Interface()
 	}
 	return v
+}
+
+// undecodableKey marks, in a delivered message's context, why its command
+// does not decode.
+type undecodableKey struct{}
+
+// deliveryMarshaler is the Processor's Marshaler. Watermill's command
+// processor unmarshals a command before its handler runs, and fails the
+// delivery when that fails; a payload that does not decode (another
+// service's schema, a schema newer than this build's) would then fail for
+// ever, holding up every later command of the handler. So a command that
+// does not decode is left zero and its message marked, for the
+// Processor's OnHandle to reject it instead of handling it.
+type deliveryMarshaler struct{ Marshaler }
+
+func (m deliveryMarshaler) Unmarshal(msg *message.Message, v any) error {
+	err := m.Marshaler.Unmarshal(msg, v)
+	if de := (*events.DecodeError)(nil); errors.As(err, &de) {
+		msg.SetContext(context.WithValue(msg.Context(), undecodableKey{}, de))
+		return nil
+	}
+	return err
+}
+
+// undecodable returns why the command of a delivered message does not
+// decode, or nil when it does.
+func undecodable(msg *message.Message) error {
+	err, _ := msg.Context().Value(undecodableKey{}).(error)
+	return err
 }

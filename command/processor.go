@@ -59,14 +59,15 @@ func (c *ProcessorConfig) consumerName(handler string) string {
 }
 
 // Processor is Watermill's cqrs.CommandProcessor on converge's feed: each
-// handler subscribes to its command type's category. It implements
-// saga.CommandCatalog.
+// handler subscribes to its command type's category. A command that does
+// not decode into its handler's type is rejected (a Rejected event saying
+// why) without reaching the handler. It implements saga.CommandCatalog.
 type Processor struct {
 	cfg ProcessorConfig
 	cp  *cqrs.CommandProcessor
 
 	mu        sync.RWMutex
-	handled   map[string]bool
+	handled   map[string]string // command type: its handler's name
 	consumers []Consumer
 }
 
@@ -104,7 +105,11 @@ func NewProcessor(cfg *ProcessorConfig) (*Processor, error) {
 	if err := Register(c.Store.Registry()); err != nil {
 		return nil, err
 	}
-	p := &Processor{cfg: c, handled: map[string]bool{}}
+	logger := c.Logger
+	if logger == nil {
+		logger = watermill.NopLogger{}
+	}
+	p := &Processor{cfg: c, handled: map[string]string{}}
 	m := Marshaler{Registry: c.Store.Registry()}
 	cp, err := cqrs.NewCommandProcessorWithConfig(c.Router, cqrs.CommandProcessorConfig{
 		GenerateSubscribeTopic: func(params cqrs.CommandProcessorGenerateSubscribeTopicParams) (string, error) {
@@ -121,8 +126,22 @@ func NewProcessor(cfg *ProcessorConfig) (*Processor, error) {
 			}
 			return feed.NewSubscriber(c.Store, &sc)
 		},
-		Marshaler: m,
-		Logger:    c.Logger,
+		OnHandle: func(params cqrs.CommandProcessorOnHandleParams) error {
+			ctx := params.Message.Context()
+			cause := undecodable(params.Message)
+			if cause == nil {
+				return params.Handler.Handle(ctx, params.Command)
+			}
+			res, fresh, err := rejectUndecodable(ctx, cause)
+			if fresh {
+				logger.Info("Command does not decode: rejected", watermill.LogFields{
+					"handler": params.Handler.HandlerName(), "command_id": res.CommandID, "reason": res.Rejected,
+				})
+			}
+			return err
+		},
+		Marshaler: deliveryMarshaler{m},
+		Logger:    logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("command: %w", err)
@@ -132,23 +151,44 @@ func NewProcessor(cfg *ProcessorConfig) (*Processor, error) {
 }
 
 // AddHandlers adds handlers (Handle, or any cqrs.CommandHandler) to the
-// router. Add them before the router runs.
+// router. Add them before the router runs. A command type has one
+// handler: a handler for a type the Processor already handles, from this
+// call or an earlier one, is refused, and nothing of the call is added.
 func (p *Processor) AddHandlers(handlers ...cqrs.CommandHandler) error {
 	m := Marshaler{Registry: p.cfg.Store.Registry()}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	adding := map[string]string{}
 	for _, h := range handlers {
-		if name := m.Name(h.NewCommand()); len(name) > MaxTypeNameLength {
+		name := m.Name(h.NewCommand())
+		switch {
+		case name == "":
+			return fmt.Errorf("command: handler %s: its command type is not registered in the store's events.Registry", h.HandlerName())
+		case len(name) > MaxTypeNameLength:
 			return fmt.Errorf("command: handler %s: command type %q is %d bytes; command streams allow type names of at most %d (register the type under a shorter name)",
 				h.HandlerName(), name, len(name), MaxTypeNameLength)
 		}
+		// Results are kept by command id alone, so of two handlers of one
+		// type, whichever ran second would find the first's result and
+		// report it without acting: its effects would be lost.
+		other, ok := p.handled[name]
+		if !ok {
+			other, ok = adding[name]
+		}
+		if ok {
+			return fmt.Errorf("command: handlers %q and %q both handle command type %q; a command type has one handler (merge them, or give the second its own command type)",
+				other, h.HandlerName(), name)
+		}
+		adding[name] = h.HandlerName()
 	}
-	if err := p.cp.AddHandlers(handlers...); err != nil {
-		return fmt.Errorf("command: %w", err)
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	// One at a time, so that a handler cqrs has added is recorded even
+	// when a later one fails.
 	for _, h := range handlers {
+		if err := p.cp.AddHandlers(h); err != nil {
+			return fmt.Errorf("command: %w", err)
+		}
 		typ := m.Name(h.NewCommand())
-		p.handled[typ] = true
+		p.handled[typ] = h.HandlerName()
 		name := p.cfg.consumerName(h.HandlerName())
 		cp := []string{feed.CheckpointName(name, Category(typ))}
 		if n := p.cfg.Partitions; n > 1 {
@@ -175,5 +215,6 @@ func (p *Processor) Consumers() []Consumer {
 func (p *Processor) Handles(commandType string) bool {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	return p.handled[commandType]
+	_, ok := p.handled[commandType]
+	return ok
 }

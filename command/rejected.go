@@ -18,7 +18,10 @@ type Rejected struct {
 	CommandID string `json:"command_id"`
 	// Type is the command's stored type name.
 	Type string `json:"type"`
-	// Reason is what the decision said.
+	// Reason is what the decision said, or why the store refused what it
+	// decided, or why the command does not decode, as free text is
+	// stored: NUL and invalid UTF-8 as U+FFFD, cut at 4 KiB, and "no
+	// reason given" for an empty one.
 	Reason string `json:"reason"`
 }
 
@@ -46,5 +49,6 @@ func (e *RejectedError) Error() string { return "command rejected: " + e.Reason 
 // Is makes errors.Is(err, ErrRejected) true.
 func (e *RejectedError) Is(target error) bool { return target == ErrRejected }
 
-// Reject returns the error a decision returns to refuse a command.
+// Reject returns the error a decision returns to refuse a command. Any
+// reason can be given: it is stored as Rejected.Reason says.
 func Reject(reason string) error { return &RejectedError{Reason: reason} }

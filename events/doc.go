@@ -97,20 +97,23 @@
 //
 // Both stores call Prepare before anything else, so bad input is refused
 // with ErrInvalidEvent (or ErrUnknownType for an unregistered Go type)
-// before any SQL runs, identically in memory and on PostgreSQL; and what is
-// accepted is stored and read back as given (payloads equal by EqualJSON,
-// metadata exactly). Refused: stream ids and type names that are empty, too
-// long (MaxStreamIDLength, MaxTypeNameLength), not UTF-8, or hold control
-// characters (category Cc, C1 controls such as U+0085 included) or the
-// separators U+2028 and U+2029; schema versions outside 0 to
-// MaxSchemaVersion (0 means 1); payloads that are not one JSON document, or
-// hold NUL, lone surrogates, numbers outside float64's range or with more
-// than MaxNumberScale decimals, or repeated keys (see ValidatePayload);
-// metadata strings with NUL or invalid UTF-8; metadata setting the key
-// AppliedMarksKey, which only converge's append hooks write (CheckReserved:
-// the projections it names would skip the event); too many events or too
-// large payloads (Limits); negative expected versions, Exactly(n) with n < 0
-// included; and reads from a negative stream version.
+// before any SQL runs, identically in memory and on PostgreSQL, also when
+// the context is done already (only a closed store, or an ended Unit, is
+// reported first); and what is accepted is stored and read back as given
+// (payloads equal by EqualJSON, metadata exactly). Refused: stream ids and
+// type names that are empty, too long (MaxStreamIDLength,
+// MaxTypeNameLength), not UTF-8, or hold control characters (category Cc,
+// C1 controls such as U+0085 included) or the separators U+2028 and
+// U+2029; schema versions outside 0 to MaxSchemaVersion (0 means 1);
+// payloads that are not one JSON document, or hold NUL, lone surrogates,
+// numbers outside float64's range or with more than MaxNumberScale
+// decimals, or repeated keys (see ValidatePayload); metadata strings with
+// NUL or invalid UTF-8; metadata setting the key AppliedMarksKey, which
+// only converge's append hooks write (CheckReserved: the projections it
+// names would skip the event); too many events or too large payloads
+// (Limits); negative expected versions, Exactly(n) with n < 0 included;
+// reads from a negative stream version; and feed filters whose categories
+// or type names are empty, not UTF-8 or hold NUL (feed.Filter.Validate).
 //
 // # Token strings
 //

@@ -11,13 +11,16 @@ type Store interface {
 	// or none is.
 	Append(ctx context.Context, streamID string, expected ExpectedVersion, evs ...Event) (AppendResult, error)
 	// ReadStream returns up to limit events of one stream with version >=
-	// fromVersion, oldest first. limit <= 0 means no limit.
+	// fromVersion, oldest first. limit <= 0 means no limit. Nothing to
+	// return (a stream without events, or a version past its end) is an
+	// empty slice, never nil, so it encodes to JSON as [].
 	ReadStream(ctx context.Context, streamID string, fromVersion int64, limit int) ([]Envelope, error)
 	// StreamVersion returns the stream's version: 0 when it has no events.
 	StreamVersion(ctx context.Context, streamID string) (int64, error)
 	// ReadAll returns up to limit events strictly after the token, in global
 	// order. It never skips an event that commits later: events appear only
 	// once every event before them is visible. limit <= 0 means a default.
+	// Nothing to return is an empty slice, never nil.
 	ReadAll(ctx context.Context, after Token, limit int) ([]Envelope, error)
 	// Head returns the token of the newest committed event (the zero token
 	// for an empty store).

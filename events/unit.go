@@ -32,7 +32,8 @@ import (
 // the unit see its own appends; ReadAll and Head see committed events only.
 //
 // A Unit is used by one goroutine at a time, and only until it ends: calls
-// after the commit or rollback fail with ErrUnitEnded.
+// after the commit or rollback fail with ErrUnitEnded, whatever their
+// arguments (bad input included) and on both stores.
 type Unit interface {
 	Store
 	// AfterCommit registers fn to run once the unit has committed, in

@@ -65,6 +65,10 @@ var feedTests = []feedTest{
 	{"ReservedMetadataRefused", testReservedMetadataRefused},
 	{"LeaseArguments", testLeaseArguments},
 	{"TokensBeyondAStoreAreRefused", testTokensBeyondAStoreAreRefused},
+	{"ReadFeedRefusesBadNames", testReadFeedRefusesBadNames},
+	{"UnitBadInputBeforeCanceledContext", testUnitBadInputBeforeCanceledContext},
+	{"EndedUnitRefusesEveryCall", testEndedUnitRefusesEveryCall},
+	{"UnitEmptyReadsAreEmptySlices", testUnitEmptyReadsAreEmptySlices},
 }
 
 // RunFeed runs the feed suite. newSource must return a fresh, empty source

@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 
@@ -219,4 +222,60 @@ func testAppendHooks(t *testing.T, src feed.Source, s events.Store) {
 	remove()
 	mustAppend(t, s, "order-3", events.NoStream, placed("3", 1))
 	require.Len(t, hookRows(), 3, "a removed hook no longer runs")
+}
+
+// randomBadFilterName returns a category or type name that no stream id or
+// type name can be: one holding NUL or bytes that are not UTF-8, anywhere.
+func randomBadFilterName(r *rand.Rand) string {
+	for {
+		good := []rune(filterSegments[r.IntN(len(filterSegments))] + filterSegments[r.IntN(len(filterSegments))])
+		at := r.IntN(len(good) + 1)
+		bad := []string{"\x00", string([]byte{byte(0x80 + r.IntN(0x80))}), "\xed\xa0\x80", "\xc0\xaf", "\xf4\x90\x80\x80", "\xe2\x82"}[r.IntN(6)]
+		if name := string(good[:at]) + bad + string(good[at:]); !utf8.ValidString(name) || strings.Contains(name, "\x00") {
+			return name
+		}
+	}
+}
+
+// testReadFeedRefusesBadNames: a filter naming a category or type that
+// holds NUL or is not valid UTF-8 is refused with ErrInvalidEvent by both
+// stores, before any SQL runs (PostgreSQL cannot take such a parameter)
+// and before a done context is looked at, rather than matching nothing in
+// memory and failing every read on PostgreSQL.
+func testReadFeedRefusesBadNames(t *testing.T, src feed.Source, s events.Store) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, seed))
+	mustAppend(t, s, "a-1", events.NoStream, placed("o", 1))
+	awaitAll(t, s, 1)
+	done := canceledContext(t)
+	for range 100 {
+		var f feed.Filter
+		good := []string{"a", orderPlacedType, "é-🚀"}
+		for range r.IntN(3) {
+			f.Categories = append(f.Categories, good[r.IntN(len(good))])
+		}
+		for range r.IntN(3) {
+			f.Types = append(f.Types, good[r.IntN(len(good))])
+		}
+		bad := randomBadFilterName(r)
+		if r.IntN(2) == 0 {
+			f.Categories = slices.Insert(f.Categories, r.IntN(len(f.Categories)+1), bad)
+		} else {
+			f.Types = slices.Insert(f.Types, r.IntN(len(f.Types)+1), bad)
+		}
+		if r.IntN(3) == 0 {
+			f.Partition = feed.Partition{Index: r.IntN(2), Count: 2}
+		}
+		wrong := "UTF-8"
+		if strings.Contains(bad, "\x00") {
+			wrong = "NUL"
+		}
+		for _, ctx := range []context.Context{t.Context(), done} {
+			_, err := src.ReadFeed(ctx, events.Token{}, f, 1+r.IntN(10))
+			require.ErrorIs(t, err, events.ErrInvalidEvent, "seed %d: ReadFeed(%s)", seed, describeFilter(f))
+			require.NotContains(t, err.Error(), "SQLSTATE", "seed %d: refused before any SQL", seed)
+			require.ErrorContains(t, err, wrong, "seed %d: the error says what is wrong", seed)
+		}
+	}
 }

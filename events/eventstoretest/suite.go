@@ -58,6 +58,8 @@ var storeTests = []storeTest{
 	{"RenamedTypeWithAlias", testRenamedTypeWithAlias},
 	{"CanceledContext", testCanceledContext},
 	{"ConcurrentWriters", testConcurrentWriters},
+	{"BadInputBeforeCanceledContext", testBadInputBeforeCanceledContext},
+	{"EmptyReadsAreEmptySlices", testEmptyReadsAreEmptySlices},
 }
 
 // Run runs the store suite. newStore must return a fresh, empty store for

@@ -26,7 +26,9 @@
 //
 // Delivered messages carry the event in their metadata (MetaStreamID,
 // MetaVersion, MetaType, MetaToken, ...); TokenFromMessage and
-// EnvelopeFromMessage give it back typed.
+// EnvelopeFromMessage give it back typed. The event's Extra metadata rides
+// along, an Extra key named like one of those under MetaExtraPrefix, so it
+// never stands in for the event's own value and comes back as stored.
 //
 // A projection on the Watermill router:
 //

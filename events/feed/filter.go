@@ -3,9 +3,9 @@ package feed
 import (
 	"crypto/md5" //nolint:gosec // a partition hash, not a security boundary; PostgreSQL computes the same md5 in SQL
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/converge-es/converge/events"
 )
@@ -50,24 +50,46 @@ type Partition struct {
 	Key PartitionKey
 }
 
-// Validate reports a Filter that cannot be read: a bad partition, or an
-// empty category or type name (which would otherwise silently match
-// nothing, or everything).
+// Validate reports a Filter that cannot be read: a bad partition, or a
+// category or type name that is empty (which would otherwise silently match
+// nothing, or everything), not valid UTF-8 or holding NUL. Stream ids and
+// type names never hold the latter two, and PostgreSQL refuses them as
+// query parameters: both stores refuse such a filter with this error, where
+// memory alone would match nothing. Its errors wrap events.ErrInvalidEvent.
 func (f Filter) Validate() error {
 	if err := f.Partition.Validate(); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", events.ErrInvalidEvent, err)
 	}
 	for _, c := range f.Categories {
 		if c == "" {
-			return errors.New("feed: Filter.Categories holds an empty category (leave Categories empty to read every stream)")
+			return fmt.Errorf("%w: feed: Filter.Categories holds an empty category (leave Categories empty to read every stream)", events.ErrInvalidEvent)
+		}
+		if fault := filterNameFault(c); fault != "" {
+			return fmt.Errorf("%w: feed: Filter.Categories holds %q, which %s (no stream id can be in it: name a category of stream ids)", events.ErrInvalidEvent, c, fault)
 		}
 	}
 	for _, t := range f.Types {
 		if t == "" {
-			return errors.New("feed: Filter.Types holds an empty type name (leave Types empty to read every type)")
+			return fmt.Errorf("%w: feed: Filter.Types holds an empty type name (leave Types empty to read every type)", events.ErrInvalidEvent)
+		}
+		if fault := filterNameFault(t); fault != "" {
+			return fmt.Errorf("%w: feed: Filter.Types holds %q, which %s (no stored type name can match it: list stored names, events.Registry.StoredNames)", events.ErrInvalidEvent, t, fault)
 		}
 	}
 	return nil
+}
+
+// filterNameFault says what is wrong with a category or type name that no
+// stream id or type name can be and PostgreSQL's text cannot hold, or ""
+// for a good one.
+func filterNameFault(s string) string {
+	switch {
+	case !utf8.ValidString(s):
+		return "is not valid UTF-8"
+	case strings.IndexByte(s, 0) >= 0:
+		return "holds NUL"
+	}
+	return ""
 }
 
 // Enabled reports whether p splits the feed at all.

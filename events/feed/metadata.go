@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -52,6 +53,14 @@ const (
 	// before delivery and leaves the key in the metadata, so
 	// EnvelopeFromMessage can rebuild the stored envelope.
 	MetaEncoding = "converge_encoding"
+	// MetaExtraPrefix goes before a stored Extra key that is one of the
+	// envelope's keys above (MetaStreamID to MetaCausationID), or such a
+	// key with the prefix already, in a delivered message's metadata: an
+	// Extra "correlation_id" is delivered as "converge_extra_correlation_id",
+	// so it can neither pass for the event's correlation id nor hide it.
+	// EnvelopeFromMessage and the Publisher take the prefix off again.
+	// Every other Extra key is delivered as it is.
+	MetaExtraPrefix = "converge_extra_"
 )
 
 // ErrNotFeedMessage is wrapped by TokenFromMessage and EnvelopeFromMessage
@@ -73,8 +82,10 @@ var envelopeKeys = map[string]bool{
 }
 
 // newMessage turns a stored event into the message a Subscriber delivers.
-// Extra is copied first, so a stored extra can never shadow an envelope
-// key. A payload marked EncodingBase64 that does not decode is delivered as
+// Extra keys that would be taken for envelope keys are delivered under
+// MetaExtraPrefix (messageKey), so no stored extra can shadow an envelope
+// key, and EnvelopeFromMessage gives back the metadata exactly as stored.
+// A payload marked EncodingBase64 that does not decode is delivered as
 // stored, with the error returned beside the message for the caller to log.
 func newMessage(env events.Envelope) (*message.Message, error) {
 	uuid := env.ID
@@ -94,7 +105,7 @@ func newMessage(env events.Envelope) (*message.Message, error) {
 	}
 	msg := message.NewMessage(uuid, bytes.Clone(payload))
 	for k, v := range env.Metadata.Extra {
-		msg.Metadata.Set(k, v)
+		msg.Metadata.Set(messageKey(k), v)
 	}
 	msg.Metadata.Set(MetaStreamID, env.StreamID)
 	msg.Metadata.Set(MetaVersion, strconv.FormatInt(env.Version, 10))
@@ -183,13 +194,50 @@ func EnvelopeFromMessage(msg *message.Message) (events.Envelope, error) {
 		if env.Metadata.Extra == nil {
 			env.Metadata.Extra = map[string]string{}
 		}
-		env.Metadata.Extra[k] = v
+		env.Metadata.Extra[extraKey(k)] = v
 	}
 	env.Payload = append(json.RawMessage(nil), msg.Payload...)
 	if Encoding(md.Get(MetaEncoding)) == EncodingBase64 {
 		env.Payload = encodeBase64Payload(msg.Payload)
 	}
 	return env, nil
+}
+
+// messageKey is the metadata key a delivered message carries Extra key k
+// under: k itself, unless k is an envelope key or one with MetaExtraPrefix
+// before it (any number of times), which gets one more prefix. So the
+// message keys of Extra are never envelope keys, and no two Extra keys
+// share one.
+func messageKey(k string) string {
+	if escaped(k) {
+		return MetaExtraPrefix + k
+	}
+	return k
+}
+
+// extraKey undoes messageKey. A key messageKey never yields (one with the
+// prefix before a key that is no envelope key) is taken as it is, so
+// metadata added to a message by other means reaches Extra unchanged, as
+// it did before the prefix existed.
+func extraKey(k string) string {
+	if rest, ok := strings.CutPrefix(k, MetaExtraPrefix); ok && escaped(rest) {
+		return rest
+	}
+	return k
+}
+
+// escaped reports the Extra keys messageKey prefixes.
+func escaped(k string) bool {
+	for {
+		if envelopeKeys[k] {
+			return true
+		}
+		rest, ok := strings.CutPrefix(k, MetaExtraPrefix)
+		if !ok {
+			return false
+		}
+		k = rest
+	}
 }
 
 // encodeBase64Payload wraps opaque bytes as a JSON string.

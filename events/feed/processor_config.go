@@ -179,6 +179,10 @@ func (c *ProcessorConfig) validate() error {
 	if err := (Partition{Count: c.Partitions, Key: c.PartitionKey}).Validate(); err != nil {
 		return err
 	}
+	// Refused here, once, rather than by every read of every partition.
+	if err := (Filter{Types: c.Types, Categories: c.Categories}).Validate(); err != nil {
+		return fmt.Errorf("feed: ProcessorConfig.Types or Categories: %w", err)
+	}
 	return nil
 }
 

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 
@@ -126,4 +128,58 @@ func TestSubscribeRefusesControlCharacters(t *testing.T) {
 		_, err := sub.Subscribe(t.Context(), topic)
 		require.ErrorContains(t, err, "control character", "%q", topic)
 	}
+}
+
+// randomBadName returns a category or type name that holds NUL or bytes
+// that are not UTF-8, which no stream id or type name does.
+func randomBadName(r *rand.Rand) string {
+	for {
+		good := []rune([]string{"order", "é-🚀", "a_b", ""}[r.IntN(4)])
+		at := r.IntN(len(good) + 1)
+		bad := []string{"\x00", string([]byte{byte(0x80 + r.IntN(0x80))}), "\xed\xa0\x80", "\xc0\xaf", "\xf4\x90\x80\x80", "\xe2\x82"}[r.IntN(6)]
+		if name := string(good[:at]) + bad + string(good[at:]); !utf8.ValidString(name) || strings.Contains(name, "\x00") {
+			return name
+		}
+	}
+}
+
+// TestSubscribeAndProcessorRefuseBadFilterNames: a topic, or a processor's
+// Types or Categories, holding NUL or invalid UTF-8 is refused up front
+// with events.ErrInvalidEvent, rather than by every read of a consumer that
+// would then stay degraded on PostgreSQL and idle in memory.
+func TestSubscribeAndProcessorRefuseBadFilterNames(t *testing.T) {
+	t.Parallel()
+	src, err := memstore.New(nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = src.Close() })
+	sub, err := feed.NewSubscriber(src, &feed.SubscriberConfig{ConsumerName: "c"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Close() })
+	noop := func(context.Context, events.Envelope) error { return nil }
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, seed))
+	for range 200 {
+		bad := randomBadName(r)
+		_, err := sub.Subscribe(t.Context(), bad)
+		require.ErrorIs(t, err, events.ErrInvalidEvent, "seed %d: topic %q", seed, bad)
+		require.ErrorContains(t, err, fmt.Sprintf("%q", bad), "seed %d: the error names the topic", seed)
+
+		cfg := feed.ProcessorConfig{Name: "p", Types: []string{"t"}, Categories: []string{"order"}}
+		if r.IntN(2) == 0 {
+			cfg.Types = append(cfg.Types, bad)
+		} else {
+			cfg.Categories = append(cfg.Categories, bad)
+		}
+		p, err := feed.NewProcessor(src, &cfg, noop)
+		if p != nil {
+			require.NoError(t, p.Close())
+		}
+		require.ErrorIs(t, err, events.ErrInvalidEvent, "seed %d: types %q, categories %q", seed, cfg.Types, cfg.Categories)
+	}
+	for _, cfg := range []feed.ProcessorConfig{{Name: "p", Types: []string{""}}, {Name: "p", Categories: []string{""}}} {
+		_, err := feed.NewProcessor(src, &cfg, noop)
+		require.ErrorIs(t, err, events.ErrInvalidEvent, "an empty name, types %q, categories %q", cfg.Types, cfg.Categories)
+	}
+	require.Empty(t, sub.Status(), "no consumer was started")
 }

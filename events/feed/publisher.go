@@ -27,8 +27,10 @@ var publishNamespace = uuid.MustParse("6f1d3c52-0b8e-4a53-9a63-2f1de8f0c4a7")
 // stream). The event type comes from MetaType (else
 // PublisherConfig.DefaultType), the schema version from MetaSchemaVersion,
 // correlation_id and causation_id become events.Metadata fields, and every
-// other key is stored in Extra. Keys describing where a delivered event was
-// stored (MetaVersion, MetaToken, MetaEventID, MetaRecordedAt) are dropped.
+// other key is stored in Extra, without the MetaExtraPrefix a Subscriber
+// delivers some Extra keys under, so a forwarded message keeps its event's
+// Extra as stored. Keys describing where a delivered event was stored
+// (MetaVersion, MetaToken, MetaEventID, MetaRecordedAt) are dropped.
 // To forward a delivered message to another topic, delete its MetaStreamID
 // first: it names the stream it came from.
 //
@@ -164,7 +166,7 @@ func (p *Publisher) event(topic string, msg *message.Message) (string, events.Ev
 	extra := map[string]string{}
 	for k, v := range md {
 		if !publishDropped[k] {
-			extra[k] = v
+			extra[extraKey(k)] = v
 		}
 	}
 	switch p.cfg.Encoding {

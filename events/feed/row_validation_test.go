@@ -71,12 +71,15 @@ func TestFilterValidateAndMatch(t *testing.T) {
 	for name, f := range map[string]feed.Filter{
 		"empty category": {Categories: []string{""}},
 		"empty type":     {Types: []string{""}},
+		"NUL category":   {Categories: []string{"order\x00"}},
+		"UTF-8 category": {Categories: []string{"\xff"}},
+		"UTF-8 type":     {Types: []string{"t\xff"}},
 		"index too big":  {Partition: feed.Partition{Index: 2, Count: 2}},
 		"negative count": {Partition: feed.Partition{Count: -1}},
 		"too many":       {Partition: feed.Partition{Count: feed.MaxPartitions + 1}},
 		"unknown key":    {Partition: feed.Partition{Count: 2, Key: "tenant"}},
 	} {
-		require.Error(t, f.Validate(), name)
+		require.ErrorIs(t, f.Validate(), events.ErrInvalidEvent, name)
 	}
 	require.NoError(t, feed.Filter{Partition: feed.Partition{Index: 1, Count: 2, Key: feed.ByStream}}.Validate())
 }

@@ -80,7 +80,9 @@ func CheckpointName(consumerName, topic string) string {
 // global feed for TopicAll or "", else the events of the category named by
 // topic (streams named topic or starting with topic + "-"). The channel is
 // closed when ctx is done, when the Subscriber is closed, or when the Source
-// is closed. Messages carry ctx's values.
+// is closed. Messages carry ctx's values. A topic no stream id can be in,
+// one holding an ASCII control character (NUL included) or not valid
+// UTF-8, is refused at once with an error wrapping events.ErrInvalidEvent.
 //
 // Subscribing twice to one topic runs two consumers under one name: one
 // delivers, the other stands by.
@@ -89,8 +91,13 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	if topic == TopicAll {
 		category = ""
 	}
+	// Refused here, once, rather than by every read of the consumer, which
+	// would leave it degraded for good.
 	if strings.ContainsFunc(category, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return nil, fmt.Errorf("feed: subscribe to topic %q: it contains a control character (topics are stream categories)", topic)
+		return nil, fmt.Errorf("feed: subscribe to topic %q: %w: it contains a control character (topics are stream categories)", topic, events.ErrInvalidEvent)
+	}
+	if err := filterOf(category).Validate(); err != nil {
+		return nil, fmt.Errorf("feed: subscribe to topic %q: %w", topic, err)
 	}
 
 	s.mu.Lock()

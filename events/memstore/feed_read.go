@@ -12,13 +12,11 @@ import (
 // first seq an open unit reserved: like PostgreSQL's read horizon, that
 // keeps a reader from passing an event that may still commit.
 func (s *Store) read(ctx context.Context, after events.Token, f feed.Filter, limit int) (feed.Batch, error) {
-	if err := s.check(ctx); err != nil {
-		return feed.Batch{}, err
+	invalid := f.Validate()
+	if invalid == nil {
+		invalid = feed.ValidateToken(after)
 	}
-	if err := f.Validate(); err != nil {
-		return feed.Batch{}, err
-	}
-	if err := feed.ValidateToken(after); err != nil {
+	if err := s.checkInput(ctx, invalid); err != nil {
 		return feed.Batch{}, err
 	}
 	if limit <= 0 {

@@ -162,14 +162,36 @@ func (s *Store) check(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// checkInput is check for a call whose input validated to invalid (nil
+// when good): bad input is reported before a done context, as on
+// PostgreSQL, which refuses it before any SQL runs.
+func (s *Store) checkInput(ctx context.Context, invalid error) error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	if invalid != nil {
+		return invalid
+	}
+	return ctx.Err()
+}
+
+// validateStreamRead checks the arguments of ReadStream.
+func validateStreamRead(streamID string, fromVersion int64) error {
+	if err := events.ValidateStreamID(streamID); err != nil {
+		return err
+	}
+	return events.ValidateFromVersion(fromVersion)
+}
+
 // Append appends evs atomically to streamID if the stream meets expected.
 // Input is validated and encoded before the store is locked, so a bad event
 // fails the whole append and nothing is written. While a unit that appended
 // to the stream is open, Append waits for it to end. When an AppendHook
 // wants the events, the append runs in a unit of its own.
 func (s *Store) Append(ctx context.Context, streamID string, expected events.ExpectedVersion, evs ...events.Event) (events.AppendResult, error) {
-	if err := s.check(ctx); err != nil {
-		return events.AppendResult{}, err
+	// The context is checked once the input is (appendRecs, unit.Append).
+	if s.closed.Load() {
+		return events.AppendResult{}, errClosed
 	}
 	if err := events.CheckReserved(evs); err != nil {
 		return events.AppendResult{}, err
@@ -213,10 +235,14 @@ func (s *Store) appendInOwnUnit(ctx context.Context, streamID string, expected e
 const maxConflictAttempts = 20
 
 // appendRecs validates and stores evs: committed at once when u is nil,
-// else reserved for u until it ends.
+// else reserved for u until it ends. Bad input is refused before a done
+// context, as on PostgreSQL.
 func (s *Store) appendRecs(ctx context.Context, u *unit, streamID string, expected events.ExpectedVersion, evs []events.Event) (events.AppendResult, error) {
 	recs, err := events.Prepare(s.cfg.Registry, s.cfg.Limits, streamID, expected, evs)
 	if err != nil {
+		return events.AppendResult{}, err
+	}
+	if err := ctx.Err(); err != nil {
 		return events.AppendResult{}, err
 	}
 	// Copy what the caller could still mutate, so stored events never change.
@@ -365,13 +391,7 @@ func (s *Store) commitEvents(envs []events.Envelope) {
 // fromVersion, oldest first. limit <= 0 means no limit. A stream without
 // events reads as empty, not as an error.
 func (s *Store) ReadStream(ctx context.Context, streamID string, fromVersion int64, limit int) ([]events.Envelope, error) {
-	if err := s.check(ctx); err != nil {
-		return nil, err
-	}
-	if err := events.ValidateStreamID(streamID); err != nil {
-		return nil, err
-	}
-	if err := events.ValidateFromVersion(fromVersion); err != nil {
+	if err := s.checkInput(ctx, validateStreamRead(streamID, fromVersion)); err != nil {
 		return nil, err
 	}
 	s.mu.RLock()
@@ -404,10 +424,7 @@ func sliceStream(committed, own []events.Envelope, fromVersion int64, limit int)
 
 // StreamVersion returns the number of events in streamID.
 func (s *Store) StreamVersion(ctx context.Context, streamID string) (int64, error) {
-	if err := s.check(ctx); err != nil {
-		return 0, err
-	}
-	if err := events.ValidateStreamID(streamID); err != nil {
+	if err := s.checkInput(ctx, events.ValidateStreamID(streamID)); err != nil {
 		return 0, err
 	}
 	s.mu.RLock()

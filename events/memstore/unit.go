@@ -105,10 +105,15 @@ func (u *unit) holds(id string) (events.Envelope, bool) {
 }
 
 // Append appends through the unit: the events get their versions and
-// tokens now and become readable when the unit commits.
+// tokens now and become readable when the unit commits. Like every method
+// of an ended unit, it fails with ErrUnitEnded whatever its input; bad
+// input is refused before a done context, as on PostgreSQL.
 func (u *unit) Append(ctx context.Context, streamID string, expected events.ExpectedVersion, evs ...events.Event) (events.AppendResult, error) {
-	if err := u.s.check(ctx); err != nil {
+	if err := u.live(); err != nil {
 		return events.AppendResult{}, err
+	}
+	if u.s.closed.Load() {
+		return events.AppendResult{}, errClosed
 	}
 	if err := events.CheckReserved(evs); err != nil {
 		return events.AppendResult{}, err
@@ -120,6 +125,14 @@ func (u *unit) Append(ctx context.Context, streamID string, expected events.Expe
 			u.fail(err)
 		}
 		return res, err
+	}
+	// The events as given are judged before the hooks run, as pgstore
+	// does: the hooks' own are judged again in appendRecs.
+	if _, err := events.Prepare(u.s.cfg.Registry, u.s.cfg.Limits, streamID, expected, evs); err != nil {
+		return events.AppendResult{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return events.AppendResult{}, err
 	}
 	snap, err := u.snapshot()
 	if err != nil {
@@ -221,13 +234,10 @@ func (u *unit) restore(snap unitSnapshot) {
 
 // ReadStream sees the committed events and the unit's own appends.
 func (u *unit) ReadStream(ctx context.Context, streamID string, fromVersion int64, limit int) ([]events.Envelope, error) {
-	if err := u.s.check(ctx); err != nil {
+	if err := u.live(); err != nil {
 		return nil, err
 	}
-	if err := events.ValidateStreamID(streamID); err != nil {
-		return nil, err
-	}
-	if err := events.ValidateFromVersion(fromVersion); err != nil {
+	if err := u.s.checkInput(ctx, validateStreamRead(streamID, fromVersion)); err != nil {
 		return nil, err
 	}
 	u.s.mu.RLock()
@@ -240,10 +250,10 @@ func (u *unit) ReadStream(ctx context.Context, streamID string, fromVersion int6
 
 // StreamVersion counts the committed events and the unit's own appends.
 func (u *unit) StreamVersion(ctx context.Context, streamID string) (int64, error) {
-	if err := u.s.check(ctx); err != nil {
+	if err := u.live(); err != nil {
 		return 0, err
 	}
-	if err := events.ValidateStreamID(streamID); err != nil {
+	if err := u.s.checkInput(ctx, events.ValidateStreamID(streamID)); err != nil {
 		return 0, err
 	}
 	u.s.mu.RLock()
@@ -270,6 +280,8 @@ func (u *unit) Head(ctx context.Context) (events.Token, error) {
 	return u.s.Head(ctx)
 }
 
+// live fails once the unit has ended: every method checks it first, so an
+// ended unit answers ErrUnitEnded whatever it is asked (events.Unit).
 func (u *unit) live() error {
 	u.s.mu.RLock()
 	defer u.s.mu.RUnlock()
@@ -294,6 +306,9 @@ func (u *unit) Rows() feed.Rows { return &rows{s: u.s, u: u} }
 // Positions reads checkpoint positions; Commit fails with ErrConflict when
 // one of them moved since.
 func (u *unit) Positions(ctx context.Context, names ...string) ([]events.Token, error) {
+	if err := u.live(); err != nil {
+		return nil, err
+	}
 	if err := u.s.check(ctx); err != nil {
 		return nil, err
 	}
@@ -326,6 +341,9 @@ func (u *unit) Context(ctx context.Context) context.Context {
 // makes the unit's events, rows and moves visible at once. On any failure
 // the unit is discarded.
 func (u *unit) Commit(ctx context.Context, moves ...feed.Move) error {
+	if err := u.live(); err != nil {
+		return err
+	}
 	for _, m := range moves {
 		if err := feed.ValidateToken(m.Position); err != nil {
 			_ = u.Rollback(ctx) // as on PostgreSQL, where the unit cannot go on

@@ -243,9 +243,11 @@ func tokenArgs(t events.Token) (int64, int64, error) {
 	return int64(t.Major()), int64(t.Minor()), nil
 }
 
+// scanEnvelopes reads a stream's rows. None is an empty slice, not nil,
+// as in memory: a stream read encodes to JSON as [] from either store.
 func scanEnvelopes(rows pgx.Rows) ([]events.Envelope, error) {
 	defer rows.Close()
-	var out []events.Envelope
+	out := []events.Envelope{}
 	for rows.Next() {
 		var (
 			e             events.Envelope

@@ -64,6 +64,17 @@ func (u *unit) begin(ctx context.Context) (pgx.Tx, error) {
 	return u.inTx(ctx, nil, nil)
 }
 
+// live fails once the unit has ended: every method checks it first, so an
+// ended unit answers ErrUnitEnded whatever it is asked (events.Unit).
+func (u *unit) live() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.done {
+		return events.ErrUnitEnded
+	}
+	return nil
+}
+
 // reader returns what a read through the unit runs on: its transaction
 // once begun (to see its own writes), else the pool, so a unit that only
 // reads never holds a connection or a snapshot.
@@ -87,6 +98,9 @@ func (u *unit) Registry() *events.Registry { return u.s.cfg.Registry }
 // that AppendHooks want runs under a savepoint, so a failing hook undoes
 // the append and the hook's writes and leaves the unit usable.
 func (u *unit) Append(ctx context.Context, streamID string, expected events.ExpectedVersion, evs ...events.Event) (events.AppendResult, error) {
+	if err := u.live(); err != nil {
+		return events.AppendResult{}, err
+	}
 	if u.s.isClosed() {
 		return events.AppendResult{}, events.ErrClosed
 	}
@@ -220,11 +234,11 @@ func (u *unit) ReadStream(ctx context.Context, streamID string, fromVersion int6
 
 // StreamVersion counts the stream's events, the unit's own included.
 func (u *unit) StreamVersion(ctx context.Context, streamID string) (int64, error) {
-	if err := events.ValidateStreamID(streamID); err != nil {
-		return 0, err
-	}
 	db, err := u.reader()
 	if err != nil {
+		return 0, err
+	}
+	if err := events.ValidateStreamID(streamID); err != nil {
 		return 0, err
 	}
 	return u.s.streamVersion(ctx, db, streamID)

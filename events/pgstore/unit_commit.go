@@ -19,6 +19,9 @@ import (
 // (the fence fails) rolls the writes back with it; with one move and
 // nothing else it is a single UPDATE.
 func (u *unit) Commit(ctx context.Context, moves ...feed.Move) error {
+	if err := u.live(); err != nil {
+		return err
+	}
 	args := make([][5]any, len(moves))
 	for i, m := range moves {
 		major, minor, err := tokenArgs(m.Position)

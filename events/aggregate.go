@@ -64,15 +64,15 @@ func Load[S any](ctx context.Context, store Store, agg Aggregate[S], streamID st
 	for {
 		page, err := store.ReadStream(ctx, streamID, version+1, loadPageSize)
 		if err != nil {
-			return zero, 0, fmt.Errorf("events: load %q: %w", streamID, err)
+			return zero, 0, fmt.Errorf("events: load %s: %w", quoteStreamID(streamID), err)
 		}
 		for _, env := range page {
 			ev, err := reg.Decode(env)
 			if err != nil {
-				return zero, 0, fmt.Errorf("events: load %q: event %d: %w", streamID, env.Version, err)
+				return zero, 0, fmt.Errorf("events: load %s: event %d: %w", quoteStreamID(streamID), env.Version, err)
 			}
 			if state, err = agg.Apply(state, ev); err != nil {
-				return zero, 0, fmt.Errorf("events: load %q: apply event %d (%s): %w", streamID, env.Version, env.Type, err)
+				return zero, 0, fmt.Errorf("events: load %s: apply event %d (%s): %w", quoteStreamID(streamID), env.Version, env.Type, err)
 			}
 			version = env.Version
 		}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -321,4 +323,31 @@ func ExampleUpdate() {
 	// appended up to version 2
 	// appended up to version 0
 	// counter 2 at version 2
+}
+
+// TestLoadErrorQuotesALongStreamIDCut: the error of a Load whose stream id
+// the store refuses for its length quotes the id cut to the limit, with
+// its size, never whole (a command handler stores such an error as a
+// rejection's reason; a megabyte id would make it a megabyte long).
+func TestLoadErrorQuotesALongStreamIDCut(t *testing.T) {
+	t.Parallel()
+	s := setupAggregate(t)
+	seed := rand.Uint64()
+	r := rand.New(rand.NewPCG(seed, seed))
+	for range 20 {
+		n := events.MaxStreamIDLength + 1 + r.IntN(1<<20)
+		pieces := []string{"a", "é", "\x7f", "流", "'", "\""}
+		var b strings.Builder
+		for b.Len() < n {
+			b.WriteString(pieces[r.IntN(len(pieces))])
+		}
+		id := b.String()
+		_, _, err := events.Load(t.Context(), s, counter, id)
+		require.ErrorIs(t, err, events.ErrInvalidEvent, "seed %d", seed)
+		require.Less(t, len(err.Error()), 8*events.MaxStreamIDLength, "seed %d: an id of %d bytes", seed, len(id))
+		require.Contains(t, err.Error(), fmt.Sprintf("(%d bytes)", len(id)), "seed %d: the error gives the id's size", seed)
+	}
+	// An id within the limit is quoted whole, as before.
+	_, _, err := events.Load(t.Context(), s, counter, "counter\x00-1")
+	require.ErrorContains(t, err, `"counter\x00-1"`)
 }

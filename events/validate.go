@@ -428,3 +428,15 @@ func CheckReserved(evs []Event) error {
 	}
 	return nil
 }
+
+// quoteStreamID quotes a stream id for an error message, cut to
+// MaxStreamIDLength bytes: an id the store refuses for its length can be
+// as long as a command's payload, and an error quoting it whole would be
+// megabytes long wherever it is logged or stored.
+func quoteStreamID(id string) string {
+	if len(id) <= MaxStreamIDLength {
+		return strconv.Quote(id)
+	}
+	// %q escapes a rune the cut splits, so the quote stays readable.
+	return fmt.Sprintf("%q… (%d bytes)", id[:MaxStreamIDLength], len(id))
+}

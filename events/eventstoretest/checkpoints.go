@@ -292,6 +292,8 @@ func testTokensBeyondAStoreAreRefused(t *testing.T, src feed.Source, s events.St
 		if insp, ok := src.(feed.Inspector); ok {
 			_, err = insp.CountBetween(ctx, events.Token{}, big)
 			require.ErrorIs(t, err, events.ErrInvalidToken, "CountBetween up to %s", big)
+			_, err = insp.CountBetween(ctx, big, res.Token)
+			require.ErrorIs(t, err, events.ErrInvalidToken, "CountBetween after %s (past upTo)", big)
 			_, _, err = insp.OldestAfter(ctx, big)
 			require.ErrorIs(t, err, events.ErrInvalidToken, "OldestAfter %s", big)
 		}

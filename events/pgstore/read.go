@@ -202,9 +202,6 @@ func (s *Store) CountBetween(ctx context.Context, after, upTo events.Token) (int
 	if s.isClosed() {
 		return 0, errClosed
 	}
-	if !after.Before(upTo) {
-		return 0, nil
-	}
 	a1, a2, err := tokenArgs(after)
 	if err != nil {
 		return 0, err
@@ -212,6 +209,9 @@ func (s *Store) CountBetween(ctx context.Context, after, upTo events.Token) (int
 	b1, b2, err := tokenArgs(upTo)
 	if err != nil {
 		return 0, err
+	}
+	if !after.Before(upTo) {
+		return 0, nil
 	}
 	var n int64
 	if err := s.pool.QueryRow(ctx, s.q.countBetween, a1, a2, b1, b2, MaxCount).Scan(&n); err != nil {

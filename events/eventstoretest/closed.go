@@ -1,6 +1,7 @@
 package eventstoretest
 
 import (
+	"context"
 	"io"
 	"testing"
 	"time"
@@ -33,6 +34,9 @@ func testClosedSourceRefusesAndEndsSubscriptions(t *testing.T, src feed.Source, 
 	l, err := src.Checkpoints().Acquire(ctx, "held", "owner", time.Minute)
 	require.NoError(t, err)
 
+	open, err := src.Checkpoints().Begin(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = open.Rollback(context.WithoutCancel(ctx)) })
 	require.NoError(t, closer.Close())
 	deadline := time.After(30 * time.Second)
 	for open := true; open; {
@@ -49,6 +53,17 @@ func testClosedSourceRefusesAndEndsSubscriptions(t *testing.T, src feed.Source, 
 
 	_, err = s.Append(ctx, "order-2", events.NoStream, placed("2", 10))
 	require.ErrorIs(t, err, events.ErrClosed, "Append")
+	// A unit begun before the Close fails the same way.
+	_, err = open.ReadStream(ctx, "order-1", 1, 0)
+	require.ErrorIs(t, err, events.ErrClosed, "unit ReadStream")
+	_, err = open.StreamVersion(ctx, "order-1")
+	require.ErrorIs(t, err, events.ErrClosed, "unit StreamVersion")
+	_, err = open.Append(ctx, "order-2", events.NoStream, placed("2", 10))
+	require.ErrorIs(t, err, events.ErrClosed, "unit Append")
+	_, _, err = open.Rows().Get(ctx, "ns", "t", "k", feed.LockNone)
+	require.ErrorIs(t, err, events.ErrClosed, "unit Rows.Get")
+	_, err = open.Positions(ctx, "held")
+	require.ErrorIs(t, err, events.ErrClosed, "unit Positions")
 	_, err = s.ReadStream(ctx, "order-1", 1, 0)
 	require.ErrorIs(t, err, events.ErrClosed, "ReadStream")
 	_, err = s.StreamVersion(ctx, "order-1")

@@ -84,6 +84,11 @@ func (u *unit) reader() (execer, error) {
 	if u.done {
 		return nil, events.ErrUnitEnded
 	}
+	if u.s.isClosed() {
+		// The pool is the caller's and may outlive the store: without
+		// this, a unit begun before Close would go on reading.
+		return nil, errClosed
+	}
 	if u.tx != nil {
 		return u.tx, nil
 	}

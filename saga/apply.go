@@ -317,12 +317,24 @@ const instanceHeadroom = 64 << 10
 // instance of the partition for one instance's bad data. Refused here, the
 // instance fails with the reason instead, and nothing of the step is kept.
 func (e *Engine) checkStorable(s *compiled, in *instance, c *stepCore, env events.Envelope, need events.Token, state []byte, sends []commandRecord) error {
+	gen := in.TimerGen
 	for _, op := range c.timerOps {
-		// A cancel of a name no timer can have does nothing, as Cancel
-		// promises; a schedule under it could never fire into a handler
+		gen++ // as applyTimers numbers them, cancels included
+		if op.cancel {
+			// A cancel of a name no timer can have does nothing, as Cancel
+			// promises.
+			continue
+		}
+		// A schedule under such a name could never fire into a handler
 		// (and a long one would not fit the timer's row key).
-		if err := checkTimerName(op.name); err != nil && !op.cancel {
+		if err := checkTimerName(op.name); err != nil {
 			return fmt.Errorf("saga %q: Schedule(%q): %w", s.name, op.name, err)
+		}
+		// Refused only when it is due, the timer would never fire through
+		// the feed: refused now, the step that asked for it is.
+		stream, ev := timerFiredEvent(TimerFired{Saga: s.name, ID: in.ID, Name: op.name, Gen: gen, Due: op.due.UTC().Format(time.RFC3339Nano)})
+		if _, err := events.Prepare(e.reg, e.limits, stream, events.AnyVersion, []events.Event{ev}); err != nil {
+			return fmt.Errorf("saga %q: Schedule(%q): the event the timer fires would be refused by the store: %w", s.name, op.name, err)
 		}
 	}
 	for i, cmd := range sends {
@@ -335,9 +347,18 @@ func (e *Engine) checkStorable(s *compiled, in *instance, c *stepCore, env event
 		return fmt.Errorf("saga %q: the step's state cannot be stored: %w", s.name, err)
 	}
 	size := len(state)
-	for _, comp := range c.compensations {
+	for i, comp := range c.compensations {
 		if err := feed.ValidateRowValue(comp.Payload); err != nil {
 			return fmt.Errorf("saga %q: compensation %s cannot be stored: %w", s.name, comp.Type, err)
+		}
+		// Checked as the command it will be sent as: refused only when a
+		// later step runs the compensations, it would refuse that step (a
+		// decline, a timeout, the OnCancel of an operator's cancel), and
+		// the instance could no longer be undone or even cancelled. The
+		// causation id and the token it will carry are of the same size.
+		stream, ev := commandEvent(s, in, in.Seq+1, env, need, len(sends)+i, comp)
+		if _, err := events.Prepare(e.reg, e.limits, stream, events.AnyVersion, []events.Event{ev}); err != nil {
+			return fmt.Errorf("saga %q: the step registers the compensation %s, which the store would refuse when it is sent: %w", s.name, comp.Type, err)
 		}
 		size += compensationSize(comp)
 	}

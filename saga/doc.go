@@ -145,6 +145,12 @@
 // messages; a firing whose generation is no longer current (cancelled,
 // rescheduled, or the instance ended) is ignored and recorded, by
 // construction rather than by racing a delete. Cancel never fails a step.
+// A timer that fails to fire is tried again at the next pass and holds up
+// no other. One whose event the store refuses for good (its limits were
+// lowered after the step that scheduled it; Schedule checks them) runs
+// from the instance's rows instead, parked to run at once or queued behind
+// the step that blocks the instance, and is recorded ("timer_event_refused"),
+// logged and counted (converge_saga_bad_input_total{kind="timer_event_refused"}).
 //
 // # Failures and bad input
 //
@@ -160,10 +166,12 @@
 // EngineConfig.Commands is set; counted in
 // converge_saga_bad_input_total{kind="no_command_handler"}), or a timer
 // scheduled under a name that is empty, longer than MaxTimerNameLength or
-// not valid text, or a step whose writes the store would refuse (a command
-// over the store's payload limit, a string holding NUL in the state, a
-// command or a compensation, or state and compensations of more than 960
-// KiB together), the instance fails with the reason: its
+// not valid text, or a step whose writes the store would refuse (a
+// command, a compensation or the event a timer fires over the store's
+// payload limit, the last two checked in the step that registers or
+// schedules them; a string holding NUL in the state, a command or a
+// compensation; or state and compensations of more than 960 KiB
+// together), the instance fails with the reason: its
 // later messages queue until Engine.Retry runs the failed step again, or
 // Engine.Cancel ends it. A correlation function that returns "" or panics
 // makes Handle return an error wrapping ErrCorrelation; an event of a
@@ -201,7 +209,11 @@
 // Engine.Retry and Engine.Cancel act on failed and stuck instances. A
 // cancel runs the saga's OnCancel handler, when it has one, as a step in
 // the cancel's own unit: what the process asked for (a reservation, a
-// charge) is undone with the cancel or not at all.
+// charge) is undone with the cancel or not at all. Both act only on the
+// saga types the engine runs: another service's engine on the same store
+// cannot run the handler or the step, so it refuses (ErrUnknownSaga) and
+// changes nothing; the Operator's requests reach an engine that runs the
+// type.
 //
 // An Operator does the same without the definitions, from the rows alone:
 // `converge sagas list|show|retry|cancel` runs on it. Since only an engine
@@ -230,7 +242,8 @@
 //     cancelled or rescheduled, and timers found due at the last pass.
 //   - converge_saga_ignored_total{saga,reason}, converge_saga_duplicates_total{saga}
 //     and converge_saga_bad_input_total{kind}: messages ignored, duplicate
-//     deliveries, and messages that could not be routed or run.
+//     deliveries, and messages that could not be routed or run (or, for
+//     kind="timer_event_refused", stored as events).
 //   - converge_saga_newer_state_total{saga}: steps handed back because
 //     the state was stored at a newer schema version than this build's;
 //     it should stop rising once every process runs the newer build.
@@ -303,7 +316,10 @@
 // instances: run the new name beside the old one until the old instances
 // end. Instances of a saga type no engine runs any more stay in the rows
 // as they are (listed by Engine.List, their timers fire into events no one
-// consumes); cancel them before removing the type.
+// consumes); cancel them before removing the type. An engine without the
+// type refuses to cancel or retry them (ErrUnknownSaga), as it cannot run
+// the OnCancel handler or the step: to end them later, run the definition
+// again.
 //
 // # Where this deviates from the first plan
 //

@@ -374,8 +374,8 @@ func (e *Engine) markStuck(ctx context.Context, u feed.Unit, ix parkIndex) error
 
 // warnUnknown reports, once per type, parked instances of a saga type this
 // engine does not run: another deployment may run it, or the type was
-// removed while instances were in flight (cancel them, see the package
-// doc).
+// removed while instances were in flight (run its definition again to
+// retry or cancel them, see the package doc).
 func (e *Engine) warnUnknown(ctx context.Context, saga string) {
 	e.watchMu.Lock()
 	seen := e.unknown[saga]
@@ -385,7 +385,7 @@ func (e *Engine) warnUnknown(ctx context.Context, saga string) {
 	e.unknown[saga] = true
 	e.watchMu.Unlock()
 	if !seen {
-		e.log.WarnContext(ctx, "saga: parked instances of a saga type this engine does not run (removed type? cancel its instances or run its definition)", "saga", saga)
+		e.log.WarnContext(ctx, "saga: parked instances of a saga type this engine does not run (removed type? run its definition again, then retry or cancel its instances there)", "saga", saga)
 	}
 }
 

@@ -3,6 +3,7 @@ package saga
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -23,6 +24,13 @@ var (
 	// ErrNotRetryable is returned by Engine.Retry for an instance that is
 	// neither failed by an error nor stuck.
 	ErrNotRetryable = errors.New("saga: instance is neither failed by an error nor stuck (nothing to retry)")
+	// ErrUnknownSaga is returned by Engine.Retry and Engine.Cancel for an
+	// instance of a saga type the engine does not run: only an engine with
+	// the definition can run the step again or the OnCancel handler that
+	// undoes what the instance did. Ask an engine that runs the type, or
+	// record the request with Operator.RequestRetry or RequestCancel, which
+	// such an engine carries out.
+	ErrUnknownSaga = errors.New("saga: this engine does not run the saga type")
 	// ErrEnded is returned by Engine.Cancel for an instance that has
 	// already completed, failed by its own decision or been cancelled.
 	ErrEnded = errors.New("saga: instance has already ended")
@@ -97,4 +105,11 @@ func notRetryable(in *instance) error {
 		return fmt.Errorf("%w: %s/%s was failed by its saga's own decision (%q), not by an error, so it has no failed step to run again", ErrNotRetryable, in.Saga, in.ID, in.Reason)
 	}
 	return fmt.Errorf("%w: %s/%s is %s", ErrNotRetryable, in.Saga, in.ID, in.Status)
+}
+
+// unknownSaga is ErrUnknownSaga for an operation on saga/id, saying where
+// to ask instead.
+func unknownSaga(op, saga, id string) error {
+	return fmt.Errorf("%w %q, so it cannot %s %s/%s: %s it through an engine that runs %q, or record the request with Operator.Request%s (`converge sagas %s`), which such an engine carries out",
+		ErrUnknownSaga, saga, op, saga, id, op, saga, strings.ToUpper(op[:1])+op[1:], op)
 }

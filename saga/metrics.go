@@ -83,7 +83,7 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "converge_saga_duplicates_total", Help: "Deliveries of a message an instance had already taken (no-ops).",
 		}, []string{"saga"}),
 		BadInput: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "converge_saga_bad_input_total", Help: "Messages the engine could not route or run: decode, correlation, no_command_handler.",
+			Name: "converge_saga_bad_input_total", Help: "Messages the engine could not route or run: decode, correlation, no_command_handler, timer_event_refused (a timer-fired event the store refused, run from the instance's rows instead).",
 		}, []string{"kind"}),
 		TimersFired: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "converge_saga_timers_fired_total", Help: "Timers fired (timer-fired events appended).",

@@ -113,7 +113,9 @@ func (e *Engine) Show(ctx context.Context, saga, id string) (Timeline, error) {
 // Retry runs a failed instance's failed step again (with a fresh count of
 // attempts), then its queued messages; for a stuck instance it restarts the
 // stuck clock (the step still runs only once its read models catch up).
-// ErrNotRetryable for any other instance.
+// ErrNotRetryable for any other instance. ErrUnknownSaga for a saga type
+// this engine does not run, which it could not run the step of
+// (Operator.RequestRetry leaves the retry to an engine that runs it).
 func (e *Engine) Retry(ctx context.Context, saga, id string) error {
 	if err := addressable(saga, id); err != nil {
 		return err
@@ -128,6 +130,12 @@ func (e *Engine) Retry(ctx context.Context, saga, id string) error {
 }
 
 func (e *Engine) retryIn(ctx context.Context, u feed.Unit, saga, id, detail string) error {
+	if _, ok := e.sagas[saga]; !ok {
+		// Parked for a retry here, the step would wait for another
+		// engine's sweep, or for ever once the type is removed, with the
+		// instance no longer listed as failed.
+		return unknownSaga("retry", saga, id)
+	}
 	rows := u.Rows()
 	in, found, err := e.load(ctx, rows, saga, id, feed.LockUpdate)
 	if err != nil {
@@ -167,7 +175,10 @@ func (e *Engine) retryIn(ctx context.Context, u feed.Unit, saga, id, detail stri
 // the same unit (its commands, RunCompensations, notes commit with the
 // cancel; a handler that fails refuses the cancel). Without one, nothing
 // is sent and what the instance's commands did stays. ErrEnded for an
-// instance that has already ended.
+// instance that has already ended. ErrUnknownSaga, with nothing changed,
+// for a saga type this engine does not run: it cannot know whether the
+// type has an OnCancel handler, let alone run it, so the cancel is for an
+// engine that runs the type (Operator.RequestCancel leaves it to one).
 func (e *Engine) Cancel(ctx context.Context, saga, id, reason string) error {
 	if err := addressable(saga, id); err != nil {
 		return err
@@ -178,6 +189,10 @@ func (e *Engine) Cancel(ctx context.Context, saga, id, reason string) error {
 }
 
 func (e *Engine) cancelIn(ctx context.Context, u feed.Unit, saga, id, reason string) error {
+	s, ok := e.sagas[saga]
+	if !ok {
+		return unknownSaga("cancel", saga, id)
+	}
 	rows := u.Rows()
 	in, found, err := e.load(ctx, rows, saga, id, feed.LockUpdate)
 	if err != nil {
@@ -193,7 +208,7 @@ func (e *Engine) cancelIn(ctx context.Context, u feed.Unit, saga, id, reason str
 		reason = "cancelled by an operator"
 	}
 	note := ""
-	if s := e.sagas[saga]; s != nil && s.cancel != nil {
+	if s.cancel != nil {
 		skipped, err := e.runCancelHandler(ctx, u, s, in, reason)
 		if err != nil {
 			return err

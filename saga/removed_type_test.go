@@ -17,7 +17,9 @@ import (
 // TestRemovedSagaTypeStaysAsItIs: a deployment drops a saga type while an
 // instance of it runs with a timer. An engine without the type lists the
 // instance, fires its timer into an event that nothing consumes, and
-// leaves the instance as it was; it can still cancel it.
+// leaves the instance as it was; it refuses to cancel it, having no
+// OnCancel handler to run, and an engine with the definition back
+// cancels it.
 func TestRemovedSagaTypeStaysAsItIs(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
@@ -68,7 +70,11 @@ func TestRemovedSagaTypeStaysAsItIs(t *testing.T) {
 		require.Equal(t, before, after, "the instance stays as it was")
 		require.Empty(t, bare{store: store}.commandIDs(t)["customer.notify"], "its timeout never ran")
 
-		require.NoError(t, now.Cancel(ctx, "legacy", "1", "type removed"))
+		require.ErrorIs(t, now.Cancel(ctx, "legacy", "1", "type removed"), saga.ErrUnknownSaga)
+		refused, err := now.Show(ctx, "legacy", "1")
+		require.NoError(t, err)
+		require.Equal(t, before, refused, "the refused cancel changed nothing")
+		require.NoError(t, old.Cancel(ctx, "legacy", "1", "type removed"))
 		list, err = now.List(ctx, saga.Filter{Saga: "legacy", Status: saga.StatusCancelled})
 		require.NoError(t, err)
 		require.Len(t, list, 1)

@@ -159,6 +159,10 @@ const (
 	// KindRequestRefused: an engine dropped an operator's retry or cancel
 	// request the instance could not take (it had ended, say), with why.
 	KindRequestRefused = "request_refused"
+	// KindTimerRefused: the store refused a due timer's timer-fired event
+	// (over its limits), so the timer ran from the instance's rows
+	// instead: parked to run at once, or queued behind a blocked step.
+	KindTimerRefused = "timer_event_refused"
 )
 
 // record adds an entry to the instance's history; save writes it with the

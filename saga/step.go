@@ -98,7 +98,9 @@ func (s *Step[S]) Send(cmd any) error {
 // if it has already fired. The OnTimeout handler for name runs when it
 // fires. A name that is empty, longer than MaxTimerNameLength bytes or not
 // valid text fails the step permanently (Permanent), with nothing of it
-// committed.
+// committed; so does a timer whose TimerFired event the store would
+// refuse when it is due (an instance id and name over the store's
+// payload limit), as a command over it given to Send does.
 func (s *Step[S]) Schedule(name string, after time.Duration) {
 	s.ScheduleAt(name, s.core.now.Add(after))
 }
@@ -139,7 +141,11 @@ func (s *Step[S]) Cancel(name string) {
 // Compensate registers cmd as the compensation of what the step did. When a
 // later step calls RunCompensations, the compensations registered so far
 // are sent in reverse order of registration. Fails only for a value that
-// cannot be encoded.
+// cannot be encoded. A compensation the store would refuse to append
+// when it is sent (over its payload limit, say) fails the step that
+// registers it permanently, as such a command given to Send does: the
+// step that would run it later, a decline or an operator's cancel, could
+// not be taken.
 func (s *Step[S]) Compensate(cmd any) error {
 	rec, err := s.core.encode(cmd)
 	if err != nil {

@@ -51,7 +51,9 @@ func testAcquireAndPosition(t *testing.T, src feed.Source, _ events.Store) {
 
 	again, err := cps.Acquire(ctx, "projection", "owner-a", longTTL)
 	require.NoError(t, err, "the holder may acquire again")
-	require.Equal(t, l, again, "acquiring again keeps the generation")
+	require.Greater(t, again.Generation, l.Generation, "acquiring again starts a new generation")
+	require.Equal(t, l.Position, again.Position)
+	l = again
 
 	pos := events.MakeToken(3, 9)
 	require.NoError(t, commit(t, cps, l, pos))
@@ -64,7 +66,7 @@ func testAcquireAndPosition(t *testing.T, src feed.Source, _ events.Store) {
 	again, err = cps.Acquire(ctx, "projection", "owner-a", longTTL)
 	require.NoError(t, err)
 	require.Equal(t, later, again.Position, "Acquire returns the stored position")
-	require.Equal(t, l.Generation, again.Generation)
+	require.Greater(t, again.Generation, l.Generation)
 
 	requirePosition(t, cps, "another-projection", events.Token{})
 }
@@ -123,12 +125,39 @@ func testLeaseTakeoverAfterExpiry(t *testing.T, src feed.Source, _ events.Store)
 	// Taking it back is another takeover, with yet another generation.
 	b2, err := cps.Acquire(ctx, "projection", "owner-b", shortTTL)
 	require.NoError(t, err)
-	require.Equal(t, b.Generation, b2.Generation, "renewing by Acquire keeps the generation")
+	require.Greater(t, b2.Generation, b.Generation, "acquiring again starts a new generation")
 	a2 := acquireEventually(t, cps, "projection", "owner-a", longTTL)
-	require.Greater(t, a2.Generation, b.Generation)
-	require.ErrorIs(t, commit(t, cps, b, events.MakeToken(3, 3)), feed.ErrLeaseLost)
+	require.Greater(t, a2.Generation, b2.Generation)
+	require.ErrorIs(t, commit(t, cps, b2, events.MakeToken(3, 3)), feed.ErrLeaseLost)
 	require.ErrorIs(t, commit(t, cps, a, events.MakeToken(3, 3)), feed.ErrLeaseLost, "an old generation of the same owner is stale too")
 	requirePosition(t, cps, "projection", second)
+}
+
+// testAcquireBySameOwnerFences: two callers acquiring under one owner
+// string (two replicas named alike, a process restarted while its
+// predecessor is frozen) do not share the lease: the later Acquire fences
+// the earlier one off, which can neither renew, advance, commit nor
+// release the lease it no longer holds.
+func testAcquireBySameOwnerFences(t *testing.T, src feed.Source, _ events.Store) {
+	ctx := t.Context()
+	cps := src.Checkpoints()
+	first, err := cps.Acquire(ctx, "projection", "pod-0", longTTL)
+	require.NoError(t, err)
+	second, err := cps.Acquire(ctx, "projection", "pod-0", longTTL)
+	require.NoError(t, err, "an Acquire by the holder's owner string is its retry")
+	require.Greater(t, second.Generation, first.Generation, "the second Acquire starts a new generation")
+
+	require.ErrorIs(t, commit(t, cps, first, events.MakeToken(1, 1)), feed.ErrLeaseLost, "the earlier caller must not commit")
+	require.ErrorIs(t, cps.Advance(ctx, first, events.MakeToken(1, 1)), feed.ErrLeaseLost)
+	require.ErrorIs(t, cps.Renew(ctx, first, longTTL), feed.ErrLeaseLost)
+	require.NoError(t, cps.Release(ctx, first), "releasing a lost lease is a no-op")
+	_, err = cps.Acquire(ctx, "projection", "pod-1", longTTL)
+	require.ErrorIs(t, err, feed.ErrLeaseHeld, "the earlier caller's Release must not give up the later one's lease")
+	requirePosition(t, cps, "projection", events.Token{})
+
+	pos := events.MakeToken(2, 2)
+	require.NoError(t, commit(t, cps, second, pos))
+	requirePosition(t, cps, "projection", pos)
 }
 
 func testReleaseLetsOthersIn(t *testing.T, src feed.Source, _ events.Store) {

@@ -24,6 +24,7 @@ var feedTests = []feedTest{
 	{"WakeAfterAppend", testWakeAfterAppend},
 	{"AcquireAndPosition", testAcquireAndPosition},
 	{"LeaseHeldByOther", testLeaseHeldByOther},
+	{"AcquireBySameOwnerFences", testAcquireBySameOwnerFences},
 	{"LeaseTakeoverAfterExpiry", testLeaseTakeoverAfterExpiry},
 	{"ReleaseLetsOthersIn", testReleaseLetsOthersIn},
 	{"RollbackDiscards", testRollbackDiscards},

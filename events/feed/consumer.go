@@ -51,6 +51,13 @@ type consumer struct {
 	direct func(ctx context.Context, env events.Envelope) error
 	st     *consumerState
 	log    *slog.Logger
+	// onStop, when set, runs when the consumer ends, before its channel
+	// is closed (a processor stops when its last partition's ends).
+	onStop func()
+	// closing, when set, is closed by Subscriber.Close: a message still
+	// in a handler's hands is then given up rather than waited for (see
+	// abandon).
+	closing <-chan struct{}
 }
 
 // failure records a failed call to the Source. Only the first failure of a
@@ -150,6 +157,9 @@ var errRedeliver = errors.New("feed: redeliver")
 // consumer that lost its lease stands by again.
 func (c *consumer) run(ctx context.Context) {
 	defer close(c.out)
+	if c.onStop != nil {
+		defer c.onStop()
+	}
 	defer c.st.setLease(LeaseStopped)
 	if c.ready != nil {
 		if err := c.ready(ctx); err != nil {
@@ -603,6 +613,16 @@ func (c *consumer) deliverMessages(ctx, uctx context.Context, unit Unit, lease L
 			c.rollback(ctx, unit)
 			return 0, i, true, errRedeliver
 		case <-ctx.Done():
+			// An Ack given before the end counts, even when the select
+			// above picked the end.
+			if acked(msg) {
+				n, err := c.settleAtClose(ctx, unit, lease, group[:i+1])
+				return n, 0, true, err
+			}
+			if closedChan(c.closing) {
+				c.abandon(ctx, unit, msg, env)
+				return 0, 0, true, context.Cause(ctx)
+			}
 			// The message's context is cancelled with ctx, so a handler
 			// answers soon. Wait for it (bounded) before settling: rolling
 			// the unit back under a handler still using its transaction
@@ -615,6 +635,13 @@ func (c *consumer) deliverMessages(ctx, uctx context.Context, unit Unit, lease L
 				n, err := c.settleAtClose(ctx, unit, lease, group[:i+1])
 				return n, 0, true, err
 			case <-msg.Nacked():
+			case <-c.closing:
+				if acked(msg) {
+					n, err := c.settleAtClose(ctx, unit, lease, group[:i+1])
+					return n, 0, true, err
+				}
+				c.abandon(ctx, unit, msg, env)
+				return 0, 0, true, context.Cause(ctx)
 			case <-t.C:
 				c.log.Warn("feed: handler did not answer within LeaseTTL after its context ended; rolling back", "event_id", env.ID)
 			}
@@ -626,6 +653,52 @@ func (c *consumer) deliverMessages(ctx, uctx context.Context, unit Unit, lease L
 		}
 	}
 	return 0, 0, false, nil
+}
+
+// abandon gives up on msg, which its handler had not answered when
+// Subscriber.Close ran. Close does not wait for handlers (one may be the
+// caller, waiting in turn for Close), so the unit cannot commit: the
+// consumer stops at once and releases its lease, and a later Ack is
+// ignored, the event being delivered again by the next holder. Nor can
+// the unit be rolled back at once, under a handler that may still be
+// using its transaction (on PostgreSQL, its connection): that waits for
+// the handler's answer, or LeaseTTL, on a goroutine of its own. Until
+// then a unit that wrote keeps what it locked, and so holds back the
+// next holder's writes to the same rows and streams.
+func (c *consumer) abandon(ctx context.Context, unit Unit, msg *message.Message, env events.Envelope) {
+	c.log.Info("feed: closed while a handler holds a message; its unit will not commit and rolls back once the handler answers",
+		"event_id", env.ID)
+	go func() {
+		t := time.NewTimer(c.cfg.LeaseTTL)
+		defer t.Stop()
+		select {
+		case <-msg.Acked():
+		case <-msg.Nacked():
+		case <-t.C:
+			c.log.Warn("feed: handler did not answer within LeaseTTL after Close; rolling back", "event_id", env.ID)
+		}
+		c.rollback(ctx, unit)
+	}()
+}
+
+// acked reports whether msg was Acked already.
+func acked(msg *message.Message) bool {
+	select {
+	case <-msg.Acked():
+		return true
+	default:
+		return false
+	}
+}
+
+// closedChan reports whether ch is closed; a nil ch never is.
+func closedChan(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // deliverDirect calls the processor's handler for each event of group

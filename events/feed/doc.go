@@ -139,8 +139,10 @@
 // middleware sees every event; or Run delivers straight to its handler,
 // without a router. A router costs a message, a goroutine and two channel
 // hand-offs per event, most of what a cheap handler costs, so bulk work
-// such as a projection's rebuild uses Run. Use one of the two per
-// processor.
+// such as a projection's rebuild uses Run. A processor delivers one of
+// the two ways, once: when its router closes or Run returns it stops,
+// leaving its membership group so the other processes take its
+// partitions over at once, and delivering again takes a new Processor.
 //
 // A consumer that is behind applies up to CommitBatch already-read events
 // in one unit and commits them together; one that keeps up commits each

@@ -36,6 +36,12 @@ type Handler func(ctx context.Context, env events.Envelope) error
 // sorted live members and held under leases whose generations fence every
 // commit, so a process that died, froze or left loses its share within a
 // lease TTL and a frozen process's late commit is refused.
+//
+// A Processor delivers once, one way: mounted on one router, or by one
+// Run. When that router closes (or every partition's subscription ends)
+// or Run returns, the processor stops as Close stops it, leaving the
+// group so the others take its share at once; build a new Processor to
+// deliver again.
 type Processor struct {
 	src Source
 	// reads is what the partitions' consumers read: src, through one
@@ -44,7 +50,11 @@ type Processor struct {
 	cfg     ProcessorConfig
 	subCfg  SubscriberConfig
 	handler Handler
-	member  string
+	// member is this processor's id in its group and the prefix of its
+	// leases' owners: the configured Owner and an instance id, so two
+	// processors never count as one member or share a lease, however
+	// their Owners are set.
+	member string
 
 	mship     *membership
 	startOnce sync.Once
@@ -66,9 +76,15 @@ type Processor struct {
 	// the partitions found it after the start.
 	refused error
 	// mode is how the processor delivers once chosen: by a router
-	// (AddHandlers) or by Run. A processor delivering both ways would run
-	// two consumers per partition, each taking the other's lease in turn.
+	// (AddHandlers) or by Run. A processor delivering both ways, or on two
+	// routers, would run two consumers per partition, each taking the
+	// other's lease in turn.
 	mode atomic.Int32
+	// live counts the partition subscriptions a router runs. The last to
+	// end stops the processor: a router that closed delivers nothing any
+	// more, and a member that stays in the group keeps its share of the
+	// partitions, which nobody would deliver.
+	live atomic.Int64
 }
 
 const (
@@ -77,8 +93,11 @@ const (
 	modeRun
 )
 
-// errMode refuses the second way of delivering.
-var errMode = errors.New("feed: the processor is already mounted on a router (AddHandlers) or running (Run): use one of the two per processor")
+// errMode refuses a second way, or a second time, of delivering.
+var errMode = errors.New("feed: the processor is already mounted on a router (AddHandlers) or running (Run): a processor delivers one way, once; build another Processor for another router")
+
+// errStopped refuses to mount a processor that has stopped.
+var errStopped = errors.New("feed: the processor has stopped (Close was called, or the router it was mounted on closed): build a new Processor to deliver again")
 
 // NewProcessor returns a processor of src calling h.
 func NewProcessor(src Source, cfg *ProcessorConfig, h Handler) (*Processor, error) {
@@ -100,14 +119,15 @@ func NewProcessor(src Source, cfg *ProcessorConfig, h Handler) (*Processor, erro
 	if err := sc.validate(); err != nil {
 		return nil, fmt.Errorf("feed: ProcessorConfig.Subscriber: %w", err)
 	}
-	p := &Processor{src: src, reads: src, cfg: c, subCfg: sc, handler: h, member: sc.Owner, mdone: make(chan struct{})}
+	member := sc.Owner + "/" + newInstanceID()
+	p := &Processor{src: src, reads: src, cfg: c, subCfg: sc, handler: h, member: member, mdone: make(chan struct{})}
 	if c.Partitions > 1 {
 		p.reads = newSharedReads(src, c.Partitions, sc.BatchSize)
 	}
 	p.mship = &membership{
 		cps:    src.Checkpoints(),
 		group:  c.Name,
-		member: sc.Owner,
+		member: member,
 		ttl:    sc.LeaseTTL,
 		every:  sc.RenewInterval,
 		log:    c.Logger.With("processor", c.Name),
@@ -153,12 +173,20 @@ func (p *Processor) Position(ctx context.Context) (events.Token, error) {
 }
 
 // AddHandlers mounts the processor on r: one handler per partition, named
-// after its checkpoint. Run the router to start it; closing the router
-// stops it, releasing its leases and leaving the group. It fails with
-// ErrPartitionKeyChanged when the processor last ran with another
-// PartitionKey at the same partition count.
+// after its checkpoint. Run the router to start it. Closing the router
+// stops the processor: by the time the router's Close returns, its leases
+// are released and it has left the group, so the other processes take
+// over its partitions at once (Close is then not needed, and harmless).
+//
+// A processor mounts once: a second AddHandlers (on another router, or
+// the same), AddHandlers after Run, and AddHandlers once it has stopped
+// fail. It fails with ErrPartitionKeyChanged when the processor last ran
+// with another PartitionKey at the same partition count.
 func (p *Processor) AddHandlers(r *message.Router) error {
-	if !p.mode.CompareAndSwap(modeUnset, modeRouter) && p.mode.Load() != modeRouter {
+	if p.mctx.Err() != nil {
+		return errStopped
+	}
+	if !p.mode.CompareAndSwap(modeUnset, modeRouter) {
 		return errMode
 	}
 	// A refusal at the router's start would leave the router waiting on
@@ -166,6 +194,8 @@ func (p *Processor) AddHandlers(r *message.Router) error {
 	ctx, cancel := context.WithTimeout(p.mctx, p.subCfg.LeaseTTL)
 	defer cancel()
 	if err := p.checkKey(ctx); err != nil {
+		// Nothing was mounted: a later call meets the same refusal.
+		p.mode.CompareAndSwap(modeRouter, modeUnset)
 		return err
 	}
 	for _, ps := range p.parts {
@@ -176,7 +206,8 @@ func (p *Processor) AddHandlers(r *message.Router) error {
 }
 
 // startMembership starts heartbeating once, at the first partition's
-// subscription, and keeps it until Close or the last subscription ends. It
+// subscription, and keeps it until the processor stops (Close, the end of
+// Run, or the end of the last partition's subscription on a router). It
 // fails, every time, when the processor must not start at all.
 func (p *Processor) startMembership() error {
 	p.startOnce.Do(func() {
@@ -198,8 +229,11 @@ func (p *Processor) startMembership() error {
 	return p.startErr
 }
 
-// Close leaves the membership group and waits for the heartbeat loop. The
-// router's Close stops the partitions themselves.
+// Close stops the processor: it ends its partitions' subscriptions (a
+// router's handlers then stop), leaves the membership group and waits for
+// the processor's own goroutines. The router's Close waits for the
+// partitions themselves. Closing the router, or the end of Run, closes
+// the processor by itself; closing again returns nil.
 func (p *Processor) Close() error {
 	p.mcancel()
 	p.startOnce.Do(func() { close(p.mdone) })
@@ -230,6 +264,11 @@ func (s *partitionSubscriber) Subscribe(ctx context.Context, _ string) (<-chan *
 	s.cancel = append(s.cancel, cancel)
 	s.mu.Unlock()
 	c := p.newConsumer(s.ps)
+	p.live.Add(1)
+	// Run before the consumer closes its channel, so the router's Close,
+	// which waits for the channels, returns after the processor left its
+	// group.
+	c.onStop = p.subscriptionEnded
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -238,6 +277,16 @@ func (s *partitionSubscriber) Subscribe(ctx context.Context, _ string) (<-chan *
 		c.run(cctx)
 	}()
 	return c.out, nil
+}
+
+// subscriptionEnded stops the processor when the last of its partitions'
+// subscriptions on a router ends: the router closed (or every handler was
+// stopped), so this process delivers nothing any more and must not keep
+// its share of the partitions in the group.
+func (p *Processor) subscriptionEnded() {
+	if p.live.Add(-1) == 0 {
+		_ = p.Close()
+	}
 }
 
 // newConsumer builds the consumer of partition ps.

@@ -12,9 +12,10 @@ import (
 	"github.com/converge-es/converge/events/feed"
 )
 
-// TestProcessorDeliversOneWay: a processor mounted on a router cannot also
-// Run, and one that runs cannot be mounted or run a second time; either
-// would run two consumers per partition.
+// TestProcessorDeliversOneWay: a processor mounted on a router cannot be
+// mounted again (on another router or the same) or Run, and one that runs
+// cannot be mounted or run a second time; any of these would run two
+// consumers per partition, delivering and committing every event twice.
 func TestProcessorDeliversOneWay(t *testing.T) {
 	t.Parallel()
 	noop := func(context.Context, events.Envelope) error { return nil }
@@ -32,7 +33,10 @@ func TestProcessorDeliversOneWay(t *testing.T) {
 	}
 
 	mounted := newProc()
-	require.NoError(t, mounted.AddHandlers(newRouter()))
+	first := newRouter()
+	require.NoError(t, mounted.AddHandlers(first))
+	require.Error(t, mounted.AddHandlers(newRouter()), "AddHandlers on a second router")
+	require.Error(t, mounted.AddHandlers(first), "AddHandlers twice on one router")
 	require.Error(t, mounted.Run(t.Context()), "Run after AddHandlers")
 
 	running := newProc()

@@ -63,9 +63,14 @@ type Batch struct {
 // CheckpointStore keeps one position per consumer name and guarantees one
 // active consumer per name through leases with fencing generations.
 type CheckpointStore interface {
-	// Acquire takes the lease on name for owner, or renews it when owner
-	// holds it already. It fails with ErrLeaseHeld while another owner's
-	// lease is unexpired. The returned lease carries the stored position.
+	// Acquire takes the lease on name for owner: when nobody holds it, its
+	// holder's lease expired, or owner is the holder (a retry of an
+	// acquire whose answer was lost). It fails with ErrLeaseHeld while
+	// another owner's lease is unexpired. Every Acquire starts a new
+	// generation, the holder's included, so the lease it returns fences
+	// off every lease returned before: two callers never share a lease,
+	// even under one owner string. Renew, not Acquire, keeps a lease. The
+	// returned lease carries the stored position.
 	Acquire(ctx context.Context, name, owner string, ttl time.Duration) (Lease, error)
 	// Renew extends a held lease; ErrLeaseLost when it was taken over.
 	Renew(ctx context.Context, l Lease, ttl time.Duration) error

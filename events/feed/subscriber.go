@@ -29,14 +29,19 @@ const TopicAll = "$all"
 // new checkpoint together, a Nack rolls the writes back and delivers the same
 // event again after a backoff, as a new message with the same UUID. Delivery
 // is at least once: an event is delivered again after a crash between the
-// handler's Ack and the commit, or when the lease was lost meanwhile (then
-// the commit fails and nothing the handler wrote through the unit survives).
+// handler's Ack and the commit, when the lease was lost meanwhile (then
+// the commit fails and nothing the handler wrote through the unit
+// survives), or when the Subscriber was closed before the handler
+// answered (see Close).
 //
 // No unit (on PostgreSQL, no transaction) is open while the consumer waits
 // for events: only while a message is in a handler's hands.
 type Subscriber struct {
 	src Source
 	cfg SubscriberConfig
+	// instance makes this Subscriber's lease owners its own, whatever
+	// cfg.Owner is (see SubscriberConfig.Owner).
+	instance string
 
 	ctx    context.Context // canceled by Close
 	cancel context.CancelFunc
@@ -61,7 +66,7 @@ func NewSubscriber(src Source, cfg *SubscriberConfig) (*Subscriber, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Subscriber{src: src, cfg: c, ctx: ctx, cancel: cancel}, nil
+	return &Subscriber{src: src, cfg: c, instance: newInstanceID(), ctx: ctx, cancel: cancel}, nil
 }
 
 // CheckpointName is the name under which a consumer's checkpoint and lease
@@ -107,13 +112,14 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	}
 	s.seq++
 	c := &consumer{
-		src:    s.src,
-		cps:    s.src.Checkpoints(),
-		cfg:    &s.cfg,
-		name:   CheckpointName(s.cfg.ConsumerName, topic),
-		owner:  s.cfg.Owner + "/" + strconv.Itoa(s.seq),
-		filter: s.filter(category),
-		out:    make(chan *message.Message),
+		src:     s.src,
+		cps:     s.src.Checkpoints(),
+		cfg:     &s.cfg,
+		name:    CheckpointName(s.cfg.ConsumerName, topic),
+		owner:   s.cfg.Owner + "/" + s.instance + "/" + strconv.Itoa(s.seq),
+		filter:  s.filter(category),
+		out:     make(chan *message.Message),
+		closing: s.ctx.Done(),
 	}
 	c.log = s.cfg.Logger.With("consumer", c.name, "owner", c.owner)
 	c.st = newConsumerState(&s.cfg, c.name, c.owner)
@@ -164,10 +170,19 @@ func (s *Subscriber) Status() []ConsumerStatus {
 	return out
 }
 
-// Close stops every consumer, rolls back the units of unacknowledged
-// messages (an Ack that raced Close still commits), releases the leases so
-// standbys take over at once, closes the output channels and waits for all
-// of it. Closing again waits the same way and returns nil.
+// Close stops every consumer, releases the leases so standbys take over
+// at once and closes the output channels, and returns once all of that is
+// done. It does not wait for handlers, so a handler may call it. A
+// message Acked before Close commits (even one whose Ack the consumer had
+// not seen yet). A message still in a handler's hands is given up, with
+// its unit (and so, with CommitBatch above 1, the events Acked before it
+// in that unit): the unit never commits, so an Ack after Close is ignored
+// and the event is delivered again, from the last checkpoint, by whoever
+// holds the lease next. The unit is rolled back when the handler answers,
+// or LeaseTTL after Close if it never does, not at once, since the
+// handler may be using its transaction; until then, on PostgreSQL, what
+// it wrote holds back the next holder's writes to the same rows and
+// streams. Closing again waits the same way and returns nil.
 func (s *Subscriber) Close() error {
 	s.mu.Lock()
 	s.closed = true

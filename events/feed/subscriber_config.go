@@ -48,9 +48,15 @@ type SubscriberConfig struct {
 	// one of them delivers, the others stand by. Renaming a consumer starts
 	// it again from the beginning of the feed. Required.
 	ConsumerName string
-	// Owner identifies this process in leases; each Subscribe call appends
-	// "/<n>" to it, so two subscriptions never share a lease. Defaults to
-	// "<hostname>-<pid>-<random>".
+	// Owner names this process in leases and membership groups, for
+	// operators. It need not be unique: each Subscriber (and each
+	// Processor) appends a random instance id of its own, and each
+	// Subscribe call its number, so a lease's owner reads
+	// "<Owner>/<instance>/<n>" (a processor's partition:
+	// "<Owner>/<instance>/<partition>"). Two live subscriptions therefore
+	// never share a lease, even under one Owner: a stable pod name, or a
+	// process restarted while the old one is frozen, cannot deliver or
+	// commit an event twice. Defaults to "<hostname>-<pid>".
 	Owner string
 	// LeaseTTL is how long the lease lasts without renewal. Every call to
 	// the Source also times out after it.
@@ -242,14 +248,24 @@ func (c *SubscriberConfig) validate() error {
 	return ordered("NackBackoffMin", c.NackBackoffMin, "NackBackoffMax", c.NackBackoffMax)
 }
 
-// defaultOwner is "<hostname>-<pid>-<random>": unique per Subscriber, and
-// readable enough to find the process that holds a lease.
+// defaultOwner is "<hostname>-<pid>": readable enough to find the process
+// that holds a lease. The instance id (newInstanceID) makes it unique.
 func defaultOwner() string {
 	host, err := os.Hostname()
 	if err != nil || host == "" {
 		host = "unknown-host"
 	}
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
+}
+
+// newInstanceID returns the random id a Subscriber or Processor appends to
+// its Owner. The configured Owner cannot be trusted to be unique (every
+// replica of a StatefulSet may run under the same name, and a restarted
+// process under its predecessor's), and the stores treat an Acquire by
+// the holder's own owner string as its own retry, not as another
+// consumer's.
+func newInstanceID() string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	return hex.EncodeToString(b[:])
 }

@@ -63,7 +63,8 @@ func (c *checkpointStore) check(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// Acquire takes or renews the lease on name for owner.
+// Acquire takes the lease on name for owner, with a new generation every
+// time (see feed.CheckpointStore.Acquire).
 func (c *checkpointStore) Acquire(ctx context.Context, name, owner string, ttl time.Duration) (feed.Lease, error) {
 	if err := c.check(ctx); err != nil {
 		return feed.Lease{}, err
@@ -79,16 +80,17 @@ func (c *checkpointStore) Acquire(ctx context.Context, name, owner string, ttl t
 		cp = &checkpoint{updatedAt: now}
 		c.names[name] = cp
 	}
-	if cp.owner != owner {
-		// A lease is live up to and including leaseUntil, as on PostgreSQL
-		// (lease_until < now() means expired).
-		if cp.owner != "" && !now.After(cp.leaseUntil) {
-			return feed.Lease{}, fmt.Errorf("%w: %q is held by %q for another %s (stop the other consumer, or wait for its lease to expire)",
-				feed.ErrLeaseHeld, name, cp.owner, cp.leaseUntil.Sub(now).Round(time.Millisecond))
-		}
-		cp.owner = owner
-		cp.generation++
+	// A lease is live up to and including leaseUntil, as on PostgreSQL
+	// (lease_until < now() means expired).
+	if cp.owner != owner && cp.owner != "" && !now.After(cp.leaseUntil) {
+		return feed.Lease{}, fmt.Errorf("%w: %q is held by %q for another %s (stop the other consumer, or wait for its lease to expire)",
+			feed.ErrLeaseHeld, name, cp.owner, cp.leaseUntil.Sub(now).Round(time.Millisecond))
 	}
+	// A new generation even for the holder's own owner string: whoever
+	// acquired before under it is fenced off, so two callers sharing an
+	// owner never both commit.
+	cp.owner = owner
+	cp.generation++
 	cp.leaseUntil = now.Add(ttl)
 	cp.heartbeatAt = now
 	return feed.Lease{Name: name, Owner: owner, Generation: cp.generation, Position: cp.pos}, nil

@@ -93,10 +93,13 @@ WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() ORDER BY age(backend_x
 		oldestAfter: fmt.Sprintf(`SELECT recorded_at FROM %s WHERE (sort_key, seq) > ($1, $2) ORDER BY sort_key, seq LIMIT 1`, events),
 		consumers: fmt.Sprintf(`SELECT name, major, minor, coalesce(owner, ''), generation, lease_until, heartbeat_at, updated_at
 FROM %s ORDER BY name`, cps),
+		// Every acquire starts a new generation, by the holder's own owner
+		// string too (feed.CheckpointStore.Acquire): a lease acquired before
+		// under that owner can commit no more.
 		acquire: fmt.Sprintf(`
 INSERT INTO %[1]s AS c (name, owner, generation, lease_until, heartbeat_at) VALUES ($1, $2, 1, now() + $3::interval, now())
 ON CONFLICT (name) DO UPDATE
-SET generation = CASE WHEN c.owner IS NOT DISTINCT FROM EXCLUDED.owner THEN c.generation ELSE c.generation + 1 END,
+SET generation = c.generation + 1,
     owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until, heartbeat_at = now()
 WHERE c.owner IS NULL OR c.owner = EXCLUDED.owner OR c.lease_until < now()
 RETURNING generation, major, minor`, cps),

@@ -22,6 +22,7 @@ import (
 // again with them delivering straight to the handler (see mode).
 var processorTests = []processorTest{
 	{"ProcessorSplitsPartitionsBetweenProcesses", testProcessorSplits},
+	{"ProcessorSameOwnerTwoProcesses", testProcessorSameOwner},
 	{"ProcessorDeadMemberPartitionsMove", testProcessorDeadMember},
 	{"ProcessorThirdMemberTakesShare", testProcessorJoin},
 	{"ProcessorHaltsThenResumes", testProcessorHalt},

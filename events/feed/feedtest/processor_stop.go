@@ -8,16 +8,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
 )
 
-// runTests are behaviours of Processor.Run itself, which the router mode
-// has no counterpart of.
+// runTests are behaviours of Processor.Run itself, or of the router mode
+// alone, which the other mode has no counterpart of.
 var runTests = []suiteTest{
 	{"ProcessorRunReturnsOnCancelAndClose", testProcessorRunReturns},
+	{"ProcessorRouterCloseLeavesGroup", testProcessorRouterClose},
 }
 
 // How testProcessorFailureAtStop stops the processor.
@@ -286,4 +289,94 @@ func requireLeasesReleased(t *testing.T, src feed.Source, p *feed.Processor) {
 		require.NoError(t, err, "the lease of %s was not released", cp)
 		require.NoError(t, src.Checkpoints().Release(t.Context(), l))
 	}
+}
+
+// testProcessorRouterClose: closing the router a processor is mounted on
+// stops the processor without Close: by the time the router's Close
+// returns, its leases are released and it has left the membership group,
+// so another process takes its partitions over at once rather than never
+// (a member that stays in the group keeps its share, which nobody
+// delivers). A stopped processor cannot be mounted again.
+func testProcessorRouterClose(t *testing.T, s events.Store, src feed.Source) {
+	t.Run("alone", func(t *testing.T) {
+		name := uniqueName("routerclose")
+		cfg := procConfig(name, 2)
+		cfg.Categories = []string{name} // the store is shared with the other subtest
+		envs := appendSpread(t, s, name, 4, 8)
+		p, err := feed.NewProcessor(src, cfg, func(ctx context.Context, env events.Envelope) error {
+			return applyOnce(ctx, name, env)
+		})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = p.Close() })
+		r, done := runRouter(t, p)
+		awaitPosition(t, p, envs[len(envs)-1].Token)
+
+		require.NoError(t, r.Close())
+		require.NoError(t, <-done)
+		requireLeasesReleased(t, src, p)
+		members, err := src.Checkpoints().Heartbeat(t.Context(), name, "another-process", time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, []string{"another-process"}, members, "the router closed but its processor is still a member")
+		require.NoError(t, src.Checkpoints().Leave(t.Context(), name, "another-process"))
+
+		again, err := message.NewRouter(message.RouterConfig{}, watermill.NopLogger{})
+		require.NoError(t, err)
+		require.Error(t, p.AddHandlers(again), "a processor whose router closed was mounted again")
+		require.NoError(t, p.Close(), "Close after the router's is harmless")
+	})
+	t.Run("hands-over", func(t *testing.T) {
+		name := uniqueName("routerhandover")
+		cfg := procConfig(name, 2)
+		cfg.Categories = []string{name}
+		var byA atomic.Int64
+		pa, err := feed.NewProcessor(src, cfg, func(ctx context.Context, env events.Envelope) error {
+			byA.Add(1)
+			return applyOnce(ctx, name, env)
+		})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = pa.Close() })
+		ra, doneA := runRouter(t, pa)
+		b := startProcessor(t, onRouter, src, cfg, func(ctx context.Context, env events.Envelope) error {
+			return applyOnce(ctx, name, env)
+		})
+		active := func(p *feed.Processor) int {
+			n := 0
+			for _, ps := range p.Status().Partitions {
+				if ps.State == feed.PartitionActive {
+					n++
+				}
+			}
+			return n
+		}
+		require.Eventually(t, func() bool { return active(pa) == 1 && b.active() == 1 },
+			waitTimeout, 5*time.Millisecond, "the two processes never split the partitions")
+
+		require.NoError(t, ra.Close())
+		require.NoError(t, <-doneA)
+		handledByA := byA.Load()
+		envs := appendSpread(t, s, name, 8, 20)
+		awaitPosition(t, b.p, envs[len(envs)-1].Token)
+		requireAppliedOnce(t, src, name, envs)
+		require.Equal(t, handledByA, byA.Load(), "the process whose router closed handled events")
+	})
+}
+
+// runRouter mounts p on a router of its own and runs it; done gets what
+// the router's Run returned.
+func runRouter(t *testing.T, p *feed.Processor) (*message.Router, <-chan error) {
+	t.Helper()
+	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: waitTimeout}, watermill.NopLogger{})
+	require.NoError(t, err)
+	require.NoError(t, p.AddHandlers(r))
+	done := make(chan error, 1)
+	go func() { done <- r.Run(context.WithoutCancel(t.Context())) }()
+	select {
+	case <-r.Running():
+	case err := <-done:
+		t.Fatalf("the router of processor %s stopped before running: %v", p.Name(), err)
+	}
+	t.Cleanup(func() {
+		_ = r.Close()
+	})
+	return r, done
 }

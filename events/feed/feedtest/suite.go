@@ -41,6 +41,8 @@ var suiteTests = []suiteTest{
 	{"NoUnitOpenWhileIdle", testNoUnitOpenWhileIdle},
 	{"ContextEndClosesSubscription", testContextEndClosesSubscription},
 	{"CloseReleasesAndClosesChannels", testClose},
+	{"CloseDoesNotWaitForAHeldMessage", testCloseWithMessageHeld},
+	{"SameOwnerNeverSharesALease", testSameOwnerNeverSharesALease},
 	{"RouterHandlerErrorRedelivers", testRouter},
 	{"PublishJSONRoundTrip", testPublishJSON},
 	{"PublishIsIdempotentPerStream", testPublishIdempotent},
@@ -178,7 +180,7 @@ func testResumesFromCheckpoint(t *testing.T, s events.Store, src feed.Source) {
 		require.True(t, msg.Ack())
 	}
 	cm.await(t, name, all[3].Token)
-	inFlight := receive(t, ch1) // handed out, never Acked
+	inFlight := receive(t, ch1) // handed out, not Acked before Close
 	require.Equal(t, all[4].ID, inFlight.UUID)
 	require.NoError(t, sub1.Close())
 	requireClosed(t, ch1)
@@ -187,6 +189,7 @@ func testResumesFromCheckpoint(t *testing.T, s events.Store, src feed.Source) {
 	default:
 		t.Fatal("Close must cancel the context of an unacknowledged message")
 	}
+	require.True(t, inFlight.Nack(), "its handler answers after Close")
 
 	// The restarted consumer starts right after the last commit: the
 	// unacknowledged event is delivered again, nothing is skipped.
@@ -537,7 +540,9 @@ func testClose(t *testing.T, s events.Store, src feed.Source) {
 	chCat, err := sub.Subscribe(t.Context(), "order")
 	require.NoError(t, err)
 	appendTo(t, s, "order-1", 1)
-	receive(t, chAll) // the consumer holds its lease now
+	held := receive(t, chAll) // the consumer holds its lease now
+	// Its handler answers only after Close, as it would if it had called it.
+	defer held.Nack()
 
 	require.NoError(t, sub.Close())
 	for _, ch := range []<-chan *message.Message{chAll, chCat} {

@@ -278,6 +278,13 @@ func (e *Engine) commitStep(ctx context.Context, u feed.Unit, s *compiled, in *i
 	if err := e.finish(ctx, rows, in, env); err != nil {
 		return err
 	}
+	if an, ok := u.(feed.Announcer); ok && scheduled {
+		// A step that appends nothing and moves no checkpoint (one the
+		// driver resumes) would otherwise commit silently: other
+		// processes' timer loops, asleep until their earliest known
+		// timer, would learn of this one only at their safety poll.
+		an.Announce()
+	}
 	name := s.name
 	u.AfterCommit(func() {
 		e.metrics.Steps.WithLabelValues(name, outcome).Inc()

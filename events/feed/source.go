@@ -132,6 +132,20 @@ type Unit interface {
 	Rollback(ctx context.Context) error
 }
 
+// Announcer is a Unit that can wake the feed readers of other processes
+// when it commits, as an append does, although it appends nothing. A unit
+// whose rows other processes act on at a time of their own, such as a saga
+// step that schedules a timer with neither an append nor a checkpoint
+// move, calls Announce; otherwise another process sleeping until its
+// earliest known timer would learn of the new one only at its next
+// safety poll. In memory every commit wakes the store's readers, so
+// Announce has nothing more to do.
+type Announcer interface {
+	// Announce makes a successful Commit wake the store's readers in every
+	// process. It does nothing on a unit that has ended.
+	Announce()
+}
+
 // RowsFor returns what a read without a lock goes through: the rows of the
 // unit ctx carries when that unit belongs to the store of reg, else src's
 // committed rows. A unit that has begun holds a connection on PostgreSQL,

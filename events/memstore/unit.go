@@ -51,7 +51,10 @@ type rowRead struct {
 	update bool
 }
 
-var _ feed.Unit = (*unit)(nil)
+var (
+	_ feed.Unit      = (*unit)(nil)
+	_ feed.Announcer = (*unit)(nil)
+)
 
 func (s *Store) newUnit() *unit {
 	return &unit{
@@ -483,3 +486,7 @@ func (s *Store) endLocked(u *unit) {
 	u.pending, u.rowWrites, u.rowReads, u.posReads, u.after = nil, nil, nil, nil, nil
 	close(u.ended)
 }
+
+// Announce does nothing more than Commit does: every commit wakes the
+// store's readers, and memory has no other process (feed.Announcer).
+func (u *unit) Announce() {}

@@ -31,8 +31,11 @@ type unit struct {
 	// streams are the streams the unit appended to (see queueing); when
 	// there are any, other processes are notified after the commit.
 	streams map[string]struct{}
-	after   []func()
-	held    rowBuffer // row writes not yet sent (row_buffer.go)
+	// announce makes the commit notify other processes although nothing
+	// was appended (feed.Announcer).
+	announce bool
+	after    []func()
+	held     rowBuffer // row writes not yet sent (row_buffer.go)
 	// fetched are rows read by Rows.Prefetch, and locked the locks the
 	// transaction holds on rows (row_prefetch.go).
 	fetched map[rowAddr]fetchedRow
@@ -40,7 +43,10 @@ type unit struct {
 	handed  *unitTx // the transaction as TxFromContext gave it out
 }
 
-var _ feed.Unit = (*unit)(nil)
+var (
+	_ feed.Unit      = (*unit)(nil)
+	_ feed.Announcer = (*unit)(nil)
+)
 
 func (s *Store) newUnit() *unit { return &unit{s: s} }
 
@@ -263,6 +269,16 @@ func (u *unit) Head(ctx context.Context) (events.Token, error) {
 		return events.Token{}, err
 	}
 	return u.s.Head(ctx)
+}
+
+// Announce makes a successful Commit notify other processes' readers, as
+// an append does (feed.Announcer).
+func (u *unit) Announce() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if !u.done {
+		u.announce = true
+	}
 }
 
 // AfterCommit registers fn to run after a successful Commit.

@@ -38,7 +38,7 @@ func (u *unit) Commit(ctx context.Context, moves ...feed.Move) error {
 	}
 	u.done = true
 	tx, conn, broken := u.tx, u.conn, u.broken
-	appended, after, writes := len(u.streams) > 0, u.after, u.held.take()
+	appended, after, writes := len(u.streams) > 0 || u.announce, u.after, u.held.take()
 	u.mu.Unlock()
 	var err error
 	switch {

@@ -22,6 +22,15 @@ func TestDemoRunsInMemory(t *testing.T) {
 	require.Contains(t, out, "money and stock match the confirmed orders")
 }
 
+// TestDemoSeedZeroIsSeedZero: `converge demo --seed 0` runs seed 0, as it
+// says, not the default seed 1.
+func TestDemoSeedZeroIsSeedZero(t *testing.T) {
+	t.Parallel()
+	out, err := runCLI(t, "demo", "--seed", "0", "--orders", "4", "--customers", "2", "--lag", "5ms")
+	require.NoError(t, err, out)
+	require.Contains(t, out, "(seed 0)")
+}
+
 func TestDemoRefusesBadFlags(t *testing.T) {
 	t.Parallel()
 	_, err := runCLI(t, "demo", "--orders", "0")

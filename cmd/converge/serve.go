@@ -119,7 +119,7 @@ other address every name is served unless --allow-host lists them.`,
 	f.BoolVar(&c.postgres, "postgres", false, "run on PostgreSQL (--database-url, else DATABASE_URL) instead of in memory")
 	f.DurationVar(&c.sla, "sla", lag.UserFacingSLA, "SLA of read models that declare none (the strong customer_orders)")
 	f.DurationVar(&c.interval, "interval", lag.DefaultInterval, "how often lag is sampled")
-	f.Float64Var(&c.demoLoad, "demo-load", 0, "place this many simulated orders a second (0: none)")
+	f.Float64Var(&c.demoLoad, "demo-load", 0, "place this many simulated orders a second, from new customers who buy a few times each (0: none)")
 	f.StringArrayVar(&c.origins, "allow-origin", nil, `origin allowed to call the API from another site, such as https://shop.example ("*" for any); repeatable`)
 	f.StringArrayVar(&c.hosts, "allow-host", nil, `host name the server answers to besides localhost, 127.0.0.1 and [::1], such as shop.internal ("*" for any); repeatable`)
 	return cmd

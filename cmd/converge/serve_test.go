@@ -200,20 +200,41 @@ func TestServe_InMemoryServesTheWorkflow(t *testing.T) {
 	require.Contains(t, body, `"order_summary"`)
 }
 
+// TestServe_DemoLoadPlacesOrders: --demo-load places orders, which the
+// dashboard lists and which read back, with their customers' lists, like
+// any order; its customers are its own, not the page's c-1.
 func TestServe_DemoLoadPlacesOrders(t *testing.T) {
 	t.Parallel()
 	base := "http://" + startServe(t, "serve", "--listen", "127.0.0.1:0", "--demo-load", "200")
 	ctx := t.Context()
+	var id string
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		for _, customer := range []string{"c-1", "c-2", "c-3", "c-4", "c-5"} {
-			code, _, body := fetchCtx(ctx, c, http.MethodGet, base+"/orders?customer="+customer, nil, "")
-			require.Equal(c, http.StatusOK, code, body)
-			if strings.Contains(body, `"order_id"`) {
-				return
-			}
+		code, _, body := fetchCtx(ctx, c, http.MethodGet, base+"/api/sagas?limit=1", nil, "")
+		require.Equal(c, http.StatusOK, code, body)
+		var list struct {
+			Sagas []struct {
+				ID string `json:"id"`
+			} `json:"sagas"`
 		}
-		c.Errorf("no customer has an order yet")
+		require.NoError(c, json.Unmarshal([]byte(body), &list))
+		require.NotEmpty(c, list.Sagas, "no order yet")
+		id = list.Sagas[0].ID
 	}, 10*time.Second, 20*time.Millisecond)
+	var order struct {
+		CustomerID string `json:"customer_id"`
+	}
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		code, _, body := fetchCtx(ctx, c, http.MethodGet, base+"/orders/"+id, nil, "")
+		require.Equal(c, http.StatusOK, code, body)
+		require.NoError(c, json.Unmarshal([]byte(body), &order))
+	}, 10*time.Second, 20*time.Millisecond)
+	require.True(t, strings.HasPrefix(order.CustomerID, "load-"), "a simulated customer: %q", order.CustomerID)
+	code, _, body := fetch(t, http.MethodGet, base+"/orders?customer="+order.CustomerID, nil, "")
+	require.Equal(t, http.StatusOK, code, body)
+	require.Contains(t, body, `"order_id":"`+id+`"`, "the customer's list has the order")
+	code, _, body = fetch(t, http.MethodGet, base+"/orders?customer=c-1", nil, "")
+	require.Equal(t, http.StatusOK, code, body)
+	require.NotContains(t, body, `"order_id"`, "the load leaves the page's customer alone")
 }
 
 // awaitConfirmed waits until GET /orders/{id} shows the order confirmed.

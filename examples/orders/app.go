@@ -3,8 +3,11 @@ package orders
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
@@ -80,11 +83,50 @@ type PlaceOrder struct {
 	// OrderID makes placing idempotent: placing the same order again
 	// returns the first result, and another order under the same id is
 	// refused (events.ErrDuplicateEvent). Empty: a new id is chosen.
-	OrderID    string `json:"order_id,omitempty"`
+	// Otherwise 1 to MaxOrderIDLength bytes of the characters ValidID
+	// accepts.
+	OrderID string `json:"order_id,omitempty"`
+	// CustomerID is 1 to MaxCustomerIDLength bytes of the characters
+	// ValidID accepts.
 	CustomerID string `json:"customer_id"`
 	SKU        string `json:"sku"`
 	Qty        int    `json:"qty"`
-	Card       string `json:"card"`
+	// Card is the card number as the customer typed it (spaces or '-'
+	// may separate its digits). Place tokenizes it and keeps only the
+	// token and the last four digits (see Tokenize).
+	Card string `json:"card"`
+}
+
+// Limits of ids. An order id is the fulfilment's instance id and is part
+// of stream ids (the longest prefix is "payment-"); a customer id and an
+// order id make a key of customer_orders (CustomerOrderKey).
+const (
+	MaxOrderIDLength    = min(events.MaxStreamIDLength-max(len(orderStreamPrefix), len(paymentStreamPrefix)), saga.MaxInstanceIDLength)
+	MaxCustomerIDLength = projections.MaxKeyLength - len("/") - MaxOrderIDLength
+)
+
+// idPunctuation is what ids may hold besides letters and digits.
+const idPunctuation = "-_.@+:"
+
+// ValidID reports whether id is 1 to maxLen bytes of letters, digits and the
+// characters - _ . @ + :. Nothing else: a '/' would make a customer's
+// orders list another's (customer_orders keys are "customer/order"), and
+// spaces and control characters make ids that look alike or that stream
+// ids and keys refuse.
+func ValidID(id string, maxLen int) bool {
+	if id == "" || len(id) > maxLen || !utf8.ValidString(id) {
+		return false
+	}
+	return strings.IndexFunc(id, func(r rune) bool {
+		return !unicode.IsLetter(r) && !unicode.IsDigit(r) && !strings.ContainsRune(idPunctuation, r)
+	}) < 0
+}
+
+func idProblem(field, id string, maxLen int) string {
+	if id == "" {
+		return field + " is required"
+	}
+	return fmt.Sprintf("%s %.40q: use 1 to %d bytes of letters, digits and %q (no '/', spaces or control characters)", field, id, maxLen, idPunctuation)
 }
 
 // Placed is the answer to a PlaceOrder: the order id and the consistency
@@ -95,10 +137,15 @@ type Placed struct {
 	Token   events.Token `json:"token"`
 }
 
-func (p PlaceOrder) validate() error {
+// validate returns the order's card digits, or ErrInvalidOrder naming
+// every field at fault.
+func (p PlaceOrder) validate() (string, error) {
 	var problems []string
-	if strings.TrimSpace(p.CustomerID) == "" {
-		problems = append(problems, "customer_id is required")
+	if p.OrderID != "" && !ValidID(p.OrderID, MaxOrderIDLength) {
+		problems = append(problems, idProblem("order_id", p.OrderID, MaxOrderIDLength))
+	}
+	if !ValidID(p.CustomerID, MaxCustomerIDLength) {
+		problems = append(problems, idProblem("customer_id", p.CustomerID, MaxCustomerIDLength))
 	}
 	if _, ok := Catalog[p.SKU]; !ok {
 		problems = append(problems, fmt.Sprintf("sku %q is not in the catalog", p.SKU))
@@ -106,33 +153,40 @@ func (p PlaceOrder) validate() error {
 	if p.Qty < 1 || p.Qty > 100 {
 		problems = append(problems, fmt.Sprintf("qty %d: order 1 to 100 units", p.Qty))
 	}
-	if strings.TrimSpace(p.Card) == "" {
-		problems = append(problems, "card is required")
+	digits, err := NormalizeCard(p.Card)
+	if err != nil {
+		problems = append(problems, err.Error())
 	}
 	if len(problems) > 0 {
-		return fmt.Errorf("%w: %s", ErrInvalidOrder, strings.Join(problems, "; "))
+		return "", fmt.Errorf("%w: %s", ErrInvalidOrder, strings.Join(problems, "; "))
 	}
-	return nil
+	return digits, nil
 }
 
 // Place places an order: it appends OrderPlaced (through the client's
 // Appender, so the strong customer_orders model has it when Place returns)
-// and the fulfilment saga takes it from there.
+// and the fulfilment saga takes it from there. The card number goes no
+// further than Place: the event holds its token (Tokenize).
 func (a *App) Place(ctx context.Context, p PlaceOrder) (Placed, error) {
-	if err := p.validate(); err != nil {
+	digits, err := p.validate()
+	if err != nil {
 		return Placed{}, err
 	}
 	id := p.OrderID
 	if id == "" {
 		id = uuid.NewString()
 	}
+	card := tokenOf(id, digits)
 	cents := Catalog[p.SKU] * int64(p.Qty)
 	// The event's id derives from the order's, so placing the same order
 	// again (a client retrying) is recognised by the store and answers the
 	// first result; the same id with other content is refused.
 	res, err := a.client.Appender().Append(ctx, OrderStream(id), events.NoStream, events.Event{
-		ID:       uuid.NewSHA1(placedNamespace, []byte(id)).String(),
-		Data:     OrderPlaced{OrderID: id, CustomerID: p.CustomerID, SKU: p.SKU, Qty: p.Qty, Cents: cents, Card: p.Card},
+		ID: uuid.NewSHA1(placedNamespace, []byte(id)).String(),
+		Data: OrderPlaced{
+			OrderID: id, CustomerID: p.CustomerID, SKU: p.SKU, Qty: p.Qty, Cents: cents,
+			CardToken: card.Token, CardLast4: card.Last4,
+		},
 		Metadata: events.Metadata{CorrelationID: id},
 	})
 	if err != nil {
@@ -175,9 +229,12 @@ func (a *App) Get(ctx context.Context, orderID string, tok events.Token) (consis
 // List returns a customer's orders, as the strong customer_orders model
 // has them (every order placed so far), after the order id after, up to
 // limit; each with its status from the order summary (pending while the
-// summary has not caught up).
+// summary has not caught up). A customer id Place refuses has no orders.
 func (a *App) List(ctx context.Context, customerID, after string, limit int) ([]Summary, error) {
-	prefix := customerID + "/"
+	if !ValidID(customerID, MaxCustomerIDLength) {
+		return nil, nil
+	}
+	prefix := CustomerOrderKey(customerID, "")
 	opts := &projections.ListOptions{Prefix: prefix, Limit: limit}
 	if after != "" {
 		opts.After = prefix + after
@@ -210,22 +267,47 @@ func (a *App) List(ctx context.Context, customerID, after string, limit int) ([]
 func (a *App) Await(ctx context.Context, orderID string) (Summary, error) {
 	view := a.client.Projections().View(OrderSummary).Table("orders")
 	for {
-		ch := make(chan struct{})
-		a.mu.Lock()
-		a.waiters[orderID] = append(a.waiters[orderID], ch)
-		a.mu.Unlock()
+		// Watch before reading: an update between the read and the wait
+		// still wakes it.
+		ch := a.watch(orderID)
 		s, ok, err := projections.Get[Summary](ctx, view, orderID)
 		if err != nil {
+			a.unwatch(orderID, ch)
 			return Summary{}, err
 		}
 		if ok && s.Terminal() {
+			a.unwatch(orderID, ch)
 			return s, nil
 		}
 		select {
-		case <-ch:
+		case <-ch: // updated closed and removed it
 		case <-ctx.Done():
+			a.unwatch(orderID, ch)
 			return s, fmt.Errorf("orders: order %s is still %q: %w", orderID, s.Status, ctx.Err())
 		}
+	}
+}
+
+// watch registers a channel that updated closes when the order's summary
+// row changes.
+func (a *App) watch(orderID string) chan struct{} {
+	ch := make(chan struct{})
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.waiters[orderID] = append(a.waiters[orderID], ch)
+	return ch
+}
+
+// unwatch removes ch, when updated has not: every Await that returns
+// leaves nothing registered.
+func (a *App) unwatch(orderID string, ch chan struct{}) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	chs := slices.DeleteFunc(a.waiters[orderID], func(c chan struct{}) bool { return c == ch })
+	if len(chs) == 0 {
+		delete(a.waiters, orderID)
+	} else {
+		a.waiters[orderID] = chs
 	}
 }
 

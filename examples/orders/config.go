@@ -16,8 +16,9 @@ import (
 
 // Defaults of Config.
 const (
-	// DefaultCreditLimitCents is how much a customer may have confirmed,
-	// this order included.
+	// DefaultCreditLimitCents is how much a customer's confirmed orders
+	// and the open ones placed up to an order, that order included, may
+	// add up to (Config.CreditLimitCents).
 	DefaultCreditLimitCents = 200_000
 	// DefaultPaymentTimeout is how long the saga waits for the gateway.
 	DefaultPaymentTimeout = 30 * time.Second
@@ -25,8 +26,11 @@ const (
 
 // Config configures an App. The zero value (or nil) is ready to use.
 type Config struct {
-	// CreditLimitCents caps a customer's confirmed total. Defaults to
-	// DefaultCreditLimitCents.
+	// CreditLimitCents caps what a customer has confirmed plus the open
+	// orders they placed up to the order checked, that order included: an
+	// order is refused when it would take the customer over. Orders placed
+	// later do not count against it (their own checks count it), and
+	// confirmed orders count for good. Defaults to DefaultCreditLimitCents.
 	CreditLimitCents int64
 	// PaymentTimeout is how long the saga waits for a payment before it
 	// cancels the order. Defaults to DefaultPaymentTimeout (30s).

@@ -53,7 +53,9 @@ type DemoConfig struct {
 	// Defaults to DefaultDemoCustomers.
 	Customers int
 	// Seed makes the run repeatable: the same seed places the same orders
-	// with the same outcomes. Defaults to 1.
+	// with the same outcomes. Every value is a seed, 0 too: the zero
+	// value runs seed 0 (`converge demo` runs seed 1 unless --seed says
+	// otherwise).
 	Seed uint64
 	// Lag is the projection lag injected into order_summary (the model the
 	// saga's credit check reads): a quarter of placed orders reach it up
@@ -90,7 +92,6 @@ func (c *DemoConfig) withDefaults() DemoConfig {
 	}
 	out.Orders = cmp.Or(out.Orders, DefaultDemoOrders)
 	out.Customers = cmp.Or(out.Customers, DefaultDemoCustomers)
-	out.Seed = cmp.Or(out.Seed, 1)
 	out.Lag = cmp.Or(out.Lag, DefaultDemoLag)
 	out.DeclineRate = cmp.Or(out.DeclineRate, 0.1)
 	out.NoAnswerRate = cmp.Or(out.NoAnswerRate, 0.05)

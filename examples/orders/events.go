@@ -7,14 +7,16 @@ import (
 
 // Events of the Order aggregate (stream OrderStream(id)).
 type (
-	// OrderPlaced starts an order and its fulfilment saga.
+	// OrderPlaced starts an order and its fulfilment saga. It holds the
+	// payment provider's token for the card, never the number (cards.go).
 	OrderPlaced struct {
 		OrderID    string `json:"order_id"`
 		CustomerID string `json:"customer_id"`
 		SKU        string `json:"sku"`
 		Qty        int    `json:"qty"`
 		Cents      int64  `json:"cents"`
-		Card       string `json:"card"`
+		CardToken  string `json:"card_token"`
+		CardLast4  string `json:"card_last4"`
 	}
 	// OrderConfirmed closes an order that was reserved and paid.
 	OrderConfirmed struct {
@@ -95,7 +97,7 @@ type (
 		OrderID    string `json:"order_id"`
 		CustomerID string `json:"customer_id"`
 		Cents      int64  `json:"cents"`
-		Card       string `json:"card"`
+		CardToken  string `json:"card_token"`
 	}
 	RefundPayment struct {
 		OrderID string `json:"order_id"`
@@ -119,7 +121,8 @@ const (
 // stored names, and command.Rejected. Call it on the registry the store is
 // built with.
 func Register(reg *events.Registry) error {
-	events.Register[OrderPlaced](reg, "orders.order_placed")
+	// v1 of OrderPlaced and ChargePayment held the card number (cards.go).
+	events.RegisterVersioned[OrderPlaced](reg, "orders.order_placed", 2, events.Upcaster{From: 1, Func: upcastCardNumber(true)})
 	events.Register[OrderConfirmed](reg, "orders.order_confirmed")
 	events.Register[OrderCancelled](reg, "orders.order_cancelled")
 	events.Register[StockAdded](reg, "inventory.stock_added")
@@ -131,7 +134,7 @@ func Register(reg *events.Registry) error {
 	events.Register[StockReservationVoided](reg, "inventory.stock_reservation_voided")
 	events.Register[ReserveStock](reg, ReserveStockType)
 	events.Register[ReleaseStock](reg, "inventory.release_stock")
-	events.Register[ChargePayment](reg, ChargePaymentType)
+	events.RegisterVersioned[ChargePayment](reg, ChargePaymentType, 2, events.Upcaster{From: 1, Func: upcastCardNumber(false)})
 	events.Register[RefundPayment](reg, "payments.refund_payment")
 	events.Register[ConfirmOrder](reg, "orders.confirm_order")
 	events.Register[CancelOrder](reg, "orders.cancel_order")
@@ -147,11 +150,18 @@ func NewRegistry() *events.Registry {
 	return reg
 }
 
-// Stream ids of the aggregates.
-func OrderStream(orderID string) string { return "order-" + orderID }
+// Prefixes of the stream ids derived from an order id: the longest bounds
+// the order id (MaxOrderIDLength).
+const (
+	orderStreamPrefix   = "order-"
+	paymentStreamPrefix = "payment-"
+)
+
+// OrderStream is the stream of one order.
+func OrderStream(orderID string) string { return orderStreamPrefix + orderID }
 
 // StockStream is the stream of one SKU's inventory.
 func StockStream(sku string) string { return "stock-" + sku }
 
 // PaymentStream is the stream of one order's payment.
-func PaymentStream(orderID string) string { return "payment-" + orderID }
+func PaymentStream(orderID string) string { return paymentStreamPrefix + orderID }

@@ -1,6 +1,7 @@
 package orders
 
 import (
+	"encoding/json"
 	"fmt"
 
 	"github.com/converge-es/converge/command"
@@ -30,7 +31,10 @@ type FulfilmentState struct {
 	SKU        string `json:"sku"`
 	Qty        int    `json:"qty"`
 	Cents      int64  `json:"cents"`
-	Card       string `json:"card"`
+	// CardToken and CardLast4 are the payment provider's token for the
+	// card and its last digits (Tokenize): never the number.
+	CardToken string `json:"card_token"`
+	CardLast4 string `json:"card_last4"`
 	// ConfirmedBefore is the customer's confirmed total the credit check
 	// read in order_summary.
 	ConfirmedBefore int64  `json:"confirmed_before"`
@@ -52,16 +56,21 @@ func (a *App) fulfilment() *saga.Saga[FulfilmentState] {
 	f := saga.New[FulfilmentState](Fulfilment, &saga.Config[FulfilmentState]{
 		Description: "Reserve stock, charge the card and confirm each order; compensate on failure.",
 		StuckAfter:  a.cfg.StuckAfter,
+		// v1 held the card number (cards.go).
+		StateVersion: 2,
+		Upcast:       map[int]func(json.RawMessage) (json.RawMessage, error){1: upcastCardNumber(true)},
 	})
 	byOrder := func(id string) string { return id }
 	saga.StartOn(f, func(e OrderPlaced, _ events.Envelope) string { return byOrder(e.OrderID) },
 		func(s *saga.Step[FulfilmentState], e OrderPlaced) error {
 			st := s.State()
-			st.OrderID, st.CustomerID, st.SKU, st.Qty, st.Cents, st.Card = e.OrderID, e.CustomerID, e.SKU, e.Qty, e.Cents, e.Card
+			st.OrderID, st.CustomerID, st.SKU, st.Qty, st.Cents = e.OrderID, e.CustomerID, e.SKU, e.Qty, e.Cents
+			st.CardToken, st.CardLast4 = e.CardToken, e.CardLast4
 			// The gate guarantees order_summary has applied this order
 			// and everything the customer did before it.
 			view := a.client.Projections().View(OrderSummary)
-			if _, ok, err := projections.Get[Summary](s.Context(), view.Table("orders"), e.OrderID); err != nil {
+			summary, ok, err := projections.Get[Summary](s.Context(), view.Table("orders"), e.OrderID)
+			if err != nil {
 				return err
 			} else if !ok {
 				return fmt.Errorf("orders: %s is missing order %s after its gate", OrderSummary, e.OrderID)
@@ -70,13 +79,28 @@ func (a *App) fulfilment() *saga.Saga[FulfilmentState] {
 			if err != nil {
 				return err
 			}
-			st.ConfirmedBefore = totals.ConfirmedCents
-			// Orders still open count too (this one among them, which the
-			// gate guarantees the model has): two orders placed before
-			// either is confirmed must not both pass on the confirmed sum.
-			if limit := a.cfg.CreditLimitCents; totals.ConfirmedCents+totals.OpenCents > limit {
-				return end(s, OutcomeCreditRefused, fmt.Sprintf("credit limit: %d cents confirmed + %d open (this order's %d included) exceeds %d",
-					totals.ConfirmedCents, totals.OpenCents, e.Cents, limit))
+			// Open orders placed before this one count too: two orders
+			// placed before either is confirmed must not both pass on the
+			// confirmed sum. Orders placed after it do not: the summary
+			// may have them by now, and counting them would refuse an order
+			// that fits for the sake of a later one (which its own check
+			// refuses instead).
+			limit, confirmed := a.cfg.CreditLimitCents, totals.ConfirmedCents
+			open := totals.OpenCents // this order's and every other open one's, later ones too
+			switch {
+			case confirmed+open <= limit, confirmed+e.Cents > limit:
+				// Decided without knowing which came first.
+			case summary.Seq == 0:
+				// Placed before the model numbered orders: all open ones count.
+			default:
+				if open, err = openThrough(s.Context(), view.Table("open"), e.CustomerID, summary.Seq, limit-confirmed); err != nil {
+					return err
+				}
+			}
+			st.ConfirmedBefore = confirmed
+			if confirmed+open > limit {
+				return end(s, OutcomeCreditRefused, fmt.Sprintf("credit limit: %d cents confirmed and the open orders placed up to this one (its %d cents included) exceed %d",
+					confirmed, e.Cents, limit))
 			}
 			st.StockAsked = true
 			return s.Send(ReserveStock{OrderID: e.OrderID, SKU: e.SKU, Qty: e.Qty})
@@ -90,7 +114,7 @@ func (a *App) fulfilment() *saga.Saga[FulfilmentState] {
 			}
 			s.Schedule("payment", a.cfg.PaymentTimeout)
 			st.PaymentAsked = true
-			return s.Send(ChargePayment{OrderID: st.OrderID, CustomerID: st.CustomerID, Cents: st.Cents, Card: st.Card})
+			return s.Send(ChargePayment{OrderID: st.OrderID, CustomerID: st.CustomerID, Cents: st.Cents, CardToken: st.CardToken})
 		})
 
 	saga.On(f, func(_ command.Rejected, env events.Envelope) string { return env.Metadata.CorrelationID },

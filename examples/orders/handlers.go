@@ -10,7 +10,10 @@ import (
 	"github.com/converge-es/converge/events"
 )
 
-// Test cards of the simulated payment gateway. Any other card is charged.
+// Test cards of the simulated payment gateway, which recognises them
+// however their digits are separated ("4000 0000 0000 0002" too). Any
+// other card is charged. Place tokenizes them (Tokenize): the gateway
+// decides by the token.
 const (
 	// CardDeclined is refused by the gateway.
 	CardDeclined = "4000-0000-0000-0002"
@@ -135,9 +138,11 @@ func CommandHandlers(store events.Store) []cqrs.CommandHandler {
 					return nil, nil
 				case p.Voided:
 					return nil, command.Reject("the payment was refunded before it was charged")
-				case c.Card == CardDeclined:
+				case c.CardToken == "":
+					return nil, command.Reject("no card to charge")
+				case c.CardToken == TokenDeclined:
 					return nil, command.Reject("card declined")
-				case c.Card == CardNoAnswer:
+				case c.CardToken == TokenNoAnswer:
 					return nil, nil // the gateway never answers
 				}
 				return []any{PaymentCharged{OrderID: c.OrderID, CustomerID: c.CustomerID, Cents: c.Cents}}, nil

@@ -2,6 +2,7 @@ package orders
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/converge-es/converge/consistency"
@@ -24,7 +25,7 @@ const (
 
 // Tables of each read model, for comparing one with a clean rebuild.
 var Tables = map[string][]string{
-	OrderSummary:     {"orders", "customers"},
+	OrderSummary:     {"orders", "customers", "open"},
 	CustomerSpending: {"customers"},
 	CustomerOrders:   {"orders"},
 }
@@ -45,6 +46,8 @@ type Summary struct {
 	Cents      int64  `json:"cents"`
 	Status     string `json:"status"`
 	Reason     string `json:"reason,omitempty"`
+	// Seq numbers the order among its customer's (CustomerTotals.Placed).
+	Seq int64 `json:"seq,omitempty"`
 }
 
 // Terminal reports whether the order is closed.
@@ -55,6 +58,55 @@ type CustomerTotals struct {
 	OpenOrders     int   `json:"open_orders"`
 	OpenCents      int64 `json:"open_cents"`
 	ConfirmedCents int64 `json:"confirmed_cents"`
+	// Placed counts the customer's orders: the model numbers each
+	// (Summary.Seq) in the order it applies them, the feed's.
+	Placed int64 `json:"placed,omitempty"`
+}
+
+// OpenOrder is a row of order_summary's "open" table: a customer's order
+// still open, keyed OpenOrderKey, so a customer's open orders list in the
+// order they were placed.
+type OpenOrder struct {
+	OrderID string `json:"order_id"`
+	Cents   int64  `json:"cents"`
+}
+
+// OpenOrderKey is the key in order_summary's "open" table of the
+// customer's seq-th order.
+func OpenOrderKey(customerID string, seq int64) string {
+	return fmt.Sprintf("%s/%020d", customerID, seq)
+}
+
+// openThrough returns what the customer's open orders placed up to its
+// seq-th, that one included, add up to, as order_summary's "open" table
+// has them. It reads none placed later, and stops reading once the sum is
+// over most: the sum it then returns is over most, though not all of it.
+func openThrough(ctx context.Context, open projections.Reader, customerID string, seq, most int64) (int64, error) {
+	prefix, last := customerID+"/", OpenOrderKey(customerID, seq)
+	var sum int64
+	opts := &projections.ListOptions{Prefix: prefix, Limit: 100}
+	for {
+		rows, err := open.List(ctx, opts)
+		if err != nil {
+			return 0, err
+		}
+		for _, r := range rows {
+			if r.Key > last {
+				return sum, nil
+			}
+			var o OpenOrder
+			if err := r.Decode(&o); err != nil {
+				return 0, err
+			}
+			if sum += o.Cents; sum > most {
+				return sum, nil
+			}
+		}
+		if len(rows) < opts.Limit {
+			return sum, nil
+		}
+		opts.After = rows[len(rows)-1].Key
+	}
 }
 
 // Spending is a row of customer_spending's "customers" table.
@@ -86,12 +138,21 @@ func orderSummary() *projections.Projection {
 		Description: "Each order with its status, and each customer's open and confirmed totals.",
 	})
 	projections.On(p, func(ctx context.Context, tx *projections.Tx, _ events.Envelope, e OrderPlaced) error {
-		if err := tx.Table("orders").Put(ctx, e.OrderID, Summary{
-			OrderID: e.OrderID, CustomerID: e.CustomerID, SKU: e.SKU, Qty: e.Qty, Cents: e.Cents, Status: StatusPending,
+		var seq int64
+		if err := updateTotals(ctx, tx, e.CustomerID, func(c *CustomerTotals) {
+			c.OpenOrders++
+			c.OpenCents += e.Cents
+			c.Placed++
+			seq = c.Placed
 		}); err != nil {
 			return err
 		}
-		return updateTotals(ctx, tx, e.CustomerID, func(c *CustomerTotals) { c.OpenOrders++; c.OpenCents += e.Cents })
+		if err := tx.Table("open").Put(ctx, OpenOrderKey(e.CustomerID, seq), OpenOrder{OrderID: e.OrderID, Cents: e.Cents}); err != nil {
+			return err
+		}
+		return tx.Table("orders").Put(ctx, e.OrderID, Summary{
+			OrderID: e.OrderID, CustomerID: e.CustomerID, SKU: e.SKU, Qty: e.Qty, Cents: e.Cents, Status: StatusPending, Seq: seq,
+		})
 	})
 	projections.On(p, func(ctx context.Context, tx *projections.Tx, _ events.Envelope, e OrderConfirmed) error {
 		return closeOrder(ctx, tx, e.OrderID, StatusConfirmed, "")
@@ -111,6 +172,11 @@ func closeOrder(ctx context.Context, tx *projections.Tx, orderID, status, reason
 	s.Status, s.Reason = status, reason
 	if err := orders.Put(ctx, orderID, s); err != nil {
 		return err
+	}
+	if s.Seq > 0 { // 0: placed before the model numbered orders, not in open
+		if err := tx.Table("open").Delete(ctx, OpenOrderKey(s.CustomerID, s.Seq)); err != nil {
+			return err
+		}
 	}
 	return updateTotals(ctx, tx, s.CustomerID, func(c *CustomerTotals) {
 		c.OpenOrders--

@@ -69,7 +69,9 @@ func TestUndoBeforeTheActionRefusesTheAction(t *testing.T) {
 		require.Equal(t, []string{"inventory.stock_added", "inventory.stock_reservation_voided"}, types(orders.StockStream("tea")))
 
 		// ...then the actions they raced: both refused.
-		send(orders.ChargePaymentType, orders.ChargePayment{OrderID: "o-9", CustomerID: "c-1", Cents: 500, Card: orders.CardOK})
+		card, err := orders.Tokenize("o-9", orders.CardOK)
+		require.NoError(t, err)
+		send(orders.ChargePaymentType, orders.ChargePayment{OrderID: "o-9", CustomerID: "c-1", Cents: 500, CardToken: card.Token})
 		send(orders.ReserveStockType, orders.ReserveStock{OrderID: "o-9", SKU: "tea", Qty: 2})
 		require.Eventually(t, func() bool { return rejections() == 2 }, 30*time.Second, 5*time.Millisecond)
 		require.Equal(t, []string{"payments.payment_voided"}, types(orders.PaymentStream("o-9")), "no money taken")

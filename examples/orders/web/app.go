@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -33,11 +34,6 @@ const (
 	summaryTable        = "orders"
 	customerOrdersTable = "orders"
 )
-
-// countLimit bounds how many saga instances SagaCounts and Sagas read: an
-// example shop never gets near it, and a dashboard must not scan a large
-// installation whole on every refresh.
-const countLimit = 10_000
 
 // AppConfig configures an App.
 type AppConfig struct {
@@ -143,22 +139,25 @@ func SKUs() []string {
 	return skus
 }
 
-// RandomOrder is a simulated order for RunLoad: a few units of a random
-// product, mostly paid by a card the gateway charges, now and then by one
-// it declines.
-func RandomOrder(customers int) PlaceOrder {
+// RandomOrder is a simulated order of customer for RunLoad: a few units
+// (1 to MaxRandomQty) of a random product, mostly paid by a card the
+// gateway charges, now and then by one it declines.
+func RandomOrder(customer string) PlaceOrder {
 	skus := SKUs()
 	card := orders.CardOK
 	if rand.IntN(10) == 0 { //nolint:gosec // simulated traffic, not security
 		card = orders.CardDeclined
 	}
 	return PlaceOrder{
-		CustomerID: fmt.Sprintf("c-%d", 1+rand.IntN(max(1, customers))), //nolint:gosec // simulated traffic
-		SKU:        skus[rand.IntN(len(skus))],                          //nolint:gosec // simulated traffic
-		Qty:        1 + rand.IntN(3),                                    //nolint:gosec // simulated traffic
+		CustomerID: customer,
+		SKU:        skus[rand.IntN(len(skus))],  //nolint:gosec // simulated traffic
+		Qty:        1 + rand.IntN(MaxRandomQty), //nolint:gosec // simulated traffic
 		Card:       card,
 	}
 }
+
+// MaxRandomQty is the most units a RandomOrder asks for.
+const MaxRandomQty = 3
 
 // Ops is the dashboard's view of the service: the fulfilment saga's
 // instances on the client's saga engine, and the dead letters of the read
@@ -278,8 +277,18 @@ type appOps struct{ app *App }
 
 func (o appOps) engine() *saga.Engine { return o.app.Client().Sagas() }
 
+// every lists every fulfilment instance with status ("": any). The engine
+// lists instances in id order and has no cursor: a cap would keep the
+// oldest (order ids are time-ordered), and the counts and lists would
+// freeze once the shop outgrew it. So every refresh reads them all, which
+// suits an example shop; an installation with many more instances needs
+// counts and a most-recently-updated order from the engine itself.
+func (o appOps) every(ctx context.Context, status saga.Status) ([]saga.Info, error) {
+	return o.engine().List(ctx, saga.Filter{Saga: orders.Fulfilment, Status: status, Limit: math.MaxInt})
+}
+
 func (o appOps) SagaCounts(ctx context.Context) (map[string]int, error) {
-	infos, err := o.engine().List(ctx, saga.Filter{Limit: countLimit})
+	infos, err := o.every(ctx, "")
 	if err != nil {
 		return nil, err
 	}
@@ -293,11 +302,10 @@ func (o appOps) SagaCounts(ctx context.Context) (map[string]int, error) {
 func (o appOps) Sagas(ctx context.Context, f SagaFilter) ([]SagaSummary, error) {
 	status := saga.Status(f.Status)
 	if f.Stuck && status == "" {
-		// Stuck instances are parked: the engine filters them, so the
-		// limit counts parked instances, not every order ever placed.
+		// Stuck instances are parked: the engine filters them.
 		status = saga.StatusParked
 	}
-	infos, err := o.engine().List(ctx, saga.Filter{Status: status, Limit: countLimit})
+	infos, err := o.every(ctx, status)
 	if err != nil {
 		return nil, err
 	}

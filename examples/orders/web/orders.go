@@ -50,7 +50,9 @@ type PlaceOrder struct {
 	SKU string `json:"sku"`
 	// Qty is how many units: 1 to MaxQty.
 	Qty int `json:"qty"`
-	// Card is the card to charge: 1 to MaxCardLen digits, spaces or '-'.
+	// Card is the card to charge: 12 to 19 digits, which spaces or '-'
+	// may separate, in at most MaxCardLen bytes. The domain keeps no more
+	// of it than a payment provider's token and the last four digits.
 	Card string `json:"card"`
 }
 
@@ -85,7 +87,14 @@ func (p PlaceOrder) Validate() error {
 	return nil
 }
 
+// Card numbers have 12 to 19 digits (ISO/IEC 7812).
+const (
+	minCardDigits = 12
+	maxCardDigits = 19
+)
+
 func validateCard(card string) error {
+	digits := len(card) - strings.Count(card, " ") - strings.Count(card, "-") // once only those are left
 	switch {
 	case card == "":
 		return errors.New("is required")
@@ -93,6 +102,8 @@ func validateCard(card string) error {
 		return fmt.Errorf("is %d bytes, the limit is %d", len(card), MaxCardLen)
 	case strings.IndexFunc(card, func(r rune) bool { return (r < '0' || r > '9') && r != '-' && r != ' ' }) >= 0:
 		return errors.New("may hold only digits, spaces and '-'")
+	case digits < minCardDigits || digits > maxCardDigits:
+		return fmt.Errorf("has %d digits: a card number has %d to %d", digits, minCardDigits, maxCardDigits)
 	}
 	return nil
 }

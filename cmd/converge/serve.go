@@ -301,6 +301,14 @@ func opsMux(reg *prometheus.Registry, mon *lag.Monitor, app http.Handler) http.H
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	// Without these, another method on an ops path would fall through to
+	// the app and read as "no such page" (404) rather than 405.
+	for _, path := range []string{"/metrics", "/lag", "/healthz"} {
+		mux.HandleFunc(path, func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, path+" answers GET (and HEAD) only", http.StatusMethodNotAllowed)
+		})
+	}
 	mux.Handle("/", app)
 	return mux
 }

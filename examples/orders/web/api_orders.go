@@ -181,6 +181,14 @@ func (s *Server) listOrders(w http.ResponseWriter, r *http.Request) {
 		p.Parameter, p.Value = param, truncate(value)
 		writeProblem(w, p)
 	}
+	for _, param := range []string{"customer", "after", "limit"} {
+		// Go keeps every value of a repeated parameter and Get reads the
+		// first: a request naming two customers would list one silently.
+		if vs := q[param]; len(vs) > 1 {
+			bad(param, strings.Join(vs, ","), fmt.Sprintf("%s is given %d times: give it once", param, len(vs)))
+			return
+		}
+	}
 	customer := q.Get("customer")
 	if err := validateID(customer); err != nil {
 		bad("customer", customer, "customer "+err.Error()+": list a customer's orders with ?customer=ID")

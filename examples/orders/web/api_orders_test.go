@@ -301,7 +301,11 @@ func TestListOrders_PagesAndLabelsStaleness(t *testing.T) {
 	require.Equal(t, "true", r.header.Get(consistency.HeaderStale))
 	require.Equal(t, true, r.json(t)["stale"])
 
-	for _, q := range []string{"", "?customer=", "?customer=c-1&limit=0", "?customer=c-1&limit=101", "?customer=c-1&limit=x", "?customer=c-1&after=" + strings.Repeat("z", 300)} {
+	for _, q := range []string{
+		"", "?customer=", "?customer=c-1&limit=0", "?customer=c-1&limit=101", "?customer=c-1&limit=x", "?customer=c-1&after=" + strings.Repeat("z", 300),
+		// A parameter given twice: one of them would be dropped silently.
+		"?customer=c-1&customer=c-2", "?customer=c-1&limit=2&limit=3", "?customer=c-1&after=a&after=b",
+	} {
 		b.get(t, "/orders"+q, nil).problem(t, 400, web.ProblemInvalidParameter)
 	}
 }

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/consistency/lag"
+	"github.com/converge-es/converge/events/memstore"
+)
+
+// TestServeOpsPathsRefuseOtherMethods: /metrics, /lag and /healthz answer
+// GET and HEAD; any other method is 405 with Allow, not the app's 404.
+func TestServeOpsPathsRefuseOtherMethods(t *testing.T) {
+	t.Parallel()
+	store, err := memstore.New(nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = store.Close() })
+	mon, err := lag.NewMonitor(store, &lag.Config{Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	h := opsMux(prometheus.NewRegistry(), mon, http.NotFoundHandler())
+	for _, path := range []string{"/metrics", "/lag", "/healthz"} {
+		for _, method := range []string{http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch} {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), method, path, nil))
+			require.Equal(t, http.StatusMethodNotAllowed, rec.Code, "%s %s", method, path)
+			require.Equal(t, "GET, HEAD", rec.Header().Get("Allow"), "%s %s", method, path)
+		}
+		for _, method := range []string{http.MethodGet, http.MethodHead} {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), method, path, nil))
+			require.NotEqual(t, http.StatusMethodNotAllowed, rec.Code, "%s %s", method, path)
+		}
+	}
+	// Other paths still reach the app.
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodPost, "/orders", nil))
+	require.Equal(t, http.StatusNotFound, rec.Code)
+}

@@ -177,6 +177,17 @@ func TestSubscribeAndProcessorRefuseBadFilterNames(t *testing.T) {
 		}
 		require.ErrorIs(t, err, events.ErrInvalidEvent, "seed %d: types %q, categories %q", seed, cfg.Types, cfg.Categories)
 	}
+	// Topics no stream's category can be: C1 controls, line and paragraph
+	// separators, longer than a stream id may be.
+	for range 50 {
+		seps := []string{"\u0085", "\u009f", "\u2028", "\u2029"}
+		bad := "order" + seps[r.IntN(len(seps))] + fmt.Sprint(r.IntN(10))
+		if r.IntN(4) == 0 {
+			bad = strings.Repeat("o", events.MaxStreamIDLength+1+r.IntN(100))
+		}
+		_, err := sub.Subscribe(t.Context(), bad)
+		require.ErrorIs(t, err, events.ErrInvalidEvent, "seed %d: topic %q", seed, bad)
+	}
 	for _, cfg := range []feed.ProcessorConfig{{Name: "p", Types: []string{""}}, {Name: "p", Categories: []string{""}}} {
 		_, err := feed.NewProcessor(src, &cfg, noop)
 		require.ErrorIs(t, err, events.ErrInvalidEvent, "an empty name, types %q, categories %q", cfg.Types, cfg.Categories)

@@ -101,6 +101,15 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	if strings.ContainsFunc(category, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		return nil, fmt.Errorf("feed: subscribe to topic %q: %w: it contains a control character (topics are stream categories)", topic, events.ErrInvalidEvent)
 	}
+	if category != "" {
+		// A category is the start of a stream id: what no stream id may
+		// hold (C1 controls, U+2028, more than the limit) no category
+		// does, and the consumer would wait for ever on a topic that can
+		// never have an event.
+		if err := events.ValidateStreamID(category); err != nil {
+			return nil, fmt.Errorf("feed: subscribe to topic %q: no stream's category can be it: %w", topic, err)
+		}
+	}
 	if err := filterOf(category).Validate(); err != nil {
 		return nil, fmt.Errorf("feed: subscribe to topic %q: %w", topic, err)
 	}

@@ -103,6 +103,10 @@ func (c *benchCmd) validate() error {
 			return errors.New("--partitions is empty: list the partition counts to run, the first being the baseline (e.g. 1,8)")
 		}
 	}
+	if c.scenario == "rebuild" && (c.events < 1 || c.events > 10_000_000) {
+		// The bench would read 0 or less as "the default" and run 200,000.
+		return fmt.Errorf("--events %d: use 1 to 10000000 (the rebuild scenario defaults to 200000)", c.events)
+	}
 	if c.scenario == "saga" && len(c.partitions) != 1 {
 		return fmt.Errorf("--partitions %v: the saga scenario runs one partition count (e.g. --partitions 8)", c.partitions)
 	}

@@ -192,6 +192,8 @@ func TestBenchRejectsBadOptions(t *testing.T) {
 		{[]string{"--scenario", "saga", "--sagas", "0"}, "--sagas 0: use 1 to 100000"},
 		{[]string{"--scenario", "saga", "--partitions", "2,8"}, "--partitions [2 8]: the saga scenario runs one partition count (e.g. --partitions 8)"},
 		{[]string{"--scenario", "saga", "--partitions", "0"}, "--partitions [0]: each count must be 1 to 1024"},
+		{[]string{"--scenario", "rebuild", "--events", "0"}, "--events 0: use 1 to 10000000"},
+		{[]string{"--scenario", "rebuild", "--events", "-5"}, "--events -5: use 1 to 10000000"},
 		{[]string{"--writers", "0"}, "--writers 0: use 1 to 64"},
 		{[]string{"--rate", "0"}, "--rate 0: use 1 to 20000 events per second"},
 		{[]string{"--schema", strings.Repeat("s", 49)}, `bench appends "_bench_" and 8 characters to it, which makes it too long; use at most 48 characters`},

@@ -78,7 +78,7 @@ func newServeCmd() *cobra.Command {
   /lag            the last lag reports as a JSON array
   /healthz        200 while the last lag pass succeeded and no projection,
                   saga partition or command handler breaches its SLA, 503
-                  otherwise
+                  otherwise (and before any pass has completed)
 
 Orders go through the fulfilment saga (credit check, stock, payment,
 confirmation); every product starts with plenty of stock. It runs in memory
@@ -180,6 +180,13 @@ func (c *serveCmd) run(ctx context.Context, out, errOut io.Writer) error {
 		return fmt.Errorf("stock the shelves: %w", err)
 	}
 	mon := app.Lag()
+	if last, _ := mon.LastPass(); last.IsZero() {
+		// /healthz answers 503 until a pass has measured something: take
+		// one now rather than be unhealthy for the first moments.
+		if _, err := mon.Check(ctx); err != nil {
+			log.Warn("serve: the first lag pass failed; /healthz says so until one succeeds", "error", err)
+		}
+	}
 
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{}, 2)
@@ -285,7 +292,13 @@ func opsMux(reg *prometheus.Registry, mon *lag.Monitor, app http.Handler) http.H
 		_ = json.NewEncoder(w).Encode(nonNil(mon.Reports()))
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if last, err := mon.LastPass(); err != nil {
+		last, err := mon.LastPass()
+		if err == nil && last.IsZero() {
+			// Nothing measured yet: "ok" would vouch for lag nobody saw.
+			http.Error(w, "no lag pass has completed yet; try again in a moment", http.StatusServiceUnavailable)
+			return
+		}
+		if err != nil {
 			since := "it has not succeeded yet"
 			if !last.IsZero() {
 				since = "the last success was at " + last.UTC().Format(time.RFC3339)

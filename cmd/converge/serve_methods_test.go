@@ -41,3 +41,27 @@ func TestServeOpsPathsRefuseOtherMethods(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodPost, "/orders", nil))
 	require.Equal(t, http.StatusNotFound, rec.Code)
 }
+
+// TestServeHealthzBeforeAnyPass: before a lag pass has completed, nothing
+// is measured, and /healthz says so with 503 rather than "ok".
+func TestServeHealthzBeforeAnyPass(t *testing.T) {
+	t.Parallel()
+	store, err := memstore.New(nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = store.Close() })
+	mon, err := lag.NewMonitor(store, &lag.Config{Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	h := opsMux(prometheus.NewRegistry(), mon, http.NotFoundHandler())
+	get := func() (int, string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/healthz", nil))
+		return rec.Code, rec.Body.String()
+	}
+	code, body := get()
+	require.Equal(t, http.StatusServiceUnavailable, code, body)
+	require.Contains(t, body, "no lag pass has completed yet")
+	_, err = mon.Check(t.Context())
+	require.NoError(t, err)
+	code, body = get()
+	require.Equal(t, http.StatusOK, code, body)
+}

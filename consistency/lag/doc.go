@@ -31,6 +31,9 @@
 // name. The checkpoints an earlier partition count left behind (and the
 // one a processor had before it was first split) no longer move; such a
 // Monitor leaves them out instead of reporting them in breach for ever.
+// It leaves out a projection rebuild's consumer ("orders@rebuild-3") too:
+// the rebuild reads the feed from its start while readers use the live
+// projection, which is what the Monitor reports.
 //
 // # Why time lag starts at the oldest unprocessed event
 //

@@ -413,6 +413,13 @@ func (m *Monitor) targets(ctx context.Context, consumers []feed.ConsumerInfo) ([
 		if n, known := counts[name]; known && n > 1 && name == c.Name {
 			continue // the checkpoint the processor had before it was split
 		}
+		if rebuildConsumer(name) {
+			// A projection's rebuild reads the feed from its start under a
+			// consumer of its own while readers use the live one: as a
+			// projection of its own it would breach at once, for as long as
+			// the rebuild runs.
+			continue
+		}
 		if grouped[name] {
 			continue
 		}
@@ -421,6 +428,20 @@ func (m *Monitor) targets(ctx context.Context, consumers []feed.ConsumerInfo) ([
 	}
 	sortTargets(out)
 	return out, nil
+}
+
+// rebuildConsumer reports a projection rebuild's consumer name
+// ("orders@rebuild-3"): projection names cannot hold "@".
+func rebuildConsumer(name string) bool {
+	if base, _, _, ok := feed.ParsePartitionName(name); ok {
+		name = base // a split rebuild's partition
+	}
+	i := strings.LastIndex(name, "@rebuild-")
+	if i <= 0 {
+		return false
+	}
+	gen := name[i+len("@rebuild-"):]
+	return gen != "" && strings.Trim(gen, "0123456789") == ""
 }
 
 func sortTargets(ts []Target) {

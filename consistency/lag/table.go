@@ -25,7 +25,9 @@ func Table(w io.Writer, reports []Report) error {
 	var horizon time.Duration
 	for _, r := range reports {
 		heartbeat := "-"
-		if r.HeartbeatAge > 0 {
+		// A holder heard from just now (or by a clock a little ahead of
+		// this one's) has an age of 0, not none.
+		if r.HeartbeatAge > 0 || r.Owner != "" {
 			heartbeat = FormatDuration(r.HeartbeatAge)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", r.Name, r.Checkpoint, r.PositionLag,

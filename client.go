@@ -155,6 +155,11 @@ func NewClient(store Store, cfg *Config) (*Client, error) {
 		cl.monitor, err = lag.NewMonitor(store, &lag.Config{
 			Projections: targets, DefaultSLA: c.LagSLA, Interval: c.LagInterval,
 			Registerer: c.Registerer, Logger: c.Logger, Clock: c.Clock,
+			// A holder renews its lease, and so beats its heart, every
+			// third of the lease TTL: with a TTL raised past the monitor's
+			// default, a live consumer that is behind would read as
+			// stalled between two renewals.
+			StaleHeartbeat: max(c.Subscriber.LeaseTTL, lag.DefaultStaleHeartbeat),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("converge: %w", err)

@@ -112,7 +112,10 @@ type Config struct {
 	// Subscriber tunes the feed subscribers of the sagas and the command
 	// handlers (lease TTL, poll intervals, backoffs). Its ConsumerName,
 	// CommitBatch, OnCommitted and Partition are set by the client: a
-	// value there is an error. Its Logger defaults to Logger; the rest to the
+	// value there is an error. Its LeaseTTL is also how old the heartbeat
+	// of a consumer with events to apply may grow before the lag monitor
+	// calls it stalled (at least lag.DefaultStaleHeartbeat): a holder beats
+	// its heart when it renews, every third of the TTL. Its Logger defaults to Logger; the rest to the
 	// feed.SubscriberConfig defaults.
 	Subscriber feed.SubscriberConfig
 

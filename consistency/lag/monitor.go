@@ -354,7 +354,9 @@ func cloneReports(rs []Report) []Report {
 	if rs == nil {
 		return nil
 	}
-	return append([]Report(nil), rs...)
+	// Not append to nil: a pass that found nothing to report is an empty
+	// list, not "no pass yet".
+	return append(make([]Report, 0, len(rs)), rs...)
 }
 
 // targets returns what a pass reports on: Config.Projections, or every

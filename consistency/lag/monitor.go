@@ -219,11 +219,6 @@ func (m *Monitor) sample(ctx context.Context) ([]Report, error) {
 		if hb := slowest[i].HeartbeatAt; hb.After(epoch) {
 			r.HeartbeatAge = max(0, now.Sub(hb))
 		}
-		if lu := slowest[i].LeaseUntil; lu.After(epoch) && !now.Before(lu) {
-			// The stores keep the last holder's name after its lease ran
-			// out; nobody holds the projection now.
-			r.Owner = ""
-		}
 		r.Reason = m.rule(r)
 		r.Breached = r.Reason != ""
 	}

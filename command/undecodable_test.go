@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -71,10 +72,7 @@ func TestUndecodableCommandIsRejectedAndTheOthersGoOn(t *testing.T) {
 		}
 		rng.Shuffle(len(kinds), func(i, j int) { kinds[i], kinds[j] = kinds[j], kinds[i] })
 		if kinds[0] == "good" {
-			i := 1 + rng.IntN(len(kinds)-1)
-			for kinds[i] == "good" {
-				i++
-			}
+			i := slices.IndexFunc(kinds, func(k string) bool { return k != "good" })
 			kinds[0], kinds[i] = kinds[i], kinds[0]
 		}
 		for i, kind := range kinds {

@@ -64,6 +64,7 @@ var feedTests = []feedTest{
 	{"UnitReappendOfItsOwnEvents", testUnitReappendOfItsOwnEvents},
 	{"UnitReadStreamNegativeVersion", testUnitReadStreamNegativeVersion},
 	{"ReservedMetadataRefused", testReservedMetadataRefused},
+	{"UnitsAppendingCrosswiseDoNotWaitForEver", testUnitsAppendingCrosswiseDoNotWaitForEver},
 	{"LeaseArguments", testLeaseArguments},
 	{"TokensBeyondAStoreAreRefused", testTokensBeyondAStoreAreRefused},
 	{"ReadFeedRefusesBadNames", testReadFeedRefusesBadNames},

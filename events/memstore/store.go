@@ -275,9 +275,25 @@ func (s *Store) lockStream(ctx context.Context, u *unit, streamID string) error 
 			s.mu.Unlock()
 			return events.ErrUnitEnded
 		}
+		if u != nil {
+			u.waitsFor = nil
+		}
 		owner := s.owners[streamID]
 		if owner == nil || owner == u {
 			return nil
+		}
+		if u != nil {
+			// Two units appending to the same streams in different orders
+			// would each wait for the other for ever. PostgreSQL finds
+			// such a cycle and aborts one of the transactions; so does
+			// memory, with the waiter that closes it.
+			for o := owner; o != nil; o = o.waitsFor {
+				if o == u {
+					s.mu.Unlock()
+					return fmt.Errorf("memstore: append to %q: %w: it waits for an open unit that waits, in turn, for this one (roll the unit back and run it again)", streamID, errDeadlock)
+				}
+			}
+			u.waitsFor = owner
 		}
 		ended := owner.ended
 		s.mu.Unlock()
@@ -285,10 +301,21 @@ func (s *Store) lockStream(ctx context.Context, u *unit, streamID string) error 
 		case <-ended:
 		case <-s.closedCh:
 		case <-ctx.Done():
+			if u != nil {
+				s.mu.Lock()
+				u.waitsFor = nil
+				s.mu.Unlock()
+			}
 			return fmt.Errorf("memstore: append to %q waited for an open unit that appended to it: %w", streamID, ctx.Err())
 		}
 	}
 }
+
+// errDeadlock is a unit's append that would wait for ever, in a cycle of
+// units each waiting for the next. Like PostgreSQL's deadlock error it
+// aborts the unit, which can only roll back; it wraps feed.ErrConflict,
+// a conflict the runtime retries.
+var errDeadlock = fmt.Errorf("deadlock: %w", feed.ErrConflict)
 
 // appendLocked checks and stores the records; the caller holds s.mu.
 func (s *Store) appendLocked(u *unit, streamID string, expected events.ExpectedVersion, recs []events.Record, now time.Time) (events.AppendResult, error) {

@@ -41,6 +41,9 @@ type unit struct {
 	failed error
 	// reservedAt is when the unit reserved its first seq (HorizonAge).
 	reservedAt time.Time
+	// waitsFor is the unit whose stream an append of this one waits for,
+	// while it waits (deadlock detection). Guarded by s.mu.
+	waitsFor *unit
 }
 
 type rowRead struct {
@@ -124,7 +127,7 @@ func (u *unit) Append(ctx context.Context, streamID string, expected events.Expe
 	hooks := u.s.hooks.Wanting(u.s.cfg.Registry, evs)
 	if len(hooks) == 0 {
 		res, err := u.s.appendRecs(ctx, u, streamID, expected, evs)
-		if errors.Is(err, errHeldByUnit) {
+		if errors.Is(err, errHeldByUnit) || errors.Is(err, errDeadlock) {
 			u.fail(err)
 		}
 		return res, err

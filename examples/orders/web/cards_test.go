@@ -41,7 +41,7 @@ func TestApp_CardNumbersAreNeitherStoredNorServed(t *testing.T) {
 		orders.CardDeclined: "payment declined: card declined",
 		orders.CardNoAnswer: "payment timed out",
 	}
-	type order struct{ id, digits, typed string }
+	type order struct{ id, digits, typed, card string }
 	var placed []order
 	for i := range 8 {
 		card := []string{orders.CardDeclined, orders.CardNoAnswer, orders.CardOK, ""}[i%4]
@@ -65,16 +65,20 @@ func TestApp_CardNumbersAreNeitherStoredNorServed(t *testing.T) {
 			typed.WriteRune(d)
 		}
 		id, _ := ab.placeOrder(t, web.PlaceOrder{CustomerID: "c-1", SKU: "tea", Qty: 1, Card: typed.String()})
+		placed = append(placed, order{id: id, digits: digits, typed: typed.String(), card: card})
+	}
+	// All placed first, then awaited: the unanswered charges time out
+	// together rather than one after the other.
+	for _, o := range placed {
 		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		s, err := ab.app.Service().Await(wctx, id)
+		s, err := ab.app.Service().Await(wctx, o.id)
 		cancel()
 		require.NoError(t, err)
-		if want, ok := reasons[card]; ok {
-			require.Equal(t, want, s.Reason, "card %q", typed.String())
+		if want, ok := reasons[o.card]; ok {
+			require.Equal(t, want, s.Reason, "card %q", o.typed)
 		} else {
-			require.Equal(t, orders.StatusConfirmed, s.Status, "card %q: %s", typed.String(), s.Reason)
+			require.Equal(t, orders.StatusConfirmed, s.Status, "card %q: %s", o.typed, s.Reason)
 		}
-		placed = append(placed, order{id: id, digits: digits, typed: typed.String()})
 	}
 
 	var served strings.Builder

@@ -49,6 +49,9 @@ type Engine struct {
 	// passHook, when set before Start (tests), is called after each pass of
 	// the driver with whether the pass ran the retention sweep.
 	passHook func(purged bool)
+	// timerSleepHook, when set before Start (tests), is called by the timer
+	// loop just before it sleeps, with the feed wake-up it sleeps on.
+	timerSleepHook func(feedWake <-chan struct{})
 }
 
 // storeLimits returns the store's append limits, or the defaults for a

@@ -15,6 +15,11 @@ func SetSweepTicks(e *Engine, c <-chan time.Time) { e.sweepTicks = c }
 // whether the pass ran the retention sweep. Set it before Start.
 func SetPassHook(e *Engine, fn func(purged bool)) { e.passHook = fn }
 
+// SetTimerSleepHook makes the timer loop of e call fn just before each of
+// its sleeps, with the feed wake-up channel it sleeps on. Set it before
+// Start.
+func SetTimerSleepHook(e *Engine, fn func(feedWake <-chan struct{})) { e.timerSleepHook = fn }
+
 // WakeDriver wakes the driver of e as a park does.
 func WakeDriver(e *Engine) { e.parkWake.Notify() }
 

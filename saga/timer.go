@@ -39,6 +39,9 @@ func (e *Engine) timerLoop(ctx context.Context) {
 				next = retry
 			}
 		}
+		if e.timerSleepHook != nil {
+			e.timerSleepHook(feedWake)
+		}
 		if alive, _ := e.sleepFeed(ctx, next, wake, feedWake, safety.C); !alive {
 			return
 		}

@@ -2,6 +2,7 @@ package saga_test
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -59,23 +60,49 @@ func TestTimerScheduledByAResumedStepWakesOtherProcesses(t *testing.T) {
 	saga.StartOn(other, byOrder[Ping], func(*saga.Step[orderState], Ping) error { return nil })
 	b, err := saga.NewEngine(&saga.EngineConfig{Store: stB, Sagas: []saga.Definition{other}, TimerSafetyInterval: time.Hour, SweepInterval: time.Hour})
 	require.NoError(t, err)
+	// settled closes once B's timer loop goes to sleep on a feed wake-up
+	// taken after the append below reached B's store: B has looked at the
+	// timer rows since the append, and only a new notification wakes it.
+	var appended atomic.Pointer[<-chan struct{}]
+	settled := make(chan struct{})
+	var once sync.Once
+	saga.SetTimerSleepHook(b, func(feedWake <-chan struct{}) {
+		if w := appended.Load(); w != nil && closed(*w) && !closed(feedWake) {
+			once.Do(func() { close(settled) })
+		}
+	})
 	require.NoError(t, b.Start(ctx))
 	t.Cleanup(func() { require.NoError(t, b.Stop(context.Background())) })
 
+	w := stB.Wake()
+	appended.Store(&w)
 	res, err := stA.Append(ctx, "order-1", events.AnyVersion, events.Event{Data: OrderPlaced{OrderID: "1"}})
 	require.NoError(t, err)
 	envs, err := stA.ReadStream(ctx, "order-1", res.LastVersion, 1)
 	require.NoError(t, err)
 	require.NoError(t, drive.Unit(ctx, stA, 0, func(ctx context.Context) error { return a.Handle(ctx, envs[0]) }))
-	// B's timer loop looks at the timer rows once the append wakes it (at
-	// most one look per 50 ms), finds none, and then sleeps until its
-	// safety poll unless something wakes it. Nothing signals that look, so
-	// the test leaves it ample time.
-	time.Sleep(time.Second)
+	// B's timer loop looks at the timer rows once the append wakes it,
+	// finds none, and then sleeps until its safety poll unless something
+	// wakes it.
+	select {
+	case <-settled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("B's timer loop did not settle after the append")
+	}
 	ran, err := a.RunParked(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, ran, "A's driver ran the parked step, which scheduled the timer")
 	require.Eventually(t, func() bool {
 		return testutil.ToFloat64(b.Metrics().TimersFired.WithLabelValues("pushed")) == 1
 	}, 10*time.Second, 10*time.Millisecond, "B did not fire the timer A's resumed step scheduled")
+}
+
+// closed reports whether c is closed, without waiting.
+func closed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }

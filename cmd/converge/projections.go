@@ -224,14 +224,15 @@ func readProcessor(ctx context.Context, store *pgstore.Store, cons []feed.Consum
 	for _, c := range cons {
 		byName[c.Name] = c
 	}
-	now := time.Now()
 	ps.leases = []leaseInfo{}
 	for i, cp := range cps {
 		c := byName[cp] // a missing checkpoint is at the start of the feed
 		if i == 0 || c.Position.Before(ps.position) {
 			ps.position = c.Position
 		}
-		if c.Owner != "" && c.LeaseUntil.After(now) {
+		// The store names an owner only while its lease runs, by its own
+		// clock (this process's may differ).
+		if c.Owner != "" {
 			ps.leases = append(ps.leases, leaseInfo{Checkpoint: cp, Owner: c.Owner, Until: c.LeaseUntil.UTC()})
 		}
 		h, ok, err := readHalt(ctx, store.Rows(), cp)

@@ -343,3 +343,48 @@ func testTokensBeyondAStoreAreRefused(t *testing.T, src feed.Source, s events.St
 		require.NoError(t, cps.Release(ctx, l))
 	}
 }
+
+// testConsumersNameOnlyLiveHolders: Consumers names a consumer's owner
+// only while its lease runs. A lease that ran out, or was released, is
+// held by nobody, so lag reports and `converge projections` must not name
+// a process that may be long gone as the one holding it.
+func testConsumersNameOnlyLiveHolders(t *testing.T, src feed.Source, _ events.Store) {
+	ctx := t.Context()
+	cps := src.Checkpoints()
+	insp, ok := src.(feed.Inspector)
+	require.True(t, ok, "%T is no feed.Inspector", src)
+	owner := func(name string) (string, time.Time) {
+		consumers, err := insp.Consumers(ctx)
+		require.NoError(t, err)
+		for _, c := range consumers {
+			if c.Name == name {
+				return c.Owner, c.LeaseUntil
+			}
+		}
+		t.Fatalf("Consumers does not list %q", name)
+		return "", time.Time{}
+	}
+
+	live, err := cps.Acquire(ctx, "live", "owner-live", longTTL)
+	require.NoError(t, err)
+	lapsing, err := cps.Acquire(ctx, "lapsing", "owner-lapsing", shortTTL)
+	require.NoError(t, err)
+	released, err := cps.Acquire(ctx, "released", "owner-released", longTTL)
+	require.NoError(t, err)
+	require.NotEmpty(t, lapsing.Owner)
+	require.NoError(t, cps.Release(ctx, released))
+
+	// The lease runs out by the store's clock (PostgreSQL's is the
+	// server's).
+	require.Eventually(t, func() bool {
+		got, _ := owner("lapsing")
+		return got == ""
+	}, 10*time.Second, 10*time.Millisecond, "a lapsed lease still names its holder")
+	_, until := owner("lapsing")
+	require.False(t, until.IsZero(), "a lapsed lease keeps its end time")
+
+	got, _ := owner("live")
+	require.Equal(t, live.Owner, got, "a running lease names its holder")
+	got, _ = owner("released")
+	require.Empty(t, got, "a released lease names nobody")
+}

@@ -27,6 +27,7 @@ var feedTests = []feedTest{
 	{"AcquireBySameOwnerFences", testAcquireBySameOwnerFences},
 	{"LeaseTakeoverAfterExpiry", testLeaseTakeoverAfterExpiry},
 	{"ReleaseLetsOthersIn", testReleaseLetsOthersIn},
+	{"ConsumersNameOnlyLiveHolders", testConsumersNameOnlyLiveHolders},
 	{"RollbackDiscards", testRollbackDiscards},
 	{"ConcurrentAcquire", testConcurrentAcquire},
 	{"CheckpointNames", testCheckpointNames},

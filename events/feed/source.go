@@ -188,7 +188,9 @@ type CheckpointWatcher interface {
 type ConsumerInfo struct {
 	Name     string
 	Position events.Token
-	// Owner is empty when no consumer holds the name.
+	// Owner is empty when no consumer holds the name: never taken,
+	// released, or its lease ran out (by the store's clock; LeaseUntil
+	// then says when).
 	Owner      string
 	Generation int64
 	LeaseUntil time.Time

@@ -282,12 +282,19 @@ func (c *checkpointStore) consumers(ctx context.Context) ([]feed.ConsumerInfo, e
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	now := c.clock.Now()
 	out := make([]feed.ConsumerInfo, 0, len(c.names))
 	for name, cp := range c.names {
+		// A lapsed lease is held by nobody (Acquire's test, by the same
+		// clock).
+		owner := cp.owner
+		if now.After(cp.leaseUntil) {
+			owner = ""
+		}
 		out = append(out, feed.ConsumerInfo{
 			Name:        name,
 			Position:    cp.pos,
-			Owner:       cp.owner,
+			Owner:       owner,
 			Generation:  cp.generation,
 			LeaseUntil:  cp.leaseUntil,
 			HeartbeatAt: cp.heartbeatAt,

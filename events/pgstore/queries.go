@@ -91,7 +91,10 @@ AND ($3 = '' OR (key >= $3 AND starts_with(key, $3))) AND ($4 = '' OR key %s $4)
 		horizonAge: `SELECT coalesce((SELECT extract(epoch FROM now() - xact_start) FROM pg_stat_activity
 WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() ORDER BY age(backend_xid) DESC LIMIT 1), 0)::float8`,
 		oldestAfter: fmt.Sprintf(`SELECT recorded_at FROM %s WHERE (sort_key, seq) > ($1, $2) ORDER BY sort_key, seq LIMIT 1`, events),
-		consumers: fmt.Sprintf(`SELECT name, major, minor, coalesce(owner, ''), generation, lease_until, heartbeat_at, updated_at
+		// The owner only while its lease runs, by the server's clock (the
+		// one leases are granted by): a lapsed lease is held by nobody.
+		consumers: fmt.Sprintf(`SELECT name, major, minor, CASE WHEN lease_until >= now() THEN coalesce(owner, '') ELSE '' END,
+generation, lease_until, heartbeat_at, updated_at
 FROM %s ORDER BY name`, cps),
 		// Every acquire starts a new generation, by the holder's own owner
 		// string too (feed.CheckpointStore.Acquire): a lease acquired before

@@ -17,12 +17,7 @@ import (
 // GET and HEAD; any other method is 405 with Allow, not the app's 404.
 func TestServeOpsPathsRefuseOtherMethods(t *testing.T) {
 	t.Parallel()
-	store, err := memstore.New(nil)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = store.Close() })
-	mon, err := lag.NewMonitor(store, &lag.Config{Logger: slog.New(slog.DiscardHandler)})
-	require.NoError(t, err)
-	h := opsMux(prometheus.NewRegistry(), mon, http.NotFoundHandler())
+	_, h := opsMuxForTest(t)
 	for _, path := range []string{"/metrics", "/lag", "/healthz"} {
 		for _, method := range []string{http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch} {
 			rec := httptest.NewRecorder()
@@ -46,12 +41,7 @@ func TestServeOpsPathsRefuseOtherMethods(t *testing.T) {
 // is measured, and /healthz says so with 503 rather than "ok".
 func TestServeHealthzBeforeAnyPass(t *testing.T) {
 	t.Parallel()
-	store, err := memstore.New(nil)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = store.Close() })
-	mon, err := lag.NewMonitor(store, &lag.Config{Logger: slog.New(slog.DiscardHandler)})
-	require.NoError(t, err)
-	h := opsMux(prometheus.NewRegistry(), mon, http.NotFoundHandler())
+	mon, h := opsMuxForTest(t)
 	get := func() (int, string) {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/healthz", nil))
@@ -60,8 +50,20 @@ func TestServeHealthzBeforeAnyPass(t *testing.T) {
 	code, body := get()
 	require.Equal(t, http.StatusServiceUnavailable, code, body)
 	require.Contains(t, body, "no lag pass has completed yet")
-	_, err = mon.Check(t.Context())
+	_, err := mon.Check(t.Context())
 	require.NoError(t, err)
 	code, body = get()
 	require.Equal(t, http.StatusOK, code, body)
+}
+
+// opsMuxForTest serves the ops paths of an empty in-memory store in front
+// of an app that answers 404, with the lag monitor behind them.
+func opsMuxForTest(t *testing.T) (*lag.Monitor, http.Handler) {
+	t.Helper()
+	store, err := memstore.New(nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = store.Close() })
+	mon, err := lag.NewMonitor(store, &lag.Config{Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	return mon, opsMux(prometheus.NewRegistry(), mon, http.NotFoundHandler())
 }

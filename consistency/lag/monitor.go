@@ -87,8 +87,9 @@ func NewMonitor(src feed.Inspector, cfg *Config) (*Monitor, error) {
 // order (or by name when watching every consumer). Breach hooks, logs and
 // metrics fire as they would from the loop. The pass is bounded by
 // Config.PassTimeout. On error nothing changes: Reports still returns the
-// previous pass (and LastPass reports the error, unless ctx was
-// cancelled: a pass its caller gave up on is no failure of the store).
+// previous pass (and LastPass reports the error, unless ctx ended first,
+// cancelled or past its deadline: a pass its caller gave up on is no
+// failure of the store).
 func (m *Monitor) Check(ctx context.Context) ([]Report, error) {
 	m.pass.Lock()
 	defer m.pass.Unlock()
@@ -96,15 +97,17 @@ func (m *Monitor) Check(ctx context.Context) ([]Report, error) {
 	// The pass's own budget starts once it runs: a Check waiting behind a
 	// slow one must not spend it waiting, then record a failure of the
 	// store.
+	caller := ctx
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.PassTimeout)
 	defer cancel()
 
 	reports, err := m.sample(ctx)
 	if err != nil {
-		// A pass its caller cancelled (Stop, a request gone) says nothing
-		// of the store: LastPass, and /healthz from it, stay as they were.
-		// A pass over PassTimeout does count.
-		if !errors.Is(ctx.Err(), context.Canceled) {
+		// A pass its caller ended (Stop, a request gone, a caller's
+		// deadline shorter than PassTimeout) says nothing of the store:
+		// LastPass, and /healthz from it, stay as they were. A pass over
+		// its own PassTimeout does count.
+		if caller.Err() == nil {
 			m.mu.Lock()
 			m.lastErr = err
 			m.mu.Unlock()

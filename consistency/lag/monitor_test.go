@@ -303,6 +303,13 @@ func TestFailedPassChangesNothing(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	_, err = b.mon.LastPass()
 	require.NoError(t, err, "a cancelled pass is reported as a failed one")
+	// Nor is one whose caller's deadline passed before PassTimeout.
+	expired, cancel := context.WithDeadline(t.Context(), time.Now().Add(-time.Second))
+	defer cancel()
+	_, err = b.mon.Check(expired)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	_, err = b.mon.LastPass()
+	require.NoError(t, err, "a pass its caller's deadline ended is reported as a failed one")
 
 	again, err := b.mon.Check(t.Context())
 	require.NoError(t, err)
@@ -409,6 +416,8 @@ func TestPassTimeout(t *testing.T) {
 	require.NoError(t, err)
 	_, err = mon.Check(t.Context())
 	require.ErrorIs(t, err, context.DeadlineExceeded)
+	_, err = mon.LastPass()
+	require.ErrorIs(t, err, context.DeadlineExceeded, "a pass over its own PassTimeout is a failed one")
 }
 
 // blockingStore's Head waits for its context to end.

@@ -284,12 +284,20 @@ func testLeaseArguments(t *testing.T, src feed.Source, _ events.Store) {
 		"DEL in owner":         {"c", "o\x7f", time.Second},
 		"SQL and a control ch": {"'; DROP TABLE checkpoints; --\x01", "o", time.Second},
 	}
-	for what, a := range bad {
-		_, err := cps.Acquire(ctx, a.name, a.owner, a.ttl)
-		require.ErrorIs(t, err, feed.ErrInvalidLease, "Acquire: %s", what)
-		require.ErrorIs(t, cps.Renew(ctx, feed.Lease{Name: a.name, Owner: a.owner, Generation: 1}, a.ttl), feed.ErrInvalidLease, "Renew: %s", what)
-		_, err = cps.Heartbeat(ctx, a.name, a.owner, a.ttl)
-		require.ErrorIs(t, err, feed.ErrInvalidLease, "Heartbeat: %s", what)
+	// Bad input is reported as such even with a done context (PostgreSQL
+	// judges it before any SQL runs, where the context would show).
+	for _, done := range []bool{false, true} {
+		ctx := ctx
+		if done {
+			ctx = canceledContext(t)
+		}
+		for what, a := range bad {
+			_, err := cps.Acquire(ctx, a.name, a.owner, a.ttl)
+			require.ErrorIs(t, err, feed.ErrInvalidLease, "Acquire: %s (done context: %v)", what, done)
+			require.ErrorIs(t, cps.Renew(ctx, feed.Lease{Name: a.name, Owner: a.owner, Generation: 1}, a.ttl), feed.ErrInvalidLease, "Renew: %s (done context: %v)", what, done)
+			_, err = cps.Heartbeat(ctx, a.name, a.owner, a.ttl)
+			require.ErrorIs(t, err, feed.ErrInvalidLease, "Heartbeat: %s (done context: %v)", what, done)
+		}
 	}
 	// SQL metacharacters alone are ordinary text.
 	l, err := cps.Acquire(ctx, "'; DROP TABLE checkpoints; --", `o"\`, time.Minute)
@@ -325,11 +333,18 @@ func testTokensBeyondAStoreAreRefused(t *testing.T, src feed.Source, s events.St
 			require.ErrorIs(t, err, events.ErrInvalidToken, "CountBetween after %s (past upTo)", big)
 			_, _, err = insp.OldestAfter(ctx, big)
 			require.ErrorIs(t, err, events.ErrInvalidToken, "OldestAfter %s", big)
+			// The token is judged before a done context too.
+			done := canceledContext(t)
+			_, err = insp.CountBetween(done, events.Token{}, big)
+			require.ErrorIs(t, err, events.ErrInvalidToken, "CountBetween up to %s, done context", big)
+			_, _, err = insp.OldestAfter(done, big)
+			require.ErrorIs(t, err, events.ErrInvalidToken, "OldestAfter %s, done context", big)
 		}
 		cps := src.Checkpoints()
 		l, err := cps.Acquire(ctx, "big", "owner", time.Minute)
 		require.NoError(t, err)
 		require.ErrorIs(t, cps.Advance(ctx, l, big), events.ErrInvalidToken, "Advance to %s", big)
+		require.ErrorIs(t, cps.Advance(canceledContext(t), l, big), events.ErrInvalidToken, "Advance to %s, done context", big)
 		u := begin(t, src)
 		uctx := u.Context(ctx)
 		require.NoError(t, u.Rows().Put(uctx, "ns", "t", "written", []byte(`1`), res.Token))

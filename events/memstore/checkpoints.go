@@ -57,8 +57,18 @@ func newCheckpointStore(s *Store, clock events.Clock, closed *atomic.Bool) *chec
 }
 
 func (c *checkpointStore) check(ctx context.Context) error {
+	return c.checkInput(ctx, nil)
+}
+
+// checkInput is check for a call whose input validated to invalid (nil
+// when good): bad input is reported before a done context, as on
+// PostgreSQL, which refuses it before any SQL runs.
+func (c *checkpointStore) checkInput(ctx context.Context, invalid error) error {
 	if c.closed.Load() {
 		return errClosed
+	}
+	if invalid != nil {
+		return invalid
 	}
 	return ctx.Err()
 }
@@ -66,10 +76,7 @@ func (c *checkpointStore) check(ctx context.Context) error {
 // Acquire takes the lease on name for owner, with a new generation every
 // time (see feed.CheckpointStore.Acquire).
 func (c *checkpointStore) Acquire(ctx context.Context, name, owner string, ttl time.Duration) (feed.Lease, error) {
-	if err := c.check(ctx); err != nil {
-		return feed.Lease{}, err
-	}
-	if err := feed.ValidateLease(name, owner, ttl); err != nil {
+	if err := c.checkInput(ctx, feed.ValidateLease(name, owner, ttl)); err != nil {
 		return feed.Lease{}, err
 	}
 	c.mu.Lock()
@@ -115,10 +122,7 @@ func holds(cp *checkpoint, l feed.Lease) bool {
 
 // Renew extends l. An expired lease that nobody took over renews fine.
 func (c *checkpointStore) Renew(ctx context.Context, l feed.Lease, ttl time.Duration) error {
-	if err := c.check(ctx); err != nil {
-		return err
-	}
-	if err := feed.ValidateLease(l.Name, l.Owner, ttl); err != nil {
+	if err := c.checkInput(ctx, feed.ValidateLease(l.Name, l.Owner, ttl)); err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -174,10 +178,7 @@ func (c *checkpointStore) Begin(ctx context.Context) (feed.Unit, error) {
 
 // Advance moves l's checkpoint forward to pos, never back.
 func (c *checkpointStore) Advance(ctx context.Context, l feed.Lease, pos events.Token) error {
-	if err := c.check(ctx); err != nil {
-		return err
-	}
-	if err := feed.ValidateToken(pos); err != nil {
+	if err := c.checkInput(ctx, feed.ValidateToken(pos)); err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -206,10 +207,7 @@ func (c *checkpointStore) Advance(ctx context.Context, l feed.Lease, pos events.
 // the live members, sorted. A member is live up to and including its
 // expiry, like a lease.
 func (c *checkpointStore) Heartbeat(ctx context.Context, group, member string, ttl time.Duration) ([]string, error) {
-	if err := c.check(ctx); err != nil {
-		return nil, err
-	}
-	if err := feed.ValidateMember(group, member, ttl); err != nil {
+	if err := c.checkInput(ctx, feed.ValidateMember(group, member, ttl)); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()

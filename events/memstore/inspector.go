@@ -12,13 +12,12 @@ import (
 // CountBetween counts the events after `after` up to and including upTo.
 // Unlike PostgreSQL's it is not capped: counting costs nothing in memory.
 func (s *Store) CountBetween(ctx context.Context, after, upTo events.Token) (int64, error) {
-	if err := s.check(ctx); err != nil {
-		return 0, err
+	invalid := feed.ValidateToken(after)
+	if invalid == nil {
+		invalid = feed.ValidateToken(upTo)
 	}
-	for _, t := range []events.Token{after, upTo} {
-		if err := feed.ValidateToken(t); err != nil {
-			return 0, err
-		}
+	if err := s.checkInput(ctx, invalid); err != nil {
+		return 0, err
 	}
 	if !after.Before(upTo) {
 		return 0, nil
@@ -33,10 +32,7 @@ func (s *Store) CountBetween(ctx context.Context, after, upTo events.Token) (int
 // OldestAfter returns when the first event after `after` was recorded, and
 // false when there is none.
 func (s *Store) OldestAfter(ctx context.Context, after events.Token) (time.Time, bool, error) {
-	if err := s.check(ctx); err != nil {
-		return time.Time{}, false, err
-	}
-	if err := feed.ValidateToken(after); err != nil {
+	if err := s.checkInput(ctx, feed.ValidateToken(after)); err != nil {
 		return time.Time{}, false, err
 	}
 	s.mu.RLock()

@@ -44,6 +44,37 @@ var benchScenarios = map[string]func(ctx context.Context, c *benchCmd, store *pg
 	"saga":        runSagaBench,
 }
 
+// benchScenarioFlags lists, per scenario, the tuning flags it reads. A
+// tuning flag given to a scenario that does not read it is refused: a
+// figure measured without it must not pass for one measured with it.
+var benchScenarioFlags = map[string][]string{
+	"append":      {"writers", "batches", "duration"},
+	"command":     {"rate", "duration"},
+	"contended":   {"writers", "duration"},
+	"propagation": {"rate", "duration"},
+	"parallel":    {"events", "partitions"},
+	"rebuild":     {"events"},
+	"saga":        {"sagas", "partitions"},
+}
+
+// benchTuningFlags are the flags benchScenarioFlags speaks of.
+var benchTuningFlags = []string{"batches", "duration", "events", "partitions", "rate", "sagas", "writers"}
+
+// checkFlagsApply refuses a tuning flag the scenario does not read.
+func checkFlagsApply(scenario string, changed func(name string) bool) error {
+	reads, ok := benchScenarioFlags[scenario]
+	if !ok {
+		return nil // validate names the unknown scenario
+	}
+	for _, name := range benchTuningFlags {
+		if changed(name) && !slices.Contains(reads, name) {
+			return fmt.Errorf("--%s does not apply to the %s scenario, which reads only --%s: leave it out",
+				name, scenario, strings.Join(reads, ", --"))
+		}
+	}
+	return nil
+}
+
 // sagaBenchConns is the pool size the saga scenario needs: its writers,
 // the baseline's, and the connections its processors hold in their units.
 const sagaBenchConns = 40
@@ -152,7 +183,8 @@ It prints one JSON object per measurement, then a short table for people;
 --json prints the JSON lines only. Every line carries converge's figure,
 the baseline it is compared with ("baseline"), the baseline's figure in
 the same run and their "ratio": on a shared machine only the ratio is worth
-comparing.
+comparing. A tuning flag the scenario does not read (--duration for
+saga, say) is refused.
 
 Scenarios:
   append   N concurrent writers appending 1- and 10-event batches, against
@@ -218,6 +250,9 @@ Scenarios:
 				return err
 			}
 			c.db = db
+			if err := checkFlagsApply(c.scenario, cmd.Flags().Changed); err != nil {
+				return err
+			}
 			c.writersSet = cmd.Flags().Changed("writers")
 			if c.scenario == "rebuild" && !cmd.Flags().Changed("events") {
 				c.events = 200_000

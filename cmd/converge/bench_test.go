@@ -195,7 +195,13 @@ func TestBenchRejectsBadOptions(t *testing.T) {
 		{[]string{"--scenario", "rebuild", "--events", "0"}, "--events 0: use 1 to 10000000"},
 		{[]string{"--scenario", "rebuild", "--events", "-5"}, "--events -5: use 1 to 10000000"},
 		{[]string{"--writers", "0"}, "--writers 0: use 1 to 64"},
-		{[]string{"--rate", "0"}, "--rate 0: use 1 to 20000 events per second"},
+		{[]string{"--scenario", "propagation", "--rate", "0"}, "--rate 0: use 1 to 20000 events per second"},
+		// A tuning flag the scenario does not read is refused, whatever
+		// its value.
+		{[]string{"--scenario", "saga", "--duration", "5s"}, "--duration does not apply to the saga scenario, which reads only --sagas, --partitions: leave it out"},
+		{[]string{"--scenario", "rebuild", "--partitions", "4"}, "--partitions does not apply to the rebuild scenario"},
+		{[]string{"--rate", "100"}, "--rate does not apply to the append scenario"},
+		{[]string{"--scenario", "contended", "--batches", "10"}, "--batches does not apply to the contended scenario"},
 		{[]string{"--schema", strings.Repeat("s", 49)}, `bench appends "_bench_" and 8 characters to it, which makes it too long; use at most 48 characters`},
 	} {
 		_, err := runCLI(t, append(append([]string{"bench"}, url...), tc.args...)...)

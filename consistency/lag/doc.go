@@ -30,7 +30,11 @@
 // watches every consumer reports each split processor once, under its
 // name. The checkpoints an earlier partition count left behind (and the
 // one a processor had before it was first split) no longer move; such a
-// Monitor leaves them out instead of reporting them in breach for ever.
+// Monitor leaves them out instead of reporting them in breach for ever
+// (until the current partitions have checkpoints of their own, the
+// processor is reported at the slowest of the checkpoints it left
+// behind, where its partitions will start: it does not drop out of the
+// listing while its new partitions fail to start).
 // It leaves out a projection rebuild's consumer ("orders@rebuild-3") too:
 // the rebuild reads the feed from its start while readers use the live
 // projection, which is what the Monitor reports.

@@ -369,7 +369,9 @@ func cloneReports(rs []Report) []Report {
 // gets its current partitions as Checkpoints, and a listing of every
 // consumer groups a processor's current partitions under its name and
 // leaves out the checkpoints its earlier partition counts left behind,
-// which no longer move and would otherwise breach for ever.
+// which no longer move and would otherwise breach for ever (unless none
+// of its current partitions has a checkpoint yet: it is then reported at
+// the slowest of those it left behind).
 func (m *Monitor) targets(ctx context.Context, consumers []feed.ConsumerInfo) ([]Target, error) {
 	named := m.cfg.Projections
 	need := len(named) == 0
@@ -405,17 +407,23 @@ func (m *Monitor) targets(ctx context.Context, consumers []feed.ConsumerInfo) ([
 	}
 	out := make([]Target, 0, len(consumers))
 	grouped := map[string]bool{}
+	// leftBehind holds, by processor, the checkpoints its earlier partition
+	// counts left behind: where its current partitions start from, should
+	// none of them have a checkpoint yet.
+	leftBehind := map[string][]string{}
 	for _, c := range consumers {
 		name := c.Name
 		if base, _, n, ok := feed.ParsePartitionName(name); ok {
 			if current, known := counts[base]; known {
 				if n != current {
+					leftBehind[base] = append(leftBehind[base], c.Name)
 					continue // left behind by an earlier partition count
 				}
 				name = base
 			}
 		}
 		if n, known := counts[name]; known && n > 1 && name == c.Name {
+			leftBehind[name] = append(leftBehind[name], c.Name)
 			continue // the checkpoint the processor had before it was split
 		}
 		if rebuildConsumer(name) {
@@ -430,6 +438,16 @@ func (m *Monitor) targets(ctx context.Context, consumers []feed.ConsumerInfo) ([
 		}
 		grouped[name] = true
 		out = append(out, Target{Name: name, SLA: m.cfg.DefaultSLA, Checkpoints: partitions(name)})
+	}
+	// A processor whose current partitions have no checkpoint yet (split
+	// again, and they never ran: failing at start, say) would otherwise
+	// drop out of the listing just when it is stuck. It is reported at
+	// the slowest checkpoint it left behind, where its partitions start.
+	for name, left := range leftBehind {
+		if !grouped[name] && !rebuildConsumer(name) {
+			grouped[name] = true
+			out = append(out, Target{Name: name, SLA: m.cfg.DefaultSLA, Checkpoints: left})
+		}
 	}
 	sortTargets(out)
 	return out, nil

@@ -2,6 +2,7 @@ package lag_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -82,6 +83,14 @@ func TestPartitionedProcessorsAreReportedOnce(t *testing.T) {
 			first, err := store.ReadAll(ctx, events.Token{}, 1)
 			require.NoError(t, err)
 			commitAt(t, store.Checkpoints(), "legacy", first[0].Token) // no processor record
+			// "stalled" ran unsplit, then was split, and its partitions never
+			// started: it is still reported, where they will start.
+			commitAt(t, store.Checkpoints(), "stalled", first[0].Token)
+			u, err := store.Checkpoints().Begin(ctx)
+			require.NoError(t, err)
+			require.NoError(t, u.Rows().Put(u.Context(ctx), feed.RuntimeNamespace, feed.ProcessorsTable, "stalled",
+				json.RawMessage(fmt.Sprintf(`{"partitions":%d}`, 2+rng.IntN(5))), first[0].Token))
+			require.NoError(t, u.Commit(u.Context(ctx)))
 
 			// A minute on, whatever is behind is far past its SLA.
 			clock.Advance(time.Minute)
@@ -96,10 +105,15 @@ func TestPartitionedProcessorsAreReportedOnce(t *testing.T) {
 					require.True(t, r.Breached, "a consumer without a record is reported as it is")
 					continue
 				}
+				if r.Name == "stalled" {
+					require.Equal(t, first[0].Token, r.Checkpoint, "a split processor whose partitions never ran stands where it was")
+					require.True(t, r.Breached, "a split processor whose partitions never ran is behind")
+					continue
+				}
 				require.Equal(t, head, r.Checkpoint, "%s stands at its current partitions", r.Name)
 				require.False(t, r.Breached, "%s: %s", r.Name, r.Reason)
 			}
-			require.Equal(t, []string{"legacy", "orders", "other"}, names)
+			require.Equal(t, []string{"legacy", "orders", "other", "stalled"}, names)
 
 			named, err := lag.NewMonitor(store, &lag.Config{
 				Clock: clock, Logger: slog.New(slog.DiscardHandler),

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -140,9 +141,22 @@ func NewEngine(cfg *EngineConfig) (*Engine, error) {
 }
 
 // Types returns the stored type names the engine consumes (give them to
-// the processor's filter). Stored aliases of these types (events.Registry
-// Alias) must be added by the caller.
-func (e *Engine) Types() []string { return append([]string(nil), e.types...) }
+// the processor's filter), with every stored alias of them the registry
+// knows when it is called (events.Registry Alias): events stored under a
+// type's old name reach the handlers of its new one. Register aliases
+// before building the processor.
+func (e *Engine) Types() []string {
+	var out []string
+	for _, n := range e.types {
+		if stored := e.reg.StoredNames(n); len(stored) > 0 {
+			out = append(out, stored...)
+		} else {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
 
 // PartitionKey is how the engine's processor must partition the feed:
 // by correlation, so one instance's messages stay in order in one place.

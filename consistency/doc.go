@@ -42,6 +42,16 @@
 // with no names, inside a unit of work (ErrWaitInUnit), or when the caller
 // cancels its context.
 //
+// A token names a position, not the store that issued it. One past every
+// stored event is recognised (ReasonAhead, when a Counter is configured),
+// but a token from another store that happens to lie behind this one's
+// checkpoint is taken as reached. On PostgreSQL, tokens start with the
+// transaction id, which every schema of a database shares: in a
+// schema-per-tenant set-up, a token from tenant A's write, sent to tenant
+// B's endpoints, reads as fresh there once B has moved past that
+// transaction, although B holds no such write. Keep tokens within the
+// tenant they came from (route by tenant before the middleware runs).
+//
 // Which read models are strongly and which eventually consistent is
 // declared in a Catalog, which serves the list as JSON and renders the
 // table the docs show.

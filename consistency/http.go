@@ -142,7 +142,7 @@ func queryTokens(rawQuery string) ([]string, error) {
 		if badKey {
 			return nil, &ParameterError{
 				Parameter: QueryParam, Value: value,
-				Err: fmt.Errorf("%w: the query parameter's name %q is followed by a bad %%-escape: send it as %s=<token>", events.ErrInvalidToken, key, QueryParam),
+				Err: fmt.Errorf("%w: the query parameter's name %q is followed by a bad %%-escape: send it as %s=<token>", events.ErrInvalidToken, truncate(key, maxProblemValue), QueryParam),
 			}
 		}
 		decoded, err := url.QueryUnescape(value)

@@ -25,7 +25,11 @@ import (
 // milliseconds, is answered with 400 and an application/problem+json body. A
 // token ahead of every checkpoint (from another database, or forged) is not
 // an error: it waits out the deadline and reads stale. When the client goes
-// away during the wait, next is not called.
+// away during the wait, next is not called. A wait that fails while the
+// client is still there is answered with a 500 problem body, never with
+// an unlabelled answer (ErrWaitInUnit: a middleware that begins a unit of
+// work is mounted outside this one). A stopped Tracker does not fail the
+// wait: the answer is labelled stale (ReasonStopped).
 //
 // Other methods pass through untouched: write handlers set the header
 // themselves with SetPosition.
@@ -81,8 +85,14 @@ func Middleware(tr *Tracker, cfg *HTTPConfig) func(http.Handler) http.Handler {
 				// side, so a 500 rather than a silent empty answer.
 				WriteProblem(w, http.StatusInternalServerError, "", "the consistency middleware is misconfigured: "+err.Error())
 				return
-			case err != nil:
+			case err != nil && r.Context().Err() != nil:
 				// The client went away; nobody reads an answer.
+				return
+			case err != nil:
+				// ErrWaitInUnit (a unit-per-request middleware mounted outside
+				// this one), or anything else: the client is still there and
+				// must not get an empty 200 without consistency headers.
+				WriteProblem(w, http.StatusInternalServerError, "", "the consistency middleware could not wait: "+err.Error())
 				return
 			}
 			h := w.Header()

@@ -99,6 +99,11 @@ type IgnoredFor struct {
 // of a type with an instance of that id are its Show's. It reads the
 // records of id, plus one row per saga type that has ignored messages.
 func (o *Operator) FindIgnored(ctx context.Context, id string) ([]IgnoredFor, error) {
+	if instanceIDWhy(id) != nil {
+		// No message correlates to an id no instance can have: its
+		// records' keys could not even be listed.
+		return nil, nil
+	}
 	var out []IgnoredFor
 	after := ""
 	for {
@@ -467,21 +472,26 @@ func sameRequest(a, b Request) bool {
 // instead of handing the store a row key it would refuse with an error
 // about keys.
 func addressable(saga, id string) error {
-	var why error
-	switch {
-	case ValidateName(saga) != nil:
-		why = ValidateName(saga)
-	case id == "":
-		why = errors.New("instance ids are never empty")
-	case len(id) > MaxInstanceIDLength:
-		why = fmt.Errorf("instance ids are at most %d bytes, this one is %d", MaxInstanceIDLength, len(id))
-	default:
-		if err := checkText(id); err != nil {
-			why = fmt.Errorf("instance id %w", err)
-		}
+	why := ValidateName(saga)
+	if why == nil {
+		why = instanceIDWhy(id)
 	}
 	if why == nil {
 		return nil
 	}
 	return fmt.Errorf("%w: %.100q/%.100q: %w", ErrNotFound, saga, id, why)
+}
+
+// instanceIDWhy says why no instance can have id, nil when one can.
+func instanceIDWhy(id string) error {
+	switch {
+	case id == "":
+		return errors.New("instance ids are never empty")
+	case len(id) > MaxInstanceIDLength:
+		return fmt.Errorf("instance ids are at most %d bytes, this one is %d", MaxInstanceIDLength, len(id))
+	}
+	if err := checkText(id); err != nil {
+		return fmt.Errorf("instance id %w", err)
+	}
+	return nil
 }

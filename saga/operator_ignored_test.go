@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -88,7 +89,9 @@ func findIgnored(t *testing.T, mk storeMaker, seed uint64) {
 	ctx := context.Background()
 	op, err := saga.NewOperator(&saga.OperatorConfig{Source: fx.Store(), Clock: fx.Clock()})
 	require.NoError(t, err)
-	for _, id := range append(slices.Clone(ignoredIDs), "never") {
+	// Ids no instance can have find nothing, and fail no listing.
+	unaddressable := []string{"", strings.Repeat("x", saga.MaxInstanceIDLength+1+rng.IntN(2000)), "gh\x00ost", "\xff"}
+	for _, id := range append(slices.Clone(ignoredIDs), append(unaddressable, "never")...) {
 		found, err := op.FindIgnored(ctx, id)
 		require.NoError(t, err)
 		got := map[string][]string{}

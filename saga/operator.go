@@ -99,7 +99,7 @@ type IgnoredFor struct {
 // of a type with an instance of that id are its Show's. It reads the
 // records of id, plus one row per saga type that has ignored messages.
 func (o *Operator) FindIgnored(ctx context.Context, id string) ([]IgnoredFor, error) {
-	if instanceIDWhy(id) != nil {
+	if !instanceID(id) {
 		// No message correlates to an id no instance can have: its
 		// records' keys could not even be listed.
 		return nil, nil
@@ -481,6 +481,9 @@ func addressable(saga, id string) error {
 	}
 	return fmt.Errorf("%w: %.100q/%.100q: %w", ErrNotFound, saga, id, why)
 }
+
+// instanceID reports whether an instance can have id.
+func instanceID(id string) bool { return instanceIDWhy(id) == nil }
 
 // instanceIDWhy says why no instance can have id, nil when one can.
 func instanceIDWhy(id string) error {

@@ -360,8 +360,11 @@ func listInstances(ctx context.Context, rows feed.Rows, now time.Time, f Filter)
 		}
 		prefix = f.Saga + "/"
 	}
+	if _, err := feed.ValidateRowQuery(feed.RowQuery{After: f.After}); err != nil {
+		return nil, fmt.Errorf("saga: Filter.After %.40q is no cursor (pass the Cursor of the last Info listed): %w", f.After, err)
+	}
 	var out []Info
-	after := ""
+	after := f.After
 	for {
 		page, err := rows.List(ctx, rowNamespace, tableInstance, feed.RowQuery{Prefix: prefix, After: after, Limit: 500})
 		if err != nil {

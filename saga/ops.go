@@ -24,7 +24,15 @@ type Filter struct {
 	StuckLongerThan time.Duration
 	// Limit caps the result. Defaults to 1000.
 	Limit int
+	// After continues a listing after the instance this cursor names: the
+	// Cursor of the last Info of the page before. Defaults to "" (from the
+	// first instance).
+	After string
 }
+
+// Cursor names the instance's place in List's order: pass it as
+// Filter.After to list the instances after it.
+func (in Info) Cursor() string { return instanceKey(in.Saga, in.ID) }
 
 // Info describes an instance.
 type Info struct {
@@ -81,9 +89,10 @@ func (in *instance) info() Info {
 
 // List returns the instances that pass f in the order of their row keys:
 // the saga's name, "/", then the id URL-path-escaped, compared byte by
-// byte. The order is stable, so pages do not overlap, but it is not
-// alphabetical by type and id where a name holds a byte below "/" (such
-// as "-" or ".") or an id needs escaping.
+// byte. The order is stable, so pages (Filter.After, from the last
+// Info's Cursor) neither overlap nor skip an instance that existed
+// throughout, but it is not alphabetical by type and id where a name
+// holds a byte below "/" (such as "-" or ".") or an id needs escaping.
 func (e *Engine) List(ctx context.Context, f Filter) ([]Info, error) {
 	return listInstances(ctx, e.cfg.Store.Rows(), e.cfg.Clock.Now(), f)
 }

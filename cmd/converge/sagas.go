@@ -99,11 +99,16 @@ func (c *sagasCmd) listCmd() *cobra.Command {
 	var status string
 	var stuckFor time.Duration
 	var limit int
+	var after string
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List saga instances, filtered by type, status and how long their step has been parked",
+		Long: `list prints the instances that pass the filters, in a stable order (saga
+type, then id as stored), at most --limit of them. When a page is full,
+a last line on standard error gives the --after that lists the next page.`,
 		Example: `  converge sagas list --status failed
-  converge sagas list --type order_fulfilment --stuck-for 30s --json`,
+  converge sagas list --type order_fulfilment --stuck-for 30s --json
+  converge sagas list --limit 100 --after 'order_fulfilment/order-1234'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if status != "" && !validStatus(saga.Status(status)) {
@@ -120,19 +125,26 @@ func (c *sagasCmd) listCmd() *cobra.Command {
 				return err
 			}
 			defer closeFn()
-			list, err := op.List(cmd.Context(), saga.Filter{Saga: c.typ, Status: saga.Status(status), StuckLongerThan: stuckFor, Limit: limit})
+			list, err := op.List(cmd.Context(), saga.Filter{Saga: c.typ, Status: saga.Status(status), StuckLongerThan: stuckFor, Limit: limit, After: after})
 			if err != nil {
 				return err
 			}
 			if c.json {
-				return writeJSONLines(c.out, list)
+				err = writeJSONLines(c.out, list)
+			} else {
+				err = writeInstanceTable(c.out, list, time.Now())
 			}
-			return writeInstanceTable(c.out, list, time.Now())
+			if err == nil && len(list) == limit {
+				// On standard error, so --json output stays JSON lines.
+				_, err = fmt.Fprintf(cmd.ErrOrStderr(), "more instances may follow: list them with --after %s\n", shellQuote(list[len(list)-1].Cursor()))
+			}
+			return err
 		},
 	}
 	cmd.Flags().StringVar(&status, "status", "", "keep instances with this status: "+statusNames())
 	cmd.Flags().DurationVar(&stuckFor, "stuck-for", 0, "keep instances whose step has been parked longer than this (e.g. 30s)")
 	cmd.Flags().IntVar(&limit, "limit", 1000, "list at most this many instances")
+	cmd.Flags().StringVar(&after, "after", "", "list the instances after this cursor (the one a full page's last line gives)")
 	return cmd
 }
 
@@ -481,4 +493,10 @@ func writeTimeline(w io.Writer, tl saga.Timeline) error {
 		}
 	}
 	return nil
+}
+
+// shellQuote quotes s for a POSIX shell, so a printed command can be
+// pasted as it is: ids may hold any character but NUL.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -55,6 +55,10 @@ type Tracker struct {
 	stopped   chan struct{} // closed when Stop is complete
 	stopOnce  sync.Once
 	doneOnce  sync.Once
+
+	// joinHook, when set (by tests), is called under mu each time a caller
+	// shares a read already in flight. Guarded by mu.
+	joinHook func(name string)
 }
 
 // checkpoint is the tracker's knowledge of one name. Fields are guarded by
@@ -74,7 +78,10 @@ type checkpoint struct {
 	reading *readCall
 	// moves and resets count the changes of pos by Advance and by Reset,
 	// so a read can tell whether its result is still the newest news.
-	moves, resets uint64
+	// reported counts the Watcher's reports that did not move pos forward:
+	// each may be news of a reset made elsewhere after a read in flight
+	// took its snapshot, which that read's answer must then not undo.
+	moves, resets, reported uint64
 }
 
 // NewTracker builds a Tracker. Call Start to subscribe to the Watcher and
@@ -321,7 +328,8 @@ func (t *Tracker) Learn(ctx context.Context, names ...string) error {
 // Only the process that rewinds calls Reset. Other processes' trackers learn
 // of it through their Watcher: a reported position behind the known one is
 // read from the store (Positions) and believed when the store is behind
-// too and nothing moved the name during the read. Without Positions such a
+// too and nothing moved the name during the read; a read in flight when the
+// report came reads again before it answers. Without Positions such a
 // report is ignored, as a late one would be.
 func (t *Tracker) Reset(name string, pos events.Token) {
 	t.mu.Lock()
@@ -343,10 +351,20 @@ func (t *Tracker) resetLocked(cp *checkpoint, pos events.Token) {
 // or a late report of an old move; the stored position tells them apart,
 // so the name is queued for the fallback loop to read (read then believes
 // the store when nothing moved the name while it read).
+//
+// A report that does not move a known position forward, or that is the
+// first news of a name, is counted, so that a read in flight reads again
+// rather than answer with a snapshot it may have taken before a reset:
+// that answer would look like an Advance and undo the reset, and the
+// verification, which shares the read in flight, would never see the
+// store behind.
 func (t *Tracker) watched(name string, pos events.Token) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	cp := t.checkpointLocked(name)
+	if !cp.known || !pos.After(cp.pos) {
+		cp.reported++
+	}
 	if cp.known && pos.Before(cp.pos) && t.cfg.Positions != nil {
 		t.verify[name] = true
 		select {

@@ -250,16 +250,24 @@ func (t *Tracker) readIfNeeded(ctx context.Context, target events.Token, names [
 	}
 }
 
-// learnLocked takes pos, the stored position of name read when the
-// checkpoint had seen moves and resets changes. A Reset since makes the
-// read old news: it is dropped, so a rewind is never undone by a read that
-// started before it. A stored position behind the known one, with nothing
-// moved meanwhile, is a reset made elsewhere (another process's Reset, or
-// a rebuild's): the store is believed. Otherwise the read is an Advance.
-func (t *Tracker) learnLocked(name string, cp *checkpoint, pos events.Token, moves, resets uint64) {
+// readStart is what a checkpoint had seen when a read of it started.
+type readStart struct{ moves, resets, reported uint64 }
+
+func (cp *checkpoint) readStart() readStart {
+	return readStart{moves: cp.moves, resets: cp.resets, reported: cp.reported}
+}
+
+// learnLocked takes pos, the stored position of name read from start. A
+// Reset since makes the read old news: it is dropped, so a rewind is never
+// undone by a read that started before it. So is a read the Watcher
+// reported a possible rewind during (see watched), when it could not read
+// again. A stored position behind the known one, with nothing moved
+// meanwhile, is a reset made elsewhere (another process's Reset, or a
+// rebuild's): the store is believed. Otherwise the read is an Advance.
+func (t *Tracker) learnLocked(name string, cp *checkpoint, pos events.Token, start readStart) {
 	switch {
-	case cp.resets != resets:
-	case cp.known && pos.Before(cp.pos) && cp.moves == moves:
+	case cp.resets != start.resets, cp.reported != start.reported:
+	case cp.known && pos.Before(cp.pos) && cp.moves == start.moves:
 		t.resetLocked(cp, pos)
 	default:
 		t.advanceLocked(cp, pos)
@@ -300,6 +308,12 @@ func (t *Tracker) read(ctx context.Context, name string) error {
 // time bounds the goroutines by the names, not by the requests. depth is
 // how many groups deep name is, so groups made members of each other in a
 // circle end the descent instead of the stack.
+//
+// A read during which the Watcher reported a possible rewind reads again
+// before it answers, each time within QueryTimeout: its snapshot may
+// predate a reset made elsewhere, and taken as an Advance it would undo it.
+// So whoever shares a read, a verification of that report included, gets
+// the answer of one that started after the last such report.
 func (t *Tracker) startReadLocked(ctx context.Context, name string, calls []*readCall, depth int) []*readCall {
 	if members, isGroup := t.groups[name]; isGroup {
 		if depth > len(t.groups) {
@@ -312,36 +326,54 @@ func (t *Tracker) startReadLocked(ctx context.Context, name string, calls []*rea
 		return calls
 	}
 	cp := t.checkpointLocked(name)
-	if cp.reading == nil {
-		call := &readCall{done: make(chan struct{})}
-		cp.reading = call
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.cfg.QueryTimeout)
-		stop := func() bool { return false }
-		if !t.isStopping() {
-			// After Stop a read (Learn's) still runs, within QueryTimeout.
-			stop = context.AfterFunc(t.life, cancel)
+	if cp.reading != nil {
+		if t.joinHook != nil {
+			t.joinHook(name)
 		}
-		t.reads++
-		go func(moves, resets uint64) {
-			defer t.readDone()
-			defer cancel()
-			defer stop()
+		return append(calls, cp.reading)
+	}
+	call := &readCall{done: make(chan struct{})}
+	cp.reading = call
+	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := func() bool { return false }
+	if !t.isStopping() {
+		// After Stop a read (Learn's) still runs, within QueryTimeout.
+		stop = context.AfterFunc(t.life, cancel)
+	}
+	t.reads++
+	go func(start readStart) {
+		defer t.readDone()
+		defer cancel()
+		defer stop()
+		for {
+			rctx, cancelRead := context.WithTimeout(lctx, t.cfg.QueryTimeout)
 			pos, err := t.cfg.Positions.Position(rctx, name)
+			cancelRead()
 			t.mu.Lock()
+			// Reading again has no limit: each time answers a report that
+			// came during the read before, and Stop or QueryTimeout ends a
+			// read that never answers. Once stopping, the answer is dropped
+			// instead (see learnLocked).
+			if err == nil && cp.reported != start.reported && !t.isStopping() {
+				start = cp.readStart()
+				t.mu.Unlock()
+				continue
+			}
 			cp.reading = nil
 			if err == nil {
-				t.learnLocked(name, cp, pos, moves, resets)
+				t.learnLocked(name, cp, pos, start)
 			}
 			call.err = err
 			close(call.done)
 			t.mu.Unlock()
 			if err != nil && t.life.Err() == nil {
-				t.logger.WarnContext(rctx, "cannot read checkpoint; waits on it rely on push until it moves (if it timed out, raise TrackerConfig.QueryTimeout or look at the store's load)",
+				t.logger.WarnContext(lctx, "cannot read checkpoint; waits on it rely on push until it moves (if it timed out, raise TrackerConfig.QueryTimeout or look at the store's load)",
 					"name", name, "error", err, "query_timeout", t.cfg.QueryTimeout)
 			}
-		}(cp.moves, cp.resets)
-	}
-	return append(calls, cp.reading)
+			return
+		}
+	}(cp.readStart())
+	return append(calls, call)
 }
 
 // readDone counts a read of Positions out, waking Stop after the last.

@@ -221,6 +221,15 @@ func (t *Tracker) Advance(name string, pos events.Token) {
 // per partition, and a read model fed by it has caught up to a token only
 // when every partition has. Waits on name then wait for all of them. The
 // group's position is known once every member's is.
+//
+// The projections runner (and so the client object) groups the read models
+// it runs, in every process that runs them, standing by or not. A process
+// that waits on a partitioned read model without running its projection
+// (an API that only reads) must group it itself, with the partition names
+// (feed.PartitionName, with the count feed.ProcessorPartitions reads from
+// the store): otherwise its waits follow the processor's own name, which
+// a split processor no longer moves (stale for ever, or, after a reset of
+// the partitions, fresh while they rebuild).
 func (t *Tracker) Group(name string, members ...string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -28,19 +28,25 @@
 //   - messages of different instances in any order (each instance's own
 //     messages stay in feed order, as the engine's partitions keep them);
 //   - deliveries repeated (duplicates);
-//   - a crash between any two steps: a delivery's unit is dropped before
-//     its commit and the engine is rebuilt from what the store holds;
+//   - a crash between any two steps: a unit is dropped before its commit
+//     and the engine is rebuilt from what the store holds, be it a
+//     delivery's unit or one the engine commits itself when it runs
+//     parked steps, retries and queued messages (Engine.RunParked) or
+//     fires timers (Engine.FireDue), during the run and while settling;
 //   - the virtual clock jumping to the next timer while messages are in
 //     flight, so timers race the events that would cancel them;
 //   - read models moving forward at their own pace and held back for a
 //     while, so gated steps park and resume.
 //
-// After every action, and once more when everything has settled (all
-// delivered, models caught up, parked steps run, timers and retries of
-// failed steps within SimConfig.Horizon fired), it checks the invariants
-// you give it. A failing
-// seed is reported with the actions that led to it and the command that
-// replays it: the -seed test flag (SeedFlag) runs that seed alone.
+// After every action (the parked steps it runs and the timers it fires
+// while settling included), and once more when everything has settled
+// (all delivered, models caught up, parked steps run, timers and retries
+// of failed steps within SimConfig.Horizon fired), it checks the
+// invariants you give it. A failing seed (an invariant that returns an
+// error, or an invariant or read model that panics) is reported with the
+// actions that led to it and the command that replays it: the -seed test
+// flag (SeedFlag) runs that seed alone, and the package is named by its
+// import path, so the command runs from anywhere in its module.
 //
 //	func TestOrderSimulation(t *testing.T) {
 //		sagatest.Simulate(t, &sagatest.SimConfig{
@@ -53,10 +59,12 @@
 //		})
 //	}
 //
-//	go test ./orders -run 'TestOrderSimulation/seed=17' -seed 17
+//	go test example.com/shop/orders -run '^TestOrderSimulation$/^seed=17$' -seed 17
 //
 // (-seed is defined by this package: pass it to packages whose tests
-// import it.)
+// import it, as the command does by naming the package. Where no go.mod
+// is found above the test's directory, the command changes to that
+// directory instead.)
 //
 // A seed fixes the schedule: the same seed replays the same deliveries,
 // faults and clock jumps. SimulateSeed runs one seed and returns its error,

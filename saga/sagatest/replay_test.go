@@ -42,7 +42,7 @@ const childName = "TestReplayChild/orders+payments_(eu)/seed="
 var shortID = regexp.MustCompile(`\b[0-9a-f]{8}\b`)
 
 // replayLine is the command a failing seed prints.
-var replayLine = regexp.MustCompile(`replay: go test -run '([^']+)' -seed (\d+)`)
+var replayLine = regexp.MustCompile(`replay: go test \S+ -run '([^']+)' -seed (\d+)`)
 
 // TestSeedFlagReplaysAFailure runs a simulation in a test process of its
 // own, takes a failing seed's replay command from its output, and runs

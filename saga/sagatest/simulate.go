@@ -7,9 +7,15 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path"
+	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,7 +38,12 @@ import (
 // SeedFlag is the test flag -seed: when set, Simulate runs only that seed
 // (the one a failure printed), so a failure replays exactly:
 //
-//	go test ./orders -run TestOrderSimulation -seed 17
+//	go test example.com/shop/orders -run TestOrderSimulation -seed 17
+//
+// It is defined in the test binaries of packages whose tests import this
+// one: name such a package to go test (as the replay command a failure
+// prints does), or go test tests the package in the current directory,
+// which may not know the flag.
 var SeedFlag = flag.Int64("seed", -1, "sagatest: run only this simulation seed (printed by a failing simulation)")
 
 // Defaults of SimConfig.
@@ -63,8 +74,10 @@ type SimConfig struct {
 	// Events start the scenario: they are appended, in order, before the
 	// simulation delivers anything.
 	Events []Event
-	// Invariants are checked after every action (Final false) and once at
-	// the end, when everything has settled (Final true).
+	// Invariants are checked after every action (Final false), those
+	// taken while settling included, and once at the end, when everything
+	// has settled (Final true). An invariant that panics fails the seed
+	// as one that returns an error does.
 	Invariants []Invariant
 	// Seeds is how many seeds Simulate runs, from FirstSeed. Defaults to
 	// DefaultSeeds (20).
@@ -73,10 +86,14 @@ type SimConfig struct {
 	// MaxSteps bounds the actions of one seed; a seed that has not
 	// settled by then fails. Defaults to DefaultMaxSteps.
 	MaxSteps int
-	// Crash is the chance that a delivery's unit is dropped before its
-	// commit and the engine restarted from the store; Duplicate the chance
-	// that a delivery is repeated. Defaults to DefaultCrash (0.1) and
-	// DefaultDuplicate (0.15); a negative value turns the fault off.
+	// Crash is the chance that a unit is dropped before its commit and
+	// the engine restarted from the store: a delivery's unit, and each
+	// unit the engine commits itself while it runs parked steps, retries
+	// and queued messages (Engine.RunParked) or fires timers
+	// (Engine.FireDue), while the run goes on and while it settles.
+	// Duplicate is the chance that a delivery is repeated. Defaults to
+	// DefaultCrash (0.1) and DefaultDuplicate (0.15); a negative value
+	// turns the fault off.
 	Crash     float64
 	Duplicate float64
 	// Horizon is how far the virtual clock may run while settling, firing
@@ -168,8 +185,9 @@ func (v *SimView) CommandsOf(commandType, correlation string) []Command {
 }
 
 // Simulate runs the simulation for every seed of cfg (or only -seed N),
-// each as a subtest named "seed=N", and fails a seed with its error, its
-// last actions and the command that replays it.
+// each as a subtest named "seed=N", and fails a seed with its error (a
+// panic in an invariant or a read model included), its last actions and
+// the command that replays it.
 func Simulate(t *testing.T, cfg *SimConfig) {
 	t.Helper()
 	c := cfg.withDefaults()
@@ -196,25 +214,182 @@ func Simulate(t *testing.T, cfg *SimConfig) {
 // replayCommand is the go test command that runs only the named seed's
 // subtest: go test -run takes a regular expression per element of a test's
 // name, so each element is matched literally and whole, and the pattern is
-// quoted for a POSIX shell.
+// quoted for a POSIX shell. It names the package under test by its import
+// path, which go test takes from anywhere in its module: without one, go
+// test tests the package in the current directory, whose test binary
+// (the module root's, say) may have no -seed flag. When the package's
+// import path cannot be found (no go.mod above the test's directory), the
+// command changes to the package's directory first.
 func replayCommand(name string, seed uint64) string {
 	parts := strings.Split(name, "/")
 	for i, p := range parts {
 		parts[i] = "^" + regexp.QuoteMeta(p) + "$"
 	}
-	pattern := "'" + strings.ReplaceAll(strings.Join(parts, "/"), "'", `'\''`) + "'"
-	return fmt.Sprintf("go test -run %s -seed %d", pattern, seed)
+	args := fmt.Sprintf("-run %s -seed %d", shellQuote(strings.Join(parts, "/")), seed)
+	switch pkg := packageUnderTest(); {
+	case pkg != "":
+		return fmt.Sprintf("go test %s %s", shellWord(pkg), args)
+	case testDir != "":
+		return fmt.Sprintf("cd %s && go test %s", shellWord(testDir), args)
+	}
+	return "go test " + args
+}
+
+// testDir is the directory the test binary started in: go test runs a
+// package's test binary in the package's directory.
+var testDir, _ = os.Getwd()
+
+// packageUnderTest is the import path of the package in testDir: the
+// module path in the nearest go.mod above it, joined with the path from
+// there. It is "" when none is found.
+var packageUnderTest = sync.OnceValue(func() string {
+	if testDir == "" {
+		return ""
+	}
+	for dir := testDir; ; {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil {
+			mod := modulePath(b)
+			rel, err := filepath.Rel(dir, testDir)
+			if mod == "" || err != nil {
+				return ""
+			}
+			return path.Join(mod, filepath.ToSlash(rel))
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return ""
+		}
+		dir = parent
+	}
+})
+
+// modulePath returns the path of a go.mod's module directive, or "".
+func modulePath(gomod []byte) string {
+	for line := range strings.Lines(string(gomod)) {
+		line, _, _ = strings.Cut(line, "//")
+		f := strings.Fields(line)
+		if len(f) != 2 || f[0] != "module" {
+			continue
+		}
+		if p, err := strconv.Unquote(f[1]); err == nil {
+			return p
+		}
+		return f[1]
+	}
+	return ""
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// shellWord is s as one word of a POSIX shell command: as it is when
+// nothing in it is special, else quoted.
+func shellWord(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./_-~") == "" && s[0] != '~' {
+		return s
+	}
+	return shellQuote(s)
+}
+
+// panicError is a panic in code the simulation calls (an invariant, a
+// read model, a SimConfig function), recovered so that it fails its seed
+// alone, with the seed's replay command, instead of the test binary.
+type panicError struct {
+	value any
+	stack []byte
+}
+
+func (p *panicError) Error() string { return fmt.Sprintf("panic: %v\n\n%s", p.value, p.stack) }
+
+// Unwrap returns the panic's value when it is an error.
+func (p *panicError) Unwrap() error {
+	err, _ := p.value.(error)
+	return err
+}
+
+// protect runs fn and returns a panic in it as a *panicError.
+func protect(fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &panicError{value: r, stack: debug.Stack()}
+		}
+	}()
+	return fn()
 }
 
 // errCrash is the fault that drops a unit before its commit.
 var errCrash = errors.New("sagatest: simulated crash before commit")
+
+// crashStore is the store the seed's engine runs on: the seed's store,
+// whose units crash before their commit (crashUnit) while the engine runs
+// work of its own (sim.crashable).
+type crashStore struct {
+	*memstore.Store
+	sim *sim
+}
+
+// Checkpoints begins units that may crash.
+func (c *crashStore) Checkpoints() feed.CheckpointStore {
+	return crashCheckpoints{CheckpointStore: c.Store.Checkpoints(), sim: c.sim}
+}
+
+// Append fails once the process crashed.
+func (c *crashStore) Append(ctx context.Context, streamID string, expected events.ExpectedVersion, evs ...events.Event) (events.AppendResult, error) {
+	if c.sim.dead {
+		return events.AppendResult{}, errCrash
+	}
+	return c.Store.Append(ctx, streamID, expected, evs...)
+}
+
+type crashCheckpoints struct {
+	feed.CheckpointStore
+	sim *sim
+}
+
+// Begin fails once the process crashed.
+func (c crashCheckpoints) Begin(ctx context.Context) (feed.Unit, error) {
+	if c.sim.dead {
+		return nil, errCrash
+	}
+	u, err := c.CheckpointStore.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &crashUnit{Unit: u, sim: c.sim}, nil
+}
+
+// crashUnit is a unit whose commit may crash (sim.crashCommit): it is
+// rolled back, nothing of it written.
+type crashUnit struct {
+	feed.Unit
+	sim *sim
+}
+
+func (u *crashUnit) Commit(ctx context.Context, moves ...feed.Move) error {
+	if u.sim.crashCommit() {
+		_ = u.Rollback(context.WithoutCancel(ctx))
+		return errCrash
+	}
+	return u.Unit.Commit(ctx, moves...)
+}
+
+// Announce passes feed.Announcer on.
+func (u *crashUnit) Announce() {
+	if an, ok := u.Unit.(feed.Announcer); ok {
+		an.Announce()
+	}
+}
 
 // SimulateSeed runs one seed and returns the first invariant that failed
 // or the first error the engine or a command handler returned, with the
 // actions that led to it. A saga handler's error is the engine's to retry
 // (saga.Config.MaxAttempts): the simulation runs the retries when they are
 // due, and an instance that runs out of attempts fails, which invariants
-// see.
+// see. A panic in an invariant, a read model or a SimConfig function is
+// returned as the seed's error, with the panic's value (wrapped, when it
+// is an error) and stack.
 func SimulateSeed(ctx context.Context, cfg *SimConfig, seed uint64) (err error) {
 	c := cfg.withDefaults()
 	if err := c.validate(); err != nil {
@@ -225,7 +400,7 @@ func SimulateSeed(ctx context.Context, cfg *SimConfig, seed uint64) (err error) 
 		return err
 	}
 	defer func() { err = errors.Join(err, s.close()) }()
-	if err := s.run(ctx); err != nil {
+	if err := protect(func() error { return s.run(ctx) }); err != nil {
 		return fmt.Errorf("sagatest: simulation seed %d: %w\nlast actions:\n  %s", seed, err, strings.Join(s.trace, "\n  "))
 	}
 	return nil
@@ -253,6 +428,11 @@ type sim struct {
 	stop    context.CancelFunc
 	done    chan error
 
+	// Crashes of the engine's own units (crashable, crashCommit).
+	armed bool               // the engine runs work of its own
+	dead  bool               // a unit crashed: the process is down
+	die   context.CancelFunc // cancels the dead process's context
+
 	models  []*simModel
 	pos     events.Token
 	all     []events.Envelope
@@ -279,7 +459,7 @@ func newSim(ctx context.Context, c *SimConfig, seed uint64) (*sim, error) {
 		return nil, err
 	}
 	s.store = st
-	if err := s.init(ctx); err != nil {
+	if err := protect(func() error { return s.init(ctx) }); err != nil {
 		return nil, errors.Join(err, s.close())
 	}
 	return s, nil
@@ -305,7 +485,7 @@ func (s *sim) init(ctx context.Context) error {
 		return err
 	}
 	s.ecfg = saga.EngineConfig{
-		Store: st, Sagas: c.Sagas(st), Tracker: s.tracker, Clock: s.clock,
+		Store: &crashStore{Store: st, sim: s}, Sagas: c.Sagas(st), Tracker: s.tracker, Clock: s.clock,
 		// A model that has not caught up will not move while the step
 		// waits: park at once.
 		GateTimeout: time.Nanosecond,
@@ -489,6 +669,10 @@ func (s *sim) run(ctx context.Context) error {
 			if !moved {
 				return s.check(ctx, true)
 			}
+			// Settling acts too: what it ran is checked like any action.
+			if err := s.check(ctx, false); err != nil {
+				return err
+			}
 			continue
 		}
 		r := s.rng.IntN(total)
@@ -556,11 +740,11 @@ func (s *sim) act(ctx context.Context, act int) error {
 		if due.After(s.clock.Now()) {
 			s.clock.Advance(due.Sub(s.clock.Now()))
 		}
-		n, err := s.engine.FireDue(ctx)
+		n, _, err := s.crashable(ctx, "the timers", s.engine.FireDue)
 		s.note("clock to %s: %d timers fired", s.clock.Now().Format(time.TimeOnly), n)
 		return err // a retry now due runs at the next actParked
 	case actParked:
-		n, err := s.engine.RunParked(ctx)
+		n, _, err := s.crashable(ctx, "the parked-step driver", s.engine.RunParked)
 		if n > 0 {
 			s.note("parked steps: %d instances moved", n)
 		}
@@ -602,6 +786,45 @@ func (s *sim) deliver(ctx context.Context, env events.Envelope, what string, fn 
 
 func short(id string) string { return id[max(0, len(id)-8):] }
 
+// crashable runs fn, work the engine does on its own (Engine.RunParked:
+// parked steps, retries, queued messages; Engine.FireDue: timers), each of
+// whose units may crash before its commit (crashCommit). A crash ends the
+// process: its context is cancelled and every later unit or append in fn
+// fails, so fn stops, and the engine is then rebuilt from what the store
+// holds, as after a delivery's crash. What fn returned after a crash is
+// the dead process's and is dropped: the work left undone runs again
+// after the restart. It reports how much fn moved and whether it crashed.
+func (s *sim) crashable(ctx context.Context, what string, fn func(context.Context) (int, error)) (int, bool, error) {
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.armed, s.dead, s.die = true, false, cancel
+	n, err := fn(cctx)
+	crashed := s.dead
+	s.armed, s.dead, s.die = false, false, nil
+	if !crashed {
+		return n, false, err
+	}
+	s.note("crash before the commit of a unit of %s; engine restarted", what)
+	s.engine, err = saga.NewEngine(&s.ecfg)
+	return n, true, err
+}
+
+// crashCommit reports whether a unit the engine commits crashes: never
+// outside crashable, always once one crashed in it (the process is down),
+// else with probability SimConfig.Crash, drawn from the seed's rng so a
+// seed replays its crashes.
+func (s *sim) crashCommit() bool {
+	switch {
+	case s.dead:
+		return true
+	case !s.armed || s.cfg.Crash <= 0 || s.rng.Float64() >= s.cfg.Crash:
+		return false
+	}
+	s.dead = true
+	s.die()
+	return true
+}
+
 // publish hands a command to its handler over gochannel, with the unit in
 // the message's context, and returns the handler's error.
 func (s *sim) publish(ctx context.Context, env events.Envelope) error {
@@ -628,7 +851,7 @@ func (s *sim) advance(ctx context.Context, m *simModel, n int) error {
 				if !ok {
 					return errors.New("sagatest: the store's unit is not a feed.Unit")
 				}
-				return m.apply(ctx, u.Rows(), env)
+				return protect(func() error { return m.apply(ctx, u.Rows(), env) })
 			})
 			if err != nil {
 				return fmt.Errorf("model %s on %s %s: %w", m.name, env.Type, env.ID, err)
@@ -649,19 +872,23 @@ func (s *sim) modelsCaughtUp() bool {
 	return true
 }
 
-// settle ends the faults: models are released and caught up, parked steps
-// run, and the clock jumps to the next timer or retry of a failed step
-// within the horizon. It reports whether anything moved.
+// settle brings the run to its end: models are released and caught up,
+// parked steps run, and the clock jumps to the next timer or retry of a
+// failed step within the horizon. Their units may still crash (the engine
+// is then restarted, which counts as a move). It reports whether anything
+// moved.
 func (s *sim) settle(ctx context.Context) (bool, error) {
 	for _, m := range s.models {
 		m.held = false
 	}
-	n, err := s.engine.RunParked(ctx)
+	n, crashed, err := s.crashable(ctx, "the parked-step driver", s.engine.RunParked)
 	if err != nil {
 		return false, err
 	}
 	if n > 0 {
 		s.note("settling: parked steps: %d instances moved", n)
+	}
+	if n > 0 || crashed {
 		return true, s.read(ctx)
 	}
 	due, ok, err := nextDue(ctx, s.engine)
@@ -671,7 +898,7 @@ func (s *sim) settle(ctx context.Context) (bool, error) {
 	if due.After(s.clock.Now()) {
 		s.clock.Advance(due.Sub(s.clock.Now()))
 	}
-	if _, err := s.engine.FireDue(ctx); err != nil {
+	if _, _, err := s.crashable(ctx, "the timers", s.engine.FireDue); err != nil {
 		return false, err
 	}
 	s.note("settling: clock to %s", s.clock.Now().Format(time.TimeOnly))
@@ -681,7 +908,7 @@ func (s *sim) settle(ctx context.Context) (bool, error) {
 func (s *sim) check(ctx context.Context, final bool) error {
 	v := &SimView{Seed: s.seed, Final: final, Store: s.store, Engine: s.engine, Commands: s.sent, Events: s.all, ctx: ctx}
 	for i, inv := range s.cfg.Invariants {
-		if err := inv(v); err != nil {
+		if err := protect(func() error { return inv(v) }); err != nil {
 			when := "during the run"
 			if final {
 				when = "at the end"

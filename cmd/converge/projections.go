@@ -90,7 +90,8 @@ func newProjectionsStatusCmd() *cobra.Command {
 its active generation, its position and how many events of the feed lie
 after it (BEHIND), whether it is halted (and at which event, why), the
 rebuild in progress, which process holds its lease, and the latest
-rebuild or reset request. A name that is not stored is an error listing the
+rebuild or reset request, with how it ended once it has (done, or failed
+and why). A name that is not stored is an error listing the
 known ones.`,
 		Example: `  converge projections status
   converge projections status order_summary --json`,
@@ -338,7 +339,7 @@ func printStatus(w io.Writer, schema string, sts []projectionStatus) error {
 					s.Name, s.Rebuild.Generation, h.EventID, h.Type, h.Reason, s.Name)
 			}
 		}
-		if q := s.Request; q != nil && !q.Finished() {
+		if q := s.Request; q != nil {
 			fmt.Fprintf(w, "%s: %s requested at %s: %s\n", s.Name, q.Op, q.RequestedAt.Format(time.RFC3339), requestText(*q))
 		}
 	}

@@ -258,4 +258,13 @@ func TestProjectionsRebuildAndResetWait(t *testing.T) {
 		st, err := r.Status(context.Background(), "ops_rebuilt")
 		return err == nil && st.Generation == 3
 	}, 15*time.Second, 10*time.Millisecond)
+	// A finished request stays in the table's report, with its outcome:
+	// an operator who did not wait learns how it ended (or why it failed).
+	require.Eventually(t, func() bool {
+		q, ok, err := projections.ReadRequest(context.Background(), b.store.Rows(), "ops_rebuilt")
+		return err == nil && ok && q.Finished()
+	}, 15*time.Second, 10*time.Millisecond)
+	out, err = b.cli(t, "projections", "status", "ops_rebuilt")
+	require.NoError(t, err)
+	require.Regexp(t, `ops_rebuilt: rebuild requested at \S+: done: generation 3 is active`, out)
 }

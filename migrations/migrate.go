@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -27,7 +28,8 @@ var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 // Config says where to migrate.
 type Config struct {
 	// Schema is the PostgreSQL schema to create the tables in. Lower-case
-	// letters, digits and underscores. Defaults to DefaultSchema.
+	// letters, digits and underscores, not one PostgreSQL reserves
+	// ("pg_..." and information_schema). Defaults to DefaultSchema.
 	Schema string
 	// OnApplied, when set, is called by Migrate after each migration it
 	// applied has committed, in version order. A migration that another
@@ -61,6 +63,11 @@ func ValidateSchema(s string) error {
 	if !schemaName.MatchString(s) {
 		return fmt.Errorf("schema %q: use 1 to 63 lower-case letters, digits and underscores, not starting with a digit", s)
 	}
+	if strings.HasPrefix(s, "pg_") || s == "information_schema" {
+		// CREATE SCHEMA refuses pg_ names, and information_schema is the
+		// server's own: checked here, the error says why before any SQL.
+		return fmt.Errorf("schema %q: PostgreSQL reserves it (names starting with pg_, and information_schema); choose another", s)
+	}
 	return nil
 }
 
@@ -71,12 +78,19 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, cfg *Config) (int32, error
 	if err := ValidateSchema(c.Schema); err != nil {
 		return 0, err
 	}
-	conn, err := pool.Acquire(ctx)
+	pooled, err := pool.Acquire(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("migrate: connect: %w", err)
 	}
-	defer conn.Release()
-	return migrateConn(ctx, conn.Conn(), c.Schema, c.OnApplied)
+	// The connection is closed afterwards, never handed back to the pool:
+	// tern runs RESET ALL after each migration it applies, which undoes
+	// what the pool set on the session (AfterConnect's isolation level,
+	// statement_timeout, search_path), and a migration interrupted at the
+	// wrong moment could leave tern's session lock held. The pool opens a
+	// fresh connection, through AfterConnect, when it needs one.
+	conn := pooled.Hijack()
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
+	return migrateConn(ctx, conn, c.Schema, c.OnApplied)
 }
 
 func migrateConn(ctx context.Context, conn *pgx.Conn, schema string, onApplied func(Migration)) (int32, error) {

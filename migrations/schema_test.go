@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -51,6 +52,10 @@ func TestValidateSchemaOverRandomNames(t *testing.T) {
 			continue // empty means DefaultSchema in a Config
 		}
 		err := migrations.ValidateSchema(s)
+		if validSchemaName(s) && (strings.HasPrefix(s, "pg_") || s == "information_schema") {
+			require.ErrorContains(t, err, "PostgreSQL reserves it", "%q", s)
+			continue
+		}
 		if validSchemaName(s) {
 			require.NoError(t, err, "%q", s)
 			continue

@@ -129,11 +129,15 @@ func (e *Engine) deliver(ctx context.Context, u feed.Unit, t target, env events.
 			return err
 		}
 	}
-	if !found && t.h.start {
+	if !found {
 		// A locked read of a missing row locks nothing on PostgreSQL, so
-		// two units could both start the instance. Claiming the id first
-		// makes a concurrent start of the same id wait for this unit (its
-		// write of the same claim row blocks) and then find the instance.
+		// two units could both start the instance; and a unit ignoring a
+		// message for want of it could commit its record after a
+		// concurrent start listed the ignored messages to adopt, so that a
+		// redelivery would run the handler the first delivery skipped.
+		// Claiming the id first orders this unit with any start of the
+		// same id (its write of the same claim row blocks), and the
+		// instance is read again after the wait.
 		key := instanceKey(s.name, id)
 		if err := rows.Put(ctx, rowNamespace, tableClaims, key, json.RawMessage(`{}`), env.Token); err != nil {
 			return wrapRows(err, "claim instance id", s.name, id)

@@ -148,8 +148,15 @@ func (e *Engine) runParked(ctx context.Context, watch bool) (int, time.Time, err
 				e.watch(ctx, ix)
 			}
 			if late {
-				stuck[ix.Saga]++
-				return e.withUnit(ctx, func(ctx context.Context, u feed.Unit) error { return e.markStuck(ctx, u, ix) })
+				var isStuck bool
+				err := e.withUnit(ctx, func(ctx context.Context, u feed.Unit) (err error) {
+					isStuck, err = e.markStuck(ctx, u, ix, s.cfg.stuckAfter)
+					return err
+				})
+				if isStuck {
+					stuck[ix.Saga]++
+				}
+				return err
 			}
 			return nil
 		}
@@ -352,24 +359,34 @@ func pick(targets []target, s *compiled) (target, bool) {
 	return target{}, false
 }
 
-// markStuck reports a parked step that has waited past StuckAfter. It
-// still runs only once its models catch up.
-func (e *Engine) markStuck(ctx context.Context, u feed.Unit, ix parkIndex) error {
+// markStuck reports a parked step that has waited past stuckAfter, and
+// whether the instance's parked step is stuck. It still runs only once its
+// models catch up. The pass listed ix before this unit locked the
+// instance: what it found is checked again under the lock, so an operator's
+// Retry (which restarts the stuck clock), or a step parked anew since, is
+// not reported stuck at once.
+func (e *Engine) markStuck(ctx context.Context, u feed.Unit, ix parkIndex, stuckAfter time.Duration) (bool, error) {
 	rows := u.Rows()
 	in, found, err := e.load(ctx, rows, ix.Saga, ix.ID, feed.LockUpdate)
-	if err != nil || !found || in.Parked == nil || in.Parked.Stuck {
-		return err
+	if err != nil || !found || in.Parked == nil {
+		return false, err
+	}
+	if in.Parked.Stuck {
+		return true, nil
+	}
+	if len(in.Parked.Models) == 0 || e.cfg.Clock.Now().Sub(in.Parked.Since) <= stuckAfter {
+		return false, nil
 	}
 	in.Parked.Stuck = true
 	if err := e.record(ctx, rows, in, HistoryEntry{
 		Kind: KindStuck, EventID: in.Parked.Env.ID, Models: in.Parked.Models, Token: in.Parked.Token,
 		Detail: fmt.Sprintf("parked since %s; read models still behind", in.Parked.Since.Format(time.RFC3339Nano)),
 	}); err != nil {
-		return err
+		return false, err
 	}
 	e.log.WarnContext(ctx, "saga: parked step is stuck (its read models are not catching up)", "saga", in.Saga, "id", in.ID,
 		"models", in.Parked.Models, "since", in.Parked.Since)
-	return e.save(ctx, rows, in)
+	return true, e.save(ctx, rows, in)
 }
 
 // warnUnknown reports, once per type, parked instances of a saga type this

@@ -300,6 +300,12 @@ func (e *Engine) purgeIgnoredUnit(ctx context.Context, u feed.Unit, due []ignore
 				if err := rows.Delete(ctx, rowNamespace, tableIgnored, d.recordKey); err != nil {
 					return wrapRows(err, "purge ignored message", d.saga, d.id)
 				}
+				// Ignoring the message claimed the id (see deliver); with no
+				// instance, the claim only serialised that ignore with
+				// starts, and the next ignore or start claims it again.
+				if err := rows.Delete(ctx, rowNamespace, tableClaims, instanceKey(d.saga, d.id)); err != nil {
+					return wrapRows(err, "delete claim", d.saga, d.id)
+				}
 				purged[d.saga]++
 			}
 		}

@@ -1,0 +1,84 @@
+package saga_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/events/pgstore"
+	"github.com/converge-es/converge/internal/pgtest"
+	"github.com/converge-es/converge/saga/internal/drive"
+)
+
+// TestIgnoredMessageRacingTheStartStaysIgnored: a message ignored for
+// want of an instance while another partition starts that instance stays
+// ignored. The start adopts the ignored record, which it can only do
+// once the ignoring unit has committed: they meet on the id's claim, and
+// the start waits. So a redelivery of the message is the no-op every
+// duplicate delivery is, instead of running the handler the first
+// delivery skipped. PostgreSQL only: a locked read of a missing row
+// locks nothing there, and without the claim the start would commit
+// first, blind to the record.
+func TestIgnoredMessageRacingTheStartStaysIgnored(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db := pgtest.New(t, nil)
+	store, err := pgstore.New(ctx, db.Pool, &pgstore.Config{Schema: db.Schema, Registry: registry()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = store.Close() })
+	b := newBareOn(t, store, orderSaga(false))
+	start := b.append(t, "order-1", OrderPlaced{OrderID: "1", Total: 7})
+	ping := b.append(t, "order-1", Ping{OrderID: "1", N: 42})
+
+	handled, release := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		first <- drive.Unit(ctx, store, 0, func(ctx context.Context) error {
+			err := b.engine.Handle(ctx, ping) // no instance yet: ignored
+			close(handled)
+			<-release
+			return err
+		})
+	}()
+	<-handled
+	// Another partition starts the instance meanwhile. It must wait for
+	// the ignoring unit (a statement of this test's schema waiting on a
+	// lock); without the claim it would finish at once.
+	second := make(chan error, 1)
+	go func() {
+		second <- drive.Unit(ctx, store, 0, func(ctx context.Context) error { return b.engine.Handle(ctx, start) })
+	}()
+	var startErr error
+	startDone := false
+	require.Eventually(t, func() bool {
+		select {
+		case startErr = <-second:
+			startDone = true
+			return true
+		default:
+		}
+		var n int
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+WHERE wait_event_type = 'Lock' AND strpos(query, $1) > 0`, db.Schema).Scan(&n))
+		return n > 0
+	}, 30*time.Second, 5*time.Millisecond, "the start neither waited nor finished")
+	close(release)
+	require.NoError(t, <-first)
+	if !startDone {
+		startErr = <-second
+	}
+	require.NoError(t, startErr)
+
+	tl, err := b.engine.Show(ctx, orders, "1")
+	require.NoError(t, err)
+	require.Len(t, tl.Ignored, 1, "the ping was ignored")
+	_, st := b.state(t, "1")
+	require.Empty(t, st.Pings)
+
+	b.deliver(t, ping) // a redelivery of the ignored message
+	_, st = b.state(t, "1")
+	require.Empty(t, st.Pings, "a redelivery of an ignored message ran its handler: a duplicate delivery was not a no-op")
+}

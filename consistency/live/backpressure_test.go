@@ -21,7 +21,7 @@ import (
 
 // published is how many updates the back-pressure tests publish while the
 // replies are held up. Without request back-pressure, 3 more messages than
-// the replies the reader is sure to queue overflow the shared queue
+// the replies the worker is sure to queue overflow the shared queue
 // before the snapshot call the tests wait for.
 const published = 3
 
@@ -36,7 +36,7 @@ func TestHub_BurstOfSubscribesIsSlowedNotDropped(t *testing.T) {
 	t.Parallel()
 	const n = live.DefaultMaxSubscriptionsPerClient
 	entities := entityIDs(n)
-	// Replies have DefaultSendBuffer slots: the reader surely gets to the
+	// Replies have DefaultSendBuffer slots: the worker surely gets to the
 	// snapshot of subscribe number DefaultSendBuffer/2.
 	snapshot, second, reached := countedSnapshots(live.DefaultSendBuffer / 2)
 	gate := make(chan struct{})
@@ -70,7 +70,7 @@ func TestHub_URLWithMaxSubscriptionsIsNotDropped(t *testing.T) {
 	const n = live.DefaultMaxSubscriptionsPerClient
 	entities := entityIDs(n)
 	// Replies have DefaultSendBuffer slots besides one per acknowledgement:
-	// the reader surely gets to snapshot number DefaultSendBuffer+1.
+	// the worker surely gets to snapshot number DefaultSendBuffer+1.
 	snapshot, second, reached := countedSnapshots(live.DefaultSendBuffer + 1)
 	gate := make(chan struct{})
 	hub, b := setupWithServer(t, &live.Config{Snapshot: snapshot},
@@ -94,7 +94,7 @@ func TestHub_URLWithMaxSubscriptionsIsNotDropped(t *testing.T) {
 }
 
 // TestHub_ReaderWaitingForRoomHoldsNeitherTheHubNorClose: while a
-// connection's reader waits for room for its replies (its writer held, as
+// connection's worker waits for room for its replies (its writer held, as
 // for a peer that stopped reading), the Hub serves other clients, and
 // Close ends the connection and returns within about WriteTimeout, with
 // every goroutine gone (TestMain checks for leaks).
@@ -111,7 +111,7 @@ func TestHub_ReaderWaitingForRoomHoldsNeitherTheHubNorClose(t *testing.T) {
 	for _, e := range entities {
 		send(t, held, `{"action":"subscribe","entity":"`+e+`"}`)
 	}
-	await(t, reached, "the snapshot calls the reader has room for")
+	await(t, reached, "the snapshot calls the worker has room for")
 
 	other := b.dial(t) // accepted after the first: not gated
 	send(t, other, `{"action":"subscribe","entity":"order-x"}`)
@@ -170,14 +170,14 @@ func snapshotOf(entity string) live.Message {
 
 // publishWhileHeld publishes updates of entity, the first subscribed,
 // once its snapshot is handed over, then waits for the snapshot calls the
-// reader must get to.
+// worker must get to.
 func publishWhileHeld(t *testing.T, hub *live.Hub, second, reached <-chan struct{}, entity string) {
 	t.Helper()
 	await(t, second, "the second snapshot call")
 	for i := range published {
 		hub.Publish(entity, json.RawMessage(row(2+i)), tok(2+i))
 	}
-	await(t, reached, "the snapshot calls the reader has room for")
+	await(t, reached, "the snapshot calls the worker has room for")
 	require.Zero(t, hub.Stats().Dropped, "the client was dropped while its replies were held")
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -15,7 +16,14 @@ import (
 )
 
 // client is one WebSocket connection. Its handler goroutine writes; a
-// reader goroutine handles requests; a pinger goroutine notices dead peers.
+// reader goroutine reads the socket and hands the requests it reads to a
+// worker goroutine, which handles them one at a time (subscriptions,
+// snapshots, replies); a pinger goroutine notices dead peers.
+//
+// The reader does nothing but read, so that the pongs to the pinger's
+// pings are taken in (the WebSocket library handles control frames only
+// inside a Read) while the worker waits for a snapshot or for room for a
+// reply.
 type client struct {
 	hub    *Hub
 	remote string
@@ -34,10 +42,21 @@ type client struct {
 	// subscribed to, and is dropped.
 	updateSlots chan struct{}
 	// replySlots bounds the replies to the client's own requests. The
-	// reader waits for a token before queuing one, with hub.mu not held, so
+	// worker waits for a token before queuing one, with hub.mu not held, so
 	// a client that sends requests faster than it reads is slowed, not
 	// dropped, and its replies never take room its updates need.
 	replySlots chan struct{}
+
+	// requests carries what the reader read to the worker, in order. It
+	// holds MaxSubscriptionsPerClient requests, so that a page resubscribing
+	// to all its entities at once is read in full while the worker loads
+	// the snapshots; a client that sends more than that ahead of the
+	// worker is slowed: the reader waits for room before it reads on.
+	requests chan request
+	// holds counts the reader's waits for room in requests, twice each:
+	// it is odd while the reader waits, not reading the socket, so a pong
+	// may go untaken meanwhile.
+	holds atomic.Uint64
 
 	// subs and gone are guarded by hub.mu. gone is set when the client is
 	// removed from the Hub, after which nothing is queued for it.
@@ -72,6 +91,15 @@ type pendingUpdate struct {
 	pos events.Token
 }
 
+// request is one message of the client, read and checked by the reader: a
+// subscribe or unsubscribe of entity, or, when refusal is set, a bad
+// request to answer with that error.
+type request struct {
+	subscribe bool
+	entity    string
+	refusal   string
+}
+
 // outgoing is one queued message; reply tells which tokens it holds.
 type outgoing struct {
 	msg   []byte
@@ -88,6 +116,7 @@ func newClient(h *Hub, remote string, replyRoom int) *client {
 		send:        make(chan outgoing, h.cfg.SendBuffer+replyRoom),
 		updateSlots: make(chan struct{}, h.cfg.SendBuffer),
 		replySlots:  make(chan struct{}, replyRoom),
+		requests:    make(chan request, h.cfg.MaxSubscriptionsPerClient),
 		subs:        make(map[string]*subscription),
 		ctx:         ctx,
 		cancel:      cancel,
@@ -96,7 +125,7 @@ func newClient(h *Hub, remote string, replyRoom int) *client {
 }
 
 // reserveReply waits until a reply can be queued, and reports false when
-// the connection ends first. Only the reader calls it, never with hub.mu
+// the connection ends first. Only the worker calls it, never with hub.mu
 // held: the writer frees room without the lock, so waiting cannot stall
 // the Hub, and the writer gives up within WriteTimeout when the peer stops
 // reading, which ends the wait through done.
@@ -136,7 +165,8 @@ func (c *client) stop(code websocket.StatusCode, reason string) {
 // the Hub and waits for the client's goroutines.
 func (c *client) run(snapshots []string) {
 	var wg sync.WaitGroup
-	wg.Go(func() { c.readLoop(snapshots) })
+	wg.Go(c.readLoop)
+	wg.Go(func() { c.work(snapshots) })
 	wg.Go(c.pingLoop)
 	c.writeLoop()
 
@@ -184,9 +214,9 @@ func (c *client) close() {
 	}
 	// The handshake waits for the peer's answer, reading under the
 	// library's own five-second timeout. Cancelling ctx aborts only a Read
-	// of the reader's (which may be busy with a snapshot, or not started
-	// yet), so closing the connection under it is what holds us for
-	// WriteTimeout at most whatever the reader is doing.
+	// of the reader's (which may be waiting for room for a request, or not
+	// started yet), so closing the connection under it is what holds us
+	// for WriteTimeout at most whatever the reader is doing.
 	t := time.AfterFunc(c.hub.cfg.WriteTimeout, func() {
 		c.cancel()
 		if c.raw != nil {
@@ -197,12 +227,60 @@ func (c *client) close() {
 	_ = c.conn.Close(c.closeCode, c.closeReason)
 }
 
-// readLoop reads the snapshots of the URL's subscriptions, then handles
-// requests until the connection fails or closes.
-func (c *client) readLoop(snapshots []string) {
+// readLoop reads requests and hands them to the worker, in order, until
+// the connection fails or closes. It only ever waits for the socket, or
+// for room in requests (which slows a client that sends requests faster
+// than they are handled).
+func (c *client) readLoop() {
 	defer c.stop(0, "")
+	for {
+		typ, b, err := c.conn.Read(c.ctx)
+		if err != nil {
+			c.logReadError(err)
+			return
+		}
+		req := request{refusal: `binary messages are not supported: send JSON text like {"action":"subscribe","entity":"order-1"}`}
+		if typ == websocket.MessageText {
+			req = parseRequest(b)
+		}
+		if !c.handOver(req) {
+			return
+		}
+	}
+}
+
+// handOver queues req for the worker, waiting for room when the worker is
+// MaxSubscriptionsPerClient requests behind, and reports false when the
+// connection ends first.
+func (c *client) handOver(req request) bool {
+	select {
+	case c.requests <- req:
+		return true
+	default:
+	}
+	c.holds.Add(1)
+	defer c.holds.Add(1)
+	select {
+	case c.requests <- req:
+		return true
+	case <-c.done:
+		return false
+	case <-c.ctx.Done():
+		return false
+	}
+}
+
+// work reads the snapshots of the URL's subscriptions, then handles the
+// requests the reader hands over, one at a time and in order, until the
+// client is stopped. Handling them in one goroutine keeps the replies in
+// the order of the requests, and each subscription's acknowledgement
+// before its snapshot and its updates (see Hub.subscribe).
+func (c *client) work(snapshots []string) {
 	if c.hub.cfg.Snapshot != nil {
 		for _, e := range snapshots {
+			if c.stopped() {
+				return
+			}
 			c.hub.mu.Lock()
 			s := c.subs[e]
 			c.hub.mu.Unlock()
@@ -212,16 +290,27 @@ func (c *client) readLoop(snapshots []string) {
 		}
 	}
 	for {
-		typ, b, err := c.conn.Read(c.ctx)
-		if err != nil {
-			c.logReadError(err)
+		if c.stopped() { // a stopped client's requests are not handled
 			return
 		}
-		if typ != websocket.MessageText {
-			c.replyError("", `binary messages are not supported: send JSON text like {"action":"subscribe","entity":"order-1"}`)
-			continue
+		select {
+		case <-c.done:
+			return
+		case <-c.ctx.Done():
+			return
+		case req := <-c.requests:
+			c.handle(req)
 		}
-		c.handle(b)
+	}
+}
+
+// stopped reports whether stop has been called.
+func (c *client) stopped() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -236,31 +325,36 @@ func (c *client) logReadError(err error) {
 	}
 }
 
-// handle answers one request. Bad requests get an error message; the
-// connection stays open.
-func (c *client) handle(b []byte) {
+// parseRequest reads one text message of the client. A bad request is
+// returned with the refusal it is answered with; the connection stays
+// open.
+func parseRequest(b []byte) request {
 	var req Request
 	if err := json.Unmarshal(b, &req); err != nil {
-		c.replyError("", fmt.Sprintf(`malformed request (%v): send a JSON object like {"action":"subscribe","entity":"order-1"}`, err))
-		return
+		return request{refusal: fmt.Sprintf(`malformed request (%v): send a JSON object like {"action":"subscribe","entity":"order-1"}`, err)}
 	}
 	switch req.Action {
 	case ActionSubscribe, ActionUnsubscribe:
 	case "":
-		c.replyError("", `missing action: send {"action":"subscribe","entity":"order-1"} or "unsubscribe"`)
-		return
+		return request{refusal: `missing action: send {"action":"subscribe","entity":"order-1"} or "unsubscribe"`}
 	default:
-		c.replyError("", fmt.Sprintf(`unknown action %.32q: use "subscribe" or "unsubscribe"`, req.Action))
-		return
+		return request{refusal: fmt.Sprintf(`unknown action %.32q: use "subscribe" or "unsubscribe"`, req.Action)}
 	}
 	if err := validateEntityID(req.Entity); err != nil {
-		c.replyError("", err.Error())
-		return
+		return request{refusal: err.Error()}
 	}
-	if req.Action == ActionSubscribe {
-		c.hub.subscribe(c, req.Entity)
-	} else {
-		c.hub.unsubscribe(c, req.Entity)
+	return request{subscribe: req.Action == ActionSubscribe, entity: req.Entity}
+}
+
+// handle answers one request.
+func (c *client) handle(req request) {
+	switch {
+	case req.refusal != "":
+		c.replyError("", req.refusal)
+	case req.subscribe:
+		c.hub.subscribe(c, req.entity)
+	default:
+		c.hub.unsubscribe(c, req.entity)
 	}
 }
 
@@ -275,6 +369,13 @@ func (c *client) replyError(entity, text string) {
 
 // pingLoop pings the peer every PingInterval and stops the client when a
 // pong does not come back within WriteTimeout.
+//
+// A ping the reader was not reading during, because it waited for room
+// for a request, proves nothing: its pong may be waiting behind the
+// requests. Such a failure is let pass, and the next ping decides. The
+// wait ends as the worker moves on, within SnapshotTimeout or, when it
+// waits for room for a reply, within WriteTimeout (a write that times
+// out stops the client), after which the reader reads again.
 func (c *client) pingLoop() {
 	t := time.NewTicker(c.hub.cfg.PingInterval)
 	defer t.Stop()
@@ -283,9 +384,14 @@ func (c *client) pingLoop() {
 		case <-c.done:
 			return
 		case <-t.C:
+			holds := c.holds.Load()
 			ctx, cancel := context.WithTimeout(c.ctx, c.hub.cfg.WriteTimeout)
 			err := c.conn.Ping(ctx)
 			cancel()
+			if err != nil && c.ctx.Err() == nil && (holds%2 == 1 || c.holds.Load() != holds) {
+				c.hub.cfg.Logger.Debug("live: no pong while the client's requests were held back; pinging again", "remote", c.remote, "error", err)
+				continue
+			}
 			if err != nil {
 				if c.ctx.Err() == nil {
 					c.hub.cfg.Logger.Debug("live: ping failed; disconnecting", "remote", c.remote, "error", err)

@@ -61,8 +61,9 @@ type Config struct {
 	// Replies to the client's own requests (acknowledgements, snapshots,
 	// errors) do not count: up to SendBuffer of them, plus one per entity
 	// named in the URL, may wait besides, and a client with that many
-	// waiting has its next request read only once one is sent. Defaults to
-	// DefaultSendBuffer (64).
+	// waiting has its next request handled only once one is sent (see
+	// MaxSubscriptionsPerClient for the requests read meanwhile). Defaults
+	// to DefaultSendBuffer (64).
 	SendBuffer int
 
 	// WriteTimeout bounds each write to a client; a client that does not
@@ -78,14 +79,21 @@ type Config struct {
 
 	// MaxSubscriptionsPerClient caps how many entities one connection
 	// follows. A subscribe beyond it gets an error message; a URL that names
-	// more is refused with 400 Bad Request. Defaults to
+	// more is refused with 400 Bad Request. It is also how many requests of
+	// one connection are read ahead of the one being handled (a snapshot
+	// being read, or a reply waiting for room), so that a client
+	// resubscribing to all its entities at once is read in full and its
+	// pings are answered meanwhile; a client further ahead is read on only
+	// as its requests are handled. Defaults to
 	// DefaultMaxSubscriptionsPerClient (100).
 	MaxSubscriptionsPerClient int
 
 	// PingInterval is how often each connection is pinged. A connection
 	// whose pong does not come back within WriteTimeout is closed, so dead
 	// peers (a laptop closed mid-session) are removed even when nothing is
-	// published to them. Defaults to DefaultPingInterval (30s).
+	// published to them. (A ping during which the Hub held back the
+	// client's requests, and so did not read the connection, does not
+	// count: the next one decides.) Defaults to DefaultPingInterval (30s).
 	PingInterval time.Duration
 
 	// AllowedOrigins lists the origins, besides the Hub's own host, whose
@@ -99,8 +107,11 @@ type Config struct {
 
 	// Snapshot, when set, is called after each subscribe, and its result is
 	// sent right after the "subscribed" acknowledgement, as an "updated"
-	// message with "snapshot": true. Defaults to nil: clients get only the
-	// updates published after they subscribed.
+	// message with "snapshot": true. When it fails (an error, a panic,
+	// SnapshotTimeout, or data that is not valid JSON in UTF-8), the
+	// failure is logged and the client gets an "error" message for the
+	// entity instead, then the later updates. Defaults to nil: clients get
+	// only the updates published after they subscribed.
 	Snapshot SnapshotFunc
 
 	// SnapshotTimeout bounds each Snapshot call. Defaults to

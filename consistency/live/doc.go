@@ -50,7 +50,11 @@
 // Replies to a client's own requests (acknowledgements, snapshots, errors)
 // never drop it: they have room of their own, and a client that sends
 // requests faster than it reads the replies is slowed instead, its next
-// request read only once there is room for its replies. So a page may
+// request handled only once there is room for its replies. Requests are
+// handled one at a time, in order, while the connection goes on being
+// read (so it answers pings while snapshots are read): up to
+// MaxSubscriptionsPerClient of them wait to be handled, and beyond that
+// the next one is read only once there is room. So a page may
 // resubscribe to all its entities in one burst on reconnect.
 //
 // Clients that vanish without closing are found by pings

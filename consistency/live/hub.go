@@ -82,9 +82,11 @@ func NewHub(cfg *Config) (*Hub, error) {
 // bounded queue, and drops any subscriber with SendBuffer updates already
 // waiting. Clients get the updates of one entity in the order Publish was
 // called for it (concurrent calls are serialized, and every client sees
-// them in the same order). data must be valid JSON; nil is sent as null. Publish does not
-// keep data after it returns. Invalid data is logged and not sent. Publish
-// after Close does nothing.
+// them in the same order). data must be valid JSON encoded in UTF-8 (it
+// goes out in a WebSocket text message, which a browser refuses, failing
+// the connection, unless it is UTF-8); nil is sent as null. Publish does
+// not keep data after it returns. Invalid data is logged and not sent.
+// Publish after Close does nothing.
 func (h *Hub) Publish(entityID string, data json.RawMessage, pos events.Token) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -97,7 +99,7 @@ func (h *Hub) Publish(entityID string, data json.RawMessage, pos events.Token) {
 	}
 	msg, err := (&Message{Type: TypeUpdated, Entity: entityID, Data: data, Position: pos.String()}).encode()
 	if err != nil {
-		h.cfg.Logger.Error("live: not publishing an update whose data is not valid JSON (pass the row as the projection stored it)",
+		h.cfg.Logger.Error("live: not publishing an update whose data is not valid JSON in UTF-8 (pass the row as the projection stored it)",
 			"entity", entityID, "position", pos.String(), "error", err)
 		return
 	}
@@ -127,6 +129,13 @@ func (h *Hub) Publish(entityID string, data json.RawMessage, pos events.Token) {
 // the upgrade response is sent) or by sending Request messages. See the
 // package doc for the protocol. A request it refuses before the upgrade is
 // answered with RFC 9457 problem details (application/problem+json).
+//
+// The upgrade hijacks the connection through the ResponseWriter as
+// http.ResponseController does, so middleware in front of the Handler
+// must pass on a writer that implements http.Hijacker or unwraps to one
+// (an Unwrap() http.ResponseWriter method). When it does not, the
+// Handler answers a WebSocket handshake with 501 Not Implemented, with
+// problem details saying so, before any upgrade response.
 func (h *Hub) Handler() http.Handler { return http.HandlerFunc(h.serveHTTP) }
 
 // Stats reports the Hub's current load.
@@ -189,13 +198,25 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer h.wg.Done()
 
+	// Accept gets a writer that can be hijacked only when w can (itself or
+	// through Unwrap, as http.ResponseController finds it): otherwise Accept
+	// refuses before it sends 101 Switching Protocols, not after.
 	hw := &handshakeWriter{ResponseWriter: w}
-	conn, err := websocket.Accept(hw, r, h.acceptOpts)
+	var aw http.ResponseWriter = hw
+	if canHijack(w) {
+		aw = hijackingWriter{hw}
+	}
+	conn, err := websocket.Accept(aw, r, h.acceptOpts)
 	if err != nil {
 		h.remove(c)
 		c.stop(0, "")
 		c.cancel()
-		h.cfg.Logger.Debug("live: refused connection", "remote", r.RemoteAddr, "error", err)
+		if hw.status == http.StatusNotImplemented {
+			h.cfg.Logger.Error("live: cannot upgrade: the ResponseWriter cannot be hijacked; serve the Handler over HTTP/1.1, "+
+				"through middleware whose ResponseWriter implements http.Hijacker or Unwrap", "remote", r.RemoteAddr, "error", err)
+		} else {
+			h.cfg.Logger.Debug("live: refused connection", "remote", r.RemoteAddr, "error", err)
+		}
 		hw.writeRefusal()
 		return
 	}
@@ -248,7 +269,8 @@ func (h *Hub) register(remote string, entities []string) (*client, error) {
 	return c, nil
 }
 
-// subscribe handles a subscribe request of c, which is validated.
+// subscribe handles a subscribe request of c, which is validated. It runs
+// on c's worker, which handles c's requests one at a time.
 func (h *Hub) subscribe(c *client, entity string) {
 	ack := (&Message{Type: TypeSubscribed, Entity: entity}).mustEncode()
 	if !c.reserveReply() {
@@ -322,6 +344,9 @@ func (h *Hub) loadSnapshot(c *client, entity string, s *subscription) {
 			data = json.RawMessage("null")
 		}
 		snap, err = (&Message{Type: TypeUpdated, Entity: entity, Data: data, Position: pos.String(), Snapshot: true}).encode()
+		if err != nil {
+			err = fmt.Errorf("live: Config.Snapshot returned data that is not valid JSON in UTF-8: %w", err)
+		}
 	}
 	if err != nil {
 		found = false
@@ -477,11 +502,11 @@ func errorMessage(entity, text string) []byte {
 // which quotes request headers.
 const maxRefusalDetail = 512
 
-// handshakeWriter is the ResponseWriter websocket.Accept gets. It keeps the
-// connection Accept hijacks, so a close the peer does not answer can be cut
-// short by closing it. It holds back the plain-text refusal Accept writes
-// (403 for a foreign origin, 426 for a plain HTTP request), so that
-// writeRefusal answers with problem details instead.
+// handshakeWriter is the ResponseWriter websocket.Accept gets, wrapped in
+// a hijackingWriter when the connection can be hijacked. It holds back the
+// plain-text refusal Accept writes (403 for a foreign origin, 426 for a
+// plain HTTP request, 501 for a connection that cannot be hijacked), so
+// that writeRefusal answers with problem details instead.
 type handshakeWriter struct {
 	http.ResponseWriter
 	conn    net.Conn
@@ -511,19 +536,43 @@ func (h *handshakeWriter) writeRefusal() {
 		return // Accept writes a refusal on every error; without one there is nothing to answer
 	}
 	what := "connect with a WebSocket client"
-	if h.status == http.StatusForbidden {
+	switch h.status {
+	case http.StatusForbidden:
 		what = "open the page from this server's origin or one in Config.AllowedOrigins"
+	case http.StatusNotImplemented:
+		what = "the server cannot take over this connection: serve the Handler over HTTP/1.1, " +
+			"through middleware whose ResponseWriter implements http.Hijacker or Unwrap"
 	}
 	detail := strings.TrimSpace(strings.ToValidUTF8(string(h.refusal), ""))
 	consistency.WriteProblem(h.ResponseWriter, h.status, "", "live: WebSocket handshake refused: "+detail+"; "+what)
 }
 
-func (h *handshakeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	hj, ok := h.ResponseWriter.(http.Hijacker)
-	if !ok {
-		return nil, nil, errors.New("live: the ResponseWriter cannot be hijacked (WebSocket needs HTTP/1.1)")
-	}
-	conn, rw, err := hj.Hijack()
+// hijackingWriter is a handshakeWriter over a connection that can be
+// hijacked. It keeps the connection Accept hijacks, so a close the peer
+// does not answer can be cut short by closing it.
+type hijackingWriter struct{ *handshakeWriter }
+
+// Hijack hijacks the connection under the wrapped ResponseWriter, found
+// as http.ResponseController finds it: a middleware's writer need not
+// implement http.Hijacker itself when its Unwrap returns one that does.
+func (h hijackingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, rw, err := http.NewResponseController(h.ResponseWriter).Hijack()
 	h.conn = conn
 	return conn, rw, err
+}
+
+// canHijack reports whether http.ResponseController can hijack w's
+// connection: whether w, or a writer its Unwrap chain leads to, is an
+// http.Hijacker. (An HTTP/2 ResponseWriter is not.)
+func canHijack(w http.ResponseWriter) bool {
+	for {
+		switch t := w.(type) {
+		case http.Hijacker:
+			return true
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = t.Unwrap()
+		default:
+			return false
+		}
+	}
 }

@@ -133,8 +133,8 @@ func TestHub_CloseCutsOffAClientThatNeverReads(t *testing.T) {
 }
 
 // TestHub_CloseDuringASnapshotCutsOffWithinWriteTimeout: Close while a
-// URL subscription's snapshot is being read (the connection's reader is
-// busy with it, not reading the socket) and the client never reads still
+// URL subscription's snapshot is being read (the connection's worker is
+// busy with it) and the client never reads still
 // returns within about WriteTimeout: the client does not acknowledge its
 // close frame, so it is cut off.
 func TestHub_CloseDuringASnapshotCutsOffWithinWriteTimeout(t *testing.T) {

@@ -70,8 +70,14 @@ func validateEntityID(id string) error {
 	return nil
 }
 
-// encode marshals m. The only failure is invalid JSON in m.Data.
+// encode marshals m. It fails when m.Data is not valid JSON, or not valid
+// UTF-8: a message goes out as a WebSocket text message, which must be
+// UTF-8 (a browser fails the connection on one that is not), and
+// json.Marshal copies a json.RawMessage's bytes without checking that.
 func (m *Message) encode() ([]byte, error) {
+	if !utf8.Valid(m.Data) {
+		return nil, errors.New("data is not valid UTF-8")
+	}
 	return json.Marshal(m)
 }
 

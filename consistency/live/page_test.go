@@ -48,6 +48,26 @@ func TestPageHandler(t *testing.T) {
 		require.Contains(t, rec.Header().Get("Content-Security-Policy"), "connect-src 'self' wss://live.example.com;")
 	})
 
+	// PageHandler's promise that the CSP allows the connection the page
+	// makes: to wsPath's host with ws: or wss:, as page.js turns http:
+	// and https: (and the page's own scheme, for a scheme-relative wsPath)
+	// into them. An http(s): source or a bare host does not allow a ws:
+	// or wss: connection under CSP3.
+	t.Run("CSPNamesTheSchemeThePageConnectsWith", func(t *testing.T) {
+		t.Parallel()
+		for wsPath, want := range map[string]string{
+			"/live":                        "connect-src 'self';",
+			"ws://live.example.com:81/l":   "connect-src 'self' ws://live.example.com:81;",
+			"http://live.example.com:81/l": "connect-src 'self' ws://live.example.com:81;",
+			"https://live.example.com/l":   "connect-src 'self' wss://live.example.com;",
+			"//live.example.com:81/l":      "connect-src 'self' ws://live.example.com:81 wss://live.example.com:81;",
+		} {
+			rec := httptest.NewRecorder()
+			live.PageHandler(wsPath).ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/", nil))
+			require.Contains(t, rec.Header().Get("Content-Security-Policy"), want, wsPath)
+		}
+	})
+
 	t.Run("GetOnly", func(t *testing.T) {
 		t.Parallel()
 		rec := httptest.NewRecorder()

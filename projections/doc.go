@@ -172,7 +172,11 @@
 // events after it are applied again over the current rows. It is for
 // upsert-style handlers (a row holds the latest state of something), and
 // readers see rows step back through older states while it replays; for
-// anything else use Rebuild.
+// anything else use Rebuild. The projection's processor in the runner is
+// paused for it (feed.Processor.Pause), not stopped: it gives its leases
+// back for the reset to take, and stays where it is mounted, so a
+// projection on your router (Runner.AddHandlers) keeps its handler there
+// and goes on through your middleware.
 //
 // # Requests from other processes
 //

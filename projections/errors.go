@@ -19,10 +19,16 @@ var (
 	ErrReadOnly = errors.New("projections: read-only table (write from a projection handler)")
 	// ErrAlreadyStarted is returned by a second Start.
 	ErrAlreadyStarted = errors.New("projections: runner already started")
-	// ErrStopped is returned by a Runner used after Stop, and wrapped by
-	// Rebuild and AwaitRebuild when Stop ends their wait.
+	// ErrStopped is returned by Start, and wrapped by the errors of
+	// Rebuild, Reset and Resume, once Stop has been called: they change
+	// nothing then. It is also wrapped by Rebuild and AwaitRebuild when
+	// Stop ends their wait (and by AwaitRebuild after Stop while a rebuild
+	// is in progress). Status, View and DeadLetters go on reading the
+	// store after Stop.
 	ErrStopped = errors.New("projections: runner stopped (create a new one)")
-	// ErrNotRunning is returned by Rebuild before Start.
+	// ErrNotRunning is returned by Rebuild before Start (never after
+	// Stop, which is ErrStopped). Reset and Resume work before Start:
+	// they change the stored checkpoints and halts alone.
 	ErrNotRunning = errors.New("projections: runner not started (call Start first)")
 	// ErrRebuildInProgress is returned by Rebuild while a rebuild of the
 	// same projection is running.

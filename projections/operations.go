@@ -90,11 +90,19 @@ func (r *Runner) consumerStatus(name string) feed.ConsumerStatus {
 // Resume lets a halted projection (and its halted rebuild) try the failing
 // event again, with a fresh count of attempts. Resuming a running
 // projection does nothing. Processors in other processes notice within
-// RunnerConfig.StatusPollInterval.
+// RunnerConfig.StatusPollInterval. A stopped runner's Resume fails with
+// ErrStopped and changes nothing; before Start, Resume deletes the halts
+// alone.
 func (r *Runner) Resume(ctx context.Context, name string) error {
 	p, st, err := r.compiledState(ctx, name)
 	if err != nil {
 		return err
+	}
+	r.mu.Lock()
+	stopped := r.state == stateStopping
+	r.mu.Unlock()
+	if stopped {
+		return fmt.Errorf("%w: resume of %q refused", ErrStopped, name)
 	}
 	names := p.checkpoints(name)
 	if st.Building != 0 {
@@ -170,29 +178,38 @@ func decodeHalt(row feed.Row) (feed.HaltRecord, error) {
 // Reset is for projections whose handlers are idempotent upserts (a row
 // that holds the latest state of something); for handlers that accumulate
 // (counters, appends to lists) replaying events again double-counts: use
-// Rebuild. The projection's processor in this runner is stopped for the
-// reset and started again on a router of the Runner's own; stop it in
-// other processes first, or Reset fails with feed.ErrLeaseHeld.
+// Rebuild. The projection's processor in this runner is paused for the
+// reset (feed.Processor.Pause): it finishes or gives up the event in
+// hand, gives its leases back and stays where it is mounted, on a router
+// of the Runner's own or on yours (AddHandlers), whose handler keeps
+// running; once the checkpoints are moved it delivers again from tok.
+// Stop the projection in other processes first, or Reset fails with
+// feed.ErrLeaseHeld. A stopped runner's Reset fails with ErrStopped and
+// moves nothing; before Start, Reset moves the stored checkpoints alone.
 func (r *Runner) Reset(ctx context.Context, name string, tok events.Token) error {
 	p, err := r.compiled(name)
 	if err != nil {
 		return err
 	}
 	r.mu.Lock()
+	stopped := r.state == stateStopping
 	pr := r.procs[name]
-	delete(r.procs, name)
 	r.mu.Unlock()
+	if stopped {
+		return fmt.Errorf("%w: reset of %q refused", ErrStopped, name)
+	}
 	if pr != nil {
-		r.closeProc(pr)
-		defer func() {
-			r.mu.Lock()
-			defer r.mu.Unlock()
-			if r.state == stateRunning {
-				if err := r.startProcLocked(p, 0, nil); err != nil {
-					r.log.Error("projections: restart the processor after a reset", "projection", name, "error", err)
-				}
-			}
-		}()
+		// Paused rather than closed: a processor on the application's
+		// router that ended its subscriptions would leave that router
+		// without this handler, and Watermill closes a router whose
+		// handlers have all stopped. Resumed after the deferred releases
+		// below (deferred calls run last in, first out), so it takes its
+		// leases back at once.
+		resume, err := pr.proc.Pause(ctx)
+		if err != nil {
+			return fmt.Errorf("projections: reset %q: pause the processor: %w", name, err)
+		}
+		defer resume()
 	}
 	cps := r.cfg.Source.Checkpoints()
 	ttl := r.subscriberConfig().LeaseTTL

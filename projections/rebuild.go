@@ -22,6 +22,9 @@ import (
 // processor then stops, its checkpoints are deleted, and the old
 // generation's rows are dropped in short batches.
 //
+// Rebuild fails with ErrNotRunning before Start, and with an error
+// wrapping ErrStopped once Stop has been called, starting nothing.
+//
 // Rebuild returns once the old generation is dropped. If ctx ends first,
 // Rebuild returns ctx's error and the rebuild carries on; a runner started
 // later, here or in another process, resumes it. If the runner is stopped
@@ -45,10 +48,13 @@ func (r *Runner) Rebuild(ctx context.Context, name string) error {
 		return err
 	}
 	r.mu.Lock()
-	running := r.state == stateRunning
+	state := r.state
 	r.mu.Unlock()
-	if !running {
+	switch state {
+	case stateNew:
 		return ErrNotRunning
+	case stateStopping:
+		return fmt.Errorf("%w: rebuild of %q refused", ErrStopped, name)
 	}
 	var gen int
 	err = withUnit(ctx, r.cfg.Source.Checkpoints(), func(ctx context.Context, u feed.Unit) error {

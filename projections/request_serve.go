@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -30,22 +31,15 @@ func runnerOwner() string {
 func (r *Runner) serveRequests(ctx context.Context) {
 	octx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	rows, err := r.cfg.Source.Rows().List(octx, feed.RuntimeNamespace, RequestsTable, feed.RowQuery{})
+	pending, err := r.pendingRequests(octx)
 	if err != nil {
 		if ctx.Err() == nil {
 			r.log.Debug("projections: read requests", "error", err)
 		}
 		return
 	}
-	for _, row := range rows {
-		p := r.projs[row.Key]
-		if p == nil {
-			continue
-		}
-		q, ok, err := readRequest(octx, r.cfg.Source.Rows(), p.name, feed.LockNone)
-		if err != nil || !ok || q.Finished() {
-			continue
-		}
+	for _, q := range pending {
+		p := r.projs[q.Projection]
 		var serr error
 		switch q.Op {
 		case OpRebuild:
@@ -58,6 +52,40 @@ func (r *Runner) serveRequests(ctx context.Context) {
 		if serr != nil && ctx.Err() == nil {
 			r.log.Warn("projections: serve request; trying again", "projection", p.name, "op", q.Op, "error", serr)
 		}
+	}
+}
+
+// pendingRequests lists the unfinished requests for projections this
+// runner has, paging through RequestsTable: it keeps a row per projection
+// ever requested, for whichever runner has it, so one page (a List's
+// DefaultRowLimit) may hold none of this runner's.
+func (r *Runner) pendingRequests(ctx context.Context) ([]Request, error) {
+	var out []Request
+	q := feed.RowQuery{Limit: feed.DefaultRowLimit}
+	for {
+		rows, err := r.cfg.Source.Rows().List(ctx, feed.RuntimeNamespace, RequestsTable, q)
+		if err != nil {
+			return nil, err
+		}
+		for _, row := range rows {
+			if r.projs[row.Key] == nil {
+				continue
+			}
+			var req Request
+			if err := json.Unmarshal(row.Value, &req); err != nil {
+				r.log.Debug("projections: a request does not decode", "projection", row.Key, "error", err)
+				continue
+			}
+			// Keyed by the projection's name (writeRequest).
+			req.Projection = row.Key
+			if !req.Finished() {
+				out = append(out, req)
+			}
+		}
+		if len(rows) < q.Limit {
+			return out, nil
+		}
+		q.After = rows[len(rows)-1].Key
 	}
 }
 
@@ -143,7 +171,7 @@ func (r *Runner) serveReset(ctx context.Context, p *compiled, q Request) error {
 		return r.finishRequest(fctx, q, RequestFailed, rerr.Error())
 	case errors.Is(rerr, feed.ErrLeaseHeld):
 		return r.finishRequest(fctx, q, RequestPending, "waiting for the process that holds the projection's lease: "+rerr.Error())
-	case ctx.Err() != nil:
+	case ctx.Err() != nil, errors.Is(rerr, ErrStopped):
 		// Stopping: leave it to the next runner.
 		return r.finishRequest(fctx, q, RequestPending, "the runner that took it stopped")
 	default:

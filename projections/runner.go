@@ -145,9 +145,18 @@ func NewRunner(cfg *RunnerConfig) (*Runner, error) {
 // AddHandlers mounts the projections' processors on a Watermill router you
 // run, instead of routers of the Runner's own: the router's middleware
 // then applies to them. Call it before Start; Start mounts them (and runs
-// them at once if the router is already running). Rebuilds, and a
-// projection restarted by Reset, still run on routers of the Runner's own,
-// with RunnerConfig.Middleware.
+// them at once if the router is already running). They stay mounted there
+// until Stop: Reset pauses a projection's processor without ending its
+// handler on your router (see Reset). Rebuilds run without a router
+// (feed.Processor.Run), so neither your middleware nor
+// RunnerConfig.Middleware sees them.
+//
+// Stop ends the projections' handlers on your router: a message still in
+// a handler's hands is given up (its unit never commits, and the event is
+// delivered again by the next holder of the lease), and the leases are
+// released by the time Stop returns. Watermill closes a router whose
+// handlers have all stopped, so a router that had no other handler
+// closes then.
 func (r *Runner) AddHandlers(router *message.Router) error {
 	if router == nil {
 		return errors.New("projections: AddHandlers: nil router")
@@ -373,8 +382,8 @@ func (r *Runner) runDirect(pr *procRun) error {
 }
 
 // runOwn runs pr on a router of its own. Each processor has its own, so
-// stopping one (a finished rebuild, a reset) never leaves a router without
-// handlers, which Watermill would close.
+// stopping one never leaves another's router without handlers, which
+// Watermill would close.
 func (r *Runner) runOwn(pr *procRun) error {
 	logger := watermill.NewSlogLoggerWithLevelMapping(r.cfg.Logger.With("component", "projections.router", "processor", pr.name), map[slog.Level]slog.Level{
 		slog.LevelInfo:  slog.LevelDebug,
@@ -407,7 +416,10 @@ func (r *Runner) runOwn(pr *procRun) error {
 
 // closeProc stops pr: its router (waiting up to CloseTimeout for handlers
 // in flight, whose units roll back unless Acked), then its processor,
-// which releases its leases and leaves its membership group.
+// which releases its leases and leaves its membership group. A processor
+// on the application's router (AddHandlers), whose router goes on, is
+// closed by itself: its Close waits for its partitions to end and give
+// their leases back, giving up on a handler in flight.
 func (r *Runner) closeProc(pr *procRun) {
 	pr.closeOnce.Do(func() {
 		if pr.stop != nil {
@@ -431,9 +443,11 @@ func (r *Runner) closeProc(pr *procRun) {
 }
 
 // Stop stops every processor, waiting up to RunnerConfig.CloseTimeout for
-// handlers in flight, releases their leases so another process takes over
-// at once, and removes the append hook. It returns when everything has
-// stopped or ctx is done. Stop may be called more than once.
+// handlers in flight on the Runner's own routers (on yours, see
+// AddHandlers), releases their leases so another process takes over at
+// once, and removes the append hook. It returns when everything has
+// stopped or ctx is done. Stop may be called more than once. After Stop,
+// Start, Rebuild, Reset and Resume fail with ErrStopped.
 func (r *Runner) Stop(ctx context.Context) error {
 	r.mu.Lock()
 	if r.state == stateNew {

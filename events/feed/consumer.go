@@ -29,8 +29,9 @@ type consumer struct {
 	// the partitions of a processor's previous count): they are skipped
 	// as if the filter had left them out.
 	handled func(events.Envelope) bool
-	// ready, when set, runs before the first lease is taken and may set
-	// handled; an error ends the consumer before it delivers anything.
+	// ready, when set, runs at the start of each round (see enter),
+	// before its first lease is taken, and may set handled; an error ends
+	// the consumer before it delivers anything more.
 	ready func(context.Context) error
 	// assigned, when set, says whether this process should hold the lease
 	// now (a processor's partition owned by this member), and gives a
@@ -54,10 +55,16 @@ type consumer struct {
 	// onStop, when set, runs when the consumer ends, before its channel
 	// is closed (a processor stops when its last partition's ends).
 	onStop func()
-	// closing, when set, is closed by Subscriber.Close: a message still
-	// in a handler's hands is then given up rather than waited for (see
-	// abandon).
+	// closing, when set, is closed by Subscriber.Close (or
+	// Processor.Close): a message still in a handler's hands is then given
+	// up rather than waited for (see abandon).
 	closing <-chan struct{}
+	// enter, when set, is called before each round of taking the lease
+	// and delivering under it (Processor.Pause): it waits while delivery
+	// is paused, and returns the round's context, which ends when a pause
+	// begins, and a func to call once the round is over and its lease
+	// given back. It fails only when ctx ends.
+	enter func(ctx context.Context) (context.Context, func(), error)
 }
 
 // failure records a failed call to the Source. Only the first failure of a
@@ -154,13 +161,38 @@ func (r *readAhead) drop() {
 var errRedeliver = errors.New("feed: redeliver")
 
 // run alternates between acquiring the lease and delivering under it. A
-// consumer that lost its lease stands by again.
+// consumer that lost its lease stands by again. A pause (see enter) ends
+// the round: the lease is given back, and a new round begins once the
+// pause is over.
 func (c *consumer) run(ctx context.Context) {
 	defer close(c.out)
 	if c.onStop != nil {
 		defer c.onStop()
 	}
 	defer c.st.setLease(LeaseStopped)
+	for {
+		rctx, leave := ctx, func() {}
+		if c.enter != nil {
+			var err error
+			if rctx, leave, err = c.enter(ctx); err != nil {
+				return
+			}
+		}
+		c.round(rctx)
+		paused := rctx.Err() != nil
+		leave()
+		if ctx.Err() != nil || !paused {
+			// Stopped, or ended by itself (the Source closed, the
+			// processor refused to start): not a pause.
+			return
+		}
+	}
+}
+
+// round gets the consumer ready, then takes the lease and delivers under
+// it, standing by again after losing it, until ctx ends, the Source is
+// closed or ready fails.
+func (c *consumer) round(ctx context.Context) {
 	if c.ready != nil {
 		if err := c.ready(ctx); err != nil {
 			return

@@ -143,6 +143,12 @@
 // the two ways, once: when its router closes or Run returns it stops,
 // leaving its membership group so the other processes take its
 // partitions over at once, and delivering again takes a new Processor.
+// Close stops it likewise on a router that goes on running (one with
+// other handlers): it returns once its partitions have given their
+// leases back. Pause stops delivery for a while without stopping the
+// processor or ending its router subscriptions: while it lasts the
+// leases are free (a projection's reset moves the checkpoints then), and
+// once it ends the partitions deliver again from their checkpoints.
 //
 // A consumer that is behind applies up to CommitBatch already-read events
 // in one unit and commits them together; one that keeps up commits each

@@ -61,7 +61,7 @@ type PartitionState string
 
 const (
 	// PartitionIdle: not owned by this process (another member holds it),
-	// or not started.
+	// not started, or paused (Processor.Pause).
 	PartitionIdle PartitionState = "idle"
 	// PartitionStandby: owned, waiting for the lease (a previous holder's
 	// has not expired yet).
@@ -150,6 +150,16 @@ func (ps *partitionState) setState(s PartitionState) {
 	}
 	if ps.state != s {
 		ps.state, ps.since = s, time.Now()
+	}
+}
+
+// paused records that the partition waits for a pause to end
+// (Processor.Pause): idle, unless halted, which it still is.
+func (ps *partitionState) paused() {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.state != PartitionIdle && ps.state != PartitionHalted {
+		ps.state, ps.since = PartitionIdle, time.Now()
 	}
 }
 

@@ -41,7 +41,8 @@ type Handler func(ctx context.Context, env events.Envelope) error
 // Run. When that router closes (or every partition's subscription ends)
 // or Run returns, the processor stops as Close stops it, leaving the
 // group so the others take its share at once; build a new Processor to
-// deliver again.
+// deliver again. Pause, by contrast, stops delivery for a while and keeps
+// the router's subscriptions.
 type Processor struct {
 	src Source
 	// reads is what the partitions' consumers read: src, through one
@@ -85,6 +86,27 @@ type Processor struct {
 	// more, and a member that stays in the group keeps its share of the
 	// partitions, which nobody would deliver.
 	live atomic.Int64
+
+	// subsMu guards subs, the consumers of router subscriptions still
+	// running (their leases not yet given back), and subsDone, closed when
+	// their count drops to 0 while Close waits for them.
+	subsMu   sync.Mutex
+	subs     int
+	subsDone chan struct{}
+
+	// pauseMu guards the pauses (Pause). While paused is above 0 no
+	// partition begins a round of delivery (enterRound); unpaused is the
+	// context of the rounds under way, ended when a pause begins, and
+	// resumed is closed when the pauses in force have all ended. rounds
+	// counts the rounds under way, and roundsDone is closed when their
+	// count drops to 0 while a Pause waits for it.
+	pauseMu    sync.Mutex
+	paused     int
+	unpaused   context.Context
+	endRounds  context.CancelFunc
+	resumed    chan struct{}
+	rounds     int
+	roundsDone chan struct{}
 }
 
 const (
@@ -133,6 +155,7 @@ func NewProcessor(src Source, cfg *ProcessorConfig, h Handler) (*Processor, erro
 		log:    c.Logger.With("processor", c.Name),
 	}
 	p.mctx, p.mcancel = context.WithCancel(context.Background())
+	p.unpaused, p.endRounds = context.WithCancel(context.Background())
 	for i := range c.Partitions {
 		p.parts = append(p.parts, &partitionState{
 			index:    i,
@@ -177,6 +200,9 @@ func (p *Processor) Position(ctx context.Context) (events.Token, error) {
 // stops the processor: by the time the router's Close returns, its leases
 // are released and it has left the group, so the other processes take
 // over its partitions at once (Close is then not needed, and harmless).
+// Close stops the processor alone, the router running on (Watermill
+// closes it if it has no other handler left); Pause stops its delivery
+// for a while, its handlers staying on the router.
 //
 // A processor mounts once: a second AddHandlers (on another router, or
 // the same), AddHandlers after Run, and AddHandlers once it has stopped
@@ -230,15 +256,206 @@ func (p *Processor) startMembership() error {
 }
 
 // Close stops the processor: it ends its partitions' subscriptions (a
-// router's handlers then stop), leaves the membership group and waits for
-// the processor's own goroutines. The router's Close waits for the
-// partitions themselves. Closing the router, or the end of Run, closes
-// the processor by itself; closing again returns nil.
+// router's handlers then stop, and Watermill closes a router left with no
+// handler), leaves the membership group and waits for the processor's own
+// goroutines. On a router that goes on running, Close also waits, for at
+// most LeaseTTL, for its partitions' consumers to end and give their
+// leases back, so another process (or a CheckpointStore.Acquire of the
+// checkpoint) takes them at once when it returns.
+//
+// Close does not wait for handlers, so a handler may call it: as with
+// Subscriber.Close, a message still in a handler's hands is given up with
+// its unit, which never commits (an Ack after Close is ignored, and the
+// event is delivered again by the next holder of the lease) and rolls
+// back once the handler answers, or LeaseTTL after Close. Under Run, the
+// handlers are Run's to wait for: Close ends Run's context and returns.
+// Closing the router, or the end of Run, closes the processor by itself;
+// closing again returns nil.
 func (p *Processor) Close() error {
+	p.stop()
+	p.awaitSubscriptions()
+	return nil
+}
+
+// stop ends the partitions' deliveries and the membership, and waits for
+// the processor's own goroutines (not for the partitions' consumers: the
+// last of them calls it as it ends).
+func (p *Processor) stop() {
 	p.mcancel()
 	p.startOnce.Do(func() { close(p.mdone) })
 	<-p.mdone
-	return nil
+}
+
+// subscriptionStarted counts a router subscription's consumer, until
+// subscriptionDone.
+func (p *Processor) subscriptionStarted() {
+	p.subsMu.Lock()
+	p.subs++
+	p.subsMu.Unlock()
+}
+
+// subscriptionDone is called once a router subscription's consumer has
+// ended, its lease given back.
+func (p *Processor) subscriptionDone() {
+	p.subsMu.Lock()
+	defer p.subsMu.Unlock()
+	if p.subs--; p.subs == 0 && p.subsDone != nil {
+		close(p.subsDone)
+		p.subsDone = nil
+	}
+}
+
+// awaitSubscriptions waits for the consumers of the router subscriptions
+// to end, for at most LeaseTTL: by then a lease they did not give back
+// has expired by itself.
+func (p *Processor) awaitSubscriptions() {
+	p.subsMu.Lock()
+	if p.subs == 0 {
+		p.subsMu.Unlock()
+		return
+	}
+	if p.subsDone == nil {
+		p.subsDone = make(chan struct{})
+	}
+	done := p.subsDone
+	p.subsMu.Unlock()
+	t := time.NewTimer(p.subCfg.LeaseTTL)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		p.cfg.Logger.Warn("feed: a partition's consumer did not end within LeaseTTL of Close (the store did not answer?); its lease expires by itself",
+			"processor", p.cfg.Name, "lease_ttl", p.subCfg.LeaseTTL)
+	}
+}
+
+// Pause stops delivery in this process without stopping the processor:
+// its partitions' consumers stop delivering (a handler in flight sees its
+// context end, and is waited for: its unit commits only if it was Acked)
+// and give their leases back, while its router subscriptions stay open
+// (the router's handlers keep running) and it stays in its membership
+// group, so nobody delivers its share of the partitions meanwhile: keep
+// pauses short. Pause returns once no partition of this process holds or
+// is taking its lease, or fails with ctx's error, the pause then ended.
+// While a pause is in force the leases are free: an operation can take
+// them (CheckpointStore.Acquire) to move the checkpoints, as a
+// projection's reset does. Since it waits for handlers in flight, a
+// handler of the processor must not call it (it would wait LeaseTTL for
+// itself).
+//
+// resume ends the pause; calling it again does nothing. Once every pause
+// in force has ended, the partitions deliver again from their stored
+// checkpoints as a processor just started would: the processor's
+// partition record is read again and every event's count of attempts
+// starts over. A paused processor stops as a running one does (Close, the
+// end of its router or of Run).
+func (p *Processor) Pause(ctx context.Context) (resume func(), err error) {
+	p.pauseMu.Lock()
+	p.paused++
+	if p.paused == 1 {
+		p.resumed = make(chan struct{})
+		p.endRounds()
+	}
+	var done chan struct{}
+	if p.rounds > 0 {
+		if p.roundsDone == nil {
+			p.roundsDone = make(chan struct{})
+		}
+		done = p.roundsDone
+	}
+	p.pauseMu.Unlock()
+	var once sync.Once
+	resume = func() { once.Do(p.resume) }
+	if done != nil {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			resume()
+			return nil, fmt.Errorf("feed: pause %s: %w", p.cfg.Name, context.Cause(ctx))
+		}
+	}
+	return resume, nil
+}
+
+// resume ends one pause; the last lets the partitions begin new rounds.
+func (p *Processor) resume() {
+	p.pauseMu.Lock()
+	defer p.pauseMu.Unlock()
+	if p.paused--; p.paused > 0 {
+		return
+	}
+	// Under pauseMu, so no round begins before it is done.
+	p.refresh()
+	p.unpaused, p.endRounds = context.WithCancel(context.Background())
+	close(p.resumed)
+}
+
+// refresh has the partitions start over after a pause as a processor just
+// started would: their checkpoints may have moved meanwhile (a reset), so
+// every event's count of attempts starts afresh and the partition record
+// is read again (what the partitions skip after a change of count may
+// have been forgotten: ForgetCarriedPositions).
+func (p *Processor) refresh() {
+	for _, ps := range p.parts {
+		ps.mu.Lock()
+		ps.attempts = map[string]*attempt{}
+		ps.mu.Unlock()
+	}
+	p.seedMu.Lock()
+	defer p.seedMu.Unlock()
+	if !p.seeded {
+		return // the consumers read it before they deliver (awaitSeed)
+	}
+	ctx, cancel := context.WithTimeout(p.mctx, p.subCfg.LeaseTTL)
+	defer cancel()
+	if err := p.trySeedLocked(ctx); err != nil {
+		// Read again, with backoff, by each partition before it delivers.
+		p.seeded = false
+		if p.mctx.Err() == nil {
+			p.cfg.Logger.Warn("feed: could not read the processor's partition record after a pause; its partitions wait for it",
+				"processor", p.cfg.Name, "error", err)
+		}
+	}
+}
+
+// enterRound waits while a pause is in force, then begins a round of
+// delivery: it returns the round's context, which ends when a pause
+// begins, and leave, to call once the round is over and its lease given
+// back. paused is called when it has to wait.
+func (p *Processor) enterRound(ctx context.Context, paused func()) (context.Context, func(), error) {
+	for {
+		p.pauseMu.Lock()
+		if p.paused == 0 {
+			p.rounds++
+			unpaused := p.unpaused
+			p.pauseMu.Unlock()
+			rctx, cancel := context.WithCancel(ctx)
+			stop := context.AfterFunc(unpaused, cancel)
+			return rctx, func() {
+				stop()
+				cancel()
+				p.leaveRound()
+			}, nil
+		}
+		resumed := p.resumed
+		p.pauseMu.Unlock()
+		paused()
+		select {
+		case <-ctx.Done():
+			return nil, nil, context.Cause(ctx)
+		case <-resumed:
+		}
+	}
+}
+
+// leaveRound ends a round begun by enterRound.
+func (p *Processor) leaveRound() {
+	p.pauseMu.Lock()
+	defer p.pauseMu.Unlock()
+	if p.rounds--; p.rounds == 0 && p.roundsDone != nil {
+		close(p.roundsDone)
+		p.roundsDone = nil
+	}
 }
 
 // partitionSubscriber is the Watermill subscriber of one partition: it
@@ -269,9 +486,11 @@ func (s *partitionSubscriber) Subscribe(ctx context.Context, _ string) (<-chan *
 	// which waits for the channels, returns after the processor left its
 	// group.
 	c.onStop = p.subscriptionEnded
+	p.subscriptionStarted()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		defer p.subscriptionDone()
 		defer cancel()
 		defer stop()
 		c.run(cctx)
@@ -285,7 +504,8 @@ func (s *partitionSubscriber) Subscribe(ctx context.Context, _ string) (<-chan *
 // its share of the partitions in the group.
 func (p *Processor) subscriptionEnded() {
 	if p.live.Add(-1) == 0 {
-		_ = p.Close()
+		// Not Close, which would wait for this very consumer.
+		p.stop()
 	}
 }
 
@@ -307,7 +527,11 @@ func (p *Processor) newConsumer(ps *partitionState) *consumer {
 		sweep: func(ctx context.Context, l Lease, pos events.Token) error {
 			return p.sweepReplays(ctx, ps, l, pos)
 		},
-		nudge: ps.replayWake.C,
+		nudge:   ps.replayWake.C,
+		closing: p.mctx.Done(),
+		enter: func(ctx context.Context) (context.Context, func(), error) {
+			return p.enterRound(ctx, ps.paused)
+		},
 		onCommitted: func(name string, tok events.Token) {
 			ps.setPosition(tok)
 			if p.cfg.OnCommitted != nil {

@@ -52,6 +52,7 @@ var processorTests = []processorTest{
 	{"ProcessorReadAheadKeepsOrderAndEffects", testProcessorReadAhead},
 	{"ProcessorErrCutBehindHeadIsNoFailure", testProcessorErrCut},
 	{"ProcessorDeadLettersOfItsOwn", testProcessorDeadLettersOfItsOwn},
+	{"ProcessorPauseFreesLeasesKeepsSubscriptions", testProcessorPause},
 }
 
 // applied counts, in the store's rows and through each event's unit, how

@@ -21,6 +21,7 @@ import (
 var runTests = []suiteTest{
 	{"ProcessorRunReturnsOnCancelAndClose", testProcessorRunReturns},
 	{"ProcessorRouterCloseLeavesGroup", testProcessorRouterClose},
+	{"ProcessorCloseOnRunningRouterReleasesLeases", testProcessorCloseOnRunningRouter},
 }
 
 // How testProcessorFailureAtStop stops the processor.
@@ -30,7 +31,9 @@ const (
 	// stopByClose calls Processor.Close.
 	stopByClose = "close"
 	// stopUnanswered calls Processor.Close under a handler that answers
-	// only after the consumer gave up waiting for it (LeaseTTL).
+	// only after the consumer gave up on it: Close does not wait for
+	// handlers, so the consumer gives the message and its unit up at once
+	// and releases the lease.
 	stopUnanswered = "unanswered"
 )
 
@@ -126,7 +129,8 @@ func testProcessorFailureAtStopBy(t *testing.T, m mode, s events.Store, src feed
 		case <-time.After(waitTimeout):
 			t.Fatal("the consumer never gave up on the handler that did not answer")
 		}
-		// The handler is still running: the unit was rolled back under it.
+		// The handler is still running: its unit was given up, and never
+		// commits.
 		requireRolledBack()
 		letAnswer()
 	}

@@ -112,17 +112,19 @@ func (e *Engine) eachParked(ctx context.Context, fn func(ix parkIndex, s *compil
 
 func (e *Engine) runParked(ctx context.Context, watch bool) (int, time.Time, error) {
 	var next time.Time
-	// Operators' requests first: a retried step then runs in this pass.
-	moved, err := e.runRequests(ctx)
-	if err != nil {
-		return moved, next, err
+	// Operators' requests first: a retried step then runs in this pass. One
+	// that fails is reported when the pass ends; the parked steps still
+	// run.
+	moved, reqErr := e.runRequests(ctx)
+	if ctx.Err() != nil {
+		return moved, next, reqErr
 	}
 	// stuck counts, by saga, the instances this pass found stuck: the
 	// gauge is set from the store, so it is right after a restart and the
 	// same in every process.
 	stuck := map[string]int{}
-	var passErr error
-	err = e.eachParked(ctx, func(ix parkIndex, s *compiled) error {
+	passErr := reqErr
+	err := e.eachParked(ctx, func(ix parkIndex, s *compiled) error {
 		now := e.cfg.Clock.Now()
 		if !ix.RetryAt.IsZero() && now.Before(ix.RetryAt) {
 			if next.IsZero() || ix.RetryAt.Before(next) {
@@ -155,6 +157,13 @@ func (e *Engine) runParked(ctx context.Context, watch bool) (int, time.Time, err
 				})
 				if isStuck {
 					stuck[ix.Saga]++
+				}
+				if err != nil && ctx.Err() == nil {
+					// As below: one instance (a row that no longer decodes,
+					// say) must not hold up the others.
+					e.log.ErrorContext(ctx, "saga: a stuck step could not be recorded; the next pass tries again", "saga", ix.Saga, "id", ix.ID, "error", err)
+					passErr = cmp.Or(passErr, err)
+					return nil
 				}
 				return err
 			}

@@ -1,6 +1,7 @@
 package saga
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -254,6 +255,9 @@ func (e *Engine) runRequests(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	done := 0
+	// A request that fails does not hold up the others: the first failure
+	// is returned once all have been tried.
+	var first error
 	for _, row := range page {
 		var r Request
 		if err := json.Unmarshal(row.Value, &r); err != nil {
@@ -294,17 +298,25 @@ func (e *Engine) runRequests(ctx context.Context) (int, error) {
 			continue // left for an engine of the newer build to take
 		}
 		if !errors.Is(err, ErrNotRetryable) && !errors.Is(err, ErrEnded) && !errors.Is(err, ErrNotFound) && !errors.Is(err, errRefused) {
-			return done, err
+			if ctx.Err() != nil {
+				return done, err
+			}
+			e.log.ErrorContext(ctx, "saga: an operator's request could not be carried out; the next pass tries again", "saga", saga, "id", id, "op", r.Op, "error", err)
+			first = cmp.Or(first, err)
+			continue
 		}
 		e.log.WarnContext(ctx, "saga: an operator's request was refused", "saga", saga, "id", id, "op", r.Op, "error", err)
 		if err := e.withUnit(ctx, func(ctx context.Context, u feed.Unit) error { return e.refuse(ctx, u, saga, id, r, err) }); err != nil {
-			return done, err
+			if ctx.Err() != nil {
+				return done, err
+			}
+			first = cmp.Or(first, err)
 		}
 	}
 	if done > 0 {
 		e.parkWake.Notify()
 	}
-	return done, nil
+	return done, first
 }
 
 var errRefused = errors.New("saga: request refused")

@@ -49,7 +49,8 @@ const (
 
 // Config configures a Client. Every field is optional; an empty Config
 // runs only the Tracker (and a router with no handlers): the lag monitor
-// watches projections, so there is none without them.
+// watches the projections, the saga processor and the command handlers,
+// so there is none without any of them.
 type Config struct {
 	// Projections are the read models to run (projections.New). Defaults
 	// to none.

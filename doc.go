@@ -38,7 +38,8 @@
 //   - A command.Processor for Config.Commands, on Watermill's cqrs
 //     command processor over the feed.
 //   - A lag.Monitor (Client.Lag) watching every projection against its
-//     declared SLA.
+//     declared SLA, and the saga processor and the command handlers
+//     (against SagaLagSLA and CommandLagSLA).
 //
 // Sagas and command handlers run on one Watermill router
 // (Config.Router, or one the client creates with middleware.Recoverer),

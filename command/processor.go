@@ -152,14 +152,29 @@ func NewProcessor(cfg *ProcessorConfig) (*Processor, error) {
 
 // AddHandlers adds handlers (Handle, or any cqrs.CommandHandler) to the
 // router. Add them before the router runs. A command type has one
-// handler: a handler for a type the Processor already handles, from this
-// call or an earlier one, is refused, and nothing of the call is added.
+// handler, and a handler name is taken once: a handler for a type the
+// Processor already handles, or with a name one of its handlers has, from
+// this call or an earlier one, is refused, and nothing of the call is
+// added. A name another component took on the router is refused too (an
+// error, not the router's panic), the handlers before it in the call
+// staying added.
 func (p *Processor) AddHandlers(handlers ...cqrs.CommandHandler) error {
 	m := Marshaler{Registry: p.cfg.Store.Registry()}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	adding := map[string]string{}
+	// The router refuses a handler name twice, with a panic, once the
+	// handlers before it in the call are added: checked here, the call
+	// adds nothing.
+	names := map[string]bool{}
+	for _, n := range p.handled {
+		names[n] = true
+	}
 	for _, h := range handlers {
+		if names[h.HandlerName()] {
+			return fmt.Errorf("command: two handlers are named %q; a router takes a handler name once (give one another name)", h.HandlerName())
+		}
+		names[h.HandlerName()] = true
 		name := m.Name(h.NewCommand())
 		switch {
 		case name == "":
@@ -184,7 +199,7 @@ func (p *Processor) AddHandlers(handlers ...cqrs.CommandHandler) error {
 	// One at a time, so that a handler cqrs has added is recorded even
 	// when a later one fails.
 	for _, h := range handlers {
-		if err := p.cp.AddHandlers(h); err != nil {
+		if err := p.addHandler(h); err != nil {
 			return fmt.Errorf("command: %w", err)
 		}
 		typ := m.Name(h.NewCommand())
@@ -200,6 +215,17 @@ func (p *Processor) AddHandlers(handlers ...cqrs.CommandHandler) error {
 		p.consumers = append(p.consumers, Consumer{Handler: h.HandlerName(), Name: name, Checkpoints: cp})
 	}
 	return nil
+}
+
+// addHandler adds h through cqrs, turning the router's panic (a handler
+// name another component of the router took) into an error.
+func (p *Processor) addHandler(h cqrs.CommandHandler) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("add handler %s: %v", h.HandlerName(), r)
+		}
+	}()
+	return p.cp.AddHandlers(h)
 }
 
 // Consumers returns the feed consumers of the handlers added so far, in

@@ -58,8 +58,9 @@ func newDemoCmd() *cobra.Command {
 waiting for its order to close before placing the next. Cards are declined
 or never answered at random, some orders ask for a sold-out product, and
 order_summary (the read model the saga's credit check reads) lags on
-purpose by up to --lag, sometimes long enough to park the step. The run is
-seeded: the same --seed gives the same outcome counts.
+purpose: a quarter of the orders reach it up to twice --lag late, and one
+in forty stalls for eight times --lag, long enough to park the step. The
+run is seeded: the same --seed gives the same outcome counts.
 
 It ends with a summary and exits non-zero unless every saga reached a
 terminal state, every read model equals a clean rebuild from the events, and
@@ -83,7 +84,7 @@ It runs in memory and needs nothing installed. With --database-url (or
 	f.IntVar(&c.orders, "orders", orders.DefaultDemoOrders, "orders to place")
 	f.IntVar(&c.customers, "customers", orders.DefaultDemoCustomers, "concurrent simulated customers")
 	f.Uint64Var(&c.seed, "seed", 1, "seed of the orders and their outcomes")
-	f.DurationVar(&c.lag, "lag", orders.DefaultDemoLag, "projection lag injected into order_summary (0: none)")
+	f.DurationVar(&c.lag, "lag", orders.DefaultDemoLag, "projection lag injected into order_summary: a quarter of orders up to 2×, one in 40 8× this (0: none)")
 	f.BoolVar(&c.postgres, "postgres", false, "run on PostgreSQL at DATABASE_URL (implied by --database-url)")
 	f.BoolVar(&c.keep, "keep", false, "keep the PostgreSQL demo schema instead of dropping it")
 	return cmd

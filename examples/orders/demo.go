@@ -208,20 +208,26 @@ type lagger struct {
 	n   int
 }
 
+// delay draws how long the next placed order reaches order_summary late
+// (DemoConfig.Lag): a quarter of them up to 2×lag, and every 40th 8×lag.
+func (l *lagger) delay() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.n++
+	switch {
+	case l.n%40 == 0:
+		return 8 * l.lag
+	case l.rng.Float64() < 0.25:
+		return time.Duration(l.rng.Int64N(int64(2 * l.lag)))
+	}
+	return 0
+}
+
 func (l *lagger) before(ctx context.Context, model string, env events.Envelope) error {
 	if l.lag <= 0 || model != OrderSummary || !strings.HasPrefix(env.StreamID, "order-") || env.Version != 1 {
 		return nil
 	}
-	l.mu.Lock()
-	l.n++
-	var d time.Duration
-	switch {
-	case l.n%40 == 0:
-		d = 8 * l.lag
-	case l.rng.Float64() < 0.25:
-		d = time.Duration(l.rng.Int64N(int64(2 * l.lag)))
-	}
-	l.mu.Unlock()
+	d := l.delay()
 	if d == 0 {
 		return nil
 	}

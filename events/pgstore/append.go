@@ -92,13 +92,24 @@ func (s *Store) Append(ctx context.Context, streamID string, expected events.Exp
 	return res, nil
 }
 
+// ctxErr is why ctx ended: its cause, still matching context.Canceled or
+// DeadlineExceeded when the cause is the caller's own error, so that a
+// failure for want of time is never read as an answer of the server.
+func ctxErr(ctx context.Context) error {
+	err, cause := ctx.Err(), context.Cause(ctx)
+	if cause == nil || errors.Is(cause, err) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", cause, err)
+}
+
 // appendOnce is one attempt of Append, on a connection of its own so that
 // a failure to get one is known to have sent nothing.
 func (s *Store) appendOnce(ctx context.Context, streamID string, expected events.ExpectedVersion, recs []events.Record) (events.AppendResult, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
-			return events.AppendResult{}, fmt.Errorf("pgstore: append to %q: %w", streamID, context.Cause(ctx))
+			return events.AppendResult{}, fmt.Errorf("pgstore: append to %q: %w", streamID, ctxErr(ctx))
 		}
 		return events.AppendResult{}, fmt.Errorf("pgstore: append to %q: %w (nothing was written): %w", streamID, events.ErrUnavailable, err)
 	}

@@ -97,7 +97,7 @@ func (s *Store) appendRetrying(ctx context.Context, streamID string, ids []strin
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return events.AppendResult{}, s.gaveUp(streamID, ids, unknown, fmt.Errorf("%w (while waiting to retry: %w)", context.Cause(ctx), err), attempt)
+			return events.AppendResult{}, s.gaveUp(streamID, ids, unknown, fmt.Errorf("%w (while waiting to retry: %w)", ctxErr(ctx), err), attempt)
 		case <-t.C:
 		}
 		delay = min(delay*2, pol.MaxBackoff)

@@ -2,6 +2,8 @@ package pgstore
 
 import (
 	"context"
+	"fmt"
+	"hash/fnv"
 	"strconv"
 	"strings"
 
@@ -27,8 +29,22 @@ func (s *Store) checkpointPayload(name string, pos events.Token) string {
 }
 
 // listenAppName marks the listener's connection in pg_stat_activity, so an
-// operator (or a test) can find it.
-func listenAppName(schema string) string { return "converge-listen-" + schema }
+// operator (or a test) can find it, and the notifiers of other processes
+// learn that someone listens on the schema. PostgreSQL keeps 63 bytes of
+// an application_name: a longer one would never equal what it stored, and
+// the notifiers would think nobody listens. So a schema name too long to
+// fit whole is cut, with a hash of the whole name to keep it apart from
+// others cut alike.
+func listenAppName(schema string) string {
+	const prefix, max = "converge-listen-", 63
+	if len(prefix)+len(schema) <= max {
+		return prefix + schema
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(schema))
+	sum := fmt.Sprintf("-%08x", h.Sum32())
+	return prefix + schema[:max-len(prefix)-len(sum)] + sum
+}
 
 // listen runs the LISTEN loop until ctx ends. pgxlisten reconnects after
 // failures; while the connection is down PushHealthy is false and feed

@@ -154,7 +154,9 @@ func (s *Store) appendOnce(ctx context.Context, streamID string, expected events
 // feed's read horizon back for every reader (see the package doc). AppendTx
 // sends its wake-up NOTIFY inside tx, as only PostgreSQL knows when tx
 // commits; that makes the commit take PostgreSQL's notify lock, so prefer a
-// unit of work, which notifies after its commit, for high write rates.
+// unit of work, which notifies after its commit, for high write rates. On a
+// unit's own transaction (TxFromContext) AppendTx sends none: the unit
+// notifies after its commit, as for its own appends.
 //
 // AppendTx takes a transaction-level advisory lock on each stream it
 // appends to, held until tx ends, so that appenders of one stream take
@@ -176,7 +178,8 @@ func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expect
 		return events.AppendResult{}, err
 	}
 	var res events.AppendResult
-	if ut, ok := tx.(*unitTx); ok {
+	ut, inUnit := tx.(*unitTx)
+	if inUnit {
 		// A unit's transaction from TxFromContext: the unit knows which
 		// streams it appended to.
 		res, err = s.appendOn(ctx, tx, streamID, expected, recs, true, ut.u.queueingFor(streamID))
@@ -203,6 +206,11 @@ func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expect
 	// Appends through a unit of work (feed.CheckpointStore.Begin, or any
 	// handler's unit) notify after their commit instead, without the
 	// commit-time lock a NOTIFY in a transaction takes.
+	if inUnit {
+		// The unit's own transaction (TxFromContext): the unit recorded the
+		// append and notifies after its commit, without the lock.
+		return res, nil
+	}
 	if _, err := tx.Exec(ctx, s.q.notify, NotifyChannel, s.eventsPayload()); err != nil {
 		return events.AppendResult{}, fmt.Errorf("pgstore: notify: %w", classify(err))
 	}

@@ -34,6 +34,11 @@ type notifier struct {
 	others atomic.Bool
 	// ownListener is the backend pid of this store's listen connection.
 	ownListener atomic.Uint32
+	// hellos counts the newcomers heard of (newcomer), so that a count of
+	// listeners that began before a hello does not undo it.
+	hellos atomic.Uint64
+	// counted, when set (tests), runs between a count's query and its use.
+	counted func()
 
 	mu      sync.Mutex
 	pending map[string]string // key -> newest payload
@@ -78,6 +83,7 @@ func (n *notifier) kick(key, payload string) {
 // the newest changes, in case they committed after its catch-up read but
 // before this store knew it was there.
 func (n *notifier) newcomer(payload string) {
+	n.hellos.Add(1)
 	n.kick("e", payload)
 	n.setOthers(true)
 }
@@ -160,10 +166,20 @@ func (n *notifier) countListeners(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(ctx, presenceInterval)
 	defer cancel()
 	var others bool
+	hellos := n.hellos.Load()
 	err := n.pool.QueryRow(cctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND pid <> $2)`,
 		listenAppName(n.schema), int64(n.ownListener.Load())).Scan(&others)
 	if err != nil {
 		others = true
+	}
+	if n.counted != nil {
+		n.counted()
+	}
+	if !others && n.hellos.Load() != hellos {
+		// A newcomer said hello while the query ran: its listener may
+		// not have been there when the query looked. Believe the hello
+		// until the next count.
+		return
 	}
 	n.setOthers(others)
 }

@@ -250,6 +250,10 @@ func (t *Tracker) readIfNeeded(ctx context.Context, target events.Token, names [
 	}
 }
 
+// maxRereads bounds how often a read reads again because of reports that
+// came while it ran (see startReadLocked).
+const maxRereads = 3
+
 // readStart is what a checkpoint had seen when a read of it started.
 type readStart struct{ moves, resets, reported uint64 }
 
@@ -266,9 +270,21 @@ func (cp *checkpoint) readStart() readStart {
 // rebuild's): the store is believed. Otherwise the read is an Advance.
 func (t *Tracker) learnLocked(name string, cp *checkpoint, pos events.Token, start readStart) {
 	switch {
-	case cp.resets != start.resets, cp.reported != start.reported:
+	case cp.resets != start.resets:
 	case cp.known && pos.Before(cp.pos) && cp.moves == start.moves:
+		// Behind, with nothing moved meanwhile: a reset made elsewhere,
+		// whatever was reported during the read.
 		t.resetLocked(cp, pos)
+	case cp.reported != start.reported:
+		// Taken as an Advance, a snapshot from before a reported reset
+		// would undo it: dropped, and the name checked again.
+		if t.cfg.Positions != nil {
+			t.verify[name] = true
+			select {
+			case t.verifyKick <- struct{}{}:
+			default:
+			}
+		}
 	default:
 		t.advanceLocked(cp, pos)
 	}
@@ -309,11 +325,14 @@ func (t *Tracker) read(ctx context.Context, name string) error {
 // how many groups deep name is, so groups made members of each other in a
 // circle end the descent instead of the stack.
 //
-// A read during which the Watcher reported a possible rewind reads again
-// before it answers, each time within QueryTimeout: its snapshot may
-// predate a reset made elsewhere, and taken as an Advance it would undo it.
-// So whoever shares a read, a verification of that report included, gets
-// the answer of one that started after the last such report.
+// A read during which the Watcher reported a possible rewind, and whose
+// answer would be taken as an Advance, reads again before it answers (at
+// most maxRereads times, each within QueryTimeout): its snapshot may
+// predate a reset made elsewhere, and taken as an Advance it would undo
+// it. An answer behind the known position, with nothing moved meanwhile,
+// proves the reset and is believed at once, however many reports a
+// replaying model sends. Past maxRereads the answer is dropped and the
+// name checked again.
 func (t *Tracker) startReadLocked(ctx context.Context, name string, calls []*readCall, depth int) []*readCall {
 	if members, isGroup := t.groups[name]; isGroup {
 		if depth > len(t.groups) {
@@ -345,16 +364,22 @@ func (t *Tracker) startReadLocked(ctx context.Context, name string, calls []*rea
 		defer t.readDone()
 		defer cancel()
 		defer stop()
+		rereads := 0
 		for {
 			rctx, cancelRead := context.WithTimeout(lctx, t.cfg.QueryTimeout)
 			pos, err := t.cfg.Positions.Position(rctx, name)
 			cancelRead()
 			t.mu.Lock()
-			// Reading again has no limit: each time answers a report that
-			// came during the read before, and Stop or QueryTimeout ends a
-			// read that never answers. Once stopping, the answer is dropped
-			// instead (see learnLocked).
-			if err == nil && cp.reported != start.reported && !t.isStopping() {
+			// An answer that a report during the read may have made old news
+			// is read again, when it would be taken as an Advance (one
+			// behind with nothing moved proves a reset, and is believed),
+			// at most maxRereads times: a model replaying after a reset
+			// elsewhere reports faster than a read takes. Past that, or
+			// once stopping, the answer is dropped and the name checked
+			// again (see learnLocked).
+			if err == nil && cp.reported != start.reported && !t.isStopping() && rereads < maxRereads &&
+				(!cp.known || !pos.Before(cp.pos) || cp.moves != start.moves) {
+				rereads++
 				start = cp.readStart()
 				t.mu.Unlock()
 				continue

@@ -179,6 +179,9 @@ func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expect
 	}
 	var res events.AppendResult
 	ut, inUnit := tx.(*unitTx)
+	// A unit of another Store (another schema on the same pool) would
+	// announce the append on its own schema: this store notifies itself.
+	inUnit = inUnit && ut.u.s == s
 	if inUnit {
 		// A unit's transaction from TxFromContext: the unit knows which
 		// streams it appended to.

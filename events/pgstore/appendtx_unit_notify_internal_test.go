@@ -63,3 +63,44 @@ func TestAppendTxInAUnitNotifiesOnce(t *testing.T) {
 		require.True(t, errors.Is(err, context.DeadlineExceeded) || wctx.Err() != nil, "%v", err)
 	}
 }
+
+// TestAppendTxInAnotherStoresUnitNotifies: AppendTx of one store on the
+// transaction of another store's unit (another schema) announces the
+// append on its own schema: the unit would announce it on the wrong one.
+func TestAppendTxInAnotherStoresUnitNotifies(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dbA, dbB := pgtest.New(t, nil), pgtest.New(t, nil)
+	a, err := New(ctx, dbA.Pool, &Config{Schema: dbA.Schema, DisableListen: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Close() })
+	b, err := New(ctx, dbB.Pool, &Config{Schema: dbB.Schema, DisableListen: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+
+	cc, err := pgx.ParseConfig(pgtest.URL(t))
+	require.NoError(t, err)
+	listener, err := pgx.ConnectConfig(ctx, cc)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = listener.Close(context.Background()) })
+	_, err = listener.Exec(ctx, "LISTEN "+pgx.Identifier{NotifyChannel}.Sanitize())
+	require.NoError(t, err)
+
+	u, err := a.Checkpoints().Begin(ctx)
+	require.NoError(t, err)
+	tx, err := TxFromContext(u.Context(ctx))
+	require.NoError(t, err)
+	_, err = b.AppendTx(ctx, tx, "order-1", events.NoStream, events.Event{Data: events.Raw{Type: "t", Payload: json.RawMessage(`{}`)}})
+	require.NoError(t, err)
+	require.NoError(t, u.Commit(ctx))
+
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		n, err := listener.WaitForNotification(wctx)
+		require.NoError(t, err, "no wake-up for the schema the events went to")
+		if n.Payload == b.eventsPayload() {
+			return
+		}
+	}
+}

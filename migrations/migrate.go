@@ -104,6 +104,15 @@ func migrateConn(ctx context.Context, conn *pgx.Conn, schema string, onApplied f
 	if err != nil {
 		return 0, err
 	}
+	// tern's own answer to a newer schema ("outside the valid versions")
+	// does not say what to do.
+	have, err := m.GetCurrentVersion(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("migrate: read schema version of %q: %w", schema, err)
+	}
+	if want := int32(len(m.Migrations)); have > want {
+		return have, fmt.Errorf("migrate: schema %q is at version %d, ahead of this build's %d: run the newer converge that migrated it (this one would not know its tables)", schema, have, want)
+	}
 	// tern applies each migration in a transaction of its own and only
 	// says when one starts: the previous one has committed by then, and
 	// the last one once Migrate returns without error.

@@ -354,6 +354,16 @@ func (t *Tracker) resetLocked(cp *checkpoint, pos events.Token) {
 	cp.moved.Notify()
 }
 
+// verifyLocked queues name for the fallback loop to read from the store.
+// The caller holds t.mu.
+func (t *Tracker) verifyLocked(name string) {
+	t.verify[name] = true
+	select {
+	case t.verifyKick <- struct{}{}:
+	default:
+	}
+}
+
 // watched takes a checkpoint move the Watcher reports. A move forward is an
 // Advance. A move to before the known position is either news of a reset
 // (in this process or another: only the process that resets calls Reset)
@@ -375,11 +385,7 @@ func (t *Tracker) watched(name string, pos events.Token) {
 		cp.reported++
 	}
 	if cp.known && pos.Before(cp.pos) && t.cfg.Positions != nil {
-		t.verify[name] = true
-		select {
-		case t.verifyKick <- struct{}{}:
-		default:
-		}
+		t.verifyLocked(name)
 		return
 	}
 	t.advanceLocked(cp, pos)

@@ -279,11 +279,7 @@ func (t *Tracker) learnLocked(name string, cp *checkpoint, pos events.Token, sta
 		// Taken as an Advance, a snapshot from before a reported reset
 		// would undo it: dropped, and the name checked again.
 		if t.cfg.Positions != nil {
-			t.verify[name] = true
-			select {
-			case t.verifyKick <- struct{}{}:
-			default:
-			}
+			t.verifyLocked(name)
 		}
 	default:
 		t.advanceLocked(cp, pos)

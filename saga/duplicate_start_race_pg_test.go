@@ -8,8 +8,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
-	"github.com/converge-es/converge/events/pgstore"
-	"github.com/converge-es/converge/internal/pgtest"
 	"github.com/converge-es/converge/saga"
 	"github.com/converge-es/converge/saga/internal/drive"
 )
@@ -31,41 +29,22 @@ func TestRedeliveryThatLosesTheStartRaceIsCountedAsDuplicate(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	db := pgtest.New(t, nil)
-	store, err := pgstore.New(ctx, db.Pool, &pgstore.Config{Schema: db.Schema, Registry: registry()})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = store.Close() })
-	b := newBareOn(t, store, orderSaga(false))
+	db, store, b := newPGBare(t, ctx)
 	env := b.append(t, "order-1", OrderPlaced{OrderID: "1", Total: 7})
 	duplicates := func() float64 { return testutil.ToFloat64(b.engine.Metrics().Duplicates.WithLabelValues(orders)) }
 
-	handled, release := make(chan struct{}), make(chan struct{})
-	first, second := make(chan error, 1), make(chan error, 1)
-	go func() {
-		first <- drive.Unit(ctx, store, 0, func(ctx context.Context) error {
-			err := b.engine.Handle(ctx, env)
-			close(handled)
-			<-release // hold the unit open: the instance is claimed, not committed
-			return err
-		})
-	}()
-	select {
-	case <-handled:
-	case err := <-first:
-		t.Fatalf("the first delivery ended before it was held: %v", err)
-	}
+	// Hold the unit open: the instance is claimed, not committed.
+	release := holdUnit(t, ctx, store, func(ctx context.Context) error { return b.engine.Handle(ctx, env) })
+	second := make(chan error, 1)
 	go func() {
 		second <- drive.Unit(ctx, store, 0, func(ctx context.Context) error { return b.engine.Handle(ctx, env) })
 	}()
 	// The second delivery waits on the first one's claim of the id.
 	require.Eventually(t, func() bool {
-		var waiting int
-		err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-WHERE wait_event_type = 'Lock' AND datname = current_database() AND query LIKE '%' || $1 || '%'`, db.Schema).Scan(&waiting)
+		waiting, err := lockWaits(ctx, db)
 		return err == nil && waiting == 1
 	}, 30*time.Second, 2*time.Millisecond, "the second delivery waits for the first unit's claim")
-	close(release)
-	require.NoError(t, <-first)
+	require.NoError(t, release())
 	require.NoError(t, <-second)
 
 	info, _ := b.state(t, "1")

@@ -7,8 +7,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/converge-es/converge/events/pgstore"
-	"github.com/converge-es/converge/internal/pgtest"
 	"github.com/converge-es/converge/saga/internal/drive"
 )
 
@@ -25,25 +23,12 @@ func TestIgnoredMessageRacingTheStartStaysIgnored(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	db := pgtest.New(t, nil)
-	store, err := pgstore.New(ctx, db.Pool, &pgstore.Config{Schema: db.Schema, Registry: registry()})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = store.Close() })
-	b := newBareOn(t, store, orderSaga(false))
+	db, store, b := newPGBare(t, ctx)
 	start := b.append(t, "order-1", OrderPlaced{OrderID: "1", Total: 7})
 	ping := b.append(t, "order-1", Ping{OrderID: "1", N: 42})
 
-	handled, release := make(chan struct{}), make(chan struct{})
-	first := make(chan error, 1)
-	go func() {
-		first <- drive.Unit(ctx, store, 0, func(ctx context.Context) error {
-			err := b.engine.Handle(ctx, ping) // no instance yet: ignored
-			close(handled)
-			<-release
-			return err
-		})
-	}()
-	<-handled
+	// No instance yet: the ping is ignored, in a unit held open.
+	release := holdUnit(t, ctx, store, func(ctx context.Context) error { return b.engine.Handle(ctx, ping) })
 	// Another partition starts the instance meanwhile. It must wait for
 	// the ignoring unit (a statement of this test's schema waiting on a
 	// lock); without the claim it would finish at once.
@@ -60,13 +45,11 @@ func TestIgnoredMessageRacingTheStartStaysIgnored(t *testing.T) {
 			return true
 		default:
 		}
-		var n int
-		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-WHERE wait_event_type = 'Lock' AND strpos(query, $1) > 0`, db.Schema).Scan(&n))
+		n, err := lockWaits(ctx, db)
+		require.NoError(t, err)
 		return n > 0
 	}, 30*time.Second, 5*time.Millisecond, "the start neither waited nor finished")
-	close(release)
-	require.NoError(t, <-first)
+	require.NoError(t, release())
 	if !startDone {
 		startErr = <-second
 	}

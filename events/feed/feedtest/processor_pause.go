@@ -137,18 +137,7 @@ func testProcessorCloseOnRunningRouter(t *testing.T, s events.Store, src feed.So
 	}
 
 	t.Run("close", func(t *testing.T) {
-		name := uniqueName("closemounted")
-		cfg := procConfig(name, 2)
-		cfg.Categories = []string{name}
-		cfg.Subscriber.LeaseTTL = time.Minute // a lease not released would hold the test up
-		envs := appendSpread(t, s, name, 4, 8)
-		p, err := feed.NewProcessor(src, cfg, func(ctx context.Context, env events.Envelope) error {
-			return applyOnce(ctx, name, env)
-		})
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = p.Close() })
-		r, done := mount(t, p)
-		awaitPosition(t, p, envs[len(envs)-1].Token)
+		name, p, r, done := caughtUpOnRouter(t, s, src, "closemounted", mount)
 
 		require.NoError(t, p.Close())
 		requireLeasesReleased(t, src, p)
@@ -159,18 +148,7 @@ func testProcessorCloseOnRunningRouter(t *testing.T, s events.Store, src feed.So
 	})
 
 	t.Run("while-router-closes", func(t *testing.T) {
-		name := uniqueName("closewithrouter")
-		cfg := procConfig(name, 2)
-		cfg.Categories = []string{name}
-		cfg.Subscriber.LeaseTTL = time.Minute
-		envs := appendSpread(t, s, name, 4, 8)
-		p, err := feed.NewProcessor(src, cfg, func(ctx context.Context, env events.Envelope) error {
-			return applyOnce(ctx, name, env)
-		})
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = p.Close() })
-		r, done := mount(t, p)
-		awaitPosition(t, p, envs[len(envs)-1].Token)
+		_, p, r, done := caughtUpOnRouter(t, s, src, "closewithrouter", mount)
 
 		// The two closes race: neither waits for the other for good.
 		routerClosed := make(chan error, 1)
@@ -229,4 +207,27 @@ func testProcessorCloseOnRunningRouter(t *testing.T, s events.Store, src feed.So
 		awaitPosition(t, next.p, envs[len(envs)-1].Token)
 		requireAppliedOnce(t, src, name, envs)
 	})
+}
+
+// caughtUpOnRouter builds a processor of two partitions over events of
+// its own category, runs it on a router by run, and waits until it has
+// applied them all. Its leases outlive the test (LeaseTTL a minute): one
+// not released would hold the test up rather than expire.
+func caughtUpOnRouter(t *testing.T, s events.Store, src feed.Source, prefix string,
+	run func(*testing.T, *feed.Processor) (*message.Router, <-chan error),
+) (name string, p *feed.Processor, r *message.Router, done <-chan error) {
+	t.Helper()
+	name = uniqueName(prefix)
+	cfg := procConfig(name, 2)
+	cfg.Categories = []string{name} // the store is shared with other subtests
+	cfg.Subscriber.LeaseTTL = time.Minute
+	envs := appendSpread(t, s, name, 4, 8)
+	p, err := feed.NewProcessor(src, cfg, func(ctx context.Context, env events.Envelope) error {
+		return applyOnce(ctx, name, env)
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close() })
+	r, done = run(t, p)
+	awaitPosition(t, p, envs[len(envs)-1].Token)
+	return name, p, r, done
 }

@@ -303,17 +303,7 @@ func requireLeasesReleased(t *testing.T, src feed.Source, p *feed.Processor) {
 // delivers). A stopped processor cannot be mounted again.
 func testProcessorRouterClose(t *testing.T, s events.Store, src feed.Source) {
 	t.Run("alone", func(t *testing.T) {
-		name := uniqueName("routerclose")
-		cfg := procConfig(name, 2)
-		cfg.Categories = []string{name} // the store is shared with the other subtest
-		envs := appendSpread(t, s, name, 4, 8)
-		p, err := feed.NewProcessor(src, cfg, func(ctx context.Context, env events.Envelope) error {
-			return applyOnce(ctx, name, env)
-		})
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = p.Close() })
-		r, done := runRouter(t, p)
-		awaitPosition(t, p, envs[len(envs)-1].Token)
+		name, p, r, done := caughtUpOnRouter(t, s, src, "routerclose", runRouter)
 
 		require.NoError(t, r.Close())
 		require.NoError(t, <-done)

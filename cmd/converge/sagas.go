@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/converge-es/converge/events/pgstore"
+	"github.com/converge-es/converge/internal/shell"
 	"github.com/converge-es/converge/saga"
 )
 
@@ -136,7 +137,7 @@ a last line on standard error gives the --after that lists the next page.`,
 			}
 			if err == nil && len(list) == limit {
 				// On standard error, so --json output stays JSON lines.
-				_, err = fmt.Fprintf(cmd.ErrOrStderr(), "more instances may follow: list them with --after %s\n", shellQuote(list[len(list)-1].Cursor()))
+				_, err = fmt.Fprintf(cmd.ErrOrStderr(), "more instances may follow: list them with --after %s\n", shell.Quote(list[len(list)-1].Cursor()))
 			}
 			return err
 		},
@@ -493,10 +494,4 @@ func writeTimeline(w io.Writer, tl saga.Timeline) error {
 		}
 	}
 	return nil
-}
-
-// shellQuote quotes s for a POSIX shell, so a printed command can be
-// pasted as it is: ids may hold any character but NUL.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

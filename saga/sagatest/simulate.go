@@ -31,6 +31,7 @@ import (
 	"github.com/converge-es/converge/events/feed"
 	"github.com/converge-es/converge/events/memstore"
 	"github.com/converge-es/converge/internal/clocktest"
+	"github.com/converge-es/converge/internal/shell"
 	"github.com/converge-es/converge/saga"
 	"github.com/converge-es/converge/saga/internal/drive"
 )
@@ -225,12 +226,12 @@ func replayCommand(name string, seed uint64) string {
 	for i, p := range parts {
 		parts[i] = "^" + regexp.QuoteMeta(p) + "$"
 	}
-	args := fmt.Sprintf("-run %s -seed %d", shellQuote(strings.Join(parts, "/")), seed)
+	args := fmt.Sprintf("-run %s -seed %d", shell.Quote(strings.Join(parts, "/")), seed)
 	switch pkg := packageUnderTest(); {
 	case pkg != "":
-		return fmt.Sprintf("go test %s %s", shellWord(pkg), args)
+		return fmt.Sprintf("go test %s %s", shell.Word(pkg), args)
 	case testDir != "":
-		return fmt.Sprintf("cd %s && go test %s", shellWord(testDir), args)
+		return fmt.Sprintf("cd %s && go test %s", shell.Word(testDir), args)
 	}
 	return "go test " + args
 }
@@ -277,20 +278,6 @@ func modulePath(gomod []byte) string {
 		return f[1]
 	}
 	return ""
-}
-
-// shellQuote quotes s for a POSIX shell.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-// shellWord is s as one word of a POSIX shell command: as it is when
-// nothing in it is special, else quoted.
-func shellWord(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./_-~") == "" && s[0] != '~' {
-		return s
-	}
-	return shellQuote(s)
 }
 
 // panicError is a panic in code the simulation calls (an invariant, a

@@ -277,7 +277,7 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 	args := append([]any{streamID}, params...)
 	args = append(args, Category(streamID), cond)
 	var got []landed
-	if !inTx {
+	if !inTx && !s.cfg.DisableListen { // see streamHeads: such a store never guesses
 		got, err = s.appendAfterGuess(ctx, db, streamID, expected, ids, args)
 		if err != nil {
 			return events.AppendResult{}, err
@@ -327,8 +327,11 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 	}
 	// RETURNING order is not promised; versions say where each event went.
 	slices.SortFunc(got, func(a, b landed) int { return cmp.Compare(a.version, b.version) })
-	if !inTx {
-		// Committed: Append's statement is its own transaction.
+	if !inTx && !s.cfg.DisableListen {
+		// Committed: Append's statement is its own transaction. Without
+		// a listening connection the store cannot tell that the server
+		// restarted or failed over (the pool reconnects quietly), so it
+		// remembers no heads (see streamHeads).
 		last := got[n-1]
 		s.heads.committed(streamID, last.version, int64(last.tok.Major())) //nolint:gosec // sort keys are transaction ids, far below 2^63
 	}

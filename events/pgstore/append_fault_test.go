@@ -25,6 +25,7 @@ type faultBundle struct {
 	store  *pgstore.Store // through the proxy
 	direct *pgstore.Store
 	proxy  *faultproxy.Proxy
+	pool   *pgxpool.Pool // store's pool, through the proxy
 }
 
 // setupFaults builds the bundle; mods change the proxied pool's config.
@@ -53,7 +54,7 @@ func setupFaults(t *testing.T, retry pgstore.AppendRetry, mods ...func(*pgxpool.
 	direct, err := pgstore.New(ctx, db.Pool, &pgstore.Config{Schema: db.Schema, DisableListen: true})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = direct.Close() })
-	return faultBundle{store: store, direct: direct, proxy: proxy}
+	return faultBundle{store: store, direct: direct, proxy: proxy, pool: pool}
 }
 
 // noRetry turns Append's own retries off, to see what a single attempt

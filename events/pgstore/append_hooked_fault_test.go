@@ -96,15 +96,19 @@ func TestHookedAppendKeepsAppendsPromises(t *testing.T) {
 func TestAppendThatLosesTheServerForgetsRememberedHeads(t *testing.T) {
 	t.Parallel()
 	b := setupFaults(t, noRetry)
-	_, err := b.store.Append(t.Context(), "remembered-1", events.NoStream, rawEvent(1))
+	// Only a listening store remembers heads.
+	store, err := pgstore.New(t.Context(), b.pool, &pgstore.Config{Schema: b.direct.Schema(), AppendRetry: noRetry})
 	require.NoError(t, err)
-	_, _, ok := pgstore.RememberedHead(b.store, "remembered-1")
+	t.Cleanup(func() { _ = store.Close() })
+	_, err = store.Append(t.Context(), "remembered-1", events.NoStream, rawEvent(1))
+	require.NoError(t, err)
+	_, _, ok := pgstore.RememberedHead(store, "remembered-1")
 	require.True(t, ok)
 	stream := "order-" + uuid.NewString()
 	fired := b.proxy.Inject(faultproxy.Fault{Match: faultproxy.Contains(stream), DropRequest: true})
-	_, err = b.store.Append(t.Context(), stream, events.AnyVersion, rawEvent(1))
+	_, err = store.Append(t.Context(), stream, events.AnyVersion, rawEvent(1))
 	requireFired(t, fired)
 	require.ErrorIs(t, err, events.ErrUnavailable)
-	_, _, ok = pgstore.RememberedHead(b.store, "remembered-1")
+	_, _, ok = pgstore.RememberedHead(store, "remembered-1")
 	require.False(t, ok)
 }

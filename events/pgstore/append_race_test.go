@@ -328,7 +328,9 @@ func fits(expected events.ExpectedVersion, head int) bool {
 // openStore opens a store on db's schema, closed when the test ends.
 func openStore(t *testing.T, db *pgtest.DB) *pgstore.Store {
 	t.Helper()
-	st, err := pgstore.New(t.Context(), db.Pool, &pgstore.Config{Schema: db.Schema, DisableListen: true})
+	// Listening, because only a listening store remembers stream heads,
+	// the path most of these tests are about.
+	st, err := pgstore.New(t.Context(), db.Pool, &pgstore.Config{Schema: db.Schema})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
 	return st

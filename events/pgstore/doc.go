@@ -192,7 +192,10 @@
 // promoted asynchronous standby) loses events whatever the store does, and
 // a head remembered past what survived would then leave a version gap. So
 // a store forgets every head when it loses the server: when its LISTEN
-// connection fails, or an append finds the database unavailable.
+// connection fails, or an append finds the database unavailable. A store
+// with DisableListen has no such connection, and its pool reconnects after
+// a restart without a word, so it remembers no heads at all: each of its
+// appends reads the stream's head.
 //
 // Measured on a throw-away cluster with fsync off, so that both sides were
 // CPU-bound as the section above describes (`converge bench --scenario
@@ -333,7 +336,8 @@
 // without prepared statements needs; the store and feed suites run in it.
 // LISTEN needs a session of its own, which such a pooler does not keep:
 // the store opens its listening connection with the pool's settings, so
-// behind one set DisableListen, and subscribers poll.
+// behind one set DisableListen, and subscribers poll (and appends read
+// each stream's head: see the section on skipping it).
 //
 // Any pool size works, down to one connection, for projections, sagas and
 // command handlers: nothing that holds a unit's connection waits for a

@@ -61,6 +61,8 @@ type Config struct {
 	// DefaultNotifyMinInterval (1ms); negative means no minimum.
 	NotifyMinInterval time.Duration
 	// DisableListen turns push wake-ups off: feed subscribers then poll.
+	// Such a store cannot tell that the server restarted, so it also
+	// remembers no stream heads and every Append reads its stream's head.
 	// Defaults to false.
 	DisableListen bool
 	// SkipSchemaCheck skips New's checks of the database: that the schema

@@ -29,9 +29,10 @@ const streamHeadsMax = 8192
 // a crash, or a promoted asynchronous standby) breaks it: a remembered
 // head past what survived would be guessed and leave a version gap. So the
 // store forgets every head whenever it loses the server: its listen
-// connection fails, or an append finds the database unavailable. (Such a
-// server loses events whatever the store does; this keeps the versions
-// the store writes afterwards gap-free.)
+// connection fails, or an append finds the database unavailable; a store
+// that does not listen would not notice a restart, and remembers nothing.
+// (Such a server loses events whatever the store does; this keeps the
+// versions the store writes afterwards gap-free.)
 //
 // A wrong guess forgets the head and marks the stream contended (see
 // hotStreams), and a contended stream is never guessed: a stream another

@@ -169,3 +169,21 @@ func TestRememberedHeadIsTheLastCommittedAppend(t *testing.T) {
 	v, _, _ = pgstore.RememberedHead(a, "remember-1")
 	require.Equal(t, int64(5), v, "the usual way's append is remembered")
 }
+
+// A store that does not listen cannot tell that it lost the server (its
+// pool reconnects quietly after a restart or a failover), so it remembers
+// no heads and every append reads the stream's head.
+func TestStoreWithoutListenRemembersNoHeads(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t, nil)
+	st, err := pgstore.New(t.Context(), db.Pool, &pgstore.Config{Schema: db.Schema, DisableListen: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	for i := range 3 {
+		res, err := st.Append(t.Context(), "quiet-1", events.AnyVersion, rawEvent(i))
+		require.NoError(t, err)
+		require.Equal(t, int64(i+1), res.LastVersion)
+		_, _, ok := pgstore.RememberedHead(st, "quiet-1")
+		require.False(t, ok, "append %d left a remembered head", i+1)
+	}
+}

@@ -55,9 +55,10 @@ type consumer struct {
 	// onStop, when set, runs when the consumer ends, before its channel
 	// is closed (a processor stops when its last partition's ends).
 	onStop func()
-	// closing, when set, is closed by Subscriber.Close (or
-	// Processor.Close): a message still in a handler's hands is then given
-	// up rather than waited for (see abandon).
+	// closing is closed when the subscription ends (the context given to
+	// run ends: Subscribe's, or Subscriber.Close or Processor.Close): a
+	// message still in a handler's hands is then given up rather than
+	// waited for (see abandon). Set by run.
 	closing <-chan struct{}
 	// enter, when set, is called before each round of taking the lease
 	// and delivering under it (Processor.Pause): it waits while delivery
@@ -165,6 +166,7 @@ var errRedeliver = errors.New("feed: redeliver")
 // the round: the lease is given back, and a new round begins once the
 // pause is over.
 func (c *consumer) run(ctx context.Context) {
+	c.closing = ctx.Done()
 	defer close(c.out)
 	if c.onStop != nil {
 		defer c.onStop()
@@ -273,11 +275,20 @@ func (c *consumer) acquire(ctx context.Context) (Lease, error) {
 // the consumer should try to acquire again.
 func (c *consumer) hold(ctx context.Context, lease Lease) (again bool) {
 	lctx, stop := context.WithCancelCause(ctx)
+	// Renewals outlive ctx: a delivery ended under a handler (a pause, the
+	// partition moving) still waits for the message it holds, and a lease
+	// left to expire meanwhile would let another process deliver the
+	// partition beside that handler. They end when delivery has, or with
+	// the lease.
+	rctx, endRenewals := context.WithCancel(context.WithoutCancel(ctx))
+	var lost error
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		c.renew(lctx, stop, lease)
+		if lost = c.renew(rctx, lease); lost != nil {
+			stop(lost)
+		}
 	}()
 	if c.assigned != nil {
 		wg.Add(1)
@@ -288,9 +299,15 @@ func (c *consumer) hold(ctx context.Context, lease Lease) (again bool) {
 	}
 	err := c.deliverFrom(lctx, lease)
 	stop(err)
+	endRenewals()
 	wg.Wait()
 
-	cause := context.Cause(lctx)
+	// A loss while delivery waited for a handler after ctx ended is not
+	// lctx's cause, which ctx's end set first.
+	cause := lost
+	if cause == nil {
+		cause = context.Cause(lctx)
+	}
 	closed := errors.Is(err, events.ErrClosed) || errors.Is(cause, events.ErrClosed)
 	if errors.Is(cause, ErrLeaseLost) {
 		c.log.Warn("feed: lease lost, standing by", "generation", lease.Generation, "error", cause)
@@ -332,17 +349,18 @@ func (c *consumer) watchAssignment(ctx context.Context, stop context.CancelCause
 	}
 }
 
-// renew extends the lease every RenewInterval until ctx ends. When the lease
-// is lost, or renewals have failed for a whole LeaseTTL (another consumer may
-// hold it by now), it cancels ctx with a cause wrapping ErrLeaseLost.
-func (c *consumer) renew(ctx context.Context, stop context.CancelCauseFunc, lease Lease) {
+// renew extends the lease every RenewInterval until ctx ends, and then
+// returns nil. When the lease is lost, or renewals have failed for a whole
+// LeaseTTL (another consumer may hold it by now), it returns why, wrapping
+// ErrLeaseLost (or events.ErrClosed when the Source was closed).
+func (c *consumer) renew(ctx context.Context, lease Lease) error {
 	t := time.NewTicker(c.cfg.RenewInterval)
 	defer t.Stop()
 	lastOK := c.cfg.Clock.Now()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
 		}
 		rctx, cancel := context.WithTimeout(ctx, c.cfg.RenewInterval)
@@ -353,16 +371,14 @@ func (c *consumer) renew(ctx context.Context, stop context.CancelCauseFunc, leas
 			c.recovered()
 			lastOK = c.cfg.Clock.Now()
 		case ctx.Err() != nil:
-			return
+			return nil
 		case errors.Is(err, ErrLeaseLost), errors.Is(err, events.ErrClosed):
-			stop(err)
-			return
+			return err
 		default:
 			failing := c.cfg.Clock.Now().Sub(lastOK)
 			if failing >= c.cfg.LeaseTTL {
 				c.st.failed(err)
-				stop(fmt.Errorf("%w: renewals have failed for %s, longer than LeaseTTL: %w", ErrLeaseLost, failing, err))
-				return
+				return fmt.Errorf("%w: renewals have failed for %s, longer than LeaseTTL: %w", ErrLeaseLost, failing, err)
 			}
 			c.failure("feed: renew lease failed, retrying", err, "failing_for", failing)
 		}
@@ -655,11 +671,13 @@ func (c *consumer) deliverMessages(ctx, uctx context.Context, unit Unit, lease L
 				c.abandon(ctx, unit, msg, env)
 				return 0, 0, true, context.Cause(ctx)
 			}
-			// The message's context is cancelled with ctx, so a handler
-			// answers soon. Wait for it (bounded) before settling: rolling
-			// the unit back under a handler still using its transaction
-			// would race on the connection. An Ack that raced the end of
-			// the context still counts.
+			// Delivery ended while the subscription goes on (a pause, the
+			// lease lost, the partition moved). The message's context is
+			// cancelled with ctx, so a handler answers soon. Wait for it
+			// (bounded; hold renews the lease meanwhile) before settling:
+			// rolling the unit back under a handler still using its
+			// transaction would race on the connection. An Ack that raced
+			// the end of the context still counts.
 			t := time.NewTimer(c.cfg.LeaseTTL)
 			defer t.Stop()
 			select {
@@ -687,10 +705,12 @@ func (c *consumer) deliverMessages(ctx, uctx context.Context, unit Unit, lease L
 	return 0, 0, false, nil
 }
 
-// abandon gives up on msg, which its handler had not answered when
-// Subscriber.Close ran. Close does not wait for handlers (one may be the
-// caller, waiting in turn for Close), so the unit cannot commit: the
-// consumer stops at once and releases its lease, and a later Ack is
+// abandon gives up on msg, which its handler had not answered when the
+// subscription ended (its Subscribe context, or Subscriber.Close). Close
+// does not wait for handlers (one may be the caller, waiting in turn for
+// Close), nor does a Watermill subscription whose context ended (the
+// holder of the message may never answer), so the unit cannot commit:
+// the consumer stops at once and releases its lease, and a later Ack is
 // ignored, the event being delivered again by the next holder. Nor can
 // the unit be rolled back at once, under a handler that may still be
 // using its transaction (on PostgreSQL, its connection): that waits for
@@ -698,7 +718,7 @@ func (c *consumer) deliverMessages(ctx, uctx context.Context, unit Unit, lease L
 // then a unit that wrote keeps what it locked, and so holds back the
 // next holder's writes to the same rows and streams.
 func (c *consumer) abandon(ctx context.Context, unit Unit, msg *message.Message, env events.Envelope) {
-	c.log.Info("feed: closed while a handler holds a message; its unit will not commit and rolls back once the handler answers",
+	c.log.Info("feed: subscription ended while a handler holds a message; its unit will not commit and rolls back once the handler answers",
 		"event_id", env.ID)
 	go func() {
 		t := time.NewTimer(c.cfg.LeaseTTL)
@@ -707,7 +727,7 @@ func (c *consumer) abandon(ctx context.Context, unit Unit, msg *message.Message,
 		case <-msg.Acked():
 		case <-msg.Nacked():
 		case <-t.C:
-			c.log.Warn("feed: handler did not answer within LeaseTTL after Close; rolling back", "event_id", env.ID)
+			c.log.Warn("feed: handler did not answer within LeaseTTL after its subscription ended; rolling back", "event_id", env.ID)
 		}
 		c.rollback(ctx, unit)
 	}()

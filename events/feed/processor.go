@@ -198,8 +198,9 @@ func (p *Processor) Position(ctx context.Context) (events.Token, error) {
 // AddHandlers mounts the processor on r: one handler per partition, named
 // after its checkpoint. Run the router to start it. Closing the router
 // stops the processor: by the time the router's Close returns, its leases
-// are released and it has left the group, so the other processes take
-// over its partitions at once (Close is then not needed, and harmless).
+// are released (a message a handler still holds is given up, as by
+// Close) and it has left the group, so the other processes take over its
+// partitions at once (Close is then not needed, and harmless).
 // Close stops the processor alone, the router running on (Watermill
 // closes it if it has no other handler left); Pause stops its delivery
 // for a while, its handlers staying on the router.
@@ -329,19 +330,20 @@ func (p *Processor) awaitSubscriptions() {
 	}
 }
 
-// Pause stops delivery in this process without stopping the processor:
-// its partitions' consumers stop delivering (a handler in flight sees its
-// context end, and is waited for: its unit commits only if it was Acked)
-// and give their leases back, while its router subscriptions stay open
-// (the router's handlers keep running) and it stays in its membership
-// group, so nobody delivers its share of the partitions meanwhile: keep
-// pauses short. Pause returns once no partition of this process holds or
-// is taking its lease, or fails with ctx's error, the pause then ended.
-// While a pause is in force the leases are free: an operation can take
-// them (CheckpointStore.Acquire) to move the checkpoints, as a
-// projection's reset does. Since it waits for handlers in flight, a
-// handler of the processor must not call it (it would wait LeaseTTL for
-// itself).
+// Pause stops delivery in this process without stopping the processor: its
+// partitions' consumers stop delivering (a handler in flight sees its
+// context end, and is waited for: its unit commits only if it was Acked,
+// and its partition's lease is renewed until then, so no other process
+// delivers the partition beside it) and give their leases back, while its
+// router subscriptions stay open (the router's handlers keep running) and
+// it stays in its membership group, so nobody delivers its share of the
+// partitions meanwhile: keep pauses short. Pause returns once no partition
+// of this process holds or is taking its lease, or fails with ctx's error,
+// the pause then ended. While a pause is in force the leases are free: an
+// operation can take them (CheckpointStore.Acquire) to move the
+// checkpoints, as a projection's reset does. Since it waits for handlers in
+// flight, a handler of the processor must not call it (it would wait
+// LeaseTTL for itself).
 //
 // resume ends the pause; calling it again does nothing. Once every pause
 // in force has ended, the partitions deliver again from their stored
@@ -527,8 +529,7 @@ func (p *Processor) newConsumer(ps *partitionState) *consumer {
 		sweep: func(ctx context.Context, l Lease, pos events.Token) error {
 			return p.sweepReplays(ctx, ps, l, pos)
 		},
-		nudge:   ps.replayWake.C,
-		closing: p.mctx.Done(),
+		nudge: ps.replayWake.C,
 		enter: func(ctx context.Context) (context.Context, func(), error) {
 			return p.enterRound(ctx, ps.paused)
 		},

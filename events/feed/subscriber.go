@@ -31,8 +31,8 @@ const TopicAll = "$all"
 // is at least once: an event is delivered again after a crash between the
 // handler's Ack and the commit, when the lease was lost meanwhile (then
 // the commit fails and nothing the handler wrote through the unit
-// survives), or when the Subscriber was closed before the handler
-// answered (see Close).
+// survives), or when the subscription ended (its context, or Close)
+// before the handler answered (see Close).
 //
 // No unit (on PostgreSQL, no transaction) is open while the consumer waits
 // for events: only while a message is in a handler's hands.
@@ -85,7 +85,9 @@ func CheckpointName(consumerName, topic string) string {
 // global feed for TopicAll or "", else the events of the category named by
 // topic (streams named topic or starting with topic + "-"). The channel is
 // closed when ctx is done, when the Subscriber is closed, or when the Source
-// is closed. Messages carry ctx's values. A topic no stream id can be in,
+// is closed; a message still in a handler's hands when ctx is done is
+// given up at once, as by Close, and delivered again by the next holder
+// of the lease. Messages carry ctx's values. A topic no stream id can be in,
 // one holding an ASCII control character (NUL included) or not valid
 // UTF-8, is refused at once with an error wrapping events.ErrInvalidEvent.
 //
@@ -121,14 +123,13 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	}
 	s.seq++
 	c := &consumer{
-		src:     s.src,
-		cps:     s.src.Checkpoints(),
-		cfg:     &s.cfg,
-		name:    CheckpointName(s.cfg.ConsumerName, topic),
-		owner:   s.cfg.Owner + "/" + s.instance + "/" + strconv.Itoa(s.seq),
-		filter:  s.filter(category),
-		out:     make(chan *message.Message),
-		closing: s.ctx.Done(),
+		src:    s.src,
+		cps:    s.src.Checkpoints(),
+		cfg:    &s.cfg,
+		name:   CheckpointName(s.cfg.ConsumerName, topic),
+		owner:  s.cfg.Owner + "/" + s.instance + "/" + strconv.Itoa(s.seq),
+		filter: s.filter(category),
+		out:    make(chan *message.Message),
 	}
 	c.log = s.cfg.Logger.With("consumer", c.name, "owner", c.owner)
 	c.st = newConsumerState(&s.cfg, c.name, c.owner)

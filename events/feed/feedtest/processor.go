@@ -53,6 +53,7 @@ var processorTests = []processorTest{
 	{"ProcessorErrCutBehindHeadIsNoFailure", testProcessorErrCut},
 	{"ProcessorDeadLettersOfItsOwn", testProcessorDeadLettersOfItsOwn},
 	{"ProcessorPauseFreesLeasesKeepsSubscriptions", testProcessorPause},
+	{"ProcessorPauseKeepsLeaseUnderHandler", testProcessorPauseKeepsLeaseUnderHandler},
 }
 
 // applied counts, in the store's rows and through each event's unit, how

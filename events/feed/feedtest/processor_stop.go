@@ -35,6 +35,12 @@ const (
 	// handlers, so the consumer gives the message and its unit up at once
 	// and releases the lease.
 	stopUnanswered = "unanswered"
+	// stopCancelUnanswered ends the router's context under a handler
+	// that answers only after the consumer gave up on it: a Watermill
+	// subscription whose context ended does not wait for the holder of a
+	// message either, so the consumer gives the message and its unit up
+	// at once and releases the lease.
+	stopCancelUnanswered = "cancel-unanswered"
 )
 
 // testProcessorFailureAtStop: a handler that fails once its unit's context
@@ -47,7 +53,7 @@ func testProcessorFailureAtStop(t *testing.T, m mode, s events.Store, src feed.S
 	if m == onRouter {
 		// Only a router's consumer can stop waiting for a handler; under
 		// Run the consumer is the handler's caller.
-		hows = append(hows, stopUnanswered)
+		hows = append(hows, stopUnanswered, stopCancelUnanswered)
 	}
 	for _, how := range hows {
 		t.Run(how, func(t *testing.T) { testProcessorFailureAtStopBy(t, m, s, src, how) })
@@ -61,8 +67,14 @@ func testProcessorFailureAtStopBy(t *testing.T, m mode, s events.Store, src feed
 	cfg.Categories = []string{name} // the store is shared with the other subtests
 	cfg.CommitBatch = 10
 	released := make(chan struct{}, 1)
-	if how == stopUnanswered {
+	unanswered := how == stopUnanswered || how == stopCancelUnanswered
+	if unanswered {
 		cfg.Subscriber.LeaseTTL = 300 * time.Millisecond
+		if how == stopCancelUnanswered {
+			// A consumer that waited for the handler (at most LeaseTTL)
+			// before giving up would release the lease far too late.
+			cfg.Subscriber.LeaseTTL = time.Minute
+		}
 		cfg.Subscriber.OnLeaseChange = func(ev feed.LeaseEvent) {
 			if ev.Kind == feed.LeaseReleased {
 				released <- struct{}{}
@@ -83,7 +95,7 @@ func testProcessorFailureAtStopBy(t *testing.T, m mode, s events.Store, src feed
 			return nil
 		}
 		blocked <- feed.UnitIndex(ctx)
-		if how == stopUnanswered {
+		if unanswered {
 			<-answer
 			return nil
 		}
@@ -122,8 +134,12 @@ func testProcessorFailureAtStopBy(t *testing.T, m mode, s events.Store, src feed
 		pr.cancel()
 	case stopByClose:
 		require.NoError(t, pr.p.Close())
-	case stopUnanswered:
-		require.NoError(t, pr.p.Close())
+	case stopUnanswered, stopCancelUnanswered:
+		if how == stopUnanswered {
+			require.NoError(t, pr.p.Close())
+		} else {
+			pr.cancel()
+		}
 		select {
 		case <-released:
 		case <-time.After(waitTimeout):

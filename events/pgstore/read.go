@@ -223,15 +223,23 @@ func (s *Store) CountBetween(ctx context.Context, after, upTo events.Token) (int
 // HorizonAge returns how long the oldest open transaction holding a
 // transaction id has been running: while it runs, no event appended after it
 // started can be delivered. Zero when nothing holds the horizon.
+//
+// PostgreSQL shows a session's transaction (pg_stat_activity) only to its
+// own role, superusers and members of pg_read_all_stats. A transaction this
+// store's role cannot see is still found through the snapshot's horizon,
+// and timed from the first HorizonAge call that found it holding the
+// horizon: the age then starts late by up to one call's interval.
 func (s *Store) HorizonAge(ctx context.Context) (time.Duration, error) {
 	if s.isClosed() {
 		return 0, errClosed
 	}
 	var secs float64
-	if err := s.pool.QueryRow(ctx, s.q.horizonAge).Scan(&secs); err != nil {
+	var xmin, xmax int64
+	if err := s.pool.QueryRow(ctx, s.q.horizonAge).Scan(&secs, &xmin, &xmax); err != nil {
 		return 0, fmt.Errorf("pgstore: horizon age: %w", classify(err))
 	}
-	return time.Duration(secs * float64(time.Second)), nil
+	seen := time.Duration(secs * float64(time.Second))
+	return max(seen, s.horizon.age(xmin, xmax, time.Now())), nil
 }
 
 // tokenArgs turns a token into the two bigint columns it was made from,

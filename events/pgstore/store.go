@@ -136,6 +136,7 @@ type Store struct {
 	unqueuedInTx bool
 	hot          hotStreams  // streams Append queues on a lock for
 	heads        streamHeads // the newest version Append committed, per stream
+	horizon      horizonWatch
 
 	cancel context.CancelFunc
 	done   sync.WaitGroup

@@ -286,7 +286,7 @@ func TestHandlerRegistrationIsValidated(t *testing.T) {
 // TestEngineConfigIsValidated: NewEngine refuses every documented invalid
 // EngineConfig with an error naming what to fix, and builds no engine: a
 // nil Store, no Sagas, a negative duration, a positive Retention under
-// MinRetention, a negative ConflictRetries, a nil definition, two
+// MinRetention, a negative ConflictRetries or DrainPerTurn, a nil definition, two
 // definitions with one name (one saga's handlers would otherwise be
 // dropped), saga.TimerFired registered under another name, a definition
 // with no handlers or no StartOn, a handled type the registry does not
@@ -350,6 +350,10 @@ func TestEngineConfigIsValidated(t *testing.T) {
 		{
 			name: "negative ConflictRetries", cfg: func(c *saga.EngineConfig) { c.ConflictRetries = negInt },
 			want: fmt.Sprintf("saga: EngineConfig.ConflictRetries is %d, want >= 1 (or 0 for the default)", negInt),
+		},
+		{
+			name: "negative DrainPerTurn", cfg: func(c *saga.EngineConfig) { c.DrainPerTurn = negInt },
+			want: fmt.Sprintf("saga: EngineConfig.DrainPerTurn is %d, want >= 1 (or 0 for the default)", negInt),
 		},
 		{
 			name: "nil definition", cfg: func(c *saga.EngineConfig) { c.Sagas = append(c.Sagas, nil) },

@@ -70,35 +70,37 @@ func (e *Engine) Handle(ctx context.Context, env events.Envelope) error {
 	if !ok {
 		return fmt.Errorf("%w: the unit is a %T, not a feed.Unit", ErrNoUnit, eu)
 	}
-	targets, v, err := e.routeOnce(ctx, env)
-	if err != nil {
+	r := e.routeOnce(ctx, env)
+	if r.err != nil {
 		e.metrics.BadInput.WithLabelValues("decode").Inc()
-		e.log.ErrorContext(ctx, "saga: cannot decode event", "event_id", env.ID, "type", env.Type, "schema_version", env.SchemaVersion, "error", err)
-		return err
+		e.log.ErrorContext(ctx, "saga: cannot decode event", "event_id", env.ID, "type", env.Type, "schema_version", env.SchemaVersion, "error", r.err)
+		return r.err
 	}
-	if len(targets) == 0 {
+	if len(r.targets) == 0 {
 		return nil
 	}
-	g, err := e.gateOutcome(ctx, env, targets, v)
+	g, err := e.gateOutcome(ctx, env, r.targets, r.v)
 	if err != nil {
 		return err
 	}
 	// After the gate: at the head of a unit the gate may wait, and must do
 	// so before anything begins the unit's transaction, which the
 	// prefetch does.
-	if err := e.prefetch(ctx, u, routed{eventID: env.ID, targets: targets, v: v}); err != nil {
+	if err := e.prefetch(ctx, u, env, &r); err != nil {
 		return err
 	}
-	for _, t := range targets {
-		if err := e.deliver(ctx, u, t, env, v, g); err != nil {
+	for _, t := range r.targets {
+		if err := e.deliver(ctx, u, t, env, r.v, g, r.claims); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// deliver takes one message for one saga from the feed.
-func (e *Engine) deliver(ctx context.Context, u feed.Unit, t target, env events.Envelope, v any, g gateOutcome) error {
+// deliver takes one message for one saga from the feed. uc holds the ids
+// of the unit's instances its head found absent, which the unit claims
+// together (nil when the head claims nothing for the unit).
+func (e *Engine) deliver(ctx context.Context, u feed.Unit, t target, env events.Envelope, v any, g gateOutcome, uc *unitClaims) error {
 	s := t.saga
 	id, err := t.key(v, env)
 	if err != nil {
@@ -107,29 +109,42 @@ func (e *Engine) deliver(ctx context.Context, u feed.Unit, t target, env events.
 		return err
 	}
 	rows := u.Rows()
+	key := instanceKey(s.name, id)
 	in, found, err := e.load(ctx, rows, s.name, id, feed.LockUpdate)
 	if err != nil {
 		return err
 	}
-	if !found && !t.h.start && len(feed.UnitEvents(ctx)) > 1 {
+	together := !found && uc.has(key)
+	if !found && !together && !t.h.start && len(feed.UnitEvents(ctx)) > 1 {
 		// The absence may be what the head of the unit read for all its
 		// events, before the steps ahead of this one ran: another unit may
 		// have started the instance since, and a message ignored now would
 		// never reach it (its start adopted the ignored messages it could
-		// see). Look again, as a step alone in its unit would.
-		if err := rows.Prefetch(ctx, feed.LockUpdate, feed.RowAddress{Namespace: rowNamespace, Table: tableInstance, Key: instanceKey(s.name, id)}); err != nil {
+		// see). Look again, as a step alone in its unit would. (The claims
+		// taken together read the instances again after them.)
+		if err := rows.Prefetch(ctx, feed.LockUpdate, feed.RowAddress{Namespace: rowNamespace, Table: tableInstance, Key: key}); err != nil {
 			return wrapRows(err, "read instance", s.name, id)
 		}
 		if in, found, err = e.load(ctx, rows, s.name, id, feed.LockUpdate); err != nil {
 			return err
 		}
 	}
-	if found && e.mayHaveTaken(in, env) {
+	if together {
+		if err := e.claimTogether(ctx, rows, uc); err != nil {
+			return err
+		}
+		if in, found, err = e.load(ctx, rows, s.name, id, feed.LockUpdate); err != nil {
+			return err
+		}
+	}
+	if found && (uc.startedElsewhere(key) || e.mayHaveTaken(in, env)) {
+		// An instance another unit started while the claims were waited
+		// for may have taken this delivery, as after the claim below.
 		if done, err := e.duplicate(ctx, u, s.name, id, env); err != nil || done {
 			return err
 		}
 	}
-	if !found {
+	if !found && !together {
 		// A locked read of a missing row locks nothing on PostgreSQL, so
 		// two units could both start the instance; and a unit ignoring a
 		// message for want of it could commit its record after a
@@ -138,7 +153,6 @@ func (e *Engine) deliver(ctx context.Context, u feed.Unit, t target, env events.
 		// Claiming the id first orders this unit with any start of the
 		// same id (its write of the same claim row blocks), and the
 		// instance is read again after the wait.
-		key := instanceKey(s.name, id)
 		if err := rows.Put(ctx, rowNamespace, tableClaims, key, json.RawMessage(`{}`), env.Token); err != nil {
 			return wrapRows(err, "claim instance id", s.name, id)
 		}
@@ -182,7 +196,31 @@ type routed struct {
 	targets []target
 	v       any
 	err     error
+	// claims are the ids the unit claims together (shared by its events).
+	claims *unitClaims
 }
+
+// unitClaims are the ids (instance keys) of a unit's instances that its
+// head found absent, with the token of the first of its events for each.
+// The first of the unit's messages that must claim one of them claims them
+// all (claimTogether).
+type unitClaims struct {
+	toks  map[string]events.Token
+	taken bool
+	// started are the ids whose instance another unit had started by the
+	// time the claims were taken.
+	started map[string]bool
+}
+
+func (uc *unitClaims) has(key string) bool {
+	if uc == nil {
+		return false
+	}
+	_, ok := uc.toks[key]
+	return ok
+}
+
+func (uc *unitClaims) startedElsewhere(key string) bool { return uc != nil && uc.started[key] }
 
 // unitRoutes keeps the routes the head of a unit worked out for all its
 // events, for their own deliveries: each event is decoded once. A unit is
@@ -231,29 +269,37 @@ func (e *Engine) duplicate(ctx context.Context, u feed.Unit, saga, id string, en
 
 // routeOnce routes env, or takes the route the head of its unit worked
 // out for it.
-func (e *Engine) routeOnce(ctx context.Context, env events.Envelope) ([]target, any, error) {
+func (e *Engine) routeOnce(ctx context.Context, env events.Envelope) routed {
 	if evs := feed.UnitEvents(ctx); len(evs) > 1 {
 		if r, ok := e.routes.take(&evs[0], feed.UnitIndex(ctx), env.ID); ok {
-			return r.targets, r.v, r.err
+			return r
 		}
 	}
-	return e.route(env)
+	targets, v, err := e.route(env)
+	return routed{eventID: env.ID, targets: targets, v: v, err: err}
 }
 
-// prefetch, at the head of a unit of several events, routes the others
-// (head is the head's route) and reads their instance rows in one
-// statement, locked as each step's
-// own read would lock its instance: their steps then read them without a
-// round trip each, and are not decoded again (routeOnce).
-func (e *Engine) prefetch(ctx context.Context, u feed.Unit, head routed) error {
-	evs := feed.UnitEvents(ctx)
-	if len(evs) < 2 || feed.UnitIndex(ctx) != 0 {
+// prefetch, at the head of a unit of several events (or of an event for
+// several sagas), routes the others (head is the head's route) and reads
+// their instance rows in one statement, locked as each step's own read
+// would lock its instance: their steps then read them without a round trip
+// each, and are not decoded again (routeOnce). The instances it finds
+// absent are the unit's to claim together (head.claims).
+func (e *Engine) prefetch(ctx context.Context, u feed.Unit, env events.Envelope, head *routed) error {
+	if feed.UnitIndex(ctx) != 0 {
 		return nil
 	}
+	evs := feed.UnitEvents(ctx)
+	if len(evs) < 2 {
+		if len(head.targets) < 2 {
+			return nil // one instance: its step reads and claims it by itself, as cheaply
+		}
+		evs = []events.Envelope{env}
+	}
 	rs := make([]routed, len(evs))
-	rs[0] = head
+	rs[0] = *head
 	addrs := make([]feed.RowAddress, 0, len(evs))
-	seen := make(map[string]struct{}, len(evs))
+	toks := make(map[string]events.Token, len(evs))
 	for j, ev := range evs {
 		r := &rs[j]
 		if j > 0 {
@@ -268,17 +314,79 @@ func (e *Engine) prefetch(ctx context.Context, u feed.Unit, head routed) error {
 				continue
 			}
 			a := feed.RowAddress{Namespace: rowNamespace, Table: tableInstance, Key: instanceKey(t.saga.name, id)}
-			if _, dup := seen[a.Key]; dup || feed.ValidateRowAddress(a.Namespace, a.Table, a.Key) != nil {
+			if _, dup := toks[a.Key]; dup || feed.ValidateRowAddress(a.Namespace, a.Table, a.Key) != nil {
 				continue
 			}
-			seen[a.Key] = struct{}{}
+			toks[a.Key] = ev.Token
 			addrs = append(addrs, a)
 		}
 	}
-	if err := u.Rows().Prefetch(ctx, feed.LockUpdate, addrs...); err != nil {
+	rows := u.Rows()
+	if err := rows.Prefetch(ctx, feed.LockUpdate, addrs...); err != nil {
 		return fmt.Errorf("saga: read the instances of a unit's %d events: %w", len(evs), err)
 	}
-	e.routes.put(&evs[0], rs)
+	for _, a := range addrs {
+		_, found, err := rows.Get(ctx, a.Namespace, a.Table, a.Key, feed.LockUpdate) // answered by the prefetch
+		if err != nil {
+			return fmt.Errorf("saga: read instance %s: %w", a.Key, err)
+		}
+		if found {
+			delete(toks, a.Key)
+		}
+	}
+	if len(toks) > 0 {
+		head.claims = &unitClaims{toks: toks}
+	}
+	if len(evs) > 1 {
+		for j := range rs {
+			rs[j].claims = head.claims
+		}
+		e.routes.put(&evs[0], rs)
+	}
+	return nil
+}
+
+// claimTogether claims every id of uc at once, unless the unit has done so
+// already, and reads their instances again after the claims, as deliver
+// does for a step alone in its unit. Claimed one message at a time, in
+// the order the messages came, two units claiming the same ids in other
+// orders (partitions whose streams correlate to the same instances) could
+// each hold one and wait for the other's, and PostgreSQL would abort one
+// of them as deadlocked; claimed together they go in one statement, in
+// key order (the store sends a unit's held writes sorted), and one unit
+// waits for the other. They are taken at the first message that needs
+// one, not at the head, so that an instance started elsewhere while the
+// steps ahead of it ran is found, and its start not held up by them.
+func (e *Engine) claimTogether(ctx context.Context, rows feed.Rows, uc *unitClaims) error {
+	if uc.taken {
+		return nil
+	}
+	reads := make([]feed.RowAddress, 0, 2*len(uc.toks))
+	for key, tok := range uc.toks {
+		if err := rows.Put(ctx, rowNamespace, tableClaims, key, json.RawMessage(`{}`), tok); err != nil {
+			return fmt.Errorf("saga: claim instance id %s: %w", key, err)
+		}
+		reads = append(reads, feed.RowAddress{Namespace: rowNamespace, Table: tableClaims, Key: key},
+			feed.RowAddress{Namespace: rowNamespace, Table: tableInstance, Key: key})
+	}
+	// The locked read of the claims sends them, and waits for any unit
+	// holding one; the instances are read again after it.
+	if err := rows.Prefetch(ctx, feed.LockUpdate, reads...); err != nil {
+		return fmt.Errorf("saga: claim the ids of %d instances: %w", len(uc.toks), err)
+	}
+	for key := range uc.toks {
+		_, found, err := rows.Get(ctx, rowNamespace, tableInstance, key, feed.LockUpdate)
+		if err != nil {
+			return fmt.Errorf("saga: read instance %s: %w", key, err)
+		}
+		if found {
+			if uc.started == nil {
+				uc.started = map[string]bool{}
+			}
+			uc.started[key] = true
+		}
+	}
+	uc.taken = true
 	return nil
 }
 

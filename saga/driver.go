@@ -55,8 +55,10 @@ func (e *Engine) parkLoop(ctx context.Context) {
 }
 
 // RunParked runs, once, every parked step whose wait is over (its read
-// models reached its token, or its retry time came) and drains the
-// instances' queued messages. It returns how many instances moved on.
+// models reached its token, or its retry time came) and the instances'
+// queued messages, up to EngineConfig.DrainPerTurn steps of each instance
+// (call it again while it returns more than 0 to drain longer queues). It
+// returns how many instances moved on.
 // The driver started by Start calls it by itself; tests on a virtual clock
 // call it after moving read models or the clock.
 func (e *Engine) RunParked(ctx context.Context) (int, error) {
@@ -169,7 +171,12 @@ func (e *Engine) runParked(ctx context.Context, watch bool) (int, time.Time, err
 			}
 			return nil
 		}
-		ran, err := e.resume(ctx, ix.Saga, ix.ID)
+		ran, cut, err := e.resume(ctx, ix.Saga, ix.ID, e.cfg.DrainPerTurn)
+		if cut {
+			// The rest of its queue waits for the next pass, which must
+			// come at once, not at the next sweep.
+			e.parkWake.Notify()
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return err
@@ -234,10 +241,16 @@ func (e *Engine) watch(ctx context.Context, ix parkIndex) {
 
 // resume runs the instance's parked step, if its wait is over, and then
 // its queued messages, each in a unit of its own, until the instance is
-// unblocked or parks again. It reports whether anything ran.
-func (e *Engine) resume(ctx context.Context, saga, id string) (bool, error) {
-	ran := false
-	for {
+// unblocked or parks again, or until it has run limit steps: then cut
+// says the instance may have more, for the next pass, so that one
+// instance's long queue (or a burst arriving while it drains) does not
+// hold up the other instances the pass has yet to reach. It reports
+// whether anything ran.
+func (e *Engine) resume(ctx context.Context, saga, id string, limit int) (ran, cut bool, err error) {
+	for steps := 0; ; steps++ {
+		if steps == limit {
+			return ran, true, nil
+		}
 		more := false
 		err := e.withUnit(ctx, func(ctx context.Context, u feed.Unit) error {
 			var err error
@@ -245,10 +258,10 @@ func (e *Engine) resume(ctx context.Context, saga, id string) (bool, error) {
 			return err
 		})
 		if err != nil {
-			return ran, err
+			return ran, false, err
 		}
 		if !more {
-			return ran, nil
+			return ran, false, nil
 		}
 		ran = true
 	}

@@ -35,6 +35,9 @@ const (
 	DefaultRetention = 7 * 24 * time.Hour
 	// MinRetention is the shortest positive EngineConfig.Retention.
 	MinRetention = time.Minute
+	// DefaultDrainPerTurn is how many steps of one blocked instance the
+	// parked-step driver runs before it turns to the next one.
+	DefaultDrainPerTurn = 100
 )
 
 // Store is what the engine runs on: a memstore.Store or a pgstore.Store.
@@ -98,6 +101,14 @@ type EngineConfig struct {
 	// purges them too). A positive value under
 	// MinRetention is refused, as a unit slip (7 for 7 days).
 	Retention time.Duration
+	// DrainPerTurn bounds how many steps of one instance (its parked step
+	// and the messages queued behind it, each in a unit of its own) the
+	// parked-step driver runs before it turns to the next instance whose
+	// wait is over; the rest run at its next pass, which follows at once.
+	// Without a bound, one instance with a long queue, or a burst of
+	// messages arriving while it drains, would hold up every other parked
+	// instance of the engine. Defaults to DefaultDrainPerTurn (100).
+	DrainPerTurn int
 	// Registerer receives the engine's Prometheus metrics. Defaults to nil:
 	// metrics are kept but not registered (Engine.Metrics still returns
 	// them).
@@ -119,6 +130,7 @@ func (c *EngineConfig) withDefaults() EngineConfig {
 	out.TimerSafetyInterval = cmp.Or(out.TimerSafetyInterval, DefaultTimerSafetyInterval)
 	out.ConflictRetries = cmp.Or(out.ConflictRetries, DefaultConflictRetries)
 	out.Retention = cmp.Or(out.Retention, DefaultRetention)
+	out.DrainPerTurn = cmp.Or(out.DrainPerTurn, DefaultDrainPerTurn)
 	if out.Logger == nil {
 		out.Logger = slog.Default()
 	}
@@ -137,6 +149,8 @@ func (c *EngineConfig) validate() error {
 		return fmt.Errorf("saga: EngineConfig.Retention is %s, want at least %s (or 0 for the default, negative to keep everything)", c.Retention, MinRetention)
 	case c.ConflictRetries < 0:
 		return fmt.Errorf("saga: EngineConfig.ConflictRetries is %d, want >= 1 (or 0 for the default)", c.ConflictRetries)
+	case c.DrainPerTurn < 0:
+		return fmt.Errorf("saga: EngineConfig.DrainPerTurn is %d, want >= 1 (or 0 for the default)", c.DrainPerTurn)
 	}
 	return nil
 }

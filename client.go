@@ -196,7 +196,12 @@ func (cl *Client) newSagas() error {
 		GateTimeout:  c.GateTimeout,
 		CommitBatch:  c.CommitBatch,
 		Subscriber:   c.Subscriber,
-		Logger:       c.Logger,
+		// The processor's partitions are the sagas' feed subscribers, and
+		// they log with the processor's logger: Config.Subscriber.Logger
+		// (Config.Logger unless set), as feed.ProcessorConfig.Logger
+		// defaults to. Config.Logger here would leave a Subscriber.Logger
+		// of its own to the command handlers alone.
+		Logger: c.Subscriber.Logger,
 	}, cl.engine.Handle)
 	if err != nil {
 		return fmt.Errorf("converge: %w", err)
@@ -279,7 +284,8 @@ func (cl *Client) start(ctx context.Context) error {
 // Stop drains and stops everything: the lag monitor, then the router
 // (handlers in flight finish or roll back; the sagas' and command
 // handlers' leases are released, so another process takes their
-// partitions over at once), then the saga engine's loops, the projections
+// partitions over at its next membership heartbeat, not after a lease
+// TTL), then the saga engine's loops, the projections
 // (releasing their leases) and the Tracker. It returns when all of it has stopped or
 // ctx is done. Stop may be called more than once, and without Start.
 func (cl *Client) Stop(ctx context.Context) error {

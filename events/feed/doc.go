@@ -142,7 +142,9 @@
 // such as a projection's rebuild uses Run. A processor delivers one of
 // the two ways, once: when its router closes or Run returns it stops,
 // leaving its membership group so the other processes take its
-// partitions over at once, and delivering again takes a new Processor.
+// partitions over at their next membership heartbeat (every
+// RenewInterval, a third of LeaseTTL by default) rather than after a lease
+// TTL, and delivering again takes a new Processor.
 // Close stops it likewise on a router that goes on running (one with
 // other handlers): it returns once its partitions have given their
 // leases back. Pause stops delivery for a while without stopping the

@@ -39,7 +39,7 @@ type membership struct {
 }
 
 // run heartbeats until ctx ends, then leaves the group so the others take
-// over at once.
+// over at their next heartbeat, not when this member's row expires.
 func (m *membership) run(ctx context.Context) {
 	failing := false
 	for {

@@ -40,7 +40,8 @@ type Handler func(ctx context.Context, env events.Envelope) error
 // A Processor delivers once, one way: mounted on one router, or by one
 // Run. When that router closes (or every partition's subscription ends)
 // or Run returns, the processor stops as Close stops it, leaving the
-// group so the others take its share at once; build a new Processor to
+// group so the others take its share at their next membership heartbeat
+// (every RenewInterval), not after a lease TTL; build a new Processor to
 // deliver again. Pause, by contrast, stops delivery for a while and keeps
 // the router's subscriptions.
 type Processor struct {
@@ -200,7 +201,8 @@ func (p *Processor) Position(ctx context.Context) (events.Token, error) {
 // stops the processor: by the time the router's Close returns, its leases
 // are released (a message a handler still holds is given up, as by
 // Close) and it has left the group, so the other processes take over its
-// partitions at once (Close is then not needed, and harmless).
+// partitions at their next membership heartbeat (every RenewInterval)
+// rather than after a lease TTL (Close is then not needed, and harmless).
 // Close stops the processor alone, the router running on (Watermill
 // closes it if it has no other handler left); Pause stops its delivery
 // for a while, its handlers staying on the router.

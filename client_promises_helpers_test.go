@@ -1,0 +1,67 @@
+package converge_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge"
+	"github.com/converge-es/converge/saga"
+)
+
+// stopTimeout bounds every Stop of the tests below, so a Stop that does
+// not return fails its test instead of hanging the run.
+const stopTimeout = time.Minute
+
+// run starts client and stops it (within stopTimeout) when the test ends.
+func run(t *testing.T, client *converge.Client) {
+	t.Helper()
+	require.NoError(t, client.Start(t.Context()))
+	t.Cleanup(func() { stop(t, client) })
+}
+
+// stop stops client within stopTimeout.
+func stop(t *testing.T, client *converge.Client) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	require.NoError(t, client.Stop(ctx))
+}
+
+// stopQuietly stops client within stopTimeout, for deferred stops that
+// run when the test may have failed already.
+func stopQuietly(client *converge.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	_ = client.Stop(ctx)
+}
+
+// counterSum adds up every series of vec.
+func counterSum(vec *prometheus.CounterVec) float64 {
+	ch := make(chan prometheus.Metric, 64)
+	go func() { vec.Collect(ch); close(ch) }()
+	var sum float64
+	for m := range ch {
+		var pb dto.Metric
+		if err := m.Write(&pb); err == nil {
+			sum += pb.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
+
+// waitSeconds returns the total of the gate waits the engine observed for
+// sagaName, of which there must be exactly one.
+func waitSeconds(t *testing.T, m *saga.Metrics, sagaName string) time.Duration {
+	t.Helper()
+	h, ok := m.WaitSeconds.WithLabelValues(sagaName).(prometheus.Metric)
+	require.True(t, ok)
+	var pb dto.Metric
+	require.NoError(t, h.Write(&pb))
+	require.EqualValues(t, 1, pb.GetHistogram().GetSampleCount(), "one gate wait observed")
+	return time.Duration(pb.GetHistogram().GetSampleSum() * float64(time.Second))
+}

@@ -91,7 +91,12 @@ type Config struct {
 	// each message still handled once (feed.ProcessorConfig.Partitions),
 	// and processes of the old and the new count may overlap during a
 	// rolling deploy: a saga step records the message it handled, so a
-	// second delivery changes nothing. Defaults to DefaultSagaPartitions (8).
+	// second delivery changes nothing. During the overlap some events wait:
+	// all the processes share one membership group, so an event whose
+	// old-count partition falls to a new process and whose new-count
+	// partition falls to an old one is delivered by neither until the old
+	// processes stop. Keep the overlap short. Defaults to
+	// DefaultSagaPartitions (8).
 	SagaPartitions int
 	// SagaRetention is how long an ended saga instance keeps its history
 	// and dedupe records before they are purged, leaving a tombstone that

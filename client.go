@@ -196,12 +196,9 @@ func (cl *Client) newSagas() error {
 		GateTimeout:  c.GateTimeout,
 		CommitBatch:  c.CommitBatch,
 		Subscriber:   c.Subscriber,
-		// The processor's partitions are the sagas' feed subscribers, and
-		// they log with the processor's logger: Config.Subscriber.Logger
-		// (Config.Logger unless set), as feed.ProcessorConfig.Logger
-		// defaults to. Config.Logger here would leave a Subscriber.Logger
-		// of its own to the command handlers alone.
-		Logger: c.Subscriber.Logger,
+		// The partitions' subscriber lines go to Subscriber.Logger (it
+		// defaults to Logger), the processor's own lines here.
+		Logger: c.Logger,
 	}, cl.engine.Handle)
 	if err != nil {
 		return fmt.Errorf("converge: %w", err)

@@ -1,6 +1,7 @@
 package feed
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -137,7 +138,10 @@ func NewProcessor(src Source, cfg *ProcessorConfig, h Handler) (*Processor, erro
 	sc := c.Subscriber
 	sc.ConsumerName = c.Name
 	sc.CommitBatch = c.CommitBatch
-	sc.Logger = c.Logger
+	// The partitions' subscriber lines (leases, reads) go to the
+	// subscriber's own logger when one is set; the processor's lines
+	// (failures, halts, records) to Logger.
+	sc.Logger = cmp.Or(c.Subscriber.Logger, c.Logger)
 	sc = sc.withDefaults()
 	if err := sc.validate(); err != nil {
 		return nil, fmt.Errorf("feed: ProcessorConfig.Subscriber: %w", err)
@@ -551,7 +555,7 @@ func (p *Processor) newConsumer(ps *partitionState) *consumer {
 		c.handled = skip
 		return err
 	}
-	c.log = p.cfg.Logger.With("consumer", c.name, "owner", c.owner)
+	c.log = p.subCfg.Logger.With("consumer", c.name, "owner", c.owner)
 	c.st = newConsumerState(&p.subCfg, c.name, c.owner)
 	ps.mu.Lock()
 	ps.consumer = c.st

@@ -123,7 +123,10 @@ type ProcessorConfig struct {
 	// letter has committed, with its record. It must not block. Defaults to
 	// nil.
 	OnDeadLetter func(DeadLetterRecord)
-	// Logger defaults to Subscriber.Logger, else slog.Default().
+	// Logger receives the processor's own lines: handler failures, halts,
+	// dead letters, partition records. Its partitions' subscriber lines
+	// (leases, reads) go to Subscriber.Logger when that is set, else here.
+	// Defaults to Subscriber.Logger, else slog.Default().
 	Logger *slog.Logger
 }
 

@@ -4,8 +4,19 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
+
+	"github.com/converge-es/converge/saga"
 )
+
+// sagaStatuses are the statuses GET /api/sagas?status= takes: the saga
+// engine's, which SagaSummary.Status reports.
+var sagaStatuses = []string{
+	string(saga.StatusRunning), string(saga.StatusParked), string(saga.StatusCompensating),
+	string(saga.StatusCompleted), string(saga.StatusFailed), string(saga.StatusCancelled),
+}
 
 // sagaList is the body of GET /api/sagas.
 type sagaList struct {
@@ -19,6 +30,12 @@ type sagaList struct {
 func (s *Server) listSagas(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := SagaFilter{Status: q.Get("status"), Limit: DefaultSagaLimit}
+	if f.Status != "" && !slices.Contains(sagaStatuses, f.Status) {
+		// Passed on, a status no instance can have would list none: a
+		// typo would read as "nothing failed".
+		s.badParam(w, "status", f.Status, "status must be one of "+strings.Join(sagaStatuses, ", ")+" (or left out for every status)")
+		return
+	}
 	if raw := q.Get("stuck"); raw != "" {
 		stuck, err := strconv.ParseBool(raw)
 		if err != nil {
@@ -68,6 +85,10 @@ func (s *Server) getSaga(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, d)
 }
 
+// actionBody is the body of POST /api/sagas/{id}/retry and /cancel: an
+// empty object, which may be left out.
+var actionBody = bodyShape{what: "an empty JSON object", example: `{}`, emptyOK: true}
+
 // sagaAction is POST /api/sagas/{id}/retry and /cancel: 202, the engine
 // acts asynchronously. The dashboard sends JSON, so a cross-site form
 // cannot trigger it without a CORS preflight.
@@ -76,6 +97,12 @@ func (s *Server) sagaAction(act func(ctx context.Context, id string) error) http
 		if !isJSON(r) {
 			writeProblem(w, newProblem(http.StatusUnsupportedMediaType, ProblemUnsupportedMediaType, "Unsupported media type",
 				`send "Content-Type: application/json" (the body may be {})`))
+			return
+		}
+		// The body says nothing yet, but a route that reads none would take
+		// any body (a megabyte, a typo'd option) and act on it.
+		var none struct{}
+		if !s.decode(w, r, &none, actionBody) {
 			return
 		}
 		id := r.PathValue("id")
@@ -90,7 +117,7 @@ func (s *Server) sagaAction(act func(ctx context.Context, id string) error) http
 func (s *Server) sagaError(w http.ResponseWriter, id string, err error) {
 	switch {
 	case errors.Is(err, ErrSagaNotFound):
-		writeProblem(w, newProblem(http.StatusNotFound, ProblemNotFound, "Saga instance not found", "there is no saga instance "+strconv.Quote(id)))
+		writeProblem(w, newProblem(http.StatusNotFound, ProblemNotFound, "Saga instance not found", "there is no saga instance "+strconv.Quote(truncate(id))))
 	case errors.Is(err, ErrSagaConflict):
 		writeProblem(w, newProblem(http.StatusConflict, ProblemConflict, "Action not allowed", err.Error()))
 	default:

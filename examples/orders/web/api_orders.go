@@ -37,8 +37,15 @@ type orderPage struct {
 	Stale bool `json:"stale"`
 }
 
-// exampleOrder is a valid body of POST /orders, for error messages.
-const exampleOrder = `{"customer_id":"c-1","sku":"tea","qty":2,"card":"4242-4242-4242-4242"}`
+// bodyShape is what a route's JSON body is, for decode's answers.
+type bodyShape struct {
+	what    string // "a JSON order"
+	example string // a valid body
+	emptyOK bool   // an empty body is taken as the zero value
+}
+
+// orderBody is the body of POST /orders.
+var orderBody = bodyShape{what: "a JSON order", example: `{"customer_id":"c-1","sku":"tea","qty":2,"card":"4242-4242-4242-4242"}`}
 
 // maxCursorLen bounds ?after=.
 const maxCursorLen = 256
@@ -53,7 +60,7 @@ func (s *Server) placeOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var cmd PlaceOrder
-	if !s.decode(w, r, &cmd) {
+	if !s.decode(w, r, &cmd, orderBody) {
 		return
 	}
 	if err := cmd.Validate(); err != nil {
@@ -71,10 +78,10 @@ func (s *Server) placeOrder(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, placed{OrderID: id, Status: StatusPending, Position: tok, Href: href})
 }
 
-// decode reads a JSON body of at most MaxBodyBytes into dst, refusing
-// unknown fields and trailing data, and answers the problem itself when it
-// cannot.
-func (s *Server) decode(w http.ResponseWriter, r *http.Request, dst any) bool {
+// decode reads a JSON body of at most MaxBodyBytes into dst, a pointer
+// to a struct, refusing anything but one object of dst's fields, and
+// answers the problem itself when it cannot.
+func (s *Server) decode(w http.ResponseWriter, r *http.Request, dst any, shape bodyShape) bool {
 	tooLarge := func() bool {
 		writeProblem(w, newProblem(http.StatusRequestEntityTooLarge, ProblemBodyTooLarge, "Body too large",
 			fmt.Sprintf("the body is over the %d-byte limit", s.cfg.MaxBodyBytes)))
@@ -85,6 +92,9 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, dst any) bool {
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err == nil && len(bytes.TrimSpace(body)) == 0 {
+		if shape.emptyOK {
+			return true
+		}
 		err = io.EOF
 	}
 	if err == nil {
@@ -106,24 +116,20 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, dst any) bool {
 	case errors.As(err, &mbe):
 		return tooLarge()
 	case errors.Is(err, io.EOF):
-		writeProblem(w, newProblem(http.StatusBadRequest, ProblemInvalidBody, "Invalid body", `the body is empty: send a JSON object such as `+exampleOrder))
+		writeProblem(w, newProblem(http.StatusBadRequest, ProblemInvalidBody, "Invalid body", "the body is empty: send "+shape.what+" such as "+shape.example))
 		return false
 	case err != nil:
+		// The decoder's messages quote the input (a field's name, a
+		// number's digits): bounded, as every echo is.
 		writeProblem(w, newProblem(http.StatusBadRequest, ProblemInvalidBody, "Invalid body",
-			"the body is not a JSON order: "+err.Error()+" (send "+exampleOrder+")"))
+			"the body is not "+shape.what+": "+truncate(err.Error())+" (send "+shape.example+")"))
 		return false
 	}
 	return true
 }
 
-// getOrder is GET /orders/{id}. Behind consistency.Middleware: with a
-// token, the read waited for the read models first.
-//
-// A client that checks only response.ok must never take a read that did
-// not reach its token for the answer, so such a read is not a 2xx: 404
-// (ProblemNotYetVisible) while the order is not in the read model, 503
-// (ProblemStale, with the older state in "order") while it is there but
-// behind. Both carry X-Consistency-Stale: true and Retry-After.
+// getOrder is GET /orders/{id}: it checks the id, then reads the order
+// through the consistency wait (readOrder).
 func (s *Server) getOrder(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if err := validateID(id); err != nil {
@@ -132,6 +138,19 @@ func (s *Server) getOrder(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, p)
 		return
 	}
+	s.wait(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.readOrder(w, r, id) })).ServeHTTP(w, r)
+}
+
+// readOrder answers GET /orders/{id} for a valid id. Behind
+// consistency.Middleware: with a token, the read waited for the read
+// models first.
+//
+// A client that checks only response.ok must never take a read that did
+// not reach its token for the answer, so such a read is not a 2xx: 404
+// (ProblemNotYetVisible) while the order is not in the read model, 503
+// (ProblemStale, with the older state in "order") while it is there but
+// behind. Both carry X-Consistency-Stale: true and Retry-After.
+func (s *Server) readOrder(w http.ResponseWriter, r *http.Request, id string) {
 	st, _ := consistency.StatusFromContext(r.Context())
 	v, found, err := s.cfg.Orders.Get(r.Context(), id)
 	if err != nil {
@@ -171,9 +190,9 @@ func staleReason(st consistency.Status) string {
 	return string(st.Reason)
 }
 
-// listOrders is GET /orders?customer=ID[&limit=N][&after=CURSOR]. A stale
-// list is still a 200, labelled by X-Consistency-Stale and "stale": a
-// list has no single order whose absence could be mistaken for an answer.
+// listOrders is GET /orders?customer=ID[&limit=N][&after=CURSOR]: it
+// checks the parameters, then reads the page through the consistency wait
+// (readList).
 func (s *Server) listOrders(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	bad := func(param, value, detail string) {
@@ -207,6 +226,14 @@ func (s *Server) listOrders(w http.ResponseWriter, r *http.Request) {
 		bad("after", page.After, "after is not a cursor this API returned: pass the \"next\" of the previous page as is")
 		return
 	}
+	s.wait(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.readList(w, r, customer, page) })).ServeHTTP(w, r)
+}
+
+// readList answers GET /orders for valid parameters, behind
+// consistency.Middleware. A stale list is still a 200, labelled by
+// X-Consistency-Stale and "stale": a list has no single order whose
+// absence could be mistaken for an answer.
+func (s *Server) readList(w http.ResponseWriter, r *http.Request, customer string, page PageQuery) {
 	views, next, err := s.cfg.Orders.List(r.Context(), customer, page)
 	if err != nil {
 		s.writeError(w, err)
@@ -278,8 +305,13 @@ func exactKeys(body []byte, dst any) error {
 		names[name] = true
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
-	if _, err := dec.Token(); err != nil { // the object's {
+	tok, err := dec.Token()
+	if err != nil {
 		return err
+	}
+	if tok != json.Delim('{') {
+		// null decodes into a struct as nothing at all.
+		return errors.New("json: the body is not an object")
 	}
 	seen := map[string]bool{}
 	for dec.More() {

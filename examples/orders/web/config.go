@@ -5,7 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"net/url"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/converge-es/converge/consistency"
 	"github.com/converge-es/converge/events"
@@ -40,6 +44,11 @@ type Config struct {
 	// expose X-Consistency-Position and X-Consistency-Stale. The operator
 	// API under /api/ stays same-origin only. Defaults to none:
 	// same-origin only.
+	//
+	// An entry is an origin exactly as a browser sends it in the Origin
+	// header, scheme://host[:port] (http or https, in lower case, without
+	// path, trailing slash or default port), compared as a string: New
+	// refuses any other form, such as a bare host or a wildcard pattern.
 	AllowedOrigins []string
 	// MaxBodyBytes caps request bodies; a larger one is answered with 413.
 	// Defaults to DefaultMaxBodyBytes (16 KiB).
@@ -86,6 +95,107 @@ func (c *Config) validate() error {
 		if o == "" {
 			return fmt.Errorf("web: Config.AllowedOrigins[%d] is empty (remove it, or use \"*\" for any origin)", i)
 		}
+		if o == "*" {
+			continue
+		}
+		if why := originFault(o); why != "" {
+			hint := ""
+			if fix := suggestOrigin(o); fix != "" {
+				hint = fmt.Sprintf(" (write %q)", fix)
+			}
+			return fmt.Errorf("web: Config.AllowedOrigins[%d] is %q, which %s%s: an entry is an origin as a browser sends it in "+
+				"the Origin header, scheme://host[:port] such as \"https://shop.example\" or \"http://localhost:8080\" "+
+				"(http or https, in lower case, with no path, trailing slash, query, user, wildcard or default port), or \"*\" for any origin",
+				i, o, why, hint)
+		}
 	}
 	return nil
+}
+
+// originFault says why o is not an origin as browsers serialize it in an
+// Origin header, or "" when it is one. Origins are compared as exact
+// strings (for CORS and the live WebSocket alike), so an entry in any
+// other form, which some other software would read as a host pattern or
+// normalize, would never match a browser's Origin: refused instead.
+func originFault(o string) string {
+	u, err := url.Parse(o)
+	switch {
+	case err != nil:
+		return "does not parse as a URL"
+	case u.Scheme == "" || !strings.Contains(o, "://") && u.Scheme != "http" && u.Scheme != "https":
+		// "localhost:8080" parses with the scheme "localhost".
+		return "has no scheme"
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Sprintf("has the scheme %q", u.Scheme)
+	case u.Opaque != "" || u.Host == "":
+		return "has no //host"
+	case u.User != nil:
+		return "has a user"
+	case u.Path == "/":
+		return "ends in a slash"
+	case u.Path != "" || u.RawPath != "":
+		return "has a path"
+	case u.RawQuery != "" || u.ForceQuery:
+		return "has a query"
+	case u.Fragment != "" || strings.Contains(o, "#"):
+		return "has a fragment"
+	}
+	host, port := u.Hostname(), u.Port()
+	switch {
+	case strings.ContainsAny(host, "*?[]\\"):
+		return "has a wildcard (list every origin, or use \"*\")"
+	case !validHost(u.Host, host):
+		return "has no host as browsers write it (a DNS name, or an IP address in its shortest form, IPv6 in brackets)"
+	case strings.HasSuffix(u.Host, ":") || port != "" && !validPort(port):
+		return "has no valid port (1 to 65535)"
+	case port == "80" && u.Scheme == "http" || port == "443" && u.Scheme == "https":
+		return "names the default port, which browsers leave out"
+	case o != strings.ToLower(o):
+		return "is not in lower case"
+	case o != u.Scheme+"://"+u.Host:
+		return "is not in the form browsers send" // an escape in the host
+	}
+	return ""
+}
+
+// suggestOrigin guesses the origin meant by o, a bad entry: https when it
+// names no scheme, lower case, without path, query or default port. ""
+// when no guess is an origin.
+func suggestOrigin(o string) string {
+	if !strings.Contains(o, "://") {
+		o = "https://" + o
+	}
+	u, err := url.Parse(o)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	scheme, host := strings.ToLower(u.Scheme), strings.ToLower(u.Host)
+	host = strings.TrimSuffix(host, ":")
+	if scheme == "https" {
+		host = strings.TrimSuffix(host, ":443")
+	} else {
+		host = strings.TrimSuffix(host, ":80")
+	}
+	fix := scheme + "://" + host
+	if originFault(fix) != "" {
+		return ""
+	}
+	return fix
+}
+
+// validHost accepts, hostport being the URL's host and host its Hostname,
+// a DNS name (letters, digits, '-', '.') or an IP address as browsers
+// write it: IPv6 in brackets, in the shortest form, without a zone.
+func validHost(hostport, host string) bool {
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return ip.String() == host && ip.Zone() == "" && !ip.Is4In6() && ip.Is6() == strings.HasPrefix(hostport, "[")
+	}
+	return host != "" && !strings.HasPrefix(host, ".") && !strings.Contains(host, "..") && strings.IndexFunc(host, func(r rune) bool {
+		return (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && r != '-' && r != '.'
+	}) < 0
+}
+
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 1 && n <= 65535 && strconv.Itoa(n) == p
 }

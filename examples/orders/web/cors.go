@@ -3,6 +3,7 @@ package web
 import (
 	"mime"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -58,8 +59,43 @@ func (s *Server) cors(next http.Handler) http.Handler {
 	})
 }
 
+// originAllowed is the one rule for cross-origin callers, of the API and
+// of the live WebSocket alike: origin is listed as is, or "*" is.
 func (s *Server) originAllowed(origin string) bool {
-	return slices.Contains(s.cfg.AllowedOrigins, "*") || slices.Contains(s.cfg.AllowedOrigins, origin)
+	if slices.Contains(s.cfg.AllowedOrigins, origin) {
+		return true
+	}
+	if !slices.Contains(s.cfg.AllowedOrigins, "*") {
+		return false
+	}
+	// The live hub refuses an Origin that is not a URL whatever it is
+	// told, so "*" cannot take one for the API either.
+	_, err := url.Parse(origin)
+	return err == nil
+}
+
+// liveOrigin refuses a WebSocket handshake from an origin originAllowed
+// refuses, before the live hub sees it: the hub's own check reads its
+// list as host patterns, case-insensitively, and would take origins CORS
+// refuses. As the hub does, it takes requests without an Origin (not
+// from a browser) and pages of the host serving it, whatever their
+// scheme (a proxy may have ended TLS in front of it).
+func (s *Server) liveOrigin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		if origin != "" && !sameHost(origin, r.Host) && !s.originAllowed(origin) {
+			writeProblem(w, newProblem(http.StatusForbidden, ProblemForbiddenOrigin, "Origin not allowed",
+				"this server does not take live connections from "+truncate(origin)+" (add it to the allowed origins)"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// sameHost reports whether origin names host, the request's Host.
+func sameHost(origin, host string) bool {
+	u, err := url.Parse(origin)
+	return err == nil && u.Host != "" && strings.EqualFold(u.Host, host)
 }
 
 // isJSON reports whether r's body is declared application/json.

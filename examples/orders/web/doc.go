@@ -25,9 +25,9 @@
 //	                             amount_cents is the total the domain priced
 //	GET  /orders?customer=ID     a page of the customer's orders (limit, after; "next" and a Link header)
 //	GET  /live/orders            WebSocket of order updates (package consistency/live's protocol)
-//	GET  /api/sagas              {"counts", "sagas"}; ?status=, ?stuck=true, ?limit=
+//	GET  /api/sagas              {"counts", "sagas"}; ?status= (one of the saga engine's), ?stuck=true, ?limit=
 //	GET  /api/sagas/{id}         one instance with its timeline (for this domain the id is the order id)
-//	POST /api/sagas/{id}/retry   202; also /cancel
+//	POST /api/sagas/{id}/retry   {} or no body → 202; also /cancel
 //	GET  /api/dead-letters       {"dead_letters"}
 //	GET  /api/lag                every projection's lag over the last minutes, with its SLA
 //	GET  /read-models            the read-model catalog, when Config.Catalog is set

@@ -42,7 +42,8 @@ var (
 
 // SagaFilter selects saga instances.
 type SagaFilter struct {
-	// Status keeps instances in this status; "" keeps all.
+	// Status keeps instances in this status, one of the engine's (see
+	// SagaSummary.Status); "" keeps all. GET /api/sagas refuses any other.
 	Status string
 	// Stuck keeps only instances flagged stuck.
 	Stuck bool
@@ -58,8 +59,8 @@ type SagaSummary struct {
 	ID string `json:"id"`
 	// Type is the saga's stable name, such as "order_fulfilment".
 	Type string `json:"type"`
-	// Status is the engine's status name, such as "running", "completed",
-	// "compensated" or "failed".
+	// Status is the engine's status name (package saga): "running",
+	// "parked", "compensating", "completed", "failed" or "cancelled".
 	Status string `json:"status"`
 	// Step is the step the instance is at or failed in.
 	Step string `json:"step,omitempty"`

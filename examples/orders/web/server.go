@@ -20,8 +20,12 @@ const (
 // Server serves the order API, the order page, the dashboard and their
 // JSON endpoints. See the package doc for the routes.
 type Server struct {
-	cfg     Config
-	hub     *live.Hub
+	cfg Config
+	hub *live.Hub
+	// wait is the consistency wait of the reads. They validate their
+	// input before they call it, so a request they refuse anyway is
+	// answered at once, not after the client's whole timeout as stale.
+	wait    func(http.Handler) http.Handler
 	handler http.Handler
 }
 
@@ -36,10 +40,14 @@ func New(cfg *Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: c}
+	var hubOrigins []string
+	if len(c.AllowedOrigins) > 0 {
+		// liveOrigin has already refused the origins CORS refuses; the hub,
+		// which reads its list as host patterns, must not judge again.
+		hubOrigins = []string{"*"}
+	}
 	hub, err := live.NewHub(&live.Config{
-		// Origin patterns with a scheme match the whole origin, so the
-		// CORS list works as is.
-		AllowedOrigins: c.AllowedOrigins,
+		AllowedOrigins: hubOrigins,
 		Snapshot:       s.snapshot,
 		Logger:         c.Logger,
 	})
@@ -47,22 +55,22 @@ func New(cfg *Config) (*Server, error) {
 		return nil, err
 	}
 	s.hub = hub
+	s.wait = consistency.Middleware(c.Tracker, &consistency.HTTPConfig{Names: c.ReadModels})
 	s.handler = s.cors(problemFallback(s.routes()))
 	return s, nil
 }
 
 func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
-	wait := consistency.Middleware(s.cfg.Tracker, &consistency.HTTPConfig{Names: s.cfg.ReadModels})
 
 	mux.Handle("GET /{$}", pageHandler("index.html"))
 	mux.Handle("GET /dashboard", pageHandler("dashboard.html"))
 	mux.Handle("GET /assets/", assetHandler())
 
 	mux.HandleFunc("POST /orders", s.placeOrder)
-	mux.Handle("GET /orders", wait(http.HandlerFunc(s.listOrders)))
-	mux.Handle("GET /orders/{id}", wait(http.HandlerFunc(s.getOrder)))
-	mux.Handle("GET "+PathLive, s.hub.Handler())
+	mux.HandleFunc("GET /orders", s.listOrders)
+	mux.HandleFunc("GET /orders/{id}", s.getOrder)
+	mux.Handle("GET "+PathLive, s.liveOrigin(s.hub.Handler()))
 
 	mux.HandleFunc("GET /api/sagas", s.listSagas)
 	mux.HandleFunc("GET /api/sagas/{id}", s.getSaga)
@@ -129,7 +137,7 @@ func problemFallback(mux *http.ServeMux) http.Handler {
 		allow := rec.header.Get("Allow")
 		w.Header().Set("Allow", allow)
 		writeProblem(w, newProblem(http.StatusMethodNotAllowed, "", "",
-			r.URL.Path+" does not take "+r.Method+"; it takes "+allow))
+			truncate(r.URL.Path)+" does not take "+truncate(r.Method)+"; it takes "+allow))
 	})
 }
 

@@ -144,11 +144,23 @@ func ParseToken(s string) (Token, error) {
 	if len(body) != tokenBodyLen {
 		return Token{}, fmt.Errorf("%w: body has %d characters, want %d (was the token truncated?)", ErrInvalidToken, len(body), tokenBodyLen)
 	}
-	// The decoder skips CR and LF, so a body of the right length can still
-	// decode short (found by FuzzParseToken): check the decoded length too.
+	if strings.Trim(body, tokenAlphabet) != "" {
+		return Token{}, fmt.Errorf("%w: body is not 22 characters of the token alphabet (pass the token exactly as a write returned it)", ErrInvalidToken)
+	}
+	// 22 characters carry 132 bits for 128: the last character's low 4
+	// bits are unused and always zero in a token String wrote. Anything
+	// else is a hand-made or altered token, which the strict decoder
+	// refuses; saying "not of the alphabet" would send the reader looking
+	// for a character that is not there.
+	if strings.IndexByte(tokenAlphabet, body[tokenBodyLen-1])&0xf != 0 {
+		return Token{}, fmt.Errorf("%w: last character %q cannot end a token: its 4 unused bits must be zero, so a token ends in -, F, V or k; converge did not write this one (pass the token exactly as a write returned it)",
+			ErrInvalidToken, body[tokenBodyLen-1])
+	}
+	// The checks above leave the decoder nothing to refuse; this guards
+	// against one that reads otherwise than they assume.
 	raw, err := tokenEncoding.DecodeString(body)
 	if err != nil || len(raw) != 16 {
-		return Token{}, fmt.Errorf("%w: body is not 22 characters of the token alphabet (pass the token exactly as a write returned it)", ErrInvalidToken)
+		return Token{}, fmt.Errorf("%w: body does not decode to 16 bytes (pass the token exactly as a write returned it)", ErrInvalidToken)
 	}
 	return Token{major: binary.BigEndian.Uint64(raw[:8]), minor: binary.BigEndian.Uint64(raw[8:])}, nil
 }

@@ -2,6 +2,7 @@ package events_test
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/url"
 	"sort"
@@ -68,6 +69,50 @@ func TestParseTokenErrors(t *testing.T) {
 	require.ErrorIs(t, err, events.ErrTokenVersion)
 	require.ErrorContains(t, err, "format v1")
 	require.ErrorContains(t, err, "fresh token")
+}
+
+// TestParseTokenSaysWhatIsWrong: a body of the right length, all of it in
+// the token alphabet, whose last character has bits set that no token
+// has, is refused for that reason, not as "not of the alphabet" (which
+// sent a reader hunting for a character that was not there); a body of
+// the wrong length, or with a character outside the alphabet, still gets
+// its own message.
+func TestParseTokenSaysWhatIsWrong(t *testing.T) {
+	t.Parallel()
+	good := events.MakeToken(1, 2).String()
+	body := good[len(events.TokenPrefix):]
+	const alphabet = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
+	endings := 0
+	for i := range len(alphabet) {
+		last := alphabet[i]
+		in := events.TokenPrefix + body[:len(body)-1] + string(last)
+		tok, err := events.ParseToken(in)
+		if i%16 == 0 {
+			require.NoError(t, err, in)
+			require.Equal(t, in, tok.String(), "a token that parses prints back as it was")
+			endings++
+			continue
+		}
+		require.ErrorIs(t, err, events.ErrInvalidToken, in)
+		require.ErrorContains(t, err, fmt.Sprintf("last character %q cannot end a token", last), in)
+		require.ErrorContains(t, err, "-, F, V or k", in)
+		require.NotContains(t, err.Error(), "alphabet", in)
+	}
+	require.Equal(t, 4, endings)
+	// The value converge projections reset --help showed.
+	_, err := events.ParseToken("v2.AAAAAAAAAAEAAAAAAAAAAA")
+	require.ErrorContains(t, err, "last character 'A' cannot end a token")
+
+	for _, in := range []string{good[:len(good)-1], good + "F", events.TokenPrefix + strings.Repeat("A", 44)} {
+		_, err := events.ParseToken(in)
+		require.ErrorIs(t, err, events.ErrInvalidToken, in)
+		require.ErrorContains(t, err, fmt.Sprintf("body has %d characters, want 22", len(in)-len(events.TokenPrefix)), in)
+	}
+	for _, in := range []string{"v2." + strings.Repeat("+", 22), "v2.0000000\r00000\r00000000", "v2.----------3---------=k"} {
+		_, err := events.ParseToken(in)
+		require.ErrorIs(t, err, events.ErrInvalidToken, in)
+		require.ErrorContains(t, err, "body is not 22 characters of the token alphabet", in)
+	}
 }
 
 // TestTokenStringsSortInFeedOrder checks the documented promise

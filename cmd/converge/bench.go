@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -75,6 +76,33 @@ func checkFlagsApply(scenario string, changed func(name string) bool) error {
 	return nil
 }
 
+// minBenchDuration and maxBenchDuration bound --duration. A shorter one
+// measures next to nothing (append and contended split it into 4 rounds a
+// side; at 1ns they printed rates and ratios of 0 as if measured). A
+// longer one makes a soak test of a comparison, and the bound keeps the
+// arithmetic on it far from overflowing (the command scenario's deadline,
+// --duration plus 30s, wrapped into the past near the largest duration).
+const (
+	minBenchDuration = 10 * time.Millisecond
+	maxBenchDuration = time.Hour
+)
+
+// checkDistinct refuses a count listed twice in --flag: each count is a
+// run, and the same run twice (the baseline against itself, for the
+// first --partitions) is no comparison.
+func checkDistinct(flag string, counts []int) error {
+	for i, n := range counts {
+		if slices.Contains(counts[:i], n) {
+			text := make([]string, len(counts))
+			for j, m := range counts {
+				text[j] = strconv.Itoa(m)
+			}
+			return fmt.Errorf("--%s %s: %d is listed twice; list each count once", flag, strings.Join(text, ","), n)
+		}
+	}
+	return nil
+}
+
 // sagaBenchConns is the pool size the saga scenario needs: its writers,
 // the baseline's, and the connections its processors hold in their units.
 const sagaBenchConns = 40
@@ -126,6 +154,11 @@ func (c *benchCmd) validate() error {
 			return fmt.Errorf("--batches %d: use 1 to 1000", b)
 		}
 	}
+	for _, err := range []error{checkDistinct("writers", c.writers), checkDistinct("batches", c.batches), checkDistinct("partitions", c.partitions)} {
+		if err != nil {
+			return err
+		}
+	}
 	if c.scenario == "parallel" {
 		if c.events < 1 || c.events > 1_000_000 {
 			return fmt.Errorf("--events %d: use 1 to 1000000", c.events)
@@ -152,8 +185,11 @@ func (c *benchCmd) validate() error {
 	if c.rate < 1 || c.rate > 20000 {
 		return fmt.Errorf("--rate %d: use 1 to 20000 events per second", c.rate)
 	}
-	if c.duration < 0 {
-		return fmt.Errorf("--duration %s: use a positive duration such as 3s, or leave it out for the scenario's default", c.duration)
+	if c.duration != 0 && (c.duration < minBenchDuration || c.duration > maxBenchDuration) {
+		return fmt.Errorf("--duration %s: use %s to %s, such as 3s, or leave it out for the scenario's default", c.duration, minBenchDuration, maxBenchDuration)
+	}
+	if c.scenario == "propagation" && c.duration != 0 && c.duration < time.Second/time.Duration(c.rate) {
+		return fmt.Errorf("--duration %s: at --rate %d a second it appends no event; use at least %s, or a higher --rate", c.duration, c.rate, time.Second/time.Duration(c.rate))
 	}
 	if c.db != nil {
 		if err := migrations.ValidateSchema(c.benchSchema(strings.Repeat("0", benchSuffixLen))); err != nil {
@@ -279,7 +315,7 @@ Scenarios:
 	f.IntSliceVar(&c.writers, "writers", []int{1, 8}, "concurrent writers (append; contended defaults to 8)")
 	f.IntSliceVar(&c.batches, "batches", []int{1, 10}, "events per append (append)")
 	f.IntVar(&c.rate, "rate", 500, "steady rate per second: appends (propagation, default 500), steps sending a command (command, default 200)")
-	f.DurationVar(&c.duration, "duration", 0, "measuring time per pair and side (default: the scenario's, sized to finish within 30s)")
+	f.DurationVar(&c.duration, "duration", 0, "measuring time per pair and side, "+minBenchDuration.String()+" to "+maxBenchDuration.String()+" (default: the scenario's, sized to finish within 30s)")
 	f.BoolVar(&c.keep, "keep", false, "keep the bench schema instead of dropping it")
 	f.BoolVar(&c.json, "json", false, "print the JSON lines only, without the summary table")
 	return cmd

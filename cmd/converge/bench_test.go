@@ -203,6 +203,18 @@ func TestBenchRejectsBadOptions(t *testing.T) {
 		{[]string{"--rate", "100"}, "--rate does not apply to the append scenario"},
 		{[]string{"--scenario", "contended", "--batches", "10"}, "--batches does not apply to the contended scenario"},
 		{[]string{"--schema", strings.Repeat("s", 49)}, `bench appends "_bench_" and 8 characters to it, which makes it too long; use at most 48 characters`},
+		// Each count is a run: the same one twice is no comparison.
+		{[]string{"--writers", "1,1"}, "--writers 1,1: 1 is listed twice; list each count once"},
+		{[]string{"--writers", "8,1,8"}, "--writers 8,1,8: 8 is listed twice; list each count once"},
+		{[]string{"--batches", "10,1,10"}, "--batches 10,1,10: 10 is listed twice; list each count once"},
+		{[]string{"--scenario", "contended", "--writers", "4,4"}, "--writers 4,4: 4 is listed twice"},
+		{[]string{"--scenario", "parallel", "--partitions", "1,1"}, "--partitions 1,1: 1 is listed twice; list each count once"},
+		// A tiny --duration measured nothing and printed rates of 0; a
+		// huge one overflowed the command scenario's deadline.
+		{[]string{"--duration", "1ns"}, "--duration 1ns: use 10ms to 1h0m0s, such as 3s, or leave it out for the scenario's default"},
+		{[]string{"--duration", "-1s"}, "--duration -1s: use 10ms to 1h0m0s"},
+		{[]string{"--scenario", "command", "--duration", "2562047h"}, "--duration 2562047h0m0s: use 10ms to 1h0m0s"},
+		{[]string{"--scenario", "propagation", "--rate", "10", "--duration", "50ms"}, "--duration 50ms: at --rate 10 a second it appends no event; use at least 100ms, or a higher --rate"},
 	} {
 		_, err := runCLI(t, append(append([]string{"bench"}, url...), tc.args...)...)
 		require.ErrorContains(t, err, tc.want, tc.args)

@@ -81,6 +81,11 @@ func (o *dbOptions) validate() error {
 	if o.URL == "" {
 		return errNoDatabaseURL
 	}
+	// The form first: "names no database, add it" is no help for a URL
+	// of another database, or for text that is no URL at all.
+	if err := checkURLForm(o.URL); err != nil {
+		return err
+	}
 	if !namesDatabase(o.URL) {
 		return errNoDatabaseName
 	}
@@ -91,6 +96,59 @@ func (o *dbOptions) validate() error {
 		return fmt.Errorf("--%s: %w", flagSchema, err)
 	}
 	return nil
+}
+
+// errBadDatabaseURL is wrapped by the errors of a database URL that is
+// not PostgreSQL's, or that pgx cannot parse.
+var errBadDatabaseURL = errors.New("bad database URL (--database-url, else DATABASE_URL)")
+
+// urlForm says what a database URL looks like, in every error about one.
+const urlForm = "use postgres://USER@HOST:5432/DB (or postgresql://), or key=value settings such as host=HOST user=USER dbname=DB"
+
+// urlScheme finds the scheme of anything written like a URL, and the //
+// that should follow it. A key=value string cannot match: its first key
+// ends at '=' or a space.
+var urlScheme = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.-]*):(//)?`)
+
+// checkURLForm refuses a connection string that is not PostgreSQL's or
+// that pgx cannot parse, saying what one looks like. The value may hold
+// a password: the error quotes at most its scheme.
+func checkURLForm(conn string) error {
+	// pgx takes anything but a postgres:// or postgresql:// URL for
+	// key=value settings, and says what is wrong with those (or accepts
+	// "postgres:/db?dbname=x" as one setting of an odd name).
+	m := urlScheme.FindStringSubmatch(conn)
+	pg := m != nil && (strings.EqualFold(m[1], "postgres") || strings.EqualFold(m[1], "postgresql"))
+	switch {
+	case m != nil && m[2] != "" && (m[1] == "postgres" || m[1] == "postgresql"):
+	case pg && m[2] == "":
+		return fmt.Errorf("%w: the // after %s: is missing; %s", errBadDatabaseURL, m[1], urlForm)
+	case pg:
+		// pgx reads the scheme case-sensitively.
+		return fmt.Errorf("%w: write its scheme, %s://, in lower case; %s", errBadDatabaseURL, m[1], urlForm)
+	case m != nil && m[2] != "":
+		return fmt.Errorf("%w: its scheme is %s://, and converge works on PostgreSQL only; %s", errBadDatabaseURL, m[1], urlForm)
+	case m != nil || !strings.Contains(conn, "="):
+		// Not a scheme to quote: "user:password@host" starts so too.
+		return fmt.Errorf("%w: it is neither a postgres:// URL nor key=value settings; %s", errBadDatabaseURL, urlForm)
+	}
+	if _, err := pgxpool.ParseConfig(conn); err != nil {
+		return fmt.Errorf("%w: %s; %s", errBadDatabaseURL, parseFault(err), urlForm)
+	}
+	return nil
+}
+
+// parseFault is pgx's parse error without the connection string it
+// quotes: pgx masks the passwords it recognizes there, on a best-effort
+// basis, and what is left is enough to find the mistake.
+func parseFault(err error) string {
+	var pe *pgconn.ParseConfigError
+	if !errors.As(err, &pe) {
+		return err.Error()
+	}
+	bare := *pe
+	bare.ConnString = ""
+	return strings.TrimPrefix(bare.Error(), "cannot parse ``: ")
 }
 
 // dbnameKey finds a dbname setting in a key=value connection string.
@@ -121,8 +179,9 @@ func (o *dbOptions) openPool(ctx context.Context) (*pgxpool.Pool, error) {
 func (o *dbOptions) openPoolWith(ctx context.Context, minConns int32) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(o.URL)
 	if err != nil {
-		// pgx redacts any password in its parse errors.
-		return nil, fmt.Errorf("parse database URL: %w (set --%s or DATABASE_URL to a URL like postgres://user@host:5432/db)", err, flagDatabaseURL)
+		// validate parsed it already; only the PG* variables pgx also
+		// reads can have changed since.
+		return nil, fmt.Errorf("%w: %s; %s", errBadDatabaseURL, parseFault(err), urlForm)
 	}
 	cfg.MaxConns = max(cfg.MaxConns, minConns)
 	if cfg.ConnConfig.ConnectTimeout == 0 {

@@ -53,3 +53,50 @@ func TestDatabaseMustBeNamed(t *testing.T) {
 	_, err = runCLI(t, "sagas", "list")
 	require.ErrorIs(t, err, errNoDatabaseName)
 }
+
+// TestDatabaseURLFormComesFirst: a URL of another database, upper case
+// in the scheme, or text pgx cannot parse is refused for what it is,
+// saying what a URL looks like, rather than as a URL that "names no
+// database" (it was checked first, and sent people adding a database to
+// a mysql:// URL). Its password is never repeated.
+func TestDatabaseURLFormComesFirst(t *testing.T) {
+	t.Parallel()
+	const secret = "s3cret"
+	for in, why := range map[string]string{
+		"mysql://x:" + secret + "@y/z":                    "its scheme is mysql://, and converge works on PostgreSQL only",
+		"http://x:" + secret + "@y:5432/z":                "its scheme is http://",
+		"POSTGRES://x:" + secret + "@y/z":                 "write its scheme, POSTGRES://, in lower case",
+		"Postgresql://x:" + secret + "@y/z":               "write its scheme, Postgresql://, in lower case",
+		"garbage":                                         "neither a postgres:// URL nor key=value settings",
+		secret:                                            "neither a postgres:// URL nor key=value settings",
+		"jdbc:postgresql://y/z":                           "neither a postgres:// URL nor key=value settings",
+		"x:" + secret + "@y:5432/z":                       "neither a postgres:// URL nor key=value settings",
+		"postgres://x:" + secret + "@y:port/z":            "invalid port",
+		"postgres://x:" + secret + "@[::1/z":              "IPv6",
+		"postgres://x:" + secret + "@y/z?sslmode=nope":    "sslmode is invalid",
+		"host=y password=" + secret + " dbname=z sslmode": "invalid keyword/value",
+		"postgres:/z?password=" + secret + "&dbname=z":    "the // after postgres: is missing",
+		"postgres:" + secret + "@y/z":                     "the // after postgres: is missing",
+		"host=y:" + secret + " dbname":                    "invalid keyword/value",
+	} {
+		err := (&dbOptions{URL: in}).validate()
+		require.ErrorIs(t, err, errBadDatabaseURL, in)
+		require.NotErrorIs(t, err, errNoDatabaseName, in)
+		require.ErrorContains(t, err, why, in)
+		require.ErrorContains(t, err, "use postgres://USER@HOST:5432/DB (or postgresql://), or key=value settings such as host=HOST user=USER dbname=DB", in)
+		require.NotContains(t, err.Error(), secret, in)
+
+		out, err := runCLI(t, "migrate", "--database-url", in)
+		require.ErrorIs(t, err, errBadDatabaseURL, in)
+		require.NotContains(t, err.Error()+out, secret, in)
+	}
+	// What pgx reads stays accepted, and a URL without a database is still
+	// told to name one.
+	for _, ok := range []string{
+		"postgres://x:" + secret + "@y:5432/z", "postgresql://y/z?sslmode=disable", "postgres:///z",
+		"host=/tmp dbname=z", "dbname=z", "  postgres://y/z  ", "user=x password='a b' dbname=z",
+	} {
+		require.NoError(t, (&dbOptions{URL: ok}).validate(), ok)
+	}
+	require.ErrorIs(t, (&dbOptions{URL: "postgres://x:" + secret + "@y:5432"}).validate(), errNoDatabaseName)
+}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -68,6 +70,9 @@ after how many attempts it was given up on, why, and any replay request.`,
   converge dead-letters list --processor order_summary --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := c.validate(); err != nil {
+				return err
+			}
 			db, err := dbOptionsFrom(cmd)
 			if err != nil {
 				return err
@@ -79,6 +84,16 @@ after how many attempts it was given up on, why, and any replay request.`,
 	cmd.Flags().StringVar(&c.processor, "processor", "", "only the dead letters of this processor (a projection's name, a saga's, ...)")
 	cmd.Flags().BoolVar(&c.json, "json", false, "print one JSON object per dead letter and line instead of the table")
 	return cmd
+}
+
+// validate refuses a --processor no processor can have: the store's rows
+// hold UTF-8 text without control characters, and a name with a NUL in
+// it failed deep in the listing, about a row query.
+func (c *deadLettersListCmd) validate() error {
+	if !utf8.ValidString(c.processor) || strings.ContainsFunc(c.processor, unicode.IsControl) {
+		return fmt.Errorf("--processor %q: a processor name is UTF-8 text without control characters; list every dead letter, with its processor, with `converge dead-letters list`", c.processor)
+	}
+	return nil
 }
 
 func (c *deadLettersListCmd) run(ctx context.Context) error {
@@ -103,7 +118,7 @@ func (c *deadLettersListCmd) run(ctx context.Context) error {
 	if len(entries) == 0 {
 		what := "no dead letters"
 		if c.processor != "" {
-			what += " of processor " + c.processor
+			what += " of processor " + printable(c.processor)
 		}
 		_, err := fmt.Fprintf(c.out, "%s in schema %q\n", what, c.db.Schema)
 		return err
@@ -118,8 +133,8 @@ func (c *deadLettersListCmd) run(ctx context.Context) error {
 				replay = "failed"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\n", e.ID, e.Event.Type, e.Event.StreamID, e.Event.Version,
-			e.At.UTC().Format(time.RFC3339), e.Attempts, replay, oneLine(e.Reason))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\n", printable(e.ID), printable(e.Event.Type), printable(e.Event.StreamID), e.Event.Version,
+			e.At.UTC().Format(time.RFC3339), e.Attempts, replay, printable(oneLine(e.Reason)))
 	}
 	return tw.Flush()
 }
@@ -252,13 +267,13 @@ func (c *deadLettersReplayCmd) run(ctx context.Context) error {
 	for _, id := range c.ids {
 		if _, err := feed.RequestReplay(ctx, store.Rows(), id); err != nil {
 			if errors.Is(err, feed.ErrNoDeadLetter) {
-				fmt.Fprintf(c.out, "%s: no such dead letter in schema %q (list them with `converge dead-letters list`)\n", id, c.db.Schema)
+				fmt.Fprintf(c.out, "%s: no such dead letter in schema %q (list them with `converge dead-letters list`)\n", printable(id), c.db.Schema)
 				failed = append(failed, id)
 				continue
 			}
 			return err
 		}
-		fmt.Fprintf(c.out, "%s: replay accepted; the process holding its partition replays it\n", id)
+		fmt.Fprintf(c.out, "%s: replay accepted; the process holding its partition replays it\n", printable(id))
 	}
 	accepted := len(c.ids) - len(failed)
 	if c.wait.wait && accepted > 0 {
@@ -281,11 +296,11 @@ func (c *deadLettersReplayCmd) run(ctx context.Context) error {
 				switch {
 				case !ok:
 					delete(open, id)
-					lines = append(lines, id+": replayed")
+					lines = append(lines, printable(id)+": replayed")
 				case q.Failed != "":
 					delete(open, id)
 					failed = append(failed, id)
-					lines = append(lines, id+": replay failed, it stays a dead letter: "+q.Failed)
+					lines = append(lines, printable(id)+": replay failed, it stays a dead letter: "+q.Failed)
 				}
 			}
 			return strings.Join(lines, "\n"), len(open) == 0, nil
@@ -298,7 +313,11 @@ func (c *deadLettersReplayCmd) run(ctx context.Context) error {
 		}
 	}
 	if len(failed) > 0 {
-		return fmt.Errorf("dead-letters replay: %d of %d failed: %s", len(failed), len(c.ids), strings.Join(failed, ", "))
+		shown := make([]string, len(failed))
+		for i, id := range failed {
+			shown[i] = printable(id)
+		}
+		return fmt.Errorf("dead-letters replay: %d of %d failed: %s", len(failed), len(c.ids), strings.Join(shown, ", "))
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -123,4 +124,34 @@ func TestDeadLettersListAndReplay(t *testing.T) {
 	out, err = b.cli(t, "dead-letters", "list")
 	require.NoError(t, err)
 	require.Regexp(t, id+`.*\srequested\s`, out, "the request stays pending")
+}
+
+// TestDeadLettersKeepControlCharactersOffTheTerminal: an id or processor
+// name with a NUL or an escape sequence is shown quoted, never written to
+// the terminal as it is, and a --processor no processor can have is
+// refused, saying so, before the database is asked about it (a NUL
+// failed deep in the listing, about a row query).
+func TestDeadLettersKeepControlCharactersOffTheTerminal(t *testing.T) {
+	t.Parallel()
+	for _, p := range []string{"a\x00b", "a\x1b[31mb", "a\xffb", "a\nb"} {
+		_, err := runCLI(t, "dead-letters", "list", "--processor", p, "--database-url", unreachable)
+		require.Error(t, err, p)
+		require.True(t, strings.HasPrefix(err.Error(), "--processor "+strconv.Quote(p)+": a processor name is UTF-8 text without control characters"), "%q: %v", p, err)
+	}
+
+	b := setupOps(t)
+	ids := []string{"p/\x1b[31mred", "p/a\x00b", "p/\xff"}
+	out, err := b.cli(t, append([]string{"dead-letters", "replay"}, ids...)...)
+	require.ErrorContains(t, err, "3 of 3 failed: ")
+	for _, id := range ids {
+		require.Contains(t, out, strconv.Quote(id)+": no such dead letter", id)
+		require.Contains(t, err.Error(), strconv.Quote(id), id)
+	}
+	for _, raw := range []string{"\x1b", "\x00", "\xff"} {
+		require.NotContains(t, out, raw)
+		require.NotContains(t, err.Error(), raw)
+	}
+	out, err = b.cli(t, "dead-letters", "list", "--processor", "caf\u00e9 ops")
+	require.NoError(t, err)
+	require.Contains(t, out, "no dead letters of processor caf\u00e9 ops in schema", "printable names are shown as they are")
 }

@@ -30,12 +30,24 @@ const demoSchemaInfix = "_demo_"
 type demoCmd struct {
 	orders    int
 	customers int
-	seed      uint64
-	lag       time.Duration
-	postgres  bool
-	keep      bool
-	out       io.Writer
+	// customersSet says whether --customers was given.
+	customersSet bool
+	seed         uint64
+	lag          time.Duration
+	postgres     bool
+	keep         bool
+	out          io.Writer
 }
+
+// maxDemoLag is the largest --lag. The demo stalls one order in 40 for
+// 8×--lag, and a simulated customer waits orders.DefaultDemoSettleTimeout
+// (2m) for its order to settle: beyond that the demo fails by
+// construction, reporting sagas that did not end although converge did
+// nothing wrong. 10s stalls for 80s, leaving the rest for the queue the
+// stall builds behind it; it also keeps 8×--lag, which a huge value made
+// overflow into a negative stall that never happened, far from the
+// largest time.Duration.
+const maxDemoLag = 10 * time.Second
 
 func (c *demoCmd) validate() error {
 	switch {
@@ -43,9 +55,15 @@ func (c *demoCmd) validate() error {
 		return fmt.Errorf("--orders %d: place at least 1", c.orders)
 	case c.customers < 1:
 		return fmt.Errorf("--customers %d: use at least 1", c.customers)
-	case c.lag < 0:
-		return fmt.Errorf("--lag %s: use 0 for none or a positive duration such as 100ms", c.lag)
+	case c.customers > c.orders && c.customersSet:
+		return fmt.Errorf("--customers %d: use at most --orders (%d): each customer places at least one order, so the others would never place any", c.customers, c.orders)
+	case c.lag < 0 || c.lag > maxDemoLag:
+		return fmt.Errorf("--lag %s: use 0 for none or a duration up to %s, such as 100ms: one order in 40 stalls for 8×--lag, and a simulated customer waits %s for its order to settle",
+			c.lag, maxDemoLag, orders.DefaultDemoSettleTimeout)
 	}
+	// Unasked, the default number of customers gives way to fewer orders:
+	// the customers without an order would only be announced.
+	c.customers = min(c.customers, c.orders)
 	return nil
 }
 
@@ -54,13 +72,14 @@ func newDemoCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the order workflow: concurrent customers, sagas, compensations and lagging read models",
-		Long: `demo places --orders orders from --customers simulated customers, each
-waiting for its order to close before placing the next. Cards are declined
-or never answered at random, some orders ask for a sold-out product, and
-order_summary (the read model the saga's credit check reads) lags on
-purpose: a quarter of the orders reach it up to twice --lag late, and one
-in forty stalls for eight times --lag, long enough to park the step. The
-run is seeded: the same --seed gives the same outcome counts.
+		Long: `demo places --orders orders from --customers simulated customers (no more
+customers than orders), each waiting for its order to close before placing
+the next. Cards are declined or never answered at random, some orders ask
+for a sold-out product, and order_summary (the read model the saga's
+credit check reads) lags on purpose: a quarter of the orders reach it up
+to twice --lag late, and one in forty stalls for eight times --lag,
+long enough to park the step (--lag is at most ` + maxDemoLag.String() + `). The run is
+seeded: the same --seed gives the same outcome counts.
 
 It ends with a summary and exits non-zero unless every saga reached a
 terminal state, every read model equals a clean rebuild from the events, and
@@ -73,6 +92,7 @@ It runs in memory and needs nothing installed. With --database-url (or
 --keep.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			c.customersSet = cmd.Flags().Changed("customers")
 			if err := c.validate(); err != nil {
 				return err
 			}
@@ -82,9 +102,9 @@ It runs in memory and needs nothing installed. With --database-url (or
 	}
 	f := cmd.Flags()
 	f.IntVar(&c.orders, "orders", orders.DefaultDemoOrders, "orders to place")
-	f.IntVar(&c.customers, "customers", orders.DefaultDemoCustomers, "concurrent simulated customers")
+	f.IntVar(&c.customers, "customers", orders.DefaultDemoCustomers, "concurrent simulated customers (at most --orders; fewer orders lower the default)")
 	f.Uint64Var(&c.seed, "seed", 1, "seed of the orders and their outcomes")
-	f.DurationVar(&c.lag, "lag", orders.DefaultDemoLag, "projection lag injected into order_summary: a quarter of orders up to 2×, one in 40 8× this (0: none)")
+	f.DurationVar(&c.lag, "lag", orders.DefaultDemoLag, "projection lag injected into order_summary: a quarter of orders up to 2×, one in 40 8× this (0: none; at most "+maxDemoLag.String()+")")
 	f.BoolVar(&c.postgres, "postgres", false, "run on PostgreSQL at DATABASE_URL (implied by --database-url)")
 	f.BoolVar(&c.keep, "keep", false, "keep the PostgreSQL demo schema instead of dropping it")
 	return cmd

@@ -1,14 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/converge-es/converge/examples/orders"
 	"github.com/converge-es/converge/internal/pgtest"
 )
 
@@ -57,4 +62,81 @@ func TestDemoOnPostgreSQLTwice(t *testing.T) {
 	require.NoError(t, conn.QueryRow(context.Background(),
 		`SELECT count(*) FROM pg_namespace WHERE nspname LIKE $1`, prefix+"_demo_%").Scan(&left))
 	require.Zero(t, left, "the demo drops its schemas")
+}
+
+// TestDemoBoundsLag: --lag is at most maxDemoLag, refused above it with
+// an error naming the flag and the maximum. 8×--lag overflowed for huge
+// values (1000000h announced "lagging up to -2248191h…" and the stall
+// never happened); at the maximum the announced stall is 8×, positive,
+// and shorter than a customer's wait for its order, so the demo can
+// still pass.
+func TestDemoBoundsLag(t *testing.T) {
+	t.Parallel()
+	require.Less(t, 8*maxDemoLag, orders.DefaultDemoSettleTimeout, "the longest stall ends before a customer stops waiting")
+	for _, lag := range []time.Duration{1_000_000 * time.Hour, maxDemoLag + time.Nanosecond, -time.Nanosecond} {
+		out, err := runCLI(t, "demo", "--lag", lag.String(), "--orders", "1")
+		require.Error(t, err, lag)
+		require.True(t, strings.HasPrefix(err.Error(), "--lag "+lag.String()+": "), "%s: %v", lag, err)
+		require.ErrorContains(t, err, "up to "+maxDemoLag.String(), lag)
+		require.Empty(t, out, "refused before the demo starts")
+	}
+
+	// The run is stopped once it has announced itself: at the maximum,
+	// one order may wait 2×--lag, which this test need not sit out.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	w := &announcement{seen: cancel}
+	root := newRootCmd()
+	root.SetArgs([]string{"demo", "--lag", maxDemoLag.String(), "--orders", "1"})
+	root.SetOut(w)
+	root.SetErr(w)
+	_ = execute(ctx, root) // canceled: the announcement is what is checked
+	require.ErrorIs(t, context.Cause(ctx), context.Canceled, "the demo announced itself within the deadline:\n%s", w.text())
+	line, _, _ := strings.Cut(w.text(), "\n")
+	require.Equal(t, "converge demo: 1 orders from 1 customers (seed 1), order_summary lagging up to "+(8*maxDemoLag).String(), line)
+}
+
+// announcement collects a demo's output and calls seen once the first
+// line, the demo's announcement, is complete.
+type announcement struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	seen func()
+}
+
+func (a *announcement) Write(p []byte) (int, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.buf.Write(p)
+	if strings.Contains(a.buf.String(), "\n") {
+		a.seen()
+	}
+	return len(p), nil
+}
+
+func (a *announcement) text() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.buf.String()
+}
+
+// TestDemoHasNoCustomersWithoutOrders: every simulated customer places at
+// least one order, so --customers above --orders is refused, and without
+// --customers fewer orders than the default lower it: the demo announced
+// "5 orders from 100 customers" when 95 of them placed nothing.
+func TestDemoHasNoCustomersWithoutOrders(t *testing.T) {
+	t.Parallel()
+	out, err := runCLI(t, "demo", "--customers", "100", "--orders", "5")
+	require.EqualError(t, err, "--customers 100: use at most --orders (5): each customer places at least one order, so the others would never place any")
+	require.Empty(t, out)
+
+	require.Greater(t, orders.DefaultDemoCustomers, 3)
+	out, err = runCLI(t, "demo", "--orders", "3", "--lag", "5ms")
+	require.NoError(t, err, out)
+	require.Contains(t, out, "converge demo: 3 orders from 3 customers (seed 1)")
+	require.Contains(t, out, "3/3 orders closed")
+
+	out, err = runCLI(t, "demo", "--orders", "3", "--customers", "3", "--lag", "5ms")
+	require.NoError(t, err, out)
+	require.Contains(t, out, "converge demo: 3 orders from 3 customers (seed 1)")
 }

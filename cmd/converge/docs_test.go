@@ -7,8 +7,10 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/require"
 
+	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/saga"
 )
 
@@ -156,4 +158,36 @@ func checkCommandLine(t *testing.T, where, line string) {
 		}
 		require.NoError(t, cmd.ParseFlags(rest), what)
 	}
+}
+
+// helpToken finds what reads as a consistency token in help text: the
+// format's prefix and characters of the token alphabet.
+var helpToken = regexp.MustCompile(`(?:^|[^0-9A-Za-z_.-])(` + regexp.QuoteMeta(events.TokenPrefix) + `[-0-9A-Za-z_]+)`)
+
+// TestHelpTokensParse: every token any command's help shows (Short, Long,
+// Example, flag usage) is one converge takes. `projections reset --help`
+// showed v2.AAAAAAAAAAEAAAAAAAAAAA, which --to refuses (its last
+// character has bits set that no token has).
+func TestHelpTokensParse(t *testing.T) {
+	t.Parallel()
+	found := 0
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		texts := []string{c.Short, c.Long, c.Example}
+		c.Flags().VisitAll(func(f *pflag.Flag) { texts = append(texts, f.Usage, f.DefValue) })
+		for _, text := range texts {
+			for _, m := range helpToken.FindAllStringSubmatch(text, -1) {
+				found++
+				_, err := events.ParseToken(m[1])
+				require.NoError(t, err, "`%s --help` shows the token %s", c.CommandPath(), m[1])
+			}
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(newRootCmd())
+	require.Positive(t, found, "projections reset --help shows a token")
+	require.Equal(t, [][]string{{" v2.AAAAAAAAAAEAAAAAAAAAAA", "v2.AAAAAAAAAAEAAAAAAAAAAA"}},
+		helpToken.FindAllStringSubmatch("--to v2.AAAAAAAAAAEAAAAAAAAAAA --wait", -1), "the pattern finds the token reset showed")
 }

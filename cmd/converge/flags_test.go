@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/examples/orders"
 )
 
 // unreachable is a database URL nothing answers at: a command that gets
@@ -26,9 +28,14 @@ type numericFlag struct {
 	hi   float64 // the greatest, or +Inf
 	// open excludes lo itself: durations that must be positive.
 	open bool
+	// zero admits 0 besides lo to hi: a flag whose 0 means its default.
+	zero bool
 }
 
 func (f numericFlag) valid(v float64) bool {
+	if f.zero && v == 0 {
+		return true
+	}
 	if f.open && v == f.lo {
 		return false
 	}
@@ -49,7 +56,7 @@ func (f numericFlag) format(v float64) string {
 // sample draws a value near a bound, or anywhere over several orders of
 // magnitude on either side of zero.
 func (f numericFlag) sample(rng *rand.Rand) float64 {
-	bounds := []float64{f.lo}
+	bounds := []float64{f.lo, 0}
 	if !math.IsInf(f.hi, 1) {
 		bounds = append(bounds, f.hi)
 	}
@@ -78,10 +85,11 @@ func TestNumericFlagsOverRandomValues(t *testing.T) {
 	// whenever something else on the machine holds that port.
 	flags := []numericFlag{
 		{args: []string{"demo"}, flag: "orders", kind: "int", lo: 1, hi: inf},
-		{args: []string{"demo"}, flag: "customers", kind: "int", lo: 1, hi: inf},
-		{args: []string{"demo"}, flag: "lag", kind: "duration", lo: 0, hi: inf},
+		// No more customers than orders (200 unless given).
+		{args: []string{"demo"}, flag: "customers", kind: "int", lo: 1, hi: orders.DefaultDemoOrders},
+		{args: []string{"demo"}, flag: "lag", kind: "duration", lo: 0, hi: float64(maxDemoLag)},
 		{args: []string{"serve", "--listen", "127.0.0.1:0"}, flag: "sla", kind: "duration", lo: 0, hi: inf, open: true},
-		{args: []string{"serve", "--listen", "127.0.0.1:0"}, flag: "interval", kind: "duration", lo: 0, hi: inf, open: true},
+		{args: []string{"serve", "--listen", "127.0.0.1:0"}, flag: "interval", kind: "duration", lo: float64(minLagInterval), hi: inf},
 		{args: []string{"serve", "--listen", "127.0.0.1:0"}, flag: "demo-load", kind: "float", lo: 0, hi: 1000},
 		{args: []string{"lag"}, flag: "sla", kind: "duration", lo: 0, hi: inf, open: true},
 		{args: []string{"sagas", "list"}, flag: "limit", kind: "int", lo: 1, hi: inf},
@@ -92,7 +100,7 @@ func TestNumericFlagsOverRandomValues(t *testing.T) {
 		{args: []string{"bench"}, flag: "batches", kind: "int", lo: 1, hi: 1000},
 		{args: []string{"bench", "--scenario", "propagation"}, flag: "rate", kind: "int", lo: 1, hi: 20000},
 		{args: []string{"bench", "--scenario", "saga"}, flag: "sagas", kind: "int", lo: 1, hi: 100000},
-		{args: []string{"bench"}, flag: "duration", kind: "duration", lo: 0, hi: inf},
+		{args: []string{"bench"}, flag: "duration", kind: "duration", lo: float64(minBenchDuration), hi: float64(maxBenchDuration), zero: true},
 		{args: []string{"bench", "--scenario", "parallel"}, flag: "events", kind: "int", lo: 1, hi: 1_000_000},
 		{args: []string{"dead-letters", "replay", "p/e"}, flag: "timeout", kind: "duration", lo: 0, hi: inf, open: true},
 		{args: []string{"projections", "rebuild", "p"}, flag: "timeout", kind: "duration", lo: 0, hi: inf, open: true},

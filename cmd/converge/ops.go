@@ -5,7 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/converge-es/converge/events/pgstore"
 )
@@ -111,4 +115,15 @@ func pollUntil(parent context.Context, out io.Writer, timeout time.Duration, che
 		case <-t.C:
 		}
 	}
+}
+
+// printable is s as the terminal should see it: as it is when every
+// character prints, else Go-quoted, so an argument or a stored name with
+// a NUL or an escape sequence shows as what it is instead of reaching the
+// terminal.
+func printable(s string) string {
+	if utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return s
+	}
+	return strconv.Quote(s)
 }

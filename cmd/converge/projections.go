@@ -515,7 +515,9 @@ until the new one has caught up and takes its place.` + common
 start of the feed by default), so the events after it are applied again over
 the current rows: for projections whose handlers are upserts. For anything
 else use rebuild. The process that holds the projection's lease makes it.` + common
-		cmd.Example = `  converge projections reset order_summary --to v2.AAAAAAAAAAEAAAAAAAAAAA --wait`
+		// Written by Token.String, so the token shown is one --to takes
+		// in any token format.
+		cmd.Example = "  converge projections reset order_summary --to " + events.MakeToken(48_213, 1_207).String() + " --wait"
 		cmd.Flags().StringVar(&c.to, "to", "", "token to move back to, as printed in X-Consistency-Position (default: the start of the feed)")
 	}
 	cmd.Flags().BoolVar(&c.wait.wait, "wait", false, "wait until the running application has done it")

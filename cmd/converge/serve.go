@@ -47,11 +47,14 @@ func (c *serveCmd) validate() error {
 	if c.guard, err = newHostGuard(c.listen, c.hosts); err != nil {
 		return err
 	}
+	if err := checkOrigins(c.origins); err != nil {
+		return err
+	}
 	switch {
 	case c.sla <= 0:
 		return fmt.Errorf("--sla %s: use a positive duration such as 2s", c.sla)
-	case c.interval <= 0:
-		return fmt.Errorf("--interval %s: use a positive duration such as 1s", c.interval)
+	case c.interval < minLagInterval:
+		return fmt.Errorf("--interval %s: use an interval of at least %s, such as 1s: a shorter one only loads the machine (and the database with --postgres)", c.interval, minLagInterval)
 	case !(c.demoLoad >= 0 && c.demoLoad <= 1000): // NaN too
 		return fmt.Errorf("--demo-load %g: use orders per second from 0 (off) to 1000", c.demoLoad)
 	}
@@ -89,8 +92,8 @@ projection declares; --sla applies to read models that declare none.
 It binds 127.0.0.1 unless told otherwise, prints "listening on ADDR" once it
 accepts connections, and stops gracefully on SIGINT or SIGTERM.
 
-On a loopback address it answers only requests for localhost, 127.0.0.1
-or [::1] (403 otherwise), so a web page whose name an attacker points at
+On a loopback address it answers only requests for loopback names
+(localhost and its subdomains, 127.0.0.0/8, [::1]; 403 otherwise), so a web page whose name an attacker points at
 127.0.0.1 (DNS rebinding) cannot use it; --allow-host adds names. On any
 other address every name is served unless --allow-host lists them.`,
 		Example: `  converge serve                        # in memory; open http://127.0.0.1:9090/
@@ -118,10 +121,10 @@ other address every name is served unless --allow-host lists them.`,
 	f.StringVar(&c.listen, "listen", "127.0.0.1:9090", "address to serve on")
 	f.BoolVar(&c.postgres, "postgres", false, "run on PostgreSQL (--database-url, else DATABASE_URL) instead of in memory")
 	f.DurationVar(&c.sla, "sla", lag.UserFacingSLA, "SLA of read models that declare none (the strong customer_orders)")
-	f.DurationVar(&c.interval, "interval", lag.DefaultInterval, "how often lag is sampled")
+	f.DurationVar(&c.interval, "interval", lag.DefaultInterval, "how often lag is sampled (at least "+minLagInterval.String()+")")
 	f.Float64Var(&c.demoLoad, "demo-load", 0, "place this many simulated orders a second, from new customers who buy a few times each (0: none)")
 	f.StringArrayVar(&c.origins, "allow-origin", nil, `origin allowed to call the API from another site, such as https://shop.example ("*" for any); repeatable`)
-	f.StringArrayVar(&c.hosts, "allow-host", nil, `host name the server answers to besides localhost, 127.0.0.1 and [::1], such as shop.internal ("*" for any); repeatable`)
+	f.StringArrayVar(&c.hosts, "allow-host", nil, `host name the server answers to besides the loopback names (localhost and its subdomains, 127.0.0.0/8, [::1]), such as shop.internal ("*" for any); repeatable`)
 	return cmd
 }
 

@@ -65,7 +65,7 @@ func (g *hostGuard) wrap(next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !g.allows(r.Host) {
-			http.Error(w, fmt.Sprintf("serve: this server does not answer to host %q (it answers to localhost, 127.0.0.1, [::1] and the names given by --allow-host); start it with --allow-host NAME to serve it under that name", r.Host), http.StatusForbidden)
+			http.Error(w, fmt.Sprintf("serve: this server does not answer to host %q (it answers to loopback names: localhost and its subdomains, 127.0.0.0/8, [::1], and the names given by --allow-host); start it with --allow-host NAME to serve it under that name", r.Host), http.StatusForbidden)
 			return
 		}
 		next.ServeHTTP(w, r)

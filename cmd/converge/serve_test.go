@@ -155,7 +155,7 @@ func lagReports(t *testing.T, base, name string) map[string]map[string]any {
 
 func TestServe_InMemoryServesTheWorkflow(t *testing.T) {
 	t.Parallel()
-	base := "http://" + startServe(t, "serve", "--listen", "127.0.0.1:0", "--interval", "50ms", "--sla", "7s")
+	base := "http://" + startServe(t, "serve", "--listen", "127.0.0.1:0", "--interval", "100ms", "--sla", "7s")
 
 	code, h, body := fetch(t, http.MethodGet, base+"/", nil, "")
 	require.Equal(t, http.StatusOK, code)
@@ -252,7 +252,7 @@ func TestServe_OnPostgreSQL(t *testing.T) {
 	t.Parallel()
 	// An empty schema: serve migrates it first.
 	db := pgtest.New(t, &pgtest.Config{SkipMigrate: true})
-	base := "http://" + startServe(t, "serve", "--database-url", db.URL, "--schema", db.Schema, "--listen", "127.0.0.1:0", "--interval", "50ms")
+	base := "http://" + startServe(t, "serve", "--database-url", db.URL, "--schema", db.Schema, "--listen", "127.0.0.1:0", "--interval", "100ms")
 
 	code, h, body := fetch(t, http.MethodPost, base+"/orders", http.Header{"Content-Type": {"application/json"}}, `{"customer_id":"c-1","sku":"tea","qty":2,"card":"4242-4242-4242-4242"}`)
 	require.Equal(t, http.StatusAccepted, code, body)

@@ -112,6 +112,23 @@ func (c *Config) validate() error {
 	return nil
 }
 
+// OriginFault says why o is not an entry Config.AllowedOrigins takes (an
+// origin as browsers send it, or "*"), and the origin o probably meant
+// when one can be guessed; why is "" when o is fine. The CLI checks its
+// --allow-origin values with it before it opens anything.
+func OriginFault(o string) (why, fix string) {
+	switch o {
+	case "*":
+		return "", ""
+	case "":
+		return "is empty", ""
+	}
+	if why = originFault(o); why == "" {
+		return "", ""
+	}
+	return why, suggestOrigin(o)
+}
+
 // originFault says why o is not an origin as browsers serialize it in an
 // Origin header, or "" when it is one. Origins are compared as exact
 // strings (for CORS and the live WebSocket alike), so an entry in any
@@ -163,6 +180,9 @@ func originFault(o string) string {
 // when no guess is an origin.
 func suggestOrigin(o string) string {
 	if !strings.Contains(o, "://") {
+		if strings.Contains(o, "@") {
+			return "" // mailto:shop@example names no host
+		}
 		o = "https://" + o
 	}
 	u, err := url.Parse(o)

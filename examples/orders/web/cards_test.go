@@ -60,7 +60,10 @@ func TestApp_CardNumbersAreNeitherStoredNorServed(t *testing.T) {
 			case j > 0 && i < 4 && j%4 == 0:
 				typed.WriteByte(' ')
 			case j > 0 && i >= 4:
-				typed.WriteString([]string{"", " ", "-"}[rng.IntN(3)])
+				// Within MaxCardLen: the digits still to come need room.
+				if sep := []string{"", " ", "-"}[rng.IntN(3)]; typed.Len()+len(sep)+len(digits)-j <= web.MaxCardLen {
+					typed.WriteString(sep)
+				}
 			}
 			typed.WriteRune(d)
 		}

@@ -6,11 +6,14 @@ import (
 )
 
 // horizonWatch times the transaction that holds the read horizon when
-// pg_stat_activity hides it (a session of another role, and this store's
-// role lacks pg_read_all_stats). The current snapshot shows the horizon to
+// pg_stat_activity hides when it began (a session of another role, and
+// this store's role lacks pg_read_all_stats). The current snapshot shows the horizon to
 // every role: its xmin is the oldest transaction id still running, and
-// equals xmax when none is. An xmin that stays put across calls while
-// below xmax is one transaction holding the horizon all that time.
+// equals xmax (one past the newest finished) when none is, or when those
+// running all began after the newest finished one: then no commit waits
+// behind them, and nothing is held back yet. An xmin that stays put
+// across calls while below xmax is one transaction holding the horizon
+// all that time.
 type horizonWatch struct {
 	mu    sync.Mutex
 	xmin  int64
@@ -23,8 +26,8 @@ func (w *horizonWatch) age(xmin, xmax int64, now time.Time) time.Duration {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if xmin >= xmax {
-		// Nothing runs: an idle cluster keeps its xmin too, and holds
-		// nothing back.
+		// Nothing holds a commit back: an idle cluster keeps its xmin
+		// too.
 		w.since = time.Time{}
 		return 0
 	}

@@ -88,7 +88,7 @@ AND ($3 = '' OR (key >= $3 AND starts_with(key, $3))) AND ($4 = '' OR key %s $4)
 		countBetween: fmt.Sprintf(`SELECT count(*) FROM (SELECT 1 FROM %s WHERE (sort_key, seq) > ($1, $2) AND (sort_key, seq) <= ($3, $4) LIMIT $5) c`, events),
 		// The oldest transaction that holds the horizon back, anywhere in the
 		// cluster: its age is how long delivery has been held up. Sessions
-		// of other roles show no backend_xid without pg_read_all_stats, so
+		// of other roles show no xact_start without pg_read_all_stats, so
 		// the snapshot's xmin and xmax come too (see horizonWatch).
 		horizonAge: `SELECT coalesce((SELECT extract(epoch FROM now() - xact_start) FROM pg_stat_activity
 WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() ORDER BY age(backend_xid) DESC LIMIT 1), 0)::float8,

@@ -224,11 +224,12 @@ func (s *Store) CountBetween(ctx context.Context, after, upTo events.Token) (int
 // transaction id has been running: while it runs, no event appended after it
 // started can be delivered. Zero when nothing holds the horizon.
 //
-// PostgreSQL shows a session's transaction (pg_stat_activity) only to its
-// own role, superusers and members of pg_read_all_stats. A transaction this
-// store's role cannot see is still found through the snapshot's horizon,
-// and timed from the first HorizonAge call that found it holding the
-// horizon: the age then starts late by up to one call's interval.
+// PostgreSQL shows when a session's transaction began (pg_stat_activity)
+// only to its own role, superusers and members of pg_read_all_stats. A
+// transaction whose start this store's role cannot see is still found
+// through the snapshot's horizon, and timed from the first HorizonAge call
+// that found it holding the horizon: the age then starts late by up to one
+// call's interval.
 func (s *Store) HorizonAge(ctx context.Context) (time.Duration, error) {
 	if s.isClosed() {
 		return 0, errClosed

@@ -29,6 +29,14 @@ type sagaList struct {
 // listSagas is GET /api/sagas[?status=S][&stuck=true][&limit=N].
 func (s *Server) listSagas(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	for _, param := range []string{"status", "stuck", "limit"} {
+		// Get reads the first of a repeated parameter: ?status=failed&
+		// status=running would list the failed ones alone, silently.
+		if vs := q[param]; len(vs) > 1 {
+			s.badParam(w, param, strings.Join(vs, ","), param+" is given "+strconv.Itoa(len(vs))+" times: give it once")
+			return
+		}
+	}
 	f := SagaFilter{Status: q.Get("status"), Limit: DefaultSagaLimit}
 	if f.Status != "" && !slices.Contains(sagaStatuses, f.Status) {
 		// Passed on, a status no instance can have would list none: a

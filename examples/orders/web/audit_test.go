@@ -244,6 +244,11 @@ func TestAuditSagaStatusIsValidated(t *testing.T) {
 	}
 	sagas := as[[]any](t, b.get(t, "/api/sagas?status=failed", nil).json(t)["sagas"])
 	require.Len(t, sagas, 1)
+	// A repeated parameter is refused, not read for its first value.
+	for _, q := range []string{"status=failed&status=running", "stuck=true&stuck=false", "limit=1&limit=2"} {
+		p := b.get(t, "/api/sagas?"+q, nil).problem(t, http.StatusBadRequest, web.ProblemInvalidParameter)
+		require.Equal(t, q[:strings.IndexByte(q, '=')], p["parameter"], q)
+	}
 }
 
 // TestAuditSagaActionReadsItsBody: retry and cancel read their body as

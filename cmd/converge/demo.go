@@ -47,12 +47,12 @@ type demoCmd struct {
 // stall builds behind it; it also keeps 8×--lag, which a huge value made
 // overflow into a negative stall that never happened, far from the
 // largest time.Duration.
-const maxDemoLag = 10 * time.Second
+const maxDemoLag = orders.MaxDemoLag
 
 func (c *demoCmd) validate() error {
 	switch {
-	case c.orders < 1:
-		return fmt.Errorf("--orders %d: place at least 1", c.orders)
+	case c.orders < 1 || c.orders > orders.MaxDemoOrders:
+		return fmt.Errorf("--orders %d: place 1 to %d (the run plans every order in memory)", c.orders, orders.MaxDemoOrders)
 	case c.customers < 1:
 		return fmt.Errorf("--customers %d: use at least 1", c.customers)
 	case c.customers > c.orders && c.customersSet:

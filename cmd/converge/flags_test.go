@@ -84,7 +84,7 @@ func TestNumericFlagsOverRandomValues(t *testing.T) {
 	// serve binds before it connects: on its default port it would fail
 	// whenever something else on the machine holds that port.
 	flags := []numericFlag{
-		{args: []string{"demo"}, flag: "orders", kind: "int", lo: 1, hi: inf},
+		{args: []string{"demo"}, flag: "orders", kind: "int", lo: 1, hi: orders.MaxDemoOrders},
 		// No more customers than orders (200 unless given).
 		{args: []string{"demo"}, flag: "customers", kind: "int", lo: 1, hi: orders.DefaultDemoOrders},
 		{args: []string{"demo"}, flag: "lag", kind: "duration", lo: 0, hi: float64(maxDemoLag)},

@@ -36,6 +36,14 @@ const (
 	// DefaultDemoSettleTimeout is how long a simulated customer waits for
 	// an order to settle.
 	DefaultDemoSettleTimeout = 2 * time.Minute
+	// MaxDemoLag is the largest DemoConfig.Lag. One order in 40 stalls
+	// for 8×Lag, and a customer waits DefaultDemoSettleTimeout for its
+	// order: a longer stall would fail the run by construction (and a
+	// huge Lag overflowed 8×Lag into a stall that never happened).
+	MaxDemoLag = 10 * time.Second
+	// MaxDemoOrders is the largest DemoConfig.Orders: the run plans every
+	// order in memory up front and stocks 100 items per order.
+	MaxDemoOrders = 1_000_000
 	// SoldOutSKU is never stocked in the demo.
 	SoldOutSKU = "teapot"
 )
@@ -60,7 +68,8 @@ type DemoConfig struct {
 	// Lag is the projection lag injected into order_summary (the model the
 	// saga's credit check reads): a quarter of placed orders reach it up
 	// to 2×Lag late, and one in 40 stalls for 8×Lag, long enough to park
-	// the step. Negative: none. Defaults to DefaultDemoLag.
+	// the step. Negative: none; at most MaxDemoLag. Defaults to
+	// DefaultDemoLag.
 	Lag time.Duration
 	// DeclineRate, NoAnswerRate and SoldOutRate are the shares of orders
 	// paid with a declined card, with a card the gateway never answers,
@@ -113,8 +122,10 @@ func (c *DemoConfig) withDefaults() DemoConfig {
 
 func (c *DemoConfig) validate() error {
 	switch {
-	case c.Orders < 1:
-		return fmt.Errorf("orders: DemoConfig.Orders is %d: place at least 1", c.Orders)
+	case c.Orders < 1 || c.Orders > MaxDemoOrders:
+		return fmt.Errorf("orders: DemoConfig.Orders is %d: place 1 to %d", c.Orders, MaxDemoOrders)
+	case c.Lag > MaxDemoLag:
+		return fmt.Errorf("orders: DemoConfig.Lag is %s: use at most %s (one order in 40 stalls for 8×Lag, and a customer waits %s for its order)", c.Lag, MaxDemoLag, DefaultDemoSettleTimeout)
 	case c.Customers < 1:
 		return fmt.Errorf("orders: DemoConfig.Customers is %d: use at least 1", c.Customers)
 	case c.SettleTimeout < 0:

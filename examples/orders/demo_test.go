@@ -81,3 +81,23 @@ func TestDemoReportsSagasThatDoNotEnd(t *testing.T) {
 	require.Len(t, s.NotEnded, 6, "every unanswered payment is still waiting")
 	require.Contains(t, buf.String(), "NOT ENDED", "the summary is printed")
 }
+
+// RunDemo refuses what the run cannot do rather than start it: more
+// orders than it plans in memory, or a lag whose 8× stall outlasts a
+// customer's wait (a huge one overflowed into a stall that never came).
+func TestDemoRefusesWhatItCannotRun(t *testing.T) {
+	t.Parallel()
+	for _, mod := range []func(*orders.DemoConfig){
+		func(c *orders.DemoConfig) { c.Orders = orders.MaxDemoOrders + 1 },
+		func(c *orders.DemoConfig) { c.Lag = orders.MaxDemoLag + time.Nanosecond },
+		func(c *orders.DemoConfig) { c.Lag = 1_000_000 * time.Hour },
+	} {
+		var out bytes.Buffer
+		c := demoConfig(&out)
+		mod(c)
+		_, err := orders.RunDemo(t.Context(), stores["memory"](t), c)
+		require.Error(t, err)
+		require.Empty(t, out.String(), "nothing ran")
+	}
+	require.Less(t, 8*orders.MaxDemoLag, orders.DefaultDemoSettleTimeout, "the longest stall ends before a customer stops waiting")
+}

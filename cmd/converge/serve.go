@@ -79,9 +79,10 @@ func newServeCmd() *cobra.Command {
   /metrics        Prometheus metrics: the read models' lag (converge_projection_*),
                   the saga engine's (converge_saga_*) and Go's
   /lag            the last lag reports as a JSON array
-  /healthz        200 while the last lag pass succeeded and no projection,
-                  saga partition or command handler breaches its SLA, 503
-                  otherwise (and before any pass has completed)
+  /healthz        200 while the last lag pass succeeded, less than three
+                  --interval ago, and no projection, saga partition or
+                  command handler breaches its SLA, 503 otherwise (and
+                  before any pass has completed)
 
 Orders go through the fulfilment saga (credit check, stock, payment,
 confirmation); every product starts with plenty of stock. It runs in memory
@@ -307,6 +308,13 @@ func opsMux(reg *prometheus.Registry, mon *lag.Monitor, app http.Handler) http.H
 				since = "the last success was at " + last.UTC().Format(time.RFC3339)
 			}
 			http.Error(w, "the last lag pass failed ("+since+"; the log says why)", http.StatusServiceUnavailable)
+			return
+		}
+		if age, late := mon.Overdue(); late {
+			// The figures below would be old ones: a pass hangs (the
+			// database does not answer) or the loop has stopped.
+			http.Error(w, fmt.Sprintf("the last lag pass succeeded %s ago, more than %d intervals: passes hang or have stopped (the log may say why)",
+				age.Round(time.Millisecond), lag.OverdueAfter), http.StatusServiceUnavailable)
 			return
 		}
 		for _, r := range mon.Reports() {

@@ -151,6 +151,26 @@ func (m *Monitor) LastPass() (lastSuccess time.Time, err error) {
 	return m.lastOK, m.lastErr
 }
 
+// OverdueAfter is how many Intervals may pass without a successful pass
+// before Overdue says so.
+const OverdueAfter = 3
+
+// Overdue reports how long ago (by Config.Clock) the last successful pass
+// sampled, and whether that is longer than OverdueAfter Intervals: passes
+// then hang or have stopped, and Reports describes the past. A failing
+// pass says so itself (LastPass); this catches the passes that never end.
+// Zero and false before any pass has succeeded.
+func (m *Monitor) Overdue() (age time.Duration, overdue bool) {
+	m.mu.Lock()
+	last := m.lastOK
+	m.mu.Unlock()
+	if last.IsZero() {
+		return 0, false
+	}
+	age = m.cfg.Clock.Now().Sub(last)
+	return age, age > OverdueAfter*m.cfg.Interval
+}
+
 // Passed returns a channel closed when the next pass ends, successful or
 // not. Take it before the event you wait for (tests use it to await the
 // loop instead of sleeping).

@@ -3,6 +3,7 @@ package lag_test
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -480,4 +481,37 @@ func (f *firstHeadBlocks) Head(ctx context.Context) (events.Token, error) {
 		return events.Token{}, ctx.Err()
 	}
 	return f.fakeStore.Head(ctx)
+}
+
+// Overdue: a last success older than OverdueAfter Intervals (passes hang
+// or stopped) is overdue; a new success clears it. Over random intervals
+// and ages.
+func TestOverdueAfterIntervalsWithoutASuccess(t *testing.T) {
+	t.Parallel()
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 11))
+	for range 20 {
+		interval := time.Duration(1+rng.IntN(5000)) * time.Millisecond
+		b := setup(t, &lag.Config{Interval: interval})
+		age, late := b.mon.Overdue()
+		require.Zero(t, age)
+		require.False(t, late, "nothing measured is not overdue: LastPass says none ran")
+		_, err := b.mon.Check(t.Context())
+		require.NoError(t, err)
+		limit := lag.OverdueAfter * interval
+		within := time.Duration(rng.Int64N(int64(limit) + 1))
+		b.clock.Advance(within)
+		age, late = b.mon.Overdue()
+		require.Equal(t, within, age)
+		require.False(t, late, "%s after a pass, interval %s", within, interval)
+		b.clock.Advance(limit - within + time.Duration(1+rng.IntN(1000)))
+		_, late = b.mon.Overdue()
+		require.True(t, late, "past %d intervals of %s", lag.OverdueAfter, interval)
+		_, err = b.mon.Check(t.Context())
+		require.NoError(t, err)
+		age, late = b.mon.Overdue()
+		require.Zero(t, age)
+		require.False(t, late)
+	}
 }

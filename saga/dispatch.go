@@ -361,6 +361,17 @@ func (e *Engine) claimTogether(ctx context.Context, rows feed.Rows, uc *unitClai
 	if uc.taken {
 		return nil
 	}
+	// The instances first, holding no claim yet: one started elsewhere
+	// since the head read may be locked by a unit (whose head found it)
+	// that is about to claim ids this unit claims. Waiting for it while
+	// holding those claims would deadlock; without them it only waits.
+	inst := make([]feed.RowAddress, 0, len(uc.toks))
+	for key := range uc.toks {
+		inst = append(inst, feed.RowAddress{Namespace: rowNamespace, Table: tableInstance, Key: key})
+	}
+	if err := rows.Prefetch(ctx, feed.LockUpdate, inst...); err != nil {
+		return fmt.Errorf("saga: read the instances of %d ids to claim: %w", len(uc.toks), err)
+	}
 	reads := make([]feed.RowAddress, 0, 2*len(uc.toks))
 	for key, tok := range uc.toks {
 		if err := rows.Put(ctx, rowNamespace, tableClaims, key, json.RawMessage(`{}`), tok); err != nil {

@@ -279,7 +279,8 @@ func (cl *Client) start(ctx context.Context) error {
 }
 
 // Stop drains and stops everything: the lag monitor, then the router
-// (handlers in flight finish or roll back; the sagas' and command
+// (a message still in a handler's hands is given up: its unit rolls
+// back and the next holder delivers it again; the sagas' and command
 // handlers' leases are released, so another process takes their
 // partitions over at its next membership heartbeat, not after a lease
 // TTL), then the saga engine's loops, the projections

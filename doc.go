@@ -49,8 +49,10 @@
 // # Lifecycle
 //
 // Start starts everything and returns once the router runs; it does not
-// block. Stop drains: the router finishes or rolls back the handlers in
-// flight and releases the sagas' and command handlers' leases, then the
+// block. Stop drains: the router waits for the handlers in flight, whose
+// messages are given up (their units roll back, and the next holder
+// delivers them again: effects through units stay exactly once), and
+// releases the sagas' and command handlers' leases, then the
 // engine's timer and parked-step loops end, the projections stop and
 // release theirs, so another process running the same Config takes the
 // work over at its next membership heartbeat (a third of the lease TTL by

@@ -229,7 +229,8 @@ func (s *Store) CountBetween(ctx context.Context, after, upTo events.Token) (int
 // transaction whose start this store's role cannot see is still found
 // through the snapshot's horizon, and timed from the first HorizonAge call
 // that found it holding the horizon: the age then starts late by up to one
-// call's interval.
+// call's interval, and a store's first call (a one-shot `converge lag`)
+// reports 0 for it. Grant pg_read_all_stats to see the true age at once.
 func (s *Store) HorizonAge(ctx context.Context) (time.Duration, error) {
 	if s.isClosed() {
 		return 0, errClosed

@@ -31,6 +31,9 @@ func TestSagasSharedIDNeedsTypeAndWaitZeroOnlyRecords(t *testing.T) {
 	for range 1 + rng.IntN(16) {
 		id += string(alphabet[rng.IntN(len(alphabet))])
 	}
+	if rng.IntN(4) == 0 {
+		id = "-" + id // one a shell user must pass after "--"
+	}
 	db, store := newJobsStore(t)
 	// Two saga types start an instance with the same id from one event,
 	// and both fail it for good, so a retry request is one they accept.
@@ -59,9 +62,13 @@ func TestSagasSharedIDNeedsTypeAndWaitZeroOnlyRecords(t *testing.T) {
 		require.NoError(t, err)
 		return r, ok
 	}
+	// args are a subcommand, the id, then flags. The id goes last, after
+	// "--", as a user must write one that starts with '-'.
 	sagas := func(args ...string) (string, error) {
 		t.Helper()
-		return runCLI(t, append(append([]string{"sagas"}, args...), "--database-url", db.URL, "--schema", db.Schema)...)
+		full := append([]string{"sagas", args[0]}, args[2:]...)
+		full = append(full, "--database-url", db.URL, "--schema", db.Schema, "--", args[1])
+		return runCLI(t, full...)
 	}
 
 	for _, args := range [][]string{

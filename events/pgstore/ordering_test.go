@@ -91,7 +91,7 @@ func readAtLeast(t *testing.T, st interface {
 		evs, err = st.ReadAll(context.Background(), events.Token{}, 0)
 		require.NoError(c, err)
 		assert.GreaterOrEqual(c, len(evs), n, "events readable")
-	}, 10*time.Second, 2*time.Millisecond)
+	}, 30*time.Second, 2*time.Millisecond) // a whole package's tests run beside this one
 	return evs
 }
 

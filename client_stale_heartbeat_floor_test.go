@@ -40,16 +40,7 @@ func TestLagStaleHeartbeatIsAtLeastTheDefault(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = store.Close() })
 
-	busy, release := make(chan struct{}), make(chan struct{})
-	slow := projections.New("slow", &projections.Config{SLA: time.Hour})
-	projections.On(slow, func(ctx context.Context, _ *projections.Tx, _ events.Envelope, _ OrderPlaced) error {
-		close(busy)
-		select {
-		case <-release:
-		case <-ctx.Done():
-		}
-		return ctx.Err()
-	})
+	slow, busy, release := busyProjection()
 	clock := &offsetClock{}
 	client, err := converge.NewClient(store, &converge.Config{
 		Projections: []*projections.Projection{slow},

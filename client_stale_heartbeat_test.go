@@ -31,16 +31,7 @@ func TestLagStaleHeartbeatFollowsTheLeaseTTL(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = store.Close() })
 
-	busy, release := make(chan struct{}), make(chan struct{})
-	slow := projections.New("slow", &projections.Config{SLA: time.Hour})
-	projections.On(slow, func(ctx context.Context, _ *projections.Tx, _ events.Envelope, _ OrderPlaced) error {
-		close(busy)
-		select {
-		case <-release:
-		case <-ctx.Done():
-		}
-		return ctx.Err()
-	})
+	slow, busy, release := busyProjection()
 	client, err := converge.NewClient(store, &converge.Config{
 		Projections: []*projections.Projection{slow},
 		Subscriber:  feed.SubscriberConfig{LeaseTTL: time.Minute},
@@ -74,4 +65,21 @@ func TestLagStaleHeartbeatFollowsTheLeaseTTL(t *testing.T) {
 	r = report()
 	require.True(t, r.Breached, "a heartbeat of %s, past the lease TTL, is stalled", r.HeartbeatAge)
 	require.Equal(t, lag.ReasonStalled, r.Reason)
+}
+
+// busyProjection is a projection named "slow" whose handler signals busy
+// on its first OrderPlaced and holds it until release is closed (or its
+// context ends).
+func busyProjection() (slow *projections.Projection, busy, release chan struct{}) {
+	busy, release = make(chan struct{}), make(chan struct{})
+	slow = projections.New("slow", &projections.Config{SLA: time.Hour})
+	projections.On(slow, func(ctx context.Context, _ *projections.Tx, _ events.Envelope, _ OrderPlaced) error {
+		close(busy)
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return ctx.Err()
+	})
+	return slow, busy, release
 }

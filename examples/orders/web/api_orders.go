@@ -226,6 +226,12 @@ func (s *Server) listOrders(w http.ResponseWriter, r *http.Request) {
 		bad("after", page.After, "after is not a cursor this API returned: pass the \"next\" of the previous page as is")
 		return
 	}
+	if cc, ok := s.cfg.Orders.(CursorChecker); ok {
+		if err := cc.CheckCursor(page.After); err != nil {
+			s.writeError(w, err)
+			return
+		}
+	}
 	s.wait(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.readList(w, r, customer, page) })).ServeHTTP(w, r)
 }
 

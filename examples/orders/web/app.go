@@ -198,13 +198,22 @@ func (a *App) Get(ctx context.Context, id string) (OrderView, bool, error) {
 	return v, err == nil, err
 }
 
+// CheckCursor refuses, with ErrInvalidCursor, an after that List could
+// never have returned as next: a cursor is an order id.
+func (a *App) CheckCursor(after string) error {
+	if after != "" && validateID(after) != nil {
+		return ErrInvalidCursor
+	}
+	return nil
+}
+
 // List reads the customer's orders from the strong customer_orders (every
 // order placed, in id order, which is placing order) with each one's state
 // from order_summary; an order the summary has not applied yet is listed
 // as pending at the zero position.
 func (a *App) List(ctx context.Context, customer string, page PageQuery) ([]OrderView, string, error) {
-	if page.After != "" && validateID(page.After) != nil {
-		return nil, "", ErrInvalidCursor
+	if err := a.CheckCursor(page.After); err != nil {
+		return nil, "", err
 	}
 	prefix := orders.CustomerOrderKey(customer, "")
 	opts := &projections.ListOptions{Prefix: prefix, Limit: page.Limit + 1}

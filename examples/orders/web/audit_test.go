@@ -48,6 +48,7 @@ func TestAuditInvalidReadIsRefusedBeforeWaiting(t *testing.T) {
 		"/orders/bad'id", "/orders/" + strings.Repeat("a", web.MaxIDLen+1),
 		"/orders?customer=c-1&limit=0", "/orders?customer=c%201", "/orders", "/orders?customer=c-1&customer=c-2",
 		"/orders?customer=c-1&after=" + strings.Repeat("z", 300),
+		"/orders?customer=c-1&after=o%271", // refused by the Orders' CheckCursor
 	} {
 		r := b.get(t, path, h)
 		r.problem(t, http.StatusBadRequest, web.ProblemInvalidParameter)

@@ -143,6 +143,15 @@ func (f *fakeOrders) List(_ context.Context, customer string, page web.PageQuery
 	return out, "", nil
 }
 
+// CheckCursor makes the fake a web.CursorChecker: no fake order id holds
+// a quote, so a cursor with one was never handed out.
+func (f *fakeOrders) CheckCursor(after string) error {
+	if strings.ContainsRune(after, '\'') {
+		return web.ErrInvalidCursor
+	}
+	return nil
+}
+
 // fakeOps is an Ops with fixed sagas that records the actions asked of it.
 type fakeOps struct {
 	web.NoOps

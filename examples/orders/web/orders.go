@@ -162,6 +162,16 @@ const (
 // hand out; the API answers it with 400.
 var ErrInvalidCursor = errors.New("web: after is not a cursor this API returned (pass the \"next\" of the previous page as is)")
 
+// CursorChecker is implemented by an Orders that can tell a cursor it
+// could never have handed out without reading anything. The API then
+// refuses a forged ?after= with its 400 before the consistency wait, as it
+// does every other bad parameter, instead of after the client's timeout.
+// CheckCursor returns ErrInvalidCursor (or an error wrapping it) for such a
+// cursor and nil for "" and every cursor List may accept.
+type CursorChecker interface {
+	CheckCursor(after string) error
+}
+
 // FieldError is one invalid field of a request body.
 type FieldError struct {
 	Field   string `json:"field"`

@@ -243,8 +243,7 @@ replayed with --wait), 1 on failure, 4 when --wait ran out.`,
 			return c.run(cmd.Context())
 		},
 	}
-	cmd.Flags().BoolVar(&c.wait.wait, "wait", false, "wait until the running processors have replayed them")
-	cmd.Flags().DurationVar(&c.wait.timeout, "timeout", defaultWaitTimeout, "how long --wait waits")
+	c.wait.register(cmd.Flags(), "wait until the running processors have replayed them")
 	return cmd
 }
 

@@ -89,7 +89,7 @@ match the confirmed orders.
 It runs in memory and needs nothing installed. With --database-url (or
 --postgres and DATABASE_URL) it runs on PostgreSQL in a fresh schema
 <--schema>_demo_<random>, migrated first and dropped at the end unless
---keep.`,
+--keep; --keep and --schema are refused without PostgreSQL.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c.customersSet = cmd.Flags().Changed("customers")
@@ -128,6 +128,13 @@ func (c *demoCmd) run(cmd *cobra.Command) error {
 		return err
 	}
 	if !c.postgres && url == "" {
+		// Flags that only the PostgreSQL demo reads would be ignored in
+		// memory; a user who passed one meant PostgreSQL.
+		for _, name := range []string{"keep", flagSchema} {
+			if cmd.Flags().Changed(name) {
+				return fmt.Errorf("--%s applies to the PostgreSQL demo only (the in-memory demo keeps nothing): add --database-url URL, or --postgres with DATABASE_URL set, or leave --%s out", name, name)
+			}
+		}
 		store, err := memstore.New(&memstore.Config{Registry: orders.NewRegistry()})
 		if err != nil {
 			return err

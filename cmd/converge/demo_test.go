@@ -36,6 +36,20 @@ func TestDemoSeedZeroIsSeedZero(t *testing.T) {
 	require.Contains(t, out, "(seed 0)")
 }
 
+// TestDemoRefusesPostgresOnlyFlagsInMemory: --keep and --schema mean
+// something only to the PostgreSQL demo; in memory they are refused, not
+// ignored, and nothing runs.
+func TestDemoRefusesPostgresOnlyFlagsInMemory(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"--keep"}, {"--schema", "mine"}, {"--keep=false"}} {
+		out, err := runCLI(t, append([]string{"demo", "--orders", "2"}, args...)...)
+		require.Error(t, err, "demo %v in memory", args)
+		name := strings.SplitN(strings.TrimPrefix(args[0], "--"), "=", 2)[0]
+		require.Contains(t, err.Error(), "--"+name+" applies to the PostgreSQL demo only")
+		require.NotContains(t, out, "orders closed", "the demo ran")
+	}
+}
+
 func TestDemoRefusesBadFlags(t *testing.T) {
 	t.Parallel()
 	_, err := runCLI(t, "demo", "--orders", "0")

@@ -102,9 +102,9 @@ func TestNumericFlagsOverRandomValues(t *testing.T) {
 		{args: []string{"bench", "--scenario", "saga"}, flag: "sagas", kind: "int", lo: 1, hi: 100000},
 		{args: []string{"bench"}, flag: "duration", kind: "duration", lo: float64(minBenchDuration), hi: float64(maxBenchDuration), zero: true},
 		{args: []string{"bench", "--scenario", "parallel"}, flag: "events", kind: "int", lo: 1, hi: 1_000_000},
-		{args: []string{"dead-letters", "replay", "p/e"}, flag: "timeout", kind: "duration", lo: 0, hi: inf, open: true},
-		{args: []string{"projections", "rebuild", "p"}, flag: "timeout", kind: "duration", lo: 0, hi: inf, open: true},
-		{args: []string{"projections", "reset", "p"}, flag: "timeout", kind: "duration", lo: 0, hi: inf, open: true},
+		{args: []string{"dead-letters", "replay", "p/e", "--wait"}, flag: "timeout", kind: "duration", lo: 0, hi: inf, open: true},
+		{args: []string{"projections", "rebuild", "p", "--wait"}, flag: "timeout", kind: "duration", lo: 0, hi: inf, open: true},
+		{args: []string{"projections", "reset", "p", "--wait"}, flag: "timeout", kind: "duration", lo: 0, hi: inf, open: true},
 	}
 	// lag's --watch runs until interrupted: only 0 (measure once) and
 	// values refused are tried.
@@ -129,5 +129,26 @@ func TestNumericFlagsOverRandomValues(t *testing.T) {
 			}
 			require.True(t, strings.HasPrefix(err.Error(), "--"+f.flag+" "+text+": "), "%s: %v", what, err)
 		}
+	}
+}
+
+// TestTimeoutWithoutWaitIsRefused: --timeout bounds --wait only; given
+// without it, it is refused before anything connects, whatever its value.
+func TestTimeoutWithoutWaitIsRefused(t *testing.T) {
+	t.Parallel()
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 0))
+	for _, args := range [][]string{{"dead-letters", "replay", "p/e"}, {"projections", "rebuild", "p"}, {"projections", "reset", "p"}} {
+		d := time.Duration(1 + rng.Int64N(int64(time.Hour)))
+		cmd := append(append([]string{}, args...), "--timeout", d.String(), "--database-url", unreachable)
+		_, err := runCLI(t, cmd...)
+		require.ErrorContains(t, err, "--timeout applies to --wait only", "%v", cmd)
+		_, err = runCLI(t, append(cmd, "--wait=false")...)
+		require.ErrorContains(t, err, "--timeout applies to --wait only", "%v --wait=false", cmd)
+		// The control: with --wait the command goes on to connect.
+		_, err = runCLI(t, append(cmd, "--wait")...)
+		require.Error(t, err)
+		require.NotContains(t, err.Error(), "--timeout", "%v --wait", cmd)
 	}
 }

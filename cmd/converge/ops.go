@@ -11,6 +11,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/spf13/pflag"
+
 	"github.com/converge-es/converge/events/pgstore"
 )
 
@@ -48,11 +50,24 @@ func openOpsStore(ctx context.Context, db *dbOptions) (store *pgstore.Store, clo
 type waitFlags struct {
 	wait    bool
 	timeout time.Duration
+	flags   *pflag.FlagSet
+}
+
+// register adds --wait (described by waitUsage) and --timeout to f.
+func (w *waitFlags) register(f *pflag.FlagSet, waitUsage string) {
+	f.BoolVar(&w.wait, "wait", false, waitUsage)
+	f.DurationVar(&w.timeout, "timeout", defaultWaitTimeout, "how long --wait waits")
+	w.flags = f
 }
 
 func (w *waitFlags) validate() error {
 	if w.timeout <= 0 {
 		return fmt.Errorf("--timeout %s: use a positive duration such as 2m", w.timeout)
+	}
+	// Without --wait nothing waits: a --timeout given then would be
+	// ignored, and the user who gave it expected a wait.
+	if !w.wait && w.flags != nil && w.flags.Changed("timeout") {
+		return errors.New("--timeout applies to --wait only: add --wait, or leave --timeout out")
 	}
 	return nil
 }

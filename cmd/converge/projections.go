@@ -520,8 +520,7 @@ else use rebuild. The process that holds the projection's lease makes it.` + com
 		cmd.Example = "  converge projections reset order_summary --to " + events.MakeToken(48_213, 1_207).String() + " --wait"
 		cmd.Flags().StringVar(&c.to, "to", "", "token to move back to, as printed in X-Consistency-Position (default: the start of the feed)")
 	}
-	cmd.Flags().BoolVar(&c.wait.wait, "wait", false, "wait until the running application has done it")
-	cmd.Flags().DurationVar(&c.wait.timeout, "timeout", defaultWaitTimeout, "how long --wait waits")
+	c.wait.register(cmd.Flags(), "wait until the running application has done it")
 	return cmd
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -168,6 +169,12 @@ func (m *Monitor) Overdue() (age time.Duration, overdue bool) {
 		return 0, false
 	}
 	age = m.cfg.Clock.Now().Sub(last)
+	// OverdueAfter Intervals overflow a Duration past about 97 years of
+	// Interval, and a negative limit would make every age overdue: no age
+	// reaches a limit that large.
+	if m.cfg.Interval > math.MaxInt64/OverdueAfter {
+		return age, false
+	}
 	return age, age > OverdueAfter*m.cfg.Interval
 }
 

@@ -3,6 +3,7 @@ package lag_test
 import (
 	"context"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -513,5 +514,25 @@ func TestOverdueAfterIntervalsWithoutASuccess(t *testing.T) {
 		age, late = b.mon.Overdue()
 		require.Zero(t, age)
 		require.False(t, late)
+	}
+}
+
+// TestOverdueNeverForIntervalsPastTheLimitsRange: an Interval so long that
+// OverdueAfter of them overflow a Duration is never overdue, however old
+// the last success, over random such intervals and ages.
+func TestOverdueNeverForIntervalsPastTheLimitsRange(t *testing.T) {
+	t.Parallel()
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 12))
+	for range 20 {
+		least := int64(math.MaxInt64/lag.OverdueAfter) + 1
+		interval := time.Duration(least + rng.Int64N(math.MaxInt64-least))
+		b := setup(t, &lag.Config{Interval: interval})
+		_, err := b.mon.Check(t.Context())
+		require.NoError(t, err)
+		b.clock.Advance(time.Duration(rng.Int64N(math.MaxInt64)))
+		age, late := b.mon.Overdue()
+		require.False(t, late, "interval %s, %s after the last success", interval, age)
 	}
 }

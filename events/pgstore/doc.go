@@ -330,6 +330,9 @@
 // outside units (Append, checkpoint moves, leases) run at the default, and
 // at those levels fail with serialization errors where READ COMMITTED
 // waits and carries on.
+// New also refuses connections whose client_encoding is not UTF8: pgx
+// sends UTF-8 whatever the setting, and the server would convert it as the
+// named encoding, storing events' text altered without an error.
 //
 // Every pgx query exec mode works (default_query_exec_mode in the URL),
 // including simple_protocol, which a connection pooler in transaction mode

@@ -1,6 +1,7 @@
 package pgstore_test
 
 import (
+	"math/rand/v2"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -56,4 +57,40 @@ func TestUnitsBeginReadCommitted(t *testing.T) {
 	require.Equal(t, "read committed", level)
 	require.NoError(t, db.Pool.QueryRow(ctx, "SHOW transaction_isolation").Scan(&level))
 	require.Equal(t, "serializable", level, "the connections' default is left alone")
+}
+
+// TestNewRefusesAClientEncodingOtherThanUTF8: the server converts text
+// from the client's encoding, and pgx sends UTF-8 whatever it is, so New
+// refuses connections with any other client_encoding (a few drawn at random
+// from PostgreSQL's client encodings each run) and says how to fix it;
+// UTF8, however spelled, is accepted.
+func TestNewRefusesAClientEncodingOtherThanUTF8(t *testing.T) {
+	t.Parallel()
+	others := []string{
+		"LATIN1", "LATIN2", "LATIN9", "WIN1252", "WIN1251", "SQL_ASCII", "EUC_JP", "SJIS", "BIG5",
+		"GBK", "KOI8R", "ISO_8859_5", "WIN866", "UHC", "GB18030", "EUC_KR", "LATIN10", "WIN1250",
+	}
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 0))
+	rng.Shuffle(len(others), func(i, j int) { others[i], others[j] = others[j], others[i] })
+	cases := map[string]bool{"UTF8": false, "utf-8": false, "Unicode": false}
+	for _, enc := range others[:3] {
+		cases[enc] = true
+	}
+	for enc, refused := range cases {
+		t.Run(enc, func(t *testing.T) {
+			t.Parallel()
+			db := pgtest.New(t, &pgtest.Config{Params: map[string]string{"client_encoding": enc}})
+			st, err := pgstore.New(t.Context(), db.Pool, &pgstore.Config{Schema: db.Schema, DisableListen: true})
+			if !refused {
+				require.NoError(t, err)
+				require.NoError(t, st.Close())
+				return
+			}
+			require.Error(t, err)
+			require.ErrorContains(t, err, "client_encoding")
+			require.ErrorContains(t, err, "set it to UTF8")
+		})
+	}
 }

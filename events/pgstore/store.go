@@ -66,8 +66,9 @@ type Config struct {
 	// Defaults to false.
 	DisableListen bool
 	// SkipSchemaCheck skips New's checks of the database: that the schema
-	// is migrated, that the server is PostgreSQL 13 or later, and that the
-	// pool's transactions default to READ COMMITTED. Defaults to false.
+	// is migrated, that the server is PostgreSQL 13 or later, that the
+	// pool's transactions default to READ COMMITTED and that its
+	// client_encoding is UTF8. Defaults to false.
 	SkipSchemaCheck bool
 }
 
@@ -166,6 +167,9 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 		if err := checkIsolation(ctx, pool); err != nil {
 			return nil, err
 		}
+		if err := checkEncoding(ctx, pool); err != nil {
+			return nil, err
+		}
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	s := &Store{
@@ -227,6 +231,25 @@ func checkIsolation(ctx context.Context, pool *pgxpool.Pool) error {
 		return fmt.Errorf("pgstore: the pool's transactions default to %s isolation; converge needs read committed "+
 			"(give it connections with default_transaction_isolation=read committed: in the URL as "+
 			"?default_transaction_isolation=read%%20committed, or with ALTER ROLE ... SET default_transaction_isolation = 'read committed')", strings.ToUpper(level))
+	}
+	return nil
+}
+
+// checkEncoding refuses a pool whose connections use a client_encoding
+// other than UTF8 (set in the URL, by PGCLIENTENCODING, or for the role or
+// database). pgx sends and reads text as UTF-8 whatever the setting, and
+// the server converts from and to the client's encoding: under LATIN1 an
+// event's "é" would be stored as "Ã©", silently, and read back differently
+// again.
+func checkEncoding(ctx context.Context, pool *pgxpool.Pool) error {
+	var enc string
+	if err := pool.QueryRow(ctx, "SHOW client_encoding").Scan(&enc); err != nil {
+		return fmt.Errorf("pgstore: read client_encoding: %w (is PostgreSQL reachable?)", err)
+	}
+	if enc != "UTF8" {
+		return fmt.Errorf("pgstore: the pool's connections use client_encoding %s; converge sends and reads UTF-8 text, "+
+			"which the server would convert as %s and store altered: remove client_encoding from the URL "+
+			"(and PGCLIENTENCODING from the environment), or set it to UTF8", enc, enc)
 	}
 	return nil
 }

@@ -1,11 +1,15 @@
 package pgstore_test
 
 import (
+	"encoding/json"
 	"math/rand/v2"
+	"os"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/pgstore"
 	"github.com/converge-es/converge/internal/pgtest"
 )
@@ -63,18 +67,19 @@ func TestUnitsBeginReadCommitted(t *testing.T) {
 // from the client's encoding, and pgx sends UTF-8 whatever it is, so New
 // refuses connections with any other client_encoding (a few drawn at random
 // from PostgreSQL's client encodings each run) and says how to fix it;
-// UTF8, however spelled, is accepted.
+// UTF8, however spelled, is accepted, and so is SQL_ASCII, under which the
+// server converts nothing. (The tests' server is UTF8.)
 func TestNewRefusesAClientEncodingOtherThanUTF8(t *testing.T) {
 	t.Parallel()
 	others := []string{
-		"LATIN1", "LATIN2", "LATIN9", "WIN1252", "WIN1251", "SQL_ASCII", "EUC_JP", "SJIS", "BIG5",
+		"LATIN1", "LATIN2", "LATIN9", "WIN1252", "WIN1251", "EUC_JP", "SJIS", "BIG5",
 		"GBK", "KOI8R", "ISO_8859_5", "WIN866", "UHC", "GB18030", "EUC_KR", "LATIN10", "WIN1250",
 	}
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
 	rng.Shuffle(len(others), func(i, j int) { others[i], others[j] = others[j], others[i] })
-	cases := map[string]bool{"UTF8": false, "utf-8": false, "Unicode": false}
+	cases := map[string]bool{"UTF8": false, "utf-8": false, "Unicode": false, "SQL_ASCII": false}
 	for _, enc := range others[:3] {
 		cases[enc] = true
 	}
@@ -85,7 +90,23 @@ func TestNewRefusesAClientEncodingOtherThanUTF8(t *testing.T) {
 			st, err := pgstore.New(t.Context(), db.Pool, &pgstore.Config{Schema: db.Schema, DisableListen: true})
 			if !refused {
 				require.NoError(t, err)
-				require.NoError(t, st.Close())
+				defer func() { require.NoError(t, st.Close()) }()
+				// What the store writes and reads back is what was given.
+				payload := `{"text":"é ü 漢字 🙂"}`
+				_, err := st.Append(t.Context(), "enc-1", events.NoStream, events.Event{Data: events.Raw{Type: "t", Payload: json.RawMessage(payload)}})
+				require.NoError(t, err)
+				got, err := st.ReadStream(t.Context(), "enc-1", 0, 1)
+				require.NoError(t, err)
+				require.Len(t, got, 1)
+				require.JSONEq(t, payload, string(got[0].Payload))
+				// And so it is for every other reader: a UTF8 connection
+				// reads the stored text as it was given.
+				conn, err := pgx.Connect(t.Context(), os.Getenv("DATABASE_URL"))
+				require.NoError(t, err)
+				defer func() { _ = conn.Close(t.Context()) }()
+				var stored string
+				require.NoError(t, conn.QueryRow(t.Context(), "SELECT payload::text FROM "+pgx.Identifier{db.Schema, "events"}.Sanitize()+" WHERE stream_id = 'enc-1'").Scan(&stored))
+				require.JSONEq(t, payload, stored)
 				return
 			}
 			require.Error(t, err)

@@ -235,21 +235,23 @@ func checkIsolation(ctx context.Context, pool *pgxpool.Pool) error {
 	return nil
 }
 
-// checkEncoding refuses a pool whose connections use a client_encoding
-// other than UTF8 (set in the URL, by PGCLIENTENCODING, or for the role or
-// database). pgx sends and reads text as UTF-8 whatever the setting, and
-// the server converts from and to the client's encoding: under LATIN1 an
-// event's "é" would be stored as "Ã©", silently, and read back differently
-// again.
+// checkEncoding refuses a pool whose connections convert text: a
+// client_encoding other than UTF8 (set in the URL, by PGCLIENTENCODING,
+// or for the role or database) on a server that converts. pgx sends and
+// reads text as UTF-8 whatever the setting, and the server converts from
+// and to the client's encoding: under LATIN1 an event's "é" would be
+// stored as "Ã©", silently. SQL_ASCII on either side turns conversion off,
+// so bytes pass as they are.
 func checkEncoding(ctx context.Context, pool *pgxpool.Pool) error {
-	var enc string
-	if err := pool.QueryRow(ctx, "SHOW client_encoding").Scan(&enc); err != nil {
+	var client, server string
+	err := pool.QueryRow(ctx, "SELECT current_setting('client_encoding'), current_setting('server_encoding')").Scan(&client, &server)
+	if err != nil {
 		return fmt.Errorf("pgstore: read client_encoding: %w (is PostgreSQL reachable?)", err)
 	}
-	if enc != "UTF8" {
+	if client != "UTF8" && client != "SQL_ASCII" && server != "SQL_ASCII" {
 		return fmt.Errorf("pgstore: the pool's connections use client_encoding %s; converge sends and reads UTF-8 text, "+
 			"which the server would convert as %s and store altered: remove client_encoding from the URL "+
-			"(and PGCLIENTENCODING from the environment), or set it to UTF8", enc, enc)
+			"(and PGCLIENTENCODING from the environment), or set it to UTF8", client, client)
 	}
 	return nil
 }

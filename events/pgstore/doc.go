@@ -332,7 +332,11 @@
 // waits and carries on.
 // New also refuses connections whose client_encoding is not UTF8: pgx
 // sends UTF-8 whatever the setting, and the server would convert it as the
-// named encoding, storing events' text altered without an error.
+// named encoding, storing events' text altered without an error. It
+// refuses a database whose encoding is neither UTF8 nor SQL_ASCII too:
+// there the text is stored converted, and PostgreSQL's md5() of a stream
+// id, which partitions the feed in SQL, would disagree with the hash feed
+// consumers take in Go.
 //
 // Every pgx query exec mode works (default_query_exec_mode in the URL),
 // including simple_protocol, which a connection pooler in transaction mode

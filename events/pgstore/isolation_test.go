@@ -1,17 +1,21 @@
 package pgstore_test
 
 import (
+	"context"
 	"encoding/json"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/pgstore"
 	"github.com/converge-es/converge/internal/pgtest"
+	"github.com/converge-es/converge/migrations"
 )
 
 // TestNewRefusesAStricterDefaultIsolation: on connections whose
@@ -114,4 +118,41 @@ func TestNewRefusesAClientEncodingOtherThanUTF8(t *testing.T) {
 			require.ErrorContains(t, err, "set it to UTF8")
 		})
 	}
+}
+
+// TestNewRefusesADatabaseThatIsNotUTF8: a database in another encoding
+// (one drawn at random each run) would store converge's text converted
+// and hash stream ids differently in SQL and in Go, so New refuses it and
+// says how to make one that works.
+func TestNewRefusesADatabaseThatIsNotUTF8(t *testing.T) {
+	t.Parallel()
+	encodings := []string{"LATIN1", "LATIN2", "LATIN9", "WIN1252", "WIN1251", "EUC_JP", "KOI8R", "ISO_8859_5", "WIN866", "EUC_KR"}
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	enc := encodings[rand.New(rand.NewPCG(seed, 0)).IntN(len(encodings))]
+	ctx := t.Context()
+	admin := pgtest.New(t, &pgtest.Config{SkipMigrate: true})
+	name := "converge_enc_" + strings.TrimPrefix(admin.Schema, "t_")
+	_, err := admin.Pool.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" ENCODING '"+enc+"' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, err := admin.Pool.Exec(context.Background(), "DROP DATABASE "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+		require.NoError(t, err)
+	})
+	cfg, err := pgxpool.ParseConfig(admin.URL)
+	require.NoError(t, err)
+	cfg.ConnConfig.Database = name
+	// Connections to such a database default to its encoding, which the
+	// client_encoding check would refuse first: ask for UTF8, as a user
+	// who knows pgx's text is UTF-8 would.
+	cfg.ConnConfig.RuntimeParams["client_encoding"] = "UTF8"
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	require.NoError(t, err)
+	defer pool.Close()
+	_, err = migrations.Migrate(ctx, pool, &migrations.Config{Schema: "converge"})
+	require.NoError(t, err)
+	_, err = pgstore.New(ctx, pool, &pgstore.Config{Schema: "converge", DisableListen: true})
+	require.Error(t, err, "database encoding %s", enc)
+	require.ErrorContains(t, err, "the database's encoding is "+enc)
+	require.ErrorContains(t, err, "ENCODING 'UTF8'")
 }

@@ -67,8 +67,9 @@ type Config struct {
 	DisableListen bool
 	// SkipSchemaCheck skips New's checks of the database: that the schema
 	// is migrated, that the server is PostgreSQL 13 or later, that the
-	// pool's transactions default to READ COMMITTED and that its
-	// client_encoding is UTF8. Defaults to false.
+	// pool's transactions default to READ COMMITTED, and that its
+	// client_encoding and the database's encoding are UTF8. Defaults to
+	// false.
 	SkipSchemaCheck bool
 }
 
@@ -247,6 +248,14 @@ func checkEncoding(ctx context.Context, pool *pgxpool.Pool) error {
 	err := pool.QueryRow(ctx, "SELECT current_setting('client_encoding'), current_setting('server_encoding')").Scan(&client, &server)
 	if err != nil {
 		return fmt.Errorf("pgstore: read client_encoding: %w (is PostgreSQL reachable?)", err)
+	}
+	// A database in another encoding stores the text converted, where
+	// PostgreSQL's md5() of a stream id, which partitions the feed in SQL,
+	// would no longer agree with the same hash taken in Go over its UTF-8.
+	if server != "UTF8" && server != "SQL_ASCII" {
+		return fmt.Errorf("pgstore: the database's encoding is %s; converge stores UTF-8 text and hashes stream ids "+
+			"in SQL and in Go alike, which needs a UTF8 (or SQL_ASCII) database: create one with "+
+			"CREATE DATABASE ... ENCODING 'UTF8' TEMPLATE template0", server)
 	}
 	if client != "UTF8" && client != "SQL_ASCII" && server != "SQL_ASCII" {
 		return fmt.Errorf("pgstore: the pool's connections use client_encoding %s; converge sends and reads UTF-8 text, "+

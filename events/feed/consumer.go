@@ -675,9 +675,10 @@ func (c *consumer) deliverMessages(ctx, uctx context.Context, unit Unit, lease L
 			// lease lost, the partition moved). The message's context is
 			// cancelled with ctx, so a handler answers soon. Wait for it
 			// (bounded; hold renews the lease meanwhile) before settling:
-			// rolling the unit back under a handler still using its
-			// transaction would race on the connection. An Ack that raced
-			// the end of the context still counts.
+			// until it answers, the handler may be using the unit's
+			// transaction (on PostgreSQL, its connection), which a
+			// rollback would use at the same time. An Ack that raced the
+			// end of the context still counts.
 			t := time.NewTimer(c.cfg.LeaseTTL)
 			defer t.Stop()
 			select {
@@ -685,20 +686,23 @@ func (c *consumer) deliverMessages(ctx, uctx context.Context, unit Unit, lease L
 				n, err := c.settleAtClose(ctx, unit, lease, group[:i+1])
 				return n, 0, true, err
 			case <-msg.Nacked():
+				// The unit holds whatever the failed handler wrote before
+				// it failed, so the events acked before it cannot commit
+				// without it: everything rolls back and is delivered
+				// again.
+				c.rollback(ctx, unit)
 			case <-c.closing:
 				if acked(msg) {
 					n, err := c.settleAtClose(ctx, unit, lease, group[:i+1])
 					return n, 0, true, err
 				}
 				c.abandon(ctx, unit, msg, env)
-				return 0, 0, true, context.Cause(ctx)
 			case <-t.C:
-				c.log.Warn("feed: handler did not answer within LeaseTTL after its context ended; rolling back", "event_id", env.ID)
+				// The handler may still be running a statement on the
+				// unit's transaction, beside which a rollback would run.
+				c.log.Warn("feed: handler did not answer within LeaseTTL after its context ended; aborting its unit", "event_id", env.ID)
+				c.abort(ctx, unit)
 			}
-			// The unit holds whatever the failed handler wrote before it
-			// failed, so the events acked before it cannot commit without
-			// it: everything rolls back and is delivered again.
-			c.rollback(ctx, unit)
 			return 0, 0, true, context.Cause(ctx)
 		}
 	}
@@ -711,12 +715,13 @@ func (c *consumer) deliverMessages(ctx, uctx context.Context, unit Unit, lease L
 // Close), nor does a Watermill subscription whose context ended (the
 // holder of the message may never answer), so the unit cannot commit:
 // the consumer stops at once and releases its lease, and a later Ack is
-// ignored, the event being delivered again by the next holder. Nor can
-// the unit be rolled back at once, under a handler that may still be
-// using its transaction (on PostgreSQL, its connection): that waits for
-// the handler's answer, or LeaseTTL, on a goroutine of its own. Until
-// then a unit that wrote keeps what it locked, and so holds back the
-// next holder's writes to the same rows and streams.
+// ignored, the event being delivered again by the next holder. Nor is
+// the unit rolled back at once, under a handler that may still be using
+// its transaction (on PostgreSQL, its connection): on a goroutine of its
+// own it waits for the handler's answer, then rolls back, or for
+// LeaseTTL, then aborts the unit (see abort), the handler still running.
+// Until then a unit that wrote keeps what it locked, and so holds back
+// the next holder's writes to the same rows and streams.
 func (c *consumer) abandon(ctx context.Context, unit Unit, msg *message.Message, env events.Envelope) {
 	c.log.Info("feed: subscription ended while a handler holds a message; its unit will not commit and rolls back once the handler answers",
 		"event_id", env.ID)
@@ -727,7 +732,9 @@ func (c *consumer) abandon(ctx context.Context, unit Unit, msg *message.Message,
 		case <-msg.Acked():
 		case <-msg.Nacked():
 		case <-t.C:
-			c.log.Warn("feed: handler did not answer within LeaseTTL after its subscription ended; rolling back", "event_id", env.ID)
+			c.log.Warn("feed: handler did not answer within LeaseTTL after its subscription ended; aborting its unit", "event_id", env.ID)
+			c.abort(ctx, unit)
+			return
 		}
 		c.rollback(ctx, unit)
 	}()
@@ -821,6 +828,25 @@ func (c *consumer) rollback(ctx context.Context, unit Unit) {
 	defer cancel()
 	if err := unit.Rollback(rctx); err != nil {
 		c.log.Warn("feed: roll back unit failed", "error", err)
+	}
+}
+
+// abort ends a unit whose handler has not answered and may still be using
+// it. A rollback would run on the unit's connection beside the handler's
+// statements, and hand the connection back to the pool under it; an
+// Aborter ends the unit without that. A unit that is no Aborter holds
+// nothing a handler could race on, and is rolled back. A failure is only
+// logged: the unit has ended anyway and never commits.
+func (c *consumer) abort(ctx context.Context, unit Unit) {
+	a, ok := unit.(Aborter)
+	if !ok {
+		c.rollback(ctx, unit)
+		return
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.LeaseTTL)
+	defer cancel()
+	if err := a.Abort(actx); err != nil {
+		c.log.Warn("feed: abort unit failed", "error", err)
 	}
 }
 

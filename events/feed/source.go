@@ -146,6 +146,29 @@ type Announcer interface {
 	Announce()
 }
 
+// Aborter is a Unit that can be ended from outside while its handler may
+// still be using it. A consumer gives up on a handler that has not
+// answered within LeaseTTL after its delivery ended, and must end its
+// unit then: the lease is given back and the event will be delivered
+// again, so the unit must never commit. Rollback cannot do that safely on
+// PostgreSQL: the handler may be running a statement on the unit's
+// connection at that moment (a pgx connection is not safe for concurrent
+// use), and a rollback that does go through hands the connection back to
+// the pool, where a late statement of the handler would run inside
+// another unit's transaction. A Unit without Abort is rolled back
+// instead, which is safe where a unit holds nothing a handler could
+// still be using (in memory).
+type Aborter interface {
+	// Abort ends the unit while its handler may still be using it: its
+	// writes are discarded as by Rollback, the handler's later calls on
+	// the unit fail, and nothing the unit held (on PostgreSQL, its
+	// connection) is ever handed to anyone else. A statement the handler
+	// is running is cancelled. ctx bounds how long Abort waits for that;
+	// the unit ends whatever Abort returns. It does nothing on a unit that
+	// has ended, and is safe twice.
+	Abort(ctx context.Context) error
+}
+
 // RowsFor returns what a read without a lock goes through: the rows of the
 // unit ctx carries when that unit belongs to the store of reg, else src's
 // committed rows. A unit that has begun holds a connection on PostgreSQL,

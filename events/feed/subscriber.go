@@ -189,10 +189,12 @@ func (s *Subscriber) Status() []ConsumerStatus {
 // in that unit): the unit never commits, so an Ack after Close is ignored
 // and the event is delivered again, from the last checkpoint, by whoever
 // holds the lease next. The unit is rolled back when the handler answers,
-// or LeaseTTL after Close if it never does, not at once, since the
-// handler may be using its transaction; until then, on PostgreSQL, what
-// it wrote holds back the next holder's writes to the same rows and
-// streams. Closing again waits the same way and returns nil.
+// not at once, since the handler may be using its transaction; if it has
+// not answered LeaseTTL after Close, the unit is aborted under it (see
+// Aborter: on PostgreSQL its statement is cancelled and its connection
+// closed). Until then, on PostgreSQL, what it wrote holds back the next
+// holder's writes to the same rows and streams. Closing again waits the
+// same way and returns nil.
 func (s *Subscriber) Close() error {
 	s.mu.Lock()
 	s.closed = true

@@ -365,7 +365,12 @@
 //
 // Commit stores each move's checkpoint fenced by its lease generation.
 // TxFromContext is the typed escape hatch to the unit's pgx.Tx: run
-// statements on it, but let the unit commit or roll back. Appends
+// statements on it, but let the unit commit or roll back. A handler that
+// has not answered LeaseTTL after its delivery ended may still be running
+// a statement there, so its consumer aborts the unit (feed.Aborter)
+// rather than rolling it back on the same connection: the statement is
+// cancelled and the connection closed, never handed back to the pool
+// (which opens another when it needs one). Appends
 // that AppendHooks want run under a savepoint, so a failing hook undoes
 // only them (and the rows it wrote); other appends do not pay for one (a
 // savepoint per append would overflow PostgreSQL's subtransaction cache in

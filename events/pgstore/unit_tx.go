@@ -10,7 +10,10 @@ import (
 
 // unitTx is a unit's transaction as TxFromContext hands it out. Once the
 // unit has ended every call fails with pgx.ErrTxClosed: the unit returned
-// its connection to the pool, where it may already serve someone else.
+// its connection to the pool, where it may already serve someone else (or,
+// aborted, closed it). A call already past that check when the unit ends
+// would run beside the unit's own rollback, so a consumer giving up on a
+// handler that has not answered aborts its unit (unit_abort.go) instead.
 // Commit and Rollback belong to the unit.
 type unitTx struct {
 	pgx.Tx

@@ -146,3 +146,14 @@ func (u *spyUnit) Rollback(ctx context.Context) error {
 	defer u.done()
 	return u.Unit.Rollback(ctx)
 }
+
+// Abort passes feed.Aborter on, so a spied PostgreSQL unit given up under
+// its handler is still aborted, not rolled back beside it; any other is
+// rolled back, as the consumer does.
+func (u *spyUnit) Abort(ctx context.Context) error {
+	defer u.done()
+	if a, ok := u.Unit.(feed.Aborter); ok {
+		return a.Abort(ctx)
+	}
+	return u.Unit.Rollback(ctx)
+}

@@ -59,7 +59,8 @@ func (t *Tracker) pollWaited(ctx context.Context) {
 
 // verifyReported reads the names a watcher reported behind the tracker
 // (see watched): a read that finds the store behind too, with nothing
-// moved meanwhile, resets the name.
+// moved meanwhile, resets the name. It reads the groups made unknown under
+// waits too (see readForWaitersLocked), which learn their members so.
 func (t *Tracker) verifyReported(ctx context.Context) {
 	t.mu.Lock()
 	names := make([]string, 0, len(t.verify))

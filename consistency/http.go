@@ -3,9 +3,9 @@ package consistency
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -21,11 +21,14 @@ const (
 	// HeaderStale is "true" on a read response whose read models had not
 	// reached the requested position by the deadline, "false" otherwise.
 	HeaderStale = "X-Consistency-Stale"
-	// HeaderTimeout sets a read's wait: a whole number of milliseconds, 0
-	// for "do not wait, just label". Without it a read waits
+	// HeaderTimeout sets a read's wait: a whole number of milliseconds,
+	// written in the digits 0-9 alone (no sign, space or unit), 0 for "do
+	// not wait, just label". Without it a read waits
 	// TrackerConfig.DefaultTimeout; with it, the time asked for, shorter
 	// or longer than that, but never past TrackerConfig.MaxTimeout (so the
-	// server, not the client, bounds how long a request holds a waiter).
+	// server, not the client, bounds how long a request holds a waiter),
+	// however many digits it has. Anything else, or the header sent more
+	// than once, is a 400.
 	HeaderTimeout = "X-Consistency-Timeout"
 	// QueryParam carries the token where a header cannot be set (links,
 	// EventSource). The header wins when both are sent and agree; sending
@@ -188,18 +191,43 @@ func isHex(c byte) bool {
 // timeoutFromRequest returns the wait the client asked for in
 // X-Consistency-Timeout, and false when it asked for none.
 func timeoutFromRequest(r *http.Request) (time.Duration, bool, error) {
-	raw := r.Header.Get(HeaderTimeout)
-	if raw == "" {
+	vals := r.Header.Values(HeaderTimeout)
+	switch {
+	case len(vals) > 1:
+		// Which one the client meant is a guess, as for a repeated token.
+		return 0, false, &ParameterError{
+			Parameter: HeaderTimeout, Value: vals[1],
+			Err: fmt.Errorf("header sent %d times, send it once", len(vals)),
+		}
+	case len(vals) == 0 || vals[0] == "":
 		return 0, false, nil
 	}
-	ms, err := strconv.ParseInt(raw, 10, 64)
-	if err != nil || ms < 0 {
+	raw := vals[0]
+	d, ok := parseMillis(raw)
+	if !ok {
 		return 0, false, &ParameterError{
 			Parameter: HeaderTimeout, Value: raw,
-			Err: errors.New("want a whole number of milliseconds >= 0, such as 500"),
+			Err: errors.New("want a whole number of milliseconds in digits 0-9 alone (no sign, space or unit), such as 500"),
 		}
 	}
-	// Anything past a day is clamped by MaxTimeout anyway; bounding it here
-	// keeps the multiplication from overflowing.
-	return time.Duration(min(ms, int64(24*time.Hour/time.Millisecond))) * time.Millisecond, true, nil
+	return d, true, nil
+}
+
+// maxMillis is the longest wait a time.Duration holds, in milliseconds:
+// far past any MaxTimeout, which then caps it.
+const maxMillis = math.MaxInt64 / int64(time.Millisecond)
+
+// parseMillis reads s, ASCII digits alone, as milliseconds. A number too
+// large for a Duration is still a whole number of milliseconds, so it is
+// the longest Duration rather than an error: MaxTimeout caps it anyway.
+func parseMillis(s string) (time.Duration, bool) {
+	var ms int64
+	for i := range len(s) {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		ms = min(ms*10+int64(c-'0'), maxMillis)
+	}
+	return time.Duration(ms) * time.Millisecond, s != ""
 }

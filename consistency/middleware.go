@@ -21,14 +21,18 @@ import (
 // before next runs, so next may still override them and the ResponseWriter
 // reaches next unwrapped (http.Flusher and friends keep working).
 //
-// A malformed token, or an X-Consistency-Timeout that is not a number of
-// milliseconds, is answered with 400 and an application/problem+json body. A
-// token ahead of every checkpoint (from another database, or forged) is not
-// an error: it waits out the deadline and reads stale. When the client goes
-// away during the wait, next is not called. A wait that fails while the
-// client is still there is answered with a 500 problem body, never with
-// an unlabelled answer (ErrWaitInUnit: a middleware that begins a unit of
-// work is mounted outside this one). A stopped Tracker does not fail the
+// A malformed or repeated token, or an X-Consistency-Timeout that is not a
+// whole number of milliseconds in digits or is sent more than once (see
+// HeaderTimeout), is answered with 400 and an application/problem+json
+// body. A token ahead of every checkpoint (from another database, or
+// forged) is not an error: it waits out the deadline and reads stale. When
+// the client goes away during the wait, next is not called. next gets the
+// request's own context, without the wait's deadline, so a stale read
+// still has time to answer and a client that goes away during it still
+// cancels it. A wait that fails while the client is still there is
+// answered with a 500 problem body, never with an unlabelled answer
+// (ErrWaitInUnit: a middleware that begins a unit of work is mounted
+// outside this one). A stopped Tracker does not fail the
 // wait: the answer is labelled stale (ReasonStopped).
 //
 // Other methods pass through untouched: write handlers set the header

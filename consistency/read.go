@@ -22,11 +22,17 @@ type Result[T any] struct {
 // such beats no answer, and the caller decides how to show it.
 //
 // The query always gets at least TrackerConfig.QueryTimeout: when the wait
-// ended stale because ctx's deadline came (or would come within that
-// budget), the query runs under a context that keeps ctx's values and its
-// cancellation but not its deadline, bounded by QueryTimeout instead. So a
-// query that honours its context (a database read) still answers after a
-// stale wait, rather than failing with context.DeadlineExceeded.
+// ended stale because ctx's deadline came (or it would come within that
+// budget), the query runs under a context that keeps ctx's values but not
+// its deadline, bounded by QueryTimeout instead. So a query that honours
+// its context (a database read) still answers after a stale wait, rather
+// than failing with context.DeadlineExceeded. That context follows ctx's
+// cancellation only until ctx's deadline: past it, ctx is done and cannot
+// carry a later cancellation of its parent (a client that went away), so
+// the query then runs until it answers or QueryTimeout ends it. For a
+// query that a later cancellation must still end, pass a ctx without a
+// deadline: the wait then lasts DefaultTimeout, and the query runs under
+// ctx itself (as Middleware runs the handler under the request's context).
 //
 // Read returns an error when Wait does (no names, ctx cancelled) without
 // running the query, and the query's own error unchanged.
@@ -46,8 +52,10 @@ func Read[T any](ctx context.Context, tr *Tracker, target events.Token, names []
 
 // queryContext returns ctx when it leaves the query at least budget, and
 // otherwise a context with ctx's values that ends after budget or when ctx
-// is cancelled (not when its deadline passes: that deadline belonged to the
-// wait, which has ended).
+// is cancelled before its deadline (not when the deadline passes: that
+// belonged to the wait, which has ended). A cancellation after the
+// deadline is not seen: ctx is done by then, and keeps saying
+// DeadlineExceeded.
 func queryContext(ctx context.Context, budget time.Duration) (context.Context, context.CancelFunc) {
 	dl, ok := ctx.Deadline()
 	if !ok || time.Until(dl) >= budget {

@@ -37,7 +37,8 @@ type Tracker struct {
 	changed  signal.Broadcast // notified whenever a waiter parks or leaves
 
 	// verify holds the names a watcher reported at a lower position than
-	// the tracker knows, for the fallback loop to read (see watched);
+	// the tracker knows (see watched), and groups made unknown under waits
+	// (see readForWaitersLocked), for the fallback loop to read;
 	// verifyKick wakes the loop. Guarded by mu.
 	verify     map[string]bool
 	verifyKick chan struct{}
@@ -213,14 +214,23 @@ func (t *Tracker) Advance(name string, pos events.Token) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.advanceLocked(t.checkpointLocked(name), pos)
-	t.regroupLocked(name)
+	t.regroupLocked(name, 0)
 }
 
 // Group makes name stand for the lowest position of members: a processor
 // split into partitions (feed.Processor.CheckpointNames) has one checkpoint
 // per partition, and a read model fed by it has caught up to a token only
 // when every partition has. Waits on name then wait for all of them. The
-// group's position is known once every member's is.
+// group's position is known once every member's is, and moves, forward or
+// back (a member's Reset), with the lowest of them. A member may be a group
+// itself.
+//
+// Group replaces the members name had. Until every new member is known,
+// name is unknown, whatever position it had before (its own, or the old
+// members'): the next wait on it reads the members instead of answering
+// from a position that is not theirs. New members all known and lower than
+// that position move name back, as a Reset does. Group(name, name) makes
+// name stand for itself again, unknown until learned.
 //
 // The projections runner (and so the client object) groups the read models
 // it runs, in every process that runs them, standing by or not. A process
@@ -233,37 +243,57 @@ func (t *Tracker) Advance(name string, pos events.Token) {
 func (t *Tracker) Group(name string, members ...string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if old, ok := t.groups[name]; ok {
-		for _, m := range old {
-			t.memberOf[m] = slices.DeleteFunc(t.memberOf[m], func(g string) bool { return g == name })
-		}
+	old, wasGroup := t.groups[name]
+	for _, m := range old {
+		t.memberOf[m] = slices.DeleteFunc(t.memberOf[m], func(g string) bool { return g == name })
 	}
 	if len(members) == 1 && members[0] == name {
 		delete(t.groups, name)
+		if wasGroup {
+			// The position held was the members', not name's own, which
+			// the tracker has yet to learn: the next wait reads it.
+			t.forgetLocked(name, 0)
+		}
 		return
 	}
+	// A read of name in flight since before reads name's own checkpoint,
+	// not the members': counted as a reset, its answer is dropped.
+	t.checkpointLocked(name).resets++
 	t.groups[name] = slices.Clone(members)
 	for _, m := range members {
 		t.memberOf[m] = append(t.memberOf[m], name)
 	}
-	t.recomputeLocked(name)
-}
-
-// regroupLocked moves the groups member belongs to.
-func (t *Tracker) regroupLocked(member string) {
-	for _, g := range t.memberOf[member] {
-		t.recomputeLocked(g)
+	t.recomputeLocked(name, 0)
+	if !t.names[name].known {
+		t.readForWaitersLocked(name)
 	}
 }
 
-// recomputeLocked sets group g to its members' lowest position, once all
-// of them are known. Members only move back when reset, so the group moves
-// back with them.
-func (t *Tracker) recomputeLocked(g string) {
+// regroupLocked moves the groups member belongs to, and the groups those
+// belong to in turn. depth is how many groups up from the member that
+// moved the walk is: groups made members of each other in a circle end
+// it instead of the stack (see startReadLocked).
+func (t *Tracker) regroupLocked(member string, depth int) {
+	if depth > len(t.groups) {
+		return
+	}
+	for _, g := range t.memberOf[member] {
+		t.recomputeLocked(g, depth)
+	}
+}
+
+// recomputeLocked sets group g to its members' lowest position when all of
+// them are known, and makes it unknown otherwise: a position it held before
+// its members changed (Group) or one of them was forgotten is not theirs,
+// and would answer waits fresh without reading them. A lower position is a
+// reset (members only move back when reset, or replaced), so reads and
+// waiters treat it as one. Any change moves the groups g belongs to.
+func (t *Tracker) recomputeLocked(g string, depth int) {
 	var low events.Token
 	for i, m := range t.groups[g] {
 		cp, ok := t.names[m]
 		if !ok || !cp.known {
+			t.forgetLocked(g, depth)
 			return
 		}
 		if i == 0 || cp.pos.Before(low) {
@@ -271,11 +301,42 @@ func (t *Tracker) recomputeLocked(g string) {
 		}
 	}
 	gcp := t.checkpointLocked(g)
-	if gcp.known && low.Before(gcp.pos) {
+	switch {
+	case gcp.known && low.Before(gcp.pos):
 		t.resetLocked(gcp, low)
+	case gcp.known && !low.After(gcp.pos):
+		return // unchanged: nothing above it moves either
+	default:
+		t.advanceLocked(gcp, low)
+	}
+	t.regroupLocked(g, depth+1)
+}
+
+// forgetLocked makes name unknown, as if never learned, and tells the
+// groups it belongs to. Counted as a reset, so a read of name in flight
+// cannot make it known again with what the position meant before, and its
+// waiters look again.
+func (t *Tracker) forgetLocked(name string, depth int) {
+	cp := t.checkpointLocked(name)
+	if !cp.known {
 		return
 	}
-	t.advanceLocked(gcp, low)
+	cp.pos = events.Token{}
+	cp.known = false
+	cp.resets++
+	cp.moved.Notify()
+	t.readForWaitersLocked(name)
+	t.regroupLocked(name, depth+1)
+}
+
+// readForWaitersLocked queues name, just made unknown, for the fallback
+// loop to read when waits are on it: they read what they could not trust
+// when they started, not since, and would otherwise wait for a push that
+// an idle member never sends.
+func (t *Tracker) readForWaitersLocked(name string) {
+	if t.cfg.Positions != nil && t.checkpointLocked(name).active > 0 {
+		t.verifyLocked(name)
+	}
 }
 
 // WaitReached is Wait for the runtime's gates (feed.Waiter): it reports
@@ -344,7 +405,7 @@ func (t *Tracker) Reset(name string, pos events.Token) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.resetLocked(t.checkpointLocked(name), pos)
-	t.regroupLocked(name)
+	t.regroupLocked(name, 0)
 }
 
 func (t *Tracker) resetLocked(cp *checkpoint, pos events.Token) {
@@ -389,11 +450,12 @@ func (t *Tracker) watched(name string, pos events.Token) {
 		return
 	}
 	t.advanceLocked(cp, pos)
-	t.regroupLocked(name)
+	t.regroupLocked(name, 0)
 }
 
 // Position returns the checkpoint the tracker knows for name, and false
-// when it has learned none yet (it was never advanced nor waited on).
+// when it has learned none yet (it was never advanced nor waited on), or
+// none since its members changed (see Group).
 func (t *Tracker) Position(name string) (events.Token, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

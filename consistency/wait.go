@@ -284,7 +284,7 @@ func (t *Tracker) learnLocked(name string, cp *checkpoint, pos events.Token, sta
 	default:
 		t.advanceLocked(cp, pos)
 	}
-	t.regroupLocked(name)
+	t.regroupLocked(name, 0)
 }
 
 // readCall is one read of a name's durable position, shared by every

@@ -19,9 +19,6 @@ type refundCmd struct {
 	ID string `json:"id"`
 }
 
-// TestAuditRefusedCallAddsNothing: Processor.AddHandlers doc (command/
-// processor.go): a refused call adds nothing of the call. Here the second
-// handler of a call has a name the router already has.
 // TestAHandlerNameIsTakenOnce: a handler named like one the Processor
 // already has is refused with an error, not the router's panic, and
 // nothing of the call is added.

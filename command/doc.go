@@ -27,16 +27,22 @@
 // id), with the store's reason: deciding again would give the same, so
 // retrying it would only hold up the commands behind it. For the same
 // reason a command whose payload does not decode into its type (another
-// service's schema, a schema version newer than this build's) is
-// rejected by the Processor, saying why, before any handler sees it; a
-// redelivery reports that rejection even once a later build can decode
-// it. A reason, whatever it holds, is stored as converge stores free
-// text: NUL and invalid UTF-8 as U+FFFD, cut at 4 KiB.
+// service's schema, a schema version newer than this build's, an
+// upcaster or UnmarshalJSON that panics on it) is rejected by the
+// Processor, saying why, before any handler sees it; a redelivery reports
+// that rejection even once a later build can decode it. A reason,
+// whatever it holds, is stored as converge stores free text: NUL and
+// invalid UTF-8 as U+FFFD, cut at 4 KiB, and cut further where the
+// Rejected event would not fit the store's Limits.MaxPayloadBytes (JSON
+// writes '<', '>', '&' and control characters in six bytes each).
 //
 // A command type has one handler: results are kept by command id, so a
 // second handler of the type would find the first's result and report it
 // without acting. AddHandlers refuses one, in the same call or a later
-// one.
+// one. A handler's name names its feed consumer ("command.<name>"), so
+// AddHandlers also refuses a name no lease can be held under (a control
+// character, invalid UTF-8, a consumer name over MaxConsumerNameLength
+// bytes); a refused call adds none of its handlers.
 //
 // Each handler reads its command category with one consumer by default,
 // so its commands run one at a time. ProcessorConfig.Partitions splits a

@@ -94,7 +94,7 @@ func Handle[C, S any](name string, store events.Store, agg events.Aggregate[S], 
 // more than Handle gives: it returns the command's Result. ctx must be a
 // delivery's context (it carries the message and its unit).
 func Run[C, S any](ctx context.Context, store events.Store, agg events.Aggregate[S], streamID string, cmd C, decide Decide[C, S]) (Result, error) {
-	d, err := deliveryFrom(ctx, "Run")
+	d, err := deliveryFrom(ctx, "Run", limitsOf(store))
 	if err != nil {
 		return Result{}, err
 	}
@@ -103,9 +103,13 @@ func Run[C, S any](ctx context.Context, store events.Store, agg events.Aggregate
 	}
 	res := Result{CommandID: d.env.ID, StreamID: storable(streamID)}
 	var rejected *RejectedError
-	ar, err := events.Update(ctx, store, agg, streamID, &events.UpdateConfig{MaxAttempts: 5}, func(state S) ([]events.Event, error) {
+	// decideErr tells decide's own errors, returned unchanged, from the
+	// store's.
+	var decideErr error
+	ar, err := events.Update(ctx, store, agg, streamID, &events.UpdateConfig{MaxAttempts: updateAttempts}, func(state S) ([]events.Event, error) {
 		out, err := decide(ctx, state, cmd)
 		if err != nil {
+			decideErr = err
 			return nil, err
 		}
 		evs := make([]events.Event, len(out))
@@ -114,6 +118,9 @@ func Run[C, S any](ctx context.Context, store events.Store, agg events.Aggregate
 		}
 		return evs, nil
 	})
+	if err != nil && err != decideErr && errors.Is(err, events.ErrWrongExpectedVersion) { //nolint:errorlint // decide's error is returned unchanged
+		err = persistentConflict(streamID, err)
+	}
 	if err != nil && !errors.As(err, &rejected) && errors.Is(err, events.ErrInvalidEvent) {
 		// The store refuses what was decided (an event over its payload
 		// limit, a NUL in a string, an invalid stream id), before writing
@@ -134,11 +141,12 @@ func Run[C, S any](ctx context.Context, store events.Store, agg events.Aggregate
 }
 
 // rejectUndecodable rejects a delivered command that does not decode
-// (cause says why) as a decision's Reject would: without the command
-// there is nothing to decide on, and a retry would decode it no better.
-// fresh is false when an earlier delivery rejected it already.
-func rejectUndecodable(ctx context.Context, cause error) (res Result, fresh bool, err error) {
-	d, err := deliveryFrom(ctx, "the Processor")
+// (cause says why) as a decision's Reject would, on a store of limits
+// lim: without the command there is nothing to decide on, and a retry
+// would decode it no better. fresh is false when an earlier delivery
+// rejected it already.
+func rejectUndecodable(ctx context.Context, lim events.Limits, cause error) (res Result, fresh bool, err error) {
+	d, err := deliveryFrom(ctx, "the Processor", lim)
 	if err != nil {
 		return Result{}, false, err
 	}
@@ -158,12 +166,14 @@ type delivery struct {
 	// md is the metadata of the events the command produces: its
 	// correlation, the command as their cause, and its causal token.
 	md events.Metadata
+	// limits are the store's, which a Rejected event must fit.
+	limits events.Limits
 }
 
 // deliveryFrom reads the delivery ctx carries, for caller (named in the
-// error when there is none), and at the head of a unit reads the earlier
-// results of all its commands at once.
-func deliveryFrom(ctx context.Context, caller string) (delivery, error) {
+// error when there is none), on a store of limits lim, and at the head of
+// a unit reads the earlier results of all its commands at once.
+func deliveryFrom(ctx context.Context, caller string, lim events.Limits) (delivery, error) {
 	msg := cqrs.OriginalMessageFromCtx(ctx)
 	if msg == nil {
 		return delivery{}, fmt.Errorf("command: %s needs the context of a delivered command (run it from a command handler)", caller)
@@ -177,7 +187,7 @@ func deliveryFrom(ctx context.Context, caller string) (delivery, error) {
 	if !ok || !isFeed {
 		return delivery{}, errors.New("command: the delivery carries no unit of work (subscribe with feed.Subscriber or run on feed.Processor)")
 	}
-	d := delivery{env: env, unit: u, rows: u.Rows(), md: events.Metadata{CorrelationID: env.Metadata.CorrelationID, CausationID: env.ID}}
+	d := delivery{env: env, unit: u, rows: u.Rows(), md: events.Metadata{CorrelationID: env.Metadata.CorrelationID, CausationID: env.ID}, limits: lim}
 	if tok := env.Metadata.Extra[MetaCausalToken]; tok != "" {
 		d.md.Extra = map[string]string{MetaCausalToken: tok}
 	}
@@ -216,16 +226,21 @@ func (d delivery) earlier(ctx context.Context) (Result, bool, error) {
 
 // reject appends the command's Rejected event, on the sender's
 // correlation, and keeps the result. The reason is stored as storable
-// text, and the result holds it as stored, so a redelivery reports the
-// same.
+// text, cut further where the event would not fit the store's payload
+// limit (see fitRejection), and the result holds it as stored, so a
+// redelivery reports the same.
 func (d delivery) reject(ctx context.Context, streamID, reason string) (Result, error) {
 	if reason == "" {
 		// An empty Result.Rejected means the command was not rejected.
 		reason = "no reason given"
 	}
-	res := Result{CommandID: d.env.ID, StreamID: storable(streamID), Rejected: storable(reason)}
+	ev, err := fitRejection(Rejected{CommandID: d.env.ID, Type: d.env.Type}, reason, d.limits.WithDefaults().MaxPayloadBytes)
+	if err != nil {
+		return Result{}, fmt.Errorf("command: record rejection of %s: %w", d.env.ID, err)
+	}
+	res := Result{CommandID: d.env.ID, StreamID: storable(streamID), Rejected: ev.Reason}
 	ar, err := d.unit.Append(ctx, StreamFor(RejectedType, d.md.CorrelationID), events.AnyVersion, events.Event{
-		ID: eventID(d.env.ID, -1), Data: Rejected{CommandID: d.env.ID, Type: d.env.Type, Reason: res.Rejected}, Metadata: d.md,
+		ID: eventID(d.env.ID, -1), Data: ev, Metadata: d.md,
 	})
 	if err != nil {
 		return Result{}, fmt.Errorf("command: record rejection of %s: %w", d.env.ID, err)

@@ -3,6 +3,7 @@ package command
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
+	"github.com/converge-es/converge/internal/rowjson"
 )
 
 // DefaultConsumerPrefix starts the feed consumer name of every command
@@ -36,7 +38,9 @@ type ProcessorConfig struct {
 	// set per handler. Defaults to the feed.SubscriberConfig defaults.
 	Subscriber feed.SubscriberConfig
 	// ConsumerPrefix names the handlers' feed consumers. Defaults to
-	// DefaultConsumerPrefix.
+	// DefaultConsumerPrefix. It is UTF-8 text without control characters
+	// (U+0000 to U+001F, U+007F), as handler names are: a consumer name
+	// holding one could never take its lease.
 	ConsumerPrefix string
 	// Partitions splits each handler's commands by stream, that is by
 	// sender (see StreamFor), into this many partitions, consumers of their
@@ -93,6 +97,9 @@ func NewProcessor(cfg *ProcessorConfig) (*Processor, error) {
 	if c.ConsumerPrefix == "" {
 		c.ConsumerPrefix = DefaultConsumerPrefix
 	}
+	if err := validatePrefix(c.ConsumerPrefix); err != nil {
+		return nil, err
+	}
 	if c.Partitions < 0 || c.Partitions > feed.MaxPartitions {
 		return nil, fmt.Errorf("command: ProcessorConfig.Partitions is %d: use 0 or 1 for one consumer per handler, or up to %d", c.Partitions, feed.MaxPartitions)
 	}
@@ -110,6 +117,7 @@ func NewProcessor(cfg *ProcessorConfig) (*Processor, error) {
 		logger = watermill.NopLogger{}
 	}
 	p := &Processor{cfg: c, handled: map[string]string{}}
+	limits := limitsOf(c.Store)
 	m := Marshaler{Registry: c.Store.Registry()}
 	cp, err := cqrs.NewCommandProcessorWithConfig(c.Router, cqrs.CommandProcessorConfig{
 		GenerateSubscribeTopic: func(params cqrs.CommandProcessorGenerateSubscribeTopicParams) (string, error) {
@@ -132,7 +140,7 @@ func NewProcessor(cfg *ProcessorConfig) (*Processor, error) {
 			if cause == nil {
 				return params.Handler.Handle(ctx, params.Command)
 			}
-			res, fresh, err := rejectUndecodable(ctx, cause)
+			res, fresh, err := rejectUndecodable(ctx, limits, cause)
 			if fresh {
 				logger.Info("Command does not decode: rejected", watermill.LogFields{
 					"handler": params.Handler.HandlerName(), "command_id": res.CommandID, "reason": res.Rejected,
@@ -153,29 +161,37 @@ func NewProcessor(cfg *ProcessorConfig) (*Processor, error) {
 // AddHandlers adds handlers (Handle, or any cqrs.CommandHandler) to the
 // router. Add them before the router runs. A command type has one
 // handler, and a handler name is taken once: a handler for a type the
-// Processor already handles, or with a name one of its handlers has, from
-// this call or an earlier one, is refused, and nothing of the call is
-// added. A name another component took on the router is refused too (an
-// error, not the router's panic), the handlers before it in the call
-// staying added.
+// Processor already handles, or with a name one of its handlers or
+// another component of the router has, from this call or an earlier one,
+// is refused. So is a handler whose feed consumer,
+// "<ConsumerPrefix>.<handler name>", could never take its lease: the name
+// must be UTF-8 text without control characters (U+0000 to U+001F,
+// U+007F), and the consumer name at most MaxConsumerNameLength bytes. A
+// refused call adds nothing.
 func (p *Processor) AddHandlers(handlers ...cqrs.CommandHandler) error {
 	m := Marshaler{Registry: p.cfg.Store.Registry()}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	adding := map[string]string{}
-	// The router refuses a handler name twice, with a panic, once the
-	// handlers before it in the call are added: checked here, the call
-	// adds nothing.
+	// The router refuses a handler name twice, with a panic, and cqrs
+	// fails on a handler whose command is no pointer, each once the
+	// handlers before it in the call are added: checked here, a refused
+	// call adds nothing.
 	names := map[string]bool{}
-	for _, n := range p.handled {
+	for n := range p.cfg.Router.Handlers() {
 		names[n] = true
 	}
+	consumers := make([]Consumer, 0, len(handlers))
 	for _, h := range handlers {
 		if names[h.HandlerName()] {
-			return fmt.Errorf("command: two handlers are named %q; a router takes a handler name once (give one another name)", h.HandlerName())
+			return fmt.Errorf("command: handler name %q is taken, by a handler on the router or another of this call; a router takes a handler name once (give one another name)", h.HandlerName())
 		}
 		names[h.HandlerName()] = true
-		name := m.Name(h.NewCommand())
+		cmd := h.NewCommand()
+		if rv := reflect.ValueOf(cmd); rv.Kind() != reflect.Pointer || rv.IsNil() {
+			return fmt.Errorf("command: handler %s: NewCommand returns %T; it must return a new non-nil pointer to the command (cqrs.NewCommandHandler does)", h.HandlerName(), cmd)
+		}
+		name := m.Name(cmd)
 		switch {
 		case name == "":
 			return fmt.Errorf("command: handler %s: its command type is not registered in the store's events.Registry", h.HandlerName())
@@ -195,24 +211,22 @@ func (p *Processor) AddHandlers(handlers ...cqrs.CommandHandler) error {
 				other, h.HandlerName(), name)
 		}
 		adding[name] = h.HandlerName()
+		con := Consumer{Handler: h.HandlerName(), Name: p.cfg.consumerName(h.HandlerName())}
+		con.Checkpoints = p.cfg.checkpointNames(con.Name, name)
+		if err := validateConsumer(con.Name, con.Checkpoints); err != nil {
+			return fmt.Errorf("command: handler %q: its feed consumer could never take its lease: %w ("+validNames+")",
+				rowjson.Clip(h.HandlerName(), 64), err, MaxConsumerNameLength)
+		}
+		consumers = append(consumers, con)
 	}
 	// One at a time, so that a handler cqrs has added is recorded even
-	// when a later one fails.
-	for _, h := range handlers {
+	// when a later one fails (a subscriber it cannot make, say).
+	for i, h := range handlers {
 		if err := p.addHandler(h); err != nil {
 			return fmt.Errorf("command: %w", err)
 		}
-		typ := m.Name(h.NewCommand())
-		p.handled[typ] = h.HandlerName()
-		name := p.cfg.consumerName(h.HandlerName())
-		cp := []string{feed.CheckpointName(name, Category(typ))}
-		if n := p.cfg.Partitions; n > 1 {
-			cp = cp[:0]
-			for i := range n {
-				cp = append(cp, feed.CheckpointName(feed.PartitionName(name, i, n), Category(typ)))
-			}
-		}
-		p.consumers = append(p.consumers, Consumer{Handler: h.HandlerName(), Name: name, Checkpoints: cp})
+		p.handled[m.Name(h.NewCommand())] = h.HandlerName()
+		p.consumers = append(p.consumers, consumers[i])
 	}
 	return nil
 }

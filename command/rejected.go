@@ -20,8 +20,9 @@ type Rejected struct {
 	Type string `json:"type"`
 	// Reason is what the decision said, or why the store refused what it
 	// decided, or why the command does not decode, as free text is
-	// stored: NUL and invalid UTF-8 as U+FFFD, cut at 4 KiB, and "no
-	// reason given" for an empty one.
+	// stored: NUL and invalid UTF-8 as U+FFFD, cut at 4 KiB (or shorter,
+	// where the event would not fit the store's Limits.MaxPayloadBytes),
+	// and "no reason given" for an empty one.
 	Reason string `json:"reason"`
 }
 

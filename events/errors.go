@@ -107,6 +107,10 @@ type DecodeError struct {
 }
 
 func (e *DecodeError) Error() string {
+	var pe *panicError
+	if errors.As(e.Err, &pe) {
+		return fmt.Sprintf("decode %q (schema v%d): %v", e.Type, e.SchemaVersion, e.Err)
+	}
 	return fmt.Sprintf("decode %q (schema v%d): %v (is an upcaster missing?)", e.Type, e.SchemaVersion, e.Err)
 }
 

@@ -182,7 +182,11 @@ func (r *Registry) Encode(data any) (Raw, error) {
 }
 
 // Decode returns the envelope's payload as a value of its registered Go type
-// (not a pointer), running upcasters for older schema versions.
+// (not a pointer), running upcasters for older schema versions. An
+// upcaster or an UnmarshalJSON method that panics on the payload makes it
+// a *DecodeError saying so, as one that returns an error does: a reader
+// treats a payload it cannot decode as such, rather than losing its
+// process or its delivery to the panic.
 func (r *Registry) Decode(env Envelope) (any, error) {
 	r.mu.RLock()
 	e, ok := r.byName[env.Type]
@@ -204,16 +208,44 @@ func (r *Registry) Decode(env Envelope) (any, error) {
 			return nil, &DecodeError{Type: env.Type, SchemaVersion: v, Err: fmt.Errorf("no upcaster from v%d", v)}
 		}
 		var err error
-		if payload, err = u.Func(payload); err != nil {
+		if payload, err = upcast(u, v, payload); err != nil {
 			return nil, &DecodeError{Type: env.Type, SchemaVersion: v, Err: err}
 		}
 	}
 	ptr := reflect.New(e.goType)
-	if err := json.Unmarshal(payload, ptr.Interface()); err != nil {
+	if err := unmarshal(payload, ptr.Interface()); err != nil {
 		return nil, &DecodeError{Type: env.Type, SchemaVersion: env.SchemaVersion, Err: err}
 	}
 	return ptr.Elem().Interface(), nil
 }
+
+// upcast runs the upcaster from version v, turning its panic into an
+// error.
+func upcast(u Upcaster, v int, payload json.RawMessage) (out json.RawMessage, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &panicError{fmt.Sprintf("the upcaster from v%d panicked on the payload: %v (make it return an error for payloads it cannot upcast)", v, p)}
+		}
+	}()
+	return u.Func(payload)
+}
+
+// unmarshal is json.Unmarshal, turning a panic of the type's UnmarshalJSON
+// into an error.
+func unmarshal(payload json.RawMessage, ptr any) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &panicError{fmt.Sprintf("decoding into %T panicked: %v (make its UnmarshalJSON return an error for payloads it cannot decode)", ptr, p)}
+		}
+	}()
+	return json.Unmarshal(payload, ptr)
+}
+
+// panicError is a decoder's panic as an error; it says what to do itself,
+// so DecodeError adds no guess of its own.
+type panicError struct{ msg string }
+
+func (e *panicError) Error() string { return e.msg }
 
 // DecodeAs decodes env and asserts its type is T.
 func DecodeAs[T any](r *Registry, env Envelope) (T, error) {

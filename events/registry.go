@@ -70,8 +70,10 @@ func RegisterSafely[T any](r *Registry, name string, version int, ups ...Upcaste
 		// and decode as a pointer.
 		return fmt.Errorf("events: register %q: %s is a pointer: register the value type %s (a pointer to it is named the same)", name, goType, goType.Elem())
 	}
-	if version < 1 {
-		return fmt.Errorf("events: register %q: schema version %d, want >= 1", name, version)
+	if version < 1 || version > MaxSchemaVersion {
+		// Past MaxSchemaVersion no store can hold the version: refused
+		// here, not at every append of the type.
+		return fmt.Errorf("events: register %q: schema version %d, want 1 to %d", name, version, MaxSchemaVersion)
 	}
 	e := &typeEntry{name: name, version: version, goType: goType, ups: map[int]Upcaster{}}
 	for _, u := range ups {
@@ -104,7 +106,7 @@ func RegisterSafely[T any](r *Registry, name string, version int, ups ...Upcaste
 // the new name.
 func (r *Registry) Alias(name, target string) error {
 	if err := ValidateTypeName(name); err != nil {
-		return fmt.Errorf("events: alias %q: %w", target, err)
+		return fmt.Errorf("events: alias %q (for %q): %w", name, target, err)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

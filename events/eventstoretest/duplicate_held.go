@@ -100,9 +100,24 @@ func testDuplicateOfHeldEventFailsTheUnit(t *testing.T, src feed.Source, s event
 	}
 	require.ErrorIs(t, dupErr, events.ErrDuplicateEvent)
 
+	// Nothing but Rollback works on the failed unit (on PostgreSQL its
+	// transaction is aborted): a handler that took the duplicate for
+	// "already done" and went on would see its later calls fail, not
+	// succeed and be lost at the commit.
+	_, err = dup.Append(ctx, "order-4", events.NoStream, placed("4", 1))
+	require.Error(t, err, "an append through the failed unit")
+	_, err = dup.StreamVersion(ctx, "order-3")
+	require.Error(t, err, "a read through the failed unit")
+	_, err = dup.ReadStream(ctx, "order-3", 1, 0)
+	require.Error(t, err, "a read through the failed unit")
+	_, _, err = dup.Rows().Get(ctx, "dup", "t", "k", feed.LockNone)
+	require.Error(t, err, "a row read through the failed unit")
+	_, err = dup.Positions(ctx, "some-checkpoint")
+	require.Error(t, err, "a position read through the failed unit")
+
 	require.Error(t, dup.Commit(ctx), "a unit that appended a held id can only roll back")
 	require.NoError(t, dup.Rollback(ctx))
-	for stream, want := range map[string]int64{"order-1": 1, "order-2": 0, "order-3": 0} {
+	for stream, want := range map[string]int64{"order-1": 1, "order-2": 0, "order-3": 0, "order-4": 0} {
 		v, err := s.StreamVersion(ctx, stream)
 		require.NoError(t, err)
 		require.Equal(t, want, v, "%s: only the holder's append is stored", stream)

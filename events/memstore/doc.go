@@ -38,9 +38,13 @@
 // PostgreSQL transaction once the holder commits (if the holder rolls
 // back, PostgreSQL's waiting append goes through, where memory's was
 // refused: append again after a refusal); a duplicate of a committed event is refused
-// before anything is written and leaves the unit usable, on both stores. A
-// deadlock between units (each waiting for a stream the other holds) is
-// not detected: it lasts until a context ends. An append cannot fail
+// before anything is written and leaves the unit usable, on both stores.
+// Once an append has failed the unit that way, every call on it but
+// Rollback fails, saying why, as statements in an aborted PostgreSQL
+// transaction do. A deadlock between units (each waiting for a stream the
+// other holds) is detected, as PostgreSQL detects it: the append that
+// would close the cycle fails at once with feed.ErrConflict, and that unit
+// can only roll back. An append cannot fail
 // half-way, so memory never reports events.ErrOutcomeUnknown.
 //
 // A feed read filtered by types or categories visits their events only:

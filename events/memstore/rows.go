@@ -117,6 +117,10 @@ func (r *rows) lock(ctx context.Context, write bool) (unlock func(), err error) 
 		unlock()
 		return nil, events.ErrUnitEnded
 	}
+	if r.u != nil && r.u.failed != nil {
+		unlock()
+		return nil, r.u.failed // see unit.live
+	}
 	return unlock, nil
 }
 

@@ -287,14 +287,18 @@ func (u *unit) Head(ctx context.Context) (events.Token, error) {
 }
 
 // live fails once the unit has ended: every method checks it first, so an
-// ended unit answers ErrUnitEnded whatever it is asked (events.Unit).
+// ended unit answers ErrUnitEnded whatever it is asked (events.Unit). It
+// fails too once the unit has failed (see failed), with why: PostgreSQL
+// runs nothing more in an aborted transaction, and a caller that went on
+// after the failure must not see later calls succeed and be lost at the
+// commit.
 func (u *unit) live() error {
 	u.s.mu.RLock()
 	defer u.s.mu.RUnlock()
 	if u.done {
 		return events.ErrUnitEnded
 	}
-	return nil
+	return u.failed
 }
 
 // AfterCommit registers fn to run after a successful Commit.

@@ -1,0 +1,59 @@
+package events_test
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/events"
+)
+
+type boundsV struct{ N int }
+
+// TestRegisterSafelyRefusesVersionsNoStoreHolds: a schema version outside
+// 1 to MaxSchemaVersion is refused at registration, naming the range, not
+// at every later append of the type; versions inside it register, over
+// random versions on both sides of each bound.
+func TestRegisterSafelyRefusesVersionsNoStoreHolds(t *testing.T) {
+	t.Parallel()
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 0))
+	draws := []int{0, 1, events.MaxSchemaVersion, events.MaxSchemaVersion + 1, -1, math.MaxInt, math.MinInt}
+	for range 50 {
+		draws = append(draws, rng.IntN(events.MaxSchemaVersion)+1, events.MaxSchemaVersion+1+rng.IntN(math.MaxInt-events.MaxSchemaVersion), -rng.IntN(math.MaxInt))
+	}
+	for i, v := range draws {
+		reg := events.NewRegistry()
+		name := fmt.Sprintf("bounds.%d", i)
+		err := events.RegisterSafely[boundsV](reg, name, v)
+		if v >= 1 && v <= events.MaxSchemaVersion {
+			require.NoError(t, err, "version %d", v)
+			raw, err := reg.Encode(boundsV{N: 1})
+			require.NoError(t, err)
+			require.Equal(t, v, raw.SchemaVersion)
+			continue
+		}
+		require.Error(t, err, "version %d", v)
+		require.ErrorContains(t, err, fmt.Sprintf("want 1 to %d", events.MaxSchemaVersion))
+		require.NotPanics(t, func() { _, _ = reg.Encode(boundsV{N: 1}) }, "nothing was registered")
+		_, err = reg.Encode(boundsV{N: 1})
+		require.ErrorIs(t, err, events.ErrUnknownType, "a refused registration registers nothing")
+	}
+}
+
+// TestAliasErrorNamesTheBadAlias: an alias that is no valid type name is
+// refused with an error quoting it, not the valid target.
+func TestAliasErrorNamesTheBadAlias(t *testing.T) {
+	t.Parallel()
+	reg := events.NewRegistry()
+	events.Register[boundsV](reg, "new-name")
+	for _, bad := range []string{"bad\nname", "", "x\x00y", "\xff"} {
+		err := reg.Alias(bad, "new-name")
+		require.Error(t, err, "%q", bad)
+		require.ErrorContains(t, err, fmt.Sprintf("alias %q (for \"new-name\")", bad))
+	}
+}

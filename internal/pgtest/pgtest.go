@@ -68,6 +68,13 @@ func New(tb testing.TB, cfg *Config) *DB {
 	if c.ExecMode != 0 {
 		pcfg.ConnConfig.DefaultQueryExecMode = c.ExecMode
 	}
+	// The shared server never crashes under these tests (the ones that
+	// stop or kill PostgreSQL run clusters of their own), so a commit
+	// need not wait for its WAL flush: on a disk that flushes slowly every
+	// test's set-up (a schema and its migrations, a commit each) and every
+	// commit would otherwise queue behind the others' flushes. What a
+	// commit makes visible, and when, is the same either way.
+	pcfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
 	for k, v := range c.Params {
 		pcfg.ConnConfig.RuntimeParams[k] = v
 	}

@@ -15,8 +15,10 @@ import (
 
 // waitFor bounds every wait on a condition. It is generous because on
 // PostgreSQL the global order only shows an append once every transaction
-// older than it has ended, and parallel tests keep transactions open.
-const waitFor = 10 * time.Second
+// older than it has ended, server-wide, and the tests of other packages
+// running beside these keep transactions open (a failed PostgreSQL test
+// logs the ones open then, with the test that opened each).
+const waitFor = 30 * time.Second
 
 // pollEvery is how often a waited-on condition is checked again.
 const pollEvery = 5 * time.Millisecond

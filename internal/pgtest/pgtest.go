@@ -75,6 +75,9 @@ func New(tb testing.TB, cfg *Config) *DB {
 	// commit would otherwise queue behind the others' flushes. What a
 	// commit makes visible, and when, is the same either way.
 	pcfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	// The test's name on its sessions says, in pg_stat_activity, which test
+	// holds a transaction open (see logHorizonHolders).
+	pcfg.ConnConfig.RuntimeParams["application_name"] = appName(tb.Name())
 	for k, v := range c.Params {
 		pcfg.ConnConfig.RuntimeParams[k] = v
 	}
@@ -87,6 +90,9 @@ func New(tb testing.TB, cfg *Config) *DB {
 	}
 	db := &DB{Pool: pool, Schema: schema, URL: url}
 	tb.Cleanup(func() {
+		if tb.Failed() {
+			logHorizonHolders(tb, url)
+		}
 		if n := awaitReleased(pool, leakWait); n > 0 {
 			// pool.Close would wait for them for ever, and an open
 			// transaction holds locks and the read horizon of the
@@ -171,6 +177,67 @@ func cleanupExec(tb testing.TB, url, what, sql string, args ...any) {
 	defer conn.Close(ctx)
 	if _, err := conn.Exec(ctx, sql, args...); err != nil {
 		tb.Errorf("cleanup: %s: %v", what, err)
+	}
+}
+
+// appName makes a test's name a valid application_name: printable ASCII,
+// at most 63 bytes (the server cuts longer names), the end kept, where a
+// subtest's name is.
+func appName(test string) string {
+	b := []byte(test)
+	for i, c := range b {
+		if c < 0x20 || c > 0x7e {
+			b[i] = '?'
+		}
+	}
+	if len(b) > 63 {
+		b = append([]byte("..."), b[len(b)-60:]...)
+	}
+	return string(b)
+}
+
+// logHorizonHolders logs the server's sessions that have held a
+// transaction id or a snapshot for over a second, with the test that opened
+// each (application_name). The feed shows an event only once every older
+// transaction of the server has ended, so a failed wait for events is often
+// another test's open transaction: this names it.
+func logHorizonHolders(tb testing.TB, url string) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		tb.Logf("pgtest: list open transactions: %v", err)
+		return
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT pid, application_name, state, now() - xact_start, backend_xid IS NOT NULL, left(query, 120)
+		FROM pg_stat_activity
+		WHERE pid <> pg_backend_pid() AND xact_start < now() - interval '1 second'
+		  AND (backend_xid IS NOT NULL OR backend_xmin IS NOT NULL)
+		ORDER BY xact_start`)
+	if err != nil {
+		tb.Logf("pgtest: list open transactions: %v", err)
+		return
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var (
+			pid           int32
+			app, state, q string
+			age           time.Duration
+			holdsID       bool
+		)
+		if err := rows.Scan(&pid, &app, &state, &age, &holdsID, &q); err != nil {
+			tb.Logf("pgtest: list open transactions: %v", err)
+			return
+		}
+		n++
+		tb.Logf("pgtest: open transaction: pid %d, test %q, %s for %s, holds an xid: %v, query %q", pid, app, state, age.Round(time.Millisecond), holdsID, q)
+	}
+	if n == 0 {
+		tb.Logf("pgtest: no transaction of the server was open for over a second when the test ended")
 	}
 }
 

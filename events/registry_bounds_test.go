@@ -57,3 +57,4 @@ func TestAliasErrorNamesTheBadAlias(t *testing.T) {
 		require.ErrorContains(t, err, fmt.Sprintf("alias %q (for \"new-name\")", bad))
 	}
 }
+

@@ -142,7 +142,13 @@ func ParseToken(s string) (Token, error) {
 	}
 	body := s[len(TokenPrefix):]
 	if len(body) != tokenBodyLen {
-		return Token{}, fmt.Errorf("%w: body has %d characters, want %d (was the token truncated?)", ErrInvalidToken, len(body), tokenBodyLen)
+		// Shorter is most often a token cut in transit; longer, one with
+		// something glued to it.
+		hint := "was the token truncated?"
+		if len(body) > tokenBodyLen {
+			hint = "is something appended to the token?"
+		}
+		return Token{}, fmt.Errorf("%w: body has %d characters, want %d (%s)", ErrInvalidToken, len(body), tokenBodyLen, hint)
 	}
 	if strings.Trim(body, tokenAlphabet) != "" {
 		return Token{}, fmt.Errorf("%w: body is not 22 characters of the token alphabet (pass the token exactly as a write returned it)", ErrInvalidToken)

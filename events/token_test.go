@@ -227,3 +227,34 @@ func requireURLAndHeaderSafe(t *testing.T, s string) {
 	require.Equal(t, s, url.QueryEscape(s))
 	require.Equal(t, s, url.PathEscape(s))
 }
+
+// TestParseTokenSaysWhichWayTheLengthIsWrong: a token body shorter than a
+// token's reads as truncated, a longer one as having something appended,
+// over random lengths either side.
+func TestParseTokenSaysWhichWayTheLengthIsWrong(t *testing.T) {
+	t.Parallel()
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 0))
+	good := events.MakeToken(rng.Uint64(), rng.Uint64()).String()
+	for range 200 {
+		body := good[len(events.TokenPrefix):]
+		n := rng.IntN(3 * len(body))
+		if n == len(body) {
+			continue
+		}
+		var s string
+		if n < len(body) {
+			s = events.TokenPrefix + body[:n]
+		} else {
+			s = good + strings.Repeat("A", n-len(body))
+		}
+		_, err := events.ParseToken(s)
+		require.ErrorIs(t, err, events.ErrInvalidToken, "%q", s)
+		if n < len(body) {
+			require.ErrorContains(t, err, "truncated", "%q", s)
+		} else {
+			require.ErrorContains(t, err, "appended", "%q", s)
+		}
+	}
+}

@@ -57,4 +57,3 @@ func TestAliasErrorNamesTheBadAlias(t *testing.T) {
 		require.ErrorContains(t, err, fmt.Sprintf("alias %q (for \"new-name\")", bad))
 	}
 }
-

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -59,5 +60,31 @@ func TestPersistentConflictSaysWhatAHandlersAuthorCanDo(t *testing.T) {
 		_, err = tryRunIn(t, s, other, func(context.Context, int, Deposit) ([]any, error) { return nil, own })
 		require.True(t, errors.Is(err, own), "a decision's own error is returned as it is: %v", err)
 		require.NotContains(t, err.Error(), "retried with backoff")
+	})
+}
+
+// fieldErrors is an error of a slice type, as validators return: its
+// values cannot be compared with ==.
+type fieldErrors []string
+
+func (e fieldErrors) Error() string { return strings.Join(e, "; ") }
+
+// TestDecideErrorOfAnUncomparableTypeIsReturned: a decision that fails
+// with an error of a slice (or map) type has it returned as it is, on both
+// stores; telling it from the store's conflict error compared the two, and
+// == on such an error panics.
+func TestDecideErrorOfAnUncomparableTypeIsReturned(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body
+		s := mk(t, registry(t))
+		cmd := sent(t, s, "process-1", Deposit{Account: "a", Amount: 1})
+		want := fieldErrors{"amount: too small", "account: unknown"}
+		var err error
+		require.NotPanics(t, func() {
+			_, err = tryRunIn(t, s, cmd, func(context.Context, int, Deposit) ([]any, error) { return nil, want })
+		})
+		var got fieldErrors
+		require.ErrorAs(t, err, &got)
+		require.Equal(t, want, got)
 	})
 }

@@ -103,13 +103,15 @@ func Run[C, S any](ctx context.Context, store events.Store, agg events.Aggregate
 	}
 	res := Result{CommandID: d.env.ID, StreamID: storable(streamID)}
 	var rejected *RejectedError
-	// decideErr tells decide's own errors, returned unchanged, from the
-	// store's.
-	var decideErr error
+	// decideFailed tells decide's own errors, which Update returns at once
+	// and unchanged, from the store's. A flag, not a comparison of the
+	// errors: an error of a slice or map type (a validator's list of field
+	// errors) cannot be compared, and == on it panics.
+	decideFailed := false
 	ar, err := events.Update(ctx, store, agg, streamID, &events.UpdateConfig{MaxAttempts: updateAttempts}, func(state S) ([]events.Event, error) {
 		out, err := decide(ctx, state, cmd)
 		if err != nil {
-			decideErr = err
+			decideFailed = true
 			return nil, err
 		}
 		evs := make([]events.Event, len(out))
@@ -118,7 +120,7 @@ func Run[C, S any](ctx context.Context, store events.Store, agg events.Aggregate
 		}
 		return evs, nil
 	})
-	if err != nil && err != decideErr && errors.Is(err, events.ErrWrongExpectedVersion) { //nolint:errorlint // decide's error is returned unchanged
+	if err != nil && !decideFailed && errors.Is(err, events.ErrWrongExpectedVersion) {
 		err = persistentConflict(streamID, err)
 	}
 	if err != nil && !errors.As(err, &rejected) && errors.Is(err, events.ErrInvalidEvent) {

@@ -116,15 +116,23 @@ func testDuplicateOfHeldEventFailsTheUnit(t *testing.T, src feed.Source, s event
 	require.Error(t, err, "a position read through the failed unit")
 
 	require.Error(t, dup.Commit(ctx), "a unit that appended a held id can only roll back")
+	// The failed Commit discarded the unit: it has ended, and holds
+	// nothing back (the append to order-3 below would wait on it).
+	_, err = dup.StreamVersion(ctx, "order-3")
+	require.ErrorIs(t, err, events.ErrUnitEnded, "a unit whose Commit failed has ended")
+	actx, cancel := context.WithTimeout(ctx, waitFor)
+	defer cancel()
+	_, err = s.Append(actx, "order-3", events.NoStream, placed("5", 1))
+	require.NoError(t, err, "an append to a stream the failed unit had appended to")
 	require.NoError(t, dup.Rollback(ctx))
-	for stream, want := range map[string]int64{"order-1": 1, "order-2": 0, "order-3": 0, "order-4": 0} {
+	for stream, want := range map[string]int64{"order-1": 1, "order-2": 0, "order-3": 1, "order-4": 0} {
 		v, err := s.StreamVersion(ctx, stream)
 		require.NoError(t, err)
-		require.Equal(t, want, v, "%s: only the holder's append is stored", stream)
+		require.Equal(t, want, v, "%s: only the holder's append, and the one after the failed unit, are stored", stream)
 	}
 	envs, err := s.ReadStream(ctx, "order-1", 1, 0)
 	require.NoError(t, err)
 	require.Len(t, envs, 1)
 	require.Equal(t, ev.ID, envs[0].ID, "the id stays the holder's")
-	requireStoreHolds(t, s, 1)
+	requireStoreHolds(t, s, 2)
 }

@@ -351,8 +351,13 @@ func (u *unit) Context(ctx context.Context) context.Context {
 // makes the unit's events, rows and moves visible at once. On any failure
 // the unit is discarded.
 func (u *unit) Commit(ctx context.Context, moves ...feed.Move) error {
-	if err := u.live(); err != nil {
-		return err
+	// Only an ended unit is refused here: a failed one (see live) must
+	// reach the check of u.failed below, which discards it.
+	u.s.mu.RLock()
+	done := u.done
+	u.s.mu.RUnlock()
+	if done {
+		return events.ErrUnitEnded
 	}
 	for _, m := range moves {
 		if err := feed.ValidateToken(m.Position); err != nil {

@@ -359,6 +359,13 @@ func TestEngineConfigIsValidated(t *testing.T) {
 			name: "nil definition", cfg: func(c *saga.EngineConfig) { c.Sagas = append(c.Sagas, nil) },
 			want: "saga: EngineConfig.Sagas holds a nil definition",
 		},
+		{
+			name: "typed nil definition", cfg: func(c *saga.EngineConfig) {
+				var never *saga.Saga[orderState] // declared, never assigned
+				c.Sagas = append(c.Sagas, never)
+			},
+			want: "saga: EngineConfig.Sagas holds a nil definition",
+		},
 		{name: "two definitions with one name", cfg: func(c *saga.EngineConfig) {
 			c.Sagas = []saga.Definition{named(dupName, false), named("valid", false), named(dupName, true)}
 		}, want: fmt.Sprintf("saga: two definitions named %q", dupName)},

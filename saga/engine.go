@@ -105,7 +105,9 @@ func NewEngine(cfg *EngineConfig) (*Engine, error) {
 	names := map[string]bool{TimerFiredType: true}
 	needTracker := false
 	for _, d := range c.Sagas {
-		if d == nil {
+		// A *Saga variable never assigned is a nil pointer in a non-nil
+		// interface: as nil as an absent definition.
+		if d == nil || reflect.ValueOf(d).Kind() == reflect.Pointer && reflect.ValueOf(d).IsNil() {
 			return nil, errors.New("saga: EngineConfig.Sagas holds a nil definition")
 		}
 		comp, err := d.compile(reg)

@@ -283,6 +283,10 @@ func (f *Fixture) ReleaseModel(name string) {
 // end.
 func (f *Fixture) Advance(d time.Duration) *Fixture {
 	f.t.Helper()
+	// A virtual clock that went back would put timers already scheduled in
+	// the future of "now" again, and later expectations would measure
+	// from the wrong time.
+	require.GreaterOrEqual(f.t, d, time.Duration(0), "sagatest: Advance moves the clock forward: d must not be negative")
 	end := f.clock.Now().Add(d)
 	f.sent = nil
 	var sent []Command

@@ -83,3 +83,24 @@ func TestExpectTimersChecksTheWholeSet(t *testing.T) {
 		}
 	}
 }
+
+// TestAdvanceRefusesToGoBack: Advance moves the virtual clock forward;
+// a negative duration, drawn at random, fails the test and leaves the
+// clock where it was, while zero and positive ones move it by that much.
+func TestAdvanceRefusesToGoBack(t *testing.T) {
+	t.Parallel()
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 14))
+	tb := &failingTB{T: t}
+	f := sagatest.New(tb, &sagatest.Config{Registry: shippingRegistry(), Sagas: []saga.Definition{shipping()}})
+	for range 20 {
+		before := f.Clock().Now()
+		d := -time.Duration(1 + rng.Int64N(int64(24*time.Hour)))
+		require.True(t, fails(tb, func() { f.Advance(d) }), "Advance(%s)", d)
+		require.Equal(t, before, f.Clock().Now(), "Advance(%s) moved the clock", d)
+		d = time.Duration(rng.Int64N(int64(time.Hour)))
+		require.False(t, fails(tb, func() { f.Advance(d) }), "Advance(%s)", d)
+		require.Equal(t, before.Add(d), f.Clock().Now())
+	}
+}

@@ -23,7 +23,11 @@ type Store interface {
 	// Nothing to return is an empty slice, never nil.
 	ReadAll(ctx context.Context, after Token, limit int) ([]Envelope, error)
 	// Head returns the token of the newest committed event (the zero token
-	// for an empty store).
+	// for an empty store). It measures (lag, progress); it is no place to
+	// start reading from: an append still open when Head answered may
+	// commit later with a token below it, and a ReadAll after Head would
+	// never show that event. Start from the zero token or a stored
+	// checkpoint.
 	Head(ctx context.Context) (Token, error)
 	// Registry returns the type registry the store encodes with.
 	Registry() *Registry

@@ -67,6 +67,7 @@ var feedTests = []feedTest{
 	{"ReservedMetadataRefused", testReservedMetadataRefused},
 	{"UnitsAppendingCrosswiseDoNotWaitForEver", testUnitsAppendingCrosswiseDoNotWaitForEver},
 	{"LeaseArguments", testLeaseArguments},
+	{"LeaseTextLength", testLeaseTextLength},
 	{"TokensBeyondAStoreAreRefused", testTokensBeyondAStoreAreRefused},
 	{"ReadFeedRefusesBadNames", testReadFeedRefusesBadNames},
 	{"UnitBadInputBeforeCanceledContext", testUnitBadInputBeforeCanceledContext},

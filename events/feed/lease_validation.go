@@ -9,8 +9,8 @@ import (
 
 // ErrInvalidLease is wrapped by every error about a bad lease or
 // membership argument: an empty or unprintable consumer name, owner, group
-// or member, or a ttl that is not positive. Both stores refuse these before
-// touching storage.
+// or member, one longer than MaxLeaseTextBytes, or a ttl that is not
+// positive. Both stores refuse these before touching storage.
 var ErrInvalidLease = errors.New("feed: invalid lease argument")
 
 // ValidateLease checks the arguments of CheckpointStore.Acquire and Renew.
@@ -41,18 +41,30 @@ func ValidateMember(group, member string, ttl time.Duration) error {
 	return nil
 }
 
+// MaxLeaseTextBytes bounds a consumer name, an owner, a group and a
+// member, in bytes. PostgreSQL indexes them (a group with a member in one
+// key), and refuses an index entry past about 2,700 bytes: without a bound
+// here, a name memory takes would fail on PostgreSQL only, and at every
+// attempt to take its lease.
+const MaxLeaseTextBytes = 1024
+
 // validateLeaseText refuses what PostgreSQL's text cannot hold (NUL,
-// invalid UTF-8) and other control characters, which only come by mistake.
+// invalid UTF-8) or index (see MaxLeaseTextBytes), and other control
+// characters, which only come by mistake. Errors quote at most the start
+// of s.
 func validateLeaseText(what, s, hint string) error {
 	if s == "" {
 		return fmt.Errorf("%w: empty %s (%s)", ErrInvalidLease, what, hint)
 	}
+	if len(s) > MaxLeaseTextBytes {
+		return fmt.Errorf("%w: %s %.64q… is %d bytes, the limit is %d (%s)", ErrInvalidLease, what, s, len(s), MaxLeaseTextBytes, hint)
+	}
 	if !utf8.ValidString(s) {
-		return fmt.Errorf("%w: %s %q is not valid UTF-8", ErrInvalidLease, what, s)
+		return fmt.Errorf("%w: %s %.64q is not valid UTF-8", ErrInvalidLease, what, s)
 	}
 	for _, r := range s {
 		if r < 0x20 || r == 0x7f {
-			return fmt.Errorf("%w: %s %q contains control character %U", ErrInvalidLease, what, s, r)
+			return fmt.Errorf("%w: %s %.64q contains control character %U", ErrInvalidLease, what, s, r)
 		}
 	}
 	return nil

@@ -41,8 +41,8 @@
 // without acting. AddHandlers refuses one, in the same call or a later
 // one. A handler's name names its feed consumer ("command.<name>"), so
 // AddHandlers also refuses a name no lease can be held under (a control
-// character, invalid UTF-8, a consumer name over MaxConsumerNameLength
-// bytes); a refused call adds none of its handlers.
+// character, invalid UTF-8, checkpoint names over feed.MaxLeaseTextBytes);
+// a refused call adds none of its handlers.
 //
 // Each handler reads its command category with one consumer by default,
 // so its commands run one at a time. ProcessorConfig.Partitions splits a

@@ -94,7 +94,7 @@ func Handle[C, S any](name string, store events.Store, agg events.Aggregate[S], 
 // more than Handle gives: it returns the command's Result. ctx must be a
 // delivery's context (it carries the message and its unit).
 func Run[C, S any](ctx context.Context, store events.Store, agg events.Aggregate[S], streamID string, cmd C, decide Decide[C, S]) (Result, error) {
-	d, err := deliveryFrom(ctx, "Run", limitsOf(store))
+	d, err := deliveryFrom(ctx, "Run", events.LimitsOf(store))
 	if err != nil {
 		return Result{}, err
 	}

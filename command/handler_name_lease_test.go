@@ -21,12 +21,8 @@ import (
 )
 
 // leaseRefused reports whether the feed refuses a lease under one of a
-// consumer's checkpoint names, or the consumer name is over the
-// documented limit: the handlers AddHandlers must refuse.
-func leaseRefused(consumer string, checkpoints []string) bool {
-	if len(consumer) > command.MaxConsumerNameLength {
-		return true
-	}
+// consumer's checkpoint names: the handlers AddHandlers must refuse.
+func leaseRefused(checkpoints []string) bool {
 	for _, cp := range checkpoints {
 		if feed.ValidateLease(cp, "owner", time.Minute) != nil {
 			return true
@@ -51,7 +47,7 @@ func checkpointsOf(consumer, typ string, partitions int) []string {
 // randomName mixes what a consumer name may hold with what it may not:
 // C0 controls and DEL (which the feed refuses), C1 controls such as
 // U+0085 and the line and paragraph separators (which it takes), invalid
-// UTF-8, and runs long enough to cross MaxConsumerNameLength.
+// UTF-8, and runs long enough to cross feed.MaxLeaseTextBytes.
 func randomName(rng *rand.Rand) string {
 	valid := []string{"a", "z", "0", "-", "_", ".", " ", "/", "#", "é", "€", "😀", "\u0085", "\u009f", "\u2028", "\u2029", "\u00a0"}
 	invalid := []string{"\x00", "\n", "\t", "\x1f", "\x7f", "\xff", "\xc3", "\xe2\x82", "\xed\xa0\x80"}
@@ -59,9 +55,9 @@ func randomName(rng *rand.Rand) string {
 	n := 1 + rng.IntN(12)
 	switch rng.IntN(6) {
 	case 0: // about the limit
-		n = command.MaxConsumerNameLength - len(command.DefaultConsumerPrefix) - 20 + rng.IntN(40)
+		n = feed.MaxLeaseTextBytes - len(command.DefaultConsumerPrefix) - 60 + rng.IntN(80)
 	case 1: // far over it
-		n = command.MaxConsumerNameLength + rng.IntN(4<<10)
+		n = feed.MaxLeaseTextBytes + rng.IntN(4<<10)
 	}
 	bad := rng.IntN(3) == 0
 	for b.Len() < n {
@@ -79,8 +75,8 @@ func randomName(rng *rand.Rand) string {
 // refuses retries it for ever: the handler never runs, with nothing but a
 // log line to say why. So AddHandlers refuses, up front, exactly the
 // handler names under which the feed would refuse a lease (a C0 control
-// character, DEL, invalid UTF-8) or that make the consumer name longer
-// than MaxConsumerNameLength, naming the handler and saying what a name
+// character, DEL, invalid UTF-8) or that make a checkpoint name longer
+// than feed.MaxLeaseTextBytes, naming the handler and saying what a name
 // may hold; a refused call adds nothing, not even the valid handler beside
 // it. A name it takes (C1 controls and separators are ordinary text to
 // the feed) is one the store holds each of the consumer's leases under.
@@ -109,7 +105,7 @@ func TestAddHandlersRefusesANameNoLeaseIsTakenUnder(t *testing.T) {
 			cps := checkpointsOf(consumer, "account.deposit", partitions)
 
 			err = p.AddHandlers(handlers...)
-			if leaseRefused(consumer, cps) {
+			if leaseRefused(cps) {
 				refused++
 				require.Error(t, err, "handler name %q", name)
 				require.ErrorContains(t, err, "without control characters", "the error says what a name may hold")
@@ -155,7 +151,7 @@ func TestAHandlerNameFromAConfigFileIsRefused(t *testing.T) {
 		s := mk(t, registry(t))
 		router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})
 		require.NoError(t, err)
-		for _, prefix := range []string{"command\n", "cmd\x00", "\xffcmd", strings.Repeat("c", command.MaxConsumerNameLength)} {
+		for _, prefix := range []string{"command\n", "cmd\x00", "\xffcmd", strings.Repeat("c", feed.MaxLeaseTextBytes)} {
 			_, err := command.NewProcessor(&command.ProcessorConfig{Store: s, Router: router, ConsumerPrefix: prefix})
 			require.ErrorContains(t, err, "ConsumerPrefix", "prefix %q", prefix)
 		}

@@ -117,7 +117,7 @@ func NewProcessor(cfg *ProcessorConfig) (*Processor, error) {
 		logger = watermill.NopLogger{}
 	}
 	p := &Processor{cfg: c, handled: map[string]string{}}
-	limits := limitsOf(c.Store)
+	limits := events.LimitsOf(c.Store)
 	m := Marshaler{Registry: c.Store.Registry()}
 	cp, err := cqrs.NewCommandProcessorWithConfig(c.Router, cqrs.CommandProcessorConfig{
 		GenerateSubscribeTopic: func(params cqrs.CommandProcessorGenerateSubscribeTopicParams) (string, error) {
@@ -166,8 +166,9 @@ func NewProcessor(cfg *ProcessorConfig) (*Processor, error) {
 // is refused. So is a handler whose feed consumer,
 // "<ConsumerPrefix>.<handler name>", could never take its lease: the name
 // must be UTF-8 text without control characters (U+0000 to U+001F,
-// U+007F), and the consumer name at most MaxConsumerNameLength bytes. A
-// refused call adds nothing.
+// U+007F), and each of its checkpoint names (the consumer name with a
+// partition and the command category) at most feed.MaxLeaseTextBytes
+// bytes. A refused call adds nothing.
 func (p *Processor) AddHandlers(handlers ...cqrs.CommandHandler) error {
 	m := Marshaler{Registry: p.cfg.Store.Registry()}
 	p.mu.Lock()
@@ -213,9 +214,9 @@ func (p *Processor) AddHandlers(handlers ...cqrs.CommandHandler) error {
 		adding[name] = h.HandlerName()
 		con := Consumer{Handler: h.HandlerName(), Name: p.cfg.consumerName(h.HandlerName())}
 		con.Checkpoints = p.cfg.checkpointNames(con.Name, name)
-		if err := validateConsumer(con.Name, con.Checkpoints); err != nil {
+		if err := validateConsumer(con.Checkpoints); err != nil {
 			return fmt.Errorf("command: handler %q: its feed consumer could never take its lease: %w ("+validNames+")",
-				rowjson.Clip(h.HandlerName(), 64), err, MaxConsumerNameLength)
+				rowjson.Clip(h.HandlerName(), 64), err, feed.MaxLeaseTextBytes)
 		}
 		consumers = append(consumers, con)
 	}

@@ -6,18 +6,8 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/internal/rowjson"
 )
-
-// limitsOf returns the store's append limits, or the defaults for a store
-// that does not say.
-func limitsOf(s any) events.Limits {
-	if l, ok := s.(interface{ Limits() events.Limits }); ok {
-		return l.Limits()
-	}
-	return events.Limits{}.WithDefaults()
-}
 
 // fitRejection returns ev with reason as its Reason, stored as free text
 // is (see storable), and cut further when the encoded event would exceed

@@ -45,6 +45,15 @@ func (l Limits) WithDefaults() Limits {
 	return l
 }
 
+// LimitsOf returns the limits store enforces on appends (both stores have
+// a Limits method), or the defaults for a store that does not say.
+func LimitsOf(store any) Limits {
+	if l, ok := store.(interface{ Limits() Limits }); ok {
+		return l.Limits()
+	}
+	return Limits{}.WithDefaults()
+}
+
 // Record is an event validated and encoded for storage. Stores build them
 // with Prepare; applications do not need them.
 type Record struct {

@@ -55,15 +55,6 @@ type Engine struct {
 	timerSleepHook func(feedWake <-chan struct{})
 }
 
-// storeLimits returns the store's append limits, or the defaults for a
-// store that does not say.
-func storeLimits(st Store) events.Limits {
-	if l, ok := st.(interface{ Limits() events.Limits }); ok {
-		return l.Limits()
-	}
-	return events.Limits{}.WithDefaults()
-}
-
 // TimerFiredType is the stored type name of TimerFired.
 const TimerFiredType = "converge.saga.timer_fired"
 
@@ -98,7 +89,7 @@ func NewEngine(cfg *EngineConfig) (*Engine, error) {
 		return nil, fmt.Errorf("saga: saga.TimerFired is registered as %q, want %q", name, TimerFiredType)
 	}
 	e := &Engine{
-		cfg: c, reg: reg, limits: storeLimits(c.Store), log: c.Logger.With("component", "saga.Engine"),
+		cfg: c, reg: reg, limits: events.LimitsOf(c.Store), log: c.Logger.With("component", "saga.Engine"),
 		sagas: map[string]*compiled{}, byType: map[reflect.Type][]*compiled{},
 		watching: map[string]bool{},
 	}

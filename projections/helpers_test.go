@@ -69,8 +69,10 @@ func newRegistry() *events.Registry {
 	return reg
 }
 
-// waitTimeout bounds every wait; passing tests never reach it.
-const waitTimeout = 15 * time.Second
+// waitTimeout bounds every wait; passing tests never reach it, even on a
+// loaded two-core machine under -race, where dead-lettering a thousand
+// events one unit each took over 10 s.
+const waitTimeout = 30 * time.Second
 
 // quiet drops logs; PROJECTIONS_TEST_LOG=1 shows them when debugging.
 var quiet = func() *slog.Logger {
@@ -125,6 +127,8 @@ func newTracker(t *testing.T, pos consistency.PositionReader, w feed.CheckpointW
 	tr, err := consistency.NewTracker(&consistency.TrackerConfig{
 		Positions: pos, Watcher: w, PushHealthy: healthy, Logger: quiet,
 		FallbackInterval: 50 * time.Millisecond,
+		// The tracker's own cap (10 s by default) would cut waitTimeout short.
+		MaxTimeout: waitTimeout,
 	})
 	require.NoError(t, err)
 	require.NoError(t, tr.Start(context.Background()))

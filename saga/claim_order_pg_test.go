@@ -109,13 +109,16 @@ func TestUnitsClaimingIdsInOppositeOrdersDoNotDeadlock(t *testing.T) {
 		}
 		return len(tl.Ignored)
 	}
-	require.Eventually(t, func() bool { return ignored("x") == 2 && ignored("y") == 2 },
+	m := b.engine.Metrics()
+	ignoredCount := func() float64 { return testutil.ToFloat64(m.Ignored.WithLabelValues(orders, "no_instance")) }
+	// The records are visible at the commit, the metric only once the
+	// unit's after-commit hooks have run: wait for both.
+	require.Eventually(t, func() bool { return ignored("x") == 2 && ignored("y") == 2 && ignoredCount() >= 4 },
 		45*time.Second, 5*time.Millisecond, "the four messages were not all ignored")
 	mu.Lock()
 	defer mu.Unlock()
 	require.Len(t, paired, partitions, "each partition took its two messages in one unit (else the test shows nothing)")
 	require.Empty(t, failed, "a unit failed")
-	m := b.engine.Metrics()
-	require.Equal(t, 4.0, testutil.ToFloat64(m.Ignored.WithLabelValues(orders, "no_instance")), "each message was ignored once")
+	require.Equal(t, 4.0, ignoredCount(), "each message was ignored once")
 	require.Zero(t, testutil.ToFloat64(m.Duplicates.WithLabelValues(orders)))
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/converge-es/converge/internal/pgtest"
 )
 
 // runMainEnv, when set, makes the test binary run converge's main with
@@ -20,6 +22,8 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	goleak.VerifyTestMain(m,
+		// Tests hand their schemas on instead of migrating one each.
+		goleak.Cleanup(pgtest.ReuseSchemas()),
 		// pgxpool's health check goroutine ends just after Close returns.
 		goleak.IgnoreTopFunction("github.com/jackc/pgx/v5/pgxpool.(*Pool).backgroundHealthCheck"),
 	)

@@ -15,6 +15,8 @@ import (
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m,
+		// Tests hand their schemas on instead of migrating one each.
+		goleak.Cleanup(pgtest.ReuseSchemas()),
 		// pgxpool's background health check ends shortly after Close.
 		goleak.IgnoreTopFunction("github.com/jackc/pgx/v5/pgxpool.(*Pool).backgroundHealthCheck"),
 		// A connection dropped mid-query (a cancelled context, a cut by the

@@ -48,7 +48,9 @@ type DB struct {
 }
 
 // New creates a fresh schema, migrates it and returns a pool whose
-// search_path is that schema. The schema is dropped when the test ends.
+// search_path is that schema. The schema is dropped when the test ends,
+// or, when the process turned ReuseSchemas on and the test passed, emptied
+// and handed to a later test of the process.
 func New(tb testing.TB, cfg *Config) *DB {
 	tb.Helper()
 	c := Config{}
@@ -59,7 +61,10 @@ func New(tb testing.TB, cfg *Config) *DB {
 		c.MaxConns = 6
 	}
 	url := URL(tb)
-	schema := "t_" + randomHex(6)
+	schema, reused, keep := "t_"+randomHex(6), false, false
+	if !c.SkipMigrate {
+		schema, reused, keep = takeSchema(url)
+	}
 	pcfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		tb.Fatalf("parse DATABASE_URL: %v", err)
@@ -103,12 +108,21 @@ func New(tb testing.TB, cfg *Config) *DB {
 			terminate(tb, url, pids)
 		} else {
 			pool.Close()
+			if keep && !tb.Failed() && release(tb, url, schema) {
+				return
+			}
 		}
+		forget(schema)
 		Drop(tb, url, schema)
 	})
-	if !c.SkipMigrate {
+	if !c.SkipMigrate && !reused {
 		if _, err := migrations.Migrate(ctx, pool, &migrations.Config{Schema: schema}); err != nil {
 			tb.Fatalf("migrate %s: %v", schema, err)
+		}
+		if keep {
+			if err := learnFingerprint(ctx, pool, schema); err != nil {
+				tb.Fatalf("pgtest: read the catalog of %s: %v", schema, err)
+			}
 		}
 	}
 	return db

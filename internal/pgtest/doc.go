@@ -10,4 +10,13 @@
 // its sessions are terminated: otherwise closing the pool would wait for
 // ever, and the open transaction would hold locks and the read horizon of
 // the server that every other test shares.
+//
+// A test process that calls ReuseSchemas hands the schema of a test that
+// passed, emptied, to its next test, when its catalog is still what
+// migration made. Clean-up statements share one connection per process,
+// and every few dozen schemas the catalogs that schema changes leave dead
+// rows in are vacuumed. All three save the server work: on a two-core
+// machine a new session cost about 50 ms of CPU, a migration about 100 ms
+// under a database-wide lock, and a server without autovacuum collected
+// dead catalog rows that every new session scanned past.
 package pgtest

@@ -174,22 +174,23 @@ func terminate(tb testing.TB, url string, pids *sync.Map) {
 func Drop(tb testing.TB, url, schema string) {
 	tb.Helper()
 	cleanupExec(tb, url, "drop schema "+schema, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	schemaEnded(ctx, url)
 }
 
-// cleanupExec runs one statement of a test's clean-up on a connection of
-// its own (the test's pool may be closed, or stuck), failing the test when
-// it cannot.
+// cleanupExec runs one statement of a test's clean-up on the process's
+// clean-up connection (the test's pool may be closed, or stuck), failing
+// the test when it cannot.
 func cleanupExec(tb testing.TB, url, what, sql string, args ...any) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
+	err := withAdmin(ctx, url, func(conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, sql, args...)
+		return err
+	})
 	if err != nil {
-		tb.Errorf("cleanup: connect: %v", err)
-		return
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, sql, args...); err != nil {
 		tb.Errorf("cleanup: %s: %v", what, err)
 	}
 }

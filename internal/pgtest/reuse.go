@@ -2,6 +2,7 @@ package pgtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -51,8 +52,11 @@ func ReuseSchemas() (dropKept func(exitCode int)) {
 		if url == "" {
 			return
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		defer closeAdmin(ctx)
 		for schema := range kept {
-			if err := dropSchema(url, schema); err != nil {
+			if err := dropSchema(ctx, url, schema); err != nil {
 				fmt.Printf("pgtest: drop kept schema %s: %v\n", schema, err)
 			}
 		}
@@ -122,45 +126,53 @@ func release(tb testing.TB, url, schema string) bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
+	var changed bool
+	err := withAdmin(ctx, url, func(conn *pgx.Conn) error {
+		return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			// A session the test left behind that still holds one of the
+			// tables makes TRUNCATE wait: drop the schema instead, as
+			// before.
+			if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '2s'"); err != nil {
+				return err
+			}
+			got, err := fingerprint(ctx, tx, schema)
+			if err != nil {
+				return fmt.Errorf("read its catalog: %w", err)
+			}
+			if changed = got != want; changed {
+				return nil
+			}
+			rows, err := tx.Query(ctx, `SELECT c.relname FROM pg_class c
+				WHERE c.relnamespace = $1::regnamespace AND c.relkind IN ('r', 'p') AND c.relname <> 'schema_version'
+				ORDER BY c.relname`, pgx.Identifier{schema}.Sanitize())
+			if err != nil {
+				return fmt.Errorf("list its tables: %w", err)
+			}
+			tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				return fmt.Errorf("list its tables: %w", err)
+			}
+			if len(tables) == 0 {
+				return errors.New("it has no tables")
+			}
+			quoted := make([]string, len(tables))
+			for i, t := range tables {
+				quoted[i] = pgx.Identifier{schema, t}.Sanitize()
+			}
+			if _, err := tx.Exec(ctx, "TRUNCATE "+strings.Join(quoted, ", ")+" RESTART IDENTITY"); err != nil {
+				return fmt.Errorf("empty it: %w", err)
+			}
+			return nil
+		})
+	})
 	if err != nil {
-		tb.Logf("pgtest: reuse schema %s: connect: %v", schema, err)
-		return false
-	}
-	defer func() { _ = conn.Close(ctx) }()
-	// A session the test left behind that still holds one of the tables
-	// makes TRUNCATE wait: drop the schema instead, as before.
-	if _, err := conn.Exec(ctx, "SET lock_timeout = '2s'"); err != nil {
 		tb.Logf("pgtest: reuse schema %s: %v", schema, err)
 		return false
 	}
-	got, err := fingerprint(ctx, conn, schema)
-	if err != nil {
-		tb.Logf("pgtest: reuse schema %s: read its catalog: %v", schema, err)
+	if changed {
 		return false
 	}
-	if got != want {
-		return false
-	}
-	var tables []string
-	rows, err := conn.Query(ctx, `SELECT c.relname FROM pg_class c
-		WHERE c.relnamespace = $1::regnamespace AND c.relkind IN ('r', 'p') AND c.relname <> 'schema_version'
-		ORDER BY c.relname`, pgx.Identifier{schema}.Sanitize())
-	if err == nil {
-		tables, err = pgx.CollectRows(rows, pgx.RowTo[string])
-	}
-	if err != nil || len(tables) == 0 {
-		tb.Logf("pgtest: reuse schema %s: list its tables: %v", schema, err)
-		return false
-	}
-	quoted := make([]string, len(tables))
-	for i, t := range tables {
-		quoted[i] = pgx.Identifier{schema, t}.Sanitize()
-	}
-	if _, err := conn.Exec(ctx, "TRUNCATE "+strings.Join(quoted, ", ")+" RESTART IDENTITY"); err != nil {
-		tb.Logf("pgtest: reuse schema %s: empty it: %v", schema, err)
-		return false
-	}
+	schemaEnded(ctx, url)
 	reuse.mu.Lock()
 	defer reuse.mu.Unlock()
 	if !reuse.on {
@@ -225,15 +237,10 @@ SELECT coalesce(string_agg(x, E'\n' ORDER BY x), '') FROM (
 	return fmt.Sprintf("%s\nversion %d", fp, version), nil
 }
 
-// dropSchema drops schema on a connection of its own.
-func dropSchema(url, schema string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
+// dropSchema drops schema on the process's clean-up connection.
+func dropSchema(ctx context.Context, url, schema string) error {
+	return withAdmin(ctx, url, func(conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
 		return err
-	}
-	defer func() { _ = conn.Close(ctx) }()
-	_, err = conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
-	return err
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -34,17 +35,24 @@ func TestRebuildReportsOnlyTheSwitch(t *testing.T) {
 					updates = append(updates, u)
 				},
 			})
+			// The switch, and a commit a tracker read from the store, are visible before their OnUpdate calls ran.
+			reported := func(n int) {
+				t.Helper()
+				require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(updates) >= n }, waitTimeout, time.Millisecond)
+			}
 			var last events.AppendResult
 			for i := range 6 {
 				last = f.append(t, "account-1", Deposited{"a1", i + 1})
 			}
 			f.waitFor(t, last.Token, "rebuilt")
+			reported(6)
 			mu.Lock()
 			require.Len(t, updates, 6, "one change per deposit")
 			updates = nil
 			mu.Unlock()
 
 			require.NoError(t, r.Rebuild(context.Background(), "rebuilt"))
+			reported(1)
 			mu.Lock()
 			require.Len(t, updates, 1, "the rebuild's own writes are not reported: %+v", updates)
 			require.Equal(t, projections.UpdateReplaced, updates[0].Kind)
@@ -55,6 +63,7 @@ func TestRebuildReportsOnlyTheSwitch(t *testing.T) {
 
 			res := f.append(t, "account-1", Deposited{"a1", 100})
 			f.waitFor(t, res.Token, "rebuilt")
+			reported(1)
 			mu.Lock()
 			defer mu.Unlock()
 			require.Len(t, updates, 1)

@@ -104,9 +104,12 @@ type RunnerConfig struct {
 	// OnUpdate, when set, is called after each committed read-model change
 	// of the active generation (a WebSocket hub for live views plugs in
 	// here). It runs on the committing goroutine, after the commit and
-	// before the checkpoint's move is announced in this process: once the
-	// runner's Tracker reports the projection at a token, OnUpdate has been
-	// called for every change up to it. It must not block. Defaults to nil.
+	// before this Runner advances the Tracker. The Tracker can learn of a
+	// commit first, though: from the store's checkpoint notifications, or
+	// by reading the stored position (its first answer for a name, and its
+	// polls), so a token wait returning does not mean OnUpdate has been
+	// called for every change up to the token; a caller that needs the
+	// calls waits for them. It must not block. Defaults to nil.
 	OnUpdate func(Update)
 	// OnCommitted, when set, is called after each move of a processor's
 	// checkpoint (a unit's commit, or an advance past events the projection

@@ -60,6 +60,8 @@ func TestHandlerWritesLandWithCheckpoint(t *testing.T) {
 			require.True(t, ok)
 			require.False(t, pos.Before(last.Token), "the tracker was advanced")
 
+			// A tracker that read the stored checkpoint may see the commit before its OnUpdate calls ran.
+			require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(updates) >= 5 }, waitTimeout, time.Millisecond)
 			mu.Lock()
 			defer mu.Unlock()
 			require.Len(t, updates, 5)

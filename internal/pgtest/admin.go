@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -11,57 +12,77 @@ import (
 // A new PostgreSQL session is a process fork on the server: on this
 // project's two-core test machine about 50 ms of CPU each, and a full test
 // run opened thousands. The statements of the tests' clean-ups (emptying
-// or dropping a schema, ending a leaked session) therefore share one
-// connection per test process rather than each opening its own. It is a
-// plain connection, not a pool: it runs no goroutine while idle, so the
-// tests' leak checks do not see it.
+// or dropping a schema, ending a leaked session) therefore reuse a few
+// connections per test process rather than each opening its own. They are
+// plain connections on a free list, not a pool: an idle one runs no
+// goroutine, so the tests' leak checks do not see them, and no statement
+// holds a lock while it runs, so one clean-up blocked on a table lock does
+// not hold up the others (it has a connection to itself meanwhile).
 var admin struct {
 	mu   sync.Mutex
 	url  string
-	conn *pgx.Conn
+	free []*pgx.Conn
 	// ended counts the schemas this process emptied or dropped since the
 	// catalogs were last vacuumed.
 	ended int
 }
 
-// withAdmin runs fn on the process's clean-up connection, opening it when
-// there is none (or it broke), one caller at a time.
+// withAdmin runs fn on a clean-up connection of the process, opening one
+// when none is free.
 func withAdmin(ctx context.Context, url string, fn func(*pgx.Conn) error) error {
+	var conn *pgx.Conn
 	admin.mu.Lock()
-	defer admin.mu.Unlock()
-	if admin.conn != nil && (admin.url != url || admin.conn.IsClosed()) {
-		_ = admin.conn.Close(ctx)
-		admin.conn = nil
+	if admin.url != url {
+		for _, c := range admin.free {
+			_ = c.Close(ctx)
+		}
+		admin.url, admin.free = url, nil
 	}
-	if admin.conn == nil {
+	if n := len(admin.free); n > 0 {
+		conn, admin.free = admin.free[n-1], admin.free[:n-1]
+	}
+	admin.mu.Unlock()
+	if conn == nil || conn.IsClosed() {
 		cfg, err := pgx.ParseConfig(url)
 		if err != nil {
 			return fmt.Errorf("connect: %w", err)
 		}
 		cfg.RuntimeParams["application_name"] = "pgtest clean-up"
-		conn, err := pgx.ConnectConfig(ctx, cfg)
-		if err != nil {
+		// As on the tests' own connections (see New).
+		cfg.RuntimeParams["synchronous_commit"] = "off"
+		if conn, err = pgx.ConnectConfig(ctx, cfg); err != nil {
 			return fmt.Errorf("connect: %w", err)
 		}
-		admin.url, admin.conn = url, conn
 	}
-	err := fn(admin.conn)
-	if err != nil && admin.conn.PgConn().IsBusy() {
-		// Cut off mid-statement (a deadline): not reusable.
-		_ = admin.conn.Close(ctx)
-		admin.conn = nil
+	err := fn(conn)
+	if conn.IsClosed() || conn.PgConn().IsBusy() || conn.PgConn().TxStatus() != 'I' {
+		// Cut off mid-statement (a deadline), or broken: not reusable.
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = conn.Close(cctx)
+		return err
+	}
+	admin.mu.Lock()
+	if admin.url == url {
+		admin.free = append(admin.free, conn)
+		conn = nil
+	}
+	admin.mu.Unlock()
+	if conn != nil {
+		_ = conn.Close(ctx)
 	}
 	return err
 }
 
-// closeAdmin closes the clean-up connection, at the end of the process's
+// closeAdmin closes the clean-up connections, at the end of the process's
 // tests.
 func closeAdmin(ctx context.Context) {
 	admin.mu.Lock()
-	defer admin.mu.Unlock()
-	if admin.conn != nil {
-		_ = admin.conn.Close(ctx)
-		admin.conn = nil
+	free := admin.free
+	admin.free = nil
+	admin.mu.Unlock()
+	for _, c := range free {
+		_ = c.Close(ctx)
 	}
 }
 

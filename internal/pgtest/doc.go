@@ -13,7 +13,7 @@
 //
 // A test process that calls ReuseSchemas hands the schema of a test that
 // passed, emptied, to its next test, when its catalog is still what
-// migration made. Clean-up statements share one connection per process,
+// migration made. Clean-up statements reuse a few connections per process,
 // and every few dozen schemas the catalogs that schema changes leave dead
 // rows in are vacuumed. All three save the server work: on a two-core
 // machine a new session cost about 50 ms of CPU, a migration about 100 ms

@@ -120,7 +120,7 @@ func New(tb testing.TB, cfg *Config) *DB {
 			tb.Fatalf("migrate %s: %v", schema, err)
 		}
 		if keep {
-			if err := learnFingerprint(ctx, pool, schema); err != nil {
+			if err := learnFingerprint(ctx, url, schema); err != nil {
 				tb.Fatalf("pgtest: read the catalog of %s: %v", schema, err)
 			}
 		}

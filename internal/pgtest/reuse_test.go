@@ -1,7 +1,10 @@
 package pgtest
 
 import (
+	"fmt"
+	"os"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
@@ -15,10 +18,14 @@ import (
 // changed is dropped, and the next test gets a fresh one.
 func TestReuseHandsOnOnlyEmptiedUnchangedSchemas(t *testing.T) {
 	// Not parallel: reuse is the process's setting.
-	dropKept := ReuseSchemas()
+	var exited []int
+	exit = func(code int) { exited = append(exited, code) }
+	defer func() { exit = os.Exit }()
+	end := ReuseSchemas()
 	var first, second string
 	defer func() {
-		dropKept(0)
+		end(3)
+		require.Equal(t, []int{3}, exited, "the end of the tests exits with the code goleak hands on")
 		for _, s := range []string{first, second} {
 			require.False(t, schemaExists(t, s), "schema %s is dropped at the end", s)
 		}
@@ -99,4 +106,27 @@ func schemaExists(t *testing.T, schema string) bool {
 	var ok bool
 	require.NoError(t, conn.QueryRow(t.Context(), "SELECT to_regnamespace($1) IS NOT NULL", schema).Scan(&ok))
 	return ok
+}
+
+// TestSweepDropsOnlyAbandonedKeptSchemas: kept schemas older than
+// keptMaxAge (a process that died before its end left them) are dropped
+// when a process turns reuse on; younger ones, and other schemas, stay.
+func TestSweepDropsOnlyAbandonedKeptSchemas(t *testing.T) {
+	t.Parallel()
+	conn, err := pgx.Connect(t.Context(), URL(t))
+	require.NoError(t, err)
+	defer func() { _ = conn.Close(t.Context()) }()
+	now := time.Now()
+	old := fmt.Sprintf("t_k%d_%s", now.Add(-keptMaxAge-time.Minute).Unix(), randomHex(4))
+	young := fmt.Sprintf("t_k%d_%s", now.Add(-keptMaxAge+time.Minute).Unix(), randomHex(4))
+	other := "t_" + randomHex(6)
+	for _, s := range []string{old, young, other} {
+		_, err := conn.Exec(t.Context(), "CREATE SCHEMA "+pgx.Identifier{s}.Sanitize())
+		require.NoError(t, err)
+		t.Cleanup(func() { Drop(t, URL(t), s) })
+	}
+	sweepKept(URL(t))
+	require.False(t, schemaExists(t, old), "an abandoned kept schema is dropped")
+	require.True(t, schemaExists(t, young), "a kept schema of a process that may still run stays")
+	require.True(t, schemaExists(t, other), "a schema that is not a kept one stays")
 }

@@ -30,38 +30,69 @@ var admin struct {
 // withAdmin runs fn on a clean-up connection of the process, opening one
 // when none is free.
 func withAdmin(ctx context.Context, url string, fn func(*pgx.Conn) error) error {
-	var conn *pgx.Conn
+	conn, idle := takeAdmin(url)
+	for {
+		if conn == nil {
+			var err error
+			if conn, err = openAdmin(ctx, url); err != nil {
+				return err
+			}
+			idle = false
+		}
+		err := fn(conn)
+		if !conn.IsClosed() && !conn.PgConn().IsBusy() && conn.PgConn().TxStatus() == 'I' {
+			putAdmin(url, conn)
+			return err
+		}
+		// Cut off mid-statement (a deadline), or broken: not reusable.
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = conn.Close(cctx)
+		cancel()
+		if err == nil || !idle || ctx.Err() != nil {
+			return err
+		}
+		// A connection the server ended while it sat on the free list (a
+		// test that terminated sessions, a restart) only fails at its
+		// first use: once more, on a new one.
+		conn = nil
+	}
+}
+
+// takeAdmin takes a free clean-up connection, if there is one for url.
+func takeAdmin(url string) (conn *pgx.Conn, idle bool) {
 	admin.mu.Lock()
+	defer admin.mu.Unlock()
 	if admin.url != url {
 		for _, c := range admin.free {
-			_ = c.Close(ctx)
+			_ = c.Close(context.Background())
 		}
 		admin.url, admin.free = url, nil
 	}
-	if n := len(admin.free); n > 0 {
-		conn, admin.free = admin.free[n-1], admin.free[:n-1]
+	n := len(admin.free)
+	if n == 0 {
+		return nil, false
 	}
-	admin.mu.Unlock()
-	if conn == nil || conn.IsClosed() {
-		cfg, err := pgx.ParseConfig(url)
-		if err != nil {
-			return fmt.Errorf("connect: %w", err)
-		}
-		cfg.RuntimeParams["application_name"] = "pgtest clean-up"
-		// As on the tests' own connections (see New).
-		cfg.RuntimeParams["synchronous_commit"] = "off"
-		if conn, err = pgx.ConnectConfig(ctx, cfg); err != nil {
-			return fmt.Errorf("connect: %w", err)
-		}
+	conn, admin.free = admin.free[n-1], admin.free[:n-1]
+	return conn, true
+}
+
+func openAdmin(ctx context.Context, url string) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
 	}
-	err := fn(conn)
-	if conn.IsClosed() || conn.PgConn().IsBusy() || conn.PgConn().TxStatus() != 'I' {
-		// Cut off mid-statement (a deadline), or broken: not reusable.
-		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = conn.Close(cctx)
-		return err
+	cfg.RuntimeParams["application_name"] = "pgtest clean-up"
+	// As on the tests' own connections (see New).
+	cfg.RuntimeParams["synchronous_commit"] = "off"
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
 	}
+	return conn, nil
+}
+
+// putAdmin puts conn back on the free list.
+func putAdmin(url string, conn *pgx.Conn) {
 	admin.mu.Lock()
 	if admin.url == url {
 		admin.free = append(admin.free, conn)
@@ -69,9 +100,8 @@ func withAdmin(ctx context.Context, url string, fn func(*pgx.Conn) error) error 
 	}
 	admin.mu.Unlock()
 	if conn != nil {
-		_ = conn.Close(ctx)
+		_ = conn.Close(context.Background())
 	}
-	return err
 }
 
 // closeAdmin closes the clean-up connections, at the end of the process's

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"regexp"
@@ -115,7 +116,10 @@ func TestREADMEDemoFiguresAreTheDefaultRun(t *testing.T) {
 }
 
 // TestDemoSeedRepeatsOutcomeCounts: `converge demo --seed N` repeats the
-// outcome counts it prints, for a random N.
+// outcome counts it prints, for a random N, but for what the README
+// allows: on a machine loaded enough that a payment outlives the saga's
+// payment timeout (500 ms of real time), an order that would have been
+// confirmed times out instead.
 func TestDemoSeedRepeatsOutcomeCounts(t *testing.T) {
 	t.Parallel()
 	seed := rand.Uint64N(1<<32) + 1
@@ -129,5 +133,15 @@ func TestDemoSeedRepeatsOutcomeCounts(t *testing.T) {
 		require.Equal(t, 40, d.orders)
 		got = append(got, d.outcomes)
 	}
-	require.Equal(t, got[0], got[1], "seed %d repeats its outcome counts", seed)
+	a, b := maps.Clone(got[0]), maps.Clone(got[1])
+	if moved := a[orders.OutcomeConfirmed] - b[orders.OutcomeConfirmed]; moved != 0 {
+		t.Logf("seed %d: %d confirmed orders timed out in one run and not the other (a loaded machine)", seed, max(moved, -moved))
+		// Only confirmed to timed out: take the moves back.
+		a[orders.OutcomeTimedOut] += moved
+		a[orders.OutcomeConfirmed] -= moved
+	}
+	zero := func(_ string, n int) bool { return n == 0 }
+	maps.DeleteFunc(a, zero)
+	maps.DeleteFunc(b, zero)
+	require.Equal(t, a, b, "seed %d repeats its outcome counts: %v, then %v", seed, got[0], got[1])
 }

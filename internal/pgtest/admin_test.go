@@ -42,3 +42,26 @@ func TestCleanupSurvivesAConnectionTheServerEnded(t *testing.T) {
 	}), "the clean-up runs on a new connection")
 	require.NotEqual(t, pid, got)
 }
+
+// TestCatalogsAreVacuumedEveryFewSchemas: among any vacuumEvery schemas a
+// process ends, one vacuums the catalogs.
+func TestCatalogsAreVacuumedEveryFewSchemas(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, URL(t))
+	require.NoError(t, err)
+	defer func() { _ = conn.Close(ctx) }()
+	vacuums := func(c require.TestingT) int64 {
+		var n int64
+		require.NoError(c, conn.QueryRow(ctx, "SELECT vacuum_count FROM pg_stat_sys_tables WHERE relid = 'pg_catalog.pg_attribute'::regclass").Scan(&n))
+		return n
+	}
+	before := vacuums(t)
+	for range vacuumEvery {
+		schemaEnded(ctx, URL(t))
+	}
+	// The vacuuming session reports its statistics soon after, not at once.
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Greater(c, vacuums(c), before)
+	}, 10*time.Second, 50*time.Millisecond, "the catalogs were vacuumed")
+}

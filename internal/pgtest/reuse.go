@@ -44,6 +44,7 @@ var reuse struct {
 	free        []string
 	kept        map[string]bool // every schema this process may hand on, free or in use
 	fingerprint string          // of a freshly migrated schema; "" until one is known
+	tables      []string        // the tables emptied for reuse, learned with the fingerprint
 }
 
 // keptMaxAge is the age past which a kept schema belongs to a process
@@ -162,20 +163,35 @@ func learnFingerprint(ctx context.Context, url, schema string) error {
 	if known {
 		return nil
 	}
-	var fp string
+	var (
+		fp     string
+		tables []string
+	)
 	err := withAdmin(ctx, url, func(conn *pgx.Conn) error {
 		return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 			var err error
-			fp, err = fingerprint(ctx, tx, schema)
+			if fp, err = fingerprint(ctx, tx, schema); err != nil {
+				return err
+			}
+			rows, err := tx.Query(ctx, `SELECT relname FROM pg_class
+				WHERE relnamespace = $1::regnamespace AND relkind IN ('r', 'p') AND relname <> 'schema_version'
+				ORDER BY relname`, pgx.Identifier{schema}.Sanitize())
+			if err != nil {
+				return err
+			}
+			tables, err = pgx.CollectRows(rows, pgx.RowTo[string])
 			return err
 		})
 	})
 	if err != nil {
 		return err
 	}
+	if len(tables) == 0 {
+		return errors.New("the migrated schema has no tables")
+	}
 	reuse.mu.Lock()
 	if reuse.fingerprint == "" {
-		reuse.fingerprint = fp
+		reuse.fingerprint, reuse.tables = fp, tables
 	}
 	reuse.mu.Unlock()
 	return nil
@@ -187,7 +203,7 @@ func learnFingerprint(ctx context.Context, url, schema string) error {
 func release(tb testing.TB, url, schema string) bool {
 	tb.Helper()
 	reuse.mu.Lock()
-	want, on := reuse.fingerprint, reuse.on && reuse.kept[schema]
+	want, tables, on := reuse.fingerprint, reuse.tables, reuse.on && reuse.kept[schema]
 	reuse.mu.Unlock()
 	if !on || want == "" {
 		return false
@@ -221,19 +237,7 @@ func release(tb testing.TB, url, schema string) bool {
 			if changed = named; changed {
 				return nil
 			}
-			rows, err := tx.Query(ctx, `SELECT c.relname FROM pg_class c
-				WHERE c.relnamespace = $1::regnamespace AND c.relkind IN ('r', 'p') AND c.relname <> 'schema_version'
-				ORDER BY c.relname`, pgx.Identifier{schema}.Sanitize())
-			if err != nil {
-				return fmt.Errorf("list its tables: %w", err)
-			}
-			tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
-			if err != nil {
-				return fmt.Errorf("list its tables: %w", err)
-			}
-			if len(tables) == 0 {
-				return errors.New("it has no tables")
-			}
+			// Same catalog, same tables as the fresh schema's.
 			quoted := make([]string, len(tables))
 			for i, t := range tables {
 				quoted[i] = pgx.Identifier{schema, t}.Sanitize()

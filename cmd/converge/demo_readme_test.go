@@ -108,7 +108,7 @@ func TestREADMEDemoFiguresAreTheDefaultRun(t *testing.T) {
 
 	for _, d := range stated {
 		require.Equal(t, s.Orders, d.orders, "the README's run places the default number of orders")
-		require.Equal(t, d.outcomes, s.Outcomes(), "the README's outcome counts are the default run's (seed 1)")
+		requireSameOutcomes(t, d.outcomes, s.Outcomes(), "the README's outcome counts are the default run's (seed 1)")
 	}
 	printed, ok := parseDemoSummary(t, out.String())
 	require.True(t, ok, "the demo prints its summary:\n%s", out.String())
@@ -133,15 +133,23 @@ func TestDemoSeedRepeatsOutcomeCounts(t *testing.T) {
 		require.Equal(t, 40, d.orders)
 		got = append(got, d.outcomes)
 	}
-	a, b := maps.Clone(got[0]), maps.Clone(got[1])
+	requireSameOutcomes(t, got[0], got[1], "seed %d repeats its outcome counts", seed)
+}
+
+// requireSameOutcomes checks that two runs of one seed had the same
+// outcome counts, but for what the README allows: confirmed orders that
+// timed out in one run only, as on a machine loaded enough that a payment
+// outlived the saga's payment timeout (500 ms of real time).
+func requireSameOutcomes(t *testing.T, want, got map[string]int, msg string, args ...any) {
+	t.Helper()
+	a, b := maps.Clone(want), maps.Clone(got)
 	if moved := a[orders.OutcomeConfirmed] - b[orders.OutcomeConfirmed]; moved != 0 {
-		t.Logf("seed %d: %d confirmed orders timed out in one run and not the other (a loaded machine)", seed, max(moved, -moved))
-		// Only confirmed to timed out: take the moves back.
+		t.Logf("%d confirmed orders timed out in one run and not the other (a loaded machine): %v, then %v", max(moved, -moved), want, got)
 		a[orders.OutcomeTimedOut] += moved
 		a[orders.OutcomeConfirmed] -= moved
 	}
 	zero := func(_ string, n int) bool { return n == 0 }
 	maps.DeleteFunc(a, zero)
 	maps.DeleteFunc(b, zero)
-	require.Equal(t, a, b, "seed %d repeats its outcome counts: %v, then %v", seed, got[0], got[1])
+	require.Equal(t, a, b, append([]any{msg + ": %v, then %v"}, append(args, want, got)...)...)
 }

@@ -281,9 +281,9 @@ func (cl *Client) start(ctx context.Context) error {
 // Stop drains and stops everything: the lag monitor, then the router
 // (a message still in a handler's hands is given up: its unit rolls
 // back and the next holder delivers it again; the sagas' and command
-// handlers' leases are released, so another process takes their
-// partitions over at its next membership heartbeat, not after a lease
-// TTL), then the saga engine's loops, the projections
+// handlers' leases are released and the process leaves their membership
+// groups, announcing it, so another process takes their partitions over
+// at once, not after a lease TTL), then the saga engine's loops, the projections
 // (releasing their leases) and the Tracker. It returns when all of it has stopped or
 // ctx is done. Stop may be called more than once, and without Start.
 func (cl *Client) Stop(ctx context.Context) error {

@@ -55,8 +55,9 @@
 // releases the sagas' and command handlers' leases, then the
 // engine's timer and parked-step loops end, the projections stop and
 // release theirs, so another process running the same Config takes the
-// work over at its next membership heartbeat (a third of the lease TTL by
-// default) rather than after a whole lease TTL. A client starts once;
+// work over at once (the leave is announced; at its next membership
+// heartbeat, a third of the lease TTL by default, should the announcement
+// be lost) rather than after a whole lease TTL. A client starts once;
 // create a new one to run again.
 //
 // Two processes running the same Config split the saga partitions

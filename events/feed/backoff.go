@@ -27,12 +27,20 @@ func (b *backoff) reset() { b.cur = 0 }
 // sleep waits d or until ctx is done, and reports whether the full wait
 // passed.
 func sleep(ctx context.Context, d time.Duration) bool {
+	return sleepOrWake(ctx, d, nil)
+}
+
+// sleepOrWake is sleep that also ends, reporting true, when wake is
+// closed (a nil wake never is).
+func sleepOrWake(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return false
 	case <-t.C:
+		return true
+	case <-wake:
 		return true
 	}
 }

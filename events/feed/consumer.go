@@ -37,6 +37,9 @@ type consumer struct {
 	// now (a processor's partition owned by this member), and gives a
 	// channel closed when that may have changed.
 	assigned func() (bool, <-chan struct{})
+	// handedOver, when set, runs after the lease was released because the
+	// partition moved to another member, so that member hears of it.
+	handedOver func(context.Context)
 	// onState and onCommitted report progress to a processor.
 	onState     func(PartitionState)
 	onCommitted func(name string, tok events.Token)
@@ -222,6 +225,13 @@ func (c *consumer) round(ctx context.Context) {
 func (c *consumer) acquire(ctx context.Context) (Lease, error) {
 	standby := false
 	for {
+		// A membership change (a member gave this partition up, say) ends
+		// the wait below early. Taken before the attempt, so a change
+		// during it is not missed.
+		var changed <-chan struct{}
+		if c.assigned != nil {
+			_, changed = c.assigned()
+		}
 		// Not cancelled with ctx: PostgreSQL finishes a statement its
 		// client gave up on, so an acquire abandoned at shutdown could
 		// take the lease with nobody left to release it, and the
@@ -264,7 +274,7 @@ func (c *consumer) acquire(ctx context.Context) (Lease, error) {
 				return Lease{}, errUnassigned
 			}
 		}
-		if !sleep(ctx, c.cfg.RenewInterval) {
+		if !sleepOrWake(ctx, c.cfg.RenewInterval, changed) {
 			return Lease{}, ctx.Err()
 		}
 	}
@@ -317,6 +327,9 @@ func (c *consumer) hold(ctx context.Context, lease Lease) (again bool) {
 	if !closed {
 		c.release(ctx, lease)
 		c.st.leaseChanged(LeaseReleased, lease, nil)
+		if c.handedOver != nil && errors.Is(cause, errUnassigned) {
+			c.handedOver(ctx)
+		}
 	}
 	return ctx.Err() == nil && !closed
 }

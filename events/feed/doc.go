@@ -128,7 +128,12 @@
 // CheckpointStore.Heartbeat and Leave keep a
 // group's membership (rows with an expiry, not session locks, which outlive
 // a dead holder on a pooled connection) for runtimes that share partitions
-// between processes.
+// between processes. Both stores also implement MembershipWatcher: a
+// processor announces its group when it joins, leaves or gives a partition
+// up to another member, and the group's processes in every process act on
+// it at once, so a deploy that starts or stops a process moves partitions
+// in a few round trips, not at the next heartbeat. A process that dies
+// announces nothing: its share moves when its leases expire.
 //
 // # Processors
 //
@@ -142,9 +147,10 @@
 // such as a projection's rebuild uses Run. A processor delivers one of
 // the two ways, once: when its router closes or Run returns it stops,
 // leaving its membership group so the other processes take its
-// partitions over at their next membership heartbeat (every
-// RenewInterval, a third of LeaseTTL by default) rather than after a lease
-// TTL, and delivering again takes a new Processor.
+// partitions over at once (at their next membership heartbeat, every
+// RenewInterval, a third of LeaseTTL by default, on a source that does not
+// announce membership changes) rather than after a lease TTL, and
+// delivering again takes a new Processor.
 // Close stops it likewise on a router that goes on running (one with
 // other handlers): it returns once its partitions have given their
 // leases back. Pause stops delivery for a while without stopping the

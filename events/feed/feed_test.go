@@ -36,6 +36,16 @@ func TestFeedMemstore(t *testing.T) {
 	feedtest.Run(t, newMemstore)
 }
 
+// Two processes in memory share the store itself.
+func TestFeedProcessesMemstore(t *testing.T) {
+	t.Parallel()
+	feedtest.RunProcesses(t, func(t *testing.T) (events.Store, feed.Source, feed.Source) {
+		t.Helper()
+		s, src := newMemstore(t)
+		return s, src, src
+	})
+}
+
 func TestWatermillUniversalMemstore(t *testing.T) {
 	t.Parallel()
 	feedtest.RunUniversal(t, newMemstore, feedtest.UniversalFeatures)

@@ -31,6 +31,9 @@ type membership struct {
 	ttl    time.Duration
 	every  time.Duration
 	log    *slog.Logger
+	// watch, when the source pushes membership changes, announces this
+	// member's joins and leaves and wakes its heartbeat at others'.
+	watch MembershipWatcher
 
 	mu      sync.Mutex
 	members []string
@@ -39,9 +42,24 @@ type membership struct {
 }
 
 // run heartbeats until ctx ends, then leaves the group so the others take
-// over at their next heartbeat, not when this member's row expires.
+// over at their next heartbeat (at once where the source announces it),
+// not when this member's row expires.
 func (m *membership) run(ctx context.Context) {
-	failing := false
+	// poke wakes the heartbeat when another member announced a change of
+	// the group; announcements during a heartbeat collapse into one more.
+	poke := make(chan struct{}, 1)
+	if m.watch != nil {
+		cancel := m.watch.WatchMembership(func(group string) {
+			if group == m.group {
+				select {
+				case poke <- struct{}{}:
+				default:
+				}
+			}
+		})
+		defer cancel()
+	}
+	failing, joined, poked := false, false, false
 	for {
 		// Not cancelled with ctx: a heartbeat abandoned mid-flight can
 		// still land on the server after leave's delete and bring this
@@ -63,15 +81,32 @@ func (m *membership) run(ctx context.Context) {
 				failing = true
 			}
 		default:
+			// After failures this member may have expired and come back:
+			// that is a join too.
+			announce := !joined || failing
 			if failing {
 				m.log.Info("feed: membership heartbeat recovered")
 				failing = false
 			}
-			m.set(members)
+			joined = true
+			// A poke may mean a member gave a partition up without the
+			// members changing: wake the standing-by partitions anyway.
+			m.set(members, poked)
+			if announce && m.watch != nil {
+				m.watch.AnnounceGroup(ctx, m.group)
+			}
 		}
-		if !sleep(ctx, m.every) {
+		poked = false
+		t := time.NewTimer(m.every)
+		select {
+		case <-ctx.Done():
+			t.Stop()
 			m.leave(ctx)
 			return
+		case <-t.C:
+		case <-poke:
+			t.Stop()
+			poked = true
 		}
 	}
 }
@@ -81,11 +116,23 @@ func (m *membership) leave(ctx context.Context) {
 	defer cancel()
 	if err := m.cps.Leave(lctx, m.group, m.member); err != nil && !errors.Is(err, events.ErrClosed) {
 		m.log.Warn("feed: leaving the membership group failed; the others take over when this member expires", "error", err, "ttl", m.ttl)
+	} else if err == nil && m.watch != nil {
+		m.watch.AnnounceGroup(lctx, m.group)
 	}
-	m.set(nil)
+	m.set(nil, false)
 }
 
-func (m *membership) set(members []string) {
+// announce tells the group's other members that it changed (a partition
+// given up), when the source can.
+func (m *membership) announce(ctx context.Context) {
+	if m.watch != nil {
+		m.watch.AnnounceGroup(ctx, m.group)
+	}
+}
+
+// set records the members seen and wakes the partitions when they
+// changed, or always when force is set.
+func (m *membership) set(members []string, force bool) {
 	members = slices.Clone(members)
 	slices.Sort(members)
 	m.mu.Lock()
@@ -94,6 +141,8 @@ func (m *membership) set(members []string) {
 	m.mu.Unlock()
 	if !same {
 		m.log.Debug("feed: membership changed", "members", members)
+	}
+	if !same || force {
 		m.changed.Notify()
 	}
 }

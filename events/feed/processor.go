@@ -41,9 +41,10 @@ type Handler func(ctx context.Context, env events.Envelope) error
 // A Processor delivers once, one way: mounted on one router, or by one
 // Run. When that router closes (or every partition's subscription ends)
 // or Run returns, the processor stops as Close stops it, leaving the
-// group so the others take its share at their next membership heartbeat
-// (every RenewInterval), not after a lease TTL; build a new Processor to
-// deliver again. Pause, by contrast, stops delivery for a while and keeps
+// group so the others take its share at once (where the source is a
+// MembershipWatcher, as both stores are; else at their next membership
+// heartbeat, every RenewInterval), not after a lease TTL; build a new
+// Processor to deliver again. Pause, by contrast, stops delivery for a while and keeps
 // the router's subscriptions.
 type Processor struct {
 	src Source
@@ -159,6 +160,9 @@ func NewProcessor(src Source, cfg *ProcessorConfig, h Handler) (*Processor, erro
 		every:  sc.RenewInterval,
 		log:    c.Logger.With("processor", c.Name),
 	}
+	if w, ok := src.(MembershipWatcher); ok {
+		p.mship.watch = w
+	}
 	p.mctx, p.mcancel = context.WithCancel(context.Background())
 	p.unpaused, p.endRounds = context.WithCancel(context.Background())
 	for i := range c.Partitions {
@@ -205,8 +209,9 @@ func (p *Processor) Position(ctx context.Context) (events.Token, error) {
 // stops the processor: by the time the router's Close returns, its leases
 // are released (a message a handler still holds is given up, as by
 // Close) and it has left the group, so the other processes take over its
-// partitions at their next membership heartbeat (every RenewInterval)
-// rather than after a lease TTL (Close is then not needed, and harmless).
+// partitions at once (at their next membership heartbeat, every
+// RenewInterval, where the source is not a MembershipWatcher) rather than
+// after a lease TTL (Close is then not needed, and harmless).
 // Close stops the processor alone, the router running on (Watermill
 // closes it if it has no other handler left); Pause stops its delivery
 // for a while, its handlers staying on the router.
@@ -531,7 +536,12 @@ func (p *Processor) newConsumer(ps *partitionState) *consumer {
 			Partition:  Partition{Index: ps.index, Count: p.cfg.Partitions, Key: p.cfg.PartitionKey},
 		},
 		assigned: func() (bool, <-chan struct{}) { return p.mship.owns(ps.index, p.cfg.Partitions) },
-		onState:  ps.setState,
+		handedOver: func(ctx context.Context) {
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.subCfg.LeaseTTL)
+			defer cancel()
+			p.mship.announce(actx)
+		},
+		onState: ps.setState,
 		sweep: func(ctx context.Context, l Lease, pos events.Token) error {
 			return p.sweepReplays(ctx, ps, l, pos)
 		},

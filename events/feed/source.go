@@ -207,6 +207,29 @@ type CheckpointWatcher interface {
 	WatchCheckpoints(fn func(name string, pos events.Token)) (cancel func())
 }
 
+// MembershipWatcher is implemented by sources that push membership
+// changes between processes. A processor announces its group when it joins
+// (its first heartbeat, and again after heartbeats failed), when it leaves,
+// and when one of its partitions gives its lease up because the partition
+// moved to another member; every processor of the group, here or in
+// another process, then heartbeats at once and its standing-by partitions
+// try their leases again. A join or a graceful leave then moves partitions
+// in a few round trips instead of at the next heartbeat (every
+// RenewInterval, a third of LeaseTTL by default). Announcements are best
+// effort: one that is lost only delays a move to that heartbeat, as for a
+// source without this interface. A member that dies announces nothing;
+// its share moves when its membership and leases expire.
+type MembershipWatcher interface {
+	// AnnounceGroup tells the watchers of every process sharing the
+	// source's store, this one's at once, that group changed. It never
+	// fails: a failure is at most logged.
+	AnnounceGroup(ctx context.Context, group string)
+	// WatchMembership calls fn with the group's name for every
+	// announcement it hears of until the returned cancel func is called.
+	// fn must not block.
+	WatchMembership(fn func(group string)) (cancel func())
+}
+
 // ConsumerInfo is what a store knows of one consumer name.
 type ConsumerInfo struct {
 	Name     string

@@ -111,6 +111,7 @@ type Store struct {
 	hooks       appendhook.Set
 	wake        signal.Broadcast
 	checkpoints *checkpointStore
+	groups      signal.Watchers[string] // membership announcements
 }
 
 // New returns an empty Store.

@@ -247,6 +247,7 @@ var _ interface {
 	events.Store
 	feed.Source
 	feed.CheckpointWatcher
+	feed.MembershipWatcher
 } = (*Store)(nil)
 
 var _ execer = (*pgxpool.Pool)(nil)

@@ -16,7 +16,8 @@ import (
 
 // Notification payloads: "h:<schema>:<instance>" when a store starts
 // listening, "e:<schema>" when events were appended,
-// "c:<schema>:<instance>:<major>:<minor>:<name>" when a checkpoint moved.
+// "c:<schema>:<instance>:<major>:<minor>:<name>" when a checkpoint moved,
+// "m:<schema>:<instance>:<group>" when a membership group changed.
 // A store ignores its own checkpoint notifications: its watchers heard of
 // the move at commit, and a late echo could undo a Reset made since. The schema
 // comes first so stores of other schemas ignore what is not theirs; the
@@ -107,6 +108,8 @@ func (s *Store) handlePayload(p string) {
 		if rest == s.cfg.Schema {
 			s.wake.Notify()
 		}
+	case "m":
+		s.heardGroup(rest)
 	case "c":
 		parts := strings.SplitN(rest, ":", 5)
 		if len(parts) != 5 || parts[0] != s.cfg.Schema {

@@ -130,6 +130,7 @@ type Store struct {
 	watchMu   sync.Mutex
 	watchers  map[int]func(name string, pos events.Token)
 	watchID   int
+	groups    signal.Watchers[string] // membership announcements (feed.MembershipWatcher)
 	// maxLostRaces is the const maxLostRaces, lowered by tests.
 	maxLostRaces int
 	// unqueuedInTx makes appends in a transaction take no stream lock

@@ -2,6 +2,7 @@ package pgstore_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -53,6 +54,23 @@ func newFeedSource(t *testing.T) (events.Store, feed.Source) {
 func TestFeedSuite(t *testing.T) {
 	t.Parallel()
 	feedtest.Run(t, newFeedSource)
+}
+
+// Two processes are two stores over one schema: what one does reaches the
+// other only through PostgreSQL.
+func TestFeedProcessesSuite(t *testing.T) {
+	t.Parallel()
+	feedtest.RunProcesses(t, func(t *testing.T) (events.Store, feed.Source, feed.Source) {
+		t.Helper()
+		b := setup(t, eventstoretest.Registry(), 6)
+		other, err := pgstore.New(t.Context(), b.db.Pool, &pgstore.Config{Schema: b.db.Schema, Registry: eventstoretest.Registry()})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = other.Close() })
+		for _, st := range []*pgstore.Store{b.store, other} {
+			require.Eventually(t, st.PushHealthy, 15*time.Second, 5*time.Millisecond, "a store's listen connection never came up")
+		}
+		return b.store, b.store, other
+	})
 }
 
 // Watermill's universal Pub/Sub suite. ForceShort keeps it to about ten

@@ -69,7 +69,10 @@ type Config struct {
 
 	// Router is the Watermill router the sagas and command handlers are
 	// mounted on, so its middleware (Recoverer, metrics, tracing)
-	// applies. The client runs it in Start and closes it in Stop: do not
+	// applies. A retry middleware does not retry a failed handler within
+	// its delivery: that call's writes are still in the delivery's unit
+	// of work, so the next call in it runs nothing and returns
+	// feed.ErrUnitFailed, and the delivery is retried in a new unit. The client runs it in Start and closes it in Stop: do not
 	// run it yourself. Defaults to a new router with
 	// middleware.Recoverer and CloseTimeout DefaultCloseTimeout.
 	Router *message.Router

@@ -1,6 +1,7 @@
 package command
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -32,7 +33,12 @@ type ProcessorConfig struct {
 	// Store holds the commands and the events handlers append.
 	Store Store
 	// Router runs the handlers, so its middleware (Recoverer, metrics,
-	// tracing) applies.
+	// tracing) applies. A retry middleware (Watermill's middleware.Retry)
+	// does not retry a failed handler: its writes are still in the
+	// delivery's unit of work, so a second call in that unit runs nothing
+	// and returns feed.ErrUnitFailed; the delivery fails, the unit rolls
+	// back and the command is delivered again in a new unit (the
+	// subscriber's Nack backoff paces it).
 	Router *message.Router
 	// Subscriber tunes each handler's feed.Subscriber; its ConsumerName is
 	// set per handler. Defaults to the feed.SubscriberConfig defaults.
@@ -136,9 +142,20 @@ func NewProcessor(cfg *ProcessorConfig) (*Processor, error) {
 		},
 		OnHandle: func(params cqrs.CommandProcessorOnHandleParams) error {
 			ctx := params.Message.Context()
+			// A retry middleware calls again with the same message, in the
+			// same unit of work, which still holds the failed call's
+			// writes: run nothing, so the delivery fails, its unit rolls
+			// back and the command comes again in a new one.
+			if ferr, ok := ctx.Value(failedCallKey{}).(error); ok {
+				return fmt.Errorf("%w; the failure: %w", feed.ErrUnitFailed, ferr)
+			}
 			cause := undecodable(params.Message)
 			if cause == nil {
-				return params.Handler.Handle(ctx, params.Command)
+				err := params.Handler.Handle(ctx, params.Command)
+				if err != nil {
+					params.Message.SetContext(context.WithValue(ctx, failedCallKey{}, err))
+				}
+				return err
 			}
 			res, fresh, err := rejectUndecodable(ctx, limits, cause)
 			if fresh {
@@ -157,6 +174,10 @@ func NewProcessor(cfg *ProcessorConfig) (*Processor, error) {
 	p.cp = cp
 	return p, nil
 }
+
+// failedCallKey marks, in a delivered message's context, the error of a
+// handler call that failed in the delivery's unit (feed.ErrUnitFailed).
+type failedCallKey struct{}
 
 // AddHandlers adds handlers (Handle, or any cqrs.CommandHandler) to the
 // router. Add them before the router runs. A command type has one

@@ -74,31 +74,25 @@ func TestResetRefusesWhileAnotherProcessHoldsTheProjection(t *testing.T) {
 			ctx := context.Background()
 			f := b.setup(t)
 			var broken atomic.Bool
-			long := &feed.SubscriberConfig{LeaseTTL: time.Minute}
-			cfg := projections.RunnerConfig{Projections: []*projections.Projection{latestNames("held", &broken)}, Subscriber: long}
-			runners := []*projections.Runner{f.start(t, cfg), f.start(t, cfg)}
-			first := f.append(t, "acct-a", Renamed{"a", "ada"})
-			f.waitFor(t, first.Token, "held")
-			// The partition goes to one of the two processes (membership
-			// decides which); the other does not hold it.
+			// Partitions go to the members in sorted order, and members
+			// are named after their owners: the holder's sorts first, so
+			// it keeps the projection once the other joins.
+			cfg := func(owner string) projections.RunnerConfig {
+				return projections.RunnerConfig{
+					Projections: []*projections.Projection{latestNames("held", &broken)},
+					Subscriber:  &feed.SubscriberConfig{LeaseTTL: time.Minute, Owner: owner},
+				}
+			}
 			holding := func(r *projections.Runner) bool {
 				st, err := r.Status(ctx, "held")
 				require.NoError(t, err)
 				return st.Consumer.Lease == feed.LeaseHolding
 			}
-			var holder, other *projections.Runner
-			require.Eventually(t, func() bool {
-				h0, h1 := holding(runners[0]), holding(runners[1])
-				switch {
-				case h0 && !h1:
-					holder, other = runners[0], runners[1]
-				case h1 && !h0:
-					holder, other = runners[1], runners[0]
-				default:
-					return false
-				}
-				return true
-			}, waitTimeout, 5*time.Millisecond, "one process holds the projection")
+			holder := f.start(t, cfg("a-holder"))
+			require.Eventually(t, func() bool { return holding(holder) }, waitTimeout, 5*time.Millisecond, "the first process takes the projection")
+			other := f.start(t, cfg("b-other"))
+			first := f.append(t, "acct-a", Renamed{"a", "ada"})
+			f.waitFor(t, first.Token, "held")
 
 			require.ErrorIs(t, other.Reset(ctx, "held", events.Token{}), feed.ErrLeaseHeld)
 			pos, err := f.source.Checkpoints().Position(ctx, "held")

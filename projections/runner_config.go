@@ -132,7 +132,12 @@ type RunnerConfig struct {
 	// middleware.Recoverer. With AddHandlers, your router's middleware
 	// applies to the live processors instead, and this to restarts only.
 	// Rebuilds run without a router (feed.Processor.Run), so no middleware
-	// sees them. Defaults to none.
+	// sees them. A retry middleware (Watermill's middleware.Retry) does
+	// not retry a failed handler: the failed call's writes are still in
+	// the event's unit, so a second call in that unit runs nothing and
+	// returns feed.ErrUnitFailed, and the processor retries the event in a
+	// new unit under its own policy (MaxAttempts and the backoffs).
+	// Defaults to none.
 	Middleware []message.HandlerMiddleware
 	// CommitBatch is at most how many consecutive, already-read events a
 	// live processor applies in one unit of work (one transaction and one

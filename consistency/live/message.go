@@ -74,7 +74,13 @@ func validateEntityID(id string) error {
 // UTF-8: a message goes out as a WebSocket text message, which must be
 // UTF-8 (a browser fails the connection on one that is not), and
 // json.Marshal copies a json.RawMessage's bytes without checking that.
+// Empty data is not JSON either, and json.Marshal would not say so: the
+// field's omitempty drops it, and the client would get an update without
+// data.
 func (m *Message) encode() ([]byte, error) {
+	if len(m.Data) == 0 {
+		return nil, errors.New("data is empty, which is not JSON (send null for a row that is gone)")
+	}
 	if !utf8.Valid(m.Data) {
 		return nil, errors.New("data is not valid UTF-8")
 	}

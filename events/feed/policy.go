@@ -99,6 +99,27 @@ type partitionState struct {
 	// replayWake wakes its idle consumer to carry them out.
 	replayDue  atomic.Bool
 	replayWake signal.Broadcast
+	// failedUnit is the unit in which a handler call last failed, and
+	// failedErr that call's error (see ErrUnitFailed).
+	failedUnit events.Unit
+	failedErr  error
+}
+
+// unitFailed returns the error of a handler call that failed in u, if one
+// did.
+func (ps *partitionState) unitFailed(u events.Unit) error {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if u != nil && ps.failedUnit == u {
+		return ps.failedErr
+	}
+	return nil
+}
+
+func (ps *partitionState) setUnitFailed(u events.Unit, err error) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	ps.failedUnit, ps.failedErr = u, err
 }
 
 func (ps *partitionState) mustCheckHalt() bool {

@@ -598,6 +598,14 @@ func (p *Processor) messageHandler(ps *partitionState) message.NoPublishHandlerF
 // handle runs one event: the gate first (before the unit is used), then
 // the handler under the failure policy.
 func (p *Processor) handle(ctx context.Context, ps *partitionState, env events.Envelope) error {
+	// Before anything that counts, gives up or waits: a call again in a
+	// unit where one failed runs nothing (see ErrUnitFailed). Giving up or
+	// halting here would commit, or hold open, a unit with a failed call's
+	// writes in it.
+	u, _ := events.UnitFromContext(ctx)
+	if ferr := ps.unitFailed(u); ferr != nil {
+		return fmt.Errorf("%w; the failure: %w", ErrUnitFailed, ferr)
+	}
 	if ps.mustCheckHalt() {
 		if err := p.waitHalted(ctx, ps); err != nil {
 			return err
@@ -624,6 +632,9 @@ func (p *Processor) handle(ctx context.Context, ps *partitionState, env events.E
 			ps.succeeded(env.ID)
 		}
 		return nil
+	}
+	if u != nil {
+		ps.setUnitFailed(u, err)
 	}
 	if !first && errors.Is(err, ErrCut) {
 		// A cut asked for behind the head is no failure: no attempt
@@ -667,6 +678,18 @@ func (p *Processor) call(ctx context.Context, env events.Envelope) (err error) {
 	}()
 	return p.handler(ctx, env)
 }
+
+// ErrUnitFailed is returned, without running the handler, for an event
+// handled again in a unit of work where a handler call already failed:
+// a retry middleware (Watermill's middleware.Retry) calls the handler again
+// within one delivery, so in the same unit. The failed call's writes are
+// still in the unit, which cannot undo part of itself, and applying the
+// event on top of them would land its effects twice. The error reaches the
+// consumer, which rolls the unit back and delivers the event again in a new
+// unit under the processor's own policy (ProcessorConfig.MaxAttempts, the
+// subscriber's Nack backoff): retry there, not in a middleware. It counts
+// as no attempt.
+var ErrUnitFailed = errors.New("feed: an earlier handler call in this unit of work failed and its writes cannot be undone inside the unit; the unit is rolled back and the event delivered again in a new one (retry with the processor's policy, not a retry middleware)")
 
 // ErrCut, returned by a handler or middleware for an event behind the head
 // of its unit (UnitIndex > 0), rolls the unit back, has the consumer apply

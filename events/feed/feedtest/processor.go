@@ -54,6 +54,7 @@ var processorTests = []processorTest{
 	{"ProcessorDeadLettersOfItsOwn", testProcessorDeadLettersOfItsOwn},
 	{"ProcessorPauseFreesLeasesKeepsSubscriptions", testProcessorPause},
 	{"ProcessorPauseKeepsLeaseUnderHandler", testProcessorPauseKeepsLeaseUnderHandler},
+	{"ProcessorRetryMiddlewareAppliesOnce", testProcessorRetryMiddleware},
 }
 
 // applied counts, in the store's rows and through each event's unit, how

@@ -66,6 +66,13 @@ type procRun struct {
 
 func startProcessor(t *testing.T, m mode, src feed.Source, cfg *feed.ProcessorConfig, h feed.Handler) *procRun {
 	t.Helper()
+	return startProcessorWith(t, m, src, cfg, h)
+}
+
+// startProcessorWith is startProcessor with middleware on the router
+// (none applies in direct mode, which has no router).
+func startProcessorWith(t *testing.T, m mode, src feed.Source, cfg *feed.ProcessorConfig, h feed.Handler, mw ...message.HandlerMiddleware) *procRun {
+	t.Helper()
 	p, err := feed.NewProcessor(src, cfg, h)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
@@ -74,6 +81,7 @@ func startProcessor(t *testing.T, m mode, src feed.Source, cfg *feed.ProcessorCo
 	case onRouter:
 		r, err := message.NewRouter(message.RouterConfig{CloseTimeout: waitTimeout}, watermill.NopLogger{})
 		require.NoError(t, err)
+		r.AddMiddleware(mw...)
 		require.NoError(t, p.AddHandlers(r))
 		go func() {
 			defer close(pr.done)

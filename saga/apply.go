@@ -84,7 +84,19 @@ func (e *Engine) apply(ctx context.Context, u feed.Unit, t target, in *instance,
 		ctx: ctx, reg: e.reg, saga: s.name, id: in.ID, env: env, token: need,
 		now: e.cfg.Clock.Now().UTC(), state: state, inst: in,
 	}
-	err = runHandler(t.h, core, arg)
+	key := stepKey{saga: s.name, id: in.ID, event: env.ID}
+	if ferr, ok := e.failedSteps.take(key); ok {
+		// The handler ran on this message and failed after writing
+		// through its unit, which was rolled back for that: its outcome
+		// is that failure, retried below as any other.
+		err = ferr
+	} else {
+		before := unitWrites(u)
+		err = runHandler(t.h, core, arg)
+		if err != nil && unitWrites(u) != before && !errors.Is(ctx.Err(), context.Canceled) {
+			return e.failedAfterWriting(ctx, key, err)
+		}
+	}
 	if err == nil {
 		err = e.commitStep(ctx, u, s, in, core, env, waitEntry(t.h.reads, g, prev))
 		var perm *PermanentError

@@ -36,13 +36,16 @@ type Engine struct {
 
 	timerWake signal.Broadcast
 	parkWake  signal.Broadcast
-	watchMu   sync.Mutex
-	watching  map[string]bool
-	unknown   map[string]bool // saga types seen in rows but not run here
-	startMu   sync.Mutex
-	started   bool
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
+	// failedSteps remembers steps rolled back for writes their failed
+	// handler made through the unit (failed_steps.go).
+	failedSteps failedSteps
+	watchMu     sync.Mutex
+	watching    map[string]bool
+	unknown     map[string]bool // saga types seen in rows but not run here
+	startMu     sync.Mutex
+	started     bool
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
 
 	// sweepTicks, when set before Start (tests), replaces the driver's
 	// SweepInterval ticker.

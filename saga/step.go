@@ -12,7 +12,13 @@ import (
 // instance. Everything it does (state changes, commands, timers,
 // compensations, completion) takes effect when the handler returns nil,
 // in the same unit of work as the record that the message was handled;
-// an error discards all of it.
+// an error discards all of it, and what the handler wrote itself
+// through Context's unit (events.Update, the unit's rows or transaction):
+// a unit cannot undo part of itself, so a handler that fails after such a
+// write has its whole unit rolled back (the delivery fails with
+// ErrStepWroteAndFailed, behind the head of a unit by a feed.ErrCut), and
+// when the message comes again the step is retried like any failed step
+// without its handler running twice for one attempt.
 //
 // A Step is valid only while its handler runs.
 type Step[S any] struct {
@@ -66,7 +72,8 @@ func (s *Step[S]) Event() events.Envelope { return s.core.env }
 // waited for the models named in Reads to reach Token. Both read through
 // the step's unit, on the connection it holds; a read through the store
 // (Store.Rows) takes a second connection while the step holds one, which
-// on a pool no larger than the partitions can deadlock.
+// on a pool no larger than the partitions can deadlock. Writes through
+// the unit are part of the step: they land only if it succeeds.
 func (s *Step[S]) Context() context.Context { return s.core.ctx }
 
 // Token returns the causal token the step runs at: the later of the

@@ -38,6 +38,7 @@ var feedTests = []feedTest{
 	{"ReadFeedFiltersProperty", testReadFeedFiltersProperty},
 	{"ReadFeedScannedTo", testReadFeedScannedTo},
 	{"UnitRollbackDiscardsAppends", testUnitRollbackDiscardsAppends},
+	{"UnitCountsWrites", testUnitCountsWrites},
 	{"UnitCommitMakesAppendsVisible", testUnitCommitMakesAppendsVisible},
 	{"UpdateJoinsTheUnit", testUpdateJoinsTheUnit},
 	{"AppenderWaitsForUnit", testAppenderWaitsForUnit},

@@ -230,6 +230,16 @@ type MembershipWatcher interface {
 	WatchMembership(fn func(group string)) (cancel func())
 }
 
+// WriteCounter is implemented by both stores' units. Writes counts the
+// calls that may have written through the unit so far: appends, row puts
+// and deletes, and on PostgreSQL each hand-out of its transaction
+// (pgstore.TxFromContext). A runtime compares it around user code to learn
+// whether that code wrote through the unit: a unit cannot undo those
+// writes apart from the rest of it.
+type WriteCounter interface {
+	Writes() uint64
+}
+
 // ConsumerInfo is what a store knows of one consumer name.
 type ConsumerInfo struct {
 	Name     string

@@ -276,6 +276,7 @@ func (r *rows) write(ctx context.Context, a rowAddr, w *rowData) error {
 	}
 	defer unlock()
 	if r.u != nil {
+		r.u.writes.Add(1)
 		r.u.rowWrites[a] = w
 		return nil
 	}
@@ -295,6 +296,9 @@ func (r *rows) DeleteNamespace(ctx context.Context, ns string, limit int) (int, 
 		return 0, err
 	}
 	defer unlock()
+	if r.u != nil {
+		r.u.writes.Add(1)
+	}
 	var live []rowAddr
 	for table, keys := range r.s.rows.data[ns] {
 		for k := range keys {

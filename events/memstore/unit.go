@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/converge-es/converge/events"
@@ -17,6 +18,8 @@ import (
 // Every field after s is guarded by s.mu.
 type unit struct {
 	s *Store
+	// writes counts the calls that may have written (feed.WriteCounter).
+	writes atomic.Uint64
 
 	done bool
 	// ended is closed when the unit ends: appenders waiting for a stream
@@ -118,6 +121,7 @@ func (u *unit) Append(ctx context.Context, streamID string, expected events.Expe
 	if err := u.live(); err != nil {
 		return events.AppendResult{}, err
 	}
+	u.writes.Add(1)
 	if u.s.closed.Load() {
 		return events.AppendResult{}, errClosed
 	}
@@ -313,6 +317,9 @@ func (u *unit) AfterCommit(fn func()) {
 // Rows returns the unit's view of the rows.
 func (u *unit) Rows() feed.Rows { return &rows{s: u.s, u: u} }
 
+// Writes implements feed.WriteCounter.
+func (u *unit) Writes() uint64 { return u.writes.Load() }
+
 // Positions reads checkpoint positions; Commit fails with ErrConflict when
 // one of them moved since.
 func (u *unit) Positions(ctx context.Context, names ...string) ([]events.Token, error) {
@@ -502,3 +509,5 @@ func (s *Store) endLocked(u *unit) {
 // Announce does nothing more than Commit does: every commit wakes the
 // store's readers, and memory has no other process (feed.Announcer).
 func (u *unit) Announce() {}
+
+var _ feed.WriteCounter = (*unit)(nil)

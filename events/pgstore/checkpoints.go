@@ -200,6 +200,8 @@ func TxFromContext(ctx context.Context) (pgx.Tx, error) {
 	if err != nil {
 		return nil, err
 	}
+	// What the caller does with it is out of sight: count it as a write.
+	u.writes.Add(1)
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.handed == nil {

@@ -179,6 +179,7 @@ func (r *rows) Put(ctx context.Context, ns, table, key string, value json.RawMes
 		return err
 	}
 	if r.u != nil {
+		r.u.writes.Add(1)
 		// A copy: the caller may reuse its buffer before the unit commits.
 		return r.u.hold(heldWrite{rowAddr: rowAddr{ns, table, key}, value: append([]byte{}, value...), major: major, minor: minor})
 	}
@@ -196,6 +197,7 @@ func (r *rows) Delete(ctx context.Context, ns, table, key string) error {
 		return err
 	}
 	if r.u != nil {
+		r.u.writes.Add(1)
 		return r.u.hold(heldWrite{rowAddr: rowAddr{ns, table, key}})
 	}
 	if _, err := r.s.pool.Exec(ctx, r.s.q.rowDelete, ns, table, key); err != nil {
@@ -223,6 +225,7 @@ func (r *rows) DeleteNamespace(ctx context.Context, ns string, limit int) (int, 
 	} else {
 		// After the held writes (a held put in ns is deleted too), with
 		// them and the BEGIN in one round trip.
+		r.u.writes.Add(1)
 		r.u.forgetFetched()
 		_, err = r.u.inTx(ctx, func(b *pgx.Batch) { b.Queue(r.s.q.rowDeleteNS, ns, limit) }, func(br pgx.BatchResults) error {
 			var err error

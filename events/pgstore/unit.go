@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -17,6 +18,8 @@ import (
 // use, so a unit that only moves a checkpoint costs one UPDATE.
 type unit struct {
 	s *Store
+	// writes counts the calls that may have written (feed.WriteCounter).
+	writes atomic.Uint64
 
 	mu sync.Mutex
 	// conn is the pool connection the transaction runs on. The unit holds
@@ -112,6 +115,7 @@ func (u *unit) Append(ctx context.Context, streamID string, expected events.Expe
 	if err := u.live(); err != nil {
 		return events.AppendResult{}, err
 	}
+	u.writes.Add(1)
 	if u.s.isClosed() {
 		return events.AppendResult{}, events.ErrClosed
 	}
@@ -293,6 +297,9 @@ func (u *unit) AfterCommit(fn func()) {
 // Rows returns the unit's view of the rows table.
 func (u *unit) Rows() feed.Rows { return &rows{s: u.s, u: u} }
 
+// Writes implements feed.WriteCounter.
+func (u *unit) Writes() uint64 { return u.writes.Load() }
+
 // Positions reads checkpoint positions as committed when the statement
 // runs (inside the transaction once begun).
 func (u *unit) Positions(ctx context.Context, names ...string) ([]events.Token, error) {
@@ -320,3 +327,5 @@ func (u *unit) Positions(ctx context.Context, names ...string) ([]events.Token, 
 func (u *unit) Context(ctx context.Context) context.Context {
 	return events.ContextWithUnit(ctx, u)
 }
+
+var _ feed.WriteCounter = (*unit)(nil)

@@ -362,6 +362,15 @@ func (u *crashUnit) Commit(ctx context.Context, moves ...feed.Move) error {
 	return u.Unit.Commit(ctx, moves...)
 }
 
+// Writes passes feed.WriteCounter on, so the engine still tells a failed
+// step that wrote through its unit from one that did not.
+func (u *crashUnit) Writes() uint64 {
+	if wc, ok := u.Unit.(feed.WriteCounter); ok {
+		return wc.Writes()
+	}
+	return 0
+}
+
 // Announce passes feed.Announcer on.
 func (u *crashUnit) Announce() {
 	if an, ok := u.Unit.(feed.Announcer); ok {

@@ -83,6 +83,11 @@ func readState(ctx context.Context, rows feed.Rows, name string, lock feed.Lock)
 // mustState is readState that reports an unregistered projection as
 // ErrNotRegistered.
 func mustState(ctx context.Context, rows feed.Rows, name string, lock feed.Lock) (state, error) {
+	// A name no state row can be stored under (empty, control characters,
+	// too long) was never registered: say that, not that the row is bad.
+	if verr := feed.ValidateRowAddress(feed.RuntimeNamespace, StateTable, name); verr != nil {
+		return state{}, fmt.Errorf("%w: %q cannot name a projection (%w)", ErrNotRegistered, name, verr)
+	}
 	st, ok, err := readState(ctx, rows, name, lock)
 	if err != nil {
 		return state{}, fmt.Errorf("projections: read state of %q: %w", name, err)

@@ -8,8 +8,10 @@
 // of its own write knows the write is visible once a pushed position is at
 // or past it. Until then it should say so ("pending…"): the consistency
 // window is made visible, not hidden. PageHandler serves a tiny demo page
-// that follows one entity and says "pending…" until its first row
-// arrives; it holds no token of its own to compare positions with.
+// that follows one entity and shows "pending…" in place of the row and its
+// position until its first row arrives (its connection state says
+// "connected" once the subscription is acknowledged); it holds no token of
+// its own to compare positions with.
 //
 // Updates come from the process that applies them: a projection's
 // OnUpdate fires where its partition's lease is held, so a Hub in a process

@@ -18,6 +18,9 @@ const (
 	// DefaultLeaseTTL is how long a consumer's lease lasts without renewal
 	// (see SubscriberConfig.LeaseTTL for why 5s).
 	DefaultLeaseTTL = 5 * time.Second
+	// MinLeaseTTL is the shortest LeaseTTL accepted: below it a lease
+	// would expire between the renewals a store can answer.
+	MinLeaseTTL = 10 * time.Millisecond
 	// DefaultBatchSize is how many events one read of the feed returns.
 	DefaultBatchSize = 100
 	// DefaultCommitBatch is how many already-read events may share one unit
@@ -220,6 +223,10 @@ func (c *SubscriberConfig) validate() error {
 	}
 	if err := c.Partition.Validate(); err != nil {
 		return fmt.Errorf("feed: SubscriberConfig.Partition: %w", err)
+	}
+	if c.LeaseTTL > 0 && c.LeaseTTL < MinLeaseTTL {
+		return fmt.Errorf("feed: SubscriberConfig.LeaseTTL is %s: use at least %s (renewals come every RenewInterval, LeaseTTL / 3 by default, and each takes a round trip to the store)",
+			c.LeaseTTL, MinLeaseTTL)
 	}
 	for _, f := range []struct {
 		name string

@@ -42,6 +42,19 @@ func TestNewSubscriberValidatesConfig(t *testing.T) {
 		})
 	}
 
+	t.Run("a lease shorter than MinLeaseTTL is refused by name", func(t *testing.T) {
+		t.Parallel()
+		// Left alone, RenewInterval defaults to LeaseTTL/3, zero for the
+		// shortest leases: the error must name LeaseTTL, not it.
+		for _, ttl := range []time.Duration{1, 2, 3, feed.MinLeaseTTL / 2, feed.MinLeaseTTL - 1} {
+			_, err := feed.NewSubscriber(src, &feed.SubscriberConfig{ConsumerName: "c", LeaseTTL: ttl})
+			require.ErrorContains(t, err, "SubscriberConfig.LeaseTTL is "+ttl.String(), "LeaseTTL %s", ttl)
+			require.ErrorContains(t, err, feed.MinLeaseTTL.String())
+		}
+		sub, err := feed.NewSubscriber(src, &feed.SubscriberConfig{ConsumerName: "c", LeaseTTL: feed.MinLeaseTTL})
+		require.NoError(t, err)
+		require.NoError(t, sub.Close())
+	})
 	t.Run("defaults are valid", func(t *testing.T) {
 		t.Parallel()
 		sub, err := feed.NewSubscriber(src, &feed.SubscriberConfig{ConsumerName: "c"})

@@ -151,20 +151,32 @@ func parseFault(err error) string {
 	return strings.TrimPrefix(bare.Error(), "cannot parse ``: ")
 }
 
-// dbnameKey finds a dbname setting in a key=value connection string.
-var dbnameKey = regexp.MustCompile(`(^|\s)dbname\s*=\s*[^\s]`)
-
 // namesDatabase reports whether a connection URL or key=value string names
-// its database itself.
+// a database itself, as pgx reads it: PGDATABASE, a service file or an
+// empty dbname, quoted or not, would each leave the choice to libpq's
+// defaults.
 func namesDatabase(conn string) bool {
 	if strings.HasPrefix(conn, "postgres://") || strings.HasPrefix(conn, "postgresql://") {
 		u, err := url.Parse(conn)
 		if err != nil {
 			return true // the parse error, with its hint, is more useful
 		}
-		return strings.Trim(u.Path, "/") != "" || u.Query().Get("dbname") != ""
+		if strings.Trim(u.Path, "/") == "" && u.Query().Get("dbname") == "" {
+			return false
+		}
+	} else {
+		// A later setting overrides an earlier one, and the string's own
+		// settings override the environment's and the service file's: so
+		// the name survives this empty one only if the string sets one.
+		// Deciding from what pgx parsed, not from the text, follows its
+		// quoting and escapes.
+		conn = "dbname='' " + conn
 	}
-	return dbnameKey.MatchString(conn)
+	cfg, err := pgconn.ParseConfig(conn)
+	if err != nil {
+		return true // checkURLForm reported it; a later parse will again
+	}
+	return cfg.Database != ""
 }
 
 // openPool connects to PostgreSQL and checks the server answers, so a

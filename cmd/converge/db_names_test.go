@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 )
 
@@ -51,6 +52,77 @@ func TestDatabaseMustBeNamed(t *testing.T) {
 	require.ErrorIs(t, err, errNoDatabaseURL)
 	t.Setenv("DATABASE_URL", "postgres://nobody@127.0.0.1:1")
 	_, err = runCLI(t, "sagas", "list")
+	require.ErrorIs(t, err, errNoDatabaseName)
+}
+
+// TestEmptyDatabaseNameRefused: a database name that pgx reads as empty
+// (an empty dbname, quoted or not, in any spacing libpq allows, also
+// after an earlier name, or ?dbname= after a URL's path) names no
+// database: the server would pick the one named after the user.
+// PGDATABASE does not fill it in either. A name that is not empty,
+// however it is quoted, is taken as pgx reads it.
+func TestEmptyDatabaseNameRefused(t *testing.T) {
+	t.Setenv("PGDATABASE", "fallback")
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 6))
+	space := func() string {
+		const ws = " \t\n\r"
+		var b strings.Builder
+		for range rng.IntN(3) {
+			b.WriteByte(ws[rng.IntN(len(ws))])
+		}
+		return b.String()
+	}
+	others := func() string {
+		var b strings.Builder
+		for _, kv := range []string{"host=/tmp", "user=nobody", "sslmode=disable", "application_name='a b'"} {
+			if rng.IntN(2) == 0 {
+				b.WriteString(kv + " " + space())
+			}
+		}
+		return b.String()
+	}
+	// quote writes a value as libpq reads it: in single quotes with
+	// backslash escapes, or bare when it needs neither (and is not empty).
+	quote := func(v string) string {
+		if v != "" && !strings.ContainsAny(v, " \t\n\r'\\") && rng.IntN(2) == 0 {
+			return v
+		}
+		return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
+	}
+	setting := func(v string) string { return "dbname" + space() + "=" + space() + quote(v) }
+	for range 200 {
+		// An earlier name does not count: the last setting wins.
+		before := ""
+		if rng.IntN(3) == 0 {
+			before = setting("app") + " "
+		}
+		empty := others() + before + setting("") + " " + space() + others()
+		if rng.IntN(4) == 0 {
+			empty = others() + before + "dbname" + space() + "=" // unquoted, at the end
+		}
+		require.ErrorIs(t, (&dbOptions{URL: empty}).validate(), errNoDatabaseName, "%q", empty)
+
+		var name strings.Builder
+		for range 1 + rng.IntN(8) {
+			name.WriteByte(byte(' ' + rng.IntN('~'-' '+1)))
+		}
+		named := others() + setting("") + " " + setting(name.String()) + " " + others()
+		require.NoError(t, (&dbOptions{URL: named}).validate(), "%q", named)
+		cfg, err := pgconn.ParseConfig(named)
+		require.NoError(t, err)
+		require.Equal(t, name.String(), cfg.Database, "%q", named)
+	}
+	// Double quotes are no quotes to libpq: that database is named "".
+	require.NoError(t, (&dbOptions{URL: `dbname=""`}).validate())
+	for _, empty := range []string{
+		"postgres://nobody@127.0.0.1/app?dbname=", "postgres://127.0.0.1/app?dbname=app&dbname=",
+	} {
+		require.ErrorIs(t, (&dbOptions{URL: empty}).validate(), errNoDatabaseName, empty)
+	}
+	t.Setenv("DATABASE_URL", "host=127.0.0.1 port=1 dbname=''")
+	_, err := runCLI(t, "sagas", "list")
 	require.ErrorIs(t, err, errNoDatabaseName)
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/examples/orders"
+	"github.com/converge-es/converge/examples/orders/web"
 )
 
 // unreachable is a database URL nothing answers at: a command that gets
@@ -90,7 +91,7 @@ func TestNumericFlagsOverRandomValues(t *testing.T) {
 		{args: []string{"demo"}, flag: "lag", kind: "duration", lo: 0, hi: float64(maxDemoLag)},
 		{args: []string{"serve", "--listen", "127.0.0.1:0"}, flag: "sla", kind: "duration", lo: 0, hi: inf, open: true},
 		{args: []string{"serve", "--listen", "127.0.0.1:0"}, flag: "interval", kind: "duration", lo: float64(minLagInterval), hi: inf},
-		{args: []string{"serve", "--listen", "127.0.0.1:0"}, flag: "demo-load", kind: "float", lo: 0, hi: 1000},
+		{args: []string{"serve", "--listen", "127.0.0.1:0"}, flag: "demo-load", kind: "float", lo: web.MinLoadRate, hi: 1000, zero: true},
 		{args: []string{"lag"}, flag: "sla", kind: "duration", lo: 0, hi: inf, open: true},
 		{args: []string{"sagas", "list"}, flag: "limit", kind: "int", lo: 1, hi: inf},
 		{args: []string{"sagas", "list"}, flag: "stuck-for", kind: "duration", lo: 0, hi: inf},

@@ -331,12 +331,12 @@ func printStatus(w io.Writer, schema string, sts []projectionStatus) error {
 	for _, s := range sts {
 		for _, h := range s.Halts {
 			fmt.Fprintf(w, "%s halted at event %s (%s, stream %q) after %d attempts: %s\n  fix the cause, then: converge projections resume %s\n",
-				s.Name, h.EventID, h.Type, h.StreamID, h.Attempts, h.Reason, s.Name)
+				s.Name, printable(h.EventID), printable(h.Type), h.StreamID, h.Attempts, printable(h.Reason), s.Name)
 		}
 		if s.Rebuild != nil {
 			for _, h := range s.Rebuild.Halts {
 				fmt.Fprintf(w, "%s: the rebuild of generation %d halted at event %s (%s): %s\n  fix the cause, then: converge projections resume %s\n",
-					s.Name, s.Rebuild.Generation, h.EventID, h.Type, h.Reason, s.Name)
+					s.Name, s.Rebuild.Generation, printable(h.EventID), printable(h.Type), printable(h.Reason), s.Name)
 			}
 		}
 		if q := s.Request; q != nil {
@@ -358,7 +358,7 @@ func leaseText(ls []leaseInfo) string {
 			owners = append(owners, l.Owner)
 		}
 	}
-	return strings.Join(owners, ",")
+	return printable(strings.Join(owners, ","))
 }
 
 // requestText says where a request stands, in words.
@@ -366,21 +366,21 @@ func requestText(q projections.Request) string {
 	switch q.State {
 	case projections.RequestPending:
 		if q.Error != "" {
-			return "pending (" + q.Error + ")"
+			return "pending (" + printable(q.Error) + ")"
 		}
 		return "pending: waiting for a running application that has the projection to take it"
 	case projections.RequestRunning:
 		if q.Op == projections.OpRebuild {
-			return fmt.Sprintf("running: building generation %d (taken by %s)", q.Generation, q.Owner)
+			return fmt.Sprintf("running: building generation %d (taken by %s)", q.Generation, printable(q.Owner))
 		}
-		return "running (taken by " + q.Owner + ")"
+		return "running (taken by " + printable(q.Owner) + ")"
 	case projections.RequestDone:
 		if q.Op == projections.OpRebuild {
 			return fmt.Sprintf("done: generation %d is active", q.Generation)
 		}
 		return "done: the checkpoints were moved back to " + tokenText(q.To)
 	default:
-		return "failed: " + q.Error
+		return "failed: " + printable(q.Error)
 	}
 }
 
@@ -456,7 +456,7 @@ func (c *projectionsResumeCmd) run(ctx context.Context) error {
 			}
 			resumed++
 			fmt.Fprintf(c.out, "resumed %s: it was halted at event %s (%s, stream %q) since %s after %d attempts: %s\n",
-				cp, h.EventID, h.Type, h.StreamID, h.At.Format(time.RFC3339), h.Attempts, h.Reason)
+				printable(cp), printable(h.EventID), printable(h.Type), h.StreamID, h.At.Format(time.RFC3339), h.Attempts, printable(h.Reason))
 		}
 	}
 	if resumed == 0 {
@@ -590,7 +590,7 @@ func (c *projectionsRequestCmd) run(ctx context.Context) error {
 	case err != nil:
 		return err
 	case final.State == projections.RequestFailed:
-		return fmt.Errorf("%s %s failed: %s", c.op, c.name, final.Error)
+		return fmt.Errorf("%s %s failed: %s", c.op, c.name, printable(final.Error))
 	}
 	return nil
 }
@@ -611,7 +611,7 @@ func (c *projectionsRequestCmd) rebuildProgress(ctx context.Context, store *pgst
 	}
 	if len(rb.halts) > 0 {
 		h := rb.halts[0]
-		return fmt.Sprintf("running: the rebuild of generation %d is halted at event %s: %s (fix the cause, then: converge projections resume %s)", gen, h.EventID, h.Reason, c.name), nil
+		return fmt.Sprintf("running: the rebuild of generation %d is halted at event %s: %s (fix the cause, then: converge projections resume %s)", gen, printable(h.EventID), printable(h.Reason), c.name), nil
 	}
 	if rb.behind == 0 {
 		return fmt.Sprintf("running: generation %d has caught up; switching", gen), nil

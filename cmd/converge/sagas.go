@@ -337,26 +337,37 @@ func (c *sagasCmd) request(cmd *cobra.Command, id string, wait time.Duration, do
 	if err != nil {
 		return err
 	}
-	// The engine drops a request the instance cannot take (it ended
-	// meanwhile, say) and says why in the history.
-	for _, h := range tl.History[min(len(before.History), len(tl.History)):] {
-		if h.Kind == saga.KindRequestRefused {
-			return fmt.Errorf("%s/%s: the engine refused the request: %s", typ, id, h.Detail)
-		}
-	}
-	last := ""
-	if n := len(tl.History); n > 0 {
-		h := tl.History[n-1]
-		last = h.Kind
-		if h.Detail != "" {
-			last += ": " + h.Detail
-		}
+	line, err := requestOutcome(typ, id, before, tl)
+	if err != nil {
+		return err
 	}
 	if c.json {
 		return writeJSONLines(c.out, []saga.Info{tl.Info})
 	}
-	_, err = fmt.Fprintf(c.out, "%s/%s: %s (last: %s)\n", typ, id, tl.Info.Status, last)
+	_, err = fmt.Fprintln(c.out, line)
 	return err
+}
+
+// requestOutcome is what retry and cancel say once an engine took the
+// request: the instance's status after it, with its last history entry,
+// or the error of a request the engine refused.
+func requestOutcome(typ, id string, before, after saga.Timeline) (string, error) {
+	// The engine drops a request the instance cannot take (it ended
+	// meanwhile, say) and says why in the history.
+	for _, h := range after.History[min(len(before.History), len(after.History)):] {
+		if h.Kind == saga.KindRequestRefused {
+			return "", fmt.Errorf("%s/%s: the engine refused the request: %s", typ, id, printable(h.Detail))
+		}
+	}
+	last := ""
+	if n := len(after.History); n > 0 {
+		h := after.History[n-1]
+		last = h.Kind
+		if h.Detail != "" {
+			last += ": " + printable(h.Detail)
+		}
+	}
+	return fmt.Sprintf("%s/%s: %s (last: %s)", typ, id, after.Info.Status, last), nil
 }
 
 // resolve returns the saga type of the instance id: --type, else the only
@@ -421,10 +432,10 @@ func writeInstanceTable(w io.Writer, list []saga.Info, now time.Time) error {
 			}
 		}
 		if len(in.Waiting) > 0 {
-			waiting = strings.Join(in.Waiting, ",")
+			waiting = printable(strings.Join(in.Waiting, ","))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\t%s\n", in.Saga, in.ID, in.Status, in.Steps, parked, waiting, in.Queued,
-			in.Updated.Format(time.RFC3339), in.Reason)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\t%s\n", printable(in.Saga), printable(in.ID), in.Status, in.Steps, parked, waiting, in.Queued,
+			in.Updated.Format(time.RFC3339), printable(in.Reason))
 	}
 	return tw.Flush()
 }
@@ -437,7 +448,7 @@ func writeIgnored(w io.Writer, what, id string, found []saga.IgnoredFor) error {
 	fmt.Fprintln(tw, "SAGA\tAT\tEVENT ID\tEVENT TYPE\tREASON")
 	for _, f := range found {
 		for _, m := range f.Ignored {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.Saga, m.At.Format("2006-01-02T15:04:05.000Z07:00"), m.EventID, m.EventType, m.Reason)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", printable(f.Saga), m.At.Format("2006-01-02T15:04:05.000Z07:00"), printable(m.EventID), printable(m.EventType), printable(m.Reason))
 		}
 	}
 	return tw.Flush()
@@ -445,15 +456,15 @@ func writeIgnored(w io.Writer, what, id string, found []saga.IgnoredFor) error {
 
 func writeTimeline(w io.Writer, tl saga.Timeline) error {
 	in := tl.Info
-	fmt.Fprintf(w, "%s/%s  status %s  steps %d  version %d  token %s\n", in.Saga, in.ID, in.Status, in.Steps, in.Version, in.Token)
+	fmt.Fprintf(w, "%s/%s  status %s  steps %d  version %d  token %s\n", printable(in.Saga), printable(in.ID), in.Status, in.Steps, in.Version, in.Token)
 	if in.Reason != "" {
-		fmt.Fprintf(w, "reason: %s\n", in.Reason)
+		fmt.Fprintf(w, "reason: %s\n", printable(in.Reason))
 	}
 	if !in.ParkedSince.IsZero() {
-		fmt.Fprintf(w, "parked since %s waiting for %s (stuck: %t)\n", in.ParkedSince.Format(time.RFC3339Nano), strings.Join(in.Waiting, ", "), in.Stuck)
+		fmt.Fprintf(w, "parked since %s waiting for %s (stuck: %t)\n", in.ParkedSince.Format(time.RFC3339Nano), printable(strings.Join(in.Waiting, ", ")), in.Stuck)
 	}
 	for name, due := range in.Timers {
-		fmt.Fprintf(w, "timer %s due %s\n", name, due.Format(time.RFC3339Nano))
+		fmt.Fprintf(w, "timer %s due %s\n", printable(name), due.Format(time.RFC3339Nano))
 	}
 	if in.Queued > 0 {
 		fmt.Fprintf(w, "%d messages queued behind the blocked step\n", in.Queued)
@@ -467,21 +478,21 @@ func writeTimeline(w io.Writer, tl saga.Timeline) error {
 	if !in.Purged.IsZero() {
 		fmt.Fprintf(w, "history before %s purged by retention (EngineConfig.Retention); state dropped\n\n", in.Purged.Format(time.RFC3339))
 	} else {
-		fmt.Fprintf(w, "state: %s\n\n", in.State)
+		fmt.Fprintf(w, "state: %s\n\n", printable(string(in.State)))
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SEQ\tAT\tKIND\tEVENT\tDETAIL")
 	for _, h := range tl.History {
 		event := "-"
 		if h.EventType != "" {
-			event = h.EventType + " " + h.EventID
+			event = printable(h.EventType) + " " + printable(h.EventID)
 		}
-		detail := h.Detail
+		detail := printable(h.Detail)
 		if len(h.Models) > 0 {
-			detail = strings.TrimSpace(fmt.Sprintf("%s models=%s token=%s", detail, strings.Join(h.Models, ","), h.Token))
+			detail = strings.TrimSpace(fmt.Sprintf("%s models=%s token=%s", detail, printable(strings.Join(h.Models, ",")), h.Token))
 		}
 		if h.Waited != "" {
-			detail = strings.TrimSpace(detail + " waited=" + h.Waited)
+			detail = strings.TrimSpace(detail + " waited=" + printable(h.Waited))
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", h.Seq, h.At.Format("15:04:05.000"), h.Kind, event, detail)
 	}
@@ -489,7 +500,7 @@ func writeTimeline(w io.Writer, tl saga.Timeline) error {
 		return err
 	}
 	for _, m := range tl.Ignored {
-		if _, err := fmt.Fprintf(w, "ignored %s %s at %s: %s\n", m.EventType, m.EventID, m.At.Format(time.RFC3339), m.Reason); err != nil {
+		if _, err := fmt.Fprintf(w, "ignored %s %s at %s: %s\n", printable(m.EventType), printable(m.EventID), m.At.Format(time.RFC3339), printable(m.Reason)); err != nil {
 			return err
 		}
 	}

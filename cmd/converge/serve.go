@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,13 +40,14 @@ type serveCmd struct {
 	demoLoad float64
 	origins  []string
 	hosts    []string
-	guard    *hostGuard // from listen and hosts, by validate
 }
 
 func (c *serveCmd) validate() error {
-	var err error
-	if c.guard, err = newHostGuard(c.listen, c.hosts); err != nil {
+	if _, _, err := allowedHosts(c.hosts); err != nil {
 		return err
+	}
+	if _, _, err := net.SplitHostPort(c.listen); err != nil {
+		return fmt.Errorf("--listen %q: want host:port, e.g. 127.0.0.1:9090: %w", c.listen, err)
 	}
 	if err := checkOrigins(c.origins); err != nil {
 		return err
@@ -55,8 +57,8 @@ func (c *serveCmd) validate() error {
 		return fmt.Errorf("--sla %s: use a positive duration such as 2s", c.sla)
 	case c.interval < minLagInterval:
 		return fmt.Errorf("--interval %s: use an interval of at least %s, such as 1s: a shorter one only loads the machine (and the database with --postgres)", c.interval, minLagInterval)
-	case !(c.demoLoad >= 0 && c.demoLoad <= 1000): // NaN too
-		return fmt.Errorf("--demo-load %g: use orders per second from 0 (off) to 1000", c.demoLoad)
+	case !(c.demoLoad == 0 || c.demoLoad >= web.MinLoadRate && c.demoLoad <= 1000): // NaN too
+		return fmt.Errorf("--demo-load %g: use orders per second from %g to 1000, or 0 (off)", c.demoLoad, web.MinLoadRate)
 	}
 	return nil
 }
@@ -93,8 +95,9 @@ projection declares; --sla applies to read models that declare none.
 It binds 127.0.0.1 unless told otherwise, prints "listening on ADDR" once it
 accepts connections, and stops gracefully on SIGINT or SIGTERM.
 
-On a loopback address it answers only requests for loopback names
-(localhost and its subdomains, 127.0.0.0/8, [::1]; 403 otherwise), so a web page whose name an attacker points at
+On a loopback address (however --listen names it) it answers only
+requests for loopback names (localhost and its subdomains, 127.0.0.0/8,
+[::1]; 403 otherwise), so a web page whose name an attacker points at
 127.0.0.1 (DNS rebinding) cannot use it; --allow-host adds names. On any
 other address every name is served unless --allow-host lists them.`,
 		Example: `  converge serve                        # in memory; open http://127.0.0.1:9090/
@@ -123,7 +126,7 @@ other address every name is served unless --allow-host lists them.`,
 	f.BoolVar(&c.postgres, "postgres", false, "run on PostgreSQL (--database-url, else DATABASE_URL) instead of in memory")
 	f.DurationVar(&c.sla, "sla", lag.UserFacingSLA, "SLA of read models that declare none (the strong customer_orders)")
 	f.DurationVar(&c.interval, "interval", lag.DefaultInterval, "how often lag is sampled (at least "+minLagInterval.String()+")")
-	f.Float64Var(&c.demoLoad, "demo-load", 0, "place this many simulated orders a second, from new customers who buy a few times each (0: none)")
+	f.Float64Var(&c.demoLoad, "demo-load", 0, "place this many simulated orders a second (from "+strconv.FormatFloat(web.MinLoadRate, 'g', -1, 64)+" to 1000), from new customers who buy a few times each (0: none)")
 	f.StringArrayVar(&c.origins, "allow-origin", nil, `origin allowed to call the API from another site, such as https://shop.example ("*" for any); repeatable`)
 	f.StringArrayVar(&c.hosts, "allow-host", nil, `host name the server answers to besides the loopback names (localhost and its subdomains, 127.0.0.0/8, [::1]), such as shop.internal ("*" for any); repeatable`)
 	return cmd
@@ -141,6 +144,10 @@ func (c *serveCmd) run(ctx context.Context, out, errOut io.Writer) error {
 		return fmt.Errorf("--listen %s: %w", c.listen, err)
 	}
 	defer func() { _ = ln.Close() }() // Serve closes it too; this covers the early returns
+	guard, err := newHostGuard(ln.Addr(), c.hosts)
+	if err != nil {
+		return err
+	}
 	log := slog.New(slog.NewTextHandler(errOut, nil))
 	store, closeStore, err := c.openStore(ctx, log)
 	if err != nil {
@@ -164,7 +171,10 @@ func (c *serveCmd) run(ctx context.Context, out, errOut io.Writer) error {
 		return err
 	}
 	reg.MustRegister(gateCollector(app.Client()))
-	hist := web.NewLagHistory(nil)
+	hist, err := web.NewLagHistory(nil)
+	if err != nil {
+		return err
+	}
 	srv, err = web.New(&web.Config{
 		Orders: app, Tracker: app.Tracker(), ReadModels: app.ReadModels(), Ops: app.Ops(),
 		Lag: hist, Catalog: app.Catalog(), AllowedOrigins: c.origins, Logger: log,
@@ -209,7 +219,7 @@ func (c *serveCmd) run(ctx context.Context, out, errOut io.Writer) error {
 		}
 	}()
 
-	hs := &http.Server{Handler: c.guard.wrap(opsMux(reg, mon, srv.Handler())), ReadHeaderTimeout: 5 * time.Second}
+	hs := &http.Server{Handler: guard.wrap(opsMux(reg, mon, srv.Handler())), ReadHeaderTimeout: 5 * time.Second}
 	fmt.Fprintf(out, "listening on %s\n", ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()

@@ -21,32 +21,49 @@ type hostGuard struct {
 	names map[string]bool
 }
 
-// newHostGuard returns the guard for a server listening on listen with
-// --allow-host values allowed, or nil when every host is served: allowed
-// holds "*", or the server listens beyond loopback and allowed is empty
-// (the names it is reached by are not known then).
-func newHostGuard(listen string, allowed []string) (*hostGuard, error) {
-	g := &hostGuard{names: map[string]bool{}}
+// newHostGuard returns the guard for a server listening on bound, the
+// address its listener reports, with --allow-host values allowed, or nil
+// when every host is served: allowed holds "*", or the server listens
+// beyond loopback and allowed is empty (the names it is reached by are
+// not known then).
+//
+// It decides from the address bound, not from --listen's text: a name
+// there, such as the machine's own (which /etc/hosts may map to
+// 127.0.1.1), can bind loopback as well as "localhost" does.
+func newHostGuard(bound net.Addr, allowed []string) (*hostGuard, error) {
+	names, all, err := allowedHosts(allowed)
+	if err != nil || all {
+		return nil, err
+	}
+	if len(names) == 0 && !boundToLoopback(bound) {
+		return nil, nil
+	}
+	return &hostGuard{names: names}, nil
+}
+
+// boundToLoopback reports whether a listener's address is a loopback one.
+func boundToLoopback(bound net.Addr) bool {
+	addr, err := netip.ParseAddrPort(bound.String())
+	return err == nil && addr.Addr().Unmap().IsLoopback()
+}
+
+// allowedHosts reads --allow-host values: the names served besides the
+// loopback ones, or any when a value is "*".
+func allowedHosts(allowed []string) (names map[string]bool, all bool, err error) {
+	names = map[string]bool{}
 	for _, h := range allowed {
 		if h == "*" {
-			return nil, nil
+			return nil, true, nil
 		}
 		name, ok := hostName(h)
 		_, _, withPort := net.SplitHostPort(h)
 		bare := strings.HasPrefix(h, "[") || !strings.Contains(h, ":")
 		if !ok || withPort == nil || !bare {
-			return nil, fmt.Errorf("--allow-host %q: want a host name or address such as shop.internal or 10.0.0.5, without scheme, port or path", h)
+			return nil, false, fmt.Errorf("--allow-host %q: want a host name or address such as shop.internal or 10.0.0.5, without scheme, port or path", h)
 		}
-		g.names[name] = true
+		names[name] = true
 	}
-	host, _, err := net.SplitHostPort(listen)
-	if err != nil {
-		return nil, fmt.Errorf("--listen %q: want host:port, e.g. 127.0.0.1:9090: %w", listen, err)
-	}
-	if len(g.names) == 0 && !isLoopback(host) {
-		return nil, nil
-	}
-	return g, nil
+	return names, false, nil
 }
 
 // allows reports whether a request with this Host header is served.

@@ -4,7 +4,11 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"net/netip"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +51,11 @@ func asHostHeader(rng *rand.Rand, name string) string {
 	return h
 }
 
+// boundAt is the address a listener on addr reports.
+func boundAt(addr string) net.Addr {
+	return net.TCPAddrFromAddrPort(netip.MustParseAddrPort(addr))
+}
+
 // TestHostGuard: on a loopback address serve answers to loopback names
 // and the --allow-host names only, however a client writes them (case,
 // port, trailing dot), and refuses every other name; "*" or a server
@@ -83,7 +92,8 @@ func TestHostGuard(t *testing.T) {
 		for range rng.IntN(3) {
 			allowed = append(allowed, foreign())
 		}
-		g, err := newHostGuard("127.0.0.1:9090", allowed)
+		bound := boundAt(fmt.Sprintf("127.%d.%d.%d:9090", rng.IntN(256), rng.IntN(256), 1+rng.IntN(254)))
+		g, err := newHostGuard(bound, allowed)
 		require.NoError(t, err)
 		require.NotNil(t, g)
 		for range 20 {
@@ -98,7 +108,7 @@ func TestHostGuard(t *testing.T) {
 		}
 
 		// Beyond loopback, --allow-host restricts; without it, no guard.
-		g, err = newHostGuard("0.0.0.0:9090", allowed)
+		g, err = newHostGuard(boundAt("0.0.0.0:9090"), allowed)
 		require.NoError(t, err)
 		if len(allowed) == 0 {
 			require.Nil(t, g, "a server beyond loopback does not know its names")
@@ -106,13 +116,17 @@ func TestHostGuard(t *testing.T) {
 			require.False(t, g.allows(asHostHeader(rng, foreign())))
 			require.True(t, g.allows(asHostHeader(rng, allowed[0])))
 		}
-		g, err = newHostGuard("127.0.0.1:9090", append(allowed, "*"))
+		g, err = newHostGuard(bound, append(allowed, "*"))
 		require.NoError(t, err)
 		require.Nil(t, g, `"*" serves every name`)
 	}
-	g, err := newHostGuard("[::1]:9090", nil)
+	for _, loopback := range []string{"[::1]:9090", "[::ffff:127.0.0.1]:9090"} {
+		g, err := newHostGuard(boundAt(loopback), nil)
+		require.NoError(t, err)
+		require.NotNil(t, g, "%s is loopback", loopback)
+	}
+	g, err := newHostGuard(boundAt("[::1]:9090"), nil)
 	require.NoError(t, err)
-	require.NotNil(t, g, "::1 is loopback")
 	require.False(t, g.allows(""), "no Host at all")
 }
 
@@ -121,11 +135,11 @@ func TestHostGuard(t *testing.T) {
 func TestHostGuardRefusesBadNames(t *testing.T) {
 	t.Parallel()
 	for _, bad := range []string{"", "https://shop.example", "shop.example:8080", "shop.example/orders", "user@shop.example", "::1", "[::1]:80", "[]"} {
-		_, err := newHostGuard("127.0.0.1:9090", []string{bad})
+		_, err := newHostGuard(boundAt("127.0.0.1:9090"), []string{bad})
 		require.ErrorContains(t, err, fmt.Sprintf("--allow-host %q: want a host name", bad))
 	}
 	for _, good := range []string{"shop.internal", "10.0.0.5", "[fe80::1]", "Shop.Internal."} {
-		_, err := newHostGuard("127.0.0.1:9090", []string{good})
+		_, err := newHostGuard(boundAt("127.0.0.1:9090"), []string{good})
 		require.NoError(t, err, good)
 	}
 }
@@ -158,6 +172,60 @@ func TestServe_RefusesForeignHosts(t *testing.T) {
 		for _, host := range []string{"localhost:" + port, "127.0.0.1:" + port, "shop.internal:" + port} {
 			code, _ := get(host, path)
 			require.NotEqual(t, http.StatusForbidden, code, "%s%s", host, path)
+		}
+	}
+}
+
+// TestServe_GuardsNamesThatBindLoopback: --listen with a name rather than
+// an address is guarded when the name binds loopback, as "localhost" does
+// and as the machine's own name does where /etc/hosts maps it to
+// 127.0.0.1 or 127.0.1.1: a page whose name an attacker points there is
+// refused like on --listen 127.0.0.1.
+func TestServe_GuardsNamesThatBindLoopback(t *testing.T) {
+	t.Parallel()
+	names := []string{"localhost"}
+	// A name that is no loopback name in itself is the case to cover: the
+	// machine's own, or one of the aliases some systems give loopback.
+	hostname, err := os.Hostname()
+	require.NoError(t, err)
+	other := ""
+	for _, n := range []string{hostname, "localhost.localdomain", "ip6-localhost", "ip6-loopback", "localhost4"} {
+		if isLoopback(n) {
+			continue
+		}
+		ips, err := net.DefaultResolver.LookupNetIP(t.Context(), "ip", n)
+		if err != nil || len(ips) == 0 {
+			continue
+		}
+		if !slices.ContainsFunc(ips, func(ip netip.Addr) bool { return !ip.Unmap().IsLoopback() }) {
+			other = n
+			break
+		}
+	}
+	if other != "" {
+		names = append(names, other)
+	} else {
+		t.Logf("no name here resolves to loopback but localhost; covering localhost only")
+	}
+	for _, name := range names {
+		addr := startServe(t, "serve", "--listen", name+":0")
+		_, port, err := net.SplitHostPort(addr)
+		require.NoError(t, err)
+		for host, want := range map[string]int{
+			"evil.example:" + port: http.StatusForbidden,
+			name + ":" + port:      http.StatusOK,
+			"localhost:" + port:    http.StatusOK,
+		} {
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+addr+"/api/sagas", nil)
+			require.NoError(t, err)
+			req.Host = host
+			res, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			_ = res.Body.Close()
+			if name == other && host == name+":"+port {
+				want = http.StatusForbidden // its name is no loopback name, and not allowed
+			}
+			require.Equal(t, want, res.StatusCode, "--listen %s:0, Host %s", name, host)
 		}
 	}
 }

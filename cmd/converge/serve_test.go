@@ -2,16 +2,20 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,6 +33,7 @@ import (
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
 	"github.com/converge-es/converge/events/memstore"
+	"github.com/converge-es/converge/examples/orders/web"
 	"github.com/converge-es/converge/internal/pgtest"
 )
 
@@ -70,8 +75,12 @@ func startServeStoppable(t *testing.T, args ...string) (string, func() error) {
 		require.NoError(t, err, "serve did not say where it listens")
 	}
 	go func() { _, _ = io.Copy(io.Discard, pr) }()
-	require.True(t, strings.HasPrefix(line, "listening on 127.0.0.1:"), "line %q", line)
-	return strings.TrimSpace(strings.TrimPrefix(line, "listening on ")), stop
+	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening on ")
+	require.True(t, ok, "line %q", line)
+	bound, err := netip.ParseAddrPort(addr)
+	require.NoError(t, err, "line %q", line)
+	require.True(t, bound.Addr().IsLoopback(), "line %q", line)
+	return addr, stop
 }
 
 func TestServe_StopsGracefullyWithLiveClients(t *testing.T) {
@@ -307,6 +316,33 @@ func TestServeRejectsBadFlags(t *testing.T) {
 		_, err := runCLI(t, append([]string{"serve"}, tc...)...)
 		require.ErrorContains(t, err, tc[0])
 	}
+}
+
+// TestServeRefusesDemoLoadBelowTheLeast: a --demo-load above 0 but below
+// web.MinLoadRate, down to the smallest float, is refused naming the least
+// rate, before serve binds anything; the least itself is served.
+func TestServeRefusesDemoLoadBelowTheLeast(t *testing.T) {
+	t.Parallel()
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 8))
+	for range 50 {
+		rate := math.Exp(math.Log(math.SmallestNonzeroFloat64) + rng.Float64()*(math.Log(web.MinLoadRate)-math.Log(math.SmallestNonzeroFloat64)))
+		rate = min(rate, web.MinLoadRate*(1-1e-9))
+		text := strconv.FormatFloat(rate, 'g', -1, 64)
+		// Bounded: a serve that took the rate would run until stopped.
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		var out bytes.Buffer
+		root := newRootCmd()
+		root.SetArgs([]string{"serve", "--listen", "127.0.0.1:0", "--demo-load", text})
+		root.SetOut(&out)
+		root.SetErr(&out)
+		err := execute(ctx, root)
+		cancel()
+		require.ErrorContains(t, err, "--demo-load "+text+": use orders per second from 1e-06 to 1000, or 0 (off)")
+		require.NotContains(t, out.String(), "listening on")
+	}
+	startServe(t, "serve", "--listen", "127.0.0.1:0", "--demo-load", "1e-6")
 }
 
 // downInspector is a store whose database can be taken down: every

@@ -114,7 +114,10 @@ type Config struct {
 	// only the updates published after they subscribed.
 	Snapshot SnapshotFunc
 
-	// SnapshotTimeout bounds each Snapshot call. Defaults to
+	// SnapshotTimeout bounds each Snapshot call. One that has not
+	// returned by then fails as above, whether or not it heeds its
+	// context: it is left to finish on its own and its result is dropped,
+	// so it holds up neither the client nor Close. Defaults to
 	// DefaultSnapshotTimeout (2s).
 	SnapshotTimeout time.Duration
 

@@ -395,13 +395,35 @@ func (h *Hub) loadSnapshot(c *client, entity string, s *subscription) {
 
 // callSnapshot calls Config.Snapshot, turning a panic into an error so that
 // one bad read cannot take the process down.
-func (h *Hub) callSnapshot(ctx context.Context, entity string) (data json.RawMessage, pos events.Token, found bool, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("live: Config.Snapshot panicked: %v", p)
-		}
+// callSnapshot runs Config.Snapshot, for at most as long as ctx lasts
+// (SnapshotTimeout, or the client's connection): a Snapshot that does not
+// heed its context is abandoned then, so neither this client's worker nor
+// Close waits for it. It runs on until it returns, and its result is
+// dropped.
+func (h *Hub) callSnapshot(ctx context.Context, entity string) (json.RawMessage, events.Token, bool, error) {
+	type result struct {
+		data  json.RawMessage
+		pos   events.Token
+		found bool
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		defer func() {
+			if p := recover(); p != nil {
+				r = result{err: fmt.Errorf("live: Config.Snapshot panicked: %v", p)}
+			}
+			done <- r
+		}()
+		r.data, r.pos, r.found, r.err = h.cfg.Snapshot(ctx, entity)
 	}()
-	return h.cfg.Snapshot(ctx, entity)
+	select {
+	case r := <-done:
+		return r.data, r.pos, r.found, r.err
+	case <-ctx.Done():
+		return nil, events.Token{}, false, fmt.Errorf("live: Config.Snapshot did not return in time (make it heed its context): %w", ctx.Err())
+	}
 }
 
 func (h *Hub) addSubLocked(c *client, entity string) *subscription {

@@ -207,3 +207,49 @@ func blockedSnapshots(t *testing.T, calls int) (live.SnapshotFunc, <-chan struct
 		return json.RawMessage(row(1)), tok(1), true, nil
 	}, called
 }
+
+// TestHub_SnapshotTimeoutAbandonsASnapshotThatIgnoresItsContext: a
+// Snapshot that does not heed its context is still bounded by
+// Config.SnapshotTimeout: the client gets the error message for the
+// entity and the later updates, and Close returns, while the call is
+// still running (it is left to finish on its own).
+func TestHub_SnapshotTimeoutAbandonsASnapshotThatIgnoresItsContext(t *testing.T) {
+	t.Parallel()
+	called, release := make(chan struct{}, 1), make(chan struct{})
+	returned := make(chan struct{})
+	hub, b := setup(t, &live.Config{
+		SnapshotTimeout: 100 * time.Millisecond,
+		Snapshot: func(context.Context, string) (json.RawMessage, events.Token, bool, error) {
+			defer close(returned)
+			called <- struct{}{}
+			<-release // a call that ignores its context
+			return json.RawMessage(row(1)), tok(1), true, nil
+		},
+	})
+	// Released last, so the abandoned call ends before the leak check.
+	t.Cleanup(func() {
+		close(release)
+		<-returned
+	})
+	conn := b.dial(t)
+	send(t, conn, `{"action":"subscribe","entity":"order-1"}`)
+	readType(t, conn, live.TypeSubscribed, "order-1")
+	await(t, called, "the snapshot call")
+	m := readType(t, conn, live.TypeError, "order-1")
+	require.Equal(t, "could not read the current state; later updates will follow", m.Error)
+	hub.Publish("order-1", json.RawMessage(row(2)), tok(2))
+	readUpdate(t, conn, "order-1", row(2), tok(2))
+
+	require.NoError(t, conn.Close(websocket.StatusNormalClosure, ""))
+	closed := make(chan struct{})
+	go func() {
+		hub.Close()
+		close(closed)
+	}()
+	await(t, closed, "Close, with the snapshot call still running")
+	select {
+	case <-returned:
+		t.Fatal("the snapshot call returned before its release")
+	default:
+	}
+}

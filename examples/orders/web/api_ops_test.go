@@ -116,7 +116,7 @@ func TestPages_AreServedWithAStrictPolicy(t *testing.T) {
 func TestLagAndReadModelRoutes(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
-	h := web.NewLagHistory(nil)
+	h := newLagHistory(t, nil)
 	h.Record([]lag.Report{{Name: "order_summary", SLA: 2 * time.Second, TimeLag: 3 * time.Second, PositionLag: 4, Breached: true, Reason: lag.ReasonTimeLag, At: now.Add(-time.Second)}})
 	catalog := &consistency.Catalog{}
 	catalog.Register(consistency.ReadModel{Name: "order_summary", Class: consistency.Eventual, SLA: 2 * time.Second})

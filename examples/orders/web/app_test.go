@@ -87,7 +87,7 @@ func setupAppOn(t *testing.T, store converge.Store, change func(*web.AppConfig))
 	var err error
 	ab.app, err = web.NewApp(cfg)
 	require.NoError(t, err)
-	hist := web.NewLagHistory(nil)
+	hist := newLagHistory(t, nil)
 	srv, err = web.New(&web.Config{
 		Orders: ab.app, Tracker: ab.app.Tracker(), ReadModels: ab.app.ReadModels(), Ops: ab.app.Ops(),
 		Catalog: ab.app.Catalog(), Lag: hist, Logger: logger,

@@ -66,7 +66,7 @@ func (c *Config) withDefaults() Config {
 		out.Ops = NoOps{}
 	}
 	if out.Lag == nil {
-		out.Lag = NewLagHistory(nil)
+		out.Lag = newLagHistory(LagHistoryConfig{})
 	}
 	out.MaxBodyBytes = cmp.Or(out.MaxBodyBytes, DefaultMaxBodyBytes)
 	if out.Logger == nil {

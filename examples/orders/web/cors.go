@@ -36,11 +36,16 @@ func (s *Server) cors(next http.Handler) http.Handler {
 		// The operator API (retry, cancel, what is stuck) is for the
 		// dashboard served here: same-origin only, whatever the allowed
 		// origins, so "*" for the order API does not let any site act.
-		if origin == "" || !s.originAllowed(origin) || strings.HasPrefix(r.URL.Path, opsPrefix) {
+		ops := strings.HasPrefix(r.URL.Path, opsPrefix)
+		if origin == "" || ops || !s.originAllowed(origin) {
 			if preflight {
-				p := newProblem(http.StatusForbidden, ProblemForbiddenOrigin, "Origin not allowed",
-					"this server does not take cross-origin requests from "+truncate(origin)+" (add it to the allowed origins)")
-				writeProblem(w, p)
+				// Allowing the origin would not help under /api/: say so
+				// rather than advise it.
+				detail := "this server does not take cross-origin requests from " + truncate(origin) + " (add it to the allowed origins)"
+				if ops {
+					detail = "the operator API under " + opsPrefix + " takes same-origin requests only (from the dashboard served here), whatever the allowed origins: it does not take them from " + truncate(origin)
+				}
+				writeProblem(w, newProblem(http.StatusForbidden, ProblemForbiddenOrigin, "Origin not allowed", detail))
 				return
 			}
 			next.ServeHTTP(w, r)

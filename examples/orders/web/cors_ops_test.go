@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"math/rand/v2"
 	"net/http"
 	"testing"
 
@@ -27,4 +28,35 @@ func TestCORS_OperatorAPIStaysSameOrigin(t *testing.T) {
 	}
 	pre := b.do(t, http.MethodOptions, "/orders", http.Header{"Origin": {origin}, "Access-Control-Request-Method": {"POST"}}, nil)
 	require.Equal(t, http.StatusNoContent, pre.status, "the order API takes the allowed origins")
+}
+
+// TestCORS_RefusalSaysWhatWouldHelp: a preflight to the operator API is
+// refused saying it takes same-origin requests only, whether or not the
+// origin is allowed (allowing it would not help); a preflight to the
+// order API from an origin that is not allowed is told to allow it.
+func TestCORS_RefusalSaysWhatWouldHelp(t *testing.T) {
+	t.Parallel()
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 12))
+	allowed := randomOrigin(rng)
+	b := setup(t, func(c *web.Config) { c.AllowedOrigins = []string{allowed} })
+	preflight := func(origin, path string) response {
+		return b.do(t, http.MethodOptions, path, http.Header{"Origin": {origin}, "Access-Control-Request-Method": {"POST"}}, nil)
+	}
+	for range 20 {
+		other := randomOrigin(rng)
+		if other == allowed {
+			continue
+		}
+		for _, origin := range []string{allowed, other} {
+			path := []string{"/api/sagas", "/api/sagas/o-1/cancel", "/api/sagas/o-1/retry", "/api/dead-letters", "/api/lag"}[rng.IntN(5)]
+			detail := preflight(origin, path).problem(t, http.StatusForbidden, web.ProblemForbiddenOrigin)["detail"]
+			require.Contains(t, detail, "the operator API under /api/ takes same-origin requests only", "%s from %s", path, origin)
+			require.NotContains(t, detail, "add it to the allowed origins", "%s from %s", path, origin)
+		}
+		detail := preflight(other, "/orders").problem(t, http.StatusForbidden, web.ProblemForbiddenOrigin)["detail"]
+		require.Contains(t, detail, "this server does not take cross-origin requests from "+other+" (add it to the allowed origins)")
+		require.Equal(t, http.StatusNoContent, preflight(allowed, "/orders").status)
+	}
 }

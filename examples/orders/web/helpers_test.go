@@ -229,7 +229,7 @@ func setup(t *testing.T, change func(*web.Config)) *bundle {
 	tr, err := consistency.NewTracker(&consistency.TrackerConfig{DefaultTimeout: 100 * time.Millisecond, MaxTimeout: 10 * time.Second})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = tr.Stop(context.Background()) })
-	b := &bundle{orders: newFakeOrders(tr), ops: &fakeOps{}, tracker: tr, lag: web.NewLagHistory(nil)}
+	b := &bundle{orders: newFakeOrders(tr), ops: &fakeOps{}, tracker: tr, lag: newLagHistory(t, nil)}
 	cfg := &web.Config{
 		Orders: b.orders, Tracker: tr, ReadModels: []string{readModel}, Ops: b.ops, Lag: b.lag,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -349,4 +349,12 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// newLagHistory is web.NewLagHistory of a cfg the test knows is valid.
+func newLagHistory(t *testing.T, cfg *web.LagHistoryConfig) *web.LagHistory {
+	t.Helper()
+	h, err := web.NewLagHistory(cfg)
+	require.NoError(t, err)
+	return h
 }

@@ -3,6 +3,7 @@ package web
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -20,11 +21,12 @@ const (
 
 // LagHistoryConfig configures a LagHistory.
 type LagHistoryConfig struct {
-	// Window is how old a sample may get before it is dropped. Defaults to
-	// DefaultLagWindow (5m).
+	// Window is how old a sample may get before it is dropped. 0 means
+	// DefaultLagWindow (5m); NewLagHistory refuses a negative one.
 	Window time.Duration
 	// MaxPoints caps the samples kept per projection; the oldest go first.
-	// Defaults to DefaultLagPoints (300).
+	// 0 means DefaultLagPoints (300); NewLagHistory refuses a negative
+	// one.
 	MaxPoints int
 }
 
@@ -83,11 +85,23 @@ type LagSnapshot struct {
 }
 
 // NewLagHistory returns an empty LagHistory. A nil cfg means the defaults.
-func NewLagHistory(cfg *LagHistoryConfig) *LagHistory {
+// It fails only for a negative Window or MaxPoints.
+func NewLagHistory(cfg *LagHistoryConfig) (*LagHistory, error) {
 	var c LagHistoryConfig
 	if cfg != nil {
 		c = *cfg
 	}
+	switch {
+	case c.Window < 0:
+		return nil, fmt.Errorf("web: LagHistoryConfig.Window is %s: use 0 for the default (%s) or a positive duration", c.Window, DefaultLagWindow)
+	case c.MaxPoints < 0:
+		return nil, fmt.Errorf("web: LagHistoryConfig.MaxPoints is %d: use 0 for the default (%d) or a positive number", c.MaxPoints, DefaultLagPoints)
+	}
+	return newLagHistory(c), nil
+}
+
+// newLagHistory is NewLagHistory for a cfg known to be valid.
+func newLagHistory(c LagHistoryConfig) *LagHistory {
 	c.Window = cmp.Or(c.Window, DefaultLagWindow)
 	c.MaxPoints = cmp.Or(c.MaxPoints, DefaultLagPoints)
 	return &LagHistory{cfg: c, byKey: map[string]*lagSeries{}}
@@ -101,7 +115,9 @@ func (h *LagHistory) Record(reports []lag.Report) {
 	for _, r := range reports {
 		s, ok := h.byKey[r.Name]
 		if !ok {
-			s = &lagSeries{points: make([]LagPoint, 0, h.cfg.MaxPoints)}
+			// Room for the default's points at most: a MaxPoints of
+			// millions is a cap, not memory to take before any sample.
+			s = &lagSeries{points: make([]LagPoint, 0, min(h.cfg.MaxPoints, DefaultLagPoints))}
 			h.byKey[r.Name] = s
 			h.order = append(h.order, r.Name)
 		} else if r == s.last {

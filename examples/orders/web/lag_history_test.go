@@ -3,6 +3,7 @@ package web_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -17,7 +18,7 @@ import (
 
 func TestLagHistory_KeepsTheWindowInARing(t *testing.T) {
 	t.Parallel()
-	h := web.NewLagHistory(&web.LagHistoryConfig{Window: time.Minute, MaxPoints: 4})
+	h := newLagHistory(t, &web.LagHistoryConfig{Window: time.Minute, MaxPoints: 4})
 	t0 := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
 	for i := range 6 {
 		h.Record([]lag.Report{
@@ -59,7 +60,7 @@ func TestLagHistory_FollowsAMonitor(t *testing.T) {
 	mon, err := lag.NewMonitor(store, &lag.Config{Projections: []lag.Target{{Name: "never_ran", SLA: time.Hour}}, Interval: time.Hour})
 	require.NoError(t, err)
 
-	h := web.NewLagHistory(nil)
+	h := newLagHistory(t, nil)
 	fctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); h.Follow(fctx, mon) }()
@@ -93,10 +94,10 @@ func TestLagHistory_Property(t *testing.T) {
 			window, points := 5*time.Minute, 300
 			var h *web.LagHistory
 			if rng.IntN(3) == 0 {
-				h = web.NewLagHistory(nil)
+				h = newLagHistory(t, nil)
 			} else {
 				window, points = time.Duration(1+rng.IntN(20))*time.Second, 1+rng.IntN(12)
-				h = web.NewLagHistory(&web.LagHistoryConfig{Window: window, MaxPoints: points})
+				h = newLagHistory(t, &web.LagHistoryConfig{Window: window, MaxPoints: points})
 			}
 			// Steps of window/points on average, or shorter: sometimes the
 			// ring drops points first, sometimes the window does.
@@ -174,7 +175,7 @@ func TestLagHistoryKeepsARepeatedReportOnce(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 7))
-	h := web.NewLagHistory(nil)
+	h := newLagHistory(t, nil)
 	now := time.Now()
 	r := lag.Report{Name: "order_summary", SLA: time.Second, At: now, TimeLag: time.Duration(rng.IntN(5000)) * time.Millisecond}
 	for range 1 + rng.IntN(10) {
@@ -184,4 +185,38 @@ func TestLagHistoryKeepsARepeatedReportOnce(t *testing.T) {
 	r.At = now.Add(time.Second)
 	h.Record([]lag.Report{r})
 	require.Len(t, h.Snapshot(r.At).Projections[0].Points, 2)
+}
+
+// TestNewLagHistory_RefusesNegativeSizes: a negative Window or MaxPoints
+// is refused with an error naming the field and its default, where it
+// used to be kept and panic at the first Record; any other value, up to
+// the largest int, records and snapshots.
+func TestNewLagHistory_RefusesNegativeSizes(t *testing.T) {
+	t.Parallel()
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 13))
+	now := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+	for range 200 {
+		points := -1 - rng.IntN(math.MaxInt)
+		_, err := web.NewLagHistory(&web.LagHistoryConfig{MaxPoints: points})
+		require.EqualError(t, err, fmt.Sprintf("web: LagHistoryConfig.MaxPoints is %d: use 0 for the default (300) or a positive number", points))
+		window := -time.Duration(1 + rng.Int64N(math.MaxInt64))
+		_, err = web.NewLagHistory(&web.LagHistoryConfig{Window: window, MaxPoints: rng.IntN(10)})
+		require.EqualError(t, err, fmt.Sprintf("web: LagHistoryConfig.Window is %s: use 0 for the default (5m0s) or a positive duration", window))
+
+		points = rng.IntN(math.MaxInt)
+		if rng.IntN(2) == 0 {
+			points = rng.IntN(5)
+		}
+		window = time.Duration(rng.Int64N(math.MaxInt64))
+		h, err := web.NewLagHistory(&web.LagHistoryConfig{Window: window, MaxPoints: points})
+		require.NoError(t, err, "MaxPoints %d, Window %s", points, window)
+		for i := range 3 {
+			h.Record([]lag.Report{{Name: "a_view", SLA: time.Second, PositionLag: int64(i), At: now.Add(time.Duration(i) * time.Second)}})
+		}
+		s := h.Snapshot(now.Add(2 * time.Second))
+		require.Len(t, s.Projections, 1)
+		require.NotEmpty(t, s.Projections[0].Points)
+	}
 }

@@ -21,9 +21,16 @@ const (
 	DefaultLoadOrdersPerCustomer = 5
 )
 
+// MinLoadRate is the lowest LoadConfig.Rate: one order every 10⁶ seconds
+// (about 11.6 days). The wait between orders must fit a time.Duration,
+// which a rate below about 1.1e-10 overflows; a slower demo shows nothing
+// anyway.
+const MinLoadRate = 1e-6
+
 // LoadConfig configures RunLoad.
 type LoadConfig struct {
-	// Rate is how many orders a second to place. Required (> 0).
+	// Rate is how many orders a second to place. Required: from
+	// MinLoadRate to 10000.
 	Rate float64
 	// Customers is how many simulated customers place orders at a time.
 	// Defaults to DefaultLoadCustomers.
@@ -50,8 +57,8 @@ type LoadConfig struct {
 func RunLoad(ctx context.Context, o Orders, cfg *LoadConfig) error {
 	c := *cfg
 	switch {
-	case c.Rate <= 0 || c.Rate > 10_000:
-		return fmt.Errorf("web: LoadConfig.Rate is %g orders/s: use a rate above 0 and at most 10000", c.Rate)
+	case !(c.Rate >= MinLoadRate && c.Rate <= 10_000): // NaN too
+		return fmt.Errorf("web: LoadConfig.Rate is %g orders/s: use a rate from %g (web.MinLoadRate) to 10000", c.Rate, MinLoadRate)
 	case c.Customers < 0 || c.OrdersPerCustomer < 0:
 		return fmt.Errorf("web: LoadConfig.Customers is %d and OrdersPerCustomer %d: use 0 for the defaults or positive numbers", c.Customers, c.OrdersPerCustomer)
 	}

@@ -3,6 +3,8 @@ package web_test
 import (
 	"context"
 	"maps"
+	"math"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"testing"
@@ -80,4 +82,45 @@ func TestLoadCustomersStayUnderTheDefaultCreditLimit(t *testing.T) {
 	most := web.DefaultLoadOrdersPerCustomer * web.MaxRandomQty * dearest
 	require.LessOrEqual(t, most, int64(orders.DefaultCreditLimitCents),
 		"%d orders of %d × %d cents: lower DefaultLoadOrdersPerCustomer", web.DefaultLoadOrdersPerCustomer, web.MaxRandomQty, dearest)
+}
+
+// idleOrders refuses every order: RunLoad's rate checks need no shop.
+type idleOrders struct{ web.Orders }
+
+func (idleOrders) Place(ctx context.Context, _ web.PlaceOrder) (string, events.Token, error) {
+	return "", events.Token{}, context.Canceled
+}
+
+// TestRunLoad_RateRange: RunLoad starts at any rate from MinLoadRate to
+// 10000 a second, however small the wait between orders it makes (it
+// must fit a time.Duration), and refuses any other rate with an error
+// naming the range instead of panicking.
+func TestRunLoad_RateRange(t *testing.T) {
+	t.Parallel()
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 7))
+	// Ended at once: RunLoad sets up its pace, then returns.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	run := func(rate float64) (err error) {
+		require.NotPanics(t, func() { err = web.RunLoad(ctx, idleOrders{}, &web.LoadConfig{Rate: rate}) }, "rate %g", rate)
+		return err
+	}
+	// Uniform over the orders of magnitude, where the bounds are.
+	logUniform := func(lo, hi float64) float64 {
+		return math.Exp(math.Log(lo) + rng.Float64()*(math.Log(hi)-math.Log(lo)))
+	}
+	for range 500 {
+		rate := min(max(logUniform(web.MinLoadRate, 10_000), web.MinLoadRate), 10_000)
+		require.NoError(t, run(rate), "rate %g", rate)
+		for _, bad := range []float64{
+			logUniform(math.SmallestNonzeroFloat64, web.MinLoadRate) * (1 - 1e-9), 10_000 * (1 + rng.Float64()),
+			-logUniform(math.SmallestNonzeroFloat64, math.MaxFloat64), 0, math.NaN(), math.Inf(1),
+		} {
+			require.ErrorContains(t, run(bad), "use a rate from 1e-06 (web.MinLoadRate) to 10000", "rate %g", bad)
+		}
+	}
+	require.NoError(t, run(web.MinLoadRate))
+	require.NoError(t, run(10_000))
 }

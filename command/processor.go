@@ -79,6 +79,7 @@ type Processor struct {
 	mu        sync.RWMutex
 	handled   map[string]string // command type: its handler's name
 	consumers []Consumer
+	failed    failedCalls
 }
 
 // Consumer is one handler's feed consumer, as a lag monitor watches it.
@@ -145,23 +146,17 @@ func NewProcessor(cfg *ProcessorConfig) (*Processor, error) {
 			// A retry middleware calls again with the same message, in the
 			// same unit of work, which still holds the failed call's
 			// writes: run nothing, so the delivery fails, its unit rolls
-			// back and the command comes again in a new one.
-			if ferr, ok := ctx.Value(failedCallKey{}).(error); ok {
+			// back and the command comes again in a new one. Keyed by the
+			// unit, not kept in the message's context, which a retry
+			// middleware may reset.
+			u, _ := events.UnitFromContext(ctx)
+			key := failedCall{unit: u, msg: params.Message.UUID}
+			if ferr := p.failed.get(key); ferr != nil {
 				return fmt.Errorf("%w; the failure: %w", feed.ErrUnitFailed, ferr)
 			}
-			cause := undecodable(params.Message)
-			if cause == nil {
-				err := params.Handler.Handle(ctx, params.Command)
-				if err != nil {
-					params.Message.SetContext(context.WithValue(ctx, failedCallKey{}, err))
-				}
-				return err
-			}
-			res, fresh, err := rejectUndecodable(ctx, limits, cause)
-			if fresh {
-				logger.Info("Command does not decode: rejected", watermill.LogFields{
-					"handler": params.Handler.HandlerName(), "command_id": res.CommandID, "reason": res.Rejected,
-				})
+			err := p.handle(ctx, params, limits, logger)
+			if err != nil {
+				p.failed.put(key, err)
 			}
 			return err
 		},
@@ -175,9 +170,21 @@ func NewProcessor(cfg *ProcessorConfig) (*Processor, error) {
 	return p, nil
 }
 
-// failedCallKey marks, in a delivered message's context, the error of a
-// handler call that failed in the delivery's unit (feed.ErrUnitFailed).
-type failedCallKey struct{}
+// handle runs the command's handler, or rejects a command that does not
+// decode.
+func (p *Processor) handle(ctx context.Context, params cqrs.CommandProcessorOnHandleParams, limits events.Limits, logger watermill.LoggerAdapter) error {
+	cause := undecodable(params.Message)
+	if cause == nil {
+		return params.Handler.Handle(ctx, params.Command)
+	}
+	res, fresh, err := rejectUndecodable(ctx, limits, cause)
+	if fresh {
+		logger.Info("Command does not decode: rejected", watermill.LogFields{
+			"handler": params.Handler.HandlerName(), "command_id": res.CommandID, "reason": res.Rejected,
+		})
+	}
+	return err
+}
 
 // AddHandlers adds handlers (Handle, or any cqrs.CommandHandler) to the
 // router. Add them before the router runs. A command type has one

@@ -37,9 +37,11 @@ type consumer struct {
 	// now (a processor's partition owned by this member), and gives a
 	// channel closed when that may have changed.
 	assigned func() (bool, <-chan struct{})
-	// handedOver, when set, runs after the lease was released because the
-	// partition moved to another member, so that member hears of it.
-	handedOver func(context.Context)
+	// released, when set, runs after the consumer gave its lease up (the
+	// partition moved to another member, or delivery here stopped), so the
+	// member that should hold it hears of it at once: otherwise it may have
+	// tried the lease before the release and wait a RenewInterval.
+	released func(context.Context)
 	// onState and onCommitted report progress to a processor.
 	onState     func(PartitionState)
 	onCommitted func(name string, tok events.Token)
@@ -327,8 +329,8 @@ func (c *consumer) hold(ctx context.Context, lease Lease) (again bool) {
 	if !closed {
 		c.release(ctx, lease)
 		c.st.leaseChanged(LeaseReleased, lease, nil)
-		if c.handedOver != nil && errors.Is(cause, errUnassigned) {
-			c.handedOver(ctx)
+		if c.released != nil {
+			c.released(ctx)
 		}
 	}
 	return ctx.Err() == nil && !closed

@@ -151,10 +151,10 @@
 // RenewInterval, a third of LeaseTTL by default, on a source that does not
 // announce membership changes) rather than after a lease TTL, and
 // delivering again takes a new Processor.
-// A unit cannot undo part of itself, so once a handler call fails in a
-// unit, a retry middleware's next call in it runs nothing and returns
-// ErrUnitFailed: the unit rolls back and the event comes again in a new
-// one, under the processor's attempts and backoff.
+// A unit cannot undo part of itself, so once a handler call for an event
+// fails in a unit, a retry middleware's next call for it there runs
+// nothing and returns ErrUnitFailed: the unit rolls back and the event
+// comes again in a new one, under the processor's attempts and backoff.
 // Close stops it likewise on a router that goes on running (one with
 // other handlers): it returns once its partitions have given their
 // leases back. Pause stops delivery for a while without stopping the

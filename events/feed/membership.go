@@ -92,8 +92,8 @@ func (m *membership) run(ctx context.Context) {
 			// A poke may mean a member gave a partition up without the
 			// members changing: wake the standing-by partitions anyway.
 			m.set(members, poked)
-			if announce && m.watch != nil {
-				m.watch.AnnounceGroup(ctx, m.group)
+			if announce {
+				m.announce(ctx)
 			}
 		}
 		poked = false
@@ -122,12 +122,18 @@ func (m *membership) leave(ctx context.Context) {
 	m.set(nil, false)
 }
 
-// announce tells the group's other members that it changed (a partition
-// given up), when the source can.
+// announce tells the group's other members that it changed, when the
+// source can: this member joined, or gave a partition up. Bounded like a
+// heartbeat, and not cancelled with ctx: the heartbeat loop must not wait
+// on a busy pool for longer than a TTL, and a release at shutdown is
+// announced as the process goes.
 func (m *membership) announce(ctx context.Context) {
-	if m.watch != nil {
-		m.watch.AnnounceGroup(ctx, m.group)
+	if m.watch == nil {
+		return
 	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.ttl)
+	defer cancel()
+	m.watch.AnnounceGroup(actx, m.group)
 }
 
 // set records the members seen and wakes the partitions when they

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -99,27 +100,44 @@ type partitionState struct {
 	// replayWake wakes its idle consumer to carry them out.
 	replayDue  atomic.Bool
 	replayWake signal.Broadcast
-	// failedUnit is the unit in which a handler call last failed, and
-	// failedErr that call's error (see ErrUnitFailed).
-	failedUnit events.Unit
-	failedErr  error
+	// failedUnit and failedEvent name the unit and the event of the last
+	// handler call that failed, and failedErr is its error (see
+	// ErrUnitFailed).
+	failedUnit  events.Unit
+	failedEvent string
+	failedErr   error
 }
 
-// unitFailed returns the error of a handler call that failed in u, if one
-// did.
-func (ps *partitionState) unitFailed(u events.Unit) error {
+// unitFailed returns the error of a handler call for event eventID that
+// failed in u, if one did. Only the same event is refused: a middleware
+// that acknowledges failures (a poison queue) lets the unit go on, and the
+// events after the failed one must then run as they always did.
+func (ps *partitionState) unitFailed(u events.Unit, eventID string) error {
+	if !comparableUnit(u) {
+		return nil
+	}
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	if u != nil && ps.failedUnit == u {
+	if ps.failedUnit == u && ps.failedEvent == eventID {
 		return ps.failedErr
 	}
 	return nil
 }
 
-func (ps *partitionState) setUnitFailed(u events.Unit, err error) {
+func (ps *partitionState) setUnitFailed(u events.Unit, eventID string, err error) {
+	if !comparableUnit(u) {
+		return
+	}
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	ps.failedUnit, ps.failedErr = u, err
+	ps.failedUnit, ps.failedEvent, ps.failedErr = u, eventID, err
+}
+
+// comparableUnit reports whether u can be compared with ==: the stores'
+// units are pointers, but a unit of another Source might be a value
+// holding a map, which == would panic on.
+func comparableUnit(u events.Unit) bool {
+	return u != nil && reflect.TypeOf(u).Comparable()
 }
 
 func (ps *partitionState) mustCheckHalt() bool {

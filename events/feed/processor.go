@@ -536,12 +536,8 @@ func (p *Processor) newConsumer(ps *partitionState) *consumer {
 			Partition:  Partition{Index: ps.index, Count: p.cfg.Partitions, Key: p.cfg.PartitionKey},
 		},
 		assigned: func() (bool, <-chan struct{}) { return p.mship.owns(ps.index, p.cfg.Partitions) },
-		handedOver: func(ctx context.Context) {
-			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.subCfg.LeaseTTL)
-			defer cancel()
-			p.mship.announce(actx)
-		},
-		onState: ps.setState,
+		released: p.mship.announce,
+		onState:  ps.setState,
 		sweep: func(ctx context.Context, l Lease, pos events.Token) error {
 			return p.sweepReplays(ctx, ps, l, pos)
 		},
@@ -603,7 +599,7 @@ func (p *Processor) handle(ctx context.Context, ps *partitionState, env events.E
 	// halting here would commit, or hold open, a unit with a failed call's
 	// writes in it.
 	u, _ := events.UnitFromContext(ctx)
-	if ferr := ps.unitFailed(u); ferr != nil {
+	if ferr := ps.unitFailed(u, env.ID); ferr != nil {
 		return fmt.Errorf("%w; the failure: %w", ErrUnitFailed, ferr)
 	}
 	if ps.mustCheckHalt() {
@@ -633,9 +629,7 @@ func (p *Processor) handle(ctx context.Context, ps *partitionState, env events.E
 		}
 		return nil
 	}
-	if u != nil {
-		ps.setUnitFailed(u, err)
-	}
+	ps.setUnitFailed(u, env.ID, err)
 	if !first && errors.Is(err, ErrCut) {
 		// A cut asked for behind the head is no failure: no attempt
 		// record, no error in Status, no warning.
@@ -680,15 +674,18 @@ func (p *Processor) call(ctx context.Context, env events.Envelope) (err error) {
 }
 
 // ErrUnitFailed is returned, without running the handler, for an event
-// handled again in a unit of work where a handler call already failed:
-// a retry middleware (Watermill's middleware.Retry) calls the handler again
-// within one delivery, so in the same unit. The failed call's writes are
-// still in the unit, which cannot undo part of itself, and applying the
-// event on top of them would land its effects twice. The error reaches the
-// consumer, which rolls the unit back and delivers the event again in a new
-// unit under the processor's own policy (ProcessorConfig.MaxAttempts, the
-// subscriber's Nack backoff): retry there, not in a middleware. It counts
-// as no attempt.
+// handled again in a unit of work where a handler call for it already
+// failed: a retry middleware (Watermill's middleware.Retry) calls the
+// handler again within one delivery, so in the same unit. The failed
+// call's writes are still in the unit, which cannot undo part of itself,
+// and applying the event on top of them would land its effects twice. The
+// error reaches the consumer, which rolls the unit back and delivers the
+// event again in a new unit under the processor's own policy
+// (ProcessorConfig.MaxAttempts, the subscriber's Nack backoff): retry
+// there, not in a middleware. It counts as no attempt. (A middleware that
+// acknowledges a failure instead, as a poison queue does, commits the unit
+// with what the failed call wrote: that is its choice, and the events
+// after it in the unit run as usual.)
 var ErrUnitFailed = errors.New("feed: an earlier handler call in this unit of work failed and its writes cannot be undone inside the unit; the unit is rolled back and the event delivered again in a new one (retry with the processor's policy, not a retry middleware)")
 
 // ErrCut, returned by a handler or middleware for an event behind the head

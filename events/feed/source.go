@@ -210,8 +210,9 @@ type CheckpointWatcher interface {
 // MembershipWatcher is implemented by sources that push membership
 // changes between processes. A processor announces its group when it joins
 // (its first heartbeat, and again after heartbeats failed), when it leaves,
-// and when one of its partitions gives its lease up because the partition
-// moved to another member; every processor of the group, here or in
+// and when one of its partitions gives its lease up (the partition moved
+// to another member, or the processor stops: Close may announce the leave
+// before the leases are back); every processor of the group, here or in
 // another process, then heartbeats at once and its standing-by partitions
 // try their leases again. A join or a graceful leave then moves partitions
 // in a few round trips instead of at the next heartbeat (every

@@ -55,6 +55,7 @@ var processorTests = []processorTest{
 	{"ProcessorPauseFreesLeasesKeepsSubscriptions", testProcessorPause},
 	{"ProcessorPauseKeepsLeaseUnderHandler", testProcessorPauseKeepsLeaseUnderHandler},
 	{"ProcessorRetryMiddlewareAppliesOnce", testProcessorRetryMiddleware},
+	{"ProcessorAckingMiddlewareKeepsTheUnitGoing", testProcessorAckingMiddleware},
 }
 
 // applied counts, in the store's rows and through each event's unit, how

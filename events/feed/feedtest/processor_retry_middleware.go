@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/stretchr/testify/require"
 
@@ -82,4 +83,52 @@ func testProcessorRetryMiddleware(t *testing.T, m mode, s events.Store, src feed
 	dls, err := p.p.DeadLetters(t.Context(), 0)
 	require.NoError(t, err)
 	require.Len(t, dls, wantDead, "every event that failed MaxAttempts times, and only those, is dead-lettered")
+}
+
+// testProcessorAckingMiddleware: a middleware that acknowledges a failure
+// (as a poison queue does) lets the unit go on, and the events after the
+// failed one in that unit are applied as usual, once each: only a call
+// again for the failed event itself is refused (feed.ErrUnitFailed).
+func testProcessorAckingMiddleware(t *testing.T, m mode, s events.Store, src feed.Source) {
+	name := uniqueName("ackmw")
+	envs := appendSpread(t, s, name, 3, 10)
+	bad := envs[0]
+	var failed sync.Once
+	h := func(ctx context.Context, env events.Envelope) error {
+		if err := applyOnce(ctx, name, env); err != nil {
+			return err
+		}
+		fail := false
+		if env.ID == bad.ID {
+			failed.Do(func() { fail = true })
+		}
+		if fail {
+			return errors.New("failed after writing")
+		}
+		return nil
+	}
+	acking := func(h message.HandlerFunc) message.HandlerFunc {
+		return func(msg *message.Message) ([]*message.Message, error) {
+			_, _ = h(msg) // acknowledged whatever happened
+			return nil, nil
+		}
+	}
+	p := startProcessorWith(t, m, src, procConfig(name, 1), h, acking)
+	awaitPosition(t, p.p, envs[len(envs)-1].Token)
+	if m == direct {
+		// No router, no middleware: the failure rolled the unit back and
+		// the event was applied again.
+		requireAppliedOnce(t, src, name, envs)
+		return
+	}
+	rows, err := src.Rows().List(t.Context(), name, appliedTable, feed.RowQuery{Limit: len(envs) + 10})
+	require.NoError(t, err)
+	applied := map[string]string{}
+	for _, r := range rows {
+		applied[r.Key] = string(r.Value)
+	}
+	for _, e := range envs {
+		// The acknowledged failure committed what it wrote: once.
+		require.Equal(t, "1", applied[e.ID], "event %s applied %s times", e.ID, applied[e.ID])
+	}
 }

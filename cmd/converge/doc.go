@@ -30,8 +30,9 @@
 // projections.Runner or feed.Processor carries out, and report it
 // accepted; --wait waits for the outcome, up to --timeout (exit status 4
 // when it runs out; the request stays). --timeout without --wait is
-// refused, as are the demo's --keep and --schema without PostgreSQL: a
-// flag that would change nothing is an error, not ignored.
+// refused, as are the demo's --keep and --schema, and serve's --schema,
+// without PostgreSQL: a flag that would change nothing is an error, not
+// ignored.
 //
 // `converge sagas show ID` of an id with no instance fails with exit status
 // 1; when messages correlated to the id were ignored for want of an

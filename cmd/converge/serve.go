@@ -111,6 +111,11 @@ other address every name is served unless --allow-host lists them.`,
 			if f := cmd.Flag(flagDatabaseURL); f != nil && f.Changed {
 				c.postgres = true
 			}
+			if !c.postgres && cmd.Flags().Changed(flagSchema) {
+				// In memory there is no schema: a user who named one meant
+				// PostgreSQL.
+				return fmt.Errorf("--%s applies on PostgreSQL only (serve runs in memory by default): add --database-url URL, or --postgres with DATABASE_URL set, or leave --%s out", flagSchema, flagSchema)
+			}
 			if c.postgres {
 				db, err := dbOptionsFrom(cmd)
 				if err != nil {

@@ -477,3 +477,15 @@ func TestServe_AllowOrigin(t *testing.T) {
 	}, "")
 	require.Equal(t, http.StatusForbidden, code)
 }
+
+// TestServeRefusesSchemaInMemory: --schema means something on PostgreSQL
+// only; serve in memory (its default) refuses it before it listens, as the
+// demo does, rather than ignoring it.
+func TestServeRefusesSchemaInMemory(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"--schema", "mine"}, {"--schema=converge"}} {
+		out, err := runCLI(t, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
+		require.ErrorContains(t, err, "--schema applies on PostgreSQL only", "serve %v", args)
+		require.NotContains(t, out, "listening on", "serve %v listened", args)
+	}
+}

@@ -8,7 +8,7 @@ import (
 )
 
 // failedCall names a handler call: the delivery's unit of work and the
-// command message.
+// command's event id.
 type failedCall struct {
 	unit events.Unit
 	msg  string

@@ -150,7 +150,9 @@ func NewProcessor(cfg *ProcessorConfig) (*Processor, error) {
 			// unit, not kept in the message's context, which a retry
 			// middleware may reset.
 			u, _ := events.UnitFromContext(ctx)
-			key := failedCall{unit: u, msg: params.Message.UUID}
+			// The event id, not the Watermill UUID: one message published
+			// to two streams is two events with one UUID.
+			key := failedCall{unit: u, msg: params.Message.Metadata.Get(feed.MetaEventID)}
 			if ferr := p.failed.get(key); ferr != nil {
 				return fmt.Errorf("%w; the failure: %w", feed.ErrUnitFailed, ferr)
 			}

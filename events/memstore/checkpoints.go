@@ -11,6 +11,7 @@ import (
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
+	"github.com/converge-es/converge/internal/signal"
 )
 
 // checkpointStore is the in-memory feed.CheckpointStore: one position per
@@ -25,9 +26,7 @@ type checkpointStore struct {
 	// groups holds each membership group's members and when they expire.
 	groups map[string]map[string]time.Time
 
-	watchMu  sync.Mutex
-	watchers map[uint64]func(string, events.Token)
-	nextID   uint64
+	watchers signal.Watchers[checkpointMove]
 }
 
 // checkpoint is one consumer name's row.
@@ -47,12 +46,11 @@ type checkpoint struct {
 
 func newCheckpointStore(s *Store, clock events.Clock, closed *atomic.Bool) *checkpointStore {
 	return &checkpointStore{
-		store:    s,
-		groups:   map[string]map[string]time.Time{},
-		clock:    clock,
-		closed:   closed,
-		names:    map[string]*checkpoint{},
-		watchers: map[uint64]func(string, events.Token){},
+		store:  s,
+		groups: map[string]map[string]time.Time{},
+		clock:  clock,
+		closed: closed,
+		names:  map[string]*checkpoint{},
 	}
 }
 
@@ -245,32 +243,21 @@ func (c *checkpointStore) Leave(ctx context.Context, group, member string) error
 	return nil
 }
 
+// checkpointMove is what a checkpoint watcher is told.
+type checkpointMove struct {
+	name string
+	pos  events.Token
+}
+
 // watch registers fn until the returned func is called.
 func (c *checkpointStore) watch(fn func(string, events.Token)) (cancel func()) {
-	c.watchMu.Lock()
-	defer c.watchMu.Unlock()
-	id := c.nextID
-	c.nextID++
-	c.watchers[id] = fn
-	return func() {
-		c.watchMu.Lock()
-		defer c.watchMu.Unlock()
-		delete(c.watchers, id)
-	}
+	return c.watchers.Add(func(m checkpointMove) { fn(m.name, m.pos) })
 }
 
 // notify calls the watchers outside any lock, so a watcher may call back
 // into the store.
 func (c *checkpointStore) notify(name string, pos events.Token) {
-	c.watchMu.Lock()
-	fns := make([]func(string, events.Token), 0, len(c.watchers))
-	for _, fn := range c.watchers {
-		fns = append(fns, fn)
-	}
-	c.watchMu.Unlock()
-	for _, fn := range fns {
-		fn(name, pos)
-	}
+	c.watchers.Fire(checkpointMove{name, pos})
 }
 
 // consumers lists every name with its position and lease, sorted by name.

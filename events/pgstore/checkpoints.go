@@ -219,30 +219,19 @@ func (s *Store) checkpointMoved(name string, pos events.Token) {
 	s.notifier.kick("c:"+name, s.checkpointPayload(name, pos))
 }
 
+// checkpointMove is what a checkpoint watcher is told.
+type checkpointMove struct {
+	name string
+	pos  events.Token
+}
+
 // WatchCheckpoints implements feed.CheckpointWatcher.
 func (s *Store) WatchCheckpoints(fn func(name string, pos events.Token)) (cancel func()) {
-	s.watchMu.Lock()
-	id := s.watchID
-	s.watchID++
-	s.watchers[id] = fn
-	s.watchMu.Unlock()
-	return func() {
-		s.watchMu.Lock()
-		delete(s.watchers, id)
-		s.watchMu.Unlock()
-	}
+	return s.watchers.Add(func(m checkpointMove) { fn(m.name, m.pos) })
 }
 
 func (s *Store) fireCheckpoint(name string, pos events.Token) {
-	s.watchMu.Lock()
-	fns := make([]func(string, events.Token), 0, len(s.watchers))
-	for _, fn := range s.watchers {
-		fns = append(fns, fn)
-	}
-	s.watchMu.Unlock()
-	for _, fn := range fns {
-		fn(name, pos)
-	}
+	s.watchers.Fire(checkpointMove{name, pos})
 }
 
 var _ interface {

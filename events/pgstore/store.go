@@ -127,10 +127,8 @@ type Store struct {
 	notifier  *notifier
 	listenLog *outageLog
 	hooks     appendhook.Set
-	watchMu   sync.Mutex
-	watchers  map[int]func(name string, pos events.Token)
-	watchID   int
-	groups    signal.Watchers[string] // membership announcements (feed.MembershipWatcher)
+	watchers  signal.Watchers[checkpointMove] // checkpoint moves (feed.CheckpointWatcher)
+	groups    signal.Watchers[string]         // membership announcements (feed.MembershipWatcher)
 	// maxLostRaces is the const maxLostRaces, lowered by tests.
 	maxLostRaces int
 	// unqueuedInTx makes appends in a transaction take no stream lock
@@ -180,7 +178,6 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 		q:            newQueries(c.Schema),
 		instance:     newInstanceID(),
 		maxLostRaces: maxLostRaces,
-		watchers:     map[int]func(string, events.Token){},
 		cancel:       cancel,
 		closed:       make(chan struct{}),
 	}

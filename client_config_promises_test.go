@@ -16,6 +16,7 @@ import (
 	"github.com/converge-es/converge"
 	"github.com/converge-es/converge/command"
 	"github.com/converge-es/converge/consistency"
+	"github.com/converge-es/converge/consistency/lag"
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
 	"github.com/converge-es/converge/events/memstore"
@@ -44,6 +45,7 @@ func TestNewClientRefusesEachBadField(t *testing.T) {
 		{"NegativeGateTimeout", converge.Config{GateTimeout: -time.Millisecond}, "Config.GateTimeout is -1ms"},
 		{"NegativeLagSLA", converge.Config{LagSLA: -time.Second}, "Config.LagSLA and LagInterval must not be negative"},
 		{"NegativeLagInterval", converge.Config{LagInterval: -time.Second}, "Config.LagSLA and LagInterval must not be negative"},
+		{"TinyLagInterval", converge.Config{LagInterval: lag.MinInterval - 1}, "Config.LagInterval is 9.999999ms: use 0 for the default (1s) or at least 10ms"},
 		{"BlankSagaProcessor", converge.Config{SagaProcessor: " \t "}, "Config.SagaProcessor is blank"},
 		{"TooManySagaPartitions", converge.Config{SagaPartitions: feed.MaxPartitions + 1}, fmt.Sprintf("Config.SagaPartitions is %d", feed.MaxPartitions+1)},
 		{"NilProjection", converge.Config{Projections: []*projections.Projection{projections.New("fine", nil), nil}}, "Config.Projections[1] is nil"},

@@ -132,7 +132,8 @@ type Config struct {
 	// (strong ones). Defaults to lag.DefaultSLA.
 	LagSLA time.Duration
 	// LagInterval is how often the lag monitor samples. Defaults to
-	// DefaultLagInterval (1s).
+	// DefaultLagInterval (1s); below lag.MinInterval (10ms) NewClient
+	// refuses it.
 	LagInterval time.Duration
 
 	// Registerer receives the saga and lag metrics. Defaults to nil:
@@ -179,6 +180,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("converge: Config.GateTimeout is %s: use 0 for the default or a positive duration", c.GateTimeout)
 	case c.LagSLA < 0, c.LagInterval < 0:
 		return errors.New("converge: Config.LagSLA and LagInterval must not be negative (use 0 for the defaults)")
+	case c.LagInterval > 0 && c.LagInterval < lag.MinInterval:
+		return fmt.Errorf("converge: Config.LagInterval is %s: use 0 for the default (%s) or at least %s", c.LagInterval, DefaultLagInterval, lag.MinInterval)
 	case c.Router != nil && c.Router.IsRunning():
 		return errors.New("converge: Config.Router is already running: the client adds its handlers and runs it in Start; pass a router that is not running")
 	case c.Subscriber.ConsumerName != "":

@@ -2,6 +2,7 @@ package saga
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -68,7 +69,7 @@ func unitWrites(u feed.Unit) uint64 {
 // Step.Context): the writes are discarded with the unit, and the step is
 // parked for its retry when the message comes again, without running the
 // handler again for this attempt.
-var ErrStepWroteAndFailed = fmt.Errorf("saga: the step's handler failed after writing through its unit of work; the unit is rolled back so those writes do not land, and the step is retried as any failed step")
+var ErrStepWroteAndFailed = errors.New("saga: the step's handler failed after writing through its unit of work; the unit is rolled back so those writes do not land, and the step is retried as any failed step")
 
 // failedAfterWriting remembers the failure and fails the unit: behind the
 // head of a feed unit by a cut (the events before it commit by

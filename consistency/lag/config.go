@@ -31,6 +31,11 @@ const (
 	DefaultSLA = UserFacingSLA
 	// DefaultInterval is how often a started Monitor samples.
 	DefaultInterval = time.Second
+	// MinInterval is the shortest Config.Interval: each pass queries every
+	// projection's position, so a shorter period would keep the database
+	// busy answering passes back to back rather than bound how stale a
+	// reading is.
+	MinInterval = 10 * time.Millisecond
 	// DefaultPassTimeout bounds one pass (all of its queries together).
 	DefaultPassTimeout = 5 * time.Second
 	// DefaultStaleHeartbeat is how old a behind projection's heartbeat may
@@ -79,7 +84,7 @@ type Config struct {
 	// value turns this rule off. Defaults to DefaultStaleHeartbeat (5s).
 	StaleHeartbeat time.Duration
 	// Interval is how often a started Monitor runs a pass. Defaults to
-	// DefaultInterval (1s).
+	// DefaultInterval (1s); below MinInterval (10ms) it is refused.
 	Interval time.Duration
 	// PassTimeout bounds each pass, whether started by the loop or by
 	// Check. Defaults to DefaultPassTimeout (5s).
@@ -132,8 +137,8 @@ func (c *Config) validate() error {
 	switch {
 	case c.DefaultSLA < 0:
 		return fmt.Errorf("lag: Config.DefaultSLA is %s: use 0 for the default (%s) or a positive duration", c.DefaultSLA, DefaultSLA)
-	case c.Interval < 0:
-		return fmt.Errorf("lag: Config.Interval is %s: use 0 for the default (%s) or a positive duration", c.Interval, DefaultInterval)
+	case c.Interval < 0 || c.Interval > 0 && c.Interval < MinInterval:
+		return fmt.Errorf("lag: Config.Interval is %s: use 0 for the default (%s) or at least %s", c.Interval, DefaultInterval, MinInterval)
 	case c.PassTimeout < 0:
 		return fmt.Errorf("lag: Config.PassTimeout is %s: use 0 for the default (%s) or a positive duration", c.PassTimeout, DefaultPassTimeout)
 	}

@@ -3,6 +3,7 @@ package lag_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -349,7 +350,13 @@ func TestConfigErrors(t *testing.T) {
 		_, err := lag.NewMonitor(store, cfg)
 		require.ErrorContains(t, err, want)
 	}
-	_, err := lag.NewMonitor(nil, nil)
+	// Any positive Interval below MinInterval is refused; MinInterval is not.
+	tiny := 1 + rand.N(lag.MinInterval-1)
+	_, err := lag.NewMonitor(store, &lag.Config{Interval: tiny})
+	require.ErrorContains(t, err, fmt.Sprintf("Config.Interval is %s: use 0 for the default (1s) or at least 10ms", tiny))
+	_, err = lag.NewMonitor(store, &lag.Config{Interval: lag.MinInterval, Registerer: prometheus.NewRegistry()})
+	require.NoError(t, err)
+	_, err = lag.NewMonitor(nil, nil)
 	require.ErrorContains(t, err, "NewMonitor needs a feed.Inspector")
 }
 
@@ -365,7 +372,7 @@ func TestTwoMonitorsOnOneRegistry(t *testing.T) {
 
 func TestStartRunsPassesUntilStop(t *testing.T) {
 	t.Parallel()
-	b := setup(t, &lag.Config{Interval: time.Millisecond})
+	b := setup(t, &lag.Config{Interval: lag.MinInterval})
 	b.store.commit("orders", b.store.append(1))
 	b.store.append(1)
 	b.clock.Advance(time.Minute)

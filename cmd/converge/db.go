@@ -35,6 +35,10 @@ const hintConnect = "is PostgreSQL running? check --database-url or DATABASE_URL
 // surprise nobody wants.
 var errNoDatabaseURL = errors.New("no database given: pass --database-url postgres://USER@HOST:5432/DB or set DATABASE_URL")
 
+// errBlankDatabaseURL is the error of a --database-url given with a blank
+// value.
+var errBlankDatabaseURL = errors.New("--database-url is empty (is the variable you passed set?): pass postgres://USER@HOST:5432/DB, or leave the flag out to use DATABASE_URL")
+
 // errNoDatabaseName is the error when the URL leaves the database out, for
 // the same reason.
 var errNoDatabaseName = errors.New("the database URL names no database (PostgreSQL would pick PGDATABASE's, or the one named after the user): add it, as in postgres://USER@HOST:5432/DB, or dbname=DB in a key=value string")
@@ -60,6 +64,12 @@ func dbOptionsFrom(cmd *cobra.Command) (*dbOptions, error) {
 	schema, err := cmd.Flags().GetString(flagSchema)
 	if err != nil {
 		return nil, err
+	}
+	if strings.TrimSpace(url) == "" && cmd.Flags().Changed(flagDatabaseURL) {
+		// Given but blank is most often a shell variable that is not set:
+		// falling back to DATABASE_URL, or to memory where a command can
+		// run there, would run against something the user did not name.
+		return nil, errBlankDatabaseURL
 	}
 	o := &dbOptions{URL: databaseURL(url, os.Getenv), Schema: schema}
 	if err := o.validate(); err != nil {

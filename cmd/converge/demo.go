@@ -127,7 +127,9 @@ func (c *demoCmd) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	if !c.postgres && url == "" {
+	// A --database-url given blank is refused by dbOptionsFrom, not run
+	// in memory: the user asked for PostgreSQL.
+	if !c.postgres && url == "" && !cmd.Flags().Changed(flagDatabaseURL) {
 		// Flags that only the PostgreSQL demo reads would be ignored in
 		// memory; a user who passed one meant PostgreSQL.
 		for _, name := range []string{"keep", flagSchema} {

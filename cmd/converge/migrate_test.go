@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -105,7 +107,7 @@ func TestCommandsNeedADatabaseURL(t *testing.T) {
 		"converge sagas show":          {"x"},
 		"converge serve":               {"--postgres"},
 	}
-	tried := 0
+	var tried [][]string
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
 		for _, sub := range c.Commands() {
@@ -121,10 +123,22 @@ func TestCommandsNeedADatabaseURL(t *testing.T) {
 		_, err := runCLI(t, args...)
 		require.ErrorIs(t, err, errNoDatabaseURL, args)
 		require.EqualError(t, err, "no database given: pass --database-url postgres://USER@HOST:5432/DB or set DATABASE_URL", args)
-		tried++
+		tried = append(tried, args)
 	}
 	walk(newRootCmd())
-	require.Equal(t, len(extra), tried)
+	require.Len(t, tried, len(extra))
+
+	// A --database-url given blank (an unset shell variable, say) is
+	// refused as such: neither DATABASE_URL nor memory stands in for it,
+	// also where the flag alone asks for PostgreSQL (demo, serve).
+	t.Setenv("DATABASE_URL", "postgres://nobody@127.0.0.1:1/app")
+	for _, args := range tried {
+		blank := []string{"", " ", "\t"}[rand.IntN(3)]
+		args = slices.DeleteFunc(slices.Clone(args), func(a string) bool { return a == "--postgres" })
+		out, err := runCLI(t, append(args, "--database-url", blank)...)
+		require.ErrorIs(t, err, errBlankDatabaseURL, "%v --database-url %q", args, blank)
+		require.NotContains(t, out, "orders closed", "%v: the demo ran", args)
+	}
 }
 
 func TestMaskedURL(t *testing.T) {

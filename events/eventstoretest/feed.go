@@ -67,6 +67,8 @@ var feedTests = []feedTest{
 	{"UnitReadStreamNegativeVersion", testUnitReadStreamNegativeVersion},
 	{"ReservedMetadataRefused", testReservedMetadataRefused},
 	{"UnitsAppendingCrosswiseDoNotWaitForEver", testUnitsAppendingCrosswiseDoNotWaitForEver},
+	{"UnitsLockingRowsCrosswiseConflict", testUnitsLockingRowsCrosswiseConflict},
+	{"UnitUsableAfterACallFailsOnADoneContext", testUnitUsableAfterACallFailsOnADoneContext},
 	{"LeaseArguments", testLeaseArguments},
 	{"LeaseTextLength", testLeaseTextLength},
 	{"TokensBeyondAStoreAreRefused", testTokensBeyondAStoreAreRefused},

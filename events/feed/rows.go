@@ -28,9 +28,17 @@ import (
 // rows and each write commits by itself; locks are refused there.
 type Rows interface {
 	// Get returns the row, and false when there is none. With a lock, the
-	// row (or its absence) is protected until the unit ends: on PostgreSQL
-	// by SELECT ... FOR SHARE / FOR UPDATE (other units wait), in memory by
-	// checking at commit that it did not change (ErrConflict otherwise).
+	// row is protected until the unit ends: on PostgreSQL by SELECT ...
+	// FOR SHARE / FOR UPDATE (other units wait), in memory by checking at
+	// commit that it did not change (ErrConflict otherwise). Memory
+	// protects a row's absence too; PostgreSQL locks only rows that exist,
+	// so two units may both find a row absent and both write it, the later
+	// commit winning. To make creating a row exclusive on both stores,
+	// write a marker row at an address of its own first and then Get the
+	// marker with a lock (that sends the write): a second unit's write of
+	// the marker waits for the first unit to end, and its locked reads
+	// after it see what the first committed. The saga engine claims an
+	// instance id that way.
 	Get(ctx context.Context, ns, table, key string, lock Lock) (Row, bool, error)
 	// List returns rows of one table in key order, after q.After, with
 	// keys starting with q.Prefix, at most q.Limit (DefaultRowLimit when 0).

@@ -193,10 +193,13 @@ type Move struct {
 	Position events.Token
 }
 
-// ErrConflict is returned by an in-memory unit's Commit when a row or
-// checkpoint it read with a lock was changed by another unit since: nothing
-// was written; run the unit's work again. (PostgreSQL makes the second unit
-// wait for the first instead.)
+// ErrConflict says a unit lost to a concurrent unit: nothing was written;
+// run the unit's work again. In memory, Commit returns it when a row or
+// checkpoint the unit read with a lock was changed by another unit since,
+// and an append returns it when it would close a deadlock. PostgreSQL makes
+// the second unit wait for the first instead, and returns it (wrapping the
+// server's error) from the statement it aborted to break a deadlock, or for
+// a serialization failure; the unit can then only roll back.
 var ErrConflict = errors.New("feed: unit conflicts with a concurrent unit (nothing was written; run it again)")
 
 // CheckpointWatcher is implemented by sources that announce checkpoint moves,

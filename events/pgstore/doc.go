@@ -22,6 +22,14 @@
 // bound ran out (append the same events again to learn which). AppendTx
 // does not retry: the caller owns the commit (see its doc).
 //
+// In a unit, a statement the server aborts to break a deadlock (SQLSTATE
+// 40P01) or for a serialization failure (40001) fails with
+// feed.ErrConflict wrapping the server's error, as the in-memory store
+// reports the same situations, so a caller that runs a unit again on
+// ErrConflict does so on both. A call that fails before reaching the
+// server (a done context while waiting for a connection) leaves the unit
+// as it was: its held row writes stay held and later calls can commit.
+//
 // # How the global order is made gap-free
 //
 // A BIGSERIAL alone is not an order readers can follow: sequence values are
@@ -322,7 +330,10 @@
 //     the batch (a pgx transaction sends its own).
 //   - A statement that fails after it took the held writes leaves the unit
 //     unable to commit, so a handler that swallows the error cannot commit
-//     the checkpoint without those writes.
+//     the checkpoint without those writes. A call that fails before
+//     anything is sent (a done context while the unit's first statement
+//     waits for a connection) puts the writes back and leaves the unit
+//     usable.
 //
 // Units begin READ COMMITTED whatever the connections' default, and New
 // refuses a pool whose transactions default to REPEATABLE READ or

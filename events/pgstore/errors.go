@@ -12,16 +12,32 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
 )
 
 // classify wraps err with events.ErrUnavailable when it says the database
 // is unreachable, restarting or overloaded, so callers can tell a fault that
-// passes from a mistake. Context errors are left as they are.
+// passes from a mistake, and with feed.ErrConflict when PostgreSQL aborted
+// the transaction because another one stood in its way. Context errors are
+// left as they are.
 func classify(err error) error {
-	if isUnavailable(err) {
+	switch {
+	case isUnavailable(err):
 		return fmt.Errorf("%w: %w", events.ErrUnavailable, err)
+	case isConflict(err):
+		return fmt.Errorf("%w: %w", feed.ErrConflict, err)
 	}
 	return err
+}
+
+// isConflict reports a deadlock (40P01) or a serialization failure
+// (40001): the server rolled the transaction back, so nothing of it was
+// written, and running the work again can succeed. The in-memory store
+// reports the same situations as feed.ErrConflict, and callers that
+// retry a unit (the saga engine, projections) look for that error only.
+func isConflict(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
 }
 
 // isUnavailable reports the failures that go away by themselves.

@@ -45,6 +45,22 @@ func (b *rowBuffer) take() []heldWrite {
 	return w
 }
 
+// restore puts back writes taken but never sent. A row written since they
+// were taken keeps its newer write.
+func (b *rowBuffer) restore(writes []heldWrite) {
+	if len(writes) == 0 {
+		return
+	}
+	if *b == nil {
+		*b = make(rowBuffer, len(writes))
+	}
+	for _, w := range writes {
+		if _, newer := (*b)[w.rowAddr]; !newer {
+			(*b)[w.rowAddr] = w
+		}
+	}
+}
+
 // hold records a write for the unit to send later.
 func (u *unit) hold(w heldWrite) error {
 	u.mu.Lock()
@@ -134,9 +150,13 @@ func (u *unit) inTxFlushing(ctx context.Context, flush func(rowBuffer) bool, que
 	if began {
 		conn, err := u.s.pool.Acquire(ctx)
 		if err != nil {
-			u.broken = fmt.Errorf("pgstore: begin unit transaction: %w", err)
+			// Nothing reached the database: the held writes go back and
+			// the unit stays usable, as the in-memory store's does after
+			// a done context. Marking it broken here let later calls
+			// succeed only for Commit to refuse them all.
+			u.held.restore(writes)
 			u.mu.Unlock()
-			return nil, u.broken
+			return nil, fmt.Errorf("pgstore: begin unit transaction: %w", classify(err))
 		}
 		br = conn.SendBatch(ctx, b)
 		tx = br.Tx()
@@ -148,12 +168,12 @@ func (u *unit) inTxFlushing(ctx context.Context, flush func(rowBuffer) bool, que
 	err := func() error {
 		if began {
 			if _, err := br.Exec(); err != nil {
-				return fmt.Errorf("pgstore: begin unit transaction: %w", err)
+				return fmt.Errorf("pgstore: begin unit transaction: %w", classify(err))
 			}
 		}
 		for range nw {
 			if _, err := br.Exec(); err != nil {
-				return fmt.Errorf("pgstore: write %d rows: %w", len(writes), err)
+				return fmt.Errorf("pgstore: write %d rows: %w", len(writes), classify(err))
 			}
 		}
 		if read != nil {
@@ -162,7 +182,7 @@ func (u *unit) inTxFlushing(ctx context.Context, flush func(rowBuffer) bool, que
 		return nil
 	}()
 	if cerr := br.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("pgstore: unit statement: %w", cerr)
+		err = fmt.Errorf("pgstore: unit statement: %w", classify(cerr))
 	}
 	if err != nil {
 		u.mu.Lock()

@@ -151,7 +151,7 @@ func (r *rows) Prefetch(ctx context.Context, lock feed.Lock, addrs ...feed.RowAd
 		})
 	}
 	if err != nil {
-		return fmt.Errorf("pgstore: prefetch %d rows: %w", len(addrs), err)
+		return fmt.Errorf("pgstore: prefetch %d rows: %w", len(addrs), classify(err))
 	}
 	r.u.keepFetched(as, found, lock)
 	return nil

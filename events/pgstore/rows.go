@@ -99,7 +99,7 @@ func (r *rows) Get(ctx context.Context, ns, table, key string, lock feed.Lock) (
 		return feed.Row{}, false, nil
 	}
 	if err != nil {
-		return feed.Row{}, false, fmt.Errorf("pgstore: get row %q/%q: %w", ns, table, err)
+		return feed.Row{}, false, fmt.Errorf("pgstore: get row %q/%q: %w", ns, table, classify(err))
 	}
 	return feed.Row{Key: key, Value: json.RawMessage(value), Token: events.MakeToken(uint64(major), uint64(minor))}, true, nil
 }
@@ -144,7 +144,7 @@ func (r *rows) List(ctx context.Context, ns, table string, q feed.RowQuery) ([]f
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("pgstore: list rows %q/%q: %w", ns, table, err)
+		return nil, fmt.Errorf("pgstore: list rows %q/%q: %w", ns, table, classify(err))
 	}
 	if r.u != nil {
 		r.u.listed(ns, table)
@@ -184,7 +184,7 @@ func (r *rows) Put(ctx context.Context, ns, table, key string, value json.RawMes
 		return r.u.hold(heldWrite{rowAddr: rowAddr{ns, table, key}, value: append([]byte{}, value...), major: major, minor: minor})
 	}
 	if _, err := r.s.pool.Exec(ctx, r.s.q.rowPut, ns, table, key, string(value), major, minor); err != nil {
-		return fmt.Errorf("pgstore: put row %q/%q: %w", ns, table, err)
+		return fmt.Errorf("pgstore: put row %q/%q: %w", ns, table, classify(err))
 	}
 	return nil
 }
@@ -201,7 +201,7 @@ func (r *rows) Delete(ctx context.Context, ns, table, key string) error {
 		return r.u.hold(heldWrite{rowAddr: rowAddr{ns, table, key}})
 	}
 	if _, err := r.s.pool.Exec(ctx, r.s.q.rowDelete, ns, table, key); err != nil {
-		return fmt.Errorf("pgstore: delete row %q/%q: %w", ns, table, err)
+		return fmt.Errorf("pgstore: delete row %q/%q: %w", ns, table, classify(err))
 	}
 	return nil
 }
@@ -234,7 +234,7 @@ func (r *rows) DeleteNamespace(ctx context.Context, ns string, limit int) (int, 
 		})
 	}
 	if err != nil {
-		return 0, fmt.Errorf("pgstore: delete namespace %q: %w", ns, err)
+		return 0, fmt.Errorf("pgstore: delete namespace %q: %w", ns, classify(err))
 	}
 	return int(tag.RowsAffected()), nil
 }

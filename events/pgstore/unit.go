@@ -309,7 +309,7 @@ func (u *unit) Positions(ctx context.Context, names ...string) ([]events.Token, 
 	}
 	rows, err := db.Query(ctx, u.s.q.positions, names)
 	if err != nil {
-		return nil, fmt.Errorf("pgstore: read positions: %w", err)
+		return nil, fmt.Errorf("pgstore: read positions: %w", classify(err))
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (events.Token, error) {
 		var major, minor int64
@@ -317,7 +317,7 @@ func (u *unit) Positions(ctx context.Context, names ...string) ([]events.Token, 
 		return events.MakeToken(uint64(major), uint64(minor)), err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("pgstore: read positions: %w", err)
+		return nil, fmt.Errorf("pgstore: read positions: %w", classify(err))
 	}
 	return out, nil
 }

@@ -118,12 +118,12 @@ func (u *unit) commitBatch(ctx context.Context, tx pgx.Tx, writes []heldWrite, m
 				if errors.As(err, &pgErr) && pgErr.Code == "22012" {
 					return leaseLost(moves[i].Lease)
 				}
-				return fmt.Errorf("pgstore: commit checkpoint %q: %w", moves[i].Lease.Name, err)
+				return fmt.Errorf("pgstore: commit checkpoint %q: %w", moves[i].Lease.Name, classify(err))
 			}
 		}
 		for range nw {
 			if _, err := br.Exec(); err != nil {
-				return fmt.Errorf("pgstore: write %d rows: %w", len(writes), err)
+				return fmt.Errorf("pgstore: write %d rows: %w", len(writes), classify(err))
 			}
 		}
 		if tx == nil {
@@ -131,7 +131,7 @@ func (u *unit) commitBatch(ctx context.Context, tx pgx.Tx, writes []heldWrite, m
 		}
 		tag, err := br.Exec()
 		if err != nil {
-			return fmt.Errorf("pgstore: commit unit: %w", err)
+			return fmt.Errorf("pgstore: commit unit: %w", classify(err))
 		}
 		if tag.String() != "COMMIT" {
 			// COMMIT of a transaction an earlier failure aborted answers
@@ -141,7 +141,7 @@ func (u *unit) commitBatch(ctx context.Context, tx pgx.Tx, writes []heldWrite, m
 		return nil
 	}()
 	if cerr := br.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("pgstore: commit unit: %w", cerr)
+		err = fmt.Errorf("pgstore: commit unit: %w", classify(cerr))
 	}
 	return err
 }

@@ -329,12 +329,12 @@ func TestHookStatementFailureLeavesUnitUsable(t *testing.T) {
 	require.Zero(t, v, "the append was undone")
 }
 
-// TestFailedStatementKeepsUnitFromCommitting: a handler that swallows a
-// failed call that took the unit's held writes with it cannot commit the
-// unit without them. The call here fails before reaching PostgreSQL (no
-// connection: its context is cancelled), so no aborted transaction would
-// refuse the commit either.
-func TestFailedStatementKeepsUnitFromCommitting(t *testing.T) {
+// TestCallFailingBeforeTheServerKeepsHeldWrites: a call that fails before
+// reaching PostgreSQL (its context is cancelled while it waits for a
+// connection, here the unit's first) sends nothing, so the unit's held
+// writes stay held: a handler that carries on commits them with its
+// checkpoint, as on the in-memory store.
+func TestCallFailingBeforeTheServerKeepsHeldWrites(t *testing.T) {
 	t.Parallel()
 	b := setup(t, events.NewRegistry(), 4)
 	ctx := t.Context()
@@ -348,14 +348,15 @@ func TestFailedStatementKeepsUnitFromCommitting(t *testing.T) {
 	gone, cancel := context.WithCancel(ctx)
 	cancel()
 	_, _, err = u.Rows().Get(gone, "ns", "t", "held", feed.LockUpdate)
-	require.Error(t, err) // and the handler carries on
-	require.ErrorContains(t, u.Commit(ctx, feed.Move{Lease: lease, Position: events.MakeToken(2, 2)}), "cannot commit")
-	_, ok, err := b.store.Rows().Get(ctx, "ns", "t", "held", feed.LockNone)
+	require.ErrorIs(t, err, context.Canceled) // and the handler carries on
+	require.NoError(t, u.Commit(ctx, feed.Move{Lease: lease, Position: events.MakeToken(2, 2)}))
+	row, ok, err := b.store.Rows().Get(ctx, "ns", "t", "held", feed.LockNone)
 	require.NoError(t, err)
-	require.False(t, ok)
+	require.True(t, ok, "the held write was kept and committed")
+	require.JSONEq(t, `1`, string(row.Value))
 	pos, err := cps.Position(ctx, "c")
 	require.NoError(t, err)
-	require.True(t, pos.IsZero(), "the checkpoint did not move without the writes")
+	require.Equal(t, events.MakeToken(2, 2), pos, "the checkpoint moved with the writes")
 }
 
 // TestLockedReadSendsHeldWritesOnlyForItsRow: a locked Get of a row the

@@ -102,7 +102,7 @@ func Append(ctx context.Context, pool *pgxpool.Pool, store *pgstore.Store, cfg *
 				EventsPerSec: conv, Baseline: BaselineRawInsert, BaselinePerSec: base, Ratio: ratio(conv, base),
 			}
 			results = append(results, r)
-			if err := json.NewEncoder(out).Encode(r); err != nil {
+			if err := writeLine(ctx, out, r); err != nil {
 				return results, err
 			}
 		}
@@ -196,8 +196,8 @@ func measurePair(ctx context.Context, rounds int, duration time.Duration, writer
 
 // drive runs fn from `writers` goroutines for d and returns how many calls
 // succeeded and how long it took.
-func drive(ctx context.Context, writers int, d time.Duration, fn func(ctx context.Context, writer int, i int64) error) (int64, time.Duration, error) {
-	ctx, cancel := context.WithCancel(ctx)
+func drive(parent context.Context, writers int, d time.Duration, fn func(ctx context.Context, writer int, i int64) error) (int64, time.Duration, error) {
+	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	var (
 		n     atomic.Int64
@@ -226,6 +226,13 @@ func drive(ctx context.Context, writers int, d time.Duration, fn func(ctx contex
 		}()
 	}
 	wg.Wait()
+	if first == nil {
+		// Interrupted (Ctrl-C): the calls cut off were not counted, so
+		// the rate would be no measurement.
+		if err := parent.Err(); err != nil {
+			first = fmt.Errorf("%w: %w", errInterrupted, err)
+		}
+	}
 	return n.Load(), time.Since(start), first
 }
 

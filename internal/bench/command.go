@@ -108,7 +108,7 @@ func Command(ctx context.Context, pool *pgxpool.Pool, schema string, cfg *Comman
 		}
 		r.Ratio = ratio(r.BaselineP50Ms, r.P50Ms)
 		results = append(results, r)
-		if err := json.NewEncoder(out).Encode(r); err != nil {
+		if err := writeLine(ctx, out, r); err != nil {
 			return results, err
 		}
 	}

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"time"
@@ -110,7 +109,7 @@ func Contended(ctx context.Context, pool *pgxpool.Pool, store *pgstore.Store, cf
 				EventsPerSec: conv, Baseline: BaselineRawInsert, BaselinePerSec: base, Ratio: ratio(conv, base),
 			}
 			results = append(results, r)
-			if err := json.NewEncoder(out).Encode(r); err != nil {
+			if err := writeLine(ctx, out, r); err != nil {
 				return results, err
 			}
 		}

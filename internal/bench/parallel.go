@@ -101,8 +101,7 @@ func Parallel(ctx context.Context, src ParallelSource, cfg *ParallelConfig, out 
 		}
 		r.Ratio = ratio(r.EventsPerSec, r.BaselinePerSec)
 		results = append(results, r)
-		b, _ := json.Marshal(r)
-		if _, err := fmt.Fprintln(out, string(b)); err != nil {
+		if err := writeLine(ctx, out, r); err != nil {
 			return results, err
 		}
 	}

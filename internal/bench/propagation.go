@@ -166,7 +166,7 @@ func Propagation(ctx context.Context, pool *pgxpool.Pool, schema string, cfg *Pr
 		}
 		r.Ratio = ratio(r.BaselineP99Ms, r.P99Ms)
 		results = append(results, r)
-		if err := json.NewEncoder(out).Encode(r); err != nil {
+		if err := writeLine(ctx, out, r); err != nil {
 			return results, err
 		}
 	}

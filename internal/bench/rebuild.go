@@ -3,7 +3,6 @@ package bench
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -178,8 +177,7 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, schema string, cfg *Rebuil
 	}
 	r.BaselinePerSec = round1(median(reads))
 	r.Ratio = ratio(r.EventsPerSec, r.BaselinePerSec)
-	b, _ := json.Marshal(r)
-	if _, err := fmt.Fprintln(out, string(b)); err != nil {
+	if err := writeLine(ctx, out, r); err != nil {
 		return r, err
 	}
 	return r, nil

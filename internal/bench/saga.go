@@ -144,9 +144,7 @@ func Saga(ctx context.Context, pool *pgxpool.Pool, schema string, cfg *SagaConfi
 	var results []SagaResult
 	emit := func(r SagaResult) error {
 		results = append(results, r)
-		b, _ := json.Marshal(r)
-		_, err := fmt.Fprintln(out, string(b))
-		return err
+		return writeLine(ctx, out, r)
 	}
 	base, err := goChannelRate(ctx, c)
 	if err != nil {

@@ -86,24 +86,37 @@ func (e *Engine) apply(ctx context.Context, u feed.Unit, t target, in *instance,
 	}
 	key := stepKey{saga: s.name, id: in.ID, event: env.ID}
 	if ferr, ok := e.failedSteps.take(key); ok {
-		// The handler ran on this message and failed after writing
-		// through its unit, which was rolled back for that: its outcome
-		// is that failure, retried below as any other.
+		// The handler ran on this message and failed, or had its step
+		// refused, after writing through its unit, which was rolled back
+		// for that: its outcome is that failure, retried (or failing the
+		// instance, for a refusal) below as any other.
 		err = ferr
+		if errors.Is(err, ErrNoCommandHandler) {
+			// Counted with the unit that fails the instance: the refused
+			// unit's count went with its rollback.
+			u.AfterCommit(func() { e.metrics.BadInput.WithLabelValues("no_command_handler").Inc() })
+		}
 	} else {
 		before := unitWrites(u)
 		err = runHandler(t.h, core, arg)
-		if err != nil && unitWrites(u) != before && !errors.Is(ctx.Err(), context.Canceled) {
-			return e.failedAfterWriting(ctx, key, err)
-		}
-	}
-	if err == nil {
-		err = e.commitStep(ctx, u, s, in, core, env, waitEntry(t.h.reads, g, prev))
-		var perm *PermanentError
-		if errors.As(err, &perm) {
+		wrote := func() bool { return unitWrites(u) != before && !errors.Is(ctx.Err(), context.Canceled) }
+		if err == nil {
+			err = e.commitStep(ctx, u, s, in, core, env, waitEntry(t.h.reads, g, prev))
+			var perm *PermanentError
+			if !errors.As(err, &perm) {
+				return err
+			}
+			if wrote() {
+				// A refused step keeps nothing: committed with the
+				// instance's failure, the handler's own writes would
+				// land, and land again when Engine.Retry runs it.
+				return e.failedAfterWriting(ctx, key, err)
+			}
 			return e.failStep(ctx, rows, in, env, err)
 		}
-		return err
+		if wrote() {
+			return e.failedAfterWriting(ctx, key, err)
+		}
 	}
 	if errors.Is(ctx.Err(), context.Canceled) {
 		// The delivery ended under the step (the lease was lost, or the

@@ -284,9 +284,13 @@ type compiled struct {
 }
 
 // state returns in's state: a new one for an instance that has none yet,
-// else its stored state brought up to the current schema version.
+// else its stored state brought up to the current schema version. An
+// instance saved before its first step committed (parked at its gate, or
+// retried) stores its state as JSON null, which loads back as the bytes
+// "null", not as nil: decoded, it would hand the handler S's zero value
+// instead of Config.Initial's.
 func (c *compiled) state(in *instance) (any, error) {
-	if in.State == nil {
+	if !in.hasState() {
 		return c.newState(), nil
 	}
 	return c.decodeState(in.State, in.StateVersion)

@@ -195,8 +195,11 @@
 // replay of the dead letter) deliver it again. Nothing is dropped
 // silently, and nothing retries in a hot loop. What a step writes is
 // checked before it changes anything, so a refused step keeps nothing
-// (not its other commands either) and never fails the unit, which the
-// runtime would retry and then halt, holding up every other instance of
+// (not its other commands either, nor what its handler wrote through its
+// unit: that unit is rolled back with ErrStepWroteAndFailed, and the
+// instance fails when the message comes again) and never fails its
+// message for good, which the runtime would retry and then halt, holding
+// up every other instance of
 // the partition. Pending timers count against what an instance holds, as
 // its state and compensations do; a timer that fired or was cancelled
 // leaves nothing in the row. Free text is stored whatever it holds: a

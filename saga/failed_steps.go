@@ -20,6 +20,11 @@ import (
 // and when the message comes again (at once: the runtime redelivers a
 // failed delivery, the driver re-runs a parked step) the step is parked
 // with that failure without running the handler twice for one attempt.
+// A step the engine refuses (a PermanentError from commitStep: a command
+// nobody handles, state the store would refuse) is the same: its
+// handler's writes must not commit with the instance's failure, or
+// Engine.Retry would apply them twice; its remembered refusal fails the
+// instance when the message comes again.
 // Only this process remembers it: if the message comes again elsewhere,
 // the handler runs again there, as a retry.
 
@@ -66,9 +71,10 @@ func unitWrites(u feed.Unit) uint64 {
 
 // ErrStepWroteAndFailed is wrapped by the error that rolls back the unit
 // of a step whose handler failed after writing through it (see
-// Step.Context): the writes are discarded with the unit, and the step is
-// parked for its retry when the message comes again, without running the
-// handler again for this attempt.
+// Step.Context), or whose step the engine refused after such writes: the
+// writes are discarded with the unit, and when the message comes again the
+// step is parked for its retry (the refused step fails its instance),
+// without running the handler again for this attempt.
 var ErrStepWroteAndFailed = errors.New("saga: the step's handler failed after writing through its unit of work; the unit is rolled back so those writes do not land, and the step is retried as any failed step")
 
 // failedAfterWriting remembers the failure and fails the unit: behind the

@@ -1,6 +1,7 @@
 package saga
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -149,6 +150,13 @@ func (in *instance) ended() bool {
 		return in.Failed == nil
 	}
 	return false
+}
+
+// hasState reports whether a step has stored the instance's state: until
+// then the row holds JSON null (or no state at all).
+func (in *instance) hasState() bool {
+	raw := bytes.TrimSpace(in.State)
+	return len(raw) > 0 && !bytes.Equal(raw, []byte("null"))
 }
 
 // blocked reports whether new messages must queue: a step is parked, the

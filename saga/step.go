@@ -18,7 +18,10 @@ import (
 // write has its whole unit rolled back (the delivery fails with
 // ErrStepWroteAndFailed, behind the head of a unit by a feed.ErrCut), and
 // when the message comes again the step is retried like any failed step
-// without its handler running twice for one attempt.
+// without its handler running twice for one attempt. The same goes for a
+// step the engine refuses after such a write (a command nobody handles,
+// state the store would refuse): the writes go with the unit, and the
+// instance fails when the message comes again.
 //
 // A Step is valid only while its handler runs.
 type Step[S any] struct {

@@ -1,6 +1,7 @@
 package sagatest
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -62,6 +63,9 @@ type Fixture struct {
 	models  map[string]*model
 	cmdPos  events.Token
 	sent    []Command
+	// again are stored events appended again under their ids, to deliver
+	// once more, as the runtime would a redelivered duplicate.
+	again []events.Envelope
 }
 
 type model struct {
@@ -136,8 +140,11 @@ type Event struct {
 	// Correlation and Causation become the event's metadata.
 	Correlation string
 	Causation   string
-	// ID is the event id. Defaults to a new one; set it to append a
-	// duplicate on purpose.
+	// ID is the event id. Defaults to a new one. Set it to deliver a
+	// duplicate on purpose: an event whose id is stored already (with the
+	// same stream and content) is not stored twice, as the store is
+	// idempotent by id, but the fixture delivers the stored event to the
+	// engine again, as a redelivery would reach it.
 	ID string
 }
 
@@ -165,13 +172,19 @@ func (f *Fixture) When(evs ...Event) *Fixture {
 func (f *Fixture) TryWhen(evs ...Event) error {
 	f.t.Helper()
 	f.sent = nil
+	var first error
 	for _, ev := range evs {
-		f.Append(ev)
+		if f.Append(ev).AlreadyStored {
+			// Settled now, so the duplicate arrives after the events
+			// before it and before those after it, in the order given.
+			first = cmp.Or(first, f.Settle())
+		}
 	}
-	return f.Settle()
+	return cmp.Or(first, f.Settle())
 }
 
-// Append appends one event without running anything.
+// Append appends one event without running anything. An event whose id
+// is stored already is delivered again by the next Settle (see Event.ID).
 func (f *Fixture) Append(ev Event) events.AppendResult {
 	f.t.Helper()
 	require.NotEmpty(f.t, ev.Stream, "sagatest.Event.Stream is empty")
@@ -180,12 +193,21 @@ func (f *Fixture) Append(ev Event) events.AppendResult {
 		Metadata: events.Metadata{CorrelationID: ev.Correlation, CausationID: ev.Causation},
 	})
 	require.NoError(f.t, err)
+	if res.AlreadyStored {
+		envs, err := f.store.ReadStream(f.ctx, res.StreamID, res.FirstVersion, 1)
+		require.NoError(f.t, err)
+		require.Len(f.t, envs, 1, "sagatest: event %s is stored, yet its stream %s does not return it", ev.ID, res.StreamID)
+		f.again = append(f.again, envs[0])
+	}
 	return res
 }
 
-// Settle runs the sagas until nothing moves: events, read models, parked
-// steps and timers due on the virtual clock. It returns the first engine
-// error, after skipping the event that caused it.
+// Settle runs the sagas until nothing moves: events, read models, events
+// to deliver again (Event.ID), parked steps and timers due on the virtual
+// clock. It returns the first engine error, after skipping the event that
+// caused it. A step whose handler failed after writing through its unit
+// (saga.ErrStepWroteAndFailed) is no such error: its message comes again,
+// as the runtime redelivers it, and the step is retried as any failed step.
 func (f *Fixture) Settle() error {
 	f.t.Helper()
 	var first error
@@ -194,24 +216,59 @@ func (f *Fixture) Settle() error {
 		// held models make steps park.
 		m := f.applyModels()
 		n, err := f.driver.Drain(f.ctx)
+		if errors.Is(err, saga.ErrStepWroteAndFailed) {
+			continue // the next round delivers the event again
+		}
 		if err != nil {
-			if first == nil {
-				first = err
-			}
+			first = cmp.Or(first, err)
 			require.NoError(f.t, f.driver.Skip(f.ctx))
 			continue
 		}
+		r, err := f.deliverAgain()
+		if errors.Is(err, saga.ErrStepWroteAndFailed) {
+			continue
+		}
+		first = cmp.Or(first, err)
 		p, err := f.engine.RunParked(f.ctx)
+		if errors.Is(err, saga.ErrStepWroteAndFailed) {
+			continue // the engine runs the step again at its next pass
+		}
 		require.NoError(f.t, err)
 		d, err := f.engine.FireDue(f.ctx)
+		if errors.Is(err, saga.ErrStepWroteAndFailed) {
+			continue
+		}
 		require.NoError(f.t, err)
-		if n+m+p+d == 0 {
+		if n+m+r+p+d == 0 {
 			f.collect()
 			return first
 		}
 	}
 	f.t.Fatal("sagatest: the sagas did not settle after 1000 rounds (a step that keeps scheduling due timers or retrying at once?)")
 	return nil
+}
+
+// deliverAgain delivers the events appended again under their ids, in
+// order, and returns how many it delivered. An event whose delivery
+// failed after its step wrote through its unit stays first, to come again
+// as the runtime would bring it; one that failed otherwise is dropped
+// with its error, as a dead letter would be.
+func (f *Fixture) deliverAgain() (int, error) {
+	f.t.Helper()
+	n := 0
+	for len(f.again) > 0 {
+		f.applyModels()
+		err := f.driver.Run(f.ctx, f.again[0])
+		if errors.Is(err, saga.ErrStepWroteAndFailed) {
+			return n, err
+		}
+		f.again = f.again[1:]
+		n++
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 func (f *Fixture) applyModels() int {
@@ -461,11 +518,17 @@ func (f *Fixture) ExpectTimers(sagaName, id string, want map[string]time.Duratio
 	return f
 }
 
-// ExpectParked asserts the instance's step is parked waiting for models.
+// ExpectParked asserts the instance's step is parked waiting for models:
+// exactly those given, or, with none given, any (at least one). A step
+// parked for a retry (a handler's error, saga.RetryAfter) waits for no
+// model and fails it.
 func (f *Fixture) ExpectParked(sagaName, id string, models ...string) *Fixture {
 	f.t.Helper()
 	in := f.Instance(sagaName, id)
 	require.Equal(f.t, saga.StatusParked, in.Status, "status of %s/%s", sagaName, id)
-	require.ElementsMatch(f.t, models, in.Waiting, "models %s/%s waits for", sagaName, id)
+	require.NotEmpty(f.t, in.Waiting, "%s/%s is parked for a retry at %s, not waiting for read models", sagaName, id, in.RetryAt)
+	if len(models) > 0 {
+		require.ElementsMatch(f.t, models, in.Waiting, "models %s/%s waits for", sagaName, id)
+	}
 	return f
 }

@@ -751,7 +751,10 @@ func (s *sim) act(ctx context.Context, act int) error {
 
 // deliver runs fn in a unit, maybe crashing before the commit (and
 // restarting the engine from the store) or delivering it twice. It reports
-// whether the message was delivered.
+// whether the message was delivered. A step that failed after writing
+// through its unit (saga.ErrStepWroteAndFailed) leaves its message
+// undelivered, to come again as the runtime redelivers it: the engine
+// retries the step as any failed step.
 func (s *sim) deliver(ctx context.Context, env events.Envelope, what string, fn func(context.Context) error) (bool, error) {
 	if s.cfg.Crash > 0 && s.rng.Float64() < s.cfg.Crash {
 		err := drive.Unit(ctx, s.store, 0, func(ctx context.Context) error {
@@ -760,9 +763,10 @@ func (s *sim) deliver(ctx context.Context, env events.Envelope, what string, fn 
 			}
 			return errCrash
 		})
-		if !errors.Is(err, errCrash) {
+		if !errors.Is(err, errCrash) && !errors.Is(err, saga.ErrStepWroteAndFailed) {
 			return false, fmt.Errorf("%s %s %s: %w", what, env.Type, env.ID, err)
 		}
+		// Rolled back either way: the process goes down as drawn.
 		s.note("crash before the commit of %s %s %s; engine restarted", what, env.Type, short(env.ID))
 		s.engine, err = saga.NewEngine(&s.ecfg)
 		return false, err
@@ -772,7 +776,12 @@ func (s *sim) deliver(ctx context.Context, env events.Envelope, what string, fn 
 		times = 2
 	}
 	for range times {
-		if err := drive.Unit(ctx, s.store, 0, fn); err != nil {
+		err := drive.Unit(ctx, s.store, 0, fn)
+		if errors.Is(err, saga.ErrStepWroteAndFailed) {
+			s.note("%s %s %s: its step wrote and failed; the unit is rolled back and the message comes again", what, env.Type, short(env.ID))
+			return false, nil
+		}
+		if err != nil {
 			return false, fmt.Errorf("%s %s %s: %w", what, env.Type, env.ID, err)
 		}
 	}
@@ -798,6 +807,13 @@ func (s *sim) crashable(ctx context.Context, what string, fn func(context.Contex
 	crashed := s.dead
 	s.armed, s.dead, s.die = false, false, nil
 	if !crashed {
+		if errors.Is(err, saga.ErrStepWroteAndFailed) {
+			// A step that failed after writing through its unit had the
+			// unit rolled back and runs again at the engine's next pass,
+			// as the engine's own loop would run it: that is a move.
+			s.note("%s: a step wrote and failed; its unit is rolled back and it runs again", what)
+			return n + 1, false, nil
+		}
 		return n, false, err
 	}
 	s.note("crash before the commit of a unit of %s; engine restarted", what)

@@ -25,8 +25,9 @@
 // LISTEN, or the in-memory store) calls Advance, and Advance wakes exactly
 // the waiters of that name. Nobody polls per request. While push is down
 // (TrackerConfig.PushHealthy reports false), or when there is no Watcher,
-// one shared loop re-reads the positions of names somebody waits on, once
-// per FallbackInterval.
+// one shared loop re-reads the positions of names somebody waits on or
+// whose position it knows, once per FallbackInterval, and once more when
+// push is back, so a rewind announced during the outage is not missed.
 //
 // Every wait has a deadline: the caller's context deadline, DefaultTimeout
 // (2s) when it has none, and never more than MaxTimeout (10s). A flood of

@@ -7,13 +7,24 @@ import (
 
 // fallbackLoop is the tracker's one background goroutine. While push is not
 // trusted it re-reads, every FallbackInterval, the positions of the names
-// somebody is waiting on; Advance then wakes those waiters exactly as a push
-// would. Polling here, once per name per tick, rather than in each waiter
-// keeps the database load independent of how many requests wait.
+// somebody is waiting on, and of the names whose position it knows;
+// Advance then wakes those waiters exactly as a push would. Polling here,
+// once per name per tick, rather than in each waiter keeps the database
+// load independent of how many requests wait.
+//
+// The known names are read too because a wait answered from a known
+// position never blocks, so it would never have them read: a rewind made
+// elsewhere (another process's Reset) while push is down would go
+// unnoticed, and reads of the rewound model would be labelled fresh for
+// as long as nothing else moved it. For the same reason the names are read
+// once more on the first tick after push is trusted again: the moves
+// announced while it was down were lost, not delayed.
 func (t *Tracker) fallbackLoop(ctx context.Context) {
 	defer close(t.loopDone)
 	ticker := time.NewTicker(t.cfg.FallbackInterval)
 	defer ticker.Stop()
+	// Start reads every name it is given, so the loop begins in step.
+	wasTrusted := true
 	for {
 		select {
 		case <-ctx.Done():
@@ -23,20 +34,24 @@ func (t *Tracker) fallbackLoop(ctx context.Context) {
 			continue
 		case <-ticker.C:
 		}
-		if t.pushTrusted() {
+		trusted := t.pushTrusted()
+		if trusted && wasTrusted {
 			continue
 		}
-		t.pollWaited(ctx)
+		wasTrusted = trusted
+		t.poll(ctx)
 	}
 }
 
-// pollWaited reads every name with an active wait, within one interval
-// or QueryTimeout, whichever is longer.
-func (t *Tracker) pollWaited(ctx context.Context) {
+// poll reads every name with an active wait or a known position (a
+// group's through its members), within one interval or QueryTimeout,
+// whichever is longer.
+func (t *Tracker) poll(ctx context.Context) {
 	t.mu.Lock()
 	var names []string
 	for name, cp := range t.names {
-		if cp.active > 0 {
+		_, isGroup := t.groups[name]
+		if cp.active > 0 || cp.known && !isGroup {
 			names = append(names, name)
 		}
 	}

@@ -400,7 +400,9 @@ func (t *Tracker) Learn(ctx context.Context, names ...string) error {
 // read from the store (Positions) and believed when the store is behind
 // too and nothing moved the name during the read; a read in flight when the
 // report came reads again before it answers. Without Positions such a
-// report is ignored, as a late one would be.
+// report is ignored, as a late one would be. A rewind announced while push
+// was down is found by the fallback loop, which reads every known name
+// while push is untrusted and once more when it is back.
 func (t *Tracker) Reset(name string, pos events.Token) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -53,8 +53,11 @@ type TrackerConfig struct {
 	// FallbackInterval is the period of the single fallback loop (one
 	// goroutine per Tracker, never one per waiter). On each tick, when push
 	// is not trusted (no Watcher, or PushHealthy reports false), it re-reads
-	// the positions of the names that have waiters, and only those, so an
-	// idle tracker reads nothing. A pass is given this long, or
+	// the positions of the names that have waiters and of the names whose
+	// position it knows, and once more on the first tick after push is
+	// trusted again: moves announced while push was down are lost, and one
+	// of them may be a rewind that no wait would otherwise read. While push
+	// is trusted it reads nothing. A pass is given this long, or
 	// QueryTimeout when that is longer. Defaults to
 	// DefaultFallbackInterval (1s).
 	FallbackInterval time.Duration

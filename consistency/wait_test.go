@@ -445,11 +445,18 @@ func TestWait_Fallback(t *testing.T) {
 		require.Equal(t, 1, pr.readsOf("orders"), "only the first wait's seed read: push is trusted")
 	})
 
-	t.Run("QuietWithoutWaiters", func(t *testing.T) {
+	// Without push a known name is re-read (a rewind elsewhere would
+	// otherwise go unseen); with push trusted an idle tracker reads nothing.
+	t.Run("QuietWithoutWaitersWhilePushHealthy", func(t *testing.T) {
 		t.Parallel()
 		pr := newFakePositions()
 		pr.read = make(chan string, 1)
-		tr := setup(t, &consistency.TrackerConfig{Positions: pr, FallbackInterval: time.Millisecond})
+		tr := setup(t, &consistency.TrackerConfig{
+			Positions:        pr,
+			Watcher:          &fakeWatcher{},
+			PushHealthy:      func() bool { return true },
+			FallbackInterval: time.Millisecond,
+		})
 		tr.Advance("orders", tok(1))
 		select {
 		case name := <-pr.read:

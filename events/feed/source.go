@@ -206,7 +206,10 @@ var ErrConflict = errors.New("feed: unit conflicts with a concurrent unit (nothi
 // including those made by other processes (consistency.Tracker uses it).
 type CheckpointWatcher interface {
 	// WatchCheckpoints calls fn for every checkpoint move it learns of until
-	// the returned cancel func is called. fn must not block.
+	// the returned cancel func is called. fn must not block. A source whose
+	// push was down (PushHealthy false) may, when it is back, call fn with
+	// every checkpoint's current position, moved or not: moves made during
+	// the outage were lost, and a watcher must not miss a rewind among them.
 	WatchCheckpoints(fn func(name string, pos events.Token)) (cancel func())
 }
 

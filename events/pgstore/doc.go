@@ -251,7 +251,11 @@
 // hello when it connects, and stores count listeners once a second, so a
 // single-process deployment pays nothing for them. One listen
 // connection per Store receives them; while it is down PushHealthy reports
-// false and subscribers poll. AppendTx notifies inside the caller's
+// false and subscribers poll. Checkpoint moves announced while it was
+// down are lost, so when it listens again, and before PushHealthy turns
+// true, the store announces every checkpoint's stored position to its
+// watchers: a tracker that missed a rewind sees a position behind its own
+// and reads the store. AppendTx notifies inside the caller's
 // transaction, since only PostgreSQL knows when it commits; a unit
 // notifies after its commit.
 //

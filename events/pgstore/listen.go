@@ -68,20 +68,39 @@ func (s *Store) listen(ctx context.Context) {
 		},
 		ReconnectDelay: s.cfg.ListenReconnectDelay,
 	}
-	l.Handle(NotifyChannel, listenHandler{s})
+	l.Handle(NotifyChannel, &listenHandler{s: s})
 	_ = l.Listen(ctx) // returns only when ctx ends
 	s.healthy.set(false)
 }
 
-type listenHandler struct{ s *Store }
+// listenHandler is called by one listener goroutine, one call at a time.
+type listenHandler struct {
+	s *Store
+	// listened is set once the first connection listens: only a later one
+	// follows an outage whose checkpoint moves were lost.
+	listened bool
+}
 
 // HandleBacklog runs once the connection listens again: anything appended
 // while it was down is picked up by waking every reader.
 //
+// Checkpoint moves announced while it was down are lost, not delayed, and
+// a lost one may be a rewind (a Reset elsewhere): a tracker that missed it
+// would go on answering from the old position, and label reads of the
+// rewound model fresh. So every checkpoint's position is announced to the
+// watchers again before push reports healthy; one behind what a tracker
+// knows makes it read the store and believe the rewind.
+//
 // It also says hello, so stores that skip NOTIFYs while nobody else listens
 // (see notifier) start notifying this one at once.
-func (h listenHandler) HandleBacklog(ctx context.Context, _ string, conn *pgx.Conn) error {
+func (h *listenHandler) HandleBacklog(ctx context.Context, _ string, conn *pgx.Conn) error {
 	h.s.notifier.ownListener.Store(conn.PgConn().PID())
+	if h.listened {
+		if err := h.announceCheckpoints(ctx, conn); err != nil {
+			return err
+		}
+	}
+	h.listened = true
 	h.s.healthy.set(true)
 	h.s.listenLog.recovered()
 	h.s.wake.Notify()
@@ -89,7 +108,7 @@ func (h listenHandler) HandleBacklog(ctx context.Context, _ string, conn *pgx.Co
 	return err
 }
 
-func (h listenHandler) HandleNotification(_ context.Context, n *pgconn.Notification, _ *pgx.Conn) error {
+func (h *listenHandler) HandleNotification(_ context.Context, n *pgconn.Notification, _ *pgx.Conn) error {
 	h.s.handlePayload(n.Payload)
 	return nil
 }
@@ -127,4 +146,27 @@ func (s *Store) handlePayload(p string) {
 		}
 		s.fireCheckpoint(parts[4], events.MakeToken(major, minor))
 	}
+}
+
+// announceCheckpoints tells the watchers every checkpoint's stored
+// position, read on the listen connection itself.
+func (h *listenHandler) announceCheckpoints(ctx context.Context, conn *pgx.Conn) error {
+	rows, err := conn.Query(ctx, h.s.q.allPositions)
+	if err != nil {
+		return fmt.Errorf("pgstore: read checkpoints to announce after listening again: %w", err)
+	}
+	moves, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (checkpointMove, error) {
+		var m checkpointMove
+		var major, minor int64
+		err := r.Scan(&m.name, &major, &minor)
+		m.pos = events.MakeToken(uint64(major), uint64(minor))
+		return m, err
+	})
+	if err != nil {
+		return fmt.Errorf("pgstore: read checkpoints to announce after listening again: %w", err)
+	}
+	for _, m := range moves {
+		h.s.fireCheckpoint(m.name, m.pos)
+	}
+	return nil
 }

@@ -23,6 +23,7 @@ type queries struct {
 	renew        string
 	release      string
 	position     string
+	allPositions string // every checkpoint, announced again after a reconnect
 	commit       string
 	advance      string
 	positions    string
@@ -109,9 +110,10 @@ SET generation = c.generation + 1,
     owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until, heartbeat_at = now()
 WHERE c.owner IS NULL OR c.owner = EXCLUDED.owner OR c.lease_until < now()
 RETURNING generation, major, minor`, cps),
-		renew:    fmt.Sprintf(`UPDATE %s SET lease_until = now() + $4::interval, heartbeat_at = now() WHERE name = $1 AND owner = $2 AND generation = $3`, cps),
-		release:  fmt.Sprintf(`UPDATE %s SET owner = NULL, lease_until = NULL WHERE name = $1 AND owner = $2 AND generation = $3`, cps),
-		position: fmt.Sprintf(`SELECT major, minor FROM %s WHERE name = $1`, cps),
+		renew:        fmt.Sprintf(`UPDATE %s SET lease_until = now() + $4::interval, heartbeat_at = now() WHERE name = $1 AND owner = $2 AND generation = $3`, cps),
+		release:      fmt.Sprintf(`UPDATE %s SET owner = NULL, lease_until = NULL WHERE name = $1 AND owner = $2 AND generation = $3`, cps),
+		position:     fmt.Sprintf(`SELECT major, minor FROM %s WHERE name = $1`, cps),
+		allPositions: fmt.Sprintf(`SELECT name, major, minor FROM %s`, cps),
 		commit: fmt.Sprintf(`UPDATE %s SET major = $4, minor = $5, updated_at = now(), heartbeat_at = now()
 WHERE name = $1 AND owner = $2 AND generation = $3`, cps),
 		// The position only ever moves forward; the row is matched (and the

@@ -204,7 +204,10 @@ func (cl *Client) newSagas() error {
 		return fmt.Errorf("converge: %w", err)
 	}
 	if err := cl.sagaProc.AddHandlers(cl.router); err != nil {
-		return fmt.Errorf("converge: %w", err)
+		// Its handlers are named after Config.SagaProcessor, which a
+		// command handler's or the caller's own router handler's name may
+		// take: say which setting the feed's "processor" is.
+		return fmt.Errorf("converge: saga processor (Config.SagaProcessor): %w", err)
 	}
 	cl.tracker.Group(c.SagaProcessor, cl.sagaProc.CheckpointNames()...)
 	return nil

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime/debug"
 	"slices"
 	"sync"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/components/cqrs"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
@@ -38,7 +40,10 @@ type ProcessorConfig struct {
 	// delivery's unit of work, so a second call in that unit runs nothing
 	// and returns feed.ErrUnitFailed; the delivery fails, the unit rolls
 	// back and the command is delivered again in a new unit (the
-	// subscriber's Nack backoff paces it).
+	// subscriber's Nack backoff paces it). A handler that panics fails
+	// the same way: the processor recovers the panic and returns it as the
+	// call's error, wrapping the middleware.RecoveredPanicError a
+	// Recoverer would have returned.
 	Router *message.Router
 	// Subscriber tunes each handler's feed.Subscriber; its ConsumerName is
 	// set per handler. Defaults to the feed.SubscriberConfig defaults.
@@ -156,7 +161,7 @@ func NewProcessor(cfg *ProcessorConfig) (*Processor, error) {
 			if ferr := p.failed.get(key); ferr != nil {
 				return fmt.Errorf("%w; the failure: %w", feed.ErrUnitFailed, ferr)
 			}
-			err := p.handle(ctx, params, limits, logger)
+			err := p.handleRecovered(ctx, params, limits, logger)
 			if err != nil {
 				p.failed.put(key, err)
 			}
@@ -170,6 +175,25 @@ func NewProcessor(cfg *ProcessorConfig) (*Processor, error) {
 	}
 	p.cp = cp
 	return p, nil
+}
+
+// handleRecovered is handle with a panic returned as an error. A panic
+// unwound past OnHandle would skip recording the failed call, and a
+// Recoverer inside a retry middleware would turn it into an error the
+// retry answers with another call in the same unit, on top of the
+// panicked call's writes: the command's effects would commit twice.
+func (p *Processor) handleRecovered(ctx context.Context, params cqrs.CommandProcessorOnHandleParams, limits events.Limits, logger watermill.LoggerAdapter) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			// The Recoverer never sees this panic: wrap what it would have
+			// returned (the value and the stack), so code that looks for
+			// a RecoveredPanicError in the router's log still finds it.
+			err = fmt.Errorf("command: handler %s panicked on command %s; its writes are rolled back and the command is delivered again (fix the handler, or have it return an error): %w",
+				params.Handler.HandlerName(), params.Message.Metadata.Get(feed.MetaEventID),
+				middleware.RecoveredPanicError{V: r, Stacktrace: string(debug.Stack())})
+		}
+	}()
+	return p.handle(ctx, params, limits, logger)
 }
 
 // handle runs the command's handler, or rejects a command that does not

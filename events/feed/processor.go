@@ -219,13 +219,31 @@ func (p *Processor) Position(ctx context.Context) (events.Token, error) {
 // A processor mounts once: a second AddHandlers (on another router, or
 // the same), AddHandlers after Run, and AddHandlers once it has stopped
 // fail. It fails with ErrPartitionKeyChanged when the processor last ran
-// with another PartitionKey at the same partition count.
+// with another PartitionKey at the same partition count. It fails, adding
+// none of its handlers, on a router that already has a handler of one of
+// their names (the processor's Name, or with Partitions above 1 a
+// partition's, PartitionName): the router would panic at the duplicate.
 func (p *Processor) AddHandlers(r *message.Router) error {
 	if p.mctx.Err() != nil {
 		return errStopped
 	}
 	if !p.mode.CompareAndSwap(modeUnset, modeRouter) {
 		return errMode
+	}
+	// The router refuses a handler name it has, with a panic, once the
+	// partitions before it are added: checked here, a refused call adds
+	// nothing.
+	taken := r.Handlers()
+	for _, ps := range p.parts {
+		if _, ok := taken[ps.name]; ok {
+			p.mode.CompareAndSwap(modeRouter, modeUnset)
+			whose := "its handler"
+			if len(p.parts) > 1 {
+				whose = fmt.Sprintf("its handler for partition %d of %d", ps.index, len(p.parts))
+			}
+			return fmt.Errorf("feed: processor %s: the router has a handler named %q, the name of %s; a router takes a handler name once (rename the processor or the other handler)",
+				p.cfg.Name, ps.name, whose)
+		}
 	}
 	// A refusal at the router's start would leave the router waiting on
 	// handlers that never started: refuse here, before it runs.

@@ -14,13 +14,13 @@
 //	if err := client.Start(ctx); err != nil {
 //		return err
 //	}
-//	defer client.Stop(context.WithoutCancel(ctx))
+//	defer func() { _ = client.Stop(context.WithoutCancel(ctx)) }()
 //
-// (The package's Example is the runnable version, with one projection, one
-// saga and one command handler.) The store is a *memstore.Store or a
-// *pgstore.Store; the same
-// definitions run on either, and nothing in an application branches on
-// which (tests run in memory, production on PostgreSQL).
+// (ExampleNewClient runs this with an order status read model, a
+// fulfilment saga and its two command handlers; the package's Example is
+// a smaller shop.) The store is a *memstore.Store or a *pgstore.Store; the
+// same definitions run on either, and nothing in an application branches
+// on which (tests run in memory, production on PostgreSQL).
 //
 // # What the client owns
 //

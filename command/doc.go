@@ -5,6 +5,9 @@
 // delivered to its handler by a feed.Subscriber of its category.
 //
 //	p, err := command.NewProcessor(&command.ProcessorConfig{Store: store, Router: router})
+//	if err != nil {
+//		return err
+//	}
 //	err = p.AddHandlers(command.Handle("charge-payment", store, payments,
 //		func(c ChargePayment) string { return "payment-" + c.OrderID },
 //		func(ctx context.Context, acct Account, c ChargePayment) ([]any, error) {

@@ -12,49 +12,95 @@ import (
 	"github.com/converge-es/converge/migrations"
 )
 
-func ExampleMigrate() {
-	ctx := context.Background()
-	// The tests' database; an application passes its own.
-	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer pool.Close()
-	// A schema of the example's own (other test runs may share the
-	// database), dropped at the end.
-	schema := fmt.Sprintf("example_migrate_%d", os.Getpid())
-	defer func() { _, _ = pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE") }()
-
-	var applied []migrations.Migration
+// migrateAtStartup is the package documentation's start-up code.
+func migrateAtStartup(ctx context.Context, pool *pgxpool.Pool) error {
 	version, err := migrations.Migrate(ctx, pool, &migrations.Config{
-		Schema: schema,
+		Schema: "orders",
 		OnApplied: func(m migrations.Migration) {
-			applied = append(applied, m) // a program would log it
+			log.Printf("applied migration %d (%s)", m.Version, m.Name)
 		},
 	})
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
-	all, err := migrations.List()
-	if err != nil {
-		log.Fatal(err)
-	}
-	fmt.Printf("first applied: %d (%s)\n", applied[0].Version, applied[0].Name)
-	fmt.Println("applied all:", len(applied) == len(all), "at the latest version:", version == all[len(all)-1].Version)
+	log.Printf("schema orders at version %d", version)
+	return nil
+}
 
-	// Again: nothing to apply.
-	if _, err := migrations.Migrate(ctx, pool, &migrations.Config{Schema: schema}); err != nil {
-		log.Fatal(err)
-	}
-	current, err := migrations.Current(ctx, pool, &migrations.Config{Schema: schema})
+// ExampleMigrate runs the start-up code twice: the first run applies every
+// migration, the second finds nothing to do. It runs on a database of its
+// own, dropped at the end, so that its schema can be called "orders"
+// whatever else shares the server.
+func ExampleMigrate() {
+	ctx := context.Background()
+	pool, drop, err := ownDatabase(ctx, "example_migrate")
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("still at the latest version:", current == version)
+	defer drop()
+	// The log goes to the example's output.
+	out, flags := log.Writer(), log.Flags()
+	log.SetOutput(os.Stdout)
+	log.SetFlags(0)
+	defer func() { log.SetOutput(out); log.SetFlags(flags) }()
+
+	if err := migrateAtStartup(ctx, pool); err != nil {
+		log.Fatal(err)
+	}
+	// Again, as the next start would: nothing to apply.
+	if err := migrateAtStartup(ctx, pool); err != nil {
+		log.Fatal(err)
+	}
+	current, err := migrations.Current(ctx, pool, &migrations.Config{Schema: "orders"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	latest, err := migrations.Latest()
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("up to date:", current == latest)
 	// Output:
-	// first applied: 1 (0001_events.sql)
-	// applied all: true at the latest version: true
-	// still at the latest version: true
+	// applied migration 1 (0001_events.sql)
+	// applied migration 2 (0002_projections.sql)
+	// applied migration 3 (0003_engine.sql)
+	// applied migration 4 (0004_projections_on_rows.sql)
+	// applied migration 5 (0005_streams_from_events.sql)
+	// schema orders at version 5
+	// schema orders at version 5
+	// up to date: true
+}
+
+// ownDatabase creates a database named after prefix and the process on the
+// tests' server (DATABASE_URL) and returns a pool on it, and a function
+// that closes the pool and drops the database.
+func ownDatabase(ctx context.Context, prefix string) (*pgxpool.Pool, func(), error) {
+	url := os.Getenv("DATABASE_URL")
+	admin, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to DATABASE_URL: %w", err)
+	}
+	name := pgx.Identifier{fmt.Sprintf("%s_%d", prefix, os.Getpid())}
+	dropDatabase := func() {
+		_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name.Sanitize()+" WITH (FORCE)")
+		_ = admin.Close(ctx)
+	}
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name.Sanitize()); err != nil {
+		dropDatabase()
+		return nil, nil, fmt.Errorf("create a database for the example: %w", err)
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		dropDatabase()
+		return nil, nil, err
+	}
+	cfg.ConnConfig.Database = name[0]
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		dropDatabase()
+		return nil, nil, err
+	}
+	return pool, func() { pool.Close(); dropDatabase() }, nil
 }
 
 func ExampleList() {

@@ -27,8 +27,13 @@
 //		Tracker:     tracker, // optional: advanced after every commit
 //		Catalog:     catalog, // optional: every projection's class and SLA
 //	})
-//	err = runner.Start(ctx)
-//	defer runner.Stop(ctx)
+//	if err != nil {
+//		return err
+//	}
+//	if err := runner.Start(ctx); err != nil {
+//		return err
+//	}
+//	defer func() { _ = runner.Stop(ctx) }()
 //
 //	// Readers always read the active generation.
 //	total, ok, err := projections.Get[int](ctx, runner.View("order_summary").Table("customers"), "ada")

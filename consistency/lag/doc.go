@@ -90,12 +90,13 @@
 //
 // # Usage
 //
+//	reg := prometheus.NewRegistry() // the Monitor's own (see Config.Registerer)
 //	mon, err := lag.NewMonitor(store, &lag.Config{
 //		Projections: []lag.Target{
 //			{Name: "order_summary", SLA: lag.UserFacingSLA},
 //			{Name: "sales_report", SLA: lag.AnalyticsSLA, Class: "analytics"},
 //		},
-//		Registerer: prometheus.DefaultRegisterer,
+//		Registerer: reg,
 //		OnBreach:   func(b lag.Breach) { log.Printf("page someone: %s breaches its SLA", b.Report.Name) },
 //	})
 //	if err != nil {
@@ -105,7 +106,7 @@
 //		return err
 //	}
 //	defer func() { _ = mon.Stop(context.Background()) }()
-//	http.Handle("/metrics", lag.Handler(prometheus.DefaultGatherer))
+//	mux.Handle("/metrics", lag.Handler(reg))
 //
 // From a shell, `converge lag` prints the same reports once (or with
 // --watch, repeatedly) as a table or as JSON lines.

@@ -102,3 +102,41 @@ func ExampleStore_Append_retry() {
 	// stream version: 1
 	// true
 }
+
+// placeOrder is the package documentation's example: a store on a
+// registry, and an append that starts a stream.
+func placeOrder(ctx context.Context) error {
+	reg := events.NewRegistry()
+	events.Register[OrderPlaced](reg, "order_placed")
+	store, err := memstore.New(&memstore.Config{Registry: reg})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	res, err := store.Append(ctx, "order-42", events.NoStream,
+		events.Event{Data: OrderPlaced{OrderID: "42"}})
+	if err != nil {
+		return err
+	}
+	fmt.Println("order-42 is at version", res.LastVersion)
+
+	envs, err := store.ReadStream(ctx, "order-42", 1, 0)
+	if err != nil {
+		return err
+	}
+	placed, err := events.DecodeAs[OrderPlaced](reg, envs[0])
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s %+v\n", envs[0].Type, placed)
+	return nil
+}
+
+func ExampleNew() {
+	if err := placeOrder(context.Background()); err != nil {
+		fmt.Println(err)
+	}
+	// Output:
+	// order-42 is at version 1
+	// order_placed {OrderID:42 Total:0}
+}

@@ -7,10 +7,16 @@
 //
 // Faults fire on the first client message that matches, so a test aims at
 // one statement by its parameters (a unique stream id, say). The client
-// must not use TLS, or nothing can be matched:
+// must not use TLS, or nothing can be matched. With pgx, cfg being the
+// client's *pgx.ConnConfig (TestCutAfterPostgreSQLAnswered runs this):
 //
-//	p := faultproxy.New(t, "127.0.0.1:5432")
+//	p := faultproxy.New(t, server) // PostgreSQL's host:port
 //	fired := p.Inject(faultproxy.Fault{Match: faultproxy.Contains("order-42")})
-//	// connect through p.Addr(), run the statement, then:
+//	// Connect through p, without TLS, and run the statement:
+//	cfg.Host, cfg.Port, cfg.TLSConfig, cfg.Fallbacks = p.Host(), p.Port(), nil, nil
+//	conn, err := pgx.ConnectConfig(ctx, cfg)
+//	require.NoError(t, err)
+//	_, err = conn.Exec(ctx, "SELECT $1::text", "order-42")
 //	<-fired // the server answered; the client got a cut connection
+//	require.Error(t, err)
 package faultproxy

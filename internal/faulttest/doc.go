@@ -35,11 +35,21 @@
 //   - FailoverMeter times failovers from the workers' lease reports.
 //
 // A workload registers its worker roles in TestMain, before anything else
-// runs (the re-executed binary runs the role and exits there):
+// runs (the re-executed binary runs the role and exits there), as this
+// package's own TestMain does for its workloads:
 //
 //	func TestMain(m *testing.M) {
-//		faulttest.Main(map[string]faulttest.Role{"projection-worker": projectionWorker})
-//		os.Exit(m.Run())
+//		// Worker processes are this binary, re-executed: they run their role
+//		// and exit here.
+//		faulttest.Main(map[string]faulttest.Role{
+//			projectionWorkerRole: projectionWorker,
+//			sagaWorkerRole:       sagaWorker,
+//			idleRole:             idle,
+//		})
+//		goleak.VerifyTestMain(m,
+//			// pgxpool's background health check ends shortly after Close.
+//			goleak.IgnoreTopFunction("github.com/jackc/pgx/v5/pgxpool.(*Pool).backgroundHealthCheck"),
+//		)
 //	}
 //
 // and its test starts a Cluster, migrates it, starts the Processes and a

@@ -48,7 +48,10 @@ const (
 // ProcessorConfig configures a Processor. Name is required.
 type ProcessorConfig struct {
 	// Name is the processor's durable name: its checkpoints, leases,
-	// membership, halts and dead letters are stored under it. Required.
+	// membership, halts and dead letters are stored under it. Required;
+	// without '#' or NUL, and short enough that a partition's name (see
+	// PartitionName), "/" and an event id fit a row key (MaxRowKeyLength):
+	// its dead letters are keyed so.
 	Name string
 	// Types and Categories filter the feed in the store (see Filter): the
 	// processor is handed only what it handles, and its checkpoint moves
@@ -148,6 +151,9 @@ func (c *ProcessorConfig) withDefaults() ProcessorConfig {
 	return out
 }
 
+// eventIDLength is the length of an event id, a UUID in its text form.
+const eventIDLength = 36
+
 func (c *ProcessorConfig) validate() error {
 	switch {
 	case strings.TrimSpace(c.Name) == "":
@@ -156,6 +162,12 @@ func (c *ProcessorConfig) validate() error {
 		return fmt.Errorf("feed: ProcessorConfig.Name %q contains '#' or NUL: '#' separates partition checkpoints", c.Name)
 	case c.Partitions < 1 || c.Partitions > MaxPartitions:
 		return fmt.Errorf("feed: ProcessorConfig.Partitions is %d: use 1..%d", c.Partitions, MaxPartitions)
+	case len(PartitionName(c.Name, c.Partitions-1, c.Partitions))+len("/")+eventIDLength > MaxRowKeyLength:
+		// A dead letter is keyed by the partition's name and the event's
+		// id: a longer name would make every dead letter unstorable and
+		// leave the failing partition retrying for ever.
+		return fmt.Errorf("feed: ProcessorConfig.Name is %d bytes, too long for %d partition(s): a partition's name, '/' and an event id (%d bytes) key its dead letters, at most %d bytes; use a shorter name",
+			len(c.Name), c.Partitions, eventIDLength, MaxRowKeyLength)
 	case c.CommitBatch < 1:
 		return fmt.Errorf("feed: ProcessorConfig.CommitBatch is %d: use 0 for the default or a positive count", c.CommitBatch)
 	case c.MaxAttempts < 1:

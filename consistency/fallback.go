@@ -38,15 +38,18 @@ func (t *Tracker) fallbackLoop(ctx context.Context) {
 		if trusted && wasTrusted {
 			continue
 		}
-		wasTrusted = trusted
-		t.poll(ctx)
+		// The read after push returns is retried until it reads every
+		// name: a failed one could hide the rewind it exists to find.
+		if t.poll(ctx) || !trusted {
+			wasTrusted = trusted
+		}
 	}
 }
 
 // poll reads every name with an active wait or a known position (a
 // group's through its members), within one interval or QueryTimeout,
-// whichever is longer.
-func (t *Tracker) poll(ctx context.Context) {
+// whichever is longer. It reports whether every name was read.
+func (t *Tracker) poll(ctx context.Context) bool {
 	t.mu.Lock()
 	var names []string
 	for name, cp := range t.names {
@@ -57,19 +60,23 @@ func (t *Tracker) poll(ctx context.Context) {
 	}
 	t.mu.Unlock()
 	if len(names) == 0 {
-		return
+		return true
 	}
 	// At least QueryTimeout: an interval shorter than a busy store takes
 	// to answer would make every read run out of time, and the waits
 	// would hear nothing until push came back.
 	pctx, cancel := context.WithTimeout(ctx, max(t.cfg.FallbackInterval, t.cfg.QueryTimeout))
 	defer cancel()
+	all := true
 	for _, name := range names {
 		if pctx.Err() != nil {
-			return
+			return false
 		}
-		_ = t.read(pctx, name) // logged; the next poll reads again
+		if err := t.read(pctx, name); err != nil {
+			all = false // logged; the next poll reads again
+		}
 	}
+	return all
 }
 
 // verifyReported reads the names a watcher reported behind the tracker

@@ -220,8 +220,8 @@ func (p *Processor) Position(ctx context.Context) (events.Token, error) {
 // the same), AddHandlers after Run, and AddHandlers once it has stopped
 // fail. It fails with ErrPartitionKeyChanged when the processor last ran
 // with another PartitionKey at the same partition count. It fails, adding
-// none of its handlers, on a router that already has a handler of one of
-// their names (the processor's Name, or with Partitions above 1 a
+// none of its handlers, on a router that is not running yet and already
+// has a handler of one of their names (the processor's Name, or with Partitions above 1 a
 // partition's, PartitionName): the router would panic at the duplicate.
 func (p *Processor) AddHandlers(r *message.Router) error {
 	if p.mctx.Err() != nil {
@@ -233,7 +233,14 @@ func (p *Processor) AddHandlers(r *message.Router) error {
 	// The router refuses a handler name it has, with a panic, once the
 	// partitions before it are added: checked here, a refused call adds
 	// nothing.
-	taken := r.Handlers()
+	// Router.Handlers reads the router's map without its lock, which a
+	// running router writes to as handlers stop: only a router that is
+	// not running is checked (one that runs panics at a duplicate, as
+	// Watermill does).
+	var taken map[string]message.HandlerFunc
+	if !r.IsRunning() {
+		taken = r.Handlers()
+	}
 	for _, ps := range p.parts {
 		if _, ok := taken[ps.name]; ok {
 			p.mode.CompareAndSwap(modeRouter, modeUnset)

@@ -97,6 +97,10 @@ func (h *listenHandler) HandleBacklog(ctx context.Context, _ string, conn *pgx.C
 	h.s.notifier.ownListener.Store(conn.PgConn().PID())
 	if h.listened {
 		if err := h.announceCheckpoints(ctx, conn); err != nil {
+			// Push must not report healthy with the rewinds unannounced,
+			// nor stay down on a connection that works: closing it makes
+			// the listener reconnect and try again.
+			_ = conn.Close(ctx)
 			return err
 		}
 	}

@@ -2,6 +2,7 @@ package consistency_test
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"sync/atomic"
 	"testing"
@@ -77,4 +78,59 @@ func TestRewindElsewhereDuringAPushOutageIsNoticed(t *testing.T) {
 		require.True(t, st.Stale, "atRecovery=%v: token %d after a rewind to %d reads stale", atRecovery, want, rewound)
 		require.Equal(t, tok(rewound), st.Checkpoint)
 	}
+}
+
+// TestFailedReadAfterPushReturnsIsRetried: the read made when push comes
+// back exists to find a rewind announced during the outage; when it fails
+// (the store errors), the loop reads again on later ticks instead of going
+// quiet, and believes the rewind once the store answers.
+func TestFailedReadAfterPushReturnsIsRetried(t *testing.T) {
+	t.Parallel()
+	store := newFakePositions()
+	store.set("p", tok(50))
+	var healthy atomic.Bool
+	healthy.Store(true)
+	tr := setup(t, &consistency.TrackerConfig{
+		Positions:        store,
+		Watcher:          &fakeWatcher{},
+		PushHealthy:      healthy.Load,
+		FallbackInterval: 5 * time.Millisecond,
+	})
+	st, err := tr.Wait(t.Context(), tok(40), "p")
+	require.NoError(t, err)
+	require.False(t, st.Stale)
+
+	reads := make(chan string, 1)
+	awaitReads := func(n int, why string) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for n > 0 {
+			select {
+			case name := <-reads:
+				if name == "p" {
+					n--
+				}
+			case <-deadline:
+				t.Fatal(why)
+			}
+		}
+	}
+	store.mu.Lock()
+	store.read = reads
+	store.err = errors.New("store unavailable")
+	store.mu.Unlock()
+	healthy.Store(false)
+	awaitReads(1, "the fallback loop never read the known name while push was down")
+	store.set("p", tok(10)) // the rewind, announced while push was down
+	healthy.Store(true)
+	// Two reads after push is back: the first (failing) read alone would
+	// be all an unfixed loop makes.
+	awaitReads(2, "the loop stopped reading after the read made when push returned failed")
+	store.mu.Lock()
+	store.err = nil
+	store.mu.Unlock()
+	require.Eventually(t, func() bool {
+		pos, ok := tr.Position("p")
+		return ok && pos == tok(10)
+	}, 10*time.Second, time.Millisecond, "the rewind is believed once the store answers")
 }

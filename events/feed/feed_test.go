@@ -22,18 +22,15 @@ func TestMain(m *testing.M) {
 	)
 }
 
-// newMemstore is feedtest's constructor for the in-memory store.
+// newMemstore is feedtest's constructor for the in-memory store. The
+// suites' in-memory runs are feedtest's own tests (its documentation's
+// example); the ones here need two processes.
 func newMemstore(t *testing.T) (events.Store, feed.Source) {
 	t.Helper()
 	s, err := memstore.New(nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, s.Close()) })
 	return s, s
-}
-
-func TestFeedMemstore(t *testing.T) {
-	t.Parallel()
-	feedtest.Run(t, newMemstore)
 }
 
 // Two processes in memory share the store itself.
@@ -44,9 +41,4 @@ func TestFeedProcessesMemstore(t *testing.T) {
 		s, src := newMemstore(t)
 		return s, src, src
 	})
-}
-
-func TestWatermillUniversalMemstore(t *testing.T) {
-	t.Parallel()
-	feedtest.RunUniversal(t, newMemstore, feedtest.UniversalFeatures)
 }

@@ -223,7 +223,9 @@ func (t *Tracker) Advance(name string, pos events.Token) {
 // when every partition has. Waits on name then wait for all of them. The
 // group's position is known once every member's is, and moves, forward or
 // back (a member's Reset), with the lowest of them. A member may be a group
-// itself.
+// itself. The Watcher's reports for name itself are ignored (see watched);
+// Advance and Reset of name still move it, for a caller that knows the
+// read model reflects more than its members say (a generation switch).
 //
 // Group replaces the members name had. Until every new member is known,
 // name is unknown, whatever position it had before (its own, or the old
@@ -440,9 +442,19 @@ func (t *Tracker) verifyLocked(name string) {
 // that answer would look like an Advance and undo the reset, and the
 // verification, which shares the read in flight, would never see the
 // store behind.
+//
+// A report for a group's name is ignored: a group stands for its members,
+// and a checkpoint stored under its name is not theirs (the processor's
+// own, from before it was split, which the store keeps and announces again
+// after a reconnect). Taken, it could move the group past a member that
+// is behind, or make it known before its members are, and label reads of
+// the partitioned model fresh.
 func (t *Tracker) watched(name string, pos events.Token) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if _, isGroup := t.groups[name]; isGroup {
+		return
+	}
 	cp := t.checkpointLocked(name)
 	if !cp.known || !pos.After(cp.pos) {
 		cp.reported++

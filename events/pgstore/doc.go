@@ -255,7 +255,10 @@
 // down are lost, so when it listens again, and before PushHealthy turns
 // true, the store announces every checkpoint's stored position to its
 // watchers: a tracker that missed a rewind sees a position behind its own
-// and reads the store. AppendTx notifies inside the caller's
+// and reads the store. Should that step or the hello fail, the store
+// closes the connection, and the listener reconnects after
+// Config.ListenReconnectDelay and runs both again: PushHealthy turns true
+// only once they succeeded. AppendTx notifies inside the caller's
 // transaction, since only PostgreSQL knows when it commits; a unit
 // notifies after its commit.
 //

@@ -1,6 +1,10 @@
 package pgstore
 
-import "time"
+import (
+	"errors"
+	"sync"
+	"time"
+)
 
 // SetMaxLostRaces sets how often an append of s runs again after losing
 // the race for its stream's next version.
@@ -24,3 +28,42 @@ func RememberedHead(s *Store, streamID string) (version, sortKey int64, ok bool)
 // Contended reports whether s counts streamID as contended: its appends
 // queue on the stream's lock and do not guess its head.
 func Contended(s *Store, streamID string) bool { return s.hot.has(streamID, time.Now()) }
+
+// BacklogFault is a failure injected into the listen connection's backlog
+// step by FailListenBacklog.
+type BacklogFault struct {
+	// Failed is closed when the part failed.
+	Failed <-chan struct{}
+	// Retried is closed when the step runs again after the failure (its
+	// first part is about to run).
+	Retried <-chan struct{}
+	// HealthyWhenFailed is PushHealthy at the failure: read it after Failed.
+	HealthyWhenFailed bool
+}
+
+// FailListenBacklog makes part ("announce", the re-announce query after a
+// reconnect; or "hello") of s's next listen backlog step fail once.
+func FailListenBacklog(s *Store, part string) *BacklogFault {
+	failed, retried := make(chan struct{}), make(chan struct{})
+	f := &BacklogFault{Failed: failed, Retried: retried}
+	var mu sync.Mutex
+	done := false
+	hook := func(p string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case done:
+			s.listenFault.Store(nil)
+			close(retried)
+			return nil
+		case p == part:
+			done = true
+			f.HealthyWhenFailed = s.PushHealthy()
+			close(failed)
+			return errors.New("injected failure of the listen backlog step's " + part)
+		}
+		return nil
+	}
+	s.listenFault.Store(&hook)
+	return f
+}

@@ -48,8 +48,9 @@ func listenAppName(schema string) string {
 }
 
 // listen runs the LISTEN loop until ctx ends. pgxlisten reconnects after
-// failures; while the connection is down PushHealthy is false and feed
-// subscribers fall back to polling.
+// failures (a failed backlog step closes the connection to be one); while
+// the connection is down, or its backlog step has not succeeded,
+// PushHealthy is false and feed subscribers fall back to polling.
 func (s *Store) listen(ctx context.Context) {
 	l := &pgxlisten.Listener{
 		Connect: func(ctx context.Context) (*pgx.Conn, error) {
@@ -93,23 +94,54 @@ type listenHandler struct {
 //
 // It also says hello, so stores that skip NOTIFYs while nobody else listens
 // (see notifier) start notifying this one at once.
+//
+// Push reports healthy only once all of that succeeded. When any part
+// fails, the connection is closed: pgxlisten then reconnects, after
+// Config.ListenReconnectDelay (never zero, so a step that keeps failing
+// is retried at that pace, not in a loop), and the whole step runs again.
+// Left open, the connection would go on receiving notifications while push
+// stayed reported down until some unrelated reconnect, and subscribers
+// polled slower meanwhile.
 func (h *listenHandler) HandleBacklog(ctx context.Context, _ string, conn *pgx.Conn) error {
-	h.s.notifier.ownListener.Store(conn.PgConn().PID())
-	if h.listened {
-		if err := h.announceCheckpoints(ctx, conn); err != nil {
-			// Push must not report healthy with the rewinds unannounced,
-			// nor stay down on a connection that works: closing it makes
-			// the listener reconnect and try again.
-			_ = conn.Close(ctx)
-			return err
-		}
+	if err := h.catchUp(ctx, conn); err != nil {
+		_ = conn.Close(ctx)
+		return err
 	}
-	h.listened = true
 	h.s.healthy.set(true)
 	h.s.listenLog.recovered()
 	h.s.wake.Notify()
-	_, err := conn.Exec(ctx, `SELECT pg_notify($1, $2)`, NotifyChannel, "h:"+h.s.cfg.Schema+":"+h.s.instance)
-	return err
+	return nil
+}
+
+// catchUp is HandleBacklog's fallible part: the re-announce after an
+// outage, then the hello.
+func (h *listenHandler) catchUp(ctx context.Context, conn *pgx.Conn) error {
+	h.s.notifier.ownListener.Store(conn.PgConn().PID())
+	// Any connection after the first one that listened follows a gap,
+	// even one whose step failed before it announced anything.
+	again := h.listened
+	h.listened = true
+	if again {
+		if err := h.announceCheckpoints(ctx, conn); err != nil {
+			return err
+		}
+	}
+	if err := h.s.backlogFault("hello"); err != nil {
+		return fmt.Errorf("pgstore: say hello after listening: %w", err)
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_notify($1, $2)`, NotifyChannel, "h:"+h.s.cfg.Schema+":"+h.s.instance); err != nil {
+		return fmt.Errorf("pgstore: say hello after listening: %w", err)
+	}
+	return nil
+}
+
+// backlogFault returns the failure a test injected into part of the
+// backlog step ("announce", "hello"), if any.
+func (s *Store) backlogFault(part string) error {
+	if f := s.listenFault.Load(); f != nil {
+		return (*f)(part)
+	}
+	return nil
 }
 
 func (h *listenHandler) HandleNotification(_ context.Context, n *pgconn.Notification, _ *pgx.Conn) error {
@@ -155,6 +187,9 @@ func (s *Store) handlePayload(p string) {
 // announceCheckpoints tells the watchers every checkpoint's stored
 // position, read on the listen connection itself.
 func (h *listenHandler) announceCheckpoints(ctx context.Context, conn *pgx.Conn) error {
+	if err := h.s.backlogFault("announce"); err != nil {
+		return fmt.Errorf("pgstore: read checkpoints to announce after listening again: %w", err)
+	}
 	rows, err := conn.Query(ctx, h.s.q.allPositions)
 	if err != nil {
 		return fmt.Errorf("pgstore: read checkpoints to announce after listening again: %w", err)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -129,6 +130,9 @@ type Store struct {
 	hooks     appendhook.Set
 	watchers  signal.Watchers[checkpointMove] // checkpoint moves (feed.CheckpointWatcher)
 	groups    signal.Watchers[string]         // membership announcements (feed.MembershipWatcher)
+	// listenFault, when set (tests), runs before each part of the listen
+	// connection's backlog step; an error it returns fails that part.
+	listenFault atomic.Pointer[func(part string) error]
 	// maxLostRaces is the const maxLostRaces, lowered by tests.
 	maxLostRaces int
 	// unqueuedInTx makes appends in a transaction take no stream lock

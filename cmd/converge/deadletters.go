@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -65,7 +66,13 @@ func newDeadLettersListCmd() *cobra.Command {
 		Short: "List dead letters, with the ID replay takes",
 		Long: `list prints every dead letter in --schema (only --processor's with it): its
 ID (what replay takes), the event's type, stream and version, when and
-after how many attempts it was given up on, why, and any replay request.`,
+after how many attempts it was given up on, why, and any replay request.
+
+A --processor of which --schema holds nothing at all (no record, no
+checkpoint, no dead letter: a mistyped name, the wrong --schema) is an
+error (exit status 1, nothing on standard output) that lists the
+processors stored there; a known processor without dead letters lists
+none, with exit status 0.`,
 		Example: `  converge dead-letters list
   converge dead-letters list --processor order_summary --json`,
 		Args: cobra.NoArgs,
@@ -102,9 +109,20 @@ func (c *deadLettersListCmd) run(ctx context.Context) error {
 		return err
 	}
 	defer closeAll()
-	entries, err := listDeadLetters(ctx, store, c.processor)
-	if err != nil {
-		return err
+	var entries []deadLetterEntry
+	// A name longer than a row key is no processor's: no row query for it.
+	if len(c.processor) <= feed.MaxRowKeyLength {
+		if entries, err = listDeadLetters(ctx, store, c.processor); err != nil {
+			return err
+		}
+	}
+	if len(entries) == 0 && c.processor != "" {
+		// Nothing listed: say so when --processor names no processor the
+		// schema knows (a typo reads as "nothing wrong" otherwise),
+		// before anything is printed.
+		if err := c.checkProcessor(ctx, store); err != nil {
+			return err
+		}
 	}
 	if c.json {
 		enc := json.NewEncoder(c.out)
@@ -137,6 +155,69 @@ func (c *deadLettersListCmd) run(ctx context.Context) error {
 			e.At.UTC().Format(time.RFC3339), e.Attempts, replay, printable(oneLine(e.Reason)))
 	}
 	return tw.Flush()
+}
+
+// checkProcessor fails when --processor names a processor of which the
+// schema holds nothing (no record, no checkpoint, no dead letter),
+// listing the processors it knows.
+func (c *deadLettersListCmd) checkProcessor(ctx context.Context, store *pgstore.Store) error {
+	known, err := knownProcessors(ctx, store)
+	if err != nil {
+		return err
+	}
+	if _, found := slices.BinarySearch(known, c.processor); found {
+		return nil
+	}
+	what := fmt.Sprintf("dead-letters list: no processor named %s in schema %q", strconv.Quote(c.processor), c.db.Schema)
+	if len(known) == 0 {
+		return fmt.Errorf("%s: it has no processors yet (wrong --schema, or has no processor run there?)", what)
+	}
+	shown := make([]string, len(known))
+	for i, k := range known {
+		shown[i] = printable(k)
+	}
+	return fmt.Errorf("%s; known: %s", what, strings.Join(shown, ", "))
+}
+
+// knownProcessors returns, sorted, the names of the processors the store
+// knows: by their records (feed.ProcessorPartitions), by their
+// checkpoints (a partition's is named after its processor), and by their
+// dead letters (whose IDs start with their checkpoint).
+func knownProcessors(ctx context.Context, store *pgstore.Store) ([]string, error) {
+	parts, err := feed.ProcessorPartitions(ctx, store.Rows())
+	if err != nil {
+		return nil, fmt.Errorf("list processors: %w", err)
+	}
+	cons, err := store.Consumers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list checkpoints: %w", err)
+	}
+	known := make([]string, 0, len(parts)+len(cons))
+	for name := range parts {
+		known = append(known, name)
+	}
+	for _, cn := range cons {
+		known = append(known, processorOf(cn.Name))
+	}
+	if err := eachRow(ctx, store.Rows(), feed.DeadLettersTable, "", func(r feed.Row) error {
+		if i := strings.LastIndexByte(r.Key, '/'); i > 0 {
+			known = append(known, processorOf(r.Key[:i]))
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	slices.Sort(known)
+	return slices.Compact(known), nil
+}
+
+// processorOf is the name of the processor a checkpoint belongs to: the
+// processor's own, or one of its partitions'.
+func processorOf(checkpoint string) string {
+	if name, _, _, ok := feed.ParsePartitionName(checkpoint); ok {
+		return name
+	}
+	return checkpoint
 }
 
 // oneLine cuts s to its first line, for the table's last column; the

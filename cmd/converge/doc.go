@@ -40,6 +40,15 @@
 // instance), it first says that no instance has the id and lists them
 // (time, event id, event type, reason) for every saga type, or --type's.
 //
+// The list commands' name filters say so when a name is unknown rather
+// than list nothing: `converge sagas list --type T` of a saga type with no
+// instance in the schema, and `converge dead-letters list --processor P` of
+// a processor the schema holds nothing of (no record, checkpoint or dead
+// letter), fail with exit status 1, print nothing on standard output, and
+// name the stored ones, as `converge projections status NAME` and
+// `converge lag NAME` do. A known name whose other filters match nothing
+// lists nothing, with exit status 0.
+//
 // # Adding a command
 //
 // Each command lives in its own file as a struct holding its options, with

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -106,7 +108,12 @@ func (c *sagasCmd) listCmd() *cobra.Command {
 		Short: "List saga instances, filtered by type, status and how long their step has been parked",
 		Long: `list prints the instances that pass the filters, in a stable order (saga
 type, then id as stored), at most --limit of them. When a page is full,
-a last line on standard error gives the --after that lists the next page.`,
+a last line on standard error gives the --after that lists the next page.
+
+A --type of which --schema holds no instance at all (a mistyped name, the
+wrong --schema) is an error (exit status 1, nothing on standard output)
+that lists the saga types stored there; a stored type whose instances the
+other filters all leave out lists nothing, with exit status 0.`,
 		Example: `  converge sagas list --status failed
   converge sagas list --type order_fulfilment --stuck-for 30s --json
   converge sagas list --limit 100 --after 'order_fulfilment/order-1234'`,
@@ -126,9 +133,20 @@ a last line on standard error gives the --after that lists the next page.`,
 				return err
 			}
 			defer closeFn()
-			list, err := op.List(cmd.Context(), saga.Filter{Saga: c.typ, Status: saga.Status(status), StuckLongerThan: stuckFor, Limit: limit, After: after})
-			if err != nil {
-				return err
+			var list []saga.Info
+			if c.typ == "" || saga.ValidateName(c.typ) == nil {
+				list, err = op.List(cmd.Context(), saga.Filter{Saga: c.typ, Status: saga.Status(status), StuckLongerThan: stuckFor, Limit: limit, After: after})
+				if err != nil {
+					return err
+				}
+			}
+			if len(list) == 0 && c.typ != "" {
+				// Nothing listed: say so when --type names no stored type
+				// (a typo reads as "nothing wrong" otherwise), before
+				// anything is printed.
+				if err := c.checkType(cmd.Context(), op); err != nil {
+					return err
+				}
 			}
 			if c.json {
 				err = writeJSONLines(c.out, list)
@@ -368,6 +386,57 @@ func requestOutcome(typ, id string, before, after saga.Timeline) (string, error)
 		}
 	}
 	return fmt.Sprintf("%s/%s: %s (last: %s)", typ, id, after.Info.Status, last), nil
+}
+
+// checkType fails when --type names a saga type of which the schema holds
+// no instance, listing the types it holds: a mistyped type otherwise
+// lists nothing, which reads as "nothing wrong".
+func (c *sagasCmd) checkType(ctx context.Context, op *saga.Operator) error {
+	why := ""
+	if err := saga.ValidateName(c.typ); err != nil {
+		why = " (no saga type can have that name: " + strings.TrimPrefix(err.Error(), "saga: ") + ")"
+	} else {
+		some, err := op.List(ctx, saga.Filter{Saga: c.typ, Limit: 1})
+		if err != nil {
+			return err
+		}
+		if len(some) > 0 {
+			return nil
+		}
+	}
+	types, err := storedSagaTypes(ctx, op)
+	if err != nil {
+		return err
+	}
+	what := fmt.Sprintf("sagas list: no saga of type %s is stored in schema %q%s", strconv.Quote(c.typ), c.db.Schema, why)
+	if len(types) == 0 {
+		return fmt.Errorf("%s: it holds no saga instance yet (wrong --schema, or has no saga engine run there?)", what)
+	}
+	return fmt.Errorf("%s; stored types: %s", what, strings.Join(types, ", "))
+}
+
+// storedSagaTypes returns the saga types with an instance stored, in
+// name order. It reads one instance per type: instances are listed in
+// the order of their keys, the type's name, "/", then the escaped id,
+// compared byte by byte (see saga.Operator.List), so the cursor
+// "TYPE0" ('0' follows '/') comes after every instance of TYPE and
+// before those of the next type.
+func storedSagaTypes(ctx context.Context, op *saga.Operator) ([]string, error) {
+	var types []string
+	after := ""
+	for {
+		next, err := op.List(ctx, saga.Filter{After: after, Limit: 1})
+		if err != nil {
+			return nil, err
+		}
+		if len(next) == 0 {
+			slices.Sort(types)
+			return types, nil
+		}
+		typ := next[0].Saga
+		types = append(types, typ)
+		after = typ + "0"
+	}
 }
 
 // resolve returns the saga type of the instance id: --type, else the only

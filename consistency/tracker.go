@@ -343,7 +343,9 @@ func (t *Tracker) readForWaitersLocked(name string) {
 
 // WaitReached is Wait for the runtime's gates (feed.Waiter): it reports
 // whether every model reached token before ctx's deadline, and which had
-// not. A ctx already past its deadline checks without waiting.
+// not. A ctx already past its deadline checks without waiting. Every model
+// has reached the zero token, the position before the first event, known
+// to the tracker or not, as Wait says.
 func (t *Tracker) WaitReached(ctx context.Context, token events.Token, models ...string) (bool, []string, error) {
 	if ctx.Err() == nil {
 		if _, err := t.Wait(ctx, token, models...); err != nil && !errors.Is(err, context.DeadlineExceeded) {
@@ -356,7 +358,7 @@ func (t *Tracker) WaitReached(ctx context.Context, token events.Token, models ..
 	defer t.mu.Unlock()
 	var behind []string
 	for _, m := range models {
-		if cp := t.checkpointLocked(m); !cp.known || cp.pos.Before(token) {
+		if cp := t.checkpointLocked(m); (!cp.known && !token.IsZero()) || cp.pos.Before(token) {
 			behind = append(behind, m)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/converge-es/converge/events"
@@ -184,12 +185,28 @@ func (t *Tracker) countBehind(ctx context.Context, st Status, names []string) in
 	// The wait's deadline has passed, so the count gets its own short one.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.cfg.CountTimeout)
 	defer cancel()
-	n, err := t.cfg.Counter.CountBetween(cctx, st.Checkpoint, st.Target)
+	n, err := t.cfg.Counter.CountBetween(cctx, st.Checkpoint, storable(st.Target))
 	if err != nil {
 		t.logger.DebugContext(ctx, "cannot count events behind a stale read", "error", err)
 		return -1
 	}
 	return n
+}
+
+// storable is the last position a store can hold that is not after
+// target. A token parses from any 128 bits, but stores keep each half in
+// a signed 64-bit integer and refuse to count up to a half beyond it: a
+// forged token past that range counts to the store's last possible
+// position instead, which leaves out no event before target, so it is
+// reported ahead (nothing left to wait for), not as a failed count.
+func storable(target events.Token) events.Token {
+	switch {
+	case target.Major() > math.MaxInt64:
+		return events.MakeToken(math.MaxInt64, math.MaxInt64)
+	case target.Minor() > math.MaxInt64:
+		return events.MakeToken(target.Major(), math.MaxInt64)
+	}
+	return target
 }
 
 // firstLagging returns the first name before target and the channel its

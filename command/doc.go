@@ -24,7 +24,9 @@
 // events carry the command's correlation id (a saga's instance id) and the
 // command id as causation id, so they reach the saga that sent it. A
 // decision that returns Reject(reason) appends a Rejected event instead,
-// on the same correlation, which the saga handles like any other event. So
+// on the same correlation and naming the same sender (MetaSender), which
+// the saga that sent the command handles like any other event (the saga
+// engine delivers it to no other saga type). So
 // does a decision whose events the store refuses (events.ErrInvalidEvent:
 // a payload over the limit, a NUL in a string, an invalid aggregate stream
 // id), with the store's reason: deciding again would give the same, so

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 
 	"github.com/ThreeDotsLabs/watermill/components/cqrs"
@@ -241,8 +242,18 @@ func (d delivery) reject(ctx context.Context, streamID, reason string) (Result, 
 		return Result{}, fmt.Errorf("command: record rejection of %s: %w", d.env.ID, err)
 	}
 	res := Result{CommandID: d.env.ID, StreamID: storable(streamID), Rejected: ev.Reason}
+	md := d.md
+	if sender := d.env.Metadata.Extra[MetaSender]; sender != "" {
+		// A rejection answers its sender alone: two saga types may have
+		// instances of one id, and only the sender's may react to it.
+		md.Extra = maps.Clone(md.Extra)
+		if md.Extra == nil {
+			md.Extra = map[string]string{}
+		}
+		md.Extra[MetaSender] = sender
+	}
 	ar, err := d.unit.Append(ctx, StreamFor(RejectedType, d.md.CorrelationID), events.AnyVersion, events.Event{
-		ID: eventID(d.env.ID, -1), Data: ev, Metadata: d.md,
+		ID: eventID(d.env.ID, -1), Data: ev, Metadata: md,
 	})
 	if err != nil {
 		return Result{}, fmt.Errorf("command: record rejection of %s: %w", d.env.ID, err)

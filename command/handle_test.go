@@ -55,7 +55,9 @@ func sendCommand(t *testing.T, store *memstore.Store, id string, c Deposit) even
 	stream := command.StreamFor("account.deposit", "process-7")
 	res, err := store.Append(ctx, stream, events.AnyVersion, events.Event{
 		ID: id, Data: c,
-		Metadata: events.Metadata{CorrelationID: "process-7", CausationID: "cause-1", Extra: map[string]string{command.MetaCausalToken: events.MakeToken(1, 7).String()}},
+		Metadata: events.Metadata{CorrelationID: "process-7", CausationID: "cause-1", Extra: map[string]string{
+			command.MetaCausalToken: events.MakeToken(1, 7).String(), command.MetaSender: "deposits",
+		}},
 	})
 	require.NoError(t, err)
 	envs, err := store.ReadStream(ctx, stream, res.LastVersion, 1)
@@ -116,6 +118,8 @@ func TestRejectionBecomesAnEvent(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, command.Rejected{CommandID: env.ID, Type: "account.deposit", Reason: "over the limit of 100"}, rej)
 	require.Equal(t, "process-7", envs[0].Metadata.CorrelationID, "the rejection reaches the sender's correlation")
+	require.Equal(t, "deposits", envs[0].Metadata.Extra[command.MetaSender], "and names its sender, whom alone it answers")
+	require.Equal(t, env.ID, envs[0].Metadata.CausationID)
 	require.Equal(t, res, deliver(t, store, env, &calls), "a redelivered rejected command is not rejected twice")
 	v, err := store.StreamVersion(context.Background(), "account-a")
 	require.NoError(t, err)

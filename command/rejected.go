@@ -12,7 +12,8 @@ const RejectedType = "converge.command.rejected"
 
 // Rejected is the event a rejected command becomes. It is appended to
 // StreamFor(RejectedType, correlation) with the command's correlation id,
-// and the command id as causation id.
+// the command id as causation id and, when the command names its sender
+// (MetaSender), the same sender.
 type Rejected struct {
 	// CommandID is the id of the rejected command (its event id).
 	CommandID string `json:"command_id"`

@@ -21,7 +21,9 @@ const (
 	// sent the command (events.Token.String): a handler that reads read
 	// models waits for them to reach it.
 	MetaCausalToken = "converge_causal_token"
-	// MetaSender names what sent the command (a saga type).
+	// MetaSender names what sent the command (a saga type). The command's
+	// Rejected event carries it too: a rejection answers its sender
+	// alone, and the saga engine delivers it to no other saga type.
 	MetaSender = "converge_sender"
 )
 

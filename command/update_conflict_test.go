@@ -3,13 +3,11 @@ package command_test
 import (
 	"context"
 	"math/rand/v2"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/components/cqrs"
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/command"
@@ -60,16 +58,9 @@ func tryRunIn(t *testing.T, s store, env events.Envelope, d command.Decide[Depos
 	ctx := context.Background()
 	u, err := s.Checkpoints().Begin(ctx)
 	require.NoError(t, err)
-	msg := message.NewMessage(env.ID, message.Payload(env.Payload))
-	for k, v := range map[string]string{
-		feed.MetaEventID: env.ID, feed.MetaStreamID: env.StreamID, feed.MetaType: env.Type,
-		feed.MetaToken: env.Token.String(), feed.MetaVersion: strconv.FormatInt(env.Version, 10),
-		feed.MetaSchemaVersion: strconv.Itoa(env.SchemaVersion), feed.MetaRecordedAt: env.RecordedAt.Format(time.RFC3339Nano),
-		feed.MetaCorrelationID: env.Metadata.CorrelationID, feed.MetaCausationID: env.Metadata.CausationID,
-		command.MetaCausalToken: env.Metadata.Extra[command.MetaCausalToken],
-	} {
-		msg.Metadata.Set(k, v)
-	}
+	// The message a feed delivery would carry.
+	msg, err := feed.MessageFromEnvelope(env)
+	require.NoError(t, err)
 	uctx := cqrs.CtxWithOriginalMessage(u.Context(events.ContextWithUnit(ctx, u)), msg)
 	var c Deposit
 	require.NoError(t, command.Marshaler{Registry: s.Registry()}.Unmarshal(msg, &c))

@@ -205,6 +205,18 @@ func (e *Engine) commitStep(ctx context.Context, u feed.Unit, s *compiled, in *i
 					ErrNoCommandHandler, cmd.Type))
 			}
 		}
+		// Checked in the step that registers them, as their limits are:
+		// refused only when a later step runs them, a compensation would
+		// refuse that step (a decline, a timeout, the OnCancel of an
+		// operator's cancel), and the instance could no longer be undone
+		// or even cancelled.
+		for _, comp := range c.compensations {
+			if !e.cfg.Commands.Handles(comp.Type) {
+				u.AfterCommit(func() { e.metrics.BadInput.WithLabelValues("no_command_handler").Inc() })
+				return Permanent(fmt.Errorf("%w: the step registers the compensation %q, which no command handler handles (register one with command.Handle, or stop registering it)",
+					ErrNoCommandHandler, comp.Type))
+			}
+		}
 	}
 	state, err := rowjson.Marshal(c.state)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -203,28 +204,31 @@ func TestCommandWithoutHandlerIsCountedAndFailsTheInstance(t *testing.T) {
 		type step struct {
 			data  any
 			sends []string // command types, in the order the step sends them
+			// registers are the compensations the step registers, checked
+			// after what it sends.
+			registers []string
 		}
 		failed := map[string]string{} // instance id -> the command type that failed it
 		for i := range 6 + rng.IntN(6) {
 			id := fmt.Sprint(i)
-			steps := []step{{OrderPlaced{OrderID: id, Total: 10}, []string{"stock.reserve"}}}
+			steps := []step{{OrderPlaced{OrderID: id, Total: 10}, []string{"stock.reserve"}, []string{"customer.notify"}}}
 			compensations := []string{"customer.notify"}
 			if rng.IntN(4) > 0 {
-				steps = append(steps, step{StockReserved{OrderID: id}, []string{"payment.charge"}})
+				steps = append(steps, step{StockReserved{OrderID: id}, []string{"payment.charge"}, []string{"stock.release"}})
 				compensations = []string{"stock.release", "customer.notify"}
 			}
 			switch rng.IntN(3) {
 			case 0:
-				steps = append(steps, step{PaymentCharged{OrderID: id}, []string{"order.ship"}})
+				steps = append(steps, step{PaymentCharged{OrderID: id}, []string{"order.ship"}, nil})
 			case 1:
-				steps = append(steps, step{PaymentDeclined{OrderID: id, Reason: "card"}, compensations})
+				steps = append(steps, step{PaymentDeclined{OrderID: id, Reason: "card"}, compensations, nil})
 			}
 			queued := int64(0)
 			for _, s := range steps {
 				if _, ok := failed[id]; ok {
 					queued++
 				} else {
-					for _, typ := range s.sends {
+					for _, typ := range append(slices.Clone(s.sends), s.registers...) {
 						if !handlers[typ] {
 							failed[id] = typ
 							break

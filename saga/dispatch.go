@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/converge-es/converge/command"
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
 )
@@ -42,7 +43,16 @@ func (e *Engine) route(env events.Envelope) ([]target, any, error) {
 	}
 	var out []target
 	t := reflect.TypeOf(v)
+	sender := ""
+	if _, ok := v.(command.Rejected); ok {
+		// A rejection answers the saga type that sent the command: another
+		// type's instance of the same id must not take it for its own.
+		sender = env.Metadata.Extra[command.MetaSender]
+	}
 	for _, s := range e.byType[t] {
+		if sender != "" && s.name != sender {
+			continue
+		}
 		out = append(out, target{saga: s, h: s.byType[t]})
 	}
 	return out, v, nil

@@ -115,7 +115,11 @@
 // index, so a step that runs again after a rollback sends the same ids. They carry the instance id as
 // correlation id, the triggering event's id as causation id and the causal
 // token (command.MetaCausalToken). The command package runs their handlers
-// on Watermill's cqrs command processor.
+// on Watermill's cqrs command processor. They also name the saga type that
+// sent them (command.MetaSender), and so does the command.Rejected a
+// refused one becomes: the engine delivers a rejection only to the sender's
+// type, so another saga type that handles command.Rejected, with an
+// instance of the same id, never takes it for an answer to its own command.
 //
 // # Consistency-gated steps
 //
@@ -173,7 +177,9 @@
 // (ErrStateDecode; a state newer than the build is not that, see
 // Evolving definitions) or a command nobody handles (ErrNoCommandHandler, when
 // EngineConfig.Commands is set; counted in
-// converge_saga_bad_input_total{kind="no_command_handler"}), or a timer
+// converge_saga_bad_input_total{kind="no_command_handler"}; a compensation
+// is checked in the step that registers it, so that the step running it
+// later, a cancel's included, is not refused), or a timer
 // scheduled under a name that is empty, longer than MaxTimerNameLength or
 // not valid text, or a step whose writes the store would refuse (a
 // command, a compensation or the event a timer fires over the store's
@@ -221,7 +227,11 @@
 // Engine.Retry and Engine.Cancel act on failed and stuck instances. A
 // cancel runs the saga's OnCancel handler, when it has one, as a step in
 // the cancel's own unit: what the process asked for (a reservation, a
-// charge) is undone with the cancel or not at all. Both act only on the
+// charge) is undone with the cancel or not at all. A cancel whose step
+// would send a command nobody handles (a compensation whose handler a
+// redeploy removed after it was registered, say) is refused with
+// ErrNoCommandHandler, naming the command: deploy its handler again, then
+// cancel. Both act only on the
 // saga types the engine runs: another service's engine on the same store
 // cannot run the handler or the step, so it refuses (ErrUnknownSaga) and
 // changes nothing; the Operator's requests reach an engine that runs the

@@ -45,8 +45,9 @@ var (
 	// than the build is not an error: the step waits for a newer build
 	// (see Config.StateVersion).
 	ErrStateDecode = errors.New("saga: stored state does not decode (add the Config.Upcast step it needs, or run the build that stored it, then retry the instance)")
-	// ErrNoCommandHandler is wrapped when a step sends a command that the
-	// engine's CommandCatalog says nobody handles.
+	// ErrNoCommandHandler is wrapped when a step sends a command, or
+	// registers a compensation, that the engine's CommandCatalog says
+	// nobody handles.
 	ErrNoCommandHandler = errors.New("saga: command has no handler")
 )
 

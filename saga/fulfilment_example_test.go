@@ -153,6 +153,12 @@ func Example_fulfilment() {
 				close(shipped)
 				return nil, nil
 			}),
+		// The compensations' handlers: a compensation of a type nobody
+		// handles fails the step that registers it.
+		command.Handle("release-stock", store, counter, func(c ReleaseStock) string { return "stock-" + c.OrderID },
+			func(context.Context, int, ReleaseStock) ([]any, error) { return nil, nil }),
+		command.Handle("notify-customer", store, counter, func(c NotifyCustomer) string { return "customer-" + c.OrderID },
+			func(context.Context, int, NotifyCustomer) ([]any, error) { return nil, nil }),
 	)
 	if err != nil {
 		fmt.Println(err)

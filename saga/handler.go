@@ -176,7 +176,13 @@ type Cancelled struct {
 // not at all. Use it to undo what the process did: release what it
 // reserved, refund what it charged. A handler that returns an error, or
 // whose writes the store would refuse, fails the cancel and changes
-// nothing. The instance ends cancelled whatever the handler decides:
+// nothing; so does a step that sends a command (compensations included)
+// no command handler handles, when EngineConfig.Commands is set: the
+// cancel's error wraps ErrNoCommandHandler and names the command.
+// Compensations are checked against the catalog in the step that
+// registers them, so one is refused here only when its handler was
+// removed after that step committed: deploy the handler again, then
+// cancel. The instance ends cancelled whatever the handler decides:
 // Complete or Fail in it are ignored (its history says so). Without one, a
 // cancel sends nothing. It panics on programmer error; OnCancelSafely
 // returns it.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
+	"github.com/converge-es/converge/internal/rowjson"
 )
 
 // Operator reads saga instances and asks for operations on them straight
@@ -171,8 +172,9 @@ func (o *Operator) RequestRetry(ctx context.Context, saga, id string) error {
 }
 
 // RequestCancel records a request to cancel an instance (see
-// Engine.Cancel), carried out like RequestRetry's. ErrEnded for an
-// instance that has already ended.
+// Engine.Cancel), carried out like RequestRetry's. The reason is stored
+// whatever it holds, as Engine.Cancel stores it: NUL kept as U+FFFD, cut
+// at 4 KiB. ErrEnded for an instance that has already ended.
 func (o *Operator) RequestCancel(ctx context.Context, saga, id, reason string) error {
 	in, err := o.load(ctx, saga, id)
 	if err != nil {
@@ -184,8 +186,24 @@ func (o *Operator) RequestCancel(ctx context.Context, saga, id, reason string) e
 	if err := o.noOtherRequest(ctx, saga, id, OpCancel); err != nil {
 		return err
 	}
-	return o.put(ctx, in, Request{Op: OpCancel, Reason: reason, At: o.clock.Now().UTC()})
+	// Cleaned as Engine.Cancel cleans it (NUL as U+FFFD, cut at 4 KiB):
+	// the request row holds it until an engine carries it out, and a row
+	// refuses NUL and more than 1 MiB.
+	return o.put(ctx, in, Request{Op: OpCancel, Reason: requestText(reason), At: o.clock.Now().UTC()})
 }
+
+// requestText is free text for a request row: storable, and left as it is
+// by the storable of the engine that carries the request out. Invalid
+// UTF-8 is replaced by U+FFFD now (the row's JSON would replace it byte by
+// byte, growing the text past the cut), and the cut leaves room for its
+// note of the full size: a text cut here is not cut again, with a note of
+// the cut's size instead.
+func requestText(s string) string {
+	return rowjson.Text(strings.ToValidUTF8(s, "\uFFFD"), maxHistoryDetail-clipNoteBytes)
+}
+
+// clipNoteBytes bounds the note rowjson.Clip adds to a text it cuts.
+const clipNoteBytes = 64
 
 // noOtherRequest fails with ErrRequestPending while a request of another
 // kind than op waits for the instance (one of the same kind is replaced).

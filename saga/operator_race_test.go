@@ -74,7 +74,7 @@ func TestRequestsDoNotReplaceEachOther(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
 		ctx := context.Background()
-		handlers := catalog{"stock.reserve": true}
+		handlers := catalog{"stock.reserve": true, "customer.notify": true, "stock.release": true}
 		fx := newFixture(t, mk, setup{config: func(c *sagatest.Config) { c.Commands = handlers }})
 		op, err := saga.NewOperator(&saga.OperatorConfig{Source: fx.Store(), Clock: fx.Clock()})
 		require.NoError(t, err)

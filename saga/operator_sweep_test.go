@@ -25,7 +25,7 @@ func TestOperatorRequestsRunAtTheNextSweep(t *testing.T) {
 	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
 		rng := rand.New(rand.NewPCG(seed, 29))
 		ctx := context.Background()
-		handlers := catalog{"stock.reserve": true}
+		handlers := catalog{"stock.reserve": true, "customer.notify": true, "stock.release": true}
 		fx := newFixture(t, mk, setup{config: func(c *sagatest.Config) { c.Commands = handlers }})
 		op, err := saga.NewOperator(&saga.OperatorConfig{Source: fx.Store(), Clock: fx.Clock()})
 		require.NoError(t, err)

@@ -275,7 +275,11 @@ var errNewerBuild = errors.New("saga: the instance's state is of a newer build")
 // State stored by a newer build refuses it too (errNewerBuild). State that
 // does not decode otherwise cannot be handed to the handler, and would
 // make the instance impossible to end: the cancel goes on without the
-// handler, and skipped says why.
+// handler, and skipped says why. A step that sends a command the catalog
+// (EngineConfig.Commands) says nobody handles refuses the cancel with an
+// error wrapping ErrNoCommandHandler: a command the handler sends, or a
+// compensation whose handler was removed after the step that registered it
+// (which checks it) committed.
 func (e *Engine) runCancelHandler(ctx context.Context, u feed.Unit, s *compiled, in *instance, reason string) (skipped, err error) {
 	state, err := s.state(in)
 	if err != nil {
@@ -305,6 +309,12 @@ func (e *Engine) runCancelHandler(ctx context.Context, u feed.Unit, s *compiled,
 	}
 	err = e.commitStep(ctx, u, s, in, core, env, HistoryEntry{})
 	var perm *PermanentError
+	if errors.Is(err, ErrNoCommandHandler) {
+		// A command the OnCancel handler sends, or a compensation whose
+		// handler was removed after it was registered: the handler must be
+		// deployed for the cancel to undo what the instance did.
+		return nil, fmt.Errorf("%w: %s/%s: its OnCancel step sends a command no command handler handles, so nothing was cancelled (deploy its handler, then cancel again): %w", errRefused, s.name, in.ID, err)
+	}
 	if errors.As(err, &perm) {
 		return nil, fmt.Errorf("%w: %s/%s: its OnCancel step cannot be stored, so nothing was cancelled: %w", errRefused, s.name, in.ID, err)
 	}

@@ -155,7 +155,9 @@ func (s *Step[S]) Cancel(name string) {
 // when it is sent (over its payload limit, say) fails the step that
 // registers it permanently, as such a command given to Send does: the
 // step that would run it later, a decline or an operator's cancel, could
-// not be taken.
+// not be taken. For the same reason, when EngineConfig.Commands is set, a
+// compensation of a type no command handler handles fails the step that
+// registers it with ErrNoCommandHandler, as Send of such a command does.
 func (s *Step[S]) Compensate(cmd any) error {
 	rec, err := s.core.encode(cmd)
 	if err != nil {

@@ -406,7 +406,7 @@ func TestFailingHandlerBacksOffThenFails(t *testing.T) {
 func TestCommandWithoutHandlerFailsVisibly(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
-		handlers := catalog{"stock.reserve": true}
+		handlers := catalog{"stock.reserve": true, "customer.notify": true, "stock.release": true}
 		fx := newFixture(t, mk, setup{config: func(c *sagatest.Config) {
 			c.Commands = handlers
 		}})

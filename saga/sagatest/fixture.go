@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -410,7 +411,7 @@ func (f *Fixture) collect() {
 		envs := b.Events
 		for _, env := range envs {
 			f.cmdPos = env.Token
-			if len(env.StreamID) < len(command.StreamPrefix) || env.StreamID[:len(command.StreamPrefix)] != command.StreamPrefix {
+			if !sentByASaga(env) {
 				continue
 			}
 			v, err := f.reg.Decode(env)
@@ -430,8 +431,19 @@ func (f *Fixture) collect() {
 	}
 }
 
-// Commands returns the commands sent since the last Given, When, Advance or
-// ReleaseModel began, in order.
+// sentByASaga reports whether env is a command a saga sent: an event of a
+// command stream carrying the sender the engine sets on every command it
+// sends (a step's, a compensation, a timeout's, an OnCancel's). A
+// command.Rejected, on a command stream too, is not one, nor is an event a
+// test appends there itself.
+func sentByASaga(env events.Envelope) bool {
+	return strings.HasPrefix(env.StreamID, command.StreamPrefix) && env.Type != command.RejectedType &&
+		env.Metadata.Extra[command.MetaSender] != ""
+}
+
+// Commands returns the commands the sagas sent since the last Given, When,
+// Advance or ReleaseModel began, in order: not a command.Rejected the test
+// feeds them, though it is appended to a command stream.
 func (f *Fixture) Commands() []Command { return append([]Command(nil), f.sent...) }
 
 // ExpectCommands asserts the commands sent since the last When (or Given,

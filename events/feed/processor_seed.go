@@ -29,28 +29,90 @@ type processorRecord struct {
 // lowest of them, so they read again events that a faster old partition
 // had handled already: an event at or before the position of the old
 // partition it belonged to is skipped, which keeps every event handled
-// once across the change (a count changed back and forth included: the
-// record keeps the latest change, and every partition that ran before
-// resumes at or past what it handled then).
+// once across the change.
+//
+// A count changed again before the partitions of the last change passed
+// everything their predecessors had handled needs the earlier change too:
+// the latest positions say what the partitions that just stopped covered,
+// handled or skipped, but not what those skipped past their own
+// checkpoints (a lagging partition of count 3 sits below events a count-2
+// partition had handled, and a count of 1 started from it would handle
+// them again). So each change keeps the one before it (Earlier), and an
+// event is skipped when any kept change says it was handled. A change is
+// dropped once every partition of the new count starts past its highest
+// position: no event it could skip is read again. A count changed back to
+// an earlier one resumes its partitions at their own old checkpoints,
+// behind the latest positions, and the latest change skips what the
+// partitions in between handled.
 type carriedPositions struct {
 	Partitions int            `json:"partitions"`
 	Key        PartitionKey   `json:"key,omitempty"`
 	Positions  []events.Token `json:"positions"`
+	// Earlier is the change before this one, while it still matters.
+	Earlier *carriedPositions `json:"earlier,omitempty"`
 }
 
-// skip returns what reports whether the old partition an event belonged
-// to had handled it, or nil when nothing is to be skipped. Past the
-// highest old position it answers without hashing the event's key, so a
-// processor long past its change of count pays one comparison per event.
+// skip returns what reports whether a partition of an earlier count had
+// handled an event, or nil when nothing is to be skipped.
 func (c *carriedPositions) skip() func(events.Envelope) bool {
-	if c == nil || c.Partitions < 1 || len(c.Positions) != c.Partitions {
+	var kept []func(events.Envelope) bool
+	for g := c; g != nil; g = g.Earlier {
+		if f := g.skipOne(); f != nil {
+			kept = append(kept, f)
+		}
+	}
+	switch len(kept) {
+	case 0:
+		return nil
+	case 1:
+		return kept[0]
+	}
+	return func(env events.Envelope) bool {
+		for _, f := range kept {
+			if f(env) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// skipOne is skip for this change alone. Past the highest old position it
+// answers without hashing the event's key, so a processor long past its
+// change of count pays one comparison per event.
+func (c *carriedPositions) skipOne() func(events.Envelope) bool {
+	if c.Partitions < 1 || len(c.Positions) != c.Partitions {
 		return nil
 	}
-	highest := slices.MaxFunc(c.Positions, func(a, b events.Token) int { return a.Compare(b) })
+	highest := c.highest()
 	return func(env events.Envelope) bool {
 		return !env.Token.After(highest) &&
 			!env.Token.After(c.Positions[PartitionOf(KeyOf(c.Key, env), c.Partitions)])
 	}
+}
+
+// highest is the highest of the change's positions.
+func (c *carriedPositions) highest() events.Token {
+	if len(c.Positions) == 0 {
+		return events.Token{}
+	}
+	return slices.MaxFunc(c.Positions, func(a, b events.Token) int { return a.Compare(b) })
+}
+
+// without returns the chain of changes from c without those whose highest
+// position is at or before start: no event they could skip is read again
+// by partitions that all start at or past it.
+func (c *carriedPositions) without(start events.Token) *carriedPositions {
+	if c == nil {
+		return nil
+	}
+	rest := c.Earlier.without(start)
+	if !c.highest().After(start) {
+		return rest
+	}
+	kept := *c
+	kept.Earlier = rest
+	return &kept
 }
 
 // seed carries the processor's position over a change of its partition
@@ -222,7 +284,20 @@ func (p *Processor) seedPartitions(ctx context.Context) error {
 				}
 			}
 		}
-		carried = &carriedPositions{Partitions: old, Key: oldKey, Positions: positions}
+		// Where the new partitions start: at low when seeded, or at their
+		// own checkpoints from an earlier run at this count, which may be
+		// behind it.
+		start := low
+		for _, ps := range p.parts {
+			pos, err := cps.Position(ctx, ps.name)
+			if err != nil {
+				return err
+			}
+			if pos.Before(start) {
+				start = pos
+			}
+		}
+		carried = &carriedPositions{Partitions: old, Key: oldKey, Positions: positions, Earlier: rec.Carried.without(start)}
 	}
 	b, _ := json.Marshal(processorRecord{Partitions: now, Key: key, Carried: carried})
 	if err := rows.Put(ctx, RuntimeNamespace, ProcessorsTable, p.cfg.Name, b, events.Token{}); err != nil {

@@ -33,6 +33,7 @@ var processorTests = []processorTest{
 	{"ProcessorFiltersTypes", testProcessorFilter},
 	{"ProcessorPartitionCountChangeKeepsPosition", testProcessorRepartition},
 	{"ProcessorPartitionCountChangeFromSplitHandlesOnce", testProcessorRepartitionFromSplit},
+	{"ProcessorPartitionCountChangesInARowHandleOnce", testProcessorCountChangesInARow},
 	{"ProcessorPartitionKeyChangeRefused", testProcessorKeyChangeRefused},
 	{"ProcessorKeylessRecordLearnsTheKey", testProcessorKeylessRecordLearnsTheKey},
 	{"ProcessorUnitEvents", testProcessorUnitEvents},

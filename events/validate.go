@@ -83,15 +83,18 @@ func checkText(s string) error {
 		return fmt.Errorf("is not valid UTF-8")
 	}
 	for _, r := range s {
-		if isControl(r) {
+		if IsControl(r) {
 			return fmt.Errorf("contains control character %U", r)
 		}
 	}
 	return nil
 }
 
-// isControl reports the characters ids and type names may not hold.
-func isControl(r rune) bool {
+// IsControl reports whether r is a control character by the rule stream
+// ids, type names and row addresses (feed.ValidateRowAddress) follow:
+// Unicode's category Cc (U+0000–U+001F, U+007F and the C1 controls
+// U+0080–U+009F) or the line and paragraph separators U+2028 and U+2029.
+func IsControl(r rune) bool {
 	return unicode.Is(unicode.Cc, r) || r == '\u2028' || r == '\u2029'
 }
 

@@ -149,7 +149,9 @@ func testUnitBadInputBeforeCanceledContext(t *testing.T, src feed.Source, s even
 
 // testEndedUnitRefusesEveryCall: once a unit has committed or rolled back,
 // every call fails with ErrUnitEnded, as events.Unit promises, whatever
-// its input (bad input included) and whether or not its context is done.
+// its input (bad input included) and whether or not its context is done:
+// its Rows' calls too (Get with any lock, Put, Delete, List, Prefetch,
+// DeleteNamespace), through a Rows taken before the end or after it.
 func testEndedUnitRefusesEveryCall(t *testing.T, src feed.Source, s events.Store) {
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
@@ -161,6 +163,9 @@ func testEndedUnitRefusesEveryCall(t *testing.T, src feed.Source, s events.Store
 		u := begin(t, src)
 		_, err := u.Append(t.Context(), "order-1", events.AnyVersion, placed("o", round))
 		require.NoError(t, err)
+		// The unit's rows as taken before it ended, and as after.
+		rowsBefore := u.Rows()
+		require.NoError(t, rowsBefore.Put(t.Context(), "ns", "t", "k", json.RawMessage(`1`), events.Token{}))
 		how := "rolled back"
 		if r.IntN(2) == 0 {
 			how = "committed"
@@ -175,6 +180,15 @@ func testEndedUnitRefusesEveryCall(t *testing.T, src feed.Source, s events.Store
 			}
 			c := randomBadCall(r)
 			require.ErrorIs(t, c.call(ctx, u), events.ErrUnitEnded, "seed %d: %s on a unit that %s", seed, c.what, how)
+			// Unit.Rows is the unit's own view: its calls end with it,
+			// whatever their arguments and context.
+			rc := randomRowsCall(r)
+			rw, which := u.Rows(), "taken after"
+			if r.IntN(2) == 0 {
+				rw, which = rowsBefore, "taken before"
+			}
+			require.ErrorIs(t, rc.call(ctx, rw), events.ErrUnitEnded, "seed %d: Rows (%s the end).%s on a unit that %s (done context %v)",
+				seed, which, rc.what, how, ctx.Err() != nil)
 		}
 		ctx := canceledContext(t)
 		for what, call := range map[string]func(context.Context) error{
@@ -204,6 +218,55 @@ func testEndedUnitRefusesEveryCall(t *testing.T, src feed.Source, s events.Store
 			},
 			"Positions": func(ctx context.Context) error {
 				_, err := u.Positions(ctx, "ended-unit")
+				return err
+			},
+			"Rows().Get": func(ctx context.Context) error {
+				_, _, err := u.Rows().Get(ctx, "ns", "t", "k", feed.LockNone)
+				return err
+			},
+			"Rows().Get of an empty key": func(ctx context.Context) error {
+				_, _, err := u.Rows().Get(ctx, "ns", "t", "", feed.LockNone)
+				return err
+			},
+			"Rows().Get with an unknown lock": func(ctx context.Context) error {
+				_, _, err := u.Rows().Get(ctx, "ns", "t", "k", feed.Lock(7))
+				return err
+			},
+			"Rows().Get with LockUpdate": func(ctx context.Context) error {
+				_, _, err := u.Rows().Get(ctx, "ns", "t", "k", feed.LockUpdate)
+				return err
+			},
+			"Rows().Put": func(ctx context.Context) error {
+				return u.Rows().Put(ctx, "ns", "t", "k", json.RawMessage(`1`), events.Token{})
+			},
+			"Rows().Put of a value that is not JSON": func(ctx context.Context) error {
+				return u.Rows().Put(ctx, "ns", "t", "k", json.RawMessage(`{`), events.Token{})
+			},
+			"Rows().Delete": func(ctx context.Context) error { return u.Rows().Delete(ctx, "ns", "t", "k") },
+			"Rows().Delete of a key with a C1 control": func(ctx context.Context) error {
+				return u.Rows().Delete(ctx, "ns", "t", "k\u0085")
+			},
+			"Rows().List": func(ctx context.Context) error {
+				_, err := u.Rows().List(ctx, "ns", "t", feed.RowQuery{})
+				return err
+			},
+			"Rows().List with a negative limit": func(ctx context.Context) error {
+				_, err := u.Rows().List(ctx, "ns", "t", feed.RowQuery{Limit: -1})
+				return err
+			},
+			"Rows().Prefetch of nothing": func(ctx context.Context) error { return u.Rows().Prefetch(ctx, feed.LockNone) },
+			"Rows().Prefetch": func(ctx context.Context) error {
+				return u.Rows().Prefetch(ctx, feed.LockShare, feed.RowAddress{Namespace: "ns", Table: "t", Key: "k"})
+			},
+			"Rows().Prefetch of a bad address": func(ctx context.Context) error {
+				return u.Rows().Prefetch(ctx, feed.LockNone, feed.RowAddress{Namespace: "ns", Table: "t"})
+			},
+			"Rows().DeleteNamespace": func(ctx context.Context) error {
+				_, err := u.Rows().DeleteNamespace(ctx, "ns", 1000)
+				return err
+			},
+			"Rows().DeleteNamespace with limit 0": func(ctx context.Context) error {
+				_, err := u.Rows().DeleteNamespace(ctx, "ns", 0)
 				return err
 			},
 			"Commit": func(ctx context.Context) error { return u.Commit(ctx) },

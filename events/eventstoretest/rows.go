@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -230,6 +231,8 @@ func testRowsInvalid(t *testing.T, src feed.Source, _ events.Store) {
 	}
 	require.NoError(t, u.Rollback(ctx))
 
+	testRowsInvalidControls(t, src)
+
 	// SQL metacharacters and an escaped backslash are ordinary content.
 	for _, k := range []string{"'; DROP TABLE rows; --", `a\b`, "%_", `"`} {
 		require.NoError(t, r.Put(ctx, "ns'", "t;", k, json.RawMessage(`"\\u0000 is text here"`), events.Token{}), k)
@@ -400,5 +403,60 @@ func testRowsPrefetchNeverAnswersOlder(t *testing.T, src feed.Source, _ events.S
 		require.True(t, ok)
 		require.JSONEq(t, `2`, string(row.Value), "list=%v: the row as the unit last read it", viaList)
 		require.NoError(t, u.Rollback(ctx))
+	}
+}
+
+// testRowsInvalidControls: a C1 control (U+0080–U+009F) or U+2028 or
+// U+2029, at a random position of a namespace, a table or a key, is
+// refused with ErrInvalidRow as a C0 control is (events.IsControl), by
+// every method of the store's Rows and of a unit's, and nothing is
+// stored. List's Prefix and After take them (see feed.ValidateRowAddress).
+func testRowsInvalidControls(t *testing.T, src feed.Source) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, seed))
+	ctx := t.Context()
+	for round := range 30 {
+		addr := [3]string{"ns", "t", fmt.Sprintf("k-%d", round)}
+		part := r.IntN(3)
+		addr[part] = withControl(r, addr[part])
+		name := fmt.Sprintf("seed %d: address %q", seed, addr)
+		u := begin(t, src)
+		for where, rw := range map[string]feed.Rows{"store": src.Rows(), "unit": u.Rows()} {
+			name := name + " through the " + where + "'s Rows"
+			require.ErrorIs(t, rw.Put(ctx, addr[0], addr[1], addr[2], json.RawMessage(`1`), events.Token{}), feed.ErrInvalidRow, name)
+			locks := []feed.Lock{feed.LockNone}
+			if where == "unit" {
+				locks = append(locks, feed.LockShare, feed.LockUpdate)
+			}
+			for _, lock := range locks {
+				_, _, err := rw.Get(ctx, addr[0], addr[1], addr[2], lock)
+				require.ErrorIs(t, err, feed.ErrInvalidRow, "%s: Get with lock %d", name, lock)
+				bad := feed.RowAddress{Namespace: addr[0], Table: addr[1], Key: addr[2]}
+				ok := feed.RowAddress{Namespace: "ns", Table: "t", Key: "k"}
+				require.ErrorIs(t, rw.Prefetch(ctx, lock, ok, bad), feed.ErrInvalidRow, "%s: Prefetch with lock %d", name, lock)
+			}
+			require.ErrorIs(t, rw.Delete(ctx, addr[0], addr[1], addr[2]), feed.ErrInvalidRow, name)
+			if part < 2 {
+				_, err := rw.List(ctx, addr[0], addr[1], feed.RowQuery{})
+				require.ErrorIs(t, err, feed.ErrInvalidRow, "%s: List", name)
+			}
+			if part == 0 {
+				_, err := rw.DeleteNamespace(ctx, addr[0], 1000)
+				require.ErrorIs(t, err, feed.ErrInvalidRow, "%s: DeleteNamespace", name)
+			}
+		}
+		require.NoError(t, u.Commit(ctx), "%s: refused input leaves the unit usable", name)
+	}
+	rows, err := src.Rows().List(ctx, "ns", "t", feed.RowQuery{})
+	require.NoError(t, err)
+	require.Empty(t, rows, "seed %d: nothing was stored", seed)
+	for _, q := range []feed.RowQuery{
+		{Prefix: withControl(r, "k")},
+		{After: withControl(r, "k")},
+		{After: withControl(r, "k"), Desc: true},
+	} {
+		_, err := src.Rows().List(ctx, "ns", "t", q)
+		require.NoError(t, err, "seed %d: List %+v: Prefix and After may page past a key an earlier version stored", seed, q)
 	}
 }

@@ -92,8 +92,8 @@
 // direction; DeleteNamespace drops a namespace in batches, each its own
 // short transaction, so dropping a large read model never holds the feed
 // back. Addresses and values are checked before they reach storage
-// (ErrInvalidRow): no NUL or control characters, bounded lengths, JSON
-// values. Every character is literal: prefixes are compared, never
+// (ErrInvalidRow): no NUL or control characters (events.IsControl, C1
+// controls and U+2028/U+2029 included), bounded lengths, JSON values. Every character is literal: prefixes are compared, never
 // pattern-matched.
 //
 // # Filters and partitions

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/converge-es/converge/events"
 )
@@ -49,7 +50,8 @@ const (
 type ProcessorConfig struct {
 	// Name is the processor's durable name: its checkpoints, leases,
 	// membership, halts and dead letters are stored under it. Required;
-	// without '#' or NUL, and short enough that a partition's name (see
+	// valid UTF-8 without '#' or control characters (events.IsControl),
+	// and short enough that a partition's name (see
 	// PartitionName), "/" and an event id fit a row key (MaxRowKeyLength):
 	// its dead letters are keyed so.
 	Name string
@@ -160,6 +162,10 @@ func (c *ProcessorConfig) validate() error {
 		return errors.New("feed: ProcessorConfig.Name is empty: name the processor after what it does (e.g. \"order-summary\"); its checkpoints are stored under it")
 	case strings.ContainsAny(c.Name, "#\x00"):
 		return fmt.Errorf("feed: ProcessorConfig.Name %q contains '#' or NUL: '#' separates partition checkpoints", c.Name)
+	case !utf8.ValidString(c.Name) || strings.ContainsFunc(c.Name, events.IsControl):
+		// Refused here, not at the first write of its record: row keys
+		// refuse them, and the processor's records are keyed by its name.
+		return fmt.Errorf("feed: ProcessorConfig.Name %q holds invalid UTF-8 or a control character (C0, C1, U+2028, U+2029), which row keys refuse: its records, halts and dead letters are keyed by it; use printable text", c.Name)
 	case c.Partitions < 1 || c.Partitions > MaxPartitions:
 		return fmt.Errorf("feed: ProcessorConfig.Partitions is %d: use 1..%d", c.Partitions, MaxPartitions)
 	case len(PartitionName(c.Name, c.Partitions-1, c.Partitions))+len("/")+eventIDLength > MaxRowKeyLength:

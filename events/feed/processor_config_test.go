@@ -194,3 +194,32 @@ func TestSubscribeAndProcessorRefuseBadFilterNames(t *testing.T) {
 	}
 	require.Empty(t, sub.Status(), "no consumer was started")
 }
+
+// TestNewProcessorRefusesANameRowKeysRefuse: a processor's records,
+// halts and dead letters are row keys made of its name, so a name holding
+// a control character of any kind (C0, C1, U+2028, U+2029) or invalid
+// UTF-8 is refused when the processor is made, not at its first write.
+// Names and positions are random; a printable name beside each is taken.
+func TestNewProcessorRefusesANameRowKeysRefuse(t *testing.T) {
+	t.Parallel()
+	src, err := memstore.New(nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = src.Close() })
+	noop := func(context.Context, events.Envelope) error { return nil }
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 7))
+	bad := []string{"\x01", "\x1f", "\x7f", "\u0080", "\u0085", "\u009b", "\u009f", "\u2028", "\u2029", "\xff", "\xc3"}
+	for range 100 {
+		base := fmt.Sprintf("proc-%d-é", rng.IntN(1000))
+		_, err := feed.NewProcessor(src, &feed.ProcessorConfig{Name: base}, noop)
+		require.NoError(t, err, "%q is printable", base)
+		at := rng.IntN(len(base) + 1)
+		for !utf8.ValidString(base[:at]) {
+			at--
+		}
+		name := base[:at] + bad[rng.IntN(len(bad))] + base[at:]
+		_, err = feed.NewProcessor(src, &feed.ProcessorConfig{Name: name}, noop)
+		require.ErrorContains(t, err, "control character", "%q", name)
+	}
+}

@@ -10,7 +10,17 @@ import (
 
 // ValidateRowAddress checks a row's namespace, table and key. Stores call
 // it before touching storage, so both refuse the same input with the same
-// ErrInvalidRow.
+// ErrInvalidRow. Each is 1 to its limit of bytes of valid UTF-8 without
+// control characters as events.IsControl defines them (as stream ids):
+// Unicode's category Cc, the C1 controls U+0080–U+009F included, and the
+// line and paragraph separators U+2028 and U+2029.
+//
+// Versions before that rule refused only U+0000–U+001F and U+007F, so a
+// database may hold rows an earlier version stored at an address with a C1
+// control, U+2028 or U+2029 in it. Such rows stay readable by List (its
+// RowQuery.Prefix and After follow the earlier rule, so a List pages past
+// them) and are deleted by DeleteNamespace, but Get, Put, Delete and
+// Prefetch refuse their address.
 func ValidateRowAddress(ns, table, key string) error {
 	if err := ValidateRowTable(ns, table); err != nil {
 		return err
@@ -38,22 +48,30 @@ func validateRowPart(what, s string, limit int) error {
 	case len(s) > limit:
 		return fmt.Errorf("%w: %s is %d bytes, the limit is %d", ErrInvalidRow, what, len(s), limit)
 	}
-	return validateRowText(what, s)
+	return validateRowText(what, s, events.IsControl)
 }
 
-// validateRowText refuses invalid UTF-8 and control characters: PostgreSQL
-// text cannot hold NUL, and the others only ever arrive by mistake.
-func validateRowText(what, s string) error {
+// validateRowText refuses invalid UTF-8 and the characters refused
+// reports: PostgreSQL text cannot hold NUL, and the other control
+// characters only ever arrive by mistake. Addresses follow
+// events.IsControl, RowQuery.Prefix and After isC0Control (see
+// ValidateRowAddress).
+func validateRowText(what, s string, refused func(rune) bool) error {
 	if !utf8.ValidString(s) {
 		return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalidRow, what)
 	}
 	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
+		if refused(r) {
 			return fmt.Errorf("%w: %s %q contains control character %U", ErrInvalidRow, what, s, r)
 		}
 	}
 	return nil
 }
+
+// isC0Control is the rule List's RowQuery.Prefix and After follow: the C0
+// controls and DEL only, so that a key stored by an earlier version (see
+// ValidateRowAddress) can still be paged past.
+func isC0Control(r rune) bool { return r < 0x20 || r == 0x7f }
 
 // ValidateRowValue checks a row value: at most
 // events.DefaultMaxPayloadBytes of JSON that both stores keep as given,
@@ -86,10 +104,10 @@ func ValidateRowQuery(q RowQuery) (RowQuery, error) {
 	if len(q.Prefix) > MaxRowKeyLength || len(q.After) > MaxRowKeyLength {
 		return q, fmt.Errorf("%w: RowQuery.Prefix and After are at most %d bytes", ErrInvalidRow, MaxRowKeyLength)
 	}
-	if err := validateRowText("RowQuery.Prefix", q.Prefix); err != nil {
+	if err := validateRowText("RowQuery.Prefix", q.Prefix, isC0Control); err != nil {
 		return q, err
 	}
-	if err := validateRowText("RowQuery.After", q.After); err != nil {
+	if err := validateRowText("RowQuery.After", q.After, isC0Control); err != nil {
 		return q, err
 	}
 	return q, nil

@@ -18,7 +18,9 @@ import (
 // A row is addressed by namespace, table and key, and holds a JSON value
 // and the token of the event that last wrote it. Keys sort byte-wise.
 // Namespaces, tables and keys are non-empty, valid UTF-8 without NUL or
-// other control characters, of at most MaxRowNamespaceLength,
+// other control characters (events.IsControl: Unicode's Cc, C1 controls
+// included, and U+2028 and U+2029; see ValidateRowAddress for rows an
+// earlier version stored), of at most MaxRowNamespaceLength,
 // MaxRowTableLength and MaxRowKeyLength bytes; values are valid JSON of at
 // most events.DefaultMaxPayloadBytes. Anything else is refused with
 // ErrInvalidRow before it reaches the database.

@@ -100,6 +100,23 @@ type rows struct {
 // errLockOutsideUnit refuses a lock that nothing would hold.
 var errLockOutsideUnit = fmt.Errorf("%w: a lock outside a unit protects nothing (read through Unit.Rows)", feed.ErrInvalidRow)
 
+// ended fails with ErrUnitEnded once the unit has ended, under s.mu as the
+// unit's own methods check it. Every method of a unit's rows calls it
+// first, before its arguments and its context, so an ended unit answers
+// ErrUnitEnded whatever it is asked (events.Unit), as on PostgreSQL. A
+// failed unit still judges the input first (see lock).
+func (r *rows) ended() error {
+	if r.u == nil {
+		return nil
+	}
+	r.s.mu.RLock()
+	defer r.s.mu.RUnlock()
+	if r.u.done {
+		return events.ErrUnitEnded
+	}
+	return nil
+}
+
 // lock takes s.mu for a call, failing when the store is closed or the unit
 // ended. write says whether the call changes committed rows.
 func (r *rows) lock(ctx context.Context, write bool) (unlock func(), err error) {
@@ -125,6 +142,9 @@ func (r *rows) lock(ctx context.Context, write bool) (unlock func(), err error) 
 }
 
 func (r *rows) Get(ctx context.Context, ns, table, key string, lock feed.Lock) (feed.Row, bool, error) {
+	if err := r.ended(); err != nil {
+		return feed.Row{}, false, err
+	}
 	if err := feed.ValidateRowAddress(ns, table, key); err != nil {
 		return feed.Row{}, false, err
 	}
@@ -174,6 +194,9 @@ func (r *rows) holdRead(a rowAddr, lock feed.Lock) {
 // under a lock that reads what the Prefetch would have, since a change in
 // between fails the unit at commit.
 func (r *rows) Prefetch(ctx context.Context, lock feed.Lock, addrs ...feed.RowAddress) error {
+	if err := r.ended(); err != nil {
+		return err
+	}
 	if err := feed.ValidatePrefetch(lock, addrs); err != nil {
 		return err
 	}
@@ -199,6 +222,9 @@ func toRow(key string, d rowData) feed.Row {
 }
 
 func (r *rows) List(ctx context.Context, ns, table string, q feed.RowQuery) ([]feed.Row, error) {
+	if err := r.ended(); err != nil {
+		return nil, err
+	}
 	if err := feed.ValidateRowTable(ns, table); err != nil {
 		return nil, err
 	}
@@ -250,6 +276,9 @@ func (r *rows) List(ctx context.Context, ns, table string, q feed.RowQuery) ([]f
 }
 
 func (r *rows) Put(ctx context.Context, ns, table, key string, value json.RawMessage, tok events.Token) error {
+	if err := r.ended(); err != nil {
+		return err
+	}
 	if err := feed.ValidateRowAddress(ns, table, key); err != nil {
 		return err
 	}
@@ -263,6 +292,9 @@ func (r *rows) Put(ctx context.Context, ns, table, key string, value json.RawMes
 }
 
 func (r *rows) Delete(ctx context.Context, ns, table, key string) error {
+	if err := r.ended(); err != nil {
+		return err
+	}
 	if err := feed.ValidateRowAddress(ns, table, key); err != nil {
 		return err
 	}
@@ -285,6 +317,9 @@ func (r *rows) write(ctx context.Context, a rowAddr, w *rowData) error {
 }
 
 func (r *rows) DeleteNamespace(ctx context.Context, ns string, limit int) (int, error) {
+	if err := r.ended(); err != nil {
+		return 0, err
+	}
 	if err := feed.ValidateRowNamespace(ns); err != nil {
 		return 0, err
 	}

@@ -97,6 +97,9 @@ func (u *unit) listed(ns, table string) {
 // when one of them is held and a lock is asked for, the held writes, in
 // one round trip) and keeps them for the unit's Gets.
 func (r *rows) Prefetch(ctx context.Context, lock feed.Lock, addrs ...feed.RowAddress) error {
+	if err := r.ended(); err != nil {
+		return err
+	}
 	if err := feed.ValidatePrefetch(lock, addrs); err != nil {
 		return err
 	}

@@ -29,6 +29,17 @@ func (s *Store) Rows() feed.Rows { return &rows{s: s} }
 // errLockOutsideUnit refuses a lock that nothing would hold.
 var errLockOutsideUnit = fmt.Errorf("%w: a lock outside a unit protects nothing (read through Unit.Rows)", feed.ErrInvalidRow)
 
+// ended fails with ErrUnitEnded once the unit has ended. Every method of a
+// unit's rows calls it first, before the store's closing, its arguments
+// and its context, so an ended unit answers ErrUnitEnded whatever it is
+// asked (events.Unit), as in memory.
+func (r *rows) ended() error {
+	if r.u == nil {
+		return nil
+	}
+	return r.u.live()
+}
+
 // reader is what a read without a lock runs on: the unit's transaction
 // once begun, else the pool. (Writes in a unit are held; locked reads,
 // List with held writes and DeleteNamespace go through unit.inTx.)
@@ -40,6 +51,9 @@ func (r *rows) reader() (execer, error) {
 }
 
 func (r *rows) Get(ctx context.Context, ns, table, key string, lock feed.Lock) (feed.Row, bool, error) {
+	if err := r.ended(); err != nil {
+		return feed.Row{}, false, err
+	}
 	if r.s.isClosed() {
 		return feed.Row{}, false, errClosed
 	}
@@ -105,6 +119,9 @@ func (r *rows) Get(ctx context.Context, ns, table, key string, lock feed.Lock) (
 }
 
 func (r *rows) List(ctx context.Context, ns, table string, q feed.RowQuery) ([]feed.Row, error) {
+	if err := r.ended(); err != nil {
+		return nil, err
+	}
 	if r.s.isClosed() {
 		return nil, errClosed
 	}
@@ -165,6 +182,9 @@ func scanRow(row pgx.CollectableRow) (feed.Row, error) {
 }
 
 func (r *rows) Put(ctx context.Context, ns, table, key string, value json.RawMessage, tok events.Token) error {
+	if err := r.ended(); err != nil {
+		return err
+	}
 	if r.s.isClosed() {
 		return errClosed
 	}
@@ -190,6 +210,9 @@ func (r *rows) Put(ctx context.Context, ns, table, key string, value json.RawMes
 }
 
 func (r *rows) Delete(ctx context.Context, ns, table, key string) error {
+	if err := r.ended(); err != nil {
+		return err
+	}
 	if r.s.isClosed() {
 		return errClosed
 	}
@@ -207,6 +230,9 @@ func (r *rows) Delete(ctx context.Context, ns, table, key string) error {
 }
 
 func (r *rows) DeleteNamespace(ctx context.Context, ns string, limit int) (int, error) {
+	if err := r.ended(); err != nil {
+		return 0, err
+	}
 	if r.s.isClosed() {
 		return 0, errClosed
 	}

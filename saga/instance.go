@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/converge-es/converge/events"
@@ -278,7 +277,7 @@ func checkText(s string) error {
 		return errors.New("not valid UTF-8")
 	}
 	for _, r := range s {
-		if unicode.Is(unicode.Cc, r) || r == '\u2028' || r == '\u2029' {
+		if events.IsControl(r) {
 			return fmt.Errorf("contains control character %U", r)
 		}
 	}

@@ -181,7 +181,11 @@
 // paused for it (feed.Processor.Pause), not stopped: it gives its leases
 // back for the reset to take, and stays where it is mounted, so a
 // projection on your router (Runner.AddHandlers) keeps its handler there
-// and goes on through your middleware.
+// and goes on through your middleware. Reset needs the lease of every
+// partition of the projection, and fails with feed.ErrLeaseHeld while
+// another process holds one: stop the projection there first, or request
+// the reset (RequestReset, below), which the processes running the
+// projection make together.
 //
 // # Requests from other processes
 //
@@ -192,12 +196,20 @@
 // (StatusPollInterval) and one that has the projection carries it out: a
 // rebuild is started in one unit with the request's state, and the request
 // is done once the new generation is active; a reset is taken in a unit
-// (so one runner makes it) and made by Reset, which needs the projection's
-// lease: a runner whose process cannot take it leaves the request pending
-// for the process that holds it. Requests and their outcome stay readable
-// (ReadRequest) until the next request replaces them. Dead letters are
-// replayed the same way, by the processor itself (feed.RequestReplay).
-// `converge projections` and `converge dead-letters` are built on these.
+// (so one runner makes it) and made as by Reset, which needs the lease of
+// every partition of the projection. Every runner that has the projection
+// takes part in a reset request: while it is pending or running, each
+// pauses its processor of the projection, giving its leases back, so the
+// runner that takes it can take them all, also when the projection's
+// partitions are shared among processes and none holds them all; once the
+// request is done or failed, they deliver again. The runner that takes it
+// waits a few lease TTLs for the leases, else leaves the request pending
+// to try again; one that died holding it leaves it running until its claim
+// is stale (two minutes), when another takes it over. Requests and their
+// outcome stay readable (ReadRequest) until the next request replaces
+// them. Dead letters are replayed the same way, by the processor itself
+// (feed.RequestReplay). `converge projections` and `converge dead-letters`
+// are built on these.
 //
 // # On PostgreSQL
 //

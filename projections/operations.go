@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -183,10 +184,23 @@ func decodeHalt(row feed.Row) (feed.HaltRecord, error) {
 // hand, gives its leases back and stays where it is mounted, on a router
 // of the Runner's own or on yours (AddHandlers), whose handler keeps
 // running; once the checkpoints are moved it delivers again from tok.
-// Stop the projection in other processes first, or Reset fails with
-// feed.ErrLeaseHeld. A stopped runner's Reset fails with ErrStopped and
-// moves nothing; before Start, Reset moves the stored checkpoints alone.
+// Reset needs the lease of every partition of the projection: while
+// another process holds one, it fails at once with feed.ErrLeaseHeld and
+// moves nothing. Stop the projection in the other processes first, or
+// use RequestReset, which every runner running the projection takes part
+// in (they pause their processors while the request is unfinished, so the
+// runner that makes it can take every lease). A stopped runner's Reset
+// fails with ErrStopped and moves nothing; before Start, Reset moves the
+// stored checkpoints alone.
 func (r *Runner) Reset(ctx context.Context, name string, tok events.Token) error {
+	return r.reset(ctx, name, tok, 0)
+}
+
+// reset is Reset, waiting up to leaseWait for each partition's lease that
+// another process holds (a requested reset: the other runners give them
+// back once they see the request, or they expire) instead of failing at
+// once with feed.ErrLeaseHeld. The wait ends with ctx.
+func (r *Runner) reset(ctx context.Context, name string, tok events.Token, leaseWait time.Duration) error {
 	p, err := r.compiled(name)
 	if err != nil {
 		return err
@@ -224,13 +238,9 @@ func (r *Runner) Reset(ctx context.Context, name string, tok events.Token) error
 		}
 	}()
 	var moves []feed.Move
+	deadline := time.Now().Add(leaseWait)
 	for _, cp := range p.checkpoints(name) {
-		// Not cancelled with ctx: an acquire abandoned mid-flight could
-		// still take the lease after the deferred releases ran, holding
-		// the projection back for a whole TTL.
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ttl)
-		l, err := cps.Acquire(actx, cp, owner, ttl)
-		cancel()
+		l, err := acquireWaiting(ctx, cps, cp, owner, ttl, deadline)
 		if err == nil {
 			leases = append(leases, l)
 			err = ctx.Err()
@@ -265,6 +275,36 @@ func (r *Runner) Reset(ctx context.Context, name string, tok events.Token) error
 	r.log.Info("projections: reset", "projection", name, "position", tok.String())
 	r.changed.Notify()
 	return nil
+}
+
+// acquireWaiting takes the lease on cp for owner, trying again while
+// another owner holds it until deadline (not at all once it has passed),
+// or until ctx ends.
+func acquireWaiting(ctx context.Context, cps feed.CheckpointStore, cp, owner string, ttl time.Duration, deadline time.Time) (feed.Lease, error) {
+	backoff := 5 * time.Millisecond
+	for {
+		// Not cancelled with ctx: an acquire abandoned mid-flight could
+		// still take the lease after the deferred releases ran, holding
+		// the projection back for a whole TTL.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ttl)
+		l, err := cps.Acquire(actx, cp, owner, ttl)
+		cancel()
+		if !errors.Is(err, feed.ErrLeaseHeld) || ctx.Err() != nil {
+			return l, err
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return l, err
+		}
+		t := time.NewTimer(min(backoff, wait))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return l, err
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 250*time.Millisecond)
+	}
 }
 
 func (r *Runner) resetOnce(ctx context.Context, p *compiled, tok events.Token, moves []feed.Move) error {

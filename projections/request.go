@@ -61,9 +61,9 @@ type Request struct {
 	// Generation is the generation a rebuild builds, once taken.
 	Generation int `json:"generation,omitempty"`
 	// Error says why the request failed, or, while pending, why the last
-	// runner that tried had to leave it (a reset waits for the process
-	// holding the projection's lease, and is tried again after the store
-	// failed under it).
+	// runner that tried had to leave it (a reset is tried again when the
+	// other processes running the projection did not give its leases back
+	// in time, or after the store failed under it).
 	Error string `json:"error,omitempty"`
 	// Owner is the runner that took the request.
 	Owner       string    `json:"owner,omitempty"`
@@ -90,9 +90,16 @@ func RequestRebuild(ctx context.Context, src feed.Source, name string) (Request,
 }
 
 // RequestReset records a request to reset name to tok (Runner.Reset),
-// taken like RequestRebuild's by a running Runner that has the projection;
-// a runner whose process does not hold the projection's lease leaves it
-// to the one that does.
+// taken like RequestRebuild's by a running Runner that has the projection.
+// Every running Runner that has it takes part: while the request is
+// pending or running, each pauses its processor of the projection
+// (feed.Processor.Pause), giving its partitions' leases back, so the one
+// that takes the request can take every lease, also of a projection whose
+// partitions several processes share; it waits a little for them (a few
+// lease TTLs) and otherwise leaves the request pending to try again. Once
+// the request is done or failed, they deliver again. A request taken by a
+// runner that died is taken again once its claim is stale (two minutes),
+// so the others are not left paused.
 func RequestReset(ctx context.Context, src feed.Source, name string, tok events.Token) (Request, error) {
 	return request(ctx, src, name, OpReset, tok)
 }

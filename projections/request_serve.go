@@ -38,6 +38,7 @@ func (r *Runner) serveRequests(ctx context.Context) {
 		}
 		return
 	}
+	r.followResets(pending)
 	for _, q := range pending {
 		p := r.projs[q.Projection]
 		var serr error
@@ -137,14 +138,109 @@ func (r *Runner) serveRebuild(ctx context.Context, p *compiled, q Request) error
 	return err
 }
 
+// resetPause is a pause of a projection's live processor in this runner
+// for an unfinished reset request (followResets).
+type resetPause struct {
+	id     string // the request's
+	resume func()
+}
+
+// followResets has this runner's live processors follow the reset
+// requests: while a reset request of a projection is pending or running,
+// its processor here is paused (feed.Processor.Pause), which gives its
+// partitions' leases back, so the runner that takes the request, here or
+// in another process, can take every partition's lease, although the
+// partitions are shared among processes and none holds them all; once the
+// request is finished (or replaced) the processor is resumed. The state
+// followed is the request's, in the store, so a runner that dies mid-reset
+// leaves no pause behind here: its request is taken again once its claim
+// is stale (staleClaim), and finished by the runner that takes it. pending
+// is every unfinished request of this runner's projections. Only the
+// monitor calls it (and endResetPause), so resetPauses needs no lock.
+func (r *Runner) followResets(pending []Request) {
+	want := map[string]string{} // projection: unfinished reset request
+	for _, q := range pending {
+		if q.Op == OpReset {
+			want[q.Projection] = q.ID
+		}
+	}
+	for name, ps := range r.resetPauses {
+		if want[name] != ps.id {
+			r.endResetPause(name, ps.id)
+		}
+	}
+	for name, id := range want {
+		if _, ok := r.resetPauses[name]; ok {
+			continue
+		}
+		r.mu.Lock()
+		pr := r.procs[name]
+		running := r.state == stateRunning
+		r.mu.Unlock()
+		if pr == nil || !running {
+			continue
+		}
+		// Pause waits for handlers in flight; a pause that does not come
+		// within opTimeout is tried again on the next pass.
+		ctx, cancel := context.WithTimeout(r.runCtx, opTimeout)
+		resume, err := pr.proc.Pause(ctx)
+		cancel()
+		if err != nil {
+			if r.runCtx.Err() == nil {
+				r.log.Warn("projections: pause for a requested reset; trying again", "projection", name, "request", id, "error", err)
+			}
+			continue
+		}
+		if r.resetPauses == nil {
+			r.resetPauses = map[string]resetPause{}
+		}
+		r.resetPauses[name] = resetPause{id: id, resume: resume}
+		r.log.Debug("projections: paused for a requested reset", "projection", name, "request", id)
+	}
+}
+
+// endResetPause resumes name's processor, paused for reset request id,
+// unless this runner is stopping: its processors are being closed, and a
+// paused processor closes as a running one does.
+func (r *Runner) endResetPause(name, id string) {
+	ps, ok := r.resetPauses[name]
+	if !ok || ps.id != id {
+		return
+	}
+	delete(r.resetPauses, name)
+	r.mu.Lock()
+	running := r.state == stateRunning
+	r.mu.Unlock()
+	if running {
+		ps.resume()
+		r.log.Debug("projections: resumed after a requested reset", "projection", name, "request", id)
+	}
+}
+
+// resetLeaseWait is how long the runner that took a reset request waits
+// for the leases of the projection's partitions that other processes
+// hold: they give them back once their monitors see the request (within
+// StatusPollInterval, and a handler in flight), or the leases of a process
+// that died expire (within the lease TTL).
+func (r *Runner) resetLeaseWait() time.Duration {
+	ttl := r.subscriberConfig().LeaseTTL
+	if ttl == 0 {
+		ttl = feed.DefaultLeaseTTL
+	}
+	return 2*ttl + 2*r.cfg.StatusPollInterval
+}
+
 // serveReset takes a pending reset (or one whose runner died) and makes
-// it. A runner whose process cannot take the projection's lease leaves it
-// pending for the process that holds it.
+// it. Every runner running the projection has paused its processor for
+// the request (followResets), so this one waits, up to resetLeaseWait, for
+// the leases of the partitions other processes held to be given back; if
+// they are not, the request goes back to pending and is tried again.
 func (r *Runner) serveReset(ctx context.Context, p *compiled, q Request) error {
 	if q.State == RequestRunning && time.Since(q.UpdatedAt) < staleClaim {
 		return nil
 	}
-	octx, cancel := context.WithTimeout(ctx, opTimeout)
+	wait := r.resetLeaseWait()
+	octx, cancel := context.WithTimeout(ctx, wait+opTimeout)
 	defer cancel()
 	taken := false
 	err := withUnit(octx, r.cfg.Source.Checkpoints(), func(ctx context.Context, u feed.Unit) error {
@@ -160,20 +256,21 @@ func (r *Runner) serveReset(ctx context.Context, p *compiled, q Request) error {
 	if err != nil || !taken {
 		return err
 	}
-	rerr := r.Reset(octx, p.name, q.To)
+	rerr := r.reset(octx, p.name, q.To, wait)
 	fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 	defer fcancel()
 	switch {
 	case rerr == nil:
 		r.log.Info("projections: reset on request", "projection", p.name, "position", q.To.String(), "request", q.ID)
-		return r.finishRequest(fctx, q, RequestDone, "")
+		err = r.finishRequest(fctx, q, RequestDone, "")
 	case errors.Is(rerr, ErrResetAhead):
-		return r.finishRequest(fctx, q, RequestFailed, rerr.Error())
-	case errors.Is(rerr, feed.ErrLeaseHeld):
-		return r.finishRequest(fctx, q, RequestPending, "waiting for the process that holds the projection's lease: "+rerr.Error())
+		err = r.finishRequest(fctx, q, RequestFailed, rerr.Error())
 	case ctx.Err() != nil, errors.Is(rerr, ErrStopped):
 		// Stopping: leave it to the next runner.
 		return r.finishRequest(fctx, q, RequestPending, "the runner that took it stopped")
+	case errors.Is(rerr, feed.ErrLeaseHeld):
+		return r.finishRequest(fctx, q, RequestPending, fmt.Sprintf(
+			"trying again: other processes running the projection did not give its partitions' leases back within %s: %v", wait, rerr))
 	default:
 		// The store failed under it (a lease, a read, the commit): that
 		// says nothing of the request, which a later pass makes again.
@@ -182,6 +279,12 @@ func (r *Runner) serveReset(ctx context.Context, p *compiled, q Request) error {
 		r.log.Warn("projections: reset on request failed; trying again", "projection", p.name, "request", q.ID, "error", rerr)
 		return r.finishRequest(fctx, q, RequestPending, "trying again after: "+rerr.Error())
 	}
+	if err == nil {
+		// Finished: this processor delivers again at once; the other
+		// runners resume theirs when their monitors see it.
+		r.endResetPause(p.name, q.ID)
+	}
+	return err
 }
 
 // finishRequest records q's new state, unless the request was replaced.

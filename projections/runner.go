@@ -69,6 +69,9 @@ type Runner struct {
 	// committed in this process (see committed).
 	posMu   sync.Mutex
 	livePos map[string]events.Token
+	// resetPauses are the pauses of live processors for unfinished reset
+	// requests, by projection (followResets); the monitor's own.
+	resetPauses map[string]resetPause
 	// rebuildHook, set by tests, runs before a rebuild's processor starts.
 	rebuildHook func(ctx context.Context, processor string)
 }

@@ -514,7 +514,9 @@ until the new one has caught up and takes its place.` + common
 		cmd.Long = `reset asks for a projection's checkpoints to be moved back to --to (the
 start of the feed by default), so the events after it are applied again over
 the current rows: for projections whose handlers are upserts. For anything
-else use rebuild. The process that holds the projection's lease makes it.` + common
+else use rebuild. Every running application process with the projection
+pauses it until the reset is done (its partitions may be shared among them),
+and one of them makes it.` + common
 		// Written by Token.String, so the token shown is one --to takes
 		// in any token format.
 		cmd.Example = "  converge projections reset order_summary --to " + events.MakeToken(48_213, 1_207).String() + " --wait"

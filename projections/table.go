@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"unicode"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/converge-es/converge/events"
@@ -149,19 +149,12 @@ func validateKeyText(what, s string) error {
 	return nil
 }
 
-// validText refuses what feed.Rows refuses (invalid UTF-8, NUL and other
-// control characters), so both stores accept the same keys and the error
-// is ErrInvalidKey, before anything reaches the store.
+// validText refuses what feed.Rows refuses (invalid UTF-8, and the control
+// characters of events.IsControl: C0, C1, U+2028, U+2029), so both stores
+// accept the same keys and the error is ErrInvalidKey, before anything
+// reaches the store.
 func validText(s string) bool {
-	if !utf8.ValidString(s) {
-		return false
-	}
-	for _, r := range s {
-		if unicode.IsControl(r) {
-			return false
-		}
-	}
-	return true
+	return utf8.ValidString(s) && !strings.ContainsFunc(s, events.IsControl)
 }
 
 // table implements Table over a rowStore. Writes are refused when

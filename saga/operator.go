@@ -195,10 +195,15 @@ func (o *Operator) RequestCancel(ctx context.Context, saga, id, reason string) e
 // requestText is free text for a request row: storable, and left as it is
 // by the storable of the engine that carries the request out. Invalid
 // UTF-8 is replaced by U+FFFD now (the row's JSON would replace it byte by
-// byte, growing the text past the cut), and the cut leaves room for its
-// note of the full size: a text cut here is not cut again, with a note of
-// the cut's size instead.
+// byte, growing the text past the cut). A text within the cut is kept
+// whole, as Engine.Cancel keeps it; a longer one is cut short of it,
+// leaving room for the note of its full size, so that it is not cut again,
+// with a note of the cut's size instead.
 func requestText(s string) string {
+	t := rowjson.Text(strings.ToValidUTF8(s, "\uFFFD"), maxHistoryDetail)
+	if len(t) <= maxHistoryDetail {
+		return t // within the cut: kept whole, as Engine.Cancel keeps it
+	}
 	return rowjson.Text(strings.ToValidUTF8(s, "\uFFFD"), maxHistoryDetail-clipNoteBytes)
 }
 

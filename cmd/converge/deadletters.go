@@ -161,7 +161,7 @@ func (c *deadLettersListCmd) run(ctx context.Context) error {
 // schema holds nothing (no record, no checkpoint, no dead letter),
 // listing the processors it knows.
 func (c *deadLettersListCmd) checkProcessor(ctx context.Context, store *pgstore.Store) error {
-	known, err := knownProcessors(ctx, store)
+	known, err := knownProcessors(ctx, store, c.processor)
 	if err != nil {
 		return err
 	}
@@ -183,7 +183,7 @@ func (c *deadLettersListCmd) checkProcessor(ctx context.Context, store *pgstore.
 // knows: by their records (feed.ProcessorPartitions), by their
 // checkpoints (a partition's is named after its processor), and by their
 // dead letters (whose IDs start with their checkpoint).
-func knownProcessors(ctx context.Context, store *pgstore.Store) ([]string, error) {
+func knownProcessors(ctx context.Context, store *pgstore.Store, want string) ([]string, error) {
 	parts, err := feed.ProcessorPartitions(ctx, store.Rows())
 	if err != nil {
 		return nil, fmt.Errorf("list processors: %w", err)
@@ -198,6 +198,11 @@ func knownProcessors(ctx context.Context, store *pgstore.Store) ([]string, error
 	}
 	for _, cn := range cons {
 		known = append(known, processorOf(cn.Name))
+	}
+	if slices.Contains(known, want) {
+		// Known by its record or a checkpoint: the dead letters, which
+		// can be many, need not be read.
+		return []string{want}, nil
 	}
 	if err := eachRow(ctx, store.Rows(), feed.DeadLettersTable, "", func(r feed.Row) error {
 		if i := strings.LastIndexByte(r.Key, '/'); i > 0 {

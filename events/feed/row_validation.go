@@ -17,10 +17,12 @@ import (
 //
 // Versions before that rule refused only U+0000–U+001F and U+007F, so a
 // database may hold rows an earlier version stored at an address with a C1
-// control, U+2028 or U+2029 in it. Such rows stay readable by List (its
-// RowQuery.Prefix and After follow the earlier rule, so a List pages past
-// them) and are deleted by DeleteNamespace, but Get, Put, Delete and
-// Prefetch refuse their address.
+// control, U+2028 or U+2029 in it. Where it is in the key, such rows stay
+// readable by List (its RowQuery.Prefix and After follow the earlier
+// rule, so a List pages past them) and are deleted by DeleteNamespace,
+// while Get, Put, Delete and Prefetch refuse their address. Where it is in
+// the namespace or the table, every call refuses it: such rows can only be
+// reached with SQL (none of converge's own namespaces or tables holds one).
 func ValidateRowAddress(ns, table, key string) error {
 	if err := ValidateRowTable(ns, table); err != nil {
 		return err

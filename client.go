@@ -10,6 +10,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/converge-es/converge/command"
 	"github.com/converge-es/converge/consistency"
@@ -63,8 +64,10 @@ const (
 
 // NewClient checks cfg and builds every part; nothing runs until Start.
 // The store's events.Registry must hold every event and command type the
-// definitions use.
-func NewClient(store Store, cfg *Config) (*Client, error) {
+// definitions use. When it returns an error it leaves no metric
+// registered on Config.Registerer, so a fixed configuration can be built
+// on the same one.
+func NewClient(store Store, cfg *Config) (_ *Client, err error) {
 	if store == nil {
 		return nil, errors.New("converge: NewClient needs a store (a *memstore.Store or a *pgstore.Store)")
 	}
@@ -73,7 +76,11 @@ func NewClient(store Store, cfg *Config) (*Client, error) {
 		return nil, err
 	}
 	cl := &Client{store: store, cfg: c, log: c.Logger.With("component", "converge.Client"), catalog: &consistency.Catalog{}}
-	var err error
+	defer func() {
+		if err != nil {
+			cl.release()
+		}
+	}()
 	cl.tracker, err = consistency.NewTracker(&consistency.TrackerConfig{
 		Positions:   store.Checkpoints(),
 		Watcher:     store,
@@ -151,6 +158,9 @@ func NewClient(store Store, cfg *Config) (*Client, error) {
 			targets = append(targets, lag.Target{Name: con.Name, SLA: CommandLagSLA, Class: "command", Checkpoints: con.Checkpoints})
 		}
 	}
+	// The lag monitor comes last: it registers its metrics all or none,
+	// and nothing after it can fail, so a refused client never leaves
+	// them on Config.Registerer (release cannot unregister them).
 	if len(targets) > 0 {
 		cl.monitor, err = lag.NewMonitor(store, &lag.Config{
 			Projections: targets, DefaultSLA: c.LagSLA, Interval: c.LagInterval,
@@ -166,6 +176,37 @@ func NewClient(store Store, cfg *Config) (*Client, error) {
 		}
 	}
 	return cl, nil
+}
+
+// release undoes what a NewClient that fails had built: it unregisters
+// the saga engine's metrics from Config.Registerer (the engine registered
+// all of them, or it would not exist) and closes the saga processor,
+// which was never run.
+func (cl *Client) release() {
+	if cl.sagaProc != nil {
+		_ = cl.sagaProc.Close()
+	}
+	cl.unregisterMetrics()
+}
+
+// unregisterMetrics takes the saga engine's and the lag monitor's metrics
+// off Config.Registerer, for a client that failed to build or has
+// stopped: a new client (ErrStopped says to make one) registers its own
+// there.
+func (cl *Client) unregisterMetrics() {
+	if cl.cfg.Registerer == nil {
+		return
+	}
+	var cs []prometheus.Collector
+	if cl.engine != nil {
+		cs = append(cs, cl.engine.Metrics().Collectors()...)
+	}
+	if cl.monitor != nil {
+		cs = append(cs, cl.monitor.Collectors()...)
+	}
+	for _, c := range cs {
+		cl.cfg.Registerer.Unregister(c)
+	}
 }
 
 // newSagas builds the engine and mounts it on a processor partitioned by
@@ -288,10 +329,13 @@ func (cl *Client) start(ctx context.Context) error {
 // groups, announcing it, so another process takes their partitions over
 // at once, not after a lease TTL), then the saga engine's loops, the projections
 // (releasing their leases) and the Tracker. It returns when all of it has stopped or
-// ctx is done. Stop may be called more than once, and without Start.
+// ctx is done. Stop may be called more than once, and without Start. It
+// takes the client's metrics off Config.Registerer, so a new client can
+// register there.
 func (cl *Client) Stop(ctx context.Context) error {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
+	defer cl.unregisterMetrics()
 	if cl.state == stateNew {
 		cl.state = stateStopped
 		return nil

@@ -11,7 +11,8 @@ import (
 
 // Metrics are an engine's Prometheus collectors. Each engine has its own,
 // registered on EngineConfig.Registerer when one is given, so tests that
-// build many engines never register twice.
+// build many engines never register twice. NewEngine registers every
+// collector or, when it fails, none.
 type Metrics struct {
 	// Steps counts steps by saga and outcome (ok, completed, failed, retry).
 	Steps *prometheus.CounterVec
@@ -106,17 +107,22 @@ func newMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{
-		m.Steps, m.Parks, m.Waits, m.WaitSeconds, m.ParkSeconds, m.Stuck,
-		m.Ignored, m.Duplicates, m.BadInput, m.TimersFired, m.TimersStale, m.TimersDue, m.Purged, m.NewerState,
-	} {
+	// Every collector or none: a refused engine leaves nothing behind on
+	// reg, so an engine built again on it (with a fixed configuration)
+	// registers them.
+	done := make([]prometheus.Collector, 0, len(m.Collectors()))
+	for _, c := range m.Collectors() {
 		if err := reg.Register(c); err != nil {
+			for _, d := range done {
+				reg.Unregister(d)
+			}
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
 				return nil, errors.New("saga: the engine's metrics are already registered on EngineConfig.Registerer (give each engine its own registerer, or leave it nil)")
 			}
 			return nil, err
 		}
+		done = append(done, c)
 	}
 	return m, nil
 }

@@ -1,0 +1,61 @@
+package converge_test
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge"
+	"github.com/converge-es/converge/events/memstore"
+)
+
+// TestStoppedClientLeavesTheRegistererToTheNextOne: ErrStopped says to
+// make a new client, and a process that does so (a restart in place, a
+// test) usually hands it the same Registerer. Stop takes the stopped
+// client's saga and lag metrics off it, whether the client ran or not, so
+// the next one registers there; and the registry exports the new client's
+// metrics only. Whether each client starts, and how many follow one
+// another, is random.
+func TestStoppedClientLeavesTheRegistererToTheNextOne(t *testing.T) {
+	t.Parallel()
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 41))
+	st, err := memstore.New(&memstore.Config{Registry: shopRegistry()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	reg := prometheus.NewRegistry()
+	converged := func() []string {
+		t.Helper()
+		mfs, err := reg.Gather()
+		require.NoError(t, err)
+		var names []string
+		for _, mf := range mfs {
+			if strings.HasPrefix(mf.GetName(), "converge_") {
+				names = append(names, mf.GetName())
+			}
+		}
+		return names
+	}
+	for i := range 2 + rng.IntN(3) {
+		cfg := shop(st, nil)
+		cfg.Registerer = reg
+		cfg.Logger = slog.New(slog.DiscardHandler)
+		cl, err := converge.NewClient(st, cfg)
+		require.NoError(t, err, "client %d on the Registerer its predecessor used", i)
+		require.NotEmpty(t, converged(), "client %d registered its metrics", i)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if rng.IntN(2) == 0 {
+			require.NoError(t, cl.Start(ctx))
+		}
+		require.NoError(t, cl.Stop(ctx))
+		cancel()
+		require.Empty(t, converged(), "client %d stopped: its metrics are off the Registerer", i)
+	}
+}

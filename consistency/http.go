@@ -5,10 +5,9 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"net/url"
-	"strings"
 	"time"
 
+	"github.com/converge-es/converge/consistency/internal/rawquery"
 	"github.com/converge-es/converge/events"
 )
 
@@ -113,79 +112,28 @@ func TokenFromRequest(r *http.Request) (events.Token, bool, error) {
 // a *ParameterError instead; other such pairs are the application's, and
 // are left to it as ParseQuery leaves them.
 func queryTokens(rawQuery string) ([]string, error) {
-	var vals []string
-	for rest := rawQuery; rest != ""; {
-		var pair string
-		pair, rest, _ = strings.Cut(rest, "&")
-		if pair == "" {
-			continue
-		}
-		if strings.Contains(pair, ";") {
-			// Go no longer splits on ';', but a client that does meant a
-			// token in any of the pieces, so each piece's key counts.
-			for off := 0; off < len(pair); {
-				piece, _, _ := strings.Cut(pair[off:], ";")
-				key, _, _ := strings.Cut(piece, "=")
-				if match, _ := namesParam(key); match {
-					value := strings.TrimPrefix(pair[off+len(key):], "=")
-					return nil, &ParameterError{
-						Parameter: QueryParam, Value: value,
-						Err: fmt.Errorf("%w: the query contains ';', which does not separate query parameters: separate them with '&', and encode a ';' inside a value as %%3B", events.ErrInvalidToken),
-					}
-				}
-				off += len(piece) + 1
-			}
-			continue
-		}
-		key, value, _ := strings.Cut(pair, "=")
-		match, badKey := namesParam(key)
-		if !match {
-			continue
-		}
-		if badKey {
-			return nil, &ParameterError{
-				Parameter: QueryParam, Value: value,
-				Err: fmt.Errorf("%w: the query parameter's name %q is followed by a bad %%-escape: send it as %s=<token>", events.ErrInvalidToken, truncate(key, maxProblemValue), QueryParam),
-			}
-		}
-		decoded, err := url.QueryUnescape(value)
-		if err != nil {
-			return nil, &ParameterError{
-				Parameter: QueryParam, Value: value,
-				Err: fmt.Errorf("%w: the query parameter is not %%-encoded correctly (%w): send the token exactly as a write returned it, encoded with url.QueryEscape", events.ErrInvalidToken, err),
-			}
-		}
-		vals = append(vals, decoded)
+	vals, err := rawquery.Values(rawQuery, QueryParam)
+	var qe *rawquery.Error
+	if !errors.As(err, &qe) {
+		return vals, err
 	}
-	return vals, nil
-}
-
-// namesParam reports whether the raw query key names QueryParam, and
-// whether it is malformed: the parameter's name followed by a bad
-// %-escape and whatever comes after it, which ParseQuery would drop.
-func namesParam(raw string) (match, malformed bool) {
-	key, err := url.QueryUnescape(raw)
-	if err == nil {
-		return key == QueryParam, false
-	}
-	bad := firstBadEscape(raw)
-	key, err = url.QueryUnescape(raw[:bad])
-	return err == nil && key == QueryParam, true
-}
-
-// firstBadEscape returns the index of the first '%' in s not followed by
-// two hex digits, or len(s).
-func firstBadEscape(s string) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '%' && (i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2])) {
-			return i
+	switch qe.Fault {
+	case rawquery.Semicolon:
+		return nil, &ParameterError{
+			Parameter: QueryParam, Value: qe.Value,
+			Err: fmt.Errorf("%w: the query contains ';', which does not separate query parameters: separate them with '&', and encode a ';' inside a value as %%3B", events.ErrInvalidToken),
+		}
+	case rawquery.BadName:
+		return nil, &ParameterError{
+			Parameter: QueryParam, Value: qe.Value,
+			Err: fmt.Errorf("%w: the query parameter's name %q is followed by a bad %%-escape: send it as %s=<token>", events.ErrInvalidToken, truncate(qe.Key, maxProblemValue), QueryParam),
+		}
+	default:
+		return nil, &ParameterError{
+			Parameter: QueryParam, Value: qe.Value,
+			Err: fmt.Errorf("%w: the query parameter is not %%-encoded correctly (%w): send the token exactly as a write returned it, encoded with url.QueryEscape", events.ErrInvalidToken, qe.Err),
 		}
 	}
-	return len(s)
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
 // timeoutFromRequest returns the wait the client asked for in

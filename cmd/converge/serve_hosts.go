@@ -1,11 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
+	"unicode/utf8"
 )
 
 // hostGuard answers only requests whose Host header names this server.
@@ -55,15 +57,64 @@ func allowedHosts(allowed []string) (names map[string]bool, all bool, err error)
 		if h == "*" {
 			return nil, true, nil
 		}
-		name, ok := hostName(h)
-		_, _, withPort := net.SplitHostPort(h)
-		bare := strings.HasPrefix(h, "[") || !strings.Contains(h, ":")
-		if !ok || withPort == nil || !bare {
-			return nil, false, fmt.Errorf("--allow-host %q: want a host name or address such as shop.internal or 10.0.0.5, without scheme, port or path", h)
+		name, err := allowedHost(h)
+		if err != nil {
+			return nil, false, err
 		}
 		names[name] = true
 	}
 	return names, false, nil
+}
+
+// allowedHost returns the name an --allow-host value other than "*" lets
+// through, as hostName writes it: a host name (letters, digits, '-', '_'
+// and '.', with an optional trailing dot; '_' is no DNS host name's, but
+// container networks name services with it), an IPv4 address or an IPv6
+// address in brackets. Anything else is refused rather than accepted to
+// match no Host header: allows compares names exactly, so a pattern such
+// as *.shop.internal would serve none of the names it seems to, and off
+// loopback it would turn "every name is served" into "none but loopback".
+func allowedHost(h string) (string, error) {
+	name, ok := hostName(h)
+	_, _, withPort := net.SplitHostPort(h)
+	bracketed := strings.HasPrefix(h, "[")
+	if ok && withPort != nil && (bracketed || !strings.Contains(h, ":")) {
+		ip, err := netip.ParseAddr(name)
+		switch {
+		case bracketed && err == nil && ip.Is6():
+			return name, nil
+		case !bracketed && (err == nil && ip.Is4() || isDNSName(name)):
+			return name, nil
+		}
+	}
+	msg := fmt.Sprintf("--allow-host %q: want a host name or address such as shop.internal, 10.0.0.5 or [fe80::1], without scheme, port or path", h)
+	if strings.ContainsAny(h, "*?") {
+		msg += `; wildcards are not supported, but for a lone "*" that serves any name: give each name its own --allow-host`
+	} else if i := strings.IndexFunc(h, func(r rune) bool { return !isHostChar(r) && !strings.ContainsRune("[]:", r) }); i >= 0 {
+		c, _ := utf8.DecodeRuneInString(h[i:])
+		msg += fmt.Sprintf("; a host name holds letters, digits, '-', '_' and '.' only, not %q (an internationalised name goes in its xn-- form)", c)
+	}
+	return "", errors.New(msg)
+}
+
+// isDNSName reports whether name, lower-cased and without its trailing
+// dot, is a host name: labels of 1 to 63 letters, digits, hyphens and
+// underscores, separated by dots, 253 bytes at most.
+func isDNSName(name string) bool {
+	if name == "" || len(name) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(name, ".") {
+		if label == "" || len(label) > 63 || strings.IndexFunc(label, func(r rune) bool { return !isHostChar(r) || r == '.' }) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// isHostChar reports whether r may be in a host name.
+func isHostChar(r rune) bool {
+	return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '_' || r == '.'
 }
 
 // allows reports whether a request with this Host header is served.

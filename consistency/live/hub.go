@@ -16,8 +16,12 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/converge-es/converge/consistency"
+	"github.com/converge-es/converge/consistency/internal/rawquery"
 	"github.com/converge-es/converge/events"
 )
+
+// queryParamEntity is the query parameter that subscribes at connect.
+const queryParamEntity = "entity"
 
 // reasonTooSlow is the close reason of a client whose queue overflowed.
 const reasonTooSlow = "too slow: send queue full"
@@ -177,10 +181,10 @@ func (h *Hub) Close() {
 // serveHTTP answers every refusal with RFC 9457 problem details, as the
 // rest of a converge HTTP API does, so a client handles one error format.
 func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	entities, err := h.queryEntities(r.URL.Query()["entity"])
+	entities, err := h.queryEntities(r.URL.RawQuery)
 	if err != nil {
 		consistency.WriteProblemDetails(w, &consistency.Problem{
-			Status: http.StatusBadRequest, Detail: "live: " + err.Error(), Parameter: "entity",
+			Status: http.StatusBadRequest, Detail: "live: " + err.Error(), Parameter: queryParamEntity,
 		})
 		return
 	}
@@ -225,13 +229,32 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	c.run(entities)
 }
 
-// queryEntities validates the entity ids of a URL and drops duplicates.
-func (h *Hub) queryEntities(ids []string) ([]string, error) {
+// queryEntities returns the entity ids of a URL's raw query, validated,
+// without duplicates. A pair naming entity that url.ParseQuery would drop
+// without a word (a bad %-escape, a ';') is an error, not an entity left
+// out: the client would be upgraded without the subscription it asked for.
+func (h *Hub) queryEntities(rawQuery string) ([]string, error) {
+	ids, err := rawquery.Values(rawQuery, queryParamEntity)
+	var qe *rawquery.Error
+	if errors.As(err, &qe) {
+		switch qe.Fault {
+		case rawquery.Semicolon:
+			return nil, fmt.Errorf("query parameter %s: the query contains ';', which does not separate query parameters: "+
+				"separate them with '&', and encode a ';' inside an entity id as %%3B", queryParamEntity)
+		case rawquery.BadName:
+			return nil, fmt.Errorf("query parameter %s: its name is followed by a bad %%-escape: send it as %s=<id>", queryParamEntity, queryParamEntity)
+		default:
+			return nil, fmt.Errorf("query parameter %s: not %%-encoded correctly (%w): encode each entity id with url.QueryEscape", queryParamEntity, qe.Err)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
 	seen := make(map[string]bool, len(ids))
 	out := make([]string, 0, len(ids))
 	for _, id := range ids {
 		if err := validateEntityID(id); err != nil {
-			return nil, fmt.Errorf("query parameter entity: %w", err)
+			return nil, fmt.Errorf("query parameter %s: %w", queryParamEntity, err)
 		}
 		if !seen[id] {
 			seen[id] = true

@@ -37,7 +37,7 @@ func (c checkpoints) Acquire(ctx context.Context, name, owner string, ttl time.D
 		return feed.Lease{}, feed.ErrLeaseHeld
 	}
 	if err != nil {
-		return feed.Lease{}, fmt.Errorf("pgstore: acquire %q: %w", name, err)
+		return feed.Lease{}, fmt.Errorf("pgstore: acquire %q: %w", name, classify(err))
 	}
 	return feed.Lease{Name: name, Owner: owner, Generation: gen, Position: events.MakeToken(uint64(major), uint64(minor))}, nil
 }
@@ -51,7 +51,7 @@ func (c checkpoints) Renew(ctx context.Context, l feed.Lease, ttl time.Duration)
 	}
 	tag, err := c.s.pool.Exec(ctx, c.s.q.renew, l.Name, l.Owner, l.Generation, ttl)
 	if err != nil {
-		return fmt.Errorf("pgstore: renew %q: %w", l.Name, err)
+		return fmt.Errorf("pgstore: renew %q: %w", l.Name, classify(err))
 	}
 	if tag.RowsAffected() == 0 {
 		return leaseLost(l)
@@ -64,7 +64,7 @@ func (c checkpoints) Release(ctx context.Context, l feed.Lease) error {
 		return errClosed
 	}
 	if _, err := c.s.pool.Exec(ctx, c.s.q.release, l.Name, l.Owner, l.Generation); err != nil {
-		return fmt.Errorf("pgstore: release %q: %w", l.Name, err)
+		return fmt.Errorf("pgstore: release %q: %w", l.Name, classify(err))
 	}
 	return nil
 }
@@ -79,7 +79,7 @@ func (c checkpoints) Position(ctx context.Context, name string) (events.Token, e
 		return events.Token{}, nil
 	}
 	if err != nil {
-		return events.Token{}, fmt.Errorf("pgstore: position of %q: %w", name, err)
+		return events.Token{}, fmt.Errorf("pgstore: position of %q: %w", name, classify(err))
 	}
 	return events.MakeToken(uint64(major), uint64(minor)), nil
 }
@@ -113,7 +113,7 @@ func (c checkpoints) Advance(ctx context.Context, l feed.Lease, pos events.Token
 		return leaseLost(l)
 	}
 	if err != nil {
-		return fmt.Errorf("pgstore: advance %q: %w", l.Name, err)
+		return fmt.Errorf("pgstore: advance %q: %w", l.Name, classify(err))
 	}
 	if moved {
 		c.s.checkpointMoved(l.Name, pos)
@@ -146,16 +146,16 @@ func (c checkpoints) Heartbeat(ctx context.Context, group, member string, ttl ti
 	defer br.Close()
 	for range 2 {
 		if _, err := br.Exec(); err != nil {
-			return nil, fmt.Errorf("pgstore: heartbeat %q: %w", group, err)
+			return nil, fmt.Errorf("pgstore: heartbeat %q: %w", group, classify(err))
 		}
 	}
 	rows, err := br.Query()
 	if err != nil {
-		return nil, fmt.Errorf("pgstore: heartbeat %q: %w", group, err)
+		return nil, fmt.Errorf("pgstore: heartbeat %q: %w", group, classify(err))
 	}
 	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return nil, fmt.Errorf("pgstore: heartbeat %q: %w", group, err)
+		return nil, fmt.Errorf("pgstore: heartbeat %q: %w", group, classify(err))
 	}
 	return out, nil
 }
@@ -166,7 +166,7 @@ func (c checkpoints) Leave(ctx context.Context, group, member string) error {
 		return errClosed
 	}
 	if _, err := c.s.pool.Exec(ctx, c.s.q.leave, group, member); err != nil {
-		return fmt.Errorf("pgstore: leave %q: %w", group, err)
+		return fmt.Errorf("pgstore: leave %q: %w", group, classify(err))
 	}
 	return nil
 }

@@ -23,9 +23,23 @@ func (s *Store) AddAppendHook(h feed.AppendHook) (remove func()) { return s.hook
 // that commits at once. A COMMIT sent without a reply may have committed:
 // it is reported as an unknown outcome (with the events' ids), which
 // Append's retries resolve by finding the events stored.
+//
+// An append of the same ids committed by another transaction after this
+// unit's snapshot ends the unit's statement in a unique violation
+// (errStoredConcurrently), which aborts it. The ids are committed by
+// then (the violation waits for the other transaction to end), so the
+// append runs once more in a unit of its own, whose check of the ids sees
+// them: a repeat of the same events returns the original result, as an
+// append without hooks does, and only a reuse of the ids for other events
+// fails with ErrDuplicateEvent.
 func (s *Store) appendInOwnUnit(ctx context.Context, streamID string, expected events.ExpectedVersion, ids []string, evs []events.Event) (events.AppendResult, error) {
 	u := s.newUnit()
 	res, err := u.Append(ctx, streamID, expected, evs...)
+	if errors.Is(err, errStoredConcurrently) {
+		_ = u.Rollback(ctx)
+		u = s.newUnit()
+		res, err = u.Append(ctx, streamID, expected, evs...)
+	}
 	if err != nil {
 		_ = u.Rollback(ctx)
 		return events.AppendResult{}, err

@@ -29,7 +29,7 @@ func (s *Store) OldestAfter(ctx context.Context, after events.Token) (time.Time,
 		return time.Time{}, false, nil
 	}
 	if err != nil {
-		return time.Time{}, false, fmt.Errorf("pgstore: oldest unprocessed event: %w", err)
+		return time.Time{}, false, fmt.Errorf("pgstore: oldest unprocessed event: %w", classify(err))
 	}
 	return at, true, nil
 }
@@ -41,7 +41,7 @@ func (s *Store) Consumers(ctx context.Context) ([]feed.ConsumerInfo, error) {
 	}
 	rows, err := s.pool.Query(ctx, s.q.consumers)
 	if err != nil {
-		return nil, fmt.Errorf("pgstore: list consumers: %w", err)
+		return nil, fmt.Errorf("pgstore: list consumers: %w", classify(err))
 	}
 	defer rows.Close()
 	var out []feed.ConsumerInfo
@@ -52,7 +52,7 @@ func (s *Store) Consumers(ctx context.Context) ([]feed.ConsumerInfo, error) {
 			leaseUntil, heartbeat *time.Time
 		)
 		if err := rows.Scan(&c.Name, &major, &minor, &c.Owner, &c.Generation, &leaseUntil, &heartbeat, &c.UpdatedAt); err != nil {
-			return nil, fmt.Errorf("pgstore: list consumers: %w", err)
+			return nil, fmt.Errorf("pgstore: list consumers: %w", classify(err))
 		}
 		// NULL (nobody holds the name, never renewed) is Go's zero time, as
 		// in memory.
@@ -65,7 +65,10 @@ func (s *Store) Consumers(ctx context.Context) ([]feed.ConsumerInfo, error) {
 		c.Position = events.MakeToken(uint64(major), uint64(minor))
 		out = append(out, c)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("pgstore: list consumers: %w", classify(err))
+	}
+	return out, nil
 }
 
 var _ feed.Inspector = (*Store)(nil)

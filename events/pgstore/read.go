@@ -149,7 +149,7 @@ func scanFeed(rows pgx.Rows, withPending bool) (feed.Batch, pendingCols, error) 
 	for rows.Next() {
 		payload, meta = nil, nil // scanned into fresh slices, not reused
 		if err := rows.Scan(dest...); err != nil {
-			return feed.Batch{}, p, fmt.Errorf("pgstore: scan event: %w", err)
+			return feed.Batch{}, p, fmt.Errorf("pgstore: scan event: %w", classify(err))
 		}
 		if topKey.Valid {
 			out.ScannedTo = events.MakeToken(uint64(topKey.Int64), uint64(topSeq.Int64))
@@ -172,7 +172,7 @@ func scanFeed(rows pgx.Rows, withPending bool) (feed.Batch, pendingCols, error) 
 		out.Events = append(out.Events, e)
 	}
 	if err := rows.Err(); err != nil {
-		return feed.Batch{}, p, fmt.Errorf("pgstore: read feed: %w", err)
+		return feed.Batch{}, p, fmt.Errorf("pgstore: read feed: %w", classify(err))
 	}
 	return out, p, nil
 }

@@ -37,6 +37,7 @@ var feedTests = []feedTest{
 	{"ReadFeedPartitions", testReadFeedPartitions},
 	{"ReadFeedFiltersProperty", testReadFeedFiltersProperty},
 	{"ReadFeedScannedTo", testReadFeedScannedTo},
+	{"ReadFeedFilteredPendingBehindUnit", testReadFeedFilteredPendingBehindUnit},
 	{"UnitRollbackDiscardsAppends", testUnitRollbackDiscardsAppends},
 	{"UnitCountsWrites", testUnitCountsWrites},
 	{"UnitCommitMakesAppendsVisible", testUnitCommitMakesAppendsVisible},

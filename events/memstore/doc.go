@@ -52,8 +52,11 @@
 // (the root is the stream id up to its first "-", pgstore's category
 // column), as PostgreSQL indexes them, so the read costs about what it
 // returns rather than the length of the log it passes, also behind an open
-// unit, where the first matching event behind the reservation is enough to
-// report Batch.Pending. A category with a "-" reads its root's events,
+// unit. A read held back by an open unit that returns no events reports
+// Batch.Pending whenever a committed event after its cursor sits behind the
+// reservation, matching its filter or not, as pgstore does: a filtered
+// reader moves its checkpoint past unmatched events, so those it cannot
+// read yet are pending for it too. A category with a "-" reads its root's events,
 // and partitions are tested event by event. A read without types or
 // categories walks the log and stops at its limit.
 //

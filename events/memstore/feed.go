@@ -11,7 +11,8 @@ import (
 // order that match f, and how far it looked (Batch.ScannedTo). limit <= 0
 // means events.DefaultReadLimit. Events committed behind an open unit's
 // reserved tokens are held back until the unit ends, and Batch.Pending
-// reports them.
+// reports them to a read that returned no events, whether they match f or
+// not.
 func (s *Store) ReadFeed(ctx context.Context, after events.Token, f feed.Filter, limit int) (feed.Batch, error) {
 	return s.read(ctx, after, f, limit)
 }

@@ -11,6 +11,16 @@ import (
 // read serves ReadAll and ReadFeed. It sees committed events before the
 // first seq an open unit reserved: like PostgreSQL's read horizon, that
 // keeps a reader from passing an event that may still commit.
+//
+// pendingBehind: a read held back that returned no events reports Pending
+// whenever a committed event after the cursor sits at or past the
+// reservation, whether it matches the filter or not, as pgstore does. A
+// filtered reader moves its checkpoint past unmatched events
+// (Batch.ScannedTo), so unmatched events it cannot read yet are pending
+// for it too: without them it would see nothing pending and wait for a
+// wake-up that the unit holding the horizon may never send. A read that
+// returned events reports Pending when a matching event waits behind the
+// reservation (pgstore leaves it false; its reader reads again anyway).
 func (s *Store) read(ctx context.Context, after events.Token, f feed.Filter, limit int) (feed.Batch, error) {
 	invalid := f.Validate()
 	if invalid == nil {
@@ -50,8 +60,10 @@ func (s *Store) scan(start int, bound events.Token, held bool, f feed.Filter, li
 	for _, env := range s.log[start:] {
 		examined++
 		if held && !env.Token.Before(bound) {
-			// Committed but behind an open unit's reservation.
-			if f.Match(env) {
+			// Committed but behind an open unit's reservation: pending
+			// for a read that returned nothing, matching or not (see
+			// pendingBehind), and for any read when it matches.
+			if len(b.Events) == 0 || f.Match(env) {
 				b.Pending = true
 				break
 			}
@@ -103,7 +115,14 @@ func (s *Store) readIndexed(cands *merge, start int, bound events.Token, held bo
 	if !held {
 		return b, examined
 	}
-	// Held back: is one of the candidates behind the reservation a match?
+	if len(b.Events) == 0 {
+		// Nothing returned: any committed event behind the reservation is
+		// pending, matching or not (see pendingBehind).
+		b.Pending = end < len(s.log)
+		return b, examined
+	}
+	// Held back after returning events: is one of the candidates behind
+	// the reservation a match?
 	for seq, ok := cands.next(); ok; seq, ok = cands.next() {
 		examined++
 		pos = s.locate(seq, pos)

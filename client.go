@@ -54,6 +54,11 @@ type Client struct {
 	state     int
 	routerErr chan error
 	runCancel context.CancelFunc
+	// unregistered is set once the client's metrics are off
+	// Config.Registerer: Unregister matches collectors by their
+	// descriptions, so doing it again (a second Stop) would take a newer
+	// client's metrics of the same names off.
+	unregistered bool
 }
 
 const (
@@ -194,9 +199,10 @@ func (cl *Client) release() {
 // stopped: a new client (ErrStopped says to make one) registers its own
 // there.
 func (cl *Client) unregisterMetrics() {
-	if cl.cfg.Registerer == nil {
+	if cl.cfg.Registerer == nil || cl.unregistered {
 		return
 	}
+	cl.unregistered = true
 	var cs []prometheus.Collector
 	if cl.engine != nil {
 		cs = append(cs, cl.engine.Metrics().Collectors()...)
@@ -279,6 +285,9 @@ func (cl *Client) Start(ctx context.Context) error {
 	cl.state = stateRunning
 	if err := cl.start(ctx); err != nil {
 		cl.state = stateStopped
+		// Stopped for good: the new client ErrStopped asks for registers
+		// its metrics where this one's were.
+		defer cl.unregisterMetrics()
 		if serr := cl.stopLocked(context.WithoutCancel(ctx)); serr != nil {
 			return errors.Join(err, serr)
 		}

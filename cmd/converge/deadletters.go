@@ -182,7 +182,9 @@ func (c *deadLettersListCmd) checkProcessor(ctx context.Context, store *pgstore.
 // knownProcessors returns, sorted, the names of the processors the store
 // knows: by their records (feed.ProcessorPartitions), by their
 // checkpoints (a partition's is named after its processor), and by their
-// dead letters (whose IDs start with their checkpoint).
+// dead letters (whose IDs start with their checkpoint). When want is
+// known by a record or a checkpoint it returns want alone, without
+// reading the dead letters, which can be many.
 func knownProcessors(ctx context.Context, store *pgstore.Store, want string) ([]string, error) {
 	parts, err := feed.ProcessorPartitions(ctx, store.Rows())
 	if err != nil {

@@ -378,14 +378,14 @@ func (m *Monitor) Stop(ctx context.Context) error {
 	}
 }
 
-// Stopped returns a channel closed once the Monitor has stopped: after
-// Stop, or after the context given to Start ends.
 // Collectors returns the monitor's metrics, registered on
 // Config.Registerer when one was given: a caller done with the monitor
 // unregisters them so that another one can register on the same
 // Registerer.
 func (m *Monitor) Collectors() []prometheus.Collector { return m.metrics.collectors() }
 
+// Stopped returns a channel closed once the Monitor has stopped: after
+// Stop, or after the context given to Start ends.
 func (m *Monitor) Stopped() <-chan struct{} { return m.stopped }
 
 func cloneReports(rs []Report) []Report {

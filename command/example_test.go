@@ -126,9 +126,12 @@ func addPaymentHandler(store command.Store, router *message.Router) error {
 	return err
 }
 
-// awaitEvent returns the last event of stream once it has one.
+// awaitEvent returns the last event of stream once it has one, woken by
+// the store's commits.
 func awaitEvent(ctx context.Context, store *memstore.Store, stream string) events.Envelope {
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+	deadline := time.After(10 * time.Second)
+	for {
+		wake := store.Wake() // taken before the read, so no commit is missed
 		v, err := store.StreamVersion(ctx, stream)
 		if err != nil {
 			panic(err)
@@ -140,6 +143,10 @@ func awaitEvent(ctx context.Context, store *memstore.Store, stream string) event
 			}
 			return envs[0]
 		}
+		select {
+		case <-wake:
+		case <-deadline:
+			panic("no event in " + stream)
+		}
 	}
-	panic("no event in " + stream)
 }

@@ -200,11 +200,11 @@ func (o *Operator) RequestCancel(ctx context.Context, saga, id, reason string) e
 // leaving room for the note of its full size, so that it is not cut again,
 // with a note of the cut's size instead.
 func requestText(s string) string {
-	t := rowjson.Text(strings.ToValidUTF8(s, "\uFFFD"), maxHistoryDetail)
-	if len(t) <= maxHistoryDetail {
+	valid := strings.ToValidUTF8(s, "\uFFFD")
+	if t := rowjson.Text(valid, maxHistoryDetail); len(t) <= maxHistoryDetail {
 		return t // within the cut: kept whole, as Engine.Cancel keeps it
 	}
-	return rowjson.Text(strings.ToValidUTF8(s, "\uFFFD"), maxHistoryDetail-clipNoteBytes)
+	return rowjson.Text(valid, maxHistoryDetail-clipNoteBytes)
 }
 
 // clipNoteBytes bounds the note rowjson.Clip adds to a text it cuts.

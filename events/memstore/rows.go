@@ -100,21 +100,22 @@ type rows struct {
 // errLockOutsideUnit refuses a lock that nothing would hold.
 var errLockOutsideUnit = fmt.Errorf("%w: a lock outside a unit protects nothing (read through Unit.Rows)", feed.ErrInvalidRow)
 
-// ended fails with ErrUnitEnded once the unit has ended, under s.mu as the
-// unit's own methods check it. Every method of a unit's rows calls it
-// first, before its arguments and its context, so an ended unit answers
-// ErrUnitEnded whatever it is asked (events.Unit), as on PostgreSQL. A
-// failed unit still judges the input first (see lock).
+// ended fails with ErrUnitEnded once the unit has ended. Every method of a
+// unit's rows calls it first, before its arguments and its context, so an
+// ended unit answers ErrUnitEnded whatever it is asked (events.Unit), as
+// on PostgreSQL. It reads the unit's ended channel, closed with done set
+// under s.mu, so the check costs no second turn of the store's lock on
+// every row call. A failed unit still judges the input first (see lock).
 func (r *rows) ended() error {
 	if r.u == nil {
 		return nil
 	}
-	r.s.mu.RLock()
-	defer r.s.mu.RUnlock()
-	if r.u.done {
+	select {
+	case <-r.u.ended:
 		return events.ErrUnitEnded
+	default:
+		return nil
 	}
-	return nil
 }
 
 // lock takes s.mu for a call, failing when the store is closed or the unit

@@ -47,6 +47,7 @@ var feedTests = []feedTest{
 	{"DuplicateOfHeldEventFailsTheUnit", testDuplicateOfHeldEventFailsTheUnit},
 	{"CommitWithStaleLeaseWritesNothing", testCommitWithStaleLeaseWritesNothing},
 	{"CommitSeveralMoves", testCommitSeveralMoves},
+	{"CommitFromMovedCheckpointWritesNothing", testCommitFromMovedCheckpointWritesNothing},
 	{"AdvanceNeverMovesBack", testAdvanceNeverMovesBack},
 	{"HooksRunBeforeTheMoveIsAnnounced", testHooksRunBeforeTheMoveIsAnnounced},
 	{"Membership", testMembership},

@@ -479,7 +479,7 @@ func (c *consumer) deliverFrom(ctx context.Context, lease Lease) error {
 				size, cut = min(size, cut), 0
 			}
 			group := evs[:size]
-			n, nacked, err := c.deliverGroup(ctx, lease, group)
+			n, nacked, err := c.deliverGroup(ctx, lease, pos, group)
 			if n > 0 {
 				pos = group[n-1].Token
 			}
@@ -620,7 +620,7 @@ func (c *consumer) wait(ctx context.Context, wake, nudge <-chan struct{}) error 
 // begin or commit: redeliver from the first) or with an error that stops
 // delivery (ctx ended, lease lost, Source closed). When Close races an Ack,
 // the events Acked so far still commit and their count is returned.
-func (c *consumer) deliverGroup(ctx context.Context, lease Lease, group []events.Envelope) (n, nackedAt int, err error) {
+func (c *consumer) deliverGroup(ctx context.Context, lease Lease, from events.Token, group []events.Envelope) (n, nackedAt int, err error) {
 	bctx, cancel := context.WithTimeout(ctx, c.cfg.LeaseTTL)
 	unit, err := c.cps.Begin(bctx)
 	cancel()
@@ -644,10 +644,10 @@ func (c *consumer) deliverGroup(ctx context.Context, lease Lease, group []events
 	if c.direct != nil {
 		deliver = c.deliverDirect
 	}
-	if n, nacked, ended, err := deliver(ctx, uctx, unit, lease, group); ended {
+	if n, nacked, ended, err := deliver(ctx, uctx, unit, lease, from, group); ended {
 		return n, nacked, err
 	}
-	if err := c.commit(ctx, unit, lease, group[len(group)-1]); err != nil {
+	if err := c.commit(ctx, unit, lease, from, group[len(group)-1]); err != nil {
 		return 0, 0, err
 	}
 	return len(group), 0, nil
@@ -657,7 +657,7 @@ func (c *consumer) deliverGroup(ctx context.Context, lease Lease, group []events
 // and waits for its answer. It returns deliverGroup's results and true
 // when delivery of the unit ends there (a Nack, ctx ended), or false when
 // every event was Acked and the unit may commit.
-func (c *consumer) deliverMessages(ctx, uctx context.Context, unit Unit, lease Lease, group []events.Envelope) (int, int, bool, error) {
+func (c *consumer) deliverMessages(ctx, uctx context.Context, unit Unit, lease Lease, from events.Token, group []events.Envelope) (int, int, bool, error) {
 	for i, env := range group {
 		msg, decodeErr := newMessage(env)
 		if decodeErr != nil {
@@ -667,7 +667,7 @@ func (c *consumer) deliverMessages(ctx, uctx context.Context, unit Unit, lease L
 		select {
 		case c.out <- msg:
 		case <-ctx.Done():
-			n, err := c.settleAtClose(ctx, unit, lease, group[:i])
+			n, err := c.settleAtClose(ctx, unit, lease, from, group[:i])
 			return n, 0, true, err
 		}
 		select {
@@ -679,7 +679,7 @@ func (c *consumer) deliverMessages(ctx, uctx context.Context, unit Unit, lease L
 			// An Ack given before the end counts, even when the select
 			// above picked the end.
 			if acked(msg) {
-				n, err := c.settleAtClose(ctx, unit, lease, group[:i+1])
+				n, err := c.settleAtClose(ctx, unit, lease, from, group[:i+1])
 				return n, 0, true, err
 			}
 			if closedChan(c.closing) {
@@ -698,7 +698,7 @@ func (c *consumer) deliverMessages(ctx, uctx context.Context, unit Unit, lease L
 			defer t.Stop()
 			select {
 			case <-msg.Acked():
-				n, err := c.settleAtClose(ctx, unit, lease, group[:i+1])
+				n, err := c.settleAtClose(ctx, unit, lease, from, group[:i+1])
 				return n, 0, true, err
 			case <-msg.Nacked():
 				// The unit holds whatever the failed handler wrote before
@@ -708,7 +708,7 @@ func (c *consumer) deliverMessages(ctx, uctx context.Context, unit Unit, lease L
 				c.rollback(ctx, unit)
 			case <-c.closing:
 				if acked(msg) {
-					n, err := c.settleAtClose(ctx, unit, lease, group[:i+1])
+					n, err := c.settleAtClose(ctx, unit, lease, from, group[:i+1])
 					return n, 0, true, err
 				}
 				c.abandon(ctx, unit, msg, env)
@@ -777,7 +777,7 @@ func closedChan(ch <-chan struct{}) bool {
 
 // deliverDirect calls the processor's handler for each event of group
 // (Processor.Run), with deliverMessages' results.
-func (c *consumer) deliverDirect(ctx, uctx context.Context, unit Unit, lease Lease, group []events.Envelope) (int, int, bool, error) {
+func (c *consumer) deliverDirect(ctx, uctx context.Context, unit Unit, lease Lease, from events.Token, group []events.Envelope) (int, int, bool, error) {
 	for i, env := range group {
 		if err := c.direct(contextWithUnitIndex(uctx, i), env); err != nil {
 			c.rollback(ctx, unit)
@@ -787,7 +787,7 @@ func (c *consumer) deliverDirect(ctx, uctx context.Context, unit Unit, lease Lea
 			return 0, i, true, errRedeliver
 		}
 		if ctx.Err() != nil {
-			n, err := c.settleAtClose(ctx, unit, lease, group[:i+1])
+			n, err := c.settleAtClose(ctx, unit, lease, from, group[:i+1])
 			return n, 0, true, err
 		}
 	}
@@ -796,12 +796,12 @@ func (c *consumer) deliverDirect(ctx, uctx context.Context, unit Unit, lease Lea
 
 // settleAtClose commits the events acked before ctx ended, or rolls back
 // when there are none, and reports why delivery stops.
-func (c *consumer) settleAtClose(ctx context.Context, unit Unit, lease Lease, acked []events.Envelope) (int, error) {
+func (c *consumer) settleAtClose(ctx context.Context, unit Unit, lease Lease, from events.Token, acked []events.Envelope) (int, error) {
 	if len(acked) == 0 {
 		c.rollback(ctx, unit)
 		return 0, context.Cause(ctx)
 	}
-	if err := c.commit(ctx, unit, lease, acked[len(acked)-1]); err != nil && !errors.Is(err, errRedeliver) {
+	if err := c.commit(ctx, unit, lease, from, acked[len(acked)-1]); err != nil && !errors.Is(err, errRedeliver) {
 		return 0, err
 	} else if err != nil {
 		return 0, context.Cause(ctx)
@@ -811,10 +811,10 @@ func (c *consumer) settleAtClose(ctx context.Context, unit Unit, lease Lease, ac
 
 // commit stores env's token as the checkpoint together with the handler's
 // writes. It runs even when ctx has just ended (Close racing an Ack).
-func (c *consumer) commit(ctx context.Context, unit Unit, lease Lease, env events.Envelope) error {
+func (c *consumer) commit(ctx context.Context, unit Unit, lease Lease, from events.Token, env events.Envelope) error {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.LeaseTTL)
 	defer cancel()
-	err := unit.Commit(cctx, Move{Lease: lease, Position: env.Token})
+	err := unit.Commit(cctx, Move{Lease: lease, Position: env.Token, From: &from})
 	if err == nil {
 		if c.cfg.OnCommitted != nil {
 			c.cfg.OnCommitted(c.name, env.Token)

@@ -69,7 +69,11 @@
 //   - Other appenders to a stream the unit appended to wait until it ends,
 //     then see its events (or none, after a rollback).
 //   - A commit is fenced by each move's lease generation (ErrLeaseLost,
-//     nothing written). Rows read with a lock are protected: PostgreSQL
+//     nothing written), and a consumer's also by the position its unit
+//     began at (Move.From): when a commit's reply is lost after the server
+//     committed it, the consumer's next unit over the same events finds
+//     the checkpoint moved and fails, and the consumer takes its lease
+//     again from the stored checkpoint instead of applying them twice. Rows read with a lock are protected: PostgreSQL
 //     makes the other unit wait, memory fails the later commit with
 //     ErrConflict, so run the work again; either way no update is lost.
 //   - A duplicate of an event id another open unit holds fails the unit
@@ -191,8 +195,9 @@
 // Delivery is at least once and in global order: the next event is not
 // delivered before the current one is Acked. Writes made through the unit
 // (its Append and Rows, or pgstore.TxFromContext) take effect exactly once,
-// because they commit with the checkpoint and a consumer that lost its
-// lease cannot commit (fencing). Side effects outside the unit (HTTP calls,
+// because they commit with the checkpoint, a consumer that lost its lease
+// cannot commit (fencing), and a unit commits only over the checkpoint it
+// began at (a commit whose reply was lost is not applied again). Side effects outside the unit (HTTP calls,
 // another database) may happen again and must be idempotent.
 //
 // The consumer waits for new events on Source.Wake, with three documented

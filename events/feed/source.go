@@ -191,6 +191,14 @@ func RowsFor(ctx context.Context, reg *events.Registry, src Source) Rows {
 type Move struct {
 	Lease    Lease
 	Position events.Token
+	// From, when set, is where the unit's work began: the commit then also
+	// requires the stored checkpoint to be there still, and fails with
+	// ErrLeaseLost, writing nothing, when it is not. A commit whose reply
+	// was lost (the server committed, the client saw a broken connection)
+	// has already moved the checkpoint, so the unit that redelivers its
+	// events cannot apply them a second time. Consumers set it; leave it
+	// nil for a move that does not follow from where the checkpoint was.
+	From *events.Token
 }
 
 // ErrConflict says a unit lost to a concurrent unit: nothing was written;

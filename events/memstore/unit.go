@@ -367,7 +367,11 @@ func (u *unit) Commit(ctx context.Context, moves ...feed.Move) error {
 		return events.ErrUnitEnded
 	}
 	for _, m := range moves {
-		if err := feed.ValidateToken(m.Position); err != nil {
+		err := feed.ValidateToken(m.Position)
+		if err == nil && m.From != nil {
+			err = feed.ValidateToken(*m.From)
+		}
+		if err != nil {
 			_ = u.Rollback(ctx) // as on PostgreSQL, where the unit cannot go on
 			return err
 		}
@@ -451,8 +455,14 @@ func (u *unit) Commit(ctx context.Context, moves ...feed.Move) error {
 func (u *unit) checkLocked(moves []feed.Move) error {
 	c := u.s.checkpoints
 	for _, m := range moves {
-		if _, err := c.current(m.Lease); err != nil {
+		cp, err := c.current(m.Lease)
+		if err != nil {
 			return err
+		}
+		if m.From != nil && cp.pos != *m.From {
+			l := m.Lease
+			return fmt.Errorf("%w: the checkpoint of %q generation %d of owner %q is at %s, not at %s where the unit began: stop delivering; Acquire again to resume from the stored checkpoint",
+				feed.ErrLeaseLost, l.Name, l.Generation, l.Owner, cp.pos, m.From)
 		}
 	}
 	for name, pos := range u.posReads {

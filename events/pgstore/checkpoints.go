@@ -127,6 +127,18 @@ func leaseLost(l feed.Lease) error {
 		feed.ErrLeaseLost, l.Name, l.Generation, l.Owner)
 }
 
+// moveRefused is a commit's refused move: its lease lost or, for a move
+// with From, its checkpoint moved away from From (one statement checks
+// both, so it cannot tell which).
+func moveRefused(m feed.Move) error {
+	if m.From == nil {
+		return leaseLost(m.Lease)
+	}
+	l := m.Lease
+	return fmt.Errorf("%w: %q generation %d of owner %q is no longer current, or its checkpoint is no longer at %s where the unit began (a commit whose reply was lost moved it): stop delivering; Acquire again to resume from the stored checkpoint",
+		feed.ErrLeaseLost, l.Name, l.Generation, l.Owner, m.From)
+}
+
 // Heartbeat records member in group until ttl from now (database clock),
 // drops expired members and returns the live ones, sorted byte-wise. The
 // three statements travel in one round trip and run in one implicit

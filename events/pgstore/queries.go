@@ -114,8 +114,12 @@ RETURNING generation, major, minor`, cps),
 		release:      fmt.Sprintf(`UPDATE %s SET owner = NULL, lease_until = NULL WHERE name = $1 AND owner = $2 AND generation = $3`, cps),
 		position:     fmt.Sprintf(`SELECT major, minor FROM %s WHERE name = $1`, cps),
 		allPositions: fmt.Sprintf(`SELECT name, major, minor FROM %s`, cps),
+		// $6/$7, when not NULL, are where the unit began (feed.Move.From).
+		// A unit waiting on the row lock of one whose commit is still
+		// finishing checks them again on the row that commit left, so
+		// it cannot pass a move it no longer follows.
 		commit: fmt.Sprintf(`UPDATE %s SET major = $4, minor = $5, updated_at = now(), heartbeat_at = now()
-WHERE name = $1 AND owner = $2 AND generation = $3`, cps),
+WHERE name = $1 AND owner = $2 AND generation = $3 AND ($6::bigint IS NULL OR (major, minor) = ($6::bigint, $7::bigint))`, cps),
 		// The position only ever moves forward; the row is matched (and the
 		// lease proven current) either way. RETURNING sees the new row, so
 		// whether it moved is judged on the old one, read (and locked) first.
@@ -150,7 +154,7 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::bigint
 ON CONFLICT (namespace, tbl, key) DO UPDATE SET value = EXCLUDED.value, major = EXCLUDED.major, minor = EXCLUDED.minor, updated_at = now()`, rows),
 		rowDeleteMany: fmt.Sprintf(`DELETE FROM %s WHERE (namespace, tbl, key) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))`, rows),
 		commitFenced: fmt.Sprintf(`WITH moved AS (UPDATE %s SET major = $4, minor = $5, updated_at = now(), heartbeat_at = now()
-WHERE name = $1 AND owner = $2 AND generation = $3 RETURNING 1)
+WHERE name = $1 AND owner = $2 AND generation = $3 AND ($6::bigint IS NULL OR (major, minor) = ($6::bigint, $7::bigint)) RETURNING 1)
 SELECT 1 / count(*) FROM moved`, cps),
 		rowDeleteNS: fmt.Sprintf(`DELETE FROM %[1]s WHERE (namespace, tbl, key) IN
 (SELECT namespace, tbl, key FROM %[1]s WHERE namespace = $1 ORDER BY tbl, key LIMIT $2)`, rows),

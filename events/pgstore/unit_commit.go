@@ -22,14 +22,20 @@ func (u *unit) Commit(ctx context.Context, moves ...feed.Move) error {
 	if err := u.live(); err != nil {
 		return err
 	}
-	args := make([][5]any, len(moves))
+	args := make([][7]any, len(moves))
 	for i, m := range moves {
 		major, minor, err := tokenArgs(m.Position)
 		if err != nil {
 			_ = u.Rollback(ctx)
 			return err
 		}
-		args[i] = [5]any{m.Lease.Name, m.Lease.Owner, m.Lease.Generation, major, minor}
+		args[i] = [7]any{m.Lease.Name, m.Lease.Owner, m.Lease.Generation, major, minor, nil, nil}
+		if m.From != nil {
+			if args[i][5], args[i][6], err = tokenArgs(*m.From); err != nil {
+				_ = u.Rollback(ctx)
+				return err
+			}
+		}
 	}
 	u.mu.Lock()
 	if u.done {
@@ -81,13 +87,13 @@ func (u *unit) Commit(ctx context.Context, moves ...feed.Move) error {
 }
 
 // commitOne moves one checkpoint (or none) with a plain UPDATE.
-func (u *unit) commitOne(ctx context.Context, moves []feed.Move, args [][5]any) error {
+func (u *unit) commitOne(ctx context.Context, moves []feed.Move, args [][7]any) error {
 	if len(moves) == 0 {
 		return nil
 	}
 	tag, err := u.s.pool.Exec(ctx, u.s.q.commit, args[0][:]...)
 	if err == nil && tag.RowsAffected() == 0 {
-		return leaseLost(moves[0].Lease)
+		return moveRefused(moves[0])
 	}
 	if err != nil {
 		return fmt.Errorf("pgstore: commit checkpoint %q: %w", moves[0].Lease.Name, err)
@@ -98,7 +104,7 @@ func (u *unit) commitOne(ctx context.Context, moves []feed.Move, args [][5]any) 
 // commitBatch sends the fenced moves, the writes and, inside a
 // transaction, COMMIT in one batch. A statement that fails makes the server
 // skip the rest of the batch, COMMIT included.
-func (u *unit) commitBatch(ctx context.Context, tx pgx.Tx, writes []heldWrite, moves []feed.Move, args [][5]any) error {
+func (u *unit) commitBatch(ctx context.Context, tx pgx.Tx, writes []heldWrite, moves []feed.Move, args [][7]any) error {
 	b := &pgx.Batch{}
 	for i := range moves {
 		b.Queue(u.s.q.commitFenced, args[i][:]...)
@@ -116,7 +122,7 @@ func (u *unit) commitBatch(ctx context.Context, tx pgx.Tx, writes []heldWrite, m
 			if _, err := br.Exec(); err != nil {
 				var pgErr *pgconn.PgError
 				if errors.As(err, &pgErr) && pgErr.Code == "22012" {
-					return leaseLost(moves[i].Lease)
+					return moveRefused(moves[i])
 				}
 				return fmt.Errorf("pgstore: commit checkpoint %q: %w", moves[i].Lease.Name, classify(err))
 			}

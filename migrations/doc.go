@@ -24,6 +24,24 @@
 //	}
 //	log.Printf("schema orders at version %d", version)
 //
+// # Privileges
+//
+// What Migrate needs of its role depends on what there is to do:
+//
+//   - A schema already at the latest version (every start-up but the
+//     first after an upgrade) needs only reading its version table: USAGE
+//     on the schema and SELECT on schema_version. Migrate reads the
+//     version first and returns without creating or locking anything, so a
+//     least-privilege application role that may only use converge's
+//     tables can call it at start-up.
+//   - A schema that exists but is behind (or empty) needs CREATE on it and
+//     ownership of converge's tables, as the migrations create and alter
+//     them: the role that owns the schema, say one an administrator
+//     created with CREATE SCHEMA ... AUTHORIZATION. CREATE on the database
+//     is not needed: Migrate only creates a schema that pg_namespace does
+//     not have.
+//   - A schema that does not exist yet needs CREATE on the database.
+//
 // Current reports the version a schema is at without changing it, and List
 // and Latest what this build carries; a deployment can compare them to
 // refuse to start against a schema that is behind.

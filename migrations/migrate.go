@@ -97,6 +97,23 @@ func migrateConn(ctx context.Context, conn *pgx.Conn, schema string, onApplied f
 	if err := CheckServer(ctx, conn); err != nil {
 		return 0, fmt.Errorf("migrate: %w", err)
 	}
+	// An up-to-date schema (every start-up but the first after an
+	// upgrade) needs nothing created: reading its version first lets a
+	// role that may only use converge's tables call Migrate.
+	have, found, err := readVersion(ctx, conn, schema)
+	if err != nil {
+		return 0, err
+	}
+	latest, err := Latest()
+	if err != nil {
+		return 0, err
+	}
+	if found && have > latest {
+		return have, errNewerSchema(schema, have, latest)
+	}
+	if found && have == latest {
+		return have, nil
+	}
 	if err := createSchema(ctx, conn, schema); err != nil {
 		return 0, err
 	}
@@ -106,12 +123,12 @@ func migrateConn(ctx context.Context, conn *pgx.Conn, schema string, onApplied f
 	}
 	// tern's own answer to a newer schema ("outside the valid versions")
 	// does not say what to do.
-	have, err := m.GetCurrentVersion(ctx)
+	have, err = m.GetCurrentVersion(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("migrate: read schema version of %q: %w", schema, err)
 	}
 	if want := int32(len(m.Migrations)); have > want {
-		return have, fmt.Errorf("migrate: schema %q is at version %d, ahead of this build's %d: run the newer converge that migrated it (this one would not know its tables)", schema, have, want)
+		return have, errNewerSchema(schema, have, want)
 	}
 	// tern applies each migration in a transaction of its own and only
 	// says when one starts: the previous one has committed by then, and
@@ -147,10 +164,56 @@ func newMigrator(ctx context.Context, conn *pgx.Conn, schema string) (*migrate.M
 	return m, nil
 }
 
+// errNewerSchema is Migrate's error for a schema that a newer build
+// migrated: tern's own answer ("outside the valid versions") does not say
+// what to do.
+func errNewerSchema(schema string, have, want int32) error {
+	return fmt.Errorf("migrate: schema %q is at version %d, ahead of this build's %d: run the newer converge that migrated it (this one would not know its tables)", schema, have, want)
+}
+
+// readVersion returns the version schema is at, found false when it has
+// no version table (or no schema) yet. It looks the table up in the
+// catalogs, which any role may read, and then needs only SELECT on it.
+func readVersion(ctx context.Context, conn *pgx.Conn, schema string) (version int32, found bool, err error) {
+	err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_class c
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relname = 'schema_version' AND c.relkind = 'r')`, schema).Scan(&found)
+	if err != nil {
+		return 0, false, fmt.Errorf("migrate: look up the version table of %q: %w", schema, err)
+	}
+	if !found {
+		return 0, false, nil
+	}
+	// tern keeps one row; a table another process is creating right now
+	// may have none yet: version 0.
+	err = conn.QueryRow(ctx, "SELECT version FROM "+pgx.Identifier{schema, "schema_version"}.Sanitize()).Scan(&version)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, true, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("migrate: read schema version of %q: %w", schema, err)
+	}
+	return version, true, nil
+}
+
+// createSchema creates schema unless it exists. PostgreSQL checks the
+// CREATE privilege on the database before IF NOT EXISTS, so CREATE SCHEMA
+// only runs when pg_namespace does not have the schema: a role that owns a
+// schema an administrator created for it need not create schemas.
 func createSchema(ctx context.Context, conn *pgx.Conn, schema string) error {
-	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+	// Read committed whatever the session's default (a pool's AfterConnect
+	// may set another): the look-up after the lock then sees a schema that
+	// the migrator which held the lock before created.
+	return pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", schemaLockKey); err != nil {
 			return fmt.Errorf("migrate: lock: %w", err)
+		}
+		var exists bool
+		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = $1)", schema).Scan(&exists); err != nil {
+			return fmt.Errorf("migrate: look up schema %q: %w", schema, err)
+		}
+		if exists {
+			return nil
 		}
 		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{schema}.Sanitize()); err != nil {
 			return fmt.Errorf("migrate: create schema %q (does the user have CREATE on the database?): %w", schema, err)

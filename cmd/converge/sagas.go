@@ -25,10 +25,6 @@ import (
 // default sweep intervals.
 const sagasDefaultWait = 12 * time.Second
 
-// sagasPollInterval is how often retry and cancel look whether their
-// request was taken.
-const sagasPollInterval = 100 * time.Millisecond
-
 // statuses are the instance statuses --status accepts.
 var statuses = []saga.Status{
 	saga.StatusRunning, saga.StatusParked, saga.StatusCompensating,
@@ -328,30 +324,29 @@ func (c *sagasCmd) request(cmd *cobra.Command, id string, wait time.Duration, do
 		_, err := fmt.Fprintf(c.out, "%s/%s: request recorded; an engine running %s carries it out\n", typ, id, typ)
 		return err
 	}
-	deadline := time.NewTimer(wait)
-	defer deadline.Stop()
-	tick := time.NewTicker(sagasPollInterval)
-	defer tick.Stop()
-	for {
+	// Every wait has a deadline, also when the database stops answering:
+	// the polls, and the read of the outcome after them, end with --wait.
+	deadline := time.Now().Add(wait)
+	var unanswered error // the last poll's failure to read the database in time
+	_, err = pollUntil(ctx, io.Discard, wait, func(ctx context.Context) (string, bool, error) {
 		_, pending, err := op.Pending(ctx, typ, id)
-		if ctx.Err() != nil {
-			return errStoppedWaiting(ctx)
-		}
-		if err != nil {
-			return err
-		}
-		if !pending {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return errStoppedWaiting(ctx)
-		case <-deadline.C:
-			return &timedOutError{what: fmt.Sprintf("%s/%s: no engine running saga type %s took the request within %s; it stays recorded and runs when one does (start it, or wait longer with --wait)", typ, id, typ, wait)}
-		case <-tick.C:
-		}
+		unanswered = err
+		return "", err == nil && !pending, err
+	})
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) && unanswered != nil:
+		return &timedOutError{what: fmt.Sprintf("%s/%s: the database did not answer within %s (%v); the request stays recorded and an engine running saga type %s carries it out (see `converge sagas show --type %s -- %s`)", typ, id, wait, unanswered, typ, shell.Quote(typ), shell.Quote(id))}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &timedOutError{what: fmt.Sprintf("%s/%s: no engine running saga type %s took the request within %s; it stays recorded and runs when one does (start it, or wait longer with --wait)", typ, id, typ, wait)}
+	case err != nil:
+		return err
 	}
-	tl, err := op.Show(ctx, typ, id)
+	showCtx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	tl, err := op.Show(showCtx, typ, id)
+	if err != nil && ctx.Err() == nil && showCtx.Err() != nil {
+		return &timedOutError{what: fmt.Sprintf("%s/%s: an engine took the request, but the database did not answer within %s to say how it went (%v); see `converge sagas show --type %s -- %s`", typ, id, wait, err, shell.Quote(typ), shell.Quote(id))}
+	}
 	if err != nil {
 		return err
 	}

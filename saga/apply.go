@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -344,10 +345,10 @@ func isTimerFired(env events.Envelope, c *stepCore) (string, bool) {
 }
 
 // compensationSize is what a registered compensation takes in the
-// instance row: its payload and its record around it (with 20,000 small
-// ones, the records are most of it).
+// instance row: its payload (as the row keeps it, see storedJSON) and its
+// record around it (with 20,000 small ones, the records are most of it).
 func compensationSize(c commandRecord) int {
-	return len(c.Payload) + len(c.Type) + len(`{"type":"","schema_version":0000000000,"payload":},`)
+	return c.Payload.size() + len(c.Type) + len(`{"type":"","schema_version":0000000000,"payload":},`)
 }
 
 // instanceHeadroom is what an instance row holds besides its state and
@@ -390,9 +391,9 @@ func (e *Engine) checkStorable(s *compiled, in *instance, c *stepCore, env event
 	if err := feed.ValidateRowValue(state); err != nil {
 		return fmt.Errorf("saga %q: the step's state cannot be stored: %w", s.name, err)
 	}
-	size := len(state)
+	size := storedJSON(state).size()
 	for i, comp := range c.compensations {
-		if err := feed.ValidateRowValue(comp.Payload); err != nil {
+		if err := feed.ValidateRowValue(json.RawMessage(comp.Payload)); err != nil {
 			return fmt.Errorf("saga %q: compensation %s cannot be stored: %w", s.name, comp.Type, err)
 		}
 		// Checked as the command it will be sent as: refused only when a
@@ -447,7 +448,7 @@ func timersSize(in *instance, ops []timerOp) int {
 func commandEvent(s *compiled, in *instance, seq int64, env events.Envelope, need events.Token, i int, cmd commandRecord) (string, events.Event) {
 	return command.StreamFor(cmd.Type, in.ID), events.Event{
 		ID:   commandID(s.name, in.ID, in.Origin, seq, i),
-		Data: events.Raw{Type: cmd.Type, SchemaVersion: cmd.SchemaVersion, Payload: cmd.Payload},
+		Data: events.Raw{Type: cmd.Type, SchemaVersion: cmd.SchemaVersion, Payload: json.RawMessage(cmd.Payload)},
 		Metadata: events.Metadata{
 			CorrelationID: in.ID,
 			CausationID:   env.ID,
@@ -532,10 +533,13 @@ func (e *Engine) applyTimers(ctx context.Context, rows feed.Rows, in *instance, 
 	return scheduled, nil
 }
 
+// cancelAllTimers cancels the active timers of an instance that ends, in
+// name order: the timeline records their cancels in the same order
+// whichever instance, store or run it is.
 func (e *Engine) cancelAllTimers(ctx context.Context, rows feed.Rows, in *instance) error {
 	var ops []timerOp
-	for name, ts := range in.Timers {
-		if ts.Active {
+	for _, name := range slices.Sorted(maps.Keys(in.Timers)) {
+		if in.Timers[name].Active {
 			ops = append(ops, timerOp{name: name, cancel: true})
 		}
 	}

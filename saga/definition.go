@@ -46,7 +46,12 @@ type Config[S any] struct {
 	// Evolving definitions). Defaults to 1.
 	StateVersion int
 	// Upcast turns stored state of schema version v (the key) into version
-	// v+1, as raw JSON, so instances in flight survive a change of S. An
+	// v+1, as raw JSON, so instances in flight survive a change of S. The
+	// first upcaster is given the state as the step that stored it
+	// encoded it, byte for byte on every store (keys in the order S gave
+	// them), except in a row an earlier release wrote on PostgreSQL: there
+	// it is jsonb's form, compacted (keys reordered, numbers written
+	// out), so decode it rather than match on its bytes. An
 	// older state that cannot be brought to StateVersion fails its
 	// instance (ErrStateDecode). Defaults to none.
 	Upcast map[int]func(state json.RawMessage) (json.RawMessage, error)
@@ -293,7 +298,7 @@ func (c *compiled) state(in *instance) (any, error) {
 	if !in.hasState() {
 		return c.newState(), nil
 	}
-	return c.decodeState(in.State, in.StateVersion)
+	return c.decodeState(json.RawMessage(in.State), in.StateVersion)
 }
 
 type compiledConfig struct {

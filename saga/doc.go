@@ -81,7 +81,14 @@
 // generations, compensations), the record that the message was handled,
 // the commands, the timer rows and the history entries commit together or
 // not at all. All of it lives in feed.Rows (namespace "converge.saga"), so
-// no migration beyond the rows table is needed. The instance row is read
+// no migration beyond the rows table is needed. The instance row keeps
+// the state and each compensation's payload as a JSON string holding the
+// JSON they encoded to (a '"' or '\' in it takes two bytes there), so that
+// every store gives back those very bytes: kept as JSON, PostgreSQL's
+// jsonb would give them back reordered, spaced and with numbers written
+// out (1e-300 in 304 characters), larger than the step that stored them
+// measured, and unlike what memory gives. Rows written by earlier
+// releases, which kept them as JSON, are read too. The instance row is read
 // with feed.LockUpdate: two steps of one instance never build on the same
 // version (PostgreSQL makes the second wait, memory makes it conflict and
 // run again). Starting an instance first claims its id (a row written in
@@ -186,7 +193,8 @@
 // payload limit, the last two checked in the step that registers or
 // schedules them; a string holding NUL in the state, a command or a
 // compensation; or state and compensations of more than 960 KiB
-// together), the instance fails with the reason: its
+// together, as the instance row holds them: see One unit per step), the
+// instance fails with the reason: its
 // later messages queue until Engine.Retry runs the failed step again, or
 // Engine.Cancel ends it. A correlation function that returns "" or panics
 // makes Handle return an error wrapping ErrCorrelation; an event of a
@@ -316,7 +324,8 @@
 //
 // # Evolving definitions
 //
-// The state is stored as JSON with Config.StateVersion; raise it when S
+// The state is stored as JSON (its bytes as encoded, see One unit per
+// step) with Config.StateVersion; raise it when S
 // changes shape and add a Config.Upcast step from the previous version, so
 // instances in flight keep running: the upcasters run in order, from the
 // stored version up to this build's, and the step stores the result at

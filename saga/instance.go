@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/internal/rowjson"
 )
 
 // Status is where an instance stands. Stored as these strings, so they
@@ -43,11 +44,11 @@ type instance struct {
 	// Origin is the id of the message that started the instance: command
 	// ids derive from it, so two units racing to start one instance never
 	// send commands with the same ids.
-	Origin       string          `json:"origin"`
-	Status       Status          `json:"status"`
-	Reason       string          `json:"reason,omitempty"`
-	State        json.RawMessage `json:"state"`
-	StateVersion int             `json:"state_version"`
+	Origin       string     `json:"origin"`
+	Status       Status     `json:"status"`
+	Reason       string     `json:"reason,omitempty"`
+	State        storedJSON `json:"state"`
+	StateVersion int        `json:"state_version"`
 	// Version counts writes; the row is written under a LockUpdate read,
 	// so two steps never both build on the same Version.
 	Version int64 `json:"version"`
@@ -135,9 +136,88 @@ type timerState struct {
 
 // commandRecord is a command kept for later (a compensation).
 type commandRecord struct {
-	Type          string          `json:"type"`
-	SchemaVersion int             `json:"schema_version"`
-	Payload       json.RawMessage `json:"payload"`
+	Type          string     `json:"type"`
+	SchemaVersion int        `json:"schema_version"`
+	Payload       storedJSON `json:"payload"`
+}
+
+// storedJSON is a JSON document (an instance's state, a compensation's
+// payload) kept in the instance row as a JSON string holding its text, so
+// that every store gives back the bytes it was given. Kept as JSON, it
+// would come back from PostgreSQL's jsonb in jsonb's form: keys
+// reordered, a space after every ',' and ':', numbers written out (1e-300
+// as 304 characters). That form can be far larger than what the step
+// that stored it measured (a compensation accepted when registered would
+// then refuse every later step of its instance, or the step that sends
+// it), and differs from memory's bytes, which commands, Info.State and
+// the upcasters would see.
+//
+// Rows written before the state and compensations were kept this way hold
+// the JSON itself: it decodes too, compacted. Such a value that was
+// itself a JSON string is told from the text of a document by that text
+// not being JSON; one that was a string holding JSON text (a state of
+// type string holding "42", say) reads as that text.
+type storedJSON []byte
+
+// MarshalJSON encodes the document as a JSON string of its text, as
+// rowjson does (no HTML escaping); no document is null.
+func (j storedJSON) MarshalJSON() ([]byte, error) {
+	if len(j) == 0 {
+		return []byte("null"), nil
+	}
+	return rowjson.Marshal(string(j))
+}
+
+// UnmarshalJSON decodes a JSON string holding a document's text, or the
+// JSON of a row written before documents were kept as text.
+func (j *storedJSON) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var text string
+		if err := json.Unmarshal(b, &text); err != nil {
+			return err
+		}
+		if json.Valid([]byte(text)) {
+			*j = storedJSON(text)
+			return nil
+		}
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, b); err != nil {
+		return err
+	}
+	*j = buf.Bytes()
+	return nil
+}
+
+// size is what the document takes in the instance row: the length of
+// MarshalJSON's string, counted without encoding it.
+func (j storedJSON) size() int {
+	if len(j) == 0 {
+		return len("null")
+	}
+	n := len(`""`)
+	for i := 0; i < len(j); {
+		if c := j[i]; c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t':
+				n += 2
+			case c < 0x20:
+				n += len(`\u0000`)
+			default:
+				n++
+			}
+			i++
+			continue
+		}
+		r, w := utf8.DecodeRune(j[i:])
+		if (r == utf8.RuneError && w == 1) || r == '\u2028' || r == '\u2029' {
+			n += len(`\ufffd`) // what encoding/json writes for each
+		} else {
+			n += w
+		}
+		i += w
+	}
+	return n
 }
 
 // ended reports whether the instance takes no more messages.

@@ -43,7 +43,10 @@ type Info struct {
 	Version int64        `json:"version"`
 	Steps   int64        `json:"steps"`
 	Token   events.Token `json:"token"`
-	// State is the instance's state as stored (JSON).
+	// State is the instance's state as stored: the JSON the last step
+	// encoded it to, the same bytes on every store (an instance no step
+	// has run since an earlier release stored it on PostgreSQL shows it as
+	// jsonb gave it back, compacted).
 	State        json.RawMessage `json:"state,omitempty"`
 	StateVersion int             `json:"state_version"`
 	// ParkedSince, Waiting and Stuck describe a parked step.
@@ -67,7 +70,7 @@ type Info struct {
 func (in *instance) info() Info {
 	i := Info{
 		Saga: in.Saga, ID: in.ID, Status: in.Status, Reason: in.Reason, Version: in.Version, Steps: in.Seq,
-		Token: in.Token, State: in.State, StateVersion: in.StateVersion, Queued: in.MailboxTail - in.MailboxHead,
+		Token: in.Token, State: json.RawMessage(in.State), StateVersion: in.StateVersion, Queued: in.MailboxTail - in.MailboxHead,
 		Created: in.Created, Updated: in.Updated, Ended: in.Ended, Purged: in.Purged,
 	}
 	if !in.Purged.IsZero() {

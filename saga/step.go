@@ -202,5 +202,5 @@ func (c *stepCore) encode(v any) (commandRecord, error) {
 	if err != nil {
 		return commandRecord{}, err
 	}
-	return commandRecord{Type: raw.Type, SchemaVersion: raw.SchemaVersion, Payload: raw.Payload}, nil
+	return commandRecord{Type: raw.Type, SchemaVersion: raw.SchemaVersion, Payload: storedJSON(raw.Payload)}, nil
 }

@@ -162,12 +162,13 @@ func (e *Engine) PartitionKey() feed.PartitionKey { return feed.ByCorrelation }
 func (e *Engine) Metrics() *Metrics { return e.metrics }
 
 // Start runs the timer loop and the parked-step driver until Stop. It does
-// not block; ctx supplies values only.
+// not block; ctx supplies values only. An Engine starts once: a second
+// Start, also after Stop, is refused (build another with NewEngine).
 func (e *Engine) Start(ctx context.Context) error {
 	e.startMu.Lock()
 	defer e.startMu.Unlock()
 	if e.started {
-		return errors.New("saga: Engine already started")
+		return errors.New("saga: Engine already started (an Engine starts once, also after Stop: build a new one with NewEngine to run again)")
 	}
 	e.started = true
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))

@@ -50,19 +50,31 @@ type Client struct {
 	monitor  *lag.Monitor
 	router   *message.Router
 
-	mu        sync.Mutex
-	state     int
+	// mu guards state and startCancel only, and is never held while the
+	// parts start or stop: a Stop must get in during a slow Start (a
+	// SIGTERM during start-up) and cancel it.
+	mu    sync.Mutex
+	state int
+	// startCancel cancels the Start in progress (stateStarting).
+	startCancel context.CancelFunc
+	// busy is held (a value sent) by the Start in progress, the clean-up
+	// of a Start that failed or was stopped, and each Stop, around the
+	// starting and stopping of the parts: they take turns, and a Stop
+	// waits for its turn no longer than its ctx. routerErr and runCancel
+	// are used under it.
+	busy      chan struct{}
 	routerErr chan error
 	runCancel context.CancelFunc
-	// unregistered is set once the client's metrics are off
-	// Config.Registerer: Unregister matches collectors by their
-	// descriptions, so doing it again (a second Stop) would take a newer
-	// client's metrics of the same names off.
-	unregistered bool
+	// unregister takes the client's metrics off Config.Registerer once:
+	// Unregister matches collectors by their descriptions, so doing it
+	// again (a second Stop) would take a newer client's metrics of the
+	// same names off.
+	unregister sync.Once
 }
 
 const (
 	stateNew = iota
+	stateStarting
 	stateRunning
 	stateStopped
 )
@@ -80,7 +92,10 @@ func NewClient(store Store, cfg *Config) (_ *Client, err error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
-	cl := &Client{store: store, cfg: c, log: c.Logger.With("component", "converge.Client"), catalog: &consistency.Catalog{}}
+	cl := &Client{
+		store: store, cfg: c, log: c.Logger.With("component", "converge.Client"), catalog: &consistency.Catalog{},
+		busy: make(chan struct{}, 1),
+	}
 	defer func() {
 		if err != nil {
 			cl.release()
@@ -199,10 +214,13 @@ func (cl *Client) release() {
 // stopped: a new client (ErrStopped says to make one) registers its own
 // there.
 func (cl *Client) unregisterMetrics() {
-	if cl.cfg.Registerer == nil || cl.unregistered {
+	cl.unregister.Do(cl.unregisterMetricsOnce)
+}
+
+func (cl *Client) unregisterMetricsOnce() {
+	if cl.cfg.Registerer == nil {
 		return
 	}
-	cl.unregistered = true
 	var cs []prometheus.Collector
 	if cl.engine != nil {
 		cs = append(cs, cl.engine.Metrics().Collectors()...)
@@ -273,27 +291,49 @@ func routerLogger(l *slog.Logger) watermill.LoggerAdapter {
 // router and the lag monitor, and returns once the router runs. It does
 // not block; ctx bounds the start only (the client runs until Stop). A
 // failed Start stops what it started; the client cannot be started again.
+// A Stop called during the start ends it: Start stops what it started and
+// returns ErrStopped.
 func (cl *Client) Start(ctx context.Context) error {
 	cl.mu.Lock()
-	defer cl.mu.Unlock()
 	switch cl.state {
-	case stateRunning:
+	case stateStarting, stateRunning:
+		cl.mu.Unlock()
 		return ErrAlreadyStarted
 	case stateStopped:
+		cl.mu.Unlock()
 		return ErrStopped
 	}
-	cl.state = stateRunning
-	if err := cl.start(ctx); err != nil {
-		cl.state = stateStopped
-		// Stopped for good: the new client ErrStopped asks for registers
-		// its metrics where this one's were.
-		defer cl.unregisterMetrics()
-		if serr := cl.stopLocked(context.WithoutCancel(ctx)); serr != nil {
-			return errors.Join(err, serr)
-		}
-		return err
+	cl.state = stateStarting
+	startCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cl.startCancel = cancel
+	cl.busy <- struct{}{} // free: nothing else takes it before the first Start
+	cl.mu.Unlock()
+	defer func() { <-cl.busy }()
+
+	err := cl.start(startCtx)
+	cl.mu.Lock()
+	stopped := cl.state == stateStopped // by a Stop during the start
+	cl.startCancel = nil
+	if err == nil && !stopped {
+		cl.state = stateRunning
+		cl.mu.Unlock()
+		return nil
 	}
-	return nil
+	cl.state = stateStopped
+	cl.mu.Unlock()
+	if stopped && (err == nil || ctx.Err() == nil) {
+		// Cancelled by Stop, or started just before it: neither the
+		// caller's failure nor a running client.
+		err = fmt.Errorf("converge: Stop was called during Start: %w", ErrStopped)
+	}
+	// Stopped for good: the new client ErrStopped asks for registers its
+	// metrics where this one's were.
+	defer cl.unregisterMetrics()
+	if serr := cl.stopParts(context.WithoutCancel(ctx)); serr != nil {
+		return errors.Join(err, serr)
+	}
+	return err
 }
 
 func (cl *Client) start(ctx context.Context) error {
@@ -340,55 +380,41 @@ func (cl *Client) start(ctx context.Context) error {
 // (releasing their leases) and the Tracker. It returns when all of it has stopped or
 // ctx is done. Stop may be called more than once, and without Start. It
 // takes the client's metrics off Config.Registerer, so a new client can
-// register there.
+// register there. A Stop during a Start cancels the start, which stops
+// what it started, and waits for it as long as ctx allows.
 func (cl *Client) Stop(ctx context.Context) error {
 	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	defer cl.unregisterMetrics()
-	if cl.state == stateNew {
+	switch cl.state {
+	case stateNew:
 		cl.state = stateStopped
+		cl.mu.Unlock()
+		cl.unregisterMetrics()
 		return nil
+	case stateStarting:
+		cl.startCancel()
 	}
 	cl.state = stateStopped
-	return cl.stopLocked(ctx)
+	cl.mu.Unlock()
+	// Wait for the start (and its clean-up) or another Stop to finish.
+	select {
+	case cl.busy <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("converge: stop: the client is still starting or stopping: %w", ctx.Err())
+	}
+	defer func() { <-cl.busy }()
+	defer cl.unregisterMetrics()
+	return cl.stopParts(ctx)
 }
 
-func (cl *Client) stopLocked(ctx context.Context) error {
+// stopParts stops every part, in the order Stop describes. The caller
+// holds busy.
+func (cl *Client) stopParts(ctx context.Context) error {
 	var errs []error
 	if cl.monitor != nil {
 		errs = append(errs, cl.monitor.Stop(ctx))
 	}
 	if cl.routerErr != nil {
-		select {
-		case err := <-cl.routerErr:
-			// Run has returned: it failed before its handlers ran (a
-			// plugin, a Subscribe), or Close was called already. Close
-			// would then wait the router's CloseTimeout (30s by default)
-			// for handlers that never started, and report a timeout.
-			cl.routerErr <- err
-			errs = append(errs, err)
-		default:
-			// Close waits for handlers in flight up to the router's
-			// CloseTimeout, whatever ctx says: wait for it here instead,
-			// and past ctx cancel the handlers' context, so a handler
-			// that honours it ends and the close finishes behind us.
-			closed := make(chan error, 1)
-			go func() { closed <- cl.router.Close() }()
-			select {
-			case err := <-closed:
-				errs = append(errs, err)
-				select {
-				case err := <-cl.routerErr:
-					cl.routerErr <- err
-					errs = append(errs, err)
-				case <-ctx.Done():
-					errs = append(errs, fmt.Errorf("the router's Run did not return: %w", ctx.Err()))
-				}
-			case <-ctx.Done():
-				errs = append(errs, fmt.Errorf("handlers still running (the router closes behind Stop): %w", ctx.Err()))
-			}
-		}
-		cl.runCancel()
+		errs = append(errs, cl.stopRouter(ctx))
 	}
 	if cl.sagaProc != nil {
 		errs = append(errs, cl.sagaProc.Close())
@@ -404,6 +430,60 @@ func (cl *Client) stopLocked(ctx context.Context) error {
 		return fmt.Errorf("converge: stop: %w", err)
 	}
 	return nil
+}
+
+// stopRouter ends the router's Run. The caller holds busy.
+func (cl *Client) stopRouter(ctx context.Context) error {
+	if !cl.router.IsRunning() {
+		// Run is still starting its handlers (a subscriber blocked in
+		// Subscribe, its broker unreachable): Close would wait for it,
+		// and it waits for its context. Cancel that, then see whether Run
+		// gave up (it returns) or got through (it runs, and is closed).
+		cl.runCancel()
+		select {
+		case err := <-cl.routerErr:
+			if errors.Is(err, context.Canceled) {
+				err = nil // the cancellation asked for here
+			}
+			cl.routerErr <- err
+			return err
+		case <-cl.router.Running():
+		case <-ctx.Done():
+			return fmt.Errorf("the router's Run did not return: %w", ctx.Err())
+		}
+	}
+	var errs []error
+	select {
+	case err := <-cl.routerErr:
+		// Run has returned: it failed before its handlers ran (a
+		// plugin, a Subscribe), or Close was called already. Close
+		// would then wait the router's CloseTimeout (30s by default)
+		// for handlers that never started, and report a timeout.
+		cl.routerErr <- err
+		errs = append(errs, err)
+	default:
+		// Close waits for handlers in flight up to the router's
+		// CloseTimeout, whatever ctx says: wait for it here instead,
+		// and past ctx cancel the handlers' context, so a handler
+		// that honours it ends and the close finishes behind us.
+		closed := make(chan error, 1)
+		go func() { closed <- cl.router.Close() }()
+		select {
+		case err := <-closed:
+			errs = append(errs, err)
+			select {
+			case err := <-cl.routerErr:
+				cl.routerErr <- err
+				errs = append(errs, err)
+			case <-ctx.Done():
+				errs = append(errs, fmt.Errorf("the router's Run did not return: %w", ctx.Err()))
+			}
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("handlers still running (the router closes behind Stop): %w", ctx.Err()))
+		}
+	}
+	cl.runCancel()
+	return errors.Join(errs...)
 }
 
 // Store returns the store the client runs on.

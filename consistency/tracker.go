@@ -37,7 +37,8 @@ type Tracker struct {
 	changed  signal.Broadcast // notified whenever a waiter parks or leaves
 
 	// verify holds the names a watcher reported at a lower position than
-	// the tracker knows (see watched), and groups made unknown under waits
+	// the tracker knows, or forward after a local Reset (see watched),
+	// and groups made unknown under waits
 	// (see readForWaitersLocked), for the fallback loop to read;
 	// verifyKick wakes the loop. Guarded by mu.
 	verify     map[string]bool
@@ -83,6 +84,15 @@ type checkpoint struct {
 	// each may be news of a reset made elsewhere after a read in flight
 	// took its snapshot, which that read's answer must then not undo.
 	moves, resets, reported uint64
+	// guarded is set by a local Reset: a forward report of name is held
+	// back (not taken as an Advance) and the store read instead, until a
+	// read answers at or after the reports held (see watched). heldTo is
+	// the highest report held and not yet settled by a read (zero: none),
+	// and held counts the reports held, so a read can tell whether one
+	// came while it ran.
+	guarded bool
+	heldTo  events.Token
+	held    uint64
 }
 
 // NewTracker builds a Tracker. Call Start to subscribe to the Watcher and
@@ -397,7 +407,13 @@ func (t *Tracker) Learn(ctx context.Context, names ...string) error {
 // as when a projection is rebuilt from scratch. Without it the tracker would
 // keep reporting the old position and label reads of the rebuilding read
 // model fresh. A read of the stored position that started before the Reset
-// is dropped when it answers, so it cannot undo the rewind.
+// is dropped when it answers, so it cannot undo the rewind. Nor can a
+// Watcher report of a move made before it but delivered after (a
+// notification in flight, the store's re-announce of every position after
+// a reconnect, read before the reset committed): with Positions, a forward
+// report of name is not taken until a read of the store answers at or
+// after it; a read made after it came that answers behind it proves it
+// old news.
 //
 // Only the process that rewinds calls Reset. Other processes' trackers learn
 // of it through their Watcher: a reported position behind the known one is
@@ -410,7 +426,10 @@ func (t *Tracker) Learn(ctx context.Context, names ...string) error {
 func (t *Tracker) Reset(name string, pos events.Token) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.resetLocked(t.checkpointLocked(name), pos)
+	cp := t.checkpointLocked(name)
+	t.resetLocked(cp, pos)
+	cp.guarded = true
+	cp.heldTo = events.Token{}
 	t.regroupLocked(name, 0)
 }
 
@@ -445,6 +464,12 @@ func (t *Tracker) verifyLocked(name string) {
 // verification, which shares the read in flight, would never see the
 // store behind.
 //
+// After a local Reset of the name, a move forward is held back and the
+// name queued for a read instead, until a read confirms such a report (see
+// settleHeldLocked): a report of a move made before the reset, delivered
+// after it, would otherwise undo it, and only the store tells it from the
+// rebuild's first moves.
+//
 // A report for a group's name is ignored: a group stands for its members,
 // and a checkpoint stored under its name is not theirs (the processor's
 // own, from before it was split, which the store keeps and announces again
@@ -462,6 +487,12 @@ func (t *Tracker) watched(name string, pos events.Token) {
 		cp.reported++
 	}
 	if cp.known && pos.Before(cp.pos) && t.cfg.Positions != nil {
+		t.verifyLocked(name)
+		return
+	}
+	if cp.guarded && t.cfg.Positions != nil && (!cp.known || pos.After(cp.pos)) {
+		cp.held++
+		cp.heldTo = pos.Max(cp.heldTo)
 		t.verifyLocked(name)
 		return
 	}

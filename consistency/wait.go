@@ -272,10 +272,10 @@ func (t *Tracker) readIfNeeded(ctx context.Context, target events.Token, names [
 const maxRereads = 3
 
 // readStart is what a checkpoint had seen when a read of it started.
-type readStart struct{ moves, resets, reported uint64 }
+type readStart struct{ moves, resets, reported, held uint64 }
 
 func (cp *checkpoint) readStart() readStart {
-	return readStart{moves: cp.moves, resets: cp.resets, reported: cp.reported}
+	return readStart{moves: cp.moves, resets: cp.resets, reported: cp.reported, held: cp.held}
 }
 
 // learnLocked takes pos, the stored position of name read from start. A
@@ -288,10 +288,16 @@ func (cp *checkpoint) readStart() readStart {
 func (t *Tracker) learnLocked(name string, cp *checkpoint, pos events.Token, start readStart) {
 	switch {
 	case cp.resets != start.resets:
+		if cp.held != start.held {
+			// A report held back during the read (see watched) is
+			// settled by a read made after the Reset, not this one.
+			t.verifyLocked(name)
+		}
 	case cp.known && pos.Before(cp.pos) && cp.moves == start.moves:
 		// Behind, with nothing moved meanwhile: a reset made elsewhere,
 		// whatever was reported during the read.
 		t.resetLocked(cp, pos)
+		t.settleHeldLocked(name, cp, pos, start)
 	case cp.reported != start.reported:
 		// Taken as an Advance, a snapshot from before a reported reset
 		// would undo it: dropped, and the name checked again.
@@ -300,8 +306,31 @@ func (t *Tracker) learnLocked(name string, cp *checkpoint, pos events.Token, sta
 		}
 	default:
 		t.advanceLocked(cp, pos)
+		t.settleHeldLocked(name, cp, pos, start)
 	}
 	t.regroupLocked(name, 0)
+}
+
+// settleHeldLocked weighs the reports held back since a local Reset of
+// name (see watched) against pos, the store's position read from start,
+// after the Reset. At or after every one of them, they are confirmed: the
+// tracker is there now, and trusts the Watcher's reports again. Behind
+// them, with none held while the read ran, they are old news (a move is
+// reported after it is stored, and the store was behind it after the
+// report came): dropped, and the next forward report is held in its turn.
+// Behind a report held while the read ran, which the read may predate,
+// the name is read again.
+func (t *Tracker) settleHeldLocked(name string, cp *checkpoint, pos events.Token, start readStart) {
+	switch {
+	case !cp.guarded || cp.heldTo.IsZero():
+	case !pos.Before(cp.heldTo):
+		cp.guarded = false
+		cp.heldTo = events.Token{}
+	case cp.held != start.held:
+		t.verifyLocked(name)
+	default:
+		cp.heldTo = events.Token{}
+	}
 }
 
 // readCall is one read of a name's durable position, shared by every

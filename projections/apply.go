@@ -152,7 +152,7 @@ func (a *applier) handle(ctx context.Context, env events.Envelope) error {
 	if a.rebuild != 0 {
 		rows.cache = a.cacheOf(slot, u)
 		lease, ok := feed.LeaseFromContext(ctx)
-		rows.known = a.known(lease, ok, slot, u, rows.cache)
+		rows.known = a.known(lease, ok, feed.SkipsCarried(ctx), slot, u, rows.cache)
 	}
 	tx := &Tx{ctx: ctx, projection: a.proj.name, generation: gen, token: env.Token, rows: rows}
 	if err := callHandler(ctx, h, tx, env); err != nil {

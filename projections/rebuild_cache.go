@@ -17,8 +17,12 @@ const maxKnownRows = 100_000
 // the active generation, and a rebuild is only given one when its
 // projection has a single partition), so nothing changes those rows under
 // it. When it has held the lease since delivery began at the start of the
-// feed, it has seen every write the generation ever had (the generation
-// began empty), so a row it does not know does not exist.
+// feed, and that delivery skips nothing, it has seen every write the
+// generation ever had (the generation began empty), so a row it does not
+// know does not exist. A delivery that skips what the partitions of an
+// earlier partition count handled (feed.SkipsCarried: the projection's
+// Partitions changed while the rebuild was in progress) begins at the
+// start of the feed too, but the rows those partitions wrote are there.
 type knownRows struct {
 	generation int64 // the lease generation it holds for
 
@@ -44,7 +48,8 @@ func (k *knownRows) lookup(key rowKey) (cachedRow, bool) {
 // units, and arranges for unit u's rows to join it when u commits. It
 // returns nil when nothing can be known: a partitioned projection, no
 // lease, or a lease newer than the one the knowledge was made under.
-func (a *applier) known(lease feed.Lease, ok bool, slot int, u feed.Unit, overlay map[rowKey]cachedRow) *knownRows {
+// skipsCarried is feed.SkipsCarried of the unit's delivery.
+func (a *applier) known(lease feed.Lease, ok, skipsCarried bool, slot int, u feed.Unit, overlay map[rowKey]cachedRow) *knownRows {
 	if !ok || a.rebuild == 0 || a.proj.partitions > 1 {
 		return nil
 	}
@@ -53,8 +58,10 @@ func (a *applier) known(lease feed.Lease, ok bool, slot int, u feed.Unit, overla
 	k := a.knowledge[slot]
 	if k == nil || k.generation != lease.Generation {
 		// Another owner may have committed in between: start over, and
-		// only a delivery that began at the feed's start sees all writes.
-		k = &knownRows{generation: lease.Generation, rows: map[rowKey]cachedRow{}, complete: lease.Position.IsZero()}
+		// only a delivery that began at the feed's start and skips
+		// nothing an earlier partition count handled sees all writes.
+		complete := lease.Position.IsZero() && !skipsCarried
+		k = &knownRows{generation: lease.Generation, rows: map[rowKey]cachedRow{}, complete: complete}
 		if a.knowledge == nil {
 			a.knowledge = map[int]*knownRows{}
 		}

@@ -16,9 +16,10 @@ import (
 // granted across units, over random sequences of units, commits,
 // rollbacks and lease changes, against a model of the rows committed so
 // far: a row it says it knows has the committed value; it claims a row does
-// not exist only under a lease whose delivery began at the feed's start,
-// and forgets everything when the lease generation changes (another owner
-// may have committed in between).
+// not exist only under a lease whose delivery began at the feed's start
+// and skips nothing carried over from an earlier partition count (whose
+// partitions committed rows), and forgets everything when the lease
+// generation changes (another owner may have committed in between).
 func TestRebuildKnowledgeFollowsTheLease(t *testing.T) {
 	t.Parallel()
 	seed := rand.Uint64()
@@ -32,6 +33,7 @@ func TestRebuildKnowledgeFollowsTheLease(t *testing.T) {
 	a := &applier{rebuild: 2, proj: &compiled{partitions: 1}}
 	committed := map[rowKey]int{} // the model: rows committed by any owner
 	lease := feed.Lease{Generation: 1}
+	carried := false // the delivery skips what an earlier partition count handled
 	keys := []rowKey{{"t", "a"}, {"t", "b"}, {"t", "c"}, {"u", "a"}}
 	for step := range 300 {
 		switch r.IntN(6) {
@@ -43,16 +45,17 @@ func TestRebuildKnowledgeFollowsTheLease(t *testing.T) {
 			}
 			lease = feed.Lease{Generation: lease.Generation + 2, Position: events.MakeToken(uint64(step+1), 1)}
 			continue
-		case 1: // we take a fresh lease from the start (nothing committed yet)
-			if len(committed) == 0 {
-				lease = feed.Lease{Generation: lease.Generation + 1}
-			}
+		case 1: // we take a fresh lease from the start: nothing is committed
+			// yet, or the partitions of an earlier count committed what the
+			// delivery skips
+			lease = feed.Lease{Generation: lease.Generation + 1}
+			carried = carried || len(committed) > 0
 			continue
 		}
 		u, err := st.Checkpoints().Begin(ctx)
 		require.NoError(t, err)
 		overlay := a.cacheOf(0, u)
-		k := a.known(lease, true, 0, u, overlay)
+		k := a.known(lease, true, carried, 0, u, overlay)
 		require.NotNil(t, k)
 		for _, key := range keys {
 			c, ok := k.lookup(key)
@@ -96,7 +99,7 @@ func TestRebuildKnowledgeNotForPartitions(t *testing.T) {
 	require.NoError(t, err)
 	defer func() { require.NoError(t, u.Rollback(context.Background())) }()
 	a := &applier{rebuild: 2, proj: &compiled{partitions: 2}}
-	require.Nil(t, a.known(feed.Lease{Generation: 1}, true, 0, u, map[rowKey]cachedRow{}))
+	require.Nil(t, a.known(feed.Lease{Generation: 1}, true, false, 0, u, map[rowKey]cachedRow{}))
 	a = &applier{rebuild: 0, proj: &compiled{partitions: 1}}
-	require.Nil(t, a.known(feed.Lease{Generation: 1}, true, 0, u, map[rowKey]cachedRow{}), "the live processor is not the only writer")
+	require.Nil(t, a.known(feed.Lease{Generation: 1}, true, false, 0, u, map[rowKey]cachedRow{}), "the live processor is not the only writer")
 }

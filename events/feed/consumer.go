@@ -638,7 +638,7 @@ func (c *consumer) deliverGroup(ctx context.Context, lease Lease, from events.To
 	}
 	msgCtx, cancelMsgs := context.WithCancel(ctx)
 	defer cancelMsgs()
-	uctx := contextWithUnitEvents(contextWithLease(unit.Context(msgCtx), lease), group)
+	uctx := contextWithUnitEvents(contextWithDelivery(unit.Context(msgCtx), lease, c.handled != nil), group)
 
 	deliver := c.deliverMessages
 	if c.direct != nil {

@@ -98,18 +98,42 @@ func contextWithUnitEvents(ctx context.Context, evs []events.Envelope) context.C
 
 type leaseKey struct{}
 
+// delivery is what a handler's context says of the delivery its unit
+// belongs to.
+type delivery struct {
+	lease Lease
+	// skipsCarried: the consumer skips what the partitions of its
+	// processor's previous count handled.
+	skipsCarried bool
+}
+
 // LeaseFromContext returns the lease a handler's unit is delivered under:
 // its generation, and in Position where delivery began when the lease was
 // taken (not where this unit begins). A handler that keeps what it learned
 // across units can tell from the generation that no other process
-// committed in between: another owner's commits need a newer one.
+// committed in between: another owner's commits need a newer one. A zero
+// Position does not mean the handler has seen every event before its own:
+// see SkipsCarried.
 func LeaseFromContext(ctx context.Context) (Lease, bool) {
-	l, ok := ctx.Value(leaseKey{}).(Lease)
-	return l, ok
+	d, ok := ctx.Value(leaseKey{}).(delivery)
+	return d.lease, ok
 }
 
-func contextWithLease(ctx context.Context, l Lease) context.Context {
-	return context.WithValue(ctx, leaseKey{}, l)
+// SkipsCarried reports whether the delivery a handler's unit belongs to
+// skips events that the partitions of its processor's previous partition
+// count handled (ProcessorConfig.Partitions changed: the new partitions
+// carry the old ones' positions over). What the handlers did for those
+// events is there, though this delivery never hands them over, even when
+// it began at the start of the feed. Once a processor's count has changed
+// it stays true for that processor's partitions. Outside a delivery it
+// returns false.
+func SkipsCarried(ctx context.Context) bool {
+	d, _ := ctx.Value(leaseKey{}).(delivery)
+	return d.skipsCarried
+}
+
+func contextWithDelivery(ctx context.Context, l Lease, skipsCarried bool) context.Context {
+	return context.WithValue(ctx, leaseKey{}, delivery{lease: l, skipsCarried: skipsCarried})
 }
 
 // withoutUnit hides the unit ctx carries, so a wait made with it is not

@@ -35,6 +35,7 @@ var processorTests = []processorTest{
 	{"ProcessorPartitionCountChangeFromSplitHandlesOnce", testProcessorRepartitionFromSplit},
 	{"ProcessorPartitionCountChangesInARowHandleOnce", testProcessorCountChangesInARow},
 	{"ProcessorPartitionKeyChangeRefused", testProcessorKeyChangeRefused},
+	{"ProcessorPartitionCountChangeSkipsCarried", testProcessorSkipsCarried},
 	{"ProcessorKeylessRecordLearnsTheKey", testProcessorKeylessRecordLearnsTheKey},
 	{"ProcessorUnitEvents", testProcessorUnitEvents},
 	{"ProcessorPartitionKeyAndCountChangeHandlesOnce", testProcessorKeyAndCountChangeHandlesOnce},

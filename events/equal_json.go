@@ -74,37 +74,111 @@ func equalValue(a, b any) bool {
 	}
 }
 
-// maxExactNumber and maxExactExponent bound the literals compared by value,
-// which costs memory in the exponent; others (which ValidatePayload never
-// lets through) are compared as text.
-const (
-	maxExactNumber   = 1000
-	maxExactExponent = MaxNumberExponent
-)
-
+// equalNumber reports whether two JSON number literals have the same value,
+// exactly and at any length: PostgreSQL writes numbers out in full, so
+// 0.5e-3 comes back as 0.0005 and a literal may come back much longer, or
+// shorter, than it went in. Both are brought to a normal form and compared;
+// nothing is expanded, so an exponent costs what its digits do.
 func equalNumber(a, b json.Number) bool {
 	if a == b {
 		return true
 	}
-	if !exactlyComparable(a) || !exactlyComparable(b) {
-		return false
-	}
-	ra, ok := new(big.Rat).SetString(string(a))
+	da, ok := parseDecimal(string(a))
 	if !ok {
 		return false
 	}
-	rb, ok := new(big.Rat).SetString(string(b))
-	return ok && ra.Cmp(rb) == 0
+	db, ok := parseDecimal(string(b))
+	return ok && da.equal(db)
 }
 
-func exactlyComparable(n json.Number) bool {
-	if len(n) > maxExactNumber {
+// decimal is a number literal's value in normal form: digits × 10^exp, with
+// digits the significant digits (no leading or trailing zeros; empty for
+// zero, whatever its sign and exponent). bigExp holds the exponent instead
+// of exp when the literal's is beyond ±maxSmallExponent.
+type decimal struct {
+	neg    bool
+	digits string
+	exp    int64
+	bigExp *big.Int
+}
+
+// maxSmallExponent bounds the exponents parseDecimal adjusts in int64: the
+// adjustment (a count of digits) cannot overflow beyond it.
+const maxSmallExponent = 1 << 62
+
+// parseDecimal normalises a JSON number literal: -?int(.frac)?([eE][+-]?exp)?.
+func parseDecimal(lit string) (decimal, bool) {
+	var d decimal
+	if strings.HasPrefix(lit, "-") {
+		d.neg, lit = true, lit[1:]
+	}
+	mant, expText := lit, ""
+	if i := strings.IndexAny(lit, "eE"); i >= 0 {
+		mant, expText = lit[:i], lit[i+1:]
+	}
+	intPart, frac := mant, ""
+	if i := strings.IndexByte(mant, '.'); i >= 0 {
+		intPart, frac = mant[:i], mant[i+1:]
+	}
+	if intPart == "" || !allDigits(intPart) || !allDigits(frac) || (frac == "" && len(mant) != len(intPart)) {
+		return decimal{}, false
+	}
+	// The value is (intPart frac) × 10^(exp - len(frac)). Leading zeros
+	// change nothing; each trailing zero dropped raises the exponent.
+	intPart = strings.TrimLeft(intPart, "0")
+	shift := -int64(len(frac))
+	if f := strings.TrimRight(frac, "0"); f != "" {
+		shift += int64(len(frac) - len(f))
+		d.digits = intPart + f
+		if intPart == "" {
+			d.digits = strings.TrimLeft(f, "0")
+		}
+	} else {
+		i := strings.TrimRight(intPart, "0")
+		shift += int64(len(frac) + len(intPart) - len(i))
+		d.digits = i
+	}
+	if d.digits == "" {
+		return decimal{}, true // zero, of any sign and exponent
+	}
+	if expText == "" {
+		d.exp = shift
+		return d, true
+	}
+	if e, err := strconv.ParseInt(expText, 10, 64); err == nil && e > -maxSmallExponent && e < maxSmallExponent {
+		d.exp = e + shift
+		return d, true
+	}
+	e, ok := new(big.Int).SetString(strings.TrimPrefix(expText, "+"), 10)
+	if !ok {
+		return decimal{}, false
+	}
+	d.bigExp = e.Add(e, big.NewInt(shift))
+	return d, true
+}
+
+func allDigits(s string) bool {
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func (d decimal) equal(o decimal) bool {
+	if d.neg != o.neg || d.digits != o.digits {
 		return false
 	}
-	i := strings.IndexAny(string(n), "eE")
-	if i < 0 {
-		return true
+	if d.bigExp == nil && o.bigExp == nil {
+		return d.exp == o.exp
 	}
-	exp, err := strconv.Atoi(string(n[i+1:]))
-	return err == nil && exp >= -maxExactExponent && exp <= maxExactExponent
+	return d.exponent().Cmp(o.exponent()) == 0
+}
+
+func (d decimal) exponent() *big.Int {
+	if d.bigExp != nil {
+		return d.bigExp
+	}
+	return big.NewInt(d.exp)
 }

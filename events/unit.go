@@ -15,16 +15,30 @@ import (
 //
 //   - On PostgreSQL the unit is one transaction, begun at its first use.
 //     Append runs inside it (pgstore.Store.AppendTx), so the events it
-//     wrote hold the stream's next versions until the unit ends, and other
-//     appenders to that stream wait, exactly as they wait for any
-//     transaction.
+//     wrote hold the stream's next versions until the unit ends.
 //     pgstore.TxFromContext is the typed escape hatch to the pgx.Tx.
 //   - In memory, Append reserves the events' versions and tokens at once
 //     and holds the events until the unit commits; a rollback (a Nacked
 //     delivery) discards them. Until the unit ends, its reserved tokens hold
 //     the feed back for every reader, as an open transaction holds
-//     PostgreSQL's read horizon, and other appenders to the same stream
-//     wait.
+//     PostgreSQL's read horizon.
+//
+// Another append to a stream the unit appended to (a plain Append, or
+// one in another unit) follows one rule on both stores. Its expected
+// version is judged against the committed events, and its own unit's if
+// it is in one, never against the open unit's. When they do not meet it,
+// it fails at once with a WrongExpectedVersionError reporting the
+// committed version, even if the open unit will leave the stream where it
+// expects it (Exactly of the unit's last version, StreamExists on a
+// stream the unit created). When they do meet it, its events would take
+// the versions the open unit holds, so it waits for the unit to end and
+// is judged again on what the unit left: after a commit it lands if the
+// stream still meets its expectation (AnyVersion, say) and fails
+// otherwise, and after a rollback it lands where the unit's events would
+// have gone. The judgement is made when the append runs, so an append
+// racing the unit's commit may see it or not: either outcome is a valid
+// answer of optimistic concurrency (reload and append again after a
+// conflict).
 //
 // In both stores the AppendResult of an append in a unit is final (versions,
 // ids and tokens) but becomes real only if the unit commits; hand its token

@@ -43,6 +43,7 @@ var feedTests = []feedTest{
 	{"UnitCommitMakesAppendsVisible", testUnitCommitMakesAppendsVisible},
 	{"UpdateJoinsTheUnit", testUpdateJoinsTheUnit},
 	{"AppenderWaitsForUnit", testAppenderWaitsForUnit},
+	{"AppendBesideOpenUnit", testAppendBesideOpenUnit},
 	{"DuplicateOfCommittedEventLeavesUnitUsable", testDuplicateLeavesUnitUsable},
 	{"DuplicateOfHeldEventFailsTheUnit", testDuplicateOfHeldEventFailsTheUnit},
 	{"CommitWithStaleLeaseWritesNothing", testCommitWithStaleLeaseWritesNothing},
@@ -78,6 +79,7 @@ var feedTests = []feedTest{
 	{"UnitBadInputBeforeCanceledContext", testUnitBadInputBeforeCanceledContext},
 	{"EndedUnitRefusesEveryCall", testEndedUnitRefusesEveryCall},
 	{"UnitEmptyReadsAreEmptySlices", testUnitEmptyReadsAreEmptySlices},
+	{"CheckpointCallsRefuseBadNames", testCheckpointCallsRefuseBadNames},
 }
 
 // RunFeed runs the feed suite. newSource must return a fresh, empty source

@@ -60,6 +60,7 @@ var storeTests = []storeTest{
 	{"ConcurrentWriters", testConcurrentWriters},
 	{"BadInputBeforeCanceledContext", testBadInputBeforeCanceledContext},
 	{"EmptyReadsAreEmptySlices", testEmptyReadsAreEmptySlices},
+	{"NumbersRoundTrip", testNumbersRoundTrip},
 }
 
 // Run runs the store suite. newStore must return a fresh, empty store for

@@ -136,6 +136,11 @@ func testUpdateJoinsTheUnit(t *testing.T, src feed.Source, s events.Store) {
 	require.Equal(t, int64(2), v)
 }
 
+// testAppenderWaitsForUnit: an append whose expectation the committed
+// events meet (Exactly(0), on a stream only an open unit wrote to) would
+// take the unit's version, so it waits for the unit and, once it
+// committed, fails against what the unit left (see events.Unit;
+// testAppendBesideOpenUnit checks the whole rule).
 func testAppenderWaitsForUnit(t *testing.T, src feed.Source, s events.Store) {
 	ctx := t.Context()
 	u := begin(t, src)

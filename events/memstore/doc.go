@@ -25,8 +25,11 @@
 // unit ends, its first reserved token holds every feed reader back, as an
 // open transaction holds PostgreSQL's read horizon: a later append commits
 // but is not readable yet (Batch.Pending reports it), so no reader passes
-// an event that may still commit, and HorizonAge reports how long. Other
-// appenders to a stream the unit appended to wait for it to end. Rows
+// an event that may still commit, and HorizonAge reports how long. Another
+// append to a stream the unit appended to is judged on the committed
+// events, as on PostgreSQL (see events.Unit): it fails at once when they
+// do not meet its expected version, and otherwise waits for the unit to
+// end and is judged again on what it left. Rows
 // written through the unit are seen by the unit and by nobody else until
 // the commit. Where PostgreSQL makes a second unit wait on a row lock,
 // memory lets it run and fails its commit with feed.ErrConflict, in both

@@ -100,8 +100,8 @@ type Store struct {
 	// smallest of their first seqs bounds what readers see.
 	open map[*unit]struct{}
 	// owners names the unit holding each stream it appended to, until it
-	// ends; other appenders to the stream wait, as PostgreSQL makes them wait
-	// on the holder's uncommitted next version.
+	// ends; other appends to the stream that would write wait, as
+	// PostgreSQL makes them wait on the holder's uncommitted next version.
 	owners map[string]*unit
 	rows   rowStore
 	// index lists the committed events by type and category root, for
@@ -187,7 +187,9 @@ func validateStreamRead(streamID string, fromVersion int64) error {
 // Append appends evs atomically to streamID if the stream meets expected.
 // Input is validated and encoded before the store is locked, so a bad event
 // fails the whole append and nothing is written. While a unit that appended
-// to the stream is open, Append waits for it to end. When an AppendHook
+// to the stream is open, expected is judged on the committed events: an
+// append they do not meet fails at once, and one they meet waits for the
+// unit to end and is judged again (see events.Unit). When an AppendHook
 // wants the events, the append runs in a unit of its own.
 func (s *Store) Append(ctx context.Context, streamID string, expected events.ExpectedVersion, evs ...events.Event) (events.AppendResult, error) {
 	// The context is checked once the input is (appendRecs, unit.Append).
@@ -255,17 +257,31 @@ func (s *Store) appendRecs(ctx context.Context, u *unit, streamID string, expect
 	// tests written against memstore passing on PostgreSQL. Truncate also
 	// drops the monotonic reading, so RecordedAt compares with ==.
 	now := s.cfg.Clock.Now().Truncate(time.Microsecond)
-	if err := s.lockStream(ctx, u, streamID); err != nil {
+	var (
+		res     events.AppendResult
+		judged  bool
+		verdict error
+	)
+	err = s.lockStream(ctx, u, streamID, func() bool {
+		res, judged, verdict = s.judgeLocked(u, streamID, expected, recs)
+		return judged
+	})
+	if err != nil {
 		return events.AppendResult{}, err
 	}
 	defer s.mu.Unlock()
-	return s.appendLocked(u, streamID, expected, recs, now)
+	if judged {
+		return res, verdict
+	}
+	return s.appendLocked(u, streamID, recs, now)
 }
 
 // lockStream takes s.mu once no other unit holds streamID, waiting for the
 // holder to end, as PostgreSQL makes an appender wait on the holder's
-// uncommitted next version of the stream.
-func (s *Store) lockStream(ctx context.Context, u *unit, streamID string) error {
+// uncommitted next version of the stream. judged is called with s.mu held
+// before every decision to wait: when it reports that the append has its
+// answer already (see judgeLocked), lockStream returns at once.
+func (s *Store) lockStream(ctx context.Context, u *unit, streamID string, judged func() bool) error {
 	for {
 		s.mu.Lock()
 		if s.closed.Load() {
@@ -278,6 +294,9 @@ func (s *Store) lockStream(ctx context.Context, u *unit, streamID string) error 
 		}
 		if u != nil {
 			u.waitsFor = nil
+		}
+		if judged() {
+			return nil
 		}
 		owner := s.owners[streamID]
 		if owner == nil || owner == u {
@@ -318,12 +337,15 @@ func (s *Store) lockStream(ctx context.Context, u *unit, streamID string) error 
 // a conflict the runtime retries.
 var errDeadlock = fmt.Errorf("deadlock: %w", feed.ErrConflict)
 
-// appendLocked checks and stores the records; the caller holds s.mu.
-func (s *Store) appendLocked(u *unit, streamID string, expected events.ExpectedVersion, recs []events.Record, now time.Time) (events.AppendResult, error) {
-	actual := int64(len(s.streams[streamID]))
-	if u != nil {
-		actual += int64(len(u.pending[streamID]))
-	}
+// judgeLocked answers an append without writing when it can: a retry of
+// stored events (their original result, or ErrDuplicateEvent), or an
+// expectation the stream does not meet. The expectation is judged on the
+// committed events and the appending unit's own, never on another open
+// unit's: an append that fails it fails at once, as on PostgreSQL, whose
+// statement judges it on committed rows, and only an append that would
+// write waits for such a unit, to be judged again once it ended (see
+// lockStream). The caller holds s.mu.
+func (s *Store) judgeLocked(u *unit, streamID string, expected events.ExpectedVersion, recs []events.Record) (events.AppendResult, bool, error) {
 	// Ids first: an append of events already stored is judged as a retry
 	// (the original result, or ErrDuplicateEvent), never as a conflict.
 	var stored []events.Envelope
@@ -337,8 +359,28 @@ func (s *Store) appendLocked(u *unit, streamID string, expected events.ExpectedV
 		}
 	}
 	if res, found, err := events.MatchStored(streamID, expected, recs, stored); found {
-		return res, err
+		return res, true, err
 	}
+	if actual := s.versionFor(u, streamID); !expected.Satisfied(actual) {
+		return events.AppendResult{}, true, &events.WrongExpectedVersionError{StreamID: streamID, Expected: expected, Actual: actual}
+	}
+	return events.AppendResult{}, false, nil
+}
+
+// versionFor is streamID's version as u sees it: committed events and u's
+// own. The caller holds s.mu.
+func (s *Store) versionFor(u *unit, streamID string) int64 {
+	actual := int64(len(s.streams[streamID]))
+	if u != nil {
+		actual += int64(len(u.pending[streamID]))
+	}
+	return actual
+}
+
+// appendLocked stores the records judgeLocked let through, after the
+// stream's version as u sees it, unless another open unit holds one of
+// their ids. The caller holds s.mu, and no other unit holds the stream.
+func (s *Store) appendLocked(u *unit, streamID string, recs []events.Record, now time.Time) (events.AppendResult, error) {
 	for _, r := range recs {
 		if _, mine := u.holds(r.ID); mine {
 			continue
@@ -348,9 +390,7 @@ func (s *Store) appendLocked(u *unit, streamID string, expected events.ExpectedV
 				events.ErrDuplicateEvent, errHeldByUnit, r.ID)
 		}
 	}
-	if !expected.Satisfied(actual) {
-		return events.AppendResult{}, &events.WrongExpectedVersionError{StreamID: streamID, Expected: expected, Actual: actual}
-	}
+	actual := s.versionFor(u, streamID)
 	res := events.AppendResult{
 		StreamID:     streamID,
 		FirstVersion: actual + 1,

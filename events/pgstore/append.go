@@ -130,9 +130,11 @@ func (s *Store) appendOnce(ctx context.Context, streamID string, expected events
 //
 // The caller owns the commit, so AppendTx does not retry. A wrong expected
 // version does not abort tx, so the caller may reload and retry within tx.
-// Nor does a concurrent append to the same stream: AppendTx waits for it
-// to end and, if it committed, appends after it (AnyVersion, StreamExists)
-// or reports the conflict, with tx still usable.
+// Nor does a concurrent append to the same stream: an AppendTx whose
+// expected version the committed events meet waits for it to end and, if
+// it committed, appends after it when the stream still meets the
+// expectation (AnyVersion, say) or reports the conflict, with tx still
+// usable; one they do not meet fails at once (see events.Unit).
 // A lost connection (ErrUnavailable) loses tx with nothing written. When
 // tx's Commit fails without a reply (the connection broke), the commit may
 // or may not have happened: run the whole transaction again with the same
@@ -253,16 +255,16 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 	// Inside a caller's transaction a unique violation would abort it, so
 	// the statement checks the ids first and yields to a concurrent
 	// appender without one (see appendSQL).
-	var sql string
+	var sql, queuedSQL string
 	switch {
 	case inTx && n == 1:
-		sql = s.q.txOne
+		sql, queuedSQL = s.q.txOne, s.q.txOneQueued
 	case inTx:
-		sql = s.q.txMany
+		sql, queuedSQL = s.q.txMany, s.q.txManyQueued
 	case n == 1:
-		sql = s.q.one
+		sql, queuedSQL = s.q.one, s.q.one
 	default:
-		sql = s.q.many
+		sql, queuedSQL = s.q.many, s.q.many
 	}
 	cond := int64(expectAny)
 	switch expected {
@@ -291,7 +293,7 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 		// append's version: see queueing.
 		queue := q == queueAlways || (q == queueWhenHot && s.hot.has(streamID, time.Now()))
 		if queue {
-			got, err = s.runAppendQueued(ctx, db, streamID, ids, inTx, sql, args)
+			got, err = s.runAppendQueued(ctx, db, streamID, ids, inTx, queuedSQL, args)
 		} else {
 			got, err = s.runAppend(ctx, db, streamID, ids, inTx, sql, args)
 		}
@@ -302,7 +304,8 @@ func (s *Store) appendOn(ctx context.Context, db execer, streamID string, expect
 			break
 		}
 		// Nothing was written: the expectation failed, some ids are
-		// stored, or a concurrent append took the next version first.
+		// stored, a concurrent append took the next version first, or
+		// (queued in a transaction) another one held the stream's lock.
 		// The ids tell a retry from the rest, and the version a conflict
 		// from a lost race.
 		res, err := s.matchStored(ctx, db, streamID, expected, recs, nil)
@@ -450,10 +453,13 @@ func appendParams(recs []events.Record) ([]string, []any, error) {
 const maxLostRaces = 64
 
 // raceLost reports whether an append that wrote nothing, to a stream now at
-// version actual, lost a race rather than failed its expectation: AnyVersion
-// fits any version, and StreamExists any but 0.
+// version actual, lost a race rather than failed its expectation: the
+// stream meets the expectation now. AnyVersion fits any version, and
+// StreamExists any but 0; an Exactly(n) or NoStream append can only find
+// the stream where it expected it after a queued one in a transaction
+// found the stream's lock taken by another (see runAppendQueued).
 func raceLost(expected events.ExpectedVersion, actual int64) bool {
-	return expected == events.AnyVersion || (expected == events.StreamExists && actual > 0)
+	return expected.Satisfied(actual)
 }
 
 // errVersionTaken marks a unique violation on (stream_id, version): a
@@ -487,9 +493,23 @@ func (s *Store) runAppend(ctx context.Context, db execer, streamID string, ids [
 // implicit transaction: the lock is held until the append's transaction
 // ends, and the statement, taking its snapshot after the lock, sees the
 // previous holder's events.
+//
+// Only an append whose expectation the stream's committed head meets
+// queues (see queries.streamLock): one that fails it fails at once, as on
+// a stream that is not contended, rather than wait for the holder of the
+// lock (an open unit, say) and be judged on what it committed. In a
+// transaction, the statement (sql is a queued one, see appendSQL) then
+// also writes nothing unless the transaction holds the lock, since it
+// must not append without it and queue for it later (see queueing): if
+// the head moved to meet the expectation between the two statements,
+// the append runs again (raceLost).
 func (s *Store) runAppendQueued(ctx context.Context, db execer, streamID string, ids []string, inTx bool, sql string, args []any) ([]landed, error) {
+	key, cond := s.cfg.Schema+"."+streamID, args[len(args)-1]
+	if inTx {
+		args = append(args[:len(args):len(args)], key)
+	}
 	b := &pgx.Batch{}
-	b.Queue(s.q.streamLock, s.cfg.Schema+"."+streamID)
+	b.Queue(s.q.streamLock, key, streamID, cond)
 	b.Queue(sql, args...)
 	br := db.SendBatch(ctx, b)
 	if _, err := br.Exec(); err != nil {

@@ -101,16 +101,12 @@ func TestTransactionAppendsAgainToAStreamThatTurnedContended(t *testing.T) {
 		_, err := w.append(stream, events.NoStream, rawEvents(first))
 		require.NoError(t, err, msg)
 		pgstore.MarkContended(st, stream)
-		// Behind AppendTx, which holds the stream's lock, StreamExists
-		// holds once the first transaction commits: the queued append
-		// reads the stream after it. A unit took no lock (the stream was
-		// not contended yet), so an append that is to wait for its
-		// version must be one that fits an empty stream.
-		expected := events.AnyVersion
-		if kind == 0 && r.IntN(2) == 0 {
-			expected = events.StreamExists
-		}
-		done := startAppend(ctx, db, st, stream, expected, rawEvents(other), true)
+		// An append that is to wait (behind AppendTx's lock, or at the
+		// unique index for a unit's first version) and then land must
+		// expect what fits both the committed stream, empty, and the
+		// stream once the first transaction committed: StreamExists, say,
+		// fails at once (see the package doc).
+		done := startAppend(ctx, db, st, stream, events.AnyVersion, rawEvents(other), true)
 		awaitBlockedBy(t, db, w.pid(), msg)
 
 		res, err := w.append(stream, events.AnyVersion, rawEvents(again))

@@ -21,7 +21,7 @@ import (
 // TestAppendYieldsToAConcurrentAppend holds an uncommitted append to a
 // stream and starts a second one behind it, over random sizes, versions,
 // expectations and outcomes. The second waits for the first to end (unless
-// it is an Append whose expectation fails at once), then
+// its expectation fails at once on what is committed), then
 // lands whole after it (or where it would have been, if the first rolled
 // back), or reports the conflict its expectation makes; inside a
 // transaction it never aborts it. Nothing is half-written.
@@ -68,10 +68,10 @@ func TestAppendYieldsToAConcurrentAppend(t *testing.T) {
 
 		done := startAppend(ctx, db, st, stream, expected, rawEvents(waiting), inTx)
 		// An append whose expectation fails on what is committed answers
-		// at once, before the holder ends; one that fits waits for it. But
-		// an append in a transaction queues on the stream's lock: when the
-		// holder has it, it always waits and is judged on what it left.
-		if (!inTx || !holderLocks) && !fits(expected, before) {
+		// at once, before the holder ends, also in a transaction, which
+		// queues on the stream's lock only when its expectation fits (see
+		// events.Unit); one that fits waits for the holder.
+		if !fits(expected, before) {
 			got := <-done
 			require.NoError(t, got.usable, "%s: the waiter's transaction stays usable", msg)
 			var wrong *events.WrongExpectedVersionError

@@ -14,6 +14,11 @@ func (c checkpoints) DeleteCheckpoints(ctx context.Context, names ...string) (in
 	if c.s.isClosed() {
 		return 0, errClosed
 	}
+	for _, name := range names {
+		if err := validateName(name); err != nil {
+			return 0, err
+		}
+	}
 	if len(names) == 0 {
 		return 0, nil
 	}

@@ -55,7 +55,12 @@
 // versions; the unique index on (stream_id, version) lets only one of two
 // concurrent appenders have a version: the second waits for the first to
 // end and, if it committed, writes nothing and runs again on the new head
-// (or reports the conflict its expected version makes). So version n+1 is
+// (or reports the conflict its expected version makes). An append whose
+// expected version the committed head does not meet writes nothing and
+// fails at once, without waiting for an open transaction (a unit, say)
+// that may leave the stream where it expects it: expectations are judged
+// on committed events, and the appender's own transaction's, on both
+// stores (see events.Unit). So version n+1 is
 // written only after version n committed; the raise gives it a sort_key at
 // least as large, and its later seq breaks the tie. A transaction that could still
 // write a row with a given sort_key has an id below it and so holds the
@@ -225,8 +230,15 @@
 // reads the head after the one before it committed, and does not lose. At
 // eight writers on one stream the rates then came out above the head row's
 // (Append 1,400-1,700/s against 1,200-1,500, AppendTx 890-1,020 against
-// 740-920, alternating runs). Append takes no lock on a stream that is not
-// contended. AppendTx takes it always, on its first append to a stream, and
+// 740-920, alternating runs). Queueing changes when an append is judged,
+// never by what rule: only an append whose expected version the stream's
+// committed head meets queues, and one it does not fails at once, as on a
+// stream that is not contended, even behind an open unit that holds the
+// lock and will leave the stream where the append expects it (the lock
+// statement reads the head first). In a transaction the queued statement
+// also writes nothing unless the transaction holds the lock, and runs
+// again if the head came to meet the expectation in between. Append takes
+// no lock on a stream that is not contended. AppendTx takes it always, on its first append to a stream, and
 // holds it until the transaction ends: a transaction that appended before
 // the stream turned contended and queued for it afterwards, behind an
 // append waiting for its first version, would deadlock. (A transaction

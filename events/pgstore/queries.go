@@ -78,9 +78,14 @@ AND ($3 = '' OR (key >= $3 AND starts_with(key, $3))) AND ($4 = '' OR key %s $4)
 	return queries{
 		events:    events,
 		appendSQL: appendStatements(events),
-		// A 64-bit hash of "<schema>.<stream>": a collision only makes two
-		// streams queue together.
-		streamLock:   `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`,
+		// A 64-bit hash of "<schema>.<stream>" ($1): a collision only makes
+		// two streams queue together. Only an append whose expectation
+		// ($3, as the append statements' $8) the committed head of the
+		// stream ($2) meets queues: one that fails it fails at once, as
+		// it does on a stream that is not contended (see hotStreams).
+		streamLock: fmt.Sprintf(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0)) FROM (
+	SELECT coalesce(max(version), 0) AS version FROM %s WHERE stream_id = $2
+) head WHERE CASE $3::bigint WHEN %d THEN true WHEN %d THEN head.version > 0 ELSE head.version = $3::bigint END`, events, expectAny, expectExists),
 		eventsByID:   fmt.Sprintf(`SELECT %s FROM %s WHERE event_id = ANY($1::uuid[])`, eventColumns, events),
 		notify:       `SELECT pg_notify($1, $2)`,
 		readStream:   fmt.Sprintf(`SELECT %s FROM %s WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`, eventColumns, events),
@@ -212,6 +217,10 @@ const (
 type appendSQL struct {
 	many, one     string
 	txMany, txOne string
+	// txManyQueued and txOneQueued are the tx statements behind the
+	// stream's lock (see runAppendQueued): they also write nothing unless
+	// the transaction holds the lock, whose key is $9.
+	txManyQueued, txOneQueued string
 	// guessMany and guessOne are Append's statements for a stream whose
 	// head this store remembers (see streamHeads): $8 is that head's
 	// version and $9 its sort_key, so they read nothing first.
@@ -263,7 +272,8 @@ VALUES (%[3]s, $2::uuid, $1, $8::bigint + 1, $3::text, coalesce($4::int, 1), $5:
 %[4]s`, events, cols, guessSortKey, returning)
 
 	fresh := fmt.Sprintf(`NOT EXISTS (SELECT 1 FROM %s WHERE event_id = ANY($2::uuid[]))`, events)
-	q.txMany = head(fresh) + fmt.Sprintf(`, e AS (
+	const locked = ` AND pg_try_advisory_xact_lock(hashtextextended($9, 0))`
+	txMany := `, e AS (
 	SELECT * FROM %[4]s
 ), first AS (
 	INSERT INTO %[1]s (%[2]s)
@@ -276,14 +286,16 @@ VALUES (%[3]s, $2::uuid, $1, $8::bigint + 1, $3::text, coalesce($4::int, 1), $5:
 	ORDER BY e.ord
 	%[6]s
 )
-SELECT seq, sort_key, version FROM first UNION ALL SELECT seq, sort_key, version FROM rest`,
-		events, cols, fmt.Sprintf(vals, "head.version"), elems, fmt.Sprintf(vals, "first.version - 1"), returning)
+SELECT seq, sort_key, version FROM first UNION ALL SELECT seq, sort_key, version FROM rest`
+	txMany = fmt.Sprintf(txMany, events, cols, fmt.Sprintf(vals, "head.version"), elems, fmt.Sprintf(vals, "first.version - 1"), returning)
+	q.txMany, q.txManyQueued = head(fresh)+txMany, head(fresh+locked)+txMany
 	freshOne := fmt.Sprintf(`NOT EXISTS (SELECT 1 FROM %s WHERE event_id = $2::uuid)`, events)
-	q.txOne = head(freshOne) + fmt.Sprintf(`
+	txOne := fmt.Sprintf(`
 INSERT INTO %[1]s (%[2]s)
 SELECT head.sort_key, %[3]s FROM head
 ON CONFLICT (stream_id, version) DO NOTHING
 %[4]s`, events, cols, oneVals, returning)
+	q.txOne, q.txOneQueued = head(freshOne)+txOne, head(freshOne+locked)+txOne
 	return q
 }
 

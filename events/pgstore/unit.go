@@ -307,6 +307,11 @@ func (u *unit) Positions(ctx context.Context, names ...string) ([]events.Token, 
 	if err != nil {
 		return nil, err
 	}
+	for _, name := range names {
+		if err := validateName(name); err != nil {
+			return nil, err
+		}
+	}
 	rows, err := db.Query(ctx, u.s.q.positions, names)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: read positions: %w", classify(err))

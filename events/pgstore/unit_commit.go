@@ -24,6 +24,10 @@ func (u *unit) Commit(ctx context.Context, moves ...feed.Move) error {
 	}
 	args := make([][7]any, len(moves))
 	for i, m := range moves {
+		if err := validateLease(m.Lease); err != nil {
+			_ = u.Rollback(ctx)
+			return err
+		}
 		major, minor, err := tokenArgs(m.Position)
 		if err != nil {
 			_ = u.Rollback(ctx)

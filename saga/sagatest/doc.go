@@ -25,8 +25,13 @@
 // the in-memory store, the handlers on Watermill's cqrs command processor
 // over gochannel, and for each seed picks a schedule at random:
 //
-//   - messages of different instances in any order (each instance's own
-//     messages stay in feed order, as the engine's partitions keep them);
+//   - messages in any order, except that those with one correlation id
+//     (or, without one, on one stream) stay in feed order, as the engine's
+//     feed.ByCorrelation partitions keep them, and commands to a handler
+//     stay in order on their stream: an instance's messages under
+//     different keys (a
+//     start event on its own stream without a correlation id and the
+//     replies correlated to the instance, say) may overtake each other;
 //   - deliveries repeated (duplicates);
 //   - a crash between any two steps: a unit is dropped before its commit
 //     and the engine is rebuilt from what the store holds, be it a
@@ -67,6 +72,16 @@
 // directory instead.)
 //
 // A seed fixes the schedule: the same seed replays the same deliveries,
-// faults and clock jumps. SimulateSeed runs one seed and returns its error,
-// for use outside a test (see its example).
+// faults and clock jumps, and the same event ids. An event of
+// SimConfig.Events given without an id gets one derived from the seed and
+// its place in the list, the engine derives its commands' and timers'
+// ids from what caused them, command.Handle its results' from the
+// command's, and an event that other code appends without an id, through
+// the store the simulation hands it or the unit of its context, gets one
+// derived from the seed and how many such events the run appended before.
+// What code under test draws itself (an id it makes up, math/rand, the
+// wall clock) is not replayed: a seed replays only what handlers decide on
+// the events, ids and virtual clock the simulation gives them.
+// SimulateSeed runs one seed and returns its error, for use outside a test
+// (see its example).
 package sagatest

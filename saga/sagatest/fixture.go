@@ -48,6 +48,10 @@ type Config struct {
 	// Commands is passed to saga.EngineConfig.Commands. Defaults to nil.
 	Commands saga.CommandCatalog
 	// Engine, when set, adjusts the engine's config before it is built.
+	// The fixture owns Store, Tracker, Clock and GateTimeout and sets them
+	// again after Engine: the engine runs on the fixture's store, its read
+	// models' tracker and its virtual clock, and its gate gives up at once
+	// (a held model parks the step), so nothing waits on wall-clock time.
 	Engine func(*saga.EngineConfig)
 }
 
@@ -100,12 +104,14 @@ func New(tb testing.TB, cfg *Config) *Fixture {
 		f.models[name] = &model{apply: m}
 		tr.Advance(name, events.Token{})
 	}
-	// The gate gives up at once: a model that is not held has already
-	// caught up, and a held one will not move while the step waits.
-	ec := saga.EngineConfig{Store: f.store, Sagas: cfg.Sagas, Tracker: tr, Clock: f.clock, Commands: cfg.Commands, GateTimeout: time.Nanosecond}
+	ec := saga.EngineConfig{Sagas: cfg.Sagas, Commands: cfg.Commands}
 	if cfg.Engine != nil {
 		cfg.Engine(&ec)
 	}
+	// Set after Config.Engine, which may not change them (see there). The
+	// gate gives up at once: a model that is not held has already caught
+	// up, and a held one will not move while the step waits.
+	ec.Store, ec.Tracker, ec.Clock, ec.GateTimeout = f.store, tr, f.clock, time.Nanosecond
 	eng, err := saga.NewEngine(&ec)
 	require.NoError(t, err)
 	f.engine = eng
@@ -141,11 +147,13 @@ type Event struct {
 	// Correlation and Causation become the event's metadata.
 	Correlation string
 	Causation   string
-	// ID is the event id. Defaults to a new one. Set it to deliver a
-	// duplicate on purpose: an event whose id is stored already (with the
-	// same stream and content) is not stored twice, as the store is
-	// idempotent by id, but the fixture delivers the stored event to the
-	// engine again, as a redelivery would reach it.
+	// ID is the event id. Defaults to a new one (in SimConfig.Events, one
+	// derived from the seed and the event's place, so a seed replays it).
+	// Set it to deliver a duplicate on purpose: an event whose id is
+	// stored already (with the same stream and content) is not stored
+	// twice, as the store is idempotent by id, but the fixture (or the
+	// simulation) delivers the stored event again, as a redelivery would
+	// reach it.
 	ID string
 }
 

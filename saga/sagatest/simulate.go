@@ -1,6 +1,7 @@
 package sagatest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -16,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +26,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+	"github.com/google/uuid"
 
 	"github.com/converge-es/converge/command"
 	"github.com/converge-es/converge/consistency"
@@ -73,7 +76,11 @@ type SimConfig struct {
 	// for a while.
 	Models map[string]Model
 	// Events start the scenario: they are appended, in order, before the
-	// simulation delivers anything.
+	// simulation delivers anything. An event given without an ID gets one
+	// derived from the seed and its place in Events, so a seed replays
+	// it under the same id. One given again under the id of an event
+	// given before it (same stream and content) is stored once and
+	// delivered again, as a redelivery would be (see Event.ID).
 	Events []Event
 	// Invariants are checked after every action (Final false), those
 	// taken while settling included, and once at the end, when everything
@@ -160,10 +167,26 @@ type SimView struct {
 	ctx    context.Context
 }
 
-// Instances lists the instances of a saga type.
+// Instances lists every instance of a saga type, however many: it pages
+// through Engine.List, whose one call stops at a Filter.Limit.
 func (v *SimView) Instances(sagaName string) ([]saga.Info, error) {
-	return v.Engine.List(v.ctx, saga.Filter{Saga: sagaName})
+	var out []saga.Info
+	f := saga.Filter{Saga: sagaName, Limit: instancesPage}
+	for {
+		page, err := v.Engine.List(v.ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page...)
+		if len(page) < f.Limit {
+			return out, nil
+		}
+		f.After = page[len(page)-1].Cursor()
+	}
 }
+
+// instancesPage is how many instances SimView.Instances asks for at once.
+const instancesPage = 1000
 
 // Timeline returns an instance's timeline (saga.Engine.Show).
 func (v *SimView) Timeline(sagaName, id string) (saga.Timeline, error) {
@@ -309,17 +332,114 @@ func protect(fn func() error) (err error) {
 // errCrash is the fault that drops a unit before its commit.
 var errCrash = errors.New("sagatest: simulated crash before commit")
 
+// idNamespace is the namespace of the event ids the simulation derives
+// from a seed.
+var idNamespace = uuid.MustParse("0d6c3f5e-8a41-4b7e-9f3a-52c1e4b8d7a6")
+
+// eventID is the id of SimConfig.Events[i] given without one: derived
+// from the seed, so a seed replays it.
+func (s *sim) eventID(i int) string {
+	return uuid.NewSHA1(idNamespace, fmt.Appendf(nil, "sagatest\x00%d\x00%d", s.seed, i)).String()
+}
+
+// withIDs returns evs with an id given to each event that has none, where
+// the store would draw a random one: the n-th such event of the seed's
+// run gets one derived from the seed and n. A seed replays its actions in
+// the same order, so it replays these ids too.
+func (s *sim) withIDs(evs []events.Event) []events.Event {
+	var out []events.Event
+	for i, ev := range evs {
+		if ev.ID != "" {
+			continue
+		}
+		if out == nil {
+			out = slices.Clone(evs)
+		}
+		n := s.appended.Add(1)
+		out[i].ID = uuid.NewSHA1(idNamespace, fmt.Appendf(nil, "sagatest\x00%d\x00appended\x00%d", s.seed, n)).String()
+	}
+	if out == nil {
+		return evs
+	}
+	return out
+}
+
+// idStore is the seed's store as the code under test sees it (the sagas,
+// the command handlers, the read models, the engine): an event appended
+// without an id, through the store or through one of its units, gets one
+// derived from the seed (sim.withIDs) instead of a random one.
+type idStore struct {
+	*memstore.Store
+	sim *sim
+}
+
+// Append appends evs, those without an id given one.
+func (s *idStore) Append(ctx context.Context, streamID string, expected events.ExpectedVersion, evs ...events.Event) (events.AppendResult, error) {
+	return s.Store.Append(ctx, streamID, expected, s.sim.withIDs(evs)...)
+}
+
+// Checkpoints begins units that give ids too.
+func (s *idStore) Checkpoints() feed.CheckpointStore {
+	return idCheckpoints{CheckpointStore: s.Store.Checkpoints(), sim: s.sim}
+}
+
+type idCheckpoints struct {
+	feed.CheckpointStore
+	sim *sim
+}
+
+func (c idCheckpoints) Begin(ctx context.Context) (feed.Unit, error) {
+	u, err := c.CheckpointStore.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &idUnit{Unit: u, sim: c.sim}, nil
+}
+
+// idUnit is a unit of the seed's store whose appends give ids as
+// idStore's do.
+type idUnit struct {
+	feed.Unit
+	sim *sim
+}
+
+// Append appends evs, those without an id given one.
+func (u *idUnit) Append(ctx context.Context, streamID string, expected events.ExpectedVersion, evs ...events.Event) (events.AppendResult, error) {
+	return u.Unit.Append(ctx, streamID, expected, u.sim.withIDs(evs)...)
+}
+
+// Context returns ctx carrying this unit, so that a handler appending
+// through the unit of its context gets ids too.
+func (u *idUnit) Context(ctx context.Context) context.Context {
+	return events.ContextWithUnit(u.Unit.Context(ctx), u)
+}
+
+// Writes passes feed.WriteCounter on.
+func (u *idUnit) Writes() uint64 {
+	if wc, ok := u.Unit.(feed.WriteCounter); ok {
+		return wc.Writes()
+	}
+	return 0
+}
+
+// Announce passes feed.Announcer on.
+func (u *idUnit) Announce() {
+	if an, ok := u.Unit.(feed.Announcer); ok {
+		an.Announce()
+	}
+}
+
 // crashStore is the store the seed's engine runs on: the seed's store,
 // whose units crash before their commit (crashUnit) while the engine runs
 // work of its own (sim.crashable).
 type crashStore struct {
-	*memstore.Store
+	*idStore
 	sim *sim
 }
 
 // Checkpoints begins units that may crash.
 func (c *crashStore) Checkpoints() feed.CheckpointStore {
-	return crashCheckpoints{CheckpointStore: c.Store.Checkpoints(), sim: c.sim}
+	return crashCheckpoints{CheckpointStore: c.idStore.Checkpoints(), sim: c.sim}
 }
 
 // Append fails once the process crashed.
@@ -327,7 +447,7 @@ func (c *crashStore) Append(ctx context.Context, streamID string, expected event
 	if c.sim.dead {
 		return events.AppendResult{}, errCrash
 	}
-	return c.Store.Append(ctx, streamID, expected, evs...)
+	return c.idStore.Append(ctx, streamID, expected, evs...)
 }
 
 type crashCheckpoints struct {
@@ -415,6 +535,7 @@ type sim struct {
 	rng     *rand.Rand
 	clock   *clocktest.Clock
 	store   *memstore.Store
+	ids     *idStore // store as the code under test sees it
 	tracker *consistency.Tracker
 	ecfg    saga.EngineConfig
 	engine  *saga.Engine
@@ -428,6 +549,8 @@ type sim struct {
 	armed bool               // the engine runs work of its own
 	dead  bool               // a unit crashed: the process is down
 	die   context.CancelFunc // cancels the dead process's context
+
+	appended atomic.Uint64 // events appended without an id (withIDs)
 
 	models  []*simModel
 	pos     events.Token
@@ -454,7 +577,7 @@ func newSim(ctx context.Context, c *SimConfig, seed uint64) (*sim, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.store = st
+	s.store, s.ids = st, &idStore{Store: st, sim: s}
 	if err := protect(func() error { return s.init(ctx) }); err != nil {
 		return nil, errors.Join(err, s.close())
 	}
@@ -463,7 +586,7 @@ func newSim(ctx context.Context, c *SimConfig, seed uint64) (*sim, error) {
 
 // init builds the seed's world on its fresh store.
 func (s *sim) init(ctx context.Context) error {
-	c, st := s.cfg, s.store
+	c, st := s.cfg, s.ids
 	var err error
 	if s.tracker, err = consistency.NewTracker(&consistency.TrackerConfig{Clock: s.clock}); err != nil {
 		return err
@@ -481,7 +604,7 @@ func (s *sim) init(ctx context.Context) error {
 		return err
 	}
 	s.ecfg = saga.EngineConfig{
-		Store: &crashStore{Store: st, sim: s}, Sagas: c.Sagas(st), Tracker: s.tracker, Clock: s.clock,
+		Store: &crashStore{idStore: st, sim: s}, Sagas: c.Sagas(st), Tracker: s.tracker, Clock: s.clock,
 		// A model that has not caught up will not move while the step
 		// waits: park at once.
 		GateTimeout: time.Nanosecond,
@@ -492,13 +615,39 @@ func (s *sim) init(ctx context.Context) error {
 	if s.engine, err = saga.NewEngine(&s.ecfg); err != nil {
 		return err
 	}
-	for _, ev := range c.Events {
-		if _, err := st.Append(ctx, ev.Stream, events.AnyVersion, events.Event{
-			ID: ev.ID, Data: ev.Data, Metadata: events.Metadata{CorrelationID: ev.Correlation, CausationID: ev.Causation},
-		}); err != nil {
+	for i, ev := range c.Events {
+		id := cmp.Or(ev.ID, s.eventID(i))
+		res, err := st.Append(ctx, ev.Stream, events.AnyVersion, events.Event{
+			ID: id, Data: ev.Data, Metadata: events.Metadata{CorrelationID: ev.Correlation, CausationID: ev.Causation},
+		})
+		if err != nil {
 			return fmt.Errorf("sagatest: append %T to %s: %w", ev.Data, ev.Stream, err)
 		}
+		if res.AlreadyStored {
+			if err := s.again(ctx, res); err != nil {
+				return fmt.Errorf("sagatest: SimConfig.Events[%d] (id %s) again: %w", i, id, err)
+			}
+		}
 	}
+	return nil
+}
+
+// again queues the stored event an append found (an event given again
+// under its id) to be delivered once more, as a redelivery would be:
+// after the events appended before it, which are queued first, and before
+// those appended after it.
+func (s *sim) again(ctx context.Context, res events.AppendResult) error {
+	if err := s.read(ctx); err != nil {
+		return err
+	}
+	envs, err := s.store.ReadStream(ctx, res.StreamID, res.FirstVersion, 1)
+	if err != nil {
+		return err
+	}
+	if len(envs) != 1 {
+		return fmt.Errorf("the event is stored, yet its stream %s does not return it", res.StreamID)
+	}
+	s.queue(envs[0])
 	return nil
 }
 
@@ -549,7 +698,7 @@ func (s *sim) startCommands(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := cp.AddHandlers(s.cfg.Commands(s.store)...); err != nil {
+	if err := cp.AddHandlers(s.cfg.Commands(s.ids)...); err != nil {
 		return err
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -596,16 +745,23 @@ func (s *sim) read(ctx context.Context) error {
 				}
 				s.sent = append(s.sent, c)
 			}
-			if s.handled[env.Type] {
-				s.cmdKey = push(s.cmdQ, s.cmdKey, env.StreamID, env)
-				continue
-			}
-			s.sagaKey = push(s.sagaQ, s.sagaKey, feed.KeyOf(feed.ByCorrelation, env), env)
+			s.queue(env)
 		}
 		if len(b.Events) == 0 {
 			return nil
 		}
 	}
+}
+
+// queue queues env for delivery: a command with a handler to its handler,
+// in order per command stream, anything else to the engine, in order per
+// feed.ByCorrelation key.
+func (s *sim) queue(env events.Envelope) {
+	if s.handled[env.Type] {
+		s.cmdKey = push(s.cmdQ, s.cmdKey, env.StreamID, env)
+		return
+	}
+	s.sagaKey = push(s.sagaQ, s.sagaKey, feed.KeyOf(feed.ByCorrelation, env), env)
 }
 
 func push(q map[string][]events.Envelope, keys []string, key string, env events.Envelope) []string {
@@ -757,7 +913,7 @@ func (s *sim) act(ctx context.Context, act int) error {
 // retries the step as any failed step.
 func (s *sim) deliver(ctx context.Context, env events.Envelope, what string, fn func(context.Context) error) (bool, error) {
 	if s.cfg.Crash > 0 && s.rng.Float64() < s.cfg.Crash {
-		err := drive.Unit(ctx, s.store, 0, func(ctx context.Context) error {
+		err := drive.Unit(ctx, s.ids, 0, func(ctx context.Context) error {
 			if err := fn(ctx); err != nil {
 				return err
 			}
@@ -776,7 +932,7 @@ func (s *sim) deliver(ctx context.Context, env events.Envelope, what string, fn 
 		times = 2
 	}
 	for range times {
-		err := drive.Unit(ctx, s.store, 0, fn)
+		err := drive.Unit(ctx, s.ids, 0, fn)
 		if errors.Is(err, saga.ErrStepWroteAndFailed) {
 			s.note("%s %s %s: its step wrote and failed; the unit is rolled back and the message comes again", what, env.Type, short(env.ID))
 			return false, nil
@@ -857,7 +1013,7 @@ func (s *sim) advance(ctx context.Context, m *simModel, n int) error {
 	for ; n > 0 && m.next < len(s.all); n-- {
 		env := s.all[m.next]
 		if m.apply != nil {
-			err := drive.Unit(ctx, s.store, 0, func(ctx context.Context) error {
+			err := drive.Unit(ctx, s.ids, 0, func(ctx context.Context) error {
 				eu, _ := events.UnitFromContext(ctx)
 				u, ok := eu.(feed.Unit)
 				if !ok {
@@ -918,7 +1074,7 @@ func (s *sim) settle(ctx context.Context) (bool, error) {
 }
 
 func (s *sim) check(ctx context.Context, final bool) error {
-	v := &SimView{Seed: s.seed, Final: final, Store: s.store, Engine: s.engine, Commands: s.sent, Events: s.all, ctx: ctx}
+	v := &SimView{Seed: s.seed, Final: final, Store: s.ids, Engine: s.engine, Commands: s.sent, Events: s.all, ctx: ctx}
 	for i, inv := range s.cfg.Invariants {
 		if err := protect(func() error { return inv(v) }); err != nil {
 			when := "during the run"

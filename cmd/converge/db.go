@@ -71,6 +71,10 @@ func dbOptionsFrom(cmd *cobra.Command) (*dbOptions, error) {
 		// run there, would run against something the user did not name.
 		return nil, errBlankDatabaseURL
 	}
+	if schema == "" && cmd.Flags().Changed(flagSchema) {
+		// The same mistake: the default schema is not the one named.
+		return nil, emptyFlag(flagSchema, "name a schema, or leave --schema out for "+strconv.Quote(migrations.DefaultSchema))
+	}
 	o := &dbOptions{URL: databaseURL(url, os.Getenv), Schema: schema}
 	if err := o.validate(); err != nil {
 		return nil, err

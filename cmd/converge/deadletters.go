@@ -19,6 +19,7 @@ import (
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
 	"github.com/converge-es/converge/events/pgstore"
+	"github.com/converge-es/converge/projections"
 )
 
 // newDeadLettersCmd is `converge dead-letters`: the events any processor
@@ -55,8 +56,10 @@ type deadLetterEntry struct {
 type deadLettersListCmd struct {
 	db        *dbOptions
 	processor string
-	json      bool
-	out       io.Writer
+	// processorSet says whether --processor was given, empty or not.
+	processorSet bool
+	json         bool
+	out          io.Writer
 }
 
 func newDeadLettersListCmd() *cobra.Command {
@@ -71,12 +74,14 @@ after how many attempts it was given up on, why, and any replay request.
 A --processor of which --schema holds nothing at all (no record, no
 checkpoint, no dead letter: a mistyped name, the wrong --schema) is an
 error (exit status 1, nothing on standard output) that lists the
-processors stored there; a known processor without dead letters lists
-none, with exit status 0.`,
+processors stored there, as is an empty one, and a partition's checkpoint
+name (NAME#I/N: name the processor, NAME); a known processor without dead
+letters lists none, with exit status 0.`,
 		Example: `  converge dead-letters list
   converge dead-letters list --processor order_summary --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			c.processorSet = cmd.Flags().Changed("processor")
 			if err := c.validate(); err != nil {
 				return err
 			}
@@ -95,8 +100,12 @@ none, with exit status 0.`,
 
 // validate refuses a --processor no processor can have: the store's rows
 // hold UTF-8 text without control characters, and a name with a NUL in
-// it failed deep in the listing, about a row query.
+// it failed deep in the listing, about a row query. An empty one, given,
+// is refused rather than read as no filter.
 func (c *deadLettersListCmd) validate() error {
+	if c.processorSet && c.processor == "" {
+		return emptyFlag("processor", "name a processor, or leave --processor out to list every dead letter")
+	}
 	if !utf8.ValidString(c.processor) || strings.ContainsFunc(c.processor, unicode.IsControl) {
 		return fmt.Errorf("--processor %q: a processor name is UTF-8 text without control characters; list every dead letter, with its processor, with `converge dead-letters list`", c.processor)
 	}
@@ -167,6 +176,12 @@ func (c *deadLettersListCmd) checkProcessor(ctx context.Context, store *pgstore.
 	}
 	if _, found := slices.BinarySearch(known, c.processor); found {
 		return nil
+	}
+	if base := processorOf(c.processor); base != c.processor {
+		if _, found := slices.BinarySearch(known, base); found {
+			return fmt.Errorf("dead-letters list: %s is the checkpoint of a partition of processor %s: name the processor, --processor %s (each dead letter shows its checkpoint)",
+				strconv.Quote(c.processor), strconv.Quote(base), printable(base))
+		}
 	}
 	what := fmt.Sprintf("dead-letters list: no processor named %s in schema %q", strconv.Quote(c.processor), c.db.Schema)
 	if len(known) == 0 {
@@ -310,8 +325,12 @@ handler: this records a replay request that the process holding the dead
 letter's partition carries out, applying the event and deleting the dead
 letter together; it reports that each request was accepted. With --wait it
 waits, up to --timeout, until each is replayed, or failed again (the dead
-letter then stays, with the new error). Exit status: 0 accepted (or all
-replayed with --wait), 1 on failure, 4 when --wait ran out.`,
+letter then stays, with the new error). A request also goes without a
+replay when a projection reset drops it with its dead letter (the reset
+applies the event again): --wait then says so, and whether the event was
+dead-lettered again, rather than "replayed". An ID given twice is
+refused. Exit status: 0 accepted (or all replayed with --wait), 1 on
+failure (or a replay --wait cannot confirm), 4 when --wait ran out.`,
 		Example: `  converge dead-letters replay order_summary/0b6c2c4e-4f4e-4a56-9d0f-2d0f0c9b7a11 --wait`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
@@ -336,6 +355,9 @@ replayed with --wait), 1 on failure, 4 when --wait ran out.`,
 }
 
 func (c *deadLettersReplayCmd) validate() error {
+	if err := namedTwice("dead-letters replay: dead letter ID", c.ids); err != nil {
+		return err
+	}
 	for _, id := range c.ids {
 		if i := strings.LastIndexByte(id, '/'); i <= 0 || i == len(id)-1 {
 			return fmt.Errorf("dead letter ID %q: use <checkpoint>/<event id>, as `converge dead-letters list` prints it", id)
@@ -350,8 +372,16 @@ func (c *deadLettersReplayCmd) run(ctx context.Context) error {
 		return err
 	}
 	defer closeAll()
-	var failed []string
+	var failed, unconfirmed []string
+	// The dead letters as they were when their replay was asked for: a
+	// request that is gone says "replayed" only if the dead letter went
+	// with it and nothing else removed both.
+	asked := map[string]feed.DeadLetterRecord{}
 	for _, id := range c.ids {
+		rec, _, err := readDeadLetter(ctx, store.Rows(), id)
+		if err != nil {
+			return err
+		}
 		if _, err := feed.RequestReplay(ctx, store.Rows(), id); err != nil {
 			if errors.Is(err, feed.ErrNoDeadLetter) {
 				fmt.Fprintf(c.out, "%s: no such dead letter in schema %q (list them with `converge dead-letters list`)\n", printable(id), c.db.Schema)
@@ -360,15 +390,13 @@ func (c *deadLettersReplayCmd) run(ctx context.Context) error {
 			}
 			return err
 		}
+		asked[id] = rec
 		fmt.Fprintf(c.out, "%s: replay accepted; the process holding its partition replays it\n", printable(id))
 	}
-	accepted := len(c.ids) - len(failed)
-	if c.wait.wait && accepted > 0 {
+	if c.wait.wait && len(asked) > 0 {
 		open := map[string]bool{}
-		for _, id := range c.ids {
-			if !slices.Contains(failed, id) {
-				open[id] = true
-			}
+		for id := range asked {
+			open[id] = true
 		}
 		_, err := pollUntil(ctx, c.out, c.wait.timeout, func(ctx context.Context) (string, bool, error) {
 			var lines []string
@@ -382,8 +410,18 @@ func (c *deadLettersReplayCmd) run(ctx context.Context) error {
 				}
 				switch {
 				case !ok:
+					line, replayed, err := c.outcome(ctx, store, id, asked[id])
+					if err != nil {
+						return "", false, err
+					}
 					delete(open, id)
-					lines = append(lines, printable(id)+": replayed")
+					lines = append(lines, line)
+					switch replayed {
+					case outcomeNotReplayed:
+						failed = append(failed, id)
+					case outcomeUnknown:
+						unconfirmed = append(unconfirmed, id)
+					}
 				case q.Failed != "":
 					delete(open, id)
 					failed = append(failed, id)
@@ -399,12 +437,82 @@ func (c *deadLettersReplayCmd) run(ctx context.Context) error {
 			return err
 		}
 	}
+	var msgs []string
 	if len(failed) > 0 {
-		shown := make([]string, len(failed))
-		for i, id := range failed {
-			shown[i] = printable(id)
-		}
-		return fmt.Errorf("dead-letters replay: %d of %d failed: %s", len(failed), len(c.ids), strings.Join(shown, ", "))
+		msgs = append(msgs, fmt.Sprintf("%d of %d failed: %s", len(failed), len(c.ids), printableList(failed)))
+	}
+	if len(unconfirmed) > 0 {
+		msgs = append(msgs, fmt.Sprintf("%d of %d not confirmed replayed (see above): %s", len(unconfirmed), len(c.ids), printableList(unconfirmed)))
+	}
+	if len(msgs) > 0 {
+		return errors.New("dead-letters replay: " + strings.Join(msgs, "; "))
 	}
 	return nil
+}
+
+// The outcomes of a replay whose request is gone.
+const (
+	outcomeReplayed    = iota // the dead letter went with the request
+	outcomeNotReplayed        // the dead letter is still, or again, there
+	outcomeUnknown            // a reset dropped both: its event is applied again, not replayed
+)
+
+// outcome says what became of the replay of dead letter id, whose request
+// is gone: the processor deletes the request with the dead letter when the
+// replay succeeds, but a projection reset deletes both too (the events
+// after its token are applied again, and one that fails again is a dead
+// letter again, under the same ID). was is the dead letter when its replay
+// was asked for. It returns the line to print and the outcome.
+func (c *deadLettersReplayCmd) outcome(ctx context.Context, store *pgstore.Store, id string, was feed.DeadLetterRecord) (string, int, error) {
+	now, present, err := readDeadLetter(ctx, store.Rows(), id)
+	if err != nil {
+		return "", 0, err
+	}
+	switch {
+	case present && !now.At.Equal(was.At):
+		return fmt.Sprintf("%s: not replayed: its request was dropped (by a projection reset, say) and the event was dead-lettered again at %s after %d attempts: %s",
+			printable(id), now.At.UTC().Format(time.RFC3339), now.Attempts, printable(oneLine(now.Reason))), outcomeNotReplayed, nil
+	case present:
+		return fmt.Sprintf("%s: not replayed: its request was withdrawn and it is still a dead letter (ask again to replay it)", printable(id)), outcomeNotReplayed, nil
+	}
+	// Gone with its request: replayed, unless a reset of the projection
+	// since the event was dead-lettered dropped both.
+	proc := processorOf(was.Checkpoint)
+	q, ok, err := projections.ReadRequest(ctx, store.Rows(), proc)
+	if err != nil {
+		return "", 0, err
+	}
+	if ok && q.Op == projections.OpReset && (q.State == projections.RequestRunning || q.State == projections.RequestDone) &&
+		!q.UpdatedAt.Before(was.At) && was.Event.Token.After(q.To) {
+		return fmt.Sprintf("%s: not confirmed replayed: the reset of projection %s to %s (%s at %s) dropped it with its request, and applies its event again; if that fails, it is a dead letter again (see `converge dead-letters list --processor %s`)",
+			printable(id), printable(proc), tokenText(q.To), q.State, q.UpdatedAt.UTC().Format(time.RFC3339), printable(proc)), outcomeUnknown, nil
+	}
+	return printable(id) + ": replayed", outcomeReplayed, nil
+}
+
+// readDeadLetter reads the dead letter stored under id, if any.
+func readDeadLetter(ctx context.Context, rows feed.Rows, id string) (feed.DeadLetterRecord, bool, error) {
+	var rec feed.DeadLetterRecord
+	// An ID no dead letter can have is not an error here: RequestReplay
+	// reports it as one more unknown ID.
+	if canBe := feed.ValidateRowAddress(feed.RuntimeNamespace, feed.DeadLettersTable, id) == nil; !canBe {
+		return rec, false, nil
+	}
+	row, ok, err := rows.Get(ctx, feed.RuntimeNamespace, feed.DeadLettersTable, id, feed.LockNone)
+	if err != nil || !ok {
+		return rec, false, err
+	}
+	if err := json.Unmarshal(row.Value, &rec); err != nil {
+		return rec, false, fmt.Errorf("dead letter %q does not decode: %w", id, err)
+	}
+	return rec, true, nil
+}
+
+// printableList is ids, each printable, separated by commas.
+func printableList(ids []string) string {
+	shown := make([]string, len(ids))
+	for i, id := range ids {
+		shown[i] = printable(id)
+	}
+	return strings.Join(shown, ", ")
 }

@@ -152,17 +152,19 @@ func (c *demoCmd) run(cmd *cobra.Command) error {
 }
 
 func (c *demoCmd) runPostgres(ctx context.Context, db *dbOptions) (err error) {
-	pool, err := db.openPoolWith(ctx, 24)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
+	// The name first: a --schema too long for the suffix is a mistake in
+	// the flags, to be told before anything connects.
 	suffix := make([]byte, 4)
 	_, _ = rand.Read(suffix)
 	schema := db.Schema + demoSchemaInfix + hex.EncodeToString(suffix)
 	if err := migrations.ValidateSchema(schema); err != nil {
 		return fmt.Errorf("--schema %q: demo appends %q and 8 characters to it: %w", db.Schema, demoSchemaInfix, err)
 	}
+	pool, err := db.openPoolWith(ctx, 24)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
 	if c.keep {
 		fmt.Fprintf(c.out, "demo schema kept: %s\n", schema)
 	} else {

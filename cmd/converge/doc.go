@@ -47,7 +47,10 @@
 // letter), fail with exit status 1, print nothing on standard output, and
 // name the stored ones, as `converge projections status NAME` and
 // `converge lag NAME` do. A known name whose other filters match nothing
-// lists nothing, with exit status 0.
+// lists nothing, with exit status 0. A filter given an empty value
+// (--processor, --type, --status, also --schema and a reset's --to) is
+// refused rather than read as no filter, and so is a name given twice to
+// a command that takes several.
 //
 // # Adding a command
 //

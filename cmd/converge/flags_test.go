@@ -92,6 +92,7 @@ func TestNumericFlagsOverRandomValues(t *testing.T) {
 		{args: []string{"serve", "--listen", "127.0.0.1:0"}, flag: "sla", kind: "duration", lo: 0, hi: inf, open: true},
 		{args: []string{"serve", "--listen", "127.0.0.1:0"}, flag: "interval", kind: "duration", lo: float64(minLagInterval), hi: inf},
 		{args: []string{"serve", "--listen", "127.0.0.1:0"}, flag: "demo-load", kind: "float", lo: web.MinLoadRate, hi: 1000, zero: true},
+		{args: []string{"serve", "--listen", "127.0.0.1:0"}, flag: "shutdown-timeout", kind: "duration", lo: 0, hi: inf, open: true},
 		{args: []string{"lag"}, flag: "sla", kind: "duration", lo: 0, hi: inf, open: true},
 		{args: []string{"sagas", "list"}, flag: "limit", kind: "int", lo: 1, hi: inf},
 		{args: []string{"sagas", "list"}, flag: "stuck-for", kind: "duration", lo: 0, hi: inf},

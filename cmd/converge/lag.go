@@ -61,7 +61,8 @@ than the lease TTL (5s): no runner is working them off.
 
 Without arguments every consumer in --schema is reported with --sla. Name
 projections to report only those, each with --sla or its own SLA (a name
-without a checkpoint in --schema is an error that lists the known ones):
+without a checkpoint in --schema is an error that lists the known ones, as
+is a partition's checkpoint name, NAME#I/N: name the processor, NAME):
 
   converge lag order_summary sales_report=30s
 
@@ -228,7 +229,7 @@ func (c *lagCmd) checkNames(ctx context.Context, store feed.Inspector, rows feed
 	}
 	known := make([]string, 0, len(consumers)+len(processors))
 	for _, cons := range consumers {
-		known = append(known, cons.Name)
+		known = append(known, recordedProcessorOf(cons.Name, processors))
 	}
 	for name := range processors {
 		known = append(known, name)
@@ -237,6 +238,13 @@ func (c *lagCmd) checkNames(ctx context.Context, store feed.Inspector, rows feed
 	known = slices.Compact(known)
 	var unknown []string
 	for _, t := range c.targets {
+		if base := recordedProcessorOf(t.Name, processors); base != t.Name {
+			// Reported as one line under its processor's name: a single
+			// partition's line would not be what lag reports (and one an
+			// earlier partition count left behind never moves).
+			return fmt.Errorf("lag: %s is the checkpoint of a partition of processor %s: name the processor, %s, which lag reports as one line, at its slowest partition",
+				strconv.Quote(t.Name), strconv.Quote(base), base)
+		}
 		if _, found := slices.BinarySearch(known, t.Name); !found {
 			unknown = append(unknown, strconv.Quote(t.Name))
 		}
@@ -249,6 +257,19 @@ func (c *lagCmd) checkNames(ctx context.Context, store feed.Inspector, rows feed
 		return fmt.Errorf("lag: %s: schema %q has no projections yet (wrong --schema, or has no projection runner started?)", what, c.db.Schema)
 	}
 	return fmt.Errorf("lag: %s in schema %q; known: %s", what, c.db.Schema, strings.Join(known, ", "))
+}
+
+// recordedProcessorOf is the processor a partition's checkpoint belongs
+// to when the store keeps that processor's record (processors, from
+// feed.ProcessorPartitions), which lag reports under its name; else
+// checkpoint itself.
+func recordedProcessorOf(checkpoint string, processors map[string]int) string {
+	if base, _, _, ok := feed.ParsePartitionName(checkpoint); ok {
+		if _, recorded := processors[base]; recorded {
+			return base
+		}
+	}
+	return checkpoint
 }
 
 // print writes one measurement: the table, or a JSON line per projection.

@@ -132,6 +132,30 @@ func pollUntil(parent context.Context, out io.Writer, timeout time.Duration, che
 	}
 }
 
+// namedTwice refuses a list of names that holds one twice (what says
+// what they name, such as "projection"): a command would otherwise list
+// it twice, or act on it twice and count it twice, as `converge lag`
+// refuses.
+func namedTwice(what string, names []string) error {
+	seen := make(map[string]bool, len(names))
+	for _, n := range names {
+		if seen[n] {
+			return fmt.Errorf("%s %s is named twice", what, strconv.Quote(n))
+		}
+		seen[n] = true
+	}
+	return nil
+}
+
+// emptyFlag is the error of a string flag given with an empty value, the
+// mark of a shell variable that is not set: doing what the flag's absence
+// does (listing everything, using the default) would act on something the
+// user did not name. instead says what to pass, or what leaving the flag
+// out does.
+func emptyFlag(name, instead string) error {
+	return fmt.Errorf("--%s is empty (is the variable you passed set?): %s", name, instead)
+}
+
 // printable is s as the terminal should see it: as it is when every
 // character prints, else Go-quoted, so an argument or a stored name with
 // a NUL or an escape sequence shows as what it is instead of reaching the

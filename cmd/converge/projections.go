@@ -92,10 +92,13 @@ after it (BEHIND), whether it is halted (and at which event, why), the
 rebuild in progress, which process holds its lease, and the latest
 rebuild or reset request, with how it ended once it has (done, or failed
 and why). A name that is not stored is an error listing the
-known ones.`,
+known ones, and so is a name given twice.`,
 		Example: `  converge projections status
   converge projections status order_summary --json`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := namedTwice("projections status: projection", args); err != nil {
+				return err
+			}
 			db, err := dbOptionsFrom(cmd)
 			if err != nil {
 				return err
@@ -472,9 +475,11 @@ type projectionsRequestCmd struct {
 	db   *dbOptions
 	name string
 	to   string
-	tok  events.Token
-	wait waitFlags
-	out  io.Writer
+	// toSet says whether --to was given, empty or not.
+	toSet bool
+	tok   events.Token
+	wait  waitFlags
+	out   io.Writer
 }
 
 func newProjectionsRequestCmd(op projections.RequestOp) *cobra.Command {
@@ -488,6 +493,7 @@ func newProjectionsRequestCmd(op projections.RequestOp) *cobra.Command {
 				return err
 			}
 			c.db, c.name, c.out = db, args[0], cmd.OutOrStdout()
+			c.toSet = cmd.Flags().Changed("to")
 			if err := c.validate(); err != nil {
 				return err
 			}
@@ -516,7 +522,8 @@ start of the feed by default), so the events after it are applied again over
 the current rows: for projections whose handlers are upserts. For anything
 else use rebuild. Every running application process with the projection
 pauses it until the reset is done (its partitions may be shared among them),
-and one of them makes it.` + common
+and one of them makes it. A --to after the head of the feed (a token from
+another database or schema) is refused before anything is recorded.` + common
 		// Written by Token.String, so the token shown is one --to takes
 		// in any token format.
 		cmd.Example = "  converge projections reset order_summary --to " + events.MakeToken(48_213, 1_207).String() + " --wait"
@@ -529,6 +536,9 @@ and one of them makes it.` + common
 func (c *projectionsRequestCmd) validate() error {
 	if err := c.wait.validate(); err != nil {
 		return err
+	}
+	if c.to == "" && c.toSet {
+		return emptyFlag("to", "pass a token, or leave --to out to reset to the start of the feed")
 	}
 	if c.to != "" {
 		tok, err := events.ParseToken(c.to)
@@ -547,6 +557,9 @@ func (c *projectionsRequestCmd) run(ctx context.Context) error {
 	}
 	defer closeAll()
 	if _, err := storedProjections(ctx, store, c.db.Schema, []string{c.name}); err != nil {
+		return err
+	}
+	if err := c.checkTo(ctx, store); err != nil {
 		return err
 	}
 	var q projections.Request
@@ -595,6 +608,29 @@ func (c *projectionsRequestCmd) run(ctx context.Context) error {
 		return fmt.Errorf("%s %s failed: %s", c.op, c.name, printable(final.Error))
 	}
 	return nil
+}
+
+// checkTo refuses a reset --to beyond the feed's head: no event of the
+// schema has that token (it comes from another database or schema), and
+// the running application would only fail the request
+// (projections.ErrResetAhead) after it was accepted.
+func (c *projectionsRequestCmd) checkTo(ctx context.Context, store *pgstore.Store) error {
+	if c.op != projections.OpReset || c.tok.IsZero() {
+		return nil
+	}
+	head, err := store.Head(ctx)
+	if err != nil {
+		return err
+	}
+	if !c.tok.After(head) {
+		return nil
+	}
+	at := head.String()
+	if head.IsZero() {
+		at = "it holds no event yet"
+	}
+	return fmt.Errorf("reset %s: --to %s is after the head of the feed in schema %q (%s), so no event there has it (a token from another database or schema?): %w; pass a token at or before the head, such as the projection's POSITION in `converge projections status %s`, or leave --to out to reset to the start of the feed",
+		c.name, c.tok, c.db.Schema, at, projections.ErrResetAhead, c.name)
 }
 
 // rebuildProgress says how far the rebuild of gen is.

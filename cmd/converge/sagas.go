@@ -59,6 +59,14 @@ until one starts. Exit status: 0 carried out (or recorded, with --wait 0),
 1 on an error or when the engine refused the request (the instance ended
 meanwhile, say), 4 when --wait ran out first (the request stays recorded).`,
 		Args: cobra.NoArgs,
+		// An empty --type, given, is refused by every subcommand rather
+		// than read as no type.
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("type") && c.typ == "" {
+				return emptyFlag("type", "name a saga type, or leave --type out to look in every type")
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.PersistentFlags().StringVar(&c.typ, "type", "", "saga type (its stored name)")
@@ -109,13 +117,14 @@ a last line on standard error gives the --after that lists the next page.
 A --type of which --schema holds no instance at all (a mistyped name, the
 wrong --schema) is an error (exit status 1, nothing on standard output)
 that lists the saga types stored there; a stored type whose instances the
-other filters all leave out lists nothing, with exit status 0.`,
+other filters all leave out lists nothing, with exit status 0. An empty
+--type or --status is an error too, not the absence of the filter.`,
 		Example: `  converge sagas list --status failed
   converge sagas list --type order_fulfilment --stuck-for 30s --json
   converge sagas list --limit 100 --after 'order_fulfilment/order-1234'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if status != "" && !validStatus(saga.Status(status)) {
+			if cmd.Flags().Changed("status") && !validStatus(saga.Status(status)) {
 				return fmt.Errorf("--status %q: use one of %s", status, statusNames())
 			}
 			if stuckFor < 0 {

@@ -25,9 +25,10 @@ import (
 	"github.com/converge-es/converge/migrations"
 )
 
-// shutdownTimeout bounds how long serve waits for requests in flight when
-// it is asked to stop.
-const shutdownTimeout = 10 * time.Second
+// defaultShutdownTimeout is --shutdown-timeout unless given: how long
+// serve, asked to stop, waits for requests in flight, the workflow and
+// its database connections to stop, all told.
+const defaultShutdownTimeout = 15 * time.Second
 
 // serveCmd is `converge serve`: the order workflow behind its HTTP API,
 // page and dashboard, with the operations endpoints.
@@ -40,6 +41,8 @@ type serveCmd struct {
 	demoLoad float64
 	origins  []string
 	hosts    []string
+	// shutdownTimeout bounds the whole stop (--shutdown-timeout).
+	shutdownTimeout time.Duration
 }
 
 func (c *serveCmd) validate() error {
@@ -55,6 +58,8 @@ func (c *serveCmd) validate() error {
 	switch {
 	case c.sla <= 0:
 		return fmt.Errorf("--sla %s: use a positive duration such as 2s", c.sla)
+	case c.shutdownTimeout <= 0:
+		return fmt.Errorf("--shutdown-timeout %s: use a positive duration such as 15s", c.shutdownTimeout)
 	case c.interval < minLagInterval:
 		return fmt.Errorf("--interval %s: use an interval of at least %s, such as 1s: a shorter one only loads the machine (and the database with --postgres)", c.interval, minLagInterval)
 	case !(c.demoLoad == 0 || c.demoLoad >= web.MinLoadRate && c.demoLoad <= 1000): // NaN too
@@ -93,7 +98,11 @@ unless --postgres or --database-url is given; then it runs on PostgreSQL in
 projection declares; --sla applies to read models that declare none.
 
 It binds 127.0.0.1 unless told otherwise, prints "listening on ADDR" once it
-accepts connections, and stops gracefully on SIGINT or SIGTERM.
+accepts connections, and stops gracefully on SIGINT or SIGTERM, within
+--shutdown-timeout (15s by default): requests in flight, the workflow and
+its database connections together. What has not stopped by then (with
+PostgreSQL not answering, say) is logged, and serve exits with status 1
+without waiting for it.
 
 On a loopback address (however --listen names it) it answers only
 requests for loopback names (localhost and its subdomains, 127.0.0.0/8,
@@ -133,6 +142,7 @@ other address every name is served unless --allow-host lists them.`,
 	f.DurationVar(&c.interval, "interval", lag.DefaultInterval, "how often lag is sampled (at least "+minLagInterval.String()+")")
 	f.Float64Var(&c.demoLoad, "demo-load", 0, "place this many simulated orders a second (from "+strconv.FormatFloat(web.MinLoadRate, 'g', -1, 64)+" to 1000), from new customers who buy a few times each (0: none)")
 	f.StringArrayVar(&c.origins, "allow-origin", nil, `origin allowed to call the API from another site, such as https://shop.example ("*" for any); repeatable`)
+	f.DurationVar(&c.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long a stop (SIGINT, SIGTERM) waits for requests in flight, the workflow and its database connections; past it, serve logs what had not stopped and exits 1")
 	f.StringArrayVar(&c.hosts, "allow-host", nil, `host name the server answers to besides the loopback names (localhost and its subdomains, 127.0.0.0/8, [::1]), such as shop.internal ("*" for any); repeatable`)
 	return cmd
 }
@@ -141,7 +151,7 @@ other address every name is served unless --allow-host lists them.`,
 // start, so placed orders (and --demo-load's) can be reserved.
 const serveStock = 1_000_000
 
-func (c *serveCmd) run(ctx context.Context, out, errOut io.Writer) error {
+func (c *serveCmd) run(ctx context.Context, out, errOut io.Writer) (err error) {
 	// Bind first: an address that cannot be served (taken, out of range)
 	// fails before the workflow starts, migrates or loads anything.
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", c.listen)
@@ -154,11 +164,17 @@ func (c *serveCmd) run(ctx context.Context, out, errOut io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(errOut, nil))
+	stop := &stopping{parent: ctx, timeout: c.shutdownTimeout, log: log}
+	defer stop.end()
 	store, closeStore, err := c.openStore(ctx, log)
 	if err != nil {
 		return err
 	}
-	defer closeStore()
+	defer func() {
+		// pgxpool's Close waits for every connection in use: a handler
+		// the stalled database holds keeps one.
+		err = joinLine(err, stop.await("the database connections", func(context.Context) error { closeStore(); return nil }))
+	}()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -190,11 +206,7 @@ func (c *serveCmd) run(ctx context.Context, out, errOut io.Writer) error {
 	if err := app.Start(ctx); err != nil {
 		return err
 	}
-	defer func() {
-		if err := app.Stop(context.WithoutCancel(ctx)); err != nil {
-			log.Warn("serve: stopping the workflow", "error", err)
-		}
-	}()
+	defer func() { err = joinLine(err, stop.await("the order workflow", app.Stop)) }()
 	if err := app.StockShelves(ctx, serveStock); err != nil {
 		return fmt.Errorf("stock the shelves: %w", err)
 	}
@@ -211,8 +223,11 @@ func (c *serveCmd) run(ctx context.Context, out, errOut io.Writer) error {
 	done := make(chan struct{}, 2)
 	defer func() {
 		stopBG()
-		<-done
-		<-done
+		err = joinLine(err, stop.await("the lag history and the simulated orders", func(context.Context) error {
+			<-done
+			<-done
+			return nil
+		}))
 	}()
 	go func() { defer func() { done <- struct{}{} }(); hist.Follow(bg, mon) }()
 	go func() {
@@ -234,9 +249,7 @@ func (c *serveCmd) run(ctx context.Context, out, errOut io.Writer) error {
 		return err
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
-	defer cancel()
-	err = hs.Shutdown(sctx)
+	err = stop.await("the HTTP server's requests in flight", hs.Shutdown)
 	// Shutdown does not wait for WebSocket connections: close them now.
 	srv.Close()
 	if err != nil {
@@ -246,6 +259,74 @@ func (c *serveCmd) run(ctx context.Context, out, errOut io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// stopping bounds serve's stop: one deadline, --shutdown-timeout from the
+// first step of the stop, for all of its steps together, so a database
+// that does not answer cannot hold the process for as long as each
+// step's own timeouts add up to.
+type stopping struct {
+	parent  context.Context
+	timeout time.Duration
+	log     *slog.Logger
+	ctx     context.Context
+	cancel  context.CancelFunc
+}
+
+// context is the stop's context, whose deadline the first call sets.
+func (s *stopping) context() context.Context {
+	if s.ctx == nil {
+		s.ctx, s.cancel = context.WithTimeout(context.WithoutCancel(s.parent), s.timeout)
+	}
+	return s.ctx
+}
+
+// await runs one step of the stop (what names it) and waits for it until
+// the deadline. A step that fails, or is still running at the deadline
+// (it is then left behind: the process is about to exit), is logged
+// and returned as an error, so serve exits non-zero.
+func (s *stopping) await(what string, step func(context.Context) error) error {
+	ctx := s.context()
+	done := make(chan error, 1)
+	go func() { done <- step(ctx) }()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		select {
+		case err = <-done: // it ended with the deadline, saying why
+		default:
+			s.log.Error("serve: stop: "+what+" did not stop within --shutdown-timeout; exiting without waiting for it", "shutdown_timeout", s.timeout.String())
+			return fmt.Errorf("stop: %s did not stop within --shutdown-timeout %s", what, s.timeout)
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		s.log.Error("serve: stop: "+what+" did not stop within --shutdown-timeout", "shutdown_timeout", s.timeout.String(), "error", err)
+		return fmt.Errorf("stop: %s did not stop within --shutdown-timeout %s: %w", what, s.timeout, err)
+	}
+	s.log.Error("serve: stop: "+what, "error", err)
+	return fmt.Errorf("stop: %s: %w", what, err)
+}
+
+// joinLine is errors.Join on one line: main prints the error as one.
+func joinLine(err, more error) error {
+	switch {
+	case err == nil:
+		return more
+	case more == nil:
+		return err
+	}
+	return fmt.Errorf("%w; %w", err, more)
+}
+
+// end releases the stop's context.
+func (s *stopping) end() {
+	if s.cancel != nil {
+		s.cancel()
+	}
 }
 
 // openStore opens the in-memory store, or the PostgreSQL one after

@@ -23,7 +23,7 @@ func TestServeRefusesAnIntervalThatOnlyLoads(t *testing.T) {
 		require.True(t, strings.HasPrefix(err.Error(), "--interval "+d+": "), "got %v", err)
 		require.ErrorContains(t, err, "at least 100ms")
 	}
-	c := &serveCmd{listen: "127.0.0.1:0", sla: lag.UserFacingSLA, interval: minLagInterval}
+	c := &serveCmd{listen: "127.0.0.1:0", sla: lag.UserFacingSLA, interval: minLagInterval, shutdownTimeout: defaultShutdownTimeout}
 	require.NoError(t, c.validate(), "the floor itself is an interval")
 }
 
@@ -87,7 +87,7 @@ func TestServeRefusesAnAllowOriginThatIsNoOrigin(t *testing.T) {
 	require.False(t, migrated, "serve refused the origins before it migrated the schema")
 
 	for _, o := range []string{"*", "https://shop.example", "http://localhost:8080", "http://127.0.0.1:9090", "http://[::1]:9090", "https://a-b.c.example:65535"} {
-		c := &serveCmd{listen: "127.0.0.1:0", sla: time.Second, interval: time.Second, origins: []string{o}}
+		c := &serveCmd{listen: "127.0.0.1:0", sla: time.Second, interval: time.Second, origins: []string{o}, shutdownTimeout: defaultShutdownTimeout}
 		require.NoError(t, c.validate(), o)
 	}
 }

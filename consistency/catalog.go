@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/converge-es/converge/events"
 )
@@ -102,7 +103,7 @@ type catalogJSON struct {
 //	  "description": "...", "sla": "2s", "sla_ms": 2000,
 //	  "checkpoint": "v2.----------3---------9V"}]}
 //
-// checkpoint is what tr knows of an eventual read model, and is absent when
+// sla_ms is the SLA in whole milliseconds, rounded up. checkpoint is what tr knows of an eventual read model, and is absent when
 // tr is nil or has not learned it yet. The response is not cacheable:
 // checkpoints move.
 func (c *Catalog) Handler(tr *Tracker) http.Handler {
@@ -116,7 +117,9 @@ func (c *Catalog) Handler(tr *Tracker) http.Handler {
 		for _, m := range c.ReadModels() {
 			e := readModelJSON{Name: m.Name, Class: m.Class, Description: m.Description}
 			if m.SLA > 0 {
-				e.SLA, e.SLAMillis = m.SLA.String(), m.SLA.Milliseconds()
+				// Rounded up: a sub-millisecond SLA is not 0 (which the
+				// field leaves out, as if there were none).
+				e.SLA, e.SLAMillis = m.SLA.String(), (m.SLA + time.Millisecond - 1).Milliseconds()
 			}
 			if tr != nil && m.Class == Eventual {
 				if pos, ok := tr.Position(m.Name); ok {

@@ -1,0 +1,47 @@
+package consistency_test
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/consistency"
+)
+
+// TestCatalogSLAMillisRoundsUp: the catalog endpoint's sla_ms is the SLA
+// in whole milliseconds rounded up, so any SLA has one, a sub-millisecond
+// one included (it used to round to 0 and be left out, as if the model
+// had no SLA), for random SLAs from a nanosecond to an hour.
+func TestCatalogSLAMillisRoundsUp(t *testing.T) {
+	t.Parallel()
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, seed))
+	for range 200 {
+		// Spread over magnitudes: mostly under a second, some far over.
+		sla := time.Duration(1 + r.Int64N(int64(time.Microsecond)<<r.IntN(32)))
+		var c consistency.Catalog
+		c.Register(consistency.ReadModel{Name: "m", Class: consistency.Eventual, SLA: sla})
+		rec := httptest.NewRecorder()
+		c.Handler(nil).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+		require.Equal(t, http.StatusOK, rec.Code)
+		var body struct {
+			ReadModels []struct {
+				SLA       string `json:"sla"`
+				SLAMillis *int64 `json:"sla_ms"`
+			} `json:"read_models"`
+		}
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+		require.Len(t, body.ReadModels, 1)
+		got := body.ReadModels[0]
+		require.Equal(t, sla.String(), got.SLA)
+		require.NotNil(t, got.SLAMillis, "seed %d: sla %s has sla_ms", seed, sla)
+		ms := time.Duration(*got.SLAMillis) * time.Millisecond
+		require.True(t, ms >= sla && ms-sla < time.Millisecond, "seed %d: sla %s gave sla_ms %d", seed, sla, *got.SLAMillis)
+	}
+}

@@ -48,10 +48,12 @@ type Config struct {
 	// Commands is passed to saga.EngineConfig.Commands. Defaults to nil.
 	Commands saga.CommandCatalog
 	// Engine, when set, adjusts the engine's config before it is built.
-	// The fixture owns Store, Tracker, Clock and GateTimeout and sets them
-	// again after Engine: the engine runs on the fixture's store, its read
-	// models' tracker and its virtual clock, and its gate gives up at once
-	// (a held model parks the step), so nothing waits on wall-clock time.
+	// Store is the fixture's when Engine is called: Engine may wrap it (to
+	// inject faults, say), and the wrapper must reach the fixture's store.
+	// The fixture owns Tracker, Clock and GateTimeout and sets them again
+	// after Engine: the engine runs on its read models' tracker and its
+	// virtual clock, and its gate gives up at once (a held model parks the
+	// step), so nothing waits on wall-clock time.
 	Engine func(*saga.EngineConfig)
 }
 
@@ -104,14 +106,14 @@ func New(tb testing.TB, cfg *Config) *Fixture {
 		f.models[name] = &model{apply: m}
 		tr.Advance(name, events.Token{})
 	}
-	ec := saga.EngineConfig{Sagas: cfg.Sagas, Commands: cfg.Commands}
+	ec := saga.EngineConfig{Store: f.store, Sagas: cfg.Sagas, Commands: cfg.Commands}
 	if cfg.Engine != nil {
 		cfg.Engine(&ec)
 	}
 	// Set after Config.Engine, which may not change them (see there). The
 	// gate gives up at once: a model that is not held has already caught
 	// up, and a held one will not move while the step waits.
-	ec.Store, ec.Tracker, ec.Clock, ec.GateTimeout = f.store, tr, f.clock, time.Nanosecond
+	ec.Tracker, ec.Clock, ec.GateTimeout = tr, f.clock, time.Nanosecond
 	eng, err := saga.NewEngine(&ec)
 	require.NoError(t, err)
 	f.engine = eng

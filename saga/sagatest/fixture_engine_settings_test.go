@@ -8,7 +8,6 @@ import (
 
 	"github.com/converge-es/converge/consistency"
 	"github.com/converge-es/converge/events"
-	"github.com/converge-es/converge/events/memstore"
 	"github.com/converge-es/converge/saga"
 	"github.com/converge-es/converge/saga/sagatest"
 )
@@ -58,25 +57,28 @@ func TestFixtureGateIgnoresEngineGateTimeout(t *testing.T) {
 	f.ExpectCommands(Ship{ID: "1"})
 }
 
-// TestFixtureKeepsItsStoreClockAndTracker: Config.Engine cannot move the
-// engine off the fixture's store, virtual clock or read-model tracker:
-// the engine's commands are the fixture's to expect, its timers are due on
-// the virtual clock and fire on Advance, and HoldModel parks its steps.
-func TestFixtureKeepsItsStoreClockAndTracker(t *testing.T) {
+// TestFixtureKeepsItsClockAndTracker: Config.Engine cannot move the
+// engine off the fixture's virtual clock or read-model tracker (its
+// timers are due on the virtual clock and fire on Advance, and HoldModel
+// parks its steps), and finds the fixture's store in EngineConfig.Store,
+// so a wrapper it puts there reaches it (the engine's commands are the
+// fixture's to expect).
+func TestFixtureKeepsItsClockAndTracker(t *testing.T) {
 	t.Parallel()
 	reg := shippingRegistry()
-	other, err := memstore.New(&memstore.Config{Registry: reg})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = other.Close() })
 	tracker, err := consistency.NewTracker(nil)
 	require.NoError(t, err)
+	wrapped := false
 	f := sagatest.New(t, &sagatest.Config{
 		Registry: reg, Sagas: []saga.Definition{gatedShipping()},
 		Models: map[string]sagatest.Model{"m": nil},
 		Engine: func(c *saga.EngineConfig) {
-			c.Store, c.Clock, c.Tracker = other, events.SystemClock{}, tracker
+			require.NotNil(t, c.Store, "the fixture's store, to wrap")
+			c.Store, wrapped = wrappedStore{c.Store}, true
+			c.Clock, c.Tracker = events.SystemClock{}, tracker
 		},
 	})
+	require.True(t, wrapped)
 	f.HoldModel("m")
 	f.When(sagatest.Event{Stream: "order-1", Data: Placed{ID: "1"}})
 	f.ExpectParked("gated", "1", "m")
@@ -86,3 +88,6 @@ func TestFixtureKeepsItsStoreClockAndTracker(t *testing.T) {
 	f.Advance(time.Hour)
 	f.ExpectStatus("gated", "1", saga.StatusCompleted)
 }
+
+// wrappedStore stands for a store wrapper (fault injection, say).
+type wrappedStore struct{ saga.Store }

@@ -64,6 +64,16 @@
 // them in one statement (feed.Rows.Prefetch), where each would otherwise
 // take a round trip of its own.
 //
+// A command has one outcome even when two units deliver it at once: the
+// consumers of two names while a rolling deploy changes Partitions or
+// renames a handler, say. Before it looks up a command's result, a unit
+// claims the command (a row written in the unit, and deleted again before
+// it commits): on PostgreSQL another unit's claim of it waits until the
+// first unit ends, then finds its result; in memory the later commit
+// conflicts and the command comes again. The first command of a unit
+// claims all of them, in the statement before the look-up and the same
+// round trip.
+//
 // A command type without a handler is not silently dropped: Processor
 // implements saga.CommandCatalog, and an engine given it fails a step that
 // sends such a command, with the reason in the instance's history.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"strings"
+	"sync"
 
 	"github.com/ThreeDotsLabs/watermill/components/cqrs"
 	"github.com/google/uuid"
@@ -20,10 +21,13 @@ import (
 // it would break the deduplication of redelivered commands.
 var resultNamespace = uuid.MustParse("5b0f8a3e-2c71-4e49-8f6d-1a9c3e7d2b40")
 
-// Row layout of command results in feed.Rows.
+// Row layout of command results in feed.Rows. A claim row lives only
+// while a unit handles its command (see claim): the unit writes it and
+// deletes it again, so it is never committed.
 const (
 	rowNamespace = "converge.command"
 	tableResults = "results"
+	tableClaims  = "claims"
 )
 
 // Result is what handling a command did, kept per command id so a
@@ -174,8 +178,9 @@ type delivery struct {
 }
 
 // deliveryFrom reads the delivery ctx carries, for caller (named in the
-// error when there is none), on a store of limits lim, and at the head of
-// a unit reads the earlier results of all its commands at once.
+// error when there is none), on a store of limits lim, and claims the
+// command for the delivery's unit (see claim), which reads its earlier
+// result: at the head of a unit, of all the unit's commands at once.
 func deliveryFrom(ctx context.Context, caller string, lim events.Limits) (delivery, error) {
 	msg := cqrs.OriginalMessageFromCtx(ctx)
 	if msg == nil {
@@ -194,7 +199,7 @@ func deliveryFrom(ctx context.Context, caller string, lim events.Limits) (delive
 	if tok := env.Metadata.Extra[MetaCausalToken]; tok != "" {
 		d.md.Extra = map[string]string{MetaCausalToken: tok}
 	}
-	if err := prefetchResults(ctx, d.rows); err != nil {
+	if err := claim(ctx, u, d.rows, env); err != nil {
 		return delivery{}, err
 	}
 	return d, nil
@@ -274,23 +279,110 @@ func (d delivery) keep(ctx context.Context, res Result) error {
 	return nil
 }
 
-// prefetchResults, at the head of a unit of several commands, reads the
-// result rows of all of them in one statement, locked as each command's
-// own read would lock its row, so each command's look-up costs no round
-// trip of its own.
-func prefetchResults(ctx context.Context, rows feed.Rows) error {
+// claim makes the delivery's unit the only one handling env's command
+// until it ends, and reads the command's result row, locked, after the
+// claim. Two units may deliver one command at once: consumers of two
+// names read the category while a rolling deploy changes Partitions or
+// renames the handler, and a redelivery may overlap a unit whose lease
+// was lost. A locked read of the missing result row locks nothing on
+// PostgreSQL, so both would decide and both commit an outcome (the
+// command deposited and rejected), the later result row overwriting the
+// earlier. So the unit first writes a claim row of the command and reads
+// it locked (feed.Rows.Get's recipe for an exclusive creation): a second
+// unit's write of the claim waits until the first unit ends, and its read
+// of the result, after the wait, finds what the first committed. Memory
+// refuses the later commit instead (feed.ErrConflict), and the command
+// comes again. The claim is deleted in the same unit, so it is never
+// committed and leaves no row behind.
+//
+// At the head of a unit of several events (a consumer that is behind) it
+// claims all of them, in one statement (the store sends a unit's writes in
+// key order, so two units claiming overlapping commands wait for each
+// other instead of deadlocking), and reads all their result rows in the
+// same round trip (feed.Rows.Prefetch): each command's look-up then costs
+// no statement of its own, and claiming adds no round trip, only an upsert
+// of the claims before that read and a delete of them in the commit's
+// batch. A unit's later
+// commands are then claimed already; one whose head claimed nothing (a
+// handler that did not call Run for it) claims its own.
+func claim(ctx context.Context, u feed.Unit, rows feed.Rows, env events.Envelope) error {
 	evs := feed.UnitEvents(ctx)
-	if len(evs) < 2 || feed.UnitIndex(ctx) != 0 {
-		return nil
+	var unit unitKey
+	if len(evs) > 1 && comparableUnit(u) {
+		unit = unitKey{unit: u, head: &evs[0]}
 	}
-	addrs := make([]feed.RowAddress, len(evs))
-	for i, env := range evs {
-		addrs[i] = feed.RowAddress{Namespace: rowNamespace, Table: tableResults, Key: env.ID}
+	if len(evs) < 2 || feed.UnitIndex(ctx) != 0 || evs[0].ID != env.ID {
+		if unit.head != nil && claimedUnits.has(unit) {
+			return nil
+		}
+		evs = []events.Envelope{env}
 	}
+	addrs := make([]feed.RowAddress, 0, 2*len(evs))
+	for _, ev := range evs {
+		if err := rows.Put(ctx, rowNamespace, tableClaims, ev.ID, json.RawMessage(`{}`), ev.Token); err != nil {
+			return fmt.Errorf("command: claim %s: %w", ev.ID, err)
+		}
+		addrs = append(addrs, feed.RowAddress{Namespace: rowNamespace, Table: tableClaims, Key: ev.ID},
+			feed.RowAddress{Namespace: rowNamespace, Table: tableResults, Key: ev.ID})
+	}
+	// The locked read of the claims sends them, which is where a unit
+	// waits for another holding one; the results are read after it.
 	if err := rows.Prefetch(ctx, feed.LockUpdate, addrs...); err != nil {
-		return fmt.Errorf("command: read the results of a unit's %d commands: %w", len(evs), err)
+		if len(evs) == 1 {
+			return fmt.Errorf("command: claim %s and read its result: %w", env.ID, err)
+		}
+		return fmt.Errorf("command: claim a unit's %d commands and read their results: %w", len(evs), err)
+	}
+	// The claims hold until the unit ends whether or not they are
+	// deleted: deleted, they commit nothing (the delete is held until the
+	// commit, with the unit's other writes).
+	for _, ev := range evs {
+		if err := rows.Delete(ctx, rowNamespace, tableClaims, ev.ID); err != nil {
+			return fmt.Errorf("command: claim %s: %w", ev.ID, err)
+		}
+	}
+	if len(evs) > 1 && unit.head != nil {
+		claimedUnits.put(unit)
 	}
 	return nil
+}
+
+// unitKey names a unit whose head claimed all its events: the unit and
+// the address of its first event (feed.UnitEvents).
+type unitKey struct {
+	unit feed.Unit
+	head *events.Envelope
+}
+
+// claimedUnits are the units whose head claimed all their events, for
+// their later deliveries. A unit is never used again once it ends, and an
+// entry keeps its unit and events from being reused at the same address,
+// so entries only age out: two generations, the older dropped when the
+// newer fills.
+var claimedUnits unitSet
+
+// maxClaimedUnits is how many units a generation of claimedUnits holds:
+// far more than a process has units open.
+const maxClaimedUnits = 1024
+
+type unitSet struct {
+	mu        sync.Mutex
+	cur, prev map[unitKey]bool
+}
+
+func (s *unitSet) has(k unitKey) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur[k] || s.prev[k]
+}
+
+func (s *unitSet) put(k unitKey) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur == nil || len(s.cur) >= maxClaimedUnits {
+		s.prev, s.cur = s.cur, map[unitKey]bool{}
+	}
+	s.cur[k] = true
 }
 
 func eventID(commandID string, i int) string {

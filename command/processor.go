@@ -60,8 +60,11 @@ type ProcessorConfig struct {
 	// in parallel, and commands of two senders for one aggregate meet at
 	// its expected version (a conflict decides again). Changing it starts the new consumers at the beginning of
 	// the commands' category: the stored results make the commands already
-	// handled no-ops, but they are read again. Defaults to 1 (one consumer
-	// per handler).
+	// handled no-ops, but they are read again. While the old consumers still
+	// run (a rolling deploy), a command both read is handled by one of them:
+	// the other's unit waits for the first's claim of the command, or
+	// conflicts (see the package doc). Defaults to 1 (one consumer per
+	// handler).
 	Partitions int
 	// Logger defaults to a no-op logger.
 	Logger watermill.LoggerAdapter

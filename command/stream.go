@@ -19,7 +19,9 @@ const StreamPrefix = "cmd."
 const (
 	// MetaCausalToken is the consistency token the sender had seen when it
 	// sent the command (events.Token.String): a handler that reads read
-	// models waits for them to reach it.
+	// models must not decide on ones behind it. It cannot wait for them
+	// (see CausalToken); it can refuse to go on, so the command is
+	// delivered again later.
 	MetaCausalToken = "converge_causal_token"
 	// MetaSender names what sent the command (a saga type). The command's
 	// Rejected event carries it too: a rejection answers its sender
@@ -64,9 +66,24 @@ func StreamFor(commandType, correlation string) string {
 const MaxTypeNameLength = events.MaxStreamIDLength - len(StreamPrefix) - 2 - 32
 
 // CausalToken returns the consistency token a command carries
-// (MetaCausalToken): a command handler that reads read models waits for
-// them to reach it (as a feed.Processor Gate, say). False when the command
-// carries none or it does not parse.
+// (MetaCausalToken). False when the command carries none or it does not
+// parse.
+//
+// A handler that reads read models should not decide on ones that have
+// not reached it, but it cannot wait for them: the Processor delivers
+// commands on a feed.Subscriber, which has no Gate, and a handler runs
+// inside the delivery's unit of work, where consistency.Tracker.Wait
+// refuses to wait (consistency.ErrWaitInUnit: a wait would hold the
+// unit, and on PostgreSQL the feed, open). What it can do is look, and
+// refuse: take the command's envelope from ctx (feed.EnvelopeFromMessage
+// of cqrs.OriginalMessageFromCtx), read the read models' checkpoint
+// positions through the unit (events.UnitFromContext gives a feed.Unit;
+// feed.Unit.Positions), and when one is before the token, return an
+// error (not a Reject) instead of deciding. The unit rolls back and the
+// command is delivered again after the subscriber's Nack backoff
+// (NackBackoffMin and NackBackoffMax of ProcessorConfig.Subscriber), the
+// commands behind it in its partition waiting meanwhile, until the read
+// models reach the token.
 func CausalToken(env events.Envelope) (events.Token, bool) {
 	s := env.Metadata.Extra[MetaCausalToken]
 	if s == "" {

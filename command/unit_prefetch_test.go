@@ -3,6 +3,7 @@ package command_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -21,15 +22,16 @@ import (
 )
 
 // TestUnitOfManyCommandsLooksResultsUpAtOnce: on PostgreSQL, commands that
-// share a unit (a handler that is behind) have their earlier results looked
-// up in one statement at the head of the unit, not one each (40 look-ups
-// without it), and each still lands once.
+// share a unit (a handler that is behind) are claimed in one statement and
+// have their earlier results looked up in one more, in the same round trip,
+// at the head of the unit, not one each (40 claims and 40 look-ups without
+// it), and each still lands once.
 func TestUnitOfManyCommandsLooksResultsUpAtOnce(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := pgtest.New(t, nil)
 	var on atomic.Bool
-	var lookups, prefetches atomic.Int64
+	var lookups, prefetches, claims atomic.Int64
 	pool := db.Traced(t, func(sql string, args []any) {
 		switch {
 		case !on.Load():
@@ -37,6 +39,8 @@ func TestUnitOfManyCommandsLooksResultsUpAtOnce(t *testing.T) {
 			prefetches.Add(1)
 		case strings.HasPrefix(sql, "SELECT value, major, minor") && len(args) > 1 && args[1] == "results":
 			lookups.Add(1)
+		case strings.HasPrefix(sql, "INSERT INTO") && len(args) > 1 && slices.Contains(asStrings(args[1]), "claims"):
+			claims.Add(1)
 		}
 	})
 	s, err := pgstore.New(ctx, pool, &pgstore.Config{Schema: db.Schema, Registry: registry(t)})
@@ -81,4 +85,12 @@ func TestUnitOfManyCommandsLooksResultsUpAtOnce(t *testing.T) {
 	require.Positive(t, prefetches.Load())
 	require.Less(t, lookups.Load()+prefetches.Load(), int64(commands/4),
 		"a look-up per unit, not per command (%d alone, %d for a unit)", lookups.Load(), prefetches.Load())
+	require.Positive(t, claims.Load())
+	require.Less(t, claims.Load(), int64(commands/4), "a claim per unit, not per command")
+}
+
+// asStrings is a statement argument as the strings it holds, if any.
+func asStrings(arg any) []string {
+	s, _ := arg.([]string)
+	return s
 }

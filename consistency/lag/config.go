@@ -61,8 +61,13 @@ type Target struct {
 	// it is split into partitions (feed.Processor.CheckpointNames,
 	// projections.Projection.CheckpointNames): it is as far as its
 	// slowest partition, whose checkpoint, owner and heartbeat the report
-	// carries. A partition the store does not know yet counts as at the
-	// beginning of the feed. Defaults to Name alone.
+	// carries. A partition listed here that the store does not know yet
+	// counts as at the beginning of the feed. Defaults to Name alone, or,
+	// for a processor whose record says it is split
+	// (feed.ProcessorPartitions), to its current partitions: one of those
+	// without a checkpoint yet stands where it will start, at the slowest
+	// of the checkpoints its earlier partition counts (or its unsplit run)
+	// left behind.
 	Checkpoints []string
 }
 

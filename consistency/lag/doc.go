@@ -33,11 +33,12 @@
 // watches every consumer reports each split processor once, under its
 // name. The checkpoints an earlier partition count left behind (and the
 // one a processor had before it was first split) no longer move; such a
-// Monitor leaves them out instead of reporting them in breach for ever
-// (until the current partitions have checkpoints of their own, the
-// processor is reported at the slowest of the checkpoints it left
-// behind, where its partitions will start: it does not drop out of the
-// listing while its new partitions fail to start).
+// Monitor leaves them out instead of reporting them in breach for ever.
+// Either way, named or listed, a current partition that has no checkpoint
+// of its own yet stands at the slowest of the checkpoints the processor
+// left behind, where it will start: a processor does not drop out of the
+// listing while its new partitions fail to start, and is not reported at
+// the start of the feed (in breach) while they have yet to run.
 // It leaves out a projection rebuild's consumer ("orders@rebuild-3") too:
 // the rebuild reads the feed from its start while readers use the live
 // projection, which is what the Monitor reports.

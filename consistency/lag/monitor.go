@@ -370,6 +370,13 @@ func (m *Monitor) Stop(ctx context.Context) error {
 		m.cancel()
 	}
 	m.life.Unlock()
+	// A Monitor already stopped has nothing to wait for, whatever ctx says:
+	// select would pick ctx's end as often as not.
+	select {
+	case <-m.stopped:
+		return nil
+	default:
+	}
 	select {
 	case <-m.stopped:
 		return nil
@@ -397,6 +404,17 @@ func cloneReports(rs []Report) []Report {
 	return append(make([]Report, 0, len(rs)), rs...)
 }
 
+// watch is one target of a pass.
+type watch struct {
+	Target
+	// start names the checkpoints a processor's earlier partition counts
+	// (and its unsplit run) left behind, when its Checkpoints come from its
+	// record: one of its current partitions without a checkpoint yet
+	// stands at the slowest of them, where it will start. None: at the
+	// start of the feed.
+	start []string
+}
+
 // targets returns what a pass reports on: Config.Projections, or every
 // consumer the store lists. Processors split into partitions are reported
 // as one target, at their slowest partition, when the store keeps their
@@ -404,10 +422,11 @@ func cloneReports(rs []Report) []Report {
 // gets its current partitions as Checkpoints, and a listing of every
 // consumer groups a processor's current partitions under its name and
 // leaves out the checkpoints its earlier partition counts left behind,
-// which no longer move and would otherwise breach for ever (unless none
-// of its current partitions has a checkpoint yet: it is then reported at
-// the slowest of those it left behind).
-func (m *Monitor) targets(ctx context.Context, consumers []feed.ConsumerInfo) ([]Target, error) {
+// which no longer move and would otherwise breach for ever. Either way a
+// current partition with no checkpoint yet stands where it will start, at
+// the slowest of the checkpoints left behind (so a listed processor none
+// of whose current partitions has a checkpoint is still listed, there).
+func (m *Monitor) targets(ctx context.Context, consumers []feed.ConsumerInfo) ([]watch, error) {
 	named := m.cfg.Projections
 	need := len(named) == 0
 	for _, t := range named {
@@ -431,35 +450,43 @@ func (m *Monitor) targets(ctx context.Context, consumers []feed.ConsumerInfo) ([
 		}
 		return out
 	}
+	// leftBehind holds, by processor, the checkpoints its earlier partition
+	// counts left behind: where its current partitions start from.
+	leftBehind := map[string][]string{}
+	for _, c := range consumers {
+		if name, ok := leftBehindBy(c.Name, counts); ok {
+			leftBehind[name] = append(leftBehind[name], c.Name)
+		}
+	}
 	if len(named) > 0 {
-		out := slices.Clone(named)
-		for i, t := range out {
+		out := make([]watch, len(named))
+		for i, t := range named {
+			out[i] = watch{Target: t}
 			if len(t.Checkpoints) == 0 {
 				out[i].Checkpoints = partitions(t.Name)
+				out[i].start = leftBehind[t.Name]
 			}
 		}
 		return out, nil
 	}
-	out := make([]Target, 0, len(consumers))
+	out := make([]watch, 0, len(consumers))
 	grouped := map[string]bool{}
-	// leftBehind holds, by processor, the checkpoints its earlier partition
-	// counts left behind: where its current partitions start from, should
-	// none of them have a checkpoint yet.
-	leftBehind := map[string][]string{}
+	add := func(name string) {
+		grouped[name] = true
+		out = append(out, watch{
+			Target: Target{Name: name, SLA: m.cfg.DefaultSLA, Checkpoints: partitions(name)},
+			start:  leftBehind[name],
+		})
+	}
 	for _, c := range consumers {
-		name := c.Name
-		if base, _, n, ok := feed.ParsePartitionName(name); ok {
-			if current, known := counts[base]; known {
-				if n != current {
-					leftBehind[base] = append(leftBehind[base], c.Name)
-					continue // left behind by an earlier partition count
-				}
-				name = base
-			}
+		if _, ok := leftBehindBy(c.Name, counts); ok {
+			continue
 		}
-		if n, known := counts[name]; known && n > 1 && name == c.Name {
-			leftBehind[name] = append(leftBehind[name], c.Name)
-			continue // the checkpoint the processor had before it was split
+		name := c.Name
+		if base, _, _, ok := feed.ParsePartitionName(name); ok {
+			if _, known := counts[base]; known {
+				name = base // one of its current partitions
+			}
 		}
 		if rebuildConsumer(name) {
 			// A projection's rebuild reads the feed from its start under a
@@ -468,24 +495,37 @@ func (m *Monitor) targets(ctx context.Context, consumers []feed.ConsumerInfo) ([
 			// the rebuild runs.
 			continue
 		}
-		if grouped[name] {
-			continue
+		if !grouped[name] {
+			add(name)
 		}
-		grouped[name] = true
-		out = append(out, Target{Name: name, SLA: m.cfg.DefaultSLA, Checkpoints: partitions(name)})
 	}
 	// A processor whose current partitions have no checkpoint yet (split
 	// again, and they never ran: failing at start, say) would otherwise
-	// drop out of the listing just when it is stuck. It is reported at
-	// the slowest checkpoint it left behind, where its partitions start.
-	for name, left := range leftBehind {
+	// drop out of the listing just when it is stuck. It is reported where
+	// its partitions start.
+	for name := range leftBehind {
 		if !grouped[name] && !rebuildConsumer(name) {
-			grouped[name] = true
-			out = append(out, Target{Name: name, SLA: m.cfg.DefaultSLA, Checkpoints: left})
+			add(name)
 		}
 	}
-	sortTargets(out)
+	slices.SortFunc(out, func(a, b watch) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
+}
+
+// leftBehindBy reports the processor whose earlier partition count left
+// the checkpoint name behind, by the partition counts of their records: a
+// partition of another count than the current one, or the checkpoint a
+// split processor had before it was first split.
+func leftBehindBy(name string, counts map[string]int) (string, bool) {
+	if base, _, n, ok := feed.ParsePartitionName(name); ok {
+		if current, known := counts[base]; known {
+			return base, n != current
+		}
+	}
+	if n, known := counts[name]; known && n > 1 {
+		return name, true
+	}
+	return "", false
 }
 
 // rebuildConsumer reports a projection rebuild's consumer name
@@ -502,22 +542,40 @@ func rebuildConsumer(name string) bool {
 	return gen != "" && strings.Trim(gen, "0123456789") == ""
 }
 
-func sortTargets(ts []Target) {
-	slices.SortFunc(ts, func(a, b Target) int { return strings.Compare(a.Name, b.Name) })
-}
-
 // slowestOf returns the consumer a target stands at: its own, or the one of
-// its Checkpoints furthest behind (the first such, and a name the store
-// does not know, zero: at the start of the feed).
-func slowestOf(byName map[string]feed.ConsumerInfo, t Target) feed.ConsumerInfo {
-	if len(t.Checkpoints) == 0 {
-		return byName[t.Name]
+// its Checkpoints furthest behind (the first such). A name the store does
+// not know stands where it will start: at the slowest of w.start, or, when
+// there is none, at zero, the start of the feed.
+func slowestOf(byName map[string]feed.ConsumerInfo, w watch) feed.ConsumerInfo {
+	names := w.Checkpoints
+	if len(names) == 0 {
+		names = []string{w.Name}
 	}
-	var low feed.ConsumerInfo
-	for i, name := range t.Checkpoints {
-		c := byName[name]
+	var low, start feed.ConsumerInfo
+	startKnown := false
+	for i, name := range names {
+		c, ok := byName[name]
+		if !ok {
+			if !startKnown {
+				start, startKnown = slowestKnown(byName, w.start), true
+			}
+			c = start
+		}
 		if i == 0 || c.Position.Before(low.Position) {
 			low = c
+		}
+	}
+	return low
+}
+
+// slowestKnown returns the consumer of names furthest behind (the first
+// such) among those the store knows; zero when it knows none.
+func slowestKnown(byName map[string]feed.ConsumerInfo, names []string) feed.ConsumerInfo {
+	var low feed.ConsumerInfo
+	found := false
+	for _, name := range names {
+		if c, ok := byName[name]; ok && (!found || c.Position.Before(low.Position)) {
+			low, found = c, true
 		}
 	}
 	return low

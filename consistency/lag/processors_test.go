@@ -39,25 +39,7 @@ func TestPartitionedProcessorsAreReportedOnce(t *testing.T) {
 	t.Parallel()
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
-	stores := map[string]func(t *testing.T) (lagStore, *clocktest.Clock){
-		"memory": func(t *testing.T) (lagStore, *clocktest.Clock) {
-			t.Helper()
-			clock := clocktest.New(t0)
-			st, err := memstore.New(&memstore.Config{Clock: clock})
-			require.NoError(t, err)
-			t.Cleanup(func() { _ = st.Close() })
-			return st, clock
-		},
-		"postgres": func(t *testing.T) (lagStore, *clocktest.Clock) {
-			t.Helper()
-			db := pgtest.New(t, nil)
-			st, err := pgstore.New(t.Context(), db.Pool, &pgstore.Config{Schema: db.Schema})
-			require.NoError(t, err)
-			t.Cleanup(func() { _ = st.Close() })
-			return st, clocktest.New(time.Now()) // events are recorded by the server's clock
-		},
-	}
-	for name, mk := range stores {
+	for name, mk := range lagStores() {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			ctx := t.Context()
@@ -126,6 +108,29 @@ func TestPartitionedProcessorsAreReportedOnce(t *testing.T) {
 			require.Equal(t, head, reports[0].Checkpoint)
 			require.False(t, reports[0].Breached, reports[0].Reason)
 		})
+	}
+}
+
+// lagStores returns, by name, builders of the stores a Monitor is tested
+// on, each with the clock its events are recorded by, closed at cleanup.
+func lagStores() map[string]func(t *testing.T) (lagStore, *clocktest.Clock) {
+	return map[string]func(t *testing.T) (lagStore, *clocktest.Clock){
+		"memory": func(t *testing.T) (lagStore, *clocktest.Clock) {
+			t.Helper()
+			clock := clocktest.New(t0)
+			st, err := memstore.New(&memstore.Config{Clock: clock})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = st.Close() })
+			return st, clock
+		},
+		"postgres": func(t *testing.T) (lagStore, *clocktest.Clock) {
+			t.Helper()
+			db := pgtest.New(t, nil)
+			st, err := pgstore.New(t.Context(), db.Pool, &pgstore.Config{Schema: db.Schema})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = st.Close() })
+			return st, clocktest.New(time.Now()) // events are recorded by the server's clock
+		},
 	}
 }
 

@@ -29,7 +29,9 @@ type Report struct {
 	Class string
 	// Owner holds the projection's lease; "" when no runner holds it.
 	Owner string
-	// Checkpoint is the projection's stored position; zero when the store
+	// Checkpoint is the projection's stored position (its slowest
+	// partition's, a current partition without a checkpoint yet standing
+	// where it will start: see Target.Checkpoints); zero when the store
 	// does not know the name.
 	Checkpoint events.Token
 	// Head is the newest committed event when the pass ran.

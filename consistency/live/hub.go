@@ -348,12 +348,16 @@ func (h *Hub) unsubscribe(c *client, entity string) {
 // Ordering: s was registered (pending) before Snapshot is called, so every
 // Publish for entity from then on is buffered in s. Publish is called after
 // its row commits, so an update published before s was registered is
-// already in the snapshot. An update buffered in s is in the snapshot too
-// exactly when its position is at or before the snapshot's, so only later
-// ones are sent. The hand-over happens under h.mu, which Publish also
-// holds, so no update falls between. A row can also commit before the
-// snapshot reads it and be published only after the hand-over: Publish
-// skips it by the same rule, until a later update has been sent.
+// already in the snapshot. An update buffered in s may be in the snapshot
+// too (its row committed before the snapshot read it), so updates at or
+// before the snapshot's position are skipped, until a later one has been
+// queued: past the snapshot, updates go through as published. The
+// hand-over happens under h.mu, which Publish also holds, so no update
+// falls between. A row can also commit before the snapshot reads it and be
+// published only after the hand-over: Publish skips it by the same rule,
+// carried on from where the buffered updates left it (s.covered), so the
+// client gets the same updates whichever side of the hand-over they were
+// published on.
 //
 // Room for the snapshot (or the error) is reserved before h.mu is taken:
 // waiting for it with the lock held would stall every Publish.
@@ -406,10 +410,13 @@ func (h *Hub) loadSnapshot(c *client, entity string, s *subscription) {
 		s.covered = &pos
 	}
 	for _, u := range buffered {
-		if found && !u.pos.After(pos) {
-			continue // already in the snapshot
+		// The rule of Publish, for the updates it buffered.
+		if s.covered != nil {
+			if !u.pos.After(*s.covered) {
+				continue // already in the snapshot
+			}
+			s.covered = nil
 		}
-		s.covered = nil
 		if !h.enqueueLocked(c, u.msg) {
 			return
 		}

@@ -348,7 +348,7 @@ func isTimerFired(env events.Envelope, c *stepCore) (string, bool) {
 // instance row: its payload (as the row keeps it, see storedJSON) and its
 // record around it (with 20,000 small ones, the records are most of it).
 func compensationSize(c commandRecord) int {
-	return c.Payload.size() + len(c.Type) + len(`{"type":"","schema_version":0000000000,"payload":},`)
+	return c.Payload.size() + len(c.Type) + len(`{"type":"","schema_version":0000000000,"payload_text":},`)
 }
 
 // instanceHeadroom is what an instance row holds besides its state and

@@ -47,7 +47,7 @@ type instance struct {
 	Origin       string     `json:"origin"`
 	Status       Status     `json:"status"`
 	Reason       string     `json:"reason,omitempty"`
-	State        storedJSON `json:"state"`
+	State        storedJSON `json:"state_text"`
 	StateVersion int        `json:"state_version"`
 	// Version counts writes; the row is written under a LockUpdate read,
 	// so two steps never both build on the same Version.
@@ -138,7 +138,40 @@ type timerState struct {
 type commandRecord struct {
 	Type          string     `json:"type"`
 	SchemaVersion int        `json:"schema_version"`
-	Payload       storedJSON `json:"payload"`
+	Payload       storedJSON `json:"payload_text"`
+}
+
+// UnmarshalJSON reads a compensation of either row format (see
+// storedJSON).
+func (c *commandRecord) UnmarshalJSON(b []byte) error {
+	type plain commandRecord
+	aux := struct {
+		*plain
+		Legacy json.RawMessage `json:"payload"`
+	}{plain: (*plain)(c)}
+	if err := json.Unmarshal(b, &aux); err != nil {
+		return err
+	}
+	if len(c.Payload) == 0 {
+		return c.Payload.fromLegacy(aux.Legacy)
+	}
+	return nil
+}
+
+// UnmarshalJSON reads an instance row of either format (see storedJSON).
+func (in *instance) UnmarshalJSON(b []byte) error {
+	type plain instance
+	aux := struct {
+		*plain
+		Legacy json.RawMessage `json:"state"`
+	}{plain: (*plain)(in)}
+	if err := json.Unmarshal(b, &aux); err != nil {
+		return err
+	}
+	if len(in.State) == 0 {
+		return in.State.fromLegacy(aux.Legacy)
+	}
+	return nil
 }
 
 // storedJSON is a JSON document (an instance's state, a compensation's
@@ -152,11 +185,11 @@ type commandRecord struct {
 // it), and differs from memory's bytes, which commands, Info.State and
 // the upcasters would see.
 //
-// Rows written before the state and compensations were kept this way hold
-// the JSON itself: it decodes too, compacted. Such a value that was
-// itself a JSON string is told from the text of a document by that text
-// not being JSON; one that was a string holding JSON text (a state of
-// type string holding "42", say) reads as that text.
+// The text goes under keys of its own (state_text, payload_text), so a
+// row of either format reads exactly: rows written before documents were
+// kept as text hold the JSON itself under state and payload, and are read
+// compacted (a value that was itself a JSON string, "42" say, stays that
+// string).
 type storedJSON []byte
 
 // MarshalJSON encodes the document as a JSON string of its text, as
@@ -168,21 +201,29 @@ func (j storedJSON) MarshalJSON() ([]byte, error) {
 	return rowjson.Marshal(string(j))
 }
 
-// UnmarshalJSON decodes a JSON string holding a document's text, or the
-// JSON of a row written before documents were kept as text.
+// UnmarshalJSON decodes the JSON string holding a document's text (null:
+// no document).
 func (j *storedJSON) UnmarshalJSON(b []byte) error {
-	if len(b) > 0 && b[0] == '"' {
-		var text string
-		if err := json.Unmarshal(b, &text); err != nil {
-			return err
-		}
-		if json.Valid([]byte(text)) {
-			*j = storedJSON(text)
-			return nil
-		}
+	var text *string
+	if err := json.Unmarshal(b, &text); err != nil {
+		return fmt.Errorf("saga: a stored document is not a JSON string of its text: %w", err)
+	}
+	if text == nil {
+		*j = nil
+		return nil
+	}
+	*j = storedJSON(*text)
+	return nil
+}
+
+// fromLegacy takes a document of a row written before documents were
+// kept as text, compacted (none, or null, is no document).
+func (j *storedJSON) fromLegacy(raw json.RawMessage) error {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil
 	}
 	var buf bytes.Buffer
-	if err := json.Compact(&buf, b); err != nil {
+	if err := json.Compact(&buf, raw); err != nil {
 		return err
 	}
 	*j = buf.Bytes()

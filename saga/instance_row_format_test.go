@@ -43,14 +43,16 @@ func TestInstanceRowsOfTheEarlierFormatStillRun(t *testing.T) {
 		var fields map[string]json.RawMessage
 		require.NoError(t, json.Unmarshal(row.Value, &fields))
 		var state string
-		require.NoError(t, json.Unmarshal(fields["state"], &state), "the row is written in the new format")
+		require.NoError(t, json.Unmarshal(fields["state_text"], &state), "the row is written in the new format")
+		require.NotContains(t, fields, "state", "the earlier format's key is gone")
 		require.Equal(t, string(in.State), state)
 	})
 }
 
 // earlierFormat rewrites an instance row as the earlier format held it:
 // the state and each compensation's payload as the JSON their strings
-// hold. It checks that the row holds them as strings.
+// hold, under "state" and "payload". It checks that the row holds them as
+// strings, under "state_text" and "payload_text".
 func earlierFormat(t *testing.T, value []byte) json.RawMessage {
 	t.Helper()
 	unquote := func(v json.RawMessage) json.RawMessage {
@@ -60,12 +62,14 @@ func earlierFormat(t *testing.T, value []byte) json.RawMessage {
 	}
 	var fields map[string]json.RawMessage
 	require.NoError(t, json.Unmarshal(value, &fields))
-	fields["state"] = unquote(fields["state"])
+	fields["state"] = unquote(fields["state_text"])
+	delete(fields, "state_text")
 	var comps []map[string]json.RawMessage
 	require.NoError(t, json.Unmarshal(fields["compensations"], &comps))
 	require.Len(t, comps, 2)
 	for _, c := range comps {
-		c["payload"] = unquote(c["payload"])
+		c["payload"] = unquote(c["payload_text"])
+		delete(c, "payload_text")
 	}
 	b, err := json.Marshal(comps)
 	require.NoError(t, err)

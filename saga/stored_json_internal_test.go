@@ -40,35 +40,43 @@ func TestStoredJSONSizeIsWhatTheRowHolds(t *testing.T) {
 	}
 }
 
-// TestStoredJSONReadsBothFormats: a document comes back as it was given,
-// and a value of a row written before documents were kept as text (the
-// JSON itself, as jsonb gives it back) decodes to that JSON, compacted.
+// TestStoredJSONReadsBothFormats: an instance's state and its
+// compensations' payloads come back from the row exactly as they were
+// given, and a row written before documents were kept as text (the JSON
+// itself under "state" and "payload", as jsonb gives it back) reads as
+// that JSON, compacted, whatever it is: a string holding JSON text ("42",
+// "null", "[]") stays that string.
 func TestStoredJSONReadsBothFormats(t *testing.T) {
 	t.Parallel()
-	for _, doc := range []string{`{"b":1,"a":[1e-300,2]}`, `"x"`, `"42"`, `null`, `1e-300`, `{"s":"<\u2028>\\\""}`} {
-		b, err := storedJSON(doc).MarshalJSON()
+	docs := []string{`{"b":1,"a":[1e-300,2]}`, `"x"`, `"42"`, `"null"`, `"[]"`, `"true"`, `null`, `1e-300`, `{"s":"<\u2028>\\\""}`, `98765`}
+	for _, doc := range docs {
+		in := instance{Saga: "s", ID: "1", State: storedJSON(doc), Compensations: []commandRecord{{Type: "t", Payload: storedJSON(doc)}}}
+		b, err := rowjson.Marshal(&in)
 		require.NoError(t, err)
-		var s string
-		require.NoError(t, json.Unmarshal(b, &s), "held as a string")
-		var got storedJSON
-		require.NoError(t, json.Unmarshal(b, &got))
-		require.Equal(t, doc, string(got))
+		var back instance
+		require.NoError(t, json.Unmarshal(b, &back), "%s", b)
+		require.Equal(t, doc, string(back.State), "%s", b)
+		require.Equal(t, doc, string(back.Compensations[0].Payload), "%s", b)
 	}
 	for earlier, want := range map[string]string{
 		`{"a": [1, 2], "bb": 0.0000001}`: `{"a":[1,2],"bb":0.0000001}`,
 		`"x"`:                            `"x"`,
+		`"12345"`:                        `"12345"`,
+		`"null"`:                         `"null"`,
+		`"[]"`:                           `"[]"`,
 		`"{not json"`:                    `"{not json"`,
-		`null`:                           `null`,
 		`[]`:                             `[]`,
 	} {
-		var got storedJSON
-		require.NoError(t, json.Unmarshal([]byte(earlier), &got), earlier)
-		require.Equal(t, want, string(got), earlier)
+		row := `{"saga":"s","id":"1","state":` + earlier + `,"compensations":[{"type":"t","schema_version":1,"payload":` + earlier + `}]}`
+		var in instance
+		require.NoError(t, json.Unmarshal([]byte(row), &in), row)
+		require.Equal(t, want, string(in.State), row)
+		require.Equal(t, want, string(in.Compensations[0].Payload), row)
 	}
 	var in instance
-	require.NoError(t, json.Unmarshal([]byte(`{"saga":"s","id":"1"}`), &in))
+	require.NoError(t, json.Unmarshal([]byte(`{"saga":"s","id":"1","state":null}`), &in))
 	require.False(t, in.hasState(), "a row without state")
 	b, err := rowjson.Marshal(&in)
 	require.NoError(t, err)
-	require.Contains(t, string(b), `"state":null`)
+	require.Contains(t, string(b), `"state_text":null`)
 }

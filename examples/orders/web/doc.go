@@ -29,7 +29,9 @@
 //	GET  /api/sagas/{id}         one instance with its timeline (for this domain the id is the order id)
 //	POST /api/sagas/{id}/retry   {} or no body → 202; also /cancel
 //	GET  /api/dead-letters       {"dead_letters"}
-//	GET  /api/lag                every projection's lag over the last minutes, with its SLA
+//	GET  /api/lag                every projection's lag over the last minutes, with its SLA; the
+//	                             latest verdict's time (sampled_at) and how old it may get
+//	                             (stale_after_ms) before the dashboard shows it as no longer current
 //	GET  /read-models            the read-model catalog, when Config.Catalog is set
 //
 // Errors are application/problem+json (RFC 9457), with "errors" listing
@@ -53,6 +55,14 @@
 // the token until response.ok, ends holding the order as it is after the
 // write. A list (GET /orders) is answered 200 either way, labelled by
 // X-Consistency-Stale and "stale".
+//
+// The order page shows no order as current unless it is: an order the
+// live hub will not follow (too many subscriptions for one page) is
+// labelled "not followed live" and re-read instead, and the page gives up
+// the subscriptions of settled orders; one whose snapshot failed says it
+// may be out of date until a read succeeds; and on every (re)connection
+// the page re-reads each unsettled order with its token, showing one the
+// server no longer has (an in-memory server restarted) as unknown.
 //
 // # Wiring
 //

@@ -17,6 +17,10 @@ const (
 	// DefaultLagPoints caps the samples kept per projection: one a second
 	// over DefaultLagWindow.
 	DefaultLagPoints = 300
+	// MinLagStaleAfter is the least LagSeries.StaleAfterMillis: how old a
+	// projection's latest sample may get before the dashboard stops
+	// showing its verdict as the current one.
+	MinLagStaleAfter = 5 * time.Second
 )
 
 // LagHistoryConfig configures a LagHistory.
@@ -71,6 +75,16 @@ type LagSeries struct {
 	// Behind and TimeLagMillis are the latest sample's lag.
 	Behind        int64 `json:"behind"`
 	TimeLagMillis int64 `json:"lag_ms"`
+	// SampledAt is when the latest sample was taken, in Unix milliseconds
+	// (0 when it has no time): Breached, Behind and TimeLagMillis are as of
+	// then. A lag monitor whose passes fail leaves its last good sample,
+	// which grows old.
+	SampledAt int64 `json:"sampled_at"`
+	// StaleAfterMillis is how old the latest sample may get (LagSnapshot.Now
+	// minus SampledAt) before its verdict no longer describes the present:
+	// lag.OverdueAfter times the shortest gap between the kept samples (the
+	// monitor's interval), and at least MinLagStaleAfter.
+	StaleAfterMillis int64 `json:"stale_after_ms"`
 	// Points are the samples within the window, oldest first.
 	Points []LagPoint `json:"points"`
 }
@@ -176,13 +190,36 @@ func (h *LagHistory) Snapshot(now time.Time) LagSnapshot {
 			Behind: s.last.PositionLag, TimeLagMillis: s.last.TimeLag.Milliseconds(),
 			Points: make([]LagPoint, 0, len(s.points)),
 		}
+		if !s.last.At.IsZero() {
+			ls.SampledAt = s.last.At.UnixMilli()
+		}
 		// Oldest first: from next to the end, then from the start.
-		for _, p := range append(s.points[s.next:len(s.points):len(s.points)], s.points[:s.next]...) {
+		points := append(s.points[s.next:len(s.points):len(s.points)], s.points[:s.next]...)
+		for _, p := range points {
 			if p.At >= from {
 				ls.Points = append(ls.Points, p)
 			}
 		}
+		ls.StaleAfterMillis = staleAfter(points).Milliseconds()
 		out.Projections = append(out.Projections, ls)
 	}
 	return out
+}
+
+// staleAfter is how old the newest of points (oldest first) may get before
+// it no longer describes the present: lag.OverdueAfter times the shortest
+// gap between two of them, which is the monitor's interval when its
+// passes succeed (a failed pass adds no point, and a gap), and at least
+// MinLagStaleAfter.
+func staleAfter(points []LagPoint) time.Duration {
+	var gap int64
+	for i := 1; i < len(points); i++ {
+		if d := points[i].At - points[i-1].At; d > 0 && (gap == 0 || d < gap) {
+			gap = d
+		}
+	}
+	// Held to a day, so that samples stamped centuries apart (a zero time
+	// among them) cannot overflow a Duration.
+	gap = min(gap, (24 * time.Hour).Milliseconds())
+	return max(MinLagStaleAfter, lag.OverdueAfter*time.Duration(gap)*time.Millisecond)
 }

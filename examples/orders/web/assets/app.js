@@ -2,6 +2,14 @@
 // The order page: place an order, show it optimistically as pending, read
 // it back with the write's consistency token (bounded retries), then follow
 // it live over the WebSocket until it is confirmed or cancelled.
+//
+// An order is never shown as current when the page cannot know it is: one
+// the live hub will not follow (it caps the subscriptions of a connection)
+// says so and is re-read instead; one whose snapshot failed says it may be
+// out of date until a read succeeds; and on every (re)connection each
+// unsettled order is read again with its token, so that one the server no
+// longer knows (a restart of an in-memory server) shows as unknown rather
+// than "processing…" for ever.
 (function () {
   var $ = function (id) { return document.getElementById(id); };
   var c = converge;
@@ -9,8 +17,20 @@
   var readAttempts = 20, readInterval = 200;
   // How long the server may wait for the read model on each read, ms.
   var readWait = 1000;
+  // recheck's reads back off from recheckMin to recheckMax, ms.
+  var recheckMin = 500, recheckMax = 10000;
+  // How long after a (re)connection an order the server answers 404 for,
+  // its read model behind the order's token, is taken as unknown to it, ms.
+  var unknownAfter = 4000;
 
-  var orders = {};   // order id → {view, li, token}
+  // order id → {view, li, note, token, live, stale, verify, verifySince,
+  // unknown, recheckGen}:
+  // live is the order's subscription on the current connection ("",
+  // "asked", "subscribed", "refused", "leaving"); stale says why the view
+  // may be out of date ("" when it is not); verify is set from a
+  // (re)connection until a read answers; unknown once the server, asked
+  // with the order's token, did not have it.
+  var orders = {};
   var ws = null, wsAttempt = 0;
   // The orders placed in this tab survive a reload: their ids and tokens
   // are kept in sessionStorage, and the live snapshot brings them current.
@@ -35,27 +55,45 @@
     });
   }
 
+  // settled reports whether a view's status is final: confirmed and
+  // cancelled orders change no more, so they need no following.
+  function settled(v) { return v.status === "confirmed" || v.status === "cancelled"; }
+
   function render(id) {
     var o = orders[id], v = o.view, li = o.li;
-    li.dataset.status = v.status;
-    li.querySelector("[data-role=status]").textContent = v.status;
+    var status = o.unknown ? "unknown" : v.status;
+    li.dataset.status = status;
+    li.querySelector("[data-role=status]").textContent = status;
     li.querySelector("[data-role=summary]").textContent = v.customer_id + " · " + v.qty + " × " + v.sku + (v.amount_cents ? " · " + c.euros(v.amount_cents) : "");
     li.querySelector("[data-role=reason]").textContent = v.reason ? "Reason: " + v.reason : "";
     var note = o.note;
-    if (v.status !== "pending") { note = ""; } else if (!note) { note = v.position ? "processing…" : "waiting for the read model…"; }
+    if (o.unknown) {
+      note = "unknown to the server: it did not have this order after the page reconnected (it may have restarted and lost it); last seen " + v.status;
+    } else if (settled(v)) {
+      note = "";
+    } else if (o.stale) {
+      note = o.stale;
+    } else if (!note) {
+      note = v.position ? "processing…" : "waiting for the read model…";
+    }
+    if (o.live === "refused" && !settled(v)) { note += " · not followed live: the server follows no more orders for this page; re-reading it instead"; }
     li.querySelector("[data-role=note]").textContent = note;
   }
 
   // apply takes a view from a read or a push, unless it is older than the
-  // one shown: reads and pushes race, positions order them.
+  // one shown: reads and pushes race, positions order them. It reports
+  // whether it took v.
   function apply(v) {
     var o = orders[v.order_id];
-    if (!o) { return; }
-    if (o.view.position && c.compareTokens(v.position, o.view.position) < 0) { return; }
+    if (!o) { return false; }
+    if (o.view.position && c.compareTokens(v.position, o.view.position) < 0) { return false; }
     o.view = v;
     o.note = "";
+    o.unknown = false;
     render(v.order_id);
     save();
+    if (settled(v)) { unfollow(v.order_id); }
+    return true;
   }
 
   function addOrder(id, view, token) {
@@ -67,7 +105,7 @@
     li.appendChild(c.el("span", { "class": "reason", "data-role": "reason" }));
     li.appendChild(c.el("span", { "class": "muted", "data-role": "note" }));
     $("orders").prepend(li);
-    orders[id] = { view: view, li: li, note: "", token: token };
+    orders[id] = { view: view, li: li, note: "", token: token, live: "", stale: "", verify: false, verifySince: 0, unknown: false, recheckGen: 0 };
     render(id);
     save();
   }
@@ -94,9 +132,119 @@
     }
   }
 
-  function subscribe(id) {
-    if (ws && ws.readyState === WebSocket.OPEN) {
-      ws.send(JSON.stringify({ action: "subscribe", entity: id }));
+  function send(action, id) {
+    if (!ws || ws.readyState !== WebSocket.OPEN) { return false; }
+    ws.send(JSON.stringify({ action: action, entity: id }));
+    return true;
+  }
+
+  // follow subscribes to an unsettled order; the hub's snapshot then
+  // brings it up to date.
+  function follow(id) {
+    var o = orders[id];
+    if (settled(o.view) || o.live === "asked" || o.live === "subscribed") { return; }
+    if (send("subscribe", id)) { o.live = "asked"; }
+  }
+
+  // unfollow gives up the subscription of a settled order: the hub caps
+  // how many orders one page follows, and a settled one changes no more.
+  function unfollow(id) {
+    var o = orders[id];
+    if (o.live === "asked" || o.live === "subscribed") {
+      if (send("unsubscribe", id)) { o.live = "leaving"; } else { o.live = ""; }
+    } else if (o.live === "refused") {
+      o.live = "";
+    }
+  }
+
+  // followRefused asks again for an order the hub refused to follow, now
+  // that a subscription has been given up.
+  function followRefused() {
+    var id = Object.keys(orders).find(function (k) { return orders[k].live === "refused" && !settled(orders[k].view); });
+    if (id) { follow(id); }
+  }
+
+  // needsRecheck reports whether the page must keep re-reading order o
+  // itself: it may be out of date, is not followed live, or the server
+  // has not answered for it since the page (re)connected.
+  function needsRecheck(o) {
+    return !settled(o.view) && (!!o.stale || o.verify || o.unknown || o.live === "refused");
+  }
+
+  // recheck re-reads order id with its token, backing off, for as long as
+  // needsRecheck says; a later call takes over from an earlier one. A 404
+  // while verifying after a (re)connection makes the order unknown to the
+  // server, once unknownAfter has run out (at once when the read model is
+  // past the token), and it is read on, more slowly, in case it turns up.
+  async function recheck(id) {
+    var o = orders[id], gen = ++o.recheckGen, delay = recheckMin;
+    var current = function () { return orders[id] === o && o.recheckGen === gen; };
+    while (current() && needsRecheck(o)) {
+      var res = null;
+      try {
+        var headers = { "X-Consistency-Timeout": String(readWait), "Accept": "application/json" };
+        if (o.token) { headers["X-Consistency-Position"] = o.token; }
+        res = await fetch("/orders/" + encodeURIComponent(id), { headers: headers });
+      } catch (e) { res = null; /* network trouble: retry */ }
+      var v = null;
+      if (res && res.ok) {
+        try { v = await res.json(); } catch (e) { v = null; }
+      }
+      if (!current()) { return; }
+      if (v) {
+        // The read came after the subscription (if any) was in place: with
+        // the pushes that follow it, the order is current.
+        o.stale = "";
+        o.verify = false;
+        o.unknown = false;
+        if (!apply(v)) { render(id); }
+      } else if (res && res.status === 404) {
+        var behind = res.headers.get("X-Consistency-Stale") === "true";
+        if (o.verify && (!behind || Date.now() - o.verifySince >= unknownAfter)) {
+          o.verify = false;
+          o.unknown = true;
+          render(id);
+        }
+      } else if (!o.stale) {
+        o.stale = "may be out of date: reading it failed (" + (res ? res.status + " " + res.statusText : "the server is unreachable") + "); retrying…";
+        render(id);
+      }
+      await c.sleep(delay);
+      delay = Math.min(recheckMax, delay * 2);
+    }
+  }
+
+  // handle takes one message of the hub about an order of the page.
+  function handle(m) {
+    var o = orders[m.entity];
+    if (!o) { return; }
+    switch (m.type) {
+      case "subscribed":
+        if (o.live === "asked") { o.live = "subscribed"; }
+        break;
+      case "unsubscribed":
+        o.live = "";
+        followRefused();
+        break;
+      case "updated":
+        if (m.data && apply(m.data)) {
+          // A push (or the snapshot) on a live subscription: current.
+          o.stale = "";
+          render(m.entity);
+        }
+        break;
+      case "error":
+        if (o.live === "subscribed") {
+          // After the acknowledgement: the snapshot could not be read, so
+          // what the page shows may predate changes it will not be sent.
+          o.stale = "may be out of date: the server could not read its current state; re-reading…";
+        } else {
+          // Before it: the subscription itself was refused (the hub's cap).
+          o.live = "refused";
+        }
+        render(m.entity);
+        recheck(m.entity);
+        break;
     }
   }
 
@@ -107,14 +255,25 @@
     ws.onopen = function () {
       wsAttempt = 0;
       $("live-status").textContent = "Live updates: connected";
-      Object.keys(orders).forEach(subscribe); // the snapshot brings each up to date
+      Object.keys(orders).forEach(function (id) {
+        var o = orders[id];
+        o.live = "";
+        if (settled(o.view)) { return; }
+        follow(id); // the snapshot brings it up to date, if the server has it
+        // A server that lost the order (restarted in memory) sends no
+        // snapshot and no error: read it, with its token, to find out.
+        o.verify = true;
+        o.verifySince = Date.now();
+        recheck(id);
+      });
     };
     ws.onmessage = function (ev) {
       var m;
       try { m = JSON.parse(ev.data); } catch (e) { return; }
-      if (m.type === "updated" && m.data) { apply(m.data); }
+      if (m && typeof m.entity === "string") { handle(m); }
     };
     ws.onclose = function () {
+      Object.keys(orders).forEach(function (id) { orders[id].live = ""; });
       var delay = Math.min(10000, 500 * Math.pow(2, wsAttempt++));
       $("live-status").textContent = "Live updates: disconnected, reconnecting in " + delay / 1000 + " s";
       setTimeout(connect, delay);
@@ -163,7 +322,7 @@
       var token = res.headers.get("X-Consistency-Position") || placed.position;
       // Optimistic: shown at once as pending, with what was sent.
       addOrder(placed.order_id, { order_id: placed.order_id, customer_id: cmd.customer_id, sku: cmd.sku, qty: cmd.qty, amount_cents: 0, status: "pending", position: "" }, token);
-      subscribe(placed.order_id);
+      follow(placed.order_id);
       readBack(placed.order_id, token);
     } catch (e) {
       $("form-error").textContent = "Could not reach the server: " + e.message;

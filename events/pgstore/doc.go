@@ -238,8 +238,10 @@
 // statement reads the head first). In a transaction the queued statement
 // also writes nothing unless the transaction holds the lock, and runs
 // again if the head came to meet the expectation in between. Append takes
-// no lock on a stream that is not contended. AppendTx takes it always, on its first append to a stream, and
-// holds it until the transaction ends: a transaction that appended before
+// no lock on a stream that is not contended. AppendTx takes it on its
+// first append to a stream (whose expectation the committed head meets;
+// one it does not fails at once, taking nothing), and holds it until the
+// transaction ends: a transaction that appended before
 // the stream turned contended and queued for it afterwards, behind an
 // append waiting for its first version, would deadlock. (A transaction
 // appending to thousands of streams therefore holds thousands of advisory

@@ -239,7 +239,9 @@
 // would send a command nobody handles (a compensation whose handler a
 // redeploy removed after it was registered, say) is refused with
 // ErrNoCommandHandler, naming the command: deploy its handler again, then
-// cancel. Both act only on the
+// cancel. Engine.CancelWith with CancelOptions.SkipOnCancel ends the
+// instance without the handler (see Evolving definitions for when only
+// that can). Both act only on the
 // saga types the engine runs: another service's engine on the same store
 // cannot run the handler or the step, so it refuses (ErrUnknownSaga) and
 // changes nothing; the Operator's requests reach an engine that runs the
@@ -340,9 +342,18 @@
 // converge_saga_newer_state_total. The first newer build to take it once
 // its retry time has come runs the step, then the queued messages, each
 // once. A rolling deploy that raises StateVersion thus needs no manual
-// work. After a rollback the steps wait until the newer build is back (or
-// an operator cancels the instance). Handler code is not replayed, so
-// changing a handler affects the next step only. Renaming a Go type is
+// work. After a rollback the steps wait until the newer build is back, or
+// until an operator cancels the instance. A cancel of a saga type without
+// an OnCancel handler ends it at once. One with a handler runs the handler
+// on the state, which the older build cannot read: by default
+// Engine.Cancel refuses it, and an Operator's RequestCancel
+// (`converge sagas cancel`) waits for the newer build. To end the
+// instance without it, cancel with CancelOptions.SkipOnCancel
+// (Engine.CancelWith, Operator.RequestCancelWith,
+// `converge sagas cancel --skip-on-cancel`): the handler does not run,
+// nothing it would send or undo is, and the instance's history says so.
+// Handler code is not replayed, so changing a handler affects the next
+// step only. Renaming a Go type is
 // safe while its registered name stays. Renaming a saga type orphans its
 // instances: run the new name beside the old one until the old instances
 // end. Instances of a saga type no engine runs any more stay in the rows

@@ -184,8 +184,10 @@ type Cancelled struct {
 // removed after that step committed: deploy the handler again, then
 // cancel. The instance ends cancelled whatever the handler decides:
 // Complete or Fail in it are ignored (its history says so). Without one, a
-// cancel sends nothing. It panics on programmer error; OnCancelSafely
-// returns it.
+// cancel sends nothing, and so does a cancel with
+// CancelOptions.SkipOnCancel, which does not run it: the way to end an
+// instance whose state only a build that no longer runs can read. It
+// panics on programmer error; OnCancelSafely returns it.
 func OnCancel[S any](s *Saga[S], h Handler[S, Cancelled]) {
 	if err := OnCancelSafely(s, h); err != nil {
 		panic(err)

@@ -140,9 +140,12 @@ func (o *Operator) FindIgnored(ctx context.Context, id string) ([]IgnoredFor, er
 // Request is an operator's retry or cancel of an instance, recorded until
 // an engine running the saga type carries it out.
 type Request struct {
-	Op     string    `json:"op"`
-	Reason string    `json:"reason,omitempty"`
-	At     time.Time `json:"at"`
+	Op     string `json:"op"`
+	Reason string `json:"reason,omitempty"`
+	// SkipOnCancel is a cancel's CancelOptions.SkipOnCancel: the instance
+	// ends without its OnCancel handler.
+	SkipOnCancel bool      `json:"skip_on_cancel,omitempty"`
+	At           time.Time `json:"at"`
 }
 
 // Request operations.
@@ -175,7 +178,23 @@ func (o *Operator) RequestRetry(ctx context.Context, saga, id string) error {
 // Engine.Cancel), carried out like RequestRetry's. The reason is stored
 // whatever it holds, as Engine.Cancel stores it: NUL kept as U+FFFD, cut
 // at 4 KiB. ErrEnded for an instance that has already ended.
+//
+// An engine whose build cannot read the instance's state because a newer
+// build stored it leaves the request for an engine of that build, which
+// can run the OnCancel handler: after a rollback the request waits until
+// the newer build is back. RequestCancelWith with
+// CancelOptions.SkipOnCancel asks for the cancel without the handler,
+// which any engine running the type carries out. RequestCancel is
+// RequestCancelWith with only the reason.
 func (o *Operator) RequestCancel(ctx context.Context, saga, id, reason string) error {
+	return o.RequestCancelWith(ctx, saga, id, CancelOptions{Reason: reason})
+}
+
+// RequestCancelWith records a request to cancel an instance as opts say
+// (see Engine.CancelWith), as RequestCancel does. It replaces a cancel
+// request that still waits, with its options: a request waiting for a
+// newer build is replaced by one with CancelOptions.SkipOnCancel.
+func (o *Operator) RequestCancelWith(ctx context.Context, saga, id string, opts CancelOptions) error {
 	in, err := o.load(ctx, saga, id)
 	if err != nil {
 		return err
@@ -189,7 +208,7 @@ func (o *Operator) RequestCancel(ctx context.Context, saga, id, reason string) e
 	// Cleaned as Engine.Cancel cleans it (NUL as U+FFFD, cut at 4 KiB):
 	// the request row holds it until an engine carries it out, and a row
 	// refuses NUL and more than 1 MiB.
-	return o.put(ctx, in, Request{Op: OpCancel, Reason: requestText(reason), At: o.clock.Now().UTC()})
+	return o.put(ctx, in, Request{Op: OpCancel, Reason: requestText(opts.Reason), SkipOnCancel: opts.SkipOnCancel, At: o.clock.Now().UTC()})
 }
 
 // requestText is free text for a request row: storable, and left as it is
@@ -309,7 +328,7 @@ func (e *Engine) runRequests(ctx context.Context) (int, error) {
 			case OpRetry:
 				return e.retryIn(ctx, u, saga, id, "retried by an operator (requested "+r.At.Format(time.RFC3339)+")")
 			case OpCancel:
-				return e.cancelIn(ctx, u, saga, id, r.Reason)
+				return e.cancelIn(ctx, u, saga, id, CancelOptions{Reason: r.Reason, SkipOnCancel: r.SkipOnCancel})
 			}
 			return fmt.Errorf("%w: unknown request %q", errRefused, r.Op)
 		})
@@ -318,7 +337,11 @@ func (e *Engine) runRequests(ctx context.Context) (int, error) {
 			continue
 		}
 		if errors.Is(err, errNewerBuild) {
-			continue // left for an engine of the newer build to take
+			// Left for an engine of the newer build to take; after a
+			// rollback none does until the operator asks again without
+			// the OnCancel handler, which the error says how to.
+			e.log.WarnContext(ctx, "saga: an operator's cancel request waits for an engine of a newer build", "saga", saga, "id", id, "error", err)
+			continue
 		}
 		if !errors.Is(err, ErrNotRetryable) && !errors.Is(err, ErrEnded) && !errors.Is(err, ErrNotFound) && !errors.Is(err, errRefused) {
 			if ctx.Err() != nil {
@@ -502,7 +525,7 @@ func listAll(ctx context.Context, rows feed.Rows, table, prefix string) ([]feed.
 // sameRequest reports whether a and b are one request: made at the same
 // time for the same operation.
 func sameRequest(a, b Request) bool {
-	return a.Op == b.Op && a.At.Equal(b.At) && a.Reason == b.Reason
+	return a.Op == b.Op && a.At.Equal(b.At) && a.Reason == b.Reason && a.SkipOnCancel == b.SkipOnCancel
 }
 
 // addressable returns ErrNotFound, saying why, for a saga type and id no

@@ -191,16 +191,51 @@ func (e *Engine) retryIn(ctx context.Context, u feed.Unit, saga, id, detail stri
 // for a saga type this engine does not run: it cannot know whether the
 // type has an OnCancel handler, let alone run it, so the cancel is for an
 // engine that runs the type (Operator.RequestCancel leaves it to one).
+//
+// The handler needs the instance's state: a cancel of an instance whose
+// state a newer build stored (see Config.StateVersion) is refused, to be
+// made where that build runs. After a rollback, when it runs nowhere,
+// CancelWith with CancelOptions.SkipOnCancel ends the instance without
+// the handler. Cancel is CancelWith with only the reason.
 func (e *Engine) Cancel(ctx context.Context, saga, id, reason string) error {
+	return e.CancelWith(ctx, saga, id, CancelOptions{Reason: reason})
+}
+
+// CancelOptions is how Engine.CancelWith and Operator.RequestCancelWith
+// cancel an instance. The zero value cancels as Engine.Cancel does.
+type CancelOptions struct {
+	// Reason is recorded on the instance and handed to its OnCancel
+	// handler. Defaults to "cancelled by an operator".
+	Reason string
+	// SkipOnCancel ends the instance without running the saga's OnCancel
+	// handler: nothing it would send or compensate is, and the instance's
+	// history says the handler did not run. It is the way to end an
+	// instance whose state only a build that no longer runs can read (a
+	// newer build, after a rollback): without it, a cancel of a type with
+	// an OnCancel handler needs the state, so Engine.CancelWith refuses it
+	// and an Operator's request waits for an engine of a build that reads
+	// it. Defaults to false (the handler runs). Engines of releases before
+	// the option read a request with it as one without.
+	SkipOnCancel bool
+}
+
+// CancelWith cancels as Cancel does, as opts say: with
+// CancelOptions.SkipOnCancel the saga's OnCancel handler does not run,
+// so an instance whose state this build cannot read ends all the same.
+func (e *Engine) CancelWith(ctx context.Context, saga, id string, opts CancelOptions) error {
 	if err := addressable(saga, id); err != nil {
 		return err
 	}
 	return e.withUnit(ctx, func(ctx context.Context, u feed.Unit) error {
-		return e.cancelIn(ctx, u, saga, id, reason)
+		return e.cancelIn(ctx, u, saga, id, opts)
 	})
 }
 
-func (e *Engine) cancelIn(ctx context.Context, u feed.Unit, saga, id, reason string) error {
+// errSkippedByOperator is why a cancel with CancelOptions.SkipOnCancel did
+// not run the OnCancel handler, as its history says.
+var errSkippedByOperator = errors.New("the operator cancelled without it (SkipOnCancel)")
+
+func (e *Engine) cancelIn(ctx context.Context, u feed.Unit, saga, id string, opts CancelOptions) error {
 	s, ok := e.sagas[saga]
 	if !ok {
 		return unknownSaga("cancel", saga, id)
@@ -216,14 +251,17 @@ func (e *Engine) cancelIn(ctx context.Context, u feed.Unit, saga, id, reason str
 	if in.ended() {
 		return fmt.Errorf("%w: %s/%s is %s", ErrEnded, saga, id, in.Status)
 	}
+	reason := opts.Reason
 	if reason == "" {
 		reason = "cancelled by an operator"
 	}
 	note := ""
 	if s.cancel != nil {
-		skipped, err := e.runCancelHandler(ctx, u, s, in, reason)
-		if err != nil {
-			return err
+		skipped := errSkippedByOperator
+		if !opts.SkipOnCancel {
+			if skipped, err = e.runCancelHandler(ctx, u, s, in, reason); err != nil {
+				return err
+			}
 		}
 		if skipped != nil {
 			note = fmt.Sprintf("; its OnCancel handler did not run: %v", skipped)
@@ -269,13 +307,15 @@ const CancelStepType = "converge.saga.cancel"
 
 // errNewerBuild refuses a cancel this build cannot carry out: the
 // instance's state is of a newer build, whose OnCancel handler must run it.
-// An operator's request waits for that build instead of being refused.
+// An operator's request waits for that build instead of being refused;
+// CancelOptions.SkipOnCancel ends the instance without the handler.
 var errNewerBuild = errors.New("saga: the instance's state is of a newer build")
 
 // runCancelHandler runs the saga's OnCancel handler as a step of its own in
 // the cancel's unit, before the instance ends. A handler that fails, or a
 // step the store would refuse, refuses the cancel: nothing of it is kept.
-// State stored by a newer build refuses it too (errNewerBuild). State that
+// State stored by a newer build refuses it too (errNewerBuild), naming
+// CancelOptions.SkipOnCancel for when that build runs nowhere. State that
 // does not decode otherwise cannot be handed to the handler, and would
 // make the instance impossible to end: the cancel goes on without the
 // handler, and skipped says why. A step that sends a command the catalog
@@ -287,7 +327,7 @@ func (e *Engine) runCancelHandler(ctx context.Context, u feed.Unit, s *compiled,
 	state, err := s.state(in)
 	if err != nil {
 		if in.StateVersion > s.cfg.stateVersion {
-			return nil, fmt.Errorf("%w: %w: %s/%s is at state v%d, this build knows v%d: cancel it where the newer build runs", errRefused, errNewerBuild, s.name, in.ID, in.StateVersion, s.cfg.stateVersion)
+			return nil, fmt.Errorf("%w: %w: %s/%s is at state v%d, this build knows v%d, so its OnCancel handler cannot run here: cancel it where the newer build runs, or, if that build runs nowhere (a rollback), cancel it without the handler (CancelOptions.SkipOnCancel; `converge sagas cancel --skip-on-cancel`)", errRefused, errNewerBuild, s.name, in.ID, in.StateVersion, s.cfg.stateVersion)
 		}
 		return err, nil
 	}

@@ -265,7 +265,7 @@ func (c *sagasCmd) retryCmd() *cobra.Command {
 		Short: "Run a failed instance's failed step again, or restart a stuck instance's stuck clock",
 		Args:  exactlyOne("instance id", "converge sagas list"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.request(cmd, args[0], wait, func(ctx context.Context, op *saga.Operator, typ string) error {
+			return c.request(cmd, args[0], wait, "", func(ctx context.Context, op *saga.Operator, typ string) error {
 				return op.RequestRetry(ctx, typ, args[0])
 			})
 		},
@@ -277,18 +277,38 @@ func (c *sagasCmd) retryCmd() *cobra.Command {
 func (c *sagasCmd) cancelCmd() *cobra.Command {
 	var wait time.Duration
 	var reason string
+	var skipOnCancel bool
 	cmd := &cobra.Command{
 		Use:   "cancel ID",
 		Short: "End an instance: cancel its timers and drop its parked step and queued messages",
-		Args:  exactlyOne("instance id", "converge sagas list"),
+		Long: `cancel ends an instance: the engine that carries the request out runs the
+saga's OnCancel handler, when it has one, in the cancel's unit (what it
+sends and compensates commits with the cancel), then cancels the
+instance's timers and drops its parked step and queued messages.
+
+The handler needs the instance's state. When a newer build stored it and
+the deploy was rolled back, an engine of the older build cannot read it:
+the request waits for an engine of the newer build. If that build will not
+run again, cancel with --skip-on-cancel: the instance ends without its
+OnCancel handler (nothing it would send or undo is), and its history says
+that the handler did not run. A request with --skip-on-cancel replaces a
+cancel request still waiting.`,
+		Example: `  converge sagas cancel order-42 --reason 'customer left'
+  converge sagas cancel order-42 --skip-on-cancel --reason 'rolled back'`,
+		Args: exactlyOne("instance id", "converge sagas list"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.request(cmd, args[0], wait, func(ctx context.Context, op *saga.Operator, typ string) error {
-				return op.RequestCancel(ctx, typ, args[0], reason)
+			hint := ""
+			if !skipOnCancel {
+				hint = " (an engine that cannot read the instance's state, stored by a newer build, leaves the cancel to that build, to run its OnCancel handler: if it no longer runs, after a rollback, cancel with --skip-on-cancel to end the instance without the handler)"
+			}
+			return c.request(cmd, args[0], wait, hint, func(ctx context.Context, op *saga.Operator, typ string) error {
+				return op.RequestCancelWith(ctx, typ, args[0], saga.CancelOptions{Reason: reason, SkipOnCancel: skipOnCancel})
 			})
 		},
 	}
 	cmd.Flags().DurationVar(&wait, "wait", sagasDefaultWait, "how long to wait for an engine to carry the request out (0: do not wait)")
 	cmd.Flags().StringVar(&reason, "reason", "cancelled by an operator", "reason recorded on the instance")
+	cmd.Flags().BoolVar(&skipOnCancel, "skip-on-cancel", false, "end the instance without running the saga's OnCancel handler (nothing it would send or undo is): for an instance whose state only a build that no longer runs can read, after a rollback")
 	return cmd
 }
 
@@ -300,8 +320,9 @@ type recordedRequest struct {
 	Request saga.Request `json:"request"`
 }
 
-// request records a retry or cancel and waits for an engine to take it.
-func (c *sagasCmd) request(cmd *cobra.Command, id string, wait time.Duration, do func(context.Context, *saga.Operator, string) error) error {
+// request records a retry or cancel and waits for an engine to take it;
+// waitHint ends what it says when no engine took the request in time.
+func (c *sagasCmd) request(cmd *cobra.Command, id string, wait time.Duration, waitHint string, do func(context.Context, *saga.Operator, string) error) error {
 	if wait < 0 {
 		return fmt.Errorf("--wait %s: use a positive duration, or 0 not to wait", wait)
 	}
@@ -338,7 +359,14 @@ func (c *sagasCmd) request(cmd *cobra.Command, id string, wait time.Duration, do
 	deadline := time.Now().Add(wait)
 	var unanswered error // the last poll's failure to read the database in time
 	_, err = pollUntil(ctx, io.Discard, wait, func(ctx context.Context) (string, bool, error) {
+		start := time.Now()
 		_, pending, err := op.Pending(ctx, typ, id)
+		if errors.Is(err, context.DeadlineExceeded) && time.Since(start) < waitPoll/4 {
+			// A poll that began as the wait ran out (a --wait that is a
+			// multiple of the poll interval) says nothing of the
+			// database: the poll before it does.
+			return "", false, err
+		}
 		unanswered = err
 		return "", err == nil && !pending, err
 	})
@@ -346,7 +374,7 @@ func (c *sagasCmd) request(cmd *cobra.Command, id string, wait time.Duration, do
 	case errors.Is(err, context.DeadlineExceeded) && unanswered != nil:
 		return &timedOutError{what: fmt.Sprintf("%s/%s: the database did not answer within %s (%v); the request stays recorded and an engine running saga type %s carries it out (see `converge sagas show --type %s -- %s`)", typ, id, wait, unanswered, typ, shell.Quote(typ), shell.Quote(id))}
 	case errors.Is(err, context.DeadlineExceeded):
-		return &timedOutError{what: fmt.Sprintf("%s/%s: no engine running saga type %s took the request within %s; it stays recorded and runs when one does (start it, or wait longer with --wait)", typ, id, typ, wait)}
+		return &timedOutError{what: fmt.Sprintf("%s/%s: no engine running saga type %s took the request within %s; it stays recorded and runs when one does (start it, or wait longer with --wait)%s", typ, id, typ, wait, waitHint)}
 	case err != nil:
 		return err
 	}

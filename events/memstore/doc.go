@@ -64,8 +64,11 @@
 // categories walks the log and stops at its limit.
 //
 // Other differences: there is no AppendTx (there is no transaction to
-// pass), a plain append outside a unit is readable the moment it returns,
-// and Wake is always fed by push.
+// pass); a plain append outside a unit is readable the moment it returns
+// unless a unit that appended before it is still open (its reservation
+// holds readers back until it ends, as above), where on PostgreSQL any
+// open transaction holding a transaction id can delay it; and Wake is
+// always fed by push.
 //
 // Global tokens are MakeToken(seq, seq) for a 1-based sequence; a
 // rolled-back unit leaves its seqs unused. Like every token they are

@@ -216,6 +216,16 @@ func (j *storedJSON) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// document is the JSON document as Info shows it: JSON null when there is
+// none (an instance whose first step has not run yet), as rows have
+// always given it.
+func (j storedJSON) document() json.RawMessage {
+	if len(j) == 0 {
+		return json.RawMessage("null")
+	}
+	return json.RawMessage(j)
+}
+
 // fromLegacy takes a document of a row written before documents were
 // kept as text, compacted (none, or null, is no document).
 func (j *storedJSON) fromLegacy(raw json.RawMessage) error {

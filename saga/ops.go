@@ -70,7 +70,7 @@ type Info struct {
 func (in *instance) info() Info {
 	i := Info{
 		Saga: in.Saga, ID: in.ID, Status: in.Status, Reason: in.Reason, Version: in.Version, Steps: in.Seq,
-		Token: in.Token, State: json.RawMessage(in.State), StateVersion: in.StateVersion, Queued: in.MailboxTail - in.MailboxHead,
+		Token: in.Token, State: in.State.document(), StateVersion: in.StateVersion, Queued: in.MailboxTail - in.MailboxHead,
 		Created: in.Created, Updated: in.Updated, Ended: in.Ended, Purged: in.Purged,
 	}
 	if !in.Purged.IsZero() {

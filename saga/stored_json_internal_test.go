@@ -79,4 +79,5 @@ func TestStoredJSONReadsBothFormats(t *testing.T) {
 	b, err := rowjson.Marshal(&in)
 	require.NoError(t, err)
 	require.Contains(t, string(b), `"state_text":null`)
+	require.JSONEq(t, `null`, string(in.State.document()), "Info shows no state as JSON null")
 }

@@ -67,7 +67,8 @@ type Target struct {
 	// (feed.ProcessorPartitions), to its current partitions: one of those
 	// without a checkpoint yet stands where it will start, at the slowest
 	// of the checkpoints its earlier partition counts (or its unsplit run)
-	// left behind.
+	// left behind, or at the beginning of the feed when a partition of an
+	// earlier count left none (the feed then seeds no new partition).
 	Checkpoints []string
 }
 

@@ -38,7 +38,9 @@
 // of its own yet stands at the slowest of the checkpoints the processor
 // left behind, where it will start: a processor does not drop out of the
 // listing while its new partitions fail to start, and is not reported at
-// the start of the feed (in breach) while they have yet to run.
+// the start of the feed (in breach) while they have yet to run. When a
+// partition of an earlier count left no checkpoint (it never ran), the
+// feed seeds no new partition, and they stand at the start of the feed.
 // It leaves out a projection rebuild's consumer ("orders@rebuild-3") too:
 // the rebuild reads the feed from its start while readers use the live
 // projection, which is what the Monitor reports.

@@ -569,13 +569,33 @@ func slowestOf(byName map[string]feed.ConsumerInfo, w watch) feed.ConsumerInfo {
 }
 
 // slowestKnown returns the consumer of names furthest behind (the first
-// such) among those the store knows; zero when it knows none.
+// such) among those the store knows; zero when it knows none, or when an
+// earlier partition count of names lacks one of its partitions: a
+// partition that never ran stood at the start of the feed, and the feed
+// then starts the new partitions there too (it seeds them only from a
+// count whose partitions all have checkpoints).
 func slowestKnown(byName map[string]feed.ConsumerInfo, names []string) feed.ConsumerInfo {
 	var low feed.ConsumerInfo
 	found := false
+	seen := map[int]map[int]bool{} // partitions seen, by count
 	for _, name := range names {
-		if c, ok := byName[name]; ok && (!found || c.Position.Before(low.Position)) {
+		c, ok := byName[name]
+		if !ok {
+			continue
+		}
+		if _, i, n, split := feed.ParsePartitionName(name); split {
+			if seen[n] == nil {
+				seen[n] = map[int]bool{}
+			}
+			seen[n][i] = true
+		}
+		if !found || c.Position.Before(low.Position) {
 			low, found = c, true
+		}
+	}
+	for n, parts := range seen {
+		if len(parts) < n {
+			return feed.ConsumerInfo{}
 		}
 	}
 	return low

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"maps"
 	"strings"
-	"sync"
 
 	"github.com/ThreeDotsLabs/watermill/components/cqrs"
 	"github.com/google/uuid"
@@ -312,7 +311,7 @@ func claim(ctx context.Context, u feed.Unit, rows feed.Rows, env events.Envelope
 		unit = unitKey{unit: u, head: &evs[0]}
 	}
 	if len(evs) < 2 || feed.UnitIndex(ctx) != 0 || evs[0].ID != env.ID {
-		if unit.head != nil && claimedUnits.has(unit) {
+		if _, claimed := claimedUnits.get(unit); unit.head != nil && claimed {
 			return nil
 		}
 		evs = []events.Envelope{env}
@@ -342,7 +341,7 @@ func claim(ctx context.Context, u feed.Unit, rows feed.Rows, env events.Envelope
 		}
 	}
 	if len(evs) > 1 && unit.head != nil {
-		claimedUnits.put(unit)
+		claimedUnits.put(unit, true)
 	}
 	return nil
 }
@@ -355,35 +354,9 @@ type unitKey struct {
 }
 
 // claimedUnits are the units whose head claimed all their events, for
-// their later deliveries. A unit is never used again once it ends, and an
-// entry keeps its unit and events from being reused at the same address,
-// so entries only age out: two generations, the older dropped when the
-// newer fills.
-var claimedUnits unitSet
-
-// maxClaimedUnits is how many units a generation of claimedUnits holds:
-// far more than a process has units open.
-const maxClaimedUnits = 1024
-
-type unitSet struct {
-	mu        sync.Mutex
-	cur, prev map[unitKey]bool
-}
-
-func (s *unitSet) has(k unitKey) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.cur[k] || s.prev[k]
-}
-
-func (s *unitSet) put(k unitKey) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cur == nil || len(s.cur) >= maxClaimedUnits {
-		s.prev, s.cur = s.cur, map[unitKey]bool{}
-	}
-	s.cur[k] = true
-}
+// their later deliveries. An entry keeps its unit and events from being
+// reused at the same address.
+var claimedUnits unitMemo[unitKey, bool]
 
 func eventID(commandID string, i int) string {
 	return uuid.NewSHA1(resultNamespace, fmt.Appendf(nil, "%s\x00%d", commandID, i)).String()

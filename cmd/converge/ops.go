@@ -118,16 +118,22 @@ func pollUntil(parent context.Context, out io.Writer, timeout time.Duration, che
 		}
 		select {
 		case <-ctx.Done():
+		case <-t.C:
+		}
+		// Checked after either, and by the clock: a tick due as the wait
+		// runs out comes with it (or just before ctx's own timer marks it
+		// done), and a check started then would fail at once, saying
+		// nothing of the database.
+		if dl, _ := ctx.Deadline(); ctx.Err() != nil || !time.Now().Before(dl) {
 			if parent.Err() != nil {
 				return last, errStoppedWaiting(parent)
 			}
 			if failed != nil {
 				// Not only the wait ran out: the database did not answer
 				// in time either, and the operator should know.
-				return last, fmt.Errorf("%w (the last check could not read the database: %w)", ctx.Err(), failed)
+				return last, fmt.Errorf("%w (the last check could not read the database: %w)", context.DeadlineExceeded, failed)
 			}
-			return last, ctx.Err()
-		case <-t.C:
+			return last, context.DeadlineExceeded
 		}
 	}
 }

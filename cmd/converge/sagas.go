@@ -359,14 +359,7 @@ func (c *sagasCmd) request(cmd *cobra.Command, id string, wait time.Duration, wa
 	deadline := time.Now().Add(wait)
 	var unanswered error // the last poll's failure to read the database in time
 	_, err = pollUntil(ctx, io.Discard, wait, func(ctx context.Context) (string, bool, error) {
-		start := time.Now()
 		_, pending, err := op.Pending(ctx, typ, id)
-		if errors.Is(err, context.DeadlineExceeded) && time.Since(start) < waitPoll/4 {
-			// A poll that began as the wait ran out (a --wait that is a
-			// multiple of the poll interval) says nothing of the
-			// database: the poll before it does.
-			return "", false, err
-		}
 		unanswered = err
 		return "", err == nil && !pending, err
 	})

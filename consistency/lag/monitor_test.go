@@ -500,7 +500,7 @@ func TestOverdueAfterIntervalsWithoutASuccess(t *testing.T) {
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 11))
 	for range 20 {
-		interval := time.Duration(1+rng.IntN(5000)) * time.Millisecond
+		interval := time.Duration(10+rng.IntN(4991)) * time.Millisecond // Config.Interval refuses less than 10ms
 		b := setup(t, &lag.Config{Interval: interval})
 		age, late := b.mon.Overdue()
 		require.Zero(t, age)

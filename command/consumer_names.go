@@ -2,13 +2,14 @@ package command
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/converge-es/converge/events/feed"
 )
 
 // validNames says what a handler's consumer name may hold, for errors.
-const validNames = "a handler name and ConsumerPrefix are UTF-8 text without control characters (U+0000 to U+001F, U+007F), and the checkpoint names they make (with a partition and the command category) at most feed.MaxLeaseTextBytes (%d) bytes"
+const validNames = "a handler name and ConsumerPrefix are UTF-8 text without control characters (U+0000 to U+001F, U+007F), '/' or '#', and the checkpoint names they make (with a partition and the command category) at most feed.MaxLeaseTextBytes (%d) bytes"
 
 // checkpointNames returns the checkpoint names the consumer name reads
 // the commands of typ under: one per partition.
@@ -42,6 +43,9 @@ func validateConsumer(checkpoints []string) error {
 // validatePrefix refuses a ConsumerPrefix that would make every handler's
 // consumer name invalid.
 func validatePrefix(prefix string) error {
+	if strings.ContainsAny(prefix, "/#") {
+		return fmt.Errorf("command: ProcessorConfig.ConsumerPrefix %.64q holds '/' or '#', which separate topics and partitions in checkpoint names; use '.' or '-' instead", prefix)
+	}
 	if err := feed.ValidateLease(prefix+".", "command", time.Minute); err != nil {
 		return fmt.Errorf("command: ProcessorConfig.ConsumerPrefix %.64q cannot start a consumer name (%w): "+validNames, prefix, err, feed.MaxLeaseTextBytes)
 	}

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -50,8 +51,10 @@ type ProcessorConfig struct {
 	Subscriber feed.SubscriberConfig
 	// ConsumerPrefix names the handlers' feed consumers. Defaults to
 	// DefaultConsumerPrefix. It is UTF-8 text without control characters
-	// (U+0000 to U+001F, U+007F), as handler names are: a consumer name
-	// holding one could never take its lease.
+	// (U+0000 to U+001F, U+007F), '/' or '#', as handler names are: a
+	// consumer name holding a control character could never take its
+	// lease, and '/' and '#' separate topics and partitions in checkpoint
+	// names (feed.CheckpointName), so two consumers could share one.
 	ConsumerPrefix string
 	// Partitions splits each handler's commands by stream, that is by
 	// sender (see StreamFor), into this many partitions, consumers of their
@@ -271,6 +274,10 @@ func (p *Processor) AddHandlers(handlers ...cqrs.CommandHandler) error {
 		adding[name] = h.HandlerName()
 		con := Consumer{Handler: h.HandlerName(), Name: p.cfg.consumerName(h.HandlerName())}
 		con.Checkpoints = p.cfg.checkpointNames(con.Name, name)
+		if strings.ContainsAny(h.HandlerName(), "/#") {
+			return fmt.Errorf("command: handler %q: its name holds '/' or '#', which separate topics and partitions in checkpoint names, so its consumer's checkpoint could be another consumer's; rename it with '.' or '-' in their place",
+				rowjson.Clip(h.HandlerName(), 64))
+		}
 		if err := validateConsumer(con.Checkpoints); err != nil {
 			return fmt.Errorf("command: handler %q: its feed consumer could never take its lease: %w ("+validNames+")",
 				rowjson.Clip(h.HandlerName(), 64), err, feed.MaxLeaseTextBytes)

@@ -43,7 +43,9 @@ func rejectedSize(t *testing.T, commandID, reason string) int {
 	t.Helper()
 	b, err := json.Marshal(command.Rejected{CommandID: commandID, Type: "account.deposit", Reason: reason})
 	require.NoError(t, err)
-	return len(b)
+	n, err := events.PayloadReadBackSize(b) // what the limit counts
+	require.NoError(t, err)
+	return n
 }
 
 // randomReason mixes what JSON escapes (up to six bytes a byte: '<', '>',

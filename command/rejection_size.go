@@ -6,12 +6,14 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/internal/rowjson"
 )
 
 // fitRejection returns ev with reason as its Reason, stored as free text
 // is (see storable), and cut further when the encoded event would exceed
-// maxPayload bytes: JSON writes '<', '>', '&' and control characters as
+// maxPayload bytes as the store counts it (events.PayloadReadBackSize):
+// JSON writes '<', '>', '&' and control characters as
 // six-byte escapes, so a reason under the 4 KiB cut can still take 24
 // KiB, over a store's lowered Limits.MaxPayloadBytes, and a Rejected
 // event the store refuses would fail the delivery for ever. It keeps as
@@ -24,7 +26,12 @@ func fitRejection(ev Rejected, reason string, maxPayload int) (Rejected, error) 
 		if err != nil { // a struct of strings always encodes
 			panic(err)
 		}
-		return len(b)
+		// The limit counts the payload as PostgreSQL gives it back.
+		n, err := events.PayloadReadBackSize(b)
+		if err != nil { // json.Marshal writes what it checks
+			panic(err)
+		}
+		return n
 	}
 	first := rowjson.Clip(text, maxText)
 	if size(first) <= maxPayload {

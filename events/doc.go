@@ -111,7 +111,8 @@
 // NUL or invalid UTF-8; metadata setting the key AppliedMarksKey, which
 // only converge's append hooks write (CheckReserved: the projections it
 // names would skip the event); too many events or too large payloads
-// (Limits); negative expected versions, Exactly(n) with n < 0 included;
+// (Limits, which counts a payload as PostgreSQL gives it back, numbers
+// written out in full: see PayloadReadBackSize); negative expected versions, Exactly(n) with n < 0 included;
 // reads from a negative stream version; and feed filters whose categories
 // or type names are empty, not UTF-8 or hold NUL (feed.Filter.Validate).
 //

@@ -23,8 +23,10 @@ const (
 // Limits bounds what one append may contain. Both stores take it in their
 // config.
 type Limits struct {
-	// MaxPayloadBytes caps one event's payload (its JSON bytes), and
-	// separately its metadata's size: the bytes of its correlation and
+	// MaxPayloadBytes caps one event's payload, counted as the larger of
+	// its JSON bytes and what PostgreSQL gives them back as (numbers
+	// written out in full, a space after each ',' and ':'; see
+	// PayloadReadBackSize), and separately its metadata's size: the bytes of its correlation and
 	// causation ids, and of each Extra key and value plus 6, not counting
 	// JSON escapes (the stored form's size differs by store). Defaults to
 	// DefaultMaxPayloadBytes (1 MiB).
@@ -103,8 +105,13 @@ func Prepare(reg *Registry, lim Limits, streamID string, expected ExpectedVersio
 		if n := len(raw.Payload); n > lim.MaxPayloadBytes {
 			return nil, fmt.Errorf("%w: event %d (%q) payload is %d bytes, the limit is %d", ErrInvalidEvent, i+1, raw.Type, n, lim.MaxPayloadBytes)
 		}
-		if err := ValidatePayload(raw.Payload); err != nil {
+		n, err := PayloadReadBackSize(raw.Payload)
+		if err != nil {
 			return nil, fmt.Errorf("%w: event %d (%q) payload %w", ErrInvalidEvent, i+1, raw.Type, err)
+		}
+		if n > lim.MaxPayloadBytes {
+			return nil, fmt.Errorf("%w: event %d (%q) payload reads back from PostgreSQL as up to %d bytes (numbers written out in full, a space after each ',' and ':'), the limit is %d: send very large or very small numbers as strings, or split the event",
+				ErrInvalidEvent, i+1, raw.Type, n, lim.MaxPayloadBytes)
 		}
 		if n := metadataSize(ev.Metadata); n > lim.MaxPayloadBytes {
 			return nil, fmt.Errorf("%w: event %d (%q) metadata is %d bytes, the limit is %d", ErrInvalidEvent, i+1, raw.Type, n, lim.MaxPayloadBytes)

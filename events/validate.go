@@ -114,13 +114,30 @@ func IsControl(r rune) bool {
 // Whitespace, key order and the spelling of numbers and escapes are not
 // part of an event's content: PostgreSQL normalises them, memory keeps them.
 func ValidatePayload(p []byte) error {
+	_, err := PayloadReadBackSize(p)
+	return err
+}
+
+// PayloadReadBackSize checks p as ValidatePayload does and returns the
+// most bytes either store can give it back as. Memory keeps p as given;
+// PostgreSQL's jsonb writes every number out in full (1e300 as 301
+// digits, 1e-300 as 302 characters) and puts a space after each ',' and
+// ':'. Strings never grow: jsonb escapes only what JSON requires escaped.
+// Limits.MaxPayloadBytes bounds this size, not p's length alone, so a
+// payload read back from either store can be appended again as it is, and
+// no reader is handed many times the bytes its writer was allowed.
+func PayloadReadBackSize(p []byte) (int, error) {
 	if !json.Valid(p) {
-		return fmt.Errorf("is not valid JSON")
+		return 0, fmt.Errorf("is not valid JSON")
 	}
 	if !utf8.Valid(p) {
-		return fmt.Errorf("is not valid UTF-8")
+		return 0, fmt.Errorf("is not valid UTF-8")
 	}
-	return (&payloadScanner{p: p}).scan()
+	s := payloadScanner{p: p}
+	if err := s.scan(); err != nil {
+		return 0, err
+	}
+	return max(len(p), s.written), nil
 }
 
 // payloadScanner walks a document json.Valid accepted, so it checks content
@@ -130,6 +147,9 @@ type payloadScanner struct {
 	p     []byte
 	i     int
 	stack []frame
+	// written bounds the document's length as PostgreSQL writes it out
+	// (see PayloadReadBackSize).
+	written int
 }
 
 // frame is one open array or object. An object's keys are kept as the bytes
@@ -190,27 +210,39 @@ func (s *payloadScanner) scan() error {
 		case c == '{':
 			s.push(true)
 			s.i++
+			s.written++
 		case c == '[':
 			s.push(false)
 			s.i++
+			s.written++
 		case c == '}' || c == ']':
 			s.stack = s.stack[:len(s.stack)-1]
 			s.i++
+			s.written++
 		case c == ',':
 			if top := s.top(); top != nil && top.object {
 				top.expectKey = true
 			}
 			s.i++
+			s.written += 2 // ", "
+		case c == ':':
+			s.i++
+			s.written += 2 // ": "
 		case c == '"':
+			start := s.i
 			if err := s.str(); err != nil {
 				return err
 			}
+			s.written += s.i - start
 		case c == '-' || (c >= '0' && c <= '9'):
 			if err := s.number(); err != nil {
 				return err
 			}
-		default: // whitespace, ':', literals
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			s.i++ // jsonb keeps no whitespace of its own
+		default: // the letters of true, false and null
 			s.i++
+			s.written++
 		}
 	}
 	return nil
@@ -285,6 +317,7 @@ func (s *payloadScanner) number() error {
 	}
 	lit := s.p[start:s.i]
 	if plainInteger(lit) {
+		s.written += len(lit)
 		return nil
 	}
 	f, err := strconv.ParseFloat(string(lit), 64)
@@ -298,7 +331,52 @@ func (s *payloadScanner) number() error {
 		return fmt.Errorf("has number %s, with an exponent beyond ±%d or more than %d digits after the decimal point (round it, or send it as a string)",
 			abbreviate(lit), MaxNumberExponent, MaxNumberScale)
 	}
+	s.written += writtenOutLength(lit)
 	return nil
+}
+
+// writtenOutLength is how long PostgreSQL writes a number literal that
+// scaleWithin accepted: without exponent, every digit of its integer part
+// (at least one) and, when the literal has digits after the point once its
+// exponent applies, the point and those digits (trailing zeros kept: 1.50
+// stays 1.50, 1.5e-3 is 0.0015). The sign counts even on zero, which
+// PostgreSQL drops: a bound, one byte over at most.
+func writtenOutLength(lit []byte) int {
+	n := 0
+	if lit[0] == '-' {
+		n, lit = 1, lit[1:]
+	}
+	mant, exp := lit, 0
+	if i := bytes.IndexAny(lit, "eE"); i >= 0 {
+		mant = lit[:i]
+		exp, _ = strconv.Atoi(string(lit[i+1:])) // scaleWithin parsed it
+	}
+	intDigits, frac := len(mant), 0
+	if i := bytes.IndexByte(mant, '.'); i >= 0 {
+		intDigits, frac = i, len(mant)-i-1
+	}
+	// The point sits intDigits+exp digits into the mantissa's digits; the
+	// zeros leading them (0.005e3) do not reach the integer part.
+	// A zero's integer part is one 0, whatever its exponent.
+	point, zero := intDigits+exp, true
+	for _, c := range mant {
+		if c == '.' {
+			continue
+		}
+		if c != '0' {
+			zero = false
+			break
+		}
+		point--
+	}
+	if zero {
+		point = 1
+	}
+	n += max(1, point)
+	if scale := frac - exp; scale > 0 {
+		n += 1 + scale
+	}
+	return n
 }
 
 // plainInteger reports a literal of at most 15 digits, with an optional

@@ -128,7 +128,8 @@
 //     the last good state.
 //   - DeadLetterOnFailure stores the event and the reason in the dead
 //     letters (Runner.DeadLetters) in the same unit that moves the
-//     checkpoint past it, and carries on.
+//     checkpoint past it, and carries on. Once the handler is fixed,
+//     Runner.RequestReplay has a dead letter applied after all.
 //
 // Halts are rows, so a projection halted in one process is halted in all
 // of them, and a Resume in one (or `converge projections resume`, which
@@ -207,9 +208,11 @@
 // to try again; one that died holding it leaves it running until its claim
 // is stale (two minutes), when another takes it over. Requests and their
 // outcome stay readable (ReadRequest) until the next request replaces
-// them. Dead letters are replayed the same way, by the processor itself
-// (feed.RequestReplay). `converge projections` and `converge dead-letters`
-// are built on these.
+// them. Dead letters are replayed the same way, by the processor holding
+// the dead letter's partition: Runner.RequestReplay records the request for
+// a DeadLetter that Runner.DeadLetters listed (feed.RequestReplay, with the
+// key "<checkpoint>/<event id>", for a tool without the projections).
+// `converge projections` and `converge dead-letters` are built on these.
 //
 // # On PostgreSQL
 //

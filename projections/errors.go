@@ -20,15 +20,16 @@ var (
 	// ErrAlreadyStarted is returned by a second Start.
 	ErrAlreadyStarted = errors.New("projections: runner already started")
 	// ErrStopped is returned by Start, and wrapped by the errors of
-	// Rebuild, Reset and Resume, once Stop has been called: they change
-	// nothing then. It is also wrapped by Rebuild and AwaitRebuild when
-	// Stop ends their wait (and by AwaitRebuild after Stop while a rebuild
-	// is in progress). Status, View and DeadLetters go on reading the
+	// Rebuild, Reset, Resume and RequestReplay, once Stop has been called:
+	// they change nothing then. It is also wrapped by Rebuild and
+	// AwaitRebuild when Stop ends their wait (and by AwaitRebuild after
+	// Stop while a rebuild is in progress). Status, View and DeadLetters go on reading the
 	// store after Stop.
 	ErrStopped = errors.New("projections: runner stopped (create a new one)")
 	// ErrNotRunning is returned by Rebuild before Start (never after
 	// Stop, which is ErrStopped). Reset and Resume work before Start:
-	// they change the stored checkpoints and halts alone.
+	// they change the stored checkpoints and halts alone. So does
+	// RequestReplay: its request waits for a processor to carry it out.
 	ErrNotRunning = errors.New("projections: runner not started (call Start first)")
 	// ErrRebuildInProgress is returned by Rebuild while a rebuild of the
 	// same projection is running.
@@ -37,6 +38,10 @@ var (
 	// reset) for a token after the projection's position: a reset moves a
 	// projection back, and forward it would skip the events in between.
 	ErrResetAhead = errors.New("projections: a reset moves a projection back, not forward")
+	// ErrForeignDeadLetter is wrapped by Runner.RequestReplay's error for
+	// a DeadLetter whose Checkpoint is not one of its Projection's: one
+	// made by hand or altered, or with no Checkpoint at all.
+	ErrForeignDeadLetter = errors.New("projections: the dead letter's checkpoint is not its projection's (pass a DeadLetter as Runner.DeadLetters or OnDeadLetter gave it)")
 	// ErrHalted is wrapped by errors about halted projections.
 	ErrHalted = errors.New("projections: projection halted")
 	// ErrNoTransactions is returned by AppendTx over the in-memory store,

@@ -153,10 +153,69 @@ func (r *Runner) DeadLetters(ctx context.Context, name string) ([]DeadLetter, er
 	return out, nil
 }
 
+// RequestReplay records a request to apply dl again, dl being one that
+// Runner.DeadLetters listed or OnDeadLetter reported: the processor holding
+// its partition (dl.Checkpoint; for a partition of an earlier partition
+// count, the one its event belongs to now), here or in another process,
+// carries it out within StatusPollInterval, as feed.RequestReplay
+// describes. Once it did, the dead letter is no longer listed; if the
+// handler failed again, it stays, and feed.ReadReplay with the returned
+// request's Key tells why. A request made again replaces a failed one.
+//
+// RequestReplay fails with ErrUnknownProjection for a projection this
+// runner was not given, with ErrForeignDeadLetter when dl.Checkpoint is not
+// one of dl.Projection's checkpoints, and with an error wrapping
+// feed.ErrNoDeadLetter when the dead letter is gone (replayed already, or
+// deleted: a Reset deletes those it applies again). A stopped runner's RequestReplay fails with
+// ErrStopped and records nothing; before Start, the request waits for a
+// processor to carry it out.
+func (r *Runner) RequestReplay(ctx context.Context, dl DeadLetter) (feed.ReplayRequest, error) {
+	name := dl.Projection
+	if _, err := r.compiled(name); err != nil {
+		return feed.ReplayRequest{}, err
+	}
+	r.mu.Lock()
+	stopped := r.state == stateStopping
+	r.mu.Unlock()
+	if stopped {
+		return feed.ReplayRequest{}, fmt.Errorf("%w: replay of %q's dead letter of event %s refused", ErrStopped, name, dl.EventID)
+	}
+	// Checked here and not left to the look-up: a key under another
+	// processor's checkpoint may name a dead letter, which would be
+	// replayed through that processor's handler instead.
+	if dl.Checkpoint == "" {
+		return feed.ReplayRequest{}, fmt.Errorf("%w: the dead letter of event %s has no checkpoint", ErrForeignDeadLetter, dl.EventID)
+	}
+	if !checkpointOf(name, dl.Checkpoint) {
+		return feed.ReplayRequest{}, fmt.Errorf("%w: its checkpoint %q is not one of %q's", ErrForeignDeadLetter, dl.Checkpoint, name)
+	}
+	req, err := feed.RequestReplay(ctx, r.cfg.Source.Rows(), dl.Checkpoint+"/"+dl.EventID)
+	if errors.Is(err, feed.ErrNoDeadLetter) {
+		return feed.ReplayRequest{}, fmt.Errorf("%w: %q has none of event %s in %s (replayed already, or deleted: list them again with Runner.DeadLetters)", feed.ErrNoDeadLetter, name, dl.EventID, dl.Checkpoint)
+	}
+	if err != nil {
+		return feed.ReplayRequest{}, fmt.Errorf("projections: replay of %q's dead letter of event %s: %w", name, dl.EventID, err)
+	}
+	r.log.Info("projections: dead letter replay requested", "projection", name, "checkpoint", dl.Checkpoint, "event_id", dl.EventID)
+	return req, nil
+}
+
+// checkpointOf reports whether cp is a checkpoint of the live processor of
+// the projection named name, under any partition count: dead letters of
+// an earlier count stay listed, and are replayed by the current
+// partitions.
+func checkpointOf(name, cp string) bool {
+	if cp == name {
+		return true
+	}
+	base, _, _, ok := feed.ParsePartitionName(cp)
+	return ok && base == name
+}
+
 // deadLetterOf turns the runtime's record into the projections' form.
 func deadLetterOf(name string, gen int, id int64, rec feed.DeadLetterRecord) DeadLetter {
 	return DeadLetter{
-		ID: id, Projection: name, Generation: gen,
+		ID: id, Projection: name, Checkpoint: rec.Checkpoint, Generation: gen,
 		EventID: rec.Event.ID, StreamID: rec.Event.StreamID, Version: rec.Event.Version, Token: rec.Event.Token,
 		Type: rec.Event.Type, Payload: append(json.RawMessage(nil), rec.Event.Payload...),
 		Reason: rec.Reason, Attempts: rec.Attempts, CreatedAt: rec.At,

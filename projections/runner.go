@@ -34,7 +34,7 @@ const (
 // handles, with the processor's failure policy; a rebuild runs a second
 // processor beside it. It also serves readers (View), installs the append
 // hook of strong projections, and runs operations (Status, Resume,
-// Rebuild, Reset, DeadLetters).
+// Rebuild, Reset, DeadLetters, RequestReplay).
 //
 // Several processes may run the same projections: their processors share
 // the work through the runtime's membership and leases.
@@ -450,7 +450,7 @@ func (r *Runner) closeProc(pr *procRun) {
 // AddHandlers), releases their leases so another process takes over at
 // once, and removes the append hook. It returns when everything has
 // stopped or ctx is done. Stop may be called more than once. After Stop,
-// Start, Rebuild, Reset and Resume fail with ErrStopped.
+// Start, Rebuild, Reset, Resume and RequestReplay fail with ErrStopped.
 func (r *Runner) Stop(ctx context.Context) error {
 	r.mu.Lock()
 	if r.state == stateNew {

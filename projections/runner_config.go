@@ -177,8 +177,8 @@ type RunnerConfig struct {
 	// requests to serve: RequestRebuild, RequestReset), re-read the state in
 	// the store, to notice a Resume, a Rebuild or a switch made by another
 	// process; the processors look for dead-letter replay requests
-	// (feed.RequestReplay) as often. Changes made by this runner are
-	// noticed at once. Defaults to DefaultStatusPollInterval (2s).
+	// (Runner.RequestReplay, feed.RequestReplay) as often. Changes made by
+	// this runner are noticed at once. Defaults to DefaultStatusPollInterval (2s).
 	StatusPollInterval time.Duration
 	// CloseTimeout bounds how long Stop waits for handlers in flight.
 	// Defaults to DefaultCloseTimeout (30s).

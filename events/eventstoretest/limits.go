@@ -29,6 +29,9 @@ func RunLimits(t *testing.T, newStore func(t *testing.T, lim events.Limits) even
 		t.Run(fmt.Sprintf("%d/payload=%d,events=%d", i, lim.MaxPayloadBytes, lim.MaxEventsPerAppend), func(t *testing.T) {
 			testLimits(t, rng.Uint64(), lim, newStore(t, lim))
 		})
+		t.Run(fmt.Sprintf("%d/read-back/payload=%d", i, lim.MaxPayloadBytes), func(t *testing.T) {
+			testReadBackWithinLimit(t, rng.Uint64(), lim, newStore(t, lim))
+		})
 	}
 }
 

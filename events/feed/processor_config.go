@@ -50,7 +50,8 @@ const (
 type ProcessorConfig struct {
 	// Name is the processor's durable name: its checkpoints, leases,
 	// membership, halts and dead letters are stored under it. Required;
-	// valid UTF-8 without '#' or control characters (events.IsControl),
+	// valid UTF-8 without '#', '/' or control characters (events.IsControl):
+	// '#' and '/' separate partitions and topics in checkpoint names,
 	// and short enough that a partition's name (see
 	// PartitionName), "/" and an event id fit a row key (MaxRowKeyLength):
 	// its dead letters are keyed so.
@@ -160,8 +161,8 @@ func (c *ProcessorConfig) validate() error {
 	switch {
 	case strings.TrimSpace(c.Name) == "":
 		return errors.New("feed: ProcessorConfig.Name is empty: name the processor after what it does (e.g. \"order-summary\"); its checkpoints are stored under it")
-	case strings.ContainsAny(c.Name, "#\x00"):
-		return fmt.Errorf("feed: ProcessorConfig.Name %q contains '#' or NUL: '#' separates partition checkpoints", c.Name)
+	case strings.ContainsAny(c.Name, "#/\x00"):
+		return fmt.Errorf("feed: ProcessorConfig.Name %q contains '#', '/' or NUL: '#' and '/' separate partitions and topics in checkpoint names, so the name could be another consumer's; use '.' or '-' instead", c.Name)
 	case !utf8.ValidString(c.Name) || strings.ContainsFunc(c.Name, events.IsControl):
 		// Refused here, not at the first write of its record: row keys
 		// refuse them, and the processor's records are keyed by its name.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/converge-es/converge/events"
@@ -49,7 +50,12 @@ type SubscriberConfig struct {
 	// its lease are stored under it (see CheckpointName for category
 	// topics). Every process running the same consumer uses the same name;
 	// one of them delivers, the others stand by. Renaming a consumer starts
-	// it again from the beginning of the feed. Required.
+	// it again from the beginning of the feed. It holds neither '/' nor
+	// '#': in checkpoint names '/' precedes a topic (CheckpointName) and
+	// '#' a partition (PartitionName), so "reports" of topic "eu/orders"
+	// and "reports/eu" of topic "orders" would share one checkpoint. The
+	// one exception is a partition's own name, PartitionName(base,
+	// Partition.Index, Partition.Count). Required.
 	ConsumerName string
 	// Owner names this process in leases and membership groups, for
 	// operators. It need not be unique: each Subscriber (and each
@@ -215,6 +221,9 @@ func (c *SubscriberConfig) validate() error {
 	if c.ConsumerName == "" {
 		return errors.New("feed: SubscriberConfig.ConsumerName is empty: name the consumer after what it does (e.g. \"orders-projection\"); its checkpoint is stored under that name")
 	}
+	if err := c.validateName(); err != nil {
+		return err
+	}
 	if c.CommitBatch < 0 {
 		return fmt.Errorf("feed: SubscriberConfig.CommitBatch is %d: use 0 for the default or a positive count", c.CommitBatch)
 	}
@@ -275,4 +284,20 @@ func newInstanceID() string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// validateName keeps checkpoint names one per subscription: a name with
+// '/' or '#' of its own could spell another consumer's checkpoint for
+// another topic (CheckpointName), or a processor's partition
+// (PartitionName), and the two would share a lease and a position without
+// a word. A partition's own name is the one form allowed to hold them.
+func (c *SubscriberConfig) validateName() error {
+	name := c.ConsumerName
+	if base, i, n, ok := ParsePartitionName(name); ok && c.Partition.Count == n && c.Partition.Index == i {
+		name = base
+	}
+	if strings.ContainsAny(name, "/#") {
+		return fmt.Errorf("feed: SubscriberConfig.ConsumerName %q holds '/' or '#': checkpoint names use '/' before a topic and '#' before a partition, so the name could be another consumer's checkpoint; use '.' or '-' instead (a partitioned subscriber's name is PartitionName(base, Partition.Index, Partition.Count))", name)
+	}
+	return nil
 }

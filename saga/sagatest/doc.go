@@ -34,7 +34,9 @@
 //     replies correlated to the instance, say) may overtake each other;
 //   - deliveries repeated (duplicates);
 //   - a crash between any two steps: a unit is dropped before its commit
-//     and the engine is rebuilt from what the store holds, be it a
+//     and the engine is rebuilt from what the store holds, with its
+//     definitions built again (SimConfig.Sagas), so what a handler kept
+//     in memory beside its state is lost as in a real crash, be it a
 //     delivery's unit or one the engine commits itself when it runs
 //     parked steps, retries and queued messages (Engine.RunParked) or
 //     fires timers (Engine.FireDue), during the run and while settling;

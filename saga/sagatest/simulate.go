@@ -66,10 +66,15 @@ type SimConfig struct {
 	Registry *events.Registry
 	// Sagas returns the definitions under test for a seed's store (a
 	// handler that reads a read model reads it from that store's rows).
+	// It is called again after every crash: the restarted engine runs
+	// definitions built anew, so nothing a handler keeps outside its
+	// state survives a crash. Build them fresh on each call.
 	Sagas func(store saga.Store) []saga.Definition
 	// Commands returns the command handlers (command.Handle) for a seed's
 	// store. They run on Watermill's cqrs command processor over
-	// gochannel. Defaults to none: commands are only recorded.
+	// gochannel, in a process of their own that the simulated crashes
+	// (which are the saga engine's) do not stop. Defaults to none:
+	// commands are only recorded.
 	Commands func(store saga.Store) []cqrs.CommandHandler
 	// Models are the read models, as in Config.Models. The simulation
 	// moves each one forward at its own random pace and holds some back
@@ -924,7 +929,7 @@ func (s *sim) deliver(ctx context.Context, env events.Envelope, what string, fn 
 		}
 		// Rolled back either way: the process goes down as drawn.
 		s.note("crash before the commit of %s %s %s; engine restarted", what, env.Type, short(env.ID))
-		s.engine, err = saga.NewEngine(&s.ecfg)
+		s.engine, err = s.restart()
 		return false, err
 	}
 	times := 1
@@ -973,8 +978,19 @@ func (s *sim) crashable(ctx context.Context, what string, fn func(context.Contex
 		return n, false, err
 	}
 	s.note("crash before the commit of a unit of %s; engine restarted", what)
-	s.engine, err = saga.NewEngine(&s.ecfg)
+	s.engine, err = s.restart()
 	return n, true, err
+}
+
+// restart builds the engine of the process that starts after a crash,
+// from what the store holds. The definitions are built again
+// (SimConfig.Sagas): whatever a handler kept in the dead process's memory
+// (a map beside the state, a counter in a closure) is gone, as it would
+// be, so a saga that needs it fails its invariants instead of passing
+// every seed.
+func (s *sim) restart() (*saga.Engine, error) {
+	s.ecfg.Sagas = s.cfg.Sagas(s.ids)
+	return saga.NewEngine(&s.ecfg)
 }
 
 // crashCommit reports whether a unit the engine commits crashes: never

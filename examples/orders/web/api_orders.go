@@ -52,17 +52,25 @@ const maxCursorLen = 256
 
 // placeOrder is POST /orders: 202 with the order id and the write's token.
 // The order is not in the read model yet; the client reads it back with
-// the token.
+// the token. With an Idempotency-Key, a retry of the same order is
+// answered as the first request was, and the key is refused for another
+// order (422): see the package doc.
 func (s *Server) placeOrder(w http.ResponseWriter, r *http.Request) {
 	if !isJSON(r) {
 		writeProblem(w, newProblem(http.StatusUnsupportedMediaType, ProblemUnsupportedMediaType, "Unsupported media type",
 			`send the order as JSON with "Content-Type: application/json"`))
 		return
 	}
+	key, p := idempotencyKey(r)
+	if p != nil {
+		writeProblem(w, p)
+		return
+	}
 	var cmd PlaceOrder
 	if !s.decode(w, r, &cmd, orderBody) {
 		return
 	}
+	cmd.IdempotencyKey = key
 	if err := cmd.Validate(); err != nil {
 		s.writeError(w, err)
 		return
@@ -256,16 +264,23 @@ func (s *Server) readList(w http.ResponseWriter, r *http.Request, customer strin
 	writeJSON(w, http.StatusOK, orderPage{Orders: views, Next: next, Stale: st.Stale})
 }
 
-// writeError answers a domain or server error: 422 for a *ValidationError,
-// 503 for a request whose context ended first (the client went away, or
-// the server is stopping: no error of the server's, so it logs at Debug),
-// else 500 without the details, which go to the log.
+// writeError answers a domain or server error: 422 for a *ValidationError
+// or a reused Idempotency-Key, 503 for a request whose context ended first
+// (the client went away, or the server is stopping: no error of the
+// server's, so it logs at Debug), else 500 without the details, which go
+// to the log.
 func (s *Server) writeError(w http.ResponseWriter, err error) {
 	var ve *ValidationError
 	switch {
 	case errors.As(err, &ve):
 		p := newProblem(http.StatusUnprocessableEntity, ProblemValidation, "Invalid order", ve.Error())
 		p.Errors = ve.Fields
+		writeProblem(w, p)
+	case errors.Is(err, ErrIdempotencyKeyReused):
+		p := newProblem(http.StatusUnprocessableEntity, ProblemIdempotencyKeyReused, HeaderIdempotencyKey+" already used",
+			"this customer placed another order (other sku, qty or card) with this "+HeaderIdempotencyKey+", and this one was not placed: "+
+				"a retry must send the body of the first request, and a new order needs a new key")
+		p.Parameter = HeaderIdempotencyKey
 		writeProblem(w, p)
 	case errors.Is(err, ErrInvalidCursor):
 		p := newProblem(http.StatusBadRequest, ProblemInvalidParameter, "Invalid query parameter", err.Error())
@@ -274,7 +289,10 @@ func (s *Server) writeError(w http.ResponseWriter, err error) {
 	case errors.Is(err, context.Canceled):
 		s.cfg.Logger.Debug("web: request abandoned before it was answered", "error", err)
 		w.Header().Set("Retry-After", "1")
-		writeProblem(w, newProblem(http.StatusServiceUnavailable, "", "", "the request ended before it was answered; retry it"))
+		// The write may have been done or not: only a key makes a second
+		// POST /orders find the first instead of placing again.
+		writeProblem(w, newProblem(http.StatusServiceUnavailable, "", "", "the request ended before it was answered, and may have taken effect: retry it; "+
+			"a POST /orders is safe to retry only with the same "+HeaderIdempotencyKey+" (without one, a retry may place the order twice)"))
 	default:
 		s.cfg.Logger.Error("web: request failed", "error", err)
 		writeProblem(w, newProblem(http.StatusInternalServerError, "", "", "the server could not answer; it logged why"))
@@ -304,6 +322,9 @@ func exactKeys(body []byte, dst any) error {
 	}
 	names := map[string]bool{}
 	for f := range t.Fields() {
+		if f.Tag.Get("json") == "-" {
+			continue // never in a body (PlaceOrder.IdempotencyKey)
+		}
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		if name == "" {
 			name = f.Name

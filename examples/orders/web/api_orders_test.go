@@ -220,23 +220,7 @@ func TestGetOrder_AnswersAsSoonAsTheReadModelCatchesUp(t *testing.T) {
 // tryGet is bundle.get for a goroutine other than the test's: it returns
 // the error instead of failing the test.
 func tryGet(ctx context.Context, b *bundle, path string, header http.Header) (response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.url+path, nil)
-	if err != nil {
-		return response{}, err
-	}
-	for k, vs := range header {
-		req.Header[k] = vs
-	}
-	resp, err := b.client.Do(req)
-	if err != nil {
-		return response{}, err
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return response{}, fmt.Errorf("read the body: %w", err)
-	}
-	return response{status: resp.StatusCode, header: resp.Header, body: out}, nil
+	return tryDo(ctx, b, http.MethodGet, path, header, "")
 }
 
 func TestGetOrder_Problems(t *testing.T) {

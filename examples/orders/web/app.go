@@ -168,21 +168,38 @@ func (a *App) Ops() Ops { return appOps{app: a} }
 // OrderPlaced (the strong customer_orders commits with it) and leaves the
 // rest to the fulfilment saga. The id is time-ordered, so a customer's
 // orders list in placing order.
+//
+// With an Idempotency-Key the id derives from the customer and the key
+// instead, so placing again is placing the same order, which the store
+// answers with the first result (orders.PlaceOrder.OrderID), and another
+// order under it is refused. Such an order lists by that id, not in
+// placing order. The domain compares what it keeps: the card's spelling
+// does not count, and two cards the gateway charges that end in the same
+// four digits tokenize alike (orders.Tokenize), so they are one order.
 func (a *App) Place(ctx context.Context, cmd PlaceOrder) (string, events.Token, error) {
 	if _, ok := orders.Catalog[cmd.SKU]; !ok {
 		return "", events.Token{}, &ValidationError{Fields: []FieldError{{
 			Field: "sku", Message: fmt.Sprintf("%q is not in the catalog (%s)", cmd.SKU, strings.Join(SKUs(), ", ")),
 		}}}
 	}
-	u, err := uuid.NewV7()
-	if err != nil {
-		return "", events.Token{}, err
+	id := ""
+	if cmd.IdempotencyKey != "" {
+		id = keyedOrderID(cmd.CustomerID, cmd.IdempotencyKey)
+	} else {
+		u, err := uuid.NewV7()
+		if err != nil {
+			return "", events.Token{}, err
+		}
+		id = u.String()
 	}
-	p, err := a.orders.Place(ctx, orders.PlaceOrder{OrderID: u.String(), CustomerID: cmd.CustomerID, SKU: cmd.SKU, Qty: cmd.Qty, Card: cmd.Card})
-	if errors.Is(err, orders.ErrInvalidOrder) {
+	p, err := a.orders.Place(ctx, orders.PlaceOrder{OrderID: id, CustomerID: cmd.CustomerID, SKU: cmd.SKU, Qty: cmd.Qty, Card: cmd.Card})
+	switch {
+	case errors.Is(err, orders.ErrInvalidOrder):
 		return "", events.Token{}, &ValidationError{Fields: []FieldError{{Field: "order", Message: err.Error()}}}
-	}
-	if err != nil {
+	case cmd.IdempotencyKey != "" && errors.Is(err, events.ErrDuplicateEvent):
+		// The key's order is stored with other content.
+		return "", events.Token{}, fmt.Errorf("%w: %w", ErrIdempotencyKeyReused, err)
+	case err != nil:
 		return "", events.Token{}, err
 	}
 	return p.OrderID, p.Token, nil
@@ -208,7 +225,8 @@ func (a *App) CheckCursor(after string) error {
 }
 
 // List reads the customer's orders from the strong customer_orders (every
-// order placed, in id order, which is placing order) with each one's state
+// order placed, in id order, which is placing order for orders placed
+// without an Idempotency-Key) with each one's state
 // from order_summary; an order the summary has not applied yet is listed
 // as pending at the zero position.
 func (a *App) List(ctx context.Context, customer string, page PageQuery) ([]OrderView, string, error) {

@@ -41,7 +41,8 @@ type Config struct {
 	// AllowedOrigins are the origins ("https://app.example.com") whose
 	// pages may call the API and open the live WebSocket from another
 	// site; "*" allows any. Responses to them carry CORS headers that
-	// expose X-Consistency-Position and X-Consistency-Stale. The operator
+	// expose X-Consistency-Position and X-Consistency-Stale, and their
+	// preflights allow the Idempotency-Key header. The operator
 	// API under /api/ stays same-origin only. Defaults to none:
 	// same-origin only.
 	//

@@ -13,7 +13,7 @@ import (
 // CORS response values.
 var (
 	corsExpose  = strings.Join([]string{consistency.HeaderPosition, consistency.HeaderStale, "Location", "Retry-After", "Link"}, ", ")
-	corsHeaders = strings.Join([]string{"Content-Type", consistency.HeaderPosition, consistency.HeaderTimeout}, ", ")
+	corsHeaders = strings.Join([]string{"Content-Type", consistency.HeaderPosition, consistency.HeaderTimeout, HeaderIdempotencyKey}, ", ")
 )
 
 // opsPrefix starts the paths of the operator API.

@@ -18,7 +18,7 @@
 //	GET  /                       the order page
 //	GET  /dashboard              the operator's dashboard
 //	POST /orders                 {"customer_id", "sku", "qty", "card"} → 202 {"order_id", "status", "position", "href"},
-//	                             X-Consistency-Position, Location
+//	                             X-Consistency-Position, Location; safe to retry with an Idempotency-Key
 //	GET  /orders/{id}            the order, waiting for the client's token first:
 //	                             {"order_id", "customer_id", "sku", "qty", "amount_cents", "status", "reason", "position"}
 //	                             status is pending, confirmed or cancelled (with the reason);
@@ -41,7 +41,28 @@
 // subscription to an id no order can have reads nothing. A request
 // whose context ended before it was answered (the client went away, the
 // server is stopping) is a 503 with Retry-After, logged at Debug: only
-// the server's own failures are 500s logged as errors.
+// the server's own failures are 500s logged as errors. Such a request may
+// still have taken effect: see below for retrying a POST /orders.
+//
+// # Retrying an order
+//
+// A POST /orders whose answer never came (a timeout, a dropped connection,
+// a 503 for a request that ended first) may or may not have placed the
+// order, and sending it again as it was places a second one. Send an
+// Idempotency-Key header (the IETF httpapi draft's name) and send it again
+// with the same key and the same body: the order is placed once, and every
+// retry, also after the order settled, is answered as the first request
+// was: 202 with the same order_id, position and Location. A key is 1 to
+// MaxIdempotencyKeyLen bytes of printable ASCII other than space and ','
+// (a UUID will do), taken as sent, case included, and the header comes
+// once; anything else is a 400 (ProblemInvalidParameter, "parameter":
+// "Idempotency-Key") that places nothing. A key names one order of one
+// customer, for good: the same key from another customer is another
+// order, and the same key with another order (another sku, qty or card)
+// is a 422 (ProblemIdempotencyKeyReused) that places nothing, so a new
+// order needs a new key. A request refused before anything was placed (a
+// 4xx) leaves its key unused. Without the header every POST places a new
+// order. Orders.Place gets the key in PlaceOrder.IdempotencyKey.
 //
 // # What a client checks
 //

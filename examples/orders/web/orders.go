@@ -54,6 +54,12 @@ type PlaceOrder struct {
 	// may separate, in at most MaxCardLen bytes. The domain keeps no more
 	// of it than a payment provider's token and the last four digits.
 	Card string `json:"card"`
+	// IdempotencyKey is the request's Idempotency-Key header, never part
+	// of the body; "" without one. Given one, Orders.Place places at most
+	// one order per customer and key: the same order again answers the
+	// id and token of the first placing, another order is refused with
+	// ErrIdempotencyKeyReused.
+	IdempotencyKey string `json:"-"`
 }
 
 // Limits of PlaceOrder and of ids in URLs.

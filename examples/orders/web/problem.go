@@ -19,8 +19,13 @@ const (
 	ProblemBodyTooLarge = "tag:converge-es.github.io,2026:problem/body-too-large"
 	// ProblemUnsupportedMediaType: the body is not application/json.
 	ProblemUnsupportedMediaType = "tag:converge-es.github.io,2026:problem/unsupported-media-type"
-	// ProblemInvalidParameter: a path or query parameter is not acceptable.
+	// ProblemInvalidParameter: a path or query parameter, or the
+	// Idempotency-Key header, is not acceptable; "parameter" names it.
 	ProblemInvalidParameter = "tag:converge-es.github.io,2026:problem/invalid-parameter"
+	// ProblemIdempotencyKeyReused: the customer placed another order (other
+	// sku, qty or card) with this Idempotency-Key. Nothing was placed: a
+	// retry sends the first request's body, a new order a new key.
+	ProblemIdempotencyKeyReused = "tag:converge-es.github.io,2026:problem/idempotency-key-reused"
 	// ProblemNotFound: there is no such order (or saga instance), as of a
 	// read model that has caught up with the client's token.
 	ProblemNotFound = "tag:converge-es.github.io,2026:problem/not-found"

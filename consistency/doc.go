@@ -28,6 +28,13 @@
 // one shared loop re-reads the positions of names somebody waits on or
 // whose position it knows, once per FallbackInterval, and once more when
 // push is back, so a rewind announced during the outage is not missed.
+// While push is up the same loop re-reads, once per FallbackInterval, the
+// names waited on for a whole interval: a writer that dies, or loses its
+// connection, between committing a checkpoint move and announcing it
+// leaves a move that push never delivers, and waits on a model that does
+// not move again would otherwise read stale for ever. Waits that push
+// answers in time add no read, and the reads are one per name, not one
+// per wait.
 //
 // Every wait has a deadline: the caller's context deadline, DefaultTimeout
 // (2s) when it has none, and never more than MaxTimeout (10s). A flood of

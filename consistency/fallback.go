@@ -5,26 +5,40 @@ import (
 	"time"
 )
 
-// fallbackLoop is the tracker's one background goroutine. While push is not
-// trusted it re-reads, every FallbackInterval, the positions of the names
-// somebody is waiting on, and of the names whose position it knows;
-// Advance then wakes those waiters exactly as a push would. Polling here,
-// once per name per tick, rather than in each waiter keeps the database
-// load independent of how many requests wait.
+// fallbackLoop is the tracker's one background goroutine. Every
+// FallbackInterval it re-reads positions from the store, and Advance then
+// wakes the waiters exactly as a push would. Reading here, once per name
+// per tick, rather than in each waiter keeps the database load independent
+// of how many requests wait.
 //
-// The known names are read too because a wait answered from a known
-// position never blocks, so it would never have them read: a rewind made
-// elsewhere (another process's Reset) while push is down would go
-// unnoticed, and reads of the rewound model would be labelled fresh for
-// as long as nothing else moved it. For the same reason the names are read
-// once more on the first tick after push is trusted again: the moves
-// announced while it was down were lost, not delayed.
+// While push is not trusted it reads the names somebody is waiting on, and
+// the names whose position it knows. The known names are read too because
+// a wait answered from a known position never blocks, so it would never
+// have them read: a rewind made elsewhere (another process's Reset) while
+// push is down would go unnoticed, and reads of the rewound model would be
+// labelled fresh for as long as nothing else moved it. For the same reason
+// the names are read once more on the first tick after push is trusted
+// again: the moves announced while it was down were lost, not delayed.
+//
+// While push is trusted it reads the names waited on at this tick and at
+// the one before too. A healthy push can still miss a move: a writer whose
+// connection dies between its commit and its NOTIFY moves the checkpoint
+// and tells nobody, and nothing sends that notification again. Without a
+// read, every wait on a model that does not move again (an idle one: for
+// ever) would end stale although the store holds the position. Asking for
+// two ticks in a row spares the waits push answers in time any read, and
+// leaves an idle tracker reading nothing.
 func (t *Tracker) fallbackLoop(ctx context.Context) {
 	defer close(t.loopDone)
-	ticker := time.NewTicker(t.cfg.FallbackInterval)
-	defer ticker.Stop()
+	ticks := t.fallbackTicks
+	if ticks == nil {
+		ticker := time.NewTicker(t.cfg.FallbackInterval)
+		defer ticker.Stop()
+		ticks = ticker.C
+	}
 	// Start reads every name it is given, so the loop begins in step.
 	wasTrusted := true
+	var waitedBefore map[string]bool
 	for {
 		select {
 		case <-ctx.Done():
@@ -32,23 +46,46 @@ func (t *Tracker) fallbackLoop(ctx context.Context) {
 		case <-t.verifyKick:
 			t.verifyReported(ctx)
 			continue
-		case <-ticker.C:
+		case <-ticks:
 		}
+		waited := t.waitedNames()
 		trusted := t.pushTrusted()
 		if trusted && wasTrusted {
-			continue
-		}
-		// The read after push returns is retried until it reads every
-		// name: a failed one could hide the rewind it exists to find.
-		if t.poll(ctx) || !trusted {
+			var names []string
+			for name := range waited {
+				if waitedBefore[name] {
+					names = append(names, name)
+				}
+			}
+			t.readAll(ctx, names) // a failure is logged; the next tick reads again
+		} else if t.poll(ctx) || !trusted {
+			// The read after push returns is retried until it reads
+			// every name: a failed one could hide the rewind it exists
+			// to find.
 			wasTrusted = trusted
+		}
+		waitedBefore = waited
+		if t.passHook != nil {
+			t.passHook()
 		}
 	}
 }
 
+// waitedNames returns the names with an active wait.
+func (t *Tracker) waitedNames() map[string]bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	waited := make(map[string]bool)
+	for name, cp := range t.names {
+		if cp.active > 0 {
+			waited[name] = true
+		}
+	}
+	return waited
+}
+
 // poll reads every name with an active wait or a known position (a
-// group's through its members), within one interval or QueryTimeout,
-// whichever is longer. It reports whether every name was read.
+// group's through its members). It reports whether every name was read.
 func (t *Tracker) poll(ctx context.Context) bool {
 	t.mu.Lock()
 	var names []string
@@ -59,9 +96,19 @@ func (t *Tracker) poll(ctx context.Context) bool {
 		}
 	}
 	t.mu.Unlock()
+	return t.readAll(ctx, names)
+}
+
+// readAll reads names, a group's through its members, each stored position
+// once however many of names stand for it, within one interval or
+// QueryTimeout, whichever is longer. It reports whether every one was read.
+func (t *Tracker) readAll(ctx context.Context, names []string) bool {
 	if len(names) == 0 {
 		return true
 	}
+	t.mu.Lock()
+	names = t.membersLocked(names)
+	t.mu.Unlock()
 	// At least QueryTimeout: an interval shorter than a busy store takes
 	// to answer would make every read run out of time, and the waits
 	// would hear nothing until push came back.
@@ -77,6 +124,35 @@ func (t *Tracker) poll(ctx context.Context) bool {
 		}
 	}
 	return all
+}
+
+// membersLocked returns the names whose stored positions names stand for:
+// a group's members, theirs in turn, in place of the group, each once. A
+// member of two groups, or named beside its group, costs one read, not
+// one per mention; groups made members of each other in a circle end the
+// walk as they end startReadLocked's.
+func (t *Tracker) membersLocked(names []string) []string {
+	seen := make(map[string]bool, len(names))
+	var out []string
+	var walk func(name string)
+	walk = func(name string) {
+		if seen[name] {
+			return
+		}
+		seen[name] = true
+		members, isGroup := t.groups[name]
+		if !isGroup {
+			out = append(out, name)
+			return
+		}
+		for _, m := range members {
+			walk(m)
+		}
+	}
+	for _, name := range names {
+		walk(name)
+	}
+	return out
 }
 
 // verifyReported reads the names a watcher reported behind the tracker

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/internal/signal"
@@ -61,6 +62,12 @@ type Tracker struct {
 	// joinHook, when set (by tests), is called under mu each time a caller
 	// shares a read already in flight. Guarded by mu.
 	joinHook func(name string)
+	// fallbackTicks, when set (by tests) before Start, replaces the
+	// fallback loop's ticker, and passHook, when set with it, is called
+	// after each tick's reads, so tests count reads per tick without
+	// racing a clock.
+	fallbackTicks <-chan time.Time
+	passHook      func()
 }
 
 // checkpoint is the tracker's knowledge of one name. Fields are guarded by
@@ -68,8 +75,8 @@ type Tracker struct {
 type checkpoint struct {
 	pos   events.Token
 	known bool // pos came from Advance, Reset or Positions, not the zero default
-	// active counts waits that include this name: the fallback loop polls
-	// only names with active waits.
+	// active counts waits that include this name: while push is trusted
+	// the fallback loop reads only names with active waits.
 	active int
 	// parked counts waits blocked on moved right now (Waiting).
 	parked int

@@ -12,7 +12,9 @@ import (
 
 const (
 	// DefaultFallbackInterval is how often the fallback loop re-reads
-	// positions while push wake-ups are unavailable.
+	// positions: those of the names waited on and known while push
+	// wake-ups are unavailable, those of the names push has left waiting
+	// for an interval while they are.
 	DefaultFallbackInterval = time.Second
 	// DefaultTimeout is how long a wait lasts when its context has no
 	// deadline: long enough for a healthy projection to catch up with a
@@ -46,8 +48,10 @@ type TrackerConfig struct {
 
 	// PushHealthy reports whether Watcher currently delivers moves (pass the
 	// source's feed.Source.PushHealthy). While it reports false the
-	// fallback loop polls Positions. Defaults to nil, which trusts Watcher
-	// whenever one is configured.
+	// fallback loop polls Positions for every name waited on or known;
+	// while it reports true, only for the names waits have been blocked on
+	// for an interval (see FallbackInterval). Defaults to nil, which trusts
+	// Watcher whenever one is configured.
 	PushHealthy func() bool
 
 	// FallbackInterval is the period of the single fallback loop (one
@@ -57,9 +61,16 @@ type TrackerConfig struct {
 	// position it knows, and once more on the first tick after push is
 	// trusted again: moves announced while push was down are lost, and one
 	// of them may be a rewind that no wait would otherwise read. While push
-	// is trusted it reads nothing. A pass is given this long, or
-	// QueryTimeout when that is longer. Defaults to
-	// DefaultFallbackInterval (1s).
+	// is trusted it reads, once each, the names waited on at this tick and
+	// at the one before: healthy push can still miss a move (a writer that
+	// dies, or loses its connection, between its commit and its
+	// notification moves a checkpoint that nobody is told of, and nothing
+	// announces it again), so a name push has left waiting for an
+	// interval is worth a read. A wait push answers within an interval
+	// adds none, and nothing is read while nobody waits. A wait for a move
+	// whose notification was lost ends within about two intervals. A pass
+	// is given this long, or QueryTimeout when that is longer. Defaults
+	// to DefaultFallbackInterval (1s).
 	FallbackInterval time.Duration
 
 	// DefaultTimeout is how long a wait lasts when its context has no

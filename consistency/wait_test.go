@@ -429,20 +429,28 @@ func TestWait_Fallback(t *testing.T) {
 		require.False(t, r.st.Stale)
 	})
 
-	t.Run("QuietWhilePushHealthy", func(t *testing.T) {
+	// With push trusted a wait push answers before it has lasted a tick
+	// costs no read but its seed; the loop reads only names waited on at
+	// two ticks in a row (TestSafetyPollReadsEachWaitedNameOncePerTick).
+	t.Run("QuietWhilePushAnswers", func(t *testing.T) {
 		t.Parallel()
 		pr := newFakePositions()
-		tr := setup(t, &consistency.TrackerConfig{
-			Positions:        pr,
-			Watcher:          &fakeWatcher{},
-			PushHealthy:      func() bool { return true },
-			FallbackInterval: time.Millisecond,
-			MaxTimeout:       30 * time.Millisecond,
+		w := &fakeWatcher{}
+		tr, tick := setupTicked(t, &consistency.TrackerConfig{
+			Positions:   pr,
+			Watcher:     w,
+			PushHealthy: func() bool { return true },
+			MaxTimeout:  time.Minute,
 		})
-		st, err := tr.Wait(context.Background(), tok(5), "orders")
-		require.NoError(t, err)
-		require.True(t, st.Stale)
-		require.Equal(t, 1, pr.readsOf("orders"), "only the first wait's seed read: push is trusted")
+		res := goWait(context.Background(), tr, tok(5), "orders")
+		awaitParked(t, tr, func() bool { return tr.Waiting("orders") == 1 })
+		tick()
+		w.push("orders", tok(5))
+		r := receive(t, res)
+		require.NoError(t, r.err)
+		require.False(t, r.st.Stale)
+		tick()
+		require.Equal(t, 1, pr.readsOf("orders"), "only the first wait's seed read: push answered")
 	})
 
 	// Without push a known name is re-read (a rewind elsewhere would

@@ -3,12 +3,30 @@
 //
 // Every table lives in one PostgreSQL schema, "converge" unless configured
 // otherwise, so several converge installations (or parallel tests) can share
-// a database. Migrate is idempotent and safe to run from several processes
-// at once: tern serialises runs with an advisory lock, and the schema is
-// created under a lock of our own first. Each migration is applied in a
-// transaction of its own. Migrate first checks that the server is
-// PostgreSQL 13 or later (CheckServer), so an older one is refused by name
-// before anything changes.
+// a database. Migrate first checks that the server is PostgreSQL 13 or later
+// (CheckServer), so an older one is refused by name before anything
+// changes, and reads the schema's version: a schema already at the latest
+// one needs nothing else, no lock included.
+//
+// Otherwise Migrate applies what is pending in one transaction: it creates
+// the schema if missing, has tern apply every pending migration and record
+// the version reached, and commits once, so a run applies all of its
+// migrations or, when one fails, none (the schema stays at the version it
+// was at). Migrate is idempotent and safe to run from several processes at
+// once: the transaction first takes an advisory transaction lock on tern's
+// own key, which every migrator of the database waits for; the next one
+// then finds the schema at the new version and applies nothing.
+//
+// It also works behind a connection pooler in transaction mode, such as
+// PgBouncer's pool_mode=transaction, where each transaction, or each
+// statement outside one, may run on another server session. tern on its
+// own takes a session advisory lock and releases it in separate statements
+// outside any transaction; behind such a pooler the release can reach
+// another session than the lock, which then stays held, and every later
+// Migrate in the database waits for it until its deadline. Inside the
+// run's one transaction the pooler keeps every statement on one server
+// session, tern's lock and release included, and the transaction lock ends
+// with the transaction.
 //
 // Migrate at start-up, before opening the stores (ExampleMigrate runs
 // this):

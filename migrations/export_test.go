@@ -15,3 +15,6 @@ func MigrateTo(ctx context.Context, pool *pgxpool.Pool, cfg *Config, target int3
 	defer conn.Release()
 	return migrateTo(ctx, conn.Conn(), cfg.withDefaults().Schema, target)
 }
+
+// TernLockKey is the advisory lock key Migrate takes, tern's.
+const TernLockKey = ternLockKey

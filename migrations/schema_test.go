@@ -132,24 +132,29 @@ func TestMigrateKeepsToItsSchema(t *testing.T) {
 	require.Equal(t, objects(a.Schema), objects(b.Schema), "two installations side by side")
 }
 
-// TestOnAppliedAfterCommit: OnApplied reports a migration once it has
-// committed: another connection already sees the schema at its version.
+// TestOnAppliedAfterCommit: OnApplied reports the migrations of a run once
+// the run has committed, in version order: another connection already sees
+// the schema at the run's last version, as the run commits them together.
 func TestOnAppliedAfterCommit(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := pgtest.New(t, &pgtest.Config{SkipMigrate: true})
-	var seen []int32
-	_, err := migrations.Migrate(ctx, db.Pool, &migrations.Config{Schema: db.Schema, OnApplied: func(m migrations.Migration) {
+	latest, err := migrations.Latest()
+	require.NoError(t, err)
+	var reported []int32
+	_, err = migrations.Migrate(ctx, db.Pool, &migrations.Config{Schema: db.Schema, OnApplied: func(m migrations.Migration) {
 		// Migrate holds one of the pool's connections; this takes another.
 		v, err := migrations.Current(ctx, db.Pool, &migrations.Config{Schema: db.Schema})
 		require.NoError(t, err)
-		seen = append(seen, v)
-		require.Equal(t, m.Version, v, "reported before %s committed", m.Name)
+		require.Equal(t, latest, v, "reported %s before the run committed", m.Name)
+		reported = append(reported, m.Version)
 	}})
 	require.NoError(t, err)
-	latest, err := migrations.Latest()
-	require.NoError(t, err)
-	require.Len(t, seen, int(latest))
+	want := make([]int32, latest)
+	for i := range want {
+		want[i] = int32(i + 1)
+	}
+	require.Equal(t, want, reported)
 }
 
 // randomName is up to maxLen runes, one in 40 drawn from rare, the rest

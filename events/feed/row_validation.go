@@ -81,6 +81,12 @@ func isC0Control(r rune) bool { return r < 0x20 || r == 0x7f }
 // surrogate escape, numbers PostgreSQL and Go read alike, no key twice in
 // an object). Memory refuses what PostgreSQL's jsonb would refuse at
 // commit, or would keep differently, so the two stores agree.
+//
+// Unlike an event's payload (events.Limits), the limit counts the value as
+// sent: PostgreSQL gives numbers back written out in full and puts a space
+// after each ',' and ':', so a value read back from it can be longer than
+// the limit (events.PayloadReadBackSize says how long) and refused if put
+// again unchanged. Store very large or very small numbers as strings.
 func ValidateRowValue(v json.RawMessage) error {
 	switch {
 	case len(v) == 0:

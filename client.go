@@ -82,8 +82,9 @@ const (
 // NewClient checks cfg and builds every part; nothing runs until Start.
 // The store's events.Registry must hold every event and command type the
 // definitions use. When it returns an error it leaves no metric
-// registered on Config.Registerer, so a fixed configuration can be built
-// on the same one.
+// registered on Config.Registerer and Config.Router as it was (no
+// handler added), so a fixed configuration can be built on the same
+// ones.
 func NewClient(store Store, cfg *Config) (_ *Client, err error) {
 	if store == nil {
 		return nil, errors.New("converge: NewClient needs a store (a *memstore.Store or a *pgstore.Store)")
@@ -138,6 +139,13 @@ func NewClient(store Store, cfg *Config) (_ *Client, err error) {
 		}
 		cl.router.AddMiddleware(middleware.Recoverer)
 	}
+	// Watermill's router cannot take a handler off: one left on the
+	// caller's router by a refused client would refuse the fixed
+	// configuration's handler of the same name, and would consume its
+	// commands outside any client if the caller ran the router. So every
+	// part is built and every name checked first, and the handlers are
+	// mounted last (mount).
+	var consumers []command.Consumer
 	if len(c.Commands) > 0 || len(c.Sagas) > 0 {
 		sub := c.Subscriber
 		sub.CommitBatch = c.CommitBatch
@@ -147,11 +155,20 @@ func NewClient(store Store, cfg *Config) (_ *Client, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("converge: %w", err)
 		}
-		if err := cl.commands.AddHandlers(c.Commands...); err != nil {
+		// Plan checks the command handlers' names against each other and
+		// the router's handlers.
+		consumers, err = cl.commands.Plan(c.Commands...)
+		if err != nil {
 			return nil, fmt.Errorf("converge: %w", err)
 		}
 	}
+	if err := c.checkConsumerNames(consumers); err != nil {
+		return nil, err
+	}
 	if len(c.Sagas) > 0 {
+		if err := c.checkSagaHandlerNames(cl.router.Handlers()); err != nil {
+			return nil, err
+		}
 		if err := cl.newSagas(); err != nil {
 			return nil, err
 		}
@@ -170,17 +187,14 @@ func NewClient(store Store, cfg *Config) (_ *Client, err error) {
 		// as a halted read model does. Parked steps do not hold it back.
 		targets = append(targets, lag.Target{Name: c.SagaProcessor, SLA: SagaLagSLA, Class: "saga", Checkpoints: cl.sagaProc.CheckpointNames()})
 	}
-	if cl.commands != nil {
-		// A command handler retries a failing command until it succeeds,
-		// and its consumer delivers nothing else meanwhile: the sagas
-		// waiting on its results stall without failing. Only lag shows it.
-		for _, con := range cl.commands.Consumers() {
-			targets = append(targets, lag.Target{Name: con.Name, SLA: CommandLagSLA, Class: "command", Checkpoints: con.Checkpoints})
-		}
+	// A command handler retries a failing command until it succeeds,
+	// and its consumer delivers nothing else meanwhile: the sagas
+	// waiting on its results stall without failing. Only lag shows it.
+	for _, con := range consumers {
+		targets = append(targets, lag.Target{Name: con.Name, SLA: CommandLagSLA, Class: "command", Checkpoints: con.Checkpoints})
 	}
-	// The lag monitor comes last: it registers its metrics all or none,
-	// and nothing after it can fail, so a refused client never leaves
-	// them on Config.Registerer (release cannot unregister them).
+	// The lag monitor registers its metrics all or none: refused, it
+	// leaves none; built, release unregisters them if mounting fails.
 	if len(targets) > 0 {
 		cl.monitor, err = lag.NewMonitor(store, &lag.Config{
 			Projections: targets, DefaultSLA: c.LagSLA, Interval: c.LagInterval,
@@ -195,13 +209,44 @@ func NewClient(store Store, cfg *Config) (_ *Client, err error) {
 			return nil, fmt.Errorf("converge: %w", err)
 		}
 	}
+	if err := cl.mount(); err != nil {
+		return nil, err
+	}
 	return cl, nil
 }
 
+// mount puts the saga processor's and the command handlers' handlers on
+// the router, once everything that can refuse the configuration has
+// accepted it.
+//
+// The saga processor goes first: its AddHandlers reads the store (the
+// partition key it last ran with), which can fail, and adds none of its
+// handlers when it does. The command handlers' AddHandlers, their names
+// and subscriber configuration checked by Plan and NewProcessor, has
+// nothing left to fail on; were it to fail all the same, the saga
+// processor's handlers would stay on the router (release closes the
+// processor, so they deliver nothing).
+func (cl *Client) mount() error {
+	if cl.sagaProc != nil {
+		if err := cl.sagaProc.AddHandlers(cl.router); err != nil {
+			return fmt.Errorf("converge: saga processor (Config.SagaProcessor): %w", err)
+		}
+		// Waited on by its name, the processor is as far as the lowest
+		// of its partitions.
+		cl.tracker.Group(cl.cfg.SagaProcessor, cl.sagaProc.CheckpointNames()...)
+	}
+	if cl.commands != nil && len(cl.cfg.Commands) > 0 {
+		if err := cl.commands.AddHandlers(cl.cfg.Commands...); err != nil {
+			return fmt.Errorf("converge: %w", err)
+		}
+	}
+	return nil
+}
+
 // release undoes what a NewClient that fails had built: it unregisters
-// the saga engine's metrics from Config.Registerer (the engine registered
-// all of them, or it would not exist) and closes the saga processor,
-// which was never run.
+// the saga engine's and the lag monitor's metrics from
+// Config.Registerer (each registered all of its metrics, or it would not
+// exist) and closes the saga processor, which was never run.
 func (cl *Client) release() {
 	if cl.sagaProc != nil {
 		_ = cl.sagaProc.Close()
@@ -233,14 +278,14 @@ func (cl *Client) unregisterMetricsOnce() {
 	}
 }
 
-// newSagas builds the engine and mounts it on a processor partitioned by
-// correlation, gated by the Tracker. The Tracker knows the processor's
-// position under its name: the lowest of its partitions'.
+// newSagas builds the engine and the processor, partitioned by
+// correlation and gated by the Tracker, that mount mounts it on.
 func (cl *Client) newSagas() error {
 	c := cl.cfg
 	var err error
 	var catalog saga.CommandCatalog
 	if cl.commands != nil && len(c.Commands) > 0 {
+		// Asked as steps run, once mount has added the handlers.
 		catalog = cl.commands
 	}
 	cl.engine, err = saga.NewEngine(&saga.EngineConfig{
@@ -268,13 +313,6 @@ func (cl *Client) newSagas() error {
 	if err != nil {
 		return fmt.Errorf("converge: %w", err)
 	}
-	if err := cl.sagaProc.AddHandlers(cl.router); err != nil {
-		// Its handlers are named after Config.SagaProcessor, which a
-		// command handler's or the caller's own router handler's name may
-		// take: say which setting the feed's "processor" is.
-		return fmt.Errorf("converge: saga processor (Config.SagaProcessor): %w", err)
-	}
-	cl.tracker.Group(c.SagaProcessor, cl.sagaProc.CheckpointNames()...)
 	return nil
 }
 

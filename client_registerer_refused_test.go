@@ -24,8 +24,10 @@ import (
 	"github.com/converge-es/converge/projections"
 )
 
-// refusal is a way to make NewClient fail once the saga engine has
-// registered its metrics on Config.Registerer.
+// refusal is a way to make NewClient fail with a saga engine in the
+// configuration: at the lag monitor, once the engine has registered its
+// metrics on Config.Registerer, or (a handler name clash) at the check
+// of the names, before anything registers.
 type refusal struct {
 	name string
 	// says is in the error NewClient returns.
@@ -36,7 +38,8 @@ type refusal struct {
 	refuse func(t *testing.T, st converge.Store, reg *prometheus.Registry, cfg *converge.Config, clash string)
 }
 
-// refusals are the steps of NewClient after the saga engine's that fail.
+// refusals are the steps of NewClient that fail on a configuration the
+// saga engine accepts.
 var refusals = []refusal{
 	{name: "a command handler named like the saga processor", says: "rename", refuse: func(_ *testing.T, st converge.Store, _ *prometheus.Registry, cfg *converge.Config, clash string) {
 		cfg.Commands = append(cfg.Commands, refundHandler(st, clash))
@@ -92,11 +95,12 @@ func billing(st converge.Store, reg prometheus.Registerer, r *rand.Rand) (cfg *c
 }
 
 // TestRefusedNewClientLeavesNoMetricsRegistered: a NewClient that fails
-// after the saga engine registered its metrics on Config.Registerer (at
-// the saga processor's handler names, which a command handler or a
-// handler of the caller's router takes, or at the lag monitor, refused a
-// registerer another client uses) unregisters them: the registerer
-// exports what it did before the call, and no saga metric. The saga
+// with a saga engine in the configuration (at the saga processor's
+// handler names, which a command handler or a handler of the caller's
+// router takes, checked before the engine registers anything, or at the
+// lag monitor, refused a registerer another client uses, after it has)
+// leaves no metric of its own: the registerer exports what it did before
+// the call, and no saga metric. The saga
 // processor's partition count, and which partition's name clashes, are
 // random.
 func TestRefusedNewClientLeavesNoMetricsRegistered(t *testing.T) {

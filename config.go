@@ -12,6 +12,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/converge-es/converge/command"
 	"github.com/converge-es/converge/consistency/lag"
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
@@ -73,8 +74,10 @@ type Config struct {
 	// its delivery: that call's writes are still in the delivery's unit
 	// of work, so the next call in it runs nothing and returns
 	// feed.ErrUnitFailed, and the delivery is retried in a new unit. The client runs it in Start and closes it in Stop: do not
-	// run it yourself. Defaults to a new router with
-	// middleware.Recoverer and CloseTimeout DefaultCloseTimeout.
+	// run it yourself. A NewClient that returns an error adds no handler
+	// to it, so the fixed configuration can be built on it. Defaults to a
+	// new router with middleware.Recoverer and CloseTimeout
+	// DefaultCloseTimeout.
 	Router *message.Router
 	// ProjectionMiddleware is added to the projections' handlers after
 	// middleware.Recoverer (projections.RunnerConfig.Middleware). It runs
@@ -207,6 +210,63 @@ func (c *Config) validate() error {
 	for i, h := range c.Commands {
 		if h == nil {
 			return fmt.Errorf("converge: Config.Commands[%d] is nil", i)
+		}
+	}
+	if len(c.Sagas) > 0 {
+		// The saga processor's lag target and Tracker entry are named
+		// SagaProcessor, a projection's its name: one name cannot be both.
+		for i, p := range c.Projections {
+			if p.ReadModel().Name == c.SagaProcessor {
+				return fmt.Errorf("converge: Config.SagaProcessor %q is the name of projection Config.Projections[%d]; the saga processor and the read models are watched, and waited on, by name: rename one",
+					c.SagaProcessor, i)
+			}
+		}
+	}
+	return nil
+}
+
+// checkConsumerNames refuses a command handler's feed consumer (its lag
+// target's name) named like the saga processor or a projection: the lag
+// monitor would refuse the name twice, in a list the caller never wrote.
+func (c *Config) checkConsumerNames(consumers []command.Consumer) error {
+	for i, con := range consumers {
+		if len(c.Sagas) > 0 && con.Name == c.SagaProcessor {
+			return fmt.Errorf("converge: Config.SagaProcessor %q is the name of command handler %q's feed consumer (Config.Commands[%d]); the saga processor and the command handlers' consumers are watched by name: rename one",
+				c.SagaProcessor, con.Handler, i)
+		}
+		for j, p := range c.Projections {
+			if p.ReadModel().Name == con.Name {
+				return fmt.Errorf("converge: projection Config.Projections[%d] %q is the name of command handler %q's feed consumer (Config.Commands[%d]); the read models and the command handlers' consumers are watched by name: rename one",
+					j, con.Name, con.Handler, i)
+			}
+		}
+	}
+	return nil
+}
+
+// checkSagaHandlerNames refuses a saga processor whose router handlers
+// (one per partition, named as feed.Processor.AddHandlers names them)
+// would take a name a command handler or a handler of taken (the
+// router's, before the client adds any) has: the router would refuse it
+// once the other handlers were on it, and cannot take them off.
+func (c *Config) checkSagaHandlerNames(taken map[string]message.HandlerFunc) error {
+	commands := make(map[string]int, len(c.Commands))
+	for i, h := range c.Commands {
+		commands[h.HandlerName()] = i
+	}
+	for i := range c.SagaPartitions {
+		name := feed.PartitionName(c.SagaProcessor, i, c.SagaPartitions)
+		whose := "its router handler"
+		if c.SagaPartitions > 1 {
+			whose = fmt.Sprintf("its router handler for partition %d of %d", i, c.SagaPartitions)
+		}
+		if j, ok := commands[name]; ok {
+			return fmt.Errorf("converge: Config.SagaProcessor %q: %s is named %q, as command handler Config.Commands[%d] is; a router takes a handler name once: rename one",
+				c.SagaProcessor, whose, name, j)
+		}
+		if _, ok := taken[name]; ok {
+			return fmt.Errorf("converge: Config.SagaProcessor %q: %s is named %q, as a handler already on Config.Router is; a router takes a handler name once: rename one",
+				c.SagaProcessor, whose, name)
 		}
 	}
 	return nil

@@ -79,6 +79,16 @@ func (c *ProcessorConfig) consumerName(handler string) string {
 	return c.ConsumerPrefix + "." + handler
 }
 
+// newSubscriber makes the feed subscriber of the handler named handler.
+func (c *ProcessorConfig) newSubscriber(handler string) (message.Subscriber, error) {
+	sc := c.Subscriber
+	sc.ConsumerName = c.consumerName(handler)
+	if c.Partitions > 1 {
+		return newPartitioned(c.Store, sc, c.Partitions)
+	}
+	return feed.NewSubscriber(c.Store, &sc)
+}
+
 // Processor is Watermill's cqrs.CommandProcessor on converge's feed: each
 // handler subscribes to its command type's category. A command that does
 // not decode into its handler's type is rejected (a Rejected event saying
@@ -127,6 +137,16 @@ func NewProcessor(cfg *ProcessorConfig) (*Processor, error) {
 	if c.Subscriber.ConsumerName != "" {
 		return nil, errors.New("command: ProcessorConfig.Subscriber.ConsumerName is set: the processor names each handler's consumer; use ConsumerPrefix")
 	}
+	// AddHandlers makes each handler's subscriber after the handlers
+	// before it are on the router, which cannot take them off: a
+	// Subscriber no subscriber takes is refused here, with no handler
+	// added, so that AddHandlers (once Plan accepts its handlers) cannot
+	// fail half-way.
+	probe, err := c.newSubscriber("probe")
+	if err != nil {
+		return nil, fmt.Errorf("command: ProcessorConfig.Subscriber: %w", err)
+	}
+	_ = probe.Close() // never subscribed: nothing to wait for
 	if err := Register(c.Store.Registry()); err != nil {
 		return nil, err
 	}
@@ -145,12 +165,7 @@ func NewProcessor(cfg *ProcessorConfig) (*Processor, error) {
 			return Category(params.CommandName), nil
 		},
 		SubscriberConstructor: func(params cqrs.CommandProcessorSubscriberConstructorParams) (message.Subscriber, error) {
-			sc := c.Subscriber
-			sc.ConsumerName = c.consumerName(params.HandlerName)
-			if c.Partitions > 1 {
-				return newPartitioned(c.Store, sc, c.Partitions)
-			}
-			return feed.NewSubscriber(c.Store, &sc)
+			return c.newSubscriber(params.HandlerName)
 		},
 		OnHandle: func(params cqrs.CommandProcessorOnHandleParams) error {
 			ctx := params.Message.Context()
@@ -228,11 +243,46 @@ func (p *Processor) handle(ctx context.Context, params cqrs.CommandProcessorOnHa
 // must be UTF-8 text without control characters (U+0000 to U+001F,
 // U+007F), and each of its checkpoint names (the consumer name with a
 // partition and the command category) at most feed.MaxLeaseTextBytes
-// bytes. A refused call adds nothing.
+// bytes. A refused call adds nothing. Plan checks handlers the same way
+// without adding them.
 func (p *Processor) AddHandlers(handlers ...cqrs.CommandHandler) error {
-	m := Marshaler{Registry: p.cfg.Store.Registry()}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	consumers, err := p.plan(handlers)
+	if err != nil {
+		return err
+	}
+	m := Marshaler{Registry: p.cfg.Store.Registry()}
+	// One at a time, so that a handler cqrs has added is recorded even
+	// when a later one fails. Once plan accepts the handlers, nothing
+	// here fails: NewProcessor made a subscriber of the same
+	// configuration, and the names are free.
+	for i, h := range handlers {
+		if err := p.addHandler(h); err != nil {
+			return fmt.Errorf("command: %w", err)
+		}
+		p.handled[m.Name(h.NewCommand())] = h.HandlerName()
+		p.consumers = append(p.consumers, consumers[i])
+	}
+	return nil
+}
+
+// Plan checks handlers as AddHandlers would, against the handlers added
+// so far and the router's, and returns the feed consumers they would
+// have, in order, adding nothing. Checked before anything else goes on
+// the router, which cannot take a handler off, an AddHandlers of the
+// same handlers onto the router unchanged cannot be refused. It lets a
+// caller name the consumers (to watch their lag, or check them against
+// other names) and refuse a configuration before mounting any of it.
+func (p *Processor) Plan(handlers ...cqrs.CommandHandler) ([]Consumer, error) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.plan(handlers)
+}
+
+// plan is Plan with p.mu held.
+func (p *Processor) plan(handlers []cqrs.CommandHandler) ([]Consumer, error) {
+	m := Marshaler{Registry: p.cfg.Store.Registry()}
 	adding := map[string]string{}
 	// The router refuses a handler name twice, with a panic, and cqrs
 	// fails on a handler whose command is no pointer, each once the
@@ -244,20 +294,23 @@ func (p *Processor) AddHandlers(handlers ...cqrs.CommandHandler) error {
 	}
 	consumers := make([]Consumer, 0, len(handlers))
 	for _, h := range handlers {
+		if h == nil {
+			return nil, errors.New("command: a handler is nil")
+		}
 		if names[h.HandlerName()] {
-			return fmt.Errorf("command: handler name %q is taken, by a handler on the router or another of this call; a router takes a handler name once (give one another name)", h.HandlerName())
+			return nil, fmt.Errorf("command: handler name %q is taken, by a handler on the router or another of this call; a router takes a handler name once (give one another name)", h.HandlerName())
 		}
 		names[h.HandlerName()] = true
 		cmd := h.NewCommand()
 		if rv := reflect.ValueOf(cmd); rv.Kind() != reflect.Pointer || rv.IsNil() {
-			return fmt.Errorf("command: handler %s: NewCommand returns %T; it must return a new non-nil pointer to the command (cqrs.NewCommandHandler does)", h.HandlerName(), cmd)
+			return nil, fmt.Errorf("command: handler %s: NewCommand returns %T; it must return a new non-nil pointer to the command (cqrs.NewCommandHandler does)", h.HandlerName(), cmd)
 		}
 		name := m.Name(cmd)
 		switch {
 		case name == "":
-			return fmt.Errorf("command: handler %s: its command type is not registered in the store's events.Registry", h.HandlerName())
+			return nil, fmt.Errorf("command: handler %s: its command type is not registered in the store's events.Registry", h.HandlerName())
 		case len(name) > MaxTypeNameLength:
-			return fmt.Errorf("command: handler %s: command type %q is %d bytes; command streams allow type names of at most %d (register the type under a shorter name)",
+			return nil, fmt.Errorf("command: handler %s: command type %q is %d bytes; command streams allow type names of at most %d (register the type under a shorter name)",
 				h.HandlerName(), name, len(name), MaxTypeNameLength)
 		}
 		// Results are kept by command id alone, so of two handlers of one
@@ -268,32 +321,23 @@ func (p *Processor) AddHandlers(handlers ...cqrs.CommandHandler) error {
 			other, ok = adding[name]
 		}
 		if ok {
-			return fmt.Errorf("command: handlers %q and %q both handle command type %q; a command type has one handler (merge them, or give the second its own command type)",
+			return nil, fmt.Errorf("command: handlers %q and %q both handle command type %q; a command type has one handler (merge them, or give the second its own command type)",
 				other, h.HandlerName(), name)
 		}
 		adding[name] = h.HandlerName()
 		con := Consumer{Handler: h.HandlerName(), Name: p.cfg.consumerName(h.HandlerName())}
 		con.Checkpoints = p.cfg.checkpointNames(con.Name, name)
 		if strings.ContainsAny(h.HandlerName(), "/#") {
-			return fmt.Errorf("command: handler %q: its name holds '/' or '#', which separate topics and partitions in checkpoint names, so its consumer's checkpoint could be another consumer's; rename it with '.' or '-' in their place",
+			return nil, fmt.Errorf("command: handler %q: its name holds '/' or '#', which separate topics and partitions in checkpoint names, so its consumer's checkpoint could be another consumer's; rename it with '.' or '-' in their place",
 				rowjson.Clip(h.HandlerName(), 64))
 		}
 		if err := validateConsumer(con.Checkpoints); err != nil {
-			return fmt.Errorf("command: handler %q: its feed consumer could never take its lease: %w ("+validNames+")",
+			return nil, fmt.Errorf("command: handler %q: its feed consumer could never take its lease: %w ("+validNames+")",
 				rowjson.Clip(h.HandlerName(), 64), err, feed.MaxLeaseTextBytes)
 		}
 		consumers = append(consumers, con)
 	}
-	// One at a time, so that a handler cqrs has added is recorded even
-	// when a later one fails (a subscriber it cannot make, say).
-	for i, h := range handlers {
-		if err := p.addHandler(h); err != nil {
-			return fmt.Errorf("command: %w", err)
-		}
-		p.handled[m.Name(h.NewCommand())] = h.HandlerName()
-		p.consumers = append(p.consumers, consumers[i])
-	}
-	return nil
+	return consumers, nil
 }
 
 // addHandler adds h through cqrs, turning the router's panic (a handler

@@ -135,7 +135,7 @@ func TestBenchCommand(t *testing.T) {
 		require.Positive(t, lines[i]["ratio"])
 	}
 	require.True(t, strings.HasPrefix(summary, "\ncommand at 200 steps/s"), summary)
-	require.Contains(t, summary, "METHOD         COMMANDS  P50 MS")
+	require.Contains(t, summary, "METHOD         COMMANDS  STEPS/S  P50 MS")
 	require.Empty(t, benchSchemas(t, db, db.Schema), "the bench schema is dropped")
 	var left bool
 	require.NoError(t, db.Pool.QueryRow(t.Context(), "SELECT to_regclass('public.watermill_bench_ping') IS NOT NULL").Scan(&left))

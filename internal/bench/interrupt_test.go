@@ -73,3 +73,65 @@ func TestInterruptedRunPrintsOnlyWholeMeasurements(t *testing.T) {
 		require.Equal(t, lines, printed, "%s: no line after the interrupt", name)
 	}
 }
+
+// TestEveryScenarioSaysItWasInterrupted: cancelled partway (Ctrl-C
+// cancels the command's context), every scenario fails saying it was
+// interrupted and keeping the interrupt's cause, as append and contended
+// do, not naming something else (a timeout that never happened). Each run
+// is sized to last well past the cancel.
+func TestEveryScenarioSaysItWasInterrupted(t *testing.T) {
+	t.Parallel()
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 1))
+	runs := map[string]func(ctx context.Context, db *pgtest.DB) error{
+		"saga": func(ctx context.Context, db *pgtest.DB) error {
+			_, err := bench.Saga(ctx, db.Pool, db.Schema, &bench.SagaConfig{Sagas: 2000, Concurrency: 4, Partitions: 2, BaselineDuration: 50 * time.Millisecond}, &bytes.Buffer{})
+			return err
+		},
+		"saga baseline": func(ctx context.Context, db *pgtest.DB) error {
+			_, err := bench.Saga(ctx, db.Pool, db.Schema, &bench.SagaConfig{Sagas: 10, BaselineDuration: time.Hour}, &bytes.Buffer{})
+			return err
+		},
+		"propagation": func(ctx context.Context, db *pgtest.DB) error {
+			_, err := bench.Propagation(ctx, db.Pool, db.Schema, &bench.PropagationConfig{Rate: 200, Duration: 5 * time.Second}, &bytes.Buffer{})
+			return err
+		},
+		"command": func(ctx context.Context, db *pgtest.DB) error {
+			_, err := bench.Command(ctx, db.Pool, db.Schema, &bench.CommandConfig{Rate: 100, Duration: 5 * time.Second}, &bytes.Buffer{})
+			return err
+		},
+		"rebuild": func(ctx context.Context, db *pgtest.DB) error {
+			_, err := bench.Rebuild(ctx, db.Pool, db.Schema, &bench.RebuildConfig{Events: 200_000}, &bytes.Buffer{})
+			return err
+		},
+		"parallel": func(ctx context.Context, db *pgtest.DB) error {
+			st, err := pgstore.New(ctx, db.Pool, &pgstore.Config{Schema: db.Schema})
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			_, err = bench.Parallel(ctx, st, &bench.ParallelConfig{Events: 5000, Partitions: []int{1, 4}}, &bytes.Buffer{})
+			return err
+		},
+	}
+	for name, run := range runs {
+		after := time.Duration(300+rng.IntN(700)) * time.Millisecond
+		t.Run(name, func(t *testing.T) {
+			// In parallel, as the scenarios are independent; each run
+			// holds its own schema and pools.
+			t.Parallel()
+			db := pgtest.New(t, &pgtest.Config{MaxConns: 30})
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			timer := time.AfterFunc(after, cancel)
+			defer timer.Stop()
+			start := time.Now()
+			err := run(ctx, db)
+			t.Logf("%s cancelled after %s, returned after %s: %v", name, after, time.Since(start).Round(time.Millisecond), err)
+			require.ErrorIs(t, err, context.Canceled, "the interrupt's cause is kept")
+			require.ErrorContains(t, err, "interrupted", "the error says the run was interrupted")
+			require.NotContains(t, err.Error(), "did not complete within", "an interrupt is no timeout")
+		})
+	}
+}

@@ -78,6 +78,11 @@ type ParallelSource interface {
 // partition count to out. The baseline is the first partition count's
 // rate, measured in the same run.
 func Parallel(ctx context.Context, src ParallelSource, cfg *ParallelConfig, out io.Writer) ([]ParallelResult, error) {
+	res, err := runParallel(ctx, src, cfg, out)
+	return res, interrupted(ctx, err)
+}
+
+func runParallel(ctx context.Context, src ParallelSource, cfg *ParallelConfig, out io.Writer) ([]ParallelResult, error) {
 	c := cfg.withDefaults()
 	run := uuid.NewString()[:8]
 	var results []ParallelResult

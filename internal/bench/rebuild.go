@@ -94,6 +94,11 @@ type rebuildDeposit struct {
 // Rebuild runs the rebuild scenario in schema (migrated) and writes its
 // JSON line to out.
 func Rebuild(ctx context.Context, pool *pgxpool.Pool, schema string, cfg *RebuildConfig, out io.Writer) (RebuildResult, error) {
+	res, err := runRebuild(ctx, pool, schema, cfg, out)
+	return res, interrupted(ctx, err)
+}
+
+func runRebuild(ctx context.Context, pool *pgxpool.Pool, schema string, cfg *RebuildConfig, out io.Writer) (RebuildResult, error) {
 	c := cfg.withDefaults()
 	quiet := slog.New(slog.DiscardHandler)
 	reg := events.NewRegistry()

@@ -56,7 +56,10 @@ type SagaConfig struct {
 	CommitBatch int
 	// BaselineDuration is how long each baseline runs. Defaults to 2s.
 	BaselineDuration time.Duration
-	// Timeout bounds one store's run. Defaults to 60s.
+	// Timeout bounds one store's run (warm-up and measured sagas); it only
+	// stops a broken run. Defaults to 60s, or sagaTimeoutPerSaga per saga
+	// run (Warmup + Sagas) when that is longer, so every accepted count
+	// can finish on a slow machine.
 	Timeout time.Duration
 }
 
@@ -87,7 +90,7 @@ func (c *SagaConfig) withDefaults() SagaConfig {
 		out.BaselineDuration = 2 * time.Second
 	}
 	if out.Timeout <= 0 {
-		out.Timeout = 60 * time.Second
+		out.Timeout = max(60*time.Second, time.Duration(out.Warmup+out.Sagas)*sagaTimeoutPerSaga)
 	}
 	return out
 }
@@ -130,6 +133,11 @@ const (
 	BaselineRawCommit = "raw_commit"
 )
 
+// sagaTimeoutPerSaga is the time per saga SagaConfig.Timeout's default
+// allows: a rate of 50 sagas a second, a fraction of what PostgreSQL runs
+// on a busy 2-core machine, so a run slower than that is broken, not slow.
+const sagaTimeoutPerSaga = 20 * time.Millisecond
+
 // DefaultSagaPartitions is SagaConfig.Partitions' default.
 const DefaultSagaPartitions = 4
 
@@ -140,6 +148,11 @@ const StepsPerSaga = 4
 // not nil (in schema, which must be migrated), and writes one JSON line per
 // store to out.
 func Saga(ctx context.Context, pool *pgxpool.Pool, schema string, cfg *SagaConfig, out io.Writer) ([]SagaResult, error) {
+	res, err := runSaga(ctx, pool, schema, cfg, out)
+	return res, interrupted(ctx, err)
+}
+
+func runSaga(ctx context.Context, pool *pgxpool.Pool, schema string, cfg *SagaConfig, out io.Writer) ([]SagaResult, error) {
 	c := cfg.withDefaults()
 	var results []SagaResult
 	emit := func(r SagaResult) error {
@@ -282,6 +295,10 @@ type sagaSystem struct {
 	all      chan struct{}
 }
 
+// errSagaTimeout is the cause of a store's run ending at
+// SagaConfig.Timeout, told apart from an interrupt.
+var errSagaTimeout = errors.New("bench: saga: the store's run timed out")
+
 // runSagas runs the scenario on one store: an unmeasured warm-up of
 // Warmup sagas, then settle (nil in memory), then the measured run, then
 // measured (nil in memory), before the system stops.
@@ -291,7 +308,7 @@ func runSagas(ctx context.Context, store saga.Store, c SagaConfig, settle func(c
 		return SagaResult{}, err
 	}
 	defer func() { _ = sys.stop() }() // the figures are taken; a slow shutdown changes nothing
-	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	ctx, cancel := context.WithTimeoutCause(ctx, c.Timeout, errSagaTimeout)
 	defer cancel()
 	if _, _, err := sys.run(ctx, "w", c.Warmup, c); err != nil {
 		return SagaResult{}, fmt.Errorf("warm-up: %w", err)
@@ -356,7 +373,11 @@ func (s *sagaSystem) run(ctx context.Context, prefix string, n int, c SagaConfig
 	select {
 	case <-all:
 	case <-ctx.Done():
-		return 0, nil, fmt.Errorf("%d of %d sagas did not complete within %s", s.left.Load(), n, c.Timeout)
+		if errors.Is(context.Cause(ctx), errSagaTimeout) {
+			return 0, nil, fmt.Errorf("%d of %d sagas did not complete within %s", s.left.Load(), n, c.Timeout)
+		}
+		// Interrupted (Ctrl-C), not timed out.
+		return 0, nil, fmt.Errorf("%w: %d of %d sagas were still running: %w", errInterrupted, s.left.Load(), n, ctx.Err())
 	}
 	elapsed := time.Since(t0)
 	s.mu.Lock()
@@ -535,7 +556,9 @@ func goChannelRate(ctx context.Context, c SagaConfig) (rate float64, err error) 
 		handled.Add(1)
 		return nil
 	})
-	rctx, cancel := context.WithCancel(ctx)
+	// The router runs until the publishers have stopped: stopped first
+	// (by an interrupt), it would leave them waiting for acks forever.
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- router.Run(rctx) }()
@@ -560,13 +583,24 @@ func goChannelRate(ctx context.Context, c SagaConfig) (rate float64, err error) 
 			}
 		}()
 	}
-	time.Sleep(c.BaselineDuration / 5) // warm up, unmeasured
-	n0, t0 := handled.Load(), time.Now()
-	time.Sleep(c.BaselineDuration)
-	n1, t1 := handled.Load(), time.Now()
+	measure := func() (float64, error) {
+		if err := sleep(ctx, c.BaselineDuration/5); err != nil { // warm up, unmeasured
+			return 0, err
+		}
+		n0, t0 := handled.Load(), time.Now()
+		if err := sleep(ctx, c.BaselineDuration); err != nil {
+			return 0, err
+		}
+		n1, t1 := handled.Load(), time.Now()
+		return float64(n1-n0) / t1.Sub(t0).Seconds(), nil
+	}
+	rate, err = measure()
 	close(stop)
 	wg.Wait()
-	return float64(n1-n0) / t1.Sub(t0).Seconds(), nil
+	if err != nil {
+		return 0, interrupted(ctx, err)
+	}
+	return rate, nil
 }
 
 // rawCommitRate is the rate of single-row INSERT commits by Concurrency
@@ -601,15 +635,21 @@ func rawCommitRate(ctx context.Context, pool *pgxpool.Pool, schema string, c Sag
 			}
 		}()
 	}
-	time.Sleep(c.BaselineDuration / 5) // warm up, unmeasured
+	slept := sleep(ctx, c.BaselineDuration/5) // warm up, unmeasured
 	measuring.Store(true)
 	t0 := time.Now()
-	time.Sleep(c.BaselineDuration)
+	if slept == nil {
+		slept = sleep(ctx, c.BaselineDuration)
+	}
 	measuring.Store(false)
 	elapsed := time.Since(t0)
 	cancel()
 	wg.Wait()
 	close(errs)
+	if slept != nil {
+		// Interrupted: the count is of a cut-short window.
+		return 0, interrupted(ctx, slept)
+	}
 	if err := <-errs; err != nil {
 		return 0, err
 	}

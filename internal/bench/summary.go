@@ -27,11 +27,22 @@ func WritePropagationSummary(w io.Writer, rs []PropagationResult) error {
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "propagation at %d events/s: commit to waiter woken (ratio = %s p99 / p99; above 1 is sooner)\n", rs[0].Rate, MethodPoll50ms)
-	fmt.Fprintln(tw, "METHOD\tEVENTS\tP50 MS\tP95 MS\tP99 MS\tSTALE\tRATIO")
+	fmt.Fprintln(tw, "METHOD\tEVENTS\tAPPENDED/S\tP50 MS\tP95 MS\tP99 MS\tSTALE\tRATIO")
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.1f\t%d\t%.2f\n", r.Method, r.Events, r.P50Ms, r.P95Ms, r.P99Ms, r.Stale, r.Ratio)
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.1f\t%.1f\t%.1f\t%d\t%.2f\n", r.Method, r.Events, r.AppendedPerSec, r.P50Ms, r.P95Ms, r.P99Ms, r.Stale, r.Ratio)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range rs {
+		if !reachedRate(r.AppendedPerSec, r.Rate) {
+			if _, err := fmt.Fprintf(w, "did not reach --rate: %s appended %.0f events/s of the %d asked (below %.0f%%); its figures were measured at that lower load\n",
+				r.Method, r.AppendedPerSec, r.Rate, belowRateShare*100); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // WriteCommandSummary writes a short table of command results for people:
@@ -43,11 +54,22 @@ func WriteCommandSummary(w io.Writer, rs []CommandResult) error {
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "command at %d steps/s: step commit to handler start, across processes (ratio = %s p50 / p50; above 1 is sooner)\n", rs[0].Rate, MethodWatermillSQL)
-	fmt.Fprintln(tw, "METHOD\tCOMMANDS\tP50 MS\tP95 MS\tP99 MS\tRATIO")
+	fmt.Fprintln(tw, "METHOD\tCOMMANDS\tSTEPS/S\tP50 MS\tP95 MS\tP99 MS\tRATIO")
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.1f\t%.2f\n", r.Method, r.Commands, r.P50Ms, r.P95Ms, r.P99Ms, r.Ratio)
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.1f\t%.1f\t%.1f\t%.2f\n", r.Method, r.Commands, r.StepsPerSec, r.P50Ms, r.P95Ms, r.P99Ms, r.Ratio)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range rs {
+		if !reachedRate(r.StepsPerSec, r.Rate) {
+			if _, err := fmt.Fprintf(w, "did not reach --rate: %s started %.0f steps/s of the %d asked (below %.0f%%); its figures were measured at that lower load\n",
+				r.Method, r.StepsPerSec, r.Rate, belowRateShare*100); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // WriteParallelSummary writes a short table of parallel results for people:

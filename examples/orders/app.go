@@ -201,22 +201,56 @@ func (a *App) OnHand(ctx context.Context, sku string) (int, error) {
 	return inv.OnHand, err
 }
 
-// Restock puts qty units of sku on the shelf.
+// MaxOnHand is the most units of one SKU Restock puts on the shelf: it
+// refuses a restock that would leave more than that on hand. The shelf's
+// count is an int, and an unbounded restock wrapped it to a negative that
+// refused every reservation; under the bound it cannot come near
+// overflowing (on 32-bit platforms too), and the Inventory aggregate
+// saturates rather than wraps should a stream hold more. It is far above
+// what `converge serve` (1,000,000) and the demo (100 per order, at most
+// 100×MaxDemoOrders) stock.
+const MaxOnHand = 1_000_000_000
+
+// restockAttempts is how often Restock reloads the shelf when a
+// reservation moved it between the load and the append.
+const restockAttempts = 10
+
+// Restock puts qty units of sku on the shelf, 1 up to what leaves
+// MaxOnHand on hand; more is ErrInvalidOrder.
 func (a *App) Restock(ctx context.Context, sku string, qty int) (events.Token, error) {
-	if _, ok := Catalog[sku]; !ok || qty < 1 {
-		return events.Token{}, fmt.Errorf("%w: restock %d of %q", ErrInvalidOrder, qty, sku)
+	if _, ok := Catalog[sku]; !ok {
+		return events.Token{}, fmt.Errorf("%w: restock %q: not in the catalog", ErrInvalidOrder, sku)
 	}
-	res, err := a.client.Appender().Append(ctx, StockStream(sku), events.AnyVersion, events.Event{Data: StockAdded{SKU: sku, Qty: qty}})
+	if qty < 1 || qty > MaxOnHand {
+		return events.Token{}, fmt.Errorf("%w: restock %d of %s: restock 1 to %d units (MaxOnHand)", ErrInvalidOrder, qty, sku, MaxOnHand)
+	}
+	// The bound holds for the shelf the append is based on (Update
+	// appends at the loaded version): two restocks at once cannot each
+	// fit under it and pass it together.
+	res, err := events.Update(ctx, a.client.Appender(), inventoryAggregate, StockStream(sku), &events.UpdateConfig{MaxAttempts: restockAttempts},
+		func(inv Inventory) ([]events.Event, error) {
+			if room := MaxOnHand - inv.OnHand; qty > room {
+				return nil, fmt.Errorf("%w: restock %d of %s: %d are on hand and a shelf holds at most %d (MaxOnHand): restock at most %d",
+					ErrInvalidOrder, qty, sku, inv.OnHand, MaxOnHand, max(room, 0))
+			}
+			return []events.Event{{Data: StockAdded{SKU: sku, Qty: qty}}}, nil
+		})
 	return res.Token, err
 }
 
 // Get reads an order's summary as of tok (the zero token: as it is),
 // waiting for order_summary to reach tok within ctx's deadline (see
 // consistency.Read). A stale result is returned with Stale set; an order
-// the summary does not have yet is ErrNotFound with the status.
+// the summary does not have yet is ErrNotFound with the status, and so is
+// an id no order can have (one ValidID refuses), without reading.
 func (a *App) Get(ctx context.Context, orderID string, tok events.Token) (consistency.Result[Summary], error) {
 	view := a.client.Projections().View(OrderSummary)
 	res, err := consistency.Read(ctx, a.client.Tracker(), tok, []string{OrderSummary}, func(ctx context.Context) (Summary, error) {
+		if !ValidID(orderID, MaxOrderIDLength) {
+			// No order has such an id (Place refuses it), and the table
+			// would refuse it as a key rather than answer "none".
+			return Summary{}, ErrNotFound
+		}
 		s, ok, err := projections.Get[Summary](context.WithoutCancel(ctx), view.Table("orders"), orderID)
 		if err == nil && !ok {
 			err = ErrNotFound

@@ -157,11 +157,14 @@ const (
 	paymentStreamPrefix = "payment-"
 )
 
+// stockStreamPrefix begins the stream id of a SKU's inventory.
+const stockStreamPrefix = "stock-"
+
 // OrderStream is the stream of one order.
 func OrderStream(orderID string) string { return orderStreamPrefix + orderID }
 
 // StockStream is the stream of one SKU's inventory.
-func StockStream(sku string) string { return "stock-" + sku }
+func StockStream(sku string) string { return stockStreamPrefix + sku }
 
 // PaymentStream is the stream of one order's payment.
 func PaymentStream(orderID string) string { return paymentStreamPrefix + orderID }

@@ -3,6 +3,7 @@ package orders
 import (
 	"context"
 	"fmt"
+	"math"
 
 	"github.com/ThreeDotsLabs/watermill/components/cqrs"
 
@@ -59,16 +60,27 @@ var inventoryAggregate = events.Aggregate[Inventory]{
 		case StockReservationVoided:
 			inv.Voided[e.OrderID] = true
 		case StockAdded:
-			inv.OnHand += e.Qty
+			inv.OnHand = addUnits(inv.OnHand, e.Qty)
 		case StockReserved:
 			inv.OnHand -= e.Qty
 			inv.Reserved[e.OrderID] = e.Qty
 		case StockReleased:
-			inv.OnHand += e.Qty
+			inv.OnHand = addUnits(inv.OnHand, e.Qty)
 			delete(inv.Reserved, e.OrderID)
 		}
 		return inv, nil
 	},
+}
+
+// addUnits puts qty units on a shelf holding onHand. Restock keeps shelves
+// far below MaxInt (MaxOnHand), but a stream written before it did may hold
+// a restock the sum cannot take: the shelf then stays full instead of
+// wrapping to a negative that refuses every reservation.
+func addUnits(onHand, qty int) int {
+	if qty > 0 && onHand > math.MaxInt-qty {
+		return math.MaxInt
+	}
+	return onHand + qty
 }
 
 // Payment is the state of one order's payment.

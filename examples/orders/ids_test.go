@@ -106,3 +106,48 @@ func TestOrderIDsFitEveryStreamTheyName(t *testing.T) {
 		}
 	})
 }
+
+// TestGetOfAnIDNoOrderCanHaveIsNotFound: Get of an id Place refuses (empty,
+// too long, with a character ids cannot hold) answers as for any order the
+// summary does not have, ErrNotFound with the same status, where it failed
+// with the read model's key error; as List answers such a customer "no
+// orders". Over random ids.
+func TestGetOfAnIDNoOrderCanHaveIsNotFound(t *testing.T) {
+	t.Parallel()
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	forEachStore(t, func(t *testing.T, store converge.Store) { //nolint:thelper // a subtest body
+		ctx := context.Background()
+		rng := rand.New(rand.NewPCG(seed, 8))
+		app := start(t, store, &orders.Config{})
+		p := place(t, app, "o-1", "ada", "tea", 1, orders.CardOK)
+		await(t, app, p.OrderID)
+		const alnum = "abcdefghijklmnopqrstuvwxyz0123456789"
+		word := func(n int) string {
+			b := make([]byte, n)
+			for i := range b {
+				b[i] = alnum[rng.IntN(len(alnum))]
+			}
+			return string(b)
+		}
+		bad := []string{"", "a\x00b", word(orders.MaxOrderIDLength + 1), word(orders.MaxOrderIDLength + 2 + rng.IntN(5000))}
+		for range 10 {
+			w := word(1 + rng.IntN(20))
+			at := rng.IntN(len(w) + 1)
+			bad = append(bad, w[:at]+[]string{"\x00", "/", " ", "\n", "\xff", "\u2028"}[rng.IntN(6)]+w[at:])
+		}
+		want, err := app.Get(ctx, "o-none", p.Token)
+		require.ErrorIs(t, err, orders.ErrNotFound)
+		for _, id := range bad {
+			require.False(t, orders.ValidID(id, orders.MaxOrderIDLength), "%.20q", id)
+			got, err := app.Get(ctx, id, p.Token)
+			require.ErrorIs(t, err, orders.ErrNotFound, "Get(%.20q)", id)
+			require.Equal(t, want.Stale, got.Stale, "Get(%.20q)", id)
+			require.Equal(t, want.Target, got.Target, "Get(%.20q)", id)
+			require.Equal(t, want.Lagging, got.Lagging, "Get(%.20q)", id)
+			list, err := app.List(ctx, id, "", 10)
+			require.NoError(t, err)
+			require.Empty(t, list, "List(%.20q)", id)
+		}
+	})
+}

@@ -26,8 +26,10 @@ import (
 // and tells nobody, and nothing sends that notification again. Without a
 // read, every wait on a model that does not move again (an idle one: for
 // ever) would end stale although the store holds the position. Asking for
-// two ticks in a row spares the waits push answers in time any read, and
-// leaves an idle tracker reading nothing.
+// waits at two ticks in a row spares a name whose waits push answers
+// before the next tick any read (one waited on without pause is read once
+// per tick, whichever waits those are), and leaves an idle tracker
+// reading nothing.
 func (t *Tracker) fallbackLoop(ctx context.Context) {
 	defer close(t.loopDone)
 	ticks := t.fallbackTicks

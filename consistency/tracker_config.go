@@ -66,8 +66,9 @@ type TrackerConfig struct {
 	// dies, or loses its connection, between its commit and its
 	// notification moves a checkpoint that nobody is told of, and nothing
 	// announces it again), so a name push has left waiting for an
-	// interval is worth a read. A wait push answers within an interval
-	// adds none, and nothing is read while nobody waits. A wait for a move
+	// interval is worth a read. A name whose waits push answers before
+	// the next tick is not read (one with waits at every tick is read
+	// once per interval), and nothing is read while nobody waits. A wait for a move
 	// whose notification was lost ends within about two intervals. A pass
 	// is given this long, or QueryTimeout when that is longer. Defaults
 	// to DefaultFallbackInterval (1s).

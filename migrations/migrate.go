@@ -231,20 +231,26 @@ const runSavepoint = "converge_migrate"
 func abort(ctx context.Context, tx pgx.Tx) {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
-	// A statement that failed after tern took its lock aborted the
-	// transaction, and tern's unlock, which came next, failed with it: a
-	// session lock outlives ROLLBACK. Rolled back to the savepoint, the
-	// transaction is usable again, still on the same server session.
+	// tern's unlock may not have reached the server, and a session lock
+	// outlives ROLLBACK: a statement that failed after tern took its lock
+	// aborted the transaction, and the unlock that came next failed with
+	// it; or the caller's ctx ended between two statements, and pgx sent
+	// neither the next one nor the unlock (the transaction is then still
+	// usable). Rolled back to the savepoint, an aborted transaction is
+	// usable again, still on the same server session.
+	usable := true
 	if tx.Conn().PgConn().TxStatus() == 'E' {
-		if _, err := tx.Exec(actx, "ROLLBACK TO SAVEPOINT "+runSavepoint); err == nil {
-			// pg_advisory_unlock releases session locks only, never the
-			// transaction's own, and answers false once none is left.
-			// tern holds its lock once at a time; the bound is a guard.
-			for range 3 {
-				var released bool
-				if err := tx.QueryRow(actx, "SELECT pg_advisory_unlock($1)", ternLockKey).Scan(&released); err != nil || !released {
-					break
-				}
+		_, err := tx.Exec(actx, "ROLLBACK TO SAVEPOINT "+runSavepoint)
+		usable = err == nil // no savepoint yet: tern had not started
+	}
+	if usable {
+		// pg_advisory_unlock releases session locks only, never the
+		// transaction's own, and answers false once none is left. tern
+		// holds its lock once at a time; the bound is a guard.
+		for range 3 {
+			var released bool
+			if err := tx.QueryRow(actx, "SELECT pg_advisory_unlock($1)", ternLockKey).Scan(&released); err != nil || !released {
+				break
 			}
 		}
 	}

@@ -272,7 +272,9 @@ func listDeadLetters(ctx context.Context, store *pgstore.Store, processor string
 		if err := json.Unmarshal(r.Value, &rec); err != nil {
 			return fmt.Errorf("dead letter %q does not decode: %w", r.Key, err)
 		}
-		proc, _, _ := strings.Cut(rec.Checkpoint, "#")
+		// The last '#' starts a partition's suffix: an older build's
+		// processor name may hold '#' itself.
+		proc := processorOf(rec.Checkpoint)
 		if processor != "" && proc != processor {
 			return nil // a processor whose name merely starts with it
 		}

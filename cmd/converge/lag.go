@@ -62,7 +62,8 @@ than the lease TTL (5s): no runner is working them off.
 Without arguments every consumer in --schema is reported with --sla. Name
 projections to report only those, each with --sla or its own SLA (a name
 without a checkpoint in --schema is an error that lists the known ones, as
-is a partition's checkpoint name, NAME#I/N: name the processor, NAME):
+is a partition's checkpoint name, NAME#I/N: name the processor, NAME;
+NAME=SLA splits at the last '=', so a name holding '=' is given with its SLA):
 
   converge lag order_summary sales_report=30s
 
@@ -124,7 +125,12 @@ func (c *lagCmd) validate() error {
 	c.targets = c.targets[:0]
 	seen := map[string]bool{}
 	for _, a := range c.args {
-		name, slaText, hasSLA := strings.Cut(a, "=")
+		// At the last '=': an SLA holds none, a name stored by an older
+		// build may.
+		name, slaText, hasSLA := a, "", false
+		if i := strings.LastIndexByte(a, '='); i >= 0 {
+			name, slaText, hasSLA = a[:i], a[i+1:], true
+		}
 		t := lag.Target{Name: name, SLA: c.sla}
 		if name == "" {
 			return fmt.Errorf("projection %q: the name is empty (use NAME or NAME=SLA, such as orders=2s)", a)

@@ -52,9 +52,13 @@
 // show an ever-growing lag although nothing is waiting; and a projection
 // that processed an event written a second ago but has a backlog behind it
 // would look fresh. What a reader experiences is how long the events the
-// read model does not yet reflect have existed, and the first of them has
-// existed longest: now - RecordedAt(first event after the checkpoint). It is
-// 0 exactly when nothing is waiting. On PostgreSQL this includes events
+// read model does not yet reflect have existed, timed from the oldest of
+// them: now - RecordedAt(oldest event after the checkpoint). In memory that
+// is the first after it; on PostgreSQL the feed follows the appending
+// transactions' ids, and one that took its id early and appended late puts
+// a young event before older ones, so the store looks at the first
+// pgstore.OldestScan events after the checkpoint and takes the oldest. It
+// is 0 exactly when nothing is waiting. On PostgreSQL this includes events
 // held back by the read horizon: they are committed, unprocessed and
 // invisible to readers of the model, so their wait is lag too.
 //

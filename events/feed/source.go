@@ -278,8 +278,10 @@ type Inspector interface {
 	Head(ctx context.Context) (events.Token, error)
 	// CountBetween counts events after `after` up to and including upTo.
 	CountBetween(ctx context.Context, after, upTo events.Token) (int64, error)
-	// OldestAfter returns when the first event after `after` in global
-	// order was recorded; false when there is none.
+	// OldestAfter returns when the oldest event after `after` in global
+	// order was recorded (on PostgreSQL, the oldest of the first
+	// pgstore.OldestScan: the first in feed order may be younger than
+	// events after it); false when there is none.
 	OldestAfter(ctx context.Context, after events.Token) (time.Time, bool, error)
 	// Consumers lists every consumer name with its position and lease.
 	Consumers(ctx context.Context) ([]ConsumerInfo, error)

@@ -2,19 +2,26 @@ package pgstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
 )
 
-// OldestAfter returns when the first event after `after` was recorded. It
-// looks past the read horizon on purpose: an event held back by an open
-// transaction is unprocessed too, and its wait counts as lag.
+// OldestScan bounds the events after a position OldestAfter looks at, in
+// feed order, so a far-behind consumer costs a bounded scan per lag pass.
+const OldestScan = 10_000
+
+// OldestAfter returns when the oldest of the events after `after` was
+// recorded, among the first OldestScan of them in feed order. The first is
+// not always the oldest: feed order is the order of the appending
+// transactions' ids, and a transaction that took its id early (it wrote
+// its own tables first) and appended late puts a young event before older
+// ones committed meanwhile; timing the lag from it would hide how long
+// those have waited, and a breach with it. It looks past the read horizon
+// on purpose: an event held back by an open transaction is unprocessed
+// too, and its wait counts as lag.
 func (s *Store) OldestAfter(ctx context.Context, after events.Token) (time.Time, bool, error) {
 	if s.isClosed() {
 		return time.Time{}, false, errClosed
@@ -23,15 +30,14 @@ func (s *Store) OldestAfter(ctx context.Context, after events.Token) (time.Time,
 	if err != nil {
 		return time.Time{}, false, err
 	}
-	var at time.Time
-	err = s.pool.QueryRow(ctx, s.q.oldestAfter, major, minor).Scan(&at)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return time.Time{}, false, nil
-	}
-	if err != nil {
+	var at *time.Time // NULL when no event follows
+	if err := s.pool.QueryRow(ctx, s.q.oldestAfter, major, minor, OldestScan).Scan(&at); err != nil {
 		return time.Time{}, false, fmt.Errorf("pgstore: oldest unprocessed event: %w", classify(err))
 	}
-	return at, true, nil
+	if at == nil {
+		return time.Time{}, false, nil
+	}
+	return *at, true, nil
 }
 
 // Consumers lists every consumer name with its position and lease.

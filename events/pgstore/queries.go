@@ -99,7 +99,9 @@ AND ($3 = '' OR (key >= $3 AND starts_with(key, $3))) AND ($4 = '' OR key %s $4)
 		horizonAge: `SELECT coalesce((SELECT extract(epoch FROM now() - xact_start) FROM pg_stat_activity
 WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() ORDER BY age(backend_xid) DESC LIMIT 1), 0)::float8,
 pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint FROM pg_current_snapshot() s`,
-		oldestAfter: fmt.Sprintf(`SELECT recorded_at FROM %s WHERE (sort_key, seq) > ($1, $2) ORDER BY sort_key, seq LIMIT 1`, events),
+		// The oldest of the first $3 in feed order, not the first: see
+		// OldestAfter.
+		oldestAfter: fmt.Sprintf(`SELECT min(recorded_at) FROM (SELECT recorded_at FROM %s WHERE (sort_key, seq) > ($1, $2) ORDER BY sort_key, seq LIMIT $3) f`, events),
 		// The owner only while its lease runs, by the server's clock (the
 		// one leases are granted by): a lapsed lease is held by nobody.
 		consumers: fmt.Sprintf(`SELECT name, major, minor, CASE WHEN lease_until >= now() THEN coalesce(owner, '') ELSE '' END,

@@ -277,7 +277,12 @@ func (p *Processor) replayOne(ctx context.Context, ps *partitionState, lease Lea
 		}
 		return p.replayFailed(ctx, key, err)
 	}
-	if err := u.Commit(ctx, Move{Lease: lease, Position: pos}); err != nil {
+	// Only over pos, where the partition stands: after a commit whose reply
+	// was lost, pos is behind the stored checkpoint, and a move to it
+	// would take the checkpoint back and have the events of that commit
+	// applied a second time. Refused, the partition takes its lease again
+	// from the stored checkpoint, and the replay is tried after.
+	if err := u.Commit(ctx, Move{Lease: lease, Position: pos, From: &pos}); err != nil {
 		_ = u.Rollback(context.WithoutCancel(ctx))
 		ps.replayDue.Store(true)
 		if stop := p.stopErr(ctx, err); stop != nil {

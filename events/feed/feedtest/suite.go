@@ -24,6 +24,7 @@ type suiteTest struct {
 }
 
 var suiteTests = []suiteTest{
+	{"ReplayAfterLostCommitReply", testReplayAfterLostCommitReply},
 	{"DeliversInGlobalOrderWithMetadata", testDeliversInGlobalOrder},
 	{"NackRedeliversSameEvent", testNackRedelivers},
 	{"CommitBatchSharesOneUnit", testCommitBatch},

@@ -29,13 +29,14 @@
 // whose position it knows, once per FallbackInterval, and once more when
 // push is back, so a rewind announced during the outage is not missed.
 // While push is up the same loop re-reads, once per FallbackInterval, the
-// names that had waits at two ticks in a row: a writer that dies, or loses
+// names that had waits at two ticks in a row, and those a wait ended stale
+// on since the last tick: a writer that dies, or loses
 // its connection, between committing a checkpoint move and announcing it
 // leaves a move that push never delivers, and waits on a model that does
 // not move again would otherwise read stale for ever. A name whose waits
-// push answers before the next tick costs no read, a name waited on
-// without pause costs one read per interval, and the reads are one per
-// name, not one per wait.
+// push answers in time costs no read, one waited on without pause (or
+// whose waits keep ending stale) one read per interval, and the reads are
+// one per name, not one per wait.
 //
 // Every wait has a deadline: the caller's context deadline, DefaultTimeout
 // (2s) when it has none, and never more than MaxTimeout (10s). A flood of

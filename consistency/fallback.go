@@ -21,15 +21,17 @@ import (
 // again: the moves announced while it was down were lost, not delayed.
 //
 // While push is trusted it reads the names waited on at this tick and at
-// the one before too. A healthy push can still miss a move: a writer whose
+// the one before, and the names a wait ended stale on (at its deadline, or
+// refused at MaxWaiters) since the last tick. A healthy push can still miss a move: a writer whose
 // connection dies between its commit and its NOTIFY moves the checkpoint
 // and tells nobody, and nothing sends that notification again. Without a
 // read, every wait on a model that does not move again (an idle one: for
 // ever) would end stale although the store holds the position. Asking for
-// waits at two ticks in a row spares a name whose waits push answers
-// before the next tick any read (one waited on without pause is read once
-// per tick, whichever waits those are), and leaves an idle tracker
-// reading nothing.
+// waits at two ticks in a row, or a wait that ended stale, spares a name
+// whose waits push answers in time any read (one waited on without pause,
+// or whose waits keep ending stale, is read once per tick), and leaves an
+// idle tracker reading nothing. The stale endings catch waits shorter than
+// an interval, which no tick may see open.
 func (t *Tracker) fallbackLoop(ctx context.Context) {
 	defer close(t.loopDone)
 	ticks := t.fallbackTicks
@@ -51,13 +53,17 @@ func (t *Tracker) fallbackLoop(ctx context.Context) {
 		case <-ticks:
 		}
 		waited := t.waitedNames()
+		endedStale := t.takeEndedStale()
 		trusted := t.pushTrusted()
 		if trusted && wasTrusted {
 			var names []string
 			for name := range waited {
-				if waitedBefore[name] {
+				if waitedBefore[name] && !endedStale[name] {
 					names = append(names, name)
 				}
+			}
+			for name := range endedStale {
+				names = append(names, name)
 			}
 			t.readAll(ctx, names) // a failure is logged; the next tick reads again
 		} else if t.poll(ctx) || !trusted {

@@ -44,6 +44,11 @@ type Tracker struct {
 	// verifyKick wakes the loop. Guarded by mu.
 	verify     map[string]bool
 	verifyKick chan struct{}
+	// endedStale holds the names waits ended stale on (a deadline, or a
+	// wait refused at MaxWaiters) since the fallback loop's last tick,
+	// which reads them then even while push is trusted (see fallbackLoop).
+	// Guarded by mu.
+	endedStale map[string]bool
 
 	stopping chan struct{} // closed by Stop: releases every waiter
 	// life is cancelled by Stop, ending the durable reads in flight (see

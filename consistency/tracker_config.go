@@ -66,9 +66,10 @@ type TrackerConfig struct {
 	// dies, or loses its connection, between its commit and its
 	// notification moves a checkpoint that nobody is told of, and nothing
 	// announces it again), so a name push has left waiting for an
-	// interval is worth a read. A name whose waits push answers before
-	// the next tick is not read (one with waits at every tick is read
-	// once per interval), and nothing is read while nobody waits. A wait for a move
+	// interval, or whose waits ended stale, is worth a read. A name whose
+	// waits push answers in time is not read (one with waits at every
+	// tick, or whose waits keep ending stale, is read once per interval),
+	// and nothing is read while nobody waits. A wait for a move
 	// whose notification was lost ends within about two intervals. A pass
 	// is given this long, or QueryTimeout when that is longer. Defaults
 	// to DefaultFallbackInterval (1s).

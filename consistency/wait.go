@@ -63,6 +63,7 @@ func (t *Tracker) Wait(ctx context.Context, target events.Token, names ...string
 		st := t.snapshot(target, names)
 		if st.Stale { // an Advance may have landed since the fast path
 			st.Reason = ReasonRejected
+			t.noteEndedStale(st.Lagging)
 		}
 		st.Waited = t.cfg.Clock.Now().Sub(start)
 		return st, nil
@@ -111,6 +112,29 @@ func (t *Tracker) Wait(ctx context.Context, target events.Token, names ...string
 	return t.status(ctx, target, names, start, reason), nil
 }
 
+// noteEndedStale records names a wait ended stale on, for the fallback
+// loop's next tick to read.
+func (t *Tracker) noteEndedStale(names []string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.endedStale == nil {
+		t.endedStale = make(map[string]bool, len(names))
+	}
+	for _, name := range names {
+		t.endedStale[name] = true
+	}
+}
+
+// takeEndedStale returns the names waits ended stale on since the last
+// call, and forgets them.
+func (t *Tracker) takeEndedStale() map[string]bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := t.endedStale
+	t.endedStale = nil
+	return out
+}
+
 // cancelled reports whether the caller cancelled ctx, as opposed to ctx
 // reaching its deadline, which only makes the answer stale.
 func cancelled(ctx context.Context) bool {
@@ -154,6 +178,10 @@ func (t *Tracker) snapshot(target events.Token, names []string) Status {
 func (t *Tracker) status(ctx context.Context, target events.Token, names []string, start time.Time, reason Reason) Status {
 	st := t.snapshot(target, names)
 	if st.Stale {
+		if !cancelled(ctx) {
+			// A caller that left asks for nothing more.
+			t.noteEndedStale(st.Lagging)
+		}
 		st.Reason = reason
 		if st.Reason == "" {
 			st.Reason = ReasonDeadline

@@ -58,6 +58,9 @@ func Load[S any](ctx context.Context, store Store, agg Aggregate[S], streamID st
 		return zero, 0, err
 	}
 	store = storeFor(ctx, store)
+	if store == nil {
+		return zero, 0, errors.New("events: Load: the store is nil and ctx carries no unit of work: pass the store to read from")
+	}
 	reg := store.Registry()
 	state := agg.initial()
 	var version int64
@@ -144,6 +147,9 @@ func Update[S any](ctx context.Context, store Store, agg Aggregate[S], streamID 
 		return AppendResult{}, errors.New("events: Update: decide is nil")
 	}
 	store = storeFor(ctx, store)
+	if store == nil {
+		return AppendResult{}, errors.New("events: Update: the store is nil and ctx carries no unit of work: pass the store to append to")
+	}
 	for attempt := 1; ; attempt++ {
 		state, version, err := Load(ctx, store, agg, streamID)
 		if err != nil {

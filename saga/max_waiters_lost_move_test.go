@@ -71,8 +71,10 @@ func TestAParkedStepBeyondMaxWaitersFindsALostMove(t *testing.T) {
 		return nil
 	}, saga.Reads(modelB))
 	store := newStore(t, nil)
-	eng, err := saga.NewEngine(&saga.EngineConfig{Store: store, Sagas: []saga.Definition{s}, Tracker: tracker,
-		GateTimeout: time.Nanosecond, SweepInterval: 5 * interval, Logger: slog.New(slog.DiscardHandler)})
+	eng, err := saga.NewEngine(&saga.EngineConfig{
+		Store: store, Sagas: []saga.Definition{s}, Tracker: tracker,
+		GateTimeout: time.Nanosecond, SweepInterval: 5 * interval, Logger: slog.New(slog.DiscardHandler),
+	})
 	require.NoError(t, err)
 	b := bare{store: store, engine: eng}
 

@@ -58,7 +58,7 @@ func (t *Tracker) fallbackLoop(ctx context.Context) {
 		if trusted && wasTrusted {
 			var names []string
 			for name := range waited {
-				if waitedBefore[name] && !endedStale[name] {
+				if waitedBefore[name] {
 					names = append(names, name)
 				}
 			}

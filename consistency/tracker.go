@@ -189,35 +189,18 @@ func (t *Tracker) Stop(ctx context.Context) error {
 		}
 		t.mu.Unlock()
 	})
-	if err := awaitStop(ctx, t.loopDone); err != nil {
+	if err := signal.Await(ctx, t.loopDone); err != nil {
 		return err
 	}
 	// Stop ended the reads in flight; a caller that stops the store next
 	// must not have one still running on it.
 	if idle := t.readsIdleChan(); idle != nil {
-		if err := awaitStop(ctx, idle); err != nil {
+		if err := signal.Await(ctx, idle); err != nil {
 			return err
 		}
 	}
 	t.doneOnce.Do(func() { close(t.stopped) })
 	return nil
-}
-
-// awaitStop waits for done until ctx ends. A done already closed counts
-// whatever ctx says, so stopping what has stopped succeeds with an ended
-// ctx too: select alone would pick ctx's end as often as not.
-func awaitStop(ctx context.Context, done <-chan struct{}) error {
-	select {
-	case <-done:
-		return nil
-	default:
-	}
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // readsIdleChan returns a channel closed when no read of Positions is in

@@ -146,10 +146,8 @@ func Update[S any](ctx context.Context, store Store, agg Aggregate[S], streamID 
 	if decide == nil {
 		return AppendResult{}, errors.New("events: Update: decide is nil")
 	}
+	// A nil store with no unit in ctx: Load says so.
 	store = storeFor(ctx, store)
-	if store == nil {
-		return AppendResult{}, errors.New("events: Update: the store is nil and ctx carries no unit of work: pass the store to append to")
-	}
 	for attempt := 1; ; attempt++ {
 		state, version, err := Load(ctx, store, agg, streamID)
 		if err != nil {

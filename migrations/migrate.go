@@ -244,15 +244,10 @@ func abort(ctx context.Context, tx pgx.Tx) {
 		usable = err == nil // no savepoint yet: tern had not started
 	}
 	if usable {
-		// pg_advisory_unlock releases session locks only, never the
-		// transaction's own, and answers false once none is left. tern
-		// holds its lock once at a time; the bound is a guard.
-		for range 3 {
-			var released bool
-			if err := tx.QueryRow(actx, "SELECT pg_advisory_unlock($1)", ternLockKey).Scan(&released); err != nil || !released {
-				break
-			}
-		}
+		// pg_advisory_unlock releases a session lock only, never the
+		// transaction's own (and answers false when none is held); tern
+		// holds its lock once at a time.
+		_, _ = tx.Exec(actx, "SELECT pg_advisory_unlock($1)", ternLockKey)
 	}
 	_ = tx.Rollback(actx)
 }

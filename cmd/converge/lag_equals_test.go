@@ -10,23 +10,16 @@ import (
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
-	"github.com/converge-es/converge/events/pgstore"
-	"github.com/converge-es/converge/internal/pgtest"
 )
 
 // TestLagNamesAProcessorWithEquals: feed.ProcessorConfig.Name accepts
 // '=' (only '#', '/' and control characters are refused), and `converge
-// lag` without arguments reports such a processor; naming it, alone or
-// with its own SLA, must work too (lag's help: "Name projections to
-// report only those, each with --sla or its own SLA").
+// lag` without arguments reports such a processor; NAME=SLA splits at the
+// last '=', so it can be named with its SLA.
 func TestLagNamesAProcessorWithEquals(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	db := pgtest.New(t, nil)
-	store, err := pgstore.New(ctx, db.Pool, &pgstore.Config{Schema: db.Schema})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = store.Close() })
-	conn := []string{"--database-url", db.URL, "--schema", db.Schema}
+	store, conn := newCLIStore(t)
 	res, err := store.Append(ctx, "order-1", events.AnyVersion,
 		events.Event{Data: events.Raw{Type: "ticked", Payload: []byte(`{}`)}})
 	require.NoError(t, err)

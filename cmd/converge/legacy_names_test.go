@@ -10,8 +10,6 @@ import (
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
-	"github.com/converge-es/converge/events/pgstore"
-	"github.com/converge-es/converge/internal/pgtest"
 )
 
 // TestDeadLettersOfProcessorNamesHoldingHash: a processor named with '#' by an
@@ -23,11 +21,7 @@ import (
 func TestDeadLettersOfProcessorNamesHoldingHash(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	db := pgtest.New(t, nil)
-	store, err := pgstore.New(ctx, db.Pool, &pgstore.Config{Schema: db.Schema})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = store.Close() })
-	conn := []string{"--database-url", db.URL, "--schema", db.Schema}
+	store, conn := newCLIStore(t)
 	res, err := store.Append(ctx, "order-1", events.AnyVersion,
 		events.Event{Data: events.Raw{Type: "ticked", Payload: []byte(`{}`)}})
 	require.NoError(t, err)

@@ -277,3 +277,14 @@ func TestSagasCommandsTakeOneID(t *testing.T) {
 		}
 	}
 }
+
+// newCLIStore returns a store on a fresh schema and the flags that point
+// the CLI at it.
+func newCLIStore(t *testing.T) (store *pgstore.Store, conn []string) {
+	t.Helper()
+	db := pgtest.New(t, nil)
+	store, err := pgstore.New(t.Context(), db.Pool, &pgstore.Config{Schema: db.Schema})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = store.Close() })
+	return store, []string{"--database-url", db.URL, "--schema", db.Schema}
+}

@@ -370,19 +370,11 @@ func (m *Monitor) Stop(ctx context.Context) error {
 		m.cancel()
 	}
 	m.life.Unlock()
-	// A Monitor already stopped has nothing to wait for, whatever ctx says:
-	// select would pick ctx's end as often as not.
-	select {
-	case <-m.stopped:
-		return nil
-	default:
+	// A Monitor already stopped has nothing to wait for, whatever ctx says.
+	if err := signal.Await(ctx, m.stopped); err != nil {
+		return fmt.Errorf("lag: stop Monitor: %w", err)
 	}
-	select {
-	case <-m.stopped:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("lag: stop Monitor: %w", ctx.Err())
-	}
+	return nil
 }
 
 // Collectors returns the monitor's metrics, registered on

@@ -15,11 +15,8 @@ var ErrInvalidLease = errors.New("feed: invalid lease argument")
 
 // ValidateLease checks the arguments of CheckpointStore.Acquire and Renew.
 func ValidateLease(name, owner string, ttl time.Duration) error {
-	if err := validateLeaseText("consumer name", name, `name each consumer after what it does, e.g. "orders-projection"`); err != nil {
+	if err := ValidateLeaseHolder(Lease{Name: name, Owner: owner}); err != nil {
 		return err
-	}
-	if err := validateLeaseText("owner", owner, "use a per-process id, e.g. hostname and pid"); err != nil {
-		return fmt.Errorf("consumer %q: %w", name, err)
 	}
 	if ttl <= 0 {
 		return fmt.Errorf("%w: consumer %q: lease ttl is %s, it must be positive", ErrInvalidLease, name, ttl)
@@ -27,16 +24,50 @@ func ValidateLease(name, owner string, ttl time.Duration) error {
 	return nil
 }
 
+// ValidateLeaseHolder checks a lease's consumer name and owner as Acquire
+// does, for the calls given a lease (Release, a unit's moves): both
+// stores refuse what PostgreSQL's text could not hold alike.
+func ValidateLeaseHolder(l Lease) error {
+	if err := ValidateConsumerNames(l.Name); err != nil {
+		return err
+	}
+	if err := validateLeaseText("owner", l.Owner, "use a per-process id, e.g. hostname and pid"); err != nil {
+		return fmt.Errorf("consumer %q: %w", l.Name, err)
+	}
+	return nil
+}
+
+// ValidateConsumerNames checks consumer names as Acquire does, for the
+// calls that take names alone (Position, DeleteCheckpoints, a unit's
+// Positions).
+func ValidateConsumerNames(names ...string) error {
+	for _, name := range names {
+		if err := validateLeaseText("consumer name", name, `name each consumer after what it does, e.g. "orders-projection"`); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // ValidateMember checks the arguments of CheckpointStore.Heartbeat.
 func ValidateMember(group, member string, ttl time.Duration) error {
+	if err := ValidateMemberNames(group, member); err != nil {
+		return err
+	}
+	if ttl <= 0 {
+		return fmt.Errorf("%w: group %q: heartbeat ttl is %s, it must be positive", ErrInvalidLease, group, ttl)
+	}
+	return nil
+}
+
+// ValidateMemberNames checks a group and a member as Heartbeat does, for
+// Leave, which takes no ttl.
+func ValidateMemberNames(group, member string) error {
 	if err := validateLeaseText("group", group, "name it after the consumer group"); err != nil {
 		return err
 	}
 	if err := validateLeaseText("member", member, "use a per-process id"); err != nil {
 		return fmt.Errorf("group %q: %w", group, err)
-	}
-	if ttl <= 0 {
-		return fmt.Errorf("%w: group %q: heartbeat ttl is %s, it must be positive", ErrInvalidLease, group, ttl)
 	}
 	return nil
 }

@@ -10,7 +10,7 @@ var _ feed.CheckpointDeleter = (*checkpointStore)(nil)
 
 // DeleteCheckpoints deletes the checkpoints of names whose lease is free.
 func (c *checkpointStore) DeleteCheckpoints(ctx context.Context, names ...string) (int, error) {
-	if err := c.checkInput(ctx, validateNames(names)); err != nil {
+	if err := c.checkInput(ctx, feed.ValidateConsumerNames(names...)); err != nil {
 		return 0, err
 	}
 	c.mu.Lock()

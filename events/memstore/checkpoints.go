@@ -137,7 +137,7 @@ func (c *checkpointStore) Renew(ctx context.Context, l feed.Lease, ttl time.Dura
 
 // Release gives l up. Releasing a lease that was already lost is a no-op.
 func (c *checkpointStore) Release(ctx context.Context, l feed.Lease) error {
-	if err := c.checkInput(ctx, validateLease(l)); err != nil {
+	if err := c.checkInput(ctx, feed.ValidateLeaseHolder(l)); err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -155,7 +155,7 @@ func (c *checkpointStore) Release(ctx context.Context, l feed.Lease) error {
 
 // Position returns name's stored position, or the zero token.
 func (c *checkpointStore) Position(ctx context.Context, name string) (events.Token, error) {
-	if err := c.checkInput(ctx, validateName(name)); err != nil {
+	if err := c.checkInput(ctx, feed.ValidateConsumerNames(name)); err != nil {
 		return events.Token{}, err
 	}
 	c.mu.Lock()
@@ -176,7 +176,7 @@ func (c *checkpointStore) Begin(ctx context.Context) (feed.Unit, error) {
 
 // Advance moves l's checkpoint forward to pos, never back.
 func (c *checkpointStore) Advance(ctx context.Context, l feed.Lease, pos events.Token) error {
-	invalid := validateLease(l)
+	invalid := feed.ValidateLeaseHolder(l)
 	if invalid == nil {
 		invalid = feed.ValidateToken(pos)
 	}
@@ -235,7 +235,7 @@ func (c *checkpointStore) Heartbeat(ctx context.Context, group, member string, t
 
 // Leave removes member from group.
 func (c *checkpointStore) Leave(ctx context.Context, group, member string) error {
-	if err := c.checkInput(ctx, feed.ValidateMember(group, member, anyTTL)); err != nil {
+	if err := c.checkInput(ctx, feed.ValidateMemberNames(group, member)); err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -243,29 +243,6 @@ func (c *checkpointStore) Leave(ctx context.Context, group, member string) error
 	delete(c.groups[group], member)
 	if len(c.groups[group]) == 0 {
 		delete(c.groups, group) // a long run sees many groups come and go
-	}
-	return nil
-}
-
-// anyTTL stands in for the ttl of the calls that take none, so that they
-// check their names with Acquire's and Heartbeat's rule (feed.ValidateLease,
-// feed.ValidateMember), as PostgreSQL's store does: it cannot hold some of
-// the names memory could (NUL, invalid UTF-8), and both stores refuse them
-// with feed.ErrInvalidLease.
-const anyTTL = time.Second
-
-// validateName checks a consumer name as Acquire does.
-func validateName(name string) error { return feed.ValidateLease(name, "-", anyTTL) }
-
-// validateLease checks a lease's name and owner as Acquire does.
-func validateLease(l feed.Lease) error { return feed.ValidateLease(l.Name, l.Owner, anyTTL) }
-
-// validateNames checks consumer names as Acquire does.
-func validateNames(names []string) error {
-	for _, name := range names {
-		if err := validateName(name); err != nil {
-			return err
-		}
 	}
 	return nil
 }

@@ -326,7 +326,7 @@ func (u *unit) Positions(ctx context.Context, names ...string) ([]events.Token, 
 	if err := u.live(); err != nil {
 		return nil, err
 	}
-	if err := u.s.checkInput(ctx, validateNames(names)); err != nil {
+	if err := u.s.checkInput(ctx, feed.ValidateConsumerNames(names...)); err != nil {
 		return nil, err
 	}
 	u.s.mu.Lock()
@@ -367,7 +367,7 @@ func (u *unit) Commit(ctx context.Context, moves ...feed.Move) error {
 		return events.ErrUnitEnded
 	}
 	for _, m := range moves {
-		err := validateLease(m.Lease)
+		err := feed.ValidateLeaseHolder(m.Lease)
 		if err == nil {
 			err = feed.ValidateToken(m.Position)
 		}

@@ -14,10 +14,8 @@ func (c checkpoints) DeleteCheckpoints(ctx context.Context, names ...string) (in
 	if c.s.isClosed() {
 		return 0, errClosed
 	}
-	for _, name := range names {
-		if err := validateName(name); err != nil {
-			return 0, err
-		}
+	if err := feed.ValidateConsumerNames(names...); err != nil {
+		return 0, err
 	}
 	if len(names) == 0 {
 		return 0, nil

@@ -63,7 +63,7 @@ func (c checkpoints) Release(ctx context.Context, l feed.Lease) error {
 	if c.s.isClosed() {
 		return errClosed
 	}
-	if err := validateLease(l); err != nil {
+	if err := feed.ValidateLeaseHolder(l); err != nil {
 		return err
 	}
 	if _, err := c.s.pool.Exec(ctx, c.s.q.release, l.Name, l.Owner, l.Generation); err != nil {
@@ -76,7 +76,7 @@ func (c checkpoints) Position(ctx context.Context, name string) (events.Token, e
 	if c.s.isClosed() {
 		return events.Token{}, errClosed
 	}
-	if err := validateName(name); err != nil {
+	if err := feed.ValidateConsumerNames(name); err != nil {
 		return events.Token{}, err
 	}
 	var major, minor int64
@@ -109,7 +109,7 @@ func (c checkpoints) Advance(ctx context.Context, l feed.Lease, pos events.Token
 	if c.s.isClosed() {
 		return errClosed
 	}
-	if err := validateLease(l); err != nil {
+	if err := feed.ValidateLeaseHolder(l); err != nil {
 		return err
 	}
 	major, minor, err := tokenArgs(pos)
@@ -129,19 +129,6 @@ func (c checkpoints) Advance(ctx context.Context, l feed.Lease, pos events.Token
 	}
 	return nil
 }
-
-// anyTTL stands in for the ttl of the calls that take none, so that they
-// check their names with Acquire's and Heartbeat's rule (feed.ValidateLease,
-// feed.ValidateMember): a name PostgreSQL's text cannot hold (NUL, invalid
-// UTF-8) is refused with feed.ErrInvalidLease before any SQL runs, as in
-// memory, rather than failing as an unclassified driver error.
-const anyTTL = time.Second
-
-// validateName checks a consumer name as Acquire does.
-func validateName(name string) error { return feed.ValidateLease(name, "-", anyTTL) }
-
-// validateLease checks a lease's name and owner as Acquire does.
-func validateLease(l feed.Lease) error { return feed.ValidateLease(l.Name, l.Owner, anyTTL) }
 
 // leaseLost is the error for a lease whose generation is no longer current.
 func leaseLost(l feed.Lease) error {
@@ -199,7 +186,7 @@ func (c checkpoints) Leave(ctx context.Context, group, member string) error {
 	if c.s.isClosed() {
 		return errClosed
 	}
-	if err := feed.ValidateMember(group, member, anyTTL); err != nil {
+	if err := feed.ValidateMemberNames(group, member); err != nil {
 		return err
 	}
 	if _, err := c.s.pool.Exec(ctx, c.s.q.leave, group, member); err != nil {

@@ -307,10 +307,8 @@ func (u *unit) Positions(ctx context.Context, names ...string) ([]events.Token, 
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range names {
-		if err := validateName(name); err != nil {
-			return nil, err
-		}
+	if err := feed.ValidateConsumerNames(names...); err != nil {
+		return nil, err
 	}
 	rows, err := db.Query(ctx, u.s.q.positions, names)
 	if err != nil {

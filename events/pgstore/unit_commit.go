@@ -24,7 +24,7 @@ func (u *unit) Commit(ctx context.Context, moves ...feed.Move) error {
 	}
 	args := make([][7]any, len(moves))
 	for i, m := range moves {
-		if err := validateLease(m.Lease); err != nil {
+		if err := feed.ValidateLeaseHolder(m.Lease); err != nil {
 			_ = u.Rollback(ctx)
 			return err
 		}

@@ -350,8 +350,7 @@ const stepSenders = 8
 // command reached its handler. It returns how many it sent and the rate
 // their appends reached.
 func sendSteps(ctx context.Context, st *pgstore.Store, clock *commandClock, prefix string, rate int, d time.Duration) (int, float64, error) {
-	interval := time.Second / time.Duration(rate)
-	total := max(int(d/interval), 1)
+	_, total := schedule(rate, d)
 	all := clock.expect(prefix, total)
 	sent, err := pace(ctx, rate, d, stepSenders, func(ctx context.Context, i int) error {
 		id := fmt.Sprintf("%s%d", prefix, i)

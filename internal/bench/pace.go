@@ -42,6 +42,14 @@ func reachedRate(achieved float64, rate int) bool {
 	return achieved >= belowRateShare*float64(rate)
 }
 
+// schedule is pace's schedule for rate calls a second over d: the interval
+// between two calls and how many it makes (at least one). Callers that
+// wait for every call's effect count them with it too.
+func schedule(rate int, d time.Duration) (interval time.Duration, total int) {
+	interval = time.Second / time.Duration(rate)
+	return interval, max(int(d/interval), 1)
+}
+
 // pace calls call(ctx, i) for i = 0, 1, ... on a schedule of rate calls a
 // second for d (at least one call), from senders goroutines that take the
 // scheduled slots in turn, so one slow call does not push the whole
@@ -49,8 +57,7 @@ func reachedRate(achieved float64, rate int) bool {
 // schedule; pace returns the first such error. Interrupted (ctx done), it
 // stops and returns ctx's error.
 func pace(ctx context.Context, rate int, d time.Duration, senders int, call func(ctx context.Context, i int) error) (paced, error) {
-	interval := time.Second / time.Duration(rate)
-	total := max(int(d/interval), 1)
+	interval, total := schedule(rate, d)
 	slots := make(chan int)
 	var (
 		mu    sync.Mutex

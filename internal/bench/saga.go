@@ -376,8 +376,8 @@ func (s *sagaSystem) run(ctx context.Context, prefix string, n int, c SagaConfig
 		if errors.Is(context.Cause(ctx), errSagaTimeout) {
 			return 0, nil, fmt.Errorf("%d of %d sagas did not complete within %s", s.left.Load(), n, c.Timeout)
 		}
-		// Interrupted (Ctrl-C), not timed out.
-		return 0, nil, fmt.Errorf("%w: %d of %d sagas were still running: %w", errInterrupted, s.left.Load(), n, ctx.Err())
+		// Interrupted (Ctrl-C), not timed out: Saga says so.
+		return 0, nil, fmt.Errorf("%d of %d sagas were still running: %w", s.left.Load(), n, ctx.Err())
 	}
 	elapsed := time.Since(t0)
 	s.mu.Lock()
@@ -598,7 +598,7 @@ func goChannelRate(ctx context.Context, c SagaConfig) (rate float64, err error) 
 	close(stop)
 	wg.Wait()
 	if err != nil {
-		return 0, interrupted(ctx, err)
+		return 0, err // Saga says whether it was interrupted
 	}
 	return rate, nil
 }
@@ -647,8 +647,8 @@ func rawCommitRate(ctx context.Context, pool *pgxpool.Pool, schema string, c Sag
 	wg.Wait()
 	close(errs)
 	if slept != nil {
-		// Interrupted: the count is of a cut-short window.
-		return 0, interrupted(ctx, slept)
+		// Interrupted (Saga says so): the count is of a cut-short window.
+		return 0, slept
 	}
 	if err := <-errs; err != nil {
 		return 0, err

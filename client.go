@@ -311,7 +311,9 @@ func (cl *Client) newSagas() error {
 		Logger: c.Logger,
 	}, cl.engine.Handle)
 	if err != nil {
-		return fmt.Errorf("converge: %w", err)
+		// Config.Subscriber and the other settings it takes were checked
+		// by Config.validate: what is left is the processor's own name.
+		return fmt.Errorf("converge: saga processor (Config.SagaProcessor): %w", err)
 	}
 	return nil
 }

@@ -179,6 +179,9 @@ func (c *Config) validate() error {
 		return fmt.Errorf("converge: Config.SagaPartitions is %d: use 0 for the default (%d) or 1..%d", c.SagaPartitions, DefaultSagaPartitions, feed.MaxPartitions)
 	case c.CommitBatch < 1:
 		return fmt.Errorf("converge: Config.CommitBatch is %d: use 0 for the default (%d) or a positive count", c.CommitBatch, DefaultCommitBatch)
+	case c.SagaRetention > 0 && c.SagaRetention < saga.MinRetention:
+		return fmt.Errorf("converge: Config.SagaRetention is %s: use 0 for the default (%s), a negative value to keep everything, or at least %s",
+			c.SagaRetention, saga.DefaultRetention, saga.MinRetention)
 	case c.GateTimeout < 0:
 		return fmt.Errorf("converge: Config.GateTimeout is %s: use 0 for the default or a positive duration", c.GateTimeout)
 	case c.LagSLA < 0, c.LagInterval < 0:
@@ -196,6 +199,16 @@ func (c *Config) validate() error {
 	case c.Subscriber.Partition != feed.Partition{}:
 		return errors.New("converge: Config.Subscriber.Partition is set: the client partitions its consumers itself " +
 			"(Config.SagaPartitions for the sagas); leave it empty")
+	}
+	// Checked once here, under the name the caller set, rather than by
+	// each consumer built from it (whose errors name their own configs).
+	probe := c.Subscriber
+	probe.ConsumerName = "converge"
+	if err := probe.Validate(); err != nil {
+		return fmt.Errorf("converge: Config.Subscriber: %w", err)
+	}
+	if err := feed.ValidateConsumerNames(c.SagaProcessor); err != nil {
+		return fmt.Errorf("converge: Config.SagaProcessor: %w", err)
 	}
 	for i, p := range c.Projections {
 		if p == nil {

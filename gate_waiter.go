@@ -8,6 +8,7 @@ import (
 
 	"github.com/converge-es/converge/consistency"
 	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
 )
 
 // GateStats counts the saga processor's gates since the client was built.
@@ -27,17 +28,23 @@ type gateWaiter struct {
 	t             *consistency.Tracker
 	gated, behind atomic.Int64
 
-	// seen remembers the tokens already counted, so a step delivered again
-	// (a retry, a cut unit) counts once. It is cleared when it grows past
+	// seen remembers the events already counted, by their tokens, so a
+	// step delivered again (a retry, a cut unit) counts once. It is cleared when it grows past
 	// maxSeen: the counts are for reports, not for correctness.
 	mu   sync.Mutex
-	seen map[events.Token]bool // token → counted as behind
+	seen map[events.Token]bool // event's token → counted as behind
 }
 
 const maxSeen = 100_000
 
-// count records a gate at token, behind or not, once per token.
-func (w *gateWaiter) count(token events.Token, behind bool) {
+// count records a gate at token, behind or not, once per gated event.
+func (w *gateWaiter) count(ctx context.Context, token events.Token, behind bool) {
+	// By the event's own token, not the gate's: the gate waits for the
+	// instance's causal token when it is ahead, and the events an instance
+	// has queued behind one of its own commands all share it.
+	if evs, i := feed.UnitEvents(ctx), feed.UnitIndex(ctx); i < len(evs) {
+		token = evs[i].Token
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.seen == nil || len(w.seen) > maxSeen {
@@ -69,7 +76,7 @@ func (w *gateWaiter) WaitReached(ctx context.Context, token events.Token, models
 		return false, nil, err
 	}
 	if reached {
-		w.count(token, false)
+		w.count(ctx, token, false)
 		return true, nil, nil
 	}
 	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
@@ -77,7 +84,7 @@ func (w *gateWaiter) WaitReached(ctx context.Context, token events.Token, models
 		// and gates the event again at the head of the next, counted then.
 		return false, behind, nil
 	}
-	w.count(token, true)
+	w.count(ctx, token, true)
 	return w.t.WaitReached(ctx, token, models...)
 }
 

@@ -38,9 +38,10 @@
 // whose waits keep ending stale) one read per interval, and the reads are
 // one per name, not one per wait.
 //
-// Every wait has a deadline: the caller's context deadline, DefaultTimeout
-// (2s) when it has none, and never more than MaxTimeout (10s). A flood of
-// waits cannot exhaust the process: past MaxWaiters, waits do not block.
+// Every wait has a deadline: the caller's context deadline,
+// TrackerConfig.DefaultTimeout (2s) when it has none, and never more than
+// TrackerConfig.MaxTimeout (10s). A flood of waits cannot exhaust the
+// process: past TrackerConfig.MaxWaiters, waits do not block.
 //
 // # Staleness
 //

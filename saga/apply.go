@@ -53,6 +53,11 @@ func (e *Engine) apply(ctx context.Context, u feed.Unit, t target, in *instance,
 			}
 			return e.finish(ctx, rows, in, env)
 		}
+		if t.h.run == nil && in.State != nil && in.StateVersion > s.cfg.stateVersion {
+			// A newer build scheduled it, and has its handler: this one
+			// hands the firing back, as any step on newer state.
+			return e.awaitNewerBuild(ctx, rows, s, in, env, env.Token.Max(in.Token), prev)
+		}
 		if t.h.run == nil {
 			delete(in.Timers, tf.Name)
 			if err := e.record(ctx, rows, in, about(env, KindNoTimeoutHandler,

@@ -53,7 +53,7 @@ func TestABrokenInstanceDoesNotStallTheParkedStepPass(t *testing.T) {
 		op, err := saga.NewOperator(&saga.OperatorConfig{Source: fx.Store(), Clock: fx.Clock()})
 		require.NoError(t, err)
 		for _, id := range []string{"3", "4"} {
-			require.NoError(t, op.RequestCancel(ctx, orders, id, "an operator's"))
+			require.NoError(t, errOf(op.RequestCancel(ctx, orders, id, "an operator's")))
 		}
 		breakRow(fx, "3")
 		_, err = fx.Engine().RunParked(ctx)

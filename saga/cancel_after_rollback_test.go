@@ -83,7 +83,7 @@ func TestCancelAfterARollback(t *testing.T) {
 				if !withOnCancel {
 					require.NoError(t, old.Cancel(ctx, typ, "1", "rolled back for good"), "nothing needs the state")
 					require.Equal(t, saga.StatusCancelled, status("1"))
-					require.NoError(t, op.RequestCancel(ctx, typ, "2", "rolled back for good"))
+					require.NoError(t, errOf(op.RequestCancel(ctx, typ, "2", "rolled back for good")))
 					_, err = old.RunParked(ctx)
 					require.NoError(t, err)
 					require.Equal(t, saga.StatusCancelled, status("2"))
@@ -97,7 +97,7 @@ func TestCancelAfterARollback(t *testing.T) {
 				require.ErrorContains(t, err, "CancelOptions.SkipOnCancel")
 				require.ErrorContains(t, err, "converge sagas cancel --skip-on-cancel")
 				require.Equal(t, saga.StatusParked, status("1"), "a refused cancel changes nothing")
-				require.NoError(t, op.RequestCancel(ctx, typ, "2", "rolled back for good"))
+				require.NoError(t, errOf(op.RequestCancel(ctx, typ, "2", "rolled back for good")))
 				_, err = old.RunParked(ctx)
 				require.NoError(t, err)
 				req, pending, err := op.Pending(ctx, typ, "2")
@@ -109,7 +109,7 @@ func TestCancelAfterARollback(t *testing.T) {
 				// The override ends them, without the handler.
 				skip := saga.CancelOptions{Reason: "rolled back for good", SkipOnCancel: true}
 				require.NoError(t, old.CancelWith(ctx, typ, "1", skip))
-				require.NoError(t, op.RequestCancelWith(ctx, typ, "2", skip), "replaces the waiting request")
+				require.NoError(t, errOf(op.RequestCancelWith(ctx, typ, "2", skip)), "replaces the waiting request")
 				req, pending, err = op.Pending(ctx, typ, "2")
 				require.NoError(t, err)
 				require.True(t, pending)

@@ -49,7 +49,7 @@ func TestCancelOfAnInstanceWhoseStateDoesNotDecode(t *testing.T) {
 		require.ErrorContains(t, eng1.Cancel(ctx, "undecodable", "3", "r"), "newer build")
 		op, err := saga.NewOperator(&saga.OperatorConfig{Source: b.store})
 		require.NoError(t, err)
-		require.NoError(t, op.RequestCancel(ctx, "undecodable", "3", "r"))
+		require.NoError(t, errOf(op.RequestCancel(ctx, "undecodable", "3", "r")))
 		_, err = eng1.RunParked(ctx)
 		require.NoError(t, err)
 		_, pending, err := op.Pending(ctx, "undecodable", "3")

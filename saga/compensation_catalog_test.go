@@ -90,7 +90,7 @@ func TestCancelRefusedForARemovedCompensationHandlerSaysSo(t *testing.T) {
 
 		op, err := saga.NewOperator(&saga.OperatorConfig{Source: fx.Store(), Clock: fx.Clock()})
 		require.NoError(t, err)
-		require.NoError(t, op.RequestCancel(ctx, "undo_rv", "1", "customer called again"))
+		require.NoError(t, errOf(op.RequestCancel(ctx, "undo_rv", "1", "customer called again")))
 		_, err = fx.Engine().RunParked(ctx)
 		require.NoError(t, err)
 		last := fx.History("undo_rv", "1").History

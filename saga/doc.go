@@ -254,7 +254,10 @@
 // engine running the type carries out at its next parked-step pass (at the
 // latest after EngineConfig.SweepInterval), in a unit that also deletes
 // the request; a request the instance can no longer take is dropped with
-// the reason in its history.
+// the reason in its history. Operators in several processes can ask at
+// once: each request is checked and recorded with the instance locked, so
+// of a retry and a cancel asked together one is recorded and the other
+// refused with ErrRequestPending.
 //
 // Metrics (Engine.Metrics; registered on EngineConfig.Registerer):
 //
@@ -332,7 +335,9 @@
 // instances in flight keep running: the upcasters run in order, from the
 // stored version up to this build's, and the step stores the result at
 // this build's version. A build older than the stored state (the old half
-// of a rolling deploy, a rollback) never runs a step on it, and the
+// of a rolling deploy, a rollback) never runs a step on it, nor drops a
+// firing of a timer it has no OnTimeout handler for (the newer build
+// scheduled it and may have one), and the
 // instance does not fail: the step is handed back, parked with a retry
 // time that backs off as a failed step's does (Config.RetryBackoff up to
 // Config.MaxRetryBackoff) but counts no attempt, so the instance's later

@@ -270,8 +270,14 @@ func (e *Engine) resume(ctx context.Context, saga, id string, limit int) (ran, c
 // withUnit runs fn in a unit of its own and commits it, again after
 // feed.ErrConflict.
 func (e *Engine) withUnit(ctx context.Context, fn func(ctx context.Context, u feed.Unit) error) error {
+	return inUnit(ctx, e.cfg.Store, e.cfg.ConflictRetries, fn)
+}
+
+// inUnit runs fn in a unit of src and commits it, again after
+// feed.ErrConflict, up to attempts times in all.
+func inUnit(ctx context.Context, src feed.Source, attempts int, fn func(ctx context.Context, u feed.Unit) error) error {
 	for attempt := 1; ; attempt++ {
-		u, err := e.cfg.Store.Checkpoints().Begin(ctx)
+		u, err := src.Checkpoints().Begin(ctx)
 		if err != nil {
 			return fmt.Errorf("saga: begin unit: %w", err)
 		}
@@ -284,7 +290,7 @@ func (e *Engine) withUnit(ctx context.Context, fn func(ctx context.Context, u fe
 			return nil
 		}
 		_ = u.Rollback(context.WithoutCancel(ctx))
-		if !errors.Is(err, feed.ErrConflict) || attempt >= e.cfg.ConflictRetries {
+		if !errors.Is(err, feed.ErrConflict) || attempt >= attempts {
 			return err
 		}
 	}

@@ -55,7 +55,7 @@ func TestOnCancelUndoesWhatTheInstanceDid(t *testing.T) {
 
 		fx.When(placed("2", 1))
 		fx.ExpectCommands(ReserveStock{OrderID: "2"})
-		require.NoError(t, op.RequestCancel(ctx, "undo", "2", "by the operator"))
+		require.NoError(t, errOf(op.RequestCancel(ctx, "undo", "2", "by the operator")))
 		_, err = fx.Engine().RunParked(ctx)
 		require.NoError(t, err)
 		require.NoError(t, fx.Settle())

@@ -23,6 +23,7 @@ import (
 // engine running the saga type carries out (see RequestRetry), because
 // only that engine can run the step again and keep its own metrics right.
 type Operator struct {
+	src   feed.Source
 	rows  feed.Rows
 	clock events.Clock
 }
@@ -41,7 +42,7 @@ func NewOperator(cfg *OperatorConfig) (*Operator, error) {
 	if cfg == nil || cfg.Source == nil {
 		return nil, errors.New("saga: NewOperator needs OperatorConfig.Source (the pgstore.Store or memstore.Store the engines run on)")
 	}
-	o := &Operator{rows: cfg.Source.Rows(), clock: cfg.Clock}
+	o := &Operator{src: cfg.Source, rows: cfg.Source.Rows(), clock: cfg.Clock}
 	if o.clock == nil {
 		o.clock = events.SystemClock{}
 	}
@@ -155,27 +156,27 @@ const (
 )
 
 // RequestRetry records a request to retry a failed or stuck instance (see
-// Engine.Retry). An engine running the saga type carries it out at its
-// next parked-step pass (at the latest after EngineConfig.SweepInterval)
-// and records the outcome in the instance's history; Pending reports it
-// until then. ErrNotFound and ErrNotRetryable as Engine.Retry, checked
-// now so the operator hears at once.
-func (o *Operator) RequestRetry(ctx context.Context, saga, id string) error {
-	in, err := o.load(ctx, saga, id)
-	if err != nil {
-		return err
-	}
-	if !in.retryable() {
-		return notRetryable(in)
-	}
-	if err := o.noOtherRequest(ctx, saga, id, OpRetry); err != nil {
-		return err
-	}
-	return o.put(ctx, in, Request{Op: OpRetry, At: o.clock.Now().UTC()})
+// Engine.Retry) and returns it. An engine running the saga type carries it
+// out at its next parked-step pass (at the latest after
+// EngineConfig.SweepInterval) and records the outcome in the instance's
+// history; Pending reports it until then. ErrNotFound and ErrNotRetryable
+// as Engine.Retry, checked now so the operator hears at once.
+//
+// Operators in several processes may ask at the same moment: a request is
+// checked and recorded with the instance locked, so one of a retry and a
+// cancel asked at once is refused with ErrRequestPending, never silently
+// replaced by the other.
+func (o *Operator) RequestRetry(ctx context.Context, saga, id string) (Request, error) {
+	return o.record(ctx, saga, id, func(in *instance) (Request, error) {
+		if !in.retryable() {
+			return Request{}, notRetryable(in)
+		}
+		return Request{Op: OpRetry, At: o.clock.Now().UTC()}, nil
+	})
 }
 
 // RequestCancel records a request to cancel an instance (see
-// Engine.Cancel), carried out like RequestRetry's. The reason is stored
+// Engine.Cancel) and returns it, carried out like RequestRetry's. The reason is stored
 // whatever it holds, as Engine.Cancel stores it: NUL kept as U+FFFD, cut
 // at 4 KiB. ErrEnded for an instance that has already ended.
 //
@@ -186,7 +187,7 @@ func (o *Operator) RequestRetry(ctx context.Context, saga, id string) error {
 // CancelOptions.SkipOnCancel asks for the cancel without the handler,
 // which any engine running the type carries out. RequestCancel is
 // RequestCancelWith with only the reason.
-func (o *Operator) RequestCancel(ctx context.Context, saga, id, reason string) error {
+func (o *Operator) RequestCancel(ctx context.Context, saga, id, reason string) (Request, error) {
 	return o.RequestCancelWith(ctx, saga, id, CancelOptions{Reason: reason})
 }
 
@@ -194,21 +195,16 @@ func (o *Operator) RequestCancel(ctx context.Context, saga, id, reason string) e
 // (see Engine.CancelWith), as RequestCancel does. It replaces a cancel
 // request that still waits, with its options: a request waiting for a
 // newer build is replaced by one with CancelOptions.SkipOnCancel.
-func (o *Operator) RequestCancelWith(ctx context.Context, saga, id string, opts CancelOptions) error {
-	in, err := o.load(ctx, saga, id)
-	if err != nil {
-		return err
-	}
-	if in.ended() {
-		return fmt.Errorf("%w: %s/%s is %s", ErrEnded, saga, id, in.Status)
-	}
-	if err := o.noOtherRequest(ctx, saga, id, OpCancel); err != nil {
-		return err
-	}
-	// Cleaned as Engine.Cancel cleans it (NUL as U+FFFD, cut at 4 KiB):
-	// the request row holds it until an engine carries it out, and a row
-	// refuses NUL and more than 1 MiB.
-	return o.put(ctx, in, Request{Op: OpCancel, Reason: requestText(opts.Reason), SkipOnCancel: opts.SkipOnCancel, At: o.clock.Now().UTC()})
+func (o *Operator) RequestCancelWith(ctx context.Context, saga, id string, opts CancelOptions) (Request, error) {
+	return o.record(ctx, saga, id, func(in *instance) (Request, error) {
+		if in.ended() {
+			return Request{}, fmt.Errorf("%w: %s/%s is %s", ErrEnded, saga, id, in.Status)
+		}
+		// Cleaned as Engine.Cancel cleans it (NUL as U+FFFD, cut at 4 KiB):
+		// the request row holds it until an engine carries it out, and a row
+		// refuses NUL and more than 1 MiB.
+		return Request{Op: OpCancel, Reason: requestText(opts.Reason), SkipOnCancel: opts.SkipOnCancel, At: o.clock.Now().UTC()}, nil
+	})
 }
 
 // requestText is free text for a request row: storable, and left as it is
@@ -229,16 +225,6 @@ func requestText(s string) string {
 // clipNoteBytes bounds the note rowjson.Clip adds to a text it cuts.
 const clipNoteBytes = 64
 
-// noOtherRequest fails with ErrRequestPending while a request of another
-// kind than op waits for the instance (one of the same kind is replaced).
-func (o *Operator) noOtherRequest(ctx context.Context, saga, id, op string) error {
-	r, ok, err := pendingRequest(ctx, o.rows, saga, id, feed.LockNone)
-	if err != nil || !ok || r.Op == op {
-		return err
-	}
-	return fmt.Errorf("%w: %s/%s has a %s request from %s", ErrRequestPending, saga, id, r.Op, r.At.Format(time.RFC3339))
-}
-
 // Pending returns the request waiting for an engine, if any.
 func (o *Operator) Pending(ctx context.Context, saga, id string) (Request, bool, error) {
 	r, ok, err := pendingRequest(ctx, o.rows, saga, id, feed.LockNone)
@@ -248,26 +234,56 @@ func (o *Operator) Pending(ctx context.Context, saga, id string) (Request, bool,
 	return *r, true, nil
 }
 
-func (o *Operator) load(ctx context.Context, saga, id string) (*instance, error) {
+// record checks the instance with decide and records the request decide
+// returns, in one unit that holds the instance locked: two operators
+// asking at once take turns, and the second finds the first's request.
+// The request row is locked before the instance row, in the order an
+// engine taking a request locks them (runRequests), so an operator and an
+// engine cannot deadlock.
+func (o *Operator) record(ctx context.Context, saga, id string, decide func(*instance) (Request, error)) (Request, error) {
 	if err := addressable(saga, id); err != nil {
-		return nil, err
+		return Request{}, err
 	}
-	row, ok, err := o.rows.Get(ctx, rowNamespace, tableInstance, instanceKey(saga, id), feed.LockNone)
+	var r Request
+	err := inUnit(ctx, o.src, DefaultConflictRetries, func(ctx context.Context, u feed.Unit) error {
+		rows := u.Rows()
+		if _, _, err := pendingRequest(ctx, rows, saga, id, feed.LockUpdate); err != nil {
+			return err
+		}
+		row, ok, err := rows.Get(ctx, rowNamespace, tableInstance, instanceKey(saga, id), feed.LockUpdate)
+		if err != nil {
+			return wrapRows(err, "read instance", saga, id)
+		}
+		if !ok {
+			return fmt.Errorf("%w: %s/%s", ErrNotFound, saga, id)
+		}
+		in, err := decodeInstance(row)
+		if err != nil {
+			return err
+		}
+		if r, err = decide(in); err != nil {
+			return err
+		}
+		// Read again with the instance locked: on PostgreSQL a request
+		// another operator recorded while this unit waited for the lock
+		// (its row did not exist to be locked above) is seen now.
+		cur, ok, err := pendingRequest(ctx, rows, saga, id, feed.LockUpdate)
+		if err != nil {
+			return err
+		}
+		if ok && cur.Op != r.Op {
+			return fmt.Errorf("%w: %s/%s has a %s request from %s", ErrRequestPending, saga, id, cur.Op, cur.At.Format(time.RFC3339))
+		}
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		return wrapRows(rows.Put(ctx, rowNamespace, tableRequests, instanceKey(saga, id), b, in.Token), "record "+r.Op+" request", saga, id)
+	})
 	if err != nil {
-		return nil, wrapRows(err, "read instance", saga, id)
+		return Request{}, err
 	}
-	if !ok {
-		return nil, fmt.Errorf("%w: %s/%s", ErrNotFound, saga, id)
-	}
-	return decodeInstance(row)
-}
-
-func (o *Operator) put(ctx context.Context, in *instance, r Request) error {
-	b, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	return wrapRows(o.rows.Put(ctx, rowNamespace, tableRequests, instanceKey(in.Saga, in.ID), b, in.Token), "record "+r.Op+" request", in.Saga, in.ID)
+	return r, nil
 }
 
 // retryable reports whether Engine.Retry has something to do.

@@ -52,7 +52,7 @@ func TestOperatorCancelReasonIsStoredWhateverItHolds(t *testing.T) {
 			}
 			fx.Given(placed(id, 30))
 
-			require.NoError(t, op.RequestCancel(ctx, orders, id, reason), "reason of %d bytes", len(reason))
+			require.NoError(t, errOf(op.RequestCancel(ctx, orders, id, reason)), "reason of %d bytes", len(reason))
 			r, ok, err := op.Pending(ctx, orders, id)
 			require.NoError(t, err)
 			require.True(t, ok, "the request is recorded")

@@ -30,7 +30,7 @@ func TestTwoEnginesTakeARequestOnce(t *testing.T) {
 		for i := range n {
 			id := fmt.Sprint("o", i)
 			fx.Given(placed(id, 30))
-			require.NoError(t, op.RequestCancel(ctx, orders, id, "twice asked"))
+			require.NoError(t, errOf(op.RequestCancel(ctx, orders, id, "twice asked")))
 		}
 		var wg sync.WaitGroup
 		errs := make(chan error, 2)
@@ -81,9 +81,9 @@ func TestRequestsDoNotReplaceEachOther(t *testing.T) {
 		fx.Given(placed("1", 30))
 		fx.When(ev("1", StockReserved{OrderID: "1"})).ExpectStatus(orders, "1", saga.StatusFailed) // retryable
 
-		require.NoError(t, op.RequestCancel(ctx, orders, "1", "first"))
-		require.ErrorIs(t, op.RequestRetry(ctx, orders, "1"), saga.ErrRequestPending)
-		require.NoError(t, op.RequestCancel(ctx, orders, "1", "second"), "the same kind replaces it")
+		require.NoError(t, errOf(op.RequestCancel(ctx, orders, "1", "first")))
+		require.ErrorIs(t, errOf(op.RequestRetry(ctx, orders, "1")), saga.ErrRequestPending)
+		require.NoError(t, errOf(op.RequestCancel(ctx, orders, "1", "second")), "the same kind replaces it")
 		r, ok, err := op.Pending(ctx, orders, "1")
 		require.NoError(t, err)
 		require.True(t, ok)
@@ -93,6 +93,6 @@ func TestRequestsDoNotReplaceEachOther(t *testing.T) {
 		_, err = fx.Engine().RunParked(ctx)
 		require.NoError(t, err)
 		fx.ExpectStatus(orders, "1", saga.StatusCancelled)
-		require.ErrorIs(t, op.RequestRetry(ctx, orders, "1"), saga.ErrNotRetryable, "once taken, the instance decides")
+		require.ErrorIs(t, errOf(op.RequestRetry(ctx, orders, "1")), saga.ErrNotRetryable, "once taken, the instance decides")
 	})
 }

@@ -54,10 +54,10 @@ func TestOperatorRequestsRunAtTheNextSweep(t *testing.T) {
 			failed := fx.Instance(orders, id).Status == saga.StatusFailed
 			switch {
 			case failed && rng.IntN(3) > 0:
-				require.NoError(t, op.RequestRetry(ctx, orders, id))
+				require.NoError(t, errOf(op.RequestRetry(ctx, orders, id)))
 				want[id] = saga.StatusRunning
 			case rng.IntN(2) == 0:
-				require.NoError(t, op.RequestCancel(ctx, orders, id, "by the operator"))
+				require.NoError(t, errOf(op.RequestCancel(ctx, orders, id, "by the operator")))
 				want[id] = saga.StatusCancelled
 			}
 		}

@@ -26,16 +26,16 @@ func TestOperatorRequestsAreCarriedOutByTheEngine(t *testing.T) {
 		fx.Given(placed("1", 30), placed("2", 30), placed("3", 30))
 		fx.When(ev("1", StockReserved{OrderID: "1"})).ExpectStatus(orders, "1", saga.StatusFailed)
 
-		require.ErrorIs(t, op.RequestRetry(ctx, orders, "2"), saga.ErrNotRetryable, "a running instance has nothing to retry")
-		require.ErrorIs(t, op.RequestRetry(ctx, orders, "nope"), saga.ErrNotFound)
+		require.ErrorIs(t, errOf(op.RequestRetry(ctx, orders, "2")), saga.ErrNotRetryable, "a running instance has nothing to retry")
+		require.ErrorIs(t, errOf(op.RequestRetry(ctx, orders, "nope")), saga.ErrNotFound)
 		found, err := op.Find(ctx, "1")
 		require.NoError(t, err)
 		require.Len(t, found, 1)
 		require.Equal(t, orders, found[0].Saga)
 
 		handlers["payment.charge"] = true
-		require.NoError(t, op.RequestRetry(ctx, orders, "1"))
-		require.NoError(t, op.RequestCancel(ctx, orders, "2", "customer called"))
+		require.NoError(t, errOf(op.RequestRetry(ctx, orders, "1")))
+		require.NoError(t, errOf(op.RequestCancel(ctx, orders, "2", "customer called")))
 		r, ok, err := op.Pending(ctx, orders, "1")
 		require.NoError(t, err)
 		require.True(t, ok)
@@ -45,7 +45,7 @@ func TestOperatorRequestsAreCarriedOutByTheEngine(t *testing.T) {
 		require.NotNil(t, tl.Request, "show lists the pending request")
 
 		// Instance 3 is cancelled by the Go API before its request runs.
-		require.NoError(t, op.RequestCancel(ctx, orders, "3", "duplicate order"))
+		require.NoError(t, errOf(op.RequestCancel(ctx, orders, "3", "duplicate order")))
 		require.NoError(t, fx.Engine().Cancel(ctx, orders, "3", "by the API"))
 
 		n, err := fx.Engine().RunParked(ctx)

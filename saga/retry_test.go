@@ -34,7 +34,7 @@ func TestRetryOfAStuckInstance(t *testing.T) {
 		fx.ExpectParked(orders, "1", summaryModel)
 		parkedAt := fx.Clock().Now()
 		require.ErrorIs(t, eng.Retry(ctx, orders, "1"), saga.ErrNotRetryable, "a parked step that is not stuck has nothing to retry")
-		require.ErrorIs(t, op.RequestRetry(ctx, orders, "1"), saga.ErrNotRetryable)
+		require.ErrorIs(t, errOf(op.RequestRetry(ctx, orders, "1")), saga.ErrNotRetryable)
 
 		fx.Advance(saga.DefaultStuckAfter + time.Second)
 		require.True(t, fx.Instance(orders, "1").Stuck)
@@ -58,7 +58,7 @@ func TestRetryOfAStuckInstance(t *testing.T) {
 		require.Equal(t, 1.0, stuck())
 
 		// An operator's request does the same through the engine.
-		require.NoError(t, op.RequestRetry(ctx, orders, "1"))
+		require.NoError(t, errOf(op.RequestRetry(ctx, orders, "1")))
 		_, err = eng.RunParked(ctx)
 		require.NoError(t, err)
 		require.False(t, fx.Instance(orders, "1").Stuck)
@@ -81,11 +81,11 @@ func TestRetryOfAStuckInstance(t *testing.T) {
 		require.ErrorIs(t, eng.Retry(ctx, orders, "1"), saga.ErrNotRetryable, "a running instance has nothing to retry")
 		fx.When(ev("1", PaymentCharged{OrderID: "1"})).ExpectStatus(orders, "1", saga.StatusCompleted)
 		require.ErrorIs(t, eng.Retry(ctx, orders, "1"), saga.ErrNotRetryable, "a completed instance has nothing to retry")
-		require.ErrorIs(t, op.RequestRetry(ctx, orders, "1"), saga.ErrNotRetryable)
+		require.ErrorIs(t, errOf(op.RequestRetry(ctx, orders, "1")), saga.ErrNotRetryable)
 		fx.Given(placed("2", 5)).When(ev("2", PaymentDeclined{OrderID: "2", Reason: "no"}))
 		fx.ExpectStatus(orders, "2", saga.StatusFailed)
 		require.ErrorIs(t, eng.Retry(ctx, orders, "2"), saga.ErrNotRetryable, "an instance failed by its own decision has nothing to retry")
-		for _, err := range []error{eng.Retry(ctx, orders, "2"), op.RequestRetry(ctx, orders, "2")} {
+		for _, err := range []error{eng.Retry(ctx, orders, "2"), errOf(op.RequestRetry(ctx, orders, "2"))} {
 			// It lists as failed, so the refusal says why failed is not enough.
 			require.ErrorContains(t, err, "failed by its saga's own decision")
 			require.ErrorContains(t, err, fx.Instance(orders, "2").Reason)
@@ -147,7 +147,7 @@ func TestRetryOfAFailedInstanceRunsUntilTheCauseIsGone(t *testing.T) {
 
 		// The cause is gone: the failed step and the queued one run, in order.
 		down = false
-		require.NoError(t, op.RequestRetry(ctx, "retried", "1"))
+		require.NoError(t, errOf(op.RequestRetry(ctx, "retried", "1")))
 		require.NoError(t, fx.Settle())
 		require.Equal(t, 6, calls)
 		in = fx.Instance("retried", "1")
@@ -155,6 +155,6 @@ func TestRetryOfAFailedInstanceRunsUntilTheCauseIsGone(t *testing.T) {
 		require.Zero(t, in.Queued)
 		require.Equal(t, []int{1, 2}, sagatest.State[orderState](fx, "retried", "1").Pings)
 		require.ErrorIs(t, fx.Engine().Retry(ctx, "retried", "1"), saga.ErrNotRetryable)
-		require.ErrorIs(t, op.RequestRetry(ctx, "retried", "1"), saga.ErrNotRetryable)
+		require.ErrorIs(t, errOf(op.RequestRetry(ctx, "retried", "1")), saga.ErrNotRetryable)
 	})
 }

@@ -560,3 +560,7 @@ func TestRetryAfterAndPermanent(t *testing.T) {
 		require.Equal(t, 3, attempts, "a permanent failure is not retried")
 	})
 }
+
+// errOf is the error of an Operator request, for tests that check only
+// whether it was recorded.
+func errOf(_ saga.Request, err error) error { return err }

@@ -42,8 +42,8 @@ func TestOperationsOnIDsNoInstanceCanHave(t *testing.T) {
 			{"Engine.Retry", func(typ, id string) error { return eng.Retry(ctx, typ, id) }},
 			{"Engine.Cancel", func(typ, id string) error { return eng.Cancel(ctx, typ, id, "r") }},
 			{"Operator.Show", func(typ, id string) error { _, err := op.Show(ctx, typ, id); return err }},
-			{"Operator.RequestRetry", func(typ, id string) error { return op.RequestRetry(ctx, typ, id) }},
-			{"Operator.RequestCancel", func(typ, id string) error { return op.RequestCancel(ctx, typ, id, "r") }},
+			{"Operator.RequestRetry", func(typ, id string) error { return errOf(op.RequestRetry(ctx, typ, id)) }},
+			{"Operator.RequestCancel", func(typ, id string) error { return errOf(op.RequestCancel(ctx, typ, id, "r")) }},
 		}
 		for _, c := range calls {
 			for _, id := range badIDs {

@@ -51,7 +51,7 @@ func TestCancelAndRetryAreRefusedByAnEngineWithoutTheType(t *testing.T) {
 	fx.ExpectCommands(ReserveStock{OrderID: "1"}) // no ReleaseStock
 	require.Equal(t, before, fx.History("undo", "1"), "the refused cancel changed nothing")
 
-	require.NoError(t, op.RequestCancel(ctx, "undo", "1", "by the operator"))
+	require.NoError(t, errOf(op.RequestCancel(ctx, "undo", "1", "by the operator")))
 	_, err = elsewhere.RunParked(ctx)
 	require.NoError(t, err)
 	fx.ExpectStatus("undo", "1", saga.StatusRunning) // left for the engine that runs the type

@@ -265,7 +265,7 @@ func (c *sagasCmd) retryCmd() *cobra.Command {
 		Short: "Run a failed instance's failed step again, or restart a stuck instance's stuck clock",
 		Args:  exactlyOne("instance id", "converge sagas list"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.request(cmd, args[0], wait, "", func(ctx context.Context, op *saga.Operator, typ string) error {
+			return c.request(cmd, args[0], wait, "", func(ctx context.Context, op *saga.Operator, typ string) (saga.Request, error) {
 				return op.RequestRetry(ctx, typ, args[0])
 			})
 		},
@@ -301,7 +301,7 @@ cancel request still waiting.`,
 			if !skipOnCancel {
 				hint = " (an engine that cannot read the instance's state, stored by a newer build, leaves the cancel to that build, to run its OnCancel handler: if it no longer runs, after a rollback, cancel with --skip-on-cancel to end the instance without the handler)"
 			}
-			return c.request(cmd, args[0], wait, hint, func(ctx context.Context, op *saga.Operator, typ string) error {
+			return c.request(cmd, args[0], wait, hint, func(ctx context.Context, op *saga.Operator, typ string) (saga.Request, error) {
 				return op.RequestCancelWith(ctx, typ, args[0], saga.CancelOptions{Reason: reason, SkipOnCancel: skipOnCancel})
 			})
 		},
@@ -313,7 +313,7 @@ cancel request still waiting.`,
 }
 
 // recordedRequest is what `retry` and `cancel` print with --json and
-// --wait 0: the request, recorded and not yet carried out.
+// --wait 0: the request as recorded (an engine may carry it out at once).
 type recordedRequest struct {
 	Saga    string       `json:"saga"`
 	ID      string       `json:"id"`
@@ -322,7 +322,7 @@ type recordedRequest struct {
 
 // request records a retry or cancel and waits for an engine to take it;
 // waitHint ends what it says when no engine took the request in time.
-func (c *sagasCmd) request(cmd *cobra.Command, id string, wait time.Duration, waitHint string, do func(context.Context, *saga.Operator, string) error) error {
+func (c *sagasCmd) request(cmd *cobra.Command, id string, wait time.Duration, waitHint string, do func(context.Context, *saga.Operator, string) (saga.Request, error)) error {
 	if wait < 0 {
 		return fmt.Errorf("--wait %s: use a positive duration, or 0 not to wait", wait)
 	}
@@ -340,15 +340,14 @@ func (c *sagasCmd) request(cmd *cobra.Command, id string, wait time.Duration, wa
 	if err != nil {
 		return err
 	}
-	if err := do(ctx, op, typ); err != nil {
+	req, err := do(ctx, op, typ)
+	if err != nil {
 		return err
 	}
 	if wait == 0 {
 		if c.json {
-			req, _, err := op.Pending(ctx, typ, id)
-			if err != nil {
-				return err
-			}
+			// The request as recorded: an engine may have taken it
+			// already, and a read of it now would find nothing.
 			return writeJSONLines(c.out, []recordedRequest{{Saga: typ, ID: id, Request: req}})
 		}
 		_, err := fmt.Fprintf(c.out, "%s/%s: request recorded; an engine running %s carries it out\n", typ, id, typ)

@@ -205,6 +205,15 @@ func (c *SubscriberConfig) withDefaults() SubscriberConfig {
 	return out
 }
 
+// Validate reports the first setting NewSubscriber would refuse, with the
+// defaults applied as NewSubscriber applies them. A caller that builds
+// subscribers from a configuration its own user wrote checks it once,
+// under the user's name for it, rather than at each subscriber.
+func (c *SubscriberConfig) Validate() error {
+	d := c.withDefaults()
+	return d.validate()
+}
+
 func (c *SubscriberConfig) validate() error {
 	positive := func(field string, d time.Duration) error {
 		if d <= 0 {

@@ -166,7 +166,9 @@
 // rows), so the new generation reflects everything the old one does. It
 // records the rebuild's position in the state row: the live processor then
 // moves past events up to it without applying them again, whatever its own
-// checkpoint, and a halt of the old generation is cleared. After the
+// checkpoint, and the old generation's halts and dead letters are cleared
+// (the new generation applied their events: a rebuild halts on an event it
+// cannot apply). After the
 // switch the rebuild's processor stops and its checkpoints are deleted (a
 // checkpoint nobody moves would lag forever), and the old generation's
 // rows are deleted in short transactions of RunnerConfig.DropBatch rows,

@@ -404,7 +404,7 @@ func (r *Runner) resetOnce(ctx context.Context, p *compiled, tok events.Token, m
 		if err := feed.ForgetCarriedPositions(uctx, u.Rows(), p.name); err != nil {
 			return err
 		}
-		if err := dropDeadLettersAfter(uctx, u.Rows(), p.name, tok); err != nil {
+		if err := dropDeadLetters(uctx, u.Rows(), p.name, func(t events.Token) bool { return t.After(tok) }); err != nil {
 			return err
 		}
 		return u.Commit(ctx, moves...)
@@ -426,15 +426,15 @@ func (r *Runner) compiledState(ctx context.Context, name string) (*compiled, sta
 	return p, st, err
 }
 
-// dropDeadLettersAfter deletes the processor's dead letters (and replay
-// requests for them) of events after tok.
-func dropDeadLettersAfter(ctx context.Context, rows feed.Rows, name string, tok events.Token) error {
+// dropDeadLetters deletes the processor's dead letters (and replay
+// requests for them) of the events moot says are applied again.
+func dropDeadLetters(ctx context.Context, rows feed.Rows, name string, moot func(events.Token) bool) error {
 	dls, err := feed.ListDeadLetters(ctx, rows, name, math.MaxInt)
 	if err != nil {
 		return err
 	}
 	for _, dl := range dls {
-		if !dl.Event.Token.After(tok) {
+		if !moot(dl.Event.Token) {
 			continue
 		}
 		key := dl.Checkpoint + "/" + dl.Event.ID

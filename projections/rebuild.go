@@ -231,6 +231,14 @@ func (r *Runner) trySwitch(ctx context.Context, p *compiled, gen int) (bool, err
 				return fmt.Errorf("projections: switch %q: clear halt: %w", p.name, err)
 			}
 		}
+		// So is a dead letter of the old generation: the rebuild applied
+		// its event (it halts on an event it cannot apply), and a replay
+		// would now be skipped as at or before SkipTo. The live processor
+		// waits for this unit's lock, so every dead letter it stored is of
+		// an event at or before its position, which is at or before b.
+		if err := dropDeadLetters(ctx, u.Rows(), p.name, func(t events.Token) bool { return !t.After(b) }); err != nil {
+			return fmt.Errorf("projections: switch %q: drop dead letters: %w", p.name, err)
+		}
 		switched = true
 		return nil
 	})

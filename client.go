@@ -299,6 +299,7 @@ func (cl *Client) newSagas() error {
 	cl.sagaProc, err = feed.NewProcessor(cl.store, &feed.ProcessorConfig{
 		Name:         c.SagaProcessor,
 		Types:        cl.engine.Types(),
+		Handles:      cl.engine.Handles(),
 		Partitions:   c.SagaPartitions,
 		PartitionKey: cl.engine.PartitionKey(),
 		Gate:         cl.engine.Gate,

@@ -47,7 +47,8 @@
 //		Store: store, Sagas: []saga.Definition{orders}, Tracker: tracker, Commands: commands,
 //	})
 //	sagas, err := feed.NewProcessor(store, &feed.ProcessorConfig{
-//		Name: "sagas", Types: engine.Types(), Partitions: 8, PartitionKey: engine.PartitionKey(),
+//		Name: "sagas", Types: engine.Types(), Handles: engine.Handles(),
+//		Partitions: 8, PartitionKey: engine.PartitionKey(),
 //		Gate: engine.Gate, Waiter: tracker,
 //	}, engine.Handle)
 //	err = sagas.AddHandlers(router) // the router's middleware applies
@@ -56,7 +57,12 @@
 //
 // Every process running the same definitions mounts the same processor:
 // its partitions are shared between the live processes, and a process
-// that stops hands its share to the others.
+// that stops hands its share to the others. While processes of two builds
+// share it (a rolling deploy, a rollback), Handles keeps the partitions
+// with the build that handles everything the other does: a process of the
+// older build stands by rather than take, and drop, an event, a timer
+// firing or a state only the newer build handles (converge.NewClient sets
+// it).
 //
 // The correlation function maps an event to an instance id. StartOn
 // starts an instance (or acts on the live one with that id); On acts only

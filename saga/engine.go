@@ -154,6 +154,63 @@ func (e *Engine) Types() []string {
 	return slices.Compact(out)
 }
 
+// Handles names what the engine's definitions handle beyond the event
+// types of Types, for the processor's feed.ProcessorConfig.Handles: each
+// saga type, each of its event handlers and timeouts, its OnCancel, and
+// the state versions it reads. Processes of two builds that share the
+// processor (a rolling deploy) then split its partitions only among those
+// of the build that handles everything the other does: an older process
+// never takes, and drops, an event, a timer firing or a newer state only
+// the newer build handles (see feed.ProcessorConfig.Handles).
+func (e *Engine) Handles() []string {
+	var out []string
+	for name, s := range e.sagas {
+		pre := "saga:" + name
+		out = append(out, pre)
+		for t := range s.byType {
+			// Under every name the type is stored as, as Types: a build that
+			// renamed a type and aliased the old name handles all that an
+			// older one does.
+			n := s.typeNames[t]
+			for _, stored := range append(e.reg.StoredNames(n), n) {
+				out = append(out, pre+"/on:"+stored)
+			}
+		}
+		for timer := range s.timeouts {
+			out = append(out, pre+"/timeout:"+timer)
+		}
+		if s.cancel != nil {
+			out = append(out, pre+"/on_cancel")
+		}
+		for v := 1; v <= s.cfg.stateVersion; v++ {
+			out = append(out, fmt.Sprintf("%s/state:%d", pre, v))
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// Reads returns the read models the definitions' handlers declare with
+// Reads, sorted. A step of such a handler runs only once each of its
+// models has caught up, so each must be a model something keeps current
+// (sagatest refuses a definition that reads a model it was not given).
+func (e *Engine) Reads() []string {
+	var out []string
+	for _, s := range e.sagas {
+		for _, h := range s.byType {
+			out = append(out, h.reads...)
+		}
+		for _, h := range s.timeouts {
+			out = append(out, h.reads...)
+		}
+		if s.cancel != nil {
+			out = append(out, s.cancel.reads...)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
 // PartitionKey is how the engine's processor must partition the feed:
 // by correlation, so one instance's messages stay in order in one place.
 func (e *Engine) PartitionKey() feed.PartitionKey { return feed.ByCorrelation }

@@ -60,7 +60,7 @@ func Example() {
 		return
 	}
 	sagas, _ := feed.NewProcessor(store, &feed.ProcessorConfig{
-		Name: "sagas", Types: engine.Types(), Partitions: 4, PartitionKey: engine.PartitionKey(),
+		Name: "sagas", Types: engine.Types(), Handles: engine.Handles(), Partitions: 4, PartitionKey: engine.PartitionKey(),
 	}, engine.Handle)
 	_ = sagas.AddHandlers(router)
 	defer sagas.Close()

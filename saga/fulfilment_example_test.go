@@ -69,7 +69,8 @@ func runSagas(ctx context.Context, store saga.Store, orders saga.Definition, tra
 		Store: store, Sagas: []saga.Definition{orders}, Tracker: tracker, Commands: commands,
 	})
 	sagas, err := feed.NewProcessor(store, &feed.ProcessorConfig{
-		Name: "sagas", Types: engine.Types(), Partitions: 8, PartitionKey: engine.PartitionKey(),
+		Name: "sagas", Types: engine.Types(), Handles: engine.Handles(),
+		Partitions: 8, PartitionKey: engine.PartitionKey(),
 		Gate: engine.Gate, Waiter: tracker,
 	}, engine.Handle)
 	err = sagas.AddHandlers(router) // the router's middleware applies

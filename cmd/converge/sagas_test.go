@@ -62,7 +62,7 @@ func TestSagasCommand(t *testing.T) {
 	eng, err := saga.NewEngine(&saga.EngineConfig{Store: store, Sagas: []saga.Definition{jobs}, Tracker: tracker, SweepInterval: 50 * time.Millisecond, GateTimeout: time.Millisecond})
 	require.NoError(t, err)
 	proc, err := feed.NewProcessor(store, &feed.ProcessorConfig{
-		Name: "sagas", Types: eng.Types(), Partitions: 2, PartitionKey: eng.PartitionKey(),
+		Name: "sagas", Types: eng.Types(), Handles: eng.Handles(), Partitions: 2, PartitionKey: eng.PartitionKey(),
 		Gate: eng.Gate, Waiter: tracker, GateTimeout: time.Millisecond,
 	}, eng.Handle)
 	require.NoError(t, err)

@@ -139,6 +139,14 @@
 // in a few round trips, not at the next heartbeat. A process that dies
 // announces nothing: its share moves when its leases expire.
 //
+// Two builds of an application may run one processor side by side (a
+// rolling deploy, a rollback) with different handlers. Each process
+// records what it handles (its filter and ProcessorConfig.Handles) beside
+// its membership, and the partitions go only to the processes that handle
+// everything any live one does: an older process stands by (and says so)
+// instead of filtering out, or acking unknown, an event only the newer
+// build handles, which would move the shared checkpoint past it for good.
+//
 // # Processors
 //
 // A Processor is the consumer runtime the projections, sagas and command

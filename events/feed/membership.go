@@ -34,11 +34,22 @@ type membership struct {
 	// watch, when the source pushes membership changes, announces this
 	// member's joins and leaves and wakes its heartbeat at others'.
 	watch MembershipWatcher
+	// rows, when set, holds what each member handles (handles is this
+	// member's): partitions go only to the members that handle everything
+	// any live member does (see eligible).
+	rows    Rows
+	handles []string
 
 	mu      sync.Mutex
 	members []string
+	// assign are the members the partitions are split among: the eligible
+	// ones, or every member without rows.
+	assign  []string
 	known   bool
 	changed signal.Broadcast
+	// standing is what the last line about standing by said, so it is
+	// logged once per change.
+	standing string
 }
 
 // run heartbeats until ctx ends, then leaves the group so the others take
@@ -60,7 +71,15 @@ func (m *membership) run(ctx context.Context) {
 		defer cancel()
 	}
 	failing, joined, poked := false, false, false
+	var lastAssign []string
 	for {
+		if m.rows != nil {
+			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), m.ttl)
+			if err := m.recordHandles(rctx); err != nil && ctx.Err() == nil && !errors.Is(err, events.ErrClosed) {
+				m.log.Warn("feed: recording what this member handles failed; the others leave it the partitions until it is recorded", "error", err)
+			}
+			rcancel()
+		}
 		// Not cancelled with ctx: a heartbeat abandoned mid-flight can
 		// still land on the server after leave's delete and bring this
 		// member back for a whole TTL, holding half the partitions of a
@@ -89,9 +108,29 @@ func (m *membership) run(ctx context.Context) {
 				failing = false
 			}
 			joined = true
+			assign := members
+			if m.rows != nil {
+				rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), m.ttl)
+				el, err := m.eligible(rctx, members)
+				rcancel()
+				switch {
+				case err == nil:
+					assign = el
+				case lastAssign != nil:
+					// Kept, as the last known members are when a heartbeat
+					// fails: every member reads the same rows, so a member
+					// that guessed otherwise could take what another holds.
+					m.log.Warn("feed: reading what the members handle failed; keeping the last known split", "error", err)
+					assign = intersect(lastAssign, members)
+				default:
+					m.log.Warn("feed: reading what the members handle failed; standing by until it can be read", "error", err)
+					assign = []string{}
+				}
+			}
+			lastAssign = assign
 			// A poke may mean a member gave a partition up without the
 			// members changing: wake the standing-by partitions anyway.
-			m.set(members, poked)
+			m.set(members, assign, poked)
 			if announce {
 				m.announce(ctx)
 			}
@@ -119,7 +158,10 @@ func (m *membership) leave(ctx context.Context) {
 	} else if err == nil && m.watch != nil {
 		m.watch.AnnounceGroup(lctx, m.group)
 	}
-	m.set(nil, false)
+	if m.rows != nil {
+		_ = m.rows.Delete(lctx, RuntimeNamespace, MembersHandleTable, m.handlesKey(m.member))
+	}
+	m.set(nil, nil, false)
 }
 
 // announce tells the group's other members that it changed, when the
@@ -136,17 +178,24 @@ func (m *membership) announce(ctx context.Context) {
 	m.watch.AnnounceGroup(actx, m.group)
 }
 
-// set records the members seen and wakes the partitions when they
+// set records the members seen and those the partitions are split among
+// (assign, nil for all of them), and wakes the partitions when either
 // changed, or always when force is set.
-func (m *membership) set(members []string, force bool) {
+func (m *membership) set(members, assign []string, force bool) {
 	members = slices.Clone(members)
 	slices.Sort(members)
+	if assign == nil {
+		assign = members
+	}
+	assign = slices.Clone(assign)
+	slices.Sort(assign)
 	m.mu.Lock()
-	same := m.known && slices.Equal(m.members, members)
-	m.members, m.known = members, members != nil
+	same := m.known && slices.Equal(m.members, members) && slices.Equal(m.assign, assign)
+	m.members, m.assign, m.known = members, assign, members != nil
 	m.mu.Unlock()
 	if !same {
-		m.log.Debug("feed: membership changed", "members", members)
+		m.log.Debug("feed: membership changed", "members", members, "assigned", assign)
+		m.logStanding(members, assign)
 	}
 	if !same || force {
 		m.changed.Notify()
@@ -160,15 +209,46 @@ func (m *membership) owns(index, count int) (bool, <-chan struct{}) {
 	ch := m.changed.C()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(m.members) == 0 {
+	if len(m.assign) == 0 {
 		return false, ch
 	}
-	return m.members[index%len(m.members)] == m.member, ch
+	return m.assign[index%len(m.assign)] == m.member, ch
 }
 
-// snapshot returns the members last seen.
-func (m *membership) snapshot() []string {
+// logStanding says, once per change, why this live member takes no
+// partition although it could: others handle what it does not.
+func (m *membership) logStanding(members, assign []string) {
+	why := ""
+	switch {
+	case !slices.Contains(members, m.member) || slices.Contains(assign, m.member):
+	case len(assign) == 0:
+		why = "no live member handles everything the others do (builds with different handlers run side by side): the processor delivers nothing until the members of one build are gone"
+	default:
+		why = "other live members handle what this one does not (a newer build beside this one?): this member stands by until they are gone"
+	}
+	m.mu.Lock()
+	changed := why != m.standing
+	m.standing = why
+	m.mu.Unlock()
+	if changed && why != "" {
+		m.log.Warn("feed: "+why, "member", m.member, "members", members, "assigned", assign)
+	}
+}
+
+// intersect returns the members of a also in b.
+func intersect(a, b []string) []string {
+	out := []string{}
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// snapshot returns the members last seen and those assigned partitions.
+func (m *membership) snapshot() (members, assigned []string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return slices.Clone(m.members)
+	return slices.Clone(m.members), slices.Clone(m.assign)
 }

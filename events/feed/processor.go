@@ -153,12 +153,14 @@ func NewProcessor(src Source, cfg *ProcessorConfig, h Handler) (*Processor, erro
 		p.reads = newSharedReads(src, c.Partitions, sc.BatchSize)
 	}
 	p.mship = &membership{
-		cps:    src.Checkpoints(),
-		group:  c.Name,
-		member: member,
-		ttl:    sc.LeaseTTL,
-		every:  sc.RenewInterval,
-		log:    c.Logger.With("processor", c.Name),
+		cps:     src.Checkpoints(),
+		group:   c.Name,
+		member:  member,
+		ttl:     sc.LeaseTTL,
+		every:   sc.RenewInterval,
+		log:     c.Logger.With("processor", c.Name),
+		rows:    src.Rows(),
+		handles: handlesOf(&c),
 	}
 	if w, ok := src.(MembershipWatcher); ok {
 		p.mship.watch = w

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/converge-es/converge/events"
@@ -61,6 +62,25 @@ type ProcessorConfig struct {
 	// past the rest without a unit per event. Empty: everything.
 	Types      []string
 	Categories []string
+	// Handles names what the handler handles beyond Types and Categories,
+	// as opaque strings: a saga engine lists its saga types, each handler
+	// and each timeout (saga.Engine.Handles). Each process records its
+	// filter and Handles beside its membership, and the partitions are
+	// split only among the live processes that handle everything any of
+	// them does; the others stand by, and say so in a warning. So while two
+	// builds of an application run side by side (a rolling deploy, a
+	// rollback), an event only the newer build handles is never taken by
+	// an older process, which would move the shared checkpoint past it for
+	// good (filtered out of its reads, or acked by a handler that does not
+	// know it). If neither build handles everything the other does (one
+	// dropped a handler the other has), the processor delivers nothing
+	// until one build's processes are gone. An older process learns of a
+	// newer one at its next membership heartbeat, at once where the store
+	// announces membership changes (both stores do): an event appended in
+	// between, before it stood by, may still be filtered out by it. So a
+	// deploy starts the new build's processors before the new build appends
+	// the events it adds. Defaults to none: the filter alone.
+	Handles []string
 	// Partitions splits the processor into this many partitions by a hash
 	// of PartitionKey: each is processed in order, all in parallel, shared
 	// between the processes running the processor. Changing it starts the
@@ -154,6 +174,17 @@ func (c *ProcessorConfig) withDefaults() ProcessorConfig {
 	return out
 }
 
+// validHandles reports whether every entry of ProcessorConfig.Handles is
+// printable text a row can hold.
+func validHandles(hs []string) bool {
+	for _, h := range hs {
+		if h == "" || len(h) > MaxLeaseTextBytes || !utf8.ValidString(h) || strings.IndexFunc(h, unicode.IsControl) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // eventIDLength is the length of an event id, a UUID in its text form.
 const eventIDLength = 36
 
@@ -175,6 +206,8 @@ func (c *ProcessorConfig) validate() error {
 		// leave the failing partition retrying for ever.
 		return fmt.Errorf("feed: ProcessorConfig.Name is %d bytes, too long for %d partition(s): a partition's name, '/' and an event id (%d bytes) key its dead letters, at most %d bytes; use a shorter name",
 			len(c.Name), c.Partitions, eventIDLength, MaxRowKeyLength)
+	case !validHandles(c.Handles):
+		return fmt.Errorf("feed: ProcessorConfig.Handles holds an empty string, one over %d bytes, or one with invalid UTF-8 or a control character: name each thing handled in printable text", MaxLeaseTextBytes)
 	case c.CommitBatch < 1:
 		return fmt.Errorf("feed: ProcessorConfig.CommitBatch is %d: use 0 for the default or a positive count", c.CommitBatch)
 	case c.MaxAttempts < 1:

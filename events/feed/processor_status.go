@@ -13,6 +13,10 @@ type ProcessorStatus struct {
 	// the live members it last saw, sorted.
 	Member  string
 	Members []string
+	// Assigned are the members the partitions are split among, sorted:
+	// those that handle everything any live member handles (see
+	// ProcessorConfig.Handles). A live member missing here stands by.
+	Assigned []string
 	// Partitions, in partition order.
 	Partitions []PartitionStatus
 }
@@ -40,7 +44,8 @@ type PartitionStatus struct {
 
 // Status reports the processor's partitions as this process sees them.
 func (p *Processor) Status() ProcessorStatus {
-	st := ProcessorStatus{Name: p.cfg.Name, Member: p.member, Members: p.mship.snapshot()}
+	members, assigned := p.mship.snapshot()
+	st := ProcessorStatus{Name: p.cfg.Name, Member: p.member, Members: members, Assigned: assigned}
 	for _, ps := range p.parts {
 		ps.mu.Lock()
 		s := PartitionStatus{

@@ -456,7 +456,7 @@ func startSagaSystem(ctx context.Context, store saga.Store, c SagaConfig) (*saga
 	}
 	sys.engine = eng
 	sp, err := feed.NewProcessor(store, &feed.ProcessorConfig{
-		Name: "bench_sagas", Types: eng.Types(), Partitions: c.Partitions, PartitionKey: eng.PartitionKey(),
+		Name: "bench_sagas", Types: eng.Types(), Handles: eng.Handles(), Partitions: c.Partitions, PartitionKey: eng.PartitionKey(),
 		CommitBatch: c.CommitBatch, Gate: eng.Gate, Waiter: tracker, Subscriber: sub, Logger: quiet,
 	}, sys.handle)
 	if err != nil {

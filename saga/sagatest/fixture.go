@@ -38,7 +38,9 @@ type Config struct {
 	// Sagas are the definitions under test.
 	Sagas []saga.Definition
 	// Models are the read models handlers declare with saga.Reads, by
-	// name. A nil Model only tracks the position. Defaults to none.
+	// name. A nil Model only tracks the position. Defaults to none. New
+	// fails the test when a handler reads a model missing here: its step
+	// would park for good, and When would not say so.
 	Models map[string]Model
 	// Store is the store to run on. Defaults to a new memstore.Store on
 	// Registry and the virtual clock.
@@ -116,6 +118,7 @@ func New(tb testing.TB, cfg *Config) *Fixture {
 	ec.Tracker, ec.Clock, ec.GateTimeout = tr, f.clock, time.Nanosecond
 	eng, err := saga.NewEngine(&ec)
 	require.NoError(t, err)
+	require.NoError(t, unknownModels(eng, cfg.Models, "Config.Models"))
 	f.engine = eng
 	// No type filter: events stored under an alias of a handled type
 	// (events.Registry.Alias) reach the engine too.

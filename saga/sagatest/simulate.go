@@ -76,9 +76,10 @@ type SimConfig struct {
 	// (which are the saga engine's) do not stop. Defaults to none:
 	// commands are only recorded.
 	Commands func(store saga.Store) []cqrs.CommandHandler
-	// Models are the read models, as in Config.Models. The simulation
-	// moves each one forward at its own random pace and holds some back
-	// for a while.
+	// Models are the read models, as in Config.Models (a seed fails at
+	// once when a handler reads one missing here). The simulation moves
+	// each one forward at its own random pace and holds some back for a
+	// while.
 	Models map[string]Model
 	// Events start the scenario: they are appended, in order, before the
 	// simulation delivers anything. An event given without an ID gets one
@@ -618,6 +619,9 @@ func (s *sim) init(ctx context.Context) error {
 		s.ecfg.Commands = catalog(s.handled)
 	}
 	if s.engine, err = saga.NewEngine(&s.ecfg); err != nil {
+		return err
+	}
+	if err := unknownModels(s.engine, c.Models, "SimConfig.Models"); err != nil {
 		return err
 	}
 	for i, ev := range c.Events {

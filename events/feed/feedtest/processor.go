@@ -25,6 +25,7 @@ var processorTests = []processorTest{
 	{"ProcessorSameOwnerTwoProcesses", testProcessorSameOwner},
 	{"ProcessorDeadMemberPartitionsMove", testProcessorDeadMember},
 	{"ProcessorThirdMemberTakesShare", testProcessorJoin},
+	{"ProcessorPartitionsGoToWhoHandlesEverything", testProcessorHandles},
 	{"ProcessorHaltsThenResumes", testProcessorHalt},
 	{"ProcessorDeadLetters", testProcessorDeadLetter},
 	{"ProcessorReplaysDeadLetterOnRequest", testProcessorReplay},

@@ -1,0 +1,63 @@
+package feedtest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+)
+
+// testProcessorHandles: processes of one processor that handle different
+// things (two builds side by side) split its partitions only among those
+// that handle everything any live one does. An older build's process
+// stands by while a newer one runs, and delivers again once it is gone; if
+// no live process handles everything, none delivers. A process that stops
+// takes its record of what it handles with it.
+func testProcessorHandles(t *testing.T, m mode, s events.Store, src feed.Source) {
+	name := uniqueName("handles")
+	h := func(ctx context.Context, env events.Envelope) error { return applyOnce(ctx, name, env) }
+	cfg := func(handles ...string) *feed.ProcessorConfig {
+		c := procConfig(name, 4)
+		c.Handles = handles
+		return c
+	}
+	older := startProcessor(t, m, src, cfg("x"), h)
+	require.Eventually(t, func() bool { return older.active() == 4 }, waitTimeout, 5*time.Millisecond)
+	first := appendSpread(t, s, name, 8, 16)
+	awaitPosition(t, older.p, first[len(first)-1].Token)
+
+	newer := startProcessor(t, m, src, cfg("x", "y"), h)
+	require.Eventually(t, func() bool { return newer.active() == 4 && older.active() == 0 }, waitTimeout, 5*time.Millisecond,
+		"the newer build's process did not take every partition: older %d, newer %d", older.active(), newer.active())
+	st := older.p.Status()
+	require.Equal(t, []string{newer.p.Status().Member}, st.Assigned)
+	require.ElementsMatch(t, []string{st.Member, newer.p.Status().Member}, st.Members)
+	second := appendSpread(t, s, name+"b", 8, 16)
+	awaitPosition(t, newer.p, second[len(second)-1].Token)
+
+	// A third build that handles something neither does: nobody
+	// handles everything, nobody delivers.
+	other := startProcessor(t, m, src, cfg("z"), h)
+	require.Eventually(t, func() bool {
+		return older.active()+newer.active()+other.active() == 0 && len(other.p.Status().Members) == 3
+	}, waitTimeout, 5*time.Millisecond, "older %d, newer %d, other %d", older.active(), newer.active(), other.active())
+	require.Empty(t, other.p.Status().Assigned)
+	other.stop()
+	require.Eventually(t, func() bool { return newer.active() == 4 }, waitTimeout, 5*time.Millisecond)
+
+	// The rollback: the newer build goes, the older one delivers again.
+	newer.stop()
+	require.Eventually(t, func() bool { return older.active() == 4 }, waitTimeout, 5*time.Millisecond)
+	third := appendSpread(t, s, name+"c", 8, 16)
+	awaitPosition(t, older.p, third[len(third)-1].Token)
+	requireAppliedOnce(t, src, name, append(append(first, second...), third...))
+
+	older.stop()
+	left, err := src.Rows().List(t.Context(), feed.RuntimeNamespace, feed.MembersHandleTable, feed.RowQuery{Prefix: name + "/"})
+	require.NoError(t, err)
+	require.Empty(t, left, "a process that stopped left its record of what it handles")
+}

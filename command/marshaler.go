@@ -13,6 +13,7 @@ import (
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
+	"github.com/converge-es/converge/internal/stackgrow"
 )
 
 // Marshaler is the cqrs.CommandEventMarshaler of commands stored as
@@ -93,6 +94,7 @@ type undecodableKey struct{}
 type deliveryMarshaler struct{ Marshaler }
 
 func (m deliveryMarshaler) Unmarshal(msg *message.Message, v any) error {
+	stackgrow.Reserve()
 	err := m.Marshaler.Unmarshal(msg, v)
 	if de := (*events.DecodeError)(nil); errors.As(err, &de) {
 		msg.SetContext(context.WithValue(msg.Context(), undecodableKey{}, de))

@@ -13,6 +13,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/internal/stackgrow"
 )
 
 // Handler handles one event. Its context carries the event's unit
@@ -610,6 +611,7 @@ func (s *partitionSubscriber) Close() error {
 // the gate and the failure policy around it.
 func (p *Processor) messageHandler(ps *partitionState) message.NoPublishHandlerFunc {
 	return func(msg *message.Message) error {
+		stackgrow.Reserve()
 		env, err := EnvelopeFromMessage(msg)
 		if err != nil {
 			return fmt.Errorf("feed: processor %s: %w", p.cfg.Name, err)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/converge-es/converge/internal/ascii"
 )
 
 // The bad-input contract. Both stores call Prepare before anything else, so
@@ -79,6 +81,9 @@ func ValidateFromVersion(fromVersion int64) error {
 
 // checkText refuses invalid UTF-8 and control characters.
 func checkText(s string) error {
+	if ascii.Printable(s) {
+		return nil
+	}
 	if !utf8.ValidString(s) {
 		return fmt.Errorf("is not valid UTF-8")
 	}
@@ -95,6 +100,12 @@ func checkText(s string) error {
 // Unicode's category Cc (U+0000–U+001F, U+007F and the C1 controls
 // U+0080–U+009F) or the line and paragraph separators U+2028 and U+2029.
 func IsControl(r rune) bool {
+	if uint32(r) < utf8.RuneSelf {
+		// unicode.Is costs a call and a table search per character, and
+		// nearly all characters checked are ASCII. (A negative r, no
+		// character, goes on to unicode.Is, which refuses none.)
+		return r < 0x20 || r == 0x7f
+	}
 	return unicode.Is(unicode.Cc, r) || r == '\u2028' || r == '\u2029'
 }
 

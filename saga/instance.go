@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/internal/ascii"
 	"github.com/converge-es/converge/internal/rowjson"
 )
 
@@ -404,6 +405,9 @@ func parseTimeKey(key string) (time.Time, string, error) {
 // paragraph separators U+2028 and U+2029, which would break a timeline or
 // a terminal line apart.
 func checkText(s string) error {
+	if ascii.Printable(s) {
+		return nil
+	}
 	if !utf8.ValidString(s) {
 		return errors.New("not valid UTF-8")
 	}

@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/internal/ascii"
 )
 
 // ValidateRowAddress checks a row's namespace, table and key. Stores call
@@ -59,6 +60,9 @@ func validateRowPart(what, s string, limit int) error {
 // events.IsControl, RowQuery.Prefix and After isC0Control (see
 // ValidateRowAddress).
 func validateRowText(what, s string, refused func(rune) bool) error {
+	if ascii.Printable(s) {
+		return nil
+	}
 	if !utf8.ValidString(s) {
 		return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalidRow, what)
 	}

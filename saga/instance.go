@@ -160,7 +160,11 @@ func (c *commandRecord) UnmarshalJSON(b []byte) error {
 }
 
 // UnmarshalJSON reads an instance row of either format (see storedJSON).
-func (in *instance) UnmarshalJSON(b []byte) error {
+// Rows are read with unmarshalRow: json.Unmarshal of an instance would
+// scan the row twice more before this runs.
+func (in *instance) UnmarshalJSON(b []byte) error { return in.unmarshalRow(b) }
+
+func (in *instance) unmarshalRow(b []byte) error {
 	type plain instance
 	aux := struct {
 		*plain

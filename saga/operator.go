@@ -416,7 +416,7 @@ func splitInstanceKey(key string) (saga, id string, ok bool) {
 
 func decodeInstance(row feed.Row) (*instance, error) {
 	in := &instance{}
-	if err := json.Unmarshal(row.Value, in); err != nil {
+	if err := in.unmarshalRow(row.Value); err != nil {
 		return nil, fmt.Errorf("saga: instance row %q does not decode: %w", row.Key, err)
 	}
 	return in, nil

@@ -18,7 +18,7 @@ func (e *Engine) load(ctx context.Context, rows feed.Rows, saga, id string, lock
 		return nil, false, wrapRows(err, "read instance", saga, id)
 	}
 	in := &instance{}
-	if err := json.Unmarshal(row.Value, in); err != nil {
+	if err := in.unmarshalRow(row.Value); err != nil {
 		return nil, false, fmt.Errorf("saga: instance %s/%s: stored row does not decode: %w", saga, id, err)
 	}
 	// Every write of the instance keeps its index row in step.

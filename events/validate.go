@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -144,11 +145,40 @@ func PayloadReadBackSize(p []byte) (int, error) {
 	if !utf8.Valid(p) {
 		return 0, fmt.Errorf("is not valid UTF-8")
 	}
-	s := payloadScanner{p: p}
+	s, ok := scanners.Get().(*payloadScanner)
+	if !ok {
+		s = new(payloadScanner)
+	}
+	defer s.release()
+	s.p = p
 	if err := s.scan(); err != nil {
 		return 0, err
 	}
 	return max(len(p), s.written), nil
+}
+
+// scanners keeps scanners with their frames and keys grown: every append
+// and row write scans a document, and would otherwise allocate them
+// anew.
+var scanners sync.Pool
+
+// The largest frames and keys a pooled scanner keeps.
+const (
+	maxPooledFrames = 64
+	maxPooledKeys   = 256
+)
+
+// release empties s, keeping no reference to its document or keys, and
+// returns it to scanners, unless a deep or wide document grew it: the
+// pool would keep that memory.
+func (s *payloadScanner) release() {
+	if cap(s.stack) > maxPooledFrames || cap(s.keys) > maxPooledKeys {
+		return
+	}
+	clear(s.stack[:cap(s.stack)])
+	clear(s.keys[:cap(s.keys)])
+	*s = payloadScanner{stack: s.stack[:0], keys: s.keys[:0]}
+	scanners.Put(s)
 }
 
 // payloadScanner walks a document json.Valid accepted, so it checks content
@@ -158,6 +188,10 @@ type payloadScanner struct {
 	p     []byte
 	i     int
 	stack []frame
+	// keys are the keys of the open objects, each frame's from its
+	// keyStart on: an inner object closes before the one around it takes
+	// its next key, so they stack as the frames do.
+	keys [][]byte
 	// written bounds the document's length as PostgreSQL writes it out
 	// (see PayloadReadBackSize).
 	written int
@@ -169,7 +203,7 @@ type payloadScanner struct {
 type frame struct {
 	object    bool
 	expectKey bool
-	keys      [][]byte
+	keyStart  int
 	set       map[string]struct{}
 }
 
@@ -177,8 +211,9 @@ type frame struct {
 // switches from comparing each key to a map.
 const smallObject = 16
 
-// add records key and reports whether the object already had it.
-func (f *frame) add(key []byte) (dup bool) {
+// add records key as a key of f, the top frame, and reports whether the
+// object already had it.
+func (s *payloadScanner) add(f *frame, key []byte) (dup bool) {
 	if f.set != nil {
 		if _, dup := f.set[string(key)]; dup {
 			return true
@@ -186,32 +221,34 @@ func (f *frame) add(key []byte) (dup bool) {
 		f.set[string(key)] = struct{}{}
 		return false
 	}
-	for _, k := range f.keys {
+	own := s.keys[f.keyStart:]
+	for _, k := range own {
 		if bytes.Equal(k, key) {
 			return true
 		}
 	}
-	if len(f.keys) < smallObject {
-		f.keys = append(f.keys, key)
+	if len(own) < smallObject {
+		s.keys = append(s.keys, key)
 		return false
 	}
 	f.set = make(map[string]struct{}, 2*smallObject)
-	for _, k := range f.keys {
+	for _, k := range own {
 		f.set[string(k)] = struct{}{}
 	}
 	f.set[string(key)] = struct{}{}
+	s.keys = s.keys[:f.keyStart]
 	return false
 }
 
-// push opens an array or object, reusing a closed frame's key slice.
+// push opens an array or object.
 func (s *payloadScanner) push(object bool) {
-	if n := len(s.stack); n < cap(s.stack) {
-		s.stack = s.stack[:n+1]
-		f := &s.stack[n]
-		f.object, f.expectKey, f.keys, f.set = object, object, f.keys[:0], nil
-		return
-	}
-	s.stack = append(s.stack, frame{object: object, expectKey: object})
+	s.stack = append(s.stack, frame{object: object, expectKey: object, keyStart: len(s.keys)})
+}
+
+// pop closes the top array or object, dropping its keys.
+func (s *payloadScanner) pop() {
+	s.keys = s.keys[:s.stack[len(s.stack)-1].keyStart]
+	s.stack = s.stack[:len(s.stack)-1]
 }
 
 func (s *payloadScanner) scan() error {
@@ -227,7 +264,7 @@ func (s *payloadScanner) scan() error {
 			s.i++
 			s.written++
 		case c == '}' || c == ']':
-			s.stack = s.stack[:len(s.stack)-1]
+			s.pop()
 			s.i++
 			s.written++
 		case c == ',':
@@ -315,7 +352,7 @@ func (s *payloadScanner) str() error {
 		}
 		key = []byte(decoded)
 	}
-	if top.add(key) {
+	if s.add(top, key) {
 		return fmt.Errorf("has key %q twice in one object (PostgreSQL keeps only the last: send it once)", key)
 	}
 	return nil

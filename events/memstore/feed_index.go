@@ -100,6 +100,19 @@ type merge struct {
 	remaining int
 }
 
+// readable counts the seqs left that a read held back at bound (when
+// held) can return.
+func (m *merge) readable(bound events.Token, held bool) int {
+	if !held {
+		return m.remaining
+	}
+	n := 0
+	for _, l := range m.lists {
+		n += sort.Search(len(l), func(i int) bool { return !seqToken(l[i]).Before(bound) })
+	}
+	return n
+}
+
 // peek returns the next seq, false when the lists are exhausted.
 func (m *merge) peek() (seq uint64, ok bool) {
 	_, seq, ok = m.head()

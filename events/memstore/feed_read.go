@@ -83,7 +83,9 @@ func (s *Store) scan(start int, bound events.Token, held bool, f feed.Filter, li
 // readIndexed reads the candidates only, and answers as scan would: the
 // events of the log it skips cannot match.
 func (s *Store) readIndexed(cands *merge, start int, bound events.Token, held bool, f feed.Filter, limit int) (feed.Batch, int) {
-	b := feed.Batch{Events: []events.Envelope{}}
+	// Sized once: grown by appends, the batch's envelopes were copied and
+	// allocated about twice over.
+	b := feed.Batch{Events: make([]events.Envelope, 0, min(limit, cands.readable(bound, held)))}
 	examined := 0
 	// Every candidate left is at or after pos in the log.
 	pos := start

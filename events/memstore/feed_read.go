@@ -63,15 +63,15 @@ func (s *Store) scan(start int, bound events.Token, held bool, f feed.Filter, li
 			// Committed but behind an open unit's reservation: pending
 			// for a read that returned nothing, matching or not (see
 			// pendingBehind), and for any read when it matches.
-			if len(b.Events) == 0 || f.Match(env) {
+			if len(b.Events) == 0 || f.Match(*env) {
 				b.Pending = true
 				break
 			}
 			continue
 		}
 		b.ScannedTo = env.Token
-		if f.Match(env) {
-			b.Events = append(b.Events, cloneEnvelope(env))
+		if f.Match(*env) {
+			b.Events = append(b.Events, cloneEnvelope(*env))
 			if len(b.Events) == limit {
 				break
 			}
@@ -97,8 +97,8 @@ func (s *Store) readIndexed(cands *merge, start int, bound events.Token, held bo
 		cands.next()
 		examined++
 		pos = s.locate(seq, pos)
-		if env := s.log[pos]; f.Match(env) {
-			b.Events = append(b.Events, cloneEnvelope(env))
+		if env := s.log[pos]; f.Match(*env) {
+			b.Events = append(b.Events, cloneEnvelope(*env))
 			if len(b.Events) == limit {
 				b.ScannedTo = env.Token
 				return b, examined
@@ -128,7 +128,7 @@ func (s *Store) readIndexed(cands *merge, start int, bound events.Token, held bo
 	for seq, ok := cands.next(); ok; seq, ok = cands.next() {
 		examined++
 		pos = s.locate(seq, pos)
-		if f.Match(s.log[pos]) {
+		if f.Match(*s.log[pos]) {
 			b.Pending = true
 			break
 		}

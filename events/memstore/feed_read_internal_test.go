@@ -20,10 +20,11 @@ import (
 // event); and, short of the limit, whether an event waits behind the
 // horizon: any event when the read returned none (a filtered reader moves
 // past unmatched events too), else a matching one.
-func referenceRead(log []events.Envelope, bound events.Token, held bool, after events.Token, f feed.Filter, limit int) feed.Batch {
+func referenceRead(log []*events.Envelope, bound events.Token, held bool, after events.Token, f feed.Filter, limit int) feed.Batch {
 	var readable, matching []events.Envelope
 	waiting, behind := false, false
-	for _, env := range log {
+	for _, e := range log {
+		env := *e
 		switch {
 		case !env.Token.After(after):
 		case held && !env.Token.Before(bound):

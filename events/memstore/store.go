@@ -87,7 +87,11 @@ type Store struct {
 	mu sync.RWMutex
 	// log is the committed global order, sorted by token. Tokens are
 	// MakeToken(seq, seq); a rolled-back unit leaves its seqs unused.
-	log []events.Envelope
+	// It holds pointers: a unit commits behind the events committed since
+	// its reservation, and its inserts shift those, and growth copies the
+	// whole log, a word an event instead of a whole envelope with the
+	// garbage collector's barrier on each of its pointers.
+	log []*events.Envelope
 	// streams holds each stream's committed events in version order.
 	streams map[string][]events.Envelope
 	// ids maps every committed event id to where it is stored, so a
@@ -448,7 +452,7 @@ func (s *Store) commitEvents(envs []events.Envelope) {
 		// A unit's seqs may be older than events committed since, so
 		// insert in token order.
 		i := sort.Search(len(s.log), func(i int) bool { return s.log[i].Token.After(env.Token) })
-		s.log = slices.Insert(s.log, i, env)
+		s.log = slices.Insert(s.log, i, &env)
 		s.ids[env.ID] = eventRef{stream: env.StreamID, index: len(s.streams[env.StreamID])}
 		s.streams[env.StreamID] = append(s.streams[env.StreamID], env)
 		s.index.add(env)

@@ -104,6 +104,8 @@ func newMessage(env events.Envelope) (*message.Message, error) {
 		}
 	}
 	msg := message.NewMessage(uuid, bytes.Clone(payload))
+	// Sized for what follows: NewMessage's empty map grew twice on the way.
+	msg.Metadata = make(message.Metadata, len(env.Metadata.Extra)+len(envelopeKeys))
 	for k, v := range env.Metadata.Extra {
 		msg.Metadata.Set(messageKey(k), v)
 	}

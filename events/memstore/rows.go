@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/feed"
@@ -120,26 +121,40 @@ func (r *rows) ended() error {
 
 // lock takes s.mu for a call, failing when the store is closed or the unit
 // ended. write says whether the call changes committed rows.
-func (r *rows) lock(ctx context.Context, write bool) (unlock func(), err error) {
+func (r *rows) lock(ctx context.Context, write bool) (held, error) {
 	if err := r.s.check(ctx); err != nil {
-		return nil, err
+		return held{}, err
 	}
-	if write || r.u != nil {
-		r.s.mu.Lock()
-		unlock = r.s.mu.Unlock
+	h := held{mu: &r.s.mu, exclusive: write || r.u != nil}
+	if h.exclusive {
+		h.mu.Lock()
 	} else {
-		r.s.mu.RLock()
-		unlock = r.s.mu.RUnlock
+		h.mu.RLock()
 	}
 	if r.u != nil && r.u.done {
-		unlock()
-		return nil, events.ErrUnitEnded
+		h.unlock()
+		return held{}, events.ErrUnitEnded
 	}
 	if r.u != nil && r.u.failed != nil {
-		unlock()
-		return nil, r.u.failed // see unit.live
+		h.unlock()
+		return held{}, r.u.failed // see unit.live
 	}
-	return unlock, nil
+	return h, nil
+}
+
+// held is the store's lock as lock took it. A value, not a func: the
+// method value of the mutex's unlock was a heap allocation per row call.
+type held struct {
+	mu        *sync.RWMutex
+	exclusive bool
+}
+
+func (h held) unlock() {
+	if h.exclusive {
+		h.mu.Unlock()
+	} else {
+		h.mu.RUnlock()
+	}
 }
 
 func (r *rows) Get(ctx context.Context, ns, table, key string, lock feed.Lock) (feed.Row, bool, error) {
@@ -155,11 +170,11 @@ func (r *rows) Get(ctx context.Context, ns, table, key string, lock feed.Lock) (
 	if lock != feed.LockNone && r.u == nil {
 		return feed.Row{}, false, errLockOutsideUnit
 	}
-	unlock, err := r.lock(ctx, false)
+	h, err := r.lock(ctx, false)
 	if err != nil {
 		return feed.Row{}, false, err
 	}
-	defer unlock()
+	defer h.unlock()
 	a := rowAddr{ns, table, key}
 	if lock != feed.LockNone {
 		r.holdRead(a, lock)
@@ -204,11 +219,11 @@ func (r *rows) Prefetch(ctx context.Context, lock feed.Lock, addrs ...feed.RowAd
 	if lock != feed.LockNone && r.u == nil {
 		return errLockOutsideUnit
 	}
-	unlock, err := r.lock(ctx, false)
+	h, err := r.lock(ctx, false)
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	defer h.unlock()
 	if lock == feed.LockNone {
 		return nil
 	}
@@ -233,11 +248,11 @@ func (r *rows) List(ctx context.Context, ns, table string, q feed.RowQuery) ([]f
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := r.lock(ctx, false)
+	h, err := r.lock(ctx, false)
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
+	defer h.unlock()
 	merged := map[string]rowData{}
 	for k, d := range r.s.rows.data[ns][table] {
 		if strings.HasPrefix(k, q.Prefix) {
@@ -303,11 +318,11 @@ func (r *rows) Delete(ctx context.Context, ns, table, key string) error {
 }
 
 func (r *rows) write(ctx context.Context, a rowAddr, w *rowData) error {
-	unlock, err := r.lock(ctx, true)
+	h, err := r.lock(ctx, true)
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	defer h.unlock()
 	if r.u != nil {
 		r.u.writes.Add(1)
 		r.u.rowWrites[a] = w
@@ -327,11 +342,11 @@ func (r *rows) DeleteNamespace(ctx context.Context, ns string, limit int) (int, 
 	if err := feed.ValidateDeleteLimit(limit); err != nil {
 		return 0, err
 	}
-	unlock, err := r.lock(ctx, true)
+	h, err := r.lock(ctx, true)
 	if err != nil {
 		return 0, err
 	}
-	defer unlock()
+	defer h.unlock()
 	if r.u != nil {
 		r.u.writes.Add(1)
 	}

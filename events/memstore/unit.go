@@ -47,6 +47,8 @@ type unit struct {
 	// waitsFor is the unit whose stream an append of this one waits for,
 	// while it waits (deadlock detection). Guarded by s.mu.
 	waitsFor *unit
+	// view is what Rows returns: made once, not at every call.
+	view rows
 }
 
 type rowRead struct {
@@ -63,7 +65,7 @@ var (
 )
 
 func (s *Store) newUnit() *unit {
-	return &unit{
+	u := &unit{
 		s:         s,
 		ended:     make(chan struct{}),
 		pending:   map[string][]events.Envelope{},
@@ -71,6 +73,8 @@ func (s *Store) newUnit() *unit {
 		rowReads:  map[rowAddr]rowRead{},
 		posReads:  map[string]events.Token{},
 	}
+	u.view = rows{s: s, u: u}
+	return u
 }
 
 // reserve holds envs (one stream's) for the unit. The caller holds s.mu.
@@ -315,7 +319,7 @@ func (u *unit) AfterCommit(fn func()) {
 }
 
 // Rows returns the unit's view of the rows.
-func (u *unit) Rows() feed.Rows { return &rows{s: u.s, u: u} }
+func (u *unit) Rows() feed.Rows { return &u.view }
 
 // Writes implements feed.WriteCounter.
 func (u *unit) Writes() uint64 { return u.writes.Load() }

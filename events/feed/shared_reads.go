@@ -155,7 +155,15 @@ func (r *sharedRead) answer(after events.Token, f Filter, limit int) (Batch, boo
 	if r.err != nil || f.Partition.Key != r.key || f.Partition.Count != r.count {
 		return Batch{}, false
 	}
-	out := Batch{Events: []events.Envelope{}}
+	// Sized once: grown by appends, a partition's share was copied and
+	// allocated about twice over.
+	n := 0
+	for i, env := range r.batch.Events {
+		if env.Token.After(after) && r.part[i] == f.Partition.Index {
+			n++
+		}
+	}
+	out := Batch{Events: make([]events.Envelope, 0, min(n, limit))}
 	for i, env := range r.batch.Events {
 		if !env.Token.After(after) || r.part[i] != f.Partition.Index {
 			continue

@@ -156,8 +156,8 @@ func (e *Engine) Types() []string {
 
 // Handles names what the engine's definitions handle beyond the event
 // types of Types, for the processor's feed.ProcessorConfig.Handles: each
-// saga type, each of its event handlers and timeouts, its OnCancel, and
-// the state versions it reads. Processes of two builds that share the
+// saga type, each of its event handlers (those that start an instance
+// apart), timeouts, its OnCancel, and the state versions it reads. Processes of two builds that share the
 // processor (a rolling deploy) then split its partitions only among those
 // of the build that handles everything the other does: an older process
 // never takes, and drops, an event, a timer firing or a newer state only
@@ -174,6 +174,9 @@ func (e *Engine) Handles() []string {
 			n := s.typeNames[t]
 			for _, stored := range append(e.reg.StoredNames(n), n) {
 				out = append(out, pre+"/on:"+stored)
+				if s.byType[t].start {
+					out = append(out, pre+"/start:"+stored)
+				}
 			}
 		}
 		for timer := range s.timeouts {

@@ -71,12 +71,13 @@ func (m *membership) run(ctx context.Context) {
 		defer cancel()
 	}
 	failing, joined, poked := false, false, false
-	var lastAssign []string
+	var lastAssign, lastMembers []string
+	readFailing := false // said once per run of failed reads of the rows
 	for {
 		if m.rows != nil {
 			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), m.ttl)
 			if err := m.recordHandles(rctx); err != nil && ctx.Err() == nil && !errors.Is(err, events.ErrClosed) {
-				m.log.Warn("feed: recording what this member handles failed; the others leave it the partitions until it is recorded", "error", err)
+				m.log.Warn("feed: recording what this member handles failed; the members of the processor stand by until it is recorded", "error", err)
 			}
 			rcancel()
 		}
@@ -113,17 +114,30 @@ func (m *membership) run(ctx context.Context) {
 				rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), m.ttl)
 				el, err := m.eligible(rctx, members)
 				rcancel()
+				if err == nil && readFailing {
+					m.log.Info("feed: reading what the members handle recovered")
+				}
+				warn := err != nil && !readFailing
+				readFailing = err != nil
 				switch {
 				case err == nil:
 					assign = el
-				case lastAssign != nil:
+					lastMembers = slices.Clone(members)
+				case lastAssign != nil && !slices.ContainsFunc(members, func(x string) bool { return !slices.Contains(lastMembers, x) }):
 					// Kept, as the last known members are when a heartbeat
 					// fails: every member reads the same rows, so a member
 					// that guessed otherwise could take what another holds.
-					m.log.Warn("feed: reading what the members handle failed; keeping the last known split", "error", err)
+					if warn {
+						m.log.Warn("feed: reading what the members handle failed; keeping the last known split while no member joins", "error", err)
+					}
 					assign = intersect(lastAssign, members)
 				default:
-					m.log.Warn("feed: reading what the members handle failed; standing by until it can be read", "error", err)
+					// Nothing known yet, or a member joined since, whose
+					// handles are unknown: it may handle what this one
+					// does not.
+					if warn || len(lastAssign) > 0 {
+						m.log.Warn("feed: reading what the members handle failed; standing by until it can be read", "error", err)
+					}
 					assign = []string{}
 				}
 			}

@@ -84,7 +84,10 @@ func (m *membership) recordHandles(ctx context.Context) error {
 // build would take events only the newer one handles, and move its
 // checkpoint past them for good (filtered out of its reads, or acked by a
 // handler that does not know them); it stands by instead until the newer
-// members are gone. A member whose row is missing handles nothing.
+// members are gone. A live member whose row is missing (its write
+// failed, or a process of a release before these rows) makes the read
+// fail: what it handles is unknown, and the caller stands by rather than
+// guess.
 // Rows of members no longer live are removed once older than three TTLs.
 func (m *membership) eligible(ctx context.Context, members []string) ([]string, error) {
 	live := make(map[string][]string, len(members))
@@ -120,6 +123,11 @@ func (m *membership) eligible(ctx context.Context, members []string) ([]string, 
 	}
 	slices.Sort(union)
 	union = slices.Compact(union)
+	for _, mem := range members {
+		if live[mem] == nil {
+			return nil, fmt.Errorf("feed: live member %s of %q has not recorded what it handles", mem, m.group)
+		}
+	}
 	out := []string{} // empty, not nil: nobody (set takes nil for everybody)
 	for _, mem := range members {
 		if covers(live[mem], union) {

@@ -79,7 +79,12 @@ type ProcessorConfig struct {
 	// announces membership changes (both stores do): an event appended in
 	// between, before it stood by, may still be filtered out by it. So a
 	// deploy starts the new build's processors before the new build appends
-	// the events it adds. Defaults to none: the filter alone.
+	// the events it adds. What a live process handles must be known: while
+	// one has not recorded it (its write failed, or it runs a converge
+	// release from before these records, during an upgrade of converge
+	// itself) or the records cannot be read, a process that learns of a
+	// new member stands by rather than guess. Defaults to none: the filter
+	// alone.
 	Handles []string
 	// Partitions splits the processor into this many partitions by a hash
 	// of PartitionKey: each is processed in order, all in parallel, shared

@@ -1,0 +1,151 @@
+package feed_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
+	"github.com/converge-es/converge/events/memstore"
+)
+
+// hfRows fails List (failList) or Put (failPut) on feed.MembersHandleTable.
+type hfRows struct {
+	feed.Rows
+	failList, failPut *atomic.Bool
+}
+
+var errInjected = errors.New("injected: rows unavailable")
+
+func (r hfRows) List(ctx context.Context, ns, table string, q feed.RowQuery) ([]feed.Row, error) {
+	if table == feed.MembersHandleTable && r.failList.Load() {
+		return nil, errInjected
+	}
+	return r.Rows.List(ctx, ns, table, q)
+}
+
+func (r hfRows) Put(ctx context.Context, ns, table, key string, v json.RawMessage, tok events.Token) error {
+	if table == feed.MembersHandleTable && r.failPut.Load() {
+		return errInjected
+	}
+	return r.Rows.Put(ctx, ns, table, key, v, tok)
+}
+
+type hfSource struct {
+	*memstore.Store
+	rows hfRows
+}
+
+func (s hfSource) Rows() feed.Rows { return s.rows }
+
+type hfSeen struct {
+	mu   sync.Mutex
+	seen []string // "who:type"
+}
+
+func (s *hfSeen) add(x string) { s.mu.Lock(); s.seen = append(s.seen, x); s.mu.Unlock() }
+func (s *hfSeen) has(x string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Contains(s.seen, x)
+}
+
+func hfStart(t *testing.T, src feed.Source, who string, types []string, seen *hfSeen) *feed.Processor {
+	t.Helper()
+	p, err := feed.NewProcessor(src, &feed.ProcessorConfig{
+		Name: "rolling", Types: types, Partitions: 1,
+		Subscriber: feed.SubscriberConfig{Owner: who, LeaseTTL: 300 * time.Millisecond},
+	}, func(_ context.Context, env events.Envelope) error {
+		seen.add(who + ":" + env.Type)
+		return nil
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() { cancel(); require.ErrorIs(t, <-done, context.Canceled); _ = p.Close() })
+	return p
+}
+
+func hfActive(p *feed.Processor) bool {
+	st := p.Status()
+	return len(st.Partitions) == 1 && st.Partitions[0].State == feed.PartitionActive
+}
+
+func hfAppend(t *testing.T, st *memstore.Store, stream, typ string) {
+	t.Helper()
+	_, err := st.Append(context.Background(), stream, events.AnyVersion, events.Event{Data: events.Raw{Type: typ, Payload: []byte(`{}`)}})
+	require.NoError(t, err)
+}
+
+// TestHandlesReadFailureAfterAJoinStandsBy: the older build (Types a)
+// holds the partition; its read of the handles rows then fails while its
+// heartbeat works, and a newer build (Types a, b) joins. Keeping its last
+// split (itself only) it would filter out the newer build's "b" and move
+// the checkpoint past it for good: it stands by until it can read, and the
+// newer build then delivers "b".
+func TestHandlesReadFailureAfterAJoinStandsBy(t *testing.T) {
+	st, err := memstore.New(nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() }) // after the processors stop
+	var failList, failPut, never atomic.Bool
+	seen := &hfSeen{}
+	older := hfStart(t, hfSource{Store: st, rows: hfRows{Rows: st.Rows(), failList: &failList, failPut: &never}}, "a-old", []string{"a"}, seen)
+	require.Eventually(t, func() bool { return hfActive(older) }, 5*time.Second, 5*time.Millisecond)
+
+	failList.Store(true)
+	newer := hfStart(t, hfSource{Store: st, rows: hfRows{Rows: st.Rows(), failList: &never, failPut: &failPut}}, "b-new", []string{"a", "b"}, seen)
+	// What the newcomer handles is unknown to the older process: it
+	// stands by rather than keep its split, and the newcomer, which reads
+	// the rows, delivers.
+	require.Eventually(t, func() bool {
+		return len(older.Status().Members) == 2 && len(newer.Status().Members) == 2 && !hfActive(older) && hfActive(newer)
+	}, 5*time.Second, 5*time.Millisecond, "older: members %v, assigned %v, active %v; newer: members %v, assigned %v, active %v", older.Status().Members, older.Status().Assigned, hfActive(older), newer.Status().Members, newer.Status().Assigned, hfActive(newer))
+	hfAppend(t, st, "s-1", "b")
+	hfAppend(t, st, "s-1", "a")
+
+	failList.Store(false)
+	require.Eventually(t, func() bool { return hfActive(newer) && !hfActive(older) }, 5*time.Second, 5*time.Millisecond)
+	hfAppend(t, st, "s-2", "a")
+	require.Eventually(t, func() bool { return seen.has("b-new:a") }, 5*time.Second, 5*time.Millisecond)
+	require.True(t, seen.has("b-new:b"), "the newer build's event b was delivered by nobody: seen %v", seen.seen)
+}
+
+// TestHandlesWriteFailureStandsBy: the newer build's write of its handles
+// row fails (its heartbeat works). Counting the live newcomer as handling
+// nothing, the older build would keep every partition and filter out "b"
+// for good: what it handles is unknown, so everyone stands by until the
+// row is written, and the newer build then delivers "b".
+func TestHandlesWriteFailureStandsBy(t *testing.T) {
+	st, err := memstore.New(nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() }) // after the processors stop
+	var failPut, never atomic.Bool
+	seen := &hfSeen{}
+	older := hfStart(t, hfSource{Store: st, rows: hfRows{Rows: st.Rows(), failList: &never, failPut: &never}}, "a-old", []string{"a"}, seen)
+	require.Eventually(t, func() bool { return hfActive(older) }, 5*time.Second, 5*time.Millisecond)
+
+	failPut.Store(true)
+	newer := hfStart(t, hfSource{Store: st, rows: hfRows{Rows: st.Rows(), failList: &never, failPut: &failPut}}, "b-new", []string{"a", "b"}, seen)
+	// What the newcomer handles is unknown to the older process: it
+	// stands by (nobody delivers) rather than keep its split.
+	require.Eventually(t, func() bool {
+		return len(older.Status().Members) == 2 && len(newer.Status().Members) == 2 && !hfActive(older) && !hfActive(newer)
+	}, 5*time.Second, 5*time.Millisecond, "older: members %v, assigned %v, active %v; newer: members %v, assigned %v, active %v", older.Status().Members, older.Status().Assigned, hfActive(older), newer.Status().Members, newer.Status().Assigned, hfActive(newer))
+	hfAppend(t, st, "s-1", "b")
+	hfAppend(t, st, "s-1", "a")
+
+	failPut.Store(false)
+	require.Eventually(t, func() bool { return hfActive(newer) && !hfActive(older) }, 5*time.Second, 5*time.Millisecond)
+	hfAppend(t, st, "s-2", "a")
+	require.Eventually(t, func() bool { return seen.has("b-new:a") }, 5*time.Second, 5*time.Millisecond)
+	require.True(t, seen.has("b-new:b"), "the newer build's event b was delivered by nobody: seen %v", seen.seen)
+}

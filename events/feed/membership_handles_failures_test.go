@@ -52,6 +52,12 @@ type hfSeen struct {
 }
 
 func (s *hfSeen) add(x string) { s.mu.Lock(); s.seen = append(s.seen, x); s.mu.Unlock() }
+func (s *hfSeen) list() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.seen)
+}
+
 func (s *hfSeen) has(x string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -86,66 +92,59 @@ func hfAppend(t *testing.T, st *memstore.Store, stream, typ string) {
 	require.NoError(t, err)
 }
 
-// TestHandlesReadFailureAfterAJoinStandsBy: the older build (Types a)
-// holds the partition; its read of the handles rows then fails while its
-// heartbeat works, and a newer build (Types a, b) joins. Keeping its last
-// split (itself only) it would filter out the newer build's "b" and move
-// the checkpoint past it for good: it stands by until it can read, and the
-// newer build then delivers "b".
-func TestHandlesReadFailureAfterAJoinStandsBy(t *testing.T) {
-	st, err := memstore.New(nil)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close() }) // after the processors stop
-	var failList, failPut, never atomic.Bool
-	seen := &hfSeen{}
-	older := hfStart(t, hfSource{Store: st, rows: hfRows{Rows: st.Rows(), failList: &failList, failPut: &never}}, "a-old", []string{"a"}, seen)
-	require.Eventually(t, func() bool { return hfActive(older) }, 5*time.Second, 5*time.Millisecond)
+// TestHandlesUnknownStandsBy: the older build (Types a) holds the
+// partition, and a newer build (Types a, b) joins while what it handles
+// cannot be known to the older process: the older one's read of the rows
+// fails (its heartbeat works), or the newcomer's write of its row fails.
+// Keeping its split, or counting the newcomer as handling nothing, the
+// older process would filter out the newer build's "b" and move the
+// checkpoint past it for good. It stands by instead (and so does the
+// newcomer without its row), and once the rows work the newer build
+// delivers "b".
+func TestHandlesUnknownStandsBy(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		// olderList fails the older process's reads of the rows, else the
+		// newer process's write of its row fails.
+		olderList bool
+		// newerDelivers: the newcomer, which knows everyone's rows, takes
+		// the partition meanwhile.
+		newerDelivers bool
+	}{
+		{"older cannot read the rows", true, true},
+		{"newer cannot write its row", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			st, err := memstore.New(nil)
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = st.Close() }) // after the processors stop
+			var failing, never atomic.Bool
+			olderRows, newerRows := hfRows{Rows: st.Rows(), failList: &never, failPut: &never}, hfRows{Rows: st.Rows(), failList: &never, failPut: &never}
+			if tc.olderList {
+				olderRows.failList = &failing
+			} else {
+				newerRows.failPut = &failing
+			}
+			seen := &hfSeen{}
+			older := hfStart(t, hfSource{Store: st, rows: olderRows}, "a-old", []string{"a"}, seen)
+			require.Eventually(t, func() bool { return hfActive(older) }, 5*time.Second, 5*time.Millisecond)
 
-	failList.Store(true)
-	newer := hfStart(t, hfSource{Store: st, rows: hfRows{Rows: st.Rows(), failList: &never, failPut: &failPut}}, "b-new", []string{"a", "b"}, seen)
-	// What the newcomer handles is unknown to the older process: it
-	// stands by rather than keep its split, and the newcomer, which reads
-	// the rows, delivers.
-	require.Eventually(t, func() bool {
-		return len(older.Status().Members) == 2 && len(newer.Status().Members) == 2 && !hfActive(older) && hfActive(newer)
-	}, 5*time.Second, 5*time.Millisecond, "older: members %v, assigned %v, active %v; newer: members %v, assigned %v, active %v", older.Status().Members, older.Status().Assigned, hfActive(older), newer.Status().Members, newer.Status().Assigned, hfActive(newer))
-	hfAppend(t, st, "s-1", "b")
-	hfAppend(t, st, "s-1", "a")
+			failing.Store(true)
+			newer := hfStart(t, hfSource{Store: st, rows: newerRows}, "b-new", []string{"a", "b"}, seen)
+			require.Eventually(t, func() bool {
+				return len(older.Status().Members) == 2 && len(newer.Status().Members) == 2 && !hfActive(older) && hfActive(newer) == tc.newerDelivers
+			}, 5*time.Second, 5*time.Millisecond, "older: members %v, assigned %v, active %v; newer: members %v, assigned %v, active %v",
+				older.Status().Members, older.Status().Assigned, hfActive(older), newer.Status().Members, newer.Status().Assigned, hfActive(newer))
+			hfAppend(t, st, "s-1", "b")
+			hfAppend(t, st, "s-1", "a")
 
-	failList.Store(false)
-	require.Eventually(t, func() bool { return hfActive(newer) && !hfActive(older) }, 5*time.Second, 5*time.Millisecond)
-	hfAppend(t, st, "s-2", "a")
-	require.Eventually(t, func() bool { return seen.has("b-new:a") }, 5*time.Second, 5*time.Millisecond)
-	require.True(t, seen.has("b-new:b"), "the newer build's event b was delivered by nobody: seen %v", seen.seen)
-}
-
-// TestHandlesWriteFailureStandsBy: the newer build's write of its handles
-// row fails (its heartbeat works). Counting the live newcomer as handling
-// nothing, the older build would keep every partition and filter out "b"
-// for good: what it handles is unknown, so everyone stands by until the
-// row is written, and the newer build then delivers "b".
-func TestHandlesWriteFailureStandsBy(t *testing.T) {
-	st, err := memstore.New(nil)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close() }) // after the processors stop
-	var failPut, never atomic.Bool
-	seen := &hfSeen{}
-	older := hfStart(t, hfSource{Store: st, rows: hfRows{Rows: st.Rows(), failList: &never, failPut: &never}}, "a-old", []string{"a"}, seen)
-	require.Eventually(t, func() bool { return hfActive(older) }, 5*time.Second, 5*time.Millisecond)
-
-	failPut.Store(true)
-	newer := hfStart(t, hfSource{Store: st, rows: hfRows{Rows: st.Rows(), failList: &never, failPut: &failPut}}, "b-new", []string{"a", "b"}, seen)
-	// What the newcomer handles is unknown to the older process: it
-	// stands by (nobody delivers) rather than keep its split.
-	require.Eventually(t, func() bool {
-		return len(older.Status().Members) == 2 && len(newer.Status().Members) == 2 && !hfActive(older) && !hfActive(newer)
-	}, 5*time.Second, 5*time.Millisecond, "older: members %v, assigned %v, active %v; newer: members %v, assigned %v, active %v", older.Status().Members, older.Status().Assigned, hfActive(older), newer.Status().Members, newer.Status().Assigned, hfActive(newer))
-	hfAppend(t, st, "s-1", "b")
-	hfAppend(t, st, "s-1", "a")
-
-	failPut.Store(false)
-	require.Eventually(t, func() bool { return hfActive(newer) && !hfActive(older) }, 5*time.Second, 5*time.Millisecond)
-	hfAppend(t, st, "s-2", "a")
-	require.Eventually(t, func() bool { return seen.has("b-new:a") }, 5*time.Second, 5*time.Millisecond)
-	require.True(t, seen.has("b-new:b"), "the newer build's event b was delivered by nobody: seen %v", seen.seen)
+			failing.Store(false)
+			require.Eventually(t, func() bool { return hfActive(newer) && !hfActive(older) }, 5*time.Second, 5*time.Millisecond)
+			hfAppend(t, st, "s-2", "a")
+			require.Eventually(t, func() bool { return seen.has("b-new:a") }, 5*time.Second, 5*time.Millisecond)
+			require.True(t, seen.has("b-new:b"), "the newer build's event b was delivered by nobody: seen %v", seen.list())
+		})
+	}
 }

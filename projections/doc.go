@@ -88,6 +88,16 @@
 // (consistency.Tracker.Group). Split only projections whose rows are each
 // written by the events of one key.
 //
+// While two builds of an application run a projection side by side (a
+// rolling deploy), its partitions go to the processes whose handlers
+// cover every event type the others handle (feed.ProcessorConfig.Handles):
+// a build that adds a handler takes the projection over and the older one
+// stands by, instead of filtering out the new type's events and moving
+// the checkpoint past them. A build that adds one type and drops another
+// covers neither way: the projection waits until one build's processes
+// are gone. Events of a newly handled type stored before the new build
+// ran are not applied to the rows in place: Rebuild applies them.
+//
 // Handlers must be deterministic functions of the read model and the
 // event, and must not have side effects outside the unit: those would
 // happen again on a retry.

@@ -1,6 +1,7 @@
 package converge
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -329,8 +330,13 @@ func routerLogger(l *slog.Logger) watermill.LoggerAdapter {
 }
 
 // Start starts the Tracker, the projections, the saga engine's loops, the
-// router and the lag monitor, and returns once the router runs. It does
-// not block; ctx bounds the start only (the client runs until Stop). A
+// router and the lag monitor, and returns once the router runs. While
+// processes of another build run the same processors (a rolling deploy),
+// it also waits, up to two lease TTLs, until this process delivers the
+// partitions assigned to it (feed.Processor.AwaitTakeover), so an event
+// only this build handles, appended once Start returns, is not filtered
+// out by an older process. It does not block beyond that; ctx bounds the
+// start only (the client runs until Stop). A
 // failed Start stops what it started; the client cannot be started again.
 // A Stop called during the start ends it: Start stops what it started and
 // returns ErrStopped.
@@ -409,7 +415,31 @@ func (cl *Client) start(ctx context.Context) error {
 			return fmt.Errorf("converge: start lag monitor: %w", err)
 		}
 	}
+	cl.awaitTakeover(ctx)
 	return nil
+}
+
+// awaitTakeover waits, while processes of another build run the client's
+// processors (a rolling deploy), until this process delivers the
+// partitions assigned to it, so that an event only this build handles,
+// appended once Start returns, is not filtered out by an older process
+// (feed.Processor.AwaitTakeover). It returns at once when no other build
+// runs, and gives up, with a warning, after two lease TTLs: a partition
+// whose old holder died moves only when its lease expires.
+func (cl *Client) awaitTakeover(ctx context.Context) {
+	ttl := cmp.Or(cl.cfg.Subscriber.LeaseTTL, feed.DefaultLeaseTTL)
+	wctx, cancel := context.WithTimeout(ctx, 2*ttl)
+	defer cancel()
+	var err error
+	if cl.runner != nil {
+		err = cl.runner.AwaitTakeover(wctx)
+	}
+	if err == nil && cl.sagaProc != nil {
+		err = cl.sagaProc.AwaitTakeover(wctx)
+	}
+	if err != nil && ctx.Err() == nil {
+		cl.log.Warn("converge: started before taking the partitions over from another build's processes; an event only this build handles, appended now, may be skipped by them", "error", err)
+	}
 }
 
 // Stop drains and stops everything: the lag monitor, then the router

@@ -594,3 +594,26 @@ func (r *Runner) View(name string) *View {
 func (r *Runner) Appender() *Appender {
 	return &Appender{Store: r.cfg.Store, r: r}
 }
+
+// AwaitTakeover waits until every live projection's processor has taken
+// over the partitions assigned to this process from processes of another
+// build that handle less (feed.Processor.AwaitTakeover): events only this
+// build's handlers take, appended after it returns, are applied rather than
+// filtered out by an older process. It returns at once when no other build
+// runs the projections. ctx bounds the wait.
+func (r *Runner) AwaitTakeover(ctx context.Context) error {
+	r.mu.Lock()
+	var procs []*feed.Processor
+	for _, pr := range r.procs {
+		if pr.rebuild == 0 && pr.proc != nil {
+			procs = append(procs, pr.proc)
+		}
+	}
+	r.mu.Unlock()
+	for _, p := range procs {
+		if err := p.AwaitTakeover(ctx); err != nil {
+			return fmt.Errorf("projections: %w", err)
+		}
+	}
+	return nil
+}

@@ -50,6 +50,9 @@ type membership struct {
 	// standing is what the last line about standing by said, so it is
 	// logged once per change.
 	standing string
+	// mixed is set when the last read of what the members handle found a
+	// live member that handles otherwise than this one (another build).
+	mixed bool
 }
 
 // run heartbeats until ctx ends, then leaves the group so the others take

@@ -135,5 +135,12 @@ func (m *membership) eligible(ctx context.Context, members []string) ([]string, 
 		}
 	}
 	slices.Sort(out)
+	mixed := false
+	for _, mem := range members {
+		mixed = mixed || !slices.Equal(live[mem], m.handles)
+	}
+	m.mu.Lock()
+	m.mixed = mixed
+	m.mu.Unlock()
 	return out, nil
 }

@@ -77,9 +77,10 @@ type ProcessorConfig struct {
 	// until one build's processes are gone. An older process learns of a
 	// newer one at its next membership heartbeat, at once where the store
 	// announces membership changes (both stores do): an event appended in
-	// between, before it stood by, may still be filtered out by it. So a
-	// deploy starts the new build's processors before the new build appends
-	// the events it adds. What a live process handles must be known: while
+	// between, before it stood by, may still be filtered out by it:
+	// Processor.AwaitTakeover waits until this process delivers what it is
+	// assigned (converge.NewClient's Start does), after which an event the
+	// new build appends is safe. What a live process handles must be known: while
 	// one has not recorded it (its write failed, or it runs a converge
 	// release from before these records, during an upgrade of converge
 	// itself) or the records cannot be read, a process that learns of a

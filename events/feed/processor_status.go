@@ -1,6 +1,9 @@
 package feed
 
 import (
+	"context"
+	"fmt"
+	"slices"
 	"time"
 
 	"github.com/converge-es/converge/events"
@@ -69,4 +72,61 @@ func (p *Processor) Status() ProcessorStatus {
 		st.Partitions = append(st.Partitions, s)
 	}
 	return st
+}
+
+// AwaitTakeover waits, while processes of another build run the processor
+// beside this one (they handle otherwise: see ProcessorConfig.Handles),
+// until this process delivers every partition assigned to it: from then
+// on no process that handles less delivers them, so an event only this
+// build handles, appended after AwaitTakeover returns, is delivered, not
+// filtered out by an older process. It returns at once when every live
+// process handles the same, or when this one stands by (another handles
+// more). ctx bounds the wait: a partition whose old holder died is taken
+// over only when its lease expires.
+func (p *Processor) AwaitTakeover(ctx context.Context) error {
+	for {
+		ch := p.mship.changed.C()
+		if p.takenOver() {
+			return nil
+		}
+		t := time.NewTimer(takeoverPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("feed: processor %s: waiting to take the partitions over from another build's processes: %w", p.cfg.Name, ctx.Err())
+		case <-ch:
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// takeoverPoll is how often AwaitTakeover looks at the partitions' states,
+// which change without a signal of their own.
+const takeoverPoll = 10 * time.Millisecond
+
+// takenOver reports whether AwaitTakeover is done.
+func (p *Processor) takenOver() bool {
+	m := p.mship
+	m.mu.Lock()
+	known, mixed, assign := m.known, m.mixed, slices.Clone(m.assign)
+	m.mu.Unlock()
+	switch {
+	case !known:
+		return false
+	case !mixed || !slices.Contains(assign, p.member):
+		return true
+	}
+	for _, ps := range p.parts {
+		if assign[ps.index%len(assign)] != p.member {
+			continue
+		}
+		ps.mu.Lock()
+		active := ps.state == PartitionActive
+		ps.mu.Unlock()
+		if !active {
+			return false
+		}
+	}
+	return true
 }

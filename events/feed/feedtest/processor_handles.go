@@ -31,6 +31,10 @@ func testProcessorHandles(t *testing.T, m mode, s events.Store, src feed.Source)
 	awaitPosition(t, older.p, first[len(first)-1].Token)
 
 	newer := startProcessor(t, m, src, cfg("x", "y"), h)
+	// Once AwaitTakeover returns, the newer process delivers every
+	// partition (the older one cannot hold any: leases exclude).
+	require.NoError(t, newer.p.AwaitTakeover(t.Context()))
+	require.Equal(t, 4, newer.active())
 	require.Eventually(t, func() bool { return newer.active() == 4 && older.active() == 0 }, waitTimeout, 5*time.Millisecond,
 		"the newer build's process did not take every partition: older %d, newer %d", older.active(), newer.active())
 	st := older.p.Status()

@@ -437,7 +437,9 @@ func (cl *Client) awaitTakeover(ctx context.Context) {
 	if err == nil && cl.sagaProc != nil {
 		err = cl.sagaProc.AwaitTakeover(wctx)
 	}
-	if err != nil && ctx.Err() == nil {
+	// Quiet only for a Stop during the start (it cancels ctx): a caller's
+	// deadline that cut the wait short leaves the hazard, and says so.
+	if err != nil && !errors.Is(ctx.Err(), context.Canceled) {
 		cl.log.Warn("converge: started before taking the partitions over from another build's processes; an event only this build handles, appended now, may be skipped by them", "error", err)
 	}
 }

@@ -121,10 +121,12 @@ func (p *Processor) takenOver() bool {
 		if assign[ps.index%len(assign)] != p.member {
 			continue
 		}
+		// Held under this process's lease, delivering or halted (a halted
+		// partition stays with its holder): no other process delivers it.
 		ps.mu.Lock()
-		active := ps.state == PartitionActive
+		active, cst := ps.state == PartitionActive, ps.consumer
 		ps.mu.Unlock()
-		if !active {
+		if !active && (cst == nil || cst.get().Lease != LeaseHolding) {
 			return false
 		}
 	}

@@ -2,6 +2,8 @@ package feedtest
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,9 +32,28 @@ func testProcessorHandles(t *testing.T, m mode, s events.Store, src feed.Source)
 	first := appendSpread(t, s, name, 8, 16)
 	awaitPosition(t, older.p, first[len(first)-1].Token)
 
+	// Two processes of the newer build start at once. Once one's
+	// AwaitTakeover returns, no partition is held by the older process,
+	// the other's share included (the store lists the lease holders).
 	newer := startProcessor(t, m, src, cfg("x", "y"), h)
-	// Once AwaitTakeover returns, the newer process delivers every
-	// partition (the older one cannot hold any: leases exclude).
+	twin := startProcessor(t, m, src, cfg("x", "y"), h)
+	require.NoError(t, newer.p.AwaitTakeover(t.Context()))
+	if insp, ok := src.(feed.Inspector); ok {
+		infos, err := insp.Consumers(t.Context())
+		require.NoError(t, err)
+		for _, ci := range infos {
+			if slices.Contains(newer.p.CheckpointNames(), ci.Name) {
+				require.False(t, strings.HasPrefix(ci.Owner, older.p.Status().Member+"/"), "partition %s still held by the older process (%q)", ci.Name, ci.Owner)
+			}
+		}
+	}
+	twin.stop()
+	// Alone, the newer process delivers every partition once
+	// AwaitTakeover returns (the older one cannot hold any: leases
+	// exclude).
+	require.Eventually(t, func() bool {
+		return len(newer.p.Status().Members) == 2 && slices.Equal(older.p.Status().Assigned, []string{newer.p.Status().Member})
+	}, waitTimeout, 5*time.Millisecond, "the twin's leaving was not seen")
 	require.NoError(t, newer.p.AwaitTakeover(t.Context()))
 	require.Equal(t, 4, newer.active())
 	require.Eventually(t, func() bool { return newer.active() == 4 && older.active() == 0 }, waitTimeout, 5*time.Millisecond,

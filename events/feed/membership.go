@@ -115,7 +115,7 @@ func (m *membership) run(ctx context.Context) {
 			assign := members
 			if m.rows != nil {
 				rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), m.ttl)
-				el, err := m.eligible(rctx, members)
+				el, mixed, err := m.eligible(rctx, members)
 				rcancel()
 				if err == nil && readFailing {
 					m.log.Info("feed: reading what the members handle recovered")
@@ -126,6 +126,9 @@ func (m *membership) run(ctx context.Context) {
 				case err == nil:
 					assign = el
 					lastMembers = slices.Clone(members)
+					m.mu.Lock()
+					m.mixed = mixed
+					m.mu.Unlock()
 				case lastAssign != nil && !slices.ContainsFunc(members, func(x string) bool { return !slices.Contains(lastMembers, x) }):
 					// Kept, as the last known members are when a heartbeat
 					// fails: every member reads the same rows, so a member
@@ -133,7 +136,7 @@ func (m *membership) run(ctx context.Context) {
 					if warn {
 						m.log.Warn("feed: reading what the members handle failed; keeping the last known split while no member joins", "error", err)
 					}
-					assign = intersect(lastAssign, members)
+					assign = slices.DeleteFunc(slices.Clone(lastAssign), func(x string) bool { return !slices.Contains(members, x) })
 				default:
 					// Nothing known yet, or a member joined since, whose
 					// handles are unknown: it may handle what this one
@@ -250,17 +253,6 @@ func (m *membership) logStanding(members, assign []string) {
 	if changed && why != "" {
 		m.log.Warn("feed: "+why, "member", m.member, "members", members, "assigned", assign)
 	}
-}
-
-// intersect returns the members of a also in b.
-func intersect(a, b []string) []string {
-	out := []string{}
-	for _, x := range a {
-		if slices.Contains(b, x) {
-			out = append(out, x)
-		}
-	}
-	return out
 }
 
 // snapshot returns the members last seen and those assigned partitions.

@@ -79,7 +79,8 @@ func (m *membership) recordHandles(ctx context.Context) error {
 }
 
 // eligible returns the live members that handle everything any live
-// member handles, sorted: the partitions are split among them only. While
+// member handles, sorted (the partitions are split among them only), and
+// whether some live member handles otherwise than this one. While
 // two builds of an application run side by side, a member of the older
 // build would take events only the newer one handles, and move its
 // checkpoint past them for good (filtered out of its reads, or acked by a
@@ -89,7 +90,7 @@ func (m *membership) recordHandles(ctx context.Context) error {
 // fail: what it handles is unknown, and the caller stands by rather than
 // guess.
 // Rows of members no longer live are removed once older than three TTLs.
-func (m *membership) eligible(ctx context.Context, members []string) ([]string, error) {
+func (m *membership) eligible(ctx context.Context, members []string) ([]string, bool, error) {
 	live := make(map[string][]string, len(members))
 	for _, mem := range members {
 		live[mem] = nil
@@ -99,7 +100,7 @@ func (m *membership) eligible(ctx context.Context, members []string) ([]string, 
 	for {
 		page, err := m.rows.List(ctx, RuntimeNamespace, MembersHandleTable, RowQuery{Prefix: m.group + "/", After: after})
 		if err != nil {
-			return nil, fmt.Errorf("feed: read what the members of %q handle: %w", m.group, err)
+			return nil, false, fmt.Errorf("feed: read what the members of %q handle: %w", m.group, err)
 		}
 		for _, row := range page {
 			var r handlesRow
@@ -125,7 +126,7 @@ func (m *membership) eligible(ctx context.Context, members []string) ([]string, 
 	union = slices.Compact(union)
 	for _, mem := range members {
 		if live[mem] == nil {
-			return nil, fmt.Errorf("feed: live member %s of %q has not recorded what it handles", mem, m.group)
+			return nil, false, fmt.Errorf("feed: live member %s of %q has not recorded what it handles", mem, m.group)
 		}
 	}
 	out := []string{} // empty, not nil: nobody (set takes nil for everybody)
@@ -135,12 +136,6 @@ func (m *membership) eligible(ctx context.Context, members []string) ([]string, 
 		}
 	}
 	slices.Sort(out)
-	mixed := false
-	for _, mem := range members {
-		mixed = mixed || !slices.Equal(live[mem], m.handles)
-	}
-	m.mu.Lock()
-	m.mixed = mixed
-	m.mu.Unlock()
-	return out, nil
+	mixed := slices.ContainsFunc(members, func(mem string) bool { return !slices.Equal(live[mem], m.handles) })
+	return out, mixed, nil
 }

@@ -148,3 +148,31 @@ func TestHandlesUnknownStandsBy(t *testing.T) {
 		})
 	}
 }
+
+// TestHandlesRowsOfDeadMembersAreRemoved: a process that died without
+// leaving keeps its record; the live members remove it once it is older
+// than three lease TTLs, and keep a young one (a member about to join
+// writes its record before its first heartbeat). Neither counts while its
+// member is not live.
+func TestHandlesRowsOfDeadMembersAreRemoved(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, err := memstore.New(nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	put := func(key, member string, at time.Time) {
+		b, err := json.Marshal(map[string]any{"member": member, "handles": []string{"type:z"}, "at": at})
+		require.NoError(t, err)
+		require.NoError(t, st.Rows().Put(ctx, feed.RuntimeNamespace, feed.MembersHandleTable, "rolling/"+key, b, events.Token{}))
+	}
+	put("dead", "gone/1", time.Now().Add(-time.Hour))
+	put("joining", "soon/1", time.Now().Add(time.Hour))
+	p := hfStart(t, st, "alive", []string{"a"}, &hfSeen{})
+	require.Eventually(t, func() bool {
+		_, found, err := st.Rows().Get(ctx, feed.RuntimeNamespace, feed.MembersHandleTable, "rolling/dead", feed.LockNone)
+		return err == nil && !found && hfActive(p)
+	}, 5*time.Second, 5*time.Millisecond, "the dead member's old record was not removed, or its handles counted")
+	_, found, err := st.Rows().Get(ctx, feed.RuntimeNamespace, feed.MembersHandleTable, "rolling/joining", feed.LockNone)
+	require.NoError(t, err)
+	require.True(t, found, "a young record of a member not yet live was removed")
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge"
+	"github.com/converge-es/converge/consistency"
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/projections"
 )
@@ -42,7 +43,12 @@ func TestGateStatsCountCaughtUpModelsAsReached(t *testing.T) {
 			require.NoError(t, err)
 			last = res.Token
 		}
-		st, err := first.Tracker().Wait(ctx, last, "order_status")
+		// Waits up to the Tracker's cap, not its 2 s default: on a shared
+		// server another test's open transaction holds every feed reader
+		// of the database back for a while.
+		wctx, cancel := context.WithTimeout(ctx, consistency.DefaultMaxTimeout)
+		defer cancel()
+		st, err := first.Tracker().Wait(wctx, last, "order_status")
 		require.NoError(t, err)
 		require.False(t, st.Stale, msg)
 		require.NoError(t, first.Stop(ctx))
@@ -51,7 +57,7 @@ func TestGateStatsCountCaughtUpModelsAsReached(t *testing.T) {
 		second := newShop(t, store)
 		require.NoError(t, second.Start(ctx))
 		defer func() { require.NoError(t, second.Stop(ctx)) }()
-		st, err = second.Tracker().Wait(ctx, last, converge.DefaultSagaProcessor)
+		st, err = second.Tracker().Wait(wctx, last, converge.DefaultSagaProcessor)
 		require.NoError(t, err)
 		require.False(t, st.Stale, msg)
 		gs := second.GateStats()

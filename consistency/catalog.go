@@ -118,8 +118,13 @@ func (c *Catalog) Handler(tr *Tracker) http.Handler {
 			e := readModelJSON{Name: m.Name, Class: m.Class, Description: m.Description}
 			if m.SLA > 0 {
 				// Rounded up: a sub-millisecond SLA is not 0 (which the
-				// field leaves out, as if there were none).
-				e.SLA, e.SLAMillis = m.SLA.String(), (m.SLA + time.Millisecond - 1).Milliseconds()
+				// field leaves out, as if there were none). Not by adding
+				// a millisecond less a nanosecond first: that overflows
+				// for the longest Durations.
+				e.SLA, e.SLAMillis = m.SLA.String(), m.SLA.Milliseconds()
+				if m.SLA%time.Millisecond != 0 {
+					e.SLAMillis++
+				}
 			}
 			if tr != nil && m.Class == Eventual {
 				if pos, ok := tr.Position(m.Name); ok {

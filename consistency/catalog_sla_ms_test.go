@@ -2,6 +2,7 @@ package consistency_test
 
 import (
 	"encoding/json"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -16,7 +17,8 @@ import (
 // TestCatalogSLAMillisRoundsUp: the catalog endpoint's sla_ms is the SLA
 // in whole milliseconds rounded up, so any SLA has one, a sub-millisecond
 // one included (it used to round to 0 and be left out, as if the model
-// had no SLA), for random SLAs from a nanosecond to an hour.
+// had no SLA), for random SLAs from a nanosecond to an hour and near the
+// longest a Duration holds.
 func TestCatalogSLAMillisRoundsUp(t *testing.T) {
 	t.Parallel()
 	seed := rand.Uint64()
@@ -25,6 +27,10 @@ func TestCatalogSLAMillisRoundsUp(t *testing.T) {
 	for range 200 {
 		// Spread over magnitudes: mostly under a second, some far over.
 		sla := time.Duration(1 + r.Int64N(int64(time.Microsecond)<<r.IntN(32)))
+		if r.IntN(4) == 0 {
+			// The longest SLAs, where rounding up must not overflow.
+			sla = time.Duration(math.MaxInt64 - r.Int64N(int64(2*time.Millisecond)))
+		}
 		var c consistency.Catalog
 		c.Register(consistency.ReadModel{Name: "m", Class: consistency.Eventual, SLA: sla})
 		rec := httptest.NewRecorder()
@@ -41,7 +47,11 @@ func TestCatalogSLAMillisRoundsUp(t *testing.T) {
 		got := body.ReadModels[0]
 		require.Equal(t, sla.String(), got.SLA)
 		require.NotNil(t, got.SLAMillis, "seed %d: sla %s has sla_ms", seed, sla)
-		ms := time.Duration(*got.SLAMillis) * time.Millisecond
-		require.True(t, ms >= sla && ms-sla < time.Millisecond, "seed %d: sla %s gave sla_ms %d", seed, sla, *got.SLAMillis)
+		// In whole milliseconds, as the product could overflow a Duration.
+		want := int64(sla / time.Millisecond)
+		if sla%time.Millisecond != 0 {
+			want++
+		}
+		require.Equal(t, want, *got.SLAMillis, "seed %d: sla %s", seed, sla)
 	}
 }

@@ -147,8 +147,10 @@
 // durably with what it waits for, and the instance's later messages queue
 // behind it in order (mailbox rows), while the consumer moves on to other
 // instances. The driver started by Engine.Start runs the parked step when
-// the Tracker reports the models caught up (a watch per parked instance),
-// with a sweep every EngineConfig.SweepInterval for lost wake-ups, then
+// the Tracker reports the models caught up (one watch, and one of the
+// Tracker's MaxWaiters, per set of models, however many steps are parked
+// on it: a model that stays behind does not turn other waits away), with
+// a sweep every EngineConfig.SweepInterval for lost wake-ups, then
 // drains the mailbox in order, each message in a unit of its own, taking
 // turns: after EngineConfig.DrainPerTurn steps of one instance it goes on
 // to the next, and comes back at its next pass, at once, so a long queue

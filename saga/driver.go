@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/converge-es/converge/consistency"
@@ -202,41 +204,90 @@ func (e *Engine) runParked(ctx context.Context, watch bool) (int, time.Time, err
 	return moved, next, passErr
 }
 
-// watch waits, push-woken by the Tracker, until a parked step's models
-// reach its token, then wakes the driver. One watch per instance.
+// watch makes sure the driver is woken when a parked step's models reach
+// its token. One goroutine watches each set of models, waiting for the
+// smallest token any step parked on that set waits for, then for the
+// next: a goroutine (and a Tracker waiter slot) per parked instance would
+// let a read model that stays behind, with thousands of steps parked on
+// it, use up TrackerConfig.MaxWaiters, and every other wait in the process
+// (an HTTP read of a healthy model) would be turned away stale at once.
 func (e *Engine) watch(ctx context.Context, ix parkIndex) {
-	key := instanceKey(ix.Saga, ix.ID)
+	set := slices.Clone(ix.Models)
+	slices.Sort(set)
+	set = slices.Compact(set)
+	key := strings.Join(set, "\x00")
 	e.watchMu.Lock()
-	if e.watching[key] {
+	if w := e.watching[key]; w != nil {
+		w.tokens[instanceKey(ix.Saga, ix.ID)] = ix.Token
 		e.watchMu.Unlock()
 		return
 	}
-	e.watching[key] = true
+	w := &modelWatch{models: set, tokens: map[string]events.Token{instanceKey(ix.Saga, ix.ID): ix.Token}}
+	e.watching[key] = w
 	e.watchMu.Unlock()
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		defer func() {
-			e.watchMu.Lock()
+		e.watchModels(ctx, key, w)
+	}()
+}
+
+// modelWatch is what the goroutine watching one set of models waits for:
+// by instance key, the token its parked step waits for.
+type modelWatch struct {
+	models []string
+	tokens map[string]events.Token
+}
+
+// watchModels waits until w's models reach each of its tokens in turn,
+// smallest first, and wakes the driver each time one is reached. It
+// returns when none is left, and when a wait is stopped or turned away:
+// the driver's sweep watches what is still parked again later, so this
+// never spins.
+func (e *Engine) watchModels(ctx context.Context, key string, w *modelWatch) {
+	done := func() {
+		e.watchMu.Lock()
+		delete(e.watching, key)
+		e.watchMu.Unlock()
+	}
+	for {
+		e.watchMu.Lock()
+		if len(w.tokens) == 0 || ctx.Err() != nil {
+			// Under the lock that watch takes, so a token added now
+			// starts a new watcher instead of joining this one.
 			delete(e.watching, key)
 			e.watchMu.Unlock()
-		}()
-		for ctx.Err() == nil {
-			st, err := e.cfg.Tracker.Wait(ctx, ix.Token, ix.Models...)
-			if err != nil {
-				return
-			}
-			if !st.Stale {
-				e.parkWake.Notify()
-				return
-			}
-			if st.Reason != consistency.ReasonDeadline && st.Reason != consistency.ReasonAhead {
-				// Stopped, or too many waiters: the sweep watches again
-				// later, so this never spins.
-				return
+			return
+		}
+		var target events.Token
+		first := true
+		for _, tok := range w.tokens {
+			if first || tok.Before(target) {
+				target, first = tok, false
 			}
 		}
-	}()
+		e.watchMu.Unlock()
+		st, err := e.cfg.Tracker.Wait(ctx, target, w.models...)
+		if err != nil {
+			done()
+			return
+		}
+		if !st.Stale {
+			e.watchMu.Lock()
+			for k, tok := range w.tokens {
+				if !tok.After(target) {
+					delete(w.tokens, k)
+				}
+			}
+			e.watchMu.Unlock()
+			e.parkWake.Notify()
+			continue
+		}
+		if st.Reason != consistency.ReasonDeadline && st.Reason != consistency.ReasonAhead {
+			done()
+			return
+		}
+	}
 }
 
 // resume runs the instance's parked step, if its wait is over, and then

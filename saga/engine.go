@@ -40,8 +40,8 @@ type Engine struct {
 	// handler made through the unit (failed_steps.go).
 	failedSteps failedSteps
 	watchMu     sync.Mutex
-	watching    map[string]bool
-	unknown     map[string]bool // saga types seen in rows but not run here
+	watching    map[string]*modelWatch // by set of models (driver.go)
+	unknown     map[string]bool        // saga types seen in rows but not run here
 	startMu     sync.Mutex
 	started     bool
 	cancel      context.CancelFunc
@@ -94,7 +94,7 @@ func NewEngine(cfg *EngineConfig) (*Engine, error) {
 	e := &Engine{
 		cfg: c, reg: reg, limits: events.LimitsOf(c.Store), log: c.Logger.With("component", "saga.Engine"),
 		sagas: map[string]*compiled{}, byType: map[reflect.Type][]*compiled{},
-		watching: map[string]bool{},
+		watching: map[string]*modelWatch{},
 	}
 	names := map[string]bool{TimerFiredType: true}
 	needTracker := false

@@ -108,7 +108,7 @@ func TestGatedStepHoldsNoUnitWhileItWaits(t *testing.T) {
 		})
 		require.NoError(t, parks.Start(ctx))
 		<-passes
-		waiters(n)
+		waiters(1) // one watch for the set of models, however many steps wait on it
 		open := store.open.Load()
 		tracker.Advance(summaryModel, last)
 		_, err = parks.RunParked(ctx) // whether or not the driver got there first

@@ -255,7 +255,8 @@ func TestAuditSagaStatusIsValidated(t *testing.T) {
 // TestAuditSagaActionReadsItsBody: retry and cancel read their body as
 // every POST does: capped (413), one JSON object without unknown fields
 // (400), refused before the engine acts. An empty body or {}, what the
-// dashboard sends, is taken.
+// dashboard sends, is taken when sent as application/json, and refused
+// (415) without that type.
 func TestAuditSagaActionReadsItsBody(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
@@ -276,6 +277,12 @@ func TestAuditSagaActionReadsItsBody(t *testing.T) {
 	}
 	r := b.do(t, http.MethodPost, "/api/sagas/stuck-1/cancel", jsonHeader(), nil)
 	require.Equal(t, http.StatusAccepted, r.status, "no body at all: %s", r.body)
+	// Without the JSON type, as another site's page could send it without
+	// asking first: refused, whatever the body.
+	for _, action := range []string{"retry", "cancel"} {
+		b.do(t, http.MethodPost, "/api/sagas/stuck-1/"+action, nil, http.NoBody).
+			problem(t, http.StatusUnsupportedMediaType, web.ProblemUnsupportedMediaType)
+	}
 	require.Equal(t, []string{"retry failed-1", "retry failed-1", "retry failed-1", "retry failed-1", "cancel stuck-1"}, b.ops.actions)
 }
 

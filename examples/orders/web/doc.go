@@ -27,7 +27,9 @@
 //	GET  /live/orders            WebSocket of order updates (package consistency/live's protocol)
 //	GET  /api/sagas              {"counts", "sagas"}; ?status= (one of the saga engine's), ?stuck=true, ?limit=
 //	GET  /api/sagas/{id}         one instance with its timeline (for this domain the id is the order id)
-//	POST /api/sagas/{id}/retry   {} or no body → 202; also /cancel
+//	POST /api/sagas/{id}/retry   {} or an empty body, as Content-Type: application/json → 202
+//	                             (without it 415: the type makes a browser ask before another
+//	                             site's page can retry or cancel); also /cancel
 //	GET  /api/dead-letters       {"dead_letters"}
 //	GET  /api/lag                every projection's lag over the last minutes, with its SLA; the
 //	                             latest verdict's time (sampled_at) and how old it may get

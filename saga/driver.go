@@ -153,6 +153,13 @@ func (e *Engine) runParked(ctx context.Context, watch bool) (int, time.Time, err
 			if watch {
 				e.watch(ctx, ix)
 			}
+			if late && ix.Stuck {
+				// Recorded already: a unit per stuck step and sweep would
+				// cost a backlog behind a model that is down thousands of
+				// transactions every SweepInterval.
+				stuck[ix.Saga]++
+				return nil
+			}
 			if late {
 				var isStuck bool
 				err := e.withUnit(ctx, func(ctx context.Context, u feed.Unit) (err error) {
@@ -465,6 +472,9 @@ func (e *Engine) markStuck(ctx context.Context, u feed.Unit, ix parkIndex, stuck
 	}
 	e.log.WarnContext(ctx, "saga: parked step is stuck (its read models are not catching up)", "saga", in.Saga, "id", in.ID,
 		"models", in.Parked.Models, "since", in.Parked.Since)
+	if err := e.syncParkIndex(ctx, rows, in); err != nil {
+		return false, err
+	}
 	return true, e.save(ctx, rows, in)
 }
 

@@ -137,13 +137,14 @@ func awaitWaiters(ctx context.Context, t *testing.T, tracker *consistency.Tracke
 	}
 }
 
-// unitWatch is a store that counts the units begun through it and not yet
-// ended, and hands out units that record their first use. When conflict is
+// unitWatch is a store that counts the units begun through it (all, and
+// those not yet ended), and hands out units that record their first use. When conflict is
 // set and says so, a unit's commit rolls it back and fails with
 // feed.ErrConflict, as a memory unit that lost a race does.
 type unitWatch struct {
 	saga.Store
 	open     atomic.Int32
+	begun    atomic.Int32 // units begun in all
 	conflict func() bool
 }
 
@@ -162,6 +163,7 @@ func (c watchedCheckpoints) Begin(ctx context.Context) (feed.Unit, error) {
 		return nil, err
 	}
 	c.s.open.Add(1)
+	c.s.begun.Add(1)
 	return &watchedUnit{Unit: u, s: c.s}, nil
 }
 

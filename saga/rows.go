@@ -202,6 +202,9 @@ type parkIndex struct {
 	RetryAt time.Time    `json:"retry_at,omitzero"`
 	Models  []string     `json:"models,omitempty"`
 	Token   events.Token `json:"token"`
+	// Stuck: the step was recorded stuck, so a sweep counts it without
+	// reading the instance again.
+	Stuck bool `json:"stuck,omitempty"`
 }
 
 // syncParkIndex keeps the instance's parked-index row in step with
@@ -220,7 +223,7 @@ func (e *Engine) syncParkIndex(ctx context.Context, rows feed.Rows, in *instance
 	in.indexed = true
 	ix := parkIndex{Saga: in.Saga, ID: in.ID, Since: in.Updated}
 	if p := in.Parked; p != nil {
-		ix.Since, ix.RetryAt, ix.Models, ix.Token = p.Since, p.RetryAt, p.Models, p.Token
+		ix.Since, ix.RetryAt, ix.Models, ix.Token, ix.Stuck = p.Since, p.RetryAt, p.Models, p.Token, p.Stuck
 	}
 	b, _ := json.Marshal(ix)
 	return wrapRows(rows.Put(ctx, rowNamespace, tableParked, key, b, in.Token), "write parked index", in.Saga, in.ID)

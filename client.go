@@ -57,7 +57,7 @@ type Client struct {
 	mu    sync.Mutex
 	state int
 	// startCancel cancels the Start in progress (stateStarting).
-	startCancel context.CancelFunc
+	startCancel context.CancelCauseFunc
 	// busy is held (a value sent) by the Start in progress, the clean-up
 	// of a Start that failed or was stopped, and each Stop, around the
 	// starting and stopping of the parts: they take turns, and a Stop
@@ -351,8 +351,8 @@ func (cl *Client) Start(ctx context.Context) error {
 		return ErrStopped
 	}
 	cl.state = stateStarting
-	startCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	startCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	cl.startCancel = cancel
 	cl.busy <- struct{}{} // free: nothing else takes it before the first Start
 	cl.mu.Unlock()
@@ -439,7 +439,7 @@ func (cl *Client) awaitTakeover(ctx context.Context) {
 	}
 	// Quiet only for a Stop during the start (it cancels ctx): a caller's
 	// deadline that cut the wait short leaves the hazard, and says so.
-	if err != nil && !errors.Is(ctx.Err(), context.Canceled) {
+	if err != nil && !errors.Is(context.Cause(ctx), ErrStopped) {
 		cl.log.Warn("converge: started before taking the partitions over from another build's processes; an event only this build handles, appended now, may be skipped by them", "error", err)
 	}
 }
@@ -454,7 +454,11 @@ func (cl *Client) awaitTakeover(ctx context.Context) {
 // ctx is done. Stop may be called more than once, and without Start. It
 // takes the client's metrics off Config.Registerer, so a new client can
 // register there. A Stop during a Start cancels the start, which stops
-// what it started, and waits for it as long as ctx allows.
+// what it started, and waits for it as long as ctx allows. A ctx already
+// done (a deferred Stop with the signal context that ended the program)
+// still stops a running client: every part is told to stop (one that does
+// not end at once finishes after Stop returns, whose error says so), and
+// the metrics leave the Registerer.
 func (cl *Client) Stop(ctx context.Context) error {
 	cl.mu.Lock()
 	switch cl.state {
@@ -464,15 +468,19 @@ func (cl *Client) Stop(ctx context.Context) error {
 		cl.unregisterMetrics()
 		return nil
 	case stateStarting:
-		cl.startCancel()
+		cl.startCancel(ErrStopped)
 	}
 	cl.state = stateStopped
 	cl.mu.Unlock()
 	// Wait for the start (and its clean-up) or another Stop to finish.
 	select {
-	case cl.busy <- struct{}{}:
-	case <-ctx.Done():
-		return fmt.Errorf("converge: stop: the client is still starting or stopping: %w", ctx.Err())
+	case cl.busy <- struct{}{}: // free: take it even when ctx is done
+	default:
+		select {
+		case cl.busy <- struct{}{}:
+		case <-ctx.Done():
+			return fmt.Errorf("converge: stop: the client is still starting or stopping: %w", ctx.Err())
+		}
 	}
 	defer func() { <-cl.busy }()
 	defer cl.unregisterMetrics()

@@ -31,11 +31,22 @@ func (b *lockedBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); retur
 
 // TestStartDeadlineDuringTakeoverWarns: the older build's process is busy in
 // a handler, so the newer build's takeover takes a while. The caller's ctx
-// deadline ends Start's wait: Start returns nil (a running client) with no
-// warning and no error, although the takeover README/Start promise ("gives
-// up, with a warning") did not happen.
+// ends Start's wait, by its deadline or by the caller's cancel (a signal
+// handler's): Start returns nil, a running client, and the takeover the
+// README promises did not happen, so it warns ("gives up, with a
+// warning"). Only a Stop during the start ends the wait quietly.
 func TestStartDeadlineDuringTakeoverWarns(t *testing.T) {
 	t.Parallel()
+	for _, how := range []string{"deadline", "cancel"} {
+		t.Run(how, func(t *testing.T) {
+			t.Parallel()
+			startEndedByCallerWarns(t, how == "cancel")
+		})
+	}
+}
+
+func startEndedByCallerWarns(t *testing.T, byCancel bool) {
+	t.Helper()
 	ctx := context.Background()
 	reg := events.NewRegistry()
 	events.Register[rdPlaced](reg, "rd.placed")
@@ -80,11 +91,16 @@ func TestStartDeadlineDuringTakeoverWarns(t *testing.T) {
 	newer := build(true, slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	sctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()
+	if byCancel {
+		sctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		time.AfterFunc(500*time.Millisecond, cancel)
+	}
 	t0 := time.Now()
 	err = newer.Start(sctx)
 	took := time.Since(t0)
 	t.Cleanup(func() { unblock(); _ = newer.Stop(context.Background()) })
 	require.NoError(t, err)
 	require.True(t, strings.Contains(buf.String(), "started before taking the partitions over"),
-		"Start returned after %s, when its ctx deadline cut the takeover wait short, without the warning: %s", took, buf.String())
+		"Start returned after %s, when its ctx (cancelled: %t) cut the takeover wait short, without the warning: %s", took, byCancel, buf.String())
 }

@@ -221,7 +221,8 @@
 // (HaltsTable, keyed by checkpoint name; DeadLettersTable, keyed by
 // "<checkpoint name>/<event id>"), so every process and the CLI see them.
 // A record keeps the handler's error as a row can hold it (NUL as U+FFFD,
-// at most 4 KiB), and an event too large for a dead letter's row halts
+// at most 4 KiB in all, a longer one cut with a note of its full size),
+// and an event too large for a dead letter's row halts
 // the partition instead, saying so: giving up always leaves a record.
 // Deleting a halt row resumes the partition wherever it runs
 // (Processor.Resume does). Replaying a dead letter needs its handler, so

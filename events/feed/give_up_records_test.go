@@ -3,6 +3,7 @@ package feed_test
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -87,11 +88,31 @@ func TestGiveUpRecordsWhatARowCanHold(t *testing.T) {
 			require.Equal(t, "bad input: x\uFFFDy", reason, "policy %v", policy)
 		}
 	})
-	t.Run("a huge error", func(t *testing.T) {
+	t.Run("a long error", func(t *testing.T) {
 		t.Parallel()
-		g := run(t, feed.DeadLetter, `{}`, errors.New(strings.Repeat("é", 1<<20)))
-		require.NotNil(t, g.letter)
-		require.Less(t, len(g.letter.Reason), 5<<10, "the reason is cut")
+		// Past the 4 KiB the package doc promises, by random lengths and
+		// runes: the cut record, its note included, stays within it.
+		seed := rand.Uint64()
+		t.Logf("seed %d", seed)
+		rng := rand.New(rand.NewPCG(seed, 7))
+		pieces := []string{"a", "é", "€", "😀", "\x00"}
+		for _, policy := range []feed.OnFailure{feed.DeadLetter, feed.Halt} {
+			n := 4<<10 + 1 + rng.IntN(1<<rng.IntN(21))
+			var b strings.Builder
+			for b.Len() < n {
+				b.WriteString(pieces[rng.IntN(len(pieces))])
+			}
+			g := run(t, policy, `{}`, errors.New(b.String()))
+			reason := ""
+			if g.letter != nil {
+				reason = g.letter.Reason
+			} else {
+				reason = g.halt.Reason
+			}
+			require.NotContains(t, reason, "\x00")
+			require.LessOrEqual(t, len(reason), 4<<10, "seed %d, policy %v: an error of %d bytes", seed, policy, b.Len())
+			require.Contains(t, reason, " bytes in all)", "the cut says so")
+		}
 	})
 	t.Run("characters JSON escapes", func(t *testing.T) {
 		t.Parallel()
@@ -104,6 +125,10 @@ func TestGiveUpRecordsWhatARowCanHold(t *testing.T) {
 		g := run(t, feed.DeadLetter, `{"s":"`+strings.Repeat("x", events.DefaultMaxPayloadBytes-100)+`"}`, errors.New("cannot handle"))
 		require.NotNil(t, g.halt, "halted instead")
 		require.Contains(t, g.halt.Reason, "not dead-lettered")
+		long := run(t, feed.DeadLetter, `{"s":"`+strings.Repeat("x", events.DefaultMaxPayloadBytes-100)+`"}`, errors.New(strings.Repeat("é", 1<<12)))
+		require.NotNil(t, long.halt, "halted instead")
+		require.Contains(t, long.halt.Reason, "not dead-lettered", "the note survives the cut")
+		require.LessOrEqual(t, len(long.halt.Reason), 4<<10)
 	})
 }
 

@@ -219,7 +219,7 @@ func (ps *partitionState) setError(err error) {
 // written in the event's unit, which then commits the checkpoint past it;
 // under Halt the partition stops here until resumed.
 func (p *Processor) giveUp(ctx context.Context, ps *partitionState, env events.Envelope, a *attempt) error {
-	reason := rowjson.Text(a.last, maxReason)
+	reason := rowjson.TextWithin(a.last, maxReason)
 	if p.cfg.OnFailure == DeadLetter {
 		u, ok := events.UnitFromContext(ctx)
 		fu, isFeed := u.(Unit)
@@ -234,7 +234,8 @@ func (p *Processor) giveUp(ctx context.Context, ps *partitionState, env events.E
 		if verr := ValidateRowValue(b); verr != nil {
 			// The record holds the whole event, which a row cannot: halt
 			// instead, visibly, rather than retry the event for ever.
-			reason = fmt.Sprintf("%s (not dead-lettered: its record cannot be stored: %v)", reason, verr)
+			// The note first, so that the cut takes the handler's error.
+			reason = rowjson.TextWithin(fmt.Sprintf("not dead-lettered (its record cannot be stored: %v): %s", verr, a.last), maxReason)
 			p.cfg.Logger.Error("feed: cannot dead-letter the event; halting the partition instead",
 				"processor", p.cfg.Name, "partition", ps.index, "event_id", env.ID, "error", verr)
 			return p.halt(ctx, ps, env, a, reason)

@@ -303,7 +303,7 @@ func (p *Processor) replayFailed(ctx context.Context, key string, cause error) e
 	if err != nil || !ok {
 		return p.stopErr(ctx, err)
 	}
-	req.Failed, req.FailedAt = rowjson.Text(strings.TrimSpace(cause.Error()), maxReason), time.Now().UTC()
+	req.Failed, req.FailedAt = rowjson.TextWithin(strings.TrimSpace(cause.Error()), maxReason), time.Now().UTC()
 	b, _ := json.Marshal(req) // strings and times: cannot fail
 	return p.stopErr(ctx, p.src.Rows().Put(ctx, RuntimeNamespace, ReplaysTable, key, b, events.Token{}))
 }

@@ -26,3 +26,15 @@ func Clip(s string, max int) string {
 	}
 	return fmt.Sprintf("%s… (%d bytes in all)", s[:cut], len(s))
 }
+
+// TextWithin is Text with the note of a cut counted in limit: the result
+// is at most limit bytes in all, for records that promise that bound. Below the
+// note's own length nothing of s is kept but the note.
+func TextWithin(s string, limit int) string {
+	s = strings.ReplaceAll(s, "\x00", "\uFFFD")
+	if len(s) <= limit {
+		return s
+	}
+	note := len(fmt.Sprintf("… (%d bytes in all)", len(s)))
+	return Clip(s, max(0, limit-note))
+}

@@ -226,6 +226,10 @@ func (e *Engine) watch(ctx context.Context, ix parkIndex) {
 	e.watchMu.Lock()
 	if w := e.watching[key]; w != nil {
 		w.tokens[instanceKey(ix.Saga, ix.ID)] = ix.Token
+		if w.interrupt != nil && ix.Token.Before(w.target) {
+			// It waits for a later token: this one may be reached first.
+			w.interrupt()
+		}
 		e.watchMu.Unlock()
 		return
 	}
@@ -240,10 +244,14 @@ func (e *Engine) watch(ctx context.Context, ix parkIndex) {
 }
 
 // modelWatch is what the goroutine watching one set of models waits for:
-// by instance key, the token its parked step waits for.
+// by instance key, the token its parked step waits for. target is the
+// token of the wait under way, and interrupt ends that wait, so that the
+// goroutine waits for an earlier token added meanwhile instead.
 type modelWatch struct {
-	models []string
-	tokens map[string]events.Token
+	models    []string
+	tokens    map[string]events.Token
+	target    events.Token
+	interrupt context.CancelFunc
 }
 
 // watchModels waits until w's models reach each of its tokens in turn,
@@ -273,9 +281,15 @@ func (e *Engine) watchModels(ctx context.Context, key string, w *modelWatch) {
 				target, first = tok, false
 			}
 		}
+		wctx, interrupt := context.WithCancel(ctx)
+		w.target, w.interrupt = target, interrupt
 		e.watchMu.Unlock()
-		st, err := e.cfg.Tracker.Wait(ctx, target, w.models...)
+		st, err := e.cfg.Tracker.Wait(wctx, target, w.models...)
+		interrupt()
 		if err != nil {
+			if ctx.Err() == nil && errors.Is(err, context.Canceled) {
+				continue // interrupted for an earlier token
+			}
 			done()
 			return
 		}

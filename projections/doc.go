@@ -113,7 +113,14 @@
 // unit, by an append hook the Runner installs on the store
 // (feed.HookedSource): every append through the store or a unit of it
 // applies them, a read right after the append sees the rows, and a strong
-// handler's error fails the append. The hook marks the events it applied
+// handler's error fails the append. Appends that apply one strong
+// projection do so one at a time, across processes (each takes the
+// projection's lock row until it commits): its handlers read rows and
+// write them back, and two appends side by side would both read a row as
+// it was, the later commit overwriting the earlier's effect. So a strong
+// projection bounds the rate of the appends it handles to one commit at a
+// time; keep strong for read models a write must see at once, and make the
+// rest eventual. The hook marks the events it applied
 // (AppliedMetadataKey), and the projection's processor moves past them
 // without applying them again. Token waits still follow the processor's
 // checkpoint: a token is reported reached only once every event up to it is

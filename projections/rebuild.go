@@ -175,8 +175,10 @@ func (r *Runner) trySwitch(ctx context.Context, p *compiled, gen int) (bool, err
 	if err != nil || b.Before(l) {
 		return false, err
 	}
-	if more, err := r.handledAfter(ctx, p, b); err != nil || more {
-		return false, err
+	if p.strong() {
+		if more, err := r.handledAfter(ctx, p, b); err != nil || more {
+			return false, err
+		}
 	}
 	var switched bool
 	var old int
@@ -196,9 +198,15 @@ func (r *Runner) trySwitch(ctx context.Context, p *compiled, gen int) (bool, err
 		if b.Before(l) {
 			return nil
 		}
-		// The live generation may reflect more than its checkpoint says:
-		// strong projections are applied inside the appends. So the new
-		// generation must reflect every handled event committed so far.
+		// An eventual projection's live generation reflects what its
+		// checkpoint says, so the live processor, past SkipTo, applies the
+		// rest to the new generation: the switch need not wait for a
+		// moment when no handled event follows b, which steady appends
+		// may never leave.
+		//
+		// A strong one may reflect more: strong projections are applied
+		// inside the appends. So the new generation must reflect every
+		// handled event committed so far.
 		// Appends in flight hold the state row with LockShare: they
 		// committed before this lock was granted (PostgreSQL), or their
 		// commit will conflict with the switch (memory).
@@ -209,15 +217,17 @@ func (r *Runner) trySwitch(ctx context.Context, p *compiled, gen int) (bool, err
 		// pool the read could wait for a connection that only frees once
 		// the lock does. So it gets a short deadline, and a read that
 		// misses it only means "not now".
-		cctx, cancel := context.WithTimeout(outer, switchReadTimeout)
-		more, err := r.handledAfter(cctx, p, b)
-		cancel()
-		if err != nil && cctx.Err() != nil && outer.Err() == nil {
-			r.log.Debug("projections: switch check timed out; trying again later", "projection", p.name)
-			return nil
-		}
-		if err != nil || more {
-			return err
+		if p.strong() {
+			cctx, cancel := context.WithTimeout(outer, switchReadTimeout)
+			more, err := r.handledAfter(cctx, p, b)
+			cancel()
+			if err != nil && cctx.Err() != nil && outer.Err() == nil {
+				r.log.Debug("projections: switch check timed out; trying again later", "projection", p.name)
+				return nil
+			}
+			if err != nil || more {
+				return err
+			}
 		}
 		old, at = st.Active, b
 		st.Active, st.Building, st.SkipTo = gen, 0, b

@@ -20,6 +20,10 @@ const (
 	// StateTable is the table, in feed.RuntimeNamespace, holding one state
 	// row per projection, keyed by its name.
 	StateTable = "projections"
+	// strongLockTable, in feed.RuntimeNamespace, holds one row per strong
+	// projection, keyed by its name, that every append applying it takes
+	// with feed.LockUpdate (strong.go).
+	strongLockTable = "projection_strong_locks"
 	// rowNamespacePrefix starts the namespace of a generation's read-model
 	// rows: "projection/<name>/<generation>".
 	rowNamespacePrefix = "projection/"
@@ -146,6 +150,19 @@ func register(ctx context.Context, cps feed.CheckpointStore, c *compiled) error 
 		st, ok, err := readState(ctx, u.Rows(), c.name, feed.LockUpdate)
 		if err != nil {
 			return fmt.Errorf("projections: register %q: %w", c.name, err)
+		}
+		if c.class == consistency.Strong {
+			// Before the hook runs: on PostgreSQL a locked read of a row
+			// that does not exist locks nothing.
+			_, held, err := u.Rows().Get(ctx, feed.RuntimeNamespace, strongLockTable, c.name, feed.LockNone)
+			if err != nil {
+				return fmt.Errorf("projections: register %q: %w", c.name, err)
+			}
+			if !held {
+				if err := u.Rows().Put(ctx, feed.RuntimeNamespace, strongLockTable, c.name, []byte("{}"), events.Token{}); err != nil {
+					return fmt.Errorf("projections: register %q: %w", c.name, err)
+				}
+			}
 		}
 		if ok && st.Class == c.class {
 			return nil

@@ -51,8 +51,14 @@ func (h *strongHook) Wants(types []string) bool {
 }
 
 // Before takes each interested projection's state row with LockShare, so a
-// rebuild's switch cannot slip between this append and its rows, and
-// stamps the events each projection will apply.
+// rebuild's switch cannot slip between this append and its rows, and its
+// lock row with LockUpdate, so that appends applying one projection do so
+// one at a time: its handlers read rows and write them back, and two
+// appends side by side (READ COMMITTED on PostgreSQL) would both read the
+// row as it was, and the later commit would overwrite the earlier's
+// effect. Concurrent appends wait on PostgreSQL, and in memory conflict
+// and run again, as units do. It then stamps the events each projection
+// will apply.
 func (h *strongHook) Before(ctx context.Context, u feed.Unit, _ string, evs []events.Event) ([]events.Event, error) {
 	reg := u.Registry()
 	types := make([]string, len(evs))
@@ -75,6 +81,9 @@ func (h *strongHook) Before(ctx context.Context, u feed.Unit, _ string, evs []ev
 		// The lock orders this append with a switch of generations.
 		if _, err := mustState(ctx, u.Rows(), p.name, feed.LockShare); err != nil {
 			return nil, err
+		}
+		if _, _, err := u.Rows().Get(ctx, feed.RuntimeNamespace, strongLockTable, p.name, feed.LockUpdate); err != nil {
+			return nil, fmt.Errorf("projections: take the lock of strong projection %q: %w", p.name, err)
 		}
 		for i := range out {
 			if p.handler(types[i]) == nil {

@@ -237,10 +237,11 @@ func (s *Saga[S]) compile(reg *events.Registry) (*compiled, error) {
 		return nil, fmt.Errorf("saga %q has no handlers (add them with saga.StartOn, saga.On and saga.OnTimeout)", s.name)
 	}
 	c := &compiled{
-		name:      s.name,
-		byType:    map[reflect.Type]*handlerDef{},
-		typeNames: map[reflect.Type]string{},
-		timeouts:  map[string]*handlerDef{},
+		name:        s.name,
+		byType:      map[reflect.Type]*handlerDef{},
+		typeNames:   map[reflect.Type]string{},
+		readsByName: map[string][]string{},
+		timeouts:    map[string]*handlerDef{},
 		cfg: compiledConfig{
 			maxAttempts: s.cfg.MaxAttempts, backoff: s.cfg.RetryBackoff, maxBackoff: s.cfg.MaxRetryBackoff,
 			stuckAfter: s.cfg.StuckAfter, stateVersion: s.cfg.StateVersion,
@@ -269,6 +270,7 @@ func (s *Saga[S]) compile(reg *events.Registry) (*compiled, error) {
 		}
 		c.byType[h.goType] = h
 		c.typeNames[h.goType] = name
+		c.readsByName[name] = h.reads
 	}
 	if starts == 0 {
 		return nil, fmt.Errorf("saga %q has no StartOn handler, so no instance can ever start", s.name)
@@ -281,6 +283,7 @@ type compiled struct {
 	name        string
 	byType      map[reflect.Type]*handlerDef
 	typeNames   map[reflect.Type]string // canonical stored names
+	readsByName map[string][]string     // the models each handler reads, by canonical stored name
 	timeouts    map[string]*handlerDef
 	cancel      *handlerDef // nil without OnCancel
 	cfg         compiledConfig

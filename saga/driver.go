@@ -137,6 +137,9 @@ func (e *Engine) runParked(ctx context.Context, watch bool) (int, time.Time, err
 			return nil
 		}
 		late := now.Sub(ix.Since) > s.cfg.stuckAfter
+		if len(ix.Models) > 0 {
+			ix.Models = e.currentReads(s, ix)
+		}
 		behind := len(ix.Models) > 0 && !e.reached(gateOutcome{}, ix.Token, ix.Models)
 		if behind && late {
 			caughtUp, err := e.caughtUpUnread(ctx, ix)
@@ -209,6 +212,29 @@ func (e *Engine) runParked(ctx context.Context, watch bool) (int, time.Time, err
 		e.metrics.Stuck.WithLabelValues(name).Set(float64(stuck[name]))
 	}
 	return moved, next, passErr
+}
+
+// currentReads returns the models that the handler this engine runs for
+// a parked step's event reads. A build that changed the handler's Reads
+// while the step was parked runs it on those (resumeOne checks them), so
+// the driver waits for and watches them too: the parked ones would leave
+// a step waiting on a model no longer read (one retired, never to move),
+// or run it unwatched once an added model moved. The parked models when
+// the handler is not one of an event type here (a timer's firing), or the
+// index row is of an older release.
+func (e *Engine) currentReads(s *compiled, ix parkIndex) []string {
+	if ix.Type == "" {
+		return ix.Models
+	}
+	name, ok := e.reg.CanonicalName(ix.Type)
+	if !ok {
+		return ix.Models
+	}
+	reads, ok := s.readsByName[name]
+	if !ok {
+		return ix.Models
+	}
+	return reads
 }
 
 // watch makes sure the driver is woken when a parked step's models reach
@@ -472,7 +498,12 @@ func (e *Engine) markStuck(ctx context.Context, u feed.Unit, ix parkIndex, stuck
 		return false, err
 	}
 	if in.Parked.Stuck {
-		return true, nil
+		if ix.Stuck {
+			return true, nil
+		}
+		// Recorded stuck by a release whose index rows did not say so:
+		// once, so that later sweeps count it from the row.
+		return true, e.syncParkIndex(ctx, rows, in)
 	}
 	if len(in.Parked.Models) == 0 || e.cfg.Clock.Now().Sub(in.Parked.Since) <= stuckAfter {
 		return false, nil

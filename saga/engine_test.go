@@ -207,3 +207,16 @@ func countKind(tl saga.Timeline, kind string) int {
 	}
 	return n
 }
+
+// passSignals makes e's driver signal the returned channel after each of
+// its passes (one signal held while nobody reads). Set before Start.
+func passSignals(e *saga.Engine) <-chan struct{} {
+	passes := make(chan struct{}, 1)
+	saga.SetPassHook(e, func(bool) {
+		select {
+		case passes <- struct{}{}:
+		default:
+		}
+	})
+	return passes
+}

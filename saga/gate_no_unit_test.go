@@ -99,13 +99,7 @@ func TestGatedStepHoldsNoUnitWhileItWaits(t *testing.T) {
 			b.deliver(t, reserved)
 			require.Equal(t, saga.StatusParked, status(parks, id))
 		}
-		passes := make(chan struct{}, 1)
-		saga.SetPassHook(parks, func(bool) {
-			select {
-			case passes <- struct{}{}:
-			default:
-			}
-		})
+		passes := passSignals(parks)
 		require.NoError(t, parks.Start(ctx))
 		<-passes
 		waiters(1) // one watch for the set of models, however many steps wait on it

@@ -47,13 +47,7 @@ func TestParkedStepsTakeOneWaiterSlotPerModelSet(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, saga.StatusParked, tl.Info.Status)
 		}
-		passes := make(chan struct{}, 1)
-		saga.SetPassHook(eng, func(bool) {
-			select {
-			case passes <- struct{}{}:
-			default:
-			}
-		})
+		passes := passSignals(eng)
 		require.NoError(t, eng.Start(ctx))
 		defer func() { require.NoError(t, eng.Stop(ctx)) }()
 		<-passes

@@ -38,13 +38,7 @@ func TestAStepParkedOnAnEarlierTokenRunsWhenItIsReached(t *testing.T) {
 		early := b.append(t, "order-early", OrderPlaced{OrderID: "early"})
 		late := b.append(t, "order-late", OrderPlaced{OrderID: "late"})
 		b.deliver(t, late)
-		passes := make(chan struct{}, 1)
-		saga.SetPassHook(eng, func(bool) {
-			select {
-			case passes <- struct{}{}:
-			default:
-			}
-		})
+		passes := passSignals(eng)
 		require.NoError(t, eng.Start(ctx))
 		defer func() { require.NoError(t, eng.Stop(ctx)) }()
 		<-passes

@@ -205,6 +205,9 @@ type parkIndex struct {
 	// Stuck: the step was recorded stuck, so a sweep counts it without
 	// reading the instance again.
 	Stuck bool `json:"stuck,omitempty"`
+	// Type is the stored type of the parked step's event, for the models
+	// its handler reads in the build that runs the driver.
+	Type string `json:"type,omitempty"`
 }
 
 // syncParkIndex keeps the instance's parked-index row in step with
@@ -223,7 +226,7 @@ func (e *Engine) syncParkIndex(ctx context.Context, rows feed.Rows, in *instance
 	in.indexed = true
 	ix := parkIndex{Saga: in.Saga, ID: in.ID, Since: in.Updated}
 	if p := in.Parked; p != nil {
-		ix.Since, ix.RetryAt, ix.Models, ix.Token, ix.Stuck = p.Since, p.RetryAt, p.Models, p.Token, p.Stuck
+		ix.Since, ix.RetryAt, ix.Models, ix.Token, ix.Stuck, ix.Type = p.Since, p.RetryAt, p.Models, p.Token, p.Stuck, p.Env.Type
 	}
 	b, _ := json.Marshal(ix)
 	return wrapRows(rows.Put(ctx, rowNamespace, tableParked, key, b, in.Token), "write parked index", in.Saga, in.ID)

@@ -61,7 +61,7 @@ func TestSagasCancelSkipOnCancelAfterARollback(t *testing.T) {
 	t.Cleanup(func() { require.NoError(t, eng.Stop(context.Background())) })
 
 	conn := []string{"--database-url", db.URL, "--schema", db.Schema}
-	_, err = runCLI(t, append([]string{"sagas", "cancel", "late", "--reason", "rolled-back", "--wait", "1s"}, conn...)...)
+	_, err = runCLI(t, append([]string{"sagas", "cancel", "late", "--reason", "rolled-back", "--wait", "3s"}, conn...)...)
 	var te *timedOutError
 	require.ErrorAs(t, err, &te, "the request waits for the newer build: exit status 4")
 	require.ErrorContains(t, err, "cancel with --skip-on-cancel")

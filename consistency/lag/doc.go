@@ -20,7 +20,8 @@
 //     been running. On PostgreSQL an event committed after such a
 //     transaction began is not deliverable until it ends (see the pgstore
 //     package doc), so a long transaction delays every projection at once.
-//     It is the same for all projections and always 0 in memory. A
+//     It is the same for all projections; in memory it is how long the
+//     oldest open unit that appended has held delivery back. A
 //     transaction of a role the monitor's connection may not see in
 //     pg_stat_activity (without pg_read_all_stats) is still counted, timed
 //     from the first pass that found it holding the horizon.

@@ -46,7 +46,8 @@ type Report struct {
 	// committed; 0 when the store never saw a heartbeat for the name.
 	HeartbeatAge time.Duration
 	// HorizonAge is how long the oldest open transaction has been holding
-	// delivery back, for every projection alike (0 in memory).
+	// delivery back, for every projection alike (in memory: the oldest
+	// open unit that appended).
 	HorizonAge time.Duration
 	// SLA is the time lag the projection may reach without breaching.
 	SLA time.Duration

@@ -257,10 +257,6 @@ func (s *Store) appendRecs(ctx context.Context, u *unit, streamID string, expect
 		recs[i].Raw.Payload = cloneBytes(recs[i].Raw.Payload)
 		recs[i].Metadata.Extra = maps.Clone(recs[i].Metadata.Extra)
 	}
-	// PostgreSQL's timestamptz keeps microseconds; truncating here keeps
-	// tests written against memstore passing on PostgreSQL. Truncate also
-	// drops the monotonic reading, so RecordedAt compares with ==.
-	now := s.cfg.Clock.Now().Truncate(time.Microsecond)
 	var (
 		res     events.AppendResult
 		judged  bool
@@ -277,7 +273,14 @@ func (s *Store) appendRecs(ctx context.Context, u *unit, streamID string, expect
 	if judged {
 		return res, verdict
 	}
-	return s.appendLocked(u, streamID, recs, now)
+	// Stamped under s.mu, where the events take their tokens, so that feed
+	// order is time order: stamped before a wait for another unit's stream,
+	// an event would sit in the feed after younger ones, and the lag
+	// monitor, which times the first unprocessed event, would miss it.
+	// PostgreSQL's timestamptz keeps microseconds; truncating here keeps
+	// tests written against memstore passing on PostgreSQL. Truncate also
+	// drops the monotonic reading, so RecordedAt compares with ==.
+	return s.appendLocked(u, streamID, recs, s.cfg.Clock.Now().Truncate(time.Microsecond))
 }
 
 // lockStream takes s.mu once no other unit holds streamID, waiting for the

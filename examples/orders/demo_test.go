@@ -12,7 +12,7 @@ import (
 )
 
 func demoConfig(out *bytes.Buffer) *orders.DemoConfig {
-	return &orders.DemoConfig{Orders: 40, Customers: 6, Seed: 3, Lag: 20 * time.Millisecond, PaymentTimeout: 2 * time.Second, Out: out}
+	return &orders.DemoConfig{Orders: 40, Customers: 6, Seed: 3, Lag: 20 * time.Millisecond, PaymentTimeout: 6 * time.Second, Out: out}
 }
 
 // checkSummary asserts the demo's invariants: every order ended in exactly

@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/converge-es/converge/consistency"
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/projections"
 )
@@ -26,17 +26,7 @@ func TestStrongConcurrentAppendsApplyEachOnce(t *testing.T) {
 			t.Parallel()
 			f := b.setup(t)
 			ctx := context.Background()
-			p := projections.New("strong_race", &projections.Config{Class: consistency.Strong})
-			projections.On(p, func(ctx context.Context, tx *projections.Tx, _ events.Envelope, e Deposited) error {
-				tb := tx.Table("accounts")
-				a, _, err := projections.Get[Account](ctx, tb, e.Account)
-				if err != nil {
-					return err
-				}
-				a.Balance += e.Amount
-				a.Count++
-				return tb.Put(ctx, e.Account, a)
-			})
+			p := strongBalances("strong_race", new(atomic.Bool)) // reads an account's row and writes it back
 			r := f.start(t, projections.RunnerConfig{Projections: []*projections.Projection{p}})
 			app := r.Appender()
 			seed := rand.Uint64()

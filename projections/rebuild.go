@@ -175,7 +175,10 @@ func (r *Runner) trySwitch(ctx context.Context, p *compiled, gen int) (bool, err
 	if err != nil || b.Before(l) {
 		return false, err
 	}
-	if p.strong() {
+	// Whether the switch must wait for a moment when no handled event
+	// follows b (see below).
+	quiet := p.strong() || len(live) > 1 || len(rebuild) > 1
+	if quiet {
 		if more, err := r.handledAfter(ctx, p, b); err != nil || more {
 			return false, err
 		}
@@ -198,14 +201,18 @@ func (r *Runner) trySwitch(ctx context.Context, p *compiled, gen int) (bool, err
 		if b.Before(l) {
 			return nil
 		}
-		// An eventual projection's live generation reflects what its
-		// checkpoint says, so the live processor, past SkipTo, applies the
-		// rest to the new generation: the switch need not wait for a
-		// moment when no handled event follows b, which steady appends
-		// may never leave.
+		// An eventual projection of one partition has a live generation
+		// that reflects what its checkpoint says, so the live processor,
+		// past SkipTo, applies the rest to the new generation: the switch
+		// need not wait for a moment when no handled event follows b,
+		// which steady appends may never leave.
 		//
-		// A strong one may reflect more: strong projections are applied
-		// inside the appends. So the new generation must reflect every
+		// Partitions move apart, and SkipTo is one position: a rebuild
+		// partition past b would have its later events applied again, and
+		// a live partition past its rebuild partition would have its later
+		// events in the old generation only. A strong projection may
+		// reflect more than its checkpoint says: it is applied inside the
+		// appends. In both cases the new generation must reflect every
 		// handled event committed so far.
 		// Appends in flight hold the state row with LockShare: they
 		// committed before this lock was granted (PostgreSQL), or their
@@ -217,7 +224,7 @@ func (r *Runner) trySwitch(ctx context.Context, p *compiled, gen int) (bool, err
 		// pool the read could wait for a connection that only frees once
 		// the lock does. So it gets a short deadline, and a read that
 		// misses it only means "not now".
-		if p.strong() {
+		if quiet {
 			cctx, cancel := context.WithTimeout(outer, switchReadTimeout)
 			more, err := r.handledAfter(cctx, p, b)
 			cancel()

@@ -137,6 +137,13 @@ func (e *Engine) runParked(ctx context.Context, watch bool) (int, time.Time, err
 			return nil
 		}
 		late := now.Sub(ix.Since) > s.cfg.stuckAfter
+		if len(ix.Models) > 0 && ix.Type == "" {
+			// Written by a release that did not name the handler: once.
+			if err := e.indexHandlerOnce(ctx, &ix); err != nil && ctx.Err() == nil {
+				e.log.ErrorContext(ctx, "saga: a parked index row could not be brought up to date; the next pass tries again", "saga", ix.Saga, "id", ix.ID, "error", err)
+				passErr = cmp.Or(passErr, err)
+			}
+		}
 		if len(ix.Models) > 0 {
 			ix.Models = e.currentReads(s, ix)
 		}
@@ -220,9 +227,14 @@ func (e *Engine) runParked(ctx context.Context, watch bool) (int, time.Time, err
 // the driver waits for and watches them too: the parked ones would leave
 // a step waiting on a model no longer read (one retired, never to move),
 // or run it unwatched once an added model moved. The parked models when
-// the handler is not one of an event type here (a timer's firing), or the
-// index row is of an older release.
+// this build has no such handler.
 func (e *Engine) currentReads(s *compiled, ix parkIndex) []string {
+	if ix.Timeout != "" {
+		if h := s.timeouts[ix.Timeout]; h != nil {
+			return h.reads
+		}
+		return ix.Models
+	}
 	if ix.Type == "" {
 		return ix.Models
 	}
@@ -235,6 +247,20 @@ func (e *Engine) currentReads(s *compiled, ix parkIndex) []string {
 		return ix.Models
 	}
 	return reads
+}
+
+// indexHandlerOnce rewrites a parked-index row written by an earlier
+// release, which did not name the parked step's handler, from the
+// instance, and sets ix's handler from it.
+func (e *Engine) indexHandlerOnce(ctx context.Context, ix *parkIndex) error {
+	return e.withUnit(ctx, func(ctx context.Context, u feed.Unit) error {
+		in, found, err := e.load(ctx, u.Rows(), ix.Saga, ix.ID, feed.LockUpdate)
+		if err != nil || !found || in.Parked == nil {
+			return err
+		}
+		indexHandler(ix, in.Parked.Env)
+		return e.syncParkIndex(ctx, u.Rows(), in)
+	})
 }
 
 // watch makes sure the driver is woken when a parked step's models reach

@@ -2,13 +2,17 @@ package saga_test
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/consistency"
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
 	"github.com/converge-es/converge/saga"
+	"github.com/converge-es/converge/saga/internal/drive"
 )
 
 // TestAParkedStepWaitsForTheReadsOfTheBuildThatRunsIt: a step parked by a
@@ -87,4 +91,135 @@ func TestAParkedStepWaitsForTheReadsOfTheBuildThatRunsIt(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestAParkedTimeoutWaitsForTheReadsOfTheBuildThatRunsIt: as
+// TestAParkedStepWaitsForTheReadsOfTheBuildThatRunsIt, for an OnTimeout
+// handler (OnTimeout takes saga.Reads too). A newer build whose timeout
+// handler no longer reads model_b must not leave the step waiting on it:
+// model_b is retired and never moves again.
+func TestAParkedTimeoutWaitsForTheReadsOfTheBuildThatRunsIt(t *testing.T) {
+	t.Parallel()
+	const ma, mb = "model_a", "model_b"
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		store := newStore(t, mk)
+		tracker, err := consistency.NewTracker(&consistency.TrackerConfig{})
+		require.NoError(t, err)
+		def := func(reads []string, ran chan<- string) saga.Definition {
+			s := saga.New[orderState]("timeout_reads_changed", nil)
+			saga.StartOn(s, byOrder[OrderPlaced], func(st *saga.Step[orderState], _ OrderPlaced) error {
+				st.ScheduleAt("expiry", st.Now().Add(-time.Second)) // due at once
+				return nil
+			})
+			saga.OnTimeout(s, "expiry", func(st *saga.Step[orderState], _ saga.Timeout) error {
+				ran <- st.ID()
+				return nil
+			}, saga.Reads(reads...))
+			return s
+		}
+		oldRan := make(chan string, 1)
+		oldEng, err := saga.NewEngine(&saga.EngineConfig{Store: store, Sagas: []saga.Definition{def([]string{ma, mb}, oldRan)}, Tracker: tracker, GateTimeout: time.Nanosecond})
+		require.NoError(t, err)
+		old := bare{store: store, engine: oldEng}
+		old.deliver(t, old.append(t, "order-1", OrderPlaced{OrderID: "1"}))
+		n, err := oldEng.FireDue(ctx)
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+		var fired events.Envelope
+		b, err := drive.Read(ctx, store, events.Token{}, feed.Filter{}, 1000)
+		require.NoError(t, err)
+		for _, env := range b.Events {
+			if env.Type == saga.TimerFiredType {
+				fired = env
+			}
+		}
+		require.NotEmpty(t, fired.ID, "the timer fired")
+		old.deliver(t, fired)
+		require.Equal(t, saga.StatusParked, old.stateInfo(t, "timeout_reads_changed", "1").Status, "parked on its reads")
+
+		// The newer build's timeout handler reads model_a only; model_b
+		// is retired and stays where it is.
+		ran := make(chan string, 1)
+		eng, err := saga.NewEngine(&saga.EngineConfig{Store: store, Sagas: []saga.Definition{def([]string{ma}, ran)}, Tracker: tracker, GateTimeout: time.Nanosecond})
+		require.NoError(t, err)
+		tracker.Advance(ma, fired.Token)
+		_, err = eng.RunParked(ctx)
+		require.NoError(t, err)
+		select {
+		case id := <-ran:
+			require.Equal(t, "1", id)
+		default:
+			nb := bare{store: store, engine: eng}
+			require.FailNow(t, "the parked timeout did not run although model_a, all its handler reads now, reached its token",
+				"info %+v", nb.stateInfo(t, "timeout_reads_changed", "1"))
+		}
+	})
+}
+
+// TestAStepParkedByThePreviousReleaseWaitsForTheReadsOfTheBuildThatRunsIt:
+// the deploy of this release is itself a deploy that may change a
+// handler's Reads. A step parked by the previous release (its parked-index
+// row has no "type") reading model_a and model_b, run by this release's
+// build whose handler reads model_a only, must not wait on model_b, which
+// is retired and never moves again.
+func TestAStepParkedByThePreviousReleaseWaitsForTheReadsOfTheBuildThatRunsIt(t *testing.T) {
+	t.Parallel()
+	const ma, mb = "model_a", "model_b"
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		store := newStore(t, mk)
+		tracker, err := consistency.NewTracker(&consistency.TrackerConfig{})
+		require.NoError(t, err)
+		def := func(reads []string, ran chan<- string) saga.Definition {
+			s := saga.New[orderState]("reads_changed_upgrade", nil)
+			saga.StartOn(s, byOrder[OrderPlaced], func(*saga.Step[orderState], OrderPlaced) error { return nil })
+			saga.On(s, byOrder[StockReserved], func(_ *saga.Step[orderState], e StockReserved) error {
+				ran <- e.OrderID
+				return nil
+			}, saga.Reads(reads...))
+			return s
+		}
+		oldEng, err := saga.NewEngine(&saga.EngineConfig{Store: store, Sagas: []saga.Definition{def([]string{ma, mb}, make(chan string, 1))}, Tracker: tracker, GateTimeout: time.Nanosecond})
+		require.NoError(t, err)
+		old := bare{store: store, engine: oldEng}
+		old.deliver(t, old.append(t, "order-1", OrderPlaced{OrderID: "1"}))
+		reserved := old.append(t, "order-1", StockReserved{OrderID: "1"})
+		old.deliver(t, reserved)
+		require.Equal(t, saga.StatusParked, old.stateInfo(t, "reads_changed_upgrade", "1").Status)
+
+		// The index row as the previous release wrote it: no "type".
+		u, err := store.Checkpoints().Begin(ctx)
+		require.NoError(t, err)
+		rows, err := u.Rows().List(ctx, "converge.saga", "parked", feed.RowQuery{Limit: 100})
+		require.NoError(t, err)
+		require.Len(t, rows, 1)
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(rows[0].Value, &m))
+		require.Contains(t, m, "type")
+		delete(m, "type")
+		v, err := json.Marshal(m)
+		require.NoError(t, err)
+		require.NoError(t, u.Rows().Put(ctx, "converge.saga", "parked", rows[0].Key, v, rows[0].Token))
+		require.NoError(t, u.Commit(ctx))
+
+		ran := make(chan string, 1)
+		eng, err := saga.NewEngine(&saga.EngineConfig{Store: store, Sagas: []saga.Definition{def([]string{ma}, ran)}, Tracker: tracker, GateTimeout: time.Nanosecond})
+		require.NoError(t, err)
+		tracker.Advance(ma, reserved.Token)
+		for range 3 { // sweeps
+			_, err = eng.RunParked(ctx)
+			require.NoError(t, err)
+		}
+		select {
+		case id := <-ran:
+			require.Equal(t, "1", id)
+		default:
+			b := bare{store: store, engine: eng}
+			require.FailNow(t, "the step parked by the previous release still waits on model_b, which its handler no longer reads",
+				"info %+v", b.stateInfo(t, "reads_changed_upgrade", "1"))
+		}
+	})
 }

@@ -205,9 +205,22 @@ type parkIndex struct {
 	// Stuck: the step was recorded stuck, so a sweep counts it without
 	// reading the instance again.
 	Stuck bool `json:"stuck,omitempty"`
-	// Type is the stored type of the parked step's event, for the models
-	// its handler reads in the build that runs the driver.
-	Type string `json:"type,omitempty"`
+	// Type is the stored type of the parked step's event, and Timeout the
+	// timer's name when it is a timer's firing: what names the handler,
+	// whose Reads in the build that runs the driver are what it waits for.
+	Type    string `json:"type,omitempty"`
+	Timeout string `json:"timeout,omitempty"`
+}
+
+// indexHandler sets what names the parked step's handler in ix.
+func indexHandler(ix *parkIndex, env events.Envelope) {
+	ix.Type = env.Type
+	if env.Type == TimerFiredType {
+		var tf TimerFired
+		if json.Unmarshal(env.Payload, &tf) == nil {
+			ix.Timeout = tf.Name
+		}
+	}
 }
 
 // syncParkIndex keeps the instance's parked-index row in step with
@@ -226,7 +239,8 @@ func (e *Engine) syncParkIndex(ctx context.Context, rows feed.Rows, in *instance
 	in.indexed = true
 	ix := parkIndex{Saga: in.Saga, ID: in.ID, Since: in.Updated}
 	if p := in.Parked; p != nil {
-		ix.Since, ix.RetryAt, ix.Models, ix.Token, ix.Stuck, ix.Type = p.Since, p.RetryAt, p.Models, p.Token, p.Stuck, p.Env.Type
+		ix.Since, ix.RetryAt, ix.Models, ix.Token, ix.Stuck = p.Since, p.RetryAt, p.Models, p.Token, p.Stuck
+		indexHandler(&ix, p.Env)
 	}
 	b, _ := json.Marshal(ix)
 	return wrapRows(rows.Put(ctx, rowNamespace, tableParked, key, b, in.Token), "write parked index", in.Saga, in.ID)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"sort"
 	"sync"
@@ -234,12 +235,24 @@ func (s *Store) appendInOwnUnit(ctx context.Context, streamID string, expected e
 		if !errors.Is(err, feed.ErrConflict) || attempt >= maxConflictAttempts || ctx.Err() != nil {
 			return events.AppendResult{}, err
 		}
+		// Each conflict means another unit committed. Many appenders of
+		// one strong projection (its lock row) conflict again and again:
+		// past a few runs, a random pause that grows with the runs lets
+		// the others through, as waiting does on PostgreSQL.
+		if attempt > 3 {
+			pause := time.Duration(rand.Int64N(int64(min(time.Duration(attempt)*20*time.Microsecond, 2*time.Millisecond)) + 1))
+			select {
+			case <-time.After(pause):
+			case <-ctx.Done():
+				return events.AppendResult{}, err
+			}
+		}
 	}
 }
 
 // maxConflictAttempts bounds the runs of an append whose own unit keeps
-// conflicting.
-const maxConflictAttempts = 20
+// conflicting (with the pauses between them, a second or two).
+const maxConflictAttempts = 1000
 
 // appendRecs validates and stores evs: committed at once when u is nil,
 // else reserved for u until it ends. Bad input is refused before a done

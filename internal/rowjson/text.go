@@ -7,11 +7,16 @@ import (
 )
 
 // Text is free text (a failure reason, a note) as a row can hold it: NUL,
-// which PostgreSQL's jsonb refuses, as U+FFFD, and at most max bytes (see
-// Clip). Invalid UTF-8 needs nothing here: encoding/json writes it as
-// U+FFFD.
+// which PostgreSQL's jsonb refuses, and invalid UTF-8 as U+FFFD, and at
+// most max bytes (see Clip). Invalid UTF-8 is replaced here, not left to
+// encoding/json, so that the length measured is the length stored (JSON
+// writes each invalid byte as three).
 func Text(s string, max int) string {
-	return Clip(strings.ReplaceAll(s, "\x00", "\uFFFD"), max)
+	return Clip(storable(s), max)
+}
+
+func storable(s string) string {
+	return strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", "\uFFFD"), "\uFFFD")
 }
 
 // Clip cuts s to at most max bytes on a rune boundary, saying how much was
@@ -31,7 +36,7 @@ func Clip(s string, max int) string {
 // is at most limit bytes in all, for records that promise that bound. Below the
 // note's own length nothing of s is kept but the note.
 func TextWithin(s string, limit int) string {
-	s = strings.ReplaceAll(s, "\x00", "\uFFFD")
+	s = storable(s)
 	if len(s) <= limit {
 		return s
 	}

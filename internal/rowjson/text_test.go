@@ -13,8 +13,9 @@ import (
 )
 
 // TestTextIsWhatARowHolds: over random text and limits, Text holds no NUL,
-// keeps text within the limit as it was (NUL as U+FFFD), and cuts longer
-// text on a rune boundary to at most the limit, saying how long it was.
+// keeps text within the limit as it was (NUL and invalid UTF-8 as U+FFFD),
+// and cuts longer text on a rune boundary to at most the limit, saying how
+// long it was.
 func TestTextIsWhatARowHolds(t *testing.T) {
 	t.Parallel()
 	seed := rand.Uint64()
@@ -31,7 +32,7 @@ func TestTextIsWhatARowHolds(t *testing.T) {
 
 // randomText is up to n pieces of text, NUL and multi-byte runes among them.
 func randomText(rng *rand.Rand, n int) string {
-	pieces := []string{"a", "\x00", "é", "€", "😀", "\n"}
+	pieces := []string{"a", "\x00", "é", "€", "😀", "\n", "\xff", "\xe2\x82"}
 	var b strings.Builder
 	for range rng.IntN(n) {
 		b.WriteString(pieces[rng.IntN(len(pieces))])
@@ -40,14 +41,14 @@ func randomText(rng *rand.Rand, n int) string {
 }
 
 // checkCut checks what Text and TextWithin share: got holds no NUL, is
-// valid UTF-8, and is s (NUL as U+FFFD) when that fits in limit, else a
+// valid UTF-8, and is s (NUL and invalid UTF-8 as U+FFFD) when that fits in limit, else a
 // prefix of it followed by the note of its full size. It returns s with
 // U+FFFD, the prefix kept, and whether s was cut.
 func checkCut(t *testing.T, s, got string, limit int) (whole, kept string, cut bool) {
 	t.Helper()
 	require.NotContains(t, got, "\x00")
 	require.True(t, utf8.ValidString(got))
-	whole = strings.ReplaceAll(s, "\x00", "\uFFFD")
+	whole = strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", "\uFFFD"), "\uFFFD")
 	if len(whole) <= limit {
 		require.Equal(t, whole, got)
 		return whole, got, false

@@ -178,14 +178,13 @@
 // it with feed.LockShare in each of their units, so on PostgreSQL they wait
 // for one another and in memory one of two racing units fails at commit
 // and runs again. The switch happens only when the rebuild's position is
-// at or past the live processor's, so the new generation reflects
-// everything the old one does. A strong projection, or one of several
-// partitions, also waits for a moment when no event the projection handles
-// was committed after that position (strong appends may have put later
-// events in the live rows; partitions move apart, and the position
-// recorded is one for all): under appends that never pause, such a
-// rebuild may not finish until they pause (Rebuild's context bounds the
-// wait). It records the rebuild's position in the state row: the live processor then
+// at or past the live processor's and no event the projection handles was
+// committed after it (strong appends may have put later events in the live
+// rows; partitions move apart, and the position recorded is one for all),
+// so the new generation reflects everything the old one does. A known
+// limit: under appends of handled events that never pause, that moment
+// may not come, and the rebuild runs until they pause (Rebuild's context
+// bounds the wait). It records the rebuild's position in the state row: the live processor then
 // moves past events up to it without applying them again, whatever its own
 // checkpoint, and the old generation's halts and dead letters are cleared
 // (the new generation applied their events: a rebuild halts on an event it

@@ -175,13 +175,8 @@ func (r *Runner) trySwitch(ctx context.Context, p *compiled, gen int) (bool, err
 	if err != nil || b.Before(l) {
 		return false, err
 	}
-	// Whether the switch must wait for a moment when no handled event
-	// follows b (see below).
-	quiet := p.strong() || len(live) > 1 || len(rebuild) > 1
-	if quiet {
-		if more, err := r.handledAfter(ctx, p, b); err != nil || more {
-			return false, err
-		}
+	if more, err := r.handledAfter(ctx, p, b); err != nil || more {
+		return false, err
 	}
 	var switched bool
 	var old int
@@ -201,19 +196,13 @@ func (r *Runner) trySwitch(ctx context.Context, p *compiled, gen int) (bool, err
 		if b.Before(l) {
 			return nil
 		}
-		// An eventual projection of one partition has a live generation
-		// that reflects what its checkpoint says, so the live processor,
-		// past SkipTo, applies the rest to the new generation: the switch
-		// need not wait for a moment when no handled event follows b,
-		// which steady appends may never leave.
-		//
-		// Partitions move apart, and SkipTo is one position: a rebuild
-		// partition past b would have its later events applied again, and
-		// a live partition past its rebuild partition would have its later
-		// events in the old generation only. A strong projection may
-		// reflect more than its checkpoint says: it is applied inside the
-		// appends. In both cases the new generation must reflect every
-		// handled event committed so far.
+		// The live generation may reflect more than its checkpoint says:
+		// strong projections are applied inside the appends; partitions
+		// move apart (SkipTo is one position for all); a live processor
+		// whose partitions were merged skips what a faster old partition
+		// handled. So the new generation must reflect every handled event
+		// committed so far. Under appends that never pause this may not
+		// come (a known limit: see the package doc).
 		// Appends in flight hold the state row with LockShare: they
 		// committed before this lock was granted (PostgreSQL), or their
 		// commit will conflict with the switch (memory).
@@ -224,17 +213,15 @@ func (r *Runner) trySwitch(ctx context.Context, p *compiled, gen int) (bool, err
 		// pool the read could wait for a connection that only frees once
 		// the lock does. So it gets a short deadline, and a read that
 		// misses it only means "not now".
-		if quiet {
-			cctx, cancel := context.WithTimeout(outer, switchReadTimeout)
-			more, err := r.handledAfter(cctx, p, b)
-			cancel()
-			if err != nil && cctx.Err() != nil && outer.Err() == nil {
-				r.log.Debug("projections: switch check timed out; trying again later", "projection", p.name)
-				return nil
-			}
-			if err != nil || more {
-				return err
-			}
+		cctx, cancel := context.WithTimeout(outer, switchReadTimeout)
+		more, err := r.handledAfter(cctx, p, b)
+		cancel()
+		if err != nil && cctx.Err() != nil && outer.Err() == nil {
+			r.log.Debug("projections: switch check timed out; trying again later", "projection", p.name)
+			return nil
+		}
+		if err != nil || more {
+			return err
 		}
 		old, at = st.Active, b
 		st.Active, st.Building, st.SkipTo = gen, 0, b

@@ -166,8 +166,12 @@ func (e *Engine) runParked(ctx context.Context, watch bool) (int, time.Time, err
 			if late && ix.Stuck {
 				// Recorded already: a unit per stuck step and sweep would
 				// cost a backlog behind a model that is down thousands of
-				// transactions every SweepInterval.
-				stuck[ix.Saga]++
+				// transactions every SweepInterval. One plain read of the
+				// row instead, since the page was listed: another process
+				// may have retried or cancelled the step meanwhile.
+				if e.stillStuck(ctx, ix) {
+					stuck[ix.Saga]++
+				}
 				return nil
 			}
 			if late {
@@ -247,6 +251,18 @@ func (e *Engine) currentReads(s *compiled, ix parkIndex) []string {
 		return ix.Models
 	}
 	return reads
+}
+
+// stillStuck reports whether ix's parked-index row still says its step is
+// stuck, read without a lock; true when the row cannot be read (the page
+// listed it so).
+func (e *Engine) stillStuck(ctx context.Context, ix parkIndex) bool {
+	row, ok, err := e.cfg.Store.Rows().Get(ctx, rowNamespace, tableParked, instanceKey(ix.Saga, ix.ID), feed.LockNone)
+	if err != nil {
+		return true
+	}
+	var cur parkIndex
+	return ok && json.Unmarshal(row.Value, &cur) == nil && cur.Stuck
 }
 
 // indexHandlerOnce rewrites a parked-index row written by an earlier

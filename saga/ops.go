@@ -226,9 +226,15 @@ func (e *Engine) CancelWith(ctx context.Context, saga, id string, opts CancelOpt
 	if err := addressable(saga, id); err != nil {
 		return err
 	}
-	return e.withUnit(ctx, func(ctx context.Context, u feed.Unit) error {
+	err := e.withUnit(ctx, func(ctx context.Context, u feed.Unit) error {
 		return e.cancelIn(ctx, u, saga, id, opts)
 	})
+	if err == nil {
+		// A pass now, as after Retry: the stuck gauge, set by passes, must
+		// not count the cancelled step until the next sweep.
+		e.parkWake.Notify()
+	}
+	return err
 }
 
 // errSkippedByOperator is why a cancel with CancelOptions.SkipOnCancel did

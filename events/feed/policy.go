@@ -295,6 +295,15 @@ func (p *Processor) halt(ctx context.Context, ps *partitionState, env events.Env
 // unit is in use while it blocks, so nothing is held open.
 func (p *Processor) waitHalted(ctx context.Context, ps *partitionState) error {
 	for {
+		// The wake-up channel before the read: a Resume between the read
+		// and the wait would otherwise find no channel to close, and the
+		// partition would sleep a HaltCheckInterval with its halt gone.
+		ps.mu.Lock()
+		if ps.resumed == nil {
+			ps.resumed = make(chan struct{})
+		}
+		resumed := ps.resumed
+		ps.mu.Unlock()
 		row, ok, err := p.src.Rows().Get(withoutUnit(ctx), RuntimeNamespace, HaltsTable, ps.name, LockNone)
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -323,12 +332,6 @@ func (p *Processor) waitHalted(ctx context.Context, ps *partitionState) error {
 				ps.mu.Unlock()
 			}
 		}
-		ps.mu.Lock()
-		if ps.resumed == nil {
-			ps.resumed = make(chan struct{})
-		}
-		resumed := ps.resumed
-		ps.mu.Unlock()
 		t := time.NewTimer(p.cfg.HaltCheckInterval)
 		select {
 		case <-ctx.Done():

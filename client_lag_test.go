@@ -49,7 +49,7 @@ func TestLagOfAPartitionedProjection(t *testing.T) {
 		}
 		head, err := store.Head(ctx)
 		require.NoError(t, err)
-		st, err := client.Tracker().Wait(ctx, head, "split_status")
+		st, err := client.Tracker().Wait(upToCap(t), head, "split_status")
 		require.NoError(t, err)
 		require.False(t, st.Stale)
 

@@ -75,7 +75,7 @@ func TestOnProjectionUpdateHearsEachCommittedChange(t *testing.T) {
 		require.NoError(t, err)
 		last = res.Token
 	}
-	st, err := client.Tracker().Wait(ctx, last, "ledger")
+	st, err := client.Tracker().Wait(upToCap(t), last, "ledger")
 	require.NoError(t, err)
 	require.False(t, st.Stale)
 	require.True(t, failed.Load(), "the flaky order's first attempt failed")
@@ -158,7 +158,7 @@ func TestAppenderAppliesStrongProjectionsInTheAppend(t *testing.T) {
 		released = true
 		head, err := store.Head(ctx)
 		require.NoError(t, err)
-		st, err := client.Tracker().Wait(ctx, head, "strong_orders", "eventual_orders")
+		st, err := client.Tracker().Wait(upToCap(t), head, "strong_orders", "eventual_orders")
 		require.NoError(t, err)
 		require.False(t, st.Stale)
 	})

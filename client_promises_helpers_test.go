@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge"
+	"github.com/converge-es/converge/consistency"
 	"github.com/converge-es/converge/saga"
 )
 
@@ -64,4 +65,15 @@ func waitSeconds(t *testing.T, m *saga.Metrics, sagaName string) time.Duration {
 	require.NoError(t, h.Write(&pb))
 	require.EqualValues(t, 1, pb.GetHistogram().GetSampleCount(), "one gate wait observed")
 	return time.Duration(pb.GetHistogram().GetSampleSum() * float64(time.Second))
+}
+
+// upToCap is the context of a Tracker wait that must end fresh: it waits
+// up to the Tracker's cap, not its 2 s default, which another test's open
+// transaction on the shared PostgreSQL server (it holds every feed reader
+// back) can outlast on a loaded machine.
+func upToCap(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), consistency.DefaultMaxTimeout)
+	t.Cleanup(cancel)
+	return ctx
 }

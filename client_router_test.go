@@ -223,7 +223,7 @@ func TestProjectionMiddlewareDelaysWithoutHoldingTheFeed(t *testing.T) {
 		released = true
 		head, err := store.Head(ctx)
 		require.NoError(t, err)
-		st, err := client.Tracker().Wait(ctx, head, "audit")
+		st, err := client.Tracker().Wait(upToCap(t), head, "audit")
 		require.NoError(t, err)
 		require.False(t, st.Stale)
 	})

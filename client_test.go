@@ -92,7 +92,7 @@ func placeAndAwait(t *testing.T, client *converge.Client, from, n int) {
 	}, 30*time.Second, 5*time.Millisecond, "orders %d to %d never completed", from, from+n-1)
 	head, err := client.Store().Head(ctx)
 	require.NoError(t, err)
-	st, err := client.Tracker().Wait(ctx, head, "order_status")
+	st, err := client.Tracker().Wait(upToCap(t), head, "order_status")
 	require.NoError(t, err)
 	require.False(t, st.Stale)
 	for i := from; i < from+n; i++ {
@@ -170,7 +170,7 @@ func TestClientRunsProjectionsSagasAndCommands(t *testing.T) {
 		// its partitions: it covers every partition's checkpoint.
 		head, err := store.Head(ctx)
 		require.NoError(t, err)
-		st, err := client.Tracker().Wait(ctx, head, converge.DefaultSagaProcessor)
+		st, err := client.Tracker().Wait(upToCap(t), head, converge.DefaultSagaProcessor)
 		require.NoError(t, err)
 		require.False(t, st.Stale)
 	})

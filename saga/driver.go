@@ -230,27 +230,27 @@ func (e *Engine) runParked(ctx context.Context, watch bool) (int, time.Time, err
 // while the step was parked runs it on those (resumeOne checks them), so
 // the driver waits for and watches them too: the parked ones would leave
 // a step waiting on a model no longer read (one retired, never to move),
-// or run it unwatched once an added model moved. The parked models when
-// this build has no such handler.
+// or run it unwatched once an added model moved. None when this build no
+// longer handles the step (resumeOne ignores it, or records a timer firing
+// as unhandled, at once); the parked models when the row does not say
+// which handler it is.
 func (e *Engine) currentReads(s *compiled, ix parkIndex) []string {
-	if ix.Timeout != "" {
+	switch {
+	case ix.Type == "", ix.Type == TimerFiredType && ix.Timeout == "":
+		// A row of an earlier release, or a firing not decoded: the
+		// handler is unknown here.
+		return ix.Models
+	case ix.Timeout != "":
 		if h := s.timeouts[ix.Timeout]; h != nil {
 			return h.reads
 		}
-		return ix.Models
-	}
-	if ix.Type == "" {
-		return ix.Models
+		return nil // no OnTimeout here: resumeOne records the firing at once
 	}
 	name, ok := e.reg.CanonicalName(ix.Type)
 	if !ok {
-		return ix.Models
+		return nil // a type this build does not know: resumeOne ignores the step
 	}
-	reads, ok := s.readsByName[name]
-	if !ok {
-		return ix.Models
-	}
-	return reads
+	return s.readsByName[name] // nil when the saga no longer handles it: ignored too
 }
 
 // stillStuck reports whether ix's parked-index row still says its step is

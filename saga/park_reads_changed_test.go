@@ -224,3 +224,104 @@ func TestAStepParkedByThePreviousReleaseWaitsForTheReadsOfTheBuildThatRunsIt(t *
 		}
 	})
 }
+
+// TestAParkedStepWhoseHandlerTheNewBuildDroppedDoesNotWaitOnRetiredModels:
+// a step parked by a build whose handler read model_b is taken by a newer
+// build that no longer handles the event at all (resumeOne then ignores
+// it: "the saga no longer handles this message"), or whose handler reads
+// nothing. model_b is retired and never moves again. Both cases must let
+// the step go through; the new build reads no model for it.
+func TestAParkedStepWhoseHandlerTheNewBuildDroppedDoesNotWaitOnRetiredModels(t *testing.T) {
+	t.Parallel()
+	const mb = "model_b"
+	for _, tc := range []struct {
+		name    string
+		handled bool // the new build still handles StockReserved, reading nothing
+	}{
+		{"reads emptied", true},
+		{"handler removed", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				store := newStore(t, mk)
+				tracker, err := consistency.NewTracker(&consistency.TrackerConfig{})
+				require.NoError(t, err)
+				old := saga.New[orderState]("handler_dropped", nil)
+				saga.StartOn(old, byOrder[OrderPlaced], func(*saga.Step[orderState], OrderPlaced) error { return nil })
+				saga.On(old, byOrder[StockReserved], func(*saga.Step[orderState], StockReserved) error { return nil }, saga.Reads(mb))
+				oldEng, err := saga.NewEngine(&saga.EngineConfig{Store: store, Sagas: []saga.Definition{old}, Tracker: tracker, GateTimeout: time.Nanosecond})
+				require.NoError(t, err)
+				ob := bare{store: store, engine: oldEng}
+				ob.deliver(t, ob.append(t, "order-1", OrderPlaced{OrderID: "1"}))
+				ob.deliver(t, ob.append(t, "order-1", StockReserved{OrderID: "1"}))
+				require.Equal(t, saga.StatusParked, ob.stateInfo(t, "handler_dropped", "1").Status)
+
+				nw := saga.New[orderState]("handler_dropped", nil)
+				saga.StartOn(nw, byOrder[OrderPlaced], func(*saga.Step[orderState], OrderPlaced) error { return nil })
+				if tc.handled {
+					saga.On(nw, byOrder[StockReserved], func(*saga.Step[orderState], StockReserved) error { return nil })
+				}
+				eng, err := saga.NewEngine(&saga.EngineConfig{Store: store, Sagas: []saga.Definition{nw}, Tracker: tracker, GateTimeout: time.Nanosecond})
+				require.NoError(t, err)
+				for range 3 {
+					_, err = eng.RunParked(ctx)
+					require.NoError(t, err)
+				}
+				nb := bare{store: store, engine: eng}
+				info := nb.stateInfo(t, "handler_dropped", "1")
+				require.NotEqual(t, saga.StatusParked, info.Status,
+					"the step still waits on model_b, which this build does not read (it would ignore or run the step at once): %+v", info)
+			})
+		})
+	}
+}
+
+// TestAParkedTimeoutWhoseHandlerTheNewBuildDroppedDoesNotWaitOnRetiredModels:
+// the same for an OnTimeout handler the newer build dropped (resumeOne
+// runs such a firing at once and records "no_timeout_handler").
+func TestAParkedTimeoutWhoseHandlerTheNewBuildDroppedDoesNotWaitOnRetiredModels(t *testing.T) {
+	t.Parallel()
+	const mb = "model_b"
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		store := newStore(t, mk)
+		tracker, err := consistency.NewTracker(&consistency.TrackerConfig{})
+		require.NoError(t, err)
+		start := func(st *saga.Step[orderState], _ OrderPlaced) error {
+			st.ScheduleAt("expiry", st.Now().Add(-time.Second))
+			return nil
+		}
+		old := saga.New[orderState]("timeout_dropped", nil)
+		saga.StartOn(old, byOrder[OrderPlaced], start)
+		saga.OnTimeout(old, "expiry", func(*saga.Step[orderState], saga.Timeout) error { return nil }, saga.Reads(mb))
+		oldEng, err := saga.NewEngine(&saga.EngineConfig{Store: store, Sagas: []saga.Definition{old}, Tracker: tracker, GateTimeout: time.Nanosecond})
+		require.NoError(t, err)
+		ob := bare{store: store, engine: oldEng}
+		ob.deliver(t, ob.append(t, "order-1", OrderPlaced{OrderID: "1"}))
+		n, err := oldEng.FireDue(ctx)
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+		evs, err := store.ReadStream(ctx, "converge.saga.timer-timeout_dropped", 0, 10)
+		require.NoError(t, err)
+		require.NotEmpty(t, evs)
+		ob.deliver(t, evs[len(evs)-1])
+		require.Equal(t, saga.StatusParked, ob.stateInfo(t, "timeout_dropped", "1").Status)
+
+		nw := saga.New[orderState]("timeout_dropped", nil)
+		saga.StartOn(nw, byOrder[OrderPlaced], start)
+		eng, err := saga.NewEngine(&saga.EngineConfig{Store: store, Sagas: []saga.Definition{nw}, Tracker: tracker, GateTimeout: time.Nanosecond})
+		require.NoError(t, err)
+		for range 3 {
+			_, err = eng.RunParked(ctx)
+			require.NoError(t, err)
+		}
+		nb := bare{store: store, engine: eng}
+		info := nb.stateInfo(t, "timeout_dropped", "1")
+		require.NotEqual(t, saga.StatusParked, info.Status,
+			"the firing still waits on model_b, which this build does not read (it has no OnTimeout handler): %+v", info)
+	})
+}

@@ -2,6 +2,7 @@ package converge_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,4 +77,19 @@ func upToCap(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), consistency.DefaultMaxTimeout)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// convergeMetrics lists the names of the converge_ metric families
+// registered on reg.
+func convergeMetrics(t *testing.T, reg prometheus.Gatherer) []string {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	var names []string
+	for _, mf := range mfs {
+		if strings.HasPrefix(mf.GetName(), "converge_") {
+			names = append(names, mf.GetName())
+		}
+	}
+	return names
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"math/rand/v2"
-	"strings"
 	"testing"
 	"time"
 
@@ -31,18 +30,7 @@ func TestStoppedClientLeavesTheRegistererToTheNextOne(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
 	reg := prometheus.NewRegistry()
-	converged := func() []string {
-		t.Helper()
-		mfs, err := reg.Gather()
-		require.NoError(t, err)
-		var names []string
-		for _, mf := range mfs {
-			if strings.HasPrefix(mf.GetName(), "converge_") {
-				names = append(names, mf.GetName())
-			}
-		}
-		return names
-	}
+	converged := func() []string { return convergeMetrics(t, reg) }
 	for i := range 2 + rng.IntN(3) {
 		cfg := shop(st, nil)
 		cfg.Registerer = reg

@@ -3,7 +3,6 @@ package converge_test
 import (
 	"context"
 	"log/slog"
-	"strings"
 	"testing"
 	"time"
 
@@ -27,16 +26,7 @@ func TestStopWithADoneContextStillStops(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
 	reg := prometheus.NewRegistry()
-	registered := func() (names []string) {
-		mfs, err := reg.Gather()
-		require.NoError(t, err)
-		for _, mf := range mfs {
-			if strings.HasPrefix(mf.GetName(), "converge_") {
-				names = append(names, mf.GetName())
-			}
-		}
-		return names
-	}
+	registered := func() []string { return convergeMetrics(t, reg) }
 	done, cancel := context.WithCancel(context.Background())
 	cancel()
 	// Each round would pass by luck with probability 1/2.

@@ -13,3 +13,7 @@ func SetReconcileHook(r *Runner, fn func(projection string)) { r.reconcileHook =
 // starts delivering (fn may block to hold the rebuild back). Set it before
 // Start.
 func SetRebuildHook(r *Runner, fn func(ctx context.Context, processor string)) { r.rebuildHook = fn }
+
+// SetSwitchHook makes r call fn after each attempt to switch a rebuild in
+// that did not switch. Set it before Start.
+func SetSwitchHook(r *Runner, fn func(projection string)) { r.switchHook = fn }

@@ -170,6 +170,40 @@ func (f *fixture) start(t *testing.T, cfg projections.RunnerConfig) *projections
 	return r
 }
 
+// startHearingSwitches is start, with a channel that hears the runner's
+// switch attempts that did not switch (one held while nobody reads).
+func (f *fixture) startHearingSwitches(t *testing.T, cfg projections.RunnerConfig) (*projections.Runner, <-chan struct{}) {
+	t.Helper()
+	r := f.newRunner(t, cfg)
+	attempts := make(chan struct{}, 1)
+	projections.SetSwitchHook(r, func(string) {
+		select {
+		case attempts <- struct{}{}:
+		default:
+		}
+	})
+	require.NoError(t, r.Start(context.Background()))
+	t.Cleanup(func() { stop(t, r) })
+	return r, attempts
+}
+
+// awaitSwitchAttempts returns after n switch attempts that did not switch,
+// or once rebuilt is closed (Rebuild returned: a switch happened).
+func awaitSwitchAttempts(t *testing.T, attempts, rebuilt <-chan struct{}, n int) {
+	t.Helper()
+	timeout := time.After(waitTimeout)
+	for range n {
+		select {
+		case <-attempts:
+		case <-rebuilt:
+			t.Log("the rebuild switched in")
+			return
+		case <-timeout:
+			require.FailNow(t, "no switch attempt")
+		}
+	}
+}
+
 func stop(t *testing.T, r *projections.Runner) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)

@@ -161,7 +161,14 @@ func (r *Runner) awaitRebuild(ctx context.Context, p *compiled, gen int) error {
 // Everything the live generation reflects, the new one then reflects too. The state row is taken with LockUpdate, so the units of
 // both processors and of strong appends, which take it with LockShare,
 // are either committed before the positions are read or see the switch.
-func (r *Runner) trySwitch(ctx context.Context, p *compiled, gen int) (bool, error) {
+func (r *Runner) trySwitch(ctx context.Context, p *compiled, gen int) (switched bool, err error) {
+	if r.switchHook != nil {
+		defer func() {
+			if !switched {
+				r.switchHook(p.name)
+			}
+		}()
+	}
 	cps := r.cfg.Source.Checkpoints()
 	live := p.checkpoints(p.name)
 	rebuild := p.checkpoints(rebuildName(p.name, gen))
@@ -178,7 +185,6 @@ func (r *Runner) trySwitch(ctx context.Context, p *compiled, gen int) (bool, err
 	if more, err := r.handledAfter(ctx, p, b); err != nil || more {
 		return false, err
 	}
-	var switched bool
 	var old int
 	var at events.Token
 	outer := ctx

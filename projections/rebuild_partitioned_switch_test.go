@@ -66,7 +66,7 @@ func TestRebuildOfPartitionedEventualProjectionAppliesEachEventOnce(t *testing.T
 				acc.Count++
 				return tb.Put(ctx, e.Account, acc)
 			})
-			r := f.start(t, projections.RunnerConfig{Projections: []*projections.Projection{p}, MaxAttempts: 1 << 30})
+			r, attempts := f.startHearingSwitches(t, projections.RunnerConfig{Projections: []*projections.Projection{p}, MaxAttempts: 1 << 30})
 			want := map[string]int{}
 			deposit := func(i int) events.AppendResult {
 				want[a[i]]++
@@ -85,29 +85,29 @@ func TestRebuildOfPartitionedEventualProjectionAppliesEachEventOnce(t *testing.T
 			holdRebuild.Store(true)
 			deposit(0)       // Y1: the rebuild's partition 0 is held before it
 			y2 := deposit(0) // Y2
-			deposit(1)       // Z
+			z := deposit(1)  // Z
 			f.awaitStored(t, feed.PartitionName(name, 0, parts), y2.Token)
 
-			rebuilt := make(chan error, 1)
+			rebuilt := make(chan struct{})
+			var rebuildErr error
 			rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 			defer cancel()
-			go func() { rebuilt <- r.Rebuild(rctx, name) }()
+			go func() {
+				defer close(rebuilt)
+				rebuildErr = r.Rebuild(rctx, name)
+			}()
 			// While both are held, a switch would leave the new generation
 			// without Y1 and Y2 (partition 0) and apply Z twice (partition 1).
-			// Give a (wrong) switch time to happen: the runner tries every 100 ms.
-			deadline := time.Now().Add(3 * time.Second)
-			for time.Now().Before(deadline) {
-				st, err := r.Status(ctx, name)
-				require.NoError(t, err)
-				if st.Generation == 2 {
-					t.Logf("switched while the rebuild's partition 0 was behind the live one")
-					break
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+			// The rebuild's partitions reach where they are held, then the
+			// runner gets two tries at a (wrong) switch.
+			rebuilding := name + "@rebuild-2"
+			f.awaitStored(t, feed.PartitionName(rebuilding, 0, parts), y0.Token)
+			f.awaitStored(t, feed.PartitionName(rebuilding, 1, parts), z.Token)
+			awaitSwitchAttempts(t, attempts, rebuilt, 2)
 			released.Store(true)
 
-			require.NoError(t, <-rebuilt)
+			<-rebuilt
+			require.NoError(t, rebuildErr)
 			// One more deposit each, to see both partitions move on.
 			deposit(0)
 			deposit(1)

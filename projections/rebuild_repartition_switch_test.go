@@ -43,9 +43,9 @@ func TestRebuildSwitchAfterPartitionsMerged(t *testing.T) {
 			}
 			f.append(t, "acct-"+a0, Deposited{a0, 1})
 			f.append(t, "acct-"+a1, Deposited{a1, 10})
-			x := f.append(t, "acct-"+a0, Deposited{a0, 2})  // the live generation lags at it
-			f.append(t, "acct-"+a1, Deposited{a1, 20})      // the rebuild stops after it
-			y := f.append(t, "acct-"+a1, Deposited{a1, 30}) // handled by old partition 1
+			x := f.append(t, "acct-"+a0, Deposited{a0, 2})     // the live generation lags at it
+			held := f.append(t, "acct-"+a1, Deposited{a1, 20}) // the rebuild stops after it
+			y := f.append(t, "acct-"+a1, Deposited{a1, 30})    // handled by old partition 1
 
 			var failX, failY atomic.Bool
 			failX.Store(true)
@@ -87,18 +87,23 @@ func TestRebuildSwitchAfterPartitionsMerged(t *testing.T) {
 			stop(t, r)
 
 			// One partition: its live processor lags before x; the rebuild
-			// holds at y for a while.
-			r = f.start(t, cfg(1))
-			go func() {
-				time.Sleep(3 * time.Second)
-				failY.Store(false)
-				failX.Store(false)
-			}()
+			// holds at y until it got there and the runner had two tries at
+			// a (wrong) switch.
+			r, attempts := f.startHearingSwitches(t, cfg(1))
 			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 			defer cancel()
-			require.NoError(t, r.Rebuild(ctx, name))
+			rebuilt := make(chan struct{})
+			var rebuildErr error
+			go func() {
+				defer close(rebuilt)
+				rebuildErr = r.Rebuild(ctx, name)
+			}()
+			f.awaitStored(t, name+"@rebuild-2", held.Token)
+			awaitSwitchAttempts(t, attempts, rebuilt, 2)
 			failY.Store(false)
 			failX.Store(false)
+			<-rebuilt
+			require.NoError(t, rebuildErr)
 			f.append(t, "acct-"+a0, Deposited{a0, 3})
 			f.waitHead(t, name)
 

@@ -74,6 +74,9 @@ type Runner struct {
 	resetPauses map[string]resetPause
 	// rebuildHook, set by tests, runs before a rebuild's processor starts.
 	rebuildHook func(ctx context.Context, processor string)
+	// switchHook, set by tests, hears every switch attempt that did not
+	// switch.
+	switchHook func(projection string)
 }
 
 // procRun is one running processor: a projection's live processor

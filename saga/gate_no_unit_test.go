@@ -118,15 +118,21 @@ func TestGatedStepHoldsNoUnitWhileItWaits(t *testing.T) {
 // awaitWaiters returns once n waits for the summary model are under way.
 func awaitWaiters(ctx context.Context, t *testing.T, tracker *consistency.Tracker, n int) {
 	t.Helper()
+	awaitWaiting(ctx, t, tracker, summaryModel, n)
+}
+
+// awaitWaiting returns once n waits are blocked on model.
+func awaitWaiting(ctx context.Context, t *testing.T, tracker *consistency.Tracker, model string, n int) {
+	t.Helper()
 	for {
 		changed := tracker.WaitersChanged()
-		if tracker.Waiting(summaryModel) >= n {
+		if tracker.Waiting(model) >= n {
 			return
 		}
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			require.FailNow(t, "nothing waited for the model")
+			require.FailNow(t, "nothing waited for the model", model)
 		}
 	}
 }

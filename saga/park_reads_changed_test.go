@@ -70,19 +70,16 @@ func TestAParkedStepWaitsForTheReadsOfTheBuildThatRunsIt(t *testing.T) {
 				<-passes
 				for i, m := range tc.reach {
 					tracker.Advance(m, reserved.Token)
-					if i == 0 && len(tc.reach) > 1 {
-						// The pass the first model's move wakes ends before
-						// the next model moves.
-						select {
-						case <-passes:
-						case <-time.After(5 * time.Second):
-						}
+					if i+1 < len(tc.reach) {
+						// The driver watches the next model too, before it
+						// moves.
+						awaitWaiting(ctx, t, tracker, tc.reach[i+1], 1)
 					}
 				}
 				select {
 				case id := <-ran:
 					require.Equal(t, "1", id)
-				case <-time.After(20 * time.Second): // the sweep is an hour away
+				case <-ctx.Done(): // the sweep is an hour away
 					b := bare{store: store, engine: eng}
 					require.FailNow(t, "the parked step did not run although the models its handler reads reached its token",
 						"reads now %v (parked reading %v); info %+v", tc.new, tc.old, b.stateInfo(t, "reads_changed", "1"))

@@ -99,9 +99,10 @@ projection declares; --sla applies to read models that declare none.
 
 It binds 127.0.0.1 unless told otherwise, prints "listening on ADDR" once it
 accepts connections, and stops gracefully on SIGINT or SIGTERM, within
---shutdown-timeout (15s by default): requests in flight, the workflow and
-its database connections together. What has not stopped by then (with
-PostgreSQL not answering, say) is logged, and serve exits with status 1
+--shutdown-timeout (15s by default): requests in flight, live page
+connections, the workflow and its database connections together. What
+has not stopped by then (with PostgreSQL not answering, or a page that
+never reads its connection, say) is logged, and serve exits with status 1
 without waiting for it.
 
 On a loopback address (however --listen names it) it answers only
@@ -142,7 +143,7 @@ other address every name is served unless --allow-host lists them.`,
 	f.DurationVar(&c.interval, "interval", lag.DefaultInterval, "how often lag is sampled (at least "+minLagInterval.String()+")")
 	f.Float64Var(&c.demoLoad, "demo-load", 0, "place this many simulated orders a second (from "+strconv.FormatFloat(web.MinLoadRate, 'g', -1, 64)+" to 1000), from new customers who buy a few times each (0: none)")
 	f.StringArrayVar(&c.origins, "allow-origin", nil, `origin allowed to call the API from another site, such as https://shop.example ("*" for any); repeatable`)
-	f.DurationVar(&c.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long a stop (SIGINT, SIGTERM) waits for requests in flight, the workflow and its database connections; past it, serve logs what had not stopped and exits 1")
+	f.DurationVar(&c.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long a stop (SIGINT, SIGTERM) waits for requests in flight, live page connections, the workflow and its database connections; past it, serve logs what had not stopped and exits 1")
 	f.StringArrayVar(&c.hosts, "allow-host", nil, `host name the server answers to besides the loopback names (localhost and its subdomains, 127.0.0.0/8, [::1]), such as shop.internal ("*" for any); repeatable`)
 	return cmd
 }
@@ -166,6 +167,16 @@ func (c *serveCmd) run(ctx context.Context, out, errOut io.Writer) (err error) {
 	log := slog.New(slog.NewTextHandler(errOut, nil))
 	stop := &stopping{parent: ctx, timeout: c.shutdownTimeout, log: log}
 	defer stop.end()
+	// The live connections close beside the other steps of a stop, from
+	// its start, and are awaited last: a page that never reads is cut off
+	// at the deadline, without taking the other steps' time (they would
+	// all be reported as not stopping), and is named for what it is.
+	var liveClosed chan error
+	defer func() {
+		if liveClosed != nil {
+			err = joinLine(err, stop.await("the live connections", func(context.Context) error { return <-liveClosed }))
+		}
+	}()
 	store, closeStore, err := c.openStore(ctx, log)
 	if err != nil {
 		return err
@@ -249,9 +260,12 @@ func (c *serveCmd) run(ctx context.Context, out, errOut io.Writer) (err error) {
 		return err
 	case <-ctx.Done():
 	}
+	// http.Server.Shutdown does not wait for WebSocket connections: they
+	// close beside it, within the same deadline.
+	sctx := stop.context()
+	liveClosed = make(chan error, 1)
+	go func() { liveClosed <- srv.Shutdown(sctx) }()
 	err = stop.await("the HTTP server's requests in flight", hs.Shutdown)
-	// Shutdown does not wait for WebSocket connections: close them now.
-	srv.Close()
 	if err != nil {
 		return err
 	}

@@ -162,7 +162,16 @@ func (h *Hub) Stats() Stats {
 // until every connection's goroutines have returned. Clients that do not
 // acknowledge the close within WriteTimeout are cut off. New connections
 // are refused with 503 from then on. Close may be called more than once.
-func (h *Hub) Close() {
+func (h *Hub) Close() { _ = h.Shutdown(context.Background()) }
+
+// Shutdown is Close bounded by ctx, for a process whose stop has a
+// deadline: clients that have not acknowledged the close when ctx ends
+// (or within WriteTimeout, if that comes first) are cut off then, so a
+// client that never reads holds the stop up no longer than ctx allows.
+// It returns ctx's error when ctx ended before every client had
+// acknowledged, nil otherwise; either way every connection is closed
+// when it returns. Shutdown and Close may be called more than once.
+func (h *Hub) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	if !h.closed {
 		h.closed = true
@@ -173,9 +182,22 @@ func (h *Hub) Close() {
 	h.mu.Unlock()
 
 	t := time.AfterFunc(h.cfg.WriteTimeout, h.force)
+	var finished, cut atomic.Bool
+	stopCut := context.AfterFunc(ctx, func() {
+		if !finished.Load() {
+			cut.Store(true)
+		}
+		h.force()
+	})
 	h.wg.Wait()
+	finished.Store(true)
 	t.Stop()
+	stopCut()
 	h.force()
+	if cut.Load() {
+		return fmt.Errorf("live: clients still connected when the shutdown's context ended were cut off: %w", context.Cause(ctx))
+	}
+	return nil
 }
 
 // serveHTTP answers every refusal with RFC 9457 problem details, as the

@@ -253,3 +253,41 @@ func TestHub_SnapshotTimeoutAbandonsASnapshotThatIgnoresItsContext(t *testing.T)
 	default:
 	}
 }
+
+// TestHub_ShutdownCutsOffAtItsContextsEnd: Shutdown gives a client that
+// never reads until its context ends, not the (longer) WriteTimeout, then
+// cuts it off and says so; with clients that acknowledge, it returns nil.
+func TestHub_ShutdownCutsOffAtItsContextsEnd(t *testing.T) {
+	t.Parallel()
+	hub, b := setup(t, &live.Config{WriteTimeout: time.Minute})
+	b.dial(t, "order-1") // never read
+	require.Equal(t, 1, hub.Stats().Clients)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- hub.Shutdown(ctx) }()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		require.ErrorContains(t, err, "cut off")
+	case <-time.After(ioTimeout):
+		t.Fatal("Shutdown waited past its context's end (for WriteTimeout, a minute)")
+	}
+	require.Zero(t, hub.Stats().Clients)
+	require.NoError(t, hub.Shutdown(t.Context()), "again: nothing left to cut off")
+
+	hub2, b2 := setup(t, nil)
+	conn := b2.dial(t, "order-1")
+	read := make(chan error, 1)
+	go func() {
+		for {
+			if _, _, err := conn.Read(t.Context()); err != nil {
+				read <- err
+				return
+			}
+		}
+	}()
+	require.NoError(t, hub2.Shutdown(t.Context()), "a client that acknowledges is not cut off")
+	require.Equal(t, websocket.StatusGoingAway, websocket.CloseStatus(<-read))
+}

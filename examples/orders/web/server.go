@@ -102,6 +102,12 @@ func (s *Server) Publish(v OrderView) {
 // which does not wait for WebSocket connections.
 func (s *Server) Close() { s.hub.Close() }
 
+// Shutdown is Close bounded by ctx (live.Hub.Shutdown): page connections
+// still open when ctx ends are cut off then, and its error says so. Run
+// it beside http.Server.Shutdown, which does not track WebSocket
+// connections, so both share one deadline.
+func (s *Server) Shutdown(ctx context.Context) error { return s.hub.Shutdown(ctx) }
+
 // snapshot gives a page that just subscribed the order's current row, so
 // it misses nothing committed before it subscribed.
 func (s *Server) snapshot(ctx context.Context, id string) (json.RawMessage, events.Token, bool, error) {

@@ -332,7 +332,10 @@ replay when a projection reset drops it with its dead letter (the reset
 applies the event again): --wait then says so, and whether the event was
 dead-lettered again, rather than "replayed". An ID given twice is
 refused. Exit status: 0 accepted (or all replayed with --wait), 1 on
-failure (or a replay --wait cannot confirm), 4 when --wait ran out.`,
+failure (or a replay --wait cannot confirm), 4 when --wait ran out.
+--timeout counts from the start: recording takes the dead letter's row,
+and a recording the deadline ends (5m without --wait) exits 4; the
+requests recorded before it stay.`,
 		Example: `  converge dead-letters replay order_summary/0b6c2c4e-4f4e-4a56-9d0f-2d0f0c9b7a11 --wait`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
@@ -374,23 +377,25 @@ func (c *deadLettersReplayCmd) run(ctx context.Context) error {
 		return err
 	}
 	defer closeAll()
+	rctx, cancel, unrecorded := c.wait.recording(ctx)
+	defer cancel()
 	var failed, unconfirmed []string
 	// The dead letters as they were when their replay was asked for: a
 	// request that is gone says "replayed" only if the dead letter went
 	// with it and nothing else removed both.
 	asked := map[string]feed.DeadLetterRecord{}
 	for _, id := range c.ids {
-		rec, _, err := readDeadLetter(ctx, store.Rows(), id)
+		rec, _, err := readDeadLetter(rctx, store.Rows(), id)
 		if err != nil {
-			return err
+			return unrecorded("dead-letters replay "+printable(id), err)
 		}
-		if _, err := feed.RequestReplay(ctx, store.Rows(), id); err != nil {
+		if _, err := feed.RequestReplay(rctx, store.Rows(), id); err != nil {
 			if errors.Is(err, feed.ErrNoDeadLetter) {
 				fmt.Fprintf(c.out, "%s: no such dead letter in schema %q (list them with `converge dead-letters list`)\n", printable(id), c.db.Schema)
 				failed = append(failed, id)
 				continue
 			}
-			return err
+			return unrecorded("dead-letters replay "+printable(id), err)
 		}
 		asked[id] = rec
 		fmt.Fprintf(c.out, "%s: replay accepted; the process holding its partition replays it\n", printable(id))
@@ -400,7 +405,7 @@ func (c *deadLettersReplayCmd) run(ctx context.Context) error {
 		for id := range asked {
 			open[id] = true
 		}
-		_, err := pollUntil(ctx, c.out, c.wait.timeout, func(ctx context.Context) (string, bool, error) {
+		_, err := pollUntil(ctx, c.out, remaining(rctx), func(ctx context.Context) (string, bool, error) {
 			var lines []string
 			for _, id := range c.ids {
 				if !open[id] {

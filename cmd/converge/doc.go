@@ -29,7 +29,11 @@
 // the commands record a request in the schema's rows, which a running
 // projections.Runner or feed.Processor carries out, and report it
 // accepted; --wait waits for the outcome, up to --timeout (exit status 4
-// when it runs out; the request stays). --timeout without --wait is
+// when it runs out; the request stays). The deadline runs from the start:
+// recording takes a row's lock, which a unit running or a stalled process
+// may hold, and a recording the deadline ends (the default timeout, 5m,
+// without --wait; --wait's own for sagas retry and cancel) exits 4 with
+// nothing recorded. --timeout without --wait is
 // refused, as are the demo's --keep and --schema, and serve's --schema,
 // without PostgreSQL: a flag that would change nothing is an error, not
 // ignored.

@@ -72,6 +72,32 @@ func (w *waitFlags) validate() error {
 	return nil
 }
 
+// recording bounds the recording of a request, which takes a row's lock
+// that a running unit or a stalled process may hold, by the command's
+// deadline: --timeout from the start with --wait (what is left of it is
+// the wait's), the default timeout without. unrecorded turns a failure
+// of the recording into a timedOutError when that deadline ended it.
+func (w *waitFlags) recording(ctx context.Context) (rctx context.Context, cancel context.CancelFunc, unrecorded func(what string, err error) error) {
+	bound := w.timeout
+	if !w.wait || bound <= 0 {
+		bound = defaultWaitTimeout
+	}
+	rctx, cancel = context.WithTimeout(ctx, bound)
+	return rctx, cancel, func(what string, err error) error {
+		if err == nil || ctx.Err() != nil || rctx.Err() == nil {
+			return err
+		}
+		return &timedOutError{what: fmt.Sprintf("%s: the request was not recorded: the database did not answer within %s (%v); another transaction may hold its row (a unit running, a stalled process). Run the command again later: a request recorded twice is carried out once", what, bound, err)}
+	}
+}
+
+// remaining is what is left of rctx's deadline for a wait after the
+// recording.
+func remaining(rctx context.Context) time.Duration {
+	dl, _ := rctx.Deadline()
+	return time.Until(dl)
+}
+
 // timedOutError is what a --wait that ran out fails with; main exits with
 // exitTimedOut.
 type timedOutError struct{ what string }

@@ -507,7 +507,10 @@ request in --schema that a running projections.Runner with the projection
 takes within its status poll interval, and reports that it was accepted.
 With --wait it waits, up to --timeout, until the application has done it,
 printing its progress. Exit status: 0 accepted (or done with --wait), 1 on
-failure, 4 when --wait ran out (the request stays and may still be done).`
+failure, 4 when --wait ran out (the request stays and may still be done).
+--timeout counts from the start: recording takes the projection's state
+row, which a unit running or a stalled process may hold, and a recording
+the deadline ends (5m without --wait) exits 4 with nothing recorded.`
 	switch op {
 	case projections.OpRebuild:
 		cmd.Short = "Ask the running application to rebuild a projection from the whole feed"
@@ -556,22 +559,25 @@ func (c *projectionsRequestCmd) run(ctx context.Context) error {
 		return err
 	}
 	defer closeAll()
-	if _, err := storedProjections(ctx, store, c.db.Schema, []string{c.name}); err != nil {
-		return err
+	rctx, cancel, unrecorded := c.wait.recording(ctx)
+	defer cancel()
+	what := fmt.Sprintf("%s %s", c.op, c.name)
+	if _, err := storedProjections(rctx, store, c.db.Schema, []string{c.name}); err != nil {
+		return unrecorded(what, err)
 	}
-	if err := c.checkTo(ctx, store); err != nil {
-		return err
+	if err := c.checkTo(rctx, store); err != nil {
+		return unrecorded(what, err)
 	}
 	var q projections.Request
 	if c.op == projections.OpRebuild {
-		q, err = projections.RequestRebuild(ctx, store, c.name)
+		q, err = projections.RequestRebuild(rctx, store, c.name)
 	} else {
-		q, err = projections.RequestReset(ctx, store, c.name, c.tok)
+		q, err = projections.RequestReset(rctx, store, c.name, c.tok)
 	}
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", c.op, c.name, err)
+		return unrecorded(what, fmt.Errorf("%s %s: %w", c.op, c.name, err))
 	}
-	what := fmt.Sprintf("%s of %s", c.op, c.name)
+	what = fmt.Sprintf("%s of %s", c.op, c.name)
 	if c.op == projections.OpReset {
 		what += " to " + tokenText(c.tok)
 	}
@@ -581,7 +587,7 @@ func (c *projectionsRequestCmd) run(ctx context.Context) error {
 		return err
 	}
 	var final projections.Request
-	_, err = pollUntil(ctx, c.out, c.wait.timeout, func(ctx context.Context) (string, bool, error) {
+	_, err = pollUntil(ctx, c.out, remaining(rctx), func(ctx context.Context) (string, bool, error) {
 		cur, ok, err := projections.ReadRequest(ctx, store.Rows(), c.name)
 		if err != nil {
 			return "", false, err

@@ -57,7 +57,11 @@ default), with the outcome in the instance's history. They wait up to --wait
 for it and say what happened; with no engine running, the request stays
 until one starts. Exit status: 0 carried out (or recorded, with --wait 0),
 1 on an error or when the engine refused the request (the instance ended
-meanwhile, say), 4 when --wait ran out first (the request stays recorded).`,
+meanwhile, say), 4 when --wait ran out first (the request stays recorded).
+The wait starts with the command: recording takes the instance's row,
+which a step running or a stalled process may hold, and a recording still
+waiting when --wait runs out (the default wait, with --wait 0) exits 4
+with nothing recorded.`,
 		Args: cobra.NoArgs,
 		// An empty --type, given, is refused by every subcommand rather
 		// than read as no type.
@@ -332,17 +336,34 @@ func (c *sagasCmd) request(cmd *cobra.Command, id string, wait time.Duration, wa
 	}
 	defer closeFn()
 	ctx := cmd.Context()
-	typ, err := c.resolve(ctx, op, id)
-	if err != nil {
-		return err
+	// Every wait has a deadline, also the one for the instance's row: the
+	// request is recorded under its lock, which a step running or a stalled
+	// process may hold. The deadline is --wait's (or, with --wait 0, the
+	// default wait's) from the start, not from the recording on.
+	bound := wait
+	if bound == 0 {
+		bound = sagasDefaultWait
 	}
-	before, err := op.Show(ctx, typ, id)
-	if err != nil {
-		return err
+	deadline := time.Now().Add(bound)
+	rctx, cancelRecord := context.WithDeadline(ctx, deadline)
+	defer cancelRecord()
+	unrecorded := func(err error) error {
+		if ctx.Err() != nil || rctx.Err() == nil {
+			return err
+		}
+		return &timedOutError{what: fmt.Sprintf("%s: the request was not recorded: the database did not answer within %s (%v); another transaction may hold the instance (a step running, a stalled process). Run the command again later: a request recorded twice is carried out once (`converge sagas show -- %s` shows a pending one)", id, bound, err, shell.Quote(id))}
 	}
-	req, err := do(ctx, op, typ)
+	typ, err := c.resolve(rctx, op, id)
 	if err != nil {
-		return err
+		return unrecorded(err)
+	}
+	before, err := op.Show(rctx, typ, id)
+	if err != nil {
+		return unrecorded(err)
+	}
+	req, err := do(rctx, op, typ)
+	if err != nil {
+		return unrecorded(err)
 	}
 	if wait == 0 {
 		if c.json {
@@ -355,9 +376,8 @@ func (c *sagasCmd) request(cmd *cobra.Command, id string, wait time.Duration, wa
 	}
 	// Every wait has a deadline, also when the database stops answering:
 	// the polls, and the read of the outcome after them, end with --wait.
-	deadline := time.Now().Add(wait)
 	var unanswered error // the last poll's failure to read the database in time
-	_, err = pollUntil(ctx, io.Discard, wait, func(ctx context.Context) (string, bool, error) {
+	_, err = pollUntil(ctx, io.Discard, time.Until(deadline), func(ctx context.Context) (string, bool, error) {
 		_, pending, err := op.Pending(ctx, typ, id)
 		unanswered = err
 		return "", err == nil && !pending, err

@@ -11,6 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/pgstore"
+	"github.com/converge-es/converge/internal/pgtest"
 	"github.com/converge-es/converge/saga"
 )
 
@@ -22,15 +24,7 @@ import (
 func TestSagasRetryWaitHasADeadlineWhenTheDatabaseStalls(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, store := newJobsStore(t)
-	jobs := saga.New[cliJob]("jobs", nil)
-	saga.StartOn(jobs, func(e cliJobStarted, _ events.Envelope) string { return e.ID },
-		func(*saga.Step[cliJob], cliJobStarted) error { return saga.Permanent(errBrokenJob) })
-	eng, err := saga.NewEngine(&saga.EngineConfig{Store: store, Sagas: []saga.Definition{jobs}, Logger: slog.New(slog.DiscardHandler)})
-	require.NoError(t, err)
-	_, err = store.Append(ctx, "job-bad", events.AnyVersion, events.Event{Data: cliJobStarted{ID: "bad"}})
-	require.NoError(t, err)
-	handleStream(t, store, eng, "job-bad")
+	db, store := newFailedJob(t)
 
 	var cliErr error
 	finished := make(chan struct{})
@@ -63,4 +57,20 @@ func TestSagasRetryWaitHasADeadlineWhenTheDatabaseStalls(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("`sagas retry --wait 1s` still waits 10s later: its wait has no deadline once the database stops answering")
 	}
+}
+
+// newFailedJob stores jobs/bad, an instance its first step failed, for
+// retry to be asked of, and returns its database and store.
+func newFailedJob(t *testing.T) (*pgtest.DB, *pgstore.Store) {
+	t.Helper()
+	db, store := newJobsStore(t)
+	jobs := saga.New[cliJob]("jobs", nil)
+	saga.StartOn(jobs, func(e cliJobStarted, _ events.Envelope) string { return e.ID },
+		func(*saga.Step[cliJob], cliJobStarted) error { return saga.Permanent(errBrokenJob) })
+	eng, err := saga.NewEngine(&saga.EngineConfig{Store: store, Sagas: []saga.Definition{jobs}, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	_, err = store.Append(t.Context(), "job-bad", events.AnyVersion, events.Event{Data: cliJobStarted{ID: "bad"}})
+	require.NoError(t, err)
+	handleStream(t, store, eng, "job-bad")
+	return db, store
 }

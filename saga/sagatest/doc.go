@@ -25,7 +25,9 @@
 // the in-memory store, the handlers on Watermill's cqrs command processor
 // over gochannel, and for each seed picks a schedule at random:
 //
-//   - messages in any order, except that those with one correlation id
+//   - messages in any order (a command goes to its handler and, when a
+//     saga handles its type too, to the engine, as the feed gives it to
+//     both), except that those with one correlation id
 //     (or, without one, on one stream) stay in feed order, as the engine's
 //     feed.ByCorrelation partitions keep them, and commands to a handler
 //     stay in order on their stream: an instance's messages under
@@ -52,8 +54,14 @@
 // invariants you give it. A failing seed (an invariant that returns an
 // error, or an invariant or read model that panics) is reported with the
 // actions that led to it and the command that replays it: the -seed test
-// flag (SeedFlag) runs that seed alone, and the package is named by its
-// import path, so the command runs from anywhere in its module.
+// flag (SeedFlag) runs that seed alone, in each simulation of the test
+// whose seeds include it (so the subtest names, and the printed -run
+// pattern, pick the simulation that failed, however many the test runs;
+// a test none of whose simulations include the seed fails), and the
+// package is named by its import path, so the command runs from anywhere
+// in its module. An invariant is shown copies of the run's commands and
+// events, and SimView.Instances and Timeline refuse a saga type the run
+// does not define (a misspelt name would make "every instance" vacuous).
 //
 //	func TestOrderSimulation(t *testing.T) {
 //		sagatest.Simulate(t, &sagatest.SimConfig{

@@ -40,7 +40,9 @@ import (
 )
 
 // SeedFlag is the test flag -seed: when set, Simulate runs only that seed
-// (the one a failure printed), so a failure replays exactly:
+// (the one a failure printed), in each simulation whose seeds include it,
+// so a failure replays exactly (a test none of whose simulations include
+// the seed fails, saying so):
 //
 //	go test example.com/shop/orders -run TestOrderSimulation -seed 17
 //
@@ -166,16 +168,21 @@ type SimView struct {
 	Final  bool
 	Store  saga.Store
 	Engine *saga.Engine
-	// Commands are every command appended so far, in feed order.
+	// Commands are every command appended so far, in feed order (a copy:
+	// an invariant may sort it).
 	Commands []Command
-	// Events are every event appended so far, in feed order.
+	// Events are every event appended so far, in feed order (a copy).
 	Events []events.Envelope
 	ctx    context.Context
+	sagas  []string // the run's saga types, sorted
 }
 
 // Instances lists every instance of a saga type, however many: it pages
 // through Engine.List, whose one call stops at a Filter.Limit.
 func (v *SimView) Instances(sagaName string) ([]saga.Info, error) {
+	if err := v.known(sagaName); err != nil {
+		return nil, err
+	}
 	var out []saga.Info
 	f := saga.Filter{Saga: sagaName, Limit: instancesPage}
 	for {
@@ -196,7 +203,20 @@ const instancesPage = 1000
 
 // Timeline returns an instance's timeline (saga.Engine.Show).
 func (v *SimView) Timeline(sagaName, id string) (saga.Timeline, error) {
+	if err := v.known(sagaName); err != nil {
+		return saga.Timeline{}, err
+	}
 	return v.Engine.Show(v.ctx, sagaName, id)
+}
+
+// known refuses a saga type the run does not define: a misspelt name
+// lists no instance, and an invariant over "every instance" would hold
+// whatever the run did.
+func (v *SimView) known(sagaName string) error {
+	if _, ok := slices.BinarySearch(v.sagas, sagaName); ok {
+		return nil
+	}
+	return fmt.Errorf("sagatest: the simulation defines no saga type %q (its types: %s)", sagaName, strings.Join(v.sagas, ", "))
 }
 
 // Context is the simulation's context, for reads of your own.
@@ -225,12 +245,21 @@ func Simulate(t *testing.T, cfg *SimConfig) {
 		t.Fatal(err)
 	}
 	seeds := make([]uint64, 0, c.Seeds)
+	for i := range uint64(c.Seeds) {
+		seeds = append(seeds, c.FirstSeed+i)
+	}
 	if *SeedFlag >= 0 {
-		seeds = append(seeds, uint64(*SeedFlag))
-	} else {
-		for i := range uint64(c.Seeds) {
-			seeds = append(seeds, c.FirstSeed+i)
+		// Only a simulation whose seeds include it runs the seed: its
+		// subtest is then named as in the run that printed it (go test
+		// names a second "seed=N" of one test "seed=N#01"), so the
+		// printed -run pattern picks the simulation that failed, not
+		// another one of the same test.
+		want := uint64(*SeedFlag)
+		seeds = nil
+		if want >= c.FirstSeed && want-c.FirstSeed < uint64(c.Seeds) {
+			seeds = []uint64{want}
 		}
+		noteSeedRun(t, want, c, len(seeds) > 0)
 	}
 	for _, seed := range seeds {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
@@ -239,6 +268,32 @@ func Simulate(t *testing.T, cfg *SimConfig) {
 			}
 		})
 	}
+}
+
+// seedRuns records, per test, whether one of its simulations ran the
+// -seed seed.
+var seedRuns sync.Map // *testing.T -> *atomic.Bool
+
+// noteSeedRun records whether this simulation of t runs the -seed seed,
+// and fails t at its end if none of its simulations did: a seed outside
+// every simulation's seeds would otherwise run nothing, and pass.
+func noteSeedRun(t *testing.T, seed uint64, c SimConfig, runs bool) {
+	t.Helper()
+	v, loaded := seedRuns.LoadOrStore(t, new(atomic.Bool))
+	ran, _ := v.(*atomic.Bool) // only *atomic.Bool is stored
+	if runs {
+		ran.Store(true)
+	}
+	if loaded {
+		return
+	}
+	t.Cleanup(func() {
+		seedRuns.Delete(t)
+		if !ran.Load() {
+			t.Errorf("sagatest: -seed %d is outside the seeds of every simulation %s runs (this one: %d to %d): nothing ran; pass a seed a failure printed, or widen SimConfig.FirstSeed and Seeds to include it",
+				seed, t.Name(), c.FirstSeed, c.FirstSeed+uint64(c.Seeds)-1)
+		}
+	})
 }
 
 // replayCommand is the go test command that runs only the named seed's
@@ -546,6 +601,8 @@ type sim struct {
 	ecfg    saga.EngineConfig
 	engine  *saga.Engine
 	handled map[string]bool // command types with a handler
+	takes   map[string]bool // event types a saga handles (saga.Engine.Types)
+	sagas   []string        // the saga types, sorted
 	bus     *gochannel.GoChannel
 	router  *message.Router
 	stop    context.CancelFunc
@@ -621,6 +678,14 @@ func (s *sim) init(ctx context.Context) error {
 	if s.engine, err = saga.NewEngine(&s.ecfg); err != nil {
 		return err
 	}
+	s.takes = map[string]bool{}
+	for _, typ := range s.engine.Types() {
+		s.takes[typ] = true
+	}
+	for _, d := range s.ecfg.Sagas {
+		s.sagas = append(s.sagas, d.Name())
+	}
+	slices.Sort(s.sagas)
 	if err := unknownModels(s.engine, c.Models, "SimConfig.Models"); err != nil {
 		return err
 	}
@@ -763,12 +828,16 @@ func (s *sim) read(ctx context.Context) error {
 }
 
 // queue queues env for delivery: a command with a handler to its handler,
-// in order per command stream, anything else to the engine, in order per
-// feed.ByCorrelation key.
+// in order per command stream, anything else (and a command a saga
+// handles, too) to the engine, in order per feed.ByCorrelation key.
 func (s *sim) queue(env events.Envelope) {
 	if s.handled[env.Type] {
 		s.cmdKey = push(s.cmdQ, s.cmdKey, env.StreamID, env)
-		return
+		if !s.takes[env.Type] {
+			return
+		}
+		// A saga that handles the command's type gets it too, as the
+		// sagas' processor reads it from the feed beside the handler's.
 	}
 	s.sagaKey = push(s.sagaQ, s.sagaKey, feed.KeyOf(feed.ByCorrelation, env), env)
 }
@@ -1094,7 +1163,16 @@ func (s *sim) settle(ctx context.Context) (bool, error) {
 }
 
 func (s *sim) check(ctx context.Context, final bool) error {
-	v := &SimView{Seed: s.seed, Final: final, Store: s.ids, Engine: s.engine, Commands: s.sent, Events: s.all, ctx: ctx}
+	if len(s.cfg.Invariants) == 0 {
+		return nil
+	}
+	// Copies: an invariant that sorts or edits its view (an ordinary
+	// thing to do) must not reorder the run's own log, which read models
+	// apply by position.
+	v := &SimView{
+		Seed: s.seed, Final: final, Store: s.ids, Engine: s.engine,
+		Commands: slices.Clone(s.sent), Events: slices.Clone(s.all), ctx: ctx, sagas: s.sagas,
+	}
 	for i, inv := range s.cfg.Invariants {
 		if err := protect(func() error { return inv(v) }); err != nil {
 			when := "during the run"

@@ -292,6 +292,10 @@ func (cl *Client) newSagas() error {
 	cl.engine, err = saga.NewEngine(&saga.EngineConfig{
 		Store: cl.store, Sagas: c.Sagas, Tracker: cl.tracker, Commands: catalog,
 		Clock: c.Clock, GateTimeout: c.GateTimeout, Retention: c.SagaRetention, Registerer: c.Registerer, Logger: c.Logger,
+		// The driver runs where the sagas' processor delivers: a process
+		// standing by for a newer build leaves its parked steps alone.
+		// (The processor is made below, before anything starts.)
+		Assigned: func() (bool, <-chan struct{}) { return cl.sagaProc.IsAssigned() },
 	})
 	if err != nil {
 		return fmt.Errorf("converge: %w", err)

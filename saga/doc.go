@@ -62,7 +62,11 @@
 // with the build that handles everything the other does: a process of the
 // older build stands by rather than take, and drop, an event, a timer
 // firing or a state only the newer build handles (converge.NewClient sets
-// it).
+// it). Its parked-step driver stands by with it (EngineConfig.Assigned,
+// set to the processor's IsAssigned; converge.NewClient does): it would
+// otherwise run the steps and queued messages of blocked instances, drop
+// those only the newer build handles, and carry out an operator's cancel
+// without the newer build's OnCancel.
 //
 // The correlation function maps an event to an instance id. StartOn
 // starts an instance (or acts on the live one with that id); On acts only

@@ -29,6 +29,17 @@ func (e *Engine) parkLoop(ctx context.Context) {
 	}
 	purge := true // the first pass sweeps at once
 	for {
+		if ok, changed := e.assigned(); !ok {
+			// Standing by: another process (of another build, say) runs
+			// the sagas' work. Look again when that may have changed.
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+			case <-ticks:
+			}
+			continue
+		}
 		wake := e.parkWake.C()
 		_, next, err := e.runParked(ctx, true)
 		if err != nil && ctx.Err() == nil {
@@ -62,10 +73,22 @@ func (e *Engine) parkLoop(ctx context.Context) {
 // (call it again while it returns more than 0 to drain longer queues). It
 // returns how many instances moved on.
 // The driver started by Start calls it by itself; tests on a virtual clock
-// call it after moving read models or the clock.
+// call it after moving read models or the clock. It runs nothing while
+// EngineConfig.Assigned says this process is not assigned.
 func (e *Engine) RunParked(ctx context.Context) (int, error) {
+	if ok, _ := e.assigned(); !ok {
+		return 0, nil
+	}
 	n, _, err := e.runParked(ctx, false)
 	return n, err
+}
+
+// assigned is EngineConfig.Assigned, true without one.
+func (e *Engine) assigned() (bool, <-chan struct{}) {
+	if e.cfg.Assigned == nil {
+		return true, nil
+	}
+	return e.cfg.Assigned()
 }
 
 // NextRetry returns when the earliest parked step waiting out a retry

@@ -73,6 +73,17 @@ type EngineConfig struct {
 	// GateTimeout bounds the engine's own wait for read models, used when
 	// the runtime did not gate the event. Defaults to DefaultGateTimeout.
 	GateTimeout time.Duration
+	// Assigned reports whether this process runs the sagas' work, and
+	// returns a channel closed when that may have changed: while it says
+	// no, the parked-step driver (RunParked included) leaves parked steps,
+	// queued messages and operators' requests to the processes that do.
+	// Set it to the IsAssigned of the feed.Processor the engine's Handle
+	// runs on (converge.NewClient does): while processes of two builds
+	// share that processor, an older build's process stands by, and its
+	// driver would otherwise drop a queued message or a timer's firing
+	// only the newer build handles, or carry out a cancel without the
+	// newer build's OnCancel. Defaults to nil: always.
+	Assigned func() (bool, <-chan struct{})
 	// SweepInterval is the period of the parked-step sweep. Defaults to
 	// DefaultSweepInterval (5s).
 	SweepInterval time.Duration

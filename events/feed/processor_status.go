@@ -1,6 +1,7 @@
 package feed
 
 import (
+	"slices"
 	"time"
 
 	"github.com/converge-es/converge/events"
@@ -40,6 +41,24 @@ type PartitionStatus struct {
 	// itself (lease, degraded since, counts of lease events), without
 	// asking the Source. Its Lease is LeaseStopped before the first one.
 	Consumer ConsumerStatus
+}
+
+// IsAssigned reports whether the processor's partitions are split among
+// this process and others (see ProcessorStatus.Assigned), and returns a
+// channel closed at the next change of the members or of the split. It is
+// false before the first heartbeat has answered, after Close, and while
+// live processes of another build handle what this one does not (it then
+// stands by). Work a process does beside its deliveries, on the same
+// events, should follow it: a saga engine's parked-step driver does
+// (saga.EngineConfig.Assigned), so an older build's process does not run
+// a step, a timer's firing or an operator's cancel only the newer build
+// has a handler for.
+func (p *Processor) IsAssigned() (bool, <-chan struct{}) {
+	m := p.mship
+	ch := m.changed.C()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.known && slices.Contains(m.assign, p.member), ch
 }
 
 // Status reports the processor's partitions as this process sees them.

@@ -18,7 +18,8 @@ import (
 // that handle everything any live one does. An older build's process
 // stands by while a newer one runs, and delivers again once it is gone; if
 // no live process handles everything, none delivers. A process that stops
-// takes its record of what it handles with it.
+// takes its record of what it handles with it. Processor.IsAssigned says
+// which process delivers, and its channel closes when that changes.
 func testProcessorHandles(t *testing.T, m mode, s events.Store, src feed.Source) {
 	name := uniqueName("handles")
 	h := func(ctx context.Context, env events.Envelope) error { return applyOnce(ctx, name, env) }
@@ -31,6 +32,8 @@ func testProcessorHandles(t *testing.T, m mode, s events.Store, src feed.Source)
 	require.Eventually(t, func() bool { return older.active() == 4 }, waitTimeout, 5*time.Millisecond)
 	first := appendSpread(t, s, name, 8, 16)
 	awaitPosition(t, older.p, first[len(first)-1].Token)
+	ok, changed := older.p.IsAssigned()
+	require.True(t, ok, "the only process delivers")
 
 	// Two processes of the newer build start at once. Once one's
 	// AwaitTakeover returns, no partition is held by the older process,
@@ -47,6 +50,13 @@ func testProcessorHandles(t *testing.T, m mode, s events.Store, src feed.Source)
 			}
 		}
 	}
+	select {
+	case <-changed:
+	case <-time.After(waitTimeout):
+		t.Fatal("IsAssigned's channel did not close when the newer build joined")
+	}
+	requireAssigned(t, older.p, false)
+	requireAssigned(t, newer.p, true)
 	twin.stop()
 	// Alone, the newer process delivers every partition once
 	// AwaitTakeover returns (the older one cannot hold any: leases
@@ -71,18 +81,32 @@ func testProcessorHandles(t *testing.T, m mode, s events.Store, src feed.Source)
 		return older.active()+newer.active()+other.active() == 0 && len(other.p.Status().Members) == 3
 	}, waitTimeout, 5*time.Millisecond, "older %d, newer %d, other %d", older.active(), newer.active(), other.active())
 	require.Empty(t, other.p.Status().Assigned)
+	for _, pr := range []*feed.Processor{older.p, newer.p, other.p} {
+		requireAssigned(t, pr, false)
+	}
 	other.stop()
 	require.Eventually(t, func() bool { return newer.active() == 4 }, waitTimeout, 5*time.Millisecond)
 
 	// The rollback: the newer build goes, the older one delivers again.
 	newer.stop()
 	require.Eventually(t, func() bool { return older.active() == 4 }, waitTimeout, 5*time.Millisecond)
+	requireAssigned(t, older.p, true)
 	third := appendSpread(t, s, name+"c", 8, 16)
 	awaitPosition(t, older.p, third[len(third)-1].Token)
 	requireAppliedOnce(t, src, name, append(append(first, second...), third...))
 
 	older.stop()
+	requireAssigned(t, older.p, false) // stopped: it delivers nothing
 	left, err := src.Rows().List(t.Context(), feed.RuntimeNamespace, feed.MembersHandleTable, feed.RowQuery{Prefix: name + "/"})
 	require.NoError(t, err)
 	require.Empty(t, left, "a process that stopped left its record of what it handles")
+}
+
+// requireAssigned waits until p's IsAssigned says want.
+func requireAssigned(t *testing.T, p *feed.Processor, want bool) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		ok, _ := p.IsAssigned()
+		return ok == want
+	}, waitTimeout, 5*time.Millisecond, "IsAssigned of %s is not %v", p.Status().Member, want)
 }

@@ -53,7 +53,7 @@ func (e *Engine) apply(ctx context.Context, u feed.Unit, t target, in *instance,
 			}
 			return e.finish(ctx, rows, in, env)
 		}
-		if t.h.run == nil && in.State != nil && in.StateVersion > s.cfg.stateVersion {
+		if t.h.run == nil && e.newerState(s, in) {
 			// A newer build scheduled it, and has its handler: this one
 			// hands the firing back, as any step on newer state.
 			return e.awaitNewerBuild(ctx, rows, s, in, env, env.Token.Max(in.Token), prev)
@@ -69,7 +69,7 @@ func (e *Engine) apply(ctx context.Context, u feed.Unit, t target, in *instance,
 		arg = Timeout{Name: tf.Name, Due: ts.Due}
 	}
 	need := env.Token.Max(in.Token)
-	if in.State != nil && in.StateVersion > s.cfg.stateVersion {
+	if e.newerState(s, in) {
 		// Checked before the gate: this build will not run the step,
 		// however far its models are.
 		return e.awaitNewerBuild(ctx, rows, s, in, env, need, prev)
@@ -195,7 +195,7 @@ func (e *Engine) commitStep(ctx context.Context, u feed.Unit, s *compiled, in *i
 	need := c.token
 	// Everything that can refuse the step is checked before the instance
 	// changes, so a refused step leaves it as it was.
-	registered := append(slices.Clone(in.Compensations), c.compensations[:c.compensateUpTo]...)
+	registered := append(e.canonical(in.Compensations), c.compensations[:c.compensateUpTo]...)
 	sends := slices.Clone(c.commands)
 	runCompensations := c.compensate && !in.Compensated
 	if runCompensations {
@@ -336,6 +336,21 @@ func (e *Engine) commitStep(ctx context.Context, u feed.Unit, s *compiled, in *i
 		}
 	})
 	return nil
+}
+
+// canonical returns a copy of stored compensations with each command type
+// under the name the registry stores it as now: a type renamed since they
+// were registered (the new name registered, the old one an alias) is sent
+// under its new name, whose streams its handler reads, and checked against
+// the handlers under it. A name the registry does not know is kept.
+func (e *Engine) canonical(stored []commandRecord) []commandRecord {
+	out := slices.Clone(stored)
+	for i := range out {
+		if name, ok := e.reg.CanonicalName(out[i].Type); ok {
+			out[i].Type = name
+		}
+	}
+	return out
 }
 
 func isTimerFired(env events.Envelope, c *stepCore) (string, bool) {

@@ -360,7 +360,9 @@
 // its retry time has come runs the step, then the queued messages, each
 // once. A rolling deploy that raises StateVersion thus needs no manual
 // work. After a rollback the steps wait until the newer build is back, or
-// until an operator cancels the instance. A cancel of a saga type without
+// until an operator cancels the instance: a parked or queued message the
+// older build has no handler for waits too, rather than be ignored as no
+// longer handled. A cancel of a saga type without
 // an OnCancel handler ends it at once. One with a handler runs the handler
 // on the state, which the older build cannot read: by default
 // Engine.Cancel refuses it, and an Operator's RequestCancel
@@ -371,9 +373,14 @@
 // nothing it would send or undo is, and the instance's history says so.
 // Handler code is not replayed, so changing a handler affects the next
 // step only. Renaming a Go type is
-// safe while its registered name stays. Renaming a saga type orphans its
+// safe while its registered name stays. A command type renamed the way
+// events.Registry.Alias describes (the new name registered, the old one an
+// alias) keeps the compensations instances registered under the old name:
+// they are sent, and checked against the command handlers, under the new
+// name. Renaming a saga type orphans its
 // instances: run the new name beside the old one until the old instances
-// end. Instances of a saga type no engine runs any more stay in the rows
+// end (turn the old type's StartOn into On, or both types start
+// instances). Instances of a saga type no engine runs any more stay in the rows
 // as they are (listed by Engine.List, their timers fire into events no one
 // consumes); cancel them before removing the type. An engine without the
 // type refuses to cancel or retry them (ErrUnknownSaga), as it cannot run

@@ -486,6 +486,12 @@ func (e *Engine) resumeOne(ctx context.Context, u feed.Unit, saga, id string) (b
 			return false, e.failStep(ctx, rows, in, p.Env, err)
 		}
 		t, ok := pick(targets, s)
+		if !ok && e.newerState(s, in) {
+			// A newer build stored the state, and may have the handler
+			// this build lacks (after a rollback): the step waits for it,
+			// as any step on newer state does.
+			return false, e.awaitNewerBuild(ctx, rows, s, in, p.Env, p.Env.Token.Max(in.Token), p)
+		}
 		if !ok {
 			in.Parked, in.Status = nil, p.Resume
 			if err := e.record(ctx, rows, in, about(p.Env, KindIgnored, "the saga no longer handles this message")); err != nil {
@@ -532,6 +538,11 @@ func (e *Engine) resumeOne(ctx context.Context, u feed.Unit, saga, id string) (b
 		return false, e.failStep(ctx, rows, in, env, err)
 	}
 	t, ok := pick(targets, s)
+	if !ok && e.newerState(s, in) {
+		// As for the parked step: the message heads the instance's
+		// queue again, parked for the newer build.
+		return false, e.awaitNewerBuild(ctx, rows, s, in, env, env.Token.Max(in.Token), nil)
+	}
 	if !ok {
 		if err := e.record(ctx, rows, in, about(env, KindIgnored, "the saga no longer handles this message")); err != nil {
 			return false, err
@@ -539,6 +550,12 @@ func (e *Engine) resumeOne(ctx context.Context, u feed.Unit, saga, id string) (b
 		return true, e.finish(ctx, rows, in, env)
 	}
 	return true, e.apply(ctx, u, t, in, env, v, gateOutcome{}, nil)
+}
+
+// newerState reports whether a newer build than this one (a higher
+// Config.StateVersion) stored the instance's state.
+func (e *Engine) newerState(s *compiled, in *instance) bool {
+	return in.State != nil && in.StateVersion > s.cfg.stateVersion
 }
 
 func pick(targets []target, s *compiled) (target, bool) {

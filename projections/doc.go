@@ -96,7 +96,13 @@
 // the checkpoint past them. A build that adds one type and drops another
 // covers neither way: the projection waits until one build's processes
 // are gone. Events of a newly handled type stored before the new build
-// ran are not applied to the rows in place: Rebuild applies them.
+// ran are not applied to the rows in place: Rebuild applies them. A
+// standing-by process leaves rebuilds to the build that handles more: it
+// takes no rebuild request (RequestRebuild; only a process the live
+// processor's partitions go to does, feed.Processor.IsAssigned), runs no
+// rebuild's processor and switches no rebuild in, any of which would
+// replay or judge the feed by its older handlers; a Rebuild called there
+// records the rebuild and waits while the newer build's processes run it.
 //
 // Handlers must be deterministic functions of the read model and the
 // event, and must not have side effects outside the unit: those would

@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -65,11 +66,16 @@ func (r *Runner) Rebuild(ctx context.Context, name string) error {
 		return err
 	}
 	r.log.Info("projections: rebuild started", "projection", name, "generation", gen)
+	standby := r.standingBy(p)
+	if standby {
+		r.log.Warn("projections: this process stands by for processes of another build, which handle what it does not: they run the rebuild and switch it in", "projection", name, "generation", gen)
+	}
 	r.mu.Lock()
-	if r.state == stateRunning {
-		err = r.startProcLocked(p, gen, nil)
-	} else {
+	switch {
+	case r.state != stateRunning:
 		err = ErrStopped
+	case !standby:
+		err = r.startProcLocked(p, gen, nil)
 	}
 	r.mu.Unlock()
 	if err != nil {
@@ -131,6 +137,9 @@ func (r *Runner) awaitRebuild(ctx context.Context, p *compiled, gen int) error {
 				return err
 			} else if h != nil {
 				return &HaltedError{Projection: p.name, Generation: gen, EventID: h.EventID, Reason: h.Reason}
+			}
+			if r.standingBy(p) {
+				break // a process of the newer build switches it in
 			}
 			if _, err := r.trySwitch(ctx, p, gen); err != nil && ctx.Err() == nil {
 				r.log.Warn("projections: switch attempt failed; trying again", "projection", p.name, "generation", gen, "error", err)
@@ -435,6 +444,12 @@ func (r *Runner) reconcile(ctx context.Context, p *compiled, sweep bool) (swept 
 	if r.reconcileHook != nil {
 		r.reconcileHook(p.name)
 	}
+	// A process standing by for another build's (whose processes handle
+	// what this one does not) neither runs the rebuild nor switches it in:
+	// it would replay the feed, and judge the switch, by its own older
+	// handlers, and the new generation would miss the events only the
+	// newer build handles.
+	standby := r.standingBy(p)
 	var over []int
 	r.mu.Lock()
 	if r.state != stateRunning {
@@ -450,7 +465,7 @@ func (r *Runner) reconcile(ctx context.Context, p *compiled, sweep bool) (swept 
 			over = append(over, pr.rebuild)
 		}
 	}
-	if st.Building != 0 {
+	if st.Building != 0 && !standby {
 		if err := r.startProcLocked(p, st.Building, nil); err != nil {
 			r.log.Warn("projections: start rebuild", "projection", p.name, "generation", st.Building, "error", err)
 		}
@@ -465,12 +480,42 @@ func (r *Runner) reconcile(ctx context.Context, p *compiled, sweep bool) (swept 
 	if sweep || len(over) > 0 {
 		swept = r.sweepCheckpoints(octx, p, st)
 	}
-	if st.Building != 0 {
+	if st.Building != 0 && !standby {
 		if _, err := r.trySwitch(octx, p, st.Building); err != nil && ctx.Err() == nil {
 			r.log.Warn("projections: switch attempt failed; trying again", "projection", p.name, "error", err)
 		}
 	}
 	return swept
+}
+
+// assigned reports whether p's live processor in this runner is one its
+// partitions go to (feed.Processor.IsAssigned): false before its first
+// heartbeat, and while it stands by.
+func (r *Runner) assigned(p *compiled) bool {
+	r.mu.Lock()
+	pr := r.procs[p.name]
+	r.mu.Unlock()
+	if pr == nil || pr.proc == nil {
+		return false
+	}
+	ok, _ := pr.proc.IsAssigned()
+	return ok
+}
+
+// standingBy reports whether p's live processor in this runner stands by
+// for processes of another build: its membership is known and the
+// partitions go to others only (feed.ProcessorStatus.Assigned). Before
+// the first heartbeat it is not known, and the runner acts as it would
+// alone.
+func (r *Runner) standingBy(p *compiled) bool {
+	r.mu.Lock()
+	pr := r.procs[p.name]
+	r.mu.Unlock()
+	if pr == nil || pr.proc == nil {
+		return false
+	}
+	st := pr.proc.Status()
+	return len(st.Members) > 0 && !slices.Contains(st.Assigned, st.Member)
 }
 
 // sweepCheckpoints deletes p's rebuild checkpoints other than those of the

@@ -44,6 +44,13 @@ func (r *Runner) serveRequests(ctx context.Context) {
 		var serr error
 		switch q.Op {
 		case OpRebuild:
+			if !r.assigned(p) {
+				// Only a process the live processor's partitions go to
+				// takes it: one standing by for a build that handles more
+				// would rebuild with its older handlers (and one whose
+				// membership is not known yet may be such a one).
+				continue
+			}
 			serr = r.serveRebuild(octx, p, q)
 		case OpReset:
 			serr = r.serveReset(ctx, p, q)

@@ -53,6 +53,7 @@ type Hub struct {
 	subs    map[string]map[*client]*subscription
 
 	wg       sync.WaitGroup // one per connection being served
+	conns    atomic.Int64   // the connections wg counts, for Shutdown to read
 	dropped  atomic.Int64
 	rejected atomic.Int64
 }
@@ -184,7 +185,10 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	t := time.AfterFunc(h.cfg.WriteTimeout, h.force)
 	var finished, cut atomic.Bool
 	stopCut := context.AfterFunc(ctx, func() {
-		if !finished.Load() {
+		// Judged by the connections still served, not by timing: with
+		// none left (none ever, or all acknowledged) nothing is cut off,
+		// even when ctx had ended before Shutdown was called.
+		if h.conns.Load() > 0 && !finished.Load() {
 			cut.Store(true)
 		}
 		h.force()
@@ -222,7 +226,10 @@ func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		consistency.WriteProblem(w, http.StatusServiceUnavailable, "", err.Error()+" (the server is shutting down); reconnect to another server or retry later")
 		return
 	}
-	defer h.wg.Done()
+	defer func() {
+		h.conns.Add(-1)
+		h.wg.Done()
+	}()
 
 	// Accept gets a writer that can be hijacked only when w can (itself or
 	// through Unwrap, as http.ResponseController finds it): otherwise Accept
@@ -311,6 +318,7 @@ func (h *Hub) register(remote string, entities []string) (*client, error) {
 		h.replyLocked(c, (&Message{Type: TypeSubscribed, Entity: e}).mustEncode())
 	}
 	h.wg.Add(1)
+	h.conns.Add(1)
 	return c, nil
 }
 

@@ -291,3 +291,19 @@ func TestHub_ShutdownCutsOffAtItsContextsEnd(t *testing.T) {
 	require.NoError(t, hub2.Shutdown(t.Context()), "a client that acknowledges is not cut off")
 	require.Equal(t, websocket.StatusGoingAway, websocket.CloseStatus(<-read))
 }
+
+// TestHub_ShutdownWithAnEndedContextAndNoClientCutsNothing: Shutdown with
+// a context that has already ended (a deferred call with the signal
+// context that ended the program) of a hub with no client returns nil:
+// nothing was cut off. It used to say otherwise now and then, as the
+// context's callback raced the end of the wait.
+func TestHub_ShutdownWithAnEndedContextAndNoClientCutsNothing(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	for i := range 5000 {
+		hub, err := live.NewHub(nil)
+		require.NoError(t, err)
+		require.NoError(t, hub.Shutdown(ctx), "shutdown %d", i)
+	}
+}

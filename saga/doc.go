@@ -283,7 +283,8 @@
 //   - converge_saga_stuck_instances{saga}: parked past Config.StuckAfter,
 //     as the last parked-step pass found them in the store (so a restarted
 //     process reports what was stuck before it started; every process
-//     reports the same count: aggregate with max).
+//     reports the same count, and one standing by for another build 0:
+//     aggregate with max).
 //   - converge_saga_timers_fired_total{saga}, converge_saga_timers_stale_total{saga}
 //     and converge_saga_timers_due: timers fired, fired timers ignored as
 //     cancelled or rescheduled, and timers found due at the last pass.

@@ -32,6 +32,7 @@ func (e *Engine) parkLoop(ctx context.Context) {
 		if ok, changed := e.assigned(); !ok {
 			// Standing by: another process (of another build, say) runs
 			// the sagas' work. Look again when that may have changed.
+			e.clearStuck()
 			select {
 			case <-ctx.Done():
 				return
@@ -77,10 +78,21 @@ func (e *Engine) parkLoop(ctx context.Context) {
 // EngineConfig.Assigned says this process is not assigned.
 func (e *Engine) RunParked(ctx context.Context) (int, error) {
 	if ok, _ := e.assigned(); !ok {
+		e.clearStuck()
 		return 0, nil
 	}
 	n, _, err := e.runParked(ctx, false)
 	return n, err
+}
+
+// clearStuck sets the stuck gauge of every saga to 0: a process that
+// stands by makes no pass, and would report the count of its last one for
+// as long as it stands by, instances since retried or cancelled included.
+// The processes that make passes report the count (aggregated with max).
+func (e *Engine) clearStuck() {
+	for name := range e.sagas {
+		e.metrics.Stuck.WithLabelValues(name).Set(0)
+	}
 }
 
 // assigned is EngineConfig.Assigned, true without one.
@@ -503,9 +515,16 @@ func (e *Engine) resumeOne(ctx context.Context, u feed.Unit, saga, id string) (b
 			return false, nil
 		}
 		in.Parked, in.Status = nil, p.Resume
+		// A step parked on read models waited since it parked, however
+		// often an operator's Retry restarted its stuck clock (Since), as
+		// converge_saga_park_seconds counts it.
+		since := p.Since
+		if !p.Waiting.IsZero() && len(p.Models) > 0 {
+			since = p.Waiting
+		}
 		if err := e.record(ctx, rows, in, HistoryEntry{
 			Kind: KindResumed, EventID: p.Env.ID, EventType: p.Env.Type,
-			Waited: e.cfg.Clock.Now().Sub(p.Since).String(),
+			Waited: e.cfg.Clock.Now().Sub(since).String(),
 		}); err != nil {
 			return false, err
 		}

@@ -26,8 +26,9 @@ type Metrics struct {
 	// Stuck is the number of instances whose parked step has waited past
 	// Config.StuckAfter, by saga, as the last parked-step pass found them
 	// in the store (every SweepInterval, and at each RunParked). Every
-	// engine running a saga reports the same count: aggregate it across
-	// processes with max, not sum.
+	// engine running a saga reports the same count, but one standing by
+	// (EngineConfig.Assigned) reports 0, as it makes no pass: aggregate it
+	// across processes with max, not sum.
 	Stuck *prometheus.GaugeVec
 	// Ignored counts messages ignored, by saga and reason (no_instance, ended).
 	Ignored *prometheus.CounterVec

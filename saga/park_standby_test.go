@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
+	"github.com/converge-es/converge/consistency"
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/internal/clocktest"
 	"github.com/converge-es/converge/saga"
@@ -212,5 +214,73 @@ func TestDriverPassesOnlyWhileAssigned(t *testing.T) {
 	case <-passes:
 	case <-time.After(10 * time.Second):
 		t.Fatal("no pass after the process was assigned")
+	}
+}
+
+// TestStandingByEngineReportsNoStaleStuckCount: an engine that stands by
+// (EngineConfig.Assigned says no) makes no pass, so it reports no stuck
+// count of its own: 0, whichever engine then cancels the instance it had
+// counted stuck. It used to report its last pass's count for as long as
+// it stood by, which kept a max() alert firing.
+func TestStandingByEngineReportsNoStaleStuckCount(t *testing.T) {
+	t.Parallel()
+	for _, who := range []string{"own", "other"} {
+		t.Run(who, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			store := newStore(t, nil)
+			clock := clocktest.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+			tracker, err := consistency.NewTracker(&consistency.TrackerConfig{Positions: store.Checkpoints()})
+			require.NoError(t, err)
+			def := func() saga.Definition {
+				s := saga.New[orderState]("standby_gauge", nil)
+				saga.StartOn(s, byOrder[OrderPlaced], func(*saga.Step[orderState], OrderPlaced) error { return nil }, saga.Reads(summaryModel))
+				return s
+			}
+			var assigned atomic.Bool
+			assigned.Store(true)
+			eng, err := saga.NewEngine(&saga.EngineConfig{
+				Store: store, Sagas: []saga.Definition{def()}, Tracker: tracker, Clock: clock, GateTimeout: time.Nanosecond,
+				Assigned: func() (bool, <-chan struct{}) { return assigned.Load(), nil },
+			})
+			require.NoError(t, err)
+			other, err := saga.NewEngine(&saga.EngineConfig{Store: store, Sagas: []saga.Definition{def()}, Tracker: tracker, Clock: clock, GateTimeout: time.Nanosecond})
+			require.NoError(t, err)
+			b := bare{store: store, engine: eng}
+			b.deliver(t, b.append(t, "order-1", OrderPlaced{OrderID: "1"}))
+			clock.Advance(saga.DefaultStuckAfter + time.Minute)
+
+			ticks := make(chan time.Time)
+			saga.SetSweepTicks(eng, ticks)
+			passes := passSignals(eng)
+			require.NoError(t, eng.Start(ctx))
+			defer func() { _ = eng.Stop(context.Background()) }()
+			<-passes
+			gauge := eng.Metrics().Stuck.WithLabelValues("standby_gauge")
+			require.Equal(t, 1.0, testutil.ToFloat64(gauge))
+
+			// The process stands by from now on.
+			assigned.Store(false)
+			tick := func() {
+				select {
+				case ticks <- time.Now():
+				case <-ctx.Done():
+					t.Fatal("the driver stopped taking ticks")
+				}
+			}
+			tick()
+			if who == "own" {
+				require.NoError(t, eng.Cancel(ctx, "standby_gauge", "1", "review"))
+			} else {
+				require.NoError(t, other.Cancel(ctx, "standby_gauge", "1", "review"))
+			}
+			require.Equal(t, saga.StatusCancelled, b.stateInfo(t, "standby_gauge", "1").Status)
+			for range 5 {
+				tick()
+			}
+			require.Equal(t, 0.0, testutil.ToFloat64(gauge),
+				"the instance is cancelled (%s engine), yet the standing-by engine's stuck gauge still counts it after 5 sweeps", who)
+		})
 	}
 }

@@ -158,3 +158,38 @@ func TestRetryOfAFailedInstanceRunsUntilTheCauseIsGone(t *testing.T) {
 		require.ErrorIs(t, errOf(op.RequestRetry(ctx, "retried", "1")), saga.ErrNotRetryable)
 	})
 }
+// TestResumedEntrySaysTheWholeWait: a step parked on a read model, found
+// stuck, and retried by an operator (which restarts its stuck clock) says
+// in its "resumed" history entry that it waited from its park to its run,
+// as converge_saga_park_seconds counts it, not only since the retry.
+func TestResumedEntrySaysTheWholeWait(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, mk storeMaker) { //nolint:thelper // a subtest body, not a helper
+		ctx := context.Background()
+		fx := newFixture(t, mk, setup{gated: true})
+		eng := fx.Engine()
+		fx.HoldModel(summaryModel)
+		fx.Given(placed("1", 30), ev("1", StockReserved{OrderID: "1"}))
+		fx.ExpectParked(orders, "1", summaryModel)
+		parkedAt := fx.Clock().Now()
+		fx.Advance(saga.DefaultStuckAfter + time.Second)
+		require.True(t, fx.Instance(orders, "1").Stuck)
+		require.NoError(t, eng.Retry(ctx, orders, "1"))
+		fx.Advance(time.Minute)
+		ranAt := fx.Clock().Now()
+		fx.ReleaseModel(summaryModel)
+		fx.ExpectCommands(ChargePayment{OrderID: "1", Amount: 30})
+
+		var resumed *saga.HistoryEntry
+		for _, h := range fx.History(orders, "1").History {
+			if h.Kind == saga.KindResumed {
+				resumed = &h
+			}
+		}
+		require.NotNil(t, resumed)
+		waited, err := time.ParseDuration(resumed.Waited)
+		require.NoError(t, err)
+		require.Equal(t, ranAt.Sub(parkedAt), waited, "the resumed entry says the step waited %s; it was parked from %s to %s",
+			resumed.Waited, parkedAt.Format(time.TimeOnly), ranAt.Format(time.TimeOnly))
+	})
+}

@@ -158,6 +158,7 @@ func TestRetryOfAFailedInstanceRunsUntilTheCauseIsGone(t *testing.T) {
 		require.ErrorIs(t, errOf(op.RequestRetry(ctx, "retried", "1")), saga.ErrNotRetryable)
 	})
 }
+
 // TestResumedEntrySaysTheWholeWait: a step parked on a read model, found
 // stuck, and retried by an operator (which restarts its stuck clock) says
 // in its "resumed" history entry that it waited from its park to its run,

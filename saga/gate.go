@@ -45,13 +45,32 @@ func (e *Engine) gateFor(ctx context.Context, env events.Envelope, targets []tar
 		if err != nil {
 			continue // Handle reports it
 		}
-		in, found, err := e.load(ctx, feed.RowsFor(ctx, e.cfg.Store.Registry(), e.cfg.Store), t.saga.name, id, feed.LockNone)
+		rows := feed.RowsFor(ctx, e.cfg.Store.Registry(), e.cfg.Store)
+		in, found, err := e.load(ctx, rows, t.saga.name, id, feed.LockNone)
 		if err != nil {
 			return nil, tok, err
+		}
+		if !found && !t.h.start {
+			// No step will run: the message is ignored (no instance). A
+			// wait would hold the partition up for nothing and count as
+			// a read model's lag.
+			continue
 		}
 		if found {
 			if in.blocked() || in.ended() {
 				continue
+			}
+			if e.mayHaveTaken(in, env) {
+				// Only then can it be a duplicate (the instance's token
+				// passed it): one runs no step, and must not wait for the
+				// models to reach a token its own later commands raised.
+				dup, err := e.handled(ctx, rows, t.saga.name, id, env.ID)
+				if err != nil {
+					return nil, tok, err
+				}
+				if dup {
+					continue
+				}
 			}
 			tok = tok.Max(in.Token)
 		}

@@ -32,8 +32,10 @@
 // when it runs out; the request stays). The deadline runs from the start:
 // recording takes a row's lock, which a unit running or a stalled process
 // may hold, and a recording the deadline ends (the default timeout, 5m,
-// without --wait; --wait's own for sagas retry and cancel) exits 4 with
-// nothing recorded. --timeout without --wait is
+// without --wait; --wait's own for sagas retry and cancel) exits 4,
+// saying the request may not be recorded (a deadline that ends the wait
+// for the commit's reply leaves it unknown; running the command again is
+// safe). --timeout without --wait is
 // refused, as are the demo's --keep and --schema, and serve's --schema,
 // without PostgreSQL: a flag that would change nothing is an error, not
 // ignored.

@@ -76,7 +76,9 @@ func (w *waitFlags) validate() error {
 // that a running unit or a stalled process may hold, by the command's
 // deadline: --timeout from the start with --wait (what is left of it is
 // the wait's), the default timeout without. unrecorded turns a failure
-// of the recording into a timedOutError when that deadline ended it.
+// of the recording into a timedOutError when that deadline ended it. It
+// says the request may not be recorded: a deadline that ends the wait
+// for the COMMIT's reply leaves the outcome unknown.
 func (w *waitFlags) recording(ctx context.Context) (rctx context.Context, cancel context.CancelFunc, unrecorded func(what string, err error) error) {
 	bound := w.timeout
 	if !w.wait || bound <= 0 {
@@ -87,7 +89,7 @@ func (w *waitFlags) recording(ctx context.Context) (rctx context.Context, cancel
 		if err == nil || ctx.Err() != nil || rctx.Err() == nil {
 			return err
 		}
-		return &timedOutError{what: fmt.Sprintf("%s: the request was not recorded: the database did not answer within %s (%v); another transaction may hold its row (a unit running, a stalled process). Run the command again later: a request recorded twice is carried out once", what, bound, err)}
+		return &timedOutError{what: fmt.Sprintf("%s: the request may not have been recorded: the database did not answer within %s (%v); another transaction may hold its row (a unit running, a stalled process). Run the command again later: a request recorded twice is carried out once", what, bound, err)}
 	}
 }
 

@@ -510,7 +510,8 @@ printing its progress. Exit status: 0 accepted (or done with --wait), 1 on
 failure, 4 when --wait ran out (the request stays and may still be done).
 --timeout counts from the start: recording takes the projection's state
 row, which a unit running or a stalled process may hold, and a recording
-the deadline ends (5m without --wait) exits 4 with nothing recorded.`
+the deadline ends (5m without --wait) exits 4, saying it may not be
+recorded (running the command again is safe).`
 	switch op {
 	case projections.OpRebuild:
 		cmd.Short = "Ask the running application to rebuild a projection from the whole feed"

@@ -12,11 +12,11 @@ import (
 )
 
 // TestSagasRetryWaitIsBoundedWhileTheInstanceIsLocked: `converge sagas
-// retry ID --wait 1s` returns within about --wait (exit status 4), saying
-// the request was not recorded, also when another transaction (an engine
-// stuck mid-step, a frozen process) holds the instance's row as the
-// command records its request: the deadline runs from the start, not
-// from the recording on.
+// retry ID --wait 1s` returns within about --wait (exit status 4),
+// saying the request may not have been recorded, also when another
+// transaction (an engine stuck mid-step, a frozen process) holds the
+// instance's row as the command records its request: the deadline runs
+// from the start, not from the recording on.
 func TestSagasRetryWaitIsBoundedWhileTheInstanceIsLocked(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -44,7 +44,7 @@ func TestSagasRetryWaitIsBoundedWhileTheInstanceIsLocked(t *testing.T) {
 		close(released)
 		var te *timedOutError
 		require.ErrorAs(t, cliErr, &te, "a wait that ran out exits 4; got %v after %s", cliErr, time.Since(start))
-		require.ErrorContains(t, cliErr, "the request was not recorded")
+		require.ErrorContains(t, cliErr, "the request may not have been recorded")
 	case <-time.After(15 * time.Second):
 		_ = tx.Rollback(ctx)
 		<-finished
@@ -55,7 +55,7 @@ func TestSagasRetryWaitIsBoundedWhileTheInstanceIsLocked(t *testing.T) {
 
 // TestProjectionsRebuildWaitIsBoundedWhileTheStateIsLocked: `converge
 // projections rebuild NAME --wait --timeout 1s` ends within about
-// --timeout (exit status 4), saying the request was not recorded, also
+// --timeout (exit status 4), saying the request may not have been recorded, also
 // when another transaction holds the projection's state row as the request
 // is recorded.
 func TestProjectionsRebuildWaitIsBoundedWhileTheStateIsLocked(t *testing.T) {
@@ -91,7 +91,7 @@ func TestProjectionsRebuildWaitIsBoundedWhileTheStateIsLocked(t *testing.T) {
 		_ = tx.Rollback(ctx)
 		var te *timedOutError
 		require.ErrorAs(t, cliErr, &te, "a wait that ran out exits 4; got %v after %s", cliErr, time.Since(start))
-		require.ErrorContains(t, cliErr, "the request was not recorded")
+		require.ErrorContains(t, cliErr, "the request may not have been recorded")
 	case <-time.After(15 * time.Second):
 		_ = tx.Rollback(ctx)
 		<-finished

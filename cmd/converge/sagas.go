@@ -60,8 +60,8 @@ until one starts. Exit status: 0 carried out (or recorded, with --wait 0),
 meanwhile, say), 4 when --wait ran out first (the request stays recorded).
 The wait starts with the command: recording takes the instance's row,
 which a step running or a stalled process may hold, and a recording still
-waiting when --wait runs out (the default wait, with --wait 0) exits 4
-with nothing recorded.`,
+waiting when --wait runs out (the default wait, with --wait 0) exits 4,
+saying it may not be recorded (running the command again is safe).`,
 		Args: cobra.NoArgs,
 		// An empty --type, given, is refused by every subcommand rather
 		// than read as no type.
@@ -351,7 +351,7 @@ func (c *sagasCmd) request(cmd *cobra.Command, id string, wait time.Duration, wa
 		if ctx.Err() != nil || rctx.Err() == nil {
 			return err
 		}
-		return &timedOutError{what: fmt.Sprintf("%s: the request was not recorded: the database did not answer within %s (%v); another transaction may hold the instance (a step running, a stalled process). Run the command again later: a request recorded twice is carried out once (`converge sagas show -- %s` shows a pending one)", id, bound, err, shell.Quote(id))}
+		return &timedOutError{what: fmt.Sprintf("%s: the request may not have been recorded: the database did not answer within %s (%v); another transaction may hold the instance (a step running, a stalled process). Run the command again later: a request recorded twice is carried out once (`converge sagas show -- %s` shows a pending one)", id, bound, err, shell.Quote(id))}
 	}
 	typ, err := c.resolve(rctx, op, id)
 	if err != nil {

@@ -55,7 +55,11 @@ type Config struct {
 	// The fixture owns Tracker, Clock and GateTimeout and sets them again
 	// after Engine: the engine runs on its read models' tracker and its
 	// virtual clock, and its gate gives up at once (a held model parks the
-	// step), so nothing waits on wall-clock time.
+	// step), so nothing waits on wall-clock time. DrainPerTurn, left 0,
+	// is 1: the read models catch up between the steps of a blocked
+	// instance's queue, as the gate would wait for them to in production,
+	// so a released model does not park the steps queued behind the one it
+	// held.
 	Engine func(*saga.EngineConfig)
 }
 
@@ -70,6 +74,7 @@ type Fixture struct {
 	engine  *saga.Engine
 	driver  *drive.Driver
 	models  map[string]*model
+	sagas   []string // the saga types of Config.Sagas, sorted
 	cmdPos  events.Token
 	sent    []Command
 	// again are stored events appended again under their ids, to deliver
@@ -116,6 +121,15 @@ func New(tb testing.TB, cfg *Config) *Fixture {
 	// gate gives up at once: a model that is not held has already caught
 	// up, and a held one will not move while the step waits.
 	ec.Tracker, ec.Clock, ec.GateTimeout = tr, f.clock, time.Nanosecond
+	if ec.DrainPerTurn == 0 {
+		ec.DrainPerTurn = 1
+	}
+	for _, d := range cfg.Sagas {
+		if d != nil {
+			f.sagas = append(f.sagas, d.Name())
+		}
+	}
+	slices.Sort(f.sagas)
 	eng, err := saga.NewEngine(&ec)
 	require.NoError(t, err)
 	require.NoError(t, unknownModels(eng, cfg.Models, "Config.Models"))
@@ -478,19 +492,33 @@ func (f *Fixture) ExpectCommands(want ...any) *Fixture {
 // is none.
 func (f *Fixture) Instance(sagaName, id string) saga.Info {
 	f.t.Helper()
+	f.knownSaga(sagaName)
 	tl, err := f.engine.Show(f.ctx, sagaName, id)
 	require.NoError(f.t, err)
 	return tl.Info
 }
 
-// History returns an instance's timeline.
+// History returns an instance's timeline (empty when no instance has the
+// id: the messages ignored for it are listed). A saga type Config.Sagas
+// does not define fails the test: a misspelt one would list nothing, and
+// a check that nothing was ignored would hold whatever the run did.
 func (f *Fixture) History(sagaName, id string) saga.Timeline {
 	f.t.Helper()
+	f.knownSaga(sagaName)
 	tl, err := f.engine.Show(f.ctx, sagaName, id)
 	if !errors.Is(err, saga.ErrNotFound) {
 		require.NoError(f.t, err)
 	}
 	return tl
+}
+
+// knownSaga fails the test when sagaName is not a saga type of
+// Config.Sagas.
+func (f *Fixture) knownSaga(sagaName string) {
+	f.t.Helper()
+	if _, ok := slices.BinarySearch(f.sagas, sagaName); !ok {
+		require.FailNowf(f.t, "sagatest: unknown saga type", "Config.Sagas defines no saga type %q (its types: %s)", sagaName, strings.Join(f.sagas, ", "))
+	}
 }
 
 // State decodes an instance's state.

@@ -49,7 +49,10 @@ type Info struct {
 	// jsonb gave it back, compacted).
 	State        json.RawMessage `json:"state,omitempty"`
 	StateVersion int             `json:"state_version"`
-	// ParkedSince, Waiting and Stuck describe a parked step.
+	// ParkedSince, Waiting and Stuck describe a parked step. Waiting are
+	// the read models the step reads: it runs once all of them reached
+	// its token (its "parked" history entry names those that were behind
+	// when it parked).
 	ParkedSince time.Time `json:"parked_since,omitzero"`
 	Waiting     []string  `json:"waiting,omitempty"`
 	RetryAt     time.Time `json:"retry_at,omitzero"`

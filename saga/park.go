@@ -54,7 +54,7 @@ func (e *Engine) park(ctx context.Context, rows feed.Rows, in *instance, env eve
 	in.Parked, in.Status = p, StatusParked
 	entry := HistoryEntry{
 		Kind: KindParked, EventID: env.ID, EventType: env.Type, Token: r.token, Models: r.models,
-		Detail: "read models behind the causal token: " + strings.Join(r.models, ", "),
+		Detail: e.parkedDetail(r.models, r.token),
 	}
 	if r.err != nil {
 		entry = HistoryEntry{
@@ -116,6 +116,26 @@ func (e *Engine) awaitNewerBuild(ctx context.Context, rows feed.Rows, s *compile
 		retryAt: e.cfg.Clock.Now().UTC().Add(s.cfg.retryDelay(waits)), token: need, attempts: attempts,
 		stored: in.StateVersion, known: s.cfg.stateVersion, newerWaits: waits,
 	}, prev)
+}
+
+// parkedDetail says which of the models a step reads were behind its
+// token when it parked: an operator looks at those, not at models that
+// had caught up. The step runs once all of them reached the token.
+func (e *Engine) parkedDetail(models []string, need events.Token) string {
+	var behind []string
+	for _, m := range models {
+		if e.cfg.Tracker == nil {
+			break
+		}
+		if pos, ok := e.cfg.Tracker.Position(m); !ok || pos.Before(need) {
+			behind = append(behind, m)
+		}
+	}
+	if len(behind) == 0 || len(behind) == len(models) {
+		// All of them (or, as they moved meanwhile, none any more).
+		return "read models behind the causal token: " + strings.Join(models, ", ")
+	}
+	return fmt.Sprintf("read models behind the causal token: %s (it reads %s)", strings.Join(behind, ", "), strings.Join(models, ", "))
 }
 
 // enqueue queues a message behind the instance's parked or failed step.

@@ -572,7 +572,9 @@ func (f *Fixture) ExpectTimers(sagaName, id string, want map[string]time.Duratio
 }
 
 // ExpectParked asserts the instance's step is parked waiting for models:
-// exactly those given, or, with none given, any (at least one). A step
+// exactly those given, or, with none given, any (at least one). They are
+// the models the step reads (saga.Info.Waiting), also those of them not
+// behind; its "parked" history entry names the ones that were. A step
 // parked for a retry (a handler's error, saga.RetryAfter) waits for no
 // model and fails it.
 func (f *Fixture) ExpectParked(sagaName, id string, models ...string) *Fixture {

@@ -333,9 +333,10 @@ applies the event again): --wait then says so, and whether the event was
 dead-lettered again, rather than "replayed". An ID given twice is
 refused. Exit status: 0 accepted (or all replayed with --wait), 1 on
 failure (or a replay --wait cannot confirm), 4 when --wait ran out.
---timeout counts from the start: recording takes the dead letter's row,
-and a recording the deadline ends (5m without --wait) exits 4; the
-requests recorded before it stay.`,
+--timeout counts from the start. Recording takes the dead letter's row,
+which a unit running or a stalled process may hold: it gets --timeout, 5s
+at least, then exits 4 saying the request may not be recorded (running
+the command again is safe); the requests recorded before it stay.`,
 		Example: `  converge dead-letters replay order_summary/0b6c2c4e-4f4e-4a56-9d0f-2d0f0c9b7a11 --wait`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
@@ -377,7 +378,7 @@ func (c *deadLettersReplayCmd) run(ctx context.Context) error {
 		return err
 	}
 	defer closeAll()
-	rctx, cancel, unrecorded := c.wait.recording(ctx)
+	rctx, cancel, unrecorded, waitLeft := c.wait.recording(ctx)
 	defer cancel()
 	var failed, unconfirmed []string
 	// The dead letters as they were when their replay was asked for: a
@@ -405,7 +406,7 @@ func (c *deadLettersReplayCmd) run(ctx context.Context) error {
 		for id := range asked {
 			open[id] = true
 		}
-		_, err := pollUntil(ctx, c.out, remaining(rctx), func(ctx context.Context) (string, bool, error) {
+		_, err := pollUntil(ctx, c.out, waitLeft(), func(ctx context.Context) (string, bool, error) {
 			var lines []string
 			for _, id := range c.ids {
 				if !open[id] {

@@ -29,13 +29,12 @@
 // the commands record a request in the schema's rows, which a running
 // projections.Runner or feed.Processor carries out, and report it
 // accepted; --wait waits for the outcome, up to --timeout (exit status 4
-// when it runs out; the request stays). The deadline runs from the start:
-// recording takes a row's lock, which a unit running or a stalled process
-// may hold, and a recording the deadline ends (the default timeout, 5m,
-// without --wait; --wait's own for sagas retry and cancel) exits 4,
-// saying the request may not be recorded (a deadline that ends the wait
-// for the commit's reply leaves it unknown; running the command again is
-// safe). --timeout without --wait is
+// when it runs out; the request stays). The deadline runs from the start.
+// Recording takes a row's lock, which a unit running or a stalled process
+// may hold: it gets --timeout (--wait for sagas retry and cancel), 5s at
+// least, then exits 4 saying the request may not be recorded (a deadline
+// that ends the wait for the commit's reply leaves it unknown; running
+// the command again is safe). --timeout without --wait is
 // refused, as are the demo's --keep and --schema, and serve's --schema,
 // without PostgreSQL: a flag that would change nothing is an error, not
 // ignored.

@@ -72,32 +72,40 @@ func (w *waitFlags) validate() error {
 	return nil
 }
 
+// minRecording is the least time a request command gives the database
+// to record its request, whatever --wait or --timeout says: a database
+// slow to answer a short wait is not a refusal. Past it, a row that
+// another transaction holds ends the command instead of holding it.
+const minRecording = 5 * time.Second
+
 // recording bounds the recording of a request, which takes a row's lock
-// that a running unit or a stalled process may hold, by the command's
-// deadline: --timeout from the start with --wait (what is left of it is
-// the wait's), the default timeout without. unrecorded turns a failure
-// of the recording into a timedOutError when that deadline ended it. It
-// says the request may not be recorded: a deadline that ends the wait
-// for the COMMIT's reply leaves the outcome unknown.
-func (w *waitFlags) recording(ctx context.Context) (rctx context.Context, cancel context.CancelFunc, unrecorded func(what string, err error) error) {
-	bound := w.timeout
-	if !w.wait || bound <= 0 {
-		bound = defaultWaitTimeout
+// that a running unit or a stalled process may hold: by --timeout with
+// --wait, and by minRecording at least. waitLeft is what is left of
+// --timeout, counted from the start, for the wait after the recording.
+// unrecorded turns a failure of the recording into a timedOutError when
+// that bound ended it. It says the request may not be recorded: a bound
+// that ends the wait for the COMMIT's reply leaves the outcome unknown.
+func (w *waitFlags) recording(ctx context.Context) (rctx context.Context, cancel context.CancelFunc, unrecorded func(what string, err error) error, waitLeft func() time.Duration) {
+	start := time.Now()
+	bound := minRecording
+	if w.wait {
+		bound = max(w.timeout, minRecording)
 	}
 	rctx, cancel = context.WithTimeout(ctx, bound)
 	return rctx, cancel, func(what string, err error) error {
-		if err == nil || ctx.Err() != nil || rctx.Err() == nil {
-			return err
+			return unrecordedError(ctx, rctx, bound, what, err)
+		}, func() time.Duration {
+			return time.Until(start.Add(w.timeout))
 		}
-		return &timedOutError{what: fmt.Sprintf("%s: the request may not have been recorded: the database did not answer within %s (%v); another transaction may hold its row (a unit running, a stalled process). Run the command again later: a request recorded twice is carried out once", what, bound, err)}
-	}
 }
 
-// remaining is what is left of rctx's deadline for a wait after the
-// recording.
-func remaining(rctx context.Context) time.Duration {
-	dl, _ := rctx.Deadline()
-	return time.Until(dl)
+// unrecordedError is err, or the timedOutError that says the request may
+// not be recorded when rctx's bound ended the recording.
+func unrecordedError(ctx, rctx context.Context, bound time.Duration, what string, err error) error {
+	if err == nil || ctx.Err() != nil || rctx.Err() == nil {
+		return err
+	}
+	return &timedOutError{what: fmt.Sprintf("%s: the request may not have been recorded: the database did not answer within %s (%v); another transaction may hold its row (a unit running, a stalled process). Run the command again later: a request recorded twice is carried out once", what, bound, err)}
 }
 
 // timedOutError is what a --wait that ran out fails with; main exits with

@@ -508,9 +508,9 @@ takes within its status poll interval, and reports that it was accepted.
 With --wait it waits, up to --timeout, until the application has done it,
 printing its progress. Exit status: 0 accepted (or done with --wait), 1 on
 failure, 4 when --wait ran out (the request stays and may still be done).
---timeout counts from the start: recording takes the projection's state
-row, which a unit running or a stalled process may hold, and a recording
-the deadline ends (5m without --wait) exits 4, saying it may not be
+--timeout counts from the start. Recording takes the projection's state
+row, which a unit running or a stalled process may hold: it gets
+--timeout, 5s at least, then exits 4 saying the request may not be
 recorded (running the command again is safe).`
 	switch op {
 	case projections.OpRebuild:
@@ -560,7 +560,7 @@ func (c *projectionsRequestCmd) run(ctx context.Context) error {
 		return err
 	}
 	defer closeAll()
-	rctx, cancel, unrecorded := c.wait.recording(ctx)
+	rctx, cancel, unrecorded, waitLeft := c.wait.recording(ctx)
 	defer cancel()
 	what := fmt.Sprintf("%s %s", c.op, c.name)
 	if _, err := storedProjections(rctx, store, c.db.Schema, []string{c.name}); err != nil {
@@ -588,7 +588,7 @@ func (c *projectionsRequestCmd) run(ctx context.Context) error {
 		return err
 	}
 	var final projections.Request
-	_, err = pollUntil(ctx, c.out, remaining(rctx), func(ctx context.Context) (string, bool, error) {
+	_, err = pollUntil(ctx, c.out, waitLeft(), func(ctx context.Context) (string, bool, error) {
 		cur, ok, err := projections.ReadRequest(ctx, store.Rows(), c.name)
 		if err != nil {
 			return "", false, err

@@ -58,10 +58,10 @@ for it and say what happened; with no engine running, the request stays
 until one starts. Exit status: 0 carried out (or recorded, with --wait 0),
 1 on an error or when the engine refused the request (the instance ended
 meanwhile, say), 4 when --wait ran out first (the request stays recorded).
-The wait starts with the command: recording takes the instance's row,
-which a step running or a stalled process may hold, and a recording still
-waiting when --wait runs out (the default wait, with --wait 0) exits 4,
-saying it may not be recorded (running the command again is safe).`,
+The wait starts with the command. Recording takes the instance's row,
+which a step running or a stalled process may hold: it gets --wait, 5s at
+least, then exits 4 saying the request may not be recorded (running the
+command again is safe).`,
 		Args: cobra.NoArgs,
 		// An empty --type, given, is refused by every subcommand rather
 		// than read as no type.
@@ -338,20 +338,14 @@ func (c *sagasCmd) request(cmd *cobra.Command, id string, wait time.Duration, wa
 	ctx := cmd.Context()
 	// Every wait has a deadline, also the one for the instance's row: the
 	// request is recorded under its lock, which a step running or a stalled
-	// process may hold. The deadline is --wait's (or, with --wait 0, the
-	// default wait's) from the start, not from the recording on.
-	bound := wait
-	if bound == 0 {
-		bound = sagasDefaultWait
-	}
-	deadline := time.Now().Add(bound)
-	rctx, cancelRecord := context.WithDeadline(ctx, deadline)
+	// process may hold. The recording gets --wait, and minRecording at
+	// least; the wait for the outcome ends --wait after the start.
+	bound := max(wait, minRecording)
+	deadline := time.Now().Add(wait)
+	rctx, cancelRecord := context.WithTimeout(ctx, bound)
 	defer cancelRecord()
 	unrecorded := func(err error) error {
-		if ctx.Err() != nil || rctx.Err() == nil {
-			return err
-		}
-		return &timedOutError{what: fmt.Sprintf("%s: the request may not have been recorded: the database did not answer within %s (%v); another transaction may hold the instance (a step running, a stalled process). Run the command again later: a request recorded twice is carried out once (`converge sagas show -- %s` shows a pending one)", id, bound, err, shell.Quote(id))}
+		return unrecordedError(ctx, rctx, bound, id, err)
 	}
 	typ, err := c.resolve(rctx, op, id)
 	if err != nil {

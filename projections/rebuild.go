@@ -3,7 +3,6 @@ package projections
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -502,21 +501,14 @@ func (r *Runner) assigned(p *compiled) bool {
 	return ok
 }
 
-// standingBy reports whether p's live processor in this runner stands by
-// for processes of another build: its membership is known and the
-// partitions go to others only (feed.ProcessorStatus.Assigned). Before
-// the first heartbeat it is not known, and the runner acts as it would
-// alone.
-func (r *Runner) standingBy(p *compiled) bool {
-	r.mu.Lock()
-	pr := r.procs[p.name]
-	r.mu.Unlock()
-	if pr == nil || pr.proc == nil {
-		return false
-	}
-	st := pr.proc.Status()
-	return len(st.Members) > 0 && !slices.Contains(st.Assigned, st.Member)
-}
+// standingBy reports whether this runner leaves p's rebuilds to other
+// processes: its live processor's partitions do not go to it
+// (feed.Processor.IsAssigned), because it stands by for processes of
+// another build or because its first membership heartbeat has not
+// answered yet. A process of an older build that starts during a rebuild
+// is such a one until then: judged alone, it switched the rebuild in by
+// its older handlers. A lone runner switches one pass later for it.
+func (r *Runner) standingBy(p *compiled) bool { return !r.assigned(p) }
 
 // sweepCheckpoints deletes p's rebuild checkpoints other than those of the
 // rebuild st records and of rebuilds begun after st was read: left behind

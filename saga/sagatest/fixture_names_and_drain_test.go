@@ -59,3 +59,29 @@ func TestReleasedModelParksNoQueuedStep(t *testing.T) {
 	assert.Equal(t, 1.0, testutil.ToFloat64(f.Engine().Metrics().Parks.WithLabelValues("queued")), "parks counted")
 	assert.Equal(t, 1, strings.Count(strings.Join(kinds, " "), saga.KindParked), "one park (the held model's): %v", kinds)
 }
+
+// TestReleaseOfALongQueueSettles: releasing the model that holds a step
+// with a thousand messages queued behind it runs them all: the fixture
+// drains one step per pass, and a long queue takes many passes, not one
+// Settle round each (the rounds gave up at 1,000).
+func TestReleaseOfALongQueueSettles(t *testing.T) {
+	t.Parallel()
+	s := saga.New[int]("counter", nil)
+	saga.StartOn(s, func(e Placed, _ events.Envelope) string { return e.ID },
+		func(*saga.Step[int], Placed) error { return nil }, saga.Reads("m"))
+	saga.On(s, func(e Shipped, _ events.Envelope) string { return e.ID },
+		func(st *saga.Step[int], _ Shipped) error { *st.State()++; return nil })
+	f := sagatest.New(t, &sagatest.Config{
+		Registry: shippingRegistry(), Sagas: []saga.Definition{s},
+		Models: map[string]sagatest.Model{"m": nil},
+	})
+	f.HoldModel("m")
+	evs := []sagatest.Event{{Stream: "order-1", Data: Placed{ID: "1"}}}
+	for range 1000 {
+		evs = append(evs, sagatest.Event{Stream: "order-1", Data: Shipped{ID: "1"}})
+	}
+	f.When(evs...)
+	f.ExpectParked("counter", "1", "m")
+	f.ReleaseModel("m")
+	require.Equal(t, 1000, sagatest.State[int](f, "counter", "1"))
+}

@@ -39,7 +39,11 @@
 // whatever it holds, is stored as converge stores free text: NUL and
 // invalid UTF-8 as U+FFFD, cut at 4 KiB, and cut further where the
 // Rejected event would not fit the store's Limits.MaxPayloadBytes (JSON
-// writes '<', '>', '&' and control characters in six bytes each).
+// writes '<', '>', '&' and control characters in six bytes each). A
+// command whose own metadata leaves no room for the Rejected event's (it
+// adds the command's id as causation, and the sender), one appended by
+// another tool near the metadata limit, is rejected in its result alone,
+// without the event, rather than fail at every delivery.
 //
 // A command type has one handler: results are kept by command id, so a
 // second handler of the type would find the first's result and report it

@@ -259,6 +259,14 @@ func (d delivery) reject(ctx context.Context, streamID, reason string) (Result, 
 	ar, err := d.unit.Append(ctx, StreamFor(RejectedType, d.md.CorrelationID), events.AnyVersion, events.Event{
 		ID: eventID(d.env.ID, -1), Data: ev, Metadata: md,
 	})
+	if errors.Is(err, events.ErrInvalidEvent) {
+		// The command's own metadata leaves no room for the rejection's
+		// (the command's id as causation, the sender): every delivery
+		// would be refused again, holding up the commands behind it. The
+		// rejection is kept in the command's result, without an event.
+		res.Rejected = storable(ev.Reason + " (no Rejected event: " + err.Error() + ")")
+		return res, d.keep(ctx, res)
+	}
 	if err != nil {
 		return Result{}, fmt.Errorf("command: record rejection of %s: %w", d.env.ID, err)
 	}

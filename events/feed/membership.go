@@ -53,6 +53,9 @@ type membership struct {
 	// mixed is set when the last read of what the members handle found a
 	// live member that handles otherwise than this one (another build).
 	mixed bool
+	// split is set while assign comes from a successful read of what the
+	// members handle (or there are no rows): not a stand-by for want of it.
+	split bool
 }
 
 // run heartbeats until ctx ends, then leaves the group so the others take
@@ -74,6 +77,7 @@ func (m *membership) run(ctx context.Context) {
 		defer cancel()
 	}
 	failing, joined, poked := false, false, false
+	lastOK := time.Now()
 	var lastAssign, lastMembers []string
 	readFailing := false // said once per run of failed reads of the rows
 	for {
@@ -97,15 +101,22 @@ func (m *membership) run(ctx context.Context) {
 			m.leave(ctx)
 			return
 		case errors.Is(err, events.ErrClosed):
+			m.set(nil, nil, false)
 			return
 		case err != nil:
 			if !failing {
 				m.log.Warn("feed: membership heartbeat failed; keeping the last known members", "error", err)
 				failing = true
 			}
+			if time.Since(lastOK) >= m.ttl {
+				// This member's row has expired for the others: it holds
+				// nothing until its heartbeat brings it back.
+				m.set([]string{}, []string{}, false)
+			}
 		default:
 			// After failures this member may have expired and come back:
 			// that is a join too.
+			lastOK = time.Now()
 			announce := !joined || failing
 			if failing {
 				m.log.Info("feed: membership heartbeat recovered")
@@ -127,7 +138,7 @@ func (m *membership) run(ctx context.Context) {
 					assign = el
 					lastMembers = slices.Clone(members)
 					m.mu.Lock()
-					m.mixed = mixed
+					m.mixed, m.split = mixed, true
 					m.mu.Unlock()
 				case lastAssign != nil && !slices.ContainsFunc(members, func(x string) bool { return !slices.Contains(lastMembers, x) }):
 					// Kept, as the last known members are when a heartbeat
@@ -145,6 +156,9 @@ func (m *membership) run(ctx context.Context) {
 						m.log.Warn("feed: reading what the members handle failed; standing by until it can be read", "error", err)
 					}
 					assign = []string{}
+					m.mu.Lock()
+					m.split = false
+					m.mu.Unlock()
 				}
 			}
 			lastAssign = assign

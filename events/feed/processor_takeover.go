@@ -53,10 +53,10 @@ const takeoverPoll = 10 * time.Millisecond
 func (p *Processor) takenOver(ctx context.Context) bool {
 	m := p.mship
 	m.mu.Lock()
-	known, mixed, assign := m.known, m.mixed, slices.Clone(m.assign)
+	known, mixed, assign, split := m.known, m.mixed, slices.Clone(m.assign), m.split || m.rows == nil
 	m.mu.Unlock()
 	switch {
-	case !known:
+	case !known, !split:
 		return false
 	case !mixed || !slices.Contains(assign, p.member):
 		return true

@@ -59,6 +59,7 @@ var processorTests = []processorTest{
 	{"ProcessorPauseKeepsLeaseUnderHandler", testProcessorPauseKeepsLeaseUnderHandler},
 	{"ProcessorRetryMiddlewareAppliesOnce", testProcessorRetryMiddleware},
 	{"ProcessorAckingMiddlewareKeepsTheUnitGoing", testProcessorAckingMiddleware},
+	{"ProcessorAwaitTakeoverAfterAFailedRead", testProcessorAwaitTakeoverAfterAFailedRead},
 }
 
 // applied counts, in the store's rows and through each event's unit, how

@@ -90,6 +90,11 @@ type DemoConfig struct {
 	// then reported in the summary as not ended, and RunDemo fails.
 	// Defaults to DefaultDemoSettleTimeout.
 	SettleTimeout time.Duration
+	// QuiesceTimeout is how long the run waits, once the customers are
+	// done, for every consumer to catch up with the feed; those still
+	// behind then are listed in the summary (DemoSummary.Behind), and
+	// RunDemo fails. Defaults to a minute plus 16×Lag.
+	QuiesceTimeout time.Duration
 	// Logger defaults to a discarding logger.
 	Logger *slog.Logger
 }
@@ -111,6 +116,7 @@ func (c *DemoConfig) withDefaults() DemoConfig {
 	out.PaymentTimeout = cmp.Or(out.PaymentTimeout, DefaultDemoPaymentTimeout)
 	out.CreditLimitCents = cmp.Or(out.CreditLimitCents, DefaultDemoCreditLimitCents)
 	out.SettleTimeout = cmp.Or(out.SettleTimeout, DefaultDemoSettleTimeout)
+	out.QuiesceTimeout = cmp.Or(out.QuiesceTimeout, time.Minute+16*max(out.Lag, 0))
 	if out.Out == nil {
 		out.Out = io.Discard
 	}
@@ -160,7 +166,11 @@ type DemoSummary struct {
 	Mismatches []string `json:"mismatches,omitempty"`
 	// Ledgers lists where money or stock disagrees with the orders'
 	// outcomes (see checkLedgers).
-	Ledgers  []string      `json:"ledgers,omitempty"`
+	Ledgers []string `json:"ledgers,omitempty"`
+	// Behind lists the consumers that had not caught up with the feed when
+	// the run gave up waiting for them (read models and money are then not
+	// compared: they would differ for that reason alone).
+	Behind   []string      `json:"behind,omitempty"`
 	Duration time.Duration `json:"duration"`
 }
 
@@ -171,7 +181,7 @@ func (s DemoSummary) Compensated() int { return s.Declined + s.OutOfStock + s.Cr
 // OK reports whether every saga ended and every read model equals a clean
 // rebuild.
 func (s DemoSummary) OK() bool {
-	return len(s.NotEnded) == 0 && len(s.Mismatches) == 0 && len(s.Ledgers) == 0
+	return len(s.NotEnded) == 0 && len(s.Mismatches) == 0 && len(s.Ledgers) == 0 && len(s.Behind) == 0
 }
 
 // Outcomes returns the outcome counts, which depend only on the seed.
@@ -320,15 +330,21 @@ func RunDemo(ctx context.Context, store converge.Store, cfg *DemoConfig) (DemoSu
 	if err := errors.Join(slices.Collect(chanSeq(errs))...); err != nil {
 		return DemoSummary{}, err
 	}
-	if err := quiesce(ctx, store); err != nil {
+	behind, err := quiesce(ctx, store, c.QuiesceTimeout)
+	if err != nil {
 		return DemoSummary{}, err
 	}
-	sum := DemoSummary{Orders: c.Orders, Duration: time.Since(start)}
+	sum := DemoSummary{Orders: c.Orders, Duration: time.Since(start), Behind: behind}
 	if err := sum.countSagas(ctx, app, c.Orders); err != nil {
 		return sum, err
 	}
 	gs := app.Client().GateStats()
 	sum.Gated, sum.StaleAvoided = gs.Gated, gs.Behind
+	if len(behind) > 0 {
+		// Read models and money would differ for that reason alone.
+		sum.print(c.Out)
+		return sum, ErrDemoFailed
+	}
 	sum.Mismatches, err = compareWithRebuild(ctx, store, app, Projections())
 	if err != nil {
 		return sum, err
@@ -358,34 +374,35 @@ func chanSeq(ch <-chan error) func(func(error) bool) {
 
 // quiesce waits until every consumer has consumed the whole feed and the
 // head stopped moving: the compensations sent by the last steps have been
-// handled and every read model has applied them.
-func quiesce(ctx context.Context, store converge.Store) error {
-	deadline := time.Now().Add(time.Minute)
+// handled and every read model has applied them. It gives up after wait
+// and returns the consumers still behind then (for the summary), and an
+// error only when it cannot read the store or ctx ends.
+func quiesce(ctx context.Context, store converge.Store, wait time.Duration) ([]string, error) {
+	deadline := time.Now().Add(wait)
 	for {
 		head, err := store.Head(ctx)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		cs, err := store.Consumers(ctx)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		caught := true
+		var behind []string
 		for _, ci := range cs {
 			if ci.Position.Before(head) {
-				caught = false
-				break
+				behind = append(behind, fmt.Sprintf("%s (at %s, the feed at %s)", ci.Name, ci.Position, head))
 			}
 		}
-		if again, err := store.Head(ctx); err == nil && caught && again == head {
-			return nil
+		if again, err := store.Head(ctx); err == nil && len(behind) == 0 && again == head {
+			return nil, nil
 		}
 		if time.Now().After(deadline) {
-			return errors.New("orders: the consumers never caught up with the feed (see the log)")
+			return behind, nil
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
@@ -544,10 +561,19 @@ func (s DemoSummary) print(w io.Writer) {
 	fmt.Fprintf(w, "  timed out                %5d\n", s.TimedOut)
 	fmt.Fprintf(w, "  parked steps             %5d  (wait p99 %s)\n", s.Parked, s.ParkedP99.Round(time.Millisecond))
 	fmt.Fprintf(w, "  stale decisions avoided  %5d  of %d gated steps\n", s.StaleAvoided, s.Gated)
+	if len(s.Behind) > 0 {
+		fmt.Fprintf(w, "  CONSUMERS BEHIND the feed when the run stopped waiting (read models and money not compared):\n")
+		for _, b := range s.Behind[:min(len(s.Behind), 10)] {
+			fmt.Fprintf(w, "    %s\n", b)
+		}
+	}
 	if len(s.NotEnded) > 0 {
 		fmt.Fprintf(w, "  NOT ENDED                %5d  %s\n", len(s.NotEnded), strings.Join(s.NotEnded[:min(len(s.NotEnded), 10)], ", "))
 	} else {
 		fmt.Fprintf(w, "  every saga reached a terminal state\n")
+	}
+	if len(s.Behind) > 0 {
+		return // read models and money were not compared
 	}
 	if len(s.Mismatches) > 0 {
 		fmt.Fprintf(w, "  READ MODELS DIFFER from a clean rebuild in %d rows:\n", len(s.Mismatches))

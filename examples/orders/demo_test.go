@@ -86,6 +86,27 @@ func TestDemoReportsSagasThatDoNotEnd(t *testing.T) {
 	require.Contains(t, buf.String(), "NOT ENDED", "the summary is printed")
 }
 
+// TestDemoReportsConsumersBehind: when the read models lag so much that
+// customers give up and the consumers have not caught up with the feed
+// when the run stops waiting for them (QuiesceTimeout), the summary is
+// printed all the same, naming the consumers behind (read models and
+// money are not compared: they would differ for that reason alone), and
+// RunDemo fails with ErrDemoFailed. It used to end with an error and no
+// summary.
+func TestDemoReportsConsumersBehind(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	s, err := orders.RunDemo(context.Background(), stores["memory"](t), &orders.DemoConfig{
+		Orders: 20, Customers: 4, Seed: 1, Lag: time.Second,
+		SettleTimeout: 50 * time.Millisecond, QuiesceTimeout: 50 * time.Millisecond, Out: &buf,
+	})
+	require.ErrorIs(t, err, orders.ErrDemoFailed, buf.String())
+	require.False(t, s.OK())
+	require.NotEmpty(t, s.Behind, buf.String())
+	require.Contains(t, buf.String(), "CONSUMERS BEHIND the feed", "the summary is printed")
+	require.NotContains(t, buf.String(), "every read model equals a clean rebuild", "read models were not compared")
+}
+
 // RunDemo refuses what the run cannot do rather than start it: more
 // orders than it plans in memory, or a lag whose 8× stall outlasts a
 // customer's wait (a huge one overflowed into a stall that never came).

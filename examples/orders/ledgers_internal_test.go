@@ -34,7 +34,7 @@ func TestLedgerCheckFindsMoneyAndStockOff(t *testing.T) {
 		_, err = app.Await(ctx, o.OrderID)
 		require.NoError(t, err)
 	}
-	require.NoError(t, quiesce(ctx, store))
+	awaitQuiet(t, ctx, store)
 	ok, err := checkLedgers(ctx, store, app)
 	require.NoError(t, err)
 	require.Empty(t, ok, "a run's money and stock match its orders")
@@ -46,7 +46,7 @@ func TestLedgerCheckFindsMoneyAndStockOff(t *testing.T) {
 	require.NoError(t, err)
 	_, err = store.Append(ctx, StockStream("tea"), events.AnyVersion, events.Event{Data: StockReserved{OrderID: "o-2", SKU: "tea", Qty: 2}})
 	require.NoError(t, err)
-	require.NoError(t, quiesce(ctx, store))
+	awaitQuiet(t, ctx, store)
 	off, err := checkLedgers(ctx, store, app)
 	require.NoError(t, err)
 	require.Equal(t, []string{
@@ -98,14 +98,14 @@ func TestLedgerCheckFindsStockAppliedTwice(t *testing.T) {
 				_, err = app.Await(ctx, o.OrderID)
 				require.NoError(t, err)
 			}
-			require.NoError(t, quiesce(ctx, store))
+			awaitQuiet(t, ctx, store)
 			ok, err := checkLedgers(ctx, store, app)
 			require.NoError(t, err)
 			require.Empty(t, ok)
 
 			_, err = store.Append(ctx, StockStream("tea"), events.AnyVersion, tc.again)
 			require.NoError(t, err)
-			require.NoError(t, quiesce(ctx, store))
+			awaitQuiet(t, ctx, store)
 			off, err := checkLedgers(ctx, store, app)
 			require.NoError(t, err)
 			require.Equal(t, tc.want, off)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/converge-es/converge"
 	"github.com/converge-es/converge/events"
 	"github.com/converge-es/converge/events/memstore"
 	"github.com/converge-es/converge/projections"
@@ -24,7 +26,7 @@ func TestRebuildComparisonFindsDifferences(t *testing.T) {
 	require.NoError(t, err)
 	_, err = app.Await(ctx, "o-1")
 	require.NoError(t, err)
-	require.NoError(t, quiesce(ctx, store))
+	awaitQuiet(t, ctx, store)
 
 	same, err := compareWithRebuild(ctx, store, app, Projections())
 	require.NoError(t, err)
@@ -57,4 +59,12 @@ func startTeaShop(t *testing.T) (*memstore.Store, *App) {
 	_, err = app.Restock(ctx, "tea", 5)
 	require.NoError(t, err)
 	return store, app
+}
+
+// awaitQuiet waits until every consumer has caught up with the feed.
+func awaitQuiet(t *testing.T, ctx context.Context, store converge.Store) {
+	t.Helper()
+	behind, err := quiesce(ctx, store, time.Minute)
+	require.NoError(t, err)
+	require.Empty(t, behind, "consumers behind the feed")
 }

@@ -39,14 +39,14 @@ type demoCmd struct {
 	out          io.Writer
 }
 
-// maxDemoLag is the largest --lag. The demo stalls one order in 40 for
-// 8×--lag, and a simulated customer waits orders.DefaultDemoSettleTimeout
-// (2m) for its order to settle: beyond that the demo fails by
-// construction, reporting sagas that did not end although converge did
-// nothing wrong. 10s stalls for 80s, leaving the rest for the queue the
-// stall builds behind it; it also keeps 8×--lag, which a huge value made
-// overflow into a negative stall that never happened, far from the
-// largest time.Duration.
+// maxDemoLag is the largest --lag (orders.MaxDemoLag). The demo's stalls
+// queue one behind another on order_summary's one partition, and a
+// simulated customer waits orders.DefaultDemoSettleTimeout (2m) for its
+// order to settle: at 1s the default run takes about three minutes, at
+// 10s it failed by construction, reporting sagas that did not end
+// although converge did nothing wrong. It also keeps 8×--lag, which a
+// huge value made overflow into a negative stall that never happened,
+// far from the largest time.Duration.
 const maxDemoLag = orders.MaxDemoLag
 
 func (c *demoCmd) validate() error {

@@ -103,6 +103,10 @@
 // rebuild's processor and switches no rebuild in, any of which would
 // replay or judge the feed by its older handlers; a Rebuild called there
 // records the rebuild and waits while the newer build's processes run it.
+// So does a process whose live processor runs but whose first membership
+// heartbeat has not answered yet; one whose live processor, mounted on
+// the application's router (AddHandlers), does not run yet knows of no
+// other process and rebuilds as if alone.
 //
 // Handlers must be deterministic functions of the read model and the
 // event, and must not have side effects outside the unit: those would

@@ -67,7 +67,7 @@ func (r *Runner) Rebuild(ctx context.Context, name string) error {
 	r.log.Info("projections: rebuild started", "projection", name, "generation", gen)
 	standby := r.standingBy(p)
 	if standby {
-		r.log.Warn("projections: this process stands by for processes of another build, which handle what it does not: they run the rebuild and switch it in", "projection", name, "generation", gen)
+		r.log.Info("projections: the live processor's partitions do not go to this process (it stands by for processes of another build, or its first membership heartbeat has not answered yet): the processes they go to run the rebuild and switch it in", "projection", name, "generation", gen)
 	}
 	r.mu.Lock()
 	switch {
@@ -487,28 +487,29 @@ func (r *Runner) reconcile(ctx context.Context, p *compiled, sweep bool) (swept 
 	return swept
 }
 
-// assigned reports whether p's live processor in this runner is one its
-// partitions go to (feed.Processor.IsAssigned): false before its first
-// heartbeat, and while it stands by.
-func (r *Runner) assigned(p *compiled) bool {
+// standingBy reports whether this runner leaves p's rebuilds to other
+// processes: its live processor runs but its partitions do not go to it
+// (feed.Processor.IsAssigned), because it stands by for processes of
+// another build or because its first membership heartbeat has not
+// answered yet. A process of an older build that starts during a rebuild
+// is such a one until then: judged alone, it switched the rebuild in by
+// its older handlers. A live processor mounted on the application's
+// router (AddHandlers) that does not run yet (the router has not started)
+// knows nothing of the others: the runner acts alone, as a process that
+// runs no router does.
+func (r *Runner) standingBy(p *compiled) bool {
 	r.mu.Lock()
 	pr := r.procs[p.name]
 	r.mu.Unlock()
 	if pr == nil || pr.proc == nil {
 		return false
 	}
+	if pr.router == nil && !pr.proc.Status().Heartbeating {
+		return false
+	}
 	ok, _ := pr.proc.IsAssigned()
-	return ok
+	return !ok
 }
-
-// standingBy reports whether this runner leaves p's rebuilds to other
-// processes: its live processor's partitions do not go to it
-// (feed.Processor.IsAssigned), because it stands by for processes of
-// another build or because its first membership heartbeat has not
-// answered yet. A process of an older build that starts during a rebuild
-// is such a one until then: judged alone, it switched the rebuild in by
-// its older handlers. A lone runner switches one pass later for it.
-func (r *Runner) standingBy(p *compiled) bool { return !r.assigned(p) }
 
 // sweepCheckpoints deletes p's rebuild checkpoints other than those of the
 // rebuild st records and of rebuilds begun after st was read: left behind

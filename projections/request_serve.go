@@ -44,11 +44,11 @@ func (r *Runner) serveRequests(ctx context.Context) {
 		var serr error
 		switch q.Op {
 		case OpRebuild:
-			if !r.assigned(p) {
+			if r.standingBy(p) {
 				// Only a process the live processor's partitions go to
 				// takes it: one standing by for a build that handles more
 				// would rebuild with its older handlers (and one whose
-				// membership is not known yet may be such a one).
+				// first heartbeat has not answered may be such a one).
 				continue
 			}
 			serr = r.serveRebuild(octx, p, q)

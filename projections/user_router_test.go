@@ -200,3 +200,43 @@ func TestStopReleasesLeasesOfProjectionsOnUserRouter(t *testing.T) {
 		})
 	}
 }
+
+// TestRebuildBeforeTheUserRouterRuns: a lone process that mounts its
+// projections on its own router, starts the runner and rebuilds before it
+// runs the router (a migration at start) gets its rebuild: the live
+// processor, not running yet, knows nothing of other processes, and the
+// runner acts alone (it waited for the live processor's first heartbeat,
+// which never came, and the Rebuild hung).
+func TestRebuildBeforeTheUserRouterRuns(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			f := b.setup(t)
+			f.append(t, "acct-a", Deposited{"a", 10})
+			r := f.newRunner(t, projections.RunnerConfig{
+				Projections: []*projections.Projection{balances("router_later", nil)},
+			})
+			router, err := message.NewRouter(message.RouterConfig{}, nil)
+			require.NoError(t, err)
+			require.NoError(t, r.AddHandlers(router))
+			require.NoError(t, r.Start(context.Background()))
+			done := make(chan struct{})
+			t.Cleanup(func() {
+				stop(t, r)
+				_ = router.Close()
+				<-done
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+			defer cancel()
+			require.NoError(t, r.Rebuild(ctx, "router_later"), "the rebuild did not complete before the router ran")
+			a, ok := account(t, r, "router_later", "a")
+			require.True(t, ok)
+			require.Equal(t, 10, a.Balance)
+			// Run the router now, as the application would, so it closes
+			// as a router that ran.
+			go func() { _ = router.Run(context.Background()); close(done) }()
+			<-router.Running()
+		})
+	}
+}

@@ -110,7 +110,11 @@ func (m *membership) run(ctx context.Context) {
 			}
 			if time.Since(lastOK) >= m.ttl {
 				// This member's row has expired for the others: it holds
-				// nothing until its heartbeat brings it back.
+				// nothing until its heartbeat brings it back, and has not
+				// taken anything over meanwhile (AwaitTakeover).
+				m.mu.Lock()
+				m.split = false
+				m.mu.Unlock()
 				m.set([]string{}, []string{}, false)
 			}
 		default:

@@ -127,3 +127,61 @@ func TestIsAssignedFalseAfterTheStoreClosed(t *testing.T) {
 	ok, _ = b.IsAssigned()
 	require.False(t, ok, "IsAssigned is true after Close")
 }
+
+// TestAwaitTakeoverWaitsOutAHeartbeatOutage: a newer build's process
+// whose heartbeats fail for longer than its lease TTL owns nothing
+// meanwhile, and its AwaitTakeover does not return until it has taken
+// over once they answer again. It returned while the process owned
+// nothing (an event only the newer build handles, appended then, was
+// filtered out by the older process for good).
+func TestAwaitTakeoverWaitsOutAHeartbeatOutage(t *testing.T) {
+	t.Parallel()
+	st, err := memstore.New(nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	quiet := slog.New(slog.DiscardHandler)
+	seen := &hfSeen{}
+	var failing atomic.Bool
+	start := func(src feed.Source, who string, types []string, ttl time.Duration) *feed.Processor {
+		p, err := feed.NewProcessor(src, &feed.ProcessorConfig{
+			Name: "hb-outage", Types: types, Partitions: 1, Logger: quiet,
+			Subscriber: feed.SubscriberConfig{Owner: who, LeaseTTL: ttl, RenewInterval: ttl / 3, Logger: quiet},
+		}, func(_ context.Context, env events.Envelope) error {
+			seen.add(who + ":" + env.Type)
+			return nil
+		})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { _ = p.Run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done; _ = p.Close() })
+		return p
+	}
+	older := start(st, "a-old", []string{"a"}, 3*time.Second)
+	require.Eventually(t, func() bool { return hfActive(older) }, 10*time.Second, 5*time.Millisecond)
+	newer := start(heartbeatFailingSource{Source: st, cps: heartbeatFailingCheckpoints{CheckpointStore: st.Checkpoints(), failing: &failing}},
+		"b-new", []string{"a", "b"}, 300*time.Millisecond)
+	require.Eventually(t, func() bool { ok, _ := newer.IsAssigned(); return ok }, 10*time.Second, time.Millisecond)
+
+	failing.Store(true)
+	require.Eventually(t, func() bool {
+		st := newer.Status()
+		return len(st.Members) == 0 && !hfActive(newer)
+	}, 10*time.Second, time.Millisecond, "the newer process still owns something after a TTL of failed heartbeats")
+	taken := make(chan error, 1)
+	go func() { taken <- newer.AwaitTakeover(context.Background()) }()
+	// While it owns nothing, it has taken nothing over: the older process
+	// delivers. Its heartbeat loop runs every 100 ms; several pass here.
+	require.Never(t, func() bool { return len(taken) > 0 }, 500*time.Millisecond, 10*time.Millisecond,
+		"AwaitTakeover returned while the process owned nothing")
+	failing.Store(false)
+	select {
+	case err := <-taken:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("AwaitTakeover did not return once the heartbeats answered")
+	}
+	require.True(t, hfActive(newer), "AwaitTakeover returned before the newer process delivered")
+	hfAppend(t, st, "s-1", "b")
+	require.Eventually(t, func() bool { return seen.has("b-new:b") }, 10*time.Second, 5*time.Millisecond)
+}

@@ -63,6 +63,9 @@ type Processor struct {
 
 	mship     *membership
 	startOnce sync.Once
+	// heartbeating is set once the membership has started (see
+	// ProcessorStatus.Heartbeating).
+	heartbeating atomic.Bool
 	// startErr refuses to start (seed found a changed PartitionKey).
 	startErr error
 	mctx     context.Context
@@ -281,6 +284,7 @@ func (p *Processor) startMembership() error {
 			close(p.mdone)
 			return
 		}
+		p.heartbeating.Store(true)
 		go func() {
 			defer close(p.mdone)
 			replays := make(chan struct{})

@@ -18,6 +18,11 @@ type ProcessorStatus struct {
 	// those that handle everything any live member handles (see
 	// ProcessorConfig.Handles). A live member missing here stands by.
 	Assigned []string
+	// Heartbeating is set once the processor runs (a router runs its
+	// handlers, or Run): its membership has started, though its first
+	// heartbeat may not have answered yet. Before that IsAssigned is
+	// false because nothing is known, not because another build runs.
+	Heartbeating bool
 	// Partitions, in partition order.
 	Partitions []PartitionStatus
 }
@@ -64,7 +69,7 @@ func (p *Processor) IsAssigned() (bool, <-chan struct{}) {
 // Status reports the processor's partitions as this process sees them.
 func (p *Processor) Status() ProcessorStatus {
 	members, assigned := p.mship.snapshot()
-	st := ProcessorStatus{Name: p.cfg.Name, Member: p.member, Members: members, Assigned: assigned}
+	st := ProcessorStatus{Name: p.cfg.Name, Member: p.member, Members: members, Assigned: assigned, Heartbeating: p.heartbeating.Load()}
 	for _, ps := range p.parts {
 		ps.mu.Lock()
 		s := PartitionStatus{

@@ -49,23 +49,10 @@ func TestMemberWhoseHeartbeatFailsForATTLOwnsNothing(t *testing.T) {
 	st, err := memstore.New(nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
-	quiet := slog.New(slog.DiscardHandler)
 	seen := &hfSeen{}
 	var failing atomic.Bool
 	start := func(src feed.Source, who string, types []string) *feed.Processor {
-		p, err := feed.NewProcessor(src, &feed.ProcessorConfig{
-			Name: "hb-lost", Types: types, Partitions: 1, Logger: quiet,
-			Subscriber: feed.SubscriberConfig{Owner: who, LeaseTTL: 600 * time.Millisecond, Logger: quiet},
-		}, func(_ context.Context, env events.Envelope) error {
-			seen.add(who + ":" + env.Type)
-			return nil
-		})
-		require.NoError(t, err)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { _ = p.Run(ctx); close(done) }()
-		t.Cleanup(func() { cancel(); <-done; _ = p.Close() })
-		return p
+		return runRecording(t, src, "hb-lost", who, types, 600*time.Millisecond, seen)
 	}
 	older := start(heartbeatFailingSource{Source: st, cps: heartbeatFailingCheckpoints{CheckpointStore: st.Checkpoints(), failing: &failing}}, "a-old", []string{"a"})
 	require.Eventually(t, func() bool { return hfActive(older) }, 5*time.Second, 5*time.Millisecond)
@@ -139,23 +126,10 @@ func TestAwaitTakeoverWaitsOutAHeartbeatOutage(t *testing.T) {
 	st, err := memstore.New(nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
-	quiet := slog.New(slog.DiscardHandler)
 	seen := &hfSeen{}
 	var failing atomic.Bool
 	start := func(src feed.Source, who string, types []string, ttl time.Duration) *feed.Processor {
-		p, err := feed.NewProcessor(src, &feed.ProcessorConfig{
-			Name: "hb-outage", Types: types, Partitions: 1, Logger: quiet,
-			Subscriber: feed.SubscriberConfig{Owner: who, LeaseTTL: ttl, RenewInterval: ttl / 3, Logger: quiet},
-		}, func(_ context.Context, env events.Envelope) error {
-			seen.add(who + ":" + env.Type)
-			return nil
-		})
-		require.NoError(t, err)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { _ = p.Run(ctx); close(done) }()
-		t.Cleanup(func() { cancel(); <-done; _ = p.Close() })
-		return p
+		return runRecording(t, src, "hb-outage", who, types, ttl, seen)
 	}
 	older := start(st, "a-old", []string{"a"}, 3*time.Second)
 	require.Eventually(t, func() bool { return hfActive(older) }, 10*time.Second, 5*time.Millisecond)
@@ -184,4 +158,25 @@ func TestAwaitTakeoverWaitsOutAHeartbeatOutage(t *testing.T) {
 	require.True(t, hfActive(newer), "AwaitTakeover returned before the newer process delivered")
 	hfAppend(t, st, "s-1", "b")
 	require.Eventually(t, func() bool { return seen.has("b-new:b") }, 10*time.Second, 5*time.Millisecond)
+}
+
+// runRecording runs a one-partition processor of the given name and
+// owner on src, its handler noting "who:type" in seen, until the test
+// ends.
+func runRecording(t *testing.T, src feed.Source, name, who string, types []string, ttl time.Duration, seen *hfSeen) *feed.Processor {
+	t.Helper()
+	quiet := slog.New(slog.DiscardHandler)
+	p, err := feed.NewProcessor(src, &feed.ProcessorConfig{
+		Name: name, Types: types, Partitions: 1, Logger: quiet,
+		Subscriber: feed.SubscriberConfig{Owner: who, LeaseTTL: ttl, RenewInterval: ttl / 3, Logger: quiet},
+	}, func(_ context.Context, env events.Envelope) error {
+		seen.add(who + ":" + env.Type)
+		return nil
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = p.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; _ = p.Close() })
+	return p
 }

@@ -3,6 +3,7 @@ package projections_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -113,60 +114,62 @@ func strongBuild(withdrawals bool, block <-chan struct{}) *projections.Projectio
 // then skipped it as applied, and the active generation never got it).
 func TestRollingDeployOlderBuildSwitchesNoRebuildIn(t *testing.T) {
 	t.Parallel()
+	olderSwitchesNothingIn(t, false)
+}
+
+// TestRollingDeployOlderBuildStartedDuringARebuildSwitchesNothingIn: as
+// TestRollingDeployOlderBuildSwitchesNoRebuildIn, but the older build's
+// process starts (a rollback rolling out, a restarted pod) while the newer
+// build's rebuild is in progress. Before its live processor's first
+// heartbeat answered, it acted as if alone, and its monitor's first pass
+// judged the switch by its older types.
+func TestRollingDeployOlderBuildStartedDuringARebuildSwitchesNothingIn(t *testing.T) {
+	olderSwitchesNothingIn(t, true)
+}
+
+// olderSwitchesNothingIn runs the two tests above: the older build's
+// process starts before the newer build rebuilds, or, duringRebuild, once
+// the rebuild has passed the bad deposit and retries the withdrawal.
+func olderSwitchesNothingIn(t *testing.T, duringRebuild bool) {
+	t.Helper()
 	ctx := context.Background()
 	f := newPGFixture(t)
 	block := make(chan struct{})
-	var once bool
-	release := func() {
-		if !once {
-			once = true
-			close(block)
-		}
-	}
+	release := sync.OnceFunc(func() { close(block) })
 	t.Cleanup(release)
 
 	// Appended before any runner: no hook applies it; the live processor
 	// is stuck on it.
-	f.append(t, "acct-bad", Deposited{"bad", 5})
+	bad := f.append(t, "acct-bad", Deposited{"bad", 5})
 	newer := f.start(t, projections.RunnerConfig{
 		Projections:        []*projections.Projection{strongBuild(true, block)},
 		MaxAttempts:        100000,
 		RebuildCommitBatch: 1,
 	})
-
-	// The older build's process (its own store object, as in its own process).
-	s2, err := pgstore.New(ctx, f.db.Pool, &pgstore.Config{Schema: f.db.Schema, Registry: newRegistry(), Logger: quiet})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s2.Close() })
-	older := f.newRunner(t, projections.RunnerConfig{
-		Source: s2, Tracker: newTracker(t, s2.Checkpoints(), s2, s2.PushHealthy),
-		Projections: []*projections.Projection{strongBuild(false, nil)},
-		MaxAttempts: 100000, RebuildCommitBatch: 1, StatusPollInterval: 20 * time.Millisecond,
-	})
-	passes := make(chan struct{}, 1)
-	projections.SetReconcileHook(older, func(string) {
-		select {
-		case passes <- struct{}{}:
-		default:
-		}
-	})
-	require.NoError(t, older.Start(ctx))
-	t.Cleanup(func() { stop(t, older) })
-
+	var passes <-chan struct{}
+	if !duringRebuild {
+		passes = startOlderStrong(t, f)
+	}
 	// A withdrawal through the newer build's store: its hook applies it
 	// to the live generation at once.
-	_, err = newer.Appender().Append(ctx, "acct-w", events.AnyVersion, events.Event{Data: Withdrawn{"w", 3}})
+	_, err := newer.Appender().Append(ctx, "acct-w", events.AnyVersion, events.Event{Data: Withdrawn{"w", 3}})
 	require.NoError(t, err)
 	a, ok := account(t, newer, "rolling_strong", "w")
 	require.True(t, ok)
 	require.Equal(t, Account{Balance: -3, Count: 1}, a)
 
-	// The fix: rebuild (on the newer build).
+	// The fix: rebuild (on the newer build). It applies the bad deposit
+	// and retries the withdrawal, while the older runner's monitor makes
+	// passes (each would try the switch).
 	rebuilt := make(chan error, 1)
 	go func() { rebuilt <- newer.Rebuild(ctx, "rolling_strong") }()
-	// The rebuild applies the bad deposit and retries the withdrawal,
-	// while the older runner's monitor makes passes (each would try the
-	// switch).
+	if duringRebuild {
+		require.Eventually(t, func() bool {
+			pos, err := f.source.Checkpoints().Position(ctx, "rolling_strong@rebuild-2")
+			return err == nil && !pos.Before(bad.Token)
+		}, waitTimeout, 5*time.Millisecond, "the rebuild did not pass the bad deposit")
+		passes = startOlderStrong(t, f)
+	}
 	for range 5 {
 		select {
 		case <-passes:
@@ -180,49 +183,17 @@ func TestRollingDeployOlderBuildSwitchesNoRebuildIn(t *testing.T) {
 	require.NoError(t, <-rebuilt)
 	f.waitHead(t, "rolling_strong")
 	a, ok = account(t, newer, "rolling_strong", "w")
-	t.Logf("generation active while the rebuild was still retrying the withdrawal: %d", st.Generation)
 	require.True(t, ok, "the withdrawal's row is in the active generation")
 	require.Equal(t, Account{Balance: -3, Count: 1}, a)
 	require.Equal(t, 1, st.Generation, "the new generation was switched in before its rebuild applied the withdrawal")
 }
 
-// TestRollingDeployOlderBuildStartedDuringARebuildSwitchesNothingIn: as
-// TestRollingDeployOlderBuildSwitchesNoRebuildIn, but the older build's
-// process starts (a rollback rolling out, a restarted pod) while the newer
-// build's rebuild is in progress. Before its live processor's first
-// heartbeat answered, it acted as if alone, and its monitor's first pass
-// judged the switch by its older types.
-func TestRollingDeployOlderBuildStartedDuringARebuildSwitchesNothingIn(t *testing.T) {
-	ctx := context.Background()
-	f := newPGFixture(t)
-	block := make(chan struct{})
-	var once bool
-	release := func() {
-		if !once {
-			once = true
-			close(block)
-		}
-	}
-	t.Cleanup(release)
-
-	bad := f.append(t, "acct-bad", Deposited{"bad", 5})
-	newer := f.start(t, projections.RunnerConfig{
-		Projections:        []*projections.Projection{strongBuild(true, block)},
-		MaxAttempts:        100000,
-		RebuildCommitBatch: 1,
-	})
-	_, err := newer.Appender().Append(ctx, "acct-w", events.AnyVersion, events.Event{Data: Withdrawn{"w", 3}})
-	require.NoError(t, err)
-
-	rebuilt := make(chan error, 1)
-	go func() { rebuilt <- newer.Rebuild(ctx, "rolling_strong") }()
-	// The rebuild applies the bad deposit, then retries the withdrawal.
-	require.Eventually(t, func() bool {
-		pos, err := f.source.Checkpoints().Position(ctx, "rolling_strong@rebuild-2")
-		return err == nil && !pos.Before(bad.Token)
-	}, waitTimeout, 5*time.Millisecond, "the rebuild did not pass the bad deposit")
-
-	s2, err := pgstore.New(ctx, f.db.Pool, &pgstore.Config{Schema: f.db.Schema, Registry: newRegistry(), Logger: quiet})
+// startOlderStrong starts the older build's runner of the strong
+// projection, on a store object of its own (as in its own process), and
+// returns a channel that hears its monitor's passes.
+func startOlderStrong(t *testing.T, f *fixture) <-chan struct{} {
+	t.Helper()
+	s2, err := pgstore.New(t.Context(), f.db.Pool, &pgstore.Config{Schema: f.db.Schema, Registry: newRegistry(), Logger: quiet})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s2.Close() })
 	older := f.newRunner(t, projections.RunnerConfig{
@@ -237,22 +208,7 @@ func TestRollingDeployOlderBuildStartedDuringARebuildSwitchesNothingIn(t *testin
 		default:
 		}
 	})
-	require.NoError(t, older.Start(ctx))
+	require.NoError(t, older.Start(context.Background()))
 	t.Cleanup(func() { stop(t, older) })
-	for range 5 {
-		select {
-		case <-passes:
-		case <-time.After(waitTimeout):
-			t.Fatal("the older runner's monitor made no pass")
-		}
-	}
-	st, err := newer.Status(ctx, "rolling_strong")
-	require.NoError(t, err)
-	release()
-	require.NoError(t, <-rebuilt)
-	f.waitHead(t, "rolling_strong")
-	a, ok := account(t, newer, "rolling_strong", "w")
-	require.True(t, ok, "the withdrawal's row is in the active generation")
-	require.Equal(t, Account{Balance: -3, Count: 1}, a)
-	require.Equal(t, 1, st.Generation, "the new generation was switched in before its rebuild applied the withdrawal")
+	return passes
 }

@@ -125,7 +125,7 @@ func (e *Engine) parkedDetail(models []string, need events.Token) string {
 	var behind []string
 	for _, m := range models {
 		if e.cfg.Tracker == nil {
-			break
+			break // no handler reads a model without one: nothing to name
 		}
 		if pos, ok := e.cfg.Tracker.Position(m); !ok || pos.Before(need) {
 			behind = append(behind, m)

@@ -86,16 +86,23 @@ const minRecording = 5 * time.Second
 // that bound ended it. It says the request may not be recorded: a bound
 // that ends the wait for the COMMIT's reply leaves the outcome unknown.
 func (w *waitFlags) recording(ctx context.Context) (rctx context.Context, cancel context.CancelFunc, unrecorded func(what string, err error) error, waitLeft func() time.Duration) {
-	start := time.Now()
-	bound := minRecording
+	wait := time.Duration(0)
 	if w.wait {
-		bound = max(w.timeout, minRecording)
+		wait = w.timeout
 	}
+	return recordingWithin(ctx, wait)
+}
+
+// recordingWithin is waitFlags.recording for a wait of the given length
+// (0: none), which sagas retry and cancel take as --wait.
+func recordingWithin(ctx context.Context, wait time.Duration) (rctx context.Context, cancel context.CancelFunc, unrecorded func(what string, err error) error, waitLeft func() time.Duration) {
+	start := time.Now()
+	bound := max(wait, minRecording)
 	rctx, cancel = context.WithTimeout(ctx, bound)
 	return rctx, cancel, func(what string, err error) error {
 			return unrecordedError(ctx, rctx, bound, what, err)
 		}, func() time.Duration {
-			return time.Until(start.Add(w.timeout))
+			return time.Until(start.Add(wait))
 		}
 }
 

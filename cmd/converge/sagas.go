@@ -340,24 +340,20 @@ func (c *sagasCmd) request(cmd *cobra.Command, id string, wait time.Duration, wa
 	// request is recorded under its lock, which a step running or a stalled
 	// process may hold. The recording gets --wait, and minRecording at
 	// least; the wait for the outcome ends --wait after the start.
-	bound := max(wait, minRecording)
-	deadline := time.Now().Add(wait)
-	rctx, cancelRecord := context.WithTimeout(ctx, bound)
+	rctx, cancelRecord, unrecorded, waitLeft := recordingWithin(ctx, wait)
 	defer cancelRecord()
-	unrecorded := func(err error) error {
-		return unrecordedError(ctx, rctx, bound, id, err)
-	}
+	deadline := time.Now().Add(waitLeft())
 	typ, err := c.resolve(rctx, op, id)
 	if err != nil {
-		return unrecorded(err)
+		return unrecorded(id, err)
 	}
 	before, err := op.Show(rctx, typ, id)
 	if err != nil {
-		return unrecorded(err)
+		return unrecorded(id, err)
 	}
 	req, err := do(rctx, op, typ)
 	if err != nil {
-		return unrecorded(err)
+		return unrecorded(id, err)
 	}
 	if wait == 0 {
 		if c.json {

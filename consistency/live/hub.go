@@ -183,18 +183,17 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	h.mu.Unlock()
 
 	t := time.AfterFunc(h.cfg.WriteTimeout, h.force)
-	var finished, cut atomic.Bool
+	var cut atomic.Bool
 	stopCut := context.AfterFunc(ctx, func() {
 		// Judged by the connections still served, not by timing: with
 		// none left (none ever, or all acknowledged) nothing is cut off,
 		// even when ctx had ended before Shutdown was called.
-		if h.conns.Load() > 0 && !finished.Load() {
+		if h.conns.Load() > 0 {
 			cut.Store(true)
 		}
 		h.force()
 	})
 	h.wg.Wait()
-	finished.Store(true)
 	t.Stop()
 	stopCut()
 	h.force()

@@ -564,19 +564,17 @@ func (s DemoSummary) print(w io.Writer) {
 	fmt.Fprintf(w, "  timed out                %5d\n", s.TimedOut)
 	fmt.Fprintf(w, "  parked steps             %5d  (wait p99 %s)\n", s.Parked, s.ParkedP99.Round(time.Millisecond))
 	fmt.Fprintf(w, "  stale decisions avoided  %5d  of %d gated steps\n", s.StaleAvoided, s.Gated)
-	if len(s.Behind) > 0 {
-		fmt.Fprintf(w, "  CONSUMERS BEHIND the feed when the run stopped waiting (read models and money not compared):\n")
-		for _, b := range s.Behind[:min(len(s.Behind), 10)] {
-			fmt.Fprintf(w, "    %s\n", b)
-		}
-	}
 	if len(s.NotEnded) > 0 {
 		fmt.Fprintf(w, "  NOT ENDED                %5d  %s\n", len(s.NotEnded), strings.Join(s.NotEnded[:min(len(s.NotEnded), 10)], ", "))
 	} else {
 		fmt.Fprintf(w, "  every saga reached a terminal state\n")
 	}
 	if len(s.Behind) > 0 {
-		return // read models and money were not compared
+		fmt.Fprintf(w, "  CONSUMERS BEHIND the feed when the run stopped waiting (read models and money not compared):\n")
+		for _, b := range s.Behind[:min(len(s.Behind), 10)] {
+			fmt.Fprintf(w, "    %s\n", b)
+		}
+		return
 	}
 	if len(s.Mismatches) > 0 {
 		fmt.Fprintf(w, "  READ MODELS DIFFER from a clean rebuild in %d rows:\n", len(s.Mismatches))

@@ -124,12 +124,7 @@ func New(tb testing.TB, cfg *Config) *Fixture {
 	if ec.DrainPerTurn == 0 {
 		ec.DrainPerTurn = 1
 	}
-	for _, d := range cfg.Sagas {
-		if d != nil {
-			f.sagas = append(f.sagas, d.Name())
-		}
-	}
-	slices.Sort(f.sagas)
+	f.sagas = sagaNames(cfg.Sagas)
 	eng, err := saga.NewEngine(&ec)
 	require.NoError(t, err)
 	require.NoError(t, unknownModels(eng, cfg.Models, "Config.Models"))
@@ -536,9 +531,7 @@ func (f *Fixture) History(sagaName, id string) saga.Timeline {
 // Config.Sagas.
 func (f *Fixture) knownSaga(sagaName string) {
 	f.t.Helper()
-	if _, ok := slices.BinarySearch(f.sagas, sagaName); !ok {
-		require.FailNowf(f.t, "sagatest: unknown saga type", "Config.Sagas defines no saga type %q (its types: %s)", sagaName, strings.Join(f.sagas, ", "))
-	}
+	require.NoError(f.t, unknownSaga(f.sagas, sagaName, "Config.Sagas"))
 }
 
 // State decodes an instance's state.

@@ -180,7 +180,7 @@ type SimView struct {
 // Instances lists every instance of a saga type, however many: it pages
 // through Engine.List, whose one call stops at a Filter.Limit.
 func (v *SimView) Instances(sagaName string) ([]saga.Info, error) {
-	if err := v.known(sagaName); err != nil {
+	if err := unknownSaga(v.sagas, sagaName, "the simulation"); err != nil {
 		return nil, err
 	}
 	var out []saga.Info
@@ -203,20 +203,10 @@ const instancesPage = 1000
 
 // Timeline returns an instance's timeline (saga.Engine.Show).
 func (v *SimView) Timeline(sagaName, id string) (saga.Timeline, error) {
-	if err := v.known(sagaName); err != nil {
+	if err := unknownSaga(v.sagas, sagaName, "the simulation"); err != nil {
 		return saga.Timeline{}, err
 	}
 	return v.Engine.Show(v.ctx, sagaName, id)
-}
-
-// known refuses a saga type the run does not define: a misspelt name
-// lists no instance, and an invariant over "every instance" would hold
-// whatever the run did.
-func (v *SimView) known(sagaName string) error {
-	if _, ok := slices.BinarySearch(v.sagas, sagaName); ok {
-		return nil
-	}
-	return fmt.Errorf("sagatest: the simulation defines no saga type %q (its types: %s)", sagaName, strings.Join(v.sagas, ", "))
 }
 
 // Context is the simulation's context, for reads of your own.
@@ -682,10 +672,7 @@ func (s *sim) init(ctx context.Context) error {
 	for _, typ := range s.engine.Types() {
 		s.takes[typ] = true
 	}
-	for _, d := range s.ecfg.Sagas {
-		s.sagas = append(s.sagas, d.Name())
-	}
-	slices.Sort(s.sagas)
+	s.sagas = sagaNames(s.ecfg.Sagas)
 	if err := unknownModels(s.engine, c.Models, "SimConfig.Models"); err != nil {
 		return err
 	}

@@ -21,7 +21,8 @@ const (
 	// (restored from an older backup). Waiting longer would not help.
 	ReasonAhead Reason = "ahead"
 	// ReasonRejected: TrackerConfig.MaxWaiters waits were already blocked,
-	// so this one did not wait at all. Raise MaxWaiters or find out why so
+	// so this one did not wait at all, nor counted how far behind it is
+	// (Behind is -1). Raise MaxWaiters or find out why so
 	// many reads wait (a stuck projection makes every wait last its full
 	// deadline).
 	ReasonRejected Reason = "rejected"
@@ -47,8 +48,9 @@ type Status struct {
 	Checkpoint events.Token
 	// Behind is how many events lie after Checkpoint up to Target: 0 when
 	// fresh (or stale with ReasonAhead), -1 when stale and unknown (no
-	// Counter configured, the count failed, or a position was never
-	// learned).
+	// Counter configured, the count failed, a position was never learned,
+	// or the wait was rejected: a rejected wait asks the database nothing,
+	// since rejections come when reads flood in).
 	Behind int64
 	// Lagging lists the names still before Target, in the order given;
 	// nil when fresh.

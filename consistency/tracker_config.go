@@ -92,8 +92,9 @@ type TrackerConfig struct {
 	// Defaults to DefaultMaxWaiters (10000).
 	MaxWaiters int
 
-	// Counter fills Status.Behind on stale results. Defaults to nil:
-	// Behind is -1 (unknown) when stale.
+	// Counter fills Status.Behind on stale results, rejected waits
+	// (ReasonRejected) aside. Defaults to nil: Behind is -1 (unknown) when
+	// stale.
 	Counter Counter
 
 	// CountTimeout bounds the Counter call. It is spent after the wait's

@@ -287,7 +287,8 @@ func TestWait_Cancel(t *testing.T) {
 
 func TestWait_MaxWaiters(t *testing.T) {
 	t.Parallel()
-	tr := setup(t, &consistency.TrackerConfig{MaxWaiters: 2, MaxTimeout: time.Minute, DefaultTimeout: time.Minute})
+	// A Counter, which a rejected wait does not ask (Behind stays -1).
+	tr := setup(t, &consistency.TrackerConfig{MaxWaiters: 2, MaxTimeout: time.Minute, DefaultTimeout: time.Minute, Counter: fakeCounter{}})
 	tr.Advance("orders", tok(1))
 	ctx, cancel := context.WithCancel(context.Background())
 	first := goWait(ctx, tr, tok(5), "orders")
@@ -299,6 +300,7 @@ func TestWait_MaxWaiters(t *testing.T) {
 	require.True(t, st.Stale)
 	require.Equal(t, consistency.ReasonRejected, st.Reason)
 	require.Equal(t, tok(1), st.Checkpoint)
+	require.Equal(t, int64(-1), st.Behind, "a rejected wait counts nothing")
 	require.Equal(t, uint64(1), tr.Stats().Rejected)
 
 	st, err = tr.Wait(context.Background(), tok(1), "orders")

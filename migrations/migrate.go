@@ -366,16 +366,17 @@ func Current(ctx context.Context, pool *pgxpool.Pool, cfg *Config) (int32, error
 	if err := ValidateSchema(c.Schema); err != nil {
 		return 0, err
 	}
-	var v int32
-	err := pool.QueryRow(ctx, "SELECT version FROM "+pgx.Identifier{c.Schema, "schema_version"}.Sanitize()).Scan(&v)
+	// The catalog first, then the table, as Migrate reads it: the other
+	// order failed when another process's Migrate created the table
+	// between the two reads (a table found cannot vanish before the read;
+	// one not found yet is version 0).
+	conn, err := pool.Acquire(ctx)
 	if err != nil {
-		var exists bool
-		if qerr := pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", c.Schema+".schema_version").Scan(&exists); qerr == nil && !exists {
-			return 0, nil
-		}
 		return 0, fmt.Errorf("read schema version of %q: %w", c.Schema, err)
 	}
-	return v, nil
+	defer conn.Release()
+	v, _, err := readVersion(ctx, conn.Conn(), c.Schema)
+	return v, err
 }
 
 // migrateTo brings the schema up (or down) to version target, in one run

@@ -108,6 +108,17 @@
 // the application's router (AddHandlers), does not run yet knows of no
 // other process and rebuilds as if alone.
 //
+// A rebuild also records the event types its build handles, so none of
+// that hangs on the timing of heartbeats: only processes of a build
+// handling the same types run a rebuild and switch it in. One that an
+// older build began (it replays the feed without the new types' events)
+// is restarted as a new generation by a process of the newer build, and
+// whoever waits for it (Rebuild, AwaitRebuild, a request) waits for that
+// one. One that a build handling a type this one does not began is left
+// to that build; only when it still waits a minute after it began, and
+// this process's live processor has the partitions (the other build is
+// gone: a rollback), is it restarted with this build's handlers.
+//
 // Handlers must be deterministic functions of the read model and the
 // event, and must not have side effects outside the unit: those would
 // happen again on a retry.

@@ -1,6 +1,9 @@
 package projections
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // SetDropHook makes r report every batch of rows a drop deletes.
 func SetDropHook(r *Runner, fn func(projection string, gen, rows int)) { r.dropHook = fn }
@@ -17,3 +20,7 @@ func SetRebuildHook(r *Runner, fn func(ctx context.Context, processor string)) {
 // SetSwitchHook makes r call fn after each attempt to switch a rebuild in
 // that did not switch. Set it before Start.
 func SetSwitchHook(r *Runner, fn func(projection string)) { r.switchHook = fn }
+
+// SetSupersedeGrace sets how long r leaves a rebuild begun by a build
+// handling a type it does not to that build. Set it before Start.
+func SetSupersedeGrace(r *Runner, d time.Duration) { r.supersedeAfter = d }

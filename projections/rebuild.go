@@ -58,7 +58,7 @@ func (r *Runner) Rebuild(ctx context.Context, name string) error {
 	}
 	var gen int
 	err = withUnit(ctx, r.cfg.Source.Checkpoints(), func(ctx context.Context, u feed.Unit) error {
-		gen, err = beginRebuild(ctx, u.Rows(), name)
+		gen, err = beginRebuild(ctx, u.Rows(), p)
 		return err
 	})
 	if err != nil {
@@ -102,7 +102,8 @@ func (r *Runner) AwaitRebuild(ctx context.Context, name string) error {
 
 // beginRebuild records, through a unit's rows, that name's next
 // generation is being built, and returns it.
-func beginRebuild(ctx context.Context, rows feed.Rows, name string) (int, error) {
+func beginRebuild(ctx context.Context, rows feed.Rows, p *compiled) (int, error) {
+	name := p.name
 	st, err := mustState(ctx, rows, name, feed.LockUpdate)
 	if err != nil {
 		return 0, err
@@ -112,6 +113,7 @@ func beginRebuild(ctx context.Context, rows feed.Rows, name string) (int, error)
 	}
 	gen := max(st.Last, st.Active) + 1
 	st.Building, st.Last = gen, gen
+	st.BuildingTypes, st.BuildingSince = p.handledTypes(), time.Now().UTC()
 	return gen, writeState(ctx, rows, name, st, events.Token{})
 }
 
@@ -126,12 +128,22 @@ func (r *Runner) awaitRebuild(ctx context.Context, p *compiled, gen int) error {
 		switch {
 		case err != nil:
 			return err
-		case st.Active == gen && len(st.Dropping) == 0:
+		case st.Active >= gen && len(st.Dropping) == 0:
+			// A later generation active is a rebuild that superseded gen.
 			r.stopRebuild(ctx, p, gen)
 			return nil
-		case st.Active != gen && st.Building != gen:
+		case st.Building > gen:
+			// Superseded by a build with other handlers (supersede): its
+			// generation is the one this rebuild now waits for.
+			r.stopRebuild(ctx, p, gen)
+			gen = st.Building
+			continue
+		case st.Active < gen && st.Building != gen:
 			return fmt.Errorf("projections: rebuild of %q to generation %d was abandoned (generation %d is active)", p.name, gen, st.Active)
 		case st.Building == gen:
+			if r.mayTakeOver(p, st) {
+				break // the monitor restarts it with this build's handlers
+			}
 			if h, err := r.haltOf(ctx, p.checkpoints(rebuildName(p.name, gen))); err != nil {
 				return err
 			} else if h != nil {
@@ -202,6 +214,11 @@ func (r *Runner) trySwitch(ctx context.Context, p *compiled, gen int) (switched 
 		if err != nil || st.Building != gen {
 			return err
 		}
+		if p.kinOf(st.BuildingTypes) != sameBuild {
+			// Begun by a build with other handlers: its generation
+			// reflects the feed as that build sees it.
+			return nil
+		}
 		pos, err := u.Positions(ctx, append(live, rebuild...)...)
 		if err != nil {
 			return fmt.Errorf("projections: switch %q: %w", p.name, err)
@@ -239,6 +256,7 @@ func (r *Runner) trySwitch(ctx context.Context, p *compiled, gen int) (switched 
 		}
 		old, at = st.Active, b
 		st.Active, st.Building, st.SkipTo = gen, 0, b
+		st.BuildingTypes, st.BuildingSince = nil, time.Time{}
 		st.Dropping = append(st.Dropping, old)
 		if err := writeState(ctx, u.Rows(), p.name, st, b); err != nil {
 			return err
@@ -449,6 +467,19 @@ func (r *Runner) reconcile(ctx context.Context, p *compiled, sweep bool) (swept 
 	// handlers, and the new generation would miss the events only the
 	// newer build handles.
 	standby := r.standingBy(p)
+	if st.Building != 0 && !standby && r.mayTakeOver(p, st) {
+		if gen, err := r.supersede(octx, p, st.Building); err != nil || gen == 0 {
+			if err != nil && ctx.Err() == nil {
+				r.log.Warn("projections: restart a rebuild begun by another build", "projection", p.name, "generation", st.Building, "error", err)
+			}
+			return false
+		}
+		if st, err = mustState(octx, r.cfg.Source.Rows(), p.name, feed.LockNone); err != nil {
+			return false
+		}
+	}
+	// Only runners of the build that began the rebuild run it.
+	run := st.Building != 0 && !standby && p.kinOf(st.BuildingTypes) == sameBuild
 	var over []int
 	r.mu.Lock()
 	if r.state != stateRunning {
@@ -464,7 +495,7 @@ func (r *Runner) reconcile(ctx context.Context, p *compiled, sweep bool) (swept 
 			over = append(over, pr.rebuild)
 		}
 	}
-	if st.Building != 0 && !standby {
+	if run {
 		if err := r.startProcLocked(p, st.Building, nil); err != nil {
 			r.log.Warn("projections: start rebuild", "projection", p.name, "generation", st.Building, "error", err)
 		}
@@ -479,7 +510,7 @@ func (r *Runner) reconcile(ctx context.Context, p *compiled, sweep bool) (swept 
 	if sweep || len(over) > 0 {
 		swept = r.sweepCheckpoints(octx, p, st)
 	}
-	if st.Building != 0 && !standby {
+	if run {
 		if _, err := r.trySwitch(octx, p, st.Building); err != nil && ctx.Err() == nil {
 			r.log.Warn("projections: switch attempt failed; trying again", "projection", p.name, "error", err)
 		}

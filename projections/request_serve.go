@@ -107,6 +107,8 @@ func (r *Runner) serveRebuild(ctx context.Context, p *compiled, q Request) error
 			return err
 		case st.Active >= q.Generation:
 			return r.finishRequest(ctx, q, RequestDone, "")
+		case st.Building > q.Generation:
+			return nil // superseded by a build with other handlers: waits for its generation
 		case st.Building != q.Generation:
 			return r.finishRequest(ctx, q, RequestFailed,
 				fmt.Sprintf("the rebuild of generation %d was abandoned (generation %d is active)", q.Generation, st.Active))
@@ -120,7 +122,7 @@ func (r *Runner) serveRebuild(ctx context.Context, p *compiled, q Request) error
 		if err != nil || !ok || cur.ID != q.ID || cur.State != RequestPending {
 			return err // taken by another runner meanwhile
 		}
-		g, err := beginRebuild(ctx, u.Rows(), p.name)
+		g, err := beginRebuild(ctx, u.Rows(), p)
 		if errors.Is(err, ErrRebuildInProgress) {
 			cur.State, cur.Error, cur.UpdatedAt = RequestFailed, err.Error(), time.Now().UTC()
 			return writeRequest(ctx, u.Rows(), cur)

@@ -72,20 +72,11 @@ func TestRollingDeployRequestedRebuildGoesToTheNewerBuild(t *testing.T) {
 // retried) until block is closed.
 func strongBuild(withdrawals bool, block <-chan struct{}) *projections.Projection {
 	p := projections.New("rolling_strong", &projections.Config{Class: consistency.Strong})
-	put := func(ctx context.Context, tx *projections.Tx, acct string, d int) error {
-		a, _, err := projections.Get[Account](ctx, tx.Table("accounts"), acct)
-		if err != nil {
-			return err
-		}
-		a.Balance += d
-		a.Count++
-		return tx.Table("accounts").Put(ctx, acct, a)
-	}
 	projections.On(p, func(ctx context.Context, tx *projections.Tx, _ events.Envelope, e Deposited) error {
 		if e.Account == "bad" && tx.Generation() == 1 {
 			return errors.New("generation 1 bug")
 		}
-		return put(ctx, tx, e.Account, e.Amount)
+		return addToAccount(ctx, tx, e.Account, e.Amount)
 	})
 	if withdrawals {
 		projections.On(p, func(ctx context.Context, tx *projections.Tx, _ events.Envelope, e Withdrawn) error {
@@ -97,7 +88,7 @@ func strongBuild(withdrawals bool, block <-chan struct{}) *projections.Projectio
 					return errors.New("not now")
 				}
 			}
-			return put(ctx, tx, e.Account, -e.Amount)
+			return addToAccount(ctx, tx, e.Account, -e.Amount)
 		})
 	}
 	return p
@@ -201,14 +192,21 @@ func startOlderStrong(t *testing.T, f *fixture) <-chan struct{} {
 		Projections: []*projections.Projection{strongBuild(false, nil)},
 		MaxAttempts: 100000, RebuildCommitBatch: 1, StatusPollInterval: 20 * time.Millisecond,
 	})
+	passes := hearPasses(older)
+	require.NoError(t, older.Start(context.Background()))
+	t.Cleanup(func() { stop(t, older) })
+	return passes
+}
+
+// hearPasses returns a channel that hears the passes of r's monitor. Call
+// it before Start.
+func hearPasses(r *projections.Runner) <-chan struct{} {
 	passes := make(chan struct{}, 1)
-	projections.SetReconcileHook(older, func(string) {
+	projections.SetReconcileHook(r, func(string) {
 		select {
 		case passes <- struct{}{}:
 		default:
 		}
 	})
-	require.NoError(t, older.Start(context.Background()))
-	t.Cleanup(func() { stop(t, older) })
 	return passes
 }

@@ -17,26 +17,25 @@ import (
 func balancesOfBuild(withdrawals bool) *projections.Projection {
 	p := projections.New("rolling_balances", nil)
 	projections.On(p, func(ctx context.Context, tx *projections.Tx, _ events.Envelope, e Deposited) error {
-		a, _, err := projections.Get[Account](ctx, tx.Table("accounts"), e.Account)
-		if err != nil {
-			return err
-		}
-		a.Balance += e.Amount
-		a.Count++
-		return tx.Table("accounts").Put(ctx, e.Account, a)
+		return addToAccount(ctx, tx, e.Account, e.Amount)
 	})
 	if withdrawals {
 		projections.On(p, func(ctx context.Context, tx *projections.Tx, _ events.Envelope, e Withdrawn) error {
-			a, _, err := projections.Get[Account](ctx, tx.Table("accounts"), e.Account)
-			if err != nil {
-				return err
-			}
-			a.Balance -= e.Amount
-			a.Count++
-			return tx.Table("accounts").Put(ctx, e.Account, a)
+			return addToAccount(ctx, tx, e.Account, -e.Amount)
 		})
 	}
 	return p
+}
+
+// addToAccount adds d to acct's balance and counts the event.
+func addToAccount(ctx context.Context, tx *projections.Tx, acct string, d int) error {
+	a, _, err := projections.Get[Account](ctx, tx.Table("accounts"), acct)
+	if err != nil {
+		return err
+	}
+	a.Balance += d
+	a.Count++
+	return tx.Table("accounts").Put(ctx, acct, a)
 }
 
 // TestRollingDeployProjectionGoesToTheBuildThatHandlesMore: a newer build

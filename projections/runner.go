@@ -77,6 +77,8 @@ type Runner struct {
 	// switchHook, set by tests, hears every switch attempt that did not
 	// switch.
 	switchHook func(projection string)
+	// supersedeAfter is supersedeGrace; tests shorten it.
+	supersedeAfter time.Duration
 }
 
 // procRun is one running processor: a projection's live processor
@@ -115,6 +117,8 @@ func NewRunner(cfg *RunnerConfig) (*Runner, error) {
 		stopped:  make(chan struct{}),
 		dropping: map[string]bool{},
 		owner:    runnerOwner(),
+
+		supersedeAfter: supersedeGrace,
 	}
 	reg := c.Store.Registry()
 	for _, p := range c.Projections {
@@ -222,7 +226,9 @@ func (r *Runner) Start(ctx context.Context) error {
 		}
 	}
 	for i, p := range r.list {
-		if b := states[i].Building; b != 0 {
+		// A rebuild another build began is left to it (or restarted by the
+		// monitor: reconcile).
+		if b := states[i].Building; b != 0 && p.kinOf(states[i].BuildingTypes) == sameBuild {
 			if err := r.startProcLocked(p, b, nil); err != nil {
 				r.abortStartLocked()
 				return err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/converge-es/converge/consistency"
 	"github.com/converge-es/converge/events"
@@ -52,6 +53,16 @@ type state struct {
 	Active int `json:"active"`
 	// Building is the generation a rebuild is writing, 0 when none.
 	Building int `json:"building,omitempty"`
+	// BuildingTypes lists the event types handled by the build whose
+	// runner began the rebuild (canonical names, sorted), and
+	// BuildingSince when: only runners of a build handling the same types
+	// run it and switch it in. During a rolling deploy an older build,
+	// judging the feed by its own handlers, would switch in a generation
+	// missing what only the newer one handles; a newer build restarts a
+	// rebuild an older one began. Empty in rows written before they were
+	// recorded: any runner may run such a rebuild.
+	BuildingTypes []string  `json:"building_types,omitempty"`
+	BuildingSince time.Time `json:"building_since,omitzero"`
 	// Last is the highest generation ever created: a new one takes the
 	// next number, so it never shares a namespace with one still being
 	// dropped.

@@ -113,8 +113,11 @@ func (r Report) MarshalJSON() ([]byte, error) {
 	})
 }
 
-// UnmarshalJSON reads what MarshalJSON writes. Durations come back rounded
-// to the nanosecond.
+// UnmarshalJSON reads what MarshalJSON writes. Durations travel as float
+// seconds: they come back exact to the nanosecond up to 2^51 ns (about 26
+// days), and within 2 µs of what was written beyond, up to the
+// longest time.Duration, which comes back as itself (an SLA that never
+// breaches stays one).
 func (r *Report) UnmarshalJSON(b []byte) error {
 	var j reportJSON
 	if err := json.Unmarshal(b, &j); err != nil {
@@ -138,6 +141,15 @@ func (r *Report) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// seconds converts float seconds to a Duration, saturating: the longest
+// Duration's float form rounds up to 2^63 ns, which does not convert back.
 func seconds(s float64) time.Duration {
-	return time.Duration(math.Round(s * float64(time.Second)))
+	ns := math.Round(s * float64(time.Second))
+	switch {
+	case ns >= math.MaxInt64:
+		return math.MaxInt64
+	case ns <= math.MinInt64:
+		return math.MinInt64
+	}
+	return time.Duration(ns)
 }

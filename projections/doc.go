@@ -209,7 +209,12 @@
 // moves past events up to it without applying them again, whatever its own
 // checkpoint, and the old generation's halts and dead letters are cleared
 // (the new generation applied their events: a rebuild halts on an event it
-// cannot apply). After the
+// cannot apply). So are those the live processor stores after the switch
+// on such an event, having given up on it during its last backoff: each
+// monitor pass (RunnerConfig.StatusPollInterval) deletes halts on events
+// at or before that position, and the partition delivers again at its
+// next halt check, and dead letters of such events once this process
+// stored one. After the
 // switch the rebuild's processor stops and its checkpoints are deleted (a
 // checkpoint nobody moves would lag forever), and the old generation's
 // rows are deleted in short transactions of RunnerConfig.DropBatch rows,

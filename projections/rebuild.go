@@ -426,9 +426,12 @@ func (r *Runner) monitor(ctx context.Context) {
 	// Each projection's checkpoints are swept once, at the first pass that
 	// can list them: a failed listing is no "nothing left behind".
 	unswept := make(map[string]bool, len(r.list))
+	r.mu.Lock()
 	for _, p := range r.list {
 		unswept[p.name] = true
+		r.mootLetters[p.name] = true
 	}
+	r.mu.Unlock()
 	for {
 		changed := r.changed.C()
 		for _, p := range r.list {
@@ -458,6 +461,7 @@ func (r *Runner) reconcile(ctx context.Context, p *compiled, sweep bool) (swept 
 		}
 		return false
 	}
+	r.clearMoot(octx, p, st)
 	if r.reconcileHook != nil {
 		r.reconcileHook(p.name)
 	}

@@ -79,6 +79,9 @@ type Runner struct {
 	switchHook func(projection string)
 	// supersedeAfter is supersedeGrace; tests shorten it.
 	supersedeAfter time.Duration
+	// mootLetters marks the projections whose dead letters clearMoot
+	// checks at the monitor's next pass (guarded by mu).
+	mootLetters map[string]bool
 }
 
 // procRun is one running processor: a projection's live processor
@@ -119,6 +122,7 @@ func NewRunner(cfg *RunnerConfig) (*Runner, error) {
 		owner:    runnerOwner(),
 
 		supersedeAfter: supersedeGrace,
+		mootLetters:    map[string]bool{},
 	}
 	reg := c.Store.Registry()
 	for _, p := range c.Projections {
@@ -576,6 +580,12 @@ func (r *Runner) halted(pr *procRun, h feed.HaltRecord) {
 }
 
 func (r *Runner) deadLettered(pr *procRun, d feed.DeadLetterRecord) {
+	if pr.rebuild == 0 {
+		r.mu.Lock()
+		r.mootLetters[pr.proj.name] = true
+		r.mu.Unlock()
+		r.changed.Notify()
+	}
 	if r.cfg.OnDeadLetter != nil {
 		gen := int(pr.gen.Load())
 		if pr.rebuild != 0 {

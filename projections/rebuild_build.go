@@ -2,7 +2,6 @@ package projections
 
 import (
 	"context"
-	"maps"
 	"slices"
 	"time"
 
@@ -33,10 +32,13 @@ const (
 	otherBuild
 )
 
-// handledTypes returns the canonical names of the types c handles, sorted:
-// what a rebuild's record says of the build that runs it.
+// handledTypes returns the stored names of the types c handles, aliases
+// included, sorted: what a rebuild's record says of the build that runs
+// it. They are what the live processor's membership compares too
+// (feed.ProcessorConfig.Types), so a build that renamed a type, keeping
+// the old name as an alias, counts as handling more than the one before.
 func (c *compiled) handledTypes() []string {
-	return slices.Sorted(maps.Keys(c.handlers))
+	return slices.Compact(slices.Clone(c.types))
 }
 
 // kinOf relates the build that recorded types to c.

@@ -54,7 +54,7 @@ type state struct {
 	// Building is the generation a rebuild is writing, 0 when none.
 	Building int `json:"building,omitempty"`
 	// BuildingTypes lists the event types handled by the build whose
-	// runner began the rebuild (canonical names, sorted), and
+	// runner began the rebuild (stored names, aliases included, sorted), and
 	// BuildingSince when: only runners of a build handling the same types
 	// run it and switch it in. During a rolling deploy an older build,
 	// judging the feed by its own handlers, would switch in a generation

@@ -91,7 +91,11 @@ func (e *Engine) apply(ctx context.Context, u feed.Unit, t target, in *instance,
 		now: e.cfg.Clock.Now().UTC(), state: state, inst: in,
 	}
 	key := stepKey{saga: s.name, id: in.ID, event: env.ID}
-	if ferr, ok := e.failedSteps.take(key); ok {
+	if fs, ok := e.failedSteps.get(key); ok {
+		// Forgotten once this unit commits: rolled back, it brings the
+		// message back, which must still not run the handler again.
+		u.AfterCommit(func() { e.failedSteps.forget(key, fs) })
+		ferr := fs.err
 		// The handler ran on this message and failed, or had its step
 		// refused, after writing through its unit, which was rolled back
 		// for that: its outcome is that failure, retried (or failing the

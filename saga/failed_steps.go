@@ -38,26 +38,39 @@ const maxFailedSteps = 10_000
 
 type failedSteps struct {
 	mu sync.Mutex
-	m  map[stepKey]error
+	m  map[stepKey]*failedStep
 }
+
+// failedStep is one remembered failure; its address tells it from a
+// later failure of the same message.
+type failedStep struct{ err error }
 
 func (f *failedSteps) put(k stepKey, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.m == nil || len(f.m) >= maxFailedSteps {
-		f.m = map[stepKey]error{}
+		f.m = map[stepKey]*failedStep{}
 	}
-	f.m[k] = err
+	f.m[k] = &failedStep{err: err}
 }
 
-func (f *failedSteps) take(k stepKey) (error, bool) {
+// get returns the remembered failure without forgetting it: the unit that
+// uses it may yet roll back (a cut behind it, another saga type's step of
+// the same event), and the message then comes again.
+func (f *failedSteps) get(k stepKey) (*failedStep, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	err, ok := f.m[k]
-	if ok {
+	fs, ok := f.m[k]
+	return fs, ok
+}
+
+// forget drops fs once the unit that used it committed.
+func (f *failedSteps) forget(k stepKey, fs *failedStep) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m[k] == fs {
 		delete(f.m, k)
 	}
-	return err, ok
 }
 
 // unitWrites is u's count of writes, or 0 for a unit that does not count

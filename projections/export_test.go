@@ -24,3 +24,7 @@ func SetSwitchHook(r *Runner, fn func(projection string)) { r.switchHook = fn }
 // SetSupersedeGrace sets how long r leaves a rebuild begun by a build
 // handling a type it does not to that build. Set it before Start.
 func SetSupersedeGrace(r *Runner, d time.Duration) { r.supersedeAfter = d }
+
+// SetAwaitHook makes r call fn with the generation a Rebuild or
+// AwaitRebuild waits for at each pass of its wait. Set it before Start.
+func SetAwaitHook(r *Runner, fn func(gen int)) { r.awaitHook = fn }

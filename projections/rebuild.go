@@ -125,6 +125,9 @@ func (r *Runner) awaitRebuild(ctx context.Context, p *compiled, gen int) error {
 	for {
 		changed := r.changed.C()
 		st, err := mustState(ctx, r.cfg.Source.Rows(), p.name, feed.LockNone)
+		if r.awaitHook != nil {
+			r.awaitHook(gen)
+		}
 		switch {
 		case err != nil:
 			return err
@@ -132,7 +135,7 @@ func (r *Runner) awaitRebuild(ctx context.Context, p *compiled, gen int) error {
 			// A later generation active is a rebuild that superseded gen.
 			r.stopRebuild(ctx, p, gen)
 			return nil
-		case st.Building > gen:
+		case st.Building > gen && st.Active < gen:
 			// Superseded by a build with other handlers (supersede): its
 			// generation is the one this rebuild now waits for.
 			r.stopRebuild(ctx, p, gen)
@@ -481,6 +484,7 @@ func (r *Runner) reconcile(ctx context.Context, p *compiled, sweep bool) (swept 
 		if st, err = mustState(octx, r.cfg.Source.Rows(), p.name, feed.LockNone); err != nil {
 			return false
 		}
+		sweep = true // the superseded rebuild's checkpoints: nobody runs it now
 	}
 	// Only runners of the build that began the rebuild run it.
 	run := st.Building != 0 && !standby && p.kinOf(st.BuildingTypes) == sameBuild

@@ -77,7 +77,24 @@ func (r *Runner) supersede(ctx context.Context, p *compiled, old int) (int, erro
 		st.Dropping = append(st.Dropping, old)
 		st.Building, st.Last = gen, gen
 		st.BuildingTypes, st.BuildingSince = p.handledTypes(), time.Now().UTC()
-		return writeState(ctx, u.Rows(), p.name, st, events.Token{})
+		if err := writeState(ctx, u.Rows(), p.name, st, events.Token{}); err != nil {
+			return err
+		}
+		// A halt of old's processor no longer stands in anybody's way,
+		// and must not be reported as this rebuild's.
+		for _, cp := range p.checkpoints(rebuildName(p.name, old)) {
+			if err := u.Rows().Delete(ctx, feed.RuntimeNamespace, feed.HaltsTable, cp); err != nil {
+				return err
+			}
+		}
+		// The request that began old follows to gen: its outcome, and
+		// what the CLI reports of its progress, are gen's.
+		q, ok, err := readRequest(ctx, u.Rows(), p.name, feed.LockUpdate)
+		if err != nil || !ok || q.Op != OpRebuild || q.State != RequestRunning || q.Generation != old {
+			return err
+		}
+		q.Generation, q.UpdatedAt = gen, time.Now().UTC()
+		return writeRequest(ctx, u.Rows(), q)
 	})
 	if err != nil || gen == 0 {
 		return 0, err

@@ -143,9 +143,7 @@ func TestRollingDeployRebuildBegunByAnOlderBuildIsRestartedByTheNewer(t *testing
 			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 			defer cancel()
 			f := b.setup(t)
-			f.append(t, "acct-a", Deposited{"a", 10})
-			f.append(t, "acct-a", Withdrawn{"a", 3})
-			f.append(t, "acct-p", Deposited{"poison", 1})
+			appendPoisoned(t, f)
 
 			older := f.newRunner(t, projections.RunnerConfig{
 				Projections: []*projections.Projection{poisonedBalances()},
@@ -180,4 +178,13 @@ func requireActive(t *testing.T, f *fixture, r *projections.Runner, gen int, wan
 	a, ok := account(t, r, "rolling_balances", "a")
 	require.True(t, ok)
 	require.Equal(t, want, a)
+}
+
+// appendPoisoned appends a deposit and a withdrawal to account "a", then
+// a deposit to "poison", which the rebuilds of some builds fail on.
+func appendPoisoned(t *testing.T, f *fixture) {
+	t.Helper()
+	f.append(t, "acct-a", Deposited{"a", 10})
+	f.append(t, "acct-a", Withdrawn{"a", 3})
+	f.append(t, "acct-p", Deposited{"poison", 1})
 }

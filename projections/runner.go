@@ -77,6 +77,8 @@ type Runner struct {
 	// switchHook, set by tests, hears every switch attempt that did not
 	// switch.
 	switchHook func(projection string)
+	// awaitHook, set by tests, hears each pass of a rebuild's wait.
+	awaitHook func(gen int)
 	// supersedeAfter is supersedeGrace; tests shorten it.
 	supersedeAfter time.Duration
 	// mootLetters marks the projections whose dead letters clearMoot

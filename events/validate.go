@@ -125,6 +125,9 @@ func IsControl(r rune) bool {
 //
 // Whitespace, key order and the spelling of numbers and escapes are not
 // part of an event's content: PostgreSQL normalises them, memory keeps them.
+// A zero's sign counts as spelling: PostgreSQL gives -0 back as 0, so a Go
+// float64 negative zero decodes as +0 from it (equal, but math.Signbit and
+// 1/x tell them apart); keep the sign elsewhere if it matters.
 func ValidatePayload(p []byte) error {
 	_, err := PayloadReadBackSize(p)
 	return err

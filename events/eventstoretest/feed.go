@@ -80,6 +80,7 @@ var feedTests = []feedTest{
 	{"EndedUnitRefusesEveryCall", testEndedUnitRefusesEveryCall},
 	{"UnitEmptyReadsAreEmptySlices", testUnitEmptyReadsAreEmptySlices},
 	{"CheckpointCallsRefuseBadNames", testCheckpointCallsRefuseBadNames},
+	{"CommitRefusesACheckpointMovedTwice", testCommitRefusesACheckpointMovedTwice},
 }
 
 // RunFeed runs the feed suite. newSource must return a fresh, empty source

@@ -100,3 +100,31 @@ func validateLeaseText(what, s, hint string) error {
 	}
 	return nil
 }
+
+// ValidateMoves checks the moves of one Unit.Commit as both stores do:
+// each lease as ValidateLeaseHolder does, each position and From as
+// ValidateToken does, and no checkpoint moved twice (ErrInvalidLease).
+// Two moves of one checkpoint had no one meaning: memory judged each
+// From against the checkpoint before the commit, PostgreSQL the second
+// against the first's result.
+func ValidateMoves(moves []Move) error {
+	for i, m := range moves {
+		if err := ValidateLeaseHolder(m.Lease); err != nil {
+			return err
+		}
+		if err := ValidateToken(m.Position); err != nil {
+			return err
+		}
+		if m.From != nil {
+			if err := ValidateToken(*m.From); err != nil {
+				return err
+			}
+		}
+		for _, o := range moves[:i] {
+			if o.Lease.Name == m.Lease.Name {
+				return fmt.Errorf("%w: checkpoint %q is moved twice in one commit: move each checkpoint once, to its last position", ErrInvalidLease, m.Lease.Name)
+			}
+		}
+	}
+	return nil
+}

@@ -84,7 +84,9 @@ func isC0Control(r rune) bool { return r < 0x20 || r == 0x7f }
 // by events.ValidatePayload's rules (valid UTF-8, no NUL, no lone
 // surrogate escape, numbers PostgreSQL and Go read alike, no key twice in
 // an object). Memory refuses what PostgreSQL's jsonb would refuse at
-// commit, or would keep differently, so the two stores agree.
+// commit, or would keep differently, so the two stores agree, spelling
+// aside as for payloads (a zero's sign included: PostgreSQL gives -0 back
+// as 0).
 //
 // Unlike an event's payload (events.Limits), the limit counts the value as
 // sent: PostgreSQL gives numbers back written out in full and puts a space

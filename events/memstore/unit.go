@@ -370,18 +370,9 @@ func (u *unit) Commit(ctx context.Context, moves ...feed.Move) error {
 	if done {
 		return events.ErrUnitEnded
 	}
-	for _, m := range moves {
-		err := feed.ValidateLeaseHolder(m.Lease)
-		if err == nil {
-			err = feed.ValidateToken(m.Position)
-		}
-		if err == nil && m.From != nil {
-			err = feed.ValidateToken(*m.From)
-		}
-		if err != nil {
-			_ = u.Rollback(ctx) // as on PostgreSQL, where the unit cannot go on
-			return err
-		}
+	if err := feed.ValidateMoves(moves); err != nil {
+		_ = u.Rollback(ctx) // as on PostgreSQL, where the unit cannot go on
+		return err
 	}
 	s := u.s
 	s.mu.Lock()

@@ -22,12 +22,12 @@ func (u *unit) Commit(ctx context.Context, moves ...feed.Move) error {
 	if err := u.live(); err != nil {
 		return err
 	}
+	if err := feed.ValidateMoves(moves); err != nil {
+		_ = u.Rollback(ctx)
+		return err
+	}
 	args := make([][7]any, len(moves))
 	for i, m := range moves {
-		if err := feed.ValidateLeaseHolder(m.Lease); err != nil {
-			_ = u.Rollback(ctx)
-			return err
-		}
 		major, minor, err := tokenArgs(m.Position)
 		if err != nil {
 			_ = u.Rollback(ctx)

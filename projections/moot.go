@@ -22,21 +22,32 @@ func (r *Runner) clearMoot(ctx context.Context, p *compiled, st state) {
 	}
 	cps := r.cfg.Source.Checkpoints()
 	// A halt row that does not decode is not one to judge: left alone.
-	moot := func(row feed.Row) bool {
+	moot := func(row feed.Row, skipTo events.Token) bool {
 		h, err := decodeHalt(row)
-		return err == nil && !h.Token.After(st.SkipTo)
+		return err == nil && !h.Token.After(skipTo)
+	}
+	// The state row again, in the unit that deletes, with LockShare: a
+	// Reset (LockUpdate) may have moved SkipTo back since st was read,
+	// and what lies past it now is no longer moot.
+	lockedSkipTo := func(ctx context.Context, u feed.Unit) (events.Token, error) {
+		cur, err := mustState(ctx, u.Rows(), p.name, feed.LockShare)
+		return cur.SkipTo, err
 	}
 	for _, cp := range p.checkpoints(p.name) {
 		row, ok, err := r.cfg.Source.Rows().Get(ctx, feed.RuntimeNamespace, feed.HaltsTable, cp, feed.LockNone)
-		if err != nil || !ok || !moot(row) {
+		if err != nil || !ok || !moot(row, st.SkipTo) {
 			continue
 		}
 		cleared := false
 		err = withUnit(ctx, cps, func(ctx context.Context, u feed.Unit) error {
 			// Locked and read again: the partition may have been resumed
 			// and halted on a later event meanwhile.
+			skipTo, err := lockedSkipTo(ctx, u)
+			if err != nil {
+				return err
+			}
 			row, ok, err := u.Rows().Get(ctx, feed.RuntimeNamespace, feed.HaltsTable, cp, feed.LockUpdate)
-			if err != nil || !ok || !moot(row) {
+			if err != nil || !ok || !moot(row, skipTo) {
 				return err
 			}
 			cleared = true
@@ -60,7 +71,11 @@ func (r *Runner) clearMoot(ctx context.Context, p *compiled, st state) {
 		return
 	}
 	err := withUnit(ctx, cps, func(ctx context.Context, u feed.Unit) error {
-		return dropDeadLetters(ctx, u.Rows(), p.name, func(t events.Token) bool { return !t.After(st.SkipTo) })
+		skipTo, err := lockedSkipTo(ctx, u)
+		if err != nil {
+			return err
+		}
+		return dropDeadLetters(ctx, u.Rows(), p.name, func(t events.Token) bool { return !t.After(skipTo) })
 	})
 	if err != nil {
 		r.mu.Lock()

@@ -2,6 +2,7 @@ package events
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
 )
 
@@ -27,8 +28,10 @@ func AssignIDs(evs []Event) []Event {
 //
 // An append is a retry of the append that stored its events when every id
 // is stored, in streamID, at consecutive versions in the append's order,
-// with the same type, schema version, payload (by EqualJSON) and metadata,
-// and expected describes where they landed (AnyVersion always does;
+// with the same type, schema version, payload (by EqualJSON) and metadata
+// (AppliedMarksKey aside: an append hook sets it, callers cannot, and a
+// retry may pass through a process whose hooks differ, or none), and
+// expected describes where they landed (AnyVersion always does;
 // Exactly(n) when the first is at n+1; NoStream when it is at 1;
 // StreamExists when it is past 1). Then res is the original AppendResult,
 // with AlreadyStored set.
@@ -62,7 +65,7 @@ func MatchStored(streamID string, expected ExpectedVersion, recs []Record, store
 			return AppendResult{}, true, fmt.Errorf("%w: event id %s is already stored in %q at version %d, not in this append's order "+
 				"(a retry must repeat the earlier append exactly)", ErrDuplicateEvent, r.ID, streamID, env.Version)
 		case env.Type != r.Raw.Type || env.SchemaVersion != r.Raw.SchemaVersion || !EqualJSON(env.Payload, r.Raw.Payload) ||
-			!reflect.DeepEqual(env.Metadata, r.Metadata):
+			!reflect.DeepEqual(withoutMarks(env.Metadata), withoutMarks(r.Metadata)):
 			return AppendResult{}, true, fmt.Errorf("%w: event id %s is already stored in %q at version %d with different content "+
 				"(an id names one event: a retry must send the same event, a new event needs a new id)", ErrDuplicateEvent, r.ID, streamID, env.Version)
 		}
@@ -77,4 +80,23 @@ func MatchStored(streamID string, expected ExpectedVersion, recs []Record, store
 			"(retry with the expected version of the first attempt)", ErrDuplicateEvent, streamID, res.FirstVersion, res.LastVersion, expected)
 	}
 	return res, true, nil
+}
+
+// withoutMarks is m without the append hooks' marks (AppliedMarksKey), an
+// Extra left empty as none: what a caller's retry can repeat.
+func withoutMarks(m Metadata) Metadata {
+	if len(m.Extra) == 0 {
+		m.Extra = nil
+		return m
+	}
+	if _, ok := m.Extra[AppliedMarksKey]; !ok {
+		return m
+	}
+	extra := maps.Clone(m.Extra)
+	delete(extra, AppliedMarksKey)
+	if len(extra) == 0 {
+		extra = nil
+	}
+	m.Extra = extra
+	return m
 }

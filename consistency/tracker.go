@@ -105,11 +105,6 @@ type checkpoint struct {
 	guarded bool
 	heldTo  events.Token
 	held    uint64
-	// floor, for a group, is a position an Advance of the group's own
-	// name set above its members' (a generation switch): the group stays
-	// at it while members move forward below it, until one moves back (a
-	// reset drops it) or the members change.
-	floor events.Token
 }
 
 // NewTracker builds a Tracker. Call Start to subscribe to the Watcher and
@@ -236,27 +231,8 @@ func (t *Tracker) Stopped() <-chan struct{} { return t.stopped }
 func (t *Tracker) Advance(name string, pos events.Token) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	cp := t.checkpointLocked(name)
-	t.advanceLocked(cp, pos)
-	if _, ok := t.groups[name]; ok && pos.After(cp.floor) {
-		cp.floor = pos
-	}
+	t.advanceLocked(t.checkpointLocked(name), pos)
 	t.regroupLocked(name, 0)
-}
-
-// dropFloorsLocked drops the floors of the groups name belongs to, and of
-// those they belong to in turn: name moved back (a reset), so what a
-// group's own Advance established over its members no longer holds.
-func (t *Tracker) dropFloorsLocked(name string, depth int) {
-	if depth > len(t.groups) {
-		return
-	}
-	for _, g := range t.memberOf[name] {
-		if cp, ok := t.names[g]; ok {
-			cp.floor = events.Token{}
-		}
-		t.dropFloorsLocked(g, depth+1)
-	}
 }
 
 // Group makes name stand for the lowest position of members: a processor
@@ -267,10 +243,7 @@ func (t *Tracker) dropFloorsLocked(name string, depth int) {
 // back (a member's Reset), with the lowest of them. A member may be a group
 // itself. The Watcher's reports for name itself are ignored (see watched);
 // Advance and Reset of name still move it, for a caller that knows the
-// read model reflects more than its members say (a generation switch): an
-// Advance of name holds while its members move forward below it, until
-// one of them moves back (a Reset, here or reported by the store) or
-// Group changes the members.
+// read model reflects more than its members say (a generation switch).
 //
 // Group replaces the members name had. Until every new member is known,
 // name is unknown, whatever position it had before (its own, or the old
@@ -305,9 +278,7 @@ func (t *Tracker) Group(name string, members ...string) {
 	}
 	// A read of name in flight since before reads name's own checkpoint,
 	// not the members': counted as a reset, its answer is dropped.
-	gcp := t.checkpointLocked(name)
-	gcp.resets++
-	gcp.floor = events.Token{}
+	t.checkpointLocked(name).resets++
 	t.groups[name] = slices.Clone(members)
 	for _, m := range members {
 		t.memberOf[m] = append(t.memberOf[m], name)
@@ -350,7 +321,6 @@ func (t *Tracker) recomputeLocked(g string, depth int) {
 		}
 	}
 	gcp := t.checkpointLocked(g)
-	low = low.Max(gcp.floor)
 	switch {
 	case gcp.known && low.Before(gcp.pos):
 		t.resetLocked(gcp, low)
@@ -373,7 +343,6 @@ func (t *Tracker) forgetLocked(name string, depth int) {
 	}
 	cp.pos = events.Token{}
 	cp.known = false
-	cp.floor = events.Token{}
 	cp.resets++
 	cp.moved.Notify()
 	t.readForWaitersLocked(name)
@@ -469,8 +438,6 @@ func (t *Tracker) Reset(name string, pos events.Token) {
 	t.resetLocked(cp, pos)
 	cp.guarded = true
 	cp.heldTo = events.Token{}
-	cp.floor = events.Token{}
-	t.dropFloorsLocked(name, 0)
 	t.regroupLocked(name, 0)
 }
 

@@ -325,7 +325,6 @@ func (t *Tracker) learnLocked(name string, cp *checkpoint, pos events.Token, sta
 		// Behind, with nothing moved meanwhile: a reset made elsewhere,
 		// whatever was reported during the read.
 		t.resetLocked(cp, pos)
-		t.dropFloorsLocked(name, 0)
 		t.settleHeldLocked(name, cp, pos, start)
 	case cp.reported != start.reported:
 		// Taken as an Advance, a snapshot from before a reported reset

@@ -211,6 +211,9 @@ func (r *Runner) trySwitch(ctx context.Context, p *compiled, gen int) (switched 
 	var old int
 	var at events.Token
 	outer := ctx
+	r.mu.Lock()
+	resets := r.resets[p.name]
+	r.mu.Unlock()
 	err = withUnit(ctx, cps, func(ctx context.Context, u feed.Unit) error {
 		switched = false
 		st, err := mustState(ctx, u.Rows(), p.name, feed.LockUpdate)
@@ -290,12 +293,14 @@ func (r *Runner) trySwitch(ctx context.Context, p *compiled, gen int) (switched 
 	if r.cfg.OnUpdate != nil {
 		r.cfg.OnUpdate(Update{Kind: UpdateReplaced, Projection: p.name, Generation: gen, Token: at})
 	}
-	if r.cfg.Tracker != nil && !at.IsZero() {
+	r.mu.Lock()
+	if r.cfg.Tracker != nil && !at.IsZero() && r.resets[p.name] == resets {
 		// The new generation reflects every event up to at, even while the
-		// live checkpoint is still moving up to it.
+		// live checkpoint is still moving up to it. Not after a Reset made
+		// here since the switch began: its events are being applied
+		// again, and this Advance would undo its Tracker.Reset.
 		r.cfg.Tracker.Advance(p.name, at)
 	}
-	r.mu.Lock()
 	var live0 *procRun
 	if pr := r.procs[p.name]; pr != nil {
 		live0 = pr

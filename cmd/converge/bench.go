@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
@@ -212,8 +213,9 @@ func newBenchCmd() *cobra.Command {
 		Short: "Measure converge against a baseline in the same run",
 		Long: `bench runs a scenario against PostgreSQL in a throw-away schema named
 <--schema>_bench_<random> (converge_bench_1a2b3c4d by default; --schema itself
-is never touched). The schema is dropped at the end unless --keep; if the
-drop fails, bench fails and names the schema to drop by hand.
+is never touched, nor is a schema of that name that exists already: bench
+takes another suffix). The schema is dropped at the end unless --keep; if
+the drop fails, bench fails and names the schema to drop by hand.
 
 It prints one JSON object per measurement, then a short table for people;
 --json prints the JSON lines only. Every line carries converge's figure,
@@ -333,7 +335,10 @@ func (c *benchCmd) run(ctx context.Context) (err error) {
 		return err
 	}
 	defer pool.Close()
-	schema := c.benchSchema(c.suffix())
+	schema, err := createBenchSchema(ctx, pool, c)
+	if err != nil {
+		return err
+	}
 	if c.keep {
 		fmt.Fprintf(c.errOut, "bench schema kept: %s\n", schema)
 	} else {
@@ -368,6 +373,30 @@ func (c *benchCmd) run(ctx context.Context) (err error) {
 		return err
 	}
 	return summary(c.out)
+}
+
+// createBenchSchema creates a new schema for the run, and returns its
+// name. It never reuses one: the run drops its schema at the end, and a
+// schema of the same name made by someone else (a name picked by hand, or
+// a random suffix met twice) would be dropped with everything in it. A
+// taken name gets a new suffix, a few times.
+func createBenchSchema(ctx context.Context, pool *pgxpool.Pool, c *benchCmd) (string, error) {
+	const tries = 5
+	var taken []string
+	for range tries {
+		schema := c.benchSchema(c.suffix())
+		_, err := pool.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize())
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42P06" { // duplicate_schema
+			taken = append(taken, schema)
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("bench: create schema %s: %w", schema, err)
+		}
+		return schema, nil
+	}
+	return "", fmt.Errorf("bench: schemas %s exist already: bench runs in a schema of its own, which it drops at the end, and leaves those alone (drop them if they are left from earlier runs, or pass another --schema)", strings.Join(taken, ", "))
 }
 
 // dropBenchSchema drops a bench run's schema, or says how to do it by hand.

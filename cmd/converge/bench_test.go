@@ -221,6 +221,33 @@ func TestBenchRejectsBadOptions(t *testing.T) {
 	}
 }
 
+// newAppendBench is a short append bench against db, writing its output
+// to out, whose schema suffixes are suffixes in turn.
+func newAppendBench(t *testing.T, db *pgtest.DB, out *strings.Builder, duration time.Duration, suffixes ...string) *benchCmd {
+	t.Helper()
+	next := 0
+	c := &benchCmd{
+		db:          &dbOptions{URL: db.URL, Schema: db.Schema},
+		scenario:    "append",
+		events:      1,
+		writers:     []int{1},
+		batches:     []int{1},
+		duration:    duration,
+		rate:        1,
+		sagas:       1,
+		out:         out,
+		errOut:      out,
+		dropTimeout: 300 * time.Millisecond,
+		suffix: func() string {
+			s := suffixes[min(next, len(suffixes)-1)]
+			next++
+			return s
+		},
+	}
+	require.NoError(t, c.validate())
+	return c
+}
+
 // TestBenchFailsWhenItCannotDropItsSchema: a session holding a lock inside
 // the bench schema makes the final drop fail; the run reports it after its
 // results and fails, naming the schema to drop by hand.
@@ -229,40 +256,65 @@ func TestBenchFailsWhenItCannotDropItsSchema(t *testing.T) {
 	db := pgtest.New(t, &pgtest.Config{SkipMigrate: true})
 	ctx := t.Context()
 	var out strings.Builder
-	c := &benchCmd{
-		db:          &dbOptions{URL: db.URL, Schema: db.Schema},
-		scenario:    "append",
-		events:      1,
-		writers:     []int{1},
-		batches:     []int{1},
-		duration:    20 * time.Millisecond,
-		rate:        1,
-		sagas:       1,
-		out:         &out,
-		errOut:      &out,
-		dropTimeout: 300 * time.Millisecond,
-		suffix:      func() string { return "00000001" },
-	}
-	require.NoError(t, c.validate())
+	c := newAppendBench(t, db, &out, time.Second, "00000001")
 	schema := c.benchSchema("00000001")
-	blocker := pgx.Identifier{schema, "blocker"}.Sanitize()
-	_, err := db.Pool.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()+"; CREATE TABLE "+blocker+" (id int)")
-	require.NoError(t, err)
 	t.Cleanup(func() {
 		_, err := db.Pool.Exec(context.WithoutCancel(ctx), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
 		require.NoError(t, err)
 	})
+	done := make(chan error, 1)
+	go func() { done <- c.run(ctx) }()
+	// Once bench has migrated its schema, a lock on its events table that
+	// the final DROP ... CASCADE waits for (writers' inserts do not).
+	events := schema + ".events"
+	require.Eventually(t, func() bool {
+		var ok bool
+		return db.Pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", events).Scan(&ok) == nil && ok
+	}, 30*time.Second, 5*time.Millisecond, "bench did not migrate its schema")
 	tx, err := db.Pool.Begin(ctx)
 	require.NoError(t, err)
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	_, err = tx.Exec(ctx, "LOCK TABLE "+blocker+" IN ACCESS SHARE MODE")
+	_, err = tx.Exec(ctx, "LOCK TABLE "+pgx.Identifier{schema, "events"}.Sanitize()+" IN ACCESS SHARE MODE")
 	require.NoError(t, err)
 
-	err = c.run(ctx)
+	err = <-done
 	require.ErrorContains(t, err, "bench: drop schema "+schema+": ")
 	require.ErrorContains(t, err, "lock timeout")
 	require.ErrorContains(t, err, "drop it by hand")
 	lines, _ := splitBenchOutput(t, out.String())
 	require.Len(t, lines, 1, "the results came out before the failed drop")
 	require.Equal(t, []string{schema}, benchSchemas(t, db, db.Schema))
+}
+
+// TestBenchLeavesAnExistingSchemaAlone: bench drops its schema at the end,
+// so it never runs in one that exists already (its random suffix met
+// twice): it migrated into it and dropped it, with what it held. It takes
+// another suffix, and fails, naming them, when every one it tried is taken.
+func TestBenchLeavesAnExistingSchemaAlone(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t, &pgtest.Config{SkipMigrate: true})
+	ctx := t.Context()
+	var out strings.Builder
+	c := newAppendBench(t, db, &out, 20*time.Millisecond, "00000002", "00000003")
+	taken := c.benchSchema("00000002")
+	precious := pgx.Identifier{taken, "precious"}.Sanitize()
+	_, err := db.Pool.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{taken}.Sanitize()+"; CREATE TABLE "+precious+" (id int); INSERT INTO "+precious+" VALUES (7)")
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, err := db.Pool.Exec(context.WithoutCancel(ctx), "DROP SCHEMA IF EXISTS "+pgx.Identifier{taken}.Sanitize()+" CASCADE")
+		require.NoError(t, err)
+	})
+
+	require.NoError(t, c.run(ctx), out.String())
+	var id int
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT id FROM "+precious).Scan(&id), "the existing schema's table is gone")
+	require.Equal(t, 7, id)
+	require.Equal(t, []string{taken}, benchSchemas(t, db, db.Schema), "bench ran in another schema, and dropped it")
+
+	out.Reset()
+	c = newAppendBench(t, db, &out, 20*time.Millisecond, "00000002")
+	err = c.run(ctx)
+	require.ErrorContains(t, err, "bench: schemas "+taken+", "+taken)
+	require.ErrorContains(t, err, "exist already")
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT id FROM "+precious).Scan(&id))
 }

@@ -267,8 +267,8 @@ func peakRSS() int64 {
 
 // WriteRebuildSummary writes the rebuild result for people.
 func WriteRebuildSummary(w io.Writer, r RebuildResult) error {
-	_, err := fmt.Fprintf(w, "rebuild: %d events rebuilt beside the live generation at %.0f events/s; raw sequential read %.0f events/s (ratio %.3f); live catch-up %.0f events/s; peak RSS %.1f MiB\n",
-		r.Events, r.EventsPerSec, r.BaselinePerSec, r.Ratio, r.LivePerSec, float64(r.PeakRSSBytes)/(1<<20))
+	_, err := fmt.Fprintf(w, "rebuild: %d events rebuilt beside the live generation at %.0f events/s; raw sequential read %.0f events/s (ratio %s); live catch-up %.0f events/s; peak RSS %.1f MiB\n",
+		r.Events, r.EventsPerSec, r.BaselinePerSec, ratioText(r.Ratio, 3), r.LivePerSec, float64(r.PeakRSSBytes)/(1<<20))
 	return err
 }
 

@@ -13,7 +13,7 @@ func WriteAppendSummary(w io.Writer, rs []AppendResult) error {
 	fmt.Fprintln(tw, "append: converge events/s against raw INSERTs of the same rows (ratio = converge / raw; 1 is parity)")
 	fmt.Fprintln(tw, "WRITERS\tBATCH\tCONVERGE/S\tRAW/S\tRATIO")
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%d\t%d\t%.0f\t%.0f\t%.2f\n", r.Writers, r.Batch, r.EventsPerSec, r.BaselinePerSec, r.Ratio)
+		fmt.Fprintf(tw, "%d\t%d\t%.0f\t%.0f\t%s\n", r.Writers, r.Batch, r.EventsPerSec, r.BaselinePerSec, ratioText(r.Ratio, 2))
 	}
 	return tw.Flush()
 }
@@ -29,7 +29,7 @@ func WritePropagationSummary(w io.Writer, rs []PropagationResult) error {
 	fmt.Fprintf(tw, "propagation at %d events/s: commit to waiter woken (ratio = %s p99 / p99; above 1 is sooner)\n", rs[0].Rate, MethodPoll50ms)
 	fmt.Fprintln(tw, "METHOD\tEVENTS\tAPPENDED/S\tP50 MS\tP95 MS\tP99 MS\tSTALE\tRATIO")
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.1f\t%.1f\t%.1f\t%d\t%.2f\n", r.Method, r.Events, r.AppendedPerSec, r.P50Ms, r.P95Ms, r.P99Ms, r.Stale, r.Ratio)
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.1f\t%.1f\t%.1f\t%d\t%s\n", r.Method, r.Events, r.AppendedPerSec, r.P50Ms, r.P95Ms, r.P99Ms, r.Stale, ratioText(r.Ratio, 2))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -57,7 +57,7 @@ func WriteCommandSummary(w io.Writer, rs []CommandResult) error {
 	fmt.Fprintf(tw, "command at %d steps/s: step commit to handler start, across processes (ratio = %s p50 / p50; above 1 is sooner)\n", rs[0].Rate, MethodWatermillSQL)
 	fmt.Fprintln(tw, "METHOD\tCOMMANDS\tSTEPS/S\tP50 MS\tP95 MS\tP99 MS\tRATIO")
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.1f\t%.1f\t%.1f\t%.2f\n", r.Method, r.Commands, r.StepsPerSec, r.P50Ms, r.P95Ms, r.P99Ms, r.Ratio)
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.1f\t%.1f\t%.1f\t%s\n", r.Method, r.Commands, r.StepsPerSec, r.P50Ms, r.P95Ms, r.P99Ms, ratioText(r.Ratio, 2))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -80,7 +80,7 @@ func WriteParallelSummary(w io.Writer, rs []ParallelResult) error {
 	fmt.Fprintln(tw, "parallel: a handler spending a fixed time per event, partitions shared by processes (ratio = events/s / the first line's)")
 	fmt.Fprintln(tw, "PARTITIONS\tPROCESSES\tEVENTS\tEVENTS/S\tRATIO")
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%d\t%d\t%d\t%.0f\t%.2f\n", r.Partitions, r.Processes, r.Events, r.EventsPerSec, r.Ratio)
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%.0f\t%s\n", r.Partitions, r.Processes, r.Events, r.EventsPerSec, ratioText(r.Ratio, 2))
 	}
 	return tw.Flush()
 }
@@ -96,7 +96,7 @@ func WriteSagaSummary(w io.Writer, rs []SagaResult) error {
 		if r.RoundTripsPerSaga > 0 {
 			trips = fmt.Sprintf("%.1f", r.RoundTripsPerSaga)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.0f\t%.1f\t%.1f\t%s\t%.0f\t%.3f\t%s\n", r.Store, r.Partitions, r.Sagas, r.SagasPerSec, r.StepsPerSec, r.P50Ms, r.P99Ms, r.Baseline, r.BaselinePerSec, r.Ratio, trips)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.0f\t%.1f\t%.1f\t%s\t%.0f\t%s\t%s\n", r.Store, r.Partitions, r.Sagas, r.SagasPerSec, r.StepsPerSec, r.P50Ms, r.P99Ms, r.Baseline, r.BaselinePerSec, ratioText(r.Ratio, 3), trips)
 	}
 	return tw.Flush()
 }
@@ -108,7 +108,7 @@ func WriteContendedSummary(w io.Writer, rs []ContendedResult) error {
 	fmt.Fprintln(tw, "contended: events/s appended to one stream by every writer, against raw INSERTs of the same rows (ratio = converge / raw)")
 	fmt.Fprintln(tw, "METHOD\tWRITERS\tCONVERGE/S\tRAW/S\tRATIO")
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.2f\n", r.Method, r.Writers, r.EventsPerSec, r.BaselinePerSec, r.Ratio)
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%s\n", r.Method, r.Writers, r.EventsPerSec, r.BaselinePerSec, ratioText(r.Ratio, 2))
 	}
 	return tw.Flush()
 }

@@ -93,6 +93,10 @@ func gateStatsOfABacklog(t *testing.T, store converge.Store) {
 		Sagas:       []saga.Definition{flow},
 		Commands:    []cqrs.CommandHandler{charge},
 		Logger:      slog.New(slog.DiscardHandler),
+		// Long enough that neither step is parked on a loaded machine: a
+		// message queued behind a parked step and run by the parked-step
+		// driver is no gate of the processor (GateStats says so).
+		GateTimeout: time.Minute,
 	})
 	require.NoError(t, err)
 	require.NoError(t, client.Start(ctx))

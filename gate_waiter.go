@@ -11,7 +11,11 @@ import (
 	"github.com/converge-es/converge/events/feed"
 )
 
-// GateStats counts the saga processor's gates since the client was built.
+// GateStats counts the saga processor's gates since the client was built:
+// the events whose read models it checked as it delivered them. A message
+// that arrives while its instance's step is parked is queued without a
+// gate, and the parked-step driver runs it later on caught-up models: it
+// is not counted.
 type GateStats struct {
 	// Gated counts events whose saga step reads read models.
 	Gated int64

@@ -119,7 +119,7 @@ func TestREADMEDemoFiguresAreTheDefaultRun(t *testing.T) {
 // outcome counts it prints, for a random N, but for what the README
 // allows: on a machine loaded enough that a payment outlives the saga's
 // payment timeout (500 ms of real time), an order that would have been
-// confirmed times out instead.
+// confirmed or declined times out instead.
 func TestDemoSeedRepeatsOutcomeCounts(t *testing.T) {
 	t.Parallel()
 	seed := rand.Uint64N(1<<32) + 1
@@ -137,16 +137,21 @@ func TestDemoSeedRepeatsOutcomeCounts(t *testing.T) {
 }
 
 // requireSameOutcomes checks that two runs of one seed had the same
-// outcome counts, but for what the README allows: confirmed orders that
-// timed out in one run only, as on a machine loaded enough that a payment
-// outlived the saga's payment timeout (500 ms of real time).
+// outcome counts, but for what the README allows: orders that timed out in
+// one run and were confirmed or declined in the other, as on a machine
+// loaded enough that a payment outlived the saga's payment timeout (500 ms
+// of real time). Every other outcome is counted alike.
 func requireSameOutcomes(t *testing.T, want, got map[string]int, msg string, args ...any) {
 	t.Helper()
 	a, b := maps.Clone(want), maps.Clone(got)
-	if moved := a[orders.OutcomeConfirmed] - b[orders.OutcomeConfirmed]; moved != 0 {
-		t.Logf("%d confirmed orders timed out in one run and not the other (a loaded machine): %v, then %v", max(moved, -moved), want, got)
-		a[orders.OutcomeTimedOut] += moved
-		a[orders.OutcomeConfirmed] -= moved
+	if a[orders.OutcomeTimedOut] != b[orders.OutcomeTimedOut] {
+		t.Logf("orders timed out in one run and not the other (a loaded machine): %v, then %v", want, got)
+		// The payment's outcome and the timeout become one bucket.
+		for _, m := range []map[string]int{a, b} {
+			m[orders.OutcomeTimedOut] += m[orders.OutcomeConfirmed] + m[orders.OutcomeDeclined]
+			delete(m, orders.OutcomeConfirmed)
+			delete(m, orders.OutcomeDeclined)
+		}
 	}
 	zero := func(_ string, n int) bool { return n == 0 }
 	maps.DeleteFunc(a, zero)

@@ -228,7 +228,8 @@ func (e *Engine) commitStep(ctx context.Context, u feed.Unit, s *compiled, in *i
 			}
 		}
 	}
-	state, err := rowjson.Marshal(c.state)
+	var state []byte
+	err := recovered("the state's MarshalJSON", func() (err error) { state, err = rowjson.Marshal(c.state); return err })
 	if err != nil {
 		return Permanent(fmt.Errorf("saga %q: state does not encode as JSON: %w", s.name, err))
 	}

@@ -223,7 +223,11 @@ func (s *Saga[S]) decodeState(raw json.RawMessage, version int) (*S, error) {
 		}
 	}
 	st := new(S)
-	if err := json.Unmarshal(raw, st); err != nil {
+	// The state type's own UnmarshalJSON is user code: a panic in it fails
+	// the instances it cannot read (as an upcaster's does), not the unit
+	// they share with others, the driver's goroutine or an operator's
+	// cancel.
+	if err := recovered("the state's UnmarshalJSON", func() error { return json.Unmarshal(raw, st) }); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrStateDecode, err)
 	}
 	return st, nil
@@ -299,7 +303,11 @@ type compiled struct {
 // instead of Config.Initial's.
 func (c *compiled) state(in *instance) (any, error) {
 	if !in.hasState() {
-		return c.newState(), nil
+		var st any
+		if err := recovered("Config.Initial", func() error { st = c.newState(); return nil }); err != nil {
+			return nil, fmt.Errorf("saga %q: %w", c.name, err)
+		}
+		return st, nil
 	}
 	return c.decodeState(json.RawMessage(in.State), in.StateVersion)
 }
@@ -329,6 +337,17 @@ func (c compiledConfig) retryDelay(attempts int) time.Duration {
 // upcastSafely runs an upcaster, turning a panic into its error: a bug in
 // one upcaster fails the instances it cannot bring forward (ErrStateDecode),
 // not the unit they share with others or the driver's goroutine.
+// recovered runs fn, user code named what, and turns a panic in it into an
+// error that names it.
+func recovered(what string, fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%s panicked: %v (fix it; the instance can then be retried)", what, r)
+		}
+	}()
+	return fn()
+}
+
 func upcastSafely(up func(json.RawMessage) (json.RawMessage, error), raw json.RawMessage) (out json.RawMessage, err error) {
 	defer func() {
 		if r := recover(); r != nil {

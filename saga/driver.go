@@ -457,7 +457,7 @@ func inUnit(ctx context.Context, src feed.Source, attempts int, fn func(ctx cont
 			return fmt.Errorf("saga: begin unit: %w", err)
 		}
 		uctx := u.Context(events.ContextWithUnit(ctx, u))
-		err = fn(uctx, u)
+		err = runInUnit(uctx, u, fn)
 		if err == nil {
 			err = u.Commit(ctx)
 		}
@@ -469,6 +469,19 @@ func inUnit(ctx context.Context, src feed.Source, attempts int, fn func(ctx cont
 			return err
 		}
 	}
+}
+
+// runInUnit runs fn, rolling u back before a panic goes on up: on
+// PostgreSQL the unit's transaction would otherwise stay open, holding
+// the instance rows it locked.
+func runInUnit(ctx context.Context, u feed.Unit, fn func(ctx context.Context, u feed.Unit) error) error {
+	defer func() {
+		if r := recover(); r != nil {
+			_ = u.Rollback(context.WithoutCancel(ctx))
+			panic(r)
+		}
+	}()
+	return fn(ctx, u)
 }
 
 // resumeOne takes one step of a blocked instance: the parked step when its

@@ -235,6 +235,35 @@ func (t *Tracker) Advance(name string, pos events.Token) {
 	t.regroupLocked(name, 0)
 }
 
+// Epoch returns a count that moves whenever name's position moves back or
+// is forgotten: a Reset here, a reset learned from the store, a change of
+// a group's members or a group moving back with them. Pass it to
+// AdvanceAt.
+func (t *Tracker) Epoch(name string) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.checkpointLocked(name).resets
+}
+
+// AdvanceAt is Advance for a caller that learned of pos before it could
+// tell the tracker: a projection's generation switch, which commits, then
+// tells its listeners, then advances. It advances only if name has not
+// moved back since epoch was read (Epoch): a reset in between, made here
+// or learned from another process, is newer news than pos, which would
+// undo it and answer waits fresh for events being applied again. It
+// reports whether it advanced.
+func (t *Tracker) AdvanceAt(name string, pos events.Token, epoch uint64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cp := t.checkpointLocked(name)
+	if cp.resets != epoch {
+		return false
+	}
+	t.advanceLocked(cp, pos)
+	t.regroupLocked(name, 0)
+	return true
+}
+
 // Group makes name stand for the lowest position of members: a processor
 // split into partitions (feed.Processor.CheckpointNames) has one checkpoint
 // per partition, and a read model fed by it has caught up to a token only

@@ -323,8 +323,6 @@ func (r *Runner) reset(ctx context.Context, name string, tok events.Token, lease
 	if err != nil {
 		return fmt.Errorf("projections: reset %q: %w", name, err)
 	}
-	r.mu.Lock()
-	r.resets[name]++
 	if r.cfg.Tracker != nil {
 		for _, cp := range p.checkpoints(name) {
 			r.cfg.Tracker.Reset(cp, tok)
@@ -333,7 +331,6 @@ func (r *Runner) reset(ctx context.Context, name string, tok events.Token, lease
 			r.cfg.Tracker.Reset(name, tok)
 		}
 	}
-	r.mu.Unlock()
 	r.log.Info("projections: reset", "projection", name, "position", tok.String())
 	r.changed.Notify()
 	return nil

@@ -211,9 +211,10 @@ func (r *Runner) trySwitch(ctx context.Context, p *compiled, gen int) (switched 
 	var old int
 	var at events.Token
 	outer := ctx
-	r.mu.Lock()
-	resets := r.resets[p.name]
-	r.mu.Unlock()
+	var epoch uint64
+	if r.cfg.Tracker != nil {
+		epoch = r.cfg.Tracker.Epoch(p.name)
+	}
 	err = withUnit(ctx, cps, func(ctx context.Context, u feed.Unit) error {
 		switched = false
 		st, err := mustState(ctx, u.Rows(), p.name, feed.LockUpdate)
@@ -293,14 +294,15 @@ func (r *Runner) trySwitch(ctx context.Context, p *compiled, gen int) (switched 
 	if r.cfg.OnUpdate != nil {
 		r.cfg.OnUpdate(Update{Kind: UpdateReplaced, Projection: p.name, Generation: gen, Token: at})
 	}
-	r.mu.Lock()
-	if r.cfg.Tracker != nil && !at.IsZero() && r.resets[p.name] == resets {
+	if r.cfg.Tracker != nil && !at.IsZero() {
 		// The new generation reflects every event up to at, even while the
-		// live checkpoint is still moving up to it. Not after a Reset made
-		// here since the switch began: its events are being applied
-		// again, and this Advance would undo its Tracker.Reset.
-		r.cfg.Tracker.Advance(p.name, at)
+		// live checkpoint is still moving up to it. Not after a reset the
+		// tracker heard of since the switch began (made here or in another
+		// process): its events are being applied again, and this advance
+		// would undo it.
+		r.cfg.Tracker.AdvanceAt(p.name, at, epoch)
 	}
+	r.mu.Lock()
 	var live0 *procRun
 	if pr := r.procs[p.name]; pr != nil {
 		live0 = pr

@@ -81,10 +81,6 @@ type Runner struct {
 	awaitHook func(gen int)
 	// supersedeAfter is supersedeGrace; tests shorten it.
 	supersedeAfter time.Duration
-	// resets counts each projection's Runner.Resets (guarded by mu), so a
-	// switch can tell that one came between its commit and its
-	// Tracker.Advance.
-	resets map[string]uint64
 	// mootLetters marks the projections whose dead letters clearMoot
 	// checks at the monitor's next pass (guarded by mu).
 	mootLetters map[string]bool
@@ -129,7 +125,6 @@ func NewRunner(cfg *RunnerConfig) (*Runner, error) {
 
 		supersedeAfter: supersedeGrace,
 		mootLetters:    map[string]bool{},
-		resets:         map[string]uint64{},
 	}
 	reg := c.Store.Registry()
 	for _, p := range c.Projections {

@@ -1,10 +1,14 @@
 package consistency_test
 
 import (
+	"context"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/consistency"
 )
 
 // TestAdvanceAtYieldsToAReset: an advance learned before a reset (a
@@ -47,4 +51,35 @@ func TestAdvanceAtYieldsToAReset(t *testing.T) {
 			require.True(t, pos.Before(tok(30)), "round %d: %s at %v after a reset", round, name, pos)
 		}
 	}
+}
+
+// TestAdvanceAtYieldsToAReportedResetBeingChecked: another process resets
+// the read model and its Watcher reports the position behind the known
+// one; while the store read that tells a reset from a late report is
+// under way, a switch's AdvanceAt comes. It advanced (the epoch only moved
+// once the read answered), and the read's answer, a move meanwhile, was
+// then dropped: the tracker stayed ahead of the store, waits fresh for
+// events being applied again.
+func TestAdvanceAtYieldsToAReportedResetBeingChecked(t *testing.T) {
+	t.Parallel()
+	gp := newGatedPositions()
+	gp.set("view", tok(10))
+	w := &fakeWatcher{}
+	tr := setup(t, &consistency.TrackerConfig{Positions: gp, Watcher: w})
+	defer close(gp.release)
+
+	tr.Advance("view", tok(10))
+	epoch := tr.Epoch("view")
+	gp.set("view", tok(4))
+	w.push("view", tok(4))
+	within(t, gp.started, "the report behind is read from the store")
+
+	require.False(t, tr.AdvanceAt("view", tok(20), epoch), "an advance over a reported reset being checked")
+	gp.release <- struct{}{}
+	within(t, gp.ended, "the read answers")
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	st, err := tr.Wait(ctx, tok(15), "view")
+	require.NoError(t, err)
+	require.True(t, st.Stale, "the store says the model was reset to 4")
 }

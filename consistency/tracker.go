@@ -105,6 +105,10 @@ type checkpoint struct {
 	guarded bool
 	heldTo  events.Token
 	held    uint64
+	// behind counts the Watcher's reports of a position behind the known
+	// one, of name or (for a group) of a member: each may be a reset made
+	// elsewhere whose check is still under way, and Epoch counts them.
+	behind uint64
 }
 
 // NewTracker builds a Tracker. Call Start to subscribe to the Watcher and
@@ -236,13 +240,28 @@ func (t *Tracker) Advance(name string, pos events.Token) {
 }
 
 // Epoch returns a count that moves whenever name's position moves back or
-// is forgotten: a Reset here, a reset learned from the store, a change of
-// a group's members or a group moving back with them. Pass it to
-// AdvanceAt.
+// is forgotten (a Reset here, a reset learned from the store, a change of
+// a group's members or a group moving back with them), or may be about to:
+// the Watcher reported a position behind the known one, of name or of a
+// member of its group, and the store read that tells a reset made
+// elsewhere from a late report is under way. Pass it to AdvanceAt.
 func (t *Tracker) Epoch(name string) uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.checkpointLocked(name).resets
+	cp := t.checkpointLocked(name)
+	return cp.resets + cp.behind
+}
+
+// markBehindLocked counts a report behind cp's position, of name, in
+// name's epoch and in those of the groups it belongs to, and of theirs.
+func (t *Tracker) markBehindLocked(cp *checkpoint, name string, depth int) {
+	cp.behind++
+	if depth > len(t.groups) {
+		return
+	}
+	for _, g := range t.memberOf[name] {
+		t.markBehindLocked(t.checkpointLocked(g), g, depth+1)
+	}
 }
 
 // AdvanceAt is Advance for a caller that learned of pos before it could
@@ -256,7 +275,7 @@ func (t *Tracker) AdvanceAt(name string, pos events.Token, epoch uint64) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	cp := t.checkpointLocked(name)
-	if cp.resets != epoch {
+	if cp.resets+cp.behind != epoch {
 		return false
 	}
 	t.advanceLocked(cp, pos)
@@ -524,6 +543,7 @@ func (t *Tracker) watched(name string, pos events.Token) {
 		cp.reported++
 	}
 	if cp.known && pos.Before(cp.pos) && t.cfg.Positions != nil {
+		t.markBehindLocked(cp, name, 0)
 		t.verifyLocked(name)
 		return
 	}

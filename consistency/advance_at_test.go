@@ -76,7 +76,7 @@ func TestAdvanceAtYieldsToAReportedResetBeingChecked(t *testing.T) {
 
 	require.False(t, tr.AdvanceAt("view", tok(20), epoch), "an advance over a reported reset being checked")
 	gp.release <- struct{}{}
-	within(t, gp.ended, "the read answers")
+	require.NoError(t, within(t, gp.ended, "the read answers"))
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	st, err := tr.Wait(ctx, tok(15), "view")

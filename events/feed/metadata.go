@@ -53,6 +53,12 @@ const (
 	// before delivery and leaves the key in the metadata, so
 	// EnvelopeFromMessage can rebuild the stored envelope.
 	MetaEncoding = "converge_encoding"
+	// MetaPayloadAsStored is set ("true") on a delivered message whose
+	// payload is marked EncodingBase64 but does not decode, and so is
+	// delivered as stored: EnvelopeFromMessage then does not wrap it again
+	// (it would return a payload that was never stored). An Extra of that
+	// name is delivered under MetaExtraPrefix, as the envelope's keys are.
+	MetaPayloadAsStored = "converge_payload_as_stored"
 	// MetaExtraPrefix goes before a stored Extra key that is one of the
 	// envelope's keys above (MetaStreamID to MetaCausationID), or such a
 	// key with the prefix already, in a delivered message's metadata: an
@@ -79,6 +85,8 @@ var envelopeKeys = map[string]bool{
 	MetaRecordedAt:    true,
 	MetaCorrelationID: true,
 	MetaCausationID:   true,
+
+	MetaPayloadAsStored: true,
 }
 
 // newMessage turns a stored event into the message a Subscriber delivers.
@@ -122,6 +130,9 @@ func newMessage(env events.Envelope) (*message.Message, error) {
 	if env.Metadata.CausationID != "" {
 		msg.Metadata.Set(MetaCausationID, env.Metadata.CausationID)
 	}
+	if decodeErr != nil {
+		msg.Metadata.Set(MetaPayloadAsStored, "true")
+	}
 	return msg, decodeErr
 }
 
@@ -151,7 +162,8 @@ func TokenFromMessage(msg *message.Message) (events.Token, error) {
 // EnvelopeFromMessage rebuilds the stored event a Subscriber delivered as
 // msg, so a handler can use typed data (events.Registry.Decode) instead of
 // metadata strings. The payload is returned as stored: a payload the
-// Subscriber unwrapped from EncodingBase64 is wrapped again.
+// Subscriber unwrapped from EncodingBase64 is wrapped again, one it could
+// not unwrap (MetaPayloadAsStored) is not.
 func EnvelopeFromMessage(msg *message.Message) (events.Envelope, error) {
 	md := msg.Metadata
 	need := func(key string) (string, error) {
@@ -199,7 +211,7 @@ func EnvelopeFromMessage(msg *message.Message) (events.Envelope, error) {
 		env.Metadata.Extra[extraKey(k)] = v
 	}
 	env.Payload = append(json.RawMessage(nil), msg.Payload...)
-	if Encoding(md.Get(MetaEncoding)) == EncodingBase64 {
+	if Encoding(md.Get(MetaEncoding)) == EncodingBase64 && md.Get(MetaPayloadAsStored) == "" {
 		env.Payload = encodeBase64Payload(msg.Payload)
 	}
 	return env, nil

@@ -125,7 +125,11 @@ RETURNING generation, major, minor`, cps),
 		// A unit waiting on the row lock of one whose commit is still
 		// finishing checks them again on the row that commit left, so
 		// it cannot pass a move it no longer follows.
-		commit: fmt.Sprintf(`UPDATE %s SET major = $4, minor = $5, updated_at = now(), heartbeat_at = now()
+		// heartbeat_at is the commit's time (clock_timestamp), not the
+		// transaction's start (now()): a unit that began at a locked read
+		// seconds ago would stamp its holder's heartbeat that far back, over
+		// the renewals made meanwhile, and a live holder read as stalled.
+		commit: fmt.Sprintf(`UPDATE %s SET major = $4, minor = $5, updated_at = now(), heartbeat_at = clock_timestamp()
 WHERE name = $1 AND owner = $2 AND generation = $3 AND ($6::bigint IS NULL OR (major, minor) = ($6::bigint, $7::bigint))`, cps),
 		// The position only ever moves forward; the row is matched (and the
 		// lease proven current) either way. RETURNING sees the new row, so
@@ -160,7 +164,7 @@ ON CONFLICT (namespace, tbl, key) DO UPDATE SET value = EXCLUDED.value, major = 
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::bigint[], $6::bigint[])
 ON CONFLICT (namespace, tbl, key) DO UPDATE SET value = EXCLUDED.value, major = EXCLUDED.major, minor = EXCLUDED.minor, updated_at = now()`, rows),
 		rowDeleteMany: fmt.Sprintf(`DELETE FROM %s WHERE (namespace, tbl, key) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))`, rows),
-		commitFenced: fmt.Sprintf(`WITH moved AS (UPDATE %s SET major = $4, minor = $5, updated_at = now(), heartbeat_at = now()
+		commitFenced: fmt.Sprintf(`WITH moved AS (UPDATE %s SET major = $4, minor = $5, updated_at = now(), heartbeat_at = clock_timestamp()
 WHERE name = $1 AND owner = $2 AND generation = $3 AND ($6::bigint IS NULL OR (major, minor) = ($6::bigint, $7::bigint)) RETURNING 1)
 SELECT 1 / count(*) FROM moved`, cps),
 		rowDeleteNS: fmt.Sprintf(`DELETE FROM %[1]s WHERE (namespace, tbl, key) IN

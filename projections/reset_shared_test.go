@@ -150,10 +150,10 @@ func TestResetRequestOfADeadRunnerPausesNothingForEver(t *testing.T) {
 			paused := func() bool { return lease(r1) != feed.LeaseHolding && lease(r2) != feed.LeaseHolding }
 			require.Eventually(t, delivering, waitTimeout, 5*time.Millisecond, "both processes hold a partition")
 
-			// A reset taken by a runner that died just now.
-			q, err := projections.RequestReset(ctx, f.source, "split_dead", events.Token{})
-			require.NoError(t, err)
-			q.State, q.Owner, q.UpdatedAt = projections.RequestRunning, "dead-runner", time.Now().UTC()
+			// A reset taken by a runner that died just now. Written as taken
+			// in one go: requested first, a live runner may take it before
+			// the test marks it the dead runner's.
+			q := deadRunnersReset("dead-1", events.Token{}, time.Now().UTC())
 			putRequest(t, f, q)
 			require.Eventually(t, paused, waitTimeout, 5*time.Millisecond, "the runners pause for the unfinished reset")
 			q.State, q.Error, q.UpdatedAt = projections.RequestFailed, "given up", time.Now().UTC()
@@ -161,9 +161,7 @@ func TestResetRequestOfADeadRunnerPausesNothingForEver(t *testing.T) {
 			require.Eventually(t, delivering, waitTimeout, 5*time.Millisecond, "the runners deliver again once it is finished")
 
 			// One whose claim is stale is taken over and made.
-			q, err = projections.RequestReset(ctx, f.source, "split_dead", first.Token)
-			require.NoError(t, err)
-			q.State, q.Owner, q.UpdatedAt = projections.RequestRunning, "dead-runner", time.Now().UTC().Add(-time.Hour)
+			q = deadRunnersReset("dead-2", first.Token, time.Now().UTC().Add(-time.Hour))
 			putRequest(t, f, q)
 			done := awaitRequest(t, f, "split_dead", q.ID)
 			require.Equal(t, projections.RequestDone, done.State, done.Error)
@@ -173,6 +171,15 @@ func TestResetRequestOfADeadRunnerPausesNothingForEver(t *testing.T) {
 			f.waitFor(t, next.Token, "split_dead")
 			requireRows(t, r1.View("split_dead").Table("names"), map[string]string{"a": "ann"})
 		})
+	}
+}
+
+// deadRunnersReset is a reset request of split_dead to tok, taken at
+// taken by a runner that died since.
+func deadRunnersReset(id string, tok events.Token, taken time.Time) projections.Request {
+	return projections.Request{
+		ID: id, Projection: "split_dead", Op: projections.OpReset, To: tok,
+		State: projections.RequestRunning, Owner: "dead-runner", RequestedAt: taken, UpdatedAt: taken,
 	}
 }
 

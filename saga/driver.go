@@ -624,7 +624,7 @@ func (e *Engine) markStuck(ctx context.Context, u feed.Unit, ix parkIndex, stuck
 	}
 	in.Parked.Stuck = true
 	if err := e.record(ctx, rows, in, HistoryEntry{
-		Kind: KindStuck, EventID: in.Parked.Env.ID, Models: in.Parked.Models, Token: in.Parked.Token,
+		Kind: KindStuck, EventID: in.Parked.Env.ID, EventType: in.Parked.Env.Type, Models: in.Parked.Models, Token: in.Parked.Token,
 		Detail: fmt.Sprintf("parked since %s; read models still behind", in.Parked.Since.Format(time.RFC3339Nano)),
 	}); err != nil {
 		return false, err

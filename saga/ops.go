@@ -55,9 +55,20 @@ type Info struct {
 	// when it parked).
 	ParkedSince time.Time `json:"parked_since,omitzero"`
 	Waiting     []string  `json:"waiting,omitempty"`
-	RetryAt     time.Time `json:"retry_at,omitzero"`
-	Stuck       bool      `json:"stuck,omitempty"`
-	Queued      int64     `json:"queued,omitempty"`
+	// WaitToken is the token every model in Waiting must reach before the
+	// step runs: the later of its event's and the instance's causal token.
+	WaitToken events.Token `json:"wait_token,omitzero"`
+	// ParkedType and ParkedEvent name the event the parked step handles.
+	ParkedType  string `json:"parked_type,omitempty"`
+	ParkedEvent string `json:"parked_event,omitempty"`
+	// RetryAt is when a step that failed runs again (it is parked until
+	// then); Attempts counts its failed runs and LastError is the newest
+	// failure's text.
+	RetryAt   time.Time `json:"retry_at,omitzero"`
+	Attempts  int       `json:"attempts,omitempty"`
+	LastError string    `json:"last_error,omitempty"`
+	Stuck     bool      `json:"stuck,omitempty"`
+	Queued    int64     `json:"queued,omitempty"`
 	// Timers are the active timers by name, with their due times.
 	Timers  map[string]time.Time `json:"timers,omitempty"`
 	Created time.Time            `json:"created"`
@@ -81,6 +92,10 @@ func (in *instance) info() Info {
 	}
 	if p := in.Parked; p != nil {
 		i.ParkedSince, i.Waiting, i.RetryAt, i.Stuck = p.Since, p.Models, p.RetryAt, p.Stuck
+		i.ParkedType, i.ParkedEvent, i.Attempts, i.LastError = p.Env.Type, p.Env.ID, p.Attempts, p.LastError
+		if len(p.Models) > 0 {
+			i.WaitToken = p.Token
+		}
 	}
 	for name, t := range in.Timers {
 		if t.Active {

@@ -1,6 +1,7 @@
 package saga_test
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -45,6 +46,11 @@ func TestRetryAfterDelayIsKeptAndCountsAttempts(t *testing.T) {
 			in := fx.Instance("retry_after", "1")
 			require.Equal(t, saga.StatusParked, in.Status, "attempt %d", i+1)
 			require.Equal(t, fx.Clock().Now().Add(delays[i]), in.RetryAt, "attempt %d: RetryAfter(%s)", i+1, delays[i])
+			require.Equal(t, i+1, in.Attempts, "Info counts the failed runs")
+			require.Equal(t, fmt.Sprintf("saga: retry the step after %s", delays[i]), in.LastError, "Info carries the newest failure")
+			require.NotEmpty(t, in.ParkedType, "Info names the parked step's event")
+			require.NotEmpty(t, in.ParkedEvent)
+			require.True(t, in.WaitToken.IsZero(), "a step that waits for no model has no wait token")
 			fx.Advance(delays[i] - time.Millisecond)
 			require.Equal(t, i+1, attempts, "not before its delay")
 			fx.Advance(time.Millisecond)

@@ -281,6 +281,13 @@ func TestStuckStepIsReportedNeverRunStale(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, stuck, 1)
 		require.Contains(t, kinds(fx.History(orders, "1")), "stuck")
+		for _, h := range fx.History(orders, "1").History {
+			if h.Kind == saga.KindStuck {
+				require.Equal(t, in.ParkedType, h.EventType, "the stuck entry names its step's event")
+				require.Equal(t, in.ParkedEvent, h.EventID)
+				require.Equal(t, in.WaitToken, h.Token)
+			}
+		}
 		fx.ReleaseModel(summaryModel)
 		fx.ExpectCommands(ChargePayment{OrderID: "1", Amount: 30})
 		require.False(t, fx.Instance(orders, "1").Stuck)

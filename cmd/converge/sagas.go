@@ -564,7 +564,7 @@ func writeTimeline(w io.Writer, tl saga.Timeline) error {
 		fmt.Fprintf(w, "reason: %s\n", printable(in.Reason))
 	}
 	if !in.ParkedSince.IsZero() {
-		fmt.Fprintf(w, "parked since %s waiting for %s (stuck: %t)\n", in.ParkedSince.Format(time.RFC3339Nano), printable(strings.Join(in.Waiting, ", ")), in.Stuck)
+		writeParked(w, in)
 	}
 	for name, due := range in.Timers {
 		fmt.Fprintf(w, "timer %s due %s\n", printable(name), due.Format(time.RFC3339Nano))
@@ -608,4 +608,21 @@ func writeTimeline(w io.Writer, tl saga.Timeline) error {
 		}
 	}
 	return nil
+}
+
+// writeParked says what a parked step waits for: read models to reach a
+// token, or its retry time after failures (or both).
+func writeParked(w io.Writer, in saga.Info) {
+	on := ""
+	if in.ParkedType != "" {
+		on = " on " + printable(in.ParkedType) + " " + printable(in.ParkedEvent)
+	}
+	fmt.Fprintf(w, "parked since %s%s", in.ParkedSince.Format(time.RFC3339Nano), on)
+	if len(in.Waiting) > 0 {
+		fmt.Fprintf(w, ", waiting for %s to reach %s", printable(strings.Join(in.Waiting, ", ")), in.WaitToken)
+	}
+	fmt.Fprintf(w, " (stuck: %t)\n", in.Stuck)
+	if in.Attempts > 0 {
+		fmt.Fprintf(w, "failed %d times; next attempt at %s; last error: %s\n", in.Attempts, in.RetryAt.Format(time.RFC3339Nano), printable(in.LastError))
+	}
 }

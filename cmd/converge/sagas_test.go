@@ -82,8 +82,9 @@ func TestSagasCommand(t *testing.T) {
 		require.NoError(t, eng.Stop(context.Background()))
 	})
 
+	var checked events.AppendResult
 	for _, e := range []any{cliJobStarted{ID: "ok"}, cliJobStarted{ID: "bad"}, cliJobStarted{ID: "waits"}, cliJobChecked{ID: "waits"}} {
-		_, err := store.Append(ctx, "job", events.AnyVersion, events.Event{Data: e})
+		checked, err = store.Append(ctx, "job", events.AnyVersion, events.Event{Data: e})
 		require.NoError(t, err)
 	}
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
@@ -123,6 +124,9 @@ func TestSagasCommand(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out), &stuck), out)
 	require.Equal(t, "waits", stuck.ID)
 	require.Equal(t, []string{"audit"}, stuck.Waiting)
+	require.Equal(t, checked.Token, stuck.WaitToken, "the step waits for its event's token")
+	require.Equal(t, "job.checked", stuck.ParkedType)
+	require.Equal(t, checked.EventIDs[0], stuck.ParkedEvent)
 	out, err = sagas("list", "--stuck-for", "1h")
 	require.NoError(t, err)
 	require.Len(t, strings.Split(strings.TrimSpace(out), "\n"), 1, "only the header")
@@ -132,6 +136,8 @@ func TestSagasCommand(t *testing.T) {
 	require.Contains(t, out, "jobs/waits  status parked")
 	require.Contains(t, out, "parked")
 	require.Contains(t, out, "models=audit")
+	require.Contains(t, out, fmt.Sprintf(" on job.checked %s, waiting for audit to reach %s (stuck: ", checked.EventIDs[0], checked.Token),
+		"show says which event's step waits and for which token")
 	out, err = sagas("show", "bad", "--json")
 	require.NoError(t, err)
 	var tl saga.Timeline

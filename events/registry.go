@@ -2,6 +2,7 @@ package events
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"sync"
@@ -197,6 +198,11 @@ func (r *Registry) Decode(env Envelope) (any, error) {
 		return nil, &UnknownTypeError{Name: env.Type}
 	}
 	payload := env.Payload
+	if env.SchemaVersion < 0 {
+		// Stores refuse one on append: only a row written by other means
+		// has it, and no upcaster chain starts below 1.
+		return nil, &DecodeError{Type: env.Type, SchemaVersion: env.SchemaVersion, Err: errors.New("a negative schema version is not one this build can read (versions start at 1; 0 means 1)")}
+	}
 	v := max(env.SchemaVersion, 1)
 	if v > e.version {
 		return nil, &DecodeError{

@@ -1,6 +1,7 @@
 package events_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -56,4 +57,27 @@ func TestAliasErrorNamesTheBadAlias(t *testing.T) {
 		require.Error(t, err, "%q", bad)
 		require.ErrorContains(t, err, fmt.Sprintf("alias %q (for \"new-name\")", bad))
 	}
+}
+
+// TestDecodeRefusesNegativeSchemaVersions: a stored negative schema
+// version (only a row written around the store has one) is a
+// *DecodeError, not read as version 1 through the upcasters; 0 still
+// reads as 1.
+func TestDecodeRefusesNegativeSchemaVersions(t *testing.T) {
+	t.Parallel()
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 0))
+	reg := events.NewRegistry()
+	events.RegisterVersioned[boundsV](reg, "bounds.versioned", 2, events.Upcaster{From: 1, Func: func(p json.RawMessage) (json.RawMessage, error) { return p, nil }})
+	for _, v := range []int{-1, math.MinInt, -rng.IntN(math.MaxInt) - 1, -1 - rng.IntN(5)} {
+		_, err := reg.Decode(events.Envelope{Type: "bounds.versioned", SchemaVersion: v, Payload: json.RawMessage(`{"N":1}`)})
+		var de *events.DecodeError
+		require.ErrorAs(t, err, &de, "version %d", v)
+		require.Equal(t, v, de.SchemaVersion)
+		require.ErrorContains(t, err, "negative schema version")
+	}
+	got, err := reg.Decode(events.Envelope{Type: "bounds.versioned", SchemaVersion: 0, Payload: json.RawMessage(`{"N":1}`)})
+	require.NoError(t, err)
+	require.Equal(t, boundsV{N: 1}, got)
 }

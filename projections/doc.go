@@ -41,7 +41,8 @@
 // The handled type's stored name comes from the store's events.Registry,
 // so a Go type can be renamed freely while its registered name stays, and
 // events stored under an alias of it (events.Registry.Alias) reach the
-// same handler. The projection's name is stored too (rows, checkpoint,
+// same handler: register aliases before Runner.Start, which gives the
+// store the stored names to read. The projection's name is stored too (rows, checkpoint,
 // Tracker entry): renaming a projection starts an empty one that replays
 // the feed.
 //
@@ -143,7 +144,17 @@
 // time; keep strong for read models a write must see at once, and make the
 // rest eventual. The hook marks the events it applied
 // (AppliedMetadataKey), and the projection's processor moves past them
-// without applying them again. Token waits still follow the processor's
+// without applying them again. The hook applies an append only once the
+// processor has applied every event before it that it handles (in the
+// append's partitions): while a Reset's replay runs, while the projection
+// catches up after it was added to a store that already held events, or
+// while events appended without the hook wait for the processor, an
+// append leaves its events to the processor, which applies them in feed
+// order. Applied at once, they would come before older events the
+// processor then applied over them. Such an append is seen by a read
+// right after it only once the processor has applied it: a reader that
+// must see its write waits on its token (consistency.Tracker,
+// consistency.Middleware). Token waits still follow the processor's
 // checkpoint: a token is reported reached only once every event up to it is
 // applied, including events appended without the hook (before the Runner
 // started, or by a process that does not run it). Appending in a

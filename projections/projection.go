@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/converge-es/converge/consistency"
@@ -263,8 +264,10 @@ type compiled struct {
 	// events stored under an alias of a handled type reach its handler.
 	handlers map[string]handlerFunc
 	// types lists every stored name of every handled type, aliases
-	// included: the processor's store-side filter.
-	types      []string
+	// included: the processor's store-side filter. Runner.Start takes the
+	// list again (refreshTypes), so aliases registered between NewRunner
+	// and Start are read too.
+	types      atomic.Pointer[[]string]
 	partitions int
 	key        feed.PartitionKey
 }
@@ -292,17 +295,33 @@ func (p *Projection) compile(reg *events.Registry) (*compiled, error) {
 			return nil, fmt.Errorf("projections: projection %q has two handlers for stored type %q", p.name, name)
 		}
 		c.handlers[name] = d.bind(reg)
-		c.types = append(c.types, reg.StoredNames(name)...)
 	}
-	slices.Sort(c.types)
+	c.refreshTypes()
 	return c, nil
 }
+
+// refreshTypes lists the stored names of the handled types as the
+// registry has them now.
+func (c *compiled) refreshTypes() {
+	var types []string
+	for name := range c.handlers {
+		types = append(types, c.reg.StoredNames(name)...)
+	}
+	slices.Sort(types)
+	types = slices.Compact(types)
+	c.types.Store(&types)
+}
+
+// typeList returns the stored names of the handled types (see types).
+func (c *compiled) typeList() []string { return *c.types.Load() }
 
 func (c *compiled) strong() bool { return c.class == consistency.Strong }
 
 // handler returns the handler of a stored type name, aliases included, and
 // nil for a type the projection does not handle. The aliases are resolved
-// at every call, so one registered after NewRunner still dispatches.
+// at every call, so an event that reaches the processor under an alias
+// registered after Start still dispatches (the store-side filter, taken
+// at Start, lets it through only once a rebuild or restart takes it again).
 func (c *compiled) handler(storedType string) handlerFunc {
 	if h := c.handlers[storedType]; h != nil {
 		return h

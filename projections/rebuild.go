@@ -325,7 +325,7 @@ func (r *Runner) trySwitch(ctx context.Context, p *compiled, gen int) (switched 
 // handledAfter reports whether the feed holds an event p handles after pos,
 // or may hold one not readable yet (an older transaction still open).
 func (r *Runner) handledAfter(ctx context.Context, p *compiled, pos events.Token) (bool, error) {
-	batch, err := r.cfg.Source.ReadFeed(ctx, pos, feed.Filter{Types: p.types}, 1)
+	batch, err := r.cfg.Source.ReadFeed(ctx, pos, feed.Filter{Types: p.typeList()}, 1)
 	if err != nil {
 		return false, fmt.Errorf("projections: switch %q: read the feed: %w", p.name, err)
 	}

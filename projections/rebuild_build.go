@@ -38,7 +38,7 @@ const (
 // (feed.ProcessorConfig.Types), so a build that renamed a type, keeping
 // the old name as an alias, counts as handling more than the one before.
 func (c *compiled) handledTypes() []string {
-	return slices.Compact(slices.Clone(c.types))
+	return slices.Clone(c.typeList())
 }
 
 // kinOf relates the build that recorded types to c.

@@ -141,13 +141,14 @@ func olderSwitchesNothingIn(t *testing.T, duringRebuild bool) {
 	if !duringRebuild {
 		passes = startOlderStrong(t, f)
 	}
-	// A withdrawal through the newer build's store: its hook applies it
-	// to the live generation at once.
+	// A withdrawal through the newer build's store: its hook leaves it
+	// to the live processor, which has the bad deposit to apply first.
+	// (Before the hook waited its turn, it applied the withdrawal to the
+	// live generation at once, and an early switch lost it.)
 	_, err := newer.Appender().Append(ctx, "acct-w", events.AnyVersion, events.Event{Data: Withdrawn{"w", 3}})
 	require.NoError(t, err)
-	a, ok := account(t, newer, "rolling_strong", "w")
-	require.True(t, ok)
-	require.Equal(t, Account{Balance: -3, Count: 1}, a)
+	_, ok := account(t, newer, "rolling_strong", "w")
+	require.False(t, ok, "applied ahead of the deposit the live processor has still to apply")
 
 	// The fix: rebuild (on the newer build). It applies the bad deposit
 	// and retries the withdrawal, while the older runner's monitor makes
@@ -173,7 +174,7 @@ func olderSwitchesNothingIn(t *testing.T, duringRebuild bool) {
 	release()
 	require.NoError(t, <-rebuilt)
 	f.waitHead(t, "rolling_strong")
-	a, ok = account(t, newer, "rolling_strong", "w")
+	a, ok := account(t, newer, "rolling_strong", "w")
 	require.True(t, ok, "the withdrawal's row is in the active generation")
 	require.Equal(t, Account{Balance: -3, Count: 1}, a)
 	require.Equal(t, 1, st.Generation, "the new generation was switched in before its rebuild applied the withdrawal")

@@ -201,6 +201,7 @@ func (r *Runner) Start(ctx context.Context) error {
 	}
 	cps := r.cfg.Source.Checkpoints()
 	for _, p := range r.list {
+		p.refreshTypes() // aliases registered since NewRunner
 		if err := register(ctx, cps, p); err != nil {
 			return err
 		}
@@ -303,7 +304,7 @@ func (r *Runner) newProc(p *compiled, rebuild int) (*procRun, error) {
 	}
 	proc, err := feed.NewProcessor(r.cfg.Source, &feed.ProcessorConfig{
 		Name:                pr.name,
-		Types:               p.types,
+		Types:               p.typeList(),
 		Partitions:          p.partitions,
 		PartitionKey:        p.key,
 		CommitBatch:         batch,

@@ -58,11 +58,11 @@ func TestNackDiscardsHandlerAppends(t *testing.T) {
 	}
 }
 
-// TestTokenReachedOnlyWhenEverythingBeforeIsApplied: a strong projection
-// applies an append at once, but a token is reported reached only when
-// every event up to it is applied, including one appended before the
-// projection ran (so without its hook) that its processor has not applied
-// yet. The old Appender advanced the Tracker to its own append's token and
+// TestTokenReachedOnlyWhenEverythingBeforeIsApplied: a token is reported
+// reached only when every event up to it is applied, including one
+// appended before the projection ran (so without its hook) that its
+// processor has not applied yet; a strong append meanwhile is left to the
+// processor, behind it. The old Appender advanced the Tracker to its own append's token and
 // made a wait on the earlier event report fresh while the event was
 // missing.
 func TestTokenReachedOnlyWhenEverythingBeforeIsApplied(t *testing.T) {
@@ -96,9 +96,8 @@ func TestTokenReachedOnlyWhenEverythingBeforeIsApplied(t *testing.T) {
 
 			e2, err := r.Appender().Append(ctx, "acct-2", events.AnyVersion, events.Event{Data: Deposited{"b", 2}})
 			require.NoError(t, err)
-			bAcct, ok := account(t, r, "strong_seq", "b")
-			require.True(t, ok, "the strong projection applied the append at once")
-			require.Equal(t, 2, bAcct.Balance)
+			_, ok := account(t, r, "strong_seq", "b")
+			require.False(t, ok, "the strong projection leaves the append to the processor, which has an earlier event to apply first")
 			_, ok = account(t, r, "strong_seq", "a")
 			require.False(t, ok, "the earlier event is not applied yet")
 
@@ -115,8 +114,8 @@ func TestTokenReachedOnlyWhenEverythingBeforeIsApplied(t *testing.T) {
 			a, ok := account(t, r, "strong_seq", "a")
 			require.True(t, ok)
 			require.Equal(t, Account{Balance: 1, Count: 1}, a)
-			bAcct, _ = account(t, r, "strong_seq", "b")
-			require.Equal(t, Account{Balance: 2, Count: 1}, bAcct, "the processor did not apply the hooked event again")
+			bAcct, _ := account(t, r, "strong_seq", "b")
+			require.Equal(t, Account{Balance: 2, Count: 1}, bAcct, "the processor applied the append once")
 		})
 	}
 }

@@ -59,7 +59,7 @@ func (h *strongHook) Wants(types []string) bool {
 // effect. Concurrent appends wait on PostgreSQL, and in memory conflict
 // and run again, as units do. It then stamps the events each projection
 // will apply.
-func (h *strongHook) Before(ctx context.Context, u feed.Unit, _ string, evs []events.Event) ([]events.Event, error) {
+func (h *strongHook) Before(ctx context.Context, u feed.Unit, streamID string, evs []events.Event) ([]events.Event, error) {
 	reg := u.Registry()
 	types := make([]string, len(evs))
 	for i, ev := range evs {
@@ -79,11 +79,19 @@ func (h *strongHook) Before(ctx context.Context, u feed.Unit, _ string, evs []ev
 			continue
 		}
 		// The lock orders this append with a switch of generations.
-		if _, err := mustState(ctx, u.Rows(), p.name, feed.LockShare); err != nil {
+		st, err := mustState(ctx, u.Rows(), p.name, feed.LockShare)
+		if err != nil {
 			return nil, err
 		}
 		if _, _, err := u.Rows().Get(ctx, feed.RuntimeNamespace, strongLockTable, p.name, feed.LockUpdate); err != nil {
 			return nil, fmt.Errorf("projections: take the lock of strong projection %q: %w", p.name, err)
+		}
+		behind, err := h.behind(ctx, u, p, st, streamID, out, types)
+		if err != nil {
+			return nil, err
+		}
+		if behind {
+			continue // the processor applies them, in feed order
 		}
 		for i := range out {
 			if p.handler(types[i]) == nil {
@@ -98,6 +106,76 @@ func (h *strongHook) Before(ctx context.Context, u feed.Unit, _ string, evs []ev
 		}
 	}
 	return out, nil
+}
+
+// behindPages bounds behind's read: past that many pages of events its
+// processor has still to apply, in other partitions than the append's,
+// it is judged behind without reading further.
+const (
+	behindPageSize = 100
+	behindPages    = 10
+)
+
+// behind reports whether p's live processor has still to apply events
+// before this append in a partition the append's events fall in: after a
+// Reset, until its replay passes MarksUpTo, and while events stored
+// without the hook (before the Runner started, by a process that does not
+// run it, or by this hook while it was behind) wait for it. Applied
+// here, the append's events would come before those, and the processor
+// would apply the older events after them and skip these: rows written
+// out of feed order, for good. So such an append leaves its events to the
+// processor, like an eventual projection's, and they are applied in feed
+// order. The lock row that serialises strong appends is held, so no other
+// strong append comes between this check and the commit; the processor
+// only moves forward meanwhile (a Reset takes the state row, which this
+// unit holds with LockShare).
+func (h *strongHook) behind(ctx context.Context, u feed.Unit, p *compiled, st state, streamID string, evs []events.Event, types []string) (bool, error) {
+	ms, ok := u.(feed.MarkScanner)
+	if !ok {
+		return false, fmt.Errorf("projections: strong projection %q: the store's units cannot tell which events its processor has still to apply (%T is no feed.MarkScanner)", p.name, u)
+	}
+	pos, err := ms.PositionsNow(ctx, p.checkpoints(p.name)...)
+	if err != nil {
+		return false, fmt.Errorf("projections: strong projection %q: read its processor's position: %w", p.name, err)
+	}
+	// at holds, for each partition the append's events fall in, what its
+	// processor has applied: its checkpoint, or the switched-in rebuild's
+	// position (it skips events up to it).
+	at := map[int]events.Token{}
+	var from events.Token
+	for i, ev := range evs {
+		if p.handler(types[i]) == nil {
+			continue
+		}
+		k := h.r.partitionOf(p, events.Envelope{StreamID: streamID, Type: types[i], Metadata: ev.Metadata})
+		if _, seen := at[k]; seen {
+			continue
+		}
+		a := pos[k].Max(st.SkipTo)
+		if a.Before(st.MarksUpTo) {
+			return true, nil // a Reset's replay applies events up to MarksUpTo again, marked or not
+		}
+		if len(at) == 0 || a.Before(from) {
+			from = a
+		}
+		at[k] = a
+	}
+	for range behindPages {
+		envs, err := ms.Unmarked(ctx, from, p.typeList(), p.name, behindPageSize)
+		if err != nil {
+			return false, fmt.Errorf("projections: strong projection %q: read the events its processor has still to apply: %w", p.name, err)
+		}
+		for _, env := range envs {
+			if a, ok := at[h.r.partitionOf(p, env)]; ok && env.Token.After(a) {
+				return true, nil
+			}
+		}
+		if len(envs) < behindPageSize {
+			return false, nil
+		}
+		from = envs[len(envs)-1].Token
+	}
+	return true, nil
 }
 
 // After runs the strong handlers on the stored events, in the unit.

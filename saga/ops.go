@@ -298,6 +298,9 @@ func (e *Engine) cancelIn(ctx context.Context, u feed.Unit, saga, id string, opt
 	if in.Parked != nil {
 		dropped++
 	}
+	if dropped > 0 {
+		u.AfterCommit(func() { e.metrics.Ignored.WithLabelValues(saga, "ended").Add(float64(dropped)) })
+	}
 	in.Parked, in.Failed = nil, nil
 	if err := e.cancelAllTimers(ctx, rows, in); err != nil {
 		return err

@@ -141,7 +141,6 @@ const (
 	KindTimerStale       = "timer_stale"
 	KindCompensation     = "compensation_registered"
 	KindCompensating     = "compensating"
-	KindError            = "error"
 	KindRetryScheduled   = "retry_scheduled"
 	KindCompleted        = "completed"
 	KindFailed           = "failed"
@@ -164,6 +163,12 @@ const (
 	// instead: parked to run at once, or queued behind a blocked step.
 	KindTimerRefused = "timer_event_refused"
 )
+
+// KindError is recorded by no release: a failed step's error is in its
+// retry_scheduled or failed entry.
+//
+// Deprecated: filter on KindRetryScheduled and KindFailed.
+const KindError = "error"
 
 // record adds an entry to the instance's history; save writes it with the
 // instance, so a step costs one history row however much it did.

@@ -81,6 +81,7 @@ var feedTests = []feedTest{
 	{"UnitEmptyReadsAreEmptySlices", testUnitEmptyReadsAreEmptySlices},
 	{"CheckpointCallsRefuseBadNames", testCheckpointCallsRefuseBadNames},
 	{"CommitRefusesACheckpointMovedTwice", testCommitRefusesACheckpointMovedTwice},
+	{"UnmarkedFindsWhatNoHookMarked", testUnmarkedFindsWhatNoHookMarked},
 }
 
 // RunFeed runs the feed suite. newSource must return a fresh, empty source

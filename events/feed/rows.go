@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 
 	"github.com/converge-es/converge/events"
 )
@@ -153,4 +154,31 @@ type HookedSource interface {
 	// AddAppendHook installs h on every later append, through the store or
 	// through its units, until remove is called.
 	AddAppendHook(h AppendHook) (remove func())
+}
+
+// MarkScanner is a Unit that finds, on its own connection, the events an
+// append hook left to a consumer: a hook that applies events inline must
+// not apply one ahead of older events the consumer has still to apply,
+// or the consumer would apply those after it, out of feed order. Both
+// stores' units implement it.
+type MarkScanner interface {
+	// Unmarked returns, in feed order, up to limit events after `after`
+	// whose stored type is one of types and whose AppliedMarksKey marks do
+	// not name mark: the events committed when it runs and the unit's own
+	// appends. limit <= 0 means events.DefaultReadLimit.
+	Unmarked(ctx context.Context, after events.Token, types []string, mark string, limit int) ([]events.Envelope, error)
+	// PositionsNow reads checkpoint positions as Unit.Positions does, but
+	// a move after the read does not fail the unit's commit in memory: for
+	// a reader that only needs to know how far a consumer had come.
+	PositionsNow(ctx context.Context, names ...string) ([]events.Token, error)
+}
+
+// Marked reports whether env's AppliedMarksKey marks name mark.
+func Marked(env events.Envelope, mark string) bool {
+	for m := range strings.FieldsSeq(env.Metadata.Extra[events.AppliedMarksKey]) {
+		if m == mark {
+			return true
+		}
+	}
+	return false
 }

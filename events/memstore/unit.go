@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sort"
 	"sync/atomic"
 	"time"
 
@@ -60,8 +61,9 @@ type rowRead struct {
 }
 
 var (
-	_ feed.Unit      = (*unit)(nil)
-	_ feed.Announcer = (*unit)(nil)
+	_ feed.Unit        = (*unit)(nil)
+	_ feed.Announcer   = (*unit)(nil)
+	_ feed.MarkScanner = (*unit)(nil)
 )
 
 func (s *Store) newUnit() *unit {
@@ -278,6 +280,51 @@ func (u *unit) StreamVersion(ctx context.Context, streamID string) (int64, error
 	return int64(len(u.s.streams[streamID]) + len(u.pending[streamID])), nil
 }
 
+// Unmarked implements feed.MarkScanner: every committed event, behind an
+// open unit's reservation or not (as a statement on PostgreSQL sees every
+// committed row), and the unit's own appends.
+func (u *unit) Unmarked(ctx context.Context, after events.Token, types []string, mark string, limit int) ([]events.Envelope, error) {
+	if err := u.live(); err != nil {
+		return nil, err
+	}
+	if err := u.s.checkInput(ctx, feed.ValidateToken(after)); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		limit = events.DefaultReadLimit
+	}
+	want := func(env events.Envelope) bool {
+		return env.Token.After(after) && slices.Contains(types, env.Type) && !feed.Marked(env, mark)
+	}
+	u.s.mu.RLock()
+	defer u.s.mu.RUnlock()
+	var out []events.Envelope
+	start := sort.Search(len(u.s.log), func(i int) bool { return u.s.log[i].Token.After(after) })
+	for _, env := range u.s.log[start:] {
+		if want(*env) {
+			out = append(out, cloneEnvelope(*env))
+			if len(out) == limit {
+				break
+			}
+		}
+	}
+	for _, envs := range u.pending {
+		for _, env := range envs {
+			if want(env) {
+				out = append(out, cloneEnvelope(env))
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b events.Envelope) int { return a.Token.Compare(b.Token) })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	if out == nil {
+		out = []events.Envelope{}
+	}
+	return out, nil
+}
+
 // ReadAll reads committed events only, as a reader outside the unit would.
 func (u *unit) ReadAll(ctx context.Context, after events.Token, limit int) ([]events.Envelope, error) {
 	if err := u.live(); err != nil {
@@ -327,6 +374,12 @@ func (u *unit) Writes() uint64 { return u.writes.Load() }
 // Positions reads checkpoint positions; Commit fails with ErrConflict when
 // one of them moved since.
 func (u *unit) Positions(ctx context.Context, names ...string) ([]events.Token, error) {
+	return u.positions(ctx, names, true)
+}
+
+// positions reads checkpoint positions, with track noting them for the
+// check at commit.
+func (u *unit) positions(ctx context.Context, names []string, track bool) ([]events.Token, error) {
 	if err := u.live(); err != nil {
 		return nil, err
 	}
@@ -346,11 +399,17 @@ func (u *unit) Positions(ctx context.Context, names ...string) ([]events.Token, 
 		if cp := c.names[name]; cp != nil {
 			out[i] = cp.pos
 		}
-		if _, seen := u.posReads[name]; !seen {
+		if _, seen := u.posReads[name]; !seen && track {
 			u.posReads[name] = out[i]
 		}
 	}
 	return out, nil
+}
+
+// PositionsNow implements feed.MarkScanner: Positions without the check
+// at commit.
+func (u *unit) PositionsNow(ctx context.Context, names ...string) ([]events.Token, error) {
+	return u.positions(ctx, names, false)
 }
 
 // Context returns ctx carrying the unit.

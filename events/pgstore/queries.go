@@ -12,6 +12,7 @@ type queries struct {
 	eventsByID   string // a retried append's events
 	notify       string
 	readStream   string
+	unmarked     string // the unit's MarkScanner read
 	streamVer    string
 	events       string
 	head         string
@@ -89,6 +90,7 @@ AND ($3 = '' OR (key >= $3 AND starts_with(key, $3))) AND ($4 = '' OR key %s $4)
 		eventsByID:   fmt.Sprintf(`SELECT %s FROM %s WHERE event_id = ANY($1::uuid[])`, eventColumns, events),
 		notify:       `SELECT pg_notify($1, $2)`,
 		readStream:   fmt.Sprintf(`SELECT %s FROM %s WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`, eventColumns, events),
+		unmarked:     fmt.Sprintf(`SELECT %s FROM %s WHERE (sort_key, seq) > ($1, $2) AND type = ANY($3::text[]) AND NOT ($4::text = ANY(string_to_array(coalesce(metadata->'extra'->>'%s', ''), ' '))) ORDER BY sort_key, seq LIMIT $5`, eventColumns, events, marksKey),
 		streamVer:    fmt.Sprintf(`SELECT coalesce(max(version), 0) FROM %s WHERE stream_id = $1`, events),
 		head:         fmt.Sprintf(`SELECT sort_key, seq FROM %s ORDER BY sort_key DESC, seq DESC LIMIT 1`, events),
 		countBetween: fmt.Sprintf(`SELECT count(*) FROM (SELECT 1 FROM %s WHERE (sort_key, seq) > ($1, $2) AND (sort_key, seq) <= ($3, $4) LIMIT $5) c`, events),

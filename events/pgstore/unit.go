@@ -47,8 +47,9 @@ type unit struct {
 }
 
 var (
-	_ feed.Unit      = (*unit)(nil)
-	_ feed.Announcer = (*unit)(nil)
+	_ feed.Unit        = (*unit)(nil)
+	_ feed.Announcer   = (*unit)(nil)
+	_ feed.MarkScanner = (*unit)(nil)
 )
 
 func (s *Store) newUnit() *unit { return &unit{s: s} }
@@ -259,6 +260,31 @@ func (u *unit) StreamVersion(ctx context.Context, streamID string) (int64, error
 	return u.s.streamVersion(ctx, db, streamID)
 }
 
+// marksKey is where append hooks mark what they applied.
+const marksKey = events.AppliedMarksKey
+
+// Unmarked implements feed.MarkScanner. It reads in the unit's
+// transaction, so it needs no connection beyond the unit's, and sees the
+// unit's own appends beside every committed event.
+func (u *unit) Unmarked(ctx context.Context, after events.Token, types []string, mark string, limit int) ([]events.Envelope, error) {
+	db, err := u.reader()
+	if err != nil {
+		return nil, err
+	}
+	major, minor, err := tokenArgs(after)
+	if err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		limit = events.DefaultReadLimit
+	}
+	rows, err := db.Query(ctx, u.s.q.unmarked, major, minor, types, mark, limit)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: read unmarked events: %w", classify(err))
+	}
+	return scanEnvelopes(rows)
+}
+
 // ReadAll reads committed events, as any reader outside the unit.
 func (u *unit) ReadAll(ctx context.Context, after events.Token, limit int) ([]events.Envelope, error) {
 	if _, err := u.reader(); err != nil {
@@ -323,6 +349,12 @@ func (u *unit) Positions(ctx context.Context, names ...string) ([]events.Token, 
 		return nil, fmt.Errorf("pgstore: read positions: %w", classify(err))
 	}
 	return out, nil
+}
+
+// PositionsNow implements feed.MarkScanner: Positions, which on
+// PostgreSQL never fails a commit.
+func (u *unit) PositionsNow(ctx context.Context, names ...string) ([]events.Token, error) {
+	return u.Positions(ctx, names...)
 }
 
 // Context returns ctx carrying the unit (events.UnitFromContext,

@@ -1,0 +1,112 @@
+package projections_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/converge-es/converge/consistency"
+	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/projections"
+)
+
+// gatedRenames is a strong projection of Renamed that upserts each
+// account's name (order matters: the row is the latest event's) and holds
+// the nth apply of the event with the id gate holds until release fires.
+func gatedRenames(name string, nth int, gate *atomic.Value, entered, release *once) *projections.Projection {
+	var mu sync.Mutex
+	calls := map[string]int{}
+	p := projections.New(name, &projections.Config{Class: consistency.Strong})
+	projections.On(p, func(ctx context.Context, tx *projections.Tx, env events.Envelope, e Renamed) error {
+		mu.Lock()
+		calls[env.ID]++
+		n := calls[env.ID]
+		mu.Unlock()
+		if id, _ := gate.Load().(string); env.ID == id && n == nth {
+			entered.fire()
+			<-release.C()
+		}
+		return tx.Table("accounts").Put(ctx, e.Account, Account{Name: e.Name})
+	})
+	return p
+}
+
+// TestStrongAppendWaitsItsTurnBehindUnappliedEvents: an event appended
+// before the Runner started (so by no hook) is applied by the processor;
+// a strong append made while the processor has not applied it yet must
+// not be applied ahead of it. It was: the hook applied it at once and the
+// processor then applied the older event over it and skipped it (marked),
+// leaving the row at the older state for good, unlike a recomputation.
+func TestStrongAppendWaitsItsTurnBehindUnappliedEvents(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			f := b.setup(t)
+			ctx := context.Background()
+			var gate atomic.Value
+			entered, release := newOnce(), newOnce()
+			p := gatedRenames("strong_unapplied", 1, &gate, entered, release)
+
+			first := f.append(t, "acct-a", Renamed{"a", "old"})
+			gate.Store(first.EventIDs[0])
+			r := f.start(t, projections.RunnerConfig{Projections: []*projections.Projection{p}})
+			await(t, entered.C(), "the processor applying the first event")
+
+			second := f.append(t, "acct-a", Renamed{"a", "new"})
+			release.fire()
+			f.waitFor(t, second.Token, "strong_unapplied")
+			live, _ := account(t, r, "strong_unapplied", "a")
+			require.Equal(t, "new", live.Name, "the live row is the latest event's")
+
+			// Caught up, appends are applied inline again.
+			third := f.append(t, "acct-a", Renamed{"a", "newest"})
+			now, _ := account(t, r, "strong_unapplied", "a")
+			require.Equal(t, "newest", now.Name, "a read right after the append sees it")
+			f.waitFor(t, third.Token, "strong_unapplied")
+			require.NoError(t, r.Rebuild(ctx, "strong_unapplied"))
+			rebuilt, _ := account(t, r, "strong_unapplied", "a")
+			require.Equal(t, "newest", rebuilt.Name)
+		})
+	}
+}
+
+// TestStrongAppendDuringAResetReplayIsNotLost: a strong append made while
+// a Reset replays the feed must end in the rows. It was applied at once,
+// then the replay applied the older events over it and the processor
+// skipped it (marked, after MarksUpTo): the row stayed at the older state.
+func TestStrongAppendDuringAResetReplayIsNotLost(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			f := b.setup(t)
+			ctx := context.Background()
+			var gate atomic.Value
+			entered, release := newOnce(), newOnce()
+			p := gatedRenames("strong_replay", 2, &gate, entered, release)
+			r := f.start(t, projections.RunnerConfig{Projections: []*projections.Projection{p}})
+
+			first := f.append(t, "acct-a", Renamed{"a", "old"})
+			a, _ := account(t, r, "strong_replay", "a")
+			require.Equal(t, "old", a.Name, "strong: read right after the append")
+
+			gate.Store(first.EventIDs[0])
+			require.NoError(t, r.Reset(ctx, "strong_replay", events.Token{}))
+			await(t, entered.C(), "the replay of the first event")
+			second := f.append(t, "acct-a", Renamed{"a", "new"})
+			release.fire()
+			f.awaitStored(t, "strong_replay", second.Token)
+			a, _ = account(t, r, "strong_replay", "a")
+			require.Equal(t, "new", a.Name, "after the replay the row holds the latest event's state")
+
+			third := f.append(t, "acct-a", Renamed{"a", "newest"})
+			a, _ = account(t, r, "strong_replay", "a")
+			require.Equal(t, "newest", a.Name, "once the replay passed, appends are applied inline again")
+			f.awaitStored(t, "strong_replay", third.Token)
+		})
+	}
+}

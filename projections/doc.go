@@ -154,7 +154,14 @@
 // processor then applied over them. Such an append is seen by a read
 // right after it only once the processor has applied it: a reader that
 // must see its write waits on its token (consistency.Tracker,
-// consistency.Middleware). Token waits still follow the processor's
+// consistency.Middleware). Appends applied inline are applied in the
+// order they take the projection's lock. Along one stream that is feed
+// order; across streams, on PostgreSQL, an append whose transaction took
+// its id before another's (a unit that wrote earlier) can come before it
+// in the feed and still take the lock after it. So a row that events of
+// several streams write must not depend on their order (a sum, a set, a
+// row per event), or a rebuild may write it otherwise; make such a model
+// eventual. Token waits still follow the processor's
 // checkpoint: a token is reported reached only once every event up to it is
 // applied, including events appended without the hook (before the Runner
 // started, or by a process that does not run it). Appending in a

@@ -146,22 +146,23 @@
 // (AppliedMetadataKey), and the projection's processor moves past them
 // without applying them again. The hook applies an append only once the
 // processor has applied every event before it that it handles (in the
-// append's partitions): while a Reset's replay runs, while the projection
-// catches up after it was added to a store that already held events, or
-// while events appended without the hook wait for the processor, an
-// append leaves its events to the processor, which applies them in feed
-// order. Applied at once, they would come before older events the
-// processor then applied over them. Such an append is seen by a read
-// right after it only once the processor has applied it: a reader that
-// must see its write waits on its token (consistency.Tracker,
-// consistency.Middleware). Appends applied inline are applied in the
-// order they take the projection's lock. Along one stream that is feed
-// order; across streams, on PostgreSQL, an append whose transaction took
-// its id before another's (a unit that wrote earlier) can come before it
-// in the feed and still take the lock after it. So a row that events of
-// several streams write must not depend on their order (a sum, a set, a
-// row per event), or a rebuild may write it otherwise; make such a model
-// eventual. Token waits still follow the processor's
+// append's partitions). While it has not (a Reset's replay runs, the
+// projection catches up after it was added to a store that already held
+// events, events appended without the hook wait for the processor, or it
+// is halted on one), the append is refused with ErrStrongCatchingUp and
+// nothing is stored: applied at once, it would come before older events
+// the processor then applied over it; left to the processor, it would
+// miss the handlers' checks. Append again once the projection has caught
+// up (a unit's handler is retried by its processor). Appends are applied
+// in the order they take the projection's lock, and the hook places each
+// append's events after the last one applied (feed.MarkScanner.OrderAfter:
+// on PostgreSQL a transaction's events are placed by its id, taken at its
+// first write, so a unit that wrote before another began would otherwise
+// come first), so the feed has them in the same order. An append made
+// without the hook at the same moment by a process that does not run the
+// projection, and committed after a strong append, can still land before
+// it: append a strong model's events only from processes that run it.
+// Token waits still follow the processor's
 // checkpoint: a token is reported reached only once every event up to it is
 // applied, including events appended without the hook (before the Runner
 // started, or by a process that does not run it). Appending in a

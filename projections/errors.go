@@ -34,6 +34,14 @@ var (
 	// ErrRebuildInProgress is returned by Rebuild while a rebuild of the
 	// same projection is running.
 	ErrRebuildInProgress = errors.New("projections: a rebuild of this projection is already in progress (wait for it with Runner.AwaitRebuild, or see Status)")
+	// ErrStrongCatchingUp refuses an append a strong projection cannot
+	// apply yet: its processor has older events it handles to apply first
+	// (a Reset's replay, a projection added to a store that held events,
+	// events appended without the hook, a halt). Applied now, the append
+	// would come before them; left to the processor, its handlers' checks
+	// would not run in it. Nothing is stored: append again once the
+	// projection has caught up (Runner.Status, a token wait).
+	ErrStrongCatchingUp = errors.New("projections: strong projection is catching up: its processor has older events to apply before this append can be applied with it (nothing was stored; append again once it has caught up)")
 	// ErrResetAhead is returned by Reset (and recorded by a requested
 	// reset) for a token after the projection's position: a reset moves a
 	// projection back, and forward it would skip the events in between.

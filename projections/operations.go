@@ -384,7 +384,9 @@ func (r *Runner) resetOnce(ctx context.Context, p *compiled, tok events.Token, m
 		// projection that was strong when they were appended and is not
 		// now. Appends in flight hold the state row and commit before this
 		// unit reads the head (PostgreSQL) or conflict with it (memory).
-		head, err := r.cfg.Store.Head(ctx)
+		// Read on the unit's connection: on a pool of one, another would
+		// never come.
+		head, err := u.Head(uctx)
 		if err != nil {
 			return err
 		}

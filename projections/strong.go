@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -57,8 +58,11 @@ func (h *strongHook) Wants(types []string) bool {
 // appends side by side (READ COMMITTED on PostgreSQL) would both read the
 // row as it was, and the later commit would overwrite the earlier's
 // effect. Concurrent appends wait on PostgreSQL, and in memory conflict
-// and run again, as units do. It then stamps the events each projection
-// will apply.
+// and run again, as units do. It leaves unstamped an append a
+// projection's processor is behind on (see behind), for After to refuse,
+// places the append after the last
+// one applied under the lock (feed.MarkScanner.OrderAfter), and stamps
+// the events each projection will apply.
 func (h *strongHook) Before(ctx context.Context, u feed.Unit, streamID string, evs []events.Event) ([]events.Event, error) {
 	reg := u.Registry()
 	types := make([]string, len(evs))
@@ -83,15 +87,34 @@ func (h *strongHook) Before(ctx context.Context, u feed.Unit, streamID string, e
 		if err != nil {
 			return nil, err
 		}
-		if _, _, err := u.Rows().Get(ctx, feed.RuntimeNamespace, strongLockTable, p.name, feed.LockUpdate); err != nil {
+		lock, _, err := u.Rows().Get(ctx, feed.RuntimeNamespace, strongLockTable, p.name, feed.LockUpdate)
+		if err != nil {
 			return nil, fmt.Errorf("projections: take the lock of strong projection %q: %w", p.name, err)
 		}
-		behind, err := h.behind(ctx, u, p, st, streamID, out, types)
+		ms, ok := u.(feed.MarkScanner)
+		if !ok {
+			return nil, fmt.Errorf("projections: strong projection %q: the store's units cannot tell which events its processor has still to apply (%T is no feed.MarkScanner)", p.name, u)
+		}
+		behind, err := h.behind(ctx, ms, p, st, streamID, out, types)
 		if err != nil {
 			return nil, err
 		}
 		if behind {
-			continue // the processor applies them, in feed order
+			// Unstamped, the events make After refuse the append; a retry
+			// of one already stored reaches no After and is reported as
+			// stored.
+			continue
+		}
+		// Appends are applied in the order they take the lock: the feed
+		// must have them in that order too.
+		var last strongLock
+		if err := json.Unmarshal(lock.Value, &last); err != nil {
+			return nil, fmt.Errorf("projections: strong projection %q: its lock row does not decode: %w", p.name, err)
+		}
+		if !last.Last.IsZero() {
+			if err := ms.OrderAfter(ctx, last.Last); err != nil {
+				return nil, fmt.Errorf("projections: strong projection %q: %w", p.name, err)
+			}
 		}
 		for i := range out {
 			if p.handler(types[i]) == nil {
@@ -119,21 +142,19 @@ const (
 // behind reports whether p's live processor has still to apply events
 // before this append in a partition the append's events fall in: after a
 // Reset, until its replay passes MarksUpTo, and while events stored
-// without the hook (before the Runner started, by a process that does not
-// run it, or by this hook while it was behind) wait for it. Applied
-// here, the append's events would come before those, and the processor
-// would apply the older events after them and skip these: rows written
-// out of feed order, for good. So such an append leaves its events to the
-// processor, like an eventual projection's, and they are applied in feed
-// order. The lock row that serialises strong appends is held, so no other
-// strong append comes between this check and the commit; the processor
-// only moves forward meanwhile (a Reset takes the state row, which this
-// unit holds with LockShare).
-func (h *strongHook) behind(ctx context.Context, u feed.Unit, p *compiled, st state, streamID string, evs []events.Event, types []string) (bool, error) {
-	ms, ok := u.(feed.MarkScanner)
-	if !ok {
-		return false, fmt.Errorf("projections: strong projection %q: the store's units cannot tell which events its processor has still to apply (%T is no feed.MarkScanner)", p.name, u)
-	}
+// without the hook (before the Runner started, or by a process that does
+// not run it) wait for it, or it is halted on one. Applied here, the
+// append's events would come before those, and the processor would apply
+// the older events after them and skip these (marked): rows written out
+// of feed order, for good. Left to the processor unmarked, they would miss
+// the strong handlers' checks. So such an append is refused
+// (ErrStrongCatchingUp): Before leaves its events unstamped and After
+// refuses it, unless it is a retry of an append already stored, which
+// reaches no After and is reported as stored. The lock row that serialises strong appends is
+// held, so no other strong append comes between this check and the
+// commit; the processor only moves forward meanwhile (a Reset takes the
+// state row, which this unit holds with LockShare).
+func (h *strongHook) behind(ctx context.Context, ms feed.MarkScanner, p *compiled, st state, streamID string, evs []events.Event, types []string) (bool, error) {
 	pos, err := ms.PositionsNow(ctx, p.checkpoints(p.name)...)
 	if err != nil {
 		return false, fmt.Errorf("projections: strong projection %q: read its processor's position: %w", p.name, err)
@@ -186,10 +207,15 @@ func (h *strongHook) After(ctx context.Context, u feed.Unit, envs []events.Envel
 		if err != nil {
 			return err
 		}
+		var last events.Token
 		for _, env := range envs {
 			hf := p.handler(env.Type)
-			if hf == nil || !appliedInline(env, p.name) {
+			if hf == nil {
 				continue
+			}
+			if !appliedInline(env, p.name) {
+				// Before left it unstamped: the processor is behind.
+				return fmt.Errorf("%w (%q)", ErrStrongCatchingUp, p.name)
 			}
 			tx := &Tx{
 				ctx: u.Context(ctx), projection: p.name, generation: st.Active, token: env.Token,
@@ -199,6 +225,16 @@ func (h *strongHook) After(ctx context.Context, u feed.Unit, envs []events.Envel
 				return handlerError(p.name, env, err)
 			}
 			updates = append(updates, tx.updates...)
+			last = last.Max(env.Token)
+		}
+		if !last.IsZero() {
+			b, err := json.Marshal(strongLock{Last: last})
+			if err != nil {
+				return err
+			}
+			if err := u.Rows().Put(ctx, feed.RuntimeNamespace, strongLockTable, p.name, b, last); err != nil {
+				return fmt.Errorf("projections: strong projection %q: record its last append: %w", p.name, err)
+			}
 		}
 	}
 	if h.r.cfg.OnUpdate != nil && len(updates) > 0 {
@@ -209,6 +245,13 @@ func (h *strongHook) After(ctx context.Context, u feed.Unit, envs []events.Envel
 		})
 	}
 	return nil
+}
+
+// strongLock is the value of a strong projection's lock row: the token of
+// the last event an append applied with it, which the next append's events
+// are placed after (feed.MarkScanner.OrderAfter).
+type strongLock struct {
+	Last events.Token `json:"last,omitzero"`
 }
 
 // appliedInline reports whether the append hook applied env to projection

@@ -40,6 +40,7 @@ func gatedRenames(name string, nth int, gate *atomic.Value, entered, release *on
 // not be applied ahead of it. It was: the hook applied it at once and the
 // processor then applied the older event over it and skipped it (marked),
 // leaving the row at the older state for good, unlike a recomputation.
+// It is refused, storing nothing, and applied at once once caught up.
 func TestStrongAppendWaitsItsTurnBehindUnappliedEvents(t *testing.T) {
 	t.Parallel()
 	for _, b := range backends {
@@ -56,11 +57,14 @@ func TestStrongAppendWaitsItsTurnBehindUnappliedEvents(t *testing.T) {
 			r := f.start(t, projections.RunnerConfig{Projections: []*projections.Projection{p}})
 			await(t, entered.C(), "the processor applying the first event")
 
-			second := f.append(t, "acct-a", Renamed{"a", "new"})
+			_, err := f.store.Append(ctx, "acct-a", events.AnyVersion, events.Event{Data: Renamed{"a", "new"}})
+			require.ErrorIs(t, err, projections.ErrStrongCatchingUp, "refused while the processor has the older event to apply")
+			require.ErrorContains(t, err, "strong_unapplied")
+			v, err := f.store.StreamVersion(ctx, "acct-a")
+			require.NoError(t, err)
+			require.Equal(t, int64(1), v, "the refused append stored nothing")
 			release.fire()
-			f.waitFor(t, second.Token, "strong_unapplied")
-			live, _ := account(t, r, "strong_unapplied", "a")
-			require.Equal(t, "new", live.Name, "the live row is the latest event's")
+			f.waitFor(t, first.Token, "strong_unapplied")
 
 			// Caught up, appends are applied inline again.
 			third := f.append(t, "acct-a", Renamed{"a", "newest"})
@@ -75,9 +79,10 @@ func TestStrongAppendWaitsItsTurnBehindUnappliedEvents(t *testing.T) {
 }
 
 // TestStrongAppendDuringAResetReplayIsNotLost: a strong append made while
-// a Reset replays the feed must end in the rows. It was applied at once,
-// then the replay applied the older events over it and the processor
-// skipped it (marked, after MarksUpTo): the row stayed at the older state.
+// a Reset replays the feed was applied at once, then the replay applied
+// the older events over it and the processor skipped it (marked, after
+// MarksUpTo): the row stayed at the older state for good. It is refused
+// while the replay runs, and applied at once after.
 func TestStrongAppendDuringAResetReplayIsNotLost(t *testing.T) {
 	t.Parallel()
 	for _, b := range backends {
@@ -97,11 +102,12 @@ func TestStrongAppendDuringAResetReplayIsNotLost(t *testing.T) {
 			gate.Store(first.EventIDs[0])
 			require.NoError(t, r.Reset(ctx, "strong_replay", events.Token{}))
 			await(t, entered.C(), "the replay of the first event")
-			second := f.append(t, "acct-a", Renamed{"a", "new"})
+			_, err := f.store.Append(ctx, "acct-a", events.AnyVersion, events.Event{Data: Renamed{"a", "new"}})
+			require.ErrorIs(t, err, projections.ErrStrongCatchingUp, "refused while the replay runs")
 			release.fire()
-			f.awaitStored(t, "strong_replay", second.Token)
+			f.awaitStored(t, "strong_replay", first.Token)
 			a, _ = account(t, r, "strong_replay", "a")
-			require.Equal(t, "new", a.Name, "after the replay the row holds the latest event's state")
+			require.Equal(t, "old", a.Name, "the replay left the row at the only event's state")
 
 			third := f.append(t, "acct-a", Renamed{"a", "newest"})
 			a, _ = account(t, r, "strong_replay", "a")

@@ -100,6 +100,12 @@ func testUnmarkedFindsWhatNoHookMarked(t *testing.T, src feed.Source, s events.S
 	}
 	slices.SortFunc(all, func(a, b events.Envelope) int { return a.Token.Compare(b.Token) })
 
+	// A unit's Head is the newest committed event's, its own appends left
+	// out (PostgreSQL reads it on the unit's connection).
+	head, err := u.Head(ctx)
+	require.NoError(t, err)
+	require.Equal(t, slices.MaxFunc(committed, events.Token.Compare), head)
+
 	ms, ok := u.(feed.MarkScanner)
 	require.True(t, ok, "%T does not implement feed.MarkScanner", u)
 	allTypes := []string{orderPlacedType, counterBumpedType, addressChangedType, "no.such_type"}

@@ -171,6 +171,15 @@ type MarkScanner interface {
 	// a move after the read does not fail the unit's commit in memory: for
 	// a reader that only needs to know how far a consumer had come.
 	PositionsNow(ctx context.Context, names ...string) ([]events.Token, error)
+	// OrderAfter makes the unit's later appends come after tok in the
+	// feed. A hook that applies events in the order appends take its lock
+	// needs the feed in that order too: on PostgreSQL a transaction's
+	// events are placed by its id, taken at its first write, so a unit that
+	// wrote before another began but appends after it took the lock would
+	// come first. Its later events are placed after tok instead (the
+	// per-stream rule that keeps a stream's events in order, applied to
+	// tok). Memory places events as they are appended and does nothing.
+	OrderAfter(ctx context.Context, tok events.Token) error
 }
 
 // Marked reports whether env's AppliedMarksKey marks name mark.

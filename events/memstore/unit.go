@@ -406,6 +406,11 @@ func (u *unit) positions(ctx context.Context, names []string, track bool) ([]eve
 	return out, nil
 }
 
+// OrderAfter implements feed.MarkScanner. Memory places events in the
+// order they are appended, and a unit that took a hook's lock row before
+// another committed it conflicts at commit and runs again: nothing to do.
+func (u *unit) OrderAfter(context.Context, events.Token) error { return u.live() }
+
 // PositionsNow implements feed.MarkScanner: Positions without the check
 // at commit.
 func (u *unit) PositionsNow(ctx context.Context, names ...string) ([]events.Token, error) {

@@ -40,7 +40,10 @@
 //
 // Each event row carries a sort_key: the appending transaction's id
 // (pg_current_xact_id), raised to the stream's previous sort_key when that is
-// larger. The feed is (sort_key, seq) order, and a reader only reads rows
+// larger, and inside a unit to the floor an append hook set for it
+// (feed.MarkScanner.OrderAfter, the converge.order_after setting, local to
+// the transaction: a strong projection places each append after the last
+// one it applied). The feed is (sort_key, seq) order, and a reader only reads rows
 // whose sort_key is below the xmin of its own snapshot: every transaction
 // with a smaller id has ended, so no row with a smaller sort_key can still
 // appear, and what a reader has passed never grows behind it. No gap

@@ -57,6 +57,13 @@ type queries struct {
 // real ids stay far below 2^63.
 const xactID = `pg_current_xact_id()::text::bigint`
 
+// orderAfter is the floor feed.MarkScanner.OrderAfter sets for the
+// transaction's appends (0 when unset).
+const orderAfter = `coalesce(nullif(current_setting('converge.order_after', true), '')::bigint, 0)`
+
+// orderAfterSQL raises the transaction's floor to $1, never lowering it.
+const orderAfterSQL = `SELECT set_config('converge.order_after', greatest($1::bigint, ` + orderAfter + `)::text, true)`
+
 // horizon is the read horizon: every transaction with an id below it has
 // ended, so no row with a smaller sort_key can still appear.
 const horizon = `pg_snapshot_xmin(pg_current_snapshot())::text::bigint`
@@ -249,11 +256,11 @@ func appendStatements(events string) appendSQL {
 WITH last AS (
 	SELECT version, sort_key FROM %[1]s WHERE stream_id = $1 ORDER BY version DESC LIMIT 1
 ), head AS (
-	SELECT coalesce(l.version, 0) AS version, greatest(%[2]s, coalesce(l.sort_key, 0)) AS sort_key
+	SELECT coalesce(l.version, 0) AS version, greatest(%[2]s, coalesce(l.sort_key, 0), %[6]s) AS sort_key
 	FROM (SELECT) one LEFT JOIN last l ON true
 	WHERE CASE $8::bigint WHEN %[3]d THEN true WHEN %[4]d THEN l.version IS NOT NULL ELSE coalesce(l.version, 0) = $8::bigint END
 	AND %[5]s
-)`, events, xactID, expectAny, expectExists, fresh)
+)`, events, xactID, expectAny, expectExists, fresh, orderAfter)
 	}
 	const returning = `RETURNING seq, sort_key, version`
 	var q appendSQL

@@ -1,6 +1,7 @@
 package pgstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -182,8 +183,13 @@ func (s *Store) Head(ctx context.Context) (events.Token, error) {
 	if s.isClosed() {
 		return events.Token{}, errClosed
 	}
+	return s.head(ctx, s.pool, s.q.head)
+}
+
+// head runs a head statement on db.
+func (s *Store) head(ctx context.Context, db execer, sql string) (events.Token, error) {
 	var sortKey, seq int64
-	err := s.pool.QueryRow(ctx, s.q.head).Scan(&sortKey, &seq)
+	err := db.QueryRow(ctx, sql).Scan(&sortKey, &seq)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return events.Token{}, nil
 	}
@@ -290,5 +296,22 @@ func decodeMetadata(b []byte, m *events.Metadata) error {
 		*m = events.Metadata{}
 		return nil
 	}
-	return json.Unmarshal(b, m)
+	if err := json.Unmarshal(b, m); err != nil {
+		return err
+	}
+	// encoding/json takes "Correlation_ID" for correlation_id; the SQL
+	// that filters and partitions the feed (metadata->>'correlation_id')
+	// does not. A key spelled otherwise, in a row written around the store
+	// (the store writes these keys as spelled), reads as absent, as it does
+	// there: one event then falls to the same partition however it is read.
+	if m.CorrelationID != "" && !bytes.Contains(b, []byte(`"correlation_id"`)) {
+		m.CorrelationID = ""
+	}
+	if m.CausationID != "" && !bytes.Contains(b, []byte(`"causation_id"`)) {
+		m.CausationID = ""
+	}
+	if m.Extra != nil && !bytes.Contains(b, []byte(`"extra"`)) {
+		m.Extra = nil
+	}
+	return nil
 }

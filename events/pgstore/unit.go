@@ -293,12 +293,23 @@ func (u *unit) ReadAll(ctx context.Context, after events.Token, limit int) ([]ev
 	return u.s.ReadAll(ctx, after, limit)
 }
 
-// Head returns the newest committed event's token.
+// Head returns the newest committed event's token. Once the unit's
+// transaction has begun, and while it has appended nothing (its own
+// events would show there), it reads on the unit's connection: a unit
+// holding a pool's only connection, or a lock other connections wait for,
+// must not wait for another.
 func (u *unit) Head(ctx context.Context) (events.Token, error) {
-	if _, err := u.reader(); err != nil {
+	db, err := u.reader()
+	if err != nil {
 		return events.Token{}, err
 	}
-	return u.s.Head(ctx)
+	u.mu.Lock()
+	appended := len(u.streams) > 0
+	u.mu.Unlock()
+	if _, inTx := db.(pgx.Tx); !inTx || appended {
+		return u.s.Head(ctx)
+	}
+	return u.s.head(ctx, db, u.s.q.head)
 }
 
 // Announce makes a successful Commit notify other processes' readers, as
@@ -349,6 +360,26 @@ func (u *unit) Positions(ctx context.Context, names ...string) ([]events.Token, 
 		return nil, fmt.Errorf("pgstore: read positions: %w", classify(err))
 	}
 	return out, nil
+}
+
+// OrderAfter implements feed.MarkScanner: the append statements raise
+// their sort_key to the transaction's converge.order_after setting, as
+// they raise it to the stream's newest sort_key. The setting is local to
+// the transaction (and to a savepoint rolled back), so a pooler in
+// transaction mode carries nothing over.
+func (u *unit) OrderAfter(ctx context.Context, tok events.Token) error {
+	major, _, err := tokenArgs(tok)
+	if err != nil {
+		return err
+	}
+	tx, err := u.begin(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, orderAfterSQL, major); err != nil {
+		return fmt.Errorf("pgstore: order the unit's appends: %w", classify(err))
+	}
+	return nil
 }
 
 // PositionsNow implements feed.MarkScanner: Positions, which on

@@ -15,6 +15,7 @@ import (
 
 	"github.com/converge-es/converge/consistency"
 	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/projections"
 )
 
 // placed is the body of a 202 answer to POST /orders.
@@ -267,7 +268,8 @@ func (s *Server) readList(w http.ResponseWriter, r *http.Request, customer strin
 // writeError answers a domain or server error: 422 for a *ValidationError
 // or a reused Idempotency-Key, 503 for a request whose context ended first
 // (the client went away, or the server is stopping: no error of the
-// server's, so it logs at Debug), else 500 without the details, which go
+// server's, so it logs at Debug) or refused by a strong read model that is
+// catching up (projections.ErrStrongCatchingUp: nothing written), else 500 without the details, which go
 // to the log.
 func (s *Server) writeError(w http.ResponseWriter, err error) {
 	var ve *ValidationError
@@ -286,6 +288,12 @@ func (s *Server) writeError(w http.ResponseWriter, err error) {
 		p := newProblem(http.StatusBadRequest, ProblemInvalidParameter, "Invalid query parameter", err.Error())
 		p.Parameter = "after"
 		writeProblem(w, p)
+	case errors.Is(err, projections.ErrStrongCatchingUp):
+		// A strong read model that is catching up refused the append:
+		// nothing was placed, and a retry soon will be.
+		s.cfg.Logger.Warn("web: a strong read model is catching up; the write was refused", "error", err)
+		w.Header().Set("Retry-After", "1")
+		writeProblem(w, newProblem(http.StatusServiceUnavailable, "", "", "a read model this write updates is catching up, and nothing was written: retry shortly"))
 	case errors.Is(err, context.Canceled):
 		s.cfg.Logger.Debug("web: request abandoned before it was answered", "error", err)
 		w.Header().Set("Retry-After", "1")

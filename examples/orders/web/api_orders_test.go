@@ -15,6 +15,7 @@ import (
 
 	"github.com/converge-es/converge/consistency"
 	"github.com/converge-es/converge/examples/orders/web"
+	"github.com/converge-es/converge/projections"
 )
 
 func TestPlaceOrder_AnswersAcceptedWithTheToken(t *testing.T) {
@@ -120,6 +121,19 @@ func TestAbandonedRequestIsNoServerError(t *testing.T) {
 	b.orders.placeErr = errors.New("disk full")
 	b.do(t, http.MethodPost, "/orders", jsonHeader(), strings.NewReader(body)).problem(t, http.StatusInternalServerError, "about:blank")
 	require.Contains(t, logged.String(), "level=ERROR")
+}
+
+// TestPlaceOrderRefusedByACatchingUpModelIsRetryable: a strong read model
+// that is catching up refuses the append (nothing written): the client is
+// told to retry (503, Retry-After), not that the server failed.
+func TestPlaceOrderRefusedByACatchingUpModelIsRetryable(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	b.orders.placeErr = fmt.Errorf("append order: %w (%q)", projections.ErrStrongCatchingUp, "customer_orders")
+	r := b.do(t, http.MethodPost, "/orders", jsonHeader(), strings.NewReader(`{"customer_id":"c-1","sku":"tea","qty":1,"card":"4242-4242-4242-4242"}`))
+	p := r.problem(t, http.StatusServiceUnavailable, "about:blank")
+	require.Equal(t, "1", r.header.Get("Retry-After"))
+	require.Contains(t, p["detail"], "nothing was written")
 }
 
 func TestGetOrder_WaitsForTheTokenAndNeverPassesStaleAsOK(t *testing.T) {

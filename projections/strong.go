@@ -59,10 +59,10 @@ func (h *strongHook) Wants(types []string) bool {
 // row as it was, and the later commit would overwrite the earlier's
 // effect. Concurrent appends wait on PostgreSQL, and in memory conflict
 // and run again, as units do. It leaves unstamped an append a
-// projection's processor is behind on (see behind), for After to refuse,
-// places the append after the last
-// one applied under the lock (feed.MarkScanner.OrderAfter), and stamps
-// the events each projection will apply.
+// projection's processor is behind on (see behind), for After to refuse;
+// otherwise it places the append after the last one applied under the
+// lock (feed.MarkScanner.OrderAfter) and stamps the events each
+// projection will apply.
 func (h *strongHook) Before(ctx context.Context, u feed.Unit, streamID string, evs []events.Event) ([]events.Event, error) {
 	reg := u.Registry()
 	types := make([]string, len(evs))

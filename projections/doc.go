@@ -42,7 +42,7 @@
 // so a Go type can be renamed freely while its registered name stays, and
 // events stored under an alias of it (events.Registry.Alias) reach the
 // same handler: register aliases before Runner.Start, which gives the
-// store the stored names to read. The projection's name is stored too (rows, checkpoint,
+// store the stored names its processors (live and rebuilds) read. The projection's name is stored too (rows, checkpoint,
 // Tracker entry): renaming a projection starts an empty one that replays
 // the feed.
 //

@@ -40,7 +40,12 @@ var (
 	// events appended without the hook, a halt). Applied now, the append
 	// would come before them; left to the processor, its handlers' checks
 	// would not run in it. Nothing is stored: append again once the
-	// projection has caught up (Runner.Status, a token wait).
+	// projection has caught up (Runner.Status, a token wait), in a new
+	// unit: while a unit that has written is open, the processor cannot
+	// pass it. A handler that appends such events is retried by its
+	// processor only MaxAttempts times, which a long catch-up (a Reset
+	// replaying a large feed) can outlast: rebuild a strong projection
+	// (Runner.Rebuild, beside the live rows) rather than reset it.
 	ErrStrongCatchingUp = errors.New("projections: strong projection is catching up: its processor has older events to apply before this append can be applied with it (nothing was stored; append again once it has caught up)")
 	// ErrResetAhead is returned by Reset (and recorded by a requested
 	// reset) for a token after the projection's position: a reset moves a

@@ -319,9 +319,9 @@ func (c *compiled) strong() bool { return c.class == consistency.Strong }
 
 // handler returns the handler of a stored type name, aliases included, and
 // nil for a type the projection does not handle. The aliases are resolved
-// at every call, so an event that reaches the processor under an alias
-// registered after Start still dispatches (the store-side filter, taken
-// at Start, lets it through only once a rebuild or restart takes it again).
+// at every call, but the store-side filter of the processors (live and
+// rebuilds) is taken at Start: an alias registered after Start reaches
+// them only from the next Start on (register aliases before Start).
 func (c *compiled) handler(storedType string) handlerFunc {
 	if h := c.handlers[storedType]; h != nil {
 		return h

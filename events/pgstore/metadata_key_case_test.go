@@ -58,16 +58,23 @@ func TestMetadataKeysAreReadAsSpelled(t *testing.T) {
 				m.CorrelationID = v
 			}
 		}
+		// Values and nested keys may spell the keys exactly: only the top
+		// level's keys count.
+		cause := []string{"cause", "correlation_id", "extra"}[rng.IntN(3)]
 		if k, exact := spell("causation_id"); rng.IntN(2) == 0 {
-			doc[k] = "cause"
+			doc[k] = cause
 			if exact {
-				m.CausationID = "cause"
+				m.CausationID = cause
 			}
 		}
+		extra := map[string]string{"tenant": "t"}
+		if rng.IntN(2) == 0 {
+			extra["correlation_id"] = "nested"
+		}
 		if k, exact := spell("extra"); rng.IntN(2) == 0 {
-			doc[k] = map[string]string{"tenant": "t"}
+			doc[k] = extra
 			if exact {
-				m.Extra = map[string]string{"tenant": "t"}
+				m.Extra = extra
 			}
 		}
 		meta, err := json.Marshal(doc)

@@ -1,7 +1,6 @@
 package pgstore
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -304,14 +303,56 @@ func decodeMetadata(b []byte, m *events.Metadata) error {
 	// does not. A key spelled otherwise, in a row written around the store
 	// (the store writes these keys as spelled), reads as absent, as it does
 	// there: one event then falls to the same partition however it is read.
-	if m.CorrelationID != "" && !bytes.Contains(b, []byte(`"correlation_id"`)) {
+	corr, cause, extra := topKeys(b)
+	if !corr {
 		m.CorrelationID = ""
 	}
-	if m.CausationID != "" && !bytes.Contains(b, []byte(`"causation_id"`)) {
+	if !cause {
 		m.CausationID = ""
 	}
-	if m.Extra != nil && !bytes.Contains(b, []byte(`"extra"`)) {
+	if !extra {
 		m.Extra = nil
 	}
 	return nil
+}
+
+// topKeys reports which of the metadata keys the JSON object b holds at
+// its top level, spelled exactly: a scan, without decoding. PostgreSQL
+// gives jsonb back with keys unescaped, so the raw bytes are the key.
+func topKeys(b []byte) (corr, cause, extra bool) {
+	depth, key := 0, false
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '{':
+			depth++
+			key = depth == 1
+		case '[':
+			depth++
+		case '}', ']':
+			depth--
+		case ',':
+			key = depth == 1
+		case '"':
+			j := i + 1
+			for j < len(b) && b[j] != '"' {
+				if b[j] == '\\' {
+					j++
+				}
+				j++
+			}
+			if key {
+				switch string(b[i+1 : min(j, len(b))]) {
+				case "correlation_id":
+					corr = true
+				case "causation_id":
+					cause = true
+				case "extra":
+					extra = true
+				}
+				key = false
+			}
+			i = j
+		}
+	}
+	return corr, cause, extra
 }

@@ -2,6 +2,7 @@ package projections_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,16 +11,17 @@ import (
 
 	"github.com/converge-es/converge/consistency"
 	"github.com/converge-es/converge/events"
+	"github.com/converge-es/converge/events/feed"
 	"github.com/converge-es/converge/projections"
 )
 
 // gatedRenames is a strong projection of Renamed that upserts each
 // account's name (order matters: the row is the latest event's) and holds
 // the nth apply of the event with the id gate holds until release fires.
-func gatedRenames(name string, nth int, gate *atomic.Value, entered, release *once) *projections.Projection {
+func gatedRenames(name string, nth int, gate *atomic.Value, entered, release *once, partitions ...int) *projections.Projection {
 	var mu sync.Mutex
 	calls := map[string]int{}
-	p := projections.New(name, &projections.Config{Class: consistency.Strong})
+	p := projections.New(name, &projections.Config{Class: consistency.Strong, Partitions: append(partitions, 1)[0]})
 	projections.On(p, func(ctx context.Context, tx *projections.Tx, env events.Envelope, e Renamed) error {
 		mu.Lock()
 		calls[env.ID]++
@@ -113,6 +115,45 @@ func TestStrongAppendDuringAResetReplayIsNotLost(t *testing.T) {
 			a, _ = account(t, r, "strong_replay", "a")
 			require.Equal(t, "newest", a.Name, "once the replay passed, appends are applied inline again")
 			f.awaitStored(t, "strong_replay", third.Token)
+		})
+	}
+}
+
+// TestStrongAppendWaitsOnlyForItsOwnPartition: a split strong projection
+// refuses an append only while the partition its events fall in has older
+// events to apply; an append to another partition is applied at once.
+func TestStrongAppendWaitsOnlyForItsOwnPartition(t *testing.T) {
+	t.Parallel()
+	// Two streams of different partitions (of 2, by stream).
+	part := func(stream string) int {
+		return feed.PartitionOf(feed.KeyOf(feed.ByStream, events.Envelope{StreamID: stream}), 2)
+	}
+	behind, other := "acct-a0", ""
+	for i := 0; other == ""; i++ {
+		if s := fmt.Sprintf("acct-b%d", i); part(s) != part(behind) {
+			other = s
+		}
+	}
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			f := b.setup(t)
+			ctx := context.Background()
+			var gate atomic.Value
+			entered, release := newOnce(), newOnce()
+			defer release.fire()
+			p := gatedRenames("strong_split", 1, &gate, entered, release, 2)
+
+			first := f.append(t, behind, Renamed{"a", "old"}) // before the Runner: no hook
+			gate.Store(first.EventIDs[0])
+			r := f.start(t, projections.RunnerConfig{Projections: []*projections.Projection{p}})
+			await(t, entered.C(), "the processor applying the first event")
+
+			_, err := f.store.Append(ctx, behind, events.AnyVersion, events.Event{Data: Renamed{"a", "new"}})
+			require.ErrorIs(t, err, projections.ErrStrongCatchingUp, "its partition has the older event to apply")
+			f.append(t, other, Renamed{"b", "at once"})
+			got, _ := account(t, r, "strong_split", "b")
+			require.Equal(t, "at once", got.Name, "the other partition's append is applied at once")
 		})
 	}
 }

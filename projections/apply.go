@@ -133,7 +133,7 @@ func (a *applier) handle(ctx context.Context, env events.Envelope) error {
 		if !env.Token.After(st.SkipTo) {
 			return nil // the rebuild that became this generation applied it
 		}
-		if appliedInline(env, a.proj.name) && env.Token.After(st.MarksUpTo) {
+		if feed.Marked(env, a.proj.name) && env.Token.After(st.MarksUpTo) {
 			return nil // the append hook applied it
 		}
 	} else {

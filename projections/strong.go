@@ -150,9 +150,9 @@ const (
 // the strong handlers' checks. So such an append is refused
 // (ErrStrongCatchingUp): Before leaves its events unstamped and After
 // refuses it, unless it is a retry of an append already stored, which
-// reaches no After and is reported as stored. The lock row that serialises strong appends is
-// held, so no other strong append comes between this check and the
-// commit; the processor only moves forward meanwhile (a Reset takes the
+// reaches no After and is reported as stored. The lock row that
+// serialises strong appends is held, so no other strong append comes
+// between this check and the commit; the processor only moves forward meanwhile (a Reset takes the
 // state row, which this unit holds with LockShare).
 func (h *strongHook) behind(ctx context.Context, ms feed.MarkScanner, p *compiled, st state, streamID string, evs []events.Event, types []string) (bool, error) {
 	pos, err := ms.PositionsNow(ctx, p.checkpoints(p.name)...)
@@ -213,7 +213,7 @@ func (h *strongHook) After(ctx context.Context, u feed.Unit, envs []events.Envel
 			if hf == nil {
 				continue
 			}
-			if !appliedInline(env, p.name) {
+			if !feed.Marked(env, p.name) {
 				// Before left it unstamped: the processor is behind.
 				return fmt.Errorf("%w (%q)", ErrStrongCatchingUp, p.name)
 			}
@@ -252,21 +252,6 @@ func (h *strongHook) After(ctx context.Context, u feed.Unit, envs []events.Envel
 // are placed after (feed.MarkScanner.OrderAfter).
 type strongLock struct {
 	Last events.Token `json:"last,omitzero"`
-}
-
-// appliedInline reports whether the append hook applied env to projection
-// name.
-func appliedInline(env events.Envelope, name string) bool {
-	marks := env.Metadata.Extra[AppliedMetadataKey]
-	if marks == "" {
-		return false
-	}
-	for m := range strings.FieldsSeq(marks) {
-		if m == name {
-			return true
-		}
-	}
-	return false
 }
 
 // strongClaims are the strong projections whose append hook runs, by
